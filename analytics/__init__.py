@@ -1,0 +1,1 @@
+"""Analytics: streaming windows over readings, demand, energy accounting and detectors."""

@@ -1,0 +1,1 @@
+"""The FastAPI service: park hierarchy, meter readings and series for boards and clients."""

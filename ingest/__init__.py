@@ -1,0 +1,1 @@
+"""Ingest: broker → validate → batch → InfluxDB, with dead letters for what is rejected."""

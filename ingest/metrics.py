@@ -1,0 +1,40 @@
+"""Ingest's Prometheus metrics, in a registry of their own (never the global one)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class IngestMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.messages = Counter("pw_ingest_messages", "MQTT messages received", registry=r)
+        self.readings = Counter("pw_ingest_readings", "readings accepted for writing", registry=r)
+        self.values_written = Counter(
+            "pw_ingest_values_written", "quantity values stored in InfluxDB", registry=r
+        )
+        self.rejected = Counter(
+            "pw_ingest_rejected", "rejections by reason", ["reason"], registry=r
+        )
+        self.deadletters = Counter(
+            "pw_ingest_deadletters", "messages published to a dead-letter topic", registry=r
+        )
+        self.in_progress = Gauge(
+            "pw_ingest_messages_in_progress", "messages received, not yet acknowledged", registry=r
+        )
+        self.write_latency = Histogram(
+            "pw_ingest_write_seconds",
+            "time from receiving a message to its points being stored",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=r,
+        )
+        self.lag = Gauge(
+            "pw_ingest_lag_seconds",
+            "age of the newest reading stored, by its source time",
+            registry=r,
+        )
+        self.broker_up = Gauge("pw_ingest_broker_up", "1 while connected to the broker", registry=r)
+        self.database_up = Gauge(
+            "pw_ingest_database_up", "0 while InfluxDB writes are failing", registry=r
+        )

@@ -1,0 +1,270 @@
+"""The ingest service: shared subscription → validate → InfluxDB → acknowledge.
+
+Delivery guarantee: ingest subscribes with QoS 1 on a persistent session (``clean_start``
+false, a session expiry) and acknowledges each message only after its points are stored, in
+the order the messages arrived. A crash, a broker restart or a database outage therefore
+leaves unacknowledged messages with the broker, which delivers them again; a re-delivered
+batch writes the same points (same series and timestamp) and so overwrites, never duplicates.
+
+Overflow policy: the broker sends at most ``receive_maximum`` unacknowledged messages (MQTT
+v5 flow control), and the writer holds a bounded number of batches; when InfluxDB is slow or
+down, writes wait, acknowledgements stop, and the broker stops sending — memory stays flat
+and the backlog waits in the broker's queue for this session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import aiomqtt
+
+from ingest.metrics import IngestMetrics
+from ingest.settings import IngestSettings
+from parkwatch import mqtt, topics
+from parkwatch.influx import InfluxReader, InfluxRejectedError, InfluxWriter
+from parkwatch.lineprotocol import encode_float_fields, format_field_value, series_key
+from parkwatch.retry import Backoff, OutageLog
+from parkwatch.site import SiteRegistry
+from parkwatch.wire import (
+    AcceptedReading,
+    Limits,
+    ParsedBatch,
+    Reason,
+    Rejection,
+    deadletter_payload,
+    parse_batch,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Pending:
+    mid: int
+    qos: int
+    done: bool = False
+
+
+class AckTracker:
+    """Acknowledges messages in arrival order once each is handled (MQTT v5 §4.6 asks PUBACKs
+    in the order the PUBLISHes came), even when later messages finish first."""
+
+    def __init__(self, send_ack: Callable[[int, int], object]) -> None:
+        self._send_ack = send_ack
+        self._queue: deque[_Pending] = deque()
+
+    def received(self, mid: int, qos: int) -> _Pending:
+        entry = _Pending(mid, qos)
+        self._queue.append(entry)
+        return entry
+
+    def done(self, entry: _Pending) -> None:
+        entry.done = True
+        while self._queue and self._queue[0].done:
+            head = self._queue.popleft()
+            if head.qos > 0:
+                self._send_ack(head.mid, head.qos)
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+
+class LineEncoder:
+    """Accepted readings → line protocol, with each meter's series key computed once."""
+
+    def __init__(self) -> None:
+        self._keys: dict[tuple[str, str], str] = {}
+
+    def lines(self, park: str, readings: list[AcceptedReading]) -> list[str]:
+        out = []
+        for reading in readings:
+            meter = reading.meter
+            key = self._keys.get((park, meter.id))
+            if key is None:
+                tags = {"park": park, "enterprise": meter.enterprise, "meter": meter.id}
+                key = self._keys[(park, meter.id)] = series_key(meter.utility.value, tags)
+            fields = encode_float_fields(reading.q)
+            if reading.s != "ok":
+                fields += f",quality={format_field_value(reading.s)}"
+            out.append(f"{key} {fields} {reading.t}")
+        return out
+
+
+class IngestService:
+    def __init__(
+        self,
+        settings: IngestSettings,
+        registry: SiteRegistry,
+        *,
+        metrics: IngestMetrics | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.metrics = metrics or IngestMetrics()
+        self.clock = clock
+        self.limits = Limits(max_bytes=settings.max_message_bytes)
+        self.encoder = LineEncoder()
+        self.subscribed = asyncio.Event()
+        self.broker_outage = OutageLog(log, f"MQTT broker at {settings.mqtt.url}")
+        self.writer: InfluxWriter | None = None
+
+    async def run(self) -> None:
+        s = self.settings
+        writer = InfluxWriter(
+            s.influx,
+            batch_lines=s.batch_lines,
+            flush_interval_s=s.flush_interval_s,
+            max_in_flight=s.writes_in_flight,
+        )
+        async with writer:
+            self.writer = writer
+            await self._ensure_database()
+            backoff = Backoff()
+            while True:
+                try:
+                    await self._session(writer)
+                except aiomqtt.MqttError as exc:
+                    self.subscribed.clear()
+                    self.metrics.broker_up.set(0)
+                    self.broker_outage.failed(exc)
+                    await asyncio.sleep(backoff.next_delay())
+                else:
+                    return
+
+    async def _ensure_database(self) -> None:
+        if self.settings.influx.api != "v1":
+            return  # a v2/v3 bucket is created by its administrator
+        outage = OutageLog(log, f"InfluxDB at {self.settings.influx.url}")
+        backoff = Backoff()
+        async with InfluxReader(self.settings.influx) as reader:
+            while True:
+                try:
+                    await reader.create_database()
+                except Exception as exc:
+                    outage.failed(exc)
+                    self.metrics.database_up.set(0)
+                    await asyncio.sleep(backoff.next_delay())
+                else:
+                    outage.recovered()
+                    self.metrics.database_up.set(1)
+                    return
+
+    async def _session(self, writer: InfluxWriter) -> None:
+        s = self.settings
+        client = mqtt.client(
+            s.mqtt,
+            s.client_id,
+            clean_start=False,
+            session_expiry_s=s.session_expiry_s,
+            receive_maximum=s.receive_maximum,
+        )
+        # aiomqtt 2.5 has no public switch for manual acknowledgement; paho (which it wraps)
+        # has, and it is what lets us acknowledge only after the write.
+        client._client.manual_ack_set(True)
+        async with client:
+            await client.subscribe(topics.shared(topics.ALL_DATA, s.share_group), qos=1)
+            self.broker_outage.recovered()
+            self.metrics.broker_up.set(1)
+            self.subscribed.set()
+            log.info("ingest %s subscribed to %s", s.client_id, topics.ALL_DATA)
+            acks = AckTracker(client._client.ack)
+            # QoS 0 messages are not flow-controlled by the broker; this bounds them too
+            slots = asyncio.Semaphore(s.receive_maximum)
+            async with asyncio.TaskGroup() as tasks:
+                async for message in client.messages:
+                    await slots.acquire()
+                    entry = acks.received(message.mid, message.qos)
+                    self.metrics.in_progress.inc()
+                    task = tasks.create_task(self._handle(client, writer, message))
+                    task.add_done_callback(
+                        lambda t, e=entry: self._finished(t, e, acks, slots)  # type: ignore[misc]
+                    )
+
+    def _finished(
+        self,
+        task: asyncio.Task[None],
+        entry: _Pending,
+        acks: AckTracker,
+        slots: asyncio.Semaphore,
+    ) -> None:
+        slots.release()
+        self.metrics.in_progress.dec()
+        if not task.cancelled() and task.exception() is None:
+            acks.done(entry)
+
+    async def _handle(
+        self, client: aiomqtt.Client, writer: InfluxWriter, message: aiomqtt.Message
+    ) -> None:
+        received = self.clock()
+        self.metrics.messages.inc()
+        payload = message.payload
+        if not isinstance(payload, bytes | bytearray):
+            payload = str(payload).encode()
+        topic = str(message.topic)
+        try:
+            data_topic = topics.parse_data_topic(topic)
+        except topics.TopicError as exc:
+            log.warning("ignoring message on %s: %s", topic, exc)
+            self.metrics.rejected.labels("bad_topic").inc()
+            return
+        parsed = parse_batch(
+            bytes(payload), data_topic, self.registry, int(received * 1000), self.limits
+        )
+        lines = self.encoder.lines(parsed.park, parsed.readings)
+        if lines:
+            await self._store(writer, parsed, lines)
+        if parsed.rejections:
+            await self._deadletter(client, topic, parsed, bytes(payload), received)
+        self.metrics.write_latency.observe(self.clock() - received)
+
+    async def _store(self, writer: InfluxWriter, parsed: ParsedBatch, lines: list[str]) -> None:
+        try:
+            await writer.write(lines)
+        except InfluxRejectedError:
+            # The batch this message shared was refused; try its own lines alone so that
+            # another message's bad line cannot cost this one's good readings.
+            try:
+                await writer.write_now(lines)
+            except InfluxRejectedError as exc:
+                parsed.rejections.append(Rejection(Reason.DATABASE_REJECTED, str(exc)))
+                return
+        self.metrics.database_up.set(1)
+        self.metrics.readings.inc(len(parsed.readings))
+        self.metrics.values_written.inc(parsed.values_accepted)
+        newest = max(r.t for r in parsed.readings)
+        self.metrics.lag.set(max(0.0, self.clock() - newest / 1000))
+
+    async def _deadletter(
+        self,
+        client: aiomqtt.Client,
+        topic: str,
+        parsed: ParsedBatch,
+        payload: bytes,
+        received: float,
+    ) -> None:
+        for rejection in parsed.rejections:
+            self.metrics.rejected.labels(rejection.reason.value).inc()
+        body = deadletter_payload(topic, parsed, payload, int(received * 1000))
+        await client.publish(topics.deadletter_topic(parsed.park), body, qos=1)
+        self.metrics.deadletters.inc()
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("dead letter for %s seq=%s: %s", topic, parsed.seq, parsed.rejections)
+
+
+async def run_ingest(settings: IngestSettings) -> None:
+    """Entry point of ``parkwatch ingest``: the service plus its /metrics and /health."""
+    registry = SiteRegistry.from_files(settings.sites)
+    service = IngestService(settings, registry)
+    async with contextlib.AsyncExitStack() as stack:
+        if settings.http_port:
+            from ingest.http import serve_http
+
+            await stack.enter_async_context(serve_http(service))
+        await service.run()

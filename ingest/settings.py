@@ -1,0 +1,27 @@
+"""Ingest settings (env prefix ``PW_INGEST_``)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from parkwatch.settings import ServiceSettings
+
+
+class IngestSettings(ServiceSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="PW_INGEST_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    # a stable id per replica: the broker keeps its session (and unacknowledged messages)
+    client_id: str = "ingest-0"
+    share_group: str = "ingest"
+    session_expiry_s: int = Field(default=86_400, ge=0)
+    # most unacknowledged messages the broker may send us; bounds memory
+    receive_maximum: int = Field(default=256, ge=1, le=65_535)
+    batch_lines: int = Field(default=5_000, ge=1)
+    flush_interval_s: float = Field(default=0.25, gt=0)
+    writes_in_flight: int = Field(default=4, ge=1)
+    max_message_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=0, ge=0)  # /metrics and /health; 0 = no HTTP server

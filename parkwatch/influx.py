@@ -1,0 +1,407 @@
+"""Async InfluxDB access over the v1 HTTP API: a batching line-protocol writer and an
+InfluxQL reader.
+
+The writer batches by size and time, gzips bodies, keeps several writes in flight, retries
+connection errors and 5xx with jittered backoff (logged once per outage) and never retries a
+4xx: the database said the data is wrong, so the caller gets :class:`InfluxRejectedError`.
+``api="v2"`` sends writes to ``/api/v2/write`` with a token; queries always use ``/query``
+(InfluxQL), which 2.x and 3.x serve as their v1-compatible API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gzip
+import logging
+import math
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import httpx
+import orjson
+
+from parkwatch.retry import Backoff, OutageLog
+from parkwatch.settings import InfluxSettings
+
+log = logging.getLogger(__name__)
+
+
+class InfluxError(Exception):
+    """Base of every error raised by this module."""
+
+
+class InfluxUnavailableError(InfluxError):
+    """The database could not be reached or answered 5xx (after the allowed retries)."""
+
+
+class InfluxRejectedError(InfluxError):
+    """The database refused the request (4xx); retrying the same request cannot help."""
+
+    def __init__(self, status: int, body: str) -> None:
+        super().__init__(f"InfluxDB answered {status}: {body[:500]}")
+        self.status = status
+        self.body = body
+
+
+class InfluxQueryError(InfluxError):
+    """InfluxQL statement failed (syntax, unknown database, ...)."""
+
+
+def _auth(settings: InfluxSettings) -> tuple[dict[str, str], httpx.BasicAuth | None]:
+    headers: dict[str, str] = {}
+    auth = None
+    if settings.token is not None:
+        headers["Authorization"] = f"Token {settings.token.get_secret_value()}"
+    elif settings.username is not None:
+        password = settings.password.get_secret_value() if settings.password else ""
+        auth = httpx.BasicAuth(settings.username, password)
+    return headers, auth
+
+
+def _client(settings: InfluxSettings, max_connections: int = 8) -> httpx.AsyncClient:
+    headers, auth = _auth(settings)
+    return httpx.AsyncClient(
+        base_url=settings.url,
+        headers=headers,
+        auth=auth,
+        timeout=httpx.Timeout(settings.timeout_s, connect=5.0),
+        limits=httpx.Limits(max_connections=max_connections),
+    )
+
+
+async def _post_with_retry(
+    client: httpx.AsyncClient,
+    url: str,
+    *,
+    params: Mapping[str, str],
+    content: bytes,
+    headers: Mapping[str, str],
+    outage: OutageLog,
+    max_retry_s: float | None,
+) -> httpx.Response:
+    backoff = Backoff()
+    started = time.monotonic()
+    while True:
+        try:
+            response = await client.post(url, params=params, content=content, headers=headers)
+            if response.status_code < 500:
+                outage.recovered()
+                if response.status_code >= 400:
+                    raise InfluxRejectedError(response.status_code, response.text)
+                return response
+            error: str = f"HTTP {response.status_code}: {response.text[:200]}"
+        except httpx.TransportError as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        outage.failed(error)
+        if max_retry_s is not None and time.monotonic() - started > max_retry_s:
+            raise InfluxUnavailableError(f"{url}: {error}")
+        await asyncio.sleep(backoff.next_delay())
+
+
+@dataclass
+class WriterStats:
+    points_written: int = 0
+    batches_written: int = 0
+    write_seconds_total: float = 0.0
+    last_write_s: float = 0.0
+    in_flight: int = 0
+    buffered: int = 0
+    rejected_batches: int = 0
+
+
+@dataclass
+class _Pending:
+    lines: list[str] = field(default_factory=list)
+    done: asyncio.Future[None] | None = None
+
+
+class InfluxWriter:
+    """Batches line-protocol lines and writes them; ``write`` returns once they are stored.
+
+    Use as ``async with InfluxWriter(settings) as writer``: the context owns the HTTP client
+    and the flush timer, and on exit flushes what is buffered and awaits writes in flight.
+
+    Overflow policy: at most ``max_in_flight`` writes run at once and at most
+    ``max_buffered_batches`` full batches wait behind them; a ``write`` beyond that waits
+    (backpressure on the caller) instead of growing memory.
+    """
+
+    def __init__(
+        self,
+        settings: InfluxSettings,
+        *,
+        batch_lines: int = 5000,
+        flush_interval_s: float = 0.5,
+        max_in_flight: int = 4,
+        max_buffered_batches: int = 4,
+        gzip_level: int = 1,
+        max_retry_s: float | None = None,
+    ) -> None:
+        self.settings = settings
+        self.batch_lines = batch_lines
+        self.flush_interval_s = flush_interval_s
+        self.gzip_level = gzip_level
+        self.max_retry_s = max_retry_s  # None: retry until the database is back
+        self.stats = WriterStats()
+        self.outage = OutageLog(log, f"InfluxDB at {settings.url}")
+        self._max_in_flight = max_in_flight
+        self._slots = asyncio.Semaphore(max_in_flight + max_buffered_batches)
+        self._in_flight = asyncio.Semaphore(max_in_flight)
+        self._pending = _Pending()
+        self._pending_since = 0.0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._client: httpx.AsyncClient | None = None
+        self._timer: asyncio.Task[None] | None = None
+        if settings.api == "v2":
+            if settings.token is None:
+                raise ValueError("the v2 write API needs a token")
+            self._url = "/api/v2/write"
+            self._params = {
+                "bucket": settings.bucket or settings.database,
+                "org": settings.org or "",
+                "precision": "ms",
+            }
+        else:
+            self._url = "/write"
+            self._params = {"db": settings.database, "precision": "ms"}
+
+    async def __aenter__(self) -> InfluxWriter:
+        self._client = _client(self.settings, max_connections=self._max_in_flight + 1)
+        self._timer = asyncio.create_task(self._flush_timer(), name="influx-flush-timer")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if exc_type is None:
+                await self.flush()
+        finally:
+            if self._timer is not None:
+                self._timer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._timer
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            if self._client is not None:
+                await self._client.aclose()
+
+    async def write(self, lines: Sequence[str]) -> None:
+        """Add lines to the current batch and wait until that batch is stored."""
+        if not lines:
+            return
+        if self._pending.done is None:
+            self._pending.done = asyncio.get_running_loop().create_future()
+            self._pending_since = time.monotonic()
+        pending = self._pending
+        pending.lines.extend(lines)
+        self.stats.buffered = len(pending.lines)
+        assert pending.done is not None
+        done = pending.done
+        if len(pending.lines) >= self.batch_lines:
+            await self._dispatch()
+        await asyncio.shield(done)
+
+    async def flush(self) -> None:
+        """Send what is buffered and wait for every write in flight."""
+        if self._pending.lines:
+            await self._dispatch()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def write_now(self, lines: Sequence[str]) -> None:
+        """Write these lines as one request, bypassing the batch (used by plain bulk loads)."""
+        await self._post(list(lines))
+
+    async def _flush_timer(self) -> None:
+        while True:
+            await asyncio.sleep(self.flush_interval_s / 2)
+            if self._pending.lines and (
+                time.monotonic() - self._pending_since >= self.flush_interval_s
+            ):
+                await self._dispatch()
+
+    async def _dispatch(self) -> None:
+        pending, self._pending = self._pending, _Pending()
+        self.stats.buffered = 0
+        await self._slots.acquire()  # backpressure: bounded number of batches in memory
+        task = asyncio.create_task(self._send(pending), name="influx-write")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, pending: _Pending) -> None:
+        assert pending.done is not None
+        try:
+            async with self._in_flight:
+                self.stats.in_flight += 1
+                try:
+                    await self._post(pending.lines)
+                finally:
+                    self.stats.in_flight -= 1
+        except BaseException as exc:
+            if not pending.done.done():
+                pending.done.set_exception(exc)
+                # retrieved by every waiter via shield; mark retrieved for the no-waiter case
+                pending.done.exception()
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+        else:
+            if not pending.done.done():
+                pending.done.set_result(None)
+        finally:
+            self._slots.release()
+
+    async def _post(self, lines: list[str]) -> None:
+        assert self._client is not None, "use InfluxWriter as an async context manager"
+        body = ("\n".join(lines) + "\n").encode()
+        headers = {"Content-Type": "text/plain; charset=utf-8"}
+        if self.gzip_level > 0:
+            # zlib releases the GIL: compress in a thread while the loop keeps parsing
+            body = await asyncio.to_thread(gzip.compress, body, self.gzip_level)
+            headers["Content-Encoding"] = "gzip"
+        started = time.monotonic()
+        try:
+            await _post_with_retry(
+                self._client,
+                self._url,
+                params=self._params,
+                content=body,
+                headers=headers,
+                outage=self.outage,
+                max_retry_s=self.max_retry_s,
+            )
+        except InfluxRejectedError:
+            self.stats.rejected_batches += 1
+            raise
+        elapsed = time.monotonic() - started
+        self.stats.points_written += len(lines)
+        self.stats.batches_written += 1
+        self.stats.write_seconds_total += elapsed
+        self.stats.last_write_s = elapsed
+
+
+@dataclass(frozen=True)
+class Series:
+    name: str
+    tags: dict[str, str]
+    columns: list[str]
+    values: list[list[Any]]
+
+    def records(self) -> list[dict[str, Any]]:
+        return [dict(zip(self.columns, row, strict=True)) for row in self.values]
+
+
+def quote_ident(name: str) -> str:
+    """An InfluxQL identifier in double quotes."""
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def quote_string(value: str) -> str:
+    """An InfluxQL string literal in single quotes."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+class InfluxReader:
+    """InfluxQL over ``/query``; times come back as epoch milliseconds."""
+
+    def __init__(self, settings: InfluxSettings) -> None:
+        self.settings = settings
+        self._client: httpx.AsyncClient | None = None
+
+    async def __aenter__(self) -> InfluxReader:
+        self._client = _client(self.settings)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+
+    async def ping(self) -> bool:
+        assert self._client is not None
+        try:
+            response = await self._client.get("/ping", timeout=2.0)
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 204
+
+    async def execute(self, statement: str, *, database: str | None = None) -> list[list[Series]]:
+        """Run one or more ``;``-separated statements; one list of series per statement."""
+        assert self._client is not None, "use InfluxReader as an async context manager"
+        params = {"db": database or self.settings.database, "epoch": "ms"}
+        try:
+            response = await self._client.post("/query", params=params, data={"q": statement})
+        except httpx.TransportError as exc:
+            raise InfluxUnavailableError(f"{self.settings.url}: {exc}") from exc
+        if response.status_code >= 500:
+            raise InfluxUnavailableError(f"HTTP {response.status_code}: {response.text[:200]}")
+        try:
+            payload = orjson.loads(response.content)
+        except orjson.JSONDecodeError as exc:
+            raise InfluxQueryError(f"HTTP {response.status_code}: {response.text[:200]}") from exc
+        if "error" in payload:
+            raise InfluxQueryError(payload["error"])
+        out: list[list[Series]] = []
+        for result in payload.get("results", []):
+            if "error" in result:
+                raise InfluxQueryError(result["error"])
+            out.append(
+                [
+                    Series(
+                        name=s.get("name", ""),
+                        tags=s.get("tags") or {},
+                        columns=s["columns"],
+                        values=s["values"],
+                    )
+                    for s in result.get("series", [])
+                ]
+            )
+        return out
+
+    async def query(self, statement: str) -> list[Series]:
+        results = await self.execute(statement)
+        return results[0] if results else []
+
+    async def create_database(self, name: str | None = None) -> None:
+        await self.execute(f"CREATE DATABASE {quote_ident(name or self.settings.database)}")
+
+    async def count(self, measurement: str, field_name: str, where: str = "") -> int:
+        clause = f" WHERE {where}" if where else ""
+        series = await self.query(
+            f"SELECT count({quote_ident(field_name)}) FROM {quote_ident(measurement)}{clause}"
+        )
+        return sum(int(row[1]) for s in series for row in s.values if row[1] is not None)
+
+
+def ms_literal(epoch_ms: int | float) -> str:
+    """A time literal for an InfluxQL WHERE clause."""
+    if not math.isfinite(epoch_ms):
+        raise ValueError("time must be finite")
+    return f"{int(epoch_ms)}ms"
+
+
+def where_tags(tags: Mapping[str, str]) -> str:
+    return " AND ".join(f"{quote_ident(k)} = {quote_string(v)}" for k, v in tags.items())
+
+
+def chunks(lines: Iterable[str], size: int) -> Iterable[list[str]]:
+    batch: list[str] = []
+    for line in lines:
+        batch.append(line)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

@@ -1,0 +1,353 @@
+"""The wire format: a gateway's batch of readings, and its strict validation.
+
+A batch is ``{"v":1,"gw":..,"seq":..,"readings":[{"m":..,"t":..,"q":{..},"s":..}]}``.
+:func:`parse_batch` never raises for bad input: it returns the readings worth storing and one
+:class:`Rejection` (with a reason code and a precise message) per bad message, reading or
+value. A bad value is rejected alone; the rest of its reading and batch is kept.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Annotated, Any, Literal, NotRequired
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, ValidationError
+from typing_extensions import TypedDict
+
+from parkwatch.quantities import QUANTITIES
+from parkwatch.site import Meter, SiteRegistry
+from parkwatch.slugs import Slug
+from parkwatch.topics import DataTopic
+
+WIRE_VERSION: Literal[1] = 1
+EPOCH_2000_MS = 946_684_800_000
+DAY_MS = 86_400_000
+
+
+class Quality(StrEnum):
+    OK = "ok"
+    STALE = "stale"
+    ESTIMATED = "estimated"
+    BAD = "bad"
+
+
+class Reason(StrEnum):
+    """Why something was rejected; the label of the rejection counter."""
+
+    TOO_LARGE = "too_large"
+    NOT_JSON = "not_json"
+    BAD_ENVELOPE = "bad_envelope"
+    UNSUPPORTED_VERSION = "unsupported_version"
+    GATEWAY_MISMATCH = "gateway_mismatch"
+    BAD_READING = "bad_reading"
+    BAD_METER_ID = "bad_meter_id"
+    BAD_TIMESTAMP = "bad_timestamp"
+    TIMESTAMP_IN_FUTURE = "timestamp_in_future"
+    UNKNOWN_PARK = "unknown_park"
+    UNKNOWN_METER = "unknown_meter"
+    WRONG_GATEWAY = "wrong_gateway"
+    BAD_VALUE = "bad_value"
+    UNKNOWN_QUANTITY = "unknown_quantity"
+    QUANTITY_NOT_FOR_UTILITY = "quantity_not_for_utility"
+    IMPLAUSIBLE_VALUE = "implausible_value"
+    DATABASE_REJECTED = "database_rejected"
+
+
+# --- the schema (pydantic); the models double as the documented contract -----------------
+
+_STRICT = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
+
+
+QualityName = Literal["ok", "stale", "estimated", "bad"]
+
+
+class ReadingIn(TypedDict):
+    __pydantic_config__ = _STRICT  # type: ignore[misc]
+
+    m: Slug
+    t: Annotated[StrictInt, Field(ge=EPOCH_2000_MS)]
+    q: Annotated[dict[str, float], Field(min_length=1, max_length=64)]
+    s: NotRequired[QualityName]
+
+
+class Reading(BaseModel):
+    """One meter at one moment (the model gateways build; ingest validates ``ReadingIn``)."""
+
+    model_config = _STRICT
+
+    m: Slug
+    t: Annotated[StrictInt, Field(ge=EPOCH_2000_MS)]
+    q: Annotated[dict[str, float], Field(min_length=1, max_length=64)]
+    s: Quality = Quality.OK
+
+
+class Batch(BaseModel):
+    model_config = _STRICT
+
+    v: Literal[1] = WIRE_VERSION
+    gw: Slug
+    seq: Annotated[StrictInt, Field(ge=0)]
+    readings: list[Reading]
+
+
+class _Envelope(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    v: Literal[1]
+    gw: Slug
+    seq: Annotated[StrictInt, Field(ge=0)]
+    readings: list[Any]
+
+
+_READINGS = TypeAdapter(list[ReadingIn])
+_ONE_READING = TypeAdapter(ReadingIn)
+
+
+def encode_batch(gateway: str, seq: int, readings: Sequence[dict[str, Any]]) -> bytes:
+    """Serialise a batch; readings are ``{"m","t","q"[,"s"]}`` dicts."""
+    return orjson.dumps({"v": WIRE_VERSION, "gw": gateway, "seq": seq, "readings": readings})
+
+
+# --- parsing ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_bytes: int = 4 * 1024 * 1024
+    max_readings: int = 20_000
+    max_future_ms: int = DAY_MS  # a clock more than a day ahead is wrong, not early
+
+
+@dataclass(slots=True)
+class Rejection:
+    reason: Reason
+    detail: str
+    index: int | None = None  # position of the reading in the batch
+    meter: str | None = None
+    quantity: str | None = None
+    reading: Any = None  # the offending reading as received
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"reason": self.reason.value, "detail": self.detail}
+        for key in ("index", "meter", "quantity", "reading"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        return out
+
+
+@dataclass(slots=True)
+class AcceptedReading:
+    meter: Meter
+    t: int
+    q: dict[str, float]
+    s: str = "ok"
+
+
+@dataclass
+class ParsedBatch:
+    park: str
+    gateway: str
+    seq: int | None = None
+    readings: list[AcceptedReading] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+    message_rejected: bool = False  # nothing in the message could be used
+
+    @property
+    def values_accepted(self) -> int:
+        return sum(len(r.q) for r in self.readings)
+
+
+def _fmt_error(err: Any) -> str:
+    loc = ".".join(str(p) for p in err["loc"])
+    got = err.get("input")
+    shown = repr(got) if not isinstance(got, dict | list) else type(got).__name__
+    if len(shown) > 80:
+        shown = shown[:77] + "..."
+    return f"{loc}: {err['msg']} (got {shown})" if loc else f"{err['msg']} (got {shown})"
+
+
+def _whole(parsed: ParsedBatch, reason: Reason, detail: str) -> ParsedBatch:
+    parsed.rejections.append(Rejection(reason, detail))
+    parsed.message_rejected = True
+    return parsed
+
+
+def _reading_reason(err: Any) -> Reason:
+    field_name = err["loc"][1] if len(err["loc"]) > 1 else None
+    if field_name == "m":
+        return Reason.BAD_METER_ID
+    if field_name == "t":
+        return Reason.BAD_TIMESTAMP
+    return Reason.BAD_READING
+
+
+def _validate_readings(raw: list[Any], parsed: ParsedBatch) -> list[tuple[int, ReadingIn]]:
+    """Schema-check every reading; value errors drop the value, other errors the reading."""
+    try:
+        return list(enumerate(_READINGS.validate_python(raw)))
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+    bad_readings: dict[int, Any] = {}
+    bad_values: dict[int, dict[str, Any]] = {}
+    for err in errors:
+        loc = err["loc"]
+        index = loc[0]
+        assert isinstance(index, int)
+        # ("i", "q", key) is a value error; ("i", "q", key, "[key]") is a key error
+        if len(loc) == 3 and loc[1] == "q" and isinstance(loc[2], str):
+            bad_values.setdefault(index, {})[loc[2]] = err
+        else:
+            bad_readings.setdefault(index, err)
+    out: list[tuple[int, ReadingIn]] = []
+    for index, item in enumerate(raw):
+        meter = item.get("m") if isinstance(item, dict) else None
+        meter = meter if isinstance(meter, str) else None
+        if index in bad_readings:
+            err = bad_readings[index]
+            parsed.rejections.append(
+                Rejection(_reading_reason(err), _fmt_error(err), index, meter, reading=item)
+            )
+            continue
+        if index in bad_values:
+            for key, err in bad_values[index].items():
+                parsed.rejections.append(
+                    Rejection(Reason.BAD_VALUE, _fmt_error(err), index, meter, key, reading=item)
+                )
+            kept = {k: v for k, v in item["q"].items() if k not in bad_values[index]}
+            if not kept:
+                continue
+            item = {**item, "q": kept}
+        out.append((index, _ONE_READING.validate_python(item)))
+    return out
+
+
+def parse_batch(
+    payload: bytes,
+    topic: DataTopic,
+    registry: SiteRegistry,
+    now_ms: int,
+    limits: Limits = Limits(),
+) -> ParsedBatch:
+    """Validate one message from ``pw/v1/{park}/{gateway}/data``; never raises on bad input."""
+    parsed = ParsedBatch(park=topic.park, gateway=topic.gateway)
+    if len(payload) > limits.max_bytes:
+        return _whole(
+            parsed, Reason.TOO_LARGE, f"{len(payload)} bytes > limit of {limits.max_bytes}"
+        )
+    try:
+        doc = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        # Gateways written with Python's json module send NaN/Infinity literals; parse those
+        # leniently so the non-finite values are rejected alone and the rest is kept.
+        try:
+            doc = json.loads(payload)
+        except (ValueError, RecursionError):
+            return _whole(parsed, Reason.NOT_JSON, str(exc))
+    if isinstance(doc, dict) and doc.get("v", WIRE_VERSION) != WIRE_VERSION:
+        return _whole(
+            parsed, Reason.UNSUPPORTED_VERSION, f"v={doc.get('v')!r}; this ingest reads v=1"
+        )
+    try:
+        envelope = _Envelope.model_validate(doc)
+    except ValidationError as exc:
+        detail = "; ".join(_fmt_error(e) for e in exc.errors(include_url=False)[:5])
+        return _whole(parsed, Reason.BAD_ENVELOPE, detail)
+    parsed.seq = envelope.seq
+    if envelope.gw != topic.gateway:
+        return _whole(
+            parsed,
+            Reason.GATEWAY_MISMATCH,
+            f"gw={envelope.gw!r} published on the topic of gateway {topic.gateway!r}",
+        )
+    if topic.park not in registry.parks:
+        return _whole(parsed, Reason.UNKNOWN_PARK, f"park {topic.park!r} is not configured")
+    if len(envelope.readings) > limits.max_readings:
+        return _whole(
+            parsed,
+            Reason.TOO_LARGE,
+            f"{len(envelope.readings)} readings > limit of {limits.max_readings}",
+        )
+
+    newest_ok = now_ms + limits.max_future_ms
+    for index, reading in _validate_readings(envelope.readings, parsed):
+        meter_id, t = reading["m"], reading["t"]
+        if t > newest_ok:
+            parsed.rejections.append(
+                Rejection(
+                    Reason.TIMESTAMP_IN_FUTURE,
+                    f"t={t} is {(t - now_ms) / 3_600_000:.1f} h ahead of the ingest clock",
+                    index,
+                    meter_id,
+                    reading=envelope.readings[index],
+                )
+            )
+            continue
+        meter = registry.meter(topic.park, meter_id)
+        if meter is None:
+            parsed.rejections.append(
+                Rejection(
+                    Reason.UNKNOWN_METER,
+                    f"meter {meter_id!r} is not in park {topic.park!r}",
+                    index,
+                    meter_id,
+                    reading=envelope.readings[index],
+                )
+            )
+            continue
+        if meter.gateway != topic.gateway:
+            parsed.rejections.append(
+                Rejection(
+                    Reason.WRONG_GATEWAY,
+                    f"meter {meter_id!r} is read by gateway {meter.gateway!r}, "
+                    f"not {topic.gateway!r}",
+                    index,
+                    meter_id,
+                    reading=envelope.readings[index],
+                )
+            )
+            continue
+        values: dict[str, float] = {}
+        for name, value in reading["q"].items():
+            spec = QUANTITIES.get(name)
+            reason, detail = None, ""
+            if spec is None:
+                reason, detail = Reason.UNKNOWN_QUANTITY, f"unknown quantity {name!r}"
+            elif meter.utility not in spec.utilities:
+                reason = Reason.QUANTITY_NOT_FOR_UTILITY
+                detail = f"{name!r} is not a quantity of a {meter.utility.value} meter"
+            elif not (spec.low <= value <= spec.high) or not math.isfinite(value):
+                reason = Reason.IMPLAUSIBLE_VALUE
+                detail = f"{name}={value!r} outside [{spec.low:g}, {spec.high:g}] {spec.unit}"
+            if reason is None:
+                values[name] = float(value)
+            else:
+                parsed.rejections.append(
+                    Rejection(reason, detail, index, meter_id, name, envelope.readings[index])
+                )
+        if values:
+            parsed.readings.append(AcceptedReading(meter, t, values, reading.get("s", "ok")))
+    return parsed
+
+
+def deadletter_payload(
+    topic: str, parsed: ParsedBatch, payload: bytes, received_ms: int, max_echo: int = 65536
+) -> bytes:
+    """The message published on ``pw/v1/{park}/deadletter`` for a batch with rejections."""
+    doc: dict[str, Any] = {
+        "v": WIRE_VERSION,
+        "topic": topic,
+        "gw": parsed.gateway,
+        "seq": parsed.seq,
+        "received_ms": received_ms,
+        "rejections": [r.as_json() for r in parsed.rejections],
+    }
+    if parsed.message_rejected:
+        doc["payload"] = payload[:max_echo].decode("utf-8", errors="replace")
+        doc["payload_truncated"] = len(payload) > max_echo
+    return orjson.dumps(doc, default=str)

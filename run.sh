@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# parkwatch's one entry point for a new machine: installs what is missing (Debian's mosquitto
+# and influxdb, a Python >= 3.11 virtual environment with the project), then runs
+#   ./run.sh demo [--duration S]   the whole platform on a simulated park
+#   ./run.sh test [pytest args]    lint, type checks and the test suite
+#   ./run.sh bench ingest          the ingest benchmark
+#   ./run.sh parkwatch ARGS        any parkwatch command
+# Works as root or with sudo on Debian 12+ and Ubuntu 22.04+.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+APT_UPDATED=""
+
+apt_install() {
+  if [ -z "$APT_UPDATED" ]; then
+    $SUDO apt-get update -qq
+    APT_UPDATED=1
+  fi
+  echo "installing Debian packages: $*" >&2
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "$@" >&2
+}
+
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
+
+python_ok() {
+  "$1" -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null
+}
+
+find_python() {
+  for candidate in python3.13 python3.12 python3.11 python3; do
+    if command -v "$candidate" >/dev/null 2>&1 && python_ok "$candidate"; then
+      echo "$candidate"
+      return 0
+    fi
+  done
+  return 1
+}
+
+ensure_system() {
+  local missing=()
+  have mosquitto || missing+=(mosquitto mosquitto-clients)
+  have influxd || missing+=(influxdb)
+  have socat || missing+=(socat)           # serial-line pairs for the Modbus RTU tests
+  have openssl || missing+=(openssl)       # TLS certificates for the broker tests
+  [ -e /usr/share/zoneinfo/Asia/Shanghai ] || missing+=(tzdata)
+  if ! find_python >/dev/null; then
+    if python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+      missing+=(python3-venv)               # Debian splits venv/ensurepip out of python3
+    else
+      missing+=(python3.11 python3.11-venv) # e.g. Ubuntu 22.04 ships 3.10
+    fi
+  fi
+  if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
+}
+
+ensure_venv() {
+  local stamp=.venv/.parkwatch-installed
+  if [ ! -x .venv/bin/python ]; then
+    "$(find_python)" -m venv .venv
+  fi
+  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    .venv/bin/python -m pip install -q --upgrade pip >&2
+    .venv/bin/python -m pip install -q -e '.[dev]' >&2
+    touch "$stamp"
+  fi
+}
+
+cmd="${1:-help}"
+[ $# -gt 0 ] && shift
+
+case "$cmd" in
+  demo)
+    ensure_system; ensure_venv
+    exec .venv/bin/parkwatch demo "$@"
+    ;;
+  test)
+    ensure_system; ensure_venv
+    .venv/bin/ruff check .
+    .venv/bin/ruff format --check .
+    .venv/bin/mypy
+    # pytest exits 5 when it collected no test: that is a failure here, like any non-zero
+    .venv/bin/python -m pytest "$@"
+    ;;
+  bench)
+    ensure_system; ensure_venv
+    exec .venv/bin/parkwatch bench "$@"
+    ;;
+  parkwatch)
+    ensure_system; ensure_venv
+    exec .venv/bin/parkwatch "$@"
+    ;;
+  setup)
+    ensure_system; ensure_venv
+    ;;
+  *)
+    sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
+    ;;
+esac

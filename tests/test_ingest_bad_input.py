@@ -1,0 +1,153 @@
+"""Ingest against the real broker and database: bad input goes to the dead-letter topic with
+its reason and is counted, good readings next to it are stored, ingest keeps running, and an
+unreachable broker or database is reported once, not once per attempt."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from ingest.service import IngestService
+from ingest.settings import IngestSettings
+from parkwatch import mqtt, topics
+from parkwatch.influx import InfluxReader
+from parkwatch.settings import InfluxSettings, MqttSettings
+from parkwatch.site import Park, SiteRegistry
+from parkwatch.stack import InfluxDB, Mosquitto, free_port
+from parkwatch.wire import encode_batch
+from tests.support import background, eventually
+
+pytestmark = pytest.mark.anyio
+
+PARK = "lj-demo"
+GW = "gw-steelco"
+
+
+def _settings(mqtt_settings: MqttSettings, influx: InfluxSettings, name: str) -> IngestSettings:
+    return IngestSettings(
+        mqtt=mqtt_settings, influx=influx, client_id=name, share_group=name, session_expiry_s=0
+    )
+
+
+def _rejected(service: IngestService, reason: str) -> float:
+    value = service.metrics.registry.get_sample_value(
+        "pw_ingest_rejected_total", {"reason": reason}
+    )
+    return value or 0.0
+
+
+async def test_bad_input_is_dead_lettered_and_good_readings_survive(
+    mqtt_settings: MqttSettings, influx_settings: InfluxSettings, demo_park_path: Path
+) -> None:
+    registry = SiteRegistry([Park.from_yaml(demo_park_path)])
+    service = IngestService(_settings(mqtt_settings, influx_settings, "bad-input"), registry)
+    now = int(time.time() * 1000)
+    data = topics.data_topic(PARK, GW)
+    good = [{"m": "steelco-main", "t": now - i * 1000, "q": {"p_kw": 100.0 + i}} for i in range(3)]
+    mixed = [
+        good[0],
+        {"m": "steelco-main", "t": now + 3 * 86_400_000, "q": {"p_kw": 1.0}},  # future
+        {"m": "Not A Slug", "t": now, "q": {"p_kw": 1.0}},
+        {"m": "nobody", "t": now, "q": {"p_kw": 1.0}},
+        {"m": "steelco-furnace", "t": now, "q": {"p_kw": "high", "pf": 0.9, "flux": 2.0}},
+    ]
+    nan_batch = (
+        b'{"v":1,"gw":"gw-steelco","seq":3,"readings":[{"m":"steelco-air","t":%d,'
+        b'"q":{"p_kw":NaN,"e_kwh":10.5}}]}' % now
+    )
+    letters: list[dict[str, object]] = []
+    async with (
+        background(service.run()),
+        mqtt.client(mqtt_settings, "bad-input-watcher") as watcher,
+        InfluxReader(influx_settings) as reader,
+    ):
+        await watcher.subscribe(topics.deadletter_topic(PARK), qos=1)
+        await asyncio.wait_for(service.subscribed.wait(), timeout=10)
+
+        async def collect() -> None:
+            async for message in watcher.messages:
+                assert isinstance(message.payload, bytes)
+                letters.append(orjson.loads(message.payload))
+
+        async with background(collect()):
+            async with mqtt.client(mqtt_settings, "bad-input-gw") as gateway:
+                await gateway.publish(data, b"\x00\x01 definitely not json", qos=1)
+                await gateway.publish(data, encode_batch(GW, 1, mixed), qos=1)
+                await gateway.publish(data, encode_batch("gw-elecco", 2, good), qos=1)
+                await gateway.publish(data, nan_batch, qos=1)
+                await gateway.publish(data, encode_batch(GW, 4, good[1:]), qos=1)
+
+            async def all_letters() -> bool:
+                return len(letters) == 4
+
+            await eventually(all_letters, 15, "four dead letters")
+
+        async def stored() -> bool:
+            return await reader.count("electricity", "p_kw") == 3
+
+        await eventually(stored, 15, "the good readings stored")
+        furnace = await reader.query("SELECT pf FROM electricity WHERE meter = 'steelco-furnace'")
+        assert furnace[0].values[0][1] == 0.9  # good value of a reading with a bad one
+        air = await reader.query("SELECT * FROM electricity WHERE meter = 'steelco-air'")
+        air_record = air[0].records()[0]
+        assert air_record["e_kwh"] == 10.5
+        assert air_record["p_kw"] is None
+
+    reasons = sorted(r["reason"] for letter in letters for r in letter["rejections"])  # type: ignore[attr-defined]
+    assert reasons == sorted(
+        [
+            "not_json",
+            "timestamp_in_future",
+            "bad_meter_id",
+            "unknown_meter",
+            "bad_value",
+            "unknown_quantity",
+            "gateway_mismatch",
+            "bad_value",
+        ]
+    )
+    not_json = next(x for x in letters if x["rejections"][0]["reason"] == "not_json")  # type: ignore[index]
+    assert "definitely not json" in str(not_json["payload"])
+    assert _rejected(service, "bad_value") == 2
+    assert _rejected(service, "gateway_mismatch") == 1
+    assert service.metrics.registry.get_sample_value("pw_ingest_deadletters_total") == 4
+
+
+async def test_unreachable_broker_and_database_are_reported_once(
+    tmp_path: Path, demo_park_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    registry = SiteRegistry([Park.from_yaml(demo_park_path)])
+    broker = Mosquitto(tmp_path / "mq", port=free_port())
+    database = InfluxDB(tmp_path / "influx", port=free_port())
+    settings = IngestSettings(
+        mqtt=MqttSettings(url=broker.url),
+        influx=InfluxSettings(url=database.url, database="outage"),
+        client_id="outage",
+        session_expiry_s=0,
+    )
+    service = IngestService(settings, registry)
+    caplog.set_level(logging.WARNING)
+    try:
+        async with background(service.run()):
+            await asyncio.sleep(2.0)  # several failed attempts at the database
+            database.start()
+
+            async def database_back() -> bool:
+                return any("is back" in r.getMessage() for r in caplog.records)
+
+            await eventually(database_back, 20, "ingest reaching the database")
+            await asyncio.sleep(2.0)  # now several failed attempts at the broker
+            broker.start()
+            await asyncio.wait_for(service.subscribed.wait(), timeout=20)
+    finally:
+        broker.stop()
+        database.stop()
+    messages = [r.getMessage() for r in caplog.records]
+    for what in (f"InfluxDB at {database.url}", f"MQTT broker at {broker.url}"):
+        assert sum(m.startswith(f"{what} unreachable") for m in messages) == 1, messages
+        assert sum(m.startswith(f"{what} is back") for m in messages) == 1, messages
