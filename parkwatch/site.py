@@ -33,6 +33,10 @@ class MeterSpec(_Model):
     formula: str | None = None  # a virtual meter: e.g. "a1-main - a1-pv"
     gateway: Slug | None = None  # overrides the enterprise's gateway
     contracted_demand_kw: float | None = Field(default=None, gt=0)
+    # what the meter measures, for analytics and the simulator: "pv", "battery", "compressor",
+    # "boiler", "tank", "district", "heat_recovery", ... (free text; None: a plain consumer)
+    role: str | None = None
+    rated: float | None = Field(default=None, gt=0)  # nameplate, in the main quantity's unit
 
 
 class Workshop(_Model):
