@@ -132,17 +132,39 @@ def api(
 
 
 @app.command()
+def edge(
+    config: Annotated[Path, typer.Option(help="gateway.yaml", exists=True, dir_okay=False)],
+    log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING …")] = None,
+) -> None:
+    """A gateway: polls its meters (Modbus TCP/RTU), buffers on disk, publishes batches."""
+    from edge_agent.service import main
+
+    main(config, log_level)
+
+
+@app.command()
 def simulate(
     site: Annotated[Path | None, typer.Option(help="park.yaml; the demo park by default")] = None,
     mqtt_url: Annotated[str, typer.Option(help="broker URL")] = "mqtt://127.0.0.1:1883",
     interval: Annotated[float, typer.Option(help="seconds between poll cycles")] = 5.0,
     duration: Annotated[float | None, typer.Option(help="stop after this many seconds")] = None,
     seed: Annotated[int, typer.Option()] = 0,
+    load: Annotated[bool, typer.Option("--load", help="load test: N gateways × M meters")] = False,
+    gateways: Annotated[int, typer.Option(help="--load: gateways")] = 10,
+    meters: Annotated[int, typer.Option(help="--load: meters per gateway")] = 1000,
+    rate: Annotated[float, typer.Option(help="--load: readings/s in all; 0 = max")] = 0.0,
+    max_readings: Annotated[int | None, typer.Option(help="--load: stop after")] = None,
+    write_site: Annotated[
+        Path | None, typer.Option(help="--load: write the load park's park.yaml here")
+    ] = None,
 ) -> None:
-    """Publish a simulated park's readings over MQTT in real time."""
+    """Publish a simulated park's readings over MQTT in real time, or (--load) a load test."""
+    setup_logging("INFO")
+    if load:
+        _simulate_load(mqtt_url, gateways, meters, rate, duration or 10.0, max_readings, write_site)
+        return
     from simulators.publisher import ParkSimulator, Schedule
 
-    setup_logging("INFO")
     park = _load_park(site)
     cycles = None if duration is None else max(1, int(duration / interval))
     sim = ParkSimulator(
@@ -157,6 +179,36 @@ def simulate(
         f"sent {sim.sent.messages} messages, {sim.sent.readings} readings, "
         f"{sim.sent.value_count} values in {time.monotonic() - started:.1f}s"
     )
+
+
+def _simulate_load(
+    mqtt_url: str,
+    gateways: int,
+    meters: int,
+    rate: float,
+    duration: float,
+    max_readings: int | None,
+    write_site: Path | None,
+) -> None:
+    import json
+
+    import yaml
+
+    from simulators.load import LoadPlan, load_park, run_load
+
+    plan = LoadPlan(
+        gateways=gateways, meters=meters, rate=rate, duration_s=duration, max_readings=max_readings
+    )
+    if write_site is not None:
+        write_site.write_text(yaml.safe_dump(load_park(plan).model_dump(mode="json")))
+        typer.echo(f"wrote {write_site}", err=True)
+    report = asyncio.run(run_load(MqttSettings(url=mqtt_url), plan))
+    typer.echo(
+        f"sent {report.readings:,} readings in {report.messages:,} messages over "
+        f"{report.seconds:.1f}s: {report.readings_per_s:,.0f} readings/s",
+        err=True,
+    )
+    typer.echo(json.dumps(report.as_dict()))
 
 
 def _load_park(site: Path | None) -> Any:
@@ -200,6 +252,36 @@ def demo(
 
     setup_logging("WARNING")
     raise typer.Exit(run_demo(duration, port, interval, state_dir, site))
+
+
+bench_app = typer.Typer(help="Benchmarks that print their figures (last line: JSON).")
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("ingest")
+def bench_ingest(
+    readings: Annotated[int, typer.Option(help="readings to push end to end")] = 2_000_000,
+    gateways: Annotated[int, typer.Option()] = 10,
+    meters: Annotated[int, typer.Option(help="meters per gateway (readings per message)")] = 1000,
+    replicas: Annotated[int, typer.Option(help="ingest processes")] = 1,
+    writes_in_flight: Annotated[int, typer.Option()] = 4,
+    batch_lines: Annotated[int, typer.Option()] = 5000,
+) -> None:
+    """Ingest end to end vs. a plain bulk writer into the same InfluxDB, in one run."""
+    import json
+
+    from parkwatch.bench import BenchPlan, run_ingest_bench
+
+    setup_logging("WARNING")
+    plan = BenchPlan(
+        gateways=gateways,
+        meters=meters,
+        readings=readings,
+        replicas=replicas,
+        batch_lines=batch_lines,
+        writes_in_flight=writes_in_flight,
+    )
+    typer.echo(json.dumps(run_ingest_bench(plan)))
 
 
 if __name__ == "__main__":

@@ -40,8 +40,6 @@ def client(
     **kwargs: Any,
 ) -> aiomqtt.Client:
     """An MQTT v5 client; use it as ``async with``."""
-    import paho.mqtt.client as paho
-
     return aiomqtt.Client(
         settings.host,
         settings.port,
@@ -53,7 +51,9 @@ def client(
         keepalive=settings.keepalive_s,
         timeout=settings.connect_timeout_s,
         will=will,
-        clean_start=paho.MQTT_CLEAN_START_FIRST_ONLY if not clean_start else True,
+        # a bool, never paho's FIRST_ONLY: every aiomqtt.Client is a new paho client, so
+        # "first only" would start clean on every reconnect and drop the persistent session
+        clean_start=clean_start,
         properties=connect_properties(session_expiry_s, receive_maximum),
         **kwargs,
     )

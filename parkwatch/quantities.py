@@ -110,3 +110,10 @@ def quantity(name: str) -> Quantity:
 
 def quantities_for(utility: Utility) -> list[Quantity]:
     return [q for q in _ALL if utility in q.utilities]
+
+
+# per utility, each allowed quantity's plausibility bounds: the one look-up per value on
+# ingest's hot path
+BOUNDS: dict[Utility, dict[str, tuple[float, float]]] = {
+    u: {q.name: (q.low, q.high) for q in quantities_for(u)} for u in Utility
+}

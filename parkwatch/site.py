@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from parkwatch.lineprotocol import series_key
 from parkwatch.quantities import Utility
 from parkwatch.slugs import Slug
 
@@ -118,12 +119,16 @@ class Park(_Model):
 
     def iter_meters(self) -> Iterator[Meter]:
         for spec in self.meters:
-            yield Meter(spec, PARK_ENTERPRISE, None, spec.gateway or self.gateway)
+            yield self._place(spec, PARK_ENTERPRISE, None, spec.gateway or self.gateway)
         for ent in self.enterprises:
             default_gateway = ent.gateway or f"gw-{ent.id}"[:64]
             for shop in ent.workshops:
                 for spec in shop.meters:
-                    yield Meter(spec, ent.id, shop.id, spec.gateway or default_gateway)
+                    yield self._place(spec, ent.id, shop.id, spec.gateway or default_gateway)
+
+    def _place(self, spec: MeterSpec, enterprise: str, workshop: str | None, gw: str) -> Meter:
+        tags = {"park": self.park, "enterprise": enterprise, "meter": spec.id}
+        return Meter(spec, enterprise, workshop, gw, series_key(spec.utility.value, tags))
 
     @classmethod
     def from_yaml(cls, path: Path | str) -> Park:
@@ -140,6 +145,7 @@ class Meter:
     enterprise: str
     workshop: str | None
     gateway: str
+    series: str  # its InfluxDB series key: "<utility>,enterprise=…,meter=…,park=…"
 
     @property
     def id(self) -> str:
@@ -155,20 +161,23 @@ class SiteRegistry:
 
     def __init__(self, parks: list[Park]) -> None:
         self.parks: dict[str, Park] = {}
-        self._meters: dict[tuple[str, str], Meter] = {}
+        self._meters: dict[str, dict[str, Meter]] = {}
         for park in parks:
             if park.park in self.parks:
                 raise ValueError(f"park {park.park!r} is configured twice")
             self.parks[park.park] = park
-            for meter in park.iter_meters():
-                self._meters[(park.park, meter.id)] = meter
+            self._meters[park.park] = {m.id: m for m in park.iter_meters()}
 
     @classmethod
     def from_files(cls, paths: list[Path]) -> SiteRegistry:
         return cls([Park.from_yaml(p) for p in paths])
 
     def meter(self, park: str, meter_id: str) -> Meter | None:
-        return self._meters.get((park, meter_id))
+        return self._meters.get(park, {}).get(meter_id)
 
     def meters(self, park: str) -> list[Meter]:
-        return [m for (p, _), m in self._meters.items() if p == park]
+        return list(self._meters.get(park, {}).values())
+
+    def park_meters(self, park: str) -> dict[str, Meter]:
+        """Meter id → meter for one park (empty for an unknown park)."""
+        return self._meters.get(park, {})

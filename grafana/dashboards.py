@@ -1,0 +1,662 @@
+"""Grafana dashboards for parkwatch, generated from code.
+
+``python -m grafana.dashboards [OUT_DIR]`` (from the repository root) writes one JSON file per
+dashboard; ``--check`` only compares. The files under ``grafana/dashboards/`` are committed
+output of this module, loaded by Grafana's file provisioning; a test fails when they differ from
+what this module generates, so edit this module, never the JSON.
+
+Every query is raw InfluxQL against the datasource provisioned with uid ``parkwatch-influx``
+(``grafana/provisioning/datasources/parkwatch.yaml``). Queries carry no ``tz()`` clause: Grafana
+shows times in the viewer's browser zone. Buckets are never wider than an hour where that would
+matter (hourly consumption), because a day bucket cut by InfluxDB starts at UTC midnight, not at
+the park's; daily figures belong to analytics, which cuts them in the park's zone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+JSON = dict[str, Any]
+
+DATASOURCE_UID = "parkwatch-influx"
+DATASOURCE: JSON = {"type": "influxdb", "uid": DATASOURCE_UID}
+
+# the measurements parkwatch writes: one per utility (parkwatch.quantities.Utility), and the
+# series analytics derives
+UTILITIES = ("electricity", "water", "gas", "steam", "heat", "air", "env")
+DERIVED = ("demand_15m",)
+MEASUREMENTS = UTILITIES + DERIVED
+
+OVERVIEW_UID = "parkwatch-overview"
+METER_UID = "parkwatch-meter"
+SCHEMA_VERSION = 39
+TAGS = ["parkwatch"]
+DEFAULT_OUT_DIR = Path(__file__).resolve().parent / "dashboards"
+
+# Grafana units; custom ones are "suffix:<text>"
+KW = "kwatt"
+KWH = "kwatth"
+KVAR = "suffix: kvar"
+M3H = "suffix: m³/h"
+M3 = "suffix: m³"
+NM3H = "suffix: Nm³/h"
+NM3 = "suffix: Nm³"
+TH = "suffix: t/h"
+T = "suffix: t"
+GJ = "suffix: GJ"
+CELSIUS = "celsius"
+BAR = "pressurebar"
+VOLT = "volt"
+AMP = "amp"
+
+
+def _from(*measurements: str) -> str:
+    unknown = [m for m in measurements if m not in MEASUREMENTS]
+    if unknown:
+        raise ValueError(f"unknown measurements {unknown}")
+    return ", ".join(f'"{m}"' for m in measurements)
+
+
+def _where(*tags: str) -> str:
+    """Tag filters on dashboard variables; regex match so that multi-value and All work."""
+    return " AND ".join(f'"{tag}" =~ /^${tag}$/' for tag in tags)
+
+
+OVERVIEW_FILTER = _where("park", "enterprise", "meter")
+METER_FILTER = _where("park", "meter")
+
+
+# --- building blocks ------------------------------------------------------------------------
+
+
+def _variable(
+    name: str,
+    label: str,
+    query: str,
+    *,
+    multi: bool,
+    include_all: bool,
+) -> JSON:
+    return {
+        "type": "query",
+        "name": name,
+        "label": label,
+        "datasource": DATASOURCE,
+        "query": query,
+        "definition": query,
+        "refresh": 1,  # on dashboard load: meters come and go rarely
+        "sort": 1,
+        "regex": "",
+        "multi": multi,
+        "includeAll": include_all,
+        # ".*" instead of Grafana's (a|b|c|...) keeps queries short for parks with many meters
+        "allValue": ".*" if include_all else None,
+        "current": {},
+        "options": [],
+        "hide": 0,
+        "skipUrlSync": False,
+    }
+
+
+def _tag_values(key: str, where: str = "") -> str:
+    clause = f" WHERE {where}" if where else ""
+    return f'SHOW TAG VALUES FROM {_from(*UTILITIES)} WITH KEY = "{key}"{clause}'
+
+
+def _target(
+    ref_id: str,
+    query: str,
+    *,
+    alias: str = "",
+    result_format: str = "time_series",
+) -> JSON:
+    target: JSON = {
+        "refId": ref_id,
+        "datasource": DATASOURCE,
+        "query": query,
+        "rawQuery": True,
+        "resultFormat": result_format,
+    }
+    if alias:
+        target["alias"] = alias
+    return target
+
+
+def _grid(x: int, y: int, w: int, h: int) -> JSON:
+    return {"x": x, "y": y, "w": w, "h": h}
+
+
+def _unit_overrides(units: dict[str, str]) -> list[JSON]:
+    """One unit per query (refId): a panel may mix quantities of different utilities."""
+    return [
+        {
+            "matcher": {"id": "byFrameRefID", "options": ref_id},
+            "properties": [{"id": "unit", "value": unit}],
+        }
+        for ref_id, unit in units.items()
+    ]
+
+
+def _timeseries(
+    title: str,
+    description: str,
+    targets: list[JSON],
+    grid: JSON,
+    *,
+    unit: str = "",
+    units: dict[str, str] | None = None,
+    bars: bool = False,
+    min_interval: str = "",
+) -> JSON:
+    panel: JSON = {
+        "type": "timeseries",
+        "title": title,
+        "description": description,
+        "datasource": DATASOURCE,
+        "gridPos": grid,
+        "targets": targets,
+        "fieldConfig": {
+            "defaults": {
+                "unit": unit or "none",
+                "custom": {
+                    "drawStyle": "bars" if bars else "line",
+                    "lineWidth": 1,
+                    "fillOpacity": 80 if bars else 10,
+                    "showPoints": "never",
+                    # a gap is a meter or gateway that did not report: show it, do not bridge it
+                    "spanNulls": False,
+                    "stacking": {"mode": "none", "group": "A"},
+                },
+            },
+            "overrides": _unit_overrides(units or {}),
+        },
+        "options": {
+            "legend": {
+                "showLegend": True,
+                "displayMode": "table",
+                "placement": "bottom",
+                "calcs": ["mean", "max", "lastNotNull"],
+            },
+            "tooltip": {"mode": "multi", "sort": "desc"},
+        },
+    }
+    if min_interval:
+        # Grafana's $__interval never goes below this: finer buckets would only repeat values
+        panel["interval"] = min_interval
+    return panel
+
+
+def _numbered(panels: list[JSON]) -> list[JSON]:
+    return [{"id": number, **panel} for number, panel in enumerate(panels, start=1)]
+
+
+def _dashboard(
+    uid: str,
+    title: str,
+    description: str,
+    variables: list[JSON],
+    panels: list[JSON],
+    *,
+    time_from: str,
+) -> JSON:
+    return {
+        "id": None,
+        "uid": uid,
+        "title": title,
+        "description": description,
+        "tags": TAGS,
+        "timezone": "browser",
+        "editable": False,  # provisioned from code: changes belong in grafana/dashboards.py
+        "graphTooltip": 1,  # shared crosshair
+        "schemaVersion": SCHEMA_VERSION,
+        "version": 1,
+        "time": {"from": time_from, "to": "now"},
+        "refresh": "1m",
+        "fiscalYearStartMonth": 0,
+        "liveNow": False,
+        "annotations": {"list": []},
+        "links": [
+            {
+                "type": "dashboards",
+                "title": "parkwatch",
+                "tags": TAGS,
+                "asDropdown": False,
+                "includeVars": True,
+                "keepTime": True,
+            }
+        ],
+        "templating": {"list": variables},
+        "panels": _numbered(panels),
+    }
+
+
+# --- Park overview --------------------------------------------------------------------------
+
+
+def _mean_per_meter(field: str, *measurements: str) -> str:
+    return (
+        f'SELECT mean("{field}") AS "{field}" FROM {_from(*measurements)} '
+        f'WHERE {OVERVIEW_FILTER} AND $timeFilter GROUP BY time($__interval), "meter" fill(null)'
+    )
+
+
+def _latest(measurement: str, fields: Sequence[str]) -> str:
+    columns = ", ".join(f'last("{f}") AS "{f}"' for f in fields)
+    return (
+        f"SELECT {columns} FROM {_from(measurement)} "
+        f'WHERE {OVERVIEW_FILTER} AND $timeFilter GROUP BY "enterprise", "meter"'
+    )
+
+
+def _overview_variables() -> list[JSON]:
+    return [
+        _variable("park", "Park", _tag_values("park"), multi=False, include_all=False),
+        _variable(
+            "enterprise",
+            "Enterprise",
+            _tag_values("enterprise", _where("park")),
+            multi=True,
+            include_all=True,
+        ),
+        _variable(
+            "meter",
+            "Meter",
+            _tag_values("meter", _where("park", "enterprise")),
+            multi=True,
+            include_all=True,
+        ),
+    ]
+
+
+def _latest_table(grid: JSON) -> JSON:
+    latest = {
+        "electricity": ("p_kw", "e_kwh", "pf"),
+        "water": ("flow_m3h", "vol_m3"),
+        "gas": ("flow_nm3h", "vol_nm3"),
+        "heat": ("heat_kw", "heat_gj", "t_supply_c", "t_return_c"),
+        "steam": ("steam_th", "heat_kw", "heat_gj"),
+    }
+    targets = [
+        _target(chr(ord("A") + i), _latest(measurement, fields), result_format="table")
+        for i, (measurement, fields) in enumerate(latest.items())
+    ]
+    units = {
+        "p_kw": KW,
+        "e_kwh": KWH,
+        "flow_m3h": M3H,
+        "vol_m3": M3,
+        "flow_nm3h": NM3H,
+        "vol_nm3": NM3,
+        "heat_kw": KW,
+        "heat_gj": GJ,
+        "steam_th": TH,
+        "t_supply_c": CELSIUS,
+        "t_return_c": CELSIUS,
+    }
+    meter_link = {
+        "title": "Meter detail",
+        "url": (
+            f"/d/{METER_UID}/meter-detail?var-park=${{park}}&var-meter=${{__value.raw}}"
+            "&${__url_time_range}"
+        ),
+    }
+    overrides: list[JSON] = [
+        {
+            "matcher": {"id": "byName", "options": name},
+            "properties": [{"id": "unit", "value": unit}],
+        }
+        for name, unit in units.items()
+    ]
+    overrides.append(
+        {
+            "matcher": {"id": "byName", "options": "meter"},
+            "properties": [{"id": "links", "value": [meter_link]}],
+        }
+    )
+    return {
+        "type": "table",
+        "title": "Latest readings",
+        "description": (
+            "The last value of each quantity in the time range, per meter. A meter missing here "
+            "sent nothing in the range."
+        ),
+        "datasource": DATASOURCE,
+        "gridPos": grid,
+        "targets": targets,
+        # one query per utility; merge makes one table with a row per meter
+        "transformations": [
+            {"id": "merge", "options": {}},
+            {
+                "id": "organize",
+                "options": {
+                    # last() of several fields has no single timestamp: InfluxDB answers epoch 0
+                    "excludeByName": {"Time": True},
+                    "indexByName": {"enterprise": 0, "meter": 1},
+                    "renameByName": {},
+                },
+            },
+        ],
+        "fieldConfig": {"defaults": {"decimals": 2}, "overrides": overrides},
+        "options": {
+            "showHeader": True,
+            "cellHeight": "sm",
+            "sortBy": [{"displayName": "enterprise", "desc": False}],
+        },
+    }
+
+
+def overview_dashboard() -> JSON:
+    power = (
+        # per meter first, then summed: mean() over all of an enterprise's points would be the
+        # average meter, not the enterprise's total
+        'SELECT sum("p_kw") AS "p_kw" FROM ('
+        f'SELECT mean("p_kw") AS "p_kw" FROM {_from("electricity")} '
+        f'WHERE {OVERVIEW_FILTER} AND $timeFilter GROUP BY time($__interval), "enterprise", "meter"'
+        ') WHERE $timeFilter GROUP BY time($__interval), "enterprise" fill(null)'
+    )
+    demand = (
+        f'SELECT max("p_kw_avg") AS "p_kw_avg" FROM {_from("demand_15m")} '
+        f'WHERE {OVERVIEW_FILTER} AND $timeFilter GROUP BY time($__interval), "meter" fill(null)'
+    )
+    panels = [
+        _timeseries(
+            "Electric power per enterprise",
+            (
+                "Active power summed over the selected meters of each enterprise. A main meter "
+                "and its sub-meters are both summed: select only main meters in 'Meter' for a "
+                "true total."
+            ),
+            [_target("A", power, alias="$tag_enterprise")],
+            _grid(0, 0, 24, 9),
+            unit=KW,
+        ),
+        _timeseries(
+            "15-minute demand",
+            (
+                "Average power over each 15-minute demand interval (analytics' demand_15m), the "
+                "highest interval per bar when zoomed out: what the contracted maximum demand "
+                "is compared with."
+            ),
+            [_target("A", demand, alias="$tag_meter")],
+            _grid(0, 9, 12, 9),
+            unit=KW,
+            bars=True,
+            min_interval="15m",
+        ),
+        _timeseries(
+            "Water flow per meter",
+            "Mean volume flow per meter.",
+            [_target("A", _mean_per_meter("flow_m3h", "water"), alias="$tag_meter")],
+            _grid(12, 9, 12, 9),
+            unit=M3H,
+        ),
+        _timeseries(
+            "Gas flow per meter",
+            "Mean normalised volume flow per meter.",
+            [_target("A", _mean_per_meter("flow_nm3h", "gas"), alias="$tag_meter")],
+            _grid(0, 18, 12, 9),
+            unit=NM3H,
+        ),
+        _timeseries(
+            "Heat power per meter",
+            "Mean thermal power per heat and steam meter.",
+            [_target("A", _mean_per_meter("heat_kw", "heat", "steam"), alias="$tag_meter")],
+            _grid(12, 18, 12, 9),
+            unit=KW,
+        ),
+        _latest_table(_grid(0, 27, 24, 12)),
+    ]
+    return _dashboard(
+        OVERVIEW_UID,
+        "Park overview",
+        "Power, demand, water, gas and heat across a park's enterprises and meters.",
+        _overview_variables(),
+        panels,
+        time_from="now-24h",
+    )
+
+
+# --- Meter detail ---------------------------------------------------------------------------
+
+
+def _meter_means(fields: Sequence[str], *measurements: str) -> str:
+    columns = ", ".join(f'mean("{f}") AS "{f}"' for f in fields)
+    return (
+        f"SELECT {columns} FROM {_from(*measurements)} "
+        f"WHERE {METER_FILTER} AND $timeFilter GROUP BY time($__interval) fill(null)"
+    )
+
+
+def _hourly_consumption(field: str, *measurements: str) -> str:
+    # a counter's last value per hour, differenced; negative steps (a reset or a replaced meter)
+    # are dropped rather than shown as huge negative consumption. Fixed 1h buckets line up with
+    # local hours in whole-hour zones such as Asia/Shanghai, whatever the time range.
+    return (
+        f'SELECT non_negative_difference(last("{field}")) AS "{field}" '
+        f"FROM {_from(*measurements)} "
+        f"WHERE {METER_FILTER} AND $timeFilter GROUP BY time(1h) fill(null)"
+    )
+
+
+def _meter_variables() -> list[JSON]:
+    return [
+        _variable("park", "Park", _tag_values("park"), multi=False, include_all=False),
+        _variable(
+            "enterprise",
+            "Enterprise",
+            _tag_values("enterprise", _where("park")),
+            multi=True,
+            include_all=True,
+        ),
+        _variable(
+            "meter",
+            "Meter",
+            _tag_values("meter", _where("park", "enterprise")),
+            multi=False,
+            include_all=False,
+        ),
+    ]
+
+
+def meter_dashboard() -> JSON:
+    demand = (
+        f'SELECT max("p_kw_avg") AS "p_kw_avg" FROM {_from("demand_15m")} '
+        f"WHERE {METER_FILTER} AND $timeFilter GROUP BY time($__interval) fill(null)"
+    )
+    panels = [
+        _timeseries(
+            "Power",
+            "Active and reactive power (electricity), thermal power (heat, steam).",
+            [
+                _target("A", _meter_means(["p_kw"], "electricity"), alias="$col"),
+                _target("B", _meter_means(["q_kvar"], "electricity"), alias="$col"),
+                _target("C", _meter_means(["heat_kw"], "heat", "steam"), alias="$col"),
+            ],
+            _grid(0, 0, 12, 9),
+            units={"A": KW, "B": KVAR, "C": KW},
+        ),
+        _timeseries(
+            "15-minute demand",
+            "Average power per 15-minute demand interval (demand_15m).",
+            [_target("A", demand, alias="$col")],
+            _grid(12, 0, 12, 9),
+            unit=KW,
+            bars=True,
+            min_interval="15m",
+        ),
+        _timeseries(
+            "Hourly consumption",
+            (
+                "Consumption per hour from the meter's counter. An hour in which the counter "
+                "was reset or the meter replaced shows nothing."
+            ),
+            [
+                _target("A", _hourly_consumption("e_kwh", "electricity"), alias="$col"),
+                _target("B", _hourly_consumption("vol_m3", "water", "heat"), alias="$col"),
+                _target("C", _hourly_consumption("vol_nm3", "gas", "air"), alias="$col"),
+                _target("D", _hourly_consumption("heat_gj", "heat", "steam"), alias="$col"),
+                _target("E", _hourly_consumption("steam_t", "steam"), alias="$col"),
+            ],
+            _grid(0, 9, 12, 9),
+            units={"A": KWH, "B": M3, "C": NM3, "D": GJ, "E": T},
+            bars=True,
+        ),
+        _timeseries(
+            "Flow",
+            "Volume flow (water, heat), normalised flow (gas, air), steam mass flow.",
+            [
+                _target("A", _meter_means(["flow_m3h"], "water", "heat"), alias="$col"),
+                _target("B", _meter_means(["flow_nm3h"], "gas", "air"), alias="$col"),
+                _target("C", _meter_means(["steam_th"], "steam"), alias="$col"),
+            ],
+            _grid(12, 9, 12, 9),
+            units={"A": M3H, "B": NM3H, "C": TH},
+        ),
+        _timeseries(
+            "Temperatures",
+            "Supply, return and flue-gas temperatures.",
+            [
+                _target(
+                    "A",
+                    _meter_means(
+                        ["t_supply_c", "t_return_c", "t_flue_c"], "heat", "steam", "water", "gas"
+                    ),
+                    alias="$col",
+                )
+            ],
+            _grid(0, 18, 12, 9),
+            unit=CELSIUS,
+        ),
+        _timeseries(
+            "Pressure",
+            "Gauge pressure.",
+            [_target("A", _meter_means(["p_bar"], "water", "gas", "steam", "air"), alias="$col")],
+            _grid(12, 18, 12, 9),
+            unit=BAR,
+        ),
+        _timeseries(
+            "Voltage and current",
+            "Phase-average voltage and current.",
+            [
+                _target("A", _meter_means(["v_v"], "electricity"), alias="$col"),
+                _target("B", _meter_means(["i_a"], "electricity"), alias="$col"),
+            ],
+            _grid(0, 27, 12, 9),
+            units={"A": VOLT, "B": AMP},
+        ),
+        _timeseries(
+            "Power factor",
+            "Power factor.",
+            [_target("A", _meter_means(["pf"], "electricity"), alias="$col")],
+            _grid(12, 27, 12, 9),
+        ),
+        {
+            "type": "table",
+            "title": "Latest values",
+            "description": "The last value of every quantity the meter reported in the range.",
+            "datasource": DATASOURCE,
+            "gridPos": _grid(0, 36, 24, 6),
+            # one query per utility rather than one over all of them, which would answer a
+            # column for every field of every utility; only the meter's own utility has rows
+            "targets": [
+                _target(
+                    chr(ord("A") + i),
+                    f"SELECT last(*) FROM {_from(utility)} WHERE {METER_FILTER} AND $timeFilter",
+                    result_format="table",
+                )
+                for i, utility in enumerate(UTILITIES)
+            ],
+            "transformations": [
+                {"id": "merge", "options": {}},
+                {
+                    "id": "organize",
+                    # last(*) answers epoch 0 as its time: the fields come from different points
+                    "options": {"excludeByName": {"Time": True}, "renameByName": {}},
+                },
+                {"id": "renameByRegex", "options": {"regex": "^last_(.*)$", "renamePattern": "$1"}},
+            ],
+            "fieldConfig": {"defaults": {"decimals": 2}, "overrides": []},
+            "options": {"showHeader": True, "cellHeight": "sm"},
+        },
+    ]
+    return _dashboard(
+        METER_UID,
+        "Meter detail",
+        "Every quantity of one meter: power, demand, hourly consumption, flow, temperatures.",
+        _meter_variables(),
+        panels,
+        time_from="now-7d",
+    )
+
+
+# --- output ---------------------------------------------------------------------------------
+
+
+def build_dashboards() -> dict[str, JSON]:
+    """File name → dashboard JSON, for every parkwatch dashboard."""
+    return {
+        "park-overview.json": overview_dashboard(),
+        "meter-detail.json": meter_dashboard(),
+    }
+
+
+def render(dashboard: JSON) -> str:
+    """The exact text written for a dashboard: stable, so a diff shows a real change."""
+    return json.dumps(dashboard, indent=2, ensure_ascii=False) + "\n"
+
+
+def write_dashboards(out_dir: Path) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, dashboard in build_dashboards().items():
+        path = out_dir / name
+        path.write_text(render(dashboard), encoding="utf-8")
+        written.append(path)
+    return written
+
+
+def stale_files(out_dir: Path) -> list[Path]:
+    """Dashboard files in ``out_dir`` that are missing or differ from what this module builds."""
+    stale = []
+    for name, dashboard in build_dashboards().items():
+        path = out_dir / name
+        if not path.is_file() or path.read_text(encoding="utf-8") != render(dashboard):
+            stale.append(path)
+    return stale
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m grafana.dashboards", description="Write parkwatch's Grafana dashboards."
+    )
+    parser.add_argument(
+        "out_dir",
+        nargs="?",
+        type=Path,
+        default=DEFAULT_OUT_DIR,
+        help=f"where to write the JSON files (default: {DEFAULT_OUT_DIR})",
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 1 if a file is missing or differs from the generator's output",
+    )
+    args = parser.parse_args(argv)
+    out_dir: Path = args.out_dir
+    if args.check:
+        stale = stale_files(out_dir)
+        for path in stale:
+            print(f"out of date: {path}", file=sys.stderr)
+        return 1 if stale else 0
+    for path in write_dashboards(out_dir):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,302 @@
+"""The edge agent end to end: real Modbus meters → agent → real Mosquitto → a subscriber; and
+its write-ahead buffer across broker outages and agent restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import math
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import orjson
+import pytest
+
+from edge_agent.buffer import WalBuffer, WalBufferError
+from edge_agent.profiles import get_profile
+from edge_agent.service import EdgeAgent
+from edge_agent.settings import EdgeSettings
+from parkwatch import __version__, mqtt, topics
+from parkwatch.settings import MqttSettings
+from parkwatch.site import Park, SiteRegistry
+from parkwatch.stack import Mosquitto, free_port
+from parkwatch.topics import DataTopic
+from parkwatch.wire import parse_batch
+from simulators.modbus import SimulatedGateway
+
+GATEWAY = "gw-steelco"
+_ids = itertools.count()
+
+
+@pytest.fixture
+def park(demo_park_path: Path) -> Park:
+    return Park.from_yaml(demo_park_path)
+
+
+def agent_settings(
+    park: Park, sim: SimulatedGateway, url: str, buffer_dir: Path, **extra: Any
+) -> EdgeSettings:
+    return EdgeSettings(
+        park=park.park,
+        gateway=GATEWAY,
+        mqtt=MqttSettings(url=url, connect_timeout_s=2.0),
+        devices=sim.device_configs(),
+        poll_interval_s=0.1,
+        request_timeout_s=0.5,
+        buffer_dir=buffer_dir,
+        client_id=f"edge-test-{next(_ids)}",
+        reconnect_base_s=0.05,
+        reconnect_cap_s=0.3,
+        **extra,
+    )
+
+
+@asynccontextmanager
+async def running(agent: EdgeAgent) -> AsyncIterator[EdgeAgent]:
+    """Run the agent in a task for the block; cancel it (and wait for it) on the way out."""
+    task = asyncio.create_task(agent.run())
+    try:
+        async with asyncio.timeout(10):
+            await agent.started.wait()
+        yield agent
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+async def eventually(check: Callable[[], bool], within_s: float = 10.0) -> None:
+    deadline = time.monotonic() + within_s
+    while not check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+def subscriber(url: str, client_id: str, *, persistent: bool = False) -> aiomqtt.Client:
+    """A v5 subscriber; ``persistent`` keeps its session (and queued messages) across
+    disconnects and broker restarts (clean start off, an hour of session expiry)."""
+    settings = MqttSettings(url=url)
+    return aiomqtt.Client(
+        settings.host,
+        settings.port,
+        identifier=client_id,
+        protocol=aiomqtt.ProtocolVersion.V5,
+        clean_start=not persistent,
+        properties=mqtt.connect_properties(session_expiry_s=3600 if persistent else 0),
+    )
+
+
+async def collect(
+    client: aiomqtt.Client, until: Callable[[list[dict[str, Any]]], bool], within_s: float = 15.0
+) -> list[dict[str, Any]]:
+    """Batches from the data topic until ``until(batches)``."""
+    batches: list[dict[str, Any]] = []
+    async with asyncio.timeout(within_s):
+        async for message in client.messages:
+            if message.topic.value.endswith("/data"):
+                assert isinstance(message.payload, bytes)
+                batches.append(orjson.loads(message.payload))
+                if until(batches):
+                    return batches
+    raise AssertionError("the subscription ended")
+
+
+def assert_consecutive(batches: list[dict[str, Any]], first: int = 1) -> None:
+    seqs = [b["seq"] for b in batches]
+    assert seqs == list(range(first, first + len(seqs))), seqs
+
+
+# --- the whole path -----------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_agent_publishes_what_the_meters_hold(
+    park: Park, mqtt_settings: MqttSettings, tmp_path: Path
+) -> None:
+    data_topic = topics.data_topic(park.park, GATEWAY)
+    status_topic = topics.status_topic(park.park, GATEWAY)
+    async with SimulatedGateway(park, GATEWAY, refresh_s=None, seed=11) as sim:
+        settings = agent_settings(park, sim, mqtt_settings.url, tmp_path / "buffer")
+        agent = EdgeAgent(settings)
+        async with subscriber(mqtt_settings.url, f"test-sub-{next(_ids)}") as sub:
+            await sub.subscribe(data_topic, qos=1)
+            await sub.subscribe(status_topic, qos=1)
+            statuses: list[dict[str, Any]] = []
+            batches: list[dict[str, Any]] = []
+            async with running(agent), asyncio.timeout(15):
+                async for message in sub.messages:
+                    assert isinstance(message.payload, bytes)
+                    doc = orjson.loads(message.payload)
+                    (statuses if message.topic.matches(status_topic) else batches).append(doc)
+                    if len(batches) >= 4:
+                        break
+            # stopping says goodbye: a retained "offline" follows
+            async with asyncio.timeout(5):
+                async for message in sub.messages:
+                    assert isinstance(message.payload, bytes)
+                    if message.topic.matches(status_topic):
+                        statuses.append(orjson.loads(message.payload))
+                        if statuses[-1]["state"] == "offline":
+                            break
+
+    assert statuses[0]["state"] == "online"
+    assert statuses[0]["version"] == __version__
+    assert statuses[-1]["state"] == "offline"
+    assert_consecutive(batches)
+    registry = SiteRegistry([park])
+    configured = {a.meter: a for a in sim.assignments}
+    times = [b["readings"][0]["t"] for b in batches]
+    assert times == sorted(times)
+    for batch in batches:
+        assert batch["gw"] == GATEWAY
+        # ingest takes every value: right meters, right quantities, plausible values
+        parsed = parse_batch(
+            orjson.dumps(batch), DataTopic(park.park, GATEWAY), registry, int(time.time() * 1000)
+        )
+        assert parsed.rejections == []
+        assert [r["m"] for r in batch["readings"]] == list(configured)
+        for reading in batch["readings"]:
+            assignment = configured[reading["m"]]
+            want = sim.feed.values(reading["m"])
+            assert set(reading["q"]) == set(assignment.profile.quantities)
+            for quantity, value in reading["q"].items():
+                spec = assignment.profile.register(quantity)
+                tolerance = spec.resolution(assignment.ratios) / 2 + abs(want[quantity]) * 2**-23
+                assert math.isclose(value, want[quantity], abs_tol=tolerance + 1e-9), quantity
+
+
+@pytest.mark.anyio
+async def test_broker_outage_is_buffered_and_replayed_in_order(
+    park: Park, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="edge_agent")
+    broker = Mosquitto(tmp_path / "mosquitto", port=free_port())
+    data_topic = topics.data_topic(park.park, GATEWAY)
+    broker.start()
+    try:
+        # the subscriber's session (and subscription) outlives it and the broker's restart
+        async with subscriber(broker.url, "replay-sub", persistent=True) as sub:
+            await sub.subscribe(data_topic, qos=1)
+        broker.stop()
+
+        async with SimulatedGateway(park, GATEWAY, refresh_s=0.05, seed=2) as sim:
+            agent = EdgeAgent(agent_settings(park, sim, broker.url, tmp_path / "buffer"))
+            async with running(agent):
+                await eventually(lambda: agent.buffer.count_sync() >= 5)
+                assert agent.published == 0
+                assert not agent.connected.is_set()
+
+                broker.start()  # same port, same persistence directory
+                await eventually(agent.connected.is_set)
+                await eventually(lambda: agent.buffer.count_sync() == 0)
+                replayed = agent.published
+                assert replayed >= 5
+                async with subscriber(broker.url, "replay-sub", persistent=True) as sub:
+                    batches = await collect(sub, lambda b: b[-1]["seq"] >= replayed + 3)
+    finally:
+        broker.stop()
+
+    # every batch exactly once, in seq order: the backlog first, then live ones
+    assert_consecutive(batches)
+    ours = [r.getMessage() for r in caplog.records if r.name.startswith("edge_agent")]
+    assert sum("MQTT broker" in m and "unreachable" in m for m in ours) == 1
+    assert sum("MQTT broker" in m and "is back after" in m for m in ours) == 1
+
+
+@pytest.mark.anyio
+async def test_backlog_survives_an_agent_restart(park: Park, tmp_path: Path) -> None:
+    broker = Mosquitto(tmp_path / "mosquitto", port=free_port())
+    buffer_dir = tmp_path / "buffer"
+    async with SimulatedGateway(park, GATEWAY, refresh_s=0.05, seed=4) as sim:
+        first = EdgeAgent(agent_settings(park, sim, broker.url, buffer_dir))
+        async with running(first):  # the broker is not there: everything stays on disk
+            await eventually(lambda: first.buffer.count_sync() >= 3)
+        with WalBuffer(buffer_dir, GATEWAY) as left:
+            backlog = left.count_sync()
+        assert backlog >= 3
+
+        broker.start()
+        try:
+            async with subscriber(broker.url, f"test-sub-{next(_ids)}") as sub:
+                await sub.subscribe(topics.data_topic(park.park, GATEWAY), qos=1)
+                second = EdgeAgent(agent_settings(park, sim, broker.url, buffer_dir))
+                async with running(second):
+                    batches = await collect(sub, lambda b: len(b) >= backlog + 2)
+        finally:
+            broker.stop()
+    # the old batches first, and seq went on where the first agent stopped
+    assert_consecutive(batches)
+
+
+# --- the buffer and the settings on their own -------------------------------------------
+
+
+def test_buffer_drops_the_oldest_when_full(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="edge_agent.buffer")
+    reading = {"m": "steelco-main", "t": 1_732_411_200_000, "q": {"p_kw": 1.0}, "s": "ok"}
+    with WalBuffer(tmp_path, GATEWAY, max_batches=3) as buffer:
+        stored = [buffer.append_sync([reading]) for _ in range(5)]
+        assert [b.seq for b in stored] == [1, 2, 3, 4, 5]
+        assert [b.seq for b in buffer.pending_sync()] == [3, 4, 5]
+        assert buffer.dropped_total == 2
+        assert orjson.loads(stored[-1].payload)["seq"] == 5
+        buffer.ack_sync(3)
+        assert buffer.count_sync() == 2
+    warnings = [r for r in caplog.records if "dropped the oldest" in r.getMessage()]
+    assert len(warnings) == 1  # counted, not repeated per batch
+
+    with WalBuffer(tmp_path, GATEWAY, max_batches=3) as reopened:  # seq survives a restart
+        assert [b.seq for b in reopened.pending_sync()] == [4, 5]
+        assert reopened.append_sync([reading]).seq == 6
+    # a buffer file moved to another gateway is refused, not replayed under the wrong name
+    (tmp_path / "moved").mkdir()
+    (tmp_path / "moved" / "gw-other.sqlite3").write_bytes(
+        (tmp_path / f"{GATEWAY}.sqlite3").read_bytes()
+    )
+    with pytest.raises(WalBufferError, match=GATEWAY), WalBuffer(tmp_path / "moved", "gw-other"):
+        pass
+
+
+def test_gateway_yaml_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    example = Path(__file__).resolve().parent.parent / "edge_agent" / "examples" / "gateway.yaml"
+    settings = EdgeSettings.from_yaml(example)
+    assert settings.park == "lj-demo"
+    assert settings.gateway == GATEWAY
+    assert settings.mqtt_client_id == "edge-lj-demo-gw-steelco"
+    for device in settings.devices:
+        get_profile(device.profile)
+    air = next(d for d in settings.devices if d.meter == "steelco-air")
+    assert air.ratios.ct == 120
+    # the environment wins over the file; a secret need never be written in it
+    monkeypatch.setenv("PW_EDGE_MQTT__PASSWORD", "s3cret")
+    monkeypatch.setenv("PW_EDGE_POLL_INTERVAL_S", "2")
+    settings = EdgeSettings.from_yaml(example)
+    assert settings.poll_interval_s == 2.0
+    assert settings.mqtt.url == "mqtt://127.0.0.1:1883"  # kept from the file
+    assert settings.mqtt.password is not None
+    assert settings.mqtt.password.get_secret_value() == "s3cret"
+
+
+def test_bad_gateway_yaml_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(
+        "park: lj-demo\ngateway: gw-x\ndevices:\n"
+        "  - {meter: m1, profile: no-such-meter, transport: {kind: tcp, host: h}}\n"
+    )
+    with pytest.raises(ValueError, match="no meter profile 'no-such-meter'"):
+        EdgeSettings.from_yaml(path)
+    path.write_text(
+        "park: lj-demo\ngateway: gw-x\ndevices:\n"
+        "  - {meter: m1, profile: heat-meter, unit: 1, transport: {kind: rtu, port: /dev/ttyS1}}\n"
+        "  - {meter: m2, profile: heat-meter, unit: 2,\n"
+        "     transport: {kind: rtu, port: /dev/ttyS1, baudrate: 19200}}\n"
+    )
+    with pytest.raises(ValueError, match="disagree"):
+        EdgeSettings.from_yaml(path)
