@@ -94,7 +94,7 @@ class AnalyticsService:
     async def _session(self, writer: InfluxWriter) -> None:
         async with mqtt.client(self.settings.mqtt, self.settings.client_id) as client:
             for park in self.parks:
-                await client.subscribe(f"{topics.PREFIX}/{park}/+/data", qos=1)
+                await client.subscribe(topics.data_filter(park), qos=1)
             self.outage.recovered()
             self.subscribed.set()
             async for message in client.messages:

@@ -130,6 +130,13 @@ class IngestService:
                 else:
                     return
 
+    def topic_filters(self) -> list[str]:
+        s = self.settings
+        filters = (
+            [topics.data_filter(park) for park in s.parks] if s.parks else [topics.ALL_DATA]
+        )
+        return [topics.shared(f, s.share_group) if s.share_group else f for f in filters]
+
     async def _ensure_database(self) -> None:
         if self.settings.influx.api != "v1":
             return  # a v2/v3 bucket is created by its administrator
@@ -161,11 +168,13 @@ class IngestService:
         # has, and it is what lets us acknowledge only after the write.
         client._client.manual_ack_set(True)
         async with client:
-            await client.subscribe(topics.shared(topics.ALL_DATA, s.share_group), qos=1)
+            filters = self.topic_filters()
+            for topic_filter in filters:
+                await client.subscribe(topic_filter, qos=1)
             self.broker_outage.recovered()
             self.metrics.broker_up.set(1)
             self.subscribed.set()
-            log.info("ingest %s subscribed to %s", s.client_id, topics.ALL_DATA)
+            log.info("ingest %s subscribed to %s", s.client_id, ", ".join(filters))
             acks = AckTracker(client._client.ack)
             # QoS 0 messages are not flow-controlled by the broker; this bounds them too
             slots = asyncio.Semaphore(s.receive_maximum)

@@ -15,7 +15,15 @@ class IngestSettings(ServiceSettings):
 
     # a stable id per replica: the broker keeps its session (and unacknowledged messages)
     client_id: str = "ingest-0"
-    share_group: str = "ingest"
+    # Empty: one replica owns the data topics through a plain persistent subscription. A group
+    # name: replicas share the load through the MQTT v5 shared subscription
+    # $share/<group>/pw/v1/+/+/data. Mosquitto 2.0.11 does not restore shared subscriptions
+    # from its persistence file, so across a broker restart the group loses what is published
+    # before the replicas subscribe again; use parks (below) to shard on such a broker.
+    share_group: str = ""
+    # Empty: every park. Otherwise only these parks' data topics — sharding by park, which
+    # survives broker restarts on any broker.
+    parks: list[str] = Field(default_factory=list)
     session_expiry_s: int = Field(default=86_400, ge=0)
     # most unacknowledged messages the broker may send us; bounds memory
     receive_maximum: int = Field(default=256, ge=1, le=65_535)

@@ -41,6 +41,13 @@ def deadletter_topic(park: str) -> str:
 
 
 ALL_DATA = f"{PREFIX}/+/+/data"
+
+
+def data_filter(park: str) -> str:
+    """Every gateway's data topic of one park."""
+    _check(park=park)
+    return f"{PREFIX}/{park}/+/data"
+
 ALL_DEADLETTERS = f"{PREFIX}/+/deadletter"
 
 
