@@ -34,6 +34,14 @@ class IngestMetrics:
             "age of the newest reading stored, by its source time",
             registry=r,
         )
+        self.seq_gaps = Counter(
+            "pw_ingest_seq_gaps", "batches missing between a gateway's seq numbers", registry=r
+        )
+        self.seq_replays = Counter(
+            "pw_ingest_seq_replays",
+            "batches whose seq was seen before (re-delivery or a gateway's backlog replay)",
+            registry=r,
+        )
         self.broker_up = Gauge("pw_ingest_broker_up", "1 while connected to the broker", registry=r)
         self.database_up = Gauge(
             "pw_ingest_database_up", "0 while InfluxDB writes are failing", registry=r

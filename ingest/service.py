@@ -106,6 +106,7 @@ class IngestService:
         self.subscribed = asyncio.Event()
         self.broker_outage = OutageLog(log, f"MQTT broker at {settings.mqtt.url}")
         self.writer: InfluxWriter | None = None
+        self._last_seq: dict[tuple[str, str], int] = {}
 
     async def run(self) -> None:
         s = self.settings
@@ -254,12 +255,29 @@ class IngestService:
         parsed = parse_batch(
             bytes(payload), data_topic, self.registry, int(received * 1000), self.limits
         )
+        self._track_seq(parsed)
         lines = encode_lines(parsed.readings)
         if lines:
             await self._store(writer, parsed, lines)
         if parsed.rejections:
             await self._deadletter(client, topic, parsed, bytes(payload), received)
         self.metrics.write_latency.observe(self.clock() - received)
+
+    def _track_seq(self, parsed: ParsedBatch) -> None:
+        """Make gaps and replays visible. A replayed batch is still written: it carries the
+        same points, so it overwrites them; and a gateway that restarted counts from 1 again,
+        so an old seq is no proof that its readings are stored."""
+        if parsed.seq is None:
+            return
+        key = (parsed.park, parsed.gateway)
+        last = self._last_seq.get(key)
+        if last is not None:
+            if parsed.seq <= last:
+                self.metrics.seq_replays.inc()
+                return
+            if parsed.seq > last + 1:
+                self.metrics.seq_gaps.inc(parsed.seq - last - 1)
+        self._last_seq[key] = parsed.seq
 
     async def _store(self, writer: InfluxWriter, parsed: ParsedBatch, lines: list[str]) -> None:
         try:
