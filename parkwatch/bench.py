@@ -124,6 +124,8 @@ async def _end_to_end(
                 "PW_INGEST_HTTP_PORT": str(port),
                 "PW_INGEST_BATCH_LINES": str(plan.batch_lines),
                 "PW_INGEST_WRITES_IN_FLIGHT": str(plan.writes_in_flight),
+                # replicas split the stream through a shared subscription
+                "PW_INGEST_SHARE_GROUP": "bench" if plan.replicas > 1 else "",
             }
         )
         proc = spawn([sys.executable, "-m", "parkwatch", "ingest"], logs / f"ingest-{r}.log", env)
