@@ -157,7 +157,12 @@ async def _end_to_end(
             last = stored[-1][1]
             seconds = stored[-1][0] - first_publish
             async with httpx.AsyncClient() as http:
-                metrics = (await http.get(f"http://127.0.0.1:{replicas[0][1]}/metrics")).text
+                metrics = "\n".join(
+                    [
+                        (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+                        for _, port in replicas
+                    ]
+                )
         lat = _latencies([(t, c) for t, c in published], stored, total)
         return {
             "sent": report.readings,
