@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import time
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -63,8 +64,19 @@ def _override(
 
 
 def _run(coro: Any) -> None:
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(coro)
+    """Run a service until it ends; SIGINT and SIGTERM cancel it, so its context managers
+    close connections and stop child processes on the way out."""
+
+    async def main() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await coro
+
+    asyncio.run(main())
 
 
 @app.command()
@@ -157,9 +169,26 @@ def simulate(
     write_site: Annotated[
         Path | None, typer.Option(help="--load: write the load park's park.yaml here")
     ] = None,
+    exclude_gateway: Annotated[
+        list[str] | None, typer.Option(help="leave out this gateway (served another way)")
+    ] = None,
+    modbus_gateway: Annotated[
+        str | None, typer.Option(help="serve this gateway's meters as Modbus devices instead")
+    ] = None,
+    modbus_port: Annotated[int, typer.Option(help="--modbus-gateway: TCP port")] = 5020,
+    transport: Annotated[str, typer.Option(help="--modbus-gateway: tcp or rtu")] = "tcp",
+    gateway_config: Annotated[
+        Path | None, typer.Option(help="--modbus-gateway: write the edge agent's gateway.yaml")
+    ] = None,
 ) -> None:
-    """Publish a simulated park's readings over MQTT in real time, or (--load) a load test."""
+    """Publish a simulated park over MQTT in real time; or (--modbus-gateway) serve one
+    gateway's meters as real Modbus devices; or (--load) run a load test."""
     setup_logging("INFO")
+    if modbus_gateway is not None:
+        _serve_modbus(
+            site, modbus_gateway, modbus_port, transport, gateway_config, mqtt_url, interval, seed
+        )
+        return
     if load:
         _simulate_load(mqtt_url, gateways, meters, rate, duration or 10.0, max_readings, write_site)
         return
@@ -179,6 +208,38 @@ def simulate(
         f"sent {sim.sent.messages} messages, {sim.sent.readings} readings, "
         f"{sim.sent.value_count} values in {time.monotonic() - started:.1f}s"
     )
+
+
+def _serve_modbus(
+    site: Path | None,
+    gateway: str,
+    port: int,
+    transport: str,
+    gateway_config: Path | None,
+    mqtt_url: str,
+    interval: float,
+    seed: int,
+) -> None:
+    import tempfile
+
+    from simulators.modbus import serve_gateway
+
+    if transport not in ("tcp", "rtu"):
+        raise typer.BadParameter("--transport is tcp or rtu")
+    with tempfile.TemporaryDirectory(prefix="pw-modbus-") as state:
+        _run(
+            serve_gateway(
+                _load_park(site),
+                gateway,
+                transport="rtu" if transport == "rtu" else "tcp",
+                port=port,
+                state_dir=Path(state),
+                seed=seed,
+                config_out=gateway_config,
+                mqtt_url=mqtt_url,
+                poll_interval_s=interval,
+            )
+        )
 
 
 def _simulate_load(

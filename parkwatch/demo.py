@@ -25,6 +25,7 @@ import httpx
 from parkwatch.stack import LocalStack, free_port, spawn, stop_process, tcp_open
 
 PROGRESS_EVERY_S = 5.0
+MODBUS_GATEWAY = "gw-steelco"
 
 
 @dataclass
@@ -130,19 +131,34 @@ def run_demo(
             api = f"http://127.0.0.1:{api_port}"
             _wait_http(f"{api}/health", children)
             _wait_http(f"http://127.0.0.1:{ingest_http}/health", children)
-            start(
+            # one factory's meters are real Modbus TCP devices read by a real edge agent;
+            # the other gateways publish straight from the simulator
+            gateway_yaml = root / "edge" / f"{MODBUS_GATEWAY}.yaml"
+            simulate = [
                 "simulate",
+                "--site",
+                str(site),
+                "--mqtt-url",
+                stack.mqtt_url,
+                "--interval",
+                str(interval),
+            ]
+            start(
+                "modbus-meters",
                 [
-                    "simulate",
-                    "--site",
-                    str(site),
-                    "--mqtt-url",
-                    stack.mqtt_url,
-                    "--interval",
-                    str(interval),
+                    *simulate,
+                    "--modbus-gateway",
+                    MODBUS_GATEWAY,
+                    "--modbus-port",
+                    str(free_port()),
+                    "--gateway-config",
+                    str(gateway_yaml),
                 ],
                 dict(os.environ),
             )
+            _wait_file(gateway_yaml, children)
+            start("edge", ["edge", "--config", str(gateway_yaml)], dict(os.environ))
+            start("simulate", [*simulate, "--exclude-gateway", MODBUS_GATEWAY], dict(os.environ))
             park = httpx.get(f"{api}/parks", timeout=5).json()[0]["park"]
             print(
                 f"""
@@ -153,6 +169,8 @@ parkwatch demo is running on the simulated park '{park}'
   latest         {api}/parks/{park}/meters/park-main/latest
   series         {api}/parks/{park}/meters/park-main/series?quantity=p_kw&every=1m
   ingest metrics http://127.0.0.1:{ingest_http}/metrics
+  Modbus meters  {MODBUS_GATEWAY}'s meters are Modbus TCP devices, read by `parkwatch edge`
+                 (config: {gateway_yaml})
   MQTT broker    {stack.mqtt_url}   (mosquitto_sub -p {stack.mosquitto.port} -t 'pw/v1/#' -v)
   InfluxDB       {stack.influx_url} (database 'parkwatch')
   logs           {logs}
@@ -187,6 +205,17 @@ parkwatch demo is running on the simulated park '{park}'
         signal.signal(sig, handler)
     print("stopped: all services and servers are down.", flush=True)
     return code
+
+
+def _wait_file(path: Path, children: list[Child], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        for child in children:
+            if child.proc.poll() is not None:
+                raise RuntimeError(f"{child.name} exited early:\n{_tail(child.log)}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{path} was not written within {timeout:.0f}s")
+        time.sleep(0.1)
 
 
 def _wait_http(url: str, children: list[Child], timeout: float = 30.0) -> None:

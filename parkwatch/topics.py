@@ -48,6 +48,7 @@ def data_filter(park: str) -> str:
     _check(park=park)
     return f"{PREFIX}/{park}/+/data"
 
+
 ALL_DEADLETTERS = f"{PREFIX}/+/deadletter"
 
 
