@@ -1,0 +1,119 @@
+"""The API against a real InfluxDB: hierarchy, latest, series buckets on the park's local
+clock, counters vs instantaneous quantities, and clear errors."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from api.app import create_app
+from api.settings import ApiSettings
+from parkwatch.influx import InfluxReader, InfluxWriter
+from parkwatch.settings import InfluxSettings
+from parkwatch.site import Park, SiteRegistry
+from tests.support import serve
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def api(
+    influx_settings: InfluxSettings, demo_park_path: Path
+) -> AsyncIterator[tuple[httpx.AsyncClient, Park]]:
+    park = Park.from_yaml(demo_park_path)
+    registry = SiteRegistry([park])
+    meter = registry.meter(park.park, "elecco-main")
+    assert meter is not None
+    start = int(datetime.fromisoformat("2026-03-01T22:00:00+08:00").timestamp() * 1000)
+    # one point an hour for 6 hours, across local midnight: p_kw = hour index, e_kwh grows
+    lines = [
+        f"{meter.series} p_kw={float(h)},e_kwh={1000.0 + 10 * h} {start + h * 3_600_000}"
+        for h in range(6)
+    ]
+    async with InfluxReader(influx_settings) as reader:
+        await reader.create_database()
+    async with InfluxWriter(influx_settings) as writer:
+        await writer.write(lines)
+    app = create_app(ApiSettings(influx=influx_settings), registry)
+    async with serve(app) as base, httpx.AsyncClient(base_url=base) as client:
+        yield client, park
+
+
+async def test_latest_and_series_in_local_time(api: tuple[httpx.AsyncClient, Park]) -> None:
+    client, _ = api
+    latest = (await client.get("/parks/lj-demo/meters/elecco-main/latest")).json()
+    assert latest["values"] == {"p_kw": 5.0, "e_kwh": 1050.0}
+    assert latest["time"] == "2026-03-02T03:00:00+08:00"
+
+    window = {"start": "2026-03-01T00:00:00", "end": "2026-03-03T00:00:00"}  # park-local
+    days = await client.get(
+        "/parks/lj-demo/meters/elecco-main/series",
+        params={"quantity": "p_kw", "every": "1d", **window},
+    )
+    assert days.status_code == 200, days.text
+    body = days.json()
+    assert body["aggregate"] == "mean"
+    # day buckets start at local midnight: 22:00 and 23:00 on the 1st, 00:00–03:00 on the 2nd
+    assert body["points"] == [
+        {"time": "2026-03-01T00:00:00+08:00", "value": 0.5},
+        {"time": "2026-03-02T00:00:00+08:00", "value": 3.5},
+    ]
+    counter = await client.get(
+        "/parks/lj-demo/meters/elecco-main/series",
+        params={"quantity": "e_kwh", "every": "1d", **window},
+    )
+    assert counter.json()["aggregate"] == "last"
+    assert [p["value"] for p in counter.json()["points"]] == [1010.0, 1050.0]
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "status", "detail"),
+    [
+        ("/parks/nowhere/meters", {}, 404, "unknown park"),
+        ("/parks/lj-demo/meters/ghost/latest", {}, 404, "unknown meter"),
+        ("/parks/lj-demo/meters/chemco-main/latest", {}, 404, "no readings"),
+        ("/parks/lj-demo/meters/elecco-main/series", {"quantity": "flow_m3h"}, 422, "p_kw"),
+        (
+            "/parks/lj-demo/meters/elecco-main/series",
+            {"quantity": "p_kw", "every": "5x"},
+            422,
+            "every",
+        ),
+        (
+            "/parks/lj-demo/meters/elecco-main/series",
+            {"quantity": "p_kw", "every": "1s", "start": "2025-01-01T00:00:00"},
+            422,
+            "buckets",
+        ),
+        (
+            "/parks/lj-demo/meters/elecco-main/series",
+            {"quantity": "p_kw", "start": "2026-03-02T00:00:00", "end": "2026-03-01T00:00:00"},
+            422,
+            "before",
+        ),
+    ],
+)
+async def test_clear_errors(
+    api: tuple[httpx.AsyncClient, Park], path: str, params: dict[str, str], status: int, detail: str
+) -> None:
+    client, _ = api
+    response = await client.get(path, params=params)
+    assert response.status_code == status, response.text
+    assert detail in response.json()["detail"]
+
+
+async def test_hierarchy(api: tuple[httpx.AsyncClient, Park]) -> None:
+    client, park = api
+    [listed] = (await client.get("/parks")).json()
+    assert listed["park"] == park.park
+    assert listed["timezone"] == "Asia/Shanghai"
+    meters = {m["id"]: m for m in (await client.get("/parks/lj-demo/meters")).json()}
+    assert meters["elecco-smt"]["parent"] == "elecco-main"
+    assert meters["elecco-smt"]["enterprise"] == "elecco"
+    assert meters["park-main"]["enterprise"] == "park"
+    assert "p_kw" in meters["elecco-smt"]["quantities"]
+    assert (await client.get("/health")).json() == {"status": "ok", "database": True}
