@@ -17,10 +17,10 @@ the published curve did. The last line printed is one JSON object.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
 import json
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -38,6 +38,17 @@ from parkwatch.stack import LocalStack, free_port, spawn, stop_process
 from simulators.load import LoadPlan, expected_value, load_park, meter_id, run_load
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _self_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 @dataclass(frozen=True)
 class BenchPlan:
     gateways: int = 10
@@ -46,6 +57,7 @@ class BenchPlan:
     replicas: int = 1
     batch_lines: int = 5000
     writes_in_flight: int = 4
+    gzip_level: int = 1
 
 
 def _reference_lines(plan: BenchPlan, load: LoadPlan, start_ms: int) -> list[str]:
@@ -71,7 +83,9 @@ def _reference_lines(plan: BenchPlan, load: LoadPlan, start_ms: int) -> list[str
 async def _reference(settings: InfluxSettings, lines: list[str], plan: BenchPlan) -> float:
     async with InfluxReader(settings) as reader:
         await reader.create_database()
-    async with InfluxWriter(settings, max_in_flight=plan.writes_in_flight) as writer:
+    async with InfluxWriter(
+        settings, max_in_flight=plan.writes_in_flight, gzip_level=plan.gzip_level
+    ) as writer:
         started = time.perf_counter()
         batches = list(chunks(lines, plan.batch_lines))
         sem = asyncio.Semaphore(plan.writes_in_flight)
@@ -84,26 +98,24 @@ async def _reference(settings: InfluxSettings, lines: list[str], plan: BenchPlan
         return len(lines) / (time.perf_counter() - started)
 
 
-async def _count(reader: InfluxReader) -> int:
-    return await reader.count("electricity", "p_kw")
+async def _newest_cycle_per_gateway(reader: InfluxReader, load: LoadPlan) -> dict[int, int]:
+    """Per gateway, the newest cycle whose point of the gateway's first meter is readable:
+    a probe series per gateway, cheap to ask for (a full count scans every point)."""
+    series = await reader.query(
+        'SELECT last("p_kw") FROM "electricity" WHERE "meter" =~ /-m0000$/ GROUP BY "meter"'
+    )
+    return {
+        int(s.tags["meter"][1:4]): (int(s.values[0][0]) - (load.start_ms or 0)) // load.step_ms
+        for s in series
+        if s.values
+    }
 
 
-def _latencies(
-    published: list[tuple[float, int]], stored: list[tuple[float, int]], total: int
-) -> list[float]:
-    """Per-percentile latency (s) from the two cumulative curves."""
-    pub_counts = [c for _, c in published]
-    out = []
-    for q in range(1, 101):
-        k = max(1, int(total * q / 100))
-        i = bisect.bisect_left(pub_counts, k)
-        if i >= len(published):
-            continue
-        j = bisect.bisect_left([c for _, c in stored], k)
-        if j >= len(stored):
-            continue
-        out.append(max(0.0, stored[j][0] - published[i][0]))
-    return out
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
 
 
 async def _end_to_end(
@@ -124,6 +136,7 @@ async def _end_to_end(
                 "PW_INGEST_HTTP_PORT": str(port),
                 "PW_INGEST_BATCH_LINES": str(plan.batch_lines),
                 "PW_INGEST_WRITES_IN_FLIGHT": str(plan.writes_in_flight),
+                "PW_INGEST_GZIP_LEVEL": str(plan.gzip_level),
                 # replicas split the stream through a shared subscription
                 "PW_INGEST_SHARE_GROUP": "bench" if plan.replicas > 1 else "",
             }
@@ -133,29 +146,53 @@ async def _end_to_end(
     try:
         for proc, port in replicas:
             await _wait_healthy(f"http://127.0.0.1:{port}/health", proc)
-        published: list[tuple[float, int]] = []
-        stored: list[tuple[float, int]] = []
-        total = (plan.readings // (plan.gateways * plan.meters)) * plan.gateways * plan.meters
+        published: dict[tuple[int, int], float] = {}
+        readable: dict[tuple[int, int], float] = {}
+        cycles = plan.readings // (plan.gateways * plan.meters)
+        pids = {
+            "influxd": stack.influxdb.pid,
+            "mosquitto": stack.mosquitto.pid,
+            **{f"ingest-{i}": proc.pid for i, (proc, _) in enumerate(replicas)},
+        }
+        cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        self_before = _self_cpu()
         async with InfluxReader(influx) as reader:
             first_publish = time.perf_counter()
+            seen = dict.fromkeys(range(plan.gateways), -1)
 
             async def poll() -> None:
+                # the probes say when each message became readable; once every gateway's last
+                # message is, one full count says whether everything is
                 while True:
-                    n = await _count(reader)
-                    stored.append((time.perf_counter(), n))
-                    if n >= total:
+                    now = time.perf_counter()
+                    newest = await _newest_cycle_per_gateway(reader, load)
+                    for g, cycle in newest.items():
+                        for c in range(seen[g] + 1, cycle + 1):
+                            readable[(g, c)] = now
+                        seen[g] = max(seen[g], cycle)
+                    if all(c >= cycles - 1 for c in seen.values()) and (
+                        await reader.count("electricity", "p_kw")
+                        >= cycles * plan.gateways * plan.meters
+                    ):
                         return
                     await asyncio.sleep(0.05)
 
+            def on_ack(g: int, cycle: int, at: float) -> None:
+                published[(g, cycle)] = at
+
             load_task = asyncio.create_task(
-                run_load(MqttSettings(url=stack.mqtt_url), load, on_ack=published.append)
+                run_load(MqttSettings(url=stack.mqtt_url), load, on_ack=on_ack)
             )
             poll_task = asyncio.create_task(poll())
             report = await load_task
             with contextlib.suppress(TimeoutError):  # then "lost" says what is missing
                 await asyncio.wait_for(poll_task, timeout=600)
-            last = stored[-1][1]
-            seconds = stored[-1][0] - first_publish
+            finished = time.perf_counter()
+            cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
+            # this process: the load generator, plus the polling of InfluxDB
+            cpu["generator"] = _self_cpu() - self_before
+            last = await reader.count("electricity", "p_kw")
+            seconds = finished - first_publish
             async with httpx.AsyncClient() as http:
                 metrics = "\n".join(
                     [
@@ -163,14 +200,18 @@ async def _end_to_end(
                         for _, port in replicas
                     ]
                 )
-        lat = _latencies([(t, c) for t, c in published], stored, total)
+        latencies = [readable[k] - published[k] for k in published if k in readable]
         return {
             "sent": report.readings,
             "stored": last,
             "seconds": seconds,
             "publish_readings_per_s": report.readings_per_s,
-            "p50_latency_ms": 1000 * lat[49] if len(lat) > 49 else None,
-            "p99_latency_ms": 1000 * lat[98] if len(lat) > 98 else None,
+            "p50_latency_ms": _ms(_percentile(latencies, 50)),
+            "p99_latency_ms": _ms(_percentile(latencies, 99)),
+            "cpu_us_per_reading": {
+                name: round(seconds_used / max(last, 1) * 1e6, 2)
+                for name, seconds_used in cpu.items()
+            },
             "rejected": sum(
                 float(line.split()[-1])
                 for line in metrics.splitlines()
@@ -217,9 +258,11 @@ def run_ingest_bench(plan: BenchPlan, state_dir: Path | None = None) -> dict[str
             print(f"building {plan.readings:,} reference lines …", file=sys.stderr, flush=True)
             lines = _reference_lines(plan, load, start_ms)
             print("writing them straight to InfluxDB …", file=sys.stderr, flush=True)
+            influxd_before = cpu_seconds(stack.influxdb.pid)
             raw = asyncio.run(
                 _reference(InfluxSettings(url=stack.influx_url, database="raw"), lines, plan)
             )
+            raw_influxd_us = (cpu_seconds(stack.influxdb.pid) - influxd_before) / len(lines) * 1e6
             del lines
             print(
                 "end to end: load generator → Mosquitto → ingest → InfluxDB …",
@@ -242,8 +285,17 @@ def run_ingest_bench(plan: BenchPlan, state_dir: Path | None = None) -> dict[str
         "p50_latency_ms": _round(e2e["p50_latency_ms"]),
         "p99_latency_ms": _round(e2e["p99_latency_ms"]),
         "publish_readings_per_s": round(e2e["publish_readings_per_s"]),
+        # where the two cores went, in CPU µs per reading: influxd's own cost in the plain
+        # bulk load, and every process's in the end-to-end run
+        "raw_influxd_cpu_us_per_point": round(raw_influxd_us, 2),
+        "cpu_us_per_reading": e2e["cpu_us_per_reading"],
+        "gzip_level": plan.gzip_level,
         "cpu_count": os.cpu_count(),
     }
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else max(0.0, seconds) * 1000
 
 
 def _round(value: float | None) -> float | None:

@@ -180,10 +180,28 @@ def simulate(
     gateway_config: Annotated[
         Path | None, typer.Option(help="--modbus-gateway: write the edge agent's gateway.yaml")
     ] = None,
+    history: Annotated[
+        float | None, typer.Option(help="write DAYS of history (CSV + ground truth) to --out")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="--history: output directory")] = None,
+    step: Annotated[float, typer.Option(help="--history: seconds between readings")] = 60.0,
+    faults: Annotated[
+        Path | None, typer.Option(help="--history: fault schedule (YAML/JSON); default random")
+    ] = None,
+    no_faults: Annotated[bool, typer.Option(help="--history: inject no faults")] = False,
+    plain: Annotated[bool, typer.Option(help="--history: readings.csv, not .csv.gz")] = False,
 ) -> None:
     """Publish a simulated park over MQTT in real time; or (--modbus-gateway) serve one
     gateway's meters as real Modbus devices; or (--load) run a load test."""
     setup_logging("INFO")
+    if history is not None:
+        from simulators.history import main_history
+
+        if out is None:
+            raise typer.BadParameter("--history needs --out DIR")
+        main_history(site, history, out, seed, not plain, step_s=step, faults=faults,
+                     no_faults=no_faults)  # fmt: skip
+        return
     if modbus_gateway is not None:
         _serve_modbus(
             site, modbus_gateway, modbus_port, transport, gateway_config, mqtt_url, interval, seed
@@ -327,6 +345,7 @@ def bench_ingest(
     replicas: Annotated[int, typer.Option(help="ingest processes")] = 1,
     writes_in_flight: Annotated[int, typer.Option()] = 4,
     batch_lines: Annotated[int, typer.Option()] = 5000,
+    gzip_level: Annotated[int, typer.Option(help="0: plain bodies")] = 1,
 ) -> None:
     """Ingest end to end vs. a plain bulk writer into the same InfluxDB, in one run."""
     import json
@@ -341,6 +360,7 @@ def bench_ingest(
         replicas=replicas,
         batch_lines=batch_lines,
         writes_in_flight=writes_in_flight,
+        gzip_level=gzip_level,
     )
     typer.echo(json.dumps(run_ingest_bench(plan)))
 

@@ -135,6 +135,12 @@ class Mosquitto:
     def url(self) -> str:
         return f"mqtt://{self.host}:{self.port}"
 
+    @property
+    def pid(self) -> int:
+        if self.proc is None:
+            raise StackError("mosquitto is not running")
+        return self.proc.pid
+
     def config(self) -> str:
         data = self.state_dir / "data"
         data.mkdir(parents=True, exist_ok=True)
@@ -191,6 +197,12 @@ class InfluxDB:
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        if self.proc is None:
+            raise StackError("influxd is not running")
+        return self.proc.pid
 
     def config(self) -> str:
         d = self.state_dir

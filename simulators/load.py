@@ -120,10 +120,10 @@ class _Pacer:
 async def run_load(
     settings: MqttSettings,
     plan: LoadPlan,
-    on_ack: Callable[[tuple[float, int]], object] | None = None,
+    on_ack: Callable[[int, int, float], object] | None = None,
 ) -> LoadReport:
-    """Publish the plan; ``on_ack((perf_counter, readings acknowledged so far))`` after each
-    PUBACK, for latency curves."""
+    """Publish the plan; ``on_ack(gateway index, cycle, time.perf_counter())`` after each
+    PUBACK, for latency measurements."""
     start_ms = (
         plan.start_ms if plan.start_ms is not None else int(time.time() * 1000) - 6 * 3600_000
     )
@@ -177,7 +177,7 @@ async def run_load(
                         report.last_seq[gw] = cycle
                         report.last_t_ms = max(report.last_t_ms, t)
                         if on_ack is not None:
-                            on_ack((time.perf_counter(), report.readings))
+                            on_ack(g, cycle - 1, time.perf_counter())
                         await pacer.wait(plan.meters)
                     return
             except aiomqtt.MqttError as exc:

@@ -799,7 +799,8 @@ class ParkModel:
             previous, t0 = values[-1], int(times[-1]) + step_ms
 
     def frame(self, t_ms: Sequence[int] | IntArray, *, transport: bool = False) -> Frame:
-        """Every series at the timestamps ``t_ms`` (increasing, after any given before).
+        """Every series at the timestamps ``t_ms`` (increasing, normally after those of the
+        previous call: counters integrate from one call to the next).
 
         Meter faults, communication loss and clock skew are applied; with ``transport`` late
         batches are taken out and returned, with duplicates, as ``frame.deliveries``.
@@ -807,8 +808,8 @@ class ParkModel:
         t = np.asarray(t_ms, dtype=np.int64).ravel()
         if t.size == 0:
             raise ValueError("no timestamps")
-        if np.any(np.diff(t) <= 0) or (self._prev_t is not None and t[0] <= self._prev_t):
-            raise ValueError("timestamps must increase from one call to the next")
+        if np.any(np.diff(t) <= 0):
+            raise ValueError("timestamps must increase")
         if not self._primed:
             self.prime(int(t[0]), int(t[1] - t[0]) if t.size > 1 else MINUTE_MS)
         instant = self._instant(t)
@@ -940,7 +941,8 @@ class ParkModel:
         rate *= self._counter_factor
         if self._prev_t is None:
             self._prev_t, self._prev_rate = int(t[0]), rate[0].copy()
-        dt_h = np.diff(t, prepend=self._prev_t) / HOUR_MS
+        # a caller whose clock repeats or steps back (a wall clock) holds the counters
+        dt_h = np.maximum(np.diff(t, prepend=self._prev_t), 0) / HOUR_MS
         before = np.vstack([self._prev_rate[None, :], rate[:-1]])
         steps = (before + rate) / 2 * dt_h[:, None]
         # the running total starts from the carried counter, added in order, so stepping one

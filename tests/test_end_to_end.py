@@ -14,6 +14,7 @@ from api.app import create_app
 from api.settings import ApiSettings
 from ingest.service import IngestService
 from ingest.settings import IngestSettings
+from parkwatch import mqtt, topics
 from parkwatch.influx import InfluxReader, quote_ident
 from parkwatch.settings import InfluxSettings, MqttSettings
 from parkwatch.site import Park, SiteRegistry
@@ -66,6 +67,11 @@ async def test_simulated_park_round_trip(
         )
         sent = await sim.run()
         assert sent.readings == CYCLES * len(registry.meters(park.park))
+        # the simulator leaves its gateways' retained "offline" status on the broker, as a
+        # gateway's last will would; clear it so later tests on this broker start clean
+        async with mqtt.client(mqtt_settings, "e2e-cleanup") as cleanup:
+            for gateway in sim.gateways:
+                await cleanup.publish(topics.status_topic(park.park, gateway), b"", retain=True)
 
         async def all_stored() -> bool:
             written = service.metrics.registry.get_sample_value("pw_ingest_values_written_total")

@@ -1,0 +1,564 @@
+"""Faults and anomalies to inject into a simulated park, with their ground truth.
+
+A :class:`Fault` is one injection: a kind, a target (a meter, a zone, an enterprise or a
+gateway), a window ``[start_ms, end_ms)`` in epoch milliseconds, a magnitude and, for faults that
+grow, a ramp. A schedule is a plain list of faults: written by hand (:func:`load_schedule` reads
+YAML or JSON), or drawn at random for a seed (:func:`random_schedule`).
+
+Three families, applied at three places:
+
+* **process faults** change what happens in the park, so the model applies them before it adds
+  meters up and integrates counters (a leak is measured by every meter upstream of it):
+  ``water_burst`` (a step), ``water_leak`` (growing over ``ramp_s``), ``air_leak`` (compressed
+  air demand that rises and shows most off shift), ``flue_temp_rise``, ``cooling_temp_rise``,
+  ``heat_recovery_bypass`` and ``demand_peak`` (coincident starts that push a site past its
+  contracted demand);
+* **meter faults** change what one meter reports: ``counter_reset``, ``counter_rollover``,
+  ``meter_replacement``, ``stuck_value``, ``word_swap``;
+* **transport faults** change what arrives, and when: ``comm_loss`` (readings missing),
+  ``clock_skew`` (timestamps off by ``magnitude`` seconds), ``duplicate_batches`` (every batch
+  delivered ``1 + magnitude`` times) and ``late_batches`` (delivered ``magnitude`` seconds late).
+
+:class:`FaultLayer` applies the last two families to the model's output, one time-ordered
+:class:`~simulators.model.Frame` after the other, and keeps what it must remember between frames
+(the value a stuck meter froze at, the reading a counter was reset from). Late and duplicated
+batches come back as :class:`Delivery` objects: the readings of one gateway at one moment and
+the time they arrive, for the publisher to send or the history writer to place in the file.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+import yaml
+
+from simulators.calendar import local_ms
+
+if TYPE_CHECKING:
+    from parkwatch.site import Park
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+
+# A counter held in a Modbus U32 register scaled by 0.01 (the common layout of energy and
+# volume registers) wraps at 2**32 hundredths: this is where a rollover fault wraps it.
+ROLLOVER_MODULUS = 2**32 / 100  # 42,949,672.96
+
+MINUTE_MS = 60_000
+HOUR_MS = 3_600_000
+DAY_MS = 86_400_000
+
+
+class FaultKind(StrEnum):
+    WATER_BURST = "water_burst"
+    WATER_LEAK = "water_leak"
+    AIR_LEAK = "air_leak"
+    FLUE_TEMP_RISE = "flue_temp_rise"
+    COOLING_TEMP_RISE = "cooling_temp_rise"
+    HEAT_RECOVERY_BYPASS = "heat_recovery_bypass"
+    DEMAND_PEAK = "demand_peak"
+    COUNTER_RESET = "counter_reset"
+    COUNTER_ROLLOVER = "counter_rollover"
+    METER_REPLACEMENT = "meter_replacement"
+    STUCK_VALUE = "stuck_value"
+    WORD_SWAP = "word_swap"
+    COMM_LOSS = "comm_loss"
+    CLOCK_SKEW = "clock_skew"
+    DUPLICATE_BATCHES = "duplicate_batches"
+    LATE_BATCHES = "late_batches"
+
+
+K = FaultKind
+PROCESS_KINDS = frozenset(
+    {
+        K.WATER_BURST,
+        K.WATER_LEAK,
+        K.AIR_LEAK,
+        K.FLUE_TEMP_RISE,
+        K.COOLING_TEMP_RISE,
+        K.HEAT_RECOVERY_BYPASS,
+        K.DEMAND_PEAK,
+    }
+)
+METER_KINDS = frozenset(
+    {K.COUNTER_RESET, K.COUNTER_ROLLOVER, K.METER_REPLACEMENT, K.STUCK_VALUE, K.WORD_SWAP}
+)
+TRANSPORT_KINDS = frozenset({K.COMM_LOSS, K.CLOCK_SKEW, K.DUPLICATE_BATCHES, K.LATE_BATCHES})
+POINT_KINDS = frozenset({K.COUNTER_RESET, K.COUNTER_ROLLOVER})  # instants: end == start
+ZONE_KINDS = frozenset({K.WATER_BURST, K.WATER_LEAK, K.AIR_LEAK})  # target: a zone
+
+# what ``magnitude`` means, per kind (written to the ground truth as "unit")
+UNITS: dict[FaultKind, str] = {
+    K.WATER_BURST: "m3/h",  # extra flow lost in the zone
+    K.WATER_LEAK: "m3/h",  # final flow lost, reached after ramp_s
+    K.AIR_LEAK: "Nm3/h",  # final compressed air lost, reached after ramp_s
+    K.FLUE_TEMP_RISE: "K",  # flue-gas temperature above normal, reached after ramp_s
+    K.COOLING_TEMP_RISE: "K",  # cooling-water return temperature above normal
+    K.HEAT_RECOVERY_BYPASS: "fraction",  # share of the recoverable heat bypassed (1: all)
+    K.DEMAND_PEAK: "fraction",  # site demand above its contracted maximum (0.15: 115 %)
+    K.COUNTER_RESET: "reading",  # the value counters restart from (0)
+    K.COUNTER_ROLLOVER: "reading",  # the register modulus the counter wraps at
+    K.METER_REPLACEMENT: "reading",  # the new meter's first counter reading
+    K.STUCK_VALUE: "",
+    K.WORD_SWAP: "",
+    K.COMM_LOSS: "",
+    K.CLOCK_SKEW: "s",  # source clock minus true time
+    K.DUPLICATE_BATCHES: "copies",  # extra copies of every batch
+    K.LATE_BATCHES: "s",  # delay of every batch
+}
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One injection. Times are epoch ms; ``end_ms`` is exclusive, None: until the end.
+
+    Targets: ``zone`` for leaks (water: the meter whose balance the leak shows in, i.e. the
+    leak is downstream of that meter and upstream of its children; air: the enterprise whose
+    compressed-air system leaks); ``meter`` for process faults on one meter (the boiler's steam
+    meter, the cooling-water meter, the heat-recovery meter, the site's main meter for a demand
+    peak) and for meter faults; ``gateway`` (or ``meter``) for transport faults.
+    """
+
+    kind: FaultKind
+    start_ms: int
+    end_ms: int | None = None
+    meter: str | None = None
+    zone: str | None = None
+    gateway: str | None = None
+    magnitude: float = 0.0
+    ramp_s: float = 0.0  # growing faults reach their magnitude after this long
+    quantity: str | None = None  # meter faults: one quantity only (default: see FaultLayer)
+    delay_s: float = 0.0  # duplicate_batches: when the copy arrives after the original
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", FaultKind(self.kind))
+        if self.kind in POINT_KINDS:
+            object.__setattr__(self, "end_ms", self.start_ms)
+        if self.kind is FaultKind.COUNTER_ROLLOVER and self.magnitude <= 0:
+            object.__setattr__(self, "magnitude", ROLLOVER_MODULUS)
+        elif self.end_ms is not None and self.end_ms < self.start_ms:
+            raise ValueError(f"{self.kind}: end before start")
+        if self.kind in ZONE_KINDS and self.zone is None:
+            raise ValueError(f"{self.kind} needs a zone")
+        if self.kind in TRANSPORT_KINDS and self.gateway is None and self.meter is None:
+            raise ValueError(f"{self.kind} needs a gateway or a meter")
+        if self.kind not in ZONE_KINDS | TRANSPORT_KINDS and self.meter is None:
+            raise ValueError(f"{self.kind} needs a meter")
+
+    @property
+    def target(self) -> str:
+        return self.zone or self.meter or self.gateway or ""
+
+    def active(self, t_ms: IntArray) -> BoolArray:
+        """Which timestamps the fault covers (point faults: every one from ``start_ms`` on)."""
+        on = t_ms >= self.start_ms
+        if self.end_ms is not None and self.kind not in POINT_KINDS:
+            on &= t_ms < self.end_ms
+        return on
+
+    def intensity(self, t_ms: IntArray) -> FloatArray:
+        """0 outside the window; inside, grows linearly to 1 over ``ramp_s``, then stays 1."""
+        on = self.active(t_ms)
+        if self.ramp_s > 0:
+            level = np.clip((t_ms - self.start_ms) / (self.ramp_s * 1000), 0.0, 1.0)
+        else:
+            level = np.ones(t_ms.shape)
+        return np.where(on, level, 0.0)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Fault:
+        """A fault from a schedule entry; times as epoch ms or ISO 8601 (naive: UTC).
+        Unknown keys are ignored, so ground-truth records read back as their faults."""
+        doc = dict(data)
+        for key in ("start", "end"):
+            if key in doc:
+                doc[f"{key}_ms"] = _to_ms(doc.pop(key))
+        # a ground-truth record carries more (id, unit, what was observed): not a schedule's
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in doc.items() if k in known})
+
+
+def _to_ms(value: Any) -> int | None:
+    if value is None or isinstance(value, int):
+        return value
+    if isinstance(value, datetime):
+        moment = value
+    else:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def load_schedule(path: Path | str) -> list[Fault]:
+    """An explicit schedule: a YAML or JSON list of fault entries (see :meth:`Fault.from_dict`);
+    a ground-truth JSONL file is read back as the schedule it records."""
+    text = Path(path).read_text(encoding="utf-8")
+    if str(path).endswith(".jsonl"):
+        entries: Any = [json.loads(line) for line in text.splitlines() if line.strip()]
+    else:
+        entries = yaml.safe_load(text) or []
+    if isinstance(entries, dict):
+        entries = entries.get("faults", [])
+    return [Fault.from_dict(e) for e in entries]
+
+
+def word_swap(values: FloatArray) -> FloatArray:
+    """The float a gateway decodes when it reads a FLOAT32's two 16-bit registers in the wrong
+    order: the true value as float32, its high and low words exchanged."""
+    bits = np.ascontiguousarray(values, dtype=np.float64).astype(np.float32).view(np.uint32)
+    swapped = (bits >> np.uint32(16)) | (bits << np.uint32(16))
+    with np.errstate(invalid="ignore"):  # swapped words may spell a signalling NaN
+        return swapped.view(np.float32).astype(np.float64)
+
+
+# --- the fault layer: meter and transport faults on the model's output ---------------------
+
+
+@dataclass(frozen=True)
+class SeriesLayout:
+    """What the fault layer needs to know about the model's columns (one per meter and
+    quantity)."""
+
+    meters: Sequence[str]  # per column
+    quantities: Sequence[str]  # per column
+    counters: BoolArray  # per column: a cumulative register
+    gateways: Mapping[str, str]  # meter id -> gateway
+
+
+@dataclass
+class Delivery:
+    """Readings of one gateway at one source time, arriving at ``arrival_ms``: a late batch or
+    a duplicate. ``columns`` index the model's series; ``t_offset_ms`` is any clock skew."""
+
+    arrival_ms: int
+    t_ms: int
+    gateway: str
+    columns: IntArray
+    values: FloatArray
+    t_offset_ms: IntArray
+    duplicate: bool
+
+
+class FrameLike(Protocol):
+    """The parts of a model frame the layer reads and changes (see simulators.model.Frame)."""
+
+    t_ms: IntArray
+    values: FloatArray
+    present: BoolArray | None
+    t_offset_ms: IntArray | None
+
+
+@dataclass
+class _Compiled:
+    index: int
+    fault: Fault
+    columns: IntArray
+    counter_columns: IntArray
+
+
+@dataclass
+class FaultLayer:
+    """Applies meter and transport faults to frames, in time order.
+
+    Defaults when a fault names no ``quantity``: ``counter_reset`` and ``meter_replacement``
+    act on every counter of the meter, ``counter_rollover`` on its first counter (``e_kwh``,
+    ``vol_m3``, ...), ``stuck_value`` and ``word_swap`` on every quantity of the meter.
+    A rollover needs the true counter value at its start before the simulation reaches it
+    (the register wraps at ``ROLLOVER_MODULUS`` exactly then): the model supplies it through
+    :attr:`anchors` (see ``ParkModel.prime``).
+    """
+
+    layout: SeriesLayout
+    faults: Sequence[Fault]
+    anchors: dict[int, tuple[float, float]] = field(default_factory=dict)  # true at, before
+    details: dict[int, dict[str, Any]] = field(default_factory=dict)  # facts for ground truth
+    _compiled: list[_Compiled] = field(default_factory=list, init=False)
+    _captured: dict[int, FloatArray] = field(default_factory=dict, init=False)
+    _last: FloatArray | None = field(default=None, init=False)  # previous frame's last row
+
+    def __post_init__(self) -> None:
+        lay = self.layout
+        meters = np.array(lay.meters, dtype=object)
+        quantities = np.array(lay.quantities, dtype=object)
+        gateways = np.array([lay.gateways[m] for m in lay.meters], dtype=object)
+        order = {
+            K.COUNTER_ROLLOVER: 0,
+            K.METER_REPLACEMENT: 1,
+            K.COUNTER_RESET: 2,
+            K.STUCK_VALUE: 3,
+            K.WORD_SWAP: 4,
+            K.COMM_LOSS: 5,
+            K.CLOCK_SKEW: 6,
+            K.LATE_BATCHES: 7,
+            K.DUPLICATE_BATCHES: 8,
+        }
+        chosen = [(i, f) for i, f in enumerate(self.faults) if f.kind not in PROCESS_KINDS]
+        chosen.sort(key=lambda item: (order[item[1].kind], item[1].start_ms))
+        for index, fault in chosen:
+            if fault.kind in TRANSPORT_KINDS and fault.gateway is not None:
+                mask = gateways == fault.gateway
+            else:
+                mask = meters == fault.meter
+            if fault.quantity is not None:
+                mask &= quantities == fault.quantity
+            if not mask.any():
+                raise ValueError(f"{fault.kind}: nothing to apply it to ({fault.target!r})")
+            counters = mask & lay.counters
+            if fault.kind is K.COUNTER_ROLLOVER:
+                counters = np.zeros_like(mask)
+                counters[np.flatnonzero(mask & lay.counters)[:1]] = True
+            if fault.kind in (K.COUNTER_RESET, K.COUNTER_ROLLOVER) and not counters.any():
+                raise ValueError(f"{fault.kind}: meter {fault.meter!r} has no counter")
+            self._compiled.append(
+                _Compiled(index, fault, np.flatnonzero(mask), np.flatnonzero(counters))
+            )
+
+    @property
+    def rollovers(self) -> list[tuple[int, Fault, int]]:
+        """(fault index, fault, column) of every rollover: what ``ParkModel.prime`` computes."""
+        return [
+            (c.index, c.fault, int(c.counter_columns[0]))
+            for c in self._compiled
+            if c.fault.kind is K.COUNTER_ROLLOVER
+        ]
+
+    def apply(self, frame: FrameLike, *, transport: bool = True) -> list[Delivery]:
+        """Changes ``frame`` in place; returns the late and duplicated deliveries it produced
+        (with ``transport=False`` late and duplicated batches are left out entirely)."""
+        t = frame.t_ms
+        if not self._compiled or t.size == 0:
+            return []
+        values = frame.values
+        if frame.present is None:
+            frame.present = np.ones(values.shape, dtype=bool)
+        present = frame.present
+        deliveries: list[Delivery] = []
+        for c in self._compiled:
+            f = c.fault
+            rows = f.active(t)
+            if f.kind is K.COUNTER_ROLLOVER:
+                self._rollover(c, values)
+                continue
+            if f.kind is K.METER_REPLACEMENT:
+                self._replacement(c, t, values, present)
+                continue
+            if not rows.any():
+                continue
+            r = np.flatnonzero(rows)
+            first = int(r[0])
+            cols = c.columns
+            if f.kind is K.COUNTER_RESET:
+                cc = c.counter_columns
+                if c.index not in self._captured:
+                    self._captured[c.index] = values[first, cc].copy()
+                    before = self._before(values, first, cc)
+                    self.details[c.index] = {"reading_before": _first(before)}
+                values[np.ix_(r, cc)] -= self._captured[c.index] - f.magnitude
+            elif f.kind is K.STUCK_VALUE:
+                if c.index not in self._captured:
+                    self._captured[c.index] = values[first, cols].copy()
+                values[np.ix_(r, cols)] = self._captured[c.index]
+            elif f.kind is K.WORD_SWAP:
+                values[np.ix_(r, cols)] = word_swap(values[np.ix_(r, cols)])
+            elif f.kind is K.COMM_LOSS:
+                present[np.ix_(r, cols)] = False
+            elif f.kind is K.CLOCK_SKEW:
+                if frame.t_offset_ms is None:
+                    frame.t_offset_ms = np.zeros(values.shape, dtype=np.int64)
+                frame.t_offset_ms[np.ix_(r, cols)] += round(f.magnitude * 1000)
+            elif transport and f.kind in (K.LATE_BATCHES, K.DUPLICATE_BATCHES):
+                late = f.kind is K.LATE_BATCHES
+                delay_ms = round((f.magnitude if late else f.delay_s) * 1000)
+                copies = 1 if late else max(1, round(f.magnitude))
+                for row in r:
+                    sent = cols[present[row, cols]]
+                    if sent.size == 0:
+                        continue
+                    offsets = (
+                        np.zeros(sent.size, dtype=np.int64)
+                        if frame.t_offset_ms is None
+                        else frame.t_offset_ms[row, sent].copy()
+                    )
+                    for _ in range(copies):
+                        deliveries.append(
+                            Delivery(
+                                int(t[row]) + delay_ms,
+                                int(t[row]),
+                                self._gateway(f),
+                                sent,
+                                values[row, sent].copy(),
+                                offsets,
+                                duplicate=not late,
+                            )
+                        )
+                    if late:
+                        present[row, sent] = False
+        self._last = values[-1].copy()
+        return deliveries
+
+    def _gateway(self, fault: Fault) -> str:
+        if fault.gateway is not None:
+            return fault.gateway
+        return self.layout.gateways[fault.meter or ""]
+
+    def _before(self, values: FloatArray, row: int, cols: IntArray) -> FloatArray | None:
+        if row > 0:
+            previous: FloatArray = values[row - 1, cols]
+            return previous
+        if self._last is None:
+            return None
+        last: FloatArray = self._last[cols]
+        return last
+
+    def _rollover(self, c: _Compiled, values: FloatArray) -> None:
+        if c.index not in self.anchors:
+            raise RuntimeError("a counter rollover needs ParkModel.prime() before the first frame")
+        at, before = self.anchors[c.index]
+        # the wrap falls halfway between the last sample before the start and the first after
+        anchor = at - (at - before) / 2
+        col = int(c.counter_columns[0])
+        modulus = c.fault.magnitude
+        values[:, col] = np.mod(values[:, col] - anchor, modulus)
+        self.details.setdefault(
+            c.index,
+            {
+                "reading_before": modulus - (anchor - before),
+                "reading_after": at - anchor,
+                "counter": self.layout.quantities[col],
+            },
+        )
+
+    def _replacement(
+        self, c: _Compiled, t: IntArray, values: FloatArray, present: BoolArray
+    ) -> None:
+        f = c.fault
+        gap = f.active(t)
+        if gap.any():
+            present[np.ix_(np.flatnonzero(gap), c.columns)] = False
+            first = int(np.flatnonzero(gap)[0])
+            if c.index not in self.details:
+                before = self._before(values, first, c.counter_columns)
+                self.details[c.index] = {"old_reading": _first(before)}
+        after = np.flatnonzero(t >= f.end_ms) if f.end_ms is not None else np.empty(0, np.int64)
+        if after.size == 0 or c.counter_columns.size == 0:
+            return
+        cc = c.counter_columns
+        if c.index not in self._captured:
+            self._captured[c.index] = values[int(after[0]), cc].copy()
+            self.details.setdefault(c.index, {})
+            self.details[c.index]["new_reading"] = f.magnitude
+        values[np.ix_(after, cc)] += f.magnitude - self._captured[c.index]
+
+
+def _first(values: FloatArray | None) -> float | None:
+    return None if values is None or values.size == 0 else float(values[0])
+
+
+# --- random schedules ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    """Something a fault kind can hit, with the size its magnitude is scaled by."""
+
+    kind: FaultKind
+    field: str  # "meter", "zone" or "gateway": which Fault field names it
+    name: str
+    scale: float  # the target's typical flow, power or capacity, in the magnitude's unit
+
+
+# kind: (duration range in hours, magnitude range relative to the target's scale, ramp share)
+_RANDOM: dict[FaultKind, tuple[tuple[float, float], tuple[float, float], float]] = {
+    K.WATER_BURST: ((2, 12), (0.10, 0.25), 0.0),
+    K.WATER_LEAK: ((48, 120), (0.04, 0.10), 0.8),
+    K.AIR_LEAK: ((72, 144), (0.06, 0.15), 0.6),
+    K.FLUE_TEMP_RISE: ((96, 192), (15, 40), 0.7),
+    K.COOLING_TEMP_RISE: ((48, 96), (3, 8), 0.5),
+    K.HEAT_RECOVERY_BYPASS: ((6, 48), (0.6, 1.0), 0.0),
+    K.DEMAND_PEAK: ((0.33, 0.75), (0.08, 0.25), 0.0),
+    K.COUNTER_RESET: ((0, 0), (0, 0), 0.0),
+    K.COUNTER_ROLLOVER: ((0, 0), (1, 1), 0.0),
+    K.METER_REPLACEMENT: ((0.5, 3), (0, 10), 0.0),
+    K.STUCK_VALUE: ((2, 12), (0, 0), 0.0),
+    K.WORD_SWAP: ((1, 6), (0, 0), 0.0),
+    K.COMM_LOSS: ((0.17, 4), (0, 0), 0.0),
+    K.CLOCK_SKEW: ((6, 48), (30, 600), 0.0),
+    K.DUPLICATE_BATCHES: ((0.17, 1), (1, 1), 0.0),
+    K.LATE_BATCHES: ((0.17, 2), (300, 3600), 0.0),
+}
+
+
+def random_schedule(
+    park: Park,
+    start_ms: int,
+    end_ms: int,
+    seed: int,
+    *,
+    kinds: Iterable[FaultKind | str] | None = None,
+    per_kind: int = 1,
+) -> list[Fault]:
+    """``per_kind`` faults of each kind the park has a target for, at random for the seed.
+
+    Faults fit in ``[start_ms, end_ms)`` (durations shrink to a third of a short span), start
+    on whole minutes, and are sorted by start. Demand peaks start on a working hour.
+    """
+    from simulators.model import fault_targets  # the model knows which meter plays what role
+
+    rng = np.random.default_rng([seed, 0xFA17])
+    targets = fault_targets(park)
+    wanted = [FaultKind(k) for k in kinds] if kinds is not None else list(FaultKind)
+    span = end_ms - start_ms
+    out: list[Fault] = []
+    for kind in wanted:
+        options = [t for t in targets if t.kind is kind]
+        if not options:
+            continue
+        (d_lo, d_hi), (m_lo, m_hi), ramp_share = _RANDOM[kind]
+        for _ in range(per_kind):
+            target = options[int(rng.integers(len(options)))]
+            duration = int(min(rng.uniform(d_lo, d_hi) * HOUR_MS, span / 3))
+            duration -= duration % MINUTE_MS
+            latest = max(start_ms, end_ms - duration - HOUR_MS)
+            start = int(rng.uniform(start_ms + span * 0.05, max(latest, start_ms + span * 0.05)))
+            if kind is K.DEMAND_PEAK:  # coincident starts happen when a shift starts machines
+                offset = int(local_ms(np.array([start]), park.zone)[0]) - start
+                local_midnight = (start + offset) // DAY_MS * DAY_MS - offset
+                start = local_midnight + int(rng.integers(9, 16)) * HOUR_MS
+                if start < start_ms:
+                    start += DAY_MS
+                if start + duration > end_ms and start - DAY_MS >= start_ms:
+                    start -= DAY_MS
+            start -= start % MINUTE_MS
+            magnitude = float(rng.uniform(m_lo, m_hi))
+            if kind in (K.WATER_BURST, K.WATER_LEAK, K.AIR_LEAK):
+                magnitude *= target.scale
+            if kind is K.COUNTER_ROLLOVER:
+                magnitude = ROLLOVER_MODULUS
+            if kind is K.CLOCK_SKEW and rng.random() < 0.5:
+                magnitude = -magnitude
+            named = {"meter": None, "zone": None, "gateway": None, target.field: target.name}
+            fault = Fault(
+                kind,
+                start,
+                None if kind in POINT_KINDS else start + max(duration, MINUTE_MS),
+                meter=named["meter"],
+                zone=named["zone"],
+                gateway=named["gateway"],
+                magnitude=round(magnitude, 3),
+                ramp_s=round(duration * ramp_share / 1000),
+            )
+            if kind is K.DUPLICATE_BATCHES:
+                fault = replace(fault, delay_s=float(rng.integers(0, 30)))
+            out.append(fault)
+    out.sort(key=lambda f: (f.start_ms, f.kind))
+    return out
