@@ -186,8 +186,12 @@ def simulate(
     out: Annotated[Path | None, typer.Option(help="--history: output directory")] = None,
     step: Annotated[float, typer.Option(help="--history: seconds between readings")] = 60.0,
     faults: Annotated[
-        Path | None, typer.Option(help="--history: fault schedule (YAML/JSON); default random")
+        Path | None,
+        typer.Option(help="fault schedule (YAML/JSON); --history defaults to a random one"),
     ] = None,
+    random_faults: Annotated[
+        bool, typer.Option(help="live: inject a random fault schedule for the seed")
+    ] = False,
     no_faults: Annotated[bool, typer.Option(help="--history: inject no faults")] = False,
     plain: Annotated[bool, typer.Option(help="--history: readings.csv, not .csv.gz")] = False,
 ) -> None:
@@ -226,6 +230,23 @@ def simulate(
         f"sent {sim.sent.messages} messages, {sim.sent.readings} readings, "
         f"{sim.sent.value_count} values in {time.monotonic() - started:.1f}s"
     )
+
+
+def _live_faults(
+    park: Any, path: Path | None, random_faults: bool, duration: float | None, seed: int
+) -> list[Any]:
+    from simulators.faults import load_schedule, random_schedule
+
+    if path is not None:
+        return load_schedule(path)
+    if not random_faults:
+        return []
+    now_ms = int(time.time() * 1000)
+    end_ms = now_ms + int((duration or 86_400) * 1000)
+    schedule = random_schedule(park, now_ms, end_ms, seed)
+    for fault in schedule:
+        typer.echo(f"fault: {fault}", err=True)
+    return schedule
 
 
 def _serve_modbus(

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import aiomqtt
@@ -21,9 +21,11 @@ from parkwatch import __version__, mqtt, topics
 from parkwatch.settings import MqttSettings
 from parkwatch.site import Park
 from parkwatch.wire import encode_batch
+from simulators.faults import Fault
 from simulators.model import ParkModel
 
 log = logging.getLogger(__name__)
+_SEQ_MEMORY = 100_000
 
 
 @dataclass
@@ -74,10 +76,11 @@ class ParkSimulator:
         schedule: Schedule = Schedule(),
         on_cycle: Callable[[int, int], None] | None = None,
         exclude_gateways: frozenset[str] = frozenset(),
+        faults: Sequence[Fault] = (),
     ) -> None:
         self.park = park
         self.settings = settings
-        self.model = ParkModel(park, seed)
+        self.model = ParkModel(park, seed, faults)
         self.schedule = schedule
         self.sent = SentLog()
         self.on_cycle = on_cycle
@@ -94,6 +97,7 @@ class ParkSimulator:
                 clients[gw] = await stack.enter_async_context(client)
                 await clients[gw].publish(status, status_payload("online"), qos=1, retain=True)
             seq = dict.fromkeys(self.gateways, 0)
+            sent_seq: dict[tuple[str, int], int] = {}
             cycle = 0
             next_at = time.monotonic()
             while self.schedule.cycles is None or cycle < self.schedule.cycles:
@@ -101,15 +105,23 @@ class ParkSimulator:
                     t_ms = int(time.time() * 1000)
                 else:
                     t_ms = self.schedule.start_ms + int(cycle * self.schedule.interval_s * 1000)
-                by_gateway = self.model.step_by_gateway(t_ms)
                 sends = []
-                for gw, readings in by_gateway.items():
-                    if gw not in clients:
+                # poll cycles, plus the late and duplicated batches of transport faults
+                for batch in self.model.batches(t_ms):
+                    gw = batch.gateway
+                    if gw not in clients or not batch.readings:
                         continue
-                    seq[gw] += 1
-                    payload = encode_batch(gw, seq[gw], readings)
+                    first_t = batch.readings[0]["t"]
+                    if batch.duplicate and (gw, first_t) in sent_seq:
+                        number = sent_seq[(gw, first_t)]  # a duplicate repeats its original
+                    else:
+                        seq[gw] += 1
+                        number = sent_seq[(gw, first_t)] = seq[gw]
+                        if len(sent_seq) > _SEQ_MEMORY:  # duplicates come soon after: forget old
+                            del sent_seq[next(iter(sent_seq))]
+                    payload = encode_batch(gw, number, batch.readings)
                     topic = topics.data_topic(self.park.park, gw)
-                    sends.append(self._publish(clients[gw], topic, payload, readings))
+                    sends.append(self._publish(clients[gw], topic, payload, batch.readings))
                 await asyncio.gather(*sends)
                 cycle += 1
                 if self.on_cycle is not None:

@@ -1,0 +1,84 @@
+"""Transport faults reach the broker as a real gateway would produce them: a duplicated batch
+repeats its original's seq, a late batch arrives after batches sampled later, and a stuck
+meter repeats its value."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from parkwatch import mqtt, topics
+from parkwatch.settings import MqttSettings
+from parkwatch.site import Park
+from simulators.faults import Fault
+from simulators.publisher import ParkSimulator, Schedule
+from tests.support import background, eventually
+
+pytestmark = pytest.mark.anyio
+
+START = 1_795_000_000_000 - 1_795_000_000_000 % 60_000
+STEP = 60_000
+
+
+async def test_duplicates_late_batches_and_stuck_values(
+    mqtt_settings: MqttSettings, demo_park_path: Path
+) -> None:
+    park = Park.from_yaml(demo_park_path)
+    faults = [
+        Fault("duplicate_batches", START + 2 * STEP, START + 4 * STEP, gateway="gw-foodco",
+              magnitude=1, delay_s=60),
+        Fault("late_batches", START + 3 * STEP, START + 4 * STEP, gateway="gw-elecco",
+              magnitude=180),
+        Fault("stuck_value", START + 2 * STEP, START + 8 * STEP, meter="chemco-main"),
+    ]  # fmt: skip
+    received: list[tuple[str, dict[str, Any]]] = []
+    async with mqtt.client(mqtt_settings, "transport-watch") as watcher:
+        await watcher.subscribe(topics.data_filter(park.park), qos=1)
+
+        async def collect() -> None:
+            async for message in watcher.messages:
+                assert isinstance(message.payload, bytes)
+                received.append((str(message.topic), orjson.loads(message.payload)))
+
+        async with background(collect()):
+            sim = ParkSimulator(
+                park,
+                mqtt_settings,
+                schedule=Schedule(interval_s=60, cycles=10, start_ms=START, realtime=False),
+                faults=faults,
+            )
+            sent = await sim.run()
+
+            async def all_in() -> bool:
+                return len(received) >= sent.messages
+
+            await eventually(all_in, 15, "every batch")
+            await asyncio.sleep(0.2)
+
+    def batches(gw: str) -> list[dict[str, Any]]:
+        return [b for topic, b in received if topic.endswith(f"/{gw}/data")]
+
+    food = batches("gw-foodco")
+    seqs = [b["seq"] for b in food]
+    assert len(seqs) == len(set(seqs)) + 2  # two batches came twice…
+    for seq in {s for s in seqs if seqs.count(s) == 2}:  # …with the same seq and content
+        first, second = [b for b in food if b["seq"] == seq]
+        assert first["readings"] == second["readings"]
+
+    elec = batches("gw-elecco")
+    sample_times = [b["readings"][0]["t"] for b in elec]
+    assert sorted(sample_times) != sample_times  # a late batch arrived after newer ones
+    assert set(sample_times) == {START + k * STEP for k in range(10)}  # none lost
+
+    chem = [
+        r["q"]["p_kw"]
+        for b in batches("gw-chemco")
+        for r in b["readings"]
+        if r["m"] == "chemco-main" and START + 2 * STEP <= r["t"] < START + 8 * STEP
+    ]
+    assert len(chem) == 6
+    assert len(set(chem)) == 1  # stuck
