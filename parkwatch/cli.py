@@ -386,5 +386,22 @@ def bench_ingest(
     typer.echo(json.dumps(run_ingest_bench(plan)))
 
 
+@bench_app.command("history")
+def bench_history_command(
+    days: Annotated[float, typer.Option()] = 30,
+    meters: Annotated[int, typer.Option()] = 200,
+    step: Annotated[float, typer.Option(help="seconds between readings")] = 60,
+    seed: Annotated[int, typer.Option()] = 0,
+    plain: Annotated[bool, typer.Option(help="readings.csv, not .csv.gz")] = False,
+    no_faults: Annotated[bool, typer.Option()] = False,
+) -> None:
+    """How fast a long replayable history is written (target: 30 days × 200 meters < 60 s)."""
+    import json
+
+    from simulators.history_bench import bench_history
+
+    typer.echo(json.dumps(bench_history(days, meters, step, seed, not plain, not no_faults)))
+
+
 if __name__ == "__main__":
     app()
