@@ -115,6 +115,7 @@ class IngestService:
             batch_lines=s.batch_lines,
             flush_interval_s=s.flush_interval_s,
             max_in_flight=s.writes_in_flight,
+            gzip_level=s.gzip_level,
         )
         async with writer:
             self.writer = writer
@@ -133,9 +134,7 @@ class IngestService:
 
     def topic_filters(self) -> list[str]:
         s = self.settings
-        filters = (
-            [topics.data_filter(park) for park in s.parks] if s.parks else [topics.ALL_DATA]
-        )
+        filters = [topics.data_filter(park) for park in s.parks] if s.parks else [topics.ALL_DATA]
         return [topics.shared(f, s.share_group) if s.share_group else f for f in filters]
 
     async def _ensure_database(self) -> None:

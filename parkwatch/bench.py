@@ -55,7 +55,7 @@ class BenchPlan:
     meters: int = 1000
     readings: int = 2_000_000
     replicas: int = 1
-    batch_lines: int = 5000
+    batch_lines: int = 20_000
     writes_in_flight: int = 4
     gzip_level: int = 1
 

@@ -365,7 +365,7 @@ def bench_ingest(
     meters: Annotated[int, typer.Option(help="meters per gateway (readings per message)")] = 1000,
     replicas: Annotated[int, typer.Option(help="ingest processes")] = 1,
     writes_in_flight: Annotated[int, typer.Option()] = 4,
-    batch_lines: Annotated[int, typer.Option()] = 5000,
+    batch_lines: Annotated[int, typer.Option()] = 20_000,
     gzip_level: Annotated[int, typer.Option(help="0: plain bodies")] = 1,
 ) -> None:
     """Ingest end to end vs. a plain bulk writer into the same InfluxDB, in one run."""
