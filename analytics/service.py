@@ -16,7 +16,7 @@ import numpy as np
 from analytics.demand import DemandInterval, DemandWindows
 from analytics.settings import AnalyticsSettings
 from parkwatch import mqtt, topics
-from parkwatch.influx import InfluxReader, InfluxWriter
+from parkwatch.influx import InfluxWriter, ensure_database
 from parkwatch.lineprotocol import encode_point
 from parkwatch.quantities import Utility
 from parkwatch.retry import Backoff, OutageLog
@@ -61,7 +61,7 @@ class AnalyticsService:
     async def run(self) -> None:
         s = self.settings
         async with InfluxWriter(s.influx, flush_interval_s=1.0) as writer:
-            await self._ensure_database()
+            await ensure_database(s.influx, log)
             ticker = asyncio.create_task(self._close_due(writer), name="demand-ticker")
             try:
                 backoff = Backoff()
@@ -75,21 +75,6 @@ class AnalyticsService:
             finally:
                 ticker.cancel()
                 await asyncio.gather(ticker, return_exceptions=True)
-
-    async def _ensure_database(self) -> None:
-        if self.settings.influx.api != "v1":
-            return
-        backoff = Backoff()
-        outage = OutageLog(log, f"InfluxDB at {self.settings.influx.url}")
-        async with InfluxReader(self.settings.influx) as reader:
-            while True:
-                try:
-                    await reader.create_database()
-                    outage.recovered()
-                    return
-                except Exception as exc:
-                    outage.failed(exc)
-                    await asyncio.sleep(backoff.next_delay())
 
     async def _session(self, writer: InfluxWriter) -> None:
         async with mqtt.client(self.settings.mqtt, self.settings.client_id) as client:

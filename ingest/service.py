@@ -28,7 +28,7 @@ import aiomqtt
 from ingest.metrics import IngestMetrics
 from ingest.settings import IngestSettings
 from parkwatch import mqtt, topics
-from parkwatch.influx import InfluxReader, InfluxRejectedError, InfluxWriter
+from parkwatch.influx import InfluxRejectedError, InfluxWriter, ensure_database
 from parkwatch.retry import Backoff, OutageLog
 from parkwatch.site import SiteRegistry
 from parkwatch.wire import (
@@ -119,7 +119,9 @@ class IngestService:
         )
         async with writer:
             self.writer = writer
-            await self._ensure_database()
+            # read at scrape time: 0 while the writer is retrying through an outage
+            self.metrics.database_up.set_function(lambda: 0.0 if writer.outage.is_down else 1.0)
+            await ensure_database(s.influx, log)
             backoff = Backoff()
             while True:
                 try:
@@ -136,24 +138,6 @@ class IngestService:
         s = self.settings
         filters = [topics.data_filter(park) for park in s.parks] if s.parks else [topics.ALL_DATA]
         return [topics.shared(f, s.share_group) if s.share_group else f for f in filters]
-
-    async def _ensure_database(self) -> None:
-        if self.settings.influx.api != "v1":
-            return  # a v2/v3 bucket is created by its administrator
-        outage = OutageLog(log, f"InfluxDB at {self.settings.influx.url}")
-        backoff = Backoff()
-        async with InfluxReader(self.settings.influx) as reader:
-            while True:
-                try:
-                    await reader.create_database()
-                except Exception as exc:
-                    outage.failed(exc)
-                    self.metrics.database_up.set(0)
-                    await asyncio.sleep(backoff.next_delay())
-                else:
-                    outage.recovered()
-                    self.metrics.database_up.set(1)
-                    return
 
     async def _session(self, writer: InfluxWriter) -> None:
         s = self.settings
@@ -289,7 +273,6 @@ class IngestService:
             except InfluxRejectedError as exc:
                 parsed.rejections.append(Rejection(Reason.DATABASE_REJECTED, str(exc)))
                 return
-        self.metrics.database_up.set(1)
         self.metrics.readings.inc(len(parsed.readings))
         self.metrics.values_written.inc(parsed.values_accepted)
         newest = max(r.t for r in parsed.readings)

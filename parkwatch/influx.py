@@ -385,6 +385,25 @@ class InfluxReader:
         return sum(int(row[1]) for s in series for row in s.values if row[1] is not None)
 
 
+async def ensure_database(settings: InfluxSettings, logger: logging.Logger) -> None:
+    """``CREATE DATABASE`` (v1), retrying with backoff until the server takes it; an outage is
+    logged once. With the v2 API there is nothing to do: a bucket is its administrator's."""
+    if settings.api != "v1":
+        return
+    outage = OutageLog(logger, f"InfluxDB at {settings.url}")
+    backoff = Backoff()
+    async with InfluxReader(settings) as reader:
+        while True:
+            try:
+                await reader.create_database()
+            except InfluxError as exc:
+                outage.failed(exc)
+                await asyncio.sleep(backoff.next_delay())
+            else:
+                outage.recovered()
+                return
+
+
 def ms_literal(epoch_ms: int | float) -> str:
     """A time literal for an InfluxQL WHERE clause."""
     if not math.isfinite(epoch_ms):
