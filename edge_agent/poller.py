@@ -4,6 +4,9 @@ A device that stops answering is logged once when it goes and once when it comes
 (:class:`parkwatch.retry.OutageLog`), however many cycles it misses; meanwhile its readings are
 simply absent from the batches — never repeated, never filled in.
 
+Meters that publish by themselves (MQTT-native: :mod:`edge_agent.mqtt_devices`) are reading
+*sources*: each cycle takes what they received since the last one into the same batch.
+
 Cycles start on a fixed grid (``start + k × interval``); a cycle that overruns its slot makes
 the scheduler skip the slots it missed rather than fire a burst of catch-up polls.
 """
@@ -15,7 +18,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from edge_agent.drivers import DriverError, MeterDriver
 from parkwatch.retry import OutageLog
@@ -27,6 +30,12 @@ Reading = dict[str, Any]  # {"m": meter, "t": epoch ms, "q": {quantity: value}, 
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+class ReadingSource(Protocol):
+    """Readings that arrive by themselves; each cycle takes those that came since the last."""
+
+    def take(self, now: int) -> list[Reading]: ...
 
 
 @dataclass
@@ -49,6 +58,7 @@ class PollStats:
 class Poller:
     drivers: Sequence[MeterDriver]
     max_concurrency: int = 8
+    sources: Sequence[ReadingSource] = ()
     clock_ms: Callable[[], int] = now_ms
     logger: logging.Logger = log
     stats: PollStats = field(default_factory=PollStats)
@@ -82,6 +92,8 @@ class Poller:
             for index, device in enumerate(self.devices):
                 group.create_task(read(index, device))
         readings = [r for r in results if r is not None]
+        for source in self.sources:
+            readings.extend(source.take(self.clock_ms()))
         self.stats.cycles += 1
         self.stats.readings += len(readings)
         self.stats.last_cycle_s = time.monotonic() - started

@@ -1,9 +1,13 @@
 """The edge agent: poll the gateway's meters, buffer each batch on disk, publish it with QoS 1.
 
-Two tasks in one task group, joined by the write-ahead buffer:
+Two tasks in one task group, joined by the write-ahead buffer (three with MQTT-native meters):
 
-* the poll loop reads every device each ``poll_interval_s`` and appends the cycle's readings
-  to the buffer as one batch (``seq`` + 1), whether or not the broker is reachable;
+* the poll loop reads every Modbus device each ``poll_interval_s``, adds what the MQTT-native
+  meters published since the last cycle, and appends the cycle's readings to the buffer as
+  one batch (``seq`` + 1), whether or not the broker is reachable;
+* with MQTT-native meters, the device subscriber (:mod:`edge_agent.mqtt_devices`) keeps its
+  own session on the device broker (``device_mqtt``, by default the same broker) and holds
+  each meter's newest reading for the poll loop;
 * the publish loop keeps an MQTT session (last will: ``offline``, retained, on the status
   topic), announces ``online`` (retained, with version and buffered count), then publishes the
   buffered batches in ``seq`` order, deleting each only after its PUBACK. When the broker goes
@@ -27,6 +31,7 @@ import orjson
 
 from edge_agent.buffer import WalBuffer
 from edge_agent.drivers import ModbusDrivers
+from edge_agent.mqtt_devices import MqttDevices
 from edge_agent.poller import Poller, Reading
 from edge_agent.settings import EdgeSettings
 from parkwatch import __version__, mqtt, topics
@@ -53,6 +58,7 @@ class EdgeAgent:
         self.status_topic = topics.status_topic(settings.park, settings.gateway)
         self.buffer = WalBuffer(settings.buffer_dir, settings.gateway, settings.buffer_max_batches)
         self.poller: Poller | None = None
+        self.mqtt_devices: MqttDevices | None = None  # when some devices are MQTT-native
         self.published = 0  # batches acknowledged by the broker since start
         self.started = asyncio.Event()  # set once the buffer is open and the drivers exist
         self.connected = asyncio.Event()  # set while a broker session is up
@@ -62,12 +68,17 @@ class EdgeAgent:
         s = self.settings
         with self.buffer:
             async with ModbusDrivers(s.devices, s.profiles(), s.request_timeout_s) as drivers:
-                self.poller = Poller(drivers.drivers, s.max_concurrency)
+                devices = self._mqtt_devices()
+                self.poller = Poller(
+                    drivers.drivers, s.max_concurrency, sources=[devices] if devices else []
+                )
                 log.info(
-                    "edge agent %s/%s: %d devices, every %.1fs, broker %s, %d batches buffered",
+                    "edge agent %s/%s: %d Modbus and %d MQTT devices, every %.1fs, broker %s, "
+                    "%d batches buffered",
                     s.park,
                     s.gateway,
                     len(drivers.drivers),
+                    len(devices.devices) if devices else 0,
                     s.poll_interval_s,
                     s.mqtt.url,
                     self.buffer.count_sync(),
@@ -76,6 +87,27 @@ class EdgeAgent:
                 async with asyncio.TaskGroup() as group:
                     group.create_task(self.poller.run(s.poll_interval_s, self._store))
                     group.create_task(self._publish_loop())
+                    if devices:
+                        group.create_task(
+                            devices.run(
+                                s.device_broker,
+                                f"{s.mqtt_client_id}-devices",
+                                reconnect_base_s=s.reconnect_base_s,
+                                reconnect_cap_s=s.reconnect_cap_s,
+                            )
+                        )
+
+    def _mqtt_devices(self) -> MqttDevices | None:
+        s = self.settings
+        if not s.mqtt_meters:
+            return None
+        self.mqtt_devices = MqttDevices(
+            s.mqtt_meters,
+            s.mqtt_maps(),
+            stale_after_s=s.stale_after_cycles * s.poll_interval_s,
+            clock_tolerance_s=s.device_clock_tolerance_s,
+        )
+        return self.mqtt_devices
 
     async def _store(self, readings: list[Reading]) -> None:
         await self.buffer.append(readings)

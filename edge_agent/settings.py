@@ -3,6 +3,13 @@
 Precedence, highest first: keyword arguments, environment (``PW_EDGE_MQTT__PASSWORD``,
 ``PW_EDGE_POLL_INTERVAL_S``, …), the YAML file, the defaults. So a file can be shared and a
 secret given only in the environment.
+
+``devices`` are the meters the agent polls over Modbus (a register map each). ``mqtt_meters``
+are MQTT-native meters, which publish their own JSON: each names a JSON map (``mqtt_maps``) and
+the device's topics, and the agent subscribes to those on the device broker (``device_mqtt``,
+by default the broker the batches go to). They are a list of their own because they share
+nothing with a polled device (no transport, unit id or transformer ratios) and every piece of
+code that walks ``devices`` means the polled ones.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from edge_agent.json_maps import JsonMap, check_topic, get_json_map, load_json_maps, zone
 from edge_agent.profiles import MeterProfile, Ratios, get_profile, load_profiles
 from parkwatch.settings import MqttSettings
 from parkwatch.slugs import Slug
@@ -78,6 +86,80 @@ class DeviceConfig(_Model):
         return Ratios(ct=self.ct_ratio, pt=self.pt_ratio)
 
 
+class MqttMeterConfig(_Model):
+    """An MQTT-native meter: it publishes its own JSON to a broker; the agent subscribes.
+
+    Each message of its map is received on, in this order: the message's entry in ``topics``;
+    ``topic``, for a map of one message; the map's topic template with ``{device}`` filled in.
+    """
+
+    meter: Slug  # the meter id in park.yaml
+    map: str  # a JSON map name, e.g. tasmota-energy
+    # the device's own MQTT name, put in for {device} in its map's topics: Tasmota's Topic,
+    # a Shelly's topic prefix, a bridge's device id
+    device: Annotated[str, Field(min_length=1)] | None = None
+    topic: str | None = None  # the full topic, for a map with one message
+    # full topics by message name, for a device set up with other topics than its map's
+    # defaults (Tasmota's FullTopic, say)
+    topics: dict[str, str] = Field(default_factory=dict)
+    # the zone of the device's clock, for maps whose timestamps come without an offset
+    timezone: str | None = None
+    # nothing heard for this long: the device is logged as gone (once), and again when back;
+    # set it above the device's publishing period (Tasmota's TelePeriod)
+    max_silence_s: Annotated[float, Field(gt=0)] = 60.0
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            zone(value)
+        return value
+
+    @field_validator("topic")
+    @classmethod
+    def _topic(cls, value: str | None) -> str | None:
+        return None if value is None else check_topic(value)
+
+    @field_validator("topics")
+    @classmethod
+    def _topics(cls, value: dict[str, str]) -> dict[str, str]:
+        for topic in value.values():
+            check_topic(topic)
+        return value
+
+    @property
+    def name(self) -> str:
+        """How logs call the device: its MQTT name, or its (first) topic."""
+        return self.device or self.topic or next(iter(self.topics.values()), self.meter)
+
+    def topics_for(self, json_map: JsonMap) -> dict[str, str]:
+        """Message name → the topic this device publishes it on."""
+        names = [m.name for m in json_map.messages]
+        unknown = set(self.topics) - set(names)
+        if unknown:
+            raise ValueError(
+                f"meter {self.meter}: topics for {sorted(unknown)}, but map {json_map.name!r} "
+                f"has only {names}"
+            )
+        if self.topic is not None and len(names) > 1:
+            raise ValueError(
+                f"meter {self.meter}: map {json_map.name!r} has {len(names)} messages "
+                f"({names}): give `device` or `topics`, not one `topic`"
+            )
+        out: dict[str, str] = {}
+        for message in json_map.messages:
+            topic = self.topics.get(message.name) or self.topic
+            if topic is None:
+                if self.device is None:
+                    raise ValueError(
+                        f"meter {self.meter}: no topic for message {message.name!r}: "
+                        "give `device` (or `topic` / `topics`)"
+                    )
+                topic = check_topic(message.topic_for(self.device))
+            out[message.name] = topic
+        return out
+
+
 class EdgeSettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PW_EDGE_", env_nested_delimiter="__", extra="ignore", frozen=True
@@ -87,8 +169,20 @@ class EdgeSettings(BaseSettings):
     gateway: Slug
     mqtt: MqttSettings = MqttSettings()
     devices: list[DeviceConfig] = Field(default_factory=list)
+    mqtt_meters: list[MqttMeterConfig] = Field(default_factory=list)
     # extra register-map directories; a map there may replace a built-in one of the same name
     profile_dirs: list[Path] = Field(default_factory=list)
+    # extra JSON-map directories for MQTT-native meters (same rule)
+    mqtt_map_dirs: list[Path] = Field(default_factory=list)
+    # the broker MQTT-native meters publish to, when it is not ``mqtt`` (a broker on the
+    # factory network, say, while batches go to the park's broker over TLS)
+    device_mqtt: MqttSettings | None = None
+    # an MQTT-native reading older than this many poll intervals when its batch is cut (a
+    # retained last value, a late delivery) goes out with quality "stale"
+    stale_after_cycles: Annotated[int, Field(ge=1)] = 3
+    # a live message whose own timestamp is further than this from the gateway's clock is
+    # stamped with the time it arrived instead (the device's clock or zone is wrong)
+    device_clock_tolerance_s: Annotated[float, Field(gt=0)] = 60.0
     poll_interval_s: Annotated[float, Field(gt=0)] = 5.0
     request_timeout_s: Annotated[float, Field(gt=0)] = 1.0  # one Modbus request
     max_concurrency: Annotated[int, Field(ge=1)] = 8  # devices read at the same time
@@ -121,11 +215,39 @@ class EdgeSettings(BaseSettings):
                 first = bus.setdefault(device.transport.port, device.transport)
                 if first != device.transport:
                     raise ValueError(f"devices on {device.transport.port} disagree on its settings")
+        self._check_mqtt_meters(seen)
         return self
+
+    def _check_mqtt_meters(self, seen: set[str]) -> None:
+        json_maps = self.mqtt_maps() if self.mqtt_meters else {}
+        topics: dict[str, str] = {}
+        for device in self.mqtt_meters:
+            if device.meter in seen:
+                raise ValueError(f"meter {device.meter!r} is configured twice")
+            seen.add(device.meter)
+            json_map = get_json_map(device.map, json_maps)  # fails early, naming the known maps
+            if json_map.needs_zone and device.timezone is None:
+                raise ValueError(
+                    f"meter {device.meter}: map {device.map!r} reads times without an offset; "
+                    "give the zone the device's clock is set to as `timezone` (Asia/Shanghai)"
+                )
+            for topic in device.topics_for(json_map).values():
+                # one topic, one meter: a message cannot be told apart by its content
+                other = topics.setdefault(topic, device.meter)
+                if other != device.meter:
+                    raise ValueError(f"meters {other!r} and {device.meter!r} share {topic}")
 
     def profiles(self) -> dict[str, MeterProfile]:
         """Register maps from ``profile_dirs`` (the built-in ones are always available)."""
         return load_profiles(self.profile_dirs)
+
+    def mqtt_maps(self) -> dict[str, JsonMap]:
+        """JSON maps from ``mqtt_map_dirs`` (the built-in ones are always available)."""
+        return load_json_maps(self.mqtt_map_dirs)
+
+    @property
+    def device_broker(self) -> MqttSettings:
+        return self.device_mqtt or self.mqtt
 
     @property
     def mqtt_client_id(self) -> str:
@@ -160,7 +282,7 @@ class EdgeSettings(BaseSettings):
     def _buffer_dir(cls, value: Path) -> Path:
         return _near_config(value)
 
-    @field_validator("profile_dirs")
+    @field_validator("profile_dirs", "mqtt_map_dirs")
     @classmethod
     def _profile_dirs(cls, value: list[Path]) -> list[Path]:
         return [_near_config(p) for p in value]
