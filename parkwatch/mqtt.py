@@ -2,14 +2,48 @@
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 from typing import Any
 
 import aiomqtt
+import paho.mqtt.client as paho
+from aiomqtt.types import PahoSocket
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from parkwatch.settings import MqttSettings
+
+
+class Client(aiomqtt.Client):
+    """``aiomqtt.Client`` with a guard against a race in aiomqtt 2.5.
+
+    paho asks, possibly from another thread, to watch its socket for writing; aiomqtt passes
+    that on with ``call_soon_threadsafe(loop.add_writer, fileno, …)``. When the connection
+    drops in between, ``add_writer`` runs on a closed descriptor and raises EBADF inside an
+    event-loop callback — an unhandled error at every unlucky broker restart. Here the
+    registration checks that the socket is still open when it runs.
+    """
+
+    def _on_socket_register_write(
+        self, client: paho.Client, userdata: Any, sock: PahoSocket
+    ) -> None:
+        def write() -> None:
+            # as aiomqtt does: a failed write means the connection broke
+            try:
+                client.loop_write()
+            except Exception as exc:  # handed to the connection's waiter
+                if not self._disconnected.done():
+                    self._disconnected.set_exception(exc)
+
+        def register() -> None:
+            fileno = sock.fileno()
+            if fileno < 0:
+                return  # closed before we got here: nothing to watch
+            with contextlib.suppress(OSError, ValueError):
+                self._loop.add_writer(fileno, write)
+
+        self._loop.call_soon_threadsafe(register)
 
 
 def tls_context(settings: MqttSettings) -> ssl.SSLContext | None:
@@ -38,9 +72,9 @@ def client(
     session_expiry_s: int = 0,
     receive_maximum: int | None = None,
     **kwargs: Any,
-) -> aiomqtt.Client:
+) -> Client:
     """An MQTT v5 client; use it as ``async with``."""
-    return aiomqtt.Client(
+    return Client(
         settings.host,
         settings.port,
         identifier=identifier,

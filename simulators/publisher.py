@@ -129,9 +129,9 @@ class ParkSimulator:
                 if self.schedule.realtime:
                     next_at += self.schedule.interval_s
                     await asyncio.sleep(max(0.0, next_at - time.monotonic()))
-            for gw, client in clients.items():
+            for gw, connected in clients.items():
                 status = topics.status_topic(self.park.park, gw)
-                await client.publish(status, status_payload("offline"), qos=1, retain=True)
+                await connected.publish(status, status_payload("offline"), qos=1, retain=True)
         return self.sent
 
     async def _publish(
