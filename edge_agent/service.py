@@ -23,8 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
-from pathlib import Path
 
 import aiomqtt
 import orjson
@@ -177,24 +175,3 @@ async def run_edge(settings: EdgeSettings) -> None:
     # pymodbus logs every failed request; our poller logs each outage once instead
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     await EdgeAgent(settings).run()
-
-
-def main(config: Path | str, log_level: str | None = None) -> None:
-    """Blocking entry point: load ``gateway.yaml`` and run until SIGINT or SIGTERM."""
-    settings = EdgeSettings.from_yaml(config)
-    logging.basicConfig(
-        level=(log_level or settings.log_level).upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-
-    async def serve() -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        loop = asyncio.get_running_loop()
-        # SIGTERM (systemd, docker stop) stops as cleanly as Ctrl-C: status goes "offline"
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, task.cancel)
-        with contextlib.suppress(asyncio.CancelledError):
-            await run_edge(settings)
-
-    asyncio.run(serve())

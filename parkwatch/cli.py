@@ -147,11 +147,16 @@ def api(
 def edge(
     config: Annotated[Path, typer.Option(help="gateway.yaml", exists=True, dir_okay=False)],
     log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING …")] = None,
+    json_logs: JsonLogOpt = False,
 ) -> None:
-    """A gateway: polls its meters (Modbus TCP/RTU), buffers on disk, publishes batches."""
-    from edge_agent.service import main
+    """A gateway: polls its meters (Modbus TCP/RTU, MQTT-native), buffers on disk, publishes."""
+    from edge_agent.service import run_edge
+    from edge_agent.settings import EdgeSettings
 
-    main(config, log_level)
+    settings = EdgeSettings.from_yaml(config)
+    setup_logging(log_level or settings.log_level, json_logs)
+    # SIGTERM (systemd, docker stop) stops as cleanly as Ctrl-C: its status goes "offline"
+    _run(run_edge(settings))
 
 
 @app.command()
@@ -176,6 +181,10 @@ def simulate(
         str | None, typer.Option(help="serve this gateway's meters as Modbus devices instead")
     ] = None,
     modbus_port: Annotated[int, typer.Option(help="--modbus-gateway: TCP port")] = 5020,
+    mqtt_native_gateway: Annotated[
+        str | None,
+        typer.Option(help="publish this gateway's meters as MQTT-native devices (own JSON)"),
+    ] = None,
     transport: Annotated[str, typer.Option(help="--modbus-gateway: tcp or rtu")] = "tcp",
     gateway_config: Annotated[
         Path | None, typer.Option(help="--modbus-gateway: write the edge agent's gateway.yaml")
@@ -205,6 +214,19 @@ def simulate(
             raise typer.BadParameter("--history needs --out DIR")
         main_history(site, history, out, seed, not plain, step_s=step, faults=faults,
                      no_faults=no_faults)  # fmt: skip
+        return
+    if mqtt_native_gateway is not None:
+        from simulators.mqtt_meters import run_mqtt_meters
+
+        _run(
+            run_mqtt_meters(
+                _load_park(site),
+                mqtt_native_gateway,
+                mqtt_url=mqtt_url,
+                interval_s=interval,
+                seed=seed,
+            )
+        )
         return
     if modbus_gateway is not None:
         _serve_modbus(
