@@ -356,6 +356,8 @@ def stack(
         root = state_dir or Path(exits.enter_context(tempfile.TemporaryDirectory()))
         with LocalStack(root, mqtt_port=mqtt_port, influx_port=influx_port) as running:
             typer.echo(f"MQTT:     {running.mqtt_url}\nInfluxDB: {running.influx_url}")
+            # SIGTERM stops as Ctrl-C does: servers stopped, temporary directory removed
+            signal.signal(signal.SIGTERM, signal.default_int_handler)
             with contextlib.suppress(KeyboardInterrupt):
                 while True:
                     time.sleep(3600)
