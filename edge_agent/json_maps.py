@@ -40,17 +40,16 @@ from typing import Annotated, Any, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
-import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
+from edge_agent.yaml_maps import load_map, load_maps, pick
 from parkwatch.quantities import QUANTITIES, Utility
 from parkwatch.slugs import Slug
 
@@ -398,22 +397,12 @@ class JsonMap(BaseModel):
 
 
 def load_json_map(path: Path) -> JsonMap:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
-        return JsonMap.model_validate(data)
-    except (OSError, yaml.YAMLError, ValidationError) as exc:
-        raise JsonMapError(f"JSON map {path}: {exc}") from exc
+    return load_map(JsonMap, path, JsonMapError, "JSON map")
 
 
 def load_json_maps(directories: Iterable[Path]) -> dict[str, JsonMap]:
     """Every ``*.yaml`` map in ``directories``; a later directory may replace a map."""
-    out: dict[str, JsonMap] = {}
-    for directory in directories:
-        for path in sorted(Path(directory).glob("*.yaml")):
-            loaded = load_json_map(path)
-            out[loaded.name] = loaded
-    return out
+    return load_maps(JsonMap, directories, JsonMapError, "JSON map")
 
 
 @functools.cache
@@ -423,9 +412,4 @@ def builtin_json_maps() -> Mapping[str, JsonMap]:
 
 
 def get_json_map(name: str, extra: Mapping[str, JsonMap] | None = None) -> JsonMap:
-    maps = {**builtin_json_maps(), **(extra or {})}
-    try:
-        return maps[name]
-    except KeyError:
-        known = ", ".join(sorted(maps))
-        raise JsonMapError(f"no JSON map {name!r} for an MQTT meter; known: {known}") from None
+    return pick({**builtin_json_maps(), **(extra or {})}, name, JsonMapError, "JSON map")

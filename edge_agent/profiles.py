@@ -32,10 +32,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
 import numpy as np
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pymodbus.client.mixin import ModbusClientMixin
 
+from edge_agent.yaml_maps import load_map, load_maps, pick
 from parkwatch.quantities import QUANTITIES, Utility
 from parkwatch.slugs import Slug
 
@@ -342,22 +342,12 @@ def _block(function: Function, group: Sequence[RegisterSpec]) -> ReadBlock:
 
 
 def load_profile(path: Path) -> MeterProfile:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
-        return MeterProfile.model_validate(data)
-    except (OSError, yaml.YAMLError, ValidationError) as exc:
-        raise ProfileError(f"register map {path}: {exc}") from exc
+    return load_map(MeterProfile, path, ProfileError, "register map")
 
 
 def load_profiles(directories: Iterable[Path]) -> dict[str, MeterProfile]:
     """Every ``*.yaml`` map in ``directories``; a later directory may replace a profile."""
-    out: dict[str, MeterProfile] = {}
-    for directory in directories:
-        for path in sorted(Path(directory).glob("*.yaml")):
-            profile = load_profile(path)
-            out[profile.name] = profile
-    return out
+    return load_maps(MeterProfile, directories, ProfileError, "register map")
 
 
 @functools.cache
@@ -367,9 +357,4 @@ def builtin_profiles() -> Mapping[str, MeterProfile]:
 
 
 def get_profile(name: str, extra: Mapping[str, MeterProfile] | None = None) -> MeterProfile:
-    profiles = {**builtin_profiles(), **(extra or {})}
-    try:
-        return profiles[name]
-    except KeyError:
-        known = ", ".join(sorted(profiles))
-        raise ProfileError(f"no meter profile {name!r}; known: {known}") from None
+    return pick({**builtin_profiles(), **(extra or {})}, name, ProfileError, "meter profile")

@@ -17,6 +17,7 @@ changed incompatibly, hence the pinned version).
 
 from __future__ import annotations
 
+import abc
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -130,7 +131,7 @@ class _ServedUnitsOnly(SimCore):
         return await super().async_setValues(device_id, func_code, address, values)
 
 
-class _MeterServer:
+class _MeterServer(abc.ABC):
     """Common lifecycle: ``async with`` starts the server, leaving stops it."""
 
     def __init__(self, meters: Sequence[ServedMeter]) -> None:
@@ -144,10 +145,11 @@ class _MeterServer:
         self.meters = list(meters)
         self._server: ModbusTcpServer | ModbusSerialServer | None = None
 
+    @abc.abstractmethod
     def _build(self) -> ModbusTcpServer | ModbusSerialServer:
-        raise NotImplementedError
+        """The pymodbus server for this transport."""
 
-    def _listening(self, server: Any) -> None:
+    def _listening(self, server: Any) -> None:  # noqa: B027 - an optional hook
         """Hook after listening starts (the TCP server learns its port)."""
 
     @property
