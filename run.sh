@@ -5,7 +5,7 @@
 #   ./run.sh test [pytest args]    lint, type checks and the test suite
 #   ./run.sh bench ingest          the ingest benchmark
 #   ./run.sh parkwatch ARGS        any parkwatch command
-# Works as root or with sudo on Debian 12+ and Ubuntu 22.04+.
+# Works as root or with sudo on Debian 12 and Ubuntu 22.04 (both ship mosquitto and influxdb).
 set -euo pipefail
 cd "$(dirname "$0")"
 
