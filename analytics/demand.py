@@ -61,53 +61,63 @@ class DemandWindows:
         t_ms: npt.NDArray[np.int64],
         p_kw: npt.NDArray[np.float64],
     ) -> list[DemandInterval]:
-        """Add samples (one per element); returns the windows they closed."""
+        """Add samples (one per element, any order); returns the windows they closed.
+
+        A sample for a window before the meter's open one, or for one already written, is
+        late: counted and dropped, so a written interval is never overwritten by a part of it.
+        """
         closed: list[DemandInterval] = []
         if meter_idx.size == 0:
             return closed
         offset = self._offset_ms(int(t_ms[0]))
         local = t_ms + offset
         starts = local - local % WINDOW_MS - offset
-        # samples for a later window close the meter's open one first
-        order = np.lexsort((t_ms, meter_idx))
+        late = (starts < self.closed_until[meter_idx]) | (
+            (self.start[meter_idx] >= 0) & (starts < self.start[meter_idx])
+        )
+        if late.any():
+            self.late_samples += int(late.sum())
+            keep = ~late
+            meter_idx, t_ms, p_kw, starts = meter_idx[keep], t_ms[keep], p_kw[keep], starts[keep]
+            if meter_idx.size == 0:
+                return closed
+        # one group per (meter, window), in time order within each meter
+        order = np.lexsort((starts, meter_idx))
         meter_idx, t_ms, p_kw, starts = meter_idx[order], t_ms[order], p_kw[order], starts[order]
-        moving = (self.start[meter_idx] >= 0) & (starts > self.start[meter_idx])
-        for i in np.unique(meter_idx[moving]):
-            closed.extend(self._close(np.array([i])))
-        late = starts < self.closed_until[meter_idx]
-        self.late_samples += int(late.sum())
-        keep = ~late
-        meter_idx, t_ms, p_kw, starts = meter_idx[keep], t_ms[keep], p_kw[keep], starts[keep]
-        # a batch may span several windows of one meter: fold all but each meter's last
-        last_start = np.full(len(self.meters), -1, dtype=np.int64)
-        np.maximum.at(last_start, meter_idx, starts)
-        current = starts == last_start[meter_idx]
-        for i in np.unique(meter_idx[~current]):
-            sel = (meter_idx == i) & ~current
-            for s in np.unique(starts[sel]):
-                part = sel & (starts == s)
+        first = np.flatnonzero(
+            np.r_[True, (meter_idx[1:] != meter_idx[:-1]) | (starts[1:] != starts[:-1])]
+        )
+        sums = np.add.reduceat(p_kw, first)
+        peaks = np.maximum.reduceat(p_kw, first)
+        newest = np.maximum.reduceat(t_ms, first)
+        counts = np.diff(np.r_[first, meter_idx.size])
+        group_meter, group_start = meter_idx[first], starts[first]
+        # the last group of each meter stays open; earlier ones are complete already
+        last = np.r_[group_meter[1:] != group_meter[:-1], True]
+        for g in range(first.size):
+            m, s = int(group_meter[g]), int(group_start[g])
+            if self.start[m] >= 0 and s > self.start[m]:
+                closed.extend(self._close(np.array([m])))  # the open window is complete
+            if self.start[m] == s:  # more samples for the open window
+                self.total[m] += sums[g]
+                self.peak[m] = max(self.peak[m], peaks[g])
+                self.count[m] += counts[g]
+                self.newest[m] = max(self.newest[m], newest[g])
+            elif last[g]:  # opens a new window
+                self.start[m] = s
+                self.total[m], self.peak[m] = sums[g], peaks[g]
+                self.count[m], self.newest[m] = counts[g], newest[g]
+            else:  # a whole window inside this batch, before the meter's newest one
                 closed.append(
                     DemandInterval(
-                        self.meters[i],
-                        int(s),
-                        float(p_kw[part].mean()),
-                        float(p_kw[part].max()),
-                        int(part.sum()),
+                        self.meters[m],
+                        s,
+                        float(sums[g] / counts[g]),
+                        float(peaks[g]),
+                        int(counts[g]),
                     )
                 )
-        if (~current).any():
-            np.maximum.at(self.closed_until, meter_idx[~current], starts[~current] + WINDOW_MS)
-        meter_idx, t_ms, p_kw, starts = (
-            meter_idx[current],
-            t_ms[current],
-            p_kw[current],
-            starts[current],
-        )
-        self.start[meter_idx] = starts
-        np.add.at(self.total, meter_idx, p_kw)
-        np.maximum.at(self.peak, meter_idx, p_kw)
-        np.add.at(self.count, meter_idx, 1)
-        np.maximum.at(self.newest, meter_idx, t_ms)
+                self.closed_until[m] = s + WINDOW_MS
         return closed
 
     def close_due(self, now_ms: int, grace_ms: int) -> list[DemandInterval]:

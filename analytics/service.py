@@ -16,7 +16,7 @@ import numpy as np
 from analytics.demand import DemandInterval, DemandWindows
 from analytics.settings import AnalyticsSettings
 from parkwatch import mqtt, topics
-from parkwatch.influx import InfluxWriter, ensure_database
+from parkwatch.influx import InfluxError, InfluxWriter, ensure_database
 from parkwatch.lineprotocol import encode_point
 from parkwatch.quantities import Utility
 from parkwatch.retry import Backoff, OutageLog
@@ -117,9 +117,16 @@ class AnalyticsService:
     async def _write(
         self, writer: InfluxWriter, demand: ParkDemand, closed: list[DemandInterval]
     ) -> None:
-        if closed:
+        if not closed:
+            return
+        try:
             await writer.write(demand.lines(closed))
-            self.intervals_written += len(closed)
+        except InfluxError as exc:
+            # the writer retries outages itself; this is the database refusing the data,
+            # which retrying cannot change: say so and keep computing
+            log.error("demand intervals refused by InfluxDB, dropped: %s", exc)
+            return
+        self.intervals_written += len(closed)
 
 
 async def run_analytics(settings: AnalyticsSettings) -> None:

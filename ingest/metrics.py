@@ -20,6 +20,11 @@ class IngestMetrics:
         self.deadletters = Counter(
             "pw_ingest_deadletters", "messages published to a dead-letter topic", registry=r
         )
+        self.deadletters_failed = Counter(
+            "pw_ingest_deadletters_failed",
+            "dead letters that could not be published (rejections still counted above)",
+            registry=r,
+        )
         self.in_progress = Gauge(
             "pw_ingest_messages_in_progress", "messages received, not yet acknowledged", registry=r
         )

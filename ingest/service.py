@@ -105,6 +105,7 @@ class IngestService:
         self.limits = Limits(max_bytes=settings.max_message_bytes)
         self.subscribed = asyncio.Event()
         self.broker_outage = OutageLog(log, f"MQTT broker at {settings.mqtt.url}")
+        self.deadletter_outage = OutageLog(log, "the dead-letter topic")
         self.writer: InfluxWriter | None = None
         self._last_seq: dict[tuple[str, str], int] = {}
 
@@ -147,6 +148,9 @@ class IngestService:
             clean_start=False,
             session_expiry_s=s.session_expiry_s,
             receive_maximum=s.receive_maximum,
+            # dead letters go out while messages are handled concurrently: paho's default of
+            # 20 QoS 1 publishes in flight would make them queue and time out
+            max_inflight_messages=s.receive_maximum,
         )
         # aiomqtt 2.5 has no public switch for manual acknowledgement; paho (which it wraps)
         # has, and it is what lets us acknowledge only after the write.
@@ -289,7 +293,16 @@ class IngestService:
         for rejection in parsed.rejections:
             self.metrics.rejected.labels(rejection.reason.value).inc()
         body = deadletter_payload(topic, parsed, payload, int(received * 1000))
-        await client.publish(topics.deadletter_topic(parsed.park), body, qos=1)
+        try:
+            await client.publish(topics.deadletter_topic(parsed.park), body, qos=1)
+        except aiomqtt.MqttError as exc:
+            # Best effort: the good points are stored and the rejections counted; holding the
+            # message unacknowledged for its dead letter would stall every later ack (a broken
+            # connection is noticed by the session loop, which reconnects).
+            self.metrics.deadletters_failed.inc()
+            self.deadletter_outage.failed(exc)
+            return
+        self.deadletter_outage.recovered()
         self.metrics.deadletters.inc()
         if log.isEnabledFor(logging.DEBUG):
             log.debug("dead letter for %s seq=%s: %s", topic, parsed.seq, parsed.rejections)

@@ -101,108 +101,116 @@ def run_demo(
     previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     children: list[Child] = []
     code = 0
-    with ExitStack() as exits:
-        root = state_dir or Path(exits.enter_context(tempfile.TemporaryDirectory(prefix="pw-")))
-        logs = root / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        try:
-            print("starting Mosquitto and InfluxDB …", flush=True)
-            stack = exits.enter_context(LocalStack(root))
-            ingest_http = free_port()
+    try:
+        with ExitStack() as exits:
+            root = state_dir or Path(exits.enter_context(tempfile.TemporaryDirectory(prefix="pw-")))
+            logs = root / "logs"
+            logs.mkdir(parents=True, exist_ok=True)
+            try:
+                print("starting Mosquitto and InfluxDB …", flush=True)
+                stack = exits.enter_context(LocalStack(root))
+                ingest_http = free_port()
 
-            def start(name: str, args: list[str], env: dict[str, str]) -> None:
-                log = logs / f"{name}.log"
-                proc = spawn([sys.executable, "-m", "parkwatch", *args], log, env=env)
-                children.append(Child(name, proc, log))
+                def start(name: str, args: list[str], env: dict[str, str]) -> None:
+                    log = logs / f"{name}.log"
+                    proc = spawn([sys.executable, "-m", "parkwatch", *args], log, env=env)
+                    children.append(Child(name, proc, log))
 
-            start(
-                "ingest",
-                ["ingest"],
-                _service_env(
-                    "PW_INGEST_", stack, site, client_id="demo-ingest-0", http_port=str(ingest_http)
-                ),
-            )
-            start("analytics", ["analytics"], _service_env("PW_ANALYTICS_", stack, site))
-            start(
-                "api",
-                ["api", "--port", str(api_port)],
-                _service_env("PW_API_", stack, site),
-            )
-            api = f"http://127.0.0.1:{api_port}"
-            _wait_http(f"{api}/health", children)
-            _wait_http(f"http://127.0.0.1:{ingest_http}/health", children)
-            # one factory's meters are real Modbus TCP devices read by a real edge agent;
-            # the other gateways publish straight from the simulator
-            gateway_yaml = root / "edge" / f"{MODBUS_GATEWAY}.yaml"
-            simulate = [
-                "simulate",
-                "--site",
-                str(site),
-                "--mqtt-url",
-                stack.mqtt_url,
-                "--interval",
-                str(interval),
-            ]
-            start(
-                "modbus-meters",
-                [
-                    *simulate,
-                    "--modbus-gateway",
-                    MODBUS_GATEWAY,
-                    "--modbus-port",
-                    str(free_port()),
-                    "--gateway-config",
-                    str(gateway_yaml),
-                ],
-                dict(os.environ),
-            )
-            _wait_file(gateway_yaml, children)
-            start("edge", ["edge", "--config", str(gateway_yaml)], dict(os.environ))
-            start("simulate", [*simulate, "--exclude-gateway", MODBUS_GATEWAY], dict(os.environ))
-            park = httpx.get(f"{api}/parks", timeout=5).json()[0]["park"]
-            print(
-                f"""
-parkwatch demo is running on the simulated park '{park}'
-  API            {api}/docs   (interactive)
-  parks          {api}/parks
-  meters         {api}/parks/{park}/meters
-  latest         {api}/parks/{park}/meters/park-main/latest
-  series         {api}/parks/{park}/meters/park-main/series?quantity=p_kw&every=1m
-  ingest metrics http://127.0.0.1:{ingest_http}/metrics
-  Modbus meters  {MODBUS_GATEWAY}'s meters are Modbus TCP devices, read by `parkwatch edge`
-                 (config: {gateway_yaml})
-  MQTT broker    {stack.mqtt_url}   (mosquitto_sub -p {stack.mosquitto.port} -t 'pw/v1/#' -v)
-  InfluxDB       {stack.influx_url} (database 'parkwatch')
-  logs           {logs}
-{f"Stops after {duration:.0f} s; " if duration else ""}Ctrl-C stops everything.
-""",
-                flush=True,
-            )
-            started = time.monotonic()
-            next_report = started + PROGRESS_EVERY_S
-            while duration is None or time.monotonic() - started < duration:
-                time.sleep(0.2)
-                for child in children:
-                    if child.proc.poll() is not None:
-                        print(f"\n{child.name} exited with {child.proc.returncode}:")
-                        print(_tail(child.log))
-                        return 1
-                if time.monotonic() >= next_report:
-                    next_report += PROGRESS_EVERY_S
-                    _report(api, park, stack.influx_url, time.monotonic() - started)
-        except _StopRequestedError as why:
-            print(f"\n{why}: stopping …", flush=True)
-        except Exception as exc:
-            print(f"demo failed: {exc}", file=sys.stderr)
-            code = 1
-        finally:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            for child in reversed(children):  # producers first, then consumers
-                stop_process(child.proc)
-        # leaving the ExitStack stops InfluxDB and Mosquitto and removes the temp dir
-    for sig, handler in previous.items():
-        signal.signal(sig, handler)
+                start(
+                    "ingest",
+                    ["ingest"],
+                    _service_env(
+                        "PW_INGEST_",
+                        stack,
+                        site,
+                        client_id="demo-ingest-0",
+                        http_port=str(ingest_http),
+                    ),
+                )
+                start("analytics", ["analytics"], _service_env("PW_ANALYTICS_", stack, site))
+                start(
+                    "api",
+                    ["api", "--port", str(api_port)],
+                    _service_env("PW_API_", stack, site),
+                )
+                api = f"http://127.0.0.1:{api_port}"
+                _wait_http(f"{api}/health", children)
+                _wait_http(f"http://127.0.0.1:{ingest_http}/health", children)
+                # one factory's meters are real Modbus TCP devices read by a real edge agent;
+                # the other gateways publish straight from the simulator
+                gateway_yaml = root / "edge" / f"{MODBUS_GATEWAY}.yaml"
+                simulate = [
+                    "simulate",
+                    "--site",
+                    str(site),
+                    "--mqtt-url",
+                    stack.mqtt_url,
+                    "--interval",
+                    str(interval),
+                ]
+                start(
+                    "modbus-meters",
+                    [
+                        *simulate,
+                        "--modbus-gateway",
+                        MODBUS_GATEWAY,
+                        "--modbus-port",
+                        str(free_port()),
+                        "--gateway-config",
+                        str(gateway_yaml),
+                    ],
+                    dict(os.environ),
+                )
+                _wait_file(gateway_yaml, children)
+                start("edge", ["edge", "--config", str(gateway_yaml)], dict(os.environ))
+                start(
+                    "simulate", [*simulate, "--exclude-gateway", MODBUS_GATEWAY], dict(os.environ)
+                )
+                park = httpx.get(f"{api}/parks", timeout=5).json()[0]["park"]
+                print(
+                    f"""
+    parkwatch demo is running on the simulated park '{park}'
+      API            {api}/docs   (interactive)
+      parks          {api}/parks
+      meters         {api}/parks/{park}/meters
+      latest         {api}/parks/{park}/meters/park-main/latest
+      series         {api}/parks/{park}/meters/park-main/series?quantity=p_kw&every=1m
+      ingest metrics http://127.0.0.1:{ingest_http}/metrics
+      Modbus meters  {MODBUS_GATEWAY}'s meters are Modbus TCP devices, read by `parkwatch edge`
+                     (config: {gateway_yaml})
+      MQTT broker    {stack.mqtt_url}   (mosquitto_sub -p {stack.mosquitto.port} -t 'pw/v1/#' -v)
+      InfluxDB       {stack.influx_url} (database 'parkwatch')
+      logs           {logs}
+    {f"Stops after {duration:.0f} s; " if duration else ""}Ctrl-C stops everything.
+    """,
+                    flush=True,
+                )
+                started = time.monotonic()
+                next_report = started + PROGRESS_EVERY_S
+                while duration is None or time.monotonic() - started < duration:
+                    time.sleep(0.2)
+                    for child in children:
+                        if child.proc.poll() is not None:
+                            print(f"\n{child.name} exited with {child.proc.returncode}:")
+                            print(_tail(child.log))
+                            return 1
+                    if time.monotonic() >= next_report:
+                        next_report += PROGRESS_EVERY_S
+                        _report(api, park, stack.influx_url, time.monotonic() - started)
+            except _StopRequestedError as why:
+                print(f"\n{why}: stopping …", flush=True)
+            except Exception as exc:
+                print(f"demo failed: {exc}", file=sys.stderr)
+                code = 1
+            finally:
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+                for child in reversed(children):  # producers first, then consumers
+                    stop_process(child.proc)
+                # leaving the ExitStack stops InfluxDB and Mosquitto and removes the temp dir
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     print("stopped: all services and servers are down.", flush=True)
     return code
 

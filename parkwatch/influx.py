@@ -1,9 +1,10 @@
 """Async InfluxDB access over the v1 HTTP API: a batching line-protocol writer and an
 InfluxQL reader.
 
-The writer batches by size and time, gzips bodies, keeps several writes in flight, retries
-connection errors and 5xx with jittered backoff (logged once per outage) and never retries a
-4xx: the database said the data is wrong, so the caller gets :class:`InfluxRejectedError`.
+The writer batches by size and time, gzips bodies, keeps several writes in flight, and retries
+connection errors, 5xx and the 4xx that are not about the data (401, 403, 404, 429) with
+jittered backoff, logged once per outage. It never retries 400, 413 or 422: the database said
+the data is wrong, so the caller gets :class:`InfluxRejectedError`.
 ``api="v2"`` sends writes to ``/api/v2/write`` with a token; queries always use ``/query``
 (InfluxQL), which 2.x and 3.x serve as their v1-compatible API.
 """
@@ -38,8 +39,12 @@ class InfluxUnavailableError(InfluxError):
     """The database could not be reached or answered 5xx (after the allowed retries)."""
 
 
+# answers that mean "this body is wrong": bad line protocol, a field type conflict, too large
+DATA_REJECTED = frozenset({400, 413, 422})
+
+
 class InfluxRejectedError(InfluxError):
-    """The database refused the request (4xx); retrying the same request cannot help."""
+    """The database refused the data (400, 413, 422); retrying the same body cannot help."""
 
     def __init__(self, status: int, body: str) -> None:
         super().__init__(f"InfluxDB answered {status}: {body[:500]}")
@@ -88,12 +93,15 @@ async def _post_with_retry(
     while True:
         try:
             response = await client.post(url, params=params, content=content, headers=headers)
-            if response.status_code < 500:
+            status = response.status_code
+            if status < 400 or status in DATA_REJECTED:
                 outage.recovered()
-                if response.status_code >= 400:
-                    raise InfluxRejectedError(response.status_code, response.text)
+                if status >= 400:
+                    raise InfluxRejectedError(status, response.text)
                 return response
-            error: str = f"HTTP {response.status_code}: {response.text[:200]}"
+            # 5xx, and the 4xx that say nothing about the data (401/403 credentials, 404 no
+            # such database, 429 slow down): the same body may succeed later — retry
+            error: str = f"HTTP {status}: {response.text[:200]}"
         except httpx.TransportError as exc:
             error = f"{type(exc).__name__}: {exc}"
         outage.failed(error)
@@ -146,6 +154,7 @@ class InfluxWriter:
         self.flush_interval_s = flush_interval_s
         self.gzip_level = gzip_level
         self.max_retry_s = max_retry_s  # None: retry until the database is back
+        self.exit_flush_s = 10.0  # on exit, how long to try writing what is still buffered
         self.stats = WriterStats()
         self.outage = OutageLog(log, f"InfluxDB at {settings.url}")
         self._max_in_flight = max_in_flight
@@ -181,8 +190,12 @@ class InfluxWriter:
         tb: TracebackType | None,
     ) -> None:
         try:
-            if exc_type is None:
+            # also when the owner is being cancelled: what was handed over is written if the
+            # database answers within the grace period
+            async with asyncio.timeout(self.exit_flush_s):
                 await self.flush()
+        except TimeoutError:
+            log.warning("InfluxDB writer closed with %d lines unwritten", self.stats.buffered)
         finally:
             if self._timer is not None:
                 self._timer.cancel()
@@ -212,10 +225,11 @@ class InfluxWriter:
 
     async def flush(self) -> None:
         """Send what is buffered and wait for every write in flight."""
-        if self._pending.lines:
-            await self._dispatch()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        while self._pending.lines or self._tasks:
+            if self._pending.lines:
+                await self._dispatch()
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def write_now(self, lines: Sequence[str]) -> None:
         """Write these lines as one request, bypassing the batch (used by plain bulk loads)."""
@@ -230,9 +244,14 @@ class InfluxWriter:
                 await self._dispatch()
 
     async def _dispatch(self) -> None:
+        # backpressure: a bounded number of batches in memory. The slot is taken before the
+        # batch, so a caller cancelled while waiting leaves the batch where it was.
+        await self._slots.acquire()
         pending, self._pending = self._pending, _Pending()
         self.stats.buffered = 0
-        await self._slots.acquire()  # backpressure: bounded number of batches in memory
+        if not pending.lines:  # another dispatcher took it while we waited
+            self._slots.release()
+            return
         task = asyncio.create_task(self._send(pending), name="influx-write")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

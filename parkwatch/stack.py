@@ -298,8 +298,10 @@ class LocalStack:
         return self
 
     def stop(self) -> None:
-        self.influxdb.stop()
-        self.mosquitto.stop()
+        try:
+            self.influxdb.stop()
+        finally:
+            self.mosquitto.stop()
 
     def __enter__(self) -> LocalStack:
         return self.start()

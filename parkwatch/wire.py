@@ -338,7 +338,13 @@ def parse_batch(
         others = _plainly_valid(items, parsed, topic, registry, newest_ok)
         if others:
             valid = _validate_readings([items[i] for i in others], parsed, others)
-            _check_readings(parsed, valid, items, topic, registry, now_ms, limits)
+            slow_at: list[int] = []
+            _check_readings(parsed, valid, items, topic, registry, now_ms, limits, slow_at)
+            # back into batch order: a later reading of the same meter and time must win
+            skipped = set(others)
+            fast_at = [i for i in range(len(items)) if i not in skipped]
+            ordered = sorted(zip(fast_at + slow_at, parsed.readings, strict=True))
+            parsed.readings = [reading for _, reading in ordered]
         return parsed
     if isinstance(doc, dict) and doc.get("v", WIRE_VERSION) != WIRE_VERSION:
         return _whole(
@@ -380,9 +386,11 @@ def _check_readings(
     registry: SiteRegistry,
     now_ms: int,
     limits: Limits,
+    accepted_at: list[int] | None = None,
 ) -> ParsedBatch:
     """Site rules for schema-valid readings: known meter on this gateway, not from the
-    future, quantities of the meter's utility within their bounds."""
+    future, quantities of the meter's utility within their bounds. ``accepted_at`` collects
+    the batch positions of the readings accepted."""
     newest_ok = now_ms + limits.max_future_ms
     meters = registry.park_meters(topic.park)
     gateway = topic.gateway
@@ -405,6 +413,8 @@ def _check_readings(
                 break
         if values:
             accepted.append(AcceptedReading(meter, t, values, reading.get("s", "ok")))
+            if accepted_at is not None:
+                accepted_at.append(index)
     return parsed
 
 
@@ -474,4 +484,9 @@ def deadletter_payload(
     if parsed.message_rejected:
         doc["payload"] = payload[:max_echo].decode("utf-8", errors="replace")
         doc["payload_truncated"] = len(payload) > max_echo
-    return orjson.dumps(doc, default=str)
+    try:
+        return orjson.dumps(doc, default=str)
+    except TypeError:
+        # a lone surrogate (e.g. "\ud800" from the lenient parser) is not UTF-8; the standard
+        # library writes it as an escape, which is still valid JSON
+        return json.dumps(doc, default=str).encode()

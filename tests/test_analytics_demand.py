@@ -113,3 +113,27 @@ async def test_service_writes_demand_from_mqtt(
     rows = [r[1:] for r in series.values]
     assert rows == [[101.0, 102.0, 15, "foodco-main"], [301.0, 302.0, 15, "foodco-main"]]
     assert [r[0] for r in series.values] == [start, start + WINDOW_MS]
+
+
+def test_a_batch_crossing_a_boundary_keeps_the_open_windows_samples() -> None:
+    tz = ZoneInfo("Asia/Shanghai")
+    start = ms("2026-03-02 14:45:00", tz)
+    windows = DemandWindows(["a"], tz)
+    windows.add(np.array([0]), np.array([start]), np.array([10.0]))
+    # one batch: the last two seconds of the quarter hour, then the first of the next
+    t = np.array([start + WINDOW_MS - 2000, start + WINDOW_MS - 1000, start + WINDOW_MS])
+    [closed] = windows.add(np.zeros(3, dtype=np.int64), t, np.array([20.0, 30.0, 99.0]))
+    assert (closed.start_ms, closed.samples, closed.p_kw_avg) == (start, 3, 20.0)
+    assert windows.late_samples == 0
+
+
+def test_an_older_sample_does_not_corrupt_the_open_window() -> None:
+    tz = ZoneInfo("Asia/Shanghai")
+    start = ms("2026-03-02 15:00:00", tz)
+    windows = DemandWindows(["a"], tz)
+    windows.add(np.array([0]), np.array([start]), np.array([50.0]))  # W3 open
+    # a buffered sample from the quarter hour before arrives after it: late, dropped
+    assert windows.add(np.array([0]), np.array([start - 60_000]), np.array([1.0])) == []
+    assert windows.late_samples == 1
+    [w3] = windows.close_due(start + 10 * WINDOW_MS, 0)
+    assert (w3.start_ms, w3.p_kw_avg, w3.samples) == (start, 50.0, 1)

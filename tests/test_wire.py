@@ -206,3 +206,27 @@ def test_deadletter_payload_carries_reasons_and_the_offending_input(
     doc = json.loads(deadletter_payload("pw/v1/p1/gw-e1/data", whole, b"\xff garbage", NOW))
     assert doc["rejections"][0]["reason"] == "not_json"
     assert doc["payload"].endswith(" garbage")
+
+
+def test_accepted_readings_keep_batch_order(registry: SiteRegistry) -> None:
+    # the middle reading takes the careful path (an unknown quantity); it must still land
+    # between the other two, so that the last reading of a meter and time wins in InfluxDB
+    readings = [
+        {"m": "m1", "t": NOW, "q": {"p_kw": 1.0}},
+        {"m": "m1", "t": NOW, "q": {"p_kw": 2.0, "zz": 1.0}},
+        {"m": "m1", "t": NOW, "q": {"p_kw": 3.0}},
+    ]
+    parsed = parse_batch(batch(*readings), TOPIC, registry, NOW)
+    assert [r.q["p_kw"] for r in parsed.readings] == [1.0, 2.0, 3.0]
+    assert [r.reason for r in parsed.rejections] == [Reason.UNKNOWN_QUANTITY]
+
+
+def test_deadletter_survives_lone_surrogates(registry: SiteRegistry) -> None:
+    payload = (
+        b'{"v":1,"gw":"gw-e1","seq":1,"readings":[{"m":"m1","t":%d,'
+        b'"q":{"p_kw":NaN,"\\ud800":1.0,"pf":0.5}}]}' % NOW
+    )
+    parsed = parse_batch(payload, TOPIC, registry, NOW)
+    assert [r.q for r in parsed.readings] == [{"pf": 0.5}]
+    doc = json.loads(deadletter_payload("pw/v1/p1/gw-e1/data", parsed, payload, NOW))
+    assert sorted(r["reason"] for r in doc["rejections"]) == ["bad_value", "unknown_quantity"]
