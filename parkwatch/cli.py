@@ -71,8 +71,16 @@ def _run(coro: Any) -> None:
         task = asyncio.current_task()
         assert task is not None
         loop = asyncio.get_running_loop()
+
+        def stop() -> None:
+            # asyncio.wait_for in Python 3.11 (inside aiomqtt) can swallow a cancellation that
+            # lands as its operation completes: cancel again until the task has ended
+            if not task.done():
+                task.cancel()
+                loop.call_later(1.0, stop)
+
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, task.cancel)
+            loop.add_signal_handler(sig, stop)
         with contextlib.suppress(asyncio.CancelledError):
             await coro
 

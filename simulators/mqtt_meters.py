@@ -264,7 +264,7 @@ class MqttMeterSimulator:
     async def _loop(self, interval_s: float) -> None:
         # a fixed grid, as devices publishing on a timer do; no catch-up bursts
         next_at = time.monotonic()
-        while True:
+        while self._stack is not None:  # None: the block is closing
             await self.publish_once()
             next_at += interval_s
             now = time.monotonic()
@@ -278,7 +278,11 @@ class MqttMeterSimulator:
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:
-    task.cancel()
+    # asyncio.wait_for in Python 3.11 can swallow a cancellation that lands as the awaited
+    # publish completes: cancel until the task has really ended
+    while not task.done():
+        task.cancel()
+        await asyncio.wait([task], timeout=1.0)
     with contextlib.suppress(asyncio.CancelledError):
         await task
 

@@ -23,7 +23,11 @@ async def background(
     try:
         yield task
     finally:
-        task.cancel()
+        # asyncio.wait_for in Python 3.11 (used by aiomqtt) can swallow a cancellation that
+        # lands as its operation completes: cancel until the task has really ended
+        while not task.done():
+            task.cancel()
+            await asyncio.wait([task], timeout=1.0)
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
