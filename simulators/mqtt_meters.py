@@ -25,7 +25,6 @@ truncated JSON instead (fault injection).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
@@ -46,6 +45,7 @@ from parkwatch import mqtt
 from parkwatch.quantities import Utility
 from parkwatch.settings import MqttSettings
 from parkwatch.site import Meter, Park
+from parkwatch.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -228,7 +228,7 @@ class MqttMeterSimulator:
             )
             if self.interval_s is not None:
                 task = asyncio.create_task(self._loop(self.interval_s))
-                stack.push_async_callback(_cancel, task)
+                stack.push_async_callback(cancel_and_wait, task)
             self._stack = stack.pop_all()
         return self
 
@@ -275,16 +275,6 @@ class MqttMeterSimulator:
     def mqtt_meter_configs(self) -> list[dict[str, Any]]:
         """The ``mqtt_meters:`` of a gateway.yaml that subscribes to these meters."""
         return [m.config() for m in self.meters]
-
-
-async def _cancel(task: asyncio.Task[None]) -> None:
-    # asyncio.wait_for in Python 3.11 can swallow a cancellation that lands as the awaited
-    # publish completes: cancel until the task has really ended
-    while not task.done():
-        task.cancel()
-        await asyncio.wait([task], timeout=1.0)
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
 
 
 def default_style(meter: Meter) -> Style | None:

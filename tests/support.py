@@ -12,6 +12,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from parkwatch.stack import free_port
+from parkwatch.tasks import cancel_and_wait
 
 
 @contextlib.asynccontextmanager
@@ -23,13 +24,7 @@ async def background(
     try:
         yield task
     finally:
-        # asyncio.wait_for in Python 3.11 (used by aiomqtt) can swallow a cancellation that
-        # lands as its operation completes: cancel until the task has really ended
-        while not task.done():
-            task.cancel()
-            await asyncio.wait([task], timeout=1.0)
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait(task)
 
 
 async def eventually(

@@ -1,0 +1,20 @@
+"""Stopping asyncio tasks for good."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+
+async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
+    """Cancel ``task`` and wait until it has ended.
+
+    Cancels again while it runs on: ``asyncio.wait_for`` in Python 3.11 (which aiomqtt uses
+    for every operation) can swallow a cancellation that lands as its operation completes.
+    """
+    while not task.done():
+        task.cancel()
+        await asyncio.wait([task], timeout=1.0)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
