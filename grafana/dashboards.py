@@ -254,6 +254,11 @@ def _latest(measurement: str, fields: Sequence[str]) -> str:
 
 
 def _overview_variables() -> list[JSON]:
+    return _variables(one_meter=False)
+
+
+def _variables(one_meter: bool) -> list[JSON]:
+    """park → enterprise → meter; the meter-detail board shows exactly one meter."""
     return [
         _variable("park", "Park", _tag_values("park"), multi=False, include_all=False),
         _variable(
@@ -267,8 +272,8 @@ def _overview_variables() -> list[JSON]:
             "meter",
             "Meter",
             _tag_values("meter", _where("park", "enterprise")),
-            multi=True,
-            include_all=True,
+            multi=not one_meter,
+            include_all=not one_meter,
         ),
     ]
 
@@ -444,23 +449,7 @@ def _hourly_consumption(field: str, *measurements: str) -> str:
 
 
 def _meter_variables() -> list[JSON]:
-    return [
-        _variable("park", "Park", _tag_values("park"), multi=False, include_all=False),
-        _variable(
-            "enterprise",
-            "Enterprise",
-            _tag_values("enterprise", _where("park")),
-            multi=True,
-            include_all=True,
-        ),
-        _variable(
-            "meter",
-            "Meter",
-            _tag_values("meter", _where("park", "enterprise")),
-            multi=False,
-            include_all=False,
-        ),
-    ]
+    return _variables(one_meter=True)
 
 
 def meter_dashboard() -> JSON:
