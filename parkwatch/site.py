@@ -6,8 +6,10 @@ Park-level meters (the park's substation, the water main) belong to the pseudo-e
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from functools import cached_property
 from pathlib import Path
 from typing import Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -16,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from parkwatch.lineprotocol import series_key
-from parkwatch.quantities import Utility
+from parkwatch.quantities import QUANTITIES, Kind, Quantity, Utility
 from parkwatch.slugs import Slug
 
 PARK_ENTERPRISE = "park"
@@ -24,6 +26,68 @@ PARK_ENTERPRISE = "park"
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Role(StrEnum):
+    """What a meter measures, beyond its utility: analytics and the simulator read it.
+
+    A meter without a role is a plain consumer (or, with children, a parent in its tree).
+    """
+
+    PV = "pv"  # on-site solar generation
+    BATTERY = "battery"  # battery storage (charges and discharges)
+    COMPRESSOR = "compressor"  # electricity: an air compressor's motor; air: its output
+    BOILER = "boiler"  # steam: a boiler's output; gas: its burner's fuel
+    HEAT_RECOVERY = "heat_recovery"  # a heat-recovery unit's heat meter
+    COOLING = "cooling"  # cooling water (make-up or loop) with supply/return temperatures
+    TANK = "tank"  # a storage tank's level meter
+    TANK_IN = "tank_in"  # flow into a storage tank
+    TANK_OUT = "tank_out"  # flow out of a storage tank
+    DISTRICT = "district"  # a district (zone) inflow meter of a water network
+    FURNACE = "furnace"
+    HVAC = "hvac"
+    COLD_STORAGE = "cold_storage"
+    REFRIGERATION = "refrigeration"
+    LIGHTING = "lighting"
+    OFFICE = "office"
+    IT = "it"
+    PUMP = "pump"
+
+
+class CustomQuantity(_Model):
+    """A quantity a park measures that the registry does not have (``quantities:`` in
+    park.yaml): any sensor a park has can be stored and monitored."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")
+    unit: str
+    kind: Kind = Kind.INSTANT
+    utilities: list[Utility] = Field(min_length=1)
+    description: str = ""
+    low: float | None = None  # plausibility bounds; counters default to ≥ 0
+    high: float = 1e12
+
+    @field_validator("name")
+    @classmethod
+    def _not_registered(cls, value: str) -> str:
+        if value in QUANTITIES:
+            raise ValueError(f"quantity {value!r} is already in the registry; use it as it is")
+        if value in ("quality", "time"):
+            raise ValueError(f"quantity name {value!r} is reserved")
+        return value
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Self:
+        low = self.low if self.low is not None else (0.0 if self.kind is Kind.COUNTER else -1e12)
+        if not low < self.high:
+            raise ValueError(f"quantity {self.name!r}: low ({low:g}) must be below high")
+        return self
+
+    def quantity(self) -> Quantity:
+        low = self.low if self.low is not None else (0.0 if self.kind is Kind.COUNTER else -1e12)
+        return Quantity(
+            self.name, self.unit, self.kind, frozenset(self.utilities), self.description,
+            low, self.high,
+        )  # fmt: skip
 
 
 class MeterSpec(_Model):
@@ -34,10 +98,14 @@ class MeterSpec(_Model):
     formula: str | None = None  # a virtual meter: e.g. "a1-main - a1-pv"
     gateway: Slug | None = None  # overrides the enterprise's gateway
     contracted_demand_kw: float | None = Field(default=None, gt=0)
-    # what the meter measures, for analytics and the simulator: "pv", "battery", "compressor",
-    # "boiler", "tank", "district", "heat_recovery", ... (free text; None: a plain consumer)
-    role: str | None = None
+    role: Role | None = None  # what it measures beyond its utility (None: a plain consumer)
     rated: float | None = Field(default=None, gt=0)  # nameplate, in the main quantity's unit
+    interval_s: float | None = Field(default=None, gt=0)  # its poll interval, if not the park's
+
+    @field_validator("role", mode="before")
+    @classmethod
+    def _role_lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
 
 
 class Workshop(_Model):
@@ -72,12 +140,22 @@ class EmissionFactors(_Model):
     heat_kg_per_gj: float = 110.0
 
 
+class AnalyticsOptions(_Model):
+    """How analytics treats this park."""
+
+    # the grid every series is aligned to: readings inside one step are averaged (instant
+    # quantities) or the last one kept (counters); a meter polled less often has gaps between
+    step_s: float = Field(default=60.0, ge=1, le=86_400)
+
+
 class Park(_Model):
     park: Slug
     name: str = ""
     timezone: str = "Asia/Shanghai"
     gateway: Slug = "gw-park"  # gateway of park-level meters
     emission_factors: EmissionFactors = EmissionFactors()
+    quantities: list[CustomQuantity] = []  # quantities beyond the registry's
+    analytics: AnalyticsOptions = AnalyticsOptions()
     meters: list[MeterSpec] = []  # park-level meters
     enterprises: list[Enterprise] = []
 
@@ -100,6 +178,9 @@ class Park(_Model):
         enterprise_ids = [e.id for e in self.enterprises]
         if len(set(enterprise_ids)) != len(enterprise_ids):
             raise ValueError("enterprise ids must be unique")
+        names = [q.name for q in self.quantities]
+        if len(set(names)) != len(names):
+            raise ValueError("custom quantity names must be unique")
         parents = {m.spec.id: m.spec.parent for m in self.iter_meters()}
         for meter_id, parent in parents.items():
             if parent is not None and parent not in parents:
@@ -117,6 +198,23 @@ class Park(_Model):
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
+    @cached_property
+    def quantity_table(self) -> Mapping[str, Quantity]:
+        """The registry's quantities plus this park's own."""
+        return {**QUANTITIES, **{q.name: q.quantity() for q in self.quantities}}
+
+    @cached_property
+    def _bounds(self) -> dict[Utility, dict[str, tuple[float, float]]]:
+        table = self.quantity_table
+        return {
+            u: {q.name: (q.low, q.high) for q in table.values() if u in q.utilities}
+            for u in Utility
+        }
+
+    @cached_property
+    def tree(self) -> MeterTree:
+        return MeterTree(list(self.iter_meters()))
+
     def iter_meters(self) -> Iterator[Meter]:
         for spec in self.meters:
             yield self._place(spec, PARK_ENTERPRISE, None, spec.gateway or self.gateway)
@@ -128,7 +226,10 @@ class Park(_Model):
 
     def _place(self, spec: MeterSpec, enterprise: str, workshop: str | None, gw: str) -> Meter:
         tags = {"park": self.park, "enterprise": enterprise, "meter": spec.id}
-        return Meter(spec, enterprise, workshop, gw, series_key(spec.utility.value, tags))
+        return Meter(
+            spec, enterprise, workshop, gw, series_key(spec.utility.value, tags),
+            self._bounds[spec.utility],
+        )  # fmt: skip
 
     @classmethod
     def from_yaml(cls, path: Path | str) -> Park:
@@ -146,6 +247,9 @@ class Meter:
     workshop: str | None
     gateway: str
     series: str  # its InfluxDB series key: "<utility>,enterprise=…,meter=…,park=…"
+    # quantity → plausibility bounds, for every quantity a meter of its utility may report in
+    # its park (the registry's and the park's own): ingest's one look-up per value
+    bounds: Mapping[str, tuple[float, float]] = field(repr=False, compare=False)
 
     @property
     def id(self) -> str:
@@ -154,6 +258,68 @@ class Meter:
     @property
     def utility(self) -> Utility:
         return self.spec.utility
+
+    @property
+    def role(self) -> Role | None:
+        return self.spec.role
+
+    @property
+    def is_virtual(self) -> bool:
+        return self.spec.formula is not None
+
+
+class MeterTree:
+    """Look-ups over a park's balance tree (``parent`` links) and roles."""
+
+    def __init__(self, meters: list[Meter]) -> None:
+        self.meters = {m.id: m for m in meters}
+        self._children: dict[str, list[str]] = {m.id: [] for m in meters}
+        for m in meters:
+            if m.spec.parent is not None:
+                self._children[m.spec.parent].append(m.id)
+
+    def parent(self, meter_id: str) -> Meter | None:
+        parent = self.meters[meter_id].spec.parent
+        return None if parent is None else self.meters[parent]
+
+    def children(self, meter_id: str) -> list[Meter]:
+        return [self.meters[c] for c in self._children[meter_id]]
+
+    def descendants(self, meter_id: str) -> list[Meter]:
+        out: list[Meter] = []
+        stack = list(reversed(self._children[meter_id]))
+        while stack:
+            node = stack.pop()
+            out.append(self.meters[node])
+            stack.extend(reversed(self._children[node]))
+        return out
+
+    def ancestors(self, meter_id: str) -> list[Meter]:
+        out: list[Meter] = []
+        node = self.parent(meter_id)
+        while node is not None:
+            out.append(node)
+            node = self.parent(node.id)
+        return out
+
+    def roots(self, utility: Utility | None = None) -> list[Meter]:
+        return [
+            m
+            for m in self.meters.values()
+            if m.spec.parent is None and (utility is None or m.utility is utility)
+        ]
+
+    def with_role(self, role: Role, utility: Utility | None = None) -> list[Meter]:
+        return [
+            m for m in self.meters.values()
+            if m.role == role and (utility is None or m.utility is utility)
+        ]  # fmt: skip
+
+    def of_enterprise(self, enterprise: str, utility: Utility | None = None) -> list[Meter]:
+        return [
+            m for m in self.meters.values()
+            if m.enterprise == enterprise and (utility is None or m.utility is utility)
+        ]  # fmt: skip
 
 
 class SiteRegistry:

@@ -18,7 +18,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, ValidationError
 from typing_extensions import TypedDict
 
-from parkwatch.quantities import BOUNDS, QUANTITIES
+from parkwatch.quantities import QUANTITIES
 from parkwatch.site import Meter, SiteRegistry
 from parkwatch.slugs import Slug
 from parkwatch.topics import DataTopic
@@ -277,7 +277,7 @@ def _plainly_valid(
         ):
             others.append(index)
             continue
-        bounds = BOUNDS[meter.utility]
+        bounds = meter.bounds
         has_int = False
         for name, value in q.items():
             limit = bounds.get(name)
@@ -405,7 +405,7 @@ def _check_readings(
             )
             continue
         values = reading["q"]  # pydantic made every value a finite float
-        bounds = BOUNDS[meter.utility]
+        bounds = meter.bounds
         for name, value in values.items():
             limit = bounds.get(name)
             if limit is None or not limit[0] <= value <= limit[1]:
@@ -453,15 +453,17 @@ def _good_values(
     """The values that pass; a rejection for each that does not."""
     good: dict[str, float] = {}
     for name, value in values.items():
+        limit = meter.bounds.get(name)
         spec = QUANTITIES.get(name)
-        if spec is None:
+        if limit is None and spec is None:
             reason, detail = Reason.UNKNOWN_QUANTITY, f"unknown quantity {name!r}"
-        elif meter.utility not in spec.utilities:
+        elif limit is None:
             reason = Reason.QUANTITY_NOT_FOR_UTILITY
             detail = f"{name!r} is not a quantity of a {meter.utility.value} meter"
-        elif not spec.low <= value <= spec.high:
+        elif not limit[0] <= value <= limit[1]:
             reason = Reason.IMPLAUSIBLE_VALUE
-            detail = f"{name}={value!r} outside [{spec.low:g}, {spec.high:g}] {spec.unit}"
+            unit = f" {spec.unit}" if spec is not None else ""
+            detail = f"{name}={value!r} outside [{limit[0]:g}, {limit[1]:g}]{unit}"
         else:
             good[name] = value
             continue

@@ -31,7 +31,7 @@ def _processes_mentioning(text: str) -> list[str]:
 
 def test_demo_runs_and_cleans_up(tmp_path: Path) -> None:
     state = tmp_path / "demo-state"
-    argv = [sys.executable, "-m", "parkwatch", "demo", "--duration", "25", "--interval", "1"]
+    argv = [sys.executable, "-m", "parkwatch_cli", "demo", "--duration", "25", "--interval", "1"]
     argv += ["--port", "0", "--state-dir", str(state)]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None

@@ -50,7 +50,7 @@ class Ingest:
         self.proc: subprocess.Popen[bytes] | None = None
 
     async def start(self) -> None:
-        self.proc = spawn([sys.executable, "-m", "parkwatch", "ingest"], self.log, self.env)
+        self.proc = spawn([sys.executable, "-m", "parkwatch_cli", "ingest"], self.log, self.env)
 
         async def healthy() -> bool:
             assert self.proc is not None

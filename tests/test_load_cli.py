@@ -40,7 +40,7 @@ async def test_load_generator_cli_nothing_lost(
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "parkwatch",
+            "parkwatch_cli",
             "simulate",
             "--load",
             "--gateways",

@@ -141,7 +141,9 @@ async def _end_to_end(
                 "PW_INGEST_SHARE_GROUP": "bench" if plan.replicas > 1 else "",
             }
         )
-        proc = spawn([sys.executable, "-m", "parkwatch", "ingest"], logs / f"ingest-{r}.log", env)
+        proc = spawn(
+            [sys.executable, "-m", "parkwatch_cli", "ingest"], logs / f"ingest-{r}.log", env
+        )
         replicas.append((proc, port))
     try:
         for proc, port in replicas:

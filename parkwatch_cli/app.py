@@ -380,7 +380,7 @@ def demo(
     site: Annotated[Path | None, typer.Option(help="park.yaml; the demo park by default")] = None,
 ) -> None:
     """Start the local stack and every service on a simulated park."""
-    from parkwatch.demo import run_demo
+    from parkwatch_cli.demo import run_demo
 
     setup_logging("WARNING")
     raise typer.Exit(run_demo(duration, port, interval, state_dir, site))
@@ -403,7 +403,7 @@ def bench_ingest(
     """Ingest end to end vs. a plain bulk writer into the same InfluxDB, in one run."""
     import json
 
-    from parkwatch.bench import BenchPlan, run_ingest_bench
+    from parkwatch_cli.bench import BenchPlan, run_ingest_bench
 
     setup_logging("WARNING")
     plan = BenchPlan(

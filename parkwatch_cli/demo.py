@@ -1,6 +1,6 @@
 """``parkwatch demo``: the local stack plus every service on a simulated park.
 
-Each service runs as its own child process (``python -m parkwatch <service>``), as it would
+Each service runs as its own child process (``python -m parkwatch_cli <service>``), as it would
 in production, configured through its environment variables. The launcher prints where to
 look, shows progress, and stops everything — children first, then the servers — on Ctrl-C,
 SIGTERM or after ``--duration``. Children are also bound to die with the launcher.
@@ -113,7 +113,7 @@ def run_demo(
 
                 def start(name: str, args: list[str], env: dict[str, str]) -> None:
                     log = logs / f"{name}.log"
-                    proc = spawn([sys.executable, "-m", "parkwatch", *args], log, env=env)
+                    proc = spawn([sys.executable, "-m", "parkwatch_cli", *args], log, env=env)
                     children.append(Child(name, proc, log))
 
                 start(
