@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from parkwatch.lineprotocol import series_key
 from parkwatch.quantities import QUANTITIES, Kind, Quantity, Utility
 from parkwatch.slugs import Slug
+from parkwatch.tariffs import Tariffs
 
 PARK_ENTERPRISE = "park"
 
@@ -154,6 +155,7 @@ class Park(_Model):
     timezone: str = "Asia/Shanghai"
     gateway: Slug = "gw-park"  # gateway of park-level meters
     emission_factors: EmissionFactors = EmissionFactors()
+    tariffs: Tariffs = Tariffs()
     quantities: list[CustomQuantity] = []  # quantities beyond the registry's
     analytics: AnalyticsOptions = AnalyticsOptions()
     meters: list[MeterSpec] = []  # park-level meters

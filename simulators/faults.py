@@ -40,7 +40,7 @@ import numpy as np
 import numpy.typing as npt
 import yaml
 
-from simulators.calendar import local_ms
+from parkwatch.calendar import local_ms
 
 if TYPE_CHECKING:
     from parkwatch.site import Park

@@ -58,9 +58,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from parkwatch import calendar
 from parkwatch.quantities import Utility
 from parkwatch.site import Meter, Park
-from simulators import calendar, industries
+from simulators import industries
 from simulators.faults import (
     PROCESS_KINDS,
     Delivery,

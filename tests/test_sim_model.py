@@ -11,9 +11,9 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from parkwatch import calendar
 from parkwatch.quantities import QUANTITIES
 from parkwatch.site import Park
-from simulators import calendar
 from simulators.model import (
     COUNTERS,
     PV_PERFORMANCE_RATIO,

@@ -1,0 +1,1 @@
+"""Detectors: each follows ``analytics.engine.contract``."""

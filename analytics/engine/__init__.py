@@ -1,0 +1,1 @@
+"""The streaming engine: window store, clocks, the detector contract, events."""

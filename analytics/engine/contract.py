@@ -1,0 +1,290 @@
+"""The one contract every detector follows, shaped after river's anomaly detectors but for
+many meters at once.
+
+A detector declares what it needs (:class:`Needs`: utilities, quantities, roles; or its own
+:meth:`Detector.select` for zones and trees), is given the series rows the engine resolved,
+and consumes aligned :class:`Block` s — rows × time slots of one step, NaN where no reading came
+— for all its rows at once, with numpy. It returns :class:`Output`: findings (an anomaly holds,
+or has ended) and derived points for InfluxDB. The engine's event book turns findings into
+events with a lifecycle (``parkwatch.events``).
+
+What every detector promises, and ``tests/test_detector_contract.py`` checks for each:
+
+* **state survives a snapshot and restore**: ``state()`` returns plain data (numbers, strings,
+  lists, dicts, numpy arrays); a new instance given it with ``restore`` continues exactly as the
+  old one would have;
+* **input is not mutated** (blocks are read-only);
+* **determinism**: the same input gives the same output;
+* **chunk-size invariance**: feeding the same slots in blocks of any size gives the same
+  findings — so a detector keeps whatever it needs across block boundaries;
+* **live and replay agree**: both feed the engine the same way, so they give the same events.
+
+``Scope.METER`` detectors treat each row on its own: the engine may run one instance per clock
+group (a gateway's meters advance with that gateway's watermark, so one late gateway does not
+hold back the others' alerts). ``Scope.PARK`` detectors compare rows (balances, zones,
+coincident peaks) and run once per park, on the park clock.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+
+from parkwatch.calendar import day_types, local_ms
+from parkwatch.events import Estimate, Family, Severity
+from parkwatch.quantities import Kind, Quantity, Utility
+from parkwatch.site import MeterTree, Park, Role
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+DAY_MS = 86_400_000
+
+
+class Scope(StrEnum):
+    METER = "meter"  # rows independent: may run per clock group
+    PARK = "park"  # rows compared: one instance on the park clock
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class SeriesKey:
+    """One series: a meter's quantity."""
+
+    meter: str
+    quantity: str
+
+    def __str__(self) -> str:
+        return f"{self.meter}/{self.quantity}"
+
+
+@dataclass(frozen=True, slots=True)
+class Needs:
+    """What a detector works on. The default selection takes every meter whose utility and
+    role match and gives it one row per listed quantity (rows of a meter are adjacent, in the
+    order listed); a detector with structured needs (zones, trees) overrides ``select``."""
+
+    quantities: tuple[str, ...]
+    utilities: frozenset[Utility] = frozenset()  # empty: any utility
+    roles: frozenset[Role | None] | None = None  # None: any role; include None for "no role"
+    virtual: bool = True  # virtual meters (formulas) count too
+
+    def select(self, ctx: ParkContext) -> list[SeriesKey]:
+        out: list[SeriesKey] = []
+        for meter in ctx.tree.meters.values():
+            if self.utilities and meter.utility not in self.utilities:
+                continue
+            if self.roles is not None and meter.role not in self.roles:
+                continue
+            if meter.is_virtual and not self.virtual:
+                continue
+            out.extend(
+                SeriesKey(meter.id, q) for q in self.quantities if q in ctx.quantities_of(meter.id)
+            )
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayStats:
+    """What the transport did for one gateway over a block's span (for transport faults)."""
+
+    gateway: str
+    batches: int = 0
+    duplicate_readings: int = 0  # a (meter, quantity, time) seen again: counted once
+    seq_gaps: int = 0
+    # median of (source time − arrival time) over the batches: a clock ahead is > 0, late
+    # delivery < 0; None when no batch arrived
+    offset_ms: float | None = None
+    late_readings: int = 0  # arrived after their slot was closed
+
+
+@dataclass(frozen=True)
+class Block:
+    """Aligned slots ``[start_ms + k·step_ms, start_ms + (k+1)·step_ms)`` for a detector's rows.
+
+    ``values`` holds the mean of an instant quantity's readings in the slot, or a counter's last
+    reading; NaN where none came. ``count`` is how many distinct readings made the slot;
+    ``low``/``high`` their extremes. All arrays are read-only."""
+
+    start_ms: int
+    step_ms: int
+    values: FloatArray  # [rows, slots]
+    count: npt.NDArray[np.int32]
+    low: FloatArray
+    high: FloatArray
+    group: str | None = None  # the clock group (a gateway id), None on the park clock
+    transport: Mapping[str, GatewayStats] = field(default_factory=dict)
+
+    @property
+    def rows(self) -> int:
+        return int(self.values.shape[0])
+
+    @property
+    def slots(self) -> int:
+        return int(self.values.shape[1])
+
+    @property
+    def end_ms(self) -> int:
+        return self.start_ms + self.slots * self.step_ms
+
+    def times(self) -> IntArray:
+        """Start of every slot (epoch ms)."""
+        return self.start_ms + np.arange(self.slots, dtype=np.int64) * self.step_ms
+
+    def take(self, rows: Sequence[int] | npt.NDArray[np.intp]) -> Block:
+        """The same slots for a subset of rows (read-only copies)."""
+        idx = np.asarray(rows, dtype=np.intp)
+        return Block(
+            self.start_ms,
+            self.step_ms,
+            _frozen(self.values[idx]),
+            _frozen(self.count[idx]),
+            _frozen(self.low[idx]),
+            _frozen(self.high[idx]),
+            self.group,
+            self.transport,
+        )
+
+    def window(self, first: int, stop: int) -> Block:
+        """Slots ``first:stop`` of this block."""
+        return Block(
+            self.start_ms + first * self.step_ms,
+            self.step_ms,
+            self.values[:, first:stop],
+            self.count[:, first:stop],
+            self.low[:, first:stop],
+            self.high[:, first:stop],
+            self.group,
+            self.transport,
+        )
+
+
+def _frozen(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    array.flags.writeable = False
+    return array
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """An anomaly holds (``active``) or has ended at data time ``at_ms``.
+
+    Exactly one of ``meter`` and ``zone`` is set (a zone may also be ``enterprise:<id>`` or
+    ``park``). ``at_ms`` of the finding that opens an event becomes its ``detected_at``: the end
+    of the slot whose data raised it, never earlier."""
+
+    kind: str
+    family: Family
+    at_ms: int
+    active: bool
+    meter: str | None = None
+    zone: str | None = None
+    start_ms: int | None = None  # onset estimate (default: at_ms)
+    severity: Severity = Severity.MINOR
+    estimate: Estimate | None = None
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def subject(self) -> str:
+        return self.meter if self.meter is not None else (self.zone or "")
+
+
+@dataclass(frozen=True, slots=True)
+class DerivedPoint:
+    """A derived series point for InfluxDB (e.g. ``demand_15m``); tags ``park`` is added."""
+
+    measurement: str
+    tags: Mapping[str, str]
+    fields: Mapping[str, float | int | str | bool]
+    t_ms: int
+
+
+@dataclass
+class Output:
+    findings: list[Finding] = field(default_factory=list)
+    points: list[DerivedPoint] = field(default_factory=list)
+
+    def extend(self, other: Output) -> None:
+        self.findings.extend(other.findings)
+        self.points.extend(other.points)
+
+
+class ParkContext:
+    """What detectors know of their park: the site model, its tree, its clock and prices."""
+
+    def __init__(self, park: Park, reported: Mapping[str, Sequence[str]] | None = None) -> None:
+        self.park = park
+        self.tree: MeterTree = park.tree
+        self.zone = park.zone
+        self.step_ms = int(park.analytics.step_s * 1000)
+        # meter → the quantities it reports; by default every quantity its utility allows
+        self._reported = reported
+
+    def quantities_of(self, meter_id: str) -> Sequence[str]:
+        if self._reported is not None and meter_id in self._reported:
+            return self._reported[meter_id]
+        return list(self.tree.meters[meter_id].bounds)
+
+    def quantity(self, name: str) -> Quantity:
+        return self.park.quantity_table[name]
+
+    def is_counter(self, name: str) -> bool:
+        return self.park.quantity_table[name].kind is Kind.COUNTER
+
+    def local_ms(self, t_ms: IntArray) -> IntArray:
+        """Epoch ms shifted to the park's wall clock (for cutting local days and hours)."""
+        return local_ms(t_ms, self.zone)
+
+    def day_types(self, t_ms: IntArray) -> npt.NDArray[np.int8]:
+        """0 workday, 1 Saturday, 2 Sunday, 3 public holiday — make-up working days (调休)
+        count as workdays — on the park's local calendar."""
+        return day_types(self.local_ms(t_ms) // DAY_MS)
+
+    def unit_price(self, utility: Utility, t_ms: int) -> float | None:
+        """¥ per unit of the utility's main counter at ``t_ms``, where the park has a tariff."""
+        from parkwatch.tariffs import unit_price  # the tariff model lives with accounting
+
+        return unit_price(self.park, utility, t_ms)
+
+
+class Detector(ABC):
+    """Base of every detector. Subclasses set the class attributes and implement the three
+    abstract methods; ``params`` overrides their documented defaults (fixed for all inputs:
+    tune on public data and the simulator, never per file)."""
+
+    name: ClassVar[str]  # the detector family, e.g. "peaks"
+    kinds: ClassVar[tuple[str, ...]]  # the event kinds it raises
+    scope: ClassVar[Scope] = Scope.METER
+    needs: ClassVar[Needs]
+
+    def __init__(
+        self,
+        ctx: ParkContext,
+        series: Sequence[SeriesKey],
+        params: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.ctx = ctx
+        self.series = list(series)
+        self.row = {key: i for i, key in enumerate(self.series)}
+        self.params = dict(params or {})
+
+    @classmethod
+    def select(cls, ctx: ParkContext) -> list[SeriesKey]:
+        """The rows this detector wants in ``ctx``'s park (empty: it has nothing to do)."""
+        return cls.needs.select(ctx)
+
+    @abstractmethod
+    def update(self, block: Block) -> Output:
+        """Consume the next slots (they follow the previous block's without a hole)."""
+
+    @abstractmethod
+    def state(self) -> dict[str, Any]:
+        """Everything needed to continue, as plain data and numpy arrays."""
+
+    @abstractmethod
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Continue from ``state()`` of an instance with the same series."""
