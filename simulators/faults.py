@@ -34,16 +34,16 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 import yaml
 
 from parkwatch.calendar import local_ms
-
-if TYPE_CHECKING:
-    from parkwatch.site import Park
+from parkwatch.quantities import Utility
+from parkwatch.site import Park
+from simulators.layout import Kind, build_layout
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -477,6 +477,42 @@ class Target:
     scale: float  # the target's typical flow, power or capacity, in the magnitude's unit
 
 
+def fault_targets(park: Park) -> list[Target]:
+    """Every target each fault kind can hit in ``park``, with the scale of its magnitude."""
+    lay = build_layout(park)
+    fk = FaultKind
+    out: list[Target] = []
+    for i, m in enumerate(lay.meters):
+        kind = lay.kind[i]
+        if m.utility is Utility.WATER and kind == Kind.PARENT:
+            out.append(Target(fk.WATER_BURST, "zone", m.id, float(lay.rated[i])))
+            out.append(Target(fk.WATER_LEAK, "zone", m.id, float(lay.rated[i])))
+        if kind == Kind.BOILER:
+            out.append(Target(fk.FLUE_TEMP_RISE, "meter", m.id, 1.0))
+        if kind == Kind.COOLING:
+            out.append(Target(fk.COOLING_TEMP_RISE, "meter", m.id, 1.0))
+        if kind == Kind.HEAT_RECOVERY:
+            out.append(Target(fk.HEAT_RECOVERY_BYPASS, "meter", m.id, 1.0))
+        if m.utility is Utility.ELECTRICITY and m.spec.contracted_demand_kw is not None:
+            out.append(Target(fk.DEMAND_PEAK, "meter", m.id, 1.0))
+        if kind in (Kind.CONSUMER, Kind.PARENT) and m.utility is not Utility.ENV:
+            meter_faults = (
+                fk.COUNTER_RESET,
+                fk.COUNTER_ROLLOVER,
+                fk.METER_REPLACEMENT,
+                fk.STUCK_VALUE,
+                fk.WORD_SWAP,
+                fk.COMM_LOSS,
+            )
+            out.extend(Target(k, "meter", m.id, 1.0) for k in meter_faults)
+    for e, group in lay.compressors.items():
+        out.append(Target(fk.AIR_LEAK, "zone", lay.ent_ids[e], sum(c.fad for c in group)))
+    for gw in sorted({m.gateway for m in lay.meters}):
+        transport = (fk.COMM_LOSS, fk.CLOCK_SKEW, fk.DUPLICATE_BATCHES, fk.LATE_BATCHES)
+        out.extend(Target(k, "gateway", gw, 1.0) for k in transport)
+    return out
+
+
 # kind: (duration range in hours, magnitude range relative to the target's scale, ramp share)
 _RANDOM: dict[FaultKind, tuple[tuple[float, float], tuple[float, float], float]] = {
     K.WATER_BURST: ((2, 12), (0.10, 0.25), 0.0),
@@ -512,8 +548,6 @@ def random_schedule(
     Faults fit in ``[start_ms, end_ms)`` (durations shrink to a third of a short span), start
     on whole minutes, and are sorted by start. Demand peaks start on a working hour.
     """
-    from simulators.model import fault_targets  # the model knows which meter plays what role
-
     rng = np.random.default_rng([seed, 0xFA17])
     targets = fault_targets(park)
     wanted = [FaultKind(k) for k in kinds] if kinds is not None else list(FaultKind)
