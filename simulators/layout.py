@@ -6,13 +6,13 @@ its enterprise's contracted demand and industry), and groups meters into the sys
 physics runs: compressors with their air meters, boilers with their gas meters, cooling water,
 the storage tank. It also says which quantities each meter publishes and to how many decimals.
 
-Roles (``MeterSpec.role``): ``pv``, ``battery``, ``compressor`` (electricity meters are the
-compressors; air meters with this role are their outputs, paired in order within the
-enterprise; air meters without a role measure the header), ``boiler`` (the steam meter, and the
-gas meter that feeds it), ``heat_recovery`` and other hot-water heat meters, ``cooling`` (a
-cooling-water make-up meter with loop temperatures), ``district``, and a storage tank
-(``tank_in``, ``tank_out``, ``tank`` for the level). An ``env`` meter is the park's weather
-station. Virtual meters (``formula``) are not simulated: analytics computes them.
+Which meters go together — a compressor's motor and its air meter, a boiler and the gas meter
+of its burner, cooling water, heat recovery, the tank's level, inlet and outlet — is read from
+:class:`parkwatch.plant.Plant`, the reading of roles analytics shares. On top of it the
+simulator's own kinds: an air meter with no sub-meters that is no compressor's output is the
+header the compressors feed (when they have no output meters of their own); an ``env`` meter is
+the park's weather station. Virtual meters (``formula``) are not simulated: analytics computes
+them.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ from enum import IntEnum
 import numpy as np
 import numpy.typing as npt
 
+from parkwatch.plant import Plant
 from parkwatch.quantities import Utility
-from parkwatch.site import Meter, Park
+from parkwatch.site import Meter, Park, Role
 from simulators import industries
 from simulators.physics import air, boiler, electric, water
 from simulators.physics.noise import key, uniform
@@ -70,18 +71,27 @@ PRIMARY: dict[Utility, str] = {
 }
 
 # standby share by role: what runs whatever production does
-ROLE_STANDBY = {
-    "hvac": 0.4,
-    "cold_storage": 0.8,
-    "refrigeration": 0.8,
-    "furnace": 0.2,
-    "lighting": 0.1,
-    "office": 0.25,
-    "it": 0.9,
-    "pump": 0.35,
-    "heat_recovery": 0.1,
-    "cooling": 0.3,
+ROLE_STANDBY: dict[Role | None, float] = {
+    Role.HVAC: 0.4,
+    Role.COLD_STORAGE: 0.8,
+    Role.REFRIGERATION: 0.8,
+    Role.FURNACE: 0.2,
+    Role.LIGHTING: 0.1,
+    Role.OFFICE: 0.25,
+    Role.IT: 0.9,
+    Role.PUMP: 0.35,
+    Role.HEAT_RECOVERY: 0.1,
+    Role.COOLING: 0.3,
 }
+# power factor by role (others 0.9; a parent meter sees a mix, 0.95)
+ROLE_PF: dict[Role | None, float] = {
+    Role.FURNACE: 0.95,
+    Role.COMPRESSOR: 0.86,
+    Role.HVAC: 0.88,
+    Role.COLD_STORAGE: 0.85,
+}
+DEFAULT_PF = 0.9
+PARENT_PF = 0.95
 UTILITY_STANDBY = {
     Utility.ELECTRICITY: 0.15,
     Utility.WATER: 0.2,
@@ -130,7 +140,7 @@ class Layout:
     index: dict[str, int]
     kind: IntArray
     utility: list[Utility]
-    role: list[str]
+    role: list[Role | None]
     ent: IntArray  # enterprise row per meter; 0 is the park itself
     ent_ids: list[str]
     ent_table: IntArray  # industry table per enterprise
@@ -149,65 +159,43 @@ class Layout:
     air_meters: dict[int, list[int]]  # enterprise -> every air meter (they share a pressure)
     boilers: list[tuple[int, int]]  # (steam meter, gas meter or -1)
     cooling: dict[int, list[int]]  # enterprise -> cooling-water meters
+    heat_recovery: dict[int, list[int]]  # enterprise -> heat-recovery meters
     tank: tuple[int, int, int]  # tank_in, tank_out, level (-1 when absent)
     tank_area: float
     tank_height: float
     tank_volume: float  # filled each night and drawn each day, m³
 
 
-def _kind(meter: Meter, has_children: bool) -> Kind:
-    role = (meter.spec.role or "").lower()
-    u = meter.utility
+def _kind(meter: Meter, has_children: bool, plant: Plant) -> Kind:
+    role, u = meter.role, meter.utility
     if u is Utility.ENV:
         return Kind.WEATHER
-    if role == "pv" and u is Utility.ELECTRICITY:
+    if role is Role.PV and u is Utility.ELECTRICITY:
         return Kind.PV
-    if role == "battery" and u is Utility.ELECTRICITY:
+    if role is Role.BATTERY and u is Utility.ELECTRICITY:
         return Kind.BATTERY
-    if role == "compressor" and u is Utility.ELECTRICITY:
+    if role is Role.COMPRESSOR and u is Utility.ELECTRICITY:
         return Kind.COMPRESSOR
-    if role == "compressor" and u is Utility.AIR:
+    if role is Role.COMPRESSOR and u is Utility.AIR:
         return Kind.COMPRESSOR_AIR
-    if role == "boiler" and u is Utility.STEAM:
-        return Kind.BOILER
-    if role == "boiler" and u is Utility.GAS:
-        return Kind.BOILER_GAS
-    if role == "heat_recovery" and u is Utility.HEAT:
+    boiler_here = plant.boiler(meter.id)
+    if boiler_here is not None:
+        return Kind.BOILER if boiler_here.steam.id == meter.id else Kind.BOILER_GAS
+    if meter in plant.heat_recovery:
         return Kind.HEAT_RECOVERY
-    if role == "cooling" and u is Utility.WATER and not has_children:
+    if meter in plant.cooling:
         return Kind.COOLING
-    if role == "tank" and u is Utility.WATER:
+    if role is Role.TANK and u is Utility.WATER:
         return Kind.TANK_LEVEL
-    if role == "tank_in" and u is Utility.WATER:
+    if role is Role.TANK_IN and u is Utility.WATER:
         return Kind.TANK_IN
-    if role == "tank_out" and u is Utility.WATER:
+    if role is Role.TANK_OUT and u is Utility.WATER:
         return Kind.TANK_OUT
     if has_children:
         return Kind.PARENT
     if u is Utility.AIR:
-        return Kind.AIR_HEADER
+        return Kind.AIR_HEADER  # fed by the enterprise's compressors when they have no outputs
     return Kind.CONSUMER
-
-
-def _paired(
-    i: int,
-    mine: Kind,
-    other: Kind,
-    kind: IntArray,
-    ent: IntArray,
-    rated: FloatArray,
-    default: float,
-) -> float:
-    """The rating of the k-th ``other`` meter of i's enterprise, i being the k-th ``mine``
-    (a compressor's air meter pairs with its motor, a boiler's gas meter with its steam);
-    a compressor air meter is sized by its motor's free air delivery."""
-    same = ent == ent[i]
-    k = int(np.flatnonzero(same & (kind == mine)).tolist().index(i))
-    partners = np.flatnonzero(same & (kind == other))
-    if k >= partners.size:
-        return default
-    value = float(rated[partners[k]])
-    return air.fad(value) if mine == Kind.COMPRESSOR_AIR else value
 
 
 def quantities(kind: Kind, utility: Utility, bidirectional: bool) -> list[str]:
@@ -239,35 +227,29 @@ def quantities(kind: Kind, utility: Utility, bidirectional: bool) -> list[str]:
 
 
 def build_layout(park: Park) -> Layout:
-    meters = [m for m in park.iter_meters() if m.spec.formula is None]
+    tree, plant = park.tree, Plant(park)
+    meters = [m for m in tree.meters.values() if not m.is_virtual]
     n = len(meters)
     index = {m.id: i for i, m in enumerate(meters)}
-    parent = [index.get(m.spec.parent or "", -1) for m in meters]
-    children: list[list[int]] = [[] for _ in range(n)]
-    for i, p in enumerate(parent):
-        if p >= 0:
-            children[p].append(i)
+    children = [[index[c.id] for c in tree.children(m.id) if c.id in index] for m in meters]
+    # a virtual meter's formula is no balance: the tree above the simulated meters stops there
     ancestors: list[list[int]] = []
-    for i in range(n):
-        chain, p = [], parent[i]
-        while p >= 0:
-            chain.append(p)
-            p = parent[p]
+    for m in meters:
+        chain: list[int] = []
+        for up in tree.ancestors(m.id):
+            if up.id not in index:
+                break
+            chain.append(index[up.id])
         ancestors.append(chain)
     descendants: list[list[int]] = [[] for _ in range(n)]
     for i in range(n):
         for a in ancestors[i]:
             descendants[a].append(i)
-    kind = np.array([_kind(m, bool(children[i])) for i, m in enumerate(meters)], dtype=np.int64)
+    kind = np.array(
+        [_kind(m, bool(children[i]), plant) for i, m in enumerate(meters)], dtype=np.int64
+    )
     utility = [m.utility for m in meters]
-    role = [(m.spec.role or "").lower() for m in meters]
-    for e_id in {m.enterprise for m in meters}:
-        # a boiler's gas meter pairs with a boiler's steam meter; one left over is a consumer
-        here = [i for i, m in enumerate(meters) if m.enterprise == e_id]
-        fuel = [i for i in here if kind[i] == Kind.BOILER_GAS]
-        boilers_here = sum(1 for i in here if kind[i] == Kind.BOILER)
-        for i in fuel[boilers_here:]:
-            kind[i] = Kind.CONSUMER
+    role = [m.role for m in meters]
 
     ent_ids = ["park", *(e.id for e in park.enterprises)]
     ent_row = {e: i for i, e in enumerate(ent_ids)}
@@ -332,10 +314,15 @@ def build_layout(park: Park) -> Layout:
             rated[i] = SIZE_PER_KW[m.utility] * c / max(1, len(leaves))
     # what compressors deliver and boilers burn, before parents add them up
     for i in range(n):
-        if kind[i] == Kind.COMPRESSOR_AIR and given[i] is None:
-            rated[i] = _paired(i, Kind.COMPRESSOR_AIR, Kind.COMPRESSOR, kind, ent, rated, 1.0)
-        if kind[i] == Kind.BOILER_GAS and given[i] is None:
-            steam_th = _paired(i, Kind.BOILER_GAS, Kind.BOILER, kind, ent, rated, 0.0)
+        if given[i] is not None:
+            continue
+        if kind[i] == Kind.COMPRESSOR_AIR:
+            # sized by its motor's free air delivery (an output without a motor: 1 Nm³/h)
+            c = plant.compressor(meters[i].id)
+            rated[i] = air.fad(float(rated[index[c.motor.id]])) if c is not None else 1.0
+        if kind[i] == Kind.BOILER_GAS:
+            b = plant.boiler(meters[i].id)
+            steam_th = float(rated[index[b.steam.id]]) if b is not None else 0.0
             rated[i] = boiler.gas_nm3h(steam_th, boiler.BOILER_EFFICIENCY)
     own_rated = rated.copy()
     # parents bottom-up: their rating is their children's, their own load a share of it
@@ -350,7 +337,7 @@ def build_layout(park: Park) -> Layout:
         total = float(rated[loads].sum()) if loads else 0.0
         u = utility[i]
         share = OWN_SHARE.get(u, 0.0)
-        if u is Utility.WATER and ent[i] == 0 and parent[i] < 0:
+        if u is Utility.WATER and ent[i] == 0 and not ancestors[i]:
             share = TRUNK_LOSS_SHARE
         own_rated[i] = share * total
         if given[i] is not None:
@@ -372,11 +359,7 @@ def build_layout(park: Park) -> Layout:
     tan_phi = np.zeros(n)
     for i in range(n):
         if utility[i] is Utility.ELECTRICITY and kind[i] not in (Kind.PV, Kind.BATTERY):
-            pf = (
-                electric.PARENT_PF
-                if kind[i] == Kind.PARENT
-                else electric.ROLE_PF.get(role[i], electric.DEFAULT_PF)
-            )
+            pf = PARENT_PF if kind[i] == Kind.PARENT else ROLE_PF.get(role[i], DEFAULT_PF)
             tan_phi[i] = electric.tan_phi(pf)
 
     # a tank's outflow feeds back into the zone of the meter it hangs from: it counts
@@ -395,37 +378,38 @@ def build_layout(park: Park) -> Layout:
     compressors: dict[int, list[air.Compressor]] = {}
     headers: dict[int, list[int]] = {}
     air_meters: dict[int, list[int]] = {}
-    cooling: dict[int, list[int]] = {}
-    boilers: list[tuple[int, int]] = []
-    for e in range(len(ent_ids)):
-        mine = [i for i in range(n) if ent[i] == e]
-        motors = [i for i in mine if kind[i] == Kind.COMPRESSOR]
-        outputs = [i for i in mine if kind[i] == Kind.COMPRESSOR_AIR]
-        if motors:
-            group = []
-            for k, motor in enumerate(motors):
-                out = outputs[k] if k < len(outputs) else -1
-                fad = float(rated[out]) if out >= 0 else air.fad(float(rated[motor]))
-                phase_key = key("compressor-phase", meters[motor].id)
-                phase = float(uniform(np.array([0]), np.array([phase_key]))[0, 0])
-                group.append(air.Compressor(motor, out, fad, air.cycle_period_ms(k), phase))
-            compressors[e] = group
-            if not outputs:
-                headers[e] = [i for i in mine if kind[i] == Kind.AIR_HEADER]
-                for h in headers[e]:
-                    rated[h] = own_rated[h] = sum(c.fad for c in group)
-        air_meters[e] = [i for i in mine if utility[i] is Utility.AIR]
-        cooling[e] = [i for i in mine if kind[i] == Kind.COOLING]
-        steam = [i for i in mine if kind[i] == Kind.BOILER]
-        fuel = [i for i in mine if kind[i] == Kind.BOILER_GAS]
-        for k, s in enumerate(steam):
-            boilers.append((s, fuel[k] if k < len(fuel) else -1))
+    for e, ent_id in enumerate(ent_ids):
+        system = plant.air.get(ent_id)
+        air_meters[e] = [index[m.id] for m in system.meters] if system else []
+        if system is None or not system.compressors:
+            continue
+        group = []
+        for k, c in enumerate(system.compressors):
+            motor = index[c.motor.id]
+            out = index[c.output.id] if c.output is not None else -1
+            fad = float(rated[out]) if out >= 0 else air.fad(float(rated[motor]))
+            phase_key = key("compressor-phase", c.motor.id)
+            phase = float(uniform(np.array([0]), np.array([phase_key]))[0, 0])
+            group.append(air.Compressor(motor, out, fad, air.cycle_period_ms(k), phase))
+        compressors[e] = group
+        if not system.outputs:
+            headers[e] = [i for i in air_meters[e] if kind[i] == Kind.AIR_HEADER]
+            for h in headers[e]:
+                rated[h] = own_rated[h] = sum(c.fad for c in group)
+    cooling = {e: [index[m.id] for m in plant.cooling_of(ent)] for e, ent in enumerate(ent_ids)}
+    recovery = {
+        e: [index[m.id] for m in plant.heat_recovery_of(ent)] for e, ent in enumerate(ent_ids)
+    }
+    boilers = [
+        (index[b.steam.id], index[b.fuel.id] if b.fuel is not None else -1) for b in plant.boilers
+    ]
 
-    def first(k: Kind) -> int:
-        found = np.flatnonzero(kind == k)
-        return int(found[0]) if found.size else -1
-
-    tank = (first(Kind.TANK_IN), first(Kind.TANK_OUT), first(Kind.TANK_LEVEL))
+    first = plant.tanks[0] if plant.tanks else None
+    tank = (
+        index[first.inlet.id] if first and first.inlet else -1,
+        index[first.outlet.id] if first and first.outlet else -1,
+        index[first.level.id] if first and first.level else -1,
+    )
     height = float(rated[tank[2]]) if tank[2] >= 0 else water.DEFAULT_HEIGHT
     volume, area = water.size(
         float(rated[tank[0]] if tank[0] >= 0 else water.DEFAULT_INFLOW), height
@@ -454,6 +438,7 @@ def build_layout(park: Park) -> Layout:
         air_meters=air_meters,
         boilers=boilers,
         cooling=cooling,
+        heat_recovery=recovery,
         tank=tank,
         tank_area=area,
         tank_height=height,

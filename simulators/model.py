@@ -52,7 +52,7 @@ import numpy.typing as npt
 
 from parkwatch import calendar
 from parkwatch.quantities import Utility
-from parkwatch.site import Meter, Park
+from parkwatch.site import Meter, Park, Role
 from simulators import industries
 from simulators.counters import COUNTERS, Counters
 from simulators.faults import (
@@ -160,7 +160,7 @@ class ParkModel:
         self._ent_keys = np.array([key(seed, "enterprise", e) for e in lay.ent_ids])
         self._park_keys = np.array([key(seed, "weather", s) for s in range(4)])
         self._tables = np.stack(list(industries.INDUSTRIES.values()))  # [industry, row, minute]
-        self._hvac = np.array([r == "hvac" for r in lay.role], dtype=bool)
+        self._hvac = np.array([r is Role.HVAC for r in lay.role], dtype=bool)
         self._follows = np.flatnonzero(
             np.isin(
                 lay.kind,
@@ -530,7 +530,7 @@ class ParkModel:
             if not cool:
                 continue
             # heat the recovery unit no longer takes out ends up in the cooling water
-            recovered = [i for i in range(n) if lay.ent[i] == e and kind[i] == Kind.HEAT_RECOVERY]
+            recovered = lay.heat_recovery[e]
             dumped = fx.bypass[:, recovered].max(axis=1) if recovered else np.zeros(t.size)
             cols = np.array(cool)
             t_supply[:, cols], t_return[:, cols] = heat.cooling_water(

@@ -21,10 +21,6 @@ BATTERY_AUX_SHARE = 0.003  # BMS and container HVAC, drawn all the time
 # top up at noon (flat tariff, PV surplus); the same every day, so it never drifts
 SOC_HOURS = np.array([0.0, 1.0, 5.0, 10.0, 12.0, 14.0, 18.0, 21.0, 24.0])
 SOC_PCT = np.array([20.0, 20.0, 90.0, 90.0, 40.0, 65.0, 65.0, 20.0, 20.0])
-# power factor by role (others 0.9; a parent meter sees a mix, 0.95)
-ROLE_PF = {"furnace": 0.95, "compressor": 0.86, "hvac": 0.88, "cold_storage": 0.85}
-DEFAULT_PF = 0.9
-PARENT_PF = 0.95
 
 
 def pv(irradiance: FloatArray, kwp: FloatArray, noise: FloatArray) -> FloatArray:
