@@ -14,7 +14,9 @@ Three families, applied at three places:
   ``heat_recovery_bypass`` and ``demand_peak`` (coincident starts that push a site past its
   contracted demand);
 * **meter faults** change what one meter reports: ``counter_reset``, ``counter_rollover``,
-  ``meter_replacement``, ``stuck_value``, ``word_swap``;
+  ``meter_replacement``, ``stuck_value``, ``word_swap``, ``meter_under_registration`` (the
+  meter shows ``magnitude`` × the true flow: its balance with its parent no longer closes, though
+  nothing leaks);
 * **transport faults** change what arrives, and when: ``comm_loss`` (readings missing),
   ``clock_skew`` (timestamps off by ``magnitude`` seconds), ``duplicate_batches`` (every batch
   delivered ``1 + magnitude`` times) and ``late_batches`` (delivered ``magnitude`` seconds late).
@@ -75,6 +77,7 @@ class FaultKind(StrEnum):
     CLOCK_SKEW = "clock_skew"
     DUPLICATE_BATCHES = "duplicate_batches"
     LATE_BATCHES = "late_batches"
+    METER_UNDER_REGISTRATION = "meter_under_registration"
 
 
 K = FaultKind
@@ -90,7 +93,14 @@ PROCESS_KINDS = frozenset(
     }
 )
 METER_KINDS = frozenset(
-    {K.COUNTER_RESET, K.COUNTER_ROLLOVER, K.METER_REPLACEMENT, K.STUCK_VALUE, K.WORD_SWAP}
+    {
+        K.COUNTER_RESET,
+        K.COUNTER_ROLLOVER,
+        K.METER_REPLACEMENT,
+        K.STUCK_VALUE,
+        K.WORD_SWAP,
+        K.METER_UNDER_REGISTRATION,
+    }
 )
 TRANSPORT_KINDS = frozenset({K.COMM_LOSS, K.CLOCK_SKEW, K.DUPLICATE_BATCHES, K.LATE_BATCHES})
 POINT_KINDS = frozenset({K.COUNTER_RESET, K.COUNTER_ROLLOVER})  # instants: end == start
@@ -114,7 +124,10 @@ UNITS: dict[FaultKind, str] = {
     K.CLOCK_SKEW: "s",  # source clock minus true time
     K.DUPLICATE_BATCHES: "copies",  # extra copies of every batch
     K.LATE_BATCHES: "s",  # delay of every batch
+    K.METER_UNDER_REGISTRATION: "fraction",  # share of the true flow the meter shows (0.85)
 }
+# what an under-registering meter scales: its flow or power, and the counters integrating them
+RATES = frozenset({"p_kw", "q_kvar", "flow_m3h", "flow_nm3h", "steam_th", "heat_kw"})
 
 
 @dataclass(frozen=True)
@@ -153,6 +166,11 @@ class Fault:
             raise ValueError(f"{self.kind} needs a gateway or a meter")
         if self.kind not in ZONE_KINDS | TRANSPORT_KINDS and self.meter is None:
             raise ValueError(f"{self.kind} needs a meter")
+        if self.kind is FaultKind.METER_UNDER_REGISTRATION and not self.magnitude > 0:
+            raise ValueError(
+                "meter_under_registration needs a magnitude > 0: the share of the true flow "
+                "the meter shows (0.85: it reads 15 % low)"
+            )
 
     @property
     def target(self) -> str:
@@ -233,6 +251,7 @@ class SeriesLayout:
     quantities: Sequence[str]  # per column
     counters: BoolArray  # per column: a cumulative register
     gateways: Mapping[str, str]  # meter id -> gateway
+    sources: Sequence[str | None] = ()  # per column: the quantity a counter integrates
 
 
 @dataclass
@@ -272,7 +291,10 @@ class FaultLayer:
 
     Defaults when a fault names no ``quantity``: ``counter_reset`` and ``meter_replacement``
     act on every counter of the meter, ``counter_rollover`` on its first counter (``e_kwh``,
-    ``vol_m3``, ...), ``stuck_value`` and ``word_swap`` on every quantity of the meter.
+    ``vol_m3``, ...), ``stuck_value`` and ``word_swap`` on every quantity of the meter,
+    ``meter_under_registration`` on every flow or power (``RATES``) and the counters that
+    integrate them (with a ``quantity``: that rate and its counters). It acts first, on what
+    the meter measures, and the other meter faults act on what it shows.
     A rollover needs the true counter value at its start before the simulation reaches it
     (the register wraps at ``ROLLOVER_MODULUS`` exactly then): the model supplies it through
     :attr:`anchors` (see ``ParkModel.prime``).
@@ -284,6 +306,7 @@ class FaultLayer:
     details: dict[int, dict[str, Any]] = field(default_factory=dict)  # facts for ground truth
     _compiled: list[_Compiled] = field(default_factory=list, init=False)
     _captured: dict[int, FloatArray] = field(default_factory=dict, init=False)
+    _ends: dict[int, FloatArray] = field(default_factory=dict, init=False)  # under-registration
     _last: FloatArray | None = field(default=None, init=False)  # previous frame's last row
 
     def __post_init__(self) -> None:
@@ -292,6 +315,7 @@ class FaultLayer:
         quantities = np.array(lay.quantities, dtype=object)
         gateways = np.array([lay.gateways[m] for m in lay.meters], dtype=object)
         order = {
+            K.METER_UNDER_REGISTRATION: -1,
             K.COUNTER_ROLLOVER: 0,
             K.METER_REPLACEMENT: 1,
             K.COUNTER_RESET: 2,
@@ -311,6 +335,8 @@ class FaultLayer:
                 mask = meters == fault.meter
             if fault.quantity is not None:
                 mask &= quantities == fault.quantity
+            if fault.kind is K.METER_UNDER_REGISTRATION:
+                mask = self._under_registered(mask, meters == fault.meter)
             if not mask.any():
                 raise ValueError(f"{fault.kind}: nothing to apply it to ({fault.target!r})")
             counters = mask & lay.counters
@@ -322,6 +348,16 @@ class FaultLayer:
             self._compiled.append(
                 _Compiled(index, fault, np.flatnonzero(mask), np.flatnonzero(counters))
             )
+
+    def _under_registered(self, chosen: BoolArray, meter: BoolArray) -> BoolArray:
+        """The rates among ``chosen`` columns, and the meter's counters that integrate them."""
+        lay = self.layout
+        rates = chosen & np.array([q in RATES for q in lay.quantities], dtype=bool)
+        scaled = {lay.quantities[int(k)] for k in np.flatnonzero(rates)}
+        sources = lay.sources or [None] * len(lay.quantities)
+        integrating = meter & lay.counters & np.array([s in scaled for s in sources], dtype=bool)
+        out: BoolArray = rates | integrating
+        return out
 
     @property
     def rollovers(self) -> list[tuple[int, Fault, int]]:
@@ -351,6 +387,9 @@ class FaultLayer:
                 continue
             if f.kind is K.METER_REPLACEMENT:
                 self._replacement(c, t, values, present)
+                continue
+            if f.kind is K.METER_UNDER_REGISTRATION:
+                self._under_registration(c, t, values)
                 continue
             if not rows.any():
                 continue
@@ -459,6 +498,32 @@ class FaultLayer:
             self.details[c.index]["new_reading"] = f.magnitude
         values[np.ix_(after, cc)] += f.magnitude - self._captured[c.index]
 
+    def _under_registration(self, c: _Compiled, t: IntArray, values: FloatArray) -> None:
+        """Rates read ``magnitude`` × true inside the window; counters advance by that share
+        of the true increments from the window's first sample on, and keep the shortfall
+        after it (so they never step back)."""
+        f = c.fault
+        share = f.magnitude
+        rows = f.active(t)
+        rates = np.setdiff1d(c.columns, c.counter_columns)
+        cc = c.counter_columns
+        if rows.any():
+            r = np.flatnonzero(rows)
+            values[np.ix_(r, rates)] *= share
+            if c.index not in self._captured:
+                self._captured[c.index] = values[int(r[0]), cc].copy()  # true, at the start
+        start = self._captured.get(c.index)
+        if start is None or cc.size == 0:
+            return
+        after = np.flatnonzero(t >= f.end_ms) if f.end_ms is not None else np.empty(0, np.int64)
+        if after.size and c.index not in self._ends:
+            self._ends[c.index] = values[int(after[0]), cc].copy()  # true, at the end
+        if rows.any():
+            r = np.flatnonzero(rows)
+            values[np.ix_(r, cc)] = start + share * (values[np.ix_(r, cc)] - start)
+        if after.size:
+            values[np.ix_(after, cc)] -= (1 - share) * (self._ends[c.index] - start)
+
 
 def _first(values: FloatArray | None) -> float | None:
     return None if values is None or values.size == 0 else float(values[0])
@@ -505,6 +570,13 @@ def fault_targets(park: Park) -> list[Target]:
                 fk.COMM_LOSS,
             )
             out.extend(Target(k, "meter", m.id, 1.0) for k in meter_faults)
+        if (
+            m.utility in (Utility.WATER, Utility.GAS)
+            and kind in (Kind.CONSUMER, Kind.PARENT, Kind.COOLING)
+            and lay.ancestors[i]
+        ):
+            # a sub-meter: its parent's balance shows what it no longer registers
+            out.append(Target(fk.METER_UNDER_REGISTRATION, "meter", m.id, 1.0))
     for e, group in lay.compressors.items():
         out.append(Target(fk.AIR_LEAK, "zone", lay.ent_ids[e], sum(c.fad for c in group)))
     for gw in sorted({m.gateway for m in lay.meters}):
@@ -531,6 +603,7 @@ _RANDOM: dict[FaultKind, tuple[tuple[float, float], tuple[float, float], float]]
     K.CLOCK_SKEW: ((6, 48), (30, 600), 0.0),
     K.DUPLICATE_BATCHES: ((0.17, 1), (1, 1), 0.0),
     K.LATE_BATCHES: ((0.17, 2), (300, 3600), 0.0),
+    K.METER_UNDER_REGISTRATION: ((48, 168), (0.80, 0.92), 0.0),
 }
 
 

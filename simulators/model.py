@@ -209,6 +209,7 @@ class ParkModel:
                     [s[1] for s in self.series],
                     self.is_counter,
                     gateways,
+                    [COUNTERS[q][0] if q in COUNTERS else None for _, q in self.series],
                 ),
                 self.faults,
             )
@@ -239,10 +240,13 @@ class ParkModel:
         self._primed = True
         if self._layer is None or not self._layer.rollovers:
             return
+        # the twin measures what the meters measure (an under-registering one reads low),
+        # before what they show is changed
+        measured = PROCESS_KINDS | {FaultKind.METER_UNDER_REGISTRATION}
         twin = ParkModel(
             self.park,
             self.seed,
-            [f for f in self.faults if f.kind in PROCESS_KINDS],
+            [f for f in self.faults if f.kind in measured],
             location=self.location,
         )
         todo = {i: (f, col) for i, f, col in self._layer.rollovers}

@@ -431,3 +431,63 @@ def test_bad_faults_are_refused(park: Park) -> None:
         ParkModel(park, 0, [Fault(K.CLOCK_SKEW, T0, T0 + H, gateway="gw-nowhere")])
     with pytest.raises(ValueError, match="no contracted demand"):
         ParkModel(park, 0, [Fault(K.DEMAND_PEAK, T0, T0 + H, meter="steelco-furnace")])
+
+
+UNDER = Fault(
+    K.METER_UNDER_REGISTRATION, T0 + 6 * H, T0 + 30 * H, meter="steelco-water", magnitude=0.85
+)
+
+
+def test_an_under_registering_sub_meter_reads_low_and_its_parent_does_not(
+    park: Park, clean: Frame, times: IntArray
+) -> None:
+    model = ParkModel(park, SEED, [UNDER])
+    frame = model.frame(times)
+    on = window(times, UNDER)
+    flow, vol = col(model, "steelco-water", "flow_m3h"), col(model, "steelco-water", "vol_m3")
+    np.testing.assert_allclose(frame.values[on, flow], 0.85 * clean.values[on, flow], rtol=1e-12)
+    np.testing.assert_array_equal(frame.values[~on, flow], clean.values[~on, flow])
+    # the parent measures the true flow: its balance with its children no longer closes
+    parent = col(model, "water-d1", "flow_m3h")
+    np.testing.assert_array_equal(frame.values[:, parent], clean.values[:, parent])
+    gap = imbalance(model, frame, park, "water-d1") - imbalance(model, clean, park, "water-d1")
+    np.testing.assert_allclose(gap[on], 0.15 * clean.values[on, flow], atol=1e-9)
+    # its counter registers 85 % of what flows while the fault lasts, never steps back, and
+    # keeps the shortfall afterwards
+    shown, true = np.diff(frame.values[:, vol]), np.diff(clean.values[:, vol])
+    inside = on[1:] & on[:-1]
+    np.testing.assert_allclose(shown[inside], 0.85 * true[inside], rtol=1e-9, atol=1e-9)
+    assert (shown >= 0).all()
+    after = first_row(times, UNDER.end_ms or 0)
+    start = first_row(times, UNDER.start_ms)
+    true_during = clean.values[after, vol] - clean.values[start, vol]
+    shortfall = clean.values[after:, vol] - frame.values[after:, vol]
+    np.testing.assert_allclose(shortfall, 0.15 * true_during, rtol=1e-9)
+    # the ground truth says what share it shows
+    (record,) = records([UNDER], model.fault_details())
+    assert (record["kind"], record["meter"], record["unit"]) == (
+        "meter_under_registration",
+        "steelco-water",
+        "fraction",
+    )
+    assert record["magnitude"] == 0.85
+
+
+def test_a_rollover_of_an_under_registering_counter_wraps_at_its_start(
+    park: Park, times: IntArray
+) -> None:
+    rollover = Fault(K.COUNTER_ROLLOVER, T0 + 20 * H, meter="steelco-water", magnitude=1e5)
+    model = ParkModel(park, SEED, [UNDER, rollover])
+    model.prime(int(times[0]), STEP_MS)
+    frame = model.frame(times)
+    vol = frame.values[:, col(model, "steelco-water", "vol_m3")]
+    steps = np.diff(vol)
+    (wrap,) = np.flatnonzero(steps < 0)
+    assert times[wrap + 1] == rollover.start_ms  # the first sample at or after the start
+    assert 0 <= vol[wrap + 1] < steps[wrap + 1 :].max() + 1  # just past zero
+    assert vol[wrap] > 1e5 - 10  # just below the modulus
+
+
+def test_under_registration_needs_the_share_the_meter_shows() -> None:
+    with pytest.raises(ValueError, match="share of the true flow"):
+        Fault(K.METER_UNDER_REGISTRATION, T0, T0 + H, meter="steelco-water")
