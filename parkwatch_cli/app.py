@@ -209,6 +209,16 @@ def simulate(
     random_faults: Annotated[
         bool, typer.Option(help="live: inject a random fault schedule for the seed")
     ] = False,
+    faults_within: Annotated[
+        float | None,
+        typer.Option(
+            help="live --random-faults: over this many seconds (default --duration, or a day)"
+        ),
+    ] = None,
+    ground_truth: Annotated[
+        Path | None,
+        typer.Option(help="live: ground-truth JSONL of the faults (default: in --out, else .)"),
+    ] = None,
     no_faults: Annotated[bool, typer.Option(help="--history: inject no faults")] = False,
     plain: Annotated[bool, typer.Option(help="--history: readings.csv, not .csv.gz")] = False,
 ) -> None:
@@ -248,12 +258,25 @@ def simulate(
 
     park = _load_park(site)
     cycles = None if duration is None else max(1, int(duration / interval))
-    sim = ParkSimulator(
-        park,
-        MqttSettings(url=mqtt_url),
-        seed=seed,
-        schedule=Schedule(interval_s=interval, cycles=cycles),
-    )
+    excluded = frozenset(exclude_gateway or [])
+    window = faults_within or duration
+    schedule = _live_faults(park, faults, random_faults, window, seed, excluded)
+    if ground_truth is None and schedule:
+        ground_truth = (out or Path(".")) / "ground_truth.jsonl"
+    try:
+        sim = ParkSimulator(
+            park,
+            MqttSettings(url=mqtt_url),
+            seed=seed,
+            schedule=Schedule(interval_s=interval, cycles=cycles),
+            exclude_gateways=excluded,
+            faults=schedule,
+            ground_truth=ground_truth,
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    if ground_truth is not None:
+        typer.echo(f"ground truth: {ground_truth}", err=True)
     started = time.monotonic()
     _run(sim.run())
     typer.echo(
@@ -263,7 +286,12 @@ def simulate(
 
 
 def _live_faults(
-    park: Any, path: Path | None, random_faults: bool, duration: float | None, seed: int
+    park: Any,
+    path: Path | None,
+    random_faults: bool,
+    window: float | None,
+    seed: int,
+    excluded: frozenset[str],
 ) -> list[Any]:
     from simulators.faults import load_schedule, random_schedule
 
@@ -272,8 +300,8 @@ def _live_faults(
     if not random_faults:
         return []
     now_ms = int(time.time() * 1000)
-    end_ms = now_ms + int((duration or 86_400) * 1000)
-    schedule = random_schedule(park, now_ms, end_ms, seed)
+    end_ms = now_ms + int((window or 86_400) * 1000)
+    schedule = random_schedule(park, now_ms, end_ms, seed, exclude_gateways=excluded)
     for fault in schedule:
         typer.echo(f"fault: {fault}", err=True)
     return schedule
@@ -378,12 +406,18 @@ def demo(
     interval: Annotated[float, typer.Option(help="simulated poll interval, seconds")] = 5.0,
     state_dir: Annotated[Path | None, typer.Option(help="keep data here (default: temp)")] = None,
     site: Annotated[Path | None, typer.Option(help="park.yaml; the demo park by default")] = None,
+    faults: Annotated[
+        Path | None, typer.Option(help="inject this fault schedule (YAML/JSON)", exists=True)
+    ] = None,
+    random_faults: Annotated[
+        bool, typer.Option(help="inject random faults (leaks, peaks, meter faults) to see alerts")
+    ] = False,
 ) -> None:
     """Start the local stack and every service on a simulated park."""
     from parkwatch_cli.demo import run_demo
 
     setup_logging("WARNING")
-    raise typer.Exit(run_demo(duration, port, interval, state_dir, site))
+    raise typer.Exit(run_demo(duration, port, interval, state_dir, site, faults, random_faults))
 
 
 bench_app = typer.Typer(help="Benchmarks that print their figures (last line: JSON).")

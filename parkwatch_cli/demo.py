@@ -26,6 +26,7 @@ from parkwatch.stack import LocalStack, free_port, spawn, stop_process, tcp_open
 
 PROGRESS_EVERY_S = 5.0
 MODBUS_GATEWAY = "gw-steelco"
+RANDOM_FAULTS_WITHIN_S = 3600.0  # an open-ended demo's random faults come in its first hour
 
 
 @dataclass
@@ -90,6 +91,8 @@ def run_demo(
     interval: float,
     state_dir: Path | None,
     site: Path | None,
+    faults: Path | None = None,
+    random_faults: bool = False,
 ) -> int:
     from simulators import DEMO_PARK
 
@@ -163,9 +166,16 @@ def run_demo(
                 )
                 _wait_file(gateway_yaml, children)
                 start("edge", ["edge", "--config", str(gateway_yaml)], dict(os.environ))
-                start(
-                    "simulate", [*simulate, "--exclude-gateway", MODBUS_GATEWAY], dict(os.environ)
-                )
+                # the Modbus meters inject no faults: the simulator keeps them off that gateway
+                injected = [*simulate, "--exclude-gateway", MODBUS_GATEWAY]
+                truth = root / "ground_truth.jsonl"
+                if faults is not None:
+                    injected += ["--faults", str(faults.resolve()), "--ground-truth", str(truth)]
+                elif random_faults:
+                    within = duration or RANDOM_FAULTS_WITHIN_S
+                    injected += ["--random-faults", "--faults-within", str(within)]
+                    injected += ["--ground-truth", str(truth)]
+                start("simulate", injected, dict(os.environ))
                 park = httpx.get(f"{api}/parks", timeout=5).json()[0]["park"]
                 print(
                     f"""
@@ -180,7 +190,7 @@ def run_demo(
                      (config: {gateway_yaml})
       MQTT broker    {stack.mqtt_url}   (mosquitto_sub -p {stack.mosquitto.port} -t 'pw/v1/#' -v)
       InfluxDB       {stack.influx_url} (database 'parkwatch')
-      logs           {logs}
+      logs           {logs}{_faults_line(faults, random_faults, truth)}
     {f"Stops after {duration:.0f} s; " if duration else ""}Ctrl-C stops everything.
     """,
                     flush=True,
@@ -213,6 +223,13 @@ def run_demo(
             signal.signal(sig, handler)
     print("stopped: all services and servers are down.", flush=True)
     return code
+
+
+def _faults_line(faults: Path | None, random_faults: bool, truth: Path) -> str:
+    if faults is None and not random_faults:
+        return ""
+    what = f"from {faults}" if faults is not None else "at random (schedule in logs/simulate.log)"
+    return f"\n      faults         injected {what}; ground truth: {truth}"
 
 
 def _wait_file(path: Path, children: list[Child], timeout: float = 30.0) -> None:

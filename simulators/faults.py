@@ -45,7 +45,7 @@ import yaml
 from parkwatch.calendar import local_ms
 from parkwatch.quantities import Utility
 from parkwatch.site import Park
-from simulators.layout import Kind, build_layout
+from simulators.layout import Kind, Layout, build_layout
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -542,6 +542,51 @@ class Target:
     scale: float  # the target's typical flow, power or capacity, in the magnitude's unit
 
 
+def affected(
+    lay: Layout,
+    kind: FaultKind,
+    *,
+    meter: str | None = None,
+    zone: str | None = None,
+    gateway: str | None = None,
+) -> set[int]:
+    """The meters (layout indexes) whose readings a fault of ``kind`` on this target changes:
+    a leak shows upstream of its zone, an air leak in the whole air system and the motors'
+    feeders, a bypassed heat-recovery unit in the cooling water too."""
+    index = lay.index
+    if kind in TRANSPORT_KINDS and gateway is not None:
+        return {i for i, m in enumerate(lay.meters) if m.gateway == gateway}
+    if kind in (K.WATER_BURST, K.WATER_LEAK):
+        z = index[zone or ""]
+        return {z, *lay.ancestors[z]}
+    if kind is K.AIR_LEAK:
+        e = lay.ent_ids.index(zone or "")
+        hit = set(lay.air_meters.get(e, []))
+        for c in lay.compressors.get(e, []):
+            hit.add(c.electric)
+        return hit | {a for i in hit for a in lay.ancestors[i]}
+    i = index[meter or ""]
+    if kind is K.FLUE_TEMP_RISE:
+        fuel = [g for s, g in lay.boilers if s == i and g >= 0]
+        return {i, *fuel, *(a for g in fuel for a in lay.ancestors[g])}
+    if kind is K.HEAT_RECOVERY_BYPASS:
+        return {i, *lay.ancestors[i], *lay.cooling.get(int(lay.ent[i]), [])}
+    if kind is K.DEMAND_PEAK:
+        leaves = [
+            j
+            for j in lay.descendants[i]
+            if lay.kind[j] == Kind.CONSUMER and lay.utility[j] is Utility.ELECTRICITY
+        ]
+        return {i, *lay.ancestors[i], *leaves, *(a for j in leaves for a in lay.ancestors[j])}
+    return {i}
+
+
+def gateways_touched(lay: Layout, fault: Fault) -> set[str]:
+    """The gateways that publish readings ``fault`` changes."""
+    hit = affected(lay, fault.kind, meter=fault.meter, zone=fault.zone, gateway=fault.gateway)
+    return {lay.meters[i].gateway for i in hit} | ({fault.gateway} if fault.gateway else set())
+
+
 def fault_targets(park: Park) -> list[Target]:
     """Every target each fault kind can hit in ``park``, with the scale of its magnitude."""
     lay = build_layout(park)
@@ -615,16 +660,29 @@ def random_schedule(
     *,
     kinds: Iterable[FaultKind | str] | None = None,
     per_kind: int = 1,
+    exclude_gateways: Iterable[str] = (),
 ) -> list[Fault]:
     """``per_kind`` faults of each kind the park has a target for, at random for the seed.
 
     Faults fit in ``[start_ms, end_ms)`` (durations shrink to a third of a short span), start
-    on whole minutes, and are sorted by start. Demand peaks start on a working hour.
+    on whole minutes, and are sorted by start. Demand peaks start on a working hour (in a span
+    of a day or more). A target
+    whose fault would show in readings of an ``exclude_gateways`` gateway (served by something
+    that does not inject faults, such as the Modbus meters) is never chosen.
     """
     rng = np.random.default_rng([seed, 0xFA17])
     targets = fault_targets(park)
+    excluded = set(exclude_gateways)
+    if excluded:
+        lay = build_layout(park)
+        targets = [
+            t
+            for t in targets
+            if not excluded & gateways_touched(lay, _aimed(t, start_ms, None, magnitude=1))
+        ]
     wanted = [FaultKind(k) for k in kinds] if kinds is not None else list(FaultKind)
     span = end_ms - start_ms
+    margin = min(HOUR_MS, span // 10)  # faults end this long before the span does
     out: list[Fault] = []
     for kind in wanted:
         options = [t for t in targets if t.kind is kind]
@@ -635,17 +693,21 @@ def random_schedule(
             target = options[int(rng.integers(len(options)))]
             duration = int(min(rng.uniform(d_lo, d_hi) * HOUR_MS, span / 3))
             duration -= duration % MINUTE_MS
-            latest = max(start_ms, end_ms - duration - HOUR_MS)
+            latest = max(start_ms, end_ms - duration - margin)
             start = int(rng.uniform(start_ms + span * 0.05, max(latest, start_ms + span * 0.05)))
             if kind is K.DEMAND_PEAK:  # coincident starts happen when a shift starts machines
-                offset = int(local_ms(np.array([start]), park.zone)[0]) - start
-                local_midnight = (start + offset) // DAY_MS * DAY_MS - offset
-                start = local_midnight + int(rng.integers(9, 16)) * HOUR_MS
-                if start < start_ms:
-                    start += DAY_MS
-                if start + duration > end_ms and start - DAY_MS >= start_ms:
-                    start -= DAY_MS
+                hour = int(rng.integers(9, 16))
+                if span >= DAY_MS:  # (a shorter span, a live demo's, takes it when it can)
+                    offset = int(local_ms(np.array([start]), park.zone)[0]) - start
+                    local_midnight = (start + offset) // DAY_MS * DAY_MS - offset
+                    start = local_midnight + hour * HOUR_MS
+                    if start < start_ms:
+                        start += DAY_MS
+                    if start + duration > end_ms and start - DAY_MS >= start_ms:
+                        start -= DAY_MS
             start -= start % MINUTE_MS
+            if start < start_ms:  # a span that does not start on a whole minute
+                start += MINUTE_MS
             magnitude = float(rng.uniform(m_lo, m_hi))
             if kind in (K.WATER_BURST, K.WATER_LEAK, K.AIR_LEAK):
                 magnitude *= target.scale
@@ -653,14 +715,10 @@ def random_schedule(
                 magnitude = ROLLOVER_MODULUS
             if kind is K.CLOCK_SKEW and rng.random() < 0.5:
                 magnitude = -magnitude
-            named = {"meter": None, "zone": None, "gateway": None, target.field: target.name}
-            fault = Fault(
-                kind,
+            fault = _aimed(
+                target,
                 start,
                 None if kind in POINT_KINDS else start + max(duration, MINUTE_MS),
-                meter=named["meter"],
-                zone=named["zone"],
-                gateway=named["gateway"],
                 magnitude=round(magnitude, 3),
                 ramp_s=round(duration * ramp_share / 1000),
             )
@@ -669,3 +727,20 @@ def random_schedule(
             out.append(fault)
     out.sort(key=lambda f: (f.start_ms, f.kind))
     return out
+
+
+def _aimed(
+    target: Target, start_ms: int, end_ms: int | None, magnitude: float, ramp_s: float = 0.0
+) -> Fault:
+    """A fault of the target's kind on the target."""
+    named = {"meter": None, "zone": None, "gateway": None, target.field: target.name}
+    return Fault(
+        target.kind,
+        start_ms,
+        end_ms,
+        meter=named["meter"],
+        zone=named["zone"],
+        gateway=named["gateway"],
+        magnitude=magnitude,
+        ramp_s=ramp_s,
+    )

@@ -16,12 +16,19 @@ Detectors are scored against this file. A record::
 * ``magnitude`` is in ``unit`` (see ``simulators.faults.UNITS``); optional fields: ``ramp_s``
   (growing faults), ``quantity``, ``delay_s``, and what the simulation observed while applying
   the fault (``reading_before``, ``old_reading``, ``extra_kw``, ...).
+
+A history writes the whole schedule at the end. A live run (:class:`LiveGroundTruth`) keeps the
+file true while it runs: it lists the faults that have started by the last timestamp published,
+an end still ahead as null, and is rewritten (atomically: a reader never sees half a file) when
+a fault starts or ends and when the run stops.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -72,19 +79,69 @@ def records(
 
 
 def write_ground_truth(path: Path | str, rows: Iterable[Mapping[str, Any]]) -> int:
-    """Writes the records as JSONL; returns how many."""
+    """Writes the records as JSONL, atomically (a reader sees the old file or the new one);
+    returns how many."""
     count = 0
-    with open(path, "w", encoding="utf-8") as fh:
+    target = Path(path)
+    temporary = target.with_name(f".{target.name}.tmp")
+    with open(temporary, "w", encoding="utf-8") as fh:
         for row in rows:
             fh.write(json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n")
             count += 1
+    os.replace(temporary, target)
     return count
 
 
-def append_ground_truth(path: Path | str, row: Mapping[str, Any]) -> None:
-    """Appends one record (for a live simulation that injects faults as it goes)."""
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n")
+def so_far(
+    faults: Sequence[Fault], details: Mapping[int, Mapping[str, Any]], until_ms: int
+) -> list[dict[str, Any]]:
+    """The ground truth of a run that has simulated up to ``until_ms`` (inclusive): the faults
+    that have started, with ``end`` null for those still on."""
+    shown = []
+    for i, fault in enumerate(faults):
+        if fault.start_ms > until_ms:
+            continue
+        if fault.end_ms is not None and fault.end_ms > until_ms:
+            fault = replace(fault, end_ms=None)
+        shown.append(record(i, fault, details.get(i)))
+    shown.sort(key=lambda r: (r["start"], r["id"]))
+    return shown
+
+
+class LiveGroundTruth:
+    """Keeps a live run's ground-truth file true as it goes (see the module docstring).
+
+    ``details`` returns what the simulation has learnt about each fault so far
+    (``ParkModel.fault_details``).
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        faults: Sequence[Fault],
+        details: Callable[[], Mapping[int, Mapping[str, Any]]],
+    ) -> None:
+        self.path = Path(path)
+        self.faults = list(faults)
+        self._details = details
+        self._state: tuple[int, int] | None = None
+        self._until: int | None = None
+
+    def advance(self, t_ms: int) -> None:
+        """The run has published up to ``t_ms``: rewrites the file when a fault started or
+        ended since the last call."""
+        self._until = t_ms
+        started = sum(1 for f in self.faults if f.start_ms <= t_ms)
+        ended = sum(1 for f in self.faults if f.end_ms is not None and f.end_ms <= t_ms)
+        if (started, ended) != self._state:
+            self._state = (started, ended)
+            self.flush()
+
+    def flush(self) -> None:
+        """Rewrites the file for what has been published so far (an empty file before the
+        first timestamp; the run's start and end call it)."""
+        shown = [] if self._until is None else so_far(self.faults, self._details(), self._until)
+        write_ground_truth(self.path, shown)
 
 
 def read_ground_truth(path: Path | str) -> list[dict[str, Any]]:

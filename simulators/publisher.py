@@ -3,6 +3,12 @@
 Each gateway connects with a last will (``offline`` on its status topic), announces
 ``online`` (retained), then publishes one QoS 1 batch per poll cycle with a growing ``seq``.
 What was sent is recorded in a :class:`SentLog` so tests can prove nothing was lost.
+
+Faults (a schedule, see :mod:`simulators.faults`) are injected as the run reaches them; with
+``ground_truth`` the run keeps a ground-truth file true as it goes
+(:class:`~simulators.groundtruth.LiveGroundTruth`). Gateways served another way
+(``exclude_gateways``, e.g. Modbus meters read by a real edge agent) are not published, and a
+fault that would show in their readings is refused: what serves them does not inject it.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiomqtt
 import orjson
@@ -21,7 +28,8 @@ from parkwatch import __version__, mqtt, topics
 from parkwatch.settings import MqttSettings
 from parkwatch.site import Park
 from parkwatch.wire import encode_batch
-from simulators.faults import Fault
+from simulators.faults import Fault, gateways_touched
+from simulators.groundtruth import LiveGroundTruth
 from simulators.model import ParkModel
 
 log = logging.getLogger(__name__)
@@ -77,6 +85,7 @@ class ParkSimulator:
         on_cycle: Callable[[int, int], None] | None = None,
         exclude_gateways: frozenset[str] = frozenset(),
         faults: Sequence[Fault] = (),
+        ground_truth: Path | None = None,
     ) -> None:
         self.park = park
         self.settings = settings
@@ -84,8 +93,28 @@ class ParkSimulator:
         self.schedule = schedule
         self.sent = SentLog()
         self.on_cycle = on_cycle
+        every = {m.gateway for m in self.model.meters}
+        unknown = sorted(exclude_gateways - every)
+        if unknown:
+            raise ValueError(
+                f"cannot exclude {', '.join(unknown)}: park {park.park!r} has no such gateway "
+                f"(its gateways: {', '.join(sorted(every))})"
+            )
+        for fault in faults:
+            hidden = gateways_touched(self.model.layout, fault) & exclude_gateways
+            if hidden:
+                raise ValueError(
+                    f"fault {fault.kind} on {fault.target!r} would show in readings of "
+                    f"{', '.join(sorted(hidden))}, which this simulator does not publish "
+                    "(an excluded gateway): choose another target"
+                )
         # gateways served another way (e.g. as Modbus meters read by a real edge agent)
-        self.gateways = sorted({m.gateway for m in self.model.meters} - exclude_gateways)
+        self.gateways = sorted(every - exclude_gateways)
+        self.truth = (
+            None
+            if ground_truth is None
+            else LiveGroundTruth(ground_truth, faults, self.model.fault_details)
+        )
 
     async def run(self) -> SentLog:
         async with contextlib.AsyncExitStack() as stack:
@@ -96,43 +125,55 @@ class ParkSimulator:
                 client = mqtt.client(self.settings, f"sim-{self.park.park}-{gw}", will=will)
                 clients[gw] = await stack.enter_async_context(client)
                 await clients[gw].publish(status, status_payload("online"), qos=1, retain=True)
-            seq = dict.fromkeys(self.gateways, 0)
-            sent_seq: dict[tuple[str, int], int] = {}
-            cycle = 0
-            next_at = time.monotonic()
-            while self.schedule.cycles is None or cycle < self.schedule.cycles:
-                if self.schedule.start_ms is None:
-                    t_ms = int(time.time() * 1000)
-                else:
-                    t_ms = self.schedule.start_ms + int(cycle * self.schedule.interval_s * 1000)
-                sends = []
-                # poll cycles, plus the late and duplicated batches of transport faults
-                for batch in self.model.batches(t_ms):
-                    gw = batch.gateway
-                    if gw not in clients or not batch.readings:
-                        continue
-                    first_t = batch.readings[0]["t"]
-                    if batch.duplicate and (gw, first_t) in sent_seq:
-                        number = sent_seq[(gw, first_t)]  # a duplicate repeats its original
-                    else:
-                        seq[gw] += 1
-                        number = sent_seq[(gw, first_t)] = seq[gw]
-                        if len(sent_seq) > _SEQ_MEMORY:  # duplicates come soon after: forget old
-                            del sent_seq[next(iter(sent_seq))]
-                    payload = encode_batch(gw, number, batch.readings)
-                    topic = topics.data_topic(self.park.park, gw)
-                    sends.append(self._publish(clients[gw], topic, payload, batch.readings))
-                await asyncio.gather(*sends)
-                cycle += 1
-                if self.on_cycle is not None:
-                    self.on_cycle(cycle, self.sent.readings)
-                if self.schedule.realtime:
-                    next_at += self.schedule.interval_s
-                    await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+            if self.truth is not None:
+                self.truth.flush()  # a scorer finds the file from the start
+            try:
+                await self._cycles(clients)
+            finally:
+                if self.truth is not None:
+                    self.truth.flush()  # however the run ends, the file says what was injected
             for gw, connected in clients.items():
                 status = topics.status_topic(self.park.park, gw)
                 await connected.publish(status, status_payload("offline"), qos=1, retain=True)
         return self.sent
+
+    async def _cycles(self, clients: dict[str, aiomqtt.Client]) -> None:
+        seq = dict.fromkeys(self.gateways, 0)
+        sent_seq: dict[tuple[str, int], int] = {}
+        # one sample every interval from the start (now, in real time): a fixed grid, so the
+        # model can be primed for it (a counter rollover wraps exactly at its start)
+        start_ms = self.schedule.start_ms or int(time.time() * 1000)
+        self.model.prime(start_ms, round(self.schedule.interval_s * 1000))
+        cycle = 0
+        next_at = time.monotonic()
+        while self.schedule.cycles is None or cycle < self.schedule.cycles:
+            t_ms = start_ms + int(cycle * self.schedule.interval_s * 1000)
+            sends = []
+            # poll cycles, plus the late and duplicated batches of transport faults
+            for batch in self.model.batches(t_ms):
+                gw = batch.gateway
+                if gw not in clients or not batch.readings:
+                    continue
+                first_t = batch.readings[0]["t"]
+                if batch.duplicate and (gw, first_t) in sent_seq:
+                    number = sent_seq[(gw, first_t)]  # a duplicate repeats its original
+                else:
+                    seq[gw] += 1
+                    number = sent_seq[(gw, first_t)] = seq[gw]
+                    if len(sent_seq) > _SEQ_MEMORY:  # duplicates come soon after: forget old
+                        del sent_seq[next(iter(sent_seq))]
+                payload = encode_batch(gw, number, batch.readings)
+                topic = topics.data_topic(self.park.park, gw)
+                sends.append(self._publish(clients[gw], topic, payload, batch.readings))
+            await asyncio.gather(*sends)
+            if self.truth is not None:
+                self.truth.advance(t_ms)
+            cycle += 1
+            if self.on_cycle is not None:
+                self.on_cycle(cycle, self.sent.readings)
+            if self.schedule.realtime:
+                next_at += self.schedule.interval_s
+                await asyncio.sleep(max(0.0, next_at - time.monotonic()))
 
     async def _publish(
         self, client: aiomqtt.Client, topic: str, payload: bytes, readings: list[dict[str, object]]
