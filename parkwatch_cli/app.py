@@ -469,5 +469,23 @@ def bench_history_command(
     typer.echo(json.dumps(bench_history(days, meters, step, seed, not plain, not no_faults)))
 
 
+@bench_app.command("replay-read")
+def bench_replay_read_command(
+    file: Annotated[
+        Path | None, typer.Option(help="a readings CSV (default: a simulated history)")
+    ] = None,
+    work_dir: Annotated[Path | None, typer.Option(help="where the history is kept")] = None,
+    days: Annotated[float, typer.Option()] = 30,
+    meters: Annotated[int, typer.Option()] = 200,
+    reference: Annotated[bool, typer.Option(help="also time Python's csv module")] = True,
+) -> None:
+    """How fast the replay CSV reader reads a history, beside Python's csv module."""
+    import json
+
+    from parkwatch_cli.bench_readings import bench_replay_read
+
+    typer.echo(json.dumps(bench_replay_read(file, work_dir, days, meters, reference)))
+
+
 if __name__ == "__main__":
     app()
