@@ -72,7 +72,8 @@ class BadRow:
 @dataclass
 class Readings:
     """A readings file as columns, in file order; row ``i`` is ``meters[meter_code[i]]``,
-    ``quantities[quantity_code[i]]`` at ``t_ms[i]`` with ``value[i]``."""
+    ``quantities[quantity_code[i]]`` at ``t_ms[i]`` with ``value[i]``, from line ``line[i]``
+    of the file (for whoever reports on a row later: an unknown meter, say)."""
 
     t_ms: IntArray
     meter_code: CodeArray
@@ -80,6 +81,7 @@ class Readings:
     quantity_code: CodeArray
     quantities: list[str]
     value: FloatArray
+    line: IntArray
     bad_rows: list[BadRow] = field(default_factory=list)
     rows: int = 0  # data rows in the file, good and bad
 
@@ -238,7 +240,8 @@ def _read(path: Path, names: list[str], *, typed: bool, finite: bool) -> Reading
             bad.setdefault(i, []).append(f"value {value[i]} is not a finite number")
 
     good = ~_has(bad, n) if bad else slice(None)  # (no copies of a clean file's columns)
-    bad_rows = [BadRow(_line(i, skipped), "; ".join(why)) for i, why in bad.items()]
+    lines = _lines(np.arange(n, dtype=np.int64), skipped)
+    bad_rows = [BadRow(int(lines[i]), "; ".join(why)) for i, why in bad.items()]
     bad_rows += [
         BadRow(line or 0, f"{actual} fields where the header has {expected}")
         for line, expected, actual in ragged
@@ -253,16 +256,20 @@ def _read(path: Path, names: list[str], *, typed: bool, finite: bool) -> Reading
         quantity_code=quantity,
         quantities=quantities,
         value=np.ascontiguousarray(value[good]),
+        line=np.ascontiguousarray(lines[good]),
         bad_rows=bad_rows,
         rows=n + len(ragged),
     )
 
 
-def _line(row: int, skipped: IntArray) -> int:
-    """The file line of table row ``row``: rows count from line 2, past the skipped lines."""
+def _lines(rows: IntArray, skipped: IntArray) -> IntArray:
+    """The file lines of table rows: rows count from line 2, past the skipped lines."""
+    if skipped.size == 0:
+        return rows + 2
     # each skipped line moves every later row one line down
     at = skipped - 2 - np.arange(skipped.size)  # the row index each skipped line stands before
-    return row + 2 + int(np.searchsorted(at, row, side="right"))
+    out: IntArray = rows + 2 + np.searchsorted(at, rows, side="right")
+    return out
 
 
 def _has(bad: dict[int, list[str]], n: int) -> BoolArray:

@@ -114,6 +114,7 @@ def test_every_unusable_row_is_reported_with_its_line_and_the_rest_is_kept(
     path = write(tmp_path / "bad.csv", "\n".join(lines) + "\n")
     readings = read_readings(path)
     assert rows(readings) == [(T0, "m1", "p_kw", 1.5), (T0 + 120_000, "m2", "q_kvar", 8.25)]
+    assert readings.line.tolist() == [2, 13]
     assert readings.rows == len(lines) - 1
     assert readings.meters == ["m1", "m2"]  # the bad rows' names are not kept
     reasons = {b.line: b.reason for b in readings.bad_rows}
@@ -148,6 +149,7 @@ def test_line_numbers_hold_in_a_large_file_read_in_parallel(tmp_path: Path) -> N
     good = [k for k in range(n) if k + 2 not in broken]
     np.testing.assert_array_equal(readings.value, np.array(good, dtype=np.float64))
     np.testing.assert_array_equal(readings.t_ms, T0 + np.array(good, dtype=np.int64) * 1000)
+    np.testing.assert_array_equal(readings.line, np.array(good) + 2)
 
 
 def test_gzip_is_recognised_by_its_bytes_not_its_name(tmp_path: Path) -> None:
