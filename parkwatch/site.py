@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from parkwatch.formula import FormulaError, parse_formula
 from parkwatch.lineprotocol import series_key
 from parkwatch.quantities import QUANTITIES, Kind, Quantity, Utility
 from parkwatch.slugs import Slug
@@ -183,6 +184,24 @@ class Park(_Model):
         names = [q.name for q in self.quantities]
         if len(set(names)) != len(names):
             raise ValueError("custom quantity names must be unique")
+        by_id = {m.spec.id: m for m in self.iter_meters()}
+        for meter in by_id.values():
+            if meter.spec.formula is None:
+                continue
+            try:
+                formula = parse_formula(meter.spec.formula, by_id)
+            except FormulaError as exc:
+                raise ValueError(f"meter {meter.id!r}: {exc}") from None
+            for part in formula.meters:
+                if part == meter.id or by_id[part].spec.formula is not None:
+                    raise ValueError(
+                        f"meter {meter.id!r}: its formula may name only real meters ({part!r})"
+                    )
+                if by_id[part].utility is not meter.utility:
+                    raise ValueError(
+                        f"meter {meter.id!r} ({meter.utility.value}): formula names {part!r}, "
+                        f"a {by_id[part].utility.value} meter"
+                    )
         parents = {m.spec.id: m.spec.parent for m in self.iter_meters()}
         for meter_id, parent in parents.items():
             if parent is not None and parent not in parents:

@@ -89,18 +89,18 @@ class Needs:
         return out
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class GatewayStats:
-    """What the transport did for one gateway over a block's span (for transport faults)."""
+    """What the transport did for one gateway, per slot of a block (the slot a batch arrived
+    in, not the one its data is for): for transport faults."""
 
     gateway: str
-    batches: int = 0
-    duplicate_readings: int = 0  # a (meter, quantity, time) seen again: counted once
-    seq_gaps: int = 0
-    # median of (source time − arrival time) over the batches: a clock ahead is > 0, late
-    # delivery < 0; None when no batch arrived
-    offset_ms: float | None = None
-    late_readings: int = 0  # arrived after their slot was closed
+    batches: npt.NDArray[np.int32]
+    duplicates: npt.NDArray[np.int32]  # readings seen before (same meter, quantity, time)
+    late: npt.NDArray[np.int32]  # readings that came after their slot was closed
+    # mean (source time − arrival time) of the batches; NaN where none came. A clock ahead
+    # shows > 0; late delivery or a clock behind < 0
+    offset_ms: FloatArray
 
 
 @dataclass(frozen=True)
