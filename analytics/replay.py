@@ -54,7 +54,8 @@ class ReplayReport:
     duplicates: int = 0
     late: int = 0
     sorted_by_time: bool = False
-    bad_rows: list[BadRow] = field(default_factory=list)
+    bad_rows: list[BadRow] = field(default_factory=list)  # the first of each reason
+    bad_row_count: int = 0
     events: list[Event] = field(default_factory=list)  # each event's last state
     messages: int = 0  # lifecycle messages (what the alerts topic would have carried)
 
@@ -97,8 +98,9 @@ def replay(
     total = int(t_ms.size)
     for start, stop in _stretches(arrival, engine.step_ms * advance_every_slots):
         part = slice(start, stop)
-        rows = Rows(series[part], t_ms[part], value[part], gateway[part], arrival[part],
-                    duplicate[part])  # fmt: skip
+        rows = Rows(
+            series[part], t_ms[part], value[part], gateway[part], arrival[part], duplicate[part]
+        )
         take(engine.feed_rows(rows))
         take(engine.advance(int(arrival[stop - 1])))
         if progress is not None:
@@ -166,19 +168,35 @@ def _map_rows(
     bad_meter = unknown_meter[mc]
     bad_quantity = unknown_quantity[qc] & ~bad_meter
     wrong_utility = foreign[mc, qc]
+    # the plausibility bounds ingest applies: analytics only ever sees what ingest would store
+    low = np.full((len(readings.meters), n_q), -np.inf)
+    high = np.full((len(readings.meters), n_q), np.inf)
+    for mi, name in enumerate(readings.meters):
+        meter = meters.get(name)
+        if meter is None:
+            continue
+        for qi, quantity in enumerate(readings.quantities):
+            bounds = meter.bounds.get(quantity)
+            if bounds is not None:
+                low[mi, qi], high[mi, qi] = bounds
+    value = readings.value
+    implausible = ~((value >= low[mc, qc]) & (value <= high[mc, qc]))
+    implausible &= ~(bad_meter | bad_quantity | wrong_utility)
     for mask, reason in (
         (bad_meter, "unknown meter {m!r}"),
         (bad_quantity, "unknown quantity {q!r}"),
         (wrong_utility, "{q!r} is not a quantity of meter {m!r}"),
+        (implausible, "{q!r} of {m!r}: value not a number or outside its plausible range"),
     ):
-        for row in np.flatnonzero(mask)[:1000]:
+        report.bad_row_count += int(mask.sum())
+        for row in np.flatnonzero(mask)[:1000]:  # the first thousand of each kind, by line
             report.bad_rows.append(
                 BadRow(
                     int(readings.line[row]),
                     reason.format(m=readings.meters[mc[row]], q=readings.quantities[qc[row]]),
                 )
             )
-    known = ~(bad_meter | bad_quantity | wrong_utility)
+    known = ~(bad_meter | bad_quantity | wrong_utility | implausible)
     report.ignored = int((known & (series < 0)).sum())
     return np.where(known, series, -1), meter_gw[mc], gateways
 

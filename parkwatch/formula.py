@@ -100,8 +100,15 @@ def parse_formula(text: str, known: Collection[str]) -> Formula:
     except SyntaxError as exc:
         raise FormulaError(f"formula {text!r} is not arithmetic: {exc.msg}") from None
     for node in ast.walk(tree):
-        allowed = (ast.BinOp, ast.UnaryOp, ast.Name, ast.Constant, ast.operator, ast.unaryop,
-                   ast.Load)  # fmt: skip
+        allowed = (
+            ast.BinOp,
+            ast.UnaryOp,
+            ast.Name,
+            ast.Constant,
+            ast.operator,
+            ast.unaryop,
+            ast.Load,
+        )
         if not isinstance(node, allowed):
             raise FormulaError(f"formula {text!r}: {type(node).__name__} is not allowed")
         if isinstance(node, ast.BinOp) and type(node.op) not in _OPS:

@@ -87,9 +87,14 @@ class CustomQuantity(_Model):
     def quantity(self) -> Quantity:
         low = self.low if self.low is not None else (0.0 if self.kind is Kind.COUNTER else -1e12)
         return Quantity(
-            self.name, self.unit, self.kind, frozenset(self.utilities), self.description,
-            low, self.high,
-        )  # fmt: skip
+            self.name,
+            self.unit,
+            self.kind,
+            frozenset(self.utilities),
+            self.description,
+            low,
+            self.high,
+        )
 
 
 class MeterSpec(_Model):
@@ -248,9 +253,13 @@ class Park(_Model):
     def _place(self, spec: MeterSpec, enterprise: str, workshop: str | None, gw: str) -> Meter:
         tags = {"park": self.park, "enterprise": enterprise, "meter": spec.id}
         return Meter(
-            spec, enterprise, workshop, gw, series_key(spec.utility.value, tags),
+            spec,
+            enterprise,
+            workshop,
+            gw,
+            series_key(spec.utility.value, tags),
             self._bounds[spec.utility],
-        )  # fmt: skip
+        )
 
     @classmethod
     def from_yaml(cls, path: Path | str) -> Park:
@@ -332,15 +341,17 @@ class MeterTree:
 
     def with_role(self, role: Role, utility: Utility | None = None) -> list[Meter]:
         return [
-            m for m in self.meters.values()
+            m
+            for m in self.meters.values()
             if m.role == role and (utility is None or m.utility is utility)
-        ]  # fmt: skip
+        ]
 
     def of_enterprise(self, enterprise: str, utility: Utility | None = None) -> list[Meter]:
         return [
-            m for m in self.meters.values()
+            m
+            for m in self.meters.values()
             if m.enterprise == enterprise and (utility is None or m.utility is utility)
-        ]  # fmt: skip
+        ]
 
 
 class SiteRegistry:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
+from analytics.detectors.meter_faults import MeterFaults
 from analytics.detectors.peaks import Peaks
 from analytics.engine.contract import Detector
 
-DETECTORS: list[type[Detector]] = [Peaks]
+DETECTORS: list[type[Detector]] = [Peaks, MeterFaults]

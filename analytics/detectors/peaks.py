@@ -143,8 +143,9 @@ def segments(block: Block, ctx: ParkContext, carry: DemandBlocks) -> list[Segmen
         idx = np.where(seen, np.arange(b - a), -1)
         idx = np.maximum.accumulate(idx, axis=1)
         rows = np.arange(v.shape[0])[:, None]
-        last = np.where(idx >= 0, v[rows, np.maximum(idx, 0)],
-                        np.where(same, carry.last, np.nan)[:, None])  # fmt: skip
+        last = np.where(
+            idx >= 0, v[rows, np.maximum(idx, 0)], np.where(same, carry.last, np.nan)[:, None]
+        )
         seg_ends = ends[a:b]
         elapsed = elapsed_all[a:b]
         start_ms = int(seg_ends[0] - round(elapsed[0] * 60_000))

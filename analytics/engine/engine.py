@@ -226,10 +226,14 @@ class ParkEngine:
         n = batch.t_ms.size
         gateway = self.gateway_no.get(batch.gateway, -1)
         return self._store(
-            batch.series, batch.t_ms, batch.value,
-            np.full(n, gateway, dtype=np.int64), np.full(n, batch.arrival_ms, dtype=np.int64),
-            np.zeros(n, dtype=bool), whole_batch=True,
-        )  # fmt: skip
+            batch.series,
+            batch.t_ms,
+            batch.value,
+            np.full(n, gateway, dtype=np.int64),
+            np.full(n, batch.arrival_ms, dtype=np.int64),
+            np.zeros(n, dtype=bool),
+            whole_batch=True,
+        )
 
     def feed_rows(self, rows: Rows) -> Advanced:
         """Store a stretch of replayed rows (see :class:`Rows`)."""
@@ -246,9 +250,14 @@ class ParkEngine:
                 run_times = times[np.r_[True, times[1:] != times[:-1]]]
                 clock.runs(run_times.tolist(), int(rows.arrival_ms[mine].max()))
         return self._store(
-            rows.series, rows.t_ms, rows.value, rows.gateway, rows.arrival_ms, rows.duplicate,
+            rows.series,
+            rows.t_ms,
+            rows.value,
+            rows.gateway,
+            rows.arrival_ms,
+            rows.duplicate,
             whole_batch=False,
-        )  # fmt: skip
+        )
 
     def _store(
         self,
@@ -274,9 +283,12 @@ class ParkEngine:
             where = np.flatnonzero(mask)
             times = t_ms[where]
             dup_in, late_in = self.store.add(
-                self.store.groups[name], self._series_row[series[where]], times, value[where],
+                self.store.groups[name],
+                self._series_row[series[where]],
+                times,
+                value[where],
                 self._open_from(name, times),
-            )  # fmt: skip
+            )
             late[where[late_in]] = True
             dup[where[dup_in]] = True
         if late.any():
@@ -408,9 +420,15 @@ class ParkEngine:
         block = group.block(start, stop, self.step_ms)
         stats = {name: group.stats(name, start, stop)} if name in self.clocks else {}
         return Block(
-            block.start_ms, block.step_ms, block.values, block.count, block.low, block.high,
-            name, stats,
-        )  # fmt: skip
+            block.start_ms,
+            block.step_ms,
+            block.values,
+            block.count,
+            block.low,
+            block.high,
+            name,
+            stats,
+        )
 
     def _park_step(self, start: int, stop: int) -> Output:
         out = Output()
@@ -449,8 +467,9 @@ class ParkEngine:
                 transport.update(b.transport)
             for array in (values, count, low, high):
                 array.flags.writeable = False
-            block = Block(start * self.step_ms, self.step_ms, values, count, low, high, None,
-                          dict(transport))  # fmt: skip
+            block = Block(
+                start * self.step_ms, self.step_ms, values, count, low, high, None, dict(transport)
+            )
             out.extend(inst.detector.update(block))
         return out
 
@@ -488,9 +507,10 @@ class ParkEngine:
             row = block.values[v.row]
             for k in np.flatnonzero(np.isfinite(row)):
                 out.append(
-                    DerivedPoint(meter.utility.value, tags, {v.quantity: float(row[k])},
-                                 int(times[k]))
-                )  # fmt: skip
+                    DerivedPoint(
+                        meter.utility.value, tags, {v.quantity: float(row[k])}, int(times[k])
+                    )
+                )
         return out
 
     def _forget(self) -> None:
