@@ -93,8 +93,8 @@ def word_swapped(values: FloatArray) -> FloatArray:
     """Each value as a 32-bit float with its two 16-bit words swapped."""
     with np.errstate(over="ignore", invalid="ignore"):
         bits = values.astype(np.float32).view(np.uint32)
-    swapped = (bits << np.uint32(16)) | (bits >> np.uint32(16))
-    return swapped.view(np.float32).astype(np.float64)
+        swapped = (bits << np.uint32(16)) | (bits >> np.uint32(16))
+        return swapped.view(np.float32).astype(np.float64)
 
 
 class MeterFaults(Detector):

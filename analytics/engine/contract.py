@@ -102,6 +102,15 @@ class GatewayStats:
     # shows > 0; late delivery or a clock behind < 0
     offset_ms: FloatArray
 
+    def window(self, first: int, stop: int) -> GatewayStats:
+        return GatewayStats(
+            self.gateway,
+            self.batches[first:stop],
+            self.duplicates[first:stop],
+            self.late[first:stop],
+            self.offset_ms[first:stop],
+        )
+
 
 @dataclass(frozen=True)
 class Block:
@@ -160,7 +169,7 @@ class Block:
             self.low[:, first:stop],
             self.high[:, first:stop],
             self.group,
-            self.transport,
+            {g: stats.window(first, stop) for g, stats in self.transport.items()},
         )
 
 

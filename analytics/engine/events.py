@@ -28,6 +28,18 @@ class EventRules:
     update_change: float = 0.25  # relative change of the estimate that is worth a message
 
 
+def finding_order(f: Finding) -> tuple[int, int, str, str, int]:
+    """The order findings are applied in, whatever order detectors returned them: by time;
+    meter faults first (so they hold back what they explain); an opening before a closing."""
+    return (
+        f.at_ms,
+        0 if f.family is Family.METER_FAULT else 1,
+        f.kind,
+        f.subject,
+        0 if f.active else 1,
+    )
+
+
 class EventBook:
     def __init__(self, park: str, rules: EventRules | None = None) -> None:
         self.park = park
@@ -39,7 +51,7 @@ class EventBook:
     def apply(self, findings: Iterable[Finding]) -> list[Event]:
         """Events to publish for these findings (in data-time order of the findings)."""
         out: list[Event] = []
-        for finding in sorted(findings, key=lambda f: f.at_ms):
+        for finding in sorted(findings, key=finding_order):
             event = self._apply(finding)
             if event is not None:
                 out.append(event)
