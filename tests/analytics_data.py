@@ -26,6 +26,7 @@ class Rows:
     quantities: list[str]
     value: npt.NDArray[np.float64]
     line: npt.NDArray[np.int64]
+    poll_ms: npt.NDArray[np.int64] | None = None  # when the value was polled (true time)
 
 
 def simulated_rows(
@@ -54,10 +55,12 @@ def simulated_rows(
             t = t + frame.t_offset_ms
         keep = present & np.isfinite(frame.values)
         cols = np.broadcast_to(np.arange(len(model.series)), keep.shape)
-        parts.append((t[keep], cols[keep], frame.values[keep]))
+        polled = np.repeat(chunk[:, None], len(model.series), axis=1)
+        parts.append((t[keep], cols[keep], frame.values[keep], polled[keep]))
     t_all = np.concatenate([p[0] for p in parts]).astype(np.int64)
     col = np.concatenate([p[1] for p in parts])
     value = np.concatenate([p[2] for p in parts])
+    poll = np.concatenate([p[3] for p in parts]).astype(np.int64)
     return Rows(
         t_all,
         m_code[col],
@@ -66,4 +69,5 @@ def simulated_rows(
         quantities,
         value,
         np.arange(2, t_all.size + 2, dtype=np.int64),
+        poll,
     )

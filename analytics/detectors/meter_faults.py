@@ -169,6 +169,7 @@ class MeterFaults(Detector):
         self.ep_kind = [""] * m
         self.stuck_open = np.zeros(m, dtype=bool)
         self.swap_open = np.zeros(m, dtype=bool)
+        self.swap_last = np.zeros(m, dtype=bool)  # the last slot seen was word-swapped
         self.silent_open = np.zeros(m, dtype=bool)
         self.gateway_silent = False
         # per gateway: recent transport slots
@@ -186,6 +187,7 @@ class MeterFaults(Detector):
         first_slot = block.start_ms // block.step_ms
         swapping = self._swaps(block, out)
         self._counters(block, first_slot, swapping, out)
+        self.swap_last = swapping[:, -1].copy()
         self._stuck(block, out)
         self._silence(block, first_slot, out)
         self._transport(block, out)
@@ -290,7 +292,7 @@ class MeterFaults(Detector):
                 "gap_slots": int(gap[i, k]),
             }
             m = int(self.meter_of[row])
-            if swapping[m, k] or (k > 0 and swapping[m, k - 1]) or (k == 0 and self.swap_open[m]):
+            if swapping[m, k] or (k > 0 and swapping[m, k - 1]) or (k == 0 and self.swap_last[m]):
                 continue  # a word-swapped register: the swap check reports the meter
             if leap[i, k]:
                 evidence["usual_increment"] = float(usual[i, k])
@@ -631,6 +633,7 @@ class MeterFaults(Detector):
         "readings",
         "stuck_open",
         "swap_open",
+        "swap_last",
         "silent_open",
         "ep_open",
         "ep_last",

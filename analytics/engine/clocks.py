@@ -55,12 +55,7 @@ class GatewayClock:
     seq_gaps_given_up: int = 0
     _times: deque[int] = field(default_factory=deque)  # recent distinct batch times
 
-    @property
-    def interval_ms(self) -> int | None:
-        if len(self._times) < 3:
-            return None
-        spacings = [b - a for a, b in pairwise(self._times) if b > a]
-        return int(median(spacings)) if spacings else None
+    interval_ms: int | None = None  # median spacing of recent batch times (None: unknown)
 
     def batch(self, seq: int | None, oldest_ms: int, newest_ms: int, arrival_ms: int) -> str:
         """Account one batch; returns ``"in_order"``, ``"gap"``, ``"replay"`` or ``"restart"``."""
@@ -131,6 +126,8 @@ class GatewayClock:
         self._times.append(t_ms)
         while len(self._times) > self.rules.intervals_kept + 1:
             self._times.popleft()
+        if len(self._times) >= 3:
+            self.interval_ms = int(median(b - a for a, b in pairwise(self._times)))
 
     def complete_until(self, now_ms: int) -> int:
         """Data time before which this gateway's slots are complete, at park clock ``now_ms``."""
@@ -157,6 +154,7 @@ class GatewayClock:
             "online": self.online,
             "seq_gaps_given_up": self.seq_gaps_given_up,
             "times": list(self._times),
+            "interval_ms": self.interval_ms,
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -170,3 +168,5 @@ class GatewayClock:
         self.online = bool(state["online"])
         self.seq_gaps_given_up = int(state["seq_gaps_given_up"])
         self._times = deque(int(t) for t in state["times"])
+        interval = state.get("interval_ms")
+        self.interval_ms = None if interval is None else int(interval)

@@ -91,8 +91,8 @@ class Needs:
 
 @dataclass(frozen=True)
 class GatewayStats:
-    """What the transport did for one gateway, per slot of a block (the slot a batch arrived
-    in, not the one its data is for): for transport faults."""
+    """What the transport did for one gateway, per slot of a block (the slot of the data a
+    batch carried, or the first open one when that is closed): for transport faults."""
 
     gateway: str
     batches: npt.NDArray[np.int32]

@@ -37,7 +37,7 @@ from analytics.engine.contract import (
 )
 from analytics.engine.events import EventBook, EventRules
 from analytics.engine.slots import BoolArray
-from analytics.engine.store import Group, WindowStore
+from analytics.engine.store import MAX_AHEAD_MS, Group, WindowStore
 from parkwatch.events import Event
 from parkwatch.formula import Formula, parse_formula
 from parkwatch.site import Park
@@ -201,8 +201,13 @@ class ParkEngine:
         # every gateway of the park, numbered (rows of a replay carry the number)
         self.gateways = sorted({m.gateway for m in tree.meters.values() if not m.is_virtual})
         self.gateway_no = {g: i for i, g in enumerate(self.gateways)}
-        self.emitted: dict[str, int | None] = {g: None for g in self._group_names}
+        # per gateway group: slots before ``closed`` are complete (a reading for them is late);
+        # before ``emitted`` the detectors have had them. The park clock: the slowest group.
+        self.closed: dict[str, int] = {}
+        self.emitted: dict[str, int] = {}
+        self.park_closed: int | None = None
         self.park_emitted: int | None = None
+        self.clock_slot: int | None = None  # the park clock's slot (arrival time)
         self.now_ms = NEVER
 
     # --- input ---------------------------------------------------------------------------
@@ -217,7 +222,7 @@ class ParkEngine:
 
     def feed(self, batch: Batch) -> Advanced:
         """Store one live batch; returns the late readings it carried."""
-        self.now_ms = max(self.now_ms, batch.arrival_ms)
+        self._tick(batch.arrival_ms)
         if batch.t_ms.size == 0:
             return Advanced()
         clock = self.clocks.get(batch.gateway)
@@ -225,6 +230,8 @@ class ParkEngine:
             clock.batch(batch.seq, int(batch.t_ms.min()), int(batch.t_ms.max()), batch.arrival_ms)
         n = batch.t_ms.size
         gateway = self.gateway_no.get(batch.gateway, -1)
+        threshold = self._thresholds(self._series_group[batch.series])
+        self._close()
         return self._store(
             batch.series,
             batch.t_ms,
@@ -232,23 +239,33 @@ class ParkEngine:
             np.full(n, gateway, dtype=np.int64),
             np.full(n, batch.arrival_ms, dtype=np.int64),
             np.zeros(n, dtype=bool),
+            threshold,
             whole_batch=True,
         )
 
     def feed_rows(self, rows: Rows) -> Advanced:
-        """Store a stretch of replayed rows (see :class:`Rows`)."""
+        """Store a stretch of replayed rows (see :class:`Rows`), in arrival order.
+
+        Closing is decided slot by slot of the arrival clock, exactly as a live service would
+        decide it batch by batch, so how a replay is cut into stretches changes nothing."""
         if rows.t_ms.size == 0:
             return Advanced()
-        self.now_ms = max(self.now_ms, int(rows.arrival_ms.max()))
-        for g in np.unique(rows.gateway):
-            if g < 0:
-                continue
-            mine = rows.gateway == g
-            clock = self.clocks.get(self.gateways[int(g)])
-            if clock is not None:
-                times = rows.t_ms[mine]
+        arrival_slot = rows.arrival_ms // self.step_ms
+        bounds = np.r_[0, np.flatnonzero(arrival_slot[1:] != arrival_slot[:-1]) + 1, rows.t_ms.size]
+        groups = self._series_group[rows.series]
+        threshold = np.empty(rows.t_ms.size, dtype=np.int64)
+        for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+            self._tick(int(rows.arrival_ms[a]))
+            gw = rows.gateway[a:b]
+            for g in np.unique(gw):
+                clock = self.clocks.get(self.gateways[int(g)]) if g >= 0 else None
+                if clock is None:
+                    continue
+                times = rows.t_ms[a:b][gw == g]
                 run_times = times[np.r_[True, times[1:] != times[:-1]]]
-                clock.runs(run_times.tolist(), int(rows.arrival_ms[mine].max()))
+                clock.runs(run_times.tolist(), int(rows.arrival_ms[b - 1]))
+            threshold[a:b] = self._thresholds(groups[a:b])
+            self._close()
         return self._store(
             rows.series,
             rows.t_ms,
@@ -256,8 +273,46 @@ class ParkEngine:
             rows.gateway,
             rows.arrival_ms,
             rows.duplicate,
+            threshold,
             whole_batch=False,
         )
+
+    def _thresholds(self, groups: IntArray) -> IntArray:
+        """Per reading: the first slot still open in its group (earlier ones are late)."""
+        table = np.array(
+            [self.closed.get(name, -(2**62)) for name in self._group_names], dtype=np.int64
+        )
+        return table[groups]
+
+    def _tick(self, now_ms: int) -> None:
+        """The park clock moves on: when it enters a new slot, close what is due by then."""
+        self.now_ms = max(self.now_ms, now_ms)
+        slot = self.now_ms // self.step_ms
+        if self.clock_slot is None or slot > self.clock_slot:
+            self.clock_slot = slot
+            self._close()
+
+    def _close(self) -> None:
+        """Decide which slots are complete, at the start of the park clock's slot (silence is
+        judged there, so when within a slot a decision is made does not matter)."""
+        if self.clock_slot is None:
+            return
+        at_ms = self.clock_slot * self.step_ms
+        for name, clock in self.clocks.items():
+            if clock.last_arrival_ms <= NEVER:
+                # never heard from: nothing to close (its meters cannot fall silent), and it
+                # must not hold the park clock; its first data opens it wherever it starts
+                continue
+            until = clock.complete_until(at_ms)
+            if until <= NEVER:
+                continue
+            close = until // self.step_ms
+            if close > self.closed.get(name, -(2**62)):
+                self.closed[name] = close
+        if self.closed:
+            park = min(self.closed.values())
+            if self.park_closed is None or park > self.park_closed:
+                self.park_closed = park
 
     def _store(
         self,
@@ -267,6 +322,7 @@ class ParkEngine:
         gateway: IntArray,
         arrival_ms: IntArray,
         duplicate: BoolArray,
+        threshold: IntArray,
         *,
         whole_batch: bool,
     ) -> Advanced:
@@ -279,15 +335,14 @@ class ParkEngine:
             name = self._group_names[int(g)]
             if name == VIRTUAL:
                 continue  # virtual meters are computed, never fed
-            mask = fresh & (groups == g)
-            where = np.flatnonzero(mask)
-            times = t_ms[where]
+            where = np.flatnonzero(fresh & (groups == g))
             dup_in, late_in = self.store.add(
                 self.store.groups[name],
                 self._series_row[series[where]],
-                times,
+                t_ms[where],
                 value[where],
-                self._open_from(name, times),
+                threshold[where],
+                (self.now_ms + MAX_AHEAD_MS) // self.step_ms,
             )
             late[where[late_in]] = True
             dup[where[dup_in]] = True
@@ -300,7 +355,7 @@ class ParkEngine:
             for a, b in zip(starts.tolist(), stops.tolist(), strict=True):
                 meter = self.series[int(late_series[a])].meter
                 out.late.append((meter, int(late_times[a]), int(late_times[b])))
-        self._note_transport(gateway, t_ms, arrival_ms, dup, late, whole_batch)
+        self._note_transport(gateway, t_ms, arrival_ms, dup, late, threshold, whole_batch)
         return out
 
     def _note_transport(
@@ -310,9 +365,10 @@ class ParkEngine:
         arrival_ms: IntArray,
         dup: BoolArray,
         late: BoolArray,
+        threshold: IntArray,
         whole_batch: bool,
     ) -> None:
-        """Per gateway and slot of arrival: batches, duplicates, late readings, clock offset."""
+        """Per gateway and slot: batches, duplicates, late readings, clock offset."""
         if whole_batch:
             starts = np.array([0])
         else:
@@ -325,7 +381,10 @@ class ParkEngine:
         run_offset = (
             np.array([np.median(t_ms)]) if whole_batch else t_ms[starts].astype(np.float64)
         ) - arrival_ms[starts]
-        run_slot = arrival_ms[starts] // self.step_ms
+        # facts go to the slot of the data they came with (the first open slot when that one
+        # is closed), so that a backlog arriving late does not stretch the tables to today
+        run_t = np.maximum.reduceat(t_ms, starts)
+        run_slot = np.maximum(run_t // self.step_ms, threshold[starts])
         for g in np.unique(run_gw):
             if g < 0:
                 continue
@@ -335,9 +394,6 @@ class ParkEngine:
                 continue
             mine = run_gw == g
             slots = run_slot[mine]
-            opened = self.emitted.get(name)
-            if opened is not None:
-                slots = np.maximum(slots, opened)
             group.ensure(int(slots.min()), int(slots.max()))
             assert group.base is not None
             k = slots - group.base
@@ -347,63 +403,37 @@ class ParkEngine:
             np.add.at(t.late, k, run_late[mine].astype(np.int32))
             np.add.at(t.offset_sum, k, run_offset[mine])
 
-    def _open_from(self, group: str, t_ms: IntArray) -> int:
-        emitted = self.emitted.get(group)
-        if emitted is None:
-            # the first data of a group opens it at its oldest slot
-            emitted = int(t_ms.min()) // self.step_ms
-            self.emitted[group] = emitted
-        park = self.park_emitted
-        return emitted if park is None else min(emitted, park)
-
-    # --- closing and detecting -------------------------------------------------------------
+    # --- running the detectors ---------------------------------------------------------------
 
     def advance(self, now_ms: int | None = None) -> Advanced:
-        """Close every slot that is complete at park clock ``now_ms`` and run the detectors."""
+        """Close what is complete at park clock ``now_ms`` and run the detectors over it."""
         if now_ms is not None:
-            self.now_ms = max(self.now_ms, now_ms)
-        out = Advanced()
+            self._tick(now_ms)
+        self._close()
         findings = Output()
-        gateway_close: dict[str, int] = {}
-        blocks: dict[str, Block] = {}
-        for name in self._group_names:
-            if name == VIRTUAL:
-                continue
-            until = self.clocks[name].complete_until(self.now_ms)
-            if until <= NEVER:
-                continue
-            close = until // self.step_ms
-            start = self.emitted[name]
+        for name, close in self.closed.items():
+            start = self.emitted.get(name)
             if start is None:
-                start = close
-                self.emitted[name] = start
-            gateway_close[name] = close
+                first = self.store.groups[name].base
+                start = close if first is None else min(first, close)
             if close <= start:
+                self.emitted[name] = start
                 continue
             block = self._group_block(name, start, close)
-            blocks[name] = block
             for inst in self.instances:
                 if inst.group == name:
                     assert inst.rows is not None
                     findings.extend(inst.detector.update(block.take(inst.rows)))
             self.emitted[name] = close
-
-        gateways = [g for g in self._group_names if g != VIRTUAL]
-        if gateways and len(gateway_close) == len(gateways):
-            park_close = min(gateway_close.values())
+        if self.park_closed is not None:
             start = self.park_emitted
             if start is None:
-                start = min(e for e in (self.emitted[g] for g in gateways) if e is not None)
-                start = min(start, park_close)
-            if park_close > start:
-                findings.extend(self._park_step(start, park_close))
-                self.park_emitted = park_close
-            elif self.park_emitted is None:
-                self.park_emitted = start
+                start = min([self.park_closed, *self.emitted.values()])
+            if self.park_closed > start:
+                findings.extend(self._park_step(start, self.park_closed))
+            self.park_emitted = max(start, self.park_closed)
         self._forget()
-        out.points = findings.points
-        out.events = self.events.apply(findings.findings)
-        return out
+        return Advanced(self.events.apply(findings.findings), findings.points)
 
     def finish(self) -> Advanced:
         """No more data will come (the end of a replay): close every slot that has data."""
@@ -515,12 +545,9 @@ class ParkEngine:
 
     def _forget(self) -> None:
         """Drop slots every consumer has read."""
-        floor = [e for e in self.emitted.values() if e is not None]
-        if self.park_emitted is not None:
-            floor.append(self.park_emitted)
-        if not floor:
+        if self.park_emitted is None:
             return
-        keep_from = min(floor)
+        keep_from = min([self.park_emitted, *self.emitted.values()])
         for group in self.store.groups.values():
             group.drop_before(keep_from)
 
@@ -531,8 +558,11 @@ class ParkEngine:
             "version": 1,
             "series": [str(k) for k in self.series],
             "now_ms": self.now_ms,
+            "closed": dict(self.closed),
             "emitted": dict(self.emitted),
+            "park_closed": self.park_closed,
             "park_emitted": self.park_emitted,
+            "clock_slot": self.clock_slot,
             "clocks": {g: c.state() for g, c in self.clocks.items()},
             "groups": {
                 name: {
@@ -552,8 +582,11 @@ class ParkEngine:
         if state.get("series") != [str(k) for k in self.series]:
             raise ValueError("snapshot was taken with another site model or detector set")
         self.now_ms = int(state["now_ms"])
+        self.closed = dict(state["closed"])
         self.emitted = dict(state["emitted"])
+        self.park_closed = state["park_closed"]
         self.park_emitted = state["park_emitted"]
+        self.clock_slot = state["clock_slot"]
         for g, clock_state in state["clocks"].items():
             self.clocks[g].restore(clock_state)
         for name, g_state in state["groups"].items():

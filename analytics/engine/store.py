@@ -23,7 +23,7 @@ from analytics.engine.contract import Block, FloatArray, GatewayStats, IntArray
 from analytics.engine.slots import BoolArray, SlotArrays
 
 _GROW = 64  # slots added at a time when data runs ahead
-MAX_AHEAD_SLOTS = 3 * 1440  # a reading further ahead than this of the oldest open slot is refused
+MAX_AHEAD_MS = 2 * 86_400_000  # a reading this far ahead of the park's clock is refused
 
 
 @dataclass
@@ -116,8 +116,8 @@ class Group:
 
     def block(self, first: int, stop: int, step_ms: int) -> Block:
         """Slots ``first:stop`` (absolute) of every row, read-only."""
-        assert self.base is not None
         self.ensure(first, max(first, stop - 1))
+        assert self.base is not None
         i, j = first - self.base, stop - self.base
         return self.cells.block(i, j, first * step_ms, step_ms, self.counter_rows)
 
@@ -149,13 +149,16 @@ class WindowStore:
         row: IntArray,
         t_ms: IntArray,
         value: FloatArray,
-        open_from: int,
+        open_from: IntArray,
+        ahead_from: int,
     ) -> tuple[BoolArray, BoolArray]:
-        """Readings of one group; slots before ``open_from`` are closed. Returns which readings
-        were duplicates and which were late (they touch closed slots and are not stored)."""
+        """Readings of one group; for each, slots before its ``open_from`` are closed. Returns
+        which readings were duplicates and which were late (they touch closed slots and are
+        not stored). A reading for slot ``ahead_from`` or later is absurdly far ahead of the
+        park's clock: refused and counted (it would stretch the tables)."""
         slot = t_ms // self.step_ms
         late = slot < open_from
-        ahead = slot >= open_from + MAX_AHEAD_SLOTS
+        ahead = slot >= ahead_from
         dup = np.zeros(row.size, dtype=bool)
         keep = ~(late | ahead)
         if not keep.all():
@@ -164,7 +167,7 @@ class WindowStore:
         where = np.flatnonzero(keep)
         if where.size == 0:
             return dup, late
-        group.ensure(min(open_from, int(slot[where].min())), int(slot[where].max()))
+        group.ensure(int(slot[where].min()), int(slot[where].max()))
         assert group.base is not None
         dup[where] = group.cells.add(
             row[where], slot[where] - group.base, t_ms[where], value[where]
