@@ -9,7 +9,7 @@ from functools import cache
 import numpy as np
 
 from analytics.detectors import DETECTORS
-from analytics.engine.clocks import ClockRules, GatewayClock
+from analytics.engine.clocks import NEVER, ClockRules, Clocks
 from analytics.engine.engine import Batch, ParkEngine
 from analytics.engine.engine import Rows as EngineRows
 from analytics.engine.slots import SlotArrays, slot_block
@@ -71,47 +71,48 @@ def test_a_reading_at_a_time_already_seen_counts_once() -> None:
 
 
 def test_a_seq_gap_holds_the_watermark_until_the_backlog_fills_it() -> None:
-    clock = GatewayClock()
+    clocks = Clocks(1)
     for seq in (1, 2, 3):
-        clock.batch(seq, seq * 60_000, seq * 60_000, seq * 60_000)
+        clocks.batch(0, seq, seq * 60_000, seq * 60_000, seq * 60_000)
     # live data goes first after an outage: 7 arrives while 4-6 are still queued at the edge
-    assert clock.batch(7, 420_000, 420_000, 420_000) == "gap"
-    assert clock.watermark_ms == 180_000
+    assert clocks.batch(0, 7, 420_000, 420_000, 420_000) == "gap"
+    assert clocks.watermark[0] == 180_000
     for seq in (4, 5, 6):
-        clock.batch(seq, seq * 60_000, seq * 60_000, 430_000)
-    assert clock.watermark_ms == 420_000
-    assert not clock.pending
+        clocks.batch(0, seq, seq * 60_000, seq * 60_000, 430_000)
+    assert clocks.watermark[0] == 420_000
+    assert not clocks.pending
 
 
 def test_a_restarted_count_is_told_from_a_replay() -> None:
-    clock = GatewayClock()
+    clocks = Clocks(1)
     for seq in (100, 101):
-        clock.batch(seq, seq * 1000, seq * 1000, seq * 1000)
-    assert clock.batch(100, 100_000, 100_000, 102_000) == "replay"
+        clocks.batch(0, seq, seq * 1000, seq * 1000, seq * 1000)
+    assert clocks.batch(0, 100, 100_000, 100_000, 102_000) == "replay"
     # a reinstalled gateway counts from 1 again, with data newer than anything seen
-    assert clock.batch(1, 200_000, 200_000, 200_000) == "restart"
-    assert clock.watermark_ms == 200_000
+    assert clocks.batch(0, 1, 200_000, 200_000, 200_000) == "restart"
+    assert clocks.watermark[0] == 200_000
 
 
 def test_a_gap_is_given_up_after_the_hold_limit() -> None:
-    clock = GatewayClock(ClockRules(max_hold_ms=10 * 60_000))
-    clock.batch(1, 0, 0, 0)
-    clock.batch(5, 60_000, 60_000, 60_000)
-    assert clock.watermark_ms == 0
-    clock.batch(6, 11 * 60_000, 11 * 60_000, 11 * 60_000)
-    assert clock.watermark_ms == 11 * 60_000
-    assert clock.seq_gaps_given_up == 3
+    clocks = Clocks(1, ClockRules(max_hold_ms=10 * 60_000))
+    clocks.batch(0, 1, 0, 0, 0)
+    clocks.batch(0, 5, 60_000, 60_000, 60_000)
+    assert clocks.watermark[0] == 0
+    clocks.batch(0, 6, 11 * 60_000, 11 * 60_000, 11 * 60_000)
+    assert clocks.watermark[0] == 11 * 60_000
+    assert clocks.gaps_given_up[0] == 3
 
 
-def test_offline_holds_and_online_silence_closes() -> None:
-    clock = GatewayClock(ClockRules(silence_ms=180_000, max_hold_ms=3_600_000))
+def test_offline_holds_online_silence_closes_and_the_unheard_close_nothing() -> None:
+    clocks = Clocks(2, ClockRules(silence_ms=180_000, max_hold_ms=3_600_000))
     for k in range(5):
-        clock.batch(k + 1, k * 60_000, k * 60_000, k * 60_000)
-    assert clock.complete_until(5 * 60_000) == 5 * 60_000  # last reading + its interval
+        clocks.batch(0, k + 1, k * 60_000, k * 60_000, k * 60_000)
+    # the last reading plus its interval; gateway 1 was never heard from
+    assert clocks.complete_until(5 * 60_000).tolist() == [5 * 60_000, NEVER]
     # online but silent: slots close as gaps once the silence allowance has passed
-    assert clock.complete_until(30 * 60_000) == 27 * 60_000
-    clock.online = False  # its status says it is buffering: wait for the backlog
-    assert clock.complete_until(30 * 60_000) == 5 * 60_000
+    assert clocks.complete_until(30 * 60_000)[0] == 27 * 60_000
+    clocks.online[0] = False  # its status says it is buffering: wait for the backlog
+    assert clocks.complete_until(30 * 60_000)[0] == 5 * 60_000
 
 
 # --- the engine as a whole --------------------------------------------------------------------

@@ -60,7 +60,7 @@ def _instances(cls: type[Detector]) -> list[tuple[list[SeriesKey], str | None]]:
     """The series of each instance the engine would make (one per gateway for meter scope)."""
     ctx = ParkContext(_park())
     series = cls.select(ctx)
-    if cls.scope is Scope.PARK:
+    if cls.scope is Scope.PARK or cls.row_subsets:
         return [(series, None)]
     groups: dict[str, list[SeriesKey]] = {}
     for key in series:
@@ -99,12 +99,15 @@ def _block(series: Sequence[SeriesKey], group: str | None) -> Block:
         counters,
     )
     transport: dict[str, GatewayStats] = {}
-    if group is not None and group != "_virtual":
+    gateways = sorted({ctx.tree.meters[k.meter].gateway for k in series})
+    for n, gw in enumerate(gateways if group is None else [group]):
+        if gw == "_virtual":
+            continue
         # transport facts that switch on and off, so the transport checks have work to do
-        k = np.arange(slots)
+        k = np.arange(slots) + 97 * n
         offsets = np.where((k // 240) % 3 == 1, 400_000.0, -500.0)
-        transport[group] = GatewayStats(
-            group,
+        transport[gw] = GatewayStats(
+            gw,
             np.ones(slots, dtype=np.int32),
             ((k // 300) % 4 == 2).astype(np.int32),
             np.zeros(slots, dtype=np.int32),
@@ -219,6 +222,40 @@ def test_state_survives_snapshot_and_restore(case: Any) -> None:
     second.restore(pickle.loads(pickle.dumps(state)))
     after = _feed(second, block.window(half, block.slots), [block.slots])
     assert _comparable(before + after) == _comparable(whole)
+
+
+@pytest.mark.parametrize("cls", [d for d in DETECTORS if d.row_subsets], ids=lambda d: d.name)
+def test_row_subsets_fed_apart_give_the_same_findings(cls: type[Detector]) -> None:
+    """A detector that takes row subsets (one instance for the park) must not care whether a
+    gateway's rows come alone, with others, or in other chunks than its neighbours'."""
+    series, group = _instances(cls)[0]
+    block = _block(series, group)
+    ctx = ParkContext(_park())
+    whole = _feed(_new(cls, series), block, [block.slots])
+    gateway = np.array([ctx.tree.meters[k.meter].gateway for k in series])
+    names = sorted(set(gateway.tolist()))
+    first = np.flatnonzero(np.isin(gateway, names[::2]))
+    second = np.flatnonzero(np.isin(gateway, names[1::2]))
+    split = _new(cls, series)
+    a = _feed(split, _subset(block, first, [g for g in names[::2]]), [97])
+    b = _feed(split, _subset(block, second, [g for g in names[1::2]]), [13, 300])
+    assert _comparable(a + b) == _comparable(whole)
+
+
+def _subset(block: Block, rows: Any, gateways: list[str]) -> Block:
+    part = block.take(rows)
+    transport = {g: s for g, s in part.transport.items() if g in gateways}
+    return Block(
+        part.start_ms,
+        part.step_ms,
+        part.values,
+        part.count,
+        part.low,
+        part.high,
+        None,
+        transport,
+        part.row_index,
+    )
 
 
 def test_input_is_not_mutated(case: Any) -> None:

@@ -29,7 +29,7 @@ rows, with per-row state carried between blocks so any chunking gives the same f
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -40,6 +40,7 @@ from analytics.engine.contract import (
     Detector,
     Finding,
     FloatArray,
+    GatewayStats,
     IntArray,
     Needs,
     Output,
@@ -97,6 +98,76 @@ def word_swapped(values: FloatArray) -> FloatArray:
         return swapped.view(np.float32).astype(np.float64)
 
 
+@dataclass
+class GatewayWatch:
+    """What the transport checks remember of one gateway."""
+
+    offsets: list[float] = field(default_factory=list)  # of the last slots with batches
+    duplicates: list[int] = field(default_factory=list)  # 1 per recent slot with duplicates
+    skew_open: str = ""  # "", "clock_skew" or "late_batches"
+    dup_open: bool = False
+    silent_open: bool = False  # every meter of the gateway is silent
+
+
+@dataclass
+class _View:
+    """The state of the rows (and their meters) a block holds, worked on, then put back."""
+
+    prev: npt.NDArray[Any]
+    prev_slot: npt.NDArray[Any]
+    prev_inc: npt.NDArray[Any]
+    good: npt.NDArray[Any]
+    lively: npt.NDArray[Any]
+    hist_changed: npt.NDArray[Any]
+    hist_seen: npt.NDArray[Any]
+    main: npt.NDArray[Any]
+    counter: npt.NDArray[Any]
+    equal_run: npt.NDArray[Any]
+    first_seen: npt.NDArray[Any]
+    last_seen: npt.NDArray[Any]
+    readings: npt.NDArray[Any]
+    ep_open: npt.NDArray[Any]
+    ep_last: npt.NDArray[Any]
+    ep_count: npt.NDArray[Any]
+    ep_kind: npt.NDArray[Any]
+    stuck_open: npt.NDArray[Any]
+    swap_open: npt.NDArray[Any]
+    swap_last: npt.NDArray[Any]
+    silent_open: npt.NDArray[Any]
+    meter_gateway: npt.NDArray[Any]
+    meter_of: npt.NDArray[np.intp]  # local meter of each local row
+    meter_ids: list[str]
+    keys: list[SeriesKey]
+
+
+_ROW_STATE = (
+    "prev",
+    "prev_slot",
+    "prev_inc",
+    "good",
+    "lively",
+    "hist_changed",
+    "hist_seen",
+    "main",
+    "counter",
+    "equal_run",
+    "first_seen",
+    "last_seen",
+    "readings",
+)
+_METER_STATE = (
+    "ep_open",
+    "ep_last",
+    "ep_count",
+    "ep_kind",
+    "stuck_open",
+    "swap_open",
+    "swap_last",
+    "silent_open",
+    "meter_gateway",
+)
+
+
 class MeterFaults(Detector):
     name: ClassVar[str] = "meter_faults"
     kinds: ClassVar[tuple[str, ...]] = (
@@ -113,6 +184,7 @@ class MeterFaults(Detector):
     )
     scope: ClassVar[Scope] = Scope.METER
     needs: ClassVar[Needs] = Needs((), virtual=False)
+    row_subsets: ClassVar[bool] = True
 
     @classmethod
     def select(cls, ctx: ParkContext) -> list[SeriesKey]:
@@ -139,7 +211,9 @@ class MeterFaults(Detector):
         meter_no = {m: i for i, m in enumerate(self.meter_ids)}
         self.meter_of = np.array([meter_no[m] for m in meters], dtype=np.intp)
         self.meter_start = np.flatnonzero(np.r_[True, self.meter_of[1:] != self.meter_of[:-1]])
-        self.gateway = ctx.tree.meters[meters[0]].gateway if meters else ""
+        self.meter_gateway = np.array(
+            [ctx.tree.meters[m].gateway for m in self.meter_ids], dtype=object
+        )
         m = len(self.meter_ids)
         slot_min = ctx.step_ms / 60_000
         self.stuck_slots = max(self.p.stuck_slots, int(np.ceil(15 / slot_min)))
@@ -154,7 +228,7 @@ class MeterFaults(Detector):
         self.hist_seen = np.zeros((n, w), dtype=np.int8)
         # each meter's main instant quantity: the first in CHECKED order it has
         self.main = np.zeros(n, dtype=bool)
-        for mi in range(len(self.meter_ids)):
+        for mi in range(m):
             instant = np.flatnonzero((self.meter_of == mi) & ~self.counter)
             if instant.size:
                 self.main[instant[0]] = True
@@ -166,17 +240,13 @@ class MeterFaults(Detector):
         self.ep_open = np.zeros(m, dtype=bool)  # a counter episode is open
         self.ep_last = np.zeros(m, dtype=np.int64)  # slot of its latest anomaly
         self.ep_count = np.zeros(m, dtype=np.int64)
-        self.ep_kind = [""] * m
+        self.ep_kind = np.full(m, "", dtype=object)
         self.stuck_open = np.zeros(m, dtype=bool)
         self.swap_open = np.zeros(m, dtype=bool)
         self.swap_last = np.zeros(m, dtype=bool)  # the last slot seen was word-swapped
         self.silent_open = np.zeros(m, dtype=bool)
-        self.gateway_silent = False
-        # per gateway: recent transport slots
-        self.offsets: list[float] = []
-        self.dup_history: list[int] = []
-        self.skew_open = ""  # "", "clock_skew" or "late_batches"
-        self.dup_open = False
+        # per gateway
+        self.gateways: dict[str, GatewayWatch] = {}
 
     # --- the update --------------------------------------------------------------------------
 
@@ -185,12 +255,25 @@ class MeterFaults(Detector):
         if block.slots == 0:
             return out
         first_slot = block.start_ms // block.step_ms
-        swapping = self._swaps(block, out)
-        self._counters(block, first_slot, swapping, out)
-        self.swap_last = swapping[:, -1].copy()
-        self._stuck(block, out)
-        self._silence(block, first_slot, out)
+        rows = np.arange(len(self.series)) if block.row_index is None else block.row_index
+        meters, local = np.unique(self.meter_of[rows], return_inverse=True)
+        st = _View(
+            **{a: getattr(self, a)[rows] for a in _ROW_STATE},
+            **{a: getattr(self, a)[meters] for a in _METER_STATE},
+            meter_of=local.astype(np.intp),
+            meter_ids=[self.meter_ids[m] for m in meters],
+            keys=[self.series[r] for r in rows],
+        )
+        swapping = self._swaps(st, block, out)
+        self._counters(st, block, first_slot, swapping, out)
+        st.swap_last = swapping[:, -1].copy()
+        self._stuck(st, block, out)
+        self._silence(st, block, first_slot, out)
         self._transport(block, out)
+        for a in _ROW_STATE:
+            getattr(self, a)[rows] = getattr(st, a)
+        for a in _METER_STATE:
+            getattr(self, a)[meters] = getattr(st, a)
         return out
 
     def _at(self, block: Block, k: int) -> int:
@@ -198,6 +281,7 @@ class MeterFaults(Detector):
 
     def _counter_event(
         self,
+        st: _View,
         kind: str,
         m: int,
         slot: int,
@@ -208,15 +292,15 @@ class MeterFaults(Detector):
         """A counter anomaly opens an event; more within ``counter_quiet_slots`` of the last
         are counted in it rather than each raising its own (a meter gone haywire is one
         event); the event closes after that quiet time."""
-        self._close_counter_episodes(slot, block.step_ms, out)
-        if self.ep_open[m]:
-            self.ep_last[m] = slot
-            self.ep_count[m] += 1
+        self._close_counter_episodes(st, slot, block.step_ms, out)
+        if st.ep_open[m]:
+            st.ep_last[m] = slot
+            st.ep_count[m] += 1
             return
-        self.ep_open[m] = True
-        self.ep_last[m] = slot
-        self.ep_count[m] = 1
-        self.ep_kind[m] = kind
+        st.ep_open[m] = True
+        st.ep_last[m] = slot
+        st.ep_count[m] = 1
+        st.ep_kind[m] = kind
         at = (slot + 1) * block.step_ms
         out.findings.append(
             Finding(
@@ -224,31 +308,35 @@ class MeterFaults(Detector):
                 Family.METER_FAULT,
                 at,
                 True,
-                meter=self.meter_ids[m],
+                meter=st.meter_ids[m],
                 severity=Severity.MINOR,
                 evidence=evidence,
             )
         )
 
-    def _close_counter_episodes(self, before_slot: int, step_ms: int, out: Output) -> None:
+    def _close_counter_episodes(
+        self, st: _View, before_slot: int, step_ms: int, out: Output
+    ) -> None:
         """Close the episodes whose quiet time ends before ``before_slot``."""
-        ends = self.ep_last + self.p.counter_quiet_slots
-        for m in np.flatnonzero(self.ep_open & (ends < before_slot)):
-            self.ep_open[m] = False
+        ends = st.ep_last + self.p.counter_quiet_slots
+        for m in np.flatnonzero(st.ep_open & (ends < before_slot)):
+            st.ep_open[m] = False
             at = int(ends[m] + 1) * step_ms
             out.findings.append(
                 Finding(
-                    self.ep_kind[m],
+                    st.ep_kind[m],
                     Family.METER_FAULT,
                     at,
                     False,
-                    meter=self.meter_ids[m],
-                    evidence={"anomalies": int(self.ep_count[m])},
+                    meter=st.meter_ids[m],
+                    evidence={"anomalies": int(st.ep_count[m])},
                 )
             )
 
-    def _counters(self, block: Block, first_slot: int, swapping: BoolArray, out: Output) -> None:
-        rows = np.flatnonzero(self.counter)
+    def _counters(
+        self, st: _View, block: Block, first_slot: int, swapping: BoolArray, out: Output
+    ) -> None:
+        rows = np.flatnonzero(st.counter)
         if rows.size == 0:
             return
         v = block.values[rows]
@@ -258,8 +346,8 @@ class MeterFaults(Detector):
         last_k = np.maximum.accumulate(np.where(seen, k_idx, -1), axis=1)
         prev_k = np.concatenate([np.full((rows.size, 1), -1), last_k[:, :-1]], axis=1)
         r = np.arange(rows.size)[:, None]
-        prev_v = np.where(prev_k >= 0, v[r, np.maximum(prev_k, 0)], self.prev[rows][:, None])
-        prev_abs = np.where(prev_k >= 0, first_slot + prev_k, self.prev_slot[rows][:, None])
+        prev_v = np.where(prev_k >= 0, v[r, np.maximum(prev_k, 0)], st.prev[rows][:, None])
+        prev_abs = np.where(prev_k >= 0, first_slot + prev_k, st.prev_slot[rows][:, None])
         gap = (first_slot + k_idx)[None, :] - prev_abs  # slots since the previous reading
         inc = v - prev_v
         valid = seen & np.isfinite(prev_v)
@@ -268,7 +356,7 @@ class MeterFaults(Detector):
         rate_k = np.maximum.accumulate(np.where(np.isfinite(rate), k_idx, -1), axis=1)
         usual_prev = np.concatenate([np.full((rows.size, 1), -1), rate_k[:, :-1]], axis=1)
         usual = np.where(
-            usual_prev >= 0, rate[r, np.maximum(usual_prev, 0)], self.prev_inc[rows][:, None]
+            usual_prev >= 0, rate[r, np.maximum(usual_prev, 0)], st.prev_inc[rows][:, None]
         )
         tol = np.maximum(1e-6 * np.abs(prev_v), 1e-3)
         back = valid & (inc < -tol)
@@ -286,17 +374,17 @@ class MeterFaults(Detector):
             row = int(rows[i])
             old, new = float(prev_v[i, k]), float(v[i, k])
             evidence = {
-                "quantity": self.series[row].quantity,
+                "quantity": st.keys[row].quantity,
                 "old_reading": old,
                 "new_reading": new,
                 "gap_slots": int(gap[i, k]),
             }
-            m = int(self.meter_of[row])
-            if swapping[m, k] or (k > 0 and swapping[m, k - 1]) or (k == 0 and self.swap_last[m]):
+            m = int(st.meter_of[row])
+            if swapping[m, k] or (k > 0 and swapping[m, k - 1]) or (k == 0 and st.swap_last[m]):
                 continue  # a word-swapped register: the swap check reports the meter
             if leap[i, k]:
                 evidence["usual_increment"] = float(usual[i, k])
-                self._counter_event("counter_jump", m, first_slot + k, block, evidence, out)
+                self._counter_event(st, "counter_jump", m, first_slot + k, block, evidence, out)
                 continue
             step = float(expected[i, k])
             wrapped = new + MODULI - old
@@ -310,22 +398,22 @@ class MeterFaults(Detector):
                 kind = "meter_replacement"
             else:
                 kind = "counter_reset"
-            self._counter_event(kind, m, first_slot + k, block, evidence, out)
-        self._close_counter_episodes(first_slot + block.slots, block.step_ms, out)
+            self._counter_event(st, kind, m, first_slot + k, block, evidence, out)
+        self._close_counter_episodes(st, first_slot + block.slots, block.step_ms, out)
         # carry
         any_seen = seen.any(axis=1)
         last_idx = np.maximum(last_k[:, -1], 0)
-        self.prev[rows] = np.where(any_seen, v[np.arange(rows.size), last_idx], self.prev[rows])
-        self.prev_slot[rows] = np.where(any_seen, first_slot + last_k[:, -1], self.prev_slot[rows])
+        st.prev[rows] = np.where(any_seen, v[np.arange(rows.size), last_idx], st.prev[rows])
+        st.prev_slot[rows] = np.where(any_seen, first_slot + last_k[:, -1], st.prev_slot[rows])
         last_rate = rate_k[:, -1]
-        self.prev_inc[rows] = np.where(
+        st.prev_inc[rows] = np.where(
             last_rate >= 0,
             rate[np.arange(rows.size), np.maximum(last_rate, 0)],
-            self.prev_inc[rows],
+            st.prev_inc[rows],
         )
 
-    def _stuck(self, block: Block, out: Output) -> None:
-        rows = np.flatnonzero(~self.counter)
+    def _stuck(self, st: _View, block: Block, out: Output) -> None:
+        rows = np.flatnonzero(~st.counter)
         if rows.size == 0:
             return
         v = block.values[rows]
@@ -334,7 +422,7 @@ class MeterFaults(Detector):
         r = np.arange(rows.size)[:, None]
         last_k = np.maximum.accumulate(np.where(seen, k_idx, -1), axis=1)
         prev_k = np.concatenate([np.full((rows.size, 1), -1), last_k[:, :-1]], axis=1)
-        prev = np.where(prev_k >= 0, v[r, np.maximum(prev_k, 0)], self.prev[rows][:, None])
+        prev = np.where(prev_k >= 0, v[r, np.maximum(prev_k, 0)], st.prev[rows][:, None])
         # a slot repeats when its readings are one value, the previous slot's
         flat = block.low[rows] == block.high[rows]
         equal = seen & flat & (v == prev)
@@ -345,52 +433,53 @@ class MeterFaults(Detector):
         run = np.where(
             last_change >= 0,
             counted - _at_index(counted, last_change),
-            self.equal_run[rows][:, None] + counted,
+            st.equal_run[rows][:, None] + counted,
         )
         # how lively each row was before its run began: the share of its readings in the
         # ``lively_window`` slots up to its last change that changed
         w = self.p.lively_window
-        ch = np.concatenate([self.hist_changed[rows], changed.astype(np.int8)], axis=1)
-        se = np.concatenate([self.hist_seen[rows], seen.astype(np.int8)], axis=1)
+        ch = np.concatenate([st.hist_changed[rows], changed.astype(np.int8)], axis=1)
+        se = np.concatenate([st.hist_seen[rows], seen.astype(np.int8)], axis=1)
         c_ch = np.cumsum(ch, axis=1, dtype=np.int64)
         c_se = np.cumsum(se, axis=1, dtype=np.int64)
         sum_ch = c_ch[:, w:] - c_ch[:, :-w]
         sum_se = c_se[:, w:] - c_se[:, :-w]
         lively_now = sum_ch >= self.p.lively_share * np.maximum(sum_se, 1)
         last_ch = np.maximum.accumulate(np.where(changed, k_idx, -1), axis=1)
-        lively = np.where(last_ch >= 0, _at_index(lively_now, last_ch), self.lively[rows][:, None])
+        lively = np.where(last_ch >= 0, _at_index(lively_now, last_ch), st.lively[rows][:, None])
         long_run = run >= self.stuck_slots
-        main = self.main[rows][:, None]
+        main = st.main[rows][:, None]
         telling = long_run & lively & main & (np.abs(np.nan_to_num(v)) > 0)
-        meter_rows = self.meter_of[rows]
-        all_long, _ = self._per_meter(meter_rows, long_run, np.zeros_like(seen), seen)
+        meter_rows = st.meter_of[rows]
+        all_long, _ = self._per_meter(st, meter_rows, long_run, np.zeros_like(seen), seen)
         any_telling = np.zeros_like(all_long)
         np.logical_or.at(any_telling, meter_rows, telling)
         live = np.zeros_like(all_long)
         np.logical_or.at(live, meter_rows, seen & ~equal)
         self._transitions(
+            st,
             block,
             "stuck_value",
             all_long & any_telling,
             live,
-            self.stuck_open,
+            st.stuck_open,
             out,
             evidence=lambda m, k: {"slots_equal": int(self.stuck_slots)},
         )
-        self.equal_run[rows] = run[:, -1]
-        self.lively[rows] = lively[:, -1]
-        self.hist_changed[rows] = ch[:, -w:]
-        self.hist_seen[rows] = se[:, -w:]
+        st.equal_run[rows] = run[:, -1]
+        st.lively[rows] = lively[:, -1]
+        st.hist_changed[rows] = ch[:, -w:]
+        st.hist_seen[rows] = se[:, -w:]
         has = last_k[:, -1] >= 0
-        self.prev[rows] = np.where(
-            has, v[np.arange(rows.size), np.maximum(last_k[:, -1], 0)], self.prev[rows]
+        st.prev[rows] = np.where(
+            has, v[np.arange(rows.size), np.maximum(last_k[:, -1], 0)], st.prev[rows]
         )
 
     def _per_meter(
-        self, meter_rows: IntArray, flag: BoolArray, clear: BoolArray, seen: BoolArray
+        self, st: _View, meter_rows: IntArray, flag: BoolArray, clear: BoolArray, seen: BoolArray
     ) -> tuple[BoolArray, BoolArray]:
         """Per meter and slot: every reporting row flagged; any row clear."""
-        m = len(self.meter_ids)
+        m = len(st.meter_ids)
         slots = flag.shape[1]
         flagged = np.zeros((m, slots), dtype=np.int64)
         reporting = np.zeros((m, slots), dtype=np.int64)
@@ -402,6 +491,7 @@ class MeterFaults(Detector):
 
     def _transitions(
         self,
+        st: _View,
         block: Block,
         kind: str,
         on: BoolArray,
@@ -433,7 +523,7 @@ class MeterFaults(Detector):
                     events.append((k, False))
                 k += 1
             state[mi] = is_open
-            meter = self.meter_ids[mi]
+            meter = st.meter_ids[mi]
             for k_at, active in events:
                 out.findings.append(
                     Finding(
@@ -448,20 +538,20 @@ class MeterFaults(Detector):
                     )
                 )
 
-    def _swaps(self, block: Block, out: Output) -> BoolArray:
+    def _swaps(self, st: _View, block: Block, out: Output) -> BoolArray:
         """Per meter and slot: a reading taken for a word-swapped one."""
-        rows = np.arange(len(self.series))
+        rows = np.arange(len(st.keys))
         v = block.high[rows]
         seen = np.isfinite(v)
         back = word_swapped(np.nan_to_num(v))
-        good = self.good[rows].copy()
+        good = st.good[rows].copy()
         flagged = np.zeros_like(seen)
         # candidate rows only: a value ten times off its forward-filled previous one
         with np.errstate(invalid="ignore", divide="ignore"):
             ratio = np.abs(v) / np.abs(np.concatenate([good[:, None], v[:, :-1]], axis=1))
         candidates = np.flatnonzero(
             ((ratio > self.p.swap_far) | (ratio < 1 / self.p.swap_far)).any(axis=1)
-            | np.isin(self.meter_of[rows], np.flatnonzero(self.swap_open))
+            | np.isin(st.meter_of[rows], np.flatnonzero(st.swap_open))
         )
         for i in candidates:
             g = good[i]
@@ -483,70 +573,77 @@ class MeterFaults(Detector):
             has = last[:, -1] >= 0
             vals = np.abs(v[others, np.maximum(last[:, -1], 0)])
             good[others] = np.where(has, vals, good[others])
-        self.good[rows] = good
-        meter_rows = self.meter_of[rows]
-        m = len(self.meter_ids)
+        st.good[rows] = good
+        meter_rows = st.meter_of[rows]
+        m = len(st.meter_ids)
         on = np.zeros((m, block.slots), dtype=bool)
         np.logical_or.at(on, meter_rows, flagged)
         off = np.zeros((m, block.slots), dtype=bool)
         np.logical_or.at(off, meter_rows, seen & ~flagged)
         off &= ~on
         self._transitions(
+            st,
             block,
             "word_swap",
             on,
             off,
-            self.swap_open,
+            st.swap_open,
             out,
             evidence=lambda mi, k: {"hint": "FLOAT32 words in the wrong order"},
         )
         return on
 
-    def _silence(self, block: Block, first_slot: int, out: Output) -> None:
+    def _silence(self, st: _View, block: Block, first_slot: int, out: Output) -> None:
         seen = np.isfinite(block.values)
-        m = len(self.meter_ids)
+        m = len(st.meter_ids)
         meter_seen = np.zeros((m, block.slots), dtype=bool)
-        np.logical_or.at(meter_seen, self.meter_of, seen)
+        np.logical_or.at(meter_seen, st.meter_of, seen)
         k_idx = np.arange(block.slots)
         abs_k = first_slot + k_idx
         last_m = np.full(m, -1, dtype=np.int64)
-        np.maximum.at(last_m, self.meter_of, self.last_seen)
+        np.maximum.at(last_m, st.meter_of, st.last_seen)
         last_seen = np.maximum.accumulate(np.where(meter_seen, abs_k, -1), axis=1)
         last_seen = np.maximum(last_seen, last_m[:, None])
         with np.errstate(invalid="ignore", divide="ignore"):
             row_spacing = np.where(
-                self.readings > 1, (self.last_seen - self.first_seen) / (self.readings - 1), 0.0
+                st.readings > 1, (st.last_seen - st.first_seen) / (st.readings - 1), 0.0
             )
         spacing = np.zeros(m)
-        np.maximum.at(spacing, self.meter_of, row_spacing)
+        np.maximum.at(spacing, st.meter_of, row_spacing)
         limit = np.maximum(self.p.silence_slots, np.ceil(3 * spacing))[:, None]
         silent = (last_seen >= 0) & (abs_k[None, :] - last_seen >= limit)
         back = meter_seen
-        if m > 1 and block.group is not None:
-            whole: BoolArray = np.all(silent, axis=0)  # every meter of the gateway silent
-        else:
-            whole = np.zeros(block.slots, dtype=np.bool_)
-        zone = f"gateway:{self.gateway}"
-        gw_on = whole[None, :]
-        gw_state = np.array([self.gateway_silent])
+        # a gateway whose meters (more than one) all fall silent at once is one event about it
+        whole_of_meter = np.zeros(silent.shape, dtype=bool)
+        for gateway in sorted(set(st.meter_gateway.tolist())):
+            mine = st.meter_gateway == gateway
+            if mine.sum() < 2:
+                continue
+            whole: BoolArray = np.all(silent[mine], axis=0)
+            watch = self.gateways.setdefault(gateway, GatewayWatch())
+            state = np.array([watch.silent_open])
+            evidence = {"meters": int(np.sum(mine))}
+            self._transitions(
+                st,
+                block,
+                "comm_loss",
+                whole[None, :],
+                np.any(back[mine], axis=0, keepdims=True),
+                state,
+                out,
+                evidence=lambda mi, k, e=evidence: e,
+                zone=f"gateway:{gateway}",
+            )
+            watch.silent_open = bool(state[0])
+            whole_of_meter[mine] = whole[None, :]
+        per_meter = silent & ~whole_of_meter
         self._transitions(
-            block,
-            "comm_loss",
-            gw_on,
-            np.any(back, axis=0, keepdims=True),
-            gw_state,
-            out,
-            evidence=lambda mi, k: {"meters": m},
-            zone=zone,
-        )
-        self.gateway_silent = bool(gw_state[0])
-        per_meter = silent & ~whole[None, :]
-        self._transitions(
+            st,
             block,
             "comm_loss",
             per_meter,
             back,
-            self.silent_open,
+            st.silent_open,
             out,
             evidence=lambda mi, k: {"slots_without_data": int(limit[mi, 0])},
         )
@@ -554,113 +651,104 @@ class MeterFaults(Detector):
         any_seen = seen.any(axis=1)
         first_k = np.argmax(seen, axis=1)
         last_k = block.slots - 1 - np.argmax(seen[:, ::-1], axis=1)
-        self.first_seen = np.where(
-            any_seen & (self.first_seen < 0), first_slot + first_k, self.first_seen
+        st.first_seen = np.where(
+            any_seen & (st.first_seen < 0), first_slot + first_k, st.first_seen
         )
-        self.last_seen = np.where(any_seen, first_slot + last_k, self.last_seen)
-        self.readings += seen.sum(axis=1)
+        st.last_seen = np.where(any_seen, first_slot + last_k, st.last_seen)
+        st.readings += seen.sum(axis=1)
 
     def _transport(self, block: Block, out: Output) -> None:
-        stats = block.transport.get(self.gateway)
-        if stats is None:
-            return
-        zone = f"gateway:{self.gateway}"
-        for k in range(block.slots):
-            if stats.batches[k] > 0 and np.isfinite(stats.offset_ms[k]):
-                self.offsets = [
-                    *self.offsets[-(self.p.transport_slots - 1) :],
-                    float(stats.offset_ms[k]),
-                ]
-            self.dup_history = [*self.dup_history[-9:], int(stats.duplicates[k] > 0)]
-            at = self._at(block, k)
-            if len(self.offsets) >= self.p.transport_slots:
-                typical = float(np.median(self.offsets))
-                kind = (
-                    "clock_skew"
-                    if typical > self.p.skew_ms
-                    else "late_batches"
-                    if typical < -self.p.late_ms
-                    else ""
-                )
-                if kind != self.skew_open:
-                    if self.skew_open:
-                        out.findings.append(
-                            Finding(self.skew_open, Family.METER_FAULT, at, False, zone=zone)
+        for gateway, stats in sorted(block.transport.items()):
+            self._gateway_transport(gateway, stats, block, out)
+
+    def _gateway_transport(
+        self, gateway: str, stats: GatewayStats, block: Block, out: Output
+    ) -> None:
+        """Clock offsets are judged by their median over the last ``transport_slots`` slots
+        that had batches; duplicates by how many of the last ten slots had any."""
+        watch = self.gateways.setdefault(gateway, GatewayWatch())
+        zone = f"gateway:{gateway}"
+        n = self.p.transport_slots
+        with_batches = np.flatnonzero((stats.batches > 0) & np.isfinite(stats.offset_ms))
+        past = np.array(watch.offsets[-(n - 1) :] if n > 1 else [], dtype=np.float64)
+        offsets = np.r_[past, stats.offset_ms[with_batches]]
+        if offsets.size >= n:
+            medians = np.median(np.lib.stride_tricks.sliding_window_view(offsets, n), axis=1)
+            # the median is known at the slots whose offset completes a window
+            judged = with_batches[with_batches.size - medians.size :]
+            kinds = np.where(
+                medians > self.p.skew_ms,
+                "clock_skew",
+                np.where(medians < -self.p.late_ms, "late_batches", ""),
+            )
+            before = np.r_[np.array([watch.skew_open]), kinds[:-1]]
+            for k, kind, was in zip(judged.tolist(), kinds.tolist(), before.tolist(), strict=True):
+                if kind == was:
+                    continue
+                at = self._at(block, k)
+                if was:
+                    out.findings.append(Finding(was, Family.METER_FAULT, at, False, zone=zone))
+                if kind:
+                    out.findings.append(
+                        Finding(
+                            kind, Family.METER_FAULT, at, True, zone=zone, severity=Severity.MINOR
                         )
-                    if kind:
-                        out.findings.append(
-                            Finding(
-                                kind,
-                                Family.METER_FAULT,
-                                at,
-                                True,
-                                zone=zone,
-                                severity=Severity.MINOR,
-                                evidence={"offset_s": round(typical / 1000, 1)},
-                            )
-                        )
-                    self.skew_open = kind
-            dup_now = sum(self.dup_history) >= self.p.duplicate_slots
-            if dup_now != self.dup_open:
-                out.findings.append(
-                    Finding(
-                        "duplicate_batches",
-                        Family.METER_FAULT,
-                        at,
-                        dup_now,
-                        zone=zone,
-                        severity=Severity.INFO,
-                        evidence={"slots_with_duplicates": sum(self.dup_history)}
-                        if dup_now
-                        else {},
                     )
+            watch.skew_open = str(kinds[-1])
+        watch.offsets = offsets[-(n - 1) :].tolist() if n > 1 else []
+        history = np.r_[
+            np.array(watch.duplicates, dtype=np.int64), (stats.duplicates > 0).astype(np.int64)
+        ]
+        recent = np.convolve(history, np.ones(10, dtype=np.int64))[: history.size]
+        dup_now = recent[-block.slots :] >= self.p.duplicate_slots
+        dup_before = np.r_[watch.dup_open, dup_now[:-1]]
+        for k in np.flatnonzero(dup_now != dup_before).tolist():
+            out.findings.append(
+                Finding(
+                    "duplicate_batches",
+                    Family.METER_FAULT,
+                    self._at(block, k),
+                    bool(dup_now[k]),
+                    zone=zone,
+                    severity=Severity.INFO,
                 )
-                self.dup_open = dup_now
+            )
+        watch.dup_open = bool(dup_now[-1])
+        watch.duplicates = history[-9:].tolist()
 
     # --- state --------------------------------------------------------------------------------
 
-    _ARRAYS = (
-        "prev",
-        "prev_slot",
-        "prev_inc",
-        "good",
-        "lively",
-        "hist_changed",
-        "hist_seen",
-        "equal_run",
-        "first_seen",
-        "last_seen",
-        "readings",
-        "stuck_open",
-        "swap_open",
-        "swap_last",
-        "silent_open",
-        "ep_open",
-        "ep_last",
-        "ep_count",
-    )
-
     def state(self) -> dict[str, Any]:
-        out: dict[str, Any] = {k: getattr(self, k).copy() for k in self._ARRAYS}
-        out.update(
-            ep_kind=list(self.ep_kind),
-            gateway_silent=self.gateway_silent,
-            offsets=list(self.offsets),
-            dup_history=list(self.dup_history),
-            skew_open=self.skew_open,
-            dup_open=self.dup_open,
-        )
+        out: dict[str, Any] = {a: getattr(self, a).copy() for a in (*_ROW_STATE, *_METER_STATE)}
+        out["ep_kind"] = [str(k) for k in self.ep_kind]
+        out["meter_gateway"] = [str(g) for g in self.meter_gateway]
+        out["gateways"] = {
+            g: {
+                "offsets": list(w.offsets),
+                "duplicates": list(w.duplicates),
+                "skew_open": w.skew_open,
+                "dup_open": w.dup_open,
+                "silent_open": w.silent_open,
+            }
+            for g, w in self.gateways.items()
+        }
         return out
 
     def restore(self, state: Mapping[str, Any]) -> None:
-        for k in self._ARRAYS:
-            setattr(self, k, np.array(state[k]))
-        self.ep_kind = [str(k) for k in state["ep_kind"]]
-        self.gateway_silent = bool(state["gateway_silent"])
-        self.offsets = [float(x) for x in state["offsets"]]
-        self.dup_history = [int(x) for x in state["dup_history"]]
-        self.skew_open = str(state["skew_open"])
-        self.dup_open = bool(state["dup_open"])
+        for a in (*_ROW_STATE, *_METER_STATE):
+            setattr(self, a, np.array(state[a]))
+        self.ep_kind = np.array(state["ep_kind"], dtype=object)
+        self.meter_gateway = np.array(state["meter_gateway"], dtype=object)
+        self.gateways = {
+            g: GatewayWatch(
+                [float(x) for x in w["offsets"]],
+                [int(x) for x in w["duplicates"]],
+                str(w["skew_open"]),
+                bool(w["dup_open"]),
+                bool(w["silent_open"]),
+            )
+            for g, w in state["gateways"].items()
+        }
 
 
 def _at_index(values: IntArray, index: IntArray) -> IntArray:

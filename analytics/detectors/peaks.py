@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
+import numpy.typing as npt
 
 from analytics.engine.contract import (
     Block,
@@ -74,6 +75,16 @@ class DemandBlocks:
         self.pmax = np.full(rows, -np.inf)
         self.samples = np.zeros(rows, dtype=np.int64)
         self.last = np.full(rows, np.nan)  # the latest slot's power
+
+    def subset(self, idx: npt.NDArray[np.intp]) -> DemandBlocks:
+        out = DemandBlocks(0)
+        for k in _DEMAND_FIELDS:
+            setattr(out, k, getattr(self, k)[idx])
+        return out
+
+    def put(self, idx: npt.NDArray[np.intp], part: DemandBlocks) -> None:
+        for k in _DEMAND_FIELDS:
+            getattr(self, k)[idx] = getattr(part, k)
 
     def state(self) -> dict[str, Any]:
         return {k: getattr(self, k).copy() for k in _DEMAND_FIELDS}
@@ -165,6 +176,7 @@ class Peaks(Detector):
     kinds: ClassVar[tuple[str, ...]] = ("demand_peak",)
     scope: ClassVar[Scope] = Scope.METER
     needs: ClassVar[Needs] = Needs(("p_kw",), frozenset({Utility.ELECTRICITY}))
+    row_subsets: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -192,39 +204,45 @@ class Peaks(Detector):
 
     def update(self, block: Block) -> Output:
         out = Output()
-        for seg in segments(block, self.ctx, self.demand):
-            self._alerts(seg, out)
+        idx = np.arange(len(self.series)) if block.row_index is None else block.row_index
+        carry = self.demand.subset(idx)
+        for seg in segments(block, self.ctx, carry):
+            self._alerts(seg, idx, out)
             if seg.complete:
-                self._close_block(seg, out)
+                self._close_block(seg, idx, out)
+        self.demand.put(idx, carry)
         return out
 
-    def _alerts(self, seg: Segment, out: Output) -> None:
+    def _alerts(self, seg: Segment, idx: npt.NDArray[np.intp], out: Output) -> None:
         forecast = seg.forecast()
+        contract = self.contract[idx][:, None]
         with np.errstate(invalid="ignore"):
-            over = forecast >= self.p.alert_share * self.contract[:, None]
-            critical = forecast > DOUBLE_CHARGE_SHARE * self.contract[:, None]
+            over = forecast >= self.p.alert_share * contract
+            critical = forecast > DOUBLE_CHARGE_SHARE * contract
         over &= (seg.elapsed_min >= self.p.min_elapsed_min)[None, :]
         # closed rows open at their first slot over; open rows report a change of severity
-        for i in np.flatnonzero(over.any(axis=1) | self.open):
+        for i in np.flatnonzero(over.any(axis=1) | self.open[idx]):
+            g = int(idx[i])
             k_open = 0
-            if not self.open[i]:
+            if not self.open[g]:
                 k_open = int(np.argmax(over[i]))
-                self.open[i] = True
-                self.critical[i] = bool(critical[i, k_open])
-                out.findings.append(self._finding(int(i), seg, k_open, True, forecast[i, k_open]))
-            flips = np.flatnonzero(over[i, k_open:] & (critical[i, k_open:] != self.critical[i]))
+                self.open[g] = True
+                self.critical[g] = bool(critical[i, k_open])
+                out.findings.append(self._finding(g, seg, k_open, True, forecast[i, k_open]))
+            flips = np.flatnonzero(over[i, k_open:] & (critical[i, k_open:] != self.critical[g]))
             if flips.size:
                 k = k_open + int(flips[0])
-                self.critical[i] = bool(critical[i, k])
-                out.findings.append(self._finding(int(i), seg, k, True, forecast[i, k]))
+                self.critical[g] = bool(critical[i, k])
+                out.findings.append(self._finding(g, seg, k, True, forecast[i, k]))
 
-    def _close_block(self, seg: Segment, out: Output) -> None:
+    def _close_block(self, seg: Segment, idx: npt.NDArray[np.intp], out: Output) -> None:
         final = seg.mean()[:, -1]
         for i in np.flatnonzero(seg.slots[:, -1] > 0):
+            g = int(idx[i])
             out.points.append(
                 DerivedPoint(
                     DEMAND_MEASUREMENT,
-                    {"enterprise": self.enterprise[i], "meter": self.meters[i]},
+                    {"enterprise": self.enterprise[g], "meter": self.meters[g]},
                     {
                         "p_kw_avg": float(final[i]),
                         "p_kw_max": float(seg.pmax[i, -1]),
@@ -234,14 +252,15 @@ class Peaks(Detector):
                 )
             )
         with np.errstate(invalid="ignore"):
-            held = final >= self.p.alert_share * self.contract
+            held = final >= self.p.alert_share * self.contract[idx]
         # an episode lasts while blocks end over the contract; a forecast the block did not
         # bear out ends with the block too
         last = seg.ends_ms.size - 1
-        for i in np.flatnonzero(self.open & ~held):
-            self.open[i] = False
-            self.critical[i] = False
-            out.findings.append(self._finding(int(i), seg, last, False, final[i]))
+        for i in np.flatnonzero(self.open[idx] & ~held):
+            g = int(idx[i])
+            self.open[g] = False
+            self.critical[g] = False
+            out.findings.append(self._finding(g, seg, last, False, final[i]))
 
     def _finding(self, i: int, seg: Segment, k: int, active: bool, demand: float) -> Finding:
         contract = float(self.contract[i])

@@ -1,15 +1,19 @@
 """One park's streaming engine: readings in; events and derived series out.
 
-Live (the analytics service) and replay drive it the same way — :meth:`ParkEngine.feed` for
-each batch of one gateway, :meth:`ParkEngine.advance` to close what is complete — so they give
-the same events.
+Live (the analytics service) and replay drive it the same way — :meth:`ParkEngine.feed` for a
+gateway's message, :meth:`ParkEngine.feed_rows` for a stretch of replayed rows,
+:meth:`ParkEngine.advance` to run the detectors over what is complete — so they give the same
+events.
 
 Wiring, set up once from the site model: every registered detector selects its series; each
-series lives in its gateway's clock group (virtual meters in the park's); ``Scope.METER``
-detectors get one instance per group, ``Scope.PARK`` detectors one for the park. On advance,
-each gateway group's complete slots go to its instances as one block; then the park clock (the
-slowest gateway) closes the slots every group has, virtual meters are computed for them, and
-the park-scope detectors run. Findings go through the event book.
+series lives in its gateway's table (a clock group; virtual meters are computed on the park's
+clock). Closing is decided per gateway, slot by slot of the park's clock (``clocks``): one late
+gateway does not hold back the others' alerts. On advance, the gateways whose slots closed are
+taken together where they closed the same slots (normally all of them), and ``Scope.METER``
+detectors get those rows as one block — one instance for the whole park, vectorised across all
+its meters. Then the park clock (the slowest gateway heard from) closes the slots every gateway
+has, virtual meters are computed for them, and ``Scope.PARK`` detectors run. Findings go
+through the event book.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from analytics.engine.clocks import NEVER, ClockRules, GatewayClock
+from analytics.engine.clocks import NEVER, ClockRules, Clocks
 from analytics.engine.contract import (
     Block,
     DerivedPoint,
@@ -44,7 +48,8 @@ from parkwatch.site import Park
 
 log = logging.getLogger(__name__)
 
-VIRTUAL = "_virtual"  # the clock group of virtual meters: the park's clock
+VIRTUAL = "_virtual"  # the table of virtual meters: computed on the park's clock
+UNSET = -(2**62)  # a slot number before any
 
 
 @dataclass
@@ -74,23 +79,28 @@ class Rows:
 
 @dataclass
 class Advanced:
-    """What one advance produced."""
+    """What feeding or advancing produced."""
 
     events: list[Event] = field(default_factory=list)
     points: list[DerivedPoint] = field(default_factory=list)
-    # (meter, first, last) data times of late readings: slots already closed that they touch
+    # (meter, first, last) data times of late readings: closed slots they would have touched
     late: list[tuple[str, int, int]] = field(default_factory=list)
+
+
+@dataclass
+class _Gather:
+    """Where an instance's rows live: per table, its rows there and their positions."""
+
+    table: str
+    src: npt.NDArray[np.intp]
+    dst: npt.NDArray[np.intp]
 
 
 @dataclass
 class _Instance:
     detector: Detector
-    group: str | None  # None: park scope
-    rows: npt.NDArray[np.intp] | None = None  # group scope: rows of the group's table
-    # park scope: per source group, (rows in that group, positions in the detector's block)
-    gather: list[tuple[str, npt.NDArray[np.intp], npt.NDArray[np.intp]]] = field(
-        default_factory=list
-    )
+    group: str | None  # a table, for detectors run per gateway; None: one for the park
+    gather: list[_Gather] = field(default_factory=list)
 
     @property
     def key(self) -> str:
@@ -100,10 +110,9 @@ class _Instance:
 @dataclass
 class _Virtual:
     key: SeriesKey
-    row: int  # row in the virtual group
+    row: int  # row in the virtual table
     formula: Formula
-    quantity: str
-    sources: list[tuple[str, int]]  # (group, row) of each formula meter, in formula order
+    sources: list[tuple[str, int]]  # (table, row) of each formula meter, in formula order
 
 
 class ParkEngine:
@@ -122,8 +131,6 @@ class ParkEngine:
         self.step_ms = self.ctx.step_ms
         self.store = WindowStore(self.step_ms)
         self.events = EventBook(park.park, event_rules)
-        self.clock_rules = clock_rules or ClockRules()
-        self.clocks: dict[str, GatewayClock] = {}
         tree = self.ctx.tree
 
         selections = {cls: cls.select(self.ctx) for cls in detectors}
@@ -139,34 +146,40 @@ class ParkEngine:
             formula = formulas.setdefault(key.meter, parse_formula(spec.formula, tree.meters))
             wanted.update(SeriesKey(m, key.quantity) for m in formula.meters)
 
-        # one row per series in its group; the engine's series index is global
+        # every gateway of the park, numbered (rows of a replay carry the number)
+        self.gateways = sorted({m.gateway for m in tree.meters.values() if not m.is_virtual})
+        self.gateway_no = {g: i for i, g in enumerate(self.gateways)}
+        self.clocks = Clocks(len(self.gateways), clock_rules)
+
+        # one row per series in its table; the engine's series index is global
         self.series: list[SeriesKey] = sorted(wanted)
         self.index: dict[SeriesKey, int] = {k: i for i, k in enumerate(self.series)}
-        by_group: dict[str, list[SeriesKey]] = {}
+        by_table: dict[str, list[SeriesKey]] = {}
         for key in self.series:
             meter = tree.meters[key.meter]
-            by_group.setdefault(VIRTUAL if meter.is_virtual else meter.gateway, []).append(key)
+            by_table.setdefault(VIRTUAL if meter.is_virtual else meter.gateway, []).append(key)
         self.place: dict[SeriesKey, tuple[str, int]] = {}
-        for name, keys in by_group.items():
+        for name, keys in by_table.items():
             counters = np.array([self.ctx.is_counter(k.quantity) for k in keys], dtype=bool)
             self.store.add_group(name, counters)
             for row, key in enumerate(keys):
                 self.place[key] = (name, row)
-            if name != VIRTUAL:
-                self.clocks[name] = GatewayClock(self.clock_rules)
-        # engine series index → group number and row, for routing a batch without a loop
-        self._group_names = sorted(by_group)
-        group_no = {g: i for i, g in enumerate(self._group_names)}
-        self._series_group = np.array(
-            [group_no[self.place[k][0]] for k in self.series], dtype=np.int64
+        self._tables = sorted(by_table)
+        table_no = {t: i for i, t in enumerate(self._tables)}
+        # engine series index → table number and row, for routing readings without a loop
+        self._series_table = np.array(
+            [table_no[self.place[k][0]] for k in self.series], dtype=np.int64
         )
         self._series_row = np.array([self.place[k][1] for k in self.series], dtype=np.int64)
+        # table number → gateway number (−1: the virtual table)
+        self._table_gateway = np.array(
+            [self.gateway_no.get(t, -1) for t in self._tables], dtype=np.int64
+        )
         self._virtuals = [
             _Virtual(
                 k,
                 self.place[k][1],
                 formulas[k.meter],
-                k.quantity,
                 [self.place[SeriesKey(m, k.quantity)] for m in formulas[k.meter].meters],
             )
             for k in virtual_keys
@@ -177,38 +190,41 @@ class ParkEngine:
             if not keys:
                 continue
             opts = (params or {}).get(cls.name)
-            if cls.scope is Scope.PARK:
-                inst = _Instance(cls(self.ctx, keys, opts), None)
-                positions: dict[str, tuple[list[int], list[int]]] = {}
-                for pos, key in enumerate(keys):
-                    g, row = self.place[key]
-                    src, dst = positions.setdefault(g, ([], []))
-                    src.append(row)
-                    dst.append(pos)
-                inst.gather = [
-                    (g, np.array(src, dtype=np.intp), np.array(dst, dtype=np.intp))
-                    for g, (src, dst) in sorted(positions.items())
-                ]
-                self.instances.append(inst)
+            if cls.scope is Scope.PARK or cls.row_subsets:
+                self.instances.append(
+                    _Instance(cls(self.ctx, keys, opts), None, self._gather(keys))
+                )
                 continue
-            per_group: dict[str, list[SeriesKey]] = {}
+            # a detector that needs whole blocks of its rows: one instance per table
+            per_table: dict[str, list[SeriesKey]] = {}
             for key in keys:
-                per_group.setdefault(self.place[key][0], []).append(key)
-            for g, group_keys in sorted(per_group.items()):
-                rows = np.array([self.place[k][1] for k in group_keys], dtype=np.intp)
-                self.instances.append(_Instance(cls(self.ctx, group_keys, opts), g, rows))
+                per_table.setdefault(self.place[key][0], []).append(key)
+            for t, table_keys in sorted(per_table.items()):
+                self.instances.append(
+                    _Instance(cls(self.ctx, table_keys, opts), t, self._gather(table_keys))
+                )
 
-        # every gateway of the park, numbered (rows of a replay carry the number)
-        self.gateways = sorted({m.gateway for m in tree.meters.values() if not m.is_virtual})
-        self.gateway_no = {g: i for i, g in enumerate(self.gateways)}
-        # per gateway group: slots before ``closed`` are complete (a reading for them is late);
-        # before ``emitted`` the detectors have had them. The park clock: the slowest group.
-        self.closed: dict[str, int] = {}
-        self.emitted: dict[str, int] = {}
+        # per gateway: slots before ``closed`` are complete (a reading for them is late);
+        # before ``emitted`` the detectors have had them. The park clock: the slowest gateway.
+        n = len(self.gateways)
+        self.closed = np.full(n, UNSET, dtype=np.int64)
+        self.emitted = np.full(n, UNSET, dtype=np.int64)
         self.park_closed: int | None = None
         self.park_emitted: int | None = None
         self.clock_slot: int | None = None  # the park clock's slot (arrival time)
         self.now_ms = NEVER
+
+    def _gather(self, keys: Sequence[SeriesKey]) -> list[_Gather]:
+        tables: dict[str, tuple[list[int], list[int]]] = {}
+        for pos, key in enumerate(keys):
+            table, row = self.place[key]
+            src, dst = tables.setdefault(table, ([], []))
+            src.append(row)
+            dst.append(pos)
+        return [
+            _Gather(t, np.array(src, dtype=np.intp), np.array(dst, dtype=np.intp))
+            for t, (src, dst) in sorted(tables.items())
+        ]
 
     # --- input ---------------------------------------------------------------------------
 
@@ -216,27 +232,28 @@ class ParkEngine:
         return self.index.get(SeriesKey(meter, quantity))
 
     def gateway_status(self, gateway: str, online: bool) -> None:
-        clock = self.clocks.get(gateway)
-        if clock is not None:
-            clock.online = online
+        g = self.gateway_no.get(gateway)
+        if g is not None:
+            self.clocks.online[g] = online
 
     def feed(self, batch: Batch) -> Advanced:
         """Store one live batch; returns the late readings it carried."""
         self._tick(batch.arrival_ms)
         if batch.t_ms.size == 0:
             return Advanced()
-        clock = self.clocks.get(batch.gateway)
-        if clock is not None:
-            clock.batch(batch.seq, int(batch.t_ms.min()), int(batch.t_ms.max()), batch.arrival_ms)
+        g = self.gateway_no.get(batch.gateway, -1)
+        if g >= 0:
+            self.clocks.batch(
+                g, batch.seq, int(batch.t_ms.min()), int(batch.t_ms.max()), batch.arrival_ms
+            )
         n = batch.t_ms.size
-        gateway = self.gateway_no.get(batch.gateway, -1)
-        threshold = self._thresholds(self._series_group[batch.series])
+        threshold = self._thresholds(self._series_table[batch.series])
         self._close()
         return self._store(
             batch.series,
             batch.t_ms,
             batch.value,
-            np.full(n, gateway, dtype=np.int64),
+            np.full(n, g, dtype=np.int64),
             np.full(n, batch.arrival_ms, dtype=np.int64),
             np.zeros(n, dtype=bool),
             threshold,
@@ -252,19 +269,15 @@ class ParkEngine:
             return Advanced()
         arrival_slot = rows.arrival_ms // self.step_ms
         bounds = np.r_[0, np.flatnonzero(arrival_slot[1:] != arrival_slot[:-1]) + 1, rows.t_ms.size]
-        groups = self._series_group[rows.series]
+        tables = self._series_table[rows.series]
         threshold = np.empty(rows.t_ms.size, dtype=np.int64)
         for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
             self._tick(int(rows.arrival_ms[a]))
-            gw = rows.gateway[a:b]
-            for g in np.unique(gw):
-                clock = self.clocks.get(self.gateways[int(g)]) if g >= 0 else None
-                if clock is None:
-                    continue
-                times = rows.t_ms[a:b][gw == g]
-                run_times = times[np.r_[True, times[1:] != times[:-1]]]
-                clock.runs(run_times.tolist(), int(rows.arrival_ms[b - 1]))
-            threshold[a:b] = self._thresholds(groups[a:b])
+            gw, t = rows.gateway[a:b], rows.t_ms[a:b]
+            run = np.r_[True, (gw[1:] != gw[:-1]) | (t[1:] != t[:-1])] & (gw >= 0)
+            if run.any():
+                self.clocks.runs(gw[run], t[run], int(rows.arrival_ms[b - 1]))
+            threshold[a:b] = self._thresholds(tables[a:b])
             self._close()
         return self._store(
             rows.series,
@@ -277,12 +290,10 @@ class ParkEngine:
             whole_batch=False,
         )
 
-    def _thresholds(self, groups: IntArray) -> IntArray:
-        """Per reading: the first slot still open in its group (earlier ones are late)."""
-        table = np.array(
-            [self.closed.get(name, -(2**62)) for name in self._group_names], dtype=np.int64
-        )
-        return table[groups]
+    def _thresholds(self, tables: IntArray) -> IntArray:
+        """Per reading: the first slot still open in its gateway (earlier ones are late)."""
+        gw = self._table_gateway[tables]
+        return np.where(gw >= 0, self.closed[np.maximum(gw, 0)], UNSET)
 
     def _tick(self, now_ms: int) -> None:
         """The park clock moves on: when it enters a new slot, close what is due by then."""
@@ -297,20 +308,11 @@ class ParkEngine:
         judged there, so when within a slot a decision is made does not matter)."""
         if self.clock_slot is None:
             return
-        at_ms = self.clock_slot * self.step_ms
-        for name, clock in self.clocks.items():
-            if clock.last_arrival_ms <= NEVER:
-                # never heard from: nothing to close (its meters cannot fall silent), and it
-                # must not hold the park clock; its first data opens it wherever it starts
-                continue
-            until = clock.complete_until(at_ms)
-            if until <= NEVER:
-                continue
-            close = until // self.step_ms
-            if close > self.closed.get(name, -(2**62)):
-                self.closed[name] = close
-        if self.closed:
-            park = min(self.closed.values())
+        until = self.clocks.complete_until(self.clock_slot * self.step_ms)
+        heard = until > NEVER
+        self.closed = np.where(heard, np.maximum(self.closed, until // self.step_ms), self.closed)
+        if heard.any():
+            park = int(self.closed[heard].min())
             if self.park_closed is None or park > self.park_closed:
                 self.park_closed = park
 
@@ -330,19 +332,20 @@ class ParkEngine:
         late = np.zeros(series.size, dtype=bool)
         dup = duplicate.copy()
         fresh = ~duplicate
-        groups = self._series_group[series]
-        for g in np.unique(groups[fresh]):
-            name = self._group_names[int(g)]
+        tables = self._series_table[series]
+        ahead = (self.now_ms + MAX_AHEAD_MS) // self.step_ms
+        for tb in np.unique(tables[fresh]):
+            name = self._tables[int(tb)]
             if name == VIRTUAL:
                 continue  # virtual meters are computed, never fed
-            where = np.flatnonzero(fresh & (groups == g))
+            where = np.flatnonzero(fresh & (tables == tb))
             dup_in, late_in = self.store.add(
                 self.store.groups[name],
                 self._series_row[series[where]],
                 t_ms[where],
                 value[where],
                 threshold[where],
-                (self.now_ms + MAX_AHEAD_MS) // self.step_ms,
+                ahead,
             )
             late[where[late_in]] = True
             dup[where[dup_in]] = True
@@ -388,8 +391,7 @@ class ParkEngine:
         for g in np.unique(run_gw):
             if g < 0:
                 continue
-            name = self.gateways[int(g)]
-            group = self.store.groups.get(name)
+            group = self.store.groups.get(self.gateways[int(g)])
             if group is None:
                 continue
             mine = run_gw == g
@@ -411,44 +413,107 @@ class ParkEngine:
             self._tick(now_ms)
         self._close()
         findings = Output()
-        for name, close in self.closed.items():
-            start = self.emitted.get(name)
-            if start is None:
-                first = self.store.groups[name].base
-                start = close if first is None else min(first, close)
-            if close <= start:
-                self.emitted[name] = start
-                continue
-            block = self._group_block(name, start, close)
+        blocks: dict[tuple[str, int, int], Block] = {}
+
+        def table_block(name: str, start: int, stop: int) -> Block:
+            key = (name, start, stop)
+            if key not in blocks:
+                blocks[key] = self._table_block(name, start, stop)
+            return blocks[key]
+
+        # gateways that closed the same slots go to the detectors together
+        heard = self.closed > UNSET
+        first = np.where(self.emitted > UNSET, self.emitted, self._first_slots())
+        first = np.minimum(first, self.closed)
+        spans: dict[tuple[int, int], list[str]] = {}
+        for g in np.flatnonzero(heard & (self.closed > first)):
+            name = self.gateways[int(g)]
+            if name in self.store.groups:
+                spans.setdefault((int(first[g]), int(self.closed[g])), []).append(name)
+        for (start, stop), names in sorted(spans.items()):
             for inst in self.instances:
-                if inst.group == name:
-                    assert inst.rows is not None
-                    findings.extend(inst.detector.update(block.take(inst.rows)))
-            self.emitted[name] = close
+                if inst.detector.scope is Scope.PARK:
+                    continue
+                block = self._instance_block(inst, names, start, stop, table_block)
+                if block is not None:
+                    findings.extend(inst.detector.update(block))
+        self.emitted = np.where(heard, self.closed, self.emitted)
+
         if self.park_closed is not None:
-            start = self.park_emitted
-            if start is None:
-                start = min([self.park_closed, *self.emitted.values()])
+            start = (
+                int(min(self.park_closed, first[heard].min()))
+                if self.park_emitted is None
+                else self.park_emitted
+            )
             if self.park_closed > start:
-                findings.extend(self._park_step(start, self.park_closed))
+                findings.extend(self._park_step(start, self.park_closed, table_block))
             self.park_emitted = max(start, self.park_closed)
         self._forget()
         return Advanced(self.events.apply(findings.findings), findings.points)
 
+    def _first_slots(self) -> IntArray:
+        """Per gateway, the oldest slot its table holds (where a never-run gateway starts)."""
+        out = np.full(len(self.gateways), UNSET, dtype=np.int64)
+        for g, name in enumerate(self.gateways):
+            group = self.store.groups.get(name)
+            if group is not None and group.base is not None:
+                out[g] = group.base
+        return np.where(out > UNSET, out, self.closed)
+
+    def _instance_block(
+        self,
+        inst: _Instance,
+        tables: Sequence[str],
+        start: int,
+        stop: int,
+        table_block: Any,
+    ) -> Block | None:
+        """The instance's rows held in ``tables``, slots ``start:stop``, as one block (for
+        a detector that takes row subsets, ``rows`` says which of its rows they are)."""
+        wanted = set(tables)
+        parts = [g for g in inst.gather if g.table in wanted]
+        if not parts:
+            return None
+        blocks = [table_block(g.table, start, stop) for g in parts]
+        values = np.concatenate([b.values[g.src] for b, g in zip(blocks, parts, strict=True)])
+        count = np.concatenate([b.count[g.src] for b, g in zip(blocks, parts, strict=True)])
+        low = np.concatenate([b.low[g.src] for b, g in zip(blocks, parts, strict=True)])
+        high = np.concatenate([b.high[g.src] for b, g in zip(blocks, parts, strict=True)])
+        rows = np.concatenate([g.dst for g in parts])
+        order = np.argsort(rows, kind="stable")
+        arrays = [a[order] for a in (values, count, low, high)]
+        for a in arrays:
+            a.flags.writeable = False
+        transport: dict[str, GatewayStats] = {}
+        for b in blocks:
+            transport.update(b.transport)
+        whole = rows.size == len(inst.detector.series)
+        return Block(
+            start * self.step_ms,
+            self.step_ms,
+            arrays[0],
+            arrays[1],
+            arrays[2],
+            arrays[3],
+            tables[0] if len(tables) == 1 else None,
+            transport,
+            None if whole else rows[order].astype(np.intp),
+        )
+
     def finish(self) -> Advanced:
         """No more data will come (the end of a replay): close every slot that has data."""
-        newest = max((c.newest_ms for c in self.clocks.values()), default=NEVER)
-        if newest <= NEVER:
+        heard = self.clocks.heard()
+        if not heard.any():
             return Advanced()
+        newest = int(self.clocks.newest[heard].max())
         end = (newest // self.step_ms + 1) * self.step_ms  # the end of the newest slot
-        for clock in self.clocks.values():
-            clock.final_ms = end
+        self.clocks.final_ms = end
         return self.advance(end)
 
-    def _group_block(self, name: str, start: int, stop: int) -> Block:
+    def _table_block(self, name: str, start: int, stop: int) -> Block:
         group = self.store.groups[name]
         block = group.block(start, stop, self.step_ms)
-        stats = {name: group.stats(name, start, stop)} if name in self.clocks else {}
+        stats = {name: group.stats(name, start, stop)} if name in self.gateway_no else {}
         return Block(
             block.start_ms,
             block.step_ms,
@@ -460,50 +525,43 @@ class ParkEngine:
             stats,
         )
 
-    def _park_step(self, start: int, stop: int) -> Output:
+    def _park_step(self, start: int, stop: int, table_block: Any) -> Output:
         out = Output()
-        cache: dict[str, Block] = {}
-
-        def group_block(name: str) -> Block:
-            if name not in cache:
-                cache[name] = self._group_block(name, start, stop)
-            return cache[name]
-
         if self._virtuals:
-            self._compute_virtuals(start, stop, group_block)
-            cache.pop(VIRTUAL, None)
-            vblock = group_block(VIRTUAL)
+            self._compute_virtuals(start, stop, table_block)
+            vblock = self._table_block(VIRTUAL, start, stop)
             out.points.extend(self._virtual_points(vblock))
+            cached: dict[tuple[str, int, int], Block] = {(VIRTUAL, start, stop): vblock}
             for inst in self.instances:
-                if inst.group == VIRTUAL:
-                    assert inst.rows is not None
-                    out.extend(inst.detector.update(vblock.take(inst.rows)))
-        transport: dict[str, GatewayStats] = {}
+                if inst.detector.scope is Scope.PARK:
+                    continue
+                block = self._instance_block(
+                    inst,
+                    [VIRTUAL],
+                    start,
+                    stop,
+                    lambda n, a, b: cached[(n, a, b)] if n == VIRTUAL else table_block(n, a, b),
+                )
+                if block is not None:
+                    out.extend(inst.detector.update(block))
         for inst in self.instances:
-            if inst.group is not None:
+            if inst.detector.scope is not Scope.PARK:
                 continue
-            n = len(inst.detector.series)
-            slots = stop - start
-            values = np.full((n, slots), np.nan)
-            count = np.zeros((n, slots), dtype=np.int32)
-            low = np.full((n, slots), np.nan)
-            high = np.full((n, slots), np.nan)
-            for g, src, dst in inst.gather:
-                b = group_block(g)
-                values[dst] = b.values[src]
-                count[dst] = b.count[src]
-                low[dst] = b.low[src]
-                high[dst] = b.high[src]
-                transport.update(b.transport)
-            for array in (values, count, low, high):
-                array.flags.writeable = False
-            block = Block(
-                start * self.step_ms, self.step_ms, values, count, low, high, None, dict(transport)
+            tables = [g.table for g in inst.gather]
+            block = self._instance_block(
+                inst,
+                tables,
+                start,
+                stop,
+                lambda n, a, b: (
+                    self._table_block(n, a, b) if n == VIRTUAL else table_block(n, a, b)
+                ),
             )
-            out.extend(inst.detector.update(block))
+            if block is not None:
+                out.extend(inst.detector.update(block))
         return out
 
-    def _compute_virtuals(self, start: int, stop: int, group_block: Any) -> None:
+    def _compute_virtuals(self, start: int, stop: int, table_block: Any) -> None:
         vgroup = self.store.groups[VIRTUAL]
         vgroup.ensure(start, stop - 1)
         assert vgroup.base is not None
@@ -512,8 +570,8 @@ class ParkEngine:
         for v in self._virtuals:
             parts = {}
             counts = []
-            for meter, (g, row) in zip(v.formula.meters, v.sources, strict=True):
-                b = group_block(g)
+            for meter, (table, row) in zip(v.formula.meters, v.sources, strict=True):
+                b = table_block(table, start, stop)
                 parts[meter] = b.values[row]
                 counts.append(b.count[row])
             result = v.formula.evaluate(parts)
@@ -536,34 +594,34 @@ class ParkEngine:
             tags = {"enterprise": meter.enterprise, "meter": meter.id}
             row = block.values[v.row]
             for k in np.flatnonzero(np.isfinite(row)):
-                out.append(
-                    DerivedPoint(
-                        meter.utility.value, tags, {v.quantity: float(row[k])}, int(times[k])
-                    )
-                )
+                fields = {v.key.quantity: float(row[k])}
+                out.append(DerivedPoint(meter.utility.value, tags, fields, int(times[k])))
         return out
 
     def _forget(self) -> None:
         """Drop slots every consumer has read."""
         if self.park_emitted is None:
             return
-        keep_from = min([self.park_emitted, *self.emitted.values()])
-        for group in self.store.groups.values():
-            group.drop_before(keep_from)
+        for g, name in enumerate(self.gateways):
+            group = self.store.groups.get(name)
+            if group is not None and self.emitted[g] > UNSET:
+                group.drop_before(min(self.park_emitted, int(self.emitted[g])))
+        if VIRTUAL in self.store.groups:
+            self.store.groups[VIRTUAL].drop_before(self.park_emitted)
 
     # --- snapshot ----------------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
         return {
-            "version": 1,
+            "version": 2,
             "series": [str(k) for k in self.series],
             "now_ms": self.now_ms,
-            "closed": dict(self.closed),
-            "emitted": dict(self.emitted),
+            "closed": self.closed.copy(),
+            "emitted": self.emitted.copy(),
             "park_closed": self.park_closed,
             "park_emitted": self.park_emitted,
             "clock_slot": self.clock_slot,
-            "clocks": {g: c.state() for g, c in self.clocks.items()},
+            "clocks": self.clocks.state(),
             "groups": {
                 name: {
                     "base": group.base,
@@ -579,16 +637,15 @@ class ParkEngine:
         }
 
     def restore(self, state: Mapping[str, Any]) -> None:
-        if state.get("series") != [str(k) for k in self.series]:
+        if state.get("series") != [str(k) for k in self.series] or state.get("version") != 2:
             raise ValueError("snapshot was taken with another site model or detector set")
         self.now_ms = int(state["now_ms"])
-        self.closed = dict(state["closed"])
-        self.emitted = dict(state["emitted"])
+        self.closed = np.array(state["closed"], dtype=np.int64)
+        self.emitted = np.array(state["emitted"], dtype=np.int64)
         self.park_closed = state["park_closed"]
         self.park_emitted = state["park_emitted"]
         self.clock_slot = state["clock_slot"]
-        for g, clock_state in state["clocks"].items():
-            self.clocks[g].restore(clock_state)
+        self.clocks.restore(state["clocks"])
         for name, g_state in state["groups"].items():
             group: Group = self.store.groups[name]
             group.base = g_state["base"]
@@ -607,10 +664,3 @@ class ParkEngine:
 
     def open_slots(self) -> int:
         return sum(g.cells.slots for g in self.store.groups.values())
-
-    def memory_bytes(self) -> int:
-        total = 0
-        for g in self.store.groups.values():
-            c = g.cells
-            total += sum(a.nbytes for a in (c.total, c.count, c.low, c.high, c.last_t, c.last_v))
-        return total
