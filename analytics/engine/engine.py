@@ -32,7 +32,6 @@ from analytics.engine.contract import (
     DerivedPoint,
     Detector,
     FloatArray,
-    GatewayStats,
     IntArray,
     Output,
     ParkContext,
@@ -41,7 +40,7 @@ from analytics.engine.contract import (
 )
 from analytics.engine.events import EventBook, EventRules
 from analytics.engine.slots import BoolArray
-from analytics.engine.store import MAX_AHEAD_MS, Group, WindowStore
+from analytics.engine.store import MAX_AHEAD_MS, Table
 from parkwatch.events import Event
 from parkwatch.formula import Formula, parse_formula
 from parkwatch.site import Park
@@ -49,6 +48,7 @@ from parkwatch.site import Park
 log = logging.getLogger(__name__)
 
 VIRTUAL = "_virtual"  # the table of virtual meters: computed on the park's clock
+TABLE_ROWS = 2048  # gateways are packed into tables of about this many rows
 UNSET = -(2**62)  # a slot number before any
 
 
@@ -89,17 +89,19 @@ class Advanced:
 
 @dataclass
 class _Gather:
-    """Where an instance's rows live: per table, its rows there and their positions."""
+    """Where an instance's rows live: per table, its rows there, their positions in the
+    instance's series and their gateways (engine numbers; −1 for virtual meters)."""
 
     table: str
     src: npt.NDArray[np.intp]
     dst: npt.NDArray[np.intp]
+    gateway: IntArray
 
 
 @dataclass
 class _Instance:
     detector: Detector
-    group: str | None  # a table, for detectors run per gateway; None: one for the park
+    group: str | None  # its gateway, for detectors run per gateway; None: one for the park
     gather: list[_Gather] = field(default_factory=list)
 
     @property
@@ -129,7 +131,6 @@ class ParkEngine:
         self.park = park
         self.ctx = ParkContext(park)
         self.step_ms = self.ctx.step_ms
-        self.store = WindowStore(self.step_ms)
         self.events = EventBook(park.park, event_rules)
         tree = self.ctx.tree
 
@@ -151,29 +152,67 @@ class ParkEngine:
         self.gateway_no = {g: i for i, g in enumerate(self.gateways)}
         self.clocks = Clocks(len(self.gateways), clock_rules)
 
-        # one row per series in its table; the engine's series index is global
+        # one row per series in its table; the engine's series index is global. Gateways are
+        # packed whole into tables of about TABLE_ROWS rows; virtual meters have their own.
         self.series: list[SeriesKey] = sorted(wanted)
         self.index: dict[SeriesKey, int] = {k: i for i, k in enumerate(self.series)}
-        by_table: dict[str, list[SeriesKey]] = {}
+        by_gateway: dict[str, list[SeriesKey]] = {}
         for key in self.series:
             meter = tree.meters[key.meter]
-            by_table.setdefault(VIRTUAL if meter.is_virtual else meter.gateway, []).append(key)
+            by_gateway.setdefault(VIRTUAL if meter.is_virtual else meter.gateway, []).append(key)
+        packs: list[list[str]] = []
+        size = TABLE_ROWS
+        for gateway in sorted(g for g in by_gateway if g != VIRTUAL):
+            if size + len(by_gateway[gateway]) > TABLE_ROWS:
+                packs.append([])
+                size = 0
+            packs[-1].append(gateway)
+            size += len(by_gateway[gateway])
+        self.tables: dict[str, Table] = {}
         self.place: dict[SeriesKey, tuple[str, int]] = {}
-        for name, keys in by_table.items():
+        self.table_of_gateway: dict[str, tuple[str, int]] = {}  # → table, gateway's row in it
+        named = [(f"t{i}", pack) for i, pack in enumerate(packs)]
+        if VIRTUAL in by_gateway:
+            named.append((VIRTUAL, [VIRTUAL]))
+        for name, pack in named:
+            keys = [k for g in pack for k in by_gateway[g]]
             counters = np.array([self.ctx.is_counter(k.quantity) for k in keys], dtype=bool)
-            self.store.add_group(name, counters)
+            self.tables[name] = Table(name, counters, [] if name == VIRTUAL else list(pack))
             for row, key in enumerate(keys):
                 self.place[key] = (name, row)
-        self._tables = sorted(by_table)
+            if name != VIRTUAL:
+                for k, g in enumerate(pack):
+                    self.table_of_gateway[g] = (name, k)
+        self._tables = sorted(self.tables)
         table_no = {t: i for i, t in enumerate(self._tables)}
-        # engine series index → table number and row, for routing readings without a loop
+        # engine series index → table number, row, gateway number: routing without a loop
         self._series_table = np.array(
             [table_no[self.place[k][0]] for k in self.series], dtype=np.int64
         )
         self._series_row = np.array([self.place[k][1] for k in self.series], dtype=np.int64)
-        # table number → gateway number (−1: the virtual table)
-        self._table_gateway = np.array(
-            [self.gateway_no.get(t, -1) for t in self._tables], dtype=np.int64
+        # gateway number → its table's number and its place among the table's gateways
+        self._gateway_table = np.array(
+            [
+                table_no[self.table_of_gateway[g][0]] if g in self.table_of_gateway else 0
+                for g in self.gateways
+            ],
+            dtype=np.int64,
+        )
+        self._gateway_index = np.array(
+            [
+                self.table_of_gateway[g][1] if g in self.table_of_gateway else 0
+                for g in self.gateways
+            ],
+            dtype=np.int64,
+        )
+        self._series_gateway = np.array(
+            [
+                -1
+                if tree.meters[k.meter].is_virtual
+                else self.gateway_no[tree.meters[k.meter].gateway]
+                for k in self.series
+            ],
+            dtype=np.int64,
         )
         self._virtuals = [
             _Virtual(
@@ -195,13 +234,16 @@ class ParkEngine:
                     _Instance(cls(self.ctx, keys, opts), None, self._gather(keys))
                 )
                 continue
-            # a detector that needs whole blocks of its rows: one instance per table
-            per_table: dict[str, list[SeriesKey]] = {}
+            # a detector that needs whole blocks of its rows: one instance per gateway
+            per_gateway: dict[str, list[SeriesKey]] = {}
             for key in keys:
-                per_table.setdefault(self.place[key][0], []).append(key)
-            for t, table_keys in sorted(per_table.items()):
+                meter = tree.meters[key.meter]
+                per_gateway.setdefault(VIRTUAL if meter.is_virtual else meter.gateway, []).append(
+                    key
+                )
+            for g, gateway_keys in sorted(per_gateway.items()):
                 self.instances.append(
-                    _Instance(cls(self.ctx, table_keys, opts), t, self._gather(table_keys))
+                    _Instance(cls(self.ctx, gateway_keys, opts), g, self._gather(gateway_keys))
                 )
 
         # per gateway: slots before ``closed`` are complete (a reading for them is late);
@@ -215,15 +257,21 @@ class ParkEngine:
         self.now_ms = NEVER
 
     def _gather(self, keys: Sequence[SeriesKey]) -> list[_Gather]:
-        tables: dict[str, tuple[list[int], list[int]]] = {}
+        tables: dict[str, tuple[list[int], list[int], list[int]]] = {}
         for pos, key in enumerate(keys):
             table, row = self.place[key]
-            src, dst = tables.setdefault(table, ([], []))
+            src, dst, gw = tables.setdefault(table, ([], [], []))
             src.append(row)
             dst.append(pos)
+            gw.append(int(self._series_gateway[self.index[key]]))
         return [
-            _Gather(t, np.array(src, dtype=np.intp), np.array(dst, dtype=np.intp))
-            for t, (src, dst) in sorted(tables.items())
+            _Gather(
+                t,
+                np.array(src, dtype=np.intp),
+                np.array(dst, dtype=np.intp),
+                np.array(gw, dtype=np.int64),
+            )
+            for t, (src, dst, gw) in sorted(tables.items())
         ]
 
     # --- input ---------------------------------------------------------------------------
@@ -247,7 +295,7 @@ class ParkEngine:
                 g, batch.seq, int(batch.t_ms.min()), int(batch.t_ms.max()), batch.arrival_ms
             )
         n = batch.t_ms.size
-        threshold = self._thresholds(self._series_table[batch.series])
+        threshold = self._thresholds(batch.series)
         self._close()
         return self._store(
             batch.series,
@@ -269,7 +317,6 @@ class ParkEngine:
             return Advanced()
         arrival_slot = rows.arrival_ms // self.step_ms
         bounds = np.r_[0, np.flatnonzero(arrival_slot[1:] != arrival_slot[:-1]) + 1, rows.t_ms.size]
-        tables = self._series_table[rows.series]
         threshold = np.empty(rows.t_ms.size, dtype=np.int64)
         for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
             self._tick(int(rows.arrival_ms[a]))
@@ -277,7 +324,7 @@ class ParkEngine:
             run = np.r_[True, (gw[1:] != gw[:-1]) | (t[1:] != t[:-1])] & (gw >= 0)
             if run.any():
                 self.clocks.runs(gw[run], t[run], int(rows.arrival_ms[b - 1]))
-            threshold[a:b] = self._thresholds(tables[a:b])
+            threshold[a:b] = self._thresholds(rows.series[a:b])
             self._close()
         return self._store(
             rows.series,
@@ -290,9 +337,9 @@ class ParkEngine:
             whole_batch=False,
         )
 
-    def _thresholds(self, tables: IntArray) -> IntArray:
+    def _thresholds(self, series: IntArray) -> IntArray:
         """Per reading: the first slot still open in its gateway (earlier ones are late)."""
-        gw = self._table_gateway[tables]
+        gw = self._series_gateway[series]
         return np.where(gw >= 0, self.closed[np.maximum(gw, 0)], UNSET)
 
     def _tick(self, now_ms: int) -> None:
@@ -339,9 +386,10 @@ class ParkEngine:
             if name == VIRTUAL:
                 continue  # virtual meters are computed, never fed
             where = np.flatnonzero(fresh & (tables == tb))
-            dup_in, late_in = self.store.add(
-                self.store.groups[name],
+            table = self.tables[name]
+            dup_in, late_in = table.add(
                 self._series_row[series[where]],
+                t_ms[where] // self.step_ms,
                 t_ms[where],
                 value[where],
                 threshold[where],
@@ -388,22 +436,21 @@ class ParkEngine:
         # is closed), so that a backlog arriving late does not stretch the tables to today
         run_t = np.maximum.reduceat(t_ms, starts)
         run_slot = np.maximum(run_t // self.step_ms, threshold[starts])
-        for g in np.unique(run_gw):
-            if g < 0:
-                continue
-            group = self.store.groups.get(self.gateways[int(g)])
-            if group is None:
-                continue
-            mine = run_gw == g
+        known = run_gw >= 0
+        run_table = self._gateway_table[np.maximum(run_gw, 0)]
+        run_k = self._gateway_index[np.maximum(run_gw, 0)]
+        for tb in np.unique(run_table[known]):
+            table = self.tables[self._tables[int(tb)]]
+            mine = known & (run_table == tb)
             slots = run_slot[mine]
-            group.ensure(int(slots.min()), int(slots.max()))
-            assert group.base is not None
-            k = slots - group.base
-            t = group.transport
-            np.add.at(t.batches, k, 1)
-            np.add.at(t.duplicates, k, run_dup[mine].astype(np.int32))
-            np.add.at(t.late, k, run_late[mine].astype(np.int32))
-            np.add.at(t.offset_sum, k, run_offset[mine])
+            table.ensure(int(slots.min()), int(slots.max()))
+            assert table.base is not None
+            at = (run_k[mine], slots - table.base)
+            t = table.transport
+            np.add.at(t.batches, at, 1)
+            np.add.at(t.duplicates, at, run_dup[mine].astype(np.int32))
+            np.add.at(t.late, at, run_late[mine].astype(np.int32))
+            np.add.at(t.offset_sum, at, run_offset[mine])
 
     # --- running the detectors ---------------------------------------------------------------
 
@@ -425,16 +472,15 @@ class ParkEngine:
         heard = self.closed > UNSET
         first = np.where(self.emitted > UNSET, self.emitted, self._first_slots())
         first = np.minimum(first, self.closed)
-        spans: dict[tuple[int, int], list[str]] = {}
-        for g in np.flatnonzero(heard & (self.closed > first)):
-            name = self.gateways[int(g)]
-            if name in self.store.groups:
-                spans.setdefault((int(first[g]), int(self.closed[g])), []).append(name)
-        for (start, stop), names in sorted(spans.items()):
+        spans: dict[tuple[int, int], list[int]] = {}
+        for g in np.flatnonzero(heard & (self.closed > first)).tolist():
+            spans.setdefault((int(first[g]), int(self.closed[g])), []).append(g)
+        for (start, stop), gateways in sorted(spans.items()):
+            members = np.array(gateways, dtype=np.int64)
             for inst in self.instances:
                 if inst.detector.scope is Scope.PARK:
                     continue
-                block = self._instance_block(inst, names, start, stop, table_block)
+                block = self._instance_block(inst, members, start, stop, table_block)
                 if block is not None:
                     findings.extend(inst.detector.update(block))
         self.emitted = np.where(heard, self.closed, self.emitted)
@@ -453,40 +499,43 @@ class ParkEngine:
 
     def _first_slots(self) -> IntArray:
         """Per gateway, the oldest slot its table holds (where a never-run gateway starts)."""
-        out = np.full(len(self.gateways), UNSET, dtype=np.int64)
-        for g, name in enumerate(self.gateways):
-            group = self.store.groups.get(name)
-            if group is not None and group.base is not None:
-                out[g] = group.base
+        bases = np.array(
+            [UNSET if t.base is None else t.base for t in (self.tables[n] for n in self._tables)],
+            dtype=np.int64,
+        )
+        out = bases[self._gateway_table]
         return np.where(out > UNSET, out, self.closed)
 
     def _instance_block(
         self,
         inst: _Instance,
-        tables: Sequence[str],
+        gateways: IntArray,
         start: int,
         stop: int,
         table_block: Any,
     ) -> Block | None:
-        """The instance's rows held in ``tables``, slots ``start:stop``, as one block (for
-        a detector that takes row subsets, ``rows`` says which of its rows they are)."""
-        wanted = set(tables)
-        parts = [g for g in inst.gather if g.table in wanted]
+        """The instance's rows of these gateways (−1: virtual meters), slots ``start:stop``,
+        as one block (for a detector that takes row subsets, ``row_index`` says which)."""
+        parts = []
+        for g in inst.gather:
+            mask = np.isin(g.gateway, gateways)
+            if mask.any():
+                parts.append((g, mask))
         if not parts:
             return None
-        blocks = [table_block(g.table, start, stop) for g in parts]
-        values = np.concatenate([b.values[g.src] for b, g in zip(blocks, parts, strict=True)])
-        count = np.concatenate([b.count[g.src] for b, g in zip(blocks, parts, strict=True)])
-        low = np.concatenate([b.low[g.src] for b, g in zip(blocks, parts, strict=True)])
-        high = np.concatenate([b.high[g.src] for b, g in zip(blocks, parts, strict=True)])
-        rows = np.concatenate([g.dst for g in parts])
+        blocks = [table_block(g.table, start, stop) for g, _ in parts]
+        picks = [(b, g.src[m]) for b, (g, m) in zip(blocks, parts, strict=True)]
+        values = np.concatenate([b.values[src] for b, src in picks])
+        count = np.concatenate([b.count[src] for b, src in picks])
+        low = np.concatenate([b.low[src] for b, src in picks])
+        high = np.concatenate([b.high[src] for b, src in picks])
+        rows = np.concatenate([g.dst[m] for g, m in parts])
         order = np.argsort(rows, kind="stable")
         arrays = [a[order] for a in (values, count, low, high)]
         for a in arrays:
             a.flags.writeable = False
-        transport: dict[str, GatewayStats] = {}
-        for b in blocks:
-            transport.update(b.transport)
+        names = {self.gateways[int(g)] for g in gateways if g >= 0}
+        transport = {gw: stats for b in blocks for gw, stats in b.transport.items() if gw in names}
         whole = rows.size == len(inst.detector.series)
         return Block(
             start * self.step_ms,
@@ -495,7 +544,7 @@ class ParkEngine:
             arrays[1],
             arrays[2],
             arrays[3],
-            tables[0] if len(tables) == 1 else None,
+            next(iter(names)) if len(names) == 1 else None,
             transport,
             None if whole else rows[order].astype(np.intp),
         )
@@ -511,19 +560,11 @@ class ParkEngine:
         return self.advance(end)
 
     def _table_block(self, name: str, start: int, stop: int) -> Block:
-        group = self.store.groups[name]
-        block = group.block(start, stop, self.step_ms)
-        stats = {name: group.stats(name, start, stop)} if name in self.gateway_no else {}
-        return Block(
-            block.start_ms,
-            block.step_ms,
-            block.values,
-            block.count,
-            block.low,
-            block.high,
-            name,
-            stats,
-        )
+        table = self.tables[name]
+        block = table.block(start, stop, self.step_ms)
+        stats = {gw: table.stats(k, start, stop) for k, gw in enumerate(table.gateways)}
+        return Block(block.start_ms, block.step_ms, block.values, block.count, block.low,
+                     block.high, None, stats)  # fmt: skip
 
     def _park_step(self, start: int, stop: int, table_block: Any) -> Output:
         out = Output()
@@ -531,38 +572,30 @@ class ParkEngine:
             self._compute_virtuals(start, stop, table_block)
             vblock = self._table_block(VIRTUAL, start, stop)
             out.points.extend(self._virtual_points(vblock))
-            cached: dict[tuple[str, int, int], Block] = {(VIRTUAL, start, stop): vblock}
+            blocks = {(VIRTUAL, start, stop): vblock}
+
+            def with_virtual(n: str, a: int, b: int) -> Block:
+                return blocks[(n, a, b)] if n == VIRTUAL else table_block(n, a, b)
+
+            virtual = np.array([-1], dtype=np.int64)
             for inst in self.instances:
                 if inst.detector.scope is Scope.PARK:
                     continue
-                block = self._instance_block(
-                    inst,
-                    [VIRTUAL],
-                    start,
-                    stop,
-                    lambda n, a, b: cached[(n, a, b)] if n == VIRTUAL else table_block(n, a, b),
-                )
+                block = self._instance_block(inst, virtual, start, stop, with_virtual)
                 if block is not None:
                     out.extend(inst.detector.update(block))
+        else:
+            with_virtual = table_block
+        everyone = np.arange(-1, len(self.gateways), dtype=np.int64)
         for inst in self.instances:
-            if inst.detector.scope is not Scope.PARK:
-                continue
-            tables = [g.table for g in inst.gather]
-            block = self._instance_block(
-                inst,
-                tables,
-                start,
-                stop,
-                lambda n, a, b: (
-                    self._table_block(n, a, b) if n == VIRTUAL else table_block(n, a, b)
-                ),
-            )
-            if block is not None:
-                out.extend(inst.detector.update(block))
+            if inst.detector.scope is Scope.PARK:
+                block = self._instance_block(inst, everyone, start, stop, with_virtual)
+                if block is not None:
+                    out.extend(inst.detector.update(block))
         return out
 
     def _compute_virtuals(self, start: int, stop: int, table_block: Any) -> None:
-        vgroup = self.store.groups[VIRTUAL]
+        vgroup = self.tables[VIRTUAL]
         vgroup.ensure(start, stop - 1)
         assert vgroup.base is not None
         i, j = start - vgroup.base, stop - vgroup.base
@@ -602,12 +635,13 @@ class ParkEngine:
         """Drop slots every consumer has read."""
         if self.park_emitted is None:
             return
-        for g, name in enumerate(self.gateways):
-            group = self.store.groups.get(name)
-            if group is not None and self.emitted[g] > UNSET:
-                group.drop_before(min(self.park_emitted, int(self.emitted[g])))
-        if VIRTUAL in self.store.groups:
-            self.store.groups[VIRTUAL].drop_before(self.park_emitted)
+        for name, table in self.tables.items():
+            if name == VIRTUAL:
+                table.drop_before(self.park_emitted)
+                continue
+            emitted = self.emitted[[self.gateway_no[g] for g in table.gateways]]
+            if (emitted > UNSET).all():
+                table.drop_before(min(self.park_emitted, int(emitted.min())))
 
     # --- snapshot ----------------------------------------------------------------------------
 
@@ -622,15 +656,15 @@ class ParkEngine:
             "park_emitted": self.park_emitted,
             "clock_slot": self.clock_slot,
             "clocks": self.clocks.state(),
-            "groups": {
+            "tables": {
                 name: {
-                    "base": group.base,
-                    "cells": group.cells,
-                    "transport": group.transport,
-                    "late": group.late_readings,
-                    "ahead": group.refused_ahead,
+                    "base": table.base,
+                    "cells": table.cells,
+                    "transport": table.transport,
+                    "late": table.late_readings,
+                    "ahead": table.refused_ahead,
                 }
-                for name, group in self.store.groups.items()
+                for name, table in self.tables.items()
             },
             "detectors": {inst.key: inst.detector.state() for inst in self.instances},
             "events": self.events.state(),
@@ -646,13 +680,13 @@ class ParkEngine:
         self.park_emitted = state["park_emitted"]
         self.clock_slot = state["clock_slot"]
         self.clocks.restore(state["clocks"])
-        for name, g_state in state["groups"].items():
-            group: Group = self.store.groups[name]
-            group.base = g_state["base"]
-            group.cells = g_state["cells"]
-            group.transport = g_state["transport"]
-            group.late_readings = int(g_state["late"])
-            group.refused_ahead = int(g_state["ahead"])
+        for name, t_state in state["tables"].items():
+            table = self.tables[name]
+            table.base = t_state["base"]
+            table.cells = t_state["cells"]
+            table.transport = t_state["transport"]
+            table.late_readings = int(t_state["late"])
+            table.refused_ahead = int(t_state["ahead"])
         for inst in self.instances:
             inst.detector.restore(state["detectors"][inst.key])
         self.events.restore(state["events"])
@@ -660,7 +694,7 @@ class ParkEngine:
     # --- metrics -------------------------------------------------------------------------------
 
     def late_readings(self) -> int:
-        return sum(g.late_readings for g in self.store.groups.values())
+        return sum(t.late_readings for t in self.tables.values())
 
     def open_slots(self) -> int:
-        return sum(g.cells.slots for g in self.store.groups.values())
+        return sum(t.cells.slots for t in self.tables.values())

@@ -1,14 +1,16 @@
-"""The window store: recent slots of many series as numpy arrays, one table per clock group.
+"""The window store: recent slots of many series as numpy arrays, in a few tables.
 
-A clock group is one gateway's series (they complete together, see ``clocks``) or, for
-virtual meters, the park. Each group keeps ``rows × open slots`` accumulators
-(:class:`~analytics.engine.slots.SlotArrays`) from the oldest slot some consumer still needs
-to the newest reading, growing as data runs ahead and dropping slots every consumer has read.
-A reading for a slot that is already gone is *late*: it is counted (and reported, for the
-accounting to recompute what it touches), never written into the past.
+A table holds the rows of some gateways (whole gateways, up to a couple of thousand rows, so a
+park with thousands of small gateways is still a handful of array operations) or, apart, the
+virtual meters. Each keeps ``rows × open slots`` accumulators
+(:class:`~analytics.engine.slots.SlotArrays`) from the oldest slot some consumer still needs to
+the newest reading, growing as data runs ahead and dropping slots every consumer has read. A
+gateway that lags (a backlog being held for) keeps only its own table wide. A reading for a
+slot its gateway has closed is *late*: it is counted (and reported, for the accounting to
+recompute what it touches), never written into the past.
 
-Per gateway, transport facts are kept per slot of their arrival: batches, duplicate readings,
-late readings, and the offset between source time and arrival (clock skew, late delivery).
+Per gateway, transport facts are kept per slot: batches, duplicate readings, late readings, and
+the offset between source time and arrival (clock skew, late delivery).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ MAX_AHEAD_MS = 2 * 86_400_000  # a reading this far ahead of the park's clock is
 
 @dataclass
 class Transport:
-    """Per-slot transport counters of one gateway (slot of arrival)."""
+    """Per gateway of a table (rows) and slot (columns): transport counters."""
 
     batches: npt.NDArray[np.int32]
     duplicates: npt.NDArray[np.int32]
@@ -36,38 +38,34 @@ class Transport:
     offset_sum: FloatArray
 
     @classmethod
-    def empty(cls, slots: int) -> Transport:
+    def empty(cls, gateways: int, slots: int) -> Transport:
+        shape = (gateways, slots)
         return cls(
-            np.zeros(slots, dtype=np.int32),
-            np.zeros(slots, dtype=np.int32),
-            np.zeros(slots, dtype=np.int32),
-            np.zeros(slots),
+            np.zeros(shape, dtype=np.int32),
+            np.zeros(shape, dtype=np.int32),
+            np.zeros(shape, dtype=np.int32),
+            np.zeros(shape),
         )
+
+    def _arrays(self) -> list[npt.NDArray[Any]]:
+        return [self.batches, self.duplicates, self.late, self.offset_sum]
 
     def widened(self, before: int, after: int) -> Transport:
-        def pad(a: npt.NDArray[Any]) -> npt.NDArray[Any]:
-            return np.pad(a, (before, after))
-
-        return Transport(
-            pad(self.batches), pad(self.duplicates), pad(self.late), pad(self.offset_sum)
-        )
+        a, b, c, d = (np.pad(x, ((0, 0), (before, after))) for x in self._arrays())
+        return Transport(a, b, c, d)
 
     def dropped(self, n: int) -> Transport:
-        return Transport(
-            self.batches[n:].copy(),
-            self.duplicates[n:].copy(),
-            self.late[n:].copy(),
-            self.offset_sum[n:].copy(),
-        )
+        a, b, c, d = (np.ascontiguousarray(x[:, n:]) for x in self._arrays())
+        return Transport(a, b, c, d)
 
 
 @dataclass
-class Group:
-    """One clock group's open slots: column 0 is slot ``base`` (absolute slot number)."""
+class Table:
+    """Some gateways' rows over open slots: column 0 is slot ``base`` (absolute number)."""
 
     name: str
-    rows: int
     counter_rows: BoolArray
+    gateways: list[str]  # the gateways whose rows it holds (empty for virtual meters)
     base: int | None = None
     cells: SlotArrays = field(init=False)
     transport: Transport = field(init=False)
@@ -75,8 +73,8 @@ class Group:
     refused_ahead: int = 0
 
     def __post_init__(self) -> None:
-        self.cells = SlotArrays.empty(self.rows, 0)
-        self.transport = Transport.empty(0)
+        self.cells = SlotArrays.empty(int(self.counter_rows.size), 0)
+        self.transport = Transport.empty(len(self.gateways), 0)
 
     @property
     def stop(self) -> int:
@@ -85,23 +83,18 @@ class Group:
         return self.base + self.cells.slots
 
     def ensure(self, first: int, last: int) -> None:
-        """Hold slots ``first..last`` (absolute), growing the tables as needed."""
+        """Hold slots ``first..last`` (absolute), growing the table as needed."""
         if self.base is None:
             self.base = first
         if first < self.base:
-            self._prepend(self.base - first)
+            n = self.base - first
+            self.cells = self.cells.widened(n, 0)
+            self.transport = self.transport.widened(n, 0)
+            self.base = first
         if last >= self.stop:
-            self._append(last - self.stop + 1 + _GROW)
-
-    def _append(self, n: int) -> None:
-        self.cells = self.cells.widened(0, n)
-        self.transport = self.transport.widened(0, n)
-
-    def _prepend(self, n: int) -> None:
-        self.cells = self.cells.widened(n, 0)
-        self.transport = self.transport.widened(n, 0)
-        assert self.base is not None
-        self.base -= n
+            n = last - self.stop + 1 + _GROW
+            self.cells = self.cells.widened(0, n)
+            self.transport = self.transport.widened(0, n)
 
     def drop_before(self, slot: int) -> None:
         """Forget slots before ``slot`` (every consumer has read them)."""
@@ -110,9 +103,7 @@ class Group:
         n = min(slot - self.base, self.cells.slots)
         self.cells = self.cells.dropped(n)
         self.transport = self.transport.dropped(n)
-        self.base += n
-        if self.cells.slots == 0:
-            self.base = slot
+        self.base = slot if self.cells.slots == 0 else self.base + n
 
     def block(self, first: int, stop: int, step_ms: int) -> Block:
         """Slots ``first:stop`` (absolute) of every row, read-only."""
@@ -121,55 +112,42 @@ class Group:
         i, j = first - self.base, stop - self.base
         return self.cells.block(i, j, first * step_ms, step_ms, self.counter_rows)
 
-    def stats(self, gateway: str, first: int, stop: int) -> GatewayStats:
+    def stats(self, k: int, first: int, stop: int) -> GatewayStats:
+        """Transport facts of its ``k``-th gateway over slots ``first:stop``."""
         assert self.base is not None
         i, j = first - self.base, stop - self.base
         t = self.transport
-        batches = t.batches[i:j].copy()
+        batches = t.batches[k, i:j].copy()
         with np.errstate(invalid="ignore", divide="ignore"):
-            offset = np.where(batches > 0, t.offset_sum[i:j] / batches, np.nan)
-        return GatewayStats(gateway, batches, t.duplicates[i:j].copy(), t.late[i:j].copy(), offset)
-
-
-class WindowStore:
-    """The groups of one park, and where each group's readings go."""
-
-    def __init__(self, step_ms: int) -> None:
-        self.step_ms = step_ms
-        self.groups: dict[str, Group] = {}
-
-    def add_group(self, name: str, counter_rows: BoolArray) -> Group:
-        group = Group(name, int(counter_rows.size), counter_rows)
-        self.groups[name] = group
-        return group
+            offset = np.where(batches > 0, t.offset_sum[k, i:j] / batches, np.nan)
+        return GatewayStats(
+            self.gateways[k], batches, t.duplicates[k, i:j].copy(), t.late[k, i:j].copy(), offset
+        )
 
     def add(
         self,
-        group: Group,
         row: IntArray,
+        slot: IntArray,
         t_ms: IntArray,
         value: FloatArray,
         open_from: IntArray,
         ahead_from: int,
     ) -> tuple[BoolArray, BoolArray]:
-        """Readings of one group; for each, slots before its ``open_from`` are closed. Returns
-        which readings were duplicates and which were late (they touch closed slots and are
-        not stored). A reading for slot ``ahead_from`` or later is absurdly far ahead of the
-        park's clock: refused and counted (it would stretch the tables)."""
-        slot = t_ms // self.step_ms
+        """Readings into their slots; for each, slots before its ``open_from`` are closed.
+        Returns which readings were duplicates and which were late (not stored). A reading for
+        slot ``ahead_from`` or later is absurdly far ahead of the park's clock: refused and
+        counted (it would stretch the table)."""
         late = slot < open_from
         ahead = slot >= ahead_from
         dup = np.zeros(row.size, dtype=bool)
         keep = ~(late | ahead)
         if not keep.all():
-            group.late_readings += int(late.sum())
-            group.refused_ahead += int(ahead.sum())
+            self.late_readings += int(late.sum())
+            self.refused_ahead += int(ahead.sum())
         where = np.flatnonzero(keep)
         if where.size == 0:
             return dup, late
-        group.ensure(int(slot[where].min()), int(slot[where].max()))
-        assert group.base is not None
-        dup[where] = group.cells.add(
-            row[where], slot[where] - group.base, t_ms[where], value[where]
-        )
+        self.ensure(int(slot[where].min()), int(slot[where].max()))
+        assert self.base is not None
+        dup[where] = self.cells.add(row[where], slot[where] - self.base, t_ms[where], value[where])
         return dup, late
