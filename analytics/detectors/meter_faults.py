@@ -28,8 +28,9 @@ rows, with per-row state carried between blocks so any chunking gives the same f
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -40,7 +41,6 @@ from analytics.engine.contract import (
     Detector,
     Finding,
     FloatArray,
-    GatewayStats,
     IntArray,
     Needs,
     Output,
@@ -99,17 +99,6 @@ def word_swapped(values: FloatArray) -> FloatArray:
 
 
 @dataclass
-class GatewayWatch:
-    """What the transport checks remember of one gateway."""
-
-    offsets: list[float] = field(default_factory=list)  # of the last slots with batches
-    duplicates: list[int] = field(default_factory=list)  # 1 per recent slot with duplicates
-    skew_open: str = ""  # "", "clock_skew" or "late_batches"
-    dup_open: bool = False
-    silent_open: bool = False  # every meter of the gateway is silent
-
-
-@dataclass
 class _View:
     """The state of the rows (and their meters) a block holds, worked on, then put back."""
 
@@ -134,12 +123,13 @@ class _View:
     swap_open: npt.NDArray[Any]
     swap_last: npt.NDArray[Any]
     silent_open: npt.NDArray[Any]
-    meter_gateway: npt.NDArray[Any]
+    meter_gw: npt.NDArray[Any]
     meter_of: npt.NDArray[np.intp]  # local meter of each local row
     meter_ids: list[str]
     keys: list[SeriesKey]
 
 
+_SKEW = {1: "clock_skew", 2: "late_batches"}
 _ROW_STATE = (
     "prev",
     "prev_slot",
@@ -164,7 +154,7 @@ _METER_STATE = (
     "swap_open",
     "swap_last",
     "silent_open",
-    "meter_gateway",
+    "meter_gw",
 )
 
 
@@ -211,8 +201,11 @@ class MeterFaults(Detector):
         meter_no = {m: i for i, m in enumerate(self.meter_ids)}
         self.meter_of = np.array([meter_no[m] for m in meters], dtype=np.intp)
         self.meter_start = np.flatnonzero(np.r_[True, self.meter_of[1:] != self.meter_of[:-1]])
-        self.meter_gateway = np.array(
-            [ctx.tree.meters[m].gateway for m in self.meter_ids], dtype=object
+        # gateways: their names, and each meter's (as a number)
+        self.gw_names = sorted({ctx.tree.meters[m].gateway for m in self.meter_ids})
+        self.gw_index = {g: i for i, g in enumerate(self.gw_names)}
+        self.meter_gw = np.array(
+            [self.gw_index[ctx.tree.meters[m].gateway] for m in self.meter_ids], dtype=np.intp
         )
         m = len(self.meter_ids)
         slot_min = ctx.step_ms / 60_000
@@ -246,7 +239,12 @@ class MeterFaults(Detector):
         self.swap_last = np.zeros(m, dtype=bool)  # the last slot seen was word-swapped
         self.silent_open = np.zeros(m, dtype=bool)
         # per gateway
-        self.gateways: dict[str, GatewayWatch] = {}
+        g = len(self.gw_names)
+        self.gw_offsets = np.full((g, max(self.p.transport_slots - 1, 0)), np.nan)
+        self.gw_dups = np.zeros((g, 9), dtype=np.int8)  # 1 per recent slot with duplicates
+        self.gw_skew = np.zeros(g, dtype=np.int8)  # 0, or 1 clock_skew, 2 late_batches open
+        self.gw_dup_open = np.zeros(g, dtype=bool)
+        self.gw_silent = np.zeros(g, dtype=bool)  # every meter of the gateway is silent
 
     # --- the update --------------------------------------------------------------------------
 
@@ -452,10 +450,9 @@ class MeterFaults(Detector):
         telling = long_run & lively & main & (np.abs(np.nan_to_num(v)) > 0)
         meter_rows = st.meter_of[rows]
         all_long, _ = self._per_meter(st, meter_rows, long_run, np.zeros_like(seen), seen)
-        any_telling = np.zeros_like(all_long)
-        np.logical_or.at(any_telling, meter_rows, telling)
-        live = np.zeros_like(all_long)
-        np.logical_or.at(live, meter_rows, seen & ~equal)
+        m = len(st.meter_ids)
+        any_telling = _reduce_by(np.logical_or, telling, meter_rows, m, False)
+        live = _reduce_by(np.logical_or, seen & ~equal, meter_rows, m, False)
         self._transitions(
             st,
             block,
@@ -480,13 +477,9 @@ class MeterFaults(Detector):
     ) -> tuple[BoolArray, BoolArray]:
         """Per meter and slot: every reporting row flagged; any row clear."""
         m = len(st.meter_ids)
-        slots = flag.shape[1]
-        flagged = np.zeros((m, slots), dtype=np.int64)
-        reporting = np.zeros((m, slots), dtype=np.int64)
-        cleared = np.zeros((m, slots), dtype=bool)
-        np.add.at(flagged, meter_rows, (flag & seen).astype(np.int64))
-        np.add.at(reporting, meter_rows, seen.astype(np.int64))
-        np.logical_or.at(cleared, meter_rows, clear)
+        flagged = _reduce_by(np.add, (flag & seen).astype(np.int64), meter_rows, m, 0)
+        reporting = _reduce_by(np.add, seen.astype(np.int64), meter_rows, m, 0)
+        cleared = _reduce_by(np.logical_or, clear, meter_rows, m, False)
         return (reporting > 0) & (flagged == reporting), cleared
 
     def _transitions(
@@ -499,9 +492,10 @@ class MeterFaults(Detector):
         state: BoolArray,
         out: Output,
         evidence: Any,
-        zone: str | None = None,
+        zones: Sequence[str] | None = None,
     ) -> None:
-        """Open where ``on`` first holds for a closed meter, close where ``off`` holds."""
+        """Open where ``on`` first holds for a closed row (a meter, or with ``zones`` a
+        gateway), close where ``off`` holds."""
         for mi in np.flatnonzero(on.any(axis=1) | (state & off.any(axis=1))):
             k = 0
             events: list[tuple[int, bool]] = []
@@ -523,7 +517,8 @@ class MeterFaults(Detector):
                     events.append((k, False))
                 k += 1
             state[mi] = is_open
-            meter = st.meter_ids[mi]
+            meter = None if zones is not None else st.meter_ids[mi]
+            zone = None if zones is None else zones[int(mi)]
             for k_at, active in events:
                 out.findings.append(
                     Finding(
@@ -531,7 +526,7 @@ class MeterFaults(Detector):
                         Family.METER_FAULT,
                         self._at(block, k_at),
                         active,
-                        meter=None if zone else meter,
+                        meter=meter,
                         zone=zone,
                         severity=Severity.MINOR,
                         evidence=evidence(mi, k_at) if active else {},
@@ -576,11 +571,8 @@ class MeterFaults(Detector):
         st.good[rows] = good
         meter_rows = st.meter_of[rows]
         m = len(st.meter_ids)
-        on = np.zeros((m, block.slots), dtype=bool)
-        np.logical_or.at(on, meter_rows, flagged)
-        off = np.zeros((m, block.slots), dtype=bool)
-        np.logical_or.at(off, meter_rows, seen & ~flagged)
-        off &= ~on
+        on = _reduce_by(np.logical_or, flagged, meter_rows, m, False)
+        off = _reduce_by(np.logical_or, seen & ~flagged, meter_rows, m, False) & ~on
         self._transitions(
             st,
             block,
@@ -596,46 +588,42 @@ class MeterFaults(Detector):
     def _silence(self, st: _View, block: Block, first_slot: int, out: Output) -> None:
         seen = np.isfinite(block.values)
         m = len(st.meter_ids)
-        meter_seen = np.zeros((m, block.slots), dtype=bool)
-        np.logical_or.at(meter_seen, st.meter_of, seen)
+        meter_seen = _reduce_by(np.logical_or, seen, st.meter_of, m, False)
         k_idx = np.arange(block.slots)
         abs_k = first_slot + k_idx
-        last_m = np.full(m, -1, dtype=np.int64)
-        np.maximum.at(last_m, st.meter_of, st.last_seen)
+        last_m = _reduce_by(np.maximum, st.last_seen, st.meter_of, m, -1)
         last_seen = np.maximum.accumulate(np.where(meter_seen, abs_k, -1), axis=1)
         last_seen = np.maximum(last_seen, last_m[:, None])
         with np.errstate(invalid="ignore", divide="ignore"):
             row_spacing = np.where(
                 st.readings > 1, (st.last_seen - st.first_seen) / (st.readings - 1), 0.0
             )
-        spacing = np.zeros(m)
-        np.maximum.at(spacing, st.meter_of, row_spacing)
+        spacing = _reduce_by(np.maximum, row_spacing, st.meter_of, m, 0.0)
         limit = np.maximum(self.p.silence_slots, np.ceil(3 * spacing))[:, None]
         silent = (last_seen >= 0) & (abs_k[None, :] - last_seen >= limit)
         back = meter_seen
         # a gateway whose meters (more than one) all fall silent at once is one event about it
-        whole_of_meter = np.zeros(silent.shape, dtype=bool)
-        for gateway in sorted(set(st.meter_gateway.tolist())):
-            mine = st.meter_gateway == gateway
-            if mine.sum() < 2:
-                continue
-            whole: BoolArray = np.all(silent[mine], axis=0)
-            watch = self.gateways.setdefault(gateway, GatewayWatch())
-            state = np.array([watch.silent_open])
-            evidence = {"meters": int(np.sum(mine))}
-            self._transitions(
-                st,
-                block,
-                "comm_loss",
-                whole[None, :],
-                np.any(back[mine], axis=0, keepdims=True),
-                state,
-                out,
-                evidence=lambda mi, k, e=evidence: e,
-                zone=f"gateway:{gateway}",
-            )
-            watch.silent_open = bool(state[0])
-            whole_of_meter[mine] = whole[None, :]
+        gws, gw_local = np.unique(st.meter_gw, return_inverse=True)
+        meters_of = np.bincount(gw_local, minlength=gws.size)
+        silent_count = np.zeros((gws.size, block.slots), dtype=np.int64)
+        np.add.at(silent_count, gw_local, silent)
+        whole = (silent_count == meters_of[:, None]) & (meters_of[:, None] >= 2)
+        gw_back = np.zeros((gws.size, block.slots), dtype=bool)
+        np.logical_or.at(gw_back, gw_local, back)
+        state = self.gw_silent[gws].copy()
+        self._transitions(
+            st,
+            block,
+            "comm_loss",
+            whole,
+            gw_back,
+            state,
+            out,
+            evidence=lambda gi, k: {"meters": int(meters_of[gi])},
+            zones=[f"gateway:{self.gw_names[g]}" for g in gws],
+        )
+        self.gw_silent[gws] = state
+        whole_of_meter = whole[gw_local]
         per_meter = silent & ~whole_of_meter
         self._transitions(
             st,
@@ -658,97 +646,90 @@ class MeterFaults(Detector):
         st.readings += seen.sum(axis=1)
 
     def _transport(self, block: Block, out: Output) -> None:
-        for gateway, stats in sorted(block.transport.items()):
-            self._gateway_transport(gateway, stats, block, out)
-
-    def _gateway_transport(
-        self, gateway: str, stats: GatewayStats, block: Block, out: Output
-    ) -> None:
         """Clock offsets are judged by their median over the last ``transport_slots`` slots
-        that had batches; duplicates by how many of the last ten slots had any."""
-        watch = self.gateways.setdefault(gateway, GatewayWatch())
-        zone = f"gateway:{gateway}"
+        (those with batches; at least three); duplicates by how many of the last ten slots
+        had any. Every gateway of the block at once."""
+        names = [g for g in block.transport if g in self.gw_index]
+        if not names:
+            return
+        idx = np.array([self.gw_index[g] for g in names], dtype=np.intp)
+        stats = [block.transport[g] for g in names]
+        offsets = np.stack([s.offset_ms for s in stats])
+        dups = np.stack([(s.duplicates > 0) for s in stats]).astype(np.int8)
         n = self.p.transport_slots
-        with_batches = np.flatnonzero((stats.batches > 0) & np.isfinite(stats.offset_ms))
-        past = np.array(watch.offsets[-(n - 1) :] if n > 1 else [], dtype=np.float64)
-        offsets = np.r_[past, stats.offset_ms[with_batches]]
-        if offsets.size >= n:
-            medians = np.median(np.lib.stride_tricks.sliding_window_view(offsets, n), axis=1)
-            # the median is known at the slots whose offset completes a window
-            judged = with_batches[with_batches.size - medians.size :]
-            kinds = np.where(
-                medians > self.p.skew_ms,
-                "clock_skew",
-                np.where(medians < -self.p.late_ms, "late_batches", ""),
-            )
-            before = np.r_[np.array([watch.skew_open]), kinds[:-1]]
-            for k, kind, was in zip(judged.tolist(), kinds.tolist(), before.tolist(), strict=True):
-                if kind == was:
-                    continue
-                at = self._at(block, k)
-                if was:
-                    out.findings.append(Finding(was, Family.METER_FAULT, at, False, zone=zone))
-                if kind:
-                    out.findings.append(
-                        Finding(
-                            kind, Family.METER_FAULT, at, True, zone=zone, severity=Severity.MINOR
-                        )
+        known = np.concatenate([self.gw_offsets[idx], offsets], axis=1)
+        windows = np.lib.stride_tricks.sliding_window_view(known, n, axis=1)
+        enough = np.isfinite(windows).sum(axis=2) >= min(3, n)
+        with warnings.catch_warnings():  # all-NaN windows: decided below by ``enough``
+            warnings.simplefilter("ignore", RuntimeWarning)
+            median = np.nanmedian(np.where(enough[..., None], windows, 0.0), axis=2)
+        code = np.where(median > self.p.skew_ms, 1, np.where(median < -self.p.late_ms, 2, 0))
+        slots = np.arange(block.slots)
+        decided = np.maximum.accumulate(np.where(enough, slots, -1), axis=1)
+        carried = self.gw_skew[idx][:, None]
+        kind = np.where(decided >= 0, np.take_along_axis(code, np.maximum(decided, 0), 1), carried)
+        before = np.concatenate([carried, kind[:, :-1]], axis=1)
+        history = np.concatenate([self.gw_dups[idx], dups], axis=1).astype(np.int64)
+        summed = np.cumsum(history, axis=1)
+        recent = summed[:, 9:] - np.concatenate(
+            [np.zeros((idx.size, 1), np.int64), summed[:, :-10]], axis=1
+        )
+        dup_now = recent >= self.p.duplicate_slots
+        dup_before = np.concatenate([self.gw_dup_open[idx][:, None], dup_now[:, :-1]], axis=1)
+        for i, k in zip(*np.nonzero(kind != before), strict=True):
+            zone = f"gateway:{names[i]}"
+            at = self._at(block, int(k))
+            was, now = int(before[i, k]), int(kind[i, k])
+            if was:
+                out.findings.append(Finding(_SKEW[was], Family.METER_FAULT, at, False, zone=zone))
+            if now:
+                out.findings.append(
+                    Finding(
+                        _SKEW[now], Family.METER_FAULT, at, True, zone=zone, severity=Severity.MINOR
                     )
-            watch.skew_open = str(kinds[-1])
-        watch.offsets = offsets[-(n - 1) :].tolist() if n > 1 else []
-        history = np.r_[
-            np.array(watch.duplicates, dtype=np.int64), (stats.duplicates > 0).astype(np.int64)
-        ]
-        recent = np.convolve(history, np.ones(10, dtype=np.int64))[: history.size]
-        dup_now = recent[-block.slots :] >= self.p.duplicate_slots
-        dup_before = np.r_[watch.dup_open, dup_now[:-1]]
-        for k in np.flatnonzero(dup_now != dup_before).tolist():
+                )
+        for i, k in zip(*np.nonzero(dup_now != dup_before), strict=True):
             out.findings.append(
                 Finding(
                     "duplicate_batches",
                     Family.METER_FAULT,
-                    self._at(block, k),
-                    bool(dup_now[k]),
-                    zone=zone,
+                    self._at(block, int(k)),
+                    bool(dup_now[i, k]),
+                    zone=f"gateway:{names[i]}",
                     severity=Severity.INFO,
                 )
             )
-        watch.dup_open = bool(dup_now[-1])
-        watch.duplicates = history[-9:].tolist()
+        self.gw_offsets[idx] = known[:, -(n - 1) :] if n > 1 else known[:, :0]
+        self.gw_dups[idx] = history[:, -9:]
+        self.gw_skew[idx] = kind[:, -1]
+        self.gw_dup_open[idx] = dup_now[:, -1]
 
     # --- state --------------------------------------------------------------------------------
 
+    _GATEWAY_STATE = ("gw_offsets", "gw_dups", "gw_skew", "gw_dup_open", "gw_silent")
+
     def state(self) -> dict[str, Any]:
-        out: dict[str, Any] = {a: getattr(self, a).copy() for a in (*_ROW_STATE, *_METER_STATE)}
+        names = (*_ROW_STATE, *_METER_STATE, *self._GATEWAY_STATE)
+        out: dict[str, Any] = {a: getattr(self, a).copy() for a in names}
         out["ep_kind"] = [str(k) for k in self.ep_kind]
-        out["meter_gateway"] = [str(g) for g in self.meter_gateway]
-        out["gateways"] = {
-            g: {
-                "offsets": list(w.offsets),
-                "duplicates": list(w.duplicates),
-                "skew_open": w.skew_open,
-                "dup_open": w.dup_open,
-                "silent_open": w.silent_open,
-            }
-            for g, w in self.gateways.items()
-        }
         return out
 
     def restore(self, state: Mapping[str, Any]) -> None:
-        for a in (*_ROW_STATE, *_METER_STATE):
+        for a in (*_ROW_STATE, *_METER_STATE, *self._GATEWAY_STATE):
             setattr(self, a, np.array(state[a]))
         self.ep_kind = np.array(state["ep_kind"], dtype=object)
-        self.meter_gateway = np.array(state["meter_gateway"], dtype=object)
-        self.gateways = {
-            g: GatewayWatch(
-                [float(x) for x in w["offsets"]],
-                [int(x) for x in w["duplicates"]],
-                str(w["skew_open"]),
-                bool(w["dup_open"]),
-                bool(w["silent_open"]),
-            )
-            for g, w in state["gateways"].items()
-        }
+
+
+def _reduce_by(
+    ufunc: np.ufunc, values: npt.NDArray[Any], groups: IntArray, n: int, fill: Any
+) -> npt.NDArray[Any]:
+    """``ufunc`` over the rows of each group (groups non-decreasing: a meter's rows are
+    adjacent), one result row per group ``0..n-1`` (``fill`` where a group has no row)."""
+    out = np.full((n, *values.shape[1:]), fill, dtype=values.dtype)
+    if groups.size:
+        starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+        out[groups[starts]] = ufunc.reduceat(values, starts, axis=0)
+    return out
 
 
 def _at_index(values: IntArray, index: IntArray) -> IntArray:
