@@ -1,1 +1,9 @@
-"""Detectors: each follows ``analytics.engine.contract``."""
+"""Detectors: each follows ``analytics.engine.contract``; ``DETECTORS`` is what the engine runs."""
+
+from __future__ import annotations
+
+from analytics.detectors.meter_faults import MeterFaults
+from analytics.detectors.peaks import CoincidentPeaks, Peaks
+from analytics.engine.contract import Detector
+
+DETECTORS: list[type[Detector]] = [Peaks, CoincidentPeaks, MeterFaults]

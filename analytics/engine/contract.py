@@ -19,16 +19,17 @@ What every detector promises, and ``tests/test_detector_contract.py`` checks for
   findings — so a detector keeps whatever it needs across block boundaries;
 * **live and replay agree**: both feed the engine the same way, so they give the same events.
 
-``Scope.METER`` detectors treat each row on its own: the engine may run one instance per clock
-group (a gateway's meters advance with that gateway's watermark, so one late gateway does not
-hold back the others' alerts). ``Scope.PARK`` detectors compare rows (balances, zones,
-coincident peaks) and run once per park, on the park clock.
+``Scope.METER`` detectors treat each row on its own: a gateway's meters advance with that
+gateway's watermark, so one late gateway does not hold back the others' alerts. Such a detector
+either takes blocks of any subset of its rows (``row_subsets``; one instance per park, state
+indexed by ``Block.row_index``) or gets one instance per gateway. ``Scope.PARK`` detectors compare
+rows (balances, zones, coincident peaks) and run once per park, on the park clock.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar
@@ -89,18 +90,60 @@ class Needs:
         return out
 
 
-@dataclass(frozen=True, slots=True)
-class GatewayStats:
-    """What the transport did for one gateway over a block's span (for transport faults)."""
+@dataclass(frozen=True)
+class TransportStats:
+    """What the transport did for some gateways (rows), per slot of a block (columns: the slot
+    of the data a batch carried, or the first open one when that was closed): for transport
+    faults."""
 
-    gateway: str
-    batches: int = 0
-    duplicate_readings: int = 0  # a (meter, quantity, time) seen again: counted once
-    seq_gaps: int = 0
-    # median of (source time − arrival time) over the batches: a clock ahead is > 0, late
-    # delivery < 0; None when no batch arrived
-    offset_ms: float | None = None
-    late_readings: int = 0  # arrived after their slot was closed
+    gateways: tuple[str, ...] = ()
+    batches: npt.NDArray[np.int32] = field(default_factory=lambda: _empty(np.int32))
+    duplicates: npt.NDArray[np.int32] = field(default_factory=lambda: _empty(np.int32))
+    late: npt.NDArray[np.int32] = field(default_factory=lambda: _empty(np.int32))
+    # mean (source time − arrival time) of the batches; NaN where none came. A clock ahead
+    # shows > 0; late delivery or a clock behind < 0
+    offset_ms: FloatArray = field(default_factory=lambda: _empty(np.float64))
+
+    def window(self, first: int, stop: int) -> TransportStats:
+        return TransportStats(
+            self.gateways,
+            self.batches[:, first:stop],
+            self.duplicates[:, first:stop],
+            self.late[:, first:stop],
+            self.offset_ms[:, first:stop],
+        )
+
+    def only(self, gateways: Collection[str]) -> TransportStats:
+        """The rows of these gateways."""
+        keep = [i for i, g in enumerate(self.gateways) if g in gateways]
+        if len(keep) == len(self.gateways):
+            return self
+        return TransportStats(
+            tuple(self.gateways[i] for i in keep),
+            self.batches[keep],
+            self.duplicates[keep],
+            self.late[keep],
+            self.offset_ms[keep],
+        )
+
+    @classmethod
+    def joined(cls, parts: Sequence[TransportStats]) -> TransportStats:
+        parts = [p for p in parts if p.gateways]
+        if not parts:
+            return cls()
+        if len(parts) == 1:
+            return parts[0]
+        return cls(
+            tuple(g for p in parts for g in p.gateways),
+            np.concatenate([p.batches for p in parts]),
+            np.concatenate([p.duplicates for p in parts]),
+            np.concatenate([p.late for p in parts]),
+            np.concatenate([p.offset_ms for p in parts]),
+        )
+
+
+def _empty(dtype: type[np.generic]) -> npt.NDArray[Any]:
+    return np.zeros((0, 0), dtype=dtype)
 
 
 @dataclass(frozen=True)
@@ -117,8 +160,11 @@ class Block:
     count: npt.NDArray[np.int32]
     low: FloatArray
     high: FloatArray
-    group: str | None = None  # the clock group (a gateway id), None on the park clock
-    transport: Mapping[str, GatewayStats] = field(default_factory=dict)
+    group: str | None = None  # the gateway when the block holds one gateway's rows
+    transport: TransportStats = field(default_factory=TransportStats)
+    # which of the detector's rows (indices into its series) the block holds, in order; None:
+    # all of them. Only detectors with ``row_subsets`` get blocks of some of their rows.
+    row_index: npt.NDArray[np.intp] | None = None
 
     @property
     def rows(self) -> int:
@@ -137,7 +183,7 @@ class Block:
         return self.start_ms + np.arange(self.slots, dtype=np.int64) * self.step_ms
 
     def take(self, rows: Sequence[int] | npt.NDArray[np.intp]) -> Block:
-        """The same slots for a subset of rows (read-only copies)."""
+        """The same slots for a subset of these rows (read-only copies; ``rows`` says which)."""
         idx = np.asarray(rows, dtype=np.intp)
         return Block(
             self.start_ms,
@@ -148,6 +194,7 @@ class Block:
             _frozen(self.high[idx]),
             self.group,
             self.transport,
+            idx if self.row_index is None else self.row_index[idx],
         )
 
     def window(self, first: int, stop: int) -> Block:
@@ -160,7 +207,8 @@ class Block:
             self.low[:, first:stop],
             self.high[:, first:stop],
             self.group,
-            self.transport,
+            self.transport.window(first, stop),
+            self.row_index,
         )
 
 
@@ -260,6 +308,10 @@ class Detector(ABC):
     kinds: ClassVar[tuple[str, ...]]  # the event kinds it raises
     scope: ClassVar[Scope] = Scope.METER
     needs: ClassVar[Needs]
+    # a meter-scope detector that takes blocks of any subset of its rows (``row_index``): the
+    # engine then runs one instance for the whole park, vectorised across every meter, and
+    # feeds each gateway's rows as they complete. Without it, one instance per gateway.
+    row_subsets: ClassVar[bool] = False
 
     def __init__(
         self,

@@ -1,0 +1,1 @@
+"""Scoring detectors: NAB and the simulator's ground truth."""

@@ -1,0 +1,293 @@
+"""``parkwatch bench analytics``: the streaming engine over a day of a 10,000-meter park.
+
+A synthetic park (``simulators.synthetic``) of N meters is simulated for a day at 1-minute
+resolution, every reading is built before the clock starts, and then fed through the engine
+with every registered detector, as replay feeds it. In the same run, a straightforward
+per-reading Python loop does the core arithmetic of the same detectors — 15-minute demand and
+its forecast, counter resets and rollovers, stuck values and silence, a running z-score
+baseline — on a sample of the same readings: the reference the engine's vectorised design is
+measured against. The last line printed is one JSON object.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import math
+import pickle
+import resource
+import struct
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from analytics.detectors import DETECTORS
+from analytics.detectors.meter_faults import MODULI
+from analytics.detectors.peaks import contracted_demand, enterprise_roots
+from analytics.engine.engine import ParkEngine, Rows
+from parkwatch.calendar import local_ms
+from parkwatch.site import Park
+from simulators.model import ParkModel
+from simulators.synthetic import synthetic_park
+
+DAY_MS = 86_400_000
+START_MS = 1_795_968_000_000  # a local midnight in Shanghai
+
+
+@dataclass
+class Readings:
+    series: np.ndarray[Any, np.dtype[np.int64]]
+    t_ms: np.ndarray[Any, np.dtype[np.int64]]
+    value: np.ndarray[Any, np.dtype[np.float64]]
+    gateway: np.ndarray[Any, np.dtype[np.int64]]
+    meter: list[str]
+    quantity: list[str]
+
+
+def simulate(park: Park, engine: ParkEngine, hours: float, step_ms: int) -> Readings:
+    """Every value the engine analyses, poll cycle after poll cycle (not timed)."""
+    model = ParkModel(park, 0, [])
+    times = START_MS + np.arange(int(hours * 3_600_000 // step_ms), dtype=np.int64) * step_ms
+    model.prime(int(times[0]), step_ms)
+    columns = [(i, engine.series_of(m, q)) for i, (m, q) in enumerate(model.series)]
+    used = np.array([i for i, s in columns if s is not None], dtype=np.int64)
+    series_of_col = np.array([s for _, s in columns if s is not None], dtype=np.int64)
+    gateway_of = {
+        m.id: engine.gateway_no[m.gateway] for m in park.iter_meters() if not m.is_virtual
+    }
+    gw_of_col = np.array([gateway_of[model.series[i][0]] for i in used], dtype=np.int64)
+    parts = []
+    for first in range(0, times.size, 120):
+        chunk = times[first : first + 120]
+        values = model.frame(chunk).values[:, used]
+        parts.append((np.repeat(chunk, used.size), np.tile(series_of_col, chunk.size),
+                      values.ravel(), np.tile(gw_of_col, chunk.size)))  # fmt: skip
+    t, s, v, g = (np.concatenate([p[k] for p in parts]) for k in range(4))
+    # one gateway's readings of one cycle together, as its message would carry them
+    order = np.lexsort((g, t))
+    return Readings(
+        s[order], t[order], v[order], g[order],
+        [engine.series[i].meter for i in range(len(engine.series))],
+        [engine.series[i].quantity for i in range(len(engine.series))],
+    )  # fmt: skip
+
+
+def run_engine(engine: ParkEngine, r: Readings, step_ms: int) -> tuple[float, int]:
+    """Feed in stretches of 15 minutes of arrival, as replay does; returns seconds, events."""
+    events = 0
+    gc.collect()
+    started = time.perf_counter()
+    span = 15 * 60_000
+    bucket = r.t_ms // span
+    bounds = np.r_[0, np.flatnonzero(bucket[1:] != bucket[:-1]) + 1, r.t_ms.size]
+    no_dup = np.zeros(r.t_ms.size, dtype=bool)
+    for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+        part = slice(a, b)
+        engine.feed_rows(Rows(r.series[part], r.t_ms[part], r.value[part], r.gateway[part],
+                              r.t_ms[part], no_dup[part]))  # fmt: skip
+        events += len(engine.advance(int(r.t_ms[b - 1])).events)
+    events += len(engine.finish().events)
+    return time.perf_counter() - started, events
+
+
+class NaiveDetectors:
+    """The same detectors' rules, one reading at a time in plain Python, the way one would
+    write them without arrays: demand blocks with the forecast and its events (peaks),
+    coincident park peaks, counter rollovers/replacements/resets/jumps with their episodes,
+    stuck values with the liveliness window, word-swap checks, silence and transport."""
+
+    def __init__(self, park: Park, engine: ParkEngine) -> None:
+        # the park's offset at the bench's start (the demand blocks' local clock)
+        self.offset_ms = int(local_ms(np.array([START_MS]), park.zone)[0]) - START_MS
+        ctx = engine.ctx
+        self.counter = {(k.meter, k.quantity): ctx.is_counter(k.quantity) for k in engine.series}
+        self.contract: dict[str, float | None] = {}
+        for meter in park.iter_meters():
+            self.contract[meter.id] = contracted_demand(meter, ctx)
+        self.roots = {m.id: m.enterprise for m in enterprise_roots(ctx)}
+        self.gateway = {m.id: m.gateway for m in park.iter_meters()}
+        self.row: dict[tuple[str, str], dict[str, Any]] = {}
+        self.meter_seen: dict[str, int] = {}
+        self.meter_open: dict[str, bool] = {}
+        self.block_finals: dict[int, dict[str, float]] = {}
+        self.park_max = -math.inf
+        self.gw: dict[str, dict[str, Any]] = {}
+        self.events = 0
+
+    def reading(self, meter: str, quantity: str, t: int, v: float, arrival: int) -> None:
+        st = self.row.get((meter, quantity))
+        if st is None:
+            st = self.row[(meter, quantity)] = {
+                "prev": math.nan, "slot": -1, "inc": math.nan, "run": 0,
+                "changes": deque(maxlen=60), "good": math.nan, "block": -1, "sum": 0.0,
+                "n": 0, "max": -math.inf, "open": False, "critical": False,
+                "episode": -(10**9),
+            }  # fmt: skip
+        slot = t // 60_000
+        if self.counter[(meter, quantity)]:
+            self._counter(st, meter, slot, v)
+        else:
+            self._instant(st, meter, quantity, t, v)
+        self._silence(meter, slot)
+        self._transport(self.gateway[meter], t, arrival)
+        st["prev"], st["slot"] = v, slot
+
+    def _counter(self, st: dict[str, Any], meter: str, slot: int, v: float) -> None:
+        prev = st["prev"]
+        if math.isnan(prev):
+            return
+        gap = slot - st["slot"]
+        inc = v - prev
+        tol = max(1e-6 * abs(prev), 1e-3)
+        usual = st["inc"]
+        if inc >= 0:
+            st["inc"] = inc / max(gap, 1)
+        kind = None
+        if inc < -tol:
+            expected = (0.0 if math.isnan(usual) else usual) * gap
+            wraps = any(0 <= v + mod - prev <= max(3 * expected, 1e-6 * mod + 0.01)
+                        for mod in MODULI_LIST)  # fmt: skip
+            kind = "rollover" if wraps and gap < 3 else "replacement" if gap >= 3 else "reset"
+        elif not math.isnan(usual) and usual > 0 and inc > 1000 * max(usual * gap, tol):
+            kind = "jump"
+        if kind is not None:
+            if slot - st["episode"] > 60:
+                self.events += 1
+            st["episode"] = slot
+
+    def _instant(self, st: dict[str, Any], meter: str, quantity: str, t: int, v: float) -> None:
+        prev = st["prev"]
+        equal = v == prev
+        st["run"] = st["run"] + 1 if equal else 0
+        st["changes"].append(0 if equal else 1)
+        if st["run"] == 15 and sum(st["changes"]) >= 0.8 * len(st["changes"]) and v != 0:
+            self.events += 1  # stuck
+        good = st["good"]
+        if not math.isnan(good) and good > 0 and (abs(v) > 10 * good or abs(v) < good / 10):
+            swapped = struct.unpack("<f", struct.pack("<I", _swap_words(v)))[0]
+            if good / 1.5 <= abs(swapped) <= good * 1.5:
+                self.events += 1  # word swap
+            else:
+                st["good"] = abs(v)
+        else:
+            st["good"] = abs(v)
+        if quantity != "p_kw":
+            return
+        local = t + self.offset_ms
+        block = local // 900_000
+        if block != st["block"]:
+            st["block"], st["sum"], st["n"], st["max"] = block, 0.0, 0, -math.inf
+        st["sum"] += v
+        st["n"] += 1
+        st["max"] = max(st["max"], v)
+        elapsed = (local % 900_000) / 60_000 + 1
+        mean = st["sum"] / st["n"]
+        forecast = (mean * elapsed + v * (15 - elapsed)) / 15
+        contract = self.contract.get(meter)
+        if contract and elapsed >= 2:
+            over = forecast >= contract
+            critical = forecast > 1.05 * contract
+            if over and (not st["open"] or critical != st["critical"]):
+                st["open"], st["critical"] = True, critical
+                self.events += 1
+        if elapsed >= 15:
+            if contract and st["open"] and mean < contract:
+                st["open"] = False
+                self.events += 1
+            if meter in self.roots:
+                finals = self.block_finals.setdefault(block, {})
+                finals[self.roots[meter]] = mean
+                if len(finals) == len(set(self.roots.values())):
+                    park = sum(finals.values())
+                    if park > self.park_max and sum(1 for x in finals.values() if x > 0) >= 2:
+                        self.events += 1
+                    self.park_max = max(self.park_max, park)
+                    del self.block_finals[block]
+
+    def _silence(self, meter: str, slot: int) -> None:
+        last = self.meter_seen.get(meter)
+        if last is not None and slot - last >= 5 and not self.meter_open.get(meter):
+            self.events += 1
+        self.meter_open[meter] = False
+        self.meter_seen[meter] = slot
+
+    def _transport(self, gateway: str, t: int, arrival: int) -> None:
+        g = self.gw.get(gateway)
+        if g is None:
+            g = self.gw[gateway] = {"offsets": deque(maxlen=5), "kind": ""}
+        g["offsets"].append(t - arrival)
+        if len(g["offsets"]) == 5:
+            median = sorted(g["offsets"])[2]
+            kind = "clock_skew" if median > 60_000 else "late" if median < -120_000 else ""
+            if kind != g["kind"]:
+                g["kind"] = kind
+                self.events += 1
+
+
+MODULI_LIST = [float(m) for m in MODULI]
+
+
+def _swap_words(value: float) -> int:
+    bits: int = struct.unpack("<I", struct.pack("<f", value))[0]
+    return ((bits << 16) | (bits >> 16)) & 0xFFFFFFFF
+
+
+def run_naive(park: Park, engine: ParkEngine, r: Readings, sample: int) -> float:
+    naive = NaiveDetectors(park, engine)
+    n = min(sample, r.t_ms.size)
+    meters = [r.meter[s] for s in r.series[:n].tolist()]
+    quantities = [r.quantity[s] for s in r.series[:n].tolist()]
+    times = r.t_ms[:n].tolist()
+    values = r.value[:n].tolist()
+    gc.collect()
+    started = time.perf_counter()
+    for meter, quantity, t, v in zip(meters, quantities, times, values, strict=True):
+        naive.reading(meter, quantity, t, v, t)
+    return n / (time.perf_counter() - started)
+
+
+def bench_analytics(
+    meters: int = 10_000, hours: float = 24.0, naive_sample: int = 2_000_000
+) -> dict[str, Any]:
+    step_ms = 60_000
+    park = synthetic_park(meters, seed=0)
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    engine = ParkEngine(park, DETECTORS)
+    print(f"simulating {meters:,} meters for {hours:g} h …", flush=True)
+    readings = simulate(park, engine, hours, step_ms)
+    n = int(readings.t_ms.size)
+    print(f"{n:,} readings; running the engine with {len(DETECTORS)} detectors …", flush=True)
+    seconds, events = run_engine(engine, readings, step_ms)
+    rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    state_bytes = len(pickle.dumps(engine.state(), protocol=pickle.HIGHEST_PROTOCOL))
+    print("running the per-reading Python loop on a sample …", flush=True)
+    naive = run_naive(park, engine, readings, naive_sample)
+    rate = n / seconds
+    return {
+        "meters": meters,
+        "hours": hours,
+        "readings": n,
+        "detectors": [d.name for d in DETECTORS],
+        "seconds": round(seconds, 2),
+        "readings_per_s": round(rate),
+        "naive_readings_per_s": round(naive),
+        "ratio": round(rate / naive, 1),
+        "events": events,
+        "state_bytes_per_meter": round(state_bytes / meters),
+        "peak_rss_mb": round(rss_after / 1024),
+        "rss_growth_mb": round((rss_after - rss_before) / 1024),
+    }
+
+
+def main(meters: int, hours: float) -> str:
+    result = bench_analytics(meters, hours)
+    print(
+        f"{result['readings']:,} readings through {len(result['detectors'])} detectors in "
+        f"{result['seconds']} s: {result['readings_per_s']:,} readings/s; per-reading Python "
+        f"loop {result['naive_readings_per_s']:,} readings/s (ratio {result['ratio']}); "
+        f"{result['state_bytes_per_meter']:,} bytes of state per meter"
+    )
+    return json.dumps(result)
