@@ -77,9 +77,9 @@ class Readings:
 
     t_ms: IntArray
     meter_code: CodeArray
-    meters: list[str]
+    meters: Sequence[str]
     quantity_code: CodeArray
-    quantities: list[str]
+    quantities: Sequence[str]
     value: FloatArray
     line: IntArray
     bad_rows: list[BadRow] = field(default_factory=list)
