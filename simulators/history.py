@@ -37,7 +37,8 @@ import numpy.typing as npt
 
 from parkwatch.readings_csv import HEADER, CsvBlocks, ReadingsWriter, read_readings
 from parkwatch.site import Park
-from simulators.faults import Delivery, Fault, random_schedule
+from simulators.fault_layer import Delivery
+from simulators.faults import Fault, random_schedule
 from simulators.groundtruth import iso, records, write_ground_truth
 from simulators.model import ParkModel
 

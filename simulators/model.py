@@ -55,14 +55,8 @@ from parkwatch.quantities import Utility
 from parkwatch.site import Meter, Park, Role
 from simulators import industries
 from simulators.counters import COUNTERS, Counters
-from simulators.faults import (
-    PROCESS_KINDS,
-    Delivery,
-    Fault,
-    FaultKind,
-    FaultLayer,
-    SeriesLayout,
-)
+from simulators.fault_layer import Delivery, FaultLayer, SeriesLayout
+from simulators.faults import PROCESS_KINDS, Fault, FaultKind
 from simulators.layout import DECIMALS, PRIMARY, Kind, Layout, build_layout
 from simulators.physics import air, boiler, electric, heat, loads, water
 from simulators.physics.electric import PV_PERFORMANCE_RATIO
