@@ -240,7 +240,7 @@ def _read(path: Path, names: list[str], *, typed: bool, finite: bool) -> Reading
             bad.setdefault(i, []).append(f"value {value[i]} is not a finite number")
 
     good = ~_has(bad, n) if bad else slice(None)  # (no copies of a clean file's columns)
-    lines = _lines(np.arange(n, dtype=np.int64), skipped)
+    lines = _lines(np.arange(n, dtype=np.int64), skipped) if skipped.size else np.arange(2, n + 2)
     bad_rows = [BadRow(int(lines[i]), "; ".join(why)) for i, why in bad.items()]
     bad_rows += [
         BadRow(line or 0, f"{actual} fields where the header has {expected}")
@@ -264,8 +264,6 @@ def _read(path: Path, names: list[str], *, typed: bool, finite: bool) -> Reading
 
 def _lines(rows: IntArray, skipped: IntArray) -> IntArray:
     """The file lines of table rows: rows count from line 2, past the skipped lines."""
-    if skipped.size == 0:
-        return rows + 2
     # each skipped line moves every later row one line down
     at = skipped - 2 - np.arange(skipped.size)  # the row index each skipped line stands before
     out: IntArray = rows + 2 + np.searchsorted(at, rows, side="right")
@@ -298,7 +296,12 @@ def _codes(column: pa.ChunkedArray | pa.Array) -> tuple[CodeArray, list[str]]:
     if not pa.types.is_dictionary(column.type):
         column = pc.dictionary_encode(column)
     codes = column.indices.to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
-    return codes, [str(name).strip() for name in column.dictionary.to_pylist()]
+    names = [str(name).strip() for name in column.dictionary.to_pylist()]
+    unique = list(dict.fromkeys(names))
+    if len(unique) < len(names):  # " m1" and "m1" are one meter
+        number = {name: k for k, name in enumerate(unique)}
+        codes = np.array([number[name] for name in names], dtype=np.int32)[codes]
+    return codes, unique
 
 
 def _empty(codes: CodeArray, names: list[str]) -> BoolArray:

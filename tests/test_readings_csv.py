@@ -77,6 +77,17 @@ def test_another_column_order_a_bom_extra_columns_and_loose_header_names(tmp_pat
     assert rows(readings) == [(T0, "a1-main", "p_kw", 12.5), (T0 + 60_000, "a1-main", "p_kw", 13.0)]
 
 
+def test_names_are_trimmed_and_one_name_is_one_code(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "spaces.csv",
+        f"time,meter,quantity,value\n{T0},m1,p_kw,1\n{T0}, m1 ,p_kw ,2\n{T0},m2, p_kw,3\n",
+    )
+    readings = read_readings(path)
+    assert (readings.meters, readings.quantities) == (["m1", "m2"], ["p_kw"])
+    assert readings.meter_code.tolist() == [0, 0, 1]
+    assert readings.quantity_code.tolist() == [0, 0, 0]
+
+
 def test_iso_times_with_offsets_and_epoch_milliseconds_mix(tmp_path: Path) -> None:
     path = write(
         tmp_path / "iso.csv",
