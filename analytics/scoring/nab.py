@@ -198,7 +198,10 @@ def perfect_score(windows: int, cost: CostMatrix) -> float:
 
 
 def normalise(raw: float, windows: int, cost: CostMatrix) -> float:
-    """NAB's normalised score: 0 never alarms, 100 is perfect."""
+    """NAB's normalised score: 0 never alarms, 100 is perfect (NaN without windows: a file
+    set without anomalies has only false alarms to lose, its raw score says how many)."""
+    if windows == 0:
+        return math.nan
     null = null_score(windows, cost)
     return 100.0 * (raw - null) / (perfect_score(windows, cost) - null)
 

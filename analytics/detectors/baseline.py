@@ -1,0 +1,394 @@
+"""Baseline deviation: an instant quantity departs from what the meter's own history predicts.
+
+Every row (a meter's instant quantity) keeps, in numpy arrays across all rows:
+
+* a **baseline**: a time-of-day profile per kind of day (workday; Saturday, Sunday or holiday
+  from ``ctx.day_types``) in ``season_bins`` bins, learnt as a running then exponential mean,
+  plus a slowly following offset, so the daily and weekly cycle and holidays are expected.
+  Until a kind of day has been seen ``season_days`` times (cold start) the other kind's
+  profile stands in, and before any profile a fast moving level does. A reading is compared
+  with the profile values of its bin and the two next to it, so a shift that happens a little
+  earlier or later than usual is no deviation;
+* a **robust scale** of the deviations (an exponential mean of absolute deviations, each
+  clipped at ``clip`` scales so one spike does not blind it);
+* **records**: the largest scaled deviation seen recently (halving every
+  ``record_half_life_d`` days), and the highest and lowest values of the quantity, of its
+  smoothed level and of its smoothed variability ever seen.
+
+A deviation opens an anomaly when it is far beyond anything the meter's recent history shows
+(``record_margin`` × the record and at least ``z_min`` scales), or when the value, its smoothed
+level (a new high or low) or its variability (a new high) leaves the range seen so far by more
+than ``extreme_margin`` of that range. These are the tricks that win the Numenta Anomaly
+Benchmark (alarms on new extremes, alarms suppressed while an anomaly lasts, self-calibration
+per series rather than a global threshold on raw values); they need no labels and no per-meter
+tuning. During an open anomaly the record may grow only to ``record_growth`` × its value at the
+opening, so a long anomaly does not become the new normal at once. The anomaly closes after
+``hold_h`` when the deviation is back under ``z_close`` scales. Nothing fires in the first
+``warmup_d`` (cold start) or on NaN slots (no reading is no evidence).
+
+Rows of one meter share one event (one open anomaly per kind and meter): it opens when any of
+its rows fires and closes when all are quiet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+
+from analytics.engine.contract import (
+    DAY_MS,
+    Block,
+    Detector,
+    Finding,
+    FloatArray,
+    Needs,
+    Output,
+    ParkContext,
+    Scope,
+    SeriesKey,
+)
+from parkwatch.events import Estimate, Family, Severity
+
+KIND = "baseline_deviation"
+HOUR_MS = 3_600_000
+BoolArray = npt.NDArray[np.bool_]
+
+# rate units and what they integrate to over a day
+_PER_DAY = {"kW": "kWh/d", "MW": "MWh/d", "m³/h": "m³/d", "Nm³/h": "Nm³/d", "t/h": "t/d"}
+
+
+@dataclass(frozen=True, slots=True)
+class BaselineParams:
+    """Defaults, fixed once for every meter and file (chosen on the NAB files and kept round;
+    times are in hours or days, so they mean the same at any slot step)."""
+
+    season_bins: int = 48  # time-of-day bins per profile (30 min)
+    season_days: int = 2  # days of a kind seen before its profile is trusted
+    season_rate: float = 0.1  # profile's exponential rate once a bin has 10 samples
+    level_tau_h: float = 0.25  # the fast level used before any profile exists
+    offset_tau_h: float = 12.0  # how fast the profile's offset follows a lasting change
+    scale_tau_h: float = 24.0  # memory of the deviation scale
+    feature_tau_h: float = 3.0  # smoothing of level and variability for their records
+    record_half_life_d: float = 7.0  # how fast the deviation record is forgotten
+    record_margin: float = 1.5  # fire above this × the record …
+    z_min: float = 4.0  # … and at least this many scales
+    z_close: float = 2.0  # an anomaly ends under this many scales …
+    hold_h: float = 1.0  # … once it has lasted this long
+    extreme_margin: float = 0.05  # a new extreme must pass the old by this share of the range
+    record_growth: float = 2.0  # the record may grow to this × its value at an opening
+    clip: float = 4.0  # deviations are clipped at this many scales for the scale
+    range_floor: float = 0.001  # scale floor as a share of the range seen (flat series)
+    warmup_d: float = 1.0  # no alarm during the first day of a series …
+    warmup_min_slots: int = 50  # … nor before this many readings
+    record_skip_slots: int = 10  # the first readings set no record (the scale is not known)
+
+    @classmethod
+    def from_mapping(cls, params: Mapping[str, Any]) -> BaselineParams:
+        known = {f.name for f in fields(cls)}
+        unknown = set(params) - known
+        if unknown:
+            raise ValueError(f"unknown baseline parameter(s): {', '.join(sorted(unknown))}")
+        return replace(cls(), **params)
+
+
+# the per-row state; everything is a float64 array of rows unless listed in _INT_STATE
+_ROW_STATE = (
+    "level", "offset", "scale", "record", "record_open", "lo", "hi",
+    "feat_level", "feat_var", "level_lo", "level_hi", "var_lo", "var_hi", "dev", "expected",
+)  # fmt: skip
+_INT_STATE = ("seen", "hold", "days_seen", "last_day", "profile_n")
+_BOOL_STATE = ("open", "meter_open")
+
+
+class BaselineDetector(Detector):
+    """Deviation of any instant quantity from the meter's own baseline."""
+
+    name: ClassVar[str] = "baseline"
+    kinds: ClassVar[tuple[str, ...]] = (KIND,)
+    scope: ClassVar[Scope] = Scope.METER
+    needs: ClassVar[Needs] = Needs(quantities=())
+
+    @classmethod
+    def select(cls, ctx: ParkContext) -> list[SeriesKey]:
+        """Every instant quantity of every meter (rows of a meter adjacent)."""
+        return [
+            SeriesKey(meter.id, q)
+            for meter in ctx.tree.meters.values()
+            for q in ctx.quantities_of(meter.id)
+            if not ctx.is_counter(q)
+        ]
+
+    def __init__(
+        self,
+        ctx: ParkContext,
+        series: Sequence[SeriesKey],
+        params: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(ctx, series, params)
+        self.p = BaselineParams.from_mapping(self.params)
+        rows = len(self.series)
+        meters = list(dict.fromkeys(key.meter for key in self.series))
+        self._meters = meters
+        index = {m: i for i, m in enumerate(meters)}
+        self._meter_of = np.array([index[k.meter] for k in self.series], dtype=np.int64)
+        units = [ctx.quantity(k.quantity).unit for k in self.series]
+        self._units = units
+        nan = np.full(rows, np.nan)
+        self.s: dict[str, Any] = {name: nan.copy() for name in _ROW_STATE}
+        for name in ("record", "record_open", "feat_var", "scale", "offset"):
+            self.s[name] = np.zeros(rows)
+        self.s["lo"] = np.full(rows, np.inf)
+        self.s["hi"] = np.full(rows, -np.inf)
+        self.s["level_lo"] = np.full(rows, np.inf)
+        self.s["level_hi"] = np.full(rows, -np.inf)
+        self.s["var_lo"] = np.full(rows, np.inf)
+        self.s["var_hi"] = np.full(rows, -np.inf)
+        # what the last slot with a new event saw (not state: read right after that slot)
+        self._z: dict[int, float] = {}
+        self._extreme: dict[int, bool] = {}
+        self.s["seen"] = np.zeros(rows, dtype=np.int64)
+        self.s["hold"] = np.zeros(rows, dtype=np.int64)
+        self.s["days_seen"] = np.zeros((rows, 2), dtype=np.int64)
+        self.s["last_day"] = np.full((rows, 2), -1, dtype=np.int64)
+        self.s["profile"] = np.zeros((rows, 2, self.p.season_bins))
+        self.s["profile_n"] = np.zeros((rows, 2, self.p.season_bins), dtype=np.int64)
+        self.s["open"] = np.zeros(rows, dtype=bool)
+        self.s["meter_open"] = np.zeros(len(meters), dtype=bool)
+        self.s["step_ms"] = 0
+
+    # -- contract -----------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        return {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in self.s.items()}
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        for key, value in state.items():
+            if key not in self.s:
+                raise ValueError(f"unknown baseline state {key!r}")
+            self.s[key] = np.array(value, copy=True) if isinstance(value, np.ndarray) else value
+
+    def update(self, block: Block) -> Output:
+        out = Output()
+        if block.slots == 0 or block.rows == 0:
+            return out
+        if block.rows != len(self.series):
+            raise ValueError(f"block has {block.rows} rows, the detector {len(self.series)}")
+        step = block.step_ms
+        if self.s["step_ms"] and self.s["step_ms"] != step:
+            raise ValueError(f"slot step changed from {self.s['step_ms']} to {step} ms")
+        self.s["step_ms"] = step
+        times = block.times()
+        local = self.ctx.local_ms(times)
+        day = local // DAY_MS
+        off_day = (self.ctx.day_types(times) != 0).astype(np.int64)  # 0 workday, 1 not
+        bins = ((local % DAY_MS) * self.p.season_bins // DAY_MS).astype(np.int64)
+        rates = self._rates(step)
+        for k in range(block.slots):
+            fired, closed = self._slot(
+                block.values[:, k], int(day[k]), int(off_day[k]), int(bins[k]), rates
+            )
+            at_ms = int(times[k]) + step
+            if fired.size or closed.size:
+                self._findings(out, fired, closed, at_ms, step)
+        return out
+
+    # -- the recursion, one slot for all rows ----------------------------------------------
+
+    def _rates(self, step: int) -> dict[str, float]:
+        p = self.p
+
+        def rate(tau_h: float) -> float:
+            return min(1.0, step / (tau_h * HOUR_MS))
+
+        return {
+            "level": rate(p.level_tau_h),
+            "offset": rate(p.offset_tau_h),
+            "scale": rate(p.scale_tau_h),
+            "feature": rate(p.feature_tau_h),
+            "decay": 0.5 ** (step / (p.record_half_life_d * DAY_MS)),
+            "warm": max(int(p.warmup_d * DAY_MS / step), p.warmup_min_slots),
+            "hold": max(1, round(p.hold_h * HOUR_MS / step)),
+        }
+
+    def _slot(
+        self, x: FloatArray, day: int, kind: int, b: int, r: dict[str, float]
+    ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+        s, p = self.s, self.p
+        s["record"] *= r["decay"]
+        ok = ~np.isnan(x)
+        if not ok.any():
+            return _NONE, _NONE
+        rows = np.flatnonzero(ok)
+        xv = x[rows]
+        seen = s["seen"][rows] + 1
+        s["seen"][rows] = seen
+        first = seen == 1
+        # days of each kind seen, counted when a new local day of that kind starts
+        new_day = s["last_day"][rows, kind] != day
+        s["days_seen"][rows, kind] += new_day
+        s["last_day"][rows, kind] = day
+
+        level = np.where(first, xv, s["level"][rows])
+        lo, hi = s["lo"][rows], s["hi"][rows]
+        span = np.where(np.isfinite(hi - lo), hi - lo, 0.0)
+        # the expected band: this kind's profile, else the other kind's, else the level
+        prof, pn = s["profile"][rows], s["profile_n"][rows]
+        use = np.full(rows.size, -1, dtype=np.int64)
+        for kk in (1 - kind, kind):  # this kind wins where both are ready
+            ready = (s["days_seen"][rows, kk] > p.season_days) & (pn[:, kk, b] > 0)
+            use[ready] = kk
+        have = use >= 0
+        idx = np.arange(rows.size)
+        kk_ = np.where(have, use, 0)
+        near = np.stack([prof[idx, kk_, (b + j) % p.season_bins] for j in (-1, 0, 1)], axis=1)
+        near_n = np.stack([pn[idx, kk_, (b + j) % p.season_bins] for j in (-1, 0, 1)], axis=1)
+        near_lo = np.where(near_n > 0, near, np.inf).min(axis=1)
+        near_hi = np.where(near_n > 0, near, -np.inf).max(axis=1)
+        offset = s["offset"][rows]
+        band_lo = np.where(have, near_lo + offset, level)
+        band_hi = np.where(have, near_hi + offset, level)
+        dev = np.where(xv > band_hi, xv - band_hi, np.where(xv < band_lo, xv - band_lo, 0.0))
+        scale = s["scale"][rows]
+        z = np.abs(dev) / (scale + 1e-12 + p.range_floor * span)
+        z[first] = 0.0
+
+        # new extremes of the value, its smoothed level and its smoothed variability
+        a_f = r["feature"]
+        f_level = np.where(first, xv, s["feat_level"][rows])
+        f_level_new = f_level + a_f * (xv - f_level)
+        f_var_new = s["feat_var"][rows] + a_f * (np.abs(xv - f_level) - s["feat_var"][rows])
+        margin = p.extreme_margin
+        lvl_lo, lvl_hi = s["level_lo"][rows], s["level_hi"][rows]
+        var_lo, var_hi = s["var_lo"][rows], s["var_hi"][rows]
+        lvl_span = lvl_hi - lvl_lo
+        var_span = var_hi - var_lo
+        with np.errstate(invalid="ignore"):
+            extreme = (xv > hi + margin * span) | (xv < lo - margin * span)
+            extreme |= (lvl_span > 0) & (
+                (f_level_new > lvl_hi + margin * lvl_span)
+                | (f_level_new < lvl_lo - margin * lvl_span)
+            )
+            extreme |= (var_span > 0) & (f_var_new > var_hi + margin * var_span)
+        warm = seen > r["warm"]
+        record = s["record"][rows]
+        fire = warm & ((z > np.maximum(record * p.record_margin, p.z_min)) | extreme)
+
+        # row events: open on fire; close after the hold once the deviation is small
+        was_open = s["open"][rows]
+        hold = s["hold"][rows]
+        opening = fire & ~was_open
+        hold = np.where(opening, r["hold"], np.maximum(hold - 1, 0))
+        closing = was_open & ~fire & (hold <= 0) & (z < p.z_close)
+        is_open = (was_open | opening) & ~closing
+        s["open"][rows] = is_open
+        s["hold"][rows] = hold
+        rec_open = np.where(opening, np.maximum(record, p.z_min), s["record_open"][rows])
+        s["record_open"][rows] = rec_open
+        # records: during an anomaly the record grows at most to record_growth × its opening
+        counts = seen > p.record_skip_slots
+        z_rec = np.where(is_open, np.minimum(z, p.record_growth * rec_open), z)
+        s["record"][rows] = np.where(counts, np.maximum(record, z_rec), record)
+        s["dev"][rows] = dev
+        s["expected"][rows] = np.where(dev > 0, band_hi, band_lo)
+
+        # learn: scale (clipped deviations), level, offset, profile, ranges
+        grown = seen > p.warmup_min_slots
+        clipped = np.where(grown, np.clip(dev, -p.clip * scale, p.clip * scale), dev)
+        s["scale"][rows] = scale + np.maximum(1.0 / seen, r["scale"]) * (np.abs(clipped) - scale)
+        s["level"][rows] = level + r["level"] * (xv - level)
+        centre = prof[idx, kk_, b]
+        s["offset"][rows] = np.where(have, offset + r["offset"] * ((xv - centre) - offset), offset)
+        own_n = pn[:, kind, b]
+        own = prof[:, kind, b]
+        step_ = np.where(own_n > 0, xv - own, xv)
+        bound = p.clip * scale + np.abs(offset)
+        step_ = np.where((own_n > 0) & grown, np.clip(step_, -bound, bound), step_)
+        rate = np.where(own_n > 0, np.maximum(1.0 / (own_n + 1), p.season_rate), 1.0)
+        s["profile"][rows, kind, b] = np.where(own_n > 0, own + rate * step_, xv)
+        s["profile_n"][rows, kind, b] = own_n + 1
+        s["lo"][rows] = np.minimum(lo, xv)
+        s["hi"][rows] = np.maximum(hi, xv)
+        s["feat_level"][rows] = f_level_new
+        s["feat_var"][rows] = f_var_new
+        settled = seen > p.record_skip_slots
+        s["level_lo"][rows] = np.where(settled, np.minimum(lvl_lo, f_level_new), lvl_lo)
+        s["level_hi"][rows] = np.where(settled, np.maximum(lvl_hi, f_level_new), lvl_hi)
+        s["var_lo"][rows] = np.where(settled, np.minimum(var_lo, f_var_new), var_lo)
+        s["var_hi"][rows] = np.where(settled, np.maximum(var_hi, f_var_new), var_hi)
+
+        # meters: one event per meter, open while any of its rows is
+        meter_now = np.zeros(len(self._meters), dtype=bool)
+        np.logical_or.at(meter_now, self._meter_of, s["open"])
+        before = s["meter_open"]
+        s["meter_open"] = meter_now
+        opened_rows = rows[opening]
+        fired_meters = np.flatnonzero(meter_now & ~before)
+        closed_meters = np.flatnonzero(before & ~meter_now)
+        if fired_meters.size == 0 and closed_meters.size == 0:
+            return _NONE, _NONE
+        self._z = dict(zip(rows.tolist(), z.tolist(), strict=True))
+        self._extreme = dict(zip(rows.tolist(), extreme.tolist(), strict=True))
+        # the row that opened each meter's event (the first, in row order)
+        firing = [int(opened_rows[self._meter_of[opened_rows] == m][0]) for m in fired_meters]
+        return np.array(firing, dtype=np.intp), closed_meters.astype(np.intp)
+
+    # -- findings ---------------------------------------------------------------------------
+
+    def _findings(
+        self,
+        out: Output,
+        fired_rows: npt.NDArray[np.intp],
+        closed_meters: npt.NDArray[np.intp],
+        at_ms: int,
+        step: int,
+    ) -> None:
+        s = self.s
+        z_of, extreme_of = self._z, self._extreme
+        for row in fired_rows.tolist():
+            key = self.series[row]
+            dev = float(s["dev"][row])
+            expected = float(s["expected"][row])
+            z = float(z_of.get(row, 0.0))
+            unit = self._units[row]
+            per_day_unit = _PER_DAY.get(unit)
+            per_day = dev * 24.0 if per_day_unit else None
+            cny = None
+            if per_day is not None and dev > 0:
+                price = self.ctx.unit_price(self.ctx.tree.meters[key.meter].utility, at_ms)
+                cny = None if price is None else per_day * price
+            out.findings.append(
+                Finding(
+                    kind=KIND,
+                    family=Family.CONSUMPTION,
+                    at_ms=at_ms,
+                    active=True,
+                    meter=key.meter,
+                    start_ms=at_ms - step,
+                    severity=Severity.MAJOR if z >= 3 * self.p.z_min else Severity.MINOR,
+                    estimate=Estimate(dev, unit, per_day, per_day_unit, cny),
+                    evidence={
+                        "quantity": key.quantity,
+                        "direction": "high" if dev >= 0 else "low",
+                        "value": expected + dev,
+                        "expected": expected,
+                        "scales": round(z, 2),
+                        "new_extreme": bool(extreme_of.get(row, False)),
+                    },
+                )
+            )
+        for m in closed_meters.tolist():
+            out.findings.append(
+                Finding(KIND, Family.CONSUMPTION, at_ms, False, meter=self._meters[m])
+            )
+
+
+_NONE: npt.NDArray[np.intp] = np.zeros(0, dtype=np.intp)
+
+
+def params_doc() -> dict[str, Any]:
+    """The defaults, for documentation and the benchmark's report."""
+    return asdict(BaselineParams())
