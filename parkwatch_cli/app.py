@@ -435,5 +435,24 @@ def bench_history_command(
     typer.echo(json.dumps(bench_history(days, meters, step, seed, not plain, not no_faults)))
 
 
+@bench_app.command("nab")
+def bench_nab(
+    data: Annotated[
+        Path, typer.Option(help="a NAB checkout (data/, labels/, config/)")
+    ] = Path("../shared/datasets/nab"),
+) -> None:
+    """The baseline detector on the Numenta Anomaly Benchmark: a table per family and
+    profile, then one JSON line."""
+    import json
+
+    from analytics.scoring.nab_runner import format_report, report_json, run_nab
+
+    if not (data / "labels" / "combined_windows.json").is_file():
+        raise typer.BadParameter(f"{data} has no labels/combined_windows.json", param_hint="--data")
+    report = run_nab(data)
+    typer.echo(format_report(report), err=True)
+    typer.echo(json.dumps(report_json(report)))
+
+
 if __name__ == "__main__":
     app()

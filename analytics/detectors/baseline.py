@@ -55,6 +55,7 @@ from parkwatch.events import Estimate, Family, Severity
 
 KIND = "baseline_deviation"
 HOUR_MS = 3_600_000
+DAY_TYPES = 4  # ctx.day_types: workday, Saturday, Sunday, holiday
 BoolArray = npt.NDArray[np.bool_]
 
 # rate units and what they integrate to over a day
@@ -95,13 +96,12 @@ class BaselineParams:
         return replace(cls(), **params)
 
 
-# the per-row state; everything is a float64 array of rows unless listed in _INT_STATE
+# the per-row float state (counts, day bookkeeping and profiles are set up beside)
 _ROW_STATE = (
     "level", "offset", "scale", "record", "record_open", "lo", "hi",
     "feat_level", "feat_var", "level_lo", "level_hi", "var_lo", "var_hi", "dev", "expected",
+    "level_scale",
 )  # fmt: skip
-_INT_STATE = ("seen", "hold", "days_seen", "last_day", "profile_n")
-_BOOL_STATE = ("open", "meter_open")
 
 
 class BaselineDetector(Detector):
@@ -139,7 +139,7 @@ class BaselineDetector(Detector):
         self._units = units
         nan = np.full(rows, np.nan)
         self.s: dict[str, Any] = {name: nan.copy() for name in _ROW_STATE}
-        for name in ("record", "record_open", "feat_var", "scale", "offset"):
+        for name in ("record", "record_open", "feat_var", "scale", "level_scale", "offset"):
             self.s[name] = np.zeros(rows)
         self.s["lo"] = np.full(rows, np.inf)
         self.s["hi"] = np.full(rows, -np.inf)
@@ -152,10 +152,11 @@ class BaselineDetector(Detector):
         self._extreme: dict[int, bool] = {}
         self.s["seen"] = np.zeros(rows, dtype=np.int64)
         self.s["hold"] = np.zeros(rows, dtype=np.int64)
-        self.s["days_seen"] = np.zeros((rows, 2), dtype=np.int64)
-        self.s["last_day"] = np.full((rows, 2), -1, dtype=np.int64)
-        self.s["profile"] = np.zeros((rows, 2, self.p.season_bins))
-        self.s["profile_n"] = np.zeros((rows, 2, self.p.season_bins), dtype=np.int64)
+        # one profile per day type: workday, Saturday, Sunday, holiday (ctx.day_types)
+        self.s["days_seen"] = np.zeros((rows, DAY_TYPES), dtype=np.int64)
+        self.s["last_day"] = np.full((rows, DAY_TYPES), -1, dtype=np.int64)
+        self.s["profile"] = np.zeros((rows, DAY_TYPES, self.p.season_bins))
+        self.s["profile_n"] = np.zeros((rows, DAY_TYPES, self.p.season_bins), dtype=np.int32)
         self.s["open"] = np.zeros(rows, dtype=bool)
         self.s["meter_open"] = np.zeros(len(meters), dtype=bool)
         self.s["step_ms"] = 0
@@ -184,12 +185,12 @@ class BaselineDetector(Detector):
         times = block.times()
         local = self.ctx.local_ms(times)
         day = local // DAY_MS
-        off_day = (self.ctx.day_types(times) != 0).astype(np.int64)  # 0 workday, 1 not
+        kinds = self.ctx.day_types(times).astype(np.int64)
         bins = ((local % DAY_MS) * self.p.season_bins // DAY_MS).astype(np.int64)
         rates = self._rates(step)
         for k in range(block.slots):
             fired, closed = self._slot(
-                block.values[:, k], int(day[k]), int(off_day[k]), int(bins[k]), rates
+                block.values[:, k], int(day[k]), int(kinds[k]), int(bins[k]), rates
             )
             at_ms = int(times[k]) + step
             if fired.size or closed.size:
@@ -235,25 +236,29 @@ class BaselineDetector(Detector):
         level = np.where(first, xv, s["level"][rows])
         lo, hi = s["lo"][rows], s["hi"][rows]
         span = np.where(np.isfinite(hi - lo), hi - lo, 0.0)
-        # the expected band: this kind's profile, else the other kind's, else the level
-        prof, pn = s["profile"][rows], s["profile_n"][rows]
-        use = np.full(rows.size, -1, dtype=np.int64)
-        for kk in (1 - kind, kind):  # this kind wins where both are ready
-            ready = (s["days_seen"][rows, kk] > p.season_days) & (pn[:, kk, b] > 0)
-            use[ready] = kk
-        have = use >= 0
-        idx = np.arange(rows.size)
-        kk_ = np.where(have, use, 0)
-        near = np.stack([prof[idx, kk_, (b + j) % p.season_bins] for j in (-1, 0, 1)], axis=1)
-        near_n = np.stack([pn[idx, kk_, (b + j) % p.season_bins] for j in (-1, 0, 1)], axis=1)
-        near_lo = np.where(near_n > 0, near, np.inf).min(axis=1)
-        near_hi = np.where(near_n > 0, near, -np.inf).max(axis=1)
+        # the expected band: where this day type's profile is trusted, its bin and the two
+        # next to it (plus the offset); otherwise whatever the trusted profiles of the other
+        # day types or the recent level explain (a first Saturday or holiday is no anomaly)
+        near_bins = (b + np.arange(-1, 2)) % p.season_bins
+        cells = np.ix_(rows, np.arange(DAY_TYPES), near_bins)
+        near = s["profile"][cells]  # [rows, day types, 3 bins]
+        near_n = s["profile_n"][cells]
+        ready = (s["days_seen"][rows] > p.season_days) & (near_n[:, :, 1] > 0)
+        k_lo = np.where(near_n > 0, near, np.inf).min(axis=2)
+        k_hi = np.where(near_n > 0, near, -np.inf).max(axis=2)
+        own = ready[:, kind]
         offset = s["offset"][rows]
-        band_lo = np.where(have, near_lo + offset, level)
-        band_hi = np.where(have, near_hi + offset, level)
+        other_lo = np.where(ready, k_lo, np.inf).min(axis=1)
+        other_hi = np.where(ready, k_hi, -np.inf).max(axis=1)
+        band_lo = np.where(own, k_lo[:, kind] + offset, np.minimum(other_lo, level))
+        band_hi = np.where(own, k_hi[:, kind] + offset, np.maximum(other_hi, level))
         dev = np.where(xv > band_hi, xv - band_hi, np.where(xv < band_lo, xv - band_lo, 0.0))
         scale = s["scale"][rows]
-        z = np.abs(dev) / (scale + 1e-12 + p.range_floor * span)
+        # without a trusted profile the level predicts, and a level lags behind every ramp:
+        # measure against the level's own typical miss as well
+        level_scale = s["level_scale"][rows]
+        unit = np.where(own, scale, np.maximum(scale, level_scale))
+        z = np.abs(dev) / (unit + 1e-12 + p.range_floor * span)
         z[first] = 0.0
 
         # new extremes of the value, its smoothed level and its smoothed variability
@@ -297,18 +302,27 @@ class BaselineDetector(Detector):
 
         # learn: scale (clipped deviations), level, offset, profile, ranges
         grown = seen > p.warmup_min_slots
-        clipped = np.where(grown, np.clip(dev, -p.clip * scale, p.clip * scale), dev)
-        s["scale"][rows] = scale + np.maximum(1.0 / seen, r["scale"]) * (np.abs(clipped) - scale)
+        own_n = near_n[:, kind, 1]
+        own_v = near[:, kind, 1]
+        # the scale is the typical miss of the profile's own bin (not of the band, which
+        # forgives most readings), clipped so that one spike does not blind it
+        resid = np.where(own, xv - (own_v + offset), xv - level)
+        resid = np.where(grown, np.clip(resid, -p.clip * scale, p.clip * scale), resid)
+        s["scale"][rows] = scale + np.maximum(1.0 / seen, r["scale"]) * (np.abs(resid) - scale)
+        miss = xv - level
+        miss = np.where(grown, np.clip(miss, -p.clip * level_scale, p.clip * level_scale), miss)
+        s["level_scale"][rows] = level_scale + np.maximum(1.0 / seen, r["scale"]) * (
+            np.abs(miss) - level_scale
+        )
         s["level"][rows] = level + r["level"] * (xv - level)
-        centre = prof[idx, kk_, b]
-        s["offset"][rows] = np.where(have, offset + r["offset"] * ((xv - centre) - offset), offset)
-        own_n = pn[:, kind, b]
-        own = prof[:, kind, b]
-        step_ = np.where(own_n > 0, xv - own, xv)
+        # the baseline does not follow an anomaly while it lasts
+        follow = own & ~is_open
+        s["offset"][rows] = np.where(follow, offset + r["offset"] * ((xv - own_v) - offset), offset)
+        step_ = np.where(own_n > 0, xv - own_v, xv)
         bound = p.clip * scale + np.abs(offset)
         step_ = np.where((own_n > 0) & grown, np.clip(step_, -bound, bound), step_)
         rate = np.where(own_n > 0, np.maximum(1.0 / (own_n + 1), p.season_rate), 1.0)
-        s["profile"][rows, kind, b] = np.where(own_n > 0, own + rate * step_, xv)
+        s["profile"][rows, kind, b] = np.where(own_n > 0, own_v + rate * step_, xv)
         s["profile_n"][rows, kind, b] = own_n + 1
         s["lo"][rows] = np.minimum(lo, xv)
         s["hi"][rows] = np.maximum(hi, xv)
