@@ -437,9 +437,9 @@ def bench_history_command(
 
 @bench_app.command("nab")
 def bench_nab(
-    data: Annotated[
-        Path, typer.Option(help="a NAB checkout (data/, labels/, config/)")
-    ] = Path("../shared/datasets/nab"),
+    data: Annotated[Path, typer.Option(help="a NAB checkout (data/, labels/, config/)")] = Path(
+        "../shared/datasets/nab"
+    ),
 ) -> None:
     """The baseline detector on the Numenta Anomaly Benchmark: a table per family and
     profile, then one JSON line."""
