@@ -98,7 +98,7 @@ class BaselineParams:
 
 # the per-row float state (counts, day bookkeeping and profiles are set up beside)
 _ROW_STATE = (
-    "level", "offset", "scale", "record", "record_open", "lo", "hi",
+    "level", "offset", "scale", "record", "record_cold", "record_open", "lo", "hi",
     "feat_level", "feat_var", "level_lo", "level_hi", "var_lo", "var_hi", "dev", "expected",
     "level_scale",
 )  # fmt: skip
@@ -135,11 +135,14 @@ class BaselineDetector(Detector):
         self._meters = meters
         index = {m: i for i, m in enumerate(meters)}
         self._meter_of = np.array([index[k.meter] for k in self.series], dtype=np.int64)
+        self._one_row_per_meter = len(meters) == rows
         units = [ctx.quantity(k.quantity).unit for k in self.series]
         self._units = units
         nan = np.full(rows, np.nan)
         self.s: dict[str, Any] = {name: nan.copy() for name in _ROW_STATE}
-        for name in ("record", "record_open", "feat_var", "scale", "level_scale", "offset"):
+        for name in (
+            "record", "record_cold", "record_open", "feat_var", "scale", "level_scale", "offset",
+        ):  # fmt: skip
             self.s[name] = np.zeros(rows)
         self.s["lo"] = np.full(rows, np.inf)
         self.s["hi"] = np.full(rows, -np.inf)
@@ -152,11 +155,13 @@ class BaselineDetector(Detector):
         self._extreme: dict[int, bool] = {}
         self.s["seen"] = np.zeros(rows, dtype=np.int64)
         self.s["hold"] = np.zeros(rows, dtype=np.int64)
+        self.s["own_seen"] = np.zeros(rows, dtype=np.int64)
         # one profile per day type: workday, Saturday, Sunday, holiday (ctx.day_types)
-        self.s["days_seen"] = np.zeros((rows, DAY_TYPES), dtype=np.int64)
-        self.s["last_day"] = np.full((rows, DAY_TYPES), -1, dtype=np.int64)
-        self.s["profile"] = np.zeros((rows, DAY_TYPES, self.p.season_bins))
-        self.s["profile_n"] = np.zeros((rows, DAY_TYPES, self.p.season_bins), dtype=np.int32)
+        # [day type, …, row]: a slot touches one bin of every row, contiguous in memory
+        self.s["days_seen"] = np.zeros((DAY_TYPES, rows), dtype=np.int64)
+        self.s["last_day"] = np.full((DAY_TYPES, rows), -1, dtype=np.int64)
+        self.s["profile"] = np.full((DAY_TYPES, self.p.season_bins, rows), np.nan)
+        self.s["profile_n"] = np.zeros((DAY_TYPES, self.p.season_bins, rows), dtype=np.int32)
         self.s["open"] = np.zeros(rows, dtype=bool)
         self.s["meter_open"] = np.zeros(len(meters), dtype=bool)
         self.s["step_ms"] = 0
@@ -220,55 +225,68 @@ class BaselineDetector(Detector):
     ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
         s, p = self.s, self.p
         s["record"] *= r["decay"]
+        s["record_cold"] *= r["decay"]
         ok = ~np.isnan(x)
-        if not ok.any():
+        valid = int(np.count_nonzero(ok))
+        if valid == 0:
             return _NONE, _NONE
-        rows = np.flatnonzero(ok)
+        # all rows (the usual case) as a slice: no gathers, no scatters
+        rows: slice | npt.NDArray[np.intp] = slice(None) if valid == x.size else np.flatnonzero(ok)
+
+        def get(name: str) -> npt.NDArray[Any]:
+            return np.array(s[name][rows])  # a copy: the state is written back below
+
         xv = x[rows]
-        seen = s["seen"][rows] + 1
+        seen = get("seen") + 1
         s["seen"][rows] = seen
         first = seen == 1
-        # days of each kind seen, counted when a new local day of that kind starts
-        new_day = s["last_day"][rows, kind] != day
-        s["days_seen"][rows, kind] += new_day
-        s["last_day"][rows, kind] = day
+        # days of each type seen, counted when a new local day of that type starts
+        last_day = s["last_day"][kind]
+        days_seen = s["days_seen"]
+        days_seen[kind, rows] += last_day[rows] != day
+        last_day[rows] = day
 
-        level = np.where(first, xv, s["level"][rows])
-        lo, hi = s["lo"][rows], s["hi"][rows]
-        span = np.where(np.isfinite(hi - lo), hi - lo, 0.0)
+        level = np.where(first, xv, get("level"))
+        lo, hi = get("lo"), get("hi")
+        span = hi - lo
+        span[~np.isfinite(span)] = 0.0
         # the expected band: where this day type's profile is trusted, its bin and the two
         # next to it (plus the offset); otherwise whatever the trusted profiles of the other
         # day types or the recent level explain (a first Saturday or holiday is no anomaly)
         near_bins = (b + np.arange(-1, 2)) % p.season_bins
-        cells = np.ix_(rows, np.arange(DAY_TYPES), near_bins)
-        near = s["profile"][cells]  # [rows, day types, 3 bins]
-        near_n = s["profile_n"][cells]
-        ready = (s["days_seen"][rows] > p.season_days) & (near_n[:, :, 1] > 0)
-        k_lo = np.where(near_n > 0, near, np.inf).min(axis=2)
-        k_hi = np.where(near_n > 0, near, -np.inf).max(axis=2)
-        own = ready[:, kind]
-        offset = s["offset"][rows]
-        other_lo = np.where(ready, k_lo, np.inf).min(axis=1)
-        other_hi = np.where(ready, k_hi, -np.inf).max(axis=1)
-        band_lo = np.where(own, k_lo[:, kind] + offset, np.minimum(other_lo, level))
-        band_hi = np.where(own, k_hi[:, kind] + offset, np.maximum(other_hi, level))
+        profile, counts = s["profile"], s["profile_n"]  # [day types, bins, rows]
+        own_bins = profile[kind]
+        # a bin never seen is NaN, which fmin and fmax pass over
+        near_prev, own_v, near_next = (own_bins[j][rows] for j in near_bins.tolist())
+        own_n = counts[kind, b][rows]
+        ready_types = days_seen[:, rows] > p.season_days  # [day types, rows]
+        own = ready_types[kind] & (own_n > 0)
+        offset = get("offset")
+        band_lo = np.fmin(np.fmin(near_prev, own_v), near_next) + offset
+        band_hi = np.fmax(np.fmax(near_prev, own_v), near_next) + offset
+        cold = np.flatnonzero(~own)
+        if cold.size:
+            band_lo[cold], band_hi[cold] = self._cold_band(
+                rows, cold, near_bins, ready_types, b, level
+            )
         dev = np.where(xv > band_hi, xv - band_hi, np.where(xv < band_lo, xv - band_lo, 0.0))
-        scale = s["scale"][rows]
+        scale = get("scale")
         # without a trusted profile the level predicts, and a level lags behind every ramp:
         # measure against the level's own typical miss as well
-        level_scale = s["level_scale"][rows]
+        level_scale = get("level_scale")
         unit = np.where(own, scale, np.maximum(scale, level_scale))
         z = np.abs(dev) / (unit + 1e-12 + p.range_floor * span)
         z[first] = 0.0
 
         # new extremes of the value, its smoothed level and its smoothed variability
         a_f = r["feature"]
-        f_level = np.where(first, xv, s["feat_level"][rows])
+        f_level = np.where(first, xv, get("feat_level"))
+        f_var = get("feat_var")
         f_level_new = f_level + a_f * (xv - f_level)
-        f_var_new = s["feat_var"][rows] + a_f * (np.abs(xv - f_level) - s["feat_var"][rows])
+        f_var_new = f_var + a_f * (np.abs(xv - f_level) - f_var)
         margin = p.extreme_margin
-        lvl_lo, lvl_hi = s["level_lo"][rows], s["level_hi"][rows]
-        var_lo, var_hi = s["var_lo"][rows], s["var_hi"][rows]
+        lvl_lo, lvl_hi = get("level_lo"), get("level_hi")
+        var_lo, var_hi = get("var_lo"), get("var_hi")
         lvl_span = lvl_hi - lvl_lo
         var_span = var_hi - var_lo
         with np.errstate(invalid="ignore"):
@@ -279,76 +297,120 @@ class BaselineDetector(Detector):
             )
             extreme |= (var_span > 0) & (f_var_new > var_hi + margin * var_span)
         warm = seen > r["warm"]
-        record = s["record"][rows]
+        # each way of predicting (a trusted profile; the cold-start band) has its own record:
+        # the misses of one say nothing about the other's
+        record_own, record_cold = get("record"), get("record_cold")
+        own_seen = get("own_seen") + own
+        s["own_seen"][rows] = own_seen
+        # until the profile has a day of its own misses, the cold-start record stands too
+        settled_own = own_seen > r["warm"]
+        record = np.where(
+            own, np.where(settled_own, record_own, np.maximum(record_own, record_cold)), record_cold
+        )
         fire = warm & ((z > np.maximum(record * p.record_margin, p.z_min)) | extreme)
 
         # row events: open on fire; close after the hold once the deviation is small
-        was_open = s["open"][rows]
-        hold = s["hold"][rows]
+        was_open = get("open")
         opening = fire & ~was_open
-        hold = np.where(opening, r["hold"], np.maximum(hold - 1, 0))
+        hold = np.where(opening, r["hold"], np.maximum(get("hold") - 1, 0))
         closing = was_open & ~fire & (hold <= 0) & (z < p.z_close)
         is_open = (was_open | opening) & ~closing
         s["open"][rows] = is_open
         s["hold"][rows] = hold
-        rec_open = np.where(opening, np.maximum(record, p.z_min), s["record_open"][rows])
+        rec_open = np.where(opening, np.maximum(record, p.z_min), get("record_open"))
         s["record_open"][rows] = rec_open
         # records: during an anomaly the record grows at most to record_growth × its opening
-        counts = seen > p.record_skip_slots
+        settled = seen > p.record_skip_slots
         z_rec = np.where(is_open, np.minimum(z, p.record_growth * rec_open), z)
-        s["record"][rows] = np.where(counts, np.maximum(record, z_rec), record)
+        s["record"][rows] = np.where(settled & own, np.maximum(record_own, z_rec), record_own)
+        s["record_cold"][rows] = np.where(
+            settled & ~own, np.maximum(record_cold, z_rec), record_cold
+        )
         s["dev"][rows] = dev
         s["expected"][rows] = np.where(dev > 0, band_hi, band_lo)
 
-        # learn: scale (clipped deviations), level, offset, profile, ranges
+        # learn: scale, level, offset, profile, ranges
         grown = seen > p.warmup_min_slots
-        own_n = near_n[:, kind, 1]
-        own_v = near[:, kind, 1]
+        rate_scale = np.maximum(1.0 / seen, r["scale"])
         # the scale is the typical miss of the profile's own bin (not of the band, which
         # forgives most readings), clipped so that one spike does not blind it
         resid = np.where(own, xv - (own_v + offset), xv - level)
         resid = np.where(grown, np.clip(resid, -p.clip * scale, p.clip * scale), resid)
-        s["scale"][rows] = scale + np.maximum(1.0 / seen, r["scale"]) * (np.abs(resid) - scale)
+        s["scale"][rows] = scale + rate_scale * (np.abs(resid) - scale)
         miss = xv - level
         miss = np.where(grown, np.clip(miss, -p.clip * level_scale, p.clip * level_scale), miss)
-        s["level_scale"][rows] = level_scale + np.maximum(1.0 / seen, r["scale"]) * (
-            np.abs(miss) - level_scale
-        )
+        s["level_scale"][rows] = level_scale + rate_scale * (np.abs(miss) - level_scale)
         s["level"][rows] = level + r["level"] * (xv - level)
         # the baseline does not follow an anomaly while it lasts
         follow = own & ~is_open
         s["offset"][rows] = np.where(follow, offset + r["offset"] * ((xv - own_v) - offset), offset)
-        step_ = np.where(own_n > 0, xv - own_v, xv)
+        known = own_n > 0
+        step_ = np.where(known, xv - own_v, xv)
         bound = p.clip * scale + np.abs(offset)
-        step_ = np.where((own_n > 0) & grown, np.clip(step_, -bound, bound), step_)
-        rate = np.where(own_n > 0, np.maximum(1.0 / (own_n + 1), p.season_rate), 1.0)
-        s["profile"][rows, kind, b] = np.where(own_n > 0, own_v + rate * step_, xv)
-        s["profile_n"][rows, kind, b] = own_n + 1
+        step_ = np.where(known & grown, np.clip(step_, -bound, bound), step_)
+        rate = np.where(known, np.maximum(1.0 / (own_n + 1), p.season_rate), 1.0)
+        profile[kind, b, rows] = np.where(known, own_v + rate * step_, xv)
+        counts[kind, b, rows] = own_n + 1
         s["lo"][rows] = np.minimum(lo, xv)
         s["hi"][rows] = np.maximum(hi, xv)
         s["feat_level"][rows] = f_level_new
         s["feat_var"][rows] = f_var_new
-        settled = seen > p.record_skip_slots
         s["level_lo"][rows] = np.where(settled, np.minimum(lvl_lo, f_level_new), lvl_lo)
         s["level_hi"][rows] = np.where(settled, np.maximum(lvl_hi, f_level_new), lvl_hi)
         s["var_lo"][rows] = np.where(settled, np.minimum(var_lo, f_var_new), var_lo)
         s["var_hi"][rows] = np.where(settled, np.maximum(var_hi, f_var_new), var_hi)
 
         # meters: one event per meter, open while any of its rows is
-        meter_now = np.zeros(len(self._meters), dtype=bool)
-        np.logical_or.at(meter_now, self._meter_of, s["open"])
+        if not (opening.any() or closing.any()):
+            return _NONE, _NONE
+        meter_now = self._meter_any(s["open"])
         before = s["meter_open"]
         s["meter_open"] = meter_now
-        opened_rows = rows[opening]
         fired_meters = np.flatnonzero(meter_now & ~before)
         closed_meters = np.flatnonzero(before & ~meter_now)
         if fired_meters.size == 0 and closed_meters.size == 0:
             return _NONE, _NONE
-        self._z = dict(zip(rows.tolist(), z.tolist(), strict=True))
-        self._extreme = dict(zip(rows.tolist(), extreme.tolist(), strict=True))
+        ids = np.arange(x.size)[rows]
+        self._z = dict(zip(ids.tolist(), z.tolist(), strict=True))
+        self._extreme = dict(zip(ids.tolist(), extreme.tolist(), strict=True))
+        opened_rows = ids[opening]
         # the row that opened each meter's event (the first, in row order)
         firing = [int(opened_rows[self._meter_of[opened_rows] == m][0]) for m in fired_meters]
         return np.array(firing, dtype=np.intp), closed_meters.astype(np.intp)
+
+    def _cold_band(
+        self,
+        rows: slice | npt.NDArray[np.intp],
+        cold: npt.NDArray[np.intp],
+        near_bins: npt.NDArray[np.int64],
+        ready_types: npt.NDArray[np.bool_],
+        b: int,
+        level: FloatArray,
+    ) -> tuple[FloatArray, FloatArray]:
+        """The band of rows without a trusted profile of today's type: what the trusted
+        profiles of the other day types (near this bin) and the recent level explain."""
+        lv = level[cold]
+        ready = ready_types[:, cold]
+        if not ready.any():  # cold start: nothing but the level yet
+            return lv, lv
+        ids = np.arange(self.s["seen"].size)[rows][cold]
+        lo = lv.copy()
+        hi = lv.copy()
+        for day_type in np.flatnonzero(ready.any(axis=1)).tolist():
+            near = self.s["profile"][day_type][near_bins][:, ids]  # [3, cold rows]; NaN: unseen
+            usable = ready[day_type] & ~np.isnan(near[1])
+            near_lo = np.fmin(np.fmin(near[0], near[1]), near[2])
+            near_hi = np.fmax(np.fmax(near[0], near[1]), near[2])
+            lo = np.where(usable, np.minimum(lo, near_lo), lo)
+            hi = np.where(usable, np.maximum(hi, near_hi), hi)
+        return lo, hi
+
+    def _meter_any(self, row_open: BoolArray) -> BoolArray:
+        if self._one_row_per_meter:
+            return row_open.copy()
+        out = np.zeros(len(self._meters), dtype=bool)
+        np.logical_or.at(out, self._meter_of, row_open)
+        return out
 
     # -- findings ---------------------------------------------------------------------------
 
