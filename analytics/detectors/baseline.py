@@ -85,6 +85,14 @@ class BaselineParams:
     range_floor: float = 0.001  # scale floor as a share of the range seen (flat series)
     warmup_d: float = 1.0  # no alarm during the first day of a series …
     warmup_min_slots: int = 50  # … nor before this many readings
+    ext_var_low: bool = False
+    z_persist: bool = False
+    ext_slow: bool = False
+    slow_tau_h: float = 24.0
+    z_cold: bool = True
+    ext_jump: bool = False
+    ext_dev: bool = False
+    jump_margin: float = 0.1
     record_skip_slots: int = 10  # the first readings set no record (the scale is not known)
 
     @classmethod
@@ -100,7 +108,8 @@ class BaselineParams:
 _ROW_STATE = (
     "level", "offset", "scale", "record", "record_cold", "record_open", "lo", "hi",
     "feat_level", "feat_var", "level_lo", "level_hi", "var_lo", "var_hi", "dev", "expected",
-    "level_scale",
+    "level_scale", "prev_x", "jump_hi", "feat_dev", "dev_hi", "prev_z",
+    "feat_slow", "slow_lo", "slow_hi",
 )  # fmt: skip
 
 
@@ -142,6 +151,7 @@ class BaselineDetector(Detector):
         self.s: dict[str, Any] = {name: nan.copy() for name in _ROW_STATE}
         for name in (
             "record", "record_cold", "record_open", "feat_var", "scale", "level_scale", "offset",
+            "jump_hi", "feat_dev", "dev_hi", "prev_z",
         ):  # fmt: skip
             self.s[name] = np.zeros(rows)
         self.s["lo"] = np.full(rows, np.inf)
@@ -149,6 +159,8 @@ class BaselineDetector(Detector):
         self.s["level_lo"] = np.full(rows, np.inf)
         self.s["level_hi"] = np.full(rows, -np.inf)
         self.s["var_lo"] = np.full(rows, np.inf)
+        self.s["slow_lo"] = np.full(rows, np.inf)
+        self.s["slow_hi"] = np.full(rows, -np.inf)
         self.s["var_hi"] = np.full(rows, -np.inf)
         # what the last slot with a new event saw (not state: read right after that slot)
         self._z: dict[int, float] = {}
@@ -278,6 +290,7 @@ class BaselineDetector(Detector):
         z = np.abs(dev) / (unit + 1e-12 + p.range_floor * span)
         z[first] = 0.0
 
+        own_seen_prev = get("own_seen")
         # new extremes of the value, its smoothed level and its smoothed variability
         a_f = r["feature"]
         f_level = np.where(first, xv, get("feat_level"))
@@ -296,6 +309,32 @@ class BaselineDetector(Detector):
                 | (f_level_new < lvl_lo - margin * lvl_span)
             )
             extreme |= (var_span > 0) & (f_var_new > var_hi + margin * var_span)
+            if p.ext_var_low:
+                extreme |= (var_span > 0) & (f_var_new < var_lo - margin * var_span)
+            prev_x = get("prev_x")
+            jump = np.abs(xv - prev_x)
+            jump = np.where(np.isnan(jump), 0.0, jump)
+            jump_hi = get("jump_hi")
+            if p.ext_jump:
+                extreme |= (jump_hi > 0) & (jump > jump_hi * (1 + p.jump_margin))
+            f_slow = np.where(first, xv, get("feat_slow"))
+            f_slow_new = f_slow + min(1.0, r["feature"] * p.feature_tau_h / p.slow_tau_h) * (
+                xv - f_slow
+            )
+            slow_lo, slow_hi = get("slow_lo"), get("slow_hi")
+            slow_span = slow_hi - slow_lo
+            if p.ext_slow:
+                extreme |= (slow_span > 0) & (f_slow_new > slow_hi + margin * slow_span)
+            f_dev = get("feat_dev")
+            f_dev_new = np.where(own, f_dev + a_f * (np.abs(dev) - f_dev), f_dev)
+            dev_hi = get("dev_hi")
+            if p.ext_dev:
+                extreme |= (
+                    own
+                    & (own_seen_prev > r["warm"])
+                    & (dev_hi > 0)
+                    & (f_dev_new > dev_hi * (1 + p.jump_margin))
+                )
         warm = seen > r["warm"]
         # each way of predicting (a trusted profile; the cold-start band) has its own record:
         # the misses of one say nothing about the other's
@@ -307,7 +346,14 @@ class BaselineDetector(Detector):
         record = np.where(
             own, np.where(settled_own, record_own, np.maximum(record_own, record_cold)), record_cold
         )
-        fire = warm & ((z > np.maximum(record * p.record_margin, p.z_min)) | extreme)
+        prev_z = get("prev_z")
+        s["prev_z"][rows] = z
+        if p.z_persist:
+            z = np.minimum(z, prev_z)
+        z_ok = z > np.maximum(record * p.record_margin, p.z_min)
+        if not p.z_cold:
+            z_ok &= own
+        fire = warm & (z_ok | extreme)
 
         # row events: open on fire; close after the hold once the deviation is small
         was_open = get("open")
@@ -359,6 +405,13 @@ class BaselineDetector(Detector):
         s["level_hi"][rows] = np.where(settled, np.maximum(lvl_hi, f_level_new), lvl_hi)
         s["var_lo"][rows] = np.where(settled, np.minimum(var_lo, f_var_new), var_lo)
         s["var_hi"][rows] = np.where(settled, np.maximum(var_hi, f_var_new), var_hi)
+        s["prev_x"][rows] = xv
+        s["feat_slow"][rows] = f_slow_new
+        s["slow_lo"][rows] = np.where(settled, np.minimum(slow_lo, f_slow_new), slow_lo)
+        s["slow_hi"][rows] = np.where(settled, np.maximum(slow_hi, f_slow_new), slow_hi)
+        s["jump_hi"][rows] = np.where(settled, np.maximum(jump_hi, jump), jump_hi)
+        s["feat_dev"][rows] = f_dev_new
+        s["dev_hi"][rows] = np.where(settled & own, np.maximum(dev_hi, f_dev_new), dev_hi)
 
         # meters: one event per meter, open while any of its rows is
         if not (opening.any() or closing.any()):
