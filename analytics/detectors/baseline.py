@@ -68,31 +68,24 @@ class BaselineParams:
     times are in hours or days, so they mean the same at any slot step)."""
 
     season_bins: int = 48  # time-of-day bins per profile (30 min)
-    season_days: int = 2  # days of a kind seen before its profile is trusted
+    season_days: int = 1  # days of a type seen before its profile is trusted
     season_rate: float = 0.1  # profile's exponential rate once a bin has 10 samples
     level_tau_h: float = 0.25  # the fast level used before any profile exists
     offset_tau_h: float = 12.0  # how fast the profile's offset follows a lasting change
     scale_tau_h: float = 24.0  # memory of the deviation scale
     feature_tau_h: float = 3.0  # smoothing of level and variability for their records
-    record_half_life_d: float = 7.0  # how fast the deviation record is forgotten
-    record_margin: float = 1.5  # fire above this × the record …
+    record_half_life_d: float = 14.0  # how fast the deviation record is forgotten
+    record_margin: float = 1.2  # fire above this × the record …
     z_min: float = 4.0  # … and at least this many scales
     z_close: float = 2.0  # an anomaly ends under this many scales …
     hold_h: float = 1.0  # … once it has lasted this long
     extreme_margin: float = 0.05  # a new extreme must pass the old by this share of the range
+    peak_margin: float = 0.3  # a new largest jump or deviation level: this share above the old
     record_growth: float = 2.0  # the record may grow to this × its value at an opening
     clip: float = 4.0  # deviations are clipped at this many scales for the scale
     range_floor: float = 0.001  # scale floor as a share of the range seen (flat series)
     warmup_d: float = 1.0  # no alarm during the first day of a series …
     warmup_min_slots: int = 50  # … nor before this many readings
-    ext_var_low: bool = False
-    z_persist: bool = False
-    ext_slow: bool = False
-    slow_tau_h: float = 24.0
-    z_cold: bool = True
-    ext_jump: bool = False
-    ext_dev: bool = False
-    jump_margin: float = 0.1
     record_skip_slots: int = 10  # the first readings set no record (the scale is not known)
 
     @classmethod
@@ -108,8 +101,7 @@ class BaselineParams:
 _ROW_STATE = (
     "level", "offset", "scale", "record", "record_cold", "record_open", "lo", "hi",
     "feat_level", "feat_var", "level_lo", "level_hi", "var_lo", "var_hi", "dev", "expected",
-    "level_scale", "prev_x", "jump_hi", "feat_dev", "dev_hi", "prev_z",
-    "feat_slow", "slow_lo", "slow_hi",
+    "level_scale", "prev_x", "jump_hi", "feat_dev", "dev_hi",
 )  # fmt: skip
 
 
@@ -151,7 +143,7 @@ class BaselineDetector(Detector):
         self.s: dict[str, Any] = {name: nan.copy() for name in _ROW_STATE}
         for name in (
             "record", "record_cold", "record_open", "feat_var", "scale", "level_scale", "offset",
-            "jump_hi", "feat_dev", "dev_hi", "prev_z",
+            "jump_hi", "feat_dev", "dev_hi",
         ):  # fmt: skip
             self.s[name] = np.zeros(rows)
         self.s["lo"] = np.full(rows, np.inf)
@@ -159,8 +151,6 @@ class BaselineDetector(Detector):
         self.s["level_lo"] = np.full(rows, np.inf)
         self.s["level_hi"] = np.full(rows, -np.inf)
         self.s["var_lo"] = np.full(rows, np.inf)
-        self.s["slow_lo"] = np.full(rows, np.inf)
-        self.s["slow_hi"] = np.full(rows, -np.inf)
         self.s["var_hi"] = np.full(rows, -np.inf)
         # what the last slot with a new event saw (not state: read right after that slot)
         self._z: dict[int, float] = {}
@@ -291,7 +281,9 @@ class BaselineDetector(Detector):
         z[first] = 0.0
 
         own_seen_prev = get("own_seen")
-        # new extremes of the value, its smoothed level and its smoothed variability
+        # new extremes: of the value, of its smoothed level (high or low), of its smoothed
+        # variability, of the jump between readings, and of the smoothed deviation from a
+        # trusted profile (a new peak of these beats the old one by peak_margin)
         a_f = r["feature"]
         f_level = np.where(first, xv, get("feat_level"))
         f_var = get("feat_var")
@@ -302,6 +294,13 @@ class BaselineDetector(Detector):
         var_lo, var_hi = get("var_lo"), get("var_hi")
         lvl_span = lvl_hi - lvl_lo
         var_span = var_hi - var_lo
+        jump = np.abs(xv - get("prev_x"))
+        jump[np.isnan(jump)] = 0.0
+        jump_hi = get("jump_hi")
+        f_dev = get("feat_dev")
+        f_dev_new = np.where(own, f_dev + a_f * (np.abs(dev) - f_dev), f_dev)
+        dev_hi = get("dev_hi")
+        peak = 1.0 + p.peak_margin
         with np.errstate(invalid="ignore"):
             extreme = (xv > hi + margin * span) | (xv < lo - margin * span)
             extreme |= (lvl_span > 0) & (
@@ -309,32 +308,10 @@ class BaselineDetector(Detector):
                 | (f_level_new < lvl_lo - margin * lvl_span)
             )
             extreme |= (var_span > 0) & (f_var_new > var_hi + margin * var_span)
-            if p.ext_var_low:
-                extreme |= (var_span > 0) & (f_var_new < var_lo - margin * var_span)
-            prev_x = get("prev_x")
-            jump = np.abs(xv - prev_x)
-            jump = np.where(np.isnan(jump), 0.0, jump)
-            jump_hi = get("jump_hi")
-            if p.ext_jump:
-                extreme |= (jump_hi > 0) & (jump > jump_hi * (1 + p.jump_margin))
-            f_slow = np.where(first, xv, get("feat_slow"))
-            f_slow_new = f_slow + min(1.0, r["feature"] * p.feature_tau_h / p.slow_tau_h) * (
-                xv - f_slow
+            extreme |= (jump_hi > 0) & (jump > jump_hi * peak)
+            extreme |= (
+                own & (own_seen_prev > r["warm"]) & (dev_hi > 0) & (f_dev_new > dev_hi * peak)
             )
-            slow_lo, slow_hi = get("slow_lo"), get("slow_hi")
-            slow_span = slow_hi - slow_lo
-            if p.ext_slow:
-                extreme |= (slow_span > 0) & (f_slow_new > slow_hi + margin * slow_span)
-            f_dev = get("feat_dev")
-            f_dev_new = np.where(own, f_dev + a_f * (np.abs(dev) - f_dev), f_dev)
-            dev_hi = get("dev_hi")
-            if p.ext_dev:
-                extreme |= (
-                    own
-                    & (own_seen_prev > r["warm"])
-                    & (dev_hi > 0)
-                    & (f_dev_new > dev_hi * (1 + p.jump_margin))
-                )
         warm = seen > r["warm"]
         # each way of predicting (a trusted profile; the cold-start band) has its own record:
         # the misses of one say nothing about the other's
@@ -346,13 +323,8 @@ class BaselineDetector(Detector):
         record = np.where(
             own, np.where(settled_own, record_own, np.maximum(record_own, record_cold)), record_cold
         )
-        prev_z = get("prev_z")
-        s["prev_z"][rows] = z
-        if p.z_persist:
-            z = np.minimum(z, prev_z)
-        z_ok = z > np.maximum(record * p.record_margin, p.z_min)
-        if not p.z_cold:
-            z_ok &= own
+        # a deviation counts only against a trusted profile: before one, only new extremes
+        z_ok = own & (z > np.maximum(record * p.record_margin, p.z_min))
         fire = warm & (z_ok | extreme)
 
         # row events: open on fire; close after the hold once the deviation is small
@@ -406,9 +378,6 @@ class BaselineDetector(Detector):
         s["var_lo"][rows] = np.where(settled, np.minimum(var_lo, f_var_new), var_lo)
         s["var_hi"][rows] = np.where(settled, np.maximum(var_hi, f_var_new), var_hi)
         s["prev_x"][rows] = xv
-        s["feat_slow"][rows] = f_slow_new
-        s["slow_lo"][rows] = np.where(settled, np.minimum(slow_lo, f_slow_new), slow_lo)
-        s["slow_hi"][rows] = np.where(settled, np.maximum(slow_hi, f_slow_new), slow_hi)
         s["jump_hi"][rows] = np.where(settled, np.maximum(jump_hi, jump), jump_hi)
         s["feat_dev"][rows] = f_dev_new
         s["dev_hi"][rows] = np.where(settled & own, np.maximum(dev_hi, f_dev_new), dev_hi)
