@@ -69,6 +69,7 @@ class BaselineParams:
 
     season_bins: int = 48  # time-of-day bins per profile (30 min)
     season_days: int = 1  # days of a type seen before its profile is trusted
+    z_both: bool = False
     season_rate: float = 0.1  # profile's exponential rate once a bin has 10 samples
     level_tau_h: float = 0.25  # the fast level used before any profile exists
     offset_tau_h: float = 12.0  # how fast the profile's offset follows a lasting change
@@ -154,7 +155,7 @@ class BaselineDetector(Detector):
         self.s["var_hi"] = np.full(rows, -np.inf)
         # what the last slot with a new event saw (not state: read right after that slot)
         self._z: dict[int, float] = {}
-        self._extreme: dict[int, bool] = {}
+        self._reason: dict[int, int] = {}
         self.s["seen"] = np.zeros(rows, dtype=np.int64)
         self.s["hold"] = np.zeros(rows, dtype=np.int64)
         self.s["own_seen"] = np.zeros(rows, dtype=np.int64)
@@ -302,16 +303,21 @@ class BaselineDetector(Detector):
         dev_hi = get("dev_hi")
         peak = 1.0 + p.peak_margin
         with np.errstate(invalid="ignore"):
-            extreme = (xv > hi + margin * span) | (xv < lo - margin * span)
-            extreme |= (lvl_span > 0) & (
-                (f_level_new > lvl_hi + margin * lvl_span)
-                | (f_level_new < lvl_lo - margin * lvl_span)
+            # one mask per reason, in the order the evidence names them
+            reasons = np.stack(
+                [
+                    (xv > hi + margin * span) | (xv < lo - margin * span),
+                    (lvl_span > 0)
+                    & (
+                        (f_level_new > lvl_hi + margin * lvl_span)
+                        | (f_level_new < lvl_lo - margin * lvl_span)
+                    ),
+                    (var_span > 0) & (f_var_new > var_hi + margin * var_span),
+                    (jump_hi > 0) & (jump > jump_hi * peak),
+                    own & (own_seen_prev > r["warm"]) & (dev_hi > 0) & (f_dev_new > dev_hi * peak),
+                ]
             )
-            extreme |= (var_span > 0) & (f_var_new > var_hi + margin * var_span)
-            extreme |= (jump_hi > 0) & (jump > jump_hi * peak)
-            extreme |= (
-                own & (own_seen_prev > r["warm"]) & (dev_hi > 0) & (f_dev_new > dev_hi * peak)
-            )
+        extreme = reasons.any(axis=0)
         warm = seen > r["warm"]
         # each way of predicting (a trusted profile; the cold-start band) has its own record:
         # the misses of one say nothing about the other's
@@ -324,7 +330,11 @@ class BaselineDetector(Detector):
             own, np.where(settled_own, record_own, np.maximum(record_own, record_cold)), record_cold
         )
         # a deviation counts only against a trusted profile: before one, only new extremes
-        z_ok = own & (z > np.maximum(record * p.record_margin, p.z_min))
+        z_eff = z
+        if p.z_both:
+            z_lvl = np.abs(xv - level) / (level_scale + 1e-12 + p.range_floor * span)
+            z_eff = np.minimum(z, z_lvl)
+        z_ok = own & (z_eff > np.maximum(record * p.record_margin, p.z_min))
         fire = warm & (z_ok | extreme)
 
         # row events: open on fire; close after the hold once the deviation is small
@@ -394,7 +404,8 @@ class BaselineDetector(Detector):
             return _NONE, _NONE
         ids = np.arange(x.size)[rows]
         self._z = dict(zip(ids.tolist(), z.tolist(), strict=True))
-        self._extreme = dict(zip(ids.tolist(), extreme.tolist(), strict=True))
+        why = np.where(extreme, reasons.argmax(axis=0), -1)
+        self._reason = dict(zip(ids.tolist(), why.tolist(), strict=True))
         opened_rows = ids[opening]
         # the row that opened each meter's event (the first, in row order)
         firing = [int(opened_rows[self._meter_of[opened_rows] == m][0]) for m in fired_meters]
@@ -445,7 +456,7 @@ class BaselineDetector(Detector):
         step: int,
     ) -> None:
         s = self.s
-        z_of, extreme_of = self._z, self._extreme
+        z_of, reason_of = self._z, self._reason
         for row in fired_rows.tolist():
             key = self.series[row]
             dev = float(s["dev"][row])
@@ -474,7 +485,7 @@ class BaselineDetector(Detector):
                         "value": expected + dev,
                         "expected": expected,
                         "scales": round(z, 2),
-                        "new_extreme": bool(extreme_of.get(row, False)),
+                        "reason": _REASONS[reason_of.get(row, -1)],
                     },
                 )
             )
@@ -485,6 +496,15 @@ class BaselineDetector(Detector):
 
 
 _NONE: npt.NDArray[np.intp] = np.zeros(0, dtype=np.intp)
+# why an anomaly opened (evidence["reason"]); -1: the deviation from a trusted profile
+_REASONS = {
+    -1: "deviation",
+    0: "new_value_extreme",
+    1: "new_level_extreme",
+    2: "new_variability_high",
+    3: "new_largest_jump",
+    4: "new_deviation_high",
+}
 
 
 def params_doc() -> dict[str, Any]:
