@@ -1,132 +1,443 @@
-"""The analytics service: subscribes to its parks' readings and writes derived series.
+"""The analytics service: its parks' readings in; events and derived series out.
 
-Now: 15-minute demand per electricity meter (measurement ``demand_15m``). Analytics shards by
-park: each worker subscribes only to the data topics of the parks in its site files.
+One :class:`~analytics.engine.engine.ParkEngine` per park in its site files (analytics shards
+by park: each worker subscribes only to its parks' data and status topics). Every message is
+validated exactly as ingest validates it, so analytics only sees readings ingest stores, and
+fed to its park's engine; then whatever is complete is closed and run through the detectors.
+A ticker closes slots of gateways that fell silent.
+
+What the engine produces goes through a bounded queue to one output task, so a slow write
+never stalls the stream: points and events to InfluxDB (``anomaly``, ``demand_15m``, virtual
+meters), events to ``pw/v1/{park}/alerts/{kind}`` at QoS 1. When the queue is full the stream
+waits (events are never dropped). Events found while warming up from history are written to
+InfluxDB (the same id overwrites the same point) but not re-published as alerts.
+
+At start-up the engine is restored from its last snapshot (``state_dir``) when there is one,
+then refilled from InfluxDB's raw data since then (at most ``warmup_s``), so a restart or a new
+worker loses no context.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import pickle
 import time
+from collections import deque
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import aiomqtt
 import numpy as np
+import orjson
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from analytics.demand import DemandInterval, DemandWindows
+from analytics.detectors import DETECTORS
+from analytics.engine.contract import DerivedPoint, SeriesKey
+from analytics.engine.engine import Advanced, Batch, ParkEngine, Rows
 from analytics.settings import AnalyticsSettings
 from parkwatch import mqtt, topics
-from parkwatch.influx import InfluxError, InfluxWriter, ensure_database
+from parkwatch.events import Event
+from parkwatch.influx import InfluxError, InfluxReader, InfluxWriter, ensure_database, quote_ident
+from parkwatch.influx import quote_string as qs
 from parkwatch.lineprotocol import encode_point
-from parkwatch.quantities import Utility
-from parkwatch.retry import Backoff, OutageLog
-from parkwatch.site import Park, SiteRegistry
+from parkwatch.retry import OutageLog
+from parkwatch.sessions import SessionLoop
+from parkwatch.site import SiteRegistry
+from parkwatch.status_http import serve_status, status_app
 from parkwatch.wire import parse_batch
 
 log = logging.getLogger(__name__)
 
-DEMAND_MEASUREMENT = "demand_15m"
+SNAPSHOT_VERSION = 1
 
 
-class ParkDemand:
-    """Demand windows of one park's electricity meters."""
-
-    def __init__(self, park: Park, registry: SiteRegistry) -> None:
-        self.park = park
-        meters = [m for m in registry.meters(park.park) if m.utility is Utility.ELECTRICITY]
-        self.enterprise = {m.id: m.enterprise for m in meters}
-        self.windows = DemandWindows([m.id for m in meters], park.zone)
-
-    def lines(self, intervals: list[DemandInterval]) -> list[str]:
-        return [
-            encode_point(
-                DEMAND_MEASUREMENT,
-                {"park": self.park.park, "enterprise": self.enterprise[i.meter], "meter": i.meter},
-                {"p_kw_avg": i.p_kw_avg, "p_kw_max": i.p_kw_max, "samples": i.samples},
-                i.start_ms,
-            )
-            for i in intervals
-        ]
+class AnalyticsMetrics:
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry()
+        self.messages = Counter("pw_analytics_messages", "data messages received", registry=r)
+        self.readings = Counter("pw_analytics_values", "values fed to the engines", registry=r)
+        self.late = Counter(
+            "pw_analytics_late_readings", "readings for slots already closed", registry=r
+        )
+        self.events = Counter(
+            "pw_analytics_events", "event messages", ["kind", "state"], registry=r
+        )
+        self.points = Counter("pw_analytics_points", "derived points written", registry=r)
+        self.alerts_published = Counter(
+            "pw_analytics_alerts_published", "events published on the alerts topics", registry=r
+        )
+        self.alerts_dropped = Counter(
+            "pw_analytics_alerts_dropped",
+            "alerts not published because the broker was away too long (still in InfluxDB)",
+            registry=r,
+        )
+        self.queue = Gauge("pw_analytics_output_queue", "outputs waiting to be written", registry=r)
+        self.open_slots = Gauge("pw_analytics_open_slots", "slots held open", registry=r)
+        self.step_seconds = Histogram(
+            "pw_analytics_handle_seconds",
+            "time to feed a message and run what it completed",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+            registry=r,
+        )
+        self.broker_up = Gauge("pw_analytics_broker_up", "1 while subscribed", registry=r)
+        self.database_up = Gauge("pw_analytics_database_up", "0 while writes fail", registry=r)
 
 
 class AnalyticsService:
     def __init__(self, settings: AnalyticsSettings, registry: SiteRegistry) -> None:
         self.settings = settings
         self.registry = registry
-        self.parks = {p: ParkDemand(park, registry) for p, park in registry.parks.items()}
-        self.subscribed = asyncio.Event()
-        self.intervals_written = 0
-        self.outage = OutageLog(log, f"MQTT broker at {settings.mqtt.url}")
+        self.engines = {name: ParkEngine(park, DETECTORS) for name, park in registry.parks.items()}
+        self.metrics = AnalyticsMetrics()
+        self.sessions = SessionLoop(OutageLog(log, f"MQTT broker at {settings.mqtt.url}"))
+        self.subscribed = self.sessions.up
+        self.outputs: asyncio.Queue[tuple[str, Advanced, bool]] = asyncio.Queue(
+            settings.output_queue
+        )
+        self.client: aiomqtt.Client | None = None
+        self.unpublished: deque[tuple[str, Event]] = deque(maxlen=10_000)
+        self.writer: InfluxWriter | None = None
+        self.events_written = 0
+        self.points_written = 0
+        self.warm = asyncio.Event()  # set once warm-up is over and live messages flow
+
+    # --- running -------------------------------------------------------------------------------
 
     async def run(self) -> None:
         s = self.settings
-        async with InfluxWriter(s.influx, flush_interval_s=1.0) as writer:
+        async with InfluxWriter(s.influx, flush_interval_s=0.2) as writer:
+            self.writer = writer
             await ensure_database(s.influx, log)
-            ticker = asyncio.create_task(self._close_due(writer), name="demand-ticker")
-            try:
-                backoff = Backoff()
-                while True:
-                    try:
-                        await self._session(writer)
-                    except aiomqtt.MqttError as exc:
-                        self.subscribed.clear()
-                        self.outage.failed(exc)
-                        await asyncio.sleep(backoff.next_delay())
-            finally:
-                ticker.cancel()
-                await asyncio.gather(ticker, return_exceptions=True)
+            async with contextlib.AsyncExitStack() as stack:
+                if s.http_port is not None:
+                    app = status_app("analytics", self.metrics.registry, self._health)
+                    await stack.enter_async_context(
+                        serve_status(app, s.http_host, s.http_port, "analytics")
+                    )
+                tasks = [
+                    asyncio.create_task(self._write_outputs(writer), name="analytics-output"),
+                    asyncio.create_task(
+                        self.sessions.run(self._session, self._down), name="analytics-mqtt"
+                    ),
+                ]
+                try:
+                    self._restore_snapshot()
+                    await self._warm_up()
+                    self.warm.set()
+                    tasks.append(asyncio.create_task(self._tick(), name="analytics-ticker"))
+                    if s.state_dir is not None:
+                        tasks.append(asyncio.create_task(self._snapshots(), name="analytics-snap"))
+                    await asyncio.gather(*tasks)
+                finally:
+                    for task in tasks:
+                        task.cancel()
+                    await asyncio.gather(*tasks, return_exceptions=True)
+                    self._save_snapshot()
+                    await self._drain(writer)
 
-    async def _session(self, writer: InfluxWriter) -> None:
-        async with mqtt.client(self.settings.mqtt, self.settings.client_id) as client:
-            for park in self.parks:
+    def _down(self) -> None:
+        self.client = None
+        self.metrics.broker_up.set(0)
+
+    async def _session(self) -> None:
+        s = self.settings
+        async with mqtt.client(s.mqtt, s.client_id) as client:
+            for park in self.engines:
                 await client.subscribe(topics.data_filter(park), qos=1)
-            self.outage.recovered()
-            self.subscribed.set()
+                await client.subscribe(topics.status_filter(park), qos=1)
+            self.client = client
+            self.metrics.broker_up.set(1)
+            self.sessions.connected()
+            await self._publish_pending()
+            await self.warm.wait()  # messages wait in the client's queue until warm
             async for message in client.messages:
-                await self._handle(message, writer)
+                await self._handle(message)
 
-    async def _handle(self, message: aiomqtt.Message, writer: InfluxWriter) -> None:
+    async def _handle(self, message: aiomqtt.Message) -> None:
+        topic = str(message.topic)
+        payload = message.payload
+        if not isinstance(payload, bytes | bytearray):
+            return
+        if topic.endswith("/status"):
+            self._status(topic, bytes(payload))
+            return
         try:
-            data_topic = topics.parse_data_topic(str(message.topic))
+            data_topic = topics.parse_data_topic(topic)
         except topics.TopicError:
             return
-        demand = self.parks.get(data_topic.park)
-        payload = message.payload
-        if demand is None or not isinstance(payload, bytes | bytearray):
+        engine = self.engines.get(data_topic.park)
+        if engine is None:
             return
-        # the same validation as ingest: analytics only ever sees readings ingest would store
-        parsed = parse_batch(bytes(payload), data_topic, self.registry, int(time.time() * 1000))
-        index = demand.windows.index
-        rows = [(index[r.meter.id], r.t, r.q["p_kw"]) for r in parsed.readings if "p_kw" in r.q]
-        if not rows:
-            return
-        arr = np.array(rows, dtype=np.float64)
-        closed = demand.windows.add(
-            arr[:, 0].astype(np.int64), arr[:, 1].astype(np.int64), arr[:, 2]
+        started = time.perf_counter()
+        now_ms = int(time.time() * 1000)
+        parsed = parse_batch(bytes(payload), data_topic, self.registry, now_ms)
+        self.metrics.messages.inc()
+        series: list[int] = []
+        times: list[int] = []
+        values: list[float] = []
+        index = engine.index
+        for reading in parsed.readings:
+            meter = reading.meter.id
+            for name, value in reading.q.items():
+                i = index.get(SeriesKey(meter, name))
+                if i is not None:
+                    series.append(i)
+                    times.append(reading.t)
+                    values.append(value)
+        self.metrics.readings.inc(len(series))
+        batch = Batch(
+            data_topic.gateway,
+            parsed.seq,
+            np.array(series, dtype=np.int64),
+            np.array(times, dtype=np.int64),
+            np.array(values, dtype=np.float64),
+            now_ms,
         )
-        await self._write(writer, demand, closed)
+        fed = engine.feed(batch)
+        advanced = engine.advance(now_ms)
+        advanced.late.extend(fed.late)
+        self.metrics.step_seconds.observe(time.perf_counter() - started)
+        await self._emit(data_topic.park, advanced, publish=True)
 
-    async def _close_due(self, writer: InfluxWriter) -> None:
-        grace_ms = int(self.settings.grace_s * 1000)
+    def _status(self, topic: str, payload: bytes) -> None:
+        parts = topic.split("/")
+        if len(parts) != 5:
+            return
+        engine = self.engines.get(parts[2])
+        if engine is None:
+            return
+        text = payload.decode("utf-8", errors="replace").strip().lower()
+        try:
+            doc = orjson.loads(payload)
+            state = str(doc.get("state", doc.get("status", ""))) if isinstance(doc, dict) else text
+        except orjson.JSONDecodeError:
+            state = text
+        engine.gateway_status(parts[3], state != "offline")
+
+    async def _tick(self) -> None:
         while True:
             await asyncio.sleep(self.settings.tick_s)
             now_ms = int(time.time() * 1000)
-            for demand in self.parks.values():
-                await self._write(writer, demand, demand.windows.close_due(now_ms, grace_ms))
+            for park, engine in self.engines.items():
+                await self._emit(park, engine.advance(now_ms), publish=True)
+            self.metrics.open_slots.set(sum(e.open_slots() for e in self.engines.values()))
+
+    async def _emit(self, park: str, advanced: Advanced, *, publish: bool) -> None:
+        if advanced.late:
+            self.metrics.late.inc(len(advanced.late))
+        if advanced.events or advanced.points:
+            await self.outputs.put((park, advanced, publish))
+            self.metrics.queue.set(self.outputs.qsize())
+
+    # --- outputs -------------------------------------------------------------------------------
+
+    async def _write_outputs(self, writer: InfluxWriter) -> None:
+        while True:
+            items = [await self.outputs.get()]
+            while not self.outputs.empty():
+                items.append(self.outputs.get_nowait())
+            self.metrics.queue.set(self.outputs.qsize())
+            await self._write(writer, items)
 
     async def _write(
-        self, writer: InfluxWriter, demand: ParkDemand, closed: list[DemandInterval]
+        self, writer: InfluxWriter, items: Sequence[tuple[str, Advanced, bool]]
     ) -> None:
-        if not closed:
+        lines: list[str] = []
+        to_publish: list[tuple[str, Event]] = []
+        for park, advanced, publish in items:
+            lines.extend(self._point_line(park, p) for p in advanced.points)
+            for event in advanced.events:
+                lines.append(event.line(self._enterprise(park, event)))
+                self.metrics.events.labels(event.kind, event.state.value).inc()
+                if publish:
+                    to_publish.append((park, event))
+        for park, event in to_publish:
+            await self._publish(park, event)
+        if not lines:
             return
         try:
-            await writer.write(demand.lines(closed))
+            await writer.write(lines)
+            self.metrics.database_up.set(1)
         except InfluxError as exc:
-            # the writer retries outages itself; this is the database refusing the data,
-            # which retrying cannot change: say so and keep computing
-            log.error("demand intervals refused by InfluxDB, dropped: %s", exc)
+            # the writer retries outages itself; this is the database refusing the data
+            self.metrics.database_up.set(0)
+            log.error("analytics output refused by InfluxDB, dropped: %s", exc)
             return
-        self.intervals_written += len(closed)
+        n_events = sum(len(a.events) for _, a, _ in items)
+        self.events_written += n_events
+        self.points_written += len(lines) - n_events
+        self.metrics.points.inc(len(lines) - n_events)
+
+    def _point_line(self, park: str, point: DerivedPoint) -> str:
+        return encode_point(
+            point.measurement, {"park": park, **point.tags}, dict(point.fields), point.t_ms
+        )
+
+    def _enterprise(self, park: str, event: Event) -> str | None:
+        if event.meter is None:
+            return None
+        meter = self.registry.meter(park, event.meter)
+        return None if meter is None else meter.enterprise
+
+    async def _publish(self, park: str, event: Event) -> None:
+        client = self.client
+        if client is None:
+            self.unpublished.append((park, event))
+            return
+        zone = self.registry.parks[park].zone
+        try:
+            await client.publish(topics.alert_topic(park, event.kind), event.to_bytes(zone), qos=1)
+            self.metrics.alerts_published.inc()
+        except aiomqtt.MqttError:
+            self.unpublished.append((park, event))
+
+    async def _publish_pending(self) -> None:
+        while self.unpublished and self.client is not None:
+            park, event = self.unpublished.popleft()
+            await self._publish(park, event)
+
+    async def _drain(self, writer: InfluxWriter) -> None:
+        """On the way out: what is queued still goes to InfluxDB (briefly)."""
+        items = []
+        while not self.outputs.empty():
+            items.append(self.outputs.get_nowait())
+        if items:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._write(writer, items), timeout=10)
+
+    async def _health(self) -> tuple[bool, dict[str, Any]]:
+        async with InfluxReader(self.settings.influx) as reader:
+            database = await reader.ping()
+        broker = self.subscribed.is_set()
+        ok = database and broker and self.warm.is_set()
+        return ok, {
+            "broker": broker,
+            "database": database,
+            "warm": self.warm.is_set(),
+            "output_queue": self.outputs.qsize(),
+        }
+
+    # --- warm-up and snapshots ------------------------------------------------------------
+
+    async def _warm_up(self) -> None:
+        """Read recent raw data back from InfluxDB through each engine."""
+        now_ms = int(time.time() * 1000)
+        async with InfluxReader(self.settings.influx) as reader:
+            for park, engine in self.engines.items():
+                since = max(engine.now_ms, now_ms - int(self.settings.warmup_s * 1000))
+                if since >= now_ms:
+                    continue
+                try:
+                    rows = await history_rows(reader, engine, since, now_ms)
+                except InfluxError as exc:
+                    log.warning("warm-up of %s from InfluxDB failed, starting cold: %s", park, exc)
+                    continue
+                fed = 0
+                for chunk in rows:
+                    advanced = engine.feed_rows(chunk)
+                    advanced.events.extend(engine.advance(int(chunk.t_ms.max())).events)
+                    fed += int(chunk.t_ms.size)
+                    await self._emit(park, advanced, publish=False)
+                if fed:
+                    log.info("%s: warmed up on %d values since %s", park, fed, since)
+
+    def _snapshot_path(self) -> Path | None:
+        d = self.settings.state_dir
+        return None if d is None else d / "analytics-snapshot.pickle"
+
+    def _restore_snapshot(self) -> None:
+        path = self._snapshot_path()
+        if path is None or not path.exists():
+            return
+        try:
+            with open(path, "rb") as fh:
+                doc = pickle.load(fh)  # our own file, written by _save_snapshot
+            if doc.get("version") != SNAPSHOT_VERSION:
+                raise ValueError("written by another version")
+            for park, state in doc["engines"].items():
+                if park in self.engines:
+                    self.engines[park].restore(state)
+        except (OSError, ValueError, KeyError, pickle.UnpicklingError) as exc:
+            log.warning("snapshot %s not used, starting from history alone: %s", path, exc)
+            self.engines = {n: ParkEngine(p, DETECTORS) for n, p in self.registry.parks.items()}
+
+    def _save_snapshot(self) -> None:
+        path = self._snapshot_path()
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        doc = {
+            "version": SNAPSHOT_VERSION,
+            "engines": {p: e.state() for p, e in self.engines.items()},
+        }
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "wb") as fh:
+            pickle.dump(doc, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        tmp.replace(path)
+
+    async def _snapshots(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.snapshot_s)
+            await asyncio.to_thread(self._save_snapshot)
+
+
+async def history_rows(
+    reader: InfluxReader, engine: ParkEngine, since_ms: int, until_ms: int, chunk: int = 200_000
+) -> list[Rows]:
+    """The raw values the engine needs from InfluxDB, in time order, as replay rows."""
+    by_measurement: dict[str, set[str]] = {}
+    for key in engine.series:
+        meter = engine.ctx.tree.meters[key.meter]
+        if not meter.is_virtual:
+            by_measurement.setdefault(meter.utility.value, set()).add(key.quantity)
+    park = engine.park.park
+    t_all: list[np.ndarray[Any, np.dtype[np.int64]]] = []
+    s_all: list[np.ndarray[Any, np.dtype[np.int64]]] = []
+    v_all: list[np.ndarray[Any, np.dtype[np.float64]]] = []
+    for measurement, quantities in sorted(by_measurement.items()):
+        fields = ", ".join(quote_ident(q) for q in sorted(quantities))
+        statement = (
+            f"SELECT {fields} FROM {quote_ident(measurement)} WHERE park = {qs(park)} "
+            f"AND time >= {since_ms}ms AND time < {until_ms}ms GROUP BY meter"
+        )
+        for series in await reader.query(statement):
+            meter_id = series.tags.get("meter", "")
+            columns = series.columns
+            if not series.values:
+                continue
+            table = np.array(series.values, dtype=object)
+            times = table[:, 0].astype(np.int64)
+            for c, name in enumerate(columns[1:], start=1):
+                index = engine.series_of(meter_id, name)
+                if index is None:
+                    continue
+                column = table[:, c]
+                present = np.array([x is not None for x in column])
+                if not present.any():
+                    continue
+                t_all.append(times[present])
+                s_all.append(np.full(int(present.sum()), index, dtype=np.int64))
+                v_all.append(column[present].astype(np.float64))
+    if not t_all:
+        return []
+    t = np.concatenate(t_all)
+    s = np.concatenate(s_all)
+    v = np.concatenate(v_all)
+    order = np.argsort(t, kind="stable")
+    t, s, v = t[order], s[order], v[order]
+    gateway_of_series = np.array(
+        [engine.gateway_no.get(engine.ctx.tree.meters[k.meter].gateway, -1) for k in engine.series],
+        dtype=np.int64,
+    )
+    g = gateway_of_series[s]
+    out = []
+    for start in range(0, t.size, chunk):
+        part = slice(start, start + chunk)
+        out.append(Rows(s[part], t[part], v[part], g[part], t[part], np.zeros(t[part].size, bool)))
+    return out
 
 
 async def run_analytics(settings: AnalyticsSettings) -> None:

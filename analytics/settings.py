@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import socket
+from pathlib import Path
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from parkwatch.settings import ServiceSettings
+
+
+def default_client_id() -> str:
+    """Unique per worker: analytics keeps no broker session (it refills from InfluxDB), and
+    two workers with one id would throw each other off the broker."""
+    return f"analytics-{socket.gethostname()}-{os.getpid()}"[:64]
 
 
 class AnalyticsSettings(ServiceSettings):
@@ -13,7 +23,14 @@ class AnalyticsSettings(ServiceSettings):
         env_prefix="PW_ANALYTICS_", env_nested_delimiter="__", extra="ignore"
     )
 
-    client_id: str = "analytics-0"
-    # readings may arrive this long after their interval ended and still count
-    grace_s: float = Field(default=60.0, ge=0)
-    tick_s: float = Field(default=5.0, gt=0)  # how often windows are checked for closing
+    client_id: str = Field(default_factory=default_client_id)
+    # how often complete slots are looked for when no message arrives (silent gateways)
+    tick_s: float = Field(default=1.0, gt=0)
+    # at start-up, this much recent history is read back from InfluxDB (after the snapshot's
+    # time when there is one), so a restart or a new worker loses no context
+    warmup_s: float = Field(default=6 * 3600, ge=0)
+    state_dir: Path | None = None  # where snapshots of the engine go (none: no snapshots)
+    snapshot_s: float = Field(default=300.0, gt=0)
+    http_host: str = "127.0.0.1"
+    http_port: int | None = None  # /metrics and /health when set
+    output_queue: int = Field(default=10_000, ge=1)  # events and points waiting to be written

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, tzinfo
 from enum import StrEnum
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import orjson
 
@@ -117,7 +116,7 @@ class Event:
     def with_state(self, state: State, **changes: Any) -> Event:
         return replace(self, state=state, **changes)
 
-    def as_json(self, zone: ZoneInfo) -> dict[str, Any]:
+    def as_json(self, zone: tzinfo) -> dict[str, Any]:
         return {
             "id": self.id,
             "kind": self.kind,
@@ -135,7 +134,7 @@ class Event:
             "evidence": self.evidence,
         }
 
-    def to_bytes(self, zone: ZoneInfo) -> bytes:
+    def to_bytes(self, zone: tzinfo) -> bytes:
         return orjson.dumps(self.as_json(zone), option=orjson.OPT_SERIALIZE_NUMPY)
 
     @classmethod
@@ -190,7 +189,7 @@ class Event:
         return encode_point(ANOMALY_MEASUREMENT, tags, fields, self.detected_at_ms)
 
 
-def iso(t_ms: int, zone: ZoneInfo) -> str:
+def iso(t_ms: int, zone: tzinfo) -> str:
     """ISO 8601 with the zone's offset, to the millisecond when it has one."""
     moment = datetime.fromtimestamp(t_ms / 1000, tz=zone)
     spec = "milliseconds" if t_ms % 1000 else "seconds"

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from parkwatch.formula import FormulaError, parse_formula
 from parkwatch.lineprotocol import series_key
 from parkwatch.quantities import QUANTITIES, Kind, Quantity, Utility
 from parkwatch.slugs import Slug
@@ -86,9 +87,14 @@ class CustomQuantity(_Model):
     def quantity(self) -> Quantity:
         low = self.low if self.low is not None else (0.0 if self.kind is Kind.COUNTER else -1e12)
         return Quantity(
-            self.name, self.unit, self.kind, frozenset(self.utilities), self.description,
-            low, self.high,
-        )  # fmt: skip
+            self.name,
+            self.unit,
+            self.kind,
+            frozenset(self.utilities),
+            self.description,
+            low,
+            self.high,
+        )
 
 
 class MeterSpec(_Model):
@@ -183,6 +189,24 @@ class Park(_Model):
         names = [q.name for q in self.quantities]
         if len(set(names)) != len(names):
             raise ValueError("custom quantity names must be unique")
+        by_id = {m.spec.id: m for m in self.iter_meters()}
+        for meter in by_id.values():
+            if meter.spec.formula is None:
+                continue
+            try:
+                formula = parse_formula(meter.spec.formula, by_id)
+            except FormulaError as exc:
+                raise ValueError(f"meter {meter.id!r}: {exc}") from None
+            for part in formula.meters:
+                if part == meter.id or by_id[part].spec.formula is not None:
+                    raise ValueError(
+                        f"meter {meter.id!r}: its formula may name only real meters ({part!r})"
+                    )
+                if by_id[part].utility is not meter.utility:
+                    raise ValueError(
+                        f"meter {meter.id!r} ({meter.utility.value}): formula names {part!r}, "
+                        f"a {by_id[part].utility.value} meter"
+                    )
         parents = {m.spec.id: m.spec.parent for m in self.iter_meters()}
         for meter_id, parent in parents.items():
             if parent is not None and parent not in parents:
@@ -229,9 +253,13 @@ class Park(_Model):
     def _place(self, spec: MeterSpec, enterprise: str, workshop: str | None, gw: str) -> Meter:
         tags = {"park": self.park, "enterprise": enterprise, "meter": spec.id}
         return Meter(
-            spec, enterprise, workshop, gw, series_key(spec.utility.value, tags),
+            spec,
+            enterprise,
+            workshop,
+            gw,
+            series_key(spec.utility.value, tags),
             self._bounds[spec.utility],
-        )  # fmt: skip
+        )
 
     @classmethod
     def from_yaml(cls, path: Path | str) -> Park:
@@ -313,15 +341,17 @@ class MeterTree:
 
     def with_role(self, role: Role, utility: Utility | None = None) -> list[Meter]:
         return [
-            m for m in self.meters.values()
+            m
+            for m in self.meters.values()
             if m.role == role and (utility is None or m.utility is utility)
-        ]  # fmt: skip
+        ]
 
     def of_enterprise(self, enterprise: str, utility: Utility | None = None) -> list[Meter]:
         return [
-            m for m in self.meters.values()
+            m
+            for m in self.meters.values()
             if m.enterprise == enterprise and (utility is None or m.utility is utility)
-        ]  # fmt: skip
+        ]
 
 
 class SiteRegistry:

@@ -49,6 +49,18 @@ def data_filter(park: str) -> str:
     return f"{PREFIX}/{park}/+/data"
 
 
+def alerts_filter(park: str) -> str:
+    """Every kind of alert of one park."""
+    _check(park=park)
+    return f"{PREFIX}/{park}/alerts/+"
+
+
+def status_filter(park: str) -> str:
+    """Every gateway's (retained) status topic of one park."""
+    _check(park=park)
+    return f"{PREFIX}/{park}/+/status"
+
+
 ALL_DEADLETTERS = f"{PREFIX}/+/deadletter"
 
 

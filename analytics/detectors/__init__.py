@@ -1,8 +1,10 @@
-"""Detectors: each follows ``analytics.engine.contract``."""
+"""Detectors: each follows ``analytics.engine.contract``; ``DETECTORS`` is what the engine runs."""
 
 from __future__ import annotations
 
 from analytics.detectors.baseline import BaselineDetector
+from analytics.detectors.meter_faults import MeterFaults
+from analytics.detectors.peaks import Peaks
 from analytics.engine.contract import Detector
 
-DETECTORS: list[type[Detector]] = [BaselineDetector]
+DETECTORS: list[type[Detector]] = [Peaks, MeterFaults, BaselineDetector]

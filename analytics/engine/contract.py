@@ -19,10 +19,11 @@ What every detector promises, and ``tests/test_detector_contract.py`` checks for
   findings — so a detector keeps whatever it needs across block boundaries;
 * **live and replay agree**: both feed the engine the same way, so they give the same events.
 
-``Scope.METER`` detectors treat each row on its own: the engine may run one instance per clock
-group (a gateway's meters advance with that gateway's watermark, so one late gateway does not
-hold back the others' alerts). ``Scope.PARK`` detectors compare rows (balances, zones,
-coincident peaks) and run once per park, on the park clock.
+``Scope.METER`` detectors treat each row on its own: a gateway's meters advance with that
+gateway's watermark, so one late gateway does not hold back the others' alerts. Such a detector
+either takes blocks of any subset of its rows (``row_subsets``; one instance per park, state
+indexed by ``Block.row_index``) or gets one instance per gateway. ``Scope.PARK`` detectors compare
+rows (balances, zones, coincident peaks) and run once per park, on the park clock.
 """
 
 from __future__ import annotations
@@ -89,18 +90,27 @@ class Needs:
         return out
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class GatewayStats:
-    """What the transport did for one gateway over a block's span (for transport faults)."""
+    """What the transport did for one gateway, per slot of a block (the slot of the data a
+    batch carried, or the first open one when that is closed): for transport faults."""
 
     gateway: str
-    batches: int = 0
-    duplicate_readings: int = 0  # a (meter, quantity, time) seen again: counted once
-    seq_gaps: int = 0
-    # median of (source time − arrival time) over the batches: a clock ahead is > 0, late
-    # delivery < 0; None when no batch arrived
-    offset_ms: float | None = None
-    late_readings: int = 0  # arrived after their slot was closed
+    batches: npt.NDArray[np.int32]
+    duplicates: npt.NDArray[np.int32]  # readings seen before (same meter, quantity, time)
+    late: npt.NDArray[np.int32]  # readings that came after their slot was closed
+    # mean (source time − arrival time) of the batches; NaN where none came. A clock ahead
+    # shows > 0; late delivery or a clock behind < 0
+    offset_ms: FloatArray
+
+    def window(self, first: int, stop: int) -> GatewayStats:
+        return GatewayStats(
+            self.gateway,
+            self.batches[first:stop],
+            self.duplicates[first:stop],
+            self.late[first:stop],
+            self.offset_ms[first:stop],
+        )
 
 
 @dataclass(frozen=True)
@@ -117,8 +127,11 @@ class Block:
     count: npt.NDArray[np.int32]
     low: FloatArray
     high: FloatArray
-    group: str | None = None  # the clock group (a gateway id), None on the park clock
+    group: str | None = None  # the gateway when the block holds one gateway's rows
     transport: Mapping[str, GatewayStats] = field(default_factory=dict)
+    # which of the detector's rows (indices into its series) the block holds, in order; None:
+    # all of them. Only detectors with ``row_subsets`` get blocks of some of their rows.
+    row_index: npt.NDArray[np.intp] | None = None
 
     @property
     def rows(self) -> int:
@@ -137,7 +150,7 @@ class Block:
         return self.start_ms + np.arange(self.slots, dtype=np.int64) * self.step_ms
 
     def take(self, rows: Sequence[int] | npt.NDArray[np.intp]) -> Block:
-        """The same slots for a subset of rows (read-only copies)."""
+        """The same slots for a subset of these rows (read-only copies; ``rows`` says which)."""
         idx = np.asarray(rows, dtype=np.intp)
         return Block(
             self.start_ms,
@@ -148,6 +161,7 @@ class Block:
             _frozen(self.high[idx]),
             self.group,
             self.transport,
+            idx if self.row_index is None else self.row_index[idx],
         )
 
     def window(self, first: int, stop: int) -> Block:
@@ -160,7 +174,8 @@ class Block:
             self.low[:, first:stop],
             self.high[:, first:stop],
             self.group,
-            self.transport,
+            {g: stats.window(first, stop) for g, stats in self.transport.items()},
+            self.row_index,
         )
 
 
@@ -260,6 +275,10 @@ class Detector(ABC):
     kinds: ClassVar[tuple[str, ...]]  # the event kinds it raises
     scope: ClassVar[Scope] = Scope.METER
     needs: ClassVar[Needs]
+    # a meter-scope detector that takes blocks of any subset of its rows (``row_index``): the
+    # engine then runs one instance for the whole park, vectorised across every meter, and
+    # feeds each gateway's rows as they complete. Without it, one instance per gateway.
+    row_subsets: ClassVar[bool] = False
 
     def __init__(
         self,

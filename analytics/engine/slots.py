@@ -10,6 +10,7 @@ a gap, never a zero.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -45,16 +46,36 @@ class SlotArrays:
     def slots(self) -> int:
         return int(self.total.shape[1])
 
+    def _arrays(self) -> list[npt.NDArray[Any]]:
+        return [self.total, self.count, self.low, self.high, self.last_t, self.last_v]
+
+    def widened(self, before: int, after: int) -> SlotArrays:
+        """A copy with ``before`` empty slots in front and ``after`` behind."""
+        rows = self.total.shape[0]
+        pad_before = SlotArrays.empty(rows, before)._arrays()
+        pad_after = SlotArrays.empty(rows, after)._arrays()
+        return SlotArrays(
+            *(
+                np.concatenate([b, a, c], axis=1)
+                for a, b, c in zip(self._arrays(), pad_before, pad_after, strict=True)
+            )
+        )
+
+    def dropped(self, n: int) -> SlotArrays:
+        """A copy without the first ``n`` slots."""
+        return SlotArrays(*(np.ascontiguousarray(a[:, n:]) for a in self._arrays()))
+
     def add(
         self,
         row: IntArray,
         slot: IntArray,
         t_ms: IntArray,
         value: FloatArray,
-    ) -> int:
-        """Merge readings (any order) into their cells; returns how many were duplicates."""
+    ) -> BoolArray:
+        """Merge readings (any order) into their cells; returns which were duplicates (a time
+        already in the cell)."""
         if row.size == 0:
-            return 0
+            return np.zeros(0, dtype=bool)
         slots = self.total.shape[1]
         cell = row * slots + slot
         # sort by cell then time, so each cell's readings are adjacent and in time order
@@ -66,8 +87,9 @@ class SlotArrays:
         same_as_prev = np.zeros(cell.size, dtype=bool)
         same_as_prev[1:] = (cell[1:] == cell[:-1]) & (t_ms[1:] == t_ms[:-1])
         dup = same_as_prev | (t_ms == flat_last_t[cell])
-        duplicates = int(dup.sum())
-        if duplicates:
+        duplicates = np.zeros(row.size, dtype=bool)
+        duplicates[order[dup]] = True
+        if dup.any():
             keep = ~dup
             cell, t_ms, value = cell[keep], t_ms[keep], value[keep]
             if cell.size == 0:

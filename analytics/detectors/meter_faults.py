@@ -1,0 +1,737 @@
+"""Meter faults: the measurement is wrong, not the consumption.
+
+Flagged as ``Family.METER_FAULT`` (the event book then holds back consumption and leak
+findings about that meter), per meter unless said otherwise:
+
+* **counters** (point events): a value that goes back is a *rollover* when the old reading plus
+  the usual increment wraps at a register's modulus (16 or 32 bits, at the common scales, or a
+  decimal register's width) onto the new one; a *meter replacement* when it comes after a gap
+  in the readings (the old meter's last, the new one's first reading are in the evidence); a
+  *reset* otherwise. A counter that leaps far beyond its usual increment without a gap is a
+  *counter jump*.
+* **stuck values**: every instant quantity of the meter repeats its exact value for
+  ``stuck_slots`` slots, although it used to change.
+* **word-swapped registers**: a value whose 32-bit float, with its two 16-bit words swapped
+  back, is close to the meter's last good value while the value itself is far from it — the
+  signature of a register map with the wrong word order.
+* **silence**: a meter that used to report sends nothing for longer than three of its usual
+  spacings (at least ``silence_slots``); when every meter of a gateway falls silent together it
+  is one event about the gateway (``zone: gateway:<id>``).
+* **transport** (per gateway): batches whose source time runs ahead of their arrival by more
+  than ``skew_ms`` (``clock_skew``) or arrive more than ``late_ms`` after it (``late_batches``:
+  late delivery, or a clock behind — the two look alike from here); and readings delivered
+  more than once (``duplicate_batches``).
+
+Rows of one meter are adjacent (the selection orders them so); every check is vectorised over
+rows, with per-row state carried between blocks so any chunking gives the same findings.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+
+from analytics.engine.contract import (
+    Block,
+    Detector,
+    Finding,
+    FloatArray,
+    IntArray,
+    Needs,
+    Output,
+    ParkContext,
+    Scope,
+    SeriesKey,
+)
+from parkwatch.events import Family, Severity
+from parkwatch.quantities import Utility
+
+BoolArray = npt.NDArray[np.bool_]
+
+# the main quantities of each utility that are checked (instant and counter)
+CHECKED: dict[Utility, tuple[str, ...]] = {
+    Utility.ELECTRICITY: ("p_kw", "q_kvar", "v_v", "i_a", "pf", "e_kwh", "e_export_kwh"),
+    Utility.WATER: ("flow_m3h", "vol_m3", "level_m", "t_supply_c", "t_return_c"),
+    Utility.GAS: ("flow_nm3h", "vol_nm3", "p_bar"),
+    Utility.AIR: ("flow_nm3h", "vol_nm3", "p_bar"),
+    Utility.STEAM: ("steam_th", "steam_t", "t_supply_c", "t_return_c", "t_flue_c", "p_bar"),
+    Utility.HEAT: ("heat_kw", "heat_gj", "flow_m3h", "vol_m3", "t_supply_c", "t_return_c"),
+    Utility.ENV: ("t_air_c", "rh_pct", "irr_wm2"),
+}
+
+# registers a counter wraps at: 16 and 32 bits at the usual scales, and decimal widths
+MODULI = np.array(
+    sorted(
+        {float(2**bits) * scale for bits in (16, 32) for scale in (1, 0.1, 0.01, 0.001)}
+        | {10.0**d for d in range(4, 10)}
+    )
+)
+
+
+@dataclass(frozen=True)
+class MeterFaultParams:
+    stuck_slots: int = 15  # equal values this long (and ≥ 15 min) is stuck
+    lively_window: int = 60  # slots over which a quantity's liveliness is judged
+    lively_share: float = 0.8  # …a main quantity that changed in this share of them can stick
+    silence_slots: int = 5  # no reading for this many slots (or 3 usual spacings) is silence
+    gap_slots: int = 3  # a counter restart after a gap this long is a replacement
+    counter_quiet_slots: int = 60  # counter anomalies closer than this are one event
+    jump_factor: float = 1000.0  # a counter increment this many usual increments is a jump
+    swap_far: float = 10.0  # the value is this many times off the last good value…
+    swap_near: float = 1.5  # …while its swapped-back value is within this factor of it
+    skew_ms: int = 60_000
+    late_ms: int = 120_000
+    transport_slots: int = 5  # slots with batches over which offsets are judged
+    duplicate_slots: int = 3  # slots with duplicates (of the last 10) that make an event
+
+
+def word_swapped(values: FloatArray) -> FloatArray:
+    """Each value as a 32-bit float with its two 16-bit words swapped."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        bits = values.astype(np.float32).view(np.uint32)
+        swapped = (bits << np.uint32(16)) | (bits >> np.uint32(16))
+        return swapped.view(np.float32).astype(np.float64)
+
+
+@dataclass
+class _View:
+    """The state of the rows (and their meters) a block holds, worked on, then put back."""
+
+    prev: npt.NDArray[Any]
+    prev_slot: npt.NDArray[Any]
+    prev_inc: npt.NDArray[Any]
+    good: npt.NDArray[Any]
+    lively: npt.NDArray[Any]
+    hist_changed: npt.NDArray[Any]
+    hist_seen: npt.NDArray[Any]
+    main: npt.NDArray[Any]
+    counter: npt.NDArray[Any]
+    equal_run: npt.NDArray[Any]
+    first_seen: npt.NDArray[Any]
+    last_seen: npt.NDArray[Any]
+    readings: npt.NDArray[Any]
+    ep_open: npt.NDArray[Any]
+    ep_last: npt.NDArray[Any]
+    ep_count: npt.NDArray[Any]
+    ep_kind: npt.NDArray[Any]
+    stuck_open: npt.NDArray[Any]
+    swap_open: npt.NDArray[Any]
+    swap_last: npt.NDArray[Any]
+    silent_open: npt.NDArray[Any]
+    meter_gw: npt.NDArray[Any]
+    meter_of: npt.NDArray[np.intp]  # local meter of each local row
+    meter_ids: list[str]
+    keys: list[SeriesKey]
+
+
+_SKEW = {1: "clock_skew", 2: "late_batches"}
+_ROW_STATE = (
+    "prev",
+    "prev_slot",
+    "prev_inc",
+    "good",
+    "lively",
+    "hist_changed",
+    "hist_seen",
+    "main",
+    "counter",
+    "equal_run",
+    "first_seen",
+    "last_seen",
+    "readings",
+)
+_METER_STATE = (
+    "ep_open",
+    "ep_last",
+    "ep_count",
+    "ep_kind",
+    "stuck_open",
+    "swap_open",
+    "swap_last",
+    "silent_open",
+    "meter_gw",
+)
+
+
+class MeterFaults(Detector):
+    name: ClassVar[str] = "meter_faults"
+    kinds: ClassVar[tuple[str, ...]] = (
+        "counter_reset",
+        "counter_rollover",
+        "meter_replacement",
+        "counter_jump",
+        "stuck_value",
+        "word_swap",
+        "comm_loss",
+        "clock_skew",
+        "late_batches",
+        "duplicate_batches",
+    )
+    scope: ClassVar[Scope] = Scope.METER
+    needs: ClassVar[Needs] = Needs((), virtual=False)
+    row_subsets: ClassVar[bool] = True
+
+    @classmethod
+    def select(cls, ctx: ParkContext) -> list[SeriesKey]:
+        out: list[SeriesKey] = []
+        for meter in ctx.tree.meters.values():
+            if meter.is_virtual:
+                continue
+            reported = ctx.quantities_of(meter.id)
+            out.extend(SeriesKey(meter.id, q) for q in CHECKED[meter.utility] if q in reported)
+        return out
+
+    def __init__(
+        self,
+        ctx: ParkContext,
+        series: Sequence[SeriesKey],
+        params: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(ctx, series, params)
+        self.p = MeterFaultParams(**self.params)
+        n = len(self.series)
+        self.counter = np.array([ctx.is_counter(k.quantity) for k in self.series], dtype=bool)
+        meters = [k.meter for k in self.series]
+        self.meter_ids = list(dict.fromkeys(meters))
+        meter_no = {m: i for i, m in enumerate(self.meter_ids)}
+        self.meter_of = np.array([meter_no[m] for m in meters], dtype=np.intp)
+        self.meter_start = np.flatnonzero(np.r_[True, self.meter_of[1:] != self.meter_of[:-1]])
+        # gateways: their names, and each meter's (as a number)
+        self.gw_names = sorted({ctx.tree.meters[m].gateway for m in self.meter_ids})
+        self.gw_index = {g: i for i, g in enumerate(self.gw_names)}
+        self.meter_gw = np.array(
+            [self.gw_index[ctx.tree.meters[m].gateway] for m in self.meter_ids], dtype=np.intp
+        )
+        m = len(self.meter_ids)
+        slot_min = ctx.step_ms / 60_000
+        self.stuck_slots = max(self.p.stuck_slots, int(np.ceil(15 / slot_min)))
+        # per row
+        self.prev = np.full(n, np.nan)  # last finite value
+        self.prev_slot = np.full(n, -1, dtype=np.int64)  # its absolute slot (−1: none yet)
+        self.prev_inc = np.full(n, np.nan)  # a counter's last increment per slot
+        self.good = np.full(n, np.nan)  # last value not taken for a swapped one
+        self.lively = np.zeros(n, dtype=bool)
+        w = self.p.lively_window
+        self.hist_changed = np.zeros((n, w), dtype=np.int8)
+        self.hist_seen = np.zeros((n, w), dtype=np.int8)
+        # each meter's main instant quantity: the first in CHECKED order it has
+        self.main = np.zeros(n, dtype=bool)
+        for mi in range(m):
+            instant = np.flatnonzero((self.meter_of == mi) & ~self.counter)
+            if instant.size:
+                self.main[instant[0]] = True
+        self.equal_run = np.zeros(n, dtype=np.int64)
+        self.first_seen = np.full(n, -1, dtype=np.int64)  # absolute slot of the first reading
+        self.last_seen = np.full(n, -1, dtype=np.int64)  # …and of the latest
+        self.readings = np.zeros(n, dtype=np.int64)  # slots with a reading
+        # per meter
+        self.ep_open = np.zeros(m, dtype=bool)  # a counter episode is open
+        self.ep_last = np.zeros(m, dtype=np.int64)  # slot of its latest anomaly
+        self.ep_count = np.zeros(m, dtype=np.int64)
+        self.ep_kind = np.full(m, "", dtype=object)
+        self.stuck_open = np.zeros(m, dtype=bool)
+        self.swap_open = np.zeros(m, dtype=bool)
+        self.swap_last = np.zeros(m, dtype=bool)  # the last slot seen was word-swapped
+        self.silent_open = np.zeros(m, dtype=bool)
+        # per gateway
+        g = len(self.gw_names)
+        self.gw_offsets = np.full((g, max(self.p.transport_slots - 1, 0)), np.nan)
+        self.gw_dups = np.zeros((g, 9), dtype=np.int8)  # 1 per recent slot with duplicates
+        self.gw_skew = np.zeros(g, dtype=np.int8)  # 0, or 1 clock_skew, 2 late_batches open
+        self.gw_dup_open = np.zeros(g, dtype=bool)
+        self.gw_silent = np.zeros(g, dtype=bool)  # every meter of the gateway is silent
+
+    # --- the update --------------------------------------------------------------------------
+
+    def update(self, block: Block) -> Output:
+        out = Output()
+        if block.slots == 0:
+            return out
+        first_slot = block.start_ms // block.step_ms
+        rows = np.arange(len(self.series)) if block.row_index is None else block.row_index
+        meters, local = np.unique(self.meter_of[rows], return_inverse=True)
+        st = _View(
+            **{a: getattr(self, a)[rows] for a in _ROW_STATE},
+            **{a: getattr(self, a)[meters] for a in _METER_STATE},
+            meter_of=local.astype(np.intp),
+            meter_ids=[self.meter_ids[m] for m in meters],
+            keys=[self.series[r] for r in rows],
+        )
+        swapping = self._swaps(st, block, out)
+        self._counters(st, block, first_slot, swapping, out)
+        st.swap_last = swapping[:, -1].copy()
+        self._stuck(st, block, out)
+        self._silence(st, block, first_slot, out)
+        self._transport(block, out)
+        for a in _ROW_STATE:
+            getattr(self, a)[rows] = getattr(st, a)
+        for a in _METER_STATE:
+            getattr(self, a)[meters] = getattr(st, a)
+        return out
+
+    def _at(self, block: Block, k: int) -> int:
+        return int(block.start_ms + (k + 1) * block.step_ms)
+
+    def _counter_event(
+        self,
+        st: _View,
+        kind: str,
+        m: int,
+        slot: int,
+        block: Block,
+        evidence: dict[str, Any],
+        out: Output,
+    ) -> None:
+        """A counter anomaly opens an event; more within ``counter_quiet_slots`` of the last
+        are counted in it rather than each raising its own (a meter gone haywire is one
+        event); the event closes after that quiet time."""
+        self._close_counter_episodes(st, slot, block.step_ms, out)
+        if st.ep_open[m]:
+            st.ep_last[m] = slot
+            st.ep_count[m] += 1
+            return
+        st.ep_open[m] = True
+        st.ep_last[m] = slot
+        st.ep_count[m] = 1
+        st.ep_kind[m] = kind
+        at = (slot + 1) * block.step_ms
+        out.findings.append(
+            Finding(
+                kind,
+                Family.METER_FAULT,
+                at,
+                True,
+                meter=st.meter_ids[m],
+                severity=Severity.MINOR,
+                evidence=evidence,
+            )
+        )
+
+    def _close_counter_episodes(
+        self, st: _View, before_slot: int, step_ms: int, out: Output
+    ) -> None:
+        """Close the episodes whose quiet time ends before ``before_slot``."""
+        ends = st.ep_last + self.p.counter_quiet_slots
+        for m in np.flatnonzero(st.ep_open & (ends < before_slot)):
+            st.ep_open[m] = False
+            at = int(ends[m] + 1) * step_ms
+            out.findings.append(
+                Finding(
+                    st.ep_kind[m],
+                    Family.METER_FAULT,
+                    at,
+                    False,
+                    meter=st.meter_ids[m],
+                    evidence={"anomalies": int(st.ep_count[m])},
+                )
+            )
+
+    def _counters(
+        self, st: _View, block: Block, first_slot: int, swapping: BoolArray, out: Output
+    ) -> None:
+        rows = np.flatnonzero(st.counter)
+        if rows.size == 0:
+            return
+        v = block.values[rows]
+        seen = np.isfinite(v)
+        k_idx = np.arange(block.slots)
+        # previous finite value and its slot at each slot, continuing the carried ones
+        last_k = np.maximum.accumulate(np.where(seen, k_idx, -1), axis=1)
+        prev_k = np.concatenate([np.full((rows.size, 1), -1), last_k[:, :-1]], axis=1)
+        r = np.arange(rows.size)[:, None]
+        prev_v = np.where(prev_k >= 0, v[r, np.maximum(prev_k, 0)], st.prev[rows][:, None])
+        prev_abs = np.where(prev_k >= 0, first_slot + prev_k, st.prev_slot[rows][:, None])
+        gap = (first_slot + k_idx)[None, :] - prev_abs  # slots since the previous reading
+        inc = v - prev_v
+        valid = seen & np.isfinite(prev_v)
+        # the usual increment per slot: the last non-negative one before each slot
+        rate = np.where(valid & (inc >= 0), inc / np.maximum(gap, 1), np.nan)
+        rate_k = np.maximum.accumulate(np.where(np.isfinite(rate), k_idx, -1), axis=1)
+        usual_prev = np.concatenate([np.full((rows.size, 1), -1), rate_k[:, :-1]], axis=1)
+        usual = np.where(
+            usual_prev >= 0, rate[r, np.maximum(usual_prev, 0)], st.prev_inc[rows][:, None]
+        )
+        tol = np.maximum(1e-6 * np.abs(prev_v), 1e-3)
+        back = valid & (inc < -tol)
+        expected = np.nan_to_num(usual, nan=0.0) * gap
+        leap = (
+            valid
+            & (inc > self.p.jump_factor * np.maximum(expected, tol))
+            & (gap < self.p.gap_slots)
+        )
+        leap &= np.isfinite(usual) & (usual > 0)
+        found = np.nonzero(back | leap)
+        for i, k in sorted(
+            zip(found[0].tolist(), found[1].tolist(), strict=True), key=lambda x: x[1]
+        ):
+            row = int(rows[i])
+            old, new = float(prev_v[i, k]), float(v[i, k])
+            evidence = {
+                "quantity": st.keys[row].quantity,
+                "old_reading": old,
+                "new_reading": new,
+                "gap_slots": int(gap[i, k]),
+            }
+            m = int(st.meter_of[row])
+            if swapping[m, k] or (k > 0 and swapping[m, k - 1]) or (k == 0 and st.swap_last[m]):
+                continue  # a word-swapped register: the swap check reports the meter
+            if leap[i, k]:
+                evidence["usual_increment"] = float(usual[i, k])
+                self._counter_event(st, "counter_jump", m, first_slot + k, block, evidence, out)
+                continue
+            step = float(expected[i, k])
+            wrapped = new + MODULI - old
+            fits = (wrapped >= 0) & (
+                np.abs(wrapped - step) <= np.maximum(3 * step, 1e-6 * MODULI + 0.01)
+            )
+            if fits.any() and gap[i, k] < self.p.gap_slots:
+                evidence["modulus"] = float(MODULI[np.argmax(fits)])
+                kind = "counter_rollover"
+            elif gap[i, k] >= self.p.gap_slots:
+                kind = "meter_replacement"
+            else:
+                kind = "counter_reset"
+            self._counter_event(st, kind, m, first_slot + k, block, evidence, out)
+        self._close_counter_episodes(st, first_slot + block.slots, block.step_ms, out)
+        # carry
+        any_seen = seen.any(axis=1)
+        last_idx = np.maximum(last_k[:, -1], 0)
+        st.prev[rows] = np.where(any_seen, v[np.arange(rows.size), last_idx], st.prev[rows])
+        st.prev_slot[rows] = np.where(any_seen, first_slot + last_k[:, -1], st.prev_slot[rows])
+        last_rate = rate_k[:, -1]
+        st.prev_inc[rows] = np.where(
+            last_rate >= 0,
+            rate[np.arange(rows.size), np.maximum(last_rate, 0)],
+            st.prev_inc[rows],
+        )
+
+    def _stuck(self, st: _View, block: Block, out: Output) -> None:
+        rows = np.flatnonzero(~st.counter)
+        if rows.size == 0:
+            return
+        v = block.values[rows]
+        seen = np.isfinite(v)
+        k_idx = np.arange(block.slots)
+        r = np.arange(rows.size)[:, None]
+        last_k = np.maximum.accumulate(np.where(seen, k_idx, -1), axis=1)
+        prev_k = np.concatenate([np.full((rows.size, 1), -1), last_k[:, :-1]], axis=1)
+        prev = np.where(prev_k >= 0, v[r, np.maximum(prev_k, 0)], st.prev[rows][:, None])
+        # a slot repeats when its readings are one value, the previous slot's
+        flat = block.low[rows] == block.high[rows]
+        equal = seen & flat & (v == prev)
+        changed = seen & ~equal & np.isfinite(prev)
+        # run of equal slots at each slot, continuing the carried run (gaps do not break it)
+        counted = np.cumsum(equal, axis=1)
+        last_change = np.maximum.accumulate(np.where(seen & ~equal, k_idx, -1), axis=1)
+        run = np.where(
+            last_change >= 0,
+            counted - _at_index(counted, last_change),
+            st.equal_run[rows][:, None] + counted,
+        )
+        # how lively each row was before its run began: the share of its readings in the
+        # ``lively_window`` slots up to its last change that changed
+        w = self.p.lively_window
+        ch = np.concatenate([st.hist_changed[rows], changed.astype(np.int8)], axis=1)
+        se = np.concatenate([st.hist_seen[rows], seen.astype(np.int8)], axis=1)
+        c_ch = np.cumsum(ch, axis=1, dtype=np.int64)
+        c_se = np.cumsum(se, axis=1, dtype=np.int64)
+        sum_ch = c_ch[:, w:] - c_ch[:, :-w]
+        sum_se = c_se[:, w:] - c_se[:, :-w]
+        lively_now = sum_ch >= self.p.lively_share * np.maximum(sum_se, 1)
+        last_ch = np.maximum.accumulate(np.where(changed, k_idx, -1), axis=1)
+        lively = np.where(last_ch >= 0, _at_index(lively_now, last_ch), st.lively[rows][:, None])
+        long_run = run >= self.stuck_slots
+        main = st.main[rows][:, None]
+        telling = long_run & lively & main & (np.abs(np.nan_to_num(v)) > 0)
+        meter_rows = st.meter_of[rows]
+        all_long, _ = self._per_meter(st, meter_rows, long_run, np.zeros_like(seen), seen)
+        m = len(st.meter_ids)
+        any_telling = _reduce_by(np.logical_or, telling, meter_rows, m, False)
+        live = _reduce_by(np.logical_or, seen & ~equal, meter_rows, m, False)
+        self._transitions(
+            st,
+            block,
+            "stuck_value",
+            all_long & any_telling,
+            live,
+            st.stuck_open,
+            out,
+            evidence=lambda m, k: {"slots_equal": int(self.stuck_slots)},
+        )
+        st.equal_run[rows] = run[:, -1]
+        st.lively[rows] = lively[:, -1]
+        st.hist_changed[rows] = ch[:, -w:]
+        st.hist_seen[rows] = se[:, -w:]
+        has = last_k[:, -1] >= 0
+        st.prev[rows] = np.where(
+            has, v[np.arange(rows.size), np.maximum(last_k[:, -1], 0)], st.prev[rows]
+        )
+
+    def _per_meter(
+        self, st: _View, meter_rows: IntArray, flag: BoolArray, clear: BoolArray, seen: BoolArray
+    ) -> tuple[BoolArray, BoolArray]:
+        """Per meter and slot: every reporting row flagged; any row clear."""
+        m = len(st.meter_ids)
+        flagged = _reduce_by(np.add, (flag & seen).astype(np.int64), meter_rows, m, 0)
+        reporting = _reduce_by(np.add, seen.astype(np.int64), meter_rows, m, 0)
+        cleared = _reduce_by(np.logical_or, clear, meter_rows, m, False)
+        return (reporting > 0) & (flagged == reporting), cleared
+
+    def _transitions(
+        self,
+        st: _View,
+        block: Block,
+        kind: str,
+        on: BoolArray,
+        off: BoolArray,
+        state: BoolArray,
+        out: Output,
+        evidence: Any,
+        zones: Sequence[str] | None = None,
+    ) -> None:
+        """Open where ``on`` first holds for a closed row (a meter, or with ``zones`` a
+        gateway), close where ``off`` holds."""
+        for mi in np.flatnonzero(on.any(axis=1) | (state & off.any(axis=1))):
+            k = 0
+            events: list[tuple[int, bool]] = []
+            is_open = bool(state[mi])
+            while k < block.slots:
+                if not is_open:
+                    hits = np.flatnonzero(on[mi, k:])
+                    if not hits.size:
+                        break
+                    k += int(hits[0])
+                    is_open = True
+                    events.append((k, True))
+                else:
+                    ends = np.flatnonzero(off[mi, k:] & ~on[mi, k:])
+                    if not ends.size:
+                        break
+                    k += int(ends[0])
+                    is_open = False
+                    events.append((k, False))
+                k += 1
+            state[mi] = is_open
+            meter = None if zones is not None else st.meter_ids[mi]
+            zone = None if zones is None else zones[int(mi)]
+            for k_at, active in events:
+                out.findings.append(
+                    Finding(
+                        kind,
+                        Family.METER_FAULT,
+                        self._at(block, k_at),
+                        active,
+                        meter=meter,
+                        zone=zone,
+                        severity=Severity.MINOR,
+                        evidence=evidence(mi, k_at) if active else {},
+                    )
+                )
+
+    def _swaps(self, st: _View, block: Block, out: Output) -> BoolArray:
+        """Per meter and slot: a reading taken for a word-swapped one."""
+        rows = np.arange(len(st.keys))
+        v = block.high[rows]
+        seen = np.isfinite(v)
+        back = word_swapped(np.nan_to_num(v))
+        good = st.good[rows].copy()
+        flagged = np.zeros_like(seen)
+        # candidate rows only: a value ten times off its forward-filled previous one
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = np.abs(v) / np.abs(np.concatenate([good[:, None], v[:, :-1]], axis=1))
+        candidates = np.flatnonzero(
+            ((ratio > self.p.swap_far) | (ratio < 1 / self.p.swap_far)).any(axis=1)
+            | np.isin(st.meter_of[rows], np.flatnonzero(st.swap_open))
+        )
+        for i in candidates:
+            g = good[i]
+            for k in np.flatnonzero(seen[i]):
+                x, b = abs(v[i, k]), abs(back[i, k])
+                if (
+                    np.isfinite(g)
+                    and g > 0
+                    and (x > self.p.swap_far * g or x < g / self.p.swap_far)
+                    and g / self.p.swap_near <= b <= g * self.p.swap_near
+                ):
+                    flagged[i, k] = True
+                else:
+                    g = x
+            good[i] = g
+        others = np.setdiff1d(np.arange(rows.size), candidates)
+        if others.size:
+            last = np.maximum.accumulate(np.where(seen[others], np.arange(block.slots), -1), axis=1)
+            has = last[:, -1] >= 0
+            vals = np.abs(v[others, np.maximum(last[:, -1], 0)])
+            good[others] = np.where(has, vals, good[others])
+        st.good[rows] = good
+        meter_rows = st.meter_of[rows]
+        m = len(st.meter_ids)
+        on = _reduce_by(np.logical_or, flagged, meter_rows, m, False)
+        off = _reduce_by(np.logical_or, seen & ~flagged, meter_rows, m, False) & ~on
+        self._transitions(
+            st,
+            block,
+            "word_swap",
+            on,
+            off,
+            st.swap_open,
+            out,
+            evidence=lambda mi, k: {"hint": "FLOAT32 words in the wrong order"},
+        )
+        return on
+
+    def _silence(self, st: _View, block: Block, first_slot: int, out: Output) -> None:
+        seen = np.isfinite(block.values)
+        m = len(st.meter_ids)
+        meter_seen = _reduce_by(np.logical_or, seen, st.meter_of, m, False)
+        k_idx = np.arange(block.slots)
+        abs_k = first_slot + k_idx
+        last_m = _reduce_by(np.maximum, st.last_seen, st.meter_of, m, -1)
+        last_seen = np.maximum.accumulate(np.where(meter_seen, abs_k, -1), axis=1)
+        last_seen = np.maximum(last_seen, last_m[:, None])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            row_spacing = np.where(
+                st.readings > 1, (st.last_seen - st.first_seen) / (st.readings - 1), 0.0
+            )
+        spacing = _reduce_by(np.maximum, row_spacing, st.meter_of, m, 0.0)
+        limit = np.maximum(self.p.silence_slots, np.ceil(3 * spacing))[:, None]
+        silent = (last_seen >= 0) & (abs_k[None, :] - last_seen >= limit)
+        back = meter_seen
+        # a gateway whose meters (more than one) all fall silent at once is one event about it
+        gws, gw_local = np.unique(st.meter_gw, return_inverse=True)
+        meters_of = np.bincount(gw_local, minlength=gws.size)
+        silent_count = np.zeros((gws.size, block.slots), dtype=np.int64)
+        np.add.at(silent_count, gw_local, silent)
+        whole = (silent_count == meters_of[:, None]) & (meters_of[:, None] >= 2)
+        gw_back = np.zeros((gws.size, block.slots), dtype=bool)
+        np.logical_or.at(gw_back, gw_local, back)
+        state = self.gw_silent[gws].copy()
+        self._transitions(
+            st,
+            block,
+            "comm_loss",
+            whole,
+            gw_back,
+            state,
+            out,
+            evidence=lambda gi, k: {"meters": int(meters_of[gi])},
+            zones=[f"gateway:{self.gw_names[g]}" for g in gws],
+        )
+        self.gw_silent[gws] = state
+        whole_of_meter = whole[gw_local]
+        per_meter = silent & ~whole_of_meter
+        self._transitions(
+            st,
+            block,
+            "comm_loss",
+            per_meter,
+            back,
+            st.silent_open,
+            out,
+            evidence=lambda mi, k: {"slots_without_data": int(limit[mi, 0])},
+        )
+        # how often each row reports: its first and latest reading and how many slots had one
+        any_seen = seen.any(axis=1)
+        first_k = np.argmax(seen, axis=1)
+        last_k = block.slots - 1 - np.argmax(seen[:, ::-1], axis=1)
+        st.first_seen = np.where(
+            any_seen & (st.first_seen < 0), first_slot + first_k, st.first_seen
+        )
+        st.last_seen = np.where(any_seen, first_slot + last_k, st.last_seen)
+        st.readings += seen.sum(axis=1)
+
+    def _transport(self, block: Block, out: Output) -> None:
+        """Clock offsets are judged by their median over the last ``transport_slots`` slots
+        (those with batches; at least three); duplicates by how many of the last ten slots
+        had any. Every gateway of the block at once."""
+        names = [g for g in block.transport if g in self.gw_index]
+        if not names:
+            return
+        idx = np.array([self.gw_index[g] for g in names], dtype=np.intp)
+        stats = [block.transport[g] for g in names]
+        offsets = np.stack([s.offset_ms for s in stats])
+        dups = np.stack([(s.duplicates > 0) for s in stats]).astype(np.int8)
+        n = self.p.transport_slots
+        known = np.concatenate([self.gw_offsets[idx], offsets], axis=1)
+        windows = np.lib.stride_tricks.sliding_window_view(known, n, axis=1)
+        enough = np.isfinite(windows).sum(axis=2) >= min(3, n)
+        with warnings.catch_warnings():  # all-NaN windows: decided below by ``enough``
+            warnings.simplefilter("ignore", RuntimeWarning)
+            median = np.nanmedian(np.where(enough[..., None], windows, 0.0), axis=2)
+        code = np.where(median > self.p.skew_ms, 1, np.where(median < -self.p.late_ms, 2, 0))
+        slots = np.arange(block.slots)
+        decided = np.maximum.accumulate(np.where(enough, slots, -1), axis=1)
+        carried = self.gw_skew[idx][:, None]
+        kind = np.where(decided >= 0, np.take_along_axis(code, np.maximum(decided, 0), 1), carried)
+        before = np.concatenate([carried, kind[:, :-1]], axis=1)
+        history = np.concatenate([self.gw_dups[idx], dups], axis=1).astype(np.int64)
+        summed = np.cumsum(history, axis=1)
+        recent = summed[:, 9:] - np.concatenate(
+            [np.zeros((idx.size, 1), np.int64), summed[:, :-10]], axis=1
+        )
+        dup_now = recent >= self.p.duplicate_slots
+        dup_before = np.concatenate([self.gw_dup_open[idx][:, None], dup_now[:, :-1]], axis=1)
+        for i, k in zip(*np.nonzero(kind != before), strict=True):
+            zone = f"gateway:{names[i]}"
+            at = self._at(block, int(k))
+            was, now = int(before[i, k]), int(kind[i, k])
+            if was:
+                out.findings.append(Finding(_SKEW[was], Family.METER_FAULT, at, False, zone=zone))
+            if now:
+                out.findings.append(
+                    Finding(
+                        _SKEW[now], Family.METER_FAULT, at, True, zone=zone, severity=Severity.MINOR
+                    )
+                )
+        for i, k in zip(*np.nonzero(dup_now != dup_before), strict=True):
+            out.findings.append(
+                Finding(
+                    "duplicate_batches",
+                    Family.METER_FAULT,
+                    self._at(block, int(k)),
+                    bool(dup_now[i, k]),
+                    zone=f"gateway:{names[i]}",
+                    severity=Severity.INFO,
+                )
+            )
+        self.gw_offsets[idx] = known[:, -(n - 1) :] if n > 1 else known[:, :0]
+        self.gw_dups[idx] = history[:, -9:]
+        self.gw_skew[idx] = kind[:, -1]
+        self.gw_dup_open[idx] = dup_now[:, -1]
+
+    # --- state --------------------------------------------------------------------------------
+
+    _GATEWAY_STATE = ("gw_offsets", "gw_dups", "gw_skew", "gw_dup_open", "gw_silent")
+
+    def state(self) -> dict[str, Any]:
+        names = (*_ROW_STATE, *_METER_STATE, *self._GATEWAY_STATE)
+        out: dict[str, Any] = {a: getattr(self, a).copy() for a in names}
+        out["ep_kind"] = [str(k) for k in self.ep_kind]
+        return out
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        for a in (*_ROW_STATE, *_METER_STATE, *self._GATEWAY_STATE):
+            setattr(self, a, np.array(state[a]))
+        self.ep_kind = np.array(state["ep_kind"], dtype=object)
+
+
+def _reduce_by(
+    ufunc: np.ufunc, values: npt.NDArray[Any], groups: IntArray, n: int, fill: Any
+) -> npt.NDArray[Any]:
+    """``ufunc`` over the rows of each group (groups non-decreasing: a meter's rows are
+    adjacent), one result row per group ``0..n-1`` (``fill`` where a group has no row)."""
+    out = np.full((n, *values.shape[1:]), fill, dtype=values.dtype)
+    if groups.size:
+        starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+        out[groups[starts]] = ufunc.reduceat(values, starts, axis=0)
+    return out
+
+
+def _at_index(values: IntArray, index: IntArray) -> IntArray:
+    """values[r, index[r, k]] for every r, k (index ≥ 0)."""
+    return np.take_along_axis(values, np.maximum(index, 0), axis=1)

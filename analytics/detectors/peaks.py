@@ -1,0 +1,296 @@
+"""Peaks: 15-minute demand, a forecast of the running block, alerts before a contract is broken.
+
+Demand (需量) is the mean active power over the utility's fixed 15-minute blocks on the park's
+local clock. For every electricity meter the detector writes ``demand_15m`` (``p_kw_avg``,
+``p_kw_max``, ``samples``) when a block ends. Where the meter has a contracted maximum demand
+(its own ``contracted_demand_kw``, or its enterprise's for the enterprise's root meter), it
+forecasts the running block's final demand after every slot — the mean so far over the elapsed
+minutes plus the latest power held for the minutes left, as demand controllers do — and opens a
+``demand_peak`` event as soon as the forecast reaches the contract, saying how many minutes were
+left; the event stays open while consecutive blocks exceed and closes at the end of the first
+block that does not. Above 105 % of the contract the excess is billed at double (发改办价格
+〔2016〕1583号), so the severity turns critical there.
+
+Coincident peaks (:class:`CoincidentPeaks`, park scope): a block in which the park's own demand
+sets a new high for the month while several enterprises are at or near their own highs — the
+peaks that build the park's bill.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+
+from analytics.engine.contract import (
+    Block,
+    DerivedPoint,
+    Detector,
+    Finding,
+    FloatArray,
+    IntArray,
+    Needs,
+    Output,
+    ParkContext,
+    Scope,
+    SeriesKey,
+)
+from parkwatch.events import Estimate, Family, Severity
+from parkwatch.quantities import Utility
+from parkwatch.site import PARK_ENTERPRISE, Meter
+
+DEMAND_MS = 15 * 60_000
+DEMAND_MEASUREMENT = "demand_15m"
+DOUBLE_CHARGE_SHARE = 1.05  # above 105 % of the contract, the excess is charged double
+
+
+@dataclass(frozen=True)
+class PeakParams:
+    alert_share: float = 1.0  # alert when the forecast reaches this share of the contract
+    min_elapsed_min: float = 2.0  # no forecast from less of a block than this
+
+
+def contracted_demand(meter: Meter, ctx: ParkContext) -> float | None:
+    """The meter's contract, or its enterprise's for the enterprise's root electricity meter."""
+    if meter.spec.contracted_demand_kw is not None:
+        return meter.spec.contracted_demand_kw
+    parent = ctx.tree.parent(meter.id)
+    is_root = parent is None or parent.enterprise != meter.enterprise
+    if not is_root or meter.enterprise == PARK_ENTERPRISE:
+        return None
+    enterprise = next(e for e in ctx.park.enterprises if e.id == meter.enterprise)
+    return enterprise.contracted_demand_kw
+
+
+class DemandBlocks:
+    """The running (unfinished) 15-minute block of many rows, carried between updates."""
+
+    def __init__(self, rows: int) -> None:
+        self.block = np.full(rows, -1, dtype=np.int64)  # local block id being summed
+        self.psum = np.zeros(rows)  # Σ of slot means with data
+        self.slots = np.zeros(rows, dtype=np.int64)  # slots with data
+        self.pmax = np.full(rows, -np.inf)
+        self.samples = np.zeros(rows, dtype=np.int64)
+        self.last = np.full(rows, np.nan)  # the latest slot's power
+
+    def subset(self, idx: npt.NDArray[np.intp]) -> DemandBlocks:
+        out = DemandBlocks(0)
+        for k in _DEMAND_FIELDS:
+            setattr(out, k, getattr(self, k)[idx])
+        return out
+
+    def put(self, idx: npt.NDArray[np.intp], part: DemandBlocks) -> None:
+        for k in _DEMAND_FIELDS:
+            getattr(self, k)[idx] = getattr(part, k)
+
+    def state(self) -> dict[str, Any]:
+        return {k: getattr(self, k).copy() for k in _DEMAND_FIELDS}
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        for k in _DEMAND_FIELDS:
+            setattr(self, k, np.array(state[k]))
+
+
+_DEMAND_FIELDS = ("block", "psum", "slots", "pmax", "samples", "last")
+
+
+@dataclass
+class Segment:
+    """The slots of one demand block inside an update, with the running sums at each slot."""
+
+    block_id: int
+    block_start_ms: int
+    ends_ms: IntArray  # end of each slot
+    elapsed_min: FloatArray  # minutes of the block elapsed at each slot's end
+    psum: FloatArray  # [rows, slots] cumulative
+    slots: IntArray
+    pmax: FloatArray
+    samples: IntArray
+    last: FloatArray  # the latest power seen, at each slot
+
+    def mean(self) -> FloatArray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.slots > 0, self.psum / self.slots, np.nan)
+
+    def forecast(self) -> FloatArray:
+        """Final demand at each slot if the latest power held for the rest of the block."""
+        remaining = 15.0 - self.elapsed_min
+        return (self.mean() * self.elapsed_min + self.last * remaining) / 15.0
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.elapsed_min[-1] >= 15.0)
+
+
+def segments(block: Block, ctx: ParkContext, carry: DemandBlocks) -> list[Segment]:
+    """Cut a block's slots into demand blocks, continuing the carried partial block, and
+    advance ``carry`` to the state after the last slot."""
+    times = block.times()
+    ends = times + block.step_ms
+    ids = ctx.local_ms(times) // DEMAND_MS
+    local_end = ctx.local_ms(ends)
+    elapsed_all = ((local_end - 1) % DEMAND_MS + 1) / 60_000.0
+    cuts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    out: list[Segment] = []
+    for a, b in zip(cuts.tolist(), [*cuts[1:].tolist(), ids.size], strict=True):
+        bid = int(ids[a])
+        v = block.values[:, a:b]
+        seen = np.isfinite(v)
+        same = carry.block == bid
+        psum = np.cumsum(np.where(seen, v, 0.0), axis=1) + np.where(same, carry.psum, 0.0)[:, None]
+        slots = np.cumsum(seen, axis=1) + np.where(same, carry.slots, 0)[:, None]
+        high = np.where(seen, block.high[:, a:b], -np.inf)
+        pmax = np.maximum.accumulate(
+            np.maximum(high, np.where(same, carry.pmax, -np.inf)[:, None]), axis=1
+        )
+        samples = (
+            np.cumsum(block.count[:, a:b].astype(np.int64), axis=1)
+            + np.where(same, carry.samples, 0)[:, None]
+        )
+        # forward fill the latest power: index of the last slot with data at each slot
+        idx = np.where(seen, np.arange(b - a), -1)
+        idx = np.maximum.accumulate(idx, axis=1)
+        rows = np.arange(v.shape[0])[:, None]
+        last = np.where(
+            idx >= 0, v[rows, np.maximum(idx, 0)], np.where(same, carry.last, np.nan)[:, None]
+        )
+        seg_ends = ends[a:b]
+        elapsed = elapsed_all[a:b]
+        start_ms = int(seg_ends[0] - round(elapsed[0] * 60_000))
+        out.append(Segment(bid, start_ms, seg_ends, elapsed, psum, slots, pmax, samples, last))
+        carry.block[:] = bid
+        carry.psum, carry.slots = psum[:, -1].copy(), slots[:, -1].copy()
+        carry.pmax, carry.samples, carry.last = (
+            pmax[:, -1].copy(),
+            samples[:, -1].copy(),
+            last[:, -1].copy(),
+        )
+    return out
+
+
+class Peaks(Detector):
+    name: ClassVar[str] = "peaks"
+    kinds: ClassVar[tuple[str, ...]] = ("demand_peak",)
+    scope: ClassVar[Scope] = Scope.METER
+    needs: ClassVar[Needs] = Needs(("p_kw",), frozenset({Utility.ELECTRICITY}))
+    row_subsets: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        ctx: ParkContext,
+        series: Sequence[SeriesKey],
+        params: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(ctx, series, params)
+        self.p = PeakParams(**self.params)
+        meters = [ctx.tree.meters[k.meter] for k in self.series]
+        self.meters = [m.id for m in meters]
+        self.enterprise = [m.enterprise for m in meters]
+        self.contract = np.array(
+            [contracted_demand(m, ctx) or np.nan for m in meters], dtype=np.float64
+        )
+        self.demand = DemandBlocks(len(self.series))
+        self.open = np.zeros(len(self.series), dtype=bool)
+        self.critical = np.zeros(len(self.series), dtype=bool)
+
+    @classmethod
+    def select(cls, ctx: ParkContext) -> list[SeriesKey]:
+        if DEMAND_MS % ctx.step_ms:
+            return []  # a step that does not divide the quarter hour cannot cut its blocks
+        return cls.needs.select(ctx)
+
+    def update(self, block: Block) -> Output:
+        out = Output()
+        idx = np.arange(len(self.series)) if block.row_index is None else block.row_index
+        carry = self.demand.subset(idx)
+        for seg in segments(block, self.ctx, carry):
+            self._alerts(seg, idx, out)
+            if seg.complete:
+                self._close_block(seg, idx, out)
+        self.demand.put(idx, carry)
+        return out
+
+    def _alerts(self, seg: Segment, idx: npt.NDArray[np.intp], out: Output) -> None:
+        forecast = seg.forecast()
+        contract = self.contract[idx][:, None]
+        with np.errstate(invalid="ignore"):
+            over = forecast >= self.p.alert_share * contract
+            critical = forecast > DOUBLE_CHARGE_SHARE * contract
+        over &= (seg.elapsed_min >= self.p.min_elapsed_min)[None, :]
+        # closed rows open at their first slot over; open rows report a change of severity
+        for i in np.flatnonzero(over.any(axis=1) | self.open[idx]):
+            g = int(idx[i])
+            k_open = 0
+            if not self.open[g]:
+                k_open = int(np.argmax(over[i]))
+                self.open[g] = True
+                self.critical[g] = bool(critical[i, k_open])
+                out.findings.append(self._finding(g, seg, k_open, True, forecast[i, k_open]))
+            flips = np.flatnonzero(over[i, k_open:] & (critical[i, k_open:] != self.critical[g]))
+            if flips.size:
+                k = k_open + int(flips[0])
+                self.critical[g] = bool(critical[i, k])
+                out.findings.append(self._finding(g, seg, k, True, forecast[i, k]))
+
+    def _close_block(self, seg: Segment, idx: npt.NDArray[np.intp], out: Output) -> None:
+        final = seg.mean()[:, -1]
+        for i in np.flatnonzero(seg.slots[:, -1] > 0):
+            g = int(idx[i])
+            out.points.append(
+                DerivedPoint(
+                    DEMAND_MEASUREMENT,
+                    {"enterprise": self.enterprise[g], "meter": self.meters[g]},
+                    {
+                        "p_kw_avg": float(final[i]),
+                        "p_kw_max": float(seg.pmax[i, -1]),
+                        "samples": int(seg.samples[i, -1]),
+                    },
+                    seg.block_start_ms,
+                )
+            )
+        with np.errstate(invalid="ignore"):
+            held = final >= self.p.alert_share * self.contract[idx]
+        # an episode lasts while blocks end over the contract; a forecast the block did not
+        # bear out ends with the block too
+        last = seg.ends_ms.size - 1
+        for i in np.flatnonzero(self.open[idx] & ~held):
+            g = int(idx[i])
+            self.open[g] = False
+            self.critical[g] = False
+            out.findings.append(self._finding(g, seg, last, False, final[i]))
+
+    def _finding(self, i: int, seg: Segment, k: int, active: bool, demand: float) -> Finding:
+        contract = float(self.contract[i])
+        critical = demand > DOUBLE_CHARGE_SHARE * contract
+        left = 15.0 - float(seg.elapsed_min[k]) if active else 0.0
+        return Finding(
+            "demand_peak",
+            Family.DEMAND,
+            int(seg.ends_ms[k]),
+            active,
+            meter=self.meters[i],
+            start_ms=seg.block_start_ms,
+            severity=Severity.CRITICAL if critical else Severity.MAJOR,
+            estimate=Estimate(round(float(demand) - contract, 1), "kW over contract"),
+            evidence={
+                "contract_kw": contract,
+                "forecast_kw" if active else "demand_kw": round(float(demand), 1),
+                "minutes_left": round(left, 1),
+                "block_start_ms": seg.block_start_ms,
+            },
+        )
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "demand": self.demand.state(),
+            "open": self.open.copy(),
+            "critical": self.critical.copy(),
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        self.demand.restore(state["demand"])
+        self.open = np.array(state["open"], dtype=bool)
+        self.critical = np.array(state["critical"], dtype=bool)

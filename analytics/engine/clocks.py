@@ -1,0 +1,211 @@
+"""Watermarks: up to which data time each gateway's readings are complete.
+
+Windows close on data time, not on the wall clock, so a backlog is analysed as if it had come
+on time. Per gateway:
+
+* **seq**: batches carry a sequence number that grows per gateway. The watermark follows the
+  contiguous run only: when batch 105 arrives before 101–104 (a backlog still queued at the
+  edge while live data goes first), the watermark waits at 100's data time until the gap
+  fills, or until it is older than ``max_hold_ms`` (then the gap is given up and counted). A
+  batch at or below the run is a replay or duplicate — unless its data is newer than anything
+  seen, which is a gateway that restarted its count.
+* **interval**: the median spacing of the gateway's recent batch times. A slot is complete when
+  the next reading expected (watermark + interval) falls after its end, so a slot closes as
+  soon as its last poll arrives rather than when the next one does.
+* **status**: a gateway whose retained status says ``offline`` is buffering at the edge: its
+  watermark holds (up to ``max_hold_ms``). One that is online but silent is not: once it has
+  been silent for ``silence_ms`` of the park's clock, its slots close as gaps up to that clock
+  minus the allowance, which is how a dead meter shows. A gateway never heard from closes
+  nothing (and holds nothing back).
+
+Replay feeds batches without seq, in arrival order, with the replay clock as arrival time, so
+the same rules apply. The state of every gateway of a park is kept in arrays, so that a park
+with thousands of gateways is advanced with a few array operations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+NEVER = -(2**62)
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+
+
+@dataclass
+class ClockRules:
+    max_hold_ms: int = 24 * 3_600_000  # longest a seq gap or an offline gateway holds windows
+    silence_ms: int = 180_000  # an online gateway silent this long closes its slots as gaps
+    intervals_kept: int = 15  # batch spacings the interval median is taken over
+
+
+class Clocks:
+    """The watermarks of ``n`` gateways (numbered as the engine numbers them)."""
+
+    def __init__(self, n: int, rules: ClockRules | None = None) -> None:
+        self.rules = rules or ClockRules()
+        self.watermark = np.full(n, NEVER, dtype=np.int64)
+        self.newest = np.full(n, NEVER, dtype=np.int64)  # newest data time, contiguous or not
+        self.last_arrival = np.full(n, NEVER, dtype=np.int64)
+        self.online = np.ones(n, dtype=bool)
+        self.interval = np.zeros(n, dtype=np.int64)  # 0: not known yet
+        k = self.rules.intervals_kept + 1
+        self.times = np.full((n, k), NEVER, dtype=np.int64)  # recent distinct batch times
+        self.final_ms: int | None = None  # no more data will come: complete up to here
+        # seq bookkeeping, for the gateways that send seq (live)
+        self.run_seq: dict[int, int] = {}
+        self.pending: dict[int, dict[int, int]] = {}  # gateway → seq beyond a gap → newest t
+        self.gap_since: dict[int, int] = {}
+        self.gaps_given_up = np.zeros(n, dtype=np.int64)
+
+    # --- live: one batch with a seq ---------------------------------------------------------
+
+    def batch(
+        self, g: int, seq: int | None, oldest_ms: int, newest_ms: int, arrival_ms: int
+    ) -> str:
+        """Account one batch of gateway ``g``; returns ``"in_order"``, ``"gap"``,
+        ``"replay"`` or ``"restart"``."""
+        self.last_arrival[g] = max(self.last_arrival[g], arrival_ms)
+        self.online[g] = True
+        verdict = "in_order"
+        run = self.run_seq.get(g)
+        pending = self.pending.get(g)
+        if seq is None:
+            self._advance(g, newest_ms)
+        elif run is None or seq == run + 1:
+            self.run_seq[g] = seq
+            self._advance(g, newest_ms)
+            self._absorb(g)
+        elif seq > run + 1:
+            waiting = self.pending.setdefault(g, {})
+            waiting[seq] = max(waiting.get(seq, NEVER), newest_ms)
+            self.gap_since.setdefault(g, int(self.watermark[g]))
+            verdict = "gap"
+        elif oldest_ms > self.newest[g] and not pending:
+            # a count that went back with data newer than anything seen: a reinstalled gateway
+            self.run_seq[g] = seq
+            self._advance(g, newest_ms)
+            verdict = "restart"
+        else:
+            verdict = "replay"
+        self.newest[g] = max(self.newest[g], newest_ms)
+        self._note_times(np.array([g]), np.array([newest_ms]))
+        self._give_up_old_gaps(g)
+        return verdict
+
+    def _advance(self, g: int, t_ms: int) -> None:
+        self.watermark[g] = max(self.watermark[g], t_ms)
+
+    def _absorb(self, g: int) -> None:
+        waiting = self.pending.get(g)
+        if not waiting:
+            self.pending.pop(g, None)
+            self.gap_since.pop(g, None)
+            return
+        while self.run_seq[g] + 1 in waiting:
+            self.run_seq[g] += 1
+            self._advance(g, waiting.pop(self.run_seq[g]))
+        if not waiting:
+            del self.pending[g]
+            self.gap_since.pop(g, None)
+
+    def _give_up_old_gaps(self, g: int) -> None:
+        since = self.gap_since.get(g)
+        if since is None or self.newest[g] - since <= self.rules.max_hold_ms:
+            return
+        lowest = min(self.pending[g])
+        self.gaps_given_up[g] += lowest - self.run_seq[g] - 1
+        self.run_seq[g] = lowest - 1
+        self._absorb(g)
+        if g in self.pending:
+            self.gap_since[g] = int(self.watermark[g])
+
+    # --- replay: runs without seq, many gateways at once ----------------------------------
+
+    def runs(self, gateway: IntArray, t_ms: IntArray, arrival_ms: int) -> None:
+        """Account batches without seq (one per gateway and data time, in arrival order)."""
+        np.maximum.at(self.last_arrival, gateway, arrival_ms)
+        self.online[gateway] = True
+        np.maximum.at(self.watermark, gateway, t_ms)
+        np.maximum.at(self.newest, gateway, t_ms)
+        self._note_times(gateway, t_ms)
+
+    def _note_times(self, gateway: IntArray, t_ms: IntArray) -> None:
+        """Append each gateway's new distinct batch times (in order) and renew its interval."""
+        order = np.lexsort((t_ms, gateway))
+        g, t = gateway[order], t_ms[order]
+        keep = t > self.times[g, -1]
+        keep[1:] &= ~((g[1:] == g[:-1]) & (t[1:] == t[:-1]))
+        g, t = g[keep], t[keep]
+        if g.size == 0:
+            return
+        changed = np.unique(g)
+        if changed.size == g.size:  # one new time per gateway: the usual case
+            self.times[g, :-1] = self.times[g, 1:]
+            self.times[g, -1] = t
+        else:
+            for gw in changed.tolist():
+                new = t[g == gw]
+                row = np.concatenate([self.times[gw], new])[-self.times.shape[1] :]
+                self.times[gw] = row
+        recent = self.times[changed]
+        spacing = np.diff(recent, axis=1).astype(np.float64)
+        spacing[recent[:, :-1] <= NEVER] = np.nan
+        enough = np.sum(np.isfinite(spacing), axis=1) >= 2
+        if enough.any():
+            with np.errstate(all="ignore"):
+                median = np.nanmedian(spacing[enough], axis=1)
+            self.interval[changed[enough]] = median.astype(np.int64)
+
+    # --- what is complete --------------------------------------------------------------------
+
+    def heard(self) -> BoolArray:
+        return self.last_arrival > NEVER
+
+    def complete_until(self, now_ms: int) -> IntArray:
+        """Per gateway, the data time before which its slots are complete at park clock
+        ``now_ms`` (NEVER for a gateway never heard from)."""
+        if self.final_ms is not None:
+            return np.where(self.heard(), self.final_ms, NEVER)
+        complete = np.where(self.watermark > NEVER, self.watermark + self.interval, NEVER)
+        held = ~self.online
+        if self.pending:
+            held = held.copy()
+            held[list(self.pending)] = True
+        silent_for = now_ms - np.maximum(self.last_arrival, self.watermark)
+        silent = ~held & (silent_for > self.rules.silence_ms)
+        out = np.where(held, np.maximum(complete, now_ms - self.rules.max_hold_ms), complete)
+        out = np.where(silent, np.maximum(complete, now_ms - self.rules.silence_ms), out)
+        return np.where(self.heard(), out, NEVER)
+
+    # --- state ---------------------------------------------------------------------------------
+
+    _ARRAYS = (
+        "watermark",
+        "newest",
+        "last_arrival",
+        "online",
+        "interval",
+        "times",
+        "gaps_given_up",
+    )
+
+    def state(self) -> dict[str, Any]:
+        out: dict[str, Any] = {k: getattr(self, k).copy() for k in self._ARRAYS}
+        out["final_ms"] = self.final_ms
+        out["run_seq"] = [[g, s] for g, s in self.run_seq.items()]
+        out["pending"] = [[g, [[s, t] for s, t in p.items()]] for g, p in self.pending.items()]
+        out["gap_since"] = [[g, t] for g, t in self.gap_since.items()]
+        return out
+
+    def restore(self, state: dict[str, Any]) -> None:
+        for k in self._ARRAYS:
+            setattr(self, k, np.array(state[k]))
+        self.final_ms = state["final_ms"]
+        self.run_seq = {int(g): int(s) for g, s in state["run_seq"]}
+        self.pending = {int(g): {int(s): int(t) for s, t in p} for g, p in state["pending"]}
+        self.gap_since = {int(g): int(t) for g, t in state["gap_since"]}

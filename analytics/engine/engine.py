@@ -1,0 +1,700 @@
+"""One park's streaming engine: readings in; events and derived series out.
+
+Live (the analytics service) and replay drive it the same way — :meth:`ParkEngine.feed` for a
+gateway's message, :meth:`ParkEngine.feed_rows` for a stretch of replayed rows,
+:meth:`ParkEngine.advance` to run the detectors over what is complete — so they give the same
+events.
+
+Wiring, set up once from the site model: every registered detector selects its series; each
+series lives in its gateway's table (a clock group; virtual meters are computed on the park's
+clock). Closing is decided per gateway, slot by slot of the park's clock (``clocks``): one late
+gateway does not hold back the others' alerts. On advance, the gateways whose slots closed are
+taken together where they closed the same slots (normally all of them), and ``Scope.METER``
+detectors get those rows as one block — one instance for the whole park, vectorised across all
+its meters. Then the park clock (the slowest gateway heard from) closes the slots every gateway
+has, virtual meters are computed for them, and ``Scope.PARK`` detectors run. Findings go
+through the event book.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from analytics.engine.clocks import NEVER, ClockRules, Clocks
+from analytics.engine.contract import (
+    Block,
+    DerivedPoint,
+    Detector,
+    FloatArray,
+    IntArray,
+    Output,
+    ParkContext,
+    Scope,
+    SeriesKey,
+)
+from analytics.engine.events import EventBook, EventRules
+from analytics.engine.slots import BoolArray
+from analytics.engine.store import MAX_AHEAD_MS, Table
+from parkwatch.events import Event
+from parkwatch.formula import Formula, parse_formula
+from parkwatch.site import Park
+
+log = logging.getLogger(__name__)
+
+VIRTUAL = "_virtual"  # the table of virtual meters: computed on the park's clock
+TABLE_ROWS = 2048  # gateways are packed into tables of about this many rows
+UNSET = -(2**62)  # a slot number before any
+
+
+@dataclass
+class Batch:
+    """Readings of one gateway that arrived together: one message (live)."""
+
+    gateway: str
+    seq: int | None
+    series: IntArray  # engine series index of each value (see ParkEngine.index)
+    t_ms: IntArray
+    value: FloatArray
+    arrival_ms: int
+
+
+@dataclass
+class Rows:
+    """Readings in arrival order, of any gateways: a stretch of a replay. Consecutive rows of
+    one gateway with one time are one batch, as that gateway's message would have been."""
+
+    series: IntArray
+    t_ms: IntArray
+    value: FloatArray
+    gateway: IntArray  # number in ParkEngine.gateways
+    arrival_ms: IntArray
+    duplicate: BoolArray  # seen before (same series and time): counted, not stored
+
+
+@dataclass
+class Advanced:
+    """What feeding or advancing produced."""
+
+    events: list[Event] = field(default_factory=list)
+    points: list[DerivedPoint] = field(default_factory=list)
+    # (meter, first, last) data times of late readings: closed slots they would have touched
+    late: list[tuple[str, int, int]] = field(default_factory=list)
+
+
+@dataclass
+class _Gather:
+    """Where an instance's rows live: per table, its rows there, their positions in the
+    instance's series and their gateways (engine numbers; −1 for virtual meters)."""
+
+    table: str
+    src: npt.NDArray[np.intp]
+    dst: npt.NDArray[np.intp]
+    gateway: IntArray
+
+
+@dataclass
+class _Instance:
+    detector: Detector
+    group: str | None  # its gateway, for detectors run per gateway; None: one for the park
+    gather: list[_Gather] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return f"{self.detector.name}@{self.group or 'park'}"
+
+
+@dataclass
+class _Virtual:
+    key: SeriesKey
+    row: int  # row in the virtual table
+    formula: Formula
+    sources: list[tuple[str, int]]  # (table, row) of each formula meter, in formula order
+
+
+class ParkEngine:
+    def __init__(
+        self,
+        park: Park,
+        detectors: Sequence[type[Detector]],
+        params: Mapping[str, Mapping[str, Any]] | None = None,
+        *,
+        extra_series: Sequence[SeriesKey] = (),
+        clock_rules: ClockRules | None = None,
+        event_rules: EventRules | None = None,
+    ) -> None:
+        self.park = park
+        self.ctx = ParkContext(park)
+        self.step_ms = self.ctx.step_ms
+        self.events = EventBook(park.park, event_rules)
+        tree = self.ctx.tree
+
+        selections = {cls: cls.select(self.ctx) for cls in detectors}
+        wanted: set[SeriesKey] = set(extra_series)
+        for keys in selections.values():
+            wanted.update(keys)
+        # virtual meters read their formula's meters: those series are wanted too
+        virtual_keys = sorted(k for k in wanted if tree.meters[k.meter].is_virtual)
+        formulas: dict[str, Formula] = {}
+        for key in virtual_keys:
+            spec = tree.meters[key.meter].spec
+            assert spec.formula is not None
+            formula = formulas.setdefault(key.meter, parse_formula(spec.formula, tree.meters))
+            wanted.update(SeriesKey(m, key.quantity) for m in formula.meters)
+
+        # every gateway of the park, numbered (rows of a replay carry the number)
+        self.gateways = sorted({m.gateway for m in tree.meters.values() if not m.is_virtual})
+        self.gateway_no = {g: i for i, g in enumerate(self.gateways)}
+        self.clocks = Clocks(len(self.gateways), clock_rules)
+
+        # one row per series in its table; the engine's series index is global. Gateways are
+        # packed whole into tables of about TABLE_ROWS rows; virtual meters have their own.
+        self.series: list[SeriesKey] = sorted(wanted)
+        self.index: dict[SeriesKey, int] = {k: i for i, k in enumerate(self.series)}
+        by_gateway: dict[str, list[SeriesKey]] = {}
+        for key in self.series:
+            meter = tree.meters[key.meter]
+            by_gateway.setdefault(VIRTUAL if meter.is_virtual else meter.gateway, []).append(key)
+        packs: list[list[str]] = []
+        size = TABLE_ROWS
+        for gateway in sorted(g for g in by_gateway if g != VIRTUAL):
+            if size + len(by_gateway[gateway]) > TABLE_ROWS:
+                packs.append([])
+                size = 0
+            packs[-1].append(gateway)
+            size += len(by_gateway[gateway])
+        self.tables: dict[str, Table] = {}
+        self.place: dict[SeriesKey, tuple[str, int]] = {}
+        self.table_of_gateway: dict[str, tuple[str, int]] = {}  # → table, gateway's row in it
+        named = [(f"t{i}", pack) for i, pack in enumerate(packs)]
+        if VIRTUAL in by_gateway:
+            named.append((VIRTUAL, [VIRTUAL]))
+        for name, pack in named:
+            keys = [k for g in pack for k in by_gateway[g]]
+            counters = np.array([self.ctx.is_counter(k.quantity) for k in keys], dtype=bool)
+            self.tables[name] = Table(name, counters, [] if name == VIRTUAL else list(pack))
+            for row, key in enumerate(keys):
+                self.place[key] = (name, row)
+            if name != VIRTUAL:
+                for k, g in enumerate(pack):
+                    self.table_of_gateway[g] = (name, k)
+        self._tables = sorted(self.tables)
+        table_no = {t: i for i, t in enumerate(self._tables)}
+        # engine series index → table number, row, gateway number: routing without a loop
+        self._series_table = np.array(
+            [table_no[self.place[k][0]] for k in self.series], dtype=np.int64
+        )
+        self._series_row = np.array([self.place[k][1] for k in self.series], dtype=np.int64)
+        # gateway number → its table's number and its place among the table's gateways
+        self._gateway_table = np.array(
+            [
+                table_no[self.table_of_gateway[g][0]] if g in self.table_of_gateway else 0
+                for g in self.gateways
+            ],
+            dtype=np.int64,
+        )
+        self._gateway_index = np.array(
+            [
+                self.table_of_gateway[g][1] if g in self.table_of_gateway else 0
+                for g in self.gateways
+            ],
+            dtype=np.int64,
+        )
+        self._series_gateway = np.array(
+            [
+                -1
+                if tree.meters[k.meter].is_virtual
+                else self.gateway_no[tree.meters[k.meter].gateway]
+                for k in self.series
+            ],
+            dtype=np.int64,
+        )
+        self._virtuals = [
+            _Virtual(
+                k,
+                self.place[k][1],
+                formulas[k.meter],
+                [self.place[SeriesKey(m, k.quantity)] for m in formulas[k.meter].meters],
+            )
+            for k in virtual_keys
+        ]
+
+        self.instances: list[_Instance] = []
+        for cls, keys in selections.items():
+            if not keys:
+                continue
+            opts = (params or {}).get(cls.name)
+            if cls.scope is Scope.PARK or cls.row_subsets:
+                self.instances.append(
+                    _Instance(cls(self.ctx, keys, opts), None, self._gather(keys))
+                )
+                continue
+            # a detector that needs whole blocks of its rows: one instance per gateway
+            per_gateway: dict[str, list[SeriesKey]] = {}
+            for key in keys:
+                meter = tree.meters[key.meter]
+                per_gateway.setdefault(VIRTUAL if meter.is_virtual else meter.gateway, []).append(
+                    key
+                )
+            for g, gateway_keys in sorted(per_gateway.items()):
+                self.instances.append(
+                    _Instance(cls(self.ctx, gateway_keys, opts), g, self._gather(gateway_keys))
+                )
+
+        # per gateway: slots before ``closed`` are complete (a reading for them is late);
+        # before ``emitted`` the detectors have had them. The park clock: the slowest gateway.
+        n = len(self.gateways)
+        self.closed = np.full(n, UNSET, dtype=np.int64)
+        self.emitted = np.full(n, UNSET, dtype=np.int64)
+        self.park_closed: int | None = None
+        self.park_emitted: int | None = None
+        self.clock_slot: int | None = None  # the park clock's slot (arrival time)
+        self.now_ms = NEVER
+
+    def _gather(self, keys: Sequence[SeriesKey]) -> list[_Gather]:
+        tables: dict[str, tuple[list[int], list[int], list[int]]] = {}
+        for pos, key in enumerate(keys):
+            table, row = self.place[key]
+            src, dst, gw = tables.setdefault(table, ([], [], []))
+            src.append(row)
+            dst.append(pos)
+            gw.append(int(self._series_gateway[self.index[key]]))
+        return [
+            _Gather(
+                t,
+                np.array(src, dtype=np.intp),
+                np.array(dst, dtype=np.intp),
+                np.array(gw, dtype=np.int64),
+            )
+            for t, (src, dst, gw) in sorted(tables.items())
+        ]
+
+    # --- input ---------------------------------------------------------------------------
+
+    def series_of(self, meter: str, quantity: str) -> int | None:
+        return self.index.get(SeriesKey(meter, quantity))
+
+    def gateway_status(self, gateway: str, online: bool) -> None:
+        g = self.gateway_no.get(gateway)
+        if g is not None:
+            self.clocks.online[g] = online
+
+    def feed(self, batch: Batch) -> Advanced:
+        """Store one live batch; returns the late readings it carried."""
+        self._tick(batch.arrival_ms)
+        if batch.t_ms.size == 0:
+            return Advanced()
+        g = self.gateway_no.get(batch.gateway, -1)
+        if g >= 0:
+            self.clocks.batch(
+                g, batch.seq, int(batch.t_ms.min()), int(batch.t_ms.max()), batch.arrival_ms
+            )
+        n = batch.t_ms.size
+        threshold = self._thresholds(batch.series)
+        self._close()
+        return self._store(
+            batch.series,
+            batch.t_ms,
+            batch.value,
+            np.full(n, g, dtype=np.int64),
+            np.full(n, batch.arrival_ms, dtype=np.int64),
+            np.zeros(n, dtype=bool),
+            threshold,
+            whole_batch=True,
+        )
+
+    def feed_rows(self, rows: Rows) -> Advanced:
+        """Store a stretch of replayed rows (see :class:`Rows`), in arrival order.
+
+        Closing is decided slot by slot of the arrival clock, exactly as a live service would
+        decide it batch by batch, so how a replay is cut into stretches changes nothing."""
+        if rows.t_ms.size == 0:
+            return Advanced()
+        arrival_slot = rows.arrival_ms // self.step_ms
+        bounds = np.r_[0, np.flatnonzero(arrival_slot[1:] != arrival_slot[:-1]) + 1, rows.t_ms.size]
+        threshold = np.empty(rows.t_ms.size, dtype=np.int64)
+        for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+            self._tick(int(rows.arrival_ms[a]))
+            gw, t = rows.gateway[a:b], rows.t_ms[a:b]
+            run = np.r_[True, (gw[1:] != gw[:-1]) | (t[1:] != t[:-1])] & (gw >= 0)
+            if run.any():
+                self.clocks.runs(gw[run], t[run], int(rows.arrival_ms[b - 1]))
+            threshold[a:b] = self._thresholds(rows.series[a:b])
+            self._close()
+        return self._store(
+            rows.series,
+            rows.t_ms,
+            rows.value,
+            rows.gateway,
+            rows.arrival_ms,
+            rows.duplicate,
+            threshold,
+            whole_batch=False,
+        )
+
+    def _thresholds(self, series: IntArray) -> IntArray:
+        """Per reading: the first slot still open in its gateway (earlier ones are late)."""
+        gw = self._series_gateway[series]
+        return np.where(gw >= 0, self.closed[np.maximum(gw, 0)], UNSET)
+
+    def _tick(self, now_ms: int) -> None:
+        """The park clock moves on: when it enters a new slot, close what is due by then."""
+        self.now_ms = max(self.now_ms, now_ms)
+        slot = self.now_ms // self.step_ms
+        if self.clock_slot is None or slot > self.clock_slot:
+            self.clock_slot = slot
+            self._close()
+
+    def _close(self) -> None:
+        """Decide which slots are complete, at the start of the park clock's slot (silence is
+        judged there, so when within a slot a decision is made does not matter)."""
+        if self.clock_slot is None:
+            return
+        until = self.clocks.complete_until(self.clock_slot * self.step_ms)
+        heard = until > NEVER
+        self.closed = np.where(heard, np.maximum(self.closed, until // self.step_ms), self.closed)
+        if heard.any():
+            park = int(self.closed[heard].min())
+            if self.park_closed is None or park > self.park_closed:
+                self.park_closed = park
+
+    def _store(
+        self,
+        series: IntArray,
+        t_ms: IntArray,
+        value: FloatArray,
+        gateway: IntArray,
+        arrival_ms: IntArray,
+        duplicate: BoolArray,
+        threshold: IntArray,
+        *,
+        whole_batch: bool,
+    ) -> Advanced:
+        out = Advanced()
+        late = np.zeros(series.size, dtype=bool)
+        dup = duplicate.copy()
+        fresh = ~duplicate
+        tables = self._series_table[series]
+        ahead = (self.now_ms + MAX_AHEAD_MS) // self.step_ms
+        for tb in np.unique(tables[fresh]):
+            name = self._tables[int(tb)]
+            if name == VIRTUAL:
+                continue  # virtual meters are computed, never fed
+            where = np.flatnonzero(fresh & (tables == tb))
+            table = self.tables[name]
+            dup_in, late_in = table.add(
+                self._series_row[series[where]],
+                t_ms[where] // self.step_ms,
+                t_ms[where],
+                value[where],
+                threshold[where],
+                ahead,
+            )
+            late[where[late_in]] = True
+            dup[where[dup_in]] = True
+        if late.any():
+            late_series, late_times = series[late], t_ms[late]
+            order = np.lexsort((late_times, late_series))
+            late_series, late_times = late_series[order], late_times[order]
+            starts = np.flatnonzero(np.r_[True, late_series[1:] != late_series[:-1]])
+            stops = np.r_[starts[1:], late_series.size] - 1
+            for a, b in zip(starts.tolist(), stops.tolist(), strict=True):
+                meter = self.series[int(late_series[a])].meter
+                out.late.append((meter, int(late_times[a]), int(late_times[b])))
+        self._note_transport(gateway, t_ms, arrival_ms, dup, late, threshold, whole_batch)
+        return out
+
+    def _note_transport(
+        self,
+        gateway: IntArray,
+        t_ms: IntArray,
+        arrival_ms: IntArray,
+        dup: BoolArray,
+        late: BoolArray,
+        threshold: IntArray,
+        whole_batch: bool,
+    ) -> None:
+        """Per gateway and slot: batches, duplicates, late readings, clock offset."""
+        if whole_batch:
+            starts = np.array([0])
+        else:
+            starts = np.flatnonzero(
+                np.r_[True, (gateway[1:] != gateway[:-1]) | (t_ms[1:] != t_ms[:-1])]
+            )
+        run_gw = gateway[starts]
+        run_dup = np.add.reduceat(dup.astype(np.int64), starts)
+        run_late = np.add.reduceat(late.astype(np.int64), starts)
+        run_offset = (
+            np.array([np.median(t_ms)]) if whole_batch else t_ms[starts].astype(np.float64)
+        ) - arrival_ms[starts]
+        # facts go to the slot of the data they came with (the first open slot when that one
+        # is closed), so that a backlog arriving late does not stretch the tables to today
+        run_t = np.maximum.reduceat(t_ms, starts)
+        run_slot = np.maximum(run_t // self.step_ms, threshold[starts])
+        known = run_gw >= 0
+        run_table = self._gateway_table[np.maximum(run_gw, 0)]
+        run_k = self._gateway_index[np.maximum(run_gw, 0)]
+        for tb in np.unique(run_table[known]):
+            table = self.tables[self._tables[int(tb)]]
+            mine = known & (run_table == tb)
+            slots = run_slot[mine]
+            table.ensure(int(slots.min()), int(slots.max()))
+            assert table.base is not None
+            at = (run_k[mine], slots - table.base)
+            t = table.transport
+            np.add.at(t.batches, at, 1)
+            np.add.at(t.duplicates, at, run_dup[mine].astype(np.int32))
+            np.add.at(t.late, at, run_late[mine].astype(np.int32))
+            np.add.at(t.offset_sum, at, run_offset[mine])
+
+    # --- running the detectors ---------------------------------------------------------------
+
+    def advance(self, now_ms: int | None = None) -> Advanced:
+        """Close what is complete at park clock ``now_ms`` and run the detectors over it."""
+        if now_ms is not None:
+            self._tick(now_ms)
+        self._close()
+        findings = Output()
+        blocks: dict[tuple[str, int, int], Block] = {}
+
+        def table_block(name: str, start: int, stop: int) -> Block:
+            key = (name, start, stop)
+            if key not in blocks:
+                blocks[key] = self._table_block(name, start, stop)
+            return blocks[key]
+
+        # gateways that closed the same slots go to the detectors together
+        heard = self.closed > UNSET
+        first = np.where(self.emitted > UNSET, self.emitted, self._first_slots())
+        first = np.minimum(first, self.closed)
+        spans: dict[tuple[int, int], list[int]] = {}
+        for g in np.flatnonzero(heard & (self.closed > first)).tolist():
+            spans.setdefault((int(first[g]), int(self.closed[g])), []).append(g)
+        for (start, stop), gateways in sorted(spans.items()):
+            members = np.array(gateways, dtype=np.int64)
+            for inst in self.instances:
+                if inst.detector.scope is Scope.PARK:
+                    continue
+                block = self._instance_block(inst, members, start, stop, table_block)
+                if block is not None:
+                    findings.extend(inst.detector.update(block))
+        self.emitted = np.where(heard, self.closed, self.emitted)
+
+        if self.park_closed is not None:
+            start = (
+                int(min(self.park_closed, first[heard].min()))
+                if self.park_emitted is None
+                else self.park_emitted
+            )
+            if self.park_closed > start:
+                findings.extend(self._park_step(start, self.park_closed, table_block))
+            self.park_emitted = max(start, self.park_closed)
+        self._forget()
+        return Advanced(self.events.apply(findings.findings), findings.points)
+
+    def _first_slots(self) -> IntArray:
+        """Per gateway, the oldest slot its table holds (where a never-run gateway starts)."""
+        bases = np.array(
+            [UNSET if t.base is None else t.base for t in (self.tables[n] for n in self._tables)],
+            dtype=np.int64,
+        )
+        out = bases[self._gateway_table]
+        return np.where(out > UNSET, out, self.closed)
+
+    def _instance_block(
+        self,
+        inst: _Instance,
+        gateways: IntArray,
+        start: int,
+        stop: int,
+        table_block: Any,
+    ) -> Block | None:
+        """The instance's rows of these gateways (−1: virtual meters), slots ``start:stop``,
+        as one block (for a detector that takes row subsets, ``row_index`` says which)."""
+        parts = []
+        for g in inst.gather:
+            mask = np.isin(g.gateway, gateways)
+            if mask.any():
+                parts.append((g, mask))
+        if not parts:
+            return None
+        blocks = [table_block(g.table, start, stop) for g, _ in parts]
+        picks = [(b, g.src[m]) for b, (g, m) in zip(blocks, parts, strict=True)]
+        values = np.concatenate([b.values[src] for b, src in picks])
+        count = np.concatenate([b.count[src] for b, src in picks])
+        low = np.concatenate([b.low[src] for b, src in picks])
+        high = np.concatenate([b.high[src] for b, src in picks])
+        rows = np.concatenate([g.dst[m] for g, m in parts])
+        order = np.argsort(rows, kind="stable")
+        arrays = [a[order] for a in (values, count, low, high)]
+        for a in arrays:
+            a.flags.writeable = False
+        names = {self.gateways[int(g)] for g in gateways if g >= 0}
+        transport = {gw: stats for b in blocks for gw, stats in b.transport.items() if gw in names}
+        whole = rows.size == len(inst.detector.series)
+        return Block(
+            start * self.step_ms,
+            self.step_ms,
+            arrays[0],
+            arrays[1],
+            arrays[2],
+            arrays[3],
+            next(iter(names)) if len(names) == 1 else None,
+            transport,
+            None if whole else rows[order].astype(np.intp),
+        )
+
+    def finish(self) -> Advanced:
+        """No more data will come (the end of a replay): close every slot that has data."""
+        heard = self.clocks.heard()
+        if not heard.any():
+            return Advanced()
+        newest = int(self.clocks.newest[heard].max())
+        end = (newest // self.step_ms + 1) * self.step_ms  # the end of the newest slot
+        self.clocks.final_ms = end
+        return self.advance(end)
+
+    def _table_block(self, name: str, start: int, stop: int) -> Block:
+        table = self.tables[name]
+        block = table.block(start, stop, self.step_ms)
+        stats = {gw: table.stats(k, start, stop) for k, gw in enumerate(table.gateways)}
+        return Block(block.start_ms, block.step_ms, block.values, block.count, block.low,
+                     block.high, None, stats)  # fmt: skip
+
+    def _park_step(self, start: int, stop: int, table_block: Any) -> Output:
+        out = Output()
+        if self._virtuals:
+            self._compute_virtuals(start, stop, table_block)
+            vblock = self._table_block(VIRTUAL, start, stop)
+            out.points.extend(self._virtual_points(vblock))
+            blocks = {(VIRTUAL, start, stop): vblock}
+
+            def with_virtual(n: str, a: int, b: int) -> Block:
+                return blocks[(n, a, b)] if n == VIRTUAL else table_block(n, a, b)
+
+            virtual = np.array([-1], dtype=np.int64)
+            for inst in self.instances:
+                if inst.detector.scope is Scope.PARK:
+                    continue
+                block = self._instance_block(inst, virtual, start, stop, with_virtual)
+                if block is not None:
+                    out.extend(inst.detector.update(block))
+        else:
+            with_virtual = table_block
+        everyone = np.arange(-1, len(self.gateways), dtype=np.int64)
+        for inst in self.instances:
+            if inst.detector.scope is Scope.PARK:
+                block = self._instance_block(inst, everyone, start, stop, with_virtual)
+                if block is not None:
+                    out.extend(inst.detector.update(block))
+        return out
+
+    def _compute_virtuals(self, start: int, stop: int, table_block: Any) -> None:
+        vgroup = self.tables[VIRTUAL]
+        vgroup.ensure(start, stop - 1)
+        assert vgroup.base is not None
+        i, j = start - vgroup.base, stop - vgroup.base
+        cells = vgroup.cells
+        for v in self._virtuals:
+            parts = {}
+            counts = []
+            for meter, (table, row) in zip(v.formula.meters, v.sources, strict=True):
+                b = table_block(table, start, stop)
+                parts[meter] = b.values[row]
+                counts.append(b.count[row])
+            result = v.formula.evaluate(parts)
+            valid = np.isfinite(result)
+            n = np.where(valid, np.min(np.stack(counts), axis=0), 0).astype(np.int32)
+            cells.count[v.row, i:j] = n
+            cells.total[v.row, i:j] = np.where(valid, result * n, 0.0)
+            cells.low[v.row, i:j] = np.where(valid, result, np.inf)
+            cells.high[v.row, i:j] = np.where(valid, result, -np.inf)
+            cells.last_v[v.row, i:j] = result
+            cells.last_t[v.row, i:j] = (np.arange(start, stop) + 1) * self.step_ms - 1
+
+    def _virtual_points(self, block: Block) -> list[DerivedPoint]:
+        """Virtual meters' slots as points of their utility's measurement, so that the API and
+        the boards read them like a real meter's."""
+        out: list[DerivedPoint] = []
+        times = block.times()
+        for v in self._virtuals:
+            meter = self.ctx.tree.meters[v.key.meter]
+            tags = {"enterprise": meter.enterprise, "meter": meter.id}
+            row = block.values[v.row]
+            for k in np.flatnonzero(np.isfinite(row)):
+                fields = {v.key.quantity: float(row[k])}
+                out.append(DerivedPoint(meter.utility.value, tags, fields, int(times[k])))
+        return out
+
+    def _forget(self) -> None:
+        """Drop slots every consumer has read."""
+        if self.park_emitted is None:
+            return
+        for name, table in self.tables.items():
+            if name == VIRTUAL:
+                table.drop_before(self.park_emitted)
+                continue
+            emitted = self.emitted[[self.gateway_no[g] for g in table.gateways]]
+            if (emitted > UNSET).all():
+                table.drop_before(min(self.park_emitted, int(emitted.min())))
+
+    # --- snapshot ----------------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "version": 2,
+            "series": [str(k) for k in self.series],
+            "now_ms": self.now_ms,
+            "closed": self.closed.copy(),
+            "emitted": self.emitted.copy(),
+            "park_closed": self.park_closed,
+            "park_emitted": self.park_emitted,
+            "clock_slot": self.clock_slot,
+            "clocks": self.clocks.state(),
+            "tables": {
+                name: {
+                    "base": table.base,
+                    "cells": table.cells,
+                    "transport": table.transport,
+                    "late": table.late_readings,
+                    "ahead": table.refused_ahead,
+                }
+                for name, table in self.tables.items()
+            },
+            "detectors": {inst.key: inst.detector.state() for inst in self.instances},
+            "events": self.events.state(),
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        if state.get("series") != [str(k) for k in self.series] or state.get("version") != 2:
+            raise ValueError("snapshot was taken with another site model or detector set")
+        self.now_ms = int(state["now_ms"])
+        self.closed = np.array(state["closed"], dtype=np.int64)
+        self.emitted = np.array(state["emitted"], dtype=np.int64)
+        self.park_closed = state["park_closed"]
+        self.park_emitted = state["park_emitted"]
+        self.clock_slot = state["clock_slot"]
+        self.clocks.restore(state["clocks"])
+        for name, t_state in state["tables"].items():
+            table = self.tables[name]
+            table.base = t_state["base"]
+            table.cells = t_state["cells"]
+            table.transport = t_state["transport"]
+            table.late_readings = int(t_state["late"])
+            table.refused_ahead = int(t_state["ahead"])
+        for inst in self.instances:
+            inst.detector.restore(state["detectors"][inst.key])
+        self.events.restore(state["events"])
+
+    # --- metrics -------------------------------------------------------------------------------
+
+    def late_readings(self) -> int:
+        return sum(t.late_readings for t in self.tables.values())
+
+    def open_slots(self) -> int:
+        return sum(t.cells.slots for t in self.tables.values())

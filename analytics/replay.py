@@ -1,0 +1,225 @@
+"""Replay: history through the same streaming engine as the live service, as fast as it goes.
+
+Rows (``time,meter,quantity,value``) are taken in the order they arrived when the file is in
+arrival order (a history the simulator wrote, an export sorted by time) and sorted by time when
+it is not. Consecutive rows of one gateway with one time form a batch, as a gateway's message
+would; the replay clock — the arrival time the engine sees — is the median of the gateways'
+newest data times, so a gateway whose clock runs ahead or whose batches come late stands out
+as it would live. A reading seen before (same meter, quantity and time) counts once. Rows the
+engine cannot use are reported with their line numbers, never dropped silently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from analytics.engine.contract import FloatArray, IntArray
+from analytics.engine.engine import Advanced, ParkEngine, Rows
+from parkwatch.events import Event, State
+
+# a file is replayed in its own order unless this share of rows comes more than ``DISORDER_MS``
+# before the newest time already seen (then it is sorted by time first)
+DISORDER_SHARE = 0.01
+DISORDER_MS = 6 * 3_600_000
+
+
+class Readings(Protocol):
+    """Columnar rows of a replay file (``parkwatch.readings_csv`` reads them)."""
+
+    t_ms: IntArray
+    meter_code: npt.NDArray[np.int32]
+    meters: Sequence[str]
+    quantity_code: npt.NDArray[np.int32]
+    quantities: Sequence[str]
+    value: FloatArray
+    line: IntArray  # the file line of each row, for reports
+
+
+@dataclass
+class BadRow:
+    line: int
+    reason: str
+
+
+@dataclass
+class ReplayReport:
+    rows: int = 0
+    used: int = 0  # rows the engine analysed
+    ignored: int = 0  # known meter and quantity that no detector needs
+    duplicates: int = 0
+    late: int = 0
+    sorted_by_time: bool = False
+    bad_rows: list[BadRow] = field(default_factory=list)  # the first of each reason
+    bad_row_count: int = 0
+    events: list[Event] = field(default_factory=list)  # each event's last state
+    messages: int = 0  # lifecycle messages (what the alerts topic would have carried)
+
+
+def replay(
+    engine: ParkEngine,
+    readings: Readings,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    on_advance: Callable[[Advanced], None] | None = None,
+    advance_every_slots: int = 60,
+) -> ReplayReport:
+    report = ReplayReport(rows=int(readings.t_ms.size))
+    series, gateway, gateway_names = _map_rows(engine, readings, report)
+    usable = series >= 0
+    order = np.flatnonzero(usable)
+    t_all = readings.t_ms
+    if order.size:
+        t = t_all[order]
+        running = np.maximum.accumulate(t)
+        if np.mean(t < running - DISORDER_MS) > DISORDER_SHARE:
+            order = order[np.argsort(t, kind="stable")]
+            report.sorted_by_time = True
+    series, gateway, t_ms = series[order], gateway[order], t_all[order]
+    value = readings.value[order]
+    duplicate = ~_first_occurrence(series, t_ms)
+    report.duplicates = int(duplicate.sum())
+    report.used = int((~duplicate).sum())
+    arrival = _replay_clock(gateway, t_ms, len(gateway_names))
+
+    events: dict[str, Event] = {}
+
+    def take(adv: Advanced) -> None:
+        for event in adv.events:
+            report.messages += 1
+            events[event.id] = event
+        if on_advance is not None:
+            on_advance(adv)
+
+    total = int(t_ms.size)
+    for start, stop in _stretches(arrival, engine.step_ms * advance_every_slots):
+        part = slice(start, stop)
+        rows = Rows(
+            series[part], t_ms[part], value[part], gateway[part], arrival[part], duplicate[part]
+        )
+        take(engine.feed_rows(rows))
+        take(engine.advance(int(arrival[stop - 1])))
+        if progress is not None:
+            progress(stop, total)
+    take(engine.finish())
+    report.late = engine.late_readings()
+    report.events = sorted(events.values(), key=lambda e: (e.detected_at_ms, e.id))
+    return report
+
+
+def _replay_clock(gateway: IntArray, t_ms: IntArray, gateways: int) -> IntArray:
+    """The arrival time of each row: the median of the gateways' newest data times so far.
+
+    A gateway whose clock runs ahead, or whose batches come late, moves the median little, so
+    its own rows show the offset as they would against the wall clock live."""
+    if t_ms.size == 0:
+        return t_ms.copy()
+    starts = np.flatnonzero(np.r_[True, (gateway[1:] != gateway[:-1]) | (t_ms[1:] != t_ms[:-1])])
+    newest = np.full((starts.size, gateways), np.nan)
+    newest[np.arange(starts.size), gateway[starts]] = t_ms[starts]
+    filled = np.fmax.accumulate(newest, axis=0)  # each gateway's newest time so far
+    with np.errstate(all="ignore"):
+        clock = np.nanmedian(filled, axis=1)
+    clock = np.maximum.accumulate(np.nan_to_num(clock, nan=float(t_ms[0])))
+    lengths = np.diff(np.r_[starts, t_ms.size])
+    return np.repeat(clock.astype(np.int64), lengths)
+
+
+def _stretches(arrival: IntArray, span_ms: int) -> Iterator[tuple[int, int]]:
+    """[start, stop) of consecutive rows whose arrival falls in one span of the clock."""
+    if arrival.size == 0:
+        return
+    bucket = arrival // span_ms
+    bounds = np.r_[0, np.flatnonzero(bucket[1:] != bucket[:-1]) + 1, arrival.size]
+    yield from zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)
+
+
+def _map_rows(
+    engine: ParkEngine, readings: Readings, report: ReplayReport
+) -> tuple[IntArray, IntArray, list[str]]:
+    """Engine series index and gateway number of every row (−1: not analysed)."""
+    meters = engine.ctx.tree.meters
+    table = engine.park.quantity_table
+    gateways = sorted({m.gateway for m in meters.values()})
+    gw_no = {g: i for i, g in enumerate(gateways)}
+    n_q = len(readings.quantities)
+    lookup = np.full((len(readings.meters), n_q), -1, dtype=np.int64)
+    meter_gw = np.full(len(readings.meters), -1, dtype=np.int64)
+    unknown_meter = np.zeros(len(readings.meters), dtype=bool)
+    unknown_quantity = np.array([q not in table for q in readings.quantities], dtype=bool)
+    foreign = np.zeros((len(readings.meters), n_q), dtype=bool)  # not of the meter's utility
+    for mi, name in enumerate(readings.meters):
+        meter = meters.get(name)
+        if meter is None:
+            unknown_meter[mi] = True
+            continue
+        meter_gw[mi] = gw_no[meter.gateway]
+        for qi, quantity in enumerate(readings.quantities):
+            index = engine.series_of(name, quantity)
+            if index is not None:
+                lookup[mi, qi] = index
+            foreign[mi, qi] = quantity in table and quantity not in meter.bounds
+    mc, qc = readings.meter_code, readings.quantity_code
+    series = lookup[mc, qc]
+    bad_meter = unknown_meter[mc]
+    bad_quantity = unknown_quantity[qc] & ~bad_meter
+    wrong_utility = foreign[mc, qc]
+    # the plausibility bounds ingest applies: analytics only ever sees what ingest would store
+    low = np.full((len(readings.meters), n_q), -np.inf)
+    high = np.full((len(readings.meters), n_q), np.inf)
+    for mi, name in enumerate(readings.meters):
+        meter = meters.get(name)
+        if meter is None:
+            continue
+        for qi, quantity in enumerate(readings.quantities):
+            bounds = meter.bounds.get(quantity)
+            if bounds is not None:
+                low[mi, qi], high[mi, qi] = bounds
+    value = readings.value
+    implausible = ~((value >= low[mc, qc]) & (value <= high[mc, qc]))
+    implausible &= ~(bad_meter | bad_quantity | wrong_utility)
+    for mask, reason in (
+        (bad_meter, "unknown meter {m!r}"),
+        (bad_quantity, "unknown quantity {q!r}"),
+        (wrong_utility, "{q!r} is not a quantity of meter {m!r}"),
+        (implausible, "{q!r} of {m!r}: value not a number or outside its plausible range"),
+    ):
+        report.bad_row_count += int(mask.sum())
+        for row in np.flatnonzero(mask)[:1000]:  # the first thousand of each kind, by line
+            report.bad_rows.append(
+                BadRow(
+                    int(readings.line[row]),
+                    reason.format(m=readings.meters[mc[row]], q=readings.quantities[qc[row]]),
+                )
+            )
+    known = ~(bad_meter | bad_quantity | wrong_utility | implausible)
+    report.ignored = int((known & (series < 0)).sum())
+    return np.where(known, series, -1), meter_gw[mc], gateways
+
+
+def _first_occurrence(series: IntArray, t_ms: IntArray) -> npt.NDArray[np.bool_]:
+    """False for a row whose series and time came before."""
+    if series.size == 0:
+        return np.zeros(0, dtype=bool)
+    order = np.lexsort((np.arange(series.size), t_ms, series))
+    s, t = series[order], t_ms[order]
+    repeat = np.zeros(series.size, dtype=bool)
+    repeat[1:] = (s[1:] == s[:-1]) & (t[1:] == t[:-1])
+    first = np.ones(series.size, dtype=bool)
+    first[order[repeat]] = False
+    return first
+
+
+def last_states(events: Sequence[Event]) -> list[Event]:
+    """The latest message of each event (a replayed stream of lifecycle messages)."""
+    latest: dict[str, Event] = {}
+    rank = {State.OPENED: 0, State.UPDATED: 1, State.CLOSED: 2}
+    for event in events:
+        have = latest.get(event.id)
+        if have is None or rank[event.state] >= rank[have.state]:
+            latest[event.id] = event
+    return sorted(latest.values(), key=lambda e: (e.detected_at_ms, e.id))

@@ -1,0 +1,225 @@
+"""Scoring events against a simulator's ground truth, fault by fault.
+
+For every fault kind: how many faults, how many were detected (an event of an accepted kind
+raised while the fault was on, or within ``grace_ms`` after it ended — a point fault such as a
+counter reset is "on" at its instant), whether the first such event named the right place (the
+fault's meter, zone or gateway), the time from the fault's start to that event's
+``detected_at``, and the false events: events of the kinds the fault kind maps to that match no
+fault of those kinds in time. Events of kinds no fault maps to are counted apart, by kind.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from statistics import median
+from typing import Any
+
+from parkwatch.events import Event
+
+# fault kind → event kinds that detect it (the first is the exact one)
+ACCEPTED: dict[str, tuple[str, ...]] = {
+    "demand_peak": ("demand_peak",),
+    "counter_reset": ("counter_reset",),
+    "counter_rollover": ("counter_rollover",),
+    "meter_replacement": ("meter_replacement",),
+    "stuck_value": ("stuck_value",),
+    "word_swap": ("word_swap",),
+    "comm_loss": ("comm_loss",),
+    # a clock behind and late delivery look alike from the receiving end
+    "clock_skew": ("clock_skew", "late_batches"),
+    "late_batches": ("late_batches", "clock_skew"),
+    "duplicate_batches": ("duplicate_batches",),
+}
+
+# event kind → fault kinds that explain it when they touch the same meter at that time: such an
+# event is true, though not the fault's own kind (a replaced meter is silent while it is swapped)
+EXPLAINED_BY: dict[str, tuple[str, ...]] = {
+    "comm_loss": ("meter_replacement",),
+    "counter_reset": ("meter_replacement",),
+}
+
+POINT_GRACE_MS = 30 * 60_000  # a point fault (reset, rollover) counts as found this long after
+
+
+@dataclass(frozen=True)
+class Fault:
+    id: str
+    kind: str
+    start_ms: int
+    end_ms: int  # for point faults, == start
+    meter: str | None
+    zone: str | None
+    gateway: str | None
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any], history_end_ms: int | None) -> Fault:
+        end = doc.get("end")
+        return cls(
+            str(doc.get("id")),
+            str(doc["kind"]),
+            int(doc["start"]),
+            int(end) if end is not None else int(history_end_ms or doc["start"]),
+            doc.get("meter"),
+            doc.get("zone"),
+            doc.get("gateway"),
+        )
+
+    @property
+    def place(self) -> str:
+        return self.meter or self.zone or f"gateway:{self.gateway}"
+
+
+@dataclass
+class KindScore:
+    kind: str
+    faults: int = 0
+    detected: int = 0
+    right_place: int = 0
+    false_events: int = 0
+    delays_ms: list[int] = field(default_factory=list)
+    missed_ids: list[str] = field(default_factory=list)
+
+    @property
+    def median_delay_min(self) -> float | None:
+        return round(median(self.delays_ms) / 60_000, 1) if self.delays_ms else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "faults": self.faults,
+            "detected": self.detected,
+            "missed": self.faults - self.detected,
+            "right_place": self.right_place,
+            "false_events": self.false_events,
+            "median_time_to_detect_min": self.median_delay_min,
+            "missed_ids": self.missed_ids,
+        }
+
+
+@dataclass
+class TruthReport:
+    kinds: list[KindScore]
+    other_events: dict[str, int]  # event kinds no fault kind maps to
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kinds": [k.as_dict() for k in self.kinds], "other_events": self.other_events}
+
+    def table(self) -> str:
+        lines = [
+            f"{'fault kind':<22} {'faults':>6} {'found':>6} {'missed':>6} {'place ok':>8} "
+            f"{'false':>6} {'median min':>10}"
+        ]
+        for k in self.kinds:
+            delay = "-" if k.median_delay_min is None else f"{k.median_delay_min:g}"
+            lines.append(
+                f"{k.kind:<22} {k.faults:>6} {k.detected:>6} {k.faults - k.detected:>6} "
+                f"{k.right_place:>8} {k.false_events:>6} {delay:>10}"
+            )
+        if self.other_events:
+            other = ", ".join(f"{kind} {n}" for kind, n in sorted(self.other_events.items()))
+            lines.append(f"events of other kinds: {other}")
+        return "\n".join(lines)
+
+
+def score_events(
+    events: Sequence[Event],
+    faults: Sequence[Fault],
+    gateways_of: Mapping[str, str] | None = None,
+    accepted: Mapping[str, tuple[str, ...]] | None = None,
+    grace_ms: int = POINT_GRACE_MS,
+) -> TruthReport:
+    """``gateways_of``: meter → gateway, so that a meter's event can place a gateway fault."""
+    table = dict(ACCEPTED if accepted is None else accepted)
+    gateways_of = gateways_of or {}
+    scored_kinds = sorted({f.kind for f in faults} & set(table))
+    used: set[str] = set()
+    report: list[KindScore] = []
+    for kind in scored_kinds:
+        score = KindScore(kind)
+        wanted = set(table[kind])
+        mine = [f for f in faults if f.kind == kind]
+        candidates = [e for e in events if e.kind in wanted]
+        for fault in mine:
+            score.faults += 1
+            hits = [e for e in candidates if _in_time(e, fault, grace_ms)]
+            if not hits:
+                score.missed_ids.append(fault.id)
+                continue
+            score.detected += 1
+            first = min(hits, key=lambda e: e.detected_at_ms)
+            score.delays_ms.append(max(0, first.detected_at_ms - fault.start_ms))
+            if any(_right_place(e, fault, gateways_of) for e in hits):
+                score.right_place += 1
+            used.update(e.id for e in hits)
+        report.append(score)
+    # false events: an event of a scored kind's accepted kinds that matches no fault of a kind
+    # accepting it
+    for score in report:
+        for event in events:
+            if event.kind != table[score.kind][0] or event.id in used:
+                continue
+            fits = any(
+                event.kind in table.get(f.kind, ()) and _in_time(event, f, grace_ms) for f in faults
+            ) or any(
+                f.kind in EXPLAINED_BY.get(event.kind, ())
+                and f.meter == event.meter
+                and _in_time(event, f, grace_ms)
+                for f in faults
+            )
+            if not fits:
+                score.false_events += 1
+    mapped = {k for kinds in table.values() for k in kinds}
+    other: dict[str, int] = {}
+    for event in events:
+        if event.kind not in mapped:
+            other[event.kind] = other.get(event.kind, 0) + 1
+    return TruthReport(report, other)
+
+
+def _in_time(event: Event, fault: Fault, grace_ms: int) -> bool:
+    if event.detected_at_ms < fault.start_ms:
+        return False
+    end = fault.end_ms if fault.end_ms > fault.start_ms else fault.start_ms
+    return event.detected_at_ms <= end + grace_ms
+
+
+def _right_place(event: Event, fault: Fault, gateways_of: Mapping[str, str]) -> bool:
+    if fault.meter is not None:
+        return event.meter == fault.meter
+    if fault.zone is not None:
+        return event.zone == fault.zone or event.zone == f"enterprise:{fault.zone}"
+    gateway = f"gateway:{fault.gateway}"
+    if event.zone == gateway:
+        return True
+    return event.meter is not None and gateways_of.get(event.meter) == fault.gateway
+
+
+def load_faults(path: Path, history_end_ms: int | None = None) -> list[Fault]:
+    faults = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                faults.append(Fault.from_json(json.loads(line), history_end_ms))
+    return faults
+
+
+def load_events(path: Path) -> list[Event]:
+    """Events of an EVENTS.jsonl (each event's last state, or every lifecycle message)."""
+    latest: dict[str, Event] = {}
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                event = Event.from_json(json.loads(line))
+                latest[event.id] = event
+    return sorted(latest.values(), key=lambda e: e.detected_at_ms)
+
+
+def merge_accepted(*tables: Mapping[str, Iterable[str]]) -> dict[str, tuple[str, ...]]:
+    """ACCEPTED extended by other detector families' tables."""
+    out = dict(ACCEPTED)
+    for table in tables:
+        out.update({k: tuple(v) for k, v in table.items()})
+    return out

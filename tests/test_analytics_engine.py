@@ -1,0 +1,286 @@
+"""The streaming engine: slots, watermarks, late data, virtual meters, and the promise that
+live, replay, any chunking and a snapshot in between all give the same events."""
+
+from __future__ import annotations
+
+import pickle
+from functools import cache
+
+import numpy as np
+
+from analytics.detectors import DETECTORS
+from analytics.engine.clocks import NEVER, ClockRules, Clocks
+from analytics.engine.engine import Batch, ParkEngine
+from analytics.engine.engine import Rows as EngineRows
+from analytics.engine.slots import SlotArrays, slot_block
+from analytics.replay import replay
+from parkwatch.events import Event
+from parkwatch.site import Park
+from simulators import DEMO_PARK
+from simulators.faults import random_schedule
+from tests.analytics_data import Rows, simulated_rows
+
+START_MS = 1_795_968_000_000  # local midnight in Shanghai
+DAY_MS = 86_400_000
+
+
+@cache
+def demo() -> Park:
+    return Park.from_yaml(DEMO_PARK)
+
+
+@cache
+def faulty_day() -> Rows:
+    park = demo()
+    faults = random_schedule(park, START_MS, START_MS + DAY_MS, seed=3)
+    return simulated_rows(park, START_MS, 1, seed=3, faults=faults)
+
+
+def final_states(events: list[Event]) -> list[tuple[str, str, str, int, int | None]]:
+    return sorted((e.id, e.kind, e.state.value, e.detected_at_ms, e.end_ms) for e in events)
+
+
+# --- slots ---------------------------------------------------------------------------------------
+
+
+def test_a_slot_holds_the_mean_or_the_last_counter_reading_and_gaps_stay_gaps() -> None:
+    rows = np.array([0, 0, 0, 1, 1])
+    t = np.array([0, 20_000, 40_000, 10_000, 50_000])
+    v = np.array([1.0, 2.0, 6.0, 100.0, 105.0])
+    block = slot_block(rows, t, v, 2, 0, 60_000, 2, np.array([False, True]))
+    np.testing.assert_array_equal(block.values[:, 0], [3.0, 105.0])  # mean; counter's last
+    assert np.isnan(block.values[:, 1]).all()  # nothing came: NaN, not 0
+    np.testing.assert_array_equal(block.count[:, 0], [3, 2])
+    np.testing.assert_array_equal(block.low[:, 0], [1.0, 100.0])
+    np.testing.assert_array_equal(block.high[:, 0], [6.0, 105.0])
+    assert not block.values.flags.writeable
+
+
+def test_a_reading_at_a_time_already_seen_counts_once() -> None:
+    cells = SlotArrays.empty(1, 1)
+    first = cells.add(np.array([0, 0]), np.array([0, 0]), np.array([5, 6]), np.array([2.0, 4.0]))
+    again = cells.add(np.array([0]), np.array([0]), np.array([6]), np.array([4.0]))
+    assert not first.any()
+    assert again.all()
+    block = cells.block(0, 1, 0, 60_000, np.array([False]))
+    assert block.values[0, 0] == 3.0
+    assert block.count[0, 0] == 2
+
+
+# --- watermarks ----------------------------------------------------------------------------------
+
+
+def test_a_seq_gap_holds_the_watermark_until_the_backlog_fills_it() -> None:
+    clocks = Clocks(1)
+    for seq in (1, 2, 3):
+        clocks.batch(0, seq, seq * 60_000, seq * 60_000, seq * 60_000)
+    # live data goes first after an outage: 7 arrives while 4-6 are still queued at the edge
+    assert clocks.batch(0, 7, 420_000, 420_000, 420_000) == "gap"
+    assert clocks.watermark[0] == 180_000
+    for seq in (4, 5, 6):
+        clocks.batch(0, seq, seq * 60_000, seq * 60_000, 430_000)
+    assert clocks.watermark[0] == 420_000
+    assert not clocks.pending
+
+
+def test_a_restarted_count_is_told_from_a_replay() -> None:
+    clocks = Clocks(1)
+    for seq in (100, 101):
+        clocks.batch(0, seq, seq * 1000, seq * 1000, seq * 1000)
+    assert clocks.batch(0, 100, 100_000, 100_000, 102_000) == "replay"
+    # a reinstalled gateway counts from 1 again, with data newer than anything seen
+    assert clocks.batch(0, 1, 200_000, 200_000, 200_000) == "restart"
+    assert clocks.watermark[0] == 200_000
+
+
+def test_a_gap_is_given_up_after_the_hold_limit() -> None:
+    clocks = Clocks(1, ClockRules(max_hold_ms=10 * 60_000))
+    clocks.batch(0, 1, 0, 0, 0)
+    clocks.batch(0, 5, 60_000, 60_000, 60_000)
+    assert clocks.watermark[0] == 0
+    clocks.batch(0, 6, 11 * 60_000, 11 * 60_000, 11 * 60_000)
+    assert clocks.watermark[0] == 11 * 60_000
+    assert clocks.gaps_given_up[0] == 3
+
+
+def test_offline_holds_online_silence_closes_and_the_unheard_close_nothing() -> None:
+    clocks = Clocks(2, ClockRules(silence_ms=180_000, max_hold_ms=3_600_000))
+    for k in range(5):
+        clocks.batch(0, k + 1, k * 60_000, k * 60_000, k * 60_000)
+    # the last reading plus its interval; gateway 1 was never heard from
+    assert clocks.complete_until(5 * 60_000).tolist() == [5 * 60_000, NEVER]
+    # online but silent: slots close as gaps once the silence allowance has passed
+    assert clocks.complete_until(30 * 60_000)[0] == 27 * 60_000
+    clocks.online[0] = False  # its status says it is buffering: wait for the backlog
+    assert clocks.complete_until(30 * 60_000)[0] == 5 * 60_000
+
+
+# --- the engine as a whole --------------------------------------------------------------------
+
+
+def test_any_chunking_of_a_replay_gives_the_same_events() -> None:
+    rows = faulty_day()
+    runs = [
+        final_states(replay(ParkEngine(demo(), DETECTORS), rows, advance_every_slots=n).events)
+        for n in (1, 15, 10_000)
+    ]
+    assert runs[0], "the faulty day raised no event at all"
+    assert runs[0] == runs[1] == runs[2]
+
+
+def test_live_batches_and_replay_give_the_same_events() -> None:
+    park = demo()
+    faults = random_schedule(park, START_MS, START_MS + DAY_MS // 2, seed=5)
+    rows = simulated_rows(park, START_MS, 0.5, seed=5, faults=faults)
+    assert rows.poll_ms is not None
+    replayed = final_states(replay(ParkEngine(park, DETECTORS), rows).events)
+    assert replayed
+    engine = ParkEngine(park, DETECTORS)
+    gateway_of = {m.id: m.gateway for m in park.iter_meters()}
+    series = np.array(
+        [
+            -1 if (i := engine.series_of(rows.meters[m], rows.quantities[q])) is None else i
+            for m, q in zip(rows.meter_code, rows.quantity_code, strict=True)
+        ]
+    )
+    gateway = np.array([gateway_of[rows.meters[m]] for m in rows.meter_code])
+    events: dict[str, Event] = {}
+    seqs: dict[str, int] = {}
+    # what ingest would refuse never reaches analytics live (replay applies the same bounds)
+    meters = park.tree.meters
+    plausible = np.array(
+        [
+            (b := meters[rows.meters[m]].bounds.get(rows.quantities[q])) is not None
+            and b[0] <= v <= b[1]
+            for m, q, v in zip(rows.meter_code, rows.quantity_code, rows.value, strict=True)
+        ]
+    )
+    keep = (series >= 0) & plausible
+    # one message per gateway and poll cycle, as gateways publish, arriving a moment later
+    for poll in np.unique(rows.poll_ms):
+        at = keep & (rows.poll_ms == poll)
+        arrival = int(poll) + 300
+        for gw in np.unique(gateway[at]):
+            mine = at & (gateway == gw)
+            seqs[gw] = seqs.get(gw, 0) + 1
+            batch = Batch(
+                str(gw), seqs[gw], series[mine], rows.t_ms[mine], rows.value[mine], arrival
+            )
+            engine.feed(batch)
+        events.update((e.id, e) for e in engine.advance(arrival).events)
+    events.update((e.id, e) for e in engine.finish().events)
+    assert final_states(list(events.values())) == replayed
+
+
+def _engine_rows(engine: ParkEngine, rows: Rows) -> EngineRows:
+    """The rows as the engine takes them, arriving at their own time."""
+    gateways = {m.id: engine.gateway_no[m.gateway] for m in demo().iter_meters()}
+    series = np.array(
+        [
+            -1 if (i := engine.series_of(rows.meters[m], rows.quantities[q])) is None else i
+            for m, q in zip(rows.meter_code, rows.quantity_code, strict=True)
+        ]
+    )
+    keep = series >= 0
+    gateway = np.array([gateways[rows.meters[m]] for m in rows.meter_code])[keep]
+    t = rows.t_ms[keep]
+    return EngineRows(series[keep], t, rows.value[keep], gateway, t, np.zeros(t.size, bool))
+
+
+def _run(engine: ParkEngine, rows: EngineRows, events: dict[str, Event], a: int, b: int) -> None:
+    for start in range(a, b, 5_000):
+        stop = min(b, start + 5_000)
+        part = slice(start, stop)
+        chunk = EngineRows(
+            rows.series[part],
+            rows.t_ms[part],
+            rows.value[part],
+            rows.gateway[part],
+            rows.arrival_ms[part],
+            rows.duplicate[part],
+        )
+        for adv in (engine.feed_rows(chunk), engine.advance(int(rows.t_ms[stop - 1]))):
+            events.update((e.id, e) for e in adv.events)
+
+
+def test_a_snapshot_in_between_changes_nothing() -> None:
+    one = ParkEngine(demo(), DETECTORS)
+    rows = _engine_rows(one, faulty_day())
+    whole: dict[str, Event] = {}
+    _run(one, rows, whole, 0, rows.t_ms.size)
+    whole.update((e.id, e) for e in one.finish().events)
+    assert whole
+
+    first = ParkEngine(demo(), DETECTORS)
+    events: dict[str, Event] = {}
+    cut = rows.t_ms.size // 2 // 5_000 * 5_000
+    _run(first, rows, events, 0, cut)
+    state = pickle.loads(pickle.dumps(first.state()))
+    second = ParkEngine(demo(), DETECTORS)
+    second.restore(state)
+    _run(second, rows, events, cut, rows.t_ms.size)
+    events.update((e.id, e) for e in second.finish().events)
+    assert final_states(list(events.values())) == final_states(list(whole.values()))
+
+
+def test_late_readings_are_counted_and_reported_not_written_into_the_past() -> None:
+    park = demo()
+    engine = ParkEngine(park, DETECTORS)
+    index = engine.series_of("foodco-main", "p_kw")
+    assert index is not None
+    for k in range(10):
+        t = START_MS + k * 60_000
+        engine.feed(
+            Batch("gw-foodco", k + 1, np.array([index]), np.array([t]), np.array([100.0]), t)
+        )
+        engine.advance(t)
+    late = engine.feed(
+        Batch(
+            "gw-foodco",
+            None,
+            np.array([index]),
+            np.array([START_MS + 60_000]),
+            np.array([5.0]),
+            START_MS + 11 * 60_000,
+        )
+    )
+    assert late.late == [("foodco-main", START_MS + 60_000, START_MS + 60_000)]
+    assert engine.late_readings() == 1
+
+
+def test_a_virtual_meter_is_a_series_like_a_real_one() -> None:
+    park = Park.model_validate(
+        {
+            "park": "v",
+            "meters": [
+                {"id": "main", "utility": "electricity"},
+                {"id": "pv", "utility": "electricity", "role": "pv"},
+                {"id": "net", "utility": "electricity", "formula": "main - pv"},
+            ],
+        }
+    )
+    engine = ParkEngine(park, DETECTORS)
+    rows = [("main", 100.0), ("pv", 30.0)]
+    points = []
+    for k in range(20):
+        t = START_MS + k * 60_000
+        for i, (meter, value) in enumerate(rows):
+            index = engine.series_of(meter, "p_kw")
+            assert index is not None
+            engine.feed(
+                Batch(
+                    "gw-park",
+                    2 * k + i + 1,
+                    np.array([index]),
+                    np.array([t]),
+                    np.array([value + k]),
+                    t,
+                )
+            )
+        points.extend(engine.advance(t).points)
+    net = [p for p in points if p.tags.get("meter") == "net" and p.measurement == "electricity"]
+    assert net
+    assert all(p.fields["p_kw"] == 70.0 for p in net)
+    demand = [p for p in points if p.measurement == "demand_15m" and p.tags["meter"] == "net"]
+    assert demand
+    assert demand[0].fields["p_kw_avg"] == 70.0

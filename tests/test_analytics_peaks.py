@@ -1,0 +1,155 @@
+"""Peaks: 15-minute demand on the park's local clock, a forecast that alerts before the
+contract is broken, and the analytics service end to end (MQTT in; ``demand_15m``, the
+``anomaly`` point and the alert on ``pw/v1/{park}/alerts/demand_peak`` out)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import orjson
+import pytest
+
+from analytics.detectors.peaks import Peaks
+from analytics.engine.contract import Block, ParkContext, SeriesKey
+from analytics.engine.slots import slot_block
+from analytics.service import AnalyticsService
+from analytics.settings import AnalyticsSettings
+from parkwatch import mqtt, topics
+from parkwatch.influx import InfluxReader
+from parkwatch.settings import InfluxSettings, MqttSettings
+from parkwatch.site import Park, SiteRegistry
+from parkwatch.wire import encode_batch
+from tests.support import background, eventually
+
+QUARTER_MS = 15 * 60_000
+
+
+def ms(text: str, tz: ZoneInfo) -> int:
+    return int(datetime.fromisoformat(text).replace(tzinfo=tz).timestamp() * 1000)
+
+
+def one_meter_park(tz: str, contract: float | None = 1000.0) -> Park:
+    return Park.model_validate(
+        {"park": "p", "timezone": tz,
+         "meters": [{"id": "main", "utility": "electricity", "contracted_demand_kw": contract}]}
+    )  # fmt: skip
+
+
+def minutes(park: Park, start: int, powers: list[float]) -> Block:
+    t = start + np.arange(len(powers)) * 60_000
+    return slot_block(np.zeros(len(powers), dtype=np.int64), t, np.array(powers), 1, start,
+                      60_000, len(powers))  # fmt: skip
+
+
+def detector(park: Park) -> Peaks:
+    return Peaks(ParkContext(park), [SeriesKey("main", "p_kw")])
+
+
+def test_blocks_are_cut_on_the_local_clock() -> None:
+    kathmandu = ZoneInfo("Asia/Kathmandu")  # UTC+5:45: local quarter hours are not UTC ones
+    park = one_meter_park("Asia/Kathmandu", None)
+    start = ms("2026-03-02 10:00:00", kathmandu)
+    out = detector(park).update(minutes(park, start, [4.0] * 15 + [9.0]))
+    [point] = out.points
+    assert point.t_ms == start
+    assert point.fields == {"p_kw_avg": 4.0, "p_kw_max": 4.0, "samples": 15}
+
+
+def test_demand_is_the_mean_with_its_peak_and_samples() -> None:
+    park = one_meter_park("Asia/Shanghai", None)
+    start = ms("2026-03-02 08:00:00", ZoneInfo("Asia/Shanghai"))
+    out = detector(park).update(minutes(park, start, [float(k) for k in range(30)]))
+    assert [(p.t_ms - start, p.fields["p_kw_avg"], p.fields["p_kw_max"]) for p in out.points] == [
+        (0, 7.0, 14.0),  # (0 + … + 14) / 15
+        (QUARTER_MS, 22.0, 29.0),
+    ]
+
+
+def test_the_forecast_alerts_before_the_block_ends_and_says_how_long_was_left() -> None:
+    park = one_meter_park("Asia/Shanghai", 1000.0)
+    start = ms("2026-03-02 09:00:00", ZoneInfo("Asia/Shanghai"))
+    # 800 kW for 5 minutes, then 1,150 kW: the block ends at (5·800 + 10·1150)/15 = 1,033 kW
+    out = detector(park).update(minutes(park, start, [800.0] * 5 + [1150.0] * 10 + [700.0] * 15))
+    opened, closed = out.findings
+    # after minute 6: (5·800 + 1150)/6 = 858.3 so far, 1,150 held for 9 more minutes:
+    # (858.3·6 + 1150·9) / 15 = 1,033.3 ≥ 1,000 — raised with 9 minutes left
+    assert opened.active
+    assert opened.at_ms == start + 6 * 60_000
+    assert opened.evidence["minutes_left"] == 9.0
+    assert opened.evidence["forecast_kw"] == pytest.approx(1033.3, abs=0.1)
+    assert opened.start_ms == start
+    # the next block ends under the contract: the episode closes at its end
+    assert not closed.active
+    assert closed.at_ms == start + 2 * QUARTER_MS
+    assert closed.evidence["demand_kw"] == 700.0
+
+
+def test_a_steady_load_under_the_contract_raises_nothing() -> None:
+    park = one_meter_park("Asia/Shanghai", 1000.0)
+    start = ms("2026-03-02 09:00:00", ZoneInfo("Asia/Shanghai"))
+    rng = np.random.default_rng(1)
+    out = detector(park).update(minutes(park, start, list(900 + rng.normal(0, 20, 600))))
+    assert out.findings == []
+
+
+@pytest.mark.anyio
+async def test_service_writes_demand_and_alerts_a_peak(
+    mqtt_settings: MqttSettings, influx_settings: InfluxSettings, demo_park_path: Path
+) -> None:
+    park = Park.from_yaml(demo_park_path)
+    service = AnalyticsService(
+        AnalyticsSettings(mqtt=mqtt_settings, influx=influx_settings, warmup_s=0),
+        SiteRegistry([park]),
+    )
+    start = ms("2026-03-02 08:00:00", park.zone)
+    alerts: list[dict[str, object]] = []
+    async with (
+        background(service.run()),
+        InfluxReader(influx_settings) as reader,
+        mqtt.client(mqtt_settings, "alert-watcher") as watcher,
+    ):
+        await watcher.subscribe(topics.alerts_filter(park.park), qos=1)
+
+        async def collect() -> None:
+            async for message in watcher.messages:
+                assert isinstance(message.payload, bytes)
+                alerts.append(orjson.loads(message.payload))
+
+        async with background(collect()):
+            await asyncio.wait_for(service.subscribed.wait(), timeout=10)
+            await asyncio.wait_for(service.warm.wait(), timeout=10)
+            async with mqtt.client(mqtt_settings, "demand-gw") as gateway:
+                for minute in range(31):  # two quarter hours and one sample of the third
+                    t = start + minute * 60_000
+                    # foodco's contract is 1,200 kW: the second quarter hour goes over
+                    power = 100.0 if minute < 15 else 1300.0
+                    readings = [{"m": "foodco-main", "t": t, "q": {"p_kw": power + minute % 3}}]
+                    payload = encode_batch("gw-foodco", minute + 1, readings)
+                    await gateway.publish(topics.data_topic(park.park, "gw-foodco"), payload,
+                                          qos=1)  # fmt: skip
+
+            async def written() -> bool:
+                try:
+                    demand = await reader.count("demand_15m", "p_kw_avg")
+                    anomalies = await reader.count("anomaly", "severity_rank")
+                except Exception:
+                    return False
+                return demand == 2 and anomalies >= 1 and bool(alerts)
+
+            await eventually(written, 20, "two demand intervals and a peak alert")
+        [series] = await reader.query(
+            "SELECT p_kw_avg, p_kw_max, samples, meter FROM demand_15m ORDER BY time"
+        )
+    rows = [r[1:] for r in series.values]
+    assert rows == [[101.0, 102.0, 15, "foodco-main"], [1301.0, 1302.0, 15, "foodco-main"]]
+    assert [r[0] for r in series.values] == [start, start + QUARTER_MS]
+    [alert] = [a for a in alerts if a["kind"] == "demand_peak"][:1]
+    assert alert["state"] == "opened"
+    assert alert["meter"] == "foodco-main"
+    # raised two minutes into the block that went over, with the park's offset, not back-dated
+    assert alert["detected_at"] == "2026-03-02T08:17:00+08:00"
+    assert alert["start"] == "2026-03-02T08:15:00+08:00"

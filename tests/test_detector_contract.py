@@ -1,0 +1,269 @@
+"""The contract every registered detector keeps (``analytics.engine.contract``), checked on two
+simulated days of the demo park with every fault kind injected: state survives a snapshot and
+restore, input is not mutated, the same input gives the same findings, and any chunking of the
+same slots gives the same findings."""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Sequence
+from functools import cache
+from typing import Any
+
+import numpy as np
+import pytest
+
+from analytics.detectors import DETECTORS
+from analytics.engine.contract import (
+    Block,
+    Detector,
+    Finding,
+    GatewayStats,
+    ParkContext,
+    Scope,
+    SeriesKey,
+)
+from analytics.engine.events import finding_order
+from analytics.engine.slots import slot_block
+from parkwatch.site import Park
+from simulators import DEMO_PARK
+from simulators.faults import random_schedule
+from tests.analytics_data import simulated_rows
+
+START_MS = 1_795_968_000_000  # 2026-11-29 16:00 UTC: local midnight in Shanghai
+DAYS = 2
+STEP_MS = 60_000
+
+
+@cache
+def _park() -> Park:
+    return Park.from_yaml(DEMO_PARK)
+
+
+@cache
+def _data() -> tuple[dict[tuple[str, str], int], Any]:
+    park = _park()
+    faults = random_schedule(park, START_MS, START_MS + DAYS * 86_400_000, seed=7)
+    rows = simulated_rows(park, START_MS, DAYS, seed=7, faults=faults)
+    index = {
+        (rows.meters[m], rows.quantities[q]): i
+        for i, (m, q) in enumerate(
+            sorted(
+                {(int(a), int(b)) for a, b in zip(rows.meter_code, rows.quantity_code, strict=True)}
+            )
+        )
+    }
+    return index, rows
+
+
+def _instances(cls: type[Detector]) -> list[tuple[list[SeriesKey], str | None]]:
+    """The series of each instance the engine would make (one per gateway for meter scope)."""
+    ctx = ParkContext(_park())
+    series = cls.select(ctx)
+    if cls.scope is Scope.PARK or cls.row_subsets:
+        return [(series, None)]
+    groups: dict[str, list[SeriesKey]] = {}
+    for key in series:
+        meter = ctx.tree.meters[key.meter]
+        groups.setdefault("_virtual" if meter.is_virtual else meter.gateway, []).append(key)
+    # the two largest groups keep the test quick and still exercise many meters
+    return [(keys, g) for g, keys in sorted(groups.items(), key=lambda kv: -len(kv[1]))[:2]]
+
+
+def _block(series: Sequence[SeriesKey], group: str | None) -> Block:
+    _, rows = _data()
+    ctx = ParkContext(_park())
+    meters = {m: i for i, m in enumerate(rows.meters)}
+    quantities = {q: i for i, q in enumerate(rows.quantities)}
+    lookup = {
+        (meters[k.meter], quantities[k.quantity]): r
+        for r, k in enumerate(series)
+        if k.meter in meters and k.quantity in quantities
+    }
+    key = rows.meter_code.astype(np.int64) * 1000 + rows.quantity_code
+    table = np.full(len(rows.meters) * 1000 + len(rows.quantities), -1, dtype=np.int64)
+    for (m, q), r in lookup.items():
+        table[m * 1000 + q] = r
+    row = table[key]
+    keep = row >= 0
+    slots = DAYS * 86_400_000 // STEP_MS
+    counters = np.array([ctx.is_counter(k.quantity) for k in series], dtype=bool)
+    block = slot_block(
+        row[keep],
+        rows.t_ms[keep],
+        rows.value[keep],
+        len(series),
+        START_MS,
+        STEP_MS,
+        slots,
+        counters,
+    )
+    transport: dict[str, GatewayStats] = {}
+    gateways = sorted({ctx.tree.meters[k.meter].gateway for k in series})
+    for n, gw in enumerate(gateways if group is None else [group]):
+        if gw == "_virtual":
+            continue
+        # transport facts that switch on and off, so the transport checks have work to do
+        k = np.arange(slots) + 97 * n
+        offsets = np.where((k // 240) % 3 == 1, 400_000.0, -500.0)
+        transport[gw] = GatewayStats(
+            gw,
+            np.ones(slots, dtype=np.int32),
+            ((k // 300) % 4 == 2).astype(np.int32),
+            np.zeros(slots, dtype=np.int32),
+            offsets,
+        )
+    return Block(
+        block.start_ms,
+        block.step_ms,
+        block.values,
+        block.count,
+        block.low,
+        block.high,
+        group,
+        transport,
+    )
+
+
+def _feed(detector: Detector, block: Block, sizes: Sequence[int]) -> list[Finding]:
+    out: list[Finding] = []
+    first = 0
+    i = 0
+    while first < block.slots:
+        stop = min(block.slots, first + sizes[i % len(sizes)])
+        out.extend(detector.update(block.window(first, stop)).findings)
+        first = stop
+        i += 1
+    return out
+
+
+def _comparable(findings: Sequence[Finding]) -> list[tuple[Any, ...]]:
+    def rounded(value: Any) -> Any:
+        if isinstance(value, float):
+            return float(f"{value:.6g}")
+        if isinstance(value, dict):
+            return tuple(sorted((k, rounded(v)) for k, v in value.items()))
+        return value
+
+    return [
+        (
+            f.kind,
+            f.subject,
+            f.at_ms,
+            f.active,
+            f.start_ms,
+            f.severity,
+            None if f.estimate is None else rounded(f.estimate.value),
+            rounded(dict(f.evidence)),
+        )
+        for f in sorted(findings, key=finding_order)
+    ]
+
+
+def _plain(value: Any) -> bool:
+    """State must be plain data: numbers, strings, None, lists, dicts, numpy arrays."""
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return all(_plain(v) for v in value)
+    return isinstance(value, int | float | str | bool | np.ndarray | np.generic) or value is None
+
+
+CASES = [(cls, i) for cls in DETECTORS for i in range(len(_instances(cls)))]
+
+
+@pytest.fixture(params=CASES, ids=lambda c: f"{c[0].name}-{c[1]}")
+def case(request: pytest.FixtureRequest) -> tuple[type[Detector], list[SeriesKey], Block]:
+    cls, i = request.param
+    series, group = _instances(cls)[i]
+    return cls, series, _block(series, group)
+
+
+def _new(cls: type[Detector], series: list[SeriesKey]) -> Detector:
+    return cls(ParkContext(_park()), series)
+
+
+def test_it_finds_something_on_faulty_data(case: Any) -> None:
+    """Otherwise the other checks would hold trivially."""
+    cls, series, block = case
+    findings = _feed(_new(cls, series), block, [block.slots])
+    out = cls(ParkContext(_park()), series).update(block)
+    assert findings or out.points, f"{cls.name} neither found nor wrote anything in two days"
+    for f in findings:
+        assert f.kind in cls.kinds
+        assert (f.meter is None) != (f.zone is None)
+        assert block.start_ms < f.at_ms <= block.end_ms
+
+
+def test_same_input_same_output(case: Any) -> None:
+    cls, series, block = case
+    a = _feed(_new(cls, series), block, [block.slots])
+    b = _feed(_new(cls, series), block, [block.slots])
+    assert _comparable(a) == _comparable(b)
+
+
+@pytest.mark.parametrize("sizes", [[1], [7, 13], [97], [1000]], ids=str)
+def test_any_chunking_gives_the_same_findings(case: Any, sizes: list[int]) -> None:
+    cls, series, block = case
+    whole = _feed(_new(cls, series), block, [block.slots])
+    chunked = _feed(_new(cls, series), block, sizes)
+    assert _comparable(chunked) == _comparable(whole)
+
+
+def test_state_survives_snapshot_and_restore(case: Any) -> None:
+    cls, series, block = case
+    whole = _feed(_new(cls, series), block, [block.slots])
+    half = block.slots // 2 + 17
+    first = _new(cls, series)
+    before = _feed(first, block.window(0, half), [half])
+    state = first.state()
+    assert _plain(state), f"{cls.name}.state() holds something other than plain data"
+    second = _new(cls, series)
+    second.restore(pickle.loads(pickle.dumps(state)))
+    after = _feed(second, block.window(half, block.slots), [block.slots])
+    assert _comparable(before + after) == _comparable(whole)
+
+
+@pytest.mark.parametrize("cls", [d for d in DETECTORS if d.row_subsets], ids=lambda d: d.name)
+def test_row_subsets_fed_apart_give_the_same_findings(cls: type[Detector]) -> None:
+    """A detector that takes row subsets (one instance for the park) must not care whether a
+    gateway's rows come alone, with others, or in other chunks than its neighbours'."""
+    series, group = _instances(cls)[0]
+    block = _block(series, group)
+    ctx = ParkContext(_park())
+    whole = _feed(_new(cls, series), block, [block.slots])
+    gateway = np.array([ctx.tree.meters[k.meter].gateway for k in series])
+    names = sorted(set(gateway.tolist()))
+    first = np.flatnonzero(np.isin(gateway, names[::2]))
+    second = np.flatnonzero(np.isin(gateway, names[1::2]))
+    split = _new(cls, series)
+    a = _feed(split, _subset(block, first, [g for g in names[::2]]), [97])
+    b = _feed(split, _subset(block, second, [g for g in names[1::2]]), [13, 300])
+    assert _comparable(a + b) == _comparable(whole)
+
+
+def _subset(block: Block, rows: Any, gateways: list[str]) -> Block:
+    part = block.take(rows)
+    transport = {g: s for g, s in part.transport.items() if g in gateways}
+    return Block(
+        part.start_ms,
+        part.step_ms,
+        part.values,
+        part.count,
+        part.low,
+        part.high,
+        None,
+        transport,
+        part.row_index,
+    )
+
+
+def test_input_is_not_mutated(case: Any) -> None:
+    cls, series, block = case
+    copies = [a.copy() for a in (block.values, block.count, block.low, block.high)]
+    _feed(_new(cls, series), block, [500])
+    for original, copy in zip(
+        (block.values, block.count, block.low, block.high), copies, strict=True
+    ):
+        assert not original.flags.writeable
+        np.testing.assert_array_equal(original, copy)
