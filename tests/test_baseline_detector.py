@@ -86,11 +86,25 @@ def slot_ms(day: int, hour: float) -> int:
     return START_MS + day * 86_400_000 + int(hour * 3_600_000)
 
 
-def test_registered_and_selects_instant_quantities_only() -> None:
+def test_registered_and_selects_rates_and_the_parks_own_quantities() -> None:
     assert BaselineDetector in DETECTORS
-    ctx = ParkContext(park(2), reported={"m0": ["p_kw", "e_kwh"], "m1": ["p_kw", "pf"]})
+    spec = park(2).model_dump()
+    spec["quantities"] = [
+        {"name": "oven_c", "unit": "°C", "utilities": ["electricity"]},
+        {"name": "runs", "unit": "1", "kind": "counter", "utilities": ["electricity"]},
+    ]
+    ctx = ParkContext(
+        Park.model_validate(spec),
+        reported={"m0": ["p_kw", "e_kwh", "oven_c", "runs"], "m1": ["p_kw", "pf"]},
+    )
     keys = BaselineDetector.select(ctx)
-    assert [(k.meter, k.quantity) for k in keys] == [("m0", "p_kw"), ("m1", "p_kw"), ("m1", "pf")]
+    # counters (energy, a custom counter) and registry quantities that are not a
+    # consumption rate (power factor) are left out
+    assert [(k.meter, k.quantity) for k in keys] == [
+        ("m0", "p_kw"),
+        ("m0", "oven_c"),
+        ("m1", "p_kw"),
+    ]
 
 
 def test_clean_cycle_with_weekends_holidays_and_a_makeup_day_raises_nothing() -> None:
@@ -185,7 +199,9 @@ def test_event_closes_when_the_deviation_ends() -> None:
 
 
 def test_rows_of_one_meter_share_one_event() -> None:
-    ctx = ParkContext(park(1), reported={"m0": ["p_kw", "i_a"]})
+    spec = park(1).model_dump()
+    spec["quantities"] = [{"name": "line_a", "unit": "A", "utilities": ["electricity"]}]
+    ctx = ParkContext(Park.model_validate(spec), reported={"m0": ["p_kw", "line_a"]})
     detector = BaselineDetector(ctx, BaselineDetector.select(ctx))
     slots = WEEKS * 7 * DAY_SLOTS
     load = plant_load(slots, seed=1)

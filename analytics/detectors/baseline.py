@@ -52,12 +52,22 @@ from analytics.engine.contract import (
     SeriesKey,
 )
 from parkwatch.events import Estimate, Family, Severity
+from parkwatch.quantities import Utility
 
 KIND = "baseline_deviation"
 HOUR_MS = 3_600_000
 DAY_TYPES = 4  # ctx.day_types: workday, Saturday, Sunday, holiday
 BoolArray = npt.NDArray[np.bool_]
 
+# each utility's consumption rates: what the detector watches by default
+RATES: dict[Utility, tuple[str, ...]] = {
+    Utility.ELECTRICITY: ("p_kw",),
+    Utility.WATER: ("flow_m3h",),
+    Utility.GAS: ("flow_nm3h",),
+    Utility.AIR: ("flow_nm3h",),
+    Utility.STEAM: ("steam_th", "heat_kw"),
+    Utility.HEAT: ("heat_kw", "flow_m3h"),
+}
 # rate units and what they integrate to over a day
 _PER_DAY = {"kW": "kWh/d", "MW": "MWh/d", "m³/h": "m³/d", "Nm³/h": "Nm³/d", "t/h": "t/d"}
 
@@ -113,16 +123,24 @@ class BaselineDetector(Detector):
     kinds: ClassVar[tuple[str, ...]] = (KIND,)
     scope: ClassVar[Scope] = Scope.METER
     needs: ClassVar[Needs] = Needs(quantities=())
+    row_subsets: ClassVar[bool] = True  # rows are independent: one instance per park
 
     @classmethod
     def select(cls, ctx: ParkContext) -> list[SeriesKey]:
-        """Every instant quantity of every meter (rows of a meter adjacent)."""
-        return [
-            SeriesKey(meter.id, q)
-            for meter in ctx.tree.meters.values()
-            for q in ctx.quantities_of(meter.id)
-            if not ctx.is_counter(q)
-        ]
+        """Of every meter (virtual ones too), the consumption rates of its utility and the
+        park's own instant quantities (``quantities:`` in park.yaml, any sensor) that it
+        reports; rows of a meter adjacent. The detector works on any instant quantity: these
+        are the ones worth an operator's alert by default."""
+        custom = {q.name for q in ctx.park.quantities}
+        out: list[SeriesKey] = []
+        for meter in ctx.tree.meters.values():
+            wanted = RATES.get(meter.utility, ())
+            out.extend(
+                SeriesKey(meter.id, q)
+                for q in ctx.quantities_of(meter.id)
+                if (q in wanted or q in custom) and not ctx.is_counter(q)
+            )
+        return out
 
     def __init__(
         self,
@@ -184,7 +202,8 @@ class BaselineDetector(Detector):
         out = Output()
         if block.slots == 0 or block.rows == 0:
             return out
-        if block.rows != len(self.series):
+        index = block.row_index
+        if index is None and block.rows != len(self.series):
             raise ValueError(f"block has {block.rows} rows, the detector {len(self.series)}")
         step = block.step_ms
         if self.s["step_ms"] and self.s["step_ms"] != step:
@@ -198,7 +217,7 @@ class BaselineDetector(Detector):
         rates = self._rates(step)
         for k in range(block.slots):
             fired, closed = self._slot(
-                block.values[:, k], int(day[k]), int(kinds[k]), int(bins[k]), rates
+                block.values[:, k], index, int(day[k]), int(kinds[k]), int(bins[k]), rates
             )
             at_ms = int(times[k]) + step
             if fired.size or closed.size:
@@ -224,22 +243,36 @@ class BaselineDetector(Detector):
         }
 
     def _slot(
-        self, x: FloatArray, day: int, kind: int, b: int, r: dict[str, float]
+        self,
+        x: FloatArray,
+        index: npt.NDArray[np.intp] | None,
+        day: int,
+        kind: int,
+        b: int,
+        r: dict[str, float],
     ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+        """One slot of the block's rows (``index``: which of the detector's rows they are;
+        None: all of them, in order)."""
         s, p = self.s, self.p
-        s["record"] *= r["decay"]
-        s["record_cold"] *= r["decay"]
+        block_rows: slice | npt.NDArray[np.intp] = slice(None) if index is None else index
+        s["record"][block_rows] *= r["decay"]
+        s["record_cold"][block_rows] *= r["decay"]
         ok = ~np.isnan(x)
         valid = int(np.count_nonzero(ok))
         if valid == 0:
             return _NONE, _NONE
-        # all rows (the usual case) as a slice: no gathers, no scatters
-        rows: slice | npt.NDArray[np.intp] = slice(None) if valid == x.size else np.flatnonzero(ok)
+        # the state rows of the readings: all rows (the usual case) as a slice, so that
+        # reading and writing the state needs no gathers and scatters
+        rows: slice | npt.NDArray[np.intp]
+        if valid == x.size:
+            rows, xv = block_rows, x
+        else:
+            rows = np.flatnonzero(ok) if index is None else index[ok]
+            xv = x[ok]
 
         def get(name: str) -> npt.NDArray[Any]:
             return np.array(s[name][rows])  # a copy: the state is written back below
 
-        xv = x[rows]
         seen = get("seen") + 1
         s["seen"][rows] = seen
         first = seen == 1
@@ -402,7 +435,7 @@ class BaselineDetector(Detector):
         closed_meters = np.flatnonzero(before & ~meter_now)
         if fired_meters.size == 0 and closed_meters.size == 0:
             return _NONE, _NONE
-        ids = np.arange(x.size)[rows]
+        ids = np.arange(s["seen"].size)[rows]
         self._z = dict(zip(ids.tolist(), z.tolist(), strict=True))
         why = np.where(extreme, reasons.argmax(axis=0), -1)
         self._reason = dict(zip(ids.tolist(), why.tolist(), strict=True))
