@@ -6,8 +6,8 @@ tuned parameter). The events the detector opens are mapped to the NAB row whose 
 them (the last row before the event's ``detected_at``), and scored with NAB's method
 (``analytics.scoring.nab``) per family and overall, in all three profiles.
 
-``alarm_rows`` is the one place the detector is driven: it feeds it the file's slots as
-Blocks (``slot_block``), the same path the engine's replay takes.
+``alarm_rows`` is the one place the detector is driven: through the engine's replay
+(``analytics.replay``), the same streaming code the live service runs.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ import numpy as np
 import numpy.typing as npt
 
 from analytics.detectors.baseline import BaselineDetector
-from analytics.engine.contract import DAY_MS, Detector, ParkContext
-from analytics.engine.slots import slot_block
+from analytics.engine.contract import Detector
+from analytics.engine.engine import ParkEngine
+from analytics.replay import replay
 from analytics.scoring.nab import (
     PROFILES,
     CorpusScore,
@@ -119,36 +120,47 @@ def one_meter_park(step_ms: int) -> Park:
     )
 
 
+@dataclass
+class _Readings:
+    """A NAB file as replay's columnar rows (``analytics.replay.Readings``)."""
+
+    t_ms: npt.NDArray[np.int64]
+    meter_code: npt.NDArray[np.int32]
+    meters: Sequence[str]
+    quantity_code: npt.NDArray[np.int32]
+    quantities: Sequence[str]
+    value: npt.NDArray[np.float64]
+    line: npt.NDArray[np.int64]
+
+
 def alarm_rows(
     file: NabFile,
     detector: type[Detector] = BaselineDetector,
     params: Mapping[str, Any] | None = None,
-    chunk_days: float = 7.0,
 ) -> list[int]:
-    """Replay one file as one meter; the rows whose data opened an event."""
-    step = file.step_ms
-    park = one_meter_park(step)
-    ctx = ParkContext(park, reported={METER: [QUANTITY]})
-    series = detector.select(ctx)
-    instance = detector(ctx, series, params)
-    start = int(file.times_ms[0]) - int(file.times_ms[0]) % step
-    slots = int((int(file.times_ms[-1]) - start) // step) + 1
-    rows = np.zeros(file.times_ms.size, dtype=np.int64)
-    chunk = max(1, int(chunk_days * DAY_MS // step))
-    opened: list[int] = []
-    open_now: set[tuple[str, str]] = set()
-    for first in range(0, slots, chunk):
-        n = min(chunk, slots - first)
-        block = slot_block(rows, file.times_ms, file.values, 1, start + first * step, step, n)
-        for finding in instance.update(block).findings:
-            key = (finding.kind, finding.subject)
-            if finding.active and key not in open_now:
-                open_now.add(key)
-                opened.append(finding.at_ms)
-            elif not finding.active:
-                open_now.discard(key)
-    # the row whose data raised it: the last row before detected_at
-    return [int(np.searchsorted(file.times_ms, at, side="left")) - 1 for at in opened]
+    """Replay one file as one meter through the engine's replay path (the streaming code
+    the live service runs); the rows whose data opened an event."""
+    park = one_meter_park(file.step_ms)
+    engine = ParkEngine(park, [detector], {detector.name: dict(params or {})})
+    n = file.times_ms.size
+    readings = _Readings(
+        file.times_ms,
+        np.zeros(n, dtype=np.int32),
+        [METER],
+        np.zeros(n, dtype=np.int32),
+        [QUANTITY],
+        file.values,
+        np.arange(2, n + 2, dtype=np.int64),  # file lines: the header is line 1
+    )
+    report = replay(engine, readings)
+    if report.bad_row_count:
+        first = report.bad_rows[0]
+        raise ValueError(f"{file.name}: line {first.line}: {first.reason}")
+    # the row whose data raised an event: the last row before its detected_at
+    return sorted(
+        int(np.searchsorted(file.times_ms, e.detected_at_ms, side="left")) - 1
+        for e in report.events
+    )
 
 
 @dataclass
