@@ -1,33 +1,38 @@
 """Baseline deviation: an instant quantity departs from what the meter's own history predicts.
 
-Every row (a meter's instant quantity) keeps, in numpy arrays across all rows:
+Every row (a meter's consumption rate, or any instant quantity the park declares) keeps, in
+numpy arrays across all rows, with a loop over slots only:
 
-* a **baseline**: a time-of-day profile per kind of day (workday; Saturday, Sunday or holiday
-  from ``ctx.day_types``) in ``season_bins`` bins, learnt as a running then exponential mean,
-  plus a slowly following offset, so the daily and weekly cycle and holidays are expected.
-  Until a kind of day has been seen ``season_days`` times (cold start) the other kind's
-  profile stands in, and before any profile a fast moving level does. A reading is compared
-  with the profile values of its bin and the two next to it, so a shift that happens a little
-  earlier or later than usual is no deviation;
-* a **robust scale** of the deviations (an exponential mean of absolute deviations, each
-  clipped at ``clip`` scales so one spike does not blind it);
-* **records**: the largest scaled deviation seen recently (halving every
-  ``record_half_life_d`` days), and the highest and lowest values of the quantity, of its
-  smoothed level and of its smoothed variability ever seen.
+* a **baseline**: a time-of-day profile per day type (workday, Saturday, Sunday, holiday, from
+  ``ctx.day_types``, make-up workdays counting as workdays) in ``season_bins`` bins, plus an
+  offset that follows a lasting change over ``offset_tau_h``. A reading is compared with the
+  band its bin and the two next to it span, so a shift a little earlier or later than usual
+  is no deviation. A day type's profile is trusted once ``season_days`` days of that type have
+  been seen; until then (cold start, a first Saturday or holiday) the band is what the trusted
+  profiles of the other day types and the recent level explain;
+* a **robust scale**: the exponential mean of the profile's misses, each clipped at ``clip``
+  scales so that one spike does not blind it;
+* **records**: the largest scaled deviation of recent weeks (halving every
+  ``record_half_life_d``), and the highest and lowest value, smoothed level and smoothed
+  variability, jump between readings and smoothed deviation ever seen.
 
-A deviation opens an anomaly when it is far beyond anything the meter's recent history shows
-(``record_margin`` × the record and at least ``z_min`` scales), or when the value, its smoothed
-level (a new high or low) or its variability (a new high) leaves the range seen so far by more
-than ``extreme_margin`` of that range. These are the tricks that win the Numenta Anomaly
-Benchmark (alarms on new extremes, alarms suppressed while an anomaly lasts, self-calibration
-per series rather than a global threshold on raw values); they need no labels and no per-meter
-tuning. During an open anomaly the record may grow only to ``record_growth`` × its value at the
-opening, so a long anomaly does not become the new normal at once. The anomaly closes after
-``hold_h`` when the deviation is back under ``z_close`` scales. Nothing fires in the first
-``warmup_d`` (cold start) or on NaN slots (no reading is no evidence).
+An anomaly opens when
 
-Rows of one meter share one event (one open anomaly per kind and meter): it opens when any of
-its rows fires and closes when all are quiet.
+* a deviation from a *trusted* profile goes beyond ``record_margin`` × the record and
+  ``z_min`` scales (without a trusted baseline there is nothing to deviate from), or
+* the value or its smoothed level leaves the range seen so far by ``extreme_margin`` of it, or
+  the smoothed variability does upwards; or the jump between readings or the smoothed
+  deviation beats its largest so far by ``peak_margin``.
+
+These are the tricks that win the Numenta Anomaly Benchmark — alarms on new extremes, no
+repeated alarm while an anomaly lasts, and calibration on each series' own history instead of
+a global threshold on values — without its look-ahead (NAB's best detectors scale every file
+by its whole-file minimum and maximum; a live meter cannot). While an anomaly lasts the
+baseline does not follow it and the record grows at most to ``record_growth`` × its value at
+the opening; the anomaly closes after ``hold_h`` once the deviation is back under ``z_close``
+scales. Nothing fires in the first ``warmup_d`` of a series, and a slot without a reading is
+no evidence. Rows of one meter share one event: it opens when any of its rows fires and closes
+when all are quiet. The evidence says why it opened (``reason``).
 """
 
 from __future__ import annotations
