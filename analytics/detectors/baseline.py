@@ -84,7 +84,6 @@ class BaselineParams:
 
     season_bins: int = 48  # time-of-day bins per profile (30 min)
     season_days: int = 1  # days of a type seen before its profile is trusted
-    z_both: bool = False
     season_rate: float = 0.1  # profile's exponential rate once a bin has 10 samples
     level_tau_h: float = 0.25  # the fast level used before any profile exists
     offset_tau_h: float = 12.0  # how fast the profile's offset follows a lasting change
@@ -368,11 +367,7 @@ class BaselineDetector(Detector):
             own, np.where(settled_own, record_own, np.maximum(record_own, record_cold)), record_cold
         )
         # a deviation counts only against a trusted profile: before one, only new extremes
-        z_eff = z
-        if p.z_both:
-            z_lvl = np.abs(xv - level) / (level_scale + 1e-12 + p.range_floor * span)
-            z_eff = np.minimum(z, z_lvl)
-        z_ok = own & (z_eff > np.maximum(record * p.record_margin, p.z_min))
+        z_ok = own & (z > np.maximum(record * p.record_margin, p.z_min))
         fire = warm & (z_ok | extreme)
 
         # row events: open on fire; close after the hold once the deviation is small
