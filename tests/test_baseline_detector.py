@@ -31,6 +31,7 @@ def park(meters: int) -> Park:
         {
             "park": "test",
             "analytics": {"step_s": STEP_MS / 1000},
+            "tariffs": {"prices": {"electricity": 0.8}},  # ¥ per kWh
             "meters": [{"id": f"m{i}", "utility": "electricity"} for i in range(meters)],
         }
     )
@@ -148,6 +149,9 @@ def test_step_change_is_found_within_an_hour() -> None:
     assert first.estimate is not None
     assert first.estimate.value > 50  # kW above the expected band
     assert first.estimate.per_day_unit == "kWh/d"
+    # kW above the band, for a day, at 0.8 ¥/kWh
+    assert first.estimate.per_day == pytest.approx(first.estimate.value * 24)
+    assert first.estimate.cny_per_day == pytest.approx(first.estimate.value * 24 * 0.8)
 
 
 def test_night_spike_is_found_in_its_slot() -> None:

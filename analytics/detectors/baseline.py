@@ -75,6 +75,14 @@ RATES: dict[Utility, tuple[str, ...]] = {
 }
 # rate units and what they integrate to over a day
 _PER_DAY = {"kW": "kWh/d", "MW": "MWh/d", "m³/h": "m³/d", "Nm³/h": "Nm³/d", "t/h": "t/d"}
+# the unit a utility's tariff prices (ctx.unit_price): a daily amount in it can be costed
+_PRICED_UNIT = {
+    Utility.ELECTRICITY: "kWh/d",
+    Utility.WATER: "m³/d",
+    Utility.GAS: "Nm³/d",
+    Utility.AIR: "Nm³/d",
+    Utility.STEAM: "t/d",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -499,8 +507,9 @@ class BaselineDetector(Detector):
             per_day_unit = _PER_DAY.get(unit)
             per_day = dev * 24.0 if per_day_unit else None
             cny = None
-            if per_day is not None and dev > 0:
-                price = self.ctx.unit_price(self.ctx.tree.meters[key.meter].utility, at_ms)
+            utility = self.ctx.tree.meters[key.meter].utility
+            if per_day is not None and dev > 0 and _PRICED_UNIT.get(utility) == per_day_unit:
+                price = self.ctx.unit_price(utility, at_ms)
                 cny = None if price is None else per_day * price
             out.findings.append(
                 Finding(
