@@ -97,6 +97,9 @@ class AnalyticsService:
         self.outputs: asyncio.Queue[tuple[str, Advanced, bool]] = asyncio.Queue(
             settings.output_queue
         )
+        # events to publish on the alerts topics, apart from the writes (bounded; when full,
+        # the stream waits: an alert is never dropped while the broker is there)
+        self.alerts: asyncio.Queue[tuple[str, Event]] = asyncio.Queue(settings.output_queue)
         self.client: aiomqtt.Client | None = None
         self.unpublished: deque[tuple[str, Event]] = deque(maxlen=10_000)
         self.writer: InfluxWriter | None = None
@@ -119,6 +122,7 @@ class AnalyticsService:
                     )
                 tasks = [
                     asyncio.create_task(self._write_outputs(writer), name="analytics-output"),
+                    asyncio.create_task(self._publish_alerts(), name="analytics-alerts"),
                     asyncio.create_task(
                         self.sessions.run(self._session, self._down), name="analytics-mqtt"
                     ),
@@ -228,6 +232,10 @@ class AnalyticsService:
     async def _emit(self, park: str, advanced: Advanced, *, publish: bool) -> None:
         if advanced.late:
             self.metrics.late.inc(len(advanced.late))
+        if publish:
+            # alerts go out on their own path: never behind a database write
+            for event in advanced.events:
+                await self.alerts.put((park, event))
         if advanced.events or advanced.points:
             await self.outputs.put((park, advanced, publish))
             self.metrics.queue.set(self.outputs.qsize())
@@ -246,16 +254,11 @@ class AnalyticsService:
         self, writer: InfluxWriter, items: Sequence[tuple[str, Advanced, bool]]
     ) -> None:
         lines: list[str] = []
-        to_publish: list[tuple[str, Event]] = []
-        for park, advanced, publish in items:
+        for park, advanced, _ in items:
             lines.extend(self._point_line(park, p) for p in advanced.points)
             for event in advanced.events:
                 lines.append(event.line(self._enterprise(park, event)))
                 self.metrics.events.labels(event.kind, event.state.value).inc()
-                if publish:
-                    to_publish.append((park, event))
-        for park, event in to_publish:
-            await self._publish(park, event)
         if not lines:
             return
         try:
@@ -281,6 +284,11 @@ class AnalyticsService:
             return None
         meter = self.registry.meter(park, event.meter)
         return None if meter is None else meter.enterprise
+
+    async def _publish_alerts(self) -> None:
+        while True:
+            park, event = await self.alerts.get()
+            await self._publish(park, event)
 
     async def _publish(self, park: str, event: Event) -> None:
         client = self.client

@@ -418,6 +418,33 @@ def bench_ingest(
     typer.echo(json.dumps(run_ingest_bench(plan)))
 
 
+@bench_app.command("analytics")
+def bench_analytics_command(
+    meters: Annotated[int, typer.Option(help="meters in the synthetic park")] = 10_000,
+    hours: Annotated[float, typer.Option(help="simulated hours at 1-minute resolution")] = 24.0,
+) -> None:
+    """The analytics engine with every detector over a synthetic park, against a per-reading
+    Python loop doing the same detectors' arithmetic, in one run."""
+    from parkwatch_cli.bench_analytics import main
+
+    setup_logging("WARNING")
+    typer.echo(main(meters, hours))
+
+
+@bench_app.command("alerts")
+def bench_alerts_command(
+    gateways: Annotated[int, typer.Option()] = 20,
+    meters: Annotated[int, typer.Option(help="meters per gateway")] = 10,
+    minutes: Annotated[int, typer.Option(help="simulated minutes")] = 180,
+    speed: Annotated[float, typer.Option(help="simulated time / wall time")] = 30.0,
+) -> None:
+    """Reading published → demand-peak alert published, through real processes."""
+    from parkwatch_cli.bench_alerts import main
+
+    setup_logging("WARNING")
+    typer.echo(main(gateways, meters, minutes, speed))
+
+
 @bench_app.command("history")
 def bench_history_command(
     days: Annotated[float, typer.Option()] = 30,

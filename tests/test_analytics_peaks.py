@@ -153,3 +153,52 @@ async def test_service_writes_demand_and_alerts_a_peak(
     # raised two minutes into the block that went over, with the park's offset, not back-dated
     assert alert["detected_at"] == "2026-03-02T08:17:00+08:00"
     assert alert["start"] == "2026-03-02T08:15:00+08:00"
+
+
+def test_a_coincident_peak_names_the_enterprises_that_made_it() -> None:
+    from analytics.detectors.peaks import CoincidentPeaks
+
+    def enterprise(e: str) -> dict[str, object]:
+        meter = {"id": f"{e}-main", "utility": "electricity"}
+        return {"id": e, "workshops": [{"id": "w", "meters": [meter]}]}
+
+    park = Park.model_validate({"park": "p", "enterprises": [enterprise(e) for e in "abc"]})
+    ctx = ParkContext(park)
+    series = CoincidentPeaks.select(ctx)
+    assert [k.meter for k in series] == ["a-main", "b-main", "c-main"]
+    tz = ZoneInfo("Asia/Shanghai")
+    start = ms("2026-03-10 08:00:00", tz)  # ten days into the month: peaks count
+    # three quarter hours: a and b at their highs in the third, c low throughout
+    powers = {"a-main": [100] * 30 + [200] * 15, "b-main": [50] * 30 + [90] * 15,
+              "c-main": [300] * 30 + [150] * 15}  # fmt: skip
+    rows, t, v = [], [], []
+    for r, key in enumerate(series):
+        for k, p in enumerate(powers[key.meter]):
+            rows.append(r)
+            t.append(start + k * 60_000)
+            v.append(float(p))
+    block = slot_block(np.array(rows), np.array(t), np.array(v), 3, start, 60_000, 45)
+    out = CoincidentPeaks(ctx, series).update(block)
+    opened = [f for f in out.findings if f.active]
+    # block 1 sets the month's first high (450 kW) silently; block 3 (440 kW) is lower; only
+    # a block above 450 with two enterprises near their highs would count: none here
+    assert opened == []
+    # now a fourth quarter hour where a and b peak together and the park tops 450 kW
+    more = {"a-main": [210] * 15, "b-main": [95] * 15, "c-main": [160] * 15}
+    rows, t, v = [], [], []
+    for r, key in enumerate(series):
+        for k, p in enumerate(more[key.meter]):
+            rows.append(r)
+            t.append(start + (45 + k) * 60_000)
+            v.append(float(p))
+    detector = CoincidentPeaks(ctx, series)
+    detector.update(block)
+    out = detector.update(
+        slot_block(np.array(rows), np.array(t), np.array(v), 3, start + 45 * 60_000, 60_000, 15)
+    )
+    [finding] = [f for f in out.findings if f.active]
+    assert finding.zone == "park"
+    assert finding.evidence["park_kw"] == 465.0  # 210 + 95 + 160
+    assert finding.evidence["previous_month_max_kw"] == 450.0
+    # a and b are at their month's highs; c (160) is far under its 300
+    assert set(finding.evidence["coinciding"]) == {"a", "b"}

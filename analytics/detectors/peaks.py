@@ -294,3 +294,123 @@ class Peaks(Detector):
         self.demand.restore(state["demand"])
         self.open = np.array(state["open"], dtype=bool)
         self.critical = np.array(state["critical"], dtype=bool)
+
+
+@dataclass(frozen=True)
+class CoincidentParams:
+    near_share: float = 0.9  # an enterprise within this share of its month's peak coincides
+    min_enterprises: int = 2  # …and a coincident peak needs at least this many
+    settle_days: int = 3  # a month's first days set every peak: not reported
+
+
+def enterprise_roots(ctx: ParkContext) -> list[Meter]:
+    """Each enterprise's root electricity meters (its intake)."""
+    out = []
+    for meter in ctx.tree.meters.values():
+        if meter.utility is not Utility.ELECTRICITY or meter.enterprise == PARK_ENTERPRISE:
+            continue
+        parent = ctx.tree.parent(meter.id)
+        if parent is None or parent.enterprise != meter.enterprise:
+            out.append(meter)
+    return out
+
+
+class CoincidentPeaks(Detector):
+    """Blocks in which the park's demand sets a new high for the month while several
+    enterprises are at or near their own month's highs: the peaks that build the park's bill
+    and that only moving one enterprise's load can lower."""
+
+    name: ClassVar[str] = "coincident_peaks"
+    kinds: ClassVar[tuple[str, ...]] = ("coincident_peak",)
+    scope: ClassVar[Scope] = Scope.PARK
+    needs: ClassVar[Needs] = Needs(("p_kw",), frozenset({Utility.ELECTRICITY}))
+
+    @classmethod
+    def select(cls, ctx: ParkContext) -> list[SeriesKey]:
+        if DEMAND_MS % ctx.step_ms:
+            return []
+        roots = enterprise_roots(ctx)
+        if len({m.enterprise for m in roots}) < 2:
+            return []
+        return [SeriesKey(m.id, "p_kw") for m in roots]
+
+    def __init__(
+        self,
+        ctx: ParkContext,
+        series: Sequence[SeriesKey],
+        params: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(ctx, series, params)
+        self.p = CoincidentParams(**self.params)
+        self.enterprise = [ctx.tree.meters[k.meter].enterprise for k in self.series]
+        self.demand = DemandBlocks(len(self.series))
+        self.month = -1  # local month being tracked (months since 1970)
+        self.month_max = np.full(len(self.series), -np.inf)  # per enterprise row
+        self.park_max = -np.inf
+
+    def update(self, block: Block) -> Output:
+        out = Output()
+        for seg in segments(block, self.ctx, self.demand):
+            if not seg.complete:
+                continue
+            final = seg.mean()[:, -1]
+            local_start = int(self.ctx.local_ms(np.array([seg.block_start_ms]))[0])
+            day = np.datetime64(local_start // 86_400_000, "D")
+            month = int(day.astype("datetime64[M]").astype(np.int64))
+            if month != self.month:
+                self.month = month
+                self.month_max[:] = -np.inf
+                self.park_max = -np.inf
+            if np.isnan(final).any():
+                continue  # a block with an enterprise missing says nothing of the park's peak
+            park = float(final.sum())
+            into_month = int((day - day.astype("datetime64[M]")).astype(np.int64))
+            near = final >= self.p.near_share * np.maximum(self.month_max, final)
+            if (
+                np.isfinite(self.park_max)
+                and park > self.park_max
+                and into_month >= self.p.settle_days
+                and int(near.sum()) >= self.p.min_enterprises
+            ):
+                at = int(seg.ends_ms[-1])
+                shares = {
+                    self.enterprise[i]: round(float(final[i] / park), 3)
+                    for i in np.flatnonzero(near)
+                }
+                out.findings.append(
+                    Finding(
+                        "coincident_peak",
+                        Family.DEMAND,
+                        at,
+                        True,
+                        zone="park",
+                        start_ms=seg.block_start_ms,
+                        severity=Severity.MINOR,
+                        estimate=Estimate(round(park, 1), "kW park demand"),
+                        evidence={
+                            "park_kw": round(park, 1),
+                            "previous_month_max_kw": round(float(self.park_max), 1),
+                            "coinciding": shares,
+                        },
+                    )
+                )
+                out.findings.append(
+                    Finding("coincident_peak", Family.DEMAND, at, False, zone="park")
+                )
+            self.park_max = max(self.park_max, park)
+            self.month_max = np.fmax(self.month_max, final)
+        return out
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "demand": self.demand.state(),
+            "month": self.month,
+            "month_max": self.month_max.copy(),
+            "park_max": self.park_max,
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        self.demand.restore(state["demand"])
+        self.month = int(state["month"])
+        self.month_max = np.array(state["month_max"], dtype=np.float64)
+        self.park_max = float(state["park_max"])

@@ -155,7 +155,7 @@ class Clocks:
         recent = self.times[changed]
         spacing = np.diff(recent, axis=1).astype(np.float64)
         spacing[recent[:, :-1] <= NEVER] = np.nan
-        enough = np.sum(np.isfinite(spacing), axis=1) >= 2
+        enough = np.sum(np.isfinite(spacing), axis=1) >= 1
         if enough.any():
             with np.errstate(all="ignore"):
                 median = np.nanmedian(spacing[enough], axis=1)
