@@ -16,14 +16,19 @@ import json
 import math
 import pickle
 import resource
+import struct
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from analytics.detectors import DETECTORS
+from analytics.detectors.meter_faults import MODULI
+from analytics.detectors.peaks import contracted_demand, enterprise_roots
 from analytics.engine.engine import ParkEngine, Rows
+from parkwatch.calendar import local_ms
 from parkwatch.site import Park
 from simulators.model import ParkModel
 from simulators.synthetic import synthetic_park
@@ -89,55 +94,149 @@ def run_engine(engine: ParkEngine, r: Readings, step_ms: int) -> tuple[float, in
 
 
 class NaiveDetectors:
-    """The same detectors' core arithmetic, one reading at a time in plain Python."""
+    """The same detectors' rules, one reading at a time in plain Python, the way one would
+    write them without arrays: demand blocks with the forecast and its events (peaks),
+    coincident park peaks, counter rollovers/replacements/resets/jumps with their episodes,
+    stuck values with the liveliness window, word-swap checks, silence and transport."""
 
-    def __init__(self, park: Park, counters: set[str]) -> None:
-        self.offset_ms = 8 * 3_600_000 if park.timezone == "Asia/Shanghai" else 0
-        self.counters = counters
-        self.contract = {m.id: m.spec.contracted_demand_kw for m in park.iter_meters()}
-        self.state: dict[tuple[str, str], list[float]] = {}
+    def __init__(self, park: Park, engine: ParkEngine) -> None:
+        # the park's offset at the bench's start (the demand blocks' local clock)
+        self.offset_ms = int(local_ms(np.array([START_MS]), park.zone)[0]) - START_MS
+        ctx = engine.ctx
+        self.counter = {(k.meter, k.quantity): ctx.is_counter(k.quantity) for k in engine.series}
+        self.contract: dict[str, float | None] = {}
+        for meter in park.iter_meters():
+            self.contract[meter.id] = contracted_demand(meter, ctx)
+        self.roots = {m.id: m.enterprise for m in enterprise_roots(ctx)}
+        self.gateway = {m.id: m.gateway for m in park.iter_meters()}
+        self.row: dict[tuple[str, str], dict[str, Any]] = {}
+        self.meter_seen: dict[str, int] = {}
+        self.meter_open: dict[str, bool] = {}
+        self.block_finals: dict[int, dict[str, float]] = {}
+        self.park_max = -math.inf
+        self.gw: dict[str, dict[str, Any]] = {}
         self.events = 0
 
-    def reading(self, meter: str, quantity: str, t: int, v: float) -> None:
-        key = (meter, quantity)
-        st = self.state.get(key)
+    def reading(self, meter: str, quantity: str, t: int, v: float, arrival: int) -> None:
+        st = self.row.get((meter, quantity))
         if st is None:
-            # block, sum, n, max, last_v, last_t, run, mean, var
-            st = self.state[key] = [-1.0, 0.0, 0.0, -math.inf, math.nan, -1.0, 0.0, v, 0.0]
-        if quantity in self.counters:  # counter resets and rollovers
-            if not math.isnan(st[4]) and v < st[4] - max(1e-6 * st[4], 1e-3):
-                wrapped = v + 2**32 / 100 - st[4]  # a rollover, else a reset: either an event
-                self.events += 1 + int(0 <= wrapped < 1e6) - int(0 <= wrapped < 1e6)
+            st = self.row[(meter, quantity)] = {
+                "prev": math.nan, "slot": -1, "inc": math.nan, "run": 0,
+                "changes": deque(maxlen=60), "good": math.nan, "block": -1, "sum": 0.0,
+                "n": 0, "max": -math.inf, "open": False, "critical": False,
+                "episode": -(10**9),
+            }  # fmt: skip
+        slot = t // 60_000
+        if self.counter[(meter, quantity)]:
+            self._counter(st, meter, slot, v)
         else:
-            if quantity == "p_kw":  # demand and its forecast
-                local = t + self.offset_ms
-                block = local // 900_000
-                if block != st[0]:
-                    st[0], st[1], st[2], st[3] = block, 0.0, 0.0, -math.inf
-                st[1] += v
-                st[2] += 1
-                st[3] = max(st[3], v)
-                elapsed = (local % 900_000) / 60_000 + 1
-                forecast = (st[1] / st[2] * elapsed + v * (15 - elapsed)) / 15
-                contract = self.contract.get(meter)
-                if contract and forecast >= contract:
-                    self.events += 1
-            st[6] = st[6] + 1 if v == st[4] else 0  # stuck values
-            if st[6] == 15:
+            self._instant(st, meter, quantity, t, v)
+        self._silence(meter, slot)
+        self._transport(self.gateway[meter], t, arrival)
+        st["prev"], st["slot"] = v, slot
+
+    def _counter(self, st: dict[str, Any], meter: str, slot: int, v: float) -> None:
+        prev = st["prev"]
+        if math.isnan(prev):
+            return
+        gap = slot - st["slot"]
+        inc = v - prev
+        tol = max(1e-6 * abs(prev), 1e-3)
+        usual = st["inc"]
+        if inc >= 0:
+            st["inc"] = inc / max(gap, 1)
+        kind = None
+        if inc < -tol:
+            expected = (0.0 if math.isnan(usual) else usual) * gap
+            wraps = any(0 <= v + mod - prev <= max(3 * expected, 1e-6 * mod + 0.01)
+                        for mod in MODULI_LIST)  # fmt: skip
+            kind = "rollover" if wraps and gap < 3 else "replacement" if gap >= 3 else "reset"
+        elif not math.isnan(usual) and usual > 0 and inc > 1000 * max(usual * gap, tol):
+            kind = "jump"
+        if kind is not None:
+            if slot - st["episode"] > 60:
                 self.events += 1
-            delta = v - st[7]  # a running z-score baseline
-            st[7] += 0.01 * delta
-            st[8] = 0.99 * (st[8] + 0.01 * delta * delta)
-            if st[8] > 0 and abs(delta) > 6 * math.sqrt(st[8]):
+            st["episode"] = slot
+
+    def _instant(self, st: dict[str, Any], meter: str, quantity: str, t: int, v: float) -> None:
+        prev = st["prev"]
+        equal = v == prev
+        st["run"] = st["run"] + 1 if equal else 0
+        st["changes"].append(0 if equal else 1)
+        if st["run"] == 15 and sum(st["changes"]) >= 0.8 * len(st["changes"]) and v != 0:
+            self.events += 1  # stuck
+        good = st["good"]
+        if not math.isnan(good) and good > 0 and (abs(v) > 10 * good or abs(v) < good / 10):
+            swapped = struct.unpack("<f", struct.pack("<I", _swap_words(v)))[0]
+            if good / 1.5 <= abs(swapped) <= good * 1.5:
+                self.events += 1  # word swap
+            else:
+                st["good"] = abs(v)
+        else:
+            st["good"] = abs(v)
+        if quantity != "p_kw":
+            return
+        local = t + self.offset_ms
+        block = local // 900_000
+        if block != st["block"]:
+            st["block"], st["sum"], st["n"], st["max"] = block, 0.0, 0, -math.inf
+        st["sum"] += v
+        st["n"] += 1
+        st["max"] = max(st["max"], v)
+        elapsed = (local % 900_000) / 60_000 + 1
+        mean = st["sum"] / st["n"]
+        forecast = (mean * elapsed + v * (15 - elapsed)) / 15
+        contract = self.contract.get(meter)
+        if contract and elapsed >= 2:
+            over = forecast >= contract
+            critical = forecast > 1.05 * contract
+            if over and (not st["open"] or critical != st["critical"]):
+                st["open"], st["critical"] = True, critical
                 self.events += 1
-        if st[5] >= 0 and t - st[5] > 300_000:  # silence
+        if elapsed >= 15:
+            if contract and st["open"] and mean < contract:
+                st["open"] = False
+                self.events += 1
+            if meter in self.roots:
+                finals = self.block_finals.setdefault(block, {})
+                finals[self.roots[meter]] = mean
+                if len(finals) == len(set(self.roots.values())):
+                    park = sum(finals.values())
+                    if park > self.park_max and sum(1 for x in finals.values() if x > 0) >= 2:
+                        self.events += 1
+                    self.park_max = max(self.park_max, park)
+                    del self.block_finals[block]
+
+    def _silence(self, meter: str, slot: int) -> None:
+        last = self.meter_seen.get(meter)
+        if last is not None and slot - last >= 5 and not self.meter_open.get(meter):
             self.events += 1
-        st[4], st[5] = v, float(t)
+        self.meter_open[meter] = False
+        self.meter_seen[meter] = slot
+
+    def _transport(self, gateway: str, t: int, arrival: int) -> None:
+        g = self.gw.get(gateway)
+        if g is None:
+            g = self.gw[gateway] = {"offsets": deque(maxlen=5), "kind": ""}
+        g["offsets"].append(t - arrival)
+        if len(g["offsets"]) == 5:
+            median = sorted(g["offsets"])[2]
+            kind = "clock_skew" if median > 60_000 else "late" if median < -120_000 else ""
+            if kind != g["kind"]:
+                g["kind"] = kind
+                self.events += 1
+
+
+MODULI_LIST = [float(m) for m in MODULI]
+
+
+def _swap_words(value: float) -> int:
+    bits: int = struct.unpack("<I", struct.pack("<f", value))[0]
+    return ((bits << 16) | (bits >> 16)) & 0xFFFFFFFF
 
 
 def run_naive(park: Park, engine: ParkEngine, r: Readings, sample: int) -> float:
-    counters = {q for q in set(r.quantity) if engine.ctx.is_counter(q)}
-    naive = NaiveDetectors(park, counters)
+    naive = NaiveDetectors(park, engine)
     n = min(sample, r.t_ms.size)
     meters = [r.meter[s] for s in r.series[:n].tolist()]
     quantities = [r.quantity[s] for s in r.series[:n].tolist()]
@@ -146,7 +245,7 @@ def run_naive(park: Park, engine: ParkEngine, r: Readings, sample: int) -> float
     gc.collect()
     started = time.perf_counter()
     for meter, quantity, t, v in zip(meters, quantities, times, values, strict=True):
-        naive.reading(meter, quantity, t, v)
+        naive.reading(meter, quantity, t, v, t)
     return n / (time.perf_counter() - started)
 
 

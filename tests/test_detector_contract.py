@@ -18,10 +18,10 @@ from analytics.engine.contract import (
     Block,
     Detector,
     Finding,
-    GatewayStats,
     ParkContext,
     Scope,
     SeriesKey,
+    TransportStats,
 )
 from analytics.engine.events import finding_order
 from analytics.engine.slots import slot_block
@@ -98,21 +98,21 @@ def _block(series: Sequence[SeriesKey], group: str | None) -> Block:
         slots,
         counters,
     )
-    transport: dict[str, GatewayStats] = {}
-    gateways = sorted({ctx.tree.meters[k.meter].gateway for k in series})
-    for n, gw in enumerate(gateways if group is None else [group]):
-        if gw == "_virtual":
-            continue
-        # transport facts that switch on and off, so the transport checks have work to do
-        k = np.arange(slots) + 97 * n
-        offsets = np.where((k // 240) % 3 == 1, 400_000.0, -500.0)
-        transport[gw] = GatewayStats(
-            gw,
-            np.ones(slots, dtype=np.int32),
-            ((k // 300) % 4 == 2).astype(np.int32),
-            np.zeros(slots, dtype=np.int32),
-            offsets,
-        )
+    gateways = [
+        g
+        for g in sorted({ctx.tree.meters[k.meter].gateway for k in series})
+        if group is None or g == group
+    ]
+    # transport facts that switch on and off (each gateway its own phase), so the transport
+    # checks have work to do
+    k = np.arange(slots)[None, :] + 97 * np.arange(len(gateways))[:, None]
+    transport = TransportStats(
+        tuple(gateways),
+        np.ones(k.shape, dtype=np.int32),
+        ((k // 300) % 4 == 2).astype(np.int32),
+        np.zeros(k.shape, dtype=np.int32),
+        np.where((k // 240) % 3 == 1, 400_000.0, -500.0),
+    )
     return Block(
         block.start_ms,
         block.step_ms,
@@ -244,7 +244,7 @@ def test_row_subsets_fed_apart_give_the_same_findings(cls: type[Detector]) -> No
 
 def _subset(block: Block, rows: Any, gateways: list[str]) -> Block:
     part = block.take(rows)
-    transport = {g: s for g, s in part.transport.items() if g in gateways}
+    transport = part.transport.only(gateways)
     return Block(
         part.start_ms,
         part.step_ms,

@@ -649,13 +649,13 @@ class MeterFaults(Detector):
         """Clock offsets are judged by their median over the last ``transport_slots`` slots
         (those with batches; at least three); duplicates by how many of the last ten slots
         had any. Every gateway of the block at once."""
-        names = [g for g in block.transport if g in self.gw_index]
+        stats = block.transport.only(self.gw_index)
+        names = stats.gateways
         if not names:
             return
         idx = np.array([self.gw_index[g] for g in names], dtype=np.intp)
-        stats = [block.transport[g] for g in names]
-        offsets = np.stack([s.offset_ms for s in stats])
-        dups = np.stack([(s.duplicates > 0) for s in stats]).astype(np.int8)
+        offsets = stats.offset_ms
+        dups = (stats.duplicates > 0).astype(np.int8)
         n = self.p.transport_slots
         known = np.concatenate([self.gw_offsets[idx], offsets], axis=1)
         windows = np.lib.stride_tricks.sliding_window_view(known, n, axis=1)

@@ -29,7 +29,7 @@ rows (balances, zones, coincident peaks) and run once per park, on the park cloc
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar
@@ -91,26 +91,59 @@ class Needs:
 
 
 @dataclass(frozen=True)
-class GatewayStats:
-    """What the transport did for one gateway, per slot of a block (the slot of the data a
-    batch carried, or the first open one when that is closed): for transport faults."""
+class TransportStats:
+    """What the transport did for some gateways (rows), per slot of a block (columns: the slot
+    of the data a batch carried, or the first open one when that was closed): for transport
+    faults."""
 
-    gateway: str
-    batches: npt.NDArray[np.int32]
-    duplicates: npt.NDArray[np.int32]  # readings seen before (same meter, quantity, time)
-    late: npt.NDArray[np.int32]  # readings that came after their slot was closed
+    gateways: tuple[str, ...] = ()
+    batches: npt.NDArray[np.int32] = field(default_factory=lambda: _empty(np.int32))
+    duplicates: npt.NDArray[np.int32] = field(default_factory=lambda: _empty(np.int32))
+    late: npt.NDArray[np.int32] = field(default_factory=lambda: _empty(np.int32))
     # mean (source time − arrival time) of the batches; NaN where none came. A clock ahead
     # shows > 0; late delivery or a clock behind < 0
-    offset_ms: FloatArray
+    offset_ms: FloatArray = field(default_factory=lambda: _empty(np.float64))
 
-    def window(self, first: int, stop: int) -> GatewayStats:
-        return GatewayStats(
-            self.gateway,
-            self.batches[first:stop],
-            self.duplicates[first:stop],
-            self.late[first:stop],
-            self.offset_ms[first:stop],
+    def window(self, first: int, stop: int) -> TransportStats:
+        return TransportStats(
+            self.gateways,
+            self.batches[:, first:stop],
+            self.duplicates[:, first:stop],
+            self.late[:, first:stop],
+            self.offset_ms[:, first:stop],
         )
+
+    def only(self, gateways: Collection[str]) -> TransportStats:
+        """The rows of these gateways."""
+        keep = [i for i, g in enumerate(self.gateways) if g in gateways]
+        if len(keep) == len(self.gateways):
+            return self
+        return TransportStats(
+            tuple(self.gateways[i] for i in keep),
+            self.batches[keep],
+            self.duplicates[keep],
+            self.late[keep],
+            self.offset_ms[keep],
+        )
+
+    @classmethod
+    def joined(cls, parts: Sequence[TransportStats]) -> TransportStats:
+        parts = [p for p in parts if p.gateways]
+        if not parts:
+            return cls()
+        if len(parts) == 1:
+            return parts[0]
+        return cls(
+            tuple(g for p in parts for g in p.gateways),
+            np.concatenate([p.batches for p in parts]),
+            np.concatenate([p.duplicates for p in parts]),
+            np.concatenate([p.late for p in parts]),
+            np.concatenate([p.offset_ms for p in parts]),
+        )
+
+
+def _empty(dtype: type[np.generic]) -> npt.NDArray[Any]:
+    return np.zeros((0, 0), dtype=dtype)
 
 
 @dataclass(frozen=True)
@@ -128,7 +161,7 @@ class Block:
     low: FloatArray
     high: FloatArray
     group: str | None = None  # the gateway when the block holds one gateway's rows
-    transport: Mapping[str, GatewayStats] = field(default_factory=dict)
+    transport: TransportStats = field(default_factory=TransportStats)
     # which of the detector's rows (indices into its series) the block holds, in order; None:
     # all of them. Only detectors with ``row_subsets`` get blocks of some of their rows.
     row_index: npt.NDArray[np.intp] | None = None
@@ -174,7 +207,7 @@ class Block:
             self.low[:, first:stop],
             self.high[:, first:stop],
             self.group,
-            {g: stats.window(first, stop) for g, stats in self.transport.items()},
+            self.transport.window(first, stop),
             self.row_index,
         )
 

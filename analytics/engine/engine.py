@@ -37,6 +37,7 @@ from analytics.engine.contract import (
     ParkContext,
     Scope,
     SeriesKey,
+    TransportStats,
 )
 from analytics.engine.events import EventBook, EventRules
 from analytics.engine.slots import BoolArray
@@ -535,7 +536,7 @@ class ParkEngine:
         for a in arrays:
             a.flags.writeable = False
         names = {self.gateways[int(g)] for g in gateways if g >= 0}
-        transport = {gw: stats for b in blocks for gw, stats in b.transport.items() if gw in names}
+        transport = TransportStats.joined([b.transport for b in blocks]).only(names)
         whole = rows.size == len(inst.detector.series)
         return Block(
             start * self.step_ms,
@@ -562,7 +563,7 @@ class ParkEngine:
     def _table_block(self, name: str, start: int, stop: int) -> Block:
         table = self.tables[name]
         block = table.block(start, stop, self.step_ms)
-        stats = {gw: table.stats(k, start, stop) for k, gw in enumerate(table.gateways)}
+        stats = table.stats(start, stop)
         return Block(block.start_ms, block.step_ms, block.values, block.count, block.low,
                      block.high, None, stats)  # fmt: skip
 

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from analytics.engine.contract import Block, FloatArray, GatewayStats, IntArray
+from analytics.engine.contract import Block, FloatArray, IntArray, TransportStats
 from analytics.engine.slots import BoolArray, SlotArrays
 
 _GROW = 64  # slots added at a time when data runs ahead
@@ -112,16 +112,20 @@ class Table:
         i, j = first - self.base, stop - self.base
         return self.cells.block(i, j, first * step_ms, step_ms, self.counter_rows)
 
-    def stats(self, k: int, first: int, stop: int) -> GatewayStats:
-        """Transport facts of its ``k``-th gateway over slots ``first:stop``."""
+    def stats(self, first: int, stop: int) -> TransportStats:
+        """Transport facts of its gateways over slots ``first:stop``."""
         assert self.base is not None
         i, j = first - self.base, stop - self.base
         t = self.transport
-        batches = t.batches[k, i:j].copy()
+        batches = t.batches[:, i:j].copy()
         with np.errstate(invalid="ignore", divide="ignore"):
-            offset = np.where(batches > 0, t.offset_sum[k, i:j] / batches, np.nan)
-        return GatewayStats(
-            self.gateways[k], batches, t.duplicates[k, i:j].copy(), t.late[k, i:j].copy(), offset
+            offset = np.where(batches > 0, t.offset_sum[:, i:j] / batches, np.nan)
+        return TransportStats(
+            tuple(self.gateways),
+            batches,
+            t.duplicates[:, i:j].copy(),
+            t.late[:, i:j].copy(),
+            offset,
         )
 
     def add(
