@@ -130,6 +130,25 @@ class Ratios:
 
 NO_RATIOS = Ratios()  # a meter that reports primary-side values
 
+
+class Transform(StrEnum):
+    """A vendor encoding applied to the raw number before scaling."""
+
+    NONE = "none"
+    # Schneider's four-quadrant power factor (PM5xxx, iEM3xxx "4Q FP PF"): the register holds
+    # -2..2 with the quadrant folded in; above 1 the power factor is 2 - x, below -1 it is
+    # -2 - x, in between it is x
+    PF_4Q = "pf_4q"
+
+    def apply(self, raw: float) -> float:
+        if self is Transform.PF_4Q:
+            if raw > 1:
+                return 2 - raw
+            if raw < -1:
+                return -2 - raw
+        return raw
+
+
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -146,6 +165,7 @@ class RegisterSpec(BaseModel):
     # default: the profile's (filled in when the profile is validated)
     function: Function = Function.HOLDING
     word_order: WordOrder = WordOrder.BIG
+    transform: Transform = Transform.NONE
     doc: str = ""  # the manual's register number and name
 
     @property
@@ -168,6 +188,8 @@ class RegisterSpec(BaseModel):
         assert isinstance(raw, int | float)
         if not math.isfinite(raw):
             return float(raw)
+        if self.transform is not Transform.NONE:
+            raw = self.transform.apply(float(raw))
         # Scale in decimal, from the shortest text that reads back as the register's value:
         # a float32 6679.406 stays 6679.406 (not 6679.40576171875) and 935723969 × 0.001 is
         # 935723.969, not 935723.9690000001. Nothing is rounded beyond the register's precision.
@@ -194,6 +216,13 @@ class RegisterSpec(BaseModel):
     def resolution(self, ratios: Ratios = NO_RATIOS) -> float:
         """The step of the decoded value for integer registers (0 for floats)."""
         return 0.0 if self.type.is_float else self.scale * ratios.factor(self.ratio)
+
+    def modulus(self, ratios: Ratios = NO_RATIOS) -> float | None:
+        """Where an unsigned integer register wraps to zero, in quantity units; ``None`` for
+        floats and signed types (a float counter has no fixed wrap)."""
+        if self.type.is_float or not self.type.value.startswith("u"):
+            return None
+        return float(2 ** (16 * self.words) * self.scale * ratios.factor(self.ratio))
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +269,7 @@ class MeterProfile(BaseModel):
 
     model_config = _STRICT
 
+    protocol: Literal["modbus"] = "modbus"
     name: Slug
     vendor: str
     model: str
@@ -321,6 +351,15 @@ class MeterProfile(BaseModel):
     @property
     def quantities(self) -> tuple[str, ...]:
         return tuple(spec.quantity for spec in self.registers)
+
+    def counter_moduli(self, ratios: Ratios = NO_RATIOS) -> dict[str, float]:
+        """Counter quantity → the value at which its register rolls over to zero."""
+        out: dict[str, float] = {}
+        for spec in self.registers:
+            modulus = spec.modulus(ratios)
+            if modulus is not None and QUANTITIES[spec.quantity].is_counter:
+                out[spec.quantity] = modulus
+        return out
 
     def register(self, quantity: str) -> RegisterSpec:
         for spec in self.registers:
