@@ -205,6 +205,10 @@ def read_data_answer(address: str, di: int, value: bytes, follows: bool = False)
     return Frame(address, control, di_bytes(di) + value)
 
 
+def read_address_answer(address: str) -> Frame:
+    return Frame(address, RESPONSE | Control.READ_ADDRESS, address_bytes(address))
+
+
 def error_answer(address: str, function: int, status: ErrorWord) -> Frame:
     return Frame(address, RESPONSE | ERROR | function, bytes([status]))
 
@@ -317,11 +321,12 @@ class Dlt645Read(BaseModel):
     @field_validator("di", mode="before")
     @classmethod
     def _di(cls, value: object) -> object:
-        if isinstance(value, int):
-            return f"{value:08X}"
         if isinstance(value, str) and re.fullmatch(r"[0-9A-Fa-f]{8}", value):
             return value.upper()
-        raise ValueError(f"a data identifier is 8 hex digits, e.g. 00010000: {value!r}")
+        if isinstance(value, int):
+            # YAML reads 02030000 as an octal number: the identifier would silently change
+            raise ValueError(f"write the data identifier in quotes, e.g. '02030000' (got {value})")
+        raise ValueError(f"a data identifier is 8 hex digits, e.g. '00010000': {value!r}")
 
     @property
     def code(self) -> int:

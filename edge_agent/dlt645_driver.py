@@ -27,6 +27,7 @@ from edge_agent.dlt645 import (
     ErrorWord,
     Frame,
     MeterRefused,
+    address_text,
     decode_frame,
     di_bytes,
     read_address_request,
@@ -150,7 +151,7 @@ class Dlt645Driver:
         frame = await self._exchange("reading the address", read_address_request(), accept)
         if frame.is_error or len(frame.data) != 6:
             raise Dlt645ReadError(self.meter, "reading the address", "no address in the answer")
-        return frame.data[::-1].hex().upper()
+        return address_text(frame.data)
 
     async def read(self) -> dict[str, float]:
         """The profile's quantities the meter reports."""

@@ -44,15 +44,25 @@ STANDARD_CT = (10, 20, 30, 40, 60, 80, 100, 120, 160, 200, 300, 400, 600, 800, 1
 _SECONDARY_W = 3000.0
 
 
-def complete(utility: Utility, q: Mapping[str, float]) -> dict[str, float]:
-    """The model's quantities plus those a real meter of ``utility`` also shows."""
+# how a multi-tariff meter's import splits over tariffs 1-4 (sharp, peak, flat, valley): fixed
+# shares keep every tariff counter growing with the total, and their sum equal to it
+TARIFF_SHARES = (0.1, 0.3, 0.35, 0.25)
+
+
+def complete(utility: Utility, q: Mapping[str, float], t_ms: int = 0) -> dict[str, float]:
+    """The model's quantities plus those a real meter of ``utility`` also shows: voltage and
+    frequency (wandering a little, as a grid's do), current, export and tariff energies."""
     out = dict(q)
     if utility is Utility.ELECTRICITY and "p_kw" in out:
         pf = out.get("pf", 0.92) or 0.92
-        out.setdefault("v_v", NOMINAL_V)
-        out.setdefault("f_hz", NOMINAL_HZ)
-        out.setdefault("i_a", round(abs(out["p_kw"]) * 1000 / (3 * NOMINAL_V * pf), 3))
+        phase = t_ms / 1000.0
+        out.setdefault("v_v", round(NOMINAL_V + 2.0 * math.sin(phase / 97.0), 1))
+        out.setdefault("f_hz", round(NOMINAL_HZ + 0.04 * math.sin(phase / 61.0), 2))
+        out.setdefault("i_a", round(abs(out["p_kw"]) * 1000 / (3 * out["v_v"] * pf), 3))
         out.setdefault("e_export_kwh", 0.0)
+        if "e_kwh" in out:
+            for tariff, share in enumerate(TARIFF_SHARES, start=1):
+                out.setdefault(f"e_t{tariff}_kwh", round(out["e_kwh"] * share, 2))
     return out
 
 
@@ -84,7 +94,7 @@ class ModelFeed:
         t = int(self.clock() * 1000) if t_ms is None else t_ms
         for reading in self.model.step(t):
             meter = self.meters[reading["m"]]
-            self._values[meter.id] = complete(meter.utility, reading["q"])
+            self._values[meter.id] = complete(meter.utility, reading["q"], t)
         self.t_ms = t
         self._stepped_at = time.monotonic()
         return t
