@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import yaml
 
+from edge_agent.dlt645 import Dlt645Profile
 from edge_agent.profiles import NO_RATIOS, MeterProfile, Ratio, Ratios, get_profile
 from parkwatch.quantities import Utility
 from parkwatch.site import Meter, Park
@@ -131,10 +132,14 @@ def default_profile(meter: Meter, park: Park) -> str | None:
     }.get(meter.utility)
 
 
-def ratios_for(profile: MeterProfile, values: Mapping[str, float]) -> Ratios:
+def ratios_for(profile: MeterProfile | Dlt645Profile, values: Mapping[str, float]) -> Ratios:
     """A current-transformer ratio that keeps a secondary-side meter within its range, as an
     installer would choose one; meters that report primary values need none."""
-    if all(spec.ratio is Ratio.NONE for spec in profile.registers):
+    if isinstance(profile, MeterProfile):
+        ratios = [spec.ratio for spec in profile.registers]
+    else:
+        ratios = [v.ratio for read in profile.reads for v in read.values]
+    if all(ratio is Ratio.NONE for ratio in ratios):
         return Ratios()
     peak_w = abs(values.get("p_kw", 0.0)) * 1000 * 2  # headroom for the day's peak
     for ct in STANDARD_CT:
