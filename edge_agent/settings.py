@@ -232,7 +232,8 @@ class EdgeSettings(BaseSettings):
     publish_timeout_s: Annotated[float, Field(gt=0)] = 10.0  # waiting for one PUBACK
     client_id: str | None = None  # default: edge-{park}-{gateway}
     reconnect_base_s: Annotated[float, Field(gt=0)] = 0.5
-    reconnect_cap_s: Annotated[float, Field(gt=0)] = 30.0
+    # a broker that comes back is noticed within this long: live readings flow again soon after
+    reconnect_cap_s: Annotated[float, Field(gt=0)] = 5.0
     log_level: str = "INFO"
 
     @model_validator(mode="after")
