@@ -18,6 +18,7 @@ import typer
 
 from parkwatch.logs import setup_logging
 from parkwatch.settings import InfluxSettings, MqttSettings, ServiceSettings
+from parkwatch_cli.edge import edge_app
 
 app = typer.Typer(
     help="parkwatch: energy and water monitoring for industrial parks.",
@@ -149,22 +150,6 @@ def api(
     settings = _override(ApiSettings(), site, None, influx_url, database, host=host, port=port)
     setup_logging(settings.log_level, json_logs)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
-
-
-@app.command()
-def edge(
-    config: Annotated[Path, typer.Option(help="gateway.yaml", exists=True, dir_okay=False)],
-    log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING …")] = None,
-    json_logs: JsonLogOpt = False,
-) -> None:
-    """A gateway: polls its meters (Modbus TCP/RTU, MQTT-native), buffers on disk, publishes."""
-    from edge_agent.service import run_edge
-    from edge_agent.settings import EdgeSettings
-
-    settings = EdgeSettings.from_yaml(config)
-    setup_logging(log_level or settings.log_level, json_logs)
-    # SIGTERM (systemd, docker stop) stops as cleanly as Ctrl-C: its status goes "offline"
-    _run(run_edge(settings))
 
 
 @app.command()
@@ -385,6 +370,8 @@ def demo(
     setup_logging("WARNING")
     raise typer.Exit(run_demo(duration, port, interval, state_dir, site))
 
+
+app.add_typer(edge_app, name="edge")
 
 bench_app = typer.Typer(help="Benchmarks that print their figures (last line: JSON).")
 app.add_typer(bench_app, name="bench")
