@@ -405,6 +405,26 @@ def bench_ingest(
     typer.echo(json.dumps(run_ingest_bench(plan)))
 
 
+@bench_app.command("edge")
+def bench_edge_command(
+    modbus: Annotated[int, typer.Option(help="Modbus TCP devices, polled every second")] = 100,
+    modbus_seconds: Annotated[float, typer.Option()] = 30.0,
+    dlt645: Annotated[int, typer.Option(help="DL/T 645 meters on one serial bus")] = 20,
+    dlt645_seconds: Annotated[float, typer.Option()] = 60.0,
+    baudrate: Annotated[int, typer.Option(help="the DL/T 645 bus' baud rate")] = 2400,
+    turnaround: Annotated[float, typer.Option(help="a DL/T 645 meter's reply delay, s")] = 0.02,
+) -> None:
+    """Gateway polling: requests per cycle against the minimum, cycle times and CPU per
+    device for Modbus TCP; a slow DL/T 645 bus' computed capacity against what is achieved."""
+    import json
+
+    from parkwatch_cli.bench_edge import run_edge_bench
+
+    setup_logging("WARNING")
+    result = run_edge_bench(modbus, modbus_seconds, dlt645, dlt645_seconds, baudrate, turnaround)
+    typer.echo(json.dumps(result))
+
+
 @bench_app.command("history")
 def bench_history_command(
     days: Annotated[float, typer.Option()] = 30,
