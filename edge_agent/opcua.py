@@ -74,6 +74,7 @@ class OpcUaProfile(BaseModel):
     utility: Utility
     namespace: str  # the namespace URI the nodes belong to
     source: str = ""
+    illustrative: bool = False  # a layout of our own, not from a product manual
     nodes: tuple[OpcUaNode, ...]
 
     @model_validator(mode="after")

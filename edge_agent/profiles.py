@@ -239,13 +239,15 @@ class ReadBlock:
         available" marker) are left out, never passed on."""
         if len(words) != self.count:
             raise ValueError(f"expected {self.count} registers, got {len(words)}")
-        out: dict[str, float] = {}
+        found: dict[str, list[float]] = {}
         for spec in self.registers:
             offset = spec.address - self.address
             value = spec.decode(words[offset : offset + spec.words], ratios)
             if math.isfinite(value):
-                out[spec.quantity] = value
-        return out
+                found.setdefault(spec.quantity, []).append(value)
+        # a quantity mapped several times (the phases of a meter without an average
+        # register) is their mean
+        return {q: vs[0] if len(vs) == 1 else _mean(vs) for q, vs in found.items()}
 
     def encode(
         self, values: Mapping[str, float], ratios: Ratios = NO_RATIOS
@@ -281,6 +283,7 @@ class MeterProfile(BaseModel):
     max_gap: Annotated[int, Field(ge=0, le=MAX_READ_COUNT)] = 0
     max_count: Annotated[int, Field(ge=1, le=MAX_READ_COUNT)] = MAX_READ_COUNT
     source: str = ""  # where the map comes from, and how far it can be trusted
+    illustrative: bool = False  # a layout of our own, not from a product manual
     registers: tuple[RegisterSpec, ...]
 
     @model_validator(mode="before")
@@ -309,8 +312,8 @@ class MeterProfile(BaseModel):
                 raise ValueError(f"unknown quantity {spec.quantity!r}")
             if self.utility not in known.utilities:
                 raise ValueError(f"{spec.quantity!r} is not a quantity of a {self.utility} meter")
-            if spec.quantity in seen:
-                raise ValueError(f"quantity {spec.quantity!r} is mapped twice")
+            if spec.quantity in seen and known.is_counter:
+                raise ValueError(f"counter {spec.quantity!r} is mapped twice")
             seen.add(spec.quantity)
             if spec.end > 65536:
                 raise ValueError(f"{spec.quantity!r} runs past register 65535")
@@ -324,6 +327,14 @@ class MeterProfile(BaseModel):
                         f"{before.quantity!r} and {after.quantity!r} overlap at "
                         f"{function} register {after.address}"
                     )
+        # the registers averaged into one quantity must come in one answer: one moment
+        for quantity in seen:
+            blocks = [b for b in self.read_plan if any(r.quantity == quantity for r in b.registers)]
+            if len(blocks) > 1:
+                raise ValueError(
+                    f"{quantity!r} is mapped several times (averaged) but not within one "
+                    "request: raise max_gap, or map one register"
+                )
         return self
 
     @functools.cached_property
@@ -350,7 +361,7 @@ class MeterProfile(BaseModel):
 
     @property
     def quantities(self) -> tuple[str, ...]:
-        return tuple(spec.quantity for spec in self.registers)
+        return tuple(dict.fromkeys(spec.quantity for spec in self.registers))
 
     def counter_moduli(self, ratios: Ratios = NO_RATIOS) -> dict[str, float]:
         """Counter quantity → the value at which its register rolls over to zero."""
@@ -366,6 +377,10 @@ class MeterProfile(BaseModel):
             if spec.quantity == quantity:
                 return spec
         raise KeyError(quantity)
+
+
+def _mean(values: Sequence[float]) -> float:
+    return float(sum(Decimal(repr(v)) for v in values) / len(values))
 
 
 def _exact(factor: float) -> Decimal:

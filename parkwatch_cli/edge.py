@@ -153,7 +153,8 @@ def profiles(
     known = {**builtin_catalog(), **load_catalog(profile_dir or [])}
     for name in sorted(known):
         p = known[name]
-        typer.echo(f"{name:32} {p.protocol:7} {p.utility.value:12} {p.vendor} {p.model}")
+        note = " (illustrative)" if p.illustrative else ""
+        typer.echo(f"{name:26} {p.protocol:7} {p.utility.value:12} {p.vendor}: {p.model}{note}")
 
 
 @edge_app.command()
