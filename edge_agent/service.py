@@ -74,6 +74,7 @@ class EdgeAgent:
         self.published_live = 0
         self.replayed = 0
         self.backlog_left = 0  # batches of the current session's backlog not yet sent
+        self.metrics_port: int | None = None  # where /metrics is served, when it is
         self.started = asyncio.Event()  # set once the buffer is open and the drivers exist
         self.connected = asyncio.Event()  # set while a broker session is up
         self._new_batch = asyncio.Event()
@@ -82,9 +83,9 @@ class EdgeAgent:
         s = self.settings
         with self.buffer, contextlib.ExitStack() as exits:
             if s.metrics_port is not None:
-                port = self.metrics.serve(s.metrics_port, s.metrics_host)
+                self.metrics_port = self.metrics.serve(s.metrics_port, s.metrics_host)
                 exits.callback(self.metrics.close)
-                log.info("metrics on http://%s:%d/metrics", s.metrics_host, port)
+                log.info("metrics on http://%s:%d/metrics", s.metrics_host, self.metrics_port)
             async with GatewayDevices(s) as devices:
                 self.devices = devices
                 native = self._mqtt_devices()

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 
@@ -52,7 +53,11 @@ async def test_three_protocols_through_configuration_alone(
             poll_interval_s=0.3,
             buffer_dir="buffer",
         )
-        settings = EdgeSettings.from_yaml(config, client_id="edge-protocols-test")
+        settings = EdgeSettings.from_yaml(
+            config,
+            client_id="edge-protocols-test",
+            metrics_port=0,  # 0: a free port
+        )
         protocols = {d.meter: settings.profile(d).protocol for d in settings.devices}
         assert {protocols[m] for m in DLT645} == {"dlt645"}
         assert {protocols[m] for m in OPCUA} == {"opcua"}
@@ -64,10 +69,20 @@ async def test_three_protocols_through_configuration_alone(
             task = asyncio.create_task(agent.run())
             try:
                 batch = await whole_batch(sub, everyone)
+                assert agent.metrics_port is not None
+                async with httpx.AsyncClient() as http:
+                    page = await http.get(f"http://127.0.0.1:{agent.metrics_port}/metrics")
             finally:
                 await cancel_and_wait(task)
         assert agent.devices is not None
         assert len(agent.devices.links) == 3  # Modbus endpoint, DL/T 645 line, OPC UA server
+
+    # per-device latency and per-link utilisation, as Prometheus metrics
+    metrics = page.text
+    for meter in everyone:
+        assert f'pw_edge_read_seconds_count{{meter="{meter}"}}' in metrics
+    assert metrics.count("pw_edge_link_utilisation{") == 3
+    assert 'pw_edge_reads_total{meter="steelco-c1",result="ok"}' in metrics
 
     parsed = parse_batch(
         orjson.dumps(batch),
