@@ -18,7 +18,6 @@ import orjson
 import pytest
 
 from edge_agent.buffer import WalBuffer, WalBufferError
-from edge_agent.profiles import get_profile
 from edge_agent.service import EdgeAgent
 from edge_agent.settings import EdgeSettings
 from parkwatch import __version__, mqtt, topics
@@ -291,7 +290,7 @@ def test_gateway_yaml_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.gateway == GATEWAY
     assert settings.mqtt_client_id == "edge-lj-demo-gw-steelco"
     for device in settings.devices:
-        get_profile(device.profile)
+        settings.profile(device)  # every protocol: Modbus, DL/T 645, OPC UA
     air = next(d for d in settings.devices if d.meter == "steelco-air")
     assert air.ratios.ct == 120
     # the environment wins over the file; a secret need never be written in it
