@@ -85,8 +85,9 @@ def probe(
     pause: Annotated[float, typer.Option(help="seconds between the two reads")] = 2.0,
     profile_dir: Annotated[list[Path] | None, typer.Option(help="your own profiles")] = None,
 ) -> None:
-    """Find how a Modbus meter must be read: word and byte order and address offset for a
-    profile, scored by how plausible the values are; and which unit ids answer."""
+    """Find a Modbus meter's word/byte order and address offset, and the unit ids on a line.
+
+    Every combination is scored by how plausible the profile's values come out."""
     from edge_agent.catalog import get_any_profile, load_catalog
     from edge_agent.drivers import ModbusLink
     from edge_agent.probe import probe as run_probe
@@ -172,8 +173,10 @@ def simulate(
     interval: Annotated[float, typer.Option(help="poll interval in the gateway.yaml")] = 5.0,
     seed: Annotated[int, typer.Option()] = 0,
 ) -> None:
-    """Serve a gateway's meters — Modbus TCP, DL/T 645 behind a TCP converter, an OPC UA
-    controller — until Ctrl-C, and write the gateway.yaml that reads them."""
+    """Serve a gateway's meters over Modbus, DL/T 645 and OPC UA; write its gateway.yaml.
+
+    Modbus TCP for most, DL/T 645 behind a simulated TCP converter and an OPC UA controller
+    for the meters named; until Ctrl-C."""
     from parkwatch.site import Park
     from parkwatch_cli.app import _run
     from simulators import DEMO_PARK
