@@ -244,6 +244,33 @@ async def probe(
 
 
 @dataclass(frozen=True)
+class Match:
+    """How well a profile reads the meter, at its best offset and order."""
+
+    profile: MeterProfile
+    report: ProbeReport
+
+    @property
+    def share(self) -> float:
+        best = self.report.best
+        return best.plausible / len(best.verdicts) if best else 0.0
+
+
+async def identify(
+    link: ModbusLink, unit: int, profiles: Sequence[MeterProfile], pause_s: float = 1.0
+) -> list[Match]:
+    """No profile given: try each (at its addresses ±1, every order); the profiles that read
+    plausible values, best first. Profiles whose registers the meter refuses drop out."""
+    matches: list[Match] = []
+    for profile in profiles:
+        report = await probe(link, unit, profile, pause_s=pause_s)
+        if report.best is not None and report.best.plausible:
+            matches.append(Match(profile, report))
+    matches.sort(key=lambda m: (-m.share, -(m.report.best.score if m.report.best else 0)))
+    return matches
+
+
+@dataclass(frozen=True)
 class UnitAnswer:
     unit: int
     answered: bool

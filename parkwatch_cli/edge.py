@@ -87,11 +87,12 @@ def probe(
 ) -> None:
     """Find a Modbus meter's word/byte order and address offset, and the unit ids on a line.
 
-    Every combination is scored by how plausible the profile's values come out."""
-    from edge_agent.catalog import get_any_profile, load_catalog
+    Every combination is scored by how plausible the profile's values come out; without
+    --profile, every known Modbus profile is tried and the best one probed."""
+    from edge_agent.catalog import builtin_catalog, get_any_profile, load_catalog
     from edge_agent.drivers import ModbusLink
+    from edge_agent.probe import identify, scan_units
     from edge_agent.probe import probe as run_probe
-    from edge_agent.probe import scan_units
     from edge_agent.profiles import MeterProfile
     from edge_agent.settings import RtuTransport, TcpTransport
 
@@ -115,18 +116,35 @@ def probe(
                 f"{profile} is a {found.protocol} profile: the probe is for Modbus"
             )
         meter_profile = found
-    if meter_profile is None and scan is None:
-        raise typer.BadParameter("give --profile to probe a meter, or --scan to find units")
+    # no profile: every built-in and user Modbus map is tried on the unit
+    candidates = [
+        p for p in {**builtin_catalog(), **load_catalog(profile_dir or [])}.values()
+        if isinstance(p, MeterProfile)
+    ]  # fmt: skip
 
     async def main() -> None:
         link = ModbusLink(transport, timeout)
+        chosen = meter_profile
         try:
             if scan is not None:
-                for answer in await scan_units(link, _units(scan), meter_profile):
+                for answer in await scan_units(link, _units(scan), chosen):
                     typer.echo(f"unit {answer.unit}: {answer.detail}")
-            if meter_profile is not None:
-                report = await run_probe(link, unit, meter_profile, pause_s=pause)
-                typer.echo(f"\n{meter_profile.name} on unit {unit} of {transport.key}:")
+            if chosen is None and scan is None:
+                matches = await identify(link, unit, candidates, pause_s=min(pause, 0.5))
+                if not matches:
+                    typer.echo(f"no known profile reads plausible values from unit {unit}")
+                for m in matches[:5]:
+                    best = m.report.best
+                    assert best is not None
+                    typer.echo(
+                        f"{m.profile.name:26} {best.plausible}/{len(best.verdicts)} plausible "
+                        f"(offset {best.offset:+d}, {best.order})"
+                    )
+                if matches:
+                    chosen = matches[0].profile
+            if chosen is not None:
+                report = await run_probe(link, unit, chosen, pause_s=pause)
+                typer.echo(f"\n{chosen.name} on unit {unit} of {transport.key}:")
                 typer.echo(f"{'offset':>6} {'order':5} {'plausible':>9}  values")
                 for c in report.candidates[:6]:
                     shown = ", ".join(
@@ -137,7 +155,7 @@ def probe(
                     typer.echo(f"{c.offset:>+6d} {c.order.value:5} {score:>9}  {shown}")
                 for offset, why in sorted(report.unreadable.items()):
                     typer.echo(f"{offset:>+6d} unreadable: {why}")
-                typer.echo(f"\n{report.advice(meter_profile)}")
+                typer.echo(f"\n{report.advice(chosen)}")
         finally:
             await link.aclose()
 

@@ -9,8 +9,14 @@ import pytest
 from typer.testing import CliRunner
 
 from edge_agent.drivers import ModbusLink
-from edge_agent.probe import Order, decode, probe, scan_units
-from edge_agent.profiles import MeterProfile, RegisterSpec, WordOrder, get_profile
+from edge_agent.probe import Order, decode, identify, probe, scan_units
+from edge_agent.profiles import (
+    MeterProfile,
+    RegisterSpec,
+    WordOrder,
+    builtin_profiles,
+    get_profile,
+)
 from edge_agent.settings import TcpTransport
 from parkwatch.site import Park
 from parkwatch_cli.app import app
@@ -103,6 +109,22 @@ async def test_probe_confirms_a_right_configuration(feed: ModelFeed) -> None:
     assert (report.best.offset, report.best.order) == (0, Order.ABCD)
     assert "reads this meter as it is" in report.advice(profile)
     assert [(u.unit, u.answered) for u in found] == [(1, True), (2, False), (3, False)]
+
+
+async def test_without_a_profile_the_meters_own_map_is_found(feed: ModelFeed) -> None:
+    steam = get_profile("spirax-sarco-tva")
+    served = ServedMeter(2, steam, feed.provider("chemco-boiler"), meter="chemco-boiler")
+    async with ModbusTcpMeterServer([served]) as server:
+        link = ModbusLink(TcpTransport(host="127.0.0.1", port=server.port), timeout_s=1.0)
+        try:
+            matches = await identify(link, 2, list(builtin_profiles().values()), pause_s=0.1)
+        finally:
+            await link.aclose()
+    assert matches
+    assert matches[0].profile.name == "spirax-sarco-tva"
+    best = matches[0].report.best
+    assert best is not None
+    assert (best.offset, best.order) == (0, Order.ABCD)
 
 
 def test_probe_command_prints_the_advice(feed: ModelFeed) -> None:
