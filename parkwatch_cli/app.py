@@ -19,6 +19,7 @@ import typer
 from parkwatch.logs import setup_logging
 from parkwatch.settings import InfluxSettings, MqttSettings, ServiceSettings
 from parkwatch_cli.edge import edge_app
+from parkwatch_cli.runner import run_service as _run
 
 app = typer.Typer(
     help="parkwatch: energy and water monitoring for industrial parks.",
@@ -62,30 +63,6 @@ def _override(
     if not result.sites:
         raise typer.BadParameter("no park.yaml given: use --site or the *_SITES variable")
     return result
-
-
-def _run(coro: Any) -> None:
-    """Run a service until it ends; SIGINT and SIGTERM cancel it, so its context managers
-    close connections and stop child processes on the way out."""
-
-    async def main() -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        loop = asyncio.get_running_loop()
-
-        def stop() -> None:
-            # asyncio.wait_for in Python 3.11 (inside aiomqtt) can swallow a cancellation that
-            # lands as its operation completes: cancel again until the task has ended
-            if not task.done():
-                task.cancel()
-                loop.call_later(1.0, stop)
-
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop)
-        with contextlib.suppress(asyncio.CancelledError):
-            await coro
-
-    asyncio.run(main())
 
 
 @app.command()

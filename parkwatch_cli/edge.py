@@ -46,12 +46,12 @@ def edge(
         raise typer.Exit(2)
     from edge_agent.service import run_edge
     from edge_agent.settings import EdgeSettings
-    from parkwatch_cli.app import _run
+    from parkwatch_cli.runner import run_service
 
     settings = EdgeSettings.from_yaml(config)
     setup_logging(log_level or settings.log_level, json_logs)
     # SIGTERM (systemd, docker stop) stops as cleanly as Ctrl-C: its status goes "offline"
-    _run(run_edge(settings))
+    run_service(run_edge(settings))
 
 
 def _units(text: str) -> list[int]:
@@ -196,7 +196,7 @@ def simulate(
     Modbus TCP for most, DL/T 645 behind a simulated TCP converter and an OPC UA controller
     for the meters named; until Ctrl-C."""
     from parkwatch.site import Park
-    from parkwatch_cli.app import _run
+    from parkwatch_cli.runner import run_service
     from simulators import DEMO_PARK
     from simulators.gateway import MultiProtocolGateway
 
@@ -210,4 +210,4 @@ def simulate(
             typer.echo(f"wrote {config_out}; serving until Ctrl-C", err=True)
             await asyncio.Event().wait()
 
-    _run(main())
+    run_service(main())
