@@ -7,14 +7,11 @@ it. ``async with GatewayDevices(settings)`` closes every link on the way out.
 
 from __future__ import annotations
 
-import contextlib
-from types import TracebackType
-
 from edge_agent.catalog import get_any_profile
 from edge_agent.dlt645 import Dlt645Profile
 from edge_agent.dlt645_driver import Dlt645Driver, Dlt645Link
 from edge_agent.drivers import MeterDriver, ModbusLink, require_pyserial
-from edge_agent.links import Link
+from edge_agent.links import LinkSet
 from edge_agent.opcua import OpcUaProfile
 from edge_agent.opcua_driver import OpcUaDriver, OpcUaLink
 from edge_agent.poller import Driver
@@ -22,11 +19,11 @@ from edge_agent.profiles import MeterProfile
 from edge_agent.settings import EdgeSettings, OpcUaTransport, RtuTransport
 
 
-class GatewayDevices:
+class GatewayDevices(LinkSet):
     """The drivers of a gateway's polled devices and the links they share."""
 
     def __init__(self, settings: EdgeSettings) -> None:
-        self.links: dict[str, Link] = {}
+        super().__init__()
         self.drivers: list[Driver] = []
         catalog = settings.profiles()
         if any(isinstance(d.transport, RtuTransport) for d in settings.devices):
@@ -67,19 +64,3 @@ class GatewayDevices:
                     link = self.links[t.key] = OpcUaLink(t, timeout, settings.poll_interval_s)
                 assert isinstance(link, OpcUaLink)
                 self.drivers.append(OpcUaDriver(device.meter, device.device, profile, link))
-
-    async def aclose(self) -> None:
-        for link in self.links.values():
-            with contextlib.suppress(Exception):  # closing must not hide the error that got us here
-                await link.aclose()
-
-    async def __aenter__(self) -> GatewayDevices:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()

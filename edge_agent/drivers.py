@@ -13,16 +13,14 @@ exceptions.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib.util
 import logging
 from collections.abc import Mapping, Sequence
-from types import TracebackType
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
-from edge_agent.links import Link
+from edge_agent.links import Link, LinkSet
 from edge_agent.profiles import NO_RATIOS, Function, MeterProfile, Ratios, get_profile
 from edge_agent.settings import DeviceConfig, RtuTransport, TcpTransport
 
@@ -212,8 +210,8 @@ class MeterDriver:
         return await self.link.read(self.meter, self.unit, function, address, count)
 
 
-class ModbusDrivers:
-    """The drivers of a gateway's devices and the links they share; closes the links on exit."""
+class ModbusDrivers(LinkSet):
+    """Modbus devices' drivers and the links they share; closes the links on exit."""
 
     def __init__(
         self,
@@ -221,7 +219,7 @@ class ModbusDrivers:
         profiles: Mapping[str, MeterProfile] | None = None,
         timeout_s: float = 1.0,
     ) -> None:
-        self.links: dict[str, ModbusLink] = {}
+        super().__init__()
         self.drivers: list[MeterDriver] = []
         if any(isinstance(d.transport, RtuTransport) for d in devices):
             require_pyserial()
@@ -232,23 +230,8 @@ class ModbusDrivers:
             link = self.links.get(t.key)
             if link is None:
                 link = self.links[t.key] = ModbusLink(t, timeout_s)
+            assert isinstance(link, ModbusLink)
             profile = get_profile(device.profile, profiles)
             self.drivers.append(
                 MeterDriver(device.meter, device.unit, profile, link, device.ratios)
             )
-
-    async def aclose(self) -> None:
-        for link in self.links.values():
-            with contextlib.suppress(Exception):  # closing must not hide the error that got us here
-                await link.aclose()
-
-    async def __aenter__(self) -> ModbusDrivers:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()

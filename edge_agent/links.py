@@ -16,6 +16,8 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Self
 
 from edge_agent.settings import RtuTransport, TcpTransport
 
@@ -108,3 +110,26 @@ class StreamLink(Link):
     async def aclose(self) -> None:
         async with self._lock:
             self.drop()
+
+
+class LinkSet:
+    """Links by transport key; ``async with`` closes every one of them on the way out."""
+
+    def __init__(self) -> None:
+        self.links: dict[str, Link] = {}
+
+    async def aclose(self) -> None:
+        for link in self.links.values():
+            with contextlib.suppress(Exception):  # closing must not hide the error that got us here
+                await link.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

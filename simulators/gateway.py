@@ -17,15 +17,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
-import yaml
-
 from edge_agent.dlt645 import get_dlt645_profile
 from edge_agent.opcua import get_opcua_profile
 from edge_agent.profiles import NO_RATIOS, Ratios
 from parkwatch.site import Park
 from simulators.dlt645 import Dlt645Bus, Dlt645SerialServer, Dlt645TcpServer, ServedDlt645Meter
 from simulators.modbus import ModelFeed, PtyPair, SimulatedGateway
-from simulators.modbus.park import ratios_for
+from simulators.modbus.park import GatewayConfigWriter, ratios_for
 from simulators.opcua import OpcUaControllerServer, ServedOpcUaDevice
 
 DLT645_PROFILE = "dlt645-2007-3ph"
@@ -38,7 +36,8 @@ def dlt645_address(index: int) -> str:
 
 
 @dataclass
-class MultiProtocolGateway:
+class MultiProtocolGateway(GatewayConfigWriter):
+    what = "simulator"
     park: Park
     gateway: str
     dlt645: Sequence[str] = ()  # meter ids served as DL/T 645 meters
@@ -169,27 +168,3 @@ class MultiProtocolGateway:
                     }
                 )
         return devices
-
-    def gateway_config(
-        self,
-        mqtt_url: str = "mqtt://127.0.0.1:1883",
-        poll_interval_s: float = 5.0,
-        buffer_dir: str = "edge-buffer",
-    ) -> dict[str, Any]:
-        return {
-            "park": self.park.park,
-            "gateway": self.gateway,
-            "mqtt": {"url": mqtt_url},
-            "poll_interval_s": poll_interval_s,
-            "buffer_dir": buffer_dir,
-            "devices": self.device_configs(),
-        }
-
-    def write_gateway_config(self, path: Path, **kwargs: Any) -> Path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        text = yaml.safe_dump(self.gateway_config(**kwargs), sort_keys=False, allow_unicode=True)
-        path.write_text(
-            f"# written by the simulator for {self.park.park}/{self.gateway}\n{text}",
-            encoding="utf-8",
-        )
-        return path

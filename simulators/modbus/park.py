@@ -162,8 +162,43 @@ class Assignment:
     ratios: Ratios
 
 
+class GatewayConfigWriter:
+    """The ``gateway.yaml`` of a simulated gateway, from its ``device_configs()``."""
+
+    park: Park
+    gateway: str
+    what = "Modbus simulator"  # who wrote the file, in its first line
+
+    def device_configs(self) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def gateway_config(
+        self,
+        mqtt_url: str = "mqtt://127.0.0.1:1883",
+        poll_interval_s: float = 5.0,
+        buffer_dir: str = "edge-buffer",
+    ) -> dict[str, Any]:
+        return {
+            "park": self.park.park,
+            "gateway": self.gateway,
+            "mqtt": {"url": mqtt_url},
+            "poll_interval_s": poll_interval_s,
+            "buffer_dir": buffer_dir,
+            "devices": self.device_configs(),
+        }
+
+    def write_gateway_config(self, path: Path, **kwargs: Any) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = yaml.safe_dump(self.gateway_config(**kwargs), sort_keys=False, allow_unicode=True)
+        path.write_text(
+            f"# written by the {self.what} for {self.park.park}/{self.gateway}\n{text}",
+            encoding="utf-8",
+        )
+        return path
+
+
 @dataclass
-class SimulatedGateway:
+class SimulatedGateway(GatewayConfigWriter):
     """Serve the Modbus meters of one gateway of a park; ``async with`` starts and stops."""
 
     park: Park
@@ -266,30 +301,6 @@ class SimulatedGateway:
                 device["pt_ratio"] = a.ratios.pt
             out.append(device)
         return out
-
-    def gateway_config(
-        self,
-        mqtt_url: str = "mqtt://127.0.0.1:1883",
-        poll_interval_s: float = 5.0,
-        buffer_dir: str = "edge-buffer",
-    ) -> dict[str, Any]:
-        return {
-            "park": self.park.park,
-            "gateway": self.gateway,
-            "mqtt": {"url": mqtt_url},
-            "poll_interval_s": poll_interval_s,
-            "buffer_dir": buffer_dir,
-            "devices": self.device_configs(),
-        }
-
-    def write_gateway_config(self, path: Path, **kwargs: Any) -> Path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        text = yaml.safe_dump(self.gateway_config(**kwargs), sort_keys=False, allow_unicode=True)
-        path.write_text(
-            f"# written by the Modbus simulator for {self.park.park}/{self.gateway}\n{text}",
-            encoding="utf-8",
-        )
-        return path
 
 
 async def serve_gateway(
