@@ -189,9 +189,13 @@ class WalBuffer:
         with self._lock:
             self.db.execute("DELETE FROM batches WHERE seq = ?", (seq,))
 
-    def count_sync(self) -> int:
+    def count_sync(self, before: int | None = None) -> int:
+        """Batches waiting; with ``before``, only those with a smaller ``seq``."""
+        upper = before if before is not None else 2**63 - 1
         with self._lock:
-            (count,) = self.db.execute("SELECT count(*) FROM batches").fetchone()
+            (count,) = self.db.execute(
+                "SELECT count(*) FROM batches WHERE seq < ?", (upper,)
+            ).fetchone()
         return int(count)
 
     # --- async facade (the event loop never waits on an fsync) --------------------------
@@ -210,5 +214,5 @@ class WalBuffer:
     async def ack(self, seq: int) -> None:
         await asyncio.to_thread(self.ack_sync, seq)
 
-    async def count(self) -> int:
-        return await asyncio.to_thread(self.count_sync)
+    async def count(self, before: int | None = None) -> int:
+        return await asyncio.to_thread(self.count_sync, before)

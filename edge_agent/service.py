@@ -215,7 +215,7 @@ class EdgeAgent:
     async def _replay(self, client: aiomqtt.Client, boundary: int) -> None:
         """Publish the backlog (older than the session), oldest first, at ``replay_rate``."""
         gap = 1.0 / self.settings.replay_rate
-        self.backlog_left = len(await self.buffer.pending(2**31, before=boundary))
+        self.backlog_left = await self.buffer.count(before=boundary)
         if not self.backlog_left:
             return
         log.info(
