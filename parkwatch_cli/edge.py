@@ -93,7 +93,7 @@ def probe(
     from edge_agent.drivers import ModbusLink
     from edge_agent.probe import identify, scan_units
     from edge_agent.probe import probe as run_probe
-    from edge_agent.profiles import MeterProfile
+    from edge_agent.profiles import MeterProfile, ProfileError
     from edge_agent.settings import RtuTransport, TcpTransport
 
     setup_logging("WARNING")
@@ -108,9 +108,16 @@ def probe(
         if parity not in ("N", "E", "O"):
             raise typer.BadParameter("--parity is N, E or O")
         transport = RtuTransport(port=serial, baudrate=baudrate, parity=parity)
+    try:
+        catalog = load_catalog(profile_dir or [])
+    except ProfileError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--profile-dir") from None
     meter_profile: MeterProfile | None = None
     if profile is not None:
-        found = get_any_profile(profile, load_catalog(profile_dir or []))
+        try:
+            found = get_any_profile(profile, catalog)
+        except ProfileError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--profile") from None
         if not isinstance(found, MeterProfile):
             raise typer.BadParameter(
                 f"{profile} is a {found.protocol} profile: the probe is for Modbus"
@@ -118,8 +125,7 @@ def probe(
         meter_profile = found
     # no profile: every built-in and user Modbus map is tried on the unit
     candidates = [
-        p for p in {**builtin_catalog(), **load_catalog(profile_dir or [])}.values()
-        if isinstance(p, MeterProfile)
+        p for p in {**builtin_catalog(), **catalog}.values() if isinstance(p, MeterProfile)
     ]  # fmt: skip
 
     async def main() -> None:
@@ -168,8 +174,12 @@ def profiles(
 ) -> None:
     """The profiles the agent knows: name, protocol, utility, product."""
     from edge_agent.catalog import builtin_catalog, load_catalog
+    from edge_agent.profiles import ProfileError
 
-    known = {**builtin_catalog(), **load_catalog(profile_dir or [])}
+    try:
+        known = {**builtin_catalog(), **load_catalog(profile_dir or [])}
+    except ProfileError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--profile-dir") from None
     for name in sorted(known):
         p = known[name]
         note = " (illustrative)" if p.illustrative else ""
