@@ -346,7 +346,9 @@ class AnalyticsService:
                 fed = 0
                 for chunk in rows:
                     advanced = engine.feed_rows(chunk)
-                    advanced.events.extend(engine.advance(int(chunk.t_ms.max())).events)
+                    ran = engine.advance(int(chunk.t_ms.max()))
+                    advanced.events.extend(ran.events)
+                    advanced.points.extend(ran.points)
                     fed += int(chunk.t_ms.size)
                     await self._emit(park, advanced, publish=False)
                 if fed:

@@ -2,7 +2,8 @@
 
 Every batch is committed to a SQLite database (WAL journal, ``synchronous=FULL`` so each commit
 is fsynced) *before* it is published, and deleted only after the broker's PUBACK. After a
-restart or a reconnect the publisher replays what is left, in ``seq`` order. The sequence
+restart or a reconnect the publisher replays what is left, in ``seq`` order, behind the live
+batches (``pending(since=…, before=…)`` reads either part). The sequence
 counter lives in the same database, so ``seq`` keeps growing across restarts and the
 receiving side can see gaps and replays.
 
@@ -164,22 +165,37 @@ class WalBuffer:
                 self.dropped_total,
             )
 
-    def pending_sync(self, limit: int = 100) -> list[StoredBatch]:
-        """The oldest ``limit`` batches not yet acknowledged, in ``seq`` order."""
+    def pending_sync(
+        self, limit: int = 100, since: int = 0, before: int | None = None
+    ) -> list[StoredBatch]:
+        """The oldest ``limit`` batches not yet acknowledged, in ``seq`` order; only those
+        with ``since <= seq < before`` when given (the live part, or the backlog)."""
+        upper = before if before is not None else 2**63 - 1
         with self._lock:
             rows = self.db.execute(
-                "SELECT seq, payload FROM batches ORDER BY seq LIMIT ?", (limit,)
+                "SELECT seq, payload FROM batches WHERE seq >= ? AND seq < ? ORDER BY seq LIMIT ?",
+                (since, upper, limit),
             ).fetchall()
         return [StoredBatch(int(seq), bytes(payload)) for seq, payload in rows]
+
+    def next_seq_sync(self) -> int:
+        """The ``seq`` the next appended batch will get."""
+        with self._lock:
+            row = self.db.execute("SELECT value FROM meta WHERE key = 'next_seq'").fetchone()
+        return int(row[0]) if row else 1
 
     def ack_sync(self, seq: int) -> None:
         """The broker has the batch: forget it."""
         with self._lock:
             self.db.execute("DELETE FROM batches WHERE seq = ?", (seq,))
 
-    def count_sync(self) -> int:
+    def count_sync(self, before: int | None = None) -> int:
+        """Batches waiting; with ``before``, only those with a smaller ``seq``."""
+        upper = before if before is not None else 2**63 - 1
         with self._lock:
-            (count,) = self.db.execute("SELECT count(*) FROM batches").fetchone()
+            (count,) = self.db.execute(
+                "SELECT count(*) FROM batches WHERE seq < ?", (upper,)
+            ).fetchone()
         return int(count)
 
     # --- async facade (the event loop never waits on an fsync) --------------------------
@@ -187,11 +203,16 @@ class WalBuffer:
     async def append(self, readings: Sequence[dict[str, Any]]) -> StoredBatch:
         return await asyncio.to_thread(self.append_sync, readings)
 
-    async def pending(self, limit: int = 100) -> list[StoredBatch]:
-        return await asyncio.to_thread(self.pending_sync, limit)
+    async def pending(
+        self, limit: int = 100, since: int = 0, before: int | None = None
+    ) -> list[StoredBatch]:
+        return await asyncio.to_thread(self.pending_sync, limit, since, before)
+
+    async def next_seq(self) -> int:
+        return await asyncio.to_thread(self.next_seq_sync)
 
     async def ack(self, seq: int) -> None:
         await asyncio.to_thread(self.ack_sync, seq)
 
-    async def count(self) -> int:
-        return await asyncio.to_thread(self.count_sync)
+    async def count(self, before: int | None = None) -> int:
+        return await asyncio.to_thread(self.count_sync, before)

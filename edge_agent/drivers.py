@@ -13,15 +13,14 @@ exceptions.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib.util
 import logging
 from collections.abc import Mapping, Sequence
-from types import TracebackType
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
+from edge_agent.links import Link, LinkSet
 from edge_agent.profiles import NO_RATIOS, Function, MeterProfile, Ratios, get_profile
 from edge_agent.settings import DeviceConfig, RtuTransport, TcpTransport
 
@@ -66,18 +65,14 @@ class MeterRefusedError(MeterReadError):
 _Client = AsyncModbusTcpClient | AsyncModbusSerialClient
 
 
-class ModbusLink:
+class ModbusLink(Link):
     """One Modbus connection shared by the units behind it; one request at a time."""
 
     def __init__(self, transport: TcpTransport | RtuTransport, timeout_s: float = 1.0) -> None:
+        super().__init__(transport.key)
         self.transport = transport
         self.timeout_s = timeout_s
         self._client: _Client | None = None
-        self._lock = asyncio.Lock()
-
-    @property
-    def name(self) -> str:
-        return self.transport.key
 
     def _new_client(self) -> _Client:
         # retries=0 and reconnect_delay=0: the poller owns retrying (next cycle) and the
@@ -105,14 +100,22 @@ class ModbusLink:
             self._client = None
 
     async def read(
-        self, meter: str, unit: int, function: Function, address: int, count: int
+        self,
+        meter: str,
+        unit: int,
+        function: Function,
+        address: int,
+        count: int,
+        timeout_s: float | None = None,
     ) -> list[int]:
-        """Read ``count`` registers; raises a :class:`MeterReadError`."""
+        """Read ``count`` registers; raises a :class:`MeterReadError`. ``timeout_s`` bounds
+        this request (a device's own timeout); pymodbus' per-request timeout is the link's."""
         args = (meter, function, address, count)
-        async with self._lock:
+        bound = self.timeout_s * 2 + 0.5 if timeout_s is None else timeout_s
+        async with self.turn():
             try:
                 # a hard bound over pymodbus' own per-request timeout, in case it hangs
-                async with asyncio.timeout(self.timeout_s * 2 + 0.5):
+                async with asyncio.timeout(bound):
                     if self._client is None or not self._client.connected:
                         self._drop()
                         self._client = self._new_client()
@@ -138,7 +141,7 @@ class ModbusLink:
                 raise MeterTimeoutError(*args, f"no answer from unit {unit}") from exc
             except TimeoutError as exc:
                 self._drop()
-                raise MeterTimeoutError(*args, f"no answer within {self.timeout_s}s") from exc
+                raise MeterTimeoutError(*args, f"no answer within {bound}s") from exc
             except (ModbusException, OSError) as exc:
                 self._drop()
                 raise MeterConnectError(*args, f"{type(exc).__name__}: {exc}") from exc
@@ -154,14 +157,16 @@ class ModbusLink:
             self._drop()
 
 
-def _require_pyserial() -> None:
+def require_pyserial() -> None:
     # pymodbus' serial client needs pyserial and only says so when a client is built
     if importlib.util.find_spec("serial") is None:
         raise DriverError("Modbus RTU devices need pyserial: pip install 'pyserial>=3.5'")
 
 
 class MeterDriver:
-    """Reads one meter: every block of its profile's read plan, decoded to quantities."""
+    """Reads one Modbus meter: every block of its profile's read plan, decoded to quantities."""
+
+    protocol = "modbus"
 
     def __init__(
         self,
@@ -170,23 +175,32 @@ class MeterDriver:
         profile: MeterProfile,
         link: ModbusLink,
         ratios: Ratios = NO_RATIOS,
+        timeout_s: float | None = None,
     ) -> None:
         self.meter = meter
         self.unit = unit
         self.profile = profile
         self.link = link
         self.ratios = ratios
+        self.timeout_s = timeout_s
 
     @property
     def name(self) -> str:
         return f"meter {self.meter} (unit {self.unit} on {self.link.name}, {self.profile.name})"
+
+    @property
+    def identity(self) -> str | None:
+        return None  # Modbus maps carry no serial-number register (yet)
+
+    def counter_moduli(self) -> dict[str, float]:
+        return self.profile.counter_moduli(self.ratios)
 
     async def read(self) -> dict[str, float]:
         """All quantities of the profile that the meter reports as finite values."""
         values: dict[str, float] = {}
         for block in self.profile.read_plan:
             words = await self.link.read(
-                self.meter, self.unit, block.function, block.address, block.count
+                self.meter, self.unit, block.function, block.address, block.count, self.timeout_s
             )
             values.update(block.decode(words, self.ratios))
         return values
@@ -196,8 +210,8 @@ class MeterDriver:
         return await self.link.read(self.meter, self.unit, function, address, count)
 
 
-class ModbusDrivers:
-    """The drivers of a gateway's devices and the links they share; closes the links on exit."""
+class ModbusDrivers(LinkSet):
+    """Modbus devices' drivers and the links they share; closes the links on exit."""
 
     def __init__(
         self,
@@ -205,31 +219,19 @@ class ModbusDrivers:
         profiles: Mapping[str, MeterProfile] | None = None,
         timeout_s: float = 1.0,
     ) -> None:
-        self.links: dict[str, ModbusLink] = {}
+        super().__init__()
         self.drivers: list[MeterDriver] = []
         if any(isinstance(d.transport, RtuTransport) for d in devices):
-            _require_pyserial()
+            require_pyserial()
         for device in devices:
-            link = self.links.get(device.transport.key)
+            t = device.transport
+            if not isinstance(t, TcpTransport | RtuTransport):
+                raise DriverError(f"meter {device.meter}: not a Modbus transport: {t.key}")
+            link = self.links.get(t.key)
             if link is None:
-                link = self.links[device.transport.key] = ModbusLink(device.transport, timeout_s)
+                link = self.links[t.key] = ModbusLink(t, timeout_s)
+            assert isinstance(link, ModbusLink)
             profile = get_profile(device.profile, profiles)
             self.drivers.append(
                 MeterDriver(device.meter, device.unit, profile, link, device.ratios)
             )
-
-    async def aclose(self) -> None:
-        for link in self.links.values():
-            with contextlib.suppress(Exception):  # closing must not hide the error that got us here
-                await link.aclose()
-
-    async def __aenter__(self) -> ModbusDrivers:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()

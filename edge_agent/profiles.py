@@ -130,6 +130,25 @@ class Ratios:
 
 NO_RATIOS = Ratios()  # a meter that reports primary-side values
 
+
+class Transform(StrEnum):
+    """A vendor encoding applied to the raw number before scaling."""
+
+    NONE = "none"
+    # Schneider's four-quadrant power factor (PM5xxx, iEM3xxx "4Q FP PF"): the register holds
+    # -2..2 with the quadrant folded in; above 1 the power factor is 2 - x, below -1 it is
+    # -2 - x, in between it is x
+    PF_4Q = "pf_4q"
+
+    def apply(self, raw: float) -> float:
+        if self is Transform.PF_4Q:
+            if raw > 1:
+                return 2 - raw
+            if raw < -1:
+                return -2 - raw
+        return raw
+
+
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -146,6 +165,7 @@ class RegisterSpec(BaseModel):
     # default: the profile's (filled in when the profile is validated)
     function: Function = Function.HOLDING
     word_order: WordOrder = WordOrder.BIG
+    transform: Transform = Transform.NONE
     doc: str = ""  # the manual's register number and name
 
     @property
@@ -168,6 +188,8 @@ class RegisterSpec(BaseModel):
         assert isinstance(raw, int | float)
         if not math.isfinite(raw):
             return float(raw)
+        if self.transform is not Transform.NONE:
+            raw = self.transform.apply(float(raw))
         # Scale in decimal, from the shortest text that reads back as the register's value:
         # a float32 6679.406 stays 6679.406 (not 6679.40576171875) and 935723969 × 0.001 is
         # 935723.969, not 935723.9690000001. Nothing is rounded beyond the register's precision.
@@ -195,6 +217,13 @@ class RegisterSpec(BaseModel):
         """The step of the decoded value for integer registers (0 for floats)."""
         return 0.0 if self.type.is_float else self.scale * ratios.factor(self.ratio)
 
+    def modulus(self, ratios: Ratios = NO_RATIOS) -> float | None:
+        """Where an unsigned integer register wraps to zero, in quantity units; ``None`` for
+        floats and signed types (a float counter has no fixed wrap)."""
+        if self.type.is_float or not self.type.value.startswith("u"):
+            return None
+        return float(2 ** (16 * self.words) * self.scale * ratios.factor(self.ratio))
+
 
 @dataclass(frozen=True, slots=True)
 class ReadBlock:
@@ -210,13 +239,15 @@ class ReadBlock:
         available" marker) are left out, never passed on."""
         if len(words) != self.count:
             raise ValueError(f"expected {self.count} registers, got {len(words)}")
-        out: dict[str, float] = {}
+        found: dict[str, list[float]] = {}
         for spec in self.registers:
             offset = spec.address - self.address
             value = spec.decode(words[offset : offset + spec.words], ratios)
             if math.isfinite(value):
-                out[spec.quantity] = value
-        return out
+                found.setdefault(spec.quantity, []).append(value)
+        # a quantity mapped several times (the phases of a meter without an average
+        # register) is their mean
+        return {q: vs[0] if len(vs) == 1 else _mean(vs) for q, vs in found.items()}
 
     def encode(
         self, values: Mapping[str, float], ratios: Ratios = NO_RATIOS
@@ -240,6 +271,7 @@ class MeterProfile(BaseModel):
 
     model_config = _STRICT
 
+    protocol: Literal["modbus"] = "modbus"
     name: Slug
     vendor: str
     model: str
@@ -251,6 +283,7 @@ class MeterProfile(BaseModel):
     max_gap: Annotated[int, Field(ge=0, le=MAX_READ_COUNT)] = 0
     max_count: Annotated[int, Field(ge=1, le=MAX_READ_COUNT)] = MAX_READ_COUNT
     source: str = ""  # where the map comes from, and how far it can be trusted
+    illustrative: bool = False  # a layout of our own, not from a product manual
     registers: tuple[RegisterSpec, ...]
 
     @model_validator(mode="before")
@@ -279,8 +312,8 @@ class MeterProfile(BaseModel):
                 raise ValueError(f"unknown quantity {spec.quantity!r}")
             if self.utility not in known.utilities:
                 raise ValueError(f"{spec.quantity!r} is not a quantity of a {self.utility} meter")
-            if spec.quantity in seen:
-                raise ValueError(f"quantity {spec.quantity!r} is mapped twice")
+            if spec.quantity in seen and known.is_counter:
+                raise ValueError(f"counter {spec.quantity!r} is mapped twice")
             seen.add(spec.quantity)
             if spec.end > 65536:
                 raise ValueError(f"{spec.quantity!r} runs past register 65535")
@@ -294,6 +327,14 @@ class MeterProfile(BaseModel):
                         f"{before.quantity!r} and {after.quantity!r} overlap at "
                         f"{function} register {after.address}"
                     )
+        # the registers averaged into one quantity must come in one answer: one moment
+        for quantity in seen:
+            blocks = [b for b in self.read_plan if any(r.quantity == quantity for r in b.registers)]
+            if len(blocks) > 1:
+                raise ValueError(
+                    f"{quantity!r} is mapped several times (averaged) but not within one "
+                    "request: raise max_gap, or map one register"
+                )
         return self
 
     @functools.cached_property
@@ -320,13 +361,26 @@ class MeterProfile(BaseModel):
 
     @property
     def quantities(self) -> tuple[str, ...]:
-        return tuple(spec.quantity for spec in self.registers)
+        return tuple(dict.fromkeys(spec.quantity for spec in self.registers))
+
+    def counter_moduli(self, ratios: Ratios = NO_RATIOS) -> dict[str, float]:
+        """Counter quantity → the value at which its register rolls over to zero."""
+        out: dict[str, float] = {}
+        for spec in self.registers:
+            modulus = spec.modulus(ratios)
+            if modulus is not None and QUANTITIES[spec.quantity].is_counter:
+                out[spec.quantity] = modulus
+        return out
 
     def register(self, quantity: str) -> RegisterSpec:
         for spec in self.registers:
             if spec.quantity == quantity:
                 return spec
         raise KeyError(quantity)
+
+
+def _mean(values: Sequence[float]) -> float:
+    return float(sum(Decimal(repr(v)) for v in values) / len(values))
 
 
 def _exact(factor: float) -> Decimal:

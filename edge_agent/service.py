@@ -1,18 +1,26 @@
 """The edge agent: poll the gateway's meters, buffer each batch on disk, publish it with QoS 1.
 
-Two tasks in one task group, joined by the write-ahead buffer (three with MQTT-native meters):
+Tasks in one task group, joined by the write-ahead buffer:
 
-* the poll loop reads every Modbus device each ``poll_interval_s``, adds what the MQTT-native
-  meters published since the last cycle, and appends the cycle's readings to the buffer as
-  one batch (``seq`` + 1), whether or not the broker is reachable;
+* the poller (:mod:`edge_agent.poller`) reads every device on its link's slot and, each
+  ``poll_interval_s``, appends the interval's readings — with what the MQTT-native meters
+  published — to the buffer as one batch (``seq`` + 1), whether or not the broker is there;
 * with MQTT-native meters, the device subscriber (:mod:`edge_agent.mqtt_devices`) keeps its
-  own session on the device broker (``device_mqtt``, by default the same broker) and holds
-  each meter's newest reading for the poll loop;
-* the publish loop keeps an MQTT session (last will: ``offline``, retained, on the status
-  topic), announces ``online`` (retained, with version and buffered count), then publishes the
-  buffered batches in ``seq`` order, deleting each only after its PUBACK. When the broker goes
-  away it reconnects with jittered backoff, logging the outage once; the backlog is replayed
-  on the new connection before new batches.
+  own session on the device broker and holds each meter's newest reading for the next batch;
+* the publisher keeps an MQTT session (last will: ``offline``, retained, on the status topic)
+  and announces ``online`` (retained: version and buffered count).
+
+**Live first.** When a session comes up, the batches already in the buffer are the backlog;
+batches appended from then on are live. Two publishers share the session: the live one sends
+each new batch as soon as it is stored, the replay one sends the backlog oldest first, at most
+``replay_rate`` batches a second, with the readings' original timestamps. So after an outage
+the current readings are visible within a poll interval while the backlog drains behind them
+at a rate the broker and ingest can absorb. Each batch is deleted only after its PUBACK;
+whatever is not acknowledged when the session breaks is backlog for the next one. While a
+backlog drains, the status message is refreshed every ``STATUS_EVERY_S`` with the count left.
+
+Batches therefore reach the broker out of ``seq`` order after an outage (live ones first);
+ingest counts that as seq replays, and stores every batch as usual.
 
 Stopping (cancellation) publishes ``offline`` before disconnecting, since a clean disconnect
 does not fire the will.
@@ -23,14 +31,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 import aiomqtt
 import orjson
 
-from edge_agent.buffer import WalBuffer
-from edge_agent.drivers import ModbusDrivers
+from edge_agent.buffer import StoredBatch, WalBuffer
+from edge_agent.devices import GatewayDevices
+from edge_agent.metrics import EdgeMetrics
 from edge_agent.mqtt_devices import MqttDevices
-from edge_agent.poller import Poller, Reading
+from edge_agent.poller import Poller, Reading, honour_cancel
 from edge_agent.settings import EdgeSettings
 from parkwatch import __version__, mqtt, topics
 from parkwatch.retry import Backoff, OutageLog
@@ -38,6 +48,7 @@ from parkwatch.retry import Backoff, OutageLog
 log = logging.getLogger(__name__)
 
 REPLAY_CHUNK = 200  # batches fetched from disk at a time while replaying a backlog
+STATUS_EVERY_S = 10.0  # the status' buffered count is refreshed this often during a replay
 
 
 def status_payload(state: str, buffered: int = 0, dropped: int = 0) -> bytes:
@@ -50,44 +61,62 @@ def status_payload(state: str, buffered: int = 0, dropped: int = 0) -> bytes:
 class EdgeAgent:
     """One gateway's agent; ``await agent.run()`` until cancelled."""
 
-    def __init__(self, settings: EdgeSettings) -> None:
+    def __init__(self, settings: EdgeSettings, metrics: EdgeMetrics | None = None) -> None:
         self.settings = settings
+        self.metrics = metrics or EdgeMetrics()
         self.data_topic = topics.data_topic(settings.park, settings.gateway)
         self.status_topic = topics.status_topic(settings.park, settings.gateway)
         self.buffer = WalBuffer(settings.buffer_dir, settings.gateway, settings.buffer_max_batches)
         self.poller: Poller | None = None
+        self.devices: GatewayDevices | None = None
         self.mqtt_devices: MqttDevices | None = None  # when some devices are MQTT-native
         self.published = 0  # batches acknowledged by the broker since start
+        self.published_live = 0
+        self.replayed = 0
+        self.backlog_left = 0  # batches of the current session's backlog not yet sent
+        self.metrics_port: int | None = None  # where /metrics is served, when it is
         self.started = asyncio.Event()  # set once the buffer is open and the drivers exist
         self.connected = asyncio.Event()  # set while a broker session is up
         self._new_batch = asyncio.Event()
 
     async def run(self) -> None:
         s = self.settings
-        with self.buffer:
-            async with ModbusDrivers(s.devices, s.profiles(), s.request_timeout_s) as drivers:
-                devices = self._mqtt_devices()
+        with self.buffer, contextlib.ExitStack() as exits:
+            if s.metrics_port is not None:
+                self.metrics_port = self.metrics.serve(s.metrics_port, s.metrics_host)
+                exits.callback(self.metrics.close)
+                log.info("metrics on http://%s:%d/metrics", s.metrics_host, self.metrics_port)
+            async with GatewayDevices(s) as devices:
+                self.devices = devices
+                native = self._mqtt_devices()
                 self.poller = Poller(
-                    drivers.drivers, s.max_concurrency, sources=[devices] if devices else []
+                    devices.drivers,
+                    s.max_concurrency,
+                    sources=[native] if native else [],
+                    interval_s=s.poll_interval_s,
+                    backoff_cap_s=s.backoff_cap_s,
+                    metrics=self.metrics,
                 )
                 log.info(
-                    "edge agent %s/%s: %d Modbus and %d MQTT devices, every %.1fs, broker %s, "
-                    "%d batches buffered",
+                    "edge agent %s/%s: %d polled devices on %d links, %d MQTT devices, every "
+                    "%.1fs, broker %s, %d batches buffered",
                     s.park,
                     s.gateway,
-                    len(drivers.drivers),
-                    len(devices.devices) if devices else 0,
+                    len(devices.drivers),
+                    len(devices.links),
+                    len(native.devices) if native else 0,
                     s.poll_interval_s,
                     s.mqtt.url,
                     self.buffer.count_sync(),
                 )
+                self.metrics.buffered.set_function(self.buffer.count_sync)
                 self.started.set()
                 async with asyncio.TaskGroup() as group:
                     group.create_task(self.poller.run(s.poll_interval_s, self._store))
                     group.create_task(self._publish_loop())
-                    if devices:
+                    if native:
                         group.create_task(
-                            devices.run(
+                            native.run(
                                 s.device_broker,
                                 f"{s.mqtt_client_id}-devices",
                                 reconnect_base_s=s.reconnect_base_s,
@@ -109,6 +138,7 @@ class EdgeAgent:
 
     async def _store(self, readings: list[Reading]) -> None:
         await self.buffer.append(readings)
+        self.metrics.batches.inc()
         self._new_batch.set()
 
     async def _publish_loop(self) -> None:
@@ -122,6 +152,7 @@ class EdgeAgent:
                 outage.failed(exc)
             finally:
                 self.connected.clear()
+                self.metrics.connected.set(0)
             await asyncio.sleep(backoff.next_delay())
 
     async def _session(self, outage: OutageLog, backoff: Backoff) -> None:
@@ -130,10 +161,21 @@ class EdgeAgent:
         async with mqtt.client(s.mqtt, s.mqtt_client_id, will=will) as client:
             outage.recovered()
             backoff.reset()
+            # what is stored now is the backlog; what is appended from here on is live
+            boundary = await self.buffer.next_seq()
             self.connected.set()
+            self.metrics.connected.set(1)
             try:
                 await self._announce(client, "online")
-                await self._drain(client)
+                async with asyncio.TaskGroup() as group:
+                    group.create_task(self._live(client, boundary))
+                    group.create_task(self._replay(client, boundary))
+            except ExceptionGroup as errors:
+                # the session broke under one of the publishers: one MqttError for the loop
+                broken, others = errors.split(aiomqtt.MqttError)
+                if others is not None or broken is None:
+                    raise
+                raise broken.exceptions[0] from errors
             except asyncio.CancelledError:
                 # a clean disconnect does not fire the will: say it ourselves, briefly
                 with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
@@ -147,31 +189,62 @@ class EdgeAgent:
             self.status_topic, payload, qos=1, retain=True, timeout=self.settings.publish_timeout_s
         )
 
-    async def _drain(self, client: aiomqtt.Client) -> None:
-        """Publish buffered batches in seq order forever; returns only by raising."""
-        backlog = False
+    async def _send(self, client: aiomqtt.Client, batch: StoredBatch, kind: str) -> None:
+        # returns after the broker's PUBACK; raises MqttError if the session breaks
+        await client.publish(
+            self.data_topic, batch.payload, qos=1, timeout=self.settings.publish_timeout_s
+        )
+        honour_cancel()
+        await self.buffer.ack(batch.seq)
+        self.published += 1
+        self.metrics.published.labels(kind).inc()
+
+    async def _live(self, client: aiomqtt.Client, boundary: int) -> None:
+        """Publish each batch stored since the session began, as soon as it is stored."""
         while True:
             # clear before looking, so an append between the look and the wait still wakes us
             self._new_batch.clear()
-            batches = await self.buffer.pending(REPLAY_CHUNK)
+            batches = await self.buffer.pending(REPLAY_CHUNK, since=boundary)
             if not batches:
-                if backlog:
-                    backlog = False
-                    await self._announce(client, "online")  # buffered count back to 0
                 await self._new_batch.wait()
                 continue
-            backlog = backlog or len(batches) > 1
             for batch in batches:
-                # returns after the broker's PUBACK; raises MqttError if the session breaks
-                await client.publish(
-                    self.data_topic, batch.payload, qos=1, timeout=self.settings.publish_timeout_s
-                )
-                await self.buffer.ack(batch.seq)
-                self.published += 1
+                await self._send(client, batch, "live")
+                self.published_live += 1
+
+    async def _replay(self, client: aiomqtt.Client, boundary: int) -> None:
+        """Publish the backlog (older than the session), oldest first, at ``replay_rate``."""
+        gap = 1.0 / self.settings.replay_rate
+        self.backlog_left = await self.buffer.count(before=boundary)
+        if not self.backlog_left:
+            return
+        log.info(
+            "replaying %d buffered batches behind the live ones, %.0f a second",
+            self.backlog_left,
+            self.settings.replay_rate,
+        )
+        next_at = time.monotonic()
+        status_at = next_at + STATUS_EVERY_S
+        while True:
+            batches = await self.buffer.pending(REPLAY_CHUNK, before=boundary)
+            if not batches:
+                break
+            for batch in batches:
+                await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+                await self._send(client, batch, "replay")
+                self.replayed += 1
+                self.backlog_left -= 1
+                next_at = max(next_at + gap, time.monotonic() - gap)
+                if time.monotonic() >= status_at:
+                    status_at = time.monotonic() + STATUS_EVERY_S
+                    await self._announce(client, "online")
+        self.backlog_left = 0
+        await self._announce(client, "online")  # the buffered count, back to (near) 0
 
 
 async def run_edge(settings: EdgeSettings) -> None:
     """Run the edge agent until cancelled (the ``parkwatch edge`` command)."""
-    # pymodbus logs every failed request; our poller logs each outage once instead
+    # pymodbus and asyncua log every failed request; our poller logs each outage once instead
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    logging.getLogger("asyncua").setLevel(logging.ERROR)
     await EdgeAgent(settings).run()

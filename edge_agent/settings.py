@@ -4,7 +4,9 @@ Precedence, highest first: keyword arguments, environment (``PW_EDGE_MQTT__PASSW
 ``PW_EDGE_POLL_INTERVAL_S``, …), the YAML file, the defaults. So a file can be shared and a
 secret given only in the environment.
 
-``devices`` are the meters the agent polls over Modbus (a register map each). ``mqtt_meters``
+``devices`` are the meters the agent polls: each names a profile, and the profile's protocol
+says how it is read — Modbus TCP/RTU (a register map), DL/T 645-2007 over a serial line or a
+TCP transparent converter (a DL/T 645 map), or OPC UA (a node map). ``mqtt_meters``
 are MQTT-native meters, which publish their own JSON: each names a JSON map (``mqtt_maps``) and
 the device's topics, and the agent subscribes to those on the device broker (``device_mqtt``,
 by default the broker the batches go to). They are a list of their own because they share
@@ -20,7 +22,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -28,8 +30,9 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from edge_agent.catalog import Profile, get_any_profile, load_catalog
 from edge_agent.json_maps import JsonMap, check_topic, get_json_map, load_json_maps, zone
-from edge_agent.profiles import MeterProfile, Ratios, get_profile, load_profiles
+from edge_agent.profiles import Ratios
 from parkwatch.settings import MqttSettings
 from parkwatch.slugs import Slug
 
@@ -41,7 +44,8 @@ class _Model(BaseModel):
 
 
 class TcpTransport(_Model):
-    """Modbus TCP: a meter with an Ethernet port, or an RS-485 to Ethernet gateway."""
+    """A TCP endpoint: a meter with an Ethernet port, or an RS-485 to Ethernet converter
+    (Modbus TCP, or a transparent converter passing DL/T 645 frames through)."""
 
     kind: Literal["tcp"] = "tcp"
     host: str
@@ -53,9 +57,11 @@ class TcpTransport(_Model):
 
 
 class RtuTransport(_Model):
-    """Modbus RTU on a serial line (RS-485); devices on one port share the bus."""
+    """A serial line (RS-485): Modbus RTU or DL/T 645; devices on one port share the bus.
+    ``kind: rtu`` and ``kind: serial`` are the same thing (DL/T 645 meters usually want
+    ``baudrate: 2400`` or ``9600`` and ``parity: E``)."""
 
-    kind: Literal["rtu"] = "rtu"
+    kind: Literal["rtu", "serial"] = "rtu"
     port: str  # /dev/ttyUSB0, /dev/ttyS1, …
     baudrate: Annotated[int, Field(gt=0)] = 9600
     parity: Literal["N", "E", "O"] = "N"
@@ -64,22 +70,47 @@ class RtuTransport(_Model):
 
     @property
     def key(self) -> str:
-        return f"rtu://{self.port}"
+        return f"serial://{self.port}"
+
+    def same_line(self, other: RtuTransport) -> bool:
+        return self.model_dump(exclude={"kind"}) == other.model_dump(exclude={"kind"})
 
 
-Transport = Annotated[TcpTransport | RtuTransport, Field(discriminator="kind")]
+class OpcUaTransport(_Model):
+    """An OPC UA server (``opc.tcp://host:4840/path``); devices on one server share a session."""
+
+    kind: Literal["opcua"] = "opcua"
+    url: Annotated[str, Field(pattern=r"^opc\.tcp://")]
+    # poll: one Read request per device per cycle; subscribe: the server sends changes
+    mode: Literal["poll", "subscribe"] = "poll"
+    username: str | None = None
+    password: SecretStr | None = None  # from PW_EDGE_… or a secrets file, never written here
+
+    @property
+    def key(self) -> str:
+        return self.url
+
+
+Transport = Annotated[TcpTransport | RtuTransport | OpcUaTransport, Field(discriminator="kind")]
 
 
 class DeviceConfig(_Model):
     """One meter the gateway reads."""
 
     meter: Slug  # the meter id in park.yaml
-    profile: str  # a register map name, e.g. eastron-sdm630
+    profile: str  # a profile name, e.g. eastron-sdm630; its protocol says how to read it
     unit: Annotated[int, Field(ge=0, le=255)] = 1  # Modbus unit (slave) id
+    # DL/T 645: the 12-digit address on the nameplate, or "auto" (asked by broadcast: only
+    # for a line with one meter)
+    address: Annotated[str, Field(pattern=r"^([0-9]{12}|auto)$")] | None = None
+    # OPC UA: the device's name, put in for {device} in its map's node ids
+    device: Annotated[str, Field(min_length=1)] | None = None
     transport: Transport
     # instrument-transformer ratios (primary/secondary) for meters that report secondary values
     ct_ratio: Annotated[float, Field(gt=0)] = 1.0
     pt_ratio: Annotated[float, Field(gt=0)] = 1.0
+    # one request's timeout for this device (default: the gateway's request_timeout_s)
+    timeout_s: Annotated[float, Field(gt=0)] | None = None
 
     @property
     def ratios(self) -> Ratios:
@@ -184,36 +215,56 @@ class EdgeSettings(BaseSettings):
     # stamped with the time it arrived instead (the device's clock or zone is wrong)
     device_clock_tolerance_s: Annotated[float, Field(gt=0)] = 60.0
     poll_interval_s: Annotated[float, Field(gt=0)] = 5.0
-    request_timeout_s: Annotated[float, Field(gt=0)] = 1.0  # one Modbus request
-    max_concurrency: Annotated[int, Field(ge=1)] = 8  # devices read at the same time
+    request_timeout_s: Annotated[float, Field(gt=0)] = 1.0  # one request, unless a device says
+    max_concurrency: Annotated[int, Field(ge=1)] = 8  # requests in flight at once, all links
+    # a device that failed is tried again after 1, 2, 4 … poll intervals, at most this long,
+    # so a dead meter does not take its bus's time every cycle
+    backoff_cap_s: Annotated[float, Field(gt=0)] = 60.0
+    # live first: after a reconnect, new batches go out at once and the backlog is replayed
+    # behind them at this many batches a second
+    replay_rate: Annotated[float, Field(gt=0)] = 20.0
+    # Prometheus /metrics (bus utilisation, per-device latency, …) on this port, if given
+    metrics_port: Annotated[int, Field(ge=0, le=65535)] | None = None
+    metrics_host: str = "127.0.0.1"
     buffer_dir: Path = Path("edge-buffer")
     # bound of the write-ahead buffer; beyond it the oldest batches are dropped (and counted)
     buffer_max_batches: Annotated[int, Field(ge=1)] = 100_000
     publish_timeout_s: Annotated[float, Field(gt=0)] = 10.0  # waiting for one PUBACK
     client_id: str | None = None  # default: edge-{park}-{gateway}
     reconnect_base_s: Annotated[float, Field(gt=0)] = 0.5
-    reconnect_cap_s: Annotated[float, Field(gt=0)] = 30.0
+    # a broker that comes back is noticed within this long: live readings flow again soon after
+    reconnect_cap_s: Annotated[float, Field(gt=0)] = 5.0
     log_level: str = "INFO"
 
     @model_validator(mode="after")
     def _check_devices(self) -> Self:
         seen: set[str] = set()
         bus: dict[str, RtuTransport] = {}
-        profiles = self.profiles()
-        units: set[tuple[str, int]] = set()
+        catalog = self.profiles()
+        protocols: dict[str, str] = {}  # link key → the protocol spoken on it
+        units: set[tuple[str, object]] = set()
+        count: dict[str, int] = {}
+        for device in self.devices:
+            count[device.transport.key] = count.get(device.transport.key, 0) + 1
         for device in self.devices:
             if device.meter in seen:
                 raise ValueError(f"meter {device.meter!r} is configured twice")
             seen.add(device.meter)
-            get_profile(device.profile, profiles)  # fails early, naming the known profiles
+            profile = get_any_profile(device.profile, catalog)  # fails early, naming the known
             key = device.transport.key
-            if (key, device.unit) in units:
-                raise ValueError(f"two devices answer as unit {device.unit} on {key}")
-            units.add((key, device.unit))
+            _check_protocol(device, profile, count[key])
+            spoken = protocols.setdefault(key, profile.protocol)
+            if spoken != profile.protocol:
+                raise ValueError(f"{key} carries both {spoken} and {profile.protocol} devices")
+            ident = device.unit if profile.protocol == "modbus" else device.address or device.device
+            if profile.protocol != "opcua" and (key, ident) in units:
+                what = "unit" if profile.protocol == "modbus" else "address"
+                raise ValueError(f"two devices answer as {what} {ident} on {key}")
+            units.add((key, ident))
             if isinstance(device.transport, RtuTransport):
                 # one serial port is one bus: every device on it must use the same line settings
                 first = bus.setdefault(device.transport.port, device.transport)
-                if first != device.transport:
+                if not first.same_line(device.transport):
                     raise ValueError(f"devices on {device.transport.port} disagree on its settings")
         self._check_mqtt_meters(seen)
         return self
@@ -237,9 +288,15 @@ class EdgeSettings(BaseSettings):
                 if other != device.meter:
                     raise ValueError(f"meters {other!r} and {device.meter!r} share {topic}")
 
-    def profiles(self) -> dict[str, MeterProfile]:
-        """Register maps from ``profile_dirs`` (the built-in ones are always available)."""
-        return load_profiles(self.profile_dirs)
+    def profiles(self) -> dict[str, Profile]:
+        """Profiles from ``profile_dirs``, any protocol (the built-in ones are always there)."""
+        return load_catalog(self.profile_dirs)
+
+    def profile(self, device: DeviceConfig) -> Profile:
+        return get_any_profile(device.profile, self.profiles())
+
+    def timeout_for(self, device: DeviceConfig) -> float:
+        return device.timeout_s or self.request_timeout_s
 
     def mqtt_maps(self) -> dict[str, JsonMap]:
         """JSON maps from ``mqtt_map_dirs`` (the built-in ones are always available)."""
@@ -286,6 +343,30 @@ class EdgeSettings(BaseSettings):
     @classmethod
     def _profile_dirs(cls, value: list[Path]) -> list[Path]:
         return [_near_config(p) for p in value]
+
+
+def _check_protocol(device: DeviceConfig, profile: Profile, on_link: int) -> None:
+    """The fields a device needs for its profile's protocol, and none of another's."""
+    where = f"meter {device.meter} ({profile.protocol} profile {profile.name!r})"
+    t = device.transport
+    if profile.protocol == "opcua":
+        if not isinstance(t, OpcUaTransport):
+            raise ValueError(f"{where}: the transport is kind: opcua with the server's url")
+        if device.device is None and any("{device}" in n.node for n in profile.nodes):
+            raise ValueError(f"{where}: its node ids need `device` (the name in them)")
+        return
+    if isinstance(t, OpcUaTransport):
+        raise ValueError(f"{where}: an OPC UA transport needs an OPC UA profile")
+    if profile.protocol == "dlt645":
+        if device.address is None:
+            raise ValueError(f"{where}: give the meter's 12-digit `address`, or auto")
+        if device.address == "auto" and on_link > 1:
+            raise ValueError(
+                f"{where}: address auto asks by broadcast, which every meter on {t.key} "
+                "answers at once: give each meter's address"
+            )
+    elif device.address is not None:
+        raise ValueError(f"{where}: `address` is for DL/T 645 meters; Modbus uses `unit`")
 
 
 def _near_config(value: Path) -> Path:

@@ -35,6 +35,7 @@ from parkwatch.wire import (
     AcceptedReading,
     Limits,
     ParsedBatch,
+    Quality,
     Reason,
     Rejection,
     deadletter_payload,
@@ -86,7 +87,7 @@ def encode_lines(readings: list[AcceptedReading]) -> list[str]:
     ]
 
 
-_QUALITY_FIELD = {s: f',quality="{s}"' for s in ("stale", "estimated", "bad")}
+_QUALITY_FIELD = {s.value: f',quality="{s.value}"' for s in Quality if s is not Quality.OK}
 
 
 class IngestService:

@@ -70,6 +70,12 @@ _ALL = [
     _q("p_kw", "kW", Kind.INSTANT, {E}, "active power"),
     _q("e_kwh", "kWh", Kind.COUNTER, {E}, "imported active energy"),
     _q("e_export_kwh", "kWh", Kind.COUNTER, {E}, "exported active energy"),
+    # imported energy by tariff period, as multi-tariff meters count it (DL/T 645 tariffs 1-4:
+    # 尖 sharp, 峰 peak, 平 flat, 谷 valley in the State Grid convention)
+    _q("e_t1_kwh", "kWh", Kind.COUNTER, {E}, "imported active energy, tariff 1 (sharp)"),
+    _q("e_t2_kwh", "kWh", Kind.COUNTER, {E}, "imported active energy, tariff 2 (peak)"),
+    _q("e_t3_kwh", "kWh", Kind.COUNTER, {E}, "imported active energy, tariff 3 (flat)"),
+    _q("e_t4_kwh", "kWh", Kind.COUNTER, {E}, "imported active energy, tariff 4 (valley)"),
     _q("q_kvar", "kvar", Kind.INSTANT, {E}, "reactive power"),
     _q("pf", "1", Kind.INSTANT, {E}, "power factor", -1.0, 1.0),
     _q("v_v", "V", Kind.INSTANT, {E}, "line-to-neutral voltage, phase average"),

@@ -33,6 +33,11 @@ class Quality(StrEnum):
     STALE = "stale"
     ESTIMATED = "estimated"
     BAD = "bad"
+    # counter events flagged at the source: the values are the meter's own, unchanged; the
+    # reading's counters jumped since the meter's previous reading for this reason
+    ROLLOVER = "rollover"
+    RESET = "reset"
+    REPLACED = "replaced"
 
 
 class Reason(StrEnum):
@@ -63,7 +68,7 @@ class Reason(StrEnum):
 _STRICT = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
 
 
-QualityName = Literal["ok", "stale", "estimated", "bad"]
+QualityName = Literal["ok", "stale", "estimated", "bad", "rollover", "reset", "replaced"]
 
 
 class ReadingIn(TypedDict):
@@ -232,7 +237,7 @@ def _validate_readings(
     return out
 
 
-_QUALITIES = frozenset(("ok", "stale", "estimated", "bad"))
+_QUALITIES = frozenset(q.value for q in Quality)
 
 
 def _plainly_valid(

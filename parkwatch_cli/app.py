@@ -18,6 +18,8 @@ import typer
 
 from parkwatch.logs import setup_logging
 from parkwatch.settings import InfluxSettings, MqttSettings, ServiceSettings
+from parkwatch_cli.edge import edge_app
+from parkwatch_cli.runner import run_service as _run
 
 app = typer.Typer(
     help="parkwatch: energy and water monitoring for industrial parks.",
@@ -61,30 +63,6 @@ def _override(
     if not result.sites:
         raise typer.BadParameter("no park.yaml given: use --site or the *_SITES variable")
     return result
-
-
-def _run(coro: Any) -> None:
-    """Run a service until it ends; SIGINT and SIGTERM cancel it, so its context managers
-    close connections and stop child processes on the way out."""
-
-    async def main() -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        loop = asyncio.get_running_loop()
-
-        def stop() -> None:
-            # asyncio.wait_for in Python 3.11 (inside aiomqtt) can swallow a cancellation that
-            # lands as its operation completes: cancel again until the task has ended
-            if not task.done():
-                task.cancel()
-                loop.call_later(1.0, stop)
-
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop)
-        with contextlib.suppress(asyncio.CancelledError):
-            await coro
-
-    asyncio.run(main())
 
 
 @app.command()
@@ -149,22 +127,6 @@ def api(
     settings = _override(ApiSettings(), site, None, influx_url, database, host=host, port=port)
     setup_logging(settings.log_level, json_logs)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
-
-
-@app.command()
-def edge(
-    config: Annotated[Path, typer.Option(help="gateway.yaml", exists=True, dir_okay=False)],
-    log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING …")] = None,
-    json_logs: JsonLogOpt = False,
-) -> None:
-    """A gateway: polls its meters (Modbus TCP/RTU, MQTT-native), buffers on disk, publishes."""
-    from edge_agent.service import run_edge
-    from edge_agent.settings import EdgeSettings
-
-    settings = EdgeSettings.from_yaml(config)
-    setup_logging(log_level or settings.log_level, json_logs)
-    # SIGTERM (systemd, docker stop) stops as cleanly as Ctrl-C: its status goes "offline"
-    _run(run_edge(settings))
 
 
 @app.command()
@@ -420,6 +382,8 @@ def demo(
     raise typer.Exit(run_demo(duration, port, interval, state_dir, site, faults, random_faults))
 
 
+app.add_typer(edge_app, name="edge")
+
 bench_app = typer.Typer(help="Benchmarks that print their figures (last line: JSON).")
 app.add_typer(bench_app, name="bench")
 
@@ -479,6 +443,26 @@ def bench_alerts_command(
     typer.echo(main(gateways, meters, minutes, speed))
 
 
+@bench_app.command("edge")
+def bench_edge_command(
+    modbus: Annotated[int, typer.Option(help="Modbus TCP devices, polled every second")] = 100,
+    modbus_seconds: Annotated[float, typer.Option()] = 30.0,
+    dlt645: Annotated[int, typer.Option(help="DL/T 645 meters on one serial bus")] = 20,
+    dlt645_seconds: Annotated[float, typer.Option()] = 60.0,
+    baudrate: Annotated[int, typer.Option(help="the DL/T 645 bus' baud rate")] = 2400,
+    turnaround: Annotated[float, typer.Option(help="a DL/T 645 meter's reply delay, s")] = 0.02,
+) -> None:
+    """Gateway polling: requests per cycle against the minimum, cycle times and CPU per
+    device for Modbus TCP; a slow DL/T 645 bus' computed capacity against what is achieved."""
+    import json
+
+    from parkwatch_cli.bench_edge import run_edge_bench
+
+    setup_logging("WARNING")
+    result = run_edge_bench(modbus, modbus_seconds, dlt645, dlt645_seconds, baudrate, turnaround)
+    typer.echo(json.dumps(result))
+
+
 @bench_app.command("history")
 def bench_history_command(
     days: Annotated[float, typer.Option()] = 30,
@@ -512,6 +496,25 @@ def bench_replay_read_command(
     from parkwatch_cli.bench_readings import bench_replay_read
 
     typer.echo(json.dumps(bench_replay_read(file, work_dir, days, meters, reference)))
+
+
+@bench_app.command("nab")
+def bench_nab(
+    data: Annotated[Path, typer.Option(help="a NAB checkout (data/, labels/, config/)")] = Path(
+        "../shared/datasets/nab"
+    ),
+) -> None:
+    """The baseline detector on the Numenta Anomaly Benchmark: a table per family and
+    profile, then one JSON line."""
+    import json
+
+    from analytics.scoring.nab_runner import format_report, report_json, run_nab
+
+    if not (data / "labels" / "combined_windows.json").is_file():
+        raise typer.BadParameter(f"{data} has no labels/combined_windows.json", param_hint="--data")
+    report = run_nab(data)
+    typer.echo(format_report(report), err=True)
+    typer.echo(json.dumps(report_json(report)))
 
 
 if __name__ == "__main__":

@@ -9,9 +9,10 @@ on time. Per gateway:
   fills, or until it is older than ``max_hold_ms`` (then the gap is given up and counted). A
   batch at or below the run is a replay or duplicate — unless its data is newer than anything
   seen, which is a gateway that restarted its count.
-* **interval**: the median spacing of the gateway's recent batch times. A slot is complete when
-  the next reading expected (watermark + interval) falls after its end, so a slot closes as
-  soon as its last poll arrives rather than when the next one does.
+* **interval**: the shortest spacing of the gateway's recent batch times. A slot is complete
+  when even the soonest next reading (watermark + interval) falls after its end, so a slot of a
+  regular poll closes as soon as its last poll arrives rather than when the next one does, and
+  one of an irregularly sampled source is not closed before a reading that may still land in it.
 * **status**: a gateway whose retained status says ``offline`` is buffering at the edge: its
   watermark holds (up to ``max_hold_ms``). One that is online but silent is not: once it has
   been silent for ``silence_ms`` of the park's clock, its slots close as gaps up to that clock
@@ -40,7 +41,7 @@ BoolArray = npt.NDArray[np.bool_]
 class ClockRules:
     max_hold_ms: int = 24 * 3_600_000  # longest a seq gap or an offline gateway holds windows
     silence_ms: int = 180_000  # an online gateway silent this long closes its slots as gaps
-    intervals_kept: int = 15  # batch spacings the interval median is taken over
+    intervals_kept: int = 15  # recent batch spacings the interval is taken from
 
 
 class Clocks:
@@ -52,7 +53,7 @@ class Clocks:
         self.newest = np.full(n, NEVER, dtype=np.int64)  # newest data time, contiguous or not
         self.last_arrival = np.full(n, NEVER, dtype=np.int64)
         self.online = np.ones(n, dtype=bool)
-        self.interval = np.zeros(n, dtype=np.int64)  # 0: not known yet
+        self.interval = np.zeros(n, dtype=np.int64)  # shortest recent spacing; 0: not known yet
         k = self.rules.intervals_kept + 1
         self.times = np.full((n, k), NEVER, dtype=np.int64)  # recent distinct batch times
         self.final_ms: int | None = None  # no more data will come: complete up to here
@@ -157,9 +158,8 @@ class Clocks:
         spacing[recent[:, :-1] <= NEVER] = np.nan
         enough = np.sum(np.isfinite(spacing), axis=1) >= 1
         if enough.any():
-            with np.errstate(all="ignore"):
-                median = np.nanmedian(spacing[enough], axis=1)
-            self.interval[changed[enough]] = median.astype(np.int64)
+            shortest = np.nanmin(spacing[enough], axis=1)
+            self.interval[changed[enough]] = shortest.astype(np.int64)
 
     # --- what is complete --------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import yaml
 
+from edge_agent.dlt645 import Dlt645Profile
 from edge_agent.profiles import NO_RATIOS, MeterProfile, Ratio, Ratios, get_profile
 from parkwatch.quantities import Utility
 from parkwatch.site import Meter, Park
@@ -44,15 +45,25 @@ STANDARD_CT = (10, 20, 30, 40, 60, 80, 100, 120, 160, 200, 300, 400, 600, 800, 1
 _SECONDARY_W = 3000.0
 
 
-def complete(utility: Utility, q: Mapping[str, float]) -> dict[str, float]:
-    """The model's quantities plus those a real meter of ``utility`` also shows."""
+# how a multi-tariff meter's import splits over tariffs 1-4 (sharp, peak, flat, valley): fixed
+# shares keep every tariff counter growing with the total, and their sum equal to it
+TARIFF_SHARES = (0.1, 0.3, 0.35, 0.25)
+
+
+def complete(utility: Utility, q: Mapping[str, float], t_ms: int = 0) -> dict[str, float]:
+    """The model's quantities plus those a real meter of ``utility`` also shows: voltage and
+    frequency (wandering a little, as a grid's do), current, export and tariff energies."""
     out = dict(q)
     if utility is Utility.ELECTRICITY and "p_kw" in out:
         pf = out.get("pf", 0.92) or 0.92
-        out.setdefault("v_v", NOMINAL_V)
-        out.setdefault("f_hz", NOMINAL_HZ)
-        out.setdefault("i_a", round(abs(out["p_kw"]) * 1000 / (3 * NOMINAL_V * pf), 3))
+        phase = t_ms / 1000.0
+        out.setdefault("v_v", round(NOMINAL_V + 2.0 * math.sin(phase / 97.0), 1))
+        out.setdefault("f_hz", round(NOMINAL_HZ + 0.04 * math.sin(phase / 61.0), 2))
+        out.setdefault("i_a", round(abs(out["p_kw"]) * 1000 / (3 * out["v_v"] * pf), 3))
         out.setdefault("e_export_kwh", 0.0)
+        if "e_kwh" in out:
+            for tariff, share in enumerate(TARIFF_SHARES, start=1):
+                out.setdefault(f"e_t{tariff}_kwh", round(out["e_kwh"] * share, 2))
     return out
 
 
@@ -84,7 +95,7 @@ class ModelFeed:
         t = int(self.clock() * 1000) if t_ms is None else t_ms
         for reading in self.model.step(t):
             meter = self.meters[reading["m"]]
-            self._values[meter.id] = complete(meter.utility, reading["q"])
+            self._values[meter.id] = complete(meter.utility, reading["q"], t)
         self.t_ms = t
         self._stepped_at = time.monotonic()
         return t
@@ -121,10 +132,14 @@ def default_profile(meter: Meter, park: Park) -> str | None:
     }.get(meter.utility)
 
 
-def ratios_for(profile: MeterProfile, values: Mapping[str, float]) -> Ratios:
+def ratios_for(profile: MeterProfile | Dlt645Profile, values: Mapping[str, float]) -> Ratios:
     """A current-transformer ratio that keeps a secondary-side meter within its range, as an
     installer would choose one; meters that report primary values need none."""
-    if all(spec.ratio is Ratio.NONE for spec in profile.registers):
+    if isinstance(profile, MeterProfile):
+        ratios = [spec.ratio for spec in profile.registers]
+    else:
+        ratios = [v.ratio for read in profile.reads for v in read.values]
+    if all(ratio is Ratio.NONE for ratio in ratios):
         return Ratios()
     peak_w = abs(values.get("p_kw", 0.0)) * 1000 * 2  # headroom for the day's peak
     for ct in STANDARD_CT:
@@ -147,8 +162,43 @@ class Assignment:
     ratios: Ratios
 
 
+class GatewayConfigWriter:
+    """The ``gateway.yaml`` of a simulated gateway, from its ``device_configs()``."""
+
+    park: Park
+    gateway: str
+    what = "Modbus simulator"  # who wrote the file, in its first line
+
+    def device_configs(self) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def gateway_config(
+        self,
+        mqtt_url: str = "mqtt://127.0.0.1:1883",
+        poll_interval_s: float = 5.0,
+        buffer_dir: str = "edge-buffer",
+    ) -> dict[str, Any]:
+        return {
+            "park": self.park.park,
+            "gateway": self.gateway,
+            "mqtt": {"url": mqtt_url},
+            "poll_interval_s": poll_interval_s,
+            "buffer_dir": buffer_dir,
+            "devices": self.device_configs(),
+        }
+
+    def write_gateway_config(self, path: Path, **kwargs: Any) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = yaml.safe_dump(self.gateway_config(**kwargs), sort_keys=False, allow_unicode=True)
+        path.write_text(
+            f"# written by the {self.what} for {self.park.park}/{self.gateway}\n{text}",
+            encoding="utf-8",
+        )
+        return path
+
+
 @dataclass
-class SimulatedGateway:
+class SimulatedGateway(GatewayConfigWriter):
     """Serve the Modbus meters of one gateway of a park; ``async with`` starts and stops."""
 
     park: Park
@@ -251,30 +301,6 @@ class SimulatedGateway:
                 device["pt_ratio"] = a.ratios.pt
             out.append(device)
         return out
-
-    def gateway_config(
-        self,
-        mqtt_url: str = "mqtt://127.0.0.1:1883",
-        poll_interval_s: float = 5.0,
-        buffer_dir: str = "edge-buffer",
-    ) -> dict[str, Any]:
-        return {
-            "park": self.park.park,
-            "gateway": self.gateway,
-            "mqtt": {"url": mqtt_url},
-            "poll_interval_s": poll_interval_s,
-            "buffer_dir": buffer_dir,
-            "devices": self.device_configs(),
-        }
-
-    def write_gateway_config(self, path: Path, **kwargs: Any) -> Path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        text = yaml.safe_dump(self.gateway_config(**kwargs), sort_keys=False, allow_unicode=True)
-        path.write_text(
-            f"# written by the Modbus simulator for {self.park.park}/{self.gateway}\n{text}",
-            encoding="utf-8",
-        )
-        return path
 
 
 async def serve_gateway(

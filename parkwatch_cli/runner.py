@@ -1,0 +1,32 @@
+"""Running a service from the command line until it ends or is stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from typing import Any
+
+
+def run_service(coro: Any) -> None:
+    """Run a service until it ends; SIGINT and SIGTERM cancel it, so its context managers
+    close connections and stop child processes on the way out."""
+
+    async def main() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+
+        def stop() -> None:
+            # asyncio.wait_for in Python 3.11 (inside aiomqtt) can swallow a cancellation that
+            # lands as its operation completes: cancel again until the task has ended
+            if not task.done():
+                task.cancel()
+                loop.call_later(1.0, stop)
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop)
+        with contextlib.suppress(asyncio.CancelledError):
+            await coro
+
+    asyncio.run(main())

@@ -1,0 +1,97 @@
+"""The analytics service keeps its context across a restart: it refills from InfluxDB's raw
+data at start-up, and restores its engine from the snapshot it leaves behind."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from analytics.engine.engine import Batch
+from analytics.service import AnalyticsService
+from analytics.settings import AnalyticsSettings
+from parkwatch.influx import InfluxReader, InfluxWriter
+from parkwatch.lineprotocol import encode_point
+from parkwatch.settings import InfluxSettings, MqttSettings
+from parkwatch.site import Park, SiteRegistry
+from tests.support import background, eventually
+
+pytestmark = pytest.mark.integration
+
+QUARTER_MS = 15 * 60_000
+
+
+def small_park() -> Park:
+    return Park.model_validate(
+        {"park": "svc", "meters": [{"id": "main", "utility": "electricity",
+                                     "contracted_demand_kw": 1000}]}
+    )  # fmt: skip
+
+
+@pytest.mark.anyio
+async def test_a_new_worker_warms_up_from_influxdb(
+    mqtt_settings: MqttSettings, influx_settings: InfluxSettings
+) -> None:
+    park = small_park()
+    now_ms = time.time_ns() // 1_000_000
+    start = (now_ms - 2 * 3_600_000) // QUARTER_MS * QUARTER_MS  # two hours ago, on a block
+    # an hour of raw readings stored by ingest before this worker existed
+    lines = [
+        encode_point("electricity", {"park": "svc", "enterprise": "park", "meter": "main"},
+                     {"p_kw": 500.0 + k % 7}, start + k * 60_000)
+        for k in range(60)
+    ]  # fmt: skip
+    async with InfluxReader(influx_settings) as reader:
+        await reader.create_database()
+    async with InfluxWriter(influx_settings) as writer:
+        await writer.write(lines)
+    service = AnalyticsService(
+        AnalyticsSettings(mqtt=mqtt_settings, influx=influx_settings, warmup_s=6 * 3600),
+        SiteRegistry([park]),
+    )
+    async with background(service.run()), InfluxReader(influx_settings) as reader:
+        await asyncio.wait_for(service.warm.wait(), timeout=20)
+
+        async def blocks_written() -> bool:
+            try:
+                return await reader.count("demand_15m", "p_kw_avg") >= 3
+            except Exception:
+                return False
+
+        # the history's quarter hours are analysed as if they had come live
+        await eventually(blocks_written, 20, "demand of the refilled hour")
+        [series] = await reader.query("SELECT p_kw_avg FROM demand_15m ORDER BY time LIMIT 1")
+    assert series.values[0][0] == start
+
+
+@pytest.mark.anyio
+async def test_the_engine_is_restored_from_its_snapshot(
+    mqtt_settings: MqttSettings, influx_settings: InfluxSettings, tmp_path: Path
+) -> None:
+    park = small_park()
+    settings = AnalyticsSettings(
+        mqtt=mqtt_settings, influx=influx_settings, warmup_s=0, state_dir=tmp_path
+    )
+    first = AnalyticsService(settings, SiteRegistry([park]))
+    engine = first.engines["svc"]
+    index = engine.series_of("main", "p_kw")
+    assert index is not None
+    async with background(first.run()):
+        await asyncio.wait_for(first.warm.wait(), timeout=20)
+        t0 = 1_795_968_000_000
+        for k in range(20):
+            engine.feed(Batch("gw-park", k + 1, np.array([index]), np.array([t0 + k * 60_000]),
+                              np.array([400.0]), t0 + k * 60_000))  # fmt: skip
+        engine.advance(t0 + 20 * 60_000)
+        emitted = engine.park_emitted
+    snapshot = tmp_path / "analytics-snapshot.pickle"
+    assert snapshot.exists()
+    second = AnalyticsService(settings, SiteRegistry([park]))
+    async with background(second.run()):
+        await asyncio.wait_for(second.warm.wait(), timeout=20)
+        restored = second.engines["svc"]
+        assert restored.park_emitted == emitted
+        assert restored.clocks.run_seq == {0: 20}

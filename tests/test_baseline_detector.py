@@ -1,0 +1,263 @@
+"""The baseline-deviation detector on synthetic meters: a plant's daily and weekly cycle with
+Chinese holidays and make-up workdays, clean or with a step, a spike, a drift."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pytest
+
+from analytics.detectors import DETECTORS
+from analytics.detectors.baseline import KIND, BaselineDetector, BaselineParams
+from analytics.engine.contract import Block, Finding, ParkContext
+from analytics.engine.slots import slot_block
+from parkwatch.calendar import HOLIDAY, SATURDAY, SUNDAY
+from parkwatch.events import Family
+from parkwatch.site import Park
+
+ZONE = ZoneInfo("Asia/Shanghai")
+STEP_MS = 900_000  # 15-minute slots keep five weeks quick
+DAY_SLOTS = 96
+# Monday 14 April 2025: five weeks take in a make-up workday (Sunday 27 April) and the
+# Labour Day holiday (1–5 May)
+START_MS = int(datetime(2025, 4, 14, tzinfo=ZONE).timestamp() * 1000)
+WEEKS = 5
+
+
+def park(meters: int) -> Park:
+    return Park.model_validate(
+        {
+            "park": "test",
+            "analytics": {"step_s": STEP_MS / 1000},
+            "tariffs": {"prices": {"electricity": 0.8}},  # ¥ per kWh
+            "meters": [{"id": f"m{i}", "utility": "electricity"} for i in range(meters)],
+        }
+    )
+
+
+def context(meters: int) -> ParkContext:
+    return ParkContext(park(meters), reported={f"m{i}": ["p_kw"] for i in range(meters)})
+
+
+def plant_load(slots: int, seed: int, peak: float = 300.0) -> np.ndarray:
+    """A plant: 100 kW at night and on Sundays and holidays, +peak on workdays and
+    +peak/3 on Saturdays from 08:00 to 18:00 with hour-long ramps, 1 % noise."""
+    ctx = context(1)
+    times = START_MS + np.arange(slots, dtype=np.int64) * STEP_MS
+    hour = (ctx.local_ms(times) % 86_400_000) / 3_600_000
+    shape = np.clip(np.minimum(hour - 7.5, 18.5 - hour), 0.0, 1.0)  # trapezoid 07:30–18:30
+    types = ctx.day_types(times)
+    amplitude = np.where(types == SATURDAY, peak / 3, peak)
+    amplitude[(types == SUNDAY) | (types == HOLIDAY)] = 0.0
+    rng = np.random.default_rng(seed)
+    return 100.0 + amplitude * shape + rng.normal(0.0, 0.01 * (100 + peak / 2), slots)
+
+
+def blocks(values: np.ndarray, chunk: int) -> list[Block]:
+    rows, slots = values.shape
+    row = np.repeat(np.arange(rows, dtype=np.int64), slots)
+    t = np.tile(START_MS + np.arange(slots, dtype=np.int64) * STEP_MS, rows)
+    v = values.reshape(-1)
+    keep = ~np.isnan(v)
+    out = []
+    for first in range(0, slots, chunk):
+        n = min(chunk, slots - first)
+        out.append(
+            slot_block(row[keep], t[keep], v[keep], rows, START_MS + first * STEP_MS, STEP_MS, n)
+        )
+    return out
+
+
+def run(values: np.ndarray, chunk: int = DAY_SLOTS) -> list[Finding]:
+    ctx = context(values.shape[0])
+    detector = BaselineDetector(ctx, BaselineDetector.select(ctx))
+    findings: list[Finding] = []
+    for block in blocks(values, chunk):
+        findings.extend(detector.update(block).findings)
+    return findings
+
+
+def opened(findings: list[Finding]) -> list[Finding]:
+    return [f for f in findings if f.active]
+
+
+def slot_ms(day: int, hour: float) -> int:
+    return START_MS + day * 86_400_000 + int(hour * 3_600_000)
+
+
+def test_registered_and_selects_rates_and_the_parks_own_quantities() -> None:
+    assert BaselineDetector in DETECTORS
+    spec = park(2).model_dump()
+    spec["quantities"] = [
+        {"name": "oven_c", "unit": "°C", "utilities": ["electricity"]},
+        {"name": "runs", "unit": "1", "kind": "counter", "utilities": ["electricity"]},
+    ]
+    ctx = ParkContext(
+        Park.model_validate(spec),
+        reported={"m0": ["p_kw", "e_kwh", "oven_c", "runs"], "m1": ["p_kw", "pf"]},
+    )
+    keys = BaselineDetector.select(ctx)
+    # counters (energy, a custom counter) and registry quantities that are not a
+    # consumption rate (power factor) are left out
+    assert [(k.meter, k.quantity) for k in keys] == [
+        ("m0", "p_kw"),
+        ("m0", "oven_c"),
+        ("m1", "p_kw"),
+    ]
+
+
+def test_clean_cycle_with_weekends_holidays_and_a_makeup_day_raises_nothing() -> None:
+    slots = WEEKS * 7 * DAY_SLOTS
+    values = np.stack([plant_load(slots, seed, peak) for seed, peak in enumerate((300, 50, 900))])
+    assert opened(run(values)) == []
+
+
+def test_cold_start_on_a_saturday_does_not_alarm() -> None:
+    # start on Saturday 19 April: nothing on the weekend it starts with, nor once a week of
+    # every day type has been seen. (Its first workday morning ramps three times as steeply
+    # as anything seen before: that one may be remarked.)
+    values = plant_load(WEEKS * 7 * DAY_SLOTS, seed=4)[None, 5 * DAY_SLOTS :]
+    ctx = context(1)
+    detector = BaselineDetector(ctx, BaselineDetector.select(ctx))
+    start = START_MS + 5 * 86_400_000
+    t = start + np.arange(values.shape[1], dtype=np.int64) * STEP_MS
+    block = slot_block(
+        np.zeros(t.size, dtype=np.int64), t, values[0], 1, start, STEP_MS, values.shape[1]
+    )
+    found = opened(detector.update(block).findings)
+    weekend_end = start + 2 * 86_400_000
+    week_end = start + 7 * 86_400_000
+    assert [f for f in found if f.at_ms <= weekend_end or f.at_ms > week_end] == []
+
+
+def test_step_change_is_found_within_an_hour() -> None:
+    slots = WEEKS * 7 * DAY_SLOTS
+    values = plant_load(slots, seed=1)[None, :].copy()
+    onset = 23 * DAY_SLOTS + 40  # Wednesday 7 May 2025, 10:00
+    values[0, onset : onset + 2 * DAY_SLOTS] += 150.0
+    found = opened(run(values))
+    assert found, "the step was not found"
+    first = found[0]
+    assert first.kind == KIND
+    assert first.family is Family.CONSUMPTION
+    assert first.meter == "m0"
+    onset_ms = START_MS + onset * STEP_MS
+    assert onset_ms < first.at_ms <= onset_ms + 3_600_000
+    assert first.evidence["direction"] == "high"
+    assert first.estimate is not None
+    assert first.estimate.value > 50  # kW above the expected band
+    assert first.estimate.per_day_unit == "kWh/d"
+    # kW above the band, for a day, at 0.8 ¥/kWh
+    assert first.estimate.per_day == pytest.approx(first.estimate.value * 24)
+    assert first.estimate.cny_per_day == pytest.approx(first.estimate.value * 24 * 0.8)
+
+
+def test_night_spike_is_found_in_its_slot() -> None:
+    slots = WEEKS * 7 * DAY_SLOTS
+    values = plant_load(slots, seed=2)[None, :].copy()
+    spike = 16 * DAY_SLOTS + 8  # Wednesday 30 April, 02:00
+    values[0, spike] += 250.0
+    found = opened(run(values))
+    assert [f.at_ms for f in found] == [START_MS + (spike + 1) * STEP_MS]
+
+
+def test_load_falling_to_nothing_on_a_workday_is_found() -> None:
+    slots = WEEKS * 7 * DAY_SLOTS
+    values = plant_load(slots, seed=3)[None, :].copy()
+    day = 22 * DAY_SLOTS  # Tuesday 6 May: the plant does not start up
+    values[0, day : day + DAY_SLOTS] = 100.0 + np.random.default_rng(9).normal(0, 2, DAY_SLOTS)
+    found = opened(run(values))
+    assert found, "the missing production day was not found"
+    assert found[0].evidence["direction"] == "low"
+    assert slot_ms(22, 7.5) < found[0].at_ms <= slot_ms(22, 10)
+
+
+def test_drift_is_found() -> None:
+    slots = WEEKS * 7 * DAY_SLOTS
+    values = plant_load(slots, seed=5)[None, :].copy()
+    first = 21 * DAY_SLOTS
+    values[0, first:] += np.linspace(0.0, 300.0, slots - first)  # +300 kW over two weeks
+    found = opened(run(values))
+    assert found, "the drift was not found"
+    assert found[0].at_ms > START_MS + first * STEP_MS
+
+
+def test_gaps_are_no_evidence() -> None:
+    slots = WEEKS * 7 * DAY_SLOTS
+    values = plant_load(slots, seed=6)[None, :].copy()
+    values[0, 12 * DAY_SLOTS : 12 * DAY_SLOTS + 30] = np.nan  # 7.5 hours without readings
+    values[0, 20 * DAY_SLOTS : 21 * DAY_SLOTS] = np.nan  # a whole day
+    assert opened(run(values)) == []
+
+
+def test_event_closes_when_the_deviation_ends() -> None:
+    slots = WEEKS * 7 * DAY_SLOTS
+    values = plant_load(slots, seed=1)[None, :].copy()
+    onset = 23 * DAY_SLOTS + 40
+    values[0, onset : onset + 8] += 200.0  # two hours
+    findings = run(values)
+    assert [f.active for f in findings][:2] == [True, False]
+    assert findings[1].at_ms > findings[0].at_ms
+
+
+def test_rows_of_one_meter_share_one_event() -> None:
+    spec = park(1).model_dump()
+    spec["quantities"] = [{"name": "line_a", "unit": "A", "utilities": ["electricity"]}]
+    ctx = ParkContext(Park.model_validate(spec), reported={"m0": ["p_kw", "line_a"]})
+    detector = BaselineDetector(ctx, BaselineDetector.select(ctx))
+    slots = WEEKS * 7 * DAY_SLOTS
+    load = plant_load(slots, seed=1)
+    values = np.stack([load, load / 0.4]).copy()  # current follows power
+    onset = 23 * DAY_SLOTS + 40
+    values[:, onset : onset + 8] *= 1.6
+    findings = []
+    for block in blocks(values, DAY_SLOTS):
+        findings.extend(detector.update(block).findings)
+    assert [f.active for f in findings] == [True, False]
+    assert findings[0].meter == "m0"
+
+
+def test_chunk_size_snapshot_and_restore_give_the_same_findings() -> None:
+    slots = 4 * 7 * DAY_SLOTS
+    values = np.stack([plant_load(slots, seed) for seed in range(3)])
+    values[1, 20 * DAY_SLOTS + 40 : 20 * DAY_SLOTS + 60] += 200.0
+    values[2, 25 * DAY_SLOTS + 10] -= 80.0
+    values[0, 15 * DAY_SLOTS : 15 * DAY_SLOTS + 5] = np.nan
+    expected = run(values, chunk=slots)
+    assert expected, "the test needs findings to compare"
+    for chunk in (1, 7, DAY_SLOTS, 500):
+        assert run(values, chunk=chunk) == expected
+    # snapshot half-way, restore into a new instance, continue
+    ctx = context(3)
+    keys = BaselineDetector.select(ctx)
+    first = BaselineDetector(ctx, keys)
+    parts = blocks(values, 250)
+    findings: list[Finding] = []
+    for block in parts[:6]:
+        findings.extend(first.update(block).findings)
+    snapshot = first.state()
+    second = BaselineDetector(ctx, keys)
+    second.restore(snapshot)
+    for block in parts[6:]:
+        findings.extend(second.update(block).findings)
+    assert findings == expected
+    # the snapshot is plain data and numpy arrays, and the old instance did not change it
+    for value in snapshot.values():
+        assert isinstance(value, int | float | np.ndarray)
+
+
+def test_params_are_checked() -> None:
+    assert BaselineParams.from_mapping({"z_min": 5}).z_min == 5
+    with pytest.raises(ValueError, match="unknown baseline parameter"):
+        BaselineParams.from_mapping({"z_mni": 5})
+
+
+def test_block_of_another_shape_is_refused() -> None:
+    ctx = context(2)
+    detector = BaselineDetector(ctx, BaselineDetector.select(ctx))
+    values = np.zeros((3, 4))
+    block = blocks(values, 4)[0]
+    with pytest.raises(ValueError, match="rows"):
+        detector.update(block)
