@@ -493,9 +493,10 @@ class MeterFaults(Detector):
         out: Output,
         evidence: Any,
         zones: Sequence[str] | None = None,
-    ) -> None:
+    ) -> BoolArray:
         """Open where ``on`` first holds for a closed row (a meter, or with ``zones`` a
-        gateway), close where ``off`` holds."""
+        gateway), close where ``off`` holds. Returns where each row is open, slot by slot."""
+        is_open_at = np.repeat(state[:, None], block.slots, axis=1)
         for mi in np.flatnonzero(on.any(axis=1) | (state & off.any(axis=1))):
             k = 0
             events: list[tuple[int, bool]] = []
@@ -517,6 +518,8 @@ class MeterFaults(Detector):
                     events.append((k, False))
                 k += 1
             state[mi] = is_open
+            for k_at, active in events:
+                is_open_at[mi, k_at:] = active
             meter = None if zones is not None else st.meter_ids[mi]
             zone = None if zones is None else zones[int(mi)]
             for k_at, active in events:
@@ -532,9 +535,11 @@ class MeterFaults(Detector):
                         evidence=evidence(mi, k_at) if active else {},
                     )
                 )
+        return is_open_at
 
     def _swaps(self, st: _View, block: Block, out: Output) -> BoolArray:
-        """Per meter and slot: a reading taken for a word-swapped one."""
+        """Per meter and slot: a reading taken for a word-swapped one, or a word-swap episode
+        open (its counters' jumps are part of it, not faults of their own)."""
         rows = np.arange(len(st.keys))
         v = block.high[rows]
         seen = np.isfinite(v)
@@ -573,7 +578,7 @@ class MeterFaults(Detector):
         m = len(st.meter_ids)
         on = _reduce_by(np.logical_or, flagged, meter_rows, m, False)
         off = _reduce_by(np.logical_or, seen & ~flagged, meter_rows, m, False) & ~on
-        self._transitions(
+        episode = self._transitions(
             st,
             block,
             "word_swap",
@@ -583,7 +588,8 @@ class MeterFaults(Detector):
             out,
             evidence=lambda mi, k: {"hint": "FLOAT32 words in the wrong order"},
         )
-        return on
+        # while the episode is open, every reading of the meter is suspect
+        return on | episode
 
     def _silence(self, st: _View, block: Block, first_slot: int, out: Output) -> None:
         seen = np.isfinite(block.values)

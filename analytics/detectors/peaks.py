@@ -300,7 +300,7 @@ class Peaks(Detector):
 class CoincidentParams:
     near_share: float = 0.9  # an enterprise within this share of its month's peak coincides
     min_enterprises: int = 2  # …and a coincident peak needs at least this many
-    settle_days: int = 3  # a month's first days set every peak: not reported
+    settle_days: int = 3  # the first days seen of a month set every peak: not reported
 
 
 def enterprise_roots(ctx: ParkContext) -> list[Meter]:
@@ -345,6 +345,7 @@ class CoincidentPeaks(Detector):
         self.enterprise = [ctx.tree.meters[k.meter].enterprise for k in self.series]
         self.demand = DemandBlocks(len(self.series))
         self.month = -1  # local month being tracked (months since 1970)
+        self.month_since = -1  # first local day (days since 1970) seen in that month
         self.month_max = np.full(len(self.series), -np.inf)  # per enterprise row
         self.park_max = -np.inf
 
@@ -359,12 +360,14 @@ class CoincidentPeaks(Detector):
             month = int(day.astype("datetime64[M]").astype(np.int64))
             if month != self.month:
                 self.month = month
+                self.month_since = int(day.astype(np.int64))
                 self.month_max[:] = -np.inf
                 self.park_max = -np.inf
             if np.isnan(final).any():
                 continue  # a block with an enterprise missing says nothing of the park's peak
             park = float(final.sum())
-            into_month = int((day - day.astype("datetime64[M]")).astype(np.int64))
+            # days of this month seen: a worker started mid-month does not know its peaks yet
+            into_month = int(day.astype(np.int64)) - self.month_since
             near = final >= self.p.near_share * np.maximum(self.month_max, final)
             if (
                 np.isfinite(self.park_max)
@@ -405,6 +408,7 @@ class CoincidentPeaks(Detector):
         return {
             "demand": self.demand.state(),
             "month": self.month,
+            "month_since": self.month_since,
             "month_max": self.month_max.copy(),
             "park_max": self.park_max,
         }
@@ -412,5 +416,6 @@ class CoincidentPeaks(Detector):
     def restore(self, state: Mapping[str, Any]) -> None:
         self.demand.restore(state["demand"])
         self.month = int(state["month"])
+        self.month_since = int(state["month_since"])
         self.month_max = np.array(state["month_max"], dtype=np.float64)
         self.park_max = float(state["park_max"])

@@ -19,7 +19,9 @@ from typing import Any
 from analytics.engine.contract import Finding
 from parkwatch.events import Event, Family, State
 
-_SUPPRESSED_BY_METER_FAULT = frozenset({Family.CONSUMPTION, Family.LEAK, Family.WASTE_HEAT})
+_SUPPRESSED_BY_METER_FAULT = frozenset(
+    {Family.CONSUMPTION, Family.DEMAND, Family.LEAK, Family.WASTE_HEAT}
+)
 
 
 @dataclass

@@ -38,7 +38,12 @@ ACCEPTED: dict[str, tuple[str, ...]] = {
 # event is true, though not the fault's own kind (a replaced meter is silent while it is swapped)
 EXPLAINED_BY: dict[str, tuple[str, ...]] = {
     "comm_loss": ("meter_replacement",),
-    "counter_reset": ("meter_replacement",),
+    "counter_reset": ("meter_replacement", "word_swap"),
+    "counter_rollover": ("word_swap",),
+    "counter_jump": ("word_swap",),
+    # a swapped register's counter values can fall outside their plausible range and be
+    # refused: the gap and the restart after it are the swap's doing
+    "meter_replacement": ("word_swap",),
 }
 
 POINT_GRACE_MS = 30 * 60_000  # a point fault (reset, rollover) counts as found this long after
