@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from parkwatch.energy import AccountingOptions
 from parkwatch.formula import FormulaError, parse_formula
 from parkwatch.lineprotocol import series_key
 from parkwatch.quantities import QUANTITIES, Kind, Quantity, Utility
@@ -164,6 +165,7 @@ class Park(_Model):
     tariffs: Tariffs = Tariffs()
     quantities: list[CustomQuantity] = []  # quantities beyond the registry's
     analytics: AnalyticsOptions = AnalyticsOptions()
+    accounting: AccountingOptions = AccountingOptions()  # tce, CO₂, targets (parkwatch/energy.py)
     meters: list[MeterSpec] = []  # park-level meters
     enterprises: list[Enterprise] = []
 
