@@ -18,6 +18,7 @@ import typer
 
 from parkwatch.logs import setup_logging
 from parkwatch.settings import InfluxSettings, MqttSettings, ServiceSettings
+from parkwatch_cli.accounting import accounting_app
 from parkwatch_cli.analysis import replay, score_app
 from parkwatch_cli.edge import edge_app
 from parkwatch_cli.runner import run_service as _run
@@ -386,6 +387,7 @@ def demo(
 app.add_typer(edge_app, name="edge")
 app.command("replay")(replay)
 app.add_typer(score_app, name="score")
+app.add_typer(accounting_app, name="accounting")
 
 bench_app = typer.Typer(help="Benchmarks that print their figures (last line: JSON).")
 app.add_typer(bench_app, name="bench")
