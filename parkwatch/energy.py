@@ -60,6 +60,10 @@ class AccountingOptions(_Model):
     coefficients: dict[str, CoefficientOverride] = Field(default_factory=dict)  # by carrier
     area_mu: float | None = Field(default=None, gt=0)  # the park's land, 亩 (land intensity)
     capacity_kva: dict[str, float] = Field(default_factory=dict)  # per enterprise
+    # a meter's own register range in its counter's unit (a 6-digit kWh register: 1e6), where
+    # it is none of the usual 16/32-bit or decimal widths
+    register_max: dict[str, float] = Field(default_factory=dict)
+    max_gap_s: float = Field(default=900.0, gt=0)  # readings further apart are a gap
     baseline_year: int = 2020
     energy_target: float = -0.145  # change of energy per value added against the baseline
     water_target: float = -0.15

@@ -1,0 +1,144 @@
+"""The rollup job against a real InfluxDB: raw counters in, local hours/days and groups out."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pytest
+
+from analytics.accounting.job import RollupConfig, RollupJob, ensure_retention, rollup_source
+from analytics.accounting.rollup import Period
+from parkwatch.influx import InfluxReader, InfluxWriter
+from parkwatch.lineprotocol import encode_point
+from parkwatch.settings import InfluxSettings
+from parkwatch.site import Park
+
+pytestmark = pytest.mark.integration
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+MIN = 60_000
+H = 3_600_000
+
+PARK = {
+    "park": "acct",
+    "meters": [{"id": "main", "utility": "electricity"}],
+    "enterprises": [
+        {
+            "id": "ent-a",
+            "workshops": [
+                {
+                    "id": "ws1",
+                    "meters": [
+                        {"id": "a-main", "utility": "electricity", "parent": "main"},
+                        {"id": "a-sub", "utility": "electricity", "parent": "a-main"},
+                    ],
+                }
+            ],
+        },
+        {
+            "id": "ent-b",
+            "workshops": [
+                {
+                    "id": "ws1",
+                    "meters": [{"id": "b-main", "utility": "electricity", "parent": "main"}],
+                }
+            ],
+        },
+    ],
+}
+# kWh per hour; main carries 2 % losses on top of a-main + b-main
+RATES = {"a-main": 60.0, "a-sub": 30.0, "b-main": 120.0, "main": 183.6}
+START = int(datetime(2025, 3, 1, 22, tzinfo=SHANGHAI).timestamp() * 1000)  # 14:00 UTC
+END = START + 4 * H  # 02:00 local on 2025-03-02
+
+
+def raw_lines(t: np.ndarray, meter: str) -> list[str]:
+    v = 1000.0 + RATES[meter] * (t - START) / H
+    if meter == "b-main":  # a 16-bit register that wraps an hour in
+        v = (65_536.0 - 120.0 + RATES[meter] * (t - START) / H) % 65_536.0
+    tags = {"park": "acct", "enterprise": "x", "meter": meter}
+    return [
+        encode_point("electricity", tags, {"e_kwh": float(x)}, int(ti))
+        for ti, x in zip(t, v, strict=True)
+    ]
+
+
+async def rows(
+    reader: InfluxReader, period: Period, where: str
+) -> dict[tuple[str, int], dict[str, float]]:
+    series = await reader.query(
+        f"SELECT * FROM {rollup_source('rollups', period)} WHERE {where} GROUP BY id, quantity"
+    )
+    out = {}
+    for s in series:
+        for rec in s.records():
+            out[(s.tags["id"], int(rec["time"]))] = rec
+    return out
+
+
+@pytest.mark.anyio
+async def test_rollups_in_local_days_groups_and_a_late_reading(
+    influx_settings: InfluxSettings,
+) -> None:
+    park = Park.model_validate(PARK)
+    t = np.arange(START, END + 1, MIN)
+    gap = (t > START + 2 * H + 5 * MIN) & (t < START + 2 * H + 55 * MIN)  # 00:05-00:55 missing
+    config = RollupConfig(recent_s=5 * 3600, retention_policy="rollups")
+    async with InfluxReader(influx_settings) as reader:
+        await reader.create_database()
+        await ensure_retention(reader, config)
+        async with InfluxWriter(influx_settings, flush_interval_s=0.05) as raw:
+            for meter in RATES:
+                keep = ~gap if meter == "a-main" else np.ones(t.size, bool)
+                await raw.write(raw_lines(t[keep], meter))
+        async with InfluxWriter(
+            influx_settings, flush_interval_s=0.05, retention_policy="rollups"
+        ) as out:
+            job = RollupJob(park, reader, out, config)
+            assert await job.run(END) > 0
+
+            hourly = await rows(reader, Period.HOUR, "level = 'meter' AND quantity = 'e_kwh'")
+            # every hour of a-main is 60 kWh; the 00:00 hour has 50 minutes without readings:
+            # completeness 10/60, the 50 minutes' 50 kWh an estimate
+            midnight = START + 2 * H
+            for k in range(4):
+                assert hourly[("a-main", START + k * H)]["value"] == pytest.approx(60.0)
+            assert hourly[("a-main", midnight)]["completeness"] == pytest.approx(10 / 60)
+            assert hourly[("a-main", midnight)]["estimated"] == pytest.approx(50.0)
+            # the wrapping register: 120 every hour, one counter event in the hour it wrapped
+            assert [hourly[("b-main", START + k * H)]["value"] for k in range(4)] == pytest.approx(
+                [120] * 4
+            )
+            assert hourly[("b-main", START + H)]["events"] == 1  # 65 536 reached at 23:00
+            # CO₂ at Chongqing's latest published factor (2022 data: 0.5227 kg/kWh)
+            assert hourly[("a-main", START)]["co2_kg"] == pytest.approx(60 * 0.5227)
+
+            # days cut at local midnight (16:00 UTC): two hours on each side
+            daily = await rows(reader, Period.DAY, "quantity = 'e_kwh'")
+            day1 = int(datetime(2025, 3, 1, tzinfo=SHANGHAI).timestamp() * 1000)
+            assert daily[("a-main", day1)]["value"] == pytest.approx(120.0)
+            assert daily[("a-main", midnight)]["value"] == pytest.approx(120.0)
+            # the enterprise is its intake (not intake + sub-meter); the park its root
+            assert daily[("ent-a", midnight)]["value"] == pytest.approx(120.0)
+            assert daily[("ent-b", midnight)]["value"] == pytest.approx(240.0)
+            assert daily[("acct", midnight)]["value"] == pytest.approx(2 * 183.6)
+            # parent = Σ children + losses (2 %)
+            assert daily[("acct", midnight)]["value"] == pytest.approx(
+                1.02 * (daily[("ent-a", midnight)]["value"] + daily[("ent-b", midnight)]["value"])
+            )
+            monthly = await rows(reader, Period.MONTH, "level = 'park' AND quantity = 'e_kwh'")
+            march = int(datetime(2025, 3, 1, tzinfo=SHANGHAI).timestamp() * 1000)
+            assert monthly[("acct", march)]["value"] == pytest.approx(4 * 183.6)  # both days
+
+            # the missing readings arrive late: only that hour is recomputed, now measured
+            async with InfluxWriter(influx_settings, flush_interval_s=0.05) as raw:
+                await raw.write(raw_lines(t[gap], "a-main"))
+            job.mark_late("a-main", int(t[gap][0]), int(t[gap][-1]))
+            job.config = RollupConfig(recent_s=60, retention_policy="rollups")
+            await job.run(END)
+            hourly = await rows(reader, Period.HOUR, "level = 'meter' AND quantity = 'e_kwh'")
+            assert hourly[("a-main", midnight)]["completeness"] == pytest.approx(1.0)
+            assert hourly[("a-main", midnight)]["estimated"] == pytest.approx(0.0)
+            assert hourly[("a-main", midnight)]["value"] == pytest.approx(60.0)
