@@ -28,6 +28,19 @@ from parkwatch.quantities import Utility
 
 DATA_DIR = Path(__file__).parent / "data"
 
+# the accounting's rollups in InfluxDB (written by analytics, read by the API and Grafana):
+# one measurement per calendar period, in their own retention policy by default
+ROLLUP_MEASUREMENTS = {
+    "hour": "consumption_hourly",
+    "day": "consumption_daily",
+    "month": "consumption_monthly",
+    "year": "consumption_yearly",
+}
+ROLLUP_RETENTION_POLICY = "rollups"
+# figures entered through the API or a CSV: value added, production, green certificates
+FIGURES_MEASUREMENT = "accounting_figure"
+REPLACEMENT_MEASUREMENT = "meter_replacement"  # meter exchanges entered through the API
+
 # the carrier each utility's consumption is converted as (air and on-site heat are produced
 # inside the boundary from electricity or fuel already counted, so they have none)
 CARRIER_OF_UTILITY: dict[Utility, str] = {

@@ -54,7 +54,7 @@ from analytics.accounting.rollup import (
     groups,
     local_edges,
 )
-from parkwatch.energy import conversion
+from parkwatch.energy import REPLACEMENT_MEASUREMENT, ROLLUP_RETENTION_POLICY, conversion
 from parkwatch.influx import InfluxError, InfluxReader, InfluxWriter, quote_ident
 from parkwatch.influx import quote_string as qs
 from parkwatch.lineprotocol import encode_point
@@ -63,7 +63,6 @@ from parkwatch.site import Park
 
 log = logging.getLogger(__name__)
 
-REPLACEMENT_MEASUREMENT = "meter_replacement"  # entered through the API
 _COARSER = {Period.DAY: Period.HOUR, Period.MONTH: Period.DAY, Period.YEAR: Period.MONTH}
 
 
@@ -72,7 +71,9 @@ class RollupConfig:
     interval_s: float = 60.0
     recent_s: float = 2 * 3600.0  # recomputed every run (the running hour and the last ones)
     margin_s: float = 6 * 3600.0  # raw data read around recomputed hours
-    retention_policy: str | None = "rollups"  # where rollups go (None: the default policy)
+    retention_policy: str | None = (
+        ROLLUP_RETENTION_POLICY  # where rollups go (None: the default policy)
+    )
     raw_retention: str | None = None  # e.g. "400d": the default policy's duration
 
 

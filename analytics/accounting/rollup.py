@@ -11,7 +11,8 @@ A group (workshop, enterprise, park) is the sum of its **top meters** for each u
 meters whose parent is outside the group (the park's are the roots of the balance trees), so
 a parent and its children are never counted twice. Meters that do not measure consumption
 are left out of the sums: virtual meters (formulas of real ones), on-site generation and
-storage (``pv``, ``battery``: PV is its own quantity, ``pv_kwh``), tank levels.
+storage (``pv``, ``battery``: PV is its own quantity, ``pv_kwh``), tank levels, and steam or
+heat made on site (a boiler's output, recovered heat: their fuel is already counted).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from parkwatch import calendar
+from parkwatch.energy import ROLLUP_MEASUREMENTS
 from parkwatch.quantities import Utility
 from parkwatch.site import PARK_ENTERPRISE, Meter, Park, Role
 
@@ -48,6 +50,9 @@ EXPORT_COUNTER = "e_export_kwh"  # electricity fed back (PV surplus, battery dis
 PV_QUANTITY = "pv_kwh"  # on-site generation: a PV meter's exported energy
 # roles whose meters are not consumption: generation, storage, levels
 NOT_CONSUMPTION = frozenset({Role.PV, Role.BATTERY, Role.TANK})
+# steam and heat made inside the boundary (a boiler's output, recovered heat) come from fuel or
+# electricity already counted: summing them too would count that energy twice (GB/T 2589)
+OWN_PRODUCTION = frozenset({Role.BOILER, Role.HEAT_RECOVERY})
 
 
 class Period(StrEnum):
@@ -57,12 +62,7 @@ class Period(StrEnum):
     YEAR = "year"
 
 
-MEASUREMENT: dict[Period, str] = {
-    Period.HOUR: "consumption_hourly",
-    Period.DAY: "consumption_daily",
-    Period.MONTH: "consumption_monthly",
-    Period.YEAR: "consumption_yearly",
-}
+MEASUREMENT: dict[Period, str] = {p: ROLLUP_MEASUREMENTS[p.value] for p in Period}
 
 
 class Level(StrEnum):
@@ -130,6 +130,8 @@ def groups(park: Park, series: Sequence[CounterSeries]) -> list[Group]:
                 out.setdefault((m.utility, PV_QUANTITY), []).append(i)
                 continue
             if m.role in NOT_CONSUMPTION or (m.spec.parent is not None and m.spec.parent in ids):
+                continue
+            if m.role in OWN_PRODUCTION and m.utility in (Utility.STEAM, Utility.HEAT):
                 continue
             out.setdefault((m.utility, cs.quantity), []).append(i)
         return out
