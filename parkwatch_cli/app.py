@@ -503,6 +503,19 @@ def bench_replay_read_command(
     typer.echo(json.dumps(bench_replay_read(file, work_dir, days, meters, reference)))
 
 
+@bench_app.command("accounting")
+def bench_accounting_command(
+    meters: Annotated[int, typer.Option()] = 1000,
+    days: Annotated[int, typer.Option(help="days of 15-minute readings")] = 365,
+    chunk: Annotated[int, typer.Option(help="meters rolled up at once")] = 100,
+) -> None:
+    """A year of 15-minute counters for 1,000 meters rolled up at every level: readings per
+    second and peak memory, beside a naive diff-and-bincount in the same run."""
+    from parkwatch_cli.bench_accounting import main
+
+    typer.echo(main(meters, days, chunk))
+
+
 @bench_app.command("nab")
 def bench_nab(
     data: Annotated[Path, typer.Option(help="a NAB checkout (data/, labels/, config/)")] = Path(
