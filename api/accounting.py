@@ -382,6 +382,10 @@ async def summarize(state: State, park: Park, period: str) -> Summary:
             x.total += float(r["value"])
     figures = await _figures(state, park, a, b)
     factor = grid_factor(options, year)
+    electricity = conversion(options, Utility.ELECTRICITY, year)
+    # the factor actually applied: the published one, or the park's override
+    grid_kg = electricity.co2_kg if electricity is not None else factor.value
+    overridden = electricity is not None and electricity.co2_source == "park override"
     days = (b - a) / 86_400_000
     days_in_year = (date(year + 1, 1, 1) - date(year, 1, 1)).days
     subjects: list[SubjectSummary] = []
@@ -411,7 +415,7 @@ async def summarize(state: State, park: Park, period: str) -> Summary:
                 tce_equiv += pv * e.kgce_equal / 1000
                 electricity_tce += pv * e.kgce_equal / 1000
         green = sum(float(f["value"]) for f in mine if f.get("kind") == "green_certificates_mwh")
-        co2_market = max(co2 - green * factor.value, 0.0)  # MWh × kg/kWh = t
+        co2_market = max(co2 - green * grid_kg, 0.0)  # MWh × kg/kWh = t
         va, va_source = _value_added(park, level, sid, figures, days, days_in_year)
         water = x.consumption.get("vol_m3", 0.0)
         products = []
@@ -472,11 +476,11 @@ async def summarize(state: State, park: Park, period: str) -> Summary:
         end=datetime.fromtimestamp(b / 1000, tz=park.zone),
         convention=options.convention,
         grid_factor={
-            "id": factor.id,
-            "kg_per_kwh": factor.value,
-            "data_year": factor.data_year,
-            "document": factor.document,
-            "status": factor.status,
+            "id": "park override" if overridden else factor.id,
+            "kg_per_kwh": grid_kg,
+            "data_year": None if overridden else factor.data_year,
+            "document": "accounting.coefficients in park.yaml" if overridden else factor.document,
+            "status": "park" if overridden else factor.status,
         },
         subjects=subjects,
     )

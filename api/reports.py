@@ -2,8 +2,9 @@
 (fpdf2), in Chinese or English.
 
 The PDF needs a font with Chinese glyphs: Debian's ``fonts-droid-fallback``
-(``DroidSansFallbackFull.ttf``, a plain TrueType file that fpdf2 embeds as a subset);
-``run.sh`` installs it. Without one, English PDFs still render with a core font.
+(``DroidSansFallbackFull.ttf``, a plain TrueType file that fpdf2 embeds as a subset), with
+DejaVu Sans (``fonts-dejavu-core``) for Latin text, since the fallback font has only CJK glyphs;
+``run.sh`` installs both. Without them, English PDFs still render with a core font.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ CJK_FONTS = (
     Path("/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf"),
     Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttf"),
 )
+# Latin, digits and symbols (Droid Sans Fallback has only the CJK glyphs): fonts-dejavu-core
+LATIN_FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 
 LABELS: dict[str, dict[str, str]] = {
     "title": {"zh": "月度能源报告", "en": "Monthly energy report"},
@@ -292,6 +295,12 @@ def render_pdf(data: ReportData, lang: str) -> bytes:
     if font is not None:
         pdf.add_font("cjk", "", str(font))
         family = "cjk"
+        if LATIN_FONT.is_file():
+            # Latin text from DejaVu, Chinese from the fallback: each glyph from the font that
+            # has it
+            pdf.add_font("latin", "", str(LATIN_FONT))
+            family = "latin"
+            pdf.set_fallback_fonts(["cjk"])
     elif lang == "zh":
         raise HTTPException(503, "no font with Chinese glyphs: install fonts-droid-fallback")
     else:
