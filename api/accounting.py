@@ -61,11 +61,19 @@ PeriodName = Literal["hour", "day", "month", "year"]
 LevelName = Literal["meter", "workshop", "enterprise", "park"]
 ENERGY_QUANTITIES = {
     "e_kwh": Utility.ELECTRICITY,
-    "vol_nm3": Utility.GAS,
+    "gas_nm3": Utility.GAS,
     "steam_t": Utility.STEAM,
     "heat_gj": Utility.HEAT,
     "vol_m3": Utility.WATER,
 }
+
+
+def _key(utility: str, quantity: str) -> str:
+    """A summary's consumption key: the quantity, or for Nm³ the utility's (gas and compressed
+    air share the counter's name, and only gas is an energy carrier)."""
+    return f"{utility}_nm3" if quantity == "vol_nm3" else quantity
+
+
 FIGURE_KINDS = (
     "value_added_cny",  # industrial value added, current prices
     "value_added_2020_cny",  # the same at comparable 2020 prices
@@ -318,7 +326,8 @@ class SubjectSummary(BaseModel):
     id: str  # enterprise id, or the park's
     level: Literal["enterprise", "park"]
     name: str
-    consumption: dict[str, float]  # quantity → value (e_kwh, e_export_kwh, pv_kwh, vol_m3, …)
+    # quantity → value: e_kwh, e_export_kwh, pv_kwh, vol_m3, gas_nm3, air_nm3, steam_t, heat_gj
+    consumption: dict[str, float]
     completeness: float  # the least complete of its quantities
     estimated_share: float
     tce_equal: float
@@ -372,7 +381,7 @@ async def summarize(state: State, park: Park, period: str) -> Summary:
             continue
         key = (level, tags.get("id", ""))
         x = acc.setdefault(key, _Acc())
-        q = tags.get("quantity", "")
+        q = _key(tags.get("utility", ""), tags.get("quantity", ""))
         for r in records:
             if r.get("value") is None:
                 continue
