@@ -59,8 +59,11 @@ def raw_lines(t: np.ndarray, meter: str) -> list[str]:
     if meter == "b-main":  # a 16-bit register that wraps an hour in
         v = (65_536.0 - 120.0 + RATES[meter] * (t - START) / H) % 65_536.0
     tags = {"park": "acct", "enterprise": "x", "meter": meter}
+    # power beside the register: right for a-main, a sixth short for b-main (as a wrong CT
+    # ratio on one of the two would show)
+    power = {"a-main": {"p_kw": 60.0}, "b-main": {"p_kw": 100.0}}.get(meter, {})
     return [
-        encode_point("electricity", tags, {"e_kwh": float(x)}, int(ti))
+        encode_point("electricity", tags, {"e_kwh": float(x), **power}, int(ti))
         for ti, x in zip(t, v, strict=True)
     ]
 
@@ -112,6 +115,12 @@ async def test_rollups_in_local_days_groups_and_a_late_reading(
                 [120] * 4
             )
             assert hourly[("b-main", START + H)]["events"] == 1  # 65 536 reached at 23:00
+            # power and energy cross-checked per hour: a-main agrees, b-main's register counts
+            # 120 kWh where its power integrates to 100
+            assert hourly[("a-main", START)]["power_kwh"] == pytest.approx(60.0)
+            assert hourly[("a-main", START)]["power_mismatch"] is False
+            assert hourly[("b-main", START)]["power_kwh"] == pytest.approx(100.0)
+            assert hourly[("b-main", START)]["power_mismatch"] is True
             # CO₂ at Chongqing's latest published factor (2022 data: 0.5227 kg/kWh)
             assert hourly[("a-main", START)]["co2_kg"] == pytest.approx(60 * 0.5227)
 

@@ -13,7 +13,10 @@ Points (one measurement per period, ``consumption_hourly`` … ``consumption_yea
 period's local start): tags ``park``, ``level`` (meter, workshop, enterprise, park), ``id``,
 ``utility``, ``quantity``, ``enterprise``; fields ``value`` (in the counter's unit),
 ``completeness``, ``estimated``, and where the utility is an energy carrier ``kgce`` (the
-park's convention) and ``co2_kg`` (the grid or fuel factor in force for the period's year).
+park's convention) and ``co2_kg`` (the grid or fuel factor in force for the period's year); a
+meter's hours also ``events`` (counter events in the hour) and, for an electricity meter that
+reports power too, ``power_kwh`` (its integrated power) and ``power_mismatch`` (the register and
+the power disagree by more than 5 %).
 An unknown period is not written: a missing point is unknown, never zero.
 
 Retention, portably: the rollups go to their own retention policy (``rollups``, kept
@@ -39,6 +42,8 @@ from analytics.accounting.consumption import (
     Replacement,
     affected_span,
     consumption,
+    cross_check,
+    energy_from_power,
     prepare,
 )
 from analytics.accounting.rollup import (
@@ -64,6 +69,20 @@ from parkwatch.site import Park
 log = logging.getLogger(__name__)
 
 _COARSER = {Period.DAY: Period.HOUR, Period.MONTH: Period.DAY, Period.YEAR: Period.MONTH}
+
+
+@dataclass
+class _Raw:
+    """Raw counter readings (series index into the job's series) and, for electricity
+    meters, their power readings under the index of their energy counter."""
+
+    series: Any
+    t_ms: Any
+    values: Any
+    flags: Any
+    p_series: Any
+    p_t_ms: Any
+    p_kw: Any
 
 
 @dataclass(frozen=True)
@@ -168,7 +187,7 @@ class RollupJob:
         raw = await self._raw(rows, a_ms - margin, b_ms + margin)
         if raw is None:
             return None
-        series, t, v, flags = raw
+        series, t, v, flags = raw.series, raw.t_ms, raw.values, raw.flags
         if exact:
             # a late reading changes only the hours between the readings around it
             readings = prepare(series, t, v, flags)
@@ -197,13 +216,28 @@ class RollupJob:
             replacements=replacements,
         )
         rolled = Rolled(edges, c.value, c.completeness, c.estimated)
-        lines = self._meter_lines(Period.HOUR, rolled, rows, c.events)
+        extra: dict[str, Any] = {}
+        if raw.p_series.size:
+            # the register against the integrated power, per hour (same meter)
+            power = energy_from_power(
+                raw.p_series,
+                raw.p_t_ms,
+                raw.p_kw,
+                edges,
+                len(self.series),
+                max_gap_ms=self.max_gap_ms,
+            )
+            check = cross_check(c, power)
+            known = np.isfinite(power.value)
+            extra = {
+                "power_kwh": power.value,
+                "power_mismatch": np.where(known, check.disagree.astype(float), np.nan),
+            }
+        lines = self._meter_lines(Period.HOUR, rolled, rows, c.events, extra)
         await self._write(lines)
         return int(edges[0]), int(edges[-1]), len(lines)
 
-    async def _raw(
-        self, rows: Sequence[int], a_ms: int, b_ms: int
-    ) -> tuple[Any, Any, Any, Any] | None:
+    async def _raw(self, rows: Sequence[int], a_ms: int, b_ms: int) -> _Raw | None:
         by_utility: dict[Utility, set[str]] = {}
         for r in rows:
             cs = self.series[r]
@@ -213,9 +247,15 @@ class RollupJob:
         t_all: list[int] = []
         v_all: list[float] = []
         f_all: list[int] = []
+        ps: list[int] = []
+        pt: list[int] = []
+        pv: list[float] = []
         replaced = await self._replacement_events(a_ms, b_ms)
         for utility, quantities in by_utility.items():
-            fields = ", ".join(quote_ident(q) for q in sorted(quantities))
+            names = sorted(quantities)
+            if utility is Utility.ELECTRICITY and "e_kwh" in quantities:
+                names.append("p_kw")  # for the cross-check of power and energy
+            fields = ", ".join(quote_ident(q) for q in names)
             statement = (
                 f'SELECT {fields}, "quality" FROM {quote_ident(utility.value)} '
                 f"WHERE park = {qs(self.park.park)} AND time >= {a_ms}ms AND time <= {b_ms}ms "
@@ -223,11 +263,21 @@ class RollupJob:
             )
             for s in await self.reader.query(statement):
                 meter = s.tags.get("meter", "")
+                q_col = s.columns.index("quality")
                 for c, name in enumerate(s.columns):
+                    if name == "p_kw":
+                        i = self.index.get((meter, "e_kwh"))
+                        if i is None or i not in wanted:
+                            continue
+                        for row in s.values:
+                            if row[c] is not None:
+                                ps.append(i)
+                                pt.append(int(row[0]))
+                                pv.append(float(row[c]))
+                        continue
                     i = self.index.get((meter, name))
                     if i is None or i not in wanted:
                         continue
-                    q_col = s.columns.index("quality")
                     for row in s.values:
                         value = row[c]
                         if value is None:
@@ -241,11 +291,14 @@ class RollupJob:
                         f_all.append(int(flag))
         if not s_all:
             return None
-        return (
+        return _Raw(
             np.array(s_all, np.int64),
             np.array(t_all, np.int64),
             np.array(v_all, np.float64),
             np.array(f_all, np.int8),
+            np.array(ps, np.int64),
+            np.array(pt, np.int64),
+            np.array(pv, np.float64),
         )
 
     async def _replacement_events(self, a_ms: int, b_ms: int) -> set[tuple[str, str, float]]:
@@ -360,7 +413,12 @@ class RollupJob:
         return {"kgce": value * per, "co2_kg": value * conv.co2_kg}
 
     def _meter_lines(
-        self, period: Period, rolled: Rolled, rows: Sequence[int] | range, events: Any
+        self,
+        period: Period,
+        rolled: Rolled,
+        rows: Sequence[int] | range,
+        events: Any,
+        extra: dict[str, Any] | None = None,
     ) -> list[str]:
         lines: list[str] = []
         measurement = MEASUREMENT[period]
@@ -387,6 +445,10 @@ class RollupJob:
                 }
                 if events is not None:
                     fields["events"] = int(events[r, k])
+                for name, table in (extra or {}).items():
+                    x = float(table[r, k])
+                    if np.isfinite(x):
+                        fields[name] = bool(x) if name == "power_mismatch" else x
                 lines.append(encode_point(measurement, tags, fields, t))
         return lines
 
