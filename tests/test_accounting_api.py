@@ -24,6 +24,7 @@ pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 H = 3_600_000
+TCE = 0.176976 + 2.91432  # the day's electricity and gas in tce (equal value)
 DAY = int(datetime(2025, 7, 15, tzinfo=SHANGHAI).timestamp() * 1000)  # a July day: 尖峰 applies
 PARK = {
     "park": "bill",
@@ -40,7 +41,11 @@ PARK = {
             "workshops": [
                 {
                     "id": "w",
-                    "meters": [{"id": "a-main", "utility": "electricity", "parent": "main"}],
+                    "meters": [
+                        {"id": "a-main", "utility": "electricity", "parent": "main"},
+                        {"id": "a-gas", "utility": "gas"},
+                        {"id": "a-air", "utility": "air"},
+                    ],
                 }
             ],
         }
@@ -59,6 +64,13 @@ async def client(influx_settings: InfluxSettings) -> AsyncIterator[httpx.AsyncCl
             encode_point(
                 "electricity", tags, {"e_kwh": float(5000.0 + 60.0 * (ti - DAY) / H)}, int(ti)
             )
+            for ti in t
+        ]
+    # 100 Nm³/h of natural gas and 500 Nm³/h of compressed air (made from the electricity)
+    for meter, utility, rate in (("a-gas", "gas", 100.0), ("a-air", "air", 500.0)):
+        tags = {"park": "bill", "enterprise": "ent-a", "meter": meter}
+        lines += [
+            encode_point(utility, tags, {"vol_nm3": float(rate * (ti - DAY) / H)}, int(ti))
             for ti in t
         ]
     # 15-minute demand: 60 kW, one block of 110 kW
@@ -108,13 +120,17 @@ async def test_bill_summary_figures_targets_and_reports(client: httpx.AsyncClien
     ).json()
     ent = next(s for s in summary["subjects"] if s["id"] == "ent-a")
     assert ent["consumption"]["e_kwh"] == pytest.approx(1440.0)
-    # 1 440 kWh × 0.1229 = 176.976 kgce; × 0.5227 kg/kWh = 752.688 kg CO₂
-    assert ent["tce_equal"] == pytest.approx(0.176976)
-    assert ent["co2_t"] == pytest.approx(0.752688)
-    assert ent["electricity_share"] == pytest.approx(1.0)
+    # gas and compressed air are both Nm³, kept apart: only gas is an energy carrier
+    assert ent["consumption"]["gas_nm3"] == pytest.approx(2400.0)
+    assert ent["consumption"]["air_nm3"] == pytest.approx(12000.0)
+    # electricity: 1 440 kWh × 0.1229 = 176.976 kgce, × 0.5227 = 752.688 kg CO₂
+    # gas: 2 400 Nm³ × 1.2143 = 2 914.32 kgce, × 2.162 = 5 188.8 kg CO₂
+    assert ent["tce_equal"] == pytest.approx(TCE)
+    assert ent["co2_t"] == pytest.approx(0.752688 + 5.1888)
+    assert ent["electricity_share"] == pytest.approx(0.176976 / TCE)
     # value added from park.yaml, prorated: 365 M¥ × 31/365 = 31 M¥ = 3 100 万元
     assert ent["value_added_source"].startswith("park.yaml")
-    assert ent["tce_per_10k_cny"] == pytest.approx(0.176976 / 3100)
+    assert ent["tce_per_10k_cny"] == pytest.approx(TCE / 3100)
 
     figures = [
         {"enterprise": "ent-a", "kind": "value_added_cny", "period": "2025-07", "value": 1_000_000},
@@ -146,23 +162,23 @@ async def test_bill_summary_figures_targets_and_reports(client: httpx.AsyncClien
     ).json()
     ent = next(s for s in summary["subjects"] if s["id"] == "ent-a")
     # entered value added: 100 万元; green certificates 0.5 MWh × 0.5227 = 0.26135 t off
-    assert ent["tce_per_10k_cny"] == pytest.approx(0.176976 / 100)
-    assert ent["co2_t_market"] == pytest.approx(0.752688 - 0.26135)
-    # 176.976 kgce / 2 t of clinker = 88.488 kgce/t: at the 标杆 level (100)
+    assert ent["tce_per_10k_cny"] == pytest.approx(TCE / 100)
+    assert ent["co2_t_market"] == pytest.approx(0.752688 + 5.1888 - 0.26135)
+    # 3 091.296 kgce / 2 t of clinker = 1 545.648 kgce/t: above the 基准 level (117)
     (product,) = ent["products"]
-    assert product["kgce_per_unit"] == pytest.approx(88.488)
-    assert product["level"].startswith("标杆")
+    assert product["kgce_per_unit"] == pytest.approx(1545.648)
+    assert product["level"].startswith("below")
     park = next(s for s in summary["subjects"] if s["level"] == "park")
     assert park["land_cny_per_mu"] == pytest.approx(1_000_000 / 100)
 
-    # 2025 against 2020: 0.176976 tce / 100 万元 against 1.0 tce / 20 万元 = −96.5 %
+    # 2025 against 2020: 3.091296 tce / 100 万元 against 1.0 tce / 20 万元 = −38.2 %
     targets = (
         await client.get(
             "/parks/bill/accounting/targets", params={"year": 2025, "enterprise": "ent-a"}
         )
     ).json()
     assert targets["baseline_energy_intensity"] == pytest.approx(0.05)
-    assert targets["energy_change"] == pytest.approx(0.00176976 / 0.05 - 1)
+    assert targets["energy_change"] == pytest.approx(TCE / 100 / 0.05 - 1)
     assert targets["energy_on_track"] is True
 
     for lang, word in (("zh", "月度能源报告"), ("en", "Monthly energy report")):
