@@ -114,6 +114,7 @@ class AnalyticsService:
         self.rollup_config = RollupConfig(
             interval_s=settings.rollup_interval_s,
             recent_s=settings.rollup_recent_s,
+            catch_up_s=settings.warmup_s,
             retention_policy=settings.rollup_retention_policy,
             raw_retention=settings.raw_retention,
         )

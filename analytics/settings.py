@@ -38,6 +38,6 @@ class AnalyticsSettings(ServiceSettings):
     # data is kept (an InfluxDB duration such as "400d"; None leaves the default policy alone)
     rollups: bool = True
     rollup_interval_s: float = Field(default=60.0, gt=0)
-    rollup_recent_s: float = Field(default=2 * 3600.0, gt=0)
+    rollup_recent_s: float = Field(default=900.0, gt=0)
     rollup_retention_policy: str | None = "rollups"
     raw_retention: str | None = None

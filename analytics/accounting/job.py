@@ -1,7 +1,8 @@
 """The rollup job: the platform's own downsampling, written back to InfluxDB.
 
-Every ``interval_s`` the analytics service runs it per park: the last ``recent_s`` of raw
-counters (the running hour included, so boards show today so far) are turned into hourly
+Every ``interval_s`` the analytics service runs it per park: the hours that the last
+``recent_s`` touch (the running hour, so boards show today so far, and the last one for a while
+after it ended; after a start, everything since ``catch_up_s`` ago) are turned into hourly
 consumption per meter (:mod:`analytics.accounting.consumption`), and the local days, months
 and years those hours fall in are summed again from the stored hours, days and months, per
 meter and per workshop, enterprise and park (:mod:`analytics.accounting.rollup`). Readings that
@@ -88,8 +89,12 @@ class _Raw:
 @dataclass(frozen=True)
 class RollupConfig:
     interval_s: float = 60.0
-    recent_s: float = 2 * 3600.0  # recomputed every run (the running hour and the last ones)
-    margin_s: float = 6 * 3600.0  # raw data read around recomputed hours
+    # recomputed every run: the running hour, and the last one for this long after it ended
+    recent_s: float = 900.0
+    # the first run (after a start or a restart) looks this far back, and a run after failed
+    # ones from the last good run: hours nobody computed are caught up
+    catch_up_s: float = 6 * 3600.0
+    margin_s: float = 6 * 3600.0  # raw data read around hours recomputed for late readings
     retention_policy: str | None = (
         ROLLUP_RETENTION_POLICY  # where rollups go (None: the default policy)
     )
@@ -146,10 +151,20 @@ class RollupJob:
         self.modulus = np.array(
             [opts.register_max.get(cs.meter.id, np.nan) for cs in self.series], np.float64
         )
-        self.max_gap_ms = int(opts.max_gap_s * 1000)
+        # readings further apart than this are a gap: the park's setting, or three of the
+        # meter's own poll intervals for a meter read less often
+        self.max_gap = np.array(
+            [
+                int(max(opts.max_gap_s, 3 * (cs.meter.spec.interval_s or 0.0)) * 1000)
+                for cs in self.series
+            ],
+            np.int64,
+        )
+        self.max_gap_ms = int(self.max_gap.max()) if self.max_gap.size else 900_000
         self.late: list[tuple[str, int, int]] = []
         self.points_written = 0
         self.runs = 0
+        self.done_ms: int | None = None  # the last good run's time
 
     def mark_late(self, meter: str, first_ms: int, last_ms: int) -> None:
         if meter in self.of_meter:
@@ -159,6 +174,10 @@ class RollupJob:
         """One pass; returns the points written."""
         written = 0
         recent = int(now_ms - self.config.recent_s * 1000)
+        since = (
+            now_ms - int(self.config.catch_up_s * 1000) if self.done_ms is None else self.done_ms
+        )
+        recent = min(recent, since)
         # (series, from, to, late): the recent past for every series, and what arrived late
         touched = [(list(range(len(self.series))), recent, now_ms, False)]
         late, self.late = self.late, []
@@ -175,6 +194,7 @@ class RollupJob:
         written += await self._upper(lo, hi)
         self.points_written += written
         self.runs += 1
+        self.done_ms = now_ms
         return written
 
     # --- hours from raw counters -----------------------------------------------------------
@@ -182,7 +202,9 @@ class RollupJob:
     async def _hours(
         self, rows: Sequence[int], a_ms: int, b_ms: int, *, exact: bool
     ) -> tuple[int, int, int] | None:
-        margin = int(self.config.margin_s * 1000)
+        # the pair across the first edge is all the regular pass needs (one further apart is a
+        # gap); a late reading's neighbours may be further away
+        margin = int(self.config.margin_s * 1000) if exact else self.max_gap_ms + 60_000
         zone = self.park.zone
         raw = await self._raw(rows, a_ms - margin, b_ms + margin)
         if raw is None:
@@ -212,7 +234,7 @@ class RollupJob:
             len(self.series),
             flags=flags,
             modulus=self.modulus,
-            max_gap_ms=self.max_gap_ms,
+            max_gap_ms=self.max_gap,
             replacements=replacements,
         )
         rolled = Rolled(edges, c.value, c.completeness, c.estimated)
@@ -225,7 +247,7 @@ class RollupJob:
                 raw.p_kw,
                 edges,
                 len(self.series),
-                max_gap_ms=self.max_gap_ms,
+                max_gap_ms=self.max_gap,
             )
             check = cross_check(c, power)
             known = np.isfinite(power.value)
