@@ -140,7 +140,9 @@ class Enterprise(_Model):
 
 
 class EmissionFactors(_Model):
-    """kg CO2 per unit; defaults are China's 2022 national grid average and IPCC fuel factors."""
+    """kg CO2 per unit. Not used by the accounting, which reads dated factors with their
+    sources from ``parkwatch/data/emission_factors.yaml`` (a park overrides them in
+    ``accounting.coefficients``); kept so that existing park.yaml files still load."""
 
     electricity_kg_per_kwh: float = 0.5703
     gas_kg_per_nm3: float = 2.162
