@@ -151,3 +151,69 @@ async def test_rollups_in_local_days_groups_and_a_late_reading(
             assert hourly[("a-main", midnight)]["completeness"] == pytest.approx(1.0)
             assert hourly[("a-main", midnight)]["estimated"] == pytest.approx(0.0)
             assert hourly[("a-main", midnight)]["value"] == pytest.approx(60.0)
+
+
+@pytest.mark.anyio
+async def test_replacements_from_events_and_the_api_and_raw_retention(
+    influx_settings: InfluxSettings,
+) -> None:
+    """Two meters exchanged at 23:30 without a gap (60 kWh an hour, a reading a minute): the
+    new meters start at 500. a-main's exchange is only known from the meter-fault detector's
+    event (old and new reading): the exchange minute is estimated from the rate (1 kWh);
+    b-main's was entered through the API with the old meter's final reading 1090 and the new
+    one's initial 499, so it is exact: (1090 − 1089) + (500 − 499) = 2 kWh. Without either,
+    the fall would be a reset counted from zero: 500 kWh."""
+    park = Park.model_validate(PARK)
+    t = np.arange(START, START + 2 * H + 1, MIN)
+    swap = START + 90 * MIN
+    config = RollupConfig(recent_s=3 * 3600, retention_policy="rollups", raw_retention="1000d")
+    lines = []
+    for meter in ("a-main", "b-main", "a-sub"):
+        v = np.where(t < swap, 1000.0 + 60.0 * (t - START) / H, 500.0 + 60.0 * (t - swap) / H)
+        tags = {"park": "acct", "enterprise": "x", "meter": meter}
+        lines += [
+            encode_point("electricity", tags, {"e_kwh": float(x)}, int(ti))
+            for ti, x in zip(t, v, strict=True)
+        ]
+    lines.append(
+        encode_point(
+            "anomaly",
+            {
+                "park": "acct",
+                "kind": "meter_replacement",
+                "family": "meter_fault",
+                "meter": "a-main",
+            },
+            {"evidence": '{"quantity": "e_kwh", "old_reading": 1089.0, "new_reading": 500.0}'},
+            swap + MIN,
+        )
+    )
+    lines.append(
+        encode_point(
+            "meter_replacement",
+            {"park": "acct", "meter": "b-main", "quantity": "e_kwh"},
+            {"old_final": 1090.0, "new_initial": 499.0},
+            swap - 30_000,
+        )
+    )
+    async with InfluxReader(influx_settings) as reader:
+        await reader.create_database()
+        await ensure_retention(reader, config)
+        policies = await reader.query(f'SHOW RETENTION POLICIES ON "{influx_settings.database}"')
+        durations = {row[0]: row[1] for s in policies for row in s.values}
+        assert durations["autogen"] == "24000h0m0s"  # raw data: 1000 days
+        assert durations["rollups"] == "0s"  # rollups: forever
+        async with InfluxWriter(influx_settings, flush_interval_s=0.05) as raw:
+            await raw.write(lines)
+        async with InfluxWriter(
+            influx_settings, flush_interval_s=0.05, retention_policy="rollups"
+        ) as out:
+            await RollupJob(park, reader, out, config).run(START + 2 * H)
+        hourly = await rows(reader, Period.HOUR, "level = 'meter' AND quantity = 'e_kwh'")
+    second = START + H  # 23:00-24:00 holds the exchange at 23:30
+    # 59 measured minutes of 1 kWh, plus the exchange minute
+    assert hourly[("a-main", second)]["value"] == pytest.approx(59 + 1)
+    assert hourly[("a-main", second)]["estimated"] == pytest.approx(1)
+    assert hourly[("b-main", second)]["value"] == pytest.approx(59 + 2)
+    assert hourly[("b-main", second)]["estimated"] == pytest.approx(0)
+    assert hourly[("a-sub", second)]["value"] == pytest.approx(59 + 500)  # a reset
