@@ -108,6 +108,15 @@ def test_replacement_without_readings_is_estimated_from_the_rate() -> None:
     assert c.estimated[0].tolist() == [10]
 
 
+def test_a_new_meter_reading_higher_than_the_old_one() -> None:
+    # exchanged at 0:30 for a meter that already read 5 000 (flagged "replaced" at the source):
+    # not 5 000 − 1 010 kWh of consumption, but the usual 10, estimated
+    flags = np.array([0, 0, Flag.REPLACED, 0], np.int8)
+    c = one([0, Q, 2 * Q, 3 * Q], [1000, 1010, 5000, 5010], edges=np.array([0, H]), flags=flags)
+    assert c.value[0].tolist() == [30]
+    assert c.estimated[0].tolist() == [10]
+
+
 def test_gap_total_is_kept_its_spread_is_an_estimate() -> None:
     # 0:00 → 0, 0:30 → 30, 3:30 → 330, 4:00 → 360; the 3-hour pair (max gap 1 h) carries
     # 300 = 100 an hour, spread linearly:

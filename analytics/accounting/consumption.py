@@ -168,7 +168,7 @@ def counter_pairs(
     tol = np.maximum(np.abs(v0) * JITTER, 1e-9)
     flag = fl[end]
     falls = d < -tol
-    plain = ~falls & (flag == Flag.NONE)
+    plain = ~falls & (flag != Flag.REPLACED)
     # each series' usual rate, from its plain pairs: what an estimate and a rollover fit use
     measured = plain & ~gap
     rate = _series_sum(ps[measured], np.maximum(d[measured], 0.0), n_series) / np.maximum(
@@ -180,8 +180,9 @@ def counter_pairs(
     increment = d.copy()
     estimated = np.zeros(end.size, bool)
 
-    # rollover: the register's own width when known, else the usual widths
-    event = falls | (flag != Flag.NONE)
+    # a counter event: a fall, or a meter exchanged (a new meter may read higher than the
+    # old one did); a rollover or reset flag on a reading that did not fall changes nothing
+    event = falls | (flag == Flag.REPLACED)
     idx = np.flatnonzero(event)
     if idx.size:
         own = (
