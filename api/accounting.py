@@ -58,7 +58,7 @@ from parkwatch.tariffs import (
 router = APIRouter(prefix="/parks/{park}", tags=["accounting"])
 
 PeriodName = Literal["hour", "day", "month", "year"]
-LevelName = Literal["meter", "workshop", "enterprise", "park"]
+LevelName = Literal["meter", "workshop", "enterprise", "zone", "park"]
 ENERGY_QUANTITIES = {
     "e_kwh": Utility.ELECTRICITY,
     "gas_nm3": Utility.GAS,

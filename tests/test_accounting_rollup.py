@@ -7,6 +7,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,6 +21,7 @@ from analytics.accounting.rollup import (
     groups,
     local_edges,
 )
+from parkwatch.quantities import Utility
 from parkwatch.site import Park
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -117,3 +119,38 @@ def test_groups_sum_top_meters_only(demo_park_path: Path) -> None:
         if (x.level, x.id, x.quantity) == (Level.ENTERPRISE, "steelco", "e_kwh")
     )
     np.testing.assert_allclose(rolled.value[g], values[found[g].members[0]])
+
+
+def test_a_zone_is_its_inflows_minus_its_outflows(demo_park_path: Path) -> None:
+    """Zones (district metered areas) come from the site model's ``zones``; a stand-in park
+    carries one here: the water main and the tank's outlet flow in, the tank's inlet out."""
+
+    class Zone:
+        id = "water-main-zone"
+        utility = Utility.WATER
+        inflow = ("park-water-main", "park-tank-out")
+        outflow = ("park-tank-in",)
+
+    class WithZones:
+        def __init__(self, park: Park) -> None:
+            self._park = park
+            self.zones = [Zone()]
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._park, name)
+
+    park = Park.from_yaml(demo_park_path)
+    series = accounting_series(park)
+    found = groups(WithZones(park), series)  # type: ignore[arg-type]
+    (zone,) = [g for g in found if g.level is Level.ZONE]
+    ids = [series[i].meter.id for i in zone.members]
+    assert ids == ["park-water-main", "park-tank-out", "park-tank-in"]
+    assert zone.weights() == (1.0, 1.0, -1.0)
+    # 100 in, 7 back out of the tank, 12 into it: 100 + 7 − 12 = 95
+    values = np.zeros((len(series), 1))
+    for i, v in zip(zone.members, (100.0, 7.0, 12.0), strict=True):
+        values[i, 0] = v
+    rolled = group_sums(
+        Rolled(np.arange(2), values, np.ones_like(values), np.zeros_like(values)), found
+    )
+    assert rolled.value[found.index(zone), 0] == pytest.approx(95.0)

@@ -69,6 +69,7 @@ class Level(StrEnum):
     METER = "meter"
     WORKSHOP = "workshop"
     ENTERPRISE = "enterprise"
+    ZONE = "zone"
     PARK = "park"
 
 
@@ -95,6 +96,10 @@ class Group:
     utility: Utility
     quantity: str
     members: tuple[int, ...]  # indices into the accounting's series
+    signs: tuple[float, ...] = ()  # per member, +1 by default; a zone's outflows count −1
+
+    def weights(self) -> tuple[float, ...]:
+        return self.signs or (1.0,) * len(self.members)
 
 
 def accounting_series(park: Park) -> list[CounterSeries]:
@@ -150,6 +155,28 @@ def groups(park: Park, series: Sequence[CounterSeries]) -> list[Group]:
             add(Level.WORKSHOP, f"{ent}/{shop}", ent, ids)
         add(Level.ENTERPRISE, ent, ent, {m for m, (e, _) in placement.items() if e == ent})
     add(Level.PARK, park.park, None, set(placement))
+    # zones (district metered areas, where the site declares them): Σ inflow − Σ outflow of
+    # their meters' counters. A tank's storage change is not taken off here: over a day it is
+    # small against a zone's flow, and the leak detector accounts it where it matters
+    index = {(cs.meter.id, cs.quantity): i for i, cs in enumerate(series)}
+    for zone in getattr(park, "zones", []):
+        counter = CONSUMPTION_COUNTER.get(zone.utility)
+        if counter is None:
+            continue
+        members: list[int] = []
+        signs: list[float] = []
+        for ids, sign in ((zone.inflow, 1.0), (zone.outflow, -1.0)):
+            for meter_id in ids:
+                i = index.get((meter_id, counter))
+                if i is not None:
+                    members.append(i)
+                    signs.append(sign)
+        if members:
+            found.append(
+                Group(
+                    Level.ZONE, zone.id, None, zone.utility, counter, tuple(members), tuple(signs)
+                )
+            )
     return found
 
 
@@ -236,9 +263,11 @@ def group_sums(meters: Rolled, found: Sequence[Group]) -> Rolled:
     estimated = np.zeros((len(found), k))
     for g, group in enumerate(found):
         m = np.array(group.members, dtype=np.int64)
+        w = np.array(group.weights())[:, None]
         v = meters.value[m]
         known = np.isfinite(v)
-        value[g] = np.where(known.any(axis=0), np.where(known, v, 0.0).sum(axis=0), np.nan)
+        total = (np.where(known, v, 0.0) * w).sum(axis=0)
+        value[g] = np.where(known.any(axis=0), total, np.nan)
         completeness[g] = meters.completeness[m].min(axis=0)
         estimated[g] = meters.estimated[m].sum(axis=0)
     return Rolled(meters.edges, value, completeness, estimated)
