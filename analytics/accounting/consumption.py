@@ -282,6 +282,7 @@ def interval_consumption(
     span = np.zeros(t.size)
     span[pairs.end] = (pairs.t1 - pairs.t0).astype(np.float64)
     span_curve = _segment_cumsum(span, starts)
+    del inc, est, covered, span  # memory: a chunk's readings are many
 
     value = np.full((n_series, k), np.nan)
     completeness = np.zeros((n_series, k))
