@@ -181,8 +181,7 @@ class RollupJob:
         # (series, from, to, late): the recent past for every series, and what arrived late
         touched = [(list(range(len(self.series))), recent, now_ms, False)]
         late, self.late = self.late, []
-        for meter, first, last in late:
-            touched.append((self.of_meter[meter], first, last, True))
+        touched.extend((rows, a, b, True) for rows, a, b in self._coalesce(late))
         lo, hi = now_ms, now_ms
         for rows, a, b, exact in touched:
             if not rows:
@@ -196,6 +195,18 @@ class RollupJob:
         self.runs += 1
         self.done_ms = now_ms
         return written
+
+    def _coalesce(self, late: list[tuple[str, int, int]]) -> list[tuple[list[int], int, int]]:
+        """Late spans that overlap (a replayed backlog: every meter of a gateway over the same
+        hours) become one recomputation of all their meters."""
+        out: list[tuple[list[int], int, int]] = []
+        for meter, first, last in sorted(late, key=lambda x: x[1]):
+            if out and first <= out[-1][2]:
+                rows, a, b = out[-1]
+                out[-1] = (sorted({*rows, *self.of_meter[meter]}), a, max(b, last))
+            else:
+                out.append((list(self.of_meter[meter]), first, last))
+        return out
 
     # --- hours from raw counters -----------------------------------------------------------
 
