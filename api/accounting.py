@@ -74,18 +74,18 @@ def _key(utility: str, quantity: str) -> str:
     return f"{utility}_nm3" if quantity == "vol_nm3" else quantity
 
 
-FIGURE_KINDS = (
+FigureKind = Literal[
     "value_added_cny",  # industrial value added, current prices
     "value_added_2020_cny",  # the same at comparable 2020 prices
     "production",  # output of a product (``product``, ``unit``)
     "green_certificates_mwh",  # green electricity certificates surrendered
     "energy_tce",  # comprehensive energy (baseline years the platform did not measure)
     "water_m3",  # water (idem)
-)
+]
 
 
 def _rp(state: State) -> str:
-    rp: str | None = getattr(state.settings, "rollup_retention_policy", "rollups")
+    rp = state.settings.rollup_retention_policy
     return "" if rp is None else f"{quote_ident(rp)}."
 
 
@@ -197,14 +197,7 @@ async def consumption(
 
 class Figure(BaseModel):
     enterprise: str  # an enterprise id, or "park"
-    kind: Literal[
-        "value_added_cny",
-        "value_added_2020_cny",
-        "production",
-        "green_certificates_mwh",
-        "energy_tce",
-        "water_m3",
-    ]
+    kind: FigureKind
     period: str = Field(description="YYYY (a year) or YYYY-MM (a month)")
     value: float
     product: str = ""  # production: the product, e.g. a benchmark key such as cement_clinker
