@@ -41,7 +41,7 @@ from parkwatch.energy import (
     conversion,
     grid_factor,
 )
-from parkwatch.influx import InfluxError, InfluxWriter, quote_ident
+from parkwatch.influx import InfluxError, InfluxQueryError, InfluxWriter, quote_ident
 from parkwatch.influx import quote_string as qs
 from parkwatch.lineprotocol import encode_point
 from parkwatch.quantities import Utility
@@ -132,12 +132,19 @@ async def _rollups(
     state: State, park: Park, period: str, start_ms: int, end_ms: int, where: dict[str, str]
 ) -> list[tuple[dict[str, str], list[dict[str, Any]]]]:
     clause = "".join(f" AND {quote_ident(k)} = {qs(v)}" for k, v in where.items())
-    series = await _query(
-        state,
+    statement = (
         f"SELECT * FROM {_rp(state)}{quote_ident(ROLLUP_MEASUREMENTS[period])} "
         f"WHERE park = {qs(park.park)}{clause} AND time >= {start_ms}ms AND time < {end_ms}ms "
-        "GROUP BY level, id, utility, quantity",
+        "GROUP BY level, id, utility, quantity"
     )
+    try:
+        series = await state.reader.query(statement)
+    except InfluxQueryError as exc:
+        if "retention policy not found" in str(exc):
+            return []  # analytics has not written any rollup yet: nothing measured
+        raise HTTPException(503, f"database: {exc}") from exc
+    except InfluxError as exc:
+        raise HTTPException(503, f"database: {exc}") from exc
     return [(s.tags, s.records()) for s in series]
 
 

@@ -213,3 +213,18 @@ async def test_bill_summary_figures_targets_and_reports(client: httpx.AsyncClien
     )
     assert swap.status_code == 201
     assert swap.json()["quantity"] == "e_kwh"
+
+
+async def test_before_any_rollup_the_summary_is_empty_not_an_error(
+    influx_settings: InfluxSettings,
+) -> None:
+    park = Park.model_validate(PARK)
+    async with InfluxReader(influx_settings) as reader:
+        await reader.create_database()  # no rollups policy yet: analytics never ran
+    app = create_app(ApiSettings(influx=influx_settings), SiteRegistry([park]))
+    async with serve(app) as base, httpx.AsyncClient(base_url=base, timeout=30) as c:
+        answer = await c.get("/parks/bill/accounting/summary", params={"period": "2025-07"})
+        assert answer.status_code == 200, answer.text
+        ent = next(s for s in answer.json()["subjects"] if s["id"] == "ent-a")
+        assert ent["consumption"] == {}
+        assert ent["completeness"] == 0.0
