@@ -27,6 +27,7 @@ import numpy.typing as npt
 
 from analytics.accounting.consumption import consumption
 from analytics.accounting.rollup import Period, Rolled, coarser, local_edges
+from parkwatch import calendar
 from parkwatch.energy import AccountingOptions, conversion, kgce
 from parkwatch.quantities import Utility
 from parkwatch.tariffs import (
@@ -187,7 +188,7 @@ def agreement(data: SteelData, tariff: ElectricityTariff) -> dict[str, Any]:
     starts = data.end_ms - QUARTER_MS
     ours = tou_periods(tariff, starts, ZONE)
     every_day = tou_periods(tariff.model_copy(update={"light_all_day_on": []}), starts, ZONE)
-    local_day = (starts + 9 * 3_600_000) // 86_400_000  # Asia/Seoul: UTC+9, no DST in 2018
+    local_day = calendar.local_ms(starts, ZONE) // calendar.DAY_MS
     # a day the plant ran: the dataset marks some interval of it above light load
     light = PERIOD_CODE[TouPeriod.VALLEY]
     busy_days = np.unique(local_day[data.load_type != light])
