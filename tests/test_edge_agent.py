@@ -252,6 +252,61 @@ async def test_backlog_survives_an_agent_restart(park: Park, tmp_path: Path) -> 
     assert_live_first(batches, backlog)
 
 
+class SwallowedCancelAgent(EdgeAgent):
+    """An agent whose broker connection is a bare ``asyncio.wait_for`` (what aiomqtt does),
+    which the test completes with a refusal in the same loop step as the agent is stopped."""
+
+    def __init__(self, settings: EdgeSettings) -> None:
+        super().__init__(settings)
+        self.attempt: asyncio.Future[None] | None = None
+        self.first_attempt = asyncio.Event()
+        self.sessions = 0
+
+    async def _session(self, outage: Any, backoff: Any) -> None:
+        self.sessions += 1
+        self.attempt = asyncio.get_running_loop().create_future()
+        self.first_attempt.set()
+        try:
+            await asyncio.wait_for(self.attempt, timeout=0.2)
+        except TimeoutError:
+            raise aiomqtt.MqttError("no answer from the broker") from None
+
+
+@pytest.mark.anyio
+async def test_agent_stops_when_a_connect_swallows_its_cancellation(tmp_path: Path) -> None:
+    """Python 3.11's ``wait_for`` returns (or raises) the result of an operation that completes
+    as its task is cancelled, and the cancellation is lost. The task group stopping the agent
+    cancels each task once: a publish loop that then went on reconnecting would keep the
+    agent from ever stopping (a test sitting at 0 % CPU)."""
+    settings = EdgeSettings(
+        park="lj-demo",
+        gateway=GATEWAY,
+        mqtt=MqttSettings(url=f"mqtt://127.0.0.1:{free_port()}"),
+        poll_interval_s=0.1,
+        buffer_dir=tmp_path / "buffer",
+        reconnect_base_s=0.01,
+        reconnect_cap_s=0.02,
+    )
+    agent = SwallowedCancelAgent(settings)
+    task = asyncio.create_task(agent.run())
+    await asyncio.wait_for(agent.first_attempt.wait(), 10)
+    assert agent.attempt is not None
+    agent.attempt.set_exception(aiomqtt.MqttError("connection refused"))
+    task.cancel()  # the task group cancels the publish loop as the refusal lands
+    done, _ = await asyncio.wait([task], timeout=3.0)
+    stuck = not done
+    if stuck:  # end it for the next test: cancel the publish loop itself
+        await cancel_and_wait(publish_loop_of(task))
+    await cancel_and_wait(task)
+    assert not stuck, f"the agent did not stop ({agent.sessions} connects after the cancel)"
+
+
+def publish_loop_of(task: asyncio.Task[Any]) -> asyncio.Task[Any]:
+    return next(
+        t for t in asyncio.all_tasks() if t is not task and "_publish_loop" in repr(t.get_coro())
+    )
+
+
 # --- the buffer and the settings on their own -------------------------------------------
 
 
