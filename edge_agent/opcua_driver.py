@@ -93,34 +93,45 @@ class OpcUaLink(Link):
             client.set_user(self.transport.username)
         if self.transport.password is not None:
             client.set_password(self.transport.password.get_secret_value())
+        self._namespaces = {}
         try:
             await client.connect()
+            if self.subscribe:
+                await self._subscribe(client)
         except BaseException:
+            # a session without its subscription would read nothing, silently: none at all
             with contextlib.suppress(Exception):
                 client.disconnect_socket()
             raise
         self._client = client
-        self._namespaces = {}
-        if self.subscribe:
-            await self._subscribe(client)
         return client
 
     async def namespace(self, client: Client, uri: str) -> int:
+        """The index this server gives the namespace ``uri``; ``LookupError`` when it has none."""
         if uri not in self._namespaces:
-            self._namespaces[uri] = int(await client.get_namespace_index(uri))
+            try:
+                self._namespaces[uri] = int(await client.get_namespace_index(uri))
+            except ValueError:  # asyncua: list.index of the server's namespace array
+                raise LookupError(f"{self.name} serves no namespace {uri!r}") from None
         return self._namespaces[uri]
 
     async def _subscribe(self, client: Client) -> None:
         self._latest = _Latest()
         nodes: dict[str, Node] = {}
         for driver in self.drivers:
-            for node_id in (await driver.node_ids(client)).values():
+            try:
+                ids = await driver.node_ids(client)
+            except LookupError:
+                continue  # that device's own reads fail and say why; the others go on
+            for node_id in ids.values():
                 nodes[node_id] = client.get_node(node_id)
+        self._watched = nodes
+        if not nodes:
+            return
         self._subscription = await client.create_subscription(
             self.publish_interval_s * 1000, self._latest
         )
         await self._subscription.subscribe_data_change(list(nodes.values()))
-        self._watched = nodes
 
     def latest(self, node_id: str) -> ua.DataValue | None:
         return self._latest.values.get(node_id)
@@ -193,6 +204,10 @@ class OpcUaDriver:
                     nodes = [client.get_node(node_id) for node_id in ids.values()]
                     answers = await client.read_attributes(nodes)
                     values = dict(zip(ids, answers, strict=True))
+        except LookupError as exc:
+            # the map does not fit this server (its namespace URI): the session is fine
+            self._ids = None
+            raise OpcUaReadError(self.meter, f"{exc} (map {self.profile.name})") from exc
         except UaStatusCodeError as exc:
             self._ids = None  # a node id may be wrong for this server: look it up again
             await link.failed()

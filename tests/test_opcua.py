@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import math
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
 from edge_agent.opcua import get_opcua_profile, quality_of
 from edge_agent.opcua_driver import OpcUaDriver, OpcUaLink, OpcUaReadError
+from edge_agent.poller import Poller
 from edge_agent.settings import OpcUaTransport
 from parkwatch.site import Park
 from simulators.modbus import ModelFeed
@@ -107,3 +109,37 @@ async def test_subscription_delivers_changes(feed: ModelFeed) -> None:
             assert_model(await c1.read(), want)
         finally:
             await link.aclose()
+
+
+@pytest.mark.parametrize("mode", ["poll", "subscribe"])
+async def test_a_map_in_a_namespace_the_server_lacks_fails_alone(
+    feed: ModelFeed, mode: Literal["poll", "subscribe"]
+) -> None:
+    """A map whose namespace URI the server does not serve (a typo, another firmware) is that
+    device's failed read, logged and backed off like any other — not an error that ends the
+    poll loop, and not a session that leaves the server's other devices unread."""
+    profile = get_opcua_profile(MAP)
+    typo = profile.model_copy(update={"name": "typo", "namespace": "urn:parkwatch:compresor"})
+    async with controller(feed) as server:
+        link = OpcUaLink(
+            OpcUaTransport(url=server.url, mode=mode), timeout_s=2.0, publish_interval_s=0.1
+        )
+        good = OpcUaDriver("steelco-c1", "C1", profile, link)
+        bad = OpcUaDriver("steelco-c2", "C2", typo, link)
+        poller = Poller([good, bad], interval_s=0.1)
+        try:
+            with pytest.raises(OpcUaReadError, match="compresor"):
+                await bad.read()
+            deadline = asyncio.get_running_loop().time() + 5
+            while True:  # a subscription's first values take a publishing interval
+                readings = await poller.poll_once()
+                if readings and set(readings[0]["q"]) == set(profile.quantities):
+                    break
+                assert asyncio.get_running_loop().time() < deadline, readings
+                await asyncio.sleep(0.1)
+        finally:
+            await link.aclose()
+    assert [r["m"] for r in readings] == ["steelco-c1"]
+    assert_model(readings[0]["q"], feed.values("steelco-c1"))
+    assert poller.devices[1].reads_failed >= 1
+    assert poller.devices[1].outage.is_down
