@@ -239,6 +239,7 @@ class Poller:
         slot = first
         done = 0
         window = link.stats.snapshot()
+        counted = link.stats.requests
         while cycles is None or done < cycles:
             await asyncio.sleep(max(0.0, slot - time.monotonic()))
             await self._read_link(devices, respect_backoff=True)
@@ -254,6 +255,8 @@ class Poller:
             if self.metrics:
                 self.metrics.link_busy.labels(link.name).set(link.stats.utilisation(window))
                 window = link.stats.snapshot()
+                self.metrics.link_requests.labels(link.name).inc(link.stats.requests - counted)
+                counted = link.stats.requests
 
     async def _cut_loop(
         self,

@@ -12,6 +12,7 @@ import pytest
 
 from edge_agent.drivers import ModbusDrivers
 from edge_agent.links import Link
+from edge_agent.metrics import EdgeMetrics
 from edge_agent.poller import Poller, Reading
 from edge_agent.profiles import get_profile
 from edge_agent.settings import DeviceConfig, TcpTransport
@@ -136,3 +137,33 @@ async def test_an_untranslated_error_is_one_failed_read_not_the_end_of_polling(
     errors = [r for r in caplog.records if "unexpected error" in r.getMessage()]
     assert len(errors) == 1  # with its traceback, once per outage
     assert errors[0].exc_info is not None
+
+
+async def test_link_metrics_count_requests_and_busy_time(feed: ModelFeed) -> None:
+    eastron = get_profile("eastron-sdm630")
+    meters = ["steelco-c1", "steelco-c2"]
+    server = ModbusTcpMeterServer(
+        [ServedMeter(u, eastron, feed.provider(m), meter=m) for u, m in enumerate(meters, 1)]
+    )
+    await server.start()
+    metrics = EdgeMetrics()
+
+    async def drop(readings: list[Reading]) -> None:
+        pass
+
+    try:
+        devices = [device(m, server.port, unit=u) for u, m in enumerate(meters, 1)]
+        async with ModbusDrivers(devices, timeout_s=0.5) as drivers:
+            (link,) = drivers.links.values()  # two units behind one endpoint: one connection
+            poller = Poller(drivers.drivers, interval_s=INTERVAL, metrics=metrics)
+            await poller.run(INTERVAL, drop, cycles=3)
+    finally:
+        await server.stop()
+    sample = metrics.registry.get_sample_value
+    requests = sample("pw_edge_link_requests_total", {"link": link.name})
+    assert requests == link.stats.requests == 3 * len(meters) * len(eastron.read_plan)
+    busy = sample("pw_edge_link_utilisation", {"link": link.name})
+    assert busy is not None
+    assert 0 < busy < 1
+    for meter in meters:
+        assert sample("pw_edge_read_seconds_count", {"meter": meter}) == 3
