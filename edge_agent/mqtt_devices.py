@@ -356,6 +356,7 @@ class MqttDevices:
             granted = await client.subscribe(
                 [(topic, 0) for topic in self._inboxes], timeout=settings.connect_timeout_s
             )
+            honour_cancel()  # not into a wait for messages with a swallowed cancellation
             self._check_granted(granted)
             outage.recovered()
             backoff.reset()

@@ -4,6 +4,7 @@ its write-ahead buffer across broker outages and agent restarts."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import math
@@ -305,6 +306,49 @@ def publish_loop_of(task: asyncio.Task[Any]) -> asyncio.Task[Any]:
     return next(
         t for t in asyncio.all_tasks() if t is not task and "_publish_loop" in repr(t.get_coro())
     )
+
+
+class FirstPublishSwallowsCancel(mqtt.Client):
+    """The real client, but its first publish loses a cancellation that lands as the PUBACK
+    does — what Python 3.11's ``wait_for`` inside aiomqtt does in that race."""
+
+    swallowed_in: asyncio.Task[Any] | None = None
+
+    async def publish(self, *args: Any, **kwargs: Any) -> None:
+        await super().publish(*args, **kwargs)
+        if FirstPublishSwallowsCancel.swallowed_in is not None:
+            return
+        task = FirstPublishSwallowsCancel.swallowed_in = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0)  # the cancellation, taken and dropped
+
+
+@pytest.mark.anyio
+async def test_session_stops_when_its_status_publish_swallows_a_cancellation(
+    mqtt_settings: MqttSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The "online" status lost the cancellation: the session must not go on to wait for
+    live batches that a stopped poller will never make."""
+    monkeypatch.setattr(mqtt, "Client", FirstPublishSwallowsCancel)
+    settings = EdgeSettings(
+        park="lj-demo",
+        gateway=GATEWAY,
+        mqtt=mqtt_settings,
+        poll_interval_s=0.1,
+        buffer_dir=tmp_path / "buffer",
+        client_id=f"edge-test-{next(_ids)}",
+    )
+    agent = EdgeAgent(settings)  # no devices: no batches
+    async with running(agent):
+        await eventually(lambda: FirstPublishSwallowsCancel.swallowed_in is not None)
+        publisher = FirstPublishSwallowsCancel.swallowed_in
+        assert publisher is not None
+        done, _ = await asyncio.wait([publisher], timeout=3.0)
+        if not done:
+            await cancel_and_wait(publisher)
+    assert done, "the session kept waiting for live batches"
 
 
 # --- the buffer and the settings on their own -------------------------------------------

@@ -5,6 +5,7 @@ publishing their own JSON, the edge agent mapping it into its batches next to Mo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import math
@@ -34,7 +35,7 @@ from edge_agent.json_maps import (
 from edge_agent.mqtt_devices import MqttDevices
 from edge_agent.service import EdgeAgent
 from edge_agent.settings import EdgeSettings, MqttMeterConfig
-from parkwatch import topics
+from parkwatch import mqtt, topics
 from parkwatch.settings import MqttSettings
 from parkwatch.site import Park, SiteRegistry
 from parkwatch.stack import Mosquitto, free_port
@@ -787,3 +788,33 @@ async def test_device_subscriber_stops_when_a_connect_swallows_its_cancellation(
         await cancel_and_wait(loop)
     await cancel_and_wait(task)
     assert done, "the device subscriber did not stop"
+
+
+class SubscribeSwallowsCancel(mqtt.Client):
+    """The real client, but its subscribe loses a cancellation that lands as the SUBACK
+    does — what Python 3.11's ``wait_for`` inside aiomqtt does in that race."""
+
+    async def subscribe(self, *args: Any, **kwargs: Any) -> Any:
+        granted = await super().subscribe(*args, **kwargs)
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0)  # the cancellation, taken and dropped
+        return granted
+
+
+@pytest.mark.anyio
+async def test_device_session_stops_when_its_subscribe_swallows_a_cancellation(
+    mqtt_settings: MqttSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a subscribe that lost the cancellation, the session must not go on to wait for
+    device messages for ever: nothing would cancel it again."""
+    monkeypatch.setattr(mqtt, "Client", SubscribeSwallowsCancel)
+    native = MqttDevices(
+        [MqttMeterConfig(meter="foodco-fridge", map="tasmota-energy", device="fridge")]
+    )
+    task = asyncio.create_task(native.run(mqtt_settings, f"swallow-{next(_ids)}"))
+    done, _ = await asyncio.wait([task], timeout=5.0)
+    await cancel_and_wait(task)
+    assert done, "the device session kept waiting for messages"
