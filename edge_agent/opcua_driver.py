@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from typing import Any
 
 from asyncua import ua
@@ -231,6 +232,8 @@ class OpcUaDriver:
             raw = data.Value.Value if data.Value is not None else None
             if quality is None or isinstance(raw, bool) or not isinstance(raw, int | float):
                 continue  # Bad, or not a number: never passed on
+            if not math.isfinite(raw):
+                continue  # NaN / ∞ ("no value"), as a float register's: never passed on
             out[quantity] = float(raw) * self._scale[quantity]
             if _RANK[quality] > _RANK[worst]:
                 worst = quality

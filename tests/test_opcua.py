@@ -143,3 +143,25 @@ async def test_a_map_in_a_namespace_the_server_lacks_fails_alone(
     assert_model(readings[0]["q"], feed.values("steelco-c1"))
     assert poller.devices[1].reads_failed >= 1
     assert poller.devices[1].outage.is_down
+
+
+async def test_a_good_value_that_is_not_a_number_is_left_out(feed: ModelFeed) -> None:
+    """A controller may publish NaN or ∞ (with a Good status) for a value it does not have;
+    like a float register's NaN it is never passed on — as JSON it would be null, a reading
+    that ingest rejects, and a counter that is NaN would be flagged ``replaced``."""
+    profile = get_opcua_profile(MAP)
+
+    def values() -> dict[str, float]:
+        return {**feed.values("steelco-c1"), "pf": math.nan, "q_kvar": math.inf}
+
+    served = [ServedOpcUaDevice("C1", profile, values, "steelco-c1")]
+    async with OpcUaControllerServer(served, refresh_s=0.05) as server:
+        link = OpcUaLink(OpcUaTransport(url=server.url), timeout_s=2.0)
+        c1 = OpcUaDriver("steelco-c1", "C1", profile, link)
+        try:
+            got = await c1.read()
+        finally:
+            await link.aclose()
+    assert set(got) == {"p_kw", "e_kwh"}
+    assert all(math.isfinite(v) for v in got.values())
+    assert got["e_kwh"] == feed.values("steelco-c1")["e_kwh"]
