@@ -10,10 +10,11 @@ from typing import Literal
 
 import pytest
 
+from edge_agent.devices import GatewayDevices
 from edge_agent.opcua import get_opcua_profile, quality_of
 from edge_agent.opcua_driver import OpcUaDriver, OpcUaLink, OpcUaReadError
 from edge_agent.poller import Poller
-from edge_agent.settings import OpcUaTransport
+from edge_agent.settings import EdgeSettings, OpcUaTransport
 from parkwatch.site import Park
 from simulators.modbus import ModelFeed
 from simulators.model import ParkModel
@@ -165,3 +166,28 @@ async def test_a_good_value_that_is_not_a_number_is_left_out(feed: ModelFeed) ->
     assert set(got) == {"p_kw", "e_kwh"}
     assert all(math.isfinite(v) for v in got.values())
     assert got["e_kwh"] == feed.values("steelco-c1")["e_kwh"]
+
+
+async def test_a_servers_session_waits_as_long_as_its_slowest_device_asks() -> None:
+    """Devices on one OPC UA server share its session: a device's own ``timeout_s`` must not
+    be lost because another device of the server came first in gateway.yaml."""
+    server = {"kind": "opcua", "url": "opc.tcp://127.0.0.1:4840/"}
+    settings = EdgeSettings(
+        park="lj-demo",
+        gateway="gw-steelco",
+        request_timeout_s=1.0,
+        devices=[
+            {"meter": "steelco-c1", "profile": MAP, "device": "C1", "transport": server},
+            {
+                "meter": "steelco-c2",
+                "profile": MAP,
+                "device": "C2",
+                "transport": server,
+                "timeout_s": 5.0,
+            },
+        ],
+    )
+    async with GatewayDevices(settings) as devices:  # nothing is opened before a read
+        (link,) = devices.links.values()
+        assert isinstance(link, OpcUaLink)
+        assert link.timeout_s == 5.0
