@@ -14,7 +14,9 @@ Two ways to get values, chosen per server (``transport.mode``):
   through the repeated-value rule, like a frozen meter).
 
 Each value's status code becomes the reading's quality (:func:`edge_agent.opcua.quality_of`);
-a Bad value is left out. asyncua's errors are translated here into :class:`OpcUaReadError`.
+a Bad value is left out, and a device whose every value is Bad (the controller lost it) is a
+failed read, so the poller logs it gone once. asyncua's errors are translated here into
+:class:`OpcUaReadError`.
 """
 
 from __future__ import annotations
@@ -224,18 +226,31 @@ class OpcUaDriver:
     def _decode(self, values: dict[str, ua.DataValue | None]) -> dict[str, float]:
         out: dict[str, float] = {}
         worst = "ok"
+        bad: list[str] = []  # the status of each Bad value
+        reported = 0
         for quantity, data in values.items():
             if data is None:
                 continue
+            reported += 1
             status = data.StatusCode.value if data.StatusCode is not None else 0
             quality = quality_of(status)
             raw = data.Value.Value if data.Value is not None else None
-            if quality is None or isinstance(raw, bool) or not isinstance(raw, int | float):
-                continue  # Bad, or not a number: never passed on
+            if quality is None:
+                bad.append(getattr(data.StatusCode, "name", None) or f"0x{status:08X}")
+                continue  # Bad: never passed on
+            if isinstance(raw, bool) or not isinstance(raw, int | float):
+                continue  # not a number: never passed on
             if not math.isfinite(raw):
                 continue  # NaN / ∞ ("no value"), as a float register's: never passed on
             out[quantity] = float(raw) * self._scale[quantity]
             if _RANK[quality] > _RANK[worst]:
                 worst = quality
+        if reported and len(bad) == reported:
+            # the controller lost the device (every value Bad): the device is gone, which the
+            # poller logs once and backs off from, not a run of empty reads that say nothing
+            raise OpcUaReadError(
+                self.meter,
+                f"{self.link.name} reports every value Bad ({', '.join(sorted(set(bad)))})",
+            )
         self.quality = worst
         return out
