@@ -107,6 +107,25 @@ def test_the_closed_event_keeps_the_warning_and_says_how_far_over_the_block_went
     assert closed.end_ms == start + 2 * QUARTER_MS
 
 
+def test_severity_changes_are_the_same_whatever_the_chunks() -> None:
+    """A forecast that crosses 105 % of the contract and back several times in one block
+    reports each crossing, whether the block comes slot by slot or whole."""
+    park = one_meter_park("Asia/Shanghai", 1000.0)
+    start = ms("2026-03-02 09:00:00", ZoneInfo("Asia/Shanghai"))
+    powers = [1000.0, 1000.0, 1300.0, 1000.0, 1300.0, 1000.0] + [1000.0] * 9 + [500.0] * 15
+    block = minutes(park, start, powers)
+    whole = detector(park).update(block).findings
+    one_by_one = detector(park)
+    sliced = [
+        f for k in range(block.slots) for f in one_by_one.update(block.window(k, k + 1)).findings
+    ]
+    assert [(f.at_ms, f.active, f.severity) for f in sliced] == [
+        (f.at_ms, f.active, f.severity) for f in whole
+    ]
+    severities = [f.severity.value for f in whole if f.active]
+    assert severities == ["major", "critical", "major", "critical", "major"]
+
+
 def test_a_steady_load_under_the_contract_raises_nothing() -> None:
     park = one_meter_park("Asia/Shanghai", 1000.0)
     start = ms("2026-03-02 09:00:00", ZoneInfo("Asia/Shanghai"))

@@ -230,11 +230,14 @@ class Peaks(Detector):
                 self.open[g] = True
                 self.critical[g] = bool(critical[i, k_open])
                 out.findings.append(self._finding(g, seg, k_open, True, forecast[i, k_open]))
-            flips = np.flatnonzero(over[i, k_open:] & (critical[i, k_open:] != self.critical[g]))
-            if flips.size:
-                k = k_open + int(flips[0])
-                self.critical[g] = bool(critical[i, k])
+            # every change of severity while over, each against the one before it (a block
+            # fed slot by slot reports each too: any chunking gives the same findings)
+            ks = k_open + np.flatnonzero(over[i, k_open:])
+            changed = critical[i, ks] != np.r_[self.critical[g], critical[i, ks[:-1]]]
+            for k in ks[changed].tolist():
                 out.findings.append(self._finding(g, seg, k, True, forecast[i, k]))
+            if ks.size:
+                self.critical[g] = bool(critical[i, ks[-1]])
 
     def _close_block(self, seg: Segment, idx: npt.NDArray[np.intp], out: Output) -> None:
         final = seg.mean()[:, -1]
