@@ -374,24 +374,42 @@ class AnalyticsService:
             log.warning("snapshot %s not used, starting from history alone: %s", path, exc)
             self.engines = {n: ParkEngine(p, DETECTORS) for n, p in self.registry.parks.items()}
 
-    def _save_snapshot(self) -> None:
-        path = self._snapshot_path()
-        if path is None:
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def _snapshot_bytes(self) -> bytes:
+        """The engines' state, pickled: on the event loop, between two messages, since the
+        state refers to the engines' live arrays and dicts (a copy taken in another thread
+        would mix two moments, or fail on a dict changing under it)."""
         doc = {
             "version": SNAPSHOT_VERSION,
             "engines": {p: e.state() for p, e in self.engines.items()},
         }
+        return pickle.dumps(doc, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def _write_snapshot(self, data: bytes) -> None:
+        path = self._snapshot_path()
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         with open(tmp, "wb") as fh:
-            pickle.dump(doc, fh, protocol=pickle.HIGHEST_PROTOCOL)
+            fh.write(data)
         tmp.replace(path)
+
+    def _save_snapshot(self) -> None:
+        if self._snapshot_path() is None:
+            return
+        try:
+            self._write_snapshot(self._snapshot_bytes())
+        except OSError as exc:
+            log.warning("snapshot not written: %s", exc)
 
     async def _snapshots(self) -> None:
         while True:
             await asyncio.sleep(self.settings.snapshot_s)
-            await asyncio.to_thread(self._save_snapshot)
+            data = self._snapshot_bytes()
+            try:  # only the disk in a thread
+                await asyncio.to_thread(self._write_snapshot, data)
+            except OSError as exc:  # a full or read-only disk costs the snapshot, not the stream
+                log.warning("snapshot not written: %s", exc)
 
 
 async def history_rows(

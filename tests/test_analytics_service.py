@@ -4,6 +4,7 @@ data at start-up, and restores its engine from the snapshot it leaves behind."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from pathlib import Path
 
@@ -95,3 +96,37 @@ async def test_the_engine_is_restored_from_its_snapshot(
         restored = second.engines["svc"]
         assert restored.park_emitted == emitted
         assert restored.clocks.run_seq == {0: 20}
+
+
+@pytest.mark.anyio
+async def test_snapshots_are_taken_on_the_loop_and_a_failing_disk_does_not_stop_the_service(
+    mqtt_settings: MqttSettings, influx_settings: InfluxSettings, tmp_path: Path
+) -> None:
+    """The engine's state refers to its live arrays and dicts, which the loop changes with
+    every message: it is copied on the loop, and only the file is written in a thread. A
+    snapshot that cannot be written is logged; the stream goes on."""
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("")
+    settings = AnalyticsSettings(
+        mqtt=mqtt_settings,
+        influx=influx_settings,
+        warmup_s=0,
+        state_dir=blocked / "state",  # mkdir fails: a file is in the way
+        snapshot_s=0.05,
+    )
+    service = AnalyticsService(settings, SiteRegistry([small_park()]))
+    engine = service.engines["svc"]
+    threads: list[str] = []
+    taken = engine.state
+
+    def state() -> dict[str, object]:
+        threads.append(threading.current_thread().name)
+        return taken()
+
+    engine.state = state  # type: ignore[method-assign]
+    async with background(service.run()) as task:
+        await asyncio.wait_for(service.warm.wait(), timeout=20)
+        await asyncio.sleep(0.5)  # about ten snapshots
+        assert not task.done(), "the service stopped"
+    assert len(threads) >= 3
+    assert set(threads) == {threading.main_thread().name}
