@@ -219,7 +219,7 @@ class AnalyticsService:
             state = str(doc.get("state", doc.get("status", ""))) if isinstance(doc, dict) else text
         except orjson.JSONDecodeError:
             state = text
-        engine.gateway_status(parts[3], state != "offline")
+        engine.gateway_status(parts[3], state != "offline", int(time.time() * 1000))
 
     async def _tick(self) -> None:
         while True:

@@ -286,6 +286,33 @@ def test_late_readings_are_counted_and_reported_not_written_into_the_past() -> N
     assert engine.late_readings() == 1
 
 
+def test_a_gateway_back_online_is_not_taken_for_silent_before_its_backlog_comes() -> None:
+    """After an outage the edge announces ``online`` and then sends its backlog: the hour it
+    was away is not silence to close as gaps in the moment between the two."""
+    park = demo()
+    engine = ParkEngine(park, DETECTORS)
+    index = engine.series_of("foodco-main", "p_kw")
+    assert index is not None
+
+    def batch(k: int, arrival: int) -> Batch:
+        t = START_MS + k * 60_000
+        return Batch(
+            "gw-foodco", k + 1, np.array([index]), np.array([t]), np.array([100.0]), arrival
+        )
+
+    for k in range(10):
+        engine.feed(batch(k, START_MS + k * 60_000))
+        engine.advance(START_MS + k * 60_000)
+    back = START_MS + 70 * 60_000
+    engine.gateway_status("gw-foodco", False)  # its last will: buffering at the edge
+    engine.advance(back - 1000)
+    engine.gateway_status("gw-foodco", True, back)
+    engine.advance(back + 1000)  # the ticker runs before the first backlog batch is in
+    late = engine.feed(batch(10, back + 1500))
+    assert late.late == []
+    assert engine.late_readings() == 0
+
+
 def test_a_virtual_meter_is_a_series_like_a_real_one() -> None:
     park = Park.model_validate(
         {
