@@ -286,6 +286,21 @@ def test_late_readings_are_counted_and_reported_not_written_into_the_past() -> N
     assert engine.late_readings() == 1
 
 
+def test_a_gateway_never_heard_from_does_not_keep_its_table_growing() -> None:
+    """A park.yaml names gateways that are not installed yet or gone: the slots of the
+    gateways that do report are dropped once read, whoever shares their table."""
+    engine = ParkEngine(demo(), DETECTORS)
+    index = engine.series_of("foodco-main", "p_kw")
+    assert index is not None
+    sizes = []
+    for k in range(400):
+        t = START_MS + k * 60_000
+        engine.feed(Batch("gw-foodco", k + 1, np.array([index]), np.array([t]), np.array([5.0]), t))
+        engine.advance(t)
+        sizes.append(engine.open_slots())
+    assert max(sizes[200:]) <= 2 * 64 + 2
+
+
 def test_a_gateway_back_online_is_not_taken_for_silent_before_its_backlog_comes() -> None:
     """After an outage the edge announces ``online`` and then sends its backlog: the hour it
     was away is not silence to close as gaps in the moment between the two."""

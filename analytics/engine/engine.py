@@ -641,8 +641,11 @@ class ParkEngine:
             if name == VIRTUAL:
                 table.drop_before(self.park_emitted)
                 continue
+            # gateways never heard from have nothing here to keep (their first batch widens
+            # the table back to its data again, at most the longest hold)
             emitted = self.emitted[[self.gateway_no[g] for g in table.gateways]]
-            if (emitted > UNSET).all():
+            emitted = emitted[emitted > UNSET]
+            if emitted.size:
                 table.drop_before(min(self.park_emitted, int(emitted.min())))
 
     # --- snapshot ----------------------------------------------------------------------------
