@@ -301,6 +301,46 @@ def test_a_gateway_never_heard_from_does_not_keep_its_table_growing() -> None:
     assert max(sizes[200:]) <= 2 * 64 + 2
 
 
+def test_a_reading_older_than_the_longest_hold_is_late_and_does_not_stretch_the_tables() -> None:
+    """A gateway whose clock was reset (or a backlog older than any window is held for) must
+    not widen its table back to that time: the tables are shared by many gateways' rows, and a
+    year of one-minute slots of them is gigabytes. Nor may a clock that stays behind hold the
+    park clock, and with it every table, for longer than the longest hold."""
+    park = demo()
+    hold = 60  # minutes
+    engine = ParkEngine(park, DETECTORS, clock_rules=ClockRules(max_hold_ms=hold * 60_000))
+    running = engine.series_of("foodco-main", "p_kw")
+    fresh = engine.series_of("pharmco-main", "p_kw")
+    assert running is not None
+    assert fresh is not None
+
+    def feed(gateway: str, seq: int, series: int, t: int, at: int) -> list[tuple[str, int, int]]:
+        batch = Batch(gateway, seq, np.array([series]), np.array([t]), np.array([5.0]), at)
+        return engine.feed(batch).late
+
+    for k in range(30):
+        t = START_MS + k * 60_000
+        feed("gw-foodco", k + 1, running, t, t)
+        engine.advance(t)
+    held = engine.open_slots()
+    now = START_MS + 30 * 60_000
+    year_ago = START_MS - 365 * DAY_MS
+    # the first batch ever of gw-pharmco: nothing of it is closed yet
+    assert feed("gw-pharmco", 1, fresh, year_ago, now) == [("pharmco-main", year_ago, year_ago)]
+    engine.advance(now + 1000)
+    # at most the longest hold more: where the late batch's transport facts go
+    assert engine.open_slots() <= held + hold + 64
+    # its clock stays a year behind: the park clock moves on once the hold has passed
+    for k in range(1, 3 * hold):
+        at = now + k * 60_000
+        feed("gw-pharmco", k + 1, fresh, year_ago + k * 60_000, at)
+        feed("gw-foodco", 30 + k, running, at, at)
+        engine.advance(at)
+    assert engine.park_emitted is not None
+    assert engine.park_emitted * 60_000 >= now + (3 * hold - 1) * 60_000 - (hold + 1) * 60_000
+    assert engine.open_slots() <= held + 2 * hold + 64
+
+
 def test_a_gateway_back_online_is_not_taken_for_silent_before_its_backlog_comes() -> None:
     """After an outage the edge announces ``online`` and then sends its backlog: the hour it
     was away is not silence to close as gaps in the moment between the two."""

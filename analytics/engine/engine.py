@@ -340,9 +340,13 @@ class ParkEngine:
         )
 
     def _thresholds(self, series: IntArray) -> IntArray:
-        """Per reading: the first slot still open in its gateway (earlier ones are late)."""
+        """Per reading: the first slot still open in its gateway (earlier ones are late). Slots
+        older than the longest any window is held for (``max_hold_ms`` behind the park clock)
+        are closed for every gateway, even one whose first batch this is: a clock reset to
+        2000 or a year-old backlog would otherwise stretch its table back to that time."""
         gw = self._series_gateway[series]
-        return np.where(gw >= 0, self.closed[np.maximum(gw, 0)], UNSET)
+        horizon = (self.now_ms - self.clocks.rules.max_hold_ms) // self.step_ms
+        return np.where(gw >= 0, np.maximum(self.closed[np.maximum(gw, 0)], horizon), UNSET)
 
     def _tick(self, now_ms: int) -> None:
         """The park clock moves on: when it enters a new slot, close what is due by then."""
@@ -357,9 +361,14 @@ class ParkEngine:
         judged there, so when within a slot a decision is made does not matter)."""
         if self.clock_slot is None:
             return
-        until = self.clocks.complete_until(self.clock_slot * self.step_ms)
+        now = self.clock_slot * self.step_ms
+        until = self.clocks.complete_until(now)
         heard = until > NEVER
-        self.closed = np.where(heard, np.maximum(self.closed, until // self.step_ms), self.closed)
+        # nothing is held longer than the longest hold, not even by a gateway whose clock is
+        # days behind or stopped: it would hold the park clock, and every table, forever
+        horizon = (now - self.clocks.rules.max_hold_ms) // self.step_ms
+        until_slot = np.maximum(until // self.step_ms, horizon)
+        self.closed = np.where(heard, np.maximum(self.closed, until_slot), self.closed)
         if heard.any():
             park = int(self.closed[heard].min())
             if self.park_closed is None or park > self.park_closed:
