@@ -78,7 +78,8 @@ class Clocks:
         self, g: int, seq: int | None, oldest_ms: int, newest_ms: int, arrival_ms: int
     ) -> str:
         """Account one batch of gateway ``g``; returns ``"in_order"``, ``"gap"``,
-        ``"replay"`` or ``"restart"``."""
+        ``"replay"`` (a seq at or below the run), ``"duplicate"`` (a seq already waiting
+        beyond a gap) or ``"restart"``."""
         self.last_arrival[g] = max(self.last_arrival[g], arrival_ms)
         self.online[g] = True
         verdict = "in_order"
@@ -92,9 +93,9 @@ class Clocks:
             self._absorb(g)
         elif seq > run + 1:
             waiting = self.pending.setdefault(g, {})
+            verdict = "duplicate" if seq in waiting else "gap"
             waiting[seq] = max(waiting.get(seq, NEVER), newest_ms)
             self.gap_since.setdefault(g, int(self.watermark[g]))
-            verdict = "gap"
         elif oldest_ms > self.newest[g] and not pending:
             # a count that went back with data newer than anything seen: a reinstalled gateway
             self.run_seq[g] = seq

@@ -292,11 +292,18 @@ class ParkEngine:
         if batch.t_ms.size == 0:
             return Advanced()
         g = self.gateway_no.get(batch.gateway, -1)
+        n = batch.t_ms.size
+        # a batch sent again (its seq seen before) repeats readings: they count once, even
+        # where newer readings of their slot came in between (the slot keeps only the newest
+        # time, which catches a repeat only when it is that one)
+        again = np.zeros(n, dtype=bool)
         if g >= 0:
-            self.clocks.batch(
+            newest = int(self.clocks.newest[g])
+            verdict = self.clocks.batch(
                 g, batch.seq, int(batch.t_ms.min()), int(batch.t_ms.max()), batch.arrival_ms
             )
-        n = batch.t_ms.size
+            if verdict in ("replay", "duplicate"):
+                again = batch.t_ms <= newest
         threshold = self._thresholds(batch.series)
         self._close()
         return self._store(
@@ -305,7 +312,7 @@ class ParkEngine:
             batch.value,
             np.full(n, g, dtype=np.int64),
             np.full(n, batch.arrival_ms, dtype=np.int64),
-            np.zeros(n, dtype=bool),
+            again,
             threshold,
             whole_batch=True,
         )
