@@ -49,3 +49,25 @@ def test_a_word_swapped_value_after_a_gap_is_found_whatever_the_chunks() -> None
     kinds = [(f.kind, f.at_ms, f.active) for f in whole]
     assert ("word_swap", START_MS + 32 * STEP_MS, True) in kinds
     assert [(f.kind, f.at_ms, f.active) for f in one_by_one] == kinds
+
+
+def test_a_parks_own_quantities_are_watched_for_faults_too() -> None:
+    """A sensor that reports only a quantity the park declared (here a vibration sensor) goes
+    silent or sticks like any meter: flagged as a meter fault, never left unwatched."""
+    park = Park.model_validate(
+        {
+            "park": "p",
+            "quantities": [
+                {"name": "vib_mm_s", "unit": "mm/s", "utilities": ["env"], "low": 0, "high": 100}
+            ],
+            "meters": [{"id": "fan1", "utility": "env"}],
+        }
+    )
+    ctx = ParkContext(park)
+    series = [k for k in MeterFaults.select(ctx) if k.quantity == "vib_mm_s"]
+    assert series == [SeriesKey("fan1", "vib_mm_s")]
+    lively = [2.0 + 0.1 * (k % 5) for k in range(90)]
+    block = block_of(lively + [2.3] * 30 + [np.nan] * 20)
+    kinds = [(f.kind, f.active) for f in MeterFaults(ctx, series).update(block).findings]
+    assert ("stuck_value", True) in kinds
+    assert ("comm_loss", True) in kinds

@@ -178,12 +178,19 @@ class MeterFaults(Detector):
 
     @classmethod
     def select(cls, ctx: ParkContext) -> list[SeriesKey]:
+        """The checked quantities each meter reports, then the park's own (``quantities:``):
+        any sensor a park declares is watched for faults like a registered one."""
+        own = ctx.park.quantities
         out: list[SeriesKey] = []
         for meter in ctx.tree.meters.values():
             if meter.is_virtual:
                 continue
             reported = ctx.quantities_of(meter.id)
-            out.extend(SeriesKey(meter.id, q) for q in CHECKED[meter.utility] if q in reported)
+            checked = [
+                *CHECKED[meter.utility],
+                *(q.name for q in own if meter.utility in q.utilities),
+            ]
+            out.extend(SeriesKey(meter.id, q) for q in checked if q in reported)
         return out
 
     def __init__(
