@@ -290,22 +290,35 @@ class AnalyticsService:
             park, event = await self.alerts.get()
             await self._publish(park, event)
 
-    async def _publish(self, park: str, event: Event) -> None:
+    async def _publish(self, park: str, event: Event) -> bool:
+        """Publish one alert; one that cannot go now waits for the next session (False)."""
         client = self.client
         if client is None:
-            self.unpublished.append((park, event))
-            return
+            self._keep_unpublished(park, event)
+            return False
         zone = self.registry.parks[park].zone
         try:
             await client.publish(topics.alert_topic(park, event.kind), event.to_bytes(zone), qos=1)
-            self.metrics.alerts_published.inc()
         except aiomqtt.MqttError:
-            self.unpublished.append((park, event))
+            self._keep_unpublished(park, event)
+            return False
+        self.metrics.alerts_published.inc()
+        return True
+
+    def _keep_unpublished(self, park: str, event: Event) -> None:
+        if len(self.unpublished) == self.unpublished.maxlen:  # the oldest goes (InfluxDB has it)
+            self.metrics.alerts_dropped.inc()
+        self.unpublished.append((park, event))
 
     async def _publish_pending(self) -> None:
-        while self.unpublished and self.client is not None:
+        # one pass at most: an alert that fails goes back to the end, and retrying it while
+        # the session is broken would spin until the session loop noticed
+        for _ in range(len(self.unpublished)):
+            if not self.unpublished or self.client is None:
+                return
             park, event = self.unpublished.popleft()
-            await self._publish(park, event)
+            if not await self._publish(park, event):
+                return
 
     async def _drain(self, writer: InfluxWriter) -> None:
         """On the way out: what is queued still goes to InfluxDB (briefly)."""

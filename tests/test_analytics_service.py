@@ -8,12 +8,14 @@ import threading
 import time
 from pathlib import Path
 
+import aiomqtt
 import numpy as np
 import pytest
 
 from analytics.engine.engine import Batch
 from analytics.service import AnalyticsService
 from analytics.settings import AnalyticsSettings
+from parkwatch.events import Event, Family, Severity, State
 from parkwatch.influx import InfluxReader, InfluxWriter
 from parkwatch.lineprotocol import encode_point
 from parkwatch.settings import InfluxSettings, MqttSettings
@@ -130,3 +132,42 @@ async def test_snapshots_are_taken_on_the_loop_and_a_failing_disk_does_not_stop_
         assert not task.done(), "the service stopped"
     assert len(threads) >= 3
     assert set(threads) == {threading.main_thread().name}
+
+
+class _BrokenSession:
+    """An MQTT client whose session broke under it: every publish fails (a stand-in for this
+    unit test of the pending-alerts path alone)."""
+
+    def __init__(self) -> None:
+        self.attempts = 0
+
+    async def publish(self, *args: object, **kwargs: object) -> None:
+        self.attempts += 1
+        await asyncio.sleep(0)
+        raise aiomqtt.MqttError("the connection broke")
+
+
+@pytest.mark.anyio
+async def test_pending_alerts_are_tried_once_on_a_broken_session_and_drops_are_counted(
+    mqtt_settings: MqttSettings, influx_settings: InfluxSettings
+) -> None:
+    service = AnalyticsService(
+        AnalyticsSettings(mqtt=mqtt_settings, influx=influx_settings), SiteRegistry([small_park()])
+    )
+    event = Event(
+        id="e", kind="demand_peak", family=Family.DEMAND, state=State.OPENED, park="svc",
+        meter="main", zone=None, start_ms=0, detected_at_ms=0, end_ms=None,
+        severity=Severity.MAJOR,
+    )  # fmt: skip
+    broken = _BrokenSession()
+    service.client = broken  # type: ignore[assignment]
+    for _ in range(3):
+        service.unpublished.append(("svc", event))
+    await asyncio.wait_for(service._publish_pending(), timeout=2)
+    assert broken.attempts == 1
+    assert len(service.unpublished) == 3  # kept for the next session
+    service.client = None
+    for _ in range(service.unpublished.maxlen or 0):
+        await service._publish("svc", event)
+    dropped = service.metrics.registry.get_sample_value("pw_analytics_alerts_dropped_total")
+    assert dropped == 3
