@@ -150,10 +150,11 @@ def score_nab(
         str | None, typer.Option(help="the series' quantity (default: the only one)")
     ] = None,
 ) -> None:
-    """NAB's score of one series' events against labelled windows, for the three profiles."""
+    """NAB's score of one series' events against labelled windows, for the three profiles
+    (meter faults are not counted as alarms)."""
     from analytics.scoring.ground_truth import load_events
     from analytics.scoring.nab import PROFILES, normalise, score_file, windows_from_times
-    from parkwatch.events import parse_time_ms
+    from parkwatch.events import Family, parse_time_ms
     from parkwatch.readings_csv import ReadingsFormatError, read_readings
 
     try:
@@ -177,11 +178,13 @@ def score_nab(
         marks = windows_from_times(times, [(parse_time_ms(a), parse_time_ms(b)) for a, b in limits])
     except ValueError as exc:
         raise _fail(str(exc)) from None
-    # an event is an alarm at the row whose data raised it: the last row before its slot ended
+    # an event is an alarm at the row whose data raised it: the last row before its slot ended.
+    # Meter faults are not: they say the measurement is wrong (a gap in an irregular series
+    # is silence), not that the series is anomalous, and NAB judges the series
     alarms = [
         int(np.searchsorted(times, e.detected_at_ms, side="left")) - 1
         for e in found
-        if e.meter == meters[0]
+        if e.meter == meters[0] and e.family is not Family.METER_FAULT
     ]
     alarms = [a for a in alarms if a >= 0]
     for name, cost in PROFILES.items():

@@ -47,6 +47,7 @@ EXPLAINED_BY: dict[str, tuple[str, ...]] = {
 }
 
 POINT_GRACE_MS = 30 * 60_000  # a point fault (reset, rollover) counts as found this long after
+STILL_ON_MS = 2**62  # the end of a fault still on when its ground truth was written
 
 
 @dataclass(frozen=True)
@@ -61,12 +62,16 @@ class Fault:
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any], history_end_ms: int | None) -> Fault:
+        """``end`` null: the fault was still on when the run stopped (a live run's ground
+        truth), so it lasts to ``history_end_ms`` when known, else without end."""
         end = doc.get("end")
+        if end is None:
+            end = STILL_ON_MS if history_end_ms is None else history_end_ms
         return cls(
             str(doc.get("id")),
             str(doc["kind"]),
             int(doc["start"]),
-            int(end) if end is not None else int(history_end_ms or doc["start"]),
+            int(end),
             doc.get("meter"),
             doc.get("zone"),
             doc.get("gateway"),
