@@ -37,7 +37,13 @@ ACCEPTED: dict[str, tuple[str, ...]] = {
 # event kind → fault kinds that explain it when they touch the same meter at that time: such an
 # event is true, though not the fault's own kind (a replaced meter is silent while it is swapped)
 EXPLAINED_BY: dict[str, tuple[str, ...]] = {
-    "comm_loss": ("meter_replacement",),
+    # (a gateway's fault touches the gateway and its meters) a swapped register's values can
+    # be refused as implausible, as ingest refuses them: slots without a usable reading; a
+    # gateway's clock set right after running behind leaves a hole in its data times as long
+    # as the skew was; a gateway whose batches come late sends nothing until the first one
+    # arrives, and at the end its new batches overtake the queued ones (live, ``seq`` holds the
+    # window for those; a replay file has no ``seq``, so they come too late to be analysed)
+    "comm_loss": ("meter_replacement", "word_swap", "clock_skew", "late_batches"),
     "counter_reset": ("meter_replacement", "word_swap"),
     "counter_rollover": ("word_swap",),
     "counter_jump": ("word_swap",),
@@ -175,7 +181,7 @@ def score_events(
                 event.kind in table.get(f.kind, ()) and _in_time(event, f, grace_ms) for f in faults
             ) or any(
                 f.kind in EXPLAINED_BY.get(event.kind, ())
-                and f.meter == event.meter
+                and _right_place(event, f, gateways_of)
                 and _in_time(event, f, grace_ms)
                 for f in faults
             )
