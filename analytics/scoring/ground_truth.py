@@ -32,6 +32,11 @@ ACCEPTED: dict[str, tuple[str, ...]] = {
     "clock_skew": ("clock_skew", "late_batches"),
     "late_batches": ("late_batches", "clock_skew"),
     "duplicate_batches": ("duplicate_batches",),
+    # leaks: a burst found as it grows, or a leak as a step, is still found
+    "water_burst": ("water_burst", "water_leak"),
+    "water_leak": ("water_leak", "water_burst"),
+    "air_leak": ("air_leak",),
+    "meter_under_registration": ("meter_under_registration",),
 }
 
 # event kind → fault kinds that explain it when they touch the same meter at that time: such an
