@@ -6,6 +6,7 @@ from analytics.detectors.baseline import BaselineDetector
 from analytics.detectors.leaks import ZoneLeaks
 from analytics.detectors.meter_faults import MeterFaults
 from analytics.detectors.peaks import CoincidentPeaks, Peaks
+from analytics.detectors.waste_heat import WasteHeat
 from analytics.engine.contract import Detector
 
 DETECTORS: list[type[Detector]] = [
@@ -14,4 +15,5 @@ DETECTORS: list[type[Detector]] = [
     MeterFaults,
     BaselineDetector,
     ZoneLeaks,
+    WasteHeat,
 ]

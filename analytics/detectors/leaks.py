@@ -11,7 +11,7 @@ zones; the only loop is over the hours a block completes. Per zone:
 * a **baseline** for each hour of the day: the median of the same hour on the last
   ``days`` days of the same kind (workday, Saturday, Sunday, holiday, from the park's
   calendar: ``ctx.day_types``; make-up workdays are workdays), at least ``min_days`` of
-  them (else the workdays, or the rest days; else every day; else nothing is judged yet),
+  them (else the workdays, or the rest days; else nothing is judged yet),
   and a robust spread (1.4826 × the median absolute residual of the zone's hours around their
   baselines, this hour of the day and two either side, pooled over the days kept), floored
   at ``floor_share`` of the zone's meter accuracy times its inflow, so that meters that
@@ -92,10 +92,10 @@ QUIET, DECIDING, LEAK, METER = 0, 1, 2, 3
 @dataclass(frozen=True)
 class LeakParams:
     days: int = 21  # days of hourly history kept for the baselines
-    min_days: int = 2  # days of a kind a baseline needs
-    min_residuals: int = 12  # hours of residuals the spread needs
+    min_days: int = 3  # days of a kind a baseline needs
+    min_residuals: int = 48  # hours of residuals the spread needs
     floor_share: float = 0.25  # the spread's floor: this × accuracy × the zone's inflow
-    k: float = 1.0  # CUSUM allowance, in spreads
+    k: float = 2.0  # CUSUM allowance, in spreads (a day that uses a little more is no leak)
     h: float = 6.0  # CUSUM alarm, in spreads
     z_cap: float = 15.0  # an hour adds at most this much
     burst_z: float = 6.0  # an hour this far out is a burst (water)
@@ -104,6 +104,17 @@ class LeakParams:
     min_swing: float = 0.25  # …if its flow swung by this share of its mean
     close_h: int = 6  # quiet hours that close an event
     night: tuple[int, int] = (1, 5)  # local hours [from, to) of the minimum night flow
+
+
+def off_production_share(load: FloatArray, producing: BoolArray) -> float:
+    """The load that runs while production is off as a share of the load while it is on:
+    for compressed air, the leaks' share (a plant whose compressors still deliver 30 % of
+    their working load at night and on Sundays loses about that much to leaks)."""
+    on = load[producing & np.isfinite(load)]
+    off = load[~producing & np.isfinite(load)]
+    if on.size == 0 or off.size == 0 or float(on.mean()) <= 0:
+        return float("nan")
+    return float(off.mean() / on.mean())
 
 
 class ZoneLeaks(Detector):
@@ -251,7 +262,8 @@ class ZoneLeaks(Detector):
         median = np.where(self._plausible(flow), median, np.nan)
         inflow = self.inflow @ np.nan_to_num(flow)
         floor = self.p.floor_share * self.accuracy * np.abs(inflow)
-        scale = np.fmax(spread, np.maximum(floor, 1e-6))
+        # no spread yet (too few hours judged): nothing to score against
+        scale = np.where(np.isfinite(spread), np.maximum(spread, np.maximum(floor, 1e-6)), np.nan)
         with np.errstate(invalid="ignore"):
             z = (median - base) / scale
         judged = np.isfinite(z)
@@ -312,8 +324,8 @@ class ZoneLeaks(Detector):
         same = ok & (kinds == daytype)[None, :]
         rest = ok & ((kinds == WORKDAY) == (daytype == WORKDAY))[None, :]
         enough_same = (same.sum(axis=1) >= self.p.min_days)[:, None]
-        enough_rest = (rest.sum(axis=1) >= self.p.min_days)[:, None]
-        use = np.where(enough_same, same, np.where(enough_rest, rest, ok))
+        # (never workdays for a Sunday: a plant's rest days are not its working days)
+        use = np.where(enough_same, same, rest)
         use &= (use.sum(axis=1) >= self.p.min_days)[:, None]
         chosen = np.where(use, values, np.nan)
         near = np.concatenate(

@@ -37,6 +37,9 @@ ACCEPTED: dict[str, tuple[str, ...]] = {
     "water_leak": ("water_leak", "water_burst"),
     "air_leak": ("air_leak",),
     "meter_under_registration": ("meter_under_registration",),
+    "flue_temp_rise": ("flue_temp_rise",),
+    "cooling_temp_rise": ("cooling_temp_rise",),
+    "heat_recovery_bypass": ("heat_recovery_bypass",),
 }
 
 # event kind → fault kinds that explain it when they touch the same meter at that time: such an
