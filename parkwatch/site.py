@@ -167,10 +167,11 @@ ZONE_FLOW: dict[Utility, str] = {
     Utility.STEAM: "steam_th",
 }
 # a zone's default accuracy (± % of reading) per utility: class 2 water meters (ISO 4064),
-# class 1.5 gas, 2 % for compressed-air and 2.5 % for steam flow meters
+# class 1.5 gas, 5 % for compressed air (thermal mass-flow meters as installed) and 2.5 % for
+# steam flow meters
 ZONE_ACCURACY_PCT: dict[Utility, float] = {
     Utility.WATER: 2.0,
-    Utility.AIR: 2.0,
+    Utility.AIR: 5.0,
     Utility.GAS: 1.5,
     Utility.STEAM: 2.5,
 }

@@ -129,8 +129,8 @@ def _run(values: np.ndarray, chunk: int = DAY_SLOTS // 3) -> list[Finding]:
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_two_inflows_and_a_tank_stay_quiet_without_a_leak(seed: int) -> None:
     """Days that use 4 % more than usual, at random, are what the detector must not take for
-    a leak. The goal is at most one false event per zone per month; measured: 0-2 in these
-    four weeks (README, Detection scores)."""
+    a leak. The goal is at most one false event per zone per month; measured on seeds 1-6:
+    0, 0, 2, 0, 0, 0 (README, Detection scores)."""
     findings = _run(_network(28, 0.0, 99, seed))
     assert len([f for f in findings if f.active]) <= 2
 
@@ -139,15 +139,17 @@ def test_two_inflows_and_a_tank_stay_quiet_without_a_leak(seed: int) -> None:
 def test_two_inflows_and_a_tank_find_a_leak(seed: int) -> None:
     """A 4 m³/h leak (a fifth of the night flow, a tenth of the day's peak) from day 15, 01:00."""
     start_day = 15 + 1 / 24
+    leak_ms = START_MS + int(start_day * 86_400_000)
     findings = [f for f in _run(_network(28, 4.0, start_day, seed)) if f.active]
-    assert findings, "the leak was not found"
-    first = findings[0]
+    assert len([f for f in findings if f.at_ms <= leak_ms]) <= 2  # as without the leak
+    after = [f for f in findings if f.at_ms > leak_ms]
+    assert after, "the leak was not found"
+    first = after[0]
     assert first.kind in ("water_leak", "water_burst")
     assert first.zone == "town"
-    leak_ms = START_MS + int(start_day * 86_400_000)
-    # the goal is within a day; a leak the size of the town's day-to-day scatter takes a
-    # night and a day more (measured: 25-27 hours)
-    assert leak_ms < first.at_ms <= leak_ms + 36 * 3_600_000
+    # within a day (measured on seeds 1-6: 3, 12, 3, 3, not found, 5 hours — seed 5's days
+    # happen to hide most of it)
+    assert first.at_ms <= leak_ms + 24 * 3_600_000
     assert first.estimate is not None
     assert first.estimate.value == pytest.approx(4.0, rel=0.5)
     assert first.estimate.cny_per_day == pytest.approx(first.estimate.value * 24 * 4.0, rel=1e-3)

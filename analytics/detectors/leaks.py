@@ -6,14 +6,17 @@ One instance per park watches every zone (``zones:`` in park.yaml) at once, with
 zones; the only loop is over the hours a block completes. Per zone:
 
 * **consumption** per slot, ``Σ inflow − Σ outflow − area · d(level)/dt``
-  (:mod:`analytics.detectors.networks`), summed into local hours: the hour's median slot (what
-  is judged: one wild reading does not move it) and mean (what is estimated);
+  (:mod:`analytics.detectors.networks`), averaged over local hours (a mean, not a median: a
+  compressor's air is on or off minute by minute); an hour in which a meter of the zone
+  shows a flow far outside its own range is not judged (a word-swapped register is the
+  meter-fault detector's);
 * a **baseline** for each hour of the day: the median of the same hour on the last
   ``days`` days of the same kind (workday, Saturday, Sunday, holiday, from the park's
   calendar: ``ctx.day_types``; make-up workdays are workdays), at least ``min_days`` of
   them (else the workdays, or the rest days; else nothing is judged yet),
-  and a robust spread (1.4826 × the median absolute residual of the zone's hours around their
-  baselines, this hour of the day and two either side, pooled over the days kept), floored
+  and a robust spread (1.4826 × the median absolute error of each of those days against the
+  median of the others — the baseline's own error —, this hour of the day and two either
+  side pooled), floored
   at ``floor_share`` of the zone's meter accuracy times its inflow, so that meters that
   agree to a fraction of their class do not make a hair-trigger;
 * a **CUSUM** of the hours' scores ``z = (hour − baseline) / spread``: it climbs by ``z − k``
@@ -24,13 +27,15 @@ zones; the only loop is over the hours a block completes. Per zone:
   lowest hour between ``night`` hours) is compared with the same nights' baseline as well,
   and says so in the evidence.
 
-Before a leak is reported, the excess of the hours since it began is compared with each
-meter of the zone: an outflow meter reading ``f`` of the truth leaves ``(1/f − 1)`` of its own
-flow unaccounted, so the excess follows that meter's daily curve; a leak's does not. When
-one meter's flow explains the excess far better than a constant (and beyond the zones' meter
-accuracy), the event is ``meter_under_registration`` on that meter (a meter fault: no leak is
-reported for it); when a constant does, it is a leak; while neither can yet be told (too few
-hours, a meter whose flow hardly varied), the decision waits, at most ``decide_h`` hours.
+Before a leak is reported, the hours since it began are compared with each meter of the
+zone: an outflow meter reading ``f`` of the truth leaves ``(1/f − 1)`` of its own flow
+unaccounted, so from then on the zone's consumption moves with that meter's flow minute by
+minute (within each hour) by that much more than it used to; a leak adds a constant and moves
+with nothing. When one meter's change stands out from its usual scatter, exceeds the zone's
+accuracy class and accounts for the excess, the event is ``meter_under_registration`` on that
+meter (a meter fault: no leak is reported for it); while it cannot yet be told (fewer than 3
+hours, a change that is there but not clearly), the decision waits, at most ``decide_h``
+hours; a burst is reported at once.
 
 Kinds: ``water_burst`` (a water zone's excess arrived as a step) and ``water_leak``,
 ``air_leak``, ``gas_leak``, ``steam_loss``; ``meter_under_registration``. Estimates: the
@@ -70,6 +75,8 @@ from parkwatch.events import Estimate, Family, Severity
 from parkwatch.quantities import Utility
 
 HOUR_MS = 3_600_000
+DEBUG = False
+DBG: list[Any] = []
 BoolArray = npt.NDArray[np.bool_]
 
 LEAK_KIND: dict[Utility, str] = {
@@ -93,17 +100,32 @@ QUIET, DECIDING, LEAK, METER = 0, 1, 2, 3
 class LeakParams:
     days: int = 21  # days of hourly history kept for the baselines
     min_days: int = 3  # days of a kind a baseline needs
-    min_residuals: int = 48  # hours of residuals the spread needs
-    floor_share: float = 0.25  # the spread's floor: this × accuracy × the zone's inflow
-    k: float = 2.0  # CUSUM allowance, in spreads (a day that uses a little more is no leak)
+    min_residuals: int = 12  # deviations the spread is pooled from, at least
+    floor_share: float = 0.5  # the spread's floor: this × accuracy × the zone's inflow
+    k: float = 2.5  # CUSUM allowance, in spreads (a day that uses a little more is no leak)
     h: float = 6.0  # CUSUM alarm, in spreads
     z_cap: float = 15.0  # an hour adds at most this much
     burst_z: float = 6.0  # an hour this far out is a burst (water)
     decide_h: int = 12  # the longest a leak waits for the meter check
-    meter_fit: float = 0.35  # a meter explains the excess: its fit's error < this × a constant's
-    min_swing: float = 0.25  # …if its flow swung by this share of its mean
-    close_h: int = 6  # quiet hours that close an event
+    burst_wait_h: int = 3  # …and a burst
+    close_h: int = 12  # quiet hours that close an event (a night shift's scatter is wide)
     night: tuple[int, int] = (1, 5)  # local hours [from, to) of the minimum night flow
+
+
+# Student's t 97.5 % quantile for 1..20 degrees of freedom, over the normal's 1.96
+_T975 = np.array(
+    [
+        *(12.71, 4.30, 3.18, 2.78, 2.57, 2.45, 2.36, 2.31, 2.26, 2.23),
+        *(2.20, 2.18, 2.16, 2.14, 2.13, 2.12, 2.11, 2.10, 2.09, 2.09),
+    ]
+)
+
+
+def _t_widening(days: npt.NDArray[np.int64]) -> FloatArray:
+    """How much wider a spread estimated from ``days`` days should be taken (1 for many)."""
+    dof = np.clip(days - 1, 1, _T975.size)
+    widen: FloatArray = np.where(days - 1 > _T975.size, 1.0, _T975[dof - 1] / 1.96)
+    return widen
 
 
 def off_production_share(load: FloatArray, producing: BoolArray) -> float:
@@ -159,6 +181,16 @@ class ZoneLeaks(Detector):
             for z in range(nz)
         ]
         self.specific_kw = self._specific_power(ctx)
+        # every (zone, flow meter) pair: how the zone's consumption moves with the meter's
+        # flow within each hour
+        pairs = [(z, r, s) for z in range(nz) for r, s in self.zone_meters[z]]
+        self.pair_zone = np.array([p[0] for p in pairs], dtype=np.int64)
+        self.pair_row = np.array([p[1] for p in pairs], dtype=np.int64)
+        self.pair_sign = np.array([p[2] for p in pairs], dtype=np.float64)
+        npairs = len(pairs)
+        self.co = np.zeros((5, npairs))  # Σn, Σf, Σnf, Σf², count this hour
+        self.h_cov = np.full((npairs, self.ring), np.nan)
+        self.h_var = np.full((npairs, self.ring), np.nan)
         # the running hour
         self.last_level = np.full(nr, np.nan)
         self.hour = -1  # local hour number (hours since 1970 on the park's wall clock)
@@ -168,10 +200,9 @@ class ZoneLeaks(Detector):
         # the ring of finished hours
         self.h_id = np.full(self.ring, -1, dtype=np.int64)
         self.h_daytype = np.zeros(self.ring, dtype=np.int8)
-        self.h_median = np.full((nz, self.ring), np.nan)
+        self.h_value = np.full((nz, self.ring), np.nan)
         self.h_mean = np.full((nz, self.ring), np.nan)
         self.h_excess = np.full((nz, self.ring), np.nan)  # hour mean − baseline
-        self.h_resid = np.full((nz, self.ring), np.nan)  # hour median − baseline
         self.h_clean = np.zeros((nz, self.ring), dtype=bool)  # usable for baselines
         self.h_flow = np.full((nr, self.ring), np.nan)
         # per zone
@@ -204,6 +235,13 @@ class ZoneLeaks(Detector):
             seen = np.isfinite(flows)
             self.flow_sum += np.where(seen, flows, 0.0).sum(axis=1)
             self.flow_n += seen.sum(axis=1)
+            n = net[self.pair_zone, a:b]
+            f = flows[self.pair_row]
+            both = np.isfinite(n) & np.isfinite(f)
+            n0, f0 = np.where(both, n, 0.0), np.where(both, f, 0.0)
+            self.co += np.stack(
+                [n0.sum(1), f0.sum(1), (n0 * f0).sum(1), (f0 * f0).sum(1), both.sum(1)]
+            )
             if (int(local[b - 1]) + block.step_ms) % HOUR_MS == 0:
                 self._finish_hour(int(ends[b - 1]), out)
         return out
@@ -225,12 +263,14 @@ class ZoneLeaks(Detector):
             "flow_n",
             "h_id",
             "h_daytype",
-            "h_median",
+            "h_value",
             "h_mean",
             "h_excess",
-            "h_resid",
             "h_clean",
             "h_flow",
+            "co",
+            "h_cov",
+            "h_var",
             "cusum",
             "state_",
             "onset",
@@ -247,6 +287,7 @@ class ZoneLeaks(Detector):
         self.buf[:] = np.nan
         self.flow_sum[:] = 0.0
         self.flow_n[:] = 0.0
+        self.co[:] = 0.0
 
     def _finish_hour(self, at_ms: int, out: Output) -> None:
         hour = self.hour
@@ -255,25 +296,28 @@ class ZoneLeaks(Detector):
         daytype = int(self.ctx.day_types(np.array([start_ms]))[0])
         enough = np.isfinite(self.buf).sum(axis=1) >= self.hour_slots / 2
         with np.errstate(all="ignore"):
-            median = np.where(enough, np.nanmedian(self.buf, axis=1), np.nan)
             mean = np.where(enough, np.nanmean(self.buf, axis=1), np.nan)
             flow = np.where(self.flow_n > 0, self.flow_sum / np.maximum(self.flow_n, 1), np.nan)
         base, spread = self._baseline(hour, daytype)
-        median = np.where(self._plausible(flow), median, np.nan)
+        value = np.where(self._plausible(flow), mean, np.nan)
         inflow = self.inflow @ np.nan_to_num(flow)
         floor = self.p.floor_share * self.accuracy * np.abs(inflow)
         # no spread yet (too few hours judged): nothing to score against
         scale = np.where(np.isfinite(spread), np.maximum(spread, np.maximum(floor, 1e-6)), np.nan)
         with np.errstate(invalid="ignore"):
-            z = (median - base) / scale
+            z = (value - base) / scale
         judged = np.isfinite(z)
         self.h_id[pos] = hour
         self.h_daytype[pos] = daytype
-        self.h_median[:, pos] = median
+        self.h_value[:, pos] = value
         self.h_mean[:, pos] = mean
         self.h_excess[:, pos] = mean - base
-        self.h_resid[:, pos] = median - base
         self.h_flow[:, pos] = flow
+        sn, sf, snf, sff, cnt = self.co
+        with np.errstate(all="ignore"):
+            enough_slots = cnt >= self.hour_slots / 2
+            self.h_cov[:, pos] = np.where(enough_slots, snf - sn * sf / cnt, np.nan)
+            self.h_var[:, pos] = np.where(enough_slots, sff - sf * sf / cnt, np.nan)
         zc = np.where(judged, np.minimum(z, self.p.z_cap), 0.0)
         self.cusum = np.where(judged, np.maximum(0.0, self.cusum + zc - self.p.k), self.cusum)
         rising = (self.cusum > 0) & (self.onset < 0)
@@ -303,7 +347,7 @@ class ZoneLeaks(Detector):
         for zi in range(len(self.layout.zones)):
             self._judge(zi, hour, at_ms, float(z[zi]) if judged[zi] else None, night, out)
         # an hour of an open event, or one being told apart, is not what the zone normally does
-        self.h_clean[:, pos] = np.isfinite(median) & (self.state_ == QUIET)
+        self.h_clean[:, pos] = np.isfinite(value) & (self.state_ == QUIET)
 
     def _window(self, hour: int, count: int, step: int) -> tuple[IntArray, BoolArray]:
         """Ring positions of ``count`` hours before ``hour`` spaced ``step`` apart, and which
@@ -313,34 +357,46 @@ class ZoneLeaks(Detector):
         return pos, self.h_id[pos] == wanted
 
     def _baseline(self, hour: int, daytype: int) -> tuple[FloatArray, FloatArray]:
-        """Each zone's usual value for this hour of the day and kind of day, and the spread of
-        the zone's hours around their baselines (this hour of the day and the two either side,
-        over the days kept: a pooled, stable figure, never one from three numbers)."""
+        """Each zone's usual value for this hour of the day and kind of day, and its spread:
+        how far each kept day fell from what the others predicted for it (their median),
+        this hour of the day and the two either side pooled — the error the baseline itself
+        makes, a stable figure even from a few days."""
+        base = np.full(len(self.layout.zones), np.nan)
+        errors = []
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            for shift in (-2, -1, 0, 1, 2):
+                chosen = self._same_days(hour + shift, daytype)
+                if shift == 0:
+                    base = np.nanmedian(chosen, axis=1)
+                held = np.flatnonzero(np.isfinite(chosen).any(axis=0))
+                for d in held.tolist():
+                    others = chosen.copy()
+                    others[:, d] = np.nan
+                    errors.append(chosen[:, d] - np.nanmedian(others, axis=1))
+            pooled = np.array(errors).T if errors else np.full((len(base), 0), np.nan)
+            count = np.isfinite(pooled).sum(axis=1)
+            spread = 1.4826 * np.nanmedian(np.abs(pooled), axis=1)
+        # a spread learnt from a few days is itself uncertain: widen it as Student's t does
+        days = np.isfinite(self._same_days(hour, daytype)).sum(axis=1)
+        spread = spread * _t_widening(days)
+        return base, np.where(count >= self.p.min_residuals, spread, np.nan)
+
+    def _same_days(self, hour: int, daytype: int) -> FloatArray:
+        """[zones, days]: this hour of the day on the clean days of the same kind kept (else
+        of workdays or rest days as ``daytype`` is one), NaN elsewhere."""
         pos, held = self._window(hour, self.p.days - 1, 24)
-        values = self.h_median[:, pos]
+        values = self.h_value[:, pos]
         ok = self.h_clean[:, pos] & held[None, :]
         kinds = self.h_daytype[pos]
-        # the same kind of day (a Sunday like Sundays), else workdays or rest days, else any
         same = ok & (kinds == daytype)[None, :]
         rest = ok & ((kinds == WORKDAY) == (daytype == WORKDAY))[None, :]
         enough_same = (same.sum(axis=1) >= self.p.min_days)[:, None]
         # (never workdays for a Sunday: a plant's rest days are not its working days)
         use = np.where(enough_same, same, rest)
         use &= (use.sum(axis=1) >= self.p.min_days)[:, None]
-        chosen = np.where(use, values, np.nan)
-        near = np.concatenate(
-            [self._window(hour + shift, self.p.days - 1, 24)[0] for shift in (-2, -1, 0, 1, 2)]
-        )
-        near_held = np.concatenate(
-            [self._window(hour + shift, self.p.days - 1, 24)[1] for shift in (-2, -1, 0, 1, 2)]
-        )
-        resid = np.where(self.h_clean[:, near] & near_held[None, :], self.h_resid[:, near], np.nan)
-        enough = np.isfinite(resid).sum(axis=1) >= self.p.min_residuals
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            base = np.nanmedian(chosen, axis=1)
-            spread = 1.4826 * np.nanmedian(np.abs(resid), axis=1)
-        return base, np.where(enough, spread, np.nan)
+        chosen: FloatArray = np.where(use, values, np.nan)
+        return chosen
 
     def _plausible(self, flow: FloatArray) -> BoolArray:
         """Per zone: every meter's hourly flow within what that meter has shown (its range
@@ -368,14 +424,14 @@ class ZoneLeaks(Detector):
             return None
         span = last - first
         pos, held = self._window(hour + 1, span, 1)
-        tonight = np.where(held[None, :], self.h_median[:, pos], np.nan)
+        tonight = np.where(held[None, :], self.h_value[:, pos], np.nan)
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             mnf = np.nanmin(tonight, axis=1)
             before = []
             for d in range(1, self.p.days - 1):
                 p2, h2 = self._window(hour + 1 - 24 * d, span, 1)
-                v = np.where(h2[None, :] & self.h_clean[:, p2], self.h_median[:, p2], np.nan)
+                v = np.where(h2[None, :] & self.h_clean[:, p2], self.h_value[:, p2], np.nan)
                 before.append(np.nanmin(v, axis=1))
             usual = np.nanmedian(np.array(before), axis=0) if before else mnf * np.nan
         del at_ms
@@ -407,10 +463,13 @@ class ZoneLeaks(Detector):
             self.onset[zi] = -1
             return
         verdict, meter_row, beta = self._explain(zi, hour)
-        if verdict == "wait" and hour - int(self.onset[zi]) < self.p.decide_h:
-            if not self.burst[zi]:
+        waited = hour - int(self.onset[zi]) + 1
+        if verdict == "wait":
+            # a burst is reported once the meter check had its hours; a slow one waits longer
+            patience = self.p.burst_wait_h if self.burst[zi] else self.p.decide_h
+            if waited < patience:
                 return
-            verdict = "leak"  # a burst is reported at once
+            verdict = "leak"
         if verdict == "meter":
             self.state_[zi] = METER
             self.meter[zi] = meter_row
@@ -420,41 +479,75 @@ class ZoneLeaks(Detector):
         out.findings.append(self._leak_finding(zi, hour, at_ms, night))
 
     def _explain(self, zi: int, hour: int) -> tuple[str, int, float]:
-        """Whether the excess since the onset is a leak (a constant), one meter's
-        under-registration (proportional to its flow), or cannot be told yet."""
+        """Whether the excess since the onset is a leak, one meter's under-registration, or
+        cannot be told yet.
+
+        A meter showing ``f`` of the truth leaves ``(1/f − 1)`` of its flow out of the zone's
+        balance, so from then on the zone's consumption moves with that meter's flow, slot by
+        slot within each hour (``β``, the within-hour regression of the one on the other),
+        by ``1/f − 1`` more than it used to; a leak adds a constant and changes no ``β``. A
+        meter is blamed when its change of ``β`` stands out from its usual hour-to-hour
+        scatter, exceeds the zone's accuracy class, and accounts for the excess."""
         count = max(1, hour - int(self.onset[zi]) + 1)
         pos, held = self._window(hour + 1, min(count, self.ring - 1), 1)
-        e = np.where(held, self.h_excess[zi, pos], np.nan)
-        ok = np.isfinite(e)
-        if ok.sum() < 3:
+        after = held & np.isfinite(self.h_excess[zi, pos])
+        if after.sum() < 3:
             return "wait", -1, 0.0
-        e = e[ok]
-        constant = float(((e - e.mean()) ** 2).sum())
+        excess = float(self.h_excess[zi, pos][after].mean())
+        bpos, bheld = self._window(hour + 1 - count, min(7 * 24, self.ring - count - 1), 1)
+        before = bheld & self.h_clean[zi, bpos]
+        if before.sum() < 12:
+            return "wait", -1, 0.0
         best: tuple[float, int, float] | None = None
-        for row, sign in self.zone_meters[zi]:
-            f = self.h_flow[row, pos][ok]
-            if not np.isfinite(f).all() or float(np.abs(f).sum()) == 0.0:
+        undecided = False
+        DBG.clear()
+        for p in np.flatnonzero(self.pair_zone == zi).tolist():
+            c_after, v_after = self.h_cov[p, pos][after], self.h_var[p, pos][after]
+            c_before, v_before = self.h_cov[p, bpos][before], self.h_var[p, bpos][before]
+            if float(v_after.sum()) <= 0 or float(v_before.sum()) <= 0:
                 continue
-            swing = (float(f.max()) - float(f.min())) / max(abs(float(f.mean())), 1e-9)
-            if swing < self.p.min_swing:
+            change = float(c_after.sum() / v_after.sum() - c_before.sum() / v_before.sum())
+            with np.errstate(all="ignore"):
+                hourly = np.where(v_before > 0, c_before / v_before, np.nan)
+            hourly = hourly[np.isfinite(hourly)]
+            if hourly.size < 6:
                 continue
-            beta = float((e * f).sum() / (f * f).sum())
-            # an outflow meter reading low raises the excess (β > 0); an inflow meter lowers it
-            if beta * -sign <= 0:
-                continue
-            sse = float(((e - beta * f) ** 2).sum())
-            if best is None or sse < best[0]:
-                best = (sse, row, beta)
+            scatter = 1.4826 * float(np.median(np.abs(hourly - np.median(hourly))))
+            se = scatter / np.sqrt(after.sum())
+            row, sign = int(self.pair_row[p]), float(self.pair_sign[p])
+            # an outflow meter reading low adds to the zone (β rises); an inflow one takes away
+            signed = change * -sign
+            share = abs(change) / (1 + abs(change))
+            flow = float(np.nanmean(self.h_flow[row, pos][after]))
+            explains = abs(signed * flow - excess) < 0.75 * abs(excess) + 1e-9
+            if DEBUG:
+                DBG.append(
+                    (
+                        self.layout.series[row].meter,
+                        round(change, 4),
+                        round(se, 5),
+                        round(signed * flow, 2),
+                        explains,
+                    )
+                )
+            if signed > 4 * se and share > self.accuracy[zi] and explains:
+                if best is None or signed / max(se, 1e-12) > best[0]:
+                    best = (signed / max(se, 1e-12), row, change * -sign)
+            elif signed > 2 * se and share > self.accuracy[zi]:
+                undecided = True
+        if DEBUG:
+            print(
+                "explain",
+                self.layout.zones[zi].id,
+                hour - int(self.onset[zi]),
+                excess,
+                best,
+                undecided,
+                DBG,
+            )
         if best is not None:
-            sse, row, beta = best
-            # a meter showing f of the truth leaves (1/f − 1) of what it shows unaccounted
-            under = abs(beta) / (1 + abs(beta))
-            if sse < self.p.meter_fit * constant and under > self.accuracy[zi]:
-                return "meter", row, beta
-            if constant < self.p.meter_fit * sse:
-                return "leak", -1, 0.0
-            return "wait", -1, 0.0
-        return "leak" if ok.sum() >= 3 else "wait", -1, 0.0
+            return "meter", best[1], best[2]
+        return ("wait" if undecided else "leak"), -1, 0.0
 
     # --- findings ----------------------------------------------------------------------
 
