@@ -253,7 +253,9 @@ class NetworkZone(_Model):
 class WasteHeatOptions(_Model):
     """What analytics counts as recoverable heat (``waste_heat:`` in park.yaml)."""
 
-    flue_recovery_c: float = 90.0  # flue gas can be cooled to this (economiser, above dew point)
+    # flue gas can be cooled to this: a conventional economiser stays above ~121 °C against
+    # acid condensation (DOE Steam Tip Sheet #26A); a condensing one goes lower
+    flue_recovery_c: float = 120.0
     water_recovery_c: float = 30.0  # warm water can give its heat down to this (heat pump)
     flue_gas_kg_per_nm3_fuel: float = 17.0  # flue gas per Nm³ of natural gas (≈10 % excess air)
     cny_per_gj: float | None = Field(default=None, ge=0)  # default: the park's heat tariff

@@ -73,6 +73,7 @@ from analytics.engine.contract import (
 from parkwatch.calendar import WORKDAY
 from parkwatch.events import Estimate, Family, Severity
 from parkwatch.quantities import Utility
+from parkwatch.site import PARK_ENTERPRISE, Role
 
 HOUR_MS = 3_600_000
 DEBUG = False
@@ -108,6 +109,7 @@ class LeakParams:
     burst_z: float = 6.0  # an hour this far out is a burst (water)
     decide_h: int = 12  # the longest a leak waits for the meter check
     burst_wait_h: int = 3  # …and a burst
+    min_r2: float = 0.3  # production explains this share of an air zone's swing, or is not used
     close_h: int = 12  # quiet hours that close an event (a night shift's scatter is wide)
     night: tuple[int, int] = (1, 5)  # local hours [from, to) of the minimum night flow
 
@@ -126,6 +128,32 @@ def _t_widening(days: npt.NDArray[np.int64]) -> FloatArray:
     dof = np.clip(days - 1, 1, _T975.size)
     widen: FloatArray = np.where(days - 1 > _T975.size, 1.0, _T975[dof - 1] / 1.96)
     return widen
+
+
+def production_meters(ctx: ParkContext) -> dict[str, list[str]]:
+    """For each compressed-air zone, the electricity meters of its plant that measure
+    production: the enterprise's leaf meters, less compressors, PV and batteries."""
+    skip = {Role.COMPRESSOR, Role.PV, Role.BATTERY}
+    out: dict[str, list[str]] = {}
+    tree = ctx.tree
+    for zone in ctx.park.zones:
+        if zone.utility is not Utility.AIR:
+            continue
+        owners = {tree.meters[m].enterprise for m in zone.meter_ids if m in tree.meters}
+        owners.discard(PARK_ENTERPRISE)
+        meters = [
+            m.id
+            for m in tree.meters.values()
+            if m.enterprise in owners
+            and m.utility is Utility.ELECTRICITY
+            and not m.is_virtual
+            and not tree.children(m.id)
+            and m.role not in skip
+            and "p_kw" in ctx.quantities_of(m.id)
+        ]
+        if meters:
+            out[zone.id] = meters
+    return out
 
 
 def off_production_share(load: FloatArray, producing: BoolArray) -> float:
@@ -154,7 +182,12 @@ class ZoneLeaks(Detector):
 
     @classmethod
     def select(cls, ctx: ParkContext) -> list[SeriesKey]:
-        return ZoneLayout.of(ctx).series
+        series = list(ZoneLayout.of(ctx).series)
+        for meters in production_meters(ctx).values():
+            series.extend(
+                SeriesKey(m, "p_kw") for m in meters if SeriesKey(m, "p_kw") not in series
+            )
+        return series
 
     def __init__(
         self,
@@ -169,11 +202,21 @@ class ZoneLeaks(Detector):
         self.p = LeakParams(**p)
         self.layout = ZoneLayout.of(ctx)
         lay = self.layout
-        nz, nr = len(lay.zones), len(lay.series)
+        nz, nlay, nr = len(lay.zones), len(lay.series), len(self.series)
+        self.nlay = nlay
+        # production: the electricity an air zone's plant draws besides its compressors
+        self.prod = np.zeros((nz, nr))
+        zone_ids = [zone.id for zone in lay.zones]
+        for z, meters in production_meters(ctx).items():
+            for m in meters:
+                if SeriesKey(m, "p_kw") in self.row:
+                    self.prod[zone_ids.index(z), self.row[SeriesKey(m, "p_kw")]] = 1.0
+        self.gamma = np.zeros(nz)  # the zone's flow per kW of production
         self.hour_slots = max(1, HOUR_MS // ctx.step_ms)
         self.ring = self.p.days * 24
         self.flow_rows = np.flatnonzero(~lay.is_level)
-        self.inflow = np.where(lay.sign > 0, 1.0, 0.0)  # [zones, rows]
+        self.inflow = np.zeros((nz, nr))  # [zones, rows]
+        self.inflow[:, :nlay] = np.where(lay.sign > 0, 1.0, 0.0)
         self.accuracy = np.array([z.accuracy for z in lay.zones])
         # meters of each zone, the sign they enter its balance with
         self.zone_meters: list[list[tuple[int, float]]] = [
@@ -192,7 +235,7 @@ class ZoneLeaks(Detector):
         self.h_cov = np.full((npairs, self.ring), np.nan)
         self.h_var = np.full((npairs, self.ring), np.nan)
         # the running hour
-        self.last_level = np.full(nr, np.nan)
+        self.last_level = np.full(nlay, np.nan)
         self.hour = -1  # local hour number (hours since 1970 on the park's wall clock)
         self.buf = np.full((nz, self.hour_slots), np.nan)  # this hour's slot consumptions
         self.flow_sum = np.zeros(nr)
@@ -200,7 +243,8 @@ class ZoneLeaks(Detector):
         # the ring of finished hours
         self.h_id = np.full(self.ring, -1, dtype=np.int64)
         self.h_daytype = np.zeros(self.ring, dtype=np.int8)
-        self.h_value = np.full((nz, self.ring), np.nan)
+        self.h_value = np.full((nz, self.ring), np.nan)  # before production is taken out
+        self.h_prod = np.full((nz, self.ring), np.nan)
         self.h_mean = np.full((nz, self.ring), np.nan)
         self.h_excess = np.full((nz, self.ring), np.nan)  # hour mean − baseline
         self.h_clean = np.zeros((nz, self.ring), dtype=bool)  # usable for baselines
@@ -219,7 +263,9 @@ class ZoneLeaks(Detector):
         out = Output()
         if not self.layout.zones or block.slots == 0:
             return out
-        net, self.last_level = zone_net(self.layout, block.values, self.last_level, block.step_ms)
+        net, self.last_level = zone_net(
+            self.layout, block.values[: self.nlay], self.last_level, block.step_ms
+        )
         times = block.times()
         local = self.ctx.local_ms(times)
         hours = local // HOUR_MS
@@ -264,6 +310,8 @@ class ZoneLeaks(Detector):
             "h_id",
             "h_daytype",
             "h_value",
+            "h_prod",
+            "gamma",
             "h_mean",
             "h_excess",
             "h_clean",
@@ -298,8 +346,13 @@ class ZoneLeaks(Detector):
         with np.errstate(all="ignore"):
             mean = np.where(enough, np.nanmean(self.buf, axis=1), np.nan)
             flow = np.where(self.flow_n > 0, self.flow_sum / np.maximum(self.flow_n, 1), np.nan)
+        if hour % 24 == 0:
+            self._fit_production()
+        prod = self._production(flow)
         base, spread = self._baseline(hour, daytype)
-        value = np.where(self._plausible(flow), mean, np.nan)
+        raw = np.where(self._plausible(flow), mean, np.nan)
+        value = raw - self.gamma * np.nan_to_num(prod)
+        mean = mean - self.gamma * np.nan_to_num(prod)
         inflow = self.inflow @ np.nan_to_num(flow)
         floor = self.p.floor_share * self.accuracy * np.abs(inflow)
         # no spread yet (too few hours judged): nothing to score against
@@ -309,7 +362,8 @@ class ZoneLeaks(Detector):
         judged = np.isfinite(z)
         self.h_id[pos] = hour
         self.h_daytype[pos] = daytype
-        self.h_value[:, pos] = value
+        self.h_value[:, pos] = raw
+        self.h_prod[:, pos] = prod
         self.h_mean[:, pos] = mean
         self.h_excess[:, pos] = mean - base
         self.h_flow[:, pos] = flow
@@ -386,7 +440,7 @@ class ZoneLeaks(Detector):
         """[zones, days]: this hour of the day on the clean days of the same kind kept (else
         of workdays or rest days as ``daytype`` is one), NaN elsewhere."""
         pos, held = self._window(hour, self.p.days - 1, 24)
-        values = self.h_value[:, pos]
+        values = self._adjusted()[:, pos]
         ok = self.h_clean[:, pos] & held[None, :]
         kinds = self.h_daytype[pos]
         same = ok & (kinds == daytype)[None, :]
@@ -397,6 +451,43 @@ class ZoneLeaks(Detector):
         use &= (use.sum(axis=1) >= self.p.min_days)[:, None]
         chosen: FloatArray = np.where(use, values, np.nan)
         return chosen
+
+    def _production(self, flow: FloatArray) -> FloatArray:
+        """Each zone's production covariate this hour (NaN where a meter of it is silent)."""
+        missing = (self.prod @ (~np.isfinite(flow)).astype(np.float64)) > 0
+        total: FloatArray = np.where(missing, np.nan, self.prod @ np.nan_to_num(flow))
+        return total
+
+    def _adjusted(self) -> FloatArray:
+        """The ring's hours with what production explains taken out."""
+        adjusted: FloatArray = self.h_value - self.gamma[:, None] * np.nan_to_num(self.h_prod)
+        return adjusted
+
+    def _fit_production(self) -> None:
+        """Once a day: how much of each zone's hour-to-hour and day-to-day swing its plant's
+        production explains — deviations of the zone from its usual hour of the day against
+        those of the production, over the clean hours kept. Used only where production
+        explains at least ``min_r2`` of it: a compressed-air system loads with the plant, a
+        leak does not."""
+        if not self.prod.any():
+            return
+        ok = self.h_clean & (self.h_id >= 0)[None, :] & np.isfinite(self.h_prod)
+        v = np.where(ok, self.h_value, np.nan).reshape(len(self.gamma), self.p.days, 24)
+        p = np.where(ok, self.h_prod, np.nan).reshape(len(self.gamma), self.p.days, 24)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            dv = v - np.nanmedian(v, axis=1, keepdims=True)
+            dp = p - np.nanmedian(p, axis=1, keepdims=True)
+            both = np.isfinite(dv) & np.isfinite(dp)
+            dv, dp = np.where(both, dv, 0.0), np.where(both, dp, 0.0)
+            sxy = (dv * dp).sum(axis=(1, 2))
+            sxx = (dp * dp).sum(axis=(1, 2))
+            syy = (dv * dv).sum(axis=(1, 2))
+            gamma = np.where(sxx > 0, sxy / sxx, 0.0)
+            r2 = np.where((sxx > 0) & (syy > 0), sxy * sxy / (sxx * syy), 0.0)
+        use = (both.sum(axis=(1, 2)) >= 48) & (r2 >= self.p.min_r2) & (gamma > 0)
+        use &= self.prod.any(axis=1)
+        self.gamma = np.where(use, gamma, 0.0)
 
     def _plausible(self, flow: FloatArray) -> BoolArray:
         """Per zone: every meter's hourly flow within what that meter has shown (its range
@@ -412,7 +503,7 @@ class ZoneLeaks(Detector):
             hi = np.nanmax(history, axis=1)
         room = np.fmax(hi - lo, 0.1 * np.abs(hi))
         bad = ~((flow >= lo - room) & (flow <= hi + room)) & np.isfinite(lo)
-        bad &= ~self.layout.is_level
+        bad = bad[: self.nlay] & ~self.layout.is_level
         implausible: BoolArray = (self.layout.uses.astype(np.float64) @ bad.astype(np.float64)) > 0
         return ~implausible
 
@@ -424,14 +515,15 @@ class ZoneLeaks(Detector):
             return None
         span = last - first
         pos, held = self._window(hour + 1, span, 1)
-        tonight = np.where(held[None, :], self.h_value[:, pos], np.nan)
+        adjusted = self._adjusted()
+        tonight = np.where(held[None, :], adjusted[:, pos], np.nan)
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             mnf = np.nanmin(tonight, axis=1)
             before = []
             for d in range(1, self.p.days - 1):
                 p2, h2 = self._window(hour + 1 - 24 * d, span, 1)
-                v = np.where(h2[None, :] & self.h_clean[:, p2], self.h_value[:, p2], np.nan)
+                v = np.where(h2[None, :] & self.h_clean[:, p2], adjusted[:, p2], np.nan)
                 before.append(np.nanmin(v, axis=1))
             usual = np.nanmedian(np.array(before), axis=0) if before else mnf * np.nan
         del at_ms
