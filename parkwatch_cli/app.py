@@ -535,5 +535,24 @@ def bench_nab(
     typer.echo(json.dumps(report_json(report)))
 
 
+@bench_app.command("skab")
+def bench_skab(
+    data: Annotated[Path, typer.Option(help="SKAB's folder (data/*/*.csv)")] = Path(
+        "../shared/datasets/skab"
+    ),
+) -> None:
+    """Every detector on SKAB's pump rig, replayed as one meter in time order: found,
+    missed, false, NAB; then one JSON line."""
+    import json
+
+    from analytics.scoring.skab_runner import format_report, report_json, run_skab
+
+    if not (data / "data").is_dir():
+        raise typer.BadParameter(f"{data} has no data/ folder", param_hint="--data")
+    report = run_skab(data)
+    typer.echo(format_report(report), err=True)
+    typer.echo(json.dumps(report_json(report)))
+
+
 if __name__ == "__main__":
     app()
