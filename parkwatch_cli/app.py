@@ -17,16 +17,30 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from parkwatch.logs import setup_logging
-from parkwatch.settings import InfluxSettings, MqttSettings, ServiceSettings
+from parkwatch.settings import MqttSettings, ServiceSettings
 from parkwatch_cli.analysis import replay, score_app
 from parkwatch_cli.edge import edge_app
+from parkwatch_cli.errors import DEBUG_KEY, CommandGroup, load_park
 from parkwatch_cli.runner import run_service as _run
 
 app = typer.Typer(
+    cls=CommandGroup,  # a user's mistake is one or two lines, not a traceback
     help="parkwatch: energy and water monitoring for industrial parks.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    debug: Annotated[
+        bool,
+        typer.Option("--debug", envvar="PW_DEBUG", help="show the traceback of an error"),
+    ] = False,
+) -> None:
+    ctx.meta[DEBUG_KEY] = debug
+
 
 S = TypeVar("S", bound=ServiceSettings)
 
@@ -52,17 +66,21 @@ def _override(
     if sites:
         update["sites"] = sites
     if mqtt_url:
-        update["mqtt"] = MqttSettings(**{**settings.mqtt.model_dump(), "url": mqtt_url})
+        update["mqtt"] = {**settings.mqtt.model_dump(), "url": mqtt_url}
     influx: dict[str, Any] = {}
     if influx_url:
         influx["url"] = influx_url
     if database:
         influx["database"] = database
     if influx:
-        update["influx"] = InfluxSettings(**{**settings.influx.model_dump(), **influx})
-    result = settings.model_copy(update=update)
+        update["influx"] = {**settings.influx.model_dump(), **influx}
+    # validated as a whole (model_copy would not check the options at all), so an invalid
+    # option is reported like an invalid variable: "invalid setting mqtt.url …"
+    result = type(settings).model_validate({**settings.model_dump(), **update})
     if not result.sites:
         raise typer.BadParameter("no park.yaml given: use --site or the *_SITES variable")
+    for path in result.sites:
+        load_park(path)  # the service would fail on it later, with a traceback
     return result
 
 
@@ -193,6 +211,7 @@ def simulate(
 
         if out is None:
             raise typer.BadParameter("--history needs --out DIR")
+        _load_park(site)  # a bad park.yaml is reported before any work
         main_history(site, history, out, seed, not plain, step_s=step, faults=faults,
                      no_faults=no_faults)  # fmt: skip
         return
@@ -226,10 +245,11 @@ def simulate(
     schedule = _live_faults(park, faults, random_faults, window, seed, excluded)
     if ground_truth is None and schedule:
         ground_truth = (out or Path(".")) / "ground_truth.jsonl"
+    mqtt = MqttSettings(url=mqtt_url)  # before the try: a bad URL is a setting, not a fault
     try:
         sim = ParkSimulator(
             park,
-            MqttSettings(url=mqtt_url),
+            mqtt,
             seed=seed,
             schedule=Schedule(interval_s=interval, cycles=cycles),
             exclude_gateways=excluded,
@@ -333,10 +353,9 @@ def _simulate_load(
 
 
 def _load_park(site: Path | None) -> Any:
-    from parkwatch.site import Park
     from simulators import DEMO_PARK
 
-    return Park.from_yaml(site or DEMO_PARK)
+    return load_park(site or DEMO_PARK)
 
 
 @app.command()
