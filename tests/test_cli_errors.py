@@ -3,6 +3,7 @@ the traceback only with ``--debug`` (issue 11, item 7)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -48,6 +49,13 @@ def _bad_park(tmp_path: Path) -> Path:
         (["ingest", "--site", "BAD_YAML"], {}, 2, "broken.yaml: not valid YAML (line 2)"),
         (["api", "--site", "BAD_PARK"], {}, 2, "park.yaml: not a usable park.yaml: name"),
         (["simulate", "--site", "BAD_PARK", "--history", "1", "--out", "OUT"], {}, 2, "name"),
+        # item 8: a history must be at least one step long (-1 wrote its start after its end,
+        # 0 wrote one poll cycle, both exiting 0)
+        (["simulate", "--history", "-1", "--out", "OUT"], {}, 2, "-1.0 days is not at least"),
+        (["simulate", "--history", "0", "--out", "OUT"], {}, 2, "0.0 days"),
+        (["simulate", "--history", "nan", "--out", "OUT"], {}, 2, "nan days"),
+        (["simulate", "--history", "0.0005", "--out", "OUT"], {}, 2, "one step (60.0 s)"),
+        (["simulate", "--history", "1", "--step", "0", "--out", "OUT"], {}, 2, "at least 0.001"),
     ],
 )
 def test_a_mistake_is_a_line_or_two(
@@ -98,3 +106,13 @@ def test_simulate_without_a_broker_through_the_real_command() -> None:
         "error: MQTT broker: [Errno 111] Connection refused "
         "(check --mqtt-url and that the broker runs)"
     ]
+
+
+def test_a_history_of_one_step_is_written(tmp_path: Path) -> None:
+    """The smallest history the check lets through: one step, its start before its end."""
+    args = ["simulate", "--history", str(60 / 86_400), "--out", str(tmp_path), "--no-faults"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.splitlines()[-1])
+    assert summary["end_ms"] - summary["start_ms"] == 60_000
+    assert summary["rows"] > 0
