@@ -28,6 +28,7 @@ app = typer.Typer(
     help="parkwatch: energy and water monitoring for industrial parks.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 
 
