@@ -114,6 +114,8 @@ class CommandGroup(TyperGroup):
             return super().invoke(ctx)
         except (typer.TyperException, typer.Exit, typer.Abort):
             raise  # typer's own: usage errors and BadParameter, typer.Exit, Ctrl-C at a prompt
+        except BrokenPipeError:
+            raise  # `parkwatch … | head`: click's main exits quietly
         except Exception as exc:
             if ctx.meta.get(DEBUG_KEY):
                 raise
