@@ -46,6 +46,7 @@ def _bad_park(tmp_path: Path) -> Path:
             "tick_s (got '-1')",
         ),
         (["ingest", "--site", "DEMO"], {"PW_INGEST_BATCH_LINES": "0"}, 2, "batch_lines"),
+        (["api", "--site", "DEMO"], {"PW_API_PORT": "70000"}, 2, "port (got '70000')"),
         (["ingest", "--site", "BAD_YAML"], {}, 2, "broken.yaml: not valid YAML (line 2)"),
         (["api", "--site", "BAD_PARK"], {}, 2, "park.yaml: not a usable park.yaml: name"),
         (["simulate", "--site", "BAD_PARK", "--history", "1", "--out", "OUT"], {}, 2, "name"),
