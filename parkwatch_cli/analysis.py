@@ -108,7 +108,7 @@ def replay(
     )
 
 
-@score_app.command("truth")
+@score_app.command("truth", short_help="Events against a simulator's ground truth.")
 def score_truth(
     events: Annotated[Path, typer.Option(help="EVENTS.jsonl (replay's, or the alerts collected)")],
     truth: Annotated[Path, typer.Option(help="the simulator's ground_truth.jsonl")],
@@ -142,7 +142,7 @@ def score_truth(
     typer.echo(json.dumps(report.as_dict()) if as_json else report.table())
 
 
-@score_app.command("nab")
+@score_app.command("nab", short_help="NAB's score of one series' events.")
 def score_nab(
     events: Annotated[Path, typer.Option(help="EVENTS.jsonl of a replay of one series")],
     readings: Annotated[
