@@ -233,7 +233,7 @@ class AnalyticsService:
             state = str(doc.get("state", doc.get("status", ""))) if isinstance(doc, dict) else text
         except orjson.JSONDecodeError:
             state = text
-        engine.gateway_status(parts[3], state != "offline")
+        engine.gateway_status(parts[3], state != "offline", int(time.time() * 1000))
 
     async def _tick(self) -> None:
         while True:
@@ -308,22 +308,35 @@ class AnalyticsService:
             park, event = await self.alerts.get()
             await self._publish(park, event)
 
-    async def _publish(self, park: str, event: Event) -> None:
+    async def _publish(self, park: str, event: Event) -> bool:
+        """Publish one alert; one that cannot go now waits for the next session (False)."""
         client = self.client
         if client is None:
-            self.unpublished.append((park, event))
-            return
+            self._keep_unpublished(park, event)
+            return False
         zone = self.registry.parks[park].zone
         try:
             await client.publish(topics.alert_topic(park, event.kind), event.to_bytes(zone), qos=1)
-            self.metrics.alerts_published.inc()
         except aiomqtt.MqttError:
-            self.unpublished.append((park, event))
+            self._keep_unpublished(park, event)
+            return False
+        self.metrics.alerts_published.inc()
+        return True
+
+    def _keep_unpublished(self, park: str, event: Event) -> None:
+        if len(self.unpublished) == self.unpublished.maxlen:  # the oldest goes (InfluxDB has it)
+            self.metrics.alerts_dropped.inc()
+        self.unpublished.append((park, event))
 
     async def _publish_pending(self) -> None:
-        while self.unpublished and self.client is not None:
+        # one pass at most: an alert that fails goes back to the end, and retrying it while
+        # the session is broken would spin until the session loop noticed
+        for _ in range(len(self.unpublished)):
+            if not self.unpublished or self.client is None:
+                return
             park, event = self.unpublished.popleft()
-            await self._publish(park, event)
+            if not await self._publish(park, event):
+                return
 
     async def _drain(self, writer: InfluxWriter) -> None:
         """On the way out: what is queued still goes to InfluxDB (briefly)."""
@@ -425,24 +438,42 @@ class AnalyticsService:
             log.warning("snapshot %s not used, starting from history alone: %s", path, exc)
             self.engines = {n: ParkEngine(p, DETECTORS) for n, p in self.registry.parks.items()}
 
-    def _save_snapshot(self) -> None:
-        path = self._snapshot_path()
-        if path is None:
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def _snapshot_bytes(self) -> bytes:
+        """The engines' state, pickled: on the event loop, between two messages, since the
+        state refers to the engines' live arrays and dicts (a copy taken in another thread
+        would mix two moments, or fail on a dict changing under it)."""
         doc = {
             "version": SNAPSHOT_VERSION,
             "engines": {p: e.state() for p, e in self.engines.items()},
         }
+        return pickle.dumps(doc, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def _write_snapshot(self, data: bytes) -> None:
+        path = self._snapshot_path()
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         with open(tmp, "wb") as fh:
-            pickle.dump(doc, fh, protocol=pickle.HIGHEST_PROTOCOL)
+            fh.write(data)
         tmp.replace(path)
+
+    def _save_snapshot(self) -> None:
+        if self._snapshot_path() is None:
+            return
+        try:
+            self._write_snapshot(self._snapshot_bytes())
+        except OSError as exc:
+            log.warning("snapshot not written: %s", exc)
 
     async def _snapshots(self) -> None:
         while True:
             await asyncio.sleep(self.settings.snapshot_s)
-            await asyncio.to_thread(self._save_snapshot)
+            data = self._snapshot_bytes()
+            try:  # only the disk in a thread
+                await asyncio.to_thread(self._write_snapshot, data)
+            except OSError as exc:  # a full or read-only disk costs the snapshot, not the stream
+                log.warning("snapshot not written: %s", exc)
 
 
 async def history_rows(
