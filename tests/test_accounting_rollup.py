@@ -122,35 +122,21 @@ def test_groups_sum_top_meters_only(demo_park_path: Path) -> None:
 
 
 def test_a_zone_is_its_inflows_minus_its_outflows(demo_park_path: Path) -> None:
-    """Zones (district metered areas) come from the site model's ``zones``; a stand-in park
-    carries one here: the water main and the tank's outlet flow in, the tank's inlet out."""
-
-    class Zone:
-        id = "water-main-zone"
-        utility = Utility.WATER
-        inflow = ("park-water-main", "park-tank-out")
-        outflow = ("park-tank-in",)
-
-    class WithZones:
-        def __init__(self, park: Park) -> None:
-            self._park = park
-            self.zones = [Zone()]
-
-        def __getattr__(self, name: str) -> object:
-            return getattr(self._park, name)
-
+    """The demo park's north water district (a district metered area of the site model):
+    water-d1 in, the steel and chemical plants' meters out."""
     park = Park.from_yaml(demo_park_path)
     series = accounting_series(park)
-    found = groups(WithZones(park), series)  # type: ignore[arg-type]
-    (zone,) = [g for g in found if g.level is Level.ZONE]
+    found = groups(park, series)
+    zone = next(g for g in found if g.level is Level.ZONE and g.id == "water-d1")
     ids = [series[i].meter.id for i in zone.members]
-    assert ids == ["park-water-main", "park-tank-out", "park-tank-in"]
-    assert zone.weights() == (1.0, 1.0, -1.0)
-    # 100 in, 7 back out of the tank, 12 into it: 100 + 7 − 12 = 95
+    assert ids == ["water-d1", "steelco-water", "chemco-water"]
+    assert zone.weights() == (1.0, -1.0, -1.0)
+    assert zone.utility is Utility.WATER
+    # 100 m³ into the district, 40 and 52 to the plants: 100 − 40 − 52 = 8 (its own use, leaks)
     values = np.zeros((len(series), 1))
-    for i, v in zip(zone.members, (100.0, 7.0, 12.0), strict=True):
+    for i, v in zip(zone.members, (100.0, 40.0, 52.0), strict=True):
         values[i, 0] = v
     rolled = group_sums(
         Rolled(np.arange(2), values, np.ones_like(values), np.zeros_like(values)), found
     )
-    assert rolled.value[found.index(zone), 0] == pytest.approx(95.0)
+    assert rolled.value[found.index(zone), 0] == pytest.approx(8.0)

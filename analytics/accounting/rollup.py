@@ -159,7 +159,7 @@ def groups(park: Park, series: Sequence[CounterSeries]) -> list[Group]:
     # their meters' counters. A tank's storage change is not taken off here: over a day it is
     # small against a zone's flow, and the leak detector accounts it where it matters
     index = {(cs.meter.id, cs.quantity): i for i, cs in enumerate(series)}
-    for zone in getattr(park, "zones", []):
+    for zone in park.zones:
         counter = CONSUMPTION_COUNTER.get(zone.utility)
         if counter is None:
             continue
