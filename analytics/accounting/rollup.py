@@ -165,8 +165,8 @@ def groups(park: Park, series: Sequence[CounterSeries]) -> list[Group]:
             continue
         members: list[int] = []
         signs: list[float] = []
-        for ids, sign in ((zone.inflow, 1.0), (zone.outflow, -1.0)):
-            for meter_id in ids:
+        for side, sign in ((zone.inflow, 1.0), (zone.outflow, -1.0)):
+            for meter_id in side:
                 i = index.get((meter_id, counter))
                 if i is not None:
                     members.append(i)
