@@ -705,6 +705,25 @@ def accounting_dashboard() -> JSON:
             bars=True,
         ),
     ]
+    panels.append(
+        _timeseries(
+            "Water per zone, per day",
+            (
+                "Each district metered area's inflow minus outflow per local day: its own use "
+                "and its losses."
+            ),
+            [
+                _target(
+                    "A",
+                    _rollup_query("consumption_daily", "value", "zone", "vol_m3", '"id"'),
+                    alias="$tag_id",
+                )
+            ],
+            _grid(0, 27, 24, 9),
+            unit=M3,
+            bars=True,
+        )
+    )
     variables = [_variable("park", "Park", _tag_values("park"), multi=False, include_all=False)]
     return _dashboard(
         ACCOUNTING_UID,

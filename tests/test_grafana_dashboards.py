@@ -243,6 +243,7 @@ def test_queries_run_and_find_data_in_influxdb(stack: LocalStack) -> None:
                 ("enterprise", "steelco", "vol_m3"),
                 ("enterprise", "steelco", "pv_kwh"),
                 ("park", PARK, "e_kwh"),
+                ("zone", "water-d1", "vol_m3"),
                 ("meter", "steelco-main", "e_kwh"),
                 ("meter", "steelco-water", "vol_m3"),
                 ("meter", "steelco-gas", "vol_nm3"),
