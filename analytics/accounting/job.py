@@ -276,13 +276,7 @@ class RollupJob:
             cs = self.series[r]
             by_utility.setdefault(cs.meter.utility, set()).add(cs.quantity)
         wanted = set(rows)
-        s_all: list[int] = []
-        t_all: list[int] = []
-        v_all: list[float] = []
-        f_all: list[int] = []
-        ps: list[int] = []
-        pt: list[int] = []
-        pv: list[float] = []
+        parts: dict[str, list[Any]] = {k: [] for k in ("s", "t", "v", "f", "ps", "pt", "pv")}
         replaced = await self._replacement_events(a_ms, b_ms)
         for utility, quantities in by_utility.items():
             names = sorted(quantities)
@@ -295,43 +289,51 @@ class RollupJob:
                 "GROUP BY meter"
             )
             for s in await self.reader.query(statement):
+                if not s.values:
+                    continue
                 meter = s.tags.get("meter", "")
-                q_col = s.columns.index("quality")
+                table = np.array(s.values, dtype=object)
+                times = table[:, 0].astype(np.int64)
+                quality = table[:, s.columns.index("quality")]
+                flags = np.array(
+                    [FLAG_OF_QUALITY.get(q, Flag.NONE) if q else Flag.NONE for q in quality],
+                    np.int8,
+                )
                 for c, name in enumerate(s.columns):
-                    if name == "p_kw":
-                        i = self.index.get((meter, "e_kwh"))
-                        if i is None or i not in wanted:
-                            continue
-                        for row in s.values:
-                            if row[c] is not None:
-                                ps.append(i)
-                                pt.append(int(row[0]))
-                                pv.append(float(row[c]))
-                        continue
-                    i = self.index.get((meter, name))
+                    power = name == "p_kw"
+                    i = self.index.get((meter, "e_kwh" if power else name))
                     if i is None or i not in wanted:
                         continue
-                    for row in s.values:
-                        value = row[c]
-                        if value is None:
-                            continue
-                        flag = FLAG_OF_QUALITY.get(row[q_col] or "", Flag.NONE)
-                        if (meter, name, float(value)) in replaced:
-                            flag = Flag.REPLACED
-                        s_all.append(i)
-                        t_all.append(int(row[0]))
-                        v_all.append(float(value))
-                        f_all.append(int(flag))
-        if not s_all:
+                    column = table[:, c]
+                    present = column != None  # noqa: E711 (element-wise on an object array)
+                    values = column[present].astype(np.float64)
+                    if power:
+                        parts["ps"].append(np.full(values.size, i, np.int64))
+                        parts["pt"].append(times[present])
+                        parts["pv"].append(values)
+                        continue
+                    f = flags[present].copy()
+                    for m, q, reading in replaced:
+                        if (m, q) == (meter, name):
+                            f[values == reading] = Flag.REPLACED
+                    parts["s"].append(np.full(values.size, i, np.int64))
+                    parts["t"].append(times[present])
+                    parts["v"].append(values)
+                    parts["f"].append(f)
+        if not parts["s"]:
             return None
+
+        def joined(key: str, dtype: Any) -> Any:
+            return np.concatenate(parts[key]) if parts[key] else np.zeros(0, dtype)
+
         return _Raw(
-            np.array(s_all, np.int64),
-            np.array(t_all, np.int64),
-            np.array(v_all, np.float64),
-            np.array(f_all, np.int8),
-            np.array(ps, np.int64),
-            np.array(pt, np.int64),
-            np.array(pv, np.float64),
+            joined("s", np.int64),
+            joined("t", np.int64),
+            joined("v", np.float64),
+            joined("f", np.int8),
+            joined("ps", np.int64),
+            joined("pt", np.int64),
+            joined("pv", np.float64),
         )
 
     async def _replacement_events(self, a_ms: int, b_ms: int) -> set[tuple[str, str, float]]:
