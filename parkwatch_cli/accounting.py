@@ -52,7 +52,7 @@ def steel_report(
         raise typer.BadParameter(f"{csv} not found", param_hint="--csv")
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp, LocalStack(Path(tmp)) as stack:
-        written = asyncio.run(_steel_report(stack.influx_url, csv, month, out))
+        written = asyncio.run(write_steel_report(stack.influx_url, csv, month, out))
     for path in written:
         typer.echo(f"wrote {path}", err=True)
     typer.echo((out / f"steel-{month}-en.csv").read_text(encoding="utf-8-sig"))
@@ -78,7 +78,7 @@ STEEL_PARK = {
 }
 
 
-async def _steel_report(influx_url: str, csv: Path, month: str, out: Path) -> list[Path]:
+async def write_steel_report(influx_url: str, csv: Path, month: str, out: Path) -> list[Path]:
     import numpy as np
 
     from analytics.accounting.job import RollupConfig, RollupJob, ensure_retention

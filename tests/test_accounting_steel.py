@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from analytics.accounting.steel import account_steel, read_steel
+from parkwatch.settings import InfluxSettings
+from parkwatch_cli.accounting import write_steel_report
 
 CSV = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "steel" / "steel_2018_h1.csv"
 
@@ -38,3 +40,23 @@ def test_half_year_end_to_end() -> None:
     # the tariff's periods are the dataset's Load_Type on every day the plant ran
     assert result.agreement["on_working_days_every_day_periods"] == 1.0
     assert result.agreement["with_tariff_rules"] > 0.9
+
+
+@pytest.mark.integration
+@pytest.mark.anyio
+async def test_the_report_through_influxdb_the_job_and_the_api(
+    influx_settings: InfluxSettings, tmp_path: Path
+) -> None:
+    """``parkwatch accounting steel-report``: the same month through the whole platform gives
+    the same kWh, demand and bill as the in-memory accounting."""
+    written = await write_steel_report(influx_settings.url, CSV, "2018-01", tmp_path)
+    assert sorted(p.name for p in written) == sorted(
+        f"steel-2018-01-{lang}.{ext}" for lang in ("en", "zh") for ext in ("csv", "html", "pdf")
+    )
+    direct = account_steel(CSV).months[0]
+    table = (tmp_path / "steel-2018-01-en.csv").read_text(encoding="utf-8-sig")
+    assert f"Grid electricity,{direct.kwh:.1f},kWh" in table
+    assert f"{direct.max_demand_kw:,.1f} kW" in table
+    assert f"{direct.bill:,.2f} KRW" in table
+    assert (tmp_path / "steel-2018-01-zh.pdf").read_bytes().startswith(b"%PDF")
+    assert "月度能源报告" in (tmp_path / "steel-2018-01-zh.html").read_text(encoding="utf-8")
