@@ -78,7 +78,9 @@ STEEL_PARK = {
 }
 
 
-async def write_steel_report(influx_url: str, csv: Path, month: str, out: Path) -> list[Path]:
+async def write_steel_report(
+    influx_url: str, csv: Path, month: str, out: Path, database: str = "steel"
+) -> list[Path]:
     import numpy as np
 
     from analytics.accounting.job import RollupConfig, RollupJob, ensure_retention
@@ -91,7 +93,7 @@ async def write_steel_report(influx_url: str, csv: Path, month: str, out: Path) 
     from parkwatch.settings import InfluxSettings
     from parkwatch.site import Park, SiteRegistry
 
-    settings = InfluxSettings(url=influx_url, database="steel")
+    settings = InfluxSettings(url=influx_url, database=database)
     park = Park.model_validate(STEEL_PARK)
     data = read_steel(csv)
     t = np.r_[data.end_ms[0] - QUARTER_MS, data.end_ms]

@@ -49,7 +49,9 @@ async def test_the_report_through_influxdb_the_job_and_the_api(
 ) -> None:
     """``parkwatch accounting steel-report``: the same month through the whole platform gives
     the same kWh, demand and bill as the in-memory accounting."""
-    written = await write_steel_report(influx_settings.url, CSV, "2018-01", tmp_path)
+    written = await write_steel_report(
+        influx_settings.url, CSV, "2018-01", tmp_path, influx_settings.database
+    )
     assert sorted(p.name for p in written) == sorted(
         f"steel-2018-01-{lang}.{ext}" for lang in ("en", "zh") for ext in ("csv", "html", "pdf")
     )
