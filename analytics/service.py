@@ -88,6 +88,12 @@ class AnalyticsMetrics:
         self.rollup_points = Counter(
             "pw_analytics_rollup_points", "consumption rollup points written", registry=r
         )
+        self.rollup_seconds = Histogram(
+            "pw_analytics_rollup_seconds",
+            "time of one rollup pass over a park",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=r,
+        )
 
 
 class AnalyticsService:
@@ -380,6 +386,7 @@ class AnalyticsService:
             while True:
                 now_ms = int(time.time() * 1000)
                 for park, job in self.rollups.items():
+                    started = time.perf_counter()
                     try:
                         written = await job.run(now_ms)
                     except InfluxError as exc:
@@ -390,6 +397,7 @@ class AnalyticsService:
                         continue
                     outage.recovered()
                     self.metrics.rollup_points.inc(written)
+                    self.metrics.rollup_seconds.observe(time.perf_counter() - started)
                 await asyncio.sleep(config.interval_s)
 
     # --- warm-up and snapshots ------------------------------------------------------------
