@@ -61,7 +61,7 @@ from analytics.accounting.rollup import (
     local_edges,
 )
 from parkwatch.energy import REPLACEMENT_MEASUREMENT, ROLLUP_RETENTION_POLICY, conversion
-from parkwatch.influx import InfluxError, InfluxReader, InfluxWriter, quote_ident
+from parkwatch.influx import InfluxError, InfluxReader, InfluxWriter, chunks, quote_ident
 from parkwatch.influx import quote_string as qs
 from parkwatch.lineprotocol import encode_point
 from parkwatch.quantities import Utility
@@ -513,5 +513,6 @@ class RollupJob:
         return lines
 
     async def _write(self, lines: list[str]) -> None:
-        if lines:
-            await self.writer.write(lines)
+        # written at once, not batched behind a flush timer: the next step reads them back
+        for batch in chunks(lines, 5000):
+            await self.writer.write_now(batch)
