@@ -187,6 +187,7 @@ async def test_agent_publishes_what_the_meters_hold(
                 assert math.isclose(value, want[quantity], abs_tol=tolerance + 1e-9), quantity
 
 
+@pytest.mark.integration
 @pytest.mark.anyio
 async def test_broker_outage_is_buffered_and_replayed_in_order(
     park: Park, tmp_path: Path, caplog: pytest.LogCaptureFixture
@@ -227,6 +228,7 @@ async def test_broker_outage_is_buffered_and_replayed_in_order(
     assert sum("MQTT broker" in m and "is back after" in m for m in ours) == 1
 
 
+@pytest.mark.integration
 @pytest.mark.anyio
 async def test_backlog_survives_an_agent_restart(park: Park, tmp_path: Path) -> None:
     broker = Mosquitto(tmp_path / "mosquitto", port=free_port())

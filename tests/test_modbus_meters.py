@@ -120,6 +120,7 @@ def test_word_order_and_scale_as_pymodbus_encodes_them() -> None:
     assert acrel.decode([10_313], Ratios(ct=40)) == pytest.approx(412.52)
 
 
+@pytest.mark.integration
 async def test_each_profile_serves_the_model_and_decodes_back(feed: ModelFeed) -> None:
     servers: list[ModbusMeterServer] = []
     devices: list[DeviceConfig] = []
@@ -150,6 +151,7 @@ async def test_each_profile_serves_the_model_and_decodes_back(feed: ModelFeed) -
             await server.stop()
 
 
+@pytest.mark.integration
 async def test_a_gateway_serves_many_units_on_one_endpoint(demo_park_path: Path) -> None:
     park = Park.from_yaml(demo_park_path)
     async with SimulatedGateway(park, "gw-steelco", refresh_s=None, seed=3) as sim:
@@ -168,6 +170,7 @@ async def test_a_gateway_serves_many_units_on_one_endpoint(demo_park_path: Path)
             assert_decoded(profile, device.ratios, reading["q"], sim.feed.values(device.meter))
 
 
+@pytest.mark.integration
 async def test_cdab_meter_needs_its_word_order(feed: ModelFeed) -> None:
     profile = get_profile("water-ultrasonic-cdab")
     want = feed.values("steelco-water")
@@ -186,6 +189,7 @@ async def test_cdab_meter_needs_its_word_order(feed: ModelFeed) -> None:
         assert not math.isclose(wrong, want[quantity], rel_tol=1e-3), quantity
 
 
+@pytest.mark.integration
 async def test_wrong_map_gets_an_exception_answer(feed: ModelFeed) -> None:
     """A Schneider map against an Eastron: the addresses do not exist → exception 2."""
     eastron = get_profile("eastron-sdm630")
@@ -239,6 +243,7 @@ async def test_rtu_meters_over_a_serial_line(feed: ModelFeed, tmp_path: Path) ->
     assert_decoded(water, NO_RATIOS, again, feed.values("elecco-water"))
 
 
+@pytest.mark.integration
 async def test_dead_device_is_logged_once_and_skipped(
     feed: ModelFeed, caplog: pytest.LogCaptureFixture
 ) -> None:

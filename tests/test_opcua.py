@@ -58,6 +58,7 @@ def assert_model(got: dict[str, float], want: dict[str, float]) -> None:
         assert math.isclose(value, want[quantity], rel_tol=1e-12), quantity
 
 
+@pytest.mark.integration
 async def test_poll_reads_each_device_and_survives_a_server_restart(feed: ModelFeed) -> None:
     server = controller(feed)
     async with server:
@@ -90,6 +91,7 @@ async def test_poll_reads_each_device_and_survives_a_server_restart(feed: ModelF
     assert link.stats.requests >= 6
 
 
+@pytest.mark.integration
 async def test_subscription_delivers_changes(feed: ModelFeed) -> None:
     async with controller(feed) as server:
         transport = OpcUaTransport(url=server.url, mode="subscribe")

@@ -44,6 +44,7 @@ def device(meter: str, port: int, unit: int = 1) -> DeviceConfig:
     )
 
 
+@pytest.mark.integration
 async def test_links_poll_on_staggered_slots_and_a_dead_device_backs_off(
     feed: ModelFeed,
 ) -> None:
