@@ -115,6 +115,7 @@ async def test_subscription_delivers_changes(feed: ModelFeed) -> None:
             await link.aclose()
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("mode", ["poll", "subscribe"])
 async def test_a_map_in_a_namespace_the_server_lacks_fails_alone(
     feed: ModelFeed, mode: Literal["poll", "subscribe"]
@@ -149,6 +150,7 @@ async def test_a_map_in_a_namespace_the_server_lacks_fails_alone(
     assert poller.devices[1].outage.is_down
 
 
+@pytest.mark.integration
 async def test_a_good_value_that_is_not_a_number_is_left_out(feed: ModelFeed) -> None:
     """A controller may publish NaN or ∞ (with a Good status) for a value it does not have;
     like a float register's NaN it is never passed on — as JSON it would be null, a reading
