@@ -140,3 +140,25 @@ def test_a_zone_is_its_inflows_minus_its_outflows(demo_park_path: Path) -> None:
         Rolled(np.arange(2), values, np.ones_like(values), np.zeros_like(values)), found
     )
     assert rolled.value[found.index(zone), 0] == pytest.approx(8.0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 10_000))
+def test_groups_and_calendar_commute(seed: int) -> None:
+    """Summing meters into groups and hours into months can be done in either order: the
+    job sums the groups' months from the meters' months, a board could from the groups'
+    hours; both give the same figures."""
+    park = Park.from_yaml(Path(__file__).resolve().parent.parent / "simulators/parks/demo.yaml")
+    series = accounting_series(park)
+    found = groups(park, series)
+    rng = np.random.default_rng(seed)
+    start, end = ms(2025, 1, 30), ms(2025, 3, 3)
+    hours = local_edges(start, end, SHANGHAI, Period.HOUR)
+    value = rng.uniform(0, 10, (len(series), hours.size - 1))
+    value[rng.random(value.shape) < 0.05] = np.nan
+    hourly = Rolled(hours, value, np.isfinite(value).astype(float), np.zeros_like(value))
+    months = local_edges(start, end, SHANGHAI, Period.MONTH)
+    days = local_edges(start, end, SHANGHAI, Period.DAY)
+    meters_first = group_sums(coarser(coarser(hourly, days), months), found)
+    groups_first = coarser(coarser(group_sums(hourly, found), days), months)
+    np.testing.assert_allclose(meters_first.value, groups_first.value)
