@@ -203,6 +203,24 @@ async def test_bill_summary_figures_targets_and_reports(client: httpx.AsyncClien
         assert pdf.status_code == 200, pdf.text
         assert pdf.content.startswith(b"%PDF")
 
+    hours = (
+        await client.get(
+            "/parks/bill/accounting/consumption",
+            params={
+                "period": "hour",
+                "level": "enterprise",
+                "id": "ent-a",
+                "quantity": "e_kwh",
+                "start": "2025-07-15T00:00:00",  # park-local
+                "end": "2025-07-16T00:00:00",
+            },
+        )
+    ).json()
+    (series,) = hours
+    assert [p["value"] for p in series["points"]] == pytest.approx([60.0] * 24)
+    assert series["points"][0]["time"] == "2025-07-15T00:00:00+08:00"
+    assert series["points"][0]["co2_kg"] == pytest.approx(60 * 0.5227)
+
     factors = (await client.get("/parks/bill/accounting/factors", params={"year": 2025})).json()
     assert factors["utilities"]["electricity"]["kgce_equal"] == 0.1229
     assert "公告2024年第33号" in factors["utilities"]["electricity"]["co2_source"]
