@@ -143,3 +143,20 @@ def test_grid_factor_by_year_and_overrides() -> None:
     e = conversion(own, Utility.ELECTRICITY, 2022)
     assert e is not None
     assert (e.kgce_equal, e.co2_kg) == (0.1, 0.4)
+
+
+def test_light_all_day_on_sundays_and_kepco_seasons() -> None:
+    seoul = ZoneInfo("Asia/Seoul")
+    tariff = builtin("kepco-industrial-2018")
+
+    def period(*args: int) -> str:
+        t = int(datetime(*args, tzinfo=seoul).timestamp() * 1000)  # type: ignore[misc]
+        return PERIODS[int(tou_periods(tariff, np.array([t]), seoul)[0])].value
+
+    # Monday 2018-01-08 (winter): 17-20 is maximum load; in June 17-23 is medium
+    assert period(2018, 1, 8, 18, 0) == "peak"
+    assert period(2018, 6, 4, 18, 0) == "flat"
+    assert period(2018, 6, 4, 14, 0) == "peak"
+    assert period(2018, 6, 4, 23, 30) == "valley"
+    # Sunday 2018-01-07: light all day
+    assert period(2018, 1, 7, 18, 0) == "valley"
