@@ -9,6 +9,7 @@ enterprise and per park, all read from the rollups the analytics service writes.
   tce (equal and equivalent value, GB/T 2589), CO₂ (location-based; market-based after green
   certificates), PV, electricity's share of final energy, intensity per ¥10 000 of value added
   and per unit of product with the 标杆/基准 benchmark levels, land output intensity;
+* ``balance``: each parent meter against its children (losses and unmetered use);
 * ``targets``: a year's energy and water intensity against the 2020 baseline and the
   −14.5 % / −15 % targets;
 * ``bill``: an enterprise's month recomputed from the hourly rollups and the 15-minute demand
@@ -734,6 +735,73 @@ async def bill(
     state: StateDep, park: str, enterprise: str, month: str, shift_share: float = 0.1
 ) -> BillOut:
     return await compute_bill(state, _park(state, park), enterprise, month, shift_share)
+
+
+# --- balances ---------------------------------------------------------------------------------
+
+
+class BalanceOut(BaseModel):
+    meter: str
+    utility: str
+    quantity: str
+    value: float  # the parent meter's consumption (electricity: net of export)
+    children: dict[str, float]  # each child meter's, the same way
+    losses: float  # parent − Σ children: losses and unmetered consumers
+    loss_share: float | None
+    completeness: float  # the least complete of the parent and its children
+
+
+@router.get("/accounting/balance")
+async def balance(
+    state: StateDep,
+    park: str,
+    period: Annotated[str, Query(description="YYYY-MM (a month) or YYYY (a year)")],
+) -> list[BalanceOut]:
+    """Each parent meter of the balance trees against its children over a month or year:
+    what the children do not account for is the branch's losses and unmetered use.
+    Electricity is balanced net (import − export), so PV and batteries below a meter count
+    with their sign."""
+    p = _park(state, park)
+    span, a, b, _ = _parse_period(p, period)
+    found = await _rollups(state, p, span, a, b, {"level": "meter"})
+    net: dict[str, float] = {}
+    complete: dict[str, float] = {}
+    quantity_of: dict[str, str] = {}
+    sign = {"e_export_kwh": -1.0, "pv_kwh": -1.0}
+    for tags, records in found:
+        mid, q = tags.get("id", ""), tags.get("quantity", "")
+        known = [r for r in records if r.get("value") is not None]
+        if not known:
+            continue
+        net[mid] = net.get(mid, 0.0) + sign.get(q, 1.0) * sum(float(r["value"]) for r in known)
+        lowest = min(float(r.get("completeness") or 0.0) for r in known)
+        complete[mid] = min(complete.get(mid, 1.0), lowest)
+        if q not in sign:
+            quantity_of[mid] = q
+    out: list[BalanceOut] = []
+    for meter in p.tree.meters.values():
+        if meter.id not in net:
+            continue
+        kids = {
+            c.id: net[c.id] for c in p.tree.children(meter.id) if c.id in net and not c.is_virtual
+        }
+        if not kids:
+            continue
+        value = net[meter.id]
+        losses = value - sum(kids.values())
+        out.append(
+            BalanceOut(
+                meter=meter.id,
+                utility=meter.utility.value,
+                quantity=quantity_of.get(meter.id, ""),
+                value=value,
+                children=kids,
+                losses=losses,
+                loss_share=losses / value if value else None,
+                completeness=min([complete[meter.id], *(complete[k] for k in kids)]),
+            )
+        )
+    return out
 
 
 # --- factors and the report ------------------------------------------------------------------

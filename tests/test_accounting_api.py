@@ -58,11 +58,12 @@ async def client(influx_settings: InfluxSettings) -> AsyncIterator[httpx.AsyncCl
     park = Park.model_validate(PARK)
     t = np.arange(DAY, DAY + 24 * H + 1, 5 * 60_000)
     lines = []
-    for meter in ("a-main", "main"):
+    # ent-a's intake draws 60 kWh an hour; the park's main 2 % more (its losses)
+    for meter, rate in (("a-main", 60.0), ("main", 61.2)):
         tags = {"park": "bill", "enterprise": "x", "meter": meter}
         lines += [
             encode_point(
-                "electricity", tags, {"e_kwh": float(5000.0 + 60.0 * (ti - DAY) / H)}, int(ti)
+                "electricity", tags, {"e_kwh": float(5000.0 + rate * (ti - DAY) / H)}, int(ti)
             )
             for ti in t
         ]
@@ -195,7 +196,7 @@ async def test_bill_summary_figures_targets_and_reports(client: httpx.AsyncClien
             params={"month": "2025-07", "format": "csv", "lang": lang},
         )
         assert table.status_code == 200
-        assert "1440.0" in table.content.decode("utf-8-sig")
+        assert "1468.8" in table.content.decode("utf-8-sig")  # the park's: its main
         pdf = await client.get(
             "/parks/bill/accounting/report",
             params={"month": "2025-07", "enterprise": "ent-a", "format": "pdf", "lang": lang},
@@ -220,6 +221,16 @@ async def test_bill_summary_figures_targets_and_reports(client: httpx.AsyncClien
     assert [p["value"] for p in series["points"]] == pytest.approx([60.0] * 24)
     assert series["points"][0]["time"] == "2025-07-15T00:00:00+08:00"
     assert series["points"][0]["co2_kg"] == pytest.approx(60 * 0.5227)
+
+    # the park's main against ent-a's intake below it: 24 × 61.2 = 1 468.8 against 1 440,
+    # 28.8 kWh of losses, 28.8 / 1 468.8 = 1.96 %
+    (branch,) = (
+        await client.get("/parks/bill/accounting/balance", params={"period": "2025-07"})
+    ).json()
+    assert branch["meter"] == "main"
+    assert branch["children"] == pytest.approx({"a-main": 1440.0})
+    assert branch["losses"] == pytest.approx(28.8)
+    assert branch["loss_share"] == pytest.approx(28.8 / 1468.8)
 
     factors = (await client.get("/parks/bill/accounting/factors", params={"year": 2025})).json()
     assert factors["utilities"]["electricity"]["kgce_equal"] == 0.1229
