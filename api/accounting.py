@@ -169,6 +169,10 @@ async def consumption(
         if start
         else end_at.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     )
+    if start_at >= end_at:
+        raise HTTPException(422, "start must be before end")
+    if period == "hour" and (end_at - start_at).days > 93:
+        raise HTTPException(422, "hourly rollups for at most 93 days: use period=day")
     where: dict[str, str] = {"level": level}
     if id is not None:
         where["id"] = id

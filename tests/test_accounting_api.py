@@ -232,6 +232,13 @@ async def test_bill_summary_figures_targets_and_reports(client: httpx.AsyncClien
     assert branch["losses"] == pytest.approx(28.8)
     assert branch["loss_share"] == pytest.approx(28.8 / 1468.8)
 
+    too_long = await client.get(
+        "/parks/bill/accounting/consumption",
+        params={"period": "hour", "start": "2025-01-01T00:00:00", "end": "2025-07-01T00:00:00"},
+    )
+    assert too_long.status_code == 422
+    assert "period=day" in too_long.json()["detail"]
+
     factors = (await client.get("/parks/bill/accounting/factors", params={"year": 2025})).json()
     assert factors["utilities"]["electricity"]["kgce_equal"] == 0.1229
     assert "公告2024年第33号" in factors["utilities"]["electricity"]["co2_source"]
