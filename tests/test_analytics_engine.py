@@ -129,6 +129,20 @@ def test_a_gap_is_given_up_after_the_hold_limit() -> None:
     assert clocks.gaps_given_up[0] == 3
 
 
+def test_a_gateway_back_from_a_long_silence_does_not_take_the_silence_for_its_interval() -> None:
+    """One batch, weeks of nothing (a test batch at commissioning, a logger switched off, a row
+    with a wrong year), then regular batches: the one spacing seen is the silence, not the
+    poll interval, and taking it for one would close the weeks ahead and make every reading
+    in them late."""
+    clocks = Clocks(1)
+    weeks = 61 * DAY_MS
+    clocks.batch(0, 1, 0, 0, 0)
+    clocks.batch(0, 2, weeks, weeks, weeks)
+    assert clocks.complete_until(weeks + 1000)[0] <= weeks + 60_000
+    clocks.batch(0, 3, weeks + 60_000, weeks + 60_000, weeks + 60_000)
+    assert clocks.interval[0] == 60_000  # regular batches tell the interval again
+
+
 def test_offline_holds_online_silence_closes_and_the_unheard_close_nothing() -> None:
     clocks = Clocks(2, ClockRules(silence_ms=180_000, max_hold_ms=3_600_000))
     for k in range(5):

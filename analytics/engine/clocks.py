@@ -9,7 +9,8 @@ on time. Per gateway:
   fills, or until it is older than ``max_hold_ms`` (then the gap is given up and counted). A
   batch at or below the run is a replay or duplicate — unless its data is newer than anything
   seen, which is a gateway that restarted its count.
-* **interval**: the shortest spacing of the gateway's recent batch times. A slot is complete
+* **interval**: the shortest spacing of the gateway's recent batch times (known from its third
+  batch: a gateway's first spacing may be a silence, not its poll interval). A slot is complete
   when even the soonest next reading (watermark + interval) falls after its end, so a slot of a
   regular poll closes as soon as its last poll arrives rather than when the next one does, and
   one of an irregularly sampled source is not closed before a reading that may still land in it.
@@ -166,7 +167,10 @@ class Clocks:
         recent = self.times[changed]
         spacing = np.diff(recent, axis=1).astype(np.float64)
         spacing[recent[:, :-1] <= NEVER] = np.nan
-        enough = np.sum(np.isfinite(spacing), axis=1) >= 1
+        # two spacings at least: the one spacing of a gateway's first two batches may be a
+        # silence (one batch, weeks off, then regular ones), which as an interval would close
+        # the weeks ahead and make everything in them late
+        enough = np.sum(np.isfinite(spacing), axis=1) >= 2
         if enough.any():
             shortest = np.nanmin(spacing[enough], axis=1)
             self.interval[changed[enough]] = shortest.astype(np.int64)
