@@ -34,6 +34,7 @@ import numpy as np
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from analytics.accounting.job import RollupConfig, RollupJob, ensure_retention
 from analytics.detectors import DETECTORS
 from analytics.engine.contract import DerivedPoint, SeriesKey
 from analytics.engine.engine import Advanced, Batch, ParkEngine, Rows
@@ -84,6 +85,9 @@ class AnalyticsMetrics:
         )
         self.broker_up = Gauge("pw_analytics_broker_up", "1 while subscribed", registry=r)
         self.database_up = Gauge("pw_analytics_database_up", "0 while writes fail", registry=r)
+        self.rollup_points = Counter(
+            "pw_analytics_rollup_points", "consumption rollup points written", registry=r
+        )
 
 
 class AnalyticsService:
@@ -106,6 +110,14 @@ class AnalyticsService:
         self.events_written = 0
         self.points_written = 0
         self.warm = asyncio.Event()  # set once warm-up is over and live messages flow
+        self.rollups: dict[str, RollupJob] = {}
+        self.rollup_config = RollupConfig(
+            interval_s=settings.rollup_interval_s,
+            recent_s=settings.rollup_recent_s,
+            catch_up_s=settings.warmup_s,
+            retention_policy=settings.rollup_retention_policy,
+            raw_retention=settings.raw_retention,
+        )
 
     # --- running -------------------------------------------------------------------------------
 
@@ -134,6 +146,8 @@ class AnalyticsService:
                     tasks.append(asyncio.create_task(self._tick(), name="analytics-ticker"))
                     if s.state_dir is not None:
                         tasks.append(asyncio.create_task(self._snapshots(), name="analytics-snap"))
+                    if s.rollups:
+                        tasks.append(asyncio.create_task(self._rollups(), name="analytics-rollups"))
                     await asyncio.gather(*tasks)
                 finally:
                     for task in tasks:
@@ -232,6 +246,10 @@ class AnalyticsService:
     async def _emit(self, park: str, advanced: Advanced, *, publish: bool) -> None:
         if advanced.late:
             self.metrics.late.inc(len(advanced.late))
+            job = self.rollups.get(park)
+            if job is not None:  # the accounting recomputes the hours they touch
+                for meter, first, last in advanced.late:
+                    job.mark_late(meter, first, last)
         if publish:
             # alerts go out on their own path: never behind a database write
             for event in advanced.events:
@@ -340,6 +358,39 @@ class AnalyticsService:
             "warm": self.warm.is_set(),
             "output_queue": self.outputs.qsize(),
         }
+
+    # --- the accounting's rollups -----------------------------------------------------------
+
+    async def _rollups(self) -> None:
+        """Every ``rollup_interval_s``: hourly consumption and its days, months and years per
+        meter, workshop, enterprise and park (analytics/accounting/job.py)."""
+        config = self.rollup_config
+        async with (
+            InfluxReader(self.settings.influx) as reader,
+            InfluxWriter(
+                self.settings.influx,
+                flush_interval_s=0.2,
+                retention_policy=config.retention_policy,
+            ) as writer,
+        ):
+            await ensure_retention(reader, config)
+            for park, p in self.registry.parks.items():
+                self.rollups[park] = RollupJob(p, reader, writer, config)
+            outage = OutageLog(log, "the accounting's rollups")
+            while True:
+                now_ms = int(time.time() * 1000)
+                for park, job in self.rollups.items():
+                    try:
+                        written = await job.run(now_ms)
+                    except InfluxError as exc:
+                        outage.failed(f"{park}: {exc}")
+                        continue
+                    except Exception:  # a bug here must not stop the detectors
+                        log.exception("rollups of %s failed", park)
+                        continue
+                    outage.recovered()
+                    self.metrics.rollup_points.inc(written)
+                await asyncio.sleep(config.interval_s)
 
     # --- warm-up and snapshots ------------------------------------------------------------
 

@@ -108,17 +108,22 @@ def replay(
     )
 
 
-@score_app.command("truth")
+@score_app.command("truth", short_help="Events against a simulator's ground truth.")
 def score_truth(
     events: Annotated[Path, typer.Option(help="EVENTS.jsonl (replay's, or the alerts collected)")],
     truth: Annotated[Path, typer.Option(help="the simulator's ground_truth.jsonl")],
     park: Annotated[
-        Path | None, typer.Option(help="park.yaml: places gateway faults by meter")
+        Path | None, typer.Option(help="park.yaml: places gateway faults by meter, zones' faults")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object, not a table")] = False,
 ) -> None:
     """Per fault kind: detected, missed, false events, time to detect, right place."""
-    from analytics.scoring.ground_truth import load_events, load_faults, score_events
+    from analytics.scoring.ground_truth import (
+        load_events,
+        load_faults,
+        score_events,
+        zone_places,
+    )
 
     try:
         found = load_events(events)
@@ -128,13 +133,16 @@ def score_truth(
     except (ValueError, KeyError) as exc:
         raise _fail(f"not an events or ground-truth file: {exc}") from None
     gateways = None
+    places = None
     if park is not None:
-        gateways = {m.id: m.gateway for m in _park(park).iter_meters()}
-    report = score_events(found, faults, gateways)
+        site = _park(park)
+        gateways = {m.id: m.gateway for m in site.iter_meters()}
+        places = zone_places(site)
+    report = score_events(found, faults, gateways, zone_places=places)
     typer.echo(json.dumps(report.as_dict()) if as_json else report.table())
 
 
-@score_app.command("nab")
+@score_app.command("nab", short_help="NAB's score of one series' events.")
 def score_nab(
     events: Annotated[Path, typer.Option(help="EVENTS.jsonl of a replay of one series")],
     readings: Annotated[

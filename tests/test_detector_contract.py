@@ -183,7 +183,10 @@ def case(request: pytest.FixtureRequest) -> tuple[type[Detector], list[SeriesKey
 
 # detectors whose defaults need more than two days to say anything are made to speak sooner
 # here, so that the checks below have findings to compare
-QUICK: dict[str, dict[str, Any]] = {"coincident_peaks": {"settle_days": 0}}
+QUICK: dict[str, dict[str, Any]] = {
+    "coincident_peaks": {"settle_days": 0},
+    "leaks": {"min_days": 1, "min_residuals": 4},
+}
 
 
 def _new(cls: type[Detector], series: list[SeriesKey]) -> Detector:

@@ -10,7 +10,8 @@ findings about that meter), per meter unless said otherwise:
   *reset* otherwise. A counter that leaps far beyond its usual increment without a gap is a
   *counter jump*.
 * **stuck values**: every instant quantity of the meter repeats its exact value for
-  ``stuck_slots`` slots, although it used to change.
+  ``stuck_slots`` slots, although it used to change (a battery's state of charge is one of
+  them: at a fixed power setpoint only it moves).
 * **word-swapped registers**: a value whose 32-bit float, with its two 16-bit words swapped
   back, is close to the meter's last good value while the value itself is far from it — the
   signature of a register map with the wrong word order.
@@ -50,6 +51,7 @@ from analytics.engine.contract import (
 )
 from parkwatch.events import Family, Severity
 from parkwatch.quantities import Utility
+from parkwatch.site import Role
 
 BoolArray = npt.NDArray[np.bool_]
 
@@ -63,6 +65,11 @@ CHECKED: dict[Utility, tuple[str, ...]] = {
     Utility.HEAT: ("heat_kw", "heat_gj", "flow_m3h", "vol_m3", "t_supply_c", "t_return_c"),
     Utility.ENV: ("t_air_c", "rh_pct", "irr_wm2"),
 }
+
+# quantities checked on meters of a role besides their utility's: a battery charging or
+# discharging at a fixed power setpoint repeats its power exactly for hours while its state
+# of charge moves, and that moving value is what shows the meter is not stuck
+ROLE_CHECKED: dict[Role, tuple[str, ...]] = {Role.BATTERY: ("soc_pct",)}
 
 # registers a counter wraps at: 16 and 32 bits at the usual scales, and decimal widths
 MODULI = np.array(
@@ -186,8 +193,10 @@ class MeterFaults(Detector):
             if meter.is_virtual:
                 continue
             reported = ctx.quantities_of(meter.id)
+            role = () if meter.role is None else ROLE_CHECKED.get(meter.role, ())
             checked = [
                 *CHECKED[meter.utility],
+                *role,
                 *(q.name for q in own if meter.utility in q.utilities),
             ]
             out.extend(SeriesKey(meter.id, q) for q in checked if q in reported)
