@@ -109,6 +109,24 @@ def test_a_seq_gap_holds_the_watermark_until_the_backlog_fills_it() -> None:
     assert not clocks.pending
 
 
+def test_batches_the_edge_dropped_are_not_waited_for() -> None:
+    """An edge whose buffer filled during an outage dropped its oldest batches (4 and 5) and
+    says so in its status: the backlog it still has (6-9) and its live batches close the
+    slots at once, rather than after a day's hold for batches that will never come."""
+    clocks = Clocks(1)
+    clocks.status(0, True, 0, dropped=0)
+    for seq in (1, 2, 3):
+        clocks.batch(0, seq, seq * 60_000, seq * 60_000, seq * 60_000)
+    clocks.status(0, False, 200_000)
+    clocks.status(0, True, 700_000, dropped=2)
+    assert clocks.batch(0, 10, 600_000, 600_000, 700_000) == "gap"  # live first
+    for seq in (6, 7, 8, 9):
+        clocks.batch(0, seq, seq * 60_000, seq * 60_000, 700_000 + seq)
+    assert clocks.watermark[0] == 600_000
+    assert not clocks.pending
+    assert clocks.gaps_given_up[0] == 2
+
+
 def test_a_restarted_count_is_told_from_a_replay() -> None:
     clocks = Clocks(1)
     for seq in (100, 101):

@@ -15,7 +15,9 @@ on time. Per gateway:
   regular poll closes as soon as its last poll arrives rather than when the next one does, and
   one of an irregularly sampled source is not closed before a reading that may still land in it.
 * **status**: a gateway whose retained status says ``offline`` is buffering at the edge: its
-  watermark holds (up to ``max_hold_ms``). One that is online but silent is not: once it has
+  watermark holds (up to ``max_hold_ms``). An edge whose buffer filled drops its oldest batches
+  and says how many in its status (``dropped``): that many of the lowest missing seqs are given
+  up at once rather than held for. One that is online but silent is not: once it has
   been silent for ``silence_ms`` of the park's clock, its slots close as gaps up to that clock
   minus the allowance, which is how a dead meter shows. Silence counts from its latest batch or
   ``online`` status, whichever is later: an edge back from an outage announces itself before its
@@ -66,12 +68,21 @@ class Clocks:
         self.pending: dict[int, dict[int, int]] = {}  # gateway → seq beyond a gap → newest t
         self.gap_since: dict[int, int] = {}
         self.gaps_given_up = np.zeros(n, dtype=np.int64)
+        self.dropped_seen: dict[int, int] = {}  # gateway → its edge's dropped count, last seen
+        self.skip: dict[int, int] = {}  # gateway → missing seqs known dropped at the edge
 
-    def status(self, g: int, online: bool, now_ms: int) -> None:
-        """Gateway ``g``'s status message (``offline``: its last will; it buffers at the edge)."""
+    def status(self, g: int, online: bool, now_ms: int, dropped: int | None = None) -> None:
+        """Gateway ``g``'s status message (``offline``: its last will; it buffers at the edge).
+        ``dropped``: how many batches its edge has dropped so far (a full buffer drops the
+        oldest): that many of the lowest seqs still missing will never come."""
         self.online[g] = online
         if online:
             self.online_since[g] = max(self.online_since[g], now_ms)
+        if dropped is not None:
+            before = self.dropped_seen.get(g)
+            if before is not None and dropped > before:
+                self.skip[g] = self.skip.get(g, 0) + dropped - before
+            self.dropped_seen[g] = dropped  # (an edge restarted counts from 0 again)
 
     # --- live: one batch with a seq ---------------------------------------------------------
 
@@ -85,6 +96,15 @@ class Clocks:
         self.online[g] = True
         verdict = "in_order"
         run = self.run_seq.get(g)
+        credit = self.skip.get(g, 0)
+        if credit and seq is not None and run is not None and seq > run + 1:
+            # the lowest missing seqs are the batches the edge dropped: no wait for them
+            jump = min(credit, seq - run - 1)
+            run = self.run_seq[g] = run + jump
+            self.skip[g] = credit - jump
+            self.gaps_given_up[g] += jump
+            self._absorb(g)
+            run = self.run_seq[g]
         pending = self.pending.get(g)
         if seq is None:
             self._advance(g, newest_ms)
@@ -217,6 +237,8 @@ class Clocks:
         out["run_seq"] = [[g, s] for g, s in self.run_seq.items()]
         out["pending"] = [[g, [[s, t] for s, t in p.items()]] for g, p in self.pending.items()]
         out["gap_since"] = [[g, t] for g, t in self.gap_since.items()]
+        out["dropped_seen"] = [[g, n] for g, n in self.dropped_seen.items()]
+        out["skip"] = [[g, n] for g, n in self.skip.items()]
         return out
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -227,3 +249,5 @@ class Clocks:
         self.run_seq = {int(g): int(s) for g, s in state["run_seq"]}
         self.pending = {int(g): {int(s): int(t) for s, t in p} for g, p in state["pending"]}
         self.gap_since = {int(g): int(t) for g, t in state["gap_since"]}
+        self.dropped_seen = {int(g): int(n) for g, n in state.get("dropped_seen", [])}
+        self.skip = {int(g): int(n) for g, n in state.get("skip", [])}

@@ -281,11 +281,14 @@ class ParkEngine:
     def series_of(self, meter: str, quantity: str) -> int | None:
         return self.index.get(SeriesKey(meter, quantity))
 
-    def gateway_status(self, gateway: str, online: bool, now_ms: int | None = None) -> None:
-        """A gateway's status message, received at ``now_ms`` (default: the park clock)."""
+    def gateway_status(
+        self, gateway: str, online: bool, now_ms: int | None = None, dropped: int | None = None
+    ) -> None:
+        """A gateway's status message, received at ``now_ms`` (default: the park clock), with
+        the number of batches its edge has dropped so far when it says."""
         g = self.gateway_no.get(gateway)
         if g is not None:
-            self.clocks.status(g, online, self.now_ms if now_ms is None else now_ms)
+            self.clocks.status(g, online, self.now_ms if now_ms is None else now_ms, dropped)
 
     def feed(self, batch: Batch) -> Advanced:
         """Store one live batch; returns the late readings it carried."""
