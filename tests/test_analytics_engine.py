@@ -93,6 +93,29 @@ def test_a_batch_sent_again_counts_once_even_after_newer_readings_of_its_slot() 
     assert stats.duplicates[stats.gateways.index("gw-foodco")].sum() == 2
 
 
+def test_a_backlog_older_than_the_first_batch_heard_is_late_not_a_repeat() -> None:
+    """Started cold while an edge drains its backlog behind live data, the engine first hears
+    a live batch (seq 10); the backlog's lower seqs were never seen: late, not duplicates (a
+    repeat would count toward duplicate_batches)."""
+    engine = ParkEngine(demo(), DETECTORS)
+    index = engine.series_of("foodco-main", "p_kw")
+    assert index is not None
+    now = START_MS + 30 * 60_000
+
+    def batch(seq: int, t: int) -> Batch:
+        return Batch("gw-foodco", seq, np.array([index]), np.array([t]), np.array([5.0]), now)
+
+    engine.feed(batch(10, now))
+    engine.feed(batch(11, now + 60_000))
+    late = engine.feed(batch(7, START_MS))
+    assert late.late == [("foodco-main", START_MS, START_MS)]
+    name = engine.place[engine.series[index]][0]
+    assert engine.tables[name].transport.duplicates.sum() == 0
+    again = engine.feed(batch(10, now))  # this one was seen: a repeat
+    assert again.late == []
+    assert engine.tables[name].transport.duplicates.sum() == 1
+
+
 # --- watermarks ----------------------------------------------------------------------------------
 
 

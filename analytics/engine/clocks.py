@@ -68,6 +68,9 @@ class Clocks:
         self.pending: dict[int, dict[int, int]] = {}  # gateway → seq beyond a gap → newest t
         self.gap_since: dict[int, int] = {}
         self.gaps_given_up = np.zeros(n, dtype=np.int64)
+        # gateway → the first seq this engine took: lower ones were sent before it listened
+        # (a backlog behind live data at a cold start), so they are not sent again
+        self.first_seq: dict[int, int] = {}
         self.dropped_seen: dict[int, int] = {}  # gateway → its edge's dropped count, last seen
         self.skip: dict[int, int] = {}  # gateway → missing seqs known dropped at the edge
 
@@ -109,6 +112,8 @@ class Clocks:
         if seq is None:
             self._advance(g, newest_ms)
         elif run is None or seq == run + 1:
+            if run is None:
+                self.first_seq[g] = seq
             self.run_seq[g] = seq
             self._advance(g, newest_ms)
             self._absorb(g)
@@ -128,6 +133,15 @@ class Clocks:
         self._note_times(np.array([g]), np.array([newest_ms]))
         self._give_up_old_gaps(g)
         return verdict
+
+    def sent_again(self, g: int, seq: int | None, verdict: str) -> bool:
+        """Whether a batch's verdict says it repeats one this engine took (not one of a
+        backlog sent before the engine first heard the gateway)."""
+        return (
+            seq is not None
+            and verdict in ("replay", "duplicate")
+            and seq >= self.first_seq.get(g, seq)
+        )
 
     def _advance(self, g: int, t_ms: int) -> None:
         self.watermark[g] = max(self.watermark[g], t_ms)
@@ -237,6 +251,7 @@ class Clocks:
         out["run_seq"] = [[g, s] for g, s in self.run_seq.items()]
         out["pending"] = [[g, [[s, t] for s, t in p.items()]] for g, p in self.pending.items()]
         out["gap_since"] = [[g, t] for g, t in self.gap_since.items()]
+        out["first_seq"] = [[g, n] for g, n in self.first_seq.items()]
         out["dropped_seen"] = [[g, n] for g, n in self.dropped_seen.items()]
         out["skip"] = [[g, n] for g, n in self.skip.items()]
         return out
@@ -249,5 +264,6 @@ class Clocks:
         self.run_seq = {int(g): int(s) for g, s in state["run_seq"]}
         self.pending = {int(g): {int(s): int(t) for s, t in p} for g, p in state["pending"]}
         self.gap_since = {int(g): int(t) for g, t in state["gap_since"]}
+        self.first_seq = {int(g): int(n) for g, n in state.get("first_seq", [])}
         self.dropped_seen = {int(g): int(n) for g, n in state.get("dropped_seen", [])}
         self.skip = {int(g): int(n) for g, n in state.get("skip", [])}

@@ -306,7 +306,7 @@ class ParkEngine:
             verdict = self.clocks.batch(
                 g, batch.seq, int(batch.t_ms.min()), int(batch.t_ms.max()), batch.arrival_ms
             )
-            if verdict in ("replay", "duplicate"):
+            if self.clocks.sent_again(g, batch.seq, verdict):
                 again = batch.t_ms <= newest
         threshold = self._thresholds(batch.series)
         self._close()
