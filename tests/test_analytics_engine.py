@@ -184,6 +184,20 @@ def test_a_gateway_back_from_a_long_silence_does_not_take_the_silence_for_its_in
     assert clocks.interval[0] == 60_000  # regular batches tell the interval again
 
 
+def test_a_gateway_polling_slower_than_the_silence_allowance_is_not_taken_for_silent() -> None:
+    """A gateway that sends every 5 minutes, its clock 5 minutes behind: just before its next
+    batch it is not silent (its interval says the batch is due), so that batch is not late."""
+    clocks = Clocks(1, ClockRules(silence_ms=180_000))
+    behind = 307_000
+    for k in range(5):
+        poll = k * 300_000
+        clocks.batch(0, k + 1, poll - behind, poll - behind, poll + 300)
+    next_poll = 5 * 300_000
+    assert clocks.complete_until(next_poll)[0] <= next_poll - behind
+    # and one that misses its batch by more than the allowance is
+    assert clocks.complete_until(next_poll + 300_000)[0] == next_poll + 300_000 - 180_000
+
+
 def test_offline_holds_online_silence_closes_and_the_unheard_close_nothing() -> None:
     clocks = Clocks(2, ClockRules(silence_ms=180_000, max_hold_ms=3_600_000))
     for k in range(5):

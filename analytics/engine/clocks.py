@@ -227,7 +227,9 @@ class Clocks:
         silent_for = now_ms - np.maximum(
             np.maximum(self.last_arrival, self.watermark), self.online_since
         )
-        silent = ~held & (silent_for > self.rules.silence_ms)
+        # silent: the allowance past the batch its interval says is due (a gateway polling
+        # every 5 minutes is not silent 3 minutes after its last batch)
+        silent = ~held & (silent_for > self.rules.silence_ms + self.interval)
         out = np.where(held, np.maximum(complete, now_ms - self.rules.max_hold_ms), complete)
         out = np.where(silent, np.maximum(complete, now_ms - self.rules.silence_ms), out)
         return np.where(self.heard(), out, NEVER)
