@@ -1,6 +1,6 @@
-"""False meter-fault events a simulated history raised, each pinned down: a skewed gateway's
-meters reported silent, a battery at a fixed power setpoint taken for a stuck meter, and the
-scorer's view of the gaps a fault leaves behind."""
+"""False meter-fault events simulated histories raised, each pinned down: a skewed gateway's
+meters reported silent, a battery at a fixed power setpoint or idling after a gap taken for a
+stuck meter, and the scorer's view of the gaps a fault leaves behind."""
 
 from __future__ import annotations
 
@@ -127,6 +127,34 @@ def test_a_battery_at_a_fixed_setpoint_is_not_stuck_while_its_charge_moves() -> 
     assert "stuck_value" not in findings(soc)
     # the same meter with its charge frozen too is stuck: the check still finds that
     assert "stuck_value" in findings(np.r_[soc[:lively], np.full(fixed, soc[lively])])
+
+
+def test_one_change_after_a_long_gap_does_not_make_a_steady_meter_stuck() -> None:
+    """elecco-bess idles at its lowest charge: 1.5 kW of auxiliaries, the charge unchanged.
+    After an hour without its data, its first reading differed from the last one before the
+    gap, and that one reading, all changed, was taken for a lively meter now stuck."""
+    park = Park.model_validate({"park": "g", "meters": [{"id": "m", "utility": "electricity"}]})
+    ctx = ParkContext(park, reported={"m": ["p_kw"]})
+
+    def findings(gap: int) -> list[str]:
+        lively = 100.0 + 7 * np.sin(np.arange(90))
+        values = np.r_[lively, np.full(gap, np.nan), np.full(30, 1.5)]
+        k = np.flatnonzero(np.isfinite(values))
+        block = slot_block(
+            np.zeros(k.size, dtype=np.int64),
+            START_MS + k * STEP_MS,
+            values[k],
+            1,
+            START_MS,
+            STEP_MS,
+            values.size,
+        )
+        return [f.kind for f in MeterFaults(ctx, MeterFaults.select(ctx)).update(block).findings]
+
+    assert "stuck_value" in findings(gap=0)  # straight from lively to steady: stuck
+    after_gap = findings(gap=70)
+    assert "comm_loss" in after_gap
+    assert "stuck_value" not in after_gap
 
 
 # --- scoring: gaps a fault leaves ----------------------------------------------------------
