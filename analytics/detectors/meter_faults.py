@@ -186,13 +186,20 @@ class MeterFaults(Detector):
 
     @classmethod
     def select(cls, ctx: ParkContext) -> list[SeriesKey]:
+        """The checked quantities each meter reports, then the park's own (``quantities:``):
+        any sensor a park declares is watched for faults like a registered one."""
+        own = ctx.park.quantities
         out: list[SeriesKey] = []
         for meter in ctx.tree.meters.values():
             if meter.is_virtual:
                 continue
             reported = ctx.quantities_of(meter.id)
             role = () if meter.role is None else ROLE_CHECKED.get(meter.role, ())
-            checked = CHECKED[meter.utility] + role
+            checked = [
+                *CHECKED[meter.utility],
+                *role,
+                *(q.name for q in own if meter.utility in q.utilities),
+            ]
             out.extend(SeriesKey(meter.id, q) for q in checked if q in reported)
         return out
 
@@ -558,9 +565,14 @@ class MeterFaults(Detector):
         back = word_swapped(np.nan_to_num(v))
         good = st.good[rows].copy()
         flagged = np.zeros_like(seen)
-        # candidate rows only: a value ten times off its forward-filled previous one
+        # candidate rows only: a value ten times off its forward-filled previous one (across
+        # gaps, so that a block boundary or an empty slot before it changes nothing)
+        k_idx = np.arange(block.slots)
+        last_k = np.maximum.accumulate(np.where(seen, k_idx, -1), axis=1)
+        prev_k = np.concatenate([np.full((rows.size, 1), -1), last_k[:, :-1]], axis=1)
+        previous = np.where(prev_k >= 0, v[rows[:, None], np.maximum(prev_k, 0)], good[:, None])
         with np.errstate(invalid="ignore", divide="ignore"):
-            ratio = np.abs(v) / np.abs(np.concatenate([good[:, None], v[:, :-1]], axis=1))
+            ratio = np.abs(v) / np.abs(previous)
         candidates = np.flatnonzero(
             ((ratio > self.p.swap_far) | (ratio < 1 / self.p.swap_far)).any(axis=1)
             | np.isin(st.meter_of[rows], np.flatnonzero(st.swap_open))
