@@ -550,9 +550,10 @@ class ZoneLeaks(Detector):
             self.state_[zi] = state = DECIDING
         if state != DECIDING:
             return
-        if self.cusum[zi] == 0:
-            self.state_[zi] = QUIET  # it faded before it could be told apart
-            self.onset[zi] = -1
+        if self.cusum[zi] < self.p.h / 2:
+            # it faded while it was being told apart: no event
+            self.state_[zi] = QUIET
+            self.onset[zi] = -1 if self.cusum[zi] == 0 else self.onset[zi]
             return
         verdict, meter_row, beta = self._explain(zi, hour)
         waited = hour - int(self.onset[zi]) + 1
