@@ -109,6 +109,7 @@ class LeakParams:
     burst_z: float = 6.0  # an hour this far out is a burst (water)
     decide_h: int = 12  # the longest a leak waits for the meter check
     burst_wait_h: int = 3  # …and a burst
+    max_under: float = 0.4  # the most of its flow an under-registering meter loses
     min_r2: float = 0.3  # production explains this share of an air zone's swing, or is not used
     close_h: int = 12  # quiet hours that close an event (a night shift's scatter is wide)
     night: tuple[int, int] = (1, 5)  # local hours [from, to) of the minimum night flow
@@ -350,7 +351,8 @@ class ZoneLeaks(Detector):
             self._fit_production()
         prod = self._production(flow)
         base, spread = self._baseline(hour, daytype)
-        raw = np.where(self._plausible(flow), mean, np.nan)
+        plausible, out_of_range = self._plausible(flow)
+        raw = np.where(plausible, mean, np.nan)
         value = raw - self.gamma * np.nan_to_num(prod)
         mean = mean - self.gamma * np.nan_to_num(prod)
         inflow = self.inflow @ np.nan_to_num(flow)
@@ -366,7 +368,7 @@ class ZoneLeaks(Detector):
         self.h_prod[:, pos] = prod
         self.h_mean[:, pos] = mean
         self.h_excess[:, pos] = mean - base
-        self.h_flow[:, pos] = flow
+        self.h_flow[:, pos] = np.where(out_of_range, np.nan, flow)
         sn, sf, snf, sff, cnt = self.co
         with np.errstate(all="ignore"):
             enough_slots = cnt >= self.hour_slots / 2
@@ -489,23 +491,24 @@ class ZoneLeaks(Detector):
         use &= self.prod.any(axis=1)
         self.gamma = np.where(use, gamma, 0.0)
 
-    def _plausible(self, flow: FloatArray) -> BoolArray:
+    def _plausible(self, flow: FloatArray) -> tuple[BoolArray, BoolArray]:
         """Per zone: every meter's hourly flow within what that meter has shown (its range
         over the days kept, widened by the range itself): a word-swapped or stuck register
-        is a meter's fault, not consumption, and the meter-fault detector reports it."""
+        is a meter's fault, not consumption, and the meter-fault detector reports it. Also
+        which rows were out of their range (kept out of the history)."""
         held = self.h_id >= 0
         if held.sum() < 24:
-            return np.ones(len(self.layout.zones), dtype=bool)
+            return np.ones(len(self.layout.zones), dtype=bool), np.zeros(flow.size, dtype=bool)
         history = self.h_flow[:, held]
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             lo = np.nanmin(history, axis=1)
             hi = np.nanmax(history, axis=1)
         room = np.fmax(hi - lo, 0.1 * np.abs(hi))
-        bad = ~((flow >= lo - room) & (flow <= hi + room)) & np.isfinite(lo)
-        bad = bad[: self.nlay] & ~self.layout.is_level
+        out_of_range: BoolArray = ~((flow >= lo - room) & (flow <= hi + room)) & np.isfinite(lo)
+        bad = out_of_range[: self.nlay] & ~self.layout.is_level
         implausible: BoolArray = (self.layout.uses.astype(np.float64) @ bad.astype(np.float64)) > 0
-        return ~implausible
+        return ~implausible, out_of_range
 
     def _night_flow(self, hour: int, at_ms: int) -> dict[str, Any] | None:
         """At the end of the local night: each zone's minimum night flow, and the same for the
@@ -623,7 +626,10 @@ class ZoneLeaks(Detector):
                         explains,
                     )
                 )
-            if signed > 4 * se and share > self.accuracy[zi] and explains:
+            # a meter that lost more than ``max_under`` of its flow is broken, not drifting:
+            # the meter-fault detector sees that in its own readings
+            plausible = share <= self.p.max_under
+            if signed > 4 * se and share > self.accuracy[zi] and explains and plausible:
                 if best is None or signed / max(se, 1e-12) > best[0]:
                     best = (signed / max(se, 1e-12), row, change * -sign)
             elif signed > 2 * se and share > self.accuracy[zi]:
