@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from parkwatch.energy import AccountingOptions
 from parkwatch.formula import FormulaError, parse_formula
 from parkwatch.lineprotocol import series_key
 from parkwatch.quantities import QUANTITIES, Kind, Quantity, Utility
@@ -139,7 +140,9 @@ class Enterprise(_Model):
 
 
 class EmissionFactors(_Model):
-    """kg CO2 per unit; defaults are China's 2022 national grid average and IPCC fuel factors."""
+    """kg CO2 per unit. Not used by the accounting, which reads dated factors with their
+    sources from ``parkwatch/data/emission_factors.yaml`` (a park overrides them in
+    ``accounting.coefficients``); kept so that existing park.yaml files still load."""
 
     electricity_kg_per_kwh: float = 0.5703
     gas_kg_per_nm3: float = 2.162
@@ -319,6 +322,7 @@ class Park(_Model):
     tariffs: Tariffs = Tariffs()
     quantities: list[CustomQuantity] = []  # quantities beyond the registry's
     analytics: AnalyticsOptions = AnalyticsOptions()
+    accounting: AccountingOptions = AccountingOptions()  # tce, CO₂, targets (parkwatch/energy.py)
     meters: list[MeterSpec] = []  # park-level meters
     enterprises: list[Enterprise] = []
     zones: list[NetworkZone] = []  # district metered areas of its networks

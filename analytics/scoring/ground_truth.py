@@ -46,7 +46,13 @@ ACCEPTED: dict[str, tuple[str, ...]] = {
 # event kind → fault kinds that explain it when they touch the same meter at that time: such an
 # event is true, though not the fault's own kind (a replaced meter is silent while it is swapped)
 EXPLAINED_BY: dict[str, tuple[str, ...]] = {
-    "comm_loss": ("meter_replacement",),
+    # (a gateway's fault touches the gateway and its meters) a swapped register's values can
+    # be refused as implausible, as ingest refuses them: slots without a usable reading; a
+    # gateway's clock set right after running behind leaves a hole in its data times as long
+    # as the skew was; a gateway whose batches come late sends nothing until the first one
+    # arrives, and at the end its new batches overtake the queued ones (live, ``seq`` holds the
+    # window for those; a replay file has no ``seq``, so they come too late to be analysed)
+    "comm_loss": ("meter_replacement", "word_swap", "clock_skew", "late_batches"),
     "counter_reset": ("meter_replacement", "word_swap"),
     "counter_rollover": ("word_swap",),
     "counter_jump": ("word_swap",),
@@ -56,6 +62,7 @@ EXPLAINED_BY: dict[str, tuple[str, ...]] = {
 }
 
 POINT_GRACE_MS = 30 * 60_000  # a point fault (reset, rollover) counts as found this long after
+STILL_ON_MS = 2**62  # the end of a fault still on when its ground truth was written
 
 
 @dataclass(frozen=True)
@@ -70,12 +77,16 @@ class Fault:
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any], history_end_ms: int | None) -> Fault:
+        """``end`` null: the fault was still on when the run stopped (a live run's ground
+        truth), so it lasts to ``history_end_ms`` when known, else without end."""
         end = doc.get("end")
+        if end is None:
+            end = STILL_ON_MS if history_end_ms is None else history_end_ms
         return cls(
             str(doc.get("id")),
             str(doc["kind"]),
             int(doc["start"]),
-            int(end) if end is not None else int(history_end_ms or doc["start"]),
+            int(end),
             doc.get("meter"),
             doc.get("zone"),
             doc.get("gateway"),
@@ -183,7 +194,7 @@ def score_events(
                 event.kind in table.get(f.kind, ()) and _in_time(event, f, grace_ms) for f in faults
             ) or any(
                 f.kind in EXPLAINED_BY.get(event.kind, ())
-                and f.meter == event.meter
+                and _right_place(event, f, gateways_of)
                 and _in_time(event, f, grace_ms)
                 for f in faults
             )
