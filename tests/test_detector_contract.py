@@ -283,7 +283,12 @@ def test_input_is_not_mutated(case: Any) -> None:
 QUICK_LIVE: dict[str, dict[str, Any]] = {
     "coincident_peaks": {"settle_days": 0},
     "baseline": {"warmup_d": 0.05, "warmup_min_slots": 20},
+    "waste_heat": {"min_hours": 3},
 }
+# the leak detector's baselines are the same hours on earlier days: it cannot speak in half a
+# day, and two days fed message by message take minutes. Its live and replay runs agree
+# because what the engine feeds it differs only in chunking, which the tests above cover.
+NOT_IN_HALF_A_DAY = {"leaks"}
 
 
 @cache
@@ -293,7 +298,9 @@ def _half_day() -> Any:
     return simulated_rows(park, START_MS, 0.5, seed=5, faults=faults)
 
 
-@pytest.mark.parametrize("cls", DETECTORS, ids=lambda d: d.name)
+@pytest.mark.parametrize(
+    "cls", [d for d in DETECTORS if d.name not in NOT_IN_HALF_A_DAY], ids=lambda d: d.name
+)
 def test_live_and_replay_give_the_same_events(cls: type[Detector]) -> None:
     """Each detector alone in the engine: fed message by message as the live service feeds
     it, and replayed from the same rows, it raises the same events."""
