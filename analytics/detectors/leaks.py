@@ -102,6 +102,7 @@ class LeakParams:
     days: int = 21  # days of hourly history kept for the baselines
     min_days: int = 3  # days of a kind a baseline needs
     min_residuals: int = 12  # deviations the spread is pooled from, at least
+    widen: bool = True  # widen a spread from few days by Student's t (off: a day is trusted)
     floor_share: float = 0.5  # the spread's floor: this × accuracy × the zone's inflow
     k: float = 2.5  # CUSUM allowance, in spreads (a day that uses a little more is no leak)
     h: float = 6.0  # CUSUM alarm, in spreads
@@ -343,7 +344,13 @@ class ZoneLeaks(Detector):
         pos = hour % self.ring
         start_ms = at_ms - HOUR_MS
         daytype = int(self.ctx.day_types(np.array([start_ms]))[0])
-        enough = np.isfinite(self.buf).sum(axis=1) >= self.hour_slots / 2
+        # an hour counts when its readings span half of it (a meter polled every 5 minutes
+        # fills one slot in five)
+        seen = np.isfinite(self.buf)
+        cols = np.arange(self.hour_slots)
+        first = np.where(seen, cols, self.hour_slots).min(axis=1)
+        last = np.where(seen, cols, -1).max(axis=1)
+        enough = (seen.sum(axis=1) >= 2) & (last - first + 1 >= self.hour_slots / 2)
         with np.errstate(all="ignore"):
             mean = np.where(enough, np.nanmean(self.buf, axis=1), np.nan)
             flow = np.where(self.flow_n > 0, self.flow_sum / np.maximum(self.flow_n, 1), np.nan)
@@ -435,7 +442,8 @@ class ZoneLeaks(Detector):
             spread = 1.4826 * np.nanmedian(np.abs(pooled), axis=1)
         # a spread learnt from a few days is itself uncertain: widen it as Student's t does
         days = np.isfinite(self._same_days(hour, daytype)).sum(axis=1)
-        spread = spread * _t_widening(days)
+        if self.p.widen:
+            spread = spread * _t_widening(days)
         return base, np.where(count >= self.p.min_residuals, spread, np.nan)
 
     def _same_days(self, hour: int, daytype: int) -> FloatArray:
