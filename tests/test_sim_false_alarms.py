@@ -4,6 +4,7 @@ stuck meter, and the scorer's view of the gaps a fault leaves behind."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import cache
 
 import numpy as np
@@ -193,6 +194,8 @@ def test_gaps_a_transport_fault_or_a_word_swap_leaves_are_not_false_comm_loss() 
     elsewhere = [
         _event("comm_loss", t0 + HOUR_MS, meter="c1"),  # another gateway's meter
         _event("comm_loss", t0 + HOUR_MS, zone="gateway:gw-c"),
+        _event("comm_loss", t0 + 3 * HOUR_MS, zone="gateway:gw-b"),  # mid-skew: no jump there
+        replace(_event("comm_loss", t0 + 5 * STEP_MS, meter="b1"), end_ms=t0 + 5 * HOUR_MS),
     ]
     report = score_events(explained + elsewhere, faults, gateways_of)
     false = {k.kind: k.false_events for k in report.kinds}
