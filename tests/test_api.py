@@ -133,6 +133,12 @@ async def test_hierarchy(api: tuple[httpx.AsyncClient, Park]) -> None:
     assert meters["elecco-smt"]["enterprise"] == "elecco"
     assert meters["park-main"]["enterprise"] == "park"
     assert "p_kw" in meters["elecco-smt"]["quantities"]
+    # issue 11, item 10: a name for every meter, and the quantities each one reports
+    assert [m for m, body in meters.items() if not body["name"]] == []
+    assert meters["elecco-smt"]["quantities"] == ["p_kw", "q_kvar", "pf", "e_kwh"]
+    assert meters["elecco-bess"]["quantities"][-1] == "soc_pct"
+    assert meters["park-tank"]["quantities"] == ["level_m"]
+    assert meters["water-d1"]["quantities"] == ["flow_m3h", "vol_m3"]
     assert (await client.get("/health")).json() == {"status": "ok", "database": True}
 
 
