@@ -302,6 +302,10 @@ def create_app(settings: ApiSettings, registry: SiteRegistry | None = None) -> F
             points=points,
         )
 
+    from api.accounting import router as accounting_router  # imports this module's helpers
+
+    app.include_router(accounting_router)
+
     @app.middleware("http")
     async def server_timing(request: Request, call_next: Any) -> Response:
         started = time.perf_counter()

@@ -18,6 +18,7 @@ import typer
 
 from parkwatch.logs import setup_logging
 from parkwatch.settings import MqttSettings, ServiceSettings
+from parkwatch_cli.accounting import accounting_app
 from parkwatch_cli.analysis import replay, score_app
 from parkwatch_cli.edge import edge_app
 from parkwatch_cli.errors import DEBUG_KEY, CommandGroup, load_park
@@ -491,6 +492,9 @@ def demo(
 app.add_typer(edge_app, name="edge", short_help="A gateway, and the tools to set one up.")
 app.command("replay", short_help="Replay a history through the analytics engine.")(replay)
 app.add_typer(score_app, name="score", short_help="How well events match the truth.")
+app.add_typer(
+    accounting_app, name="accounting", short_help="Energy, carbon and cost accounting tools."
+)
 
 bench_app = typer.Typer(help="Benchmarks that print their figures (last line: JSON).")
 app.add_typer(bench_app, name="bench")
@@ -606,6 +610,19 @@ def bench_replay_read_command(
     typer.echo(json.dumps(bench_replay_read(file, work_dir, days, meters, reference)))
 
 
+@bench_app.command("accounting", short_help="A year of 1,000 meters rolled up at every level.")
+def bench_accounting_command(
+    meters: Annotated[int, typer.Option()] = 1000,
+    days: Annotated[int, typer.Option(help="days of 15-minute readings")] = 365,
+    chunk: Annotated[int, typer.Option(help="meters rolled up at once")] = 100,
+) -> None:
+    """A year of 15-minute counters for 1,000 meters rolled up at every level: readings per
+    second and peak memory, beside a naive diff-and-bincount in the same run."""
+    from parkwatch_cli.bench_accounting import main
+
+    typer.echo(main(meters, days, chunk))
+
+
 @bench_app.command("nab", short_help="The baseline detector on NAB.")
 def bench_nab(
     data: Annotated[Path, typer.Option(help="a NAB checkout (data/, labels/, config/)")] = Path(
@@ -621,6 +638,25 @@ def bench_nab(
     if not (data / "labels" / "combined_windows.json").is_file():
         raise typer.BadParameter(f"{data} has no labels/combined_windows.json", param_hint="--data")
     report = run_nab(data)
+    typer.echo(format_report(report), err=True)
+    typer.echo(json.dumps(report_json(report)))
+
+
+@bench_app.command("skab")
+def bench_skab(
+    data: Annotated[Path, typer.Option(help="SKAB's folder (data/*/*.csv)")] = Path(
+        "../shared/datasets/skab"
+    ),
+) -> None:
+    """Every detector on SKAB's pump rig, replayed as one meter in time order: found,
+    missed, false, NAB; then one JSON line."""
+    import json
+
+    from analytics.scoring.skab_runner import format_report, report_json, run_skab
+
+    if not (data / "data").is_dir():
+        raise typer.BadParameter(f"{data} has no data/ folder", param_hint="--data")
+    report = run_skab(data)
     typer.echo(format_report(report), err=True)
     typer.echo(json.dumps(report_json(report)))
 
