@@ -12,7 +12,7 @@ import typer
 accounting_app = typer.Typer(help="Energy, carbon and cost accounting.", no_args_is_help=True)
 
 
-@accounting_app.command("steel", short_help="The steel plant's half year, end to end.")
+@accounting_app.command("steel", short_help="The steel plant's half year, accounted.")
 def steel(
     csv: Annotated[Path, typer.Option(help="the steel dataset")] = Path(
         "../shared/datasets/steel/steel_2018_h1.csv"
@@ -33,7 +33,7 @@ def steel(
 
 
 @accounting_app.command(
-    "steel-report", short_help="The steel plant's half year through the whole platform."
+    "steel-report", short_help="The steel plant's monthly reports (CSV, HTML, PDF)."
 )
 def steel_report(
     out: Annotated[Path, typer.Option(help="directory the reports are written to")],

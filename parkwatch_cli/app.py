@@ -612,7 +612,7 @@ def bench_replay_read_command(
 
 @bench_app.command("accounting", short_help="A year of 1,000 meters rolled up at every level.")
 def bench_accounting_command(
-    meters: Annotated[int, typer.Option(help="meters rolled up")] = 1000,
+    meters: Annotated[int, typer.Option(help="meters in the synthetic park")] = 1000,
     days: Annotated[int, typer.Option(help="days of 15-minute readings")] = 365,
     chunk: Annotated[int, typer.Option(help="meters rolled up at once")] = 100,
 ) -> None:
