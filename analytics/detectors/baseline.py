@@ -6,10 +6,12 @@ numpy arrays across all rows, with a loop over slots only:
 * a **baseline**: a time-of-day profile per day type (workday, Saturday, Sunday, holiday, from
   ``ctx.day_types``, make-up workdays counting as workdays) in ``season_bins`` bins, plus an
   offset that follows a lasting change over ``offset_tau_h``. A reading is compared with the
-  band its bin and the two next to it span, so a shift a little earlier or later than usual
-  is no deviation. A day type's profile is trusted once ``season_days`` days of that type have
-  been seen; until then (cold start, a first Saturday or holiday) the band is what the trusted
-  profiles of the other day types and the recent level explain;
+  band its bin and the two next to it span (the bins of the slots next to it, where a slot is
+  longer than a bin: an hourly meter's neighbours are an hour away, not empty half hours), so
+  a shift a little earlier or later than usual is no deviation. A day type's profile is
+  trusted once ``season_days`` days of that type have been seen; until then (cold start, a
+  first Saturday or holiday) the band is what the trusted profiles of the other day types
+  and the recent level explain;
 * a **robust scale**: the exponential mean of the profile's misses, each clipped at ``clip``
   scales so that one spike does not blind it;
 * **records**: the largest scaled deviation of recent weeks (halving every
@@ -252,6 +254,7 @@ class BaselineDetector(Detector):
             "decay": 0.5 ** (step / (p.record_half_life_d * DAY_MS)),
             "warm": max(int(p.warmup_d * DAY_MS / step), p.warmup_min_slots),
             "hold": max(1, round(p.hold_h * HOUR_MS / step)),
+            "near": max(1, round(step * p.season_bins / DAY_MS)),
         }
 
     def _slot(
@@ -301,7 +304,9 @@ class BaselineDetector(Detector):
         # the expected band: where this day type's profile is trusted, its bin and the two
         # next to it (plus the offset); otherwise whatever the trusted profiles of the other
         # day types or the recent level explain (a first Saturday or holiday is no anomaly)
-        near_bins = (b + np.arange(-1, 2)) % p.season_bins
+        # (the next bins *with readings*: where a slot spans several bins, the next slot's)
+        near = int(r["near"])
+        near_bins = (b + np.array([-near, 0, near])) % p.season_bins
         profile, counts = s["profile"], s["profile_n"]  # [day types, bins, rows]
         own_bins = profile[kind]
         # a bin never seen is NaN, which fmin and fmax pass over
