@@ -44,7 +44,31 @@ class IngestMetrics:
         )
         self.seq_replays = Counter(
             "pw_ingest_seq_replays",
-            "batches whose seq was seen before (re-delivery or a gateway's backlog replay)",
+            "batches whose seq was seen before (a re-delivery or a re-sent batch)",
+            registry=r,
+        )
+        self.seq_late = Counter(
+            "pw_ingest_seq_late",
+            "batches that arrived after later ones of their gateway, filling a gap counted "
+            "before (a gateway's backlog sent behind its live batches)",
+            registry=r,
+        )
+        self.seq_restarts = Counter(
+            "pw_ingest_seq_restarts",
+            "gateways whose seq started again from a small number (a reinstall, a wiped buffer)",
+            registry=r,
+        )
+        self.seq_outliers = Counter(
+            "pw_ingest_seq_outliers",
+            "seq numbers far off their gateway's sequence that no later batch confirmed; "
+            "ignored by the gap and replay counts",
+            registry=r,
+        )
+        self.counter_decreases = Counter(
+            "pw_ingest_counter_decreases",
+            "counter values lower than their meter's previous reading (stored, flagged with "
+            "quality decreased unless the gateway flagged the reading itself)",
+            ["quantity"],
             registry=r,
         )
         self.broker_up = Gauge("pw_ingest_broker_up", "1 while connected to the broker", registry=r)

@@ -25,7 +25,9 @@ from dataclasses import dataclass
 
 import aiomqtt
 
+from ingest.counters import CounterWatch
 from ingest.metrics import IngestMetrics
+from ingest.sequence import SeqTracker, Verdict
 from ingest.settings import IngestSettings
 from parkwatch import mqtt, topics
 from parkwatch.influx import InfluxRejectedError, InfluxWriter, ensure_database
@@ -108,7 +110,15 @@ class IngestService:
         self.broker_outage = OutageLog(log, f"MQTT broker at {settings.mqtt.url}")
         self.deadletter_outage = OutageLog(log, "the dead-letter topic")
         self.writer: InfluxWriter | None = None
-        self._last_seq: dict[tuple[str, str], int] = {}
+        self.sequences = SeqTracker()
+        m = self.metrics
+        self._seq_counters = {
+            Verdict.LATE: m.seq_late,
+            Verdict.REPLAY: m.seq_replays,
+            Verdict.RESTART: m.seq_restarts,
+            Verdict.OUTLIER: m.seq_outliers,
+        }
+        self.counters = CounterWatch()
 
     async def run(self) -> None:
         s = self.settings
@@ -243,7 +253,17 @@ class IngestService:
         parsed = parse_batch(
             bytes(payload), data_topic, self.registry, int(received * 1000), self.limits
         )
+        # both in arrival order: nothing above awaits
         self._track_seq(parsed)
+        for decrease in self.counters.flag(parsed.readings):
+            self.metrics.counter_decreases.labels(decrease.quantity).inc()
+            log.info(
+                "%s of meter %s went back from %r to %r",
+                decrease.quantity,
+                decrease.meter,
+                decrease.before,
+                decrease.after,
+            )
         lines = encode_lines(parsed.readings)
         if lines:
             await self._store(writer, parsed, lines)
@@ -252,20 +272,17 @@ class IngestService:
         self.metrics.write_latency.observe(self.clock() - received)
 
     def _track_seq(self, parsed: ParsedBatch) -> None:
-        """Make gaps and replays visible. A replayed batch is still written: it carries the
-        same points, so it overwrites them; and a gateway that restarted counts from 1 again,
-        so an old seq is no proof that its readings are stored."""
-        if parsed.seq is None:
+        """Make gaps, late batches, replays and restarts visible (:mod:`ingest.sequence`).
+        Every batch is written whatever its verdict: a replay overwrites the same points."""
+        if parsed.seq is None or parsed.message_rejected:
             return
-        key = (parsed.park, parsed.gateway)
-        last = self._last_seq.get(key)
-        if last is not None:
-            if parsed.seq <= last:
-                self.metrics.seq_replays.inc()
-                return
-            if parsed.seq > last + 1:
-                self.metrics.seq_gaps.inc(parsed.seq - last - 1)
-        self._last_seq[key] = parsed.seq
+        before = self.sequences.counts.gaps
+        for verdict in self.sequences.observe((parsed.park, parsed.gateway), parsed.seq):
+            counter = self._seq_counters.get(verdict)
+            if counter is not None:
+                counter.inc()
+        if self.sequences.counts.gaps > before:
+            self.metrics.seq_gaps.inc(self.sequences.counts.gaps - before)
 
     async def _store(self, writer: InfluxWriter, parsed: ParsedBatch, lines: list[str]) -> None:
         try:
@@ -294,8 +311,14 @@ class IngestService:
         for rejection in parsed.rejections:
             self.metrics.rejected.labels(rejection.reason.value).inc()
         body = deadletter_payload(topic, parsed, payload, int(received * 1000))
+        # a park that is not configured gets no topic of its own: the sender chose its name
+        target = (
+            topics.deadletter_topic(parsed.park)
+            if parsed.park in self.registry.parks
+            else topics.UNKNOWN_PARK_DEADLETTER
+        )
         try:
-            await client.publish(topics.deadletter_topic(parsed.park), body, qos=1)
+            await client.publish(target, body, qos=1)
         except aiomqtt.MqttError as exc:
             # Best effort: the good points are stored and the rejections counted; holding the
             # message unacknowledged for its dead letter would stall every later ack (a broken

@@ -148,6 +148,7 @@ class InfluxWriter:
         max_buffered_batches: int = 4,
         gzip_level: int = 1,
         max_retry_s: float | None = None,
+        retention_policy: str | None = None,
     ) -> None:
         self.settings = settings
         self.batch_lines = batch_lines
@@ -177,6 +178,8 @@ class InfluxWriter:
         else:
             self._url = "/write"
             self._params = {"db": settings.database, "precision": "ms"}
+            if retention_policy is not None:  # v1: e.g. the long-kept rollups' policy
+                self._params["rp"] = retention_policy
 
     async def __aenter__(self) -> InfluxWriter:
         self._client = _client(self.settings, max_connections=self._max_in_flight + 1)

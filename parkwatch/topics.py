@@ -40,6 +40,11 @@ def deadletter_topic(park: str) -> str:
     return f"{PREFIX}/{park}/deadletter"
 
 
+# Dead letters of messages that name no configured park go to this one topic, never to one
+# the sender chose: "_" is outside the park slugs, so no park can be called that, and it
+# still matches pw/v1/+/deadletter (subscribers' filters and the broker's ACL).
+UNKNOWN_PARK_DEADLETTER = f"{PREFIX}/_unknown/deadletter"
+
 ALL_DATA = f"{PREFIX}/+/+/data"
 
 

@@ -38,6 +38,10 @@ class Quality(StrEnum):
     ROLLOVER = "rollover"
     RESET = "reset"
     REPLACED = "replaced"
+    # set by ingest, not by a gateway: a counter is lower than the meter's previous reading
+    # and the source gave no reason (the values are stored as given: a reset or a meter
+    # replacement the gateway did not see, or a fault — for analytics to decide)
+    DECREASED = "decreased"
 
 
 class Reason(StrEnum):
@@ -49,6 +53,7 @@ class Reason(StrEnum):
     UNSUPPORTED_VERSION = "unsupported_version"
     GATEWAY_MISMATCH = "gateway_mismatch"
     BAD_READING = "bad_reading"
+    BAD_UTF8 = "bad_utf8"
     BAD_METER_ID = "bad_meter_id"
     BAD_TIMESTAMP = "bad_timestamp"
     TIMESTAMP_IN_FUTURE = "timestamp_in_future"
@@ -68,7 +73,9 @@ class Reason(StrEnum):
 _STRICT = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
 
 
-QualityName = Literal["ok", "stale", "estimated", "bad", "rollover", "reset", "replaced"]
+QualityName = Literal[
+    "ok", "stale", "estimated", "bad", "rollover", "reset", "replaced", "decreased"
+]
 
 
 class ReadingIn(TypedDict):
@@ -315,15 +322,19 @@ def parse_batch(
         return _whole(
             parsed, Reason.TOO_LARGE, f"{len(payload)} bytes > limit of {limits.max_bytes}"
         )
+    lenient = False
     try:
         doc = orjson.loads(payload)
-    except orjson.JSONDecodeError as exc:
-        # Gateways written with Python's json module send NaN/Infinity literals; parse those
-        # leniently so the non-finite values are rejected alone and the rest is kept.
+    except orjson.JSONDecodeError as strict_error:
+        # Gateways written with Python's json module send NaN/Infinity literals, and a broken
+        # meter may put bytes that are not UTF-8 into one reading: parse such messages
+        # leniently (bad bytes become lone surrogates) so that only the non-finite values
+        # and the readings with bad text are rejected, and the rest is kept.
         try:
-            doc = json.loads(payload)
-        except (ValueError, RecursionError):
-            return _whole(parsed, Reason.NOT_JSON, str(exc))
+            doc = json.loads(payload.decode("utf-8", "surrogateescape"))
+        except (ValueError, RecursionError) as exc:
+            return _whole(parsed, Reason.NOT_JSON, _not_json_detail(strict_error, exc))
+        lenient = True
     if (
         type(doc) is dict
         and len(doc) == 4
@@ -342,7 +353,9 @@ def parse_batch(
         newest_ok = now_ms + limits.max_future_ms
         others = _plainly_valid(items, parsed, topic, registry, newest_ok)
         if others:
-            valid = _validate_readings([items[i] for i in others], parsed, others)
+            # the plain pass never accepts bad text (every string it takes is a known name)
+            careful = _reject_bad_text(items, others, parsed) if lenient else others
+            valid = _validate_readings([items[i] for i in careful], parsed, careful)
             slow_at: list[int] = []
             _check_readings(parsed, valid, items, topic, registry, now_ms, limits, slow_at)
             # back into batch order: a later reading of the same meter and time must win
@@ -364,8 +377,100 @@ def parse_batch(
     problem = _envelope_problem(envelope.gw, len(envelope.readings), topic, registry, limits)
     if problem is not None:
         return _whole(parsed, *problem)
-    valid = _validate_readings(envelope.readings, parsed)
-    return _check_readings(parsed, valid, envelope.readings, topic, registry, now_ms, limits)
+    readings = envelope.readings
+    positions = list(range(len(readings)))
+    if lenient:
+        positions = _reject_bad_text(readings, positions, parsed)
+    valid = _validate_readings([readings[i] for i in positions], parsed, positions)
+    return _check_readings(parsed, valid, readings, topic, registry, now_ms, limits)
+
+
+def _not_json_detail(strict_error: Exception, lenient_error: Exception) -> str:
+    # orjson names bad UTF-8 "surrogates not allowed", which misleads; the lenient parser
+    # read past the bad bytes, so its message names the real syntax error
+    return str(lenient_error) if "UTF-8" in str(strict_error) else str(strict_error)
+
+
+def _bad_text(value: Any, where: str) -> str | None:
+    """Where in a parsed reading a string is not valid UTF-8 (bytes the lenient parser kept
+    as lone surrogates, or an escaped lone surrogate), with the bytes as received; None if
+    all text is good."""
+    if type(value) is str:
+        if value.isascii():
+            return None
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            try:
+                shown: object = value.encode("utf-8", "surrogateescape")
+            except UnicodeEncodeError:  # an escaped surrogate ("\\ud800"), not raw bytes
+                shown = value.encode("utf-8", "backslashreplace").decode()
+            return f"{where}: not valid UTF-8 (got {shown!r:.80})"
+        return None
+    if type(value) is dict:
+        for key, item in value.items():
+            found = _bad_text(key, f"{where}.{key!r}" if where else "a key")
+            if found is None:
+                found = _bad_text(item, f"{where}.{key}" if where else str(key))
+            if found is not None:
+                return found
+    elif type(value) is list:
+        for i, item in enumerate(value):
+            found = _bad_text(item, f"{where}.{i}" if where else str(i))
+            if found is not None:
+                return found
+    return None
+
+
+def _printable(value: Any) -> Any:
+    """A copy of a reading whose bad text is shown with backslash escapes, for dead letters
+    (JSON encoders refuse lone surrogates)."""
+    if type(value) is str:
+        return value.encode("utf-8", "backslashreplace").decode()
+    if type(value) is dict:
+        return {_printable(k): _printable(v) for k, v in value.items()}
+    if type(value) is list:
+        return [_printable(v) for v in value]
+    return value
+
+
+def _reject_bad_text(items: list[Any], positions: Iterable[int], parsed: ParsedBatch) -> list[int]:
+    """Reject each reading with text that is not UTF-8 — alone; a quantity name with bad text
+    costs only its value, as any other unknown quantity would. The positions still to check
+    (a reading that lost values is replaced in ``items`` by its good part)."""
+    kept = []
+    for index in positions:
+        item = items[index]
+        if _bad_text(item, "") is None:
+            kept.append(index)
+            continue
+        meter = item.get("m") if type(item) is dict else None
+        meter = meter if type(meter) is str and _bad_text(meter, "") is None else None
+        values = item.get("q") if type(item) is dict else None
+        if (
+            type(values) is dict
+            and _bad_text({k: v for k, v in item.items() if k != "q"}, "") is None
+        ):
+            good = {}
+            for key, value in values.items():
+                problem = _bad_text(key, "q key") or _bad_text(value, f"q.{_printable(key)}")
+                if problem is None:
+                    good[key] = value
+                    continue
+                parsed.rejections.append(
+                    Rejection(
+                        Reason.BAD_UTF8, problem, index, meter, _printable(key), _printable(item)
+                    )
+                )
+            if good:
+                items[index] = {**item, "q": good}
+                kept.append(index)
+            continue
+        problem = _bad_text(item, "")
+        parsed.rejections.append(
+            Rejection(Reason.BAD_UTF8, str(problem), index, meter, reading=_printable(item))
+        )
+    return kept
 
 
 def _envelope_problem(

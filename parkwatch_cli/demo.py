@@ -17,8 +17,10 @@ import tempfile
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from types import FrameType
+from zoneinfo import ZoneInfo
 
 import httpx
 
@@ -113,6 +115,7 @@ def run_demo(
                 print("starting Mosquitto and InfluxDB …", flush=True)
                 stack = exits.enter_context(LocalStack(root))
                 ingest_http = free_port()
+                analytics_http = free_port()
 
                 def start(name: str, args: list[str], env: dict[str, str]) -> None:
                     log = logs / f"{name}.log"
@@ -130,7 +133,17 @@ def run_demo(
                         http_port=str(ingest_http),
                     ),
                 )
-                start("analytics", ["analytics"], _service_env("PW_ANALYTICS_", stack, site))
+                start(
+                    "analytics",
+                    ["analytics"],
+                    _service_env(
+                        "PW_ANALYTICS_",
+                        stack,
+                        site,
+                        http_port=str(analytics_http),
+                        state_dir=str(root / "analytics"),
+                    ),
+                )
                 start(
                     "api",
                     ["api", "--port", str(api_port)],
@@ -139,6 +152,7 @@ def run_demo(
                 api = f"http://127.0.0.1:{api_port}"
                 _wait_http(f"{api}/health", children)
                 _wait_http(f"http://127.0.0.1:{ingest_http}/health", children)
+                _wait_http(f"http://127.0.0.1:{analytics_http}/health", children)
                 # one factory's meters are real Modbus TCP devices read by a real edge agent;
                 # the other gateways publish straight from the simulator
                 gateway_yaml = root / "edge" / f"{MODBUS_GATEWAY}.yaml"
@@ -176,7 +190,10 @@ def run_demo(
                     injected += ["--random-faults", "--faults-within", str(within)]
                     injected += ["--ground-truth", str(truth)]
                 start("simulate", injected, dict(os.environ))
-                park = httpx.get(f"{api}/parks", timeout=5).json()[0]["park"]
+                first = httpx.get(f"{api}/parks", timeout=5).json()[0]
+                park = first["park"]
+                # the accounting's month, on the park's clock
+                month = datetime.now(ZoneInfo(first["timezone"])).strftime("%Y-%m")
                 print(
                     f"""
     parkwatch demo is running on the simulated park '{park}'
@@ -185,7 +202,12 @@ def run_demo(
       meters         {api}/parks/{park}/meters
       latest         {api}/parks/{park}/meters/park-main/latest
       series         {api}/parks/{park}/meters/park-main/series?quantity=p_kw&every=1m
-      ingest metrics http://127.0.0.1:{ingest_http}/metrics
+      accounting     {api}/parks/{park}/accounting/summary?period={month}   (rollups each minute)
+                     {api}/parks/{park}/accounting/report?month={month}&lang=zh   (&format=pdf)
+      ingest         http://127.0.0.1:{ingest_http}/health   http://127.0.0.1:{ingest_http}/metrics
+      analytics      http://127.0.0.1:{analytics_http}/health   http://127.0.0.1:{analytics_http}/metrics
+      alerts         mosquitto_sub -p {stack.mosquitto.port} -t 'pw/v1/{park}/alerts/#' -v
+                     (and InfluxDB measurement 'anomaly')
       Modbus meters  {MODBUS_GATEWAY}'s meters are Modbus TCP devices, read by `parkwatch edge`
                      (config: {gateway_yaml})
       MQTT broker    {stack.mqtt_url}   (mosquitto_sub -p {stack.mosquitto.port} -t 'pw/v1/#' -v)
@@ -267,6 +289,25 @@ def _report(api: str, park: str, influx_url: str, elapsed: float) -> None:
         power = None
     shown = f"{power:,.0f} kW" if power is not None else "—"
     print(
-        f"[{elapsed:5.0f}s] readings stored: {points:>7,}   park intake power: {shown}",
+        f"[{elapsed:5.0f}s] readings stored: {points:>7,}   park intake power: {shown}"
+        f"   alerts: {_count_alerts(influx_url)}",
         flush=True,
     )
+
+
+def _count_alerts(influx_url: str) -> str:
+    """Events analytics has raised so far, and how many are still open (one point per event)."""
+    statement = (
+        'SELECT count("id") FROM "anomaly"; SELECT count("id") FROM "anomaly" WHERE "open" = true'
+    )
+    try:
+        response = httpx.post(
+            f"{influx_url}/query", params={"db": "parkwatch"}, data={"q": statement}, timeout=5
+        )
+        results = response.json().get("results", [])
+    except (httpx.HTTPError, ValueError):
+        return "—"
+    counts = [sum(int(row[1]) for s in r.get("series", []) for row in s["values"]) for r in results]
+    if len(counts) != 2:
+        return "—"
+    return f"{counts[0]} ({counts[1]} open)"

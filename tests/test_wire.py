@@ -229,4 +229,5 @@ def test_deadletter_survives_lone_surrogates(registry: SiteRegistry) -> None:
     parsed = parse_batch(payload, TOPIC, registry, NOW)
     assert [r.q for r in parsed.readings] == [{"pf": 0.5}]
     doc = json.loads(deadletter_payload("pw/v1/p1/gw-e1/data", parsed, payload, NOW))
-    assert sorted(r["reason"] for r in doc["rejections"]) == ["bad_value", "unknown_quantity"]
+    # a name that is not valid text says so (it used to read "unknown quantity")
+    assert sorted(r["reason"] for r in doc["rejections"]) == ["bad_utf8", "bad_value"]

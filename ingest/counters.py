@@ -1,0 +1,56 @@
+"""Cumulative counters that go backwards: stored, never dropped, and never silent.
+
+A counter (``e_kwh``, ``vol_m3``, …) lower than the same meter's previous reading is a reset,
+a replacement or a fault. Ingest cannot tell which, and must not drop it (it may be real), so
+it stores it as given with the quality ``decreased`` — unless the gateway already flagged the
+reading (``rollover``, ``reset``, ``replaced``, or ``stale``/``estimated``/``bad``), whose
+quality is kept — and counts it by quantity. Analytics and the energy accounting see the flag
+next to the values; operators see the metric.
+
+Only readings newer than the last one seen for a meter are compared: a backlog arriving
+after live readings is older and says nothing about the counter's direction now.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from parkwatch.quantities import QUANTITIES
+from parkwatch.wire import AcceptedReading, Quality
+
+COUNTERS = frozenset(name for name, q in QUANTITIES.items() if q.is_counter)
+
+
+@dataclass(frozen=True, slots=True)
+class Decrease:
+    meter: str
+    quantity: str
+    before: float
+    after: float
+
+
+class CounterWatch:
+    def __init__(self) -> None:
+        # (series key, quantity) → (time, value) of the newest reading seen; bounded by the
+        # configured meters, since only readings of known meters get here
+        self._last: dict[tuple[str, str], tuple[int, float]] = {}
+
+    def flag(self, readings: list[AcceptedReading]) -> list[Decrease]:
+        """Flag (in place) the readings whose counters went backwards; what went back."""
+        found: list[Decrease] = []
+        last = self._last
+        for i, reading in enumerate(readings):
+            t = reading.t
+            for name, value in reading.q.items():
+                if name not in COUNTERS:
+                    continue
+                key = (reading.meter.series, name)
+                previous = last.get(key)
+                if previous is not None and t <= previous[0]:
+                    continue
+                last[key] = (t, value)
+                if previous is not None and value < previous[1]:
+                    found.append(Decrease(reading.meter.id, name, previous[1], value))
+                    if reading.s == Quality.OK:
+                        readings[i] = reading._replace(s=Quality.DECREASED.value)
+        return found
