@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from analytics.detectors import DETECTORS
+from analytics.detectors.baseline import BaselineDetector, BaselineParams
 from analytics.detectors.meter_faults import MODULI
 from analytics.detectors.peaks import contracted_demand, enterprise_roots
 from analytics.engine.engine import ParkEngine, Rows
@@ -97,7 +98,9 @@ class NaiveDetectors:
     """The same detectors' rules, one reading at a time in plain Python, the way one would
     write them without arrays: demand blocks with the forecast and its events (peaks),
     coincident park peaks, counter rollovers/replacements/resets/jumps with their episodes,
-    stuck values with the liveliness window, word-swap checks, silence and transport."""
+    stuck values with the liveliness window, word-swap checks, silence and transport, and the
+    baseline's recursion (profile band, robust scale, records, new extremes, hold) on the
+    rates it watches."""
 
     def __init__(self, park: Park, engine: ParkEngine) -> None:
         # the park's offset at the bench's start (the demand blocks' local clock)
@@ -116,6 +119,20 @@ class NaiveDetectors:
         self.park_max = -math.inf
         self.gw: dict[str, dict[str, Any]] = {}
         self.events = 0
+        self.watched = {(k.meter, k.quantity) for k in BaselineDetector.select(ctx)}
+        self.day_type: dict[int, int] = {}
+        self.ctx = ctx
+        self.bp = BaselineParams()
+        hour = 3_600_000
+        self.rates = {
+            "level": min(1.0, 60_000 / (self.bp.level_tau_h * hour)),
+            "offset": min(1.0, 60_000 / (self.bp.offset_tau_h * hour)),
+            "scale": min(1.0, 60_000 / (self.bp.scale_tau_h * hour)),
+            "feature": min(1.0, 60_000 / (self.bp.feature_tau_h * hour)),
+            "decay": 0.5 ** (60_000 / (self.bp.record_half_life_d * DAY_MS)),
+            "warm": max(int(self.bp.warmup_d * DAY_MS / 60_000), self.bp.warmup_min_slots),
+            "hold": max(1, round(self.bp.hold_h * hour / 60_000)),
+        }
 
     def reading(self, meter: str, quantity: str, t: int, v: float, arrival: int) -> None:
         st = self.row.get((meter, quantity))
@@ -131,6 +148,8 @@ class NaiveDetectors:
             self._counter(st, meter, slot, v)
         else:
             self._instant(st, meter, quantity, t, v)
+            if (meter, quantity) in self.watched:
+                self._baseline(st, t, v)
         self._silence(meter, slot)
         self._transport(self.gateway[meter], t, arrival)
         st["prev"], st["slot"] = v, slot
@@ -206,6 +225,102 @@ class NaiveDetectors:
                         self.events += 1
                     self.park_max = max(self.park_max, park)
                     del self.block_finals[block]
+
+    def _baseline(self, st: dict[str, Any], t: int, v: float) -> None:
+        """The baseline detector's recursion for one reading (its cold-start band reduced to
+        the level, its evidence left out)."""
+        p, r = self.bp, self.rates
+        b = st.get("bl")
+        if b is None:
+            b = st["bl"] = {
+                "seen": 0, "level": v, "offset": 0.0, "scale": 0.0, "level_scale": 0.0,
+                "record": 0.0, "lo": math.inf, "hi": -math.inf, "f_level": v, "f_var": 0.0,
+                "lvl_lo": math.inf, "lvl_hi": -math.inf, "var_lo": math.inf,
+                "var_hi": -math.inf, "prev": math.nan, "jump_hi": 0.0, "f_dev": 0.0,
+                "dev_hi": 0.0, "open": False, "hold": 0, "days": [0] * 4, "last_day": [-1] * 4,
+                "profile": [[math.nan] * p.season_bins for _ in range(4)],
+                "count": [[0] * p.season_bins for _ in range(4)],
+            }  # fmt: skip
+        local = t + self.offset_ms
+        day = local // DAY_MS
+        kind = self.day_type.get(day)
+        if kind is None:
+            kind = self.day_type[day] = int(self.ctx.day_types(np.array([t]))[0])
+        bin_ = (local % DAY_MS) * p.season_bins // DAY_MS
+        b["record"] *= r["decay"]
+        b["seen"] += 1
+        seen = b["seen"]
+        if b["last_day"][kind] != day:
+            b["days"][kind] += 1
+            b["last_day"][kind] = day
+        level, offset, scale = b["level"], b["offset"], b["scale"]
+        prof, count = b["profile"][kind], b["count"][kind]
+        near = [prof[(bin_ + d) % p.season_bins] for d in (-1, 0, 1)]
+        known = [x for x in near if not math.isnan(x)]
+        own = b["days"][kind] > p.season_days and count[bin_] > 0
+        band_lo = min(known) + offset if own and known else level
+        band_hi = max(known) + offset if own and known else level
+        dev = v - band_hi if v > band_hi else v - band_lo if v < band_lo else 0.0
+        span = b["hi"] - b["lo"] if math.isfinite(b["hi"] - b["lo"]) else 0.0
+        unit = scale if own else max(scale, b["level_scale"])
+        z = 0.0 if seen == 1 else abs(dev) / (unit + 1e-12 + p.range_floor * span)
+        f_level = b["f_level"] + r["feature"] * (v - b["f_level"])
+        f_var = b["f_var"] + r["feature"] * (abs(v - b["f_level"]) - b["f_var"])
+        jump = 0.0 if math.isnan(b["prev"]) else abs(v - b["prev"])
+        f_dev = b["f_dev"] + r["feature"] * (abs(dev) - b["f_dev"]) if own else b["f_dev"]
+        m = p.extreme_margin
+        lvl_lo, lvl_hi = b["lvl_lo"], b["lvl_hi"]
+        lvl_span, var_span = lvl_hi - lvl_lo, b["var_hi"] - b["var_lo"]
+        extreme = (
+            v > b["hi"] + m * span
+            or v < b["lo"] - m * span
+            or (lvl_span > 0 and not lvl_lo - m * lvl_span <= f_level <= lvl_hi + m * lvl_span)
+            or (var_span > 0 and f_var > b["var_hi"] + m * var_span)
+            or (b["jump_hi"] > 0 and jump > b["jump_hi"] * (1 + p.peak_margin))
+            or (own and b["dev_hi"] > 0 and f_dev > b["dev_hi"] * (1 + p.peak_margin))
+        )  # fmt: skip
+        fire = seen > r["warm"] and (
+            (own and z > max(b["record"] * p.record_margin, p.z_min)) or extreme
+        )
+        if fire and not b["open"]:
+            b["open"], b["hold"] = True, r["hold"]
+            self.events += 1
+        elif b["open"]:
+            b["hold"] = max(b["hold"] - 1, 0)
+            if not fire and b["hold"] == 0 and z < p.z_close:
+                b["open"] = False
+                self.events += 1
+        settled = seen > p.record_skip_slots
+        if settled:
+            b["record"] = max(
+                b["record"], min(z, p.record_growth * b["record"]) if b["open"] else z
+            )
+        grown = seen > p.warmup_min_slots
+        rate_scale = max(1.0 / seen, r["scale"])
+        resid = v - (prof[bin_] + offset) if own else v - level
+        if grown:
+            resid = min(max(resid, -p.clip * scale), p.clip * scale)
+        b["scale"] = scale + rate_scale * (abs(resid) - scale)
+        miss = v - level
+        if grown:
+            miss = min(max(miss, -p.clip * b["level_scale"]), p.clip * b["level_scale"])
+        b["level_scale"] += rate_scale * (abs(miss) - b["level_scale"])
+        b["level"] = level + r["level"] * (v - level)
+        if own and not b["open"]:
+            b["offset"] = offset + r["offset"] * ((v - prof[bin_]) - offset)
+        n = count[bin_]
+        prof[bin_] = (
+            v if n == 0 else prof[bin_] + max(1.0 / (n + 1), p.season_rate) * (v - prof[bin_])
+        )
+        count[bin_] = n + 1
+        b["lo"], b["hi"] = min(b["lo"], v), max(b["hi"], v)
+        b["f_level"], b["f_var"], b["f_dev"], b["prev"] = f_level, f_var, f_dev, v
+        if settled:
+            b["lvl_lo"], b["lvl_hi"] = min(b["lvl_lo"], f_level), max(b["lvl_hi"], f_level)
+            b["var_lo"], b["var_hi"] = min(b["var_lo"], f_var), max(b["var_hi"], f_var)
+            b["jump_hi"] = max(b["jump_hi"], jump)
+            if own:
+                b["dev_hi"] = max(b["dev_hi"], f_dev)
 
     def _silence(self, meter: str, slot: int) -> None:
         last = self.meter_seen.get(meter)

@@ -113,6 +113,7 @@ def run_demo(
                 print("starting Mosquitto and InfluxDB …", flush=True)
                 stack = exits.enter_context(LocalStack(root))
                 ingest_http = free_port()
+                analytics_http = free_port()
 
                 def start(name: str, args: list[str], env: dict[str, str]) -> None:
                     log = logs / f"{name}.log"
@@ -130,7 +131,17 @@ def run_demo(
                         http_port=str(ingest_http),
                     ),
                 )
-                start("analytics", ["analytics"], _service_env("PW_ANALYTICS_", stack, site))
+                start(
+                    "analytics",
+                    ["analytics"],
+                    _service_env(
+                        "PW_ANALYTICS_",
+                        stack,
+                        site,
+                        http_port=str(analytics_http),
+                        state_dir=str(root / "analytics"),
+                    ),
+                )
                 start(
                     "api",
                     ["api", "--port", str(api_port)],
@@ -139,6 +150,7 @@ def run_demo(
                 api = f"http://127.0.0.1:{api_port}"
                 _wait_http(f"{api}/health", children)
                 _wait_http(f"http://127.0.0.1:{ingest_http}/health", children)
+                _wait_http(f"http://127.0.0.1:{analytics_http}/health", children)
                 # one factory's meters are real Modbus TCP devices read by a real edge agent;
                 # the other gateways publish straight from the simulator
                 gateway_yaml = root / "edge" / f"{MODBUS_GATEWAY}.yaml"
@@ -185,7 +197,10 @@ def run_demo(
       meters         {api}/parks/{park}/meters
       latest         {api}/parks/{park}/meters/park-main/latest
       series         {api}/parks/{park}/meters/park-main/series?quantity=p_kw&every=1m
-      ingest metrics http://127.0.0.1:{ingest_http}/metrics
+      ingest         http://127.0.0.1:{ingest_http}/health   http://127.0.0.1:{ingest_http}/metrics
+      analytics      http://127.0.0.1:{analytics_http}/health   http://127.0.0.1:{analytics_http}/metrics
+      alerts         mosquitto_sub -p {stack.mosquitto.port} -t 'pw/v1/{park}/alerts/#' -v
+                     (and InfluxDB measurement 'anomaly')
       Modbus meters  {MODBUS_GATEWAY}'s meters are Modbus TCP devices, read by `parkwatch edge`
                      (config: {gateway_yaml})
       MQTT broker    {stack.mqtt_url}   (mosquitto_sub -p {stack.mosquitto.port} -t 'pw/v1/#' -v)
@@ -267,6 +282,25 @@ def _report(api: str, park: str, influx_url: str, elapsed: float) -> None:
         power = None
     shown = f"{power:,.0f} kW" if power is not None else "—"
     print(
-        f"[{elapsed:5.0f}s] readings stored: {points:>7,}   park intake power: {shown}",
+        f"[{elapsed:5.0f}s] readings stored: {points:>7,}   park intake power: {shown}"
+        f"   alerts: {_count_alerts(influx_url)}",
         flush=True,
     )
+
+
+def _count_alerts(influx_url: str) -> str:
+    """Events analytics has raised so far, and how many are still open (one point per event)."""
+    statement = (
+        'SELECT count("id") FROM "anomaly"; SELECT count("id") FROM "anomaly" WHERE "open" = true'
+    )
+    try:
+        response = httpx.post(
+            f"{influx_url}/query", params={"db": "parkwatch"}, data={"q": statement}, timeout=5
+        )
+        results = response.json().get("results", [])
+    except (httpx.HTTPError, ValueError):
+        return "—"
+    counts = [sum(int(row[1]) for s in r.get("series", []) for row in s["values"]) for r in results]
+    if len(counts) != 2:
+        return "—"
+    return f"{counts[0]} ({counts[1]} open)"
