@@ -253,7 +253,10 @@ class FastClient:
                     MqttConnectionLostError(f"nothing from the broker for {1.5 * interval:.0f} s")
                 )
                 return
-            self._write(mqtt5.PingReqPacket().write())
+            try:
+                self._write(mqtt5.PingReqPacket().write())
+            except MqttError:
+                return  # the connection is gone; whoever reads chunks() hears why
 
     def _write(self, data: bytes) -> None:
         """Queue a packet; everything queued in one turn of the event loop goes out in one
