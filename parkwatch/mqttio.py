@@ -18,7 +18,9 @@ background task (keepalive) and cancels and awaits it on exit; connecting, subsc
 every PUBACK wait have timeouts; errors are :class:`MqttError` subclasses. Overflow policy:
 messages handed over but not yet released hold their payload bytes against
 ``max_held_bytes``; above it the client stops reading the socket (TCP backpressure, the broker
-keeps the rest queued for the session), and reads again below half of it. The broker's own
+keeps the rest queued for the session), and reads again below seven eighths of it (as soon
+as one batch's worth is acknowledged: a deeper hysteresis starved the writer of large
+messages). The broker's own
 flow control (Receive Maximum) bounds the count.
 """
 
@@ -361,7 +363,7 @@ class FastClient:
         self._held -= freed
         if acks and self._transport is not None and not self._transport.is_closing():
             self._write(bytes(acks))
-        if self._paused and self._held <= self.max_held_bytes // 2 and self._transport:
+        if self._paused and self._held <= self.max_held_bytes * 7 // 8 and self._transport:
             self._paused = False
             self._transport.resume_reading()
 
