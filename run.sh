@@ -45,6 +45,9 @@ ensure_system() {
   have socat || missing+=(socat)           # serial-line pairs for the Modbus RTU tests
   have openssl || missing+=(openssl)       # TLS certificates for the broker tests
   [ -e /usr/share/zoneinfo/Asia/Shanghai ] || missing+=(tzdata)
+  # Chinese glyphs for the accounting's PDF reports (a plain TrueType file fpdf2 can embed)
+  [ -e /usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf ] || missing+=(fonts-droid-fallback)
+  [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
   if ! find_python >/dev/null; then
     if python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
       missing+=(python3-venv)               # Debian splits venv/ensurepip out of python3

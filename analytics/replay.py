@@ -2,8 +2,12 @@
 
 Rows (``time,meter,quantity,value``) are taken in the order they arrived when the file is in
 arrival order (a history the simulator wrote, an export sorted by time) and sorted by time when
-it is not. Consecutive rows of one gateway with one time form a batch, as a gateway's message
-would; the replay clock — the arrival time the engine sees — is the median of the gateways'
+it is not: when more than ``DISORDER_SHARE`` of the rows come more than a slot before the newest
+time their gateway already sent (live, they would all be late), or more than ``DISORDER_MS``
+before the newest of the whole file. A gateway's rows with one time form a batch, as its message
+would, wherever other gateways' rows fall between them (an export sorted by time, then meter,
+interleaves every gateway's rows): the batch is fed whole where its first row is. The replay
+clock — the arrival time the engine sees — is the median of the gateways'
 newest data times, so a gateway whose clock runs ahead or whose batches come late stands out
 as it would live. A reading seen before (same meter, quantity and time) counts once. Rows the
 engine cannot use are reported with their line numbers, never dropped silently.
@@ -22,8 +26,9 @@ from analytics.engine.contract import FloatArray, IntArray
 from analytics.engine.engine import Advanced, ParkEngine, Rows
 from parkwatch.events import Event, State
 
-# a file is replayed in its own order unless this share of rows comes more than ``DISORDER_MS``
-# before the newest time already seen (then it is sorted by time first)
+# a file is replayed in its own order unless this share of rows comes more than a slot before
+# its gateway's newest time so far, or more than ``DISORDER_MS`` before the file's (then it is
+# sorted by time first)
 DISORDER_SHARE = 0.01
 DISORDER_MS = 6 * 3_600_000
 
@@ -75,10 +80,10 @@ def replay(
     t_all = readings.t_ms
     if order.size:
         t = t_all[order]
-        running = np.maximum.accumulate(t)
-        if np.mean(t < running - DISORDER_MS) > DISORDER_SHARE:
+        if _disordered(gateway[order], t, engine.step_ms):
             order = order[np.argsort(t, kind="stable")]
             report.sorted_by_time = True
+        order = order[_batches_together(gateway[order], t_all[order])]
     series, gateway, t_ms = series[order], gateway[order], t_all[order]
     value = readings.value[order]
     duplicate = ~_first_occurrence(series, t_ms)
@@ -109,6 +114,32 @@ def replay(
     report.late = engine.late_readings()
     report.events = sorted(events.values(), key=lambda e: (e.detected_at_ms, e.id))
     return report
+
+
+def _disordered(gateway: IntArray, t_ms: IntArray, step_ms: int) -> bool:
+    """Whether rows in this order are not in arrival order: too many would be late live."""
+    behind_file = t_ms < np.maximum.accumulate(t_ms) - DISORDER_MS
+    # each gateway's newest time so far: a running maximum over its own rows, made one pass
+    # by lifting each gateway's times above the previous gateway's (epoch ms < 2**42)
+    by_gateway = np.lexsort((np.arange(t_ms.size), gateway))
+    lifted = gateway[by_gateway].astype(np.int64) * (1 << 42) + t_ms[by_gateway]
+    behind_gateway = lifted < np.maximum.accumulate(lifted) - step_ms
+    return bool(np.mean(behind_file) > DISORDER_SHARE or np.mean(behind_gateway) > DISORDER_SHARE)
+
+
+def _batches_together(gateway: IntArray, t_ms: IntArray) -> IntArray:
+    """The order that brings each batch's rows together where its first row is: a batch is a
+    run of one gateway's rows (ignoring other gateways' rows between them) with one time.
+    Fed in two parts, a batch would be complete after the first, and the rest late."""
+    n = t_ms.size
+    by_gateway = np.lexsort((np.arange(n), gateway))
+    g, t = gateway[by_gateway], t_ms[by_gateway]
+    new = np.r_[True, (g[1:] != g[:-1]) | (t[1:] != t[:-1])]
+    first = by_gateway[new][np.cumsum(new) - 1]  # each row's batch's first row (file position)
+    where = np.empty(n, dtype=np.int64)
+    where[by_gateway] = first
+    order: IntArray = np.argsort(where, kind="stable")
+    return order
 
 
 def _replay_clock(gateway: IntArray, t_ms: IntArray, gateways: int) -> IntArray:

@@ -34,6 +34,7 @@ import numpy as np
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from analytics.accounting.job import RollupConfig, RollupJob, ensure_retention
 from analytics.detectors import DETECTORS
 from analytics.engine.contract import DerivedPoint, SeriesKey
 from analytics.engine.engine import Advanced, Batch, ParkEngine, Rows
@@ -84,6 +85,9 @@ class AnalyticsMetrics:
         )
         self.broker_up = Gauge("pw_analytics_broker_up", "1 while subscribed", registry=r)
         self.database_up = Gauge("pw_analytics_database_up", "0 while writes fail", registry=r)
+        self.rollup_points = Counter(
+            "pw_analytics_rollup_points", "consumption rollup points written", registry=r
+        )
 
 
 class AnalyticsService:
@@ -106,6 +110,14 @@ class AnalyticsService:
         self.events_written = 0
         self.points_written = 0
         self.warm = asyncio.Event()  # set once warm-up is over and live messages flow
+        self.rollups: dict[str, RollupJob] = {}
+        self.rollup_config = RollupConfig(
+            interval_s=settings.rollup_interval_s,
+            recent_s=settings.rollup_recent_s,
+            catch_up_s=settings.warmup_s,
+            retention_policy=settings.rollup_retention_policy,
+            raw_retention=settings.raw_retention,
+        )
 
     # --- running -------------------------------------------------------------------------------
 
@@ -134,6 +146,8 @@ class AnalyticsService:
                     tasks.append(asyncio.create_task(self._tick(), name="analytics-ticker"))
                     if s.state_dir is not None:
                         tasks.append(asyncio.create_task(self._snapshots(), name="analytics-snap"))
+                    if s.rollups:
+                        tasks.append(asyncio.create_task(self._rollups(), name="analytics-rollups"))
                     await asyncio.gather(*tasks)
                 finally:
                     for task in tasks:
@@ -219,7 +233,7 @@ class AnalyticsService:
             state = str(doc.get("state", doc.get("status", ""))) if isinstance(doc, dict) else text
         except orjson.JSONDecodeError:
             state = text
-        engine.gateway_status(parts[3], state != "offline")
+        engine.gateway_status(parts[3], state != "offline", int(time.time() * 1000))
 
     async def _tick(self) -> None:
         while True:
@@ -232,6 +246,10 @@ class AnalyticsService:
     async def _emit(self, park: str, advanced: Advanced, *, publish: bool) -> None:
         if advanced.late:
             self.metrics.late.inc(len(advanced.late))
+            job = self.rollups.get(park)
+            if job is not None:  # the accounting recomputes the hours they touch
+                for meter, first, last in advanced.late:
+                    job.mark_late(meter, first, last)
         if publish:
             # alerts go out on their own path: never behind a database write
             for event in advanced.events:
@@ -290,22 +308,35 @@ class AnalyticsService:
             park, event = await self.alerts.get()
             await self._publish(park, event)
 
-    async def _publish(self, park: str, event: Event) -> None:
+    async def _publish(self, park: str, event: Event) -> bool:
+        """Publish one alert; one that cannot go now waits for the next session (False)."""
         client = self.client
         if client is None:
-            self.unpublished.append((park, event))
-            return
+            self._keep_unpublished(park, event)
+            return False
         zone = self.registry.parks[park].zone
         try:
             await client.publish(topics.alert_topic(park, event.kind), event.to_bytes(zone), qos=1)
-            self.metrics.alerts_published.inc()
         except aiomqtt.MqttError:
-            self.unpublished.append((park, event))
+            self._keep_unpublished(park, event)
+            return False
+        self.metrics.alerts_published.inc()
+        return True
+
+    def _keep_unpublished(self, park: str, event: Event) -> None:
+        if len(self.unpublished) == self.unpublished.maxlen:  # the oldest goes (InfluxDB has it)
+            self.metrics.alerts_dropped.inc()
+        self.unpublished.append((park, event))
 
     async def _publish_pending(self) -> None:
-        while self.unpublished and self.client is not None:
+        # one pass at most: an alert that fails goes back to the end, and retrying it while
+        # the session is broken would spin until the session loop noticed
+        for _ in range(len(self.unpublished)):
+            if not self.unpublished or self.client is None:
+                return
             park, event = self.unpublished.popleft()
-            await self._publish(park, event)
+            if not await self._publish(park, event):
+                return
 
     async def _drain(self, writer: InfluxWriter) -> None:
         """On the way out: what is queued still goes to InfluxDB (briefly)."""
@@ -327,6 +358,39 @@ class AnalyticsService:
             "warm": self.warm.is_set(),
             "output_queue": self.outputs.qsize(),
         }
+
+    # --- the accounting's rollups -----------------------------------------------------------
+
+    async def _rollups(self) -> None:
+        """Every ``rollup_interval_s``: hourly consumption and its days, months and years per
+        meter, workshop, enterprise and park (analytics/accounting/job.py)."""
+        config = self.rollup_config
+        async with (
+            InfluxReader(self.settings.influx) as reader,
+            InfluxWriter(
+                self.settings.influx,
+                flush_interval_s=0.2,
+                retention_policy=config.retention_policy,
+            ) as writer,
+        ):
+            await ensure_retention(reader, config)
+            for park, p in self.registry.parks.items():
+                self.rollups[park] = RollupJob(p, reader, writer, config)
+            outage = OutageLog(log, "the accounting's rollups")
+            while True:
+                now_ms = int(time.time() * 1000)
+                for park, job in self.rollups.items():
+                    try:
+                        written = await job.run(now_ms)
+                    except InfluxError as exc:
+                        outage.failed(f"{park}: {exc}")
+                        continue
+                    except Exception:  # a bug here must not stop the detectors
+                        log.exception("rollups of %s failed", park)
+                        continue
+                    outage.recovered()
+                    self.metrics.rollup_points.inc(written)
+                await asyncio.sleep(config.interval_s)
 
     # --- warm-up and snapshots ------------------------------------------------------------
 
@@ -374,24 +438,42 @@ class AnalyticsService:
             log.warning("snapshot %s not used, starting from history alone: %s", path, exc)
             self.engines = {n: ParkEngine(p, DETECTORS) for n, p in self.registry.parks.items()}
 
-    def _save_snapshot(self) -> None:
-        path = self._snapshot_path()
-        if path is None:
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def _snapshot_bytes(self) -> bytes:
+        """The engines' state, pickled: on the event loop, between two messages, since the
+        state refers to the engines' live arrays and dicts (a copy taken in another thread
+        would mix two moments, or fail on a dict changing under it)."""
         doc = {
             "version": SNAPSHOT_VERSION,
             "engines": {p: e.state() for p, e in self.engines.items()},
         }
+        return pickle.dumps(doc, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def _write_snapshot(self, data: bytes) -> None:
+        path = self._snapshot_path()
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         with open(tmp, "wb") as fh:
-            pickle.dump(doc, fh, protocol=pickle.HIGHEST_PROTOCOL)
+            fh.write(data)
         tmp.replace(path)
+
+    def _save_snapshot(self) -> None:
+        if self._snapshot_path() is None:
+            return
+        try:
+            self._write_snapshot(self._snapshot_bytes())
+        except OSError as exc:
+            log.warning("snapshot not written: %s", exc)
 
     async def _snapshots(self) -> None:
         while True:
             await asyncio.sleep(self.settings.snapshot_s)
-            await asyncio.to_thread(self._save_snapshot)
+            data = self._snapshot_bytes()
+            try:  # only the disk in a thread
+                await asyncio.to_thread(self._write_snapshot, data)
+            except OSError as exc:  # a full or read-only disk costs the snapshot, not the stream
+                log.warning("snapshot not written: %s", exc)
 
 
 async def history_rows(

@@ -34,3 +34,10 @@ class AnalyticsSettings(ServiceSettings):
     http_host: str = "127.0.0.1"
     http_port: int | None = None  # /metrics and /health when set
     output_queue: int = Field(default=10_000, ge=1)  # events and points waiting to be written
+    # the accounting's rollups (analytics/accounting/job.py): how often, where, how long raw
+    # data is kept (an InfluxDB duration such as "400d"; None leaves the default policy alone)
+    rollups: bool = True
+    rollup_interval_s: float = Field(default=60.0, gt=0)
+    rollup_recent_s: float = Field(default=900.0, gt=0)
+    rollup_retention_policy: str | None = "rollups"
+    raw_retention: str | None = None

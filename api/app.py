@@ -1,4 +1,9 @@
-"""The API app: ``create_app(settings)`` builds everything; nothing happens at import time."""
+"""The API app: ``create_app(settings)`` builds everything; nothing happens at import time.
+
+Client mistakes are answered 422 (or 404) with a short message before anything reaches the
+database; 503 means only that InfluxDB cannot be reached. Error bodies name what was given but
+never echo more than ``ECHO_CHARS`` of it.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +11,50 @@ import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from api.settings import ApiSettings
 from parkwatch import __version__
-from parkwatch.influx import InfluxError, InfluxReader, ms_literal, quote_ident, where_tags
+from parkwatch.influx import (
+    InfluxQueryError,
+    InfluxReader,
+    InfluxUnavailableError,
+    ms_literal,
+    quote_ident,
+    where_tags,
+)
 from parkwatch.quantities import QUANTITIES, quantities_for
 from parkwatch.site import Meter, Park, SiteRegistry
 
 _EVERY = re.compile(r"^(\d{1,6})(s|m|h|d|w)$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+# InfluxDB keeps int64 nanoseconds since 1970 (1677-09-21 … 2262-04-11); outside that it answers
+# "overflowed duration". The margins keep GROUP BY time()'s bucket edges (at most MAX_EVERY_S
+# before the start) inside the range too.
+EARLIEST = datetime(1678, 1, 1, tzinfo=UTC)
+LATEST = datetime(2262, 1, 1, tzinfo=UTC)
+MAX_EVERY_S = 366 * 86_400
+ECHO_CHARS = 64  # how much of a client's input an error message repeats
+
+
+def shown(value: object) -> str:
+    """``repr`` of a client's input for an error message, cut to ``ECHO_CHARS``."""
+    text = repr(value)
+    return text if len(text) <= ECHO_CHARS else f"{text[: ECHO_CHARS - 1]}…"
+
+
+def _cut_input(value: object) -> object:
+    """A validation error's ``input``, left as it is when short."""
+    if isinstance(value, str):
+        return value if len(value) <= ECHO_CHARS else f"{value[: ECHO_CHARS - 1]}…"
+    return value if len(repr(value)) <= ECHO_CHARS else shown(value)
 
 
 class ParkOut(BaseModel):
@@ -86,7 +121,7 @@ StateDep = Annotated[State, Depends(_state)]
 def _park(state: State, park: str) -> Park:
     found = state.registry.parks.get(park)
     if found is None:
-        raise HTTPException(404, f"unknown park {park!r}")
+        raise HTTPException(404, f"unknown park {shown(park)}")
     return found
 
 
@@ -94,21 +129,43 @@ def _meter(state: State, park: str, meter: str) -> tuple[Park, Meter]:
     p = _park(state, park)
     found = state.registry.meter(park, meter)
     if found is None:
-        raise HTTPException(404, f"unknown meter {meter!r} in park {park!r}")
+        raise HTTPException(404, f"unknown meter {shown(meter)} in park {park!r}")
     return p, found
 
 
-def _localize(value: datetime | None, park: Park, default: datetime) -> datetime:
-    if value is None:
-        return default
+def _localize(value: datetime, park: Park) -> datetime:
     return value.replace(tzinfo=park.zone) if value.tzinfo is None else value
+
+
+def _in_store_range(name: str, value: datetime) -> datetime:
+    # aware datetimes compare without converting, so year 1 or 9999 cannot overflow here
+    if not EARLIEST <= value <= LATEST:
+        raise HTTPException(
+            422, f"{name} must be between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d} (UTC)"
+        )
+    return value
+
+
+def _bucket_seconds(every: str) -> int:
+    match = _EVERY.fullmatch(every)
+    seconds = 0 if match is None else int(match.group(1)) * _UNIT_S[match.group(2)]
+    if not 0 < seconds <= MAX_EVERY_S:
+        raise HTTPException(
+            422, f"every={shown(every)}: expected a duration like 15m, 1h or 1d, at most 366d"
+        )
+    return seconds
 
 
 async def _query(state: State, statement: str) -> list[Any]:
     try:
         return await state.reader.query(statement)
-    except InfluxError as exc:
-        raise HTTPException(503, f"database: {exc}") from exc
+    except InfluxUnavailableError as exc:
+        raise HTTPException(503, f"database unavailable: {exc}") from exc
+    except InfluxQueryError as exc:
+        if "database not found" in str(exc):  # nothing written yet: the store is not ready
+            raise HTTPException(503, f"database: {exc}") from exc
+        # the statement is ours and its inputs were checked: a refusal is a bug, not an outage
+        raise
 
 
 def create_app(settings: ApiSettings, registry: SiteRegistry | None = None) -> FastAPI:
@@ -120,6 +177,15 @@ def create_app(settings: ApiSettings, registry: SiteRegistry | None = None) -> F
             yield
 
     app = FastAPI(title="parkwatch", version=__version__, lifespan=lifespan)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own 422 repeats each invalid input whole: cut it as our messages do
+        errors = [
+            {**error, "input": _cut_input(error["input"])} if "input" in error else error
+            for error in exc.errors()
+        ]
+        return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
 
     @app.get("/health")
     async def health(state: StateDep, response: Response) -> dict[str, Any]:
@@ -187,20 +253,18 @@ def create_app(settings: ApiSettings, registry: SiteRegistry | None = None) -> F
         quantity: str,
         start: datetime | None = None,
         end: datetime | None = None,
-        every: Annotated[str, Query(description="bucket: 30s, 15m, 1h, 1d, 1w")] = "15m",
+        every: Annotated[str, Query(description="bucket: 30s, 15m, 1h, 1d; at most 366d")] = "15m",
     ) -> SeriesOut:
         p, m = _meter(state, park, meter)
         spec = QUANTITIES.get(quantity)
         if spec is None or m.utility not in spec.utilities:
             allowed = ", ".join(q.name for q in quantities_for(m.utility))
-            raise HTTPException(422, f"quantity {quantity!r} is not one of {allowed}")
-        match = _EVERY.fullmatch(every)
-        if match is None or int(match.group(1)) == 0:
-            raise HTTPException(422, f"every={every!r}: expected a duration like 15m, 1h or 1d")
-        bucket_s = int(match.group(1)) * _UNIT_S[match.group(2)]
-        now = datetime.now(tz=p.zone)
-        end_at = _localize(end, p, now)
-        start_at = _localize(start, p, end_at - timedelta(days=1))
+            raise HTTPException(422, f"quantity {shown(quantity)} is not one of {allowed}")
+        bucket_s = _bucket_seconds(every)
+        end_at = _in_store_range("end", _localize(end or datetime.now(tz=p.zone), p))
+        start_at = _in_store_range(
+            "start", _localize(start, p) if start else end_at - timedelta(days=1)
+        )
         if start_at >= end_at:
             raise HTTPException(422, "start must be before end")
         buckets = (end_at - start_at).total_seconds() / bucket_s
@@ -234,6 +298,10 @@ def create_app(settings: ApiSettings, registry: SiteRegistry | None = None) -> F
             end=end_at,
             points=points,
         )
+
+    from api.accounting import router as accounting_router  # imports this module's helpers
+
+    app.include_router(accounting_router)
 
     @app.middleware("http")
     async def server_timing(request: Request, call_next: Any) -> Response:

@@ -14,5 +14,6 @@ class ApiSettings(ServiceSettings):
     )
 
     host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=0)
+    port: int = Field(default=8000, ge=0, le=65_535)
     max_points: int = Field(default=10_000, ge=1)  # buckets one series request may return
+    rollup_retention_policy: str | None = "rollups"  # where the accounting's rollups are

@@ -28,7 +28,8 @@ class GatewayDevices(LinkSet):
         catalog = settings.profiles()
         if any(isinstance(d.transport, RtuTransport) for d in settings.devices):
             require_pyserial()
-        # pymodbus' own request timeout is per connection: the longest of its devices'
+        # a connection (pymodbus client, OPC UA session) has one request timeout: the longest
+        # of its devices'
         longest: dict[str, float] = {}
         for device in settings.devices:
             key = device.transport.key
@@ -61,6 +62,8 @@ class GatewayDevices(LinkSet):
                 assert isinstance(profile, OpcUaProfile)
                 assert isinstance(t, OpcUaTransport)
                 if link is None:
-                    link = self.links[t.key] = OpcUaLink(t, timeout, settings.poll_interval_s)
+                    link = self.links[t.key] = OpcUaLink(
+                        t, longest[t.key], settings.poll_interval_s
+                    )
                 assert isinstance(link, OpcUaLink)
                 self.drivers.append(OpcUaDriver(device.meter, device.device, profile, link))

@@ -111,7 +111,11 @@ class ModbusLink(Link):
         """Read ``count`` registers; raises a :class:`MeterReadError`. ``timeout_s`` bounds
         this request (a device's own timeout); pymodbus' per-request timeout is the link's."""
         args = (meter, function, address, count)
-        bound = self.timeout_s * 2 + 0.5 if timeout_s is None else timeout_s
+        # pymodbus' timeout (the link's: its slowest device's) should answer first, so that a
+        # silent unit is a ModbusIOException and a serial bus stays open; only a device with
+        # a shorter timeout of its own is cut off by the hard bound (and the link reset)
+        hard = self.timeout_s * 2 + 0.5
+        bound = hard if timeout_s is None or timeout_s >= self.timeout_s else timeout_s
         async with self.turn():
             try:
                 # a hard bound over pymodbus' own per-request timeout, in case it hangs

@@ -52,7 +52,7 @@ from zoneinfo import ZoneInfo
 import aiomqtt
 
 from edge_agent.json_maps import JsonMap, MessageSpec, PayloadError, get_json_map, zone
-from edge_agent.poller import Reading, now_ms
+from edge_agent.poller import Reading, honour_cancel, now_ms
 from edge_agent.settings import MqttMeterConfig
 from parkwatch import mqtt
 from parkwatch.retry import Backoff, OutageLog
@@ -324,6 +324,9 @@ class MqttDevices:
                 outage.failed(exc)
             finally:
                 self.subscribed.clear()
+            # a cancellation swallowed by aiomqtt's wait_for as the connect failed: stop now,
+            # since the task group that cancelled us will not cancel us again
+            honour_cancel()
             await asyncio.sleep(backoff.next_delay())
 
     async def _session(
@@ -353,6 +356,7 @@ class MqttDevices:
             granted = await client.subscribe(
                 [(topic, 0) for topic in self._inboxes], timeout=settings.connect_timeout_s
             )
+            honour_cancel()  # not into a wait for messages with a swallowed cancellation
             self._check_granted(granted)
             outage.recovered()
             backoff.reset()

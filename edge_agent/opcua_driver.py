@@ -14,7 +14,9 @@ Two ways to get values, chosen per server (``transport.mode``):
   through the repeated-value rule, like a frozen meter).
 
 Each value's status code becomes the reading's quality (:func:`edge_agent.opcua.quality_of`);
-a Bad value is left out. asyncua's errors are translated here into :class:`OpcUaReadError`.
+a Bad value is left out, and a device whose every value is Bad (the controller lost it) is a
+failed read, so the poller logs it gone once. asyncua's errors are translated here into
+:class:`OpcUaReadError`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from typing import Any
 
 from asyncua import ua
@@ -93,34 +96,45 @@ class OpcUaLink(Link):
             client.set_user(self.transport.username)
         if self.transport.password is not None:
             client.set_password(self.transport.password.get_secret_value())
+        self._namespaces = {}
         try:
             await client.connect()
+            if self.subscribe:
+                await self._subscribe(client)
         except BaseException:
+            # a session without its subscription would read nothing, silently: none at all
             with contextlib.suppress(Exception):
                 client.disconnect_socket()
             raise
         self._client = client
-        self._namespaces = {}
-        if self.subscribe:
-            await self._subscribe(client)
         return client
 
     async def namespace(self, client: Client, uri: str) -> int:
+        """The index this server gives the namespace ``uri``; ``LookupError`` when it has none."""
         if uri not in self._namespaces:
-            self._namespaces[uri] = int(await client.get_namespace_index(uri))
+            try:
+                self._namespaces[uri] = int(await client.get_namespace_index(uri))
+            except ValueError:  # asyncua: list.index of the server's namespace array
+                raise LookupError(f"{self.name} serves no namespace {uri!r}") from None
         return self._namespaces[uri]
 
     async def _subscribe(self, client: Client) -> None:
         self._latest = _Latest()
         nodes: dict[str, Node] = {}
         for driver in self.drivers:
-            for node_id in (await driver.node_ids(client)).values():
+            try:
+                ids = await driver.node_ids(client)
+            except LookupError:
+                continue  # that device's own reads fail and say why; the others go on
+            for node_id in ids.values():
                 nodes[node_id] = client.get_node(node_id)
+        self._watched = nodes
+        if not nodes:
+            return
         self._subscription = await client.create_subscription(
             self.publish_interval_s * 1000, self._latest
         )
         await self._subscription.subscribe_data_change(list(nodes.values()))
-        self._watched = nodes
 
     def latest(self, node_id: str) -> ua.DataValue | None:
         return self._latest.values.get(node_id)
@@ -193,6 +207,10 @@ class OpcUaDriver:
                     nodes = [client.get_node(node_id) for node_id in ids.values()]
                     answers = await client.read_attributes(nodes)
                     values = dict(zip(ids, answers, strict=True))
+        except LookupError as exc:
+            # the map does not fit this server (its namespace URI): the session is fine
+            self._ids = None
+            raise OpcUaReadError(self.meter, f"{exc} (map {self.profile.name})") from exc
         except UaStatusCodeError as exc:
             self._ids = None  # a node id may be wrong for this server: look it up again
             await link.failed()
@@ -208,16 +226,31 @@ class OpcUaDriver:
     def _decode(self, values: dict[str, ua.DataValue | None]) -> dict[str, float]:
         out: dict[str, float] = {}
         worst = "ok"
+        bad: list[str] = []  # the status of each Bad value
+        reported = 0
         for quantity, data in values.items():
             if data is None:
                 continue
+            reported += 1
             status = data.StatusCode.value if data.StatusCode is not None else 0
             quality = quality_of(status)
             raw = data.Value.Value if data.Value is not None else None
-            if quality is None or isinstance(raw, bool) or not isinstance(raw, int | float):
-                continue  # Bad, or not a number: never passed on
+            if quality is None:
+                bad.append(getattr(data.StatusCode, "name", None) or f"0x{status:08X}")
+                continue  # Bad: never passed on
+            if isinstance(raw, bool) or not isinstance(raw, int | float):
+                continue  # not a number: never passed on
+            if not math.isfinite(raw):
+                continue  # NaN / ∞ ("no value"), as a float register's: never passed on
             out[quantity] = float(raw) * self._scale[quantity]
             if _RANK[quality] > _RANK[worst]:
                 worst = quality
+        if reported and len(bad) == reported:
+            # the controller lost the device (every value Bad): the device is gone, which the
+            # poller logs once and backs off from, not a run of empty reads that say nothing
+            raise OpcUaReadError(
+                self.meter,
+                f"{self.link.name} reports every value Bad ({', '.join(sorted(set(bad)))})",
+            )
         self.quality = worst
         return out

@@ -140,14 +140,15 @@ class Poller:
                 values = await driver.read()
         except DriverError as exc:
             honour_cancel()
-            device.reads_failed += 1
-            device.failed_in_a_row += 1
-            device.outage.failed(exc)
-            # 1, 2, 4 … intervals, capped: a dead device costs its bus a timeout now and then
-            wait = min(self.backoff_cap_s, self.interval_s * 2 ** (device.failed_in_a_row - 1))
-            device.retry_at = time.monotonic() + wait
-            if self.metrics:
-                self.metrics.reads.labels(driver.meter, "failed").inc()
+            self._failed(device, exc)
+            return None
+        except Exception as exc:
+            # an error a driver did not translate (a library's ValueError, a bug): still
+            # one device's failed read, never the end of the poll loop and of the agent
+            honour_cancel()
+            if not device.outage.is_down:
+                self.logger.error("%s: unexpected error", driver.name, exc_info=exc)
+            self._failed(device, exc)
             return None
         honour_cancel()
         took = time.monotonic() - started
@@ -169,6 +170,16 @@ class Poller:
         if quality != "ok" and self.metrics:
             self.metrics.flags.labels(driver.meter, quality).inc()
         return {"m": driver.meter, "t": t, "q": values, "s": quality}
+
+    def _failed(self, device: DeviceState, exc: Exception) -> None:
+        device.reads_failed += 1
+        device.failed_in_a_row += 1
+        device.outage.failed(exc)
+        # 1, 2, 4 … intervals, capped: a dead device costs its bus a timeout now and then
+        wait = min(self.backoff_cap_s, self.interval_s * 2 ** (device.failed_in_a_row - 1))
+        device.retry_at = time.monotonic() + wait
+        if self.metrics:
+            self.metrics.reads.labels(device.driver.meter, "failed").inc()
 
     async def _read_link(self, devices: Sequence[DeviceState], respect_backoff: bool) -> None:
         for device in devices:
@@ -228,6 +239,7 @@ class Poller:
         slot = first
         done = 0
         window = link.stats.snapshot()
+        counted = link.stats.requests
         while cycles is None or done < cycles:
             await asyncio.sleep(max(0.0, slot - time.monotonic()))
             await self._read_link(devices, respect_backoff=True)
@@ -243,6 +255,8 @@ class Poller:
             if self.metrics:
                 self.metrics.link_busy.labels(link.name).set(link.stats.utilisation(window))
                 window = link.stats.snapshot()
+                self.metrics.link_requests.labels(link.name).inc(link.stats.requests - counted)
+                counted = link.stats.requests
 
     async def _cut_loop(
         self,

@@ -153,6 +153,9 @@ class EdgeAgent:
             finally:
                 self.connected.clear()
                 self.metrics.connected.set(0)
+            # a cancellation swallowed by aiomqtt's wait_for as the connect failed: stop now,
+            # since the task group that cancelled us will not cancel us again
+            honour_cancel()
             await asyncio.sleep(backoff.next_delay())
 
     async def _session(self, outage: OutageLog, backoff: Backoff) -> None:
@@ -188,6 +191,7 @@ class EdgeAgent:
         await client.publish(
             self.status_topic, payload, qos=1, retain=True, timeout=self.settings.publish_timeout_s
         )
+        honour_cancel()  # the session's first step after a connect that may have swallowed one
 
     async def _send(self, client: aiomqtt.Client, batch: StoredBatch, kind: str) -> None:
         # returns after the broker's PUBACK; raises MqttError if the session breaks
@@ -202,6 +206,7 @@ class EdgeAgent:
     async def _live(self, client: aiomqtt.Client, boundary: int) -> None:
         """Publish each batch stored since the session began, as soon as it is stored."""
         while True:
+            honour_cancel()  # never wait for the next batch with a cancellation pending
             # clear before looking, so an append between the look and the wait still wakes us
             self._new_batch.clear()
             batches = await self.buffer.pending(REPLAY_CHUNK, since=boundary)

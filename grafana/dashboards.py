@@ -31,9 +31,15 @@ DATASOURCE: JSON = {"type": "influxdb", "uid": DATASOURCE_UID}
 UTILITIES = ("electricity", "water", "gas", "steam", "heat", "air", "env")
 DERIVED = ("demand_15m",)
 MEASUREMENTS = UTILITIES + DERIVED
+# the accounting's rollups (parkwatch.energy.ROLLUP_MEASUREMENTS), in their own retention
+# policy; their points sit at local period starts, so they are shown as they are, never
+# re-bucketed by time (that would cut at UTC midnight)
+ROLLUP_POLICY = "rollups"
+ROLLUPS = ("consumption_hourly", "consumption_daily", "consumption_monthly", "consumption_yearly")
 
 OVERVIEW_UID = "parkwatch-overview"
 METER_UID = "parkwatch-meter"
+ACCOUNTING_UID = "parkwatch-accounting"
 SCHEMA_VERSION = 39
 TAGS = ["parkwatch"]
 DEFAULT_OUT_DIR = Path(__file__).resolve().parent / "dashboards"
@@ -60,6 +66,12 @@ def _from(*measurements: str) -> str:
     if unknown:
         raise ValueError(f"unknown measurements {unknown}")
     return ", ".join(f'"{m}"' for m in measurements)
+
+
+def _rollup(measurement: str) -> str:
+    if measurement not in ROLLUPS:
+        raise ValueError(f"unknown rollup {measurement}")
+    return f'"{ROLLUP_POLICY}"."{measurement}"'
 
 
 def _where(*tags: str) -> str:
@@ -437,14 +449,13 @@ def _meter_means(fields: Sequence[str], *measurements: str) -> str:
     )
 
 
-def _hourly_consumption(field: str, *measurements: str) -> str:
-    # a counter's last value per hour, differenced; negative steps (a reset or a replaced meter)
-    # are dropped rather than shown as huge negative consumption. Fixed 1h buckets line up with
-    # local hours in whole-hour zones such as Asia/Shanghai, whatever the time range.
+def _hourly_consumption(quantity: str) -> str:
+    # the accounting's hourly rollup (local hours; rollovers, resets and replacements handled,
+    # gaps marked): the meter's own points, not re-bucketed
     return (
-        f'SELECT non_negative_difference(last("{field}")) AS "{field}" '
-        f"FROM {_from(*measurements)} "
-        f"WHERE {METER_FILTER} AND $timeFilter GROUP BY time(1h) fill(null)"
+        f'SELECT "value" AS "{quantity}" FROM {_rollup("consumption_hourly")} '
+        f'WHERE "park" =~ /^$park$/ AND "level" = \'meter\' AND "id" =~ /^$meter$/ '
+        f"AND \"quantity\" = '{quantity}' AND $timeFilter"
     )
 
 
@@ -481,15 +492,16 @@ def meter_dashboard() -> JSON:
         _timeseries(
             "Hourly consumption",
             (
-                "Consumption per hour from the meter's counter. An hour in which the counter "
-                "was reset or the meter replaced shows nothing."
+                "Consumption per local hour from the accounting's rollups: counter rollovers, "
+                "resets and meter replacements are accounted, gaps are estimated and marked "
+                "(see the Consumption and carbon board for completeness)."
             ),
             [
-                _target("A", _hourly_consumption("e_kwh", "electricity"), alias="$col"),
-                _target("B", _hourly_consumption("vol_m3", "water", "heat"), alias="$col"),
-                _target("C", _hourly_consumption("vol_nm3", "gas", "air"), alias="$col"),
-                _target("D", _hourly_consumption("heat_gj", "heat", "steam"), alias="$col"),
-                _target("E", _hourly_consumption("steam_t", "steam"), alias="$col"),
+                _target("A", _hourly_consumption("e_kwh"), alias="$col"),
+                _target("B", _hourly_consumption("vol_m3"), alias="$col"),
+                _target("C", _hourly_consumption("vol_nm3"), alias="$col"),
+                _target("D", _hourly_consumption("heat_gj"), alias="$col"),
+                _target("E", _hourly_consumption("steam_t"), alias="$col"),
             ],
             _grid(0, 9, 12, 9),
             units={"A": KWH, "B": M3, "C": NM3, "D": GJ, "E": T},
@@ -583,6 +595,127 @@ def meter_dashboard() -> JSON:
     )
 
 
+# --- Consumption and carbon (the accounting's rollups) ---------------------------------------
+
+
+def _rollup_query(measurement: str, field: str, level: str, quantity: str | None, by: str) -> str:
+    which = f" AND \"quantity\" = '{quantity}'" if quantity else ""
+    return (
+        f'SELECT "{field}" FROM {_rollup(measurement)} '
+        f'WHERE "park" =~ /^$park$/ AND "level" = \'{level}\'{which} AND $timeFilter '
+        f"GROUP BY {by}"
+    )
+
+
+def accounting_dashboard() -> JSON:
+    panels = [
+        _timeseries(
+            "Electricity per enterprise, per day",
+            "Grid electricity through each enterprise's intake meters, per local day.",
+            [
+                _target(
+                    "A",
+                    _rollup_query("consumption_daily", "value", "enterprise", "e_kwh", '"id"'),
+                    alias="$tag_id",
+                )
+            ],
+            _grid(0, 0, 12, 9),
+            unit=KWH,
+            bars=True,
+        ),
+        _timeseries(
+            "CO₂ per enterprise, per day",
+            (
+                "kg CO₂ per local day and energy carrier (grid factor of the period's year, "
+                "fuel factors of the national guidelines); stacked per enterprise."
+            ),
+            [
+                _target(
+                    "A",
+                    _rollup_query(
+                        "consumption_daily", "co2_kg", "enterprise", None, '"id", "quantity"'
+                    ),
+                    alias="$tag_id $tag_quantity",
+                )
+            ],
+            _grid(12, 0, 12, 9),
+            unit="suffix: kg CO₂",
+            bars=True,
+        ),
+        _timeseries(
+            "Park electricity per hour",
+            "The park's intake per local hour, with the share of the hour covered by readings.",
+            [
+                _target(
+                    "A",
+                    _rollup_query("consumption_hourly", "value", "park", "e_kwh", '"id"'),
+                    alias="kWh",
+                ),
+                _target(
+                    "B",
+                    _rollup_query("consumption_hourly", "completeness", "park", "e_kwh", '"id"'),
+                    alias="completeness",
+                ),
+            ],
+            _grid(0, 9, 12, 9),
+            units={"A": KWH, "B": "percentunit"},
+        ),
+        _timeseries(
+            "Standard coal per enterprise, per month",
+            "Comprehensive energy, kgce per month and carrier (GB/T 2589, the park's convention).",
+            [
+                _target(
+                    "A",
+                    _rollup_query(
+                        "consumption_monthly", "kgce", "enterprise", None, '"id", "quantity"'
+                    ),
+                    alias="$tag_id $tag_quantity",
+                )
+            ],
+            _grid(12, 9, 12, 9),
+            unit="suffix: kgce",
+            bars=True,
+        ),
+        _timeseries(
+            "Water per enterprise, per day",
+            "Water through each enterprise's meters, per local day.",
+            [
+                _target(
+                    "A",
+                    _rollup_query("consumption_daily", "value", "enterprise", "vol_m3", '"id"'),
+                    alias="$tag_id",
+                )
+            ],
+            _grid(0, 18, 12, 9),
+            unit=M3,
+            bars=True,
+        ),
+        _timeseries(
+            "On-site PV per enterprise, per day",
+            "Generation of the enterprises' PV meters per local day (zero-carbon electricity).",
+            [
+                _target(
+                    "A",
+                    _rollup_query("consumption_daily", "value", "enterprise", "pv_kwh", '"id"'),
+                    alias="$tag_id",
+                )
+            ],
+            _grid(12, 18, 12, 9),
+            unit=KWH,
+            bars=True,
+        ),
+    ]
+    variables = [_variable("park", "Park", _tag_values("park"), multi=False, include_all=False)]
+    return _dashboard(
+        ACCOUNTING_UID,
+        "Consumption and carbon",
+        "The accounting's rollups: consumption, CO₂ and standard coal per local day, month, hour.",
+        variables,
+        panels,
+        time_from="now-30d",
+    )
+
+
 # --- output ---------------------------------------------------------------------------------
 
 
@@ -591,6 +724,7 @@ def build_dashboards() -> dict[str, JSON]:
     return {
         "park-overview.json": overview_dashboard(),
         "meter-detail.json": meter_dashboard(),
+        "accounting.json": accounting_dashboard(),
     }
 
 

@@ -156,6 +156,7 @@ class InfluxWriter:
         gzip_level: int = 1,
         max_retry_s: float | None = None,
         flush_units: int | None = None,
+        retention_policy: str | None = None,
     ) -> None:
         self.settings = settings
         self.batch_lines = batch_lines
@@ -186,6 +187,8 @@ class InfluxWriter:
         else:
             self._url = "/write"
             self._params = {"db": settings.database, "precision": "ms"}
+            if retention_policy is not None:  # v1: e.g. the long-kept rollups' policy
+                self._params["rp"] = retention_policy
 
     async def __aenter__(self) -> InfluxWriter:
         self._client = _client(self.settings, max_connections=self._max_in_flight + 1)

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from parkwatch.energy import AccountingOptions
 from parkwatch.formula import FormulaError, parse_formula
 from parkwatch.lineprotocol import series_key
 from parkwatch.quantities import QUANTITIES, Kind, Quantity, Utility
@@ -139,7 +140,9 @@ class Enterprise(_Model):
 
 
 class EmissionFactors(_Model):
-    """kg CO2 per unit; defaults are China's 2022 national grid average and IPCC fuel factors."""
+    """kg CO2 per unit. Not used by the accounting, which reads dated factors with their
+    sources from ``parkwatch/data/emission_factors.yaml`` (a park overrides them in
+    ``accounting.coefficients``); kept so that existing park.yaml files still load."""
 
     electricity_kg_per_kwh: float = 0.5703
     gas_kg_per_nm3: float = 2.162
@@ -155,6 +158,161 @@ class AnalyticsOptions(_Model):
     step_s: float = Field(default=60.0, ge=1, le=86_400)
 
 
+# --- networks: zones (district metered areas) and waste-heat recovery ------------------------
+# Kept in their own classes (and their own validator on ``Park``) so that the accounting's
+# additions to the site model do not meet these.
+
+# the quantity a zone's flows are summed in, per utility it may be declared for
+ZONE_FLOW: dict[Utility, str] = {
+    Utility.WATER: "flow_m3h",
+    Utility.AIR: "flow_nm3h",
+    Utility.GAS: "flow_nm3h",
+    Utility.STEAM: "steam_th",
+}
+# a zone's default accuracy (± % of reading) per utility: class 2 water meters (ISO 4064),
+# class 1.5 gas, 5 % for compressed air (thermal mass-flow meters as installed) and 2.5 % for
+# steam flow meters
+ZONE_ACCURACY_PCT: dict[Utility, float] = {
+    Utility.WATER: 2.0,
+    Utility.AIR: 5.0,
+    Utility.GAS: 1.5,
+    Utility.STEAM: 2.5,
+}
+# roles that make a meter part of a network: once a utility has zones, such a meter in no zone
+# is a mistake in park.yaml, not a choice (a tank's inlet and outlet meters may stay out: its
+# level accounts for them)
+NETWORK_ROLES = frozenset({Role.DISTRICT, Role.TANK})
+
+
+class ZoneTank(_Model):
+    """Storage inside a zone: a level meter (``level_m``) and the tank's cross-section, so
+    that the water it takes in or gives out, ``area · d(level)/dt``, is not counted as
+    consumption."""
+
+    level: Slug  # the level meter
+    area_m2: float | None = Field(default=None, gt=0)
+    diameter_m: float | None = Field(default=None, gt=0)  # a round tank: area = π d² / 4
+    min_m: float = Field(default=0.0, ge=0)  # the level range it works in (a reading
+    max_m: float | None = Field(default=None, gt=0)  # outside it is a level meter's fault)
+
+    @model_validator(mode="after")
+    def _sized(self) -> Self:
+        if (self.area_m2 is None) == (self.diameter_m is None):
+            raise ValueError(
+                f"tank {self.level!r}: give its cross-section as area_m2 or diameter_m "
+                "(exactly one)"
+            )
+        if self.max_m is not None and not self.min_m < self.max_m:
+            raise ValueError(f"tank {self.level!r}: min_m must be below max_m")
+        return self
+
+    @property
+    def area(self) -> float:
+        """Cross-section, m²."""
+        if self.area_m2 is not None:
+            return self.area_m2
+        d = float(self.diameter_m or 0.0)
+        return 3.141592653589793 * d * d / 4
+
+
+class NetworkZone(_Model):
+    """A zone (district metered area) of a water, compressed-air, gas or steam network: its
+    consumption is ``Σ inflow − Σ outflow − Σ area · d(level)/dt``. A zone may be the whole
+    park or one district; its clock is the park's."""
+
+    id: Slug
+    name: str = ""
+    utility: Utility
+    inflow: list[Slug] = Field(min_length=1)
+    outflow: list[Slug] = []
+    tanks: list[ZoneTank] = []
+    accuracy_pct: float | None = Field(default=None, gt=0, le=20)  # default: ZONE_ACCURACY_PCT
+
+    @field_validator("utility")
+    @classmethod
+    def _networked(cls, value: Utility) -> Utility:
+        if value not in ZONE_FLOW:
+            allowed = ", ".join(u.value for u in ZONE_FLOW)
+            raise ValueError(f"zones are for {allowed} networks, not {value.value}")
+        return value
+
+    @property
+    def flow_quantity(self) -> str:
+        return ZONE_FLOW[self.utility]
+
+    @property
+    def accuracy(self) -> float:
+        """± share of reading its meters are good for."""
+        pct = (
+            self.accuracy_pct if self.accuracy_pct is not None else ZONE_ACCURACY_PCT[self.utility]
+        )
+        return pct / 100.0
+
+    @property
+    def meter_ids(self) -> list[str]:
+        return [*self.inflow, *self.outflow, *(t.level for t in self.tanks)]
+
+
+class WasteHeatOptions(_Model):
+    """What analytics counts as recoverable heat (``waste_heat:`` in park.yaml)."""
+
+    # flue gas can be cooled to this: a conventional economiser stays above ~121 °C against
+    # acid condensation (DOE Steam Tip Sheet #26A); a condensing one goes lower
+    flue_recovery_c: float = 120.0
+    water_recovery_c: float = 30.0  # warm water can give its heat down to this (heat pump)
+    flue_gas_kg_per_nm3_fuel: float = 17.0  # flue gas per Nm³ of natural gas (≈10 % excess air)
+    cny_per_gj: float | None = Field(default=None, ge=0)  # default: the park's heat tariff
+
+
+def validate_zones(park: Park) -> None:
+    """Every zone names meters of the park, of its utility, each at most once in one zone;
+    tanks are level meters; once a utility has zones, no network meter is left out."""
+    by_id = {m.id: m for m in park.iter_meters()}
+    ids = [z.id for z in park.zones]
+    if len(set(ids)) != len(ids):
+        raise ValueError("zone ids must be unique")
+    zoned: set[str] = set()
+    unit_of = park.quantity_table
+    for zone in park.zones:
+        unit = unit_of[zone.flow_quantity].unit
+        listed = zone.meter_ids
+        twice = sorted({m for m in listed if listed.count(m) > 1})
+        if twice:
+            raise ValueError(f"zone {zone.id!r}: meter {twice[0]!r} is listed twice")
+        for meter_id in [*zone.inflow, *zone.outflow]:
+            meter = by_id.get(meter_id)
+            if meter is None:
+                raise ValueError(f"zone {zone.id!r}: meter {meter_id!r} is not in the park")
+            if meter.utility is not zone.utility:
+                other = ZONE_FLOW.get(meter.utility)
+                their = f"{unit_of[other].unit}" if other else "no flow"
+                raise ValueError(
+                    f"zone {zone.id!r} ({zone.utility.value}, {unit}): meter {meter_id!r} is "
+                    f"a {meter.utility.value} meter ({their}): units do not match"
+                )
+        for tank in zone.tanks:
+            meter = by_id.get(tank.level)
+            if meter is None:
+                raise ValueError(
+                    f"zone {zone.id!r}: tank level meter {tank.level!r} is not in the park"
+                )
+            if "level_m" not in meter.bounds:
+                raise ValueError(
+                    f"zone {zone.id!r}: tank {tank.level!r} is a {meter.utility.value} meter, "
+                    "which reports no level (level_m, m)"
+                )
+            if zone.utility is not Utility.WATER:
+                raise ValueError(f"zone {zone.id!r}: tanks (level · area) are for water zones")
+        zoned.update(listed)
+    utilities = {z.utility for z in park.zones}
+    for meter in by_id.values():
+        if meter.utility in utilities and meter.role in NETWORK_ROLES and meter.id not in zoned:
+            raise ValueError(
+                f"meter {meter.id!r} ({meter.role.value if meter.role else ''}) is in no zone: "
+                f"list it in a {meter.utility.value} zone's inflow, outflow or tanks"
+            )
+
+
 class Park(_Model):
     park: Slug
     name: str = ""
@@ -164,8 +322,11 @@ class Park(_Model):
     tariffs: Tariffs = Tariffs()
     quantities: list[CustomQuantity] = []  # quantities beyond the registry's
     analytics: AnalyticsOptions = AnalyticsOptions()
+    accounting: AccountingOptions = AccountingOptions()  # tce, CO₂, targets (parkwatch/energy.py)
     meters: list[MeterSpec] = []  # park-level meters
     enterprises: list[Enterprise] = []
+    zones: list[NetworkZone] = []  # district metered areas of its networks
+    waste_heat: WasteHeatOptions = WasteHeatOptions()
 
     @field_validator("timezone")
     @classmethod
@@ -218,6 +379,11 @@ class Park(_Model):
                 if node == meter_id or hops > len(parents):
                     raise ValueError(f"meter {meter_id!r} is part of a parent cycle")
                 node = parents[node]
+        return self
+
+    @model_validator(mode="after")
+    def _zones_valid(self) -> Self:
+        validate_zones(self)
         return self
 
     @property

@@ -1,30 +1,320 @@
-"""Tariffs as data: what a unit of each utility costs the park.
+"""Tariffs as data: what a unit of each utility costs, and an electricity bill.
 
-``tariffs:`` in park.yaml. Today a flat price per utility, in ¥ per unit of the utility's main
-counter (kWh, m³, Nm³, t, GJ); the accounting extends it with time-of-use periods, seasons,
-tiers and demand charges. Detectors price their estimates through :func:`unit_price`.
+``tariffs:`` in park.yaml. ``prices`` is a flat price per utility, in ¥ per unit of the
+utility's main counter (kWh, m³, Nm³, t, GJ). ``electricity`` (the park's default) and
+``enterprises`` (per enterprise) name an electricity tariff: a built-in one from
+``parkwatch/data/tariffs/*.yaml`` by name, or one written inline with the same fields —
+time-of-use periods (critical peak, peak, flat, valley) by season, optionally a whole day in
+the valley on some day types, tiers (a monthly energy above a threshold priced at a multiple)
+and a maximum-demand or capacity charge with the 105 %/double rule of 发改办价格〔2016〕1583号.
+
+Detectors price their estimates through :func:`unit_price`; the accounting bills a month with
+:func:`monthly_bill` and prices moving load out of the peak with :func:`load_shift_savings`.
+Period boundaries are quarter hours of the park's local clock.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from enum import StrEnum
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, Self
+from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field
+import numpy as np
+import numpy.typing as npt
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from parkwatch import calendar
 from parkwatch.quantities import Utility
 
 if TYPE_CHECKING:
     from parkwatch.site import Park
 
+TARIFF_DIR = Path(__file__).parent / "data" / "tariffs"
+QUARTER_MS = 900_000
+QUARTERS_PER_DAY = 96
 
-class Tariffs(BaseModel):
+
+class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+
+class TouPeriod(StrEnum):
+    CRITICAL = "critical"  # 尖峰
+    PEAK = "peak"  # 高峰
+    FLAT = "flat"  # 平段
+    VALLEY = "valley"  # 低谷
+
+
+PERIODS = list(TouPeriod)  # codes: the index in this list
+PERIOD_CODE = {p: i for i, p in enumerate(PERIODS)}
+
+
+def _quarter(text: str) -> int:
+    hours, _, minutes = text.partition(":")
+    q = int(hours) * 4 + int(minutes or 0) // 15
+    if int(minutes or 0) % 15 or not 0 <= q <= QUARTERS_PER_DAY:
+        raise ValueError(f"{text!r}: expected HH:MM on a quarter hour, 00:00 to 24:00")
+    return q
+
+
+class TouWindow(_Model):
+    period: TouPeriod
+    start: str  # "HH:MM", local clock
+    end: str  # "HH:MM"; "24:00" is midnight at the day's end
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if not _quarter(self.start) < _quarter(self.end):
+            raise ValueError(f"window {self.start}-{self.end}: start must be before end")
+        return self
+
+
+class Season(_Model):
+    name: str = ""
+    months: list[int] = Field(min_length=1)
+    windows: list[TouWindow] = Field(min_length=1)  # together they cover the day exactly
+
+    @model_validator(mode="after")
+    def _covers_day(self) -> Self:
+        covered = np.zeros(QUARTERS_PER_DAY, np.int64)
+        for w in self.windows:
+            covered[_quarter(w.start) : _quarter(w.end)] += 1
+        if not (covered == 1).all():
+            raise ValueError(f"season {self.name!r}: windows must cover 24 h once each")
+        if any(not 1 <= m <= 12 for m in self.months):
+            raise ValueError(f"season {self.name!r}: months are 1-12")
+        return self
+
+
+class Tier(_Model):
+    """Monthly energy above ``above_kwh`` is priced at ``multiplier`` × its period price."""
+
+    above_kwh: float = Field(ge=0)
+    multiplier: float = Field(gt=0)
+
+
+class DemandCharge(_Model):
+    basis: Literal["demand", "capacity"] = "demand"
+    price_per_kw_month: float = Field(default=0.0, ge=0)  # on maximum or contracted demand
+    price_per_kva_month: float = Field(default=0.0, ge=0)  # on transformer capacity
+    excess_threshold: float = Field(default=1.05, ge=1)  # above contract × this…
+    excess_multiplier: float = Field(default=2.0, ge=1)  # …the excess costs this many times
+
+
+class ElectricityTariff(_Model):
+    name: str
+    description: str = ""
+    currency: str = "CNY"
+    source: str = ""
+    prices: dict[TouPeriod, float]  # per kWh
+    seasons: list[Season] = Field(min_length=1)
+    light_all_day_on: list[Literal["saturday", "sunday", "holiday"]] = []  # valley all day
+    tiers: list[Tier] = []
+    demand: DemandCharge | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        months = sorted(m for s in self.seasons for m in s.months)
+        if months != list(range(1, 13)):
+            raise ValueError(f"tariff {self.name!r}: seasons must cover each month once")
+        used = {w.period for s in self.seasons for w in s.windows}
+        if self.light_all_day_on:
+            used.add(TouPeriod.VALLEY)
+        missing = used - set(self.prices)
+        if missing:
+            raise ValueError(f"tariff {self.name!r}: no price for {sorted(missing)}")
+        return self
+
+    @property
+    def table(self) -> npt.NDArray[np.int8]:
+        """[month 1-12 → row 0-11, quarter of the day] → period code."""
+        return _table(self)
+
+
+_Windows = tuple[tuple[tuple[int, ...], tuple[tuple[str, str, str], ...]], ...]
+
+
+@cache
+def _table_cached(windows: _Windows) -> npt.NDArray[np.int8]:
+    out = np.full((12, QUARTERS_PER_DAY), -1, np.int8)
+    for months, wins in windows:
+        for period, start, end in wins:
+            for m in months:
+                out[m - 1, _quarter(start) : _quarter(end)] = PERIOD_CODE[TouPeriod(period)]
+    out.setflags(write=False)
+    return out
+
+
+def _table(tariff: ElectricityTariff) -> npt.NDArray[np.int8]:
+    key = tuple(
+        (tuple(s.months), tuple((w.period.value, w.start, w.end) for w in s.windows))
+        for s in tariff.seasons
+    )
+    return _table_cached(key)
+
+
+TariffRef = str | ElectricityTariff
+
+
+class Tariffs(_Model):
     # ¥ per kWh, m³, Nm³, t or GJ; a utility without a price has no cost estimate
     prices: dict[Utility, float] = Field(default_factory=dict)
+    electricity: TariffRef | None = None  # the park's electricity tariff (name or inline)
+    enterprises: dict[str, TariffRef] = Field(default_factory=dict)  # per enterprise
+
+    @field_validator("electricity")
+    @classmethod
+    def _known(cls, value: TariffRef | None) -> TariffRef | None:
+        if isinstance(value, str):
+            builtin(value)
+        return value
+
+    @field_validator("enterprises")
+    @classmethod
+    def _known_all(cls, value: dict[str, TariffRef]) -> dict[str, TariffRef]:
+        for ref in value.values():
+            if isinstance(ref, str):
+                builtin(ref)
+        return value
+
+    def electricity_for(self, enterprise: str | None = None) -> ElectricityTariff | None:
+        ref = self.enterprises.get(enterprise or "", self.electricity)
+        if ref is None:
+            return None
+        return builtin(ref) if isinstance(ref, str) else ref
+
+
+@cache
+def builtin(name: str) -> ElectricityTariff:
+    """A tariff shipped in ``parkwatch/data/tariffs/<name>.yaml``."""
+    path = TARIFF_DIR / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in TARIFF_DIR.glob("*.yaml")))
+        raise ValueError(f"unknown tariff {name!r} (built in: {known})")
+    with open(path, encoding="utf-8") as fh:
+        return ElectricityTariff.model_validate(yaml.safe_load(fh))
+
+
+def tou_periods(
+    tariff: ElectricityTariff, t_ms: npt.NDArray[np.int64], zone: ZoneInfo
+) -> npt.NDArray[np.int8]:
+    """The period code (index into :data:`PERIODS`) in force at each instant."""
+    local = calendar.local_ms(np.asarray(t_ms, np.int64), zone)
+    day = local // calendar.DAY_MS
+    quarter = (local - day * calendar.DAY_MS) // QUARTER_MS
+    months = (day.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64) % 12).astype(
+        np.int64
+    )
+    codes: npt.NDArray[np.int8] = tariff.table[months, quarter].copy()
+    if tariff.light_all_day_on:
+        kinds = calendar.day_types(day)
+        wanted = {
+            "saturday": calendar.SATURDAY,
+            "sunday": calendar.SUNDAY,
+            "holiday": calendar.HOLIDAY,
+        }
+        off = np.isin(kinds, [wanted[d] for d in tariff.light_all_day_on])
+        codes[off] = PERIOD_CODE[TouPeriod.VALLEY]
+    return codes
+
+
+@dataclass
+class Bill:
+    """One month of one enterprise's (or meter's) electricity."""
+
+    currency: str
+    kwh: dict[TouPeriod, float]
+    energy_charge: dict[TouPeriod, float]
+    tier_surcharge: float
+    max_demand_kw: float | None
+    billed_demand_kw: float | None
+    demand_charge: float
+    total: float
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def total_kwh(self) -> float:
+        return sum(self.kwh.values())
+
+
+def monthly_bill(
+    tariff: ElectricityTariff,
+    kwh_by_period: dict[TouPeriod, float],
+    *,
+    max_demand_kw: float | None = None,
+    contracted_kw: float | None = None,
+    capacity_kva: float | None = None,
+) -> Bill:
+    """Energy by period × price, tiers on the month's total, and the demand charge."""
+    kwh = {p: float(kwh_by_period.get(p, 0.0)) for p in PERIODS if p in tariff.prices}
+    energy = {p: kwh[p] * tariff.prices[p] for p in kwh}
+    total_kwh = sum(kwh.values())
+    surcharge = 0.0
+    notes: list[str] = []
+    if total_kwh > 0:
+        mean_price = sum(energy.values()) / total_kwh
+        for tier in sorted(tariff.tiers, key=lambda t: t.above_kwh):
+            above = max(total_kwh - tier.above_kwh, 0.0)
+            # the part above each threshold is priced at its multiple of its own mean price
+            surcharge += above * mean_price * (tier.multiplier - 1.0)
+    demand_charge = 0.0
+    billed: float | None = None
+    d = tariff.demand
+    if d is not None:
+        if d.basis == "capacity":
+            if capacity_kva is None:
+                notes.append("capacity charge not billed: no transformer capacity given")
+            else:
+                demand_charge = capacity_kva * d.price_per_kva_month
+        elif contracted_kw is not None:
+            # 1583号: the contract demand is billed up to 105 %; the excess over 105 % double
+            excess = max((max_demand_kw or 0.0) - d.excess_threshold * contracted_kw, 0.0)
+            billed = contracted_kw + d.excess_multiplier * excess
+            demand_charge = billed * d.price_per_kw_month
+        elif max_demand_kw is not None:
+            billed = max_demand_kw
+            demand_charge = billed * d.price_per_kw_month
+        else:
+            notes.append("demand charge not billed: no demand measured")
+    total = sum(energy.values()) + surcharge + demand_charge
+    return Bill(
+        tariff.currency,
+        kwh,
+        energy,
+        surcharge,
+        max_demand_kw,
+        billed,
+        demand_charge,
+        total,
+        notes,
+    )
+
+
+def load_shift_savings(
+    tariff: ElectricityTariff, kwh_by_period: dict[TouPeriod, float], share: float = 0.1
+) -> float:
+    """What moving ``share`` of the critical-peak and peak energy into the valley would have
+    saved on energy charges (the demand charge is left as it was)."""
+    valley = tariff.prices.get(TouPeriod.VALLEY)
+    if valley is None:
+        return 0.0
+    saved = 0.0
+    for p in (TouPeriod.CRITICAL, TouPeriod.PEAK):
+        if p in tariff.prices:
+            saved += share * kwh_by_period.get(p, 0.0) * (tariff.prices[p] - valley)
+    return saved
 
 
 def unit_price(park: Park, utility: Utility, t_ms: int) -> float | None:
-    """¥ per unit of ``utility`` at ``t_ms`` (None: the park has no price for it)."""
-    del t_ms  # flat prices; time-of-use periods make it depend on the time
+    """¥ per unit of ``utility`` at ``t_ms`` (None: the park has no price for it). Electricity
+    with a time-of-use tariff costs its period's price at that time."""
+    if utility is Utility.ELECTRICITY:
+        tariff = park.tariffs.electricity_for()
+        if tariff is not None:
+            code = int(tou_periods(tariff, np.array([t_ms], np.int64), park.zone)[0])
+            return tariff.prices[PERIODS[code]]
     return park.tariffs.prices.get(utility)

@@ -108,17 +108,22 @@ def replay(
     )
 
 
-@score_app.command("truth")
+@score_app.command("truth", short_help="Events against a simulator's ground truth.")
 def score_truth(
     events: Annotated[Path, typer.Option(help="EVENTS.jsonl (replay's, or the alerts collected)")],
     truth: Annotated[Path, typer.Option(help="the simulator's ground_truth.jsonl")],
     park: Annotated[
-        Path | None, typer.Option(help="park.yaml: places gateway faults by meter")
+        Path | None, typer.Option(help="park.yaml: places gateway faults by meter, zones' faults")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object, not a table")] = False,
 ) -> None:
     """Per fault kind: detected, missed, false events, time to detect, right place."""
-    from analytics.scoring.ground_truth import load_events, load_faults, score_events
+    from analytics.scoring.ground_truth import (
+        load_events,
+        load_faults,
+        score_events,
+        zone_places,
+    )
 
     try:
         found = load_events(events)
@@ -128,13 +133,16 @@ def score_truth(
     except (ValueError, KeyError) as exc:
         raise _fail(f"not an events or ground-truth file: {exc}") from None
     gateways = None
+    places = None
     if park is not None:
-        gateways = {m.id: m.gateway for m in _park(park).iter_meters()}
-    report = score_events(found, faults, gateways)
+        site = _park(park)
+        gateways = {m.id: m.gateway for m in site.iter_meters()}
+        places = zone_places(site)
+    report = score_events(found, faults, gateways, zone_places=places)
     typer.echo(json.dumps(report.as_dict()) if as_json else report.table())
 
 
-@score_app.command("nab")
+@score_app.command("nab", short_help="NAB's score of one series' events.")
 def score_nab(
     events: Annotated[Path, typer.Option(help="EVENTS.jsonl of a replay of one series")],
     readings: Annotated[
@@ -150,10 +158,11 @@ def score_nab(
         str | None, typer.Option(help="the series' quantity (default: the only one)")
     ] = None,
 ) -> None:
-    """NAB's score of one series' events against labelled windows, for the three profiles."""
+    """NAB's score of one series' events against labelled windows, for the three profiles
+    (meter faults are not counted as alarms)."""
     from analytics.scoring.ground_truth import load_events
     from analytics.scoring.nab import PROFILES, normalise, score_file, windows_from_times
-    from parkwatch.events import parse_time_ms
+    from parkwatch.events import Family, parse_time_ms
     from parkwatch.readings_csv import ReadingsFormatError, read_readings
 
     try:
@@ -177,11 +186,13 @@ def score_nab(
         marks = windows_from_times(times, [(parse_time_ms(a), parse_time_ms(b)) for a, b in limits])
     except ValueError as exc:
         raise _fail(str(exc)) from None
-    # an event is an alarm at the row whose data raised it: the last row before its slot ended
+    # an event is an alarm at the row whose data raised it: the last row before its slot ended.
+    # Meter faults are not: they say the measurement is wrong (a gap in an irregular series
+    # is silence), not that the series is anomalous, and NAB judges the series
     alarms = [
         int(np.searchsorted(times, e.detected_at_ms, side="left")) - 1
         for e in found
-        if e.meter == meters[0]
+        if e.meter == meters[0] and e.family is not Family.METER_FAULT
     ]
     alarms = [a for a in alarms if a >= 0]
     for name, cost in PROFILES.items():

@@ -17,27 +17,52 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from parkwatch.logs import setup_logging
-from parkwatch.settings import InfluxSettings, MqttSettings, ServiceSettings
+from parkwatch.settings import MqttSettings, ServiceSettings
+from parkwatch_cli.accounting import accounting_app
 from parkwatch_cli.analysis import replay, score_app
 from parkwatch_cli.edge import edge_app
+from parkwatch_cli.errors import DEBUG_KEY, CommandGroup, load_park
 from parkwatch_cli.runner import run_service as _run
 
 app = typer.Typer(
+    cls=CommandGroup,  # a user's mistake is one or two lines, not a traceback
     help="parkwatch: energy and water monitoring for industrial parks.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # click's plain help: rich's tables cut option names and defaults at 80 columns
+    rich_markup_mode=None,
+    context_settings={"max_content_width": 120},  # a wide terminal gets wider help
 )
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    debug: Annotated[
+        bool,
+        typer.Option("--debug", envvar="PW_DEBUG", help="show the traceback of an error"),
+    ] = False,
+) -> None:
+    ctx.meta[DEBUG_KEY] = debug
+
 
 S = TypeVar("S", bound=ServiceSettings)
 
 SiteOpt = Annotated[
     list[Path] | None,
-    typer.Option("--site", help="park.yaml (repeat for several parks)", exists=True),
+    typer.Option(
+        "--site", help="park.yaml (repeat for several parks)", exists=True, metavar="<path>"
+    ),
 ]
 MqttOpt = Annotated[str | None, typer.Option(help="broker URL, mqtt://host:port or mqtts://")]
 InfluxOpt = Annotated[str | None, typer.Option(help="InfluxDB URL, http://host:8086")]
 DatabaseOpt = Annotated[str | None, typer.Option(help="InfluxDB database (v1) / bucket")]
+LogLevelOpt = Annotated[
+    str | None, typer.Option(help="DEBUG, INFO, WARNING or ERROR (default INFO)")
+]
 JsonLogOpt = Annotated[bool, typer.Option("--json-logs", help="structured JSON log lines")]
+HttpHostOpt = Annotated[str | None, typer.Option(help="address of /metrics and /health")]
+PortRange = {"min": 0, "max": 65_535}
 
 
 def _override(
@@ -52,31 +77,56 @@ def _override(
     if sites:
         update["sites"] = sites
     if mqtt_url:
-        update["mqtt"] = MqttSettings(**{**settings.mqtt.model_dump(), "url": mqtt_url})
+        update["mqtt"] = {**settings.mqtt.model_dump(), "url": mqtt_url}
     influx: dict[str, Any] = {}
     if influx_url:
         influx["url"] = influx_url
     if database:
         influx["database"] = database
     if influx:
-        update["influx"] = InfluxSettings(**{**settings.influx.model_dump(), **influx})
-    result = settings.model_copy(update=update)
+        update["influx"] = {**settings.influx.model_dump(), **influx}
+    # validated as a whole (model_copy would not check the options at all), so an invalid
+    # option is reported like an invalid variable: "invalid setting mqtt.url …"
+    result = type(settings).model_validate({**settings.model_dump(), **update})
     if not result.sites:
         raise typer.BadParameter("no park.yaml given: use --site or the *_SITES variable")
+    for path in result.sites:
+        load_park(path)  # the service would fail on it later, with a traceback
     return result
 
 
-@app.command()
+@app.command(short_help="Broker → validate → InfluxDB; dead letters for the rejected.")
 def ingest(
     site: SiteOpt = None,
     mqtt_url: MqttOpt = None,
     influx_url: InfluxOpt = None,
     database: DatabaseOpt = None,
-    client_id: Annotated[str | None, typer.Option(help="stable id of this replica")] = None,
-    http_port: Annotated[int | None, typer.Option(help="port of /metrics and /health")] = None,
+    client_id: Annotated[
+        str | None, typer.Option(help="stable id of this replica: the broker keeps its session")
+    ] = None,
+    share_group: Annotated[
+        str | None,
+        typer.Option(help="share the data topics with the replicas of this group (MQTT v5)"),
+    ] = None,
+    park: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--park",
+            help="ingest only this park's data (repeat; default: every park)",
+            metavar="<park>",
+        ),
+    ] = None,
+    http_host: HttpHostOpt = None,
+    http_port: Annotated[
+        int | None, typer.Option(help="port of /metrics and /health; 0: none", **PortRange)
+    ] = None,
+    log_level: LogLevelOpt = None,
     json_logs: JsonLogOpt = False,
 ) -> None:
-    """Broker → validate → InfluxDB, with dead letters for what is rejected."""
+    """Broker → validate → InfluxDB, with dead letters for what is rejected.
+
+    Every option has a PW_INGEST_… variable (PW_INGEST_MQTT__URL, PW_INGEST_PARKS, …); an
+    option wins over its variable."""
     from ingest.service import run_ingest
     from ingest.settings import IngestSettings
 
@@ -87,25 +137,56 @@ def ingest(
         influx_url,
         database,
         client_id=client_id,
+        share_group=share_group,
+        parks=park or None,
+        http_host=http_host,
         http_port=http_port,
+        log_level=log_level,
     )
+    known = {load_park(path).park for path in settings.sites}
+    if unknown := sorted(set(settings.parks) - known):
+        raise typer.BadParameter(
+            f"{', '.join(unknown)}: not a park of the given park.yaml files ({', '.join(known)})",
+            param_hint="--park",
+        )
     setup_logging(settings.log_level, json_logs)
     _run(run_ingest(settings))
 
 
-@app.command()
+@app.command(short_help="Streaming analytics: demand, leaks, peaks, events.")
 def analytics(
     site: SiteOpt = None,
     mqtt_url: MqttOpt = None,
     influx_url: InfluxOpt = None,
     database: DatabaseOpt = None,
+    client_id: Annotated[
+        str | None, typer.Option(help="MQTT client id (default: unique per process)")
+    ] = None,
+    http_host: HttpHostOpt = None,
+    http_port: Annotated[
+        int | None, typer.Option(help="port of /metrics and /health (default: none)", **PortRange)
+    ] = None,
+    log_level: LogLevelOpt = None,
     json_logs: JsonLogOpt = False,
 ) -> None:
-    """Streaming analytics: 15-minute demand per electricity meter, written back."""
+    """Streaming analytics: 15-minute demand per electricity meter, written back.
+
+    Every option has a PW_ANALYTICS_… variable (PW_ANALYTICS_MQTT__URL, …); an option wins
+    over its variable."""
     from analytics.service import run_analytics
     from analytics.settings import AnalyticsSettings
 
-    settings = _override(AnalyticsSettings(), site, mqtt_url, influx_url, database)
+    settings = _override(
+        AnalyticsSettings(),
+        site,
+        mqtt_url,
+        influx_url,
+        database,
+        client_id=client_id,
+        http_host=http_host,
+        http_port=http_port,
+        log_level=log_level,
+    )
     setup_logging(settings.log_level, json_logs)
     _run(run_analytics(settings))
 
@@ -115,28 +196,38 @@ def api(
     site: SiteOpt = None,
     influx_url: InfluxOpt = None,
     database: DatabaseOpt = None,
-    host: Annotated[str | None, typer.Option()] = None,
-    port: Annotated[int | None, typer.Option()] = None,
+    host: Annotated[
+        str | None, typer.Option(help="address to listen on (default 127.0.0.1)")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="port to listen on (default 8000)", **PortRange)
+    ] = None,
+    log_level: LogLevelOpt = None,
     json_logs: JsonLogOpt = False,
 ) -> None:
-    """The HTTP API (FastAPI, served by uvicorn)."""
+    """The HTTP API (FastAPI, served by uvicorn).
+
+    Every option has a PW_API_… variable (PW_API_INFLUX__URL, PW_API_PORT, …); an option wins
+    over its variable."""
     import uvicorn
 
     from api.app import create_app
     from api.settings import ApiSettings
 
-    settings = _override(ApiSettings(), site, None, influx_url, database, host=host, port=port)
+    settings = _override(
+        ApiSettings(), site, None, influx_url, database, host=host, port=port, log_level=log_level
+    )
     setup_logging(settings.log_level, json_logs)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
 
 
-@app.command()
+@app.command(short_help="A simulated park: live over MQTT or Modbus, a load, a history.")
 def simulate(
     site: Annotated[Path | None, typer.Option(help="park.yaml; the demo park by default")] = None,
     mqtt_url: Annotated[str, typer.Option(help="broker URL")] = "mqtt://127.0.0.1:1883",
     interval: Annotated[float, typer.Option(help="seconds between poll cycles")] = 5.0,
     duration: Annotated[float | None, typer.Option(help="stop after this many seconds")] = None,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Annotated[int, typer.Option(help="the same seed, the same park and faults")] = 0,
     load: Annotated[bool, typer.Option("--load", help="load test: N gateways × M meters")] = False,
     gateways: Annotated[int, typer.Option(help="--load: gateways")] = 10,
     meters: Annotated[int, typer.Option(help="--load: meters per gateway")] = 1000,
@@ -146,7 +237,8 @@ def simulate(
         Path | None, typer.Option(help="--load: write the load park's park.yaml here")
     ] = None,
     exclude_gateway: Annotated[
-        list[str] | None, typer.Option(help="leave out this gateway (served another way)")
+        list[str] | None,
+        typer.Option(help="leave out this gateway (served another way)", metavar="<gateway>"),
     ] = None,
     modbus_gateway: Annotated[
         str | None, typer.Option(help="serve this gateway's meters as Modbus devices instead")
@@ -170,7 +262,8 @@ def simulate(
         typer.Option(help="fault schedule (YAML/JSON); --history defaults to a random one"),
     ] = None,
     random_faults: Annotated[
-        bool, typer.Option(help="live: inject a random fault schedule for the seed")
+        bool,
+        typer.Option("--random-faults", help="live: inject a random fault schedule for the seed"),
     ] = False,
     faults_within: Annotated[
         float | None,
@@ -182,8 +275,12 @@ def simulate(
         Path | None,
         typer.Option(help="live: ground-truth JSONL of the faults (default: in --out, else .)"),
     ] = None,
-    no_faults: Annotated[bool, typer.Option(help="--history: inject no faults")] = False,
-    plain: Annotated[bool, typer.Option(help="--history: readings.csv, not .csv.gz")] = False,
+    no_faults: Annotated[
+        bool, typer.Option("--no-faults", help="--history: inject no faults")
+    ] = False,
+    plain: Annotated[
+        bool, typer.Option("--plain", help="--history: readings.csv, not .csv.gz")
+    ] = False,
 ) -> None:
     """Publish a simulated park over MQTT in real time; or (--modbus-gateway) serve one
     gateway's meters as real Modbus devices; or (--load) run a load test."""
@@ -193,6 +290,7 @@ def simulate(
 
         if out is None:
             raise typer.BadParameter("--history needs --out DIR")
+        _load_park(site)  # a bad park.yaml is reported before any work
         main_history(site, history, out, seed, not plain, step_s=step, faults=faults,
                      no_faults=no_faults)  # fmt: skip
         return
@@ -226,10 +324,11 @@ def simulate(
     schedule = _live_faults(park, faults, random_faults, window, seed, excluded)
     if ground_truth is None and schedule:
         ground_truth = (out or Path(".")) / "ground_truth.jsonl"
+    mqtt = MqttSettings(url=mqtt_url)  # before the try: a bad URL is a setting, not a fault
     try:
         sim = ParkSimulator(
             park,
-            MqttSettings(url=mqtt_url),
+            mqtt,
             seed=seed,
             schedule=Schedule(interval_s=interval, cycles=cycles),
             exclude_gateways=excluded,
@@ -333,17 +432,20 @@ def _simulate_load(
 
 
 def _load_park(site: Path | None) -> Any:
-    from parkwatch.site import Park
     from simulators import DEMO_PARK
 
-    return Park.from_yaml(site or DEMO_PARK)
+    return load_park(site or DEMO_PARK)
 
 
-@app.command()
+@app.command(short_help="Run only Mosquitto and InfluxDB until Ctrl-C.")
 def stack(
     state_dir: Annotated[Path | None, typer.Option(help="where servers keep data")] = None,
-    mqtt_port: Annotated[int, typer.Option()] = 0,
-    influx_port: Annotated[int, typer.Option()] = 0,
+    mqtt_port: Annotated[
+        int, typer.Option(help="Mosquitto's port; 0: a free one", **PortRange)
+    ] = 0,
+    influx_port: Annotated[
+        int, typer.Option(help="InfluxDB's port; 0: a free one", **PortRange)
+    ] = 0,
 ) -> None:
     """Run only Mosquitto and InfluxDB (free ports unless given) until Ctrl-C."""
     import tempfile
@@ -373,7 +475,11 @@ def demo(
         Path | None, typer.Option(help="inject this fault schedule (YAML/JSON)", exists=True)
     ] = None,
     random_faults: Annotated[
-        bool, typer.Option(help="inject random faults (leaks, peaks, meter faults) to see alerts")
+        bool,
+        typer.Option(
+            "--random-faults",
+            help="inject random faults (leaks, peaks, meter faults) to see alerts",
+        ),
     ] = False,
 ) -> None:
     """Start the local stack and every service on a simulated park."""
@@ -383,22 +489,25 @@ def demo(
     raise typer.Exit(run_demo(duration, port, interval, state_dir, site, faults, random_faults))
 
 
-app.add_typer(edge_app, name="edge")
-app.command("replay")(replay)
-app.add_typer(score_app, name="score")
+app.add_typer(edge_app, name="edge", short_help="A gateway, and the tools to set one up.")
+app.command("replay", short_help="Replay a history through the analytics engine.")(replay)
+app.add_typer(score_app, name="score", short_help="How well events match the truth.")
+app.add_typer(
+    accounting_app, name="accounting", short_help="Energy, carbon and cost accounting tools."
+)
 
 bench_app = typer.Typer(help="Benchmarks that print their figures (last line: JSON).")
 app.add_typer(bench_app, name="bench")
 
 
-@bench_app.command("ingest")
+@bench_app.command("ingest", short_help="Ingest end to end against a plain bulk writer.")
 def bench_ingest(
     readings: Annotated[int, typer.Option(help="readings to push end to end")] = 2_000_000,
-    gateways: Annotated[int, typer.Option()] = 10,
+    gateways: Annotated[int, typer.Option(help="simulated gateways publishing")] = 10,
     meters: Annotated[int, typer.Option(help="meters per gateway (readings per message)")] = 1000,
     replicas: Annotated[int, typer.Option(help="ingest processes")] = 1,
-    writes_in_flight: Annotated[int, typer.Option()] = 4,
-    batch_lines: Annotated[int, typer.Option()] = 20_000,
+    writes_in_flight: Annotated[int, typer.Option(help="ingest's concurrent writes")] = 4,
+    batch_lines: Annotated[int, typer.Option(help="lines per InfluxDB write")] = 20_000,
     gzip_level: Annotated[int, typer.Option(help="0: plain bodies")] = 1,
     rate: Annotated[
         float, typer.Option(help="pace the load at this many readings/s (0: a burst)")
@@ -427,7 +536,7 @@ def bench_ingest(
     typer.echo(json.dumps(run_ingest_bench(plan)))
 
 
-@bench_app.command("analytics")
+@bench_app.command("analytics", short_help="The analytics engine against a Python loop.")
 def bench_analytics_command(
     meters: Annotated[int, typer.Option(help="meters in the synthetic park")] = 10_000,
     hours: Annotated[float, typer.Option(help="simulated hours at 1-minute resolution")] = 24.0,
@@ -440,9 +549,9 @@ def bench_analytics_command(
     typer.echo(main(meters, hours))
 
 
-@bench_app.command("alerts")
+@bench_app.command("alerts", short_help="Reading published → demand-peak alert published.")
 def bench_alerts_command(
-    gateways: Annotated[int, typer.Option()] = 20,
+    gateways: Annotated[int, typer.Option(help="simulated gateways")] = 20,
     meters: Annotated[int, typer.Option(help="meters per gateway")] = 10,
     minutes: Annotated[int, typer.Option(help="simulated minutes")] = 180,
     speed: Annotated[float, typer.Option(help="simulated time / wall time")] = 30.0,
@@ -454,12 +563,12 @@ def bench_alerts_command(
     typer.echo(main(gateways, meters, minutes, speed))
 
 
-@bench_app.command("edge")
+@bench_app.command("edge", short_help="Gateway polling: Modbus TCP and DL/T 645.")
 def bench_edge_command(
     modbus: Annotated[int, typer.Option(help="Modbus TCP devices, polled every second")] = 100,
-    modbus_seconds: Annotated[float, typer.Option()] = 30.0,
+    modbus_seconds: Annotated[float, typer.Option(help="how long the Modbus run lasts")] = 30.0,
     dlt645: Annotated[int, typer.Option(help="DL/T 645 meters on one serial bus")] = 20,
-    dlt645_seconds: Annotated[float, typer.Option()] = 60.0,
+    dlt645_seconds: Annotated[float, typer.Option(help="how long the DL/T 645 run lasts")] = 60.0,
     baudrate: Annotated[int, typer.Option(help="the DL/T 645 bus' baud rate")] = 2400,
     turnaround: Annotated[float, typer.Option(help="a DL/T 645 meter's reply delay, s")] = 0.02,
 ) -> None:
@@ -474,14 +583,14 @@ def bench_edge_command(
     typer.echo(json.dumps(result))
 
 
-@bench_app.command("history")
+@bench_app.command("history", short_help="How fast a long replayable history is written.")
 def bench_history_command(
-    days: Annotated[float, typer.Option()] = 30,
-    meters: Annotated[int, typer.Option()] = 200,
+    days: Annotated[float, typer.Option(help="days of history")] = 30,
+    meters: Annotated[int, typer.Option(help="meters in the park")] = 200,
     step: Annotated[float, typer.Option(help="seconds between readings")] = 60,
-    seed: Annotated[int, typer.Option()] = 0,
-    plain: Annotated[bool, typer.Option(help="readings.csv, not .csv.gz")] = False,
-    no_faults: Annotated[bool, typer.Option()] = False,
+    seed: Annotated[int, typer.Option(help="the same seed, the same history")] = 0,
+    plain: Annotated[bool, typer.Option("--plain", help="readings.csv, not .csv.gz")] = False,
+    no_faults: Annotated[bool, typer.Option("--no-faults", help="inject no faults")] = False,
 ) -> None:
     """How fast a long replayable history is written (target: 30 days × 200 meters < 60 s)."""
     import json
@@ -491,14 +600,14 @@ def bench_history_command(
     typer.echo(json.dumps(bench_history(days, meters, step, seed, not plain, not no_faults)))
 
 
-@bench_app.command("replay-read")
+@bench_app.command("replay-read", short_help="How fast the replay CSV reader reads.")
 def bench_replay_read_command(
     file: Annotated[
         Path | None, typer.Option(help="a readings CSV (default: a simulated history)")
     ] = None,
     work_dir: Annotated[Path | None, typer.Option(help="where the history is kept")] = None,
-    days: Annotated[float, typer.Option()] = 30,
-    meters: Annotated[int, typer.Option()] = 200,
+    days: Annotated[float, typer.Option(help="days of the simulated history")] = 30,
+    meters: Annotated[int, typer.Option(help="meters of the simulated history")] = 200,
     reference: Annotated[bool, typer.Option(help="also time Python's csv module")] = True,
 ) -> None:
     """How fast the replay CSV reader reads a history, beside Python's csv module."""
@@ -509,7 +618,20 @@ def bench_replay_read_command(
     typer.echo(json.dumps(bench_replay_read(file, work_dir, days, meters, reference)))
 
 
-@bench_app.command("nab")
+@bench_app.command("accounting", short_help="A year of 1,000 meters rolled up at every level.")
+def bench_accounting_command(
+    meters: Annotated[int, typer.Option()] = 1000,
+    days: Annotated[int, typer.Option(help="days of 15-minute readings")] = 365,
+    chunk: Annotated[int, typer.Option(help="meters rolled up at once")] = 100,
+) -> None:
+    """A year of 15-minute counters for 1,000 meters rolled up at every level: readings per
+    second and peak memory, beside a naive diff-and-bincount in the same run."""
+    from parkwatch_cli.bench_accounting import main
+
+    typer.echo(main(meters, days, chunk))
+
+
+@bench_app.command("nab", short_help="The baseline detector on NAB.")
 def bench_nab(
     data: Annotated[Path, typer.Option(help="a NAB checkout (data/, labels/, config/)")] = Path(
         "../shared/datasets/nab"
@@ -524,6 +646,25 @@ def bench_nab(
     if not (data / "labels" / "combined_windows.json").is_file():
         raise typer.BadParameter(f"{data} has no labels/combined_windows.json", param_hint="--data")
     report = run_nab(data)
+    typer.echo(format_report(report), err=True)
+    typer.echo(json.dumps(report_json(report)))
+
+
+@bench_app.command("skab")
+def bench_skab(
+    data: Annotated[Path, typer.Option(help="SKAB's folder (data/*/*.csv)")] = Path(
+        "../shared/datasets/skab"
+    ),
+) -> None:
+    """Every detector on SKAB's pump rig, replayed as one meter in time order: found,
+    missed, false, NAB; then one JSON line."""
+    import json
+
+    from analytics.scoring.skab_runner import format_report, report_json, run_skab
+
+    if not (data / "data").is_dir():
+        raise typer.BadParameter(f"{data} has no data/ folder", param_hint="--data")
+    report = run_skab(data)
     typer.echo(format_report(report), err=True)
     typer.echo(json.dumps(report_json(report)))
 

@@ -17,8 +17,10 @@ import tempfile
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from types import FrameType
+from zoneinfo import ZoneInfo
 
 import httpx
 
@@ -188,7 +190,10 @@ def run_demo(
                     injected += ["--random-faults", "--faults-within", str(within)]
                     injected += ["--ground-truth", str(truth)]
                 start("simulate", injected, dict(os.environ))
-                park = httpx.get(f"{api}/parks", timeout=5).json()[0]["park"]
+                first = httpx.get(f"{api}/parks", timeout=5).json()[0]
+                park = first["park"]
+                # the accounting's month, on the park's clock
+                month = datetime.now(ZoneInfo(first["timezone"])).strftime("%Y-%m")
                 print(
                     f"""
     parkwatch demo is running on the simulated park '{park}'
@@ -197,6 +202,8 @@ def run_demo(
       meters         {api}/parks/{park}/meters
       latest         {api}/parks/{park}/meters/park-main/latest
       series         {api}/parks/{park}/meters/park-main/series?quantity=p_kw&every=1m
+      accounting     {api}/parks/{park}/accounting/summary?period={month}   (rollups each minute)
+                     {api}/parks/{park}/accounting/report?month={month}&lang=zh   (&format=pdf)
       ingest         http://127.0.0.1:{ingest_http}/health   http://127.0.0.1:{ingest_http}/metrics
       analytics      http://127.0.0.1:{analytics_http}/health   http://127.0.0.1:{analytics_http}/metrics
       alerts         mosquitto_sub -p {stack.mosquitto.port} -t 'pw/v1/{park}/alerts/#' -v

@@ -35,7 +35,7 @@ def edge(
     config: Annotated[
         Path | None, typer.Option(help="gateway.yaml", exists=True, dir_okay=False)
     ] = None,
-    log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING …")] = None,
+    log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING or ERROR")] = None,
     json_logs: Annotated[bool, typer.Option("--json-logs", help="structured JSON logs")] = False,
 ) -> None:
     """Run the gateway agent (``--config gateway.yaml``), or one of the tools below."""
@@ -69,7 +69,7 @@ def _units(text: str) -> list[int]:
     return out
 
 
-@edge_app.command()
+@edge_app.command(short_help="Find a Modbus meter's word order, offset and unit ids.")
 def probe(
     profile: Annotated[
         str | None, typer.Option(help="the profile to try (e.g. eastron-sdm630)")
@@ -77,7 +77,7 @@ def probe(
     host: Annotated[str | None, typer.Option(help="Modbus TCP host (or a converter)")] = None,
     port: Annotated[int, typer.Option(help="Modbus TCP port")] = 502,
     serial: Annotated[str | None, typer.Option(help="serial port, e.g. /dev/ttyUSB0")] = None,
-    baudrate: Annotated[int, typer.Option()] = 9600,
+    baudrate: Annotated[int, typer.Option(help="--serial: the line's baud rate")] = 9600,
     parity: Annotated[str, typer.Option(help="N, E or O")] = "N",
     unit: Annotated[int, typer.Option(help="the unit id to probe")] = 1,
     scan: Annotated[str | None, typer.Option(help="also scan unit ids, e.g. 1-32")] = None,
@@ -186,7 +186,7 @@ def profiles(
         typer.echo(f"{name:26} {p.protocol:7} {p.utility.value:12} {p.vendor}: {p.model}{note}")
 
 
-@edge_app.command()
+@edge_app.command(short_help="Serve a gateway's meters; write its gateway.yaml.")
 def simulate(
     gateway: Annotated[str, typer.Option(help="the gateway of the park to serve")] = "gw-steelco",
     site: Annotated[Path | None, typer.Option(help="park.yaml; the demo park by default")] = None,
@@ -199,7 +199,7 @@ def simulate(
         "mqtt://127.0.0.1:1883"
     ),
     interval: Annotated[float, typer.Option(help="poll interval in the gateway.yaml")] = 5.0,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Annotated[int, typer.Option(help="the same seed, the same readings")] = 0,
 ) -> None:
     """Serve a gateway's meters over Modbus, DL/T 645 and OPC UA; write its gateway.yaml.
 

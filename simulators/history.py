@@ -25,6 +25,7 @@ thread.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -101,11 +102,15 @@ def write_history(
     the park has a target for), ``[]`` injects none.
     """
     began = time.perf_counter()
+    if not (math.isfinite(step_s) and step_s >= 0.001):  # times are whole milliseconds
+        raise ValueError(f"the step must be at least 0.001 s, not {step_s}")
+    step_ms = round(step_s * 1000)
+    # a history shorter than one step would still write the first poll cycle, and a negative
+    # one a start after its end: neither is what was asked for
+    if not (math.isfinite(days) and days * DAY_MS >= step_ms):
+        raise ValueError(f"a history of {days} days is not at least one step ({step_s} s) long")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    step_ms = round(step_s * 1000)
-    if step_ms <= 0:
-        raise ValueError("step_s must be positive")
     if start is None:
         start_ms = default_start(park, days)
     elif isinstance(start, datetime):

@@ -414,6 +414,17 @@ def build_layout(park: Park) -> Layout:
     volume, area = water.size(
         float(rated[tank[0]] if tank[0] >= 0 else water.DEFAULT_INFLOW), height
     )
+    declared = [
+        t.area
+        for z in park.zones
+        for t in z.tanks
+        if first and first.level and t.level == first.level.id
+    ]
+    if declared:
+        # the cross-section park.yaml gives the tank (its zone's): the level swings over the
+        # same range, so the volume drawn each day follows from it
+        area = declared[0]
+        volume = area * (water.TANK_LEVELS[1] - water.TANK_LEVELS[0]) * height
     return Layout(
         meters=meters,
         index=index,

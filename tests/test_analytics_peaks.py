@@ -15,10 +15,12 @@ import pytest
 
 from analytics.detectors.peaks import Peaks
 from analytics.engine.contract import Block, ParkContext, SeriesKey
+from analytics.engine.events import EventBook
 from analytics.engine.slots import slot_block
 from analytics.service import AnalyticsService
 from analytics.settings import AnalyticsSettings
 from parkwatch import mqtt, topics
+from parkwatch.events import State
 from parkwatch.influx import InfluxReader
 from parkwatch.settings import InfluxSettings, MqttSettings
 from parkwatch.site import Park, SiteRegistry
@@ -85,7 +87,43 @@ def test_the_forecast_alerts_before_the_block_ends_and_says_how_long_was_left() 
     # the next block ends under the contract: the episode closes at its end
     assert not closed.active
     assert closed.at_ms == start + 2 * QUARTER_MS
-    assert closed.evidence["demand_kw"] == 700.0
+    assert closed.evidence["last_block_kw"] == 700.0
+
+
+def test_the_closed_event_keeps_the_warning_and_says_how_far_over_the_block_went() -> None:
+    """The closed event is what replay's EVENTS.jsonl keeps: the block under the contract
+    that ends the episode must not replace its minutes left and excess."""
+    park = one_meter_park("Asia/Shanghai", 1000.0)
+    start = ms("2026-03-02 09:00:00", ZoneInfo("Asia/Shanghai"))
+    out = detector(park).update(minutes(park, start, [800.0] * 5 + [1150.0] * 10 + [700.0] * 15))
+    book = EventBook("p")
+    opened, closed = book.apply(out.findings)
+    assert closed.state is State.CLOSED
+    assert closed.evidence["minutes_left"] == opened.evidence["minutes_left"] == 9.0
+    assert closed.evidence["forecast_kw"] == pytest.approx(1033.3, abs=0.1)
+    assert closed.evidence["peak_block_kw"] == pytest.approx(1033.3, abs=0.1)
+    assert closed.estimate is not None
+    assert closed.estimate.value == pytest.approx(33.3, abs=0.1)  # the block's excess
+    assert closed.end_ms == start + 2 * QUARTER_MS
+
+
+def test_severity_changes_are_the_same_whatever_the_chunks() -> None:
+    """A forecast that crosses 105 % of the contract and back several times in one block
+    reports each crossing, whether the block comes slot by slot or whole."""
+    park = one_meter_park("Asia/Shanghai", 1000.0)
+    start = ms("2026-03-02 09:00:00", ZoneInfo("Asia/Shanghai"))
+    powers = [1000.0, 1000.0, 1300.0, 1000.0, 1300.0, 1000.0] + [1000.0] * 9 + [500.0] * 15
+    block = minutes(park, start, powers)
+    whole = detector(park).update(block).findings
+    one_by_one = detector(park)
+    sliced = [
+        f for k in range(block.slots) for f in one_by_one.update(block.window(k, k + 1)).findings
+    ]
+    assert [(f.at_ms, f.active, f.severity) for f in sliced] == [
+        (f.at_ms, f.active, f.severity) for f in whole
+    ]
+    severities = [f.severity.value for f in whole if f.active]
+    assert severities == ["major", "critical", "major", "critical", "major"]
 
 
 def test_a_steady_load_under_the_contract_raises_nothing() -> None:

@@ -4,15 +4,18 @@ data at start-up, and restores its engine from the snapshot it leaves behind."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from pathlib import Path
 
+import aiomqtt
 import numpy as np
 import pytest
 
 from analytics.engine.engine import Batch
 from analytics.service import AnalyticsService
 from analytics.settings import AnalyticsSettings
+from parkwatch.events import Event, Family, Severity, State
 from parkwatch.influx import InfluxReader, InfluxWriter
 from parkwatch.lineprotocol import encode_point
 from parkwatch.settings import InfluxSettings, MqttSettings
@@ -95,3 +98,76 @@ async def test_the_engine_is_restored_from_its_snapshot(
         restored = second.engines["svc"]
         assert restored.park_emitted == emitted
         assert restored.clocks.run_seq == {0: 20}
+
+
+@pytest.mark.anyio
+async def test_snapshots_are_taken_on_the_loop_and_a_failing_disk_does_not_stop_the_service(
+    mqtt_settings: MqttSettings, influx_settings: InfluxSettings, tmp_path: Path
+) -> None:
+    """The engine's state refers to its live arrays and dicts, which the loop changes with
+    every message: it is copied on the loop, and only the file is written in a thread. A
+    snapshot that cannot be written is logged; the stream goes on."""
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("")
+    settings = AnalyticsSettings(
+        mqtt=mqtt_settings,
+        influx=influx_settings,
+        warmup_s=0,
+        state_dir=blocked / "state",  # mkdir fails: a file is in the way
+        snapshot_s=0.05,
+    )
+    service = AnalyticsService(settings, SiteRegistry([small_park()]))
+    engine = service.engines["svc"]
+    threads: list[str] = []
+    taken = engine.state
+
+    def state() -> dict[str, object]:
+        threads.append(threading.current_thread().name)
+        return taken()
+
+    engine.state = state  # type: ignore[method-assign]
+    async with background(service.run()) as task:
+        await asyncio.wait_for(service.warm.wait(), timeout=20)
+        await asyncio.sleep(0.5)  # about ten snapshots
+        assert not task.done(), "the service stopped"
+    assert len(threads) >= 3
+    assert set(threads) == {threading.main_thread().name}
+
+
+class _BrokenSession:
+    """An MQTT client whose session broke under it: every publish fails (a stand-in for this
+    unit test of the pending-alerts path alone)."""
+
+    def __init__(self) -> None:
+        self.attempts = 0
+
+    async def publish(self, *args: object, **kwargs: object) -> None:
+        self.attempts += 1
+        await asyncio.sleep(0)
+        raise aiomqtt.MqttError("the connection broke")
+
+
+@pytest.mark.anyio
+async def test_pending_alerts_are_tried_once_on_a_broken_session_and_drops_are_counted(
+    mqtt_settings: MqttSettings, influx_settings: InfluxSettings
+) -> None:
+    service = AnalyticsService(
+        AnalyticsSettings(mqtt=mqtt_settings, influx=influx_settings), SiteRegistry([small_park()])
+    )
+    event = Event(
+        id="e", kind="demand_peak", family=Family.DEMAND, state=State.OPENED, park="svc",
+        meter="main", zone=None, start_ms=0, detected_at_ms=0, end_ms=None,
+        severity=Severity.MAJOR,
+    )  # fmt: skip
+    broken = _BrokenSession()
+    service.client = broken  # type: ignore[assignment]
+    for _ in range(3):
+        service.unpublished.append(("svc", event))
+    await asyncio.wait_for(service._publish_pending(), timeout=2)
+    assert broken.attempts == 1
+    assert len(service.unpublished) == 3  # kept for the next session
+    service.client = None
+    for _ in range(service.unpublished.maxlen or 0):
+        await service._publish("svc", event)
+    dropped = service.metrics.registry.get_sample_value("pw_analytics_alerts_dropped_total")
+    assert dropped == 3

@@ -70,6 +70,13 @@ async def test_latest_and_series_in_local_time(api: tuple[httpx.AsyncClient, Par
     assert [p["value"] for p in counter.json()["points"]] == [1010.0, 1050.0]
 
 
+SERIES = "/parks/lj-demo/meters/elecco-main/series"
+
+
+def _days(year: str) -> dict[str, str]:
+    return {"start": f"{year}-01-01T00:00:00", "end": f"{year}-01-02T00:00:00"}
+
+
 @pytest.mark.parametrize(
     ("path", "params", "status", "detail"),
     [
@@ -95,6 +102,16 @@ async def test_latest_and_series_in_local_time(api: tuple[httpx.AsyncClient, Par
             422,
             "before",
         ),
+        # issue 11: a window or a bucket the store cannot represent is the client's mistake
+        # (422), never a 500 (OverflowError) nor a 503 (InfluxDB's "overflowed duration")
+        (SERIES, {"quantity": "p_kw", "end": "0001-01-01T00:00:00"}, 422, "between"),
+        (SERIES, {"quantity": "p_kw", "end": "0001-01-01T00:00:00+14:00"}, 422, "between"),
+        (SERIES, {"quantity": "p_kw", "every": "999999w"}, 422, "every"),
+        (SERIES, {"quantity": "p_kw", "every": "367d"}, 422, "every"),
+        (SERIES, {"quantity": "p_kw", **_days("2300")}, 422, "between"),
+        (SERIES, {"quantity": "p_kw", **_days("1600")}, 422, "between"),
+        (SERIES, {"quantity": "p_kw", **_days("9999")}, 422, "between"),
+        (SERIES, {"quantity": "p_kw", "start": "9999-12-31T23:59:59-23:59"}, 422, "between"),
     ],
 )
 async def test_clear_errors(
@@ -117,3 +134,34 @@ async def test_hierarchy(api: tuple[httpx.AsyncClient, Park]) -> None:
     assert meters["park-main"]["enterprise"] == "park"
     assert "p_kw" in meters["elecco-smt"]["quantities"]
     assert (await client.get("/health")).json() == {"status": "ok", "database": True}
+
+
+async def test_range_edges_the_store_keeps_are_served(api: tuple[httpx.AsyncClient, Park]) -> None:
+    """The validation refuses only what InfluxDB cannot hold: the oldest and newest windows
+    it accepts, with the largest bucket, answer 200."""
+    client, _ = api
+    for window in (_days("1700"), _days("2200")):
+        response = await client.get(SERIES, params={"quantity": "p_kw", "every": "366d", **window})
+        assert response.status_code == 200, response.text
+        assert response.json()["points"] == []
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/parks/" + "p" * 50_000 + "/meters", {}),
+        ("/parks/lj-demo/meters/" + "m" * 50_000 + "/latest", {}),
+        (SERIES, {"quantity": "q" * 50_000}),
+        (SERIES, {"quantity": "p_kw", "every": "e" * 50_000}),
+        (SERIES, {"quantity": "p_kw", "start": "s" * 50_000}),
+    ],
+)
+async def test_error_bodies_cut_what_they_echo(
+    api: tuple[httpx.AsyncClient, Park], path: str, params: dict[str, str]
+) -> None:
+    """A 50,000-character id or parameter is named in the error, not echoed whole (the issue
+    saw 100,000; httpx sends at most 65,536 in a URL)."""
+    client, _ = api
+    response = await client.get(path, params=params)
+    assert response.status_code in (404, 422), response.text[:300]
+    assert len(response.content) < 1_000, response.text[:300]

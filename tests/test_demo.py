@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 
 def _processes_mentioning(text: str) -> list[str]:
@@ -29,6 +30,7 @@ def _processes_mentioning(text: str) -> list[str]:
     return found
 
 
+@pytest.mark.integration
 def test_demo_runs_and_cleans_up(tmp_path: Path) -> None:
     state = tmp_path / "demo-state"
     argv = [sys.executable, "-m", "parkwatch_cli", "demo", "--duration", "25", "--interval", "1"]

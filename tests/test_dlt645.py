@@ -193,6 +193,7 @@ def assert_matches_model(got: dict[str, float], want: dict[str, float], ratios: 
         assert math.isclose(value, expected, abs_tol=tolerance), (quantity, value, expected)
 
 
+@pytest.mark.integration
 async def test_meters_behind_a_tcp_transparent_converter(feed: ModelFeed) -> None:
     ratios = Ratios(ct=40)
     bus = Dlt645Bus(
@@ -242,6 +243,7 @@ async def test_meter_on_a_serial_line_found_by_broadcast(feed: ModelFeed, tmp_pa
                 await link.aclose()
 
 
+@pytest.mark.integration
 async def test_a_data_identifier_the_meter_lacks_is_left_out(feed: ModelFeed) -> None:
     full = get_dlt645_profile(PROFILE)
     # the simulated meter knows no reactive power; the agent's map asks for it
@@ -264,6 +266,7 @@ async def test_a_data_identifier_the_meter_lacks_is_left_out(feed: ModelFeed) ->
     assert bus.requests == 2 * len(full.reads) - 1  # the unknown DI was asked once only
 
 
+@pytest.mark.integration
 async def test_paced_bus_takes_the_wire_time(feed: ModelFeed) -> None:
     profile = get_dlt645_profile(PROFILE)
     bus = Dlt645Bus(

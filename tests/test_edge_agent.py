@@ -4,6 +4,7 @@ its write-ahead buffer across broker outages and agent restarts."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import math
@@ -186,6 +187,7 @@ async def test_agent_publishes_what_the_meters_hold(
                 assert math.isclose(value, want[quantity], abs_tol=tolerance + 1e-9), quantity
 
 
+@pytest.mark.integration
 @pytest.mark.anyio
 async def test_broker_outage_is_buffered_and_replayed_in_order(
     park: Park, tmp_path: Path, caplog: pytest.LogCaptureFixture
@@ -226,6 +228,7 @@ async def test_broker_outage_is_buffered_and_replayed_in_order(
     assert sum("MQTT broker" in m and "is back after" in m for m in ours) == 1
 
 
+@pytest.mark.integration
 @pytest.mark.anyio
 async def test_backlog_survives_an_agent_restart(park: Park, tmp_path: Path) -> None:
     broker = Mosquitto(tmp_path / "mosquitto", port=free_port())
@@ -250,6 +253,104 @@ async def test_backlog_survives_an_agent_restart(park: Park, tmp_path: Path) -> 
             broker.stop()
     # seq went on where the first agent stopped; live batches did not wait for the backlog
     assert_live_first(batches, backlog)
+
+
+class SwallowedCancelAgent(EdgeAgent):
+    """An agent whose broker connection is a bare ``asyncio.wait_for`` (what aiomqtt does),
+    which the test completes with a refusal in the same loop step as the agent is stopped."""
+
+    def __init__(self, settings: EdgeSettings) -> None:
+        super().__init__(settings)
+        self.attempt: asyncio.Future[None] | None = None
+        self.first_attempt = asyncio.Event()
+        self.sessions = 0
+
+    async def _session(self, outage: Any, backoff: Any) -> None:
+        self.sessions += 1
+        self.attempt = asyncio.get_running_loop().create_future()
+        self.first_attempt.set()
+        try:
+            await asyncio.wait_for(self.attempt, timeout=0.2)
+        except TimeoutError:
+            raise aiomqtt.MqttError("no answer from the broker") from None
+
+
+@pytest.mark.anyio
+async def test_agent_stops_when_a_connect_swallows_its_cancellation(tmp_path: Path) -> None:
+    """Python 3.11's ``wait_for`` returns (or raises) the result of an operation that completes
+    as its task is cancelled, and the cancellation is lost. The task group stopping the agent
+    cancels each task once: a publish loop that then went on reconnecting would keep the
+    agent from ever stopping (a test sitting at 0 % CPU)."""
+    settings = EdgeSettings(
+        park="lj-demo",
+        gateway=GATEWAY,
+        mqtt=MqttSettings(url=f"mqtt://127.0.0.1:{free_port()}"),
+        poll_interval_s=0.1,
+        buffer_dir=tmp_path / "buffer",
+        reconnect_base_s=0.01,
+        reconnect_cap_s=0.02,
+    )
+    agent = SwallowedCancelAgent(settings)
+    task = asyncio.create_task(agent.run())
+    await asyncio.wait_for(agent.first_attempt.wait(), 10)
+    assert agent.attempt is not None
+    agent.attempt.set_exception(aiomqtt.MqttError("connection refused"))
+    task.cancel()  # the task group cancels the publish loop as the refusal lands
+    done, _ = await asyncio.wait([task], timeout=3.0)
+    stuck = not done
+    if stuck:  # end it for the next test: cancel the publish loop itself
+        await cancel_and_wait(publish_loop_of(task))
+    await cancel_and_wait(task)
+    assert not stuck, f"the agent did not stop ({agent.sessions} connects after the cancel)"
+
+
+def publish_loop_of(task: asyncio.Task[Any]) -> asyncio.Task[Any]:
+    return next(
+        t for t in asyncio.all_tasks() if t is not task and "_publish_loop" in repr(t.get_coro())
+    )
+
+
+class FirstPublishSwallowsCancel(mqtt.Client):
+    """The real client, but its first publish loses a cancellation that lands as the PUBACK
+    does — what Python 3.11's ``wait_for`` inside aiomqtt does in that race."""
+
+    swallowed_in: asyncio.Task[Any] | None = None
+
+    async def publish(self, *args: Any, **kwargs: Any) -> None:
+        await super().publish(*args, **kwargs)
+        if FirstPublishSwallowsCancel.swallowed_in is not None:
+            return
+        task = FirstPublishSwallowsCancel.swallowed_in = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0)  # the cancellation, taken and dropped
+
+
+@pytest.mark.anyio
+async def test_session_stops_when_its_status_publish_swallows_a_cancellation(
+    mqtt_settings: MqttSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The "online" status lost the cancellation: the session must not go on to wait for
+    live batches that a stopped poller will never make."""
+    monkeypatch.setattr(mqtt, "Client", FirstPublishSwallowsCancel)
+    settings = EdgeSettings(
+        park="lj-demo",
+        gateway=GATEWAY,
+        mqtt=mqtt_settings,
+        poll_interval_s=0.1,
+        buffer_dir=tmp_path / "buffer",
+        client_id=f"edge-test-{next(_ids)}",
+    )
+    agent = EdgeAgent(settings)  # no devices: no batches
+    async with running(agent):
+        await eventually(lambda: FirstPublishSwallowsCancel.swallowed_in is not None)
+        publisher = FirstPublishSwallowsCancel.swallowed_in
+        assert publisher is not None
+        done, _ = await asyncio.wait([publisher], timeout=3.0)
+        if not done:
+            await cancel_and_wait(publisher)
+    assert done, "the session kept waiting for live batches"
 
 
 # --- the buffer and the settings on their own -------------------------------------------

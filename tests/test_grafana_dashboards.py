@@ -15,6 +15,7 @@ import httpx
 import pytest
 import yaml
 
+from parkwatch.energy import ROLLUP_MEASUREMENTS
 from parkwatch.quantities import Utility
 from parkwatch.stack import LocalStack
 
@@ -53,9 +54,11 @@ def _measurements(query: str) -> list[str]:
         rest = query[match.end() :]
         if rest.startswith("("):
             continue  # a subquery: its own FROM is matched in turn
-        listed = re.match(r'"[^"]+"(?:\s*,\s*"[^"]+")*', rest)
+        # quoted measurements, each optionally after its retention policy ("rp"."m")
+        item = r'(?:"[^"]+"\.)?"[^"]+"'
+        listed = re.match(rf"{item}(?:\s*,\s*{item})*", rest)
         assert listed, f"FROM not followed by quoted measurements: {query}"
-        found += re.findall(r'"([^"]+)"', listed.group(0))
+        found += [m.split('"."')[-1].strip('"') for m in re.findall(item, listed.group(0))]
     return found
 
 
@@ -65,7 +68,7 @@ def built() -> dict[str, dict[str, Any]]:
 
 
 def test_two_dashboards_with_unique_uids(built: dict[str, dict[str, Any]]) -> None:
-    assert set(built) == {"park-overview.json", "meter-detail.json"}
+    assert set(built) == {"park-overview.json", "meter-detail.json", "accounting.json"}
     uids = [d["uid"] for d in built.values()]
     assert len(set(uids)) == len(uids)
     for dashboard in built.values():
@@ -120,7 +123,7 @@ def test_measurement_names_match_the_quantity_registry() -> None:
 
 
 def test_every_query_reads_known_measurements() -> None:
-    known = {u.value for u in Utility} | {"demand_15m"}
+    known = {u.value for u in Utility} | {"demand_15m"} | set(ROLLUP_MEASUREMENTS.values())
     for query in _all_queries():
         named = _measurements(query)
         assert named, f"no measurement in {query}"
@@ -227,6 +230,31 @@ def test_queries_run_and_find_data_in_influxdb(stack: LocalStack) -> None:
             tags = f"park={PARK},enterprise=steelco,meter=steelco-main"
             lines.append(f"demand_15m,{tags} p_kw_avg=4050,samples=15i {t_ns}")
     write = httpx.post(f"{url}/write", params={"db": database}, content="\n".join(lines))
+    assert write.status_code == 204, write.text
+    # the accounting's rollups, in their own retention policy
+    policy = f'CREATE RETENTION POLICY "rollups" ON "{database}" DURATION INF REPLICATION 1'
+    httpx.post(f"{url}/query", params={"q": policy}).raise_for_status()
+    rollups = []
+    for measurement in ROLLUP_MEASUREMENTS.values():
+        for minutes in (0, 60, 120):
+            t_ns = (now_s - minutes * 60) * 1_000_000_000
+            for level, sid, quantity in (
+                ("enterprise", "steelco", "e_kwh"),
+                ("enterprise", "steelco", "vol_m3"),
+                ("enterprise", "steelco", "pv_kwh"),
+                ("park", PARK, "e_kwh"),
+                ("meter", "steelco-main", "e_kwh"),
+                ("meter", "steelco-water", "vol_m3"),
+                ("meter", "steelco-gas", "vol_nm3"),
+                ("meter", "steelco-heat", "heat_gj"),
+                ("meter", "chemco-steam", "steam_t"),
+            ):
+                tags = f"park={PARK},level={level},id={sid},quantity={quantity}"
+                fields = "value=100,completeness=1,estimated=0,kgce=12.29,co2_kg=52.27"
+                rollups.append(f"{measurement},{tags} {fields} {t_ns}")
+    write = httpx.post(
+        f"{url}/write", params={"db": database, "rp": "rollups"}, content="\n".join(rollups)
+    )
     assert write.status_code == 204, write.text
 
     meters = [".*"] + [meter for _, _, meter, _ in SAMPLE_METERS]

@@ -118,6 +118,7 @@ async def test_bad_input_is_dead_lettered_and_good_readings_survive(
     assert service.metrics.registry.get_sample_value("pw_ingest_deadletters_total") == 4
 
 
+@pytest.mark.integration
 async def test_unreachable_broker_and_database_are_reported_once(
     tmp_path: Path, demo_park_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

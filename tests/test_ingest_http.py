@@ -23,6 +23,7 @@ from tests.support import background, eventually
 pytestmark = pytest.mark.anyio
 
 
+@pytest.mark.integration
 async def test_metrics_and_health(tmp_path: Path, demo_park_path: Path) -> None:
     registry = SiteRegistry([Park.from_yaml(demo_park_path)])
     with LocalStack(tmp_path / "stack") as stack:

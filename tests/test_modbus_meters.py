@@ -10,12 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from edge_agent.devices import GatewayDevices
 from edge_agent.drivers import (
     DriverError,
     MeterReadError,
     MeterRefusedError,
     MeterTimeoutError,
     ModbusDrivers,
+    ModbusLink,
 )
 from edge_agent.poller import Poller
 from edge_agent.profiles import (
@@ -27,7 +29,7 @@ from edge_agent.profiles import (
     builtin_profiles,
     get_profile,
 )
-from edge_agent.settings import DeviceConfig, RtuTransport, TcpTransport
+from edge_agent.settings import DeviceConfig, EdgeSettings, RtuTransport, TcpTransport
 from parkwatch.site import Park
 from simulators.modbus import (
     ModbusMeterServer,
@@ -118,6 +120,7 @@ def test_word_order_and_scale_as_pymodbus_encodes_them() -> None:
     assert acrel.decode([10_313], Ratios(ct=40)) == pytest.approx(412.52)
 
 
+@pytest.mark.integration
 async def test_each_profile_serves_the_model_and_decodes_back(feed: ModelFeed) -> None:
     servers: list[ModbusMeterServer] = []
     devices: list[DeviceConfig] = []
@@ -148,6 +151,7 @@ async def test_each_profile_serves_the_model_and_decodes_back(feed: ModelFeed) -
             await server.stop()
 
 
+@pytest.mark.integration
 async def test_a_gateway_serves_many_units_on_one_endpoint(demo_park_path: Path) -> None:
     park = Park.from_yaml(demo_park_path)
     async with SimulatedGateway(park, "gw-steelco", refresh_s=None, seed=3) as sim:
@@ -166,6 +170,7 @@ async def test_a_gateway_serves_many_units_on_one_endpoint(demo_park_path: Path)
             assert_decoded(profile, device.ratios, reading["q"], sim.feed.values(device.meter))
 
 
+@pytest.mark.integration
 async def test_cdab_meter_needs_its_word_order(feed: ModelFeed) -> None:
     profile = get_profile("water-ultrasonic-cdab")
     want = feed.values("steelco-water")
@@ -184,6 +189,7 @@ async def test_cdab_meter_needs_its_word_order(feed: ModelFeed) -> None:
         assert not math.isclose(wrong, want[quantity], rel_tol=1e-3), quantity
 
 
+@pytest.mark.integration
 async def test_wrong_map_gets_an_exception_answer(feed: ModelFeed) -> None:
     """A Schneider map against an Eastron: the addresses do not exist → exception 2."""
     eastron = get_profile("eastron-sdm630")
@@ -237,6 +243,7 @@ async def test_rtu_meters_over_a_serial_line(feed: ModelFeed, tmp_path: Path) ->
     assert_decoded(water, NO_RATIOS, again, feed.values("elecco-water"))
 
 
+@pytest.mark.integration
 async def test_dead_device_is_logged_once_and_skipped(
     feed: ModelFeed, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -282,3 +289,36 @@ async def test_dead_device_is_logged_once_and_skipped(
     state = poller.devices[0]
     assert state.reads_failed == 4
     assert state.reads_ok == 3
+
+
+async def test_a_silent_unit_leaves_the_agents_serial_bus_open(
+    feed: ModelFeed, tmp_path: Path
+) -> None:
+    """The agent's drivers (one timeout per device, as gateway.yaml gives it): a unit that
+    does not answer is a timeout, and the bus' port stays open for the units that do."""
+    water = get_profile("water-ultrasonic-cdab")
+    meters = [ServedMeter(7, water, feed.provider("elecco-water"), meter="elecco-water")]
+    with PtyPair(tmp_path / "pty") as pty:
+        line = RtuTransport(port=pty.gateway_end, baudrate=9600)
+        settings = EdgeSettings(
+            park="lj-demo",
+            gateway="gw-elecco",
+            request_timeout_s=0.3,
+            devices=[
+                DeviceConfig(meter="elecco-water", profile=water.name, unit=7, transport=line),
+                DeviceConfig(meter="nobody", profile=water.name, unit=9, transport=line),
+            ],
+        )
+        server = ModbusRtuMeterServer(meters, serial_port=pty.device_end, baudrate=9600)
+        async with server, GatewayDevices(settings) as devices:
+            (link,) = devices.links.values()
+            assert isinstance(link, ModbusLink)
+            await devices.drivers[0].read()
+            port = link._client  # the open serial port
+            assert port is not None
+            with pytest.raises(MeterTimeoutError):
+                await devices.drivers[1].read()
+            assert link._client is port, "the bus was closed for one silent unit"
+            again = await devices.drivers[0].read()
+            assert link._client is port
+    assert_decoded(water, NO_RATIOS, again, feed.values("elecco-water"))

@@ -5,6 +5,7 @@ publishing their own JSON, the edge agent mapping it into its batches next to Mo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import math
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import aiomqtt
 import orjson
 import pytest
 from paho.mqtt.packettypes import PacketTypes
@@ -33,10 +35,11 @@ from edge_agent.json_maps import (
 from edge_agent.mqtt_devices import MqttDevices
 from edge_agent.service import EdgeAgent
 from edge_agent.settings import EdgeSettings, MqttMeterConfig
-from parkwatch import topics
+from parkwatch import mqtt, topics
 from parkwatch.settings import MqttSettings
 from parkwatch.site import Park, SiteRegistry
 from parkwatch.stack import Mosquitto, free_port
+from parkwatch.tasks import cancel_and_wait
 from parkwatch.topics import DataTopic
 from parkwatch.wire import parse_batch
 from simulators.modbus import ModelFeed, SimulatedGateway
@@ -741,3 +744,77 @@ async def test_device_broker_outage_does_not_stop_the_modbus_meters(
     assert sum("device broker" in m and "is back after" in m for m in ours) == 1, ours
     # the broker's outage is not blamed on the device (silence counts only while subscribed)
     assert not [m for m in ours if "steelco-c1" in m], ours
+
+
+class SwallowedCancelDevices(MqttDevices):
+    """Device subscriptions whose connect is a bare ``asyncio.wait_for`` (as in aiomqtt),
+    completed with a refusal in the loop step that cancels them."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+        self.attempt: asyncio.Future[None] | None = None
+        self.first_attempt = asyncio.Event()
+
+    async def _session(self, settings: MqttSettings, client_id: str, *args: Any) -> None:
+        self.attempt = asyncio.get_running_loop().create_future()
+        self.first_attempt.set()
+        try:
+            await asyncio.wait_for(self.attempt, timeout=0.2)
+        except TimeoutError:
+            raise aiomqtt.MqttError("no answer from the broker") from None
+
+
+@pytest.mark.anyio
+async def test_device_subscriber_stops_when_a_connect_swallows_its_cancellation() -> None:
+    """Python 3.11's ``wait_for`` loses a cancellation that lands as its operation completes;
+    the task group that stops the agent cancels once, so the reconnect loop must notice."""
+    native = SwallowedCancelDevices()
+    settings = MqttSettings(url=f"mqtt://127.0.0.1:{free_port()}")
+
+    async def agent() -> None:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(
+                native.run(settings, "devices", reconnect_base_s=0.01, reconnect_cap_s=0.02)
+            )
+
+    task = asyncio.create_task(agent())
+    await asyncio.wait_for(native.first_attempt.wait(), 10)
+    assert native.attempt is not None
+    native.attempt.set_exception(aiomqtt.MqttError("connection refused"))
+    task.cancel()
+    done, _ = await asyncio.wait([task], timeout=3.0)
+    if not done:  # end it for the next test: cancel the reconnect loop itself
+        loop = next(t for t in asyncio.all_tasks() if "MqttDevices.run" in repr(t.get_coro()))
+        await cancel_and_wait(loop)
+    await cancel_and_wait(task)
+    assert done, "the device subscriber did not stop"
+
+
+class SubscribeSwallowsCancel(mqtt.Client):
+    """The real client, but its subscribe loses a cancellation that lands as the SUBACK
+    does — what Python 3.11's ``wait_for`` inside aiomqtt does in that race."""
+
+    async def subscribe(self, *args: Any, **kwargs: Any) -> Any:
+        granted = await super().subscribe(*args, **kwargs)
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0)  # the cancellation, taken and dropped
+        return granted
+
+
+@pytest.mark.anyio
+async def test_device_session_stops_when_its_subscribe_swallows_a_cancellation(
+    mqtt_settings: MqttSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a subscribe that lost the cancellation, the session must not go on to wait for
+    device messages for ever: nothing would cancel it again."""
+    monkeypatch.setattr(mqtt, "Client", SubscribeSwallowsCancel)
+    native = MqttDevices(
+        [MqttMeterConfig(meter="foodco-fridge", map="tasmota-energy", device="fridge")]
+    )
+    task = asyncio.create_task(native.run(mqtt_settings, f"swallow-{next(_ids)}"))
+    done, _ = await asyncio.wait([task], timeout=5.0)
+    await cancel_and_wait(task)
+    assert done, "the device session kept waiting for messages"

@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 import math
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
+from edge_agent.devices import GatewayDevices
 from edge_agent.opcua import get_opcua_profile, quality_of
 from edge_agent.opcua_driver import OpcUaDriver, OpcUaLink, OpcUaReadError
-from edge_agent.settings import OpcUaTransport
+from edge_agent.poller import Poller
+from edge_agent.settings import EdgeSettings, OpcUaTransport
 from parkwatch.site import Park
 from simulators.modbus import ModelFeed
 from simulators.model import ParkModel
@@ -55,6 +58,7 @@ def assert_model(got: dict[str, float], want: dict[str, float]) -> None:
         assert math.isclose(value, want[quantity], rel_tol=1e-12), quantity
 
 
+@pytest.mark.integration
 async def test_poll_reads_each_device_and_survives_a_server_restart(feed: ModelFeed) -> None:
     server = controller(feed)
     async with server:
@@ -72,7 +76,8 @@ async def test_poll_reads_each_device_and_survives_a_server_restart(feed: ModelF
 
             feed.failed.add("steelco-c2")  # the controller lost that drive: Bad values
             await asyncio.sleep(0.3)
-            assert await c2.read() == {}
+            with pytest.raises(OpcUaReadError, match=r"every value Bad \(BadCommunicationError"):
+                await c2.read()  # the device is gone (logged once), not an empty reading
             feed.failed.clear()
 
             await server.stop()
@@ -86,6 +91,7 @@ async def test_poll_reads_each_device_and_survives_a_server_restart(feed: ModelF
     assert link.stats.requests >= 6
 
 
+@pytest.mark.integration
 async def test_subscription_delivers_changes(feed: ModelFeed) -> None:
     async with controller(feed) as server:
         transport = OpcUaTransport(url=server.url, mode="subscribe")
@@ -107,3 +113,84 @@ async def test_subscription_delivers_changes(feed: ModelFeed) -> None:
             assert_model(await c1.read(), want)
         finally:
             await link.aclose()
+
+
+@pytest.mark.parametrize("mode", ["poll", "subscribe"])
+async def test_a_map_in_a_namespace_the_server_lacks_fails_alone(
+    feed: ModelFeed, mode: Literal["poll", "subscribe"]
+) -> None:
+    """A map whose namespace URI the server does not serve (a typo, another firmware) is that
+    device's failed read, logged and backed off like any other — not an error that ends the
+    poll loop, and not a session that leaves the server's other devices unread."""
+    profile = get_opcua_profile(MAP)
+    typo = profile.model_copy(update={"name": "typo", "namespace": "urn:parkwatch:compresor"})
+    async with controller(feed) as server:
+        link = OpcUaLink(
+            OpcUaTransport(url=server.url, mode=mode), timeout_s=2.0, publish_interval_s=0.1
+        )
+        good = OpcUaDriver("steelco-c1", "C1", profile, link)
+        bad = OpcUaDriver("steelco-c2", "C2", typo, link)
+        poller = Poller([good, bad], interval_s=0.1)
+        try:
+            with pytest.raises(OpcUaReadError, match="compresor"):
+                await bad.read()
+            deadline = asyncio.get_running_loop().time() + 5
+            while True:  # a subscription's first values take a publishing interval
+                readings = await poller.poll_once()
+                if readings and set(readings[0]["q"]) == set(profile.quantities):
+                    break
+                assert asyncio.get_running_loop().time() < deadline, readings
+                await asyncio.sleep(0.1)
+        finally:
+            await link.aclose()
+    assert [r["m"] for r in readings] == ["steelco-c1"]
+    assert_model(readings[0]["q"], feed.values("steelco-c1"))
+    assert poller.devices[1].reads_failed >= 1
+    assert poller.devices[1].outage.is_down
+
+
+async def test_a_good_value_that_is_not_a_number_is_left_out(feed: ModelFeed) -> None:
+    """A controller may publish NaN or ∞ (with a Good status) for a value it does not have;
+    like a float register's NaN it is never passed on — as JSON it would be null, a reading
+    that ingest rejects, and a counter that is NaN would be flagged ``replaced``."""
+    profile = get_opcua_profile(MAP)
+
+    def values() -> dict[str, float]:
+        return {**feed.values("steelco-c1"), "pf": math.nan, "q_kvar": math.inf}
+
+    served = [ServedOpcUaDevice("C1", profile, values, "steelco-c1")]
+    async with OpcUaControllerServer(served, refresh_s=0.05) as server:
+        link = OpcUaLink(OpcUaTransport(url=server.url), timeout_s=2.0)
+        c1 = OpcUaDriver("steelco-c1", "C1", profile, link)
+        try:
+            got = await c1.read()
+        finally:
+            await link.aclose()
+    assert set(got) == {"p_kw", "e_kwh"}
+    assert all(math.isfinite(v) for v in got.values())
+    assert got["e_kwh"] == feed.values("steelco-c1")["e_kwh"]
+
+
+async def test_a_servers_session_waits_as_long_as_its_slowest_device_asks() -> None:
+    """Devices on one OPC UA server share its session: a device's own ``timeout_s`` must not
+    be lost because another device of the server came first in gateway.yaml."""
+    server = {"kind": "opcua", "url": "opc.tcp://127.0.0.1:4840/"}
+    settings = EdgeSettings(
+        park="lj-demo",
+        gateway="gw-steelco",
+        request_timeout_s=1.0,
+        devices=[
+            {"meter": "steelco-c1", "profile": MAP, "device": "C1", "transport": server},
+            {
+                "meter": "steelco-c2",
+                "profile": MAP,
+                "device": "C2",
+                "transport": server,
+                "timeout_s": 5.0,
+            },
+        ],
+    )
+    async with GatewayDevices(settings) as devices:  # nothing is opened before a read
+        (link,) = devices.links.values()
+        assert isinstance(link, OpcUaLink)
+        assert link.timeout_s == 5.0

@@ -68,6 +68,7 @@ def test_decode_in_every_order() -> None:
     assert decode(spec, swapped[::-1], Order.DCBA) == pytest.approx(50.02)
 
 
+@pytest.mark.integration
 async def test_probe_finds_a_misconfigured_meters_word_order_and_offset(
     feed: ModelFeed,
 ) -> None:
@@ -94,6 +95,7 @@ async def test_probe_finds_a_misconfigured_meters_word_order_and_offset(
     assert "word_order: little" in advice
 
 
+@pytest.mark.integration
 async def test_probe_confirms_a_right_configuration(feed: ModelFeed) -> None:
     profile = get_profile("schneider-pm5xxx")
     padded = as_installed(profile, 0, WordOrder.BIG)
@@ -111,6 +113,7 @@ async def test_probe_confirms_a_right_configuration(feed: ModelFeed) -> None:
     assert [(u.unit, u.answered) for u in found] == [(1, True), (2, False), (3, False)]
 
 
+@pytest.mark.integration
 async def test_without_a_profile_the_meters_own_map_is_found(feed: ModelFeed) -> None:
     steam = get_profile("spirax-sarco-tva")
     served = ServedMeter(2, steam, feed.provider("chemco-boiler"), meter="chemco-boiler")
@@ -127,6 +130,7 @@ async def test_without_a_profile_the_meters_own_map_is_found(feed: ModelFeed) ->
     assert (best.offset, best.order) == (0, Order.ABCD)
 
 
+@pytest.mark.integration
 def test_probe_command_prints_the_advice(feed: ModelFeed) -> None:
     """The command line: a TCP endpoint, a unit, a profile → the table and the advice."""
     import asyncio

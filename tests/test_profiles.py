@@ -82,6 +82,7 @@ def _meter_for(profile: MeterProfile, feed: ModelFeed, park: Park) -> str:
     return best
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", sorted(builtin_profiles()))
 async def test_every_modbus_profile_round_trips(name: str, demo_park_path: Path) -> None:
     park = Park.from_yaml(demo_park_path)

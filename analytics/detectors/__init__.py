@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 from analytics.detectors.baseline import BaselineDetector
+from analytics.detectors.leaks import ZoneLeaks
 from analytics.detectors.meter_faults import MeterFaults
 from analytics.detectors.peaks import CoincidentPeaks, Peaks
+from analytics.detectors.waste_heat import WasteHeat
 from analytics.engine.contract import Detector
 
-DETECTORS: list[type[Detector]] = [Peaks, CoincidentPeaks, MeterFaults, BaselineDetector]
+DETECTORS: list[type[Detector]] = [
+    Peaks,
+    CoincidentPeaks,
+    MeterFaults,
+    BaselineDetector,
+    ZoneLeaks,
+    WasteHeat,
+]

@@ -10,7 +10,8 @@ findings about that meter), per meter unless said otherwise:
   *reset* otherwise. A counter that leaps far beyond its usual increment without a gap is a
   *counter jump*.
 * **stuck values**: every instant quantity of the meter repeats its exact value for
-  ``stuck_slots`` slots, although it used to change.
+  ``stuck_slots`` slots, although it used to change (a battery's state of charge is one of
+  them: at a fixed power setpoint only it moves).
 * **word-swapped registers**: a value whose 32-bit float, with its two 16-bit words swapped
   back, is close to the meter's last good value while the value itself is far from it — the
   signature of a register map with the wrong word order.
@@ -50,6 +51,7 @@ from analytics.engine.contract import (
 )
 from parkwatch.events import Family, Severity
 from parkwatch.quantities import Utility
+from parkwatch.site import Role
 
 BoolArray = npt.NDArray[np.bool_]
 
@@ -63,6 +65,11 @@ CHECKED: dict[Utility, tuple[str, ...]] = {
     Utility.HEAT: ("heat_kw", "heat_gj", "flow_m3h", "vol_m3", "t_supply_c", "t_return_c"),
     Utility.ENV: ("t_air_c", "rh_pct", "irr_wm2"),
 }
+
+# quantities checked on meters of a role besides their utility's: a battery charging or
+# discharging at a fixed power setpoint repeats its power exactly for hours while its state
+# of charge moves, and that moving value is what shows the meter is not stuck
+ROLE_CHECKED: dict[Role, tuple[str, ...]] = {Role.BATTERY: ("soc_pct",)}
 
 # registers a counter wraps at: 16 and 32 bits at the usual scales, and decimal widths
 MODULI = np.array(
@@ -178,12 +185,21 @@ class MeterFaults(Detector):
 
     @classmethod
     def select(cls, ctx: ParkContext) -> list[SeriesKey]:
+        """The checked quantities each meter reports, then the park's own (``quantities:``):
+        any sensor a park declares is watched for faults like a registered one."""
+        own = ctx.park.quantities
         out: list[SeriesKey] = []
         for meter in ctx.tree.meters.values():
             if meter.is_virtual:
                 continue
             reported = ctx.quantities_of(meter.id)
-            out.extend(SeriesKey(meter.id, q) for q in CHECKED[meter.utility] if q in reported)
+            role = () if meter.role is None else ROLE_CHECKED.get(meter.role, ())
+            checked = [
+                *CHECKED[meter.utility],
+                *role,
+                *(q.name for q in own if meter.utility in q.utilities),
+            ]
+            out.extend(SeriesKey(meter.id, q) for q in checked if q in reported)
         return out
 
     def __init__(
@@ -546,9 +562,14 @@ class MeterFaults(Detector):
         back = word_swapped(np.nan_to_num(v))
         good = st.good[rows].copy()
         flagged = np.zeros_like(seen)
-        # candidate rows only: a value ten times off its forward-filled previous one
+        # candidate rows only: a value ten times off its forward-filled previous one (across
+        # gaps, so that a block boundary or an empty slot before it changes nothing)
+        k_idx = np.arange(block.slots)
+        last_k = np.maximum.accumulate(np.where(seen, k_idx, -1), axis=1)
+        prev_k = np.concatenate([np.full((rows.size, 1), -1), last_k[:, :-1]], axis=1)
+        previous = np.where(prev_k >= 0, v[rows[:, None], np.maximum(prev_k, 0)], good[:, None])
         with np.errstate(invalid="ignore", divide="ignore"):
-            ratio = np.abs(v) / np.abs(np.concatenate([good[:, None], v[:, :-1]], axis=1))
+            ratio = np.abs(v) / np.abs(previous)
         candidates = np.flatnonzero(
             ((ratio > self.p.swap_far) | (ratio < 1 / self.p.swap_far)).any(axis=1)
             | np.isin(st.meter_of[rows], np.flatnonzero(st.swap_open))

@@ -195,6 +195,7 @@ class Peaks(Detector):
         self.demand = DemandBlocks(len(self.series))
         self.open = np.zeros(len(self.series), dtype=bool)
         self.critical = np.zeros(len(self.series), dtype=bool)
+        self.peak_kw = np.full(len(self.series), np.nan)  # open episode's highest block over
 
     @classmethod
     def select(cls, ctx: ParkContext) -> list[SeriesKey]:
@@ -229,11 +230,14 @@ class Peaks(Detector):
                 self.open[g] = True
                 self.critical[g] = bool(critical[i, k_open])
                 out.findings.append(self._finding(g, seg, k_open, True, forecast[i, k_open]))
-            flips = np.flatnonzero(over[i, k_open:] & (critical[i, k_open:] != self.critical[g]))
-            if flips.size:
-                k = k_open + int(flips[0])
-                self.critical[g] = bool(critical[i, k])
+            # every change of severity while over, each against the one before it (a block
+            # fed slot by slot reports each too: any chunking gives the same findings)
+            ks = k_open + np.flatnonzero(over[i, k_open:])
+            changed = critical[i, ks] != np.r_[self.critical[g], critical[i, ks[:-1]]]
+            for k in ks[changed].tolist():
                 out.findings.append(self._finding(g, seg, k, True, forecast[i, k]))
+            if ks.size:
+                self.critical[g] = bool(critical[i, ks[-1]])
 
     def _close_block(self, seg: Segment, idx: npt.NDArray[np.intp], out: Output) -> None:
         final = seg.mean()[:, -1]
@@ -253,6 +257,9 @@ class Peaks(Detector):
             )
         with np.errstate(invalid="ignore"):
             held = final >= self.p.alert_share * self.contract[idx]
+        # the episode's highest block that did end over the contract: what the event closes on
+        over = self.open[idx] & held
+        self.peak_kw[idx[over]] = np.fmax(self.peak_kw[idx[over]], final[over])
         # an episode lasts while blocks end over the contract; a forecast the block did not
         # bear out ends with the block too
         last = seg.ends_ms.size - 1
@@ -260,12 +267,13 @@ class Peaks(Detector):
             g = int(idx[i])
             self.open[g] = False
             self.critical[g] = False
-            out.findings.append(self._finding(g, seg, last, False, final[i]))
+            out.findings.append(self._closing(g, seg, last, final[i]))
+            self.peak_kw[g] = np.nan
 
     def _finding(self, i: int, seg: Segment, k: int, active: bool, demand: float) -> Finding:
         contract = float(self.contract[i])
         critical = demand > DOUBLE_CHARGE_SHARE * contract
-        left = 15.0 - float(seg.elapsed_min[k]) if active else 0.0
+        left = 15.0 - float(seg.elapsed_min[k])
         return Finding(
             "demand_peak",
             Family.DEMAND,
@@ -277,10 +285,32 @@ class Peaks(Detector):
             estimate=Estimate(round(float(demand) - contract, 1), "kW over contract"),
             evidence={
                 "contract_kw": contract,
-                "forecast_kw" if active else "demand_kw": round(float(demand), 1),
+                "forecast_kw": round(float(demand), 1),
                 "minutes_left": round(left, 1),
                 "block_start_ms": seg.block_start_ms,
             },
+        )
+
+    def _closing(self, i: int, seg: Segment, k: int, demand: float) -> Finding:
+        """The end of an episode. Its evidence joins the event's, so it names its own keys and
+        leaves the warning's (forecast, minutes left) as they were; the estimate becomes the
+        episode's highest block over the contract, or stays the forecast's when no block
+        ended over it."""
+        contract = float(self.contract[i])
+        peak = float(self.peak_kw[i])
+        evidence: dict[str, Any] = {"last_block_kw": round(float(demand), 1)}
+        estimate = None
+        if np.isfinite(peak):
+            evidence["peak_block_kw"] = round(peak, 1)
+            estimate = Estimate(round(peak - contract, 1), "kW over contract")
+        return Finding(
+            "demand_peak",
+            Family.DEMAND,
+            int(seg.ends_ms[k]),
+            False,
+            meter=self.meters[i],
+            estimate=estimate,
+            evidence=evidence,
         )
 
     def state(self) -> dict[str, Any]:
@@ -288,12 +318,14 @@ class Peaks(Detector):
             "demand": self.demand.state(),
             "open": self.open.copy(),
             "critical": self.critical.copy(),
+            "peak_kw": self.peak_kw.copy(),
         }
 
     def restore(self, state: Mapping[str, Any]) -> None:
         self.demand.restore(state["demand"])
         self.open = np.array(state["open"], dtype=bool)
         self.critical = np.array(state["critical"], dtype=bool)
+        self.peak_kw = np.array(state["peak_kw"], dtype=np.float64)
 
 
 @dataclass(frozen=True)

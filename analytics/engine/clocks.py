@@ -16,8 +16,10 @@ on time. Per gateway:
 * **status**: a gateway whose retained status says ``offline`` is buffering at the edge: its
   watermark holds (up to ``max_hold_ms``). One that is online but silent is not: once it has
   been silent for ``silence_ms`` of the park's clock, its slots close as gaps up to that clock
-  minus the allowance, which is how a dead meter shows. A gateway never heard from closes
-  nothing (and holds nothing back).
+  minus the allowance, which is how a dead meter shows. Silence counts from its latest batch or
+  ``online`` status, whichever is later: an edge back from an outage announces itself before its
+  backlog, and the hour it was away is not silence to close in the moment between. A gateway
+  never heard from closes nothing (and holds nothing back).
 
 Replay feeds batches without seq, in arrival order, with the replay clock as arrival time, so
 the same rules apply. The state of every gateway of a park is kept in arrays, so that a park
@@ -53,6 +55,7 @@ class Clocks:
         self.newest = np.full(n, NEVER, dtype=np.int64)  # newest data time, contiguous or not
         self.last_arrival = np.full(n, NEVER, dtype=np.int64)
         self.online = np.ones(n, dtype=bool)
+        self.online_since = np.full(n, NEVER, dtype=np.int64)  # its latest ``online`` status
         self.interval = np.zeros(n, dtype=np.int64)  # shortest recent spacing; 0: not known yet
         k = self.rules.intervals_kept + 1
         self.times = np.full((n, k), NEVER, dtype=np.int64)  # recent distinct batch times
@@ -63,13 +66,20 @@ class Clocks:
         self.gap_since: dict[int, int] = {}
         self.gaps_given_up = np.zeros(n, dtype=np.int64)
 
+    def status(self, g: int, online: bool, now_ms: int) -> None:
+        """Gateway ``g``'s status message (``offline``: its last will; it buffers at the edge)."""
+        self.online[g] = online
+        if online:
+            self.online_since[g] = max(self.online_since[g], now_ms)
+
     # --- live: one batch with a seq ---------------------------------------------------------
 
     def batch(
         self, g: int, seq: int | None, oldest_ms: int, newest_ms: int, arrival_ms: int
     ) -> str:
         """Account one batch of gateway ``g``; returns ``"in_order"``, ``"gap"``,
-        ``"replay"`` or ``"restart"``."""
+        ``"replay"`` (a seq at or below the run), ``"duplicate"`` (a seq already waiting
+        beyond a gap) or ``"restart"``."""
         self.last_arrival[g] = max(self.last_arrival[g], arrival_ms)
         self.online[g] = True
         verdict = "in_order"
@@ -83,9 +93,9 @@ class Clocks:
             self._absorb(g)
         elif seq > run + 1:
             waiting = self.pending.setdefault(g, {})
+            verdict = "duplicate" if seq in waiting else "gap"
             waiting[seq] = max(waiting.get(seq, NEVER), newest_ms)
             self.gap_since.setdefault(g, int(self.watermark[g]))
-            verdict = "gap"
         elif oldest_ms > self.newest[g] and not pending:
             # a count that went back with data newer than anything seen: a reinstalled gateway
             self.run_seq[g] = seq
@@ -176,7 +186,9 @@ class Clocks:
         if self.pending:
             held = held.copy()
             held[list(self.pending)] = True
-        silent_for = now_ms - np.maximum(self.last_arrival, self.watermark)
+        silent_for = now_ms - np.maximum(
+            np.maximum(self.last_arrival, self.watermark), self.online_since
+        )
         silent = ~held & (silent_for > self.rules.silence_ms)
         out = np.where(held, np.maximum(complete, now_ms - self.rules.max_hold_ms), complete)
         out = np.where(silent, np.maximum(complete, now_ms - self.rules.silence_ms), out)
@@ -189,6 +201,7 @@ class Clocks:
         "newest",
         "last_arrival",
         "online",
+        "online_since",
         "interval",
         "times",
         "gaps_given_up",
@@ -204,7 +217,8 @@ class Clocks:
 
     def restore(self, state: dict[str, Any]) -> None:
         for k in self._ARRAYS:
-            setattr(self, k, np.array(state[k]))
+            if k in state:  # (a snapshot from before online_since keeps the default)
+                setattr(self, k, np.array(state[k]))
         self.final_ms = state["final_ms"]
         self.run_seq = {int(g): int(s) for g, s in state["run_seq"]}
         self.pending = {int(g): {int(s): int(t) for s, t in p} for g, p in state["pending"]}

@@ -280,10 +280,11 @@ class ParkEngine:
     def series_of(self, meter: str, quantity: str) -> int | None:
         return self.index.get(SeriesKey(meter, quantity))
 
-    def gateway_status(self, gateway: str, online: bool) -> None:
+    def gateway_status(self, gateway: str, online: bool, now_ms: int | None = None) -> None:
+        """A gateway's status message, received at ``now_ms`` (default: the park clock)."""
         g = self.gateway_no.get(gateway)
         if g is not None:
-            self.clocks.online[g] = online
+            self.clocks.status(g, online, self.now_ms if now_ms is None else now_ms)
 
     def feed(self, batch: Batch) -> Advanced:
         """Store one live batch; returns the late readings it carried."""
@@ -291,11 +292,18 @@ class ParkEngine:
         if batch.t_ms.size == 0:
             return Advanced()
         g = self.gateway_no.get(batch.gateway, -1)
+        n = batch.t_ms.size
+        # a batch sent again (its seq seen before) repeats readings: they count once, even
+        # where newer readings of their slot came in between (the slot keeps only the newest
+        # time, which catches a repeat only when it is that one)
+        again = np.zeros(n, dtype=bool)
         if g >= 0:
-            self.clocks.batch(
+            newest = int(self.clocks.newest[g])
+            verdict = self.clocks.batch(
                 g, batch.seq, int(batch.t_ms.min()), int(batch.t_ms.max()), batch.arrival_ms
             )
-        n = batch.t_ms.size
+            if verdict in ("replay", "duplicate"):
+                again = batch.t_ms <= newest
         threshold = self._thresholds(batch.series)
         self._close()
         return self._store(
@@ -304,7 +312,7 @@ class ParkEngine:
             batch.value,
             np.full(n, g, dtype=np.int64),
             np.full(n, batch.arrival_ms, dtype=np.int64),
-            np.zeros(n, dtype=bool),
+            again,
             threshold,
             whole_batch=True,
         )
@@ -339,9 +347,13 @@ class ParkEngine:
         )
 
     def _thresholds(self, series: IntArray) -> IntArray:
-        """Per reading: the first slot still open in its gateway (earlier ones are late)."""
+        """Per reading: the first slot still open in its gateway (earlier ones are late). Slots
+        older than the longest any window is held for (``max_hold_ms`` behind the park clock)
+        are closed for every gateway, even one whose first batch this is: a clock reset to
+        2000 or a year-old backlog would otherwise stretch its table back to that time."""
         gw = self._series_gateway[series]
-        return np.where(gw >= 0, self.closed[np.maximum(gw, 0)], UNSET)
+        horizon = (self.now_ms - self.clocks.rules.max_hold_ms) // self.step_ms
+        return np.where(gw >= 0, np.maximum(self.closed[np.maximum(gw, 0)], horizon), UNSET)
 
     def _tick(self, now_ms: int) -> None:
         """The park clock moves on: when it enters a new slot, close what is due by then."""
@@ -356,9 +368,14 @@ class ParkEngine:
         judged there, so when within a slot a decision is made does not matter)."""
         if self.clock_slot is None:
             return
-        until = self.clocks.complete_until(self.clock_slot * self.step_ms)
+        now = self.clock_slot * self.step_ms
+        until = self.clocks.complete_until(now)
         heard = until > NEVER
-        self.closed = np.where(heard, np.maximum(self.closed, until // self.step_ms), self.closed)
+        # nothing is held longer than the longest hold, not even by a gateway whose clock is
+        # days behind or stopped: it would hold the park clock, and every table, forever
+        horizon = (now - self.clocks.rules.max_hold_ms) // self.step_ms
+        until_slot = np.maximum(until // self.step_ms, horizon)
+        self.closed = np.where(heard, np.maximum(self.closed, until_slot), self.closed)
         if heard.any():
             park = int(self.closed[heard].min())
             if self.park_closed is None or park > self.park_closed:
@@ -640,8 +657,11 @@ class ParkEngine:
             if name == VIRTUAL:
                 table.drop_before(self.park_emitted)
                 continue
+            # gateways never heard from have nothing here to keep (their first batch widens
+            # the table back to its data again, at most the longest hold)
             emitted = self.emitted[[self.gateway_no[g] for g in table.gateways]]
-            if (emitted > UNSET).all():
+            emitted = emitted[emitted > UNSET]
+            if emitted.size:
                 table.drop_before(min(self.park_emitted, int(emitted.min())))
 
     # --- snapshot ----------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from statistics import median
 from typing import Any
 
 from parkwatch.events import Event
+from parkwatch.site import Park
 
 # fault kind → event kinds that detect it (the first is the exact one)
 ACCEPTED: dict[str, tuple[str, ...]] = {
@@ -32,12 +33,26 @@ ACCEPTED: dict[str, tuple[str, ...]] = {
     "clock_skew": ("clock_skew", "late_batches"),
     "late_batches": ("late_batches", "clock_skew"),
     "duplicate_batches": ("duplicate_batches",),
+    # leaks: a burst found as it grows, or a leak as a step, is still found
+    "water_burst": ("water_burst", "water_leak"),
+    "water_leak": ("water_leak", "water_burst"),
+    "air_leak": ("air_leak",),
+    "meter_under_registration": ("meter_under_registration",),
+    "flue_temp_rise": ("flue_temp_rise",),
+    "cooling_temp_rise": ("cooling_temp_rise",),
+    "heat_recovery_bypass": ("heat_recovery_bypass",),
 }
 
 # event kind → fault kinds that explain it when they touch the same meter at that time: such an
 # event is true, though not the fault's own kind (a replaced meter is silent while it is swapped)
 EXPLAINED_BY: dict[str, tuple[str, ...]] = {
-    "comm_loss": ("meter_replacement",),
+    # (a gateway's fault touches the gateway and its meters) a swapped register's values can
+    # be refused as implausible, as ingest refuses them: slots without a usable reading; a
+    # gateway's clock set right after running behind leaves a hole in its data times as long
+    # as the skew was; a gateway whose batches come late sends nothing until the first one
+    # arrives, and at the end its new batches overtake the queued ones (live, ``seq`` holds the
+    # window for those; a replay file has no ``seq``, so they come too late to be analysed)
+    "comm_loss": ("meter_replacement", "word_swap", "clock_skew", "late_batches"),
     "counter_reset": ("meter_replacement", "word_swap"),
     "counter_rollover": ("word_swap",),
     "counter_jump": ("word_swap",),
@@ -47,6 +62,7 @@ EXPLAINED_BY: dict[str, tuple[str, ...]] = {
 }
 
 POINT_GRACE_MS = 30 * 60_000  # a point fault (reset, rollover) counts as found this long after
+STILL_ON_MS = 2**62  # the end of a fault still on when its ground truth was written
 
 
 @dataclass(frozen=True)
@@ -61,12 +77,16 @@ class Fault:
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any], history_end_ms: int | None) -> Fault:
+        """``end`` null: the fault was still on when the run stopped (a live run's ground
+        truth), so it lasts to ``history_end_ms`` when known, else without end."""
         end = doc.get("end")
+        if end is None:
+            end = STILL_ON_MS if history_end_ms is None else history_end_ms
         return cls(
             str(doc.get("id")),
             str(doc["kind"]),
             int(doc["start"]),
-            int(end) if end is not None else int(history_end_ms or doc["start"]),
+            int(end),
             doc.get("meter"),
             doc.get("zone"),
             doc.get("gateway"),
@@ -135,10 +155,14 @@ def score_events(
     gateways_of: Mapping[str, str] | None = None,
     accepted: Mapping[str, tuple[str, ...]] | None = None,
     grace_ms: int = POINT_GRACE_MS,
+    zone_places: Mapping[str, frozenset[str]] | None = None,
 ) -> TruthReport:
-    """``gateways_of``: meter → gateway, so that a meter's event can place a gateway fault."""
+    """``gateways_of``: meter → gateway, so that a meter's event can place a gateway fault;
+    ``zone_places``: a park zone → the places it stands for (its feed meter, its enterprise),
+    so that a zone's event can place a fault the simulator aimed at those."""
     table = dict(ACCEPTED if accepted is None else accepted)
     gateways_of = gateways_of or {}
+    places = zone_places or {}
     scored_kinds = sorted({f.kind for f in faults} & set(table))
     used: set[str] = set()
     report: list[KindScore] = []
@@ -156,7 +180,7 @@ def score_events(
             score.detected += 1
             first = min(hits, key=lambda e: e.detected_at_ms)
             score.delays_ms.append(max(0, first.detected_at_ms - fault.start_ms))
-            if any(_right_place(e, fault, gateways_of) for e in hits):
+            if any(_right_place(e, fault, gateways_of, places) for e in hits):
                 score.right_place += 1
             used.update(e.id for e in hits)
         report.append(score)
@@ -170,7 +194,7 @@ def score_events(
                 event.kind in table.get(f.kind, ()) and _in_time(event, f, grace_ms) for f in faults
             ) or any(
                 f.kind in EXPLAINED_BY.get(event.kind, ())
-                and f.meter == event.meter
+                and _right_place(event, f, gateways_of)
                 and _in_time(event, f, grace_ms)
                 for f in faults
             )
@@ -191,15 +215,38 @@ def _in_time(event: Event, fault: Fault, grace_ms: int) -> bool:
     return event.detected_at_ms <= end + grace_ms
 
 
-def _right_place(event: Event, fault: Fault, gateways_of: Mapping[str, str]) -> bool:
+def _right_place(
+    event: Event,
+    fault: Fault,
+    gateways_of: Mapping[str, str],
+    zone_places: Mapping[str, frozenset[str]] | None = None,
+) -> bool:
     if fault.meter is not None:
         return event.meter == fault.meter
     if fault.zone is not None:
+        if event.zone is not None and fault.zone in (zone_places or {}).get(event.zone, ()):
+            return True
         return event.zone == fault.zone or event.zone == f"enterprise:{fault.zone}"
     gateway = f"gateway:{fault.gateway}"
     if event.zone == gateway:
         return True
     return event.meter is not None and gateways_of.get(event.meter) == fault.gateway
+
+
+def zone_places(park: Park) -> dict[str, frozenset[str]]:
+    """Each zone of the park → the places a fault in it may be named by: the zone, its feed
+    meter when it has one, and the enterprise all its meters belong to when they do."""
+    meters = {m.id: m for m in park.iter_meters()}
+    out: dict[str, frozenset[str]] = {}
+    for zone in park.zones:
+        names = {zone.id}
+        if len(zone.inflow) == 1:
+            names.add(zone.inflow[0])
+        owners = {meters[m].enterprise for m in zone.meter_ids if m in meters}
+        if len(owners) == 1:
+            names.add(next(iter(owners)))
+        out[zone.id] = frozenset(names)
+    return out
 
 
 def load_faults(path: Path, history_end_ms: int | None = None) -> list[Fault]:

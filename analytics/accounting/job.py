@@ -1,0 +1,515 @@
+"""The rollup job: the platform's own downsampling, written back to InfluxDB.
+
+Every ``interval_s`` the analytics service runs it per park: the hours that the last
+``recent_s`` touch (the running hour, so boards show today so far, and the last one for a while
+after it ended; after a start, everything since ``catch_up_s`` ago) are turned into hourly
+consumption per meter (:mod:`analytics.accounting.consumption`), and the local days, months
+and years those hours fall in are summed again from the stored hours, days and months, per
+meter and per workshop, enterprise and park (:mod:`analytics.accounting.rollup`). Readings that
+reach the engine after their slot closed (late, replayed backlogs) are reported by the engine;
+for each, only the hours between the readings around them are recomputed, then the periods
+above them.
+
+Points (one measurement per period, ``consumption_hourly`` … ``consumption_yearly``; at the
+period's local start): tags ``park``, ``level`` (meter, workshop, enterprise, park), ``id``,
+``utility``, ``quantity``, ``enterprise``; fields ``value`` (in the counter's unit),
+``completeness``, ``estimated``, and where the utility is an energy carrier ``kgce`` (the
+park's convention) and ``co2_kg`` (the grid or fuel factor in force for the period's year); a
+meter's hours also ``events`` (counter events in the hour) and, for an electricity meter that
+reports power too, ``power_kwh`` (its integrated power) and ``power_mismatch`` (the register and
+the power disagree by more than 5 %).
+An unknown period is not written: a missing point is unknown, never zero.
+
+Retention, portably: the rollups go to their own retention policy (``rollups``, kept
+indefinitely) on InfluxDB 1.x, and raw data keeps the default policy, whose duration
+``raw_retention`` sets. On 2.x/3.x a policy name maps to a bucket through its DBRP mapping,
+which the administrator sets; creating it there fails once, is logged, and the job goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import orjson
+
+from analytics.accounting.consumption import (
+    FLAG_OF_QUALITY,
+    Flag,
+    Replacement,
+    affected_span,
+    consumption,
+    cross_check,
+    energy_from_power,
+    prepare,
+)
+from analytics.accounting.rollup import (
+    HOUR_MS,
+    MEASUREMENT,
+    Group,
+    Level,
+    Period,
+    Rolled,
+    accounting_series,
+    coarser,
+    group_sums,
+    groups,
+    local_edges,
+)
+from parkwatch.energy import REPLACEMENT_MEASUREMENT, ROLLUP_RETENTION_POLICY, conversion
+from parkwatch.influx import InfluxError, InfluxReader, InfluxWriter, quote_ident
+from parkwatch.influx import quote_string as qs
+from parkwatch.lineprotocol import encode_point
+from parkwatch.quantities import Utility
+from parkwatch.site import Park
+
+log = logging.getLogger(__name__)
+
+_COARSER = {Period.DAY: Period.HOUR, Period.MONTH: Period.DAY, Period.YEAR: Period.MONTH}
+
+
+@dataclass
+class _Raw:
+    """Raw counter readings (series index into the job's series) and, for electricity
+    meters, their power readings under the index of their energy counter."""
+
+    series: Any
+    t_ms: Any
+    values: Any
+    flags: Any
+    p_series: Any
+    p_t_ms: Any
+    p_kw: Any
+
+
+@dataclass(frozen=True)
+class RollupConfig:
+    interval_s: float = 60.0
+    # recomputed every run: the running hour, and the last one for this long after it ended
+    recent_s: float = 900.0
+    # the first run (after a start or a restart) looks this far back, and a run after failed
+    # ones from the last good run: hours nobody computed are caught up
+    catch_up_s: float = 6 * 3600.0
+    margin_s: float = 6 * 3600.0  # raw data read around hours recomputed for late readings
+    retention_policy: str | None = (
+        ROLLUP_RETENTION_POLICY  # where rollups go (None: the default policy)
+    )
+    raw_retention: str | None = None  # e.g. "400d": the default policy's duration
+
+
+def rollup_source(rp: str | None, period: Period) -> str:
+    """The FROM clause of a rollup measurement."""
+    m = quote_ident(MEASUREMENT[period])
+    return m if rp is None else f"{quote_ident(rp)}.{m}"
+
+
+async def ensure_retention(
+    reader: InfluxReader, config: RollupConfig, logger: logging.Logger = log
+) -> None:
+    """Create the rollups' policy (kept forever) and set the raw data's duration (1.x)."""
+    db = quote_ident(reader.settings.database)
+    try:
+        if config.retention_policy is not None:
+            await reader.execute(
+                f"CREATE RETENTION POLICY {quote_ident(config.retention_policy)} ON {db} "
+                "DURATION INF REPLICATION 1"
+            )
+        if config.raw_retention is not None:
+            policies = await reader.query(f"SHOW RETENTION POLICIES ON {db}")
+            default = next(
+                (row[0] for s in policies for row in s.values if row[-1] is True), "autogen"
+            )
+            await reader.execute(
+                f"ALTER RETENTION POLICY {quote_ident(default)} ON {db} "
+                f"DURATION {config.raw_retention}"
+            )
+    except InfluxError as exc:
+        logger.warning("retention policies not set (not InfluxDB 1.x?): %s", exc)
+
+
+class RollupJob:
+    """One park's rollups (see the module docstring)."""
+
+    def __init__(
+        self, park: Park, reader: InfluxReader, writer: InfluxWriter, config: RollupConfig
+    ) -> None:
+        self.park = park
+        self.reader = reader
+        self.writer = writer
+        self.config = config
+        self.series = accounting_series(park)
+        self.groups: list[Group] = groups(park, self.series)
+        self.index = {(cs.meter.id, cs.quantity): i for i, cs in enumerate(self.series)}
+        self.of_meter: dict[str, list[int]] = {}
+        for i, cs in enumerate(self.series):
+            self.of_meter.setdefault(cs.meter.id, []).append(i)
+        opts = park.accounting
+        self.modulus = np.array(
+            [opts.register_max.get(cs.meter.id, np.nan) for cs in self.series], np.float64
+        )
+        # readings further apart than this are a gap: the park's setting, or three of the
+        # meter's own poll intervals for a meter read less often
+        self.max_gap = np.array(
+            [
+                int(max(opts.max_gap_s, 3 * (cs.meter.spec.interval_s or 0.0)) * 1000)
+                for cs in self.series
+            ],
+            np.int64,
+        )
+        self.max_gap_ms = int(self.max_gap.max()) if self.max_gap.size else 900_000
+        self.late: list[tuple[str, int, int]] = []
+        self.points_written = 0
+        self.runs = 0
+        self.done_ms: int | None = None  # the last good run's time
+
+    def mark_late(self, meter: str, first_ms: int, last_ms: int) -> None:
+        if meter in self.of_meter:
+            self.late.append((meter, first_ms, last_ms))
+
+    async def run(self, now_ms: int) -> int:
+        """One pass; returns the points written."""
+        written = 0
+        recent = int(now_ms - self.config.recent_s * 1000)
+        since = (
+            now_ms - int(self.config.catch_up_s * 1000) if self.done_ms is None else self.done_ms
+        )
+        recent = min(recent, since)
+        # (series, from, to, late): the recent past for every series, and what arrived late
+        touched = [(list(range(len(self.series))), recent, now_ms, False)]
+        late, self.late = self.late, []
+        touched.extend((rows, a, b, True) for rows, a, b in self._coalesce(late))
+        lo, hi = now_ms, now_ms
+        for rows, a, b, exact in touched:
+            if not rows:
+                continue
+            span = await self._hours(rows, a, b, exact=exact)
+            if span is not None:
+                lo, hi = min(lo, span[0]), max(hi, span[1])
+                written += span[2]
+        written += await self._upper(lo, hi)
+        self.points_written += written
+        self.runs += 1
+        self.done_ms = now_ms
+        return written
+
+    def _coalesce(self, late: list[tuple[str, int, int]]) -> list[tuple[list[int], int, int]]:
+        """Late spans that overlap (a replayed backlog: every meter of a gateway over the same
+        hours) become one recomputation of all their meters."""
+        out: list[tuple[list[int], int, int]] = []
+        for meter, first, last in sorted(late, key=lambda x: x[1]):
+            if out and first <= out[-1][2]:
+                rows, a, b = out[-1]
+                out[-1] = (sorted({*rows, *self.of_meter[meter]}), a, max(b, last))
+            else:
+                out.append((list(self.of_meter[meter]), first, last))
+        return out
+
+    # --- hours from raw counters -----------------------------------------------------------
+
+    async def _hours(
+        self, rows: Sequence[int], a_ms: int, b_ms: int, *, exact: bool
+    ) -> tuple[int, int, int] | None:
+        # the pair across the first edge is all the regular pass needs (one further apart is a
+        # gap); a late reading's neighbours may be further away
+        margin = int(self.config.margin_s * 1000) if exact else self.max_gap_ms + 60_000
+        zone = self.park.zone
+        raw = await self._raw(rows, a_ms - margin, b_ms + margin)
+        if raw is None:
+            return None
+        series, t, v, flags = raw.series, raw.t_ms, raw.values, raw.flags
+        if exact:
+            # a late reading changes only the hours between the readings around it
+            readings = prepare(series, t, v, flags)
+            spans = [affected_span(readings, r, a_ms, b_ms) for r in set(series.tolist())]
+            if spans:
+                a_ms = min(s[0] for s in spans)
+                b_ms = max(s[1] for s in spans)
+        edges = local_edges(a_ms - HOUR_MS, b_ms + HOUR_MS, zone, Period.HOUR)
+        first = edges[edges <= a_ms][-1:]
+        last = edges[edges >= b_ms][:1]
+        edges = (
+            edges[(edges >= first[0]) & (edges <= last[0])] if first.size and last.size else edges
+        )
+        if edges.size < 2:
+            return None
+        replacements = await self._replacements(edges[0] - margin, edges[-1] + margin)
+        c = consumption(
+            series,
+            t,
+            v,
+            edges,
+            len(self.series),
+            flags=flags,
+            modulus=self.modulus,
+            max_gap_ms=self.max_gap,
+            replacements=replacements,
+        )
+        rolled = Rolled(edges, c.value, c.completeness, c.estimated)
+        extra: dict[str, Any] = {}
+        if raw.p_series.size:
+            # the register against the integrated power, per hour (same meter)
+            power = energy_from_power(
+                raw.p_series,
+                raw.p_t_ms,
+                raw.p_kw,
+                edges,
+                len(self.series),
+                max_gap_ms=self.max_gap,
+            )
+            check = cross_check(c, power)
+            known = np.isfinite(power.value)
+            extra = {
+                "power_kwh": power.value,
+                "power_mismatch": np.where(known, check.disagree.astype(float), np.nan),
+            }
+        lines = self._meter_lines(Period.HOUR, rolled, rows, c.events, extra)
+        await self._write(lines)
+        return int(edges[0]), int(edges[-1]), len(lines)
+
+    async def _raw(self, rows: Sequence[int], a_ms: int, b_ms: int) -> _Raw | None:
+        by_utility: dict[Utility, set[str]] = {}
+        for r in rows:
+            cs = self.series[r]
+            by_utility.setdefault(cs.meter.utility, set()).add(cs.quantity)
+        wanted = set(rows)
+        s_all: list[int] = []
+        t_all: list[int] = []
+        v_all: list[float] = []
+        f_all: list[int] = []
+        ps: list[int] = []
+        pt: list[int] = []
+        pv: list[float] = []
+        replaced = await self._replacement_events(a_ms, b_ms)
+        for utility, quantities in by_utility.items():
+            names = sorted(quantities)
+            if utility is Utility.ELECTRICITY and "e_kwh" in quantities:
+                names.append("p_kw")  # for the cross-check of power and energy
+            fields = ", ".join(quote_ident(q) for q in names)
+            statement = (
+                f'SELECT {fields}, "quality" FROM {quote_ident(utility.value)} '
+                f"WHERE park = {qs(self.park.park)} AND time >= {a_ms}ms AND time <= {b_ms}ms "
+                "GROUP BY meter"
+            )
+            for s in await self.reader.query(statement):
+                meter = s.tags.get("meter", "")
+                q_col = s.columns.index("quality")
+                for c, name in enumerate(s.columns):
+                    if name == "p_kw":
+                        i = self.index.get((meter, "e_kwh"))
+                        if i is None or i not in wanted:
+                            continue
+                        for row in s.values:
+                            if row[c] is not None:
+                                ps.append(i)
+                                pt.append(int(row[0]))
+                                pv.append(float(row[c]))
+                        continue
+                    i = self.index.get((meter, name))
+                    if i is None or i not in wanted:
+                        continue
+                    for row in s.values:
+                        value = row[c]
+                        if value is None:
+                            continue
+                        flag = FLAG_OF_QUALITY.get(row[q_col] or "", Flag.NONE)
+                        if (meter, name, float(value)) in replaced:
+                            flag = Flag.REPLACED
+                        s_all.append(i)
+                        t_all.append(int(row[0]))
+                        v_all.append(float(value))
+                        f_all.append(int(flag))
+        if not s_all:
+            return None
+        return _Raw(
+            np.array(s_all, np.int64),
+            np.array(t_all, np.int64),
+            np.array(v_all, np.float64),
+            np.array(f_all, np.int8),
+            np.array(ps, np.int64),
+            np.array(pt, np.int64),
+            np.array(pv, np.float64),
+        )
+
+    async def _replacement_events(self, a_ms: int, b_ms: int) -> set[tuple[str, str, float]]:
+        """The meter-fault detector's replacements: (meter, quantity, new meter's first
+        reading); that reading is flagged ``replaced`` (the swap's consumption is estimated)."""
+        statement = (
+            f'SELECT "evidence" FROM "anomaly" WHERE park = {qs(self.park.park)} '
+            f"AND kind = 'meter_replacement' AND time >= {a_ms}ms AND time <= {b_ms}ms "
+            "GROUP BY meter"
+        )
+        out: set[tuple[str, str, float]] = set()
+        for s in await self.reader.query(statement):
+            for row in s.values:
+                try:
+                    ev = orjson.loads(row[1] or "{}")
+                    out.add(
+                        (s.tags.get("meter", ""), str(ev["quantity"]), float(ev["new_reading"]))
+                    )
+                except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                    continue
+        return out
+
+    async def _replacements(self, a_ms: int, b_ms: int) -> list[Replacement]:
+        """Exchanges entered through the API: exact old final and new initial readings."""
+        statement = (
+            f'SELECT "old_final", "new_initial" FROM {quote_ident(REPLACEMENT_MEASUREMENT)} '
+            f"WHERE park = {qs(self.park.park)} AND time >= {a_ms}ms AND time <= {b_ms}ms "
+            "GROUP BY meter, quantity"
+        )
+        out: list[Replacement] = []
+        for s in await self.reader.query(statement):
+            i = self.index.get((s.tags.get("meter", ""), s.tags.get("quantity", "")))
+            if i is None:
+                continue
+            for t, old, new in s.values:
+                if old is not None and new is not None:
+                    out.append(Replacement(i, int(t), float(old), float(new)))
+        return out
+
+    # --- days, months, years and groups --------------------------------------------------
+
+    async def _upper(self, lo: int, hi: int) -> int:
+        """Recompute the groups' hours in [lo, hi) and every coarser period over them."""
+        zone = self.park.zone
+        written = 0
+        hours = local_edges(lo, hi, zone, Period.HOUR)
+        if hours.size >= 2:
+            meters = await self._stored(Period.HOUR, hours)
+            lines = self._group_lines(Period.HOUR, group_sums(meters, self.groups))
+            await self._write(lines)
+            written += len(lines)
+        for period in (Period.DAY, Period.MONTH, Period.YEAR):
+            edges = self._around(lo, hi, period)
+            fine = await self._stored(_COARSER[period], self._fine_edges(edges, period))
+            rolled = coarser(fine, edges)
+            lines = self._meter_lines(period, rolled, range(len(self.series)), None)
+            lines += self._group_lines(period, group_sums(rolled, self.groups))
+            await self._write(lines)
+            written += len(lines)
+        return written
+
+    def _around(self, lo: int, hi: int, period: Period) -> Any:
+        """The edges of the ``period``s that [lo, hi) touches."""
+        zone = self.park.zone
+        reach = {Period.DAY: 2, Period.MONTH: 32, Period.YEAR: 367}[period] * 86_400_000
+        edges = local_edges(lo - reach, hi + reach, zone, period)
+        first = edges[edges <= lo][-1]
+        last = edges[edges > hi - 1][0]
+        return edges[(edges >= first) & (edges <= last)]
+
+    def _fine_edges(self, edges: Any, period: Period) -> Any:
+        return local_edges(int(edges[0]), int(edges[-1]), self.park.zone, _COARSER[period])
+
+    async def _stored(self, period: Period, edges: Any) -> Rolled:
+        """Meter-level rollups of ``period`` between ``edges``, as stored."""
+        k = edges.size - 1
+        n = len(self.series)
+        value = np.full((n, k), np.nan)
+        completeness = np.zeros((n, k))
+        estimated = np.zeros((n, k))
+        statement = (
+            f'SELECT "value", "completeness", "estimated" '
+            f"FROM {rollup_source(self.config.retention_policy, period)} "
+            f"WHERE park = {qs(self.park.park)} AND level = 'meter' "
+            f"AND time >= {int(edges[0])}ms AND time < {int(edges[-1])}ms GROUP BY id, quantity"
+        )
+        for s in await self.reader.query(statement):
+            i = self.index.get((s.tags.get("id", ""), s.tags.get("quantity", "")))
+            if i is None or not s.values:
+                continue
+            table = np.array(s.values, dtype=object)
+            at = np.searchsorted(edges, table[:, 0].astype(np.int64))
+            ok = (at < k) & (edges[np.minimum(at, k)] == table[:, 0].astype(np.int64))
+            at = at[ok]
+            value[i, at] = np.array([np.nan if x is None else x for x in table[ok, 1]], float)
+            completeness[i, at] = np.array([x or 0.0 for x in table[ok, 2]], float)
+            estimated[i, at] = np.array([x or 0.0 for x in table[ok, 3]], float)
+        return Rolled(edges, value, completeness, estimated)
+
+    # --- points ------------------------------------------------------------------------------
+
+    def _carbon(self, utility: Utility, quantity: str, t_ms: int, value: float) -> dict[str, float]:
+        if quantity not in ("e_kwh", "vol_m3", "vol_nm3", "steam_t", "heat_gj"):
+            return {}
+        year = datetime.fromtimestamp(t_ms / 1000, tz=UTC).astimezone(self.park.zone).year
+        conv = conversion(self.park.accounting, utility, year)
+        if conv is None:
+            return {}
+        per = (
+            conv.kgce_equal if self.park.accounting.convention == "equal" else conv.kgce_equivalent
+        )
+        return {"kgce": value * per, "co2_kg": value * conv.co2_kg}
+
+    def _meter_lines(
+        self,
+        period: Period,
+        rolled: Rolled,
+        rows: Sequence[int] | range,
+        events: Any,
+        extra: dict[str, Any] | None = None,
+    ) -> list[str]:
+        lines: list[str] = []
+        measurement = MEASUREMENT[period]
+        park = self.park.park
+        for r in rows:
+            cs = self.series[r]
+            m = cs.meter
+            tags = {
+                "park": park,
+                "level": Level.METER.value,
+                "id": m.id,
+                "utility": m.utility.value,
+                "quantity": cs.reported_as,
+                "enterprise": m.enterprise,
+            }
+            for k in np.flatnonzero(np.isfinite(rolled.value[r])).tolist():
+                t = int(rolled.edges[k])
+                value = float(rolled.value[r, k])
+                fields: dict[str, float | int | str | bool] = {
+                    "value": value,
+                    "completeness": float(rolled.completeness[r, k]),
+                    "estimated": float(rolled.estimated[r, k]),
+                    **self._carbon(m.utility, cs.quantity, t, value),
+                }
+                if events is not None:
+                    fields["events"] = int(events[r, k])
+                for name, table in (extra or {}).items():
+                    x = float(table[r, k])
+                    if np.isfinite(x):
+                        fields[name] = bool(x) if name == "power_mismatch" else x
+                lines.append(encode_point(measurement, tags, fields, t))
+        return lines
+
+    def _group_lines(self, period: Period, rolled: Rolled) -> list[str]:
+        lines: list[str] = []
+        measurement = MEASUREMENT[period]
+        for g, group in enumerate(self.groups):
+            tags = {
+                "park": self.park.park,
+                "level": group.level.value,
+                "id": group.id,
+                "utility": group.utility.value,
+                "quantity": group.quantity,
+            }
+            if group.enterprise is not None:
+                tags["enterprise"] = group.enterprise
+            for k in np.flatnonzero(np.isfinite(rolled.value[g])).tolist():
+                t = int(rolled.edges[k])
+                value = float(rolled.value[g, k])
+                fields: dict[str, float | int | str | bool] = {
+                    "value": value,
+                    "completeness": float(rolled.completeness[g, k]),
+                    "estimated": float(rolled.estimated[g, k]),
+                    **self._carbon(group.utility, group.quantity, t, value),
+                }
+                lines.append(encode_point(measurement, tags, fields, t))
+        return lines
+
+    async def _write(self, lines: list[str]) -> None:
+        if lines:
+            await self.writer.write(lines)

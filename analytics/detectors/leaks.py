@@ -1,0 +1,755 @@
+"""Leaks: a zone consuming more than its own history says it should — water bursts and slowly
+growing leaks, compressed-air leaks, gas and steam losses — told apart from a sub-meter that
+under-registers.
+
+One instance per park watches every zone (``zones:`` in park.yaml) at once, with numpy over
+zones; the only loop is over the hours a block completes. Per zone:
+
+* **consumption** per slot, ``Σ inflow − Σ outflow − area · d(level)/dt``
+  (:mod:`analytics.detectors.networks`), averaged over local hours (a mean, not a median: a
+  compressor's air is on or off minute by minute); an hour in which a meter of the zone
+  shows a flow far outside its own range is not judged (a word-swapped register is the
+  meter-fault detector's);
+* a **baseline** for each hour of the day: the median of the same hour on the last
+  ``days`` days of the same kind (workday, Saturday, Sunday, holiday, from the park's
+  calendar: ``ctx.day_types``; make-up workdays are workdays), at least ``min_days`` of
+  them (else the workdays, or the rest days; else nothing is judged yet),
+  and a robust spread (1.4826 × the median absolute error of each of those days against the
+  median of the others — the baseline's own error —, this hour of the day and two either
+  side pooled), floored
+  at ``floor_share`` of the zone's meter accuracy times its inflow, so that meters that
+  agree to a fraction of their class do not make a hair-trigger;
+* a **CUSUM** of the hours' scores ``z = (hour − baseline) / spread``: it climbs by ``z − k``
+  each hour and alarms past ``h``. A burst (a score of ``burst_z`` or more) alarms within the
+  hour it began; a leak that grows over days alarms once it stands out from the zone's own
+  scatter — at night first, where the scatter is smallest, which is what watching the
+  minimum night flow means. At the end of each local night the **minimum night flow** (the
+  lowest hour between ``night`` hours) is compared with the same nights' baseline as well,
+  and says so in the evidence.
+
+Before a leak is reported, the hours since it began are compared with each meter of the
+zone: an outflow meter reading ``f`` of the truth leaves ``(1/f − 1)`` of its own flow
+unaccounted, so from then on the zone's consumption moves with that meter's flow minute by
+minute (within each hour) by that much more than it used to; a leak adds a constant and moves
+with nothing. When one meter's change stands out from its usual scatter, exceeds the zone's
+accuracy class and accounts for the excess, the event is ``meter_under_registration`` on that
+meter (a meter fault: no leak is reported for it); while it cannot yet be told (fewer than 3
+hours, a change that is there but not clearly), the decision waits, at most ``decide_h``
+hours; a burst is reported at once.
+
+Kinds: ``water_burst`` (a water zone's excess arrived as a step) and ``water_leak``,
+``air_leak``, ``gas_leak``, ``steam_loss``; ``meter_under_registration``. Estimates: the
+excess in the zone's unit per hour, per day and, where the park prices the utility, ¥ per day;
+an air leak also in kWh and ¥ a year, at the compressors' own specific power. An event
+closes once ``close_h`` hours in a row score under 1. Each zone's hour is also written to
+InfluxDB (``zone_balance``: consumption, inflow, baseline and score, tagged with the zone), so
+the boards show what the detector judged.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+
+from analytics.detectors.networks import ZoneLayout, zone_net
+from analytics.engine.contract import (
+    Block,
+    DerivedPoint,
+    Detector,
+    Finding,
+    FloatArray,
+    IntArray,
+    Needs,
+    Output,
+    ParkContext,
+    Scope,
+    SeriesKey,
+)
+from parkwatch.calendar import WORKDAY
+from parkwatch.events import Estimate, Family, Severity
+from parkwatch.quantities import Utility
+from parkwatch.site import PARK_ENTERPRISE, Role
+
+HOUR_MS = 3_600_000
+DEBUG = False
+DBG: list[Any] = []
+BoolArray = npt.NDArray[np.bool_]
+
+LEAK_KIND: dict[Utility, str] = {
+    Utility.WATER: "water_leak",
+    Utility.AIR: "air_leak",
+    Utility.GAS: "gas_leak",
+    Utility.STEAM: "steam_loss",
+}
+BURST_KIND = "water_burst"
+BALANCE_MEASUREMENT = "zone_balance"  # each zone's hourly consumption, baseline and score
+SPECIFIC_KW_PER_NM3H = 6.5 / 60.0  # a screw compressor: 6.5 kW per m³/min of free air
+METER_KIND = "meter_under_registration"
+_UNIT = {"flow_m3h": "m³/h", "flow_nm3h": "Nm³/h", "steam_th": "t/h"}
+_PER_DAY = {"m³/h": "m³/d", "Nm³/h": "Nm³/d", "t/h": "t/d"}
+
+# zone states
+QUIET, DECIDING, LEAK, METER = 0, 1, 2, 3
+
+
+@dataclass(frozen=True)
+class LeakParams:
+    days: int = 21  # days of hourly history kept for the baselines
+    min_days: int = 3  # days of a kind a baseline needs
+    min_residuals: int = 12  # deviations the spread is pooled from, at least
+    floor_share: float = 0.5  # the spread's floor: this × accuracy × the zone's inflow
+    k: float = 2.5  # CUSUM allowance, in spreads (a day that uses a little more is no leak)
+    h: float = 6.0  # CUSUM alarm, in spreads
+    z_cap: float = 15.0  # an hour adds at most this much
+    burst_z: float = 6.0  # an hour this far out is a burst (water)
+    decide_h: int = 12  # the longest a leak waits for the meter check
+    burst_wait_h: int = 3  # …and a burst
+    min_r2: float = 0.3  # production explains this share of an air zone's swing, or is not used
+    close_h: int = 12  # quiet hours that close an event (a night shift's scatter is wide)
+    night: tuple[int, int] = (1, 5)  # local hours [from, to) of the minimum night flow
+
+
+# Student's t 97.5 % quantile for 1..20 degrees of freedom, over the normal's 1.96
+_T975 = np.array(
+    [
+        *(12.71, 4.30, 3.18, 2.78, 2.57, 2.45, 2.36, 2.31, 2.26, 2.23),
+        *(2.20, 2.18, 2.16, 2.14, 2.13, 2.12, 2.11, 2.10, 2.09, 2.09),
+    ]
+)
+
+
+def _t_widening(days: npt.NDArray[np.int64]) -> FloatArray:
+    """How much wider a spread estimated from ``days`` days should be taken (1 for many)."""
+    dof = np.clip(days - 1, 1, _T975.size)
+    widen: FloatArray = np.where(days - 1 > _T975.size, 1.0, _T975[dof - 1] / 1.96)
+    return widen
+
+
+def production_meters(ctx: ParkContext) -> dict[str, list[str]]:
+    """For each compressed-air zone, the electricity meters of its plant that measure
+    production: the enterprise's leaf meters, less compressors, PV and batteries."""
+    skip = {Role.COMPRESSOR, Role.PV, Role.BATTERY}
+    out: dict[str, list[str]] = {}
+    tree = ctx.tree
+    for zone in ctx.park.zones:
+        if zone.utility is not Utility.AIR:
+            continue
+        owners = {tree.meters[m].enterprise for m in zone.meter_ids if m in tree.meters}
+        owners.discard(PARK_ENTERPRISE)
+        meters = [
+            m.id
+            for m in tree.meters.values()
+            if m.enterprise in owners
+            and m.utility is Utility.ELECTRICITY
+            and not m.is_virtual
+            and not tree.children(m.id)
+            and m.role not in skip
+            and "p_kw" in ctx.quantities_of(m.id)
+        ]
+        if meters:
+            out[zone.id] = meters
+    return out
+
+
+def off_production_share(load: FloatArray, producing: BoolArray) -> float:
+    """The load that runs while production is off as a share of the load while it is on:
+    for compressed air, the leaks' share (a plant whose compressors still deliver 30 % of
+    their working load at night and on Sundays loses about that much to leaks)."""
+    on = load[producing & np.isfinite(load)]
+    off = load[~producing & np.isfinite(load)]
+    if on.size == 0 or off.size == 0 or float(on.mean()) <= 0:
+        return float("nan")
+    return float(off.mean() / on.mean())
+
+
+class ZoneLeaks(Detector):
+    name: ClassVar[str] = "leaks"
+    kinds: ClassVar[tuple[str, ...]] = (
+        "water_leak",
+        BURST_KIND,
+        "air_leak",
+        "gas_leak",
+        "steam_loss",
+        METER_KIND,
+    )
+    scope: ClassVar[Scope] = Scope.PARK
+    needs: ClassVar[Needs] = Needs(("flow_m3h", "flow_nm3h", "steam_th", "level_m"))
+
+    @classmethod
+    def select(cls, ctx: ParkContext) -> list[SeriesKey]:
+        series = list(ZoneLayout.of(ctx).series)
+        for meters in production_meters(ctx).values():
+            series.extend(
+                SeriesKey(m, "p_kw") for m in meters if SeriesKey(m, "p_kw") not in series
+            )
+        return series
+
+    def __init__(
+        self,
+        ctx: ParkContext,
+        series: Sequence[SeriesKey],
+        params: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(ctx, series, params)
+        p = dict(self.params)
+        if "night" in p:
+            p["night"] = tuple(p["night"])
+        self.p = LeakParams(**p)
+        self.layout = ZoneLayout.of(ctx)
+        lay = self.layout
+        nz, nlay, nr = len(lay.zones), len(lay.series), len(self.series)
+        self.nlay = nlay
+        # production: the electricity an air zone's plant draws besides its compressors
+        self.prod = np.zeros((nz, nr))
+        zone_ids = [zone.id for zone in lay.zones]
+        for z, meters in production_meters(ctx).items():
+            for m in meters:
+                if SeriesKey(m, "p_kw") in self.row:
+                    self.prod[zone_ids.index(z), self.row[SeriesKey(m, "p_kw")]] = 1.0
+        self.gamma = np.zeros(nz)  # the zone's flow per kW of production
+        self.hour_slots = max(1, HOUR_MS // ctx.step_ms)
+        self.ring = self.p.days * 24
+        self.flow_rows = np.flatnonzero(~lay.is_level)
+        self.inflow = np.zeros((nz, nr))  # [zones, rows]
+        self.inflow[:, :nlay] = np.where(lay.sign > 0, 1.0, 0.0)
+        self.accuracy = np.array([z.accuracy for z in lay.zones])
+        # meters of each zone, the sign they enter its balance with
+        self.zone_meters: list[list[tuple[int, float]]] = [
+            [(int(r), float(lay.sign[z, r])) for r in np.flatnonzero(lay.sign[z] != 0)]
+            for z in range(nz)
+        ]
+        self.specific_kw = self._specific_power(ctx)
+        # every (zone, flow meter) pair: how the zone's consumption moves with the meter's
+        # flow within each hour
+        pairs = [(z, r, s) for z in range(nz) for r, s in self.zone_meters[z]]
+        self.pair_zone = np.array([p[0] for p in pairs], dtype=np.int64)
+        self.pair_row = np.array([p[1] for p in pairs], dtype=np.int64)
+        self.pair_sign = np.array([p[2] for p in pairs], dtype=np.float64)
+        npairs = len(pairs)
+        self.co = np.zeros((5, npairs))  # Σn, Σf, Σnf, Σf², count this hour
+        self.h_cov = np.full((npairs, self.ring), np.nan)
+        self.h_var = np.full((npairs, self.ring), np.nan)
+        # the running hour
+        self.last_level = np.full(nlay, np.nan)
+        self.hour = -1  # local hour number (hours since 1970 on the park's wall clock)
+        self.buf = np.full((nz, self.hour_slots), np.nan)  # this hour's slot consumptions
+        self.flow_sum = np.zeros(nr)
+        self.flow_n = np.zeros(nr)
+        # the ring of finished hours
+        self.h_id = np.full(self.ring, -1, dtype=np.int64)
+        self.h_daytype = np.zeros(self.ring, dtype=np.int8)
+        self.h_value = np.full((nz, self.ring), np.nan)  # before production is taken out
+        self.h_prod = np.full((nz, self.ring), np.nan)
+        self.h_mean = np.full((nz, self.ring), np.nan)
+        self.h_excess = np.full((nz, self.ring), np.nan)  # hour mean − baseline
+        self.h_clean = np.zeros((nz, self.ring), dtype=bool)  # usable for baselines
+        self.h_flow = np.full((nr, self.ring), np.nan)
+        # per zone
+        self.cusum = np.zeros(nz)
+        self.state_ = np.zeros(nz, dtype=np.int64)
+        self.onset = np.full(nz, -1, dtype=np.int64)  # local hour the excess began
+        self.quiet = np.zeros(nz, dtype=np.int64)
+        self.burst = np.zeros(nz, dtype=bool)
+        self.meter = np.full(nz, -1, dtype=np.int64)  # the under-registering meter's row
+
+    # --- the contract ------------------------------------------------------------------
+
+    def update(self, block: Block) -> Output:
+        out = Output()
+        if not self.layout.zones or block.slots == 0:
+            return out
+        net, self.last_level = zone_net(
+            self.layout, block.values[: self.nlay], self.last_level, block.step_ms
+        )
+        times = block.times()
+        local = self.ctx.local_ms(times)
+        hours = local // HOUR_MS
+        within = (local % HOUR_MS) // block.step_ms
+        ends = times + block.step_ms
+        cuts = np.flatnonzero(np.r_[True, hours[1:] != hours[:-1], True])
+        for a, b in zip(cuts[:-1].tolist(), cuts[1:].tolist(), strict=True):
+            hour = int(hours[a])
+            if hour != self.hour:
+                self._start_hour(hour)
+            self.buf[:, within[a:b]] = net[:, a:b]
+            flows = block.values[:, a:b]
+            seen = np.isfinite(flows)
+            self.flow_sum += np.where(seen, flows, 0.0).sum(axis=1)
+            self.flow_n += seen.sum(axis=1)
+            n = net[self.pair_zone, a:b]
+            f = flows[self.pair_row]
+            both = np.isfinite(n) & np.isfinite(f)
+            n0, f0 = np.where(both, n, 0.0), np.where(both, f, 0.0)
+            self.co += np.stack(
+                [n0.sum(1), f0.sum(1), (n0 * f0).sum(1), (f0 * f0).sum(1), both.sum(1)]
+            )
+            if (int(local[b - 1]) + block.step_ms) % HOUR_MS == 0:
+                self._finish_hour(int(ends[b - 1]), out)
+        return out
+
+    def state(self) -> dict[str, Any]:
+        return {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in self._fields()}
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        for k, v in self._fields():
+            saved = state[k]
+            setattr(self, k, np.array(saved, dtype=v.dtype) if isinstance(v, np.ndarray) else saved)
+
+    def _fields(self) -> list[tuple[str, Any]]:
+        names = [
+            "last_level",
+            "hour",
+            "buf",
+            "flow_sum",
+            "flow_n",
+            "h_id",
+            "h_daytype",
+            "h_value",
+            "h_prod",
+            "gamma",
+            "h_mean",
+            "h_excess",
+            "h_clean",
+            "h_flow",
+            "co",
+            "h_cov",
+            "h_var",
+            "cusum",
+            "state_",
+            "onset",
+            "quiet",
+            "burst",
+            "meter",
+        ]
+        return [(n, getattr(self, n)) for n in names]
+
+    # --- hours -------------------------------------------------------------------------
+
+    def _start_hour(self, hour: int) -> None:
+        self.hour = hour
+        self.buf[:] = np.nan
+        self.flow_sum[:] = 0.0
+        self.flow_n[:] = 0.0
+        self.co[:] = 0.0
+
+    def _finish_hour(self, at_ms: int, out: Output) -> None:
+        hour = self.hour
+        pos = hour % self.ring
+        start_ms = at_ms - HOUR_MS
+        daytype = int(self.ctx.day_types(np.array([start_ms]))[0])
+        enough = np.isfinite(self.buf).sum(axis=1) >= self.hour_slots / 2
+        with np.errstate(all="ignore"):
+            mean = np.where(enough, np.nanmean(self.buf, axis=1), np.nan)
+            flow = np.where(self.flow_n > 0, self.flow_sum / np.maximum(self.flow_n, 1), np.nan)
+        if hour % 24 == 0:
+            self._fit_production()
+        prod = self._production(flow)
+        base, spread = self._baseline(hour, daytype)
+        raw = np.where(self._plausible(flow), mean, np.nan)
+        value = raw - self.gamma * np.nan_to_num(prod)
+        mean = mean - self.gamma * np.nan_to_num(prod)
+        inflow = self.inflow @ np.nan_to_num(flow)
+        floor = self.p.floor_share * self.accuracy * np.abs(inflow)
+        # no spread yet (too few hours judged): nothing to score against
+        scale = np.where(np.isfinite(spread), np.maximum(spread, np.maximum(floor, 1e-6)), np.nan)
+        with np.errstate(invalid="ignore"):
+            z = (value - base) / scale
+        judged = np.isfinite(z)
+        self.h_id[pos] = hour
+        self.h_daytype[pos] = daytype
+        self.h_value[:, pos] = raw
+        self.h_prod[:, pos] = prod
+        self.h_mean[:, pos] = mean
+        self.h_excess[:, pos] = mean - base
+        self.h_flow[:, pos] = flow
+        sn, sf, snf, sff, cnt = self.co
+        with np.errstate(all="ignore"):
+            enough_slots = cnt >= self.hour_slots / 2
+            self.h_cov[:, pos] = np.where(enough_slots, snf - sn * sf / cnt, np.nan)
+            self.h_var[:, pos] = np.where(enough_slots, sff - sf * sf / cnt, np.nan)
+        zc = np.where(judged, np.minimum(z, self.p.z_cap), 0.0)
+        self.cusum = np.where(judged, np.maximum(0.0, self.cusum + zc - self.p.k), self.cusum)
+        rising = (self.cusum > 0) & (self.onset < 0)
+        self.onset[rising] = hour
+        self.onset[(self.cusum == 0) & (self.state_ == QUIET)] = -1
+        self.burst |= judged & (z >= self.p.burst_z) & (self.state_ == QUIET)
+        self.burst[(self.cusum == 0) & (self.state_ == QUIET)] = False
+        self.quiet = np.where(judged & (z < 1.0), self.quiet + 1, np.where(judged, 0, self.quiet))
+        for zi in np.flatnonzero(np.isfinite(mean)).tolist():
+            fields: dict[str, float | int | str | bool] = {
+                "consumption": round(float(mean[zi]), 4),
+                "inflow": round(float(inflow[zi]), 4),
+            }
+            if judged[zi]:
+                fields["baseline"] = round(float(base[zi]), 4)
+                fields["score"] = round(float(z[zi]), 3)
+            zone = self.layout.zones[zi]
+            out.points.append(
+                DerivedPoint(
+                    BALANCE_MEASUREMENT,
+                    {"zone": zone.id, "utility": zone.utility.value},
+                    fields,
+                    start_ms,
+                )
+            )
+        night = self._night_flow(hour, at_ms)
+        for zi in range(len(self.layout.zones)):
+            self._judge(zi, hour, at_ms, float(z[zi]) if judged[zi] else None, night, out)
+        # an hour of an open event, or one being told apart, is not what the zone normally does
+        self.h_clean[:, pos] = np.isfinite(value) & (self.state_ == QUIET)
+
+    def _window(self, hour: int, count: int, step: int) -> tuple[IntArray, BoolArray]:
+        """Ring positions of ``count`` hours before ``hour`` spaced ``step`` apart, and which
+        of them hold that hour's data."""
+        wanted = hour - step * np.arange(1, count + 1, dtype=np.int64)
+        pos = wanted % self.ring
+        return pos, self.h_id[pos] == wanted
+
+    def _baseline(self, hour: int, daytype: int) -> tuple[FloatArray, FloatArray]:
+        """Each zone's usual value for this hour of the day and kind of day, and its spread:
+        how far each kept day fell from what the others predicted for it (their median),
+        this hour of the day and the two either side pooled — the error the baseline itself
+        makes, a stable figure even from a few days."""
+        base = np.full(len(self.layout.zones), np.nan)
+        errors = []
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            for shift in (-2, -1, 0, 1, 2):
+                chosen = self._same_days(hour + shift, daytype)
+                if shift == 0:
+                    base = np.nanmedian(chosen, axis=1)
+                held = np.flatnonzero(np.isfinite(chosen).any(axis=0))
+                for d in held.tolist():
+                    others = chosen.copy()
+                    others[:, d] = np.nan
+                    errors.append(chosen[:, d] - np.nanmedian(others, axis=1))
+            pooled = np.array(errors).T if errors else np.full((len(base), 0), np.nan)
+            count = np.isfinite(pooled).sum(axis=1)
+            spread = 1.4826 * np.nanmedian(np.abs(pooled), axis=1)
+        # a spread learnt from a few days is itself uncertain: widen it as Student's t does
+        days = np.isfinite(self._same_days(hour, daytype)).sum(axis=1)
+        spread = spread * _t_widening(days)
+        return base, np.where(count >= self.p.min_residuals, spread, np.nan)
+
+    def _same_days(self, hour: int, daytype: int) -> FloatArray:
+        """[zones, days]: this hour of the day on the clean days of the same kind kept (else
+        of workdays or rest days as ``daytype`` is one), NaN elsewhere."""
+        pos, held = self._window(hour, self.p.days - 1, 24)
+        values = self._adjusted()[:, pos]
+        ok = self.h_clean[:, pos] & held[None, :]
+        kinds = self.h_daytype[pos]
+        same = ok & (kinds == daytype)[None, :]
+        rest = ok & ((kinds == WORKDAY) == (daytype == WORKDAY))[None, :]
+        enough_same = (same.sum(axis=1) >= self.p.min_days)[:, None]
+        # (never workdays for a Sunday: a plant's rest days are not its working days)
+        use = np.where(enough_same, same, rest)
+        use &= (use.sum(axis=1) >= self.p.min_days)[:, None]
+        chosen: FloatArray = np.where(use, values, np.nan)
+        return chosen
+
+    def _production(self, flow: FloatArray) -> FloatArray:
+        """Each zone's production covariate this hour (NaN where a meter of it is silent)."""
+        missing = (self.prod @ (~np.isfinite(flow)).astype(np.float64)) > 0
+        total: FloatArray = np.where(missing, np.nan, self.prod @ np.nan_to_num(flow))
+        return total
+
+    def _adjusted(self) -> FloatArray:
+        """The ring's hours with what production explains taken out."""
+        adjusted: FloatArray = self.h_value - self.gamma[:, None] * np.nan_to_num(self.h_prod)
+        return adjusted
+
+    def _fit_production(self) -> None:
+        """Once a day: how much of each zone's hour-to-hour and day-to-day swing its plant's
+        production explains — deviations of the zone from its usual hour of the day against
+        those of the production, over the clean hours kept. Used only where production
+        explains at least ``min_r2`` of it: a compressed-air system loads with the plant, a
+        leak does not."""
+        if not self.prod.any():
+            return
+        ok = self.h_clean & (self.h_id >= 0)[None, :] & np.isfinite(self.h_prod)
+        v = np.where(ok, self.h_value, np.nan).reshape(len(self.gamma), self.p.days, 24)
+        p = np.where(ok, self.h_prod, np.nan).reshape(len(self.gamma), self.p.days, 24)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            dv = v - np.nanmedian(v, axis=1, keepdims=True)
+            dp = p - np.nanmedian(p, axis=1, keepdims=True)
+            both = np.isfinite(dv) & np.isfinite(dp)
+            dv, dp = np.where(both, dv, 0.0), np.where(both, dp, 0.0)
+            sxy = (dv * dp).sum(axis=(1, 2))
+            sxx = (dp * dp).sum(axis=(1, 2))
+            syy = (dv * dv).sum(axis=(1, 2))
+            gamma = np.where(sxx > 0, sxy / sxx, 0.0)
+            r2 = np.where((sxx > 0) & (syy > 0), sxy * sxy / (sxx * syy), 0.0)
+        use = (both.sum(axis=(1, 2)) >= 48) & (r2 >= self.p.min_r2) & (gamma > 0)
+        use &= self.prod.any(axis=1)
+        self.gamma = np.where(use, gamma, 0.0)
+
+    def _plausible(self, flow: FloatArray) -> BoolArray:
+        """Per zone: every meter's hourly flow within what that meter has shown (its range
+        over the days kept, widened by the range itself): a word-swapped or stuck register
+        is a meter's fault, not consumption, and the meter-fault detector reports it."""
+        held = self.h_id >= 0
+        if held.sum() < 24:
+            return np.ones(len(self.layout.zones), dtype=bool)
+        history = self.h_flow[:, held]
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            lo = np.nanmin(history, axis=1)
+            hi = np.nanmax(history, axis=1)
+        room = np.fmax(hi - lo, 0.1 * np.abs(hi))
+        bad = ~((flow >= lo - room) & (flow <= hi + room)) & np.isfinite(lo)
+        bad = bad[: self.nlay] & ~self.layout.is_level
+        implausible: BoolArray = (self.layout.uses.astype(np.float64) @ bad.astype(np.float64)) > 0
+        return ~implausible
+
+    def _night_flow(self, hour: int, at_ms: int) -> dict[str, Any] | None:
+        """At the end of the local night: each zone's minimum night flow, and the same for the
+        nights before (their median), for the evidence."""
+        first, last = self.p.night
+        if (hour + 1) % 24 != last % 24:
+            return None
+        span = last - first
+        pos, held = self._window(hour + 1, span, 1)
+        adjusted = self._adjusted()
+        tonight = np.where(held[None, :], adjusted[:, pos], np.nan)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mnf = np.nanmin(tonight, axis=1)
+            before = []
+            for d in range(1, self.p.days - 1):
+                p2, h2 = self._window(hour + 1 - 24 * d, span, 1)
+                v = np.where(h2[None, :] & self.h_clean[:, p2], adjusted[:, p2], np.nan)
+                before.append(np.nanmin(v, axis=1))
+            usual = np.nanmedian(np.array(before), axis=0) if before else mnf * np.nan
+        del at_ms
+        return {"mnf": mnf, "usual": usual}
+
+    # --- decisions ---------------------------------------------------------------------
+
+    def _judge(
+        self,
+        zi: int,
+        hour: int,
+        at_ms: int,
+        z: float | None,
+        night: dict[str, Any] | None,
+        out: Output,
+    ) -> None:
+        state = int(self.state_[zi])
+        if state in (LEAK, METER):
+            if self.quiet[zi] >= self.p.close_h:
+                out.findings.append(self._closing(zi, at_ms))
+                self._reset(zi)
+            return
+        if state == QUIET and self.cusum[zi] > self.p.h:
+            self.state_[zi] = state = DECIDING
+        if state != DECIDING:
+            return
+        if self.cusum[zi] == 0:
+            self.state_[zi] = QUIET  # it faded before it could be told apart
+            self.onset[zi] = -1
+            return
+        verdict, meter_row, beta = self._explain(zi, hour)
+        waited = hour - int(self.onset[zi]) + 1
+        if verdict == "wait":
+            # a burst is reported once the meter check had its hours; a slow one waits longer
+            patience = self.p.burst_wait_h if self.burst[zi] else self.p.decide_h
+            if waited < patience:
+                return
+            verdict = "leak"
+        if verdict == "meter":
+            self.state_[zi] = METER
+            self.meter[zi] = meter_row
+            out.findings.append(self._meter_finding(zi, at_ms, meter_row, beta))
+            return
+        self.state_[zi] = LEAK
+        out.findings.append(self._leak_finding(zi, hour, at_ms, night))
+
+    def _explain(self, zi: int, hour: int) -> tuple[str, int, float]:
+        """Whether the excess since the onset is a leak, one meter's under-registration, or
+        cannot be told yet.
+
+        A meter showing ``f`` of the truth leaves ``(1/f − 1)`` of its flow out of the zone's
+        balance, so from then on the zone's consumption moves with that meter's flow, slot by
+        slot within each hour (``β``, the within-hour regression of the one on the other),
+        by ``1/f − 1`` more than it used to; a leak adds a constant and changes no ``β``. A
+        meter is blamed when its change of ``β`` stands out from its usual hour-to-hour
+        scatter, exceeds the zone's accuracy class, and accounts for the excess."""
+        count = max(1, hour - int(self.onset[zi]) + 1)
+        pos, held = self._window(hour + 1, min(count, self.ring - 1), 1)
+        after = held & np.isfinite(self.h_excess[zi, pos])
+        if after.sum() < 3:
+            return "wait", -1, 0.0
+        excess = float(self.h_excess[zi, pos][after].mean())
+        bpos, bheld = self._window(hour + 1 - count, min(7 * 24, self.ring - count - 1), 1)
+        before = bheld & self.h_clean[zi, bpos]
+        if before.sum() < 12:
+            return "wait", -1, 0.0
+        best: tuple[float, int, float] | None = None
+        undecided = False
+        DBG.clear()
+        for p in np.flatnonzero(self.pair_zone == zi).tolist():
+            c_after, v_after = self.h_cov[p, pos][after], self.h_var[p, pos][after]
+            c_before, v_before = self.h_cov[p, bpos][before], self.h_var[p, bpos][before]
+            if float(v_after.sum()) <= 0 or float(v_before.sum()) <= 0:
+                continue
+            change = float(c_after.sum() / v_after.sum() - c_before.sum() / v_before.sum())
+            with np.errstate(all="ignore"):
+                hourly = np.where(v_before > 0, c_before / v_before, np.nan)
+            hourly = hourly[np.isfinite(hourly)]
+            if hourly.size < 6:
+                continue
+            scatter = 1.4826 * float(np.median(np.abs(hourly - np.median(hourly))))
+            se = scatter / np.sqrt(after.sum())
+            row, sign = int(self.pair_row[p]), float(self.pair_sign[p])
+            # an outflow meter reading low adds to the zone (β rises); an inflow one takes away
+            signed = change * -sign
+            share = abs(change) / (1 + abs(change))
+            flow = float(np.nanmean(self.h_flow[row, pos][after]))
+            explains = abs(signed * flow - excess) < 0.75 * abs(excess) + 1e-9
+            if DEBUG:
+                DBG.append(
+                    (
+                        self.layout.series[row].meter,
+                        round(change, 4),
+                        round(se, 5),
+                        round(signed * flow, 2),
+                        explains,
+                    )
+                )
+            if signed > 4 * se and share > self.accuracy[zi] and explains:
+                if best is None or signed / max(se, 1e-12) > best[0]:
+                    best = (signed / max(se, 1e-12), row, change * -sign)
+            elif signed > 2 * se and share > self.accuracy[zi]:
+                undecided = True
+        if DEBUG:
+            print(
+                "explain",
+                self.layout.zones[zi].id,
+                hour - int(self.onset[zi]),
+                excess,
+                best,
+                undecided,
+                DBG,
+            )
+        if best is not None:
+            return "meter", best[1], best[2]
+        return ("wait" if undecided else "leak"), -1, 0.0
+
+    # --- findings ----------------------------------------------------------------------
+
+    def _recent_excess(self, zi: int, hour: int, hours: int = 3) -> float:
+        pos, held = self._window(hour + 1, hours, 1)
+        e = self.h_excess[zi, pos][held]
+        e = e[np.isfinite(e)]
+        return float(e.mean()) if e.size else 0.0
+
+    def _leak_finding(
+        self, zi: int, hour: int, at_ms: int, night: dict[str, Any] | None
+    ) -> Finding:
+        zone = self.layout.zones[zi]
+        unit = _UNIT[zone.flow_quantity]
+        rate = max(0.0, self._recent_excess(zi, hour))
+        burst = bool(self.burst[zi]) and zone.utility is Utility.WATER
+        kind = BURST_KIND if burst else LEAK_KIND[zone.utility]
+        evidence: dict[str, Any] = {
+            "utility": zone.utility.value,
+            "cusum": round(float(self.cusum[zi]), 2),
+            "onset_hours_ago": int(hour - self.onset[zi] + 1),
+        }
+        if night is not None and np.isfinite(night["mnf"][zi]):
+            evidence["min_night_flow"] = round(float(night["mnf"][zi]), 3)
+            if np.isfinite(night["usual"][zi]):
+                evidence["usual_min_night_flow"] = round(float(night["usual"][zi]), 3)
+        price = self.ctx.unit_price(zone.utility, at_ms)
+        if zone.utility is Utility.AIR:
+            # compressed air is paid for in the compressors' electricity
+            kw = rate * self.specific_kw.get(zone.id, 0.0)
+            evidence["kw"] = round(kw, 2)
+            evidence["kwh_per_year"] = round(kw * 8760.0, 0)
+            power_price = self.ctx.unit_price(Utility.ELECTRICITY, at_ms)
+            if power_price is not None:
+                evidence["cny_per_year"] = round(kw * 8760.0 * power_price, 0)
+            price = None if power_price is None else power_price * self.specific_kw.get(zone.id, 0)
+            inflow = self.inflow[zi] @ np.nan_to_num(self._last_flows(hour))
+            if inflow > 0:
+                evidence["share_of_load"] = round(rate / inflow, 3)
+        per_day = rate * 24.0
+        return Finding(
+            kind,
+            Family.LEAK,
+            at_ms,
+            True,
+            zone=zone.id,
+            start_ms=int(self._hour_start_ms(int(self.onset[zi]), at_ms, hour)),
+            severity=Severity.MAJOR if burst or self.cusum[zi] > 3 * self.p.h else Severity.MINOR,
+            estimate=Estimate(
+                round(rate, 3),
+                unit,
+                round(per_day, 2),
+                _PER_DAY[unit],
+                None if price is None else per_day * price,
+            ),
+            evidence=evidence,
+        )
+
+    def _meter_finding(self, zi: int, at_ms: int, row: int, beta: float) -> Finding:
+        zone = self.layout.zones[zi]
+        meter = self.layout.series[row].meter
+        share = abs(beta) / (1 + abs(beta))
+        return Finding(
+            METER_KIND,
+            Family.METER_FAULT,
+            at_ms,
+            True,
+            meter=meter,
+            start_ms=int(self._hour_start_ms(int(self.onset[zi]), at_ms, self.hour)),
+            severity=Severity.MINOR,
+            estimate=Estimate(round(100 * share, 1), "% of its flow not registered"),
+            evidence={
+                "zone": zone.id,
+                "accuracy_pct": round(100 * float(self.accuracy[zi]), 2),
+                "why": "the zone's excess follows this meter's flow, not a constant",
+            },
+        )
+
+    def _closing(self, zi: int, at_ms: int) -> Finding:
+        zone = self.layout.zones[zi]
+        if self.state_[zi] == METER:
+            meter = self.layout.series[int(self.meter[zi])].meter
+            return Finding(METER_KIND, Family.METER_FAULT, at_ms, False, meter=meter)
+        kind = (
+            BURST_KIND
+            if self.burst[zi] and zone.utility is Utility.WATER
+            else LEAK_KIND[zone.utility]
+        )
+        return Finding(kind, Family.LEAK, at_ms, False, zone=zone.id)
+
+    def _reset(self, zi: int) -> None:
+        self.state_[zi] = QUIET
+        self.cusum[zi] = 0.0
+        self.onset[zi] = -1
+        self.quiet[zi] = 0
+        self.burst[zi] = False
+        self.meter[zi] = -1
+
+    def _last_flows(self, hour: int) -> FloatArray:
+        pos = hour % self.ring
+        return self.h_flow[:, pos] if self.h_id[pos] == hour else np.full(len(self.series), np.nan)
+
+    @staticmethod
+    def _hour_start_ms(onset_hour: int, at_ms: int, hour: int) -> int:
+        """Epoch ms of the start of local hour ``onset_hour``, knowing that local ``hour``
+        ended at ``at_ms``."""
+        return at_ms - (hour - onset_hour + 1) * HOUR_MS
+
+    @staticmethod
+    def _specific_power(ctx: ParkContext) -> dict[str, float]:
+        """kW of compressor motor per Nm³/h of air for each air zone: a screw compressor's
+        typical 6.5 kW per m³/min of free air delivery (what an air leak costs in power)."""
+        return {z.id: SPECIFIC_KW_PER_NM3H for z in ctx.park.zones if z.utility is Utility.AIR}

@@ -1,0 +1,359 @@
+"""The monthly energy report: gathered once, rendered as CSV, HTML (inline SVG charts) or PDF
+(fpdf2), in Chinese or English.
+
+The PDF needs a font with Chinese glyphs: Debian's ``fonts-droid-fallback``
+(``DroidSansFallbackFull.ttf``, a plain TrueType file that fpdf2 embeds as a subset), with
+DejaVu Sans (``fonts-dejavu-core``) for Latin text, since the fallback font has only CJK glyphs;
+``run.sh`` installs both. Without them, English PDFs still render with a core font.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import HTTPException
+
+from api.accounting import (
+    BillOut,
+    SubjectSummary,
+    Summary,
+    _month_bounds,
+    _rollups,
+    compute_bill,
+    summarize,
+)
+from api.app import State
+from parkwatch.site import Park
+
+CJK_FONTS = (
+    Path("/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf"),
+    Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttf"),
+)
+# Latin, digits and symbols (Droid Sans Fallback has only the CJK glyphs): fonts-dejavu-core
+LATIN_FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+
+LABELS: dict[str, dict[str, str]] = {
+    "title": {"zh": "月度能源报告", "en": "Monthly energy report"},
+    "park": {"zh": "园区", "en": "Park"},
+    "subject": {"zh": "对象", "en": "Subject"},
+    "month": {"zh": "月份", "en": "Month"},
+    "generated": {"zh": "生成时间", "en": "Generated"},
+    "item": {"zh": "项目", "en": "Item"},
+    "value": {"zh": "数值", "en": "Value"},
+    "unit": {"zh": "单位", "en": "Unit"},
+    "e_kwh": {"zh": "外购电量", "en": "Grid electricity"},
+    "e_export_kwh": {"zh": "上网电量", "en": "Electricity exported"},
+    "pv_kwh": {"zh": "光伏发电量", "en": "PV generation"},
+    "vol_m3": {"zh": "用水量", "en": "Water"},
+    "gas_nm3": {"zh": "天然气", "en": "Natural gas"},
+    "air_nm3": {"zh": "压缩空气", "en": "Compressed air"},
+    "steam_t": {"zh": "蒸汽", "en": "Steam"},
+    "heat_gj": {"zh": "热量", "en": "Heat"},
+    "tce_equal": {"zh": "综合能耗（当量值）", "en": "Comprehensive energy (equal value)"},
+    "tce_equivalent": {"zh": "综合能耗（等价值）", "en": "Comprehensive energy (equivalent value)"},
+    "co2_t": {"zh": "二氧化碳排放（基于位置）", "en": "CO₂ (location-based)"},
+    "co2_t_market": {"zh": "二氧化碳排放（扣除绿证）", "en": "CO₂ (after green certificates)"},
+    "electricity_share": {"zh": "电力占终端能源比重", "en": "Electricity share of final energy"},
+    "tce_per_10k_cny": {"zh": "万元增加值能耗", "en": "Energy per ¥10 000 value added"},
+    "water_m3_per_10k_cny": {"zh": "万元增加值用水量", "en": "Water per ¥10 000 value added"},
+    "completeness": {"zh": "数据完整率", "en": "Data completeness"},
+    "estimated_share": {"zh": "估算占比", "en": "Estimated share"},
+    "grid_factor": {"zh": "电网排放因子", "en": "Grid emission factor"},
+    "bill": {"zh": "电费（重算）", "en": "Electricity bill (recomputed)"},
+    "enterprise": {"zh": "企业", "en": "Enterprise"},
+    "critical": {"zh": "尖峰", "en": "Critical peak"},
+    "peak": {"zh": "高峰", "en": "Peak"},
+    "flat": {"zh": "平段", "en": "Flat"},
+    "valley": {"zh": "低谷", "en": "Valley"},
+    "max_demand_kw": {"zh": "最大需量", "en": "Maximum demand"},
+    "demand_charge": {"zh": "基本电费", "en": "Demand charge"},
+    "total": {"zh": "合计", "en": "Total"},
+    "shift_savings": {"zh": "移峰填谷可节省", "en": "Saved by moving load out of the peak"},
+    "daily_kwh": {"zh": "每日外购电量 (kWh)", "en": "Grid electricity per day (kWh)"},
+    "daily_co2": {"zh": "每日二氧化碳排放 (kg)", "en": "CO₂ per day (kg)"},
+    "sources": {"zh": "系数来源", "en": "Sources"},
+}
+UNITS = {
+    "e_kwh": "kWh",
+    "e_export_kwh": "kWh",
+    "pv_kwh": "kWh",
+    "vol_m3": "m³",
+    "gas_nm3": "Nm³",
+    "air_nm3": "Nm³",
+    "steam_t": "t",
+    "heat_gj": "GJ",
+    "tce_equal": "tce",
+    "tce_equivalent": "tce",
+    "co2_t": "t CO₂",
+    "co2_t_market": "t CO₂",
+    "electricity_share": "%",
+    "tce_per_10k_cny": "tce/万元",
+    "water_m3_per_10k_cny": "m³/万元",
+    "completeness": "%",
+    "estimated_share": "%",
+}
+
+
+def t(key: str, lang: str) -> str:
+    return LABELS.get(key, {}).get(lang, key)
+
+
+@dataclass
+class ReportData:
+    park: Park
+    month: str
+    subject: SubjectSummary
+    summary: Summary
+    bills: list[BillOut]
+    days: list[str]
+    daily_kwh: list[float]
+    daily_co2: list[float]
+    generated: datetime = field(default_factory=datetime.now)
+
+    def rows(self, lang: str) -> list[tuple[str, str, str]]:
+        s = self.subject
+        out: list[tuple[str, str, str]] = []
+        for q, v in sorted(s.consumption.items()):
+            out.append((t(q, lang), f"{v:,.1f}", UNITS.get(q, "")))
+        out.append((t("tce_equal", lang), f"{s.tce_equal:,.3f}", "tce"))
+        out.append((t("tce_equivalent", lang), f"{s.tce_equivalent:,.3f}", "tce"))
+        out.append((t("co2_t", lang), f"{s.co2_t:,.3f}", "t CO₂"))
+        out.append((t("co2_t_market", lang), f"{s.co2_t_market:,.3f}", "t CO₂"))
+        if s.electricity_share is not None:
+            out.append((t("electricity_share", lang), f"{100 * s.electricity_share:.1f}", "%"))
+        if s.tce_per_10k_cny is not None:
+            out.append((t("tce_per_10k_cny", lang), f"{s.tce_per_10k_cny:.4f}", "tce/万元"))
+        if s.water_m3_per_10k_cny is not None:
+            out.append(
+                (t("water_m3_per_10k_cny", lang), f"{s.water_m3_per_10k_cny:.3f}", "m³/万元")
+            )
+        out.append((t("completeness", lang), f"{100 * s.completeness:.1f}", "%"))
+        out.append((t("estimated_share", lang), f"{100 * s.estimated_share:.2f}", "%"))
+        g = self.summary.grid_factor
+        out.append(
+            (t("grid_factor", lang), f"{g['kg_per_kwh']}", f"kg/kWh ({g['id']}, {g['document']})")
+        )
+        return out
+
+    def bill_rows(self, lang: str) -> list[tuple[str, str, str]]:
+        out: list[tuple[str, str, str]] = []
+        for b in self.bills:
+            head = f"{t('enterprise', lang)} {b.enterprise} ({b.tariff})"
+            for p, kwh in b.kwh.items():
+                out.append(
+                    (
+                        f"{head} {t(p, lang)}",
+                        f"{kwh:,.0f} kWh",
+                        f"{b.energy_charge[p]:,.2f} {b.currency}",
+                    )
+                )
+            if b.max_demand_kw is not None:
+                out.append(
+                    (
+                        f"{head} {t('max_demand_kw', lang)}",
+                        f"{b.max_demand_kw:,.1f} kW",
+                        f"{b.demand_charge:,.2f} {b.currency}",
+                    )
+                )
+            out.append((f"{head} {t('total', lang)}", "", f"{b.total:,.2f} {b.currency}"))
+            out.append(
+                (
+                    f"{head} {t('shift_savings', lang)} ({100 * b.shift_share:.0f} %)",
+                    "",
+                    f"{b.shift_savings:,.2f} {b.currency}",
+                )
+            )
+        return out
+
+
+async def build_report(state: State, park: Park, month: str, enterprise: str | None) -> ReportData:
+    summary = await summarize(state, park, month)
+    level, sid = ("enterprise", enterprise) if enterprise else ("park", park.park)
+    subject = next((s for s in summary.subjects if s.level == level and s.id == sid), None)
+    if subject is None:
+        raise HTTPException(404, f"unknown enterprise {enterprise!r}")
+    bills = []
+    for e in [enterprise] if enterprise else [e.id for e in park.enterprises]:
+        if park.tariffs.electricity_for(e) is None:
+            continue
+        bills.append(await compute_bill(state, park, e, month))
+    a, b = _month_bounds(park, month)
+    found = await _rollups(state, park, "day", a, b, {"level": level, "id": sid})
+    kwh: dict[int, float] = {}
+    co2: dict[int, float] = {}
+    for tags, records in found:
+        for r in records:
+            day = int(r["time"])
+            if tags.get("quantity") == "e_kwh" and r.get("value") is not None:
+                kwh[day] = kwh.get(day, 0.0) + float(r["value"])
+            if r.get("co2_kg") is not None:
+                co2[day] = co2.get(day, 0.0) + float(r["co2_kg"])
+    days = sorted(set(kwh) | set(co2))
+    return ReportData(
+        park,
+        month,
+        subject,
+        summary,
+        bills,
+        [datetime.fromtimestamp(d / 1000, tz=park.zone).strftime("%m-%d") for d in days],
+        [kwh.get(d, 0.0) for d in days],
+        [co2.get(d, 0.0) for d in days],
+        datetime.now(tz=park.zone),
+    )
+
+
+def render_csv(data: ReportData, lang: str) -> bytes:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(
+        [
+            t("park", lang),
+            data.park.park,
+            t("subject", lang),
+            data.subject.id,
+            t("month", lang),
+            data.month,
+        ]
+    )
+    w.writerow([t("item", lang), t("value", lang), t("unit", lang)])
+    for row in data.rows(lang) + data.bill_rows(lang):
+        w.writerow([row[0], row[1].replace(",", ""), row[2]])
+    w.writerow([])
+    w.writerow([t("daily_kwh", lang), t("daily_co2", lang), "day"])
+    for d, k, c in zip(data.days, data.daily_kwh, data.daily_co2, strict=True):
+        w.writerow([f"{k:.3f}", f"{c:.3f}", d])
+    # a byte-order mark so spreadsheet programs read the Chinese labels as UTF-8
+    return ("\ufeff" + buf.getvalue()).encode("utf-8")
+
+
+def _svg_bars(labels: list[str], values: list[float], colour: str) -> str:
+    width, height, pad = 720, 180, 30
+    if not values:
+        return "<p>—</p>"
+    top = max(values) or 1.0
+    bar = (width - 2 * pad) / len(values)
+    parts = [f'<svg width="{width}" height="{height + 30}" xmlns="http://www.w3.org/2000/svg">']
+    for i, (label, v) in enumerate(zip(labels, values, strict=True)):
+        h = (height - pad) * v / top
+        x = pad + i * bar
+        parts.append(
+            f'<rect x="{x:.1f}" y="{height - h:.1f}" width="{max(bar - 2, 1):.1f}" '
+            f'height="{h:.1f}" fill="{colour}"><title>{html.escape(label)}: {v:,.1f}</title></rect>'
+        )
+        if i % max(1, len(values) // 10) == 0:
+            parts.append(
+                f'<text x="{x:.1f}" y="{height + 15}" font-size="10">{html.escape(label)}</text>'
+            )
+    parts.append(f'<text x="{pad}" y="12" font-size="10">max {top:,.1f}</text></svg>')
+    return "".join(parts)
+
+
+def render_html(data: ReportData, lang: str) -> bytes:
+    e = html.escape
+    s = data.subject
+    rows = "".join(
+        f"<tr><td>{e(a)}</td><td class=n>{e(b)}</td><td>{e(c)}</td></tr>"
+        for a, b, c in data.rows(lang)
+    )
+    bill_rows = "".join(
+        f"<tr><td>{e(a)}</td><td class=n>{e(b)}</td><td class=n>{e(c)}</td></tr>"
+        for a, b, c in data.bill_rows(lang)
+    )
+    generated = data.generated.isoformat(timespec="minutes")
+    doc = f"""<!doctype html><html lang="{lang}"><head><meta charset="utf-8">
+<title>{e(t("title", lang))} {e(data.month)} {e(s.name)}</title>
+<style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}}td,th{{padding:.2em .6em;
+border-bottom:1px solid #ddd}}.n{{text-align:right}}table{{border-collapse:collapse}}</style>
+</head><body>
+<h1>{e(t("title", lang))} · {e(data.month)}</h1>
+<p>{e(t("park", lang))}: {e(data.park.name or data.park.park)} · {e(t("subject", lang))}:
+{e(s.name)} ({e(s.id)}) · {e(t("generated", lang))}: {e(generated)}</p>
+<table><tr><th>{e(t("item", lang))}</th><th>{e(t("value", lang))}</th>
+<th>{e(t("unit", lang))}</th></tr>{rows}</table>
+<h2>{e(t("daily_kwh", lang))}</h2>{_svg_bars(data.days, data.daily_kwh, "#3b7dd8")}
+<h2>{e(t("daily_co2", lang))}</h2>{_svg_bars(data.days, data.daily_co2, "#8a8a8a")}
+<h2>{e(t("bill", lang))}</h2><table>{bill_rows}</table>
+</body></html>"""
+    return doc.encode("utf-8")
+
+
+def cjk_font() -> Path | None:
+    return next((p for p in CJK_FONTS if p.is_file()), None)
+
+
+def render_pdf(data: ReportData, lang: str) -> bytes:
+    from fpdf import FPDF
+
+    pdf = FPDF(orientation="P", unit="mm", format="A4")
+    pdf.set_auto_page_break(auto=True, margin=15)
+    pdf.add_page()
+    font = cjk_font()
+    if font is not None:
+        pdf.add_font("cjk", "", str(font))
+        family = "cjk"
+        if LATIN_FONT.is_file():
+            # Latin text from DejaVu, Chinese from the fallback: each glyph from the font that
+            # has it
+            pdf.add_font("latin", "", str(LATIN_FONT))
+            family = "latin"
+            pdf.set_fallback_fonts(["cjk"])
+    elif lang == "zh":
+        raise HTTPException(503, "no font with Chinese glyphs: install fonts-droid-fallback")
+    else:
+        family = "helvetica"
+
+    def text(s: str) -> str:
+        # the core font has Latin-1 only
+        return (
+            s
+            if font is not None
+            else s.replace("₂", "2")
+            .replace("³", "3")
+            .encode("latin-1", "replace")
+            .decode("latin-1")
+        )
+
+    s = data.subject
+    pdf.set_font(family, size=16)
+    pdf.cell(0, 10, text(f"{t('title', lang)} · {data.month}"), new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font(family, size=10)
+    where = f"{t('park', lang)}: {data.park.name or data.park.park}"
+    who = f"{t('subject', lang)}: {s.name} ({s.id})"
+    pdf.cell(0, 6, text(f"{where}  {who}"), new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(2)
+    for a, b, c in data.rows(lang):
+        pdf.cell(80, 6, text(a), border="B")
+        pdf.cell(40, 6, text(b), border="B", align="R")
+        pdf.cell(0, 6, text(c), border="B", new_x="LMARGIN", new_y="NEXT")
+    for title, values, colour in (
+        (t("daily_kwh", lang), data.daily_kwh, (59, 125, 216)),
+        (t("daily_co2", lang), data.daily_co2, (138, 138, 138)),
+    ):
+        pdf.ln(4)
+        pdf.cell(0, 6, text(title), new_x="LMARGIN", new_y="NEXT")
+        _pdf_bars(pdf, values, colour)
+    pdf.ln(4)
+    pdf.cell(0, 6, text(t("bill", lang)), new_x="LMARGIN", new_y="NEXT")
+    for a, b, c in data.bill_rows(lang):
+        pdf.cell(110, 6, text(a), border="B")
+        pdf.cell(30, 6, text(b), border="B", align="R")
+        pdf.cell(0, 6, text(c), border="B", align="R", new_x="LMARGIN", new_y="NEXT")
+    return bytes(pdf.output())
+
+
+def _pdf_bars(pdf: Any, values: list[float], colour: tuple[int, int, int]) -> None:
+    x0, y0, w, h = pdf.get_x(), pdf.get_y(), 180.0, 35.0
+    if values:
+        top = max(values) or 1.0
+        bar = w / len(values)
+        pdf.set_fill_color(*colour)
+        for i, v in enumerate(values):
+            bh = h * v / top
+            pdf.rect(x0 + i * bar, y0 + h - bh, max(bar - 0.5, 0.2), bh, style="F")
+    pdf.set_y(y0 + h + 2)

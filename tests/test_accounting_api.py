@@ -1,0 +1,215 @@
+"""The accounting API against a real InfluxDB, over rollups the job wrote: bill, summary,
+figures, targets, reports (CSV, HTML, PDF; zh and en), replacements."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import httpx
+import numpy as np
+import pytest
+
+from analytics.accounting.job import RollupConfig, RollupJob, ensure_retention
+from api.app import create_app
+from api.settings import ApiSettings
+from parkwatch.influx import InfluxReader, InfluxWriter
+from parkwatch.lineprotocol import encode_point
+from parkwatch.settings import InfluxSettings
+from parkwatch.site import Park, SiteRegistry
+from tests.support import serve
+
+pytestmark = [pytest.mark.anyio, pytest.mark.integration]
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+H = 3_600_000
+TCE = 0.176976 + 2.91432  # the day's electricity and gas in tce (equal value)
+DAY = int(datetime(2025, 7, 15, tzinfo=SHANGHAI).timestamp() * 1000)  # a July day: 尖峰 applies
+PARK = {
+    "park": "bill",
+    "name": "计费园区",
+    "tariffs": {"electricity": "cq-large-industry"},
+    "accounting": {"region": "chongqing", "area_mu": 100},
+    "meters": [{"id": "main", "utility": "electricity"}],
+    "enterprises": [
+        {
+            "id": "ent-a",
+            "name": "甲企业",
+            "value_added_cny": 365_000_000,
+            "contracted_demand_kw": 100,
+            "workshops": [
+                {
+                    "id": "w",
+                    "meters": [
+                        {"id": "a-main", "utility": "electricity", "parent": "main"},
+                        {"id": "a-gas", "utility": "gas"},
+                        {"id": "a-air", "utility": "air"},
+                    ],
+                }
+            ],
+        }
+    ],
+}
+
+
+@pytest.fixture
+async def client(influx_settings: InfluxSettings) -> AsyncIterator[httpx.AsyncClient]:
+    park = Park.model_validate(PARK)
+    t = np.arange(DAY, DAY + 24 * H + 1, 5 * 60_000)
+    lines = []
+    for meter in ("a-main", "main"):
+        tags = {"park": "bill", "enterprise": "x", "meter": meter}
+        lines += [
+            encode_point(
+                "electricity", tags, {"e_kwh": float(5000.0 + 60.0 * (ti - DAY) / H)}, int(ti)
+            )
+            for ti in t
+        ]
+    # 100 Nm³/h of natural gas and 500 Nm³/h of compressed air (made from the electricity)
+    for meter, utility, rate in (("a-gas", "gas", 100.0), ("a-air", "air", 500.0)):
+        tags = {"park": "bill", "enterprise": "ent-a", "meter": meter}
+        lines += [
+            encode_point(utility, tags, {"vol_nm3": float(rate * (ti - DAY) / H)}, int(ti))
+            for ti in t
+        ]
+    # 15-minute demand: 60 kW, one block of 110 kW
+    for k in range(96):
+        kw = 110.0 if k == 50 else 60.0
+        lines.append(
+            encode_point(
+                "demand_15m",
+                {"park": "bill", "meter": "a-main"},
+                {"p_kw_avg": kw},
+                DAY + k * 900_000,
+            )
+        )
+    config = RollupConfig(recent_s=26 * 3600)
+    async with InfluxReader(influx_settings) as reader:
+        await reader.create_database()
+        await ensure_retention(reader, config)
+        async with InfluxWriter(influx_settings) as raw:
+            await raw.write(lines)
+        async with InfluxWriter(influx_settings, retention_policy="rollups") as out:
+            await RollupJob(park, reader, out, config).run(DAY + 24 * H)
+    app = create_app(ApiSettings(influx=influx_settings), SiteRegistry([park]))
+    async with serve(app) as base, httpx.AsyncClient(base_url=base, timeout=30) as c:
+        yield c
+
+
+async def test_bill_summary_figures_targets_and_reports(client: httpx.AsyncClient) -> None:
+    # 60 kWh every hour of 2025-07-15. July periods: valley 0-8 (480), flat 8-11, 17-20,
+    # 22-24 (480), peak 11-12, 14-17, 20-22 (360), critical 12-14 (120): 1 440 kWh.
+    # energy: 120 × 1.2 + 360 × 1.0 + 480 × 0.625 + 480 × 0.25 = 144 + 360 + 300 + 120 = 924
+    # demand: 110 kW against 100 contracted: 100 + 2 × (110 − 105) = 110 kW × 36.1 = 3 971
+    bill = (
+        await client.get(
+            "/parks/bill/accounting/bill", params={"enterprise": "ent-a", "month": "2025-07"}
+        )
+    ).json()
+    assert bill["kwh"] == pytest.approx({"critical": 120, "peak": 360, "flat": 480, "valley": 480})
+    assert sum(bill["energy_charge"].values()) == pytest.approx(924.0)
+    assert bill["max_demand_kw"] == 110.0
+    assert bill["demand_charge"] == pytest.approx(3_971.0)
+    assert bill["total"] == pytest.approx(4_895.0)
+    # 10 % of critical and peak into the valley: 12 × 0.95 + 36 × 0.75 = 11.4 + 27 = 38.4
+    assert bill["shift_savings"] == pytest.approx(38.4)
+
+    summary = (
+        await client.get("/parks/bill/accounting/summary", params={"period": "2025-07"})
+    ).json()
+    ent = next(s for s in summary["subjects"] if s["id"] == "ent-a")
+    assert ent["consumption"]["e_kwh"] == pytest.approx(1440.0)
+    # gas and compressed air are both Nm³, kept apart: only gas is an energy carrier
+    assert ent["consumption"]["gas_nm3"] == pytest.approx(2400.0)
+    assert ent["consumption"]["air_nm3"] == pytest.approx(12000.0)
+    # electricity: 1 440 kWh × 0.1229 = 176.976 kgce, × 0.5227 = 752.688 kg CO₂
+    # gas: 2 400 Nm³ × 1.2143 = 2 914.32 kgce, × 2.162 = 5 188.8 kg CO₂
+    assert ent["tce_equal"] == pytest.approx(TCE)
+    assert ent["co2_t"] == pytest.approx(0.752688 + 5.1888)
+    assert ent["electricity_share"] == pytest.approx(0.176976 / TCE)
+    # value added from park.yaml, prorated: 365 M¥ × 31/365 = 31 M¥ = 3 100 万元
+    assert ent["value_added_source"].startswith("park.yaml")
+    assert ent["tce_per_10k_cny"] == pytest.approx(TCE / 3100)
+
+    figures = [
+        {"enterprise": "ent-a", "kind": "value_added_cny", "period": "2025-07", "value": 1_000_000},
+        {
+            "enterprise": "ent-a",
+            "kind": "green_certificates_mwh",
+            "period": "2025-07",
+            "value": 0.5,
+        },
+    ]
+    assert (await client.post("/parks/bill/accounting/figures", json=figures)).status_code == 201
+    csv_body = (
+        "enterprise,kind,period,value,product,unit\n"
+        "ent-a,production,2025-07,2,cement_clinker,t\n"
+        "ent-a,value_added_cny,2020,200000,,\n"
+        "ent-a,energy_tce,2020,1.0,,\n"
+    )
+    stored = await client.post("/parks/bill/accounting/figures.csv", content=csv_body.encode())
+    assert stored.status_code == 201, stored.text
+    bad = await client.post(
+        "/parks/bill/accounting/figures.csv",
+        content=b"enterprise,kind,period,value\nent-a,gold,2025,1\n",
+    )
+    assert bad.status_code == 422
+    assert "line 2" in bad.json()["detail"]
+
+    summary = (
+        await client.get("/parks/bill/accounting/summary", params={"period": "2025-07"})
+    ).json()
+    ent = next(s for s in summary["subjects"] if s["id"] == "ent-a")
+    # entered value added: 100 万元; green certificates 0.5 MWh × 0.5227 = 0.26135 t off
+    assert ent["tce_per_10k_cny"] == pytest.approx(TCE / 100)
+    assert ent["co2_t_market"] == pytest.approx(0.752688 + 5.1888 - 0.26135)
+    # 3 091.296 kgce / 2 t of clinker = 1 545.648 kgce/t: above the 基准 level (117)
+    (product,) = ent["products"]
+    assert product["kgce_per_unit"] == pytest.approx(1545.648)
+    assert product["level"].startswith("below")
+    park = next(s for s in summary["subjects"] if s["level"] == "park")
+    assert park["land_cny_per_mu"] == pytest.approx(1_000_000 / 100)
+
+    # 2025 against 2020: 3.091296 tce / 100 万元 against 1.0 tce / 20 万元 = −38.2 %
+    targets = (
+        await client.get(
+            "/parks/bill/accounting/targets", params={"year": 2025, "enterprise": "ent-a"}
+        )
+    ).json()
+    assert targets["baseline_energy_intensity"] == pytest.approx(0.05)
+    assert targets["energy_change"] == pytest.approx(TCE / 100 / 0.05 - 1)
+    assert targets["energy_on_track"] is True
+
+    for lang, word in (("zh", "月度能源报告"), ("en", "Monthly energy report")):
+        page = await client.get(
+            "/parks/bill/accounting/report",
+            params={"month": "2025-07", "enterprise": "ent-a", "lang": lang},
+        )
+        assert page.status_code == 200
+        assert word in page.text
+        assert "1,440.0" in page.text
+        assert "<svg" in page.text
+        table = await client.get(
+            "/parks/bill/accounting/report",
+            params={"month": "2025-07", "format": "csv", "lang": lang},
+        )
+        assert table.status_code == 200
+        assert "1440.0" in table.content.decode("utf-8-sig")
+        pdf = await client.get(
+            "/parks/bill/accounting/report",
+            params={"month": "2025-07", "enterprise": "ent-a", "format": "pdf", "lang": lang},
+        )
+        assert pdf.status_code == 200, pdf.text
+        assert pdf.content.startswith(b"%PDF")
+
+    factors = (await client.get("/parks/bill/accounting/factors", params={"year": 2025})).json()
+    assert factors["utilities"]["electricity"]["kgce_equal"] == 0.1229
+    assert "公告2024年第33号" in factors["utilities"]["electricity"]["co2_source"]
+
+    swap = await client.post(
+        "/parks/bill/meters/a-main/replacements",
+        json={"time": "2025-07-16T10:00:00", "old_final": 6440.0, "new_initial": 0.0},
+    )
+    assert swap.status_code == 201
+    assert swap.json()["quantity"] == "e_kwh"

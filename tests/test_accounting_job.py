@@ -1,0 +1,219 @@
+"""The rollup job against a real InfluxDB: raw counters in, local hours/days and groups out."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pytest
+
+from analytics.accounting.job import RollupConfig, RollupJob, ensure_retention, rollup_source
+from analytics.accounting.rollup import Period
+from parkwatch.influx import InfluxReader, InfluxWriter
+from parkwatch.lineprotocol import encode_point
+from parkwatch.settings import InfluxSettings
+from parkwatch.site import Park
+
+pytestmark = pytest.mark.integration
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+MIN = 60_000
+H = 3_600_000
+
+PARK = {
+    "park": "acct",
+    "meters": [{"id": "main", "utility": "electricity"}],
+    "enterprises": [
+        {
+            "id": "ent-a",
+            "workshops": [
+                {
+                    "id": "ws1",
+                    "meters": [
+                        {"id": "a-main", "utility": "electricity", "parent": "main"},
+                        {"id": "a-sub", "utility": "electricity", "parent": "a-main"},
+                    ],
+                }
+            ],
+        },
+        {
+            "id": "ent-b",
+            "workshops": [
+                {
+                    "id": "ws1",
+                    "meters": [{"id": "b-main", "utility": "electricity", "parent": "main"}],
+                }
+            ],
+        },
+    ],
+}
+# kWh per hour; main carries 2 % losses on top of a-main + b-main
+RATES = {"a-main": 60.0, "a-sub": 30.0, "b-main": 120.0, "main": 183.6}
+START = int(datetime(2025, 3, 1, 22, tzinfo=SHANGHAI).timestamp() * 1000)  # 14:00 UTC
+END = START + 4 * H  # 02:00 local on 2025-03-02
+
+
+def raw_lines(t: np.ndarray, meter: str) -> list[str]:
+    v = 1000.0 + RATES[meter] * (t - START) / H
+    if meter == "b-main":  # a 16-bit register that wraps an hour in
+        v = (65_536.0 - 120.0 + RATES[meter] * (t - START) / H) % 65_536.0
+    tags = {"park": "acct", "enterprise": "x", "meter": meter}
+    # power beside the register: right for a-main, a sixth short for b-main (as a wrong CT
+    # ratio on one of the two would show)
+    power = {"a-main": {"p_kw": 60.0}, "b-main": {"p_kw": 100.0}}.get(meter, {})
+    return [
+        encode_point("electricity", tags, {"e_kwh": float(x), **power}, int(ti))
+        for ti, x in zip(t, v, strict=True)
+    ]
+
+
+async def rows(
+    reader: InfluxReader, period: Period, where: str
+) -> dict[tuple[str, int], dict[str, float]]:
+    series = await reader.query(
+        f"SELECT * FROM {rollup_source('rollups', period)} WHERE {where} GROUP BY id, quantity"
+    )
+    out = {}
+    for s in series:
+        for rec in s.records():
+            out[(s.tags["id"], int(rec["time"]))] = rec
+    return out
+
+
+@pytest.mark.anyio
+async def test_rollups_in_local_days_groups_and_a_late_reading(
+    influx_settings: InfluxSettings,
+) -> None:
+    park = Park.model_validate(PARK)
+    t = np.arange(START, END + 1, MIN)
+    gap = (t > START + 2 * H + 5 * MIN) & (t < START + 2 * H + 55 * MIN)  # 00:05-00:55 missing
+    config = RollupConfig(recent_s=5 * 3600, retention_policy="rollups")
+    async with InfluxReader(influx_settings) as reader:
+        await reader.create_database()
+        await ensure_retention(reader, config)
+        async with InfluxWriter(influx_settings, flush_interval_s=0.05) as raw:
+            for meter in RATES:
+                keep = ~gap if meter == "a-main" else np.ones(t.size, bool)
+                await raw.write(raw_lines(t[keep], meter))
+        async with InfluxWriter(
+            influx_settings, flush_interval_s=0.05, retention_policy="rollups"
+        ) as out:
+            job = RollupJob(park, reader, out, config)
+            assert await job.run(END) > 0
+
+            hourly = await rows(reader, Period.HOUR, "level = 'meter' AND quantity = 'e_kwh'")
+            # every hour of a-main is 60 kWh; the 00:00 hour has 50 minutes without readings:
+            # completeness 10/60, the 50 minutes' 50 kWh an estimate
+            midnight = START + 2 * H
+            for k in range(4):
+                assert hourly[("a-main", START + k * H)]["value"] == pytest.approx(60.0)
+            assert hourly[("a-main", midnight)]["completeness"] == pytest.approx(10 / 60)
+            assert hourly[("a-main", midnight)]["estimated"] == pytest.approx(50.0)
+            # the wrapping register: 120 every hour, one counter event in the hour it wrapped
+            assert [hourly[("b-main", START + k * H)]["value"] for k in range(4)] == pytest.approx(
+                [120] * 4
+            )
+            assert hourly[("b-main", START + H)]["events"] == 1  # 65 536 reached at 23:00
+            # power and energy cross-checked per hour: a-main agrees, b-main's register counts
+            # 120 kWh where its power integrates to 100
+            assert hourly[("a-main", START)]["power_kwh"] == pytest.approx(60.0)
+            assert hourly[("a-main", START)]["power_mismatch"] is False
+            assert hourly[("b-main", START)]["power_kwh"] == pytest.approx(100.0)
+            assert hourly[("b-main", START)]["power_mismatch"] is True
+            # CO₂ at Chongqing's latest published factor (2022 data: 0.5227 kg/kWh)
+            assert hourly[("a-main", START)]["co2_kg"] == pytest.approx(60 * 0.5227)
+
+            # days cut at local midnight (16:00 UTC): two hours on each side
+            daily = await rows(reader, Period.DAY, "quantity = 'e_kwh'")
+            day1 = int(datetime(2025, 3, 1, tzinfo=SHANGHAI).timestamp() * 1000)
+            assert daily[("a-main", day1)]["value"] == pytest.approx(120.0)
+            assert daily[("a-main", midnight)]["value"] == pytest.approx(120.0)
+            # the enterprise is its intake (not intake + sub-meter); the park its root
+            assert daily[("ent-a", midnight)]["value"] == pytest.approx(120.0)
+            assert daily[("ent-b", midnight)]["value"] == pytest.approx(240.0)
+            assert daily[("acct", midnight)]["value"] == pytest.approx(2 * 183.6)
+            # parent = Σ children + losses (2 %)
+            assert daily[("acct", midnight)]["value"] == pytest.approx(
+                1.02 * (daily[("ent-a", midnight)]["value"] + daily[("ent-b", midnight)]["value"])
+            )
+            monthly = await rows(reader, Period.MONTH, "level = 'park' AND quantity = 'e_kwh'")
+            march = int(datetime(2025, 3, 1, tzinfo=SHANGHAI).timestamp() * 1000)
+            assert monthly[("acct", march)]["value"] == pytest.approx(4 * 183.6)  # both days
+
+            # the missing readings arrive late: only that hour is recomputed, now measured
+            async with InfluxWriter(influx_settings, flush_interval_s=0.05) as raw:
+                await raw.write(raw_lines(t[gap], "a-main"))
+            job.mark_late("a-main", int(t[gap][0]), int(t[gap][-1]))
+            job.config = RollupConfig(recent_s=60, retention_policy="rollups")
+            await job.run(END)
+            hourly = await rows(reader, Period.HOUR, "level = 'meter' AND quantity = 'e_kwh'")
+            assert hourly[("a-main", midnight)]["completeness"] == pytest.approx(1.0)
+            assert hourly[("a-main", midnight)]["estimated"] == pytest.approx(0.0)
+            assert hourly[("a-main", midnight)]["value"] == pytest.approx(60.0)
+
+
+@pytest.mark.anyio
+async def test_replacements_from_events_and_the_api_and_raw_retention(
+    influx_settings: InfluxSettings,
+) -> None:
+    """Two meters exchanged at 23:30 without a gap (60 kWh an hour, a reading a minute): the
+    new meters start at 500. a-main's exchange is only known from the meter-fault detector's
+    event (old and new reading): the exchange minute is estimated from the rate (1 kWh);
+    b-main's was entered through the API with the old meter's final reading 1090 and the new
+    one's initial 499, so it is exact: (1090 − 1089) + (500 − 499) = 2 kWh. Without either,
+    the fall would be a reset counted from zero: 500 kWh."""
+    park = Park.model_validate(PARK)
+    t = np.arange(START, START + 2 * H + 1, MIN)
+    swap = START + 90 * MIN
+    config = RollupConfig(recent_s=3 * 3600, retention_policy="rollups", raw_retention="1000d")
+    lines = []
+    for meter in ("a-main", "b-main", "a-sub"):
+        v = np.where(t < swap, 1000.0 + 60.0 * (t - START) / H, 500.0 + 60.0 * (t - swap) / H)
+        tags = {"park": "acct", "enterprise": "x", "meter": meter}
+        lines += [
+            encode_point("electricity", tags, {"e_kwh": float(x)}, int(ti))
+            for ti, x in zip(t, v, strict=True)
+        ]
+    lines.append(
+        encode_point(
+            "anomaly",
+            {
+                "park": "acct",
+                "kind": "meter_replacement",
+                "family": "meter_fault",
+                "meter": "a-main",
+            },
+            {"evidence": '{"quantity": "e_kwh", "old_reading": 1089.0, "new_reading": 500.0}'},
+            swap + MIN,
+        )
+    )
+    lines.append(
+        encode_point(
+            "meter_replacement",
+            {"park": "acct", "meter": "b-main", "quantity": "e_kwh"},
+            {"old_final": 1090.0, "new_initial": 499.0},
+            swap - 30_000,
+        )
+    )
+    async with InfluxReader(influx_settings) as reader:
+        await reader.create_database()
+        await ensure_retention(reader, config)
+        policies = await reader.query(f'SHOW RETENTION POLICIES ON "{influx_settings.database}"')
+        durations = {row[0]: row[1] for s in policies for row in s.values}
+        assert durations["autogen"] == "24000h0m0s"  # raw data: 1000 days
+        assert durations["rollups"] == "0s"  # rollups: forever
+        async with InfluxWriter(influx_settings, flush_interval_s=0.05) as raw:
+            await raw.write(lines)
+        async with InfluxWriter(
+            influx_settings, flush_interval_s=0.05, retention_policy="rollups"
+        ) as out:
+            await RollupJob(park, reader, out, config).run(START + 2 * H)
+        hourly = await rows(reader, Period.HOUR, "level = 'meter' AND quantity = 'e_kwh'")
+    second = START + H  # 23:00-24:00 holds the exchange at 23:30
+    # 59 measured minutes of 1 kWh, plus the exchange minute
+    assert hourly[("a-main", second)]["value"] == pytest.approx(59 + 1)
+    assert hourly[("a-main", second)]["estimated"] == pytest.approx(1)
+    assert hourly[("b-main", second)]["value"] == pytest.approx(59 + 2)
+    assert hourly[("b-main", second)]["estimated"] == pytest.approx(0)
+    assert hourly[("a-sub", second)]["value"] == pytest.approx(59 + 500)  # a reset

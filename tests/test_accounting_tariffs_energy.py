@@ -1,0 +1,145 @@
+"""Tariffs as data (periods, bill, load shift) and tce/CO₂ from the dated data files."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pytest
+
+from parkwatch.energy import AccountingOptions, CoefficientOverride, conversion, grid_factor, kgce
+from parkwatch.quantities import Utility
+from parkwatch.tariffs import (
+    PERIODS,
+    DemandCharge,
+    ElectricityTariff,
+    Tariffs,
+    Tier,
+    TouPeriod,
+    builtin,
+    load_shift_savings,
+    monthly_bill,
+    tou_periods,
+)
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def at(*args: int) -> int:
+    return int(datetime(*args, tzinfo=SHANGHAI).timestamp() * 1000)  # type: ignore[misc]
+
+
+def test_chongqing_periods_by_season() -> None:
+    tariff = builtin("cq-large-industry")
+    times = np.array(
+        [
+            at(2025, 7, 15, 12, 30),  # July, 12-14: critical peak
+            at(2025, 6, 15, 12, 30),  # June, 12-14: plain peak
+            at(2025, 6, 15, 7, 45),  # valley until 08:00
+            at(2025, 6, 15, 8, 0),  # flat from 08:00
+            at(2025, 6, 15, 21, 0),  # evening peak 20-22
+            at(2025, 6, 15, 23, 59),  # flat 22-24
+        ]
+    )
+    got = [PERIODS[c].value for c in tou_periods(tariff, times, SHANGHAI)]
+    assert got == ["critical", "peak", "valley", "flat", "peak", "flat"]
+
+
+def test_a_tariff_must_cover_the_day_and_the_year() -> None:
+    with pytest.raises(ValueError, match="cover 24 h"):
+        ElectricityTariff.model_validate(
+            {
+                "name": "x",
+                "prices": {"flat": 1},
+                "seasons": [
+                    {
+                        "months": list(range(1, 13)),
+                        "windows": [{"period": "flat", "start": "00:00", "end": "23:00"}],
+                    }
+                ],
+            }
+        )
+    with pytest.raises(ValueError, match="unknown tariff"):
+        Tariffs(electricity="no-such-tariff")
+
+
+def test_monthly_bill_hand_computed() -> None:
+    # prices: critical 1.2, peak 1.0, flat 0.625, valley 0.25 (the built-in Chongqing shape)
+    # energy: 1 000 × 1.2 + 10 000 × 1.0 + 8 000 × 0.625 + 6 000 × 0.25
+    #       = 1 200 + 10 000 + 5 000 + 1 500 = 17 700
+    # demand: contract 100 kW, maximum 110 kW; 105 kW is billed as the contract, the 5 kW
+    # above 105 % doubled: billed 100 + 2 × 5 = 110 kW × 36.1 = 3 971
+    tariff = builtin("cq-large-industry")
+    kwh = {
+        TouPeriod.CRITICAL: 1000.0,
+        TouPeriod.PEAK: 10000.0,
+        TouPeriod.FLAT: 8000.0,
+        TouPeriod.VALLEY: 6000.0,
+    }
+    bill = monthly_bill(tariff, kwh, max_demand_kw=110.0, contracted_kw=100.0)
+    assert sum(bill.energy_charge.values()) == pytest.approx(17_700)
+    assert bill.billed_demand_kw == pytest.approx(110.0)
+    assert bill.demand_charge == pytest.approx(3_971.0)
+    assert bill.total == pytest.approx(21_671.0)
+    # within 105 % the contract is billed: 104 kW measured → 100 kW × 36.1
+    assert monthly_bill(
+        tariff, kwh, max_demand_kw=104.0, contracted_kw=100.0
+    ).demand_charge == pytest.approx(3_610.0)
+    # moving 10 % of critical and peak into the valley:
+    # 100 × (1.2 − 0.25) + 1 000 × (1.0 − 0.25) = 95 + 750 = 845
+    assert load_shift_savings(tariff, kwh, 0.1) == pytest.approx(845.0)
+
+
+def test_tiers_and_capacity_charge() -> None:
+    # one flat price 0.5; above 1 000 kWh a month × 1.5: 1 500 kWh → 750 + 500 × 0.5 × 0.5
+    # = 750 + 125; capacity 400 kVA × 22.6 = 9 040
+    tariff = ElectricityTariff(
+        name="t",
+        prices={TouPeriod.FLAT: 0.5},
+        seasons=[
+            {
+                "months": list(range(1, 13)),
+                "windows": [{"period": "flat", "start": "00:00", "end": "24:00"}],
+            }
+        ],  # type: ignore[list-item]
+        tiers=[Tier(above_kwh=1000, multiplier=1.5)],
+        demand=DemandCharge(basis="capacity", price_per_kva_month=22.6),
+    )
+    bill = monthly_bill(tariff, {TouPeriod.FLAT: 1500.0}, capacity_kva=400.0)
+    assert bill.tier_surcharge == pytest.approx(125.0)
+    assert bill.demand_charge == pytest.approx(9_040.0)
+    assert bill.total == pytest.approx(750 + 125 + 9_040)
+
+
+def test_tce_and_co2_from_the_data_files() -> None:
+    options = AccountingOptions()
+    # 10 000 kWh at the equal value 0.1229 kgce/kWh = 1 229 kgce; at Chongqing's 2022 factor
+    # 0.5227 kg/kWh = 5 227 kg CO₂
+    e = conversion(options, Utility.ELECTRICITY, 2022)
+    assert e is not None
+    assert kgce(e, 10_000, "equal") == pytest.approx(1_229.0)
+    assert 10_000 * e.co2_kg == pytest.approx(5_227.0)
+    # 1 000 Nm³ of gas: 1 214.3 kgce, 2 162 kg CO₂
+    g = conversion(options, Utility.GAS, 2022)
+    assert g is not None
+    assert kgce(g, 1_000, "equal") == pytest.approx(1_214.3)
+    assert 1_000 * g.co2_kg == pytest.approx(2_162.0)
+    # water is an energy-carrying medium only when the park says so
+    assert conversion(options, Utility.WATER, 2022) is None
+    assert conversion(AccountingOptions(water_in_energy=True), Utility.WATER, 2022) is not None
+
+
+def test_grid_factor_by_year_and_overrides() -> None:
+    options = AccountingOptions(region="chongqing")
+    assert grid_factor(options, 2022).value == 0.5227
+    # 2025: Chongqing's latest published data year (2022) until a newer one is published
+    assert grid_factor(options, 2025).id == "mee-2022-chongqing"
+    assert grid_factor(AccountingOptions(region="southwest"), 2025).id == "mee-2023-southwest"
+    assert grid_factor(AccountingOptions(grid_factor="mee-2022-compliance"), 2025).value == 0.5703
+    own = AccountingOptions(
+        coefficients={"electricity": CoefficientOverride(equal_value=0.1, co2_kg=0.4)}
+    )
+    e = conversion(own, Utility.ELECTRICITY, 2022)
+    assert e is not None
+    assert (e.kgce_equal, e.co2_kg) == (0.1, 0.4)

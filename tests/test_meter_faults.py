@@ -1,0 +1,73 @@
+"""Meter faults, case by case: what the contract suite's simulated days do not pin down."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from analytics.detectors.meter_faults import MeterFaults, word_swapped
+from analytics.engine.contract import Block, Finding, ParkContext, SeriesKey
+from analytics.engine.slots import slot_block
+from parkwatch.site import Park
+
+START_MS = 1_795_968_000_000  # local midnight in Shanghai
+STEP_MS = 60_000
+
+
+def one_meter() -> tuple[ParkContext, list[SeriesKey]]:
+    park = Park.model_validate({"park": "p", "meters": [{"id": "m1", "utility": "electricity"}]})
+    return ParkContext(park), [SeriesKey("m1", "p_kw")]
+
+
+def block_of(values: list[float]) -> Block:
+    v = np.array(values)
+    k = np.flatnonzero(np.isfinite(v))
+    return slot_block(
+        np.zeros(k.size, dtype=np.int64),
+        START_MS + k * STEP_MS,
+        v[k],
+        1,
+        START_MS,
+        STEP_MS,
+        v.size,
+    )
+
+
+def fed(detector: MeterFaults, block: Block, size: int) -> list[Finding]:
+    out: list[Finding] = []
+    for first in range(0, block.slots, size):
+        out.extend(detector.update(block.window(first, first + size)).findings)
+    return out
+
+
+def test_a_word_swapped_value_after_a_gap_is_found_whatever_the_chunks() -> None:
+    ctx, series = one_meter()
+    swapped = float(word_swapped(np.array([400.0]))[0])
+    values = [400.0 + k % 3 for k in range(30)] + [np.nan, swapped, np.nan] + [401.0] * 10
+    block = block_of(values)
+    whole = fed(MeterFaults(ctx, series), block, block.slots)
+    one_by_one = fed(MeterFaults(ctx, series), block, 1)
+    kinds = [(f.kind, f.at_ms, f.active) for f in whole]
+    assert ("word_swap", START_MS + 32 * STEP_MS, True) in kinds
+    assert [(f.kind, f.at_ms, f.active) for f in one_by_one] == kinds
+
+
+def test_a_parks_own_quantities_are_watched_for_faults_too() -> None:
+    """A sensor that reports only a quantity the park declared (here a vibration sensor) goes
+    silent or sticks like any meter: flagged as a meter fault, never left unwatched."""
+    park = Park.model_validate(
+        {
+            "park": "p",
+            "quantities": [
+                {"name": "vib_mm_s", "unit": "mm/s", "utilities": ["env"], "low": 0, "high": 100}
+            ],
+            "meters": [{"id": "fan1", "utility": "env"}],
+        }
+    )
+    ctx = ParkContext(park)
+    series = [k for k in MeterFaults.select(ctx) if k.quantity == "vib_mm_s"]
+    assert series == [SeriesKey("fan1", "vib_mm_s")]
+    lively = [2.0 + 0.1 * (k % 5) for k in range(90)]
+    block = block_of(lively + [2.3] * 30 + [np.nan] * 20)
+    kinds = [(f.kind, f.active) for f in MeterFaults(ctx, series).update(block).findings]
+    assert ("stuck_value", True) in kinds
+    assert ("comm_loss", True) in kinds
