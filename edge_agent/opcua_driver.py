@@ -134,7 +134,12 @@ class OpcUaLink(Link):
         self._subscription = await client.create_subscription(
             self.publish_interval_s * 1000, self._latest
         )
-        await self._subscription.subscribe_data_change(list(nodes.values()))
+        handles = await self._subscription.subscribe_data_change(list(nodes.values()))
+        # a node the server refuses to monitor (BadNodeIdUnknown: a wrong `device`) will never
+        # be reported: hold its status as its value, so its device's reads say why, as a poll
+        for node_id, handle in zip(nodes, handles, strict=True):
+            if isinstance(handle, ua.StatusCode):
+                self._latest.values[node_id] = ua.DataValue(StatusCode=handle)
 
     def latest(self, node_id: str) -> ua.DataValue | None:
         return self._latest.values.get(node_id)

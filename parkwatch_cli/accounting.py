@@ -12,7 +12,7 @@ import typer
 accounting_app = typer.Typer(help="Energy, carbon and cost accounting.", no_args_is_help=True)
 
 
-@accounting_app.command("steel")
+@accounting_app.command("steel", short_help="The steel plant's half year, accounted.")
 def steel(
     csv: Annotated[Path, typer.Option(help="the steel dataset")] = Path(
         "../shared/datasets/steel/steel_2018_h1.csv"
@@ -32,7 +32,9 @@ def steel(
     typer.echo(json.dumps(dataclasses.asdict(result)))
 
 
-@accounting_app.command("steel-report")
+@accounting_app.command(
+    "steel-report", short_help="The steel plant's monthly reports (CSV, HTML, PDF)."
+)
 def steel_report(
     out: Annotated[Path, typer.Option(help="directory the reports are written to")],
     csv: Annotated[Path, typer.Option(help="the steel dataset")] = Path(

@@ -620,7 +620,7 @@ def bench_replay_read_command(
 
 @bench_app.command("accounting", short_help="A year of 1,000 meters rolled up at every level.")
 def bench_accounting_command(
-    meters: Annotated[int, typer.Option()] = 1000,
+    meters: Annotated[int, typer.Option(help="meters in the synthetic park")] = 1000,
     days: Annotated[int, typer.Option(help="days of 15-minute readings")] = 365,
     chunk: Annotated[int, typer.Option(help="meters rolled up at once")] = 100,
 ) -> None:
@@ -650,7 +650,7 @@ def bench_nab(
     typer.echo(json.dumps(report_json(report)))
 
 
-@bench_app.command("skab")
+@bench_app.command("skab", short_help="Every detector on SKAB's pump rig.")
 def bench_skab(
     data: Annotated[Path, typer.Option(help="SKAB's folder (data/*/*.csv)")] = Path(
         "../shared/datasets/skab"

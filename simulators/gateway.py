@@ -20,6 +20,7 @@ from typing import Any, Literal
 from edge_agent.dlt645 import get_dlt645_profile
 from edge_agent.opcua import get_opcua_profile
 from edge_agent.profiles import NO_RATIOS, Ratios
+from parkwatch.quantities import Utility
 from parkwatch.site import Park
 from simulators.dlt645 import Dlt645Bus, Dlt645SerialServer, Dlt645TcpServer, ServedDlt645Meter
 from simulators.modbus import ModelFeed, PtyPair, SimulatedGateway
@@ -58,6 +59,20 @@ class MultiProtocolGateway(GatewayConfigWriter):
         ours = [m.id for m in self.park.iter_meters() if m.gateway == self.gateway]
         if not others <= set(ours):
             raise ValueError(f"not meters of {self.gateway}: {sorted(others - set(ours))}")
+        # both maps carry electricity quantities: another utility's meter cannot be served so
+        utilities = {m.id: m.utility for m in self.park.iter_meters()}
+        served_as = {DLT645_PROFILE: self.dlt645, OPCUA_PROFILE: self.opcua}
+        wanted: dict[str, Utility] = {
+            DLT645_PROFILE: get_dlt645_profile(DLT645_PROFILE).utility,
+            OPCUA_PROFILE: get_opcua_profile(OPCUA_PROFILE).utility,
+        }
+        for profile_name, meters in served_as.items():
+            for meter in meters:
+                if utilities[meter] != wanted[profile_name]:
+                    raise ValueError(
+                        f"{meter} is a {utilities[meter]} meter; {profile_name} serves "
+                        f"{wanted[profile_name]} meters"
+                    )
         self.modbus = SimulatedGateway(
             self.park,
             self.gateway,

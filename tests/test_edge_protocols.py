@@ -116,3 +116,15 @@ async def whole_batch(sub: Any, meters: set[str], within_s: float = 30.0) -> dic
             if {r["m"] for r in batch["readings"]} == meters:
                 return batch
     raise AssertionError("the subscription ended")
+
+
+def test_only_electricity_meters_are_served_as_dlt645_or_by_the_compressor_controller(
+    demo_park_path: Path,
+) -> None:
+    """Both maps carry electricity quantities: a water or gas meter served through them would
+    publish kWh for a water meter, which ingest then rejects reading after reading."""
+    park = Park.from_yaml(demo_park_path)
+    with pytest.raises(ValueError, match="steelco-water is a water meter"):
+        MultiProtocolGateway(park, GATEWAY, dlt645=["steelco-water"])
+    with pytest.raises(ValueError, match="steelco-gas is a gas meter"):
+        MultiProtocolGateway(park, GATEWAY, opcua=["steelco-gas"])

@@ -291,6 +291,7 @@ async def test_dead_device_is_logged_once_and_skipped(
     assert state.reads_ok == 3
 
 
+@pytest.mark.integration
 async def test_a_silent_unit_leaves_the_agents_serial_bus_open(
     feed: ModelFeed, tmp_path: Path
 ) -> None:

@@ -115,6 +115,7 @@ async def test_subscription_delivers_changes(feed: ModelFeed) -> None:
             await link.aclose()
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("mode", ["poll", "subscribe"])
 async def test_a_map_in_a_namespace_the_server_lacks_fails_alone(
     feed: ModelFeed, mode: Literal["poll", "subscribe"]
@@ -149,6 +150,7 @@ async def test_a_map_in_a_namespace_the_server_lacks_fails_alone(
     assert poller.devices[1].outage.is_down
 
 
+@pytest.mark.integration
 async def test_a_good_value_that_is_not_a_number_is_left_out(feed: ModelFeed) -> None:
     """A controller may publish NaN or ∞ (with a Good status) for a value it does not have;
     like a float register's NaN it is never passed on — as JSON it would be null, a reading
@@ -194,3 +196,30 @@ async def test_a_servers_session_waits_as_long_as_its_slowest_device_asks() -> N
         (link,) = devices.links.values()
         assert isinstance(link, OpcUaLink)
         assert link.timeout_s == 5.0
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("mode", ["poll", "subscribe"])
+async def test_a_device_name_the_server_lacks_is_a_failed_read(
+    feed: ModelFeed, mode: Literal["poll", "subscribe"]
+) -> None:
+    """A ``device`` that is not on the server (a typo in gateway.yaml): every node id is
+    unknown. Polling reads each value as BadNodeIdUnknown; a subscription refuses each
+    monitored item with it — either way a failed read that names it, not empty readings
+    counted as good ones for ever."""
+    profile = get_opcua_profile(MAP)
+    async with controller(feed) as server:
+        link = OpcUaLink(
+            OpcUaTransport(url=server.url, mode=mode), timeout_s=2.0, publish_interval_s=0.1
+        )
+        typo = OpcUaDriver("steelco-c1", "C9", profile, link)
+        good = OpcUaDriver("steelco-c2", "C2", profile, link)
+        try:
+            with pytest.raises(OpcUaReadError, match="BadNodeIdUnknown"):
+                await typo.read()
+            deadline = asyncio.get_running_loop().time() + 5
+            while set(await good.read()) != set(profile.quantities):  # the others go on
+                assert asyncio.get_running_loop().time() < deadline
+                await asyncio.sleep(0.1)
+        finally:
+            await link.aclose()

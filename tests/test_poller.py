@@ -113,6 +113,7 @@ class Untranslated:
         raise ValueError("'urn:x' is not in list")
 
 
+@pytest.mark.integration
 async def test_an_untranslated_error_is_one_failed_read_not_the_end_of_polling(
     feed: ModelFeed, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -140,6 +141,7 @@ async def test_an_untranslated_error_is_one_failed_read_not_the_end_of_polling(
     assert errors[0].exc_info is not None
 
 
+@pytest.mark.integration
 async def test_link_metrics_count_requests_and_busy_time(feed: ModelFeed) -> None:
     eastron = get_profile("eastron-sdm630")
     meters = ["steelco-c1", "steelco-c2"]
