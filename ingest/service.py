@@ -107,8 +107,8 @@ def encode_lines(readings: list[AcceptedReading]) -> list[str]:
     Every value is a finite float and every quantity name a registry name
     (``[a-z][a-z0-9_]*``), so the JSON text of a reading's values is its field set once the
     quotes go and ``:`` becomes ``=``. orjson writes all the values of all the readings in
-    one call, each float in its shortest round-trip form (as ``repr``, but ``1e16`` for
-    ``1e+16``, which InfluxDB reads alike): half the cost of a ``repr`` per value. The series
+    one call, each float in its shortest round-trip form (as ``repr``, but ``1e-7`` for
+    ``1e-07``, which InfluxDB reads alike): half the cost of a ``repr`` per value. The series
     key is computed once per meter by the site registry.
     """
     if not readings:
