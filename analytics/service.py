@@ -228,12 +228,15 @@ class AnalyticsService:
         if engine is None:
             return
         text = payload.decode("utf-8", errors="replace").strip().lower()
+        dropped = None
         try:
             doc = orjson.loads(payload)
             state = str(doc.get("state", doc.get("status", ""))) if isinstance(doc, dict) else text
+            if isinstance(doc, dict) and type(doc.get("dropped")) is int:
+                dropped = int(doc["dropped"])
         except orjson.JSONDecodeError:
             state = text
-        engine.gateway_status(parts[3], state != "offline", int(time.time() * 1000))
+        engine.gateway_status(parts[3], state != "offline", int(time.time() * 1000), dropped)
 
     async def _tick(self) -> None:
         while True:

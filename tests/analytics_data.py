@@ -73,10 +73,13 @@ def simulated_rows(
     )
 
 
-def live_events(engine: Any, park: Park, rows: Rows) -> dict[str, Any]:
+def live_events(
+    engine: Any, park: Park, rows: Rows, points: list[Any] | None = None
+) -> dict[str, Any]:
     """Feed ``rows`` to ``engine`` as the live service would: one message per gateway and poll
     cycle, with a growing seq, arriving a moment after the poll, and only what ingest would
-    store (known series, plausible values). Returns each event's latest state by id."""
+    store (known series, plausible values). Returns each event's latest state by id; the
+    derived points go to ``points`` when given."""
     from analytics.engine.engine import Batch
 
     assert rows.poll_ms is not None
@@ -99,7 +102,8 @@ def live_events(engine: Any, park: Park, rows: Rows) -> dict[str, Any]:
     keep = (series >= 0) & plausible
     events: dict[str, Any] = {}
     seqs: dict[str, int] = {}
-    for poll in np.unique(rows.poll_ms):
+    last = int(rows.poll_ms.max())
+    for poll in np.unique(rows.poll_ms).tolist():
         at = keep & (rows.poll_ms == poll)
         arrival = int(poll) + 300
         for gw in np.unique(gateway[at]):
@@ -108,6 +112,8 @@ def live_events(engine: Any, park: Park, rows: Rows) -> dict[str, Any]:
             engine.feed(
                 Batch(str(gw), seqs[gw], series[mine], rows.t_ms[mine], rows.value[mine], arrival)
             )
-        events.update((e.id, e) for e in engine.advance(arrival).events)
-    events.update((e.id, e) for e in engine.finish().events)
+        for advanced in (engine.advance(arrival), *([engine.finish()] if poll == last else [])):
+            events.update((e.id, e) for e in advanced.events)
+            if points is not None:
+                points.extend(advanced.points)
     return events

@@ -283,14 +283,14 @@ def test_input_is_not_mutated(case: Any) -> None:
 QUICK_LIVE: dict[str, dict[str, Any]] = {
     "coincident_peaks": {"settle_days": 0},
     "baseline": {"warmup_d": 0.05, "warmup_min_slots": 20},
-    "leaks": {"min_days": 1, "min_residuals": 4},
+    "leaks": {"min_days": 1, "min_residuals": 4, "widen": False, "k": 1.0},
     "waste_heat": {"min_hours": 6},
 }
 # detectors that judge hours against days of their own history see the two faulty days the
 # checks above use, polled every 5 minutes so that feeding them message by message stays
 # quick: (days, poll ms, seed)
 DAYS_LIVE: dict[str, tuple[float, int, int]] = {
-    "leaks": (DAYS, 300_000, 7),
+    "leaks": (3.0, 300_000, 7),  # its spread is each day against the others: a third day
     "waste_heat": (DAYS, 300_000, 7),
 }
 
@@ -302,18 +302,74 @@ def _faulty_rows(days: float, step_ms: int, seed: int) -> Any:
     return simulated_rows(park, START_MS, days, seed=seed, faults=faults, step_ms=step_ms)
 
 
+@cache
+def _live_and_replayed(cls: type[Detector]) -> tuple[Any, Any, list[Any], list[Any]]:
+    """Events (latest state by id) and points of ``cls`` alone in the engine: fed message by
+    message as the live service feeds it, and replayed from the same rows."""
+    park = _park()
+    rows = _faulty_rows(*DAYS_LIVE.get(cls.name, (0.5, 60_000, 5)))
+    params = {cls.name: QUICK_LIVE[cls.name]} if cls.name in QUICK_LIVE else None
+    replayed_points: list[Any] = []
+    replayed = replay(
+        ParkEngine(park, [cls], params), rows, on_advance=lambda a: replayed_points.extend(a.points)
+    ).events
+    live_points: list[Any] = []
+    live = live_events(ParkEngine(park, [cls], params), park, rows, live_points)
+    return live, replayed, live_points, replayed_points
+
+
 @pytest.mark.parametrize("cls", DETECTORS, ids=lambda d: d.name)
 def test_live_and_replay_give_the_same_events(cls: type[Detector]) -> None:
     """Each detector alone in the engine: fed message by message as the live service feeds
     it, and replayed from the same rows, it raises the same events."""
-    park = _park()
-    rows = _faulty_rows(*DAYS_LIVE.get(cls.name, (0.5, 60_000, 5)))
-    params = {cls.name: QUICK_LIVE[cls.name]} if cls.name in QUICK_LIVE else None
-    replayed = replay(ParkEngine(park, [cls], params), rows).events
-    live = live_events(ParkEngine(park, [cls], params), park, rows)
+    live, replayed, _, _ = _live_and_replayed(cls)
 
     def final(events: Any) -> list[tuple[Any, ...]]:
         return sorted((e.id, e.kind, e.state.value, e.detected_at_ms, e.end_ms) for e in events)
 
     assert replayed, f"{cls.name} raised nothing on faulty data: nothing to compare"
     assert final(live.values()) == final(replayed)
+
+
+@pytest.mark.parametrize(
+    "cls",
+    [
+        pytest.param(
+            d,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="one hourly point differs (0.2 %): the hour gw-chemco's clock falls 5 "
+                "minutes behind, where live counts a second reading late and replay one; events "
+                "agree (found in review; 15 points were missing live before 04a6957)",
+            ),
+        )
+        if d.name == "waste_heat"
+        else d
+        for d in DETECTORS
+    ],
+    ids=lambda d: d.name,
+)
+def test_live_and_replay_write_the_same_points(cls: type[Detector]) -> None:
+    """The derived series (demand, balances, …) go to InfluxDB live and replayed alike."""
+    _, _, live_points, replayed_points = _live_and_replayed(cls)
+
+    def written(points: list[Any]) -> tuple[list[tuple[Any, ...]], list[float]]:
+        """Each point's place and field names, and its values apart: sums over slots taken in
+        other blocks differ in the last bits."""
+        ordered = sorted(points, key=lambda p: (p.measurement, p.t_ms, sorted(p.tags.items())))
+
+        def number(v: Any) -> bool:
+            return isinstance(v, int | float) and not isinstance(v, bool)
+
+        keys = [
+            (p.measurement, p.t_ms, tuple(sorted(p.tags.items())),
+             tuple((k, None if number(v) else v) for k, v in sorted(p.fields.items())))
+            for p in ordered
+        ]  # fmt: skip
+        values = [float(v) for p in ordered for _, v in sorted(p.fields.items()) if number(v)]
+        return keys, values
+
+    live_keys, live_values = written(live_points)
+    replayed_keys, replayed_values = written(replayed_points)
+    assert live_keys == replayed_keys
+    assert live_values == pytest.approx(replayed_values, rel=1e-4)

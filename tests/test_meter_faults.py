@@ -71,3 +71,21 @@ def test_a_parks_own_quantities_are_watched_for_faults_too() -> None:
     kinds = [(f.kind, f.active) for f in MeterFaults(ctx, series).update(block).findings]
     assert ("stuck_value", True) in kinds
     assert ("comm_loss", True) in kinds
+
+
+def test_silence_of_an_irregular_series_is_the_same_whatever_the_chunks() -> None:
+    """How long a meter may be quiet grows with its usual spacing, which changes as readings
+    come: judged slot by slot, so one block or many give the same comm_loss events."""
+    ctx, series = one_meter()
+    rng = np.random.default_rng(3)
+    values: list[float] = []
+    while len(values) < 2000:
+        values += [400.0 + rng.normal(0, 5)] + [np.nan] * int(rng.choice([0, 1, 2, 4, 9, 14]))
+    block = block_of(values[:2000])
+    whole = fed(MeterFaults(ctx, series), block, block.slots)
+    one_by_one = fed(MeterFaults(ctx, series), block, 1)
+    in_sixties = fed(MeterFaults(ctx, series), block, 60)
+    kinds = [(f.kind, f.at_ms, f.active, dict(f.evidence)) for f in whole]
+    assert any(kind == "comm_loss" for kind, *_ in kinds)
+    assert [(f.kind, f.at_ms, f.active, dict(f.evidence)) for f in one_by_one] == kinds
+    assert [(f.kind, f.at_ms, f.active, dict(f.evidence)) for f in in_sixties] == kinds

@@ -621,12 +621,22 @@ class MeterFaults(Detector):
         last_m = _reduce_by(np.maximum, st.last_seen, st.meter_of, m, -1)
         last_seen = np.maximum.accumulate(np.where(meter_seen, abs_k, -1), axis=1)
         last_seen = np.maximum(last_seen, last_m[:, None])
+        # each row's usual spacing at each slot, from the readings before it (as a block of
+        # one slot would see it: the limit moves as readings come, whatever the chunking)
+        before = st.readings[:, None] + np.cumsum(seen, axis=1) - seen
+        newest = np.maximum.accumulate(np.where(seen, abs_k[None, :], -1), axis=1)
+        newest_before = np.maximum(
+            np.concatenate([np.full((seen.shape[0], 1), -1), newest[:, :-1]], axis=1),
+            st.last_seen[:, None],
+        )
+        first_in_block = np.where(seen.any(axis=1), first_slot + np.argmax(seen, axis=1), -1)
+        first_ever = np.where(st.first_seen >= 0, st.first_seen, first_in_block)[:, None]
         with np.errstate(invalid="ignore", divide="ignore"):
             row_spacing = np.where(
-                st.readings > 1, (st.last_seen - st.first_seen) / (st.readings - 1), 0.0
+                before > 1, (newest_before - first_ever) / np.maximum(before - 1, 1), 0.0
             )
         spacing = _reduce_by(np.maximum, row_spacing, st.meter_of, m, 0.0)
-        limit = np.maximum(self.p.silence_slots, np.ceil(3 * spacing))[:, None]
+        limit = np.maximum(self.p.silence_slots, np.ceil(3 * spacing))  # [meter, slot]
         silent = (last_seen >= 0) & (abs_k[None, :] - last_seen >= limit)
         back = meter_seen
         # a gateway whose meters (more than one) all fall silent at once is one event about it
@@ -660,7 +670,7 @@ class MeterFaults(Detector):
             back,
             st.silent_open,
             out,
-            evidence=lambda mi, k: {"slots_without_data": int(limit[mi, 0])},
+            evidence=lambda mi, k: {"slots_without_data": int(limit[mi, k])},
         )
         # how often each row reports: its first and latest reading and how many slots had one
         any_seen = seen.any(axis=1)

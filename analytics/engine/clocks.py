@@ -9,12 +9,15 @@ on time. Per gateway:
   fills, or until it is older than ``max_hold_ms`` (then the gap is given up and counted). A
   batch at or below the run is a replay or duplicate — unless its data is newer than anything
   seen, which is a gateway that restarted its count.
-* **interval**: the shortest spacing of the gateway's recent batch times. A slot is complete
+* **interval**: the shortest spacing of the gateway's recent batch times (known from its third
+  batch: a gateway's first spacing may be a silence, not its poll interval). A slot is complete
   when even the soonest next reading (watermark + interval) falls after its end, so a slot of a
   regular poll closes as soon as its last poll arrives rather than when the next one does, and
   one of an irregularly sampled source is not closed before a reading that may still land in it.
 * **status**: a gateway whose retained status says ``offline`` is buffering at the edge: its
-  watermark holds (up to ``max_hold_ms``). One that is online but silent is not: once it has
+  watermark holds (up to ``max_hold_ms``). An edge whose buffer filled drops its oldest batches
+  and says how many in its status (``dropped``): that many of the lowest missing seqs are given
+  up at once rather than held for. One that is online but silent is not: once it has
   been silent for ``silence_ms`` of the park's clock, its slots close as gaps up to that clock
   minus the allowance, which is how a dead meter shows. Silence counts from its latest batch or
   ``online`` status, whichever is later: an edge back from an outage announces itself before its
@@ -65,12 +68,24 @@ class Clocks:
         self.pending: dict[int, dict[int, int]] = {}  # gateway → seq beyond a gap → newest t
         self.gap_since: dict[int, int] = {}
         self.gaps_given_up = np.zeros(n, dtype=np.int64)
+        # gateway → the first seq this engine took: lower ones were sent before it listened
+        # (a backlog behind live data at a cold start), so they are not sent again
+        self.first_seq: dict[int, int] = {}
+        self.dropped_seen: dict[int, int] = {}  # gateway → its edge's dropped count, last seen
+        self.skip: dict[int, int] = {}  # gateway → missing seqs known dropped at the edge
 
-    def status(self, g: int, online: bool, now_ms: int) -> None:
-        """Gateway ``g``'s status message (``offline``: its last will; it buffers at the edge)."""
+    def status(self, g: int, online: bool, now_ms: int, dropped: int | None = None) -> None:
+        """Gateway ``g``'s status message (``offline``: its last will; it buffers at the edge).
+        ``dropped``: how many batches its edge has dropped so far (a full buffer drops the
+        oldest): that many of the lowest seqs still missing will never come."""
         self.online[g] = online
         if online:
             self.online_since[g] = max(self.online_since[g], now_ms)
+        if dropped is not None:
+            before = self.dropped_seen.get(g)
+            if before is not None and dropped > before:
+                self.skip[g] = self.skip.get(g, 0) + dropped - before
+            self.dropped_seen[g] = dropped  # (an edge restarted counts from 0 again)
 
     # --- live: one batch with a seq ---------------------------------------------------------
 
@@ -84,10 +99,21 @@ class Clocks:
         self.online[g] = True
         verdict = "in_order"
         run = self.run_seq.get(g)
+        credit = self.skip.get(g, 0)
+        if credit and seq is not None and run is not None and seq > run + 1:
+            # the lowest missing seqs are the batches the edge dropped: no wait for them
+            jump = min(credit, seq - run - 1)
+            run = self.run_seq[g] = run + jump
+            self.skip[g] = credit - jump
+            self.gaps_given_up[g] += jump
+            self._absorb(g)
+            run = self.run_seq[g]
         pending = self.pending.get(g)
         if seq is None:
             self._advance(g, newest_ms)
         elif run is None or seq == run + 1:
+            if run is None:
+                self.first_seq[g] = seq
             self.run_seq[g] = seq
             self._advance(g, newest_ms)
             self._absorb(g)
@@ -107,6 +133,15 @@ class Clocks:
         self._note_times(np.array([g]), np.array([newest_ms]))
         self._give_up_old_gaps(g)
         return verdict
+
+    def sent_again(self, g: int, seq: int | None, verdict: str) -> bool:
+        """Whether a batch's verdict says it repeats one this engine took (not one of a
+        backlog sent before the engine first heard the gateway)."""
+        return (
+            seq is not None
+            and verdict in ("replay", "duplicate")
+            and seq >= self.first_seq.get(g, seq)
+        )
 
     def _advance(self, g: int, t_ms: int) -> None:
         self.watermark[g] = max(self.watermark[g], t_ms)
@@ -166,7 +201,10 @@ class Clocks:
         recent = self.times[changed]
         spacing = np.diff(recent, axis=1).astype(np.float64)
         spacing[recent[:, :-1] <= NEVER] = np.nan
-        enough = np.sum(np.isfinite(spacing), axis=1) >= 1
+        # two spacings at least: the one spacing of a gateway's first two batches may be a
+        # silence (one batch, weeks off, then regular ones), which as an interval would close
+        # the weeks ahead and make everything in them late
+        enough = np.sum(np.isfinite(spacing), axis=1) >= 2
         if enough.any():
             shortest = np.nanmin(spacing[enough], axis=1)
             self.interval[changed[enough]] = shortest.astype(np.int64)
@@ -189,7 +227,9 @@ class Clocks:
         silent_for = now_ms - np.maximum(
             np.maximum(self.last_arrival, self.watermark), self.online_since
         )
-        silent = ~held & (silent_for > self.rules.silence_ms)
+        # silent: the allowance past the batch its interval says is due (a gateway polling
+        # every 5 minutes is not silent 3 minutes after its last batch)
+        silent = ~held & (silent_for > self.rules.silence_ms + self.interval)
         out = np.where(held, np.maximum(complete, now_ms - self.rules.max_hold_ms), complete)
         out = np.where(silent, np.maximum(complete, now_ms - self.rules.silence_ms), out)
         return np.where(self.heard(), out, NEVER)
@@ -213,6 +253,9 @@ class Clocks:
         out["run_seq"] = [[g, s] for g, s in self.run_seq.items()]
         out["pending"] = [[g, [[s, t] for s, t in p.items()]] for g, p in self.pending.items()]
         out["gap_since"] = [[g, t] for g, t in self.gap_since.items()]
+        out["first_seq"] = [[g, n] for g, n in self.first_seq.items()]
+        out["dropped_seen"] = [[g, n] for g, n in self.dropped_seen.items()]
+        out["skip"] = [[g, n] for g, n in self.skip.items()]
         return out
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -223,3 +266,6 @@ class Clocks:
         self.run_seq = {int(g): int(s) for g, s in state["run_seq"]}
         self.pending = {int(g): {int(s): int(t) for s, t in p} for g, p in state["pending"]}
         self.gap_since = {int(g): int(t) for g, t in state["gap_since"]}
+        self.first_seq = {int(g): int(n) for g, n in state.get("first_seq", [])}
+        self.dropped_seen = {int(g): int(n) for g, n in state.get("dropped_seen", [])}
+        self.skip = {int(g): int(n) for g, n in state.get("skip", [])}

@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 VIRTUAL = "_virtual"  # the table of virtual meters: computed on the park's clock
 TABLE_ROWS = 2048  # gateways are packed into tables of about this many rows
 UNSET = -(2**62)  # a slot number before any
+MAX_BLOCK_SLOTS = 1440  # the most slots detectors are given at once (a day of minutes)
 
 
 @dataclass
@@ -280,11 +281,14 @@ class ParkEngine:
     def series_of(self, meter: str, quantity: str) -> int | None:
         return self.index.get(SeriesKey(meter, quantity))
 
-    def gateway_status(self, gateway: str, online: bool, now_ms: int | None = None) -> None:
-        """A gateway's status message, received at ``now_ms`` (default: the park clock)."""
+    def gateway_status(
+        self, gateway: str, online: bool, now_ms: int | None = None, dropped: int | None = None
+    ) -> None:
+        """A gateway's status message, received at ``now_ms`` (default: the park clock), with
+        the number of batches its edge has dropped so far when it says."""
         g = self.gateway_no.get(gateway)
         if g is not None:
-            self.clocks.status(g, online, self.now_ms if now_ms is None else now_ms)
+            self.clocks.status(g, online, self.now_ms if now_ms is None else now_ms, dropped)
 
     def feed(self, batch: Batch) -> Advanced:
         """Store one live batch; returns the late readings it carried."""
@@ -302,7 +306,7 @@ class ParkEngine:
             verdict = self.clocks.batch(
                 g, batch.seq, int(batch.t_ms.min()), int(batch.t_ms.max()), batch.arrival_ms
             )
-            if verdict in ("replay", "duplicate"):
+            if self.clocks.sent_again(g, batch.seq, verdict):
                 again = batch.t_ms <= newest
         threshold = self._thresholds(batch.series)
         self._close()
@@ -473,10 +477,24 @@ class ParkEngine:
     # --- running the detectors ---------------------------------------------------------------
 
     def advance(self, now_ms: int | None = None) -> Advanced:
-        """Close what is complete at park clock ``now_ms`` and run the detectors over it."""
+        """Close what is complete at park clock ``now_ms`` and run the detectors over it, at
+        most ``MAX_BLOCK_SLOTS`` slots at a time (what a long gap closes at once — weeks a
+        logger was off, a restart after days — is walked through in bounded blocks, and the
+        tables forget each block once read)."""
         if now_ms is not None:
             self._tick(now_ms)
         self._close()
+        out = Advanced()
+        more = True
+        while more:
+            step, more = self._advance_some(MAX_BLOCK_SLOTS)
+            out.events.extend(step.events)
+            out.points.extend(step.points)
+        return out
+
+    def _advance_some(self, limit: int) -> tuple[Advanced, bool]:
+        """Run the detectors over at most ``limit`` closed slots of each gateway and of the
+        park clock; returns what they raised and whether closed slots remain."""
         findings = Output()
         blocks: dict[tuple[str, int, int], Block] = {}
 
@@ -490,9 +508,11 @@ class ParkEngine:
         heard = self.closed > UNSET
         first = np.where(self.emitted > UNSET, self.emitted, self._first_slots())
         first = np.minimum(first, self.closed)
+        until = np.minimum(self.closed, first + limit)
+        more = bool((heard & (until < self.closed)).any())
         spans: dict[tuple[int, int], list[int]] = {}
-        for g in np.flatnonzero(heard & (self.closed > first)).tolist():
-            spans.setdefault((int(first[g]), int(self.closed[g])), []).append(g)
+        for g in np.flatnonzero(heard & (until > first)).tolist():
+            spans.setdefault((int(first[g]), int(until[g])), []).append(g)
         for (start, stop), gateways in sorted(spans.items()):
             members = np.array(gateways, dtype=np.int64)
             for inst in self.instances:
@@ -501,7 +521,7 @@ class ParkEngine:
                 block = self._instance_block(inst, members, start, stop, table_block)
                 if block is not None:
                     findings.extend(inst.detector.update(block))
-        self.emitted = np.where(heard, self.closed, self.emitted)
+        self.emitted = np.where(heard, until, self.emitted)
 
         if self.park_closed is not None:
             start = (
@@ -509,11 +529,13 @@ class ParkEngine:
                 if self.park_emitted is None
                 else self.park_emitted
             )
-            if self.park_closed > start:
-                findings.extend(self._park_step(start, self.park_closed, table_block))
-            self.park_emitted = max(start, self.park_closed)
+            stop = min(self.park_closed, start + limit)
+            if stop > start:
+                findings.extend(self._park_step(start, stop, table_block))
+            self.park_emitted = max(start, stop)
+            more |= stop < self.park_closed
         self._forget()
-        return Advanced(self.events.apply(findings.findings), findings.points)
+        return Advanced(self.events.apply(findings.findings), findings.points), more
 
     def _first_slots(self) -> IntArray:
         """Per gateway, the oldest slot its table holds (where a never-run gateway starts)."""
