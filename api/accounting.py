@@ -32,7 +32,7 @@ import numpy as np
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from api.app import State, StateDep, _park, _query
+from api.app import EARLIEST, LATEST, State, StateDep, _in_store_range, _park, _query
 from parkwatch.energy import (
     FIGURES_MEASUREMENT,
     REPLACEMENT_MEASUREMENT,
@@ -90,11 +90,19 @@ def _rp(state: State) -> str:
     return "" if rp is None else f"{quote_ident(rp)}."
 
 
+def _checked_year(year: int) -> int:
+    # a year InfluxDB cannot hold would be refused by it ("overflowed duration"): a 422 here
+    if not EARLIEST.year < year < LATEST.year:
+        raise HTTPException(422, f"year {year}: expected {EARLIEST.year + 1}..{LATEST.year - 1}")
+    return year
+
+
 def _month_bounds(park: Park, month: str) -> tuple[int, int]:
     try:
         first = datetime.strptime(month, "%Y-%m").replace(tzinfo=park.zone)
     except ValueError:
-        raise HTTPException(422, f"month={month!r}: expected YYYY-MM") from None
+        raise HTTPException(422, f"month={month[:16]!r}: expected YYYY-MM") from None
+    _checked_year(first.year)
     nxt = (
         first.replace(year=first.year + 1, month=1)
         if first.month == 12
@@ -104,7 +112,7 @@ def _month_bounds(park: Park, month: str) -> tuple[int, int]:
 
 
 def _year_bounds(park: Park, year: int) -> tuple[int, int]:
-    a = datetime(year, 1, 1, tzinfo=park.zone)
+    a = datetime(_checked_year(year), 1, 1, tzinfo=park.zone)
     b = datetime(year + 1, 1, 1, tzinfo=park.zone)
     return int(a.timestamp() * 1000), int(b.timestamp() * 1000)
 
@@ -133,19 +141,17 @@ async def _rollups(
     state: State, park: Park, period: str, start_ms: int, end_ms: int, where: dict[str, str]
 ) -> list[tuple[dict[str, str], list[dict[str, Any]]]]:
     clause = "".join(f" AND {quote_ident(k)} = {qs(v)}" for k, v in where.items())
-    statement = (
-        f"SELECT * FROM {_rp(state)}{quote_ident(ROLLUP_MEASUREMENTS[period])} "
-        f"WHERE park = {qs(park.park)}{clause} AND time >= {start_ms}ms AND time < {end_ms}ms "
-        "GROUP BY level, id, utility, quantity"
-    )
     try:
-        series = await state.reader.query(statement)
+        series = await _query(
+            state,
+            f"SELECT * FROM {_rp(state)}{quote_ident(ROLLUP_MEASUREMENTS[period])} "
+            f"WHERE park = {qs(park.park)}{clause} AND time >= {start_ms}ms AND time < {end_ms}ms "
+            "GROUP BY level, id, utility, quantity",
+        )
     except InfluxQueryError as exc:
-        if "retention policy not found" in str(exc):
-            return []  # analytics has not written any rollup yet: nothing measured
-        raise HTTPException(503, f"database: {exc}") from exc
-    except InfluxError as exc:
-        raise HTTPException(503, f"database: {exc}") from exc
+        if "retention policy not found" not in str(exc):
+            raise
+        return []  # the rollup job has not run yet: there are no rollups to show
     return [(s.tags, s.records()) for s in series]
 
 
@@ -163,11 +169,12 @@ async def consumption(
     """Stored rollups; times are the periods' local starts."""
     p = _park(state, park)
     now = datetime.now(tz=p.zone)
-    end_at = end.replace(tzinfo=end.tzinfo or p.zone) if end else now
-    start_at = (
+    end_at = _in_store_range("end", end.replace(tzinfo=end.tzinfo or p.zone) if end else now)
+    start_at = _in_store_range(
+        "start",
         start.replace(tzinfo=start.tzinfo or p.zone)
         if start
-        else end_at.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        else end_at.replace(day=1, hour=0, minute=0, second=0, microsecond=0),
     )
     if start_at >= end_at:
         raise HTTPException(422, "start must be before end")
@@ -219,10 +226,10 @@ class Figure(BaseModel):
 def _period_start(park: Park, period: str) -> int:
     try:
         if len(period) == 4:
-            return int(datetime(int(period), 1, 1, tzinfo=park.zone).timestamp() * 1000)
+            return _year_bounds(park, int(period))[0]
         return _month_bounds(park, period)[0]
     except ValueError:
-        raise HTTPException(422, f"period={period!r}: expected YYYY or YYYY-MM") from None
+        raise HTTPException(422, f"period={period[:16]!r}: expected YYYY or YYYY-MM") from None
 
 
 def _figure_line(park: Park, f: Figure) -> str:
@@ -300,7 +307,7 @@ async def post_replacement(
     quantity = body.quantity or counter
     if quantity is None:
         raise HTTPException(422, f"meter {meter!r} has no counter")
-    t = body.time if body.time.tzinfo else body.time.replace(tzinfo=p.zone)
+    t = _in_store_range("time", body.time if body.time.tzinfo else body.time.replace(tzinfo=p.zone))
     line = encode_point(
         REPLACEMENT_MEASUREMENT,
         {"park": park, "meter": meter, "quantity": quantity},

@@ -30,6 +30,7 @@ from parkwatch.influx import (
     quote_ident,
     where_tags,
 )
+from parkwatch.plant import reported_quantities
 from parkwatch.quantities import QUANTITIES, quantities_for
 from parkwatch.site import Meter, Park, SiteRegistry
 
@@ -108,6 +109,8 @@ class State:
         self.settings = settings
         self.registry = registry
         self.reader = reader
+        # park → meter → the quantities it reports (declared in park.yaml, or of its kind)
+        self.reported = {p.park: reported_quantities(p) for p in registry.parks.values()}
 
 
 def _state(request: Request) -> State:
@@ -218,7 +221,7 @@ def create_app(settings: ApiSettings, registry: SiteRegistry | None = None) -> F
                 workshop=m.workshop,
                 parent=m.spec.parent,
                 gateway=m.gateway,
-                quantities=[q.name for q in quantities_for(m.utility)],
+                quantities=list(state.reported[park][m.id]),
             )
             for m in state.registry.meters(park)
         ]

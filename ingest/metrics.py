@@ -30,7 +30,7 @@ class IngestMetrics:
         )
         self.write_latency = Histogram(
             "pw_ingest_write_seconds",
-            "time from receiving a message to its points being stored",
+            "time from receiving a chunk of messages (one socket read) to its points being stored",
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
             registry=r,
         )

@@ -5,8 +5,7 @@ counter lives in its write-ahead buffer). What ingest sees is not that clean:
 
 * **late** — after an outage a gateway sends its live batches first and the backlog behind
   them, so lower numbers arrive after higher ones. They fill gaps counted earlier: a late
-  batch is not a replay. (This is what a plain demo run counted as four "replays": gateways
-  that polled before their first broker session sent that first batch behind a live one.)
+  batch is not a replay (the tracker before issue 11 counted every one as a replay).
 * **replay** — a number seen before: the broker re-delivering an unacknowledged message, or
   a gateway re-sending a batch whose PUBACK it missed.
 * **restart** — a gateway reinstalled or its buffer wiped counts from 1 again.

@@ -6,10 +6,19 @@ the order the messages arrived. A crash, a broker restart or a database outage t
 leaves unacknowledged messages with the broker, which delivers them again; a re-delivered
 batch writes the same points (same series and timestamp) and so overwrites, never duplicates.
 
+Messages come in chunks (every complete message of one socket read, :mod:`parkwatch.mqttio`);
+a chunk is parsed and encoded in one go and its lines handed to the writer together.
+
+Flush policy: the writer sends a batch at ``batch_lines`` lines (large batches are cheap for
+InfluxDB), or when the messages waiting on it reach half the acknowledgement window
+(``receive_maximum``) — the broker sends nothing past the window until acknowledgements come
+back, so waiting for more lines would only stall it — or after ``flush_interval_s``.
+
 Overflow policy: the broker sends at most ``receive_maximum`` unacknowledged messages (MQTT
-v5 flow control), and the writer holds a bounded number of batches; when InfluxDB is slow or
-down, writes wait, acknowledgements stop, and the broker stops sending — memory stays flat
-and the backlog waits in the broker's queue for this session.
+v5 flow control), the client stops reading the socket while the messages it handed over hold
+more than ``max_held_bytes``, and the writer holds a bounded number of batches; when InfluxDB
+is slow or down, writes wait, acknowledgements stop, and the broker stops sending — memory
+stays flat and the backlog waits in the broker's queue for this session.
 """
 
 from __future__ import annotations
@@ -21,16 +30,17 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-import aiomqtt
+import orjson
 
 from ingest.counters import CounterWatch
 from ingest.metrics import IngestMetrics
 from ingest.sequence import SeqTracker, Verdict
 from ingest.settings import IngestSettings
-from parkwatch import mqtt, topics
+from parkwatch import topics
 from parkwatch.influx import InfluxRejectedError, InfluxWriter, ensure_database
+from parkwatch.mqttio import FastClient, Message, MqttError
 from parkwatch.retry import Backoff, OutageLog
 from parkwatch.site import SiteRegistry
 from parkwatch.wire import (
@@ -48,44 +58,67 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class _Pending:
-    mid: int
-    qos: int
+class _Chunk:
+    messages: list[Message]
     done: bool = False
 
 
 class AckTracker:
-    """Acknowledges messages in arrival order once each is handled (MQTT v5 §4.6 asks PUBACKs
-    in the order the PUBLISHes came), even when later messages finish first."""
+    """Releases (acknowledges) chunks of messages in arrival order once each is handled (MQTT
+    v5 §4.6 asks PUBACKs in the order the PUBLISHes came), even when later ones finish first."""
 
-    def __init__(self, send_ack: Callable[[int, int], object]) -> None:
-        self._send_ack = send_ack
-        self._queue: deque[_Pending] = deque()
+    def __init__(self, release: Callable[[list[Message]], object]) -> None:
+        self._release = release
+        self._queue: deque[_Chunk] = deque()
 
-    def received(self, mid: int, qos: int) -> _Pending:
-        entry = _Pending(mid, qos)
+    def received(self, messages: list[Message]) -> _Chunk:
+        entry = _Chunk(messages)
         self._queue.append(entry)
         return entry
 
-    def done(self, entry: _Pending) -> None:
+    def done(self, entry: _Chunk) -> None:
         entry.done = True
         while self._queue and self._queue[0].done:
-            head = self._queue.popleft()
-            if head.qos > 0:
-                self._send_ack(head.mid, head.qos)
+            self._release(self._queue.popleft().messages)
 
     def __len__(self) -> int:
-        return len(self._queue)
+        return sum(len(entry.messages) for entry in self._queue)
+
+
+@dataclass
+class _Handled:
+    """One message of a chunk, parsed: what to store and what to dead-letter."""
+
+    topic: str
+    payload: bytes
+    parsed: ParsedBatch
+    lines: list[str] = field(default_factory=list)
+    # what the metrics need of the readings, kept so that the readings themselves can go
+    # while the chunk waits for the database (a full window of them is most of ingest's
+    # memory during an outage)
+    readings: int = 0
+    values: int = 0
+    newest_ms: int = 0
 
 
 def encode_lines(readings: list[AcceptedReading]) -> list[str]:
-    """Accepted readings → line protocol. Every value is a float (``repr`` round-trips it),
-    quantity names come from the registry and need no escaping, and the series key is
-    computed once per meter by the site registry."""
+    """Accepted readings → line protocol, for many readings (a whole chunk) at once.
+
+    Every value is a finite float and every quantity name a registry name
+    (``[a-z][a-z0-9_]*``), so the JSON text of a reading's values is its field set once the
+    quotes go and ``:`` becomes ``=``. orjson writes all the values of all the readings in
+    one call, each float in its shortest round-trip form (as ``repr``, but ``1e-7`` for
+    ``1e-07``, which InfluxDB reads alike): half the cost of a ``repr`` per value. The series
+    key is computed once per meter by the site registry.
+    """
+    if not readings:
+        return []
+    text = orjson.dumps([r.q for r in readings]).decode()
+    fields = text[2:-2].replace('"', "").replace(":", "=").split("},{")
+    quality = _QUALITY_FIELD
     return [
-        f"{r.meter.series} {','.join([f'{k}={v!r}' for k, v in r.q.items()])}"
-        f"{'' if r.s == 'ok' else _QUALITY_FIELD[r.s]} {r.t}"
-        for r in readings
+        f"{r.meter.series} {f}{'' if r.s == 'ok' else quality[r.s]} {r.t}"
+        for r, f in zip(readings, fields, strict=True)
     ]
 
 
@@ -119,6 +152,8 @@ class IngestService:
             Verdict.OUTLIER: m.seq_outliers,
         }
         self.counters = CounterWatch()
+        # parsed data topics: a gateway sends on the same one every time
+        self._topics: dict[str, topics.DataTopic] = {}
 
     async def run(self) -> None:
         s = self.settings
@@ -128,6 +163,8 @@ class IngestService:
             flush_interval_s=s.flush_interval_s,
             max_in_flight=s.writes_in_flight,
             gzip_level=s.gzip_level,
+            # the flush policy: see the module docstring
+            flush_units=max(1, s.receive_maximum // 2),
         )
         async with writer:
             self.writer = writer
@@ -138,7 +175,7 @@ class IngestService:
             while True:
                 try:
                     await self._session(writer)
-                except aiomqtt.MqttError as exc:
+                except MqttError as exc:
                     self.subscribed.clear()
                     self.metrics.broker_up.set(0)
                     self.broker_outage.failed(exc)
@@ -153,41 +190,34 @@ class IngestService:
 
     async def _session(self, writer: InfluxWriter) -> None:
         s = self.settings
-        client = mqtt.client(
+        client = FastClient(
             s.mqtt,
             s.client_id,
             clean_start=False,
             session_expiry_s=s.session_expiry_s,
             receive_maximum=s.receive_maximum,
-            # dead letters go out while messages are handled concurrently: paho's default of
-            # 20 QoS 1 publishes in flight would make them queue and time out
-            max_inflight_messages=s.receive_maximum,
+            max_held_bytes=s.max_held_bytes,
+            # dead letters go out while messages are handled concurrently
+            max_inflight=s.receive_maximum,
         )
-        # aiomqtt 2.5 has no public switch for manual acknowledgement; paho (which it wraps)
-        # has, and it is what lets us acknowledge only after the write.
-        client._client.manual_ack_set(True)
         async with client:
             filters = self.topic_filters()
-            for topic_filter in filters:
-                await client.subscribe(topic_filter, qos=1)
+            await client.subscribe(filters, qos=1)
             self.broker_outage.recovered()
             self.metrics.broker_up.set(1)
             self.subscribed.set()
             log.info("ingest %s subscribed to %s", s.client_id, ", ".join(filters))
-            acks = AckTracker(client._client.ack)
-            # QoS 0 messages are not flow-controlled by the broker; this bounds them too
-            slots = asyncio.Semaphore(s.receive_maximum)
+            acks = AckTracker(client.release)
             handlers: set[asyncio.Task[None]] = set()
             try:
-                async for message in client.messages:
-                    await slots.acquire()
-                    entry = acks.received(message.mid, message.qos)
-                    self.metrics.in_progress.inc()
-                    task = asyncio.create_task(self._handle(client, writer, message))
+                async for chunk in client.chunks():
+                    entry = acks.received(chunk)
+                    self.metrics.in_progress.inc(len(chunk))
+                    task = asyncio.create_task(self._handle(client, writer, chunk))
                     handlers.add(task)
                     task.add_done_callback(handlers.discard)
                     task.add_done_callback(
-                        lambda t, e=entry: self._finished(t, e, acks, slots)  # type: ignore[misc]
+                        lambda t, e=entry: self._finished(t, e, acks)  # type: ignore[misc]
                     )
             finally:
                 # The connection is gone: acknowledgements can no longer be sent, and the broker
@@ -195,81 +225,84 @@ class IngestService:
                 for task in handlers:
                     task.cancel()
                 await asyncio.gather(*handlers, return_exceptions=True)
+                self.metrics.in_progress.set(0)
 
-    def _finished(
-        self,
-        task: asyncio.Task[None],
-        entry: _Pending,
-        acks: AckTracker,
-        slots: asyncio.Semaphore,
-    ) -> None:
-        slots.release()
-        self.metrics.in_progress.dec()
+    def _finished(self, task: asyncio.Task[None], entry: _Chunk, acks: AckTracker) -> None:
         if task.cancelled():
             return
         error = task.exception()
         if error is None:
+            self.metrics.in_progress.dec(len(entry.messages))
             acks.done(entry)
-        elif not isinstance(error, aiomqtt.MqttError):
+        elif not isinstance(error, MqttError):
             # not acknowledged, so the broker delivers it again after a reconnect
             log.error("message handling failed; left unacknowledged", exc_info=error)
 
-    async def _handle(
-        self, client: aiomqtt.Client, writer: InfluxWriter, message: aiomqtt.Message
-    ) -> None:
+    async def _handle(self, client: FastClient, writer: InfluxWriter, chunk: list[Message]) -> None:
+        received = self.clock()
+        received_ms = int(received * 1000)
+        self.metrics.messages.inc(len(chunk))
+        handled: list[_Handled] = []
+        for message in chunk:
+            # in arrival order and without awaiting: seq and counter tracking rely on it
+            one = self._parse(message, received_ms)
+            if one is not None:
+                handled.append(one)
+        # one encoding for the whole chunk; each message keeps its share for a lone retry
+        lines = encode_lines([r for one in handled for r in one.parsed.readings])
+        at = 0
+        for one in handled:
+            parsed = one.parsed
+            count = len(parsed.readings)
+            one.lines = lines[at : at + count]
+            at += count
+            if count:
+                one.readings, one.values = count, parsed.values_accepted
+                one.newest_ms = max(r.t for r in parsed.readings)
+                parsed.readings = []
+        if lines:
+            await self._store(writer, handled, lines, len(chunk))
+        letters = [one for one in handled if one.parsed.rejections]
+        if letters:
+            await self._deadletters(client, letters, received_ms)
+        self.metrics.write_latency.observe(self.clock() - received)
+
+    def _parse(self, message: Message, received_ms: int) -> _Handled | None:
+        topic = message.topic
+        data_topic = self._topics.get(topic)
+        if data_topic is None:
+            try:
+                data_topic = topics.parse_data_topic(topic)
+            except topics.TopicError as exc:
+                log.warning("ignoring message on %s: %s", topic, exc)
+                self.metrics.rejected.labels("bad_topic").inc()
+                return None
+            if len(self._topics) >= 10_000:  # a bound, whatever topics clients make up
+                self._topics.clear()
+            self._topics[topic] = data_topic
         try:
-            await self._process(client, writer, message)
-        except (aiomqtt.MqttError, asyncio.CancelledError):
-            raise
+            parsed = parse_batch(
+                message.payload, data_topic, self.registry, received_ms, self.limits
+            )
+            self._track_seq(parsed)
+            for decrease in self.counters.flag(parsed.readings):
+                self.metrics.counter_decreases.labels(decrease.quantity).inc()
+                log.info(
+                    "%s of meter %s went back from %r to %r",
+                    decrease.quantity,
+                    decrease.meter,
+                    decrease.before,
+                    decrease.after,
+                )
+            return _Handled(topic, message.payload, parsed)
         except Exception as exc:
             # A bug, not bad input (parse_batch never raises on input). Record the whole
             # message as a dead letter so it can be replayed once fixed, and go on: leaving it
             # unacknowledged would stall every later acknowledgement behind it.
-            log.exception("handling a message on %s failed; dead-lettered", message.topic)
-            payload = bytes(message.payload) if isinstance(message.payload, bytes) else b""
-            try:
-                park = topics.parse_data_topic(str(message.topic))
-            except topics.TopicError:
-                return
-            parsed = ParsedBatch(park.park, park.gateway, message_rejected=True)
+            log.exception("handling a message on %s failed; dead-lettered", topic)
+            parsed = ParsedBatch(data_topic.park, data_topic.gateway, message_rejected=True)
             parsed.rejections.append(Rejection(Reason.INTERNAL_ERROR, repr(exc)))
-            await self._deadletter(client, str(message.topic), parsed, payload, self.clock())
-
-    async def _process(
-        self, client: aiomqtt.Client, writer: InfluxWriter, message: aiomqtt.Message
-    ) -> None:
-        received = self.clock()
-        self.metrics.messages.inc()
-        payload = message.payload
-        if not isinstance(payload, bytes | bytearray):
-            payload = str(payload).encode()
-        topic = str(message.topic)
-        try:
-            data_topic = topics.parse_data_topic(topic)
-        except topics.TopicError as exc:
-            log.warning("ignoring message on %s: %s", topic, exc)
-            self.metrics.rejected.labels("bad_topic").inc()
-            return
-        parsed = parse_batch(
-            bytes(payload), data_topic, self.registry, int(received * 1000), self.limits
-        )
-        # both in arrival order: nothing above awaits
-        self._track_seq(parsed)
-        for decrease in self.counters.flag(parsed.readings):
-            self.metrics.counter_decreases.labels(decrease.quantity).inc()
-            log.info(
-                "%s of meter %s went back from %r to %r",
-                decrease.quantity,
-                decrease.meter,
-                decrease.before,
-                decrease.after,
-            )
-        lines = encode_lines(parsed.readings)
-        if lines:
-            await self._store(writer, parsed, lines)
-        if parsed.rejections:
-            await self._deadletter(client, topic, parsed, bytes(payload), received)
-        self.metrics.write_latency.observe(self.clock() - received)
+            return _Handled(topic, message.payload, parsed)
 
     def _track_seq(self, parsed: ParsedBatch) -> None:
         """Make gaps, late batches, replays and restarts visible (:mod:`ingest.sequence`).
@@ -284,52 +317,68 @@ class IngestService:
         if self.sequences.counts.gaps > before:
             self.metrics.seq_gaps.inc(self.sequences.counts.gaps - before)
 
-    async def _store(self, writer: InfluxWriter, parsed: ParsedBatch, lines: list[str]) -> None:
+    async def _store(
+        self, writer: InfluxWriter, handled: list[_Handled], lines: list[str], messages: int
+    ) -> None:
         try:
-            await writer.write(lines)
+            await writer.write(lines, units=messages)
         except InfluxRejectedError:
-            # The batch this message shared was refused; try its own lines alone so that
+            # The batch this chunk shared was refused; try each message's lines alone so that
             # another message's bad line cannot cost this one's good readings.
-            try:
-                await writer.write_now(lines)
-            except InfluxRejectedError as exc:
-                parsed.rejections.append(Rejection(Reason.DATABASE_REJECTED, str(exc)))
-                return
-        self.metrics.readings.inc(len(parsed.readings))
-        self.metrics.values_written.inc(parsed.values_accepted)
-        newest = max(r.t for r in parsed.readings)
+            for one in handled:
+                if not one.lines:
+                    continue
+                try:
+                    await writer.write_now(one.lines)
+                except InfluxRejectedError as exc:
+                    one.parsed.rejections.append(Rejection(Reason.DATABASE_REJECTED, str(exc)))
+                    one.lines = []
+        stored = [one for one in handled if one.lines]
+        if not stored:
+            return
+        self.metrics.readings.inc(sum(one.readings for one in stored))
+        self.metrics.values_written.inc(sum(one.values for one in stored))
+        newest = max(one.newest_ms for one in stored)
         self.metrics.lag.set(max(0.0, self.clock() - newest / 1000))
 
-    async def _deadletter(
-        self,
-        client: aiomqtt.Client,
-        topic: str,
-        parsed: ParsedBatch,
-        payload: bytes,
-        received: float,
+    async def _deadletters(
+        self, client: FastClient, letters: list[_Handled], received_ms: int
     ) -> None:
-        for rejection in parsed.rejections:
-            self.metrics.rejected.labels(rejection.reason.value).inc()
-        body = deadletter_payload(topic, parsed, payload, int(received * 1000))
-        # a park that is not configured gets no topic of its own: the sender chose its name
-        target = (
-            topics.deadletter_topic(parsed.park)
-            if parsed.park in self.registry.parks
-            else topics.UNKNOWN_PARK_DEADLETTER
+        sent: list[asyncio.Future[None]] = []
+        for one in letters:
+            parsed = one.parsed
+            for rejection in parsed.rejections:
+                self.metrics.rejected.labels(rejection.reason.value).inc()
+            body = deadletter_payload(one.topic, parsed, one.payload, received_ms)
+            # a park that is not configured gets no topic of its own: the sender chose its name
+            target = (
+                topics.deadletter_topic(parsed.park)
+                if parsed.park in self.registry.parks
+                else topics.UNKNOWN_PARK_DEADLETTER
+            )
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("dead letter for %s seq=%s: %s", one.topic, parsed.seq, parsed.rejections)
+            try:
+                sent.append(await client.send(target, body, qos=1))
+            except MqttError as exc:
+                self._deadletter_failed(exc)
+        # Best effort: the good points are stored and the rejections counted; waiting long
+        # for a dead letter would hold back every later acknowledgement (a broken connection
+        # is noticed by the session loop, which reconnects).
+        results = await asyncio.gather(
+            *(asyncio.wait_for(future, self.settings.mqtt.connect_timeout_s) for future in sent),
+            return_exceptions=True,
         )
-        try:
-            await client.publish(target, body, qos=1)
-        except aiomqtt.MqttError as exc:
-            # Best effort: the good points are stored and the rejections counted; holding the
-            # message unacknowledged for its dead letter would stall every later ack (a broken
-            # connection is noticed by the session loop, which reconnects).
-            self.metrics.deadletters_failed.inc()
-            self.deadletter_outage.failed(exc)
-            return
-        self.deadletter_outage.recovered()
-        self.metrics.deadletters.inc()
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("dead letter for %s seq=%s: %s", topic, parsed.seq, parsed.rejections)
+        for result in results:
+            if isinstance(result, BaseException):
+                self._deadletter_failed(result)
+            else:
+                self.deadletter_outage.recovered()
+                self.metrics.deadletters.inc()
+
+    def _deadletter_failed(self, error: BaseException) -> None:
+        self.metrics.deadletters_failed.inc()
+        self.deadletter_outage.failed(error)
 
 
 async def run_ingest(settings: IngestSettings) -> None:

@@ -125,6 +125,7 @@ class WriterStats:
 class _Pending:
     lines: list[str] = field(default_factory=list)
     done: asyncio.Future[None] | None = None
+    units: int = 0  # the callers' units of work waiting on this batch (ingest: messages)
 
 
 class InfluxWriter:
@@ -132,6 +133,12 @@ class InfluxWriter:
 
     Use as ``async with InfluxWriter(settings) as writer``: the context owns the HTTP client
     and the flush timer, and on exit flushes what is buffered and awaits writes in flight.
+
+    A batch is sent when it holds ``batch_lines`` lines, when ``flush_interval_s`` has passed
+    since its first line, or when the callers' units of work waiting on it (``write(...,
+    units=n)``) reach ``flush_units``: a caller whose inputs are flow-controlled (ingest: the
+    broker sends at most Receive Maximum unacknowledged messages) sets that to a share of its
+    window, so a batch goes out when waiting longer would only stall the sender.
 
     Overflow policy: at most ``max_in_flight`` writes run at once and at most
     ``max_buffered_batches`` full batches wait behind them; a ``write`` beyond that waits
@@ -148,10 +155,12 @@ class InfluxWriter:
         max_buffered_batches: int = 4,
         gzip_level: int = 1,
         max_retry_s: float | None = None,
+        flush_units: int | None = None,
         retention_policy: str | None = None,
     ) -> None:
         self.settings = settings
         self.batch_lines = batch_lines
+        self.flush_units = flush_units
         self.flush_interval_s = flush_interval_s
         self.gzip_level = gzip_level
         self.max_retry_s = max_retry_s  # None: retry until the database is back
@@ -210,8 +219,9 @@ class InfluxWriter:
             if self._client is not None:
                 await self._client.aclose()
 
-    async def write(self, lines: Sequence[str]) -> None:
-        """Add lines to the current batch and wait until that batch is stored."""
+    async def write(self, lines: Sequence[str], units: int = 0) -> None:
+        """Add lines to the current batch and wait until that batch is stored; ``units``:
+        how much of the caller's window waits on them (see ``flush_units``)."""
         if not lines:
             return
         if self._pending.done is None:
@@ -219,10 +229,13 @@ class InfluxWriter:
             self._pending_since = time.monotonic()
         pending = self._pending
         pending.lines.extend(lines)
+        pending.units += units
         self.stats.buffered = len(pending.lines)
         assert pending.done is not None
         done = pending.done
-        if len(pending.lines) >= self.batch_lines:
+        if len(pending.lines) >= self.batch_lines or (
+            self.flush_units is not None and pending.units >= self.flush_units
+        ):
             await self._dispatch()
         await asyncio.shield(done)
 

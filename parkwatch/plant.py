@@ -18,11 +18,15 @@ read a ``park.yaml`` the same way:
   (``tank_out``) meter, paired in order.
 
 Virtual meters (``formula``) belong to no system.
+
+:func:`reported_quantities` says which quantities each meter reports: what ``park.yaml``
+declares, else what a meter of its kind reports (the simulator publishes exactly these; a test
+holds the two together), so the API lists a meter's own quantities, not its utility's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from parkwatch.quantities import Utility
@@ -157,3 +161,63 @@ class Plant:
 
     def heat_recovery_of(self, enterprise: str) -> list[Meter]:
         return [m for m in self.heat_recovery if m.enterprise == enterprise]
+
+
+def _by_kind(meter: Meter, plant: Plant, two_way: set[str], cooling: set[str]) -> list[str]:
+    """The quantities a meter of this kind reports (as simulators.layout publishes them)."""
+    u, role = meter.utility, meter.role
+    if u is Utility.ELECTRICITY:
+        out = ["p_kw", "q_kvar", "pf", "e_kwh"]
+        if meter.id in two_way:  # PV, a battery, or a meter above one: energy flows back
+            out.append("e_export_kwh")
+        if role is Role.BATTERY:
+            out.append("soc_pct")
+        return out
+    if u is Utility.WATER:
+        if role is Role.TANK:
+            return ["level_m"]
+        if meter.id in cooling:
+            return ["flow_m3h", "vol_m3", "t_supply_c", "t_return_c"]
+        return ["flow_m3h", "vol_m3"]
+    if u is Utility.GAS:
+        return ["flow_nm3h", "vol_nm3"]
+    if u is Utility.AIR:
+        return ["flow_nm3h", "vol_nm3", "p_bar"]
+    if u is Utility.STEAM:
+        boiler = plant.boiler(meter.id)
+        if boiler is not None and boiler.steam.id == meter.id:
+            return ["steam_th", "steam_t", "t_supply_c", "t_return_c", "t_flue_c", "p_bar"]
+        return ["steam_th", "steam_t", "p_bar"]
+    if u is Utility.HEAT:
+        return ["heat_kw", "heat_gj", "flow_m3h", "vol_m3", "t_supply_c", "t_return_c"]
+    return ["t_air_c", "rh_pct", "irr_wm2"]
+
+
+def reported_quantities(park: Park) -> Mapping[str, tuple[str, ...]]:
+    """Meter id → the quantities it reports, in order: its ``quantities:`` in park.yaml, else
+    those of its kind; a virtual meter has those its formula's meters all have."""
+    from parkwatch.formula import parse_formula
+
+    plant, tree = Plant(park), park.tree
+    two_way: set[str] = set()
+    for meter in tree.meters.values():
+        if meter.utility is Utility.ELECTRICITY and meter.role in (Role.PV, Role.BATTERY):
+            two_way.add(meter.id)
+            for up in tree.ancestors(meter.id):
+                if up.is_virtual:
+                    break
+                two_way.add(up.id)
+    cooling = {m.id for m in plant.cooling}
+    out: dict[str, tuple[str, ...]] = {}
+    for meter in tree.meters.values():
+        if meter.spec.quantities is not None:
+            out[meter.id] = tuple(meter.spec.quantities)
+        elif not meter.is_virtual:
+            out[meter.id] = tuple(_by_kind(meter, plant, two_way, cooling))
+    for meter in tree.meters.values():
+        if meter.id in out or meter.spec.formula is None:
+            continue
+        parts = [out[p] for p in parse_formula(meter.spec.formula, tree.meters).meters]
+        first = parts[0] if parts else ()
+        out[meter.id] = tuple(q for q in first if all(q in other for other in parts[1:]))
+    return out

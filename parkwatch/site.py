@@ -109,6 +109,8 @@ class MeterSpec(_Model):
     role: Role | None = None  # what it measures beyond its utility (None: a plain consumer)
     rated: float | None = Field(default=None, gt=0)  # nameplate, in the main quantity's unit
     interval_s: float | None = Field(default=None, gt=0)  # its poll interval, if not the park's
+    # what it reports, when not what a meter of its kind reports (parkwatch.plant)
+    quantities: list[str] | None = None
 
     @field_validator("role", mode="before")
     @classmethod
@@ -351,6 +353,16 @@ class Park(_Model):
         if len(set(names)) != len(names):
             raise ValueError("custom quantity names must be unique")
         by_id = {m.spec.id: m for m in self.iter_meters()}
+        for meter in by_id.values():
+            declared = meter.spec.quantities or []
+            if len(set(declared)) != len(declared):
+                raise ValueError(f"meter {meter.id!r}: a quantity is listed twice")
+            for name in declared:
+                known = self.quantity_table.get(name)
+                if known is None or meter.utility not in known.utilities:
+                    raise ValueError(
+                        f"meter {meter.id!r}: {name!r} is no {meter.utility.value} quantity"
+                    )
         for meter in by_id.values():
             if meter.spec.formula is None:
                 continue

@@ -33,15 +33,12 @@ def _fail(message: str) -> typer.Exit:
 
 
 def _park(path: Path) -> Any:
-    from pydantic import ValidationError
-
-    from parkwatch.site import Park
+    from parkwatch_cli.errors import UserError, load_park
 
     try:
-        return Park.from_yaml(path)
-    except (OSError, ValueError, ValidationError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise _fail(f"{path}: not a usable park.yaml: {first}") from None
+        return load_park(path)
+    except UserError as exc:
+        raise _fail(str(exc)) from None
 
 
 def replay(

@@ -509,6 +509,12 @@ def bench_ingest(
     writes_in_flight: Annotated[int, typer.Option(help="ingest's concurrent writes")] = 4,
     batch_lines: Annotated[int, typer.Option(help="lines per InfluxDB write")] = 20_000,
     gzip_level: Annotated[int, typer.Option(help="0: plain bodies")] = 1,
+    rate: Annotated[
+        float, typer.Option(help="pace the load at this many readings/s (0: a burst)")
+    ] = 0.0,
+    window: Annotated[
+        int, typer.Option(help="QoS 1 publishes each load gateway keeps unacknowledged")
+    ] = 64,
 ) -> None:
     """Ingest end to end vs. a plain bulk writer into the same InfluxDB, in one run."""
     import json
@@ -524,6 +530,8 @@ def bench_ingest(
         batch_lines=batch_lines,
         writes_in_flight=writes_in_flight,
         gzip_level=gzip_level,
+        rate=rate,
+        window=window,
     )
     typer.echo(json.dumps(run_ingest_bench(plan)))
 

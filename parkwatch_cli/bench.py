@@ -58,6 +58,8 @@ class BenchPlan:
     batch_lines: int = 20_000
     writes_in_flight: int = 4
     gzip_level: int = 1
+    rate: float = 0.0  # readings/s, paced (a steady load); 0: as fast as acknowledged
+    window: int = 64  # QoS 1 publishes each load gateway keeps unacknowledged
 
 
 def _reference_lines(plan: BenchPlan, load: LoadPlan, start_ms: int) -> list[str]:
@@ -249,7 +251,11 @@ def run_ingest_bench(plan: BenchPlan, state_dir: Path | None = None) -> dict[str
         duration_s=3600,
         max_readings=cycles * plan.gateways * plan.meters,
         start_ms=start_ms,
+        # every timestamp in the past (small messages make many cycles)
+        step_ms=max(1, min(1000, 5 * 3600_000 // max(cycles, 1))),
         prebuild=True,
+        rate=plan.rate,
+        window=plan.window,
     )
     with tempfile.TemporaryDirectory(prefix="pw-bench-") as tmp:
         root = state_dir or Path(tmp)
@@ -293,6 +299,8 @@ def run_ingest_bench(plan: BenchPlan, state_dir: Path | None = None) -> dict[str
         "raw_influxd_cpu_us_per_point": round(raw_influxd_us, 2),
         "cpu_us_per_reading": e2e["cpu_us_per_reading"],
         "gzip_level": plan.gzip_level,
+        "paced_readings_per_s": plan.rate or None,
+        "load_window": plan.window,
         "cpu_count": os.cpu_count(),
     }
 

@@ -197,7 +197,7 @@ def run_demo(
                 print(
                     f"""
     parkwatch demo is running on the simulated park '{park}'
-      API            {api}/docs   (interactive)
+      API            {api}/docs   (interactive)   {api}/health
       parks          {api}/parks
       meters         {api}/parks/{park}/meters
       latest         {api}/parks/{park}/meters/park-main/latest

@@ -59,6 +59,16 @@ def _leaf(exc: BaseException) -> BaseException:
     return exc
 
 
+def _yaml_problem(exc: yaml.YAMLError, path: Path | None = None) -> str:
+    """ "FILE: not valid YAML (line N): why" — a mark names the file it was read from."""
+    mark = getattr(exc, "problem_mark", None)
+    at = f" (line {mark.line + 1})" if mark is not None else ""
+    if path is None and mark is not None and not str(mark.name).startswith("<"):
+        path = Path(mark.name)
+    problem = getattr(exc, "problem", None) or type(exc).__name__
+    return f"{f'{path}: ' if path else ''}not valid YAML{at}: {problem}"
+
+
 def load_park(path: Path) -> Park:
     """``Park.from_yaml``, with what is wrong in the file said in a line or two."""
     from parkwatch.site import Park
@@ -68,10 +78,7 @@ def load_park(path: Path) -> Park:
     except OSError as exc:
         raise UserError(f"{path}: {exc.strerror or exc}") from exc
     except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        at = f" (line {where.line + 1})" if where is not None else ""
-        problem = getattr(exc, "problem", None) or type(exc).__name__
-        raise UserError(f"{path}: not valid YAML{at}: {problem}") from exc
+        raise UserError(_yaml_problem(exc, path)) from exc
     except ValidationError as exc:
         raise UserError(f"{path}: not a usable park.yaml: {_problems(exc)}") from exc
     except ValueError as exc:
@@ -94,6 +101,8 @@ def explain(exc: BaseException) -> tuple[str, int]:
         return f"MQTT broker: {exc} (check --mqtt-url and that the broker runs)", 1
     if isinstance(exc, InfluxError):
         return f"InfluxDB: {exc} (check --influx-url and that the database runs)", 1
+    if isinstance(exc, yaml.YAMLError):
+        return _yaml_problem(exc), 2
     if isinstance(exc, OSError) and exc.filename is not None:
         return f"{exc.filename}: {exc.strerror or exc}", 2
     if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:

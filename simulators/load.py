@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import aiomqtt
-
-from parkwatch import mqtt, topics
+from parkwatch import topics
+from parkwatch.mqttio import FastClient, MqttConnectionLostError, MqttError
 from parkwatch.retry import Backoff, OutageLog
 from parkwatch.settings import MqttSettings
 from parkwatch.site import Park
@@ -41,6 +41,9 @@ class LoadPlan:
     park: str = LOAD_PARK
     qos: int = 1
     prebuild: bool = False  # with max_readings: encode every batch before the first publish
+    # QoS 1 publishes a gateway keeps unacknowledged: 1 waits for each PUBACK, as a gateway
+    # does; more keeps a fast stream of small messages from being bound by round trips
+    window: int = 1
 
 
 def gateway_id(g: int) -> str:
@@ -120,6 +123,13 @@ class _Pacer:
                 await asyncio.sleep(delay)
 
 
+def _stamp(at: list[float]) -> Callable[[asyncio.Future[None]], None]:
+    def done(_: asyncio.Future[None]) -> None:
+        at.append(time.perf_counter())
+
+    return done
+
+
 async def run_load(
     settings: MqttSettings,
     plan: LoadPlan,
@@ -162,33 +172,69 @@ async def run_load(
         pacer = _Pacer(per_gateway_rate)
         outage = OutageLog(log, f"broker for load gateway {gw}")
         backoff = Backoff()
-        cycle = 0
-        payload: bytes | None = None  # built but not yet acknowledged: sent again after a drop
-        while time.monotonic() < deadline or payload is not None:
+        cycle = 0  # the next cycle to build
+        # built but not yet acknowledged, oldest first: sent again, in order, after a drop
+        unacked: deque[tuple[int, bytes]] = deque()
+
+        def more() -> bool:
+            if max_cycles is not None and cycle >= max_cycles:
+                return False
+            return time.monotonic() < deadline
+
+        def acknowledged(at: float) -> None:
+            done, _ = unacked.popleft()
+            cycles[g] = done + 1
+            report.messages += 1
+            report.readings += plan.meters
+            report.values += 2 * plan.meters
+            report.last_seq[gw] = done + 1
+            report.last_t_ms = max(report.last_t_ms, start_ms + done * plan.step_ms)
+            if on_ack is not None:
+                on_ack(g, done, at)
+
+        while more() or unacked:
             try:
-                async with mqtt.client(settings, f"load-{plan.park}-{gw}") as client:
+                async with FastClient(
+                    settings, f"load-{plan.park}-{gw}", max_inflight=plan.window
+                ) as client:
                     outage.recovered()
                     backoff.reset()
-                    while time.monotonic() < deadline or payload is not None:
-                        if payload is None:
-                            if max_cycles is not None and cycle >= max_cycles:
-                                return
-                            t = start_ms + cycle * plan.step_ms
-                            payload = prebuilt.pop((g, cycle), None) or build(g, cycle)
-                        await client.publish(topic, payload, qos=plan.qos, timeout=_PUBACK_S)
-                        payload = None
-                        cycle += 1
-                        cycles[g] = cycle
-                        report.messages += 1
-                        report.readings += plan.meters
-                        report.values += 2 * plan.meters
-                        report.last_seq[gw] = cycle
-                        report.last_t_ms = max(report.last_t_ms, t)
-                        if on_ack is not None:
-                            on_ack(g, cycle - 1, time.perf_counter())
+                    resend = deque(unacked)
+                    # (PUBACK future, when it came) per message sent, in order
+                    in_flight: deque[tuple[asyncio.Future[None], list[float]]] = deque()
+
+                    async def settle(
+                        in_flight: deque[tuple[asyncio.Future[None], list[float]]], keep: int
+                    ) -> None:
+                        while len(in_flight) > keep or (in_flight and in_flight[0][0].done()):
+                            future, at = in_flight[0]
+                            if not future.done():
+                                try:
+                                    async with asyncio.timeout(_PUBACK_S):
+                                        await asyncio.shield(future)
+                                except TimeoutError as exc:
+                                    raise MqttConnectionLostError("no PUBACK in time") from exc
+                            future.result()  # a refused publish or a lost connection raises
+                            in_flight.popleft()
+                            acknowledged(at[0] if at else time.perf_counter())
+
+                    while resend or more():
+                        if resend:
+                            _, payload = resend.popleft()
+                        else:
+                            key = (g, cycle)
+                            payload = prebuilt.pop(key) if key in prebuilt else build(g, cycle)
+                            unacked.append((cycle, payload))
+                            cycle += 1
+                        future = await client.send(topic, payload, qos=plan.qos)
+                        at: list[float] = []  # the PUBACK's time, for latency figures
+                        future.add_done_callback(_stamp(at))
+                        in_flight.append((future, at))
+                        await settle(in_flight, plan.window - 1)
                         await pacer.wait(plan.meters)
+                    await settle(in_flight, 0)
                     return
-            except aiomqtt.MqttError as exc:
+            except MqttError as exc:
                 outage.failed(exc)
                 report.reconnects += 1
                 await asyncio.sleep(backoff.next_delay())

@@ -17,6 +17,7 @@ from analytics.engine.engine import Batch, ParkEngine
 from analytics.engine.engine import Rows as EngineRows
 from analytics.engine.slots import SlotArrays, slot_block
 from analytics.replay import replay
+from analytics.scoring.nab_runner import METER, QUANTITY, one_meter_park
 from parkwatch.events import Event
 from parkwatch.site import Park
 from simulators import DEMO_PARK
@@ -416,6 +417,28 @@ def test_late_readings_are_counted_and_reported_not_written_into_the_past() -> N
     )
     assert late.late == [("foodco-main", START_MS + 60_000, START_MS + 60_000)]
     assert engine.late_readings() == 1
+
+
+def test_an_irregularly_sampled_source_loses_no_reading_as_late_in_replay() -> None:
+    # spacings of 2 to 25 minutes, mostly 10, on a 5-minute grid: readings drift across slot edges
+    # (NAB's traffic sensors sample like this): a slot closes only once even the shortest
+    # recent spacing would take the next reading past its end, so none lands in a closed slot
+    step = 300_000
+    spacing_min = np.tile([10, 10, 3, 10, 12, 2, 10, 25, 4], 60)
+    t = START_MS + np.cumsum(spacing_min).astype(np.int64) * 60_000
+    rows = Rows(
+        t,
+        np.zeros(t.size, dtype=np.int32),
+        [METER],
+        np.zeros(t.size, dtype=np.int32),
+        [QUANTITY],
+        np.sin(np.arange(t.size) / 20.0) + 2.0,
+        np.arange(2, t.size + 2, dtype=np.int64),
+    )
+    report = replay(ParkEngine(one_meter_park(step), DETECTORS), rows)
+    assert report.bad_row_count == 0
+    assert report.used == t.size
+    assert report.late == 0
 
 
 def test_a_gateway_never_heard_from_does_not_keep_its_table_growing() -> None:

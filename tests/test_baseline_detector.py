@@ -192,6 +192,47 @@ def test_gaps_are_no_evidence() -> None:
     assert opened(run(values)) == []
 
 
+def test_an_hourly_meter_starting_an_hour_early_is_no_deviation() -> None:
+    # an hourly meter fills every other 30-minute bin: the band reaches the next hour's bins
+    # (as a 15-minute meter's reaches the next half hour's), not the empty ones beside it
+    hour_ms = 3_600_000
+    ctx = ParkContext(
+        park(1).model_copy(
+            update={"analytics": park(1).analytics.model_copy(update={"step_s": 3600})}
+        ),
+        reported={"m0": ["p_kw"]},
+    )
+    slots = WEEKS * 7 * 24
+    times = START_MS + np.arange(slots, dtype=np.int64) * hour_ms
+    hour = (ctx.local_ms(times) % 86_400_000) / hour_ms
+    day = np.arange(slots) // 24
+    early = day == 23  # Wednesday 7 May: the plant starts and stops an hour early
+    hour = np.where(early, hour + 1.0, hour)
+    shape = np.clip(np.minimum(hour - 7.5, 18.5 - hour), 0.0, 1.0)
+    workday = ctx.day_types(times) == 0
+    values = 100.0 + 300.0 * shape * workday
+    values += np.random.default_rng(7).normal(0.0, 2.5, slots)
+    detector = BaselineDetector(ctx, BaselineDetector.select(ctx))
+    block = slot_block(np.zeros(slots, dtype=np.int64), times, values, 1, START_MS, hour_ms, slots)
+    found = opened(detector.update(block).findings)
+    # the band holds the early start (the smoothed deviation's new high may still remark on it)
+    assert [f.evidence["reason"] for f in found if f.evidence["reason"] == "deviation"] == []
+
+
+def test_a_deviation_opens_no_new_event_within_a_day_of_the_last() -> None:
+    # hour-long bumps of 80 kW on the night load: 02:00 (a new high of the smoothed
+    # deviation), 05:00 (a deviation), 22:00 the same day (quiet: the operator has heard of
+    # this meter's baseline today) and 02:00 two days later (a day on: alerted again)
+    slots = WEEKS * 7 * DAY_SLOTS
+    values = plant_load(slots, seed=2)[None, :].copy()
+    for day, hour in ((16, 2), (16, 5), (16, 22), (18, 2)):
+        first = day * DAY_SLOTS + hour * 4
+        values[0, first : first + 4] += 80.0
+    found = opened(run(values))
+    assert [f.evidence["reason"] for f in found] == ["new_deviation_high", "deviation", "deviation"]
+    assert [f.at_ms for f in found] == [slot_ms(16, 2.25), slot_ms(16, 5.25), slot_ms(18, 2.25)]
+
+
 def test_event_closes_when_the_deviation_ends() -> None:
     slots = WEEKS * 7 * DAY_SLOTS
     values = plant_load(slots, seed=1)[None, :].copy()

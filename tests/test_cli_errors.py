@@ -50,6 +50,13 @@ def _bad_park(tmp_path: Path) -> Path:
         (["ingest", "--site", "BAD_YAML"], {}, 2, "broken.yaml: not valid YAML (line 2)"),
         (["api", "--site", "BAD_PARK"], {}, 2, "park.yaml: not a usable park.yaml: name"),
         (["simulate", "--site", "BAD_PARK", "--history", "1", "--out", "OUT"], {}, 2, "name"),
+        (["edge", "--config", "BAD_YAML"], {}, 2, "broken.yaml: not valid YAML (line 2)"),
+        (
+            ["replay", "--park", "BAD_PARK", "--readings", "OUT", "--out", "OUT"],
+            {},
+            2,
+            "park.yaml: not a usable park.yaml: name (got 1)",
+        ),
         # item 8: a history must be at least one step long (-1 wrote its start after its end,
         # 0 wrote one poll cycle, both exiting 0)
         (["simulate", "--history", "-1", "--out", "OUT"], {}, 2, "-1.0 days is not at least"),

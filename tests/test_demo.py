@@ -49,6 +49,11 @@ def test_demo_runs_and_cleans_up(tmp_path: Path) -> None:
             api = match.group(1) if match else None
             time.sleep(0.2)
         assert api is not None, "".join(lines)
+        # every service that has a /health prints it, and it answers (issue 11, item 10)
+        health = re.findall(r"(http://\S+/health)\b", "".join(lines))
+        assert len(health) >= 3, "".join(lines)  # the API, ingest and analytics
+        for url in health:
+            assert httpx.get(url, timeout=5).status_code == 200, url
         time.sleep(8)  # a few poll cycles
         modbus = httpx.get(f"{api}/parks/lj-demo/meters/steelco-main/latest", timeout=5)
         assert modbus.status_code == 200, modbus.text  # Modbus meter → edge agent → ingest

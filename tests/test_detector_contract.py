@@ -283,14 +283,14 @@ def test_input_is_not_mutated(case: Any) -> None:
 QUICK_LIVE: dict[str, dict[str, Any]] = {
     "coincident_peaks": {"settle_days": 0},
     "baseline": {"warmup_d": 0.05, "warmup_min_slots": 20},
-    "leaks": {"min_days": 1, "min_residuals": 4},
+    "leaks": {"min_days": 1, "min_residuals": 4, "widen": False, "k": 1.0},
     "waste_heat": {"min_hours": 6},
 }
 # detectors that judge hours against days of their own history see the two faulty days the
 # checks above use, polled every 5 minutes so that feeding them message by message stays
 # quick: (days, poll ms, seed)
 DAYS_LIVE: dict[str, tuple[float, int, int]] = {
-    "leaks": (DAYS, 300_000, 7),
+    "leaks": (3.0, 300_000, 7),  # its spread is each day against the others: a third day
     "waste_heat": (DAYS, 300_000, 7),
 }
 

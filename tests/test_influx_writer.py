@@ -96,6 +96,24 @@ async def test_batches_by_size(influx_settings: InfluxSettings) -> None:
     assert await count(influx_settings, "by_size") == 30
 
 
+async def test_batches_by_waiting_units(influx_settings: InfluxSettings) -> None:
+    """The flush policy ingest relies on (issue 12): a batch goes out as soon as the units of
+    work waiting on it (ingest: messages of its acknowledgement window) reach flush_units,
+    long before it is full or the timer fires."""
+    await create_database(influx_settings)
+    async with InfluxWriter(
+        influx_settings, batch_lines=100_000, flush_interval_s=60, flush_units=4
+    ) as writer:
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                # eight messages of two lines each: two batches of four messages
+                for i in range(8):
+                    tg.start_soon(writer.write, lines("by_units", 2, start=2 * i), 1)
+        assert writer.stats.batches_written == 2
+        assert writer.stats.points_written == 16
+    assert await count(influx_settings, "by_units") == 16
+
+
 async def test_batches_by_time(influx_settings: InfluxSettings) -> None:
     await create_database(influx_settings)
     async with InfluxWriter(influx_settings, batch_lines=1000, flush_interval_s=0.3) as writer:

@@ -263,7 +263,16 @@ async def test_hostile_input_costs_only_itself(
         async def all_stored() -> bool:
             return await reader.count("electricity", "p_kw") >= len(stream.good)
 
-        await eventually(all_stored, 20, "the good readings stored")
+        try:
+            await eventually(all_stored, 20, "the good readings stored")
+        except AssertionError:
+            print(
+                "STORED",
+                await reader.query("SELECT p_kw FROM electricity"),
+                "EXPECTED",
+                stream.good,
+            )
+            raise
         await asyncio.sleep(0.5)  # anything extra would show now
         [series] = await reader.query('SELECT count("p_kw"), sum("p_kw") FROM "electricity"')
         assert series.values[0][1:] == [len(stream.good), pytest.approx(sum(stream.good))]

@@ -6,6 +6,7 @@ from an off-shift profile."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -21,14 +22,21 @@ from analytics.detectors.waste_heat import (
     water_heat_kw,
 )
 from analytics.engine.contract import Finding, ParkContext
+from analytics.engine.engine import ParkEngine
 from analytics.engine.slots import slot_block
+from analytics.replay import replay
+from parkwatch.events import Family
 from parkwatch.site import Park
+from simulators import DEMO_PARK
+from simulators.faults import Fault, FaultKind
+from tests.analytics_data import simulated_rows
 
 ZONE = ZoneInfo("Asia/Shanghai")
 STEP_MS = 300_000  # 5-minute slots
 DAY_SLOTS = 288
 START_MS = int(datetime(2025, 3, 3, tzinfo=ZONE).timestamp() * 1000)  # a Monday
 AREA = 80.0  # m²
+DEMO_START_MS = 1_795_968_000_000  # 2026-11-29 16:00 UTC: local midnight in Shanghai
 
 
 def test_registered() -> None:
@@ -153,3 +161,43 @@ def test_two_inflows_and_a_tank_find_a_leak(seed: int) -> None:
     assert first.estimate is not None
     assert first.estimate.value == pytest.approx(4.0, rel=0.5)
     assert first.estimate.cny_per_day == pytest.approx(first.estimate.value * 24 * 4.0, rel=1e-3)
+
+
+def _demo_replay(faults: list[Any], days: int) -> list[Any]:
+    """The demo park simulated with ``faults`` and replayed through the engine with the leak
+    and waste-heat detectors: the events."""
+    park = Park.from_yaml(DEMO_PARK)
+    rows = simulated_rows(park, DEMO_START_MS, days, seed=11, faults=faults)
+    return replay(ParkEngine(park, [ZoneLeaks, WasteHeat]), rows).events
+
+
+def test_the_demo_parks_waste_heat_faults_are_found_at_their_meter() -> None:
+    """Four simulated days: a heat-recovery unit bypassed on day 3 (found within two hours)
+    and a boiler's flue gas fouling from day 2, 30 K over a day (found the same day)."""
+    day = 86_400_000
+    bypass = Fault(
+        FaultKind.HEAT_RECOVERY_BYPASS,
+        DEMO_START_MS + 3 * day + 2 * 3_600_000,
+        DEMO_START_MS + 3 * day + 10 * 3_600_000,
+        meter="steelco-heat",
+        magnitude=0.9,
+    )
+    flue = Fault(
+        FaultKind.FLUE_TEMP_RISE,
+        DEMO_START_MS + 2 * day,
+        None,
+        meter="chemco-boiler",
+        magnitude=30.0,
+        ramp_s=86_400,
+    )
+    events = _demo_replay([bypass, flue], 4)
+    kinds = {(e.kind, e.meter): e for e in events}
+    found = kinds[("heat_recovery_bypass", "steelco-heat")]
+    assert bypass.start_ms < found.detected_at_ms <= bypass.start_ms + 2 * 3_600_000
+    assert found.estimate is not None
+    assert found.estimate.value > 50  # % of its heat not recovered
+    fouled = kinds[("flue_temp_rise", "chemco-boiler")]
+    assert flue.start_ms < fouled.detected_at_ms <= flue.start_ms + day
+    # the bypassed unit's heat goes to the cooling water: that is no fault of the cooling
+    assert ("cooling_temp_rise", "steelco-cooling") not in kinds
+    assert not [e for e in events if e.family is Family.LEAK]

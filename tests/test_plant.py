@@ -7,8 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from parkwatch.plant import Plant
+import pytest
+
+from parkwatch.plant import Plant, reported_quantities
 from parkwatch.site import Park
+from simulators.layout import build_layout
 
 DEMO = Path(__file__).resolve().parent.parent / "simulators" / "parks" / "demo.yaml"
 
@@ -135,3 +138,51 @@ def test_the_demo_park() -> None:
     (tank,) = plant.tanks
     assert tank.level is not None
     assert tank.level.id == "park-tank"
+
+
+def test_each_meter_reports_what_the_simulator_publishes_for_it() -> None:
+    """The API lists these (issue 11, item 10): the quantities of the meter, not of its
+    utility — no soc_pct on every electricity meter."""
+    park = Park.from_yaml(DEMO)
+    layout = build_layout(park)
+    reported = reported_quantities(park)
+    assert {m.id: reported[m.id] for m in layout.meters} == {
+        m.id: tuple(layout.quantities[i]) for i, m in enumerate(layout.meters)
+    }
+    assert reported["elecco-bess"][-1] == "soc_pct"
+    assert [m for m, q in reported.items() if "soc_pct" in q] == ["elecco-bess"]
+    assert "e_export_kwh" in reported["park-main"]  # above the PV: energy flows back
+    assert reported["park-tank"] == ("level_m",)
+
+
+def test_declared_quantities_win_and_a_virtual_meter_has_what_its_meters_share() -> None:
+    park = _park(
+        [],
+        a=[
+            {"id": "a-main", "utility": "electricity", "quantities": ["p_kw", "e_kwh"]},
+            {"id": "a-pv", "utility": "electricity", "role": "pv"},
+            {"id": "a-net", "utility": "electricity", "formula": "a-main - a-pv"},
+        ],
+    )
+    reported = reported_quantities(park)
+    assert reported["a-main"] == ("p_kw", "e_kwh")
+    assert reported["a-pv"] == ("p_kw", "q_kvar", "pf", "e_kwh", "e_export_kwh")
+    assert reported["a-net"] == ("p_kw", "e_kwh")
+
+
+@pytest.mark.parametrize(
+    ("declared", "error"),
+    [
+        (["p_kw", "flow_m3h"], "'flow_m3h' is no electricity quantity"),
+        (["p_kw", "nonsense"], "'nonsense' is no electricity quantity"),
+        (["p_kw", "p_kw"], "listed twice"),
+    ],
+)
+def test_declared_quantities_are_checked(declared: list[str], error: str) -> None:
+    with pytest.raises(ValueError, match=error):
+        _park([{"id": "m", "utility": "electricity", "quantities": declared}])
+
+
+def test_every_meter_of_the_demo_park_has_a_name() -> None:
+    park = Park.from_yaml(DEMO)
+    assert [m.id for m in park.tree.meters.values() if not m.spec.name.strip()] == []

@@ -1,9 +1,10 @@
-"""False meter-fault events a simulated history raised, each pinned down: a skewed gateway's
-meters reported silent, a battery at a fixed power setpoint taken for a stuck meter, and the
-scorer's view of the gaps a fault leaves behind."""
+"""False meter-fault events simulated histories raised, each pinned down: a skewed gateway's
+meters reported silent, a battery at a fixed power setpoint or idling after a gap taken for a
+stuck meter, and the scorer's view of the gaps a fault leaves behind."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import cache
 
 import numpy as np
@@ -129,6 +130,34 @@ def test_a_battery_at_a_fixed_setpoint_is_not_stuck_while_its_charge_moves() -> 
     assert "stuck_value" in findings(np.r_[soc[:lively], np.full(fixed, soc[lively])])
 
 
+def test_one_change_after_a_long_gap_does_not_make_a_steady_meter_stuck() -> None:
+    """elecco-bess idles at its lowest charge: 1.5 kW of auxiliaries, the charge unchanged.
+    After an hour without its data, its first reading differed from the last one before the
+    gap, and that one reading, all changed, was taken for a lively meter now stuck."""
+    park = Park.model_validate({"park": "g", "meters": [{"id": "m", "utility": "electricity"}]})
+    ctx = ParkContext(park, reported={"m": ["p_kw"]})
+
+    def findings(gap: int) -> list[str]:
+        lively = 100.0 + 7 * np.sin(np.arange(90))
+        values = np.r_[lively, np.full(gap, np.nan), np.full(30, 1.5)]
+        k = np.flatnonzero(np.isfinite(values))
+        block = slot_block(
+            np.zeros(k.size, dtype=np.int64),
+            START_MS + k * STEP_MS,
+            values[k],
+            1,
+            START_MS,
+            STEP_MS,
+            values.size,
+        )
+        return [f.kind for f in MeterFaults(ctx, MeterFaults.select(ctx)).update(block).findings]
+
+    assert "stuck_value" in findings(gap=0)  # straight from lively to steady: stuck
+    after_gap = findings(gap=70)
+    assert "comm_loss" in after_gap
+    assert "stuck_value" not in after_gap
+
+
 # --- scoring: gaps a fault leaves ----------------------------------------------------------
 
 
@@ -165,6 +194,8 @@ def test_gaps_a_transport_fault_or_a_word_swap_leaves_are_not_false_comm_loss() 
     elsewhere = [
         _event("comm_loss", t0 + HOUR_MS, meter="c1"),  # another gateway's meter
         _event("comm_loss", t0 + HOUR_MS, zone="gateway:gw-c"),
+        _event("comm_loss", t0 + 3 * HOUR_MS, zone="gateway:gw-b"),  # mid-skew: no jump there
+        replace(_event("comm_loss", t0 + 5 * STEP_MS, meter="b1"), end_ms=t0 + 5 * HOUR_MS),
     ]
     report = score_events(explained + elsewhere, faults, gateways_of)
     false = {k.kind: k.false_events for k in report.kinds}

@@ -6,10 +6,12 @@ numpy arrays across all rows, with a loop over slots only:
 * a **baseline**: a time-of-day profile per day type (workday, Saturday, Sunday, holiday, from
   ``ctx.day_types``, make-up workdays counting as workdays) in ``season_bins`` bins, plus an
   offset that follows a lasting change over ``offset_tau_h``. A reading is compared with the
-  band its bin and the two next to it span, so a shift a little earlier or later than usual
-  is no deviation. A day type's profile is trusted once ``season_days`` days of that type have
-  been seen; until then (cold start, a first Saturday or holiday) the band is what the trusted
-  profiles of the other day types and the recent level explain;
+  band its bin and the two next to it span (the bins of the slots next to it, where a slot is
+  longer than a bin: an hourly meter's neighbours are an hour away, not empty half hours), so
+  a shift a little earlier or later than usual is no deviation. A day type's profile is
+  trusted once ``season_days`` days of that type have been seen; until then (cold start, a
+  first Saturday or holiday) the band is what the trusted profiles of the other day types
+  and the recent level explain;
 * a **robust scale**: the exponential mean of the profile's misses, each clipped at ``clip``
   scales so that one spike does not blind it;
 * **records**: the largest scaled deviation of recent weeks (halving every
@@ -19,7 +21,9 @@ numpy arrays across all rows, with a loop over slots only:
 An anomaly opens when
 
 * a deviation from a *trusted* profile goes beyond ``record_margin`` × the record and
-  ``z_min`` scales (without a trusted baseline there is nothing to deviate from), or
+  ``z_min`` scales (without a trusted baseline there is nothing to deviate from), and no
+  deviation opened an event in the last ``deviation_quiet_h`` (a day: the operator has heard
+  of this meter's baseline today), or
 * the value or its smoothed level leaves the range seen so far by ``extreme_margin`` of it, or
   the smoothed variability does upwards; or the jump between readings or the smoothed
   deviation beats its largest so far by ``peak_margin``.
@@ -110,6 +114,7 @@ class BaselineParams:
     warmup_d: float = 1.0  # no alarm during the first day of a series …
     warmup_min_slots: int = 50  # … nor before this many readings
     record_skip_slots: int = 10  # the first readings set no record (the scale is not known)
+    deviation_quiet_h: float = 24.0  # after a deviation opened an event, none for this long
 
     @classmethod
     def from_mapping(cls, params: Mapping[str, Any]) -> BaselineParams:
@@ -187,6 +192,7 @@ class BaselineDetector(Detector):
         self._z: dict[int, float] = {}
         self._reason: dict[int, int] = {}
         self.s["seen"] = np.zeros(rows, dtype=np.int64)
+        self.s["quiet"] = np.zeros(rows, dtype=np.int64)  # slots until a deviation may open
         self.s["hold"] = np.zeros(rows, dtype=np.int64)
         self.s["own_seen"] = np.zeros(rows, dtype=np.int64)
         # one profile per day type: workday, Saturday, Sunday, holiday (ctx.day_types)
@@ -252,6 +258,8 @@ class BaselineDetector(Detector):
             "decay": 0.5 ** (step / (p.record_half_life_d * DAY_MS)),
             "warm": max(int(p.warmup_d * DAY_MS / step), p.warmup_min_slots),
             "hold": max(1, round(p.hold_h * HOUR_MS / step)),
+            "quiet": round(p.deviation_quiet_h * HOUR_MS / step),
+            "near": max(1, round(step * p.season_bins / DAY_MS)),
         }
 
     def _slot(
@@ -269,6 +277,8 @@ class BaselineDetector(Detector):
         block_rows: slice | npt.NDArray[np.intp] = slice(None) if index is None else index
         s["record"][block_rows] *= r["decay"]
         s["record_cold"][block_rows] *= r["decay"]
+        quiet_all = s["quiet"]
+        quiet_all[block_rows] = np.maximum(quiet_all[block_rows] - 1, 0)
         ok = ~np.isnan(x)
         valid = int(np.count_nonzero(ok))
         if valid == 0:
@@ -301,7 +311,9 @@ class BaselineDetector(Detector):
         # the expected band: where this day type's profile is trusted, its bin and the two
         # next to it (plus the offset); otherwise whatever the trusted profiles of the other
         # day types or the recent level explain (a first Saturday or holiday is no anomaly)
-        near_bins = (b + np.arange(-1, 2)) % p.season_bins
+        # (the next bins *with readings*: where a slot spans several bins, the next slot's)
+        near = int(r["near"])
+        near_bins = (b + np.array([-near, 0, near])) % p.season_bins
         profile, counts = s["profile"], s["profile_n"]  # [day types, bins, rows]
         own_bins = profile[kind]
         # a bin never seen is NaN, which fmin and fmax pass over
@@ -376,6 +388,10 @@ class BaselineDetector(Detector):
         )
         # a deviation counts only against a trusted profile: before one, only new extremes
         z_ok = own & (z > np.maximum(record * p.record_margin, p.z_min))
+        # a deviation opens no new event within a day of the last one it opened: the
+        # operator has heard about this meter's baseline today (new extremes still do)
+        quiet = get("quiet")
+        z_ok &= quiet == 0
         fire = warm & (z_ok | extreme)
 
         # row events: open on fire; close after the hold once the deviation is small
@@ -384,6 +400,7 @@ class BaselineDetector(Detector):
         hold = np.where(opening, r["hold"], np.maximum(get("hold") - 1, 0))
         closing = was_open & ~fire & (hold <= 0) & (z < p.z_close)
         is_open = (was_open | opening) & ~closing
+        s["quiet"][rows] = np.where(opening & ~extreme, int(r["quiet"]), quiet)
         s["open"][rows] = is_open
         s["hold"][rows] = hold
         rec_open = np.where(opening, np.maximum(record, p.z_min), get("record_open"))

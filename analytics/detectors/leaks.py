@@ -102,6 +102,7 @@ class LeakParams:
     days: int = 21  # days of hourly history kept for the baselines
     min_days: int = 3  # days of a kind a baseline needs
     min_residuals: int = 12  # deviations the spread is pooled from, at least
+    widen: bool = True  # widen a spread from few days by Student's t (off: a day is trusted)
     floor_share: float = 0.5  # the spread's floor: this × accuracy × the zone's inflow
     k: float = 2.5  # CUSUM allowance, in spreads (a day that uses a little more is no leak)
     h: float = 6.0  # CUSUM alarm, in spreads
@@ -109,6 +110,7 @@ class LeakParams:
     burst_z: float = 6.0  # an hour this far out is a burst (water)
     decide_h: int = 12  # the longest a leak waits for the meter check
     burst_wait_h: int = 3  # …and a burst
+    max_under: float = 0.4  # the most of its flow an under-registering meter loses
     min_r2: float = 0.3  # production explains this share of an air zone's swing, or is not used
     close_h: int = 12  # quiet hours that close an event (a night shift's scatter is wide)
     night: tuple[int, int] = (1, 5)  # local hours [from, to) of the minimum night flow
@@ -342,7 +344,13 @@ class ZoneLeaks(Detector):
         pos = hour % self.ring
         start_ms = at_ms - HOUR_MS
         daytype = int(self.ctx.day_types(np.array([start_ms]))[0])
-        enough = np.isfinite(self.buf).sum(axis=1) >= self.hour_slots / 2
+        # an hour counts when its readings span half of it (a meter polled every 5 minutes
+        # fills one slot in five)
+        seen = np.isfinite(self.buf)
+        cols = np.arange(self.hour_slots)
+        first = np.where(seen, cols, self.hour_slots).min(axis=1)
+        last = np.where(seen, cols, -1).max(axis=1)
+        enough = (seen.sum(axis=1) >= 2) & (last - first + 1 >= self.hour_slots / 2)
         with np.errstate(all="ignore"):
             mean = np.where(enough, np.nanmean(self.buf, axis=1), np.nan)
             flow = np.where(self.flow_n > 0, self.flow_sum / np.maximum(self.flow_n, 1), np.nan)
@@ -350,7 +358,8 @@ class ZoneLeaks(Detector):
             self._fit_production()
         prod = self._production(flow)
         base, spread = self._baseline(hour, daytype)
-        raw = np.where(self._plausible(flow), mean, np.nan)
+        plausible, out_of_range = self._plausible(flow)
+        raw = np.where(plausible, mean, np.nan)
         value = raw - self.gamma * np.nan_to_num(prod)
         mean = mean - self.gamma * np.nan_to_num(prod)
         inflow = self.inflow @ np.nan_to_num(flow)
@@ -366,7 +375,7 @@ class ZoneLeaks(Detector):
         self.h_prod[:, pos] = prod
         self.h_mean[:, pos] = mean
         self.h_excess[:, pos] = mean - base
-        self.h_flow[:, pos] = flow
+        self.h_flow[:, pos] = np.where(out_of_range, np.nan, flow)
         sn, sf, snf, sff, cnt = self.co
         with np.errstate(all="ignore"):
             enough_slots = cnt >= self.hour_slots / 2
@@ -433,7 +442,8 @@ class ZoneLeaks(Detector):
             spread = 1.4826 * np.nanmedian(np.abs(pooled), axis=1)
         # a spread learnt from a few days is itself uncertain: widen it as Student's t does
         days = np.isfinite(self._same_days(hour, daytype)).sum(axis=1)
-        spread = spread * _t_widening(days)
+        if self.p.widen:
+            spread = spread * _t_widening(days)
         return base, np.where(count >= self.p.min_residuals, spread, np.nan)
 
     def _same_days(self, hour: int, daytype: int) -> FloatArray:
@@ -489,23 +499,24 @@ class ZoneLeaks(Detector):
         use &= self.prod.any(axis=1)
         self.gamma = np.where(use, gamma, 0.0)
 
-    def _plausible(self, flow: FloatArray) -> BoolArray:
+    def _plausible(self, flow: FloatArray) -> tuple[BoolArray, BoolArray]:
         """Per zone: every meter's hourly flow within what that meter has shown (its range
         over the days kept, widened by the range itself): a word-swapped or stuck register
-        is a meter's fault, not consumption, and the meter-fault detector reports it."""
+        is a meter's fault, not consumption, and the meter-fault detector reports it. Also
+        which rows were out of their range (kept out of the history)."""
         held = self.h_id >= 0
         if held.sum() < 24:
-            return np.ones(len(self.layout.zones), dtype=bool)
+            return np.ones(len(self.layout.zones), dtype=bool), np.zeros(flow.size, dtype=bool)
         history = self.h_flow[:, held]
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             lo = np.nanmin(history, axis=1)
             hi = np.nanmax(history, axis=1)
         room = np.fmax(hi - lo, 0.1 * np.abs(hi))
-        bad = ~((flow >= lo - room) & (flow <= hi + room)) & np.isfinite(lo)
-        bad = bad[: self.nlay] & ~self.layout.is_level
+        out_of_range: BoolArray = ~((flow >= lo - room) & (flow <= hi + room)) & np.isfinite(lo)
+        bad = out_of_range[: self.nlay] & ~self.layout.is_level
         implausible: BoolArray = (self.layout.uses.astype(np.float64) @ bad.astype(np.float64)) > 0
-        return ~implausible
+        return ~implausible, out_of_range
 
     def _night_flow(self, hour: int, at_ms: int) -> dict[str, Any] | None:
         """At the end of the local night: each zone's minimum night flow, and the same for the
@@ -550,9 +561,10 @@ class ZoneLeaks(Detector):
             self.state_[zi] = state = DECIDING
         if state != DECIDING:
             return
-        if self.cusum[zi] == 0:
-            self.state_[zi] = QUIET  # it faded before it could be told apart
-            self.onset[zi] = -1
+        if self.cusum[zi] < self.p.h / 2:
+            # it faded while it was being told apart: no event
+            self.state_[zi] = QUIET
+            self.onset[zi] = -1 if self.cusum[zi] == 0 else self.onset[zi]
             return
         verdict, meter_row, beta = self._explain(zi, hour)
         waited = hour - int(self.onset[zi]) + 1
@@ -622,7 +634,10 @@ class ZoneLeaks(Detector):
                         explains,
                     )
                 )
-            if signed > 4 * se and share > self.accuracy[zi] and explains:
+            # a meter that lost more than ``max_under`` of its flow is broken, not drifting:
+            # the meter-fault detector sees that in its own readings
+            plausible = share <= self.p.max_under
+            if signed > 4 * se and share > self.accuracy[zi] and explains and plausible:
                 if best is None or signed / max(se, 1e-12) > best[0]:
                     best = (signed / max(se, 1e-12), row, change * -sign)
             elif signed > 2 * se and share > self.accuracy[zi]:

@@ -85,6 +85,7 @@ class MeterFaultParams:
     stuck_slots: int = 15  # equal values this long (and ≥ 15 min) is stuck
     lively_window: int = 60  # slots over which a quantity's liveliness is judged
     lively_share: float = 0.8  # …a main quantity that changed in this share of them can stick
+    lively_readings: int = 10  # …of at least this many (one change after a gap proves nothing)
     silence_slots: int = 5  # no reading for this many slots (or 3 usual spacings) is silence
     gap_slots: int = 3  # a counter restart after a gap this long is a replacement
     counter_quiet_slots: int = 60  # counter anomalies closer than this are one event
@@ -458,7 +459,9 @@ class MeterFaults(Detector):
         c_se = np.cumsum(se, axis=1, dtype=np.int64)
         sum_ch = c_ch[:, w:] - c_ch[:, :-w]
         sum_se = c_se[:, w:] - c_se[:, :-w]
-        lively_now = sum_ch >= self.p.lively_share * np.maximum(sum_se, 1)
+        lively_now = (sum_ch >= self.p.lively_share * np.maximum(sum_se, 1)) & (
+            sum_se >= self.p.lively_readings
+        )
         last_ch = np.maximum.accumulate(np.where(changed, k_idx, -1), axis=1)
         lively = np.where(last_ch >= 0, _at_index(lively_now, last_ch), st.lively[rows][:, None])
         long_run = run >= self.stuck_slots

@@ -199,8 +199,11 @@ class WasteHeat(Detector):
         starting = (self.cusum > 0) & (self.onset_ms < 0)
         self.onset_ms[starting] = at_ms - HOUR_MS
         self.onset_ms[(self.cusum == 0) & ~self.open] = -1
-        bypassed = {s.enterprise for i, s in enumerate(src) if s.kind == RECOVERY and self.open[i]}
-        for i, s in enumerate(src):
+        # recovery units first: a bypass found this hour explains its cooling water's rise
+        order = sorted(range(len(src)), key=lambda j: src[j].kind != RECOVERY)
+        for i in order:
+            s = src[i]
+            bypassed = self._bypassed()
             if not self.open[i] and self.cusum[i] > self.p.h:
                 if s.kind == COOLING and s.enterprise in bypassed:
                     continue  # the bypassed recovery unit's heat: reported as that
@@ -215,7 +218,7 @@ class WasteHeat(Detector):
                 )
         # while a recovery unit is bypassed its heat goes to the cooling water: that water's
         # rise is the bypass's, neither a fault of its own nor its normal
-        bypassed = {s.enterprise for i, s in enumerate(src) if s.kind == RECOVERY and self.open[i]}
+        bypassed = self._bypassed()
         explained = np.array(
             [
                 s.kind == COOLING and s.enterprise in bypassed and not self.open[i]
@@ -231,6 +234,14 @@ class WasteHeat(Detector):
             np.isfinite(x) & np.isfinite(y) & ~self.open & (self.cusum == 0) & ~explained
         )
         self._recoverable(mean, at_ms, out)
+
+    def _bypassed(self) -> set[str]:
+        """Enterprises whose heat-recovery unit is bypassed, or on its way to being found so."""
+        return {
+            s.enterprise
+            for i, s in enumerate(self.sources)
+            if s.kind == RECOVERY and (self.open[i] or self.cusum[i] > 0)
+        }
 
     def _fits(self, x: FloatArray) -> tuple[FloatArray, FloatArray]:
         """Each source's line y = a + b·x through its clean hours, at this hour's x, and the

@@ -61,6 +61,11 @@ EXPLAINED_BY: dict[str, tuple[str, ...]] = {
     "meter_replacement": ("word_swap",),
 }
 
+# fault kinds that explain an event only this close to where they begin or end: a clock set
+# wrong or set right jumps its gateway's data times by the skew (at most ten minutes), and the
+# brief hole that leaves is all it explains — not a long silence that begins there
+EXPLAINS_AT_EDGES_MS: dict[str, int] = {"clock_skew": 15 * 60_000}
+
 POINT_GRACE_MS = 30 * 60_000  # a point fault (reset, rollover) counts as found this long after
 STILL_ON_MS = 2**62  # the end of a fault still on when its ground truth was written
 
@@ -196,6 +201,7 @@ def score_events(
                 f.kind in EXPLAINED_BY.get(event.kind, ())
                 and _right_place(event, f, gateways_of)
                 and _in_time(event, f, grace_ms)
+                and _near_edge(event, f)
                 for f in faults
             )
             if not fits:
@@ -213,6 +219,15 @@ def _in_time(event: Event, fault: Fault, grace_ms: int) -> bool:
         return False
     end = fault.end_ms if fault.end_ms > fault.start_ms else fault.start_ms
     return event.detected_at_ms <= end + grace_ms
+
+
+def _near_edge(event: Event, fault: Fault) -> bool:
+    margin = EXPLAINS_AT_EDGES_MS.get(fault.kind)
+    if margin is None:
+        return True
+    at = event.detected_at_ms
+    brief = event.end_ms is not None and event.end_ms - event.start_ms <= margin
+    return brief and min(abs(at - fault.start_ms), abs(at - fault.end_ms)) <= margin
 
 
 def _right_place(
