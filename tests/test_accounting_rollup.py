@@ -162,3 +162,27 @@ def test_groups_and_calendar_commute(seed: int) -> None:
     meters_first = group_sums(coarser(coarser(hourly, days), months), found)
     groups_first = coarser(coarser(group_sums(hourly, found), days), months)
     np.testing.assert_allclose(meters_first.value, groups_first.value)
+
+
+def test_meters_below_a_virtual_parent_are_summed() -> None:
+    # a virtual total (f1 + f2) declared as its feeders' parent is never summed itself, so the
+    # park is f1 + f2: before, both feeders were dropped as "children" and the park had nothing
+    park = Park.model_validate(
+        {
+            "park": "v",
+            "meters": [
+                {"id": "total", "utility": "electricity", "formula": "f1 + f2"},
+                {"id": "f1", "utility": "electricity", "parent": "total"},
+                {"id": "f2", "utility": "electricity", "parent": "total"},
+                # below a virtual net meter (main - pv): main already measures it
+                {"id": "main", "utility": "electricity"},
+                {"id": "pv", "utility": "electricity", "role": "pv", "parent": "main"},
+                {"id": "net", "utility": "electricity", "formula": "main - pv"},
+                {"id": "load", "utility": "electricity", "parent": "net"},
+            ],
+        }
+    )
+    series = accounting_series(park)
+    found = groups(park, series)
+    park_kwh = next(g for g in found if g.level is Level.PARK and g.quantity == "e_kwh")
+    assert sorted(series[i].meter.id for i in park_kwh.members) == ["f1", "f2", "main"]

@@ -28,6 +28,7 @@ import numpy.typing as npt
 
 from parkwatch import calendar
 from parkwatch.energy import ROLLUP_MEASUREMENTS
+from parkwatch.formula import parse_formula
 from parkwatch.quantities import Utility
 from parkwatch.site import PARK_ENTERPRISE, Meter, Park, Role
 
@@ -124,6 +125,25 @@ def groups(park: Park, series: Sequence[CounterSeries]) -> list[Group]:
     placement: dict[str, tuple[str, str | None]] = {
         m.id: (m.enterprise, m.workshop) for m in park.iter_meters()
     }
+    tree = park.tree
+    by_id = {m.id: m for m in park.iter_meters()}
+
+    def covering(meter_id: str) -> set[str]:
+        """The real meters that already measure this one (one of them in a group makes it
+        no top meter): its real parent, or, for a virtual parent (never summed itself), the
+        meters its formula reads outside its own subtree ("main - pv" covers what hangs
+        below it; "f1 + f2" declared as f1's and f2's parent covers neither), and so upward."""
+        for a in tree.ancestors(meter_id):
+            if not a.is_virtual:
+                return {a.id}
+            below = {d.id for d in tree.descendants(a.id)}
+            reads = parse_formula(a.spec.formula or "", by_id).meters
+            outside = {x for x in reads if x not in below}
+            if outside:
+                return outside
+        return set()
+
+    covered_by = {m.id: covering(m.id) for m in park.iter_meters()}
 
     def members_of(ids: set[str]) -> dict[tuple[Utility, str], list[int]]:
         out: dict[tuple[Utility, str], list[int]] = {}
@@ -134,7 +154,7 @@ def groups(park: Park, series: Sequence[CounterSeries]) -> list[Group]:
             if cs.reported_as == PV_QUANTITY:
                 out.setdefault((m.utility, PV_QUANTITY), []).append(i)
                 continue
-            if m.role in NOT_CONSUMPTION or (m.spec.parent is not None and m.spec.parent in ids):
+            if m.role in NOT_CONSUMPTION or covered_by[m.id] & ids:
                 continue
             if m.role in OWN_PRODUCTION and m.utility in (Utility.STEAM, Utility.HEAT):
                 continue
