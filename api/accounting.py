@@ -382,6 +382,14 @@ class _Acc:
     total: float = 0.0
 
 
+def self_consumed_pv(consumption: dict[str, float]) -> float:
+    """The PV generation used inside the subject: generated (``pv_kwh``) less what its intake
+    meters fed back to the grid (``e_export_kwh``). Exported PV is someone else's energy, so
+    only this part may count in comprehensive energy (``pv_in_energy``)."""
+    generated = consumption.get("pv_kwh", 0.0)
+    return max(generated - consumption.get("e_export_kwh", 0.0), 0.0)
+
+
 async def summarize(state: State, park: Park, period: str) -> Summary:
     span, a, b, year = _parse_period(park, period)
     options = park.accounting
@@ -428,7 +436,7 @@ async def summarize(state: State, park: Park, period: str) -> Summary:
             co2 += amount * conv.co2_kg / 1000
             if utility is Utility.ELECTRICITY:
                 electricity_tce = amount * conv.kgce_equal / 1000
-        pv = x.consumption.get("pv_kwh", 0.0)
+        pv = self_consumed_pv(x.consumption)
         if options.pv_in_energy and pv:
             e = conversion(options, Utility.ELECTRICITY, year)
             if e is not None:

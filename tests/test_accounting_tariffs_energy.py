@@ -160,3 +160,18 @@ def test_light_all_day_on_sundays_and_kepco_seasons() -> None:
     assert period(2018, 6, 4, 23, 30) == "valley"
     # Sunday 2018-01-07: light all day
     assert period(2018, 1, 7, 18, 0) == "valley"
+
+
+def test_only_self_consumed_pv_counts_in_comprehensive_energy() -> None:
+    from api.accounting import self_consumed_pv
+
+    # 1 000 kWh generated, 300 kWh fed back through the intake: 700 kWh used on site, which at
+    # the equal value is 700 × 0.1229 = 86.03 kgce (not 1 000 × 0.1229 = 122.9)
+    used = self_consumed_pv({"e_kwh": 5_000.0, "pv_kwh": 1_000.0, "e_export_kwh": 300.0})
+    assert used == pytest.approx(700.0)
+    conv = conversion(AccountingOptions(pv_in_energy=True), Utility.ELECTRICITY, 2025)
+    assert conv is not None
+    assert used * conv.kgce_equal == pytest.approx(86.03)
+    # an export larger than the generation (a battery discharging) never makes it negative
+    assert self_consumed_pv({"pv_kwh": 100.0, "e_export_kwh": 250.0}) == 0.0
+    assert self_consumed_pv({"e_kwh": 10.0}) == 0.0
