@@ -37,6 +37,7 @@ from parkwatch.energy import (
     FIGURES_MEASUREMENT,
     REPLACEMENT_MEASUREMENT,
     ROLLUP_MEASUREMENTS,
+    benchmark_level,
     benchmarks,
     coefficients,
     conversion,
@@ -464,12 +465,8 @@ async def summarize(state: State, park: Park, period: str) -> Summary:
                 entry["benchmark"] = bench["benchmark"]
                 entry["baseline"] = bench["baseline"]
                 entry["benchmark_unit"] = bench["unit"]
-                entry["level"] = (
-                    "标杆 benchmark"
-                    if per_unit <= bench["benchmark"]
-                    else "基准 to 标杆"
-                    if per_unit <= bench["baseline"]
-                    else "below 基准 baseline"
+                entry["per_unit_in_benchmark_unit"], entry["level"] = benchmark_level(
+                    per_unit, bench
                 )
             products.append(entry)
         subjects.append(

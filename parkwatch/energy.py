@@ -152,6 +152,23 @@ def benchmarks() -> dict[str, dict[str, Any]]:
     return products
 
 
+# 1 kgoe (kilogram of oil equivalent, 10 000 kcal) = 10 000 / 7 000 kgce: some levels (ethylene,
+# GB 30251) are in kgoe per unit, the accounting's figures in kgce
+KGCE_PER_KGOE = 10_000 / 7_000
+
+
+def benchmark_level(kgce_per_unit: float, bench: dict[str, Any]) -> tuple[float, str]:
+    """A product's energy per unit in the benchmark's own unit, and where it stands: at or
+    below 标杆, between 标杆 and 基准, or above 基准 (lower is better)."""
+    unit = str(bench.get("unit", ""))
+    value = kgce_per_unit / KGCE_PER_KGOE if unit.startswith("kgoe") else kgce_per_unit
+    if value <= bench["benchmark"]:
+        return value, "标杆 benchmark"
+    if value <= bench["baseline"]:
+        return value, "基准 to 标杆"
+    return value, "below 基准 baseline"
+
+
 def grid_factor(options: AccountingOptions, year: int) -> Factor:
     """The grid factor for a period of ``year``: the pinned entry, else the region's factor
     for that data year or the latest earlier one (then the national one)."""

@@ -175,3 +175,19 @@ def test_only_self_consumed_pv_counts_in_comprehensive_energy() -> None:
     # an export larger than the generation (a battery discharging) never makes it negative
     assert self_consumed_pv({"pv_kwh": 100.0, "e_export_kwh": 250.0}) == 0.0
     assert self_consumed_pv({"e_kwh": 10.0}) == 0.0
+
+
+def test_benchmark_levels_compare_in_their_own_unit() -> None:
+    from parkwatch.energy import benchmark_level, benchmarks
+
+    # ethylene's levels are kgoe/t (标杆 590, 基准 640); 1 kgoe = 10 000 / 7 000 kgce, so
+    # 800 kgce/t = 800 × 0.7 = 560 kgoe/t: at the benchmark level, not "below 基准" as a
+    # comparison of 800 with 640 would say
+    value, level = benchmark_level(800.0, benchmarks()["ethylene"])
+    assert value == pytest.approx(560.0)
+    assert level == "标杆 benchmark"
+    # 900 kgce/t = 630 kgoe/t: between 标杆 and 基准
+    assert benchmark_level(900.0, benchmarks()["ethylene"])[1] == "基准 to 标杆"
+    # clinker is in kgce/t already: 110 is between 100 and 117, 120 above 基准
+    assert benchmark_level(110.0, benchmarks()["cement_clinker"]) == (110.0, "基准 to 标杆")
+    assert benchmark_level(120.0, benchmarks()["cement_clinker"])[1] == "below 基准 baseline"
