@@ -291,8 +291,9 @@ async def post_replacement(
     state: StateDep, park: str, meter: str, body: ReplacementIn
 ) -> dict[str, str]:
     """A meter exchange: the old meter's final and the new one's initial reading. The
-    accounting then counts the exchange exactly instead of estimating it; the hours around it
-    are recomputed when the rollup job next passes over them (or on a late reading)."""
+    accounting then counts the exchange exactly instead of estimating it; the rollup job's
+    next run recomputes the hours around it, however long ago it was (up to
+    ``replacement_lookback_s``, 400 days)."""
     p = _park(state, park)
     m = state.registry.meter(park, meter)
     if m is None:

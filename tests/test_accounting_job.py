@@ -217,3 +217,55 @@ async def test_replacements_from_events_and_the_api_and_raw_retention(
     assert hourly[("b-main", second)]["value"] == pytest.approx(59 + 2)
     assert hourly[("b-main", second)]["estimated"] == pytest.approx(0)
     assert hourly[("a-sub", second)]["value"] == pytest.approx(59 + 500)  # a reset
+
+
+@pytest.mark.anyio
+async def test_a_replacement_entered_days_later_is_applied(
+    influx_settings: InfluxSettings,
+) -> None:
+    """b-main is exchanged at 23:30 (new meter from 500, 60 kWh an hour). The job first sees
+    only the fall and counts a reset: 59 + 500 kWh in 23:00-24:00. The exchange's readings are
+    entered a day later (old final 1090, new initial 499): the next run recomputes that hour
+    although it is long out of the recent window: 59 + (1090 − 1089) + (500 − 499) = 61."""
+    park = Park.model_validate(PARK)
+    t = np.arange(START, START + 2 * H + 1, MIN)
+    swap = START + 90 * MIN
+    v = np.where(t < swap, 1000.0 + 60.0 * (t - START) / H, 500.0 + 60.0 * (t - swap) / H)
+    tags = {"park": "acct", "enterprise": "x", "meter": "b-main"}
+    lines = [
+        encode_point("electricity", tags, {"e_kwh": float(x)}, int(ti))
+        for ti, x in zip(t, v, strict=True)
+    ]
+    config = RollupConfig(retention_policy="rollups")
+    second = START + H
+    async with InfluxReader(influx_settings) as reader:
+        await reader.create_database()
+        await ensure_retention(reader, config)
+        async with InfluxWriter(influx_settings, flush_interval_s=0.05) as raw:
+            await raw.write(lines)
+        async with InfluxWriter(
+            influx_settings, flush_interval_s=0.05, retention_policy="rollups"
+        ) as out:
+            job = RollupJob(park, reader, out, config)
+            await job.run(START + 2 * H)
+            before = await rows(reader, Period.HOUR, "level = 'meter' AND id = 'b-main'")
+            assert before[("b-main", second)]["value"] == pytest.approx(59 + 500)
+            async with InfluxWriter(influx_settings, flush_interval_s=0.05) as api:
+                await api.write(
+                    [
+                        encode_point(
+                            "meter_replacement",
+                            {"park": "acct", "meter": "b-main", "quantity": "e_kwh"},
+                            {"old_final": 1090.0, "new_initial": 499.0},
+                            swap - 30_000,
+                        )
+                    ]
+                )
+            await job.run(START + 26 * H)
+            after = await rows(reader, Period.HOUR, "level = 'meter' AND id = 'b-main'")
+            daily = await rows(reader, Period.DAY, "level = 'meter' AND id = 'b-main'")
+    assert after[("b-main", second)]["value"] == pytest.approx(59 + 2)
+    assert after[("b-main", second)]["estimated"] == pytest.approx(0)
+    # the local day 2025-03-01 (its last two hours are here) follows: 60 + 61
+    day = int(datetime(2025, 3, 1, tzinfo=SHANGHAI).timestamp() * 1000)
+    assert daily[("b-main", day)]["value"] == pytest.approx(60 + 61)

@@ -99,6 +99,9 @@ class RollupConfig:
         ROLLUP_RETENTION_POLICY  # where rollups go (None: the default policy)
     )
     raw_retention: str | None = None  # e.g. "400d": the default policy's duration
+    # meter exchanges entered through the API are usually entered after the fact: a run looks
+    # this far back for ones it has not seen and recomputes the hours around them
+    replacement_lookback_s: float = 400 * 86_400.0
 
 
 def rollup_source(rp: str | None, period: Period) -> str:
@@ -162,6 +165,7 @@ class RollupJob:
         )
         self.max_gap_ms = int(self.max_gap.max()) if self.max_gap.size else 900_000
         self.late: list[tuple[str, int, int]] = []
+        self.seen_replacements: set[tuple[str, str, int]] = set()
         self.points_written = 0
         self.runs = 0
         self.done_ms: int | None = None  # the last good run's time
@@ -180,6 +184,8 @@ class RollupJob:
         recent = min(recent, since)
         # (series, from, to, late): the recent past for every series, and what arrived late
         touched = [(list(range(len(self.series))), recent, now_ms, False)]
+        for meter, t_ms in await self._new_replacements(now_ms):
+            self.mark_late(meter, t_ms, t_ms)  # the hours around an exchange entered late
         late, self.late = self.late, []
         touched.extend((rows, a, b, True) for rows, a, b in self._coalesce(late))
         lo, hi = now_ms, now_ms
@@ -354,6 +360,26 @@ class RollupJob:
                     )
                 except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
                     continue
+        return out
+
+    async def _new_replacements(self, now_ms: int) -> list[tuple[str, int]]:
+        """Exchanges entered through the API that this job has not applied yet: (meter, time).
+        Hours are only recomputed around recent or late readings, so one entered for last
+        week would otherwise never be counted."""
+        since = now_ms - int(self.config.replacement_lookback_s * 1000)
+        statement = (
+            f'SELECT "old_final" FROM {quote_ident(REPLACEMENT_MEASUREMENT)} '
+            f"WHERE park = {qs(self.park.park)} AND time >= {since}ms AND time <= {now_ms}ms "
+            "GROUP BY meter, quantity"
+        )
+        out: list[tuple[str, int]] = []
+        for s in await self.reader.query(statement):
+            meter, quantity = s.tags.get("meter", ""), s.tags.get("quantity", "")
+            for row in s.values:
+                key = (meter, quantity, int(row[0]))
+                if key not in self.seen_replacements:
+                    self.seen_replacements.add(key)
+                    out.append((meter, int(row[0])))
         return out
 
     async def _replacements(self, a_ms: int, b_ms: int) -> list[Replacement]:
