@@ -37,6 +37,7 @@ from parkwatch.energy import (
     FIGURES_MEASUREMENT,
     REPLACEMENT_MEASUREMENT,
     ROLLUP_MEASUREMENTS,
+    AccountingOptions,
     benchmark_level,
     benchmarks,
     coefficients,
@@ -380,8 +381,7 @@ def _parse_period(park: Park, period: str) -> tuple[str, int, int, int]:
 class _Acc:
     consumption: dict[str, float] = field(default_factory=dict)
     completeness: float = 1.0
-    estimated: float = 0.0
-    total: float = 0.0
+    estimated: dict[str, float] = field(default_factory=dict)  # per quantity, as consumption
 
 
 def self_consumed_pv(consumption: dict[str, float]) -> float:
@@ -390,6 +390,24 @@ def self_consumed_pv(consumption: dict[str, float]) -> float:
     only this part may count in comprehensive energy (``pv_in_energy``)."""
     generated = consumption.get("pv_kwh", 0.0)
     return max(generated - consumption.get("e_export_kwh", 0.0), 0.0)
+
+
+def estimated_energy_share(
+    options: AccountingOptions,
+    year: int,
+    consumption: dict[str, float],
+    estimated: dict[str, float],
+) -> float:
+    """The estimated part of the subject's energy, weighted by standard coal: kWh, Nm³ and
+    tonnes cannot be added, so each quantity's estimate counts at its kgce per unit."""
+    total = part = 0.0
+    for q, utility in ENERGY_QUANTITIES.items():
+        conv = conversion(options, utility, year)
+        if conv is None:
+            continue
+        total += consumption.get(q, 0.0) * conv.kgce_equal
+        part += estimated.get(q, 0.0) * conv.kgce_equal
+    return part / total if total > 0 else 0.0
 
 
 async def summarize(state: State, park: Park, period: str) -> Summary:
@@ -409,8 +427,7 @@ async def summarize(state: State, park: Park, period: str) -> Summary:
                 continue
             x.consumption[q] = x.consumption.get(q, 0.0) + float(r["value"])
             x.completeness = min(x.completeness, float(r.get("completeness") or 0.0))
-            x.estimated += float(r.get("estimated") or 0.0)
-            x.total += float(r["value"])
+            x.estimated[q] = x.estimated.get(q, 0.0) + float(r.get("estimated") or 0.0)
     figures = await _figures(state, park, a, b)
     factor = grid_factor(options, year)
     electricity = conversion(options, Utility.ELECTRICITY, year)
@@ -477,7 +494,7 @@ async def summarize(state: State, park: Park, period: str) -> Summary:
                 name=names.get(sid, park.name or sid),
                 consumption=x.consumption,
                 completeness=x.completeness if x.consumption else 0.0,
-                estimated_share=x.estimated / x.total if x.total else 0.0,
+                estimated_share=estimated_energy_share(options, year, x.consumption, x.estimated),
                 tce_equal=tce_equal,
                 tce_equivalent=tce_equiv,
                 co2_t=co2,

@@ -191,3 +191,20 @@ def test_benchmark_levels_compare_in_their_own_unit() -> None:
     # clinker is in kgce/t already: 110 is between 100 and 117, 120 above 基准
     assert benchmark_level(110.0, benchmarks()["cement_clinker"]) == (110.0, "基准 to 标杆")
     assert benchmark_level(120.0, benchmarks()["cement_clinker"])[1] == "below 基准 baseline"
+
+
+def test_the_estimated_share_weighs_energy_by_standard_coal() -> None:
+    from api.accounting import estimated_energy_share
+
+    # 1 440 kWh all measured (× 0.1229 = 176.976 kgce) and 2 400 Nm³ of gas of which 240 are
+    # estimated (× 1.2143: 2 914.32 kgce, 291.432 estimated): 291.432 / 3 091.296 = 9.43 %.
+    # Compressed air (12 000 Nm³, all estimated) is no energy carrier and counts nothing;
+    # adding kWh, Nm³ and air as numbers would have said 12 240 / 15 840 = 77 %
+    share = estimated_energy_share(
+        AccountingOptions(),
+        2025,
+        {"e_kwh": 1440.0, "gas_nm3": 2400.0, "air_nm3": 12_000.0},
+        {"e_kwh": 0.0, "gas_nm3": 240.0, "air_nm3": 12_000.0},
+    )
+    assert share == pytest.approx(291.432 / 3091.296)
+    assert estimated_energy_share(AccountingOptions(), 2025, {}, {}) == 0.0
