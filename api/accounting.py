@@ -742,10 +742,12 @@ async def _max_demand(state: State, park: Park, enterprise: str, a: int, b: int)
     electricity meters of the ``demand_15m`` blocks analytics writes, at each block."""
     meters = park.tree.of_enterprise(enterprise, Utility.ELECTRICITY)
     ids = {m.id for m in meters}
+    # real meters only, none measured by another one here: a virtual net meter (main - pv)
+    # beside its main would count the same load twice
     top = [
         m.id
         for m in meters
-        if (m.spec.parent is None or m.spec.parent not in ids) and m.role is None
+        if m.role is None and not m.is_virtual and not park.tree.covering(m.id) & ids
     ]
     if not top:
         return None

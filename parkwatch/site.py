@@ -510,6 +510,21 @@ class MeterTree:
             node = self.parent(node.id)
         return out
 
+    def covering(self, meter_id: str) -> set[str]:
+        """The real meters that already measure this one (a sum that holds one of them must
+        leave this one out): its real parent, or, for a virtual parent (never summed itself),
+        the meters its formula reads outside its own subtree ("main - pv" covers what hangs
+        below it; "f1 + f2" declared as f1's and f2's parent covers neither), and so upward."""
+        for a in self.ancestors(meter_id):
+            if not a.is_virtual:
+                return {a.id}
+            below = {d.id for d in self.descendants(a.id)}
+            reads = parse_formula(a.spec.formula or "", self.meters).meters
+            outside = {x for x in reads if x not in below}
+            if outside:
+                return outside
+        return set()
+
     def roots(self, utility: Utility | None = None) -> list[Meter]:
         return [
             m

@@ -264,3 +264,60 @@ async def test_before_any_rollup_the_summary_is_empty_not_an_error(
         ent = next(s for s in answer.json()["subjects"] if s["id"] == "ent-a")
         assert ent["consumption"] == {}
         assert ent["completeness"] == 0.0
+
+
+async def test_maximum_demand_counts_a_virtual_net_meter_once(
+    influx_settings: InfluxSettings,
+) -> None:
+    # an enterprise's main (60 kW), its PV below it, and a virtual net meter main - pv (55 kW,
+    # written by analytics for virtual meters too): the enterprise's demand is main's 60 kW,
+    # not 60 + 55 = 115
+    park = Park.model_validate(
+        {
+            "park": "vnet",
+            "tariffs": {"electricity": "cq-large-industry"},
+            "enterprises": [
+                {
+                    "id": "ent-v",
+                    "workshops": [
+                        {
+                            "id": "w",
+                            "meters": [
+                                {"id": "v-main", "utility": "electricity"},
+                                {
+                                    "id": "v-pv",
+                                    "utility": "electricity",
+                                    "role": "pv",
+                                    "parent": "v-main",
+                                },
+                                {
+                                    "id": "v-net",
+                                    "utility": "electricity",
+                                    "formula": "v-main - v-pv",
+                                },
+                            ],
+                        }
+                    ],
+                }
+            ],
+        }
+    )
+    lines = [
+        encode_point(
+            "demand_15m", {"park": "vnet", "meter": m}, {"p_kw_avg": kw}, DAY + k * 900_000
+        )
+        for k in range(4)
+        for m, kw in (("v-main", 60.0), ("v-net", 55.0), ("v-pv", 5.0))
+    ]
+    async with InfluxReader(influx_settings) as reader:
+        await reader.create_database()
+        async with InfluxWriter(influx_settings) as raw:
+            await raw.write(lines)
+    app = create_app(ApiSettings(influx=influx_settings), SiteRegistry([park]))
+    async with serve(app) as base, httpx.AsyncClient(base_url=base, timeout=30) as c:
+        bill = (
+            await c.get(
+                "/parks/vnet/accounting/bill", params={"enterprise": "ent-v", "month": "2025-07"}
+            )
+        ).json()
+    assert bill["max_demand_kw"] == pytest.approx(60.0)

@@ -28,7 +28,6 @@ import numpy.typing as npt
 
 from parkwatch import calendar
 from parkwatch.energy import ROLLUP_MEASUREMENTS
-from parkwatch.formula import parse_formula
 from parkwatch.quantities import Utility
 from parkwatch.site import PARK_ENTERPRISE, Meter, Park, Role
 
@@ -125,25 +124,8 @@ def groups(park: Park, series: Sequence[CounterSeries]) -> list[Group]:
     placement: dict[str, tuple[str, str | None]] = {
         m.id: (m.enterprise, m.workshop) for m in park.iter_meters()
     }
-    tree = park.tree
-    by_id = {m.id: m for m in park.iter_meters()}
-
-    def covering(meter_id: str) -> set[str]:
-        """The real meters that already measure this one (one of them in a group makes it
-        no top meter): its real parent, or, for a virtual parent (never summed itself), the
-        meters its formula reads outside its own subtree ("main - pv" covers what hangs
-        below it; "f1 + f2" declared as f1's and f2's parent covers neither), and so upward."""
-        for a in tree.ancestors(meter_id):
-            if not a.is_virtual:
-                return {a.id}
-            below = {d.id for d in tree.descendants(a.id)}
-            reads = parse_formula(a.spec.formula or "", by_id).meters
-            outside = {x for x in reads if x not in below}
-            if outside:
-                return outside
-        return set()
-
-    covered_by = {m.id: covering(m.id) for m in park.iter_meters()}
+    # a meter already measured by a real meter in the group is no top meter
+    covered_by = {m.id: park.tree.covering(m.id) for m in park.iter_meters()}
 
     def members_of(ids: set[str]) -> dict[tuple[Utility, str], list[int]]:
         out: dict[tuple[Utility, str], list[int]] = {}
