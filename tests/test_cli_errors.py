@@ -64,6 +64,9 @@ def _bad_park(tmp_path: Path) -> Path:
         (["simulate", "--history", "nan", "--out", "OUT"], {}, 2, "nan days"),
         (["simulate", "--history", "0.0005", "--out", "OUT"], {}, 2, "one step (60.0 s)"),
         (["simulate", "--history", "1", "--step", "0", "--out", "OUT"], {}, 2, "at least 0.001"),
+        # a live poll interval of 0 divided by zero (one line, but a ZeroDivisionError)
+        (["simulate", "--interval", "0", "--duration", "1"], {}, 2, "--interval must be"),
+        (["simulate", "--interval", "-1", "--load"], {}, 2, "--interval must be"),
     ],
 )
 def test_a_mistake_is_a_line_or_two(
