@@ -39,8 +39,11 @@ def _bad_park(tmp_path: Path) -> Path:
         (["simulate", "--site", "/nonexistent.yaml"], {}, 2, "/nonexistent.yaml: No such file"),
         (["simulate", "--mqtt-url", "http://x"], {}, 2, "mqtt.url (got 'http://x'): expected"),
         (["ingest", "--mqtt-url", "http://x", "--site", "DEMO"], {}, 2, "mqtt.url"),
+        # an InfluxDB URL it cannot use ran the service, then answered 503 "database unavailable"
+        (["api", "--influx-url", "ftp://x", "--site", "DEMO"], {}, 2, "influx.url (got 'ftp://x')"),
+        (["ingest", "--influx-url", "localhost:8086", "--site", "DEMO"], {}, 2, "influx.url"),
         (
-            ["analytics", "--influx-url", "x", "--site", "DEMO"],
+            ["analytics", "--influx-url", "http://x", "--site", "DEMO"],
             {"PW_ANALYTICS_TICK_S": "-1"},
             2,
             "tick_s (got '-1')",
