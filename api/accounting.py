@@ -32,7 +32,7 @@ import numpy as np
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from api.app import EARLIEST, LATEST, State, StateDep, _in_store_range, _park, _query
+from api.app import EARLIEST, LATEST, State, StateDep, _in_store_range, _park, _query, shown
 from parkwatch.energy import (
     FIGURES_MEASUREMENT,
     REPLACEMENT_MEASUREMENT,
@@ -236,7 +236,7 @@ def _period_start(park: Park, period: str) -> int:
 
 def _figure_line(park: Park, f: Figure) -> str:
     if f.enterprise != "park" and f.enterprise not in {e.id for e in park.enterprises}:
-        raise HTTPException(422, f"unknown enterprise {f.enterprise!r}")
+        raise HTTPException(422, f"unknown enterprise {shown(f.enterprise)}")
     span = "year" if len(f.period) == 4 else "month"
     tags = {"park": park.park, "enterprise": f.enterprise, "kind": f.kind, "span": span}
     if f.product:
@@ -298,7 +298,7 @@ async def post_replacement(
     p = _park(state, park)
     m = state.registry.meter(park, meter)
     if m is None:
-        raise HTTPException(404, f"unknown meter {meter!r}")
+        raise HTTPException(404, f"unknown meter {shown(meter)}")
     counter = {
         Utility.ELECTRICITY: "e_kwh",
         Utility.WATER: "vol_m3",
@@ -609,7 +609,7 @@ async def targets(
     now = await summarize(state, p, str(year))
     subject = next((s for s in now.subjects if s.id == sid and s.level == level), None)
     if subject is None:
-        raise HTTPException(404, f"unknown enterprise {enterprise!r}")
+        raise HTTPException(404, f"unknown enterprise {shown(enterprise)}")
     a, b = _year_bounds(p, year)
     figs = [f for f in await _figures(state, p, a, b) if f.get("enterprise") == owner]
     comparable = [float(f["value"]) for f in figs if f.get("kind") == "value_added_2020_cny"]
@@ -678,10 +678,12 @@ async def compute_bill(
 ) -> BillOut:
     tariff = park.tariffs.electricity_for(enterprise)
     if tariff is None:
-        raise HTTPException(404, f"no electricity tariff for {enterprise!r} (tariffs.electricity)")
+        raise HTTPException(
+            404, f"no electricity tariff for {shown(enterprise)} (tariffs.electricity)"
+        )
     ent = next((e for e in park.enterprises if e.id == enterprise), None)
     if ent is None:
-        raise HTTPException(404, f"unknown enterprise {enterprise!r}")
+        raise HTTPException(404, f"unknown enterprise {shown(enterprise)}")
     a, b = _month_bounds(park, month)
     found = await _rollups(
         state, park, "hour", a, b, {"level": "enterprise", "id": enterprise, "quantity": "e_kwh"}

@@ -28,7 +28,7 @@ from api.accounting import (
     compute_bill,
     summarize,
 )
-from api.app import State
+from api.app import State, shown
 from parkwatch.site import Park
 
 CJK_FONTS = (
@@ -177,7 +177,7 @@ async def build_report(state: State, park: Park, month: str, enterprise: str | N
     level, sid = ("enterprise", enterprise) if enterprise else ("park", park.park)
     subject = next((s for s in summary.subjects if s.level == level and s.id == sid), None)
     if subject is None:
-        raise HTTPException(404, f"unknown enterprise {enterprise!r}")
+        raise HTTPException(404, f"unknown enterprise {shown(enterprise)}")
     bills = []
     for e in [enterprise] if enterprise else [e.id for e in park.enterprises]:
         if park.tariffs.electricity_for(e) is None:

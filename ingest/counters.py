@@ -8,7 +8,8 @@ quality is kept — and counts it by quantity. Analytics and the energy accounti
 next to the values; operators see the metric.
 
 Only readings newer than the last one seen for a meter are compared: a backlog arriving
-after live readings is older and says nothing about the counter's direction now.
+after live readings is older and says nothing about the counter's direction now. Readings
+the gateway marked ``bad`` are neither compared nor a reference: their values are wrong.
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ class CounterWatch:
         found: list[Decrease] = []
         last = self._last
         for i, reading in enumerate(readings):
+            if reading.s == Quality.BAD:
+                # the gateway says its values are wrong (a garbled register): no reference
+                # for the next reading, or a good one after 1e12 would count as going back
+                continue
             t = reading.t
             for name, value in reading.q.items():
                 if name not in COUNTERS:

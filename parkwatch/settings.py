@@ -59,6 +59,16 @@ class InfluxSettings(BaseModel):
     password: SecretStr | None = None
     timeout_s: float = Field(default=30.0, gt=0)
 
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, value: str) -> str:
+        # refused here, not by each request: a service would run and answer 503 "database
+        # unavailable" to everything, blaming an outage for a typo
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError("expected http://host:port or https://host:port")
+        return value
+
 
 class ServiceSettings(BaseSettings):
     """Common fields; each service subclasses this with its own ``env_prefix``."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import signal
 import time
 from pathlib import Path
@@ -294,6 +295,8 @@ def simulate(
         main_history(site, history, out, seed, not plain, step_s=step, faults=faults,
                      no_faults=no_faults)  # fmt: skip
         return
+    if not (math.isfinite(interval) and interval > 0):  # 0 divided by zero, below
+        raise ValueError(f"--interval must be a positive number of seconds, not {interval}")
     if mqtt_native_gateway is not None:
         from simulators.mqtt_meters import run_mqtt_meters
 

@@ -164,6 +164,9 @@ async def test_range_edges_the_store_keeps_are_served(api: tuple[httpx.AsyncClie
         (SERIES, {"quantity": "q" * 50_000}),
         (SERIES, {"quantity": "p_kw", "every": "e" * 50_000}),
         (SERIES, {"quantity": "p_kw", "start": "s" * 50_000}),
+        ("/parks/lj-demo/accounting/bill", {"enterprise": "x" * 50_000, "month": "2026-01"}),
+        ("/parks/lj-demo/accounting/targets", {"year": "2026", "enterprise": "x" * 50_000}),
+        ("/parks/lj-demo/accounting/report", {"month": "2026-01", "enterprise": "x" * 50_000}),
     ],
 )
 async def test_error_bodies_cut_what_they_echo(

@@ -39,8 +39,11 @@ def _bad_park(tmp_path: Path) -> Path:
         (["simulate", "--site", "/nonexistent.yaml"], {}, 2, "/nonexistent.yaml: No such file"),
         (["simulate", "--mqtt-url", "http://x"], {}, 2, "mqtt.url (got 'http://x'): expected"),
         (["ingest", "--mqtt-url", "http://x", "--site", "DEMO"], {}, 2, "mqtt.url"),
+        # an InfluxDB URL it cannot use ran the service, then answered 503 "database unavailable"
+        (["api", "--influx-url", "ftp://x", "--site", "DEMO"], {}, 2, "influx.url (got 'ftp://x')"),
+        (["ingest", "--influx-url", "localhost:8086", "--site", "DEMO"], {}, 2, "influx.url"),
         (
-            ["analytics", "--influx-url", "x", "--site", "DEMO"],
+            ["analytics", "--influx-url", "http://x", "--site", "DEMO"],
             {"PW_ANALYTICS_TICK_S": "-1"},
             2,
             "tick_s (got '-1')",
@@ -64,6 +67,9 @@ def _bad_park(tmp_path: Path) -> Path:
         (["simulate", "--history", "nan", "--out", "OUT"], {}, 2, "nan days"),
         (["simulate", "--history", "0.0005", "--out", "OUT"], {}, 2, "one step (60.0 s)"),
         (["simulate", "--history", "1", "--step", "0", "--out", "OUT"], {}, 2, "at least 0.001"),
+        # a live poll interval of 0 divided by zero (one line, but a ZeroDivisionError)
+        (["simulate", "--interval", "0", "--duration", "1"], {}, 2, "--interval must be"),
+        (["simulate", "--interval", "-1", "--load"], {}, 2, "--interval must be"),
     ],
 )
 def test_a_mistake_is_a_line_or_two(
