@@ -142,7 +142,17 @@ async def test_unreachable_broker_and_database_are_reported_once(
                 return any("is back" in r.getMessage() for r in caplog.records)
 
             await eventually(database_back, 20, "ingest reaching the database")
-            await asyncio.sleep(2.0)  # now several failed attempts at the broker
+
+            # now failed attempts at the broker: wait for the first (a loaded machine may be
+            # slow to make it after the database's outage), then let a few more fail
+            async def broker_down() -> bool:
+                return any(
+                    r.getMessage().startswith(f"MQTT broker at {broker.url} unreachable")
+                    for r in caplog.records
+                )
+
+            await eventually(broker_down, 20, "ingest trying the absent broker")
+            await asyncio.sleep(2.0)
             broker.start()
             await asyncio.wait_for(service.subscribed.wait(), timeout=20)
     finally:
