@@ -20,7 +20,7 @@ whatever is not acknowledged when the session breaks is backlog for the next one
 backlog drains, the status message is refreshed every ``STATUS_EVERY_S`` with the count left.
 
 Batches therefore reach the broker out of ``seq`` order after an outage (live ones first);
-ingest counts that as seq replays, and stores every batch as usual.
+ingest counts the backlog's batches as late (not replays), and stores every batch as usual.
 
 Stopping (cancellation) publishes ``offline`` before disconnecting, since a clean disconnect
 does not fire the will.

@@ -60,8 +60,8 @@ class IngestMetrics:
         )
         self.seq_outliers = Counter(
             "pw_ingest_seq_outliers",
-            "seq numbers far off their gateway's sequence that no later batch confirmed; "
-            "ignored by the gap and replay counts",
+            "batches numbered far ahead of their gateway's sequence that the gateway did not "
+            "go on from (absurd or hostile numbers); ignored by the gap and replay counts",
             registry=r,
         )
         self.counter_decreases = Counter(

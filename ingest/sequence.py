@@ -3,23 +3,33 @@
 A gateway numbers its batches 1, 2, 3, … and keeps counting across its own restarts (the
 counter lives in its write-ahead buffer). What ingest sees is not that clean:
 
-* **late** — after an outage a gateway sends its live batches first and the backlog behind
-  them, so lower numbers arrive after higher ones. They fill gaps counted earlier: a late
-  batch is not a replay (the tracker before issue 11 counted every one as a replay).
+* **gap** — numbers skipped when a higher one arrives, counted once, when skipped;
+* **late** — one of those skipped numbers arriving after all: after an outage a gateway
+  sends its live batches first and its backlog behind them. Not a replay;
 * **replay** — a number seen before: the broker re-delivering an unacknowledged message, or
-  a gateway re-sending a batch whose PUBACK it missed.
-* **restart** — a gateway reinstalled or its buffer wiped counts from 1 again.
-* **outlier** — one absurd number (a corrupt or hostile message) must not rule the tracker:
-  otherwise every real batch after ``seq=10000001`` counts as a replay and real gaps go
-  unseen.
+  a gateway re-sending a batch whose PUBACK it missed. Both re-send *recent* batches;
+* **restart** — a gateway reinstalled or its buffer wiped counts from 1 again;
+* **outlier** — an absurd number (corrupt or hostile) that must not rule the tracker.
 
-So a number that would move the tracker far — forward by more than ``max_jump``, or back to
-a small number that is no missing one — is held as a *candidate*: if a later batch (within
-``CONFIRM_WITHIN`` batches) continues from it, the jump or the restart is real and the
-tracker follows; otherwise the candidate was an outlier and is forgotten. Meanwhile batches
-are judged against the old sequence (a gateway coming back from a long outage interleaves
-its live batches with its backlog). Batches are stored whatever the verdict: a replay
-overwrites the same points.
+Anyone allowed to publish on a gateway's topic can send any number, once or many times in
+a row; what they cannot do is make the real gateway stop. So a number far off the
+gateway's sequence — more than ``max_jump`` ahead, or far behind it and neither missing nor
+recent — opens a *rival* sequence beside the current one (at most ``MAX_RIVALS``), and both
+stay alive: batches near a rival are judged within it, on hold; the current sequence's are
+judged at once, as if the rival were not there. A rival wins only if the current sequence
+never went on (no new highest number) since it opened, while the rival got ``WIN`` batches
+(a new sequence from a small number: a restart) or ``WIN_FAR`` (a far jump ahead, or back):
+the old sequence stopped, the new one keeps going. Then its held verdicts count. It loses
+once the gateway sent ``LOSE`` other batches after its last one: its batches were outliers
+(ahead) or replays and late ones (behind). Each sequence keeps a bounded list of missing
+ranges (``MAX_RANGES``): memory is O(1) per gateway. Batches are stored whatever the
+verdict: a replay overwrites the same points.
+
+What it cannot tell apart without clocks: a gateway restarting before its old sequence got
+past ``RECENT`` + ``WIN`` (its new numbers were all seen recently: replays), and
+``WIN_FAR`` absurd numbers sent between two of the gateway's batches (the tracker follows
+them, counting a jump; the real sequence, going on alone, takes it back ``WIN_FAR``
+batches later).
 """
 
 from __future__ import annotations
@@ -34,22 +44,10 @@ class Verdict(StrEnum):
     GAP = "gap"  # ahead of the next expected: batches are missing (for now)
     LATE = "late"  # one of the missing ones, arriving after later batches
     REPLAY = "replay"  # seen before
-    RESTART = "restart"  # the gateway's sequence started again (confirmed)
-    HELD = "held"  # a far jump or a possible restart: judged by the gateway's next batch
-    OUTLIER = "outlier"  # a held number that the next batch did not confirm
-
-
-@dataclass
-class _Gateway:
-    last: int  # the highest number of the current sequence
-    # numbers skipped so far, as inclusive ranges, oldest first (bounded: see MAX_RANGES)
-    missing: list[list[int]] = field(default_factory=list)
-    # numbers below the first one seen since ingest started: whether they were stored before
-    # is unknown, so the first arrival of each is late, a second one a replay (not counted
-    # as gaps)
-    unknown: list[list[int]] = field(default_factory=list)
-    candidate: int | None = None
-    candidate_age: int = 0  # batches seen since the candidate was held
+    RESTART = "restart"  # the gateway's sequence started again (a rival won from below)
+    JUMP = "jump"  # the sequence went on far ahead (a rival won from above)
+    HELD = "held"  # a batch of a rival sequence: judged when the rival wins or loses
+    OUTLIER = "outlier"  # the batches of a rival ahead that lost
 
 
 @dataclass
@@ -60,97 +58,193 @@ class SeqCounts:
     restarts: int = 0
     outliers: int = 0
 
+    def add(self, other: SeqCounts) -> None:
+        self.gaps += other.gaps
+        self.late += other.late
+        self.replays += other.replays
+        self.restarts += other.restarts
+        self.outliers += other.outliers
+
+
+@dataclass
+class _Run:
+    """One sequence of numbers: its highest, what is missing below it (as inclusive
+    ranges, oldest first, bounded by ``MAX_RANGES``), and the numbers below the first one
+    seen, which may or may not have been stored before (late once, then replays)."""
+
+    high: int
+    missing: list[list[int]] = field(default_factory=list)
+    unknown: list[list[int]] = field(default_factory=list)
+
+
+@dataclass
+class _Rival:
+    run: _Run
+    ahead: bool  # opened by a number far ahead of the current sequence, else far behind it
+    held: SeqCounts = field(default_factory=SeqCounts)  # its verdicts, counted if it wins
+    batches: int = 1
+    # of those, how many the current sequence missed (it counts them late if the rival loses)
+    filled: int = 0
+    contested: bool = False  # the current sequence went on (a new highest) since it opened
+    idle: int = 0  # the gateway's other batches since its last one
+
+
+@dataclass
+class _Gateway:
+    run: _Run
+    rivals: list[_Rival] = field(default_factory=list)  # at most MAX_RIVALS
+
 
 class SeqTracker:
     """Feed it every batch's ``(gateway key, seq)`` in arrival order; read ``counts``."""
 
-    MAX_RANGES = 64  # missing ranges kept per gateway; older ones are forgotten
-    CONFIRM_SPAN = 16  # how close a later batch must be to a held number to confirm it
-    CONFIRM_WITHIN = 256  # batches after which an unconfirmed candidate is an outlier
+    MAX_RANGES = 64  # missing ranges kept per sequence; older ones are forgotten
+    MAX_RIVALS = 2  # rival sequences kept per gateway; a third drops the one idle longest
+    RECENT = 64  # re-deliveries and re-sends are of a gateway's last batches: this many
+    RESTART_BELOW = 64  # a new sequence (live first, a short backlog behind) shows up below
+    # a rival's batches, the current sequence going on in none of them, for it to win: a new
+    # sequence from a small number soon; a far jump ahead (a gateway whose buffer dropped
+    # over 100,000 batches) or back (a broker re-delivering hundreds) only after many more
+    WIN = 32
+    WIN_FAR = 256
+    LOSE = 16  # the gateway's other batches after a rival's last one, for it to lose
     UNKNOWN_BELOW = 10_000  # how far below the first number seen arrivals count as late
 
-    def __init__(self, max_jump: int = 100_000, restart_below: int = 1_000) -> None:
-        # a jump by more than max_jump is held for confirmation; a gateway offline for a day
-        # at one batch a second comes back 86,400 ahead, which the next batch confirms
+    def __init__(self, max_jump: int = 100_000) -> None:
+        # a jump by more than max_jump opens a rival; a gateway whose buffer dropped a day
+        # of batches at one a second comes back 86,400 ahead, which is followed at once
         self.max_jump = max_jump
-        # a number under this, below the sequence and not missing, may be a new sequence
-        self.restart_below = restart_below
         self.counts = SeqCounts()
         self._gateways: dict[tuple[str, str], _Gateway] = {}
 
     def observe(self, key: tuple[str, str], seq: int) -> list[Verdict]:
-        """The verdicts this batch settles: its own, preceded by the held candidate's when it
-        decides that one."""
-        state = self._gateways.get(key)
-        if state is None:
+        """The verdicts this batch settles: its own, followed by those of the rivals it
+        decides."""
+        gateway = self._gateways.get(key)
+        if gateway is None:
             low = max(1, seq - self.UNKNOWN_BELOW)
-            self._gateways[key] = _Gateway(seq, unknown=[[low, seq - 1]] if seq > low else [])
+            unknown = [[low, seq - 1]] if seq > low else []
+            self._gateways[key] = _Gateway(_Run(seq, unknown=unknown))
             return [Verdict.FIRST]
-        if seq == state.last + 1 and state.candidate is None:  # the common case, first
-            state.last = seq
+        run, rivals = gateway.run, gateway.rivals
+        if seq == run.high + 1 and not rivals:  # the common case, first
+            run.high = seq
             return [Verdict.NEXT]
-        verdicts: list[Verdict] = []
-        candidate = state.candidate
-        if candidate is not None:
-            if seq != candidate and abs(seq - candidate) <= self.CONFIRM_SPAN:
-                state.candidate = None
-                verdicts.append(self._follow(key, state, candidate))
-                state = self._gateways[key]
-            else:
-                state.candidate_age += 1
-                if state.candidate_age > self.CONFIRM_WITHIN:
-                    state.candidate = None
-                    self.counts.outliers += 1
-                    verdicts.append(Verdict.OUTLIER)
-        verdicts.append(self._judge(state, seq))
+        if self._settled(run, seq):  # the current sequence's, whatever the rivals
+            verdict = self._judge(run, seq, self.counts)
+            if verdict in (Verdict.NEXT, Verdict.GAP):
+                for rival in rivals:
+                    rival.contested = True
+            return [verdict, *self._idle(gateway, None)]
+        ahead = seq > run.high
+        owner = next((r for r in rivals if r.ahead == ahead and self._settled(r.run, seq)), None)
+        backlog = not ahead and seq > self.RESTART_BELOW and self._contains(run.unknown, seq)
+        if owner is None and backlog:  # a backlog behind the first number seen
+            verdict = self._judge(run, seq, self.counts)
+            return [verdict, *self._idle(gateway, None)]
+        verdicts = [Verdict.HELD]
+        if owner is None:
+            if len(rivals) >= self.MAX_RIVALS:
+                stopped = max(rivals, key=lambda r: r.idle)
+                rivals.remove(stopped)
+                verdicts.append(self._lost(stopped))
+            owner = self._open(run, seq, ahead)
+            rivals.append(owner)
+        else:
+            self._judge(owner.run, seq, owner.held)
+            owner.batches += 1
+            owner.idle = 0
+        if not ahead and self._take(run, seq):
+            owner.filled += 1
+        verdicts += self._idle(gateway, owner)
+        win = self.WIN if owner.held.restarts else self.WIN_FAR
+        if owner.batches >= win and not owner.contested:
+            verdicts += self._won(gateway, owner)
         return verdicts
 
-    def _follow(self, key: tuple[str, str], state: _Gateway, candidate: int) -> Verdict:
-        """A held number confirmed: a far jump forward, or a new sequence."""
-        if candidate > state.last:
-            self._skip(state, state.last + 1, candidate - 1)
-            state.last = candidate
-            return Verdict.GAP
-        self.counts.restarts += 1
-        fresh = _Gateway(candidate)
-        self._skip(fresh, 1, candidate - 1)  # a new sequence starts at 1
-        self._gateways[key] = fresh
-        return Verdict.RESTART
+    def _idle(self, gateway: _Gateway, owner: _Rival | None) -> list[Verdict]:
+        """A batch went elsewhere: the other rivals wait one more; stopped ones lose."""
+        verdicts = []
+        for rival in list(gateway.rivals):
+            if rival is not owner:
+                rival.idle += 1
+                if rival.idle >= self.LOSE:
+                    gateway.rivals.remove(rival)
+                    verdicts.append(self._lost(rival))
+        return verdicts
 
-    def _judge(self, state: _Gateway, seq: int) -> Verdict:
-        if seq == state.last + 1:
-            state.last = seq
-            return Verdict.NEXT
-        if seq > state.last:
-            if seq - state.last > self.max_jump:
-                return self._hold(state, seq)
-            self._skip(state, state.last + 1, seq - 1)
-            state.last = seq
-            return Verdict.GAP
-        if self._fill(state.missing, seq):
-            self.counts.late += 1
-            return Verdict.LATE
-        if seq < self.restart_below and seq < state.last - self.CONFIRM_SPAN:
-            return self._hold(state, seq)
-        if self._fill(state.unknown, seq):
-            self.counts.late += 1
-            return Verdict.LATE
-        self.counts.replays += 1
+    def _settled(self, run: _Run, seq: int) -> bool:
+        """Whether ``seq`` is plainly the current sequence's: a step ahead of it within
+        ``max_jump``, a recent number (a re-delivery, a re-send), or one it is missing."""
+        return run.high - self.RECENT <= seq <= run.high + self.max_jump or self._contains(
+            run.missing, seq
+        )
+
+    def _open(self, current: _Run, seq: int, ahead: bool) -> _Rival:
+        rival = _Rival(_Run(seq), ahead)
+        if ahead:
+            # followed, it skipped everything between; a buffer's backlog behind it fills
+            # at most the top max_jump of that (older numbers would be a rival again: the
+            # old sequence going on, after a burst of absurd numbers took the tracker)
+            skipped = seq - 1 - current.high
+            self._skip(rival.run, max(current.high + 1, seq - self.max_jump), seq - 1, rival.held)
+            rival.held.gaps += skipped - min(skipped, self.max_jump)
+        elif seq <= self.RESTART_BELOW:
+            # a new sequence starts at 1: what is below its first arrival is its backlog
+            self._skip(rival.run, 1, seq - 1, rival.held)
+            rival.held.restarts = 1
+        return rival
+
+    def _won(self, gateway: _Gateway, winner: _Rival) -> list[Verdict]:
+        """The old sequence stopped, the rival went on: it is the gateway's sequence now."""
+        verdicts = [self._lost(r) for r in gateway.rivals if r is not winner]
+        gateway.rivals.clear()
+        if winner.ahead:
+            # the old sequence's own gaps may still be filled by its backlog
+            winner.run.missing[:0] = gateway.run.missing
+            del winner.run.missing[: -self.MAX_RANGES]
+        self.counts.add(winner.held)
+        gateway.run = winner.run
+        return [*verdicts, Verdict.RESTART if winner.held.restarts else Verdict.JUMP]
+
+    def _lost(self, rival: _Rival) -> Verdict:
+        """The gateway went on without this rival."""
+        if rival.ahead:
+            self.counts.outliers += rival.batches
+            return Verdict.OUTLIER
+        # numbers the current sequence had seen, or was missing (taken out as they came)
+        self.counts.late += rival.filled
+        self.counts.replays += rival.batches - rival.filled
         return Verdict.REPLAY
 
-    def _hold(self, state: _Gateway, seq: int) -> Verdict:
-        if state.candidate is not None:  # replaced before anything confirmed it
-            self.counts.outliers += 1
-        state.candidate, state.candidate_age = seq, 0
-        return Verdict.HELD
+    def _judge(self, run: _Run, seq: int, counts: SeqCounts) -> Verdict:
+        if seq == run.high + 1:
+            run.high = seq
+            return Verdict.NEXT
+        if seq > run.high:
+            self._skip(run, run.high + 1, seq - 1, counts)
+            run.high = seq
+            return Verdict.GAP
+        if self._take(run, seq):
+            counts.late += 1
+            return Verdict.LATE
+        counts.replays += 1
+        return Verdict.REPLAY
 
-    def _skip(self, state: _Gateway, low: int, high: int) -> None:
+    def _skip(self, run: _Run, low: int, high: int, counts: SeqCounts) -> None:
         if high < low:
             return
-        self.counts.gaps += high - low + 1
-        state.missing.append([low, high])
-        if len(state.missing) > self.MAX_RANGES:
-            del state.missing[0]
+        counts.gaps += high - low + 1
+        run.missing.append([low, high])
+        if len(run.missing) > self.MAX_RANGES:
+            del run.missing[0]
+
+    def _take(self, run: _Run, seq: int) -> bool:
+        return self._fill(run.missing, seq) or self._fill(run.unknown, seq)
+
+    @staticmethod
+    def _contains(ranges: list[list[int]], seq: int) -> bool:
+        return any(low <= seq <= high for low, high in ranges)
 
     @staticmethod
     def _fill(ranges: list[list[int]], seq: int) -> bool:

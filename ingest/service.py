@@ -36,7 +36,7 @@ import orjson
 
 from ingest.counters import CounterWatch
 from ingest.metrics import IngestMetrics
-from ingest.sequence import SeqTracker, Verdict
+from ingest.sequence import SeqTracker
 from ingest.settings import IngestSettings
 from parkwatch import topics
 from parkwatch.influx import InfluxRejectedError, InfluxWriter, ensure_database
@@ -145,11 +145,13 @@ class IngestService:
         self.writer: InfluxWriter | None = None
         self.sequences = SeqTracker()
         m = self.metrics
+        # a verdict may settle many batches at once (a rival's): the counts say how many
         self._seq_counters = {
-            Verdict.LATE: m.seq_late,
-            Verdict.REPLAY: m.seq_replays,
-            Verdict.RESTART: m.seq_restarts,
-            Verdict.OUTLIER: m.seq_outliers,
+            "gaps": m.seq_gaps,
+            "late": m.seq_late,
+            "replays": m.seq_replays,
+            "restarts": m.seq_restarts,
+            "outliers": m.seq_outliers,
         }
         self.counters = CounterWatch()
         # parsed data topics: a gateway sends on the same one every time
@@ -309,13 +311,13 @@ class IngestService:
         Every batch is written whatever its verdict: a replay overwrites the same points."""
         if parsed.seq is None or parsed.message_rejected:
             return
-        before = self.sequences.counts.gaps
-        for verdict in self.sequences.observe((parsed.park, parsed.gateway), parsed.seq):
-            counter = self._seq_counters.get(verdict)
-            if counter is not None:
-                counter.inc()
-        if self.sequences.counts.gaps > before:
-            self.metrics.seq_gaps.inc(self.sequences.counts.gaps - before)
+        counts = self.sequences.counts
+        before = {name: getattr(counts, name) for name in self._seq_counters}
+        self.sequences.observe((parsed.park, parsed.gateway), parsed.seq)
+        for name, counter in self._seq_counters.items():
+            added = getattr(counts, name) - before[name]
+            if added:
+                counter.inc(added)
 
     async def _store(
         self, writer: InfluxWriter, handled: list[_Handled], lines: list[str], messages: int

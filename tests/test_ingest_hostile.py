@@ -16,16 +16,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 
+from ingest.http import create_app
 from ingest.service import IngestService
 from ingest.settings import IngestSettings
 from parkwatch import mqtt, topics
 from parkwatch.influx import InfluxReader
 from parkwatch.settings import InfluxSettings, MqttSettings
 from parkwatch.site import Park, SiteRegistry
-from tests.support import background, eventually
+from tests.support import background, eventually, serve
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -296,36 +298,46 @@ async def test_hostile_input_costs_only_itself(
     assert not any("surrogates" in d for d in details), details
 
 
-async def test_one_absurd_seq_does_not_poison_the_gateway(
+async def test_absurd_seqs_do_not_poison_the_gateway(
     mqtt_settings: MqttSettings, influx_settings: InfluxSettings, demo_park_path: Path
 ) -> None:
-    """Issue 11, item 3: seq=10000001 once, then the real sequence, with one real gap."""
+    """Issue 11, item 3: one absurd seq, a consecutive pair, a burst of them, then the real
+    sequence with real gaps: /metrics counts the real gaps, no replay, no late batch, and
+    the absurd ones as outliers once the real sequence went on without them."""
     foodco = topics.data_topic(PARK, "gw-foodco")
 
-    def batch(seq: int) -> bytes:
-        reading = {"m": "foodco-main", "t": NOW - seq * 1000, "q": {"p_kw": float(seq)}}
+    def batch(seq: int, n: int) -> bytes:
+        reading = {"m": "foodco-main", "t": NOW - 600_000 + n * 1000, "q": {"p_kw": float(n)}}
         return orjson.dumps({"v": 1, "gw": "gw-foodco", "seq": seq, "readings": [reading]})
 
+    absurd = [10_000_001, 900_001, 900_002, *range(5_000_001, 5_000_021)]
+    real = [*range(1, 4), *range(4, 6), *range(8, 10), *range(13, 40)]  # 6, 7, 10-12 lost
+    seqs = [*real[:3], absurd[0], *real[3:5], *absurd[1:3], *real[5:7], *absurd[3:], *real[7:]]
     async with (
         running(mqtt_settings, influx_settings, demo_park_path, "seq") as (service, _),
         InfluxReader(influx_settings) as reader,
         mqtt.client(mqtt_settings, "seq-gw") as gateway,
+        serve(create_app(service)) as url,
+        httpx.AsyncClient(base_url=url, timeout=10) as http,
     ):
-        seqs = [1, 2, 3, 10_000_001, 4, 5, 8, 9]  # 6 and 7 really are missing
-        for seq in seqs:
-            await gateway.publish(foodco, batch(seq), qos=1)
+        for n, seq in enumerate(seqs):
+            await gateway.publish(foodco, batch(seq, n), qos=1)
 
         async def stored() -> bool:
             return await reader.count("electricity", "p_kw") == len(seqs)
 
         await eventually(stored, 15, "every batch stored")
+        metrics = (await http.get("/metrics")).text
 
-    def value(name: str) -> float | None:
-        return service.metrics.registry.get_sample_value(name)
+    def value(name: str) -> float:
+        [line] = [line for line in metrics.splitlines() if line.startswith(name + " ")]
+        return float(line.split()[1])
 
-    assert value("pw_ingest_seq_gaps_total") == 2
+    assert value("pw_ingest_seq_gaps_total") == 5
     assert value("pw_ingest_seq_replays_total") == 0
     assert value("pw_ingest_seq_late_total") == 0
+    assert value("pw_ingest_seq_restarts_total") == 0
+    assert value("pw_ingest_seq_outliers_total") == len(absurd)
 
 
 async def test_a_counter_going_back_is_stored_and_flagged(
