@@ -157,6 +157,20 @@ async def _rollups(
     return [(s.tags, s.records()) for s in series]
 
 
+def _known(state: State, park: Park, level: str, id: str) -> None:
+    """An id the park does not have is a 404, not an empty answer that reads as no data."""
+    known: dict[str, set[str]] = {
+        "enterprise": {e.id for e in park.enterprises},
+        "zone": {z.id for z in park.zones},
+        "park": {park.park},
+    }
+    if level == "meter":
+        if state.registry.meter(park.park, id) is None:
+            raise HTTPException(404, f"unknown meter {shown(id)} in park {park.park!r}")
+    elif level in known and id not in known[level]:
+        raise HTTPException(404, f"unknown {level} {shown(id)} in park {park.park!r}")
+
+
 @router.get("/accounting/consumption")
 async def consumption(
     state: StateDep,
@@ -184,6 +198,7 @@ async def consumption(
         raise HTTPException(422, "hourly rollups for at most 93 days: use period=day")
     where: dict[str, str] = {"level": level}
     if id is not None:
+        _known(state, p, level, id)
         where["id"] = id
     if quantity is not None:
         where["quantity"] = quantity
@@ -603,6 +618,7 @@ async def targets(
     by 2025). Uses value added at comparable 2020 prices where entered; the baseline year's
     energy and water come from entered figures when the platform did not measure them."""
     p = _park(state, park)
+    _checked_year(year)  # before the summary, whose own check names its period
     options = p.accounting
     owner = enterprise or "park"
     level, sid = ("enterprise", enterprise) if enterprise else ("park", p.park)

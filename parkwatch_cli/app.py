@@ -316,6 +316,14 @@ def simulate(
         )
         return
     if load:
+        if gateways < 1 or meters < 1:  # 0 published nothing and exited 0
+            raise ValueError(
+                f"--load needs --gateways and --meters of at least 1, not {gateways} and {meters}"
+            )
+        if not (math.isfinite(rate) and rate >= 0):
+            raise ValueError(
+                f"--rate must be readings a second (0 = as fast as it goes), not {rate}"
+            )
         _simulate_load(mqtt_url, gateways, meters, rate, duration or 10.0, max_readings, write_site)
         return
     from simulators.publisher import ParkSimulator, Schedule

@@ -321,3 +321,23 @@ async def test_maximum_demand_counts_a_virtual_net_meter_once(
             )
         ).json()
     assert bill["max_demand_kw"] == pytest.approx(60.0)
+
+
+async def test_unknown_ids_and_years_are_named(influx_settings: InfluxSettings) -> None:
+    """Issue 11: an unknown meter's consumption was 200 [] (reads as "no data yet"), and
+    targets for year 1 gave a 422 naming the period, which the caller never sent."""
+    park = Park.model_validate(PARK)
+    async with InfluxReader(influx_settings) as reader:
+        await reader.create_database()
+    app = create_app(ApiSettings(influx=influx_settings), SiteRegistry([park]))
+    async with serve(app) as base, httpx.AsyncClient(base_url=base, timeout=30) as c:
+        url = "/parks/bill/accounting/consumption"
+        for level, id in (("meter", "nope"), ("enterprise", "nope"), ("zone", "nope")):
+            answer = await c.get(url, params={"level": level, "id": id})
+            assert answer.status_code == 404, answer.text
+            assert answer.json()["detail"] == f"unknown {level} 'nope' in park 'bill'"
+        known = await c.get(url, params={"level": "meter", "id": "a-main"})
+        assert known.status_code == 200, known.text
+        targets = await c.get("/parks/bill/accounting/targets", params={"year": 1})
+        assert targets.status_code == 422
+        assert targets.json()["detail"].startswith("year 1:"), targets.text

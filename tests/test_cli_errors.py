@@ -70,6 +70,10 @@ def _bad_park(tmp_path: Path) -> Path:
         # a live poll interval of 0 divided by zero (one line, but a ZeroDivisionError)
         (["simulate", "--interval", "0", "--duration", "1"], {}, 2, "--interval must be"),
         (["simulate", "--interval", "-1", "--load"], {}, 2, "--interval must be"),
+        # a load of no gateways or no meters published nothing and exited 0
+        (["simulate", "--load", "--gateways", "0"], {}, 2, "--gateways and --meters of at least"),
+        (["simulate", "--load", "--meters", "0"], {}, 2, "not 10 and 0"),
+        (["simulate", "--load", "--rate", "-5"], {}, 2, "--rate must be"),
     ],
 )
 def test_a_mistake_is_a_line_or_two(
