@@ -11,25 +11,25 @@ counter lives in its write-ahead buffer). What ingest sees is not that clean:
 * **restart** — a gateway reinstalled or its buffer wiped counts from 1 again;
 * **outlier** — an absurd number (corrupt or hostile) that must not rule the tracker.
 
-Anyone allowed to publish on a gateway's topic can send any number, once or many times in
-a row; what they cannot do is make the real gateway stop. So a number far off the
-gateway's sequence — more than ``max_jump`` ahead, or far behind it and neither missing nor
-recent — opens a *rival* sequence beside the current one (at most ``MAX_RIVALS``), and both
-stay alive: batches near a rival are judged within it, on hold; the current sequence's are
-judged at once, as if the rival were not there. A rival wins only if the current sequence
-never went on (no new highest number) since it opened, while the rival got ``WIN`` batches
-(a new sequence from a small number: a restart) or ``WIN_FAR`` (a far jump ahead, or back):
-the old sequence stopped, the new one keeps going. Then its held verdicts count. It loses
-once the gateway sent ``LOSE`` other batches after its last one: its batches were outliers
-(ahead) or replays and late ones (behind). Each sequence keeps a bounded list of missing
-ranges (``MAX_RANGES``): memory is O(1) per gateway. Batches are stored whatever the
-verdict: a replay overwrites the same points.
+Anyone allowed to publish on a gateway's topic can send any number, once or a thousand times
+in a row; what they cannot do is make the real gateway stop, or make a burst take time. So a
+number far off the gateway's sequence — more than ``max_jump`` ahead, or far behind it and
+neither missing nor recent — opens a *rival* sequence beside the current one (at most
+``MAX_RIVALS``), and both stay alive: batches near a rival are judged within it, on hold;
+the current sequence's are judged at once, as if the rival were not there. A rival wins
+only when the old sequence stopped and the new one keeps going: the current sequence got no
+new highest number since the rival opened, the rival got ``WIN`` batches (a new sequence
+from a small number: a restart) or ``WIN_FAR`` (a far jump ahead, or back), and they came
+over at least ``WIN_TIME`` of the time the old sequence took for as many. Then its held
+verdicts count. It loses once the gateway sent ``LOSE`` other batches after its last one:
+its batches were outliers (ahead) or replays and late ones (behind). Each sequence keeps a
+bounded list of missing ranges (``MAX_RANGES``): memory is O(1) per gateway. Batches are
+stored whatever the verdict: a replay overwrites the same points.
 
-What it cannot tell apart without clocks: a gateway restarting before its old sequence got
-past ``RECENT`` + ``WIN`` (its new numbers were all seen recently: replays), and
-``WIN_FAR`` absurd numbers sent between two of the gateway's batches (the tracker follows
-them, counting a jump; the real sequence, going on alone, takes it back ``WIN_FAR``
-batches later).
+What it cannot tell apart: a gateway restarting before its old sequence got past
+``RECENT`` + ``WIN`` (its new numbers were all seen recently: replays); and a sender that
+keeps the gateway's pace while the gateway itself is silent (the tracker follows it, as it
+would the gateway; the real sequence, when it goes on alone, takes the tracker back).
 """
 
 from __future__ import annotations
@@ -73,14 +73,25 @@ class _Run:
     seen, which may or may not have been stored before (late once, then replays)."""
 
     high: int
+    at: float  # when it last went on (a new highest number), seconds
     missing: list[list[int]] = field(default_factory=list)
     unknown: list[list[int]] = field(default_factory=list)
+    every: float | None = None  # how often it goes on, once known: a moving average
+
+    def went_on(self, at: float) -> None:
+        step = at - self.at
+        if self.every is None:
+            self.every = step
+        else:  # an outage's long step moves it by a little only
+            self.every += 0.1 * (min(step, 4 * self.every) - self.every)
+        self.at = at
 
 
 @dataclass
 class _Rival:
     run: _Run
     ahead: bool  # opened by a number far ahead of the current sequence, else far behind it
+    opened: float  # when, seconds
     held: SeqCounts = field(default_factory=SeqCounts)  # its verdicts, counted if it wins
     batches: int = 1
     # of those, how many the current sequence missed (it counts them late if the rival loses)
@@ -96,7 +107,8 @@ class _Gateway:
 
 
 class SeqTracker:
-    """Feed it every batch's ``(gateway key, seq)`` in arrival order; read ``counts``."""
+    """Feed it every batch's ``(gateway key, seq, arrival time)`` in arrival order; read
+    ``counts``."""
 
     MAX_RANGES = 64  # missing ranges kept per sequence; older ones are forgotten
     MAX_RIVALS = 2  # rival sequences kept per gateway; a third drops the one idle longest
@@ -104,9 +116,12 @@ class SeqTracker:
     RESTART_BELOW = 64  # a new sequence (live first, a short backlog behind) shows up below
     # a rival's batches, the current sequence going on in none of them, for it to win: a new
     # sequence from a small number soon; a far jump ahead (a gateway whose buffer dropped
-    # over 100,000 batches) or back (a broker re-delivering hundreds) only after many more
+    # over 100,000 batches) or back (the real sequence taking over again) after more
     WIN = 32
-    WIN_FAR = 256
+    WIN_FAR = 64
+    # …and it must have gone on for half the time the old sequence takes for that many: a
+    # burst sent in a moment never wins, however long
+    WIN_TIME = 0.5
     LOSE = 16  # the gateway's other batches after a rival's last one, for it to lose
     UNKNOWN_BELOW = 10_000  # how far below the first number seen arrivals count as late
 
@@ -117,21 +132,22 @@ class SeqTracker:
         self.counts = SeqCounts()
         self._gateways: dict[tuple[str, str], _Gateway] = {}
 
-    def observe(self, key: tuple[str, str], seq: int) -> list[Verdict]:
-        """The verdicts this batch settles: its own, followed by those of the rivals it
-        decides."""
+    def observe(self, key: tuple[str, str], seq: int, at: float) -> list[Verdict]:
+        """The verdicts this batch, received at ``at`` (seconds), settles: its own,
+        followed by those of the rivals it decides."""
         gateway = self._gateways.get(key)
         if gateway is None:
             low = max(1, seq - self.UNKNOWN_BELOW)
             unknown = [[low, seq - 1]] if seq > low else []
-            self._gateways[key] = _Gateway(_Run(seq, unknown=unknown))
+            self._gateways[key] = _Gateway(_Run(seq, at, unknown=unknown))
             return [Verdict.FIRST]
         run, rivals = gateway.run, gateway.rivals
         if seq == run.high + 1 and not rivals:  # the common case, first
             run.high = seq
+            run.went_on(at)
             return [Verdict.NEXT]
         if self._settled(run, seq):  # the current sequence's, whatever the rivals
-            verdict = self._judge(run, seq, self.counts)
+            verdict = self._judge(run, seq, at, self.counts)
             if verdict in (Verdict.NEXT, Verdict.GAP):
                 for rival in rivals:
                     rival.contested = True
@@ -140,7 +156,7 @@ class SeqTracker:
         owner = next((r for r in rivals if r.ahead == ahead and self._settled(r.run, seq)), None)
         backlog = not ahead and seq > self.RESTART_BELOW and self._contains(run.unknown, seq)
         if owner is None and backlog:  # a backlog behind the first number seen
-            verdict = self._judge(run, seq, self.counts)
+            verdict = self._judge(run, seq, at, self.counts)
             return [verdict, *self._idle(gateway, None)]
         verdicts = [Verdict.HELD]
         if owner is None:
@@ -148,17 +164,18 @@ class SeqTracker:
                 stopped = max(rivals, key=lambda r: r.idle)
                 rivals.remove(stopped)
                 verdicts.append(self._lost(stopped))
-            owner = self._open(run, seq, ahead)
+            owner = self._open(run, seq, at, ahead)
             rivals.append(owner)
         else:
-            self._judge(owner.run, seq, owner.held)
+            self._judge(owner.run, seq, at, owner.held)
             owner.batches += 1
             owner.idle = 0
         if not ahead and self._take(run, seq):
             owner.filled += 1
         verdicts += self._idle(gateway, owner)
         win = self.WIN if owner.held.restarts else self.WIN_FAR
-        if owner.batches >= win and not owner.contested:
+        took = self.WIN_TIME * win * (run.every or 0.0)
+        if owner.batches >= win and not owner.contested and at - owner.opened >= took:
             verdicts += self._won(gateway, owner)
         return verdicts
 
@@ -180,8 +197,8 @@ class SeqTracker:
             run.missing, seq
         )
 
-    def _open(self, current: _Run, seq: int, ahead: bool) -> _Rival:
-        rival = _Rival(_Run(seq), ahead)
+    def _open(self, current: _Run, seq: int, at: float, ahead: bool) -> _Rival:
+        rival = _Rival(_Run(seq, at), ahead, at)
         if ahead:
             # followed, it skipped everything between; a buffer's backlog behind it fills
             # at most the top max_jump of that (older numbers would be a rival again: the
@@ -217,14 +234,13 @@ class SeqTracker:
         self.counts.replays += rival.batches - rival.filled
         return Verdict.REPLAY
 
-    def _judge(self, run: _Run, seq: int, counts: SeqCounts) -> Verdict:
-        if seq == run.high + 1:
-            run.high = seq
-            return Verdict.NEXT
+    def _judge(self, run: _Run, seq: int, at: float, counts: SeqCounts) -> Verdict:
         if seq > run.high:
+            verdict = Verdict.NEXT if seq == run.high + 1 else Verdict.GAP
             self._skip(run, run.high + 1, seq - 1, counts)
             run.high = seq
-            return Verdict.GAP
+            run.went_on(at)
+            return verdict
         if self._take(run, seq):
             counts.late += 1
             return Verdict.LATE

@@ -286,7 +286,7 @@ class IngestService:
             parsed = parse_batch(
                 message.payload, data_topic, self.registry, received_ms, self.limits
             )
-            self._track_seq(parsed)
+            self._track_seq(parsed, received_ms / 1000)
             for decrease in self.counters.flag(parsed.readings):
                 self.metrics.counter_decreases.labels(decrease.quantity).inc()
                 log.info(
@@ -306,14 +306,14 @@ class IngestService:
             parsed.rejections.append(Rejection(Reason.INTERNAL_ERROR, repr(exc)))
             return _Handled(topic, message.payload, parsed)
 
-    def _track_seq(self, parsed: ParsedBatch) -> None:
+    def _track_seq(self, parsed: ParsedBatch, received: float) -> None:
         """Make gaps, late batches, replays and restarts visible (:mod:`ingest.sequence`).
         Every batch is written whatever its verdict: a replay overwrites the same points."""
         if parsed.seq is None or parsed.message_rejected:
             return
         counts = self.sequences.counts
         before = {name: getattr(counts, name) for name in self._seq_counters}
-        self.sequences.observe((parsed.park, parsed.gateway), parsed.seq)
+        self.sequences.observe((parsed.park, parsed.gateway), parsed.seq, received)
         for name, counter in self._seq_counters.items():
             added = getattr(counts, name) - before[name]
             if added:

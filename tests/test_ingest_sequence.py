@@ -5,6 +5,7 @@ item 3)."""
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 
 import pytest
 
@@ -15,108 +16,165 @@ B = ("lj-demo", "gw-b")
 WIN, WIN_FAR = SeqTracker.WIN, SeqTracker.WIN_FAR
 
 
+@dataclass(frozen=True)
+class Arrival:
+    key: tuple[str, str]
+    seq: int
+    after: float  # seconds after the arrival before
+
+
 def span(low: int, high: int) -> list[int]:
     """Numbers low..high, both included."""
     return list(range(low, high + 1))
 
 
-def feed(tracker: SeqTracker, arrivals: list[int | tuple[tuple[str, str], int]]) -> list[Verdict]:
+def poll(*seqs: int | list[int], key: tuple[str, str] = A, every: float = 1.0) -> list[Arrival]:
+    """Batches as a gateway sends them: one every poll interval."""
+    flat = [n for s in seqs for n in (s if isinstance(s, list) else [s])]
+    return [Arrival(key, n, every) for n in flat]
+
+
+def burst(*seqs: int | list[int], key: tuple[str, str] = A) -> list[Arrival]:
+    """Batches arriving all at once: a broker re-delivering, a backlog, a hostile sender."""
+    return [Arrival(a.key, a.seq, 0.0) for a in poll(*seqs, key=key)]
+
+
+def feed(tracker: SeqTracker, arrivals: list[Arrival], start: float = 0.0) -> list[Verdict]:
     verdicts: list[Verdict] = []
+    at = start
     for arrival in arrivals:
-        key, seq = arrival if isinstance(arrival, tuple) else (A, arrival)
-        verdicts += tracker.observe(key, seq)
+        at += arrival.after
+        verdicts += tracker.observe(arrival.key, arrival.seq, at)
     return verdicts
 
 
 HOSTILE = 900_001
 
-SCENARIOS: dict[str, tuple[list[int | tuple[tuple[str, str], int]], SeqCounts]] = {
-    "plain run": (span(1, 500), SeqCounts()),
-    "plain run, ingest started late": (span(5000, 5500), SeqCounts()),
-    "a real gap": ([1, 2, 3, 6, 7], SeqCounts(gaps=2)),
+SCENARIOS: dict[str, tuple[list[Arrival], SeqCounts]] = {
+    "plain run": (poll(span(1, 500)), SeqCounts()),
+    "plain run, ingest started late": (poll(span(5000, 5500)), SeqCounts()),
+    "plain run, ingest handling a chunk of them at once": (
+        [*poll(span(1, 100)), *burst(span(101, 400)), *poll(span(401, 450))],
+        SeqCounts(),
+    ),
+    "a real gap": (poll(1, 2, 3, 6, 7), SeqCounts(gaps=2)),
     "outage: live first, backlog behind": (
-        [*span(1, 10), 20, 11, 21, 12, 13, 14, 22, 15, 16, 17, 18, 19, 23],
+        [
+            *poll(span(1, 10)),
+            *poll(20),
+            *burst(11),
+            *poll(21),
+            *burst(span(12, 14)),
+            *poll(22),
+            *burst(span(15, 19)),
+            *poll(23),
+        ],
         SeqCounts(gaps=9, late=9),
     ),
     "a late batch sent again is a replay": (
-        [1, 2, 5, 3, 3, 6],
+        poll(1, 2, 5, 3, 3, 6),
         SeqCounts(gaps=2, late=1, replays=1),
     ),
     "ingest restarted while a gateway drains its backlog": (
-        [7000, 6000, 6001, 7001],
+        poll(7000, 6000, 6001, 7001),
         SeqCounts(late=2),
     ),
     "a new gateway's whole life in its backlog, behind live": (
-        [3600, *span(1, 20), 3601, *span(21, 40), 3602, *span(41, 100), *span(3603, 3625)],
+        [
+            *poll(3600),
+            *burst(span(1, 20)),
+            *poll(3601),
+            *burst(span(21, 40)),
+            *poll(3602),
+            *burst(span(41, 100)),
+            *poll(span(3603, 3625)),
+        ],
         SeqCounts(late=100),
     ),
     "broker re-delivers the last few batches": (
-        [*span(1, 500), *span(490, 500), 501, 502],
+        [*poll(span(1, 500)), *burst(span(490, 500)), *poll(501, 502)],
         SeqCounts(replays=11),
     ),
-    "broker re-delivers a hundred batches": (
-        [*span(1, 500), *span(400, 500), *span(501, 530)],
-        SeqCounts(replays=101),
+    "broker re-delivers hundreds of batches": (
+        [*poll(span(1, 500)), *burst(span(100, 500)), *poll(span(501, 530))],
+        SeqCounts(replays=401),
     ),
     "a gateway re-sends one batch after a missed PUBACK": (
-        [*span(1, 50), 50, 51],
+        poll(span(1, 50), 50, 51),
         SeqCounts(replays=1),
     ),
     "hostile: one absurd number, then a real gap": (
-        [*span(1, 100), HOSTILE, 101, 102, 105, *span(106, 130)],
+        [*poll(span(1, 100)), *burst(HOSTILE), *poll(101, 102, 105, span(106, 130))],
         SeqCounts(gaps=2, outliers=1),
     ),
     "hostile: a consecutive pair, then a real gap": (
-        [*span(1, 100), HOSTILE, HOSTILE + 1, 101, 102, 105, *span(106, 130)],
+        [*poll(span(1, 100)), *burst(HOSTILE, HOSTILE + 1), *poll(101, 102, 105, span(106, 130))],
         SeqCounts(gaps=2, outliers=2),
     ),
     "hostile: a burst of absurd numbers, then a real gap": (
-        [*span(1, 100), *span(HOSTILE, HOSTILE + 99), 101, 104, *span(105, 130)],
-        SeqCounts(gaps=2, outliers=100),
+        [
+            *poll(span(1, 100)),
+            *burst(span(HOSTILE, HOSTILE + 999)),
+            *poll(101, 104, span(105, 130)),
+        ],
+        SeqCounts(gaps=2, outliers=1000),
     ),
-    "hostile: scattered absurd numbers among real ones": (
-        [n for k in range(1, 200) for n in (k, HOSTILE + 1000 * k)] + [203, *span(204, 230)],
+    "hostile: absurd numbers at the gateway's own pace, among real ones": (
+        poll([n for k in range(1, 200) for n in (k, HOSTILE + k)], 203, span(204, 230)),
         SeqCounts(gaps=3, outliers=199),
     ),
     "hostile: a small number far behind (a fake restart)": (
-        [*span(1, 500), 3, *span(501, 520)],
+        [*poll(span(1, 500)), *burst(3), *poll(span(501, 520))],
         SeqCounts(replays=1),
     ),
-    "restart at 1": ([*span(5000, 5100), *span(1, 60)], SeqCounts(restarts=1)),
+    "hostile: a burst counting from 1 (a fake restart)": (
+        [*poll(span(1, 500)), *burst(span(1, 100)), *poll(span(501, 520))],
+        SeqCounts(replays=100),
+    ),
+    "restart at 1": (poll(span(5000, 5100), span(1, 60)), SeqCounts(restarts=1)),
     "restart at 1, the old sequence seen from 1": (
-        [*span(1, 300), *span(1, 60)],
+        poll(span(1, 300), span(1, 60)),
         SeqCounts(restarts=1),
     ),
     "restart with a backlog: live 8 first, 1..7 behind": (
-        [*span(5000, 5100), 8, 1, 2, 9, 3, 4, 5, 6, 7, *span(10, 50)],
+        [
+            *poll(span(5000, 5100), 8),
+            *burst(1, 2),
+            *poll(9),
+            *burst(span(3, 7)),
+            *poll(span(10, 50)),
+        ],
         SeqCounts(gaps=7, late=7, restarts=1),
     ),
     "restart, then a real gap in the new sequence": (
-        [*span(5000, 5100), *span(1, 40), *span(43, 60)],
+        poll(span(5000, 5100), span(1, 40), span(43, 60)),
         SeqCounts(gaps=2, restarts=1),
     ),
     "restart while a hostile candidate is held": (
-        [*span(1, 200), HOSTILE, HOSTILE + 1, *span(1, 60), 63],
+        [*poll(span(1, 200)), *burst(HOSTILE, HOSTILE + 1), *poll(span(1, 60), 63)],
         SeqCounts(gaps=2, restarts=1, outliers=2),
     ),
     "a real far jump: the old sequence stops, the new one goes on": (
-        [*span(1, 10), *span(200_011, 200_011 + WIN_FAR + 10)],
+        poll(span(1, 10), span(200_011, 200_011 + WIN_FAR + 10)),
         SeqCounts(gaps=200_000),
     ),
     "a far jump whose backlog arrives after it is followed": (
-        [*span(1, 10), *span(200_011, 200_011 + WIN_FAR), 150_000, 150_001],
+        [*poll(span(1, 10), span(200_011, 200_011 + WIN_FAR)), *burst(150_000, 150_001)],
         SeqCounts(gaps=200_000, late=2),
     ),
     "two gateways interleaved, each with its own gap": (
-        [(key, s) for n in range(100) for key, s in ((A, 1 + n), (B, 1000 + n))]
-        + [(A, 103), (B, 1105), (A, 104), (B, 1106)],
+        [
+            a
+            for n in range(100)
+            for a in (*poll(1 + n, every=0.5), *poll(1000 + n, key=B, every=0.5))
+        ]
+        + [*poll(103), *poll(1105, key=B), *poll(104), *poll(1106, key=B)],
         SeqCounts(gaps=2 + 5),
     ),
     "two gateways, one hostile pair on one of them": (
-        [(A, s) for s in span(1, 50)]
-        + [(A, HOSTILE), (A, HOSTILE + 1)]
-        + [(k, s) for s in span(51, 80) for k in (A, B)]
-        + [(A, 83), (B, 82)],
+        [*poll(span(1, 50)), *burst(HOSTILE, HOSTILE + 1)]
+        + [a for n in span(51, 80) for a in (*poll(n), *poll(n, key=B))]
+        + [*poll(83), *poll(82, key=B)],
         SeqCounts(gaps=2 + 1, outliers=2),
     ),
 }
@@ -130,35 +188,36 @@ def test_scenario(name: str) -> None:
     assert tracker.counts == expected
 
 
-def test_a_hostile_burst_never_poisons_the_verdicts_of_real_batches() -> None:
+def test_a_hostile_pair_never_touches_the_verdicts_of_real_batches() -> None:
     tracker = SeqTracker()
-    feed(tracker, span(1, 100))
-    assert feed(tracker, [HOSTILE]) == [Verdict.HELD]
-    assert feed(tracker, [HOSTILE + 1]) == [Verdict.HELD]
+    feed(tracker, poll(span(1, 100)))
+    assert tracker.observe(A, HOSTILE, 100.5) == [Verdict.HELD]
+    assert tracker.observe(A, HOSTILE + 1, 100.5) == [Verdict.HELD]
     # the real sequence is judged at once, as if nothing had come
-    assert feed(tracker, [101, 102, 105]) == [Verdict.NEXT, Verdict.NEXT, Verdict.GAP]
-    assert feed(tracker, [103]) == [Verdict.LATE]
-    assert Verdict.OUTLIER in feed(tracker, span(106, 130))
+    assert feed(tracker, poll(101, 102, 105), 100) == [Verdict.NEXT, Verdict.NEXT, Verdict.GAP]
+    assert feed(tracker, burst(103), 103) == [Verdict.LATE]
+    assert Verdict.OUTLIER in feed(tracker, poll(span(106, 130)), 103)
 
 
 def test_a_restart_is_told_by_its_verdict_once() -> None:
     tracker = SeqTracker()
-    feed(tracker, span(5000, 5100))
-    verdicts = feed(tracker, span(1, WIN))
+    feed(tracker, poll(span(5000, 5100)))
+    verdicts = feed(tracker, poll(span(1, WIN)), 101)
     assert verdicts[: WIN - 1] == [Verdict.HELD] * (WIN - 1)
     assert verdicts[-1] is Verdict.RESTART
-    assert feed(tracker, [WIN + 1]) == [Verdict.NEXT]
+    assert feed(tracker, poll(WIN + 1), 101 + WIN) == [Verdict.NEXT]
 
 
-def test_a_hostile_burst_while_the_gateway_is_silent_is_left_behind() -> None:
-    """A burst of WIN_FAR or more between two of the gateway's batches looks like a jump;
-    the real sequence, going on while the burst does not, takes the tracker back."""
+def test_a_sender_at_the_gateways_pace_while_it_is_silent_is_left_behind() -> None:
+    """Numbers far ahead, sent at the gateway's own pace while the gateway is silent, are
+    the gateway for all ingest can tell: the tracker follows them. When the real sequence
+    comes back and goes on alone, it takes the tracker back, and its gaps count again."""
     tracker = SeqTracker()
-    feed(tracker, span(1, 100))
-    assert Verdict.JUMP in feed(tracker, span(HOSTILE, HOSTILE + WIN_FAR))
-    assert Verdict.JUMP in feed(tracker, span(101, 101 + WIN_FAR))
+    feed(tracker, poll(span(1, 100)))
+    assert Verdict.JUMP in feed(tracker, poll(span(HOSTILE, HOSTILE + WIN_FAR)), 100)
+    assert Verdict.JUMP in feed(tracker, poll(span(101, 101 + WIN_FAR)), 200)
     before = tracker.counts.gaps
-    assert feed(tracker, [101 + WIN_FAR + 3]) == [Verdict.GAP]  # real gaps are seen again
+    assert feed(tracker, poll(101 + WIN_FAR + 3), 300) == [Verdict.GAP]
     assert tracker.counts.gaps == before + 2
 
 
@@ -167,13 +226,13 @@ def test_very_long_runs_keep_memory_bounded() -> None:
     rng = random.Random(11)
     skipped = 0
     seq = 0
-    for _ in range(200_000):
+    for k in range(200_000):
         step = 1 if rng.random() < 0.9 else 2  # one batch in ten lost for good
         skipped += step - 1
         seq += step
-        tracker.observe(A, seq)
+        tracker.observe(A, seq, float(k))
         if rng.random() < 0.001:
-            tracker.observe(A, HOSTILE + seq * 1000)  # now and then an absurd one
+            tracker.observe(A, HOSTILE + seq * 1000, float(k))  # now and then an absurd one
     gateway = tracker._gateways[A]
     assert len(gateway.run.missing) <= SeqTracker.MAX_RANGES
     assert len(gateway.rivals) <= SeqTracker.MAX_RIVALS
