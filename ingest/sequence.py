@@ -3,7 +3,7 @@
 A gateway numbers its batches 1, 2, 3, … and keeps counting across its own restarts (the
 counter lives in its write-ahead buffer). What ingest sees is not that clean:
 
-* **gap** — numbers skipped when a higher one arrives, counted once, when skipped;
+* **gap** — numbers skipped when a higher one is taken, counted once, when skipped;
 * **late** — one of those skipped numbers arriving after all: after an outage a gateway
   sends its live batches first and its backlog behind them. Not a replay;
 * **replay** — a number seen before: the broker re-delivering an unacknowledged message, or
@@ -13,18 +13,23 @@ counter lives in its write-ahead buffer). What ingest sees is not that clean:
 
 Anyone allowed to publish on a gateway's topic can send any number, once or a thousand times
 in a row; what they cannot do is make the real gateway stop, or make a burst take time. So a
-number far off the gateway's sequence — more than ``max_jump`` ahead, or far behind it and
-neither missing nor recent — opens a *rival* sequence beside the current one (at most
+number off the gateway's sequence — more than ``JUMP`` ahead, or far behind it and neither
+missing nor recent — opens a *rival* sequence beside the current one (at most
 ``MAX_RIVALS``), and both stay alive: batches near a rival are judged within it, on hold;
-the current sequence's are judged at once, as if the rival were not there. A rival wins
-only when the old sequence stopped and the new one keeps going: the current sequence got no
-new highest number since the rival opened, the rival got ``WIN`` batches (a new sequence
-from a small number: a restart) or ``WIN_FAR`` (a far jump ahead, or back), and they came
-over at least ``WIN_TIME`` of the time the old sequence took for as many. Then its held
-verdicts count. It loses once the gateway sent ``LOSE`` other batches after its last one:
-its batches were outliers (ahead) or replays and late ones (behind). Each sequence keeps a
-bounded list of missing ranges (``MAX_RANGES``): memory is O(1) per gateway. Batches are
-stored whatever the verdict: a replay overwrites the same points.
+the current sequence's are judged at once, as if the rival were not there. Then:
+
+* the current sequence catches up with a rival ahead (a gateway's backlog draining up to
+  its first live batch after an outage): the two are one, the rival's verdicts count;
+* the rival wins when the old sequence stopped and the new one keeps going: the current
+  sequence got no new highest number since the rival opened, the rival got ``WIN`` batches
+  (a new sequence from a small number: a restart) or ``WIN_FAR`` (a jump ahead with no
+  backlog behind it, or back), over at least ``WIN_TIME`` of the time the old sequence took
+  for as many. Its skipped numbers count as gaps, its held verdicts count;
+* it loses once the gateway sent ``LOSE`` other batches after its last one: its batches
+  were outliers (ahead) or replays and late ones (behind).
+
+Each sequence keeps a bounded list of missing ranges (``MAX_RANGES``): memory is O(1) per
+gateway. Batches are stored whatever the verdict: a replay overwrites the same points.
 
 What it cannot tell apart: a gateway restarting before its old sequence got past
 ``RECENT`` + ``WIN`` (its new numbers were all seen recently: replays); and a sender that
@@ -36,6 +41,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import ClassVar
 
 
 class Verdict(StrEnum):
@@ -46,7 +52,7 @@ class Verdict(StrEnum):
     REPLAY = "replay"  # seen before
     RESTART = "restart"  # the gateway's sequence started again (a rival won from below)
     JUMP = "jump"  # the sequence went on far ahead (a rival won from above)
-    HELD = "held"  # a batch of a rival sequence: judged when the rival wins or loses
+    HELD = "held"  # a batch of a rival sequence: judged when the rival is decided
     OUTLIER = "outlier"  # the batches of a rival ahead that lost
 
 
@@ -77,27 +83,45 @@ class _Run:
     missing: list[list[int]] = field(default_factory=list)
     unknown: list[list[int]] = field(default_factory=list)
     every: float | None = None  # how often it goes on, once known: a moving average
+    steps: int = 0  # steps taken into every so far
+    fast: int = 0  # steps in a row much shorter than every
+    FAST: ClassVar[int] = 256  # that many make the new pace
 
-    def went_on(self, at: float) -> None:
-        step = at - self.at
-        if self.every is None:
-            self.every = step
+    def went_on(self, at: float, paced: bool = True) -> None:
+        """A new highest number at ``at``. ``every`` is the gateway's polling pace, by which
+        a rival's silence and its time are judged; ``paced`` unless the number may be a
+        backlog's (a rival ahead holds the live batches), which comes faster than polls."""
+        step, self.at = at - self.at, at
+        if not paced or step <= 0:
+            return
+        every = step if self.every is None else self.every
+        if self.steps < 3:  # the shortest of the first steps: one may be an outage's
+            self.steps += 1
+            self.every = min(every, step)
+        elif step < every / 4:
+            # a burst (a backlog, a chunk read at once) says nothing of the pace, unless the
+            # gateway keeps it up for long: then it polls faster now
+            self.fast += 1
+            if self.fast >= self.FAST:
+                self.every, self.fast = step, 0
         else:  # an outage's long step moves it by a little only
-            self.every += 0.1 * (min(step, 4 * self.every) - self.every)
-        self.at = at
+            self.fast = 0
+            self.every = every + 0.1 * (min(step, 4 * every) - every)
 
 
 @dataclass
 class _Rival:
     run: _Run
-    ahead: bool  # opened by a number far ahead of the current sequence, else far behind it
+    ahead: bool  # opened by a number ahead of the current sequence, else far behind it
     opened: float  # when, seconds
+    first: int  # the number that opened it
     held: SeqCounts = field(default_factory=SeqCounts)  # its verdicts, counted if it wins
     batches: int = 1
     # of those, how many the current sequence missed (it counts them late if the rival loses)
     filled: int = 0
     contested: bool = False  # the current sequence went on (a new highest) since it opened
     idle: int = 0  # the gateway's other batches since its last one
+    waiting: float = 0.0  # when the first of those came (a silent gateway is no verdict)
 
 
 @dataclass
@@ -113,22 +137,26 @@ class SeqTracker:
     MAX_RANGES = 64  # missing ranges kept per sequence; older ones are forgotten
     MAX_RIVALS = 2  # rival sequences kept per gateway; a third drops the one idle longest
     RECENT = 64  # re-deliveries and re-sends are of a gateway's last batches: this many
+    JUMP = 64  # a number further ahead than this opens a rival (a hostile one costs at most
+    # this many false gaps, and hides real ones for at most this many batches)
     RESTART_BELOW = 64  # a new sequence (live first, a short backlog behind) shows up below
+    BACKLOG = 100_000  # the most a gateway's buffer holds (the edge agent's default)
     # a rival's batches, the current sequence going on in none of them, for it to win: a new
-    # sequence from a small number soon; a far jump ahead (a gateway whose buffer dropped
-    # over 100,000 batches) or back (the real sequence taking over again) after more
+    # sequence from a small number soon; a jump (no backlog coming: the buffer was lost or
+    # overflowed) or the real sequence taking over again after more
     WIN = 32
     WIN_FAR = 64
     # …and it must have gone on for half the time the old sequence takes for that many: a
     # burst sent in a moment never wins, however long
     WIN_TIME = 0.5
-    LOSE = 16  # the gateway's other batches after a rival's last one, for it to lose
+    # the gateway's other batches after a rival's last one, for it to lose, and its silence
+    # in its own intervals (live batches between the bursts of a backlog are slower)
+    LOSE = 16
+    LOSE_TIME = 4.0
+    LOSE_LONG = 1024
     UNKNOWN_BELOW = 10_000  # how far below the first number seen arrivals count as late
 
-    def __init__(self, max_jump: int = 100_000) -> None:
-        # a jump by more than max_jump opens a rival; a gateway whose buffer dropped a day
-        # of batches at one a second comes back 86,400 ahead, which is followed at once
-        self.max_jump = max_jump
+    def __init__(self) -> None:
         self.counts = SeqCounts()
         self._gateways: dict[tuple[str, str], _Gateway] = {}
 
@@ -147,17 +175,26 @@ class SeqTracker:
             run.went_on(at)
             return [Verdict.NEXT]
         if self._settled(run, seq):  # the current sequence's, whatever the rivals
-            verdict = self._judge(run, seq, at, self.counts)
-            if verdict in (Verdict.NEXT, Verdict.GAP):
-                for rival in rivals:
+            # a rival ahead keeping a pace holds the live batches: these are a backlog's
+            paced = not any(r.ahead and r.batches > 1 and r.run.every for r in rivals)
+            verdicts = [self._judge(run, seq, at, self.counts, paced)]
+            if verdicts[0] in (Verdict.NEXT, Verdict.GAP):
+                for rival in list(rivals):
                     rival.contested = True
-            return [verdict, *self._idle(gateway, None)]
+                    if rival.ahead and rival.first <= run.high + self.JUMP:
+                        verdicts += self._caught_up(gateway, rival)
+            return verdicts + self._idle(gateway, None, at)
         ahead = seq > run.high
         owner = next((r for r in rivals if r.ahead == ahead and self._settled(r.run, seq)), None)
+        if owner is None and ahead:
+            # a gateway off again before its backlog drained comes back further ahead: its
+            # sequence goes on from the nearest rival below, with a gap its backlog fills
+            below = [r for r in rivals if r.ahead and r.run.high < seq <= r.run.high + self.BACKLOG]
+            owner = max(below, key=lambda r: r.run.high, default=None)
         backlog = not ahead and seq > self.RESTART_BELOW and self._contains(run.unknown, seq)
         if owner is None and backlog:  # a backlog behind the first number seen
-            verdict = self._judge(run, seq, at, self.counts)
-            return [verdict, *self._idle(gateway, None)]
+            verdict = self._judge(run, seq, at, self.counts, paced=False)
+            return [verdict, *self._idle(gateway, None, at)]
         verdicts = [Verdict.HELD]
         if owner is None:
             if len(rivals) >= self.MAX_RIVALS:
@@ -172,51 +209,79 @@ class SeqTracker:
             owner.idle = 0
         if not ahead and self._take(run, seq):
             owner.filled += 1
-        verdicts += self._idle(gateway, owner)
+        verdicts += self._idle(gateway, owner, at)
         win = self.WIN if owner.held.restarts else self.WIN_FAR
-        took = self.WIN_TIME * win * (run.every or 0.0)
-        if owner.batches >= win and not owner.contested and at - owner.opened >= took:
+        # the gateway's pace; while unknown (one batch so far), the rival's own, if it has
+        # one: a burst has none, and never wins
+        pace = run.every or owner.run.every
+        took = self.WIN_TIME * win * (pace or 0.0)
+        if owner.batches >= win and not owner.contested and pace and at - owner.opened >= took:
             verdicts += self._won(gateway, owner)
         return verdicts
 
-    def _idle(self, gateway: _Gateway, owner: _Rival | None) -> list[Verdict]:
+    def _idle(self, gateway: _Gateway, owner: _Rival | None, at: float) -> list[Verdict]:
         """A batch went elsewhere: the other rivals wait one more; stopped ones lose."""
         verdicts = []
         for rival in list(gateway.rivals):
             if rival is not owner:
                 rival.idle += 1
-                if rival.idle >= self.LOSE:
+                if rival.idle == 1:
+                    rival.waiting = at
+                # its own pace (the gateway's when it opened, until it shows one); none
+                # known: silent only after very many
+                pace = rival.run.every
+                silent = rival.idle >= self.LOSE_LONG or (
+                    pace is not None and at - rival.waiting >= self.LOSE_TIME * pace
+                )
+                if rival.idle >= self.LOSE and silent:
                     gateway.rivals.remove(rival)
                     verdicts.append(self._lost(rival))
         return verdicts
 
     def _settled(self, run: _Run, seq: int) -> bool:
-        """Whether ``seq`` is plainly the current sequence's: a step ahead of it within
-        ``max_jump``, a recent number (a re-delivery, a re-send), or one it is missing."""
-        return run.high - self.RECENT <= seq <= run.high + self.max_jump or self._contains(
+        """Whether ``seq`` is plainly this sequence's: a step ahead of it within ``JUMP``,
+        a recent number (a re-delivery, a re-send), or one it is missing."""
+        return run.high - self.RECENT <= seq <= run.high + self.JUMP or self._contains(
             run.missing, seq
         )
 
     def _open(self, current: _Run, seq: int, at: float, ahead: bool) -> _Rival:
-        rival = _Rival(_Run(seq, at), ahead, at)
+        # until it shows its own pace, it is expected to keep the gateway's
+        rival = _Rival(_Run(seq, at, every=current.every), ahead, at, seq)
         if ahead:
-            # followed, it skipped everything between; a buffer's backlog behind it fills
-            # at most the top max_jump of that (older numbers would be a rival again: the
-            # old sequence going on, after a burst of absurd numbers took the tracker)
-            skipped = seq - 1 - current.high
-            self._skip(rival.run, max(current.high + 1, seq - self.max_jump), seq - 1, rival.held)
-            rival.held.gaps += skipped - min(skipped, self.max_jump)
+            # a backlog behind it (up to a buffer's worth) fills the numbers it skips; they
+            # count as gaps when it wins, or as the current sequence's when that catches up
+            low = max(current.high + 1, seq - self.BACKLOG)
+            rival.run.missing.append([low, seq - 1])
         elif seq <= self.RESTART_BELOW:
             # a new sequence starts at 1: what is below its first arrival is its backlog
             self._skip(rival.run, 1, seq - 1, rival.held)
             rival.held.restarts = 1
         return rival
 
+    def _caught_up(self, gateway: _Gateway, rival: _Rival) -> list[Verdict]:
+        """The current sequence reached a rival ahead: a backlog drained up to the live
+        batches sent before it. One sequence again: what is still missing between counts
+        as gaps now, as it would have when the live batches came."""
+        gateway.rivals.remove(rival)
+        run, new = gateway.run, rival.run
+        self.counts.add(rival.held)
+        between = rival.first - 1 - run.high
+        self.counts.gaps += between
+        for lowhigh in new.missing:
+            lowhigh[0] = max(lowhigh[0], run.high + 1)
+        run.missing += [r for r in new.missing if r[0] <= r[1]]
+        del run.missing[: -self.MAX_RANGES]
+        run.high, run.at = new.high, max(run.at, new.at)
+        return [Verdict.GAP] if between else []
+
     def _won(self, gateway: _Gateway, winner: _Rival) -> list[Verdict]:
         """The old sequence stopped, the rival went on: it is the gateway's sequence now."""
         verdicts = [self._lost(r) for r in gateway.rivals if r is not winner]
         gateway.rivals.clear()
         if winner.ahead:
+            # everything it skipped is missing; a backlog behind it may fill the top of that
+            self.counts.gaps += winner.first - 1 - gateway.run.high
             # the old sequence's own gaps may still be filled by its backlog
             winner.run.missing[:0] = gateway.run.missing
             del winner.run.missing[: -self.MAX_RANGES]
@@ -234,12 +299,14 @@ class SeqTracker:
         self.counts.replays += rival.batches - rival.filled
         return Verdict.REPLAY
 
-    def _judge(self, run: _Run, seq: int, at: float, counts: SeqCounts) -> Verdict:
+    def _judge(
+        self, run: _Run, seq: int, at: float, counts: SeqCounts, paced: bool = True
+    ) -> Verdict:
         if seq > run.high:
             verdict = Verdict.NEXT if seq == run.high + 1 else Verdict.GAP
             self._skip(run, run.high + 1, seq - 1, counts)
             run.high = seq
-            run.went_on(at)
+            run.went_on(at, paced)
             return verdict
         if self._take(run, seq):
             counts.late += 1

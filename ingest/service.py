@@ -144,6 +144,11 @@ class IngestService:
         self.deadletter_outage = OutageLog(log, "the dead-letter topic")
         self.writer: InfluxWriter | None = None
         self.sequences = SeqTracker()
+        # the gateways whose seq is tracked: those that read a meter (any name could come
+        # in a topic, and the tracker keeps state per gateway)
+        self._gateways = {
+            (park, meter.gateway) for park in registry.parks for meter in registry.meters(park)
+        }
         m = self.metrics
         # a verdict may settle many batches at once (a rival's): the counts say how many
         self._seq_counters = {
@@ -309,11 +314,12 @@ class IngestService:
     def _track_seq(self, parsed: ParsedBatch, received: float) -> None:
         """Make gaps, late batches, replays and restarts visible (:mod:`ingest.sequence`).
         Every batch is written whatever its verdict: a replay overwrites the same points."""
-        if parsed.seq is None or parsed.message_rejected:
+        key = (parsed.park, parsed.gateway)
+        if parsed.seq is None or parsed.message_rejected or key not in self._gateways:
             return
         counts = self.sequences.counts
         before = {name: getattr(counts, name) for name in self._seq_counters}
-        self.sequences.observe((parsed.park, parsed.gateway), parsed.seq, received)
+        self.sequences.observe(key, parsed.seq, received)
         for name, counter in self._seq_counters.items():
             added = getattr(counts, name) - before[name]
             if added:

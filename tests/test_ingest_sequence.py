@@ -71,6 +71,23 @@ SCENARIOS: dict[str, tuple[list[Arrival], SeqCounts]] = {
         ],
         SeqCounts(gaps=9, late=9),
     ),
+    "long outage: live first, a backlog of a thousand behind at 20 a second": (
+        [*poll(span(1, 10))]
+        + [
+            a
+            for k in range(50)  # each second a live batch, then 20 of the backlog
+            for a in (
+                *poll(1011 + k, every=0.05),
+                *poll(span(11 + 20 * k, 30 + 20 * k), every=0.0475),
+            )
+        ]
+        + poll(span(1061, 1100)),
+        SeqCounts(gaps=63, late=63),
+    ),
+    "long outage, then a real gap among the live batches": (
+        [*poll(span(1, 10), 1011, 1012, 1015), *burst(span(11, 1010)), *poll(span(1016, 1030))],
+        SeqCounts(gaps=63 + 2, late=63),
+    ),
     "a late batch sent again is a replay": (
         poll(1, 2, 5, 3, 3, 6),
         SeqCounts(gaps=2, late=1, replays=1),
@@ -122,6 +139,14 @@ SCENARIOS: dict[str, tuple[list[Arrival], SeqCounts]] = {
     "hostile: absurd numbers at the gateway's own pace, among real ones": (
         poll([n for k in range(1, 200) for n in (k, HOSTILE + k)], 203, span(204, 230)),
         SeqCounts(gaps=3, outliers=199),
+    ),
+    "hostile: a number a few hundred ahead": (
+        [*poll(span(1, 100)), *burst(400), *poll(span(101, 130))],
+        SeqCounts(outliers=1),
+    ),
+    "hostile: a number just within JUMP ahead costs at most JUMP false gaps": (
+        [*poll(span(1, 100)), *burst(150), *poll(span(101, 149), span(151, 160))],
+        SeqCounts(gaps=49, late=49),
     ),
     "hostile: a small number far behind (a fake restart)": (
         [*poll(span(1, 500)), *burst(3), *poll(span(501, 520))],
@@ -238,3 +263,56 @@ def test_very_long_runs_keep_memory_bounded() -> None:
     assert len(gateway.rivals) <= SeqTracker.MAX_RIVALS
     assert tracker.counts.gaps == skipped
     assert tracker.counts.replays == tracker.counts.late == tracker.counts.restarts == 0
+
+
+def _a_gateway_and_an_attacker(seed: int, attacker: bool) -> tuple[SeqCounts, SeqCounts]:
+    """An hour or so of a gateway polling each second, with what happens to real ones:
+    batches lost for good, outages sent live first with the backlog behind at 20 a second
+    (outages during a backlog too), a recent batch re-sent; and, with ``attacker``, absurd
+    numbers now and then, alone or in bursts of up to 500. Returns what the tracker counted
+    and the truth (gaps as net missing: gaps counted less the late ones that filled them)."""
+    rng = random.Random(seed)
+    tracker = SeqTracker()
+    truth = SeqCounts()
+    seq, sent, backlog, outage, second = 0, [], [], 0, 0
+    while second < 4000 or outage or backlog:
+        second += 1
+        quiet = second > 3800  # at the end the gateway goes on alone: rivals are decided
+        seq += 1
+        if seq > 1 and not quiet and rng.random() < 0.01:
+            truth.gaps += 1
+        elif outage:
+            backlog.append(seq)
+        else:
+            tracker.observe(A, seq, second)
+            sent.append(seq)
+        if outage:
+            outage -= 1
+            continue
+        if not quiet and rng.random() < 0.003:
+            outage = rng.randint(5, 400)
+            continue
+        for k in range(min(20, len(backlog))):
+            sent.append(backlog.pop(0))
+            tracker.observe(A, sent[-1], second + 0.0475 * (k + 1))
+        if not quiet and rng.random() < 0.01:
+            tracker.observe(A, rng.choice(sent[-5:]), second + 0.01)
+            truth.replays += 1
+        if attacker and not quiet and rng.random() < 0.005:
+            size = rng.choice([1, 1, 2, 5, 50, 500])
+            absurd = seq + 10_000 + rng.randint(0, 10**9)
+            for k in range(size):
+                tracker.observe(A, absurd + k, second + 0.02)
+            truth.outliers += size
+    c = tracker.counts
+    net = SeqCounts(
+        gaps=c.gaps - c.late, replays=c.replays, restarts=c.restarts, outliers=c.outliers
+    )
+    return net, truth
+
+
+@pytest.mark.parametrize("attacker", [False, True])
+def test_a_gateways_life_with_and_without_an_attacker(attacker: bool) -> None:
+    for seed in range(20):
+        counted, truth = _a_gateway_and_an_attacker(seed, attacker)
+        assert counted == truth, seed
