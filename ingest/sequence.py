@@ -52,6 +52,7 @@ class Verdict(StrEnum):
     REPLAY = "replay"  # seen before
     RESTART = "restart"  # the gateway's sequence started again (a rival won from below)
     JUMP = "jump"  # the sequence went on far ahead (a rival won from above)
+    JOINED = "joined"  # the sequence caught up with a rival ahead: one again
     HELD = "held"  # a batch of a rival sequence: judged when the rival is decided
     OUTLIER = "outlier"  # the batches of a rival ahead that lost
 
@@ -273,7 +274,7 @@ class SeqTracker:
         run.missing += [r for r in new.missing if r[0] <= r[1]]
         del run.missing[: -self.MAX_RANGES]
         run.high, run.at = new.high, max(run.at, new.at)
-        return [Verdict.GAP] if between else []
+        return [Verdict.JOINED]
 
     def _won(self, gateway: _Gateway, winner: _Rival) -> list[Verdict]:
         """The old sequence stopped, the rival went on: it is the gateway's sequence now."""

@@ -36,7 +36,7 @@ import orjson
 
 from ingest.counters import CounterWatch
 from ingest.metrics import IngestMetrics
-from ingest.sequence import SeqTracker
+from ingest.sequence import SeqCounts, SeqTracker, Verdict
 from ingest.settings import IngestSettings
 from parkwatch import topics
 from parkwatch.influx import InfluxRejectedError, InfluxWriter, ensure_database
@@ -55,6 +55,9 @@ from parkwatch.wire import (
 )
 
 log = logging.getLogger(__name__)
+
+# verdicts that change no seq count (a rival's batch is counted when the rival is decided)
+_NOTHING_COUNTED = (Verdict.NEXT, Verdict.FIRST, Verdict.HELD)
 
 
 @dataclass
@@ -150,7 +153,9 @@ class IngestService:
             (park, meter.gateway) for park in registry.parks for meter in registry.meters(park)
         }
         m = self.metrics
-        # a verdict may settle many batches at once (a rival's): the counts say how many
+        # a verdict may settle many batches at once (a rival's): the counts say how many,
+        # against what the metrics show already
+        self._seq_shown = SeqCounts()
         self._seq_counters = {
             "gaps": m.seq_gaps,
             "late": m.seq_late,
@@ -317,13 +322,15 @@ class IngestService:
         key = (parsed.park, parsed.gateway)
         if parsed.seq is None or parsed.message_rejected or key not in self._gateways:
             return
-        counts = self.sequences.counts
-        before = {name: getattr(counts, name) for name in self._seq_counters}
-        self.sequences.observe(key, parsed.seq, received)
+        verdicts = self.sequences.observe(key, parsed.seq, received)
+        if len(verdicts) == 1 and verdicts[0] in _NOTHING_COUNTED:
+            return  # nearly every batch
+        counts, shown = self.sequences.counts, self._seq_shown
         for name, counter in self._seq_counters.items():
-            added = getattr(counts, name) - before[name]
+            added = getattr(counts, name) - getattr(shown, name)
             if added:
                 counter.inc(added)
+                setattr(shown, name, getattr(counts, name))
 
     async def _store(
         self, writer: InfluxWriter, handled: list[_Handled], lines: list[str], messages: int

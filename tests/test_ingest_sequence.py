@@ -5,7 +5,7 @@ item 3)."""
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 
@@ -265,6 +265,17 @@ def test_very_long_runs_keep_memory_bounded() -> None:
     assert tracker.counts.replays == tracker.counts.late == tracker.counts.restarts == 0
 
 
+class _Checked(SeqTracker):
+    """Ingest reads the counts only after a verdict that may change them: check that."""
+
+    def observe(self, key: tuple[str, str], seq: int, at: float) -> list[Verdict]:
+        before = replace(self.counts)
+        verdicts = super().observe(key, seq, at)
+        if verdicts in ([Verdict.NEXT], [Verdict.FIRST], [Verdict.HELD]):
+            assert self.counts == before, (seq, verdicts)
+        return verdicts
+
+
 def _a_gateway_and_an_attacker(seed: int, attacker: bool) -> tuple[SeqCounts, SeqCounts]:
     """An hour or so of a gateway polling each second, with what happens to real ones:
     batches lost for good, outages sent live first with the backlog behind at 20 a second
@@ -272,7 +283,7 @@ def _a_gateway_and_an_attacker(seed: int, attacker: bool) -> tuple[SeqCounts, Se
     numbers now and then, alone or in bursts of up to 500. Returns what the tracker counted
     and the truth (gaps as net missing: gaps counted less the late ones that filled them)."""
     rng = random.Random(seed)
-    tracker = SeqTracker()
+    tracker = _Checked()
     truth = SeqCounts()
     seq, sent, backlog, outage, second = 0, [], [], 0, 0
     while second < 4000 or outage or backlog:
