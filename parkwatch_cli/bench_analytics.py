@@ -27,7 +27,7 @@ import numpy as np
 from analytics.detectors import DETECTORS
 from analytics.detectors.baseline import BaselineDetector, BaselineParams
 from analytics.detectors.meter_faults import MODULI
-from analytics.detectors.peaks import CEILING_SHARE, contracted_demand, enterprise_intakes
+from analytics.detectors.peaks import CEILING_SHARE, contracted_demands, enterprise_intakes
 from analytics.engine.engine import ParkEngine, Rows
 from parkwatch.calendar import local_ms
 from parkwatch.site import Park
@@ -109,8 +109,9 @@ class NaiveDetectors:
         self.counter = {(k.meter, k.quantity): ctx.is_counter(k.quantity) for k in engine.series}
         self.contract: dict[str, float | None] = {}
         self.ceiling: dict[str, float] = {}  # the power no reading is believed above
-        for meter in park.iter_meters():
-            self.contract[meter.id] = contract = contracted_demand(meter, ctx)
+        every = list(park.iter_meters())
+        for meter, contract in zip(every, contracted_demands(ctx, every), strict=True):
+            self.contract[meter.id] = contract
             limits = [x for x in (contract, meter.spec.rated) if x]
             self.ceiling[meter.id] = CEILING_SHARE * max(limits) if limits else math.inf
         self.roots = {m.id: m.enterprise for m in enterprise_intakes(ctx)}

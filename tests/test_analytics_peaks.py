@@ -248,7 +248,7 @@ def test_a_coincident_peak_names_the_enterprises_that_made_it() -> None:
 
 
 def test_the_enterprise_contract_goes_to_its_one_grid_intake_only() -> None:
-    from analytics.detectors.peaks import CoincidentPeaks, contracted_demand
+    from analytics.detectors.peaks import CoincidentPeaks, contracted_demands
 
     def park_with(meters: list[dict[str, object]]) -> ParkContext:
         ent = {"id": "e", "contracted_demand_kw": 800,
@@ -257,23 +257,23 @@ def test_the_enterprise_contract_goes_to_its_one_grid_intake_only() -> None:
             {"id": "f-main", "utility": "electricity"}]}]}  # fmt: skip
         return ParkContext(Park.model_validate({"park": "p", "enterprises": [ent, other]}))
 
+    def contract(ctx: ParkContext, *meters: str) -> list[float | None]:
+        return contracted_demands(ctx, [ctx.tree.meters[m] for m in meters])
+
     # a parentless PV meter beside the intake is a source, not a second intake
     ctx = park_with([{"id": "main", "utility": "electricity"},
                      {"id": "pv", "utility": "electricity", "role": "pv"},
                      {"id": "line", "utility": "electricity", "parent": "main"}])  # fmt: skip
-    assert {m: contracted_demand(ctx.tree.meters[m], ctx) for m in ("main", "pv", "line")} == {
-        "main": 800, "pv": None, "line": None}  # fmt: skip
+    assert contract(ctx, "main", "pv", "line") == [800, None, None]
     assert [k.meter for k in CoincidentPeaks.select(ctx)] == ["main", "f-main"]
     # two intakes share one contract for their sum: neither alone is held against all of it
     ctx = park_with([{"id": "in1", "utility": "electricity"},
                      {"id": "in2", "utility": "electricity"}])  # fmt: skip
-    assert contracted_demand(ctx.tree.meters["in1"], ctx) is None
-    assert contracted_demand(ctx.tree.meters["in2"], ctx) is None
+    assert contract(ctx, "in1", "in2") == [None, None]
     # …unless each intake carries its own
     ctx = park_with([{"id": "in1", "utility": "electricity", "contracted_demand_kw": 500},
                      {"id": "in2", "utility": "electricity"}])  # fmt: skip
-    assert contracted_demand(ctx.tree.meters["in1"], ctx) == 500
-    assert contracted_demand(ctx.tree.meters["in2"], ctx) is None
+    assert contract(ctx, "in1", "in2") == [500, None]
 
 
 def test_power_no_supply_can_draw_stays_out_of_demand() -> None:

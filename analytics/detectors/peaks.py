@@ -58,22 +58,25 @@ class PeakParams:
     min_elapsed_min: float = 2.0  # no forecast from less of a block than this
 
 
-def contracted_demand(meter: Meter, ctx: ParkContext) -> float | None:
-    """The meter's contract, or its enterprise's for the enterprise's one grid intake.
+def contracted_demands(ctx: ParkContext, meters: Sequence[Meter]) -> list[float | None]:
+    """Each meter's contract, or its enterprise's for the enterprise's one grid intake.
 
     An enterprise fed by several intakes has one contract for their sum, which no single
     meter's demand can be held against: it needs the contract on each intake (or on a
     virtual meter summing them), so none of them takes the enterprise's.
     """
-    if meter.spec.contracted_demand_kw is not None:
-        return meter.spec.contracted_demand_kw
-    if meter.enterprise == PARK_ENTERPRISE:
-        return None
-    intakes = enterprise_intakes(ctx, meter.enterprise)
-    if [m.id for m in intakes] != [meter.id]:
-        return None
-    enterprise = next(e for e in ctx.park.enterprises if e.id == meter.enterprise)
-    return enterprise.contracted_demand_kw
+    intakes: dict[str, list[str]] = {}
+    for m in enterprise_intakes(ctx):
+        intakes.setdefault(m.enterprise, []).append(m.id)
+    contract = {e.id: e.contracted_demand_kw for e in ctx.park.enterprises}
+    return [
+        m.spec.contracted_demand_kw
+        if m.spec.contracted_demand_kw is not None
+        else contract[m.enterprise]
+        if intakes.get(m.enterprise) == [m.id]
+        else None
+        for m in meters
+    ]
 
 
 def enterprise_intakes(ctx: ParkContext, enterprise: str | None = None) -> list[Meter]:
@@ -231,7 +234,7 @@ class Peaks(Detector):
         self.meters = [m.id for m in meters]
         self.enterprise = [m.enterprise for m in meters]
         self.contract = np.array(
-            [contracted_demand(m, ctx) or np.nan for m in meters], dtype=np.float64
+            [c or np.nan for c in contracted_demands(ctx, meters)], dtype=np.float64
         )
         self.ceiling = power_ceiling(meters, self.contract)
         self.demand = DemandBlocks(len(self.series))
