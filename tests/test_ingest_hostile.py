@@ -20,13 +20,13 @@ import httpx
 import orjson
 import pytest
 
-from ingest.http import create_app
 from ingest.service import IngestService
 from ingest.settings import IngestSettings
 from parkwatch import mqtt, topics
 from parkwatch.influx import InfluxReader
 from parkwatch.settings import InfluxSettings, MqttSettings
 from parkwatch.site import Park, SiteRegistry
+from parkwatch.status_http import status_app
 from tests.support import background, eventually, serve
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
@@ -317,7 +317,7 @@ async def test_absurd_seqs_do_not_poison_the_gateway(
         running(mqtt_settings, influx_settings, demo_park_path, "seq") as (service, _),
         InfluxReader(influx_settings) as reader,
         mqtt.client(mqtt_settings, "seq-gw") as gateway,
-        serve(create_app(service)) as url,
+        serve(status_app("ingest", service.metrics.registry, service.health)) as url,
         httpx.AsyncClient(base_url=url, timeout=10) as http,
     ):
         for n, seq in enumerate(seqs):
