@@ -15,6 +15,7 @@ from api.settings import ApiSettings
 from parkwatch.influx import InfluxReader, InfluxWriter
 from parkwatch.settings import InfluxSettings
 from parkwatch.site import Park, SiteRegistry
+from parkwatch.stack import free_port
 from tests.support import serve
 
 pytestmark = pytest.mark.anyio
@@ -196,3 +197,17 @@ async def test_a_replacement_at_a_time_the_store_cannot_hold(
     response = await client.post("/parks/lj-demo/meters/steelco-main/replacements", json=body)
     assert response.status_code == 422, response.text
     assert "time must be between" in response.json()["detail"]
+
+
+@pytest.mark.integration
+async def test_a_database_that_cannot_be_reached_is_a_503(demo_park_path: Path) -> None:
+    """Issue 11, item 2: the client's mistakes are 422s; 503 is kept for a real outage."""
+    registry = SiteRegistry([Park.from_yaml(demo_park_path)])
+    nowhere = InfluxSettings(url=f"http://127.0.0.1:{free_port()}")
+    app = create_app(ApiSettings(influx=nowhere), registry)
+    async with serve(app) as base, httpx.AsyncClient(base_url=base, timeout=30) as client:
+        answer = await client.get(
+            "/parks/lj-demo/meters/park-main/series", params={"quantity": "p_kw"}
+        )
+    assert answer.status_code == 503, answer.text
+    assert answer.json()["detail"].startswith("database unavailable")
