@@ -52,6 +52,7 @@ from parkwatch.site import Park
 from parkwatch.tariffs import (
     PERIODS,
     Bill,
+    TariffNotInForceError,
     TouPeriod,
     load_shift_savings,
     monthly_bill,
@@ -658,6 +659,7 @@ class BillOut(BaseModel):
     enterprise: str
     month: str
     tariff: str
+    tariff_source: str  # with how well its prices are sourced (placeholders say so)
     currency: str
     kwh: dict[str, float]
     energy_charge: dict[str, float]
@@ -676,15 +678,20 @@ class BillOut(BaseModel):
 async def compute_bill(
     state: State, park: Park, enterprise: str, month: str, share: float = 0.1
 ) -> BillOut:
-    tariff = park.tariffs.electricity_for(enterprise)
-    if tariff is None:
-        raise HTTPException(
-            404, f"no electricity tariff for {shown(enterprise)} (tariffs.electricity)"
-        )
     ent = next((e for e in park.enterprises if e.id == enterprise), None)
     if ent is None:
         raise HTTPException(404, f"unknown enterprise {shown(enterprise)}")
     a, b = _month_bounds(park, month)
+    first = datetime.fromtimestamp(a / 1000, tz=park.zone).date()
+    try:
+        # the version in force on the month's first day bills the whole month
+        tariff = park.tariffs.electricity_for(enterprise, on=first)
+    except TariffNotInForceError as exc:
+        raise HTTPException(422, f"{exc}: add a tariff version for {month}") from None
+    if tariff is None:
+        raise HTTPException(
+            404, f"no electricity tariff for {shown(enterprise)} (tariffs.electricity)"
+        )
     found = await _rollups(
         state, park, "hour", a, b, {"level": "enterprise", "id": enterprise, "quantity": "e_kwh"}
     )
@@ -710,6 +717,9 @@ async def compute_bill(
             w.start[-2:] != "00" or w.end[-2:] != "00" for s in tariff.seasons for w in s.windows
         ):
             notes.append("the tariff has periods off the hour: hours are billed by their start")
+    last = datetime.fromtimestamp(b / 1000 - 1, tz=park.zone).date()
+    if not tariff.in_force(last):
+        notes.append(f"tariff {tariff.span} ends within the month: billed at it throughout")
     max_kw = await _max_demand(state, park, enterprise, a, b)
     contracted = ent.contracted_demand_kw
     bill: Bill = monthly_bill(
@@ -723,6 +733,7 @@ async def compute_bill(
         enterprise=enterprise,
         month=month,
         tariff=tariff.name,
+        tariff_source=tariff.source,
         currency=tariff.currency,
         kwh={p.value: x for p, x in bill.kwh.items()},
         energy_charge={p.value: x for p, x in bill.energy_charge.items()},

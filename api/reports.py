@@ -115,6 +115,7 @@ class ReportData:
     daily_kwh: list[float]
     daily_co2: list[float]
     generated: datetime = field(default_factory=datetime.now)
+    bill_notes: list[str] = field(default_factory=list)  # bills that could not be made
 
     def rows(self, lang: str) -> list[tuple[str, str, str]]:
         s = self.subject
@@ -169,6 +170,7 @@ class ReportData:
                     f"{b.shift_savings:,.2f} {b.currency}",
                 )
             )
+        out += [(note, "", "") for note in self.bill_notes]
         return out
 
 
@@ -179,10 +181,16 @@ async def build_report(state: State, park: Park, month: str, enterprise: str | N
     if subject is None:
         raise HTTPException(404, f"unknown enterprise {shown(enterprise)}")
     bills = []
+    bill_notes = []
     for e in [enterprise] if enterprise else [e.id for e in park.enterprises]:
-        if park.tariffs.electricity_for(e) is None:
+        if not park.tariffs.has_electricity(e):
             continue
-        bills.append(await compute_bill(state, park, e, month))
+        try:
+            bills.append(await compute_bill(state, park, e, month))
+        except HTTPException as exc:
+            if exc.status_code != 422:
+                raise
+            bill_notes.append(str(exc.detail))  # no tariff version in force that month
     a, b = _month_bounds(park, month)
     found = await _rollups(state, park, "day", a, b, {"level": level, "id": sid})
     kwh: dict[int, float] = {}
@@ -205,6 +213,7 @@ async def build_report(state: State, park: Park, month: str, enterprise: str | N
         [kwh.get(d, 0.0) for d in days],
         [co2.get(d, 0.0) for d in days],
         datetime.now(tz=park.zone),
+        bill_notes,
     )
 
 

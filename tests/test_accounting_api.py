@@ -4,7 +4,7 @@ figures, targets, reports (CSV, HTML, PDF; zh and en), replacements."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -18,6 +18,7 @@ from parkwatch.influx import InfluxReader, InfluxWriter
 from parkwatch.lineprotocol import encode_point
 from parkwatch.settings import InfluxSettings
 from parkwatch.site import Park, SiteRegistry
+from parkwatch.tariffs import builtin
 from tests.support import serve
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
@@ -102,7 +103,8 @@ async def test_bill_summary_figures_targets_and_reports(client: httpx.AsyncClien
     # 60 kWh every hour of 2025-07-15. July periods: valley 0-8 (480), flat 8-11, 17-20,
     # 22-24 (480), peak 11-12, 14-17, 20-22 (360), critical 12-14 (120): 1 440 kWh.
     # energy: 120 × 1.2 + 360 × 1.0 + 480 × 0.625 + 480 × 0.25 = 144 + 360 + 300 + 120 = 924
-    # demand: 110 kW against 100 contracted: 100 + 2 × (110 − 105) = 110 kW × 36.1 = 3 971
+    # demand: 110 kW against 100 contracted (1583号): 105 once + 2 × (110 − 105) = 115 kW
+    # × 36.1 = 4 151.5
     bill = (
         await client.get(
             "/parks/bill/accounting/bill", params={"enterprise": "ent-a", "month": "2025-07"}
@@ -111,8 +113,9 @@ async def test_bill_summary_figures_targets_and_reports(client: httpx.AsyncClien
     assert bill["kwh"] == pytest.approx({"critical": 120, "peak": 360, "flat": 480, "valley": 480})
     assert sum(bill["energy_charge"].values()) == pytest.approx(924.0)
     assert bill["max_demand_kw"] == 110.0
-    assert bill["demand_charge"] == pytest.approx(3_971.0)
-    assert bill["total"] == pytest.approx(4_895.0)
+    assert bill["demand_charge"] == pytest.approx(4_151.5)
+    assert bill["total"] == pytest.approx(5_075.5)
+    assert "placeholder" in bill["tariff_source"]
     # 10 % of critical and peak into the valley: 12 × 0.95 + 36 × 0.75 = 11.4 + 27 = 38.4
     assert bill["shift_savings"] == pytest.approx(38.4)
 
@@ -321,3 +324,33 @@ async def test_maximum_demand_counts_a_virtual_net_meter_once(
             )
         ).json()
     assert bill["max_demand_kw"] == pytest.approx(60.0)
+
+
+async def test_a_month_without_a_tariff_in_force_is_a_clear_error(
+    influx_settings: InfluxSettings,
+) -> None:
+    cq = builtin("cq-large-industry")
+    park = Park.model_validate(
+        {
+            **PARK,
+            "tariffs": {
+                "electricity": [cq.model_copy(update={"effective_from": date(2026, 1, 1)})]
+            },
+        }
+    )
+    async with InfluxReader(influx_settings) as reader:
+        await reader.create_database()
+    app = create_app(ApiSettings(influx=influx_settings), SiteRegistry([park]))
+    async with serve(app) as base, httpx.AsyncClient(base_url=base, timeout=30) as c:
+        bill = await c.get(
+            "/parks/bill/accounting/bill", params={"enterprise": "ent-a", "month": "2025-07"}
+        )
+        assert bill.status_code == 422
+        assert "in force on 2025-07-01" in bill.json()["detail"]
+        # the report still renders, saying why the bill is missing
+        page = await c.get(
+            "/parks/bill/accounting/report",
+            params={"month": "2025-07", "enterprise": "ent-a", "lang": "en"},
+        )
+        assert page.status_code == 200
+        assert "in force on 2025-07-01" in page.text
