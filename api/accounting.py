@@ -526,6 +526,8 @@ async def summarize(state: State, park: Park, period: str) -> Summary:
             "data_year": None if overridden else factor.data_year,
             "document": "accounting.coefficients in park.yaml" if overridden else factor.document,
             "status": "park" if overridden else factor.status,
+            "published": None if overridden else factor.published,
+            "source": "park.yaml" if overridden else factor.source,
         },
         subjects=subjects,
     )
@@ -862,6 +864,19 @@ async def factors(state: StateDep, park: str, year: int | None = None) -> dict[s
     p = _park(state, park)
     y = year or datetime.now(tz=p.zone).year
     out: dict[str, Any] = {"year": y, "convention": p.accounting.convention, "utilities": {}}
+    g = grid_factor(p.accounting, y)
+    # the published factor for the year, with its status and date (a park override, if any,
+    # shows in utilities.electricity.co2_source)
+    out["grid_factor"] = {
+        "id": g.id,
+        "kg_per_kwh": g.value,
+        "data_year": g.data_year,
+        "published": g.published,
+        "published_status": g.published_status,
+        "document": g.document,
+        "status": g.status,
+        "source": g.source,
+    }
     for utility in Utility:
         conv = conversion(p.accounting, utility, y)
         if conv is not None:

@@ -98,7 +98,8 @@ class Factor:
     region: str
     data_year: int
     value: float  # kg CO₂ per kWh (grid) or per unit (fuels)
-    published: str
+    published: str  # YYYY-MM-DD, or YYYY-MM where only the month is known
+    published_status: str  # how well that date is sourced (P, S, S-weak, U)
     document: str
     status: str
     source: str
@@ -134,6 +135,7 @@ def grid_factors() -> list[Factor]:
             int(f["data_year"]),
             float(f["value"]),
             str(f["published"]),
+            str(f["published_status"]),
             str(f["document"]),
             str(f["status"]),
             str(f["source"]),

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
 
-from parkwatch.energy import AccountingOptions, CoefficientOverride, conversion, grid_factor, kgce
+from parkwatch.energy import (
+    AccountingOptions,
+    CoefficientOverride,
+    conversion,
+    fuel_factors,
+    grid_factor,
+    grid_factors,
+    kgce,
+)
 from parkwatch.quantities import Utility
 from parkwatch.tariffs import (
     PERIODS,
@@ -279,3 +288,27 @@ def test_the_estimated_share_weighs_energy_by_standard_coal() -> None:
     )
     assert share == pytest.approx(291.432 / 3091.296)
     assert estimated_energy_share(AccountingOptions(), 2025, {}, {}) == 0.0
+
+
+def test_emission_factors_are_dated_and_their_weak_sources_marked() -> None:
+    factors = {f.id: f for f in grid_factors()}
+    statuses = {"P", "S", "S-weak", "U"}
+    for f in factors.values():
+        assert f.status in statuses, f.id
+        assert f.published_status in statuses, f.id
+        # an announcement's date, to the precision known: YYYY-MM or YYYY-MM-DD
+        assert re.fullmatch(r"\d{4}-\d{2}(-\d{2})?", f.published), f.id
+        assert f.source, f.id
+        assert "accounting-facts" not in f.source, f.id  # a source, not a pointer
+    # the 2021 national value has no repost on record: weak, though its announcement is not
+    assert factors["mee-2021-national"].status == "S-weak"
+    assert factors["mee-2021-national"].published == "2024-04-12"
+    # 2026-01-15 is a newspaper's date; the 2023 announcement's own date is unverified
+    for fid in ("mee-2023-national", "mee-2023-southwest", "mee-2023-central"):
+        assert (factors[fid].published, factors[fid].published_status) == ("2026-01", "U")
+    # 环办气候函〔2023〕43号 is of February 2023 (2023-02-15 is a repost's date)
+    assert factors["mee-2022-compliance"].published == "2023-02"
+    # the fuel factors that are weakly sourced say so
+    fuels = fuel_factors()
+    assert fuels["heat"]["status"] == "S-weak"
+    assert fuels["steam"]["status"] == "U"
