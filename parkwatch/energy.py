@@ -78,6 +78,10 @@ class AccountingOptions(_Model):
     register_max: dict[str, float] = Field(default_factory=dict)
     max_gap_s: float = Field(default=900.0, gt=0)  # readings further apart are a gap
     baseline_year: int = 2020
+    # the baseline year's energy and water may come from the platform's own rollups of that
+    # year (when not entered) only if they cover this share of it: a baseline from a part of
+    # the year would compare seasons, not efficiency
+    baseline_min_completeness: float = Field(default=0.95, gt=0, le=1)
     energy_target: float = -0.145  # change of energy per value added against the baseline
     water_target: float = -0.15
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import date, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -354,3 +355,97 @@ async def test_a_month_without_a_tariff_in_force_is_a_clear_error(
         )
         assert page.status_code == 200
         assert "in force on 2025-07-01" in page.text
+
+
+async def test_value_added_entered_per_year_is_allocated_to_months(
+    client: httpx.AsyncClient,
+) -> None:
+    # 36.5 M¥ entered for 2025 (ent-a's park.yaml figure, 365 M¥, is overridden)
+    figures = [
+        {"enterprise": "ent-a", "kind": "value_added_cny", "period": "2025", "value": 36.5e6}
+    ]
+    assert (await client.post("/parks/bill/accounting/figures", json=figures)).status_code == 201
+
+    async def ent(period: str) -> dict[str, Any]:
+        answer = await client.get("/parks/bill/accounting/summary", params={"period": period})
+        return next(s for s in answer.json()["subjects"] if s["id"] == "ent-a")
+
+    # July: 36.5 M¥ × 31 / 365 = 3.1 M¥ = 310 万元, labelled as an allocation
+    july = await ent("2025-07")
+    assert july["value_added_cny"] == pytest.approx(3.1e6)
+    assert july["value_added_source"] == (
+        "entered for the year, allocated pro rata of days (31/365)"
+    )
+    assert july["tce_per_10k_cny"] == pytest.approx(TCE / 310)
+    # January takes its 31 days' share too, not the whole year (the yearly figure is stamped
+    # on 1 January); February 36.5 M¥ × 28 / 365 = 2.8 M¥
+    assert (await ent("2025-01"))["value_added_cny"] == pytest.approx(3.1e6)
+    assert (await ent("2025-02"))["value_added_cny"] == pytest.approx(2.8e6)
+    # the year: the figure as entered
+    year = await ent("2025")
+    assert year["value_added_cny"] == pytest.approx(36.5e6)
+    assert year["value_added_source"] == "entered for the year"
+    # a month's own figure overrides the allocation, and does not change the year's
+    figures = [
+        {"enterprise": "ent-a", "kind": "value_added_cny", "period": "2025-07", "value": 1e6}
+    ]
+    assert (await client.post("/parks/bill/accounting/figures", json=figures)).status_code == 201
+    july = await ent("2025-07")
+    assert (july["value_added_cny"], july["value_added_source"]) == (1e6, "entered for the month")
+    assert (await ent("2025"))["value_added_cny"] == pytest.approx(36.5e6)
+
+
+async def test_targets_against_a_measured_baseline(
+    client: httpx.AsyncClient, influx_settings: InfluxSettings
+) -> None:
+    # the platform's own rollups of 2020: ent-a 100 000 kWh and 5 000 m³, 99 % covered; the
+    # park's 120 000 kWh only half covered
+    start = int(datetime(2020, 1, 1, tzinfo=SHANGHAI).timestamp() * 1000)
+    lines = []
+    for level, sid, utility, quantity, value, share in (
+        ("enterprise", "ent-a", "electricity", "e_kwh", 100_000.0, 0.99),
+        ("enterprise", "ent-a", "water", "vol_m3", 5_000.0, 0.99),
+        ("park", "bill", "electricity", "e_kwh", 120_000.0, 0.5),
+    ):
+        tags = {"park": "bill", "level": level, "id": sid, "utility": utility}
+        tags["quantity"] = quantity
+        fields: dict[str, float | int | str | bool] = {"value": value, "completeness": share}
+        fields["estimated"] = 0.0
+        lines.append(encode_point("consumption_yearly", tags, fields, start))
+    async with InfluxWriter(influx_settings, retention_policy="rollups") as out:
+        await out.write(lines)
+    figures = [{"enterprise": "ent-a", "kind": "value_added_cny", "period": "2020", "value": 2e6}]
+    assert (await client.post("/parks/bill/accounting/figures", json=figures)).status_code == 201
+
+    async def targets(**params: Any) -> dict[str, Any]:
+        answer = await client.get("/parks/bill/accounting/targets", params={"year": 2025, **params})
+        assert answer.status_code == 200, answer.text
+        got: dict[str, Any] = answer.json()
+        return got
+
+    # baseline: 100 000 kWh × 0.1229 kgce = 12.29 tce over 200 万元 = 0.06145 tce/万元;
+    # water 5 000 m³ / 200 万元 = 25 m³/万元
+    got = await targets(enterprise="ent-a")
+    assert got["baseline_energy_intensity"] == pytest.approx(0.06145)
+    assert got["baseline_water_intensity"] == pytest.approx(25.0)
+    assert got["baseline_sources"] == {
+        "energy": "measured (rollups of 2020, 99.0 % complete)",
+        "water": "measured (rollups of 2020, 99.0 % complete)",
+        "value_added": "entered for the year",
+    }
+    # 2025: 3.091296 tce over park.yaml's 365 M¥ = 36 500 万元; change against 0.06145
+    assert got["energy_change"] == pytest.approx(TCE / 36_500 / 0.06145 - 1)
+    # an entered figure overrides the measured one: 20 tce / 200 万元 = 0.1
+    figures = [{"enterprise": "ent-a", "kind": "energy_tce", "period": "2020", "value": 20.0}]
+    assert (await client.post("/parks/bill/accounting/figures", json=figures)).status_code == 201
+    got = await targets(enterprise="ent-a")
+    assert got["baseline_energy_intensity"] == pytest.approx(0.1)
+    assert got["baseline_sources"]["energy"] == "entered for the year"
+    # the park's 2020 is half measured: no baseline from it, and the answer says why; its
+    # value added is its one enterprise's
+    got = await targets()
+    assert got["baseline_energy_intensity"] is None
+    assert got["baseline_sources"]["energy"] == (
+        "none: measured 2020 covers 50.0 % of the year (< 95 %)"
+    )
+    assert got["baseline_sources"]["value_added"] == "entered for every enterprise, summed"
