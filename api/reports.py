@@ -78,6 +78,27 @@ LABELS: dict[str, dict[str, str]] = {
     "daily_kwh": {"zh": "每日外购电量 (kWh)", "en": "Grid electricity per day (kWh)"},
     "daily_co2": {"zh": "每日二氧化碳排放 (kg)", "en": "CO₂ per day (kg)"},
     "sources": {"zh": "系数来源", "en": "Sources"},
+    "value_added": {"zh": "工业增加值", "en": "Industrial value added"},
+    "products": {
+        "zh": "单位产品能耗与能效标杆水平、基准水平",
+        "en": "Energy per unit of product against the benchmark (标杆) and baseline (基准) levels",
+    },
+    "no_products": {"zh": "本月未录入产量", "en": "No production entered for the month"},
+    "output": {"zh": "产量", "en": "output"},
+    "per_unit": {"zh": "单位产品综合能耗", "en": "energy per unit"},
+    "levels": {"zh": "标杆水平 / 基准水平", "en": "benchmark (标杆) / baseline (基准) level"},
+    "level": {"zh": "能效水平", "en": "standing"},
+    # benchmark_level's answers (parkwatch.energy), lower energy per unit is better
+    "标杆 benchmark": {"zh": "达到标杆水平", "en": "at or better than the benchmark level"},
+    "基准 to 标杆": {"zh": "介于基准水平与标杆水平之间", "en": "between baseline and benchmark"},
+    "below 基准 baseline": {"zh": "未达到基准水平", "en": "worse than the baseline level"},
+    # the products of parkwatch/data/benchmarks.yaml
+    "cement_clinker": {"zh": "水泥熟料", "en": "Cement clinker"},
+    "blast_furnace_iron": {"zh": "高炉炼铁", "en": "Blast-furnace ironmaking"},
+    "bof_steel": {"zh": "转炉炼钢", "en": "BOF steelmaking"},
+    "flat_glass_500_800": {"zh": "平板玻璃（500–800 t/d）", "en": "Flat glass (500–800 t/d)"},
+    "ethylene": {"zh": "乙烯", "en": "Ethylene"},
+    "coke_top_charged": {"zh": "焦炭（顶装焦炉）", "en": "Coke (top-charged oven)"},
 }
 UNITS = {
     "e_kwh": "kWh",
@@ -134,12 +155,43 @@ class ReportData:
             out.append(
                 (t("water_m3_per_10k_cny", lang), f"{s.water_m3_per_10k_cny:.3f}", "m³/万元")
             )
+        if s.value_added_cny is not None:
+            # with where it comes from: an allocation of a yearly figure says so
+            source = s.value_added_source
+            out.append((t("value_added", lang), f"{s.value_added_cny:,.0f}", f"¥ ({source})"))
         out.append((t("completeness", lang), f"{100 * s.completeness:.1f}", "%"))
         out.append((t("estimated_share", lang), f"{100 * s.estimated_share:.2f}", "%"))
         g = self.summary.grid_factor
         out.append(
             (t("grid_factor", lang), f"{g['kg_per_kwh']}", f"kg/kWh ({g['id']}, {g['document']})")
         )
+        return out
+
+    def product_rows(self, lang: str) -> list[tuple[str, str, str]]:
+        """Per product: output, energy per unit and, where the product has levels in
+        benchmarks.yaml, the 标杆/基准 levels and where the subject stands."""
+        if not self.subject.products:
+            return [(t("no_products", lang), "", "")]
+        out: list[tuple[str, str, str]] = []
+        for p in self.subject.products:
+            name = t(p["product"], lang)
+            unit = p.get("unit") or ""
+            out.append((f"{name} {t('output', lang)}", f"{p['amount']:,.3f}", unit))
+            per = f"kgce/{unit}" if unit else "kgce"
+            out.append((f"{name} {t('per_unit', lang)}", f"{p['kgce_per_unit']:,.2f}", per))
+            if "level" in p:
+                bunit = p["benchmark_unit"]
+                if bunit != per:
+                    out.append(
+                        (
+                            f"{name} {t('per_unit', lang)} ({bunit})",
+                            f"{p['per_unit_in_benchmark_unit']:,.2f}",
+                            bunit,
+                        )
+                    )
+                levels = f"{p['benchmark']:g} / {p['baseline']:g}"
+                out.append((f"{name} {t('levels', lang)}", levels, bunit))
+                out.append((f"{name} {t('level', lang)}", t(p["level"], lang), ""))
         return out
 
     def bill_rows(self, lang: str) -> list[tuple[str, str, str]]:
@@ -231,7 +283,15 @@ def render_csv(data: ReportData, lang: str) -> bytes:
         ]
     )
     w.writerow([t("item", lang), t("value", lang), t("unit", lang)])
-    for row in data.rows(lang) + data.bill_rows(lang):
+    for row in data.rows(lang):
+        w.writerow([row[0], row[1].replace(",", ""), row[2]])
+    w.writerow([])
+    w.writerow([t("products", lang)])
+    for row in data.product_rows(lang):
+        w.writerow([row[0], row[1].replace(",", ""), row[2]])
+    w.writerow([])
+    w.writerow([t("bill", lang)])
+    for row in data.bill_rows(lang):
         w.writerow([row[0], row[1].replace(",", ""), row[2]])
     w.writerow([])
     w.writerow([t("daily_kwh", lang), t("daily_co2", lang), "day"])
@@ -270,6 +330,10 @@ def render_html(data: ReportData, lang: str) -> bytes:
         f"<tr><td>{e(a)}</td><td class=n>{e(b)}</td><td>{e(c)}</td></tr>"
         for a, b, c in data.rows(lang)
     )
+    product_rows = "".join(
+        f"<tr><td>{e(a)}</td><td class=n>{e(b)}</td><td>{e(c)}</td></tr>"
+        for a, b, c in data.product_rows(lang)
+    )
     bill_rows = "".join(
         f"<tr><td>{e(a)}</td><td class=n>{e(b)}</td><td class=n>{e(c)}</td></tr>"
         for a, b, c in data.bill_rows(lang)
@@ -285,6 +349,7 @@ border-bottom:1px solid #ddd}}.n{{text-align:right}}table{{border-collapse:colla
 {e(s.name)} ({e(s.id)}) · {e(t("generated", lang))}: {e(generated)}</p>
 <table><tr><th>{e(t("item", lang))}</th><th>{e(t("value", lang))}</th>
 <th>{e(t("unit", lang))}</th></tr>{rows}</table>
+<h2>{e(t("products", lang))}</h2><table>{product_rows}</table>
 <h2>{e(t("daily_kwh", lang))}</h2>{_svg_bars(data.days, data.daily_kwh, "#3b7dd8")}
 <h2>{e(t("daily_co2", lang))}</h2>{_svg_bars(data.days, data.daily_co2, "#8a8a8a")}
 <h2>{e(t("bill", lang))}</h2><table>{bill_rows}</table>
@@ -338,6 +403,12 @@ def render_pdf(data: ReportData, lang: str) -> bytes:
     pdf.ln(2)
     for a, b, c in data.rows(lang):
         pdf.cell(80, 6, text(a), border="B")
+        pdf.cell(40, 6, text(b), border="B", align="R")
+        pdf.cell(0, 6, text(c), border="B", new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(4)
+    pdf.cell(0, 6, text(t("products", lang)), new_x="LMARGIN", new_y="NEXT")
+    for a, b, c in data.product_rows(lang):
+        pdf.cell(100, 6, text(a), border="B")
         pdf.cell(40, 6, text(b), border="B", align="R")
         pdf.cell(0, 6, text(c), border="B", new_x="LMARGIN", new_y="NEXT")
     for title, values, colour in (

@@ -3,6 +3,8 @@ figures, targets, reports (CSV, HTML, PDF; zh and en), replacements."""
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import AsyncIterator
 from datetime import date, datetime
 from typing import Any
@@ -186,6 +188,12 @@ async def test_bill_summary_figures_targets_and_reports(client: httpx.AsyncClien
     assert targets["energy_change"] == pytest.approx(TCE / 100 / 0.05 - 1)
     assert targets["energy_on_track"] is True
 
+    # the report's per-product section: 2 t of clinker at 1 545.648 kgce/t (rounded to 0.01)
+    # against 标杆 100 / 基准 117 kgce/t, worse than 基准; value added with its source
+    product_words = {
+        "zh": ["水泥熟料", "单位产品综合能耗", "标杆水平 / 基准水平", "未达到基准水平"],
+        "en": ["Cement clinker", "energy per unit", "baseline (基准) level", "worse than the"],
+    }
     for lang, word in (("zh", "月度能源报告"), ("en", "Monthly energy report")):
         page = await client.get(
             "/parks/bill/accounting/report",
@@ -195,6 +203,19 @@ async def test_bill_summary_figures_targets_and_reports(client: httpx.AsyncClien
         assert word in page.text
         assert "1,440.0" in page.text
         assert "<svg" in page.text
+        for text in [*product_words[lang], "1,545.65", "100 / 117", "entered for the month"]:
+            assert text in page.text, text
+        sheet = await client.get(
+            "/parks/bill/accounting/report",
+            params={"month": "2025-07", "enterprise": "ent-a", "format": "csv", "lang": lang},
+        )
+        rows = [r for r in csv.reader(io.StringIO(sheet.content.decode("utf-8-sig"))) if r]
+        per_unit = next(
+            r for r in rows if r[0].startswith(product_words[lang][0]) and "kgce/t" in r
+        )
+        assert per_unit[1] == "1545.65"
+        assert any(r[1:2] == ["100 / 117"] for r in rows)
+        assert any(r[0] == {"zh": "工业增加值", "en": "Industrial value added"}[lang] for r in rows)
         table = await client.get(
             "/parks/bill/accounting/report",
             params={"month": "2025-07", "format": "csv", "lang": lang},
