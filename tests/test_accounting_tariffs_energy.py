@@ -19,6 +19,7 @@ from parkwatch.energy import (
     kgce,
 )
 from parkwatch.quantities import Utility
+from parkwatch.site import Park
 from parkwatch.tariffs import (
     PERIODS,
     DemandCharge,
@@ -31,6 +32,7 @@ from parkwatch.tariffs import (
     load_shift_savings,
     monthly_bill,
     tou_periods,
+    unit_price,
 )
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -312,3 +314,19 @@ def test_emission_factors_are_dated_and_their_weak_sources_marked() -> None:
     fuels = fuel_factors()
     assert fuels["heat"]["status"] == "S-weak"
     assert fuels["steam"]["status"] == "U"
+
+
+def test_unit_price_follows_the_tariff_version_in_force() -> None:
+    # the flat 0.5 ¥/kWh version until 2025, 0.6 from 2025-01-01 (park-local days)
+    old = _flat(name="v2024", effective_to="2025-01-01")
+    new = _flat(name="v2025", prices={"flat": 0.6}, effective_from="2025-01-01")
+    park = Park.model_validate(
+        {"park": "p", "tariffs": {"electricity": [old, new], "prices": {"electricity": 0.9}}}
+    )
+    assert unit_price(park, Utility.ELECTRICITY, at(2024, 12, 31, 23, 59)) == 0.5
+    assert unit_price(park, Utility.ELECTRICITY, at(2025, 1, 1, 0, 0)) == 0.6
+    # before any version: the park's flat price
+    early = Park.model_validate(
+        {"park": "p", "tariffs": {"electricity": [new], "prices": {"electricity": 0.9}}}
+    )
+    assert unit_price(early, Utility.ELECTRICITY, at(2024, 6, 1)) == 0.9
