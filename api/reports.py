@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import html
 import io
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -79,6 +80,7 @@ LABELS: dict[str, dict[str, str]] = {
     "daily_co2": {"zh": "每日二氧化碳排放 (kg)", "en": "CO₂ per day (kg)"},
     "sources": {"zh": "系数来源", "en": "Sources"},
     "value_added": {"zh": "工业增加值", "en": "Industrial value added"},
+    "tariff_source": {"zh": "电价来源", "en": "tariff source"},
     "products": {
         "zh": "单位产品能耗与能效标杆水平、基准水平",
         "en": "Energy per unit of product against the benchmark (标杆) and baseline (基准) levels",
@@ -125,6 +127,28 @@ def t(key: str, lang: str) -> str:
     return LABELS.get(key, {}).get(lang, key)
 
 
+# where a figure of value added comes from (api.accounting.entered, _value_added), in Chinese
+SOURCES_ZH = (
+    (
+        r"entered for the year, allocated pro rata of days \((\d+(?:\.\d+)?)/(\d+)\)",
+        r"年度录入值按天数分摊（\1/\2）",
+    ),
+    (r"entered for the month", "当月录入值"),
+    (r"entered for the year", "年度录入值"),
+    (r"entered for (\d+) of 12 months, summed", r"\1 个月录入值合计"),
+    (r"park\.yaml, yearly, prorated by days", "park.yaml 年度值按天数分摊"),
+    (r"sum of enterprises: ", "各企业合计："),
+)
+
+
+def value_added_source(source: str, lang: str) -> str:
+    if lang != "zh":
+        return source
+    for pattern, replacement in SOURCES_ZH:
+        source = re.sub(pattern, replacement, source)
+    return source
+
+
 @dataclass
 class ReportData:
     park: Park
@@ -157,7 +181,7 @@ class ReportData:
             )
         if s.value_added_cny is not None:
             # with where it comes from: an allocation of a yearly figure says so
-            source = s.value_added_source
+            source = value_added_source(s.value_added_source, lang)
             out.append((t("value_added", lang), f"{s.value_added_cny:,.0f}", f"¥ ({source})"))
         out.append((t("completeness", lang), f"{100 * s.completeness:.1f}", "%"))
         out.append((t("estimated_share", lang), f"{100 * s.estimated_share:.2f}", "%"))
@@ -198,6 +222,8 @@ class ReportData:
         out: list[tuple[str, str, str]] = []
         for b in self.bills:
             head = f"{t('enterprise', lang)} {b.enterprise} ({b.tariff})"
+            # how well the prices are sourced: placeholder prices say so on the report
+            out.append((f"{head} {t('tariff_source', lang)}", "", b.tariff_source))
             for p, kwh in b.kwh.items():
                 out.append(
                     (

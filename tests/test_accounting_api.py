@@ -203,8 +203,10 @@ async def test_bill_summary_figures_targets_and_reports(client: httpx.AsyncClien
         assert word in page.text
         assert "1,440.0" in page.text
         assert "<svg" in page.text
-        for text in [*product_words[lang], "1,545.65", "100 / 117", "entered for the month"]:
+        entered_month = {"zh": "当月录入值", "en": "entered for the month"}[lang]
+        for text in [*product_words[lang], "1,545.65", "100 / 117", entered_month]:
             assert text in page.text, text
+        assert "prices placeholders" in page.text  # the Chongqing prices say what they are
         sheet = await client.get(
             "/parks/bill/accounting/report",
             params={"month": "2025-07", "enterprise": "ent-a", "format": "csv", "lang": lang},
@@ -402,6 +404,16 @@ async def test_value_added_entered_per_year_is_allocated_to_months(
     # on 1 January); February 36.5 M¥ × 28 / 365 = 2.8 M¥
     assert (await ent("2025-01"))["value_added_cny"] == pytest.approx(3.1e6)
     assert (await ent("2025-02"))["value_added_cny"] == pytest.approx(2.8e6)
+    # the report labels the allocation, in both languages
+    for lang, label in (
+        ("en", "allocated pro rata of days (31/365)"),
+        ("zh", "年度录入值按天数分摊（31/365）"),
+    ):
+        page = await client.get(
+            "/parks/bill/accounting/report",
+            params={"month": "2025-07", "enterprise": "ent-a", "lang": lang},
+        )
+        assert label in page.text
     # the year: the figure as entered
     year = await ent("2025")
     assert year["value_added_cny"] == pytest.approx(36.5e6)
