@@ -447,6 +447,12 @@ def render_pdf(data: ReportData, lang: str) -> bytes:
     pdf.ln(4)
     pdf.cell(0, 6, text(t("bill", lang)), new_x="LMARGIN", new_y="NEXT")
     for a, b, c in data.bill_rows(lang):
+        too_long = pdf.get_string_width(text(a)) > 110 or pdf.get_string_width(text(c)) > 40
+        if not b and too_long:
+            # a note too long for the columns (a tariff's source, a missing tariff): a block
+            line = f"{a}: {c}" if c else a
+            pdf.multi_cell(0, 6, text(line), border="B", new_x="LMARGIN", new_y="NEXT")
+            continue
         pdf.cell(110, 6, text(a), border="B")
         pdf.cell(30, 6, text(b), border="B", align="R")
         pdf.cell(0, 6, text(c), border="B", align="R", new_x="LMARGIN", new_y="NEXT")
