@@ -378,6 +378,12 @@ async def test_a_month_without_a_tariff_in_force_is_a_clear_error(
         )
         assert page.status_code == 200
         assert "in force on 2025-07-01" in page.text
+        pdf = await c.get(
+            "/parks/bill/accounting/report",
+            params={"month": "2025-07", "enterprise": "ent-a", "format": "pdf", "lang": "zh"},
+        )
+        assert pdf.status_code == 200, pdf.text
+        assert pdf.content.startswith(b"%PDF")
 
 
 async def test_value_added_entered_per_year_is_allocated_to_months(
