@@ -40,10 +40,11 @@ from edge_agent.buffer import StoredBatch, WalBuffer
 from edge_agent.devices import GatewayDevices
 from edge_agent.metrics import EdgeMetrics
 from edge_agent.mqtt_devices import MqttDevices
-from edge_agent.poller import Poller, Reading, honour_cancel
+from edge_agent.poller import Poller, Reading
 from edge_agent.settings import EdgeSettings
 from parkwatch import __version__, mqtt, topics
 from parkwatch.retry import Backoff, OutageLog
+from parkwatch.tasks import honour_cancel
 
 log = logging.getLogger(__name__)
 
