@@ -213,8 +213,12 @@ class EdgeAgent:
                 for task in done:
                     task.result()
         finally:
+            # both stop, whichever failed: its error is already on its way up
             for task in publishers:
-                await cancel_and_wait(task)
+                task.cancel()
+            for task in publishers:
+                with contextlib.suppress(Exception):
+                    await cancel_and_wait(task)
 
     async def _announce(self, client: aiomqtt.Client, state: str) -> None:
         payload = status_payload(state, await self.buffer.count(), self.buffer.dropped_total)
