@@ -124,6 +124,29 @@ def test_tiers_and_capacity_charge() -> None:
     assert bill.total == pytest.approx(750 + 125 + 9_040)
 
 
+def test_two_tiers_each_band_at_its_own_multiple() -> None:
+    # flat 0.5; 1 000-2 000 kWh × 1.5, above 2 000 × 2: 2 500 kWh →
+    # 1 000 × 0.5 + 1 000 × 0.75 + 500 × 1.0 = 500 + 750 + 500 = 1 750, of which the
+    # surcharge is 1 000 × 0.25 + 500 × 0.5 = 250 + 250 = 500 (not 500 × 0.75 more: the
+    # energy above 2 000 kWh costs twice the price, not 2.5 times)
+    tariff = ElectricityTariff(
+        name="t",
+        prices={TouPeriod.FLAT: 0.5},
+        seasons=[
+            {
+                "months": list(range(1, 13)),
+                "windows": [{"period": "flat", "start": "00:00", "end": "24:00"}],
+            }
+        ],  # type: ignore[list-item]
+        tiers=[Tier(above_kwh=2000, multiplier=2.0), Tier(above_kwh=1000, multiplier=1.5)],
+    )
+    bill = monthly_bill(tariff, {TouPeriod.FLAT: 2500.0})
+    assert bill.tier_surcharge == pytest.approx(500.0)
+    assert bill.total == pytest.approx(1_750.0)
+    # below the second threshold only the first band: 1 500 kWh → 500 × 0.25 = 125
+    assert monthly_bill(tariff, {TouPeriod.FLAT: 1500.0}).tier_surcharge == pytest.approx(125.0)
+
+
 def _flat(**extra: object) -> ElectricityTariff:
     return ElectricityTariff.model_validate(
         {
