@@ -440,6 +440,15 @@ def self_consumed_pv(consumption: dict[str, float]) -> float:
     return max(generated - consumption.get("e_export_kwh", 0.0), 0.0)
 
 
+def market_based_co2(
+    co2_t: float, electricity_co2_t: float, green_mwh: float, grid_kg: float
+) -> float:
+    """CO₂ after green certificates: their MWh at the grid factor come off the grid
+    electricity's CO₂ only — certificates beyond the electricity bought never take a fuel's
+    emissions away."""
+    return co2_t - min(max(green_mwh, 0.0) * grid_kg, electricity_co2_t)  # MWh × kg/kWh = t
+
+
 def estimated_energy_share(
     options: AccountingOptions,
     year: int,
@@ -493,7 +502,7 @@ async def summarize(state: State, park: Park, period: str) -> Summary:
         owner = sid if level == "enterprise" else "park"
         mine = [f for f in figures if f.get("enterprise") == owner]
         tce_equal = tce_equiv = co2 = 0.0
-        electricity_tce = 0.0
+        electricity_tce = electricity_co2 = 0.0
         for q, utility in ENERGY_QUANTITIES.items():
             amount = x.consumption.get(q, 0.0)
             conv = conversion(options, utility, year)
@@ -504,6 +513,7 @@ async def summarize(state: State, park: Park, period: str) -> Summary:
             co2 += amount * conv.co2_kg / 1000
             if utility is Utility.ELECTRICITY:
                 electricity_tce = amount * conv.kgce_equal / 1000
+                electricity_co2 = amount * conv.co2_kg / 1000
         pv = self_consumed_pv(x.consumption)
         if options.pv_in_energy and pv:
             e = conversion(options, Utility.ELECTRICITY, year)
@@ -512,7 +522,7 @@ async def summarize(state: State, park: Park, period: str) -> Summary:
                 tce_equiv += pv * e.kgce_equal / 1000
                 electricity_tce += pv * e.kgce_equal / 1000
         green = entered(figures, owner, "green_certificates_mwh", span, a, b)[0] or 0.0
-        co2_market = max(co2 - green * grid_kg, 0.0)  # MWh × kg/kWh = t
+        co2_market = market_based_co2(co2, electricity_co2, green, grid_kg)
         va, va_source = _value_added(park, level, sid, figures, span, a, b, days, days_in_year)
         water = x.consumption.get("vol_m3", 0.0)
         products = []

@@ -259,6 +259,18 @@ async def test_bill_summary_figures_targets_and_reports(client: httpx.AsyncClien
     assert branch["losses"] == pytest.approx(28.8)
     assert branch["loss_share"] == pytest.approx(28.8 / 1468.8)
 
+    # 10 MWh more certificates (10.5 MWh × 0.5227 = 5.488 t) than the 1.44 MWh bought: they
+    # take all the grid electricity's 0.752688 t off, never the gas's 5.1888 t
+    more = [
+        {"enterprise": "ent-a", "kind": "green_certificates_mwh", "period": "2025-07", "value": 10}
+    ]
+    assert (await client.post("/parks/bill/accounting/figures", json=more)).status_code == 201
+    summary = (
+        await client.get("/parks/bill/accounting/summary", params={"period": "2025-07"})
+    ).json()
+    ent = next(s for s in summary["subjects"] if s["id"] == "ent-a")
+    assert ent["co2_t_market"] == pytest.approx(5.1888)
+
     too_long = await client.get(
         "/parks/bill/accounting/consumption",
         params={"period": "hour", "start": "2025-01-01T00:00:00", "end": "2025-07-01T00:00:00"},

@@ -267,6 +267,17 @@ def test_light_all_day_on_sundays_and_kepco_seasons() -> None:
     assert period(2018, 1, 7, 18, 0) == "valley"
 
 
+def test_green_certificates_take_off_the_grid_electricity_co2_only() -> None:
+    from api.accounting import market_based_co2
+
+    # 100 MWh from the grid at 0.5227 kg/kWh = 52.27 t, and gas 21.62 t: 73.89 t in all.
+    # 20 MWh of certificates: 20 × 0.5227 = 10.454 t off → 63.436 t
+    assert market_based_co2(73.89, 52.27, 20.0, 0.5227) == pytest.approx(63.436)
+    # 200 MWh of certificates cover all 100 MWh bought (at most 52.27 t off): the gas's
+    # 21.62 t stay
+    assert market_based_co2(73.89, 52.27, 200.0, 0.5227) == pytest.approx(21.62)
+
+
 def test_only_self_consumed_pv_counts_in_comprehensive_energy() -> None:
     from api.accounting import self_consumed_pv
 
