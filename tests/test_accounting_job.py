@@ -220,6 +220,57 @@ async def test_replacements_from_events_and_the_api_and_raw_retention(
 
 
 @pytest.mark.anyio
+async def test_a_new_meter_standing_still_after_an_event_counts_nothing(
+    influx_settings: InfluxSettings,
+) -> None:
+    """a-main is exchanged at 23:30 (a reading a minute, 1 kWh a minute before); the new
+    meter reads 500 and stands still for 20 minutes (the line is off), then counts 1 kWh a
+    minute again. Only the meter-fault detector's event tells of the exchange. 23:00-24:00:
+    29 measured kWh before it, the exchange minute estimated at the meter's rate (99 kWh over
+    the 119 minutes of plain pairs: 99/119 kWh), nothing while it stands, 10 kWh after:
+    39 + 99/119. Each reading of 500 taken as the exchange made 20 kWh out of nothing."""
+    park = Park.model_validate(PARK)
+    t = np.arange(START, START + 2 * H + 1, MIN)
+    swap = START + 90 * MIN
+    restart = swap + 20 * MIN
+    v = np.where(
+        t < swap, 1000.0 + 60.0 * (t - START) / H, 500.0 + 60.0 * np.maximum(t - restart, 0) / H
+    )
+    tags = {"park": "acct", "enterprise": "x", "meter": "a-main"}
+    lines = [
+        encode_point("electricity", tags, {"e_kwh": float(x)}, int(ti))
+        for ti, x in zip(t, v, strict=True)
+    ]
+    lines.append(
+        encode_point(
+            "anomaly",
+            {
+                "park": "acct",
+                "kind": "meter_replacement",
+                "family": "meter_fault",
+                "meter": "a-main",
+            },
+            {"evidence": '{"quantity": "e_kwh", "old_reading": 1089.0, "new_reading": 500.0}'},
+            swap + MIN,
+        )
+    )
+    config = RollupConfig(recent_s=3 * 3600, retention_policy="rollups")
+    async with InfluxReader(influx_settings) as reader:
+        await reader.create_database()
+        await ensure_retention(reader, config)
+        async with InfluxWriter(influx_settings, flush_interval_s=0.05) as raw:
+            await raw.write(lines)
+        async with InfluxWriter(
+            influx_settings, flush_interval_s=0.05, retention_policy="rollups"
+        ) as out:
+            await RollupJob(park, reader, out, config).run(START + 2 * H)
+        hourly = await rows(reader, Period.HOUR, "level = 'meter' AND id = 'a-main'")
+    second = START + H
+    assert hourly[("a-main", second)]["value"] == pytest.approx(39 + 99 / 119)
+    assert hourly[("a-main", second)]["estimated"] == pytest.approx(99 / 119)
+
+
+@pytest.mark.anyio
 async def test_a_replacement_entered_days_later_is_applied(
     influx_settings: InfluxSettings,
 ) -> None:

@@ -321,7 +321,10 @@ class RollupJob:
                     f = flags[present].copy()
                     for m, q, reading in replaced:
                         if (m, q) == (meter, name):
-                            f[values == reading] = Flag.REPLACED
+                            # the new meter's first reading, the one after the fall: a new
+                            # meter standing still reads the same value again, no exchange
+                            before = np.r_[np.inf, values[:-1]]
+                            f[(values == reading) & (before > reading)] = Flag.REPLACED
                     parts["s"].append(np.full(values.size, i, np.int64))
                     parts["t"].append(times[present])
                     parts["v"].append(values)
