@@ -217,9 +217,8 @@ def _versions(ref: TariffVersions) -> list[ElectricityTariff]:
 def _checked(ref: TariffVersions) -> TariffVersions:
     versions = sorted(_versions(ref), key=lambda v: v.effective_from or date.min)
     for before, after in pairwise(versions):
-        if before.effective_to is None or (
-            after.effective_from is not None and before.effective_to > after.effective_from
-        ):
+        # a version without effective_from runs from the beginning: it overlaps any before it
+        if before.effective_to is None or before.effective_to > (after.effective_from or date.min):
             raise ValueError(f"tariff versions overlap: {before.span} and {after.span}")
     return ref
 

@@ -213,6 +213,10 @@ def test_a_month_is_billed_at_the_tariff_version_in_force() -> None:
         tariffs.electricity_for("late", on=date(2024, 6, 1))
     with pytest.raises(ValueError, match="overlap"):
         Tariffs(electricity=[old, _flat(name="x", effective_from="2024-06-01")])
+    # two versions open towards the past both run in 2024: which one bills is not a choice
+    # to leave to the list's order
+    with pytest.raises(ValueError, match="overlap"):
+        Tariffs(electricity=[old, _flat(name="y", effective_to="2026-01-01")])
     with pytest.raises(ValueError, match="effective_from must be before"):
         _flat(effective_from="2025-01-01", effective_to="2025-01-01")
 
