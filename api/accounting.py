@@ -524,6 +524,9 @@ async def summarize(state: State, park: Park, period: str) -> Summary:
         green = entered(figures, owner, "green_certificates_mwh", span, a, b)[0] or 0.0
         co2_market = market_based_co2(co2, electricity_co2, green, grid_kg)
         va, va_source = _value_added(park, level, sid, figures, span, a, b, days, days_in_year)
+        # intensities in the park's convention (products stay at the equal value, in which the
+        # 标杆/基准 levels are set)
+        tce = tce_equal if options.convention == "equal" else tce_equiv
         water = x.consumption.get("vol_m3", 0.0)
         products = []
         names_of_products = sorted(
@@ -568,15 +571,13 @@ async def summarize(state: State, park: Park, period: str) -> Summary:
                 electricity_share=electricity_tce / tce_equal if tce_equal else None,
                 value_added_cny=va,
                 value_added_source=va_source,
-                tce_per_10k_cny=tce_equal / (va / 1e4) if va else None,
+                tce_per_10k_cny=tce / (va / 1e4) if va else None,
                 water_m3_per_10k_cny=water / (va / 1e4) if va and water else None,
                 products=products,
                 land_cny_per_mu=(va / options.area_mu)
                 if level == "park" and va and options.area_mu
                 else None,
-                tce_per_mu=(tce_equal / options.area_mu)
-                if level == "park" and options.area_mu
-                else None,
+                tce_per_mu=(tce / options.area_mu) if level == "park" and options.area_mu else None,
             )
         )
     return Summary(
@@ -689,6 +690,11 @@ def _baseline_value_added(
     return None, "none"
 
 
+def _in_convention(options: AccountingOptions, subject: SubjectSummary) -> float:
+    """The subject's comprehensive energy in the park's electricity convention."""
+    return subject.tce_equal if options.convention == "equal" else subject.tce_equivalent
+
+
 def _baseline_measure(
     entered_value: tuple[float | None, str],
     measured: float | None,
@@ -739,7 +745,7 @@ async def targets(
     base_va, va_source = _baseline_value_added(p, owner, base_figs, ba, bb)
     base_energy, energy_source = _baseline_measure(
         entered(base_figs, owner, "energy_tce", "year", ba, bb),
-        base.tce_equal if measured else None,
+        _in_convention(options, base) if measured else None,
         base.completeness,
         options.baseline_min_completeness,
         base_year,
@@ -751,7 +757,7 @@ async def targets(
         options.baseline_min_completeness,
         base_year,
     )
-    ei = subject.tce_equal / (va / 1e4) if va else None
+    ei = _in_convention(options, subject) / (va / 1e4) if va else None
     wi = subject.consumption.get("vol_m3", 0.0) / (va / 1e4) if va else None
     bei = base_energy / (base_va / 1e4) if base_energy is not None and base_va else None
     bwi = base_water / (base_va / 1e4) if base_water is not None and base_va else None

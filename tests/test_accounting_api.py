@@ -58,8 +58,14 @@ PARK = {
 
 
 @pytest.fixture
-async def client(influx_settings: InfluxSettings) -> AsyncIterator[httpx.AsyncClient]:
-    park = Park.model_validate(PARK)
+async def client(
+    influx_settings: InfluxSettings, request: pytest.FixtureRequest
+) -> AsyncIterator[httpx.AsyncClient]:
+    # a test may ask for the park with another electricity convention (indirect parameter)
+    convention = getattr(request, "param", "equal")
+    park = Park.model_validate(
+        {**PARK, "accounting": {**PARK["accounting"], "convention": convention}}  # type: ignore[dict-item]
+    )
     t = np.arange(DAY, DAY + 24 * H + 1, 5 * 60_000)
     lines = []
     # ent-a's intake draws 60 kWh an hour; the park's main 2 % more (its losses)
@@ -500,3 +506,32 @@ async def test_targets_against_a_measured_baseline(
         "none: measured 2020 covers 50.0 % of the year (< 95 %)"
     )
     assert got["baseline_sources"]["value_added"] == "entered for every enterprise, summed"
+
+
+@pytest.mark.parametrize("client", ["equivalent"], indirect=True)
+async def test_intensities_follow_the_parks_convention(
+    client: httpx.AsyncClient, influx_settings: InfluxSettings
+) -> None:
+    # convention: equivalent. July: 1 440 kWh × 0.3055 = 439.92 kgce + gas 2 914.32 kgce =
+    # 3.35424 tce, over park.yaml's 3 100 万元 (365 M¥ × 31/365)
+    equivalent = 0.43992 + 2.91432
+    answer = await client.get("/parks/bill/accounting/summary", params={"period": "2025-07"})
+    ent = next(s for s in answer.json()["subjects"] if s["id"] == "ent-a")
+    assert ent["tce_equivalent"] == pytest.approx(equivalent)
+    assert ent["tce_per_10k_cny"] == pytest.approx(equivalent / 3100)
+    # the measured 2020 baseline the same way: 100 000 kWh × 0.3055 = 30.55 tce / 200 万元
+    start = int(datetime(2020, 1, 1, tzinfo=SHANGHAI).timestamp() * 1000)
+    tags = {"park": "bill", "level": "enterprise", "id": "ent-a", "utility": "electricity"}
+    tags["quantity"] = "e_kwh"
+    fields: dict[str, float | int | str | bool] = {"value": 100_000.0, "completeness": 1.0}
+    async with InfluxWriter(influx_settings, retention_policy="rollups") as out:
+        await out.write([encode_point("consumption_yearly", tags, fields, start)])
+    figures = [{"enterprise": "ent-a", "kind": "value_added_cny", "period": "2020", "value": 2e6}]
+    assert (await client.post("/parks/bill/accounting/figures", json=figures)).status_code == 201
+    got = (
+        await client.get(
+            "/parks/bill/accounting/targets", params={"year": 2025, "enterprise": "ent-a"}
+        )
+    ).json()
+    assert got["baseline_energy_intensity"] == pytest.approx(30.55 / 200)
+    assert got["energy_intensity"] == pytest.approx(equivalent / 36_500)
