@@ -311,6 +311,13 @@ async def post_replacement(
     quantity = body.quantity or counter
     if quantity is None:
         raise HTTPException(422, f"meter {meter!r} has no counter")
+    # the counters the accounting reads for this meter: another name would be stored and never
+    # applied
+    counters = {counter, "e_export_kwh" if m.utility is Utility.ELECTRICITY else counter}
+    if quantity not in counters:
+        raise HTTPException(
+            422, f"quantity {shown(quantity)}: meter {meter!r} counts {sorted(map(str, counters))}"
+        )
     t = _in_store_range("time", body.time if body.time.tzinfo else body.time.replace(tzinfo=p.zone))
     line = encode_point(
         REPLACEMENT_MEASUREMENT,
@@ -917,7 +924,11 @@ async def _max_demand(state: State, park: Park, enterprise: str, a: int, b: int)
 
 @router.get("/accounting/bill")
 async def bill(
-    state: StateDep, park: str, enterprise: str, month: str, shift_share: float = 0.1
+    state: StateDep,
+    park: str,
+    enterprise: str,
+    month: str,
+    shift_share: Annotated[float, Query(ge=0, le=1)] = 0.1,  # of the peak energy moved
 ) -> BillOut:
     return await compute_bill(state, _park(state, park), enterprise, month, shift_share)
 

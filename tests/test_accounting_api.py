@@ -535,3 +535,30 @@ async def test_intensities_follow_the_parks_convention(
     ).json()
     assert got["baseline_energy_intensity"] == pytest.approx(30.55 / 200)
     assert got["energy_intensity"] == pytest.approx(equivalent / 36_500)
+
+
+async def test_parameters_out_of_range_are_422(influx_settings: InfluxSettings) -> None:
+    park = Park.model_validate(PARK)
+    async with InfluxReader(influx_settings) as reader:
+        await reader.create_database()
+    app = create_app(ApiSettings(influx=influx_settings), SiteRegistry([park]))
+    async with serve(app) as base, httpx.AsyncClient(base_url=base, timeout=30) as c:
+        # a share of the peak energy moved: 0 to 1 (150 % would "save" more than the peak)
+        for share in (1.5, -0.1):
+            bill = await c.get(
+                "/parks/bill/accounting/bill",
+                params={"enterprise": "ent-a", "month": "2025-07", "shift_share": share},
+            )
+            assert bill.status_code == 422, bill.text
+        # an exchange of a counter the meter does not have would be stored and never applied
+        swap = await c.post(
+            "/parks/bill/meters/a-main/replacements",
+            json={
+                "time": "2025-07-16T10:00:00",
+                "old_final": 1.0,
+                "new_initial": 0.0,
+                "quantity": "vol_m3",
+            },
+        )
+        assert swap.status_code == 422, swap.text
+        assert "e_kwh" in swap.json()["detail"]
