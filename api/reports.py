@@ -430,7 +430,8 @@ def render_pdf(data: ReportData, lang: str) -> bytes:
     for a, b, c in data.rows(lang):
         pdf.cell(80, 6, text(a), border="B")
         pdf.cell(40, 6, text(b), border="B", align="R")
-        pdf.cell(0, 6, text(c), border="B", new_x="LMARGIN", new_y="NEXT")
+        # a long unit (the grid factor's document, value added's source) wraps in its column
+        pdf.multi_cell(0, 6, text(c), border="B", new_x="LMARGIN", new_y="NEXT")
     pdf.ln(4)
     pdf.cell(0, 6, text(t("products", lang)), new_x="LMARGIN", new_y="NEXT")
     for a, b, c in data.product_rows(lang):
