@@ -562,3 +562,40 @@ async def test_parameters_out_of_range_are_422(influx_settings: InfluxSettings) 
         )
         assert swap.status_code == 422, swap.text
         assert "e_kwh" in swap.json()["detail"]
+
+
+async def test_the_reports_days_without_data_are_empty_not_zero(
+    client: httpx.AsyncClient, influx_settings: InfluxSettings
+) -> None:
+    # August: ent-a's electricity has a daily rollup on the 1st only, its gas on the 1st and
+    # 2nd (electricity meter down on the 2nd), nothing after
+    lines = []
+    for day, utility, quantity, value, co2 in (
+        (1, "electricity", "e_kwh", 100.0, 52.27),
+        (1, "gas", "vol_nm3", 10.0, 21.62),
+        (2, "gas", "vol_nm3", 10.0, 21.62),
+    ):
+        tags = {"park": "bill", "level": "enterprise", "id": "ent-a", "utility": utility}
+        tags["quantity"] = quantity
+        fields: dict[str, float | int | str | bool] = {"value": value, "co2_kg": co2}
+        fields["completeness"] = 1.0
+        at = int(datetime(2025, 8, day, tzinfo=SHANGHAI).timestamp() * 1000)
+        lines.append(encode_point("consumption_daily", tags, fields, at))
+    async with InfluxWriter(influx_settings, retention_policy="rollups") as out:
+        await out.write(lines)
+    sheet = await client.get(
+        "/parks/bill/accounting/report",
+        params={"month": "2025-08", "enterprise": "ent-a", "format": "csv", "lang": "en"},
+    )
+    rows = list(csv.reader(io.StringIO(sheet.content.decode("utf-8-sig"))))
+    head = rows.index(["Grid electricity per day (kWh)", "CO₂ per day (kg)", "day"])
+    daily = rows[head + 1 :]
+    assert len(daily) == 31  # every day of the month, a gap included
+    assert daily[0] == ["100.000", "73.890", "08-01"]
+    assert daily[1] == ["", "21.620", "08-02"]  # no electricity that day: unknown, not 0
+    assert daily[2] == ["", "", "08-03"]
+    page = await client.get(
+        "/parks/bill/accounting/report",
+        params={"month": "2025-08", "enterprise": "ent-a", "format": "pdf", "lang": "zh"},
+    )
+    assert page.status_code == 200, page.text
