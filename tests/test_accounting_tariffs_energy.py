@@ -221,6 +221,31 @@ def test_a_month_is_billed_at_the_tariff_version_in_force() -> None:
         _flat(effective_from="2025-01-01", effective_to="2025-01-01")
 
 
+def test_every_published_regional_factor_is_in_the_data() -> None:
+    # the 2022 and 2023 columns of MEE/NBS's regional factors (accounting-facts §2, S): a
+    # park in East China in 2023 takes 2023's 0.5500, not 2022's 0.5617, and one in South
+    # China its region's 0.3869, not the national 0.5366
+    published = {
+        ("north", 2022): 0.6776,
+        ("north", 2023): 0.6361,
+        ("northeast", 2022): 0.5564,
+        ("northeast", 2023): 0.5122,
+        ("east", 2022): 0.5617,
+        ("east", 2023): 0.5500,
+        ("central", 2022): 0.5395,
+        ("central", 2023): 0.5271,
+        ("northwest", 2022): 0.5857,
+        ("northwest", 2023): 0.5543,
+        ("south", 2022): 0.3869,
+        ("south", 2023): 0.4042,
+        ("southwest", 2022): 0.2268,
+        ("southwest", 2023): 0.2472,
+    }
+    for (region, year), value in published.items():
+        f = grid_factor(AccountingOptions(region=region), year)
+        assert (f.region, f.data_year, f.value) == (region, year, value)
+
+
 def test_tce_and_co2_from_the_data_files() -> None:
     options = AccountingOptions()
     # 10 000 kWh at the equal value 0.1229 kgce/kWh = 1 229 kgce; at Chongqing's 2022 factor
