@@ -860,6 +860,12 @@ async def compute_bill(
             w.start[-2:] != "00" or w.end[-2:] != "00" for s in tariff.seasons for w in s.windows
         ):
             notes.append("the tariff has periods off the hour: hours are billed by their start")
+    if completeness < 1:
+        # the energy charges are for the hours measured: a partial month says so
+        notes.append(
+            f"readings cover {100 * completeness:.1f} % of the month's hours: the energy "
+            "charges are for the hours measured"
+        )
     last = datetime.fromtimestamp(b / 1000 - 1, tz=park.zone).date()
     if not tariff.in_force(last):
         notes.append(f"tariff {tariff.span} ends within the month: billed at it throughout")

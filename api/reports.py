@@ -249,6 +249,9 @@ class ReportData:
                     f"{b.shift_savings:,.2f} {b.currency}",
                 )
             )
+            # what the bill says about itself (a partial month, a contract floor, a tariff
+            # version ending within the month)
+            out += [(f"{head} {note}", "", "") for note in b.notes]
         out += [(note, "", "") for note in self.bill_notes]
         return out
 

@@ -127,6 +127,14 @@ async def test_bill_summary_figures_targets_and_reports(client: httpx.AsyncClien
     assert "placeholder" in bill["tariff_source"]
     # 10 % of critical and peak into the valley: 12 × 0.95 + 36 × 0.75 = 11.4 + 27 = 38.4
     assert bill["shift_savings"] == pytest.approx(38.4)
+    # one day of July's 744 hours is measured: the bill says so, and so does the report
+    coverage = "readings cover 3.2 % of the month's hours"
+    assert any(note.startswith(coverage) for note in bill["notes"])
+    sheet = await client.get(
+        "/parks/bill/accounting/report",
+        params={"month": "2025-07", "enterprise": "ent-a", "format": "csv", "lang": "en"},
+    )
+    assert coverage in sheet.content.decode("utf-8-sig")
 
     summary = (
         await client.get("/parks/bill/accounting/summary", params={"period": "2025-07"})
