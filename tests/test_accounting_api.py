@@ -273,8 +273,9 @@ async def test_bill_summary_figures_targets_and_reports(client: httpx.AsyncClien
     assert branch["losses"] == pytest.approx(28.8)
     assert branch["loss_share"] == pytest.approx(28.8 / 1468.8)
 
-    # 10 MWh more certificates (10.5 MWh × 0.5227 = 5.488 t) than the 1.44 MWh bought: they
-    # take all the grid electricity's 0.752688 t off, never the gas's 5.1888 t
+    # 10 MWh of certificates for the month (replacing the 0.5 entered; 10 × 0.5227 = 5.227 t),
+    # more than the 1.44 MWh bought: they take all the grid electricity's 0.752688 t off,
+    # never the gas's 5.1888 t
     more = [
         {"enterprise": "ent-a", "kind": "green_certificates_mwh", "period": "2025-07", "value": 10}
     ]
