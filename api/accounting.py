@@ -326,6 +326,13 @@ async def post_replacement(
     quantity = body.quantity or counter
     if quantity is None:
         raise HTTPException(422, f"meter {meter!r} has no counter")
+    # the counters the accounting reads for this meter: another name would be stored and never
+    # applied
+    counters = {counter, "e_export_kwh" if m.utility is Utility.ELECTRICITY else counter}
+    if quantity not in counters:
+        raise HTTPException(
+            422, f"quantity {shown(quantity)}: meter {meter!r} counts {sorted(map(str, counters))}"
+        )
     t = _in_store_range("time", body.time if body.time.tzinfo else body.time.replace(tzinfo=p.zone))
     line = encode_point(
         REPLACEMENT_MEASUREMENT,
@@ -455,6 +462,15 @@ def self_consumed_pv(consumption: dict[str, float]) -> float:
     return max(generated - consumption.get("e_export_kwh", 0.0), 0.0)
 
 
+def market_based_co2(
+    co2_t: float, electricity_co2_t: float, green_mwh: float, grid_kg: float
+) -> float:
+    """CO₂ after green certificates: their MWh at the grid factor come off the grid
+    electricity's CO₂ only — certificates beyond the electricity bought never take a fuel's
+    emissions away."""
+    return co2_t - min(max(green_mwh, 0.0) * grid_kg, electricity_co2_t)  # MWh × kg/kWh = t
+
+
 def estimated_energy_share(
     options: AccountingOptions,
     year: int,
@@ -508,7 +524,7 @@ async def summarize(state: State, park: Park, period: str) -> Summary:
         owner = sid if level == "enterprise" else "park"
         mine = [f for f in figures if f.get("enterprise") == owner]
         tce_equal = tce_equiv = co2 = 0.0
-        electricity_tce = 0.0
+        electricity_tce = electricity_co2 = 0.0
         for q, utility in ENERGY_QUANTITIES.items():
             amount = x.consumption.get(q, 0.0)
             conv = conversion(options, utility, year)
@@ -519,6 +535,7 @@ async def summarize(state: State, park: Park, period: str) -> Summary:
             co2 += amount * conv.co2_kg / 1000
             if utility is Utility.ELECTRICITY:
                 electricity_tce = amount * conv.kgce_equal / 1000
+                electricity_co2 = amount * conv.co2_kg / 1000
         pv = self_consumed_pv(x.consumption)
         if options.pv_in_energy and pv:
             e = conversion(options, Utility.ELECTRICITY, year)
@@ -527,8 +544,11 @@ async def summarize(state: State, park: Park, period: str) -> Summary:
                 tce_equiv += pv * e.kgce_equal / 1000
                 electricity_tce += pv * e.kgce_equal / 1000
         green = entered(figures, owner, "green_certificates_mwh", span, a, b)[0] or 0.0
-        co2_market = max(co2 - green * grid_kg, 0.0)  # MWh × kg/kWh = t
+        co2_market = market_based_co2(co2, electricity_co2, green, grid_kg)
         va, va_source = _value_added(park, level, sid, figures, span, a, b, days, days_in_year)
+        # intensities in the park's convention (products stay at the equal value, in which the
+        # 标杆/基准 levels are set)
+        tce = tce_equal if options.convention == "equal" else tce_equiv
         water = x.consumption.get("vol_m3", 0.0)
         products = []
         names_of_products = sorted(
@@ -573,15 +593,13 @@ async def summarize(state: State, park: Park, period: str) -> Summary:
                 electricity_share=electricity_tce / tce_equal if tce_equal else None,
                 value_added_cny=va,
                 value_added_source=va_source,
-                tce_per_10k_cny=tce_equal / (va / 1e4) if va else None,
+                tce_per_10k_cny=tce / (va / 1e4) if va else None,
                 water_m3_per_10k_cny=water / (va / 1e4) if va and water else None,
                 products=products,
                 land_cny_per_mu=(va / options.area_mu)
                 if level == "park" and va and options.area_mu
                 else None,
-                tce_per_mu=(tce_equal / options.area_mu)
-                if level == "park" and options.area_mu
-                else None,
+                tce_per_mu=(tce / options.area_mu) if level == "park" and options.area_mu else None,
             )
         )
     return Summary(
@@ -694,6 +712,11 @@ def _baseline_value_added(
     return None, "none"
 
 
+def _in_convention(options: AccountingOptions, subject: SubjectSummary) -> float:
+    """The subject's comprehensive energy in the park's electricity convention."""
+    return subject.tce_equal if options.convention == "equal" else subject.tce_equivalent
+
+
 def _baseline_measure(
     entered_value: tuple[float | None, str],
     measured: float | None,
@@ -745,7 +768,7 @@ async def targets(
     base_va, va_source = _baseline_value_added(p, owner, base_figs, ba, bb)
     base_energy, energy_source = _baseline_measure(
         entered(base_figs, owner, "energy_tce", "year", ba, bb),
-        base.tce_equal if measured else None,
+        _in_convention(options, base) if measured else None,
         base.completeness,
         options.baseline_min_completeness,
         base_year,
@@ -757,7 +780,7 @@ async def targets(
         options.baseline_min_completeness,
         base_year,
     )
-    ei = subject.tce_equal / (va / 1e4) if va else None
+    ei = _in_convention(options, subject) / (va / 1e4) if va else None
     wi = subject.consumption.get("vol_m3", 0.0) / (va / 1e4) if va else None
     bei = base_energy / (base_va / 1e4) if base_energy is not None and base_va else None
     bwi = base_water / (base_va / 1e4) if base_water is not None and base_va else None
@@ -853,6 +876,12 @@ async def compute_bill(
             w.start[-2:] != "00" or w.end[-2:] != "00" for s in tariff.seasons for w in s.windows
         ):
             notes.append("the tariff has periods off the hour: hours are billed by their start")
+    if completeness < 1:
+        # the energy charges are for the hours measured: a partial month says so
+        notes.append(
+            f"readings cover {100 * completeness:.1f} % of the month's hours: the energy "
+            "charges are for the hours measured"
+        )
     last = datetime.fromtimestamp(b / 1000 - 1, tz=park.zone).date()
     if not tariff.in_force(last):
         notes.append(f"tariff {tariff.span} ends within the month: billed at it throughout")
@@ -917,7 +946,11 @@ async def _max_demand(state: State, park: Park, enterprise: str, a: int, b: int)
 
 @router.get("/accounting/bill")
 async def bill(
-    state: StateDep, park: str, enterprise: str, month: str, shift_share: float = 0.1
+    state: StateDep,
+    park: str,
+    enterprise: str,
+    month: str,
+    shift_share: Annotated[float, Query(ge=0, le=1)] = 0.1,  # of the peak energy moved
 ) -> BillOut:
     return await compute_bill(state, _park(state, park), enterprise, month, shift_share)
 

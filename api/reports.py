@@ -14,7 +14,7 @@ import html
 import io
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -157,8 +157,9 @@ class ReportData:
     summary: Summary
     bills: list[BillOut]
     days: list[str]
-    daily_kwh: list[float]
-    daily_co2: list[float]
+    # every day of the month; None: no rollup that day (a gap, shown empty, never as zero)
+    daily_kwh: list[float | None]
+    daily_co2: list[float | None]
     generated: datetime = field(default_factory=datetime.now)
     bill_notes: list[str] = field(default_factory=list)  # bills that could not be made
 
@@ -248,6 +249,9 @@ class ReportData:
                     f"{b.shift_savings:,.2f} {b.currency}",
                 )
             )
+            # what the bill says about itself (a partial month, a contract floor, a tariff
+            # version ending within the month)
+            out += [(f"{head} {note}", "", "") for note in b.notes]
         out += [(note, "", "") for note in self.bill_notes]
         return out
 
@@ -280,7 +284,12 @@ async def build_report(state: State, park: Park, month: str, enterprise: str | N
                 kwh[day] = kwh.get(day, 0.0) + float(r["value"])
             if r.get("co2_kg") is not None:
                 co2[day] = co2.get(day, 0.0) + float(r["co2_kg"])
-    days = sorted(set(kwh) | set(co2))
+    first = datetime.fromtimestamp(a / 1000, tz=park.zone)
+    days: list[int] = []
+    while (on := first + timedelta(days=len(days))).month == first.month:
+        # the local day's start as the rollups stamp it (a midnight the clock skips: fold 0
+        # is the instant it jumps from)
+        days.append(int(datetime(on.year, on.month, on.day, tzinfo=park.zone).timestamp() * 1000))
     return ReportData(
         park,
         month,
@@ -288,8 +297,8 @@ async def build_report(state: State, park: Park, month: str, enterprise: str | N
         summary,
         bills,
         [datetime.fromtimestamp(d / 1000, tz=park.zone).strftime("%m-%d") for d in days],
-        [kwh.get(d, 0.0) for d in days],
-        [co2.get(d, 0.0) for d in days],
+        [kwh.get(d) for d in days],
+        [co2.get(d) for d in days],
         datetime.now(tz=park.zone),
         bill_notes,
     )
@@ -322,25 +331,28 @@ def render_csv(data: ReportData, lang: str) -> bytes:
     w.writerow([])
     w.writerow([t("daily_kwh", lang), t("daily_co2", lang), "day"])
     for d, k, c in zip(data.days, data.daily_kwh, data.daily_co2, strict=True):
-        w.writerow([f"{k:.3f}", f"{c:.3f}", d])
+        w.writerow(["" if k is None else f"{k:.3f}", "" if c is None else f"{c:.3f}", d])
     # a byte-order mark so spreadsheet programs read the Chinese labels as UTF-8
     return ("\ufeff" + buf.getvalue()).encode("utf-8")
 
 
-def _svg_bars(labels: list[str], values: list[float], colour: str) -> str:
+def _svg_bars(labels: list[str], values: list[float | None], colour: str) -> str:
     width, height, pad = 720, 180, 30
-    if not values:
+    known = [v for v in values if v is not None]
+    if not known:
         return "<p>—</p>"
-    top = max(values) or 1.0
+    top = max(known) or 1.0
     bar = (width - 2 * pad) / len(values)
     parts = [f'<svg width="{width}" height="{height + 30}" xmlns="http://www.w3.org/2000/svg">']
     for i, (label, v) in enumerate(zip(labels, values, strict=True)):
-        h = (height - pad) * v / top
         x = pad + i * bar
-        parts.append(
-            f'<rect x="{x:.1f}" y="{height - h:.1f}" width="{max(bar - 2, 1):.1f}" '
-            f'height="{h:.1f}" fill="{colour}"><title>{html.escape(label)}: {v:,.1f}</title></rect>'
-        )
+        if v is not None:  # a day without data has no bar, not a bar of zero
+            h = (height - pad) * v / top
+            parts.append(
+                f'<rect x="{x:.1f}" y="{height - h:.1f}" width="{max(bar - 2, 1):.1f}" '
+                f'height="{h:.1f}" fill="{colour}"><title>{html.escape(label)}: {v:,.1f}</title>'
+                "</rect>"
+            )
         if i % max(1, len(values) // 10) == 0:
             parts.append(
                 f'<text x="{x:.1f}" y="{height + 15}" font-size="10">{html.escape(label)}</text>'
@@ -430,7 +442,8 @@ def render_pdf(data: ReportData, lang: str) -> bytes:
     for a, b, c in data.rows(lang):
         pdf.cell(80, 6, text(a), border="B")
         pdf.cell(40, 6, text(b), border="B", align="R")
-        pdf.cell(0, 6, text(c), border="B", new_x="LMARGIN", new_y="NEXT")
+        # a long unit (the grid factor's document, value added's source) wraps in its column
+        pdf.multi_cell(0, 6, text(c), border="B", new_x="LMARGIN", new_y="NEXT")
     pdf.ln(4)
     pdf.cell(0, 6, text(t("products", lang)), new_x="LMARGIN", new_y="NEXT")
     for a, b, c in data.product_rows(lang):
@@ -459,13 +472,16 @@ def render_pdf(data: ReportData, lang: str) -> bytes:
     return bytes(pdf.output())
 
 
-def _pdf_bars(pdf: Any, values: list[float], colour: tuple[int, int, int]) -> None:
+def _pdf_bars(pdf: Any, values: list[float | None], colour: tuple[int, int, int]) -> None:
     x0, y0, w, h = pdf.get_x(), pdf.get_y(), 180.0, 35.0
-    if values:
-        top = max(values) or 1.0
+    known = [v for v in values if v is not None]
+    if known:
+        top = max(known) or 1.0
         bar = w / len(values)
         pdf.set_fill_color(*colour)
         for i, v in enumerate(values):
+            if v is None:
+                continue  # no data that day: no bar
             bh = h * v / top
             pdf.rect(x0 + i * bar, y0 + h - bh, max(bar - 0.5, 0.2), bh, style="F")
     pdf.set_y(y0 + h + 2)

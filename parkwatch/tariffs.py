@@ -214,9 +214,8 @@ def _versions(ref: TariffVersions) -> list[ElectricityTariff]:
 def _checked(ref: TariffVersions) -> TariffVersions:
     versions = sorted(_versions(ref), key=lambda v: v.effective_from or date.min)
     for before, after in pairwise(versions):
-        if before.effective_to is None or (
-            after.effective_from is not None and before.effective_to > after.effective_from
-        ):
+        # a version without effective_from runs from the beginning: it overlaps any before it
+        if before.effective_to is None or before.effective_to > (after.effective_from or date.min):
             raise ValueError(f"tariff versions overlap: {before.span} and {after.span}")
     return ref
 
@@ -332,10 +331,13 @@ def monthly_bill(
     notes: list[str] = []
     if total_kwh > 0:
         mean_price = sum(energy.values()) / total_kwh
-        for tier in sorted(tariff.tiers, key=lambda t: t.above_kwh):
-            above = max(total_kwh - tier.above_kwh, 0.0)
-            # the part above each threshold is priced at its multiple of its own mean price
-            surcharge += above * mean_price * (tier.multiplier - 1.0)
+        tiers = sorted(tariff.tiers, key=lambda t: t.above_kwh)
+        uppers = [t.above_kwh for t in tiers[1:]] + [total_kwh]
+        for tier, upper in zip(tiers, uppers[: len(tiers)], strict=True):
+            # each band, from its threshold to the next one's, at its own multiple of the mean
+            # price (a higher tier replaces the lower tier's multiple, it does not add to it)
+            band = max(min(total_kwh, upper) - tier.above_kwh, 0.0)
+            surcharge += band * mean_price * (tier.multiplier - 1.0)
     demand_charge = 0.0
     billed: float | None = None
     d = tariff.demand

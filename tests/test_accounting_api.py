@@ -58,8 +58,14 @@ PARK = {
 
 
 @pytest.fixture
-async def client(influx_settings: InfluxSettings) -> AsyncIterator[httpx.AsyncClient]:
-    park = Park.model_validate(PARK)
+async def client(
+    influx_settings: InfluxSettings, request: pytest.FixtureRequest
+) -> AsyncIterator[httpx.AsyncClient]:
+    # a test may ask for the park with another electricity convention (indirect parameter)
+    convention = getattr(request, "param", "equal")
+    park = Park.model_validate(
+        {**PARK, "accounting": {**PARK["accounting"], "convention": convention}}  # type: ignore[dict-item]
+    )
     t = np.arange(DAY, DAY + 24 * H + 1, 5 * 60_000)
     lines = []
     # ent-a's intake draws 60 kWh an hour; the park's main 2 % more (its losses)
@@ -121,6 +127,14 @@ async def test_bill_summary_figures_targets_and_reports(client: httpx.AsyncClien
     assert "placeholder" in bill["tariff_source"]
     # 10 % of critical and peak into the valley: 12 × 0.95 + 36 × 0.75 = 11.4 + 27 = 38.4
     assert bill["shift_savings"] == pytest.approx(38.4)
+    # one day of July's 744 hours is measured: the bill says so, and so does the report
+    coverage = "readings cover 3.2 % of the month's hours"
+    assert any(note.startswith(coverage) for note in bill["notes"])
+    sheet = await client.get(
+        "/parks/bill/accounting/report",
+        params={"month": "2025-07", "enterprise": "ent-a", "format": "csv", "lang": "en"},
+    )
+    assert coverage in sheet.content.decode("utf-8-sig")
 
     summary = (
         await client.get("/parks/bill/accounting/summary", params={"period": "2025-07"})
@@ -258,6 +272,19 @@ async def test_bill_summary_figures_targets_and_reports(client: httpx.AsyncClien
     assert branch["children"] == pytest.approx({"a-main": 1440.0})
     assert branch["losses"] == pytest.approx(28.8)
     assert branch["loss_share"] == pytest.approx(28.8 / 1468.8)
+
+    # 10 MWh of certificates for the month (replacing the 0.5 entered; 10 × 0.5227 = 5.227 t),
+    # more than the 1.44 MWh bought: they take all the grid electricity's 0.752688 t off,
+    # never the gas's 5.1888 t
+    more = [
+        {"enterprise": "ent-a", "kind": "green_certificates_mwh", "period": "2025-07", "value": 10}
+    ]
+    assert (await client.post("/parks/bill/accounting/figures", json=more)).status_code == 201
+    summary = (
+        await client.get("/parks/bill/accounting/summary", params={"period": "2025-07"})
+    ).json()
+    ent = next(s for s in summary["subjects"] if s["id"] == "ent-a")
+    assert ent["co2_t_market"] == pytest.approx(5.1888)
 
     too_long = await client.get(
         "/parks/bill/accounting/consumption",
@@ -508,3 +535,96 @@ async def test_unknown_ids_and_years_are_named(influx_settings: InfluxSettings) 
         targets = await c.get("/parks/bill/accounting/targets", params={"year": 1})
         assert targets.status_code == 422
         assert targets.json()["detail"].startswith("year 1:"), targets.text
+
+
+@pytest.mark.parametrize("client", ["equivalent"], indirect=True)
+async def test_intensities_follow_the_parks_convention(
+    client: httpx.AsyncClient, influx_settings: InfluxSettings
+) -> None:
+    # convention: equivalent. July: 1 440 kWh × 0.3055 = 439.92 kgce + gas 2 914.32 kgce =
+    # 3.35424 tce, over park.yaml's 3 100 万元 (365 M¥ × 31/365)
+    equivalent = 0.43992 + 2.91432
+    answer = await client.get("/parks/bill/accounting/summary", params={"period": "2025-07"})
+    ent = next(s for s in answer.json()["subjects"] if s["id"] == "ent-a")
+    assert ent["tce_equivalent"] == pytest.approx(equivalent)
+    assert ent["tce_per_10k_cny"] == pytest.approx(equivalent / 3100)
+    # the measured 2020 baseline the same way: 100 000 kWh × 0.3055 = 30.55 tce / 200 万元
+    start = int(datetime(2020, 1, 1, tzinfo=SHANGHAI).timestamp() * 1000)
+    tags = {"park": "bill", "level": "enterprise", "id": "ent-a", "utility": "electricity"}
+    tags["quantity"] = "e_kwh"
+    fields: dict[str, float | int | str | bool] = {"value": 100_000.0, "completeness": 1.0}
+    async with InfluxWriter(influx_settings, retention_policy="rollups") as out:
+        await out.write([encode_point("consumption_yearly", tags, fields, start)])
+    figures = [{"enterprise": "ent-a", "kind": "value_added_cny", "period": "2020", "value": 2e6}]
+    assert (await client.post("/parks/bill/accounting/figures", json=figures)).status_code == 201
+    got = (
+        await client.get(
+            "/parks/bill/accounting/targets", params={"year": 2025, "enterprise": "ent-a"}
+        )
+    ).json()
+    assert got["baseline_energy_intensity"] == pytest.approx(30.55 / 200)
+    assert got["energy_intensity"] == pytest.approx(equivalent / 36_500)
+
+
+async def test_parameters_out_of_range_are_422(influx_settings: InfluxSettings) -> None:
+    park = Park.model_validate(PARK)
+    async with InfluxReader(influx_settings) as reader:
+        await reader.create_database()
+    app = create_app(ApiSettings(influx=influx_settings), SiteRegistry([park]))
+    async with serve(app) as base, httpx.AsyncClient(base_url=base, timeout=30) as c:
+        # a share of the peak energy moved: 0 to 1 (150 % would "save" more than the peak)
+        for share in (1.5, -0.1):
+            bill = await c.get(
+                "/parks/bill/accounting/bill",
+                params={"enterprise": "ent-a", "month": "2025-07", "shift_share": share},
+            )
+            assert bill.status_code == 422, bill.text
+        # an exchange of a counter the meter does not have would be stored and never applied
+        swap = await c.post(
+            "/parks/bill/meters/a-main/replacements",
+            json={
+                "time": "2025-07-16T10:00:00",
+                "old_final": 1.0,
+                "new_initial": 0.0,
+                "quantity": "vol_m3",
+            },
+        )
+        assert swap.status_code == 422, swap.text
+        assert "e_kwh" in swap.json()["detail"]
+
+
+async def test_the_reports_days_without_data_are_empty_not_zero(
+    client: httpx.AsyncClient, influx_settings: InfluxSettings
+) -> None:
+    # August: ent-a's electricity has a daily rollup on the 1st only, its gas on the 1st and
+    # 2nd (electricity meter down on the 2nd), nothing after
+    lines = []
+    for day, utility, quantity, value, co2 in (
+        (1, "electricity", "e_kwh", 100.0, 52.27),
+        (1, "gas", "vol_nm3", 10.0, 21.62),
+        (2, "gas", "vol_nm3", 10.0, 21.62),
+    ):
+        tags = {"park": "bill", "level": "enterprise", "id": "ent-a", "utility": utility}
+        tags["quantity"] = quantity
+        fields: dict[str, float | int | str | bool] = {"value": value, "co2_kg": co2}
+        fields["completeness"] = 1.0
+        at = int(datetime(2025, 8, day, tzinfo=SHANGHAI).timestamp() * 1000)
+        lines.append(encode_point("consumption_daily", tags, fields, at))
+    async with InfluxWriter(influx_settings, retention_policy="rollups") as out:
+        await out.write(lines)
+    sheet = await client.get(
+        "/parks/bill/accounting/report",
+        params={"month": "2025-08", "enterprise": "ent-a", "format": "csv", "lang": "en"},
+    )
+    rows = list(csv.reader(io.StringIO(sheet.content.decode("utf-8-sig"))))
+    head = rows.index(["Grid electricity per day (kWh)", "CO₂ per day (kg)", "day"])
+    daily = rows[head + 1 :]
+    assert len(daily) == 31  # every day of the month, a gap included
+    assert daily[0] == ["100.000", "73.890", "08-01"]
+    assert daily[1] == ["", "21.620", "08-02"]  # no electricity that day: unknown, not 0
+    assert daily[2] == ["", "", "08-03"]
+    page = await client.get(
+        "/parks/bill/accounting/report",
+        params={"month": "2025-08", "enterprise": "ent-a", "format": "pdf", "lang": "zh"},
+    )
+    assert page.status_code == 200, page.text

@@ -220,6 +220,57 @@ async def test_replacements_from_events_and_the_api_and_raw_retention(
 
 
 @pytest.mark.anyio
+async def test_a_new_meter_standing_still_after_an_event_counts_nothing(
+    influx_settings: InfluxSettings,
+) -> None:
+    """a-main is exchanged at 23:30 (a reading a minute, 1 kWh a minute before); the new
+    meter reads 500 and stands still for 20 minutes (the line is off), then counts 1 kWh a
+    minute again. Only the meter-fault detector's event tells of the exchange. 23:00-24:00:
+    29 measured kWh before it, the exchange minute estimated at the meter's rate (99 kWh over
+    the 119 minutes of plain pairs: 99/119 kWh), nothing while it stands, 10 kWh after:
+    39 + 99/119. Each reading of 500 taken as the exchange made 20 kWh out of nothing."""
+    park = Park.model_validate(PARK)
+    t = np.arange(START, START + 2 * H + 1, MIN)
+    swap = START + 90 * MIN
+    restart = swap + 20 * MIN
+    v = np.where(
+        t < swap, 1000.0 + 60.0 * (t - START) / H, 500.0 + 60.0 * np.maximum(t - restart, 0) / H
+    )
+    tags = {"park": "acct", "enterprise": "x", "meter": "a-main"}
+    lines = [
+        encode_point("electricity", tags, {"e_kwh": float(x)}, int(ti))
+        for ti, x in zip(t, v, strict=True)
+    ]
+    lines.append(
+        encode_point(
+            "anomaly",
+            {
+                "park": "acct",
+                "kind": "meter_replacement",
+                "family": "meter_fault",
+                "meter": "a-main",
+            },
+            {"evidence": '{"quantity": "e_kwh", "old_reading": 1089.0, "new_reading": 500.0}'},
+            swap + MIN,
+        )
+    )
+    config = RollupConfig(recent_s=3 * 3600, retention_policy="rollups")
+    async with InfluxReader(influx_settings) as reader:
+        await reader.create_database()
+        await ensure_retention(reader, config)
+        async with InfluxWriter(influx_settings, flush_interval_s=0.05) as raw:
+            await raw.write(lines)
+        async with InfluxWriter(
+            influx_settings, flush_interval_s=0.05, retention_policy="rollups"
+        ) as out:
+            await RollupJob(park, reader, out, config).run(START + 2 * H)
+        hourly = await rows(reader, Period.HOUR, "level = 'meter' AND id = 'a-main'")
+    second = START + H
+    assert hourly[("a-main", second)]["value"] == pytest.approx(39 + 99 / 119)
+    assert hourly[("a-main", second)]["estimated"] == pytest.approx(99 / 119)
+
+
+@pytest.mark.anyio
 async def test_a_replacement_entered_days_later_is_applied(
     influx_settings: InfluxSettings,
 ) -> None:
@@ -269,3 +320,74 @@ async def test_a_replacement_entered_days_later_is_applied(
     # the local day 2025-03-01 (its last two hours are here) follows: 60 + 61
     day = int(datetime(2025, 3, 1, tzinfo=SHANGHAI).timestamp() * 1000)
     assert daily[("b-main", day)]["value"] == pytest.approx(60 + 61)
+
+
+@pytest.mark.anyio
+async def test_an_outage_longer_than_the_recent_window_keeps_its_consumption(
+    influx_settings: InfluxSettings,
+) -> None:
+    """a-main (60 kWh an hour, a reading a minute) goes silent from 23:00 to 01:00, its
+    register counting on; the job runs every few minutes as it does live. When the readings
+    come back, the 120 kWh the register gained over the outage are the two silent hours'
+    consumption, estimated (spread over them) — not lost because the last reading before the
+    outage had left the job's recent window: days 60 + 60 and 60 + 60, not 60 and 60."""
+    park = Park.model_validate(PARK)
+    t = np.arange(START, START + 4 * H + 1, MIN)
+    silent = (t > START + H) & (t < START + 3 * H)
+    config = RollupConfig(retention_policy="rollups")
+
+    async def write(times: np.ndarray) -> None:
+        async with InfluxWriter(influx_settings, flush_interval_s=0.05) as raw:
+            await raw.write([line for line in raw_lines(times, "a-main")])
+
+    async with InfluxReader(influx_settings) as reader:
+        await reader.create_database()
+        await ensure_retention(reader, config)
+        await write(t[t <= START + H])
+        async with InfluxWriter(
+            influx_settings, flush_interval_s=0.05, retention_policy="rollups"
+        ) as out:
+            job = RollupJob(park, reader, out, config)
+            for now in range(START + H, START + 3 * H, 5 * MIN):  # every 5 minutes, silent
+                await job.run(now)
+            await write(t[(t >= START + 3 * H)])
+            for now in range(START + 3 * H, START + 4 * H + 1, 5 * MIN):
+                await job.run(now)
+        hourly = await rows(reader, Period.HOUR, "level = 'meter' AND id = 'a-main'")
+        daily = await rows(reader, Period.DAY, "level = 'meter' AND id = 'a-main'")
+    assert not silent[0]
+    for k in range(4):
+        assert hourly[("a-main", START + k * H)]["value"] == pytest.approx(60.0)
+    for k in (1, 2):  # the silent hours: estimated, not measured
+        assert hourly[("a-main", START + k * H)]["estimated"] == pytest.approx(60.0)
+        assert hourly[("a-main", START + k * H)]["completeness"] == pytest.approx(0.0)
+    day1 = int(datetime(2025, 3, 1, tzinfo=SHANGHAI).timestamp() * 1000)
+    assert daily[("a-main", day1)]["value"] == pytest.approx(120.0)
+    assert daily[("a-main", START + 2 * H)]["value"] == pytest.approx(120.0)
+
+
+@pytest.mark.anyio
+async def test_live_passes_keep_each_hour_whole(influx_settings: InfluxSettings) -> None:
+    """As live: a reading a minute, the job every 5 minutes with its default 15-minute recent
+    window. Every pass rewrites the hour its window starts in; that hour must be computed
+    from its own start, not from the window's (the hour ending 23:00 was rewritten at 23:10
+    from 22:39 on: 21 kWh of 60)."""
+    park = Park.model_validate(PARK)
+    t = np.arange(START, START + 3 * H + 1, MIN)
+    config = RollupConfig(retention_policy="rollups")
+    async with InfluxReader(influx_settings) as reader:
+        await reader.create_database()
+        await ensure_retention(reader, config)
+        async with (
+            InfluxWriter(influx_settings, flush_interval_s=0.05) as raw,
+            InfluxWriter(influx_settings, flush_interval_s=0.05, retention_policy="rollups") as out,
+        ):
+            job = RollupJob(park, reader, out, config)
+            await raw.write_now(raw_lines(t[:1], "a-main"))
+            for now in range(START + 5 * MIN, START + 3 * H + 1, 5 * MIN):
+                await raw.write_now(raw_lines(t[(t > now - 5 * MIN) & (t <= now)], "a-main"))
+                await job.run(now)
+        hourly = await rows(reader, Period.HOUR, "level = 'meter' AND id = 'a-main'")
+    for k in range(3):
+        assert hourly[("a-main", START + k * H)]["value"] == pytest.approx(60.0)
+        assert hourly[("a-main", START + k * H)]["completeness"] == pytest.approx(1.0)

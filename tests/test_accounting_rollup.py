@@ -53,6 +53,25 @@ def test_months_and_years_and_a_dst_zone() -> None:
     assert hours.size - 1 == 23
 
 
+def test_a_day_whose_midnight_the_clock_skips_still_starts() -> None:
+    # Santiago starts summer time at midnight: 2024-09-08 runs from 01:00 (-03), 23 hours;
+    # Cairo on 2024-04-26 the same. The day is not merged into the one before.
+    for zone, day in ((ZoneInfo("America/Santiago"), 8), (ZoneInfo("Africa/Cairo"), 26)):
+        month = 9 if day == 8 else 4
+        edges = local_edges(
+            ms(2024, month, day - 1, zone=zone),
+            ms(2024, month, day + 1, zone=zone),
+            zone,
+            Period.DAY,
+        )
+        starts = [datetime.fromtimestamp(e / 1000, zone).strftime("%d %H:%M") for e in edges]
+        assert starts == [f"{day - 1:02d} 00:00", f"{day:02d} 01:00", f"{day + 1:02d} 00:00"]
+        assert (edges[2] - edges[1]) == 23 * H
+        # its hours: 01:00 to 24:00
+        hours = local_edges(int(edges[1]), int(edges[2]), zone, Period.HOUR)
+        assert hours.size - 1 == 23
+
+
 def test_a_day_is_the_sum_of_its_hours_with_completeness_and_estimates() -> None:
     # 48 local hours of 1 kWh, hour 5 unknown, hour 30 half covered and estimated 0.4:
     # day 1 = 23 kWh (completeness 23/24), day 2 = 24 kWh (completeness 23.5/24, 0.4 est.)

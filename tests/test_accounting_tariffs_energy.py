@@ -124,6 +124,29 @@ def test_tiers_and_capacity_charge() -> None:
     assert bill.total == pytest.approx(750 + 125 + 9_040)
 
 
+def test_two_tiers_each_band_at_its_own_multiple() -> None:
+    # flat 0.5; 1 000-2 000 kWh × 1.5, above 2 000 × 2: 2 500 kWh →
+    # 1 000 × 0.5 + 1 000 × 0.75 + 500 × 1.0 = 500 + 750 + 500 = 1 750, of which the
+    # surcharge is 1 000 × 0.25 + 500 × 0.5 = 250 + 250 = 500 (not 500 × 0.75 more: the
+    # energy above 2 000 kWh costs twice the price, not 2.5 times)
+    tariff = ElectricityTariff(
+        name="t",
+        prices={TouPeriod.FLAT: 0.5},
+        seasons=[
+            {
+                "months": list(range(1, 13)),
+                "windows": [{"period": "flat", "start": "00:00", "end": "24:00"}],
+            }
+        ],  # type: ignore[list-item]
+        tiers=[Tier(above_kwh=2000, multiplier=2.0), Tier(above_kwh=1000, multiplier=1.5)],
+    )
+    bill = monthly_bill(tariff, {TouPeriod.FLAT: 2500.0})
+    assert bill.tier_surcharge == pytest.approx(500.0)
+    assert bill.total == pytest.approx(1_750.0)
+    # below the second threshold only the first band: 1 500 kWh → 500 × 0.25 = 125
+    assert monthly_bill(tariff, {TouPeriod.FLAT: 1500.0}).tier_surcharge == pytest.approx(125.0)
+
+
 def _flat(**extra: object) -> ElectricityTariff:
     return ElectricityTariff.model_validate(
         {
@@ -190,8 +213,37 @@ def test_a_month_is_billed_at_the_tariff_version_in_force() -> None:
         tariffs.electricity_for("late", on=date(2024, 6, 1))
     with pytest.raises(ValueError, match="overlap"):
         Tariffs(electricity=[old, _flat(name="x", effective_from="2024-06-01")])
+    # two versions open towards the past both run in 2024: which one bills is not a choice
+    # to leave to the list's order
+    with pytest.raises(ValueError, match="overlap"):
+        Tariffs(electricity=[old, _flat(name="y", effective_to="2026-01-01")])
     with pytest.raises(ValueError, match="effective_from must be before"):
         _flat(effective_from="2025-01-01", effective_to="2025-01-01")
+
+
+def test_every_published_regional_factor_is_in_the_data() -> None:
+    # the 2022 and 2023 columns of MEE/NBS's regional factors (accounting-facts §2, S): a
+    # park in East China in 2023 takes 2023's 0.5500, not 2022's 0.5617, and one in South
+    # China its region's 0.3869, not the national 0.5366
+    published = {
+        ("north", 2022): 0.6776,
+        ("north", 2023): 0.6361,
+        ("northeast", 2022): 0.5564,
+        ("northeast", 2023): 0.5122,
+        ("east", 2022): 0.5617,
+        ("east", 2023): 0.5500,
+        ("central", 2022): 0.5395,
+        ("central", 2023): 0.5271,
+        ("northwest", 2022): 0.5857,
+        ("northwest", 2023): 0.5543,
+        ("south", 2022): 0.3869,
+        ("south", 2023): 0.4042,
+        ("southwest", 2022): 0.2268,
+        ("southwest", 2023): 0.2472,
+    }
+    for (region, year), value in published.items():
+        f = grid_factor(AccountingOptions(region=region), year)
+        assert (f.region, f.data_year, f.value) == (region, year, value)
 
 
 def test_tce_and_co2_from_the_data_files() -> None:
@@ -242,6 +294,17 @@ def test_light_all_day_on_sundays_and_kepco_seasons() -> None:
     assert period(2018, 6, 4, 23, 30) == "valley"
     # Sunday 2018-01-07: light all day
     assert period(2018, 1, 7, 18, 0) == "valley"
+
+
+def test_green_certificates_take_off_the_grid_electricity_co2_only() -> None:
+    from api.accounting import market_based_co2
+
+    # 100 MWh from the grid at 0.5227 kg/kWh = 52.27 t, and gas 21.62 t: 73.89 t in all.
+    # 20 MWh of certificates: 20 × 0.5227 = 10.454 t off → 63.436 t
+    assert market_based_co2(73.89, 52.27, 20.0, 0.5227) == pytest.approx(63.436)
+    # 200 MWh of certificates cover all 100 MWh bought (at most 52.27 t off): the gas's
+    # 21.62 t stay
+    assert market_based_co2(73.89, 52.27, 200.0, 0.5227) == pytest.approx(21.62)
 
 
 def test_only_self_consumed_pv_counts_in_comprehensive_energy() -> None:

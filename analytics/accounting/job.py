@@ -166,6 +166,7 @@ class RollupJob:
         self.max_gap_ms = int(self.max_gap.max()) if self.max_gap.size else 900_000
         self.late: list[tuple[str, int, int]] = []
         self.seen_replacements: set[tuple[str, str, int]] = set()
+        self.seen_resumed: set[tuple[str, int]] = set()  # (meter, first reading after a gap)
         self.points_written = 0
         self.runs = 0
         self.done_ms: int | None = None  # the last good run's time
@@ -221,19 +222,30 @@ class RollupJob:
     ) -> tuple[int, int, int] | None:
         # the pair across the first edge is all the regular pass needs (one further apart is a
         # gap); a late reading's neighbours may be further away
-        margin = int(self.config.margin_s * 1000) if exact else self.max_gap_ms + 60_000
+        pair = self.max_gap_ms + 60_000
+        margin = int(self.config.margin_s * 1000) if exact else pair
         zone = self.park.zone
-        raw = await self._raw(rows, a_ms - margin, b_ms + margin)
+        # the readings of the first hour recomputed from its start on (and the pair across
+        # it): an hour recomputed from a later reading on is rewritten with its last minutes
+        lo = min(a_ms - margin, self._hour_start(a_ms) - pair)
+        raw = await self._raw(rows, lo, b_ms + margin)
         if raw is None:
             return None
-        series, t, v, flags = raw.series, raw.t_ms, raw.values, raw.flags
         if exact:
             # a late reading changes only the hours between the readings around it
-            readings = prepare(series, t, v, flags)
-            spans = [affected_span(readings, r, a_ms, b_ms) for r in set(series.tolist())]
+            readings = prepare(raw.series, raw.t_ms, raw.values, raw.flags)
+            spans = [affected_span(readings, r, a_ms, b_ms) for r in set(raw.series.tolist())]
             if spans:
                 a_ms = min(s[0] for s in spans)
                 b_ms = max(s[1] for s in spans)
+            if self._hour_start(a_ms) - pair < lo:
+                lo = self._hour_start(a_ms) - pair
+                raw = await self._raw(rows, lo, b_ms + margin)
+                if raw is None:
+                    return None
+        else:
+            self._mark_resumed(raw, lo)
+        series, t, v, flags = raw.series, raw.t_ms, raw.values, raw.flags
         edges = local_edges(a_ms - HOUR_MS, b_ms + HOUR_MS, zone, Period.HOUR)
         first = edges[edges <= a_ms][-1:]
         last = edges[edges >= b_ms][:1]
@@ -275,6 +287,29 @@ class RollupJob:
         lines = self._meter_lines(Period.HOUR, rolled, rows, c.events, extra)
         await self._write(lines)
         return int(edges[0]), int(edges[-1]), len(lines)
+
+    def _hour_start(self, t_ms: int) -> int:
+        """The start of the park's local hour ``t_ms`` is in."""
+        edges = local_edges(t_ms - HOUR_MS, t_ms, self.park.zone, Period.HOUR)
+        return int(edges[-1]) if edges.size else t_ms
+
+    def _mark_resumed(self, raw: _Raw, lo: int) -> None:
+        """A series whose first reading since ``lo`` comes after a gap has resumed after an
+        outage: the pair across the outage (the register's rise while nobody read it) lies
+        before this pass's window, so the hours since the reading before it are recomputed
+        as if the first reading had come late (within ``margin_s``)."""
+        if raw.series.size == 0:
+            return
+        order = np.lexsort((raw.t_ms, raw.series))
+        s, t = raw.series[order], raw.t_ms[order]
+        first = np.r_[True, s[1:] != s[:-1]]
+        for r, t0 in zip(s[first].tolist(), t[first].tolist(), strict=True):
+            gap = int(self.max_gap[r])
+            meter = self.series[r].meter.id
+            if t0 - lo > gap and (meter, t0) not in self.seen_resumed:
+                self.seen_resumed.add((meter, t0))
+                # from a gap before it: meters resuming together are recomputed together
+                self.mark_late(meter, t0 - gap, t0)
 
     async def _raw(self, rows: Sequence[int], a_ms: int, b_ms: int) -> _Raw | None:
         by_utility: dict[Utility, set[str]] = {}
@@ -321,7 +356,10 @@ class RollupJob:
                     f = flags[present].copy()
                     for m, q, reading in replaced:
                         if (m, q) == (meter, name):
-                            f[values == reading] = Flag.REPLACED
+                            # the new meter's first reading, the one after the fall: a new
+                            # meter standing still reads the same value again, no exchange
+                            before = np.r_[np.inf, values[:-1]]
+                            f[(values == reading) & (before > reading)] = Flag.REPLACED
                     parts["s"].append(np.full(values.size, i, np.int64))
                     parts["t"].append(times[present])
                     parts["v"].append(values)

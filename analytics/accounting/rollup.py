@@ -189,7 +189,11 @@ def local_edges(start_ms: int, end_ms: int, zone: ZoneInfo, period: Period) -> I
         first = -(-start_ms // _QUARTER_MS) * _QUARTER_MS
         t = np.arange(first, end_ms + 1, _QUARTER_MS, dtype=np.int64)
         local = calendar.local_ms(t, zone)
-        edges: IntArray = t[local % step == 0]
+        # a whole hour or midnight on the wall clock, or the first instant of a new one where
+        # the clock jumps over it (Santiago, Cairo, Beirut start summer time at midnight: that
+        # day begins at 01:00)
+        before = np.r_[calendar.local_ms(t[:1] - _QUARTER_MS, zone), local[:-1]]
+        edges: IntArray = t[(local % step == 0) | (local // step > before // step)]
         return edges
     start = datetime.fromtimestamp(start_ms / 1000, tz=UTC).astimezone(zone)
     year, month = start.year, (start.month if period is Period.MONTH else 1)
