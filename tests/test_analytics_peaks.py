@@ -291,3 +291,30 @@ def test_power_no_supply_can_draw_stays_out_of_demand() -> None:
     # a load at 2.9 times the contract is still believed (and alerts)
     out = detector(park).update(minutes(park, start, [2900.0] * 15))
     assert [f.kind for f in out.findings][:1] == ["demand_peak"]
+
+
+def test_a_virtual_net_meter_beside_the_main_is_no_second_intake() -> None:
+    from analytics.detectors.peaks import CoincidentPeaks, contracted_demands
+
+    def contracts(ctx: ParkContext, ids: list[str]) -> list[float | None]:
+        return contracted_demands(ctx, [ctx.tree.meters[m] for m in ids])
+
+    # the README's pattern: a net meter main - pv beside the main (no parent). It measures no
+    # supply of its own; taken for a second intake it left the enterprise with no contract
+    meters = [{"id": "main", "utility": "electricity"},
+              {"id": "pv", "utility": "electricity", "role": "pv", "parent": "main"},
+              {"id": "net", "utility": "electricity", "formula": "main - pv"}]  # fmt: skip
+    ent = {"id": "e", "contracted_demand_kw": 800, "workshops": [{"id": "w", "meters": meters}]}
+    other = {"id": "f", "workshops": [{"id": "w", "meters": [
+        {"id": "f-main", "utility": "electricity"}]}]}  # fmt: skip
+    ctx = ParkContext(Park.model_validate({"park": "p", "enterprises": [ent, other]}))
+    assert contracts(ctx, ["main", "net"]) == [800, None]
+    # the park's demand counts the enterprise once, not main and net both
+    assert [k.meter for k in CoincidentPeaks.select(ctx)] == ["main", "f-main"]
+    # a virtual meter summing two intakes below it is still the one intake
+    sums = [{"id": "sum", "utility": "electricity", "formula": "in1 + in2"},
+            {"id": "in1", "utility": "electricity", "parent": "sum"},
+            {"id": "in2", "utility": "electricity", "parent": "sum"}]  # fmt: skip
+    ent["workshops"] = [{"id": "w", "meters": sums}]
+    ctx = ParkContext(Park.model_validate({"park": "p", "enterprises": [ent, other]}))
+    assert contracts(ctx, ["sum", "in1", "in2"]) == [800, None, None]

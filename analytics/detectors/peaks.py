@@ -39,6 +39,7 @@ from analytics.engine.contract import (
     SeriesKey,
 )
 from parkwatch.events import Estimate, Family, Severity
+from parkwatch.formula import parse_formula
 from parkwatch.quantities import Utility
 from parkwatch.site import PARK_ENTERPRISE, Meter
 
@@ -82,19 +83,30 @@ def contracted_demands(ctx: ParkContext, meters: Sequence[Meter]) -> list[float 
 def enterprise_intakes(ctx: ParkContext, enterprise: str | None = None) -> list[Meter]:
     """Each enterprise's grid intakes: the top of its electricity tree (no parent, or a parent
     of another enterprise), leaving out what has a role — on-site PV or a battery without a
-    parent is a source beside the intake, not the intake."""
+    parent is a source beside the intake, not the intake — and a virtual meter computed from
+    meters outside its own subtree: a net meter ``main - pv`` beside its main measures no
+    supply of its own (taken for a second intake, it took the contract from the main)."""
     out = []
     for meter in ctx.tree.meters.values():
         if meter.utility is not Utility.ELECTRICITY or meter.enterprise == PARK_ENTERPRISE:
             continue
         if enterprise is not None and meter.enterprise != enterprise:
             continue
-        if meter.role is not None:
+        if meter.role is not None or _reads_beside(ctx, meter):
             continue
         parent = ctx.tree.parent(meter.id)
         if parent is None or parent.enterprise != meter.enterprise:
             out.append(meter)
     return out
+
+
+def _reads_beside(ctx: ParkContext, meter: Meter) -> bool:
+    """Whether ``meter`` is virtual and reads a meter that is not below it."""
+    if not meter.is_virtual:
+        return False
+    below = {d.id for d in ctx.tree.descendants(meter.id)}
+    reads = parse_formula(meter.spec.formula or "", ctx.tree.meters).meters
+    return any(m not in below for m in reads)
 
 
 class DemandBlocks:
