@@ -192,8 +192,10 @@ def segments(
         bid = int(ids[a])
         v = block.values[:, a:b]
         if ceiling is not None:
+            # either extreme: a slot's mean takes a swapped -10⁶ kW beside good readings too
+            extreme = np.fmax(np.abs(block.high[:, a:b]), np.abs(block.low[:, a:b]))
             with np.errstate(invalid="ignore"):
-                v = np.where(np.abs(block.high[:, a:b]) > ceiling[:, None], np.nan, v)
+                v = np.where(extreme > ceiling[:, None], np.nan, v)
         seen = np.isfinite(v)
         same = carry.block == bid
         psum = np.cumsum(np.where(seen, v, 0.0), axis=1) + np.where(same, carry.psum, 0.0)[:, None]
@@ -419,7 +421,11 @@ class CoincidentPeaks(Detector):
     ) -> None:
         super().__init__(ctx, series, params)
         self.p = CoincidentParams(**self.params)
-        self.enterprise = [ctx.tree.meters[k.meter].enterprise for k in self.series]
+        meters = [ctx.tree.meters[k.meter] for k in self.series]
+        self.enterprise = [m.enterprise for m in meters]
+        # the same ceiling as Peaks: one swapped reading would set the month's park peak
+        contract = np.array([c or np.nan for c in contracted_demands(ctx, meters)])
+        self.ceiling = power_ceiling(meters, contract)
         self.demand = DemandBlocks(len(self.series))
         self.month = -1  # local month being tracked (months since 1970)
         self.month_since = -1  # first local day (days since 1970) seen in that month
@@ -428,7 +434,7 @@ class CoincidentPeaks(Detector):
 
     def update(self, block: Block) -> Output:
         out = Output()
-        for seg in segments(block, self.ctx, self.demand):
+        for seg in segments(block, self.ctx, self.demand, self.ceiling):
             if not seg.complete:
                 continue
             final = seg.mean()[:, -1]
