@@ -318,6 +318,13 @@ def test_a_virtual_net_meter_beside_the_main_is_no_second_intake() -> None:
     ent["workshops"] = [{"id": "w", "meters": sums}]
     ctx = ParkContext(Park.model_validate({"park": "p", "enterprises": [ent, other]}))
     assert contracts(ctx, ["sum", "in1", "in2"]) == [800, None, None]
+    # …and so is a virtual meter that measures the enterprise by difference from others'
+    ent["workshops"] = [{"id": "w", "meters": [
+        {"id": "rest", "utility": "electricity", "formula": "feeder - f-main"}]}]  # fmt: skip
+    park = {"park": "p", "meters": [{"id": "feeder", "utility": "electricity"}],
+            "enterprises": [ent, other]}  # fmt: skip
+    ctx = ParkContext(Park.model_validate(park))
+    assert contracts(ctx, ["rest"]) == [800]
 
 
 def test_a_swapped_negative_reading_beside_good_ones_stays_out_of_demand() -> None:

@@ -101,12 +101,14 @@ def enterprise_intakes(ctx: ParkContext, enterprise: str | None = None) -> list[
 
 
 def _reads_beside(ctx: ParkContext, meter: Meter) -> bool:
-    """Whether ``meter`` is virtual and reads a meter that is not below it."""
+    """Whether ``meter`` is virtual and reads a meter of its own enterprise that is not below
+    it (``main - pv``); a tenant metered by difference from other enterprises' meters
+    (``feeder - a-main``) is still its enterprise's intake."""
     if not meter.is_virtual:
         return False
     below = {d.id for d in ctx.tree.descendants(meter.id)}
     reads = parse_formula(meter.spec.formula or "", ctx.tree.meters).meters
-    return any(m not in below for m in reads)
+    return any(m not in below and ctx.tree.meters[m].enterprise == meter.enterprise for m in reads)
 
 
 class DemandBlocks:
