@@ -23,7 +23,7 @@ from enum import StrEnum
 from functools import cache
 from itertools import pairwise
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Self
+from typing import Literal, Self
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -33,9 +33,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from parkwatch import calendar
 from parkwatch.quantities import Utility
-
-if TYPE_CHECKING:
-    from parkwatch.site import Park
 
 TARIFF_DIR = Path(__file__).parent / "data" / "tariffs"
 QUARTER_MS = 900_000
@@ -398,17 +395,18 @@ def load_shift_savings(
     return saved
 
 
-def unit_price(park: Park, utility: Utility, t_ms: int) -> float | None:
-    """¥ per unit of ``utility`` at ``t_ms`` (None: the park has no price for it). Electricity
-    with a time-of-use tariff in force then costs its period's price at that time."""
+def unit_price(tariffs: Tariffs, zone: ZoneInfo, utility: Utility, t_ms: int) -> float | None:
+    """¥ per unit of ``utility`` at ``t_ms`` under a park's ``tariffs`` on its clock ``zone``
+    (None: no price for it). Electricity with a time-of-use tariff in force then costs its
+    period's price at that time."""
     if utility is Utility.ELECTRICITY:
         when = np.array([t_ms], np.int64)
-        day = calendar.local_ms(when, park.zone)[0] // calendar.DAY_MS
+        day = calendar.local_ms(when, zone)[0] // calendar.DAY_MS
         try:
-            tariff = park.tariffs.electricity_for(on=date.fromordinal(EPOCH_ORDINAL + int(day)))
+            tariff = tariffs.electricity_for(on=date.fromordinal(EPOCH_ORDINAL + int(day)))
         except TariffNotInForceError:
             tariff = None  # the flat price, if the park has one
         if tariff is not None:
-            code = int(tou_periods(tariff, when, park.zone)[0])
+            code = int(tou_periods(tariff, when, zone)[0])
             return tariff.prices[PERIODS[code]]
-    return park.tariffs.prices.get(utility)
+    return tariffs.prices.get(utility)

@@ -323,10 +323,10 @@ def test_unit_price_follows_the_tariff_version_in_force() -> None:
     park = Park.model_validate(
         {"park": "p", "tariffs": {"electricity": [old, new], "prices": {"electricity": 0.9}}}
     )
-    assert unit_price(park, Utility.ELECTRICITY, at(2024, 12, 31, 23, 59)) == 0.5
-    assert unit_price(park, Utility.ELECTRICITY, at(2025, 1, 1, 0, 0)) == 0.6
+    assert unit_price(park.tariffs, park.zone, Utility.ELECTRICITY, at(2024, 12, 31, 23, 59)) == 0.5
+    assert unit_price(park.tariffs, park.zone, Utility.ELECTRICITY, at(2025, 1, 1, 0, 0)) == 0.6
     # before any version: the park's flat price
     early = Park.model_validate(
         {"park": "p", "tariffs": {"electricity": [new], "prices": {"electricity": 0.9}}}
     )
-    assert unit_price(early, Utility.ELECTRICITY, at(2024, 6, 1)) == 0.9
+    assert unit_price(early.tariffs, early.zone, Utility.ELECTRICITY, at(2024, 6, 1)) == 0.9
