@@ -613,3 +613,27 @@ def test_a_detector_that_raises_is_stopped_alone_and_named() -> None:
     assert beside.failed_detectors == {"broken@park": "ZeroDivisionError: a bug"}
     assert Broken.calls == 5  # stopped: not called again after it raised
     assert alone.failed_detectors == {}
+
+
+def test_a_stopped_detector_is_snapshotted_without_its_half_updated_state() -> None:
+    from analytics.detectors.peaks import Peaks
+    from analytics.engine.contract import Output
+
+    class HalfUpdated(Peaks):
+        """Peaks with a bug that strikes half way through its update."""
+
+        name = "half_updated"
+        kinds = ("half_updated_peak",)
+
+        def update(self, block: Block) -> Output:
+            self.demand.psum[:] = 1e9  # written before the bug strikes
+            raise ValueError("a bug")
+
+    engine = ParkEngine(demo(), [HalfUpdated])
+    replay(engine, faulty_day(), advance_every_slots=15)
+    assert engine.failed_detectors == {"half_updated@park": "ValueError: a bug"}
+    restarted = ParkEngine(demo(), [HalfUpdated])
+    restarted.restore(pickle.loads(pickle.dumps(engine.state())))
+    [inst] = restarted.instances
+    # the restarted detector starts afresh, not from the sums its failed update left
+    assert not inst.detector.demand.psum.any()  # type: ignore[attr-defined]

@@ -291,3 +291,81 @@ def test_power_no_supply_can_draw_stays_out_of_demand() -> None:
     # a load at 2.9 times the contract is still believed (and alerts)
     out = detector(park).update(minutes(park, start, [2900.0] * 15))
     assert [f.kind for f in out.findings][:1] == ["demand_peak"]
+
+
+def test_a_virtual_net_meter_beside_the_main_is_no_second_intake() -> None:
+    from analytics.detectors.peaks import CoincidentPeaks, contracted_demands
+
+    def contracts(ctx: ParkContext, ids: list[str]) -> list[float | None]:
+        return contracted_demands(ctx, [ctx.tree.meters[m] for m in ids])
+
+    # the README's pattern: a net meter main - pv beside the main (no parent). It measures no
+    # supply of its own; taken for a second intake it left the enterprise with no contract
+    meters = [{"id": "main", "utility": "electricity"},
+              {"id": "pv", "utility": "electricity", "role": "pv", "parent": "main"},
+              {"id": "net", "utility": "electricity", "formula": "main - pv"}]  # fmt: skip
+    ent = {"id": "e", "contracted_demand_kw": 800, "workshops": [{"id": "w", "meters": meters}]}
+    other = {"id": "f", "workshops": [{"id": "w", "meters": [
+        {"id": "f-main", "utility": "electricity"}]}]}  # fmt: skip
+    ctx = ParkContext(Park.model_validate({"park": "p", "enterprises": [ent, other]}))
+    assert contracts(ctx, ["main", "net"]) == [800, None]
+    # the park's demand counts the enterprise once, not main and net both
+    assert [k.meter for k in CoincidentPeaks.select(ctx)] == ["main", "f-main"]
+    # a virtual meter summing two intakes below it is still the one intake
+    sums = [{"id": "sum", "utility": "electricity", "formula": "in1 + in2"},
+            {"id": "in1", "utility": "electricity", "parent": "sum"},
+            {"id": "in2", "utility": "electricity", "parent": "sum"}]  # fmt: skip
+    ent["workshops"] = [{"id": "w", "meters": sums}]
+    ctx = ParkContext(Park.model_validate({"park": "p", "enterprises": [ent, other]}))
+    assert contracts(ctx, ["sum", "in1", "in2"]) == [800, None, None]
+    # …and so is a virtual meter that measures the enterprise by difference from others'
+    ent["workshops"] = [{"id": "w", "meters": [
+        {"id": "rest", "utility": "electricity", "formula": "feeder - f-main"}]}]  # fmt: skip
+    park = {"park": "p", "meters": [{"id": "feeder", "utility": "electricity"}],
+            "enterprises": [ent, other]}  # fmt: skip
+    ctx = ParkContext(Park.model_validate(park))
+    assert contracts(ctx, ["rest"]) == [800]
+
+
+def test_a_swapped_negative_reading_beside_good_ones_stays_out_of_demand() -> None:
+    # two readings a minute; in the sixth minute the second is a swapped -10⁶ kW. The slot's
+    # highest reading (500) is believable, its lowest is not: the slot counts as empty
+    tz = ZoneInfo("Asia/Shanghai")
+    park = one_meter_park("Asia/Shanghai")
+    start = ms("2026-03-02 10:00:00", tz)
+    t = start + np.arange(32) * 30_000
+    v = np.full(32, 500.0)
+    v[11] = -1e6
+    block = slot_block(np.zeros(32, dtype=np.int64), t, v, 1, start, 60_000, 16)
+    point = detector(park).update(block).points[0]
+    assert (point.fields["p_kw_avg"], point.fields["samples"]) == (500.0, 28)
+
+
+def test_a_coincident_peak_believes_no_power_above_the_ceiling() -> None:
+    from analytics.detectors.peaks import CoincidentPeaks
+
+    def enterprise(e: str, contract: float) -> dict[str, object]:
+        meter = {"id": f"{e}-main", "utility": "electricity"}
+        return {"id": e, "contracted_demand_kw": contract,
+                "workshops": [{"id": "w", "meters": [meter]}]}  # fmt: skip
+
+    park = Park.model_validate(
+        {"park": "p", "enterprises": [enterprise("a", 300), enterprise("b", 200)]}
+    )
+    ctx = ParkContext(park)
+    series = CoincidentPeaks.select(ctx)
+    start = ms("2026-03-10 08:00:00", ZoneInfo("Asia/Shanghai"))
+    # a quarter hour at 100 + 50 kW; one with a swapped 10⁶ kW on a-main (ceiling 900 kW);
+    # then a true new high, a and b at their highs together
+    powers = {"a-main": [100.0] * 15 + [100.0] * 7 + [1e6] + [100.0] * 7 + [210.0] * 15,
+              "b-main": [50.0] * 30 + [95.0] * 15}  # fmt: skip
+    rows, t, v = [], [], []
+    for r, key in enumerate(series):
+        for k, p in enumerate(powers[key.meter]):
+            rows.append(r)
+            t.append(start + k * 60_000)
+            v.append(p)
+    block = slot_block(np.array(rows), np.array(t), np.array(v), 2, start, 60_000, 45)
+    out = CoincidentPeaks(ctx, series, {"settle_days": 0}).update(block)
+    opened = [f for f in out.findings if f.active]
+    assert [f.evidence["park_kw"] for f in opened] == [305.0]  # 210 + 95, after 150

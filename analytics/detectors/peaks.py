@@ -39,6 +39,7 @@ from analytics.engine.contract import (
     SeriesKey,
 )
 from parkwatch.events import Estimate, Family, Severity
+from parkwatch.formula import parse_formula
 from parkwatch.quantities import Utility
 from parkwatch.site import PARK_ENTERPRISE, Meter
 
@@ -82,19 +83,32 @@ def contracted_demands(ctx: ParkContext, meters: Sequence[Meter]) -> list[float 
 def enterprise_intakes(ctx: ParkContext, enterprise: str | None = None) -> list[Meter]:
     """Each enterprise's grid intakes: the top of its electricity tree (no parent, or a parent
     of another enterprise), leaving out what has a role — on-site PV or a battery without a
-    parent is a source beside the intake, not the intake."""
+    parent is a source beside the intake, not the intake — and a virtual meter computed from
+    meters outside its own subtree: a net meter ``main - pv`` beside its main measures no
+    supply of its own (taken for a second intake, it took the contract from the main)."""
     out = []
     for meter in ctx.tree.meters.values():
         if meter.utility is not Utility.ELECTRICITY or meter.enterprise == PARK_ENTERPRISE:
             continue
         if enterprise is not None and meter.enterprise != enterprise:
             continue
-        if meter.role is not None:
+        if meter.role is not None or _reads_beside(ctx, meter):
             continue
         parent = ctx.tree.parent(meter.id)
         if parent is None or parent.enterprise != meter.enterprise:
             out.append(meter)
     return out
+
+
+def _reads_beside(ctx: ParkContext, meter: Meter) -> bool:
+    """Whether ``meter`` is virtual and reads a meter of its own enterprise that is not below
+    it (``main - pv``); a tenant metered by difference from other enterprises' meters
+    (``feeder - a-main``) is still its enterprise's intake."""
+    if not meter.is_virtual:
+        return False
+    below = {d.id for d in ctx.tree.descendants(meter.id)}
+    reads = parse_formula(meter.spec.formula or "", ctx.tree.meters).meters
+    return any(m not in below and ctx.tree.meters[m].enterprise == meter.enterprise for m in reads)
 
 
 class DemandBlocks:
@@ -180,8 +194,10 @@ def segments(
         bid = int(ids[a])
         v = block.values[:, a:b]
         if ceiling is not None:
+            # either extreme: a slot's mean takes a swapped -10⁶ kW beside good readings too
+            extreme = np.fmax(np.abs(block.high[:, a:b]), np.abs(block.low[:, a:b]))
             with np.errstate(invalid="ignore"):
-                v = np.where(np.abs(block.high[:, a:b]) > ceiling[:, None], np.nan, v)
+                v = np.where(extreme > ceiling[:, None], np.nan, v)
         seen = np.isfinite(v)
         same = carry.block == bid
         psum = np.cumsum(np.where(seen, v, 0.0), axis=1) + np.where(same, carry.psum, 0.0)[:, None]
@@ -407,7 +423,11 @@ class CoincidentPeaks(Detector):
     ) -> None:
         super().__init__(ctx, series, params)
         self.p = CoincidentParams(**self.params)
-        self.enterprise = [ctx.tree.meters[k.meter].enterprise for k in self.series]
+        meters = [ctx.tree.meters[k.meter] for k in self.series]
+        self.enterprise = [m.enterprise for m in meters]
+        # the same ceiling as Peaks: one swapped reading would set the month's park peak
+        contract = np.array([c or np.nan for c in contracted_demands(ctx, meters)])
+        self.ceiling = power_ceiling(meters, contract)
         self.demand = DemandBlocks(len(self.series))
         self.month = -1  # local month being tracked (months since 1970)
         self.month_since = -1  # first local day (days since 1970) seen in that month
@@ -416,7 +436,7 @@ class CoincidentPeaks(Detector):
 
     def update(self, block: Block) -> Output:
         out = Output()
-        for seg in segments(block, self.ctx, self.demand):
+        for seg in segments(block, self.ctx, self.demand, self.ceiling):
             if not seg.complete:
                 continue
             final = seg.mean()[:, -1]

@@ -729,7 +729,12 @@ class ParkEngine:
                 }
                 for name, table in self.tables.items()
             },
-            "detectors": {inst.key: inst.detector.state() for inst in self.instances},
+            # a stopped detector's state may be half updated (or not even readable): none is
+            # kept, and a restart (the bug fixed, say) runs it from a fresh state
+            "detectors": {
+                inst.key: None if inst.failed is not None else inst.detector.state()
+                for inst in self.instances
+            },
             "events": self.events.state(),
         }
 
@@ -751,7 +756,9 @@ class ParkEngine:
             table.late_readings = int(t_state["late"])
             table.refused_ahead = int(t_state["ahead"])
         for inst in self.instances:
-            inst.detector.restore(state["detectors"][inst.key])
+            saved = state["detectors"][inst.key]
+            if saved is not None:  # None: it had failed, it starts afresh
+                inst.detector.restore(saved)
         self.events.restore(state["events"])
 
     # --- metrics -------------------------------------------------------------------------------
