@@ -647,16 +647,36 @@ def bench_nab(
     data: Annotated[Path, typer.Option(help="a NAB checkout (data/, labels/, config/)")] = Path(
         "../shared/datasets/nab"
     ),
+    direct: Annotated[
+        bool, typer.Option(help="feed the detector straight, without the engine (quicker)")
+    ] = False,
+    param: Annotated[
+        list[str] | None, typer.Option(help="a detector parameter NAME=VALUE (JSON value)")
+    ] = None,
 ) -> None:
     """The baseline detector on the Numenta Anomaly Benchmark: a table per family and
     profile, then one JSON line."""
     import json
 
+    from analytics.detectors.baseline import BaselineParams
     from analytics.scoring.nab_runner import format_report, report_json, run_nab
 
     if not (data / "labels" / "combined_windows.json").is_file():
         raise typer.BadParameter(f"{data} has no labels/combined_windows.json", param_hint="--data")
-    report = run_nab(data)
+    params: dict[str, object] = {}
+    for item in param or []:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"{item!r} is not NAME=VALUE", param_hint="--param")
+        try:
+            params[name] = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise typer.BadParameter(f"{item!r}: {exc}", param_hint="--param") from exc
+    try:
+        BaselineParams.from_mapping(params)
+    except (TypeError, ValueError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--param") from exc
+    report = run_nab(data, params, direct=direct)
     typer.echo(format_report(report), err=True)
     typer.echo(json.dumps(report_json(report)))
 
