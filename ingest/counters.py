@@ -20,6 +20,7 @@ from parkwatch.quantities import QUANTITIES
 from parkwatch.wire import AcceptedReading, Quality
 
 COUNTERS = frozenset(name for name, q in QUANTITIES.items() if q.is_counter)
+_BAD, _OK, _DECREASED = Quality.BAD.value, Quality.OK.value, Quality.DECREASED.value
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,22 +41,26 @@ class CounterWatch:
         """Flag (in place) the readings whose counters went backwards; what went back."""
         found: list[Decrease] = []
         last = self._last
+        counters = COUNTERS
         for i, reading in enumerate(readings):
-            if reading.s == Quality.BAD:
-                # the gateway says its values are wrong (a garbled register): no reference
-                # for the next reading, or a good one after 1e12 would count as going back
+            values = reading.q
+            if counters.isdisjoint(values) or reading.s == _BAD:
+                # no counter; or the gateway says its values are wrong (a garbled register):
+                # no reference for the next reading, or a good one after 1e12 would count as
+                # going back
                 continue
             t = reading.t
-            for name, value in reading.q.items():
-                if name not in COUNTERS:
+            series = reading.meter.series
+            for name, value in values.items():
+                if name not in counters:
                     continue
-                key = (reading.meter.series, name)
+                key = (series, name)
                 previous = last.get(key)
                 if previous is not None and t <= previous[0]:
                     continue
                 last[key] = (t, value)
                 if previous is not None and value < previous[1]:
                     found.append(Decrease(reading.meter.id, name, previous[1], value))
-                    if reading.s == Quality.OK:
-                        readings[i] = reading._replace(s=Quality.DECREASED.value)
+                    if reading.s == _OK:
+                        readings[i] = reading._replace(s=_DECREASED)
         return found

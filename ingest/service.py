@@ -30,7 +30,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -90,20 +90,24 @@ class AckTracker:
         return sum(len(entry.messages) for entry in self._queue)
 
 
-@dataclass
 class _Handled:
     """One message of a chunk, parsed: what to store and what to dead-letter."""
 
-    topic: str
-    payload: bytes
-    parsed: ParsedBatch
-    lines: list[str] = field(default_factory=list)
-    # what the metrics need of the readings, kept so that the readings themselves can go
-    # while the chunk waits for the database (a full window of them is most of ingest's
-    # memory during an outage)
-    readings: int = 0
-    values: int = 0
-    newest_ms: int = 0
+    # a plain class with slots: one is built per message received (a dataclass with
+    # default factories cost more than parsing a one-reading message)
+    __slots__ = ("lines", "newest_ms", "parsed", "payload", "readings", "topic", "values")
+
+    def __init__(self, topic: str, payload: bytes, parsed: ParsedBatch) -> None:
+        self.topic = topic
+        self.payload = payload
+        self.parsed = parsed
+        self.lines: list[str] = []
+        # what the metrics need of the readings, kept so that the readings themselves can go
+        # while the chunk waits for the database (a full window of them is most of ingest's
+        # memory during an outage)
+        self.readings = 0
+        self.values = 0
+        self.newest_ms = 0
 
 
 def encode_lines(readings: list[AcceptedReading]) -> list[str]:
@@ -271,8 +275,10 @@ class IngestService:
             one.lines = lines[at : at + count]
             at += count
             if count:
-                one.readings, one.values = count, parsed.values_accepted
-                one.newest_ms = max(r.t for r in parsed.readings)
+                readings = parsed.readings
+                one.readings = count
+                one.values = sum([len(r.q) for r in readings])
+                one.newest_ms = max([r.t for r in readings])
                 parsed.readings = []
         if lines:
             await self._store(writer, handled, lines, len(chunk))
@@ -299,6 +305,8 @@ class IngestService:
                 message.payload, data_topic, self.registry, received_ms, self.limits
             )
             self._track_seq(parsed, received_ms / 1000)
+            if not parsed.readings:
+                return _Handled(topic, message.payload, parsed)
             for decrease in self.counters.flag(parsed.readings):
                 self.metrics.counter_decreases.labels(decrease.quantity).inc()
                 log.info(

@@ -553,11 +553,14 @@ class SiteRegistry:
     def __init__(self, parks: list[Park]) -> None:
         self.parks: dict[str, Park] = {}
         self._meters: dict[str, dict[str, Meter]] = {}
+        self._by_gateway: dict[tuple[str, str], dict[str, Meter]] = {}
         for park in parks:
             if park.park in self.parks:
                 raise ValueError(f"park {park.park!r} is configured twice")
             self.parks[park.park] = park
             self._meters[park.park] = {m.id: m for m in park.iter_meters()}
+            for meter in self._meters[park.park].values():
+                self._by_gateway.setdefault((park.park, meter.gateway), {})[meter.id] = meter
 
     @classmethod
     def from_files(cls, paths: list[Path]) -> SiteRegistry:
@@ -572,3 +575,8 @@ class SiteRegistry:
     def park_meters(self, park: str) -> dict[str, Meter]:
         """Meter id → meter for one park (empty for an unknown park)."""
         return self._meters.get(park, {})
+
+    def gateway_meters(self, park: str, gateway: str) -> dict[str, Meter]:
+        """Meter id → meter for the meters one gateway reads (empty if it reads none): one
+        look-up per reading answers both "known meter?" and "this gateway's?"."""
+        return self._by_gateway.get((park, gateway), {})

@@ -346,21 +346,23 @@ def _plain_message(
         return None
     if batch.gw != topic.gateway or len(batch.readings) > limits.max_readings:
         return None
-    meters = registry.park_meters(topic.park)
-    gateway = topic.gateway
+    meters = registry.gateway_meters(topic.park, topic.gateway)
     accepted = []
-    for reading in batch.readings:
-        meter = meters.get(reading.m)
-        t = reading.t
-        if meter is None or meter.gateway != gateway or t > newest_ok:
-            return None
-        bounds = meter.bounds
-        values = reading.q
-        for name, value in values.items():
-            limit = bounds.get(name)
-            if limit is None or not limit[0] <= value <= limit[1]:
+    try:
+        for reading in batch.readings:
+            meter = meters.get(reading.m)
+            t = reading.t
+            if meter is None or t > newest_ok:
                 return None
-        accepted.append(AcceptedReading(meter, t, values, reading.s))
+            bounds = meter.bounds
+            values = reading.q
+            for name, value in values.items():
+                low, high = bounds[name]  # KeyError: not a quantity of this meter
+                if not low <= value <= high:
+                    return None
+            accepted.append(AcceptedReading(meter, t, values, reading.s))
+    except KeyError:
+        return None
     return batch.seq, accepted
 
 
