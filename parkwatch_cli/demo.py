@@ -388,6 +388,8 @@ class _History:
         argv = [sys.executable, "-m", "parkwatch_cli", "simulate", "--site", str(self.site)]
         argv += ["--mqtt-url", stack.mqtt_url, *self._common(logs.parent)]
         argv += ["--until-ms", str(self.live_ms), "--fast"]
+        # (its faults come after it: the live run's ground truth is the one that tells them)
+        argv += ["--ground-truth", str(logs / "history_ground_truth.jsonl")]
         argv += ["--interval", str(HISTORY_STEP_S)]
         proc = spawn(argv, logs / "history.log", env=dict(os.environ))
         while proc.poll() is None:
