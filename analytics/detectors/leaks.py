@@ -132,14 +132,19 @@ def _t_widening(days: npt.NDArray[np.int64]) -> FloatArray:
     return widen
 
 
+# networks whose load follows the plant's production, so that off-production flow is a loss:
+# compressed air, and the gas and steam that boilers and process heat burn while it works
+PRODUCTION_LOADED = frozenset({Utility.AIR, Utility.GAS, Utility.STEAM})
+
+
 def production_meters(ctx: ParkContext) -> dict[str, list[str]]:
-    """For each compressed-air zone, the electricity meters of its plant that measure
-    production: the enterprise's leaf meters, less compressors, PV and batteries."""
+    """For each compressed-air, gas or steam zone, the electricity meters of its plant that
+    measure production: the enterprise's leaf meters, less compressors, PV and batteries."""
     skip = {Role.COMPRESSOR, Role.PV, Role.BATTERY}
     out: dict[str, list[str]] = {}
     tree = ctx.tree
     for zone in ctx.park.zones:
-        if zone.utility is not Utility.AIR:
+        if zone.utility not in PRODUCTION_LOADED:
             continue
         owners = {tree.meters[m].enterprise for m in zone.meter_ids if m in tree.meters}
         owners.discard(PARK_ENTERPRISE)
@@ -351,7 +356,9 @@ class ZoneLeaks(Detector):
         first = np.where(seen, cols, self.hour_slots).min(axis=1)
         last = np.where(seen, cols, -1).max(axis=1)
         enough = (seen.sum(axis=1) >= 2) & (last - first + 1 >= self.hour_slots / 2)
-        with np.errstate(all="ignore"):
+        # a meter with no reading this hour: nanmean warns, and ``enough`` leaves it out
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
             mean = np.where(enough, np.nanmean(self.buf, axis=1), np.nan)
             flow = np.where(self.flow_n > 0, self.flow_sum / np.maximum(self.flow_n, 1), np.nan)
         if hour % 24 == 0:
@@ -602,6 +609,9 @@ class ZoneLeaks(Detector):
         before = bheld & self.h_clean[zi, bpos]
         if before.sum() < 12:
             return "wait", -1, 0.0
+        moved = self._balance_shift(zi, pos[after], excess)
+        if moved is not None:
+            return "meter", moved[0], moved[1]
         best: tuple[float, int, float] | None = None
         undecided = False
         DBG.clear()
@@ -655,6 +665,71 @@ class ZoneLeaks(Detector):
         if best is not None:
             return "meter", best[1], best[2]
         return ("wait" if undecided else "leak"), -1, 0.0
+
+    def _balance_shift(self, zi: int, after: IntArray, excess: float) -> tuple[int, float] | None:
+        """Which side of the zone's balance moved: each meter's hours since the onset against
+        the same hours of its own clean days of that kind. A leak raises the inflow while the
+        outflow meters read as they did; an outflow meter that under-registers reads a step
+        lower at every hour, day and night, while the inflow does not move. So a meter is
+        blamed when its own drop accounts for the excess, stands out from its own
+        day-to-day scatter and exceeds the zone's accuracy class, and the zone's other
+        meters together moved by less than half the excess (this tells a sub-meter of
+        near-constant flow, whose drop looks like a constant leak to the within-hour check,
+        from a leak). Returns the meter's row and ``1/f − 1``."""
+        if excess <= 0 or after.size < 3:
+            return None
+        contributions: list[tuple[int, float, float, float]] = []  # row, Δ·sign, se, base
+        for row, sign in self.zone_meters[zi]:
+            if row >= self.nlay or self.layout.is_level[row]:
+                continue
+            shift = self._own_shift(zi, row, after)
+            if shift is None:
+                return None  # a meter without its own history: nothing to compare
+            delta, se, base = shift
+            contributions.append((row, sign * delta, se, base))
+        total = sum(c[1] for c in contributions)
+        for row, moved, se, base in contributions:
+            sign = dict(self.zone_meters[zi])[row]
+            if sign > 0 or base <= 0:
+                continue  # only an outflow meter reading low adds to the zone
+            rest = total - moved
+            lost = moved / base  # the share of its flow no longer registered (f = 1 − lost)
+            if (
+                moved > 4 * se
+                and abs(moved - excess) < 0.4 * excess
+                and abs(rest) < 0.5 * excess
+                and self.accuracy[zi] < lost <= self.p.max_under
+            ):
+                return row, lost / (1 - lost)
+        return None
+
+    def _own_shift(self, zi: int, row: int, after: IntArray) -> tuple[float, float, float] | None:
+        """A meter's mean change over the ``after`` hours against the same hours of the day
+        on its clean days of the same kind (their median), the standard error of that change
+        (from how each of those days fell from the median, a day's hours moving together),
+        and its usual flow."""
+        changes, residuals, bases = [], [], []
+        for pos in after.tolist():
+            hid = int(self.h_id[pos])
+            days = hid - 24 * np.arange(1, self.p.days, dtype=np.int64)
+            dpos = days % self.ring
+            ok = (self.h_id[dpos] == days) & self.h_clean[zi, dpos]
+            ok &= self.h_daytype[dpos] == self.h_daytype[pos]
+            values = self.h_flow[row, dpos][ok]
+            values = values[np.isfinite(values)]
+            now = float(self.h_flow[row, pos])
+            if values.size < self.p.min_days or not np.isfinite(now):
+                continue
+            usual = float(np.median(values))
+            changes.append(now - usual)
+            residuals.extend((values - usual).tolist())
+            bases.append(usual)
+        if len(changes) < 3:
+            return None
+        scatter = 1.4826 * float(np.median(np.abs(residuals)))
+        day_count = max(1.0, len(changes) / 24)
+        se = scatter / np.sqrt(day_count) + 1e-9
+        return float(np.mean(changes)), se, float(np.mean(bases))
 
     # --- findings ----------------------------------------------------------------------
 
