@@ -255,3 +255,24 @@ def test_gas_zones_are_judged_net_of_production_like_compressed_air() -> None:
     assert sorted(meters["chemco-gas"]) == ["chemco-reactors", "chemco-utilities"]
     gas_plants = {ctx.tree.meters[m].enterprise for m in meters["park-gas-main"]}
     assert gas_plants == {"steelco", "chemco", "autoparts", "foodco"}
+
+
+def test_a_burst_in_a_district_is_a_burst_not_a_sub_meter_reading_low() -> None:
+    """A burst of 7 m³/h in the south district from 13:17 for nine hours: the district's
+    inflow rises by it while its sub-meters read as they did. Its hours happen to move with
+    pharmco's flow within the hour (the within-hour check alone blamed pharmco's meter, and
+    two of four simulated months' bursts were lost so), but the balance says the water came
+    in: a burst at that zone, no meter blamed."""
+    day, hour = 86_400_000, 3_600_000
+    burst = Fault(
+        FaultKind.WATER_BURST,
+        DEMO_START_MS + 4 * day + 13 * hour + 17 * 60_000,
+        DEMO_START_MS + 4 * day + 22 * hour,
+        zone="water-d3",
+        magnitude=7.0,
+    )
+    events = _demo_replay([burst], 6)
+    assert not [e for e in events if e.kind == "meter_under_registration"]
+    found = [e for e in events if e.family is Family.LEAK]
+    assert [(e.kind, e.zone) for e in found] == [("water_burst", "water-d3")]
+    assert burst.start_ms < found[0].detected_at_ms <= burst.start_ms + 4 * hour

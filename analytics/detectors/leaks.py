@@ -609,7 +609,8 @@ class ZoneLeaks(Detector):
         before = bheld & self.h_clean[zi, bpos]
         if before.sum() < 12:
             return "wait", -1, 0.0
-        moved = self._balance_shift(zi, pos[after], excess)
+        sides = self._balance_sides(zi, pos[after])
+        moved = self._balance_shift(zi, sides, excess)
         if moved is not None:
             return "meter", moved[0], moved[1]
         best: tuple[float, int, float] | None = None
@@ -662,34 +663,44 @@ class ZoneLeaks(Detector):
                 undecided,
                 DBG,
             )
-        if best is not None:
+        if best is not None and not self._inflow_rose(sides, best[1], excess):
             return "meter", best[1], best[2]
         return ("wait" if undecided else "leak"), -1, 0.0
 
-    def _balance_shift(self, zi: int, after: IntArray, excess: float) -> tuple[int, float] | None:
-        """Which side of the zone's balance moved: each meter's hours since the onset against
-        the same hours of its own clean days of that kind. A leak raises the inflow while the
-        outflow meters read as they did; an outflow meter that under-registers reads a step
-        lower at every hour, day and night, while the inflow does not move. So a meter is
-        blamed when its own drop accounts for the excess, stands out from its own
-        day-to-day scatter and exceeds the zone's accuracy class, and the zone's other
-        meters together moved by less than half the excess (this tells a sub-meter of
-        near-constant flow, whose drop looks like a constant leak to the within-hour check,
-        from a leak). Returns the meter's row and ``1/f − 1``."""
-        if excess <= 0 or after.size < 3:
+    def _balance_sides(
+        self, zi: int, after: IntArray
+    ) -> list[tuple[int, float, float, float, float]] | None:
+        """Which side of the zone's balance moved: per meter (row, sign), its hours since the
+        onset against the same hours of its own clean days of that kind, as what that adds
+        to the zone's consumption (its change × its sign), the standard error of that, and
+        its usual flow. None while a meter has no such history."""
+        if after.size < 3:
             return None
-        contributions: list[tuple[int, float, float, float]] = []  # row, Δ·sign, se, base
+        out: list[tuple[int, float, float, float, float]] = []
         for row, sign in self.zone_meters[zi]:
             if row >= self.nlay or self.layout.is_level[row]:
                 continue
             shift = self._own_shift(zi, row, after)
             if shift is None:
-                return None  # a meter without its own history: nothing to compare
+                return None
             delta, se, base = shift
-            contributions.append((row, sign * delta, se, base))
-        total = sum(c[1] for c in contributions)
-        for row, moved, se, base in contributions:
-            sign = dict(self.zone_meters[zi])[row]
+            out.append((row, sign, sign * delta, se, base))
+        return out
+
+    def _balance_shift(
+        self, zi: int, sides: list[tuple[int, float, float, float, float]] | None, excess: float
+    ) -> tuple[int, float] | None:
+        """A leak raises the inflow while the outflow meters read as they did; an outflow
+        meter that under-registers reads a step lower at every hour, day and night, while
+        the inflow does not move. So a meter is blamed when its own drop accounts for the
+        excess, stands out from its own day-to-day scatter and exceeds the zone's accuracy
+        class, and the zone's other meters together moved by less than half the excess
+        (this tells a sub-meter of near-constant flow, whose drop looks like a constant leak
+        to the within-hour check, from a leak). Returns the meter's row and ``1/f − 1``."""
+        if excess <= 0 or sides is None:
+            return None
+        total = sum(side[2] for side in sides)
+        for row, sign, moved, se, base in sides:
             if sign > 0 or base <= 0:
                 continue  # only an outflow meter reading low adds to the zone
             rest = total - moved
@@ -702,6 +713,21 @@ class ZoneLeaks(Detector):
             ):
                 return row, lost / (1 - lost)
         return None
+
+    @staticmethod
+    def _inflow_rose(
+        sides: list[tuple[int, float, float, float, float]] | None, row: int, excess: float
+    ) -> bool:
+        """The balance contradicts blaming ``row``: the rest of the zone (its inflow) rose by
+        more than half the excess while that meter's own reading did not fall by half of it
+        — water that came in and was lost, a leak, whatever the within-hour check saw."""
+        if sides is None or excess <= 0:
+            return False
+        moved = {r: m for r, _, m, _, _ in sides}
+        if row not in moved:
+            return False
+        rest = sum(moved.values()) - moved[row]
+        return rest > 0.5 * excess and moved[row] < 0.5 * excess
 
     def _own_shift(self, zi: int, row: int, after: IntArray) -> tuple[float, float, float] | None:
         """A meter's mean change over the ``after`` hours against the same hours of the day
@@ -804,7 +830,10 @@ class ZoneLeaks(Detector):
             evidence={
                 "zone": zone.id,
                 "accuracy_pct": round(100 * float(self.accuracy[zi]), 2),
-                "why": "the zone's excess follows this meter's flow, not a constant",
+                "why": (
+                    "the zone's excess is this meter reading low: it follows the meter's "
+                    "flow, or the meter reads a step lower while the zone's inflow does not"
+                ),
             },
         )
 
