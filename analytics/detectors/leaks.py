@@ -740,8 +740,11 @@ class ZoneLeaks(Detector):
             days = hid - 24 * np.arange(1, self.p.days, dtype=np.int64)
             dpos = days % self.ring
             ok = (self.h_id[dpos] == days) & self.h_clean[zi, dpos]
-            ok &= self.h_daytype[dpos] == self.h_daytype[pos]
-            values = self.h_flow[row, dpos][ok]
+            kinds, kind = self.h_daytype[dpos], self.h_daytype[pos]
+            same = ok & (kinds == kind)
+            if same.sum() < self.p.min_days:  # as the baseline does: else workdays or rest days
+                same = ok & ((kinds == WORKDAY) == (kind == WORKDAY))
+            values = self.h_flow[row, dpos][same]
             values = values[np.isfinite(values)]
             now = float(self.h_flow[row, pos])
             if values.size < self.p.min_days or not np.isfinite(now):
