@@ -64,6 +64,7 @@ class ReplayReport:
     bad_row_count: int = 0
     events: list[Event] = field(default_factory=list)  # each event's last state
     messages: int = 0  # lifecycle messages (what the alerts topic would have carried)
+    failed_detectors: dict[str, str] = field(default_factory=dict)  # stopped by an error
 
 
 def replay(
@@ -116,6 +117,7 @@ def replay(
             progress(stop, total)
     take(engine.finish())
     report.late = engine.late_readings()
+    report.failed_detectors = engine.failed_detectors
     report.events = sorted(events.values(), key=lambda e: (e.detected_at_ms, e.id))
     return report
 

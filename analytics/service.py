@@ -77,6 +77,9 @@ class AnalyticsMetrics:
         )
         self.queue = Gauge("pw_analytics_output_queue", "outputs waiting to be written", registry=r)
         self.open_slots = Gauge("pw_analytics_open_slots", "slots held open", registry=r)
+        self.detectors_failed = Gauge(
+            "pw_analytics_detectors_failed", "detectors stopped by an error", registry=r
+        )
         self.step_seconds = Histogram(
             "pw_analytics_handle_seconds",
             "time to feed a message and run what it completed",
@@ -251,6 +254,9 @@ class AnalyticsService:
             for park, engine in self.engines.items():
                 await self._emit(park, engine.advance(now_ms), publish=True)
             self.metrics.open_slots.set(sum(e.open_slots() for e in self.engines.values()))
+            self.metrics.detectors_failed.set(
+                sum(len(e.failed_detectors) for e in self.engines.values())
+            )
 
     async def _emit(self, park: str, advanced: Advanced, *, publish: bool) -> None:
         if advanced.late:
@@ -360,12 +366,19 @@ class AnalyticsService:
         async with InfluxReader(self.settings.influx) as reader:
             database = await reader.ping()
         broker = self.subscribed.is_set()
-        ok = database and broker and self.warm.is_set()
+        # a stopped detector leaves the park partly blind: not healthy until it is fixed
+        failed = {
+            f"{park}/{key}": why
+            for park, engine in self.engines.items()
+            for key, why in engine.failed_detectors.items()
+        }
+        ok = database and broker and self.warm.is_set() and not failed
         return ok, {
             "broker": broker,
             "database": database,
             "warm": self.warm.is_set(),
             "output_queue": self.outputs.qsize(),
+            "failed_detectors": failed,
         }
 
     # --- the accounting's rollups -----------------------------------------------------------

@@ -31,6 +31,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
@@ -39,10 +40,11 @@ from ingest.metrics import IngestMetrics
 from ingest.sequence import SeqTracker, Verdict
 from ingest.settings import IngestSettings
 from parkwatch import topics
-from parkwatch.influx import InfluxRejectedError, InfluxWriter, ensure_database
+from parkwatch.influx import InfluxReader, InfluxRejectedError, InfluxWriter, ensure_database
 from parkwatch.mqttio import FastClient, Message, MqttError
 from parkwatch.retry import Backoff, OutageLog
 from parkwatch.site import SiteRegistry
+from parkwatch.status_http import serve_status, status_app
 from parkwatch.wire import (
     AcceptedReading,
     Limits,
@@ -380,6 +382,23 @@ class IngestService:
         self.metrics.deadletters_failed.inc()
         self.deadletter_outage.failed(error)
 
+    # --- /metrics and /health -------------------------------------------------------------
+
+    async def health(self) -> tuple[bool, dict[str, Any]]:
+        """Healthy while the broker and the database are reachable and writes succeed."""
+        async with InfluxReader(self.settings.influx) as reader:
+            database = await reader.ping()
+        writer_ok = self.writer is not None and not self.writer.outage.is_down
+        broker = self.subscribed.is_set()
+        ok = database and broker and writer_ok
+        return ok, {"broker": broker, "database": database, "writes_failing": not writer_ok}
+
+    def serve_http(self) -> contextlib.AbstractAsyncContextManager[object]:
+        """Serve /metrics and /health on the settings' ``http_host:http_port``."""
+        s = self.settings
+        app = status_app("ingest", self.metrics.registry, self.health)
+        return serve_status(app, s.http_host, s.http_port, "ingest")
+
 
 async def run_ingest(settings: IngestSettings) -> None:
     """Entry point of ``parkwatch ingest``: the service plus its /metrics and /health."""
@@ -392,7 +411,5 @@ async def run_ingest(settings: IngestSettings) -> None:
     service = IngestService(settings, registry)
     async with contextlib.AsyncExitStack() as stack:
         if settings.http_port:
-            from ingest.http import serve_http
-
-            await stack.enter_async_context(serve_http(service))
+            await stack.enter_async_context(service.serve_http())
         await service.run()

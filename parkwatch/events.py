@@ -200,7 +200,7 @@ def parse_time_ms(text: str | int | float) -> int:
     """Epoch milliseconds from ISO 8601 with an offset, or from epoch milliseconds."""
     if isinstance(text, int | float):
         return int(text)
-    moment = datetime.fromisoformat(text)
+    moment = datetime.fromisoformat(text.upper())  # RFC 3339 allows "t" and "z" too
     if moment.tzinfo is None:
         raise ValueError(f"time {text!r} has no UTC offset")
     return round(moment.timestamp() * 1000)

@@ -367,7 +367,10 @@ def _times(array: pa.Array, empty: BoolArray, blank: BoolArray, flag: _Flagger) 
     iso = ~digits & ~empty
     if iso.any():
         chosen = np.flatnonzero(iso)
-        stamps, failed = _cast(array.take(pa.array(chosen)), pa.timestamp("ns", tz="UTC"))
+        # RFC 3339 allows a lowercase "t" and "z", which Arrow's parser refuses; upper case
+        # changes nothing else a valid time holds
+        texts = pc.utf8_upper(array.take(pa.array(chosen)))
+        stamps, failed = _cast(texts, pa.timestamp("ns", tz="UTC"))
         ns = pc.cast(stamps, pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
         out[chosen] = ns // 1_000_000
         for i in chosen[failed].tolist():
@@ -377,7 +380,7 @@ def _times(array: pa.Array, empty: BoolArray, blank: BoolArray, flag: _Flagger) 
 
 def _why_not_a_time(text: str) -> str:
     try:
-        moment = datetime.fromisoformat(text)
+        moment = datetime.fromisoformat(text.upper())
     except ValueError:
         return f"time {text!r} is neither epoch milliseconds nor ISO 8601"
     if moment.tzinfo is None:

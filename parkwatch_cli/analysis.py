@@ -103,6 +103,10 @@ def replay(
         + (": " + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())) if kinds else ""),
         err=True,
     )
+    if report.failed_detectors:
+        for key, why in sorted(report.failed_detectors.items()):
+            typer.echo(f"detector {key} failed and was stopped: {why}", err=True)
+        raise typer.Exit(1)  # the events are written but incomplete: say so in the exit code
 
 
 @score_app.command("truth", short_help="Events against a simulator's ground truth.")

@@ -27,7 +27,7 @@ import numpy as np
 from analytics.detectors import DETECTORS
 from analytics.detectors.baseline import BaselineDetector, BaselineParams
 from analytics.detectors.meter_faults import MODULI
-from analytics.detectors.peaks import contracted_demand, enterprise_roots
+from analytics.detectors.peaks import CEILING_SHARE, contracted_demands, enterprise_intakes
 from analytics.engine.engine import ParkEngine, Rows
 from parkwatch.calendar import local_ms
 from parkwatch.site import Park
@@ -108,9 +108,13 @@ class NaiveDetectors:
         ctx = engine.ctx
         self.counter = {(k.meter, k.quantity): ctx.is_counter(k.quantity) for k in engine.series}
         self.contract: dict[str, float | None] = {}
-        for meter in park.iter_meters():
-            self.contract[meter.id] = contracted_demand(meter, ctx)
-        self.roots = {m.id: m.enterprise for m in enterprise_roots(ctx)}
+        self.ceiling: dict[str, float] = {}  # the power no reading is believed above
+        every = list(park.iter_meters())
+        for meter, contract in zip(every, contracted_demands(ctx, every), strict=True):
+            self.contract[meter.id] = contract
+            limits = [x for x in (contract, meter.spec.rated) if x]
+            self.ceiling[meter.id] = CEILING_SHARE * max(limits) if limits else math.inf
+        self.roots = {m.id: m.enterprise for m in enterprise_intakes(ctx)}
         self.gateway = {m.id: m.gateway for m in park.iter_meters()}
         self.row: dict[tuple[str, str], dict[str, Any]] = {}
         self.meter_seen: dict[str, int] = {}
@@ -193,7 +197,7 @@ class NaiveDetectors:
                 st["good"] = abs(v)
         else:
             st["good"] = abs(v)
-        if quantity != "p_kw":
+        if quantity != "p_kw" or abs(v) > self.ceiling[meter]:
             return
         local = t + self.offset_ms
         block = local // 900_000

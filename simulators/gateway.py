@@ -14,7 +14,6 @@ import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Literal
 
 from edge_agent.dlt645 import get_dlt645_profile
@@ -26,6 +25,7 @@ from simulators.dlt645 import Dlt645Bus, Dlt645SerialServer, Dlt645TcpServer, Se
 from simulators.modbus import ModelFeed, PtyPair, SimulatedGateway
 from simulators.modbus.park import GatewayConfigWriter, ratios_for
 from simulators.opcua import OpcUaControllerServer, ServedOpcUaDevice
+from simulators.served import Served
 
 DLT645_PROFILE = "dlt645-2007-3ph"
 OPCUA_PROFILE = "compressor-controller"
@@ -37,7 +37,7 @@ def dlt645_address(index: int) -> str:
 
 
 @dataclass
-class MultiProtocolGateway(GatewayConfigWriter):
+class MultiProtocolGateway(GatewayConfigWriter, Served):
     what = "simulator"
     park: Park
     gateway: str
@@ -123,22 +123,6 @@ class MultiProtocolGateway(GatewayConfigWriter):
             if self._bus_server is not None:
                 await self._bus_server.stop()
             await self.modbus.stop()
-
-    async def __aenter__(self) -> MultiProtocolGateway:
-        try:
-            await self.start()
-        except BaseException:
-            await self.stop()
-            raise
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     @staticmethod
     def device_name(meter: str) -> str:

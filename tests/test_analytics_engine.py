@@ -621,3 +621,31 @@ def test_the_replay_clock_of_a_park_with_many_gateways_takes_bounded_memory() ->
     tracemalloc.stop()
     np.testing.assert_array_equal(clock, expected.astype(np.int64))
     assert peak < 80_000_000, f"{peak / 1e6:.0f} MB"  # the whole matrix alone: 128 MB
+
+
+def test_a_detector_that_raises_is_stopped_alone_and_named() -> None:
+    from analytics.detectors.peaks import Peaks
+    from analytics.engine.contract import Output
+
+    class Broken(Peaks):
+        """Peaks under another name, with a bug that strikes on its fifth update."""
+
+        name = "broken"
+        kinds = ("broken_peak",)
+        calls = 0
+
+        def update(self, block: Block) -> Output:
+            Broken.calls += 1
+            if Broken.calls >= 5:
+                raise ZeroDivisionError("a bug")
+            return Output()
+
+    rows = faulty_day()
+    alone = replay(ParkEngine(demo(), DETECTORS), rows, advance_every_slots=15)
+    engine = ParkEngine(demo(), [*DETECTORS, Broken])
+    beside = replay(engine, rows, advance_every_slots=15)
+    # the park is still watched by every other detector, event for event
+    assert final_states(beside.events) == final_states(alone.events)
+    assert beside.failed_detectors == {"broken@park": "ZeroDivisionError: a bug"}
+    assert Broken.calls == 5  # stopped: not called again after it raised
+    assert alone.failed_detectors == {}

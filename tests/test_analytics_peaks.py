@@ -245,3 +245,49 @@ def test_a_coincident_peak_names_the_enterprises_that_made_it() -> None:
     assert finding.evidence["previous_month_max_kw"] == 450.0
     # a and b are at their month's highs; c (160) is far under its 300
     assert set(finding.evidence["coinciding"]) == {"a", "b"}
+
+
+def test_the_enterprise_contract_goes_to_its_one_grid_intake_only() -> None:
+    from analytics.detectors.peaks import CoincidentPeaks, contracted_demands
+
+    def park_with(meters: list[dict[str, object]]) -> ParkContext:
+        ent = {"id": "e", "contracted_demand_kw": 800,
+               "workshops": [{"id": "w", "meters": meters}]}  # fmt: skip
+        other = {"id": "f", "workshops": [{"id": "w", "meters": [
+            {"id": "f-main", "utility": "electricity"}]}]}  # fmt: skip
+        return ParkContext(Park.model_validate({"park": "p", "enterprises": [ent, other]}))
+
+    def contract(ctx: ParkContext, *meters: str) -> list[float | None]:
+        return contracted_demands(ctx, [ctx.tree.meters[m] for m in meters])
+
+    # a parentless PV meter beside the intake is a source, not a second intake
+    ctx = park_with([{"id": "main", "utility": "electricity"},
+                     {"id": "pv", "utility": "electricity", "role": "pv"},
+                     {"id": "line", "utility": "electricity", "parent": "main"}])  # fmt: skip
+    assert contract(ctx, "main", "pv", "line") == [800, None, None]
+    assert [k.meter for k in CoincidentPeaks.select(ctx)] == ["main", "f-main"]
+    # two intakes share one contract for their sum: neither alone is held against all of it
+    ctx = park_with([{"id": "in1", "utility": "electricity"},
+                     {"id": "in2", "utility": "electricity"}])  # fmt: skip
+    assert contract(ctx, "in1", "in2") == [None, None]
+    # …unless each intake carries its own
+    ctx = park_with([{"id": "in1", "utility": "electricity", "contracted_demand_kw": 500},
+                     {"id": "in2", "utility": "electricity"}])  # fmt: skip
+    assert contract(ctx, "in1", "in2") == [500, None]
+
+
+def test_power_no_supply_can_draw_stays_out_of_demand() -> None:
+    # contract 1000 kW: a reading of 10⁶ kW (a word-swapped register taken for a good one)
+    # is above 3 × 1000 and counts as an empty slot, not as a forecast of millions of kW
+    tz = ZoneInfo("Asia/Shanghai")
+    park = one_meter_park("Asia/Shanghai")
+    start = ms("2026-03-02 10:00:00", tz)
+    out = detector(park).update(minutes(park, start, [500.0] * 5 + [1e6] + [500.0] * 9 + [1.0]))
+    assert out.findings == []
+    point = out.points[0]
+    # 14 believed slots of 500 kW: the mean, the peak and the samples leave the 10⁶ out
+    assert (point.fields["p_kw_avg"], point.fields["p_kw_max"], point.fields["samples"]) == (
+        500.0, 500.0, 14)  # fmt: skip
+    # a load at 2.9 times the contract is still believed (and alerts)
+    out = detector(park).update(minutes(park, start, [2900.0] * 15))
+    assert [f.kind for f in out.findings][:1] == ["demand_peak"]

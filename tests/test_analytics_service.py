@@ -171,3 +171,50 @@ async def test_pending_alerts_are_tried_once_on_a_broken_session_and_drops_are_c
         await service._publish("svc", event)
     dropped = service.metrics.registry.get_sample_value("pw_analytics_alerts_dropped_total")
     assert dropped == 3
+
+
+@pytest.mark.anyio
+async def test_a_detector_that_raises_is_reported_and_the_service_goes_on(
+    mqtt_settings: MqttSettings, influx_settings: InfluxSettings
+) -> None:
+    from analytics.engine.contract import Block, Output
+    from parkwatch import mqtt, topics
+    from parkwatch.wire import encode_batch
+
+    park = small_park()
+    service = AnalyticsService(
+        AnalyticsSettings(mqtt=mqtt_settings, influx=influx_settings, warmup_s=0, tick_s=0.1),
+        SiteRegistry([park]),
+    )
+    engine = service.engines["svc"]
+    [peaks] = [i for i in engine.instances if i.detector.name == "peaks"]
+
+    def bug(block: Block) -> Output:
+        raise KeyError("a bug")
+
+    peaks.detector.update = bug  # type: ignore[method-assign]
+    gateway = park.tree.meters["main"].gateway
+    start = (int(time.time() * 1000) - 3_600_000) // 60_000 * 60_000
+    async with background(service.run()) as task:
+        await asyncio.wait_for(service.warm.wait(), timeout=20)
+        await asyncio.wait_for(service.subscribed.wait(), timeout=20)
+        async with mqtt.client(mqtt_settings, "broken-detector-gw") as client:
+            for k in range(5):
+                readings = [{"m": "main", "t": start + k * 60_000, "q": {"p_kw": 500.0}}]
+                await client.publish(topics.data_topic("svc", gateway),
+                                     encode_batch(gateway, k + 1, readings), qos=1)  # fmt: skip
+
+        async def reported() -> bool:
+            ok, detail = await service._health()
+            return not ok and "svc/peaks@park" in detail["failed_detectors"]
+
+        await eventually(reported, 20, "the stopped detector in /health")
+        assert not task.done(), "one detector's bug stopped the service"
+        _, detail = await service._health()
+        assert detail["failed_detectors"] == {"svc/peaks@park": "KeyError: 'a bug'"}
+
+        async def counted() -> bool:
+            gauge = service.metrics.registry.get_sample_value("pw_analytics_detectors_failed")
+            return gauge == 1
+
+        await eventually(counted, 10, "pw_analytics_detectors_failed = 1")

@@ -10,7 +10,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ingest.http import serve_http
 from ingest.service import IngestService
 from ingest.settings import IngestSettings
 from parkwatch import mqtt, topics
@@ -39,7 +38,7 @@ async def test_metrics_and_health(tmp_path: Path, demo_park_path: Path) -> None:
         base = f"http://127.0.0.1:{port}"
         async with (
             background(service.run()),
-            serve_http(service),
+            service.serve_http(),
             httpx.AsyncClient(base_url=base) as http,
         ):
             await asyncio.wait_for(service.subscribed.wait(), timeout=10)

@@ -96,11 +96,13 @@ def test_iso_times_with_offsets_and_epoch_milliseconds_mix(tmp_path: Path) -> No
         "2024-11-24T16:01:00Z,m,p_kw,2\n"
         "2024-11-25 00:02:00.250+0800,m,p_kw,3\n"
         "2024-11-25T00:03:00.123456+08:00,m,p_kw,4\n"
-        f"{T0 + 240_000},m,p_kw,5\n",
+        f"{T0 + 240_000},m,p_kw,5\n"
+        "2024-11-24t16:05:00z,m,p_kw,6\n",  # RFC 3339's lowercase separator and zone
     )
     readings = read_readings(path)
     assert readings.bad_rows == []
-    assert readings.t_ms.tolist() == [T0, T0 + 60_000, T0 + 120_250, T0 + 180_123, T0 + 240_000]
+    assert readings.t_ms.tolist() == [
+        T0, T0 + 60_000, T0 + 120_250, T0 + 180_123, T0 + 240_000, T0 + 300_000]  # fmt: skip
 
 
 def test_every_unusable_row_is_reported_with_its_line_and_the_rest_is_kept(

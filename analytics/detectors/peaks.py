@@ -3,7 +3,7 @@
 Demand (需量) is the mean active power over the utility's fixed 15-minute blocks on the park's
 local clock. For every electricity meter the detector writes ``demand_15m`` (``p_kw_avg``,
 ``p_kw_max``, ``samples``) when a block ends. Where the meter has a contracted maximum demand
-(its own ``contracted_demand_kw``, or its enterprise's for the enterprise's root meter), it
+(its own ``contracted_demand_kw``, or its enterprise's for the enterprise's one grid intake), it
 forecasts the running block's final demand after every slot — the mean so far over the elapsed
 minutes plus the latest power held for the minutes left, as demand controllers do — and opens a
 ``demand_peak`` event as soon as the forecast reaches the contract, saying how many minutes were
@@ -45,6 +45,11 @@ from parkwatch.site import PARK_ENTERPRISE, Meter
 DEMAND_MS = 15 * 60_000
 DEMAND_MEASUREMENT = "demand_15m"
 DOUBLE_CHARGE_SHARE = 1.05  # above 105 % of the contract, the excess is charged double
+# A supply is sized at most about 2.5 times its contracted demand (the contract may not be set
+# under 40 % of the transformer capacity) and a load at its nameplate: power three times the
+# larger of the two cannot be drawn, so it is a measurement fault (a word-swapped register
+# taken for a good reading, say) and stays out of demand instead of forecasting millions of kW
+CEILING_SHARE = 3.0
 
 
 @dataclass(frozen=True)
@@ -53,16 +58,43 @@ class PeakParams:
     min_elapsed_min: float = 2.0  # no forecast from less of a block than this
 
 
-def contracted_demand(meter: Meter, ctx: ParkContext) -> float | None:
-    """The meter's contract, or its enterprise's for the enterprise's root electricity meter."""
-    if meter.spec.contracted_demand_kw is not None:
-        return meter.spec.contracted_demand_kw
-    parent = ctx.tree.parent(meter.id)
-    is_root = parent is None or parent.enterprise != meter.enterprise
-    if not is_root or meter.enterprise == PARK_ENTERPRISE:
-        return None
-    enterprise = next(e for e in ctx.park.enterprises if e.id == meter.enterprise)
-    return enterprise.contracted_demand_kw
+def contracted_demands(ctx: ParkContext, meters: Sequence[Meter]) -> list[float | None]:
+    """Each meter's contract, or its enterprise's for the enterprise's one grid intake.
+
+    An enterprise fed by several intakes has one contract for their sum, which no single
+    meter's demand can be held against: it needs the contract on each intake (or on a
+    virtual meter summing them), so none of them takes the enterprise's.
+    """
+    intakes: dict[str, list[str]] = {}
+    for m in enterprise_intakes(ctx):
+        intakes.setdefault(m.enterprise, []).append(m.id)
+    contract = {e.id: e.contracted_demand_kw for e in ctx.park.enterprises}
+    return [
+        m.spec.contracted_demand_kw
+        if m.spec.contracted_demand_kw is not None
+        else contract[m.enterprise]
+        if intakes.get(m.enterprise) == [m.id]
+        else None
+        for m in meters
+    ]
+
+
+def enterprise_intakes(ctx: ParkContext, enterprise: str | None = None) -> list[Meter]:
+    """Each enterprise's grid intakes: the top of its electricity tree (no parent, or a parent
+    of another enterprise), leaving out what has a role — on-site PV or a battery without a
+    parent is a source beside the intake, not the intake."""
+    out = []
+    for meter in ctx.tree.meters.values():
+        if meter.utility is not Utility.ELECTRICITY or meter.enterprise == PARK_ENTERPRISE:
+            continue
+        if enterprise is not None and meter.enterprise != enterprise:
+            continue
+        if meter.role is not None:
+            continue
+        parent = ctx.tree.parent(meter.id)
+        if parent is None or parent.enterprise != meter.enterprise:
+            out.append(meter)
+    return out
 
 
 class DemandBlocks:
@@ -125,9 +157,18 @@ class Segment:
         return bool(self.elapsed_min[-1] >= 15.0)
 
 
-def segments(block: Block, ctx: ParkContext, carry: DemandBlocks) -> list[Segment]:
+def power_ceiling(meters: Sequence[Meter], contract: FloatArray) -> FloatArray:
+    """Per meter, the power above which a reading is not believed (NaN: no limit known)."""
+    rated = np.array([m.spec.rated or np.nan for m in meters], dtype=np.float64)
+    return CEILING_SHARE * np.fmax(rated, contract)
+
+
+def segments(
+    block: Block, ctx: ParkContext, carry: DemandBlocks, ceiling: FloatArray | None = None
+) -> list[Segment]:
     """Cut a block's slots into demand blocks, continuing the carried partial block, and
-    advance ``carry`` to the state after the last slot."""
+    advance ``carry`` to the state after the last slot. Slots whose power is above the row's
+    ``ceiling`` count as empty."""
     times = block.times()
     ends = times + block.step_ms
     ids = ctx.local_ms(times) // DEMAND_MS
@@ -138,6 +179,9 @@ def segments(block: Block, ctx: ParkContext, carry: DemandBlocks) -> list[Segmen
     for a, b in zip(cuts.tolist(), [*cuts[1:].tolist(), ids.size], strict=True):
         bid = int(ids[a])
         v = block.values[:, a:b]
+        if ceiling is not None:
+            with np.errstate(invalid="ignore"):
+                v = np.where(np.abs(block.high[:, a:b]) > ceiling[:, None], np.nan, v)
         seen = np.isfinite(v)
         same = carry.block == bid
         psum = np.cumsum(np.where(seen, v, 0.0), axis=1) + np.where(same, carry.psum, 0.0)[:, None]
@@ -147,7 +191,7 @@ def segments(block: Block, ctx: ParkContext, carry: DemandBlocks) -> list[Segmen
             np.maximum(high, np.where(same, carry.pmax, -np.inf)[:, None]), axis=1
         )
         samples = (
-            np.cumsum(block.count[:, a:b].astype(np.int64), axis=1)
+            np.cumsum(np.where(seen, block.count[:, a:b], 0).astype(np.int64), axis=1)
             + np.where(same, carry.samples, 0)[:, None]
         )
         # forward fill the latest power: index of the last slot with data at each slot
@@ -190,8 +234,9 @@ class Peaks(Detector):
         self.meters = [m.id for m in meters]
         self.enterprise = [m.enterprise for m in meters]
         self.contract = np.array(
-            [contracted_demand(m, ctx) or np.nan for m in meters], dtype=np.float64
+            [c or np.nan for c in contracted_demands(ctx, meters)], dtype=np.float64
         )
+        self.ceiling = power_ceiling(meters, self.contract)
         self.demand = DemandBlocks(len(self.series))
         self.open = np.zeros(len(self.series), dtype=bool)
         self.critical = np.zeros(len(self.series), dtype=bool)
@@ -207,7 +252,7 @@ class Peaks(Detector):
         out = Output()
         idx = np.arange(len(self.series)) if block.row_index is None else block.row_index
         carry = self.demand.subset(idx)
-        for seg in segments(block, self.ctx, carry):
+        for seg in segments(block, self.ctx, carry, self.ceiling[idx]):
             self._alerts(seg, idx, out)
             if seg.complete:
                 self._close_block(seg, idx, out)
@@ -335,18 +380,6 @@ class CoincidentParams:
     settle_days: int = 3  # the first days seen of a month set every peak: not reported
 
 
-def enterprise_roots(ctx: ParkContext) -> list[Meter]:
-    """Each enterprise's root electricity meters (its intake)."""
-    out = []
-    for meter in ctx.tree.meters.values():
-        if meter.utility is not Utility.ELECTRICITY or meter.enterprise == PARK_ENTERPRISE:
-            continue
-        parent = ctx.tree.parent(meter.id)
-        if parent is None or parent.enterprise != meter.enterprise:
-            out.append(meter)
-    return out
-
-
 class CoincidentPeaks(Detector):
     """Blocks in which the park's demand sets a new high for the month while several
     enterprises are at or near their own month's highs: the peaks that build the park's bill
@@ -361,7 +394,7 @@ class CoincidentPeaks(Detector):
     def select(cls, ctx: ParkContext) -> list[SeriesKey]:
         if DEMAND_MS % ctx.step_ms:
             return []
-        roots = enterprise_roots(ctx)
+        roots = enterprise_intakes(ctx)
         if len({m.enterprise for m in roots}) < 2:
             return []
         return [SeriesKey(m.id, "p_kw") for m in roots]

@@ -105,6 +105,8 @@ class _Instance:
     detector: Detector
     group: str | None  # its gateway, for detectors run per gateway; None: one for the park
     gather: list[_Gather] = field(default_factory=list)
+    # why it stopped: a detector that raised is run no more (its state may be half updated)
+    failed: str | None = None
 
     @property
     def key(self) -> str:
@@ -527,7 +529,7 @@ class ParkEngine:
                     continue
                 block = self._instance_block(inst, members, start, stop, table_block)
                 if block is not None:
-                    findings.extend(inst.detector.update(block))
+                    findings.extend(self._update(inst, block))
         self.emitted = np.where(heard, until, self.emitted)
 
         if self.park_closed is not None:
@@ -630,7 +632,7 @@ class ParkEngine:
                     continue
                 block = self._instance_block(inst, virtual, start, stop, with_virtual)
                 if block is not None:
-                    out.extend(inst.detector.update(block))
+                    out.extend(self._update(inst, block))
         else:
             with_virtual = table_block
         everyone = np.arange(-1, len(self.gateways), dtype=np.int64)
@@ -638,8 +640,26 @@ class ParkEngine:
             if inst.detector.scope is Scope.PARK:
                 block = self._instance_block(inst, everyone, start, stop, with_virtual)
                 if block is not None:
-                    out.extend(inst.detector.update(block))
+                    out.extend(self._update(inst, block))
         return out
+
+    def _update(self, inst: _Instance, block: Block) -> Output:
+        """One detector's update; one that raises is stopped, not the engine and its other
+        detectors (a bug in one detector must not blind the park), and says so in
+        :attr:`failed_detectors` (the service's /health and metrics, replay's summary)."""
+        if inst.failed is not None:
+            return Output()
+        try:
+            return inst.detector.update(block)
+        except Exception as exc:
+            inst.failed = f"{type(exc).__name__}: {exc}"[:300]
+            log.exception("park %s: detector %s failed and is stopped", self.park.park, inst.key)
+            return Output()
+
+    @property
+    def failed_detectors(self) -> dict[str, str]:
+        """Detector instance → the error that stopped it."""
+        return {i.key: i.failed for i in self.instances if i.failed is not None}
 
     def _compute_virtuals(self, start: int, stop: int, table_block: Any) -> None:
         vgroup = self.tables[VIRTUAL]

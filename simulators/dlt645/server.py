@@ -22,7 +22,6 @@ import contextlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from types import TracebackType
 
 from edge_agent.dlt645 import (
     BROADCAST,
@@ -36,6 +35,7 @@ from edge_agent.dlt645 import (
     read_data_answer,
 )
 from edge_agent.profiles import NO_RATIOS, Ratios
+from simulators.served import Served
 
 log = logging.getLogger(__name__)
 
@@ -134,31 +134,9 @@ class Dlt645Bus:
                 await writer.drain()
 
 
-class _Server:
+class _Server(Served):
     def __init__(self, bus: Dlt645Bus) -> None:
         self.bus = bus
-
-    async def start(self) -> None:
-        raise NotImplementedError
-
-    async def stop(self) -> None:
-        raise NotImplementedError
-
-    async def __aenter__(self) -> _Server:
-        try:
-            await self.start()
-        except BaseException:
-            await self.stop()
-            raise
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
 
 class Dlt645TcpServer(_Server):

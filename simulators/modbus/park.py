@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Literal
 
 import yaml
@@ -34,6 +33,7 @@ from simulators.modbus.servers import (
     ValuesFn,
 )
 from simulators.model import ParkModel
+from simulators.served import Served
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +198,7 @@ class GatewayConfigWriter:
 
 
 @dataclass
-class SimulatedGateway(GatewayConfigWriter):
+class SimulatedGateway(GatewayConfigWriter, Served):
     """Serve the Modbus meters of one gateway of a park; ``async with`` starts and stops."""
 
     park: Park
@@ -264,22 +264,6 @@ class SimulatedGateway(GatewayConfigWriter):
             if self.pty is not None:
                 self.pty.stop()
                 self.pty = None
-
-    async def __aenter__(self) -> SimulatedGateway:
-        try:
-            await self.start()
-        except BaseException:
-            await self.stop()
-            raise
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     def device_configs(self) -> list[dict[str, Any]]:
         """The ``devices:`` of a gateway.yaml that reads these meters."""

@@ -21,7 +21,6 @@ import abc
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 from pymodbus.constants import ExcCodes
@@ -31,6 +30,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 from pymodbus.simulator.simcore import SimCore
 
 from edge_agent.profiles import NO_RATIOS, Function, MeterProfile, Ratios
+from simulators.served import Served
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ class _ServedUnitsOnly(SimCore):
         return await super().async_setValues(device_id, func_code, address, values)
 
 
-class _MeterServer(abc.ABC):
+class _MeterServer(Served, abc.ABC):
     """Common lifecycle: ``async with`` starts the server, leaving stops it."""
 
     def __init__(self, meters: Sequence[ServedMeter]) -> None:
@@ -149,7 +149,7 @@ class _MeterServer(abc.ABC):
     def _build(self) -> ModbusTcpServer | ModbusSerialServer:
         """The pymodbus server for this transport."""
 
-    def _listening(self, server: Any) -> None:  # noqa: B027 - an optional hook
+    def _listening(self, server: Any) -> None:
         """Hook after listening starts (the TCP server learns its port)."""
 
     @property
@@ -170,18 +170,6 @@ class _MeterServer(abc.ABC):
         if self._server is not None:
             server, self._server = self._server, None
             await server.shutdown()  # type: ignore[no-untyped-call]
-
-    async def __aenter__(self) -> Any:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
 
 class ModbusTcpMeterServer(_MeterServer):
@@ -213,10 +201,6 @@ class ModbusTcpMeterServer(_MeterServer):
     def units(self) -> list[int]:
         return [m.unit for m in self.meters]
 
-    async def __aenter__(self) -> ModbusTcpMeterServer:
-        await self.start()
-        return self
-
 
 class ModbusMeterServer(ModbusTcpMeterServer):
     """One meter on its own Modbus TCP server: ``async with ModbusMeterServer(profile, 1,
@@ -234,10 +218,6 @@ class ModbusMeterServer(ModbusTcpMeterServer):
         port: int = 0,
     ) -> None:
         super().__init__([ServedMeter(unit, profile, values, ratios, meter)], host=host, port=port)
-
-    async def __aenter__(self) -> ModbusMeterServer:
-        await self.start()
-        return self
 
 
 class ModbusRtuMeterServer(_MeterServer):
@@ -281,7 +261,3 @@ class ModbusRtuMeterServer(_MeterServer):
             self.stopbits,
             [m.unit for m in self.meters],
         )
-
-    async def __aenter__(self) -> ModbusRtuMeterServer:
-        await self.start()
-        return self

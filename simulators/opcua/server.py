@@ -15,7 +15,6 @@ import contextlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from types import TracebackType
 
 from asyncua import ua
 from asyncua.common.node import Node
@@ -24,6 +23,7 @@ from asyncua.ua.status_codes import StatusCodes
 
 from edge_agent.opcua import OpcUaProfile
 from parkwatch.stack import free_port
+from simulators.served import Served
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class ServedOpcUaDevice:
     meter: str = ""
 
 
-class OpcUaControllerServer:
+class OpcUaControllerServer(Served):
     """``async with OpcUaControllerServer([...]) as srv: srv.url``."""
 
     def __init__(
@@ -128,19 +128,3 @@ class OpcUaControllerServer:
         if self._server is not None and self._running:
             self._running = False
             await self._server.stop()
-
-    async def __aenter__(self) -> OpcUaControllerServer:
-        try:
-            await self.start()
-        except BaseException:
-            await self.stop()
-            raise
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
