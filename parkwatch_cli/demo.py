@@ -332,8 +332,13 @@ class _History:
         excluded = frozenset({MODBUS_GATEWAY})
         lay = build_layout(park)
         faults: list[Fault] = []
-        # a burst of a quarter of a zone's flow, and a flue-gas temperature step, soon after
-        # the live run starts: both are found within hours of data, minutes of the demo
+        # a burst of a quarter of a zone's flow, and a flue-gas temperature step, in the live
+        # run's first hours: both are found within hours of data, minutes of the demo. On
+        # whole local hours: the detectors judge hourly means, and the first hour's estimate
+        # is then the fault's whole size, not the part of the hour it was there
+        live_local = datetime.fromtimestamp(live_ms / 1000, park.zone)
+        next_hour = live_local.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+        first_hour = int(next_hour.timestamp() * 1000)
         wanted = {FaultKind.WATER_BURST: 0.25, FaultKind.FLUE_TEMP_RISE: 40.0}
         for kind, size in wanted.items():
             for target in fault_targets(park)[::-1]:
@@ -341,7 +346,7 @@ class _History:
                     continue
                 fault = Fault(
                     kind,
-                    live_ms + len(faults) * 600_000 + 600_000,
+                    first_hour + len(faults) * 3_600_000,
                     magnitude=size * target.scale if target.field == "zone" else size,
                     zone=target.name if target.field == "zone" else None,
                     meter=target.name if target.field == "meter" else None,
