@@ -707,7 +707,7 @@ class ZoneLeaks(Detector):
             lost = moved / base  # the share of its flow no longer registered (f = 1 − lost)
             if (
                 moved > 4 * se
-                and abs(moved - excess) < 0.4 * excess
+                and abs(moved - excess) < 0.5 * excess
                 and abs(rest) < 0.5 * excess
                 and self.accuracy[zi] < lost <= self.p.max_under
             ):
