@@ -48,6 +48,7 @@ from parkwatch.retry import OutageLog
 from parkwatch.sessions import SessionLoop
 from parkwatch.site import SiteRegistry
 from parkwatch.status_http import serve_status, status_app
+from parkwatch.tasks import honour_cancel
 from parkwatch.wire import parse_batch
 
 log = logging.getLogger(__name__)
@@ -322,6 +323,7 @@ class AnalyticsService:
         while True:
             park, event = await self.alerts.get()
             await self._publish(park, event)
+            honour_cancel()  # a PUBACK may have swallowed the shutdown's only cancellation
 
     async def _publish(self, park: str, event: Event) -> bool:
         """Publish one alert; one that cannot go now waits for the next session (False)."""
@@ -350,7 +352,9 @@ class AnalyticsService:
             if not self.unpublished or self.client is None:
                 return
             park, event = self.unpublished.popleft()
-            if not await self._publish(park, event):
+            published = await self._publish(park, event)
+            honour_cancel()  # as in _publish_alerts: the session must not wait on after one
+            if not published:
                 return
 
     async def _drain(self, writer: InfluxWriter) -> None:

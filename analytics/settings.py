@@ -6,9 +6,10 @@ import os
 import socket
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from parkwatch.energy import ROLLUP_RETENTION_POLICY
 from parkwatch.settings import ServiceSettings
 
 
@@ -39,5 +40,11 @@ class AnalyticsSettings(ServiceSettings):
     rollups: bool = True
     rollup_interval_s: float = Field(default=60.0, gt=0)
     rollup_recent_s: float = Field(default=900.0, gt=0)
-    rollup_retention_policy: str | None = "rollups"
+    rollup_retention_policy: str | None = ROLLUP_RETENTION_POLICY
     raw_retention: str | None = None
+
+    @field_validator("rollup_retention_policy")
+    @classmethod
+    def _default_policy(cls, value: str | None) -> str | None:
+        # PW_..._ROLLUP_RETENTION_POLICY= (empty): the database's default policy
+        return value or None

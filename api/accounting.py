@@ -52,6 +52,7 @@ from parkwatch.site import Park
 from parkwatch.tariffs import (
     PERIODS,
     Bill,
+    TariffNotInForceError,
     TouPeriod,
     load_shift_savings,
     monthly_bill,
@@ -334,6 +335,53 @@ async def _figures(state: State, park: Park, start_ms: int, end_ms: int) -> list
     return out
 
 
+def entered(
+    figures: list[dict[str, Any]],
+    owner: str,
+    kind: str,
+    span: str,
+    a: int,
+    b: int,
+    *,
+    product: str | None = None,
+    allocate_days: tuple[float, int] | None = None,
+) -> tuple[float | None, str]:
+    """An entered figure for the period [a, b) of ``span`` ("month" or "year"), from the
+    figures of the period's whole year, and where it comes from.
+
+    A month takes its own figure; without one, a yearly figure only where ``allocate_days``
+    (the month's days, the year's) is given — value added, which is a yearly statistic, is
+    allocated to the month pro rata of days and labelled so. A year takes its yearly figure,
+    else the sum of its monthly ones (saying how many months were entered)."""
+    mine = [
+        f
+        for f in figures
+        if f.get("enterprise") == owner
+        and f.get("kind") == kind
+        and (product is None or (f.get("product") or "") == product)
+        and f.get("value") is not None
+    ]
+    monthly = [float(f["value"]) for f in mine if f.get("span") == "month" and a <= f["time"] < b]
+    yearly = [float(f["value"]) for f in mine if f.get("span") == "year" and a <= f["time"] < b]
+    if span == "month":
+        if monthly:
+            return sum(monthly), "entered for the month"
+        year_figures = [float(f["value"]) for f in mine if f.get("span") == "year"]
+        if year_figures and allocate_days is not None:
+            days, year_days = allocate_days
+            return (
+                sum(year_figures) * days / year_days,
+                f"entered for the year, allocated pro rata of days ({days:g}/{year_days})",
+            )
+        return None, "none"
+    if yearly:
+        return sum(yearly), "entered for the year"
+    if monthly:
+        months = len({f["time"] for f in mine if f.get("span") == "month"})
+        return sum(monthly), f"entered for {months} of 12 months, summed"
+    return None, "none"
+
+
 # --- the summary -----------------------------------------------------------------------------
 
 
@@ -428,7 +476,8 @@ async def summarize(state: State, park: Park, period: str) -> Summary:
             x.consumption[q] = x.consumption.get(q, 0.0) + float(r["value"])
             x.completeness = min(x.completeness, float(r.get("completeness") or 0.0))
             x.estimated[q] = x.estimated.get(q, 0.0) + float(r.get("estimated") or 0.0)
-    figures = await _figures(state, park, a, b)
+    # the whole year's figures: a month may take a share of a yearly figure (value added)
+    figures = await _figures(state, park, *_year_bounds(park, year))
     factor = grid_factor(options, year)
     electricity = conversion(options, Utility.ELECTRICITY, year)
     # the factor actually applied: the published one, or the park's override
@@ -462,20 +511,27 @@ async def summarize(state: State, park: Park, period: str) -> Summary:
                 tce_equal += pv * e.kgce_equal / 1000
                 tce_equiv += pv * e.kgce_equal / 1000
                 electricity_tce += pv * e.kgce_equal / 1000
-        green = sum(float(f["value"]) for f in mine if f.get("kind") == "green_certificates_mwh")
+        green = entered(figures, owner, "green_certificates_mwh", span, a, b)[0] or 0.0
         co2_market = max(co2 - green * grid_kg, 0.0)  # MWh × kg/kWh = t
-        va, va_source = _value_added(park, level, sid, figures, days, days_in_year)
+        va, va_source = _value_added(park, level, sid, figures, span, a, b, days, days_in_year)
         water = x.consumption.get("vol_m3", 0.0)
         products = []
-        for f in mine:
-            if f.get("kind") != "production" or not f.get("value"):
+        names_of_products = sorted(
+            {f.get("product") or "" for f in mine if f.get("kind") == "production"}
+        )
+        for product in names_of_products:
+            # production is not allocated: a yearly figure gives a yearly intensity only
+            made, _ = entered(figures, owner, "production", span, a, b, product=product)
+            if not made:
                 continue
-            product = f.get("product") or ""
-            per_unit = tce_equal * 1000 / float(f["value"])
+            unit = next(
+                (f.get("unit") or "" for f in mine if (f.get("product") or "") == product), ""
+            )
+            per_unit = tce_equal * 1000 / made
             entry: dict[str, Any] = {
                 "product": product,
-                "amount": float(f["value"]),
-                "unit": f.get("unit") or "",
+                "amount": made,
+                "unit": unit,
                 "kgce_per_unit": per_unit,
             }
             bench = benchmarks().get(product)
@@ -525,29 +581,32 @@ async def summarize(state: State, park: Park, period: str) -> Summary:
             "data_year": None if overridden else factor.data_year,
             "document": "accounting.coefficients in park.yaml" if overridden else factor.document,
             "status": "park" if overridden else factor.status,
+            "published": None if overridden else factor.published,
+            "source": "park.yaml" if overridden else factor.source,
         },
         subjects=subjects,
     )
 
 
 def _value_added(
-    park: Park, level: str, sid: str, figures: list[dict[str, Any]], days: float, year_days: int
+    park: Park,
+    level: str,
+    sid: str,
+    figures: list[dict[str, Any]],
+    span: str,
+    a: int,
+    b: int,
+    days: float,
+    year_days: int,
 ) -> tuple[float | None, str]:
-    """An enterprise's value added in the period: entered figures, else its yearly figure in
-    park.yaml prorated by days; the park's: its own entered figure, else its enterprises'."""
-
-    def entered(owner: str) -> float | None:
-        values = [
-            float(f["value"])
-            for f in figures
-            if f.get("enterprise") == owner and f.get("kind") == "value_added_cny"
-        ]
-        return sum(values) if values else None
+    """An enterprise's value added in the period: entered figures (a month without its own
+    takes its year's, allocated pro rata of days), else its yearly figure in park.yaml prorated
+    by days; the park's: its own entered figure, else its enterprises'."""
 
     def enterprise(e_id: str) -> tuple[float | None, str]:
-        got = entered(e_id)
-        if got is not None:
-            return got, "entered"
+        got = entered(figures, e_id, "value_added_cny", span, a, b, allocate_days=(days, year_days))
+        if got[0] is not None:
+            return got
         yearly = next((e.value_added_cny for e in park.enterprises if e.id == e_id), None)
         if yearly is None:
             return None, "none"
@@ -555,9 +614,9 @@ def _value_added(
 
     if level == "enterprise":
         return enterprise(sid)
-    own = entered("park")
-    if own is not None:
-        return own, "entered"
+    own = entered(figures, "park", "value_added_cny", span, a, b, allocate_days=(days, year_days))
+    if own[0] is not None:
+        return own
     parts = [enterprise(e.id) for e in park.enterprises]
     known = [v for v, _ in parts if v is not None]
     if not known:
@@ -593,6 +652,50 @@ class TargetOut(BaseModel):
     water_target: float
     water_on_track: bool | None
     prices: str
+    # where each baseline figure comes from: "entered …", "measured …" (the platform's own
+    # rollups of the baseline year) or why there is none
+    baseline_sources: dict[str, str] = {}
+
+
+def _baseline_value_added(
+    park: Park, owner: str, figures: list[dict[str, Any]], a: int, b: int
+) -> tuple[float | None, str]:
+    """The baseline year's value added: entered for the subject (current or comparable prices
+    are the same in the base year), or for the park the sum of every enterprise's."""
+
+    def own(who: str) -> tuple[float | None, str]:
+        for kind in ("value_added_2020_cny", "value_added_cny"):
+            got = entered(figures, who, kind, "year", a, b)
+            if got[0] is not None:
+                return got
+        return None, "none"
+
+    got = own(owner)
+    if got[0] is not None or owner != "park":
+        return got
+    parts = [own(e.id) for e in park.enterprises]
+    if park.enterprises and all(v is not None for v, _ in parts):
+        return sum(v or 0.0 for v, _ in parts), "entered for every enterprise, summed"
+    return None, "none"
+
+
+def _baseline_measure(
+    entered_value: tuple[float | None, str],
+    measured: float | None,
+    completeness: float,
+    minimum: float,
+    year: int,
+) -> tuple[float | None, str]:
+    """An entered baseline figure overrides the measured one; a measured one counts only when
+    its rollups cover at least ``minimum`` of the year."""
+    if entered_value[0] is not None:
+        return entered_value
+    if measured is None:
+        return None, "none: not entered, not measured"
+    share = f"{100 * completeness:.1f} %"
+    if completeness < minimum:
+        return None, f"none: measured {year} covers {share} of the year (< {100 * minimum:g} %)"
+    return measured, f"measured (rollups of {year}, {share} complete)"
 
 
 @router.get("/accounting/targets")
@@ -600,8 +703,10 @@ async def targets(
     state: StateDep, park: str, year: int, enterprise: str | None = None
 ) -> TargetOut:
     """Energy and water per value added against the baseline year (2020: −14.5 % and −15 %
-    by 2025). Uses value added at comparable 2020 prices where entered; the baseline year's
-    energy and water come from entered figures when the platform did not measure them."""
+    by 2025). Uses value added at comparable 2020 prices where entered. The baseline year's
+    energy and water are the entered figures, else what the platform measured that year (its
+    rollups, when complete enough); its value added is entered. ``baseline_sources`` says
+    which was used."""
     p = _park(state, park)
     options = p.accounting
     owner = enterprise or "park"
@@ -611,20 +716,31 @@ async def targets(
     if subject is None:
         raise HTTPException(404, f"unknown enterprise {shown(enterprise)}")
     a, b = _year_bounds(p, year)
-    figs = [f for f in await _figures(state, p, a, b) if f.get("enterprise") == owner]
-    comparable = [float(f["value"]) for f in figs if f.get("kind") == "value_added_2020_cny"]
-    va = sum(comparable) if comparable else subject.value_added_cny
-    prices = "comparable 2020 prices" if comparable else "current prices"
-    ba, bb = _year_bounds(p, options.baseline_year)
-    base_figs = [f for f in await _figures(state, p, ba, bb) if f.get("enterprise") == owner]
-
-    def total(kind: str) -> float | None:
-        values = [float(f["value"]) for f in base_figs if f.get("kind") == kind]
-        return sum(values) if values else None
-
-    base_va = total("value_added_cny")
-    base_energy = total("energy_tce")
-    base_water = total("water_m3")
+    figs = await _figures(state, p, a, b)
+    comparable, _ = entered(figs, owner, "value_added_2020_cny", "year", a, b)
+    va = comparable if comparable is not None else subject.value_added_cny
+    prices = "comparable 2020 prices" if comparable is not None else "current prices"
+    base_year = options.baseline_year
+    ba, bb = _year_bounds(p, base_year)
+    base_figs = await _figures(state, p, ba, bb)
+    then = await summarize(state, p, str(base_year))
+    base = next(s for s in then.subjects if s.id == sid and s.level == level)
+    measured = bool(base.consumption)
+    base_va, va_source = _baseline_value_added(p, owner, base_figs, ba, bb)
+    base_energy, energy_source = _baseline_measure(
+        entered(base_figs, owner, "energy_tce", "year", ba, bb),
+        base.tce_equal if measured else None,
+        base.completeness,
+        options.baseline_min_completeness,
+        base_year,
+    )
+    base_water, water_source = _baseline_measure(
+        entered(base_figs, owner, "water_m3", "year", ba, bb),
+        base.consumption.get("vol_m3") if measured else None,
+        base.completeness,
+        options.baseline_min_completeness,
+        base_year,
+    )
     ei = subject.tce_equal / (va / 1e4) if va else None
     wi = subject.consumption.get("vol_m3", 0.0) / (va / 1e4) if va else None
     bei = base_energy / (base_va / 1e4) if base_energy is not None and base_va else None
@@ -632,11 +748,11 @@ async def targets(
     e_change = ei / bei - 1 if ei is not None and bei else None
     w_change = wi / bwi - 1 if wi is not None and bwi else None
     # on track: at least the target's share for the years elapsed of the five-year plan
-    elapsed = min(max(year - options.baseline_year, 0) / 5, 1.0)
+    elapsed = min(max(year - base_year, 0) / 5, 1.0)
     return TargetOut(
         subject=sid,
         year=year,
-        baseline_year=options.baseline_year,
+        baseline_year=base_year,
         energy_intensity=ei,
         baseline_energy_intensity=bei,
         energy_change=e_change,
@@ -648,6 +764,11 @@ async def targets(
         water_target=options.water_target,
         water_on_track=None if w_change is None else w_change <= options.water_target * elapsed,
         prices=prices,
+        baseline_sources={
+            "energy": energy_source,
+            "water": water_source,
+            "value_added": va_source,
+        },
     )
 
 
@@ -658,6 +779,7 @@ class BillOut(BaseModel):
     enterprise: str
     month: str
     tariff: str
+    tariff_source: str  # with how well its prices are sourced (placeholders say so)
     currency: str
     kwh: dict[str, float]
     energy_charge: dict[str, float]
@@ -676,15 +798,20 @@ class BillOut(BaseModel):
 async def compute_bill(
     state: State, park: Park, enterprise: str, month: str, share: float = 0.1
 ) -> BillOut:
-    tariff = park.tariffs.electricity_for(enterprise)
-    if tariff is None:
-        raise HTTPException(
-            404, f"no electricity tariff for {shown(enterprise)} (tariffs.electricity)"
-        )
     ent = next((e for e in park.enterprises if e.id == enterprise), None)
     if ent is None:
         raise HTTPException(404, f"unknown enterprise {shown(enterprise)}")
     a, b = _month_bounds(park, month)
+    first = datetime.fromtimestamp(a / 1000, tz=park.zone).date()
+    try:
+        # the version in force on the month's first day bills the whole month
+        tariff = park.tariffs.electricity_for(enterprise, on=first)
+    except TariffNotInForceError as exc:
+        raise HTTPException(422, f"{exc}: add a tariff version for {month}") from None
+    if tariff is None:
+        raise HTTPException(
+            404, f"no electricity tariff for {shown(enterprise)} (tariffs.electricity)"
+        )
     found = await _rollups(
         state, park, "hour", a, b, {"level": "enterprise", "id": enterprise, "quantity": "e_kwh"}
     )
@@ -710,6 +837,9 @@ async def compute_bill(
             w.start[-2:] != "00" or w.end[-2:] != "00" for s in tariff.seasons for w in s.windows
         ):
             notes.append("the tariff has periods off the hour: hours are billed by their start")
+    last = datetime.fromtimestamp(b / 1000 - 1, tz=park.zone).date()
+    if not tariff.in_force(last):
+        notes.append(f"tariff {tariff.span} ends within the month: billed at it throughout")
     max_kw = await _max_demand(state, park, enterprise, a, b)
     contracted = ent.contracted_demand_kw
     bill: Bill = monthly_bill(
@@ -723,6 +853,7 @@ async def compute_bill(
         enterprise=enterprise,
         month=month,
         tariff=tariff.name,
+        tariff_source=tariff.source,
         currency=tariff.currency,
         kwh={p.value: x for p, x in bill.kwh.items()},
         energy_charge={p.value: x for p, x in bill.energy_charge.items()},
@@ -851,6 +982,19 @@ async def factors(state: StateDep, park: str, year: int | None = None) -> dict[s
     p = _park(state, park)
     y = year or datetime.now(tz=p.zone).year
     out: dict[str, Any] = {"year": y, "convention": p.accounting.convention, "utilities": {}}
+    g = grid_factor(p.accounting, y)
+    # the published factor for the year, with its status and date (a park override, if any,
+    # shows in utilities.electricity.co2_source)
+    out["grid_factor"] = {
+        "id": g.id,
+        "kg_per_kwh": g.value,
+        "data_year": g.data_year,
+        "published": g.published,
+        "published_status": g.published_status,
+        "document": g.document,
+        "status": g.status,
+        "source": g.source,
+    }
     for utility in Utility:
         conv = conversion(p.accounting, utility, y)
         if conv is not None:

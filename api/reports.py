@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import html
 import io
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -78,6 +79,28 @@ LABELS: dict[str, dict[str, str]] = {
     "daily_kwh": {"zh": "每日外购电量 (kWh)", "en": "Grid electricity per day (kWh)"},
     "daily_co2": {"zh": "每日二氧化碳排放 (kg)", "en": "CO₂ per day (kg)"},
     "sources": {"zh": "系数来源", "en": "Sources"},
+    "value_added": {"zh": "工业增加值", "en": "Industrial value added"},
+    "tariff_source": {"zh": "电价来源", "en": "tariff source"},
+    "products": {
+        "zh": "单位产品能耗与能效标杆水平、基准水平",
+        "en": "Energy per unit of product against the benchmark (标杆) and baseline (基准) levels",
+    },
+    "no_products": {"zh": "本月未录入产量", "en": "No production entered for the month"},
+    "output": {"zh": "产量", "en": "output"},
+    "per_unit": {"zh": "单位产品综合能耗", "en": "energy per unit"},
+    "levels": {"zh": "标杆水平 / 基准水平", "en": "benchmark (标杆) / baseline (基准) level"},
+    "level": {"zh": "能效水平", "en": "standing"},
+    # benchmark_level's answers (parkwatch.energy), lower energy per unit is better
+    "标杆 benchmark": {"zh": "达到标杆水平", "en": "at or better than the benchmark level"},
+    "基准 to 标杆": {"zh": "介于基准水平与标杆水平之间", "en": "between baseline and benchmark"},
+    "below 基准 baseline": {"zh": "未达到基准水平", "en": "worse than the baseline level"},
+    # the products of parkwatch/data/benchmarks.yaml
+    "cement_clinker": {"zh": "水泥熟料", "en": "Cement clinker"},
+    "blast_furnace_iron": {"zh": "高炉炼铁", "en": "Blast-furnace ironmaking"},
+    "bof_steel": {"zh": "转炉炼钢", "en": "BOF steelmaking"},
+    "flat_glass_500_800": {"zh": "平板玻璃（500–800 t/d）", "en": "Flat glass (500–800 t/d)"},
+    "ethylene": {"zh": "乙烯", "en": "Ethylene"},
+    "coke_top_charged": {"zh": "焦炭（顶装焦炉）", "en": "Coke (top-charged oven)"},
 }
 UNITS = {
     "e_kwh": "kWh",
@@ -104,6 +127,28 @@ def t(key: str, lang: str) -> str:
     return LABELS.get(key, {}).get(lang, key)
 
 
+# where a figure of value added comes from (api.accounting.entered, _value_added), in Chinese
+SOURCES_ZH = (
+    (
+        r"entered for the year, allocated pro rata of days \((\d+(?:\.\d+)?)/(\d+)\)",
+        r"年度录入值按天数分摊（\1/\2）",
+    ),
+    (r"entered for the month", "当月录入值"),
+    (r"entered for the year", "年度录入值"),
+    (r"entered for (\d+) of 12 months, summed", r"\1 个月录入值合计"),
+    (r"park\.yaml, yearly, prorated by days", "park.yaml 年度值按天数分摊"),
+    (r"sum of enterprises: ", "各企业合计："),
+)
+
+
+def value_added_source(source: str, lang: str) -> str:
+    if lang != "zh":
+        return source
+    for pattern, replacement in SOURCES_ZH:
+        source = re.sub(pattern, replacement, source)
+    return source
+
+
 @dataclass
 class ReportData:
     park: Park
@@ -115,6 +160,7 @@ class ReportData:
     daily_kwh: list[float]
     daily_co2: list[float]
     generated: datetime = field(default_factory=datetime.now)
+    bill_notes: list[str] = field(default_factory=list)  # bills that could not be made
 
     def rows(self, lang: str) -> list[tuple[str, str, str]]:
         s = self.subject
@@ -133,6 +179,10 @@ class ReportData:
             out.append(
                 (t("water_m3_per_10k_cny", lang), f"{s.water_m3_per_10k_cny:.3f}", "m³/万元")
             )
+        if s.value_added_cny is not None:
+            # with where it comes from: an allocation of a yearly figure says so
+            source = value_added_source(s.value_added_source, lang)
+            out.append((t("value_added", lang), f"{s.value_added_cny:,.0f}", f"¥ ({source})"))
         out.append((t("completeness", lang), f"{100 * s.completeness:.1f}", "%"))
         out.append((t("estimated_share", lang), f"{100 * s.estimated_share:.2f}", "%"))
         g = self.summary.grid_factor
@@ -141,10 +191,39 @@ class ReportData:
         )
         return out
 
+    def product_rows(self, lang: str) -> list[tuple[str, str, str]]:
+        """Per product: output, energy per unit and, where the product has levels in
+        benchmarks.yaml, the 标杆/基准 levels and where the subject stands."""
+        if not self.subject.products:
+            return [(t("no_products", lang), "", "")]
+        out: list[tuple[str, str, str]] = []
+        for p in self.subject.products:
+            name = t(p["product"], lang)
+            unit = p.get("unit") or ""
+            out.append((f"{name} {t('output', lang)}", f"{p['amount']:,.3f}", unit))
+            per = f"kgce/{unit}" if unit else "kgce"
+            out.append((f"{name} {t('per_unit', lang)}", f"{p['kgce_per_unit']:,.2f}", per))
+            if "level" in p:
+                bunit = p["benchmark_unit"]
+                if bunit != per:
+                    out.append(
+                        (
+                            f"{name} {t('per_unit', lang)} ({bunit})",
+                            f"{p['per_unit_in_benchmark_unit']:,.2f}",
+                            bunit,
+                        )
+                    )
+                levels = f"{p['benchmark']:g} / {p['baseline']:g}"
+                out.append((f"{name} {t('levels', lang)}", levels, bunit))
+                out.append((f"{name} {t('level', lang)}", t(p["level"], lang), ""))
+        return out
+
     def bill_rows(self, lang: str) -> list[tuple[str, str, str]]:
         out: list[tuple[str, str, str]] = []
         for b in self.bills:
             head = f"{t('enterprise', lang)} {b.enterprise} ({b.tariff})"
+            # how well the prices are sourced: placeholder prices say so on the report
+            out.append((f"{head} {t('tariff_source', lang)}", "", b.tariff_source))
             for p, kwh in b.kwh.items():
                 out.append(
                     (
@@ -169,6 +248,7 @@ class ReportData:
                     f"{b.shift_savings:,.2f} {b.currency}",
                 )
             )
+        out += [(note, "", "") for note in self.bill_notes]
         return out
 
 
@@ -179,10 +259,16 @@ async def build_report(state: State, park: Park, month: str, enterprise: str | N
     if subject is None:
         raise HTTPException(404, f"unknown enterprise {shown(enterprise)}")
     bills = []
+    bill_notes = []
     for e in [enterprise] if enterprise else [e.id for e in park.enterprises]:
-        if park.tariffs.electricity_for(e) is None:
+        if not park.tariffs.has_electricity(e):
             continue
-        bills.append(await compute_bill(state, park, e, month))
+        try:
+            bills.append(await compute_bill(state, park, e, month))
+        except HTTPException as exc:
+            if exc.status_code != 422:
+                raise
+            bill_notes.append(str(exc.detail))  # no tariff version in force that month
     a, b = _month_bounds(park, month)
     found = await _rollups(state, park, "day", a, b, {"level": level, "id": sid})
     kwh: dict[int, float] = {}
@@ -205,6 +291,7 @@ async def build_report(state: State, park: Park, month: str, enterprise: str | N
         [kwh.get(d, 0.0) for d in days],
         [co2.get(d, 0.0) for d in days],
         datetime.now(tz=park.zone),
+        bill_notes,
     )
 
 
@@ -222,7 +309,15 @@ def render_csv(data: ReportData, lang: str) -> bytes:
         ]
     )
     w.writerow([t("item", lang), t("value", lang), t("unit", lang)])
-    for row in data.rows(lang) + data.bill_rows(lang):
+    for row in data.rows(lang):
+        w.writerow([row[0], row[1].replace(",", ""), row[2]])
+    w.writerow([])
+    w.writerow([t("products", lang)])
+    for row in data.product_rows(lang):
+        w.writerow([row[0], row[1].replace(",", ""), row[2]])
+    w.writerow([])
+    w.writerow([t("bill", lang)])
+    for row in data.bill_rows(lang):
         w.writerow([row[0], row[1].replace(",", ""), row[2]])
     w.writerow([])
     w.writerow([t("daily_kwh", lang), t("daily_co2", lang), "day"])
@@ -261,6 +356,10 @@ def render_html(data: ReportData, lang: str) -> bytes:
         f"<tr><td>{e(a)}</td><td class=n>{e(b)}</td><td>{e(c)}</td></tr>"
         for a, b, c in data.rows(lang)
     )
+    product_rows = "".join(
+        f"<tr><td>{e(a)}</td><td class=n>{e(b)}</td><td>{e(c)}</td></tr>"
+        for a, b, c in data.product_rows(lang)
+    )
     bill_rows = "".join(
         f"<tr><td>{e(a)}</td><td class=n>{e(b)}</td><td class=n>{e(c)}</td></tr>"
         for a, b, c in data.bill_rows(lang)
@@ -276,6 +375,7 @@ border-bottom:1px solid #ddd}}.n{{text-align:right}}table{{border-collapse:colla
 {e(s.name)} ({e(s.id)}) · {e(t("generated", lang))}: {e(generated)}</p>
 <table><tr><th>{e(t("item", lang))}</th><th>{e(t("value", lang))}</th>
 <th>{e(t("unit", lang))}</th></tr>{rows}</table>
+<h2>{e(t("products", lang))}</h2><table>{product_rows}</table>
 <h2>{e(t("daily_kwh", lang))}</h2>{_svg_bars(data.days, data.daily_kwh, "#3b7dd8")}
 <h2>{e(t("daily_co2", lang))}</h2>{_svg_bars(data.days, data.daily_co2, "#8a8a8a")}
 <h2>{e(t("bill", lang))}</h2><table>{bill_rows}</table>
@@ -331,6 +431,12 @@ def render_pdf(data: ReportData, lang: str) -> bytes:
         pdf.cell(80, 6, text(a), border="B")
         pdf.cell(40, 6, text(b), border="B", align="R")
         pdf.cell(0, 6, text(c), border="B", new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(4)
+    pdf.cell(0, 6, text(t("products", lang)), new_x="LMARGIN", new_y="NEXT")
+    for a, b, c in data.product_rows(lang):
+        pdf.cell(100, 6, text(a), border="B")
+        pdf.cell(40, 6, text(b), border="B", align="R")
+        pdf.cell(0, 6, text(c), border="B", new_x="LMARGIN", new_y="NEXT")
     for title, values, colour in (
         (t("daily_kwh", lang), data.daily_kwh, (59, 125, 216)),
         (t("daily_co2", lang), data.daily_co2, (138, 138, 138)),
@@ -341,6 +447,12 @@ def render_pdf(data: ReportData, lang: str) -> bytes:
     pdf.ln(4)
     pdf.cell(0, 6, text(t("bill", lang)), new_x="LMARGIN", new_y="NEXT")
     for a, b, c in data.bill_rows(lang):
+        too_long = pdf.get_string_width(text(a)) > 110 or pdf.get_string_width(text(c)) > 40
+        if not b and too_long:
+            # a note too long for the columns (a tariff's source, a missing tariff): a block
+            line = f"{a}: {c}" if c else a
+            pdf.multi_cell(0, 6, text(line), border="B", new_x="LMARGIN", new_y="NEXT")
+            continue
         pdf.cell(110, 6, text(a), border="B")
         pdf.cell(30, 6, text(b), border="B", align="R")
         pdf.cell(0, 6, text(c), border="B", align="R", new_x="LMARGIN", new_y="NEXT")

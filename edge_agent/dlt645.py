@@ -381,6 +381,7 @@ class Dlt645Profile(BaseModel):
     model: str
     utility: Literal[Utility.ELECTRICITY] = Utility.ELECTRICITY
     source: str = ""
+    source_version: str = ""  # the cited document's version or date, as printed on it
     illustrative: bool = False  # a layout of our own, not from a product manual
     reads: tuple[Dlt645Read, ...]
 

@@ -52,11 +52,12 @@ from zoneinfo import ZoneInfo
 import aiomqtt
 
 from edge_agent.json_maps import JsonMap, MessageSpec, PayloadError, get_json_map, zone
-from edge_agent.poller import Reading, honour_cancel, now_ms
+from edge_agent.poller import Reading, now_ms
 from edge_agent.settings import MqttMeterConfig
 from parkwatch import mqtt
 from parkwatch.retry import Backoff, OutageLog
 from parkwatch.settings import MqttSettings
+from parkwatch.tasks import honour_cancel
 
 log = logging.getLogger(__name__)
 

@@ -74,6 +74,7 @@ class OpcUaProfile(BaseModel):
     utility: Utility
     namespace: str  # the namespace URI the nodes belong to
     source: str = ""
+    source_version: str = ""  # the cited document's version or date, as printed on it
     illustrative: bool = False  # a layout of our own, not from a product manual
     nodes: tuple[OpcUaNode, ...]
 

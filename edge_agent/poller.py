@@ -35,6 +35,7 @@ from edge_agent.drivers import DriverError
 from edge_agent.links import Link
 from edge_agent.metrics import EdgeMetrics
 from parkwatch.retry import OutageLog
+from parkwatch.tasks import honour_cancel
 
 log = logging.getLogger(__name__)
 
@@ -43,15 +44,6 @@ Reading = dict[str, Any]  # {"m": meter, "t": epoch ms, "q": {quantity: value}, 
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def honour_cancel() -> None:
-    """Stop if this task was asked to. ``asyncio.wait_for`` in Python 3.11 (inside pymodbus
-    and aiomqtt) can swallow a cancellation that lands as its operation completes; a loop
-    that carried on would keep its task group — and the agent — from ever stopping."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 class Driver(Protocol):

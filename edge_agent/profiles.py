@@ -283,6 +283,7 @@ class MeterProfile(BaseModel):
     max_gap: Annotated[int, Field(ge=0, le=MAX_READ_COUNT)] = 0
     max_count: Annotated[int, Field(ge=1, le=MAX_READ_COUNT)] = MAX_READ_COUNT
     source: str = ""  # where the map comes from, and how far it can be trusted
+    source_version: str = ""  # the cited document's version or date, as printed on it
     illustrative: bool = False  # a layout of our own, not from a product manual
     registers: tuple[RegisterSpec, ...]
 

@@ -10,6 +10,11 @@ Tasks in one task group, joined by the write-ahead buffer:
 * the publisher keeps an MQTT session (last will: ``offline``, retained, on the status topic)
   and announces ``online`` (retained: version and buffered count).
 
+**The status' counts.** The will is fixed when the session connects, so it cannot know how many
+batches will be buffered when the connection dies: its ``buffered`` and ``dropped`` are
+``null`` (unknown), never a wrong 0. A clean stop publishes its own retained ``offline`` with
+the counts as they are once the poller has stopped.
+
 **Live first.** When a session comes up, the batches already in the buffer are the backlog;
 batches appended from then on are live. Two publishers share the session: the live one sends
 each new batch as soon as it is stored, the replay one sends the backlog oldest first, at most
@@ -40,10 +45,11 @@ from edge_agent.buffer import StoredBatch, WalBuffer
 from edge_agent.devices import GatewayDevices
 from edge_agent.metrics import EdgeMetrics
 from edge_agent.mqtt_devices import MqttDevices
-from edge_agent.poller import Poller, Reading, honour_cancel
+from edge_agent.poller import Poller, Reading
 from edge_agent.settings import EdgeSettings
 from parkwatch import __version__, mqtt, topics
 from parkwatch.retry import Backoff, OutageLog
+from parkwatch.tasks import cancel_and_wait, honour_cancel
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +57,9 @@ REPLAY_CHUNK = 200  # batches fetched from disk at a time while replaying a back
 STATUS_EVERY_S = 10.0  # the status' buffered count is refreshed this often during a replay
 
 
-def status_payload(state: str, buffered: int = 0, dropped: int = 0) -> bytes:
-    """The retained status message; the same shape the simulated gateways publish."""
+def status_payload(state: str, buffered: int | None, dropped: int | None) -> bytes:
+    """The retained status message; the same shape the simulated gateways publish. ``None``
+    (JSON null) is a count the sender cannot know: the last will's."""
     return orjson.dumps(
         {"state": state, "version": __version__, "buffered": buffered, "dropped": dropped}
     )
@@ -78,6 +85,7 @@ class EdgeAgent:
         self.started = asyncio.Event()  # set once the buffer is open and the drivers exist
         self.connected = asyncio.Event()  # set while a broker session is up
         self._new_batch = asyncio.Event()
+        self._poll_task: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
         s = self.settings
@@ -112,7 +120,9 @@ class EdgeAgent:
                 self.metrics.buffered.set_function(self.buffer.count_sync)
                 self.started.set()
                 async with asyncio.TaskGroup() as group:
-                    group.create_task(self.poller.run(s.poll_interval_s, self._store))
+                    self._poll_task = group.create_task(
+                        self.poller.run(s.poll_interval_s, self._store)
+                    )
                     group.create_task(self._publish_loop())
                     if native:
                         group.create_task(
@@ -160,7 +170,10 @@ class EdgeAgent:
 
     async def _session(self, outage: OutageLog, backoff: Backoff) -> None:
         s = self.settings
-        will = aiomqtt.Will(self.status_topic, status_payload("offline"), qos=1, retain=True)
+        # the broker sends the will when the connection dies, whenever that is: counts unknown
+        will = aiomqtt.Will(
+            self.status_topic, status_payload("offline", None, None), qos=1, retain=True
+        )
         async with mqtt.client(s.mqtt, s.mqtt_client_id, will=will) as client:
             outage.recovered()
             backoff.reset()
@@ -170,21 +183,42 @@ class EdgeAgent:
             self.metrics.connected.set(1)
             try:
                 await self._announce(client, "online")
-                async with asyncio.TaskGroup() as group:
-                    group.create_task(self._live(client, boundary))
-                    group.create_task(self._replay(client, boundary))
-            except ExceptionGroup as errors:
-                # the session broke under one of the publishers: one MqttError for the loop
-                broken, others = errors.split(aiomqtt.MqttError)
-                if others is not None or broken is None:
-                    raise
-                raise broken.exceptions[0] from errors
+                await self._publish_until_broken(client, boundary)
             except asyncio.CancelledError:
-                # a clean disconnect does not fire the will: say it ourselves, briefly
+                # a clean disconnect does not fire the will: say it ourselves, briefly, with
+                # the counts once the poller (cancelled with us) can store no more batches
+                if self._poll_task is not None:
+                    await asyncio.wait([self._poll_task], timeout=1.0)
                 with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
                     async with asyncio.timeout(2.0):
                         await self._announce(client, "offline")
                 raise
+
+    async def _publish_until_broken(self, client: aiomqtt.Client, boundary: int) -> None:
+        """Run the live and the replay publisher until one fails (the MqttError of a broken
+        session, raised for the loop) or we are cancelled.
+
+        Not a TaskGroup: when a child fails while the group waits to exit, Python 3.11's
+        TaskGroup cancels the waiting task and never takes that back (fixed in 3.12), so the
+        publish loop, which checks for a pending cancellation, took every broken session for
+        a stop and never reconnected."""
+        publishers = [
+            asyncio.create_task(self._live(client, boundary), name="edge-live"),
+            asyncio.create_task(self._replay(client, boundary), name="edge-replay"),
+        ]
+        try:
+            running = set(publishers)
+            while running:  # the replay ends when the backlog is sent; the live one never
+                done, running = await asyncio.wait(running, return_when=asyncio.FIRST_EXCEPTION)
+                for task in done:
+                    task.result()
+        finally:
+            # both stop, whichever failed: its error is already on its way up
+            for task in publishers:
+                task.cancel()
+            for task in publishers:
+                with contextlib.suppress(Exception):
+                    await cancel_and_wait(task)
 
     async def _announce(self, client: aiomqtt.Client, state: str) -> None:
         payload = status_payload(state, await self.buffer.count(), self.buffer.dropped_total)

@@ -1,9 +1,11 @@
 """Grafana dashboards for parkwatch, generated from code.
 
 ``python -m grafana.dashboards [OUT_DIR]`` (from the repository root) writes one JSON file per
-dashboard; ``--check`` only compares. The files under ``grafana/dashboards/`` are committed
-output of this module, loaded by Grafana's file provisioning; a test fails when they differ from
-what this module generates, so edit this module, never the JSON.
+dashboard; ``--check`` only compares; ``--rollup-policy`` names the rollups' retention policy
+(default: analytics' ``PW_ANALYTICS_ROLLUP_RETENTION_POLICY`` when set). The files under
+``grafana/dashboards/`` are committed output of this module, loaded by Grafana's file
+provisioning; a test fails when they differ from what this module generates, so edit this
+module, never the JSON.
 
 Every query is raw InfluxQL against the datasource provisioned with uid ``parkwatch-influx``
 (``grafana/provisioning/datasources/parkwatch.yaml``). Queries carry no ``tz()`` clause: Grafana
@@ -16,10 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from parkwatch.energy import ROLLUP_RETENTION_POLICY
 
 JSON = dict[str, Any]
 
@@ -32,10 +37,14 @@ UTILITIES = ("electricity", "water", "gas", "steam", "heat", "air", "env")
 # (zone_balance: the leak detector's hour per zone; waste_heat: recoverable heat per source)
 DERIVED = ("demand_15m", "zone_balance", "waste_heat")
 MEASUREMENTS = UTILITIES + DERIVED
-# the accounting's rollups (parkwatch.energy.ROLLUP_MEASUREMENTS), in their own retention
-# policy; their points sit at local period starts, so they are shown as they are, never
-# re-bucketed by time (that would cut at UTC midnight)
-ROLLUP_POLICY = "rollups"
+# the accounting's rollups (parkwatch.energy.ROLLUP_MEASUREMENTS), in the retention policy
+# analytics writes them to: PW_ANALYTICS_ROLLUP_RETENTION_POLICY when set ("" for the
+# database's default policy), else parkwatch's default. Grafana does not expand variables in
+# dashboard files, so the name is written into the queries when they are generated
+# (``--rollup-policy``). Their points sit at local period starts, so they are shown as they are,
+# never re-bucketed by time (that would cut at UTC midnight)
+ROLLUP_POLICY: str | None = ROLLUP_RETENTION_POLICY
+ROLLUP_POLICY_ENV = "PW_ANALYTICS_ROLLUP_RETENTION_POLICY"
 ROLLUPS = ("consumption_hourly", "consumption_daily", "consumption_monthly", "consumption_yearly")
 
 OVERVIEW_UID = "parkwatch-overview"
@@ -69,10 +78,23 @@ def _from(*measurements: str) -> str:
     return ", ".join(f'"{m}"' for m in measurements)
 
 
-def _rollup(measurement: str) -> str:
+def _rollup(measurement: str, policy: str | None) -> str:
     if measurement not in ROLLUPS:
         raise ValueError(f"unknown rollup {measurement}")
-    return f'"{ROLLUP_POLICY}"."{measurement}"'
+    if policy is None:
+        return f'"{measurement}"'
+    if '"' in policy or "\\" in policy:
+        raise ValueError(f"retention policy {policy!r}: quotes and backslashes are not allowed")
+    return f'"{policy}"."{measurement}"'
+
+
+def rollup_policy_from_env() -> str | None:
+    """The rollups' retention policy as analytics is configured: its environment variable
+    (empty: the default policy), else parkwatch's default."""
+    value = os.environ.get(ROLLUP_POLICY_ENV)
+    if value is None:
+        return ROLLUP_POLICY
+    return value or None
 
 
 def _where(*tags: str) -> str:
@@ -497,11 +519,11 @@ def _meter_means(fields: Sequence[str], *measurements: str) -> str:
     )
 
 
-def _hourly_consumption(quantity: str) -> str:
+def _hourly_consumption(quantity: str, policy: str | None) -> str:
     # the accounting's hourly rollup (local hours; rollovers, resets and replacements handled,
     # gaps marked): the meter's own points, not re-bucketed
     return (
-        f'SELECT "value" AS "{quantity}" FROM {_rollup("consumption_hourly")} '
+        f'SELECT "value" AS "{quantity}" FROM {_rollup("consumption_hourly", policy)} '
         f'WHERE "park" =~ /^$park$/ AND "level" = \'meter\' AND "id" =~ /^$meter$/ '
         f"AND \"quantity\" = '{quantity}' AND $timeFilter"
     )
@@ -511,7 +533,7 @@ def _meter_variables() -> list[JSON]:
     return _variables(one_meter=True)
 
 
-def meter_dashboard() -> JSON:
+def meter_dashboard(rollup_policy: str | None = ROLLUP_POLICY) -> JSON:
     demand = (
         f'SELECT max("p_kw_avg") AS "p_kw_avg" FROM {_from("demand_15m")} '
         f"WHERE {METER_FILTER} AND $timeFilter GROUP BY time($__interval) fill(null)"
@@ -545,11 +567,11 @@ def meter_dashboard() -> JSON:
                 "(see the Consumption and carbon board for completeness)."
             ),
             [
-                _target("A", _hourly_consumption("e_kwh"), alias="$col"),
-                _target("B", _hourly_consumption("vol_m3"), alias="$col"),
-                _target("C", _hourly_consumption("vol_nm3"), alias="$col"),
-                _target("D", _hourly_consumption("heat_gj"), alias="$col"),
-                _target("E", _hourly_consumption("steam_t"), alias="$col"),
+                _target("A", _hourly_consumption("e_kwh", rollup_policy), alias="$col"),
+                _target("B", _hourly_consumption("vol_m3", rollup_policy), alias="$col"),
+                _target("C", _hourly_consumption("vol_nm3", rollup_policy), alias="$col"),
+                _target("D", _hourly_consumption("heat_gj", rollup_policy), alias="$col"),
+                _target("E", _hourly_consumption("steam_t", rollup_policy), alias="$col"),
             ],
             _grid(0, 9, 12, 9),
             units={"A": KWH, "B": M3, "C": NM3, "D": GJ, "E": T},
@@ -646,16 +668,21 @@ def meter_dashboard() -> JSON:
 # --- Consumption and carbon (the accounting's rollups) ---------------------------------------
 
 
-def _rollup_query(measurement: str, field: str, level: str, quantity: str | None, by: str) -> str:
+def _rollup_query(
+    measurement: str, field: str, level: str, quantity: str | None, by: str, policy: str | None
+) -> str:
     which = f" AND \"quantity\" = '{quantity}'" if quantity else ""
     return (
-        f'SELECT "{field}" FROM {_rollup(measurement)} '
+        f'SELECT "{field}" FROM {_rollup(measurement, policy)} '
         f'WHERE "park" =~ /^$park$/ AND "level" = \'{level}\'{which} AND $timeFilter '
         f"GROUP BY {by}"
     )
 
 
-def accounting_dashboard() -> JSON:
+def accounting_dashboard(rollup_policy: str | None = ROLLUP_POLICY) -> JSON:
+    def rollups(measurement: str, field: str, level: str, quantity: str | None, by: str) -> str:
+        return _rollup_query(measurement, field, level, quantity, by, rollup_policy)
+
     panels = [
         _timeseries(
             "Electricity per enterprise, per day",
@@ -663,7 +690,7 @@ def accounting_dashboard() -> JSON:
             [
                 _target(
                     "A",
-                    _rollup_query("consumption_daily", "value", "enterprise", "e_kwh", '"id"'),
+                    rollups("consumption_daily", "value", "enterprise", "e_kwh", '"id"'),
                     alias="$tag_id",
                 )
             ],
@@ -680,9 +707,7 @@ def accounting_dashboard() -> JSON:
             [
                 _target(
                     "A",
-                    _rollup_query(
-                        "consumption_daily", "co2_kg", "enterprise", None, '"id", "quantity"'
-                    ),
+                    rollups("consumption_daily", "co2_kg", "enterprise", None, '"id", "quantity"'),
                     alias="$tag_id $tag_quantity",
                 )
             ],
@@ -696,12 +721,12 @@ def accounting_dashboard() -> JSON:
             [
                 _target(
                     "A",
-                    _rollup_query("consumption_hourly", "value", "park", "e_kwh", '"id"'),
+                    rollups("consumption_hourly", "value", "park", "e_kwh", '"id"'),
                     alias="kWh",
                 ),
                 _target(
                     "B",
-                    _rollup_query("consumption_hourly", "completeness", "park", "e_kwh", '"id"'),
+                    rollups("consumption_hourly", "completeness", "park", "e_kwh", '"id"'),
                     alias="completeness",
                 ),
             ],
@@ -714,9 +739,7 @@ def accounting_dashboard() -> JSON:
             [
                 _target(
                     "A",
-                    _rollup_query(
-                        "consumption_monthly", "kgce", "enterprise", None, '"id", "quantity"'
-                    ),
+                    rollups("consumption_monthly", "kgce", "enterprise", None, '"id", "quantity"'),
                     alias="$tag_id $tag_quantity",
                 )
             ],
@@ -730,7 +753,7 @@ def accounting_dashboard() -> JSON:
             [
                 _target(
                     "A",
-                    _rollup_query("consumption_daily", "value", "enterprise", "vol_m3", '"id"'),
+                    rollups("consumption_daily", "value", "enterprise", "vol_m3", '"id"'),
                     alias="$tag_id",
                 )
             ],
@@ -744,7 +767,7 @@ def accounting_dashboard() -> JSON:
             [
                 _target(
                     "A",
-                    _rollup_query("consumption_daily", "value", "enterprise", "pv_kwh", '"id"'),
+                    rollups("consumption_daily", "value", "enterprise", "pv_kwh", '"id"'),
                     alias="$tag_id",
                 )
             ],
@@ -763,7 +786,7 @@ def accounting_dashboard() -> JSON:
             [
                 _target(
                     "A",
-                    _rollup_query("consumption_daily", "value", "zone", "vol_m3", '"id"'),
+                    rollups("consumption_daily", "value", "zone", "vol_m3", '"id"'),
                     alias="$tag_id",
                 )
             ],
@@ -786,12 +809,13 @@ def accounting_dashboard() -> JSON:
 # --- output ---------------------------------------------------------------------------------
 
 
-def build_dashboards() -> dict[str, JSON]:
-    """File name → dashboard JSON, for every parkwatch dashboard."""
+def build_dashboards(rollup_policy: str | None = ROLLUP_POLICY) -> dict[str, JSON]:
+    """File name → dashboard JSON, for every parkwatch dashboard; the accounting's rollups are
+    read from ``rollup_policy`` (None: the database's default policy)."""
     return {
         "park-overview.json": overview_dashboard(),
-        "meter-detail.json": meter_dashboard(),
-        "accounting.json": accounting_dashboard(),
+        "meter-detail.json": meter_dashboard(rollup_policy),
+        "accounting.json": accounting_dashboard(rollup_policy),
     }
 
 
@@ -800,20 +824,20 @@ def render(dashboard: JSON) -> str:
     return json.dumps(dashboard, indent=2, ensure_ascii=False) + "\n"
 
 
-def write_dashboards(out_dir: Path) -> list[Path]:
+def write_dashboards(out_dir: Path, rollup_policy: str | None = ROLLUP_POLICY) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, dashboard in build_dashboards().items():
+    for name, dashboard in build_dashboards(rollup_policy).items():
         path = out_dir / name
         path.write_text(render(dashboard), encoding="utf-8")
         written.append(path)
     return written
 
 
-def stale_files(out_dir: Path) -> list[Path]:
+def stale_files(out_dir: Path, rollup_policy: str | None = ROLLUP_POLICY) -> list[Path]:
     """Dashboard files in ``out_dir`` that are missing or differ from what this module builds."""
     stale = []
-    for name, dashboard in build_dashboards().items():
+    for name, dashboard in build_dashboards(rollup_policy).items():
         path = out_dir / name
         if not path.is_file() or path.read_text(encoding="utf-8") != render(dashboard):
             stale.append(path)
@@ -836,14 +860,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="write nothing; exit 1 if a file is missing or differs from the generator's output",
     )
+    parser.add_argument(
+        "--rollup-policy",
+        default=None,
+        metavar="NAME",
+        help=(
+            "the retention policy analytics writes the rollups to ('' for the default policy; "
+            f"default: ${ROLLUP_POLICY_ENV} if set, else {ROLLUP_POLICY!r})"
+        ),
+    )
     args = parser.parse_args(argv)
     out_dir: Path = args.out_dir
+    policy = rollup_policy_from_env() if args.rollup_policy is None else args.rollup_policy or None
     if args.check:
-        stale = stale_files(out_dir)
+        stale = stale_files(out_dir, policy)
         for path in stale:
             print(f"out of date: {path}", file=sys.stderr)
         return 1 if stale else 0
-    for path in write_dashboards(out_dir):
+    for path in write_dashboards(out_dir, policy):
         print(path)
     return 0
 

@@ -78,6 +78,10 @@ class AccountingOptions(_Model):
     register_max: dict[str, float] = Field(default_factory=dict)
     max_gap_s: float = Field(default=900.0, gt=0)  # readings further apart are a gap
     baseline_year: int = 2020
+    # the baseline year's energy and water may come from the platform's own rollups of that
+    # year (when not entered) only if they cover this share of it: a baseline from a part of
+    # the year would compare seasons, not efficiency
+    baseline_min_completeness: float = Field(default=0.95, gt=0, le=1)
     energy_target: float = -0.145  # change of energy per value added against the baseline
     water_target: float = -0.15
 
@@ -98,7 +102,8 @@ class Factor:
     region: str
     data_year: int
     value: float  # kg CO₂ per kWh (grid) or per unit (fuels)
-    published: str
+    published: str  # YYYY-MM-DD, or YYYY-MM where only the month is known
+    published_status: str  # how well that date is sourced (P, S, S-weak, U)
     document: str
     status: str
     source: str
@@ -134,6 +139,7 @@ def grid_factors() -> list[Factor]:
             int(f["data_year"]),
             float(f["value"]),
             str(f["published"]),
+            str(f["published_status"]),
             str(f["document"]),
             str(f["status"]),
             str(f["source"]),

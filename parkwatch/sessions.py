@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import aiomqtt
 
 from parkwatch.retry import Backoff, OutageLog
+from parkwatch.tasks import honour_cancel
 
 
 @dataclass
@@ -24,7 +25,11 @@ class SessionLoop:
     up: asyncio.Event = field(default_factory=asyncio.Event)
 
     def connected(self) -> None:
-        """Call once the session is subscribed: the broker is back, waits start short again."""
+        """Call once the session is subscribed: the broker is back, waits start short again.
+
+        Raises ``CancelledError`` if a subscribe swallowed a cancellation: the session must not
+        go on to wait for messages."""
+        honour_cancel()
         self.outage.recovered()
         self.backoff.reset()
         self.up.set()
@@ -43,4 +48,6 @@ class SessionLoop:
                 if on_down is not None:
                     on_down()
                 self.outage.failed(exc)
+                # the failed connect may have swallowed a cancellation: never reconnect then
+                honour_cancel()
                 await asyncio.sleep(self.backoff.next_delay())

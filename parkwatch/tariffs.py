@@ -6,7 +6,9 @@ utility's main counter (kWh, m³, Nm³, t, GJ). ``electricity`` (the park's defa
 ``parkwatch/data/tariffs/*.yaml`` by name, or one written inline with the same fields —
 time-of-use periods (critical peak, peak, flat, valley) by season, optionally a whole day in
 the valley on some day types, tiers (a monthly energy above a threshold priced at a multiple)
-and a maximum-demand or capacity charge with the 105 %/double rule of 发改办价格〔2016〕1583号.
+and a maximum-demand or capacity charge with the 105 %/double rule of 发改办价格〔2016〕1583号
+(:class:`DemandCharge`). A tariff may carry ``effective_from``/``effective_to``; a park lists a
+tariff's versions, and a month is billed at the version in force on its first day.
 
 Detectors price their estimates through :func:`unit_price`; the accounting bills a month with
 :func:`monthly_bill` and prices moving load out of the peak with :func:`load_shift_savings`.
@@ -16,10 +18,12 @@ Period boundaries are quarter hours of the park's local clock.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 from enum import StrEnum
 from functools import cache
+from itertools import pairwise
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Self
+from typing import Literal, Self
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -30,12 +34,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from parkwatch import calendar
 from parkwatch.quantities import Utility
 
-if TYPE_CHECKING:
-    from parkwatch.site import Park
-
 TARIFF_DIR = Path(__file__).parent / "data" / "tariffs"
 QUARTER_MS = 900_000
 QUARTERS_PER_DAY = 96
+EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 
 class _Model(BaseModel):
@@ -98,11 +100,28 @@ class Tier(_Model):
 
 
 class DemandCharge(_Model):
+    """The basic charge of a two-part tariff (两部制), after 发改办价格〔2016〕1583号 [S], as
+    transcribed (a quiz page quotes the same wording from 国家电网财〔2016〕633号, S-weak): the
+    contract demand (合同最大需量) is billed; "实际最大需量超过合同确定值105%时，超过105%部分的
+    基本电费加一倍收取；未超过合同确定值105%的，按合同确定值收取"; a contract demand may not be
+    set below 40 % of the transformer capacity plus high-voltage motors. An enterprise without a
+    contract demand is billed on the month's measured maximum (no floor: none is sourced).
+    ``price_per_kw_month`` is per kW of the billed demand."""
+
     basis: Literal["demand", "capacity"] = "demand"
     price_per_kw_month: float = Field(default=0.0, ge=0)  # on maximum or contracted demand
     price_per_kva_month: float = Field(default=0.0, ge=0)  # on transformer capacity
     excess_threshold: float = Field(default=1.05, ge=1)  # above contract × this…
     excess_multiplier: float = Field(default=2.0, ge=1)  # …the excess costs this many times
+    # what the demand up to the threshold is billed as once the threshold is exceeded. The
+    # text says only that the part above 105 % pays double (加一倍: its price once more);
+    # "threshold" bills the rest of the measured demand once, up to 105 % of the contract
+    # (contract × 1.05 + 2 × excess), "contract" bills the contract only (contract + 2 ×
+    # excess). Which one grid companies apply is not verified [U]: set it per tariff.
+    excess_base: Literal["threshold", "contract"] = "threshold"
+    # the contract demand counts as at least this share of the transformer capacity given
+    # (accounting.capacity_kva; 1583号's 40 % [S]; 0: no floor)
+    contract_floor_share: float = Field(default=0.4, ge=0, le=1)
 
 
 class ElectricityTariff(_Model):
@@ -115,9 +134,19 @@ class ElectricityTariff(_Model):
     light_all_day_on: list[Literal["saturday", "sunday", "holiday"]] = []  # valley all day
     tiers: list[Tier] = []
     demand: DemandCharge | None = None
+    # in force from this day (inclusive) to that day (exclusive), on the park's calendar; none:
+    # unbounded. A park lists a tariff's versions, each with its dates (Tariffs)
+    effective_from: date | None = None
+    effective_to: date | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
+        if (
+            self.effective_from is not None
+            and self.effective_to is not None
+            and not self.effective_from < self.effective_to
+        ):
+            raise ValueError(f"tariff {self.name!r}: effective_from must be before effective_to")
         months = sorted(m for s in self.seasons for m in s.months)
         if months != list(range(1, 13)):
             raise ValueError(f"tariff {self.name!r}: seasons must cover each month once")
@@ -128,6 +157,17 @@ class ElectricityTariff(_Model):
         if missing:
             raise ValueError(f"tariff {self.name!r}: no price for {sorted(missing)}")
         return self
+
+    def in_force(self, day: date) -> bool:
+        return (self.effective_from is None or self.effective_from <= day) and (
+            self.effective_to is None or day < self.effective_to
+        )
+
+    @property
+    def span(self) -> str:
+        a = self.effective_from.isoformat() if self.effective_from else "…"
+        b = self.effective_to.isoformat() if self.effective_to else "…"
+        return f"{self.name} [{a}, {b})"
 
     @property
     def table(self) -> npt.NDArray[np.int8]:
@@ -158,34 +198,69 @@ def _table(tariff: ElectricityTariff) -> npt.NDArray[np.int8]:
 
 
 TariffRef = str | ElectricityTariff
+# one tariff, or its versions over time (each with effective_from/effective_to)
+TariffVersions = TariffRef | list[TariffRef]
+
+
+class TariffNotInForceError(ValueError):
+    """A tariff is configured, but none of its versions is in force on the day asked for."""
+
+
+def _versions(ref: TariffVersions) -> list[ElectricityTariff]:
+    refs = ref if isinstance(ref, list) else [ref]
+    return [builtin(r) if isinstance(r, str) else r for r in refs]
+
+
+def _checked(ref: TariffVersions) -> TariffVersions:
+    versions = sorted(_versions(ref), key=lambda v: v.effective_from or date.min)
+    for before, after in pairwise(versions):
+        if before.effective_to is None or (
+            after.effective_from is not None and before.effective_to > after.effective_from
+        ):
+            raise ValueError(f"tariff versions overlap: {before.span} and {after.span}")
+    return ref
 
 
 class Tariffs(_Model):
     # ¥ per kWh, m³, Nm³, t or GJ; a utility without a price has no cost estimate
     prices: dict[Utility, float] = Field(default_factory=dict)
-    electricity: TariffRef | None = None  # the park's electricity tariff (name or inline)
-    enterprises: dict[str, TariffRef] = Field(default_factory=dict)  # per enterprise
+    # the park's electricity tariff (a built-in name, or inline), or its dated versions
+    electricity: TariffVersions | None = None
+    enterprises: dict[str, TariffVersions] = Field(default_factory=dict)  # per enterprise
 
     @field_validator("electricity")
     @classmethod
-    def _known(cls, value: TariffRef | None) -> TariffRef | None:
-        if isinstance(value, str):
-            builtin(value)
-        return value
+    def _known(cls, value: TariffVersions | None) -> TariffVersions | None:
+        return None if value is None else _checked(value)
 
     @field_validator("enterprises")
     @classmethod
-    def _known_all(cls, value: dict[str, TariffRef]) -> dict[str, TariffRef]:
+    def _known_all(cls, value: dict[str, TariffVersions]) -> dict[str, TariffVersions]:
         for ref in value.values():
-            if isinstance(ref, str):
-                builtin(ref)
+            _checked(ref)
         return value
 
-    def electricity_for(self, enterprise: str | None = None) -> ElectricityTariff | None:
+    def has_electricity(self, enterprise: str | None = None) -> bool:
+        return self.enterprises.get(enterprise or "", self.electricity) is not None
+
+    def electricity_for(
+        self, enterprise: str | None = None, on: date | None = None
+    ) -> ElectricityTariff | None:
+        """The enterprise's (else the park's) electricity tariff in force on ``on`` (default:
+        today). None: no tariff at all; :class:`TariffNotInForceError`: none on that day."""
         ref = self.enterprises.get(enterprise or "", self.electricity)
         if ref is None:
             return None
-        return builtin(ref) if isinstance(ref, str) else ref
+        day = on or date.today()
+        versions = _versions(ref)
+        for v in versions:
+            if v.in_force(day):
+                return v
+        who = f"enterprise {enterprise!r}" if enterprise in self.enterprises else "the park"
+        spans = ", ".join(v.span for v in versions)
+        raise TariffNotInForceError(
+            f"no electricity tariff of {who} in force on {day.isoformat()} (versions: {spans})"
+        )
 
 
 @cache
@@ -271,9 +346,20 @@ def monthly_bill(
             else:
                 demand_charge = capacity_kva * d.price_per_kva_month
         elif contracted_kw is not None:
-            # 1583号: the contract demand is billed up to 105 %; the excess over 105 % double
-            excess = max((max_demand_kw or 0.0) - d.excess_threshold * contracted_kw, 0.0)
-            billed = contracted_kw + d.excess_multiplier * excess
+            contract = contracted_kw
+            if capacity_kva is not None and capacity_kva * d.contract_floor_share > contract:
+                contract = capacity_kva * d.contract_floor_share
+                notes.append(
+                    f"contract demand {contracted_kw:g} kW below {100 * d.contract_floor_share:g} "
+                    f"% of {capacity_kva:g} kVA: billed as {contract:g} kW"
+                )
+            threshold = d.excess_threshold * contract
+            measured = max_demand_kw or 0.0
+            if measured > threshold:
+                base = threshold if d.excess_base == "threshold" else contract
+                billed = base + d.excess_multiplier * (measured - threshold)
+            else:
+                billed = contract  # up to 105 %, the contract value
             demand_charge = billed * d.price_per_kw_month
         elif max_demand_kw is not None:
             billed = max_demand_kw
@@ -309,12 +395,18 @@ def load_shift_savings(
     return saved
 
 
-def unit_price(park: Park, utility: Utility, t_ms: int) -> float | None:
-    """¥ per unit of ``utility`` at ``t_ms`` (None: the park has no price for it). Electricity
-    with a time-of-use tariff costs its period's price at that time."""
+def unit_price(tariffs: Tariffs, zone: ZoneInfo, utility: Utility, t_ms: int) -> float | None:
+    """¥ per unit of ``utility`` at ``t_ms`` under a park's ``tariffs`` on its clock ``zone``
+    (None: no price for it). Electricity with a time-of-use tariff in force then costs its
+    period's price at that time."""
     if utility is Utility.ELECTRICITY:
-        tariff = park.tariffs.electricity_for()
+        when = np.array([t_ms], np.int64)
+        day = calendar.local_ms(when, zone)[0] // calendar.DAY_MS
+        try:
+            tariff = tariffs.electricity_for(on=date.fromordinal(EPOCH_ORDINAL + int(day)))
+        except TariffNotInForceError:
+            tariff = None  # the flat price, if the park has one
         if tariff is not None:
-            code = int(tou_periods(tariff, np.array([t_ms], np.int64), park.zone)[0])
+            code = int(tou_periods(tariff, when, zone)[0])
             return tariff.prices[PERIODS[code]]
-    return park.tariffs.prices.get(utility)
+    return tariffs.prices.get(utility)

@@ -3,8 +3,11 @@ figures, targets, reports (CSV, HTML, PDF; zh and en), replacements."""
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import date, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -18,6 +21,7 @@ from parkwatch.influx import InfluxReader, InfluxWriter
 from parkwatch.lineprotocol import encode_point
 from parkwatch.settings import InfluxSettings
 from parkwatch.site import Park, SiteRegistry
+from parkwatch.tariffs import builtin
 from tests.support import serve
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
@@ -102,7 +106,8 @@ async def test_bill_summary_figures_targets_and_reports(client: httpx.AsyncClien
     # 60 kWh every hour of 2025-07-15. July periods: valley 0-8 (480), flat 8-11, 17-20,
     # 22-24 (480), peak 11-12, 14-17, 20-22 (360), critical 12-14 (120): 1 440 kWh.
     # energy: 120 × 1.2 + 360 × 1.0 + 480 × 0.625 + 480 × 0.25 = 144 + 360 + 300 + 120 = 924
-    # demand: 110 kW against 100 contracted: 100 + 2 × (110 − 105) = 110 kW × 36.1 = 3 971
+    # demand: 110 kW against 100 contracted (1583号): 105 once + 2 × (110 − 105) = 115 kW
+    # × 36.1 = 4 151.5
     bill = (
         await client.get(
             "/parks/bill/accounting/bill", params={"enterprise": "ent-a", "month": "2025-07"}
@@ -111,8 +116,9 @@ async def test_bill_summary_figures_targets_and_reports(client: httpx.AsyncClien
     assert bill["kwh"] == pytest.approx({"critical": 120, "peak": 360, "flat": 480, "valley": 480})
     assert sum(bill["energy_charge"].values()) == pytest.approx(924.0)
     assert bill["max_demand_kw"] == 110.0
-    assert bill["demand_charge"] == pytest.approx(3_971.0)
-    assert bill["total"] == pytest.approx(4_895.0)
+    assert bill["demand_charge"] == pytest.approx(4_151.5)
+    assert bill["total"] == pytest.approx(5_075.5)
+    assert "placeholder" in bill["tariff_source"]
     # 10 % of critical and peak into the valley: 12 × 0.95 + 36 × 0.75 = 11.4 + 27 = 38.4
     assert bill["shift_savings"] == pytest.approx(38.4)
 
@@ -182,6 +188,12 @@ async def test_bill_summary_figures_targets_and_reports(client: httpx.AsyncClien
     assert targets["energy_change"] == pytest.approx(TCE / 100 / 0.05 - 1)
     assert targets["energy_on_track"] is True
 
+    # the report's per-product section: 2 t of clinker at 1 545.648 kgce/t (rounded to 0.01)
+    # against 标杆 100 / 基准 117 kgce/t, worse than 基准; value added with its source
+    product_words = {
+        "zh": ["水泥熟料", "单位产品综合能耗", "标杆水平 / 基准水平", "未达到基准水平"],
+        "en": ["Cement clinker", "energy per unit", "baseline (基准) level", "worse than the"],
+    }
     for lang, word in (("zh", "月度能源报告"), ("en", "Monthly energy report")):
         page = await client.get(
             "/parks/bill/accounting/report",
@@ -191,6 +203,21 @@ async def test_bill_summary_figures_targets_and_reports(client: httpx.AsyncClien
         assert word in page.text
         assert "1,440.0" in page.text
         assert "<svg" in page.text
+        entered_month = {"zh": "当月录入值", "en": "entered for the month"}[lang]
+        for text in [*product_words[lang], "1,545.65", "100 / 117", entered_month]:
+            assert text in page.text, text
+        assert "prices placeholders" in page.text  # the Chongqing prices say what they are
+        sheet = await client.get(
+            "/parks/bill/accounting/report",
+            params={"month": "2025-07", "enterprise": "ent-a", "format": "csv", "lang": lang},
+        )
+        rows = [r for r in csv.reader(io.StringIO(sheet.content.decode("utf-8-sig"))) if r]
+        per_unit = next(
+            r for r in rows if r[0].startswith(product_words[lang][0]) and "kgce/t" in r
+        )
+        assert per_unit[1] == "1545.65"
+        assert any(r[1:2] == ["100 / 117"] for r in rows)
+        assert any(r[0] == {"zh": "工业增加值", "en": "Industrial value added"}[lang] for r in rows)
         table = await client.get(
             "/parks/bill/accounting/report",
             params={"month": "2025-07", "format": "csv", "lang": lang},
@@ -321,3 +348,143 @@ async def test_maximum_demand_counts_a_virtual_net_meter_once(
             )
         ).json()
     assert bill["max_demand_kw"] == pytest.approx(60.0)
+
+
+async def test_a_month_without_a_tariff_in_force_is_a_clear_error(
+    influx_settings: InfluxSettings,
+) -> None:
+    cq = builtin("cq-large-industry")
+    park = Park.model_validate(
+        {
+            **PARK,
+            "tariffs": {
+                "electricity": [cq.model_copy(update={"effective_from": date(2026, 1, 1)})]
+            },
+        }
+    )
+    async with InfluxReader(influx_settings) as reader:
+        await reader.create_database()
+    app = create_app(ApiSettings(influx=influx_settings), SiteRegistry([park]))
+    async with serve(app) as base, httpx.AsyncClient(base_url=base, timeout=30) as c:
+        bill = await c.get(
+            "/parks/bill/accounting/bill", params={"enterprise": "ent-a", "month": "2025-07"}
+        )
+        assert bill.status_code == 422
+        assert "in force on 2025-07-01" in bill.json()["detail"]
+        # the report still renders, saying why the bill is missing
+        page = await c.get(
+            "/parks/bill/accounting/report",
+            params={"month": "2025-07", "enterprise": "ent-a", "lang": "en"},
+        )
+        assert page.status_code == 200
+        assert "in force on 2025-07-01" in page.text
+        pdf = await c.get(
+            "/parks/bill/accounting/report",
+            params={"month": "2025-07", "enterprise": "ent-a", "format": "pdf", "lang": "zh"},
+        )
+        assert pdf.status_code == 200, pdf.text
+        assert pdf.content.startswith(b"%PDF")
+
+
+async def test_value_added_entered_per_year_is_allocated_to_months(
+    client: httpx.AsyncClient,
+) -> None:
+    # 36.5 M¥ entered for 2025 (ent-a's park.yaml figure, 365 M¥, is overridden)
+    figures = [
+        {"enterprise": "ent-a", "kind": "value_added_cny", "period": "2025", "value": 36.5e6}
+    ]
+    assert (await client.post("/parks/bill/accounting/figures", json=figures)).status_code == 201
+
+    async def ent(period: str) -> dict[str, Any]:
+        answer = await client.get("/parks/bill/accounting/summary", params={"period": period})
+        return next(s for s in answer.json()["subjects"] if s["id"] == "ent-a")
+
+    # July: 36.5 M¥ × 31 / 365 = 3.1 M¥ = 310 万元, labelled as an allocation
+    july = await ent("2025-07")
+    assert july["value_added_cny"] == pytest.approx(3.1e6)
+    assert july["value_added_source"] == (
+        "entered for the year, allocated pro rata of days (31/365)"
+    )
+    assert july["tce_per_10k_cny"] == pytest.approx(TCE / 310)
+    # January takes its 31 days' share too, not the whole year (the yearly figure is stamped
+    # on 1 January); February 36.5 M¥ × 28 / 365 = 2.8 M¥
+    assert (await ent("2025-01"))["value_added_cny"] == pytest.approx(3.1e6)
+    assert (await ent("2025-02"))["value_added_cny"] == pytest.approx(2.8e6)
+    # the report labels the allocation, in both languages
+    for lang, label in (
+        ("en", "allocated pro rata of days (31/365)"),
+        ("zh", "年度录入值按天数分摊（31/365）"),
+    ):
+        page = await client.get(
+            "/parks/bill/accounting/report",
+            params={"month": "2025-07", "enterprise": "ent-a", "lang": lang},
+        )
+        assert label in page.text
+    # the year: the figure as entered
+    year = await ent("2025")
+    assert year["value_added_cny"] == pytest.approx(36.5e6)
+    assert year["value_added_source"] == "entered for the year"
+    # a month's own figure overrides the allocation, and does not change the year's
+    figures = [
+        {"enterprise": "ent-a", "kind": "value_added_cny", "period": "2025-07", "value": 1e6}
+    ]
+    assert (await client.post("/parks/bill/accounting/figures", json=figures)).status_code == 201
+    july = await ent("2025-07")
+    assert (july["value_added_cny"], july["value_added_source"]) == (1e6, "entered for the month")
+    assert (await ent("2025"))["value_added_cny"] == pytest.approx(36.5e6)
+
+
+async def test_targets_against_a_measured_baseline(
+    client: httpx.AsyncClient, influx_settings: InfluxSettings
+) -> None:
+    # the platform's own rollups of 2020: ent-a 100 000 kWh and 5 000 m³, 99 % covered; the
+    # park's 120 000 kWh only half covered
+    start = int(datetime(2020, 1, 1, tzinfo=SHANGHAI).timestamp() * 1000)
+    lines = []
+    for level, sid, utility, quantity, value, share in (
+        ("enterprise", "ent-a", "electricity", "e_kwh", 100_000.0, 0.99),
+        ("enterprise", "ent-a", "water", "vol_m3", 5_000.0, 0.99),
+        ("park", "bill", "electricity", "e_kwh", 120_000.0, 0.5),
+    ):
+        tags = {"park": "bill", "level": level, "id": sid, "utility": utility}
+        tags["quantity"] = quantity
+        fields: dict[str, float | int | str | bool] = {"value": value, "completeness": share}
+        fields["estimated"] = 0.0
+        lines.append(encode_point("consumption_yearly", tags, fields, start))
+    async with InfluxWriter(influx_settings, retention_policy="rollups") as out:
+        await out.write(lines)
+    figures = [{"enterprise": "ent-a", "kind": "value_added_cny", "period": "2020", "value": 2e6}]
+    assert (await client.post("/parks/bill/accounting/figures", json=figures)).status_code == 201
+
+    async def targets(**params: Any) -> dict[str, Any]:
+        answer = await client.get("/parks/bill/accounting/targets", params={"year": 2025, **params})
+        assert answer.status_code == 200, answer.text
+        got: dict[str, Any] = answer.json()
+        return got
+
+    # baseline: 100 000 kWh × 0.1229 kgce = 12.29 tce over 200 万元 = 0.06145 tce/万元;
+    # water 5 000 m³ / 200 万元 = 25 m³/万元
+    got = await targets(enterprise="ent-a")
+    assert got["baseline_energy_intensity"] == pytest.approx(0.06145)
+    assert got["baseline_water_intensity"] == pytest.approx(25.0)
+    assert got["baseline_sources"] == {
+        "energy": "measured (rollups of 2020, 99.0 % complete)",
+        "water": "measured (rollups of 2020, 99.0 % complete)",
+        "value_added": "entered for the year",
+    }
+    # 2025: 3.091296 tce over park.yaml's 365 M¥ = 36 500 万元; change against 0.06145
+    assert got["energy_change"] == pytest.approx(TCE / 36_500 / 0.06145 - 1)
+    # an entered figure overrides the measured one: 20 tce / 200 万元 = 0.1
+    figures = [{"enterprise": "ent-a", "kind": "energy_tce", "period": "2020", "value": 20.0}]
+    assert (await client.post("/parks/bill/accounting/figures", json=figures)).status_code == 201
+    got = await targets(enterprise="ent-a")
+    assert got["baseline_energy_intensity"] == pytest.approx(0.1)
+    assert got["baseline_sources"]["energy"] == "entered for the year"
+    # the park's 2020 is half measured: no baseline from it, and the answer says why; its
+    # value added is its one enterprise's
+    got = await targets()
+    assert got["baseline_energy_intensity"] is None
+    assert got["baseline_sources"]["energy"] == (
+        "none: measured 2020 covers 50.0 % of the year (< 95 %)"
+    )
+    assert got["baseline_sources"]["value_added"] == "entered for every enterprise, summed"

@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
 
-from parkwatch.energy import AccountingOptions, CoefficientOverride, conversion, grid_factor, kgce
+from parkwatch.energy import (
+    AccountingOptions,
+    CoefficientOverride,
+    conversion,
+    fuel_factors,
+    grid_factor,
+    grid_factors,
+    kgce,
+)
 from parkwatch.quantities import Utility
+from parkwatch.site import Park
 from parkwatch.tariffs import (
     PERIODS,
     DemandCharge,
     ElectricityTariff,
+    TariffNotInForceError,
     Tariffs,
     Tier,
     TouPeriod,
@@ -21,6 +32,7 @@ from parkwatch.tariffs import (
     load_shift_savings,
     monthly_bill,
     tou_periods,
+    unit_price,
 )
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -68,8 +80,8 @@ def test_monthly_bill_hand_computed() -> None:
     # prices: critical 1.2, peak 1.0, flat 0.625, valley 0.25 (the built-in Chongqing shape)
     # energy: 1 000 × 1.2 + 10 000 × 1.0 + 8 000 × 0.625 + 6 000 × 0.25
     #       = 1 200 + 10 000 + 5 000 + 1 500 = 17 700
-    # demand: contract 100 kW, maximum 110 kW; 105 kW is billed as the contract, the 5 kW
-    # above 105 % doubled: billed 100 + 2 × 5 = 110 kW × 36.1 = 3 971
+    # demand (发改办价格〔2016〕1583号): contract 100 kW, maximum 110 kW. The 5 kW above
+    # 105 % pays double, the demand up to 105 % once: 105 + 2 × 5 = 115 kW × 36.1 = 4 151.5
     tariff = builtin("cq-large-industry")
     kwh = {
         TouPeriod.CRITICAL: 1000.0,
@@ -79,9 +91,9 @@ def test_monthly_bill_hand_computed() -> None:
     }
     bill = monthly_bill(tariff, kwh, max_demand_kw=110.0, contracted_kw=100.0)
     assert sum(bill.energy_charge.values()) == pytest.approx(17_700)
-    assert bill.billed_demand_kw == pytest.approx(110.0)
-    assert bill.demand_charge == pytest.approx(3_971.0)
-    assert bill.total == pytest.approx(21_671.0)
+    assert bill.billed_demand_kw == pytest.approx(115.0)
+    assert bill.demand_charge == pytest.approx(4_151.5)
+    assert bill.total == pytest.approx(21_851.5)
     # within 105 % the contract is billed: 104 kW measured → 100 kW × 36.1
     assert monthly_bill(
         tariff, kwh, max_demand_kw=104.0, contracted_kw=100.0
@@ -110,6 +122,76 @@ def test_tiers_and_capacity_charge() -> None:
     assert bill.tier_surcharge == pytest.approx(125.0)
     assert bill.demand_charge == pytest.approx(9_040.0)
     assert bill.total == pytest.approx(750 + 125 + 9_040)
+
+
+def _flat(**extra: object) -> ElectricityTariff:
+    return ElectricityTariff.model_validate(
+        {
+            "name": "flat",
+            "prices": {"flat": 0.5},
+            "seasons": [
+                {
+                    "months": list(range(1, 13)),
+                    "windows": [{"period": "flat", "start": "00:00", "end": "24:00"}],
+                }
+            ],
+            **extra,
+        }
+    )
+
+
+def test_demand_charge_follows_1583_105_percent_and_40_percent_floor() -> None:
+    # 10 ¥/kW·month, contract 1 000 kW (threshold 1.05 × 1 000 = 1 050 kW)
+    tariff = _flat(demand={"price_per_kw_month": 10.0})
+
+    def billed(max_kw: float, **kw: float) -> tuple[float | None, float]:
+        b = monthly_bill(tariff, {}, max_demand_kw=max_kw, contracted_kw=1000.0, **kw)
+        return b.billed_demand_kw, b.demand_charge
+
+    # below the contract: the contract is billed, 1 000 × 10 = 10 000
+    assert billed(800.0) == (1000.0, pytest.approx(10_000.0))
+    # up to 105 %: still the contract, 1 050 kW → 1 000 × 10 = 10 000
+    assert billed(1050.0) == (1000.0, pytest.approx(10_000.0))
+    # 1 200 kW: 1 050 once + (1 200 − 1 050) × 2 = 1 050 + 300 = 1 350 kW × 10 = 13 500
+    assert billed(1200.0) == (pytest.approx(1350.0), pytest.approx(13_500.0))
+    # 40 % floor: a 1 000 kW contract on 3 150 kVA counts as 0.4 × 3 150 = 1 260 kW;
+    # 1 200 kW measured is within 105 % of it (1 323): 1 260 × 10 = 12 600
+    got = monthly_bill(tariff, {}, max_demand_kw=1200.0, contracted_kw=1000.0, capacity_kva=3150)
+    assert got.billed_demand_kw == pytest.approx(1260.0)
+    assert got.demand_charge == pytest.approx(12_600.0)
+    assert "40 %" in got.notes[0]
+    # the other reading, configurable per tariff: contract + doubled excess,
+    # 1 000 + 2 × 150 = 1 300 kW × 10 = 13 000
+    other = _flat(demand={"price_per_kw_month": 10.0, "excess_base": "contract"})
+    assert monthly_bill(
+        other, {}, max_demand_kw=1200.0, contracted_kw=1000.0
+    ).demand_charge == pytest.approx(13_000.0)
+    # no contract: the month's maximum, 1 200 × 10 = 12 000
+    assert monthly_bill(tariff, {}, max_demand_kw=1200.0).demand_charge == pytest.approx(12_000.0)
+
+
+def test_the_built_in_chongqing_prices_are_labelled_placeholders() -> None:
+    tariff = builtin("cq-large-industry")
+    assert "placeholder" in tariff.description.lower()
+    assert "placeholder" in tariff.source.lower()
+
+
+def test_a_month_is_billed_at_the_tariff_version_in_force() -> None:
+    old = _flat(name="cq-2024", effective_to="2025-01-01")
+    new = _flat(name="cq-2025", prices={"flat": 0.6}, effective_from="2025-01-01")
+    tariffs = Tariffs(electricity=[old, new], enterprises={"late": [new]})
+    assert tariffs.electricity_for(on=date(2024, 12, 1)) == old
+    assert tariffs.electricity_for(on=date(2025, 1, 1)) == new
+    # the same 1 000 kWh: 1 000 × 0.5 = 500 in December 2024, 1 000 × 0.6 = 600 in January
+    dec = monthly_bill(tariffs.electricity_for(on=date(2024, 12, 1)), {TouPeriod.FLAT: 1000.0})
+    jan = monthly_bill(tariffs.electricity_for(on=date(2025, 1, 1)), {TouPeriod.FLAT: 1000.0})
+    assert (dec.total, jan.total) == (pytest.approx(500.0), pytest.approx(600.0))
+    with pytest.raises(TariffNotInForceError, match="enterprise 'late' in force on 2024-06-01"):
+        tariffs.electricity_for("late", on=date(2024, 6, 1))
+    with pytest.raises(ValueError, match="overlap"):
+        Tariffs(electricity=[old, _flat(name="x", effective_from="2024-06-01")])
+    with pytest.raises(ValueError, match="effective_from must be before"):
+        _flat(effective_from="2025-01-01", effective_to="2025-01-01")
 
 
 def test_tce_and_co2_from_the_data_files() -> None:
@@ -208,3 +290,43 @@ def test_the_estimated_share_weighs_energy_by_standard_coal() -> None:
     )
     assert share == pytest.approx(291.432 / 3091.296)
     assert estimated_energy_share(AccountingOptions(), 2025, {}, {}) == 0.0
+
+
+def test_emission_factors_are_dated_and_their_weak_sources_marked() -> None:
+    factors = {f.id: f for f in grid_factors()}
+    statuses = {"P", "S", "S-weak", "U"}
+    for f in factors.values():
+        assert f.status in statuses, f.id
+        assert f.published_status in statuses, f.id
+        # an announcement's date, to the precision known: YYYY-MM or YYYY-MM-DD
+        assert re.fullmatch(r"\d{4}-\d{2}(-\d{2})?", f.published), f.id
+        assert f.source, f.id
+        assert "accounting-facts" not in f.source, f.id  # a source, not a pointer
+    # the 2021 national value has no repost on record: weak, though its announcement is not
+    assert factors["mee-2021-national"].status == "S-weak"
+    assert factors["mee-2021-national"].published == "2024-04-12"
+    # 2026-01-15 is a newspaper's date; the 2023 announcement's own date is unverified
+    for fid in ("mee-2023-national", "mee-2023-southwest", "mee-2023-central"):
+        assert (factors[fid].published, factors[fid].published_status) == ("2026-01", "U")
+    # 环办气候函〔2023〕43号 is of February 2023 (2023-02-15 is a repost's date)
+    assert factors["mee-2022-compliance"].published == "2023-02"
+    # the fuel factors that are weakly sourced say so
+    fuels = fuel_factors()
+    assert fuels["heat"]["status"] == "S-weak"
+    assert fuels["steam"]["status"] == "U"
+
+
+def test_unit_price_follows_the_tariff_version_in_force() -> None:
+    # the flat 0.5 ¥/kWh version until 2025, 0.6 from 2025-01-01 (park-local days)
+    old = _flat(name="v2024", effective_to="2025-01-01")
+    new = _flat(name="v2025", prices={"flat": 0.6}, effective_from="2025-01-01")
+    park = Park.model_validate(
+        {"park": "p", "tariffs": {"electricity": [old, new], "prices": {"electricity": 0.9}}}
+    )
+    assert unit_price(park.tariffs, park.zone, Utility.ELECTRICITY, at(2024, 12, 31, 23, 59)) == 0.5
+    assert unit_price(park.tariffs, park.zone, Utility.ELECTRICITY, at(2025, 1, 1, 0, 0)) == 0.6
+    # before any version: the park's flat price
+    early = Park.model_validate(
+        {"park": "p", "tariffs": {"electricity": [new], "prices": {"electricity": 0.9}}}
+    )
+    assert unit_price(early.tariffs, early.zone, Utility.ELECTRICITY, at(2024, 6, 1)) == 0.9

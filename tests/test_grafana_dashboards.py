@@ -17,6 +17,8 @@ import yaml
 
 from analytics.detectors.leaks import BALANCE_MEASUREMENT
 from analytics.detectors.waste_heat import WASTE_MEASUREMENT
+from analytics.settings import AnalyticsSettings
+from api.settings import ApiSettings
 from parkwatch.energy import ROLLUP_MEASUREMENTS
 from parkwatch.quantities import Utility
 from parkwatch.stack import LocalStack
@@ -173,6 +175,36 @@ def test_main_writes_and_checks(tmp_path: Path) -> None:
     assert dashboards.main(["--check", str(tmp_path)]) == 0
     (tmp_path / "meter-detail.json").write_text("{}\n")
     assert dashboards.main(["--check", str(tmp_path)]) == 1
+
+
+def test_rollup_queries_follow_the_configured_retention_policy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def rollup_sources(built: dict[str, Any]) -> set[str]:
+        queries = [q for d in built.values() for q in _queries(d)]
+        return {m for q in queries for m in re.findall(r'(?:"[^"]+"\.)?"consumption_\w+"', q)}
+
+    used = ("consumption_hourly", "consumption_daily", "consumption_monthly")
+    assert rollup_sources(dashboards.build_dashboards()) == {f'"rollups"."{m}"' for m in used}
+    assert rollup_sources(dashboards.build_dashboards("kept_years")) == {
+        f'"kept_years"."{m}"' for m in used
+    }
+    # analytics writing to the database's default policy: no policy in the queries
+    assert rollup_sources(dashboards.build_dashboards(None)) == {f'"{m}"' for m in used}
+    # the generator follows analytics' setting, and --rollup-policy overrides it
+    monkeypatch.setenv("PW_ANALYTICS_ROLLUP_RETENTION_POLICY", "from_env")
+    assert dashboards.main([str(tmp_path)]) == 0
+    assert '\\"from_env\\".\\"consumption_daily\\"' in (tmp_path / "accounting.json").read_text()
+    assert dashboards.main(["--check", str(tmp_path)]) == 0
+    assert dashboards.main(["--rollup-policy", "other", "--check", str(tmp_path)]) == 1
+    monkeypatch.setenv("PW_ANALYTICS_ROLLUP_RETENTION_POLICY", "")
+    assert dashboards.main(["--check", str(tmp_path)]) == 1
+    # empty is the default policy for the services too, as for the boards
+    monkeypatch.setenv("PW_API_ROLLUP_RETENTION_POLICY", "")
+    assert AnalyticsSettings().rollup_retention_policy is None
+    assert ApiSettings().rollup_retention_policy is None
+    with pytest.raises(ValueError, match="quotes"):
+        dashboards.build_dashboards('a"b')
 
 
 def test_provisioning_matches_dashboards_and_compose() -> None:

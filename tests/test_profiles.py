@@ -38,9 +38,27 @@ def test_ten_real_products_across_the_utilities() -> None:
         assert len(profile.source) > 60, profile.name
     names = {p.name for p in real}
     assert {"schneider-iem3xxx", "acrel-adl3000", "dlt645-2007-3ph"} <= names
-    for profile in builtin_catalog().values():
-        if profile.illustrative:
-            assert "llustrative" in profile.source, profile.name  # and says so in words
+
+
+@pytest.mark.parametrize("name", sorted(builtin_catalog()))
+def test_every_profile_cites_a_versioned_source_or_says_it_is_illustrative(name: str) -> None:
+    profile = builtin_catalog()[name]
+    if profile.illustrative:
+        assert "llustrative" in profile.source  # and says so in words
+        return
+    # the manual's version or date as printed on it; a manual that prints none says so
+    version = profile.source_version
+    assert any(c.isdigit() for c in version) or version.startswith("none printed"), version
+
+
+def test_a_dlt645_meter_behind_a_modbus_converter() -> None:
+    """The converter profile reads the DL/T 645 data identifiers' values as Modbus registers;
+    no converter's published register map was found, so it says it is illustrative."""
+    converter = builtin_profiles()["dlt645-modbus-converter"]
+    assert converter.illustrative
+    native = builtin_catalog()["dlt645-2007-3ph"]
+    assert native.protocol == "dlt645"
+    assert set(converter.quantities) == {v.quantity for r in native.reads for v in r.values}
 
 
 def test_schneider_power_factor_is_decoded() -> None:

@@ -41,6 +41,7 @@ from parkwatch.calendar import day_types, local_ms
 from parkwatch.events import Estimate, Family, Severity
 from parkwatch.quantities import Kind, Quantity, Utility
 from parkwatch.site import MeterTree, Park, Role
+from parkwatch.tariffs import unit_price
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -294,9 +295,7 @@ class ParkContext:
 
     def unit_price(self, utility: Utility, t_ms: int) -> float | None:
         """¥ per unit of the utility's main counter at ``t_ms``, where the park has a tariff."""
-        from parkwatch.tariffs import unit_price  # the tariff model lives with accounting
-
-        return unit_price(self.park, utility, t_ms)
+        return unit_price(self.park.tariffs, self.zone, utility, t_ms)
 
 
 class Detector(ABC):
