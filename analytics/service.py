@@ -445,6 +445,8 @@ class AnalyticsService:
                     await self._emit(park, advanced, publish=False)
                 if fed:
                     log.info("%s: warmed up on %d values since %s", park, fed, since)
+        for engine in self.engines.values():
+            engine.listening_from(int(time.time() * 1000))
 
     def _snapshot_path(self) -> Path | None:
         d = self.settings.state_dir

@@ -34,7 +34,8 @@ DATASOURCE: JSON = {"type": "influxdb", "uid": DATASOURCE_UID}
 # the measurements parkwatch writes: one per utility (parkwatch.quantities.Utility), and the
 # series analytics derives
 UTILITIES = ("electricity", "water", "gas", "steam", "heat", "air", "env")
-DERIVED = ("demand_15m",)
+# (zone_balance: the leak detector's hour per zone; waste_heat: recoverable heat per source)
+DERIVED = ("demand_15m", "zone_balance", "waste_heat")
 MEASUREMENTS = UTILITIES + DERIVED
 # the accounting's rollups (parkwatch.energy.ROLLUP_MEASUREMENTS), in the retention policy
 # analytics writes them to: PW_ANALYTICS_ROLLUP_RETENTION_POLICY when set ("" for the
@@ -402,6 +403,20 @@ def overview_dashboard() -> JSON:
         f'SELECT max("p_kw_avg") AS "p_kw_avg" FROM {_from("demand_15m")} '
         f'WHERE {OVERVIEW_FILTER} AND $timeFilter GROUP BY time($__interval), "meter" fill(null)'
     )
+    # the leak and waste-heat detectors' hourly points (analytics writes them at hour starts)
+    zone_balance = (
+        'SELECT mean("consumption") AS "consumption", mean("baseline") AS "baseline" '
+        f"FROM {_from('zone_balance')} WHERE {_where('park')} AND $timeFilter "
+        'GROUP BY time($__interval), "zone" fill(null)'
+    )
+    zone_score = (
+        f'SELECT mean("score") AS "score" FROM {_from("zone_balance")} '
+        f'WHERE {_where("park")} AND $timeFilter GROUP BY time($__interval), "zone" fill(null)'
+    )
+    waste_heat = (
+        f'SELECT mean("kw") AS "kw" FROM {_from("waste_heat")} WHERE {OVERVIEW_FILTER} '
+        'AND $timeFilter GROUP BY time($__interval), "meter", "source" fill(null)'
+    )
     panels = [
         _timeseries(
             "Electric power per enterprise",
@@ -449,11 +464,44 @@ def overview_dashboard() -> JSON:
             unit=KW,
         ),
         _latest_table(_grid(0, 27, 24, 12)),
+        _timeseries(
+            "Zone balance: consumption against its baseline",
+            (
+                "Each zone's hourly consumption (Σ inflow − Σ outflow − tank filling, in the "
+                "zone's unit per hour: m³/h for water, Nm³/h for air and gas, t/h for steam) "
+                "and the baseline the leak detector judges it against (the same hour on recent "
+                "days of the same kind). A leak is consumption that stays above its baseline."
+            ),
+            [_target("A", zone_balance, alias="$tag_zone $col")],
+            _grid(0, 39, 12, 9),
+        ),
+        _timeseries(
+            "Zone leak score",
+            (
+                "How far each zone's hour lies above its baseline, in the zone's own "
+                "day-to-day spreads; the leak detector sums the hours above 2.5 and alarms "
+                "past 6 (a burst: one hour at 6)."
+            ),
+            [_target("A", zone_score, alias="$tag_zone")],
+            _grid(12, 39, 12, 9),
+        ),
+        _timeseries(
+            "Recoverable waste heat",
+            (
+                "Heat leaving in flue gas and cooling water above the configured recovery "
+                "temperature (Q = ṁ·cp·ΔT), per source, hourly: what heat recovery could take."
+            ),
+            [_target("A", waste_heat, alias="$tag_meter ($tag_source)")],
+            _grid(0, 48, 24, 9),
+            unit=KW,
+            min_interval="1h",
+        ),
     ]
     return _dashboard(
         OVERVIEW_UID,
         "Park overview",
-        "Power, demand, water, gas and heat across a park's enterprises and meters.",
+        "Power, demand, water, gas and heat across a park's enterprises and meters; zone "
+        "balances and recoverable waste heat.",
         _overview_variables(),
         panels,
         time_from="now-24h",

@@ -279,6 +279,29 @@ def simulate(
     no_faults: Annotated[
         bool, typer.Option("--no-faults", help="--history: inject no faults")
     ] = False,
+    start_ms: Annotated[
+        int | None,
+        typer.Option(
+            help="live: start at this data time (epoch ms); one in the past is caught up "
+            "(--catch-up-step apart, as fast as acknowledged), then real time"
+        ),
+    ] = None,
+    catch_up_step: Annotated[
+        float, typer.Option(help="live --start-ms: seconds between the cycles caught up")
+    ] = 60.0,
+    quiet_until_ms: Annotated[
+        int | None,
+        typer.Option(
+            help="live --start-ms: simulate but publish nothing before this time (an earlier "
+            "run sent it: counters and seq go on from there)"
+        ),
+    ] = None,
+    until_ms: Annotated[
+        int | None, typer.Option(help="live: stop before this data time (epoch ms)")
+    ] = None,
+    fast: Annotated[
+        bool, typer.Option("--fast", help="live: publish back to back, not in real time")
+    ] = False,
     plain: Annotated[
         bool, typer.Option("--plain", help="--history: readings.csv, not .csv.gz")
     ] = False,
@@ -341,7 +364,15 @@ def simulate(
             park,
             mqtt,
             seed=seed,
-            schedule=Schedule(interval_s=interval, cycles=cycles),
+            schedule=Schedule(
+                interval_s=interval,
+                cycles=cycles,
+                start_ms=start_ms,
+                realtime=not fast,
+                catch_up_s=catch_up_step,
+                quiet_until_ms=quiet_until_ms,
+                until_ms=until_ms,
+            ),
             exclude_gateways=excluded,
             faults=schedule,
             ground_truth=ground_truth,
@@ -492,12 +523,21 @@ def demo(
             help="inject random faults (leaks, peaks, meter faults) to see alerts",
         ),
     ] = False,
+    history: Annotated[
+        float,
+        typer.Option(
+            help="days of simulated history first (the leak baselines need them; a burst and "
+            "a flue-gas step come live in the first minutes); 0: start cold"
+        ),
+    ] = 4.0,
 ) -> None:
     """Start the local stack and every service on a simulated park."""
     from parkwatch_cli.demo import run_demo
 
     setup_logging("WARNING")
-    raise typer.Exit(run_demo(duration, port, interval, state_dir, site, faults, random_faults))
+    raise typer.Exit(
+        run_demo(duration, port, interval, state_dir, site, faults, random_faults, history)
+    )
 
 
 app.add_typer(edge_app, name="edge", short_help="A gateway, and the tools to set one up.")

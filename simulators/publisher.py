@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiomqtt
+import numpy as np
 import orjson
 
 from parkwatch import __version__, mqtt, topics
@@ -34,6 +35,7 @@ from simulators.model import ParkModel
 
 log = logging.getLogger(__name__)
 _SEQ_MEMORY = 100_000
+DAY_MS = 86_400_000
 
 
 @dataclass
@@ -68,6 +70,13 @@ class Schedule:
     cycles: int | None = None  # None: until stopped
     start_ms: int | None = None  # None: real time (t = now at each cycle)
     realtime: bool = True  # False: publish the cycles back to back, as fast as acknowledged
+    # real time from a start in the past: the cycles behind the wall clock are stepped every
+    # ``catch_up_s`` and published back to back, then the run goes on every ``interval_s``
+    catch_up_s: float = 60.0
+    # cycles before this time are simulated but not published (an earlier run sent them):
+    # the counters and each gateway's seq go on from where that run stopped
+    quiet_until_ms: int | None = None
+    until_ms: int | None = None  # stop before this data time
 
 
 def status_payload(state: str, buffered: int = 0) -> bytes:
@@ -140,14 +149,22 @@ class ParkSimulator:
     async def _cycles(self, clients: dict[str, aiomqtt.Client]) -> None:
         seq = dict.fromkeys(self.gateways, 0)
         sent_seq: dict[tuple[str, int], int] = {}
+        plan = self.schedule
         # one sample every interval from the start (now, in real time): a fixed grid, so the
         # model can be primed for it (a counter rollover wraps exactly at its start)
-        start_ms = self.schedule.start_ms or int(time.time() * 1000)
-        self.model.prime(start_ms, round(self.schedule.interval_s * 1000))
+        start_ms = plan.start_ms or int(time.time() * 1000)
+        catching_up = plan.realtime and plan.start_ms is not None
+        first_step_s = plan.catch_up_s if catching_up else plan.interval_s
+        self.model.prime(start_ms, round(first_step_s * 1000))
         cycle = 0
+        t_ms = start_ms
+        if plan.quiet_until_ms is not None and start_ms < plan.quiet_until_ms:
+            t_ms = await self._step_quietly(start_ms, plan.quiet_until_ms, first_step_s, seq)
+        first_ms = t_ms
         next_at = time.monotonic()
-        while self.schedule.cycles is None or cycle < self.schedule.cycles:
-            t_ms = start_ms + int(cycle * self.schedule.interval_s * 1000)
+        while plan.cycles is None or cycle < plan.cycles:
+            if plan.until_ms is not None and t_ms >= plan.until_ms:
+                break
             sends = []
             # poll cycles, plus the late and duplicated batches of transport faults
             for batch in self.model.batches(t_ms):
@@ -171,9 +188,42 @@ class ParkSimulator:
             cycle += 1
             if self.on_cycle is not None:
                 self.on_cycle(cycle, self.sent.readings)
-            if self.schedule.realtime:
-                next_at += self.schedule.interval_s
+            if catching_up:
+                # behind the wall clock: the next cycle at once; caught up: in real time
+                now_ms = time.time() * 1000
+                if t_ms + plan.catch_up_s * 1000 <= now_ms:
+                    t_ms += round(plan.catch_up_s * 1000)
+                else:
+                    t_ms += round(plan.interval_s * 1000)
+                    await asyncio.sleep(max(0.0, (t_ms - now_ms) / 1000))
+                continue
+            t_ms = first_ms + int(cycle * plan.interval_s * 1000)
+            if plan.realtime:
+                next_at += plan.interval_s
                 await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+
+    async def _step_quietly(
+        self, start_ms: int, until_ms: int, step_s: float, seq: dict[str, int]
+    ) -> int:
+        """Simulate ``[start_ms, until_ms)`` without publishing (an earlier run sent it), a day
+        at a time: the counters go on from there, and each gateway's seq counts the batches
+        it sent. Returns the first time to publish."""
+        step_ms = round(step_s * 1000)
+        gateway_of = {m.id: m.gateway for m in self.model.meters}
+        series_gateway = np.array([gateway_of[m] for m, _ in self.model.series])
+        t_ms = start_ms
+        while t_ms < until_ms:
+            times = np.arange(t_ms, min(until_ms, t_ms + DAY_MS), step_ms, dtype=np.int64)
+            frame = self.model.frame(times, transport=True)
+            for gw in self.gateways:
+                cols = series_gateway == gw
+                if frame.present is None:
+                    seq[gw] += times.size if cols.any() else 0
+                else:
+                    seq[gw] += int(frame.present[:, cols].any(axis=1).sum())
+            t_ms = int(times[-1]) + step_ms
+            await asyncio.sleep(0)  # the broker clients keep their connection alive
+        return t_ms
 
     async def _publish(
         self, client: aiomqtt.Client, topic: str, payload: bytes, readings: list[dict[str, object]]

@@ -211,6 +211,42 @@ def test_offline_holds_online_silence_closes_and_the_unheard_close_nothing() -> 
     assert clocks.complete_until(30 * 60_000)[0] == 5 * 60_000
 
 
+def test_after_a_refill_silence_counts_from_when_the_worker_listens() -> None:
+    """A worker refilled from history that ends hours ago (the demo's history, or a gateway
+    whose backlog is still to come) starts listening: the hours since are not silence yet, so
+    the backlog that comes next is analysed, not late. Once it has listened for the allowance
+    and nothing came, they close as gaps as before."""
+    engine = ParkEngine(demo(), DETECTORS)
+    index = engine.series_of("foodco-main", "p_kw")
+    assert index is not None
+    sim = simulated_rows(demo(), START_MS, 0.25, seed=2)
+    series = np.array(
+        [
+            -1 if (i := engine.series_of(sim.meters[m], sim.quantities[q])) is None else i
+            for m, q in zip(sim.meter_code.tolist(), sim.quantity_code.tolist(), strict=True)
+        ]
+    )
+    keep = series >= 0
+    s, t, v = series[keep], sim.t_ms[keep], sim.value[keep]
+    gateway = np.array(
+        [engine.gateway_no[engine.ctx.tree.meters[k.meter].gateway] for k in engine.series]
+    )[s]
+    # as the service refills from InfluxDB: rows in time order, arriving at their own time
+    engine.feed_rows(EngineRows(s, t, v, gateway, t, np.zeros(t.size, dtype=bool)))
+    engine.advance(int(t.max()))
+    end = START_MS + DAY_MS // 4
+    listening = end + 5 * 3_600_000
+    engine.listening_from(listening)
+    engine.advance(listening + 60_000)
+    backlog = Batch(
+        "gw-foodco", None, np.array([index]), np.array([end]), np.array([5.0]), listening + 60_000
+    )
+    assert engine.feed(backlog).late == []
+    g = engine.gateway_no["gw-park"]  # no backlog from this one: its hours close as gaps
+    engine.advance(listening + 10 * 60_000)
+    assert engine.closed[g] * engine.step_ms >= listening
+
+
 # --- the engine as a whole --------------------------------------------------------------------
 
 

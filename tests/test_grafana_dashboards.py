@@ -15,6 +15,8 @@ import httpx
 import pytest
 import yaml
 
+from analytics.detectors.leaks import BALANCE_MEASUREMENT
+from analytics.detectors.waste_heat import WASTE_MEASUREMENT
 from analytics.settings import AnalyticsSettings
 from api.settings import ApiSettings
 from parkwatch.energy import ROLLUP_MEASUREMENTS
@@ -125,11 +127,20 @@ def test_measurement_names_match_the_quantity_registry() -> None:
 
 
 def test_every_query_reads_known_measurements() -> None:
-    known = {u.value for u in Utility} | {"demand_15m"} | set(ROLLUP_MEASUREMENTS.values())
+    known = {u.value for u in Utility} | {"demand_15m", BALANCE_MEASUREMENT, WASTE_MEASUREMENT}
+    known |= set(ROLLUP_MEASUREMENTS.values())
     for query in _all_queries():
         named = _measurements(query)
         assert named, f"no measurement in {query}"
         assert set(named) <= known, query
+
+
+def test_the_overview_shows_zone_balances_and_waste_heat() -> None:
+    """Issue 8: what the leak and waste-heat detectors judged is on a board, not only in the
+    alerts."""
+    overview = dashboards.overview_dashboard()
+    read = {m for q in _queries(overview) for m in _measurements(q)}
+    assert {BALANCE_MEASUREMENT, WASTE_MEASUREMENT} <= read
 
 
 def test_every_query_variable_is_defined(built: dict[str, dict[str, Any]]) -> None:
@@ -261,6 +272,13 @@ def test_queries_run_and_find_data_in_influxdb(stack: LocalStack) -> None:
         if minute % 15 == 0:
             tags = f"park={PARK},enterprise=steelco,meter=steelco-main"
             lines.append(f"demand_15m,{tags} p_kw_avg=4050,samples=15i {t_ns}")
+        if minute % 60 == 0:  # the leak and waste-heat detectors' hours, as analytics writes
+            tags = f"park={PARK},zone=water-d1,utility=water"
+            fields = "consumption=3.2,inflow=40.1,baseline=2.9,score=0.41"
+            lines.append(f"{BALANCE_MEASUREMENT},{tags} {fields} {t_ns}")
+            tags = f"park={PARK},enterprise=steelco,meter=steelco-heat,source=cooling_temp_rise"
+            fields = "kw=310.5,gj_per_day=26.83,tce_per_day=0.9154"
+            lines.append(f"{WASTE_MEASUREMENT},{tags} {fields} {t_ns}")
     write = httpx.post(f"{url}/write", params={"db": database}, content="\n".join(lines))
     assert write.status_code == 204, write.text
     # the accounting's rollups, in their own retention policy

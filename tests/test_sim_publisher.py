@@ -82,3 +82,53 @@ async def test_duplicates_late_batches_and_stuck_values(
     ]
     assert len(chem) == 6
     assert len(set(chem)) == 1  # stuck
+
+
+async def test_a_run_that_goes_on_from_an_earlier_one(
+    mqtt_settings: MqttSettings, demo_park_path: Path
+) -> None:
+    """The demo publishes its history in one run and goes live in another: the second steps
+    through what the first sent without publishing it, then publishes exactly what one
+    uninterrupted run would have — the same counters and the same seq (no counter reset, no
+    restarted gateway) — and ends where it is told to."""
+    park = Park.from_yaml(demo_park_path)
+    quiet_until = START + 30 * STEP
+
+    async def publish(schedule: Schedule) -> dict[str, list[dict[str, Any]]]:
+        received: dict[str, list[dict[str, Any]]] = {}
+        async with mqtt.client(mqtt_settings, "continuation-watch") as watcher:
+            await watcher.subscribe(topics.data_filter(park.park), qos=1)
+
+            async def collect() -> None:
+                async for message in watcher.messages:
+                    assert isinstance(message.payload, bytes)
+                    batch = orjson.loads(message.payload)
+                    received.setdefault(batch["gw"], []).append(batch)
+
+            async with background(collect()):
+                sent = await ParkSimulator(park, mqtt_settings, schedule=schedule).run()
+
+                async def all_in() -> bool:
+                    return sum(len(b) for b in received.values()) >= sent.messages
+
+                await eventually(all_in, 15, "every batch")
+        return received
+
+    whole = await publish(
+        Schedule(interval_s=60, start_ms=START, realtime=False, until_ms=START + 34 * STEP)
+    )
+    rest = await publish(
+        Schedule(
+            interval_s=60,
+            start_ms=START,
+            realtime=False,
+            quiet_until_ms=quiet_until,
+            until_ms=START + 34 * STEP,
+        )
+    )
+    assert set(rest) == set(whole)
+    for gateway, batches in rest.items():
+        assert [b["readings"][0]["t"] for b in batches] == [
+            quiet_until + k * STEP for k in range(4)
+        ]
+        assert batches == [b for b in whole[gateway] if b["readings"][0]["t"] >= quiet_until]

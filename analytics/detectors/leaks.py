@@ -132,14 +132,19 @@ def _t_widening(days: npt.NDArray[np.int64]) -> FloatArray:
     return widen
 
 
+# networks whose load follows the plant's production, so that off-production flow is a loss:
+# compressed air, and the gas and steam that boilers and process heat burn while it works
+PRODUCTION_LOADED = frozenset({Utility.AIR, Utility.GAS, Utility.STEAM})
+
+
 def production_meters(ctx: ParkContext) -> dict[str, list[str]]:
-    """For each compressed-air zone, the electricity meters of its plant that measure
-    production: the enterprise's leaf meters, less compressors, PV and batteries."""
+    """For each compressed-air, gas or steam zone, the electricity meters of its plant that
+    measure production: the enterprise's leaf meters, less compressors, PV and batteries."""
     skip = {Role.COMPRESSOR, Role.PV, Role.BATTERY}
     out: dict[str, list[str]] = {}
     tree = ctx.tree
     for zone in ctx.park.zones:
-        if zone.utility is not Utility.AIR:
+        if zone.utility not in PRODUCTION_LOADED:
             continue
         owners = {tree.meters[m].enterprise for m in zone.meter_ids if m in tree.meters}
         owners.discard(PARK_ENTERPRISE)
@@ -351,7 +356,9 @@ class ZoneLeaks(Detector):
         first = np.where(seen, cols, self.hour_slots).min(axis=1)
         last = np.where(seen, cols, -1).max(axis=1)
         enough = (seen.sum(axis=1) >= 2) & (last - first + 1 >= self.hour_slots / 2)
-        with np.errstate(all="ignore"):
+        # a meter with no reading this hour: nanmean warns, and ``enough`` leaves it out
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
             mean = np.where(enough, np.nanmean(self.buf, axis=1), np.nan)
             flow = np.where(self.flow_n > 0, self.flow_sum / np.maximum(self.flow_n, 1), np.nan)
         if hour % 24 == 0:
@@ -602,6 +609,10 @@ class ZoneLeaks(Detector):
         before = bheld & self.h_clean[zi, bpos]
         if before.sum() < 12:
             return "wait", -1, 0.0
+        sides = self._balance_sides(zi, pos[after])
+        moved = self._balance_shift(zi, sides, excess)
+        if moved is not None:
+            return "meter", moved[0], moved[1]
         best: tuple[float, int, float] | None = None
         undecided = False
         DBG.clear()
@@ -652,9 +663,102 @@ class ZoneLeaks(Detector):
                 undecided,
                 DBG,
             )
-        if best is not None:
+        if best is not None and not self._inflow_rose(sides, best[1], excess):
             return "meter", best[1], best[2]
         return ("wait" if undecided else "leak"), -1, 0.0
+
+    def _balance_sides(
+        self, zi: int, after: IntArray
+    ) -> list[tuple[int, float, float, float, float]] | None:
+        """Which side of the zone's balance moved: per meter (row, sign), its hours since the
+        onset against the same hours of its own clean days of that kind, as what that adds
+        to the zone's consumption (its change × its sign), the standard error of that, and
+        its usual flow. None while a meter has no such history."""
+        if after.size < 3:
+            return None
+        out: list[tuple[int, float, float, float, float]] = []
+        for row, sign in self.zone_meters[zi]:
+            if row >= self.nlay or self.layout.is_level[row]:
+                continue
+            shift = self._own_shift(zi, row, after)
+            if shift is None:
+                return None
+            delta, se, base = shift
+            out.append((row, sign, sign * delta, se, base))
+        return out
+
+    def _balance_shift(
+        self, zi: int, sides: list[tuple[int, float, float, float, float]] | None, excess: float
+    ) -> tuple[int, float] | None:
+        """A leak raises the inflow while the outflow meters read as they did; an outflow
+        meter that under-registers reads a step lower at every hour, day and night, while
+        the inflow does not move. So a meter is blamed when its own drop accounts for the
+        excess, stands out from its own day-to-day scatter and exceeds the zone's accuracy
+        class, and the zone's other meters together moved by less than half the excess
+        (this tells a sub-meter of near-constant flow, whose drop looks like a constant leak
+        to the within-hour check, from a leak). Returns the meter's row and ``1/f − 1``."""
+        if excess <= 0 or sides is None:
+            return None
+        total = sum(side[2] for side in sides)
+        for row, sign, moved, se, base in sides:
+            if sign > 0 or base <= 0:
+                continue  # only an outflow meter reading low adds to the zone
+            rest = total - moved
+            lost = moved / base  # the share of its flow no longer registered (f = 1 − lost)
+            if (
+                moved > 4 * se
+                and abs(moved - excess) < 0.5 * excess
+                and abs(rest) < 0.5 * excess
+                and self.accuracy[zi] < lost <= self.p.max_under
+            ):
+                return row, lost / (1 - lost)
+        return None
+
+    @staticmethod
+    def _inflow_rose(
+        sides: list[tuple[int, float, float, float, float]] | None, row: int, excess: float
+    ) -> bool:
+        """The balance contradicts blaming ``row``: the rest of the zone (its inflow) rose by
+        more than half the excess while that meter's own reading did not fall by half of it
+        — water that came in and was lost, a leak, whatever the within-hour check saw."""
+        if sides is None or excess <= 0:
+            return False
+        moved = {r: m for r, _, m, _, _ in sides}
+        if row not in moved:
+            return False
+        rest = sum(moved.values()) - moved[row]
+        return rest > 0.5 * excess and moved[row] < 0.5 * excess
+
+    def _own_shift(self, zi: int, row: int, after: IntArray) -> tuple[float, float, float] | None:
+        """A meter's mean change over the ``after`` hours against the same hours of the day
+        on its clean days of the same kind (their median), the standard error of that change
+        (from how each of those days fell from the median, a day's hours moving together),
+        and its usual flow."""
+        changes, residuals, bases = [], [], []
+        for pos in after.tolist():
+            hid = int(self.h_id[pos])
+            days = hid - 24 * np.arange(1, self.p.days, dtype=np.int64)
+            dpos = days % self.ring
+            ok = (self.h_id[dpos] == days) & self.h_clean[zi, dpos]
+            kinds, kind = self.h_daytype[dpos], self.h_daytype[pos]
+            same = ok & (kinds == kind)
+            if same.sum() < self.p.min_days:  # as the baseline does: else workdays or rest days
+                same = ok & ((kinds == WORKDAY) == (kind == WORKDAY))
+            values = self.h_flow[row, dpos][same]
+            values = values[np.isfinite(values)]
+            now = float(self.h_flow[row, pos])
+            if values.size < self.p.min_days or not np.isfinite(now):
+                continue
+            usual = float(np.median(values))
+            changes.append(now - usual)
+            residuals.extend((values - usual).tolist())
+            bases.append(usual)
+        if len(changes) < 3:
+            return None
+        scatter = 1.4826 * float(np.median(np.abs(residuals)))
+        day_count = max(1.0, len(changes) / 24)
+        se = scatter / np.sqrt(day_count) + 1e-9
+        return float(np.mean(changes)), se, float(np.mean(bases))
 
     # --- findings ----------------------------------------------------------------------
 
@@ -729,7 +833,10 @@ class ZoneLeaks(Detector):
             evidence={
                 "zone": zone.id,
                 "accuracy_pct": round(100 * float(self.accuracy[zi]), 2),
-                "why": "the zone's excess follows this meter's flow, not a constant",
+                "why": (
+                    "the zone's excess is this meter reading low: it follows the meter's "
+                    "flow, or the meter reads a step lower while the zone's inflow does not"
+                ),
             },
         )
 

@@ -292,6 +292,13 @@ class ParkEngine:
         if g is not None:
             self.clocks.status(g, online, self.now_ms if now_ms is None else now_ms, dropped)
 
+    def listening_from(self, now_ms: int) -> None:
+        """The worker starts to listen live at ``now_ms`` (after its refill from history): a
+        gateway's silence counts from then, not from its last reading read back — a worker
+        started hours after it, or a gateway catching up on its backlog, would otherwise see
+        those hours as silence and close them as gaps before their data comes in."""
+        self.clocks.online_since = np.maximum(self.clocks.online_since, now_ms)
+
     def feed(self, batch: Batch) -> Advanced:
         """Store one live batch; returns the late readings it carried."""
         self._tick(batch.arrival_ms)
