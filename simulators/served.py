@@ -3,19 +3,20 @@ started and stopped the same way: ``start``, ``stop``, and ``async with`` for bo
 
 from __future__ import annotations
 
+import abc
 from types import TracebackType
 from typing import Self
 
 
-class Served:
+class Served(abc.ABC):
     """Started by :meth:`start`, stopped by :meth:`stop` (which must be safe to call after a
     start that failed half way: ``async with`` stops what did start before re-raising)."""
 
-    async def start(self) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    async def start(self) -> None: ...
 
-    async def stop(self) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    async def stop(self) -> None: ...
 
     async def __aenter__(self) -> Self:
         try:

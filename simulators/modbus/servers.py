@@ -131,7 +131,7 @@ class _ServedUnitsOnly(SimCore):
         return await super().async_setValues(device_id, func_code, address, values)
 
 
-class _MeterServer(Served, abc.ABC):
+class _MeterServer(Served):
     """Common lifecycle: ``async with`` starts the server, leaving stops it."""
 
     def __init__(self, meters: Sequence[ServedMeter]) -> None:
