@@ -38,6 +38,7 @@ from parkwatch.energy import (
     REPLACEMENT_MEASUREMENT,
     ROLLUP_MEASUREMENTS,
     AccountingOptions,
+    CoefficientOverride,
     benchmark_level,
     benchmarks,
     coefficients,
@@ -437,6 +438,9 @@ class Summary(BaseModel):
     convention: str
     grid_factor: dict[str, Any]
     subjects: list[SubjectSummary]
+    # electricity's kgce per kWh in both conventions, as applied, with how well each is
+    # sourced (the 等价值 is unverified unless the park sets its own): the report prints it
+    electricity_kgce: dict[str, Any] = {}
 
 
 def _parse_period(park: Park, period: str) -> tuple[str, int, int, int]:
@@ -618,7 +622,27 @@ async def summarize(state: State, park: Park, period: str) -> Summary:
             "source": "park.yaml" if overridden else factor.source,
         },
         subjects=subjects,
+        electricity_kgce=_electricity_kgce(options, year),
     )
+
+
+def _electricity_kgce(options: AccountingOptions, year: int) -> dict[str, Any]:
+    """Electricity's coefficients in ``year`` in both conventions, each with its status: the
+    data file's, or ``park`` where park.yaml overrides it."""
+    e = conversion(options, Utility.ELECTRICITY, year)
+    if e is None:
+        return {}
+    c = coefficients()["electricity"]
+    own = options.coefficients.get("electricity", CoefficientOverride())
+    return {
+        "convention": options.convention,
+        "equal": e.kgce_equal,
+        "equal_status": "park" if own.equal_value is not None else c.status,
+        "equivalent": e.kgce_equivalent,
+        "equivalent_status": "park"
+        if own.equivalent_for(year) is not None
+        else c.equivalent_status,
+    }
 
 
 def _value_added(

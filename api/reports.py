@@ -66,6 +66,10 @@ LABELS: dict[str, dict[str, str]] = {
     "completeness": {"zh": "数据完整率", "en": "Data completeness"},
     "estimated_share": {"zh": "估算占比", "en": "Estimated share"},
     "grid_factor": {"zh": "电网排放因子", "en": "Grid emission factor"},
+    "convention": {"zh": "电力折标准煤方法（用于强度）", "en": "Electricity to coal (intensities)"},
+    "equal": {"zh": "当量值", "en": "equal value (当量值)"},
+    "equivalent": {"zh": "等价值", "en": "equivalent value (等价值)"},
+    "unverified": {"zh": "未核实", "en": "unverified"},
     "bill": {"zh": "电费（重算）", "en": "Electricity bill (recomputed)"},
     "enterprise": {"zh": "企业", "en": "Enterprise"},
     "critical": {"zh": "尖峰", "en": "Critical peak"},
@@ -170,6 +174,22 @@ class ReportData:
             out.append((t(q, lang), f"{v:,.1f}", UNITS.get(q, "")))
         out.append((t("tce_equal", lang), f"{s.tce_equal:,.3f}", "tce"))
         out.append((t("tce_equivalent", lang), f"{s.tce_equivalent:,.3f}", "tce"))
+        e = self.summary.electricity_kgce
+        if e:
+            # which convention the intensities use, and both coefficients with their status:
+            # the 等价值 is an unverified default unless the park set its own
+            def coefficient(kind: str) -> str:
+                status = e[f"{kind}_status"]
+                mark = f", {t('unverified', lang)}" if status == "U" else ""
+                return f"{t(kind, lang)} {e[kind]:g} ({status}{mark})"
+
+            out.append(
+                (
+                    t("convention", lang),
+                    t(e["convention"], lang),
+                    "kgce/kWh: " + "; ".join(coefficient(k) for k in ("equal", "equivalent")),
+                )
+            )
         out.append((t("co2_t", lang), f"{s.co2_t:,.3f}", "t CO₂"))
         out.append((t("co2_t_market", lang), f"{s.co2_t_market:,.3f}", "t CO₂"))
         if s.electricity_share is not None:
