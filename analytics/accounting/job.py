@@ -154,6 +154,8 @@ class RollupJob:
         self.series = accounting_series(park)
         self.groups: list[Group] = groups(park, self.series)
         self.index = {(cs.meter.id, cs.quantity): i for i, cs in enumerate(self.series)}
+        # the rollups' own quantity tag (a PV meter's export is stored as its generation)
+        self.rolled_index = {(cs.meter.id, cs.reported_as): i for i, cs in enumerate(self.series)}
         self.of_meter: dict[str, list[int]] = {}
         for i, cs in enumerate(self.series):
             self.of_meter.setdefault(cs.meter.id, []).append(i)
@@ -189,7 +191,10 @@ class RollupJob:
         since = (
             now_ms - int(self.config.catch_up_s * 1000) if self.done_ms is None else self.done_ms
         )
-        recent = min(recent, since)
+        # from the pair across the last pass's time: a reading stamped at or just after it that
+        # arrived after it closes a pair that began before it (the hour ending at a pass kept
+        # its last minute's consumption out when passes were recent_s or more apart)
+        recent = min(recent, since - self.max_gap_ms)
         # (series, from, to, late): the recent past for every series, and what arrived late
         touched = [(list(range(len(self.series))), recent, now_ms, False)]
         for meter, t_ms in await self._new_replacements(now_ms):
@@ -549,7 +554,9 @@ class RollupJob:
             f"AND time >= {int(edges[0])}ms AND time < {int(edges[-1])}ms GROUP BY id, quantity"
         )
         for s in await self.reader.query(statement):
-            i = self.index.get((s.tags.get("id", ""), s.tags.get("quantity", "")))
+            # by the tag the rollups were written with: a PV meter's pv_kwh hours were never
+            # found under its counter's name, so its days, months and years were not written
+            i = self.rolled_index.get((s.tags.get("id", ""), s.tags.get("quantity", "")))
             if i is None or not s.values:
                 continue
             table = np.array(s.values, dtype=object)
