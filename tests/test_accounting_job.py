@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
 
 from analytics.accounting.job import RollupConfig, RollupJob, ensure_retention, rollup_source
-from analytics.accounting.rollup import Period
+from analytics.accounting.rollup import Period, accounting_series
 from parkwatch.influx import InfluxReader, InfluxWriter
 from parkwatch.lineprotocol import encode_point
 from parkwatch.settings import InfluxSettings
 from parkwatch.site import Park
+from parkwatch.stack import LocalStack
+from parkwatch_cli import bench_rollup_pass
 
 pytestmark = pytest.mark.integration
 
@@ -447,3 +450,20 @@ async def test_an_outage_longer_than_the_margin_keeps_its_consumption_estimated(
     # the estimated part of each day: 23:00-24:00, and 00:00-07:30
     assert daily[("a-main", day1)]["estimated"] == pytest.approx(60.0)
     assert daily[("a-main", START + 2 * H)]["estimated"] == pytest.approx(7 * 60 + 30.0)
+
+
+@pytest.mark.anyio
+async def test_the_rollup_pass_bench_times_live_passes(
+    stack: LocalStack, demo_park_path: Path
+) -> None:
+    """``parkwatch bench rollup-pass`` on the demo park, briefly: a catch-up pass writes every
+    stored hour, each live pass rewrites at least the running hour of every counter."""
+    park = Park.from_yaml(demo_park_path)
+    first, live = await bench_rollup_pass._bench(stack.influx_url, stack.influxdb.pid, park, 0.5, 2)
+    series = len(accounting_series(park))
+    assert first["points"] > series
+    assert len(live) == 2
+    for p in live:
+        assert p["points"] >= series - 10  # a few demo counters report nothing here
+        assert p["cpu_s"] > 0
+        assert p["wall_s"] >= p["cpu_s"] * 0.5
