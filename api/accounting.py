@@ -16,7 +16,8 @@ enterprise and per park, all read from the rollups the analytics service writes.
   under its tariff, and what moving load out of the peak would have saved;
 * ``figures`` (POST, JSON or CSV): value added, production, green certificates, baseline
   figures; ``meters/{meter}/replacements`` (POST): a meter exchange with its readings;
-* ``report``: the monthly report as CSV, HTML or PDF, in Chinese or English;
+* ``report`` (in :mod:`api.reports`): the monthly report as CSV, HTML or PDF, in Chinese or
+  English;
 * ``factors``: the coefficients and emission factors in force, with their sources.
 """
 
@@ -29,10 +30,10 @@ from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
-from api.app import EARLIEST, LATEST, State, StateDep, _in_store_range, _park, _query, shown
+from api.common import EARLIEST, LATEST, State, StateDep, _in_store_range, _park, _query, shown
 from parkwatch.energy import (
     FIGURES_MEASUREMENT,
     REPLACEMENT_MEASUREMENT,
@@ -1046,7 +1047,7 @@ async def balance(
     return out
 
 
-# --- factors and the report ------------------------------------------------------------------
+# --- factors -----------------------------------------------------------------------------------
 
 
 @router.get("/accounting/factors")
@@ -1083,33 +1084,3 @@ async def factors(state: StateDep, park: str, year: int | None = None) -> dict[s
                 "coefficient_source": c.source,
             }
     return out
-
-
-@router.get("/accounting/report")
-async def report(
-    state: StateDep,
-    park: str,
-    month: str,
-    enterprise: str | None = None,
-    format: Literal["csv", "html", "pdf"] = "html",
-    lang: Literal["zh", "en"] = "zh",
-) -> Response:
-    """The monthly energy report of an enterprise, or of the park without ``enterprise``."""
-    from api.reports import build_report, render_csv, render_html, render_pdf
-
-    p = _park(state, park)
-    data = await build_report(state, p, month, enterprise)
-    name = f"{park}-{enterprise or 'park'}-{month}-{lang}"
-    if format == "csv":
-        return Response(
-            render_csv(data, lang),
-            media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
-        )
-    if format == "pdf":
-        return Response(
-            render_pdf(data, lang),
-            media_type="application/pdf",
-            headers={"Content-Disposition": f'attachment; filename="{name}.pdf"'},
-        )
-    return Response(render_html(data, lang), media_type="text/html; charset=utf-8")

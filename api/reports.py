@@ -16,9 +16,9 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from fastapi import HTTPException
+from fastapi import APIRouter, HTTPException, Response
 
 from api.accounting import (
     BillOut,
@@ -29,7 +29,7 @@ from api.accounting import (
     compute_bill,
     summarize,
 )
-from api.app import State, shown
+from api.common import State, StateDep, _park, shown
 from parkwatch.site import Park
 
 CJK_FONTS = (
@@ -505,3 +505,36 @@ def _pdf_bars(pdf: Any, values: list[float | None], colour: tuple[int, int, int]
             bh = h * v / top
             pdf.rect(x0 + i * bar, y0 + h - bh, max(bar - 0.5, 0.2), bh, style="F")
     pdf.set_y(y0 + h + 2)
+
+
+# --- the endpoint -----------------------------------------------------------------------------
+
+router = APIRouter(prefix="/parks/{park}", tags=["accounting"])
+
+
+@router.get("/accounting/report")
+async def report(
+    state: StateDep,
+    park: str,
+    month: str,
+    enterprise: str | None = None,
+    format: Literal["csv", "html", "pdf"] = "html",
+    lang: Literal["zh", "en"] = "zh",
+) -> Response:
+    """The monthly energy report of an enterprise, or of the park without ``enterprise``."""
+    p = _park(state, park)
+    data = await build_report(state, p, month, enterprise)
+    name = f"{park}-{enterprise or 'park'}-{month}-{lang}"
+    if format == "csv":
+        return Response(
+            render_csv(data, lang),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
+        )
+    if format == "pdf":
+        return Response(
+            render_pdf(data, lang),
+            media_type="application/pdf",
+            headers={"Content-Disposition": f'attachment; filename="{name}.pdf"'},
+        )
+    return Response(render_html(data, lang), media_type="text/html; charset=utf-8")
