@@ -136,6 +136,12 @@ class _Rival:
     batches: int = 1
     # of those, how many the current sequence missed (it counts them late if the rival loses)
     filled: int = 0
+    # of those, the ones in a row since the current sequence last went on (``since``: its
+    # ``at`` then), none after a silence of the rival's own: only these make it win (a
+    # trickle collected over the gateway's normal life never does); ``row_from``: the first
+    row: int = 1
+    row_from: float = 0.0
+    since: float = 0.0
     idle: int = 0  # the gateway's other batches since its last one
     waiting: float = 0.0  # when the first of those came (a silent gateway is no verdict)
 
@@ -170,9 +176,11 @@ class SeqTracker:
     # …and it must have gone on for half the time the old sequence takes for that many: a
     # burst sent in a moment never wins, however long
     WIN_TIME = 0.5
+    # …and its pace must be close to the gateway's: at most this many of its intervals
+    WIN_PACE = 2.0
     # the gateway's other batches after a rival's last one, for it to lose, and its silence
     # in its own intervals (live batches between the bursts of a backlog are slower)
-    LOSE = 16
+    LOSE = 4
     LOSE_TIME = 4.0
     LOSE_LONG = 1024
     UNKNOWN_BELOW = 10_000  # how far below the first number seen arrivals count as late
@@ -226,8 +234,13 @@ class SeqTracker:
             owner = self._open(run, seq, at, ahead)
             rivals.append(owner)
         else:
+            pace = run.every or owner.run.every
+            if owner.since != run.at or (pace and at - owner.run.at > self.LOSE_TIME * pace):
+                # the current sequence went on, or the rival itself was silent: start again
+                owner.row, owner.row_from, owner.since = 0, at, run.at
             self._judge(owner.run, seq, at, owner.held)
             owner.batches += 1
+            owner.row += 1
             owner.idle = 0
         if not ahead and self._take(run, seq):
             owner.filled += 1
@@ -243,11 +256,15 @@ class SeqTracker:
             # backlog drained up to the live batches, a real gap it took too fast): one
             # sequence again, the numbers between are gaps
             return verdicts + self._caught_up(gateway, owner)
-        win = self.WIN if owner.held.restarts else self.WIN_FAR
+        small = not owner.ahead and owner.first <= self.RESTART_BELOW
+        win = self.WIN if small else self.WIN_FAR
         # the old sequence stopped (one stray number of it only puts the verdict off), the
-        # rival went on, over at least a part of the time the old one takes for as many
+        # rival went on since, at about its pace, over at least a part of the time the old
+        # one takes for as many
         stopped = silent >= self.LOSE_TIME * pace
-        if owner.batches >= win and stopped and at - owner.opened >= self.WIN_TIME * win * pace:
+        paced = owner.run.every is None or owner.run.every <= self.WIN_PACE * pace
+        went_on = owner.row >= win and at - owner.row_from >= self.WIN_TIME * win * pace
+        if stopped and paced and went_on:
             verdicts += self._won(gateway, owner)
         return verdicts
 
@@ -259,9 +276,11 @@ class SeqTracker:
                 rival.idle += 1
                 if rival.idle == 1:
                     rival.waiting = at
-                # its own pace (the gateway's when it opened, until it shows one); none
-                # known: silent only after very many
-                pace = rival.run.every
+                # the quicker of the gateway's pace and its own (the gateway's when it
+                # opened): a trickle's own is slow, it would never lose; none known: silent
+                # only after very many
+                paces = [p for p in (gateway.run.every, rival.run.every) if p]
+                pace = min(paces) if paces else None
                 silent = rival.idle >= self.LOSE_LONG or (
                     pace is not None and at - rival.waiting >= self.LOSE_TIME * pace
                 )
@@ -292,14 +311,17 @@ class SeqTracker:
     def _open(self, current: _Run, seq: int, at: float, ahead: bool) -> _Rival:
         # until it shows its own pace, it is expected to keep the gateway's
         rival = _Rival(_Run(seq, at, every=current.every), ahead, at, seq)
+        rival.row_from, rival.since = at, current.at
         if ahead:
             # a backlog behind it (up to a buffer's worth) fills the numbers it skips; they
             # count as gaps when it wins, or as the current sequence's when that catches up
             low = max(current.high + 1, seq - self.BACKLOG)
             rival.run.missing.append([low, seq - 1])
-        elif seq <= self.RESTART_BELOW:
-            # a new sequence starts at 1: what is below its first arrival is its backlog
-            self._skip(rival.run, 1, seq - 1, rival.held)
+        else:
+            # a gateway's sequence goes back only when it starts again at 1 (reinstalled, its
+            # buffer wiped): what is below its first arrival is its backlog (up to a buffer's
+            # worth: live first after an outage of any length), late if it comes
+            self._skip(rival.run, max(1, seq - self.BACKLOG), seq - 1, rival.held)
             rival.held.restarts = 1
         return rival
 

@@ -48,6 +48,24 @@ def feed(tracker: SeqTracker, arrivals: list[Arrival], start: float = 0.0) -> li
     return verdicts
 
 
+def timeline(*streams: list[tuple[float, int]], key: tuple[str, str] = A) -> list[Arrival]:
+    """Streams of ``(seconds, seq)`` interleaved by time (the first stream first at a tie)."""
+    merged = sorted((e for stream in streams for e in stream), key=lambda e: e[0])
+    return [
+        Arrival(key, n, at - before)
+        for (at, n), (before, _) in zip(merged, [(0.0, 0), *merged[:-1]], strict=True)
+    ]
+
+
+def paced(seqs: list[int], start: float, every: float = 1.0) -> list[tuple[float, int]]:
+    return [(start + every * k, n) for k, n in enumerate(seqs)]
+
+
+def drained(seqs: list[int], start: float) -> list[tuple[float, int]]:
+    """A backlog sent behind the live batches: 20 a second."""
+    return [(start + 0.01 + 0.05 * k, n) for k, n in enumerate(seqs)]
+
+
 HOSTILE = 900_001
 
 SCENARIOS: dict[str, tuple[list[Arrival], SeqCounts]] = {
@@ -281,6 +299,49 @@ SCENARIOS: dict[str, tuple[list[Arrival], SeqCounts]] = {
         + poll(span(1061, 1100), span(1103, 1140)),
         SeqCounts(gaps=2, outliers=2),
     ),
+    # review of 767ca13: a trickle of absurd numbers must not rule the tracker whenever the
+    # gateway goes silent, and a restart first delivered above RESTART_BELOW is a restart
+    "hostile: a trickle, one every 30 polls from the start, then an outage, live first": (
+        timeline(
+            paced(span(1, 2000), 1.0),
+            paced(span(2031, 3100), 2031.0),
+            drained(span(2001, 2030), 2031.0),
+            # from just after the gateway's first batch (ingest just started): no pace known
+            paced(span(HOSTILE, HOSTILE + 99), 1.5, every=30.0),
+        ),
+        SeqCounts(gaps=30, late=30, outliers=100),
+    ),
+    "a restart first delivered at 100: live first, its backlog 1..99 behind": (
+        timeline(
+            paced(span(1, 5000), 1.0),
+            paced(span(100, 400), 5100.0),
+            drained(span(1, 99), 5100.0),
+        ),
+        SeqCounts(gaps=99, late=99, restarts=1),
+    ),
+    "a restart first delivered at 500: live first, its backlog 1..499 behind": (
+        timeline(
+            paced(span(1, 5000), 1.0),
+            paced(span(500, 800), 5500.0),
+            drained(span(1, 499), 5500.0),
+        ),
+        SeqCounts(gaps=499, late=499, restarts=1),
+    ),
+    "a restart during a trickle attack on two rivals, then a real gap": (
+        timeline(
+            paced(span(1, 1000), 1.0),
+            paced([*span(1, 499), *span(503, 800)], 1001.0),
+            [
+                (500.3, HOSTILE),
+                (500.31, HOSTILE + 1),
+                (500.32, 5 * HOSTILE),
+                (500.33, 5 * HOSTILE + 1),
+            ],
+            paced(span(HOSTILE + 2, HOSTILE + 130), 510.3, every=10.0),
+            paced(span(5 * HOSTILE + 2, 5 * HOSTILE + 130), 510.31, every=10.0),
+        ),
+        SeqCounts(gaps=3, restarts=1, outliers=2 * 131),
+    ),
     "two gateways interleaved, each with its own gap": (
         [
             a
@@ -346,11 +407,12 @@ def test_a_restart_is_told_by_its_verdict_once() -> None:
 def test_a_sender_at_the_gateways_pace_while_it_is_silent_is_left_behind() -> None:
     """Numbers far ahead, sent at the gateway's own pace while the gateway is silent, are
     the gateway for all ingest can tell: the tracker follows them. When the real sequence
-    comes back and goes on alone, it takes the tracker back, and its gaps count again."""
+    comes back and goes on alone, it takes the tracker back (a sequence going back is a
+    restart for all ingest can tell), and its gaps count again."""
     tracker = SeqTracker()
     feed(tracker, poll(span(1, 100)))
     assert Verdict.JUMP in feed(tracker, poll(span(HOSTILE, HOSTILE + WIN_FAR)), 100)
-    assert Verdict.JUMP in feed(tracker, poll(span(101, 101 + WIN_FAR)), 200)
+    assert Verdict.RESTART in feed(tracker, poll(span(101, 101 + WIN_FAR)), 200)
     before = tracker.counts.gaps
     assert feed(tracker, poll(101 + WIN_FAR + 3), 300) == [Verdict.GAP]
     assert tracker.counts.gaps == before + 2
