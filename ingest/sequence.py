@@ -100,13 +100,21 @@ class _Run:
     steps: int = 0  # steps taken into every so far
     fast: int = 0  # steps in a row much shorter than every
     FAST: ClassVar[int] = 256  # that many make the new pace
+    BACKLOG_GIVES: ClassVar[float] = 0.25  # of the lead, per number of a backlog
 
     def went_on(self, seq: int, at: float, room: float, paced: bool = True) -> None:
         """A new highest number ``seq`` at ``at``, where ``room`` allowed it: a step further
         than the pace spends of the lead. ``every`` is the gateway's polling pace, by which
         a step ahead, a rival's silence and its time are judged; ``paced`` unless the number
         may be a backlog's (a rival ahead holds the live batches), which comes faster."""
-        self.lead = max(0.0, room - (seq - self.high))
+        if paced:
+            self.lead = max(0.0, room - (seq - self.high))
+        else:
+            # a backlog drains faster than the pace: its next number costs nothing of the
+            # lead and gives back a little (as time would), so a batch the gateway lost in
+            # it (a step of 2) still fits; never beyond SLACK
+            left = max(0.0, room - (seq - self.high - 1))
+            self.lead = min(SeqTracker.SLACK, left + self.BACKLOG_GIVES)
         self.high = seq
         step, self.at = at - self.at, at
         if not paced or step <= 0:
@@ -208,18 +216,25 @@ class SeqTracker:
             r.ahead and r.first > run.high and self._fits(r.run, seq, at) for r in rivals
         )
         if not nearer and self._settled(run, seq, at):  # the current's, whatever the rivals
-            # a rival ahead keeping a pace holds the live batches: these are a backlog's
-            paced = not any(r.ahead and r.batches > 1 and r.run.every for r in rivals)
+            # a rival ahead within a buffer's worth may hold the live batches: these may be
+            # a backlog's (whose steps would teach a pace far too quick)
+            paced = not any(r.ahead and r.first - run.high <= self.BACKLOG for r in rivals)
             verdict = self._judge(run, seq, at, self.counts, paced)
-            return [verdict, *self._idle(gateway, None, at)]
+            return [verdict, *self._idle(gateway, at)]
         ahead = seq > run.high
         owner = next(
-            (r for r in rivals if r.ahead == ahead and self._settled(r.run, seq, at)), None
+            (
+                r
+                for r in rivals
+                if r.ahead == ahead
+                and (self._settled(r.run, seq, at) or self._contains(r.run.unknown, seq))
+            ),
+            None,
         )
         backlog = not ahead and seq > self.RESTART_BELOW and self._contains(run.unknown, seq)
         if owner is None and backlog:  # a backlog behind the first number seen
             verdict = self._judge(run, seq, at, self.counts, paced=False)
-            return [verdict, *self._idle(gateway, None, at)]
+            return [verdict, *self._idle(gateway, at)]
         verdicts = [Verdict.HELD]
         if owner is None and len(rivals) >= self.MAX_RIVALS:
             # the newest lone number makes room; a rival that went on is never pushed out
@@ -227,7 +242,7 @@ class SeqTracker:
             lone = [r for r in rivals if r.batches == 1]
             if not lone:
                 verdict = self._lost(_Rival(_Run(seq, at), ahead, at, seq))
-                return [verdict, *self._idle(gateway, None, at)]
+                return [verdict, *self._idle(gateway, at)]
             rivals.remove(lone[-1])
             verdicts.append(self._lost(lone[-1]))
         if owner is None:
@@ -244,7 +259,8 @@ class SeqTracker:
             owner.idle = 0
         if not ahead and self._take(run, seq):
             owner.filled += 1
-        verdicts += self._idle(gateway, owner, at)
+        # a batch one rival takes does not make another wait: a trickle while the gateway is
+        # silent must not decide the rival that holds its live batches
         # the gateway's pace; while unknown (one batch so far), the rival's own, if it has
         # one: a burst has none, and never wins
         pace = run.every or owner.run.every
@@ -268,25 +284,25 @@ class SeqTracker:
             verdicts += self._won(gateway, owner)
         return verdicts
 
-    def _idle(self, gateway: _Gateway, owner: _Rival | None, at: float) -> list[Verdict]:
-        """A batch went elsewhere: the other rivals wait one more; stopped ones lose."""
+    def _idle(self, gateway: _Gateway, at: float) -> list[Verdict]:
+        """A batch went to the current sequence (or was refused): the rivals wait one more;
+        stopped ones lose."""
         verdicts = []
         for rival in list(gateway.rivals):
-            if rival is not owner:
-                rival.idle += 1
-                if rival.idle == 1:
-                    rival.waiting = at
-                # the quicker of the gateway's pace and its own (the gateway's when it
-                # opened): a trickle's own is slow, it would never lose; none known: silent
-                # only after very many
-                paces = [p for p in (gateway.run.every, rival.run.every) if p]
-                pace = min(paces) if paces else None
-                silent = rival.idle >= self.LOSE_LONG or (
-                    pace is not None and at - rival.waiting >= self.LOSE_TIME * pace
-                )
-                if rival.idle >= self.LOSE and silent:
-                    gateway.rivals.remove(rival)
-                    verdicts.append(self._lost(rival))
+            rival.idle += 1
+            if rival.idle == 1:
+                rival.waiting = at
+            # the quicker of the gateway's pace and its own (the gateway's when it opened): a
+            # trickle's own is slow, it would never lose; none known: silent only after very
+            # many
+            paces = [p for p in (gateway.run.every, rival.run.every) if p]
+            pace = min(paces) if paces else None
+            silent = rival.idle >= self.LOSE_LONG or (
+                pace is not None and at - rival.waiting >= self.LOSE_TIME * pace
+            )
+            if rival.idle >= self.LOSE and silent:
+                gateway.rivals.remove(rival)
+                verdicts.append(self._lost(rival))
         return verdicts
 
     def _settled(self, run: _Run, seq: int, at: float) -> bool:
@@ -318,10 +334,15 @@ class SeqTracker:
             low = max(current.high + 1, seq - self.BACKLOG)
             rival.run.missing.append([low, seq - 1])
         else:
-            # a gateway's sequence goes back only when it starts again at 1 (reinstalled, its
-            # buffer wiped): what is below its first arrival is its backlog (up to a buffer's
-            # worth: live first after an outage of any length), late if it comes
-            self._skip(rival.run, max(1, seq - self.BACKLOG), seq - 1, rival.held)
+            # a gateway's sequence goes back only when it starts again (reinstalled, its
+            # buffer wiped): from a small number, what is below is its backlog, missing;
+            # from a larger one (it could not send for long, live first), what is below may
+            # be its backlog too (up to a buffer's worth), late if it comes, or the numbers
+            # of a sequence ingest followed before a hostile number took the tracker
+            if seq <= self.RESTART_BELOW:
+                self._skip(rival.run, 1, seq - 1, rival.held)
+            else:
+                rival.run.unknown.append([max(1, seq - self.BACKLOG), seq - 1])
             rival.held.restarts = 1
         return rival
 
