@@ -186,6 +186,7 @@ class SeqTracker:
     WIN_TIME = 0.5
     # …and its pace must be close to the gateway's: at most this many of its intervals
     WIN_PACE = 2.0
+    WIN_SLOW = 256  # …unless the old sequence was silent for this many of its intervals
     # the gateway's other batches after a rival's last one, for it to lose, and its silence
     # in its own intervals (live batches between the bursts of a backlog are slower)
     LOSE = 4
@@ -249,8 +250,10 @@ class SeqTracker:
             owner = self._open(run, seq, at, ahead)
             rivals.append(owner)
         else:
-            pace = run.every or owner.run.every
-            if owner.since != run.at or (pace and at - owner.run.at > self.LOSE_TIME * pace):
+            # its silence by the slower of its pace and the gateway's (a gateway reinstalled
+            # may poll slower; a trickle still needs WIN_SLOW to win)
+            slower = max(run.every or 0.0, owner.run.every or 0.0)
+            if owner.since != run.at or (slower and at - owner.run.at > self.LOSE_TIME * slower):
                 # the current sequence went on, or the rival itself was silent: start again
                 owner.row, owner.row_from, owner.since = 0, at, run.at
             self._judge(owner.run, seq, at, owner.held)
@@ -259,8 +262,8 @@ class SeqTracker:
             owner.idle = 0
         if not ahead and self._take(run, seq):
             owner.filled += 1
-        # a batch one rival takes does not make another wait: a trickle while the gateway is
-        # silent must not decide the rival that holds its live batches
+        # (a batch one rival takes does not make another wait: a trickle while the gateway is
+        # silent must not decide the rival that holds its live batches)
         # the gateway's pace; while unknown (one batch so far), the rival's own, if it has
         # one: a burst has none, and never wins
         pace = run.every or owner.run.every
@@ -275,10 +278,14 @@ class SeqTracker:
         small = not owner.ahead and owner.first <= self.RESTART_BELOW
         win = self.WIN if small else self.WIN_FAR
         # the old sequence stopped (one stray number of it only puts the verdict off), the
-        # rival went on since, at about its pace, over at least a part of the time the old
-        # one takes for as many
+        # rival went on since, at about its pace (at any, once the old one was silent for
+        # long), over at least a part of the time the old one takes for as many
         stopped = silent >= self.LOSE_TIME * pace
-        paced = owner.run.every is None or owner.run.every <= self.WIN_PACE * pace
+        paced = (
+            owner.run.every is None
+            or owner.run.every <= self.WIN_PACE * pace
+            or silent >= self.WIN_SLOW * pace
+        )
         went_on = owner.row >= win and at - owner.row_from >= self.WIN_TIME * win * pace
         if stopped and paced and went_on:
             verdicts += self._won(gateway, owner)

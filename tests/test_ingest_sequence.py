@@ -342,6 +342,12 @@ SCENARIOS: dict[str, tuple[list[Arrival], SeqCounts]] = {
         ),
         SeqCounts(gaps=3, restarts=1, outliers=2 * 131),
     ),
+    # …while a gateway reinstalled polling slower is still followed, once its old sequence
+    # was silent for long
+    "restart at 1, the gateway polling three times slower now": (
+        [*poll(span(1, 2000)), *poll(span(1, 400), every=3.0)],
+        SeqCounts(restarts=1),
+    ),
     "two gateways interleaved, each with its own gap": (
         [
             a
