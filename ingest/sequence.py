@@ -27,24 +27,40 @@ the current sequence's are judged at once, as if the rival were not there. Then:
   rival ahead by now — a gateway's backlog drained up to the live batches it sent first, a
   real gap that came faster than its time: the two are one, the rival's verdicts count;
 * the rival wins when the old sequence stopped and the new one keeps going: the current
-  sequence got no new highest number for ``LOSE_TIME`` of its intervals (one stray number
-  of it only puts the verdict off), the rival got ``WIN`` batches (a new sequence from a
-  small number: a restart) or ``WIN_FAR`` (a jump ahead with no backlog behind it, or
-  back), over at least ``WIN_TIME`` of the time the old sequence took for as many. Its
-  skipped numbers count as gaps, its held verdicts count;
-* it loses once the gateway sent ``LOSE`` other batches, over ``LOSE_TIME`` of its
-  intervals, after its last one: its batches were outliers (ahead) or replays and late
-  ones (behind).
+  sequence got no new highest number for ``LOSE_TIME`` of its intervals, and the rival got
+  ``WIN`` batches (back to a small number: a restart) or ``WIN_FAR`` (a jump ahead with no
+  backlog behind it; or back to a larger one: a restart whose live batches came first) *in a
+  row since the current sequence last went on* — each new highest number of it, or a silence
+  of the rival's own for ``LOSE_TIME`` intervals, starts the count again, so a trickle
+  collected over the gateway's normal life never wins — at about the gateway's pace (at most
+  ``WIN_PACE`` × its intervals, unless the old sequence was silent for ``WIN_SLOW`` of them:
+  a gateway reinstalled may poll slower), over at least ``WIN_TIME`` of the time the old
+  sequence took for as many. Its skipped numbers count as gaps, its held verdicts count;
+* it loses once the current sequence took ``LOSE`` other batches (or refused ones) over
+  ``LOSE_TIME`` of the gateway's intervals (the quicker of the gateway's pace and its own)
+  after its last one; batches another rival takes do not count (a trickle while the gateway
+  is silent decides nothing). Its batches were outliers (ahead) or replays and late ones
+  (behind).
 
+A rival behind is a restart: below a small first number (``RESTART_BELOW``) what is missing
+is its backlog (gaps, then late ones); below a larger one its backlog may come too (late,
+up to ``BACKLOG`` below), but what is there is unknown, as below the first number seen.
 Each sequence keeps a bounded list of missing ranges (``MAX_RANGES``): memory is O(1) per
 gateway. Batches are stored whatever the verdict: a replay overwrites the same points.
 
 What it cannot tell apart: a gateway restarting before its old sequence got past
 ``RECENT`` + ``WIN`` (its new numbers were all seen recently: replays); a number a step or
-two ahead, within the slack (it costs that many false gaps); a sender that keeps the
-gateway's pace while the gateway itself is silent (the tracker follows it, as it would the
-gateway; the real sequence, when it goes on alone, takes the tracker back), or that keeps
-sending numbers of an old sequence once every few intervals (a restart stays on hold).
+two ahead, within the slack (taken: the skipped ones count as gaps, then late when the
+gateway sends them, and the gateway's own batch with that number as a false replay); a
+burst of consecutive numbers from the next one (the next is always taken: the tracker goes
+up with it, and the gateway's own next batches count as replays until the real sequence
+takes it back, as a restart); more than ``MAX_RANGES`` holes at once (the oldest are
+forgotten: their late batches count as replays); a sender that keeps about the gateway's
+pace while the gateway itself is silent (the tracker follows it, as it would the gateway;
+the real sequence, when it goes on alone, takes the tracker back), or that keeps sending
+numbers of an old sequence once every few intervals (a restart or a jump stays on hold
+until it stops); a restart right after ingest itself started whose numbers lie below the
+first one it saw (late ones of that first sequence).
 """
 
 from __future__ import annotations
@@ -175,10 +191,10 @@ class SeqTracker:
     JUMP = 64
     RESTART_BELOW = 64  # a new sequence (live first, a short backlog behind) shows up below
     BACKLOG = 100_000  # the most a gateway's buffer holds (the edge agent's default)
-    # a rival's batches for it to win, the current sequence having stopped (no new highest
-    # number for LOSE_TIME of its intervals): a new sequence from a small number soon; a jump
-    # (no backlog coming: the buffer was lost or overflowed) or the real sequence taking over
-    # again after more
+    # a rival's batches in a row for it to win, since the current sequence stopped (no new
+    # highest number for LOSE_TIME of its intervals): a new sequence from a small number
+    # soon; a jump (no backlog coming: the buffer was lost or overflowed), a restart from a
+    # larger number or the real sequence taking over again after more
     WIN = 32
     WIN_FAR = 64
     # …and it must have gone on for half the time the old sequence takes for that many: a
@@ -187,8 +203,9 @@ class SeqTracker:
     # …and its pace must be close to the gateway's: at most this many of its intervals
     WIN_PACE = 2.0
     WIN_SLOW = 256  # …unless the old sequence was silent for this many of its intervals
-    # the gateway's other batches after a rival's last one, for it to lose, and its silence
-    # in its own intervals (live batches between the bursts of a backlog are slower)
+    # the current sequence's batches after a rival's last one, for it to lose, over this
+    # many of the gateway's intervals (live batches between the bursts of a backlog are
+    # slower than the pace, a trickle much slower)
     LOSE = 4
     LOSE_TIME = 4.0
     LOSE_LONG = 1024
