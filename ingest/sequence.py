@@ -54,7 +54,7 @@ two ahead, within the slack (taken: the skipped ones count as gaps, then late wh
 gateway sends them, and the gateway's own batch with that number as a false replay); a
 burst of consecutive numbers from the next one (the next is always taken: the tracker goes
 up with it, and the gateway's own next batches count as replays until the real sequence
-takes it back, as a restart); more than ``MAX_RANGES`` holes at once (the oldest are
+passes it, or takes it back as a restart); more than ``MAX_RANGES`` holes at once (the oldest are
 forgotten: their late batches count as replays); a sender that keeps about the gateway's
 pace while the gateway itself is silent (the tracker follows it, as it would the gateway;
 the real sequence, when it goes on alone, takes the tracker back), or that keeps sending
