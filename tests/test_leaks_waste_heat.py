@@ -343,3 +343,24 @@ def test_a_window_alarm_dates_the_leak_from_the_hours_over_the_baseline() -> Non
     for back in range(6):
         detector.h_excess[:, (noon - back) % detector.ring] = 1.0
     assert int(detector._window_onset(noon)[0]) == noon - 5
+
+
+def test_a_meters_own_shift_is_widened_for_few_days_by_hand() -> None:
+    """Feed A drew 10, 12, 11 and 13 m³/h on the four days kept and 15 today, in each of
+    three hours: a change of 15 − 11.5 = 3.5 against residuals ±0.5, ±1.5 (median 1.0, a
+    scatter of 1.4826); three hours are one day's worth, so the standard error is that
+    scatter, taken 3.18 / 1.96 wider for four days (Student's t with 3 degrees of freedom),
+    as the baseline's spread is — from a few days the meter check must not blame a meter on
+    a scatter it underrates."""
+    noon = 24 * 1004 + 12
+    hours = np.array([noon - 2, noon - 1, noon])
+    for widen, factor in ((False, 1.0), (True, 3.18 / 1.96)):
+        detector = _ring_detector({"widen": widen})
+        for day, value in enumerate([10.0, 12.0, 11.0, 13.0, 15.0]):
+            detector.h_flow[0, (hours - 24 * (4 - day)) % detector.ring] = value
+        shift = detector._own_shift(0, 0, hours % detector.ring)
+        assert shift is not None
+        change, se, usual = shift
+        assert change == pytest.approx(3.5)
+        assert se == pytest.approx(1.4826 * factor)
+        assert usual == pytest.approx(11.5)
