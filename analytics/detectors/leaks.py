@@ -42,9 +42,8 @@ minute (within each hour) by that much more than it used to; a leak adds a const
 with nothing. When one meter's change stands out from its usual scatter, exceeds the zone's
 accuracy class and accounts for the excess, the event is ``meter_under_registration`` on that
 meter (a meter fault: no leak is reported for it); while it cannot yet be told (fewer than 3
-hours, a change that is there but not clearly, a meter without days enough to tell whether
-the inflow rose), the decision waits, at most ``decide_h`` hours; a burst is reported at
-once.
+hours, a change that is there but not clearly), the decision waits, at most ``decide_h``
+hours; a burst is reported at once.
 
 Kinds: ``water_burst`` (a water zone's excess arrived as a step) and ``water_leak``,
 ``air_leak``, ``gas_leak``, ``steam_loss``; ``meter_under_registration``. Estimates: the
@@ -741,10 +740,6 @@ class ZoneLeaks(Detector):
                 undecided,
                 DBG,
             )
-        if best is not None and sides is None:
-            # the balance cannot say yet whether the inflow rose (too few days of each
-            # meter): a growing leak also moves with a meter whose flow trends within the hour
-            return "wait", -1, 0.0
         if best is not None and not self._inflow_rose(sides, best[1], excess):
             return "meter", best[1], best[2]
         return ("wait" if undecided else "leak"), -1, 0.0
