@@ -474,9 +474,15 @@ async def test_status_counts_are_unknown_in_the_will_and_real_on_a_clean_stop(
             online = await next_status(sub, "online")
             assert online["buffered"] == 40
             assert "buffered_at_connect" not in online  # a live status has the live counts
+            await eventually(lambda: agent.replayed >= 1)  # not on a TCP timing accident
             cutter.cut()
             will = await next_status(sub, "offline")
             await next_status(sub, "online")  # back through the relay
+            sent = agent.replayed
+            await eventually(lambda: agent.replayed > sent)
+            cutter.cut()  # a second session's will is its own, rebuilt as it connected
+            second_will = await next_status(sub, "offline")
+            await next_status(sub, "online")
         stopped = await next_status(sub, "offline")
     with WalBuffer(tmp_path / "buffer", gateway) as buffer:
         left = buffer.count_sync()
@@ -486,6 +492,9 @@ async def test_status_counts_are_unknown_in_the_will_and_real_on_a_clean_stop(
     assert will["buffered_at_connect"] == 40
     assert will["dropped_at_connect"] == 0
     assert before - 5_000 <= will["connected_at"] <= before + 5_000
+    assert second_will["buffered"] is None
+    assert second_will["buffered_at_connect"] < 40
+    assert second_will["connected_at"] > will["connected_at"]
     assert 0 < left < 40
     assert stopped["buffered"] == left
     assert stopped["dropped"] == 0
