@@ -273,10 +273,13 @@ class SeqTracker:
             if owner.since != run.at or (slower and at - owner.run.at > self.LOSE_TIME * slower):
                 # the current sequence went on, or the rival itself was silent: start again
                 owner.row, owner.row_from, owner.since = 0, at, run.at
+            below = owner.run.high
             self._judge(owner.run, seq, at, owner.held)
             owner.batches += 1
             owner.row += 1
             owner.idle = 0
+            if seq > below + 1:
+                self._absorb(gateway, owner, below, seq)
         if not ahead and self._take(run, seq):
             owner.filled += 1
         # (a batch one rival takes does not make another wait: a trickle while the gateway is
@@ -369,6 +372,17 @@ class SeqTracker:
                 rival.run.unknown.append([max(1, seq - self.BACKLOG), seq - 1])
             rival.held.restarts = 1
         return rival
+
+    def _absorb(self, gateway: _Gateway, owner: _Rival, below: int, seq: int) -> None:
+        """A rival stepped from ``below`` to ``seq``: a lone number between, opened as a rival
+        of its own (a real gap that came faster than its time), was one of its batches."""
+        for lone in [r for r in gateway.rivals if r.batches == 1 and below < r.first < seq]:
+            if lone is not owner and lone.ahead == owner.ahead:
+                gateway.rivals.remove(lone)
+                self._fill(owner.run.missing, lone.first)
+                owner.held.gaps -= 1
+                owner.batches += 1
+                owner.filled += lone.filled
 
     def _caught_up(self, gateway: _Gateway, rival: _Rival) -> list[Verdict]:
         """The current sequence could have reached a rival ahead by now: a backlog drained

@@ -342,6 +342,14 @@ SCENARIOS: dict[str, tuple[list[Arrival], SeqCounts]] = {
         ),
         SeqCounts(gaps=3, restarts=1, outliers=2 * 131),
     ),
+    "restart held by strays of the old sequence every 10 polls, a real gap in it meanwhile": (
+        timeline(
+            paced(span(1, 5000), 1.0),
+            paced([*span(1, 1199), *span(1203, 1300)], 5001.0),
+            paced(span(5001, 5110), 5002.5, every=10.0),
+        ),
+        SeqCounts(gaps=3, restarts=1),
+    ),
     # …while a gateway reinstalled polling slower is still followed, once its old sequence
     # was silent for long
     "restart at 1, the gateway polling three times slower now": (
