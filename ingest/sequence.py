@@ -282,8 +282,6 @@ class SeqTracker:
                 self._absorb(gateway, owner, below, seq)
         if not ahead and self._take(run, seq):
             owner.filled += 1
-        # (a batch one rival takes does not make another wait: a trickle while the gateway is
-        # silent must not decide the rival that holds its live batches)
         # the gateway's pace; while unknown (one batch so far), the rival's own, if it has
         # one: a burst has none, and never wins
         pace = run.every or owner.run.every
@@ -313,7 +311,8 @@ class SeqTracker:
 
     def _idle(self, gateway: _Gateway, at: float) -> list[Verdict]:
         """A batch went to the current sequence (or was refused): the rivals wait one more;
-        stopped ones lose."""
+        stopped ones lose. One a rival takes makes no other wait: a trickle while the gateway
+        is silent must not decide the rival that holds its live batches."""
         verdicts = []
         for rival in list(gateway.rivals):
             rival.idle += 1
