@@ -350,6 +350,27 @@ SCENARIOS: dict[str, tuple[list[Arrival], SeqCounts]] = {
         ),
         SeqCounts(gaps=3, restarts=1),
     ),
+    "a trickle while the gateway is silent again during a backlog: the live rival stays": (
+        timeline(
+            paced(span(1, 100), 1.0),
+            paced(span(1101, 1110), 101.0),  # an outage that took no time: live first
+            drained(span(101, 300), 101.0),
+            # silent for 600 s, then live first again and all the rest behind
+            paced(span(1711, 1800), 711.0),
+            drained([*span(301, 1100), *span(1111, 1710)], 711.0),
+            paced(span(HOSTILE, HOSTILE + 19), 120.5, every=30.0),
+        ),
+        # back after the second outage everything behind the live batch was missing: late
+        SeqCounts(gaps=1400, late=1400, outliers=20),
+    ),
+    "a backlog with batches lost a few apart, behind live": (
+        timeline(
+            paced(span(1, 100), 1.0),
+            paced(span(1101, 1200), 101.0),
+            drained([n for n in span(101, 1100) if n not in (500, 505, 700, 710)], 101.0),
+        ),
+        SeqCounts(gaps=4),
+    ),
     # …while a gateway reinstalled polling slower is still followed, once its old sequence
     # was silent for long
     "restart at 1, the gateway polling three times slower now": (
