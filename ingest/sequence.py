@@ -115,6 +115,7 @@ class _Run:
     every: float | None = None  # how often it goes on, once known: a moving average
     steps: int = 0  # steps taken into every so far
     fast: int = 0  # steps in a row much shorter than every
+    alone: bool = True  # never went on: one number so far
     FAST: ClassVar[int] = 256  # that many make the new pace
     BACKLOG_GIVES: ClassVar[float] = 0.25  # of the lead, per number of a backlog
 
@@ -131,7 +132,7 @@ class _Run:
             # it (a step of 2) still fits; never beyond SLACK
             left = max(0.0, room - (seq - self.high - 1))
             self.lead = min(SeqTracker.SLACK, left + self.BACKLOG_GIVES)
-        self.high = seq
+        self.high, self.alone = seq, False
         step, self.at = at - self.at, at
         if not paced or step <= 0:
             return
@@ -396,7 +397,7 @@ class SeqTracker:
             lowhigh[0] = max(lowhigh[0], run.high + 1)
         run.missing += [r for r in new.missing if r[0] <= r[1]]
         del run.missing[: -self.MAX_RANGES]
-        run.high, run.at = new.high, max(run.at, new.at)
+        run.high, run.at, run.alone = new.high, max(run.at, new.at), False
         return [Verdict.JOINED]
 
     def _won(self, gateway: _Gateway, winner: _Rival) -> list[Verdict]:
@@ -409,9 +410,16 @@ class SeqTracker:
             # the old sequence's own gaps may still be filled by its backlog
             winner.run.missing[:0] = gateway.run.missing
             del winner.run.missing[: -self.MAX_RANGES]
+        verdict = Verdict.RESTART if winner.held.restarts else Verdict.JUMP
+        if not winner.ahead and gateway.run.alone:
+            # the first number seen (ingest just started) was an absurd one, never followed:
+            # an outlier, not a restart
+            winner.held.restarts = 0
+            self.counts.outliers += 1
+            verdict = Verdict.OUTLIER
         self.counts.add(winner.held)
         gateway.run = winner.run
-        return [*verdicts, Verdict.RESTART if winner.held.restarts else Verdict.JUMP]
+        return [*verdicts, verdict]
 
     def _lost(self, rival: _Rival) -> Verdict:
         """The gateway went on without this rival."""

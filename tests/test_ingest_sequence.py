@@ -190,6 +190,10 @@ SCENARIOS: dict[str, tuple[list[Arrival], SeqCounts]] = {
         poll([n for k in range(1, 200) for n in (k, HOSTILE + k)], 203, span(204, 230)),
         SeqCounts(gaps=3, outliers=199),
     ),
+    "hostile: the first number after ingest started is absurd, then a real gap": (
+        [*burst(HOSTILE), *poll(span(5000, 5100), span(5104, 5200))],
+        SeqCounts(gaps=3, outliers=1),
+    ),
     "hostile: a number a few hundred ahead": (
         [*poll(span(1, 100)), *burst(400), *poll(span(101, 130))],
         SeqCounts(outliers=1),
