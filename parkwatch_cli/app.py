@@ -587,6 +587,25 @@ def bench_ingest(
     typer.echo(json.dumps(run_ingest_bench(plan)))
 
 
+@bench_app.command("ingest-path", short_help="Ingest's CPU per reading in one process.")
+def bench_ingest_path_command(
+    meters: Annotated[
+        str, typer.Option(help="readings per message, comma-separated")
+    ] = "1,10,50,1000",
+    readings: Annotated[int, typer.Option(help="readings per batch size")] = 200_000,
+    chunk: Annotated[int, typer.Option(help="messages per socket read")] = 64,
+) -> None:
+    """Where ingest's CPU per reading goes, without a broker or a database: the parser, the
+    encoder and the whole in-process path, per batch size."""
+    import json
+
+    from parkwatch_cli.bench_ingest_path import bench_ingest_path
+
+    setup_logging("WARNING")
+    sizes = [int(n) for n in meters.split(",") if n.strip()]
+    typer.echo(json.dumps(bench_ingest_path(sizes, readings, chunk)))
+
+
 @bench_app.command("analytics", short_help="The analytics engine against a Python loop.")
 def bench_analytics_command(
     meters: Annotated[int, typer.Option(help="meters in the synthetic park")] = 10_000,

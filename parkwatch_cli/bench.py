@@ -227,7 +227,9 @@ async def _end_to_end(
             stop_process(proc)
 
 
-async def _wait_healthy(url: str, proc: Any, within: float = 30.0) -> None:
+async def _wait_healthy(url: str, proc: Any, within: float = 180.0) -> None:
+    # ingest loads and validates the whole site at start: at 10,000 meters per gateway (100,000
+    # in all) that took longer than the 30 s this used to wait, and the run printed no result
     deadline = time.monotonic() + within
     async with httpx.AsyncClient() as client:
         while time.monotonic() < deadline:
