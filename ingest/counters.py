@@ -36,7 +36,8 @@ class CounterWatch:
         # series key → quantity → [time, value] of the newest reading seen; bounded by the
         # configured meters, since only readings of known meters get here. Two levels of
         # plain string keys and entries updated in place: no key tuple and no new entry per
-        # value on the hot path (this ran at a fifth of ingest's CPU)
+        # value on the hot path (the tuple-keyed version took a fifth of ingest's CPU at 1,000
+        # readings per message)
         self._last: dict[str, dict[str, list[float]]] = {}
 
     def flag(self, readings: list[AcceptedReading]) -> list[Decrease]:

@@ -559,7 +559,9 @@ def bench_ingest(
     replicas: Annotated[int, typer.Option(help="ingest processes")] = 1,
     writes_in_flight: Annotated[int, typer.Option(help="ingest's concurrent writes")] = 4,
     batch_lines: Annotated[int, typer.Option(help="lines per InfluxDB write")] = 20_000,
-    gzip_level: Annotated[int, typer.Option(help="0: plain bodies")] = 1,
+    gzip_level: Annotated[
+        int, typer.Option(help="0: plain bodies (ingest's default); 1–9: gzip'd")
+    ] = 0,
     rate: Annotated[
         float, typer.Option(help="pace the load at this many readings/s (0: a burst)")
     ] = 0.0,

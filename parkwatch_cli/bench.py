@@ -57,7 +57,7 @@ class BenchPlan:
     replicas: int = 1
     batch_lines: int = 20_000
     writes_in_flight: int = 4
-    gzip_level: int = 1
+    gzip_level: int = 0  # ingest's default: plain bodies
     rate: float = 0.0  # readings/s, paced (a steady load); 0: as fast as acknowledged
     window: int = 64  # QoS 1 publishes each load gateway keeps unacknowledged
 
