@@ -16,7 +16,8 @@ enterprise and per park, all read from the rollups the analytics service writes.
   under its tariff, and what moving load out of the peak would have saved;
 * ``figures`` (POST, JSON or CSV): value added, production, green certificates, baseline
   figures; ``meters/{meter}/replacements`` (POST): a meter exchange with its readings;
-* ``report``: the monthly report as CSV, HTML or PDF, in Chinese or English;
+* ``report`` (in :mod:`api.reports`): the monthly report as CSV, HTML or PDF, in Chinese or
+  English;
 * ``factors``: the coefficients and emission factors in force, with their sources.
 """
 
@@ -29,15 +30,16 @@ from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
-from api.app import EARLIEST, LATEST, State, StateDep, _in_store_range, _park, _query, shown
+from api.common import EARLIEST, LATEST, State, StateDep, _in_store_range, _park, _query, shown
 from parkwatch.energy import (
     FIGURES_MEASUREMENT,
     REPLACEMENT_MEASUREMENT,
     ROLLUP_MEASUREMENTS,
     AccountingOptions,
+    CoefficientOverride,
     benchmark_level,
     benchmarks,
     coefficients,
@@ -437,6 +439,9 @@ class Summary(BaseModel):
     convention: str
     grid_factor: dict[str, Any]
     subjects: list[SubjectSummary]
+    # electricity's kgce per kWh in both conventions, as applied, with how well each is
+    # sourced (the 等价值 is unverified unless the park sets its own): the report prints it
+    electricity_kgce: dict[str, Any] = {}
 
 
 def _parse_period(park: Park, period: str) -> tuple[str, int, int, int]:
@@ -618,7 +623,27 @@ async def summarize(state: State, park: Park, period: str) -> Summary:
             "source": "park.yaml" if overridden else factor.source,
         },
         subjects=subjects,
+        electricity_kgce=_electricity_kgce(options, year),
     )
+
+
+def _electricity_kgce(options: AccountingOptions, year: int) -> dict[str, Any]:
+    """Electricity's coefficients in ``year`` in both conventions, each with its status: the
+    data file's, or ``park`` where park.yaml overrides it."""
+    e = conversion(options, Utility.ELECTRICITY, year)
+    if e is None:
+        return {}
+    c = coefficients()["electricity"]
+    own = options.coefficients.get("electricity", CoefficientOverride())
+    return {
+        "convention": options.convention,
+        "equal": e.kgce_equal,
+        "equal_status": "park" if own.equal_value is not None else c.status,
+        "equivalent": e.kgce_equivalent,
+        "equivalent_status": "park"
+        if own.equivalent_for(year) is not None
+        else c.equivalent_status,
+    }
 
 
 def _value_added(
@@ -1022,7 +1047,7 @@ async def balance(
     return out
 
 
-# --- factors and the report ------------------------------------------------------------------
+# --- factors -----------------------------------------------------------------------------------
 
 
 @router.get("/accounting/factors")
@@ -1059,33 +1084,3 @@ async def factors(state: StateDep, park: str, year: int | None = None) -> dict[s
                 "coefficient_source": c.source,
             }
     return out
-
-
-@router.get("/accounting/report")
-async def report(
-    state: StateDep,
-    park: str,
-    month: str,
-    enterprise: str | None = None,
-    format: Literal["csv", "html", "pdf"] = "html",
-    lang: Literal["zh", "en"] = "zh",
-) -> Response:
-    """The monthly energy report of an enterprise, or of the park without ``enterprise``."""
-    from api.reports import build_report, render_csv, render_html, render_pdf
-
-    p = _park(state, park)
-    data = await build_report(state, p, month, enterprise)
-    name = f"{park}-{enterprise or 'park'}-{month}-{lang}"
-    if format == "csv":
-        return Response(
-            render_csv(data, lang),
-            media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
-        )
-    if format == "pdf":
-        return Response(
-            render_pdf(data, lang),
-            media_type="application/pdf",
-            headers={"Content-Disposition": f'attachment; filename="{name}.pdf"'},
-        )
-    return Response(render_html(data, lang), media_type="text/html; charset=utf-8")

@@ -11,44 +11,40 @@ import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi import FastAPI, HTTPException, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from api.accounting import router as accounting_router
+from api.common import (
+    ECHO_CHARS,
+    MAX_EVERY_S,
+    State,
+    StateDep,
+    _in_store_range,
+    _park,
+    _query,
+    shown,
+)
+from api.reports import router as reports_router
 from api.settings import ApiSettings
 from parkwatch import __version__
 from parkwatch.influx import (
-    InfluxQueryError,
     InfluxReader,
-    InfluxUnavailableError,
     ms_literal,
     quote_ident,
     where_tags,
 )
-from parkwatch.plant import reported_quantities
 from parkwatch.quantities import QUANTITIES, quantities_for
 from parkwatch.site import Meter, Park, SiteRegistry
 
 _EVERY = re.compile(r"^(\d{1,6})(s|m|h|d|w)$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-# InfluxDB keeps int64 nanoseconds since 1970 (1677-09-21 … 2262-04-11); outside that it answers
-# "overflowed duration". The margins keep GROUP BY time()'s bucket edges (at most MAX_EVERY_S
-# before the start) inside the range too.
-EARLIEST = datetime(1678, 1, 1, tzinfo=UTC)
-LATEST = datetime(2262, 1, 1, tzinfo=UTC)
-MAX_EVERY_S = 366 * 86_400
-ECHO_CHARS = 64  # how much of a client's input an error message repeats
-
-
-def shown(value: object) -> str:
-    """``repr`` of a client's input for an error message, cut to ``ECHO_CHARS``."""
-    text = repr(value)
-    return text if len(text) <= ECHO_CHARS else f"{text[: ECHO_CHARS - 1]}…"
 
 
 def _cut_input(value: object) -> object:
@@ -104,30 +100,6 @@ class SeriesOut(BaseModel):
     points: list[Point]
 
 
-class State:
-    def __init__(self, settings: ApiSettings, registry: SiteRegistry, reader: InfluxReader):
-        self.settings = settings
-        self.registry = registry
-        self.reader = reader
-        # park → meter → the quantities it reports (declared in park.yaml, or of its kind)
-        self.reported = {p.park: reported_quantities(p) for p in registry.parks.values()}
-
-
-def _state(request: Request) -> State:
-    state: State = request.app.state.pw
-    return state
-
-
-StateDep = Annotated[State, Depends(_state)]
-
-
-def _park(state: State, park: str) -> Park:
-    found = state.registry.parks.get(park)
-    if found is None:
-        raise HTTPException(404, f"unknown park {shown(park)}")
-    return found
-
-
 def _meter(state: State, park: str, meter: str) -> tuple[Park, Meter]:
     p = _park(state, park)
     found = state.registry.meter(park, meter)
@@ -140,15 +112,6 @@ def _localize(value: datetime, park: Park) -> datetime:
     return value.replace(tzinfo=park.zone) if value.tzinfo is None else value
 
 
-def _in_store_range(name: str, value: datetime) -> datetime:
-    # aware datetimes compare without converting, so year 1 or 9999 cannot overflow here
-    if not EARLIEST <= value <= LATEST:
-        raise HTTPException(
-            422, f"{name} must be between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d} (UTC)"
-        )
-    return value
-
-
 def _bucket_seconds(every: str) -> int:
     match = _EVERY.fullmatch(every)
     seconds = 0 if match is None else int(match.group(1)) * _UNIT_S[match.group(2)]
@@ -157,18 +120,6 @@ def _bucket_seconds(every: str) -> int:
             422, f"every={shown(every)}: expected a duration like 15m, 1h or 1d, at most 366d"
         )
     return seconds
-
-
-async def _query(state: State, statement: str) -> list[Any]:
-    try:
-        return await state.reader.query(statement)
-    except InfluxUnavailableError as exc:
-        raise HTTPException(503, f"database unavailable: {exc}") from exc
-    except InfluxQueryError as exc:
-        if "database not found" in str(exc):  # nothing written yet: the store is not ready
-            raise HTTPException(503, f"database: {exc}") from exc
-        # the statement is ours and its inputs were checked: a refusal is a bug, not an outage
-        raise
 
 
 def create_app(settings: ApiSettings, registry: SiteRegistry | None = None) -> FastAPI:
@@ -302,9 +253,8 @@ def create_app(settings: ApiSettings, registry: SiteRegistry | None = None) -> F
             points=points,
         )
 
-    from api.accounting import router as accounting_router  # imports this module's helpers
-
     app.include_router(accounting_router)
+    app.include_router(reports_router)
 
     @app.middleware("http")
     async def server_timing(request: Request, call_next: Any) -> Response:

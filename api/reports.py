@@ -16,9 +16,9 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from fastapi import HTTPException
+from fastapi import APIRouter, HTTPException, Response
 
 from api.accounting import (
     BillOut,
@@ -29,7 +29,7 @@ from api.accounting import (
     compute_bill,
     summarize,
 )
-from api.app import State, shown
+from api.common import State, StateDep, _park, shown
 from parkwatch.site import Park
 
 CJK_FONTS = (
@@ -66,6 +66,10 @@ LABELS: dict[str, dict[str, str]] = {
     "completeness": {"zh": "数据完整率", "en": "Data completeness"},
     "estimated_share": {"zh": "估算占比", "en": "Estimated share"},
     "grid_factor": {"zh": "电网排放因子", "en": "Grid emission factor"},
+    "convention": {"zh": "电力折标准煤方法（用于强度）", "en": "Electricity to coal (intensities)"},
+    "equal": {"zh": "当量值", "en": "equal value (当量值)"},
+    "equivalent": {"zh": "等价值", "en": "equivalent value (等价值)"},
+    "unverified": {"zh": "未核实", "en": "unverified"},
     "bill": {"zh": "电费（重算）", "en": "Electricity bill (recomputed)"},
     "enterprise": {"zh": "企业", "en": "Enterprise"},
     "critical": {"zh": "尖峰", "en": "Critical peak"},
@@ -170,6 +174,22 @@ class ReportData:
             out.append((t(q, lang), f"{v:,.1f}", UNITS.get(q, "")))
         out.append((t("tce_equal", lang), f"{s.tce_equal:,.3f}", "tce"))
         out.append((t("tce_equivalent", lang), f"{s.tce_equivalent:,.3f}", "tce"))
+        e = self.summary.electricity_kgce
+        if e:
+            # which convention the intensities use, and both coefficients with their status:
+            # the 等价值 is an unverified default unless the park set its own
+            def coefficient(kind: str) -> str:
+                status = e[f"{kind}_status"]
+                mark = f", {t('unverified', lang)}" if status == "U" else ""
+                return f"{t(kind, lang)} {e[kind]:g} ({status}{mark})"
+
+            out.append(
+                (
+                    t("convention", lang),
+                    t(e["convention"], lang),
+                    "kgce/kWh: " + "; ".join(coefficient(k) for k in ("equal", "equivalent")),
+                )
+            )
         out.append((t("co2_t", lang), f"{s.co2_t:,.3f}", "t CO₂"))
         out.append((t("co2_t_market", lang), f"{s.co2_t_market:,.3f}", "t CO₂"))
         if s.electricity_share is not None:
@@ -485,3 +505,36 @@ def _pdf_bars(pdf: Any, values: list[float | None], colour: tuple[int, int, int]
             bh = h * v / top
             pdf.rect(x0 + i * bar, y0 + h - bh, max(bar - 0.5, 0.2), bh, style="F")
     pdf.set_y(y0 + h + 2)
+
+
+# --- the endpoint -----------------------------------------------------------------------------
+
+router = APIRouter(prefix="/parks/{park}", tags=["accounting"])
+
+
+@router.get("/accounting/report")
+async def report(
+    state: StateDep,
+    park: str,
+    month: str,
+    enterprise: str | None = None,
+    format: Literal["csv", "html", "pdf"] = "html",
+    lang: Literal["zh", "en"] = "zh",
+) -> Response:
+    """The monthly energy report of an enterprise, or of the park without ``enterprise``."""
+    p = _park(state, park)
+    data = await build_report(state, p, month, enterprise)
+    name = f"{park}-{enterprise or 'park'}-{month}-{lang}"
+    if format == "csv":
+        return Response(
+            render_csv(data, lang),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
+        )
+    if format == "pdf":
+        return Response(
+            render_pdf(data, lang),
+            media_type="application/pdf",
+            headers={"Content-Disposition": f'attachment; filename="{name}.pdf"'},
+        )
+    return Response(render_html(data, lang), media_type="text/html; charset=utf-8")

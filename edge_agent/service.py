@@ -12,8 +12,13 @@ Tasks in one task group, joined by the write-ahead buffer:
 
 **The status' counts.** The will is fixed when the session connects, so it cannot know how many
 batches will be buffered when the connection dies: its ``buffered`` and ``dropped`` are
-``null`` (unknown), never a wrong 0. A clean stop publishes its own retained ``offline`` with
-the counts as they are once the poller has stopped.
+``null`` (unknown), never a wrong 0; it is rebuilt at every connection and carries the counts
+*as of that connection* under their own names (``buffered_at_connect``, ``dropped_at_connect``,
+``connected_at`` in ms). While a session lasts, the retained ``online`` status is republished
+whenever its counts changed, at most every ``STATUS_EVERY_S`` (a backlog draining, batches
+dropped from a full buffer, batches piling up behind a slow broker), so the last status before
+a will is at most that old. A clean stop publishes its own retained ``offline`` with the counts
+as they are once the poller has stopped.
 
 **Live first.** When a session comes up, the batches already in the buffer are the backlog;
 batches appended from then on are live. Two publishers share the session: the live one sends
@@ -21,8 +26,7 @@ each new batch as soon as it is stored, the replay one sends the backlog oldest 
 ``replay_rate`` batches a second, with the readings' original timestamps. So after an outage
 the current readings are visible within a poll interval while the backlog drains behind them
 at a rate the broker and ingest can absorb. Each batch is deleted only after its PUBACK;
-whatever is not acknowledged when the session breaks is backlog for the next one. While a
-backlog drains, the status message is refreshed every ``STATUS_EVERY_S`` with the count left.
+whatever is not acknowledged when the session breaks is backlog for the next one.
 
 Batches therefore reach the broker out of ``seq`` order after an outage (live ones first);
 ingest counts the backlog's batches as late (not replays), and stores every batch as usual.
@@ -37,6 +41,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from dataclasses import dataclass
 
 import aiomqtt
 import orjson
@@ -54,15 +59,37 @@ from parkwatch.tasks import cancel_and_wait, honour_cancel
 log = logging.getLogger(__name__)
 
 REPLAY_CHUNK = 200  # batches fetched from disk at a time while replaying a backlog
-STATUS_EVERY_S = 10.0  # the status' buffered count is refreshed this often during a replay
+STATUS_EVERY_S = 10.0  # a changed count is republished in the status at most this often
 
 
-def status_payload(state: str, buffered: int | None, dropped: int | None) -> bytes:
+@dataclass(frozen=True)
+class ConnectCounts:
+    """The buffer's counts when a session connected: all a last will can know."""
+
+    at_ms: int
+    buffered: int
+    dropped: int
+
+
+def status_payload(
+    state: str, buffered: int | None, dropped: int | None, connect: ConnectCounts | None = None
+) -> bytes:
     """The retained status message; the same shape the simulated gateways publish. ``None``
-    (JSON null) is a count the sender cannot know: the last will's."""
-    return orjson.dumps(
-        {"state": state, "version": __version__, "buffered": buffered, "dropped": dropped}
-    )
+    (JSON null) is a count the sender cannot know: the last will's, which says instead what
+    the counts were when it was set (``connect``)."""
+    doc: dict[str, object] = {
+        "state": state,
+        "version": __version__,
+        "buffered": buffered,
+        "dropped": dropped,
+    }
+    if connect is not None:
+        doc |= {
+            "connected_at": connect.at_ms,
+            "buffered_at_connect": connect.buffered,
+            "dropped_at_connect": connect.dropped,
+        }
+    return orjson.dumps(doc)
 
 
 class EdgeAgent:
@@ -81,6 +108,7 @@ class EdgeAgent:
         self.published_live = 0
         self.replayed = 0
         self.backlog_left = 0  # batches of the current session's backlog not yet sent
+        self._announced: tuple[int, int] | None = None  # the counts the status last said
         self.metrics_port: int | None = None  # where /metrics is served, when it is
         self.started = asyncio.Event()  # set once the buffer is open and the drivers exist
         self.connected = asyncio.Event()  # set while a broker session is up
@@ -170,9 +198,13 @@ class EdgeAgent:
 
     async def _session(self, outage: OutageLog, backoff: Backoff) -> None:
         s = self.settings
-        # the broker sends the will when the connection dies, whenever that is: counts unknown
+        # the broker sends the will when the connection dies, whenever that is: the counts then
+        # are unknown, those of now are all it can carry (rebuilt at every connection)
+        connect = ConnectCounts(
+            int(time.time() * 1000), await self.buffer.count(), self.buffer.dropped_total
+        )
         will = aiomqtt.Will(
-            self.status_topic, status_payload("offline", None, None), qos=1, retain=True
+            self.status_topic, status_payload("offline", None, None, connect), qos=1, retain=True
         )
         async with mqtt.client(s.mqtt, s.mqtt_client_id, will=will) as client:
             outage.recovered()
@@ -205,10 +237,11 @@ class EdgeAgent:
         publishers = [
             asyncio.create_task(self._live(client, boundary), name="edge-live"),
             asyncio.create_task(self._replay(client, boundary), name="edge-replay"),
+            asyncio.create_task(self._keep_status(client), name="edge-status"),
         ]
         try:
             running = set(publishers)
-            while running:  # the replay ends when the backlog is sent; the live one never
+            while running:  # the replay ends when the backlog is sent; the others never
                 done, running = await asyncio.wait(running, return_when=asyncio.FIRST_EXCEPTION)
                 for task in done:
                     task.result()
@@ -221,11 +254,21 @@ class EdgeAgent:
                     await cancel_and_wait(task)
 
     async def _announce(self, client: aiomqtt.Client, state: str) -> None:
-        payload = status_payload(state, await self.buffer.count(), self.buffer.dropped_total)
+        counts = (await self.buffer.count(), self.buffer.dropped_total)
+        payload = status_payload(state, *counts)
         await client.publish(
             self.status_topic, payload, qos=1, retain=True, timeout=self.settings.publish_timeout_s
         )
+        self._announced = counts
         honour_cancel()  # the session's first step after a connect that may have swallowed one
+
+    async def _keep_status(self, client: aiomqtt.Client) -> None:
+        """Republish the retained ``online`` status whenever its counts changed, at most every
+        ``STATUS_EVERY_S``: the last status before a will is then that fresh at worst."""
+        while True:
+            await asyncio.sleep(STATUS_EVERY_S)
+            if (await self.buffer.count(), self.buffer.dropped_total) != self._announced:
+                await self._announce(client, "online")
 
     async def _send(self, client: aiomqtt.Client, batch: StoredBatch, kind: str) -> None:
         # returns after the broker's PUBACK; raises MqttError if the session breaks
@@ -263,7 +306,6 @@ class EdgeAgent:
             self.settings.replay_rate,
         )
         next_at = time.monotonic()
-        status_at = next_at + STATUS_EVERY_S
         while True:
             batches = await self.buffer.pending(REPLAY_CHUNK, before=boundary)
             if not batches:
@@ -274,9 +316,6 @@ class EdgeAgent:
                 self.replayed += 1
                 self.backlog_left -= 1
                 next_at = max(next_at + gap, time.monotonic() - gap)
-                if time.monotonic() >= status_at:
-                    status_at = time.monotonic() + STATUS_EVERY_S
-                    await self._announce(client, "online")
         self.backlog_left = 0
         await self._announce(client, "online")  # the buffered count, back to (near) 0
 

@@ -13,32 +13,43 @@ counter lives in its write-ahead buffer). What ingest sees is not that clean:
 
 Anyone allowed to publish on a gateway's topic can send any number, once or a thousand times
 in a row; what they cannot do is make the real gateway stop, or make a burst take time. So a
-number off the gateway's sequence — more than ``JUMP`` ahead, or far behind it and neither
-missing nor recent — opens a *rival* sequence beside the current one (at most
-``MAX_RIVALS``), and both stay alive: batches near a rival are judged within it, on hold;
+sequence takes a step ahead only if it fits the time since it last went on: at most
+``MARGIN`` × the batches its pace (the gateway's observed seconds per batch) gives for that
+time, plus ``SLACK`` for jitter, which a burst spends (the next number is always taken: a
+backlog or a chunk handled at once comes faster than the pace). A number off the sequence —
+ahead further than that, or far behind and neither missing nor recent — opens a *rival*
+sequence beside the current one (at most ``MAX_RIVALS``; for one more the newest lone number
+makes room, a rival that went on is never pushed out, else the number is refused as if its
+rival had lost), and both stay alive: batches a rival takes are judged within it, on hold;
 the current sequence's are judged at once, as if the rival were not there. Then:
 
-* the current sequence catches up with a rival ahead (a gateway's backlog draining up to
-  its first live batch after an outage): the two are one, the rival's verdicts count;
+* the current sequence stopped (for one of its intervals) where it could have got to a
+  rival ahead by now — a gateway's backlog drained up to the live batches it sent first, a
+  real gap that came faster than its time: the two are one, the rival's verdicts count;
 * the rival wins when the old sequence stopped and the new one keeps going: the current
-  sequence got no new highest number since the rival opened, the rival got ``WIN`` batches
-  (a new sequence from a small number: a restart) or ``WIN_FAR`` (a jump ahead with no
-  backlog behind it, or back), over at least ``WIN_TIME`` of the time the old sequence took
-  for as many. Its skipped numbers count as gaps, its held verdicts count;
-* it loses once the gateway sent ``LOSE`` other batches after its last one: its batches
-  were outliers (ahead) or replays and late ones (behind).
+  sequence got no new highest number for ``LOSE_TIME`` of its intervals (one stray number
+  of it only puts the verdict off), the rival got ``WIN`` batches (a new sequence from a
+  small number: a restart) or ``WIN_FAR`` (a jump ahead with no backlog behind it, or
+  back), over at least ``WIN_TIME`` of the time the old sequence took for as many. Its
+  skipped numbers count as gaps, its held verdicts count;
+* it loses once the gateway sent ``LOSE`` other batches, over ``LOSE_TIME`` of its
+  intervals, after its last one: its batches were outliers (ahead) or replays and late
+  ones (behind).
 
 Each sequence keeps a bounded list of missing ranges (``MAX_RANGES``): memory is O(1) per
 gateway. Batches are stored whatever the verdict: a replay overwrites the same points.
 
 What it cannot tell apart: a gateway restarting before its old sequence got past
-``RECENT`` + ``WIN`` (its new numbers were all seen recently: replays); and a sender that
-keeps the gateway's pace while the gateway itself is silent (the tracker follows it, as it
-would the gateway; the real sequence, when it goes on alone, takes the tracker back).
+``RECENT`` + ``WIN`` (its new numbers were all seen recently: replays); a number a step or
+two ahead, within the slack (it costs that many false gaps); a sender that keeps the
+gateway's pace while the gateway itself is silent (the tracker follows it, as it would the
+gateway; the real sequence, when it goes on alone, takes the tracker back), or that keeps
+sending numbers of an old sequence once every few intervals (a restart stays on hold).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import ClassVar
@@ -81,6 +92,8 @@ class _Run:
 
     high: int
     at: float  # when it last went on (a new highest number), seconds
+    lead: float = 2.0  # what a step may still go beyond the pace (SeqTracker.SLACK, spent
+    # by a burst, back within a few intervals)
     missing: list[list[int]] = field(default_factory=list)
     unknown: list[list[int]] = field(default_factory=list)
     every: float | None = None  # how often it goes on, once known: a moving average
@@ -88,10 +101,13 @@ class _Run:
     fast: int = 0  # steps in a row much shorter than every
     FAST: ClassVar[int] = 256  # that many make the new pace
 
-    def went_on(self, at: float, paced: bool = True) -> None:
-        """A new highest number at ``at``. ``every`` is the gateway's polling pace, by which
-        a rival's silence and its time are judged; ``paced`` unless the number may be a
-        backlog's (a rival ahead holds the live batches), which comes faster than polls."""
+    def went_on(self, seq: int, at: float, room: float, paced: bool = True) -> None:
+        """A new highest number ``seq`` at ``at``, where ``room`` allowed it: a step further
+        than the pace spends of the lead. ``every`` is the gateway's polling pace, by which
+        a step ahead, a rival's silence and its time are judged; ``paced`` unless the number
+        may be a backlog's (a rival ahead holds the live batches), which comes faster."""
+        self.lead = max(0.0, room - (seq - self.high))
+        self.high = seq
         step, self.at = at - self.at, at
         if not paced or step <= 0:
             return
@@ -120,7 +136,6 @@ class _Rival:
     batches: int = 1
     # of those, how many the current sequence missed (it counts them late if the rival loses)
     filled: int = 0
-    contested: bool = False  # the current sequence went on (a new highest) since it opened
     idle: int = 0  # the gateway's other batches since its last one
     waiting: float = 0.0  # when the first of those came (a silent gateway is no verdict)
 
@@ -136,15 +151,20 @@ class SeqTracker:
     ``counts``."""
 
     MAX_RANGES = 64  # missing ranges kept per sequence; older ones are forgotten
-    MAX_RIVALS = 2  # rival sequences kept per gateway; a third drops the one idle longest
+    MAX_RIVALS = 2  # rival sequences kept per gateway
     RECENT = 64  # re-deliveries and re-sends are of a gateway's last batches: this many
-    JUMP = 64  # a number further ahead than this opens a rival (a hostile one costs at most
-    # this many false gaps, and hides real ones for at most this many batches)
+    # a step ahead must fit the time since the sequence last went on: at most MARGIN × the
+    # batches its pace gives for that time, plus SLACK for jitter (spent by a burst, back
+    # within a few of its intervals); JUMP while its pace is not known (one batch so far)
+    MARGIN = 1.5
+    SLACK = 2.0
+    JUMP = 64
     RESTART_BELOW = 64  # a new sequence (live first, a short backlog behind) shows up below
     BACKLOG = 100_000  # the most a gateway's buffer holds (the edge agent's default)
-    # a rival's batches, the current sequence going on in none of them, for it to win: a new
-    # sequence from a small number soon; a jump (no backlog coming: the buffer was lost or
-    # overflowed) or the real sequence taking over again after more
+    # a rival's batches for it to win, the current sequence having stopped (no new highest
+    # number for LOSE_TIME of its intervals): a new sequence from a small number soon; a jump
+    # (no backlog coming: the buffer was lost or overflowed) or the real sequence taking over
+    # again after more
     WIN = 32
     WIN_FAR = 64
     # …and it must have gone on for half the time the old sequence takes for that many: a
@@ -172,36 +192,37 @@ class SeqTracker:
             return [Verdict.FIRST]
         run, rivals = gateway.run, gateway.rivals
         if seq == run.high + 1 and not rivals:  # the common case, first
-            run.high = seq
-            run.went_on(at)
+            run.went_on(seq, at, self._room(run, at))
             return [Verdict.NEXT]
-        if self._settled(run, seq):  # the current sequence's, whatever the rivals
+        # a number past the current sequence's next that a rival still ahead takes is the
+        # rival's (the nearer one: else a step it took too fast would leave that one behind)
+        nearer = seq > run.high + 1 and any(
+            r.ahead and r.first > run.high and self._fits(r.run, seq, at) for r in rivals
+        )
+        if not nearer and self._settled(run, seq, at):  # the current's, whatever the rivals
             # a rival ahead keeping a pace holds the live batches: these are a backlog's
             paced = not any(r.ahead and r.batches > 1 and r.run.every for r in rivals)
-            verdicts = [self._judge(run, seq, at, self.counts, paced)]
-            if verdicts[0] in (Verdict.NEXT, Verdict.GAP):
-                for rival in list(rivals):
-                    rival.contested = True
-                    if rival.ahead and rival.first <= run.high + self.JUMP:
-                        verdicts += self._caught_up(gateway, rival)
-            return verdicts + self._idle(gateway, None, at)
+            verdict = self._judge(run, seq, at, self.counts, paced)
+            return [verdict, *self._idle(gateway, None, at)]
         ahead = seq > run.high
-        owner = next((r for r in rivals if r.ahead == ahead and self._settled(r.run, seq)), None)
-        if owner is None and ahead:
-            # a gateway off again before its backlog drained comes back further ahead: its
-            # sequence goes on from the nearest rival below, with a gap its backlog fills
-            below = [r for r in rivals if r.ahead and r.run.high < seq <= r.run.high + self.BACKLOG]
-            owner = max(below, key=lambda r: r.run.high, default=None)
+        owner = next(
+            (r for r in rivals if r.ahead == ahead and self._settled(r.run, seq, at)), None
+        )
         backlog = not ahead and seq > self.RESTART_BELOW and self._contains(run.unknown, seq)
         if owner is None and backlog:  # a backlog behind the first number seen
             verdict = self._judge(run, seq, at, self.counts, paced=False)
             return [verdict, *self._idle(gateway, None, at)]
         verdicts = [Verdict.HELD]
+        if owner is None and len(rivals) >= self.MAX_RIVALS:
+            # the newest lone number makes room; a rival that went on is never pushed out
+            # (it may hold the live batches while a backlog drains): this number is refused
+            lone = [r for r in rivals if r.batches == 1]
+            if not lone:
+                verdict = self._lost(_Rival(_Run(seq, at), ahead, at, seq))
+                return [verdict, *self._idle(gateway, None, at)]
+            rivals.remove(lone[-1])
+            verdicts.append(self._lost(lone[-1]))
         if owner is None:
-            if len(rivals) >= self.MAX_RIVALS:
-                stopped = max(rivals, key=lambda r: r.idle)
-                rivals.remove(stopped)
-                verdicts.append(self._lost(stopped))
             owner = self._open(run, seq, at, ahead)
             rivals.append(owner)
         else:
@@ -211,12 +232,22 @@ class SeqTracker:
         if not ahead and self._take(run, seq):
             owner.filled += 1
         verdicts += self._idle(gateway, owner, at)
-        win = self.WIN if owner.held.restarts else self.WIN_FAR
         # the gateway's pace; while unknown (one batch so far), the rival's own, if it has
         # one: a burst has none, and never wins
         pace = run.every or owner.run.every
-        took = self.WIN_TIME * win * (pace or 0.0)
-        if owner.batches >= win and not owner.contested and pace and at - owner.opened >= took:
+        if not pace:
+            return verdicts
+        silent = at - run.at  # since the current sequence last went on
+        if owner.ahead and silent >= pace and self._fits(run, owner.first, at):
+            # the current sequence stopped where it could have got to the rival by now (a
+            # backlog drained up to the live batches, a real gap it took too fast): one
+            # sequence again, the numbers between are gaps
+            return verdicts + self._caught_up(gateway, owner)
+        win = self.WIN if owner.held.restarts else self.WIN_FAR
+        # the old sequence stopped (one stray number of it only puts the verdict off), the
+        # rival went on, over at least a part of the time the old one takes for as many
+        stopped = silent >= self.LOSE_TIME * pace
+        if owner.batches >= win and stopped and at - owner.opened >= self.WIN_TIME * win * pace:
             verdicts += self._won(gateway, owner)
         return verdicts
 
@@ -239,12 +270,24 @@ class SeqTracker:
                     verdicts.append(self._lost(rival))
         return verdicts
 
-    def _settled(self, run: _Run, seq: int) -> bool:
-        """Whether ``seq`` is plainly this sequence's: a step ahead of it within ``JUMP``,
-        a recent number (a re-delivery, a re-send), or one it is missing."""
-        return run.high - self.RECENT <= seq <= run.high + self.JUMP or self._contains(
-            run.missing, seq
-        )
+    def _settled(self, run: _Run, seq: int, at: float) -> bool:
+        """Whether ``seq`` is plainly this sequence's: a step ahead that fits its pace, a
+        recent number (a re-delivery, a re-send), or one it is missing."""
+        if seq > run.high:
+            return self._fits(run, seq, at)
+        return seq >= run.high - self.RECENT or self._contains(run.missing, seq)
+
+    def _fits(self, run: _Run, seq: int, at: float) -> bool:
+        """Whether the sequence can have got to ``seq`` by ``at``: the next number always
+        (a backlog, or a chunk handled at once, comes faster than the pace), further ahead
+        if the time since it last went on allows (a burst takes no time)."""
+        return seq == run.high + 1 or 0 < seq - run.high <= self._room(run, at)
+
+    def _room(self, run: _Run, at: float) -> float:
+        if run.every is None:
+            return self.JUMP
+        paces = max(0.0, at - run.at) / run.every
+        return self.SLACK + (run.lead - self.SLACK) * math.exp(-paces) + self.MARGIN * paces
 
     def _open(self, current: _Run, seq: int, at: float, ahead: bool) -> _Rival:
         # until it shows its own pace, it is expected to keep the gateway's
@@ -261,9 +304,9 @@ class SeqTracker:
         return rival
 
     def _caught_up(self, gateway: _Gateway, rival: _Rival) -> list[Verdict]:
-        """The current sequence reached a rival ahead: a backlog drained up to the live
-        batches sent before it. One sequence again: what is still missing between counts
-        as gaps now, as it would have when the live batches came."""
+        """The current sequence could have reached a rival ahead by now: a backlog drained
+        up to the live batches sent before it. One sequence again: what is still missing
+        between (at most what the time allowed) counts as gaps now."""
         gateway.rivals.remove(rival)
         run, new = gateway.run, rival.run
         self.counts.add(rival.held)
@@ -282,7 +325,7 @@ class SeqTracker:
         gateway.rivals.clear()
         if winner.ahead:
             # everything it skipped is missing; a backlog behind it may fill the top of that
-            self.counts.gaps += winner.first - 1 - gateway.run.high
+            self.counts.gaps += max(0, winner.first - 1 - gateway.run.high)
             # the old sequence's own gaps may still be filled by its backlog
             winner.run.missing[:0] = gateway.run.missing
             del winner.run.missing[: -self.MAX_RANGES]
@@ -306,8 +349,7 @@ class SeqTracker:
         if seq > run.high:
             verdict = Verdict.NEXT if seq == run.high + 1 else Verdict.GAP
             self._skip(run, run.high + 1, seq - 1, counts)
-            run.high = seq
-            run.went_on(at, paced)
+            run.went_on(seq, at, self._room(run, at), paced)
             return verdict
         if self._take(run, seq):
             counts.late += 1

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from parkwatch.quantities import Utility
 
@@ -59,7 +59,27 @@ class _Model(BaseModel):
 class CoefficientOverride(_Model):
     equal_value: float | None = Field(default=None, ge=0)  # kgce per unit
     equivalent_value: float | None = Field(default=None, ge=0)
+    # 等价值 changes every year (the year's average coal burned per kWh): a value per year
+    # (the latest year at or before the period's), over ``equivalent_value``
+    equivalent_by_year: dict[int, float] = Field(default_factory=dict)
     co2_kg: float | None = Field(default=None, ge=0)  # kg CO₂ per unit
+
+    @field_validator("equivalent_by_year")
+    @classmethod
+    def _not_negative(cls, value: dict[int, float]) -> dict[int, float]:
+        if any(v < 0 for v in value.values()):
+            raise ValueError("equivalent_by_year: a coefficient cannot be negative")
+        return value
+
+    def equivalent_for(self, year: int) -> float | None:
+        """This override's 等价值 for ``year`` (None: not overridden)."""
+        years = [y for y in self.equivalent_by_year if y <= year]
+        if years:
+            return self.equivalent_by_year[max(years)]
+        if self.equivalent_by_year and self.equivalent_value is None:
+            # only later years given: the earliest of them, as grid_factor does
+            return self.equivalent_by_year[min(self.equivalent_by_year)]
+        return self.equivalent_value
 
 
 class AccountingOptions(_Model):
@@ -85,6 +105,43 @@ class AccountingOptions(_Model):
     energy_target: float = -0.145  # change of energy per value added against the baseline
     water_target: float = -0.15
 
+    # A misspelt key is refused when park.yaml loads, with the keys the data files know: an
+    # unknown region used to fall back to the national grid factor unseen (another number in
+    # every CO₂ figure), an unknown carrier's override to be ignored.
+    @field_validator("region")
+    @classmethod
+    def _known_region(cls, value: str) -> str:
+        known = sorted({f.region for f in grid_factors()})
+        if value not in known:
+            raise ValueError(
+                f"unknown region {value!r} (emission_factors.yaml has: {', '.join(known)})"
+            )
+        return value
+
+    @field_validator("grid_factor")
+    @classmethod
+    def _known_factor(cls, value: str | None) -> str | None:
+        known = [f.id for f in grid_factors()]
+        if value is not None and value not in known:
+            raise ValueError(
+                f"unknown grid factor {value!r} (emission_factors.yaml has: {', '.join(known)})"
+            )
+        return value
+
+    @field_validator("coefficients")
+    @classmethod
+    def _known_carriers(
+        cls, value: dict[str, CoefficientOverride]
+    ) -> dict[str, CoefficientOverride]:
+        known = sorted(coefficients())
+        unknown = sorted(set(value) - set(known))
+        if unknown:
+            raise ValueError(
+                f"unknown carrier {', '.join(map(repr, unknown))} in coefficients "
+                f"(energy_coefficients.yaml has: {', '.join(known)})"
+            )
+        return value
+
 
 @dataclass(frozen=True)
 class Coefficient:
@@ -94,6 +151,8 @@ class Coefficient:
     equivalent_value: float | None
     status: str
     source: str
+    equivalent_status: str = ""  # electricity's 等价值: how well it is sourced (U today)
+    equivalent_source: str = ""
 
 
 @dataclass(frozen=True)
@@ -127,6 +186,8 @@ def coefficients() -> dict[str, Coefficient]:
             float(c["equivalent_value"]) if "equivalent_value" in c else None,
             str(c.get("status") or c.get("equal_status", "")),
             str(c.get("source") or c.get("equal_source", "")),
+            str(c.get("equivalent_status", "")),
+            str(c.get("equivalent_source", "")),
         )
     return out
 
@@ -177,20 +238,20 @@ def benchmark_level(kgce_per_unit: float, bench: dict[str, Any]) -> tuple[float,
 
 def grid_factor(options: AccountingOptions, year: int) -> Factor:
     """The grid factor for a period of ``year``: the pinned entry, else the region's factor
-    for that data year or the latest earlier one (then the national one)."""
+    for that data year or the latest earlier one (before its first, its first)."""
     factors = grid_factors()
     if options.grid_factor is not None:
         for f in factors:
             if f.id == options.grid_factor:
                 return f
         raise ValueError(f"no emission factor {options.grid_factor!r}")
-    for region in (options.region, "national"):
-        mine = [f for f in factors if f.region == region and f.data_year <= year]
-        if mine:
-            return max(mine, key=lambda f: f.data_year)
-        later = [f for f in factors if f.region == region]
-        if later:
-            return min(later, key=lambda f: f.data_year)
+    # no fallback to the national factor: an unknown region is refused when park.yaml loads
+    mine = [f for f in factors if f.region == options.region and f.data_year <= year]
+    if mine:
+        return max(mine, key=lambda f: f.data_year)
+    later = [f for f in factors if f.region == options.region]
+    if later:
+        return min(later, key=lambda f: f.data_year)
     raise ValueError(f"no grid emission factor for {options.region!r}")
 
 
@@ -214,9 +275,10 @@ def conversion(options: AccountingOptions, utility: Utility, year: int) -> Conve
     c = coefficients()[carrier]
     override = options.coefficients.get(carrier, CoefficientOverride())
     equal = override.equal_value if override.equal_value is not None else c.equal_value
+    own = override.equivalent_for(year)
     equivalent = (
-        override.equivalent_value
-        if override.equivalent_value is not None
+        own
+        if own is not None
         else (c.equivalent_value if c.equivalent_value is not None else equal)
     )
     if carrier == "electricity":

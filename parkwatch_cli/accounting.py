@@ -87,7 +87,7 @@ async def write_steel_report(
 
     from analytics.accounting.job import RollupConfig, RollupJob, ensure_retention
     from analytics.accounting.steel import QUARTER_MS, read_steel
-    from api.app import State
+    from api.common import State
     from api.reports import build_report, render_csv, render_html, render_pdf
     from api.settings import ApiSettings
     from parkwatch.influx import InfluxReader, InfluxWriter

@@ -703,6 +703,20 @@ def bench_accounting_command(
     typer.echo(main(meters, days, chunk))
 
 
+@bench_app.command("rollup-pass", short_help="One live pass of the accounting's rollup job.")
+def bench_rollup_pass_command(
+    demo: Annotated[bool, typer.Option(help="the demo park (else the synthetic park)")] = False,
+    meters: Annotated[int, typer.Option(help="meters in the synthetic park")] = 1000,
+    hours: Annotated[float, typer.Option(help="hours of one-minute readings stored")] = 3.0,
+    passes: Annotated[int, typer.Option(help="live passes timed")] = 10,
+) -> None:
+    """CPU time of one live pass of the rollup job (the job's and InfluxDB's) against a
+    throwaway InfluxDB: the demo park, or 1,000 meters."""
+    from parkwatch_cli.bench_rollup_pass import main
+
+    typer.echo(main(demo, meters, hours, passes))
+
+
 @bench_app.command("nab", short_help="The baseline detector on NAB.")
 def bench_nab(
     data: Annotated[Path, typer.Option(help="a NAB checkout (data/, labels/, config/)")] = Path(

@@ -548,6 +548,29 @@ async def test_intensities_follow_the_parks_convention(
     ent = next(s for s in answer.json()["subjects"] if s["id"] == "ent-a")
     assert ent["tce_equivalent"] == pytest.approx(equivalent)
     assert ent["tce_per_10k_cny"] == pytest.approx(equivalent / 3100)
+    # the report says which convention its intensities use and what each coefficient is
+    # worth: the 等价值 is the data file's unverified default
+    kgce = answer.json()["electricity_kgce"]
+    assert kgce == {
+        "convention": "equivalent",
+        "equal": 0.1229,
+        "equal_status": "P",
+        "equivalent": 0.3055,
+        "equivalent_status": "U",
+    }
+    for lang, row in (
+        ("en", ["Electricity to coal (intensities)", "equivalent value (等价值)"]),
+        ("zh", ["电力折标准煤方法（用于强度）", "等价值"]),
+    ):
+        sheet = await client.get(
+            "/parks/bill/accounting/report",
+            params={"month": "2025-07", "enterprise": "ent-a", "format": "csv", "lang": lang},
+        )
+        rows = [r for r in csv.reader(io.StringIO(sheet.content.decode("utf-8-sig"))) if r]
+        said = next(r for r in rows if r[0] == row[0])
+        assert said[1] == row[1]
+        assert "0.3055 (U, " in said[2]
+        assert "0.1229 (P)" in said[2]
     # the measured 2020 baseline the same way: 100 000 kWh × 0.3055 = 30.55 tce / 200 万元
     start = int(datetime(2020, 1, 1, tzinfo=SHANGHAI).timestamp() * 1000)
     tags = {"park": "bill", "level": "enterprise", "id": "ent-a", "utility": "electricity"}

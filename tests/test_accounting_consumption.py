@@ -130,6 +130,26 @@ def test_gap_total_is_kept_its_spread_is_an_estimate() -> None:
     assert np.nansum(c.value) == 360
 
 
+def test_an_outage_of_hours_keeps_its_rise_once_only_with_the_reading_before_it() -> None:
+    # a reading every 15 minutes at 60 an hour: 0:00 → 0 … 1:00 → 60, silent until 9:30 →
+    # 570 (8.5 h × 60 = 510 across the outage), then 9:45 → 585, 10:00 → 600.
+    # hour 0: 60 measured; hours 1-8: 60 estimated each (completeness 0); hour 9: 30
+    # estimated + 30 measured = 60, completeness 0.5; total 600 = the register's rise.
+    t = [0, Q, 2 * Q, 3 * Q, H, 9 * H + 2 * Q, 9 * H + 3 * Q, 10 * H]
+    v = [0, 15, 30, 45, 60, 570, 585, 600]
+    edges = np.arange(0, 10 * H + 1, H)
+    c = one(t, v, edges=edges, max_gap_ms=H)
+    assert c.value[0].tolist() == [60] * 10
+    assert c.estimated[0].tolist() == [0] + [60] * 8 + [30]
+    assert c.completeness[0].tolist() == [1] + [0] * 8 + [0.5]
+    assert np.sum(c.value) == 600  # the 510 once: neither lost nor counted twice
+    # a window cut after the reading before the outage (what the rollup job read when the
+    # outage was longer than its margin) has no pair across it: 9:00-10:00 keeps only its 30
+    # measured, the rise is gone. The job now looks that reading up (_with_previous).
+    cut = one(t[5:], v[5:], edges=edges[9:], max_gap_ms=H)
+    assert cut.value[0].tolist() == [30]
+
+
 def test_jitter_is_neither_an_event_nor_negative() -> None:
     # a float register reading 1e6 re-read a hair lower: no event, no negative hour.
     # hour 0: 0 → +1 → (+0.99999 held at +1) → +2, then half of the 0:45 → 1:15 pair (+1):

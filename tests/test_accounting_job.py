@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
 
 from analytics.accounting.job import RollupConfig, RollupJob, ensure_retention, rollup_source
-from analytics.accounting.rollup import Period
+from analytics.accounting.rollup import Period, accounting_series
 from parkwatch.influx import InfluxReader, InfluxWriter
 from parkwatch.lineprotocol import encode_point
 from parkwatch.settings import InfluxSettings
 from parkwatch.site import Park
+from parkwatch.stack import LocalStack
+from parkwatch_cli import bench_rollup_pass
 
 pytestmark = pytest.mark.integration
 
@@ -391,3 +394,76 @@ async def test_live_passes_keep_each_hour_whole(influx_settings: InfluxSettings)
     for k in range(3):
         assert hourly[("a-main", START + k * H)]["value"] == pytest.approx(60.0)
         assert hourly[("a-main", START + k * H)]["completeness"] == pytest.approx(1.0)
+
+
+@pytest.mark.anyio
+async def test_an_outage_longer_than_the_margin_keeps_its_consumption_estimated(
+    influx_settings: InfluxSettings,
+) -> None:
+    """a-main (60 kWh an hour, a reading a minute) is silent from 23:00 to 07:30 — 8.5 h,
+    longer than the 6 h ``margin_s`` the job reads around a recomputed span — its register
+    counting on; the job runs every 10 minutes as live. When the readings come back, the
+    register has risen 8.5 × 60 = 510 kWh: that is the outage's consumption, spread over it
+    as an estimate: 60 kWh in each silent hour (completeness 0, all estimated), and in
+    07:00-08:00 30 estimated + 30 measured kWh (completeness 0.5). The days: 2025-03-01
+    (22:00-24:00) 120, 2025-03-02 (00:00-09:00) 9 × 60 = 540. Before, the rise was lost: the
+    reading before the outage lay outside every window read, so the silent hours were
+    unknown and 07:00-08:00 held its 30 measured kWh only."""
+    park = Park.model_validate(PARK)
+    t = np.arange(START, START + 11 * H + 1, MIN)
+    back = START + 9 * H + 30 * MIN  # 07:30 local
+    config = RollupConfig(retention_policy="rollups")
+    assert config.margin_s * 1000 < back - (START + H)
+
+    async def write(times: np.ndarray) -> None:
+        async with InfluxWriter(influx_settings, flush_interval_s=0.05) as raw:
+            await raw.write(raw_lines(times, "a-main"))
+
+    async with InfluxReader(influx_settings) as reader:
+        await reader.create_database()
+        await ensure_retention(reader, config)
+        await write(t[t <= START + H])
+        async with InfluxWriter(
+            influx_settings, flush_interval_s=0.05, retention_policy="rollups"
+        ) as out:
+            job = RollupJob(park, reader, out, config)
+            for now in range(START + 10 * MIN, back, 10 * MIN):  # silent from 23:00
+                await job.run(now)
+            for now in range(back, START + 11 * H + 1, 10 * MIN):
+                await write(t[(t >= back) & (t > now - 10 * MIN) & (t <= now)])
+                await job.run(now)
+        hourly = await rows(reader, Period.HOUR, "level = 'meter' AND id = 'a-main'")
+        daily = await rows(reader, Period.DAY, "level = 'meter' AND id = 'a-main'")
+    for k in range(11):
+        assert hourly[("a-main", START + k * H)]["value"] == pytest.approx(60.0), k
+    for k in range(1, 9):  # 23:00-07:00: silent
+        assert hourly[("a-main", START + k * H)]["estimated"] == pytest.approx(60.0)
+        assert hourly[("a-main", START + k * H)]["completeness"] == pytest.approx(0.0)
+    resumed = hourly[("a-main", START + 9 * H)]
+    assert resumed["estimated"] == pytest.approx(30.0)
+    assert resumed["completeness"] == pytest.approx(0.5)
+    for k in (0, 10):
+        assert hourly[("a-main", START + k * H)]["estimated"] == pytest.approx(0.0)
+    day1 = int(datetime(2025, 3, 1, tzinfo=SHANGHAI).timestamp() * 1000)
+    assert daily[("a-main", day1)]["value"] == pytest.approx(120.0)
+    assert daily[("a-main", START + 2 * H)]["value"] == pytest.approx(540.0)
+    # the estimated part of each day: 23:00-24:00, and 00:00-07:30
+    assert daily[("a-main", day1)]["estimated"] == pytest.approx(60.0)
+    assert daily[("a-main", START + 2 * H)]["estimated"] == pytest.approx(7 * 60 + 30.0)
+
+
+@pytest.mark.anyio
+async def test_the_rollup_pass_bench_times_live_passes(
+    stack: LocalStack, demo_park_path: Path
+) -> None:
+    """``parkwatch bench rollup-pass`` on the demo park, briefly: a catch-up pass writes every
+    stored hour, each live pass rewrites at least the running hour of every counter."""
+    park = Park.from_yaml(demo_park_path)
+    first, live = await bench_rollup_pass._bench(stack.influx_url, stack.influxdb.pid, park, 0.5, 2)
+    series = len(accounting_series(park))
+    assert first["points"] > series
+    assert len(live) == 2
+    for p in live:
+        assert p["points"] >= series - 10  # a few demo counters report nothing here
+        assert p["cpu_s"] > 0
+        assert p["wall_s"] >= p["cpu_s"] * 0.5

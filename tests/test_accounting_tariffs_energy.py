@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from parkwatch.energy import (
     AccountingOptions,
@@ -277,6 +278,55 @@ def test_grid_factor_by_year_and_overrides() -> None:
     e = conversion(own, Utility.ELECTRICITY, 2022)
     assert e is not None
     assert (e.kgce_equal, e.co2_kg) == (0.1, 0.4)
+
+
+def test_an_unknown_region_factor_or_carrier_is_refused_when_the_park_loads() -> None:
+    # "chongquing" used to take the national factor (0.5366 for 2022, not Chongqing's 0.5227)
+    # without a word: every CO₂ figure 2.7 % off. Now park.yaml does not load, and the error
+    # lists the regions there are.
+    base = {"park": "p", "meters": [{"id": "m", "utility": "electricity"}]}
+    with pytest.raises(ValidationError) as region:
+        Park.model_validate({**base, "accounting": {"region": "chongquing"}})
+    assert "unknown region 'chongquing'" in str(region.value)
+    assert "chongqing, compliance, east" in str(region.value)
+    with pytest.raises(ValidationError, match="unknown grid factor 'mee-2022-cq'"):
+        Park.model_validate({**base, "accounting": {"grid_factor": "mee-2022-cq"}})
+    # an override under a misspelt carrier was ignored: the default coefficient stayed
+    with pytest.raises(ValidationError, match="unknown carrier 'electric' in coefficients"):
+        Park.model_validate({**base, "accounting": {"coefficients": {"electric": {"co2_kg": 0.4}}}})
+    assert Park.model_validate({**base, "accounting": {"region": "east"}}).accounting.region == (
+        "east"
+    )
+
+
+def test_equivalent_value_per_park_and_per_year() -> None:
+    # 等价值 has no sourced yearly series in the data (U): the default 0.3055 for every year,
+    # a park's one value, or its values per year (the latest at or before the period's year)
+    default = conversion(AccountingOptions(), Utility.ELECTRICITY, 2024)
+    assert default is not None
+    assert default.kgce_equivalent == 0.3055
+    own = AccountingOptions(
+        coefficients={
+            "electricity": CoefficientOverride(
+                equivalent_value=0.30, equivalent_by_year={2021: 0.302, 2023: 0.299}
+            )
+        }
+    )
+
+    def equivalent(options: AccountingOptions, year: int) -> float:
+        c = conversion(options, Utility.ELECTRICITY, year)
+        assert c is not None
+        return c.kgce_equivalent
+
+    # 10 000 kWh in 2022 at 2021's 0.302: 3 020 kgce; in 2024 at 2023's 0.299: 2 990 kgce;
+    # 2020, before the first year given: the park's single value 0.30, 3 000 kgce
+    assert 10_000 * equivalent(own, 2022) == pytest.approx(3_020.0)
+    assert 10_000 * equivalent(own, 2024) == pytest.approx(2_990.0)
+    assert 10_000 * equivalent(own, 2020) == pytest.approx(3_000.0)
+    only_years = AccountingOptions(
+        coefficients={"electricity": CoefficientOverride(equivalent_by_year={2023: 0.299})}
+    )
+    assert equivalent(only_years, 2020) == 0.299  # before the first: the first, not 0.3055
 
 
 def test_light_all_day_on_sundays_and_kepco_seasons() -> None:

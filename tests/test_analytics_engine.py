@@ -18,7 +18,7 @@ from analytics.engine.engine import Rows as EngineRows
 from analytics.engine.slots import SlotArrays, slot_block
 from analytics.replay import replay
 from analytics.scoring.nab_runner import METER, QUANTITY, one_meter_park
-from parkwatch.events import Event
+from parkwatch.events import Event, State
 from parkwatch.site import Park
 from simulators import DEMO_PARK
 from simulators.faults import FaultKind, random_schedule
@@ -649,6 +649,39 @@ def test_a_detector_that_raises_is_stopped_alone_and_named() -> None:
     assert beside.failed_detectors == {"broken@park": "ZeroDivisionError: a bug"}
     assert Broken.calls == 5  # stopped: not called again after it raised
     assert alone.failed_detectors == {}
+
+
+def test_a_stopped_detector_closes_its_open_events() -> None:
+    """Left open, a stopped detector's events would never close, and an open meter fault would
+    hold back every other finding about its meter until a restart."""
+    from analytics.detectors.meter_faults import MeterFaults
+    from analytics.engine.contract import Output
+
+    class Breaks(MeterFaults):
+        """Meter faults that raise on the update after the first one that found a fault."""
+
+        found = False
+
+        def update(self, block: Block) -> Output:
+            if self.found:
+                raise RuntimeError("a bug")
+            out = super().update(block)
+            self.found = any(f.active for f in out.findings)
+            return out
+
+    engine = ParkEngine(demo(), [Breaks])
+    result = replay(engine, faulty_day(), advance_every_slots=15)
+    assert engine.failed_detectors, "the detector never found a fault to stop after"
+    assert result.events  # the last state of each event it raised
+    assert [e.state for e in result.events] == [State.CLOSED] * len(result.events)
+    assert not engine.events.open
+    stopped = [e for e in result.events if "closed_because" in e.evidence]
+    assert stopped
+    for event in stopped:
+        assert event.evidence["closed_because"].startswith("detector meter_faults@")
+        assert event.evidence["closed_because"].endswith("stopped: RuntimeError: a bug")
+        assert event.end_ms is not None
+        assert event.end_ms >= event.detected_at_ms
 
 
 def test_a_stopped_detector_is_snapshotted_without_its_half_updated_state() -> None:

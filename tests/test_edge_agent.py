@@ -18,6 +18,7 @@ import aiomqtt
 import orjson
 import pytest
 
+from edge_agent import service
 from edge_agent.buffer import WalBuffer, WalBufferError
 from edge_agent.service import EdgeAgent
 from edge_agent.settings import EdgeSettings
@@ -442,8 +443,9 @@ async def next_status(sub: aiomqtt.Client, state: str) -> dict[str, Any]:
 async def test_status_counts_are_unknown_in_the_will_and_real_on_a_clean_stop(
     mqtt_settings: MqttSettings, tmp_path: Path
 ) -> None:
-    """The will is fixed at connect time, so its counts are null, not a wrong 0; a clean stop
-    says how many batches are really left in the buffer."""
+    """The will is fixed at connect time, so its counts are null, not a wrong 0, and it says
+    what they were at that connection under their own names; a clean stop says how many
+    batches are really left in the buffer."""
     gateway = f"gw-will-{next(_ids)}"
     reading = {"m": "steelco-main", "t": 1_732_411_200_000, "q": {"p_kw": 1.0}, "s": "ok"}
     with WalBuffer(tmp_path / "buffer", gateway) as buffer:
@@ -468,19 +470,67 @@ async def test_status_counts_are_unknown_in_the_will_and_real_on_a_clean_stop(
         )
         agent = EdgeAgent(settings)  # no devices: the backlog is all there is
         async with running(agent):
+            before = int(time.time() * 1000)
             online = await next_status(sub, "online")
             assert online["buffered"] == 40
+            assert "buffered_at_connect" not in online  # a live status has the live counts
+            await eventually(lambda: agent.replayed >= 1)  # not on a TCP timing accident
             cutter.cut()
             will = await next_status(sub, "offline")
             await next_status(sub, "online")  # back through the relay
+            sent = agent.replayed
+            await eventually(lambda: agent.replayed > sent)
+            cutter.cut()  # a second session's will is its own, rebuilt as it connected
+            second_will = await next_status(sub, "offline")
+            await next_status(sub, "online")
         stopped = await next_status(sub, "offline")
     with WalBuffer(tmp_path / "buffer", gateway) as buffer:
         left = buffer.count_sync()
     assert will["buffered"] is None
     assert will["dropped"] is None
+    # the will of the first session, set as it connected with the 40 batches stored
+    assert will["buffered_at_connect"] == 40
+    assert will["dropped_at_connect"] == 0
+    assert before - 5_000 <= will["connected_at"] <= before + 5_000
+    assert second_will["buffered"] is None
+    assert second_will["buffered_at_connect"] < 40
+    assert second_will["connected_at"] > will["connected_at"]
     assert 0 < left < 40
     assert stopped["buffered"] == left
     assert stopped["dropped"] == 0
+
+
+@pytest.mark.anyio
+async def test_status_follows_the_counts_while_the_session_lasts(
+    mqtt_settings: MqttSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches dropped from a full buffer while connected (no backlog replaying) reach the
+    retained status within the refresh period, not only at the next connection."""
+    monkeypatch.setattr(service, "STATUS_EVERY_S", 0.2)
+    gateway = f"gw-status-{next(_ids)}"
+    reading = {"m": "steelco-main", "t": 1_732_411_200_000, "q": {"p_kw": 1.0}, "s": "ok"}
+    status_topic = topics.status_topic("lj-demo", gateway)
+    async with subscriber(mqtt_settings.url, f"test-sub-{next(_ids)}") as sub:
+        await sub.subscribe(status_topic, qos=1)
+        settings = EdgeSettings(
+            park="lj-demo",
+            gateway=gateway,
+            mqtt=mqtt_settings,
+            poll_interval_s=0.1,
+            buffer_dir=tmp_path / "buffer",
+            buffer_max_batches=3,
+            client_id=f"edge-test-{next(_ids)}",
+        )
+        agent = EdgeAgent(settings)  # no devices: nothing is appended but what we append
+        async with running(agent):
+            online = await next_status(sub, "online")
+            assert (online["buffered"], online["dropped"]) == (0, 0)
+            # ten batches at once into a buffer that keeps three: seven are dropped
+            for _ in range(10):
+                agent.buffer.append_sync([reading])
+            async with asyncio.timeout(10):
+                while (await next_status(sub, "online"))["dropped"] != 7:
+                    pass
 
 
 # --- the buffer and the settings on their own -------------------------------------------

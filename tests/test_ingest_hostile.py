@@ -298,12 +298,17 @@ async def test_hostile_input_costs_only_itself(
     assert not any("surrogates" in d for d in details), details
 
 
+POLL = 0.1  # the seq test's gateway: seconds between its batches
+
+
 async def test_absurd_seqs_do_not_poison_the_gateway(
     mqtt_settings: MqttSettings, influx_settings: InfluxSettings, demo_park_path: Path
 ) -> None:
     """Issue 11, item 3: one absurd seq, a consecutive pair, a burst of them, then the real
     sequence with real gaps: /metrics counts the real gaps, no replay, no late batch, and
-    the absurd ones as outliers once the real sequence went on without them."""
+    the absurd ones as outliers once the real sequence went on without them. The gateway
+    polls at its pace (a step ahead must fit the time since its last batch), the absurd
+    numbers come at once between its batches."""
     foodco = topics.data_topic(PARK, "gw-foodco")
 
     def batch(seq: int, n: int) -> bytes:
@@ -320,7 +325,11 @@ async def test_absurd_seqs_do_not_poison_the_gateway(
         serve(status_app("ingest", service.metrics.registry, service.health)) as url,
         httpx.AsyncClient(base_url=url, timeout=10) as http,
     ):
+        last = 0
         for n, seq in enumerate(seqs):
+            if seq in real:  # a poll for each number, the lost ones too
+                await asyncio.sleep(POLL * (seq - last))
+                last = seq
             await gateway.publish(foodco, batch(seq, n), qos=1)
         # a gateway no meter names: not tracked (its name is the sender's choice, and the
         # tracker keeps state per gateway)

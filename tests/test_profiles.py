@@ -9,11 +9,14 @@ from pathlib import Path
 import pytest
 
 from edge_agent.catalog import builtin_catalog, load_catalog
+from edge_agent.dlt645 import Dlt645Profile, builtin_dlt645_profiles, parse_format
+from edge_agent.dlt645_driver import Dlt645Driver, Dlt645Link
 from edge_agent.drivers import ModbusDrivers
-from edge_agent.profiles import MeterProfile, ProfileError, Transform, builtin_profiles
+from edge_agent.profiles import MeterProfile, ProfileError, Ratio, Transform, builtin_profiles
 from edge_agent.settings import DeviceConfig, TcpTransport
 from parkwatch.quantities import Utility
 from parkwatch.site import Park
+from simulators.dlt645 import Dlt645Bus, Dlt645TcpServer, ServedDlt645Meter
 from simulators.modbus import ModbusMeterServer, ModelFeed
 from simulators.modbus.park import ratios_for
 from simulators.model import ParkModel
@@ -61,6 +64,20 @@ def test_a_dlt645_meter_behind_a_modbus_converter() -> None:
     assert set(converter.quantities) == {v.quantity for r in native.reads for v in r.values}
 
 
+def test_a_dlt645_meter_with_its_converter_built_in_from_its_manual() -> None:
+    """The CHINT DTSU666 leaves the factory speaking DL/T 645 and switches to Modbus: both
+    sides are real profiles from its manuals, and either reads the same quantities."""
+    catalog = builtin_catalog()
+    native, switched = catalog["chint-dtsu666-dlt645"], catalog["chint-dtsu666"]
+    assert native.protocol == "dlt645"
+    assert switched.protocol == "modbus"
+    assert not native.illustrative
+    assert not switched.illustrative
+    assert set(native.quantities) == set(switched.quantities)
+    # the meter's DL/T 645 side has no tariff registers: the total alone, not the tariff block
+    assert "e_t1_kwh" not in native.quantities
+
+
 def test_schneider_power_factor_is_decoded() -> None:
     pf = builtin_profiles()["schneider-pm5xxx"].register("pf")
     assert pf.transform is Transform.PF_4Q
@@ -88,7 +105,7 @@ def test_a_user_profile_of_any_protocol_from_a_directory(tmp_path: Path) -> None
         load_catalog([tmp_path])
 
 
-def _meter_for(profile: MeterProfile, feed: ModelFeed, park: Park) -> str:
+def _meter_for(profile: MeterProfile | Dlt645Profile, feed: ModelFeed, park: Park) -> str:
     """The park meter of the profile's utility whose values cover most of its quantities."""
     best, covered = "", -1
     for meter in park.iter_meters():
@@ -133,3 +150,100 @@ async def test_every_modbus_profile_round_trips(name: str, demo_park_path: Path)
         assert math.isclose(value, want[quantity], abs_tol=tolerance), (quantity, value)
         compared += 1
     assert compared >= 2, (name, meter, sorted(got))
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("name", sorted(builtin_dlt645_profiles()))
+async def test_every_dlt645_profile_round_trips(name: str, demo_park_path: Path) -> None:
+    """Each DL/T 645 map is served by a simulated meter behind a TCP transparent converter and
+    read back by the agent's driver: every quantity, to the format's last digit."""
+    park = Park.from_yaml(demo_park_path)
+    feed = ModelFeed(ParkModel(park, seed=17))
+    feed.refresh(T0)
+    profile = builtin_dlt645_profiles()[name]
+    meter = _meter_for(profile, feed, park)
+    want = feed.values(meter)
+    ratios = ratios_for(profile, want)
+    served = ServedDlt645Meter("000000000161", profile, feed.provider(meter), ratios, meter)
+    async with Dlt645TcpServer(Dlt645Bus([served])) as server:
+        assert isinstance(server, Dlt645TcpServer)
+        link = Dlt645Link(TcpTransport(host="127.0.0.1", port=server.port))
+        driver = Dlt645Driver(meter, "000000000161", profile, link, ratios, timeout_s=1.0)
+        try:
+            got = await driver.read()
+        finally:
+            await link.aclose()
+    assert set(got) == set(profile.quantities) & set(want)
+    for read in profile.reads:
+        for value in read.values:
+            q = value.quantity
+            if q is None or q not in want:
+                continue
+            _, decimals = parse_format(value.format)
+            step = 10.0**-decimals * value.scale * ratios.factor(value.ratio)
+            tolerance = step / 2 + 1e-9
+            if sum(v.quantity == q for v in read.values) > 1:
+                tolerance *= 1.5  # the mean of phases, each rounded
+            assert math.isclose(got[q], want[q], abs_tol=tolerance), (q, got[q], want[q])
+
+
+def test_the_dtsu666_energy_is_not_scaled_by_unconfirmed_ratios() -> None:
+    """Its manual says only the 2000H block (voltage, current, power) is secondary; nothing
+    read says the energy is, so neither side multiplies it by the installation ratios."""
+    modbus = builtin_profiles()["chint-dtsu666"]
+    assert modbus.register("e_kwh").ratio is Ratio.NONE
+    assert modbus.register("e_export_kwh").ratio is Ratio.NONE
+    assert modbus.register("p_kw").ratio is Ratio.PTCT  # the 2000H block stays secondary
+    native = builtin_dlt645_profiles()["chint-dtsu666-dlt645"]
+    energy = [v for r in native.reads for v in r.values if v.quantity in ("e_kwh", "e_export_kwh")]
+    assert len(energy) == 2
+    assert all(v.ratio is Ratio.NONE for v in energy)
+
+
+@pytest.mark.integration
+async def test_the_dtsu666_map_reads_a_meter_that_refuses_block_identifiers(
+    demo_park_path: Path,
+) -> None:
+    """The manual does not say the meter answers block reads (0201FF00, 0202FF00): served by a
+    meter that knows only the standard's single identifiers, the map still gives voltage and
+    current (a refused block would drop them for good)."""
+    park = Park.from_yaml(demo_park_path)
+    feed = ModelFeed(ParkModel(park, seed=17))
+    feed.refresh(T0)
+    profile = builtin_dlt645_profiles()["chint-dtsu666-dlt645"]
+    meter = _meter_for(profile, feed, park)
+    want = feed.values(meter)
+    ratios = ratios_for(profile, want)
+    singles = Dlt645Profile.model_validate(
+        {
+            "protocol": "dlt645",
+            "name": "single-identifiers-only",
+            "vendor": "test",
+            "model": "a meter without block reads",
+            "reads": [
+                {"di": di, "values": [{"quantity": q, "format": f, **extra}]}
+                for di, q, f, extra in [
+                    ("00010000", "e_kwh", "XXXXXX.XX", {}),
+                    ("00020000", "e_export_kwh", "XXXXXX.XX", {}),
+                    ("02010100", "v_v", "XXX.X", {"ratio": "pt"}),
+                    ("02020100", "i_a", "XXX.XXX", {"signed": True, "ratio": "ct"}),
+                    ("02030000", "p_kw", "XX.XXXX", {"signed": True, "ratio": "ptct"}),
+                    ("02040000", "q_kvar", "XX.XXXX", {"signed": True, "ratio": "ptct"}),
+                    ("02060000", "pf", "X.XXX", {"signed": True}),
+                    ("02800002", "f_hz", "XX.XX", {}),
+                ]
+            ],
+        }
+    )
+    served = ServedDlt645Meter("000000000162", singles, feed.provider(meter), ratios, meter)
+    async with Dlt645TcpServer(Dlt645Bus([served])) as server:
+        assert isinstance(server, Dlt645TcpServer)
+        link = Dlt645Link(TcpTransport(host="127.0.0.1", port=server.port))
+        driver = Dlt645Driver(meter, "000000000162", profile, link, ratios, timeout_s=1.0)
+        try:
+            got = await driver.read()
+        finally:
+            await link.aclose()
+    for q, decimals, ratio in (("v_v", 1, ratios.pt), ("i_a", 3, ratios.ct)):
+        assert q in got, sorted(got)
+        assert math.isclose(got[q], want[q], abs_tol=10.0**-decimals * ratio / 2 + 1e-9)

@@ -8,7 +8,10 @@ and years those hours fall in are summed again from the stored hours, days and m
 meter and per workshop, enterprise and park (:mod:`analytics.accounting.rollup`). Readings that
 reach the engine after their slot closed (late, replayed backlogs) are reported by the engine;
 for each, only the hours between the readings around them are recomputed, then the periods
-above them.
+above them. A meter resuming after an outage of any length (up to ``outage_lookback_s``) keeps
+the register's rise across it: its last reading before is looked up wherever it lies, and the
+rise is spread over the outage's hours as an estimate (completeness 0 there), never lost or
+counted twice.
 
 Points (one measurement per period, ``consumption_hourly`` … ``consumption_yearly``; at the
 period's local start): tags ``park``, ``level`` (meter, workshop, enterprise, park), ``id``,
@@ -102,6 +105,10 @@ class RollupConfig:
     # meter exchanges entered through the API are usually entered after the fact: a run looks
     # this far back for ones it has not seen and recomputes the hours around them
     replacement_lookback_s: float = 400 * 86_400.0
+    # a meter resuming after an outage (or readings arriving late after one): its last reading
+    # before is looked up this far back, however long the outage, so that the register's rise
+    # across it is kept (an estimate spread over the outage), not lost with the margin
+    outage_lookback_s: float = 400 * 86_400.0
 
 
 def rollup_source(rp: str | None, period: Period) -> str:
@@ -147,6 +154,8 @@ class RollupJob:
         self.series = accounting_series(park)
         self.groups: list[Group] = groups(park, self.series)
         self.index = {(cs.meter.id, cs.quantity): i for i, cs in enumerate(self.series)}
+        # the rollups' own quantity tag (a PV meter's export is stored as its generation)
+        self.rolled_index = {(cs.meter.id, cs.reported_as): i for i, cs in enumerate(self.series)}
         self.of_meter: dict[str, list[int]] = {}
         for i, cs in enumerate(self.series):
             self.of_meter.setdefault(cs.meter.id, []).append(i)
@@ -182,7 +191,10 @@ class RollupJob:
         since = (
             now_ms - int(self.config.catch_up_s * 1000) if self.done_ms is None else self.done_ms
         )
-        recent = min(recent, since)
+        # from the pair across the last pass's time: a reading stamped at or just after it that
+        # arrived after it closes a pair that began before it (the hour ending at a pass kept
+        # its last minute's consumption out when passes were recent_s or more apart)
+        recent = min(recent, since - self.max_gap_ms)
         # (series, from, to, late): the recent past for every series, and what arrived late
         touched = [(list(range(len(self.series))), recent, now_ms, False)]
         for meter, t_ms in await self._new_replacements(now_ms):
@@ -231,6 +243,9 @@ class RollupJob:
         raw = await self._raw(rows, lo, b_ms + margin)
         if raw is None:
             return None
+        if not exact:
+            self._mark_resumed(raw, lo)
+        raw = await self._with_previous(raw, lo, self._hour_start(a_ms))
         if exact:
             # a late reading changes only the hours between the readings around it
             readings = prepare(raw.series, raw.t_ms, raw.values, raw.flags)
@@ -243,8 +258,7 @@ class RollupJob:
                 raw = await self._raw(rows, lo, b_ms + margin)
                 if raw is None:
                     return None
-        else:
-            self._mark_resumed(raw, lo)
+                raw = await self._with_previous(raw, lo, self._hour_start(a_ms))
         series, t, v, flags = raw.series, raw.t_ms, raw.values, raw.flags
         edges = local_edges(a_ms - HOUR_MS, b_ms + HOUR_MS, zone, Period.HOUR)
         first = edges[edges <= a_ms][-1:]
@@ -297,7 +311,8 @@ class RollupJob:
         """A series whose first reading since ``lo`` comes after a gap has resumed after an
         outage: the pair across the outage (the register's rise while nobody read it) lies
         before this pass's window, so the hours since the reading before it are recomputed
-        as if the first reading had come late (within ``margin_s``)."""
+        as if the first reading had come late (that reading looked up however far back:
+        :meth:`_with_previous`)."""
         if raw.series.size == 0:
             return
         order = np.lexsort((raw.t_ms, raw.series))
@@ -310,6 +325,60 @@ class RollupJob:
                 self.seen_resumed.add((meter, t0))
                 # from a gap before it: meters resuming together are recomputed together
                 self.mark_late(meter, t0 - gap, t0)
+
+    async def _with_previous(self, raw: _Raw, lo: int, first_edge: int) -> _Raw:
+        """``raw`` (read from ``lo`` on) with the last earlier reading of each series whose
+        first reading in it comes after ``first_edge``, the first hour recomputed: that series
+        resumed after an outage (or is new), and the pair across the outage (however long:
+        ``outage_lookback_s``) is what the hours from ``first_edge`` on owe it. Without it,
+        an hour the outage ended in lost the outage's share, and an outage longer than the
+        margin read around late readings lost its whole rise."""
+        if raw.series.size == 0:
+            return raw
+        order = np.lexsort((raw.t_ms, raw.series))
+        s, t = raw.series[order], raw.t_ms[order]
+        first = np.r_[True, s[1:] != s[:-1]]
+        resumed = [
+            r for r, t0 in zip(s[first].tolist(), t[first].tolist(), strict=True) if t0 > first_edge
+        ]
+        if not resumed:
+            return raw
+        since = lo - int(self.config.outage_lookback_s * 1000)
+        wanted: dict[tuple[Utility, str], list[int]] = {}
+        for r in resumed:
+            cs = self.series[r]
+            wanted.setdefault((cs.meter.utility, cs.quantity), []).append(r)
+        found: dict[str, list[Any]] = {"s": [], "t": [], "v": []}
+        for (utility, quantity), of in wanted.items():
+            by_meter = {self.series[r].meter.id: r for r in of}
+            meters = " OR ".join(f"meter = {qs(m)}" for m in sorted(by_meter))
+            statement = (
+                f"SELECT {quote_ident(quantity)} FROM {quote_ident(utility.value)} "
+                f"WHERE park = {qs(self.park.park)} AND ({meters}) "
+                f"AND time >= {since}ms AND time < {lo}ms "
+                "GROUP BY meter ORDER BY time DESC LIMIT 1"
+            )
+            for series in await self.reader.query(statement):
+                r = by_meter.get(series.tags.get("meter", ""))
+                if r is None or not series.values or series.values[0][1] is None:
+                    continue
+                found["s"].append(r)
+                found["t"].append(int(series.values[0][0]))
+                found["v"].append(float(series.values[0][1]))
+        if not found["s"]:
+            return raw
+        n = len(found["s"])
+        return _Raw(
+            np.r_[raw.series, np.array(found["s"], np.int64)],
+            np.r_[raw.t_ms, np.array(found["t"], np.int64)],
+            np.r_[raw.values, np.array(found["v"], np.float64)],
+            # the flag of the reading before the outage belongs to the pair ending at it,
+            # which is not recomputed here
+            np.r_[raw.flags, np.full(n, Flag.NONE, np.int8)],
+            raw.p_series,
+            raw.p_t_ms,
+            raw.p_kw,
+        )
 
     async def _raw(self, rows: Sequence[int], a_ms: int, b_ms: int) -> _Raw | None:
         by_utility: dict[Utility, set[str]] = {}
@@ -485,7 +554,9 @@ class RollupJob:
             f"AND time >= {int(edges[0])}ms AND time < {int(edges[-1])}ms GROUP BY id, quantity"
         )
         for s in await self.reader.query(statement):
-            i = self.index.get((s.tags.get("id", ""), s.tags.get("quantity", "")))
+            # by the tag the rollups were written with: a PV meter's pv_kwh hours were never
+            # found under its counter's name, so its days, months and years were not written
+            i = self.rolled_index.get((s.tags.get("id", ""), s.tags.get("quantity", "")))
             if i is None or not s.values:
                 continue
             table = np.array(s.values, dtype=object)

@@ -31,6 +31,7 @@ from analytics.engine.contract import (
     Block,
     DerivedPoint,
     Detector,
+    Finding,
     FloatArray,
     IntArray,
     Output,
@@ -136,6 +137,7 @@ class ParkEngine:
         self.ctx = ParkContext(park)
         self.step_ms = self.ctx.step_ms
         self.events = EventBook(park.park, event_rules)
+        self._just_stopped: list[tuple[_Instance, int]] = []  # failed in this advance, at data time
         tree = self.ctx.tree
 
         selections = {cls: cls.select(self.ctx) for cls in detectors}
@@ -544,7 +546,12 @@ class ParkEngine:
             self.park_emitted = max(start, stop)
             more |= stop < self.park_closed
         self._forget()
-        return Advanced(self.events.apply(findings.findings), findings.points), more
+        events = self.events.apply(findings.findings)
+        # after the findings: an event the detector opened earlier in this call is closed too
+        closings = [f for inst, at in self._just_stopped for f in self._stopped_findings(inst, at)]
+        self._just_stopped.clear()
+        events.extend(self.events.apply(closings))
+        return Advanced(events, findings.points), more
 
     def _first_slots(self) -> IntArray:
         """Per gateway, the oldest slot its table holds (where a never-run gateway starts)."""
@@ -654,7 +661,34 @@ class ParkEngine:
         except Exception as exc:
             inst.failed = f"{type(exc).__name__}: {exc}"[:300]
             log.exception("park %s: detector %s failed and is stopped", self.park.park, inst.key)
+            self._just_stopped.append((inst, block.start_ms))
             return Output()
+
+    def _stopped_findings(self, inst: _Instance, at_ms: int) -> list[Finding]:
+        """Closings for the open events of a detector that stopped at data time ``at_ms``.
+
+        Left open, they would never be updated or closed again, and an open meter fault
+        would hold back every other finding about its meter until a restart."""
+        kinds = set(inst.detector.kinds)
+        # one instance per gateway: only the events about that gateway and its meters are its
+        subjects = (
+            None
+            if inst.group is None
+            else {key.meter for key in inst.detector.series} | {f"gateway:{inst.group}"}
+        )
+        return [
+            Finding(
+                kind=event.kind,
+                family=event.family,
+                at_ms=max(at_ms, event.detected_at_ms),
+                active=False,
+                meter=event.meter,
+                zone=event.zone,
+                evidence={"closed_because": f"detector {inst.key} stopped: {inst.failed}"},
+            )
+            for event in self.events.open.values()
+            if event.kind in kinds and (subjects is None or event.subject in subjects)
+        ]
 
     @property
     def failed_detectors(self) -> dict[str, str]:
