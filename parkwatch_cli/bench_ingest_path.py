@@ -9,8 +9,9 @@ PUBLISH packets and then
 * *encode*: :func:`ingest.service.encode_lines` alone, a chunk's readings at a time;
 * *path*: everything ingest does in its own code for a chunk — the MQTT client's parsing of
   the bytes, :meth:`IngestService._handle` (parse, seq and counter tracking, encoding,
-  bookkeeping) with a writer that joins and gzips each batch as the real one does but sends
-  nothing, and the acknowledgements — which leaves out the event loop's and HTTP's share.
+  bookkeeping) with a writer that joins each batch (and gzips it, at ingest's gzip level) as
+  the real one does but sends nothing, and the acknowledgements — which leaves out the event
+  loop's and HTTP's share.
 
 Each is timed as process CPU over every message, best of ``repeats``, with the garbage
 collector tuned as ingest tunes it; µs per reading.
@@ -112,9 +113,9 @@ class _Writer:
 
 
 def _path(
-    service: IngestService, packets: list[bytes], gzip_level: int, batch_lines: int
+    service: IngestService, packets: list[bytes], gzip_level: int, batch_lines: int, total: int
 ) -> Callable[[], object]:
-    """One run of the whole in-process path over every chunk of packets."""
+    """One run of the whole in-process path over every chunk of packets (``total`` readings)."""
 
     async def run() -> None:
         client = FastClient(MqttSettings(), "bench")
@@ -130,6 +131,8 @@ def _path(
                 await service._handle(client, writer, chunk)  # type: ignore[arg-type]
                 acks.done(entry)
         writer.flush()
+        if writer.written != total or len(acks) or client._held:
+            raise RuntimeError(f"{writer.written} of {total} readings written, {len(acks)} unacked")
 
     def once() -> None:
         asyncio.run(run())
@@ -191,7 +194,7 @@ def _one_size(n: int, readings: int, chunk: int, repeats: int) -> dict[str, Any]
     for _ in range(repeats):
         # a fresh service each run: seq and counter tracking see the stream once
         service = IngestService(settings, registry, clock=lambda: now_ms / 1000)
-        run = _path(service, packets, settings.gzip_level, settings.batch_lines)
+        run = _path(service, packets, settings.gzip_level, settings.batch_lines, total)
         path_us.append(_cpu_us(run, total, 1))
     return {
         "messages": len(messages),
