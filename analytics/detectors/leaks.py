@@ -25,7 +25,15 @@ zones; the only loop is over the hours a block completes. Per zone:
   scatter — at night first, where the scatter is smallest, which is what watching the
   minimum night flow means. At the end of each local night the **minimum night flow** (the
   lowest hour between ``night`` hours) is compared with the same nights' baseline as well,
-  and says so in the evidence.
+  and says so in the evidence;
+* a **window test** for what grows or hides under the hourly scatter: the mean of the last
+  ``window_h`` hours against the same hours on the kept days of the same kind, alarming
+  past ``window_z`` of that window mean's own spread (from whole days' windows, so that a
+  day using more in every hour counts once) or ``window_floor`` floors, whichever is more.
+  A leak growing by the hour passes ¾ of the meters' class in a few hours' mean long
+  before the CUSUM's allowance (1.25 × the class where the floor rules) lets it climb; an
+  air leak shows through the compressors' load/unload cycling, which a few hours' mean
+  smooths. Its onset is the hour after the window's last hour at or under the baseline.
 
 Before a leak is reported, the hours since it began are compared with each meter of the
 zone: an outflow meter reading ``f`` of the truth leaves ``(1/f − 1)`` of its own flow
@@ -114,6 +122,9 @@ class LeakParams:
     min_r2: float = 0.3  # production explains this share of an air zone's swing, or is not used
     close_h: int = 12  # quiet hours that close an event (a night shift's scatter is wide)
     night: tuple[int, int] = (1, 5)  # local hours [from, to) of the minimum night flow
+    window_h: int = 6  # hours the window test averages (a growing leak, an off-shift load)
+    window_z: float = 5.0  # …alarms past this many of the window mean's own spreads
+    window_floor: float = 1.5  # …and past this many floors (1.5: ¾ of the meters' class)
 
 
 # Student's t 97.5 % quantile for 1..20 degrees of freedom, over the normal's 1.96
@@ -263,6 +274,7 @@ class ZoneLeaks(Detector):
         self.quiet = np.zeros(nz, dtype=np.int64)
         self.burst = np.zeros(nz, dtype=bool)
         self.meter = np.full(nz, -1, dtype=np.int64)  # the under-registering meter's row
+        self.w_excess = np.full(nz, np.nan)  # the window test's excess, for the evidence
 
     # --- the contract ------------------------------------------------------------------
 
@@ -332,6 +344,7 @@ class ZoneLeaks(Detector):
             "quiet",
             "burst",
             "meter",
+            "w_excess",
         ]
         return [(n, getattr(self, n)) for n in names]
 
@@ -413,6 +426,18 @@ class ZoneLeaks(Detector):
                     start_ms,
                 )
             )
+        # the window test: a slow leak that stays under the hourly allowance, but stands out
+        # once hours are averaged, opens the decision as the CUSUM would (from the window's
+        # first hour), and holds it open while it lasts
+        w_excess, w_limit = self._window_test(hour, daytype)
+        with np.errstate(invalid="ignore"):
+            alarm = (w_excess > w_limit) & np.isin(self.state_, (QUIET, DECIDING))
+        if alarm.any():
+            first = self._window_onset(hour)
+            # (an onset the hourly CUSUM already set stands: a burst's patience counts from it)
+            self.onset = np.where(alarm & (self.onset < 0), first, self.onset)
+            self.cusum = np.where(alarm, np.maximum(self.cusum, self.p.h + 1e-6), self.cusum)
+        self.w_excess = w_excess
         night = self._night_flow(hour, at_ms)
         for zi in range(len(self.layout.zones)):
             self._judge(zi, hour, at_ms, float(z[zi]) if judged[zi] else None, night, out)
@@ -452,6 +477,58 @@ class ZoneLeaks(Detector):
         if self.p.widen:
             spread = spread * _t_widening(days)
         return base, np.where(count >= self.p.min_residuals, spread, np.nan)
+
+    def _window_test(self, hour: int, daytype: int) -> tuple[FloatArray, FloatArray]:
+        """Per zone: the mean of the last ``window_h`` hours against the same hours on the
+        days of the same kind kept (their median), and the excess past which that is a leak:
+        ``window_z`` of the window mean's own spread (how far each kept day's window fell from
+        the median of the others', windows ending two hours either side pooled — so a day
+        that uses more in every hour counts as one deviation, not six) or ``window_floor``
+        floors, whichever is more. A leak growing by the hour, or an air leak under a
+        compressor's load cycling, stands out of a few hours' mean long before any one hour
+        does. NaN where a window is not complete or has too few days."""
+        nz, w = len(self.layout.zones), self.p.window_h
+        pos, held = self._window(hour + 1, w, 1)
+        adjusted = self._adjusted()
+        now = np.where(held[None, :], adjusted[:, pos], np.nan).mean(axis=1)
+        errors: list[FloatArray] = []
+        base = np.full(nz, np.nan)
+        days = np.zeros(nz, dtype=np.int64)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            for shift in (-2, -1, 0, 1, 2):
+                # [zones, days]: each kept day's window (NaN unless every hour of it is kept)
+                windows = np.mean(
+                    [self._same_days(hour + shift - j, daytype) for j in range(w)], axis=0
+                )
+                if shift == 0:
+                    base = np.nanmedian(windows, axis=1)
+                    days = np.isfinite(windows).sum(axis=1)
+                for d in np.flatnonzero(np.isfinite(windows).any(axis=0)).tolist():
+                    others = windows.copy()
+                    others[:, d] = np.nan
+                    errors.append(windows[:, d] - np.nanmedian(others, axis=1))
+            pooled = np.array(errors).T if errors else np.full((nz, 0), np.nan)
+            count = np.isfinite(pooled).sum(axis=1)
+            spread = 1.4826 * np.nanmedian(np.abs(pooled), axis=1)
+            spread = spread * _t_widening(days) if self.p.widen else spread
+        # the floor of the window's hours, as the hourly test takes it (its meters' class)
+        inflows = self.inflow @ np.nan_to_num(self.h_flow[:, pos])
+        w_floor = self.p.floor_share * self.accuracy * np.abs(inflows).mean(axis=1)
+        limit = np.maximum(self.p.window_z * spread, self.p.window_floor * w_floor)
+        limit = np.where((count >= self.p.min_residuals) & (days >= self.p.min_days), limit, np.nan)
+        return now - base, limit
+
+    def _window_onset(self, hour: int) -> IntArray:
+        """Per zone, where the window's excess began: the hour after the window's last hour
+        at or under the baseline (its first hour when every hour is over)."""
+        w = self.p.window_h
+        pos, held = self._window(hour + 1, w, 1)  # newest first
+        over = held[None, :] & (np.nan_to_num(self.h_excess[:, pos], nan=-1.0) > 0)
+        # hours over the baseline in a row, counted back from this hour
+        run = np.where(over.all(axis=1), w, np.argmin(over, axis=1))
+        onset: IntArray = hour + 1 - np.maximum(run, 1)
+        return onset
 
     def _same_days(self, hour: int, daytype: int) -> FloatArray:
         """[zones, days]: this hour of the day on the clean days of the same kind kept (else
@@ -734,7 +811,7 @@ class ZoneLeaks(Detector):
         on its clean days of the same kind (their median), the standard error of that change
         (from how each of those days fell from the median, a day's hours moving together),
         and its usual flow."""
-        changes, residuals, bases = [], [], []
+        changes, residuals, bases, kept = [], [], [], []
         for pos in after.tolist():
             hid = int(self.h_id[pos])
             days = hid - 24 * np.arange(1, self.p.days, dtype=np.int64)
@@ -750,6 +827,7 @@ class ZoneLeaks(Detector):
             if values.size < self.p.min_days or not np.isfinite(now):
                 continue
             usual = float(np.median(values))
+            kept.append(values.size)
             changes.append(now - usual)
             residuals.extend((values - usual).tolist())
             bases.append(usual)
@@ -758,6 +836,8 @@ class ZoneLeaks(Detector):
         scatter = 1.4826 * float(np.median(np.abs(residuals)))
         day_count = max(1.0, len(changes) / 24)
         se = scatter / np.sqrt(day_count) + 1e-9
+        if self.p.widen:  # a scatter from a few days is itself uncertain, as the baseline's
+            se *= float(_t_widening(np.array([min(kept)]))[0])
         return float(np.mean(changes)), se, float(np.mean(bases))
 
     # --- findings ----------------------------------------------------------------------
