@@ -7,11 +7,12 @@ consumption per meter (:mod:`analytics.accounting.consumption`), and the local d
 and years those hours fall in are summed again from the stored hours, days and months, per
 meter and per workshop, enterprise and park (:mod:`analytics.accounting.rollup`). Readings that
 reach the engine after their slot closed (late, replayed backlogs) are reported by the engine;
-for each, only the hours between the readings around them are recomputed, then the periods
-above them. A meter resuming after an outage of any length (up to ``outage_lookback_s``) keeps
-the register's rise across it: its last reading before is looked up wherever it lies, and the
-rise is spread over the outage's hours as an estimate (completeness 0 there), never lost or
-counted twice.
+for each, only the hours between the readings around them are recomputed (those readings looked
+up however far away, so that a backlog ending long before the meter resumed re-splits the
+outage), then the periods above them. A meter resuming after an outage of any length (up to
+``outage_lookback_s``) keeps the register's rise across it: its last reading before is looked
+up wherever it lies, and the rise is spread over the outage's hours as an estimate
+(completeness 0 there), never lost or counted twice.
 
 Points (one measurement per period, ``consumption_hourly`` … ``consumption_yearly``; at the
 period's local start): tags ``park``, ``level`` (meter, workshop, enterprise, park), ``id``,
@@ -250,30 +251,35 @@ class RollupJob:
         raw = await self._raw(rows, lo, hi)
         if raw is None and not exact:
             return None
-        # a late span's meters may have no reading near it (an exchange entered for a long
-        # outage): the readings around it are looked up below all the same
         raw = raw or _empty_raw()
-        if not exact:
+        # an exchange entered for the span changes its meter's pair across it even when no
+        # reading lies anywhere near (a long outage): that pair is looked up all the same
+        exchanged: list[int] = []
+        if exact:
+            entered = {x.series for x in await self._replacements(a_ms, b_ms)}
+            exchanged = sorted(entered & set(rows))
+        else:
             self._mark_resumed(raw, lo)
-        raw = await self._with_previous(raw, lo, self._hour_start(a_ms), rows if exact else ())
+        raw = await self._with_previous(raw, lo, self._hour_start(a_ms), exchanged)
         if exact:
             # a late reading changes only the hours between the readings around it, the one
             # after looked up however far on: a backlog that ends long before the meter
             # resumed re-splits the pair the estimate came from (backlog end → resume)
             readings = prepare(raw.series, raw.t_ms, raw.values, raw.flags)
-            after = await self._next_after(rows, readings, b_ms, hi)
-            spans = [affected_span(readings, r, a_ms, b_ms) for r in rows]
+            changed = sorted(set(raw.series.tolist()))
+            if not changed:
+                return None
+            after = await self._next_after(changed, readings, b_ms, hi)
+            spans = [affected_span(readings, r, a_ms, b_ms) for r in changed]
             a_ms = min(s0 for s0, _ in spans)
-            b_ms = max(max(s1, after.get(r, s1)) for r, (_, s1) in zip(rows, spans, strict=True))
+            b_ms = max(max(s1, after.get(r, s1)) for r, (_, s1) in zip(changed, spans, strict=True))
             # every hour written is computed from raw data read over it whole (and the pair
             # across both ends): a span grown past what was read is read again
             if self._hour_start(a_ms) - pair < lo or b_ms + margin > hi:
                 lo = min(lo, self._hour_start(a_ms) - pair)
                 hi = max(hi, b_ms + margin)
                 raw = await self._raw(rows, lo, hi) or _empty_raw()
-                raw = await self._with_previous(raw, lo, self._hour_start(a_ms), rows)
-            if raw.series.size == 0:
-                return None
+                raw = await self._with_previous(raw, lo, self._hour_start(a_ms), exchanged)
         series, t, v, flags = raw.series, raw.t_ms, raw.values, raw.flags
         edges = local_edges(a_ms - HOUR_MS, b_ms + HOUR_MS, zone, Period.HOUR)
         first = edges[edges <= a_ms][-1:]
