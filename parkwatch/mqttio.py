@@ -311,13 +311,16 @@ class FastClient:
         self._last_heard = time.monotonic()
         chunk: list[Message] = []
         publish = mqtt5.PublishPacket
+        new = tuple.__new__  # builds a Message in C (its own __new__ is Python code)
         for packet in packets:
             if type(packet) is publish:
                 qos = int(packet.qos)
                 if qos == 2:
                     self._lost(MqttConnectionLostError("QoS 2 is not supported"))
                     return
-                chunk.append(Message(packet.topic, packet.payload, qos, packet.packet_id or 0))
+                chunk.append(
+                    new(Message, (packet.topic, packet.payload, qos, packet.packet_id or 0))
+                )
                 self._held += len(packet.payload) + MESSAGE_OVERHEAD
             elif isinstance(packet, mqtt5.PubAckPacket):
                 future = self._puback.pop(packet.packet_id, None)

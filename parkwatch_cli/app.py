@@ -559,7 +559,9 @@ def bench_ingest(
     replicas: Annotated[int, typer.Option(help="ingest processes")] = 1,
     writes_in_flight: Annotated[int, typer.Option(help="ingest's concurrent writes")] = 4,
     batch_lines: Annotated[int, typer.Option(help="lines per InfluxDB write")] = 20_000,
-    gzip_level: Annotated[int, typer.Option(help="0: plain bodies")] = 1,
+    gzip_level: Annotated[
+        int, typer.Option(help="0: plain bodies (ingest's default); 1–9: gzip'd")
+    ] = 0,
     rate: Annotated[
         float, typer.Option(help="pace the load at this many readings/s (0: a burst)")
     ] = 0.0,
@@ -585,6 +587,25 @@ def bench_ingest(
         window=window,
     )
     typer.echo(json.dumps(run_ingest_bench(plan)))
+
+
+@bench_app.command("ingest-path", short_help="Ingest's CPU per reading in one process.")
+def bench_ingest_path_command(
+    meters: Annotated[
+        str, typer.Option(help="readings per message, comma-separated")
+    ] = "1,10,50,1000",
+    readings: Annotated[int, typer.Option(help="readings per batch size")] = 200_000,
+    chunk: Annotated[int, typer.Option(help="messages per socket read")] = 64,
+) -> None:
+    """Where ingest's CPU per reading goes, without a broker or a database: the parser, the
+    encoder and the whole in-process path, per batch size."""
+    import json
+
+    from parkwatch_cli.bench_ingest_path import bench_ingest_path
+
+    setup_logging("WARNING")
+    sizes = [int(n) for n in meters.split(",") if n.strip()]
+    typer.echo(json.dumps(bench_ingest_path(sizes, readings, chunk)))
 
 
 @bench_app.command("analytics", short_help="The analytics engine against a Python loop.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -450,6 +451,183 @@ async def test_an_outage_longer_than_the_margin_keeps_its_consumption_estimated(
     # the estimated part of each day: 23:00-24:00, and 00:00-07:30
     assert daily[("a-main", day1)]["estimated"] == pytest.approx(60.0)
     assert daily[("a-main", START + 2 * H)]["estimated"] == pytest.approx(7 * 60 + 30.0)
+
+
+# the three cases below start at 22:00 local on 28 Feb 2025: midnight and a month end fall
+# inside the outage
+FEB28 = int(datetime(2025, 2, 28, 22, tzinfo=SHANGHAI).timestamp() * 1000)
+MAR1 = FEB28 + 2 * H  # 00:00 local
+
+
+async def _outage(
+    influx_settings: InfluxSettings,
+    register: Callable[[np.ndarray], np.ndarray],
+    back: int,
+    hours: int,
+    after: Callable[
+        [RollupJob, Callable[[np.ndarray], Awaitable[None]], np.ndarray], Awaitable[None]
+    ],
+) -> tuple[dict[tuple[str, int], dict[str, float]], dict[tuple[str, int], dict[str, float]]]:
+    """a-main read every minute from FEB28 on, silent from 23:00 until ``back``; the job runs
+    every 10 minutes as live, then ``after`` (the late data), then the hours and days."""
+    park = Park.model_validate(PARK)
+    t = np.arange(FEB28, FEB28 + hours * H + 1, MIN)
+    v = register(t)
+    tags = {"park": "acct", "enterprise": "x", "meter": "a-main"}
+    config = RollupConfig(retention_policy="rollups")
+
+    async def write(sel: np.ndarray) -> None:
+        async with InfluxWriter(influx_settings, flush_interval_s=0.05) as raw:
+            await raw.write(
+                [
+                    encode_point("electricity", tags, {"e_kwh": float(x)}, int(ti))
+                    for ti, x in zip(t[sel], v[sel], strict=True)
+                ]
+            )
+
+    async with InfluxReader(influx_settings) as reader:
+        await reader.create_database()
+        await ensure_retention(reader, config)
+        await write(t <= FEB28 + H)
+        async with InfluxWriter(
+            influx_settings, flush_interval_s=0.05, retention_policy="rollups"
+        ) as out:
+            job = RollupJob(park, reader, out, config)
+            for now in range(FEB28 + 10 * MIN, back, 10 * MIN):
+                await job.run(now)
+            for now in range(back, FEB28 + hours * H + 1, 10 * MIN):
+                await write((t >= back) & (t > now - 10 * MIN) & (t <= now))
+                await job.run(now)
+            await after(job, write, t)
+            end = FEB28 + hours * H
+            await job.run(end + 10 * MIN)
+            await job.run(end + 20 * MIN)
+        hourly = await rows(reader, Period.HOUR, "level = 'meter' AND id = 'a-main'")
+        daily = await rows(reader, Period.DAY, "level = 'meter' AND id = 'a-main'")
+    return hourly, daily
+
+
+@pytest.mark.anyio
+async def test_a_backlog_ending_long_before_the_meter_resumed_replaces_its_estimate(
+    influx_settings: InfluxSettings,
+) -> None:
+    """a-main counts 60 kWh/h until 23:00, 300 kWh/h 23:00-02:00, 10 kWh/h after; its
+    gateway is silent 23:00-14:00, so the job spreads the rise 23:00 → 14:00 over the outage.
+    Then only the 23:01-01:59 backlog arrives. The hours 02:00-14:00 must be re-estimated from
+    the new pair (01:59 → 14:00), not keep their share of the old one (before: hours and days
+    summed to 1 791 kWh where the register rose 1 100, the backlog counted on top).
+    Register: 01:59 = 1000 + 60 + 300 × 2 59/60 = 1955; 14:00 = 1000 + 60 + 900 + 10 × 12
+    = 2080; the pair's 125 kWh over 721 minutes: 125/721 in 01:59-02:00, 125 × 60/721 ≈
+    10.402 in each of 02:00 … 13:00. Hours: 60, 300, 300, 295 + 125/721, 12 × 125 × 60/721,
+    then 10, 10 measured; days: 28 Feb 60 + 300 = 360, 1 Mar 300 + 295 + 125 + 20 = 740."""
+
+    def register(t: np.ndarray) -> np.ndarray:
+        h = (t - FEB28) / H
+        return (
+            1000.0
+            + 60 * np.minimum(h, 1)
+            + 300 * np.clip(h - 1, 0, 3)
+            + 10 * np.clip(h - 4, 0, None)
+        )
+
+    async def backlog(
+        job: RollupJob, write: Callable[[np.ndarray], Awaitable[None]], t: np.ndarray
+    ) -> None:
+        late = (t > FEB28 + H) & (t < FEB28 + 4 * H)
+        await write(late)
+        job.mark_late("a-main", int(t[late][0]), int(t[late][-1]))
+
+    hourly, daily = await _outage(influx_settings, register, FEB28 + 16 * H, 18, backlog)
+    share = 125 * 60 / 721
+    expected = [60, 300, 300, 295 + 125 / 721] + [share] * 12 + [10, 10]
+    assert [hourly[("a-main", FEB28 + k * H)]["value"] for k in range(18)] == pytest.approx(
+        expected
+    )
+    assert hourly[("a-main", FEB28 + 3 * H)]["estimated"] == pytest.approx(125 / 721)
+    for k in range(4, 16):  # 02:00-14:00: still silent, estimated
+        assert hourly[("a-main", FEB28 + k * H)]["estimated"] == pytest.approx(share)
+        assert hourly[("a-main", FEB28 + k * H)]["completeness"] == pytest.approx(0.0)
+    assert daily[("a-main", FEB28 - 22 * H)]["value"] == pytest.approx(360.0)
+    assert daily[("a-main", MAR1)]["value"] == pytest.approx(740.0)
+    assert daily[("a-main", MAR1)]["estimated"] == pytest.approx(125.0)
+
+
+@pytest.mark.anyio
+async def test_a_backlog_whose_span_outgrows_the_data_read_keeps_the_last_hour_whole(
+    influx_settings: InfluxSettings,
+) -> None:
+    """a-main (60 kWh/h) is silent 23:00-07:30; the 23:01-01:59 backlog arrives later. The
+    hours recomputed run to the next reading, 07:30, past the 6 h margin read after 01:59
+    (07:59): the 07:00 hour must still be computed from all its readings — 30 estimated (the
+    pair 01:59 → 07:30) + 30 measured = 60, completeness 0.5 (before: 59, completeness 0.483,
+    the 07:59-08:00 minute unread). Day 1 Mar: 9 hours × 60 = 540."""
+
+    async def backlog(
+        job: RollupJob, write: Callable[[np.ndarray], Awaitable[None]], t: np.ndarray
+    ) -> None:
+        late = (t > FEB28 + H) & (t < FEB28 + 4 * H)
+        await write(late)
+        job.mark_late("a-main", int(t[late][0]), int(t[late][-1]))
+
+    def register(t: np.ndarray) -> np.ndarray:
+        return 1000.0 + 60 * (t - FEB28) / H
+
+    hourly, daily = await _outage(influx_settings, register, FEB28 + 9 * H + 30 * MIN, 11, backlog)
+    for k in range(11):
+        assert hourly[("a-main", FEB28 + k * H)]["value"] == pytest.approx(60.0), k
+    resumed = hourly[("a-main", FEB28 + 9 * H)]
+    assert resumed["completeness"] == pytest.approx(0.5)
+    assert resumed["estimated"] == pytest.approx(30.0)
+    assert daily[("a-main", MAR1)]["value"] == pytest.approx(540.0)
+
+
+@pytest.mark.anyio
+async def test_a_replacement_entered_after_a_long_outage_was_estimated_is_applied(
+    influx_settings: InfluxSettings,
+) -> None:
+    """a-main counts 60 kWh/h until 23:00, then 120 kWh/h; its gateway is silent 23:00-13:30
+    (14.5 h, more than twice the 6 h margin). It is exchanged at 06:00 (old final 1060 + 7 ×
+    120 = 1900, new initial 0; the new meter counts 60 kWh/h), and the exchange is entered
+    through the API after the job estimated the outage from the fall 1060 → 450 (as a
+    replacement without readings: 60 kWh/h). The next passes apply it: the pair 23:00 →
+    13:30 holds (1900 − 1060) + (450 − 0) = 1290 kWh, spread over its 14.5 h: 1290/14.5 ≈
+    88.97 an hour; 13:00-14:00 half of that + 30 measured. Hours: 60 + 1290 + 90 = 1440 = 60
+    + 840 + 9 × 60 (before: 17 × 60 = 1020, the exchange never applied). Days: 28 Feb
+    60 + 1290/14.5; 1 Mar 1290 × 13.5/14.5 + 90."""
+    swap = FEB28 + 8 * H
+
+    def register(t: np.ndarray) -> np.ndarray:
+        h = (t - FEB28) / H
+        old = 1000.0 + 60 * np.minimum(h, 1) + 120 * np.clip(h - 1, 0, None)
+        return np.where(t >= swap, 60 * (t - swap) / H, old)
+
+    async def exchange(
+        job: RollupJob, write: Callable[[np.ndarray], Awaitable[None]], t: np.ndarray
+    ) -> None:
+        async with InfluxWriter(job.reader.settings, flush_interval_s=0.05) as api:
+            await api.write(
+                [
+                    encode_point(
+                        "meter_replacement",
+                        {"park": "acct", "meter": "a-main", "quantity": "e_kwh"},
+                        {"old_final": 1900.0, "new_initial": 0.0},
+                        swap,
+                    )
+                ]
+            )
+
+    hourly, daily = await _outage(
+        influx_settings, register, FEB28 + 15 * H + 30 * MIN, 17, exchange
+    )
+    share = 1290 / 14.5
+    expected = [60] + [share] * 14 + [share / 2 + 30, 60]
+    assert [hourly[("a-main", FEB28 + k * H)]["value"] for k in range(17)] == pytest.approx(
+        expected
+    )
+    assert sum(r["value"] for r in hourly.values()) == pytest.approx(60 + 840 + 9 * 60)
+    assert hourly[("a-main", FEB28 + 15 * H)]["events"] == 1
+    assert daily[("a-main", FEB28 - 22 * H)]["value"] == pytest.approx(60 + share)
+    assert daily[("a-main", MAR1)]["value"] == pytest.approx(1290 * 13.5 / 14.5 + 90)
 
 
 @pytest.mark.anyio

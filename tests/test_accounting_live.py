@@ -140,8 +140,9 @@ async def test_live_rollups_equal_the_offline_accounting(
     midnight at 3 h; the job runs every 15 minutes of data time after that quarter's
     readings are stored, as live (its window starts inside an hour: commit ecf5d2a). One
     gateway is silent from 22:45 to 00:15 — its meters resume after a gap, which the job
-    estimates — and its backlog arrives at 00:45, behind newer readings, reported late as
-    the engine does. Before the backlog and at the end, every hour and day of every meter,
+    estimates — and its backlog arrives at 00:45, behind newer readings; its late spans are
+    handed to the job directly, standing in for the analytics engine's report (no engine
+    runs here). Before the backlog and at the end, every hour and day of every meter,
     workshop, enterprise and the park equals the consumption computed at once from the
     stored raw readings (the offline accounting), completeness and estimate included."""
     park = Park.from_yaml(demo_park_path)
@@ -207,8 +208,10 @@ async def test_live_rollups_equal_the_offline_accounting(
                     assert gap.estimated[chemco].sum() > 0
                 await publish(a, b, silent if outage[0] <= a < outage[1] else frozenset())
                 if a == t0 + BACKLOG_AT:
-                    # the gateway's buffer drains behind its live batches; the engine reports
-                    # each meter's late span to the job
+                    # the gateway's buffer drains behind its live batches. Simulated here: no
+                    # analytics engine runs in this test, so the late span the engine would
+                    # report is handed to the job as the service does (that the engine reports
+                    # it and the service forwards it: tests/test_analytics_service.py)
                     await publish(outage[0], outage[1], frozenset(gateways) - silent)
                     for m in registry.meters(park.park):
                         if m.gateway == OFFLINE_GATEWAY:

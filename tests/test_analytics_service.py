@@ -12,6 +12,7 @@ import aiomqtt
 import numpy as np
 import pytest
 
+from analytics.accounting.job import RollupJob
 from analytics.engine.engine import Batch
 from analytics.service import AnalyticsService
 from analytics.settings import AnalyticsSettings
@@ -20,6 +21,7 @@ from parkwatch.influx import InfluxReader, InfluxWriter
 from parkwatch.lineprotocol import encode_point
 from parkwatch.settings import InfluxSettings, MqttSettings
 from parkwatch.site import Park, SiteRegistry
+from simulators import DEMO_PARK
 from tests.support import background, eventually
 
 pytestmark = pytest.mark.integration
@@ -218,3 +220,36 @@ async def test_a_detector_that_raises_is_reported_and_the_service_goes_on(
             return gauge == 1
 
         await eventually(counted, 10, "pw_analytics_detectors_failed = 1")
+
+
+@pytest.mark.anyio
+async def test_the_engines_late_spans_reach_the_parks_rollup_job() -> None:
+    """A backlog replayed behind live data: the engine reports the readings that came after
+    their slot closed, and the service hands each meter's late span to its park's rollup job
+    (which recomputes the hours it touches). tests/test_accounting_live.py reports the late
+    spans to the job itself; this is the step it simulates. No server is contacted."""
+    park = Park.from_yaml(DEMO_PARK)
+    settings = AnalyticsSettings(mqtt=MqttSettings(), influx=InfluxSettings())
+    service = AnalyticsService(settings, SiteRegistry([park]))
+    job = RollupJob(
+        park, InfluxReader(settings.influx), InfluxWriter(settings.influx), service.rollup_config
+    )
+    service.rollups[park.park] = job
+    engine = service.engines[park.park]
+    index = engine.series_of("foodco-main", "e_kwh")
+    assert index is not None
+    start = 1_795_968_000_000  # local midnight in Shanghai
+    now = start + 30 * 60_000
+
+    def batch(seq: int, t: list[int], v: list[float]) -> Batch:
+        n = len(t)
+        return Batch("gw-foodco", seq, np.full(n, index), np.array(t), np.array(v), now)
+
+    for advanced in (
+        engine.feed(batch(10, [now], [130.0])),  # live first
+        engine.feed(batch(11, [now + 60_000], [131.0])),
+        # the backlog: 00:00 and 00:01 local, their slots long closed
+        engine.feed(batch(7, [start, start + 60_000], [100.0, 101.0])),
+    ):
+        await service._emit(park.park, advanced, publish=False)
+    assert job.late == [("foodco-main", start, start + 60_000)]

@@ -15,7 +15,8 @@ import pytest
 from ingest.service import IngestService
 from ingest.settings import IngestSettings
 from parkwatch import mqtt, topics
-from parkwatch.influx import InfluxReader
+from parkwatch.influx import InfluxReader, InfluxWriter
+from parkwatch.mqttio import Message
 from parkwatch.settings import InfluxSettings, MqttSettings
 from parkwatch.site import Park, SiteRegistry
 from parkwatch.stack import InfluxDB, Mosquitto, free_port
@@ -162,3 +163,52 @@ async def test_unreachable_broker_and_database_are_reported_once(
     for what in (f"InfluxDB at {database.url}", f"MQTT broker at {broker.url}"):
         assert sum(m.startswith(f"{what} unreachable") for m in messages) == 1, messages
         assert sum(m.startswith(f"{what} is back") for m in messages) == 1, messages
+
+
+class _Letters:
+    """The part of the MQTT client ``_handle`` uses for dead letters: it keeps them."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict[str, object]]] = []
+
+    async def send(self, topic: str, payload: bytes, qos: int = 1) -> asyncio.Future[None]:
+        self.sent.append((topic, orjson.loads(payload)))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+
+@pytest.mark.integration
+async def test_a_batch_the_database_refuses_is_retried_per_message(
+    influx_settings: InfluxSettings, demo_park_path: Path
+) -> None:
+    """Two messages share a batch; InfluxDB refuses one message's line (a field type conflict):
+    the other message's readings are stored and counted (readings, values), the refused one is
+    dead-lettered with ``database_rejected``, and neither counts what was not stored."""
+    registry = SiteRegistry([Park.from_yaml(demo_park_path)])
+    service = IngestService(_settings(MqttSettings(), influx_settings, "refused"), registry)
+    now = int(time.time() * 1000)
+    data = topics.data_topic(PARK, GW)
+    refused = encode_batch(GW, 1, [{"m": "steelco-main", "t": now, "q": {"e_kwh": 10.0}}])
+    good = encode_batch(
+        GW,
+        2,
+        [{"m": "steelco-air", "t": now - i, "q": {"p_kw": 1.0 + i, "pf": 0.9}} for i in range(3)],
+    )
+    chunk = [Message(data, refused, 1, 1), Message(data, good, 1, 2)]
+    letters = _Letters()
+    async with InfluxReader(influx_settings) as reader:
+        await reader.create_database()
+        async with InfluxWriter(influx_settings) as writer:
+            # e_kwh is a string field in this shard from now on: a float e_kwh is refused
+            await writer.write_now([f'electricity,meter=other e_kwh="text" {now}'])
+            await service._handle(letters, writer, chunk)  # type: ignore[arg-type]
+        stored = await reader.count("electricity", "p_kw")
+    assert stored == 3
+    sample = service.metrics.registry.get_sample_value
+    assert sample("pw_ingest_readings_total") == 3
+    assert sample("pw_ingest_values_written_total") == 6
+    assert _rejected(service, "database_rejected") == 1
+    [(topic, letter)] = letters.sent
+    assert topic == topics.deadletter_topic(PARK)
+    assert letter["seq"] == 1

@@ -7,11 +7,12 @@ consumption per meter (:mod:`analytics.accounting.consumption`), and the local d
 and years those hours fall in are summed again from the stored hours, days and months, per
 meter and per workshop, enterprise and park (:mod:`analytics.accounting.rollup`). Readings that
 reach the engine after their slot closed (late, replayed backlogs) are reported by the engine;
-for each, only the hours between the readings around them are recomputed, then the periods
-above them. A meter resuming after an outage of any length (up to ``outage_lookback_s``) keeps
-the register's rise across it: its last reading before is looked up wherever it lies, and the
-rise is spread over the outage's hours as an estimate (completeness 0 there), never lost or
-counted twice.
+for each, only the hours between the readings around them are recomputed (those readings looked
+up however far away, so that a backlog ending long before the meter resumed re-splits the
+outage), then the periods above them. A meter resuming after an outage of any length (up to
+``outage_lookback_s``) keeps the register's rise across it: its last reading before is looked
+up wherever it lies, and the rise is spread over the outage's hours as an estimate
+(completeness 0 there), never lost or counted twice.
 
 Points (one measurement per period, ``consumption_hourly`` … ``consumption_yearly``; at the
 period's local start): tags ``park``, ``level`` (meter, workshop, enterprise, park), ``id``,
@@ -43,6 +44,7 @@ import orjson
 from analytics.accounting.consumption import (
     FLAG_OF_QUALITY,
     Flag,
+    Readings,
     Replacement,
     affected_span,
     consumption,
@@ -109,6 +111,11 @@ class RollupConfig:
     # before is looked up this far back, however long the outage, so that the register's rise
     # across it is kept (an estimate spread over the outage), not lost with the margin
     outage_lookback_s: float = 400 * 86_400.0
+
+
+def _empty_raw() -> _Raw:
+    i, f, b = np.zeros(0, np.int64), np.zeros(0, np.float64), np.zeros(0, np.int8)
+    return _Raw(i, i, f, b, i, i, f)
 
 
 def rollup_source(rp: str | None, period: Period) -> str:
@@ -240,25 +247,39 @@ class RollupJob:
         # the readings of the first hour recomputed from its start on (and the pair across
         # it): an hour recomputed from a later reading on is rewritten with its last minutes
         lo = min(a_ms - margin, self._hour_start(a_ms) - pair)
-        raw = await self._raw(rows, lo, b_ms + margin)
-        if raw is None:
+        hi = b_ms + margin
+        raw = await self._raw(rows, lo, hi)
+        if raw is None and not exact:
             return None
-        if not exact:
-            self._mark_resumed(raw, lo)
-        raw = await self._with_previous(raw, lo, self._hour_start(a_ms))
+        raw = raw or _empty_raw()
+        # an exchange entered for the span changes its meter's pair across it even when no
+        # reading lies anywhere near (a long outage): that pair is looked up all the same
+        exchanged: list[int] = []
         if exact:
-            # a late reading changes only the hours between the readings around it
+            entered = {x.series for x in await self._replacements(a_ms, b_ms)}
+            exchanged = sorted(entered & set(rows))
+        else:
+            self._mark_resumed(raw, lo)
+        raw = await self._with_previous(raw, lo, self._hour_start(a_ms), exchanged)
+        if exact:
+            # a late reading changes only the hours between the readings around it, the one
+            # after looked up however far on: a backlog that ends long before the meter
+            # resumed re-splits the pair the estimate came from (backlog end → resume)
             readings = prepare(raw.series, raw.t_ms, raw.values, raw.flags)
-            spans = [affected_span(readings, r, a_ms, b_ms) for r in set(raw.series.tolist())]
-            if spans:
-                a_ms = min(s[0] for s in spans)
-                b_ms = max(s[1] for s in spans)
-            if self._hour_start(a_ms) - pair < lo:
-                lo = self._hour_start(a_ms) - pair
-                raw = await self._raw(rows, lo, b_ms + margin)
-                if raw is None:
-                    return None
-                raw = await self._with_previous(raw, lo, self._hour_start(a_ms))
+            changed = sorted(set(raw.series.tolist()))
+            if not changed:
+                return None
+            after = await self._next_after(changed, readings, b_ms, hi)
+            spans = [affected_span(readings, r, a_ms, b_ms) for r in changed]
+            a_ms = min(s0 for s0, _ in spans)
+            b_ms = max(max(s1, after.get(r, s1)) for r, (_, s1) in zip(changed, spans, strict=True))
+            # every hour written is computed from raw data read over it whole (and the pair
+            # across both ends): a span grown past what was read is read again
+            if self._hour_start(a_ms) - pair < lo or b_ms + margin > hi:
+                lo = min(lo, self._hour_start(a_ms) - pair)
+                hi = max(hi, b_ms + margin)
+                raw = await self._raw(rows, lo, hi) or _empty_raw()
+                raw = await self._with_previous(raw, lo, self._hour_start(a_ms), exchanged)
         series, t, v, flags = raw.series, raw.t_ms, raw.values, raw.flags
         edges = local_edges(a_ms - HOUR_MS, b_ms + HOUR_MS, zone, Period.HOUR)
         first = edges[edges <= a_ms][-1:]
@@ -326,21 +347,24 @@ class RollupJob:
                 # from a gap before it: meters resuming together are recomputed together
                 self.mark_late(meter, t0 - gap, t0)
 
-    async def _with_previous(self, raw: _Raw, lo: int, first_edge: int) -> _Raw:
+    async def _with_previous(
+        self, raw: _Raw, lo: int, first_edge: int, rows: Sequence[int] = ()
+    ) -> _Raw:
         """``raw`` (read from ``lo`` on) with the last earlier reading of each series whose
         first reading in it comes after ``first_edge``, the first hour recomputed: that series
         resumed after an outage (or is new), and the pair across the outage (however long:
         ``outage_lookback_s``) is what the hours from ``first_edge`` on owe it. Without it,
         an hour the outage ended in lost the outage's share, and an outage longer than the
-        margin read around late readings lost its whole rise."""
-        if raw.series.size == 0:
-            return raw
+        margin read around late readings lost its whole rise. Series of ``rows`` without any
+        reading in ``raw`` are looked up too (a late span's meter silent all around it)."""
         order = np.lexsort((raw.t_ms, raw.series))
         s, t = raw.series[order], raw.t_ms[order]
-        first = np.r_[True, s[1:] != s[:-1]]
+        first = np.r_[True, s[1:] != s[:-1]] if s.size else np.zeros(0, bool)
         resumed = [
             r for r, t0 in zip(s[first].tolist(), t[first].tolist(), strict=True) if t0 > first_edge
         ]
+        present = set(s.tolist())
+        resumed += [r for r in rows if r not in present]
         if not resumed:
             return raw
         since = lo - int(self.config.outage_lookback_s * 1000)
@@ -379,6 +403,36 @@ class RollupJob:
             raw.p_t_ms,
             raw.p_kw,
         )
+
+    async def _next_after(
+        self, rows: Sequence[int], readings: Readings, b_ms: int, hi: int
+    ) -> dict[int, int]:
+        """The time of each series' first reading after ``hi`` (up to ``outage_lookback_s``
+        on), for the series of ``rows`` with none in ``readings`` after ``b_ms``: the end of
+        the pair a late span's last reading opens, when the meter stayed silent past the raw
+        data read."""
+        later = set(readings.series[readings.t_ms > b_ms].tolist())
+        wanted: dict[tuple[Utility, str], list[int]] = {}
+        for r in rows:
+            if r not in later:
+                cs = self.series[r]
+                wanted.setdefault((cs.meter.utility, cs.quantity), []).append(r)
+        until = hi + int(self.config.outage_lookback_s * 1000)
+        out: dict[int, int] = {}
+        for (utility, quantity), of in wanted.items():
+            by_meter = {self.series[r].meter.id: r for r in of}
+            meters = " OR ".join(f"meter = {qs(m)}" for m in sorted(by_meter))
+            statement = (
+                f"SELECT {quote_ident(quantity)} FROM {quote_ident(utility.value)} "
+                f"WHERE park = {qs(self.park.park)} AND ({meters}) "
+                f"AND time > {hi}ms AND time <= {until}ms "
+                "GROUP BY meter ORDER BY time ASC LIMIT 1"
+            )
+            for series in await self.reader.query(statement):
+                i = by_meter.get(series.tags.get("meter", ""))
+                if i is not None and series.values and series.values[0][1] is not None:
+                    out[i] = int(series.values[0][0])
+        return out
 
     async def _raw(self, rows: Sequence[int], a_ms: int, b_ms: int) -> _Raw | None:
         by_utility: dict[Utility, set[str]] = {}

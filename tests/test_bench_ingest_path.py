@@ -1,0 +1,17 @@
+"""``parkwatch bench ingest-path`` on a small load: every message goes through the whole
+in-process path (all readings accepted, every chunk acknowledged) and each part is timed."""
+
+from __future__ import annotations
+
+from parkwatch_cli.bench_ingest_path import bench_ingest_path
+
+
+def test_the_path_bench_times_every_part_per_batch_size() -> None:
+    result = bench_ingest_path([1, 20], readings=400, chunk=8, repeats=1)
+    assert result["messages_per_chunk"] == 8
+    figures = result["per_meters"]
+    assert figures["1"]["messages"] == 400
+    assert figures["20"]["messages"] == 20
+    for sizes in figures.values():
+        for part in ("parse", "encode", "path"):
+            assert sizes[f"{part}_us_per_reading"] > 0
