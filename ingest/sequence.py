@@ -293,7 +293,7 @@ class SeqTracker:
             # the current sequence stopped where it could have got to the rival by now (a
             # backlog drained up to the live batches, a real gap it took too fast): one
             # sequence again, the numbers between are gaps
-            return verdicts + self._caught_up(gateway, owner)
+            return verdicts + self._caught_up(gateway, owner, at)
         small = not owner.ahead and owner.first <= self.RESTART_BELOW
         win = self.WIN if small else self.WIN_FAR
         # the old sequence stopped (one stray number of it only puts the verdict off), the
@@ -307,7 +307,7 @@ class SeqTracker:
         )
         went_on = owner.row >= win and at - owner.row_from >= self.WIN_TIME * win * pace
         if stopped and paced and went_on:
-            verdicts += self._won(gateway, owner)
+            verdicts += self._won(gateway, owner, at)
         return verdicts
 
     def _idle(self, gateway: _Gateway, at: float) -> list[Verdict]:
@@ -351,6 +351,27 @@ class SeqTracker:
         paces = max(0.0, at - run.at) / run.every
         return self.SLACK + (run.lead - self.SLACK) * math.exp(-paces) + self.MARGIN * paces
 
+    def _allowed(self, run: _Run, at: float) -> int:
+        """The most gaps a take-over of ``run`` may add at ``at``: what its pace gives for
+        the time since it last went on (as a step ahead), never more than a buffer's worth."""
+        return min(self.BACKLOG, int(self._room(run, at)))
+
+    @staticmethod
+    def _beyond(run: _Run, low: int, high: int) -> None:
+        """Numbers in ``low .. high`` missing from ``run`` are unknown instead: skipped
+        beyond what the time allowed, neither gaps nor (if they come) replays."""
+        kept: list[list[int]] = []
+        for first, last in run.missing:
+            if last < low or first > high:
+                kept.append([first, last])
+                continue
+            if first < low:
+                kept.append([first, low - 1])
+            run.unknown.append([max(first, low), min(last, high)])
+            if last > high:
+                kept.append([high + 1, last])
+        run.missing[:] = kept
+
     def _open(self, current: _Run, seq: int, at: float, ahead: bool) -> _Rival:
         # until it shows its own pace, it is expected to keep the gateway's
         rival = _Rival(_Run(seq, at, every=current.every), ahead, at, seq)
@@ -384,15 +405,16 @@ class SeqTracker:
                 owner.batches += 1
                 owner.filled += lone.filled
 
-    def _caught_up(self, gateway: _Gateway, rival: _Rival) -> list[Verdict]:
+    def _caught_up(self, gateway: _Gateway, rival: _Rival, at: float) -> list[Verdict]:
         """The current sequence could have reached a rival ahead by now: a backlog drained
         up to the live batches sent before it. One sequence again: what is still missing
         between (at most what the time allowed) counts as gaps now."""
         gateway.rivals.remove(rival)
         run, new = gateway.run, rival.run
+        # what is between fit the time (the rival's own steps fit its own): no more than
+        # the time allows, and than a buffer's worth
         self.counts.add(rival.held)
-        between = rival.first - 1 - run.high
-        self.counts.gaps += between
+        self.counts.gaps += min(rival.first - 1 - run.high, self._allowed(run, at))
         for lowhigh in new.missing:
             lowhigh[0] = max(lowhigh[0], run.high + 1)
         run.missing += [r for r in new.missing if r[0] <= r[1]]
@@ -400,16 +422,28 @@ class SeqTracker:
         run.high, run.at, run.alone = new.high, max(run.at, new.at), False
         return [Verdict.JOINED]
 
-    def _won(self, gateway: _Gateway, winner: _Rival) -> list[Verdict]:
+    def _won(self, gateway: _Gateway, winner: _Rival, at: float) -> list[Verdict]:
         """The old sequence stopped, the rival went on: it is the gateway's sequence now."""
         verdicts = [self._lost(r) for r in gateway.rivals if r is not winner]
         gateway.rivals.clear()
+        old = gateway.run
+        # whatever the rival logic decided, a take-over adds no more gaps than the time since
+        # the old sequence's last batch allows at its pace (a sender mimicking the gateway
+        # while it is down must not add billions): the rest is unknown, not missing
+        allowed = self._allowed(old, at)
         if winner.ahead:
-            # everything it skipped is missing; a backlog behind it may fill the top of that
-            self.counts.gaps += max(0, winner.first - 1 - gateway.run.high)
+            between = max(0, winner.first - 1 - old.high)
+            counted = min(between, max(0, allowed - winner.held.gaps))
+            self.counts.gaps += counted
+            # the top of what it skipped is missing (as when it opened: a buffer keeps the
+            # newest), below that, beyond what the time allows, unknown (only within a
+            # buffer's worth: the old sequence's own numbers must stay a rival's, or the
+            # real gateway coming back would be taken for the backlog of a hostile jump)
+            self._beyond(winner.run, old.high + 1, winner.first - 1 - counted)
             # the old sequence's own gaps may still be filled by its backlog
-            winner.run.missing[:0] = gateway.run.missing
+            winner.run.missing[:0] = old.missing
             del winner.run.missing[: -self.MAX_RANGES]
+        winner.held.gaps = min(winner.held.gaps, allowed)
         verdict = Verdict.RESTART if winner.held.restarts else Verdict.JUMP
         if not winner.ahead and gateway.run.alone:
             # the first number seen (ingest just started) was an absurd one, never followed:
@@ -448,6 +482,9 @@ class SeqTracker:
     def _skip(self, run: _Run, low: int, high: int, counts: SeqCounts) -> None:
         if high < low:
             return
+        if high - low + 1 > self.BACKLOG:  # more than a buffer holds: the oldest unknown
+            run.unknown.append([low, high - self.BACKLOG])
+            low = high - self.BACKLOG + 1
         counts.gaps += high - low + 1
         run.missing.append([low, high])
         if len(run.missing) > self.MAX_RANGES:

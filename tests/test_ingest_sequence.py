@@ -5,6 +5,7 @@ item 3)."""
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import pytest
@@ -66,7 +67,13 @@ def drained(seqs: list[int], start: float) -> list[tuple[float, int]]:
     return [(start + 0.01 + 0.05 * k, n) for k, n in enumerate(seqs)]
 
 
+def later(seconds: float, arrivals: list[Arrival]) -> list[Arrival]:
+    """The same batches, the first of them ``seconds`` after the one before."""
+    return [replace(arrivals[0], after=seconds), *arrivals[1:]] if arrivals else []
+
+
 HOSTILE = 900_001
+FAR_OUT = 50_000.0  # a gateway's outage long enough for a jump of 50,000 at 1 s
 
 SCENARIOS: dict[str, tuple[list[Arrival], SeqCounts]] = {
     "plain run": (poll(span(1, 500)), SeqCounts()),
@@ -233,13 +240,18 @@ SCENARIOS: dict[str, tuple[list[Arrival], SeqCounts]] = {
         [*poll(span(1, 200)), *burst(HOSTILE, HOSTILE + 1), *poll(span(1, 60), 63)],
         SeqCounts(gaps=2, restarts=1, outliers=2),
     ),
+    # a jump takes the time its numbers took: the gateway down for as long (its buffer lost)
     "a real far jump: the old sequence stops, the new one goes on": (
-        poll(span(1, 10), span(200_011, 200_011 + WIN_FAR + 10)),
-        SeqCounts(gaps=200_000),
+        [*poll(span(1, 10)), *later(FAR_OUT, poll(span(50_011, 50_011 + WIN_FAR + 10)))],
+        SeqCounts(gaps=50_000),
     ),
     "a far jump whose backlog arrives after it is followed": (
-        [*poll(span(1, 10), span(200_011, 200_011 + WIN_FAR)), *burst(150_000, 150_001)],
-        SeqCounts(gaps=200_000, late=2),
+        [
+            *poll(span(1, 10)),
+            *later(FAR_OUT, poll(span(50_011, 50_011 + WIN_FAR))),
+            *burst(40_000, 40_001),
+        ],
+        SeqCounts(gaps=50_000, late=2),
     ),
     # review of the rival design (issue 11, item 3): one stray must not stop a restart or a
     # jump from being followed, a number a step ahead must fit the time since the last one,
@@ -283,11 +295,13 @@ SCENARIOS: dict[str, tuple[list[Arrival], SeqCounts]] = {
     ),
     "a far jump, then one stray of the old sequence, then a real gap": (
         [
-            *poll(span(1, 10), span(200_011, 200_020)),
+            *poll(span(1, 10)),
+            *later(FAR_OUT, poll(span(50_011, 50_020))),
             *burst(11),
-            *poll(span(200_021, 200_200), span(200_203, 200_240)),
+            *poll(span(50_021, 50_200), span(50_203, 50_240)),
         ],
-        SeqCounts(gaps=200_000 - 1 + 2),  # the stray is taken for the old sequence's 11
+        # the jump fit its time: 11 was missing, the stray is taken for it
+        SeqCounts(gaps=50_000 + 2, late=1),
     ),
     "long outage, two hostile numbers while the backlog drains": (
         [*poll(span(1, 10))]
@@ -455,6 +469,60 @@ def test_a_sender_at_the_gateways_pace_while_it_is_silent_is_left_behind() -> No
     before = tracker.counts.gaps
     assert feed(tracker, poll(101 + WIN_FAR + 3), 300) == [Verdict.GAP]
     assert tracker.counts.gaps == before + 2
+
+
+ABSURD = 5 * 10**9  # far beyond anything a gateway reaches
+
+
+def mimic(outage: int, every: float) -> list[Arrival]:
+    """Absurd numbers at the gateway's own pace while it is down for ``outage`` polls (third
+    review of issue 11); back, it sends live first, its backlog behind, and loses one batch
+    for good later."""
+    back = 1001 + outage
+    return timeline(
+        paced(span(1, 1000), every, every),
+        paced(span(ABSURD, ABSURD + outage - 11), 1001.5 * every, every),
+        [(n * every, n) for n in span(back, back + 599) if n != back + 500],
+        drained(span(1001, back - 1), back * every),
+    )
+
+
+def trickle(k: int, outage: int, every: float) -> list[Arrival]:
+    """Absurd numbers every ``k`` polls through a gateway's life of 3000 polls, with an outage
+    of ``outage`` polls (its backlog behind the live batches after it) and one batch lost for
+    good later."""
+    back = 1000 + outage
+    return timeline(
+        [(n * every, n) for n in span(1, 3000) if not 1000 <= n < back and n != 2500],
+        # consecutive numbers: each a step of one from the last
+        [((n + 0.5) * every, ABSURD + n // k) for n in span(1, 3000) if n % k == 1],
+        drained(span(1000, back - 1), back * every),
+    )
+
+
+@pytest.mark.parametrize("every", [1.0, 60.0])
+@pytest.mark.parametrize(
+    ("arrivals", "outage"),
+    [
+        pytest.param(lambda every: mimic(100, every), 100, id="mimic-100"),
+        pytest.param(lambda every: mimic(300, every), 300, id="mimic-300"),
+        *[
+            pytest.param(lambda every, k=k: trickle(k, 400, every), 400, id=f"trickle-{k}-400")
+            for k in (2, 3, 5)
+        ],
+        pytest.param(lambda every: trickle(2, 200, every), 200, id="trickle-2-200"),
+    ],
+)
+def test_a_take_over_adds_no_more_gaps_than_its_time_allows(
+    arrivals: Callable[[float], list[Arrival]], outage: int, every: float
+) -> None:
+    """Whatever the rivals decide, the gaps a take-over adds are what the gateway's pace gives
+    for the silence it covers (an outage of 100 polls: about 150 at most), not the billions
+    between the gateway's numbers and absurd ones."""
+    tracker = SeqTracker()
+    feed(tracker, arrivals(every))
+    bound = SeqTracker.MARGIN * outage + SeqTracker.SLACK + 1  # + the batch lost for good
+    assert tracker.counts.gaps <= bound
 
 
 def test_very_long_runs_keep_memory_bounded() -> None:
