@@ -175,6 +175,10 @@ class _Rival:
 class _Gateway:
     run: _Run
     rivals: list[_Rival] = field(default_factory=list)  # at most MAX_RIVALS
+    # the last rival that lost: (ahead, its highest number, when it opened). A number just
+    # past it is the same sender going on (a trickle that loses between its batches), not
+    # a sequence new in the gateway's silence
+    gone: tuple[bool, int, float] | None = None
 
 
 class SeqTracker:
@@ -203,7 +207,12 @@ class SeqTracker:
     WIN_TIME = 0.5
     # …and its pace must be close to the gateway's: at most this many of its intervals
     WIN_PACE = 2.0
-    WIN_SLOW = 256  # …unless the old sequence was silent for this many of its intervals
+    # …unless the old sequence was silent for this many of its intervals, and the rival's
+    # first batch came in that silence, early enough to cover this much of it, and its
+    # batches since at a steady pace (its span at most this many times its intervals)
+    WIN_SLOW = 256
+    WIN_COVER = 0.5
+    WIN_STEADY = 1.5
     # the current sequence's batches after a rival's last one, for it to lose, over this
     # many of the gateway's intervals (live batches between the bursts of a backlog are
     # slower than the pace, a trickle much slower)
@@ -266,6 +275,9 @@ class SeqTracker:
             verdicts.append(self._lost(lone[-1]))
         if owner is None:
             owner = self._open(run, seq, at, ahead)
+            gone = gateway.gone
+            if gone and gone[0] == ahead and 0 < seq - gone[1] <= self.RECENT:
+                owner.opened = gone[2]
             rivals.append(owner)
         else:
             # its silence by the slower of its pace and the gateway's (a gateway reinstalled
@@ -303,12 +315,27 @@ class SeqTracker:
         paced = (
             owner.run.every is None
             or owner.run.every <= self.WIN_PACE * pace
-            or silent >= self.WIN_SLOW * pace
+            or (silent >= self.WIN_SLOW * pace and self._covers(run, owner, at))
         )
         went_on = owner.row >= win and at - owner.row_from >= self.WIN_TIME * win * pace
         if stopped and paced and went_on:
             verdicts += self._won(gateway, owner, at)
         return verdicts
+
+    def _covers(self, run: _Run, rival: _Rival, at: float) -> bool:
+        """Whether a rival slower than the gateway is its sequence going on at a new pace (a
+        gateway reinstalled polling slower): it opened once the old sequence fell silent,
+        early enough to cover most of that silence, and its batches since are spread over it
+        at its own steady pace. A trickle of a sender's numbers that went on while the
+        gateway still ran opened before, and never wins this way, whatever its pace."""
+        silent = at - run.at
+        spread = at - rival.opened
+        return (
+            rival.opened >= run.at
+            and spread >= self.WIN_COVER * silent
+            and rival.run.every is not None
+            and spread <= self.WIN_STEADY * (rival.batches - 1) * rival.run.every
+        )
 
     def _idle(self, gateway: _Gateway, at: float) -> list[Verdict]:
         """A batch went to the current sequence (or was refused): the rivals wait one more;
@@ -329,6 +356,7 @@ class SeqTracker:
             )
             if rival.idle >= self.LOSE and silent:
                 gateway.rivals.remove(rival)
+                gateway.gone = (rival.ahead, rival.run.high, rival.opened)
                 verdicts.append(self._lost(rival))
         return verdicts
 

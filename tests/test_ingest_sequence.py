@@ -525,6 +525,24 @@ def test_a_take_over_adds_no_more_gaps_than_its_time_allows(
     assert tracker.counts.gaps <= bound
 
 
+@pytest.mark.parametrize("every", [1.0, 60.0])
+@pytest.mark.parametrize(("k", "outage"), [(3, 400), (5, 400), (10, 1000)])
+def test_a_trickle_slower_than_the_gateway_never_wins_its_long_outage(
+    k: int, outage: int, every: float
+) -> None:
+    """A trickle every few polls that went on while the gateway ran does not become the
+    gateway once it has been silent for long (only a sequence that started in the silence
+    and spans most of it may, at a slower pace: a gateway reinstalled). Every two polls is
+    about the gateway's own pace: see the take-over bound above."""
+    tracker = SeqTracker()
+    verdicts = feed(tracker, trickle(k, outage, every))
+    assert Verdict.JUMP not in verdicts
+    # the outage's backlog came late; the one batch lost for good is the one real gap (a
+    # trickle that loses between its batches, every ten, is the same trickle when it goes on)
+    counts = (tracker.counts.gaps, tracker.counts.late, tracker.counts.restarts)
+    assert counts == (outage + 1, outage, 0)
+
+
 def test_very_long_runs_keep_memory_bounded() -> None:
     tracker = SeqTracker()
     rng = random.Random(11)
