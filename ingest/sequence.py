@@ -255,7 +255,17 @@ class SeqTracker:
                 r
                 for r in rivals
                 if r.ahead == ahead
-                and (self._settled(r.run, seq, at) or self._contains(r.run.unknown, seq))
+                and (
+                    self._settled(r.run, seq, at)
+                    # a lone number (one old number, re-delivered or hostile) claims none
+                    # below it after the gateway's interval (its backlog, if it is a restart
+                    # sent live first, comes right behind it): else a restart after it
+                    # would be taken for its backlog
+                    or (
+                        (r.batches > 1 or at - r.opened <= (run.every or 0.0))
+                        and self._contains(r.run.unknown, seq)
+                    )
+                )
             ),
             None,
         )

@@ -395,6 +395,16 @@ SCENARIOS: dict[str, tuple[list[Arrival], SeqCounts]] = {
         [*poll(span(1, 2000)), *poll(span(1, 400), every=3.0)],
         SeqCounts(restarts=1),
     ),
+    # one old number (a re-delivery, or one hostile message) right before a restart: the
+    # restart is told all the same, its gaps count (third review of issue 11)
+    "one old number, then a restart from 1 with two batches lost": (
+        [
+            *poll(span(1, 2000)),
+            *later(0.5, poll(1000)),
+            *later(2.5, poll([n for n in span(1, 299) if n % 100])),
+        ],
+        SeqCounts(gaps=2, replays=1, restarts=1),
+    ),
     "two gateways interleaved, each with its own gap": (
         [
             a
