@@ -112,6 +112,9 @@ class _Run:
     # by a burst, back within a few intervals)
     missing: list[list[int]] = field(default_factory=list)
     unknown: list[list[int]] = field(default_factory=list)
+    # skipped beyond what the time allowed (or a buffer holds): never counted as gaps, so
+    # neither late nor replays if they come
+    beyond: list[list[int]] = field(default_factory=list)
     every: float | None = None  # how often it goes on, once known: a moving average
     steps: int = 0  # steps taken into every so far
     fast: int = 0  # steps in a row much shorter than every
@@ -375,7 +378,11 @@ class SeqTracker:
         recent number (a re-delivery, a re-send), or one it is missing."""
         if seq > run.high:
             return self._fits(run, seq, at)
-        return seq >= run.high - self.RECENT or self._contains(run.missing, seq)
+        return (
+            seq >= run.high - self.RECENT
+            or self._contains(run.missing, seq)
+            or self._contains(run.beyond, seq)
+        )
 
     def _fits(self, run: _Run, seq: int, at: float) -> bool:
         """Whether the sequence can have got to ``seq`` by ``at``: the next number always
@@ -396,8 +403,8 @@ class SeqTracker:
 
     @staticmethod
     def _beyond(run: _Run, low: int, high: int) -> None:
-        """Numbers in ``low .. high`` missing from ``run`` are unknown instead: skipped
-        beyond what the time allowed, neither gaps nor (if they come) replays."""
+        """Numbers in ``low .. high`` missing from ``run`` are beyond instead: skipped
+        beyond what the time allowed, neither gaps nor (if they come) late or replays."""
         kept: list[list[int]] = []
         for first, last in run.missing:
             if last < low or first > high:
@@ -405,7 +412,7 @@ class SeqTracker:
                 continue
             if first < low:
                 kept.append([first, low - 1])
-            run.unknown.append([max(first, low), min(last, high)])
+            run.beyond.append([max(first, low), min(last, high)])
             if last > high:
                 kept.append([high + 1, last])
         run.missing[:] = kept
@@ -467,14 +474,14 @@ class SeqTracker:
         old = gateway.run
         # whatever the rival logic decided, a take-over adds no more gaps than the time since
         # the old sequence's last batch allows at its pace (a sender mimicking the gateway
-        # while it is down must not add billions): the rest is unknown, not missing
+        # while it is down must not add billions): the rest is beyond, not missing
         allowed = self._allowed(old, at)
         if winner.ahead:
             between = max(0, winner.first - 1 - old.high)
             counted = min(between, max(0, allowed - winner.held.gaps))
             self.counts.gaps += counted
             # the top of what it skipped is missing (as when it opened: a buffer keeps the
-            # newest), below that, beyond what the time allows, unknown (only within a
+            # newest), below that, beyond what the time allows, not (only within a
             # buffer's worth: the old sequence's own numbers must stay a rival's, or the
             # real gateway coming back would be taken for the backlog of a hostile jump)
             self._beyond(winner.run, old.high + 1, winner.first - 1 - counted)
@@ -511,6 +518,8 @@ class SeqTracker:
             self._skip(run, run.high + 1, seq - 1, counts)
             run.went_on(seq, at, self._room(run, at), paced)
             return verdict
+        if self._fill(run.beyond, seq):
+            return Verdict.LATE  # never counted as a gap: not counted late either
         if self._take(run, seq):
             counts.late += 1
             return Verdict.LATE
@@ -520,8 +529,8 @@ class SeqTracker:
     def _skip(self, run: _Run, low: int, high: int, counts: SeqCounts) -> None:
         if high < low:
             return
-        if high - low + 1 > self.BACKLOG:  # more than a buffer holds: the oldest unknown
-            run.unknown.append([low, high - self.BACKLOG])
+        if high - low + 1 > self.BACKLOG:  # more than a buffer holds: the oldest beyond
+            run.beyond.append([low, high - self.BACKLOG])
             low = high - self.BACKLOG + 1
         counts.gaps += high - low + 1
         run.missing.append([low, high])

@@ -535,6 +535,19 @@ def test_a_take_over_adds_no_more_gaps_than_its_time_allows(
     assert tracker.counts.gaps <= bound
 
 
+def test_numbers_skipped_beyond_the_time_allowed_are_neither_gaps_nor_late() -> None:
+    """A jump further than its time allows counts only what the time allows; the numbers
+    skipped beyond that, if they come, are not late either (late without a gap would hide
+    as many real gaps from ``gaps - late``)."""
+    tracker = SeqTracker()
+    feed(tracker, poll(span(1, 100)))
+    assert Verdict.JUMP in feed(tracker, poll(span(100_101, 100_101 + WIN_FAR)), 110)
+    gaps = tracker.counts.gaps
+    assert gaps <= SeqTracker.MARGIN * (10 + WIN_FAR) + SeqTracker.SLACK
+    feed(tracker, burst(span(101, 150)), 110 + WIN_FAR)
+    assert tracker.counts == SeqCounts(gaps=gaps)
+
+
 @pytest.mark.parametrize("every", [1.0, 60.0])
 @pytest.mark.parametrize(("k", "outage"), [(3, 400), (5, 400), (10, 1000)])
 def test_a_trickle_slower_than_the_gateway_never_wins_its_long_outage(
