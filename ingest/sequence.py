@@ -214,6 +214,9 @@ class SeqTracker:
     # first batch came in that silence, early enough to cover this much of it, and its
     # batches since at a steady pace (its span at most this many times its intervals)
     WIN_SLOW = 256
+    # a rival that went on beside the current sequence wins only at this many of the
+    # gateway's intervals over its whole life (a trickle every other poll never)
+    WIN_BESIDE = 1.25
     WIN_COVER = 0.5
     WIN_STEADY = 1.5
     # the current sequence's batches after a rival's last one, for it to lose, over this
@@ -329,11 +332,20 @@ class SeqTracker:
             owner.run.every is None
             or owner.run.every <= self.WIN_PACE * pace
             or (silent >= self.WIN_SLOW * pace and self._covers(run, owner, at))
-        )
+        ) and not self._beside(run, owner, at, pace)
         went_on = owner.row >= win and at - owner.row_from >= self.WIN_TIME * win * pace
         if stopped and paced and went_on:
             verdicts += self._won(gateway, owner, at)
         return verdicts
+
+    def _beside(self, run: _Run, rival: _Rival, at: float, pace: float) -> bool:
+        """Whether the rival went on beside the gateway's own sequence slower than its pace:
+        it opened before the current sequence's last batch (the live batches a gateway
+        sends while its backlog drains keep its pace; a trickle every other poll does not),
+        so it is not the gateway's sequence now that this one is silent."""
+        if rival.opened >= run.at or rival.batches < 2:
+            return False
+        return (at - rival.opened) / (rival.batches - 1) > self.WIN_BESIDE * pace
 
     def _covers(self, run: _Run, rival: _Rival, at: float) -> bool:
         """Whether a rival slower than the gateway is its sequence going on at a new pace (a
