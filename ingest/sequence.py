@@ -33,34 +33,51 @@ the current sequence's are judged at once, as if the rival were not there. Then:
   row since the current sequence last went on* — each new highest number of it, or a silence
   of the rival's own for ``LOSE_TIME`` intervals, starts the count again, so a trickle
   collected over the gateway's normal life never wins — at about the gateway's pace (at most
-  ``WIN_PACE`` × its intervals, unless the old sequence was silent for ``WIN_SLOW`` of them:
-  a gateway reinstalled may poll slower), over at least ``WIN_TIME`` of the time the old
-  sequence took for as many. Its skipped numbers count as gaps, its held verdicts count;
+  ``WIN_PACE`` × its intervals; one that went on beside the current sequence at most
+  ``WIN_BESIDE`` × over its whole life, so a trickle every other poll never wins; slower
+  only once the old sequence was silent for ``WIN_SLOW`` of them, and if the rival began in
+  that silence and spans at least ``WIN_COVER`` of it at a steady pace: a gateway
+  reinstalled may poll slower — a rival continuing the numbers of one that just lost keeps
+  its first opening), over at least ``WIN_TIME`` of the time the old sequence took for as
+  many. Its skipped numbers count as gaps, its held verdicts count;
 * it loses once the current sequence took ``LOSE`` other batches (or refused ones) over
   ``LOSE_TIME`` of the gateway's intervals (the quicker of the gateway's pace and its own)
   after its last one; batches another rival takes do not count (a trickle while the gateway
   is silent decides nothing). Its batches were outliers (ahead) or replays and late ones
   (behind).
 
+Whatever the rivals decide, a take-over adds no more gaps than the old sequence's pace
+gives for the time since its last batch (as a step ahead would: ``MARGIN`` × + ``SLACK``),
+and no step more than ``BACKLOG``: numbers skipped beyond that are kept apart (``beyond``)
+and, if they come, counted neither late nor replays. However a sender fools the rivals, it
+costs at most about 1.5 gaps per interval of the gateway's silence, never 10⁹.
+
 A rival behind is a restart: below a small first number (``RESTART_BELOW``) what is missing
 is its backlog (gaps, then late ones); below a larger one its backlog may come too (late,
-up to ``BACKLOG`` below), but what is there is unknown, as below the first number seen.
+up to ``BACKLOG`` below), but what is there is unknown, as below the first number seen
+(a lone number claims that only within the gateway's interval after it: one old number
+right before a restart must not take the restart's numbers for its backlog).
 Each sequence keeps a bounded list of missing ranges (``MAX_RANGES``): memory is O(1) per
 gateway. Batches are stored whatever the verdict: a replay overwrites the same points.
 
-What it cannot tell apart: a gateway restarting before its old sequence got past
-``RECENT`` + ``WIN`` (its new numbers were all seen recently: replays); a number a step or
-two ahead, within the slack (taken: the skipped ones count as gaps, then late when the
-gateway sends them, and the gateway's own batch with that number as a false replay); a
-burst of consecutive numbers from the next one (the next is always taken: the tracker goes
-up with it, and the gateway's own next batches count as replays until the real sequence
-passes it, or takes it back as a restart); more than ``MAX_RANGES`` holes at once (the oldest are
+What it cannot tell apart (measured with the third review's probes, issue 11): a gateway
+restarting before its old sequence got past ``RECENT`` + ``WIN`` (its new numbers were all
+seen recently: replays); a gateway reinstalled polling faster whose live batches come first
+from a number within the old sequence's recent ones (e.g. 2000 or 2900 below an old 3000,
+60 s → 1 s: its 3000 batches count as replays, no restart); a number a step or two ahead,
+within the slack (taken: the skipped ones count as gaps, then late when the gateway sends
+them, and the gateway's own batch with that number as a false replay); a burst of
+consecutive numbers from the next one (the next is always taken: the tracker goes up with
+it, and the gateway's own next batches count as replays until the real sequence passes it,
+or takes it back as a restart); more than ``MAX_RANGES`` holes at once (the oldest are
 forgotten: their late batches count as replays); a sender that keeps about the gateway's
-pace while the gateway itself is silent (the tracker follows it, as it would the gateway;
-the real sequence, when it goes on alone, takes the tracker back), or that keeps sending
-numbers of an old sequence once every few intervals (a restart or a jump stays on hold
-until it stops); a restart right after ingest itself started whose numbers lie below the
-first one it saw (late ones of that first sequence).
+pace while the gateway itself is silent (the tracker follows it: a jump, then a false
+restart when the real sequence goes on alone, its backlog late without gaps — an outage of
+100 polls: 99 gaps, 100 late, 1 restart instead of 0, 0, 0); old numbers sent every few
+polls (they fill both rival places and real holes — a sender every 2 polls over a 4000-poll
+life hid about half the real gaps in the simulator; a restart stays on hold until it
+stops); a restart right after ingest itself started whose numbers lie below the first one it
+saw (late ones of that first sequence).
 """
 
 from __future__ import annotations
