@@ -442,6 +442,7 @@ class SeqTracker:
             if first < low:
                 kept.append([first, low - 1])
             run.beyond.append([max(first, low), min(last, high)])
+            del run.beyond[: -SeqTracker.MAX_RANGES]  # bounded, as the missing ones
             if last > high:
                 kept.append([high + 1, last])
         run.missing[:] = kept
@@ -560,6 +561,7 @@ class SeqTracker:
             return
         if high - low + 1 > self.BACKLOG:  # more than a buffer holds: the oldest beyond
             run.beyond.append([low, high - self.BACKLOG])
+            del run.beyond[: -self.MAX_RANGES]
             low = high - self.BACKLOG + 1
         counts.gaps += high - low + 1
         run.missing.append([low, high])

@@ -567,6 +567,22 @@ def test_a_trickle_slower_than_the_gateway_never_wins_its_long_outage(
     assert counts == (outage + 1, outage, 0)
 
 
+def test_steps_beyond_a_buffer_keep_memory_bounded() -> None:
+    """Each step further than a buffer holds (after as long an outage) leaves its oldest
+    numbers apart, neither gaps nor late: as many such ranges are kept as missing ones."""
+    tracker = SeqTracker()
+    feed(tracker, poll(span(1, 100)))
+    high, at = 100, 100.0
+    far, outages = 2 * SeqTracker.BACKLOG, 2 * SeqTracker.MAX_RANGES
+    for _ in range(outages):
+        # down for as long as the step takes, then polling again (its pace learnt back)
+        high += far
+        feed(tracker, [*later(float(far), poll(high)), *poll(span(high + 1, high + 300))], at)
+        high, at = high + 300, at + far + 300
+    assert len(tracker._gateways[A].run.beyond) <= SeqTracker.MAX_RANGES
+    assert tracker.counts.gaps == outages * SeqTracker.BACKLOG
+
+
 def test_very_long_runs_keep_memory_bounded() -> None:
     tracker = SeqTracker()
     rng = random.Random(11)
