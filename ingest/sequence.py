@@ -63,8 +63,8 @@ gateway. Batches are stored whatever the verdict: a replay overwrites the same p
 What it cannot tell apart (measured with the third review's probes, issue 11): a gateway
 restarting before its old sequence got past ``RECENT`` + ``WIN`` (its new numbers were all
 seen recently: replays); a gateway reinstalled polling faster whose live batches come first
-from a number within the old sequence's recent ones (e.g. 2000 or 2900 below an old 3000,
-60 s → 1 s: its 3000 batches count as replays, no restart); a number a step or two ahead,
+from a number below the old sequence's highest (from 2000 or 2900 below an old 3000, 60 s →
+1 s: its batches count as replays, no restart); a number a step or two ahead,
 within the slack (taken: the skipped ones count as gaps, then late when the gateway sends
 them, and the gateway's own batch with that number as a false replay); a burst of
 consecutive numbers from the next one (the next is always taken: the tracker goes up with
@@ -72,12 +72,12 @@ it, and the gateway's own next batches count as replays until the real sequence 
 or takes it back as a restart); more than ``MAX_RANGES`` holes at once (the oldest are
 forgotten: their late batches count as replays); a sender that keeps about the gateway's
 pace while the gateway itself is silent (the tracker follows it: a jump, then a false
-restart when the real sequence goes on alone, its backlog late without gaps — an outage of
-100 polls: 99 gaps, 100 late, 1 restart instead of 0, 0, 0); old numbers sent every few
-polls (they fill both rival places and real holes — a sender every 2 polls over a 4000-poll
-life hid about half the real gaps in the simulator; a restart stays on hold until it
-stops); a restart right after ingest itself started whose numbers lie below the first one it
-saw (late ones of that first sequence).
+restart when the real sequence goes on alone — an outage of 100 polls: 99 false gaps and a
+false restart, where 4,999,999,000 gaps were counted before the take-over bound); old
+numbers sent every few polls (they fill both rival places and real holes — a sender every
+2 polls over a 4000-poll life hid about half the real gaps in the simulator; a restart
+stays on hold until it stops); a restart right after ingest itself started whose numbers
+lie below the first one it saw (late ones of that first sequence).
 """
 
 from __future__ import annotations
