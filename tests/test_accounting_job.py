@@ -553,6 +553,47 @@ async def test_a_backlog_ending_long_before_the_meter_resumed_replaces_its_estim
 
 
 @pytest.mark.anyio
+async def test_a_backlog_starting_on_the_hour_re_splits_the_outage_before_it(
+    influx_settings: InfluxSettings,
+) -> None:
+    """The register as above (60 kWh/h to 23:00, 300 kWh/h 23:00-02:00, 10 kWh/h after); the
+    gateway is silent 23:00-20:00, and the backlog 08:00-10:00 (starting exactly on a local
+    hour) arrives later. The reading before it (23:00, 1060) must be looked up all the same:
+    08:00 = 1060 + 900 + 10 × 6 = 2020, so the pair 23:00 → 08:00 holds 960 kWh over 9 h,
+    960/9 ≈ 106.67 in each of 23:00 … 07:00 (before: the old estimate 23:00 → 20:00, 51.43 an
+    hour, kept; hours summed to 652.86). 08:00 and 09:00 measured, 10 each; the pair 10:00 →
+    20:00 (100 kWh) 10 an hour. Hours: 60 + 960 + 20 + 100 + 10 = 1 150 = the register's
+    rise 2 150 − 1 000; days: 28 Feb 60 + 960/9, 1 Mar 960 × 8/9 + 130."""
+
+    def register(t: np.ndarray) -> np.ndarray:
+        h = (t - FEB28) / H
+        return (
+            1000.0
+            + 60 * np.minimum(h, 1)
+            + 300 * np.clip(h - 1, 0, 3)
+            + 10 * np.clip(h - 4, 0, None)
+        )
+
+    async def backlog(
+        job: RollupJob, write: Callable[[np.ndarray], Awaitable[None]], t: np.ndarray
+    ) -> None:
+        late = (t >= FEB28 + 10 * H) & (t <= FEB28 + 12 * H)
+        await write(late)
+        job.mark_late("a-main", int(t[late][0]), int(t[late][-1]))
+
+    hourly, daily = await _outage(influx_settings, register, FEB28 + 22 * H, 23, backlog)
+    expected = [60] + [960 / 9] * 9 + [10] * 13
+    assert [hourly[("a-main", FEB28 + k * H)]["value"] for k in range(23)] == pytest.approx(
+        expected
+    )
+    assert sum(r["value"] for r in hourly.values()) == pytest.approx(1150.0)
+    for k in range(1, 10):  # 23:00-08:00: silent, estimated from the pair 23:00 → 08:00
+        assert hourly[("a-main", FEB28 + k * H)]["estimated"] == pytest.approx(960 / 9)
+    assert daily[("a-main", FEB28 - 22 * H)]["value"] == pytest.approx(60 + 960 / 9)
+    assert daily[("a-main", MAR1)]["value"] == pytest.approx(960 * 8 / 9 + 130)
+
+
+@pytest.mark.anyio
 async def test_a_backlog_whose_span_outgrows_the_data_read_keeps_the_last_hour_whole(
     influx_settings: InfluxSettings,
 ) -> None:

@@ -260,7 +260,7 @@ class RollupJob:
             exchanged = sorted(entered & set(rows))
         else:
             self._mark_resumed(raw, lo)
-        raw = await self._with_previous(raw, lo, self._hour_start(a_ms), exchanged)
+        raw = await self._with_previous(raw, lo, self._first_edge(a_ms, exact), exchanged)
         if exact:
             # a late reading changes only the hours between the readings around it, the one
             # after looked up however far on: a backlog that ends long before the meter
@@ -279,7 +279,7 @@ class RollupJob:
                 lo = min(lo, self._hour_start(a_ms) - pair)
                 hi = max(hi, b_ms + margin)
                 raw = await self._raw(rows, lo, hi) or _empty_raw()
-                raw = await self._with_previous(raw, lo, self._hour_start(a_ms), exchanged)
+                raw = await self._with_previous(raw, lo, self._first_edge(a_ms, True), exchanged)
         series, t, v, flags = raw.series, raw.t_ms, raw.values, raw.flags
         edges = local_edges(a_ms - HOUR_MS, b_ms + HOUR_MS, zone, Period.HOUR)
         first = edges[edges <= a_ms][-1:]
@@ -327,6 +327,14 @@ class RollupJob:
         """The start of the park's local hour ``t_ms`` is in."""
         edges = local_edges(t_ms - HOUR_MS, t_ms, self.park.zone, Period.HOUR)
         return int(edges[-1]) if edges.size else t_ms
+
+    def _first_edge(self, a_ms: int, exact: bool) -> int:
+        """The time after which a series' first reading read needs the reading before it: the
+        first hour recomputed, and for a late span also its first time (the span's pairs start
+        at the reading before it: a backlog starting exactly on a local hour re-splits the
+        outage before it too)."""
+        edge = self._hour_start(a_ms)
+        return min(edge, a_ms - 1) if exact else edge
 
     def _mark_resumed(self, raw: _Raw, lo: int) -> None:
         """A series whose first reading since ``lo`` comes after a gap has resumed after an
