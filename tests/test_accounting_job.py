@@ -672,6 +672,61 @@ async def test_a_replacement_entered_after_a_long_outage_was_estimated_is_applie
 
 
 @pytest.mark.anyio
+async def test_a_replacement_entered_again_with_corrected_readings_is_reapplied(
+    influx_settings: InfluxSettings,
+) -> None:
+    """As above, but the exchange is first entered wrong (old final 1500) and the job applies
+    it: the pair 23:00 → 13:30 holds (1500 − 1060) + 450 = 890, hours 60 + 890 + 90 = 1040.
+    Then it is entered again for the same time with the right old final, 1900: the point is
+    overwritten, and the job must apply the correction: (1900 − 1060) + 450 = 1290 over
+    14.5 h, hours 60 + 1290 + 90 = 1440 (before: 1040 stayed, the exchange seen already)."""
+    swap = FEB28 + 8 * H
+    end = FEB28 + 17 * H
+
+    def register(t: np.ndarray) -> np.ndarray:
+        h = (t - FEB28) / H
+        old = 1000.0 + 60 * np.minimum(h, 1) + 120 * np.clip(h - 1, 0, None)
+        return np.where(t >= swap, 60 * (t - swap) / H, old)
+
+    async def enter(job: RollupJob, old_final: float) -> None:
+        async with InfluxWriter(job.reader.settings, flush_interval_s=0.05) as api:
+            await api.write(
+                [
+                    encode_point(
+                        "meter_replacement",
+                        {"park": "acct", "meter": "a-main", "quantity": "e_kwh"},
+                        {"old_final": old_final, "new_initial": 0.0},
+                        swap,
+                    )
+                ]
+            )
+
+    wrong: list[float] = []
+
+    async def exchange_twice(
+        job: RollupJob, write: Callable[[np.ndarray], Awaitable[None]], t: np.ndarray
+    ) -> None:
+        await enter(job, 1500.0)
+        await job.run(end + 5 * MIN)
+        await job.run(end + 6 * MIN)
+        stored = await rows(job.reader, Period.HOUR, "level = 'meter' AND id = 'a-main'")
+        wrong.append(sum(r["value"] for r in stored.values()))
+        await enter(job, 1900.0)
+
+    hourly, daily = await _outage(
+        influx_settings, register, FEB28 + 15 * H + 30 * MIN, 17, exchange_twice
+    )
+    assert wrong == [pytest.approx(60 + 890 + 90)]
+    share = 1290 / 14.5
+    expected = [60] + [share] * 14 + [share / 2 + 30, 60]
+    assert [hourly[("a-main", FEB28 + k * H)]["value"] for k in range(17)] == pytest.approx(
+        expected
+    )
+    assert sum(r["value"] for r in hourly.values()) == pytest.approx(60 + 840 + 9 * 60)
+    assert daily[("a-main", MAR1)]["value"] == pytest.approx(1290 * 13.5 / 14.5 + 90)
+
+
+@pytest.mark.anyio
 async def test_the_rollup_pass_bench_times_live_passes(
     stack: LocalStack, demo_park_path: Path
 ) -> None:

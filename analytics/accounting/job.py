@@ -181,7 +181,10 @@ class RollupJob:
         )
         self.max_gap_ms = int(self.max_gap.max()) if self.max_gap.size else 900_000
         self.late: list[tuple[str, int, int]] = []
-        self.seen_replacements: set[tuple[str, str, int]] = set()
+        # (meter, quantity, time) → (old final, new initial) as last applied: an exchange
+        # entered again with corrected readings overwrites its point and is applied again
+        # (one entry per exchange, as many as the store holds)
+        self.seen_replacements: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.seen_resumed: set[tuple[str, int]] = set()  # (meter, first reading after a gap)
         self.points_written = 0
         self.runs = 0
@@ -532,23 +535,24 @@ class RollupJob:
         return out
 
     async def _new_replacements(self, now_ms: int) -> list[tuple[str, int]]:
-        """Exchanges entered through the API that this job has not applied yet: (meter, time).
+        """Exchanges entered through the API that this job has not applied yet, or not with
+        these readings (entered again, corrected): (meter, time).
         Hours are only recomputed around recent or late readings, so one entered for last
         week would otherwise never be counted."""
         since = now_ms - int(self.config.replacement_lookback_s * 1000)
         statement = (
-            f'SELECT "old_final" FROM {quote_ident(REPLACEMENT_MEASUREMENT)} '
+            f'SELECT "old_final", "new_initial" FROM {quote_ident(REPLACEMENT_MEASUREMENT)} '
             f"WHERE park = {qs(self.park.park)} AND time >= {since}ms AND time <= {now_ms}ms "
             "GROUP BY meter, quantity"
         )
         out: list[tuple[str, int]] = []
         for s in await self.reader.query(statement):
             meter, quantity = s.tags.get("meter", ""), s.tags.get("quantity", "")
-            for row in s.values:
-                key = (meter, quantity, int(row[0]))
-                if key not in self.seen_replacements:
-                    self.seen_replacements.add(key)
-                    out.append((meter, int(row[0])))
+            for t, old, new in s.values:
+                key = (meter, quantity, int(t))
+                if self.seen_replacements.get(key) != (old, new):
+                    self.seen_replacements[key] = (old, new)
+                    out.append((meter, int(t)))
         return out
 
     async def _replacements(self, a_ms: int, b_ms: int) -> list[Replacement]:
