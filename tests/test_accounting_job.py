@@ -12,7 +12,7 @@ import pytest
 
 from analytics.accounting.job import RollupConfig, RollupJob, ensure_retention, rollup_source
 from analytics.accounting.rollup import Period, accounting_series
-from parkwatch.influx import InfluxReader, InfluxWriter
+from parkwatch.influx import InfluxReader, InfluxWriter, Series
 from parkwatch.lineprotocol import encode_point
 from parkwatch.settings import InfluxSettings
 from parkwatch.site import Park
@@ -724,6 +724,90 @@ async def test_a_replacement_entered_again_with_corrected_readings_is_reapplied(
     )
     assert sum(r["value"] for r in hourly.values()) == pytest.approx(60 + 840 + 9 * 60)
     assert daily[("a-main", MAR1)]["value"] == pytest.approx(1290 * 13.5 / 14.5 + 90)
+
+
+@pytest.mark.anyio
+async def test_a_meter_back_from_a_long_outage_is_recomputed_from_its_own_readings(
+    influx_settings: InfluxSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every meter counts 10 kWh/h, read every 15 minutes; a-sub has been silent for 10 days
+    (since 18 Feb 22:15) when its readings 28 Feb 22:30-23:00 arrive late, with a-main's
+    (re-sent) over the same span. a-sub's hours from 18 Feb 22:00 on must be recomputed, but
+    from its own readings only: the one before the outage (looked up) and the pair across
+    22:00 before it (21:45, 22:00), and a-main is rewritten only around its own late readings
+    (before: the other three meters were read again over the 10 days, 2 595 of their
+    readings older than a day, and a-main's 10 days of hours rewritten).
+    a-sub: 18 Feb 22:00 → 28 Feb 23:00 is 241 hours of 10 kWh (22:00-22:15 measured, 2.5;
+    the pair across the outage holds 10 × 240.25 = 2 402.5, 10 an hour, then measured);
+    days 18 Feb 2 × 10 = 20, 19-27 Feb 240 each, 28 Feb 23 × 10 = 230: 2 410."""
+    park = Park.model_validate(PARK)
+    q = 15 * MIN
+    day = 24 * H
+    t = np.arange(FEB28 - 12 * day, FEB28 + 3 * H + 1, q)
+    dead = FEB28 - 10 * day + q  # 22:15
+
+    def write_lines(sel: np.ndarray, meter: str) -> list[str]:
+        tags = {"park": "acct", "enterprise": "x", "meter": meter}
+        v = 1000.0 + 10 * (t[sel] - t[0]) / H
+        return [
+            encode_point("electricity", tags, {"e_kwh": float(x)}, int(ti))
+            for ti, x in zip(t[sel], v, strict=True)
+        ]
+
+    config = RollupConfig(retention_policy="rollups")
+    read: list[tuple[str, int]] = []  # (meter, time) of each raw reading the late pass read
+    async with InfluxReader(influx_settings) as reader:
+        await reader.create_database()
+        await ensure_retention(reader, config)
+        async with InfluxWriter(influx_settings, flush_interval_s=0.05) as raw:
+            for meter in ("main", "a-main", "b-main"):
+                await raw.write(write_lines(t <= FEB28 + 2 * H, meter))
+            await raw.write(write_lines(t <= dead, "a-sub"))
+        async with InfluxWriter(
+            influx_settings, flush_interval_s=0.05, retention_policy="rollups"
+        ) as out:
+            job = RollupJob(park, reader, out, config)
+            for now in range(FEB28 + 10 * MIN, FEB28 + 2 * H + 1, 10 * MIN):
+                await job.run(now)
+            async with InfluxWriter(influx_settings, flush_interval_s=0.05) as raw:
+                late = (t >= FEB28 + 30 * MIN) & (t <= FEB28 + H)
+                await raw.write(write_lines(late, "a-sub") + write_lines(late, "a-main"))
+            query = reader.query
+
+            async def spy(statement: str) -> list[Series]:
+                result = await query(statement)
+                if statement.startswith("SELECT") and 'FROM "electricity"' in statement:
+                    read.extend(
+                        (s.tags.get("meter", ""), int(row[0])) for s in result for row in s.values
+                    )
+                return result
+
+            monkeypatch.setattr(reader, "query", spy)
+            job.mark_late("a-main", FEB28 + 30 * MIN, FEB28 + H)
+            job.mark_late("a-sub", FEB28 + 30 * MIN, FEB28 + H)
+            await job.run(FEB28 + 2 * H + 10 * MIN)
+            monkeypatch.undo()
+        sub = await rows(reader, Period.HOUR, "level = 'meter' AND id = 'a-sub'")
+        sub_days = await rows(reader, Period.DAY, "level = 'meter' AND id = 'a-sub'")
+        main_hours = await rows(reader, Period.HOUR, "level = 'meter' AND id = 'a-main'")
+    old = [(m, at) for m, at in read if at < FEB28 - day]
+    # only a-sub's readings from the pair across its first hour recomputed on: none lies
+    # between the last of them and the late ones
+    assert {m for m, _ in old} == {"a-sub"}
+    assert sorted({at for _, at in old}) == [dead - 2 * q, dead - q, dead]
+    assert sorted(sub) == [("a-sub", dead - q + k * H) for k in range(241)]
+    assert [r["value"] for _, r in sorted(sub.items())] == pytest.approx([10.0] * 241)
+    assert sub[("a-sub", dead - q)]["estimated"] == pytest.approx(7.5)
+    assert sub[("a-sub", dead - q + 120 * H)]["estimated"] == pytest.approx(10.0)
+    days = [r["value"] for _, r in sorted(sub_days.items())]
+    assert days == pytest.approx([20.0] + [240.0] * 9 + [230.0])
+    assert sum(days) == pytest.approx(2410.0)
+    # a-main: the hours the job wrote live (from 15:00, the 6 h catch-up and the pair before
+    # it), none of the 10 days rewritten
+    assert min(at for _, at in main_hours) == FEB28 - 7 * H
+    assert [r["value"] for _, r in sorted(main_hours.items())] == pytest.approx(
+        [10.0] * len(main_hours)
+    )
 
 
 @pytest.mark.anyio
