@@ -27,24 +27,40 @@ the current sequence's are judged at once, as if the rival were not there. Then:
   rival ahead by now — a gateway's backlog drained up to the live batches it sent first, a
   real gap that came faster than its time: the two are one, the rival's verdicts count;
 * the rival wins when the old sequence stopped and the new one keeps going: the current
-  sequence got no new highest number for ``LOSE_TIME`` of its intervals (one stray number
-  of it only puts the verdict off), the rival got ``WIN`` batches (a new sequence from a
-  small number: a restart) or ``WIN_FAR`` (a jump ahead with no backlog behind it, or
-  back), over at least ``WIN_TIME`` of the time the old sequence took for as many. Its
-  skipped numbers count as gaps, its held verdicts count;
-* it loses once the gateway sent ``LOSE`` other batches, over ``LOSE_TIME`` of its
-  intervals, after its last one: its batches were outliers (ahead) or replays and late
-  ones (behind).
+  sequence got no new highest number for ``LOSE_TIME`` of its intervals, and the rival got
+  ``WIN`` batches (back to a small number: a restart) or ``WIN_FAR`` (a jump ahead with no
+  backlog behind it; or back to a larger one: a restart whose live batches came first) *in a
+  row since the current sequence last went on* — each new highest number of it, or a silence
+  of the rival's own for ``LOSE_TIME`` intervals, starts the count again, so a trickle
+  collected over the gateway's normal life never wins — at about the gateway's pace (at most
+  ``WIN_PACE`` × its intervals, unless the old sequence was silent for ``WIN_SLOW`` of them:
+  a gateway reinstalled may poll slower), over at least ``WIN_TIME`` of the time the old
+  sequence took for as many. Its skipped numbers count as gaps, its held verdicts count;
+* it loses once the current sequence took ``LOSE`` other batches (or refused ones) over
+  ``LOSE_TIME`` of the gateway's intervals (the quicker of the gateway's pace and its own)
+  after its last one; batches another rival takes do not count (a trickle while the gateway
+  is silent decides nothing). Its batches were outliers (ahead) or replays and late ones
+  (behind).
 
+A rival behind is a restart: below a small first number (``RESTART_BELOW``) what is missing
+is its backlog (gaps, then late ones); below a larger one its backlog may come too (late,
+up to ``BACKLOG`` below), but what is there is unknown, as below the first number seen.
 Each sequence keeps a bounded list of missing ranges (``MAX_RANGES``): memory is O(1) per
 gateway. Batches are stored whatever the verdict: a replay overwrites the same points.
 
 What it cannot tell apart: a gateway restarting before its old sequence got past
 ``RECENT`` + ``WIN`` (its new numbers were all seen recently: replays); a number a step or
-two ahead, within the slack (it costs that many false gaps); a sender that keeps the
-gateway's pace while the gateway itself is silent (the tracker follows it, as it would the
-gateway; the real sequence, when it goes on alone, takes the tracker back), or that keeps
-sending numbers of an old sequence once every few intervals (a restart stays on hold).
+two ahead, within the slack (taken: the skipped ones count as gaps, then late when the
+gateway sends them, and the gateway's own batch with that number as a false replay); a
+burst of consecutive numbers from the next one (the next is always taken: the tracker goes
+up with it, and the gateway's own next batches count as replays until the real sequence
+passes it, or takes it back as a restart); more than ``MAX_RANGES`` holes at once (the oldest are
+forgotten: their late batches count as replays); a sender that keeps about the gateway's
+pace while the gateway itself is silent (the tracker follows it, as it would the gateway;
+the real sequence, when it goes on alone, takes the tracker back), or that keeps sending
+numbers of an old sequence once every few intervals (a restart or a jump stays on hold
+until it stops); a restart right after ingest itself started whose numbers lie below the
+first one it saw (late ones of that first sequence).
 """
 
 from __future__ import annotations
@@ -99,15 +115,24 @@ class _Run:
     every: float | None = None  # how often it goes on, once known: a moving average
     steps: int = 0  # steps taken into every so far
     fast: int = 0  # steps in a row much shorter than every
+    alone: bool = True  # never went on: one number so far
     FAST: ClassVar[int] = 256  # that many make the new pace
+    BACKLOG_GIVES: ClassVar[float] = 0.25  # of the lead, per number of a backlog
 
     def went_on(self, seq: int, at: float, room: float, paced: bool = True) -> None:
         """A new highest number ``seq`` at ``at``, where ``room`` allowed it: a step further
         than the pace spends of the lead. ``every`` is the gateway's polling pace, by which
         a step ahead, a rival's silence and its time are judged; ``paced`` unless the number
         may be a backlog's (a rival ahead holds the live batches), which comes faster."""
-        self.lead = max(0.0, room - (seq - self.high))
-        self.high = seq
+        if paced:
+            self.lead = max(0.0, room - (seq - self.high))
+        else:
+            # a backlog drains faster than the pace: its next number costs nothing of the
+            # lead and gives back a little (as time would), so a batch the gateway lost in
+            # it (a step of 2) still fits; never beyond SLACK
+            left = max(0.0, room - (seq - self.high - 1))
+            self.lead = min(SeqTracker.SLACK, left + self.BACKLOG_GIVES)
+        self.high, self.alone = seq, False
         step, self.at = at - self.at, at
         if not paced or step <= 0:
             return
@@ -136,6 +161,12 @@ class _Rival:
     batches: int = 1
     # of those, how many the current sequence missed (it counts them late if the rival loses)
     filled: int = 0
+    # of those, the ones in a row since the current sequence last went on (``since``: its
+    # ``at`` then), none after a silence of the rival's own: only these make it win (a
+    # trickle collected over the gateway's normal life never does); ``row_from``: the first
+    row: int = 1
+    row_from: float = 0.0
+    since: float = 0.0
     idle: int = 0  # the gateway's other batches since its last one
     waiting: float = 0.0  # when the first of those came (a silent gateway is no verdict)
 
@@ -161,18 +192,22 @@ class SeqTracker:
     JUMP = 64
     RESTART_BELOW = 64  # a new sequence (live first, a short backlog behind) shows up below
     BACKLOG = 100_000  # the most a gateway's buffer holds (the edge agent's default)
-    # a rival's batches for it to win, the current sequence having stopped (no new highest
-    # number for LOSE_TIME of its intervals): a new sequence from a small number soon; a jump
-    # (no backlog coming: the buffer was lost or overflowed) or the real sequence taking over
-    # again after more
+    # a rival's batches in a row for it to win, since the current sequence stopped (no new
+    # highest number for LOSE_TIME of its intervals): a new sequence from a small number
+    # soon; a jump (no backlog coming: the buffer was lost or overflowed), a restart from a
+    # larger number or the real sequence taking over again after more
     WIN = 32
     WIN_FAR = 64
     # …and it must have gone on for half the time the old sequence takes for that many: a
     # burst sent in a moment never wins, however long
     WIN_TIME = 0.5
-    # the gateway's other batches after a rival's last one, for it to lose, and its silence
-    # in its own intervals (live batches between the bursts of a backlog are slower)
-    LOSE = 16
+    # …and its pace must be close to the gateway's: at most this many of its intervals
+    WIN_PACE = 2.0
+    WIN_SLOW = 256  # …unless the old sequence was silent for this many of its intervals
+    # the current sequence's batches after a rival's last one, for it to lose, over this
+    # many of the gateway's intervals (live batches between the bursts of a backlog are
+    # slower than the pace, a trickle much slower)
+    LOSE = 4
     LOSE_TIME = 4.0
     LOSE_LONG = 1024
     UNKNOWN_BELOW = 10_000  # how far below the first number seen arrivals count as late
@@ -200,18 +235,25 @@ class SeqTracker:
             r.ahead and r.first > run.high and self._fits(r.run, seq, at) for r in rivals
         )
         if not nearer and self._settled(run, seq, at):  # the current's, whatever the rivals
-            # a rival ahead keeping a pace holds the live batches: these are a backlog's
-            paced = not any(r.ahead and r.batches > 1 and r.run.every for r in rivals)
+            # a rival ahead within a buffer's worth may hold the live batches: these may be
+            # a backlog's (whose steps would teach a pace far too quick)
+            paced = not any(r.ahead and r.first - run.high <= self.BACKLOG for r in rivals)
             verdict = self._judge(run, seq, at, self.counts, paced)
-            return [verdict, *self._idle(gateway, None, at)]
+            return [verdict, *self._idle(gateway, at)]
         ahead = seq > run.high
         owner = next(
-            (r for r in rivals if r.ahead == ahead and self._settled(r.run, seq, at)), None
+            (
+                r
+                for r in rivals
+                if r.ahead == ahead
+                and (self._settled(r.run, seq, at) or self._contains(r.run.unknown, seq))
+            ),
+            None,
         )
         backlog = not ahead and seq > self.RESTART_BELOW and self._contains(run.unknown, seq)
         if owner is None and backlog:  # a backlog behind the first number seen
             verdict = self._judge(run, seq, at, self.counts, paced=False)
-            return [verdict, *self._idle(gateway, None, at)]
+            return [verdict, *self._idle(gateway, at)]
         verdicts = [Verdict.HELD]
         if owner is None and len(rivals) >= self.MAX_RIVALS:
             # the newest lone number makes room; a rival that went on is never pushed out
@@ -219,19 +261,28 @@ class SeqTracker:
             lone = [r for r in rivals if r.batches == 1]
             if not lone:
                 verdict = self._lost(_Rival(_Run(seq, at), ahead, at, seq))
-                return [verdict, *self._idle(gateway, None, at)]
+                return [verdict, *self._idle(gateway, at)]
             rivals.remove(lone[-1])
             verdicts.append(self._lost(lone[-1]))
         if owner is None:
             owner = self._open(run, seq, at, ahead)
             rivals.append(owner)
         else:
+            # its silence by the slower of its pace and the gateway's (a gateway reinstalled
+            # may poll slower; a trickle still needs WIN_SLOW to win)
+            slower = max(run.every or 0.0, owner.run.every or 0.0)
+            if owner.since != run.at or (slower and at - owner.run.at > self.LOSE_TIME * slower):
+                # the current sequence went on, or the rival itself was silent: start again
+                owner.row, owner.row_from, owner.since = 0, at, run.at
+            below = owner.run.high
             self._judge(owner.run, seq, at, owner.held)
             owner.batches += 1
+            owner.row += 1
             owner.idle = 0
+            if seq > below + 1:
+                self._absorb(gateway, owner, below, seq)
         if not ahead and self._take(run, seq):
             owner.filled += 1
-        verdicts += self._idle(gateway, owner, at)
         # the gateway's pace; while unknown (one batch so far), the rival's own, if it has
         # one: a burst has none, and never wins
         pace = run.every or owner.run.every
@@ -243,31 +294,42 @@ class SeqTracker:
             # backlog drained up to the live batches, a real gap it took too fast): one
             # sequence again, the numbers between are gaps
             return verdicts + self._caught_up(gateway, owner)
-        win = self.WIN if owner.held.restarts else self.WIN_FAR
+        small = not owner.ahead and owner.first <= self.RESTART_BELOW
+        win = self.WIN if small else self.WIN_FAR
         # the old sequence stopped (one stray number of it only puts the verdict off), the
-        # rival went on, over at least a part of the time the old one takes for as many
+        # rival went on since, at about its pace (at any, once the old one was silent for
+        # long), over at least a part of the time the old one takes for as many
         stopped = silent >= self.LOSE_TIME * pace
-        if owner.batches >= win and stopped and at - owner.opened >= self.WIN_TIME * win * pace:
+        paced = (
+            owner.run.every is None
+            or owner.run.every <= self.WIN_PACE * pace
+            or silent >= self.WIN_SLOW * pace
+        )
+        went_on = owner.row >= win and at - owner.row_from >= self.WIN_TIME * win * pace
+        if stopped and paced and went_on:
             verdicts += self._won(gateway, owner)
         return verdicts
 
-    def _idle(self, gateway: _Gateway, owner: _Rival | None, at: float) -> list[Verdict]:
-        """A batch went elsewhere: the other rivals wait one more; stopped ones lose."""
+    def _idle(self, gateway: _Gateway, at: float) -> list[Verdict]:
+        """A batch went to the current sequence (or was refused): the rivals wait one more;
+        stopped ones lose. One a rival takes makes no other wait: a trickle while the gateway
+        is silent must not decide the rival that holds its live batches."""
         verdicts = []
         for rival in list(gateway.rivals):
-            if rival is not owner:
-                rival.idle += 1
-                if rival.idle == 1:
-                    rival.waiting = at
-                # its own pace (the gateway's when it opened, until it shows one); none
-                # known: silent only after very many
-                pace = rival.run.every
-                silent = rival.idle >= self.LOSE_LONG or (
-                    pace is not None and at - rival.waiting >= self.LOSE_TIME * pace
-                )
-                if rival.idle >= self.LOSE and silent:
-                    gateway.rivals.remove(rival)
-                    verdicts.append(self._lost(rival))
+            rival.idle += 1
+            if rival.idle == 1:
+                rival.waiting = at
+            # the quicker of the gateway's pace and its own (the gateway's when it opened): a
+            # trickle's own is slow, it would never lose; none known: silent only after very
+            # many
+            paces = [p for p in (gateway.run.every, rival.run.every) if p]
+            pace = min(paces) if paces else None
+            silent = rival.idle >= self.LOSE_LONG or (
+                pace is not None and at - rival.waiting >= self.LOSE_TIME * pace
+            )
+            if rival.idle >= self.LOSE and silent:
+                gateway.rivals.remove(rival)
+                verdicts.append(self._lost(rival))
         return verdicts
 
     def _settled(self, run: _Run, seq: int, at: float) -> bool:
@@ -292,16 +354,35 @@ class SeqTracker:
     def _open(self, current: _Run, seq: int, at: float, ahead: bool) -> _Rival:
         # until it shows its own pace, it is expected to keep the gateway's
         rival = _Rival(_Run(seq, at, every=current.every), ahead, at, seq)
+        rival.row_from, rival.since = at, current.at
         if ahead:
             # a backlog behind it (up to a buffer's worth) fills the numbers it skips; they
             # count as gaps when it wins, or as the current sequence's when that catches up
             low = max(current.high + 1, seq - self.BACKLOG)
             rival.run.missing.append([low, seq - 1])
-        elif seq <= self.RESTART_BELOW:
-            # a new sequence starts at 1: what is below its first arrival is its backlog
-            self._skip(rival.run, 1, seq - 1, rival.held)
+        else:
+            # a gateway's sequence goes back only when it starts again (reinstalled, its
+            # buffer wiped): from a small number, what is below is its backlog, missing;
+            # from a larger one (it could not send for long, live first), what is below may
+            # be its backlog too (up to a buffer's worth), late if it comes, or the numbers
+            # of a sequence ingest followed before a hostile number took the tracker
+            if seq <= self.RESTART_BELOW:
+                self._skip(rival.run, 1, seq - 1, rival.held)
+            else:
+                rival.run.unknown.append([max(1, seq - self.BACKLOG), seq - 1])
             rival.held.restarts = 1
         return rival
+
+    def _absorb(self, gateway: _Gateway, owner: _Rival, below: int, seq: int) -> None:
+        """A rival stepped from ``below`` to ``seq``: a lone number between, opened as a rival
+        of its own (a real gap that came faster than its time), was one of its batches."""
+        for lone in [r for r in gateway.rivals if r.batches == 1 and below < r.first < seq]:
+            if lone is not owner and lone.ahead == owner.ahead:
+                gateway.rivals.remove(lone)
+                self._fill(owner.run.missing, lone.first)
+                owner.held.gaps -= 1
+                owner.batches += 1
+                owner.filled += lone.filled
 
     def _caught_up(self, gateway: _Gateway, rival: _Rival) -> list[Verdict]:
         """The current sequence could have reached a rival ahead by now: a backlog drained
@@ -316,7 +397,7 @@ class SeqTracker:
             lowhigh[0] = max(lowhigh[0], run.high + 1)
         run.missing += [r for r in new.missing if r[0] <= r[1]]
         del run.missing[: -self.MAX_RANGES]
-        run.high, run.at = new.high, max(run.at, new.at)
+        run.high, run.at, run.alone = new.high, max(run.at, new.at), False
         return [Verdict.JOINED]
 
     def _won(self, gateway: _Gateway, winner: _Rival) -> list[Verdict]:
@@ -329,9 +410,16 @@ class SeqTracker:
             # the old sequence's own gaps may still be filled by its backlog
             winner.run.missing[:0] = gateway.run.missing
             del winner.run.missing[: -self.MAX_RANGES]
+        verdict = Verdict.RESTART if winner.held.restarts else Verdict.JUMP
+        if not winner.ahead and gateway.run.alone:
+            # the first number seen (ingest just started) was an absurd one, never followed:
+            # an outlier, not a restart
+            winner.held.restarts = 0
+            self.counts.outliers += 1
+            verdict = Verdict.OUTLIER
         self.counts.add(winner.held)
         gateway.run = winner.run
-        return [*verdicts, Verdict.RESTART if winner.held.restarts else Verdict.JUMP]
+        return [*verdicts, verdict]
 
     def _lost(self, rival: _Rival) -> Verdict:
         """The gateway went on without this rival."""

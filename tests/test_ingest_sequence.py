@@ -48,6 +48,24 @@ def feed(tracker: SeqTracker, arrivals: list[Arrival], start: float = 0.0) -> li
     return verdicts
 
 
+def timeline(*streams: list[tuple[float, int]], key: tuple[str, str] = A) -> list[Arrival]:
+    """Streams of ``(seconds, seq)`` interleaved by time (the first stream first at a tie)."""
+    merged = sorted((e for stream in streams for e in stream), key=lambda e: e[0])
+    return [
+        Arrival(key, n, at - before)
+        for (at, n), (before, _) in zip(merged, [(0.0, 0), *merged[:-1]], strict=True)
+    ]
+
+
+def paced(seqs: list[int], start: float, every: float = 1.0) -> list[tuple[float, int]]:
+    return [(start + every * k, n) for k, n in enumerate(seqs)]
+
+
+def drained(seqs: list[int], start: float) -> list[tuple[float, int]]:
+    """A backlog sent behind the live batches: 20 a second."""
+    return [(start + 0.01 + 0.05 * k, n) for k, n in enumerate(seqs)]
+
+
 HOSTILE = 900_001
 
 SCENARIOS: dict[str, tuple[list[Arrival], SeqCounts]] = {
@@ -172,6 +190,10 @@ SCENARIOS: dict[str, tuple[list[Arrival], SeqCounts]] = {
         poll([n for k in range(1, 200) for n in (k, HOSTILE + k)], 203, span(204, 230)),
         SeqCounts(gaps=3, outliers=199),
     ),
+    "hostile: the first number after ingest started is absurd, then a real gap": (
+        [*burst(HOSTILE), *poll(span(5000, 5100), span(5104, 5200))],
+        SeqCounts(gaps=3, outliers=1),
+    ),
     "hostile: a number a few hundred ahead": (
         [*poll(span(1, 100)), *burst(400), *poll(span(101, 130))],
         SeqCounts(outliers=1),
@@ -281,6 +303,84 @@ SCENARIOS: dict[str, tuple[list[Arrival], SeqCounts]] = {
         + poll(span(1061, 1100), span(1103, 1140)),
         SeqCounts(gaps=2, outliers=2),
     ),
+    # review of 767ca13: a trickle of absurd numbers must not rule the tracker whenever the
+    # gateway goes silent, and a restart first delivered above RESTART_BELOW is a restart
+    "hostile: a trickle, one every 30 polls from the start, then an outage, live first": (
+        timeline(
+            paced(span(1, 2000), 1.0),
+            paced(span(2031, 3100), 2031.0),
+            drained(span(2001, 2030), 2031.0),
+            # from just after the gateway's first batch (ingest just started): no pace known
+            paced(span(HOSTILE, HOSTILE + 99), 1.5, every=30.0),
+        ),
+        SeqCounts(gaps=30, late=30, outliers=100),
+    ),
+    "a restart first delivered at 100: live first, its backlog 1..99 behind": (
+        timeline(
+            paced(span(1, 5000), 1.0),
+            paced(span(100, 400), 5100.0),
+            drained(span(1, 99), 5100.0),
+        ),
+        SeqCounts(late=99, restarts=1),  # not known missing: unknown, as below a first number
+    ),
+    "a restart first delivered at 500: live first, its backlog 1..499 behind": (
+        timeline(
+            paced(span(1, 5000), 1.0),
+            paced(span(500, 800), 5500.0),
+            drained(span(1, 499), 5500.0),
+        ),
+        SeqCounts(late=499, restarts=1),  # not known missing: unknown, as below a first number
+    ),
+    "a restart during a trickle attack on two rivals, then a real gap": (
+        timeline(
+            paced(span(1, 1000), 1.0),
+            paced([*span(1, 499), *span(503, 800)], 1001.0),
+            [
+                (500.3, HOSTILE),
+                (500.31, HOSTILE + 1),
+                (500.32, 5 * HOSTILE),
+                (500.33, 5 * HOSTILE + 1),
+            ],
+            paced(span(HOSTILE + 2, HOSTILE + 130), 510.3, every=10.0),
+            paced(span(5 * HOSTILE + 2, 5 * HOSTILE + 130), 510.31, every=10.0),
+        ),
+        SeqCounts(gaps=3, restarts=1, outliers=2 * 131),
+    ),
+    "restart held by strays of the old sequence every 10 polls, a real gap in it meanwhile": (
+        timeline(
+            paced(span(1, 5000), 1.0),
+            paced([*span(1, 1199), *span(1203, 1300)], 5001.0),
+            paced(span(5001, 5110), 5002.5, every=10.0),
+        ),
+        SeqCounts(gaps=3, restarts=1),
+    ),
+    "a trickle while the gateway is silent again during a backlog: the live rival stays": (
+        timeline(
+            paced(span(1, 100), 1.0),
+            paced(span(1101, 1110), 101.0),  # an outage that took no time: live first
+            drained(span(101, 300), 101.0),
+            # silent for 600 s, then live first again and all the rest behind
+            paced(span(1711, 1800), 711.0),
+            drained([*span(301, 1100), *span(1111, 1710)], 711.0),
+            paced(span(HOSTILE, HOSTILE + 19), 120.5, every=30.0),
+        ),
+        # back after the second outage everything behind the live batch was missing: late
+        SeqCounts(gaps=1400, late=1400, outliers=20),
+    ),
+    "a backlog with batches lost a few apart, behind live": (
+        timeline(
+            paced(span(1, 100), 1.0),
+            paced(span(1101, 1200), 101.0),
+            drained([n for n in span(101, 1100) if n not in (500, 505, 700, 710)], 101.0),
+        ),
+        SeqCounts(gaps=4),
+    ),
+    # …while a gateway reinstalled polling slower is still followed, once its old sequence
+    # was silent for long
+    "restart at 1, the gateway polling three times slower now": (
+        [*poll(span(1, 2000)), *poll(span(1, 400), every=3.0)],
+        SeqCounts(restarts=1),
+    ),
     "two gateways interleaved, each with its own gap": (
         [
             a
@@ -346,11 +446,12 @@ def test_a_restart_is_told_by_its_verdict_once() -> None:
 def test_a_sender_at_the_gateways_pace_while_it_is_silent_is_left_behind() -> None:
     """Numbers far ahead, sent at the gateway's own pace while the gateway is silent, are
     the gateway for all ingest can tell: the tracker follows them. When the real sequence
-    comes back and goes on alone, it takes the tracker back, and its gaps count again."""
+    comes back and goes on alone, it takes the tracker back (a sequence going back is a
+    restart for all ingest can tell), and its gaps count again."""
     tracker = SeqTracker()
     feed(tracker, poll(span(1, 100)))
     assert Verdict.JUMP in feed(tracker, poll(span(HOSTILE, HOSTILE + WIN_FAR)), 100)
-    assert Verdict.JUMP in feed(tracker, poll(span(101, 101 + WIN_FAR)), 200)
+    assert Verdict.RESTART in feed(tracker, poll(span(101, 101 + WIN_FAR)), 200)
     before = tracker.counts.gaps
     assert feed(tracker, poll(101 + WIN_FAR + 3), 300) == [Verdict.GAP]
     assert tracker.counts.gaps == before + 2
@@ -390,12 +491,13 @@ def _a_gateway_and_an_attacker(seed: int, attacker: bool) -> tuple[SeqCounts, Se
     """An hour or so of a gateway polling each second, with what happens to real ones:
     batches lost for good, outages sent live first with the backlog behind at 20 a second
     (outages during a backlog too), a recent batch re-sent; and, with ``attacker``, absurd
-    numbers now and then, alone or in bursts of up to 500. Returns what the tracker counted
+    numbers now and then, alone or in bursts of up to 500, and a trickle of consecutive ones,
+    one every 30 seconds from the start, outages included. Returns what the tracker counted
     and the truth (gaps as net missing: gaps counted less the late ones that filled them)."""
     rng = random.Random(seed)
     tracker = _Checked()
     truth = SeqCounts()
-    seq, sent, backlog, outage, second = 0, [], [], 0, 0
+    seq, sent, backlog, outage, second, trickled = 0, [], [], 0, 0, 0
     while second < 4000 or outage or backlog:
         second += 1
         quiet = second > 3800  # at the end the gateway goes on alone: rivals are decided
@@ -407,6 +509,10 @@ def _a_gateway_and_an_attacker(seed: int, attacker: bool) -> tuple[SeqCounts, Se
         else:
             tracker.observe(A, seq, second)
             sent.append(seq)
+        if attacker and not quiet and second % 30 == 2:
+            trickled += 1
+            tracker.observe(A, 5 * 10**9 + trickled, second + 0.5)
+            truth.outliers += 1
         if outage:
             outage -= 1
             continue
