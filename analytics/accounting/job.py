@@ -7,12 +7,12 @@ consumption per meter (:mod:`analytics.accounting.consumption`), and the local d
 and years those hours fall in are summed again from the stored hours, days and months, per
 meter and per workshop, enterprise and park (:mod:`analytics.accounting.rollup`). Readings that
 reach the engine after their slot closed (late, replayed backlogs) are reported by the engine;
-for each, only the hours between the readings around them are recomputed (those readings looked
-up however far away, so that a backlog ending long before the meter resumed re-splits the
-outage), then the periods above them. A meter resuming after an outage of any length (up to
-``outage_lookback_s``) keeps the register's rise across it: its last reading before is looked
-up wherever it lies, and the rise is spread over the outage's hours as an estimate
-(completeness 0 there), never lost or counted twice.
+for each, only the hours between the readings around them are recomputed, per meter and from
+that meter's own readings (those around them looked up however far away, so that a backlog
+ending long before the meter resumed re-splits the outage), then the periods above them. A
+meter resuming after an outage of any length (up to ``outage_lookback_s``) keeps the register's
+rise across it: its last reading before is looked up wherever it lies, and the rise is spread
+over the outage's hours as an estimate (completeness 0 there), never lost or counted twice.
 
 Points (one measurement per period, ``consumption_hourly`` … ``consumption_yearly``; at the
 period's local start): tags ``park``, ``level`` (meter, workshop, enterprise, park), ``id``,
