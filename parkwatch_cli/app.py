@@ -596,6 +596,10 @@ def bench_ingest_path_command(
     ] = "1,10,50,1000",
     readings: Annotated[int, typer.Option(help="readings per batch size")] = 200_000,
     chunk: Annotated[int, typer.Option(help="messages per socket read")] = 64,
+    gzip_level: Annotated[
+        int | None,
+        typer.Option(min=0, max=9, help="batch body compression (default: ingest's, 0 = plain)"),
+    ] = None,
 ) -> None:
     """Where ingest's CPU per reading goes, without a broker or a database: the parser, the
     encoder and the whole in-process path, per batch size."""
@@ -605,7 +609,7 @@ def bench_ingest_path_command(
 
     setup_logging("WARNING")
     sizes = [int(n) for n in meters.split(",") if n.strip()]
-    typer.echo(json.dumps(bench_ingest_path(sizes, readings, chunk)))
+    typer.echo(json.dumps(bench_ingest_path(sizes, readings, chunk, gzip_level=gzip_level)))
 
 
 @bench_app.command("analytics", short_help="The analytics engine against a Python loop.")

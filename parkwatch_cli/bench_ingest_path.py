@@ -141,18 +141,32 @@ def _path(
 
 
 def bench_ingest_path(
-    meters: Sequence[int], readings: int = 200_000, chunk: int = 64, repeats: int = 3
+    meters: Sequence[int],
+    readings: int = 200_000,
+    chunk: int = 64,
+    repeats: int = 3,
+    gzip_level: int | None = None,
 ) -> dict[str, Any]:
     """µs of CPU per reading for parse, encode and the whole in-process path, per batch size.
-    ``chunk``: messages per socket read (ingest sees 10s to 100s at a time under load)."""
+    ``chunk``: messages per socket read (ingest sees 10s to 100s at a time under load);
+    ``gzip_level``: the batch bodies' compression (default: ingest's setting)."""
+    level = IngestSettings().gzip_level if gzip_level is None else gzip_level
+    # the runs tune the GC as ingest does; the caller's process gets its own settings back
+    threshold = gc.get_threshold()
+    try:
+        per_meters = {str(n): _one_size(n, readings, chunk, repeats, level) for n in meters}
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
     return {
         "readings": readings,
         "messages_per_chunk": chunk,
-        "per_meters": {str(n): _one_size(n, readings, chunk, repeats) for n in meters},
+        "gzip_level": level,
+        "per_meters": per_meters,
     }
 
 
-def _one_size(n: int, readings: int, chunk: int, repeats: int) -> dict[str, Any]:
+def _one_size(n: int, readings: int, chunk: int, repeats: int, level: int) -> dict[str, Any]:
     gateways = 10
     cycles = max(1, readings // (gateways * n))
     messages = _payloads(gateways, n, cycles)
@@ -194,7 +208,7 @@ def _one_size(n: int, readings: int, chunk: int, repeats: int) -> dict[str, Any]
     for _ in range(repeats):
         # a fresh service each run: seq and counter tracking see the stream once
         service = IngestService(settings, registry, clock=lambda: now_ms / 1000)
-        run = _path(service, packets, settings.gzip_level, settings.batch_lines, total)
+        run = _path(service, packets, level, settings.batch_lines, total)
         path_us.append(_cpu_us(run, total, 1))
     return {
         "messages": len(messages),
