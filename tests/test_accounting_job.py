@@ -12,7 +12,7 @@ import pytest
 
 from analytics.accounting.job import RollupConfig, RollupJob, ensure_retention, rollup_source
 from analytics.accounting.rollup import Period, accounting_series
-from parkwatch.influx import InfluxReader, InfluxWriter
+from parkwatch.influx import InfluxReader, InfluxWriter, Series
 from parkwatch.lineprotocol import encode_point
 from parkwatch.settings import InfluxSettings
 from parkwatch.site import Park
@@ -553,6 +553,47 @@ async def test_a_backlog_ending_long_before_the_meter_resumed_replaces_its_estim
 
 
 @pytest.mark.anyio
+async def test_a_backlog_starting_on_the_hour_re_splits_the_outage_before_it(
+    influx_settings: InfluxSettings,
+) -> None:
+    """The register as above (60 kWh/h to 23:00, 300 kWh/h 23:00-02:00, 10 kWh/h after); the
+    gateway is silent 23:00-20:00, and the backlog 08:00-10:00 (starting exactly on a local
+    hour) arrives later. The reading before it (23:00, 1060) must be looked up all the same:
+    08:00 = 1060 + 900 + 10 × 6 = 2020, so the pair 23:00 → 08:00 holds 960 kWh over 9 h,
+    960/9 ≈ 106.67 in each of 23:00 … 07:00 (before: the old estimate 23:00 → 20:00, 51.43 an
+    hour, kept; hours summed to 652.86). 08:00 and 09:00 measured, 10 each; the pair 10:00 →
+    20:00 (100 kWh) 10 an hour. Hours: 60 + 960 + 20 + 100 + 10 = 1 150 = the register's
+    rise 2 150 − 1 000; days: 28 Feb 60 + 960/9, 1 Mar 960 × 8/9 + 130."""
+
+    def register(t: np.ndarray) -> np.ndarray:
+        h = (t - FEB28) / H
+        return (
+            1000.0
+            + 60 * np.minimum(h, 1)
+            + 300 * np.clip(h - 1, 0, 3)
+            + 10 * np.clip(h - 4, 0, None)
+        )
+
+    async def backlog(
+        job: RollupJob, write: Callable[[np.ndarray], Awaitable[None]], t: np.ndarray
+    ) -> None:
+        late = (t >= FEB28 + 10 * H) & (t <= FEB28 + 12 * H)
+        await write(late)
+        job.mark_late("a-main", int(t[late][0]), int(t[late][-1]))
+
+    hourly, daily = await _outage(influx_settings, register, FEB28 + 22 * H, 23, backlog)
+    expected = [60] + [960 / 9] * 9 + [10] * 13
+    assert [hourly[("a-main", FEB28 + k * H)]["value"] for k in range(23)] == pytest.approx(
+        expected
+    )
+    assert sum(r["value"] for r in hourly.values()) == pytest.approx(1150.0)
+    for k in range(1, 10):  # 23:00-08:00: silent, estimated from the pair 23:00 → 08:00
+        assert hourly[("a-main", FEB28 + k * H)]["estimated"] == pytest.approx(960 / 9)
+    assert daily[("a-main", FEB28 - 22 * H)]["value"] == pytest.approx(60 + 960 / 9)
+    assert daily[("a-main", MAR1)]["value"] == pytest.approx(960 * 8 / 9 + 130)
+
+
+@pytest.mark.anyio
 async def test_a_backlog_whose_span_outgrows_the_data_read_keeps_the_last_hour_whole(
     influx_settings: InfluxSettings,
 ) -> None:
@@ -628,6 +669,145 @@ async def test_a_replacement_entered_after_a_long_outage_was_estimated_is_applie
     assert hourly[("a-main", FEB28 + 15 * H)]["events"] == 1
     assert daily[("a-main", FEB28 - 22 * H)]["value"] == pytest.approx(60 + share)
     assert daily[("a-main", MAR1)]["value"] == pytest.approx(1290 * 13.5 / 14.5 + 90)
+
+
+@pytest.mark.anyio
+async def test_a_replacement_entered_again_with_corrected_readings_is_reapplied(
+    influx_settings: InfluxSettings,
+) -> None:
+    """As above, but the exchange is first entered wrong (old final 1500) and the job applies
+    it: the pair 23:00 → 13:30 holds (1500 − 1060) + 450 = 890, hours 60 + 890 + 90 = 1040.
+    Then it is entered again for the same time with the right old final, 1900: the point is
+    overwritten, and the job must apply the correction: (1900 − 1060) + 450 = 1290 over
+    14.5 h, hours 60 + 1290 + 90 = 1440 (before: 1040 stayed, the exchange seen already)."""
+    swap = FEB28 + 8 * H
+    end = FEB28 + 17 * H
+
+    def register(t: np.ndarray) -> np.ndarray:
+        h = (t - FEB28) / H
+        old = 1000.0 + 60 * np.minimum(h, 1) + 120 * np.clip(h - 1, 0, None)
+        return np.where(t >= swap, 60 * (t - swap) / H, old)
+
+    async def enter(job: RollupJob, old_final: float) -> None:
+        async with InfluxWriter(job.reader.settings, flush_interval_s=0.05) as api:
+            await api.write(
+                [
+                    encode_point(
+                        "meter_replacement",
+                        {"park": "acct", "meter": "a-main", "quantity": "e_kwh"},
+                        {"old_final": old_final, "new_initial": 0.0},
+                        swap,
+                    )
+                ]
+            )
+
+    wrong: list[float] = []
+
+    async def exchange_twice(
+        job: RollupJob, write: Callable[[np.ndarray], Awaitable[None]], t: np.ndarray
+    ) -> None:
+        await enter(job, 1500.0)
+        await job.run(end + 5 * MIN)
+        await job.run(end + 6 * MIN)
+        stored = await rows(job.reader, Period.HOUR, "level = 'meter' AND id = 'a-main'")
+        wrong.append(sum(r["value"] for r in stored.values()))
+        await enter(job, 1900.0)
+
+    hourly, daily = await _outage(
+        influx_settings, register, FEB28 + 15 * H + 30 * MIN, 17, exchange_twice
+    )
+    assert wrong == [pytest.approx(60 + 890 + 90)]
+    share = 1290 / 14.5
+    expected = [60] + [share] * 14 + [share / 2 + 30, 60]
+    assert [hourly[("a-main", FEB28 + k * H)]["value"] for k in range(17)] == pytest.approx(
+        expected
+    )
+    assert sum(r["value"] for r in hourly.values()) == pytest.approx(60 + 840 + 9 * 60)
+    assert daily[("a-main", MAR1)]["value"] == pytest.approx(1290 * 13.5 / 14.5 + 90)
+
+
+@pytest.mark.anyio
+async def test_a_meter_back_from_a_long_outage_is_recomputed_from_its_own_readings(
+    influx_settings: InfluxSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every meter counts 10 kWh/h, read every 15 minutes; a-sub has been silent for 10 days
+    (since 18 Feb 22:15) when its readings 28 Feb 22:30-23:00 arrive late, with a-main's
+    (re-sent) over the same span. a-sub's hours from 18 Feb 22:00 on must be recomputed, but
+    from its own readings only: the one before the outage (looked up) and the pair across
+    22:00 before it (21:45, 22:00), and a-main is rewritten only around its own late readings
+    (before: the other three meters were read again over the 10 days, 2 595 of their
+    readings older than a day, and a-main's 10 days of hours rewritten).
+    a-sub: 18 Feb 22:00 → 28 Feb 23:00 is 241 hours of 10 kWh (22:00-22:15 measured, 2.5;
+    the pair across the outage holds 10 × 240.25 = 2 402.5, 10 an hour, then measured);
+    days 18 Feb 2 × 10 = 20, 19-27 Feb 240 each, 28 Feb 23 × 10 = 230: 2 410."""
+    park = Park.model_validate(PARK)
+    q = 15 * MIN
+    day = 24 * H
+    t = np.arange(FEB28 - 12 * day, FEB28 + 3 * H + 1, q)
+    dead = FEB28 - 10 * day + q  # 22:15
+
+    def write_lines(sel: np.ndarray, meter: str) -> list[str]:
+        tags = {"park": "acct", "enterprise": "x", "meter": meter}
+        v = 1000.0 + 10 * (t[sel] - t[0]) / H
+        return [
+            encode_point("electricity", tags, {"e_kwh": float(x)}, int(ti))
+            for ti, x in zip(t[sel], v, strict=True)
+        ]
+
+    config = RollupConfig(retention_policy="rollups")
+    read: list[tuple[str, int]] = []  # (meter, time) of each raw reading the late pass read
+    async with InfluxReader(influx_settings) as reader:
+        await reader.create_database()
+        await ensure_retention(reader, config)
+        async with InfluxWriter(influx_settings, flush_interval_s=0.05) as raw:
+            for meter in ("main", "a-main", "b-main"):
+                await raw.write(write_lines(t <= FEB28 + 2 * H, meter))
+            await raw.write(write_lines(t <= dead, "a-sub"))
+        async with InfluxWriter(
+            influx_settings, flush_interval_s=0.05, retention_policy="rollups"
+        ) as out:
+            job = RollupJob(park, reader, out, config)
+            for now in range(FEB28 + 10 * MIN, FEB28 + 2 * H + 1, 10 * MIN):
+                await job.run(now)
+            async with InfluxWriter(influx_settings, flush_interval_s=0.05) as raw:
+                late = (t >= FEB28 + 30 * MIN) & (t <= FEB28 + H)
+                await raw.write(write_lines(late, "a-sub") + write_lines(late, "a-main"))
+            query = reader.query
+
+            async def spy(statement: str) -> list[Series]:
+                result = await query(statement)
+                if statement.startswith("SELECT") and 'FROM "electricity"' in statement:
+                    read.extend(
+                        (s.tags.get("meter", ""), int(row[0])) for s in result for row in s.values
+                    )
+                return result
+
+            monkeypatch.setattr(reader, "query", spy)
+            job.mark_late("a-main", FEB28 + 30 * MIN, FEB28 + H)
+            job.mark_late("a-sub", FEB28 + 30 * MIN, FEB28 + H)
+            await job.run(FEB28 + 2 * H + 10 * MIN)
+            monkeypatch.undo()
+        sub = await rows(reader, Period.HOUR, "level = 'meter' AND id = 'a-sub'")
+        sub_days = await rows(reader, Period.DAY, "level = 'meter' AND id = 'a-sub'")
+        main_hours = await rows(reader, Period.HOUR, "level = 'meter' AND id = 'a-main'")
+    old = [(m, at) for m, at in read if at < FEB28 - day]
+    # only a-sub's readings from the pair across its first hour recomputed on: none lies
+    # between the last of them and the late ones
+    assert {m for m, _ in old} == {"a-sub"}
+    assert sorted({at for _, at in old}) == [dead - 2 * q, dead - q, dead]
+    assert sorted(sub) == [("a-sub", dead - q + k * H) for k in range(241)]
+    assert [r["value"] for _, r in sorted(sub.items())] == pytest.approx([10.0] * 241)
+    assert sub[("a-sub", dead - q)]["estimated"] == pytest.approx(7.5)
+    assert sub[("a-sub", dead - q + 120 * H)]["estimated"] == pytest.approx(10.0)
+    days = [r["value"] for _, r in sorted(sub_days.items())]
+    assert days == pytest.approx([20.0] + [240.0] * 9 + [230.0])
+    assert sum(days) == pytest.approx(2410.0)
+    # a-main: the hours the job wrote live (from 15:00, the 6 h catch-up and the pair before
+    # it), none of the 10 days rewritten
+    assert min(at for _, at in main_hours) == FEB28 - 7 * H
+    assert [r["value"] for _, r in sorted(main_hours.items())] == pytest.approx(
+        [10.0] * len(main_hours)
+    )
 
 
 @pytest.mark.anyio

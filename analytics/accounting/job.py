@@ -7,12 +7,12 @@ consumption per meter (:mod:`analytics.accounting.consumption`), and the local d
 and years those hours fall in are summed again from the stored hours, days and months, per
 meter and per workshop, enterprise and park (:mod:`analytics.accounting.rollup`). Readings that
 reach the engine after their slot closed (late, replayed backlogs) are reported by the engine;
-for each, only the hours between the readings around them are recomputed (those readings looked
-up however far away, so that a backlog ending long before the meter resumed re-splits the
-outage), then the periods above them. A meter resuming after an outage of any length (up to
-``outage_lookback_s``) keeps the register's rise across it: its last reading before is looked
-up wherever it lies, and the rise is spread over the outage's hours as an estimate
-(completeness 0 there), never lost or counted twice.
+for each, only the hours between the readings around them are recomputed, per meter and from
+that meter's own readings (those around them looked up however far away, so that a backlog
+ending long before the meter resumed re-splits the outage), then the periods above them. A
+meter resuming after an outage of any length (up to ``outage_lookback_s``) keeps the register's
+rise across it: its last reading before is looked up wherever it lies, and the rise is spread
+over the outage's hours as an estimate (completeness 0 there), never lost or counted twice.
 
 Points (one measurement per period, ``consumption_hourly`` … ``consumption_yearly``; at the
 period's local start): tags ``park``, ``level`` (meter, workshop, enterprise, park), ``id``,
@@ -118,6 +118,30 @@ def _empty_raw() -> _Raw:
     return _Raw(i, i, f, b, i, i, f)
 
 
+def _only(raw: _Raw, rows: Sequence[int]) -> _Raw:
+    """The readings of ``raw`` of the series ``rows``."""
+    keep = np.asarray(rows, np.int64)
+    c, p = np.isin(raw.series, keep), np.isin(raw.p_series, keep)
+    return _Raw(
+        raw.series[c],
+        raw.t_ms[c],
+        raw.values[c],
+        raw.flags[c],
+        raw.p_series[p],
+        raw.p_t_ms[p],
+        raw.p_kw[p],
+    )
+
+
+def _joined(a: _Raw, b: _Raw) -> _Raw:
+    return _Raw(
+        *(
+            np.concatenate([getattr(a, f), getattr(b, f)])
+            for f in ("series", "t_ms", "values", "flags", "p_series", "p_t_ms", "p_kw")
+        )
+    )
+
+
 def rollup_source(rp: str | None, period: Period) -> str:
     """The FROM clause of a rollup measurement."""
     m = quote_ident(MEASUREMENT[period])
@@ -181,7 +205,10 @@ class RollupJob:
         )
         self.max_gap_ms = int(self.max_gap.max()) if self.max_gap.size else 900_000
         self.late: list[tuple[str, int, int]] = []
-        self.seen_replacements: set[tuple[str, str, int]] = set()
+        # (meter, quantity, time) → (old final, new initial) as last applied: an exchange
+        # entered again with corrected readings overwrites its point and is applied again
+        # (one entry per exchange, as many as the store holds)
+        self.seen_replacements: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.seen_resumed: set[tuple[str, int]] = set()  # (meter, first reading after a gap)
         self.points_written = 0
         self.runs = 0
@@ -255,12 +282,13 @@ class RollupJob:
         # an exchange entered for the span changes its meter's pair across it even when no
         # reading lies anywhere near (a long outage): that pair is looked up all the same
         exchanged: list[int] = []
+        only_own: dict[int, tuple[int, int]] = {}  # series written over their own span only
         if exact:
             entered = {x.series for x in await self._replacements(a_ms, b_ms)}
             exchanged = sorted(entered & set(rows))
         else:
             self._mark_resumed(raw, lo)
-        raw = await self._with_previous(raw, lo, self._hour_start(a_ms), exchanged)
+        raw = await self._with_previous(raw, lo, self._first_edge(a_ms, exact), exchanged)
         if exact:
             # a late reading changes only the hours between the readings around it, the one
             # after looked up however far on: a backlog that ends long before the meter
@@ -273,13 +301,31 @@ class RollupJob:
             spans = [affected_span(readings, r, a_ms, b_ms) for r in changed]
             a_ms = min(s0 for s0, _ in spans)
             b_ms = max(max(s1, after.get(r, s1)) for r, (_, s1) in zip(changed, spans, strict=True))
-            # every hour written is computed from raw data read over it whole (and the pair
-            # across both ends): a span grown past what was read is read again
-            if self._hour_start(a_ms) - pair < lo or b_ms + margin > hi:
-                lo = min(lo, self._hour_start(a_ms) - pair)
-                hi = max(hi, b_ms + margin)
-                raw = await self._raw(rows, lo, hi) or _empty_raw()
-                raw = await self._with_previous(raw, lo, self._hour_start(a_ms), exchanged)
+            # each series' hours are written over its own span only, computed from its raw
+            # data read over them whole (and the pairs across both ends): a series whose span
+            # outgrew what was read (a meter back from a long outage) is read again, alone,
+            # so one meter's outage does not re-read every meter of the park over it
+            only_own = {
+                r: (s0, max(s1, after.get(r, s1)))
+                for r, (s0, s1) in zip(changed, spans, strict=True)
+            }
+            order = np.lexsort((raw.t_ms, raw.series))
+            s_sorted, t_sorted = raw.series[order], raw.t_ms[order]
+            wide = [
+                r
+                for r, (s0, s1) in only_own.items()
+                if t_sorted[np.searchsorted(s_sorted, r)] > self._hour_start(s0)
+                or t_sorted[np.searchsorted(s_sorted, r, side="right") - 1] < self._hour_end(s1)
+            ]
+            if wide:
+                kept = sorted(set(changed) - set(wide))
+                lo_wide = min(lo, self._hour_start(a_ms) - pair)
+                hi_wide = max(hi, b_ms + margin)
+                again = await self._raw(wide, lo_wide, hi_wide, by_meter=True) or _empty_raw()
+                again = await self._with_previous(
+                    again, lo_wide, self._first_edge(a_ms, True), sorted(set(exchanged) & {*wide})
+                )
+                raw = _joined(_only(raw, kept), again)
         series, t, v, flags = raw.series, raw.t_ms, raw.values, raw.flags
         edges = local_edges(a_ms - HOUR_MS, b_ms + HOUR_MS, zone, Period.HOUR)
         first = edges[edges <= a_ms][-1:]
@@ -301,6 +347,10 @@ class RollupJob:
             max_gap_ms=self.max_gap,
             replacements=replacements,
         )
+        for r, (s0, s1) in only_own.items():
+            # hours outside the series' own span were not read whole: not rewritten
+            outside = (edges[1:] <= s0) | (edges[:-1] >= s1)
+            c.value[r, outside] = np.nan
         rolled = Rolled(edges, c.value, c.completeness, c.estimated)
         extra: dict[str, Any] = {}
         if raw.p_series.size:
@@ -327,6 +377,19 @@ class RollupJob:
         """The start of the park's local hour ``t_ms`` is in."""
         edges = local_edges(t_ms - HOUR_MS, t_ms, self.park.zone, Period.HOUR)
         return int(edges[-1]) if edges.size else t_ms
+
+    def _hour_end(self, t_ms: int) -> int:
+        """The end of the park's local hour ``t_ms`` is in (``t_ms`` itself on an edge)."""
+        edges = local_edges(t_ms, t_ms + HOUR_MS, self.park.zone, Period.HOUR)
+        return int(edges[0]) if edges.size else t_ms + HOUR_MS
+
+    def _first_edge(self, a_ms: int, exact: bool) -> int:
+        """The time after which a series' first reading read needs the reading before it: the
+        first hour recomputed, and for a late span also its first time (the span's pairs start
+        at the reading before it: a backlog starting exactly on a local hour re-splits the
+        outage before it too)."""
+        edge = self._hour_start(a_ms)
+        return min(edge, a_ms - 1) if exact else edge
 
     def _mark_resumed(self, raw: _Raw, lo: int) -> None:
         """A series whose first reading since ``lo`` comes after a gap has resumed after an
@@ -434,11 +497,18 @@ class RollupJob:
                     out[i] = int(series.values[0][0])
         return out
 
-    async def _raw(self, rows: Sequence[int], a_ms: int, b_ms: int) -> _Raw | None:
+    async def _raw(
+        self, rows: Sequence[int], a_ms: int, b_ms: int, *, by_meter: bool = False
+    ) -> _Raw | None:
+        """The readings of the series ``rows`` in [a_ms, b_ms]; ``by_meter``: only their
+        meters' read (a few meters over a long span), else every meter of their utilities
+        (all or most of the park's meters over a short one: no long list of meters)."""
         by_utility: dict[Utility, set[str]] = {}
+        meters_of: dict[Utility, set[str]] = {}
         for r in rows:
             cs = self.series[r]
             by_utility.setdefault(cs.meter.utility, set()).add(cs.quantity)
+            meters_of.setdefault(cs.meter.utility, set()).add(cs.meter.id)
         wanted = set(rows)
         parts: dict[str, list[Any]] = {k: [] for k in ("s", "t", "v", "f", "ps", "pt", "pv")}
         replaced = await self._replacement_events(a_ms, b_ms)
@@ -447,10 +517,14 @@ class RollupJob:
             if utility is Utility.ELECTRICITY and "e_kwh" in quantities:
                 names.append("p_kw")  # for the cross-check of power and energy
             fields = ", ".join(quote_ident(q) for q in names)
+            only = ""
+            if by_meter:
+                meters = " OR ".join(f"meter = {qs(m)}" for m in sorted(meters_of[utility]))
+                only = f"AND ({meters}) "
             statement = (
                 f'SELECT {fields}, "quality" FROM {quote_ident(utility.value)} '
-                f"WHERE park = {qs(self.park.park)} AND time >= {a_ms}ms AND time <= {b_ms}ms "
-                "GROUP BY meter"
+                f"WHERE park = {qs(self.park.park)} {only}"
+                f"AND time >= {a_ms}ms AND time <= {b_ms}ms GROUP BY meter"
             )
             for s in await self.reader.query(statement):
                 if not s.values:
@@ -524,23 +598,24 @@ class RollupJob:
         return out
 
     async def _new_replacements(self, now_ms: int) -> list[tuple[str, int]]:
-        """Exchanges entered through the API that this job has not applied yet: (meter, time).
+        """Exchanges entered through the API that this job has not applied yet, or not with
+        these readings (entered again, corrected): (meter, time).
         Hours are only recomputed around recent or late readings, so one entered for last
         week would otherwise never be counted."""
         since = now_ms - int(self.config.replacement_lookback_s * 1000)
         statement = (
-            f'SELECT "old_final" FROM {quote_ident(REPLACEMENT_MEASUREMENT)} '
+            f'SELECT "old_final", "new_initial" FROM {quote_ident(REPLACEMENT_MEASUREMENT)} '
             f"WHERE park = {qs(self.park.park)} AND time >= {since}ms AND time <= {now_ms}ms "
             "GROUP BY meter, quantity"
         )
         out: list[tuple[str, int]] = []
         for s in await self.reader.query(statement):
             meter, quantity = s.tags.get("meter", ""), s.tags.get("quantity", "")
-            for row in s.values:
-                key = (meter, quantity, int(row[0]))
-                if key not in self.seen_replacements:
-                    self.seen_replacements.add(key)
-                    out.append((meter, int(row[0])))
+            for t, old, new in s.values:
+                key = (meter, quantity, int(t))
+                if self.seen_replacements.get(key) != (old, new):
+                    self.seen_replacements[key] = (old, new)
+                    out.append((meter, int(t)))
         return out
 
     async def _replacements(self, a_ms: int, b_ms: int) -> list[Replacement]:
