@@ -431,27 +431,12 @@ class RollupJob:
         if not resumed:
             return raw
         since = lo - int(self.config.outage_lookback_s * 1000)
-        wanted: dict[tuple[Utility, str], list[int]] = {}
-        for r in resumed:
-            cs = self.series[r]
-            wanted.setdefault((cs.meter.utility, cs.quantity), []).append(r)
-        found: dict[str, list[Any]] = {"s": [], "t": [], "v": []}
-        for (utility, quantity), of in wanted.items():
-            by_meter = {self.series[r].meter.id: r for r in of}
-            meters = " OR ".join(f"meter = {qs(m)}" for m in sorted(by_meter))
-            statement = (
-                f"SELECT {quote_ident(quantity)} FROM {quote_ident(utility.value)} "
-                f"WHERE park = {qs(self.park.park)} AND ({meters}) "
-                f"AND time >= {since}ms AND time < {lo}ms "
-                "GROUP BY meter ORDER BY time DESC LIMIT 1"
-            )
-            for series in await self.reader.query(statement):
-                r = by_meter.get(series.tags.get("meter", ""))
-                if r is None or not series.values or series.values[0][1] is None:
-                    continue
-                found["s"].append(r)
-                found["t"].append(int(series.values[0][0]))
-                found["v"].append(float(series.values[0][1]))
+        before = await self._nearest(resumed, f"time >= {since}ms AND time < {lo}ms", "DESC")
+        found: dict[str, list[Any]] = {
+            "s": list(before),
+            "t": [t for t, _ in before.values()],
+            "v": [v for _, v in before.values()],
+        }
         if not found["s"]:
             return raw
         n = len(found["s"])
@@ -475,26 +460,34 @@ class RollupJob:
         the pair a late span's last reading opens, when the meter stayed silent past the raw
         data read."""
         later = set(readings.series[readings.t_ms > b_ms].tolist())
+        until = hi + int(self.config.outage_lookback_s * 1000)
+        after = await self._nearest(
+            [r for r in rows if r not in later], f"time > {hi}ms AND time <= {until}ms", "ASC"
+        )
+        return {r: t for r, (t, _) in after.items()}
+
+    async def _nearest(
+        self, rows: Sequence[int], within: str, order: str
+    ) -> dict[int, tuple[int, float]]:
+        """Each series' first reading (``order`` ASC) or last (DESC) ``within`` a time clause:
+        one query per utility and quantity, for just these series' meters."""
         wanted: dict[tuple[Utility, str], list[int]] = {}
         for r in rows:
-            if r not in later:
-                cs = self.series[r]
-                wanted.setdefault((cs.meter.utility, cs.quantity), []).append(r)
-        until = hi + int(self.config.outage_lookback_s * 1000)
-        out: dict[int, int] = {}
+            cs = self.series[r]
+            wanted.setdefault((cs.meter.utility, cs.quantity), []).append(r)
+        out: dict[int, tuple[int, float]] = {}
         for (utility, quantity), of in wanted.items():
             by_meter = {self.series[r].meter.id: r for r in of}
             meters = " OR ".join(f"meter = {qs(m)}" for m in sorted(by_meter))
             statement = (
                 f"SELECT {quote_ident(quantity)} FROM {quote_ident(utility.value)} "
-                f"WHERE park = {qs(self.park.park)} AND ({meters}) "
-                f"AND time > {hi}ms AND time <= {until}ms "
-                "GROUP BY meter ORDER BY time ASC LIMIT 1"
+                f"WHERE park = {qs(self.park.park)} AND ({meters}) AND {within} "
+                f"GROUP BY meter ORDER BY time {order} LIMIT 1"
             )
             for series in await self.reader.query(statement):
-                i = by_meter.get(series.tags.get("meter", ""))
-                if i is not None and series.values and series.values[0][1] is not None:
-                    out[i] = int(series.values[0][0])
+                row = by_meter.get(series.tags.get("meter", ""))
+                if row is not None and series.values and series.values[0][1] is not None:
+                    out[row] = (int(series.values[0][0]), float(series.values[0][1]))
         return out
 
     async def _raw(
