@@ -49,6 +49,7 @@ from analytics.engine.contract import (
     Scope,
     SeriesKey,
 )
+from analytics.kernels import silence_scan, stuck_runs
 from parkwatch.events import Family, Severity
 from parkwatch.quantities import Utility
 from parkwatch.site import Role
@@ -134,7 +135,7 @@ class _View:
     meter_gw: npt.NDArray[Any]
     meter_of: npt.NDArray[np.intp]  # local meter of each local row
     meter_ids: list[str]
-    keys: list[SeriesKey]
+    rows: npt.NDArray[np.intp]  # the detector's row of each local row
 
 
 _SKEW = {1: "clock_skew", 2: "late_batches"}
@@ -277,7 +278,7 @@ class MeterFaults(Detector):
             **{a: getattr(self, a)[meters] for a in _METER_STATE},
             meter_of=local.astype(np.intp),
             meter_ids=[self.meter_ids[m] for m in meters],
-            keys=[self.series[r] for r in rows],
+            rows=rows,
         )
         swapping = self._swaps(st, block, out)
         self._counters(st, block, first_slot, swapping, out)
@@ -389,7 +390,7 @@ class MeterFaults(Detector):
             row = int(rows[i])
             old, new = float(prev_v[i, k]), float(v[i, k])
             evidence = {
-                "quantity": st.keys[row].quantity,
+                "quantity": self.series[int(st.rows[row])].quantity,
                 "old_reading": old,
                 "new_reading": new,
                 "gap_slots": int(gap[i, k]),
@@ -432,46 +433,43 @@ class MeterFaults(Detector):
         if rows.size == 0:
             return
         v = block.values[rows]
+        # per row and slot (kernels.stuck_runs, one compiled pass carrying the state): a
+        # slot repeats when its readings are one value, the previous slot's; the run of
+        # equal slots continues the carried one (gaps do not break it); how lively the row
+        # was before its run began is the share of its readings in the ``lively_window``
+        # slots up to its last change that changed
+        prev, equal_run = st.prev[rows], st.equal_run[rows]
+        hist_ch, hist_se = st.hist_changed[rows], st.hist_seen[rows]
+        lively = st.lively[rows]
+        long_run = np.empty(v.shape, dtype=bool)
+        telling = np.empty(v.shape, dtype=bool)
+        live_row = np.empty(v.shape, dtype=bool)
+        stuck_runs(
+            v,
+            np.ascontiguousarray(block.low[rows]),
+            np.ascontiguousarray(block.high[rows]),
+            prev,
+            equal_run,
+            hist_ch,
+            hist_se,
+            lively,
+            st.main[rows],
+            self.stuck_slots,
+            self.p.lively_share,
+            self.p.lively_readings,
+            long_run,
+            telling,
+            live_row,
+        )
         seen = np.isfinite(v)
-        k_idx = np.arange(block.slots)
-        r = np.arange(rows.size)[:, None]
-        last_k = np.maximum.accumulate(np.where(seen, k_idx, -1), axis=1)
-        prev_k = np.concatenate([np.full((rows.size, 1), -1), last_k[:, :-1]], axis=1)
-        prev = np.where(prev_k >= 0, v[r, np.maximum(prev_k, 0)], st.prev[rows][:, None])
-        # a slot repeats when its readings are one value, the previous slot's
-        flat = block.low[rows] == block.high[rows]
-        equal = seen & flat & (v == prev)
-        changed = seen & ~equal & np.isfinite(prev)
-        # run of equal slots at each slot, continuing the carried run (gaps do not break it)
-        counted = np.cumsum(equal, axis=1)
-        last_change = np.maximum.accumulate(np.where(seen & ~equal, k_idx, -1), axis=1)
-        run = np.where(
-            last_change >= 0,
-            counted - _at_index(counted, last_change),
-            st.equal_run[rows][:, None] + counted,
-        )
-        # how lively each row was before its run began: the share of its readings in the
-        # ``lively_window`` slots up to its last change that changed
-        w = self.p.lively_window
-        ch = np.concatenate([st.hist_changed[rows], changed.astype(np.int8)], axis=1)
-        se = np.concatenate([st.hist_seen[rows], seen.astype(np.int8)], axis=1)
-        c_ch = np.cumsum(ch, axis=1, dtype=np.int64)
-        c_se = np.cumsum(se, axis=1, dtype=np.int64)
-        sum_ch = c_ch[:, w:] - c_ch[:, :-w]
-        sum_se = c_se[:, w:] - c_se[:, :-w]
-        lively_now = (sum_ch >= self.p.lively_share * np.maximum(sum_se, 1)) & (
-            sum_se >= self.p.lively_readings
-        )
-        last_ch = np.maximum.accumulate(np.where(changed, k_idx, -1), axis=1)
-        lively = np.where(last_ch >= 0, _at_index(lively_now, last_ch), st.lively[rows][:, None])
-        long_run = run >= self.stuck_slots
-        main = st.main[rows][:, None]
-        telling = long_run & lively & main & (np.abs(np.nan_to_num(v)) > 0)
         meter_rows = st.meter_of[rows]
-        all_long, _ = self._per_meter(st, meter_rows, long_run, np.zeros_like(seen), seen)
         m = len(st.meter_ids)
+        # every reporting row of the meter in a long run: some reports, none out of a run
+        all_long = _reduce_by(np.logical_or, seen, meter_rows, m, False) & ~_reduce_by(
+            np.logical_or, seen & ~long_run, meter_rows, m, False
+        )
         any_telling = _reduce_by(np.logical_or, telling, meter_rows, m, False)
-        live = _reduce_by(np.logical_or, seen & ~equal, meter_rows, m, False)
+        live = _reduce_by(np.logical_or, live_row, meter_rows, m, False)
         self._transitions(
             st,
             block,
@@ -482,24 +480,11 @@ class MeterFaults(Detector):
             out,
             evidence=lambda m, k: {"slots_equal": int(self.stuck_slots)},
         )
-        st.equal_run[rows] = run[:, -1]
-        st.lively[rows] = lively[:, -1]
-        st.hist_changed[rows] = ch[:, -w:]
-        st.hist_seen[rows] = se[:, -w:]
-        has = last_k[:, -1] >= 0
-        st.prev[rows] = np.where(
-            has, v[np.arange(rows.size), np.maximum(last_k[:, -1], 0)], st.prev[rows]
-        )
-
-    def _per_meter(
-        self, st: _View, meter_rows: IntArray, flag: BoolArray, clear: BoolArray, seen: BoolArray
-    ) -> tuple[BoolArray, BoolArray]:
-        """Per meter and slot: every reporting row flagged; any row clear."""
-        m = len(st.meter_ids)
-        flagged = _reduce_by(np.add, (flag & seen).astype(np.int64), meter_rows, m, 0)
-        reporting = _reduce_by(np.add, seen.astype(np.int64), meter_rows, m, 0)
-        cleared = _reduce_by(np.logical_or, clear, meter_rows, m, False)
-        return (reporting > 0) & (flagged == reporting), cleared
+        st.prev[rows] = prev
+        st.equal_run[rows] = equal_run
+        st.lively[rows] = lively
+        st.hist_changed[rows] = hist_ch
+        st.hist_seen[rows] = hist_se
 
     def _transitions(
         self,
@@ -559,28 +544,43 @@ class MeterFaults(Detector):
     def _swaps(self, st: _View, block: Block, out: Output) -> BoolArray:
         """Per meter and slot: a reading taken for a word-swapped one, or a word-swap episode
         open (its counters' jumps are part of it, not faults of their own)."""
-        rows = np.arange(len(st.keys))
-        v = block.high[rows]
+        rows = np.arange(st.rows.size)
+        v = block.high
         seen = np.isfinite(v)
-        back = word_swapped(np.nan_to_num(v))
-        good = st.good[rows].copy()
+        good = st.good.copy()
         flagged = np.zeros_like(seen)
         # candidate rows only: a value ten times off its forward-filled previous one (across
         # gaps, so that a block boundary or an empty slot before it changes nothing)
         k_idx = np.arange(block.slots)
         last_k = np.maximum.accumulate(np.where(seen, k_idx, -1), axis=1)
         prev_k = np.concatenate([np.full((rows.size, 1), -1), last_k[:, :-1]], axis=1)
-        previous = np.where(prev_k >= 0, v[rows[:, None], np.maximum(prev_k, 0)], good[:, None])
+        previous = np.where(prev_k >= 0, _at_index(v, prev_k), good[:, None])
         with np.errstate(invalid="ignore", divide="ignore"):
             ratio = np.abs(v) / np.abs(previous)
         candidates = np.flatnonzero(
             ((ratio > self.p.swap_far) | (ratio < 1 / self.p.swap_far)).any(axis=1)
             | np.isin(st.meter_of[rows], np.flatnonzero(st.swap_open))
         )
-        for i in candidates:
+        # the swapped-back values only of the rows that may hold a swapped one; of those, a
+        # row can flag a reading only where its swapped-back value is near some good value
+        # it could be compared with (the carried one or a reading of its own): others go
+        # the quick way below
+        back = np.abs(word_swapped(np.nan_to_num(v[candidates])))
+        with np.errstate(invalid="ignore"):
+            known = np.concatenate([good[candidates, None], np.abs(v[candidates])], axis=1)
+            known[~(np.isfinite(known) & (known > 0))] = np.nan
+            lowest = np.fmin.reduce(known, axis=1)[:, None]
+            highest = np.fmax.reduce(known, axis=1)[:, None]
+            near = (
+                seen[candidates]
+                & (back >= lowest / self.p.swap_near)
+                & (back <= highest * self.p.swap_near)
+            ).any(axis=1)
+        candidates, back = candidates[near], back[near]
+        for c, i in enumerate(candidates):
             g = good[i]
             for k in np.flatnonzero(seen[i]):
-                x, b = abs(v[i, k]), abs(back[i, k])
+                x, b = abs(v[i, k]), back[c, k]
                 if (
                     np.isfinite(g)
                     and g > 0
@@ -591,12 +591,13 @@ class MeterFaults(Detector):
                 else:
                     g = x
             good[i] = g
-        others = np.setdiff1d(np.arange(rows.size), candidates)
-        if others.size:
-            last = np.maximum.accumulate(np.where(seen[others], np.arange(block.slots), -1), axis=1)
-            has = last[:, -1] >= 0
-            vals = np.abs(v[others, np.maximum(last[:, -1], 0)])
-            good[others] = np.where(has, vals, good[others])
+        other = np.ones(rows.size, dtype=bool)
+        other[candidates] = False
+        if other.any():
+            # the others' last good value: their last reading in the block
+            last = last_k[:, -1]
+            has = other & (last >= 0)
+            good[has] = np.abs(v[has, last[has]])
         st.good[rows] = good
         meter_rows = st.meter_of[rows]
         m = len(st.meter_ids)
@@ -616,40 +617,35 @@ class MeterFaults(Detector):
         return on | episode
 
     def _silence(self, st: _View, block: Block, first_slot: int, out: Output) -> None:
-        seen = np.isfinite(block.values)
         m = len(st.meter_ids)
-        meter_seen = _reduce_by(np.logical_or, seen, st.meter_of, m, False)
-        k_idx = np.arange(block.slots)
-        abs_k = first_slot + k_idx
-        last_m = _reduce_by(np.maximum, st.last_seen, st.meter_of, m, -1)
-        last_seen = np.maximum.accumulate(np.where(meter_seen, abs_k, -1), axis=1)
-        last_seen = np.maximum(last_seen, last_m[:, None])
-        # each row's usual spacing at each slot, from the readings before it (as a block of
-        # one slot would see it: the limit moves as readings come, whatever the chunking)
-        before = st.readings[:, None] + np.cumsum(seen, axis=1) - seen
-        newest = np.maximum.accumulate(np.where(seen, abs_k[None, :], -1), axis=1)
-        newest_before = np.maximum(
-            np.concatenate([np.full((seen.shape[0], 1), -1), newest[:, :-1]], axis=1),
-            st.last_seen[:, None],
+        # per meter and slot (kernels.silence_scan, one compiled pass carrying each row's
+        # first and latest reading and count): whether it reported; the limit, from each
+        # row's usual spacing at each slot from the readings before it (as a block of one
+        # slot would see it: the limit moves as readings come, whatever the chunking); silent
+        meter_seen = np.empty((m, block.slots), dtype=bool)
+        limit = np.empty((m, block.slots))
+        silent = np.empty((m, block.slots), dtype=bool)
+        silence_scan(
+            block.values,
+            np.flatnonzero(np.r_[True, st.meter_of[1:] != st.meter_of[:-1]]),
+            first_slot,
+            self.p.silence_slots,
+            st.first_seen,
+            st.last_seen,
+            st.readings,
+            meter_seen,
+            limit,
+            silent,
         )
-        first_in_block = np.where(seen.any(axis=1), first_slot + np.argmax(seen, axis=1), -1)
-        first_ever = np.where(st.first_seen >= 0, st.first_seen, first_in_block)[:, None]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            row_spacing = np.where(
-                before > 1, (newest_before - first_ever) / np.maximum(before - 1, 1), 0.0
-            )
-        spacing = _reduce_by(np.maximum, row_spacing, st.meter_of, m, 0.0)
-        limit = np.maximum(self.p.silence_slots, np.ceil(3 * spacing))  # [meter, slot]
-        silent = (last_seen >= 0) & (abs_k[None, :] - last_seen >= limit)
         back = meter_seen
         # a gateway whose meters (more than one) all fall silent at once is one event about it
         gws, gw_local = np.unique(st.meter_gw, return_inverse=True)
         meters_of = np.bincount(gw_local, minlength=gws.size)
-        silent_count = np.zeros((gws.size, block.slots), dtype=np.int64)
-        np.add.at(silent_count, gw_local, silent)
+        by_gw = np.argsort(gw_local, kind="stable")
+        gw_sorted = gw_local[by_gw]
+        silent_count = _reduce_by(np.add, silent[by_gw].astype(np.int64), gw_sorted, gws.size, 0)
         whole = (silent_count == meters_of[:, None]) & (meters_of[:, None] >= 2)
-        gw_back = np.zeros((gws.size, block.slots), dtype=bool)
-        np.logical_or.at(gw_back, gw_local, back)
+        gw_back = _reduce_by(np.logical_or, back[by_gw], gw_sorted, gws.size, False)
         state = self.gw_silent[gws].copy()
         self._transitions(
             st,
@@ -675,15 +671,6 @@ class MeterFaults(Detector):
             out,
             evidence=lambda mi, k: {"slots_without_data": int(limit[mi, k])},
         )
-        # how often each row reports: its first and latest reading and how many slots had one
-        any_seen = seen.any(axis=1)
-        first_k = np.argmax(seen, axis=1)
-        last_k = block.slots - 1 - np.argmax(seen[:, ::-1], axis=1)
-        st.first_seen = np.where(
-            any_seen & (st.first_seen < 0), first_slot + first_k, st.first_seen
-        )
-        st.last_seen = np.where(any_seen, first_slot + last_k, st.last_seen)
-        st.readings += seen.sum(axis=1)
 
     def _transport(self, block: Block, out: Output) -> None:
         """Clock offsets are judged by their median over the last ``transport_slots`` slots
@@ -772,6 +759,6 @@ def _reduce_by(
     return out
 
 
-def _at_index(values: IntArray, index: IntArray) -> IntArray:
+def _at_index(values: npt.NDArray[Any], index: IntArray) -> npt.NDArray[Any]:
     """values[r, index[r, k]] for every r, k (index ≥ 0)."""
     return np.take_along_axis(values, np.maximum(index, 0), axis=1)

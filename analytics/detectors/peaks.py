@@ -302,17 +302,21 @@ class Peaks(Detector):
 
     def _close_block(self, seg: Segment, idx: npt.NDArray[np.intp], out: Output) -> None:
         final = seg.mean()[:, -1]
-        for i in np.flatnonzero(seg.slots[:, -1] > 0):
-            g = int(idx[i])
+        # one point per meter with data: plain Python numbers taken in one go (tolist), not
+        # one numpy scalar at a time
+        some = np.flatnonzero(seg.slots[:, -1] > 0)
+        for g, avg, top, n in zip(
+            idx[some].tolist(),
+            final[some].tolist(),
+            seg.pmax[some, -1].tolist(),
+            seg.samples[some, -1].tolist(),
+            strict=True,
+        ):
             out.points.append(
                 DerivedPoint(
                     DEMAND_MEASUREMENT,
                     {"enterprise": self.enterprise[g], "meter": self.meters[g]},
-                    {
-                        "p_kw_avg": float(final[i]),
-                        "p_kw_max": float(seg.pmax[i, -1]),
-                        "samples": int(seg.samples[i, -1]),
-                    },
+                    {"p_kw_avg": avg, "p_kw_max": top, "samples": int(n)},
                     seg.block_start_ms,
                 )
             )

@@ -201,9 +201,9 @@ class WasteHeat(Detector):
         self.onset_ms[(self.cusum == 0) & ~self.open] = -1
         # recovery units first: a bypass found this hour explains its cooling water's rise
         order = sorted(range(len(src)), key=lambda j: src[j].kind != RECOVERY)
+        bypassed = self._bypassed()  # taken again when a recovery unit opens or closes
         for i in order:
             s = src[i]
-            bypassed = self._bypassed()
             if not self.open[i] and self.cusum[i] > self.p.h:
                 if s.kind == COOLING and s.enterprise in bypassed:
                     continue  # the bypassed recovery unit's heat: reported as that
@@ -216,6 +216,10 @@ class WasteHeat(Detector):
                 out.findings.append(
                     Finding(KINDS[s.kind], Family.WASTE_HEAT, at_ms, False, meter=s.meter)
                 )
+            else:
+                continue
+            if s.kind == RECOVERY:
+                bypassed = self._bypassed()
         # while a recovery unit is bypassed its heat goes to the cooling water: that water's
         # rise is the bypass's, neither a fault of its own nor its normal
         bypassed = self._bypassed()

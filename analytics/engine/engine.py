@@ -102,10 +102,25 @@ class _Gather:
 
 
 @dataclass
+class _Plan:
+    """How an instance's rows of some gateways are gathered: per part (a table's rows), the
+    rows to read there and where they go in the block; the block's ``row_index``; the
+    gateways' names."""
+
+    parts: list[tuple[_Gather, npt.NDArray[np.intp], npt.NDArray[np.intp]]]
+    rows: int
+    row_index: npt.NDArray[np.intp] | None
+    names: set[str]
+
+
+@dataclass
 class _Instance:
     detector: Detector
     group: str | None  # its gateway, for detectors run per gateway; None: one for the park
     gather: list[_Gather] = field(default_factory=list)
+    # the last gateway set's gather plan (see ParkEngine._plan): every block of a steady
+    # stream asks for the same set
+    plan: tuple[bytes, _Plan | None] | None = None
     # why it stopped: a detector that raised is run no more (its state may be half updated)
     failed: str | None = None
 
@@ -412,13 +427,23 @@ class ParkEngine:
         late = np.zeros(series.size, dtype=bool)
         dup = duplicate.copy()
         fresh = ~duplicate
-        tables = self._series_table[series]
         ahead = (self.now_ms + MAX_AHEAD_MS) // self.step_ms
-        for tb in np.unique(tables[fresh]):
-            name = self._tables[int(tb)]
+        # the fresh readings grouped by table, in their order within each (one stable sort,
+        # not a pass over every reading per table)
+        where_fresh = np.flatnonzero(fresh)
+        # (tables are few: as int16 the stable sort is a radix sort, linear in the readings)
+        small = np.int16 if len(self._tables) < 2**15 else np.int64
+        tables = self._series_table[series[where_fresh]].astype(small)
+        order = np.argsort(tables, kind="stable")
+        by_table, tables = where_fresh[order], tables[order]
+        bounds = np.flatnonzero(np.r_[True, tables[1:] != tables[:-1], True])
+        if by_table.size == 0:
+            bounds = bounds[:0]
+        for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+            name = self._tables[int(tables[a])]
             if name == VIRTUAL:
                 continue  # virtual meters are computed, never fed
-            where = np.flatnonzero(fresh & (tables == tb))
+            where = by_table[a:b]
             table = self.tables[name]
             dup_in, late_in = table.add(
                 self._series_row[series[where]],
@@ -572,27 +597,27 @@ class ParkEngine:
     ) -> Block | None:
         """The instance's rows of these gateways (−1: virtual meters), slots ``start:stop``,
         as one block (for a detector that takes row subsets, ``row_index`` says which)."""
-        parts = []
-        for g in inst.gather:
-            mask = np.isin(g.gateway, gateways)
-            if mask.any():
-                parts.append((g, mask))
-        if not parts:
+        key = gateways.tobytes()
+        if inst.plan is None or inst.plan[0] != key:
+            inst.plan = (key, self._plan(inst, gateways))
+        plan = inst.plan[1]
+        if plan is None:
             return None
-        blocks = [table_block(g.table, start, stop) for g, _ in parts]
-        picks = [(b, g.src[m]) for b, (g, m) in zip(blocks, parts, strict=True)]
-        values = np.concatenate([b.values[src] for b, src in picks])
-        count = np.concatenate([b.count[src] for b, src in picks])
-        low = np.concatenate([b.low[src] for b, src in picks])
-        high = np.concatenate([b.high[src] for b, src in picks])
-        rows = np.concatenate([g.dst[m] for g, m in parts])
-        order = np.argsort(rows, kind="stable")
-        arrays = [a[order] for a in (values, count, low, high)]
+        blocks = [table_block(g.table, start, stop) for g, _, _ in plan.parts]
+        slots = stop - start
+        # each part straight into its place: one copy of every array
+        arrays: tuple[npt.NDArray[Any], ...] = (
+            np.empty((plan.rows, slots)),
+            np.empty((plan.rows, slots), dtype=np.int32),
+            np.empty((plan.rows, slots)),
+            np.empty((plan.rows, slots)),
+        )
+        for b, (_, src, dst) in zip(blocks, plan.parts, strict=True):
+            for out, part in zip(arrays, (b.values, b.count, b.low, b.high), strict=True):
+                out[dst] = part[src]
         for a in arrays:
             a.flags.writeable = False
-        names = {self.gateways[int(g)] for g in gateways if g >= 0}
-        transport = TransportStats.joined([b.transport for b in blocks]).only(names)
-        whole = rows.size == len(inst.detector.series)
+        transport = TransportStats.joined([b.transport for b in blocks]).only(plan.names)
         return Block(
             start * self.step_ms,
             self.step_ms,
@@ -600,10 +625,30 @@ class ParkEngine:
             arrays[1],
             arrays[2],
             arrays[3],
-            next(iter(names)) if len(names) == 1 else None,
+            next(iter(plan.names)) if len(plan.names) == 1 else None,
             transport,
-            None if whole else rows[order].astype(np.intp),
+            plan.row_index,
         )
+
+    def _plan(self, inst: _Instance, gateways: IntArray) -> _Plan | None:
+        """Where the instance's rows of these gateways are, and where they go in its block
+        (in the order of its series)."""
+        picked = []
+        for g in inst.gather:
+            mask = np.isin(g.gateway, gateways)
+            if mask.any():
+                picked.append((g, mask))
+        if not picked:
+            return None
+        rows = np.sort(np.concatenate([g.dst[m] for g, m in picked]))
+        whole = rows.size == len(inst.detector.series)
+        parts = [
+            (g, g.src[m], g.dst[m] if whole else np.searchsorted(rows, g.dst[m])) for g, m in picked
+        ]
+        names = {self.gateways[int(g)] for g in gateways if g >= 0}
+        row_index = rows.astype(np.intp)
+        row_index.flags.writeable = False  # one array for every block of the plan
+        return _Plan(parts, int(rows.size), None if whole else row_index, names)
 
     def finish(self) -> Advanced:
         """No more data will come (the end of a replay): close every slot that has data."""

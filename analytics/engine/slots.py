@@ -9,61 +9,125 @@ a gap, never a zero.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Self
 
 import numpy as np
 import numpy.typing as npt
 
 from analytics.engine.contract import Block, FloatArray, IntArray
+from analytics.kernels import add_one_per_cell
 
 BoolArray = npt.NDArray[np.bool_]
 
 
-@dataclass
-class SlotArrays:
+class Columns:
+    """``rows × slots`` arrays (one per name in ``FILL``) held in wider buffers: dropping the
+    oldest slots moves the start, and new slots at either end reuse the room left there, so
+    the window store's steady drop-and-grow copies its data only now and then, not at every
+    advance. Each array is a view of its buffer; writes through it land in the buffer.
+    Pickled as the plain arrays."""
+
+    FILL: tuple[tuple[str, Any, type[np.generic]], ...] = ()  # name, empty value, dtype
+
+    def __init__(self, *arrays: npt.NDArray[Any]) -> None:
+        self._set(arrays)
+
+    def _set(self, arrays: Sequence[npt.NDArray[Any]]) -> None:
+        self._buf = [np.ascontiguousarray(a) for a in arrays]
+        self._head = 0
+        self._n = int(self._buf[0].shape[1])
+        self._views()
+
+    def _views(self) -> None:
+        h, n = self._head, self._n
+        for (name, _, _), buf in zip(self.FILL, self._buf, strict=True):
+            setattr(self, name, buf[:, h : h + n])
+
+    @classmethod
+    def _empty_arrays(cls, rows: int, slots: int) -> list[npt.NDArray[Any]]:
+        return [np.full((rows, slots), fill, dtype=dtype) for _, fill, dtype in cls.FILL]
+
+    @property
+    def slots(self) -> int:
+        return self._n
+
+    @property
+    def capacity(self) -> int:
+        return int(self._buf[0].shape[1])
+
+    def _arrays(self) -> list[npt.NDArray[Any]]:
+        return [getattr(self, name) for name, _, _ in self.FILL]
+
+    def widened(self, before: int, after: int) -> Self:
+        """``before`` empty slots in front and ``after`` behind (in place; returns self)."""
+        h, n = self._head, self._n
+        if before <= h and h + n + after <= self.capacity:
+            for (_, fill, _), buf in zip(self.FILL, self._buf, strict=True):
+                buf[:, h - before : h] = fill
+                buf[:, h + n : h + n + after] = fill
+            self._head, self._n = h - before, n + before + after
+        elif before + n + after <= self.capacity:
+            # room enough, but not where it is needed: the slots held move to the front
+            for (_, fill, _), buf in zip(self.FILL, self._buf, strict=True):
+                buf[:, before : before + n] = buf[:, h : h + n]
+                buf[:, :before] = fill
+                buf[:, before + n : before + n + after] = fill
+            self._head, self._n = 0, before + n + after
+        else:
+            # room for as many slots again behind, where the window grows
+            need = before + n + after
+            rows = int(self._buf[0].shape[0])
+            bufs = self._empty_arrays(rows, need + max(need, 64))
+            for old, new in zip(self._arrays(), bufs, strict=True):
+                new[:, before : before + n] = old
+            self._buf, self._head, self._n = bufs, 0, need
+        self._views()
+        return self
+
+    def dropped(self, n: int) -> Self:
+        """Without the first ``n`` slots (in place; returns self)."""
+        n = min(n, self._n)
+        self._head += n
+        self._n -= n
+        self._views()
+        return self
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {
+            name: np.ascontiguousarray(a)
+            for (name, _, _), a in zip(self.FILL, self._arrays(), strict=True)
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._set([state[name] for name, _, _ in self.FILL])
+
+
+class SlotArrays(Columns):
     """Accumulators of ``rows × slots`` cells; merged batch by batch, read as a Block."""
 
+    FILL = (
+        ("total", 0.0, np.float64),
+        ("count", 0, np.int32),
+        ("low", np.inf, np.float64),
+        ("high", -np.inf, np.float64),
+        ("last_t", np.iinfo(np.int64).min, np.int64),  # time of the cell's newest reading
+        ("last_v", np.nan, np.float64),  # its value
+    )
     total: FloatArray
     count: npt.NDArray[np.int32]
     low: FloatArray
     high: FloatArray
-    last_t: IntArray  # time of the newest reading in the cell (min int64: none)
-    last_v: FloatArray  # its value
+    last_t: IntArray
+    last_v: FloatArray
 
     @classmethod
     def empty(cls, rows: int, slots: int) -> SlotArrays:
-        return cls(
-            np.zeros((rows, slots)),
-            np.zeros((rows, slots), dtype=np.int32),
-            np.full((rows, slots), np.inf),
-            np.full((rows, slots), -np.inf),
-            np.full((rows, slots), np.iinfo(np.int64).min, dtype=np.int64),
-            np.full((rows, slots), np.nan),
-        )
+        return cls(*cls._empty_arrays(rows, slots))
 
-    @property
-    def slots(self) -> int:
-        return int(self.total.shape[1])
-
-    def _arrays(self) -> list[npt.NDArray[Any]]:
-        return [self.total, self.count, self.low, self.high, self.last_t, self.last_v]
-
-    def widened(self, before: int, after: int) -> SlotArrays:
-        """A copy with ``before`` empty slots in front and ``after`` behind."""
-        rows = self.total.shape[0]
-        pad_before = SlotArrays.empty(rows, before)._arrays()
-        pad_after = SlotArrays.empty(rows, after)._arrays()
-        return SlotArrays(
-            *(
-                np.concatenate([b, a, c], axis=1)
-                for a, b, c in zip(self._arrays(), pad_before, pad_after, strict=True)
-            )
-        )
-
-    def dropped(self, n: int) -> SlotArrays:
-        """A copy without the first ``n`` slots."""
-        return SlotArrays(*(np.ascontiguousarray(a[:, n:]) for a in self._arrays()))
+    def _flat(self, name: str) -> npt.NDArray[Any]:
+        """The whole buffer of an array, flat (cells: row · capacity + head + slot)."""
+        return self._buf[[f[0] for f in self.FILL].index(name)].reshape(-1)
 
     def add(
         self,
@@ -76,12 +140,16 @@ class SlotArrays:
         already in the cell)."""
         if row.size == 0:
             return np.zeros(0, dtype=bool)
-        slots = self.total.shape[1]
-        cell = row * slots + slot
+        # cells of the whole buffers (see Columns), where the flat views write through
+        cell = row * self.capacity + (self._head + slot)
+        flat_last_t = self._flat("last_t")
+        if np.bincount(cell, minlength=flat_last_t.size).max() <= 1:
+            # at most one reading per cell (the usual batch: one per series and poll cycle):
+            # no sort needed, each reading merges into its cell alone
+            return self._add_one_per_cell(cell, t_ms, value)
         # sort by cell then time, so each cell's readings are adjacent and in time order
         order = np.lexsort((t_ms, cell))
         cell, t_ms, value = cell[order], t_ms[order], value[order]
-        flat_last_t = self.last_t.reshape(-1)
         # a duplicate repeats the time of the previous reading of its cell, in this batch or
         # the newest one already stored
         same_as_prev = np.zeros(cell.size, dtype=bool)
@@ -97,18 +165,37 @@ class SlotArrays:
         starts = np.flatnonzero(np.r_[True, cell[1:] != cell[:-1]])
         cells = cell[starts]
         ends = np.r_[starts[1:], cell.size] - 1  # index of each cell's newest reading
-        total = self.total.reshape(-1)
-        count = self.count.reshape(-1)
+        total = self._flat("total")
+        count = self._flat("count")
         total[cells] += np.add.reduceat(value, starts)
         count[cells] += np.diff(np.r_[starts, cell.size]).astype(np.int32)
-        low = self.low.reshape(-1)
-        high = self.high.reshape(-1)
+        low = self._flat("low")
+        high = self._flat("high")
         low[cells] = np.minimum(low[cells], np.minimum.reduceat(value, starts))
         high[cells] = np.maximum(high[cells], np.maximum.reduceat(value, starts))
         newer = t_ms[ends] > flat_last_t[cells]
-        last_v = self.last_v.reshape(-1)
+        last_v = self._flat("last_v")
         flat_last_t[cells[newer]] = t_ms[ends][newer]
         last_v[cells[newer]] = value[ends][newer]
+        return duplicates
+
+    def _add_one_per_cell(self, cell: IntArray, t_ms: IntArray, value: FloatArray) -> BoolArray:
+        """:meth:`add` where no two readings share a cell: the same sums, counts and extremes
+        without the sort (a duplicate can only repeat the time already in its cell), in one
+        compiled pass (kernels.add_one_per_cell)."""
+        duplicates = np.zeros(cell.size, dtype=bool)
+        add_one_per_cell(
+            cell,
+            t_ms,
+            value,
+            self._flat("total"),
+            self._flat("count"),
+            self._flat("low"),
+            self._flat("high"),
+            self._flat("last_t"),
+            self._flat("last_v"),
+            duplicates,
+        )
         return duplicates
 
     def block(

@@ -16,22 +16,26 @@ the offset between source time and arrival (clock skew, late delivery).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from analytics.engine.contract import Block, FloatArray, IntArray, TransportStats
-from analytics.engine.slots import BoolArray, SlotArrays
+from analytics.engine.slots import BoolArray, Columns, SlotArrays
 
 _GROW = 64  # slots added at a time when data runs ahead
 MAX_AHEAD_MS = 2 * 86_400_000  # a reading this far ahead of the park's clock is refused
 
 
-@dataclass
-class Transport:
+class Transport(Columns):
     """Per gateway of a table (rows) and slot (columns): transport counters."""
 
+    FILL = (
+        ("batches", 0, np.int32),
+        ("duplicates", 0, np.int32),
+        ("late", 0, np.int32),
+        ("offset_sum", 0.0, np.float64),
+    )
     batches: npt.NDArray[np.int32]
     duplicates: npt.NDArray[np.int32]
     late: npt.NDArray[np.int32]
@@ -39,24 +43,7 @@ class Transport:
 
     @classmethod
     def empty(cls, gateways: int, slots: int) -> Transport:
-        shape = (gateways, slots)
-        return cls(
-            np.zeros(shape, dtype=np.int32),
-            np.zeros(shape, dtype=np.int32),
-            np.zeros(shape, dtype=np.int32),
-            np.zeros(shape),
-        )
-
-    def _arrays(self) -> list[npt.NDArray[Any]]:
-        return [self.batches, self.duplicates, self.late, self.offset_sum]
-
-    def widened(self, before: int, after: int) -> Transport:
-        a, b, c, d = (np.pad(x, ((0, 0), (before, after))) for x in self._arrays())
-        return Transport(a, b, c, d)
-
-    def dropped(self, n: int) -> Transport:
-        a, b, c, d = (np.ascontiguousarray(x[:, n:]) for x in self._arrays())
-        return Transport(a, b, c, d)
+        return cls(*cls._empty_arrays(gateways, slots))
 
 
 @dataclass
