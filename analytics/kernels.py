@@ -190,3 +190,291 @@ def silence_scan(
             lim = max(float(silence_slots), np.ceil(3 * spacing[k]))
             limit[mi, k] = lim
             silent[mi, k] = newest_m >= 0 and (first_slot + k) - newest_m >= lim
+
+
+@_compiled
+def _maximum(a: float, b: float) -> float:
+    """np.maximum of two numbers (NaN spreads)."""
+    if a != a or b != b:
+        return np.nan
+    return a if a >= b else b
+
+
+@_compiled
+def _minimum(a: float, b: float) -> float:
+    """np.minimum of two numbers (NaN spreads)."""
+    if a != a or b != b:
+        return np.nan
+    return a if a <= b else b
+
+
+@_compiled
+def _fmax(a: float, b: float) -> float:
+    """np.fmax of two numbers (NaN passed over)."""
+    if a != a:
+        return b
+    if b != b:
+        return a
+    return a if a >= b else b
+
+
+@_compiled
+def _fmin(a: float, b: float) -> float:
+    """np.fmin of two numbers (NaN passed over)."""
+    if a != a:
+        return b
+    if b != b:
+        return a
+    return a if a <= b else b
+
+
+@_compiled
+def _clip(a: float, low: float, high: float) -> float:
+    """np.clip of a number."""
+    return _minimum(_maximum(a, low), high)
+
+
+@_compiled
+def baseline_slots(
+    values: npt.NDArray[np.float64],
+    ids: npt.NDArray[np.int64],
+    day: npt.NDArray[np.int64],
+    kinds: npt.NDArray[np.int64],
+    bins: npt.NDArray[np.int64],
+    rates: npt.NDArray[np.float64],
+    counts: npt.NDArray[np.int64],
+    fs: npt.NDArray[np.float64],
+    ints: npt.NDArray[np.int64],
+    days_seen: npt.NDArray[np.int64],
+    last_day: npt.NDArray[np.int64],
+    profile: npt.NDArray[np.float64],
+    profile_n: npt.NDArray[np.int32],
+    row_open: npt.NDArray[np.bool_],
+    meter_open: npt.NDArray[np.bool_],
+    meter_of: npt.NDArray[np.int64],
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    """The baseline detector's recursion (``BaselineDetector``), slot after slot of a block
+    (``values``: block rows × slots; ``ids``: the detector row of each block row), on its
+    state in place: ``fs`` the float state rows (``baseline._FLOAT_ROWS``), ``ints`` the
+    integer ones (``baseline._INT_ROWS``); ``rates`` and ``counts`` as ``baseline._kernel_args``
+    orders them. Returns the meters whose event opened, one row each (slot, row that opened
+    it — the first —, deviation, expected, scales, reason), and those whose event closed
+    (slot, meter)."""
+    level_rate, offset_rate, scale_rate, a_f, decay = (
+        rates[0],
+        rates[1],
+        rates[2],
+        rates[3],
+        rates[4],
+    )
+    season_rate, record_margin, z_min, z_close = rates[5], rates[6], rates[7], rates[8]
+    margin, peak_margin, record_growth, clip, range_floor = (
+        rates[9],
+        rates[10],
+        rates[11],
+        rates[12],
+        rates[13],
+    )
+    warm_slots, hold_slots, quiet_slots, near = counts[0], counts[1], counts[2], counts[3]
+    season_bins, season_days, warmup_min_slots, record_skip = (
+        counts[4],
+        counts[5],
+        counts[6],
+        counts[7],
+    )
+    peak = 1.0 + peak_margin
+    rows, slots = values.shape
+    fired = np.empty((16, 6))
+    closed = np.empty((16, 2), dtype=np.int64)
+    n_fired = 0
+    n_closed = 0
+    # the rows that opened an event in the slot: (row, scales, reason)
+    opened = np.empty((rows, 3))
+    for k in range(slots):
+        kind, b, today = kinds[k], bins[k], day[k]
+        b_prev = (b - near) % season_bins
+        b_next = (b + near) % season_bins
+        any_change = False
+        n_opened = 0
+        for i in range(rows):
+            r = ids[i]
+            fs[0, r] *= decay  # record
+            fs[1, r] *= decay  # record_cold
+            ints[1, r] = max(ints[1, r] - 1, 0)  # quiet
+            x = values[i, k]
+            if np.isnan(x):
+                continue
+            seen = ints[0, r] + 1
+            ints[0, r] = seen
+            first = seen == 1
+            if last_day[kind, r] != today:
+                days_seen[kind, r] += 1
+            last_day[kind, r] = today
+            level = x if first else fs[2, r]
+            lo, hi = fs[3, r], fs[4, r]
+            span = hi - lo
+            if not np.isfinite(span):
+                span = 0.0
+            near_prev = profile[kind, b_prev, r]
+            own_v = profile[kind, b, r]
+            near_next = profile[kind, b_next, r]
+            own_n = profile_n[kind, b, r]
+            own = days_seen[kind, r] > season_days and own_n > 0
+            offset = fs[5, r]
+            if own:
+                band_lo = _fmin(_fmin(near_prev, own_v), near_next) + offset
+                band_hi = _fmax(_fmax(near_prev, own_v), near_next) + offset
+            else:
+                # what the trusted profiles of the other day types and the level explain
+                band_lo = level
+                band_hi = level
+                for t in range(days_seen.shape[0]):
+                    if days_seen[t, r] > season_days and not np.isnan(profile[t, b, r]):
+                        p0, p1, p2 = profile[t, b_prev, r], profile[t, b, r], profile[t, b_next, r]
+                        band_lo = _minimum(band_lo, _fmin(_fmin(p0, p1), p2))
+                        band_hi = _maximum(band_hi, _fmax(_fmax(p0, p1), p2))
+            if x > band_hi:
+                dev = x - band_hi
+            elif x < band_lo:
+                dev = x - band_lo
+            else:
+                dev = 0.0
+            scale = fs[6, r]
+            level_scale = fs[7, r]
+            unit = scale if own else _maximum(scale, level_scale)
+            z = 0.0 if first else abs(dev) / (unit + 1e-12 + range_floor * span)
+            own_seen_prev = ints[2, r]
+            f_level = x if first else fs[8, r]
+            f_var = fs[9, r]
+            f_level_new = f_level + a_f * (x - f_level)
+            f_var_new = f_var + a_f * (abs(x - f_level) - f_var)
+            lvl_lo, lvl_hi, var_lo, var_hi = fs[10, r], fs[11, r], fs[12, r], fs[13, r]
+            lvl_span = lvl_hi - lvl_lo
+            var_span = var_hi - var_lo
+            jump = abs(x - fs[14, r])
+            if np.isnan(jump):
+                jump = 0.0
+            jump_hi = fs[15, r]
+            f_dev = fs[16, r]
+            f_dev_new = f_dev + a_f * (abs(dev) - f_dev) if own else f_dev
+            dev_hi = fs[17, r]
+            # one reason per new extreme, in the order the evidence names them
+            reason = -1
+            if (x > hi + margin * span) or (x < lo - margin * span):
+                reason = 0
+            elif lvl_span > 0 and (
+                (f_level_new > lvl_hi + margin * lvl_span)
+                or (f_level_new < lvl_lo - margin * lvl_span)
+            ):
+                reason = 1
+            elif var_span > 0 and f_var_new > var_hi + margin * var_span:
+                reason = 2
+            elif jump_hi > 0 and jump > jump_hi * peak:
+                reason = 3
+            elif own and own_seen_prev > warm_slots and dev_hi > 0 and f_dev_new > dev_hi * peak:
+                reason = 4
+            extreme = reason >= 0
+            warm = seen > warm_slots
+            record_own, record_cold = fs[0, r], fs[1, r]
+            own_seen = own_seen_prev + (1 if own else 0)
+            ints[2, r] = own_seen
+            if own:
+                record = record_own if own_seen > warm_slots else _maximum(record_own, record_cold)
+            else:
+                record = record_cold
+            quiet = ints[1, r]
+            z_ok = own and z > _maximum(record * record_margin, z_min) and quiet == 0
+            fire = warm and (z_ok or extreme)
+            was_open = row_open[r]
+            opening = fire and not was_open
+            hold = hold_slots if opening else max(ints[3, r] - 1, 0)
+            closing = was_open and not fire and hold <= 0 and z < z_close
+            is_open = (was_open or opening) and not closing
+            if opening and not extreme:
+                ints[1, r] = quiet_slots
+            row_open[r] = is_open
+            ints[3, r] = hold
+            rec_open = _maximum(record, z_min) if opening else fs[18, r]
+            fs[18, r] = rec_open
+            settled = seen > record_skip
+            z_rec = _minimum(z, record_growth * rec_open) if is_open else z
+            if settled and own:
+                fs[0, r] = _maximum(record_own, z_rec)
+            if settled and not own:
+                fs[1, r] = _maximum(record_cold, z_rec)
+            fs[19, r] = dev
+            fs[20, r] = band_hi if dev > 0 else band_lo
+            # learn: scale, level, offset, profile, ranges
+            grown = seen > warmup_min_slots
+            rate_scale = _maximum(1.0 / seen, scale_rate)
+            resid = x - (own_v + offset) if own else x - level
+            if grown:
+                resid = _clip(resid, -clip * scale, clip * scale)
+            fs[6, r] = scale + rate_scale * (abs(resid) - scale)
+            miss = x - level
+            if grown:
+                miss = _clip(miss, -clip * level_scale, clip * level_scale)
+            fs[7, r] = level_scale + rate_scale * (abs(miss) - level_scale)
+            fs[2, r] = level + level_rate * (x - level)
+            if own and not is_open:
+                fs[5, r] = offset + offset_rate * ((x - own_v) - offset)
+            known = own_n > 0
+            step = x - own_v if known else x
+            bound = clip * scale + abs(offset)
+            if known and grown:
+                step = _clip(step, -bound, bound)
+            rate = _maximum(1.0 / (own_n + 1), season_rate) if known else 1.0
+            profile[kind, b, r] = own_v + rate * step if known else x
+            profile_n[kind, b, r] = own_n + 1
+            fs[3, r] = _minimum(lo, x)
+            fs[4, r] = _maximum(hi, x)
+            fs[8, r] = f_level_new
+            fs[9, r] = f_var_new
+            if settled:
+                fs[10, r] = _minimum(lvl_lo, f_level_new)
+                fs[11, r] = _maximum(lvl_hi, f_level_new)
+                fs[12, r] = _minimum(var_lo, f_var_new)
+                fs[13, r] = _maximum(var_hi, f_var_new)
+                fs[15, r] = _maximum(jump_hi, jump)
+            fs[14, r] = x
+            fs[16, r] = f_dev_new
+            if settled and own:
+                fs[17, r] = _maximum(dev_hi, f_dev_new)
+            if opening or closing:
+                any_change = True
+            if opening:
+                opened[n_opened, 0] = r
+                opened[n_opened, 1] = z
+                opened[n_opened, 2] = reason
+                n_opened += 1
+        if not any_change:
+            continue
+        # meters: one event per meter, open while any of its rows is
+        now = np.zeros(meter_open.size, dtype=np.bool_)
+        for r in range(row_open.size):
+            if row_open[r]:
+                now[meter_of[r]] = True
+        for m in range(meter_open.size):
+            if now[m] and not meter_open[m]:
+                for j in range(n_opened):
+                    r = int(opened[j, 0])
+                    if meter_of[r] == m:
+                        if n_fired == fired.shape[0]:
+                            fired = np.concatenate((fired, np.empty_like(fired)))
+                        fired[n_fired, 0] = k
+                        fired[n_fired, 1] = r
+                        fired[n_fired, 2] = fs[19, r]
+                        fired[n_fired, 3] = fs[20, r]
+                        fired[n_fired, 4] = opened[j, 1]
+                        fired[n_fired, 5] = opened[j, 2]
+                        n_fired += 1
+                        break
+        for m in range(meter_open.size):
+            if meter_open[m] and not now[m]:
+                if n_closed == closed.shape[0]:
+                    closed = np.concatenate((closed, np.empty_like(closed)))
+                closed[n_closed, 0] = k
+                closed[n_closed, 1] = m
+                n_closed += 1
+            meter_open[m] = now[m]
+    return fired[:n_fired], closed[:n_closed]

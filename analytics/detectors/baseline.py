@@ -1,7 +1,8 @@
 """Baseline deviation: an instant quantity departs from what the meter's own history predicts.
 
 Every row (a meter's consumption rate, or any instant quantity the park declares) keeps, in
-numpy arrays across all rows, with a loop over slots only:
+numpy arrays across all rows (updated slot after slot, row by row, by the compiled recursion
+``analytics.kernels.baseline_slots``):
 
 * a **baseline**: a time-of-day profile per day type (workday, Saturday, Sunday, holiday, from
   ``ctx.day_types``, make-up workdays counting as workdays) in ``season_bins`` bins, plus an
@@ -53,13 +54,13 @@ from analytics.engine.contract import (
     Block,
     Detector,
     Finding,
-    FloatArray,
     Needs,
     Output,
     ParkContext,
     Scope,
     SeriesKey,
 )
+from analytics.kernels import baseline_slots
 from parkwatch.events import Estimate, Family, Severity
 from parkwatch.quantities import Utility
 
@@ -125,6 +126,22 @@ class BaselineParams:
         return replace(cls(), **params)
 
 
+# the kernel's arguments (kernels.baseline_slots): float state rows, integer state rows,
+# rates and parameters in its order
+_FLOAT_ROWS = (
+    "record", "record_cold", "level", "lo", "hi", "offset", "scale", "level_scale",
+    "feat_level", "feat_var", "level_lo", "level_hi", "var_lo", "var_hi", "prev_x", "jump_hi",
+    "feat_dev", "dev_hi", "record_open", "dev", "expected",
+)  # fmt: skip
+_INT_ROWS = ("seen", "quiet", "own_seen", "hold")
+_RATES = ("level", "offset", "scale", "feature", "decay")
+_PARAMS = (
+    "season_rate", "record_margin", "z_min", "z_close", "extreme_margin", "peak_margin",
+    "record_growth", "clip", "range_floor",
+)  # fmt: skip
+_COUNTS = ("warm", "hold", "quiet", "near")
+_INT_PARAMS = ("season_bins", "season_days", "warmup_min_slots", "record_skip_slots")
+
 # the per-row float state (counts, day bookkeeping and profiles are set up beside)
 _ROW_STATE = (
     "level", "offset", "scale", "record", "record_cold", "record_open", "lo", "hi",
@@ -172,7 +189,6 @@ class BaselineDetector(Detector):
         self._meters = meters
         index = {m: i for i, m in enumerate(meters)}
         self._meter_of = np.array([index[k.meter] for k in self.series], dtype=np.int64)
-        self._one_row_per_meter = len(meters) == rows
         units = [ctx.quantity(k.quantity).unit for k in self.series]
         self._units = units
         nan = np.full(rows, np.nan)
@@ -188,9 +204,6 @@ class BaselineDetector(Detector):
         self.s["level_hi"] = np.full(rows, -np.inf)
         self.s["var_lo"] = np.full(rows, np.inf)
         self.s["var_hi"] = np.full(rows, -np.inf)
-        # what the last slot with a new event saw (not state: read right after that slot)
-        self._z: dict[int, float] = {}
-        self._reason: dict[int, int] = {}
         self.s["seen"] = np.zeros(rows, dtype=np.int64)
         self.s["quiet"] = np.zeros(rows, dtype=np.int64)  # slots until a deviation may open
         self.s["hold"] = np.zeros(rows, dtype=np.int64)
@@ -233,16 +246,47 @@ class BaselineDetector(Detector):
         kinds = self.ctx.day_types(times).astype(np.int64)
         bins = ((local % DAY_MS) * self.p.season_bins // DAY_MS).astype(np.int64)
         rates = self._rates(step)
-        for k in range(block.slots):
-            fired, closed = self._slot(
-                block.values[:, k], index, int(day[k]), int(kinds[k]), int(bins[k]), rates
-            )
+        s = self.s
+        fs = np.stack([s[name] for name in _FLOAT_ROWS])
+        ints = np.stack([s[name] for name in _INT_ROWS])
+        ids = np.arange(len(self.series)) if index is None else index.astype(np.int64)
+        opened, closed = baseline_slots(
+            np.ascontiguousarray(block.values, dtype=np.float64),
+            ids,
+            day.astype(np.int64),
+            kinds,
+            bins,
+            np.array([rates[n] for n in _RATES] + [getattr(self.p, n) for n in _PARAMS]),
+            np.array([int(rates[n]) for n in _COUNTS] + [getattr(self.p, n) for n in _INT_PARAMS]),
+            fs,
+            ints,
+            s["days_seen"],
+            s["last_day"],
+            s["profile"],
+            s["profile_n"],
+            s["open"],
+            s["meter_open"],
+            self._meter_of,
+        )
+        for i, name in enumerate(_FLOAT_ROWS):
+            s[name] = fs[i]
+        for i, name in enumerate(_INT_ROWS):
+            s[name] = ints[i]
+        # findings slot by slot: those that opened, then those that closed
+        slots_with = sorted(set(opened[:, 0].astype(int).tolist()) | set(closed[:, 0].tolist()))
+        for k in slots_with:
             at_ms = int(times[k]) + step
-            if fired.size or closed.size:
-                self._findings(out, fired, closed, at_ms, step)
+            for _, row, dev, expected, z, reason in opened[opened[:, 0] == k].tolist():
+                out.findings.append(
+                    self._opening(int(row), dev, expected, z, int(reason), at_ms, step)
+                )
+            for m in closed[closed[:, 0] == k, 1].tolist():
+                out.findings.append(
+                    Finding(KIND, Family.CONSUMPTION, at_ms, False, meter=self._meters[m])
+                )
         return out
 
-    # -- the recursion, one slot for all rows ----------------------------------------------
+    # -- the recursion: kernels.baseline_slots, slot after slot for all rows ---------------
 
     def _rates(self, step: int) -> dict[str, float]:
         p = self.p
@@ -262,299 +306,40 @@ class BaselineDetector(Detector):
             "near": max(1, round(step * p.season_bins / DAY_MS)),
         }
 
-    def _slot(
-        self,
-        x: FloatArray,
-        index: npt.NDArray[np.intp] | None,
-        day: int,
-        kind: int,
-        b: int,
-        r: dict[str, float],
-    ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
-        """One slot of the block's rows (``index``: which of the detector's rows they are;
-        None: all of them, in order)."""
-        s, p = self.s, self.p
-        block_rows: slice | npt.NDArray[np.intp] = slice(None) if index is None else index
-        s["record"][block_rows] *= r["decay"]
-        s["record_cold"][block_rows] *= r["decay"]
-        quiet_all = s["quiet"]
-        quiet_all[block_rows] = np.maximum(quiet_all[block_rows] - 1, 0)
-        ok = ~np.isnan(x)
-        valid = int(np.count_nonzero(ok))
-        if valid == 0:
-            return _NONE, _NONE
-        # the state rows of the readings: all rows (the usual case) as a slice, so that
-        # reading and writing the state needs no gathers and scatters
-        rows: slice | npt.NDArray[np.intp]
-        if valid == x.size:
-            rows, xv = block_rows, x
-        else:
-            rows = np.flatnonzero(ok) if index is None else index[ok]
-            xv = x[ok]
-
-        def get(name: str) -> npt.NDArray[Any]:
-            return np.array(s[name][rows])  # a copy: the state is written back below
-
-        seen = get("seen") + 1
-        s["seen"][rows] = seen
-        first = seen == 1
-        # days of each type seen, counted when a new local day of that type starts
-        last_day = s["last_day"][kind]
-        days_seen = s["days_seen"]
-        days_seen[kind, rows] += last_day[rows] != day
-        last_day[rows] = day
-
-        level = np.where(first, xv, get("level"))
-        lo, hi = get("lo"), get("hi")
-        span = hi - lo
-        span[~np.isfinite(span)] = 0.0
-        # the expected band: where this day type's profile is trusted, its bin and the two
-        # next to it (plus the offset); otherwise whatever the trusted profiles of the other
-        # day types or the recent level explain (a first Saturday or holiday is no anomaly)
-        # (the next bins *with readings*: where a slot spans several bins, the next slot's)
-        near = int(r["near"])
-        near_bins = (b + np.array([-near, 0, near])) % p.season_bins
-        profile, counts = s["profile"], s["profile_n"]  # [day types, bins, rows]
-        own_bins = profile[kind]
-        # a bin never seen is NaN, which fmin and fmax pass over
-        near_prev, own_v, near_next = (own_bins[j][rows] for j in near_bins.tolist())
-        own_n = counts[kind, b][rows]
-        ready_types = days_seen[:, rows] > p.season_days  # [day types, rows]
-        own = ready_types[kind] & (own_n > 0)
-        offset = get("offset")
-        band_lo = np.fmin(np.fmin(near_prev, own_v), near_next) + offset
-        band_hi = np.fmax(np.fmax(near_prev, own_v), near_next) + offset
-        cold = np.flatnonzero(~own)
-        if cold.size:
-            band_lo[cold], band_hi[cold] = self._cold_band(
-                rows, cold, near_bins, ready_types, b, level
-            )
-        dev = np.where(xv > band_hi, xv - band_hi, np.where(xv < band_lo, xv - band_lo, 0.0))
-        scale = get("scale")
-        # without a trusted profile the level predicts, and a level lags behind every ramp:
-        # measure against the level's own typical miss as well
-        level_scale = get("level_scale")
-        unit = np.where(own, scale, np.maximum(scale, level_scale))
-        z = np.abs(dev) / (unit + 1e-12 + p.range_floor * span)
-        z[first] = 0.0
-
-        own_seen_prev = get("own_seen")
-        # new extremes: of the value, of its smoothed level (high or low), of its smoothed
-        # variability, of the jump between readings, and of the smoothed deviation from a
-        # trusted profile (a new peak of these beats the old one by peak_margin)
-        a_f = r["feature"]
-        f_level = np.where(first, xv, get("feat_level"))
-        f_var = get("feat_var")
-        f_level_new = f_level + a_f * (xv - f_level)
-        f_var_new = f_var + a_f * (np.abs(xv - f_level) - f_var)
-        margin = p.extreme_margin
-        lvl_lo, lvl_hi = get("level_lo"), get("level_hi")
-        var_lo, var_hi = get("var_lo"), get("var_hi")
-        lvl_span = lvl_hi - lvl_lo
-        var_span = var_hi - var_lo
-        jump = np.abs(xv - get("prev_x"))
-        jump[np.isnan(jump)] = 0.0
-        jump_hi = get("jump_hi")
-        f_dev = get("feat_dev")
-        f_dev_new = np.where(own, f_dev + a_f * (np.abs(dev) - f_dev), f_dev)
-        dev_hi = get("dev_hi")
-        peak = 1.0 + p.peak_margin
-        with np.errstate(invalid="ignore"):
-            # one mask per reason, in the order the evidence names them
-            reasons = np.stack(
-                [
-                    (xv > hi + margin * span) | (xv < lo - margin * span),
-                    (lvl_span > 0)
-                    & (
-                        (f_level_new > lvl_hi + margin * lvl_span)
-                        | (f_level_new < lvl_lo - margin * lvl_span)
-                    ),
-                    (var_span > 0) & (f_var_new > var_hi + margin * var_span),
-                    (jump_hi > 0) & (jump > jump_hi * peak),
-                    own & (own_seen_prev > r["warm"]) & (dev_hi > 0) & (f_dev_new > dev_hi * peak),
-                ]
-            )
-        extreme = reasons.any(axis=0)
-        warm = seen > r["warm"]
-        # each way of predicting (a trusted profile; the cold-start band) has its own record:
-        # the misses of one say nothing about the other's
-        record_own, record_cold = get("record"), get("record_cold")
-        own_seen = get("own_seen") + own
-        s["own_seen"][rows] = own_seen
-        # until the profile has a day of its own misses, the cold-start record stands too
-        settled_own = own_seen > r["warm"]
-        record = np.where(
-            own, np.where(settled_own, record_own, np.maximum(record_own, record_cold)), record_cold
-        )
-        # a deviation counts only against a trusted profile: before one, only new extremes
-        z_ok = own & (z > np.maximum(record * p.record_margin, p.z_min))
-        # a deviation opens no new event within a day of the last one it opened: the
-        # operator has heard about this meter's baseline today (new extremes still do)
-        quiet = get("quiet")
-        z_ok &= quiet == 0
-        fire = warm & (z_ok | extreme)
-
-        # row events: open on fire; close after the hold once the deviation is small
-        was_open = get("open")
-        opening = fire & ~was_open
-        hold = np.where(opening, r["hold"], np.maximum(get("hold") - 1, 0))
-        closing = was_open & ~fire & (hold <= 0) & (z < p.z_close)
-        is_open = (was_open | opening) & ~closing
-        s["quiet"][rows] = np.where(opening & ~extreme, int(r["quiet"]), quiet)
-        s["open"][rows] = is_open
-        s["hold"][rows] = hold
-        rec_open = np.where(opening, np.maximum(record, p.z_min), get("record_open"))
-        s["record_open"][rows] = rec_open
-        # records: during an anomaly the record grows at most to record_growth × its opening
-        settled = seen > p.record_skip_slots
-        z_rec = np.where(is_open, np.minimum(z, p.record_growth * rec_open), z)
-        s["record"][rows] = np.where(settled & own, np.maximum(record_own, z_rec), record_own)
-        s["record_cold"][rows] = np.where(
-            settled & ~own, np.maximum(record_cold, z_rec), record_cold
-        )
-        s["dev"][rows] = dev
-        s["expected"][rows] = np.where(dev > 0, band_hi, band_lo)
-
-        # learn: scale, level, offset, profile, ranges
-        grown = seen > p.warmup_min_slots
-        rate_scale = np.maximum(1.0 / seen, r["scale"])
-        # the scale is the typical miss of the profile's own bin (not of the band, which
-        # forgives most readings), clipped so that one spike does not blind it
-        resid = np.where(own, xv - (own_v + offset), xv - level)
-        resid = np.where(grown, np.clip(resid, -p.clip * scale, p.clip * scale), resid)
-        s["scale"][rows] = scale + rate_scale * (np.abs(resid) - scale)
-        miss = xv - level
-        miss = np.where(grown, np.clip(miss, -p.clip * level_scale, p.clip * level_scale), miss)
-        s["level_scale"][rows] = level_scale + rate_scale * (np.abs(miss) - level_scale)
-        s["level"][rows] = level + r["level"] * (xv - level)
-        # the baseline does not follow an anomaly while it lasts
-        follow = own & ~is_open
-        s["offset"][rows] = np.where(follow, offset + r["offset"] * ((xv - own_v) - offset), offset)
-        known = own_n > 0
-        step_ = np.where(known, xv - own_v, xv)
-        bound = p.clip * scale + np.abs(offset)
-        step_ = np.where(known & grown, np.clip(step_, -bound, bound), step_)
-        rate = np.where(known, np.maximum(1.0 / (own_n + 1), p.season_rate), 1.0)
-        profile[kind, b, rows] = np.where(known, own_v + rate * step_, xv)
-        counts[kind, b, rows] = own_n + 1
-        s["lo"][rows] = np.minimum(lo, xv)
-        s["hi"][rows] = np.maximum(hi, xv)
-        s["feat_level"][rows] = f_level_new
-        s["feat_var"][rows] = f_var_new
-        s["level_lo"][rows] = np.where(settled, np.minimum(lvl_lo, f_level_new), lvl_lo)
-        s["level_hi"][rows] = np.where(settled, np.maximum(lvl_hi, f_level_new), lvl_hi)
-        s["var_lo"][rows] = np.where(settled, np.minimum(var_lo, f_var_new), var_lo)
-        s["var_hi"][rows] = np.where(settled, np.maximum(var_hi, f_var_new), var_hi)
-        s["prev_x"][rows] = xv
-        s["jump_hi"][rows] = np.where(settled, np.maximum(jump_hi, jump), jump_hi)
-        s["feat_dev"][rows] = f_dev_new
-        s["dev_hi"][rows] = np.where(settled & own, np.maximum(dev_hi, f_dev_new), dev_hi)
-
-        # meters: one event per meter, open while any of its rows is
-        if not (opening.any() or closing.any()):
-            return _NONE, _NONE
-        meter_now = self._meter_any(s["open"])
-        before = s["meter_open"]
-        s["meter_open"] = meter_now
-        fired_meters = np.flatnonzero(meter_now & ~before)
-        closed_meters = np.flatnonzero(before & ~meter_now)
-        if fired_meters.size == 0 and closed_meters.size == 0:
-            return _NONE, _NONE
-        ids = np.arange(s["seen"].size)[rows]
-        self._z = dict(zip(ids.tolist(), z.tolist(), strict=True))
-        why = np.where(extreme, reasons.argmax(axis=0), -1)
-        self._reason = dict(zip(ids.tolist(), why.tolist(), strict=True))
-        opened_rows = ids[opening]
-        # the row that opened each meter's event (the first, in row order)
-        firing = [int(opened_rows[self._meter_of[opened_rows] == m][0]) for m in fired_meters]
-        return np.array(firing, dtype=np.intp), closed_meters.astype(np.intp)
-
-    def _cold_band(
-        self,
-        rows: slice | npt.NDArray[np.intp],
-        cold: npt.NDArray[np.intp],
-        near_bins: npt.NDArray[np.int64],
-        ready_types: npt.NDArray[np.bool_],
-        b: int,
-        level: FloatArray,
-    ) -> tuple[FloatArray, FloatArray]:
-        """The band of rows without a trusted profile of today's type: what the trusted
-        profiles of the other day types (near this bin) and the recent level explain."""
-        lv = level[cold]
-        ready = ready_types[:, cold]
-        if not ready.any():  # cold start: nothing but the level yet
-            return lv, lv
-        ids = np.arange(self.s["seen"].size)[rows][cold]
-        lo = lv.copy()
-        hi = lv.copy()
-        for day_type in np.flatnonzero(ready.any(axis=1)).tolist():
-            near = self.s["profile"][day_type][near_bins][:, ids]  # [3, cold rows]; NaN: unseen
-            usable = ready[day_type] & ~np.isnan(near[1])
-            near_lo = np.fmin(np.fmin(near[0], near[1]), near[2])
-            near_hi = np.fmax(np.fmax(near[0], near[1]), near[2])
-            lo = np.where(usable, np.minimum(lo, near_lo), lo)
-            hi = np.where(usable, np.maximum(hi, near_hi), hi)
-        return lo, hi
-
-    def _meter_any(self, row_open: BoolArray) -> BoolArray:
-        if self._one_row_per_meter:
-            return row_open.copy()
-        out = np.zeros(len(self._meters), dtype=bool)
-        np.logical_or.at(out, self._meter_of, row_open)
-        return out
-
     # -- findings ---------------------------------------------------------------------------
 
-    def _findings(
-        self,
-        out: Output,
-        fired_rows: npt.NDArray[np.intp],
-        closed_meters: npt.NDArray[np.intp],
-        at_ms: int,
-        step: int,
-    ) -> None:
-        s = self.s
-        z_of, reason_of = self._z, self._reason
-        for row in fired_rows.tolist():
-            key = self.series[row]
-            dev = float(s["dev"][row])
-            expected = float(s["expected"][row])
-            z = float(z_of.get(row, 0.0))
-            unit = self._units[row]
-            per_day_unit = _PER_DAY.get(unit)
-            per_day = dev * 24.0 if per_day_unit else None
-            cny = None
-            utility = self.ctx.tree.meters[key.meter].utility
-            if per_day is not None and dev > 0 and _PRICED_UNIT.get(utility) == per_day_unit:
-                price = self.ctx.unit_price(utility, at_ms)
-                cny = None if price is None else per_day * price
-            out.findings.append(
-                Finding(
-                    kind=KIND,
-                    family=Family.CONSUMPTION,
-                    at_ms=at_ms,
-                    active=True,
-                    meter=key.meter,
-                    start_ms=at_ms - step,
-                    severity=Severity.MAJOR if z >= 3 * self.p.z_min else Severity.MINOR,
-                    estimate=Estimate(dev, unit, per_day, per_day_unit, cny),
-                    evidence={
-                        "quantity": key.quantity,
-                        "direction": "high" if dev >= 0 else "low",
-                        "value": expected + dev,
-                        "expected": expected,
-                        "scales": round(z, 2),
-                        "reason": _REASONS[reason_of.get(row, -1)],
-                    },
-                )
-            )
-        for m in closed_meters.tolist():
-            out.findings.append(
-                Finding(KIND, Family.CONSUMPTION, at_ms, False, meter=self._meters[m])
-            )
+    def _opening(
+        self, row: int, dev: float, expected: float, z: float, reason: int, at_ms: int, step: int
+    ) -> Finding:
+        key = self.series[row]
+        unit = self._units[row]
+        per_day_unit = _PER_DAY.get(unit)
+        per_day = dev * 24.0 if per_day_unit else None
+        cny = None
+        utility = self.ctx.tree.meters[key.meter].utility
+        if per_day is not None and dev > 0 and _PRICED_UNIT.get(utility) == per_day_unit:
+            price = self.ctx.unit_price(utility, at_ms)
+            cny = None if price is None else per_day * price
+        return Finding(
+            kind=KIND,
+            family=Family.CONSUMPTION,
+            at_ms=at_ms,
+            active=True,
+            meter=key.meter,
+            start_ms=at_ms - step,
+            severity=Severity.MAJOR if z >= 3 * self.p.z_min else Severity.MINOR,
+            estimate=Estimate(dev, unit, per_day, per_day_unit, cny),
+            evidence={
+                "quantity": key.quantity,
+                "direction": "high" if dev >= 0 else "low",
+                "value": expected + dev,
+                "expected": expected,
+                "scales": round(z, 2),
+                "reason": _REASONS[reason],
+            },
+        )
 
 
-_NONE: npt.NDArray[np.intp] = np.zeros(0, dtype=np.intp)
 # why an anomaly opened (evidence["reason"]); -1: the deviation from a trusted profile
 _REASONS = {
     -1: "deviation",
