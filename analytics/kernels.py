@@ -21,7 +21,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _compiled(fn: F) -> F:
-    return cast(F, numba.njit(cache=True, nogil=True)(fn))
+    # error_model="numpy": x / 0 is inf or NaN, as in the numpy code, not an exception
+    return cast(F, numba.njit(cache=True, nogil=True, error_model="numpy")(fn))
 
 
 @_compiled
@@ -478,3 +479,133 @@ def baseline_slots(
                 n_closed += 1
             meter_open[m] = now[m]
     return fired[:n_fired], closed[:n_closed]
+
+
+@_compiled
+def swap_scan(
+    v: npt.NDArray[np.float64],
+    good: npt.NDArray[np.float64],
+    suspect: npt.NDArray[np.bool_],
+    far: float,
+    near: float,
+    flagged: npt.NDArray[np.bool_],
+    clear: npt.NDArray[np.bool_],
+) -> None:
+    """The word-swap check's per-row recursion (``MeterFaults._swaps``): a reading far from
+    the row's last good value whose 32-bit float with its 16-bit words swapped back is near
+    it is flagged; any other reading becomes the good value. Rows whose readings never go
+    ``far`` from the one before (nor the carried good value), and whose meter is not in a
+    swap episode (``suspect``), cannot flag one: their good value is their last reading."""
+    rows, slots = v.shape
+    inv_far = 1 / far
+    f32 = np.empty(1, dtype=np.float32)
+    u32 = f32.view(np.uint32)
+    for i in range(rows):
+        # a candidate: a value ten times off its forward-filled previous one
+        candidate = suspect[i]
+        previous = good[i]
+        last = np.nan
+        for k in range(slots):
+            x = v[i, k]
+            flagged[i, k] = False
+            clear[i, k] = False
+            if not np.isfinite(x):
+                continue
+            ratio = abs(x) / abs(previous)
+            if ratio > far or ratio < inv_far:
+                candidate = True
+            previous = x
+            last = abs(x)
+        if not candidate:
+            if last == last:
+                good[i] = last
+            for k in range(slots):
+                clear[i, k] = np.isfinite(v[i, k])
+            continue
+        g = good[i]
+        for k in range(slots):
+            if not np.isfinite(v[i, k]):
+                continue
+            x = abs(v[i, k])
+            hit = False
+            if np.isfinite(g) and g > 0 and (x > far * g or x < g / far):
+                f32[0] = v[i, k]
+                bits = u32[0]
+                u32[0] = ((bits << np.uint32(16)) | (bits >> np.uint32(16))) & np.uint32(0xFFFFFFFF)
+                b = abs(np.float64(f32[0]))
+                hit = g / near <= b <= g * near
+            if hit:
+                flagged[i, k] = True
+            else:
+                clear[i, k] = True
+                g = x
+        good[i] = g
+
+
+@_compiled
+def counter_scan(
+    v: npt.NDArray[np.float64],
+    first_slot: int,
+    prev: npt.NDArray[np.float64],
+    prev_slot: npt.NDArray[np.int64],
+    prev_inc: npt.NDArray[np.float64],
+    jump_factor: float,
+    gap_slots: int,
+) -> npt.NDArray[np.float64]:
+    """The counter check's per-row recursion (``MeterFaults._counters``): each reading
+    against the row's previous one (carried across blocks and gaps) and its usual increment
+    per slot (the last non-negative one before it). Returns the readings that go back or
+    leap, one row each: row, slot, old and new reading, slots since the old one, leap (1) or
+    not (0), usual increment, expected increment; in row order, then slot order."""
+    rows, slots = v.shape
+    found = np.empty((16, 8))
+    n = 0
+    huge = np.finfo(np.float64).max
+    for i in range(rows):
+        before = prev[i]
+        before_slot = prev_slot[i]
+        usual = prev_inc[i]
+        for k in range(slots):
+            x = v[i, k]
+            if not np.isfinite(x):
+                continue
+            gap = (first_slot + k) - before_slot
+            inc = x - before
+            valid = np.isfinite(before)
+            rate = np.nan
+            if valid and inc >= 0:
+                rate = inc / max(gap, 1)
+            tol = _maximum(1e-6 * abs(before), 1e-3)
+            back = valid and inc < -tol
+            # the usual increment as a number (np.nan_to_num: NaN 0, ±inf the largest)
+            u = 0.0 if usual != usual else (huge if usual == np.inf else usual)
+            if u == -np.inf:
+                u = -huge
+            expected = u * gap
+            leap = (
+                valid
+                and inc > jump_factor * _maximum(expected, tol)
+                and gap < gap_slots
+                and np.isfinite(usual)
+                and usual > 0
+            )
+            if back or leap:
+                if n == found.shape[0]:
+                    found = np.concatenate((found, np.empty_like(found)))
+                found[n, 0] = i
+                found[n, 1] = k
+                found[n, 2] = before
+                found[n, 3] = x
+                found[n, 4] = gap
+                found[n, 5] = 1.0 if leap else 0.0
+                found[n, 6] = usual
+                found[n, 7] = expected
+                n += 1
+            if np.isfinite(rate):
+                usual = rate
+            before = x
+            before_slot = first_slot + k
+        prev[i] = before
+        prev_slot[i] = before_slot
+        prev_inc[i] = usual
+    return found[:n]

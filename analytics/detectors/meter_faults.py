@@ -49,7 +49,7 @@ from analytics.engine.contract import (
     Scope,
     SeriesKey,
 )
-from analytics.kernels import silence_scan, stuck_runs
+from analytics.kernels import counter_scan, silence_scan, stuck_runs, swap_scan
 from parkwatch.events import Family, Severity
 from parkwatch.quantities import Utility
 from parkwatch.site import Role
@@ -355,78 +355,51 @@ class MeterFaults(Detector):
         rows = np.flatnonzero(st.counter)
         if rows.size == 0:
             return
-        v = block.values[rows]
-        seen = np.isfinite(v)
-        k_idx = np.arange(block.slots)
-        # previous finite value and its slot at each slot, continuing the carried ones
-        last_k = np.maximum.accumulate(np.where(seen, k_idx, -1), axis=1)
-        prev_k = np.concatenate([np.full((rows.size, 1), -1), last_k[:, :-1]], axis=1)
-        r = np.arange(rows.size)[:, None]
-        prev_v = np.where(prev_k >= 0, v[r, np.maximum(prev_k, 0)], st.prev[rows][:, None])
-        prev_abs = np.where(prev_k >= 0, first_slot + prev_k, st.prev_slot[rows][:, None])
-        gap = (first_slot + k_idx)[None, :] - prev_abs  # slots since the previous reading
-        inc = v - prev_v
-        valid = seen & np.isfinite(prev_v)
-        # the usual increment per slot: the last non-negative one before each slot
-        rate = np.where(valid & (inc >= 0), inc / np.maximum(gap, 1), np.nan)
-        rate_k = np.maximum.accumulate(np.where(np.isfinite(rate), k_idx, -1), axis=1)
-        usual_prev = np.concatenate([np.full((rows.size, 1), -1), rate_k[:, :-1]], axis=1)
-        usual = np.where(
-            usual_prev >= 0, rate[r, np.maximum(usual_prev, 0)], st.prev_inc[rows][:, None]
+        # the readings that go back or leap, against the previous reading (carried across
+        # blocks and gaps) and the usual increment: kernels.counter_scan, one compiled pass
+        prev, prev_slot, prev_inc = st.prev[rows], st.prev_slot[rows], st.prev_inc[rows]
+        found = counter_scan(
+            block.values[rows],
+            first_slot,
+            prev,
+            prev_slot,
+            prev_inc,
+            self.p.jump_factor,
+            self.p.gap_slots,
         )
-        tol = np.maximum(1e-6 * np.abs(prev_v), 1e-3)
-        back = valid & (inc < -tol)
-        expected = np.nan_to_num(usual, nan=0.0) * gap
-        leap = (
-            valid
-            & (inc > self.p.jump_factor * np.maximum(expected, tol))
-            & (gap < self.p.gap_slots)
-        )
-        leap &= np.isfinite(usual) & (usual > 0)
-        found = np.nonzero(back | leap)
-        for i, k in sorted(
-            zip(found[0].tolist(), found[1].tolist(), strict=True), key=lambda x: x[1]
-        ):
-            row = int(rows[i])
-            old, new = float(prev_v[i, k]), float(v[i, k])
-            evidence = {
+        # slot by slot (in row order within a slot), as a block of one slot would find them
+        order = np.argsort(found[:, 1], kind="stable")
+        for i, k, old, new, gap, leap, usual, step in found[order].tolist():
+            row, k = int(rows[int(i)]), int(k)
+            evidence: dict[str, Any] = {
                 "quantity": self.series[int(st.rows[row])].quantity,
                 "old_reading": old,
                 "new_reading": new,
-                "gap_slots": int(gap[i, k]),
+                "gap_slots": int(gap),
             }
             m = int(st.meter_of[row])
             if swapping[m, k] or (k > 0 and swapping[m, k - 1]) or (k == 0 and st.swap_last[m]):
                 continue  # a word-swapped register: the swap check reports the meter
-            if leap[i, k]:
-                evidence["usual_increment"] = float(usual[i, k])
+            if leap:
+                evidence["usual_increment"] = usual
                 self._counter_event(st, "counter_jump", m, first_slot + k, block, evidence, out)
                 continue
-            step = float(expected[i, k])
             wrapped = new + MODULI - old
             fits = (wrapped >= 0) & (
                 np.abs(wrapped - step) <= np.maximum(3 * step, 1e-6 * MODULI + 0.01)
             )
-            if fits.any() and gap[i, k] < self.p.gap_slots:
+            if fits.any() and gap < self.p.gap_slots:
                 evidence["modulus"] = float(MODULI[np.argmax(fits)])
                 kind = "counter_rollover"
-            elif gap[i, k] >= self.p.gap_slots:
+            elif gap >= self.p.gap_slots:
                 kind = "meter_replacement"
             else:
                 kind = "counter_reset"
             self._counter_event(st, kind, m, first_slot + k, block, evidence, out)
         self._close_counter_episodes(st, first_slot + block.slots, block.step_ms, out)
-        # carry
-        any_seen = seen.any(axis=1)
-        last_idx = np.maximum(last_k[:, -1], 0)
-        st.prev[rows] = np.where(any_seen, v[np.arange(rows.size), last_idx], st.prev[rows])
-        st.prev_slot[rows] = np.where(any_seen, first_slot + last_k[:, -1], st.prev_slot[rows])
-        last_rate = rate_k[:, -1]
-        st.prev_inc[rows] = np.where(
-            last_rate >= 0,
-            rate[np.arange(rows.size), np.maximum(last_rate, 0)],
-            st.prev_inc[rows],
-        )
+        st.prev[rows] = prev
+        st.prev_slot[rows] = prev_slot
+        st.prev_inc[rows] = prev_inc
 
     def _stuck(self, st: _View, block: Block, out: Output) -> None:
         rows = np.flatnonzero(~st.counter)
@@ -545,64 +518,23 @@ class MeterFaults(Detector):
         """Per meter and slot: a reading taken for a word-swapped one, or a word-swap episode
         open (its counters' jumps are part of it, not faults of their own)."""
         rows = np.arange(st.rows.size)
-        v = block.high
-        seen = np.isfinite(v)
-        good = st.good.copy()
-        flagged = np.zeros_like(seen)
-        # candidate rows only: a value ten times off its forward-filled previous one (across
-        # gaps, so that a block boundary or an empty slot before it changes nothing)
-        k_idx = np.arange(block.slots)
-        last_k = np.maximum.accumulate(np.where(seen, k_idx, -1), axis=1)
-        prev_k = np.concatenate([np.full((rows.size, 1), -1), last_k[:, :-1]], axis=1)
-        previous = np.where(prev_k >= 0, _at_index(v, prev_k), good[:, None])
-        with np.errstate(invalid="ignore", divide="ignore"):
-            ratio = np.abs(v) / np.abs(previous)
-        candidates = np.flatnonzero(
-            ((ratio > self.p.swap_far) | (ratio < 1 / self.p.swap_far)).any(axis=1)
-            | np.isin(st.meter_of[rows], np.flatnonzero(st.swap_open))
+        # per row and slot (kernels.swap_scan, one compiled pass carrying the last good
+        # value): readings taken for swapped ones, and the others
+        flagged = np.empty(block.high.shape, dtype=bool)
+        clear = np.empty(block.high.shape, dtype=bool)
+        swap_scan(
+            block.high,
+            st.good,
+            st.swap_open[st.meter_of],
+            self.p.swap_far,
+            self.p.swap_near,
+            flagged,
+            clear,
         )
-        # the swapped-back values only of the rows that may hold a swapped one; of those, a
-        # row can flag a reading only where its swapped-back value is near some good value
-        # it could be compared with (the carried one or a reading of its own): others go
-        # the quick way below
-        back = np.abs(word_swapped(np.nan_to_num(v[candidates])))
-        with np.errstate(invalid="ignore"):
-            known = np.concatenate([good[candidates, None], np.abs(v[candidates])], axis=1)
-            known[~(np.isfinite(known) & (known > 0))] = np.nan
-            lowest = np.fmin.reduce(known, axis=1)[:, None]
-            highest = np.fmax.reduce(known, axis=1)[:, None]
-            near = (
-                seen[candidates]
-                & (back >= lowest / self.p.swap_near)
-                & (back <= highest * self.p.swap_near)
-            ).any(axis=1)
-        candidates, back = candidates[near], back[near]
-        for c, i in enumerate(candidates):
-            g = good[i]
-            for k in np.flatnonzero(seen[i]):
-                x, b = abs(v[i, k]), back[c, k]
-                if (
-                    np.isfinite(g)
-                    and g > 0
-                    and (x > self.p.swap_far * g or x < g / self.p.swap_far)
-                    and g / self.p.swap_near <= b <= g * self.p.swap_near
-                ):
-                    flagged[i, k] = True
-                else:
-                    g = x
-            good[i] = g
-        other = np.ones(rows.size, dtype=bool)
-        other[candidates] = False
-        if other.any():
-            # the others' last good value: their last reading in the block
-            last = last_k[:, -1]
-            has = other & (last >= 0)
-            good[has] = np.abs(v[has, last[has]])
-        st.good[rows] = good
         meter_rows = st.meter_of[rows]
         m = len(st.meter_ids)
         on = _reduce_by(np.logical_or, flagged, meter_rows, m, False)
-        off = _reduce_by(np.logical_or, seen & ~flagged, meter_rows, m, False) & ~on
+        off = _reduce_by(np.logical_or, clear, meter_rows, m, False) & ~on
         episode = self._transitions(
             st,
             block,
