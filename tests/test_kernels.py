@@ -1,0 +1,99 @@
+"""The compiled kernels (analytics/kernels.py) and the window store's column buffers against
+plain, obviously right references: the hot path may be fast only if it stays exact."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from analytics.detectors.meter_faults import word_swapped
+from analytics.engine.slots import SlotArrays
+from analytics.kernels import counter_scan, swap_scan
+
+
+def test_slot_arrays_reuse_their_buffers_without_stale_cells() -> None:
+    """Widening, dropping and adding in any order (the buffers' room reused at either end,
+    or the slots moved, or new buffers) read back as a plain array kept the slow way."""
+    rng = np.random.default_rng(7)
+    cells = SlotArrays.empty(3, 0)
+    plain = np.zeros((3, 0))
+    counts = np.zeros((3, 0), dtype=np.int32)
+    for t in range(3000):
+        op = int(rng.integers(3))
+        if op == 0:
+            before, after = int(rng.integers(0, 5)), int(rng.integers(0, 70))
+            cells = cells.widened(before, after)
+            plain = np.pad(plain, ((0, 0), (before, after)))
+            counts = np.pad(counts, ((0, 0), (before, after)))
+        elif op == 1 and cells.slots:
+            n = int(rng.integers(0, cells.slots + 1))
+            cells = cells.dropped(n)
+            plain, counts = plain[:, n:], counts[:, n:]
+        elif cells.slots:
+            # a few readings, sometimes two in one cell (the sorting path), once each
+            k = rng.integers(cells.slots, size=2)
+            r = rng.integers(3, size=2)
+            x = rng.integers(1, 100, size=2).astype(float)
+            cells.add(r, k, np.array([2 * t, 2 * t + 1]), x)
+            np.add.at(plain, (r, k), x)
+            np.add.at(counts, (r, k), 1)
+        assert cells.total.shape == plain.shape
+        np.testing.assert_array_equal(cells.total, plain)
+        np.testing.assert_array_equal(cells.count, counts)
+        np.testing.assert_array_equal(np.isinf(cells.low), counts == 0)
+
+
+def test_swap_scan_flags_what_a_plain_loop_flags() -> None:
+    rng = np.random.default_rng(1)
+    n, slots = 400, 20
+    v = rng.normal(100.0, 30.0, (n, slots))
+    v[rng.random((n, slots)) < 0.1] = np.nan
+    swapped = rng.random((n, slots)) < 0.05
+    v[swapped] = word_swapped(v[swapped])
+    v[rng.random((n, slots)) < 0.02] = 0.0
+    good = np.abs(rng.normal(100.0, 30.0, n))
+    good[::7] = np.nan
+    flagged = np.zeros((n, slots), dtype=bool)
+    clear = np.zeros((n, slots), dtype=bool)
+    kept = good.copy()
+    swap_scan(v, kept, np.zeros(n, dtype=bool), 10.0, 1.5, flagged, clear)
+
+    expected = np.zeros((n, slots), dtype=bool)
+    with np.errstate(all="ignore"):
+        back = np.abs(word_swapped(np.nan_to_num(v)))
+    for i in range(n):
+        g = good[i]
+        for k in np.flatnonzero(np.isfinite(v[i])):
+            x = abs(v[i, k])
+            far = np.isfinite(g) and g > 0 and (x > 10 * g or x < g / 10)
+            if far and g / 1.5 <= back[i, k] <= g * 1.5:
+                expected[i, k] = True
+                continue
+            g = x
+        good[i] = g
+    assert expected.sum() > 50  # the data does hold swapped readings
+    np.testing.assert_array_equal(flagged, expected)
+    np.testing.assert_array_equal(clear, np.isfinite(v) & ~expected)
+    np.testing.assert_array_equal(kept, good)
+
+
+def test_counter_scan_finds_resets_and_leaps_across_gaps_and_blocks() -> None:
+    # one counter: steady +1 per slot, a gap, a reset to 0 and a leap of 10,000
+    v = np.array([[10.0, 11.0, np.nan, np.nan, 14.0, 0.0, 1.0, 10_001.0]])
+    prev = np.array([9.0])
+    prev_slot = np.array([99], dtype=np.int64)
+    prev_inc = np.array([np.nan])
+    found = counter_scan(v, 100, prev, prev_slot, prev_inc, 1000.0, 3)
+    rows = [tuple(r) for r in found.tolist()]
+    # (row, slot, old, new, gap, leap, usual, expected)
+    assert rows == [
+        (0.0, 5.0, 14.0, 0.0, 1.0, 0.0, 1.0, 1.0),
+        (0.0, 7.0, 1.0, 10_001.0, 1.0, 1.0, 1.0, 1.0),
+    ]
+    assert (prev[0], prev_slot[0], prev_inc[0]) == (10_001.0, 107, 10_000.0)
+    # the same readings in two blocks: the same findings, from the carried state
+    prev, prev_slot, prev_inc = np.array([9.0]), np.array([99]), np.array([np.nan])
+    first = counter_scan(v[:, :5], 100, prev, prev_slot, prev_inc, 1000.0, 3)
+    second = counter_scan(v[:, 5:], 105, prev, prev_slot, prev_inc, 1000.0, 3)
+    assert first.shape[0] == 0
+    second[:, 1] += 5
+    np.testing.assert_array_equal(second, found)
