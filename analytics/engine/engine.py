@@ -43,6 +43,7 @@ from analytics.engine.contract import (
 from analytics.engine.events import EventBook, EventRules
 from analytics.engine.slots import BoolArray
 from analytics.engine.store import MAX_AHEAD_MS, Table
+from analytics.kernels import gather_block
 from parkwatch.events import Event
 from parkwatch.formula import Formula, parse_formula
 from parkwatch.site import Park
@@ -554,7 +555,7 @@ class ParkEngine:
             for inst in self.instances:
                 if inst.detector.scope is Scope.PARK:
                     continue
-                block = self._instance_block(inst, members, start, stop, table_block)
+                block = self._instance_block(inst, members, start, stop)
                 if block is not None:
                     findings.extend(self._update(inst, block))
         self.emitted = np.where(heard, until, self.emitted)
@@ -593,7 +594,6 @@ class ParkEngine:
         gateways: IntArray,
         start: int,
         stop: int,
-        table_block: Any,
     ) -> Block | None:
         """The instance's rows of these gateways (−1: virtual meters), slots ``start:stop``,
         as one block (for a detector that takes row subsets, ``row_index`` says which)."""
@@ -603,21 +603,37 @@ class ParkEngine:
         plan = inst.plan[1]
         if plan is None:
             return None
-        blocks = [table_block(g.table, start, stop) for g, _, _ in plan.parts]
         slots = stop - start
-        # each part straight into its place: one copy of every array
-        arrays: tuple[npt.NDArray[Any], ...] = (
+        arrays = (
             np.empty((plan.rows, slots)),
             np.empty((plan.rows, slots), dtype=np.int32),
             np.empty((plan.rows, slots)),
             np.empty((plan.rows, slots)),
         )
-        for b, (_, src, dst) in zip(blocks, plan.parts, strict=True):
-            for out, part in zip(arrays, (b.values, b.count, b.low, b.high), strict=True):
-                out[dst] = part[src]
+        transports = []
+        for g, src, dst in plan.parts:
+            # each part read from its table's accumulators straight into its place
+            # (kernels.gather_block: what Table.block gives, without a copy between)
+            table = self.tables[g.table]
+            table.ensure(start, max(start, stop - 1))
+            assert table.base is not None
+            i, j = start - table.base, stop - table.base
+            cells = table.cells
+            gather_block(
+                cells.total[:, i:j],
+                cells.count[:, i:j],
+                cells.low[:, i:j],
+                cells.high[:, i:j],
+                cells.last_v[:, i:j],
+                table.counter_rows,
+                src,
+                dst,
+                *arrays,
+            )
+            transports.append(table.stats(start, stop))
         for a in arrays:
             a.flags.writeable = False
-        transport = TransportStats.joined([b.transport for b in blocks]).only(plan.names)
+        transport = TransportStats.joined(transports).only(plan.names)
         return Block(
             start * self.step_ms,
             self.step_ms,
@@ -673,24 +689,17 @@ class ParkEngine:
             self._compute_virtuals(start, stop, table_block)
             vblock = self._table_block(VIRTUAL, start, stop)
             out.points.extend(self._virtual_points(vblock))
-            blocks = {(VIRTUAL, start, stop): vblock}
-
-            def with_virtual(n: str, a: int, b: int) -> Block:
-                return blocks[(n, a, b)] if n == VIRTUAL else table_block(n, a, b)
-
             virtual = np.array([-1], dtype=np.int64)
             for inst in self.instances:
                 if inst.detector.scope is Scope.PARK:
                     continue
-                block = self._instance_block(inst, virtual, start, stop, with_virtual)
+                block = self._instance_block(inst, virtual, start, stop)
                 if block is not None:
                     out.extend(self._update(inst, block))
-        else:
-            with_virtual = table_block
         everyone = np.arange(-1, len(self.gateways), dtype=np.int64)
         for inst in self.instances:
             if inst.detector.scope is Scope.PARK:
-                block = self._instance_block(inst, everyone, start, stop, with_virtual)
+                block = self._instance_block(inst, everyone, start, stop)
                 if block is not None:
                     out.extend(self._update(inst, block))
         return out
