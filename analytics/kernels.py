@@ -644,3 +644,35 @@ def gather_block(
                 values[d, k] = last_v[s, k] if counter_rows[s] else total[s, k] / n
                 out_low[d, k] = low[s, k]
                 out_high[d, k] = high[s, k]
+
+
+@_compiled
+def window_medians(
+    known: npt.NDArray[np.float64], n: int, least: int
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+    """Per row, over every window of ``n`` columns: whether it holds at least ``least``
+    finite values, and their median where it does (0 where not) — as ``np.nanmedian``
+    computes it: the mean of the low and high middle values, (low + high) / 2."""
+    rows, cols = known.shape
+    out = np.zeros((rows, cols - n + 1))
+    enough = np.zeros((rows, cols - n + 1), dtype=np.bool_)
+    buf = np.empty(n)
+    for r in range(rows):
+        for w in range(cols - n + 1):
+            c = 0
+            for j in range(n):
+                x = known[r, w + j]
+                if np.isfinite(x):
+                    # insertion into the sorted finite values so far
+                    p = c
+                    while p > 0 and buf[p - 1] > x:
+                        buf[p] = buf[p - 1]
+                        p -= 1
+                    buf[p] = x
+                    c += 1
+            if c >= least:
+                enough[r, w] = True
+                high = c // 2
+                low = high if c % 2 == 1 else high - 1
+                out[r, w] = (buf[low] + buf[high]) / 2.0
+    return out, enough

@@ -3,11 +3,13 @@ plain, obviously right references: the hot path may be fast only if it stays exa
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from analytics.detectors.meter_faults import word_swapped
 from analytics.engine.slots import SlotArrays
-from analytics.kernels import counter_scan, swap_scan
+from analytics.kernels import counter_scan, swap_scan, window_medians
 
 
 def test_slot_arrays_reuse_their_buffers_without_stale_cells() -> None:
@@ -97,3 +99,18 @@ def test_counter_scan_finds_resets_and_leaps_across_gaps_and_blocks() -> None:
     assert first.shape[0] == 0
     second[:, 1] += 5
     np.testing.assert_array_equal(second, found)
+
+
+def test_window_medians_are_numpys_nanmedian() -> None:
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        known = rng.normal(0.0, 1e5, (30, 20)).round(int(rng.integers(0, 3)))
+        known[rng.random(known.shape) < rng.random()] = np.nan
+        windows = np.lib.stride_tricks.sliding_window_view(known, 5, axis=1)
+        enough = np.isfinite(windows).sum(axis=2) >= 3
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            median = np.nanmedian(np.where(enough[..., None], windows, 0.0), axis=2)
+        got, got_enough = window_medians(known, 5, 3)
+        np.testing.assert_array_equal(got_enough, enough)
+        np.testing.assert_array_equal(got, median)

@@ -29,7 +29,6 @@ rows, with per-row state carried between blocks so any chunking gives the same f
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -49,7 +48,7 @@ from analytics.engine.contract import (
     Scope,
     SeriesKey,
 )
-from analytics.kernels import counter_scan, silence_scan, stuck_runs, swap_scan
+from analytics.kernels import counter_scan, silence_scan, stuck_runs, swap_scan, window_medians
 from parkwatch.events import Family, Severity
 from parkwatch.quantities import Utility
 from parkwatch.site import Role
@@ -617,11 +616,8 @@ class MeterFaults(Detector):
         dups = (stats.duplicates > 0).astype(np.int8)
         n = self.p.transport_slots
         known = np.concatenate([self.gw_offsets[idx], offsets], axis=1)
-        windows = np.lib.stride_tricks.sliding_window_view(known, n, axis=1)
-        enough = np.isfinite(windows).sum(axis=2) >= min(3, n)
-        with warnings.catch_warnings():  # all-NaN windows: decided below by ``enough``
-            warnings.simplefilter("ignore", RuntimeWarning)
-            median = np.nanmedian(np.where(enough[..., None], windows, 0.0), axis=2)
+        # the median offset of each window of n slots that has enough batches to judge
+        median, enough = window_medians(np.ascontiguousarray(known), n, min(3, n))
         code = np.where(median > self.p.skew_ms, 1, np.where(median < -self.p.late_ms, 2, 0))
         slots = np.arange(block.slots)
         decided = np.maximum.accumulate(np.where(enough, slots, -1), axis=1)
