@@ -82,10 +82,13 @@ from 100 or 500, its backlog behind): what is below it is unknown, so its backlo
 with no gaps before (``gaps`` − ``late`` then understates real gaps by as many: the batches it
 lost are not counted); a lone number within a buffer's worth ahead while a pace is on
 probation (``PROBATION`` after ingest started mid-life or a quick run) waits that long before
-it is an outlier, and a gateway polling slower than that, restarted mid-drain, is not helped;
-a number a step or two ahead,
-within the slack (taken: the skipped ones count as gaps, then late when the gateway sends
-them, and the gateway's own batch with that number as a false replay); a burst of
+it is an outlier, and a gateway polling less often than that whose backlog ingest sees first
+is not helped (its live batches lose as outliers, then count as gaps); a sender counting up in
+a row at its own pace to the gateway's highest number while the gateway missed a poll takes
+the gateway's next batches as its own (1..200 at 0.5 s while a 60 s gateway was down 2.5
+polls, its backlog first: a false restart, and the 200 not counted as replays); a number a
+step or two ahead, within the slack (taken: the skipped ones count as gaps, then late when the
+gateway sends them, and the gateway's own batch with that number as a false replay); a burst of
 consecutive numbers from the next one (the next is always taken: the tracker goes up with
 it, and the gateway's own next batches count as replays until the real sequence passes it,
 or takes it back as a restart); more than ``MAX_RANGES`` holes at once (the oldest are
@@ -98,10 +101,11 @@ numbers sent every few polls (they fill both rival places and real holes — a s
 stays on hold until it stops); a restart right after ingest itself started whose numbers
 lie below the first one it saw (late ones of that first sequence).
 
-Seen in a demo run (fourth review, issue 11): with ``--random-faults`` every replay counted
-is a batch of a ``duplicate_batches`` fault (the simulator re-sends it with its original
-``seq``: 240 over its 20 minutes at 5 s polls, and 240 replays), real replays, as they should
-be; a plain demo run injects no such fault and counts none.
+The replays of a demo run (fourth review, issue 11) are real ones: with ``--random-faults``
+each is a batch of a ``duplicate_batches`` fault, which the simulator re-sends with its
+original ``seq`` (a 300 s demo: one such fault of 60 s at 5 s polls, 12 duplicates, 12
+replays and no other count; offline over an hour, three seeds: 240 and 240 each); a plain
+demo injects no such fault and counted nothing in 240 s.
 """
 
 from __future__ import annotations
