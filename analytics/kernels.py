@@ -37,14 +37,36 @@ def add_one_per_cell(
     last_t: npt.NDArray[np.int64],
     last_v: npt.NDArray[np.float64],
     duplicates: npt.NDArray[np.bool_],
-) -> None:
-    """Readings into their cells (flat indices; no two in one cell): a reading at the time
-    already in its cell is a duplicate; the others add to the sum and count, widen the
-    extremes (NaN spreads, as with np.minimum) and become the newest where they are."""
+) -> bool:
+    """Readings into their cells (flat indices), where no two share a cell: a reading at the
+    time already in its cell is a duplicate; the others add to the sum and count, widen the
+    extremes (NaN spreads, as with np.minimum) and become the newest where they are. A cell
+    without a reading yet (count 0) starts empty whatever its other arrays hold. Returns
+    False, having changed nothing, where two readings do share a cell."""
+    # two readings in a cell? Each cell's count is marked (negated) as it is met, then
+    # every mark undone
+    shared = cell.size
+    for i in range(cell.size):
+        c = cell[i]
+        if count[c] < 0:
+            shared = i
+            break
+        count[c] = -count[c] - 1
+    for i in range(shared):
+        c = cell[i]
+        count[c] = -count[c] - 1
+    if shared < cell.size:
+        return False
     for i in range(cell.size):
         c = cell[i]
         t = t_ms[i]
-        if t == last_t[c]:
+        if count[c] == 0:
+            total[c] = 0.0
+            low[c] = np.inf
+            high[c] = -np.inf
+            last_t[c] = np.iinfo(np.int64).min
+            last_v[c] = np.nan
+        elif t == last_t[c]:
             duplicates[i] = True
             continue
         v = value[i]
@@ -59,6 +81,7 @@ def add_one_per_cell(
         if t > last_t[c]:
             last_t[c] = t
             last_v[c] = v
+    return True
 
 
 @_compiled

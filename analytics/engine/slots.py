@@ -29,6 +29,9 @@ class Columns:
     Pickled as the plain arrays."""
 
     FILL: tuple[tuple[str, Any, type[np.generic]], ...] = ()  # name, empty value, dtype
+    # arrays whose new slots are not filled with their empty value: a cell of them is read
+    # only where the others say it holds data, and set empty when it first gets some
+    STALE: frozenset[str] = frozenset()
 
     def __init__(self, *arrays: npt.NDArray[Any]) -> None:
         self._set(arrays)
@@ -63,16 +66,18 @@ class Columns:
         """``before`` empty slots in front and ``after`` behind (in place; returns self)."""
         h, n = self._head, self._n
         if before <= h and h + n + after <= self.capacity:
-            for (_, fill, _), buf in zip(self.FILL, self._buf, strict=True):
-                buf[:, h - before : h] = fill
-                buf[:, h + n : h + n + after] = fill
+            for (name, fill, _), buf in zip(self.FILL, self._buf, strict=True):
+                if name not in self.STALE:
+                    buf[:, h - before : h] = fill
+                    buf[:, h + n : h + n + after] = fill
             self._head, self._n = h - before, n + before + after
         elif before + n + after <= self.capacity:
             # room enough, but not where it is needed: the slots held move to the front
-            for (_, fill, _), buf in zip(self.FILL, self._buf, strict=True):
+            for (name, fill, _), buf in zip(self.FILL, self._buf, strict=True):
                 buf[:, before : before + n] = buf[:, h : h + n]
-                buf[:, :before] = fill
-                buf[:, before + n : before + n + after] = fill
+                if name not in self.STALE:
+                    buf[:, :before] = fill
+                    buf[:, before + n : before + n + after] = fill
             self._head, self._n = 0, before + n + after
         else:
             # room for as many slots again behind, where the window grows
@@ -114,6 +119,9 @@ class SlotArrays(Columns):
         ("last_t", np.iinfo(np.int64).min, np.int64),  # time of the cell's newest reading
         ("last_v", np.nan, np.float64),  # its value
     )
+    # what a cell holds is known from its count: the rest are set when it gets its first
+    # reading (add), or all at once (the engine's virtual meters)
+    STALE = frozenset({"total", "low", "high", "last_t", "last_v"})
     total: FloatArray
     count: npt.NDArray[np.int32]
     low: FloatArray
@@ -142,11 +150,25 @@ class SlotArrays(Columns):
             return np.zeros(0, dtype=bool)
         # cells of the whole buffers (see Columns), where the flat views write through
         cell = row * self.capacity + (self._head + slot)
+        # at most one reading per cell (the usual batch: one per series and poll cycle): no
+        # sort needed, each reading merges into its cell alone, in one compiled pass
+        duplicates = np.zeros(cell.size, dtype=bool)
+        if add_one_per_cell(
+            cell,
+            t_ms,
+            value,
+            self._flat("total"),
+            self._flat("count"),
+            self._flat("low"),
+            self._flat("high"),
+            self._flat("last_t"),
+            self._flat("last_v"),
+            duplicates,
+        ):
+            return duplicates
+        # cells still empty start so here (see Columns.STALE)
         flat_last_t = self._flat("last_t")
-        if np.bincount(cell, minlength=flat_last_t.size).max() <= 1:
-            # at most one reading per cell (the usual batch: one per series and poll cycle):
-            # no sort needed, each reading merges into its cell alone
-            return self._add_one_per_cell(cell, t_ms, value)
+        self._clear_empty(cell)
         # sort by cell then time, so each cell's readings are adjacent and in time order
         order = np.lexsort((t_ms, cell))
         cell, t_ms, value = cell[order], t_ms[order], value[order]
@@ -179,24 +201,12 @@ class SlotArrays(Columns):
         last_v[cells[newer]] = value[ends][newer]
         return duplicates
 
-    def _add_one_per_cell(self, cell: IntArray, t_ms: IntArray, value: FloatArray) -> BoolArray:
-        """:meth:`add` where no two readings share a cell: the same sums, counts and extremes
-        without the sort (a duplicate can only repeat the time already in its cell), in one
-        compiled pass (kernels.add_one_per_cell)."""
-        duplicates = np.zeros(cell.size, dtype=bool)
-        add_one_per_cell(
-            cell,
-            t_ms,
-            value,
-            self._flat("total"),
-            self._flat("count"),
-            self._flat("low"),
-            self._flat("high"),
-            self._flat("last_t"),
-            self._flat("last_v"),
-            duplicates,
-        )
-        return duplicates
+    def _clear_empty(self, cell: IntArray) -> None:
+        """Cells (flat) without a reading yet: their accumulators set empty."""
+        empty = cell[self._flat("count")[cell] == 0]
+        for name, fill, _ in self.FILL:
+            if name in self.STALE:
+                self._flat(name)[empty] = fill
 
     def block(
         self,
