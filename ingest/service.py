@@ -112,13 +112,15 @@ class _Handled:
         self.newest_ms = 0
 
 
-def _failed(topic: str, payload: bytes, park: str, gateway: str, error: Exception) -> _Handled:
+def _failed(
+    topic: str, payload: bytes, park: str, gateway: str, error: Exception, seq: int | None = None
+) -> _Handled:
     """A message whose handling raised: a bug, not bad input (parse_batch never raises on
     input). Called in the ``except`` block. The whole message becomes a dead letter, so that it
     can be replayed once fixed, and ingest goes on: leaving it unacknowledged would stall every
     later acknowledgement behind it."""
     log.exception("handling a message on %s failed; dead-lettered", topic)
-    parsed = ParsedBatch(park, gateway, message_rejected=True)
+    parsed = ParsedBatch(park, gateway, seq, message_rejected=True)
     parsed.rejections.append(Rejection(Reason.INTERNAL_ERROR, repr(error)))
     return _Handled(topic, payload, parsed)
 
@@ -361,7 +363,7 @@ class IngestService:
                     except Exception as exc:
                         parsed = one.parsed
                         handled[i] = _failed(
-                            one.topic, one.payload, parsed.park, parsed.gateway, exc
+                            one.topic, one.payload, parsed.park, parsed.gateway, exc, parsed.seq
                         )
             accepted = list(chain.from_iterable([one.parsed.readings for one in handled]))
         for decrease in decreases:
