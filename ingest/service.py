@@ -174,6 +174,12 @@ class IngestService:
         self.deadletter_outage = OutageLog(log, "the dead-letter topic")
         self.writer: InfluxWriter | None = None
         self.sequences = SeqTracker()
+        self.track_seq = (
+            settings.track_seq if settings.track_seq is not None else not settings.share_group
+        )
+        self.metrics.seq_tracking.set(1 if self.track_seq else 0)
+        if not self.track_seq:
+            log.info("seq tracking off: the share group spreads each gateway's batches")
         # the gateways whose seq is tracked: those that read a meter (any name could come
         # in a topic, and the tracker keeps state per gateway)
         self._gateways = {
@@ -383,6 +389,8 @@ class IngestService:
         key = (parsed.park, parsed.gateway)
         if parsed.seq is None or parsed.message_rejected or key not in self._gateways:
             return
+        if not self.track_seq:
+            return  # a replica of a share group sees part of each sequence only
         verdicts = self.sequences.observe(key, parsed.seq, received)
         if len(verdicts) == 1 and verdicts[0] in _NOTHING_COUNTED:
             return  # nearly every batch
@@ -475,7 +483,13 @@ class IngestService:
         writer_ok = self.writer is not None and not self.writer.outage.is_down
         broker = self.subscribed.is_set()
         ok = database and broker and writer_ok
-        return ok, {"broker": broker, "database": database, "writes_failing": not writer_ok}
+        return ok, {
+            "broker": broker,
+            "database": database,
+            "writes_failing": not writer_ok,
+            # off with a share group: the seq metrics say nothing then
+            "seq_tracking": self.track_seq,
+        }
 
     def serve_http(self) -> contextlib.AbstractAsyncContextManager[object]:
         """Serve /metrics and /health on the settings' ``http_host:http_port``."""
