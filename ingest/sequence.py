@@ -545,8 +545,9 @@ class SeqTracker:
     def _room(self, run: _Run, at: float) -> float:
         since = max(0.0, at - run.at)
         if run.fast and run.quick and since < self.MIN_PACE:
-            # within a quick run, by its own steps
-            within = self.SLACK + self.MARGIN * since / run.quick
+            # within a quick run, by its own steps, one at most: a batch or two lost in a
+            # backlog (its live batches, further ahead, are a rival's)
+            within = self.SLACK + self.MARGIN * min(1.0, since / run.quick)
         else:
             within = 0.0
         return max(within, self._paced_room(run, at))
