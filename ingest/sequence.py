@@ -49,22 +49,23 @@ the current sequence's are judged at once, as if the rival were not there. Then:
 A backlog drains faster than the pace (the edge agent replays it at 20 a second, its live
 batches once a poll ahead of it), so a step shorter than ``MIN_PACE`` teaches no pace, only
 makes a quick run (its own steps say how far a step within it may skip: a batch or two lost in
-a backlog; whatever the first number: a new gateway, or a restart, whose backlog starts at 1;
-or live batches a broker hands over bunched with a backlog after ingest restarted), and a pace
-is not believed for ``PROBATION`` while it may be a backlog's: learnt from a gateway's first
-batches since ingest started (from a number other than 1: after a central outage the backlog
-comes first), or from a long quick run. A rival ahead within a buffer's worth that opens then,
-or during a quick run, may hold the live batches: its own steps tell its pace (the gateway's,
-if believed), by which alone it loses — a lone one after ``PROBATION``; its silence counts only
-while the gateway sends (a pause of all its batches, an edge agent restarted, adds one
-interval) — and once the backlog reaches it the two are one, at its pace. A restart whose
-backlog from 1 came first is that quick run: it wins at ``MIN_PACE``, and its live batches, a
-rival of their own, are its drain rival then (or one with it, if its backlog reached them
-first). A restart polling faster than the old sequence reaches the old numbers before the old
-sequence looks stopped: the next number of a restart that went on ``WIN`` in a row, at a pace
-of its own (no burst), since the old sequence last did is the restart's, though the old one saw
-it recently or would take it as its next (once the old one missed a poll), and it wins over its
-own time for as many (never less than at ``MIN_PACE``).
+a backlog; a sequence that never went on slower, a gateway polling that fast, is judged as if
+at ``MIN_PACE`` once it stopped that long; whatever the first number: a new gateway, or a
+restart, whose backlog starts at 1; or live batches a broker hands over bunched with a backlog
+after ingest restarted), and a pace is not believed for ``PROBATION`` while it may be a
+backlog's: learnt from a gateway's first batches since ingest started (from a number other than
+1: after a central outage the backlog comes first), or from a long quick run. A rival ahead
+within a buffer's worth that opens then, or during a quick run, may hold the live batches: its
+own steps tell its pace (the gateway's, if believed), by which alone it loses — a lone one
+after ``PROBATION``; its silence counts only while the gateway sends (a pause of all its
+batches, an edge agent restarted, adds one interval) — and once the backlog reaches it the two
+are one, at its pace. A restart whose backlog from 1 came first is that quick run: it wins at
+``MIN_PACE``, and its live batches, a rival of their own, are its drain rival then (or one with
+it, if its backlog reached them first). A restart polling faster than the old sequence reaches
+the old numbers before the old sequence looks stopped: the next number of a restart that went
+on ``WIN`` in a row, at a pace of its own (no burst), since the old sequence last did is the
+restart's, though the old one saw it recently or would take it as its next (once the old one
+missed a poll), and it wins over its own time for as many (never less than at ``MIN_PACE``).
 
 Whatever the rivals decide, a take-over adds no more gaps than the old sequence's pace
 gives for the time since its last batch (as a step ahead would: ``MARGIN`` × + ``SLACK``),
@@ -109,8 +110,9 @@ stays on hold until it stops); a restart right after ingest itself started whose
 lie below the first one it saw (late ones of that first sequence); ingest restarted during a
 drain (each process starts afresh: the gaps the old one counted are never matched by the late
 batches the new one gets — a 5000-poll outage at 1 s: 5000 gaps, 240 late, truth 2 — and the
-new one may count one or two the old one took, and in one run of the fifth review's 45 two
-live batches lost as outliers; keeping the ranges across restarts would need
+new one counts as gaps the live batches the old one took while the backlog drained (it never
+sees them: 15 after 15 s of a drain at 1 s), and in one run of the fifth review's 45 two live
+batches lost as outliers; keeping the ranges across restarts would need
 a store and a rule for when they are stale, not worth it).
 
 The replays of a demo run (fourth review, issue 11) are real ones: with ``--random-faults``
@@ -421,7 +423,7 @@ class SeqTracker:
             owner.filled += 1
         # the gateway's pace; while unknown (one batch so far), the rival's own, if it has
         # one: a burst has none, and never wins
-        pace = run.every or owner.run.every
+        pace = run.every or owner.run.every or self._quick_pace(run)
         if not pace:
             return verdicts
         silent = at - run.at  # since the current sequence last went on
@@ -552,12 +554,21 @@ class SeqTracker:
             within = 0.0
         return max(within, self._paced_room(run, at))
 
+    def _quick_pace(self, run: _Run) -> float | None:
+        """The pace of a sequence that only ever went on quicker than ``MIN_PACE`` (a
+        backlog, or a gateway polling that fast): judged as if at ``MIN_PACE``."""
+        return self.MIN_PACE if run.fast else None
+
     def _paced_room(self, run: _Run, at: float) -> float:
-        if run.every is None:
-            # one batch so far; in a quick run (a backlog, with its live batches ahead) no
-            # more than jitter
-            return self.SLACK if run.fast else self.JUMP
-        paces = max(0.0, at - run.at) / run.every
+        every = run.every
+        if every is None and run.fast:
+            if at - run.at < self.MIN_PACE:
+                # in a quick run (a backlog, its live batches ahead): no more than jitter
+                return self.SLACK
+            every = self._quick_pace(run)  # stopped: as if at MIN_PACE since
+        if every is None:  # one batch so far
+            return self.JUMP
+        paces = max(0.0, at - run.at) / every
         return self.SLACK + (run.lead - self.SLACK) * math.exp(-paces) + self.MARGIN * paces
 
     def _allowed(self, run: _Run, at: float) -> int:
