@@ -20,6 +20,7 @@ import httpx
 import orjson
 import pytest
 
+from ingest.sequence import SeqTracker
 from ingest.service import IngestService
 from ingest.settings import IngestSettings
 from parkwatch import mqtt, topics
@@ -303,7 +304,10 @@ POLL = 0.1  # the seq test's gateway: seconds between its batches
 
 
 async def test_absurd_seqs_do_not_poison_the_gateway(
-    mqtt_settings: MqttSettings, influx_settings: InfluxSettings, demo_park_path: Path
+    mqtt_settings: MqttSettings,
+    influx_settings: InfluxSettings,
+    demo_park_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Issue 11, item 3: one absurd seq, a consecutive pair, a burst of them, then the real
     sequence with real gaps: /metrics counts the real gaps, no replay, no late batch, and
@@ -311,6 +315,9 @@ async def test_absurd_seqs_do_not_poison_the_gateway(
     polls at its pace (a step ahead must fit the time since its last batch), the absurd
     numbers come at once between its batches."""
     foodco = topics.data_topic(PARK, "gw-foodco")
+    # the gateway's time runs ten times faster than a 1 s poll's: so does the shortest step
+    # the tracker learns a pace from (shorter ones are a backlog's)
+    monkeypatch.setattr(SeqTracker, "MIN_PACE", POLL / 2)
 
     def batch(seq: int, n: int) -> bytes:
         reading = {"m": "foodco-main", "t": NOW - 600_000 + n * 1000, "q": {"p_kw": float(n)}}
