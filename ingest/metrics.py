@@ -39,6 +39,12 @@ class IngestMetrics:
             "age of the newest reading stored, by its source time",
             registry=r,
         )
+        self.seq_tracking = Gauge(
+            "pw_ingest_seq_tracking",
+            "1 if this replica tracks each gateway's seq (gaps, late, replays, restarts, "
+            "outliers); 0 with a share group, where it sees only part of each sequence",
+            registry=r,
+        )
         self.seq_gaps = Counter(
             "pw_ingest_seq_gaps", "batches missing between a gateway's seq numbers", registry=r
         )

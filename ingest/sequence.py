@@ -46,6 +46,19 @@ the current sequence's are judged at once, as if the rival were not there. Then:
   is silent decides nothing). Its batches were outliers (ahead) or replays and late ones
   (behind).
 
+A backlog drains faster than the pace (the edge agent replays it at 20 a second, its live
+batches once a poll ahead of it), so a pace is not believed for ``PROBATION`` while it may be a
+backlog's: learnt from a gateway's first batches since ingest started (from a number other than
+1: after a central outage the backlog comes first), or from a long quick run. A rival ahead
+within a buffer's worth that opens then, or during a quick run, may hold the live batches: its
+own steps tell its pace (the gateway's, if believed), by which alone it loses — a lone one
+after ``PROBATION`` — and once the backlog reaches it the two are one, at its pace. A restart
+polling faster than the old sequence reaches the old numbers before the old sequence looks
+stopped: the next number of a restart that went on ``WIN`` in a row, at a pace of its own (no
+burst), since the old sequence last did is the restart's, though the old one saw it recently or
+would take it as its next (once the old one missed a poll), and it wins over its own time for
+as many (never less than at ``MIN_PACE``).
+
 Whatever the rivals decide, a take-over adds no more gaps than the old sequence's pace
 gives for the time since its last batch (as a step ahead would: ``MARGIN`` × + ``SLACK``),
 and no step more than ``BACKLOG``: numbers skipped beyond that are kept apart (``beyond``)
@@ -60,13 +73,22 @@ right before a restart must not take the restart's numbers for its backlog).
 Each sequence keeps a bounded list of missing ranges (``MAX_RANGES``): memory is O(1) per
 gateway. Batches are stored whatever the verdict: a replay overwrites the same points.
 
-What it cannot tell apart (measured with the third review's probes, issue 11): a gateway
-restarting before its old sequence got past ``RECENT`` + ``WIN`` (its new numbers were all
-seen recently: replays); a gateway reinstalled polling faster whose live batches come first
-from a number below the old sequence's highest (from 2000 or 2900 below an old 3000, 60 s →
-1 s: its batches count as replays, no restart); a number a step or two ahead,
-within the slack (taken: the skipped ones count as gaps, then late when the gateway sends
-them, and the gateway's own batch with that number as a false replay); a burst of
+What it cannot tell apart (measured with the third and fourth reviews' probes, issue 11): a
+gateway restarting before its old sequence got past ``RECENT`` + ``WIN`` (its new numbers were
+all seen recently: replays); a restart whose live numbers start above the old sequence's
+highest while that one is young (300 old polls, the new life live from 501, its backlog
+behind: 300 false replays, no restart); a restart first seen above ``RESTART_BELOW`` (live
+from 100 or 500, its backlog behind): what is below it is unknown, so its backlog counts late
+with no gaps before (``gaps`` − ``late`` then understates real gaps by as many: the batches it
+lost are not counted); a lone number within a buffer's worth ahead while a pace is on
+probation (``PROBATION`` after ingest started mid-life or a quick run) waits that long before
+it is an outlier, and a gateway polling less often than that whose backlog ingest sees first
+is not helped (its live batches lose as outliers, then count as gaps); a sender counting up in
+a row at its own pace to the gateway's highest number while the gateway missed a poll takes
+the gateway's next batches as its own (1..200 at 0.5 s while a 60 s gateway was down 2.5
+polls, its backlog first: a false restart, and the 200 not counted as replays); a number a
+step or two ahead, within the slack (taken: the skipped ones count as gaps, then late when the
+gateway sends them, and the gateway's own batch with that number as a false replay); a burst of
 consecutive numbers from the next one (the next is always taken: the tracker goes up with
 it, and the gateway's own next batches count as replays until the real sequence passes it,
 or takes it back as a restart); more than ``MAX_RANGES`` holes at once (the oldest are
@@ -78,6 +100,12 @@ numbers sent every few polls (they fill both rival places and real holes — a s
 2 polls over a 4000-poll life hid about half the real gaps in the simulator; a restart
 stays on hold until it stops); a restart right after ingest itself started whose numbers
 lie below the first one it saw (late ones of that first sequence).
+
+The replays of a demo run (fourth review, issue 11) are real ones: with ``--random-faults``
+each is a batch of a ``duplicate_batches`` fault, which the simulator re-sends with its
+original ``seq`` (a 300 s demo: one such fault of 60 s at 5 s polls, 12 duplicates, 12
+replays and no other count; offline over an hour, three seeds: 240 and 240 each); a plain
+demo injects no such fault and counted nothing in 240 s.
 """
 
 from __future__ import annotations
@@ -136,6 +164,9 @@ class _Run:
     steps: int = 0  # steps taken into every so far
     fast: int = 0  # steps in a row much shorter than every
     alone: bool = True  # never went on: one number so far
+    # since when its pace may be a backlog's (None: believed): its first batches seen since
+    # ingest started mid-life, or a quick run that became its pace (SeqTracker.PROBATION)
+    unsure: float | None = None
     FAST: ClassVar[int] = 256  # that many make the new pace
     BACKLOG_GIVES: ClassVar[float] = 0.25  # of the lead, per number of a backlog
 
@@ -165,7 +196,7 @@ class _Run:
             # gateway keeps it up for long: then it polls faster now
             self.fast += 1
             if self.fast >= self.FAST:
-                self.every, self.fast = step, 0
+                self.every, self.fast, self.unsure = step, 0, at
         else:  # an outage's long step moves it by a little only
             self.fast = 0
             self.every = every + 0.1 * (min(step, 4 * every) - every)
@@ -177,6 +208,10 @@ class _Rival:
     ahead: bool  # opened by a number ahead of the current sequence, else far behind it
     opened: float  # when, seconds
     first: int  # the number that opened it
+    # ahead within a buffer's worth while the current sequence may be draining a backlog (a
+    # quick run, or a pace not yet believed): it may hold the live batches, sent at the
+    # gateway's real pace, which only its own steps tell
+    drain: bool = False
     held: SeqCounts = field(default_factory=SeqCounts)  # its verdicts, counted if it wins
     batches: int = 1
     # of those, how many the current sequence missed (it counts them late if the rival loses)
@@ -242,6 +277,14 @@ class SeqTracker:
     LOSE = 4
     LOSE_TIME = 4.0
     LOSE_LONG = 1024
+    # a pace learnt from a gateway's first batches since ingest started (when they are not
+    # from 1) or from a long quick run is not believed for this long: it may be a backlog's
+    # (replayed at 20 a second), the live batches ahead of it come at the real pace, once
+    # per poll interval (up to this long)
+    PROBATION = 600.0
+    # the quickest pace a rival's time is judged by: a gateway reinstalled may poll faster
+    # than before, a burst of numbers in no time is no gateway
+    MIN_PACE = 1.0
     UNKNOWN_BELOW = 10_000  # how far below the first number seen arrivals count as late
 
     def __init__(self) -> None:
@@ -255,7 +298,10 @@ class SeqTracker:
         if gateway is None:
             low = max(1, seq - self.UNKNOWN_BELOW)
             unknown = [[low, seq - 1]] if seq > low else []
-            self._gateways[key] = _Gateway(_Run(seq, at, unknown=unknown))
+            # seen from 1, ingest saw the gateway's life from its start; else it may be
+            # draining a backlog right now, its live batches ahead
+            unsure = at if seq > 1 else None
+            self._gateways[key] = _Gateway(_Run(seq, at, unknown=unknown, unsure=unsure))
             return [Verdict.FIRST]
         run, rivals = gateway.run, gateway.rivals
         if seq == run.high + 1 and not rivals:  # the common case, first
@@ -266,14 +312,27 @@ class SeqTracker:
         nearer = seq > run.high + 1 and any(
             r.ahead and r.first > run.high and self._fits(r.run, seq, at) for r in rivals
         )
-        if not nearer and self._settled(run, seq, at):  # the current's, whatever the rivals
+        # …and the next number of a restart that went on in a row while the current sequence
+        # was silent is the restart's, though the current saw it recently (a gateway
+        # reinstalled polling faster gets there before its old sequence looks stopped) or
+        # would take it as its next (once stopped)
+        restart = next(
+            (
+                r
+                for r in rivals
+                if not r.ahead and seq == r.run.high + 1 and self._going_on(run, r, seq, at)
+            ),
+            None,
+        )
+        if not nearer and restart is None and self._settled(run, seq, at):
+            # the current's, whatever the rivals
             # a rival ahead within a buffer's worth may hold the live batches: these may be
             # a backlog's (whose steps would teach a pace far too quick)
             paced = not any(r.ahead and r.first - run.high <= self.BACKLOG for r in rivals)
             verdict = self._judge(run, seq, at, self.counts, paced)
             return [verdict, *self._idle(gateway, at)]
         ahead = seq > run.high
-        owner = next(
+        owner = restart or next(
             (
                 r
                 for r in rivals
@@ -350,10 +409,25 @@ class SeqTracker:
             or owner.run.every <= self.WIN_PACE * pace
             or (silent >= self.WIN_SLOW * pace and self._covers(run, owner, at))
         ) and not self._beside(run, owner, at, pace)
-        went_on = owner.row >= win and at - owner.row_from >= self.WIN_TIME * win * pace
+        # a rival polling faster than the gateway did (a reinstall, set up anew) takes its
+        # own time for as many, never less than at MIN_PACE: a burst takes no time
+        quick = min(pace, max(owner.run.every or pace, self.MIN_PACE))
+        went_on = owner.row >= win and at - owner.row_from >= self.WIN_TIME * win * quick
         if stopped and paced and went_on:
             verdicts += self._won(gateway, owner, at)
         return verdicts
+
+    def _going_on(self, run: _Run, rival: _Rival, seq: int, at: float) -> bool:
+        """Whether a rival behind went on ``WIN`` batches in a row since the current sequence
+        last did, at a pace of its own (no burst), and ``seq`` is either one the current saw
+        (a replay to it either way, if the rival loses) or past it."""
+        if rival.since != run.at or rival.row < self.WIN or not rival.run.every:
+            return False
+        if at - rival.row_from < self.WIN_TIME * self.WIN * self.MIN_PACE:
+            return False
+        # past it, once the current sequence missed a poll (its next number is no more its
+        # than the restart's, which just took the one before)
+        return seq <= run.high or at - run.at >= self.MARGIN * (run.every or 0.0)
 
     def _beside(self, run: _Run, rival: _Rival, at: float, pace: float) -> bool:
         """Whether the rival went on beside the gateway's own sequence slower than its pace:
@@ -396,6 +470,14 @@ class SeqTracker:
             silent = rival.idle >= self.LOSE_LONG or (
                 pace is not None and at - rival.waiting >= self.LOSE_TIME * pace
             )
+            if rival.drain:
+                # live batches ahead of a backlog come at the gateway's real pace, their own
+                # (or the gateway's, if believed); the backlog's batches between say nothing
+                unsure = gateway.run.unsure is not None
+                pace = rival.run.every or (None if unsure else gateway.run.every)
+                silent = at - rival.waiting >= (
+                    self.PROBATION if pace is None else self.LOSE_TIME * pace
+                )
             if rival.idle >= self.LOSE and silent:
                 gateway.rivals.remove(rival)
                 gateway.gone = (rival.ahead, rival.run.high, rival.opened)
@@ -449,7 +531,11 @@ class SeqTracker:
 
     def _open(self, current: _Run, seq: int, at: float, ahead: bool) -> _Rival:
         # until it shows its own pace, it is expected to keep the gateway's
-        rival = _Rival(_Run(seq, at, every=current.every), ahead, at, seq)
+        drain = ahead and seq - current.high <= self.BACKLOG and self._draining(current, at)
+        # until it shows its own pace, it is expected to keep the gateway's (a drain's own
+        # steps alone tell the live pace)
+        rival = _Rival(_Run(seq, at, every=None if drain else current.every), ahead, at, seq)
+        rival.drain = drain
         rival.row_from, rival.since = at, current.at
         if ahead:
             # a backlog behind it (up to a buffer's worth) fills the numbers it skips; they
@@ -480,6 +566,13 @@ class SeqTracker:
                 owner.batches += 1
                 owner.filled += lone.filled
 
+    def _draining(self, run: _Run, at: float) -> bool:
+        """Whether ``run`` may be a backlog draining: in a quick run now, or its pace learnt
+        from one and not yet believed."""
+        if run.unsure is not None and at - run.unsure >= self.PROBATION:
+            run.unsure = None
+        return run.fast > 0 or run.unsure is not None
+
     def _caught_up(self, gateway: _Gateway, rival: _Rival, at: float) -> list[Verdict]:
         """The current sequence could have reached a rival ahead by now: a backlog drained
         up to the live batches sent before it. One sequence again: what is still missing
@@ -495,6 +588,10 @@ class SeqTracker:
         run.missing += [r for r in new.missing if r[0] <= r[1]]
         del run.missing[: -self.MAX_RANGES]
         run.high, run.at, run.alone = new.high, max(run.at, new.at), False
+        if rival.drain:
+            # the backlog is drained: the live batches' pace is the gateway's
+            run.every = new.every or run.every
+            run.unsure, run.fast = None, 0
         return [Verdict.JOINED]
 
     def _won(self, gateway: _Gateway, winner: _Rival, at: float) -> list[Verdict]:

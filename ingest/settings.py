@@ -21,6 +21,11 @@ class IngestSettings(ServiceSettings):
     # from its persistence file, so across a broker restart the group loses what is published
     # before the replicas subscribe again; use parks (below) to shard on such a broker.
     share_group: str = ""
+    # per-gateway seq tracking (gaps, late batches, replays, restarts). Unset: on, except with
+    # a share group — the broker spreads each gateway's batches over the group, so a replica
+    # sees only part of a sequence and would count the rest as gaps. On with a share group
+    # only when the group has one replica; shard by park (below) to keep it with replicas.
+    track_seq: bool | None = None
     # Empty: every park. Otherwise only these parks' data topics — sharding by park, which
     # survives broker restarts on any broker.
     parks: list[str] = Field(default_factory=list)

@@ -109,6 +109,13 @@ def ingest(
         str | None,
         typer.Option(help="share the data topics with the replicas of this group (MQTT v5)"),
     ] = None,
+    track_seq: Annotated[
+        bool | None,
+        typer.Option(
+            "--track-seq/--no-track-seq",
+            help="count seq gaps and replays per gateway (default: on, off with a share group)",
+        ),
+    ] = None,
     park: Annotated[
         list[str] | None,
         typer.Option(
@@ -139,6 +146,7 @@ def ingest(
         database,
         client_id=client_id,
         share_group=share_group,
+        track_seq=track_seq,
         parks=park or None,
         http_host=http_host,
         http_port=http_port,

@@ -12,6 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from ingest.counters import Decrease
 from ingest.service import IngestService
 from ingest.settings import IngestSettings
 from parkwatch import mqtt, topics
@@ -20,7 +21,7 @@ from parkwatch.mqttio import Message
 from parkwatch.settings import InfluxSettings, MqttSettings
 from parkwatch.site import Park, SiteRegistry
 from parkwatch.stack import InfluxDB, Mosquitto, free_port
-from parkwatch.wire import encode_batch
+from parkwatch.wire import AcceptedReading, encode_batch
 from tests.support import background, eventually
 
 pytestmark = pytest.mark.anyio
@@ -212,3 +213,44 @@ async def test_a_batch_the_database_refuses_is_retried_per_message(
     [(topic, letter)] = letters.sent
     assert topic == topics.deadletter_topic(PARK)
     assert letter["seq"] == 1
+
+
+class _Kept:
+    """The part of the writer ``_handle`` uses: it keeps the lines."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    async def write(self, lines: list[str], units: int = 0) -> None:
+        self.lines.extend(lines)
+
+
+async def test_a_failing_counter_watch_costs_only_the_message_it_fails_on(
+    demo_park_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The counter watch runs once over a whole chunk; if it raises (a bug), ingest goes
+    message by message: the message it fails on is dead-lettered whole (``internal_error``,
+    for a replay once fixed), the others are stored, nothing is left unacknowledged."""
+    registry = SiteRegistry([Park.from_yaml(demo_park_path)])
+    service = IngestService(_settings(MqttSettings(), InfluxSettings(), "bug"), registry)
+    real_flag = service.counters.flag
+
+    def flag(readings: list[AcceptedReading]) -> list[Decrease]:
+        if any(r.meter.id == "steelco-main" for r in readings):
+            raise RuntimeError("a bug")
+        return real_flag(readings)
+
+    monkeypatch.setattr(service.counters, "flag", flag)
+    now = int(time.time() * 1000)
+    data = topics.data_topic(PARK, GW)
+    failing = encode_batch(GW, 1, [{"m": "steelco-main", "t": now, "q": {"e_kwh": 10.0}}])
+    good = encode_batch(GW, 2, [{"m": "steelco-air", "t": now, "q": {"p_kw": 1.0}}])
+    chunk = [Message(data, good, 1, 1), Message(data, failing, 1, 2), Message(data, good, 1, 3)]
+    letters, writer = _Letters(), _Kept()
+    await service._handle(letters, writer, chunk)  # type: ignore[arg-type]
+    assert len(writer.lines) == 2
+    assert all("meter=steelco-air" in line for line in writer.lines)
+    [(_, letter)] = letters.sent
+    assert letter["seq"] == 1
+    assert [r["reason"] for r in letter["rejections"]] == ["internal_error"]
+    assert _rejected(service, "internal_error") == 1

@@ -56,6 +56,7 @@ async def running(
         influx=influx,
         client_id=name,
         share_group=name,
+        track_seq=True,  # the group's one replica
         session_expiry_s=0,
         max_message_bytes=64 * 1024,
     )

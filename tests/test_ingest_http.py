@@ -42,7 +42,9 @@ async def test_metrics_and_health(tmp_path: Path, demo_park_path: Path) -> None:
             httpx.AsyncClient(base_url=base) as http,
         ):
             await asyncio.wait_for(service.subscribed.wait(), timeout=10)
-            assert (await http.get("/health")).json()["status"] == "ok"
+            health = (await http.get("/health")).json()
+            # one replica, no share group: it tracks each gateway's seq, and says so
+            assert (health["status"], health["seq_tracking"]) == ("ok", True)
             now = int(time.time() * 1000)
             async with mqtt.client(settings.mqtt, "http-gw") as gateway:
                 good = {"m": "foodco-main", "t": now, "q": {"p_kw": 5.0}}
@@ -63,6 +65,7 @@ async def test_metrics_and_health(tmp_path: Path, demo_park_path: Path) -> None:
                 "pw_ingest_write_seconds_bucket",
                 "pw_ingest_lag_seconds",
                 "pw_ingest_seq_gaps_total",
+                "pw_ingest_seq_tracking 1.0",
             ):
                 assert name in text, name
 

@@ -72,6 +72,36 @@ def later(seconds: float, arrivals: list[Arrival]) -> list[Arrival]:
     return [replace(arrivals[0], after=seconds), *arrivals[1:]] if arrivals else []
 
 
+def central_outage(
+    every: float, outage: int, before: int = 0, lost: tuple[int, int] = (-3, 500)
+) -> list[Arrival]:
+    """The broker (or the host of broker and ingest) down for ``outage`` polls from batch
+    1000: back, the gateway's replay publisher sends the backlog at once, 20 a second, its
+    live batches from the next poll on (half a poll later). The tracker knew the gateway's
+    ``before`` last batches (0: ingest itself restarted, its first batch a backlog's). One
+    batch is lost near the end of the backlog, one later among the live ones."""
+    back = 1000 + outage
+    gone = {back + k for k in lost}
+    session = (back - 0.5) * every
+    backlog = [n for n in span(1000, back - 1) if n not in gone]
+    live = [n for n in span(back, back + 600 + outage // 20) if n not in gone]
+    return timeline(
+        [(n * every, n) for n in span(1000 - before, 999)],
+        [(session + 0.05 * k, n) for k, n in enumerate(backlog)],
+        [(n * every, n) for n in live],
+    )
+
+
+def faster_restart(old: int, was: float, now: float, new: int = 600) -> list[Arrival]:
+    """A gateway polling every ``was`` seconds for ``old`` polls, reinstalled polling every
+    ``now`` (much faster) from 1 at once, two batches of its new life lost (300 and 301)."""
+    end = old * was
+    return timeline(
+        [(n * was, n) for n in span(1, old)],
+        [(end + k * now, n) for k, n in enumerate(span(1, new), 1) if n not in (300, 301)],
+    )
+
+
 HOSTILE = 900_001
 FAR_OUT = 50_000.0  # a gateway's outage long enough for a jump of 50,000 at 1 s
 
@@ -405,6 +435,42 @@ SCENARIOS: dict[str, tuple[list[Arrival], SeqCounts]] = {
         ],
         SeqCounts(gaps=2, replays=1, restarts=1),
     ),
+    # fourth review of issue 11: after a central outage the replay publisher starts the
+    # backlog as soon as the session opens, the live batches come from the next poll, so
+    # ingest's first batch after a restart is a backlog's (its 0.05 s step is no pace); with
+    # the tracker kept, a long drain is a quick run, no pace either (test_a_central_outage_…)
+    **{
+        f"central outage of {outage} polls at {every:g} s, ingest restarted: backlog first": (
+            central_outage(every, outage),
+            SeqCounts(gaps=2),
+        )
+        for every in (1.0, 5.0, 10.0, 60.0)
+        for outage in (100, 1000, 5000)
+    },
+    # …and a gateway reinstalled polling much faster gets to its old numbers before its old
+    # sequence looks stopped, and to the old highest one before the old pace's time for WIN
+    **{
+        f"restart from 1 polling {now:g} s after {old} polls at {was:g} s, two lost": (
+            faster_restart(old, was, now, new),
+            SeqCounts(gaps=2, restarts=1),
+        )
+        for old, was, now, new in (
+            (200, 60.0, 1.0, 600),
+            (200, 10.0, 1.0, 600),
+            (200, 30.0, 1.0, 600),
+            (200, 60.0, 5.0, 600),
+            (1000, 60.0, 1.0, 600),
+            (1000, 60.0, 1.0, 3000),
+        )
+    },
+    # (from a number below the old sequence's highest, in its recent numbers at once)
+    "restart polling 1 s, live first from 2900, after 3000 polls at 60 s": (
+        timeline(
+            [(n * 60.0, n) for n in span(1, 3000)],
+            [(180_000.0 + k, n) for k, n in enumerate(span(2900, 4400), 1)],
+        ),
+        SeqCounts(restarts=1),
+    ),
     "two gateways interleaved, each with its own gap": (
         [
             a
@@ -479,6 +545,23 @@ def test_a_sender_at_the_gateways_pace_while_it_is_silent_is_left_behind() -> No
     before = tracker.counts.gaps
     assert feed(tracker, poll(101 + WIN_FAR + 3), 300) == [Verdict.GAP]
     assert tracker.counts.gaps == before + 2
+
+
+@pytest.mark.parametrize("every", [1.0, 5.0, 10.0, 60.0])
+@pytest.mark.parametrize("outage", [100, 1000, 5000])
+def test_a_central_outage_with_the_tracker_kept_counts_the_lost_only(
+    every: float, outage: int
+) -> None:
+    """The broker down, ingest up: the backlog comes first, from the next number, at 20 a
+    second. Whether the live batch ahead of the drain fits the outage's time (a gap, then
+    the backlog's rest late) or not (one sequence again once the backlog reaches it), what
+    is missing in the end is the two batches lost, and nothing is an outlier or a replay
+    (before the fourth review, a drain of 256 batches became the pace: at 60 s, each live
+    batch during the drain lost as an outlier, then counted as a gap)."""
+    tracker = SeqTracker()
+    feed(tracker, central_outage(every, outage, before=500))
+    c = tracker.counts
+    assert (c.gaps - c.late, c.replays, c.restarts, c.outliers) == (2, 0, 0, 0)
 
 
 ABSURD = 5 * 10**9  # far beyond anything a gateway reaches
