@@ -392,3 +392,28 @@ def test_a_meters_own_shift_is_widened_for_few_days_by_hand() -> None:
         assert change == pytest.approx(3.5)
         assert se == pytest.approx(1.4826 * factor)
         assert usual == pytest.approx(11.5)
+
+
+def test_a_production_meter_silent_for_hours_is_no_air_leak() -> None:
+    """Autoparts' compressed air is judged net of what its plant's production explains. When
+    its paint shop's meter is replaced (silent 01:14–03:55 on the eighth day), its hours
+    without a reading had been taken as no production at all, so the paint shop's share of
+    the air looked like a leak (seed 1's simulated month had its one false air leak so). An
+    hour whose production a silent meter leaves unknown is not judged: no event."""
+    day, hour = 86_400_000, 3_600_000
+    replaced = Fault(
+        FaultKind.METER_REPLACEMENT,
+        DEMO_START_MS + 7 * day + 1 * hour + 14 * 60_000,
+        DEMO_START_MS + 7 * day + 3 * hour + 55 * 60_000,
+        meter="autoparts-paint",
+        magnitude=3.4,
+    )
+    park = Park.from_yaml(DEMO_PARK)
+    rows = simulated_rows(park, DEMO_START_MS, 8, seed=11, faults=[replaced])
+    engine = ParkEngine(park, [ZoneLeaks])
+    events = replay(engine, rows).events
+    assert not [e for e in events if e.family is Family.LEAK]
+    detector = engine.instances[0].detector
+    assert isinstance(detector, ZoneLeaks)
+    zone = [z.id for z in detector.layout.zones].index("autoparts-air")
+    assert detector.gamma[zone] > 0  # the zone is taken net of its production

@@ -9,7 +9,8 @@ zones; the only loop is over the hours a block completes. Per zone:
   (:mod:`analytics.detectors.networks`), averaged over local hours (a mean, not a median: a
   compressor's air is on or off minute by minute); an hour in which a meter of the zone
   shows a flow far outside its own range is not judged (a word-swapped register is the
-  meter-fault detector's);
+  meter-fault detector's), nor one taken net of production that a silent production meter
+  leaves unknown;
 * a **baseline** for each hour of the day: the median of the same hour on the last
   ``days`` days of the same kind (workday, Saturday, Sunday, holiday, from the park's
   calendar: ``ctx.day_types``; make-up workdays are workdays), at least ``min_days`` of
@@ -380,8 +381,9 @@ class ZoneLeaks(Detector):
         base, spread = self._baseline(hour, daytype)
         plausible, out_of_range = self._plausible(flow)
         raw = np.where(plausible, mean, np.nan)
-        value = raw - self.gamma * np.nan_to_num(prod)
-        mean = mean - self.gamma * np.nan_to_num(prod)
+        explained = self._explained(self.gamma, prod)
+        value = raw - explained
+        mean = mean - explained
         inflow = self.inflow @ np.nan_to_num(flow)
         floor = self.p.floor_share * self.accuracy * np.abs(inflow)
         # no spread yet (too few hours judged): nothing to score against
@@ -554,8 +556,17 @@ class ZoneLeaks(Detector):
 
     def _adjusted(self) -> FloatArray:
         """The ring's hours with what production explains taken out."""
-        adjusted: FloatArray = self.h_value - self.gamma[:, None] * np.nan_to_num(self.h_prod)
+        adjusted: FloatArray = self.h_value - self._explained(self.gamma[:, None], self.h_prod)
         return adjusted
+
+    @staticmethod
+    def _explained(gamma: FloatArray, prod: FloatArray) -> FloatArray:
+        """What production explains of a zone's hour: NaN where the zone is taken net of its
+        production but a production meter was silent that hour (a meter being replaced, a
+        gateway down) — such an hour is not judged, as taking no production for it would
+        report the plant's whole working load as a leak."""
+        explained: FloatArray = np.where(gamma > 0, gamma * prod, 0.0)
+        return explained
 
     def _fit_production(self) -> None:
         """Once a day: how much of each zone's hour-to-hour and day-to-day swing its plant's
