@@ -270,15 +270,27 @@ class MeterFaults(Detector):
         if block.slots == 0:
             return out
         first_slot = block.start_ms // block.step_ms
-        rows = np.arange(len(self.series)) if block.row_index is None else block.row_index
-        meters, local = np.unique(self.meter_of[rows], return_inverse=True)
-        st = _View(
-            **{a: getattr(self, a)[rows] for a in _ROW_STATE},
-            **{a: getattr(self, a)[meters] for a in _METER_STATE},
-            meter_of=local.astype(np.intp),
-            meter_ids=[self.meter_ids[m] for m in meters],
-            rows=rows,
-        )
+        if block.row_index is None:
+            # every row (and so every meter): the state itself is worked on, not a copy of
+            # it put back after (what a park's every gateway closing together gives)
+            rows = np.arange(len(self.series))
+            meters = np.arange(len(self.meter_ids))
+            st = _View(
+                **{a: getattr(self, a) for a in (*_ROW_STATE, *_METER_STATE)},
+                meter_of=self.meter_of,
+                meter_ids=list(self.meter_ids),
+                rows=rows,
+            )
+        else:
+            rows = block.row_index
+            meters, local = np.unique(self.meter_of[rows], return_inverse=True)
+            st = _View(
+                **{a: getattr(self, a)[rows] for a in _ROW_STATE},
+                **{a: getattr(self, a)[meters] for a in _METER_STATE},
+                meter_of=local.astype(np.intp),
+                meter_ids=[self.meter_ids[m] for m in meters],
+                rows=rows,
+            )
         swapping = self._swaps(st, block, out)
         self._counters(st, block, first_slot, swapping, out)
         st.swap_last = swapping[:, -1].copy()
@@ -286,9 +298,11 @@ class MeterFaults(Detector):
         self._silence(st, block, first_slot, out)
         self._transport(block, out)
         for a in _ROW_STATE:
-            getattr(self, a)[rows] = getattr(st, a)
+            if getattr(st, a) is not getattr(self, a):
+                getattr(self, a)[rows] = getattr(st, a)
         for a in _METER_STATE:
-            getattr(self, a)[meters] = getattr(st, a)
+            if getattr(st, a) is not getattr(self, a):
+                getattr(self, a)[meters] = getattr(st, a)
         return out
 
     def _at(self, block: Block, k: int) -> int:
