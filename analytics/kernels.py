@@ -101,25 +101,29 @@ def stuck_runs(
     long_run: npt.NDArray[np.bool_],
     telling: npt.NDArray[np.bool_],
     live: npt.NDArray[np.bool_],
+    state_rows: npt.NDArray[np.intp],
 ) -> None:
     """The stuck-value check's per-row recursion over a block's slots (rows × slots), from
     and back into the carried state (``prev``, ``equal_run``, the ``lively_window`` history,
     ``lively``): per slot, whether the row is in a long run of equal slots, whether that run
     tells (it used to change, it is the meter's main quantity, it is not zero) and whether
-    the row showed life (a reading that is not a repeat). See ``MeterFaults._stuck``."""
+    the row showed life (a reading that is not a repeat). Row ``r`` of the block is row
+    ``state_rows[r]`` of the state arrays (worked on in place, not gathered and put back).
+    See ``MeterFaults._stuck``."""
     rows, slots = v.shape
     w = hist_changed.shape[1]
     ch = np.empty(w + slots, dtype=np.int8)
     se = np.empty(w + slots, dtype=np.int8)
     for r in range(rows):
-        before = prev[r]
-        run = equal_run[r]
-        is_lively = lively[r]
+        s = state_rows[r]
+        before = prev[s]
+        run = equal_run[s]
+        is_lively = lively[s]
         sum_ch = 0
         sum_se = 0
         for j in range(w):
-            ch[j] = hist_changed[r, j]
-            se[j] = hist_seen[r, j]
+            ch[j] = hist_changed[s, j]
+            se[j] = hist_seen[s, j]
             sum_ch += ch[j]
             sum_se += se[j]
         for k in range(slots):
@@ -143,16 +147,16 @@ def stuck_runs(
                 )
             long = run >= stuck_slots
             long_run[r, k] = long
-            telling[r, k] = long and is_lively and main[r] and abs(x) > 0
+            telling[r, k] = long and is_lively and main[s] and abs(x) > 0
             live[r, k] = seen and not equal
             if seen:
                 before = x
-        prev[r] = before
-        equal_run[r] = run
-        lively[r] = is_lively
+        prev[s] = before
+        equal_run[s] = run
+        lively[s] = is_lively
         for j in range(w):
-            hist_changed[r, j] = ch[slots + j]
-            hist_seen[r, j] = se[slots + j]
+            hist_changed[s, j] = ch[slots + j]
+            hist_seen[s, j] = se[slots + j]
 
 
 @_compiled

@@ -424,9 +424,6 @@ class MeterFaults(Detector):
         # equal slots continues the carried one (gaps do not break it); how lively the row
         # was before its run began is the share of its readings in the ``lively_window``
         # slots up to its last change that changed
-        prev, equal_run = st.prev[rows], st.equal_run[rows]
-        hist_ch, hist_se = st.hist_changed[rows], st.hist_seen[rows]
-        lively = st.lively[rows]
         long_run = np.empty(v.shape, dtype=bool)
         telling = np.empty(v.shape, dtype=bool)
         live_row = np.empty(v.shape, dtype=bool)
@@ -434,18 +431,19 @@ class MeterFaults(Detector):
             v,
             np.ascontiguousarray(block.low[rows]),
             np.ascontiguousarray(block.high[rows]),
-            prev,
-            equal_run,
-            hist_ch,
-            hist_se,
-            lively,
-            st.main[rows],
+            st.prev,
+            st.equal_run,
+            st.hist_changed,
+            st.hist_seen,
+            st.lively,
+            st.main,
             self.stuck_slots,
             self.p.lively_share,
             self.p.lively_readings,
             long_run,
             telling,
             live_row,
+            rows,
         )
         seen = np.isfinite(v)
         meter_rows = st.meter_of[rows]
@@ -466,11 +464,6 @@ class MeterFaults(Detector):
             out,
             evidence=lambda m, k: {"slots_equal": int(self.stuck_slots)},
         )
-        st.prev[rows] = prev
-        st.equal_run[rows] = equal_run
-        st.lively[rows] = lively
-        st.hist_changed[rows] = hist_ch
-        st.hist_seen[rows] = hist_se
 
     def _transitions(
         self,
