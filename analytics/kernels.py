@@ -43,8 +43,8 @@ def add_one_per_cell(
     extremes (NaN spreads, as with np.minimum) and become the newest where they are. A cell
     without a reading yet (count 0) starts empty whatever its other arrays hold. Returns
     False, having changed nothing, where two readings do share a cell."""
-    # two readings in a cell? Each cell's count is marked (negated) as it is met, then
-    # every mark undone
+    # two readings in a cell? Each cell's count is marked (negated) as it is met; the mark
+    # is undone as the reading merges (each cell is met once then), or at once if one is
     shared = cell.size
     for i in range(cell.size):
         c = cell[i]
@@ -52,13 +52,14 @@ def add_one_per_cell(
             shared = i
             break
         count[c] = -count[c] - 1
-    for i in range(shared):
-        c = cell[i]
-        count[c] = -count[c] - 1
     if shared < cell.size:
+        for i in range(shared):
+            c = cell[i]
+            count[c] = -count[c] - 1
         return False
     for i in range(cell.size):
         c = cell[i]
+        count[c] = -count[c] - 1
         t = t_ms[i]
         if count[c] == 0:
             total[c] = 0.0
