@@ -184,6 +184,7 @@ class _Run:
     steps: int = 0  # steps taken into every so far
     fast: int = 0  # steps in a row much shorter than every
     quick: float | None = None  # the steps of its last quick run (shorter than MIN_PACE)
+    after: float | None = None  # its first step at MIN_PACE or slower after a quick run
     alone: bool = True  # never went on: one number so far
     # since when its pace may be a backlog's (None: believed): its first batches seen since
     # ingest started mid-life, or a quick run that became its pace (SeqTracker.PROBATION)
@@ -217,6 +218,12 @@ class _Run:
             self.quick = max(step, self.quick or 0.0)  # the slowest: a broker's bunch is no run
             return
         self.quick = None
+        if self.every is None and self.fast and self.after is None:
+            # the first step at MIN_PACE or slower after a sequence only ever went on quicker
+            # (a gateway polling that fast, a backlog from 1) may be an outage's: no pace
+            # until a second one says so (a 0.5 s gateway's 500 s outage is no pace)
+            self.after = step
+            return
         every = step if self.every is None else self.every
         if self.steps < 3:  # the shortest of the first steps: one may be an outage's
             self.steps += 1

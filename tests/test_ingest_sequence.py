@@ -870,3 +870,35 @@ def test_live_batches_a_broker_bunched_with_a_backlog_keep_their_pace(
     restarted = (back - 0.5) * every + 0.05 * 0.3 * outage
     taken = sum(1 for n in span(back, back + 300) if n * every < restarted)
     assert c.gaps - c.late == 2 + taken
+
+
+def reinstalled_after_outage(every: float, outage: int, wait: float) -> list[Arrival]:
+    """A gateway polling every ``every`` seconds, down ``outage`` polls from batch 1000 (its
+    backlog drained at 20 a second once back), reinstalled ``wait`` seconds after the outage
+    ended, its buffer empty: a new life from 1, two of its batches lost (1500 and 1501)."""
+    back = 1000 + outage
+    session = (back - 0.5) * every
+    end = session + wait
+    live = [n for n in span(back, back + int(wait / every)) if n * every < end]
+    start = max(end, live[-1] * every) + 30.0
+    return timeline(
+        [(n * every, n) for n in span(500, 999)],
+        drained(span(1000, back - 1), session),
+        [(n * every, n) for n in live],
+        [(start + k * every, n) for k, n in enumerate(span(1, 3000)) if n not in (1500, 1501)],
+    )
+
+
+@pytest.mark.parametrize("every", [0.5, 0.7, 0.9])
+@pytest.mark.parametrize(("outage", "wait"), [(1000, 60.0), (1000, 900.0), (5000, 3600.0)])
+def test_a_quick_gateway_reinstalled_after_an_outage_is_a_restart(
+    every: float, outage: int, wait: float
+) -> None:
+    """A gateway polling quicker than MIN_PACE has no pace of its own; the outage's one long
+    step was taken for it (seventh review of issue 11: at 0.5 s after a 1000-poll outage a
+    pace of 500 s, a reinstall then 2523 replays and no restart, or nothing counted at all).
+    The first slow step after a quick run teaches no pace until a second one says so."""
+    tracker = SeqTracker()
+    feed(tracker, reinstalled_after_outage(every, outage, wait))
+    c = tracker.counts
+    assert (c.gaps - c.late, c.replays, c.restarts, c.outliers) == (2, 0, 1, 0)
