@@ -351,8 +351,15 @@ class SeqTracker:
             return [Verdict.NEXT]
         # a number past the current sequence's next that a rival still ahead takes is the
         # rival's (the nearer one: else a step it took too fast would leave that one behind)
+        # (and one in the holes it skipped past its first: a flapping link's second backlog,
+        # sent after the rest of the first, fills them)
         nearer = seq > run.high + 1 and any(
-            r.ahead and r.first > run.high and self._fits(r.run, seq, at) for r in rivals
+            r.ahead
+            and r.first > run.high
+            and (
+                self._fits(r.run, seq, at) or (r.first < seq and self._contains(r.run.missing, seq))
+            )
+            for r in rivals
         )
         # …and the next number of a restart that went on in a row while the current sequence
         # was silent is the restart's, though the current saw it recently (a gateway
@@ -372,7 +379,14 @@ class SeqTracker:
             # a backlog's (whose steps would teach a pace far too quick)
             paced = not any(r.ahead and r.first - run.high <= self.BACKLOG for r in rivals)
             verdict = self._judge(run, seq, at, self.counts, paced)
-            return [verdict, *self._idle(gateway, at, before)]
+            verdicts = [verdict, *self._idle(gateway, at, before)]
+            # a backlog drained up to the live batches ahead of it: one sequence at once
+            # (waiting for a batch of theirs, the backlog's next one, a flapping link's
+            # second, would be taken past them)
+            joined = next((r for r in rivals if r.drain and r.first == run.high + 1), None)
+            if joined is not None:
+                verdicts += self._caught_up(gateway, joined, at)
+            return verdicts
         ahead = seq > run.high
         owner = restart or next(
             (
