@@ -50,7 +50,8 @@ A backlog drains faster than the pace (the edge agent replays it at 20 a second,
 batches once a poll ahead of it), so a step shorter than ``MIN_PACE`` teaches no pace, only
 makes a quick run (its own steps say how far a step within it may skip: a batch or two lost in
 a backlog; a sequence that never went on slower, a gateway polling that fast, is judged as if
-at ``MIN_PACE`` once it stopped that long; whatever the first number: a new gateway, or a
+at ``MIN_PACE`` once it stopped that long, and the first slower step after it teaches no pace
+alone: it may be that gateway's outage; whatever the first number: a new gateway, or a
 restart, whose backlog starts at 1; or live batches a broker hands over bunched with a backlog
 after ingest restarted), and a pace is not believed for ``PROBATION`` while it may be a
 backlog's: learnt from a gateway's first batches since ingest started (from a number other than
@@ -58,8 +59,10 @@ backlog's: learnt from a gateway's first batches since ingest started (from a nu
 within a buffer's worth that opens then, or during a quick run, may hold the live batches: its
 own steps tell its pace (the gateway's, if believed), by which alone it loses — a lone one
 after ``PROBATION``; its silence counts only while the gateway sends (a pause of all its
-batches, an edge agent restarted, adds one interval) — and once the backlog reaches it the two
-are one, at its pace. A restart whose backlog from 1 came first is that quick run: it wins at
+batches, an edge agent restarted, adds one interval) — and once the backlog reaches its
+first number but one the two are one, at its pace (a number in its holes past its first is
+its: a flapping link's second backlog, sent after the rest of the first, fills them).
+A restart whose backlog from 1 came first is that quick run: it wins at
 ``MIN_PACE``, and its live batches, a rival of their own, are its drain rival then (or one with
 it, if its backlog reached them first). A restart polling faster than the old sequence reaches
 the old numbers before the old sequence looks stopped: the next number of a restart that went
@@ -116,7 +119,15 @@ batches the new one gets — a 5000-poll outage at 1 s: 5000 gaps, 240 late, tru
 new one counts as gaps the live batches the old one took while the backlog drained (it never
 sees them: 15 after 15 s of a drain at 1 s), and in one run of the fifth review's 45 two live
 batches lost as outliers; keeping the ranges across restarts would need
-a store and a rule for when they are stale, not worth it).
+a store and a rule for when they are stale, not worth it); a gateway reinstalled during its
+own drain, its buffer wiped (a restart, but the wiped backlog between the drain and the live
+batches is never counted as gaps — a 1000-poll outage at 60 s, reinstalled at half the drain:
+2 gaps, truth 503 — and live batches already seen may lose as outliers: the seventh review's
+probe, 162 of 216 cases off, each
+with its restart told); a flapping link whose second outage is longer than ``JUMP`` / ``MARGIN``
+polls (the live batch or two between are a lone rival with no pace of its own, its next number
+further than ``JUMP``: a second rival; the first loses as an outlier during the drain, then
+counts as a gap — 15 of the seventh review's 320 flapping cases, each 1 and 1).
 
 The replays of a demo run (fourth review, issue 11) are real ones: with ``--random-faults``
 each is a batch of a ``duplicate_batches`` fault, which the simulator re-sends with its
