@@ -60,8 +60,9 @@ within a buffer's worth that opens then, or during a quick run, may hold the liv
 own steps tell its pace (the gateway's, if believed), by which alone it loses — a lone one
 after ``PROBATION``; its silence counts only while the gateway sends (a pause of all its
 batches, an edge agent restarted, adds one interval) — and once the backlog reaches its
-first number but one the two are one, at its pace (a number in its holes past its first is
-its: a flapping link's second backlog, sent after the rest of the first, fills them).
+first number but one the two are one, at its pace, if live batches went on there (a lone
+number alone may be hostile; a number in its holes past its first is its: a flapping link's
+second backlog, sent after the rest of the first, fills them).
 A restart whose backlog from 1 came first is that quick run: it wins at
 ``MIN_PACE``, and its live batches, a rival of their own, are its drain rival then (or one with
 it, if its backlog reached them first). A restart polling faster than the old sequence reaches
@@ -393,8 +394,19 @@ class SeqTracker:
             verdicts = [verdict, *self._idle(gateway, at, before)]
             # a backlog drained up to the live batches ahead of it: one sequence at once
             # (waiting for a batch of theirs, the backlog's next one, a flapping link's
-            # second, would be taken past them)
-            joined = next((r for r in rivals if r.drain and r.first == run.high + 1), None)
+            # second, would be taken past them). Live batches went on, or a lone one has
+            # live batches past it (a flapping link's up time between two outages); a lone
+            # number alone may be a hostile one: the gateway's own next batch comes
+            joined = next(
+                (
+                    r
+                    for r in rivals
+                    if r.drain
+                    and r.first == run.high + 1
+                    and any(o.drain and o.first >= r.first and o.batches > 1 for o in rivals)
+                ),
+                None,
+            )
             if joined is not None:
                 verdicts += self._caught_up(gateway, joined, at)
             return verdicts

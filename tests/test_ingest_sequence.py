@@ -949,3 +949,21 @@ def test_a_flapping_link_drains_into_one_sequence(
     feed(tracker, flapping(every, first, up, second))
     c = tracker.counts
     assert (c.gaps - c.late, c.replays, c.restarts, c.outliers) == (2, 0, 0, 0)
+
+
+@pytest.mark.parametrize("bad", [103, 106])
+def test_a_lone_number_ahead_of_a_quick_run_is_not_joined_when_the_run_reaches_it(
+    bad: int,
+) -> None:
+    """A gateway polling every 0.9 s (a quick run, as a drain) and one hostile number a few
+    ahead: reaching the number before it, the sequence does not join it at once (the
+    gateway's own batch with that number would be a replay), it loses as an outlier."""
+    tracker = SeqTracker()
+    feed(
+        tracker,
+        poll(span(1, 100), every=0.9)
+        + [Arrival(A, bad, 0.3)]
+        + later(0.6, poll(span(101, 1000), every=0.9)),
+    )
+    c = tracker.counts
+    assert (c.gaps, c.replays, c.restarts, c.outliers) == (0, 0, 0, 1)
