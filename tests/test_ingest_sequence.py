@@ -961,9 +961,11 @@ def test_a_lone_number_ahead_of_a_quick_run_is_not_joined_when_the_run_reaches_i
     tracker = SeqTracker()
     feed(
         tracker,
-        poll(span(1, 100), every=0.9)
-        + [Arrival(A, bad, 0.3)]
-        + later(0.6, poll(span(101, 1000), every=0.9)),
+        [
+            *poll(span(1, 100), every=0.9),
+            Arrival(A, bad, 0.3),
+            *later(0.6, poll(span(101, 1000), every=0.9)),
+        ],
     )
     c = tracker.counts
     assert (c.gaps, c.replays, c.restarts, c.outliers) == (0, 0, 0, 1)
