@@ -935,6 +935,7 @@ def flapping(every: float, first: int, up: int, second: int) -> list[Arrival]:
         (5.0, 1000, 1, 1),
         (10.0, 1000, 1, 3),
         (60.0, 5000, 1, 100),
+        (5.0, 5000, 1, 100),
     ],
 )
 def test_a_flapping_link_drains_into_one_sequence(
