@@ -129,7 +129,14 @@ probe, 162 of 216 cases off, each
 with its restart told); a flapping link, two outages a few polls apart, in
 3 of the seventh review's 160 n4 cases (0 of its 320 n6 ones): at 0.5 s two outages of 100
 polls, the 2 lost batches not counted by the run's end; at 60 s two of 1000 polls a poll
-apart, 1 outlier and 1 false gap).
+apart, 1 outlier and 1 false gap); a gateway polling quicker than ``MIN_PACE`` on a flapping
+link whose second outage lasts longer than about 10 minutes (with no pace, the whole second
+outage counts as the live batch's silence: it loses as an outlier and comes back as a false
+gap — the eighth review's probe, second outage 300/1000/3000 polls: 31 of 180 cases off, all
+at 0.5–0.9 s, 0 of 72 at 1 and 2 s; typically 1–2 false outliers and gaps, at worst, 0.5 s
+with 1000 polls out, up 2, then 3000 out, 52 gaps and 691 late: late may then exceed gaps,
+as a take-over bounds the gaps it adds but keeps the late ones already counted in that
+range).
 
 The replays of a demo run (fourth review, issue 11) are real ones: with ``--random-faults``
 each is a batch of a ``duplicate_batches`` fault, which the simulator re-sends with its
