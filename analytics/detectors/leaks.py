@@ -679,6 +679,7 @@ class ZoneLeaks(Detector):
             long_run,
             telling,
             live,
+            np.arange(n, dtype=np.intp),
         )
         # each reading's run: the carried one plus the equal readings since the last change
         equal = np.isfinite(values) & ~live
