@@ -14,6 +14,7 @@ import pytest
 
 from analytics.detectors import DETECTORS
 from analytics.detectors.leaks import ZoneLeaks, off_production_share, production_meters
+from analytics.detectors.meter_faults import MeterFaults
 from analytics.detectors.waste_heat import (
     GJ_PER_TCE,
     KW_TO_GJ_PER_DAY,
@@ -93,10 +94,13 @@ def _park() -> Park:
     )
 
 
-def _network(days: int, leak_m3h: float, leak_from_day: float, seed: int) -> np.ndarray:
+def _network(
+    days: int, leak_m3h: float, leak_from_day: float, seed: int, steady_a: float | None = None
+) -> np.ndarray:
     """A town: demand with a morning and an evening peak (less on weekends), noise; feed A
-    pumps steadily, feed B switches on below 3 m and off above 5 m; the tank takes up the
-    difference, its level read to the millimetre."""
+    pumps steadily (with ``steady_a``: reads exactly that from 00:00 to 07:00), feed B
+    switches on below 3 m and off above 5 m; the tank takes up the difference, its level
+    read to the millimetre."""
     rng = np.random.default_rng(seed)
     slots = days * DAY_SLOTS
     t = START_MS + np.arange(slots, dtype=np.int64) * STEP_MS
@@ -108,6 +112,8 @@ def _network(days: int, leak_m3h: float, leak_from_day: float, seed: int) -> np.
     demand = shape * np.where(weekend, 0.85, 1.0) * daily * (1 + 0.03 * rng.standard_normal(slots))
     demand = demand + np.where(day + hour / 24 >= leak_from_day, leak_m3h, 0.0)
     feed_a = 18.0 + 0.5 * rng.standard_normal(slots)
+    if steady_a is not None:
+        feed_a = np.where(hour < 7, steady_a, feed_a)
     feed_b = np.zeros(slots)
     level = np.zeros(slots)
     h, pumping = 4.0, False
@@ -276,6 +282,42 @@ def test_a_burst_in_a_district_is_a_burst_not_a_sub_meter_reading_low() -> None:
     found = [e for e in events if e.family is Family.LEAK]
     assert [(e.kind, e.zone) for e in found] == [("water_burst", "water-d3")]
     assert burst.start_ms < found[0].detected_at_ms <= burst.start_ms + 4 * hour
+
+
+def test_a_district_meter_stuck_at_its_evening_flow_is_a_meter_fault_not_a_burst() -> None:
+    """Seed 8's case (README, Leaks and waste heat): the east district's inflow meter holds
+    its 20:55 reading (evening demand) for seven hours, here on a Thursday night. Against the
+    night's baseline (14.8 m³/h over it from midnight) that was a burst — reported once the
+    meter check had its three hours, although
+    the meter-fault detector had said "stuck" from 21:10 (a leak names a zone, never a meter,
+    so the event book could not hold it back). Hours in which a meter of the zone is stuck,
+    reading by reading, are not judged, and an excess that began with one is withdrawn."""
+    day, hour = 86_400_000, 3_600_000
+    stuck = Fault(
+        FaultKind.STUCK_VALUE,
+        DEMO_START_MS + 3 * day + 20 * hour + 55 * 60_000,
+        DEMO_START_MS + 4 * day + 3 * hour + 49 * 60_000,
+        meter="water-d2",
+    )
+    park = Park.from_yaml(DEMO_PARK)
+    rows = simulated_rows(park, DEMO_START_MS, 5, seed=11, faults=[stuck])
+    events = replay(ParkEngine(park, [ZoneLeaks, MeterFaults]), rows).events
+    assert [e.kind for e in events if e.meter == "water-d2"] == ["stuck_value"]
+    assert not [e for e in events if e.family is Family.LEAK]
+
+
+def test_a_burst_is_found_beside_a_steady_pump_that_holds_its_reading_for_hours() -> None:
+    """The town's feed A reads exactly 32.001 from 00:00 to 07:00 every day and lives
+    otherwise — a steady pump, not a stuck meter: a run of one value is taken for stuck only
+    past the longest the meter has shown (the meter-fault detector's rule alone would leave
+    every night unjudged). A 10 m³/h burst from day 15, 02:00 is found in its third hour."""
+    start_day = 15 + 2 / 24
+    burst_ms = START_MS + int(start_day * 86_400_000)
+    findings = [f for f in _run(_network(28, 10.0, start_day, 1, steady_a=32.001)) if f.active]
+    after = [f for f in findings if f.at_ms > burst_ms]
+    assert after, "the burst was not found"
+    assert after[0].zone == "town"
+    assert after[0].at_ms <= burst_ms + 4 * 3_600_000  # 3 h; 10 h with every night unjudged
 
 
 def test_a_growing_leak_in_a_district_is_found_within_the_day_and_blames_no_meter() -> None:

@@ -8,9 +8,12 @@ zones; the only loop is over the hours a block completes. Per zone:
 * **consumption** per slot, ``Σ inflow − Σ outflow − area · d(level)/dt``
   (:mod:`analytics.detectors.networks`), averaged over local hours (a mean, not a median: a
   compressor's air is on or off minute by minute); an hour in which a meter of the zone
-  shows a flow far outside its own range is not judged (a word-swapped register is the
-  meter-fault detector's), nor one taken net of production that a silent production meter
-  leaves unknown;
+  shows a flow far outside its own range, or is stuck (reading by reading, the meter-fault
+  detector's rule, past the longest run of one value the meter has shown: a steady pump
+  may hold one for hours), is not judged (such a register is the meter-fault detector's),
+  nor one taken net of production that a silent production meter leaves unknown; an excess
+  that began with a stuck meter is withdrawn (a leak names a zone, never a meter, so the
+  event book's hold on a faulty meter's findings cannot catch it);
 * a **baseline** for each hour of the day: the median of the same hour on the last
   ``days`` days of the same kind (workday, Saturday, Sunday, holiday, from the park's
   calendar: ``ctx.day_types``; make-up workdays are workdays), at least ``min_days`` of
@@ -65,6 +68,7 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
+from analytics.detectors.meter_faults import MeterFaultParams
 from analytics.detectors.networks import ZoneLayout, zone_net
 from analytics.engine.contract import (
     Block,
@@ -79,6 +83,7 @@ from analytics.engine.contract import (
     Scope,
     SeriesKey,
 )
+from analytics.kernels import stuck_runs
 from parkwatch.calendar import WORKDAY
 from parkwatch.events import Estimate, Family, Severity
 from parkwatch.quantities import Utility
@@ -234,6 +239,18 @@ class ZoneLeaks(Detector):
         self.hour_slots = max(1, HOUR_MS // ctx.step_ms)
         self.ring = self.p.days * 24
         self.flow_rows = np.flatnonzero(~lay.is_level)
+        # the stuck-value check on each flow meter, reading by reading, as the meter-fault
+        # detector makes it (kernels.stuck_runs), and the longest run of equal readings each
+        # has shown: a steady pump may read one value for hours, a meter that did not is stuck
+        nf, mf = self.flow_rows.size, MeterFaultParams()
+        self.stuck_slots = max(mf.stuck_slots, int(np.ceil(15 * 60_000 / ctx.step_ms)))
+        self.st_prev = np.full(nf, np.nan)
+        self.st_run = np.zeros(nf, dtype=np.int64)
+        self.st_lively = np.zeros(nf, dtype=bool)
+        self.st_changed = np.zeros((nf, mf.lively_window), dtype=np.int8)
+        self.st_seen = np.zeros((nf, mf.lively_window), dtype=np.int8)
+        self.st_longest = np.zeros(nf, dtype=np.int64)
+        self.stuck_now = np.zeros(nf, dtype=bool)  # stuck in some reading this hour
         self.inflow = np.zeros((nz, nr))  # [zones, rows]
         self.inflow[:, :nlay] = np.where(lay.sign > 0, 1.0, 0.0)
         self.accuracy = np.array([z.accuracy for z in lay.zones])
@@ -268,6 +285,7 @@ class ZoneLeaks(Detector):
         self.h_excess = np.full((nz, self.ring), np.nan)  # hour mean − baseline
         self.h_clean = np.zeros((nz, self.ring), dtype=bool)  # usable for baselines
         self.h_flow = np.full((nr, self.ring), np.nan)
+        self.h_stuck = np.zeros((nz, self.ring), dtype=bool)  # a meter of the zone was stuck
         # per zone
         self.cusum = np.zeros(nz)
         self.state_ = np.zeros(nz, dtype=np.int64)
@@ -292,11 +310,13 @@ class ZoneLeaks(Detector):
         within = (local % HOUR_MS) // block.step_ms
         ends = times + block.step_ms
         cuts = np.flatnonzero(np.r_[True, hours[1:] != hours[:-1], True])
+        stuck = self._stuck(block)
         for a, b in zip(cuts[:-1].tolist(), cuts[1:].tolist(), strict=True):
             hour = int(hours[a])
             if hour != self.hour:
                 self._start_hour(hour)
             self.buf[:, within[a:b]] = net[:, a:b]
+            self.stuck_now |= stuck[:, a:b].any(axis=1)
             flows = block.values[:, a:b]
             seen = np.isfinite(flows)
             self.flow_sum += np.where(seen, flows, 0.0).sum(axis=1)
@@ -336,6 +356,14 @@ class ZoneLeaks(Detector):
             "h_excess",
             "h_clean",
             "h_flow",
+            "h_stuck",
+            "st_prev",
+            "st_run",
+            "st_lively",
+            "st_changed",
+            "st_seen",
+            "st_longest",
+            "stuck_now",
             "co",
             "h_cov",
             "h_var",
@@ -357,6 +385,7 @@ class ZoneLeaks(Detector):
         self.flow_sum[:] = 0.0
         self.flow_n[:] = 0.0
         self.co[:] = 0.0
+        self.stuck_now[:] = False
 
     def _finish_hour(self, at_ms: int, out: Output) -> None:
         hour = self.hour
@@ -379,7 +408,7 @@ class ZoneLeaks(Detector):
             self._fit_production()
         prod = self._production(flow)
         base, spread = self._baseline(hour, daytype)
-        plausible, out_of_range = self._plausible(flow)
+        plausible, out_of_range = self._plausible(flow, self.stuck_now)
         raw = np.where(plausible, mean, np.nan)
         explained = self._explained(self.gamma, prod)
         value = raw - explained
@@ -398,6 +427,7 @@ class ZoneLeaks(Detector):
         self.h_mean[:, pos] = mean
         self.h_excess[:, pos] = mean - base
         self.h_flow[:, pos] = np.where(out_of_range, np.nan, flow)
+        self.h_stuck[:, pos] = self._zones_of(self.stuck_now)
         sn, sf, snf, sff, cnt = self.co
         with np.errstate(all="ignore"):
             enough_slots = cnt >= self.hour_slots / 2
@@ -594,24 +624,77 @@ class ZoneLeaks(Detector):
         use &= self.prod.any(axis=1)
         self.gamma = np.where(use, gamma, 0.0)
 
-    def _plausible(self, flow: FloatArray) -> tuple[BoolArray, BoolArray]:
+    def _plausible(self, flow: FloatArray, stuck: BoolArray) -> tuple[BoolArray, BoolArray]:
         """Per zone: every meter's hourly flow within what that meter has shown (its range
-        over the days kept, widened by the range itself): a word-swapped or stuck register
-        is a meter's fault, not consumption, and the meter-fault detector reports it. Also
-        which rows were out of their range (kept out of the history)."""
-        held = self.h_id >= 0
-        if held.sum() < 24:
-            return np.ones(len(self.layout.zones), dtype=bool), np.zeros(flow.size, dtype=bool)
-        history = self.h_flow[:, held]
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            lo = np.nanmin(history, axis=1)
-            hi = np.nanmax(history, axis=1)
-        room = np.fmax(hi - lo, 0.1 * np.abs(hi))
-        out_of_range: BoolArray = ~((flow >= lo - room) & (flow <= hi + room)) & np.isfinite(lo)
+        over the days kept, widened by the range itself) and no meter stuck this hour
+        (``stuck``, per flow row): a word-swapped or stuck register is a meter's fault, not
+        consumption, and the meter-fault detector reports it. Also which rows were out of
+        their range or stuck (kept out of the history)."""
+        out_of_range = np.zeros(flow.size, dtype=bool)
+        if (self.h_id >= 0).sum() >= 24:
+            history = self.h_flow[:, self.h_id >= 0]
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                lo = np.nanmin(history, axis=1)
+                hi = np.nanmax(history, axis=1)
+            room = np.fmax(hi - lo, 0.1 * np.abs(hi))
+            out_of_range = ~((flow >= lo - room) & (flow <= hi + room)) & np.isfinite(lo)
+        out_of_range[self.flow_rows] |= stuck
         bad = out_of_range[: self.nlay] & ~self.layout.is_level
-        implausible: BoolArray = (self.layout.uses.astype(np.float64) @ bad.astype(np.float64)) > 0
-        return ~implausible, out_of_range
+        return ~self._zones_of(bad[self.flow_rows]), out_of_range
+
+    def _zones_of(self, rows: BoolArray) -> BoolArray:
+        """Per zone: whether one of these flow rows is a meter of it."""
+        flows = self.layout.uses[:, self.flow_rows].astype(np.float64)
+        zones: BoolArray = (flows @ rows.astype(np.float64)) > 0
+        return zones
+
+    def _stuck(self, block: Block) -> BoolArray:
+        """[flow rows, slots]: a reading in a stuck run — the meter-fault detector's rule
+        (the same value for ``stuck_slots`` slots and a quarter of an hour, from a meter that
+        changed at almost every reading before, not zero) and longer than any run of one
+        value the meter has shown before. Per reading, not per hour: the first hour of a
+        district meter stuck at its evening flow is already a burst against the night."""
+        rows = self.flow_rows
+        values = np.ascontiguousarray(block.values[rows])
+        n, slots = values.shape
+        run0 = self.st_run.copy()
+        long_run = np.empty((n, slots), dtype=bool)
+        telling = np.empty((n, slots), dtype=bool)
+        live = np.empty((n, slots), dtype=bool)
+        mf = MeterFaultParams()
+        stuck_runs(
+            values,
+            np.ascontiguousarray(block.low[rows]),
+            np.ascontiguousarray(block.high[rows]),
+            self.st_prev,
+            self.st_run,
+            self.st_changed,
+            self.st_seen,
+            self.st_lively,
+            np.ones(n, dtype=bool),
+            self.stuck_slots,
+            mf.lively_share,
+            mf.lively_readings,
+            long_run,
+            telling,
+            live,
+            np.arange(n, dtype=np.intp),
+        )
+        # each reading's run: the carried one plus the equal readings since the last change
+        equal = np.isfinite(values) & ~live
+        count = np.cumsum(equal, axis=1)
+        cols = np.arange(slots)
+        last = np.maximum.accumulate(np.where(live, cols, -1), axis=1)
+        since = np.take_along_axis(count, np.maximum(last, 0), axis=1)
+        run: IntArray = count - np.where(last >= 0, since, -run0[:, None])
+        stuck: BoolArray = telling & (run > self.st_longest[:, None])
+        # runs that ended here teach the meter's longest (a stuck one too: a meter that once
+        # held a value that long is judged stuck only past it, never falsely)
+        before = np.concatenate([run0[:, None], run[:, :-1]], axis=1)
+        ended = np.where(live, before, 0).max(axis=1, initial=0)
+        self.st_longest = np.maximum(self.st_longest, ended)
+        return stuck
 
     def _night_flow(self, hour: int, at_ms: int) -> dict[str, Any] | None:
         """At the end of the local night: each zone's minimum night flow, and the same for the
@@ -655,6 +738,13 @@ class ZoneLeaks(Detector):
         if state == QUIET and self.cusum[zi] > self.p.h:
             self.state_[zi] = state = DECIDING
         if state != DECIDING:
+            return
+        since = min(hour - int(self.onset[zi]) + 2, self.ring - 1)
+        pos, held = self._window(hour + 1, max(2, since), 1)
+        if (self.h_stuck[zi, pos] & held).any():
+            # a meter of the zone stuck since the hour before the excess began: its reading,
+            # not the water, is what moved (the meter-fault detector reports it)
+            self._reset(zi)
             return
         if self.cusum[zi] < self.p.h / 2:
             # it faded while it was being told apart: no event
