@@ -43,8 +43,8 @@ def add_one_per_cell(
     extremes (NaN spreads, as with np.minimum) and become the newest where they are. A cell
     without a reading yet (count 0) starts empty whatever its other arrays hold. Returns
     False, having changed nothing, where two readings do share a cell."""
-    # two readings in a cell? Each cell's count is marked (negated) as it is met, then
-    # every mark undone
+    # two readings in a cell? Each cell's count is marked (negated) as it is met; the mark
+    # is undone as the reading merges (each cell is met once then), or at once if one is
     shared = cell.size
     for i in range(cell.size):
         c = cell[i]
@@ -52,13 +52,14 @@ def add_one_per_cell(
             shared = i
             break
         count[c] = -count[c] - 1
-    for i in range(shared):
-        c = cell[i]
-        count[c] = -count[c] - 1
     if shared < cell.size:
+        for i in range(shared):
+            c = cell[i]
+            count[c] = -count[c] - 1
         return False
     for i in range(cell.size):
         c = cell[i]
+        count[c] = -count[c] - 1
         t = t_ms[i]
         if count[c] == 0:
             total[c] = 0.0
@@ -101,25 +102,29 @@ def stuck_runs(
     long_run: npt.NDArray[np.bool_],
     telling: npt.NDArray[np.bool_],
     live: npt.NDArray[np.bool_],
+    state_rows: npt.NDArray[np.intp],
 ) -> None:
     """The stuck-value check's per-row recursion over a block's slots (rows × slots), from
     and back into the carried state (``prev``, ``equal_run``, the ``lively_window`` history,
     ``lively``): per slot, whether the row is in a long run of equal slots, whether that run
     tells (it used to change, it is the meter's main quantity, it is not zero) and whether
-    the row showed life (a reading that is not a repeat). See ``MeterFaults._stuck``."""
+    the row showed life (a reading that is not a repeat). Row ``r`` of the block is row
+    ``state_rows[r]`` of the state arrays (worked on in place, not gathered and put back).
+    See ``MeterFaults._stuck``."""
     rows, slots = v.shape
     w = hist_changed.shape[1]
     ch = np.empty(w + slots, dtype=np.int8)
     se = np.empty(w + slots, dtype=np.int8)
     for r in range(rows):
-        before = prev[r]
-        run = equal_run[r]
-        is_lively = lively[r]
+        s = state_rows[r]
+        before = prev[s]
+        run = equal_run[s]
+        is_lively = lively[s]
         sum_ch = 0
         sum_se = 0
         for j in range(w):
-            ch[j] = hist_changed[r, j]
-            se[j] = hist_seen[r, j]
+            ch[j] = hist_changed[s, j]
+            se[j] = hist_seen[s, j]
             sum_ch += ch[j]
             sum_se += se[j]
         for k in range(slots):
@@ -143,16 +148,16 @@ def stuck_runs(
                 )
             long = run >= stuck_slots
             long_run[r, k] = long
-            telling[r, k] = long and is_lively and main[r] and abs(x) > 0
+            telling[r, k] = long and is_lively and main[s] and abs(x) > 0
             live[r, k] = seen and not equal
             if seen:
                 before = x
-        prev[r] = before
-        equal_run[r] = run
-        lively[r] = is_lively
+        prev[s] = before
+        equal_run[s] = run
+        lively[s] = is_lively
         for j in range(w):
-            hist_changed[r, j] = ch[slots + j]
-            hist_seen[r, j] = se[slots + j]
+            hist_changed[s, j] = ch[slots + j]
+            hist_seen[s, j] = se[slots + j]
 
 
 @_compiled
@@ -699,3 +704,275 @@ def window_medians(
                 low = high if c % 2 == 1 else high - 1
                 out[r, w] = (buf[low] + buf[high]) / 2.0
     return out, enough
+
+
+@_compiled
+def note_times(
+    gateway: npt.NDArray[np.int64],
+    t_ms: npt.NDArray[np.int64],
+    times: npt.NDArray[np.int64],
+    interval: npt.NDArray[np.int64],
+) -> None:
+    """Each gateway's new distinct batch times appended (in time order) to its row of recent
+    ``times`` (the oldest shifted out), and its interval renewed where a time was appended:
+    the shortest spacing of its row once it has two spacings at least (``Clocks``)."""
+    n = gateway.size
+    order = np.arange(n)
+    for i in range(1, n):
+        if t_ms[i] < t_ms[i - 1]:
+            # a gateway's times in order; gateways are independent, so by time is enough
+            order = np.argsort(t_ms, kind="mergesort")
+            break
+    k = times.shape[1]
+    never = times.dtype.type(-(2**62))
+    changed = np.zeros(n, dtype=np.int64)
+    c = 0
+    for i in range(n):
+        g = gateway[order[i]]
+        t = t_ms[order[i]]
+        if t > times[g, k - 1]:
+            for j in range(k - 1):
+                times[g, j] = times[g, j + 1]
+            times[g, k - 1] = t
+            changed[c] = g
+            c += 1
+    for i in range(c):
+        g = changed[i]
+        found = 0
+        shortest = np.inf
+        for j in range(k - 1):
+            if times[g, j] > never:
+                s = float(times[g, j + 1] - times[g, j])
+                found += 1
+                if s < shortest:
+                    shortest = s
+        if found >= 2:
+            interval[g] = np.int64(shortest)
+
+
+@_compiled
+def clock_runs(
+    gateway: npt.NDArray[np.int64],
+    t_ms: npt.NDArray[np.int64],
+    arrival_ms: int,
+    last_arrival: npt.NDArray[np.int64],
+    online: npt.NDArray[np.bool_],
+    watermark: npt.NDArray[np.int64],
+    newest: npt.NDArray[np.int64],
+    times: npt.NDArray[np.int64],
+    interval: npt.NDArray[np.int64],
+) -> None:
+    """Rows of one arrival slot (gateway numbers, −1 for none; data times) accounted as
+    batches without seq: a run of one gateway and time is one batch (``Clocks.runs``)."""
+    starts = np.zeros(gateway.size, dtype=np.bool_)
+    for i in range(gateway.size):
+        g = gateway[i]
+        if g < 0 or (i > 0 and g == gateway[i - 1] and t_ms[i] == t_ms[i - 1]):
+            continue
+        starts[i] = True
+        if arrival_ms > last_arrival[g]:
+            last_arrival[g] = arrival_ms
+        online[g] = True
+        if t_ms[i] > watermark[g]:
+            watermark[g] = t_ms[i]
+        if t_ms[i] > newest[g]:
+            newest[g] = t_ms[i]
+    note_times(gateway[starts], t_ms[starts], times, interval)
+
+
+@_compiled
+def transport_runs(
+    gateway: npt.NDArray[np.int64],
+    t_ms: npt.NDArray[np.int64],
+    arrival_ms: npt.NDArray[np.int64],
+    dup: npt.NDArray[np.bool_],
+    late: npt.NDArray[np.bool_],
+    threshold: npt.NDArray[np.int64],
+    step_ms: int,
+    gateway_table: npt.NDArray[np.int64],
+    gateway_index: npt.NDArray[np.int64],
+    tables: int,
+) -> tuple[
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int32],
+    npt.NDArray[np.int32],
+    npt.NDArray[np.float64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+]:
+    """Replayed rows' runs (one gateway and time: one batch) as transport facts: per run its
+    table (−1: no gateway), the gateway's place in it, slot, duplicate and late readings and
+    clock offset; and per table the first and last slot its runs touch
+    (``ParkEngine._note_transport``)."""
+    n = gateway.size
+    run_table = np.empty(n, dtype=np.int64)
+    run_k = np.empty(n, dtype=np.int64)
+    run_dup = np.zeros(n, dtype=np.int32)
+    run_late = np.zeros(n, dtype=np.int32)
+    run_offset = np.empty(n)
+    run_slot = np.empty(n, dtype=np.int64)
+    first = np.full(tables, np.iinfo(np.int64).max, dtype=np.int64)
+    last = np.full(tables, np.iinfo(np.int64).min, dtype=np.int64)
+    r = -1
+    newest = 0
+    for i in range(n):
+        if i == 0 or gateway[i] != gateway[i - 1] or t_ms[i] != t_ms[i - 1]:
+            if r >= 0:
+                run_slot[r] = max(newest // step_ms, run_slot[r])
+            r += 1
+            g = gateway[i]
+            run_table[r] = gateway_table[max(g, 0)] if g >= 0 else -1
+            run_k[r] = gateway_index[max(g, 0)]
+            run_offset[r] = float(t_ms[i]) - float(arrival_ms[i])
+            run_slot[r] = threshold[i]  # the run's newest time's slot, where not closed
+            newest = t_ms[i]
+        elif t_ms[i] > newest:
+            newest = t_ms[i]
+        run_dup[r] += dup[i]
+        run_late[r] += late[i]
+    if r >= 0:
+        run_slot[r] = max(newest // step_ms, run_slot[r])
+    m = r + 1
+    for i in range(m):
+        tb = run_table[i]
+        if tb >= 0:
+            first[tb] = min(first[tb], run_slot[i])
+            last[tb] = max(last[tb], run_slot[i])
+    return (
+        run_table[:m],
+        run_k[:m],
+        run_dup[:m],
+        run_late[:m],
+        run_offset[:m],
+        run_slot[:m],
+        first,
+        last,
+    )
+
+
+@_compiled
+def add_transport(
+    run_table: npt.NDArray[np.int64],
+    run_k: npt.NDArray[np.int64],
+    run_dup: npt.NDArray[np.int32],
+    run_late: npt.NDArray[np.int32],
+    run_offset: npt.NDArray[np.float64],
+    run_slot: npt.NDArray[np.int64],
+    table: int,
+    base: int,
+    batches: npt.NDArray[np.int32],
+    duplicates: npt.NDArray[np.int32],
+    late: npt.NDArray[np.int32],
+    offset_sum: npt.NDArray[np.float64],
+) -> None:
+    """The runs of one table (``transport_runs``) added to its transport counters, in run
+    order."""
+    for i in range(run_table.size):
+        if run_table[i] != table:
+            continue
+        k = run_k[i]
+        s = run_slot[i] - base
+        batches[k, s] += 1
+        duplicates[k, s] += run_dup[i]
+        late[k, s] += run_late[i]
+        offset_sum[k, s] += run_offset[i]
+
+
+@_compiled
+def route_readings(
+    series: npt.NDArray[np.int64],
+    t_ms: npt.NDArray[np.int64],
+    threshold: npt.NDArray[np.int64],
+    duplicate: npt.NDArray[np.bool_],
+    series_table: npt.NDArray[np.int64],
+    skip_table: int,
+    step_ms: int,
+    ahead: int,
+    tables: int,
+) -> tuple[
+    npt.NDArray[np.int64],
+    npt.NDArray[np.bool_],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+]:
+    """Readings (not already known duplicates, not of table ``skip_table``) to their tables'
+    slots (``Table.add``): per reading its slot and whether it is late (its slot before its
+    ``threshold``); per table its late readings, those refused as ``ahead`` of the clock, and
+    the first and last slot of the others (first > last: none)."""
+    n = series.size
+    slot = np.empty(n, dtype=np.int64)
+    late = np.zeros(n, dtype=np.bool_)
+    late_n = np.zeros(tables, dtype=np.int64)
+    ahead_n = np.zeros(tables, dtype=np.int64)
+    first = np.full(tables, np.iinfo(np.int64).max, dtype=np.int64)
+    last = np.full(tables, np.iinfo(np.int64).min, dtype=np.int64)
+    for i in range(n):
+        if duplicate[i]:
+            continue
+        tb = series_table[series[i]]
+        if tb == skip_table:
+            continue
+        s = t_ms[i] // step_ms
+        slot[i] = s
+        is_late = s < threshold[i]
+        is_ahead = s >= ahead
+        if is_late:
+            late[i] = True
+            late_n[tb] += 1
+        if is_ahead:
+            ahead_n[tb] += 1
+        if is_late or is_ahead:
+            continue
+        first[tb] = min(first[tb], s)
+        last[tb] = max(last[tb], s)
+    return slot, late, late_n, ahead_n, first, last
+
+
+@_compiled
+def table_cells(
+    series: npt.NDArray[np.int64],
+    t_ms: npt.NDArray[np.int64],
+    value: npt.NDArray[np.float64],
+    threshold: npt.NDArray[np.int64],
+    duplicate: npt.NDArray[np.bool_],
+    slot: npt.NDArray[np.int64],
+    series_table: npt.NDArray[np.int64],
+    series_row: npt.NDArray[np.int64],
+    table: int,
+    ahead: int,
+    base: int,
+    capacity: int,
+    head: int,
+) -> tuple[
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.float64],
+]:
+    """The readings ``route_readings`` kept for one table, in their order: their positions,
+    flat cells in the table's buffers (row · capacity + head + slot − base), times, values."""
+    n = series.size
+    where = np.empty(n, dtype=np.int64)
+    m = 0
+    for i in range(n):
+        if duplicate[i] or series_table[series[i]] != table:
+            continue
+        s = slot[i]
+        if s < threshold[i] or s >= ahead:
+            continue
+        where[m] = i
+        m += 1
+    where = where[:m]
+    cell = np.empty(m, dtype=np.int64)
+    t = np.empty(m, dtype=np.int64)
+    v = np.empty(m)
+    for j in range(m):
+        i = where[j]
+        cell[j] = series_row[series[i]] * capacity + (head + (slot[i] - base))
+        t[j] = t_ms[i]
+        v[j] = value[i]
+    return where, cell, t, v

@@ -870,3 +870,103 @@ def test_live_batches_a_broker_bunched_with_a_backlog_keep_their_pace(
     restarted = (back - 0.5) * every + 0.05 * 0.3 * outage
     taken = sum(1 for n in span(back, back + 300) if n * every < restarted)
     assert c.gaps - c.late == 2 + taken
+
+
+def reinstalled_after_outage(every: float, outage: int, wait: float) -> list[Arrival]:
+    """A gateway polling every ``every`` seconds, down ``outage`` polls from batch 1000 (its
+    backlog drained at 20 a second once back), reinstalled ``wait`` seconds after the outage
+    ended, its buffer empty: a new life from 1, two of its batches lost (1500 and 1501)."""
+    back = 1000 + outage
+    session = (back - 0.5) * every
+    end = session + wait
+    live = [n for n in span(back, back + int(wait / every)) if n * every < end]
+    start = max(end, live[-1] * every) + 30.0
+    return timeline(
+        [(n * every, n) for n in span(500, 999)],
+        drained(span(1000, back - 1), session),
+        [(n * every, n) for n in live],
+        [(start + k * every, n) for k, n in enumerate(span(1, 3000)) if n not in (1500, 1501)],
+    )
+
+
+@pytest.mark.parametrize("every", [0.5, 0.7, 0.9])
+@pytest.mark.parametrize(("outage", "wait"), [(1000, 60.0), (1000, 900.0), (5000, 3600.0)])
+def test_a_quick_gateway_reinstalled_after_an_outage_is_a_restart(
+    every: float, outage: int, wait: float
+) -> None:
+    """A gateway polling quicker than MIN_PACE has no pace of its own; the outage's one long
+    step was taken for it (seventh review of issue 11: at 0.5 s after a 1000-poll outage a
+    pace of 500 s, a reinstall then 2523 replays and no restart, or nothing counted at all).
+    The first slow step after a quick run teaches no pace until a second one says so."""
+    tracker = SeqTracker()
+    feed(tracker, reinstalled_after_outage(every, outage, wait))
+    c = tracker.counts
+    assert (c.gaps - c.late, c.replays, c.restarts, c.outliers) == (2, 0, 1, 0)
+
+
+def flapping(every: float, first: int, up: int, second: int) -> list[Arrival]:
+    """A flapping link: down ``first`` polls from batch 1000, up ``up`` polls, down again
+    ``second`` polls. The edge agent drains its buffer oldest first, 20 a second, from each
+    reconnect (stopped by the second outage: the rest of the first backlog, then the second,
+    after it), its live batches as they come; two live batches lost long after."""
+    a1 = (1000 + first - 0.75) * every
+    b0, b1 = a1 + up * every, a1 + (up + second) * every
+    polls = [(n * every, n) for n in span(500, 1000 + first + up + second + 3000)]
+    buffered = [n for t, n in polls if 1000 * every <= t < a1 or b0 <= t < b1]
+    sent = [(t, n) for t, n in polls if n not in buffered]
+    now = a1
+    for n in buffered:
+        # the second backlog only once the link is back; none sent while it is down
+        now = max(now, b1 if n * every >= b0 else a1)
+        if b0 <= now < b1:
+            now = b1
+        sent.append((now + 0.01, n))
+        now += 0.05
+    last = max(n for _, n in polls)
+    lost = (last - 1000, last - 500)
+    return timeline([(t, n) for t, n in sorted(sent) if n not in lost])
+
+
+@pytest.mark.parametrize(
+    ("every", "first", "up", "second"),
+    [
+        (1.0, 100, 1, 1),
+        (1.0, 5000, 1, 3),
+        (5.0, 1000, 1, 1),
+        (10.0, 1000, 1, 3),
+        (60.0, 5000, 1, 100),
+        (5.0, 5000, 1, 100),
+    ],
+)
+def test_a_flapping_link_drains_into_one_sequence(
+    every: float, first: int, up: int, second: int
+) -> None:
+    """The rest of the first backlog, then the second, oldest first, behind the live batches
+    of the short time between: once the backlog reaches the live batches' first number they
+    are one sequence, and the second backlog fills their holes (seventh review of issue 11:
+    the second backlog's first number was taken past them, which then lost as outliers,
+    then counted as gaps: 66 and 64 at 5 s, truth 2 and 0)."""
+    tracker = SeqTracker()
+    feed(tracker, flapping(every, first, up, second))
+    c = tracker.counts
+    assert (c.gaps - c.late, c.replays, c.restarts, c.outliers) == (2, 0, 0, 0)
+
+
+@pytest.mark.parametrize("bad", [103, 106])
+def test_a_lone_number_ahead_of_a_quick_run_is_not_joined_when_the_run_reaches_it(
+    bad: int,
+) -> None:
+    """A gateway polling every 0.9 s (a quick run, as a drain) and one hostile number a few
+    ahead: reaching the number before it, the sequence does not join it at once (the
+    gateway's own batch with that number would be a replay), it loses as an outlier."""
+    tracker = SeqTracker()
+    feed(
+        tracker,
+        [
+            *poll(span(1, 100), every=0.9),
+            Arrival(A, bad, 0.3),
+            *later(0.6, poll(span(101, 1000), every=0.9)),
+        ],
+    )
+    c = tracker.counts
+    assert (c.gaps, c.replays, c.restarts, c.outliers) == (0, 0, 0, 1)

@@ -270,15 +270,27 @@ class MeterFaults(Detector):
         if block.slots == 0:
             return out
         first_slot = block.start_ms // block.step_ms
-        rows = np.arange(len(self.series)) if block.row_index is None else block.row_index
-        meters, local = np.unique(self.meter_of[rows], return_inverse=True)
-        st = _View(
-            **{a: getattr(self, a)[rows] for a in _ROW_STATE},
-            **{a: getattr(self, a)[meters] for a in _METER_STATE},
-            meter_of=local.astype(np.intp),
-            meter_ids=[self.meter_ids[m] for m in meters],
-            rows=rows,
-        )
+        if block.row_index is None:
+            # every row (and so every meter): the state itself is worked on, not a copy of
+            # it put back after (what a park's every gateway closing together gives)
+            rows = np.arange(len(self.series))
+            meters = np.arange(len(self.meter_ids))
+            st = _View(
+                **{a: getattr(self, a) for a in (*_ROW_STATE, *_METER_STATE)},
+                meter_of=self.meter_of,
+                meter_ids=list(self.meter_ids),
+                rows=rows,
+            )
+        else:
+            rows = block.row_index
+            meters, local = np.unique(self.meter_of[rows], return_inverse=True)
+            st = _View(
+                **{a: getattr(self, a)[rows] for a in _ROW_STATE},
+                **{a: getattr(self, a)[meters] for a in _METER_STATE},
+                meter_of=local.astype(np.intp),
+                meter_ids=[self.meter_ids[m] for m in meters],
+                rows=rows,
+            )
         swapping = self._swaps(st, block, out)
         self._counters(st, block, first_slot, swapping, out)
         st.swap_last = swapping[:, -1].copy()
@@ -286,9 +298,11 @@ class MeterFaults(Detector):
         self._silence(st, block, first_slot, out)
         self._transport(block, out)
         for a in _ROW_STATE:
-            getattr(self, a)[rows] = getattr(st, a)
+            if getattr(st, a) is not getattr(self, a):
+                getattr(self, a)[rows] = getattr(st, a)
         for a in _METER_STATE:
-            getattr(self, a)[meters] = getattr(st, a)
+            if getattr(st, a) is not getattr(self, a):
+                getattr(self, a)[meters] = getattr(st, a)
         return out
 
     def _at(self, block: Block, k: int) -> int:
@@ -410,9 +424,6 @@ class MeterFaults(Detector):
         # equal slots continues the carried one (gaps do not break it); how lively the row
         # was before its run began is the share of its readings in the ``lively_window``
         # slots up to its last change that changed
-        prev, equal_run = st.prev[rows], st.equal_run[rows]
-        hist_ch, hist_se = st.hist_changed[rows], st.hist_seen[rows]
-        lively = st.lively[rows]
         long_run = np.empty(v.shape, dtype=bool)
         telling = np.empty(v.shape, dtype=bool)
         live_row = np.empty(v.shape, dtype=bool)
@@ -420,18 +431,19 @@ class MeterFaults(Detector):
             v,
             np.ascontiguousarray(block.low[rows]),
             np.ascontiguousarray(block.high[rows]),
-            prev,
-            equal_run,
-            hist_ch,
-            hist_se,
-            lively,
-            st.main[rows],
+            st.prev,
+            st.equal_run,
+            st.hist_changed,
+            st.hist_seen,
+            st.lively,
+            st.main,
             self.stuck_slots,
             self.p.lively_share,
             self.p.lively_readings,
             long_run,
             telling,
             live_row,
+            rows,
         )
         seen = np.isfinite(v)
         meter_rows = st.meter_of[rows]
@@ -452,11 +464,6 @@ class MeterFaults(Detector):
             out,
             evidence=lambda m, k: {"slots_equal": int(self.stuck_slots)},
         )
-        st.prev[rows] = prev
-        st.equal_run[rows] = equal_run
-        st.lively[rows] = lively
-        st.hist_changed[rows] = hist_ch
-        st.hist_seen[rows] = hist_se
 
     def _transitions(
         self,

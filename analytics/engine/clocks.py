@@ -37,6 +37,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from analytics.kernels import clock_runs, note_times
+
 NEVER = -(2**62)
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
@@ -173,41 +175,18 @@ class Clocks:
     # --- replay: runs without seq, many gateways at once ----------------------------------
 
     def runs(self, gateway: IntArray, t_ms: IntArray, arrival_ms: int) -> None:
-        """Account batches without seq (one per gateway and data time, in arrival order)."""
-        np.maximum.at(self.last_arrival, gateway, arrival_ms)
-        self.online[gateway] = True
-        np.maximum.at(self.watermark, gateway, t_ms)
-        np.maximum.at(self.newest, gateway, t_ms)
-        self._note_times(gateway, t_ms)
+        """Account rows that arrived together without seq (in arrival order; gateway −1: not
+        a gateway's): each run of one gateway and data time is one batch."""
+        clock_runs(gateway, t_ms, arrival_ms, self.last_arrival, self.online, self.watermark,
+                   self.newest, self.times, self.interval)  # fmt: skip
 
     def _note_times(self, gateway: IntArray, t_ms: IntArray) -> None:
-        """Append each gateway's new distinct batch times (in order) and renew its interval."""
-        order = np.lexsort((t_ms, gateway))
-        g, t = gateway[order], t_ms[order]
-        keep = t > self.times[g, -1]
-        keep[1:] &= ~((g[1:] == g[:-1]) & (t[1:] == t[:-1]))
-        g, t = g[keep], t[keep]
-        if g.size == 0:
-            return
-        changed = np.unique(g)
-        if changed.size == g.size:  # one new time per gateway: the usual case
-            self.times[g, :-1] = self.times[g, 1:]
-            self.times[g, -1] = t
-        else:
-            for gw in changed.tolist():
-                new = t[g == gw]
-                row = np.concatenate([self.times[gw], new])[-self.times.shape[1] :]
-                self.times[gw] = row
-        recent = self.times[changed]
-        spacing = np.diff(recent, axis=1).astype(np.float64)
-        spacing[recent[:, :-1] <= NEVER] = np.nan
-        # two spacings at least: the one spacing of a gateway's first two batches may be a
-        # silence (one batch, weeks off, then regular ones), which as an interval would close
-        # the weeks ahead and make everything in them late
-        enough = np.sum(np.isfinite(spacing), axis=1) >= 2
-        if enough.any():
-            shortest = np.nanmin(spacing[enough], axis=1)
-            self.interval[changed[enough]] = shortest.astype(np.int64)
+        """Append each gateway's new distinct batch times (in order) and renew its interval:
+        the shortest recent spacing, once there are two spacings at least — the one spacing
+        of a gateway's first two batches may be a silence (one batch, weeks off, then
+        regular ones), which as an interval would close the weeks ahead and make everything
+        in them late (compiled: ``kernels.note_times``)."""
+        note_times(gateway, t_ms, self.times, self.interval)
 
     # --- what is complete --------------------------------------------------------------------
 

@@ -43,7 +43,13 @@ from analytics.engine.contract import (
 from analytics.engine.events import EventBook, EventRules
 from analytics.engine.slots import BoolArray
 from analytics.engine.store import MAX_AHEAD_MS, Table
-from analytics.kernels import gather_block
+from analytics.kernels import (
+    add_transport,
+    gather_block,
+    route_readings,
+    table_cells,
+    transport_runs,
+)
 from parkwatch.events import Event
 from parkwatch.formula import Formula, parse_formula
 from parkwatch.site import Park
@@ -277,6 +283,7 @@ class ParkEngine:
         self.park_emitted: int | None = None
         self.clock_slot: int | None = None  # the park clock's slot (arrival time)
         self.now_ms = NEVER
+        self._stats: dict[tuple[str, int, int], TransportStats] = {}  # see _instance_block
 
     def _gather(self, keys: Sequence[SeriesKey]) -> list[_Gather]:
         tables: dict[str, tuple[list[int], list[int], list[int]]] = {}
@@ -360,10 +367,7 @@ class ParkEngine:
         threshold = np.empty(rows.t_ms.size, dtype=np.int64)
         for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
             self._tick(int(rows.arrival_ms[a]))
-            gw, t = rows.gateway[a:b], rows.t_ms[a:b]
-            run = np.r_[True, (gw[1:] != gw[:-1]) | (t[1:] != t[:-1])] & (gw >= 0)
-            if run.any():
-                self.clocks.runs(gw[run], t[run], int(rows.arrival_ms[b - 1]))
+            self.clocks.runs(rows.gateway[a:b], rows.t_ms[a:b], int(rows.arrival_ms[b - 1]))
             threshold[a:b] = self._thresholds(rows.series[a:b])
             self._close()
         return self._store(
@@ -425,37 +429,29 @@ class ParkEngine:
         whole_batch: bool,
     ) -> Advanced:
         out = Advanced()
-        late = np.zeros(series.size, dtype=bool)
         dup = duplicate.copy()
-        fresh = ~duplicate
         ahead = (self.now_ms + MAX_AHEAD_MS) // self.step_ms
-        # the fresh readings grouped by table, in their order within each (one stable sort,
-        # not a pass over every reading per table)
-        where_fresh = np.flatnonzero(fresh)
-        # (tables are few: as int16 the stable sort is a radix sort, linear in the readings)
-        small = np.int16 if len(self._tables) < 2**15 else np.int64
-        tables = self._series_table[series[where_fresh]].astype(small)
-        order = np.argsort(tables, kind="stable")
-        by_table, tables = where_fresh[order], tables[order]
-        bounds = np.flatnonzero(np.r_[True, tables[1:] != tables[:-1], True])
-        if by_table.size == 0:
-            bounds = bounds[:0]
-        for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
-            name = self._tables[int(tables[a])]
-            if name == VIRTUAL:
-                continue  # virtual meters are computed, never fed
-            where = by_table[a:b]
-            table = self.tables[name]
-            dup_in, late_in = table.add(
-                self._series_row[series[where]],
-                t_ms[where] // self.step_ms,
-                t_ms[where],
-                value[where],
-                threshold[where],
-                ahead,
-            )
-            late[where[late_in]] = True
-            dup[where[dup_in]] = True
+        # per table, its fresh readings in their order, straight from the rows in two
+        # compiled passes (kernels.route_readings, table_cells: what Table.add does, without
+        # grouping the rows by table first)
+        skip = self._tables.index(VIRTUAL) if VIRTUAL in self.tables else -1
+        slot, late, late_n, ahead_n, first, last = route_readings(
+            series, t_ms, threshold, duplicate, self._series_table, skip, self.step_ms, ahead,
+            len(self._tables),
+        )  # fmt: skip
+        for tb in np.flatnonzero((late_n > 0) | (ahead_n > 0) | (first <= last)).tolist():
+            table = self.tables[self._tables[tb]]
+            table.late_readings += int(late_n[tb])
+            table.refused_ahead += int(ahead_n[tb])
+            if first[tb] > last[tb]:
+                continue
+            table.ensure(int(first[tb]), int(last[tb]))
+            assert table.base is not None
+            where, cell, t, v = table_cells(
+                series, t_ms, value, threshold, duplicate, slot, self._series_table,
+                self._series_row, tb, ahead, table.base, table.cells.capacity, table.cells.head,
+            )  # fmt: skip
+            dup[where[table.cells.add_cells(cell, t, v)]] = True
         if late.any():
             late_series, late_times = series[late], t_ms[late]
             order = np.lexsort((late_times, late_series))
@@ -479,18 +475,35 @@ class ParkEngine:
         whole_batch: bool,
     ) -> None:
         """Per gateway and slot: batches, duplicates, late readings, clock offset."""
-        if whole_batch:
-            starts = np.array([0])
-        else:
-            starts = np.flatnonzero(
-                np.r_[True, (gateway[1:] != gateway[:-1]) | (t_ms[1:] != t_ms[:-1])]
+        if not whole_batch:
+            # a replay's stretch: its runs in one compiled pass (kernels.transport_runs, the
+            # arithmetic of the numpy code below) rather than a dozen array passes
+            runs = transport_runs(
+                gateway,
+                t_ms,
+                arrival_ms,
+                dup,
+                late,
+                threshold,
+                self.step_ms,
+                self._gateway_table,
+                self._gateway_index,
+                len(self._tables),
             )
+            first, last = runs[-2], runs[-1]
+            for tb in np.flatnonzero(first <= last).tolist():
+                table = self.tables[self._tables[tb]]
+                table.ensure(int(first[tb]), int(last[tb]))
+                assert table.base is not None
+                tr = table.transport
+                add_transport(*runs[:-2], tb, table.base, tr.batches, tr.duplicates, tr.late,
+                              tr.offset_sum)  # fmt: skip
+            return
+        starts = np.array([0])
         run_gw = gateway[starts]
         run_dup = np.add.reduceat(dup.astype(np.int64), starts)
         run_late = np.add.reduceat(late.astype(np.int64), starts)
-        run_offset = (
-            np.array([np.median(t_ms)]) if whole_batch else t_ms[starts].astype(np.float64)
-        ) - arrival_ms[starts]
+        run_offset = np.array([np.median(t_ms)]) - arrival_ms[starts]
         # facts go to the slot of the data they came with (the first open slot when that one
         # is closed), so that a backlog arriving late does not stretch the tables to today
         run_t = np.maximum.reduceat(t_ms, starts)
@@ -534,6 +547,7 @@ class ParkEngine:
         park clock; returns what they raised and whether closed slots remain."""
         findings = Output()
         blocks: dict[tuple[str, int, int], Block] = {}
+        self._stats.clear()
 
         def table_block(name: str, start: int, stop: int) -> Block:
             key = (name, start, stop)
@@ -630,7 +644,14 @@ class ParkEngine:
                 dst,
                 *arrays,
             )
-            transports.append(table.stats(start, stop))
+            # a table's facts over these slots, read once for all the instances that read
+            # its rows in this advance (per gateway, an instance each): read-only, as blocks
+            span = (g.table, start, stop)
+            if span not in self._stats:
+                stats = self._stats[span] = table.stats(start, stop)
+                for a in (stats.batches, stats.duplicates, stats.late, stats.offset_ms):
+                    a.flags.writeable = False
+            transports.append(self._stats[span])
         for a in arrays:
             a.flags.writeable = False
         transport = TransportStats.joined(transports).only(plan.names)

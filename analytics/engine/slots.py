@@ -149,7 +149,15 @@ class SlotArrays(Columns):
         if row.size == 0:
             return np.zeros(0, dtype=bool)
         # cells of the whole buffers (see Columns), where the flat views write through
-        cell = row * self.capacity + (self._head + slot)
+        return self.add_cells(row * self.capacity + (self._head + slot), t_ms, value)
+
+    @property
+    def head(self) -> int:
+        """Where slot 0 is in the buffers (a flat cell is row · capacity + head + slot)."""
+        return self._head
+
+    def add_cells(self, cell: IntArray, t_ms: IntArray, value: FloatArray) -> BoolArray:
+        """:meth:`add` of readings given by their flat cells (see :attr:`head`)."""
         # at most one reading per cell (the usual batch: one per series and poll cycle): no
         # sort needed, each reading merges into its cell alone, in one compiled pass
         duplicates = np.zeros(cell.size, dtype=bool)
@@ -177,7 +185,7 @@ class SlotArrays(Columns):
         same_as_prev = np.zeros(cell.size, dtype=bool)
         same_as_prev[1:] = (cell[1:] == cell[:-1]) & (t_ms[1:] == t_ms[:-1])
         dup = same_as_prev | (t_ms == flat_last_t[cell])
-        duplicates = np.zeros(row.size, dtype=bool)
+        duplicates = np.zeros(order.size, dtype=bool)
         duplicates[order[dup]] = True
         if dup.any():
             keep = ~dup
