@@ -220,14 +220,15 @@ def test_an_hourly_meter_starting_an_hour_early_is_no_deviation() -> None:
 
 
 def test_a_deviation_opens_no_new_event_within_a_day_of_the_last() -> None:
-    # hour-long bumps of 80 kW on the night load: 02:00 (a new high of the smoothed
-    # deviation), 05:00 (a deviation), 22:00 the same day (quiet: the operator has heard of
-    # this meter's baseline today) and 02:00 two days later (a day on: alerted again)
+    # hour-long bumps on the night load: 02:00 (a new high of the smoothed deviation),
+    # 05:00 (a deviation), 22:00 the same day (quiet: the operator has heard of this meter's
+    # baseline today), all of 80 kW, and 02:00 two days later (a day on: alerted again), of
+    # 100 kW to clear the record the first three set
     slots = WEEKS * 7 * DAY_SLOTS
     values = plant_load(slots, seed=2)[None, :].copy()
-    for day, hour in ((16, 2), (16, 5), (16, 22), (18, 2)):
+    for day, hour, kw in ((16, 2, 80.0), (16, 5, 80.0), (16, 22, 80.0), (18, 2, 100.0)):
         first = day * DAY_SLOTS + hour * 4
-        values[0, first : first + 4] += 80.0
+        values[0, first : first + 4] += kw
     found = opened(run(values))
     assert [f.evidence["reason"] for f in found] == ["new_deviation_high", "deviation", "deviation"]
     assert [f.at_ms for f in found] == [slot_ms(16, 2.25), slot_ms(16, 5.25), slot_ms(18, 2.25)]

@@ -110,7 +110,7 @@ class BaselineParams:
     extreme_margin: float = 0.05  # a new extreme must pass the old by this share of the range
     peak_margin: float = 0.3  # a new largest jump or deviation level: this share above the old
     record_growth: float = 2.0  # the record may grow to this × its value at an opening
-    clip: float = 4.0  # deviations are clipped at this many scales for the scale
+    clip: float = 3.0  # misses are clipped at this many scales for the scale (winsorising)
     range_floor: float = 0.001  # scale floor as a share of the range seen (flat series)
     warmup_d: float = 1.0  # no alarm during the first day of a series …
     warmup_min_slots: int = 50  # … nor before this many readings
