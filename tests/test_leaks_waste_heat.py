@@ -6,6 +6,7 @@ from an off-shift profile."""
 from __future__ import annotations
 
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -14,7 +15,7 @@ import pytest
 
 from analytics.detectors import DETECTORS
 from analytics.detectors.leaks import ZoneLeaks, off_production_share, production_meters
-from analytics.detectors.meter_faults import MeterFaults
+from analytics.detectors.meter_faults import MeterFaultParams, MeterFaults
 from analytics.detectors.waste_heat import (
     GJ_PER_TCE,
     KW_TO_GJ_PER_DAY,
@@ -459,3 +460,35 @@ def test_a_production_meter_silent_for_hours_is_no_air_leak() -> None:
     assert isinstance(detector, ZoneLeaks)
     zone = [z.id for z in detector.layout.zones].index("autoparts-air")
     assert detector.gamma[zone] > 0  # the zone is taken net of its production
+
+
+def test_the_stuck_check_flags_the_same_readings_whatever_the_block_size() -> None:
+    """A shorter steady run after a longer one that ended is no stuck meter, in one block or
+    slot by slot (found in review: a block judged it against the longest known at its start)."""
+    mf = MeterFaultParams()
+    values = 10 + np.random.default_rng(0).standard_normal(600)
+    values[100:160] = 12.5  # a steady hour, which ends
+    values[300:340] = 13.5  # a shorter steady run later
+
+    def fed_in_blocks_of(size: int) -> np.ndarray:
+        leaks = ZoneLeaks.__new__(ZoneLeaks)
+        leaks.flow_rows = np.array([0])
+        leaks.stuck_slots = max(mf.stuck_slots, 15)
+        leaks.st_prev = np.full(1, np.nan)
+        leaks.st_run = np.zeros(1, dtype=np.int64)
+        leaks.st_lively = np.zeros(1, dtype=bool)
+        leaks.st_changed = np.zeros((1, mf.lively_window), dtype=np.int8)
+        leaks.st_seen = np.zeros((1, mf.lively_window), dtype=np.int8)
+        leaks.st_longest = np.zeros(1, dtype=np.int64)
+        flags = []
+        for start in range(0, values.size, size):
+            chunk = values[None, start : start + size]
+            block = SimpleNamespace(values=chunk, low=chunk.copy(), high=chunk.copy())
+            flags.append(leaks._stuck(block))  # type: ignore[arg-type]
+        return np.concatenate(flags, axis=1)[0]
+
+    slot_by_slot = fed_in_blocks_of(1)
+    assert slot_by_slot[300:340].sum() == 0
+    assert slot_by_slot[100:160].sum() > 0
+    for size in (7, 60, 600):
+        assert np.array_equal(fed_in_blocks_of(size), slot_by_slot)

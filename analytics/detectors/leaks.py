@@ -688,12 +688,17 @@ class ZoneLeaks(Detector):
         last = np.maximum.accumulate(np.where(live, cols, -1), axis=1)
         since = np.take_along_axis(count, np.maximum(last, 0), axis=1)
         run: IntArray = count - np.where(last >= 0, since, -run0[:, None])
-        stuck: BoolArray = telling & (run > self.st_longest[:, None])
-        # runs that ended here teach the meter's longest (a stuck one too: a meter that once
-        # held a value that long is judged stuck only past it, never falsely)
+        # runs that ended teach the meter's longest (a stuck one too: a meter that once held a
+        # value that long is judged stuck only past it, never falsely) from the slot they end
+        # on, as if fed slot by slot: the same flags whatever the block size (a changed
+        # reading's own run is 0, so counting the run it ends at its slot changes nothing)
         before = np.concatenate([run0[:, None], run[:, :-1]], axis=1)
-        ended = np.where(live, before, 0).max(axis=1, initial=0)
-        self.st_longest = np.maximum(self.st_longest, ended)
+        longest = np.maximum(
+            self.st_longest[:, None], np.maximum.accumulate(np.where(live, before, 0), axis=1)
+        )
+        stuck: BoolArray = telling & (run > longest)
+        if slots:
+            self.st_longest = longest[:, -1].copy()
         return stuck
 
     def _night_flow(self, hour: int, at_ms: int) -> dict[str, Any] | None:
