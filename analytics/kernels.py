@@ -281,14 +281,15 @@ def baseline_slots(
     row_open: npt.NDArray[np.bool_],
     meter_open: npt.NDArray[np.bool_],
     meter_of: npt.NDArray[np.int64],
+    fresh: npt.NDArray[np.float64],
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
     """The baseline detector's recursion (``BaselineDetector``), slot after slot of a block
     (``values``: block rows × slots; ``ids``: the detector row of each block row), on its
     state in place: ``fs`` the float state rows (``baseline._FLOAT_ROWS``), ``ints`` the
     integer ones (``baseline._INT_ROWS``); ``rates`` and ``counts`` as ``baseline._kernel_args``
-    orders them. Returns the meters whose event opened, one row each (slot, row that opened
-    it — the first —, deviation, expected, scales, reason), and those whose event closed
-    (slot, meter)."""
+    orders them; ``fresh`` a new row's float state. Returns the meters whose event opened,
+    one row each (slot, row that opened it — the first —, deviation, expected, scales,
+    reason), and those whose event closed (slot, meter)."""
     level_rate, offset_rate, scale_rate, a_f, decay = (
         rates[0],
         rates[1],
@@ -333,6 +334,22 @@ def baseline_slots(
             x = values[i, k]
             if np.isnan(x):
                 continue
+            if ints[0, r] > record_skip and fs[3, r] == fs[4, r] and x != fs[3, r]:
+                # the first change of a series that has read one value repeatedly (a meter at 0
+                # until its plant starts): that value taught nothing of how the series varies
+                # (its scale would stay 0, every miss clipped at 0 scales), so the series
+                # starts afresh, as a new one, but for the range seen (the value was read;
+                # and the range makes this happen once). Nothing is open: one value fires
+                # nothing.
+                for j in range(fs.shape[0]):
+                    if j != 3 and j != 4:  # lo, hi
+                        fs[j, r] = fresh[j]
+                for j in range(ints.shape[0]):
+                    ints[j, r] = 0
+                days_seen[:, r] = 0
+                last_day[:, r] = -1
+                profile[:, :, r] = np.nan
+                profile_n[:, :, r] = 0
             seen = ints[0, r] + 1
             ints[0, r] = seen
             first = seen == 1

@@ -303,3 +303,26 @@ def test_block_of_another_shape_is_refused() -> None:
     block = blocks(values, 4)[0]
     with pytest.raises(ValueError, match="rows"):
         detector.update(block)
+
+
+def test_a_meter_reading_zero_until_its_plant_starts_learns_a_scale() -> None:
+    # review: a meter reading exactly 0 for its first days learnt a scale of 0 (every miss
+    # was clipped at 0 scales), and then judged the plant's plain noise against the range
+    # floor alone: deviations of ~240 scales, events open for days, every week. Its first
+    # change starts it afresh: from then on it is judged as a meter new on that day, and a
+    # real spike is still found in its slot.
+    slots = WEEKS * 7 * DAY_SLOTS
+    values = plant_load(slots, seed=1)[None, :].copy()
+    values[0, : 2 * DAY_SLOTS] = 0.0
+    spike = 16 * DAY_SLOTS + 8  # Wednesday 30 April, 02:00
+    values[0, spike] += 250.0
+    ctx = context(1)
+    detector = BaselineDetector(ctx, BaselineDetector.select(ctx))
+    found = []
+    for block in blocks(values, DAY_SLOTS):
+        found.extend(opened(detector.update(block).findings))
+    assert detector.s["scale"][0] > 0
+    assert [f.at_ms for f in found] == [START_MS + (spike + 1) * STEP_MS]
+    # as a meter whose readings begin on that day
+    values[0, : 2 * DAY_SLOTS] = np.nan
+    assert [f.at_ms for f in opened(run(values))] == [f.at_ms for f in found]

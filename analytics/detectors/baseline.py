@@ -36,8 +36,11 @@ by its whole-file minimum and maximum; a live meter cannot). While an anomaly la
 baseline does not follow it and the record grows at most to ``record_growth`` × its value at
 the opening; the anomaly closes after ``hold_h`` once the deviation is back under ``z_close``
 scales. Nothing fires in the first ``warmup_d`` of a series, and a slot without a reading is
-no evidence. Rows of one meter share one event: it opens when any of its rows fires and closes
-when all are quiet. The evidence says why it opened (``reason``).
+no evidence. A series that has read one value only (a meter at 0 until its plant starts)
+starts afresh at its first change, keeping only the range seen: the value taught nothing of
+how the series varies (its scale stayed 0, and every reading after was judged against the
+range floor alone). Rows of one meter share one event: it opens when any of its rows fires
+and closes when all are quiet. The evidence says why it opened (``reason``).
 """
 
 from __future__ import annotations
@@ -142,12 +145,13 @@ _PARAMS = (
 _COUNTS = ("warm", "hold", "quiet", "near")
 _INT_PARAMS = ("season_bins", "season_days", "warmup_min_slots", "record_skip_slots")
 
-# the per-row float state (counts, day bookkeeping and profiles are set up beside)
-_ROW_STATE = (
-    "level", "offset", "scale", "record", "record_cold", "record_open", "lo", "hi",
-    "feat_level", "feat_var", "level_lo", "level_hi", "var_lo", "var_hi", "dev", "expected",
-    "level_scale", "prev_x", "jump_hi", "feat_dev", "dev_hi",
-)  # fmt: skip
+# a new row's float state (counts, day bookkeeping and profiles are set up beside): no
+# level yet, an empty range, nothing recorded
+_FRESH = {name: 0.0 for name in _FLOAT_ROWS} | {
+    "level": np.nan, "feat_level": np.nan, "prev_x": np.nan, "dev": np.nan, "expected": np.nan,
+    "lo": np.inf, "hi": -np.inf, "level_lo": np.inf, "level_hi": -np.inf,
+    "var_lo": np.inf, "var_hi": -np.inf,
+}  # fmt: skip
 
 
 class BaselineDetector(Detector):
@@ -191,19 +195,7 @@ class BaselineDetector(Detector):
         self._meter_of = np.array([index[k.meter] for k in self.series], dtype=np.int64)
         units = [ctx.quantity(k.quantity).unit for k in self.series]
         self._units = units
-        nan = np.full(rows, np.nan)
-        self.s: dict[str, Any] = {name: nan.copy() for name in _ROW_STATE}
-        for name in (
-            "record", "record_cold", "record_open", "feat_var", "scale", "level_scale", "offset",
-            "jump_hi", "feat_dev", "dev_hi",
-        ):  # fmt: skip
-            self.s[name] = np.zeros(rows)
-        self.s["lo"] = np.full(rows, np.inf)
-        self.s["hi"] = np.full(rows, -np.inf)
-        self.s["level_lo"] = np.full(rows, np.inf)
-        self.s["level_hi"] = np.full(rows, -np.inf)
-        self.s["var_lo"] = np.full(rows, np.inf)
-        self.s["var_hi"] = np.full(rows, -np.inf)
+        self.s: dict[str, Any] = {name: np.full(rows, _FRESH[name]) for name in _FLOAT_ROWS}
         self.s["seen"] = np.zeros(rows, dtype=np.int64)
         self.s["quiet"] = np.zeros(rows, dtype=np.int64)  # slots until a deviation may open
         self.s["hold"] = np.zeros(rows, dtype=np.int64)
@@ -267,6 +259,7 @@ class BaselineDetector(Detector):
             s["open"],
             s["meter_open"],
             self._meter_of,
+            np.array([_FRESH[name] for name in _FLOAT_ROWS]),
         )
         for i, name in enumerate(_FLOAT_ROWS):
             s[name] = fs[i]
