@@ -443,7 +443,11 @@ def baseline_slots(
             rec_open = _maximum(record, z_min) if opening else fs[18, r]
             fs[18, r] = rec_open
             settled = seen > record_skip
-            z_rec = _minimum(z, record_growth * rec_open) if is_open else z
+            # a deviation silenced by the day of quiet is one the operator heard of today, as
+            # one that opened: it takes the record no further than an open one could (else a
+            # repeat two days on must beat the silenced one by record_margin, and does not)
+            silenced = own and warm and quiet > 0 and z > _maximum(record * record_margin, z_min)
+            z_rec = _minimum(z, record_growth * rec_open) if is_open or silenced else z
             if settled and own:
                 fs[0, r] = _maximum(record_own, z_rec)
             if settled and not own:

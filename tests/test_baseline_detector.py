@@ -222,11 +222,13 @@ def test_an_hourly_meter_starting_an_hour_early_is_no_deviation() -> None:
 def test_a_deviation_opens_no_new_event_within_a_day_of_the_last() -> None:
     # hour-long bumps on the night load: 02:00 (a new high of the smoothed deviation),
     # 05:00 (a deviation), 22:00 the same day (quiet: the operator has heard of this meter's
-    # baseline today), all of 80 kW, and 02:00 two days later (a day on: alerted again), of
-    # 100 kW to clear the record the first three set
+    # baseline today), and 02:00 two days later (a day on: alerted again), all of 80 kW.
+    # Review: the silenced one set the record the repeat had to beat by record_margin, so
+    # the repeat was not alerted (the test had raised it to 100 kW); silenced, it takes the
+    # record no further than an open one could.
     slots = WEEKS * 7 * DAY_SLOTS
     values = plant_load(slots, seed=2)[None, :].copy()
-    for day, hour, kw in ((16, 2, 80.0), (16, 5, 80.0), (16, 22, 80.0), (18, 2, 100.0)):
+    for day, hour, kw in ((16, 2, 80.0), (16, 5, 80.0), (16, 22, 80.0), (18, 2, 80.0)):
         first = day * DAY_SLOTS + hour * 4
         values[0, first : first + 4] += kw
     found = opened(run(values))
