@@ -328,3 +328,18 @@ def test_a_meter_reading_zero_until_its_plant_starts_learns_a_scale() -> None:
     # as a meter whose readings begin on that day
     values[0, : 2 * DAY_SLOTS] = np.nan
     assert [f.at_ms for f in opened(run(values))] == [f.at_ms for f in found]
+
+
+def test_the_usual_noise_after_two_calm_days_is_no_deviation() -> None:
+    # two calm weekdays (a tenth of the usual noise) shrink the day's scale; when the usual
+    # noise comes back it is no deviation, as the slower scale (three days) still knows it.
+    # With the day's scale alone 2 of these 10 meters alarmed at 4.2–4.5 scales.
+    slots = WEEKS * 7 * DAY_SLOTS
+    first = 22 * DAY_SLOTS  # Tuesday 6 May
+    calm = slice(first, first + 2 * DAY_SLOTS)
+    values = np.stack([plant_load(slots, seed) for seed in range(10)])
+    for seed in range(10):
+        # plant_load's own noise, drawn again from its seed, taken down to a tenth
+        noise = np.random.default_rng(seed).normal(0.0, 2.5, slots)
+        values[seed, calm] -= 0.9 * noise[calm]
+    assert opened(run(values)) == []
