@@ -36,14 +36,14 @@ repeated alarm while an anomaly lasts, and calibration on each series' own histo
 a global threshold on values — without its look-ahead (NAB's best detectors scale every file
 by its whole-file minimum and maximum; a live meter cannot). While an anomaly lasts the
 baseline does not follow it and the record grows at most to ``record_growth`` × its value at
-the opening (so does a deviation the day of quiet silences: the operator has heard of it);
-the anomaly closes after ``hold_h`` once the deviation is back under ``z_close`` scales. Nothing
-fires in the first ``warmup_d`` of a series, and a slot without a reading is no evidence. A series
-that has read one value only (a meter at 0 until its plant starts) starts afresh at its first
-change, keeping only the range seen: the value taught nothing of how the series varies (its scale
-stayed 0, and every reading after was judged against the range floor alone). Rows of one meter share
-one event: it opens when any of its rows fires and closes when all are quiet. The evidence says why
-it opened (``reason``).
+the opening (so does a deviation the day of quiet silences: the operator has heard of it); the
+anomaly closes after ``hold_h`` once the deviation is back under ``z_close`` scales. Nothing
+fires in the first ``warmup_d`` of a series, and a slot without a reading is no evidence. A
+series that has read one value only (a meter at 0 until its plant starts) starts afresh at its
+first change, keeping only the range seen: the value taught nothing of how the series varies
+(its scale stayed 0, and every reading after was judged against the range floor alone). Rows
+of one meter share one event: it opens when any of its rows fires and closes when all are
+quiet. The evidence says why it opened (``reason``).
 """
 
 from __future__ import annotations
