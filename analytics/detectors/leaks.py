@@ -8,12 +8,18 @@ zones; the only loop is over the hours a block completes. Per zone:
 * **consumption** per slot, ``Σ inflow − Σ outflow − area · d(level)/dt``
   (:mod:`analytics.detectors.networks`), averaged over local hours (a mean, not a median: a
   compressor's air is on or off minute by minute); an hour in which a meter of the zone
-  shows a flow far outside its own range, or is stuck (reading by reading, the meter-fault
-  detector's rule, past the longest run of one value the meter has shown: a steady pump
-  may hold one for hours), is not judged (such a register is the meter-fault detector's),
-  nor one taken net of production that a silent production meter leaves unknown; an excess
-  that began with a stuck meter is withdrawn (a leak names a zone, never a meter, so the
-  event book's hold on a faulty meter's findings cannot catch it);
+  shows a flow far outside its own range, or is stuck (a flow or a tank level, reading by
+  reading, the meter-fault detector's rule, past the longest run of one value the meter
+  has shown that was not itself judged stuck — unless it held one that long twice: a
+  steady pump may hold one for hours), is not judged (such a register is the meter-fault
+  detector's), nor one taken net of production that a silent production meter leaves
+  unknown; an excess whose first hour a stuck run had begun by is withdrawn (a leak names
+  a zone, never a meter, so the event book's hold on a faulty meter's findings cannot
+  catch it). A flow held at its top (as high as the meter ever read, or its nameplate)
+  is a meter at the end of its range, reading less than flows: for a zone it feeds, the
+  hour is a lower bound, judged where it already stands over the baseline (a burst under
+  a saturated meter is still found; ``zone_balance`` marks the hour ``lower_bound``, the
+  event counts such hours); for a zone it leaves, the hour has no bound and is not judged;
 * a **baseline** for each hour of the day: the median of the same hour on the last
   ``days`` days of the same kind (workday, Saturday, Sunday, holiday, from the park's
   calendar: ``ctx.day_types``; make-up workdays are workdays), at least ``min_days`` of
