@@ -54,7 +54,8 @@ from parkwatch.wire import parse_batch
 log = logging.getLogger(__name__)
 
 # Raised whenever a detector's state changes shape, so an older snapshot is set aside
-# with a clear log line (2: the baseline's slow scale replaced its variability record).
+# with a clear log line (2: the baseline's slow scale replaced its variability record; the leak
+# detectors learn runs and stuck starts).
 SNAPSHOT_VERSION = 2
 
 
