@@ -281,15 +281,14 @@ def baseline_slots(
     row_open: npt.NDArray[np.bool_],
     meter_open: npt.NDArray[np.bool_],
     meter_of: npt.NDArray[np.int64],
-    fresh: npt.NDArray[np.float64],
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
     """The baseline detector's recursion (``BaselineDetector``), slot after slot of a block
     (``values``: block rows × slots; ``ids``: the detector row of each block row), on its
     state in place: ``fs`` the float state rows (``baseline._FLOAT_ROWS``), ``ints`` the
     integer ones (``baseline._INT_ROWS``); ``rates`` and ``counts`` as ``baseline._kernel_args``
-    orders them; ``fresh`` a new row's float state. Returns the meters whose event opened,
-    one row each (slot, row that opened it — the first —, deviation, expected, scales,
-    reason), and those whose event closed (slot, meter)."""
+    orders them. Returns the meters whose event opened, one row each (slot, row that opened
+    it — the first —, deviation, expected, scales, reason), and those whose event closed
+    (slot, meter)."""
     level_rate, offset_rate, scale_rate, a_f, decay, slow_rate = (
         rates[0],
         rates[1],
@@ -335,22 +334,6 @@ def baseline_slots(
             x = values[i, k]
             if np.isnan(x):
                 continue
-            if ints[0, r] > record_skip and fs[3, r] == fs[4, r] and x != fs[3, r]:
-                # the first change of a series that has read one value repeatedly (a meter at 0
-                # until its plant starts): that value taught nothing of how the series varies
-                # (its scale would stay 0, every miss clipped at 0 scales), so the series
-                # starts afresh, as a new one, but for the range seen (the value was read;
-                # and the range makes this happen once). Nothing is open: one value fires
-                # nothing.
-                for j in range(fs.shape[0]):
-                    if j != 3 and j != 4:  # lo, hi
-                        fs[j, r] = fresh[j]
-                for j in range(ints.shape[0]):
-                    ints[j, r] = 0
-                days_seen[:, r] = 0
-                last_day[:, r] = -1
-                profile[:, :, r] = np.nan
-                profile_n[:, :, r] = 0
             seen = ints[0, r] + 1
             ints[0, r] = seen
             first = seen == 1
@@ -391,7 +374,10 @@ def baseline_slots(
             scale_slow = fs[9, r]
             # the slower scale is a floor: after a calm day the usual swings are no deviation
             unit = _maximum(scale if own else _maximum(scale, level_scale), scale_slow)
-            z = 0.0 if first else abs(dev) / (unit + 1e-12 + range_floor * span)
+            # the range floor counts this reading: the first change of a series that has read
+            # one value is then 1 / range_floor scales, not |dev| / 1e-12
+            floor = range_floor * (_maximum(hi, x) - _minimum(lo, x))
+            z = 0.0 if first else abs(dev) / (unit + 1e-12 + floor)
             own_seen_prev = ints[2, r]
             f_level = x if first else fs[8, r]
             f_level_new = f_level + a_f * (x - f_level)
@@ -455,21 +441,27 @@ def baseline_slots(
             # learn: scale, level, offset, profile, ranges
             grown = seen > warmup_min_slots
             rate_scale = _maximum(1.0 / seen, scale_rate)
+            # misses are clipped at clip scales, but never at 0 scales: a series that has read
+            # one value (a meter at 0 until its plant starts) has learnt a scale of 0, and
+            # clipped at 0 it would learn nothing from any miss ever after (nor its profile
+            # move); the range floor, this reading in the range, is not 0 once it has changed
+            bound = clip * _maximum(scale, floor)
             resid = x - (own_v + offset) if own else x - level
             if grown:
-                resid = _clip(resid, -clip * scale, clip * scale)
+                resid = _clip(resid, -bound, bound)
             fs[6, r] = scale + rate_scale * (abs(resid) - scale)
             fs[9, r] = scale_slow + _maximum(1.0 / seen, slow_rate) * (abs(resid) - scale_slow)
             miss = x - level
             if grown:
-                miss = _clip(miss, -clip * level_scale, clip * level_scale)
+                level_bound = clip * _maximum(level_scale, floor)
+                miss = _clip(miss, -level_bound, level_bound)
             fs[7, r] = level_scale + rate_scale * (abs(miss) - level_scale)
             fs[2, r] = level + level_rate * (x - level)
             if own and not is_open:
                 fs[5, r] = offset + offset_rate * ((x - own_v) - offset)
             known = own_n > 0
             step = x - own_v if known else x
-            bound = clip * scale + abs(offset)
+            bound += abs(offset)
             if known and grown:
                 step = _clip(step, -bound, bound)
             rate = _maximum(1.0 / (own_n + 1), season_rate) if known else 1.0

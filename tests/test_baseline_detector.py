@@ -310,9 +310,11 @@ def test_block_of_another_shape_is_refused() -> None:
 def test_a_meter_reading_zero_until_its_plant_starts_learns_a_scale() -> None:
     # review: a meter reading exactly 0 for its first days learnt a scale of 0 (every miss
     # was clipped at 0 scales), and then judged the plant's plain noise against the range
-    # floor alone: deviations of ~240 scales, events open for days, every week. Its first
-    # change starts it afresh: from then on it is judged as a meter new on that day, and a
-    # real spike is still found in its slot.
+    # floor alone: deviations of ~240 scales, events open for days, every week. The clip is
+    # now never at 0 scales: the plant's start is a new extreme (alerted once), the scale
+    # grows from there, and a real spike is still found in its slot. The first Monday's
+    # morning ramp is remarked once: the workday profile learnt the ramp only from Wednesday
+    # to Friday, while the start's event was open.
     slots = WEEKS * 7 * DAY_SLOTS
     values = plant_load(slots, seed=1)[None, :].copy()
     values[0, : 2 * DAY_SLOTS] = 0.0
@@ -324,10 +326,114 @@ def test_a_meter_reading_zero_until_its_plant_starts_learns_a_scale() -> None:
     for block in blocks(values, DAY_SLOTS):
         found.extend(opened(detector.update(block).findings))
     assert detector.s["scale"][0] > 0
-    assert [f.at_ms for f in found] == [START_MS + (spike + 1) * STEP_MS]
-    # as a meter whose readings begin on that day
-    values[0, : 2 * DAY_SLOTS] = np.nan
-    assert [f.at_ms for f in opened(run(values))] == [f.at_ms for f in found]
+    assert [f.at_ms for f in found] == [slot_ms(2, 0.25), slot_ms(7, 8.25), slot_ms(16, 2.25)]
+    assert found[0].evidence["reason"] == "new_value_extreme"
+
+
+def durations_h(findings: list[Finding]) -> list[float]:
+    """How long each event was open (hours), the last one up to the end of the data."""
+    out, since = [], 0
+    for f in findings:
+        if f.active:
+            since = f.at_ms
+        else:
+            out.append((f.at_ms - since) / 3_600_000)
+    return out
+
+
+LONG = 8 * 7 * DAY_SLOTS  # eight weeks: what a stuck scale did shows weeks after the change
+
+
+def test_a_constant_series_that_steps_is_alerted_once() -> None:
+    # review: a series that read one value and then changed was started afresh at its first
+    # change, so the change itself was never judged (no event), and its scale stayed 0
+    # afterwards (the new series read one value again): nothing when a constant 120 stepped to
+    # 0 for good; when it came back after two days, events of 1000 scales for four weeks.
+    change = 21 * DAY_SLOTS + 30  # Monday 5 May, 07:30
+    values = np.full((1, WEEKS * 7 * DAY_SLOTS), 120.0)
+    values[0, change:] = 0.0
+    found = run(values)
+    assert [(f.active, f.at_ms) for f in found][:1] == [(True, START_MS + (change + 1) * STEP_MS)]
+    assert [f.active for f in found] == [True, False]  # and its event closes
+    assert found[0].evidence["reason"] == "new_value_extreme"
+    assert found[0].evidence["scales"] == 1000.0  # 1 / range_floor: the first change
+    values = np.full((1, LONG), 120.0)
+    values[0, change : 23 * DAY_SLOTS] = 0.0  # back at 120 after two days
+    found = run(values)
+    assert [(f.active, f.at_ms) for f in found] == [
+        (True, START_MS + (change + 1) * STEP_MS),
+        (False, found[1].at_ms),
+    ]
+
+
+def test_an_hour_long_spike_on_a_constant_series_is_alerted_and_nothing_after() -> None:
+    # review: the spike started the series afresh (not alerted), and 26 days later the
+    # profile it left opened three false deviations
+    spike = 21 * DAY_SLOTS + 30
+    values = np.full((1, LONG), 120.0)
+    values[0, spike : spike + 4] = 400.0
+    found = run(values)
+    assert [(f.active, f.at_ms) for f in found] == [
+        (True, START_MS + (spike + 1) * STEP_MS),
+        (False, START_MS + (spike + 5) * STEP_MS),
+    ]
+
+
+def test_a_plant_after_zeros_and_a_constant_standby_raises_no_flood() -> None:
+    # review: 0 for two days, a standby of exactly 20 kW for three, then the plant: the
+    # standby's scale stayed 0 (only a first change from one value started afresh), and 10
+    # events opened over six weeks, open up to 200 h. Now: the standby's start, the plant's
+    # start and its first Monday night (the workday profile had learnt the standby's night),
+    # all within the first week and each closed within a little over three days.
+    values = plant_load(LONG, seed=3)[None, :].copy()
+    values[0, : 2 * DAY_SLOTS] = 0.0
+    values[0, 2 * DAY_SLOTS : 5 * DAY_SLOTS] = 20.0
+    found = run(values)
+    assert len(opened(found)) <= 3
+    assert all(f.at_ms < slot_ms(8, 0) for f in opened(found))
+    assert max(durations_h(found)) < 80
+
+
+def test_a_blip_in_a_zero_prefix_changes_nothing() -> None:
+    # review: a single 0.1 among two days of zeros kept the series from starting afresh (its
+    # lowest and highest differed): its scale stayed ~0, events open 72 h and 42 h. The
+    # blip is one more small change now: the plant is alerted as without it.
+    values = plant_load(LONG, seed=3)[None, :].copy()
+    values[0, : 2 * DAY_SLOTS] = 0.0
+    plain = run(values)
+    values[0, 40] = 0.1
+    blip = run(values)
+    assert plain, "the plant's start is a new extreme"
+    assert [(f.active, f.at_ms) for f in blip] == [(f.active, f.at_ms) for f in plain]
+    assert max(durations_h(blip)) < 80
+
+
+@pytest.mark.parametrize("case", ["step", "spike", "zeros"])
+def test_changes_of_a_constant_series_are_the_same_in_any_chunk_and_across_a_restore(
+    case: str,
+) -> None:
+    values = np.full((1, 4 * 7 * DAY_SLOTS), 120.0)
+    if case == "step":
+        values[0, 15 * DAY_SLOTS + 30 : 17 * DAY_SLOTS] = 0.0
+    elif case == "spike":
+        values[0, 15 * DAY_SLOTS + 30 : 15 * DAY_SLOTS + 34] = 400.0
+    else:
+        values = plant_load(values.shape[1], seed=3)[None, :].copy()
+        values[0, : 2 * DAY_SLOTS] = 0.0
+    expected = run(values, DAY_SLOTS)
+    assert expected
+    for chunk in (1, 7, 500):
+        assert run(values, chunk) == expected
+    ctx = context(1)
+    keys = BaselineDetector.select(ctx)
+    detector = BaselineDetector(ctx, keys)
+    found: list[Finding] = []
+    for block in blocks(values, 37):  # a fresh instance from a snapshot at every block
+        snapshot = detector.state()
+        detector = BaselineDetector(ctx, keys)
+        detector.restore(snapshot)
+        found.extend(detector.update(block).findings)
+    assert found == expected
 
 
 def test_the_usual_noise_after_two_calm_days_is_no_deviation() -> None:

@@ -39,11 +39,12 @@ baseline does not follow it and the record grows at most to ``record_growth`` ×
 the opening (so does a deviation the day of quiet silences: the operator has heard of it); the
 anomaly closes after ``hold_h`` once the deviation is back under ``z_close`` scales. Nothing
 fires in the first ``warmup_d`` of a series, and a slot without a reading is no evidence. A
-series that has read one value only (a meter at 0 until its plant starts) starts afresh at its
-first change, keeping only the range seen: the value taught nothing of how the series varies
-(its scale stayed 0, and every reading after was judged against the range floor alone). Rows
-of one meter share one event: it opens when any of its rows fires and closes when all are
-quiet. The evidence says why it opened (``reason``).
+series that has read one value only (a meter at 0 until its plant starts) has a scale of 0:
+its first change is judged against that (a new extreme, ``1 / range_floor`` scales), and the
+clip of a miss is never at 0 scales (at least ``range_floor`` of the range, this reading in
+it), so its scale and profile learn from the change on. Rows of one meter share one event: it
+opens when any of its rows fires and closes when all are quiet. The evidence says why it opened
+(``reason``).
 """
 
 from __future__ import annotations
@@ -262,7 +263,6 @@ class BaselineDetector(Detector):
             s["open"],
             s["meter_open"],
             self._meter_of,
-            np.array([_FRESH[name] for name in _FLOAT_ROWS]),
         )
         for i, name in enumerate(_FLOAT_ROWS):
             s[name] = fs[i]
