@@ -232,8 +232,9 @@ class NaiveDetectors:
                     del self.block_finals[block]
 
     def _baseline(self, st: dict[str, Any], t: int, v: float) -> None:
-        """The baseline detector's recursion for one reading (its cold-start band reduced to
-        the level, its evidence left out)."""
+        """The baseline detector's recursion for one reading: its scales, clips and floors,
+        profiles, offset and records, but not its cold-start band (the level alone), the
+        record of its cold start, the day of quiet after a deviation, nor its evidence."""
         p, r = self.bp, self.rates
         b = st.get("bl")
         if b is None:
@@ -268,7 +269,9 @@ class NaiveDetectors:
         dev = v - band_hi if v > band_hi else v - band_lo if v < band_lo else 0.0
         span = b["hi"] - b["lo"] if math.isfinite(b["hi"] - b["lo"]) else 0.0
         unit = max(scale if own else max(scale, b["level_scale"]), b["scale_slow"])
-        z = 0.0 if seen == 1 else abs(dev) / (unit + 1e-12 + p.range_floor * span)
+        # the range floor counts this reading, and bounds the clips below away from 0
+        floor = p.range_floor * (max(b["hi"], v) - min(b["lo"], v))
+        z = 0.0 if seen == 1 else abs(dev) / (unit + 1e-12 + floor)
         f_level = b["f_level"] + r["feature"] * (v - b["f_level"])
         jump = 0.0 if math.isnan(b["prev"]) else abs(v - b["prev"])
         f_dev = b["f_dev"] + r["feature"] * (abs(dev) - b["f_dev"]) if own else b["f_dev"]
@@ -301,21 +304,24 @@ class NaiveDetectors:
         grown = seen > p.warmup_min_slots
         rate_scale = max(1.0 / seen, r["scale"])
         resid = v - (prof[bin_] + offset) if own else v - level
+        bound = p.clip * max(scale, floor)
         if grown:
-            resid = min(max(resid, -p.clip * scale), p.clip * scale)
+            resid = min(max(resid, -bound), bound)
         b["scale"] = scale + rate_scale * (abs(resid) - scale)
         b["scale_slow"] += max(1.0 / seen, r["scale_slow"]) * (abs(resid) - b["scale_slow"])
         miss = v - level
+        level_bound = p.clip * max(b["level_scale"], floor)
         if grown:
-            miss = min(max(miss, -p.clip * b["level_scale"]), p.clip * b["level_scale"])
+            miss = min(max(miss, -level_bound), level_bound)
         b["level_scale"] += rate_scale * (abs(miss) - b["level_scale"])
         b["level"] = level + r["level"] * (v - level)
         if own and not b["open"]:
             b["offset"] = offset + r["offset"] * ((v - prof[bin_]) - offset)
         n = count[bin_]
-        prof[bin_] = (
-            v if n == 0 else prof[bin_] + max(1.0 / (n + 1), p.season_rate) * (v - prof[bin_])
-        )
+        step = v - prof[bin_]
+        if n > 0 and grown:
+            step = min(max(step, -bound - abs(offset)), bound + abs(offset))
+        prof[bin_] = v if n == 0 else prof[bin_] + max(1.0 / (n + 1), p.season_rate) * step
         count[bin_] = n + 1
         b["lo"], b["hi"] = min(b["lo"], v), max(b["hi"], v)
         b["f_level"], b["f_dev"], b["prev"] = f_level, f_dev, v
