@@ -98,19 +98,12 @@ class _Handled:
 
     # a plain class with slots: one is built per message received (a dataclass with
     # default factories cost more than parsing a one-reading message)
-    __slots__ = ("lines", "newest_ms", "parsed", "payload", "readings", "topic", "values")
+    __slots__ = ("parsed", "payload", "topic")
 
     def __init__(self, topic: str, payload: bytes, parsed: ParsedBatch) -> None:
         self.topic = topic
         self.payload = payload
         self.parsed = parsed
-        self.lines: list[str] = []
-        # what the metrics need of the readings, kept so that the readings themselves can go
-        # while the chunk waits for the database (a full window of them is most of ingest's
-        # memory during an outage)
-        self.readings = 0
-        self.values = 0
-        self.newest_ms = 0
 
 
 class _Source:
@@ -349,28 +342,11 @@ class IngestService:
         if accepted:
             accepted = self._flag_counters(accepted, handled)
         lines = encode_lines(accepted)
-        at = values = newest_ms = 0
-        for one in handled:
-            parsed = one.parsed
-            readings = parsed.readings
-            count = len(readings)
-            if count == 1:  # a message per meter: the common case of small gateways
-                reading = readings[0]
-                one.values = len(reading.q)
-                one.newest_ms = reading.t
-            elif count:
-                one.values = sum(map(len, map(_VALUES, readings)))
-                one.newest_ms = max(map(_TIME, readings))
-            else:
-                continue
-            one.lines = lines[at : at + count]
-            at += count
-            one.readings = count
-            values += one.values
-            if one.newest_ms > newest_ms:
-                newest_ms = one.newest_ms
-            parsed.readings = []
         if lines:
+            # the chunk's totals, for the metrics, by C over the whole list (no bookkeeping
+            # per message: only a refused batch needs each message's share, see _store)
+            values = sum(map(len, map(_VALUES, accepted)))
+            newest_ms = max(map(_TIME, accepted))
             await self._store(writer, handled, lines, len(chunk), values, newest_ms)
         letters = [one for one in handled if one.parsed.rejections]
         if letters:
@@ -465,27 +441,32 @@ class IngestService:
         values: int,
         newest_ms: int,
     ) -> None:
-        """Write a chunk's lines; ``values`` and ``newest_ms`` are theirs, for the metrics."""
+        """Write a chunk's lines; ``values`` and ``newest_ms`` are theirs, for the metrics.
+        ``lines`` are the readings of ``handled``, message after message, in order."""
         readings = len(lines)
         try:
             await writer.write(lines, units=messages)
         except InfluxRejectedError:
             # The batch this chunk shared was refused; try each message's lines alone so that
             # another message's bad line cannot cost this one's good readings.
+            stored: list[AcceptedReading] = []
+            at = 0
             for one in handled:
-                if not one.lines:
+                count = len(one.parsed.readings)
+                if not count:
                     continue
+                at += count
                 try:
-                    await writer.write_now(one.lines)
+                    await writer.write_now(lines[at - count : at])
                 except InfluxRejectedError as exc:
                     one.parsed.rejections.append(Rejection(Reason.DATABASE_REJECTED, str(exc)))
-                    one.lines = []
-            stored = [one for one in handled if one.lines]
+                else:
+                    stored += one.parsed.readings
             if not stored:
                 return
-            readings = sum(one.readings for one in stored)
-            values = sum(one.values for one in stored)
-            newest_ms = max(one.newest_ms for one in stored)
+            readings = len(stored)
+            values = sum(map(len, map(_VALUES, stored)))
+            newest_ms = max(map(_TIME, stored))
         self.metrics.readings.inc(readings)
         self.metrics.values_written.inc(values)
         self.metrics.lag.set(max(0.0, self.clock() - newest_ms / 1000))
