@@ -375,28 +375,30 @@ def baseline_slots(
     row_open: npt.NDArray[np.bool_],
     meter_open: npt.NDArray[np.bool_],
     meter_of: npt.NDArray[np.int64],
+    fresh: npt.NDArray[np.float64],
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
     """The baseline detector's recursion (``BaselineDetector``), slot after slot of a block
     (``values``: block rows × slots; ``ids``: the detector row of each block row), on its
     state in place: ``fs`` the float state rows (``baseline._FLOAT_ROWS``), ``ints`` the
     integer ones (``baseline._INT_ROWS``); ``rates`` and ``counts`` as ``baseline._kernel_args``
-    orders them. Returns the meters whose event opened, one row each (slot, row that opened
-    it — the first —, deviation, expected, scales, reason), and those whose event closed
-    (slot, meter)."""
-    level_rate, offset_rate, scale_rate, a_f, decay = (
+    orders them; ``fresh`` a new row's float state. Returns the meters whose event opened,
+    one row each (slot, row that opened it — the first —, deviation, expected, scales,
+    reason), and those whose event closed (slot, meter)."""
+    level_rate, offset_rate, scale_rate, a_f, decay, slow_rate = (
         rates[0],
         rates[1],
         rates[2],
         rates[3],
         rates[4],
+        rates[5],
     )
-    season_rate, record_margin, z_min, z_close = rates[5], rates[6], rates[7], rates[8]
+    season_rate, record_margin, z_min, z_close = rates[6], rates[7], rates[8], rates[9]
     margin, peak_margin, record_growth, clip, range_floor = (
-        rates[9],
         rates[10],
         rates[11],
         rates[12],
         rates[13],
+        rates[14],
     )
     warm_slots, hold_slots, quiet_slots, near = counts[0], counts[1], counts[2], counts[3]
     season_bins, season_days, warmup_min_slots, record_skip = (
@@ -427,6 +429,22 @@ def baseline_slots(
             x = values[i, k]
             if np.isnan(x):
                 continue
+            if ints[0, r] > record_skip and fs[3, r] == fs[4, r] and x != fs[3, r]:
+                # the first change of a series that has read one value repeatedly (a meter at 0
+                # until its plant starts): that value taught nothing of how the series varies
+                # (its scale would stay 0, every miss clipped at 0 scales), so the series
+                # starts afresh, as a new one, but for the range seen (the value was read;
+                # and the range makes this happen once). Nothing is open: one value fires
+                # nothing.
+                for j in range(fs.shape[0]):
+                    if j != 3 and j != 4:  # lo, hi
+                        fs[j, r] = fresh[j]
+                for j in range(ints.shape[0]):
+                    ints[j, r] = 0
+                days_seen[:, r] = 0
+                last_day[:, r] = -1
+                profile[:, :, r] = np.nan
+                profile_n[:, :, r] = 0
             seen = ints[0, r] + 1
             ints[0, r] = seen
             first = seen == 1
@@ -464,23 +482,22 @@ def baseline_slots(
                 dev = 0.0
             scale = fs[6, r]
             level_scale = fs[7, r]
-            unit = scale if own else _maximum(scale, level_scale)
+            scale_slow = fs[9, r]
+            # the slower scale is a floor: after a calm day the usual swings are no deviation
+            unit = _maximum(scale if own else _maximum(scale, level_scale), scale_slow)
             z = 0.0 if first else abs(dev) / (unit + 1e-12 + range_floor * span)
             own_seen_prev = ints[2, r]
             f_level = x if first else fs[8, r]
-            f_var = fs[9, r]
             f_level_new = f_level + a_f * (x - f_level)
-            f_var_new = f_var + a_f * (abs(x - f_level) - f_var)
-            lvl_lo, lvl_hi, var_lo, var_hi = fs[10, r], fs[11, r], fs[12, r], fs[13, r]
+            lvl_lo, lvl_hi = fs[10, r], fs[11, r]
             lvl_span = lvl_hi - lvl_lo
-            var_span = var_hi - var_lo
-            jump = abs(x - fs[14, r])
+            jump = abs(x - fs[12, r])
             if np.isnan(jump):
                 jump = 0.0
-            jump_hi = fs[15, r]
-            f_dev = fs[16, r]
+            jump_hi = fs[13, r]
+            f_dev = fs[14, r]
             f_dev_new = f_dev + a_f * (abs(dev) - f_dev) if own else f_dev
-            dev_hi = fs[17, r]
+            dev_hi = fs[15, r]
             # one reason per new extreme, in the order the evidence names them
             reason = -1
             if (x > hi + margin * span) or (x < lo - margin * span):
@@ -490,12 +507,10 @@ def baseline_slots(
                 or (f_level_new < lvl_lo - margin * lvl_span)
             ):
                 reason = 1
-            elif var_span > 0 and f_var_new > var_hi + margin * var_span:
-                reason = 2
             elif jump_hi > 0 and jump > jump_hi * peak:
-                reason = 3
+                reason = 2
             elif own and own_seen_prev > warm_slots and dev_hi > 0 and f_dev_new > dev_hi * peak:
-                reason = 4
+                reason = 3
             extreme = reason >= 0
             warm = seen > warm_slots
             record_own, record_cold = fs[0, r], fs[1, r]
@@ -517,16 +532,20 @@ def baseline_slots(
                 ints[1, r] = quiet_slots
             row_open[r] = is_open
             ints[3, r] = hold
-            rec_open = _maximum(record, z_min) if opening else fs[18, r]
-            fs[18, r] = rec_open
+            rec_open = _maximum(record, z_min) if opening else fs[16, r]
+            fs[16, r] = rec_open
             settled = seen > record_skip
-            z_rec = _minimum(z, record_growth * rec_open) if is_open else z
+            # a deviation silenced by the day of quiet is one the operator heard of today, as
+            # one that opened: it takes the record no further than an open one could (else a
+            # repeat two days on must beat the silenced one by record_margin, and does not)
+            silenced = own and warm and quiet > 0 and z > _maximum(record * record_margin, z_min)
+            z_rec = _minimum(z, record_growth * rec_open) if is_open or silenced else z
             if settled and own:
                 fs[0, r] = _maximum(record_own, z_rec)
             if settled and not own:
                 fs[1, r] = _maximum(record_cold, z_rec)
-            fs[19, r] = dev
-            fs[20, r] = band_hi if dev > 0 else band_lo
+            fs[17, r] = dev
+            fs[18, r] = band_hi if dev > 0 else band_lo
             # learn: scale, level, offset, profile, ranges
             grown = seen > warmup_min_slots
             rate_scale = _maximum(1.0 / seen, scale_rate)
@@ -534,6 +553,7 @@ def baseline_slots(
             if grown:
                 resid = _clip(resid, -clip * scale, clip * scale)
             fs[6, r] = scale + rate_scale * (abs(resid) - scale)
+            fs[9, r] = scale_slow + _maximum(1.0 / seen, slow_rate) * (abs(resid) - scale_slow)
             miss = x - level
             if grown:
                 miss = _clip(miss, -clip * level_scale, clip * level_scale)
@@ -552,17 +572,14 @@ def baseline_slots(
             fs[3, r] = _minimum(lo, x)
             fs[4, r] = _maximum(hi, x)
             fs[8, r] = f_level_new
-            fs[9, r] = f_var_new
             if settled:
                 fs[10, r] = _minimum(lvl_lo, f_level_new)
                 fs[11, r] = _maximum(lvl_hi, f_level_new)
-                fs[12, r] = _minimum(var_lo, f_var_new)
-                fs[13, r] = _maximum(var_hi, f_var_new)
-                fs[15, r] = _maximum(jump_hi, jump)
-            fs[14, r] = x
-            fs[16, r] = f_dev_new
+                fs[13, r] = _maximum(jump_hi, jump)
+            fs[12, r] = x
+            fs[14, r] = f_dev_new
             if settled and own:
-                fs[17, r] = _maximum(dev_hi, f_dev_new)
+                fs[15, r] = _maximum(dev_hi, f_dev_new)
             if opening or closing:
                 any_change = True
             if opening:
@@ -586,8 +603,8 @@ def baseline_slots(
                             fired = np.concatenate((fired, np.empty_like(fired)))
                         fired[n_fired, 0] = k
                         fired[n_fired, 1] = r
-                        fired[n_fired, 2] = fs[19, r]
-                        fired[n_fired, 3] = fs[20, r]
+                        fired[n_fired, 2] = fs[17, r]
+                        fired[n_fired, 3] = fs[18, r]
                         fired[n_fired, 4] = opened[j, 1]
                         fired[n_fired, 5] = opened[j, 2]
                         n_fired += 1

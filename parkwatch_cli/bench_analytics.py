@@ -133,6 +133,7 @@ class NaiveDetectors:
             "level": min(1.0, 60_000 / (self.bp.level_tau_h * hour)),
             "offset": min(1.0, 60_000 / (self.bp.offset_tau_h * hour)),
             "scale": min(1.0, 60_000 / (self.bp.scale_tau_h * hour)),
+            "scale_slow": min(1.0, 60_000 / (self.bp.scale_slow_tau_h * hour)),
             "feature": min(1.0, 60_000 / (self.bp.feature_tau_h * hour)),
             "decay": 0.5 ** (60_000 / (self.bp.record_half_life_d * DAY_MS)),
             "warm": max(int(self.bp.warmup_d * DAY_MS / 60_000), self.bp.warmup_min_slots),
@@ -239,9 +240,9 @@ class NaiveDetectors:
         if b is None:
             b = st["bl"] = {
                 "seen": 0, "level": v, "offset": 0.0, "scale": 0.0, "level_scale": 0.0,
-                "record": 0.0, "lo": math.inf, "hi": -math.inf, "f_level": v, "f_var": 0.0,
-                "lvl_lo": math.inf, "lvl_hi": -math.inf, "var_lo": math.inf,
-                "var_hi": -math.inf, "prev": math.nan, "jump_hi": 0.0, "f_dev": 0.0,
+                "scale_slow": 0.0, "record": 0.0, "lo": math.inf, "hi": -math.inf,
+                "f_level": v, "lvl_lo": math.inf, "lvl_hi": -math.inf, "prev": math.nan,
+                "jump_hi": 0.0, "f_dev": 0.0,
                 "dev_hi": 0.0, "open": False, "hold": 0, "days": [0] * 4, "last_day": [-1] * 4,
                 "profile": [[math.nan] * p.season_bins for _ in range(4)],
                 "count": [[0] * p.season_bins for _ in range(4)],
@@ -267,20 +268,18 @@ class NaiveDetectors:
         band_hi = max(known) + offset if own and known else level
         dev = v - band_hi if v > band_hi else v - band_lo if v < band_lo else 0.0
         span = b["hi"] - b["lo"] if math.isfinite(b["hi"] - b["lo"]) else 0.0
-        unit = scale if own else max(scale, b["level_scale"])
+        unit = max(scale if own else max(scale, b["level_scale"]), b["scale_slow"])
         z = 0.0 if seen == 1 else abs(dev) / (unit + 1e-12 + p.range_floor * span)
         f_level = b["f_level"] + r["feature"] * (v - b["f_level"])
-        f_var = b["f_var"] + r["feature"] * (abs(v - b["f_level"]) - b["f_var"])
         jump = 0.0 if math.isnan(b["prev"]) else abs(v - b["prev"])
         f_dev = b["f_dev"] + r["feature"] * (abs(dev) - b["f_dev"]) if own else b["f_dev"]
         m = p.extreme_margin
         lvl_lo, lvl_hi = b["lvl_lo"], b["lvl_hi"]
-        lvl_span, var_span = lvl_hi - lvl_lo, b["var_hi"] - b["var_lo"]
+        lvl_span = lvl_hi - lvl_lo
         extreme = (
             v > b["hi"] + m * span
             or v < b["lo"] - m * span
             or (lvl_span > 0 and not lvl_lo - m * lvl_span <= f_level <= lvl_hi + m * lvl_span)
-            or (var_span > 0 and f_var > b["var_hi"] + m * var_span)
             or (b["jump_hi"] > 0 and jump > b["jump_hi"] * (1 + p.peak_margin))
             or (own and b["dev_hi"] > 0 and f_dev > b["dev_hi"] * (1 + p.peak_margin))
         )  # fmt: skip
@@ -306,6 +305,7 @@ class NaiveDetectors:
         if grown:
             resid = min(max(resid, -p.clip * scale), p.clip * scale)
         b["scale"] = scale + rate_scale * (abs(resid) - scale)
+        b["scale_slow"] += max(1.0 / seen, r["scale_slow"]) * (abs(resid) - b["scale_slow"])
         miss = v - level
         if grown:
             miss = min(max(miss, -p.clip * b["level_scale"]), p.clip * b["level_scale"])
@@ -319,10 +319,9 @@ class NaiveDetectors:
         )
         count[bin_] = n + 1
         b["lo"], b["hi"] = min(b["lo"], v), max(b["hi"], v)
-        b["f_level"], b["f_var"], b["f_dev"], b["prev"] = f_level, f_var, f_dev, v
+        b["f_level"], b["f_dev"], b["prev"] = f_level, f_dev, v
         if settled:
             b["lvl_lo"], b["lvl_hi"] = min(b["lvl_lo"], f_level), max(b["lvl_hi"], f_level)
-            b["var_lo"], b["var_hi"] = min(b["var_lo"], f_var), max(b["var_hi"], f_var)
             b["jump_hi"] = max(b["jump_hi"], jump)
             if own:
                 b["dev_hi"] = max(b["dev_hi"], f_dev)

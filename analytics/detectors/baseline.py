@@ -13,11 +13,12 @@ numpy arrays across all rows (updated slot after slot, row by row, by the compil
   trusted once ``season_days`` days of that type have been seen; until then (cold start, a
   first Saturday or holiday) the band is what the trusted profiles of the other day types
   and the recent level explain;
-* a **robust scale**: the exponential mean of the profile's misses, each clipped at ``clip``
-  scales so that one spike does not blind it;
+* a **robust scale**: the exponential mean of the profile's misses over ``scale_tau_h``,
+  each clipped at ``clip`` scales so that one spike does not blind it, floored by the same
+  mean over ``scale_slow_tau_h`` (a calm day does not make the usual swings look large);
 * **records**: the largest scaled deviation of recent weeks (halving every
-  ``record_half_life_d``), and the highest and lowest value, smoothed level and smoothed
-  variability, jump between readings and smoothed deviation ever seen.
+  ``record_half_life_d``), and the highest and lowest value, smoothed level, jump between
+  readings and smoothed deviation ever seen.
 
 An anomaly opens when
 
@@ -25,19 +26,24 @@ An anomaly opens when
   ``z_min`` scales (without a trusted baseline there is nothing to deviate from), and no
   deviation opened an event in the last ``deviation_quiet_h`` (a day: the operator has heard
   of this meter's baseline today), or
-* the value or its smoothed level leaves the range seen so far by ``extreme_margin`` of it, or
-  the smoothed variability does upwards; or the jump between readings or the smoothed
-  deviation beats its largest so far by ``peak_margin``.
+* the value or its smoothed level leaves the range seen so far by ``extreme_margin`` of it;
+  or the jump between readings or the smoothed deviation beats its largest so far by
+  ``peak_margin``. (A new high of the smoothed variability is no reason: noise growing is
+  not consumption departing, and on NAB it raised 9 false alarms for no window.)
 
 These are the tricks that win the Numenta Anomaly Benchmark — alarms on new extremes, no
 repeated alarm while an anomaly lasts, and calibration on each series' own history instead of
 a global threshold on values — without its look-ahead (NAB's best detectors scale every file
 by its whole-file minimum and maximum; a live meter cannot). While an anomaly lasts the
 baseline does not follow it and the record grows at most to ``record_growth`` × its value at
-the opening; the anomaly closes after ``hold_h`` once the deviation is back under ``z_close``
-scales. Nothing fires in the first ``warmup_d`` of a series, and a slot without a reading is
-no evidence. Rows of one meter share one event: it opens when any of its rows fires and closes
-when all are quiet. The evidence says why it opened (``reason``).
+the opening (so does a deviation the day of quiet silences: the operator has heard of it); the
+anomaly closes after ``hold_h`` once the deviation is back under ``z_close`` scales. Nothing
+fires in the first ``warmup_d`` of a series, and a slot without a reading is no evidence. A
+series that has read one value only (a meter at 0 until its plant starts) starts afresh at its
+first change, keeping only the range seen: the value taught nothing of how the series varies
+(its scale stayed 0, and every reading after was judged against the range floor alone). Rows
+of one meter share one event: it opens when any of its rows fires and closes when all are
+quiet. The evidence says why it opened (``reason``).
 """
 
 from __future__ import annotations
@@ -100,8 +106,9 @@ class BaselineParams:
     season_rate: float = 0.1  # profile's exponential rate once a bin has 10 samples
     level_tau_h: float = 0.25  # the fast level used before any profile exists
     offset_tau_h: float = 12.0  # how fast the profile's offset follows a lasting change
-    scale_tau_h: float = 24.0  # memory of the deviation scale
-    feature_tau_h: float = 3.0  # smoothing of level and variability for their records
+    scale_tau_h: float = 24.0  # memory of the deviation scale …
+    scale_slow_tau_h: float = 72.0  # … and of a slower one, its floor
+    feature_tau_h: float = 3.0  # smoothing of the level and deviation for their records
     record_half_life_d: float = 14.0  # how fast the deviation record is forgotten
     record_margin: float = 1.2  # fire above this × the record …
     z_min: float = 4.0  # … and at least this many scales
@@ -130,11 +137,11 @@ class BaselineParams:
 # rates and parameters in its order
 _FLOAT_ROWS = (
     "record", "record_cold", "level", "lo", "hi", "offset", "scale", "level_scale",
-    "feat_level", "feat_var", "level_lo", "level_hi", "var_lo", "var_hi", "prev_x", "jump_hi",
-    "feat_dev", "dev_hi", "record_open", "dev", "expected",
+    "feat_level", "scale_slow", "level_lo", "level_hi", "prev_x", "jump_hi", "feat_dev",
+    "dev_hi", "record_open", "dev", "expected",
 )  # fmt: skip
 _INT_ROWS = ("seen", "quiet", "own_seen", "hold")
-_RATES = ("level", "offset", "scale", "feature", "decay")
+_RATES = ("level", "offset", "scale", "feature", "decay", "scale_slow")
 _PARAMS = (
     "season_rate", "record_margin", "z_min", "z_close", "extreme_margin", "peak_margin",
     "record_growth", "clip", "range_floor",
@@ -142,12 +149,12 @@ _PARAMS = (
 _COUNTS = ("warm", "hold", "quiet", "near")
 _INT_PARAMS = ("season_bins", "season_days", "warmup_min_slots", "record_skip_slots")
 
-# the per-row float state (counts, day bookkeeping and profiles are set up beside)
-_ROW_STATE = (
-    "level", "offset", "scale", "record", "record_cold", "record_open", "lo", "hi",
-    "feat_level", "feat_var", "level_lo", "level_hi", "var_lo", "var_hi", "dev", "expected",
-    "level_scale", "prev_x", "jump_hi", "feat_dev", "dev_hi",
-)  # fmt: skip
+# a new row's float state (counts, day bookkeeping and profiles are set up beside): no
+# level yet, an empty range, nothing recorded
+_FRESH = {name: 0.0 for name in _FLOAT_ROWS} | {
+    "level": np.nan, "feat_level": np.nan, "prev_x": np.nan, "dev": np.nan, "expected": np.nan,
+    "lo": np.inf, "hi": -np.inf, "level_lo": np.inf, "level_hi": -np.inf,
+}  # fmt: skip
 
 
 class BaselineDetector(Detector):
@@ -191,19 +198,7 @@ class BaselineDetector(Detector):
         self._meter_of = np.array([index[k.meter] for k in self.series], dtype=np.int64)
         units = [ctx.quantity(k.quantity).unit for k in self.series]
         self._units = units
-        nan = np.full(rows, np.nan)
-        self.s: dict[str, Any] = {name: nan.copy() for name in _ROW_STATE}
-        for name in (
-            "record", "record_cold", "record_open", "feat_var", "scale", "level_scale", "offset",
-            "jump_hi", "feat_dev", "dev_hi",
-        ):  # fmt: skip
-            self.s[name] = np.zeros(rows)
-        self.s["lo"] = np.full(rows, np.inf)
-        self.s["hi"] = np.full(rows, -np.inf)
-        self.s["level_lo"] = np.full(rows, np.inf)
-        self.s["level_hi"] = np.full(rows, -np.inf)
-        self.s["var_lo"] = np.full(rows, np.inf)
-        self.s["var_hi"] = np.full(rows, -np.inf)
+        self.s: dict[str, Any] = {name: np.full(rows, _FRESH[name]) for name in _FLOAT_ROWS}
         self.s["seen"] = np.zeros(rows, dtype=np.int64)
         self.s["quiet"] = np.zeros(rows, dtype=np.int64)  # slots until a deviation may open
         self.s["hold"] = np.zeros(rows, dtype=np.int64)
@@ -267,6 +262,7 @@ class BaselineDetector(Detector):
             s["open"],
             s["meter_open"],
             self._meter_of,
+            np.array([_FRESH[name] for name in _FLOAT_ROWS]),
         )
         for i, name in enumerate(_FLOAT_ROWS):
             s[name] = fs[i]
@@ -300,6 +296,7 @@ class BaselineDetector(Detector):
             "scale": rate(p.scale_tau_h),
             "feature": rate(p.feature_tau_h),
             "decay": 0.5 ** (step / (p.record_half_life_d * DAY_MS)),
+            "scale_slow": rate(p.scale_slow_tau_h),
             "warm": max(int(p.warmup_d * DAY_MS / step), p.warmup_min_slots),
             "hold": max(1, round(p.hold_h * HOUR_MS / step)),
             "quiet": round(p.deviation_quiet_h * HOUR_MS / step),
@@ -345,9 +342,8 @@ _REASONS = {
     -1: "deviation",
     0: "new_value_extreme",
     1: "new_level_extreme",
-    2: "new_variability_high",
-    3: "new_largest_jump",
-    4: "new_deviation_high",
+    2: "new_largest_jump",
+    3: "new_deviation_high",
 }
 
 

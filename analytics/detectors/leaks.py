@@ -8,12 +8,18 @@ zones; the only loop is over the hours a block completes. Per zone:
 * **consumption** per slot, ``Σ inflow − Σ outflow − area · d(level)/dt``
   (:mod:`analytics.detectors.networks`), averaged over local hours (a mean, not a median: a
   compressor's air is on or off minute by minute); an hour in which a meter of the zone
-  shows a flow far outside its own range, or is stuck (reading by reading, the meter-fault
-  detector's rule, past the longest run of one value the meter has shown: a steady pump
-  may hold one for hours), is not judged (such a register is the meter-fault detector's),
-  nor one taken net of production that a silent production meter leaves unknown; an excess
-  that began with a stuck meter is withdrawn (a leak names a zone, never a meter, so the
-  event book's hold on a faulty meter's findings cannot catch it);
+  shows a flow far outside its own range, or is stuck (a flow or a tank level, reading by
+  reading, the meter-fault detector's rule, past the longest run of one value the meter
+  has shown that was not itself judged stuck — unless it held one that long twice: a
+  steady pump may hold one for hours), is not judged (such a register is the meter-fault
+  detector's), nor one taken net of production that a silent production meter leaves
+  unknown; an excess whose first hour a stuck run had begun by is withdrawn (a leak names
+  a zone, never a meter, so the event book's hold on a faulty meter's findings cannot
+  catch it). A flow held at its top (as high as the meter ever read, or its nameplate)
+  is a meter at the end of its range, reading less than flows: for a zone it feeds, the
+  hour is a lower bound, judged where it already stands over the baseline (a burst under
+  a saturated meter is still found; ``zone_balance`` marks the hour ``lower_bound``, the
+  event counts such hours); for a zone it leaves, the hour has no bound and is not judged;
 * a **baseline** for each hour of the day: the median of the same hour on the last
   ``days`` days of the same kind (workday, Saturday, Sunday, holiday, from the park's
   calendar: ``ctx.day_types``; make-up workdays are workdays), at least ``min_days`` of
@@ -238,19 +244,36 @@ class ZoneLeaks(Detector):
         self.gamma = np.zeros(nz)  # the zone's flow per kW of production
         self.hour_slots = max(1, HOUR_MS // ctx.step_ms)
         self.ring = self.p.days * 24
-        self.flow_rows = np.flatnonzero(~lay.is_level)
-        # the stuck-value check on each flow meter, reading by reading, as the meter-fault
-        # detector makes it (kernels.stuck_runs), and the longest run of equal readings each
-        # has shown: a steady pump may read one value for hours, a meter that did not is stuck
-        nf, mf = self.flow_rows.size, MeterFaultParams()
+        # the stuck-value check on each flow and tank-level meter, reading by reading, as the
+        # meter-fault detector makes it (kernels.stuck_runs), and the longest run of equal
+        # readings each has shown: a steady pump may read one value for hours, a meter that
+        # did not is stuck (a level held still hides what the tank gives or takes)
+        mf = MeterFaultParams()
         self.stuck_slots = max(mf.stuck_slots, int(np.ceil(15 * 60_000 / ctx.step_ms)))
-        self.st_prev = np.full(nf, np.nan)
-        self.st_run = np.zeros(nf, dtype=np.int64)
-        self.st_lively = np.zeros(nf, dtype=bool)
-        self.st_changed = np.zeros((nf, mf.lively_window), dtype=np.int8)
-        self.st_seen = np.zeros((nf, mf.lively_window), dtype=np.int8)
-        self.st_longest = np.zeros(nf, dtype=np.int64)
-        self.stuck_now = np.zeros(nf, dtype=bool)  # stuck in some reading this hour
+        self.st_prev = np.full(nlay, np.nan)
+        self.st_run = np.zeros(nlay, dtype=np.int64)
+        self.st_lively = np.zeros(nlay, dtype=bool)
+        self.st_changed = np.zeros((nlay, mf.lively_window), dtype=np.int8)
+        self.st_seen = np.zeros((nlay, mf.lively_window), dtype=np.int8)
+        self.st_longest = np.zeros(nlay, dtype=np.int64)  # from runs not judged stuck
+        self.st_flagged = np.zeros(nlay, dtype=np.int64)  # the longest run judged stuck
+        self.st_telling = np.zeros(nlay, dtype=bool)  # the last slot's run told
+        self.st_since = np.zeros(nlay, dtype=np.int64)  # ms of the current run's first reading
+        self.st_max = np.full(nlay, -np.inf)  # the highest reading so far
+        self.st_run_top = np.full(nlay, -np.inf)  # …before the current run began
+        # a flow meter's range top, where its nameplate says (a reading there is a lower bound)
+        specs = ctx.tree.meters
+        self.rated = np.array(
+            [
+                float(specs[k.meter].spec.rated or np.inf) if k.meter in specs else np.inf
+                for k in lay.series
+            ]
+        )
+        self.rated[lay.is_level] = np.inf
+        # this hour, per layout row: the earliest local hour a run judged stuck began (inf:
+        # none), and the same for a flow meter pinned at its top
+        self.stuck_from = np.full(nlay, np.inf)
+        self.pinned_from = np.full(nlay, np.inf)
         self.inflow = np.zeros((nz, nr))  # [zones, rows]
         self.inflow[:, :nlay] = np.where(lay.sign > 0, 1.0, 0.0)
         self.accuracy = np.array([z.accuracy for z in lay.zones])
@@ -285,7 +308,10 @@ class ZoneLeaks(Detector):
         self.h_excess = np.full((nz, self.ring), np.nan)  # hour mean − baseline
         self.h_clean = np.zeros((nz, self.ring), dtype=bool)  # usable for baselines
         self.h_flow = np.full((nr, self.ring), np.nan)
-        self.h_stuck = np.zeros((nz, self.ring), dtype=bool)  # a meter of the zone was stuck
+        # the earliest local hour a run began of a meter of the zone stuck that hour (or an
+        # outflow pinned at its top: the zone's consumption is then no bound), inf if none
+        self.h_stuck_from = np.full((nz, self.ring), np.inf)
+        self.h_lower = np.zeros((nz, self.ring), dtype=bool)  # an inflow pinned at its top
         # per zone
         self.cusum = np.zeros(nz)
         self.state_ = np.zeros(nz, dtype=np.int64)
@@ -310,13 +336,22 @@ class ZoneLeaks(Detector):
         within = (local % HOUR_MS) // block.step_ms
         ends = times + block.step_ms
         cuts = np.flatnonzero(np.r_[True, hours[1:] != hours[:-1], True])
-        stuck = self._stuck(block)
+        stuck, pinned, since = self._stuck(block)
+        # the local hour each flagged reading's run began (few are flagged: only those)
+        from_stuck = np.full(stuck.shape, np.inf)
+        from_pinned = np.full(stuck.shape, np.inf)
+        if stuck.any():
+            run_hour = self.ctx.local_ms(since[stuck]) // HOUR_MS
+            from_stuck[stuck & ~pinned] = run_hour[~pinned[stuck]]
+            from_pinned[pinned] = run_hour[pinned[stuck]]
         for a, b in zip(cuts[:-1].tolist(), cuts[1:].tolist(), strict=True):
             hour = int(hours[a])
             if hour != self.hour:
                 self._start_hour(hour)
             self.buf[:, within[a:b]] = net[:, a:b]
-            self.stuck_now |= stuck[:, a:b].any(axis=1)
+            if b > a:
+                self.stuck_from = np.fmin(self.stuck_from, from_stuck[:, a:b].min(axis=1))
+                self.pinned_from = np.fmin(self.pinned_from, from_pinned[:, a:b].min(axis=1))
             flows = block.values[:, a:b]
             seen = np.isfinite(flows)
             self.flow_sum += np.where(seen, flows, 0.0).sum(axis=1)
@@ -356,14 +391,21 @@ class ZoneLeaks(Detector):
             "h_excess",
             "h_clean",
             "h_flow",
-            "h_stuck",
+            "h_stuck_from",
+            "h_lower",
             "st_prev",
             "st_run",
             "st_lively",
             "st_changed",
             "st_seen",
             "st_longest",
-            "stuck_now",
+            "st_flagged",
+            "st_telling",
+            "st_since",
+            "st_max",
+            "st_run_top",
+            "stuck_from",
+            "pinned_from",
             "co",
             "h_cov",
             "h_var",
@@ -385,7 +427,8 @@ class ZoneLeaks(Detector):
         self.flow_sum[:] = 0.0
         self.flow_n[:] = 0.0
         self.co[:] = 0.0
-        self.stuck_now[:] = False
+        self.stuck_from[:] = np.inf
+        self.pinned_from[:] = np.inf
 
     def _finish_hour(self, at_ms: int, out: Output) -> None:
         hour = self.hour
@@ -408,7 +451,19 @@ class ZoneLeaks(Detector):
             self._fit_production()
         prod = self._production(flow)
         base, spread = self._baseline(hour, daytype)
-        plausible, out_of_range = self._plausible(flow, self.stuck_now)
+        # a meter of the zone stuck (or an outflow pinned at its top: the zone's consumption
+        # then has no bound) leaves the hour unjudged; an inflow pinned at its top makes the
+        # hour a lower bound, judged only where it stands over the baseline already
+        lay = self.layout
+        zone_from = np.fmin(
+            np.where(lay.uses, self.stuck_from[None, :], np.inf).min(axis=1),
+            np.where(lay.sign < 0, self.pinned_from[None, :], np.inf).min(axis=1),
+        )
+        unjudged = np.isfinite(zone_from)
+        lower = (lay.sign > 0) & np.isfinite(self.pinned_from)[None, :]
+        lower = lower.any(axis=1) & ~unjudged
+        flagged = np.isfinite(self.stuck_from) | np.isfinite(self.pinned_from)
+        plausible, out_of_range = self._plausible(flow, flagged, unjudged)
         raw = np.where(plausible, mean, np.nan)
         explained = self._explained(self.gamma, prod)
         value = raw - explained
@@ -419,7 +474,7 @@ class ZoneLeaks(Detector):
         scale = np.where(np.isfinite(spread), np.maximum(spread, np.maximum(floor, 1e-6)), np.nan)
         with np.errstate(invalid="ignore"):
             z = (value - base) / scale
-        judged = np.isfinite(z)
+        judged = np.isfinite(z) & (~lower | (z >= self.p.k))
         self.h_id[pos] = hour
         self.h_daytype[pos] = daytype
         self.h_value[:, pos] = raw
@@ -427,7 +482,8 @@ class ZoneLeaks(Detector):
         self.h_mean[:, pos] = mean
         self.h_excess[:, pos] = mean - base
         self.h_flow[:, pos] = np.where(out_of_range, np.nan, flow)
-        self.h_stuck[:, pos] = self._zones_of(self.stuck_now)
+        self.h_stuck_from[:, pos] = zone_from
+        self.h_lower[:, pos] = lower
         sn, sf, snf, sff, cnt = self.co
         with np.errstate(all="ignore"):
             enough_slots = cnt >= self.hour_slots / 2
@@ -438,7 +494,10 @@ class ZoneLeaks(Detector):
         rising = (self.cusum > 0) & (self.onset < 0)
         self.onset[rising] = hour
         self.onset[(self.cusum == 0) & (self.state_ == QUIET)] = -1
-        self.burst |= judged & (z >= self.p.burst_z) & (self.state_ == QUIET)
+        # (a lower bound that reaches a burst's score while the excess is told apart: a step
+        # hidden under an inflow meter's top)
+        stepped = (self.state_ == QUIET) | (lower & (self.state_ == DECIDING))
+        self.burst |= judged & (z >= self.p.burst_z) & stepped
         self.burst[(self.cusum == 0) & (self.state_ == QUIET)] = False
         self.quiet = np.where(judged & (z < 1.0), self.quiet + 1, np.where(judged, 0, self.quiet))
         for zi in np.flatnonzero(np.isfinite(mean)).tolist():
@@ -449,6 +508,10 @@ class ZoneLeaks(Detector):
             if judged[zi]:
                 fields["baseline"] = round(float(base[zi]), 4)
                 fields["score"] = round(float(z[zi]), 3)
+            if unjudged[zi]:
+                fields["meter_stuck"] = True  # not judged: a meter of the zone is stuck
+            if lower[zi]:
+                fields["lower_bound"] = True  # an inflow meter at its top: at least this
             zone = self.layout.zones[zi]
             out.points.append(
                 DerivedPoint(
@@ -474,7 +537,7 @@ class ZoneLeaks(Detector):
         for zi in range(len(self.layout.zones)):
             self._judge(zi, hour, at_ms, float(z[zi]) if judged[zi] else None, night, out)
         # an hour of an open event, or one being told apart, is not what the zone normally does
-        self.h_clean[:, pos] = np.isfinite(value) & (self.state_ == QUIET)
+        self.h_clean[:, pos] = np.isfinite(value) & (self.state_ == QUIET) & ~lower
 
     def _window(self, hour: int, count: int, step: int) -> tuple[IntArray, BoolArray]:
         """Ring positions of ``count`` hours before ``hour`` spaced ``step`` apart, and which
@@ -624,12 +687,15 @@ class ZoneLeaks(Detector):
         use &= self.prod.any(axis=1)
         self.gamma = np.where(use, gamma, 0.0)
 
-    def _plausible(self, flow: FloatArray, stuck: BoolArray) -> tuple[BoolArray, BoolArray]:
+    def _plausible(
+        self, flow: FloatArray, flagged: BoolArray, unjudged: BoolArray
+    ) -> tuple[BoolArray, BoolArray]:
         """Per zone: every meter's hourly flow within what that meter has shown (its range
-        over the days kept, widened by the range itself) and no meter stuck this hour
-        (``stuck``, per flow row): a word-swapped or stuck register is a meter's fault, not
-        consumption, and the meter-fault detector reports it. Also which rows were out of
-        their range or stuck (kept out of the history)."""
+        over the days kept, widened by the range itself) and the zone not ``unjudged`` (a
+        meter of it stuck this hour): a word-swapped or stuck register is a meter's fault,
+        not consumption, and the meter-fault detector reports it. Also which rows were out
+        of their range or ``flagged`` (stuck or pinned at their top, per layout row: kept
+        out of the history)."""
         out_of_range = np.zeros(flow.size, dtype=bool)
         if (self.h_id >= 0).sum() >= 24:
             history = self.h_flow[:, self.h_id >= 0]
@@ -639,24 +705,26 @@ class ZoneLeaks(Detector):
                 hi = np.nanmax(history, axis=1)
             room = np.fmax(hi - lo, 0.1 * np.abs(hi))
             out_of_range = ~((flow >= lo - room) & (flow <= hi + room)) & np.isfinite(lo)
-        out_of_range[self.flow_rows] |= stuck
         bad = out_of_range[: self.nlay] & ~self.layout.is_level
-        return ~self._zones_of(bad[self.flow_rows]), out_of_range
+        plausible = ~(self._zones_of(bad) | unjudged)
+        out_of_range[: self.nlay] |= flagged
+        return plausible, out_of_range
 
     def _zones_of(self, rows: BoolArray) -> BoolArray:
-        """Per zone: whether one of these flow rows is a meter of it."""
-        flows = self.layout.uses[:, self.flow_rows].astype(np.float64)
-        zones: BoolArray = (flows @ rows.astype(np.float64)) > 0
+        """Per zone: whether one of these layout rows is a meter of it."""
+        zones: BoolArray = (self.layout.uses.astype(np.float64) @ rows.astype(np.float64)) > 0
         return zones
 
-    def _stuck(self, block: Block) -> BoolArray:
-        """[flow rows, slots]: a reading in a stuck run — the meter-fault detector's rule
+    def _stuck(self, block: Block) -> tuple[BoolArray, BoolArray, IntArray]:
+        """[layout rows, slots]: a reading in a stuck run — the meter-fault detector's rule
         (the same value for ``stuck_slots`` slots and a quarter of an hour, from a meter that
         changed at almost every reading before, not zero) and longer than any run of one
-        value the meter has shown before. Per reading, not per hour: the first hour of a
-        district meter stuck at its evening flow is already a burst against the night."""
-        rows = self.flow_rows
-        values = np.ascontiguousarray(block.values[rows])
+        value the meter has shown before; of those, a flow pinned at its top (as high as it
+        ever read before the run, or its nameplate): a meter at the end of its range reads
+        less than flows, a lower bound; and the ms each reading's run began (its first
+        reading). Per reading, not per hour: the first hour of a district meter stuck at its
+        evening flow is already a burst against the night."""
+        values = np.ascontiguousarray(block.values[: self.nlay])
         n, slots = values.shape
         run0 = self.st_run.copy()
         long_run = np.empty((n, slots), dtype=bool)
@@ -665,8 +733,8 @@ class ZoneLeaks(Detector):
         mf = MeterFaultParams()
         stuck_runs(
             values,
-            np.ascontiguousarray(block.low[rows]),
-            np.ascontiguousarray(block.high[rows]),
+            np.ascontiguousarray(block.low[: self.nlay]),
+            np.ascontiguousarray(block.high[: self.nlay]),
             self.st_prev,
             self.st_run,
             self.st_changed,
@@ -688,18 +756,73 @@ class ZoneLeaks(Detector):
         last = np.maximum.accumulate(np.where(live, cols, -1), axis=1)
         since = np.take_along_axis(count, np.maximum(last, 0), axis=1)
         run: IntArray = count - np.where(last >= 0, since, -run0[:, None])
-        # runs that ended teach the meter's longest (a stuck one too: a meter that once held a
-        # value that long is judged stuck only past it, never falsely) from the slot they end
-        # on, as if fed slot by slot: the same flags whatever the block size (a changed
-        # reading's own run is 0, so counting the run it ends at its slot changes nothing)
-        before = np.concatenate([run0[:, None], run[:, :-1]], axis=1)
-        longest = np.maximum(
-            self.st_longest[:, None], np.maximum.accumulate(np.where(live, before, 0), axis=1)
-        )
+        longest = self._longest(run0, run, live, telling)
         stuck: BoolArray = telling & (run > longest)
+        # the level that ends a stuck run carries what its run hid (a tank level held still
+        # jumps to where the tank is, a volume the hour did not use): flagged with the run
+        before = np.concatenate([run0[:, None], run[:, :-1]], axis=1)
+        told = np.concatenate([self.st_telling[:, None], telling[:, :-1]], axis=1)
+        known = np.concatenate([self.st_longest[:, None], longest[:, :-1]], axis=1)
+        ended = live & told & (before > known) & self.layout.is_level[:, None]
+        # how high the meter read before each reading's run began
+        seen_max = np.maximum.accumulate(
+            np.concatenate([self.st_max[:, None], np.where(live, values, -np.inf)], axis=1),
+            axis=1,
+        )
+        began = np.maximum(last, 0)
+        top = np.where(
+            last >= 0, np.take_along_axis(seen_max, began, axis=1), self.st_run_top[:, None]
+        )
+        day = (self.h_id >= 0).sum() >= 24  # a day of readings says where the top is
+        with np.errstate(invalid="ignore"):
+            at_top = (day & (values >= top)) | (values >= 0.995 * self.rated[:, None])
+        pinned: BoolArray = stuck & at_top & ~self.layout.is_level[:, None]
+        times = block.times()
+        run_ms: IntArray = np.where(last >= 0, times[began], self.st_since[:, None])
+        began_ms = np.concatenate([self.st_since[:, None], run_ms[:, :-1]], axis=1)
+        stuck_ms: IntArray = np.where(ended, began_ms, run_ms)
+        stuck = stuck | ended
         if slots:
             self.st_longest = longest[:, -1].copy()
-        return stuck
+            self.st_telling = telling[:, -1].copy()
+            self.st_since = run_ms[:, -1].copy()
+            self.st_max = seen_max[:, -1].copy()
+            self.st_run_top = top[:, -1].copy()
+        return stuck, pinned, stuck_ms
+
+    def _longest(
+        self, run0: IntArray, run: IntArray, live: BoolArray, telling: BoolArray
+    ) -> IntArray:
+        """[rows, slots]: the longest run of one value each meter has shown, as known at each
+        slot — learnt from the runs that ended (from the slot they end on, as if fed slot by
+        slot: the same flags whatever the block size). A run judged stuck teaches it only
+        once the meter held one value that long twice (a steady pump's nights; one stuck
+        episode of 7 hours must not spare every later one shorter): it teaches the shorter
+        of itself and the longest stuck run before it."""
+        before = np.concatenate([run0[:, None], run[:, :-1]], axis=1)
+        told = np.concatenate([self.st_telling[:, None], telling[:, :-1]], axis=1)
+        ends = live & (before > 0)
+        # a run that did not tell was never judged stuck; one that told was, if it was longer
+        # than the longest known then (else it teaches nothing new)
+        longest: IntArray = np.maximum(
+            self.st_longest[:, None],
+            np.maximum.accumulate(np.where(ends & ~told, before, 0), axis=1),
+        )
+        for r in np.flatnonzero((ends & told & (before > longest)).any(axis=1)).tolist():
+            known, flagged = int(self.st_longest[r]), int(self.st_flagged[r])
+            prev = 0
+            for k in np.flatnonzero(ends[r]).tolist():
+                longest[r, prev:k] = known
+                ended = int(before[r, k])
+                if not told[r, k]:
+                    known = max(known, ended)
+                elif ended > known:
+                    known = max(known, min(ended, flagged))
+                    flagged = max(flagged, ended)
+                prev = k
+            longest[r, prev:] = known
+            self.st_flagged[r] = flagged
+        return longest
 
     def _night_flow(self, hour: int, at_ms: int) -> dict[str, Any] | None:
         """At the end of the local night: each zone's minimum night flow, and the same for the
@@ -746,9 +869,11 @@ class ZoneLeaks(Detector):
             return
         since = min(hour - int(self.onset[zi]) + 2, self.ring - 1)
         pos, held = self._window(hour + 1, max(2, since), 1)
-        if (self.h_stuck[zi, pos] & held).any():
-            # a meter of the zone stuck since the hour before the excess began: its reading,
-            # not the water, is what moved (the meter-fault detector reports it)
+        if (held & (self.h_stuck_from[zi, pos] <= self.onset[zi])).any():
+            # a meter of the zone stuck in a run that began by the hour the excess began: its
+            # reading, not the water, is what moved (the meter-fault detector reports it). A
+            # run that began later (flagged once it outgrew the meter's longest, maybe hours
+            # after it began) leaves an excess that came before it standing
             self._reset(zi)
             return
         if self.cusum[zi] < self.p.h / 2:
@@ -816,7 +941,9 @@ class ZoneLeaks(Detector):
             # an outflow meter reading low adds to the zone (β rises); an inflow one takes away
             signed = change * -sign
             share = abs(change) / (1 + abs(change))
-            flow = float(np.nanmean(self.h_flow[row, pos][after]))
+            flows = self.h_flow[row, pos][after]  # (NaN while the meter was stuck)
+            flows = flows[np.isfinite(flows)]
+            flow = float(flows.mean()) if flows.size else float("nan")
             explains = abs(signed * flow - excess) < 0.75 * abs(excess) + 1e-9
             if DEBUG:
                 DBG.append(
@@ -967,6 +1094,11 @@ class ZoneLeaks(Detector):
             "cusum": round(float(self.cusum[zi]), 2),
             "onset_hours_ago": int(hour - self.onset[zi] + 1),
         }
+        pos, held = self._window(hour + 1, min(hour - int(self.onset[zi]) + 1, self.ring - 1), 1)
+        bounded = int((held & self.h_lower[zi, pos]).sum())
+        if bounded:
+            # hours read with an inflow meter pinned at its top: the excess is at least this
+            evidence["lower_bound_hours"] = bounded
         if night is not None and np.isfinite(night["mnf"][zi]):
             evidence["min_night_flow"] = round(float(night["mnf"][zi]), 3)
             if np.isfinite(night["usual"][zi]):
