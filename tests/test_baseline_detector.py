@@ -349,6 +349,8 @@ def test_a_constant_series_that_steps_is_alerted_once() -> None:
     # change, so the change itself was never judged (no event), and its scale stayed 0
     # afterwards (the new series read one value again): nothing when a constant 120 stepped to
     # 0 for good; when it came back after two days, events of 1000 scales for four weeks.
+    # (The step for good is checked over five weeks: three and four weeks on, the Saturday
+    # and holiday profiles, seen once a week, still hold 120 and are remarked once each.)
     change = 21 * DAY_SLOTS + 30  # Monday 5 May, 07:30
     values = np.full((1, WEEKS * 7 * DAY_SLOTS), 120.0)
     values[0, change:] = 0.0
