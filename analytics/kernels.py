@@ -86,6 +86,73 @@ def add_one_per_cell(
 
 
 @_compiled
+def _stuck_row(
+    v: npt.NDArray[np.float64],
+    low: npt.NDArray[np.float64],
+    high: npt.NDArray[np.float64],
+    b: int,
+    s: int,
+    prev: npt.NDArray[np.float64],
+    equal_run: npt.NDArray[np.int64],
+    hist_changed: npt.NDArray[np.int8],
+    hist_seen: npt.NDArray[np.int8],
+    lively: npt.NDArray[np.bool_],
+    main: npt.NDArray[np.bool_],
+    stuck_slots: int,
+    lively_share: float,
+    lively_readings: int,
+    ch: npt.NDArray[np.int8],
+    se: npt.NDArray[np.int8],
+    long_run: npt.NDArray[np.bool_],
+    telling: npt.NDArray[np.bool_],
+    live: npt.NDArray[np.bool_],
+) -> None:
+    """``stuck_runs`` for block row ``b`` (state row ``s``): its slots' flags into the 1-D
+    ``long_run``, ``telling``, ``live``; ``ch`` and ``se`` are scratch (window + slots)."""
+    slots = v.shape[1]
+    w = hist_changed.shape[1]
+    before = prev[s]
+    run = equal_run[s]
+    is_lively = lively[s]
+    sum_ch = 0
+    sum_se = 0
+    for j in range(w):
+        ch[j] = hist_changed[s, j]
+        se[j] = hist_seen[s, j]
+        sum_ch += ch[j]
+        sum_se += se[j]
+    for k in range(slots):
+        x = v[b, k]
+        seen = np.isfinite(x)
+        # a slot repeats when its readings are one value, the previous slot's
+        equal = seen and low[b, k] == high[b, k] and x == before
+        changed = seen and not equal and np.isfinite(before)
+        if seen and not equal:
+            run = 0
+        elif equal:
+            run += 1
+        # the window of the last w slots up to this one
+        ch[w + k] = 1 if changed else 0
+        se[w + k] = 1 if seen else 0
+        sum_ch += ch[w + k] - ch[k]
+        sum_se += se[w + k] - se[k]
+        if changed:
+            is_lively = (sum_ch >= lively_share * max(sum_se, 1)) and (sum_se >= lively_readings)
+        long = run >= stuck_slots
+        long_run[k] = long
+        telling[k] = long and is_lively and main[s] and abs(x) > 0
+        live[k] = seen and not equal
+        if seen:
+            before = x
+    prev[s] = before
+    equal_run[s] = run
+    lively[s] = is_lively
+    for j in range(w):
+        hist_changed[s, j] = ch[slots + j]
+        hist_seen[s, j] = se[slots + j]
+
+
+@_compiled
 def stuck_runs(
     v: npt.NDArray[np.float64],
     low: npt.NDArray[np.float64],
@@ -116,48 +183,75 @@ def stuck_runs(
     ch = np.empty(w + slots, dtype=np.int8)
     se = np.empty(w + slots, dtype=np.int8)
     for r in range(rows):
-        s = state_rows[r]
-        before = prev[s]
-        run = equal_run[s]
-        is_lively = lively[s]
-        sum_ch = 0
-        sum_se = 0
-        for j in range(w):
-            ch[j] = hist_changed[s, j]
-            se[j] = hist_seen[s, j]
-            sum_ch += ch[j]
-            sum_se += se[j]
+        _stuck_row(v, low, high, r, state_rows[r], prev, equal_run, hist_changed, hist_seen,
+                   lively, main, stuck_slots, lively_share, lively_readings, ch, se,
+                   long_run[r], telling[r], live[r])  # fmt: skip
+
+
+@_compiled
+def stuck_meters(
+    v: npt.NDArray[np.float64],
+    low: npt.NDArray[np.float64],
+    high: npt.NDArray[np.float64],
+    rows: npt.NDArray[np.int64],
+    meter_of: npt.NDArray[np.intp],
+    prev: npt.NDArray[np.float64],
+    equal_run: npt.NDArray[np.int64],
+    hist_changed: npt.NDArray[np.int8],
+    hist_seen: npt.NDArray[np.int8],
+    lively: npt.NDArray[np.bool_],
+    main: npt.NDArray[np.bool_],
+    stuck_slots: int,
+    lively_share: float,
+    lively_readings: int,
+    stuck: npt.NDArray[np.bool_],
+    live: npt.NDArray[np.bool_],
+) -> None:
+    """``stuck_runs`` over the block's ``rows`` (block and state rows alike), read in place
+    and judged per meter (``meter_of`` each row's; ``stuck`` and ``live``: meters × slots):
+    stuck where every reporting row of the meter is in a long run (some reports, none out of
+    a run) and one of them tells; live where any row showed life. See
+    ``MeterFaults._stuck``."""
+    slots = v.shape[1]
+    w = hist_changed.shape[1]
+    ch = np.empty(w + slots, dtype=np.int8)
+    se = np.empty(w + slots, dtype=np.int8)
+    long_run = np.empty(slots, dtype=np.bool_)
+    telling = np.empty(slots, dtype=np.bool_)
+    live_row = np.empty(slots, dtype=np.bool_)
+    m = stuck.shape[0]
+    seen_any = np.zeros((m, slots), dtype=np.bool_)
+    out_of_run = np.zeros((m, slots), dtype=np.bool_)
+    tells = np.zeros((m, slots), dtype=np.bool_)
+    live[:, :] = False
+    for i in range(rows.size):
+        r = rows[i]
+        _stuck_row(v, low, high, r, r, prev, equal_run, hist_changed, hist_seen, lively, main,
+                   stuck_slots, lively_share, lively_readings, ch, se, long_run, telling,
+                   live_row)  # fmt: skip
+        mi = meter_of[i]
         for k in range(slots):
-            x = v[r, k]
-            seen = np.isfinite(x)
-            # a slot repeats when its readings are one value, the previous slot's
-            equal = seen and low[r, k] == high[r, k] and x == before
-            changed = seen and not equal and np.isfinite(before)
-            if seen and not equal:
-                run = 0
-            elif equal:
-                run += 1
-            # the window of the last w slots up to this one
-            ch[w + k] = 1 if changed else 0
-            se[w + k] = 1 if seen else 0
-            sum_ch += ch[w + k] - ch[k]
-            sum_se += se[w + k] - se[k]
-            if changed:
-                is_lively = (sum_ch >= lively_share * max(sum_se, 1)) and (
-                    sum_se >= lively_readings
-                )
-            long = run >= stuck_slots
-            long_run[r, k] = long
-            telling[r, k] = long and is_lively and main[s] and abs(x) > 0
-            live[r, k] = seen and not equal
-            if seen:
-                before = x
-        prev[s] = before
-        equal_run[s] = run
-        lively[s] = is_lively
-        for j in range(w):
-            hist_changed[s, j] = ch[slots + j]
-            hist_seen[s, j] = se[slots + j]
+            seen = np.isfinite(v[r, k])
+            seen_any[mi, k] |= seen
+            out_of_run[mi, k] |= seen and not long_run[k]
+            tells[mi, k] |= telling[k]
+            live[mi, k] |= live_row[k]
+    for mi in range(m):
+        for k in range(slots):
+            stuck[mi, k] = seen_any[mi, k] and not out_of_run[mi, k] and tells[mi, k]
+
+
+@_compiled
+def any_by(
+    values: npt.NDArray[np.bool_], groups: npt.NDArray[np.intp], out: npt.NDArray[np.bool_]
+) -> None:
+    """Per group (``out``'s rows) and column: whether any of its rows (``groups``: each
+    row's) holds."""
+    out[:, :] = False
+    for r in range(values.shape[0]):
+        g = groups[r]
+        for k in range(values.shape[1]):
+            out[g, k] |= values[r, k]
 
 
 @_compiled
@@ -915,11 +1009,15 @@ def route_readings(
     npt.NDArray[np.int64],
     npt.NDArray[np.int64],
     npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
 ]:
     """Readings (not already known duplicates, not of table ``skip_table``) to their tables'
     slots (``Table.add``): per reading its slot and whether it is late (its slot before its
     ``threshold``); per table its late readings, those refused as ``ahead`` of the clock, and
-    the first and last slot of the others (first > last: none)."""
+    the first and last slot of the others (first > last: none); and the others' positions
+    grouped by table, in their order within each (table ``t``'s are
+    ``order[offsets[t]:offsets[t + 1]]``)."""
     n = series.size
     slot = np.empty(n, dtype=np.int64)
     late = np.zeros(n, dtype=np.bool_)
@@ -927,6 +1025,8 @@ def route_readings(
     ahead_n = np.zeros(tables, dtype=np.int64)
     first = np.full(tables, np.iinfo(np.int64).max, dtype=np.int64)
     last = np.full(tables, np.iinfo(np.int64).min, dtype=np.int64)
+    kept = np.full(n, -1, dtype=np.int64)
+    offsets = np.zeros(tables + 1, dtype=np.int64)
     for i in range(n):
         if duplicate[i]:
             continue
@@ -946,50 +1046,46 @@ def route_readings(
             continue
         first[tb] = min(first[tb], s)
         last[tb] = max(last[tb], s)
-    return slot, late, late_n, ahead_n, first, last
+        kept[i] = tb
+        offsets[tb + 1] += 1
+    # the kept readings grouped by table (a counting sort: one pass, order kept within)
+    for t in range(tables):
+        offsets[t + 1] += offsets[t]
+    order = np.empty(offsets[tables], dtype=np.int64)
+    fill = offsets[:tables].copy()
+    for i in range(n):
+        tb = kept[i]
+        if tb >= 0:
+            order[fill[tb]] = i
+            fill[tb] += 1
+    return slot, late, late_n, ahead_n, first, last, order, offsets
 
 
 @_compiled
 def table_cells(
+    where: npt.NDArray[np.int64],
     series: npt.NDArray[np.int64],
     t_ms: npt.NDArray[np.int64],
     value: npt.NDArray[np.float64],
-    threshold: npt.NDArray[np.int64],
-    duplicate: npt.NDArray[np.bool_],
     slot: npt.NDArray[np.int64],
-    series_table: npt.NDArray[np.int64],
     series_row: npt.NDArray[np.int64],
-    table: int,
-    ahead: int,
     base: int,
-    capacity: int,
+    rows: int,
     head: int,
 ) -> tuple[
     npt.NDArray[np.int64],
     npt.NDArray[np.int64],
-    npt.NDArray[np.int64],
     npt.NDArray[np.float64],
 ]:
-    """The readings ``route_readings`` kept for one table, in their order: their positions,
-    flat cells in the table's buffers (row · capacity + head + slot − base), times, values."""
-    n = series.size
-    where = np.empty(n, dtype=np.int64)
-    m = 0
-    for i in range(n):
-        if duplicate[i] or series_table[series[i]] != table:
-            continue
-        s = slot[i]
-        if s < threshold[i] or s >= ahead:
-            continue
-        where[m] = i
-        m += 1
-    where = where[:m]
+    """The readings ``route_readings`` kept for one table (``where``, in their order): their
+    flat cells in the table's buffers ((head + slot − base) · rows + row), times, values."""
+    m = where.size
     cell = np.empty(m, dtype=np.int64)
     t = np.empty(m, dtype=np.int64)
     v = np.empty(m)
     for j in range(m):
         i = where[j]
-        cell[j] = series_row[series[i]] * capacity + (head + (slot[i] - base))
+        cell[j] = (head + (slot[i] - base)) * rows + series_row[series[i]]
         t[j] = t_ms[i]
         v[j] = value[i]
-    return where, cell, t, v
+    return cell, t, v

@@ -39,6 +39,7 @@ from analytics.detectors import DETECTORS
 from analytics.engine.contract import DerivedPoint, SeriesKey
 from analytics.engine.engine import Advanced, Batch, ParkEngine, Rows
 from analytics.settings import AnalyticsSettings
+from analytics.warm import warm_up
 from parkwatch import mqtt, topics
 from parkwatch.events import Event
 from parkwatch.influx import InfluxError, InfluxReader, InfluxWriter, ensure_database, quote_ident
@@ -145,6 +146,9 @@ class AnalyticsService:
                     await stack.enter_async_context(
                         serve_status(app, s.http_host, s.http_port, "analytics")
                     )
+                # before subscribing: compiled on the first live window instead, the kernels
+                # (seconds with an empty cache) would make its alerts that much late
+                await asyncio.to_thread(self._warm_kernels)
                 tasks = [
                     asyncio.create_task(self._write_outputs(writer), name="analytics-output"),
                     asyncio.create_task(self._publish_alerts(), name="analytics-alerts"),
@@ -424,6 +428,18 @@ class AnalyticsService:
                 await asyncio.sleep(config.interval_s)
 
     # --- warm-up and snapshots ------------------------------------------------------------
+
+    def _warm_kernels(self) -> None:
+        """Compile (or load from numba's cache) every kernel the parks' detectors use, on a
+        throwaway engine per park (``analytics.warm``)."""
+        started = time.perf_counter()
+        for park in self.registry.parks.values():
+            warm_up(park)
+        log.info(
+            "engine kernels compiled or loaded for %d park(s) in %.1f s",
+            len(self.registry.parks),
+            time.perf_counter() - started,
+        )
 
     async def _warm_up(self) -> None:
         """Read recent raw data back from InfluxDB through each engine."""

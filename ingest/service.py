@@ -56,6 +56,7 @@ from parkwatch.wire import (
     Rejection,
     deadletter_payload,
     parse_batch,
+    plain_message,
 )
 
 log = logging.getLogger(__name__)
@@ -97,19 +98,29 @@ class _Handled:
 
     # a plain class with slots: one is built per message received (a dataclass with
     # default factories cost more than parsing a one-reading message)
-    __slots__ = ("lines", "newest_ms", "parsed", "payload", "readings", "topic", "values")
+    __slots__ = ("parsed", "payload", "topic")
 
     def __init__(self, topic: str, payload: bytes, parsed: ParsedBatch) -> None:
         self.topic = topic
         self.payload = payload
         self.parsed = parsed
-        self.lines: list[str] = []
-        # what the metrics need of the readings, kept so that the readings themselves can go
-        # while the chunk waits for the database (a full window of them is most of ingest's
-        # memory during an outage)
-        self.readings = 0
-        self.values = 0
-        self.newest_ms = 0
+
+
+class _Source:
+    """What handling a message needs of its data topic, worked out once per topic (a gateway
+    publishes on the same one every time): per message, parsing the topic, looking up the
+    gateway's meters and deciding whether its seq is tracked cost as much as decoding a
+    one-reading message."""
+
+    __slots__ = ("gateway", "key", "meters", "park", "plain", "topic", "tracked")
+
+    def __init__(self, topic: topics.DataTopic, registry: SiteRegistry, tracked: bool) -> None:
+        self.topic = topic
+        self.park, self.gateway = topic.park, topic.gateway
+        self.key = (topic.park, topic.gateway)
+        self.plain = topic.park in registry.parks  # else only the careful path can say why
+        self.meters = registry.gateway_meters(topic.park, topic.gateway)
+        self.tracked = tracked
 
 
 def _failed(
@@ -197,8 +208,8 @@ class IngestService:
             "outliers": m.seq_outliers,
         }
         self.counters = CounterWatch()
-        # parsed data topics: a gateway sends on the same one every time
-        self._topics: dict[str, topics.DataTopic] = {}
+        # per data topic: a gateway sends on the same one every time
+        self._sources: dict[str, _Source] = {}
 
     async def run(self) -> None:
         s = self.settings
@@ -288,11 +299,41 @@ class IngestService:
         received_ms = int(received * 1000)
         self.metrics.messages.inc(len(chunk))
         handled: list[_Handled] = []
+        # _parse's common case inlined (one call per message instead of five, at one
+        # reading per message a tenth of ingest's CPU): a plainly valid message on a known
+        # topic; anything else, and any failure, goes through _parse, which says why
+        at = received_ms / 1000
+        newest_ok = received_ms + self.limits.max_future_ms
+        max_bytes, max_readings = self.limits.max_bytes, self.limits.max_readings
+        sources, observe = self._sources, self.sequences.observe
         for message in chunk:
             # in arrival order and without awaiting: seq and counter tracking rely on it
-            one = self._parse(message, received_ms)
-            if one is not None:
-                handled.append(one)
+            topic, payload = message[0], message[1]
+            source = sources.get(topic)
+            plain = None
+            if source is not None and source.plain and len(payload) <= max_bytes:
+                try:
+                    plain = plain_message(
+                        payload, source.gateway, source.meters, newest_ok, max_readings
+                    )
+                except Exception:  # a bug: _parse meets it again and dead-letters the message
+                    plain = None
+            if plain is None or source is None:
+                one = self._parse(message, received_ms)
+                if one is not None:
+                    handled.append(one)
+                continue
+            seq = plain[0]
+            parsed = ParsedBatch(source.park, source.gateway, seq, plain[1])
+            if source.tracked:
+                try:
+                    verdicts = observe(source.key, seq, at)
+                    if len(verdicts) != 1 or verdicts[0] not in _NOTHING_COUNTED:
+                        self._show_seq_counts()
+                except Exception as exc:
+                    handled.append(_failed(topic, payload, parsed.park, parsed.gateway, exc))
+                    continue
+            handled.append(_Handled(topic, payload, parsed))
         # the chunk's readings in arrival order, in one list: the counter watch and the
         # encoding go over it once (per message, each cost a call and a list, which at one
         # reading per message was a tenth of ingest's own CPU); each message keeps its share
@@ -301,28 +342,11 @@ class IngestService:
         if accepted:
             accepted = self._flag_counters(accepted, handled)
         lines = encode_lines(accepted)
-        at = values = newest_ms = 0
-        for one in handled:
-            parsed = one.parsed
-            readings = parsed.readings
-            count = len(readings)
-            if count == 1:  # a message per meter: the common case of small gateways
-                reading = readings[0]
-                one.values = len(reading.q)
-                one.newest_ms = reading.t
-            elif count:
-                one.values = sum(map(len, map(_VALUES, readings)))
-                one.newest_ms = max(map(_TIME, readings))
-            else:
-                continue
-            one.lines = lines[at : at + count]
-            at += count
-            one.readings = count
-            values += one.values
-            if one.newest_ms > newest_ms:
-                newest_ms = one.newest_ms
-            parsed.readings = []
         if lines:
+            # the chunk's totals, for the metrics, by C over the whole list (no bookkeeping
+            # per message: only a refused batch needs each message's share, see _store)
+            values = sum(map(len, map(_VALUES, accepted)))
+            newest_ms = max(map(_TIME, accepted))
             await self._store(writer, handled, lines, len(chunk), values, newest_ms)
         letters = [one for one in handled if one.parsed.rejections]
         if letters:
@@ -331,17 +355,20 @@ class IngestService:
 
     def _parse(self, message: Message, received_ms: int) -> _Handled | None:
         topic = message.topic
-        data_topic = self._topics.get(topic)
-        if data_topic is None:
+        source = self._sources.get(topic)
+        if source is None:
             try:
                 data_topic = topics.parse_data_topic(topic)
             except topics.TopicError as exc:
                 log.warning("ignoring message on %s: %s", topic, exc)
                 self.metrics.rejected.labels("bad_topic").inc()
                 return None
-            if len(self._topics) >= 10_000:  # a bound, whatever topics clients make up
-                self._topics.clear()
-            self._topics[topic] = data_topic
+            if len(self._sources) >= 10_000:  # a bound, whatever topics clients make up
+                self._sources.clear()
+            key = (data_topic.park, data_topic.gateway)
+            tracked = self.track_seq and key in self._gateways
+            source = self._sources[topic] = _Source(data_topic, self.registry, tracked)
+        data_topic = source.topic
         try:
             parsed = parse_batch(
                 message.payload, data_topic, self.registry, received_ms, self.limits
@@ -394,6 +421,10 @@ class IngestService:
         verdicts = self.sequences.observe(key, parsed.seq, received)
         if len(verdicts) == 1 and verdicts[0] in _NOTHING_COUNTED:
             return  # nearly every batch
+        self._show_seq_counts()
+
+    def _show_seq_counts(self) -> None:
+        """Bring the seq metrics up to the tracker's counts."""
         counts, shown = self.sequences.counts, self._seq_shown
         for name, counter in self._seq_counters.items():
             added = getattr(counts, name) - getattr(shown, name)
@@ -410,27 +441,32 @@ class IngestService:
         values: int,
         newest_ms: int,
     ) -> None:
-        """Write a chunk's lines; ``values`` and ``newest_ms`` are theirs, for the metrics."""
+        """Write a chunk's lines; ``values`` and ``newest_ms`` are theirs, for the metrics.
+        ``lines`` are the readings of ``handled``, message after message, in order."""
         readings = len(lines)
         try:
             await writer.write(lines, units=messages)
         except InfluxRejectedError:
             # The batch this chunk shared was refused; try each message's lines alone so that
             # another message's bad line cannot cost this one's good readings.
+            stored: list[AcceptedReading] = []
+            at = 0
             for one in handled:
-                if not one.lines:
+                count = len(one.parsed.readings)
+                if not count:
                     continue
+                at += count
                 try:
-                    await writer.write_now(one.lines)
+                    await writer.write_now(lines[at - count : at])
                 except InfluxRejectedError as exc:
                     one.parsed.rejections.append(Rejection(Reason.DATABASE_REJECTED, str(exc)))
-                    one.lines = []
-            stored = [one for one in handled if one.lines]
+                else:
+                    stored += one.parsed.readings
             if not stored:
                 return
-            readings = sum(one.readings for one in stored)
-            values = sum(one.values for one in stored)
-            newest_ms = max(one.newest_ms for one in stored)
+            readings = len(stored)
+            values = sum(map(len, map(_VALUES, stored)))
+            newest_ms = max(map(_TIME, stored))
         self.metrics.readings.inc(readings)
         self.metrics.values_written.inc(values)
         self.metrics.lag.set(max(0.0, self.clock() - newest_ms / 1000))

@@ -34,6 +34,9 @@ class IngestSettings(ServiceSettings):
     # send one small message per poll: with a small window the broker waits for our
     # acknowledgements more than we work (256 capped one reading per message at ~680/s).
     # Half of it is the flush trigger (see ingest.service); max_held_bytes bounds memory.
+    # 65,535 (the most MQTT allows) cut the CPU per reading of ingest, Mosquitto and InfluxDB
+    # by about a third at one reading per message in a burst, but under a steady load its
+    # publish → readable p99 passed a second (2026-12-03, docs/architecture.md): not the default
     receive_maximum: int = Field(default=4096, ge=2, le=65_535)
     # payload bytes handed over and not yet acknowledged; above it ingest stops reading the
     # socket until acknowledgements free room (large messages are bounded by this, not count)

@@ -9,7 +9,7 @@ value. A bad value is rejected alone; the rest of its reading and batch is kept.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Annotated, Any, Literal, NamedTuple, NotRequired
@@ -337,23 +337,24 @@ class _PlainBatch(msgspec.Struct, forbid_unknown_fields=True, gc=False):
 _PLAIN = msgspec.json.Decoder(_PlainBatch)
 
 
-def _plain_message(
-    payload: bytes, topic: DataTopic, registry: SiteRegistry, newest_ok: int, limits: Limits
+def plain_message(
+    payload: bytes, gateway: str, meters: Mapping[str, Meter], newest_ok: int, max_readings: int
 ) -> tuple[int, list[AcceptedReading]] | None:
     """The hot path: a message whose every reading is plainly right, decoded by msgspec
     straight into typed structs (types, ranges, the quality names and the key sets checked in
     C; ints in ``q`` become floats) and then checked against the site — known meters of this
     gateway, not from the future, values within bounds — in one loop. None as soon as
     anything is off (not UTF-8, not JSON, NaN literals, a bad reading): the message then goes
-    through the careful path, which finds every problem and keeps every good reading."""
+    through the careful path, which finds every problem and keeps every good reading.
+    ``meters``: the gateway's (:meth:`SiteRegistry.gateway_meters`); ``newest_ok``: the
+    newest timestamp accepted. Ingest calls it directly with both kept per topic."""
     try:
         batch = _PLAIN.decode(payload)
     except ValueError:  # msgspec's DecodeError and ValidationError, and UnicodeDecodeError,
         # which bad bytes in a key raise
         return None
-    if batch.gw != topic.gateway or len(batch.readings) > limits.max_readings:
+    if batch.gw != gateway or len(batch.readings) > max_readings:
         return None
-    meters = registry.gateway_meters(topic.park, topic.gateway)
     accepted = []
     try:
         for reading in batch.readings:
@@ -382,7 +383,13 @@ def parse_batch(
 ) -> ParsedBatch:
     """Validate one message from ``pw/v1/{park}/{gateway}/data``; never raises on bad input."""
     if len(payload) <= limits.max_bytes and topic.park in registry.parks:
-        plain = _plain_message(payload, topic, registry, now_ms + limits.max_future_ms, limits)
+        plain = plain_message(
+            payload,
+            topic.gateway,
+            registry.gateway_meters(topic.park, topic.gateway),
+            now_ms + limits.max_future_ms,
+            limits.max_readings,
+        )
         if plain is not None:
             return ParsedBatch(topic.park, topic.gateway, *plain)
     parsed = ParsedBatch(park=topic.park, gateway=topic.gateway)

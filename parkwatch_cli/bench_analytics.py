@@ -29,6 +29,7 @@ from analytics.detectors.baseline import BaselineDetector, BaselineParams
 from analytics.detectors.meter_faults import MODULI
 from analytics.detectors.peaks import CEILING_SHARE, contracted_demands, enterprise_intakes
 from analytics.engine.engine import ParkEngine, Rows
+from analytics.warm import warm_up
 from parkwatch.calendar import local_ms
 from parkwatch.site import Park
 from simulators.model import ParkModel
@@ -367,22 +368,13 @@ def run_naive(park: Park, engine: ParkEngine, r: Readings, sample: int) -> float
     return n / (time.perf_counter() - started)
 
 
-def warm_up(step_ms: int) -> float:
-    """Run a tiny park through the engine first, so that its compiled kernels
-    (``analytics.kernels``: numba, cached on disk) are compiled or loaded before the clock
-    starts — a one-off per install, not a cost per reading. Returns the seconds it took."""
-    started = time.perf_counter()
-    park = synthetic_park(100, seed=1)
-    engine = ParkEngine(park, DETECTORS)
-    run_engine(engine, simulate(park, engine, 1.0, step_ms), step_ms)
-    return time.perf_counter() - started
-
-
 def bench_analytics(
     meters: int = 10_000, hours: float = 24.0, naive_sample: int = 2_000_000
 ) -> dict[str, Any]:
     step_ms = 60_000
-    print(f"compiling the engine's kernels: {warm_up(step_ms):.1f} s", flush=True)
+    # the kernels compiled (or loaded) before the clock starts, as the service does at start
+    seconds = warm_up(synthetic_park(100, seed=1))
+    print(f"compiling the engine's kernels: {seconds:.1f} s", flush=True)
     park = synthetic_park(meters, seed=0)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     engine = ParkEngine(park, DETECTORS)

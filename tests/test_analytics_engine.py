@@ -706,3 +706,48 @@ def test_a_stopped_detector_is_snapshotted_without_its_half_updated_state() -> N
     [inst] = restarted.instances
     # the restarted detector starts afresh, not from the sums its failed update left
     assert not inst.detector.demand.psum.any()  # type: ignore[attr-defined]
+
+
+def test_the_detectors_read_one_shared_block_the_largest_as_a_view() -> None:
+    """Every detector's block holds exactly its rows of the window store (what the table's
+    own read gives), read once for all of them: the largest's block is a read-only view of
+    the shared one, not a copy of its own."""
+    engine = ParkEngine(demo(), DETECTORS)
+    checked: dict[str, int] = {}
+    views: dict[str, bool] = {}
+
+    def checking(inst: Any, update: Any) -> Any:
+        def wrapped(block: Block) -> Any:
+            rows = np.arange(len(inst.detector.series)) if block.row_index is None else (
+                block.row_index
+            )  # fmt: skip
+            step = block.step_ms
+            start, stop = block.start_ms // step, block.end_ms // step
+            if checked.get(inst.key, 0) < 20:
+                checked[inst.key] = checked.get(inst.key, 0) + 1
+                for i, r in enumerate(rows.tolist()):
+                    table, row = engine.place[inst.detector.series[r]]
+                    ref = engine.tables[table].block(start, stop, step)
+                    for name in ("values", "count", "low", "high"):
+                        np.testing.assert_array_equal(
+                            getattr(block, name)[i], getattr(ref, name)[row]
+                        )
+            for a in (block.values, block.count, block.low, block.high):
+                assert not a.flags.writeable
+            views[inst.key] = views.get(inst.key, True) and block.values.base is not None
+            return update(block)
+
+        return wrapped
+
+    for inst in engine.instances:
+        inst.detector.update = checking(inst, inst.detector.update)  # type: ignore[method-assign]
+    rows = faulty_day()
+    replay(engine, rows, advance_every_slots=15)
+    assert engine.failed_detectors == {}
+    largest = max(
+        (i for i in engine.instances if i.detector.scope.value == "meter"),
+        key=lambda i: len(i.detector.series),
+    )
+    assert checked[largest.key] == 20
+    assert len(checked) == len(engine.instances)
+    assert views[largest.key], "the largest detector's block was a copy of its own"

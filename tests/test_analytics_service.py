@@ -253,3 +253,35 @@ async def test_the_engines_late_spans_reach_the_parks_rollup_job() -> None:
     ):
         await service._emit(park.park, advanced, publish=False)
     assert job.late == [("foodco-main", start, start + 60_000)]
+
+
+@pytest.mark.anyio
+async def test_the_kernels_are_warmed_before_the_service_subscribes(
+    mqtt_settings: MqttSettings,
+    influx_settings: InfluxSettings,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Compiled on the first live window instead (seconds with an empty numba cache), the
+    kernels would make its alerts late (review finding 8): each park's are warmed, and the
+    time it took logged, before the service subscribes."""
+    import analytics.service as service_module
+
+    park = small_park()
+    service = AnalyticsService(
+        AnalyticsSettings(mqtt=mqtt_settings, influx=influx_settings, warmup_s=0),
+        SiteRegistry([park]),
+    )
+    warmed: list[tuple[str, bool]] = []
+    real = service_module.warm_up
+
+    def recording(p: Park, minutes: int = 60) -> float:
+        warmed.append((p.park, service.subscribed.is_set()))
+        return real(p, minutes)
+
+    monkeypatch.setattr(service_module, "warm_up", recording)
+    caplog.set_level("INFO", logger="analytics.service")
+    async with background(service.run()):
+        await asyncio.wait_for(service.subscribed.wait(), timeout=30)
+    assert warmed == [("svc", False)]
+    assert any("kernels compiled or loaded for 1 park(s) in" in r.message for r in caplog.records)

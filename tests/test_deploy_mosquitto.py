@@ -389,3 +389,22 @@ def test_compose_mounts_what_mosquitto_conf_expects() -> None:
         assert env[f"{prefix}MQTT__URL"] == "mqtts://mosquitto:8883"
         assert env[f"{prefix}MQTT__USERNAME"] == name
         assert env[f"{prefix}MQTT__CA_FILE"] == "/etc/ssl/parkwatch/ca.crt"
+
+
+def test_the_analytics_kernels_cache_is_writable_and_kept_across_restarts() -> None:
+    """numba caches the compiled kernels beside the installed package, which the image's user
+    cannot write: without a cache dir of its own every start would compile them again."""
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    final = dockerfile.split("FROM python:3.11-slim\n", 1)[1]
+    cache = re.search(r"NUMBA_CACHE_DIR=(\S+)", final)
+    assert cache is not None
+    # made by the service's user, after USER: a volume mounted there starts writable by it
+    user_at = final.index("USER parkwatch")
+    assert final.index(f"mkdir -p {cache[1]}") > user_at
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    volumes = compose["services"]["analytics"]["volumes"]
+    kept = [v for v in volumes if v.split(":")[1] == cache[1]]
+    assert kept
+    assert kept[0].split(":")[0] in compose["volumes"]
+    # the anchors' mounts are still there (a service's own list replaces the anchor's)
+    assert set(compose["x-parkwatch"]["volumes"]) <= set(volumes)

@@ -13,6 +13,7 @@ import orjson
 import pytest
 
 from ingest.counters import Decrease
+from ingest.sequence import Verdict
 from ingest.service import IngestService
 from ingest.settings import IngestSettings
 from parkwatch import mqtt, topics
@@ -253,4 +254,41 @@ async def test_a_failing_counter_watch_costs_only_the_message_it_fails_on(
     [(_, letter)] = letters.sent
     assert letter["seq"] == 1
     assert [r["reason"] for r in letter["rejections"]] == ["internal_error"]
+    assert _rejected(service, "internal_error") == 1
+
+
+async def test_a_failing_seq_tracker_costs_only_the_message_it_fails_on(
+    demo_park_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seq tracking raising (a bug) on a message of a topic seen before — the inlined common
+    path of ``_handle`` — dead-letters that message whole, as the careful path does for a
+    topic's first message; the others are tracked and stored."""
+    registry = SiteRegistry([Park.from_yaml(demo_park_path)])
+    settings = _settings(MqttSettings(), InfluxSettings(), "seqbug")
+    service = IngestService(settings.model_copy(update={"track_seq": True}), registry)
+    real_observe = service.sequences.observe
+    seen: list[int] = []
+
+    def observe(key: tuple[str, str], seq: int, at: float) -> list[Verdict]:
+        if seq == 2:
+            raise RuntimeError("a bug")
+        seen.append(seq)
+        return real_observe(key, seq, at)
+
+    monkeypatch.setattr(service.sequences, "observe", observe)
+    now = int(time.time() * 1000)
+    data = topics.data_topic(PARK, GW)
+    chunk = [
+        Message(
+            data, encode_batch(GW, n, [{"m": "steelco-air", "t": now + n, "q": {"p_kw": n}}]), 1, n
+        )
+        for n in (1, 2, 3)
+    ]
+    letters, writer = _Letters(), _Kept()
+    await service._handle(letters, writer, chunk)  # type: ignore[arg-type]
+    assert seen == [1, 3]
+    assert [line.rsplit(" ", 1)[1] for line in writer.lines] == [str(now + 1), str(now + 3)]
+    [(_, letter)] = letters.sent
+    assert [r["reason"] for r in letter["rejections"]] == ["internal_error"]
+    assert letter["payload"] == chunk[1].payload.decode()
     assert _rejected(service, "internal_error") == 1

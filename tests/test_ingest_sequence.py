@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 
 import pytest
 
-from ingest.sequence import SeqCounts, SeqTracker, Verdict
+from ingest.sequence import SeqCounts, SeqTracker, Verdict, _Run
 
 A = ("lj-demo", "gw-a")
 B = ("lj-demo", "gw-b")
@@ -970,3 +970,40 @@ def test_a_lone_number_ahead_of_a_quick_run_is_not_joined_when_the_run_reaches_i
     )
     c = tracker.counts
     assert (c.gaps, c.replays, c.restarts, c.outliers) == (0, 0, 0, 1)
+
+
+class _Reference(SeqTracker):
+    """The next number the plain way, as before ``_next`` inlined it."""
+
+    def _next(self, run: _Run, seq: int, at: float) -> None:
+        run.went_on(seq, at, self._room(run, at))
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_the_inlined_next_number_changes_nothing(seed: int) -> None:
+    """The common case (the next number, no rival) is inlined for speed: every verdict and
+    every bit of state stays what the plain calls give, whatever the times (a chunk's batches
+    share theirs, quick runs, paces learnt and lost) and whatever else comes between."""
+    rng = random.Random(seed)
+    fast, plain = SeqTracker(), _Reference()
+    keys = [A, B, ("lj-demo", "gw-c")]
+    high = dict.fromkeys(keys, 0)
+    at = 0.0
+    for _ in range(20_000):
+        key = rng.choice(keys)
+        at += rng.choice([0.0, 0.0, 0.0, 0.0005, 0.01, 0.3, 0.99, 1.0, 1.0, 1.0, 5.0, 700.0])
+        roll = rng.random()
+        if roll < 0.85:
+            seq = high[key] + 1
+        elif roll < 0.9:
+            seq = high[key] + rng.randint(2, 5)
+        elif roll < 0.95:
+            seq = max(1, high[key] - rng.randint(0, 70))
+        elif roll < 0.98:
+            seq = rng.choice([1, 2, high[key] + 10_000, 10**9])
+        else:
+            seq = high[key] + 1 + rng.randint(0, 100)
+        high[key] = max(high[key], seq)
+        assert fast.observe(key, seq, at) == plain.observe(key, seq, at)
+        assert fast._gateways == plain._gateways
+    assert fast.counts == plain.counts

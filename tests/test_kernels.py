@@ -9,7 +9,7 @@ import numpy as np
 
 from analytics.detectors.meter_faults import word_swapped
 from analytics.engine.slots import SlotArrays
-from analytics.kernels import counter_scan, swap_scan, window_medians
+from analytics.kernels import counter_scan, stuck_meters, stuck_runs, swap_scan, window_medians
 
 
 def test_slot_arrays_reuse_their_buffers_without_stale_cells() -> None:
@@ -119,3 +119,54 @@ def test_window_medians_are_numpys_nanmedian() -> None:
         got, got_enough = window_medians(known, 5, 3)
         np.testing.assert_array_equal(got_enough, enough)
         np.testing.assert_array_equal(got, median)
+
+
+def test_stuck_meters_judges_what_stuck_runs_and_a_reduction_by_meter_judge() -> None:
+    """The meter faults' stuck check per meter in one kernel, in place on the block's rows,
+    against the per-row kernel (also the leaks') and the numpy reduction it replaced."""
+    rng = np.random.default_rng(3)
+    n, slots, w = 300, 40, 60
+    # values that repeat for long stretches (some zero), rows that keep changing, gaps
+    v = np.repeat(rng.integers(0, 5, (n, 2)).astype(float), slots // 2, axis=1)
+    changing = rng.random(n) < 0.3
+    v[changing] = rng.normal(size=(int(changing.sum()), slots))
+    v[rng.random((n, slots)) < 0.1] = np.nan
+    low, high = v.copy(), v.copy()
+    high[rng.random((n, slots)) < 0.05] += 1.0
+    meter_of = np.sort(rng.integers(0, 80, n)).astype(np.intp)
+    rows = np.flatnonzero(rng.random(n) < 0.8)
+
+    def state() -> list[np.ndarray]:
+        r = np.random.default_rng(5)
+        return [
+            np.where(r.random(n) < 0.5, np.nan, r.integers(0, 4, n).astype(float)),
+            r.integers(0, 20, n).astype(np.int64),
+            (r.random((n, w)) < 0.9).astype(np.int8),
+            (r.random((n, w)) < 0.95).astype(np.int8),
+            r.random(n) < 0.5,
+            r.random(n) < 0.7,
+        ]
+
+    per_row = state()
+    long_run, telling, live_row = (np.empty((rows.size, slots), dtype=bool) for _ in range(3))
+    stuck_runs(v[rows], low[rows], high[rows], *per_row, 15, 0.8, 10, long_run, telling,
+               live_row, rows)  # fmt: skip
+    seen = np.isfinite(v[rows])
+    groups = meter_of[rows]
+
+    def any_of(x: np.ndarray) -> np.ndarray:
+        out = np.zeros((80, slots), dtype=bool)
+        np.logical_or.at(out, groups, x)
+        return out
+
+    expected = any_of(seen) & ~any_of(seen & ~long_run) & any_of(telling)
+    per_meter = state()
+    stuck = np.empty((80, slots), dtype=bool)
+    live = np.empty((80, slots), dtype=bool)
+    stuck_meters(v, low, high, rows, groups, *per_meter, 15, 0.8, 10, stuck, live)
+    assert expected.any()
+    assert (any_of(seen) & ~expected).any()
+    np.testing.assert_array_equal(stuck, expected)
+    np.testing.assert_array_equal(live, any_of(live_row))
+    for a, b in zip(per_meter, per_row, strict=True):
+        np.testing.assert_array_equal(a, b)

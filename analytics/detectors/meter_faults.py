@@ -48,7 +48,14 @@ from analytics.engine.contract import (
     Scope,
     SeriesKey,
 )
-from analytics.kernels import counter_scan, silence_scan, stuck_runs, swap_scan, window_medians
+from analytics.kernels import (
+    any_by,
+    counter_scan,
+    silence_scan,
+    stuck_meters,
+    swap_scan,
+    window_medians,
+)
 from parkwatch.events import Family, Severity
 from parkwatch.quantities import Utility
 from parkwatch.site import Role
@@ -418,19 +425,22 @@ class MeterFaults(Detector):
         rows = np.flatnonzero(~st.counter)
         if rows.size == 0:
             return
-        v = block.values[rows]
-        # per row and slot (kernels.stuck_runs, one compiled pass carrying the state): a
-        # slot repeats when its readings are one value, the previous slot's; the run of
-        # equal slots continues the carried one (gaps do not break it); how lively the row
-        # was before its run began is the share of its readings in the ``lively_window``
-        # slots up to its last change that changed
-        long_run = np.empty(v.shape, dtype=bool)
-        telling = np.empty(v.shape, dtype=bool)
-        live_row = np.empty(v.shape, dtype=bool)
-        stuck_runs(
-            v,
-            np.ascontiguousarray(block.low[rows]),
-            np.ascontiguousarray(block.high[rows]),
+        # per row and slot (kernels.stuck_meters: stuck_runs, one compiled pass carrying the
+        # state, on the block's rows in place): a slot repeats when its readings are one
+        # value, the previous slot's; the run of equal slots continues the carried one (gaps
+        # do not break it); how lively the row was before its run began is the share of its
+        # readings in the ``lively_window`` slots up to its last change that changed. Per
+        # meter: every reporting row in a long run (some reports, none out of a run) and one
+        # of them telling is stuck; any row's life is the meter's
+        m = len(st.meter_ids)
+        stuck = np.empty((m, block.slots), dtype=bool)
+        live = np.empty((m, block.slots), dtype=bool)
+        stuck_meters(
+            block.values,
+            block.low,
+            block.high,
+            rows,
+            st.meter_of[rows],
             st.prev,
             st.equal_run,
             st.hist_changed,
@@ -440,25 +450,14 @@ class MeterFaults(Detector):
             self.stuck_slots,
             self.p.lively_share,
             self.p.lively_readings,
-            long_run,
-            telling,
-            live_row,
-            rows,
+            stuck,
+            live,
         )
-        seen = np.isfinite(v)
-        meter_rows = st.meter_of[rows]
-        m = len(st.meter_ids)
-        # every reporting row of the meter in a long run: some reports, none out of a run
-        all_long = _reduce_by(np.logical_or, seen, meter_rows, m, False) & ~_reduce_by(
-            np.logical_or, seen & ~long_run, meter_rows, m, False
-        )
-        any_telling = _reduce_by(np.logical_or, telling, meter_rows, m, False)
-        live = _reduce_by(np.logical_or, live_row, meter_rows, m, False)
         self._transitions(
             st,
             block,
             "stuck_value",
-            all_long & any_telling,
+            stuck,
             live,
             st.stuck_open,
             out,
@@ -523,7 +522,6 @@ class MeterFaults(Detector):
     def _swaps(self, st: _View, block: Block, out: Output) -> BoolArray:
         """Per meter and slot: a reading taken for a word-swapped one, or a word-swap episode
         open (its counters' jumps are part of it, not faults of their own)."""
-        rows = np.arange(st.rows.size)
         # per row and slot (kernels.swap_scan, one compiled pass carrying the last good
         # value): readings taken for swapped ones, and the others
         flagged = np.empty(block.high.shape, dtype=bool)
@@ -537,10 +535,12 @@ class MeterFaults(Detector):
             flagged,
             clear,
         )
-        meter_rows = st.meter_of[rows]
         m = len(st.meter_ids)
-        on = _reduce_by(np.logical_or, flagged, meter_rows, m, False)
-        off = _reduce_by(np.logical_or, clear, meter_rows, m, False) & ~on
+        on = np.empty((m, block.slots), dtype=bool)
+        off = np.empty((m, block.slots), dtype=bool)
+        any_by(flagged, st.meter_of, on)
+        any_by(clear, st.meter_of, off)
+        off &= ~on
         episode = self._transitions(
             st,
             block,

@@ -249,6 +249,9 @@ class Peaks(Detector):
         meters = [ctx.tree.meters[k.meter] for k in self.series]
         self.meters = [m.id for m in meters]
         self.enterprise = [m.enterprise for m in meters]
+        # each meter's demand points' tags, one dict shared by all of them (a 10,000-meter
+        # park makes about a million points a day; nothing changes a point's tags)
+        self.tags = [{"enterprise": m.enterprise, "meter": m.id} for m in meters]
         self.contract = np.array(
             [c or np.nan for c in contracted_demands(ctx, meters)], dtype=np.float64
         )
@@ -305,21 +308,19 @@ class Peaks(Detector):
         # one point per meter with data: plain Python numbers taken in one go (tolist), not
         # one numpy scalar at a time
         some = np.flatnonzero(seg.slots[:, -1] > 0)
-        for g, avg, top, n in zip(
-            idx[some].tolist(),
-            final[some].tolist(),
-            seg.pmax[some, -1].tolist(),
-            seg.samples[some, -1].tolist(),
-            strict=True,
-        ):
-            out.points.append(
-                DerivedPoint(
-                    DEMAND_MEASUREMENT,
-                    {"enterprise": self.enterprise[g], "meter": self.meters[g]},
-                    {"p_kw_avg": avg, "p_kw_max": top, "samples": int(n)},
-                    seg.block_start_ms,
-                )
+        tags, at = self.tags, seg.block_start_ms
+        out.points.extend(
+            DerivedPoint(
+                DEMAND_MEASUREMENT, tags[g], {"p_kw_avg": avg, "p_kw_max": top, "samples": n}, at
             )
+            for g, avg, top, n in zip(
+                idx[some].tolist(),
+                final[some].tolist(),
+                seg.pmax[some, -1].tolist(),
+                seg.samples[some, -1].tolist(),
+                strict=True,
+            )
+        )
         with np.errstate(invalid="ignore"):
             held = final >= self.p.alert_share * self.contract[idx]
         # the episode's highest block that did end over the contract: what the event closes on
@@ -429,6 +430,9 @@ class CoincidentPeaks(Detector):
         self.p = CoincidentParams(**self.params)
         meters = [ctx.tree.meters[k.meter] for k in self.series]
         self.enterprise = [m.enterprise for m in meters]
+        # each meter's demand points' tags, one dict shared by all of them (a 10,000-meter
+        # park makes about a million points a day; nothing changes a point's tags)
+        self.tags = [{"enterprise": m.enterprise, "meter": m.id} for m in meters]
         # the same ceiling as Peaks: one swapped reading would set the month's park peak
         contract = np.array([c or np.nan for c in contracted_demands(ctx, meters)])
         self.ceiling = power_ceiling(meters, contract)

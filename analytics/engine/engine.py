@@ -121,6 +121,25 @@ class _Plan:
 
 
 @dataclass
+class _Layout:
+    """A block shared by some instances (see ParkEngine._layout): per table, the rows read
+    and their places in it; its rows; per instance (key), its rows in it — a stretch (its
+    block is a view) or their places."""
+
+    parts: list[tuple[str, npt.NDArray[np.intp], npt.NDArray[np.intp]]]
+    rows: int
+    places: dict[str, slice | npt.NDArray[np.intp]]
+
+
+_Arrays = tuple[FloatArray, npt.NDArray[np.int32], FloatArray, FloatArray]  # a block's
+
+
+def _read_only(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    array.flags.writeable = False
+    return array
+
+
+@dataclass
 class _Instance:
     detector: Detector
     group: str | None  # its gateway, for detectors run per gateway; None: one for the park
@@ -283,7 +302,14 @@ class ParkEngine:
         self.park_emitted: int | None = None
         self.clock_slot: int | None = None  # the park clock's slot (arrival time)
         self.now_ms = NEVER
-        self._stats: dict[tuple[str, int, int], TransportStats] = {}  # see _instance_block
+        # one block shared by the instances of a scope: where their rows go in it, per set of
+        # gateways (see _layout); per advance, its arrays and transport facts
+        self._meter_instances = [i for i in self.instances if i.detector.scope is not Scope.PARK]
+        self._park_instances = [i for i in self.instances if i.detector.scope is Scope.PARK]
+        self._layouts: dict[tuple[str, bytes], _Layout] = {}
+        self._shared: dict[tuple[str, bytes, int, int], _Arrays] = {}
+        self._stats: dict[tuple[str, int, int], TransportStats] = {}
+        self._transports: dict[tuple[bytes, int, int, tuple[str, ...]], TransportStats] = {}
 
     def _gather(self, keys: Sequence[SeriesKey]) -> list[_Gather]:
         tables: dict[str, tuple[list[int], list[int], list[int]]] = {}
@@ -431,11 +457,11 @@ class ParkEngine:
         out = Advanced()
         dup = duplicate.copy()
         ahead = (self.now_ms + MAX_AHEAD_MS) // self.step_ms
-        # per table, its fresh readings in their order, straight from the rows in two
-        # compiled passes (kernels.route_readings, table_cells: what Table.add does, without
-        # grouping the rows by table first)
+        # per table, its fresh readings in their order, straight from the rows in compiled
+        # passes (kernels.route_readings, table_cells: what Table.add does); the rows are
+        # grouped by table once, not scanned whole for every table
         skip = self._tables.index(VIRTUAL) if VIRTUAL in self.tables else -1
-        slot, late, late_n, ahead_n, first, last = route_readings(
+        slot, late, late_n, ahead_n, first, last, order, offsets = route_readings(
             series, t_ms, threshold, duplicate, self._series_table, skip, self.step_ms, ahead,
             len(self._tables),
         )  # fmt: skip
@@ -447,9 +473,10 @@ class ParkEngine:
                 continue
             table.ensure(int(first[tb]), int(last[tb]))
             assert table.base is not None
-            where, cell, t, v = table_cells(
-                series, t_ms, value, threshold, duplicate, slot, self._series_table,
-                self._series_row, tb, ahead, table.base, table.cells.capacity, table.cells.head,
+            where = order[offsets[tb] : offsets[tb + 1]]
+            cell, t, v = table_cells(
+                where, series, t_ms, value, slot, self._series_row, table.base,
+                table.cells.rows, table.cells.head,
             )  # fmt: skip
             dup[where[table.cells.add_cells(cell, t, v)]] = True
         if late.any():
@@ -548,6 +575,8 @@ class ParkEngine:
         findings = Output()
         blocks: dict[tuple[str, int, int], Block] = {}
         self._stats.clear()
+        self._shared.clear()
+        self._transports.clear()
 
         def table_block(name: str, start: int, stop: int) -> Block:
             key = (name, start, stop)
@@ -564,12 +593,11 @@ class ParkEngine:
         spans: dict[tuple[int, int], list[int]] = {}
         for g in np.flatnonzero(heard & (until > first)).tolist():
             spans.setdefault((int(first[g]), int(until[g])), []).append(g)
+        meter_scope = ("meter", self._meter_instances)
         for (start, stop), gateways in sorted(spans.items()):
             members = np.array(gateways, dtype=np.int64)
-            for inst in self.instances:
-                if inst.detector.scope is Scope.PARK:
-                    continue
-                block = self._instance_block(inst, members, start, stop)
+            for inst in self._meter_instances:
+                block = self._instance_block(inst, members, start, stop, meter_scope)
                 if block is not None:
                     findings.extend(self._update(inst, block))
         self.emitted = np.where(heard, until, self.emitted)
@@ -608,27 +636,121 @@ class ParkEngine:
         gateways: IntArray,
         start: int,
         stop: int,
+        group: tuple[str, Sequence[_Instance]],
     ) -> Block | None:
         """The instance's rows of these gateways (−1: virtual meters), slots ``start:stop``,
-        as one block (for a detector that takes row subsets, ``row_index`` says which)."""
+        as one block (for a detector that takes row subsets, ``row_index`` says which): rows
+        of the block ``group`` (its name, its instances) share — a view of it where they
+        are a stretch of it in their order, a copy of them where not."""
         key = gateways.tobytes()
         if inst.plan is None or inst.plan[0] != key:
             inst.plan = (key, self._plan(inst, gateways))
         plan = inst.plan[1]
         if plan is None:
             return None
+        layout = self._layout(group, gateways)
+        shared = self._shared_arrays(group[0], key, layout, start, stop)
+        place = layout.places[inst.key]
+        v, n, lo, hi = shared
+        if isinstance(place, slice):
+            values, count, low, high = v[place], n[place], lo[place], hi[place]
+        else:
+            values, count = _read_only(v[place]), _read_only(n[place])
+            low, high = _read_only(lo[place]), _read_only(hi[place])
+        tables = tuple(g.table for g, _, _ in plan.parts)
+        span = (key, start, stop, tables)
+        transport = self._transports.get(span)
+        if transport is None:
+            transports = []
+            for table_name in tables:
+                # a table's facts over these slots, read once for all the instances that read
+                # its rows in this advance (per gateway, an instance each): read-only
+                at = (table_name, start, stop)
+                if at not in self._stats:
+                    stats = self._stats[at] = self.tables[table_name].stats(start, stop)
+                    for a in (stats.batches, stats.duplicates, stats.late, stats.offset_ms):
+                        a.flags.writeable = False
+                transports.append(self._stats[at])
+            transport = TransportStats.joined(transports).only(plan.names)
+            self._transports[span] = transport
+        return Block(
+            start * self.step_ms,
+            self.step_ms,
+            values,
+            count,
+            low,
+            high,
+            next(iter(plan.names)) if len(plan.names) == 1 else None,
+            transport,
+            plan.row_index,
+        )
+
+    def _layout(self, group: tuple[str, Sequence[_Instance]], gateways: IntArray) -> _Layout:
+        """Where the rows of these gateways that the group's instances read go in the block
+        they share: the largest instance's first, in its order (its block is then a view),
+        then each other's not placed yet, in its order. Set up once per gateway set."""
+        key = (group[0], gateways.tobytes())
+        layout = self._layouts.get(key)
+        if layout is not None:
+            return layout
+        plans = []
+        for inst in group[1]:
+            if inst.plan is None or inst.plan[0] != key[1]:
+                inst.plan = (key[1], self._plan(inst, gateways))
+            if inst.plan[1] is not None:
+                plans.append((inst, inst.plan[1]))
+        plans.sort(key=lambda ip: -ip[1].rows)  # stable: ties in the instances' order
+        where = {name: np.full(t.counter_rows.size, -1, dtype=np.intp) for name, t in
+                 self.tables.items()}  # fmt: skip
+        n = 0
+        places: dict[str, slice | npt.NDArray[np.intp]] = {}
+        for inst, plan in plans:
+            fresh = [(g.table, src[where[g.table][src] < 0], dst[where[g.table][src] < 0])
+                     for g, src, dst in plan.parts]  # fmt: skip
+            order = np.argsort(np.concatenate([d for _, _, d in fresh]), kind="stable")
+            at = np.empty(order.size, dtype=np.intp)
+            at[order] = n + np.arange(order.size)
+            k = 0
+            for table, src, _ in fresh:
+                where[table][src] = at[k : k + src.size]
+                k += src.size
+            n += order.size
+            idx = np.empty(plan.rows, dtype=np.intp)
+            for g, src, dst in plan.parts:
+                idx[dst] = where[g.table][src]
+            if idx.size and bool((np.diff(idx) == 1).all()):
+                places[inst.key] = slice(int(idx[0]), int(idx[0]) + idx.size)
+            else:
+                places[inst.key] = idx
+        parts = []
+        for name, pos in where.items():
+            rows = np.flatnonzero(pos >= 0)
+            if rows.size:
+                parts.append((name, rows.astype(np.intp), pos[rows]))
+        if len(self._layouts) >= 64:  # gateway sets seen lately, not every one ever
+            self._layouts.clear()
+        layout = self._layouts[key] = _Layout(parts, n, places)
+        return layout
+
+    def _shared_arrays(
+        self, name: str, key: bytes, layout: _Layout, start: int, stop: int
+    ) -> _Arrays:
+        """The shared block's arrays (values, count, low, high), read once per advance from
+        the tables' accumulators (kernels.gather_block: what Table.block gives, straight into
+        place); read-only."""
+        span = (name, key, start, stop)
+        arrays = self._shared.get(span)
+        if arrays is not None:
+            return arrays
         slots = stop - start
         arrays = (
-            np.empty((plan.rows, slots)),
-            np.empty((plan.rows, slots), dtype=np.int32),
-            np.empty((plan.rows, slots)),
-            np.empty((plan.rows, slots)),
+            np.empty((layout.rows, slots)),
+            np.empty((layout.rows, slots), dtype=np.int32),
+            np.empty((layout.rows, slots)),
+            np.empty((layout.rows, slots)),
         )
-        transports = []
-        for g, src, dst in plan.parts:
-            # each part read from its table's accumulators straight into its place
-            # (kernels.gather_block: what Table.block gives, without a copy between)
-            table = self.tables[g.table]
+        for table_name, src, dst in layout.parts:
+            table = self.tables[table_name]
             table.ensure(start, max(start, stop - 1))
             assert table.base is not None
             i, j = start - table.base, stop - table.base
@@ -644,28 +766,10 @@ class ParkEngine:
                 dst,
                 *arrays,
             )
-            # a table's facts over these slots, read once for all the instances that read
-            # its rows in this advance (per gateway, an instance each): read-only, as blocks
-            span = (g.table, start, stop)
-            if span not in self._stats:
-                stats = self._stats[span] = table.stats(start, stop)
-                for a in (stats.batches, stats.duplicates, stats.late, stats.offset_ms):
-                    a.flags.writeable = False
-            transports.append(self._stats[span])
         for a in arrays:
             a.flags.writeable = False
-        transport = TransportStats.joined(transports).only(plan.names)
-        return Block(
-            start * self.step_ms,
-            self.step_ms,
-            arrays[0],
-            arrays[1],
-            arrays[2],
-            arrays[3],
-            next(iter(plan.names)) if len(plan.names) == 1 else None,
-            transport,
-            plan.row_index,
-        )
+        self._shared[span] = arrays
+        return arrays
 
     def _plan(self, inst: _Instance, gateways: IntArray) -> _Plan | None:
         """Where the instance's rows of these gateways are, and where they go in its block
@@ -711,18 +815,17 @@ class ParkEngine:
             vblock = self._table_block(VIRTUAL, start, stop)
             out.points.extend(self._virtual_points(vblock))
             virtual = np.array([-1], dtype=np.int64)
-            for inst in self.instances:
-                if inst.detector.scope is Scope.PARK:
-                    continue
-                block = self._instance_block(inst, virtual, start, stop)
+            meter_scope = ("meter", self._meter_instances)
+            for inst in self._meter_instances:
+                block = self._instance_block(inst, virtual, start, stop, meter_scope)
                 if block is not None:
                     out.extend(self._update(inst, block))
         everyone = np.arange(-1, len(self.gateways), dtype=np.int64)
-        for inst in self.instances:
-            if inst.detector.scope is Scope.PARK:
-                block = self._instance_block(inst, everyone, start, stop)
-                if block is not None:
-                    out.extend(self._update(inst, block))
+        park_scope = ("park", self._park_instances)
+        for inst in self._park_instances:
+            block = self._instance_block(inst, everyone, start, stop, park_scope)
+            if block is not None:
+                out.extend(self._update(inst, block))
         return out
 
     def _update(self, inst: _Instance, block: Block) -> Output:

@@ -26,7 +26,12 @@ class Columns:
     oldest slots moves the start, and new slots at either end reuse the room left there, so
     the window store's steady drop-and-grow copies its data only now and then, not at every
     advance. Each array is a view of its buffer; writes through it land in the buffer.
-    Pickled as the plain arrays."""
+    Pickled as the plain arrays.
+
+    A buffer is laid out slot-major (its transpose is C-contiguous: a slot's cells of every
+    row are adjacent), though indexed ``[row, slot]`` like the arrays: a poll cycle's readings
+    (one slot, every row) then merge into one stretch of memory rather than one cache line
+    per row, and a block's slots of consecutive rows are read from lines already fetched."""
 
     FILL: tuple[tuple[str, Any, type[np.generic]], ...] = ()  # name, empty value, dtype
     # arrays whose new slots are not filled with their empty value: a cell of them is read
@@ -37,7 +42,8 @@ class Columns:
         self._set(arrays)
 
     def _set(self, arrays: Sequence[npt.NDArray[Any]]) -> None:
-        self._buf = [np.ascontiguousarray(a) for a in arrays]
+        # slot-major storage (see above); no copy for arrays that already are
+        self._buf = [np.ascontiguousarray(a.T).T for a in arrays]
         self._head = 0
         self._n = int(self._buf[0].shape[1])
         self._views()
@@ -49,7 +55,8 @@ class Columns:
 
     @classmethod
     def _empty_arrays(cls, rows: int, slots: int) -> list[npt.NDArray[Any]]:
-        return [np.full((rows, slots), fill, dtype=dtype) for _, fill, dtype in cls.FILL]
+        """``rows × slots`` arrays, slot-major (see above)."""
+        return [np.full((slots, rows), fill, dtype=dtype).T for _, fill, dtype in cls.FILL]
 
     @property
     def slots(self) -> int:
@@ -134,8 +141,14 @@ class SlotArrays(Columns):
         return cls(*cls._empty_arrays(rows, slots))
 
     def _flat(self, name: str) -> npt.NDArray[Any]:
-        """The whole buffer of an array, flat (cells: row · capacity + head + slot)."""
-        return self._buf[[f[0] for f in self.FILL].index(name)].reshape(-1)
+        """The whole buffer of an array, flat (cells: (head + slot) · rows + row), a view."""
+        flat = self._buf[[f[0] for f in self.FILL].index(name)].T.reshape(-1)
+        assert flat.base is not None  # writes land in the buffer
+        return flat
+
+    @property
+    def rows(self) -> int:
+        return int(self._buf[0].shape[0])
 
     def add(
         self,
@@ -149,11 +162,11 @@ class SlotArrays(Columns):
         if row.size == 0:
             return np.zeros(0, dtype=bool)
         # cells of the whole buffers (see Columns), where the flat views write through
-        return self.add_cells(row * self.capacity + (self._head + slot), t_ms, value)
+        return self.add_cells((self._head + slot) * self.rows + row, t_ms, value)
 
     @property
     def head(self) -> int:
-        """Where slot 0 is in the buffers (a flat cell is row · capacity + head + slot)."""
+        """Where slot 0 is in the buffers (a flat cell is (head + slot) · rows + row)."""
         return self._head
 
     def add_cells(self, cell: IntArray, t_ms: IntArray, value: FloatArray) -> BoolArray:

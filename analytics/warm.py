@@ -1,0 +1,47 @@
+"""Compiling the engine's kernels before data flows: numba compiles each kernel on first use
+(``analytics.kernels``: about 5–9 s in all with an empty cache, then loaded from its cache),
+so a service would otherwise analyse its first live window that much late."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from analytics.detectors import DETECTORS
+from analytics.engine.engine import ParkEngine, Rows
+from parkwatch.site import Park
+
+START_MS = 1_795_968_000_000  # any past time will do: the engine runs on data time
+
+
+def warm_up(park: Park, minutes: int = 60) -> float:
+    """Run a throwaway engine with every detector over ``minutes`` of made-up readings of
+    ``park``'s meters (a gently varying value per instant series, a steadily rising counter),
+    fed as replay feeds it, so that every kernel the park's detectors use is compiled or
+    loaded. Returns the seconds it took."""
+    started = time.perf_counter()
+    engine = ParkEngine(park, DETECTORS)
+    step = engine.step_ms
+    tree = engine.ctx.tree
+    real = [
+        (i, engine.gateway_no[tree.meters[k.meter].gateway])
+        for i, k in enumerate(engine.series)
+        if not tree.meters[k.meter].is_virtual
+    ]
+    if real:
+        series = np.array([i for i, _ in real], dtype=np.int64)
+        gateway = np.array([g for _, g in real], dtype=np.int64)
+        counter = np.array([engine.ctx.is_counter(engine.series[i].quantity) for i, _ in real])
+        n = series.size
+        wave = 1.0 + 0.1 * np.sin(np.arange(minutes)[:, None] / 7.0 + np.arange(n)[None, :])
+        values = np.where(counter, 1000.0 + np.cumsum(wave, axis=0), 10.0 * wave)
+        times = START_MS + np.arange(minutes, dtype=np.int64) * step
+        t_ms = np.repeat(times, n)
+        engine.feed_rows(
+            Rows(np.tile(series, minutes), t_ms, values.ravel(), np.tile(gateway, minutes),
+                 t_ms, np.zeros(t_ms.size, dtype=bool))
+        )  # fmt: skip
+        engine.advance(int(times[-1]))
+        engine.finish()
+    return time.perf_counter() - started
