@@ -311,15 +311,17 @@ class IngestService:
             topic, payload = message[0], message[1]
             source = sources.get(topic)
             plain = None
+            tried = False
             if source is not None and source.plain and len(payload) <= max_bytes:
                 try:
                     plain = plain_message(
                         payload, source.gateway, source.meters, newest_ok, max_readings
                     )
+                    tried = True
                 except Exception:  # a bug: _parse meets it again and dead-letters the message
                     plain = None
             if plain is None or source is None:
-                one = self._parse(message, received_ms)
+                one = self._parse(message, received_ms, try_plain=not tried)
                 if one is not None:
                     handled.append(one)
                 continue
@@ -353,7 +355,7 @@ class IngestService:
             await self._deadletters(client, letters, received_ms)
         self.metrics.write_latency.observe(self.clock() - received)
 
-    def _parse(self, message: Message, received_ms: int) -> _Handled | None:
+    def _parse(self, message: Message, received_ms: int, try_plain: bool = True) -> _Handled | None:
         topic = message.topic
         source = self._sources.get(topic)
         if source is None:
@@ -371,7 +373,7 @@ class IngestService:
         data_topic = source.topic
         try:
             parsed = parse_batch(
-                message.payload, data_topic, self.registry, received_ms, self.limits
+                message.payload, data_topic, self.registry, received_ms, self.limits, try_plain
             )
             self._track_seq(parsed, received_ms / 1000)
             return _Handled(topic, message.payload, parsed)

@@ -380,9 +380,13 @@ def parse_batch(
     registry: SiteRegistry,
     now_ms: int,
     limits: Limits = Limits(),
+    try_plain: bool = True,
 ) -> ParsedBatch:
-    """Validate one message from ``pw/v1/{park}/{gateway}/data``; never raises on bad input."""
-    if len(payload) <= limits.max_bytes and topic.park in registry.parks:
+    """Validate one message from ``pw/v1/{park}/{gateway}/data``; never raises on bad input.
+
+    ``try_plain=False`` skips the fast attempt when the caller has just made it and it
+    found something to say (ingest's inline path), so such a message is not decoded twice."""
+    if try_plain and len(payload) <= limits.max_bytes and topic.park in registry.parks:
         plain = plain_message(
             payload,
             topic.gateway,

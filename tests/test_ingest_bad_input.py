@@ -292,3 +292,61 @@ async def test_a_failing_seq_tracker_costs_only_the_message_it_fails_on(
     assert [r["reason"] for r in letter["rejections"]] == ["internal_error"]
     assert letter["payload"] == chunk[1].payload.decode()
     assert _rejected(service, "internal_error") == 1
+
+
+async def test_the_inline_path_stores_and_rejects_as_the_careful_one_and_decodes_once(
+    demo_park_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A topic's later messages take ``_handle``'s inline path: plain ones are stored by it
+    (the fast decoder runs once per message), a message with one bad reading falls back to
+    the careful parse without a second fast attempt, and lines and dead letters are the same
+    as when every message goes the careful way (the fast decoder made to find nothing)."""
+    import ingest.service as ingest_service
+    import parkwatch.wire as wire
+
+    registry = SiteRegistry([Park.from_yaml(demo_park_path)])
+    now = int(time.time() * 1000)
+    data = topics.data_topic(PARK, GW)
+    payloads = [
+        encode_batch(GW, 1, [{"m": "steelco-air", "t": now, "q": {"p_kw": 1.0}}]),
+        encode_batch(GW, 2, [{"m": "steelco-air", "t": now + 1, "q": {"p_kw": 2.0}}]),
+        encode_batch(
+            GW,
+            3,
+            [
+                {"m": "steelco-air", "t": now + 2, "q": {"p_kw": 3.0}},
+                {"m": "no-such-meter", "t": now + 2, "q": {"p_kw": 3.0}},
+            ],
+        ),
+        encode_batch(GW, 4, [{"m": "steelco-air", "t": now + 3, "q": {"p_kw": 4.0}}]),
+    ]
+    chunk = [Message(data, p, 1, n) for n, p in enumerate(payloads, 1)]
+    real_plain = wire.plain_message
+    calls: list[bytes] = []
+
+    def counted(payload: bytes, *args: object) -> object:
+        calls.append(payload)
+        return real_plain(payload, *args)  # type: ignore[arg-type]
+
+    async def run(
+        fast: object,
+    ) -> tuple[list[str], list[tuple[str, dict[str, object]]], float]:
+        monkeypatch.setattr(ingest_service, "plain_message", fast)
+        monkeypatch.setattr(wire, "plain_message", fast)
+        service = IngestService(_settings(MqttSettings(), InfluxSettings(), "inline"), registry)
+        letters, writer = _Letters(), _Kept()
+        await service._handle(letters, writer, chunk)  # type: ignore[arg-type]
+        # a letter's received_ms is the wall clock of the run; the rest must match
+        sent = [
+            (t, {k: v for k, v in doc.items() if k != "received_ms"}) for t, doc in letters.sent
+        ]
+        return writer.lines, sent, _rejected(service, "unknown_meter")
+
+    fast = await run(counted)
+    # the first message meets the topic (careful path, one fast attempt inside parse_batch),
+    # then one attempt per message, the bad one included, never two
+    assert sorted(calls) == sorted(payloads)
+    careful = await run(lambda *args: None)
+    assert fast == careful
+    assert len(fast[0]) == 4
+    assert fast[2] == 1

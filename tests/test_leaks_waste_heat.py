@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
+import yaml
 
 from analytics.detectors import DETECTORS
 from analytics.detectors.leaks import ZoneLeaks, off_production_share, production_meters
@@ -569,7 +570,9 @@ def test_a_burst_is_found_through_an_inflow_meter_pinned_at_its_top() -> None:
     the burst was withdrawn. A run at the highest the meter ever read (or its nameplate) is a
     lower bound of the flow: the district's hours are judged where that bound already stands
     over the baseline (a burst), and the event says so. The park's main zone, whose outflow
-    that meter is, is not judged meanwhile (its consumption has no bound): no event there."""
+    that meter is, is not judged meanwhile (its consumption has no bound): no event there.
+    Its nameplate says 43 m³/h: a first run at a new high is a top only so (else one it
+    already clipped at; a meter stuck at a new high is as likely)."""
     day, hour = 86_400_000, 3_600_000
     burst = Fault(
         FaultKind.WATER_BURST,
@@ -578,7 +581,10 @@ def test_a_burst_is_found_through_an_inflow_meter_pinned_at_its_top() -> None:
         zone="water-d3",
         magnitude=7.0,
     )
-    park = Park.from_yaml(DEMO_PARK)
+    with open(DEMO_PARK, encoding="utf-8") as fh:
+        raw = yaml.safe_load(fh)
+    next(m for m in raw["meters"] if m["id"] == "water-d3")["rated"] = 43.0
+    park = Park.model_validate(raw)
     rows = simulated_rows(park, DEMO_START_MS, 6, seed=11, faults=[burst])
     flow = (rows.meter_code == rows.meters.index("water-d3")) & (
         rows.quantity_code == rows.quantities.index("flow_m3h")
@@ -590,3 +596,81 @@ def test_a_burst_is_found_through_an_inflow_meter_pinned_at_its_top() -> None:
     assert [(e.kind, e.zone) for e in found] == [("water_burst", "water-d3")]
     assert burst.start_ms < found[0].detected_at_ms <= burst.start_ms + 4 * hour
     assert found[0].evidence["lower_bound_hours"] >= 2
+
+
+def test_a_district_meter_stuck_just_above_its_highest_reading_is_no_leak() -> None:
+    """The south district's inflow meter holds 43.02 m³/h for 8 hours from day 5, 17:00,
+    just over the most it read before (42.97; it has no nameplate), while the district
+    draws 37 m³/h: taken for a meter pinned at its range top, the hours were a lower bound
+    over the baseline, a water leak (review of issue 8). A first run at a new high is as
+    likely a meter stuck there: unjudged, as a stuck one; no event."""
+    day, hour = 86_400_000, 3_600_000
+    park = Park.from_yaml(DEMO_PARK)
+    rows = simulated_rows(park, DEMO_START_MS, 6, seed=11, faults=[])
+    flow = (rows.meter_code == rows.meters.index("water-d3")) & (
+        rows.quantity_code == rows.quantities.index("flow_m3h")
+    )
+    t0 = DEMO_START_MS + 4 * day + 17 * hour
+    held = flow & (rows.t_ms >= t0) & (rows.t_ms < t0 + 8 * hour)
+    rows.value[held] = rows.value[flow & (rows.t_ms < t0)].max() + 0.05
+    events = replay(ParkEngine(park, [ZoneLeaks]), rows).events
+    assert not [e for e in events if e.family is Family.LEAK]
+
+
+def _balance_points(values: np.ndarray, size: int) -> list[tuple[int, dict[str, Any]]]:
+    """The town's ``zone_balance`` points, fed in blocks of ``size`` slots."""
+    ctx = ParkContext(_park())
+    detector = ZoneLeaks(ctx, ZoneLeaks.select(ctx))
+    rows, slots = values.shape
+    points = []
+    for first in range(0, slots, size):
+        n = min(size, slots - first)
+        row = np.repeat(np.arange(rows, dtype=np.int64), n)
+        t = np.tile(START_MS + (first + np.arange(n, dtype=np.int64)) * STEP_MS, rows)
+        chunk = values[:, first : first + n].reshape(-1)
+        block = slot_block(row, t, chunk, rows, START_MS + first * STEP_MS, STEP_MS, n)
+        points += [(p.t_ms, p.fields) for p in detector.update(block).points]
+    return points
+
+
+def test_a_meter_pinned_at_a_top_it_clipped_at_is_judged_the_same_whatever_the_block_size() -> None:
+    """Feed A holds a new high from 22:00 on its first day to 00:10: its readings after the
+    first 24 hours teach that value as a top it may clip at; on day 3, 19:00–23:00, it holds
+    it again (flagged from 20:15): pinned, the hours lower bounds. Whether the first day had
+    passed was decided once per block, from the block's start (review of issue 8: slot by
+    slot the 00:00 hour was a lower bound, in blocks of 5 slots a stuck meter): it is
+    decided per slot."""
+    values = _network(3, 0.0, 99, 1)
+    top = values[0].max() + 0.01
+    values[0, 264:290] = top
+    values[0, 2 * DAY_SLOTS + 228 : 2 * DAY_SLOTS + 276] = top
+    slot_by_slot = _balance_points(values, 1)
+    pinned = {t for t, f in slot_by_slot if f.get("lower_bound")}
+    day3 = START_MS + 2 * 86_400_000
+    assert pinned == {day3 + h * 3_600_000 for h in (20, 21, 22)}
+    for size in (5, 7, 96, 1000):
+        assert _balance_points(values, size) == slot_by_slot
+
+
+def test_runs_that_could_not_be_judged_stuck_do_not_teach_the_longest_run() -> None:
+    """Feed A reads one value for its first 21 hours (commissioning, not yet lively), then
+    lives, then holds 12.5 for 8 hours: the first run taught the meter's longest (249
+    slots), and the stuck run was never flagged (review of issue 8). Only a run that could
+    have been judged stuck (a lively meter, not zero) teaches it."""
+    values = 10 + np.random.default_rng(0).standard_normal(900)
+    values[:250] = 11.0
+    values[600:700] = 12.5
+    assert _stuck_flags(values, 50)[600:700].sum() > 0
+
+
+def test_a_pump_stuck_at_its_last_pumping_reading_is_no_burst() -> None:
+    """The town's feed B switches off on day 16 (about 03:40), but its meter holds its last
+    pumping reading for 6 hours. Its zeros while the pump was off (31 hours in a row) had
+    taught it a longest run of one value, so the held reading was never flagged stuck: a
+    water burst 2.3 hours later (review of issue 8, seeds 1-3). Zeros teach nothing."""
+    values = _network(28, 0.0, 99, 1)
+    b = values[1]
+    a = next(k for k in range(15 * DAY_SLOTS, 20 * DAY_SLOTS) if b[k] > 0 and b[k + 1] == 0)
+    baseline = [f for f in _run(values) if f.active]
+    values[1, a : a + 72] = b[a]
+    assert [f for f in _run(values) if f.active] == baseline

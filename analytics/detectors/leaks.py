@@ -11,13 +11,17 @@ zones; the only loop is over the hours a block completes. Per zone:
   shows a flow far outside its own range, or is stuck (a flow or a tank level, reading by
   reading, the meter-fault detector's rule, past the longest run of one value the meter
   has shown that was not itself judged stuck — unless it held one that long twice: a
-  steady pump may hold one for hours), is not judged (such a register is the meter-fault
+  steady pump may hold one for hours; only runs that could be judged stuck, from a lively
+  meter and not zero, teach it), is not judged (such a register is the meter-fault
   detector's), nor one taken net of production that a silent production meter leaves
   unknown; an excess whose first hour a stuck run had begun by is withdrawn (a leak names
   a zone, never a meter, so the event book's hold on a faulty meter's findings cannot
-  catch it). A flow held at its top (as high as the meter ever read, or its nameplate)
-  is a meter at the end of its range, reading less than flows: for a zone it feeds, the
-  hour is a lower bound, judged where it already stands over the baseline (a burst under
+  catch it). The limit of "twice": a meter that sticks as long again is a steady pump
+  from then on, and its later episodes as long are not caught. A flow held at its top (its
+  nameplate, or a value it held in an earlier stuck run at a new high: a first such run
+  is unjudged, as likely stuck as clipped) is a meter at the end of its range, reading
+  less than flows: for a zone it feeds, the hour is a
+  lower bound, judged where it already stands over the baseline (a burst under
   a saturated meter is still found; ``zone_balance`` marks the hour ``lower_bound``, the
   event counts such hours); for a zone it leaves, the hour has no bound and is not judged;
 * a **baseline** for each hour of the day: the median of the same hour on the last
@@ -266,6 +270,11 @@ class ZoneLeaks(Detector):
         self.st_since = np.zeros(nlay, dtype=np.int64)  # ms of the current run's first reading
         self.st_max = np.full(nlay, -np.inf)  # the highest reading so far
         self.st_run_top = np.full(nlay, -np.inf)  # …before the current run began
+        # the value an earlier stuck run held at a new high (a range top it clipped at, or
+        # a meter stuck there: told apart only when it holds that value again), and that
+        # as known when the current run began
+        self.st_clip = np.full(nlay, -np.inf)
+        self.st_run_clip = np.full(nlay, -np.inf)
         # a flow meter's range top, where its nameplate says (a reading there is a lower bound)
         specs = ctx.tree.meters
         self.rated = np.array(
@@ -409,6 +418,8 @@ class ZoneLeaks(Detector):
             "st_since",
             "st_max",
             "st_run_top",
+            "st_clip",
+            "st_run_clip",
             "stuck_from",
             "pinned_from",
             "co",
@@ -768,9 +779,9 @@ class ZoneLeaks(Detector):
         """[layout rows, slots]: a reading in a stuck run — the meter-fault detector's rule
         (the same value for ``stuck_slots`` slots and a quarter of an hour, from a meter that
         changed at almost every reading before, not zero) and longer than any run of one
-        value the meter has shown before; of those, a flow pinned at its top (as high as it
-        ever read before the run, or its nameplate): a meter at the end of its range reads
-        less than flows, a lower bound; and the ms each reading's run began (its first
+        value the meter has shown before; of those, a flow pinned at its top (its nameplate,
+        or a value it held in an earlier stuck run at a new high): a meter at the end of its
+        range reads less than flows, a lower bound; and the ms each reading's run began (its first
         reading). Per reading, not per hour: the first hour of a district meter stuck at its
         evening flow is already a burst against the night."""
         values = np.ascontiguousarray(block.values[: self.nlay])
@@ -822,11 +833,27 @@ class ZoneLeaks(Detector):
         top = np.where(
             last >= 0, np.take_along_axis(seen_max, began, axis=1), self.st_run_top[:, None]
         )
-        day = (self.h_id >= 0).sum() >= 24  # a day of readings says where the top is
-        with np.errstate(invalid="ignore"):
-            at_top = (day & (values >= top)) | (values >= 0.995 * self.rated[:, None])
-        pinned: BoolArray = stuck & at_top & ~self.layout.is_level[:, None]
+        # a flow at its top: its nameplate, or the value an earlier stuck run held at a new
+        # high (a day of readings said where the top was). A first run at a new high is a
+        # meter stuck there as likely as one clipping: unjudged, as a stuck one. (A day of
+        # readings, per slot: the hours finished before each slot, as if fed slot by slot.)
         times = block.times()
+        hour_ends = (self.ctx.local_ms(times) + block.step_ms) % HOUR_MS == 0
+        finished = (self.h_id >= 0).sum() + np.cumsum(hour_ends) - hour_ends
+        day = (finished >= 24)[None, :]
+        flow = ~self.layout.is_level[:, None]
+        with np.errstate(invalid="ignore"):
+            new_high = stuck & flow & day & (values >= top)
+        clips = np.maximum.accumulate(
+            np.concatenate([self.st_clip[:, None], np.where(new_high, values, -np.inf)], axis=1),
+            axis=1,
+        )
+        clip = np.where(
+            last >= 0, np.take_along_axis(clips, began, axis=1), self.st_run_clip[:, None]
+        )
+        with np.errstate(invalid="ignore"):
+            at_top = (values == clip) | (values >= 0.995 * self.rated[:, None])
+        pinned: BoolArray = stuck & at_top & flow
         run_ms: IntArray = np.where(last >= 0, times[began], self.st_since[:, None])
         began_ms = np.concatenate([self.st_since[:, None], run_ms[:, :-1]], axis=1)
         stuck_ms: IntArray = np.where(ended, began_ms, run_ms)
@@ -837,6 +864,8 @@ class ZoneLeaks(Detector):
             self.st_since = run_ms[:, -1].copy()
             self.st_max = seen_max[:, -1].copy()
             self.st_run_top = top[:, -1].copy()
+            self.st_clip = clips[:, -1].copy()
+            self.st_run_clip = clip[:, -1].copy()
         return stuck, pinned, stuck_ms
 
     def _longest(
@@ -844,28 +873,24 @@ class ZoneLeaks(Detector):
     ) -> IntArray:
         """[rows, slots]: the longest run of one value each meter has shown, as known at each
         slot — learnt from the runs that ended (from the slot they end on, as if fed slot by
-        slot: the same flags whatever the block size). A run judged stuck teaches it only
-        once the meter held one value that long twice (a steady pump's nights; one stuck
-        episode of 7 hours must not spare every later one shorter): it teaches the shorter
-        of itself and the longest stuck run before it."""
+        slot: the same flags whatever the block size), and only from runs that told (long,
+        from a lively meter, not zero): a meter that read one value before it was lively
+        (commissioning), or a pump's zeros while it is off, say nothing of how long its
+        working readings may hold. Each such run longer than any before was judged stuck: it
+        teaches only once the meter held one value that long twice (a steady pump's nights;
+        one stuck episode of 7 hours must not spare every later one shorter): the shorter of
+        itself and the longest stuck run before it."""
         before = np.concatenate([run0[:, None], run[:, :-1]], axis=1)
         told = np.concatenate([self.st_telling[:, None], telling[:, :-1]], axis=1)
-        ends = live & (before > 0)
-        # a run that did not tell was never judged stuck; one that told was, if it was longer
-        # than the longest known then (else it teaches nothing new)
-        longest: IntArray = np.maximum(
-            self.st_longest[:, None],
-            np.maximum.accumulate(np.where(ends & ~told, before, 0), axis=1),
-        )
-        for r in np.flatnonzero((ends & told & (before > longest)).any(axis=1)).tolist():
+        ends = live & (before > 0) & told
+        longest: IntArray = np.repeat(self.st_longest[:, None], run.shape[1], axis=1)
+        for r in np.flatnonzero((ends & (before > longest)).any(axis=1)).tolist():
             known, flagged = int(self.st_longest[r]), int(self.st_flagged[r])
             prev = 0
             for k in np.flatnonzero(ends[r]).tolist():
                 longest[r, prev:k] = known
                 ended = int(before[r, k])
-                if not told[r, k]:
-                    known = max(known, ended)
-                elif ended > known:
+                if ended > known:
                     known = max(known, min(ended, flagged))
                     flagged = max(flagged, ended)
                 prev = k
