@@ -434,7 +434,14 @@ class AnalyticsService:
         throwaway engine per park (``analytics.warm``)."""
         started = time.perf_counter()
         for park in self.registry.parks.values():
-            warm_up(park)
+            try:
+                warm_up(park)
+            except Exception:  # a speed-up only: the kernels then compile on first use
+                log.exception(
+                    "park %s: kernel warm-up failed (the lines above are the throwaway warm-up"
+                    " engine's, not the live one's); kernels compile on first use",
+                    park.park,
+                )
         log.info(
             "engine kernels compiled or loaded for %d park(s) in %.1f s",
             len(self.registry.parks),

@@ -9,17 +9,19 @@ import time
 import numpy as np
 
 from analytics.detectors import DETECTORS
-from analytics.engine.engine import ParkEngine, Rows
+from analytics.engine.engine import Batch, ParkEngine, Rows
 from parkwatch.site import Park
 
 START_MS = 1_795_968_000_000  # any past time will do: the engine runs on data time
 
 
-def warm_up(park: Park, minutes: int = 60) -> float:
+def warm_up(park: Park, minutes: int = 60, live_minutes: int = 5) -> float:
     """Run a throwaway engine with every detector over ``minutes`` of made-up readings of
-    ``park``'s meters (a gently varying value per instant series, a steadily rising counter),
-    fed as replay feeds it, so that every kernel the park's detectors use is compiled or
-    loaded. Returns the seconds it took."""
+    ``park``'s meters (a gently varying value per instant series, a steadily rising counter)
+    fed as replay feeds it, then ``live_minutes`` more fed as the live service feeds them (a
+    batch per gateway and minute, an advance after each: blocks one slot wide, which numba
+    compiles as their own versions), so that every kernel the park's detectors use is
+    compiled or loaded. Returns the seconds it took; raises what a detector raises."""
     started = time.perf_counter()
     engine = ParkEngine(park, DETECTORS)
     step = engine.step_ms
@@ -34,14 +36,28 @@ def warm_up(park: Park, minutes: int = 60) -> float:
         gateway = np.array([g for _, g in real], dtype=np.int64)
         counter = np.array([engine.ctx.is_counter(engine.series[i].quantity) for i, _ in real])
         n = series.size
-        wave = 1.0 + 0.1 * np.sin(np.arange(minutes)[:, None] / 7.0 + np.arange(n)[None, :])
+        total = minutes + live_minutes
+        wave = 1.0 + 0.1 * np.sin(np.arange(total)[:, None] / 7.0 + np.arange(n)[None, :])
         values = np.where(counter, 1000.0 + np.cumsum(wave, axis=0), 10.0 * wave)
-        times = START_MS + np.arange(minutes, dtype=np.int64) * step
-        t_ms = np.repeat(times, n)
+        times = START_MS + np.arange(total, dtype=np.int64) * step
+        t_ms = np.repeat(times[:minutes], n)
         engine.feed_rows(
-            Rows(np.tile(series, minutes), t_ms, values.ravel(), np.tile(gateway, minutes),
-                 t_ms, np.zeros(t_ms.size, dtype=bool))
+            Rows(np.tile(series, minutes), t_ms, values[:minutes].ravel(),
+                 np.tile(gateway, minutes), t_ms, np.zeros(t_ms.size, dtype=bool))
         )  # fmt: skip
-        engine.advance(int(times[-1]))
+        engine.advance(int(times[minutes - 1]))
+        names = {no: name for name, no in engine.gateway_no.items()}
+        for k in range(minutes, total):
+            arrival = int(times[k]) + 300
+            for g in np.unique(gateway).tolist():
+                mine = gateway == g
+                batch = Batch(
+                    names[g], k + 1, series[mine], np.full(int(mine.sum()), times[k]),
+                    values[k][mine], arrival,
+                )  # fmt: skip
+                engine.feed(batch)
+            engine.advance(arrival)
         engine.finish()
+    if engine.failed_detectors:
+        raise RuntimeError(f"detectors failed on made-up readings: {engine.failed_detectors}")
     return time.perf_counter() - started

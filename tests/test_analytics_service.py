@@ -285,3 +285,28 @@ async def test_the_kernels_are_warmed_before_the_service_subscribes(
         await asyncio.wait_for(service.subscribed.wait(), timeout=30)
     assert warmed == [("svc", False)]
     assert any("kernels compiled or loaded for 1 park(s) in" in r.message for r in caplog.records)
+
+
+@pytest.mark.anyio
+async def test_a_failing_kernel_warm_up_does_not_stop_the_service(
+    mqtt_settings: MqttSettings,
+    influx_settings: InfluxSettings,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The warm-up is a speed-up only: if it raises (a detector failing on its made-up
+    readings, say), the service says so and goes on, its kernels compiling on first use."""
+    import analytics.service as service_module
+
+    def failing(p: Park, minutes: int = 60) -> float:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(service_module, "warm_up", failing)
+    service = AnalyticsService(
+        AnalyticsSettings(mqtt=mqtt_settings, influx=influx_settings, warmup_s=0),
+        SiteRegistry([small_park()]),
+    )
+    caplog.set_level("INFO", logger="analytics.service")
+    async with background(service.run()):
+        await asyncio.wait_for(service.subscribed.wait(), timeout=30)
+    assert any("kernel warm-up failed" in r.message for r in caplog.records)

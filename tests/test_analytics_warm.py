@@ -1,0 +1,56 @@
+"""The kernel warm-up covers what the live service then runs (``analytics.warm``)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# In a fresh interpreter: in this one, other tests may already have called every kernel
+# version, and a dispatcher's signatures would then say nothing about the warm-up.
+PROBE = textwrap.dedent(
+    """
+    import numpy as np
+    from numba.core.registry import CPUDispatcher
+
+    import analytics.kernels as kernels
+    from analytics.detectors import DETECTORS
+    from analytics.engine.engine import ParkEngine
+    from analytics.warm import warm_up
+    from parkwatch.site import Park
+    from simulators import DEMO_PARK
+    from simulators.faults import random_schedule
+    from tests.analytics_data import live_events, simulated_rows
+
+    def versions():
+        return {
+            name: set(d.signatures)
+            for name, d in vars(kernels).items()
+            if isinstance(d, CPUDispatcher)
+        }
+
+    park = Park.from_yaml(DEMO_PARK)
+    warm_up(park)
+    before = versions()
+    start = 1_795_968_000_000
+    faults = random_schedule(park, start, start + 86_400_000, seed=3)
+    rows = simulated_rows(park, start, 0.1, seed=3, faults=faults)
+    live_events(ParkEngine(park, DETECTORS), park, rows)
+    after = versions()
+    print(sorted(n for n in after if after[n] - before[n]))
+    """
+)
+
+
+def test_a_live_feed_after_the_warm_up_compiles_no_kernel_version() -> None:
+    """The live service advances about once a minute, so its blocks are one slot wide, a
+    version of its own for numba (review: ``gather_block`` compiled on the first live window
+    after a warm-up fed only as replay feeds); after ``warm_up`` a live feed with faults
+    needs no kernel version the warm-up did not make."""
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip().splitlines()[-1] == "[]"
