@@ -408,3 +408,18 @@ def test_the_analytics_kernels_cache_is_writable_and_kept_across_restarts() -> N
     assert kept[0].split(":")[0] in compose["volumes"]
     # the anchors' mounts are still there (a service's own list replaces the anchor's)
     assert set(compose["x-parkwatch"]["volumes"]) <= set(volumes)
+
+
+def test_analytics_keeps_its_snapshots_across_restarts() -> None:
+    """The detectors' state (baselines learnt over weeks) is snapshotted only where
+    ``PW_ANALYTICS_STATE_DIR`` points (review: the deployed service had none, so a restart
+    kept only InfluxDB's last hours): a volume of its own, made writable by the image."""
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    final = dockerfile.split("FROM python:3.11-slim\n", 1)[1]
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    analytics = compose["services"]["analytics"]
+    state = analytics["environment"]["PW_ANALYTICS_STATE_DIR"]
+    assert final.index(f"mkdir -p {state}") > final.index("USER parkwatch")
+    kept = [v for v in analytics["volumes"] if v.split(":")[1] == state]
+    assert kept
+    assert kept[0].split(":")[0] in compose["volumes"]
