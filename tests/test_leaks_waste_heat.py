@@ -411,31 +411,6 @@ def test_the_window_test_takes_the_larger_of_spread_and_floor() -> None:
     assert limit[0] == pytest.approx(1.5 * 0.5 * 0.02 * 200.0)
 
 
-def test_a_first_weekend_is_judged_against_the_workdays_hour_by_hour() -> None:
-    """Today (day 1004) is the history's first Saturday: no rest day is kept, so its window
-    is judged against the four workdays' same hours (median 11.5 in each). Hours of 15 and
-    17 m³/h stand 3.5 and 5.5 over them: the least, 3.5, is the excess, against the
-    workdays' limit of 5 × 1.4826 × 1.5 = 11.12 m³/h. A window carried by one hour (11, then
-    40: a mean 14 over) is no excess (−0.5): every hour must stand out, so that one hour a
-    skewed clock throws out does not make a leak."""
-    detector = _ring_detector({"window_h": 2, "widen": False})
-    noon = 24 * 1004 + 12
-    for hod in range(24):
-        detector.h_daytype[(24 * 1004 + hod) % detector.ring] = 1  # a Saturday
-    for hour, value in ((noon - 1, 15.0), (noon, 17.0)):
-        detector.h_value[:, hour % detector.ring] = value
-    excess, limit = detector._window_test(noon, 1)
-    assert excess[0] == pytest.approx(3.5)
-    assert limit[0] == pytest.approx(5 * 1.4826 * 1.5)
-    for hour, value in ((noon - 1, 11.0), (noon, 40.0)):
-        detector.h_value[:, hour % detector.ring] = value
-    excess, _ = detector._window_test(noon, 1)
-    assert excess[0] == pytest.approx(-0.5)
-    # a workday is judged by the window's mean as before
-    excess, _ = detector._window_test(noon, 0)
-    assert excess[0] == pytest.approx(25.5 - 11.5)
-
-
 def test_a_window_alarm_dates_the_leak_from_the_hours_over_the_baseline() -> None:
     """Of a six-hour window whose hours stood −0.2, 0.1, −0.1, 0.3, 0.6, 0.9 over the
     baseline, the leak began after the last hour at or under it: three hours ago. When every

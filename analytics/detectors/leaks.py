@@ -27,9 +27,7 @@ zones; the only loop is over the hours a block completes. Per zone:
 * a **baseline** for each hour of the day: the median of the same hour on the last
   ``days`` days of the same kind (workday, Saturday, Sunday, holiday, from the park's
   calendar: ``ctx.day_types``; make-up workdays are workdays), at least ``min_days`` of
-  them (else the workdays, or the rest days; a rest day before ``min_days`` rest days are
-  kept — the history's first weekend — against the workdays, which bound it from above;
-  else nothing is judged yet),
+  them (else the workdays, or the rest days; else nothing is judged yet),
   and a robust spread (1.4826 × the median absolute error of each of those days against the
   median of the others — the baseline's own error —, this hour of the day and two either
   side pooled), floored
@@ -50,9 +48,6 @@ zones; the only loop is over the hours a block completes. Per zone:
   before the CUSUM's allowance (1.25 × the class where the floor rules) lets it climb; an
   air leak shows through the compressors' load/unload cycling, which a few hours' mean
   smooths. Its onset is the hour after the window's last hour at or under the baseline.
-  A rest day judged against the workdays is judged by the window's least hour over them,
-  not its mean: each hour must stand out, so one hour thrown out (a gateway's clock
-  skewed minutes) cannot carry a window.
 
 Before a leak is reported, the hours since it began are compared with each meter of the
 zone: an outflow meter reading ``f`` of the truth leaves ``(1/f − 1)`` of its own flow
@@ -467,14 +462,6 @@ class ZoneLeaks(Detector):
             self._fit_production()
         prod = self._production(flow)
         base, spread = self._baseline(hour, daytype)
-        if daytype != WORKDAY and np.isnan(base).any():
-            # the history's first rest days, before enough are kept: the workdays' same hour
-            # bounds a rest day's from above (it uses no more), so a rest day standing over
-            # it is judged — the history's first weekend is no longer two days unwatched
-            cold = np.isnan(base)
-            w_base, w_spread = self._baseline(hour, WORKDAY, strict=True)
-            base = np.where(cold, w_base, base)
-            spread = np.where(cold, w_spread, spread)
         # a meter of the zone stuck (or an outflow pinned at its top: the zone's consumption
         # then has no bound) leaves the hour unjudged; an inflow pinned at its top makes the
         # hour a lower bound, judged only where it stands over the baseline already
@@ -570,19 +557,17 @@ class ZoneLeaks(Detector):
         pos = wanted % self.ring
         return pos, self.h_id[pos] == wanted
 
-    def _baseline(
-        self, hour: int, daytype: int, *, strict: bool = False
-    ) -> tuple[FloatArray, FloatArray]:
-        """Each zone's usual value for this hour of the day and kind of day (``strict``: of
-        that kind only), and its spread: how far each kept day fell from what the others
-        predicted for it (their median), this hour of the day and the two either side
-        pooled — the error the baseline itself makes, a stable figure even from a few days."""
+    def _baseline(self, hour: int, daytype: int) -> tuple[FloatArray, FloatArray]:
+        """Each zone's usual value for this hour of the day and kind of day, and its spread:
+        how far each kept day fell from what the others predicted for it (their median),
+        this hour of the day and the two either side pooled — the error the baseline itself
+        makes, a stable figure even from a few days."""
         base = np.full(len(self.layout.zones), np.nan)
         errors = []
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             for shift in (-2, -1, 0, 1, 2):
-                chosen = self._same_days(hour + shift, daytype, strict=strict)
+                chosen = self._same_days(hour + shift, daytype)
                 if shift == 0:
                     base = np.nanmedian(chosen, axis=1)
                 held = np.flatnonzero(np.isfinite(chosen).any(axis=0))
@@ -594,7 +579,7 @@ class ZoneLeaks(Detector):
             count = np.isfinite(pooled).sum(axis=1)
             spread = 1.4826 * np.nanmedian(np.abs(pooled), axis=1)
         # a spread learnt from a few days is itself uncertain: widen it as Student's t does
-        days = np.isfinite(self._same_days(hour, daytype, strict=strict)).sum(axis=1)
+        days = np.isfinite(self._same_days(hour, daytype)).sum(axis=1)
         if self.p.widen:
             spread = spread * _t_widening(days)
         return base, np.where(count >= self.p.min_residuals, spread, np.nan)
@@ -608,45 +593,10 @@ class ZoneLeaks(Detector):
         floors, whichever is more. A leak growing by the hour, or an air leak under a
         compressor's load cycling, stands out of a few hours' mean long before any one hour
         does. NaN where a window is not complete or has too few days."""
-        w = self.p.window_h
+        nz, w = len(self.layout.zones), self.p.window_h
         pos, held = self._window(hour + 1, w, 1)
         adjusted = self._adjusted()
-        hours = np.where(held[None, :], adjusted[:, pos], np.nan)  # [zones, w], newest first
-        # the floor of the window's hours, as the hourly test takes it (its meters' class)
-        inflows = self.inflow @ np.nan_to_num(self.h_flow[:, pos])
-        w_floor = self.p.floor_share * self.accuracy * np.abs(inflows).mean(axis=1)
-        base, limit = self._window_limit(hour, daytype, w_floor, workdays=False)
-        excess = hours.mean(axis=1) - base
-        if daytype != WORKDAY:
-            # a rest day before enough rest days are kept (the history's first weekend): a
-            # rest day uses no more than a workday, least of all at night, so the workdays'
-            # same hours bound it from above; judged by the window's least excess over them,
-            # so that every hour must stand out (one hour thrown by a gateway's skewed clock
-            # cannot carry it), and only past the workday windows' own limit
-            cold = np.isnan(limit)
-            if cold.any():
-                with np.errstate(all="ignore"), warnings.catch_warnings():
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    each = np.stack(
-                        [
-                            np.nanmedian(self._same_days(hour - j, WORKDAY, strict=True), axis=1)
-                            for j in range(w)
-                        ],
-                        axis=1,
-                    )
-                least = (hours - each).min(axis=1)  # NaN where an hour is missing
-                _, w_limit = self._window_limit(hour, WORKDAY, w_floor, workdays=True)
-                excess = np.where(cold, least, excess)
-                limit = np.where(cold, w_limit, limit)
-        return excess, limit
-
-    def _window_limit(
-        self, hour: int, daytype: int, w_floor: FloatArray, *, workdays: bool
-    ) -> tuple[FloatArray, FloatArray]:
-        """The kept days' window mean (their median) ending at ``hour`` and the limit of the
-        window test: ``window_z`` of the window mean's own spread or ``window_floor`` of
-        ``w_floor``, whichever is more; NaN with too few days (``workdays``: workdays only)."""
-        nz, w = len(self.layout.zones), self.p.window_h
+        now = np.where(held[None, :], adjusted[:, pos], np.nan).mean(axis=1)
         errors: list[FloatArray] = []
         base = np.full(nz, np.nan)
         days = np.zeros(nz, dtype=np.int64)
@@ -655,8 +605,7 @@ class ZoneLeaks(Detector):
             for shift in (-2, -1, 0, 1, 2):
                 # [zones, days]: each kept day's window (NaN unless every hour of it is kept)
                 windows = np.mean(
-                    [self._same_days(hour + shift - j, daytype, strict=workdays) for j in range(w)],
-                    axis=0,
+                    [self._same_days(hour + shift - j, daytype) for j in range(w)], axis=0
                 )
                 if shift == 0:
                     base = np.nanmedian(windows, axis=1)
@@ -669,9 +618,12 @@ class ZoneLeaks(Detector):
             count = np.isfinite(pooled).sum(axis=1)
             spread = 1.4826 * np.nanmedian(np.abs(pooled), axis=1)
             spread = spread * _t_widening(days) if self.p.widen else spread
+        # the floor of the window's hours, as the hourly test takes it (its meters' class)
+        inflows = self.inflow @ np.nan_to_num(self.h_flow[:, pos])
+        w_floor = self.p.floor_share * self.accuracy * np.abs(inflows).mean(axis=1)
         limit = np.maximum(self.p.window_z * spread, self.p.window_floor * w_floor)
         limit = np.where((count >= self.p.min_residuals) & (days >= self.p.min_days), limit, np.nan)
-        return base, limit
+        return now - base, limit
 
     def _window_onset(self, hour: int) -> IntArray:
         """Per zone, where the window's excess began: the hour after the window's last hour
@@ -684,10 +636,9 @@ class ZoneLeaks(Detector):
         onset: IntArray = hour + 1 - np.maximum(run, 1)
         return onset
 
-    def _same_days(self, hour: int, daytype: int, *, strict: bool = False) -> FloatArray:
+    def _same_days(self, hour: int, daytype: int) -> FloatArray:
         """[zones, days]: this hour of the day on the clean days of the same kind kept (else
-        of workdays or rest days as ``daytype`` is one; ``strict``: that kind only), NaN
-        elsewhere."""
+        of workdays or rest days as ``daytype`` is one), NaN elsewhere."""
         pos, held = self._window(hour, self.p.days - 1, 24)
         values = self._adjusted()[:, pos]
         ok = self.h_clean[:, pos] & held[None, :]
@@ -696,7 +647,7 @@ class ZoneLeaks(Detector):
         rest = ok & ((kinds == WORKDAY) == (daytype == WORKDAY))[None, :]
         enough_same = (same.sum(axis=1) >= self.p.min_days)[:, None]
         # (never workdays for a Sunday: a plant's rest days are not its working days)
-        use = same if strict else np.where(enough_same, same, rest)
+        use = np.where(enough_same, same, rest)
         use &= (use.sum(axis=1) >= self.p.min_days)[:, None]
         chosen: FloatArray = np.where(use, values, np.nan)
         return chosen
