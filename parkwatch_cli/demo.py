@@ -47,7 +47,7 @@ MODBUS_GATEWAY = "gw-steelco"
 RANDOM_FAULTS_WITHIN_S = 3600.0  # an open-ended demo's random faults come in its first hour
 HISTORY_DAYS = 4.0  # the least history a demo has: the leak baselines need 3 days of a kind
 HISTORY_STEP_S = 60  # the history's poll interval (and the catch-up's)
-CATCH_UP_H = 6  # the live run starts this long ago: the scheduled faults are found in it
+CATCH_UP_H = 6  # the live run starts at least this long ago, at its day's local midnight
 
 
 @dataclass
@@ -305,7 +305,7 @@ class _History:
     park: Park
     days: float
     start_ms: int  # a local midnight
-    live_ms: int  # the live simulator publishes from here (a few hours ago)
+    live_ms: int  # the live simulator publishes from here (the live day's local midnight)
     faults: list[Fault]
     excluded: frozenset[str]
 
@@ -326,9 +326,12 @@ class _History:
             days += 1
         midnight = datetime.combine(live - timedelta(days), datetime.min.time(), park.zone)
         start_ms = int(midnight.timestamp() * 1000)
-        step_ms = HISTORY_STEP_S * 1000
-        live_ms = now_ms - CATCH_UP_H * 3_600_000
-        live_ms -= (live_ms - start_ms) % step_ms  # on the history's grid
+        # the live run takes over at the live day's midnight (6 to 30 hours ago): its night is
+        # where the burst is scheduled, so that it stands out whatever the time of day the demo
+        # starts (an afternoon burst of a quarter of a district's flow can take longer than six
+        # hours of data to stand out against three days' afternoons)
+        live_midnight = datetime.combine(live, datetime.min.time(), park.zone)
+        live_ms = int(live_midnight.timestamp() * 1000)
         excluded = frozenset({MODBUS_GATEWAY})
         lay = build_layout(park)
         faults: list[Fault] = []
@@ -336,9 +339,12 @@ class _History:
         # run's first hours: both are found within hours of data, minutes of the demo. On
         # whole local hours: the detectors judge hourly means, and the first hour's estimate
         # is then the fault's whole size, not the part of the hour it was there
-        live_local = datetime.fromtimestamp(live_ms / 1000, park.zone)
-        next_hour = live_local.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
-        first_hour = int(next_hour.timestamp() * 1000)
+        recent = datetime.fromtimestamp(now_ms / 1000 - CATCH_UP_H * 3600, park.zone)
+        next_hour = recent.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+        starts = {  # the burst at 01:00 of the live night, the flue step in the last hours
+            FaultKind.WATER_BURST: live_ms + 3_600_000,
+            FaultKind.FLUE_TEMP_RISE: int(next_hour.timestamp() * 1000),
+        }
         wanted = {FaultKind.WATER_BURST: 0.25, FaultKind.FLUE_TEMP_RISE: 40.0}
         for kind, size in wanted.items():
             for target in fault_targets(park)[::-1]:
@@ -346,7 +352,7 @@ class _History:
                     continue
                 fault = Fault(
                     kind,
-                    first_hour + len(faults) * 3_600_000,
+                    starts[kind],
                     magnitude=size * target.scale if target.field == "zone" else size,
                     zone=target.name if target.field == "zone" else None,
                     meter=target.name if target.field == "meter" else None,
