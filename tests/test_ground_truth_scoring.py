@@ -109,3 +109,17 @@ def test_a_zones_event_places_a_fault_aimed_at_its_feed_meter_or_enterprise() ->
     assert (both.detected, both.false_events, both.median_delay_min) == (1, 1, 300.0)
     [only] = score_events([wrong], [fault], zone_places=places).kinds
     assert (only.detected, only.wrong_place, only.false_events) == (0, 1, 1)
+
+
+def test_events_of_a_kind_no_fault_has_are_false_not_unseen() -> None:
+    """The ground truth has a stuck meter and no leak; a leak event is false, in a row of its
+    own with no faults."""
+    stuck = Fault("s", "stuck_value", T0, T0 + 5 * HOUR, "m1", None, None)
+    events = [
+        event("stuck_value", "m1", T0 + HOUR),
+        event("water_leak", None, T0 + 2 * HOUR, zone="water-d1"),
+    ]
+    rows = {k.kind: k.as_dict() for k in score_events(events, [stuck]).kinds}
+    assert (rows["stuck_value"]["detected"], rows["stuck_value"]["false_events"]) == (1, 0)
+    assert rows["water_leak"]["faults"] == 0
+    assert rows["water_leak"]["false_events"] == 1

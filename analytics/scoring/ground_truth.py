@@ -6,8 +6,8 @@ the fault's place (its meter, zone or gateway) raised while the fault was on, or
 the time from the fault's start to the first such event's ``detected_at``, how many events each
 fault drew (a leak closed and reopened is one fault, several events), the faults only an event
 elsewhere fell on (wrong place: not found), and the false events: events of the fault kind's own
-kind that match no fault of a kind accepting them, in time and at its place. Events of kinds no
-fault maps to are counted apart, by kind.
+kind that match no fault of a kind accepting them, in time and at its place (a kind with events
+and no fault is scored too). Events of kinds no fault maps to are counted apart, by kind.
 """
 
 from __future__ import annotations
@@ -189,7 +189,8 @@ def score_events(
     def placed(event: Event, fault: Fault) -> bool:
         return _right_place(event, fault, gateways_of, places)
 
-    scored_kinds = sorted({f.kind for f in faults} & set(table))
+    # a kind with events and no fault is scored too, or its events, all false, would go unseen
+    scored_kinds = sorted(({f.kind for f in faults} | {e.kind for e in events}) & set(table))
     report: list[KindScore] = []
     for kind in scored_kinds:
         score = KindScore(kind)
