@@ -1,11 +1,13 @@
 """Scoring events against a simulator's ground truth, fault by fault.
 
-For every fault kind: how many faults, how many were detected (an event of an accepted kind
-raised while the fault was on, or within ``grace_ms`` after it ended — a point fault such as a
-counter reset is "on" at its instant), whether the first such event named the right place (the
-fault's meter, zone or gateway), the time from the fault's start to that event's
-``detected_at``, and the false events: events of the kinds the fault kind maps to that match no
-fault of those kinds in time. Events of kinds no fault maps to are counted apart, by kind.
+For every fault kind: how many faults, how many were detected — an event of an accepted kind at
+the fault's place (its meter, zone or gateway) raised while the fault was on, or within
+``grace_ms`` after it ended (a point fault such as a counter reset is "on" at its instant) —
+the time from the fault's start to the first such event's ``detected_at``, how many events each
+fault drew (a leak closed and reopened is one fault, several events), the faults only an event
+elsewhere fell on (wrong place: not found), and the false events: events of the fault kind's own
+kind that match no fault of a kind accepting them, in time and at its place (a kind with events
+and no fault is scored too). Events of kinds no fault maps to are counted apart, by kind.
 """
 
 from __future__ import annotations
@@ -106,11 +108,16 @@ class Fault:
 class KindScore:
     kind: str
     faults: int = 0
-    detected: int = 0
-    right_place: int = 0
+    detected: int = 0  # found at the fault's place: a detection needs the place
+    right_place: int = 0  # kept for readers of the report; equals ``detected``
+    wrong_place: int = 0  # not found: in the fault's time only events elsewhere
+    events: int = 0  # events at the faults' places in their time, summed over the faults
+    repeated: int = 0  # faults found by two or more events (a leak closed and reopened)
     false_events: int = 0
+    false_in_time_elsewhere: int = 0  # of ``false_events``: in a fault's time, not its place
     delays_ms: list[int] = field(default_factory=list)
-    missed_ids: list[str] = field(default_factory=list)
+    missed_ids: list[str] = field(default_factory=list)  # every fault not detected
+    wrong_place_ids: list[str] = field(default_factory=list)
 
     @property
     def median_delay_min(self) -> float | None:
@@ -123,9 +130,14 @@ class KindScore:
             "detected": self.detected,
             "missed": self.faults - self.detected,
             "right_place": self.right_place,
+            "wrong_place": self.wrong_place,
+            "events": self.events,
+            "repeated": self.repeated,
             "false_events": self.false_events,
+            "false_in_time_elsewhere": self.false_in_time_elsewhere,
             "median_time_to_detect_min": self.median_delay_min,
             "missed_ids": self.missed_ids,
+            "wrong_place_ids": self.wrong_place_ids,
         }
 
 
@@ -139,15 +151,20 @@ class TruthReport:
 
     def table(self) -> str:
         lines = [
-            f"{'fault kind':<22} {'faults':>6} {'found':>6} {'missed':>6} {'place ok':>8} "
-            f"{'false':>6} {'median min':>10}"
+            f"{'fault kind':<24} {'faults':>6} {'found':>6} {'missed':>6} {'elsewhere':>9} "
+            f"{'events':>6} {'repeated':>8} {'false':>6} {'median min':>10}"
         ]
         for k in self.kinds:
             delay = "-" if k.median_delay_min is None else f"{k.median_delay_min:g}"
             lines.append(
-                f"{k.kind:<22} {k.faults:>6} {k.detected:>6} {k.faults - k.detected:>6} "
-                f"{k.right_place:>8} {k.false_events:>6} {delay:>10}"
+                f"{k.kind:<24} {k.faults:>6} {k.detected:>6} {k.faults - k.detected:>6} "
+                f"{k.wrong_place:>9} {k.events:>6} {k.repeated:>8} {k.false_events:>6} "
+                f"{delay:>10}"
             )
+        lines.append(
+            "found: an event at the fault's place in its time; elsewhere: missed, with an event "
+            "only at another place then (also counted false)"
+        )
         if self.other_events:
             other = ", ".join(f"{kind} {n}" for kind, n in sorted(self.other_events.items()))
             lines.append(f"events of other kinds: {other}")
@@ -168,44 +185,54 @@ def score_events(
     table = dict(ACCEPTED if accepted is None else accepted)
     gateways_of = gateways_of or {}
     places = zone_places or {}
-    scored_kinds = sorted({f.kind for f in faults} & set(table))
-    used: set[str] = set()
+
+    def placed(event: Event, fault: Fault) -> bool:
+        return _right_place(event, fault, gateways_of, places)
+
+    # a kind with events and no fault is scored too, or its events, all false, would go unseen
+    scored_kinds = sorted(({f.kind for f in faults} | {e.kind for e in events}) & set(table))
     report: list[KindScore] = []
     for kind in scored_kinds:
         score = KindScore(kind)
         wanted = set(table[kind])
-        mine = [f for f in faults if f.kind == kind]
         candidates = [e for e in events if e.kind in wanted]
-        for fault in mine:
+        for fault in (f for f in faults if f.kind == kind):
             score.faults += 1
-            hits = [e for e in candidates if _in_time(e, fault, grace_ms)]
+            in_time = [e for e in candidates if _in_time(e, fault, grace_ms)]
+            hits = [e for e in in_time if placed(e, fault)]
             if not hits:
+                # an operator sent elsewhere has not found the fault
                 score.missed_ids.append(fault.id)
+                if in_time:
+                    score.wrong_place += 1
+                    score.wrong_place_ids.append(fault.id)
                 continue
             score.detected += 1
+            score.right_place += 1
             first = min(hits, key=lambda e: e.detected_at_ms)
             score.delays_ms.append(max(0, first.detected_at_ms - fault.start_ms))
-            if any(_right_place(e, fault, gateways_of, places) for e in hits):
-                score.right_place += 1
-            used.update(e.id for e in hits)
+            score.events += len(hits)
+            if len(hits) > 1:
+                score.repeated += 1
         report.append(score)
-    # false events: an event of a scored kind's accepted kinds that matches no fault of a kind
-    # accepting it
+    # false events: an event of a scored kind's own kind that no fault of a kind accepting it
+    # matches in time and place, and no fault explains (EXPLAINED_BY)
     for score in report:
         for event in events:
-            if event.kind != table[score.kind][0] or event.id in used:
+            if event.kind != table[score.kind][0]:
                 continue
-            fits = any(
-                event.kind in table.get(f.kind, ()) and _in_time(event, f, grace_ms) for f in faults
-            ) or any(
+            accepting = [f for f in faults if event.kind in table.get(f.kind, ())]
+            fits = any(_in_time(event, f, grace_ms) and placed(event, f) for f in accepting) or any(
                 f.kind in EXPLAINED_BY.get(event.kind, ())
-                and _right_place(event, f, gateways_of)
+                and placed(event, f)
                 and _in_time(event, f, grace_ms)
                 and _near_edge(event, f)
                 for f in faults
             )
             if not fits:
                 score.false_events += 1
+                if any(_in_time(event, f, grace_ms) for f in accepting):
+                    score.false_in_time_elsewhere += 1
     mapped = {k for kinds in table.values() for k in kinds}
     other: dict[str, int] = {}
     for event in events:
