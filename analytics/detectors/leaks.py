@@ -619,34 +619,39 @@ class ZoneLeaks(Detector):
         the workday windows' limit: every hour must stand out, so one hour thrown by a
         gateway's skewed clock cannot carry it."""
         w = self.p.window_h
-        pos, held = self._window(hour + 1, w, 1)
+        pos, held = self._window(hour + 1, w, 1)  # newest first
         adjusted = self._adjusted()
         hours = np.where(held[None, :], adjusted[:, pos], np.nan)  # [zones, w]
         # the floor of the window's hours, as the hourly test takes it (its meters' class)
         inflows = self.inflow @ np.nan_to_num(self.h_flow[:, pos])
         w_floor = self.p.floor_share * self.accuracy * np.abs(inflows).mean(axis=1)
-        base, limit = self._window_limit(hour, daytype, w_floor)
         # judged against days of its kind, so every hour of it must be of that kind: the
         # first hours of a Monday are no window of Sunday evening's hours against workdays'
-        # (a false leak each Monday where rest days use more), nor a Saturday's of Friday's
-        excess = hours.mean(axis=1) - base
-        if (self.h_daytype[pos][held] != daytype).any():
-            excess[:] = np.nan
+        # (a false leak each Monday where rest days use more), nor a Saturday's of Friday's.
+        # Across a change of kind the window is the hours since it, from three on.
+        other = held & (self.h_daytype[pos] != daytype)
+        same = int(np.argmax(other)) if other.any() else w
+        if same >= min(3, w):
+            s_floor = self.p.floor_share * self.accuracy * np.abs(inflows[:, :same]).mean(axis=1)
+            base, limit = self._window_limit(hour, daytype, s_floor, same)
+            excess = hours[:, :same].mean(axis=1) - base
+        else:
+            excess = limit = np.full(len(self.layout.zones), np.nan)
         cold = self._cold(hour, daytype)
         if cold.any():
             least = (hours - self._envelope(hour)[:, None]).min(axis=1)  # NaN: an hour missing
-            _, w_limit = self._window_limit(hour, WORKDAY, w_floor)
+            _, w_limit = self._window_limit(hour, WORKDAY, w_floor, w)
             excess = np.where(cold, least, excess)
             limit = np.where(cold, w_limit, limit)
         return excess, limit
 
     def _window_limit(
-        self, hour: int, daytype: int, w_floor: FloatArray
+        self, hour: int, daytype: int, w_floor: FloatArray, w: int
     ) -> tuple[FloatArray, FloatArray]:
-        """The kept days' window mean (their median) ending at ``hour`` and the window test's
-        limit: ``window_z`` of the window mean's own spread or ``window_floor`` of
-        ``w_floor``, whichever is more; NaN with too few days."""
-        nz, w = len(self.layout.zones), self.p.window_h
+        """The kept days' ``w``-hour window mean (their median) ending at ``hour`` and the
+        window test's limit: ``window_z`` of the window mean's own spread or ``window_floor``
+        of ``w_floor``, whichever is more; NaN with too few days."""
+        nz = len(self.layout.zones)
         errors: list[FloatArray] = []
         base = np.full(nz, np.nan)
         days = np.zeros(nz, dtype=np.int64)
