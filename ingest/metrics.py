@@ -15,7 +15,9 @@ class Tally:
     reading per message a chunk holds a few messages, so the chunk's seven updates cost
     ~1 µs per message in a ``bench ingest-path --chunk 4`` run. Registered as the registry's first
     collector, so that every read (a scrape, ``get_sample_value``) sees the counts up to
-    date; latencies are folded early when many wait, so that memory stays bounded."""
+    date. Six updates become plain additions; the histogram's observations are only
+    postponed (each still goes through ``Histogram.observe`` at the fold), and are folded
+    early when many wait, so that memory stays bounded."""
 
     __slots__ = ("in_progress", "lag", "latencies", "messages", "metrics", "readings", "values")
 
