@@ -28,41 +28,6 @@ def _compiled(fn: F) -> F:
 
 
 @_compiled
-def _merge_one(
-    c: int,
-    t: int,
-    v: float,
-    total: npt.NDArray[np.float64],
-    count: npt.NDArray[np.int32],
-    low: npt.NDArray[np.float64],
-    high: npt.NDArray[np.float64],
-    last_t: npt.NDArray[np.int64],
-    last_v: npt.NDArray[np.float64],
-) -> bool:
-    """One reading into cell ``c`` (its mark undone already): whether it was a duplicate."""
-    if count[c] == 0:
-        total[c] = 0.0
-        low[c] = np.inf
-        high[c] = -np.inf
-        last_t[c] = np.iinfo(np.int64).min
-        last_v[c] = np.nan
-    elif t == last_t[c]:
-        return True
-    total[c] += v
-    count[c] += 1
-    lo = low[c]
-    if v != v or (lo == lo and v < lo):
-        low[c] = v
-    hi = high[c]
-    if v != v or (hi == hi and v > hi):
-        high[c] = v
-    if t > last_t[c]:
-        last_t[c] = t
-        last_v[c] = v
-    return False
-
-
-@_compiled
 def add_one_per_cell(
     cell: npt.NDArray[np.int64],
     t_ms: npt.NDArray[np.int64],
@@ -97,55 +62,28 @@ def add_one_per_cell(
     for i in range(cell.size):
         c = cell[i]
         count[c] = -count[c] - 1
-        if _merge_one(c, t_ms[i], value[i], total, count, low, high, last_t, last_v):
+        t = t_ms[i]
+        if count[c] == 0:
+            total[c] = 0.0
+            low[c] = np.inf
+            high[c] = -np.inf
+            last_t[c] = np.iinfo(np.int64).min
+            last_v[c] = np.nan
+        elif t == last_t[c]:
             duplicates[i] = True
-    return True
-
-
-@_compiled
-def add_routed(
-    where: npt.NDArray[np.int64],
-    series: npt.NDArray[np.int64],
-    t_ms: npt.NDArray[np.int64],
-    value: npt.NDArray[np.float64],
-    slot: npt.NDArray[np.int64],
-    series_row: npt.NDArray[np.int64],
-    base: int,
-    rows: int,
-    head: int,
-    total: npt.NDArray[np.float64],
-    count: npt.NDArray[np.int32],
-    low: npt.NDArray[np.float64],
-    high: npt.NDArray[np.float64],
-    last_t: npt.NDArray[np.int64],
-    last_v: npt.NDArray[np.float64],
-    duplicates: npt.NDArray[np.bool_],
-) -> bool:
-    """``table_cells`` and ``add_one_per_cell`` in one pass: the readings ``route_readings``
-    kept for one table (``where``) merged straight from the rows into their flat cells
-    ((head + slot − base) · rows + row), a duplicate marked at its place in the rows.
-    Returns False, having changed nothing, where two readings share a cell."""
-    m = where.size
-    shared = m
-    for j in range(m):
-        i = where[j]
-        c = (head + (slot[i] - base)) * rows + series_row[series[i]]
-        if count[c] < 0:
-            shared = j
-            break
-        count[c] = -count[c] - 1
-    if shared < m:
-        for j in range(shared):
-            i = where[j]
-            c = (head + (slot[i] - base)) * rows + series_row[series[i]]
-            count[c] = -count[c] - 1
-        return False
-    for j in range(m):
-        i = where[j]
-        c = (head + (slot[i] - base)) * rows + series_row[series[i]]
-        count[c] = -count[c] - 1
-        if _merge_one(c, t_ms[i], value[i], total, count, low, high, last_t, last_v):
-            duplicates[i] = True
+            continue
+        v = value[i]
+        total[c] += v
+        count[c] += 1
+        lo = low[c]
+        if v != v or (lo == lo and v < lo):
+            low[c] = v
+        hi = high[c]
+        if v != v or (hi == hi and v > hi):
+            high[c] = v
+        if t > last_t[c]:
+            last_t[c] = t
+            last_v[c] = v
     return True
 
 

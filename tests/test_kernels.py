@@ -15,7 +15,6 @@ from analytics.kernels import (
     stuck_meters,
     stuck_runs,
     swap_scan,
-    table_cells,
     window_medians,
 )
 
@@ -178,39 +177,6 @@ def test_stuck_meters_judges_what_stuck_runs_and_a_reduction_by_meter_judge() ->
     np.testing.assert_array_equal(live, any_of(live_row))
     for a, b in zip(per_meter, per_row, strict=True):
         np.testing.assert_array_equal(a, b)
-
-
-def test_readings_routed_into_a_table_merge_as_their_cells_do() -> None:
-    """``SlotArrays.add_routed`` (kernels.add_routed: the rows straight into their cells)
-    leaves every array and duplicate mark as ``table_cells`` then ``add_cells`` do, with
-    repeats of a time already stored, NaN, stretches where two readings share a cell (the
-    sorting path) and cells reused from dropped slots."""
-    rng = np.random.default_rng(11)
-    rows, series_row = 6, np.array([4, 0, 5, 2, 1, 3], dtype=np.int64)
-    fast, slow = (SlotArrays.empty(rows, 0).widened(0, 10) for _ in range(2))
-    base = 1000
-    for stretch in range(400):
-        n = int(rng.integers(1, 12))
-        series = rng.integers(rows, size=n).astype(np.int64)
-        slot = base + rng.integers(fast.slots, size=n).astype(np.int64)
-        t_ms = slot * 60_000 + rng.integers(0, 3, size=n) * 20_000
-        value = rng.normal(50.0, 10.0, n)
-        value[rng.random(n) < 0.1] = np.nan
-        where = np.flatnonzero(rng.random(n) < 0.9).astype(np.int64)
-        dup_fast = np.zeros(n, dtype=bool)
-        fast.add_routed(where, series, t_ms, value, slot, series_row, base, dup_fast)
-        dup_slow = np.zeros(n, dtype=bool)
-        cell, t, v = table_cells(
-            where, series, t_ms, value, slot, series_row, base, slow.rows, slow.head
-        )
-        dup_slow[where[slow.add_cells(cell, t, v)]] = True
-        np.testing.assert_array_equal(dup_fast, dup_slow)
-        for name, _, _ in SlotArrays.FILL:
-            np.testing.assert_array_equal(fast._flat(name), slow._flat(name))
-        if stretch % 50 == 49:  # the oldest slots dropped, new ones reuse the room
-            for cells in (fast, slow):
-                cells.dropped(3).widened(0, 3)
-            base += 3
 
 
 def test_routing_takes_every_reading_to_its_slot_whatever_the_order_of_times() -> None:

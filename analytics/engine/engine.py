@@ -49,6 +49,7 @@ from analytics.kernels import (
     feed_clocks,
     gather_block,
     route_readings,
+    table_cells,
     transport_runs,
 )
 from parkwatch.events import Event
@@ -486,7 +487,7 @@ class ParkEngine:
         dup = duplicate.copy()
         ahead = (self.now_ms + MAX_AHEAD_MS) // self.step_ms
         # per table, its fresh readings in their order, straight from the rows in compiled
-        # passes (kernels.route_readings, add_routed: what Table.add does); the rows are
+        # passes (kernels.route_readings, table_cells: what Table.add does); the rows are
         # grouped by table once, not scanned whole for every table
         skip = self._tables.index(VIRTUAL) if VIRTUAL in self.tables else -1
         slot, late, late_n, ahead_n, first, last, order, offsets = route_readings(
@@ -502,8 +503,11 @@ class ParkEngine:
             table.ensure(int(first[tb]), int(last[tb]))
             assert table.base is not None
             where = order[offsets[tb] : offsets[tb + 1]]
-            table.cells.add_routed(where, series, t_ms, value, slot, self._series_row,
-                                   table.base, dup)  # fmt: skip
+            cell, t, v = table_cells(
+                where, series, t_ms, value, slot, self._series_row, table.base,
+                table.cells.rows, table.cells.head,
+            )  # fmt: skip
+            dup[where[table.cells.add_cells(cell, t, v)]] = True
         if late.any():
             late_series, late_times = series[late], t_ms[late]
             order = np.lexsort((late_times, late_series))

@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from analytics.engine.contract import Block, FloatArray, IntArray
-from analytics.kernels import add_one_per_cell, add_routed, table_cells
+from analytics.kernels import add_one_per_cell
 
 BoolArray = npt.NDArray[np.bool_]
 
@@ -168,31 +168,6 @@ class SlotArrays(Columns):
     def head(self) -> int:
         """Where slot 0 is in the buffers (a flat cell is (head + slot) · rows + row)."""
         return self._head
-
-    def add_routed(
-        self,
-        where: IntArray,
-        series: IntArray,
-        t_ms: IntArray,
-        value: FloatArray,
-        slot: IntArray,
-        series_row: IntArray,
-        base: int,
-        duplicates: BoolArray,
-    ) -> None:
-        """:meth:`add_cells` of rows ``where`` of a stretch (``series``' row here
-        ``series_row``, slot ``slot`` − ``base``), duplicates marked in ``duplicates`` (the
-        stretch's): straight from the rows in one compiled pass where no two share a cell."""
-        if add_routed(
-            where, series, t_ms, value, slot, series_row, base, self.rows, self._head,
-            self._flat("total"), self._flat("count"), self._flat("low"), self._flat("high"),
-            self._flat("last_t"), self._flat("last_v"), duplicates,
-        ):  # fmt: skip
-            return
-        cell, t, v = table_cells(
-            where, series, t_ms, value, slot, series_row, base, self.rows, self._head
-        )
-        duplicates[where[self.add_cells(cell, t, v)]] = True
 
     def add_cells(self, cell: IntArray, t_ms: IntArray, value: FloatArray) -> BoolArray:
         """:meth:`add` of readings given by their flat cells (see :attr:`head`)."""
