@@ -394,19 +394,22 @@ def baseline_slots(
         rates[5],
     )
     season_rate, record_margin, z_min, z_close = rates[6], rates[7], rates[8], rates[9]
-    margin, peak_margin, record_growth, clip, range_floor = (
+    margin, peak_margin, record_growth, clip, range_floor, resolution, quantum_scales = (
         rates[10],
         rates[11],
         rates[12],
         rates[13],
         rates[14],
+        rates[15],
+        rates[16],
     )
     warm_slots, hold_slots, quiet_slots, near = counts[0], counts[1], counts[2], counts[3]
-    season_bins, season_days, warmup_min_slots, record_skip = (
+    season_bins, season_days, warmup_min_slots, record_skip, stale_days = (
         counts[4],
         counts[5],
         counts[6],
         counts[7],
+        counts[8],
     )
     peak = 1.0 + peak_margin
     rows, slots = values.shape
@@ -434,6 +437,14 @@ def baseline_slots(
             ints[0, r] = seen
             first = seen == 1
             if last_day[kind, r] != today:
+                if last_day[kind, r] >= 0 and today - last_day[kind, r] > stale_days:
+                    # a profile met once in weeks (a holiday's) holds the level of then: a
+                    # lasting change since, learnt by the profiles met daily, would be
+                    # remarked on it again. It is learnt afresh, judged meanwhile by what
+                    # the other day types' profiles explain
+                    days_seen[kind, r] = 0
+                    profile[kind, :, r] = np.nan
+                    profile_n[kind, :, r] = 0
                 days_seen[kind, r] += 1
             last_day[kind, r] = today
             level = x if first else fs[2, r]
@@ -471,8 +482,13 @@ def baseline_slots(
             # the slower scale is a floor: after a calm day the usual swings are no deviation
             unit = _maximum(scale if own else _maximum(scale, level_scale), scale_slow)
             # the range floor counts this reading: the first change of a series that has read
-            # one value is then 1 / range_floor scales, not |dev| / 1e-12
-            floor = range_floor * (_maximum(hi, x) - _minimum(lo, x))
+            # one value is then 1 / range_floor scales, not |dev| / 1e-12; and no scale is
+            # below the quantity's resolution (a share of its level, and one step of its own
+            # quantum is at most quantum_scales): a change of 1e-9 or a step of a quantised
+            # sensor on a flat series is no deviation
+            quantum = fs[19, r]
+            res = _maximum(resolution * abs(level), quantum / quantum_scales)
+            floor = _maximum(range_floor * (_maximum(hi, x) - _minimum(lo, x)), res)
             z = 0.0 if first else abs(dev) / (unit + 1e-12 + floor)
             own_seen_prev = ints[2, r]
             f_level = x if first else fs[8, r]
@@ -499,6 +515,8 @@ def baseline_slots(
                 reason = 2
             elif own and own_seen_prev > warm_slots and dev_hi > 0 and f_dev_new > dev_hi * peak:
                 reason = 3
+            if reason >= 0 and _maximum(abs(dev), jump) <= z_min * res:
+                reason = -1  # within the resolution: no extreme
             extreme = reason >= 0
             warm = seen > warm_slots
             record_own, record_cold = fs[0, r], fs[1, r]
@@ -537,6 +555,14 @@ def baseline_slots(
             # learn: scale, level, offset, profile, ranges
             grown = seen > warmup_min_slots
             rate_scale = _maximum(1.0 / seen, scale_rate)
+            if not first and unit <= floor:
+                # a flat series (its scale under the floor: it has read one value, or nearly)
+                # that changes: its scale is what the change says (as if it had been a clip's
+                # worth of misses), not 0 regrown from the floor over days while its event
+                # stays open and hides what comes next
+                seed = abs(x - level) / clip
+                scale = _maximum(scale, seed)
+                level_scale = _maximum(level_scale, seed)
             # misses are clipped at clip scales, but never at 0 scales: a series that has read
             # one value (a meter at 0 until its plant starts) has learnt a scale of 0, and
             # clipped at 0 it would learn nothing from any miss ever after (nor its profile
@@ -571,6 +597,8 @@ def baseline_slots(
                 fs[11, r] = _maximum(lvl_hi, f_level_new)
                 fs[13, r] = _maximum(jump_hi, jump)
             fs[12, r] = x
+            if jump > 0:
+                fs[19, r] = jump if quantum == 0 else _minimum(quantum, jump)
             fs[14, r] = f_dev_new
             if settled and own:
                 fs[15, r] = _maximum(dev_hi, f_dev_new)

@@ -113,33 +113,63 @@ def replay(
 def score_truth(
     events: Annotated[Path, typer.Option(help="EVENTS.jsonl (replay's, or the alerts collected)")],
     truth: Annotated[Path, typer.Option(help="the simulator's ground_truth.jsonl")],
+    # required: without the park a gateway fault seen on one of its meters, or a fault aimed
+    # at an enterprise, would be missed without a word
     park: Annotated[
-        Path | None, typer.Option(help="park.yaml: places gateway faults by meter, zones' faults")
+        Path,
+        typer.Option(
+            help="the history's park.yaml: which gateway each meter is on, what each zone "
+            "stands for (a fault found there is missed without it)"
+        ),
+    ],
+    days: Annotated[
+        float | None,
+        typer.Option(
+            min=0.001,
+            help="the history's length, for false events per 30 days (default: from the "
+            "history.json beside --truth, when there is one)",
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object, not a table")] = False,
 ) -> None:
-    """Per fault kind: detected, missed, false events, time to detect, right place."""
+    """Per fault kind: detected, missed, false events, time to detect, right place; false
+    events by place, and leak events a meter fault explains."""
     from analytics.scoring.ground_truth import (
+        DAY_MS,
         load_events,
         load_faults,
         score_events,
+        zone_meters,
         zone_places,
     )
 
+    site = _park(park)
+    history_end_ms = None
+    span = truth.parent / "history.json"  # written by ``parkwatch simulate --history``
+    if span.is_file():
+        try:
+            doc = json.loads(span.read_text(encoding="utf-8"))
+            history_end_ms = int(doc["end_ms"])
+            if days is None:
+                days = (history_end_ms - int(doc["start_ms"])) / DAY_MS
+        except (ValueError, KeyError, TypeError) as exc:
+            raise _fail(f"{span}: not a history.json: {exc}") from None
     try:
         found = load_events(events)
-        faults = load_faults(truth)
+        faults = load_faults(truth, history_end_ms)
     except FileNotFoundError as exc:
         raise _fail(f"{exc.filename}: no such file") from None
     except (ValueError, KeyError) as exc:
         raise _fail(f"not an events or ground-truth file: {exc}") from None
-    gateways = None
-    places = None
-    if park is not None:
-        site = _park(park)
-        gateways = {m.id: m.gateway for m in site.iter_meters()}
-        places = zone_places(site)
-    report = score_events(found, faults, gateways, zone_places=places)
+    report = score_events(
+        found,
+        faults,
+        {m.id: m.gateway for m in site.iter_meters()},
+        zone_places=zone_places(site),
+        zone_meters=zone_meters(site),
+        history_end_ms=history_end_ms,
+        history_days=days,
+    )
     typer.echo(json.dumps(report.as_dict()) if as_json else report.table())
 
 

@@ -243,7 +243,7 @@ class NaiveDetectors:
                 "seen": 0, "level": v, "offset": 0.0, "scale": 0.0, "level_scale": 0.0,
                 "scale_slow": 0.0, "record": 0.0, "lo": math.inf, "hi": -math.inf,
                 "f_level": v, "lvl_lo": math.inf, "lvl_hi": -math.inf, "prev": math.nan,
-                "jump_hi": 0.0, "f_dev": 0.0,
+                "jump_hi": 0.0, "f_dev": 0.0, "quantum": 0.0,
                 "dev_hi": 0.0, "open": False, "hold": 0, "days": [0] * 4, "last_day": [-1] * 4,
                 "profile": [[math.nan] * p.season_bins for _ in range(4)],
                 "count": [[0] * p.season_bins for _ in range(4)],
@@ -258,6 +258,10 @@ class NaiveDetectors:
         b["seen"] += 1
         seen = b["seen"]
         if b["last_day"][kind] != day:
+            if 0 <= b["last_day"][kind] < day - p.stale_d:  # a profile met weeks ago: afresh
+                b["days"][kind] = 0
+                b["profile"][kind] = [math.nan] * p.season_bins
+                b["count"][kind] = [0] * p.season_bins
             b["days"][kind] += 1
             b["last_day"][kind] = day
         level, offset, scale = b["level"], b["offset"], b["scale"]
@@ -270,8 +274,10 @@ class NaiveDetectors:
         dev = v - band_hi if v > band_hi else v - band_lo if v < band_lo else 0.0
         span = b["hi"] - b["lo"] if math.isfinite(b["hi"] - b["lo"]) else 0.0
         unit = max(scale if own else max(scale, b["level_scale"]), b["scale_slow"])
-        # the range floor counts this reading, and bounds the clips below away from 0
-        floor = p.range_floor * (max(b["hi"], v) - min(b["lo"], v))
+        # the range floor counts this reading, and bounds the clips below away from 0; the
+        # resolution (a share of the level, a share of the smallest change seen) floors it
+        res = max(p.resolution * abs(level), b["quantum"] / p.quantum_scales)
+        floor = max(p.range_floor * (max(b["hi"], v) - min(b["lo"], v)), res)
         z = 0.0 if seen == 1 else abs(dev) / (unit + 1e-12 + floor)
         f_level = b["f_level"] + r["feature"] * (v - b["f_level"])
         jump = 0.0 if math.isnan(b["prev"]) else abs(v - b["prev"])
@@ -285,7 +291,7 @@ class NaiveDetectors:
             or (lvl_span > 0 and not lvl_lo - m * lvl_span <= f_level <= lvl_hi + m * lvl_span)
             or (b["jump_hi"] > 0 and jump > b["jump_hi"] * (1 + p.peak_margin))
             or (own and b["dev_hi"] > 0 and f_dev > b["dev_hi"] * (1 + p.peak_margin))
-        )  # fmt: skip
+        ) and max(abs(dev), jump) > p.z_min * res  # fmt: skip
         fire = seen > r["warm"] and (
             (own and z > max(b["record"] * p.record_margin, p.z_min)) or extreme
         )
@@ -304,6 +310,9 @@ class NaiveDetectors:
             )
         grown = seen > p.warmup_min_slots
         rate_scale = max(1.0 / seen, r["scale"])
+        if seen > 1 and unit <= floor:  # a flat series that changes: its scale from the change
+            scale = max(scale, abs(v - level) / p.clip)
+            b["level_scale"] = max(b["level_scale"], abs(v - level) / p.clip)
         resid = v - (prof[bin_] + offset) if own else v - level
         bound = p.clip * max(scale, floor)
         if grown:
@@ -326,6 +335,8 @@ class NaiveDetectors:
         count[bin_] = n + 1
         b["lo"], b["hi"] = min(b["lo"], v), max(b["hi"], v)
         b["f_level"], b["f_dev"], b["prev"] = f_level, f_dev, v
+        if jump > 0:
+            b["quantum"] = jump if b["quantum"] == 0 else min(b["quantum"], jump)
         if settled:
             b["lvl_lo"], b["lvl_hi"] = min(b["lvl_lo"], f_level), max(b["lvl_hi"], f_level)
             b["jump_hi"] = max(b["jump_hi"], jump)

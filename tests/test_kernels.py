@@ -128,9 +128,51 @@ def test_window_medians_are_numpys_nanmedian() -> None:
         np.testing.assert_array_equal(got, median)
 
 
+def _stuck_reference(
+    v: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+    state: list[np.ndarray],
+    stuck_slots: int,
+    lively_share: float,
+    lively_readings: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The stuck check's recursion for every row, in plain Python from its description
+    (``MeterFaults._stuck``), sharing no code with the kernels: per slot, a long run of
+    equal slots, whether it tells, whether the row showed life; the state in place."""
+    prev, equal_run, hist_changed, hist_seen, lively, main = state
+    rows, slots = v.shape
+    long_run, telling, live = (np.zeros((rows, slots), dtype=bool) for _ in range(3))
+    for r in range(rows):
+        before, run, is_lively = float(prev[r]), int(equal_run[r]), bool(lively[r])
+        changed_hist = [int(c) for c in hist_changed[r]]
+        seen_hist = [int(c) for c in hist_seen[r]]
+        for k in range(slots):
+            x = float(v[r, k])
+            seen = not np.isnan(x)
+            equal = seen and low[r, k] == high[r, k] and x == before
+            changed = seen and not equal and not np.isnan(before)
+            run = run + 1 if equal else 0 if seen else run
+            changed_hist = [*changed_hist[1:], int(changed)]
+            seen_hist = [*seen_hist[1:], int(seen)]
+            if changed:
+                n_seen = sum(seen_hist)
+                is_lively = sum(changed_hist) >= lively_share * max(n_seen, 1)
+                is_lively = is_lively and n_seen >= lively_readings
+            long_run[r, k] = run >= stuck_slots
+            telling[r, k] = long_run[r, k] and is_lively and bool(main[r]) and seen and x != 0
+            live[r, k] = seen and not equal
+            if seen:
+                before = x
+        prev[r], equal_run[r], lively[r] = before, run, is_lively
+        hist_changed[r], hist_seen[r] = changed_hist, seen_hist
+    return long_run, telling, live
+
+
 def test_stuck_meters_judges_what_stuck_runs_and_a_reduction_by_meter_judge() -> None:
     """The meter faults' stuck check per meter in one kernel, in place on the block's rows,
-    against the per-row kernel (also the leaks') and the numpy reduction it replaced."""
+    against the per-row kernel (also the leaks') and a plain reference that shares no code
+    with them (review: the reference was the kernels' own ``_stuck_row``)."""
     rng = np.random.default_rng(3)
     n, slots, w = 300, 40, 60
     # values that repeat for long stretches (some zero), rows that keep changing, gaps
@@ -158,6 +200,17 @@ def test_stuck_meters_judges_what_stuck_runs_and_a_reduction_by_meter_judge() ->
     long_run, telling, live_row = (np.empty((rows.size, slots), dtype=bool) for _ in range(3))
     stuck_runs(v[rows], low[rows], high[rows], *per_row, 15, 0.8, 10, long_run, telling,
                live_row, rows)  # fmt: skip
+    # the plain reference, on the rows' own state
+    plain = [a[rows].copy() for a in state()]
+    ref_long, ref_telling, ref_live = _stuck_reference(
+        v[rows], low[rows], high[rows], plain, 15, 0.8, 10
+    )
+    np.testing.assert_array_equal(long_run, ref_long)
+    np.testing.assert_array_equal(telling, ref_telling)
+    np.testing.assert_array_equal(live_row, ref_live)
+    assert ref_telling.any()
+    assert ref_live.any()
+    assert (~ref_long).any()
     seen = np.isfinite(v[rows])
     groups = meter_of[rows]
 
@@ -177,6 +230,8 @@ def test_stuck_meters_judges_what_stuck_runs_and_a_reduction_by_meter_judge() ->
     np.testing.assert_array_equal(live, any_of(live_row))
     for a, b in zip(per_meter, per_row, strict=True):
         np.testing.assert_array_equal(a, b)
+    for a, b in zip(per_row, plain, strict=True):
+        np.testing.assert_array_equal(a[rows], b)
 
 
 def test_routing_takes_every_reading_to_its_slot_whatever_the_order_of_times() -> None:

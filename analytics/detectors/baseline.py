@@ -12,10 +12,17 @@ numpy arrays across all rows (updated slot after slot, row by row, by the compil
   a shift a little earlier or later than usual is no deviation. A day type's profile is
   trusted once ``season_days`` days of that type have been seen; until then (cold start, a
   first Saturday or holiday) the band is what the trusted profiles of the other day types
-  and the recent level explain;
+  and the recent level explain. A profile not met for over ``stale_d`` days (a holiday's, a
+  Saturday's across a holiday week) is learnt afresh the same way: the offset that carried a
+  lasting change since has faded into the profiles met daily, and the old level would be
+  remarked again;
 * a **robust scale**: the exponential mean of the profile's misses over ``scale_tau_h``,
   each clipped at ``clip`` scales so that one spike does not blind it, floored by the same
-  mean over ``scale_slow_tau_h`` (a calm day does not make the usual swings look large);
+  mean over ``scale_slow_tau_h`` (a calm day does not make the usual swings look large), and
+  by the quantity's resolution: ``resolution`` of its level (a meter's accuracy) and its own
+  quantum (its smallest change between readings) as ``quantum_scales`` scales. A new extreme
+  within ``z_min`` resolutions is none: a change of 1e-9, or a quantised sensor's 20.0 →
+  20.1, on a flat series is nothing;
 * **records**: the largest scaled deviation of recent weeks (halving every
   ``record_half_life_d``), and the highest and lowest value, smoothed level, jump between
   readings and smoothed deviation ever seen.
@@ -40,11 +47,13 @@ the opening (so does a deviation the day of quiet silences: the operator has hea
 anomaly closes after ``hold_h`` once the deviation is back under ``z_close`` scales. Nothing
 fires in the first ``warmup_d`` of a series, and a slot without a reading is no evidence. A
 series that has read one value only (a meter at 0 until its plant starts) has a scale of 0:
-its first change is judged against that (a new extreme, ``1 / range_floor`` scales), and the
-clip of a miss is never at 0 scales (at least ``range_floor`` of the range, this reading in
-it), so its scale and profile learn from the change on. Rows of one meter share one event: it
-opens when any of its rows fires and closes when all are quiet. The evidence says why it opened
-(``reason``).
+its first change is judged against that (a new extreme, ``1 / range_floor`` scales, or less
+by the resolution), and the clip of a miss is never at 0 scales (at least ``range_floor`` of
+the range, this reading in it). A flat series' scale (under that floor) is seeded from its
+change (``|change| / clip``) so that the change's event closes in hours, not in the days the
+scale took to regrow from the floor while it hid what came next. Rows of one meter share one
+event: it opens when any of its rows fires and closes when all are quiet. The evidence says
+why it opened (``reason``).
 """
 
 from __future__ import annotations
@@ -120,10 +129,13 @@ class BaselineParams:
     record_growth: float = 2.0  # the record may grow to this × its value at an opening
     clip: float = 3.0  # misses are clipped at this many scales for the scale (winsorising)
     range_floor: float = 0.001  # scale floor as a share of the range seen (flat series)
+    resolution: float = 0.0025  # and as a share of the level (under a meter's accuracy)
+    quantum_scales: float = 8.0  # and one step of the series' own quantum is this many scales
     warmup_d: float = 1.0  # no alarm during the first day of a series …
     warmup_min_slots: int = 50  # … nor before this many readings
     record_skip_slots: int = 10  # the first readings set no record (the scale is not known)
     deviation_quiet_h: float = 24.0  # after a deviation opened an event, none for this long
+    stale_d: int = 7  # a day type's profile not met for longer is learnt afresh
 
     @classmethod
     def from_mapping(cls, params: Mapping[str, Any]) -> BaselineParams:
@@ -139,16 +151,19 @@ class BaselineParams:
 _FLOAT_ROWS = (
     "record", "record_cold", "level", "lo", "hi", "offset", "scale", "level_scale",
     "feat_level", "scale_slow", "level_lo", "level_hi", "prev_x", "jump_hi", "feat_dev",
-    "dev_hi", "record_open", "dev", "expected",
+    "dev_hi", "record_open", "dev", "expected", "quantum",
 )  # fmt: skip
 _INT_ROWS = ("seen", "quiet", "own_seen", "hold")
 _RATES = ("level", "offset", "scale", "feature", "decay", "scale_slow")
 _PARAMS = (
     "season_rate", "record_margin", "z_min", "z_close", "extreme_margin", "peak_margin",
-    "record_growth", "clip", "range_floor",
+    "record_growth", "clip", "range_floor", "resolution",
+    "quantum_scales",
 )  # fmt: skip
 _COUNTS = ("warm", "hold", "quiet", "near")
-_INT_PARAMS = ("season_bins", "season_days", "warmup_min_slots", "record_skip_slots")
+_INT_PARAMS = (
+    "season_bins", "season_days", "warmup_min_slots", "record_skip_slots", "stale_d",
+)  # fmt: skip
 
 # a new row's float state (counts, day bookkeeping and profiles are set up beside): no
 # level yet, an empty range, nothing recorded
