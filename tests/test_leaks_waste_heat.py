@@ -685,19 +685,20 @@ def _site(
     net: Any,
     leak: Any = None,
     steam_loss: Any = None,
+    first_day: int = 0,
 ) -> np.ndarray:
     """Rows main, plant, boiler at 5-minute slots from a Monday 00:00. The factory's sub-meter
     reads 30 m³/h, 50 while it works (08–20) on workdays, 15 on rest days; the boiler raises
     8 t/h of steam from 06 to 22 on workdays, 5 at night, 0.3 on rest days (steam off). The
     district's own use besides the factory is ``net(hour, rest)`` m³/h, days 1 % apart;
     ``leak(days)`` and ``steam_loss(days)`` add to the district and the steam (days since
-    the start)."""
+    the start). ``first_day``: the weekday of the first day (0 Monday)."""
     rng = np.random.default_rng(seed)
     slots = days * DAY_SLOTS
     t_days = np.arange(slots) / DAY_SLOTS
     day = t_days.astype(np.int64)
     hour = (t_days - day) * 24
-    rest = (day % 7) >= 5
+    rest = ((day + first_day) % 7) >= 5
     daily = 1 + 0.01 * rng.standard_normal(days)[day]
     works = ~rest & (hour >= 8) & (hour < 20)
     plant = np.where(rest, 15.0, np.where(works, 50.0, 30.0))
@@ -712,16 +713,16 @@ def _site(
     return np.vstack([plant + use, plant, steam])
 
 
-def _site_findings(values: np.ndarray) -> list[Finding]:
+def _site_findings(values: np.ndarray, start_ms: int = START_MS) -> list[Finding]:
     ctx = ParkContext(_site_park())
     detector = ZoneLeaks(ctx, ZoneLeaks.select(ctx))
     rows, slots = values.shape
     row = np.repeat(np.arange(rows, dtype=np.int64), slots)
-    t = np.tile(START_MS + np.arange(slots, dtype=np.int64) * STEP_MS, rows)
+    t = np.tile(start_ms + np.arange(slots, dtype=np.int64) * STEP_MS, rows)
     out: list[Finding] = []
     for first in range(0, slots, DAY_SLOTS // 3):
         n = min(DAY_SLOTS // 3, slots - first)
-        block = slot_block(row, t, values.reshape(-1), rows, START_MS + first * STEP_MS, STEP_MS, n)
+        block = slot_block(row, t, values.reshape(-1), rows, start_ms + first * STEP_MS, STEP_MS, n)
         out.extend(detector.update(block).findings)
     return out
 
@@ -740,8 +741,10 @@ def test_a_leak_from_a_friday_night_is_found_on_the_first_saturday() -> None:
     """Seed 8's case: a leak growing by 0.15 m³/h each hour from the history's first Friday,
     23:00, in a district whose balance is flat. No rest day has been seen, so no rest day
     has a baseline: it was found on the Monday, 49 h on. Against the workdays' envelope (their
-    busiest hour, 5.45 m³/h, plus their swing of 0.1) it stands out on the Saturday morning,
-    and it stays one event until it has stopped."""
+    busiest hour, 5.45 m³/h, plus their swing of 0.1) it stands out from the Saturday's first
+    hours; every hour of twelve must (a first rest day's window, leaks10c), so it is found
+    on the Saturday afternoon (18 h; 16 with six hours), and it stays one event until it
+    has stopped."""
     start, stop = 4 + 23 / 24, 11.0
     values = _site(
         14, 1, _flat, leak=lambda d: np.clip((d - start) * 24 * 0.15, 0, None) * (d < stop)
@@ -750,7 +753,7 @@ def test_a_leak_from_a_friday_night_is_found_on_the_first_saturday() -> None:
     opened = [f for f in found if f.active]
     assert len(opened) == 1
     assert opened[0].kind in ("water_leak", "water_burst")
-    assert _at(start) < opened[0].at_ms <= _at(start) + 16 * 3_600_000
+    assert _at(start) < opened[0].at_ms <= _at(start) + 18 * 3_600_000
     assert opened[0].evidence["first_rest_days"]
     closed = [f for f in found if not f.active]
     assert closed
@@ -783,7 +786,9 @@ def test_rest_days_using_more_than_workdays_are_no_leak_on_any_weekend(net: Any,
     workdays' envelope — their busiest hour plus their whole swing — and after the first
     weekend rest days wait for their own baseline: no event raised on a rest day, nor dated
     from a window that held rest hours (main raised one on Mondays: the first windows of a
-    Monday held Sunday evening's hours and were judged against workdays'). Days that happen
+    Monday held Sunday evening's hours and were judged against workdays'). The washdown case
+    never comes near the envelope and passes on main too: a guard against the reverted first
+    try. Days that happen
     to use 1 % more may still be taken for a leak on a workday, rest days or not: the quiet
     town's rate, above."""
     found = [f for f in _site_findings(_site(28, seed, net)) if f.zone == "district"]
@@ -800,6 +805,73 @@ def test_rest_days_using_more_than_workdays_are_no_leak_on_any_weekend(net: Any,
     assert weekend == []
 
 
+def _top_ups(hour: np.ndarray, rest: np.ndarray) -> np.ndarray:
+    """A steady 30 m³/h process; on rest days a tank is topped up for an hour at 10:00 and at
+    16:00 (+2.5 m³/h over the hour)."""
+    top = rest & (((hour >= 10) & (hour < 11)) | ((hour >= 16) & (hour < 17)))
+    out: np.ndarray = np.where(top, 32.5, 30.0)
+    return out
+
+
+def _weekend_cleaning(hour: np.ndarray, rest: np.ndarray) -> np.ndarray:
+    """A steady 30 m³/h process; on rest days a cleaning crew adds 12 m³/h from 08 to 14."""
+    out: np.ndarray = np.where(rest & (hour >= 8) & (hour < 14), 42.0, 30.0)
+    return out
+
+
+def _heavy_washdown(hour: np.ndarray, rest: np.ndarray) -> np.ndarray:
+    """As ``_washdown`` but hosed at 80 m³/h, over the workdays' envelope (50 + 20 = 70)."""
+    work = np.where((hour >= 8) & (hour < 20), 50.0, 30.0)
+    down = np.where((hour >= 20) | (hour < 2), 80.0, 5.0)
+    out: np.ndarray = np.where(rest, down, work)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("net", "seed"),
+    [(_top_ups, 1), (_top_ups, 2), (_weekend_cleaning, 1), (_heavy_washdown, 1)],
+)
+def test_weekend_only_use_over_a_flat_workday_is_no_leak_on_any_weekend(
+    net: Any, seed: int
+) -> None:
+    """A district flat on workdays with some use on rest days only, some of it over the
+    workdays' envelope for an hour (top-ups) or for six (cleaning, a heavy washdown). The
+    first weekend's hours under the envelope were not judged while those over it added to the
+    CUSUM, which never came down: the top-ups were a leak (seed 1, Sunday 11:00) or a burst
+    from one hour (seed 2, Saturday 17:00); the cleaning and the washdown were bursts, and
+    the washdown's first weekend, left out of the rest days' baseline, made more on the next
+    weekends (review of leaks10). A first rest day is now judged by the window test alone,
+    every hour of twelve over the envelope: nothing on any weekend."""
+    found = [f for f in _site_findings(_site(28, seed, net)) if f.zone == "district"]
+
+    def rest(t: int) -> bool:
+        return bool((t - START_MS) // 86_400_000 % 7 >= 5)
+
+    assert [f.at_ms for f in found if f.active and rest(f.at_ms)] == []
+
+
+def test_a_history_from_a_saturday_still_finds_a_leak_in_its_second_week() -> None:
+    """Each meter's plausible range was learnt from the first 24 hours: a history from a
+    Saturday learnt the boiler's steam-off 0.3 t/h and the factory's 15 m³/h, every workday
+    was out of range and never judged, and a leak growing by 0.15 m³/h an hour from the
+    first full week's Friday, 23:00, was never reported (review of leaks10). The range is
+    learnt once the ring holds a workday and a rest day (or a week)."""
+    start = 6 + 23 / 24
+    values = _site(
+        21,
+        4,
+        _residential,
+        leak=lambda d: np.clip((d - start) * 24 * 0.15, 0, None) * (d < start + 6),
+        first_day=5,
+    )
+    saturday = START_MS - 2 * 86_400_000
+    found = [f for f in _site_findings(values, saturday) if f.zone == "district"]
+    at = saturday + int(start * 86_400_000)
+    opened = [f for f in found if f.active]
+    assert len(opened) == 1
+    assert at < opened[0].at_ms < at + 3 * 86_400_000
+
+
 def _weekday_less(hour: np.ndarray, rest: np.ndarray) -> np.ndarray:
     """Shops and offices: peaks on workdays, 20 % less in every hour on rest days."""
     work = 20 + 25 * _bump(hour, 8, 2) + 20 * _bump(hour, 19, 2.5)
@@ -811,7 +883,8 @@ def test_a_leak_open_over_weekends_stays_one_event() -> None:
     """A 4 m³/h leak from the first Thursday, 01:00, for two weeks, in a district whose rest
     days use 20 % less: found on the Thursday, one event until it stops. (Rest hours under
     the workdays' same hours counted as quiet closed it every Saturday and it opened again
-    every Monday: leaks9.)"""
+    every Monday: leaks9.) It passes on main before leaks10 too: it guards against that
+    reverted first try, not a fault of main's."""
     start, stop = 3 + 1 / 24, 17.0
     values = _site(20, 2, _weekday_less, leak=lambda d: 4.0 * ((d >= start) & (d < stop)))
     found = [f for f in _site_findings(values) if f.zone == "district"]
@@ -827,7 +900,8 @@ def test_a_leak_open_over_weekends_stays_one_event() -> None:
 def test_rest_days_with_the_steam_off_never_close_a_loss() -> None:
     """A steam loss of 1.5 t/h from the first Thursday, 01:00, to the second Thursday: the
     boiler's rest days (0.3 t/h, steam off) are far under anything the workdays say, but
-    that is no sign the loss stopped — such hours are not judged — so it stays one event."""
+    that is no sign the loss stopped — such hours are not judged — so it stays one event.
+    (Passes on main before leaks10 too: a guard against leaks10's reverted first try.)"""
     start, stop = 3 + 1 / 24, 10.0
     values = _site(14, 3, _flat, steam_loss=lambda d: 1.5 * ((d >= start) & (d < stop)))
     found = [f for f in _site_findings(values) if f.zone == "steam"]
@@ -844,8 +918,11 @@ def test_only_the_first_rest_days_are_judged_against_the_workdays_envelope() -> 
     use 8 more. At noon the last 24 hours' medians are 19.5 at 03:00 (four days) and 11 at
     its quietest (yesterday afternoon's hours, from the three days before: 10, 12, 11), so
     the envelope is 19.5 + (19.5 − 11) = 28 m³/h. Today, a Saturday after them, is a first
-    rest day; a Saturday once a rest day has been followed by a workday is not (it waits for
-    rest days of its own, whatever became of the first ones)."""
+    rest day. A rest day is judged so while fewer than ``min_days`` (3) rest days are held
+    before it, kept or not: one rest day held among the workdays (a history that began on a
+    Sunday) leaves today a first rest day (leaks10 took only the first run of rest days,
+    and a history starting Thursday to Sunday had none judged so); three held (not kept: an
+    event was open over them) make it wait for rest days of its own."""
     detector = _ring_detector({})
     for day in range(1000, 1004):
         detector.h_value[:, (24 * day + 3) % detector.ring] += 8.0
@@ -855,11 +932,18 @@ def test_only_the_first_rest_days_are_judged_against_the_workdays_envelope() -> 
     assert detector._envelope(noon)[0] == pytest.approx(28.0)
     assert detector._cold(noon, 1)[0]
     assert not detector._cold(noon, 0)[0]  # a workday is never
-    # day 1002 was a Saturday not kept (an event was open): today is no first rest day
-    for hod in range(24):
-        pos = (24 * 1002 + hod) % detector.ring
-        detector.h_daytype[pos] = 1
-        detector.h_clean[:, pos] = False
+
+    def rest_day(day: int) -> None:
+        for hod in range(24):
+            pos = (24 * day + hod) % detector.ring
+            detector.h_id[pos] = 24 * day + hod
+            detector.h_daytype[pos] = 2
+            detector.h_clean[:, pos] = False
+
+    rest_day(999)
+    assert detector._cold(noon, 1)[0]
+    rest_day(997)
+    rest_day(998)
     assert not detector._cold(noon, 1)[0]
 
 

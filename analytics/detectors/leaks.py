@@ -29,8 +29,9 @@ zones; the only loop is over the hours a block completes. Per zone:
   calendar: ``ctx.day_types``; make-up workdays are workdays), at least ``min_days`` of
   them (else the workdays, or the rest days; else nothing is judged yet — but the history's
   first run of rest days, which has no rest day to learn from, is judged against an upper
-  bound, the workdays' busiest hour plus their whole swing, and only where it stands over
-  it: such an hour never counts as quiet, and later rest days without a baseline of their
+  bound, the workdays' busiest hour plus their whole swing, by the window test alone
+  (below): such an hour is never judged by the hourly CUSUM nor counted quiet, and later
+  rest days without a baseline of their
   own, an event open over the days it would come from, stay unjudged, so an open event is
   not closed by them),
   and a robust spread (1.4826 × the median absolute error of each of those days against the
@@ -53,8 +54,11 @@ zones; the only loop is over the hours a block completes. Per zone:
   before the CUSUM's allowance (1.25 × the class where the floor rules) lets it climb; an
   air leak shows through the compressors' load/unload cycling, which a few hours' mean
   smooths. Its onset is the hour after the window's last hour at or under the baseline.
-  A window is judged only when all its hours are of the kind of day it is judged against
-  (the first hours of a Monday hold Sunday evening's).
+  Across a change of kind of day (the first hours of a Monday hold Sunday evening's) the
+  window is the hours since the change, judged from its third hour on.
+  A first rest day (above) is judged by the window test alone: the least of its last
+  ``2 × window_h`` hours over the envelope, against the workdays' window limit (rest-day
+  activity over it comes in blocks, a leak stays).
 
 Before a leak is reported, the hours since it began are compared with each meter of the
 zone: an outflow meter reading ``f`` of the truth leaves ``(1/f − 1)`` of its own flow
@@ -502,9 +506,12 @@ class ZoneLeaks(Detector):
         scale = np.where(np.isfinite(spread), np.maximum(spread, np.maximum(floor, 1e-6)), np.nan)
         with np.errstate(invalid="ignore"):
             z = (value - base) / scale
-        # a lower bound (an inflow at its top) or an upper-bound reference (a first rest day)
-        # is judged only where it stands out already: never counted quiet
-        judged = np.isfinite(z) & (~(lower | cold) | (z >= self.p.k))
+        # a lower bound (an inflow at its top) is judged only where it stands out already:
+        # never counted quiet. A first rest day's hour is not judged at all: its hours under
+        # the envelope say nothing, so a CUSUM fed only the hours over it would never come
+        # down (two one-hour tank top-ups a day were a leak, one a burst): only the window
+        # test's least hour judges it
+        judged = np.isfinite(z) & ~cold & (~lower | (z >= self.p.k))
         self.h_id[pos] = hour
         self.h_daytype[pos] = daytype
         self.h_value[:, pos] = raw
@@ -639,7 +646,11 @@ class ZoneLeaks(Detector):
             excess = limit = np.full(len(self.layout.zones), np.nan)
         cold = self._cold(hour, daytype)
         if cold.any():
-            least = (hours - self._envelope(hour)[:, None]).min(axis=1)  # NaN: an hour missing
+            # over twice the window: rest-day activity over the envelope comes in blocks (a
+            # cleaning crew 08–14, a washdown 20–02 were leaks over six hours); a leak stays
+            cpos, cheld = self._window(hour + 1, 2 * w, 1)
+            chours = np.where(cheld[None, :], adjusted[:, cpos], np.nan)
+            least = (chours - self._envelope(hour)[:, None]).min(axis=1)  # NaN: an hour missing
             _, w_limit = self._window_limit(hour, WORKDAY, w_floor, w)
             excess = np.where(cold, least, excess)
             limit = np.where(cold, w_limit, limit)
@@ -678,19 +689,21 @@ class ZoneLeaks(Detector):
         return base, limit
 
     def _cold(self, hour: int, daytype: int) -> BoolArray:
-        """Per zone: this hour is a rest day's of the history's first run of rest days (no
-        rest day in the ring before a workday: the first weekend, or a first holiday), with
-        no rest-day baseline of its own yet but the workdays'. Later rest days never are —
-        those without a baseline (an event was open over the days it would have come from)
-        stay unjudged, so an open event is neither closed nor reopened by them."""
+        """Per zone: this hour is a rest day's while fewer than ``min_days`` rest days are
+        held in the ring before today (kept or not), with no rest-day baseline of its own
+        yet but the workdays'. Counting the days held, not the first run of them, covers a
+        history that starts on a Thursday to a Sunday (its first weekend has too few
+        workdays for an envelope; its second is judged against one) and a first holiday
+        week after a single rest day. Rest days once as many are held but without a
+        baseline (an event was open over the days it would have come from) stay unjudged,
+        so an open event is neither closed nor reopened by them."""
         nz = len(self.layout.zones)
         if daytype == WORKDAY:
             return np.zeros(nz, dtype=bool)
-        held = self.h_id >= 0
-        rest = held & (self.h_daytype != WORKDAY) & (self.h_id < hour)
-        work = held & (self.h_daytype == WORKDAY)
-        if rest.any() and work.any() and self.h_id[rest].min() < self.h_id[work].max():
-            return np.zeros(nz, dtype=bool)  # a workday came after a rest day: not the first
+        today = hour - hour % 24
+        rest = (self.h_id >= 0) & (self.h_daytype != WORKDAY) & (self.h_id < today)
+        if np.unique(self.h_id[rest] // 24).size >= self.p.min_days:
+            return np.zeros(nz, dtype=bool)
         own = np.isfinite(self._same_days(hour, daytype)).any(axis=1)
         workdays = np.isfinite(self._same_days(hour, WORKDAY)).any(axis=1)
         cold: BoolArray = np.logical_and(~own, workdays)
@@ -793,14 +806,21 @@ class ZoneLeaks(Detector):
         self, flow: FloatArray, flagged: BoolArray, unjudged: BoolArray
     ) -> tuple[BoolArray, BoolArray]:
         """Per zone: every meter's hourly flow within what that meter has shown (its range
-        over the days kept, widened by the range itself) and the zone not ``unjudged`` (a
+        over the days kept, widened by the range itself, once they hold a workday and a rest
+        day, or a week) and the zone not ``unjudged`` (a
         meter of it stuck this hour): a word-swapped or stuck register is a meter's fault,
         not consumption, and the meter-fault detector reports it. Also which rows were out
         of their range or ``flagged`` (stuck or pinned at their top, per layout row: kept
         out of the history)."""
         out_of_range = np.zeros(flow.size, dtype=bool)
-        if (self.h_id >= 0).sum() >= 24:
-            history = self.h_flow[:, self.h_id >= 0]
+        # a range learnt from one kind of day only is no range: a boiler steady at 0.3 t/h
+        # over a first weekend put every workday out of it, and the range never widened
+        # (a history from a Saturday left zones blind on workdays for good)
+        held = self.h_id >= 0
+        work = held & (self.h_daytype == WORKDAY)
+        both = work.sum() >= 24 and (held & ~work).sum() >= 24
+        if both or held.sum() >= 7 * 24:
+            history = self.h_flow[:, held]
             with np.errstate(all="ignore"), warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
                 lo = np.nanmin(history, axis=1)
