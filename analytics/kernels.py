@@ -401,6 +401,7 @@ def baseline_slots(
         rates[15],
         rates[16],
     )
+    abs_resolution, quantum_share = rates[17], rates[18]
     warm_slots, hold_slots, quiet_slots, near = counts[0], counts[1], counts[2], counts[3]
     season_bins, season_days, warmup_min_slots, record_skip = (
         counts[4],
@@ -408,6 +409,7 @@ def baseline_slots(
         counts[6],
         counts[7],
     )
+    quantum_repeats = counts[8]
     peak = 1.0 + peak_margin
     rows, slots = values.shape
     fired = np.empty((16, 6))
@@ -472,11 +474,13 @@ def baseline_slots(
             unit = _maximum(scale if own else _maximum(scale, level_scale), scale_slow)
             # the range floor counts this reading: the first change of a series that has read
             # one value is then 1 / range_floor scales, not |dev| / 1e-12; and no scale is
-            # below the quantity's resolution (a share of its level, and one step of its own
-            # quantum is at most quantum_scales): a change of 1e-9 or a step of a quantised
-            # sensor on a flat series is no deviation
+            # below the float's resolution (a share of the level of the order of its rounding,
+            # and an absolute epsilon where the level is 0: a virtual meter's a − b residue)
+            # nor below a step of the series' own quantum / quantum_scales. The share is no
+            # meter's accuracy: 0.25 % hid 30-scale dips of a steady 50 Hz or 10 MW series
             quantum = fs[19, r]
-            res = _maximum(resolution * abs(level), quantum / quantum_scales)
+            eps = _maximum(resolution * abs(level), abs_resolution)
+            res = _maximum(eps, quantum / quantum_scales)
             floor = _maximum(range_floor * (_maximum(hi, x) - _minimum(lo, x)), res)
             z = 0.0 if first else abs(dev) / (unit + 1e-12 + floor)
             own_seen_prev = ints[2, r]
@@ -488,6 +492,12 @@ def baseline_slots(
             if np.isnan(jump):
                 jump = 0.0
             jump_hi = fs[13, r]
+            # one step of the series' own (repeated) quantum off its band, reached by one
+            # step, is a quantised sensor's flicker: nothing, neither a deviation nor a record
+            # (under 1.5 steps: the band, learnt from quantised readings, lies off their grid)
+            within = quantum > 0 and _maximum(abs(dev), jump) < 1.5 * quantum
+            if within:
+                z = 0.0
             f_dev = fs[14, r]
             f_dev_new = f_dev + a_f * (abs(dev) - f_dev) if own else f_dev
             dev_hi = fs[15, r]
@@ -504,8 +514,8 @@ def baseline_slots(
                 reason = 2
             elif own and own_seen_prev > warm_slots and dev_hi > 0 and f_dev_new > dev_hi * peak:
                 reason = 3
-            if reason >= 0 and _maximum(abs(dev), jump) <= z_min * res:
-                reason = -1  # within the resolution: no extreme
+            if reason >= 0 and (within or _maximum(abs(dev), jump) <= z_min * res):
+                reason = -1  # within the resolution or a quantum: no extreme
             extreme = reason >= 0
             warm = seen > warm_slots
             record_own, record_cold = fs[0, r], fs[1, r]
@@ -586,8 +596,20 @@ def baseline_slots(
                 fs[11, r] = _maximum(lvl_hi, f_level_new)
                 fs[13, r] = _maximum(jump_hi, jump)
             fs[12, r] = x
-            if jump > 0:
-                fs[19, r] = jump if quantum == 0 else _minimum(quantum, jump)
+            if jump > eps:
+                # the quantum is a step size seen quantum_repeats times (the smallest such),
+                # and at most quantum_share of the largest value seen: a first change off a
+                # constant (0 → 500), or a load switching on and off, is no sensor's step
+                cand, cand_n = fs[20, r], ints[4, r]
+                if cand > 0 and abs(jump - cand) <= 1e-6 * cand:
+                    cand_n += 1
+                elif cand == 0 or jump < cand:
+                    cand, cand_n = jump, 1
+                fs[20, r] = cand
+                ints[4, r] = cand_n
+                top = _maximum(abs(fs[3, r]), abs(fs[4, r]))
+                if cand_n >= quantum_repeats and cand <= quantum_share * top:
+                    fs[19, r] = cand if quantum == 0 else _minimum(quantum, cand)
             fs[14, r] = f_dev_new
             if settled and own:
                 fs[15, r] = _maximum(dev_hi, f_dev_new)

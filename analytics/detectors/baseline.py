@@ -126,8 +126,11 @@ class BaselineParams:
     record_growth: float = 2.0  # the record may grow to this × its value at an opening
     clip: float = 3.0  # misses are clipped at this many scales for the scale (winsorising)
     range_floor: float = 0.001  # scale floor as a share of the range seen (flat series)
-    resolution: float = 0.0025  # and as a share of the level (under a meter's accuracy)
+    resolution: float = 1e-6  # and as a share of the level (a float's rounding, no accuracy)
+    abs_resolution: float = 1e-9  # and this, in the quantity's unit (at a level of 0)
     quantum_scales: float = 8.0  # and one step of the series' own quantum is this many scales
+    quantum_repeats: int = 3  # a quantum is a step size seen this many times …
+    quantum_share: float = 0.5  # … and at most this share of the largest value seen
     warmup_d: float = 1.0  # no alarm during the first day of a series …
     warmup_min_slots: int = 50  # … nor before this many readings
     record_skip_slots: int = 10  # the first readings set no record (the scale is not known)
@@ -147,17 +150,19 @@ class BaselineParams:
 _FLOAT_ROWS = (
     "record", "record_cold", "level", "lo", "hi", "offset", "scale", "level_scale",
     "feat_level", "scale_slow", "level_lo", "level_hi", "prev_x", "jump_hi", "feat_dev",
-    "dev_hi", "record_open", "dev", "expected", "quantum",
+    "dev_hi", "record_open", "dev", "expected", "quantum", "quantum_cand",
 )  # fmt: skip
-_INT_ROWS = ("seen", "quiet", "own_seen", "hold")
+_INT_ROWS = ("seen", "quiet", "own_seen", "hold", "quantum_n")
 _RATES = ("level", "offset", "scale", "feature", "decay", "scale_slow")
 _PARAMS = (
     "season_rate", "record_margin", "z_min", "z_close", "extreme_margin", "peak_margin",
     "record_growth", "clip", "range_floor", "resolution",
-    "quantum_scales",
+    "quantum_scales", "abs_resolution", "quantum_share",
 )  # fmt: skip
 _COUNTS = ("warm", "hold", "quiet", "near")
-_INT_PARAMS = ("season_bins", "season_days", "warmup_min_slots", "record_skip_slots")
+_INT_PARAMS = (
+    "season_bins", "season_days", "warmup_min_slots", "record_skip_slots", "quantum_repeats",
+)  # fmt: skip
 
 # a new row's float state (counts, day bookkeeping and profiles are set up beside): no
 # level yet, an empty range, nothing recorded
@@ -213,6 +218,7 @@ class BaselineDetector(Detector):
         self.s["quiet"] = np.zeros(rows, dtype=np.int64)  # slots until a deviation may open
         self.s["hold"] = np.zeros(rows, dtype=np.int64)
         self.s["own_seen"] = np.zeros(rows, dtype=np.int64)
+        self.s["quantum_n"] = np.zeros(rows, dtype=np.int64)  # times quantum_cand was seen
         # one profile per day type: workday, Saturday, Sunday, holiday (ctx.day_types)
         # [day type, …, row]: a slot touches one bin of every row, contiguous in memory
         self.s["days_seen"] = np.zeros((DAY_TYPES, rows), dtype=np.int64)
