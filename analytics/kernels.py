@@ -403,13 +403,14 @@ def baseline_slots(
     )
     abs_resolution, quantum_share = rates[17], rates[18]
     warm_slots, hold_slots, quiet_slots, near = counts[0], counts[1], counts[2], counts[3]
-    season_bins, season_days, warmup_min_slots, record_skip = (
+    season_bins, season_days, warmup_min_slots, record_skip, stale_days = (
         counts[4],
         counts[5],
         counts[6],
         counts[7],
+        counts[8],
     )
-    quantum_repeats = counts[8]
+    quantum_repeats = counts[9]
     peak = 1.0 + peak_margin
     rows, slots = values.shape
     fired = np.empty((16, 6))
@@ -436,6 +437,14 @@ def baseline_slots(
             ints[0, r] = seen
             first = seen == 1
             if last_day[kind, r] != today:
+                if last_day[kind, r] >= 0 and today - last_day[kind, r] > stale_days:
+                    # a profile met once in weeks (a holiday's) holds the level of then: a
+                    # lasting change since, learnt by the profiles met daily, would be
+                    # remarked on it again. It is learnt afresh, judged meanwhile by what
+                    # the other day types' profiles explain
+                    days_seen[kind, r] = 0
+                    profile[kind, :, r] = np.nan
+                    profile_n[kind, :, r] = 0
                 days_seen[kind, r] += 1
             last_day[kind, r] = today
             level = x if first else fs[2, r]

@@ -12,7 +12,10 @@ numpy arrays across all rows (updated slot after slot, row by row, by the compil
   a shift a little earlier or later than usual is no deviation. A day type's profile is
   trusted once ``season_days`` days of that type have been seen; until then (cold start, a
   first Saturday or holiday) the band is what the trusted profiles of the other day types
-  and the recent level explain;
+  and the recent level explain. A profile not met for over ``stale_d`` days (a holiday's, a
+  Saturday's across a holiday week) is learnt afresh the same way: the offset that carried a
+  lasting change since has faded into the profiles met daily, and the old level would be
+  remarked again;
 * a **robust scale**: the exponential mean of the profile's misses over ``scale_tau_h``,
   each clipped at ``clip`` scales so that one spike does not blind it, floored by the same
   mean over ``scale_slow_tau_h`` (a calm day does not make the usual swings look large), and
@@ -135,6 +138,7 @@ class BaselineParams:
     warmup_min_slots: int = 50  # … nor before this many readings
     record_skip_slots: int = 10  # the first readings set no record (the scale is not known)
     deviation_quiet_h: float = 24.0  # after a deviation opened an event, none for this long
+    stale_d: int = 7  # a day type's profile not met for longer is learnt afresh
 
     @classmethod
     def from_mapping(cls, params: Mapping[str, Any]) -> BaselineParams:
@@ -161,7 +165,8 @@ _PARAMS = (
 )  # fmt: skip
 _COUNTS = ("warm", "hold", "quiet", "near")
 _INT_PARAMS = (
-    "season_bins", "season_days", "warmup_min_slots", "record_skip_slots", "quantum_repeats",
+    "season_bins", "season_days", "warmup_min_slots", "record_skip_slots", "stale_d",
+    "quantum_repeats",
 )  # fmt: skip
 
 # a new row's float state (counts, day bookkeeping and profiles are set up beside): no
