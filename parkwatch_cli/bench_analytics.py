@@ -240,7 +240,7 @@ class NaiveDetectors:
         b = st.get("bl")
         if b is None:
             b = st["bl"] = {
-                "seen": 0, "level": v, "offset": 0.0, "scale": 0.0, "level_scale": 0.0,
+                "seen": 0, "level": v, "offsets": [0.0] * 4, "scale": 0.0, "level_scale": 0.0,
                 "scale_slow": 0.0, "record": 0.0, "lo": math.inf, "hi": -math.inf,
                 "f_level": v, "lvl_lo": math.inf, "lvl_hi": -math.inf, "prev": math.nan,
                 "jump_hi": 0.0, "f_dev": 0.0, "quantum": 0.0, "q_cand": 0.0, "q_n": 0,
@@ -262,9 +262,10 @@ class NaiveDetectors:
                 b["days"][kind] = 0
                 b["profile"][kind] = [math.nan] * p.season_bins
                 b["count"][kind] = [0] * p.season_bins
+                b["offsets"][kind] = 0.0
             b["days"][kind] += 1
             b["last_day"][kind] = day
-        level, offset, scale = b["level"], b["offset"], b["scale"]
+        level, offset, scale = b["level"], b["offsets"][kind], b["scale"]
         prof, count = b["profile"][kind], b["count"][kind]
         near = [prof[(bin_ + d) % p.season_bins] for d in (-1, 0, 1)]
         known = [x for x in near if not math.isnan(x)]
@@ -331,7 +332,7 @@ class NaiveDetectors:
         b["level_scale"] += rate_scale * (abs(miss) - b["level_scale"])
         b["level"] = level + r["level"] * (v - level)
         if own and not b["open"]:
-            b["offset"] = offset + r["offset"] * ((v - prof[bin_]) - offset)
+            b["offsets"][kind] = offset + r["offset"] * ((v - prof[bin_]) - offset)
         n = count[bin_]
         step = v - prof[bin_]
         if n > 0 and grown:
