@@ -27,7 +27,12 @@ zones; the only loop is over the hours a block completes. Per zone:
 * a **baseline** for each hour of the day: the median of the same hour on the last
   ``days`` days of the same kind (workday, Saturday, Sunday, holiday, from the park's
   calendar: ``ctx.day_types``; make-up workdays are workdays), at least ``min_days`` of
-  them (else the workdays, or the rest days; else nothing is judged yet),
+  them (else the workdays, or the rest days; else nothing is judged yet — but the history's
+  first run of rest days, which has no rest day to learn from, is judged against an upper
+  bound, the workdays' busiest hour plus their whole swing, and only where it stands over
+  it: such an hour never counts as quiet, and later rest days without a baseline of their
+  own, an event open over the days it would come from, stay unjudged, so an open event is
+  not closed by them),
   and a robust spread (1.4826 × the median absolute error of each of those days against the
   median of the others — the baseline's own error —, this hour of the day and two either
   side pooled), floored
@@ -48,6 +53,8 @@ zones; the only loop is over the hours a block completes. Per zone:
   before the CUSUM's allowance (1.25 × the class where the floor rules) lets it climb; an
   air leak shows through the compressors' load/unload cycling, which a few hours' mean
   smooths. Its onset is the hour after the window's last hour at or under the baseline.
+  A window is judged only when all its hours are of the kind of day it is judged against
+  (the first hours of a Monday hold Sunday evening's).
 
 Before a leak is reported, the hours since it began are compared with each meter of the
 zone: an outflow meter reading ``f`` of the truth leaves ``(1/f − 1)`` of its own flow
@@ -329,6 +336,7 @@ class ZoneLeaks(Detector):
         self.burst = np.zeros(nz, dtype=bool)
         self.meter = np.full(nz, -1, dtype=np.int64)  # the under-registering meter's row
         self.w_excess = np.full(nz, np.nan)  # the window test's excess, for the evidence
+        self.cold_now = np.zeros(nz, dtype=bool)  # this hour judged as a first rest day's
 
     # --- the contract ------------------------------------------------------------------
 
@@ -462,6 +470,15 @@ class ZoneLeaks(Detector):
             self._fit_production()
         prod = self._production(flow)
         base, spread = self._baseline(hour, daytype)
+        # the history's first rest days, before any has a baseline: judged only against an
+        # upper bound no rest day of the zone's own activity reaches (``_envelope``), and only
+        # where they stand over it — an hour under it says nothing (neither quiet nor not)
+        cold = self._cold(hour, daytype)
+        if cold.any():
+            _, w_spread = self._baseline(hour, WORKDAY)
+            base = np.where(cold, self._envelope(hour), base)
+            spread = np.where(cold, w_spread, spread)
+        self.cold_now = cold
         # a meter of the zone stuck (or an outflow pinned at its top: the zone's consumption
         # then has no bound) leaves the hour unjudged; an inflow pinned at its top makes the
         # hour a lower bound, judged only where it stands over the baseline already
@@ -485,7 +502,9 @@ class ZoneLeaks(Detector):
         scale = np.where(np.isfinite(spread), np.maximum(spread, np.maximum(floor, 1e-6)), np.nan)
         with np.errstate(invalid="ignore"):
             z = (value - base) / scale
-        judged = np.isfinite(z) & (~lower | (z >= self.p.k))
+        # a lower bound (an inflow at its top) or an upper-bound reference (a first rest day)
+        # is judged only where it stands out already: never counted quiet
+        judged = np.isfinite(z) & (~(lower | cold) | (z >= self.p.k))
         self.h_id[pos] = hour
         self.h_daytype[pos] = daytype
         self.h_value[:, pos] = raw
@@ -543,6 +562,9 @@ class ZoneLeaks(Detector):
             # (an onset the hourly CUSUM already set stands: a burst's patience counts from it)
             self.onset = np.where(alarm & (self.onset < 0), first, self.onset)
             self.cusum = np.where(alarm, np.maximum(self.cusum, self.p.h + 1e-6), self.cusum)
+            # a window standing out is no quiet hour, whatever its last hour scored (else an
+            # event it opens after quiet hours, or over hours not judged, closes at once)
+            self.quiet = np.where(alarm, 0, self.quiet)
         self.w_excess = w_excess
         night = self._night_flow(hour, at_ms)
         for zi in range(len(self.layout.zones)):
@@ -592,11 +614,44 @@ class ZoneLeaks(Detector):
         that uses more in every hour counts as one deviation, not six) or ``window_floor``
         floors, whichever is more. A leak growing by the hour, or an air leak under a
         compressor's load cycling, stands out of a few hours' mean long before any one hour
-        does. NaN where a window is not complete or has too few days."""
-        nz, w = len(self.layout.zones), self.p.window_h
-        pos, held = self._window(hour + 1, w, 1)
+        does. NaN where a window is not complete or has too few days. A first rest day
+        (``_cold``) is judged by the window's least hour over the workdays' envelope, against
+        the workday windows' limit: every hour must stand out, so one hour thrown by a
+        gateway's skewed clock cannot carry it."""
+        w = self.p.window_h
+        pos, held = self._window(hour + 1, w, 1)  # newest first
         adjusted = self._adjusted()
-        now = np.where(held[None, :], adjusted[:, pos], np.nan).mean(axis=1)
+        hours = np.where(held[None, :], adjusted[:, pos], np.nan)  # [zones, w]
+        # the floor of the window's hours, as the hourly test takes it (its meters' class)
+        inflows = self.inflow @ np.nan_to_num(self.h_flow[:, pos])
+        w_floor = self.p.floor_share * self.accuracy * np.abs(inflows).mean(axis=1)
+        # judged against days of its kind, so every hour of it must be of that kind: the
+        # first hours of a Monday are no window of Sunday evening's hours against workdays'
+        # (a false leak each Monday where rest days use more), nor a Saturday's of Friday's.
+        # Across a change of kind the window is the hours since it, from three on.
+        other = held & (self.h_daytype[pos] != daytype)
+        same = int(np.argmax(other)) if other.any() else w
+        if same >= min(3, w):
+            s_floor = self.p.floor_share * self.accuracy * np.abs(inflows[:, :same]).mean(axis=1)
+            base, limit = self._window_limit(hour, daytype, s_floor, same)
+            excess = hours[:, :same].mean(axis=1) - base
+        else:
+            excess = limit = np.full(len(self.layout.zones), np.nan)
+        cold = self._cold(hour, daytype)
+        if cold.any():
+            least = (hours - self._envelope(hour)[:, None]).min(axis=1)  # NaN: an hour missing
+            _, w_limit = self._window_limit(hour, WORKDAY, w_floor, w)
+            excess = np.where(cold, least, excess)
+            limit = np.where(cold, w_limit, limit)
+        return excess, limit
+
+    def _window_limit(
+        self, hour: int, daytype: int, w_floor: FloatArray, w: int
+    ) -> tuple[FloatArray, FloatArray]:
+        """The kept days' ``w``-hour window mean (their median) ending at ``hour`` and the
+        window test's limit: ``window_z`` of the window mean's own spread or ``window_floor``
+        of ``w_floor``, whichever is more; NaN with too few days."""
+        nz = len(self.layout.zones)
         errors: list[FloatArray] = []
         base = np.full(nz, np.nan)
         days = np.zeros(nz, dtype=np.int64)
@@ -618,12 +673,48 @@ class ZoneLeaks(Detector):
             count = np.isfinite(pooled).sum(axis=1)
             spread = 1.4826 * np.nanmedian(np.abs(pooled), axis=1)
             spread = spread * _t_widening(days) if self.p.widen else spread
-        # the floor of the window's hours, as the hourly test takes it (its meters' class)
-        inflows = self.inflow @ np.nan_to_num(self.h_flow[:, pos])
-        w_floor = self.p.floor_share * self.accuracy * np.abs(inflows).mean(axis=1)
         limit = np.maximum(self.p.window_z * spread, self.p.window_floor * w_floor)
         limit = np.where((count >= self.p.min_residuals) & (days >= self.p.min_days), limit, np.nan)
-        return now - base, limit
+        return base, limit
+
+    def _cold(self, hour: int, daytype: int) -> BoolArray:
+        """Per zone: this hour is a rest day's of the history's first run of rest days (no
+        rest day in the ring before a workday: the first weekend, or a first holiday), with
+        no rest-day baseline of its own yet but the workdays'. Later rest days never are —
+        those without a baseline (an event was open over the days it would have come from)
+        stay unjudged, so an open event is neither closed nor reopened by them."""
+        nz = len(self.layout.zones)
+        if daytype == WORKDAY:
+            return np.zeros(nz, dtype=bool)
+        held = self.h_id >= 0
+        rest = held & (self.h_daytype != WORKDAY) & (self.h_id < hour)
+        work = held & (self.h_daytype == WORKDAY)
+        if rest.any() and work.any() and self.h_id[rest].min() < self.h_id[work].max():
+            return np.zeros(nz, dtype=bool)  # a workday came after a rest day: not the first
+        own = np.isfinite(self._same_days(hour, daytype)).any(axis=1)
+        workdays = np.isfinite(self._same_days(hour, WORKDAY)).any(axis=1)
+        cold: BoolArray = np.logical_and(~own, workdays)
+        return cold
+
+    def _envelope(self, hour: int) -> FloatArray:
+        """Per zone, what no rest day of the zone's own activity should reach: the workdays'
+        busiest hour of the day plus their whole swing (busiest − quietest, of the median
+        day). A rest day may shift the zone's activity or add to it — a residential quarter
+        at home, a weekend washdown — but not by more than a workday's whole activity over
+        its busiest hour; a zone whose workdays show no activity (a district's balance of
+        losses and unmetered use) has a tight envelope, and a leak over it stands out on its
+        first weekend. NaN unless every hour of the day has a workday baseline. (The
+        limit: a zone flat on workdays that uses more on rest days in every hour, by more
+        than the window limit, would be reported on its first weekend.)"""
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            day = np.stack(
+                [np.nanmedian(self._same_days(hour - j, WORKDAY), axis=1) for j in range(24)],
+                axis=1,
+            )
+        peak, trough = day.max(axis=1), day.min(axis=1)  # NaN where an hour has none
+        envelope: FloatArray = 2 * peak - trough
+        return envelope
 
     def _window_onset(self, hour: int) -> IntArray:
         """Per zone, where the window's excess began: the hour after the window's last hour
@@ -1120,6 +1211,10 @@ class ZoneLeaks(Detector):
             "onset_hours_ago": int(hour - self.onset[zi] + 1),
         }
         pos, held = self._window(hour + 1, min(hour - int(self.onset[zi]) + 1, self.ring - 1), 1)
+        if self.cold_now[zi]:
+            # no rest day of its own to judge against yet: the excess is over the workdays'
+            # envelope, at least what is lost
+            evidence["first_rest_days"] = "over the workdays' busiest hour and swing"
         bounded = int((held & self.h_lower[zi, pos]).sum())
         if bounded:
             # hours read with an inflow meter pinned at its top: the excess is at least this
