@@ -2,13 +2,70 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics_core import Metric
+
+
+class Tally:
+    """What ingest counts per chunk of messages (one socket read), kept as plain numbers and
+    folded into the metrics whenever the registry is read: an update of a Prometheus metric
+    takes a lock and checks its argument (~0.5 µs, 1.4 for the histogram), and at one
+    reading per message a chunk holds a few messages, so the chunk's seven updates cost
+    ~1 µs per message in a ``bench ingest-path --chunk 4`` run. Registered as the registry's first
+    collector, so that every read (a scrape, ``get_sample_value``) sees the counts up to
+    date. Six updates become plain additions; the histogram's observations are only
+    postponed (each still goes through ``Histogram.observe`` at the fold), and are folded
+    early when many wait, so that memory stays bounded."""
+
+    __slots__ = ("in_progress", "lag", "latencies", "messages", "metrics", "readings", "values")
+
+    def __init__(self, metrics: IngestMetrics) -> None:
+        self.metrics = metrics
+        self.messages = 0
+        self.readings = 0
+        self.values = 0
+        self.in_progress = 0  # messages received, not yet acknowledged
+        self.lag: float | None = None  # the newest value, set as it comes
+        self.latencies: list[float] = []
+
+    def latency(self, seconds: float) -> None:
+        self.latencies.append(seconds)
+        if len(self.latencies) >= 1024:
+            self.fold()
+
+    def fold(self) -> None:
+        m = self.metrics
+        if self.messages:
+            m.messages.inc(self.messages)
+            self.messages = 0
+        if self.readings:
+            m.readings.inc(self.readings)
+            self.readings = 0
+        if self.values:
+            m.values_written.inc(self.values)
+            self.values = 0
+        m.in_progress.set(self.in_progress)
+        if self.lag is not None:
+            m.lag.set(self.lag)
+            self.lag = None
+        latencies, self.latencies = self.latencies, []
+        for seconds in latencies:
+            m.write_latency.observe(seconds)
+
+    def collect(self) -> Iterable[Metric]:
+        self.fold()
+        return []
 
 
 class IngestMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        # first: a read of the registry folds the hot path's counts in before the metrics
+        self.tally = Tally(self)
+        r.register(self.tally)
         self.messages = Counter("pw_ingest_messages", "MQTT messages received", registry=r)
         self.readings = Counter("pw_ingest_readings", "readings accepted for writing", registry=r)
         self.values_written = Counter(

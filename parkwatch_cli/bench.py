@@ -113,6 +113,31 @@ async def _newest_cycle_per_gateway(reader: InfluxReader, load: LoadPlan) -> dic
     }
 
 
+def metric_total(metrics: str, name: str) -> float:
+    """The sum of a metric's samples (over labels and replicas) in Prometheus text."""
+    return sum(
+        float(line.split()[-1])
+        for line in metrics.splitlines()
+        if line.startswith(name) and line[len(name) : len(name) + 1] in ("{", " ")
+    )
+
+
+def ingest_chunks(metrics: str) -> dict[str, float | None]:
+    """From ingest's metrics: how many messages a chunk (one socket read) held on average,
+    and how long a chunk took from its receipt to its points stored — the part of publish →
+    readable spent in ingest (the rest is the broker's queue and the bench's polling)."""
+    chunks = metric_total(metrics, "pw_ingest_write_seconds_count")
+    if not chunks:
+        return {"ingest_messages_per_chunk": None, "ingest_received_to_stored_ms": None}
+    seconds = metric_total(metrics, "pw_ingest_write_seconds_sum")
+    return {
+        "ingest_messages_per_chunk": round(
+            metric_total(metrics, "pw_ingest_messages_total") / chunks, 1
+        ),
+        "ingest_received_to_stored_ms": round(seconds / chunks * 1000, 1),
+    }
+
+
 def _percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None
@@ -216,11 +241,8 @@ async def _end_to_end(
                 name: round(seconds_used / max(last, 1) * 1e6, 2)
                 for name, seconds_used in cpu.items()
             },
-            "rejected": sum(
-                float(line.split()[-1])
-                for line in metrics.splitlines()
-                if line.startswith("pw_ingest_rejected_total")
-            ),
+            "rejected": metric_total(metrics, "pw_ingest_rejected_total"),
+            **ingest_chunks(metrics),
         }
     finally:
         for proc, _ in replicas:
@@ -293,6 +315,8 @@ def run_ingest_bench(plan: BenchPlan, state_dir: Path | None = None) -> dict[str
         "lost": max(0, e2e["sent"] - e2e["stored"]),
         "duplicated": max(0, e2e["stored"] - e2e["sent"]),
         "rejected": e2e["rejected"],
+        "ingest_messages_per_chunk": e2e["ingest_messages_per_chunk"],
+        "ingest_received_to_stored_ms": e2e["ingest_received_to_stored_ms"],
         "p50_latency_ms": _round(e2e["p50_latency_ms"]),
         "p99_latency_ms": _round(e2e["p99_latency_ms"]),
         "publish_readings_per_s": round(e2e["publish_readings_per_s"]),

@@ -751,3 +751,71 @@ def test_the_detectors_read_one_shared_block_the_largest_as_a_view() -> None:
     assert checked[largest.key] == 20
     assert len(checked) == len(engine.instances)
     assert views[largest.key], "the largest detector's block was a copy of its own"
+
+
+def test_the_compiled_clock_walk_closes_what_the_walk_closes(monkeypatch: Any) -> None:
+    """Replay's clock walk compiled (``kernels.feed_clocks``) against the walk in Python, on
+    a faulty day where one gateway's hour comes two hours late (a backlog), another goes
+    offline for longer than windows are held and a third falls silent: after every stretch
+    both engines hold the same clocks and closed slots, gave every row the same first open
+    slot, and raise the same events."""
+    rules = ClockRules(max_hold_ms=40 * 60_000)
+    fast, slow = (ParkEngine(demo(), DETECTORS, clock_rules=rules) for _ in range(2))
+    monkeypatch.setattr(slow, "_walk_compiled", slow._walk)
+    thresholds: dict[str, list[npt.NDArray[np.int64]]] = {"fast": [], "slow": []}
+    for name, engine in (("fast", fast), ("slow", slow)):
+
+        def noting(*args: Any, store: Any = engine._store, name: str = name, **kw: Any) -> Any:
+            thresholds[name].append(args[6].copy())
+            return store(*args, **kw)
+
+        monkeypatch.setattr(engine, "_store", noting)
+    rows = _engine_rows(fast, faulty_day())
+    arrival = rows.t_ms.copy()
+    backlog = (rows.gateway == 1) & (rows.t_ms >= START_MS + 5 * 3_600_000)
+    backlog &= rows.t_ms < START_MS + 6 * 3_600_000
+    arrival[backlog] += 2 * 3_600_000
+    # gateway 3 says it goes offline at 14 h and buffers: its two hours come when it is back
+    offline_at, online_at = START_MS + 14 * 3_600_000, START_MS + 16 * 3_600_000
+    away = (rows.gateway == 3) & (rows.t_ms >= offline_at) & (rows.t_ms < online_at)
+    arrival[away] = online_at + (rows.t_ms[away] - offline_at) // 10
+    silent = (rows.gateway == 2) & (rows.t_ms >= START_MS + 9 * 3_600_000)
+    keep = ~(silent & (rows.t_ms < START_MS + 11 * 3_600_000))
+    order = np.argsort(arrival[keep], kind="stable")
+    pick = np.flatnonzero(keep)[order]
+    rows = EngineRows(rows.series[pick], rows.t_ms[pick], rows.value[pick],
+                      rows.gateway[pick], arrival[pick], rows.duplicate[pick])  # fmt: skip
+    seen: dict[str, list[Event]] = {"fast": [], "slow": []}
+    for k, start in enumerate(range(0, rows.t_ms.size, 200)):
+        part = slice(start, start + 200)
+        chunk = EngineRows(
+            rows.series[part],
+            rows.t_ms[part],
+            rows.value[part],
+            rows.gateway[part],
+            rows.arrival_ms[part],
+            rows.duplicate[part],
+        )
+        now = int(chunk.arrival_ms[-1])
+        status = None if not offline_at <= now < online_at + 30 * 60_000 else now < online_at
+        for name, engine in (("fast", fast), ("slow", slow)):
+            if status is not None:  # its status message, retained: heard again and again
+                engine.gateway_status(engine.gateways[3], not status, now)
+            engine.feed_rows(chunk)
+            if k % 10 == 9:
+                seen[name].extend(engine.advance(now).events)
+        assert (fast.now_ms, fast.clock_slot, fast.park_closed) == (
+            slow.now_ms, slow.clock_slot, slow.park_closed
+        )  # fmt: skip
+        np.testing.assert_array_equal(fast.closed, slow.closed)
+        np.testing.assert_array_equal(thresholds["fast"][-1], thresholds["slow"][-1])
+        for name in Clocks._ARRAYS:
+            np.testing.assert_array_equal(getattr(fast.clocks, name), getattr(slow.clocks, name))
+        for a, b in zip(fast.tables.values(), slow.tables.values(), strict=True):
+            assert (a.base, a.late_readings) == (b.base, b.late_readings)
+    for name, engine in (("fast", fast), ("slow", slow)):
+        seen[name].extend(engine.finish().events)
+    assert fast.late_readings() > 0  # the backlog's hour came after its slots closed
+    zone = demo().zone
+    assert [e.to_bytes(zone) for e in seen["fast"]] == [e.to_bytes(zone) for e in seen["slow"]]
+    assert seen["fast"]

@@ -9,7 +9,14 @@ import numpy as np
 
 from analytics.detectors.meter_faults import word_swapped
 from analytics.engine.slots import SlotArrays
-from analytics.kernels import counter_scan, stuck_meters, stuck_runs, swap_scan, window_medians
+from analytics.kernels import (
+    counter_scan,
+    route_readings,
+    stuck_meters,
+    stuck_runs,
+    swap_scan,
+    window_medians,
+)
 
 
 def test_slot_arrays_reuse_their_buffers_without_stale_cells() -> None:
@@ -225,3 +232,36 @@ def test_stuck_meters_judges_what_stuck_runs_and_a_reduction_by_meter_judge() ->
         np.testing.assert_array_equal(a, b)
     for a, b in zip(per_row, plain, strict=True):
         np.testing.assert_array_equal(a[rows], b)
+
+
+def test_routing_takes_every_reading_to_its_slot_whatever_the_order_of_times() -> None:
+    """``route_readings`` keeps the slot of the reading before and its span (no division
+    while times stay in it): readings that step back and forth across slot edges, times
+    before 1970 and runs of one time all get ``t // step`` and their lateness, grouped by
+    table in their order."""
+    rng = np.random.default_rng(5)
+    step = 60_000
+    t_ms = np.repeat(rng.integers(-5 * step, 5 * step, size=300), rng.integers(1, 4, size=300))
+    t_ms[rng.random(t_ms.size) < 0.2] += step - 1  # to the edges
+    edges = np.array([-1, 0, step - 1, step, 2 * step, 2 * step - 1, -step, -step - 1])
+    t_ms = np.concatenate([t_ms, np.tile(edges, 5), edges[::-1]])
+    n = t_ms.size
+    series = rng.integers(0, 8, size=n).astype(np.int64)
+    series_table = np.array([0, 1, 2, 0, 1, 2, 0, 1], dtype=np.int64)
+    threshold = rng.integers(-6, 2, size=n).astype(np.int64)
+    duplicate = rng.random(n) < 0.1
+    slot, late, late_n, ahead_n, first, last, order, offsets = route_readings(
+        series, t_ms, threshold, duplicate, series_table, 2, step, 3, 3
+    )
+    live = ~duplicate & (series_table[series] != 2)
+    want = t_ms // step
+    np.testing.assert_array_equal(slot[live], want[live])
+    np.testing.assert_array_equal(late, live & (want < threshold))
+    kept = live & (want >= threshold) & (want < 3)
+    for tb in range(3):
+        mine = kept & (series_table[series] == tb)
+        np.testing.assert_array_equal(order[offsets[tb] : offsets[tb + 1]], np.flatnonzero(mine))
+        assert late_n[tb] == (late & (series_table[series] == tb)).sum()
+        if mine.any():
+            assert (first[tb], last[tb]) == (want[mine].min(), want[mine].max())
+    assert ahead_n.sum() == (live & (want >= 3)).sum()

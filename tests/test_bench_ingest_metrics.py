@@ -1,0 +1,36 @@
+"""``parkwatch bench ingest`` reads ingest's chunk sizes and chunk latency off its metrics."""
+
+from __future__ import annotations
+
+from parkwatch_cli.bench import ingest_chunks, metric_total
+
+METRICS = """\
+# HELP pw_ingest_messages_total MQTT messages received
+pw_ingest_messages_total 300.0
+pw_ingest_messages_created 1.7e9
+pw_ingest_rejected_total{reason="bad_value"} 2.0
+pw_ingest_rejected_total{reason="unknown_meter"} 1.0
+pw_ingest_write_seconds_bucket{le="0.1"} 10.0
+pw_ingest_write_seconds_count 12.0
+pw_ingest_write_seconds_sum 3.0
+pw_ingest_messages_total 100.0
+pw_ingest_write_seconds_count 8.0
+pw_ingest_write_seconds_sum 1.0
+"""
+
+
+def test_totals_over_labels_and_replicas() -> None:
+    assert metric_total(METRICS, "pw_ingest_rejected_total") == 3
+    # not pw_ingest_messages_created, nor the in-progress gauge's name
+    assert metric_total(METRICS, "pw_ingest_messages_total") == 400
+
+
+def test_messages_per_chunk_and_chunk_latency() -> None:
+    assert ingest_chunks(METRICS) == {
+        "ingest_messages_per_chunk": 20.0,
+        "ingest_received_to_stored_ms": 200.0,
+    }
+    assert ingest_chunks("") == {
+        "ingest_messages_per_chunk": None,
+        "ingest_received_to_stored_ms": None,
+    }
