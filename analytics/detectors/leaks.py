@@ -1041,10 +1041,6 @@ class ZoneLeaks(Detector):
         moved = self._balance_shift(zi, sides, excess)
         if moved is not None:
             return "meter", moved[0], moved[1]
-        for verdict, errors in (("lean", 2.0), ("hold", 1.0)):
-            leans = self._balance_shift(zi, sides, excess, errors)
-            if leans is not None:
-                return verdict, leans[0], leans[1]
         best: tuple[float, int, float] | None = None
         undecided = False
         DBG.clear()
@@ -1099,6 +1095,11 @@ class ZoneLeaks(Detector):
             )
         if best is not None and not self._inflow_rose(sides, best[1], excess):
             return "meter", best[1], best[2]
+        # neither check decides, but the balance leans on an outflow meter: hold the decision
+        for verdict, errors in (("lean", 2.0), ("hold", 1.0)):
+            leans = self._balance_shift(zi, sides, excess, errors)
+            if leans is not None:
+                return verdict, leans[0], leans[1]
         return ("wait" if undecided else "leak"), -1, 0.0
 
     def _balance_sides(
