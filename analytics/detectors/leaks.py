@@ -1094,6 +1094,11 @@ class ZoneLeaks(Detector):
                 DBG,
             )
         if best is not None and not self._inflow_rose(sides, best[1], excess):
+            # the meter's own drop, where the balance leans on it too, is the better estimate
+            # (a lively meter's within-hour β understates a step: seed 5's pharmco, 4 % of 14)
+            leans = self._balance_shift(zi, sides, excess, 1.0)
+            if leans is not None and leans[0] == best[1]:
+                return "meter", leans[0], leans[1]
             return "meter", best[1], best[2]
         # neither check decides, but the balance leans on an outflow meter: hold the decision
         for verdict, errors in (("lean", 2.0), ("hold", 1.0)):
