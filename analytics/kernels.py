@@ -374,6 +374,7 @@ def baseline_slots(
     last_day: npt.NDArray[np.int64],
     profile: npt.NDArray[np.float64],
     profile_n: npt.NDArray[np.int32],
+    offsets: npt.NDArray[np.float64],
     row_open: npt.NDArray[np.bool_],
     meter_open: npt.NDArray[np.bool_],
     meter_of: npt.NDArray[np.int64],
@@ -403,6 +404,7 @@ def baseline_slots(
         rates[15],
         rates[16],
     )
+    abs_resolution, quantum_share = rates[17], rates[18]
     warm_slots, hold_slots, quiet_slots, near = counts[0], counts[1], counts[2], counts[3]
     season_bins, season_days, warmup_min_slots, record_skip, stale_days = (
         counts[4],
@@ -411,6 +413,7 @@ def baseline_slots(
         counts[7],
         counts[8],
     )
+    quantum_repeats = counts[9]
     peak = 1.0 + peak_margin
     rows, slots = values.shape
     fired = np.empty((16, 6))
@@ -445,6 +448,7 @@ def baseline_slots(
                     days_seen[kind, r] = 0
                     profile[kind, :, r] = np.nan
                     profile_n[kind, :, r] = 0
+                    offsets[kind, r] = 0.0
                 days_seen[kind, r] += 1
             last_day[kind, r] = today
             level = x if first else fs[2, r]
@@ -457,7 +461,9 @@ def baseline_slots(
             near_next = profile[kind, b_next, r]
             own_n = profile_n[kind, b, r]
             own = days_seen[kind, r] > season_days and own_n > 0
-            offset = fs[5, r]
+            # the offset is the day type's own: a shared one carried the workday profile's lag
+            # after a step onto a Saturday profile already at the new level
+            offset = offsets[kind, r]
             if own:
                 band_lo = _fmin(_fmin(near_prev, own_v), near_next) + offset
                 band_hi = _fmax(_fmax(near_prev, own_v), near_next) + offset
@@ -476,32 +482,40 @@ def baseline_slots(
                 dev = x - band_lo
             else:
                 dev = 0.0
-            scale = fs[6, r]
-            level_scale = fs[7, r]
-            scale_slow = fs[9, r]
+            scale = fs[5, r]
+            level_scale = fs[6, r]
+            scale_slow = fs[8, r]
             # the slower scale is a floor: after a calm day the usual swings are no deviation
             unit = _maximum(scale if own else _maximum(scale, level_scale), scale_slow)
             # the range floor counts this reading: the first change of a series that has read
             # one value is then 1 / range_floor scales, not |dev| / 1e-12; and no scale is
-            # below the quantity's resolution (a share of its level, and one step of its own
-            # quantum is at most quantum_scales): a change of 1e-9 or a step of a quantised
-            # sensor on a flat series is no deviation
-            quantum = fs[19, r]
-            res = _maximum(resolution * abs(level), quantum / quantum_scales)
+            # below the float's resolution (a share of the level of the order of its rounding,
+            # and an absolute epsilon where the level is 0: a virtual meter's a − b residue)
+            # nor below a step of the series' own quantum / quantum_scales. The share is no
+            # meter's accuracy: 0.25 % hid 30-scale dips of a steady 50 Hz or 10 MW series
+            quantum = fs[18, r]
+            eps = _maximum(resolution * abs(level), abs_resolution)
+            res = _maximum(eps, quantum / quantum_scales)
             floor = _maximum(range_floor * (_maximum(hi, x) - _minimum(lo, x)), res)
             z = 0.0 if first else abs(dev) / (unit + 1e-12 + floor)
             own_seen_prev = ints[2, r]
-            f_level = x if first else fs[8, r]
+            f_level = x if first else fs[7, r]
             f_level_new = f_level + a_f * (x - f_level)
-            lvl_lo, lvl_hi = fs[10, r], fs[11, r]
+            lvl_lo, lvl_hi = fs[9, r], fs[10, r]
             lvl_span = lvl_hi - lvl_lo
-            jump = abs(x - fs[12, r])
+            jump = abs(x - fs[11, r])
             if np.isnan(jump):
                 jump = 0.0
-            jump_hi = fs[13, r]
-            f_dev = fs[14, r]
+            jump_hi = fs[12, r]
+            # one step of the series' own (repeated) quantum off its band, reached by one
+            # step, is a quantised sensor's flicker: nothing, neither a deviation nor a record
+            # (under 1.5 steps: the band, learnt from quantised readings, lies off their grid)
+            within = quantum > 0 and _maximum(abs(dev), jump) < 1.5 * quantum
+            if within:
+                z = 0.0
+            f_dev = fs[13, r]
             f_dev_new = f_dev + a_f * (abs(dev) - f_dev) if own else f_dev
-            dev_hi = fs[15, r]
+            dev_hi = fs[14, r]
             # one reason per new extreme, in the order the evidence names them
             reason = -1
             if (x > hi + margin * span) or (x < lo - margin * span):
@@ -515,8 +529,8 @@ def baseline_slots(
                 reason = 2
             elif own and own_seen_prev > warm_slots and dev_hi > 0 and f_dev_new > dev_hi * peak:
                 reason = 3
-            if reason >= 0 and _maximum(abs(dev), jump) <= z_min * res:
-                reason = -1  # within the resolution: no extreme
+            if reason >= 0 and (within or _maximum(abs(dev), jump) <= z_min * res):
+                reason = -1  # within the resolution or a quantum: no extreme
             extreme = reason >= 0
             warm = seen > warm_slots
             record_own, record_cold = fs[0, r], fs[1, r]
@@ -538,8 +552,8 @@ def baseline_slots(
                 ints[1, r] = quiet_slots
             row_open[r] = is_open
             ints[3, r] = hold
-            rec_open = _maximum(record, z_min) if opening else fs[16, r]
-            fs[16, r] = rec_open
+            rec_open = _maximum(record, z_min) if opening else fs[15, r]
+            fs[15, r] = rec_open
             settled = seen > record_skip
             # a deviation silenced by the day of quiet is one the operator heard of today, as
             # one that opened: it takes the record no further than an open one could (else a
@@ -550,8 +564,8 @@ def baseline_slots(
                 fs[0, r] = _maximum(record_own, z_rec)
             if settled and not own:
                 fs[1, r] = _maximum(record_cold, z_rec)
-            fs[17, r] = dev
-            fs[18, r] = band_hi if dev > 0 else band_lo
+            fs[16, r] = dev
+            fs[17, r] = band_hi if dev > 0 else band_lo
             # learn: scale, level, offset, profile, ranges
             grown = seen > warmup_min_slots
             rate_scale = _maximum(1.0 / seen, scale_rate)
@@ -571,16 +585,16 @@ def baseline_slots(
             resid = x - (own_v + offset) if own else x - level
             if grown:
                 resid = _clip(resid, -bound, bound)
-            fs[6, r] = scale + rate_scale * (abs(resid) - scale)
-            fs[9, r] = scale_slow + _maximum(1.0 / seen, slow_rate) * (abs(resid) - scale_slow)
+            fs[5, r] = scale + rate_scale * (abs(resid) - scale)
+            fs[8, r] = scale_slow + _maximum(1.0 / seen, slow_rate) * (abs(resid) - scale_slow)
             miss = x - level
             if grown:
                 level_bound = clip * _maximum(level_scale, floor)
                 miss = _clip(miss, -level_bound, level_bound)
-            fs[7, r] = level_scale + rate_scale * (abs(miss) - level_scale)
+            fs[6, r] = level_scale + rate_scale * (abs(miss) - level_scale)
             fs[2, r] = level + level_rate * (x - level)
             if own and not is_open:
-                fs[5, r] = offset + offset_rate * ((x - own_v) - offset)
+                offsets[kind, r] = offset + offset_rate * ((x - own_v) - offset)
             known = own_n > 0
             step = x - own_v if known else x
             bound += abs(offset)
@@ -591,17 +605,29 @@ def baseline_slots(
             profile_n[kind, b, r] = own_n + 1
             fs[3, r] = _minimum(lo, x)
             fs[4, r] = _maximum(hi, x)
-            fs[8, r] = f_level_new
+            fs[7, r] = f_level_new
             if settled:
-                fs[10, r] = _minimum(lvl_lo, f_level_new)
-                fs[11, r] = _maximum(lvl_hi, f_level_new)
-                fs[13, r] = _maximum(jump_hi, jump)
-            fs[12, r] = x
-            if jump > 0:
-                fs[19, r] = jump if quantum == 0 else _minimum(quantum, jump)
-            fs[14, r] = f_dev_new
+                fs[9, r] = _minimum(lvl_lo, f_level_new)
+                fs[10, r] = _maximum(lvl_hi, f_level_new)
+                fs[12, r] = _maximum(jump_hi, jump)
+            fs[11, r] = x
+            if jump > eps:
+                # the quantum is a step size seen quantum_repeats times (the smallest such),
+                # and at most quantum_share of the largest value seen: a first change off a
+                # constant (0 → 500), or a load switching on and off, is no sensor's step
+                cand, cand_n = fs[19, r], ints[4, r]
+                if cand > 0 and abs(jump - cand) <= 1e-6 * cand:
+                    cand_n += 1
+                elif cand == 0 or jump < cand:
+                    cand, cand_n = jump, 1
+                fs[19, r] = cand
+                ints[4, r] = cand_n
+                top = _maximum(abs(fs[3, r]), abs(fs[4, r]))
+                if cand_n >= quantum_repeats and cand <= quantum_share * top:
+                    fs[18, r] = cand if quantum == 0 else _minimum(quantum, cand)
+            fs[13, r] = f_dev_new
             if settled and own:
-                fs[15, r] = _maximum(dev_hi, f_dev_new)
+                fs[14, r] = _maximum(dev_hi, f_dev_new)
             if opening or closing:
                 any_change = True
             if opening:
@@ -625,8 +651,8 @@ def baseline_slots(
                             fired = np.concatenate((fired, np.empty_like(fired)))
                         fired[n_fired, 0] = k
                         fired[n_fired, 1] = r
-                        fired[n_fired, 2] = fs[17, r]
-                        fired[n_fired, 3] = fs[18, r]
+                        fired[n_fired, 2] = fs[16, r]
+                        fired[n_fired, 3] = fs[17, r]
                         fired[n_fired, 4] = opened[j, 1]
                         fired[n_fired, 5] = opened[j, 2]
                         n_fired += 1

@@ -57,8 +57,9 @@ log = logging.getLogger(__name__)
 # Raised whenever a detector's state changes shape, so an older snapshot is set aside
 # with a clear log line (2: the baseline's slow scale replaced its variability record; the leak
 # detectors learn runs and stuck starts; 3: …and the top a meter clipped at; 4: the baseline
-# keeps each row's quantum, its smallest change).
-SNAPSHOT_VERSION = 4
+# keeps each row's quantum, its smallest change; 5: …its quantum's candidate and count, and an
+# offset per day type instead of one).
+SNAPSHOT_VERSION = 5
 
 
 class AnalyticsMetrics:

@@ -240,10 +240,10 @@ class NaiveDetectors:
         b = st.get("bl")
         if b is None:
             b = st["bl"] = {
-                "seen": 0, "level": v, "offset": 0.0, "scale": 0.0, "level_scale": 0.0,
+                "seen": 0, "level": v, "offsets": [0.0] * 4, "scale": 0.0, "level_scale": 0.0,
                 "scale_slow": 0.0, "record": 0.0, "lo": math.inf, "hi": -math.inf,
                 "f_level": v, "lvl_lo": math.inf, "lvl_hi": -math.inf, "prev": math.nan,
-                "jump_hi": 0.0, "f_dev": 0.0, "quantum": 0.0,
+                "jump_hi": 0.0, "f_dev": 0.0, "quantum": 0.0, "q_cand": 0.0, "q_n": 0,
                 "dev_hi": 0.0, "open": False, "hold": 0, "days": [0] * 4, "last_day": [-1] * 4,
                 "profile": [[math.nan] * p.season_bins for _ in range(4)],
                 "count": [[0] * p.season_bins for _ in range(4)],
@@ -262,9 +262,10 @@ class NaiveDetectors:
                 b["days"][kind] = 0
                 b["profile"][kind] = [math.nan] * p.season_bins
                 b["count"][kind] = [0] * p.season_bins
+                b["offsets"][kind] = 0.0
             b["days"][kind] += 1
             b["last_day"][kind] = day
-        level, offset, scale = b["level"], b["offset"], b["scale"]
+        level, offset, scale = b["level"], b["offsets"][kind], b["scale"]
         prof, count = b["profile"][kind], b["count"][kind]
         near = [prof[(bin_ + d) % p.season_bins] for d in (-1, 0, 1)]
         known = [x for x in near if not math.isnan(x)]
@@ -275,13 +276,18 @@ class NaiveDetectors:
         span = b["hi"] - b["lo"] if math.isfinite(b["hi"] - b["lo"]) else 0.0
         unit = max(scale if own else max(scale, b["level_scale"]), b["scale_slow"])
         # the range floor counts this reading, and bounds the clips below away from 0; the
-        # resolution (a share of the level, a share of the smallest change seen) floors it
-        res = max(p.resolution * abs(level), b["quantum"] / p.quantum_scales)
+        # resolution (a float's share of the level, an absolute epsilon, a share of the
+        # series' quantum) floors it
+        eps = max(p.resolution * abs(level), p.abs_resolution)
+        res = max(eps, b["quantum"] / p.quantum_scales)
         floor = max(p.range_floor * (max(b["hi"], v) - min(b["lo"], v)), res)
         z = 0.0 if seen == 1 else abs(dev) / (unit + 1e-12 + floor)
         f_level = b["f_level"] + r["feature"] * (v - b["f_level"])
         jump = 0.0 if math.isnan(b["prev"]) else abs(v - b["prev"])
         f_dev = b["f_dev"] + r["feature"] * (abs(dev) - b["f_dev"]) if own else b["f_dev"]
+        # one step of the series' quantum off its band is nothing
+        within = b["quantum"] > 0 and max(abs(dev), jump) < 1.5 * b["quantum"]
+        z = 0.0 if within else z
         m = p.extreme_margin
         lvl_lo, lvl_hi = b["lvl_lo"], b["lvl_hi"]
         lvl_span = lvl_hi - lvl_lo
@@ -291,7 +297,7 @@ class NaiveDetectors:
             or (lvl_span > 0 and not lvl_lo - m * lvl_span <= f_level <= lvl_hi + m * lvl_span)
             or (b["jump_hi"] > 0 and jump > b["jump_hi"] * (1 + p.peak_margin))
             or (own and b["dev_hi"] > 0 and f_dev > b["dev_hi"] * (1 + p.peak_margin))
-        ) and max(abs(dev), jump) > p.z_min * res  # fmt: skip
+        ) and max(abs(dev), jump) > p.z_min * res and not within  # fmt: skip
         fire = seen > r["warm"] and (
             (own and z > max(b["record"] * p.record_margin, p.z_min)) or extreme
         )
@@ -326,7 +332,7 @@ class NaiveDetectors:
         b["level_scale"] += rate_scale * (abs(miss) - b["level_scale"])
         b["level"] = level + r["level"] * (v - level)
         if own and not b["open"]:
-            b["offset"] = offset + r["offset"] * ((v - prof[bin_]) - offset)
+            b["offsets"][kind] = offset + r["offset"] * ((v - prof[bin_]) - offset)
         n = count[bin_]
         step = v - prof[bin_]
         if n > 0 and grown:
@@ -335,8 +341,15 @@ class NaiveDetectors:
         count[bin_] = n + 1
         b["lo"], b["hi"] = min(b["lo"], v), max(b["hi"], v)
         b["f_level"], b["f_dev"], b["prev"] = f_level, f_dev, v
-        if jump > 0:
-            b["quantum"] = jump if b["quantum"] == 0 else min(b["quantum"], jump)
+        if jump > eps:  # the quantum: a step size seen quantum_repeats times, not too large
+            if b["q_cand"] > 0 and abs(jump - b["q_cand"]) <= 1e-6 * b["q_cand"]:
+                b["q_n"] += 1
+            elif b["q_cand"] == 0 or jump < b["q_cand"]:
+                b["q_cand"], b["q_n"] = jump, 1
+            top = max(abs(b["lo"]), abs(b["hi"]))
+            if b["q_n"] >= p.quantum_repeats and b["q_cand"] <= p.quantum_share * top:
+                q = b["q_cand"]
+                b["quantum"] = q if b["quantum"] == 0 else min(b["quantum"], q)
         if settled:
             b["lvl_lo"], b["lvl_hi"] = min(b["lvl_lo"], f_level), max(b["lvl_hi"], f_level)
             b["jump_hi"] = max(b["jump_hi"], jump)
