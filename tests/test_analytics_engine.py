@@ -819,3 +819,143 @@ def test_the_compiled_clock_walk_closes_what_the_walk_closes(monkeypatch: Any) -
     zone = demo().zone
     assert [e.to_bytes(zone) for e in seen["fast"]] == [e.to_bytes(zone) for e in seen["slow"]]
     assert seen["fast"]
+
+
+def _clock_state(engine: ParkEngine) -> tuple[Any, ...]:
+    """What the clock walk leaves behind: the park clock, closed slots and every clock."""
+    clocks = engine.clocks
+    return (
+        engine.now_ms,
+        engine.clock_slot,
+        engine.park_closed,
+        engine.closed.tolist(),
+        {name: getattr(clocks, name).tolist() for name in Clocks._ARRAYS},
+        clocks.pending,
+        clocks.run_seq,
+        clocks.final_ms,
+        engine.late_readings(),
+    )
+
+
+def test_the_walk_stays_in_python_while_a_seq_gap_waits_or_after_the_final_time(
+    monkeypatch: Any,
+) -> None:
+    """Live batches with skipped seqs between replayed stretches leave a seq gap waiting, and
+    ``finish`` sets a final time; the compiled walk knows neither, so ``feed_rows`` walks in
+    Python then. An engine that switches must end where one kept on ``_walk`` throughout
+    does, after every stretch and batch, with the same events."""
+    step = 60_000
+    park = demo()
+    for seed in (0, 1):
+        rng = np.random.default_rng(seed)
+        rules = ClockRules(max_hold_ms=int(rng.choice([10, 40])) * step)
+        switching, slow = (ParkEngine(park, DETECTORS, clock_rules=rules) for _ in range(2))
+        monkeypatch.setattr(slow, "_walk_compiled", slow._walk)
+        sg = switching._series_gateway
+        per_gateway = [np.flatnonzero(sg == g) for g in range(len(switching.gateways))]
+        seq = [0] * len(switching.gateways)
+        arrival = START_MS
+        stretches = {"compiled": 0, "python": 0}
+        seen: tuple[list[bytes], list[bytes]] = ([], [])
+        for it in range(150):
+            arrival += int(rng.integers(1, 3 * step))
+            if rng.random() < 0.4:  # a live batch, some seqs skipped
+                g = int(rng.integers(len(seq)))
+                if per_gateway[g].size == 0:
+                    continue
+                seq[g] += int(rng.choice([1, 1, 1, 2, 3]))
+                series = rng.choice(per_gateway[g], size=min(5, per_gateway[g].size), replace=False)
+                t = (arrival // step) * step - int(rng.choice([0, step]))
+                for engine in (switching, slow):
+                    engine.feed(
+                        Batch(engine.gateways[g], seq[g], series.astype(np.int64),
+                              np.full(series.size, t, np.int64), np.ones(series.size), arrival)
+                    )  # fmt: skip
+            else:  # a replayed stretch, some of it an hour late
+                n = int(rng.integers(1, 200))
+                arr = arrival + np.sort(rng.integers(0, 5 * step, size=n))
+                arrival = int(arr[-1])
+                series = rng.integers(0, sg.size, size=n).astype(np.int64)
+                t = (arr - rng.choice([0, 0, step, 3_600_000], size=n)) // step * step
+                gw = sg[series].astype(np.int64)
+                rows = EngineRows(series, t.astype(np.int64), np.ones(n), gw, arr.astype(np.int64),
+                                  np.zeros(n, dtype=bool))  # fmt: skip
+                waiting = slow.clocks.final_ms is not None or bool(slow.clocks.pending)
+                stretches["python" if waiting else "compiled"] += 1
+                for engine in (switching, slow):
+                    engine.feed_rows(rows)
+            if it % 10 == 9:
+                for k, engine in enumerate((switching, slow)):
+                    seen[k].extend(e.to_bytes(park.zone) for e in engine.advance(arrival).events)
+            assert _clock_state(switching) == _clock_state(slow), (seed, it)
+        for k, engine in enumerate((switching, slow)):
+            seen[k].extend(e.to_bytes(park.zone) for e in engine.finish().events)
+        # rows after the final time: it is set, so the walk must stay in Python
+        n = 50
+        arr = arrival + np.arange(n, dtype=np.int64) * 1000
+        series = rng.integers(0, sg.size, size=n).astype(np.int64)
+        rows = EngineRows(series, arr // step * step, np.ones(n), sg[series].astype(np.int64), arr,
+                          np.zeros(n, dtype=bool))  # fmt: skip
+        for engine in (switching, slow):
+            engine.feed_rows(rows)
+        assert _clock_state(switching) == _clock_state(slow), seed
+        assert seen[0] == seen[1]
+        assert seen[0]
+        # both walks were taken, each many times
+        assert min(stretches.values()) >= 10, stretches
+
+
+def test_the_compiled_clock_walk_matches_the_walk_on_random_clocks() -> None:
+    """``_walk_compiled`` against ``_walk`` on seeded random stretches the faulty day lacks:
+    gateways sending at mixed intervals (15 s to 5 min, 37 s not dividing a slot), clocks
+    skewed by hours or a year back, times before 1970, rows an hour or two late, stretches
+    longer than the hold time, status messages and silent gateways. Both must leave the same
+    clocks and closed slots and give every row the same first open slot."""
+    step = 60_000
+    park = demo()
+    for base_ms in (START_MS, -3 * 365 * DAY_MS + 12_345, 0):
+        for seed in range(4):
+            rng = np.random.default_rng(seed)
+            rules = ClockRules(max_hold_ms=int(rng.choice([10, 40, 1440])) * step,
+                               silence_ms=int(rng.choice([1, 3, 7])) * step)  # fmt: skip
+            python = ParkEngine(park, DETECTORS, clock_rules=rules)
+            compiled = ParkEngine(park, DETECTORS, clock_rules=rules)
+            gateways = len(python.gateways)
+            sg = python._series_gateway
+            interval = rng.choice([step, 2 * step, 5 * step, 15_000, 37_000], size=gateways)
+            skew = rng.choice([0, 0, 0, -3_600_000, 7_200_000, -400 * DAY_MS], size=gateways)
+            arrival = base_ms + int(rng.integers(0, 10 * step))
+            for it in range(60):
+                if rng.random() < 0.2:
+                    g, online = int(rng.integers(gateways)), bool(rng.random() < 0.5)
+                    for engine in (python, compiled):
+                        engine.gateway_status(engine.gateways[g], online, arrival)
+                if rng.random() < 0.05:
+                    for engine in (python, compiled):
+                        engine.listening_from(arrival)
+                n = int(rng.integers(1, 400))
+                span = int(rng.choice([step, 10 * step, 200 * step]))
+                arr = arrival + np.sort(rng.integers(0, span, size=n))
+                arrival = int(arr[-1])
+                series = rng.integers(0, sg.size, size=n)
+                gw = sg[series]
+                g0 = np.maximum(gw, 0)
+                lag = rng.choice([0, 0, 0, 30_000, 3_600_000, 7_200_000], size=n)
+                t = (arr - lag + skew[g0]) // interval[g0] * interval[g0]
+                keep = np.ones(n, dtype=bool)
+                if rng.random() < 0.3:  # one gateway silent through the stretch
+                    keep &= gw != int(rng.integers(gateways))
+                if not keep.any():
+                    continue
+                k = int(keep.sum())
+                rows = EngineRows(series[keep].astype(np.int64), t[keep].astype(np.int64),
+                                  np.zeros(k), gw[keep].astype(np.int64),
+                                  arr[keep].astype(np.int64), np.zeros(k, dtype=bool))  # fmt: skip
+                slot = rows.arrival_ms // step
+                bounds = np.r_[0, np.flatnonzero(slot[1:] != slot[:-1]) + 1, k]
+                th_python, th_compiled = np.empty(k, np.int64), np.empty(k, np.int64)
+                python._walk(rows, bounds, th_python)
+                compiled._walk_compiled(rows, bounds, th_compiled)
+                where = (base_ms, seed, it)
+                assert _clock_state(compiled) == _clock_state(python), where
+                np.testing.assert_array_equal(th_compiled, th_python, err_msg=str(where))

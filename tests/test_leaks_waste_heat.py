@@ -243,6 +243,31 @@ def test_a_sub_meter_of_near_constant_flow_under_registering_is_a_meter_fault() 
     assert found[0].estimate.value == pytest.approx(15, abs=7)  # % of its flow not registered
 
 
+def test_a_lively_sub_meter_under_registering_is_a_meter_fault_not_a_burst() -> None:
+    """Seed 5's case (the meter-fault table's 14-day history): pharmco's intake reads 86.3 %
+    of the truth from 21:02. The south district's balance steps up by 3.4 m³/h at once, a
+    burst by its score, while the district's inflow reads as it did. Pharmco's flow swings
+    from day to day, so its drop stands at about 3 of its errors, not the 4 that decide at
+    once (a burst was reported after three hours); the balance leaning on it holds the
+    decision, and once the wait is over it is that meter's fault: no burst. (On a Tuesday
+    of the second week: a meter's own history needs days of the kind it is judged on.)"""
+    day, hour = 86_400_000, 3_600_000
+    under = Fault(
+        FaultKind.METER_UNDER_REGISTRATION,
+        DEMO_START_MS + 8 * day + 21 * hour + 2 * 60_000,
+        None,
+        meter="pharmco-water",
+        magnitude=0.863,
+    )
+    events = _demo_replay([under], 10)
+    assert not [e for e in events if e.family is Family.LEAK and e.zone == "water-d3"]
+    found = [e for e in events if e.kind == "meter_under_registration"]
+    assert [e.meter for e in found] == ["pharmco-water"]
+    assert under.start_ms < found[0].detected_at_ms <= under.start_ms + day
+    assert found[0].estimate is not None
+    assert found[0].estimate.value == pytest.approx(13.7, abs=5)  # % of its flow not registered
+
+
 def test_a_leak_beside_a_sub_meter_of_near_constant_flow_is_still_a_leak() -> None:
     """The same zone with a 3 m³/h leak instead: the inflow rises and the make-up meter reads
     as it did — a leak, not the meter."""
