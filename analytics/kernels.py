@@ -406,14 +406,13 @@ def baseline_slots(
     )
     abs_resolution, quantum_share = rates[17], rates[18]
     warm_slots, hold_slots, quiet_slots, near = counts[0], counts[1], counts[2], counts[3]
-    season_bins, season_days, warmup_min_slots, record_skip, stale_days = (
+    season_bins, season_days, warmup_min_slots, record_skip, quantum_repeats = (
         counts[4],
         counts[5],
         counts[6],
         counts[7],
         counts[8],
     )
-    quantum_repeats = counts[9]
     peak = 1.0 + peak_margin
     rows, slots = values.shape
     fired = np.empty((16, 6))
@@ -439,16 +438,10 @@ def baseline_slots(
             seen = ints[0, r] + 1
             ints[0, r] = seen
             first = seen == 1
+            # a profile met once in weeks (a holiday's) keeps the level it had then: a plant
+            # run like a workday through a holiday is found on it (a lasting step is remarked
+            # again there, the trade-off kept; a profile learnt afresh found no holiday waste)
             if last_day[kind, r] != today:
-                if last_day[kind, r] >= 0 and today - last_day[kind, r] > stale_days:
-                    # a profile met once in weeks (a holiday's) holds the level of then: a
-                    # lasting change since, learnt by the profiles met daily, would be
-                    # remarked on it again. It is learnt afresh, judged meanwhile by what
-                    # the other day types' profiles explain
-                    days_seen[kind, r] = 0
-                    profile[kind, :, r] = np.nan
-                    profile_n[kind, :, r] = 0
-                    offsets[kind, r] = 0.0
                 days_seen[kind, r] += 1
             last_day[kind, r] = today
             level = x if first else fs[2, r]
@@ -614,7 +607,8 @@ def baseline_slots(
             if jump > eps:
                 # the quantum is a step size seen quantum_repeats times (the smallest such),
                 # and at most quantum_share of the largest value seen: a first change off a
-                # constant (0 → 500), or a load switching on and off, is no sensor's step
+                # constant (0 → 500), a load's stage (25/50 kW, pumps 1/2) or a load switching
+                # on and off is no sensor's step, and one stage's change for good is alerted
                 cand, cand_n = fs[19, r], ints[4, r]
                 if cand > 0 and abs(jump - cand) <= 1e-6 * cand:
                     cand_n += 1

@@ -258,11 +258,6 @@ class NaiveDetectors:
         b["seen"] += 1
         seen = b["seen"]
         if b["last_day"][kind] != day:
-            if 0 <= b["last_day"][kind] < day - p.stale_d:  # a profile met weeks ago: afresh
-                b["days"][kind] = 0
-                b["profile"][kind] = [math.nan] * p.season_bins
-                b["count"][kind] = [0] * p.season_bins
-                b["offsets"][kind] = 0.0
             b["days"][kind] += 1
             b["last_day"][kind] = day
         level, offset, scale = b["level"], b["offsets"][kind], b["scale"]

@@ -14,11 +14,10 @@ numpy arrays across all rows (updated slot after slot, row by row, by the compil
   hour away, not empty half hours), so a shift a little earlier or later than usual is no
   deviation. A day type's profile is trusted once ``season_days`` days of that type have
   been seen; until then (cold start, a first Saturday or holiday) the band is what the
-  trusted profiles of the other day types and the recent level explain. A profile not met
-  for over ``stale_d`` days (a holiday's, a Saturday's across a holiday week) is learnt
-  afresh the same way: the offset that carried a lasting change since has faded into the
-  profiles met daily, and the old level would be remarked again (its offset starts afresh at
-  0);
+  trusted profiles of the other day types and the recent level explain. A profile met
+  once in weeks (a holiday's) keeps its level: a plant run like a workday through a holiday
+  is flagged, at the cost of a step for good being remarked once more when that profile is
+  next met (the trade-off kept; learnt afresh, no holiday waste was ever found);
 * a **robust scale**: the exponential mean of the profile's misses over ``scale_tau_h``,
   each clipped at ``clip`` scales so that one spike does not blind it, floored by the same
   mean over ``scale_slow_tau_h`` (a calm day does not make the usual swings look large), and
@@ -30,8 +29,9 @@ numpy arrays across all rows (updated slot after slot, row by row, by the compil
   (the quantities' plausibility bounds are ±1e12 unless declared, no span to take a share of);
 * a **quantum**: the smallest step between readings seen ``quantum_repeats`` times and at
   most ``quantum_share`` of the largest value seen (a first change off a constant, 0 → 500,
-  or a load switching on and off, is no sensor's step; the smallest change ever, once 500,
-  hid every later change under half of it). A reading one quantum off the band, reached in
+  a load's stage, 25 of 50 kW, or a load switching on and off is no sensor's step, and a
+  stage's change for good is alerted; the smallest change ever, once 500, hid every later
+  change under half of it). A reading one quantum off the band, reached in
   one step (under 1.5 quanta, as the band lies off the readings' grid), is nothing: neither
   a deviation, nor an extreme, nor a record. A quantised sensor's flicker 2.0 ↔ 2.1 is one
   event, its first, before the step has repeated;
@@ -145,12 +145,11 @@ class BaselineParams:
     abs_resolution: float = 1e-9  # and this, in the quantity's unit (at a level of 0)
     quantum_scales: float = 8.0  # and one step of the series' own quantum is this many scales
     quantum_repeats: int = 3  # a quantum is a step size seen this many times …
-    quantum_share: float = 0.5  # … and at most this share of the largest value seen
+    quantum_share: float = 0.25  # … and at most this share of the largest value seen
     warmup_d: float = 1.0  # no alarm during the first day of a series …
     warmup_min_slots: int = 50  # … nor before this many readings
     record_skip_slots: int = 10  # the first readings set no record (the scale is not known)
     deviation_quiet_h: float = 24.0  # after a deviation opened an event, none for this long
-    stale_d: int = 7  # a day type's profile not met for longer is learnt afresh
 
     @classmethod
     def from_mapping(cls, params: Mapping[str, Any]) -> BaselineParams:
@@ -177,7 +176,7 @@ _PARAMS = (
 )  # fmt: skip
 _COUNTS = ("warm", "hold", "quiet", "near")
 _INT_PARAMS = (
-    "season_bins", "season_days", "warmup_min_slots", "record_skip_slots", "stale_d",
+    "season_bins", "season_days", "warmup_min_slots", "record_skip_slots",
     "quantum_repeats",
 )  # fmt: skip
 
