@@ -467,7 +467,12 @@ def baseline_slots(
         rates[15],
         rates[16],
     )
-    abs_resolution, quantum_share, recent_rate = rates[17], rates[18], rates[19]
+    abs_resolution, quantum_share, recent_rate, extreme_scales = (
+        rates[17],
+        rates[18],
+        rates[19],
+        rates[20],
+    )
     warm_slots, hold_slots, quiet_slots, near = counts[0], counts[1], counts[2], counts[3]
     season_bins, season_days, warmup_min_slots, record_skip, quantum_repeats = (
         counts[4],
@@ -584,11 +589,14 @@ def baseline_slots(
             dev_hi = fs[14, r]
             # one reason per new extreme, in the order the evidence names them
             reason = -1
-            if (x > hi + margin * span) or (x < lo - margin * span):
+            # beyond the old extreme by a share of the range and by extreme_scales scales:
+            # a noisy series' range grows with its noise, by less than its scale
+            past = extreme_scales * (unit + floor)
+            if (x > hi + _maximum(margin * span, past)) or (x < lo - _maximum(margin * span, past)):
                 reason = 0
             elif lvl_span > 0 and (
-                (f_level_new > lvl_hi + margin * lvl_span)
-                or (f_level_new < lvl_lo - margin * lvl_span)
+                (f_level_new > lvl_hi + _maximum(margin * lvl_span, past))
+                or (f_level_new < lvl_lo - _maximum(margin * lvl_span, past))
             ):
                 reason = 1
             elif jump_hi > 0 and jump > jump_hi * peak:

@@ -294,10 +294,16 @@ class NaiveDetectors:
         m = p.extreme_margin
         lvl_lo, lvl_hi = b["lvl_lo"], b["lvl_hi"]
         lvl_span = lvl_hi - lvl_lo
+        past = p.extreme_scales * (unit + floor)  # a new extreme passes the old by as much
         extreme = (
-            v > b["hi"] + m * span
-            or v < b["lo"] - m * span
-            or (lvl_span > 0 and not lvl_lo - m * lvl_span <= f_level <= lvl_hi + m * lvl_span)
+            v > b["hi"] + max(m * span, past)
+            or v < b["lo"] - max(m * span, past)
+            or (
+                lvl_span > 0
+                and not lvl_lo - max(m * lvl_span, past)
+                <= f_level
+                <= lvl_hi + max(m * lvl_span, past)
+            )
             or (b["jump_hi"] > 0 and jump > b["jump_hi"] * (1 + p.peak_margin))
             or (own and b["own_seen"] > r["warm"] and b["dev_hi"] > 0
                 and f_dev > b["dev_hi"] * (1 + p.peak_margin))
