@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-from analytics.detectors import DETECTORS
+from analytics.detectors import DETECTORS, leaks
 from analytics.detectors.leaks import ZoneLeaks, off_production_share, production_meters
 from analytics.detectors.meter_faults import MeterFaults
 from analytics.detectors.waste_heat import (
@@ -28,6 +28,7 @@ from analytics.engine.engine import ParkEngine
 from analytics.engine.slots import slot_block
 from analytics.replay import replay
 from parkwatch.events import Family
+from parkwatch.quantities import Utility
 from parkwatch.site import Park
 from simulators import DEMO_PARK
 from simulators.faults import Fault, FaultKind
@@ -1053,3 +1054,24 @@ def test_a_growing_air_leak_in_a_casting_plant_is_found_within_a_day() -> None:
     events = [e for e in replay(ParkEngine(park, [ZoneLeaks]), rows).events]
     assert [(e.kind, e.zone) for e in events] == [("air_leak", "steelco-air")]
     assert start < events[0].detected_at_ms <= start + 24 * hour
+
+
+def test_an_air_zone_without_production_meters_keeps_five_spreads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Four spreads suit an air zone only net of its production, where what is left is the
+    machines' scatter. A park whose plants' electricity is not metered (no production
+    meters: nothing subtracted) leaves each air zone with the plant's own swings, as a water
+    zone's: at four spreads a fault-free month (seed 26) raised a false air leak at
+    autoparts on day 26; at five, none."""
+    monkeypatch.setattr(leaks, "production_meters", lambda ctx: {})
+    park = Park.from_yaml(DEMO_PARK)
+    rows = simulated_rows(park, DEMO_START_MS, 27, seed=26)
+    engine = ParkEngine(park, [ZoneLeaks])
+    events = replay(engine, rows).events
+    assert not [(e.zone, e.detected_at_ms) for e in events if e.kind == "air_leak"]
+    detector = engine.instances[0].detector
+    assert isinstance(detector, ZoneLeaks)
+    air = [i for i, z in enumerate(detector.layout.zones) if z.utility is Utility.AIR]
+    assert len(air) == 2
+    assert not detector.gamma[air].any()  # nothing subtracted

@@ -303,9 +303,8 @@ class ZoneLeaks(Detector):
         self.inflow = np.zeros((nz, nr))  # [zones, rows]
         self.inflow[:, :nlay] = np.where(lay.sign > 0, 1.0, 0.0)
         self.accuracy = np.array([z.accuracy for z in lay.zones])
-        # the window test's limit in spreads, per zone (compressed air's: _window_limit)
-        air = np.array([z.utility is Utility.AIR for z in lay.zones], dtype=bool)
-        self.window_z = np.where(air, self.p.air_window_z, self.p.window_z)
+        # compressed-air zones: their window test's limit in spreads is _window_z's
+        self.air = np.array([z.utility is Utility.AIR for z in lay.zones], dtype=bool)
         # meters of each zone, the sign they enter its balance with
         self.zone_meters: list[list[tuple[int, float]]] = [
             [(int(r), float(lay.sign[z, r])) for r in np.flatnonzero(lay.sign[z] != 0)]
@@ -703,9 +702,19 @@ class ZoneLeaks(Detector):
             count = np.isfinite(pooled).sum(axis=1)
             spread = 1.4826 * np.nanmedian(np.abs(pooled), axis=1)
             spread = spread * _t_widening(days) if self.p.widen else spread
-        limit = np.maximum(self.window_z * spread, self.p.window_floor * w_floor)
+        limit = np.maximum(self._window_z() * spread, self.p.window_floor * w_floor)
         limit = np.where((count >= self.p.min_residuals) & (days >= self.p.min_days), limit, np.nan)
         return base, limit
+
+    def _window_z(self) -> FloatArray:
+        """Per zone, the window test's limit in spreads: ``air_window_z`` for a compressed-air
+        zone taken net of its production (``gamma`` > 0, refitted daily), ``window_z``
+        elsewhere. Only what production leaves of an air zone is machines' scatter; an air
+        zone with no production meters, or whose production fit is not used, holds the
+        plant's own swings, as any other zone does (leaks11b: with 4 there, fault-free
+        months gave up to two false air leaks a zone)."""
+        z: FloatArray = np.where(self.air & (self.gamma > 0), self.p.air_window_z, self.p.window_z)
+        return z
 
     def _cold(self, hour: int, daytype: int) -> BoolArray:
         """Per zone: this hour is a rest day's while fewer than ``min_days`` rest days are
