@@ -157,7 +157,7 @@ class LeakParams:
     window_h: int = 6  # hours the window test averages (a growing leak, an off-shift load)
     window_z: float = 5.0  # …alarms past this many of the window mean's own spreads
     window_floor: float = 1.5  # …and past this many floors (1.5: ¾ of the meters' class)
-    air_window_z: float = 4.0  # …for compressed air: its scatter is the machines' (_window_limit)
+    air_window_z: float = 4.0  # …for compressed air net of production (_window_z)
 
 
 # Student's t 97.5 % quantile for 1..20 degrees of freedom, over the normal's 1.96
