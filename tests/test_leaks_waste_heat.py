@@ -5,7 +5,6 @@ from an off-shift profile."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -31,13 +30,10 @@ from parkwatch.events import Family
 from parkwatch.site import Park
 from simulators import DEMO_PARK
 from simulators.faults import Fault, FaultKind
+from simulators.town import DAY_SLOTS, START_MS, STEP_MS, step_leak, town_network, town_park
 from tests.analytics_data import simulated_rows
 
 ZONE = ZoneInfo("Asia/Shanghai")
-STEP_MS = 300_000  # 5-minute slots
-DAY_SLOTS = 288
-START_MS = int(datetime(2025, 3, 3, tzinfo=ZONE).timestamp() * 1000)  # a Monday
-AREA = 80.0  # m²
 DEMO_START_MS = 1_795_968_000_000  # 2026-11-29 16:00 UTC: local midnight in Shanghai
 
 
@@ -73,26 +69,7 @@ def test_leak_share_from_an_off_shift_profile() -> None:
 
 
 def _park() -> Park:
-    return Park.model_validate(
-        {
-            "park": "net",
-            "analytics": {"step_s": STEP_MS / 1000},
-            "tariffs": {"prices": {"water": 4.0}},  # ¥ per m³
-            "meters": [
-                {"id": "feed-a", "utility": "water"},
-                {"id": "feed-b", "utility": "water"},
-                {"id": "level", "utility": "water", "role": "tank"},
-            ],
-            "zones": [
-                {
-                    "id": "town",
-                    "utility": "water",
-                    "inflow": ["feed-a", "feed-b"],
-                    "tanks": [{"level": "level", "area_m2": AREA, "min_m": 0.0, "max_m": 8.0}],
-                }
-            ],
-        }
-    )
+    return town_park()
 
 
 def _network(
@@ -103,39 +80,9 @@ def _network(
     steady_a: float | None = None,
     hold: tuple[int, float, float] | None = None,
 ) -> np.ndarray:
-    """A town: demand with a morning and an evening peak (less on weekends), noise; feed A
-    pumps steadily (with ``steady_a``: reads exactly that from 00:00 to 07:00), feed B
-    switches on below 3 m and off above 5 m; the tank takes up the difference, its level
-    read to the millimetre. ``hold`` (row, from day, to day): that meter stuck at its reading
-    of the first slot, in between."""
-    rng = np.random.default_rng(seed)
-    slots = days * DAY_SLOTS
-    t = START_MS + np.arange(slots, dtype=np.int64) * STEP_MS
-    hour = ((t - START_MS) % 86_400_000) / 3_600_000
-    day = (t - START_MS) // 86_400_000
-    weekend = (day % 7) >= 5
-    shape = 20 + 25 * np.exp(-(((hour - 8) / 2) ** 2)) + 20 * np.exp(-(((hour - 19) / 2.5) ** 2))
-    daily = 1 + 0.04 * rng.standard_normal(days)[day]  # some days use more
-    demand = shape * np.where(weekend, 0.85, 1.0) * daily * (1 + 0.03 * rng.standard_normal(slots))
-    demand = demand + np.where(day + hour / 24 >= leak_from_day, leak_m3h, 0.0)
-    feed_a = 18.0 + 0.5 * rng.standard_normal(slots)
-    if steady_a is not None:
-        feed_a = np.where(hour < 7, steady_a, feed_a)
-    feed_b = np.zeros(slots)
-    level = np.zeros(slots)
-    h, pumping = 4.0, False
-    step_h = STEP_MS / 3_600_000
-    for k in range(slots):  # a pump with hysteresis: only a loop can say when it runs
-        pumping = (h < 3.0) or (pumping and h < 5.0)
-        feed_b[k] = 30.0 + 0.3 * rng.standard_normal() if pumping else 0.0
-        h += (feed_a[k] + feed_b[k] - demand[k]) * step_h / AREA
-        level[k] = h
-    values = np.vstack([feed_a, feed_b, np.round(level, 3)])
-    if hold is not None:
-        row, first, last = hold
-        a, b = int(first * DAY_SLOTS), int(last * DAY_SLOTS)
-        values[row, a:b] = values[row, a]
-    return values
+    """The town (``simulators.town``) with a leak of ``leak_m3h`` from ``leak_from_day``."""
+    extra = step_leak(days, leak_m3h, leak_from_day)
+    return town_network(days, seed, extra, steady_a=steady_a, hold=hold)
 
 
 def _run(values: np.ndarray, chunk: int = DAY_SLOTS // 3) -> list[Finding]:
