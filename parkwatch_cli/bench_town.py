@@ -7,8 +7,9 @@ the engine as a live park's would (gaps are readings that never came). Scoring f
 ``parkwatch score truth`` where it fits — a leak is found only by an event at its zone, its
 delay is to the first such event's ``detected_at`` — with what overlapping leaks need
 besides: a leak is **reported** by an event opened while it runs, or by an open event's
-update whose estimate grew while it runs (both with their delay); **covered** when an event
-was open over its onset and said nothing new; else **missed**. An event is **false** when it
+update whose estimate grew by a quarter over its last message while it runs (both with
+their delay); **covered** when an event was open over its onset and said nothing new; else
+**missed**. An event is **false** when it
 opened while no leak ran (a repair's day of grace included); it **spans** several leaks when
 leaks began in its open time besides the one it opened for. Closings: an event closed while
 a leak it covered still ran (its excess learnt as normal, or faded under a growing leak's
@@ -182,12 +183,13 @@ def score_year(year: TownYear, messages: list[Event], seed: int = 0) -> TownRepo
 
 
 def _grew(update: Event, messages: list[Event]) -> bool:
-    """The update's estimate is over the event's opening estimate by a quarter (the event
-    book's own threshold for an update worth a message)."""
-    first = next(m for m in messages if m.id == update.id and m.state is State.OPENED)
-    if update.estimate is None or first.estimate is None:
+    """The update's estimate is over the event's previous message's by a quarter (the event
+    book's own threshold for an update worth a message): a leak of its own, or growth."""
+    before = [m for m in messages if m.id == update.id and m is not update]
+    previous = [m for m in before if (m.updated_at_ms or 0) < (update.updated_at_ms or 0)]
+    if update.estimate is None or not previous or previous[-1].estimate is None:
         return False
-    return update.estimate.value >= 1.25 * first.estimate.value
+    return update.estimate.value >= 1.25 * previous[-1].estimate.value
 
 
 def run_town(
