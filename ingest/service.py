@@ -221,6 +221,7 @@ class IngestService:
             gzip_level=s.gzip_level,
             # the flush policy: see the module docstring
             flush_units=max(1, s.receive_maximum // 2),
+            idle_lines=s.idle_flush_lines or None,
         )
         async with writer:
             self.writer = writer
