@@ -360,6 +360,65 @@ def _clip(a: float, low: float, high: float) -> float:
 
 
 @_compiled
+def _remeet(
+    kind: int,
+    r: int,
+    after_a_while: bool,
+    ref_trusted: bool,
+    current: bool,
+    profile: npt.NDArray[np.float64],
+    offsets: npt.NDArray[np.float64],
+    recent: npt.NDArray[np.float64],
+    ref_then: npt.NDArray[np.float64],
+    own_then: npt.NDArray[np.float64],
+) -> None:
+    """A day type's profile (``kind`` > 0) met on a new day. After a while (not the day
+    before), each bin's prediction (profile + offset) follows the change the workdays'
+    recent level (``recent``) saw in that bin since this type's last day began
+    (``ref_then``): as a ratio where all are rates (≥ 0: a plant stepping to 0 or to half
+    keeps no trace of its old shape), else as a difference. What this type learnt itself on
+    its last day (``own_then``: its prediction as that day began) in the same direction
+    counts as followed already (a step on a holiday is learnt by the holiday's profile that
+    day, then by the workdays': not twice). Then both are taken anew for this day; the
+    workdays' level only where it explained the day's first reading (``current``)."""
+    off = offsets[kind, r]
+    # the offset is folded into the profile: it starts again at 0 from what is predicted
+    # (kept beside a moved profile, both learnt the same miss and overshot)
+    fold = after_a_while and ref_trusted
+    for b in range(profile.shape[1]):
+        own = profile[kind, b, r]
+        ref = recent[b, r]
+        then, start = ref_then[kind, b, r], own_then[kind, b, r]
+        now = own + off
+        if fold and not np.isnan(own):
+            if np.isnan(start):
+                start = then  # learnt from nothing that day: as if begun at the workdays'
+            if np.isnan(ref) or np.isnan(then):
+                pass
+            elif then > 0 and ref >= 0 and now >= 0:
+                g = ref / then
+                g_own = now / start if start > 0 else (1.0 if now == 0 else np.inf)
+                if g < 1 and g_own < 1:
+                    g = 1.0 if g_own <= g else g / g_own
+                elif g > 1 and g_own > 1:
+                    g = 1.0 if g_own >= g else g / g_own
+                now = now * g
+            else:
+                d = ref - then
+                d_own = now - start
+                if d < 0 and d_own < 0:
+                    d = 0.0 if d_own <= d else d - d_own
+                elif d > 0 and d_own > 0:
+                    d = 0.0 if d_own >= d else d - d_own
+                now = now + d
+            profile[kind, b, r] = now
+        ref_then[kind, b, r] = ref if current else np.nan
+        own_then[kind, b, r] = now
+    if fold:
+        offsets[kind, r] = 0.0
+
+
+@_compiled
 def baseline_slots(
     values: npt.NDArray[np.float64],
     ids: npt.NDArray[np.int64],
@@ -375,6 +434,9 @@ def baseline_slots(
     profile: npt.NDArray[np.float64],
     profile_n: npt.NDArray[np.int32],
     offsets: npt.NDArray[np.float64],
+    recent: npt.NDArray[np.float64],
+    ref_then: npt.NDArray[np.float64],
+    own_then: npt.NDArray[np.float64],
     row_open: npt.NDArray[np.bool_],
     meter_open: npt.NDArray[np.bool_],
     meter_of: npt.NDArray[np.int64],
@@ -383,7 +445,8 @@ def baseline_slots(
     (``values``: block rows × slots; ``ids``: the detector row of each block row), on its
     state in place: ``fs`` the float state rows (``baseline._FLOAT_ROWS``), ``ints`` the
     integer ones (``baseline._INT_ROWS``); ``rates`` and ``counts`` as ``baseline._kernel_args``
-    orders them. Returns the meters whose event opened, one row each (slot, row that opened
+    orders them; ``ref_then`` and ``own_then`` what ``_remeet`` keeps of each day type's last
+    day. Returns the meters whose event opened, one row each (slot, row that opened
     it — the first —, deviation, expected, scales, reason), and those whose event closed
     (slot, meter)."""
     level_rate, offset_rate, scale_rate, a_f, decay, slow_rate = (
@@ -404,7 +467,12 @@ def baseline_slots(
         rates[15],
         rates[16],
     )
-    abs_resolution, quantum_share = rates[17], rates[18]
+    abs_resolution, quantum_share, recent_rate, extreme_scales = (
+        rates[17],
+        rates[18],
+        rates[19],
+        rates[20],
+    )
     warm_slots, hold_slots, quiet_slots, near = counts[0], counts[1], counts[2], counts[3]
     season_bins, season_days, warmup_min_slots, record_skip, quantum_repeats = (
         counts[4],
@@ -438,10 +506,20 @@ def baseline_slots(
             seen = ints[0, r] + 1
             ints[0, r] = seen
             first = seen == 1
-            # a profile met once in weeks (a holiday's) keeps the level it had then: a plant
-            # run like a workday through a holiday is found on it (a lasting step is remarked
-            # again there, the trade-off kept; a profile learnt afresh found no holiday waste)
             if last_day[kind, r] != today:
+                # a profile met again after a while (a Saturday, a holiday weeks on) follows
+                # the lasting change the workdays saw meanwhile, and keeps its own shape and
+                # level otherwise: a step for good is not remarked there, a plant run like a
+                # workday through a holiday is flagged (learnt afresh, none was found)
+                if kind > 0:
+                    # the workdays' recent level is a base to follow a change from only where
+                    # it explains this first reading (within z_min scales): else they have not
+                    # seen a change this day type sees already (a plant started on a Saturday,
+                    # its workdays still at standby)
+                    tol = z_min * _maximum(fs[5, r], fs[8, r])
+                    _remeet(kind, r, today - last_day[kind, r] > 1, days_seen[0, r] > season_days,
+                            abs(x - recent[b, r]) <= tol, profile, offsets, recent, ref_then,
+                            own_then)  # fmt: skip
                 days_seen[kind, r] += 1
             last_day[kind, r] = today
             level = x if first else fs[2, r]
@@ -511,11 +589,14 @@ def baseline_slots(
             dev_hi = fs[14, r]
             # one reason per new extreme, in the order the evidence names them
             reason = -1
-            if (x > hi + margin * span) or (x < lo - margin * span):
+            # beyond the old extreme by a share of the range and by extreme_scales scales:
+            # a noisy series' range grows with its noise, by less than its scale
+            past = extreme_scales * (unit + floor)
+            if (x > hi + _maximum(margin * span, past)) or (x < lo - _maximum(margin * span, past)):
                 reason = 0
             elif lvl_span > 0 and (
-                (f_level_new > lvl_hi + margin * lvl_span)
-                or (f_level_new < lvl_lo - margin * lvl_span)
+                (f_level_new > lvl_hi + _maximum(margin * lvl_span, past))
+                or (f_level_new < lvl_lo - _maximum(margin * lvl_span, past))
             ):
                 reason = 1
             elif jump_hi > 0 and jump > jump_hi * peak:
@@ -595,6 +676,14 @@ def baseline_slots(
                 step = _clip(step, -bound, bound)
             rate = _maximum(1.0 / (own_n + 1), season_rate) if known else 1.0
             profile[kind, b, r] = own_v + rate * step if known else x
+            if kind == 0:
+                # the workdays' recent level per bin (a couple of days): what a day type met
+                # again after a while follows (the profile itself lags a change for weeks)
+                last = recent[b, r]
+                if np.isnan(last) or not grown:
+                    recent[b, r] = x if np.isnan(last) else last + recent_rate * (x - last)
+                else:
+                    recent[b, r] = last + recent_rate * _clip(x - last, -bound, bound)
             profile_n[kind, b, r] = own_n + 1
             fs[3, r] = _minimum(lo, x)
             fs[4, r] = _maximum(hi, x)

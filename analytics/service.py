@@ -58,8 +58,9 @@ log = logging.getLogger(__name__)
 # with a clear log line (2: the baseline's slow scale replaced its variability record; the leak
 # detectors learn runs and stuck starts; 3: …and the top a meter clipped at; 4: the baseline
 # keeps each row's quantum, its smallest change; 5: …its quantum's candidate and count, and an
-# offset per day type instead of one).
-SNAPSHOT_VERSION = 5
+# offset per day type instead of one; 6: …the workdays' recent level per bin and what each
+# day type's last day began with).
+SNAPSHOT_VERSION = 6
 
 
 class AnalyticsMetrics:

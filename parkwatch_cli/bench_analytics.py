@@ -135,6 +135,7 @@ class NaiveDetectors:
             "scale": min(1.0, 60_000 / (self.bp.scale_tau_h * hour)),
             "scale_slow": min(1.0, 60_000 / (self.bp.scale_slow_tau_h * hour)),
             "feature": min(1.0, 60_000 / (self.bp.feature_tau_h * hour)),
+            "recent": min(1.0, 60_000 * self.bp.season_bins / (self.bp.recent_d * DAY_MS)),
             "decay": 0.5 ** (60_000 / (self.bp.record_half_life_d * DAY_MS)),
             "warm": max(int(self.bp.warmup_d * DAY_MS / 60_000), self.bp.warmup_min_slots),
             "hold": max(1, round(self.bp.hold_h * hour / 60_000)),
@@ -245,8 +246,12 @@ class NaiveDetectors:
                 "f_level": v, "lvl_lo": math.inf, "lvl_hi": -math.inf, "prev": math.nan,
                 "jump_hi": 0.0, "f_dev": 0.0, "quantum": 0.0, "q_cand": 0.0, "q_n": 0,
                 "dev_hi": 0.0, "open": False, "hold": 0, "days": [0] * 4, "last_day": [-1] * 4,
+                "own_seen": 0,
                 "profile": [[math.nan] * p.season_bins for _ in range(4)],
                 "count": [[0] * p.season_bins for _ in range(4)],
+                "recent": [math.nan] * p.season_bins,
+                "ref_then": [[math.nan] * p.season_bins for _ in range(4)],
+                "own_then": [[math.nan] * p.season_bins for _ in range(4)],
             }  # fmt: skip
         local = t + self.offset_ms
         day = local // DAY_MS
@@ -258,6 +263,9 @@ class NaiveDetectors:
         b["seen"] += 1
         seen = b["seen"]
         if b["last_day"][kind] != day:
+            if kind > 0:  # a profile met again after a while follows the workdays' change
+                current = abs(v - b["recent"][bin_]) <= p.z_min * max(b["scale"], b["scale_slow"])
+                self._remeet(b, kind, day - b["last_day"][kind] > 1, current)
             b["days"][kind] += 1
             b["last_day"][kind] = day
         level, offset, scale = b["level"], b["offsets"][kind], b["scale"]
@@ -286,13 +294,21 @@ class NaiveDetectors:
         m = p.extreme_margin
         lvl_lo, lvl_hi = b["lvl_lo"], b["lvl_hi"]
         lvl_span = lvl_hi - lvl_lo
+        past = p.extreme_scales * (unit + floor)  # a new extreme passes the old by as much
         extreme = (
-            v > b["hi"] + m * span
-            or v < b["lo"] - m * span
-            or (lvl_span > 0 and not lvl_lo - m * lvl_span <= f_level <= lvl_hi + m * lvl_span)
+            v > b["hi"] + max(m * span, past)
+            or v < b["lo"] - max(m * span, past)
+            or (
+                lvl_span > 0
+                and not lvl_lo - max(m * lvl_span, past)
+                <= f_level
+                <= lvl_hi + max(m * lvl_span, past)
+            )
             or (b["jump_hi"] > 0 and jump > b["jump_hi"] * (1 + p.peak_margin))
-            or (own and b["dev_hi"] > 0 and f_dev > b["dev_hi"] * (1 + p.peak_margin))
+            or (own and b["own_seen"] > r["warm"] and b["dev_hi"] > 0
+                and f_dev > b["dev_hi"] * (1 + p.peak_margin))
         ) and max(abs(dev), jump) > p.z_min * res and not within  # fmt: skip
+        b["own_seen"] += 1 if own else 0
         fire = seen > r["warm"] and (
             (own and z > max(b["record"] * p.record_margin, p.z_min)) or extreme
         )
@@ -334,6 +350,15 @@ class NaiveDetectors:
             step = min(max(step, -bound - abs(offset)), bound + abs(offset))
         prof[bin_] = v if n == 0 else prof[bin_] + max(1.0 / (n + 1), p.season_rate) * step
         count[bin_] = n + 1
+        if kind == 0:  # the workdays' recent level
+            last = b["recent"][bin_]
+            if math.isnan(last):
+                b["recent"][bin_] = v
+            elif not grown:
+                b["recent"][bin_] = last + r["recent"] * (v - last)
+            else:
+                lim = bound + abs(offset)
+                b["recent"][bin_] = last + r["recent"] * min(max(v - last, -lim), lim)
         b["lo"], b["hi"] = min(b["lo"], v), max(b["hi"], v)
         b["f_level"], b["f_dev"], b["prev"] = f_level, f_dev, v
         if jump > eps:  # the quantum: a step size seen quantum_repeats times, not too large
@@ -350,6 +375,40 @@ class NaiveDetectors:
             b["jump_hi"] = max(b["jump_hi"], jump)
             if own:
                 b["dev_hi"] = max(b["dev_hi"], f_dev)
+
+    def _remeet(self, b: dict[str, Any], kind: int, after_a_while: bool, current: bool) -> None:
+        """kernels._remeet: a day type's profile met after a while follows the workdays'
+        recent change per bin, less what it learnt of it itself on its last day."""
+        prof, off = b["profile"][kind], b["offsets"][kind]
+        ref_then, own_then = b["ref_then"][kind], b["own_then"][kind]
+        fold = after_a_while and b["days"][0] > self.bp.season_days
+        for i, own in enumerate(prof):
+            ref, then, start = b["recent"][i], ref_then[i], own_then[i]
+            now = own + off
+            if fold and not math.isnan(own):
+                start = then if math.isnan(start) else start
+                if math.isnan(ref) or math.isnan(then):
+                    pass
+                elif then > 0 and ref >= 0 and now >= 0:
+                    g = ref / then
+                    g_own = now / start if start > 0 else (1.0 if now == 0 else math.inf)
+                    if g < 1 and g_own < 1:
+                        g = 1.0 if g_own <= g else g / g_own
+                    elif g > 1 and g_own > 1:
+                        g = 1.0 if g_own >= g else g / g_own
+                    now = now * g
+                else:
+                    d, d_own = ref - then, now - start
+                    if d < 0 and d_own < 0:
+                        d = 0.0 if d_own <= d else d - d_own
+                    elif d > 0 and d_own > 0:
+                        d = 0.0 if d_own >= d else d - d_own
+                    now = now + d
+                prof[i] = now
+            ref_then[i] = ref if current else math.nan
+            own_then[i] = now
+        if fold:
+            b["offsets"][kind] = 0.0
 
     def _silence(self, meter: str, slot: int) -> None:
         last = self.meter_seen.get(meter)

@@ -89,11 +89,11 @@ def slot_ms(day: int, hour: float) -> int:
     return START_MS + day * 86_400_000 + int(hour * 3_600_000)
 
 
-# A profile met once in weeks keeps its level (a plant run like a workday through a holiday
-# is found on it): a change for good on 5 May is remarked again when the Saturday profile
-# is next met (10 May, 14 days after the last Saturday), and on the next holiday (Dragon Boat,
-# 31 May). Tests of what follows a change check the events before then.
-REMEET_MS = slot_ms(26, 0.0)
+# A profile met again after a while follows the lasting change the workdays saw (a change
+# for good on 5 May is one event), but what a holiday's profile learnt of a passing change on
+# 5 May (a spike, two days at 0 on a flat series, whose scale the change seeded) comes back on
+# the next holiday (Dragon Boat, 31 May): tests of what follows such a change check the
+# events before then.
 NEXT_HOLIDAY_MS = slot_ms(47, 0.0)
 
 
@@ -381,12 +381,12 @@ def test_a_constant_series_that_steps_is_alerted_once() -> None:
     # change, so the change itself was never judged (no event), and its scale stayed 0
     # afterwards (the new series read one value again): nothing when a constant 120 stepped to
     # 0 for good; when it came back after two days, events of 1000 scales for four weeks.
-    # (The step for good is checked over five weeks: three and four weeks on, the Saturday
-    # and holiday profiles, seen once a week, still hold 120 and are remarked once each.)
+    # (Base10d: the Saturday and holiday profiles, met again after the holiday week and 26
+    # days on, still held 120 and were remarked; they now follow the workdays' change.)
     change = 21 * DAY_SLOTS + 30  # Monday 5 May, 07:30
     values = np.full((1, WEEKS * 7 * DAY_SLOTS), 120.0)
     values[0, change:] = 0.0
-    found = before(run(values), REMEET_MS)
+    found = run(values)
     assert [(f.active, f.at_ms) for f in found][:1] == [(True, START_MS + (change + 1) * STEP_MS)]
     assert [f.active for f in found] == [True, False]  # and its event closes
     assert found[0].evidence["reason"] == "new_value_extreme"
@@ -509,7 +509,7 @@ def test_changes_under_the_resolution_of_a_flat_series_are_nothing() -> None:
     assert opened(run(tiny)) == []
     step = np.full((1, LONG), 20.0)
     step[0, change:] = 20.1  # 0.5 %
-    found = before(opened(run(step)), REMEET_MS)
+    found = opened(run(step))
     assert [f.at_ms for f in found] == [START_MS + (change + 1) * STEP_MS]
     flicker = np.full((1, LONG), 20.0)
     flicker[0, rng.choice(np.arange(3 * DAY_SLOTS, LONG), 40, replace=False)] = 20.1
@@ -541,6 +541,36 @@ def test_a_large_anomaly_of_a_steady_meter_is_found(
     values[0, THREE_WEEKS : THREE_WEEKS + slots] += change
     found = [f.at_ms for f in opened(run(values))]
     assert START_MS + (THREE_WEEKS + 1) * STEP_MS in found
+
+
+STEADY = [(50.0, 0.01), (10_000.0, 5.0), (100.0, 0.02)]
+
+
+def _extremes(level: float, noise: float, seed: int, params: dict[str, float]) -> list[str]:
+    values = level + np.random.default_rng(seed).normal(0.0, noise, (1, 15 * DAY_SLOTS))
+    reasons = [f.evidence["reason"] for f in opened(run(values, params=params))]
+    return [r for r in reasons if r in ("new_value_extreme", "new_level_extreme")]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="pure noise widens a steady series' range by more than extreme_margin (5 %) of it"
+    " for weeks; a new extreme passing the old by a scale too (extreme_scales=1) raises none,"
+    " but lost 3 NAB windows (77.14 → 74.2), so its default is 0",
+)
+@pytest.mark.parametrize(("level", "noise"), STEADY)
+def test_a_steady_noisy_meter_raises_no_new_extremes(level: float, noise: float) -> None:
+    # review (base10c): these three steady series, pure noise, raised 6–9 new-value and
+    # new-level extremes of 0.4–3.7 scales in their first 15 days
+    assert _extremes(level, noise, 5, {}) == []
+
+
+@pytest.mark.parametrize("seed", range(5, 11))
+@pytest.mark.parametrize(("level", "noise"), STEADY)
+def test_extremes_passing_the_old_by_a_scale_raise_none_on_noise(
+    level: float, noise: float, seed: int
+) -> None:
+    assert _extremes(level, noise, seed, {"extreme_scales": 1.0}) == []
 
 
 @pytest.mark.parametrize(
@@ -594,12 +624,6 @@ def test_a_float_residue_at_zero_is_nothing(change: float) -> None:
     assert opened(run(values)) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a step for good is remarked once more when a profile met once in weeks (the next"
-    " Saturday after a holiday week, the next holiday) is next met: the trade-off kept so"
-    " that a plant run like a workday through a holiday is found",
-)
 @pytest.mark.parametrize("case", ["flat", "plant", "half"])
 def test_a_step_for_good_is_one_event(case: str) -> None:
     # review (base10): a step to 0 for good was remarked again 19 and 26 days later, when the
@@ -622,8 +646,9 @@ def test_a_step_for_good_is_one_event(case: str) -> None:
     found = opened(run(values))
     assert [f.at_ms for f in found] == [START_MS + (change + 1) * STEP_MS]
     # Review (base10c): learnt afresh, a holiday's profile found no plant run like a workday
-    # through it (test_a_plant_run_like_a_workday_through_a_holiday_is_flagged); the reset is
-    # gone and this is remarked on 10 May (Saturday, 14 days on) and 31 May (Dragon Boat)
+    # through it (test_a_plant_run_like_a_workday_through_a_holiday_is_flagged); the reset
+    # went and this was remarked on 10 May (Saturday, 14 days on) and 31 May (Dragon Boat).
+    # Base11: a profile met again after a while follows the workdays' change since its last day
 
 
 def test_a_plant_run_like_a_workday_through_a_holiday_is_flagged() -> None:
@@ -650,6 +675,30 @@ def test_a_spike_on_a_holidays_first_day_is_one_event(hour: float) -> None:
     # learnt whole, and the next two holiday days were false alarms at that hour
     values = plant_load(LONG, seed=4)[None, :].copy()
     at = 47 * DAY_SLOTS + int(hour * 4)
+    values[0, at : at + 8] += 150.0
+    assert [f.at_ms for f in opened(run(values))] == [START_MS + (at + 1) * STEP_MS]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a day type's first day is learnt raw (no profile of its own to clip against; the"
+    " cold band holds the fast level, which follows a spike within the hour): the spike comes"
+    " back on the holiday's next days and on the next holiday",
+)
+def test_a_spike_on_a_first_holiday_does_not_come_back() -> None:
+    # brief base11: checked. A two-hour spike on 1 May at 02:00, the first holiday of the
+    # history, is alerted; the holiday profile learns its last hour raw, and 2–4 May and
+    # 31 May – 1 June are false alarms at that hour. On a holiday whose profile is trusted
+    # (5 May) the profile's step is clipped and nothing comes back
+    values = plant_load(LONG, seed=4)[None, :].copy()
+    at = 17 * DAY_SLOTS + 8
+    values[0, at : at + 8] += 150.0
+    assert [f.at_ms for f in opened(run(values))] == [START_MS + (at + 1) * STEP_MS]
+
+
+def test_a_spike_on_a_trusted_holiday_profile_does_not_come_back() -> None:
+    values = plant_load(LONG, seed=4)[None, :].copy()
+    at = 21 * DAY_SLOTS + 8  # 5 May, 02:00: the holiday profile has four days
     values[0, at : at + 8] += 150.0
     assert [f.at_ms for f in opened(run(values))] == [START_MS + (at + 1) * STEP_MS]
 

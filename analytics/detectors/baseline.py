@@ -15,9 +15,10 @@ numpy arrays across all rows (updated slot after slot, row by row, by the compil
   deviation. A day type's profile is trusted once ``season_days`` days of that type have
   been seen; until then (cold start, a first Saturday or holiday) the band is what the
   trusted profiles of the other day types and the recent level explain. A profile met
-  once in weeks (a holiday's) keeps its level: a plant run like a workday through a holiday
-  is flagged, at the cost of a step for good being remarked once more when that profile is
-  next met (the trade-off kept; learnt afresh, no holiday waste was ever found);
+  again after a while (a Saturday, a holiday weeks on) keeps its shape and level but follows
+  the lasting change the workdays' recent level (over ``recent_d``) saw meanwhile, less what
+  it learnt of it itself (``kernels._remeet``): a step for good is one event, and a plant run
+  like a workday through a holiday is flagged (learnt afresh, no holiday waste was found);
 * a **robust scale**: the exponential mean of the profile's misses over ``scale_tau_h``,
   each clipped at ``clip`` scales so that one spike does not blind it, floored by the same
   mean over ``scale_slow_tau_h`` (a calm day does not make the usual swings look large), and
@@ -45,10 +46,12 @@ An anomaly opens when
   ``z_min`` scales (without a trusted baseline there is nothing to deviate from), and no
   deviation opened an event in the last ``deviation_quiet_h`` (a day: the operator has heard
   of this meter's baseline today), or
-* the value or its smoothed level leaves the range seen so far by ``extreme_margin`` of it;
-  or the jump between readings or the smoothed deviation beats its largest so far by
-  ``peak_margin``. (A new high of the smoothed variability is no reason: noise growing is
-  not consumption departing, and on NAB it raised 9 false alarms for no window.)
+* the value or its smoothed level leaves the range seen so far by ``extreme_margin`` of it
+  and by ``extreme_scales`` scales (0 by default: at 1, pure noise raised none of the 6–9
+  extremes of under 4 scales of its first 15 days, but NAB lost 3 windows); or the jump
+  between readings or the smoothed deviation beats its largest so far by ``peak_margin``.
+  (A new high of the smoothed variability is no reason: noise growing is not consumption
+  departing, and on NAB it raised 9 false alarms for no window.)
 
 These are the tricks that win the Numenta Anomaly Benchmark — alarms on new extremes, no
 repeated alarm while an anomaly lasts, and calibration on each series' own history instead
@@ -128,6 +131,7 @@ class BaselineParams:
     season_rate: float = 0.1  # profile's exponential rate once a bin has 10 samples
     level_tau_h: float = 0.25  # the fast level used before any profile exists
     offset_tau_h: float = 12.0  # how fast the profile's offset follows a lasting change
+    recent_d: float = 2.0  # the workdays' recent level, followed by a profile met again
     scale_tau_h: float = 24.0  # memory of the deviation scale …
     scale_slow_tau_h: float = 72.0  # … and of a slower one, its floor
     feature_tau_h: float = 3.0  # smoothing of the level and deviation for their records
@@ -137,6 +141,7 @@ class BaselineParams:
     z_close: float = 2.0  # an anomaly ends under this many scales …
     hold_h: float = 1.0  # … once it has lasted this long
     extreme_margin: float = 0.05  # a new extreme must pass the old by this share of the range
+    extreme_scales: float = 0.0  # … and by this many scales (0: NAB lost 3 windows at 1)
     peak_margin: float = 0.3  # a new largest jump or deviation level: this share above the old
     record_growth: float = 2.0  # the record may grow to this × its value at an opening
     clip: float = 3.0  # misses are clipped at this many scales for the scale (winsorising)
@@ -174,6 +179,7 @@ _PARAMS = (
     "record_growth", "clip", "range_floor", "resolution",
     "quantum_scales", "abs_resolution", "quantum_share",
 )  # fmt: skip
+_RATES_AFTER = ("recent", "extreme_scales")
 _COUNTS = ("warm", "hold", "quiet", "near")
 _INT_PARAMS = (
     "season_bins", "season_days", "warmup_min_slots", "record_skip_slots",
@@ -242,6 +248,11 @@ class BaselineDetector(Detector):
         self.s["profile"] = np.full((DAY_TYPES, self.p.season_bins, rows), np.nan)
         self.s["profile_n"] = np.zeros((DAY_TYPES, self.p.season_bins, rows), dtype=np.int32)
         self.s["offsets"] = np.zeros((DAY_TYPES, rows))
+        # each day type's last day as it began: the workday's prediction then and its own
+        # (kernels._remeet: a profile met again after a while follows a lasting change)
+        self.s["recent"] = np.full((self.p.season_bins, rows), np.nan)
+        self.s["ref_then"] = np.full((DAY_TYPES, self.p.season_bins, rows), np.nan)
+        self.s["own_then"] = np.full((DAY_TYPES, self.p.season_bins, rows), np.nan)
         self.s["open"] = np.zeros(rows, dtype=bool)
         self.s["meter_open"] = np.zeros(len(meters), dtype=bool)
         self.s["step_ms"] = 0
@@ -284,7 +295,11 @@ class BaselineDetector(Detector):
             day.astype(np.int64),
             kinds,
             bins,
-            np.array([rates[n] for n in _RATES] + [getattr(self.p, n) for n in _PARAMS]),
+            np.array(
+                [rates[n] for n in _RATES]
+                + [getattr(self.p, n) for n in _PARAMS]
+                + [rates[n] for n in _RATES_AFTER]
+            ),
             np.array([int(rates[n]) for n in _COUNTS] + [getattr(self.p, n) for n in _INT_PARAMS]),
             fs,
             ints,
@@ -293,6 +308,9 @@ class BaselineDetector(Detector):
             s["profile"],
             s["profile_n"],
             s["offsets"],
+            s["recent"],
+            s["ref_then"],
+            s["own_then"],
             s["open"],
             s["meter_open"],
             self._meter_of,
@@ -330,6 +348,9 @@ class BaselineDetector(Detector):
             "feature": rate(p.feature_tau_h),
             "decay": 0.5 ** (step / (p.record_half_life_d * DAY_MS)),
             "scale_slow": rate(p.scale_slow_tau_h),
+            # a bin's share of a reading: its recent workday level spans recent_d days
+            "recent": min(1.0, step * p.season_bins / (p.recent_d * DAY_MS)),
+            "extreme_scales": p.extreme_scales,
             "warm": max(int(p.warmup_d * DAY_MS / step), p.warmup_min_slots),
             "hold": max(1, round(p.hold_h * HOUR_MS / step)),
             "quiet": round(p.deviation_quiet_h * HOUR_MS / step),
