@@ -12,7 +12,9 @@ a chunk is parsed and encoded in one go and its lines handed to the writer toget
 Flush policy: the writer sends a batch at ``batch_lines`` lines (large batches are cheap for
 InfluxDB), or when the messages waiting on it reach half the acknowledgement window
 (``receive_maximum``) — the broker sends nothing past the window until acknowledgements come
-back, so waiting for more lines would only stall it — or after ``flush_interval_s``.
+back, so waiting for more lines would only stall it — or, while no write is in flight, at
+``idle_flush_lines`` (a steady load the database keeps up with is not held for a full batch),
+or after ``flush_interval_s``.
 
 Overflow policy: the broker sends at most ``receive_maximum`` unacknowledged messages (MQTT
 v5 flow control), the client stops reading the socket while the messages it handed over hold
@@ -221,6 +223,7 @@ class IngestService:
             gzip_level=s.gzip_level,
             # the flush policy: see the module docstring
             flush_units=max(1, s.receive_maximum // 2),
+            idle_lines=s.idle_flush_lines or None,
         )
         async with writer:
             self.writer = writer

@@ -138,7 +138,10 @@ class InfluxWriter:
     since its first line, or when the callers' units of work waiting on it (``write(...,
     units=n)``) reach ``flush_units``: a caller whose inputs are flow-controlled (ingest: the
     broker sends at most Receive Maximum unacknowledged messages) sets that to a share of its
-    window, so a batch goes out when waiting longer would only stall the sender.
+    window, so a batch goes out when waiting longer would only stall the sender. With
+    ``idle_lines`` set, a batch also goes out once it holds that many lines while no write is
+    in flight (or when the last write ends): a writer that keeps up writes smaller batches
+    sooner, one that falls behind lets them grow to ``batch_lines``.
 
     Overflow policy: at most ``max_in_flight`` writes run at once and at most
     ``max_buffered_batches`` full batches wait behind them; a ``write`` beyond that waits
@@ -156,11 +159,13 @@ class InfluxWriter:
         gzip_level: int = 1,
         max_retry_s: float | None = None,
         flush_units: int | None = None,
+        idle_lines: int | None = None,
         retention_policy: str | None = None,
     ) -> None:
         self.settings = settings
         self.batch_lines = batch_lines
         self.flush_units = flush_units
+        self.idle_lines = idle_lines
         self.flush_interval_s = flush_interval_s
         self.gzip_level = gzip_level
         self.max_retry_s = max_retry_s  # None: retry until the database is back
@@ -173,6 +178,8 @@ class InfluxWriter:
         self._pending = _Pending()
         self._pending_since = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
+        self._sending = 0  # batches dispatched and not yet stored (or failed)
+        self._closing = False
         self._client: httpx.AsyncClient | None = None
         self._timer: asyncio.Task[None] | None = None
         if settings.api == "v2":
@@ -209,6 +216,7 @@ class InfluxWriter:
         except TimeoutError:
             log.warning("InfluxDB writer closed with %d lines unwritten", self.stats.buffered)
         finally:
+            self._closing = True  # no idle flush from here: its task would outlive the writer
             if self._timer is not None:
                 self._timer.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -233,11 +241,26 @@ class InfluxWriter:
         self.stats.buffered = len(pending.lines)
         assert pending.done is not None
         done = pending.done
-        if len(pending.lines) >= self.batch_lines or (
-            self.flush_units is not None and pending.units >= self.flush_units
+        if (
+            len(pending.lines) >= self.batch_lines
+            or (self.flush_units is not None and pending.units >= self.flush_units)
+            or self._idle_full()
         ):
             await self._dispatch()
         await asyncio.shield(done)
+
+    def _idle_full(self) -> bool:
+        """The batch holds ``idle_lines`` and no write is in flight: waiting for a full batch
+        would only add latency, since the database has nothing to do meanwhile."""
+        return (
+            self.idle_lines is not None
+            and self._sending == 0
+            and len(self._pending.lines) >= self.idle_lines
+        )
+
+    async def _dispatch_if_idle(self) -> None:
+        if self._idle_full():  # another write may have sent the batch since
+            await self._dispatch()
 
     async def flush(self) -> None:
         """Send what is buffered and wait for every write in flight."""
@@ -269,6 +292,7 @@ class InfluxWriter:
             self._slots.release()
             return
         task = asyncio.create_task(self._send(pending), name="influx-write")
+        self._sending += 1
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -293,6 +317,13 @@ class InfluxWriter:
                 pending.done.set_result(None)
         finally:
             self._slots.release()
+            self._sending -= 1
+            if self._idle_full() and not self._closing:
+                # the lines that came in during this write go out now, not when they fill a
+                # batch or the timer fires
+                task = asyncio.create_task(self._dispatch_if_idle(), name="influx-idle-flush")
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
 
     async def _post(self, lines: list[str]) -> None:
         assert self._client is not None, "use InfluxWriter as an async context manager"

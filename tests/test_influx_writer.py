@@ -114,6 +114,41 @@ async def test_batches_by_waiting_units(influx_settings: InfluxSettings) -> None
     assert await count(influx_settings, "by_units") == 16
 
 
+async def test_batches_by_idle_writer(influx_settings: InfluxSettings) -> None:
+    """The idle flush ingest uses (issue 12, a steady load): with no write in flight a batch
+    goes out at idle_lines, long before batch_lines or the timer; while one is in flight the
+    lines wait and go out together as soon as it ends."""
+    await create_database(influx_settings)
+    async with InfluxWriter(
+        influx_settings, batch_lines=100_000, flush_interval_s=60, idle_lines=5, gzip_level=0
+    ) as writer:
+        gate, first = asyncio.Event(), asyncio.Event()
+        sent: list[int] = []
+        assert writer._client is not None
+
+        async def hold_first(request: httpx.Request) -> None:
+            sent.append(request.content.count(b"\n"))
+            if len(sent) == 1:
+                first.set()
+                await gate.wait()  # the first write stays in flight until the test says
+
+        writer._client.event_hooks = {"request": [hold_first], "response": []}
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(writer.write, lines("by_idle", 5))
+                await first.wait()
+                # a write is in flight: these wait, though each reaches idle_lines
+                for i in range(1, 4):
+                    tg.start_soon(writer.write, lines("by_idle", 5, start=5 * i))
+                await asyncio.sleep(0.3)
+                assert sent == [5]
+                assert writer.stats.buffered == 15
+                gate.set()
+        assert sent == [5, 15]
+        assert writer.stats.batches_written == 2
+    assert await count(influx_settings, "by_idle") == 20
+
+
 async def test_batches_by_time(influx_settings: InfluxSettings) -> None:
     await create_database(influx_settings)
     async with InfluxWriter(influx_settings, batch_lines=1000, flush_interval_s=0.3) as writer:
