@@ -366,6 +366,9 @@ def _remeet(
     after_a_while: bool,
     ref_trusted: bool,
     current: bool,
+    least: float,
+    reach: float,
+    rate_like: bool,
     profile: npt.NDArray[np.float64],
     offsets: npt.NDArray[np.float64],
     recent: npt.NDArray[np.float64],
@@ -375,12 +378,17 @@ def _remeet(
     """A day type's profile (``kind`` > 0) met on a new day. After a while (not the day
     before), each bin's prediction (profile + offset) follows the change the workdays'
     recent level (``recent``) saw in that bin since this type's last day began
-    (``ref_then``): as a ratio where all are rates (≥ 0: a plant stepping to 0 or to half
-    keeps no trace of its old shape), else as a difference. What this type learnt itself on
-    its last day (``own_then``: its prediction as that day began) in the same direction
-    counts as followed already (a step on a holiday is learnt by the holiday's profile that
-    day, then by the workdays': not twice). Then both are taken anew for this day; the
-    workdays' level only where it explained the day's first reading (``current``)."""
+    (``ref_then``): as a ratio for a row that has never read below 0 (``rate_like``, decided
+    per row, not per bin: a plant stepping to 0 or to half keeps no trace of its old shape)
+    where that level was well above the row's scale (over ``least``: a ratio off a near-0
+    workday bin is noise, 100 → 4755; below it nothing is followed: after a shutdown the
+    workdays' restart is no weekend's), and no further than the workdays' own change or
+    ``reach`` (a few scales), never below 0; a row seen below 0 (a net meter) as a
+    difference. What this type learnt itself on its last day (``own_then``: its prediction
+    as that day began) in the same direction counts as followed already (a step on a holiday
+    is learnt by the holiday's profile that day, then by the workdays': not twice). Then
+    both are taken anew for this day; the workdays' level for the whole day, or not at all:
+    only if it explained the day's first reading (``current``)."""
     off = offsets[kind, r]
     # the offset is folded into the profile: it starts again at 0 from what is predicted
     # (kept beside a moved profile, both learnt the same miss and overshot)
@@ -392,17 +400,24 @@ def _remeet(
         now = own + off
         if fold and not np.isnan(own):
             if np.isnan(start):
-                start = then  # learnt from nothing that day: as if begun at the workdays'
-            if np.isnan(ref) or np.isnan(then):
+                # learnt from nothing that day: it followed nothing yet (begun at the workdays'
+                # level, a Sunday unlike the workdays learnt their change as its own)
+                start = now
+            if np.isnan(ref) or np.isnan(then) or (rate_like and not then > least):
+                # (a rate's workday bin near 0 then: nothing to scale by, and the workdays'
+                # difference is no weekend's: after a shutdown, a weekend's restart is learnt)
                 pass
-            elif then > 0 and ref >= 0 and now >= 0:
+            elif rate_like and ref >= 0 and now >= 0:
                 g = ref / then
                 g_own = now / start if start > 0 else (1.0 if now == 0 else np.inf)
                 if g < 1 and g_own < 1:
                     g = 1.0 if g_own <= g else g / g_own
                 elif g > 1 and g_own > 1:
                     g = 1.0 if g_own >= g else g / g_own
-                now = now * g
+                # a profile far above the workdays' bin (a weekend load) is moved no further
+                # than the workdays' own change, or a few scales
+                most = _maximum(abs(ref - then), reach)
+                now = now + _clip(now * (g - 1.0), -most, most)
             else:
                 d = ref - then
                 d_own = now - start
@@ -411,6 +426,8 @@ def _remeet(
                 elif d > 0 and d_own > 0:
                     d = 0.0 if d_own >= d else d - d_own
                 now = now + d
+            if rate_like and now < 0:
+                now = 0.0  # a meter never below 0 is not expected below 0
             profile[kind, b, r] = now
         ref_then[kind, b, r] = ref if current else np.nan
         own_then[kind, b, r] = now
@@ -517,9 +534,15 @@ def baseline_slots(
                     # seen a change this day type sees already (a plant started on a Saturday,
                     # its workdays still at standby)
                     tol = z_min * _maximum(fs[5, r], fs[8, r])
+                    # the row's scale, floored by its resolution: a ratio is taken off a
+                    # workday level well above it only, and moves a few of it at most
+                    eps = _maximum(resolution * abs(fs[2, r]), abs_resolution)
+                    res = _maximum(
+                        _maximum(fs[5, r], fs[8, r]), _maximum(eps, fs[18, r] / quantum_scales)
+                    )
                     _remeet(kind, r, today - last_day[kind, r] > 1, days_seen[0, r] > season_days,
-                            abs(x - recent[b, r]) <= tol, profile, offsets, recent, ref_then,
-                            own_then)  # fmt: skip
+                            abs(x - recent[b, r]) <= tol, z_min * res, clip * res, fs[3, r] >= 0,
+                            profile, offsets, recent, ref_then, own_then)  # fmt: skip
                 days_seen[kind, r] += 1
             last_day[kind, r] = today
             level = x if first else fs[2, r]
@@ -679,11 +702,10 @@ def baseline_slots(
             if kind == 0:
                 # the workdays' recent level per bin (a couple of days): what a day type met
                 # again after a while follows (the profile itself lags a change for weeks)
+                # (unclipped: clipped at the scale before a step it lagged a shutdown or a
+                # restart for weeks, and a profile met again followed that lag)
                 last = recent[b, r]
-                if np.isnan(last) or not grown:
-                    recent[b, r] = x if np.isnan(last) else last + recent_rate * (x - last)
-                else:
-                    recent[b, r] = last + recent_rate * _clip(x - last, -bound, bound)
+                recent[b, r] = x if np.isnan(last) else last + recent_rate * (x - last)
             profile_n[kind, b, r] = own_n + 1
             fs[3, r] = _minimum(lo, x)
             fs[4, r] = _maximum(hi, x)

@@ -265,7 +265,10 @@ class NaiveDetectors:
         if b["last_day"][kind] != day:
             if kind > 0:  # a profile met again after a while follows the workdays' change
                 current = abs(v - b["recent"][bin_]) <= p.z_min * max(b["scale"], b["scale_slow"])
-                self._remeet(b, kind, day - b["last_day"][kind] > 1, current)
+                unit = max(b["scale"], b["scale_slow"])
+                eps = max(p.resolution * abs(b["level"]), p.abs_resolution)
+                unit = max(unit, max(eps, b["quantum"] / p.quantum_scales))
+                self._remeet(b, kind, day - b["last_day"][kind] > 1, current, unit)
             b["days"][kind] += 1
             b["last_day"][kind] = day
         level, offset, scale = b["level"], b["offsets"][kind], b["scale"]
@@ -354,11 +357,8 @@ class NaiveDetectors:
             last = b["recent"][bin_]
             if math.isnan(last):
                 b["recent"][bin_] = v
-            elif not grown:
+            else:  # unclipped: a shutdown or a restart is followed in days
                 b["recent"][bin_] = last + r["recent"] * (v - last)
-            else:
-                lim = bound + abs(offset)
-                b["recent"][bin_] = last + r["recent"] * min(max(v - last, -lim), lim)
         b["lo"], b["hi"] = min(b["lo"], v), max(b["hi"], v)
         b["f_level"], b["f_dev"], b["prev"] = f_level, f_dev, v
         if jump > eps:  # the quantum: a step size seen quantum_repeats times, not too large
@@ -376,9 +376,13 @@ class NaiveDetectors:
             if own:
                 b["dev_hi"] = max(b["dev_hi"], f_dev)
 
-    def _remeet(self, b: dict[str, Any], kind: int, after_a_while: bool, current: bool) -> None:
+    def _remeet(
+        self, b: dict[str, Any], kind: int, after_a_while: bool, current: bool, unit: float
+    ) -> None:
         """kernels._remeet: a day type's profile met after a while follows the workdays'
-        recent change per bin, less what it learnt of it itself on its last day."""
+        recent change per bin, less what it learnt of it itself on its last day (a ratio for
+        a row never below 0, off a level well above its scale ``unit``)."""
+        rate_like = b["lo"] >= 0
         prof, off = b["profile"][kind], b["offsets"][kind]
         ref_then, own_then = b["ref_then"][kind], b["own_then"][kind]
         fold = after_a_while and b["days"][0] > self.bp.season_days
@@ -386,17 +390,22 @@ class NaiveDetectors:
             ref, then, start = b["recent"][i], ref_then[i], own_then[i]
             now = own + off
             if fold and not math.isnan(own):
-                start = then if math.isnan(start) else start
-                if math.isnan(ref) or math.isnan(then):
+                start = now if math.isnan(start) else start
+                if (
+                    math.isnan(ref)
+                    or math.isnan(then)
+                    or (rate_like and not then > self.bp.z_min * unit)
+                ):
                     pass
-                elif then > 0 and ref >= 0 and now >= 0:
+                elif rate_like and ref >= 0 and now >= 0:
                     g = ref / then
                     g_own = now / start if start > 0 else (1.0 if now == 0 else math.inf)
                     if g < 1 and g_own < 1:
                         g = 1.0 if g_own <= g else g / g_own
                     elif g > 1 and g_own > 1:
                         g = 1.0 if g_own >= g else g / g_own
-                    now = now * g
+                    most = max(abs(ref - then), self.bp.clip * unit)
+                    now = now + min(max(now * (g - 1.0), -most), most)
                 else:
                     d, d_own = ref - then, now - start
                     if d < 0 and d_own < 0:
@@ -404,6 +413,8 @@ class NaiveDetectors:
                     elif d > 0 and d_own > 0:
                         d = 0.0 if d_own >= d else d - d_own
                     now = now + d
+                if rate_like and now < 0:
+                    now = 0.0
                 prof[i] = now
             ref_then[i] = ref if current else math.nan
             own_then[i] = now

@@ -624,7 +624,7 @@ def test_a_float_residue_at_zero_is_nothing(change: float) -> None:
     assert opened(run(values)) == []
 
 
-@pytest.mark.parametrize("case", ["flat", "plant", "half"])
+@pytest.mark.parametrize("case", ["flat", "plant", "half", "net", "crossing"])
 def test_a_step_for_good_is_one_event(case: str) -> None:
     # review (base10): a step to 0 for good was remarked again 19 and 26 days later, when the
     # Saturday and holiday profiles were first met at the new level: the offset that carries
@@ -638,9 +638,17 @@ def test_a_step_for_good_is_one_event(case: str) -> None:
     change = 21 * DAY_SLOTS + 30  # Monday 5 May (a Labour Day holiday), 07:30
     if case == "plant":
         values = plant_load(LONG, seed=1)[None, :].copy()
+    elif case in ("net", "crossing"):
+        # review (base11): a net meter (below 0: an export) stepping by −50 for good was
+        # remarked on two Sundays after: its Sunday profile, met first on its own day, took
+        # the workdays' change as if it had begun at their level and did not follow it
+        values = plant_load(LONG, seed=1)[None, :] - (390.0 if case == "net" else 120.0)
     else:
         values = np.full((1, LONG), 120.0)
-    values[0, change:] = 0.0
+    if case in ("net", "crossing"):
+        values[0, change:] -= 50.0
+    else:
+        values[0, change:] = 0.0
     if case == "half":
         values[0, change:] = 60.0 + np.random.default_rng(1).normal(0.0, 0.5, LONG - change)
     found = opened(run(values))
@@ -649,6 +657,44 @@ def test_a_step_for_good_is_one_event(case: str) -> None:
     # through it (test_a_plant_run_like_a_workday_through_a_holiday_is_flagged); the reset
     # went and this was remarked on 10 May (Saturday, 14 days on) and 31 May (Dragon Boat).
     # Base11: a profile met again after a while follows the workdays' change since its last day
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_weekend_only_load_keeps_its_level(seed: int) -> None:
+    # review (base11): a load run on weekends and holidays only (100 kW, 08–18) with
+    # workday blips of 0.5 kW: its Saturday and holiday profiles followed the ratio of the
+    # workdays' near-0 level (100.8 → 5.7, 99.6 → 4755, 99.4 → 82,163) and 20 events opened
+    # over three seeds. A ratio is taken off a level well above the row's scale only
+    ctx = context(1)
+    times = START_MS + np.arange(7 * 7 * DAY_SLOTS, dtype=np.int64) * STEP_MS
+    hour = (ctx.local_ms(times) % 86_400_000) / 3_600_000
+    types = ctx.day_types(times)
+    shape = np.clip(np.minimum(hour - 7.5, 18.5 - hour), 0.0, 1.0)
+    rng = np.random.default_rng(seed)
+    values = np.where(types > 0, 100.0, 0.0) * shape * (1 + rng.normal(0, 0.01, times.size))
+    values[(types == 0) & (rng.random(times.size) < 0.02)] = 0.5
+    # (after two weeks: the first Saturday and holiday are new to it)
+    found = [f for f in opened(run(values[None, :])) if f.at_ms >= slot_ms(14, 0)]
+    # (what remains is the 1 % noise of a load with a calm scale: a few kW off, not a level)
+    assert all(abs(f.evidence["value"] - f.evidence["expected"]) < 5.0 for f in found), [
+        (f.at_ms, f.evidence["value"], f.evidence["expected"]) for f in found
+    ]
+
+
+@pytest.mark.parametrize("standby", [0.0, 0.3])
+def test_a_shutdown_then_a_restart_is_two_events(standby: float) -> None:
+    # review (base11): the workdays' recent level was clipped at a few scales each update,
+    # and lagged a shutdown (to 0 on 6 May) for days (22 kW after 6 days): the Sunday
+    # profile that followed it went to −18.6 on a meter never below 0; after the restart on
+    # 20 May it followed the workdays' change (+300 kW by day) onto a weekend that runs a
+    # third of it, and 7 June was remarked. A rate's bin at 0 then is no base to follow from
+    values = plant_load(LONG, seed=2)[None, :].copy()
+    off = np.abs(np.random.default_rng(0).normal(0.0, 0.1, 14 * DAY_SLOTS))
+    values[0, 22 * DAY_SLOTS : 36 * DAY_SLOTS] = standby + off * (standby > 0)
+    found = [f.at_ms for f in opened(run(values))]
+    assert len(found) == 2, found
+    assert slot_ms(22, 0) <= found[0] < slot_ms(22, 1)
+    assert slot_ms(36, 0) <= found[1] < slot_ms(36, 12)
 
 
 def test_a_plant_run_like_a_workday_through_a_holiday_is_flagged() -> None:
