@@ -787,5 +787,25 @@ def bench_skab(
     typer.echo(json.dumps(report_json(report)))
 
 
+@bench_app.command("town", short_help="A year of a town's two inflows and tank, ~20 leaks.")
+def bench_town(
+    days: Annotated[int, typer.Option(help="days of the scenario")] = 365,
+    seed: Annotated[list[int] | None, typer.Option(help="a scenario seed (repeatable)")] = None,
+    leaks: Annotated[int | None, typer.Option(help="leaks (default: 20 a year)")] = None,
+    season: Annotated[float, typer.Option(help="demand's swing over the year (share)")] = 0.15,
+) -> None:
+    """A town's water network (two inflow meters and a tank level) over a year with about
+    twenty leaks, seasonal drift, noise and gaps, replayed through the leak detector: per
+    leak reported / covered / missed and its delay, false events; then one JSON line."""
+    import json
+
+    from parkwatch_cli.bench_town import main
+
+    setup_logging("WARNING")
+    text, summary = main(days, seed or [1, 2, 3], leaks, season)
+    typer.echo(text, err=True)
+    typer.echo(json.dumps(summary))
+
+
 if __name__ == "__main__":
     app()

@@ -5,7 +5,6 @@ from an off-shift profile."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -31,13 +30,10 @@ from parkwatch.events import Family
 from parkwatch.site import Park
 from simulators import DEMO_PARK
 from simulators.faults import Fault, FaultKind
+from simulators.town import DAY_SLOTS, START_MS, STEP_MS, step_leak, town_network, town_park
 from tests.analytics_data import simulated_rows
 
 ZONE = ZoneInfo("Asia/Shanghai")
-STEP_MS = 300_000  # 5-minute slots
-DAY_SLOTS = 288
-START_MS = int(datetime(2025, 3, 3, tzinfo=ZONE).timestamp() * 1000)  # a Monday
-AREA = 80.0  # m²
 DEMO_START_MS = 1_795_968_000_000  # 2026-11-29 16:00 UTC: local midnight in Shanghai
 
 
@@ -73,26 +69,7 @@ def test_leak_share_from_an_off_shift_profile() -> None:
 
 
 def _park() -> Park:
-    return Park.model_validate(
-        {
-            "park": "net",
-            "analytics": {"step_s": STEP_MS / 1000},
-            "tariffs": {"prices": {"water": 4.0}},  # ¥ per m³
-            "meters": [
-                {"id": "feed-a", "utility": "water"},
-                {"id": "feed-b", "utility": "water"},
-                {"id": "level", "utility": "water", "role": "tank"},
-            ],
-            "zones": [
-                {
-                    "id": "town",
-                    "utility": "water",
-                    "inflow": ["feed-a", "feed-b"],
-                    "tanks": [{"level": "level", "area_m2": AREA, "min_m": 0.0, "max_m": 8.0}],
-                }
-            ],
-        }
-    )
+    return town_park()
 
 
 def _network(
@@ -103,39 +80,22 @@ def _network(
     steady_a: float | None = None,
     hold: tuple[int, float, float] | None = None,
 ) -> np.ndarray:
-    """A town: demand with a morning and an evening peak (less on weekends), noise; feed A
-    pumps steadily (with ``steady_a``: reads exactly that from 00:00 to 07:00), feed B
-    switches on below 3 m and off above 5 m; the tank takes up the difference, its level
-    read to the millimetre. ``hold`` (row, from day, to day): that meter stuck at its reading
-    of the first slot, in between."""
-    rng = np.random.default_rng(seed)
-    slots = days * DAY_SLOTS
-    t = START_MS + np.arange(slots, dtype=np.int64) * STEP_MS
-    hour = ((t - START_MS) % 86_400_000) / 3_600_000
-    day = (t - START_MS) // 86_400_000
-    weekend = (day % 7) >= 5
-    shape = 20 + 25 * np.exp(-(((hour - 8) / 2) ** 2)) + 20 * np.exp(-(((hour - 19) / 2.5) ** 2))
-    daily = 1 + 0.04 * rng.standard_normal(days)[day]  # some days use more
-    demand = shape * np.where(weekend, 0.85, 1.0) * daily * (1 + 0.03 * rng.standard_normal(slots))
-    demand = demand + np.where(day + hour / 24 >= leak_from_day, leak_m3h, 0.0)
-    feed_a = 18.0 + 0.5 * rng.standard_normal(slots)
-    if steady_a is not None:
-        feed_a = np.where(hour < 7, steady_a, feed_a)
-    feed_b = np.zeros(slots)
-    level = np.zeros(slots)
-    h, pumping = 4.0, False
-    step_h = STEP_MS / 3_600_000
-    for k in range(slots):  # a pump with hysteresis: only a loop can say when it runs
-        pumping = (h < 3.0) or (pumping and h < 5.0)
-        feed_b[k] = 30.0 + 0.3 * rng.standard_normal() if pumping else 0.0
-        h += (feed_a[k] + feed_b[k] - demand[k]) * step_h / AREA
-        level[k] = h
-    values = np.vstack([feed_a, feed_b, np.round(level, 3)])
-    if hold is not None:
-        row, first, last = hold
-        a, b = int(first * DAY_SLOTS), int(last * DAY_SLOTS)
-        values[row, a:b] = values[row, a]
-    return values
+    """The town (``simulators.town``) with a leak of ``leak_m3h`` from ``leak_from_day``."""
+    extra = step_leak(days, leak_m3h, leak_from_day)
+    return town_network(days, seed, extra, steady_a=steady_a, hold=hold)
+
+
+def _openings(findings: list[Finding]) -> list[Finding]:
+    """The findings that open an event: an open leak's later findings update it (its estimate
+    as it grows, a second leak), as the event book takes them."""
+    open_: set[tuple[str, str]] = set()
+    out = []
+    for f in findings:
+        key = (f.kind, f.subject)
+        if f.active and key not in open_:
+            out.append(f)
+        (open_.add if f.active else open_.discard)(key)
+    return out
 
 
 def _run(values: np.ndarray, chunk: int = DAY_SLOTS // 3) -> list[Finding]:
@@ -775,7 +735,7 @@ def test_a_leak_from_a_friday_night_is_found_on_the_first_saturday() -> None:
         14, 1, _flat, leak=lambda d: np.clip((d - start) * 24 * 0.15, 0, None) * (d < stop)
     )
     found = [f for f in _site_findings(values) if f.zone == "district"]
-    opened = [f for f in found if f.active]
+    opened = _openings(found)
     assert len(opened) == 1
     assert opened[0].kind in ("water_leak", "water_burst")
     assert _at(start) < opened[0].at_ms <= _at(start) + 18 * 3_600_000
@@ -892,7 +852,7 @@ def test_a_history_from_a_saturday_still_finds_a_leak_in_its_second_week() -> No
     saturday = START_MS - 2 * 86_400_000
     found = [f for f in _site_findings(values, saturday) if f.zone == "district"]
     at = saturday + int(start * 86_400_000)
-    opened = [f for f in found if f.active]
+    opened = _openings(found)
     assert len(opened) == 1
     assert at < opened[0].at_ms < at + 3 * 86_400_000
 
@@ -1036,6 +996,57 @@ def test_a_window_across_a_change_of_kind_holds_only_the_hours_since() -> None:
     excess, limit = detector._window_test(monday + 2, 0)
     assert excess[0] == pytest.approx(16.0 - 11.5)
     assert np.isfinite(limit[0])
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_leak_open_longer_than_the_baselines_days_closes_at_its_repair(seed: int) -> None:
+    """A 4 m³/h leak from day 21, 01:00, repaired on day 47, 01:00: open 26 days, longer than
+    the 21 days of hours the baselines keep. An open leak's hours, net of its estimate, are
+    the zone's usual ones again, so the baseline does not run dry: the event stays open
+    while the leak runs and closes after the repair (measured 12, 35, 18 hours after it;
+    before, no hour was left to learn from, nothing was judged, and the event stayed open
+    for good — in a year of the town it hid every later leak). Its estimate is re-read as
+    it goes, and what it is off by the baseline learns: on seed 1 it ends at 3.2 m³/h, and
+    a day after the repair a 1.6 m³/h event opens for a day; seed 2's ends at 4.7 and its
+    closing takes 35 hours."""
+    days, onset, repair = 52, 21 + 1 / 24, 47 + 1 / 24
+    extra = step_leak(days, 4.0, onset) - step_leak(days, 4.0, repair)
+    findings = _run(town_network(days, seed, extra))
+    onset_ms = START_MS + int(onset * 86_400_000)
+    repair_ms = START_MS + int(repair * 86_400_000)
+    found = [f for f in findings if f.active and f.at_ms > onset_ms]
+    assert found
+    assert found[0].at_ms <= onset_ms + 24 * 3_600_000
+    closings = [f for f in findings if not f.active and f.at_ms > found[0].at_ms]
+    assert closings, "the leak's event never closed"
+    assert repair_ms < closings[0].at_ms <= repair_ms + 48 * 3_600_000
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_second_leak_while_one_is_open_updates_its_estimate(seed: int) -> None:
+    """4 m³/h from day 15, 01:00, and 6 m³/h more from day 20, 02:00: one open event per kind
+    and zone, so the second leak is an update of the open one, its estimate the two leaks'
+    (measured: 10.5, 10.8, 10.4 m³/h within 3 hours). Before, the open event said nothing
+    more until it closed."""
+    days, first, second = 28, 15 + 1 / 24, 20 + 2 / 24
+    extra = step_leak(days, 4.0, first) + step_leak(days, 6.0, second)
+    findings = _run(town_network(days, seed, extra))
+    first_ms = START_MS + int(first * 86_400_000)
+    second_ms = START_MS + int(second * 86_400_000)
+    opened = [f for f in findings if f.active and first_ms < f.at_ms < second_ms]
+    assert opened
+    assert opened[0].estimate is not None
+    assert opened[0].estimate.value == pytest.approx(4.0, rel=0.5)
+    assert not [f for f in findings if not f.active and f.at_ms > opened[0].at_ms]
+    later = [
+        f
+        for f in findings
+        if f.active and second_ms < f.at_ms <= second_ms + 24 * 3_600_000 and f.estimate
+    ]
+    assert later
+    assert later[0].kind == opened[0].kind
+    assert later[0].zone == "town"
+    assert max(f.estimate.value for f in later if f.estimate) == pytest.approx(10.0, rel=0.25)
 
 
 def test_a_growing_air_leak_in_a_casting_plant_is_found_within_a_day() -> None:

@@ -85,7 +85,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -350,6 +350,14 @@ class ZoneLeaks(Detector):
         self.meter = np.full(nz, -1, dtype=np.int64)  # the under-registering meter's row
         self.w_excess = np.full(nz, np.nan)  # the window test's excess, for the evidence
         self.cold_now = np.zeros(nz, dtype=bool)  # this hour judged as a first rest day's
+        # an open leak's estimate, and the ring's hours net of it: the zone is watched net of
+        # what it is known to lose, so that a second leak, a growing one or a partial repair
+        # moves the estimate, and the baseline keeps learning over a leak open for months
+        self.known = np.zeros(nz)
+        self.h_known = np.zeros((nz, self.ring))
+        self.track = np.zeros((2, nz))  # CUSUMs of the net score: up, down
+        self.track_sum = np.zeros((2, nz))  # …the net excess summed since each left 0
+        self.track_n = np.zeros((2, nz))  # …and its hours
 
     # --- the contract ------------------------------------------------------------------
 
@@ -448,6 +456,11 @@ class ZoneLeaks(Detector):
             "burst",
             "meter",
             "w_excess",
+            "known",
+            "h_known",
+            "track",
+            "track_sum",
+            "track_n",
         ]
         return [(n, getattr(self, n)) for n in names]
 
@@ -527,6 +540,7 @@ class ZoneLeaks(Detector):
         self.h_prod[:, pos] = prod
         self.h_mean[:, pos] = mean
         self.h_excess[:, pos] = mean - base
+        self.h_known[:, pos] = self.known
         self.h_flow[:, pos] = np.where(out_of_range, np.nan, flow)
         self.h_stuck_from[:, pos] = zone_from
         self.h_lower[:, pos] = lower
@@ -546,6 +560,7 @@ class ZoneLeaks(Detector):
         self.burst |= judged & (z >= self.p.burst_z) & stepped
         self.burst[(self.cusum == 0) & (self.state_ == QUIET)] = False
         self.quiet = np.where(judged & (z < 1.0), self.quiet + 1, np.where(judged, 0, self.quiet))
+        self._track_open(judged, z - self.known / scale, value - base - self.known)
         for zi in np.flatnonzero(np.isfinite(mean)).tolist():
             fields: dict[str, float | int | str | bool] = {
                 "consumption": round(float(mean[zi]), 4),
@@ -586,7 +601,9 @@ class ZoneLeaks(Detector):
         for zi in range(len(self.layout.zones)):
             self._judge(zi, hour, at_ms, float(z[zi]) if judged[zi] else None, night, out)
         # an hour of an open event, or one being told apart, is not what the zone normally does
-        self.h_clean[:, pos] = np.isfinite(value) & (self.state_ == QUIET) & ~lower
+        # — but an open leak's hour, net of its estimate while that holds, is
+        steady = (self.state_ == LEAK) & (self.track == 0).all(axis=0)
+        self.h_clean[:, pos] = np.isfinite(value) & ((self.state_ == QUIET) | steady) & ~lower
 
     def _window(self, hour: int, count: int, step: int) -> tuple[IntArray, BoolArray]:
         """Ring positions of ``count`` hours before ``hour`` spaced ``step`` apart, and which
@@ -783,7 +800,8 @@ class ZoneLeaks(Detector):
 
     def _adjusted(self) -> FloatArray:
         """The ring's hours with what production explains taken out."""
-        adjusted: FloatArray = self.h_value - self._explained(self.gamma[:, None], self.h_prod)
+        explained = self._explained(self.gamma[:, None], self.h_prod)
+        adjusted: FloatArray = self.h_value - self.h_known - explained
         return adjusted
 
     @staticmethod
@@ -804,7 +822,8 @@ class ZoneLeaks(Detector):
         if not self.prod.any():
             return
         ok = self.h_clean & (self.h_id >= 0)[None, :] & np.isfinite(self.h_prod)
-        v = np.where(ok, self.h_value, np.nan).reshape(len(self.gamma), self.p.days, 24)
+        v = np.where(ok, self.h_value - self.h_known, np.nan)
+        v = v.reshape(len(self.gamma), self.p.days, 24)
         p = np.where(ok, self.h_prod, np.nan).reshape(len(self.gamma), self.p.days, 24)
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -1025,6 +1044,8 @@ class ZoneLeaks(Detector):
             if self.quiet[zi] >= self.p.close_h:
                 out.findings.append(self._closing(zi, at_ms))
                 self._reset(zi)
+            elif state == LEAK and (self.track[:, zi] > self.p.h).any():
+                self._re_estimate(zi, hour, at_ms, night, out)
             return
         if state == QUIET and self.cusum[zi] > self.p.h:
             self.state_[zi] = state = DECIDING
@@ -1062,7 +1083,49 @@ class ZoneLeaks(Detector):
             out.findings.append(self._meter_finding(zi, at_ms, meter_row, beta))
             return
         self.state_[zi] = LEAK
-        out.findings.append(self._leak_finding(zi, hour, at_ms, night))
+        finding = self._leak_finding(zi, hour, at_ms, night)
+        self.known[zi] = finding.estimate.value if finding.estimate else 0.0
+        out.findings.append(finding)
+
+    def _track_open(self, judged: BoolArray, z_net: FloatArray, excess: FloatArray) -> None:
+        """CUSUMs, both ways, of an open leak's hours net of its estimate (the hourly
+        CUSUM's allowance and alarm): a second leak, a leak growing since, or a partial
+        repair alarms one of them. ``excess``: each hour's excess net of the estimate, summed
+        while a CUSUM is off 0, for the change's size."""
+        on = judged & (self.state_ == LEAK) & np.isfinite(z_net) & np.isfinite(excess)
+        zn = np.clip(np.nan_to_num(z_net), -self.p.z_cap, self.p.z_cap)
+        up = np.maximum(0.0, self.track[0] + zn - self.p.k)
+        down = np.maximum(0.0, self.track[1] - zn - self.p.k)
+        track = np.stack([up, down])
+        e = np.nan_to_num(excess)[None, :]
+        self.track_sum = np.where(
+            on[None, :], np.where(track > 0, self.track_sum + e, 0.0), self.track_sum
+        )
+        self.track_n = np.where(
+            on[None, :], np.where(track > 0, self.track_n + 1, 0.0), self.track_n
+        )
+        self.track = np.where(on[None, :], track, self.track)
+
+    def _re_estimate(
+        self, zi: int, hour: int, at_ms: int, night: dict[str, Any] | None, out: Output
+    ) -> None:
+        """An open leak's zone moved off its estimate: the estimate moves by the mean net
+        excess of the hours since the alarmed CUSUM left 0 (not the last three hours': a
+        day that uses a little more moves them by as much), and the event says so (the
+        event book publishes it as an update when it changed enough). A zone back under its
+        baseline closes the event instead."""
+        way = int(np.argmax(self.track[:, zi]))
+        before = float(self.known[zi])
+        change = self.track_sum[way, zi] / max(self.track_n[way, zi], 1.0)
+        rate = max(0.0, before + float(change))
+        self.known[zi] = rate
+        self.track[:, zi] = 0.0
+        self.track_sum[:, zi] = 0.0
+        self.track_n[:, zi] = 0.0
+        finding = self._leak_finding(zi, hour, at_ms, night, rate)
+        if self.quiet[zi] == 0 and rate > 0:
+            evidence = {**finding.evidence, "estimate_before": round(before, 3)}
+            out.findings.append(replace(finding, evidence=evidence))
 
     def _explain(self, zi: int, hour: int) -> tuple[str, int, float]:
         """Whether the excess since the onset is a leak, one meter's under-registration, or
@@ -1276,11 +1339,16 @@ class ZoneLeaks(Detector):
         return float(e.mean()) if e.size else 0.0
 
     def _leak_finding(
-        self, zi: int, hour: int, at_ms: int, night: dict[str, Any] | None
+        self,
+        zi: int,
+        hour: int,
+        at_ms: int,
+        night: dict[str, Any] | None,
+        rate: float | None = None,
     ) -> Finding:
         zone = self.layout.zones[zi]
         unit = _UNIT[zone.flow_quantity]
-        rate = max(0.0, self._recent_excess(zi, hour))
+        rate = max(0.0, self._recent_excess(zi, hour)) if rate is None else rate
         burst = bool(self.burst[zi]) and zone.utility is Utility.WATER
         kind = BURST_KIND if burst else LEAK_KIND[zone.utility]
         evidence: dict[str, Any] = {
@@ -1375,6 +1443,10 @@ class ZoneLeaks(Detector):
         self.quiet[zi] = 0
         self.burst[zi] = False
         self.meter[zi] = -1
+        self.known[zi] = 0.0
+        self.track[:, zi] = 0.0
+        self.track_sum[:, zi] = 0.0
+        self.track_n[:, zi] = 0.0
 
     def _last_flows(self, hour: int) -> FloatArray:
         pos = hour % self.ring
