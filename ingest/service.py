@@ -12,9 +12,9 @@ a chunk is parsed and encoded in one go and its lines handed to the writer toget
 Flush policy: the writer sends a batch at ``batch_lines`` lines (large batches are cheap for
 InfluxDB), or when the messages waiting on it reach half the acknowledgement window
 (``receive_maximum``) — the broker sends nothing past the window until acknowledgements come
-back, so waiting for more lines would only stall it — or, while no write is in flight, at
-``idle_flush_lines`` (a steady load the database keeps up with is not held for a full batch),
-or after ``flush_interval_s``.
+back, so waiting for more lines would only stall it — or after ``flush_interval_s``. Opt-in
+(``idle_flush_lines``, 0 by default): while no write is in flight, also at that many lines
+(sooner under a steady load, for more database CPU).
 
 Overflow policy: the broker sends at most ``receive_maximum`` unacknowledged messages (MQTT
 v5 flow control), the client stops reading the socket while the messages it handed over hold
@@ -213,9 +213,10 @@ class IngestService:
         # per data topic: a gateway sends on the same one every time
         self._sources: dict[str, _Source] = {}
 
-    async def run(self) -> None:
+    def new_writer(self) -> InfluxWriter:
+        """The writer ``run`` uses, built from the settings (opens nothing until entered)."""
         s = self.settings
-        writer = InfluxWriter(
+        return InfluxWriter(
             s.influx,
             batch_lines=s.batch_lines,
             flush_interval_s=s.flush_interval_s,
@@ -223,8 +224,12 @@ class IngestService:
             gzip_level=s.gzip_level,
             # the flush policy: see the module docstring
             flush_units=max(1, s.receive_maximum // 2),
-            idle_lines=s.idle_flush_lines or None,
+            idle_lines=s.idle_flush_lines or None,  # 0: off (the default)
         )
+
+    async def run(self) -> None:
+        s = self.settings
+        writer = self.new_writer()
         async with writer:
             self.writer = writer
             # read at scrape time: 0 while the writer is retrying through an outage

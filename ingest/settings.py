@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from parkwatch.settings import ServiceSettings
@@ -43,12 +43,13 @@ class IngestSettings(ServiceSettings):
     max_held_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024)
     # large batches: InfluxDB spends less CPU per point (measured: 4.5 µs at 20k vs 5.8 at 5k)
     batch_lines: int = Field(default=20_000, ge=1)
-    # while no write is in flight, a batch goes at this many lines instead of batch_lines: a
-    # steady load the database keeps up with is written sooner (2026-12-03, 1,000 readings per
-    # message paced at 100,000/s, two runs each: p99 publish → readable 0.42–0.51 s off,
-    # 0.52–0.58 at 5,000, 0.22 at 10,000; InfluxDB ~1.2 µs more CPU per point either way);
-    # under a burst writes overlap and batches still fill. 0: off
-    idle_flush_lines: int = Field(default=10_000, ge=0)
+    # opt-in (0: off): while no write is in flight, a batch goes at this many lines instead of
+    # batch_lines. Off by default: paced at 100,000 readings/s (1,000 per message, 2026-12-03)
+    # p99 publish → readable was 0.28–0.78 s off, under the one-second goal, and 0.22 s in the
+    # only two runs at 10,000 — made on a busier machine than the off runs, so the gain is
+    # suggestive, not established — for ~25 % more InfluxDB CPU per point (~5.0 → 6.26 µs) and
+    # ingest 2.90–3.02 → 3.33 µs per reading. Must be below batch_lines.
+    idle_flush_lines: int = Field(default=0, ge=0)
     flush_interval_s: float = Field(default=0.25, gt=0)
     writes_in_flight: int = Field(default=4, ge=1)
     # 0: plain text. With the database on the same host or LAN, gzip cost both sides CPU
@@ -58,3 +59,14 @@ class IngestSettings(ServiceSettings):
     max_message_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=0, ge=0)  # /metrics and /health; 0 = no HTTP server
+
+    @model_validator(mode="after")
+    def _idle_flush_below_batch(self) -> IngestSettings:
+        # at or above batch_lines the idle rule could never fire before the size rule: a
+        # setting that silently does nothing is a mistake worth reporting
+        if self.idle_flush_lines and self.idle_flush_lines >= self.batch_lines:
+            raise ValueError(
+                f"idle_flush_lines ({self.idle_flush_lines}) must be below batch_lines "
+                f"({self.batch_lines}), or 0 to turn the idle flush off"
+            )
+        return self

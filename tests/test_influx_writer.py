@@ -322,6 +322,48 @@ async def test_connection_errors_are_retried_until_influxd_is_back(
         server.stop()
 
 
+async def test_idle_flush_stays_off_while_a_write_retries(tmp_path: Path) -> None:
+    """The idle rule (issue 12) applies only with no write in flight: while the database is
+    down and a batch is being retried, lines that reach idle_lines wait in one batch instead
+    of going out as a flood of small ones, which goes once the retried write is stored."""
+    server = InfluxDB(tmp_path / "influxdb", port=free_port())
+    settings = InfluxSettings(url=server.url, database="idle_outage")
+    try:
+        server.start()
+        await create_database(settings)
+        server.stop()
+
+        async with InfluxWriter(
+            settings, batch_lines=100_000, flush_interval_s=60, idle_lines=5, gzip_level=0
+        ) as writer:
+            recorder = Recorder.attach(writer)
+            with anyio.fail_after(60):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(writer.write, lines("idle_outage", 5))
+                    await anyio.sleep(0.5)
+                    assert writer.outage.is_down
+                    # each of these reaches idle_lines alone, but a write is retrying
+                    for i in range(1, 4):
+                        tg.start_soon(writer.write, lines("idle_outage", 5, start=5 * i))
+                    await anyio.sleep(1.0)
+                    during = [r.content.count(b"\n") for r in recorder.requests]
+                    assert len(during) >= 2, "the first batch is retried"
+                    assert set(during) == {5}, during
+                    # every attempt so far is the first batch: nothing else was dispatched
+                    assert all(b"point=0 " in r.content for r in recorder.requests)
+                    assert writer.stats.buffered == 15
+                    server.start()
+            sizes = [r.content.count(b"\n") for r in recorder.requests]
+            # the retried batch, then the lines that waited, together
+            assert sizes[-1] == 15, sizes
+            assert set(sizes[:-1]) == {5}, sizes
+            assert recorder.statuses == [204, 204]
+            assert writer.stats.batches_written == 2
+        assert await count(settings, "idle_outage") == 20
+    finally:
+        server.stop()
+
+
 async def test_gives_up_after_max_retry_s() -> None:
     settings = InfluxSettings(url=closed_port_url(), database="nowhere")
     async with InfluxWriter(settings, flush_interval_s=0.05, max_retry_s=0.5) as writer:

@@ -1,0 +1,47 @@
+"""Ingest's settings reach its writer: the idle flush is off unless asked for (issue 12), and a
+value that could never apply is refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from ingest.service import IngestService
+from ingest.settings import IngestSettings
+from parkwatch.site import Park, SiteRegistry
+
+
+def _writer_of(settings: IngestSettings, demo_park_path: Path) -> tuple[int | None, int | None]:
+    service = IngestService(settings, SiteRegistry([Park.from_yaml(demo_park_path)]))
+    writer = service.new_writer()
+    return writer.idle_lines, writer.flush_units
+
+
+def test_idle_flush_is_off_by_default(
+    demo_park_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PW_INGEST_IDLE_FLUSH_LINES", raising=False)
+    settings = IngestSettings(receive_maximum=4096)
+    assert settings.idle_flush_lines == 0
+    # 0 reaches the writer as "no idle rule"; the window rule is there either way
+    assert _writer_of(settings, demo_park_path) == (None, 2048)
+
+
+def test_idle_flush_is_opt_in_through_the_environment(
+    demo_park_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PW_INGEST_IDLE_FLUSH_LINES", "10000")
+    settings = IngestSettings(receive_maximum=300)
+    assert _writer_of(settings, demo_park_path) == (10_000, 150)
+
+
+def test_idle_flush_at_or_above_batch_lines_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PW_INGEST_IDLE_FLUSH_LINES", raising=False)
+    for idle in (20_000, 30_000):
+        with pytest.raises(ValidationError, match=r"idle_flush_lines \(\d+\) must be below"):
+            IngestSettings(idle_flush_lines=idle, batch_lines=20_000)
+    # below it, and 0 (off) whatever batch_lines is, are fine
+    assert IngestSettings(idle_flush_lines=19_999, batch_lines=20_000).idle_flush_lines == 19_999
+    assert IngestSettings(idle_flush_lines=0, batch_lines=1).idle_flush_lines == 0
