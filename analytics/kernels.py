@@ -368,7 +368,7 @@ def _remeet(
     current: bool,
     least: float,
     reach: float,
-    rate_like: bool,
+    lowest: float,
     profile: npt.NDArray[np.float64],
     offsets: npt.NDArray[np.float64],
     recent: npt.NDArray[np.float64],
@@ -378,21 +378,25 @@ def _remeet(
     """A day type's profile (``kind`` > 0) met on a new day. After a while (not the day
     before), each bin's prediction (profile + offset) follows the change the workdays'
     recent level (``recent``) saw in that bin since this type's last day began
-    (``ref_then``): as a ratio for a row that has never read below 0 (``rate_like``, decided
-    per row, not per bin: a plant stepping to 0 or to half keeps no trace of its old shape)
+    (``ref_then``): as a ratio for a row that has never read well below 0 (its lowest reading
+    ``lowest`` not below −``least``, decided per row, not per bin: a plant stepping to 0 or
+    to half keeps no trace of its old shape; one CT offset glitch of −0.001 is no net meter)
     where that level was well above the row's scale (over ``least``: a ratio off a near-0
     workday bin is noise, 100 → 4755; below it nothing is followed: after a shutdown the
     workdays' restart is no weekend's), and no further than the workdays' own change or
-    ``reach`` (a few scales), never below 0; a row seen below 0 (a net meter) as a
-    difference. What this type learnt itself on its last day (``own_then``: its prediction
-    as that day began) in the same direction counts as followed already (a step on a holiday
-    is learnt by the holiday's profile that day, then by the workdays': not twice). Then
-    both are taken anew for this day; the workdays' level for the whole day, or not at all:
-    only if it explained the day's first reading (``current``)."""
+    ``reach`` (a few scales); a row seen well below 0 (a net meter) as a difference. On
+    either path never below ``lowest``: a difference after a shutdown took a Saturday to
+    −107 kW, the scale grew and the restart went unseen. What this type learnt itself on its
+    last day (``own_then``: its prediction as that day began) in the same direction counts as
+    followed already (a step on a holiday is learnt by the holiday's profile that day, then by
+    the workdays': not twice). Then both are taken anew for this day; the workdays' level for
+    the whole day, or not at all: only if it explained the day's first reading
+    (``current``)."""
     off = offsets[kind, r]
     # the offset is folded into the profile: it starts again at 0 from what is predicted
     # (kept beside a moved profile, both learnt the same miss and overshot)
     fold = after_a_while and ref_trusted
+    rate_like = lowest >= -least
     for b in range(profile.shape[1]):
         own = profile[kind, b, r]
         ref = recent[b, r]
@@ -426,8 +430,8 @@ def _remeet(
                 elif d > 0 and d_own > 0:
                     d = 0.0 if d_own >= d else d - d_own
                 now = now + d
-            if rate_like and now < 0:
-                now = 0.0  # a meter never below 0 is not expected below 0
+            if now < lowest:
+                now = lowest  # what the meter never read is not expected
             profile[kind, b, r] = now
         ref_then[kind, b, r] = ref if current else np.nan
         own_then[kind, b, r] = now
@@ -541,7 +545,7 @@ def baseline_slots(
                         _maximum(fs[5, r], fs[8, r]), _maximum(eps, fs[18, r] / quantum_scales)
                     )
                     _remeet(kind, r, today - last_day[kind, r] > 1, days_seen[0, r] > season_days,
-                            abs(x - recent[b, r]) <= tol, z_min * res, clip * res, fs[3, r] >= 0,
+                            abs(x - recent[b, r]) <= tol, z_min * res, clip * res, fs[3, r],
                             profile, offsets, recent, ref_then, own_then)  # fmt: skip
                 days_seen[kind, r] += 1
             last_day[kind, r] = today

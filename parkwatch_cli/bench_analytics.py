@@ -381,8 +381,10 @@ class NaiveDetectors:
     ) -> None:
         """kernels._remeet: a day type's profile met after a while follows the workdays'
         recent change per bin, less what it learnt of it itself on its last day (a ratio for
-        a row never below 0, off a level well above its scale ``unit``)."""
-        rate_like = b["lo"] >= 0
+        a row never well below 0, off a level well above its scale ``unit``; never below the
+        lowest reading)."""
+        lowest = b["lo"]
+        rate_like = lowest >= -self.bp.z_min * unit
         prof, off = b["profile"][kind], b["offsets"][kind]
         ref_then, own_then = b["ref_then"][kind], b["own_then"][kind]
         fold = after_a_while and b["days"][0] > self.bp.season_days
@@ -413,8 +415,8 @@ class NaiveDetectors:
                     elif d > 0 and d_own > 0:
                         d = 0.0 if d_own >= d else d - d_own
                     now = now + d
-                if rate_like and now < 0:
-                    now = 0.0
+                if now < lowest:
+                    now = lowest
                 prof[i] = now
             ref_then[i] = ref if current else math.nan
             own_then[i] = now

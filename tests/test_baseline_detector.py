@@ -697,6 +697,30 @@ def test_a_shutdown_then_a_restart_is_two_events(standby: float) -> None:
     assert slot_ms(36, 0) <= found[1] < slot_ms(36, 12)
 
 
+@pytest.mark.parametrize("glitch", [-0.001, -1.0])
+def test_one_negative_glitch_makes_no_net_meter(glitch: float) -> None:
+    # review (base11b): one negative reading of a plain consumption meter (a CT offset
+    # glitch on 17 April) sent its weekend profiles onto the net meter's difference path for
+    # good: after a shutdown they followed the workdays' fall to −107 / −138 kW, the scale
+    # grew and the restart on 20 May was missed; a step to 0 was remarked again on the
+    # Saturday and Sunday after. A difference path is for a meter read well below 0 (over
+    # z_min scales), and no profile is moved below the lowest reading
+    at = 3 * DAY_SLOTS + 5
+    restart = plant_load(LONG, seed=2)[None, :].copy()
+    restart[0, at] = glitch
+    restart[0, 22 * DAY_SLOTS : 36 * DAY_SLOTS] = 0.0
+    found = [f.at_ms for f in opened(run(restart)) if f.at_ms > slot_ms(4, 0)]
+    assert len(found) == 2, found
+    assert slot_ms(22, 0) <= found[0] < slot_ms(22, 1)
+    assert slot_ms(36, 0) <= found[1] < slot_ms(36, 12)
+    step = plant_load(LONG, seed=1)[None, :].copy()
+    step[0, at] = glitch
+    change = 21 * DAY_SLOTS + 30
+    step[0, change:] = 0.0
+    found = [f.at_ms for f in opened(run(step)) if f.at_ms > slot_ms(4, 0)]
+    assert found == [START_MS + (change + 1) * STEP_MS]
+
+
 def test_a_plant_run_like_a_workday_through_a_holiday_is_flagged() -> None:
     # review (base10c): a profile not met for over stale_d (7) days was learnt afresh, judged
     # meanwhile by what the other day types' profiles explain: a plant run at its workday
