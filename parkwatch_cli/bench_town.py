@@ -21,35 +21,23 @@ scatter), and events still open at the end.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from statistics import median
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from analytics.detectors.leaks import ZoneLeaks
 from analytics.engine.engine import Advanced, ParkEngine
 from analytics.replay import replay
 from parkwatch.events import Event, State
+from parkwatch.readings_csv import Readings
 from simulators.town import DAY_MS, METERS, TownYear, town_park, year_scenario
 
 GRACE_MS = DAY_MS  # an event opened within a day of a repair is still that leak's
 
 
-@dataclass
-class _Readings:
-    t_ms: npt.NDArray[np.int64]
-    meter_code: npt.NDArray[np.int32]
-    meters: Sequence[str]
-    quantity_code: npt.NDArray[np.int32]
-    quantities: Sequence[str]
-    value: npt.NDArray[np.float64]
-    line: npt.NDArray[np.int64]
-
-
-def readings_of(year: TownYear) -> _Readings:
+def readings_of(year: TownYear) -> Readings:
     """The scenario as replay rows: flows as ``flow_m3h``, the level as ``level_m``; a gap is
     readings that never came."""
     rows, slots = year.values.shape
@@ -59,7 +47,7 @@ def readings_of(year: TownYear) -> _Readings:
     keep = np.isfinite(value)
     t = np.tile(year.t_ms, rows)
     order = np.argsort(t[keep], kind="stable")
-    return _Readings(
+    return Readings(
         t[keep][order],
         meter[keep][order],
         list(METERS),

@@ -42,6 +42,7 @@ from analytics.scoring.nab import (
     windows_from_times,
 )
 from parkwatch.quantities import Utility
+from parkwatch.readings_csv import Readings
 from parkwatch.site import AnalyticsOptions, CustomQuantity, MeterSpec, Park
 
 METER = "nab"
@@ -124,19 +125,6 @@ def one_meter_park(step_ms: int) -> Park:
     )
 
 
-@dataclass
-class _Readings:
-    """A NAB file as replay's columnar rows (``analytics.replay.Readings``)."""
-
-    t_ms: npt.NDArray[np.int64]
-    meter_code: npt.NDArray[np.int32]
-    meters: Sequence[str]
-    quantity_code: npt.NDArray[np.int32]
-    quantities: Sequence[str]
-    value: npt.NDArray[np.float64]
-    line: npt.NDArray[np.int64]
-
-
 def alarm_rows(
     file: NabFile,
     detector: type[Detector] = BaselineDetector,
@@ -147,7 +135,7 @@ def alarm_rows(
     park = one_meter_park(file.step_ms)
     engine = ParkEngine(park, [detector], {detector.name: dict(params or {})})
     n = file.times_ms.size
-    readings = _Readings(
+    readings = Readings(
         file.times_ms,
         np.zeros(n, dtype=np.int32),
         [METER],

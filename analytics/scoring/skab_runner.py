@@ -16,7 +16,6 @@ of the whole stream uses the labelled anomalies as its windows.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from analytics.engine.engine import ParkEngine
 from analytics.replay import replay
 from analytics.scoring.nab import PROFILES, Window, normalise, score_file
 from parkwatch.quantities import Utility
+from parkwatch.readings_csv import Readings
 from parkwatch.site import AnalyticsOptions, CustomQuantity, MeterSpec, Park
 
 METER = "pump-rig"
@@ -120,17 +120,6 @@ def rig_park(quantities: list[str]) -> Park:
     )
 
 
-@dataclass
-class _Readings:
-    t_ms: npt.NDArray[np.int64]
-    meter_code: npt.NDArray[np.int32]
-    meters: Sequence[str]
-    quantity_code: npt.NDArray[np.int32]
-    quantities: Sequence[str]
-    value: npt.NDArray[np.float64]
-    line: npt.NDArray[np.int64]
-
-
 def _segments(flags: npt.NDArray[np.bool_]) -> list[Window]:
     edges = np.diff(np.r_[0, flags.astype(np.int8), 0])
     starts = np.flatnonzero(edges == 1)
@@ -141,7 +130,7 @@ def _segments(flags: npt.NDArray[np.bool_]) -> list[Window]:
 def run_skab(root: Path) -> SkabReport:
     stream = load_stream(root)
     n, q = stream.values.shape
-    readings = _Readings(
+    readings = Readings(
         np.repeat(stream.times_ms, q),
         np.zeros(n * q, dtype=np.int32),
         [METER],
