@@ -555,6 +555,15 @@ def tune_gc() -> None:
     gc.set_threshold(100_000, 50, 1000)
 
 
+def event_loop_factory(settings: IngestSettings) -> Callable[[], asyncio.AbstractEventLoop]:
+    """The event loop ingest runs on (``settings.event_loop``)."""
+    if settings.event_loop == "uvloop":
+        import uvloop  # only ingest's process runs on it
+
+        return uvloop.new_event_loop
+    return asyncio.new_event_loop
+
+
 async def run_ingest(settings: IngestSettings) -> None:
     """Entry point of ``parkwatch ingest``: the service plus its /metrics and /health."""
     tune_gc()

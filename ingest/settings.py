@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
@@ -57,6 +59,10 @@ class IngestSettings(ServiceSettings):
     # InfluxDB's inflating); set 1 when the database is across a slow link
     gzip_level: int = Field(default=0, ge=0, le=9)
     max_message_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    # the event loop ingest runs on: uvloop (libuv, in C) costs less CPU per message than
+    # asyncio's own loop and socket transports (measured: docs/architecture.md, *The MQTT
+    # client*); "asyncio" is there to compare and as a fallback
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=0, ge=0)  # /metrics and /health; 0 = no HTTP server
 

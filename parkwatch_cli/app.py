@@ -135,7 +135,7 @@ def ingest(
 
     Every option has a PW_INGEST_… variable (PW_INGEST_MQTT__URL, PW_INGEST_PARKS, …); an
     option wins over its variable."""
-    from ingest.service import run_ingest
+    from ingest.service import event_loop_factory, run_ingest
     from ingest.settings import IngestSettings
 
     settings = _override(
@@ -159,7 +159,7 @@ def ingest(
             param_hint="--park",
         )
     setup_logging(settings.log_level, json_logs)
-    _run(run_ingest(settings))
+    _run(run_ingest(settings), loop_factory=event_loop_factory(settings))
 
 
 @app.command(short_help="Streaming analytics: demand, leaks, peaks, events.")

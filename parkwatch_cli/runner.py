@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from collections.abc import Callable
 from typing import Any
 
 
-def run_service(coro: Any) -> None:
+def run_service(
+    coro: Any, loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+) -> None:
     """Run a service until it ends; SIGINT and SIGTERM cancel it, so its context managers
-    close connections and stop child processes on the way out."""
+    close connections and stop child processes on the way out. ``loop_factory``: the event
+    loop to run on (default: asyncio's)."""
 
     async def main() -> None:
         task = asyncio.current_task()
@@ -29,4 +33,5 @@ def run_service(coro: Any) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await coro
 
-    asyncio.run(main())
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(main())

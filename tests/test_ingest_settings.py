@@ -1,16 +1,18 @@
 """Ingest's settings reach its writer: the idle flush is off unless asked for (issue 12), and a
-value that could never apply is refused."""
+value that could never apply is refused; the event loop it runs on."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from ingest.service import IngestService
+from ingest.service import IngestService, event_loop_factory
 from ingest.settings import IngestSettings
 from parkwatch.site import Park, SiteRegistry
+from parkwatch_cli.runner import run_service
 
 
 def _writer_of(settings: IngestSettings, demo_park_path: Path) -> tuple[int | None, int | None]:
@@ -45,3 +47,17 @@ def test_idle_flush_at_or_above_batch_lines_is_refused(monkeypatch: pytest.Monke
     # below it, and 0 (off) whatever batch_lines is, are fine
     assert IngestSettings(idle_flush_lines=19_999, batch_lines=20_000).idle_flush_lines == 19_999
     assert IngestSettings(idle_flush_lines=0, batch_lines=1).idle_flush_lines == 0
+
+
+def test_ingest_runs_on_uvloop_unless_asked_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the command runs the service through run_service with this factory (parkwatch_cli/app.py)
+    seen: list[str] = []
+
+    async def probe() -> None:
+        seen.append(type(asyncio.get_running_loop()).__module__.split(".")[0])
+
+    monkeypatch.delenv("PW_INGEST_EVENT_LOOP", raising=False)
+    run_service(probe(), loop_factory=event_loop_factory(IngestSettings()))
+    monkeypatch.setenv("PW_INGEST_EVENT_LOOP", "asyncio")
+    run_service(probe(), loop_factory=event_loop_factory(IngestSettings()))
+    assert seen == ["uvloop", "asyncio"]
