@@ -36,7 +36,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import mqtt5
 
@@ -95,8 +95,8 @@ class _Protocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # a stream transport (uvloop's is not an asyncio.Transport subclass, so no isinstance)
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         buffer = self.buffer
@@ -183,7 +183,7 @@ class FastClient:
         self._connack = loop.create_future()
         try:
             async with asyncio.timeout(self.timeout_s):
-                _, protocol = await loop.create_connection(
+                transport, protocol = await loop.create_connection(
                     lambda: _Protocol(self),
                     s.host,
                     s.port,
@@ -191,7 +191,9 @@ class FastClient:
                     server_hostname=s.host if s.tls else None,
                 )
                 self._protocol = protocol
-                self._transport = protocol.transport
+                # the returned transport, not protocol.transport: uvloop calls
+                # connection_made only on a later turn of the loop
+                self._transport = transport
                 self._write(self._connect_packet().write())
                 connack = await self._connack
         except (OSError, TimeoutError, MqttError) as exc:

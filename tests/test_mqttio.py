@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+import uvloop
 
 from parkwatch.mqttio import FastClient, Message, MqttConnectError
 from parkwatch.settings import MqttSettings
@@ -86,3 +87,19 @@ async def test_an_unreachable_broker_is_a_connect_error() -> None:
     with pytest.raises(MqttConnectError, match="cannot connect"):
         async with FastClient(settings, "io-nobody"):
             pass
+
+
+def test_works_on_uvloop(mqtt_settings: MqttSettings) -> None:
+    # ingest runs on uvloop, whose transports come to the protocol a turn later than
+    # asyncio's and are not asyncio.Transport subclasses
+    async def round_trip() -> list[Message]:
+        async with FastClient(mqtt_settings, "io-uvloop") as client:
+            await client.subscribe(["io/uvloop/data"], qos=1)
+            await client.publish("io/uvloop/data", b"on uvloop")
+            got = await _take(client, 1, release=True)
+            # the PUBACKs of the release go out through the same transport
+            await client.publish("io/uvloop/data", b"again")
+            return got + await _take(client, 1, release=True)
+
+    got = uvloop.run(round_trip())
+    assert [(m.payload, m.qos) for m in got] == [(b"on uvloop", 1), (b"again", 1)]
