@@ -59,10 +59,10 @@ class IngestSettings(ServiceSettings):
     # InfluxDB's inflating); set 1 when the database is across a slow link
     gzip_level: int = Field(default=0, ge=0, le=9)
     max_message_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
-    # the event loop ingest runs on: uvloop (libuv, in C) costs less CPU per message than
-    # asyncio's own loop and socket transports (measured: docs/architecture.md, *The MQTT
-    # client*); "asyncio" is there to compare and as a fallback
-    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
+    # the event loop ingest runs on. uvloop (libuv, in C) saved no CPU per reading beyond the
+    # runs' spread in alternating bench runs (2026-12-03, docs/architecture.md, *The MQTT
+    # client*): opt-in, kept so that a quieter machine can settle it
+    event_loop: Literal["asyncio", "uvloop"] = "asyncio"
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=0, ge=0)  # /metrics and /health; 0 = no HTTP server
 

@@ -49,7 +49,7 @@ def test_idle_flush_at_or_above_batch_lines_is_refused(monkeypatch: pytest.Monke
     assert IngestSettings(idle_flush_lines=0, batch_lines=1).idle_flush_lines == 0
 
 
-def test_ingest_runs_on_uvloop_unless_asked_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ingest_runs_on_uvloop_only_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
     # the command runs the service through run_service with this factory (parkwatch_cli/app.py)
     seen: list[str] = []
 
@@ -58,6 +58,6 @@ def test_ingest_runs_on_uvloop_unless_asked_otherwise(monkeypatch: pytest.Monkey
 
     monkeypatch.delenv("PW_INGEST_EVENT_LOOP", raising=False)
     run_service(probe(), loop_factory=event_loop_factory(IngestSettings()))
-    monkeypatch.setenv("PW_INGEST_EVENT_LOOP", "asyncio")
+    monkeypatch.setenv("PW_INGEST_EVENT_LOOP", "uvloop")
     run_service(probe(), loop_factory=event_loop_factory(IngestSettings()))
-    assert seen == ["uvloop", "asyncio"]
+    assert seen == ["asyncio", "uvloop"]
