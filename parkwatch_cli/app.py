@@ -159,7 +159,9 @@ def ingest(
             param_hint="--park",
         )
     setup_logging(settings.log_level, json_logs)
-    _run(run_ingest(settings), loop_factory=event_loop_factory(settings))
+    # the factory first: if uvloop fails to import, no run_ingest coroutine is left unawaited
+    loop_factory = event_loop_factory(settings)
+    _run(run_ingest(settings), loop_factory=loop_factory)
 
 
 @app.command(short_help="Streaming analytics: demand, leaks, peaks, events.")

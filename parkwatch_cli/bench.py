@@ -138,6 +138,14 @@ def ingest_chunks(metrics: str) -> dict[str, float | None]:
     }
 
 
+def ingest_event_loop() -> str:
+    """The event loop the spawned ingest runs on: it inherits this process's environment, so
+    ``PW_INGEST_EVENT_LOOP`` here decides it (figures of the two loops differ, issue 12)."""
+    from ingest.settings import IngestSettings
+
+    return IngestSettings().event_loop
+
+
 def _percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None
@@ -297,8 +305,9 @@ def run_ingest_bench(plan: BenchPlan, state_dir: Path | None = None) -> dict[str
             )
             raw_influxd_us = (cpu_seconds(stack.influxdb.pid) - influxd_before) / len(lines) * 1e6
             del lines
+            event_loop = ingest_event_loop()
             print(
-                "end to end: load generator → Mosquitto → ingest → InfluxDB …",
+                f"end to end: load generator → Mosquitto → ingest ({event_loop}) → InfluxDB …",
                 file=sys.stderr,
                 flush=True,
             )
@@ -325,6 +334,7 @@ def run_ingest_bench(plan: BenchPlan, state_dir: Path | None = None) -> dict[str
         "raw_influxd_cpu_us_per_point": round(raw_influxd_us, 2),
         "cpu_us_per_reading": e2e["cpu_us_per_reading"],
         "gzip_level": plan.gzip_level,
+        "ingest_event_loop": event_loop,
         "paced_readings_per_s": plan.rate or None,
         "load_window": plan.window,
         "cpu_count": os.cpu_count(),

@@ -1,8 +1,11 @@
-"""``parkwatch bench ingest`` reads ingest's chunk sizes and chunk latency off its metrics."""
+"""``parkwatch bench ingest`` reads ingest's chunk sizes and chunk latency off its metrics, and
+names the event loop ingest ran on."""
 
 from __future__ import annotations
 
-from parkwatch_cli.bench import ingest_chunks, metric_total
+import pytest
+
+from parkwatch_cli.bench import ingest_chunks, ingest_event_loop, metric_total
 
 METRICS = """\
 # HELP pw_ingest_messages_total MQTT messages received
@@ -34,3 +37,11 @@ def test_messages_per_chunk_and_chunk_latency() -> None:
         "ingest_messages_per_chunk": None,
         "ingest_received_to_stored_ms": None,
     }
+
+
+def test_report_names_the_event_loop_ingest_runs_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the spawned ingest inherits the bench's environment (issue 12: the loops' figures differ)
+    monkeypatch.delenv("PW_INGEST_EVENT_LOOP", raising=False)
+    assert ingest_event_loop() == "asyncio"
+    monkeypatch.setenv("PW_INGEST_EVENT_LOOP", "uvloop")
+    assert ingest_event_loop() == "uvloop"

@@ -4,14 +4,18 @@ value that could never apply is refused; the event loop it runs on."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
+from typer.testing import CliRunner
 
 from ingest.service import IngestService, event_loop_factory
 from ingest.settings import IngestSettings
 from parkwatch.site import Park, SiteRegistry
+from parkwatch_cli import app as cli_app
 from parkwatch_cli.runner import run_service
 
 
@@ -61,3 +65,32 @@ def test_ingest_runs_on_uvloop_only_when_asked(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("PW_INGEST_EVENT_LOOP", "uvloop")
     run_service(probe(), loop_factory=event_loop_factory(IngestSettings()))
     assert seen == ["asyncio", "uvloop"]
+
+
+def test_ingest_command_hands_its_runner_the_uvloop_factory(
+    demo_park_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # through `parkwatch ingest` itself: the runner app.py calls must get the factory
+    got: list[Callable[[], asyncio.AbstractEventLoop] | None] = []
+
+    def fake_run(
+        coro: Coroutine[Any, Any, None],
+        loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+    ) -> None:
+        coro.close()  # the service itself is not the point here
+        got.append(loop_factory)
+
+    monkeypatch.setattr(cli_app, "_run", fake_run)
+    result = CliRunner().invoke(
+        cli_app.app,
+        ["ingest", "--site", str(demo_park_path)],
+        env={"PW_INGEST_EVENT_LOOP": "uvloop"},
+    )
+    assert result.exit_code == 0, result.output
+    [factory] = got
+    assert factory is not None
+    loop = factory()
+    try:
+        assert type(loop).__module__.split(".")[0] == "uvloop"
+    finally:
+        loop.close()
