@@ -265,6 +265,7 @@ def silence_scan(
     first_seen: npt.NDArray[np.int64],
     last_seen: npt.NDArray[np.int64],
     readings: npt.NDArray[np.int64],
+    skipped: npt.NDArray[np.int64],
     meter_seen: npt.NDArray[np.bool_],
     limit: npt.NDArray[np.float64],
     silent: npt.NDArray[np.bool_],
@@ -273,7 +274,10 @@ def silence_scan(
     (``meter_start``: each meter's first row, rows of a meter adjacent), and per meter and
     slot whether any row reported, the silence limit (three of its usual spacings, at least
     ``silence_slots``) and whether it is silent; each row's first and latest slot with a
-    reading and count of them carried on. See ``MeterFaults._silence``."""
+    reading, count of them and ``skipped`` slots carried on: a gap longer than the row's limit
+    adds only the limit to its usual spacing, the rest is skipped (one long outage made a
+    1 s meter's spacing its mean over the outage, and hid every later silence shorter than
+    that). See ``MeterFaults._silence``."""
     rows, slots = values.shape
     spacing = np.empty(slots)
     for mi in range(meter_start.size):
@@ -296,11 +300,15 @@ def silence_scan(
                         first = first_slot + k
                         break
             latest = -1
+            skip = skipped[r]
             for k in range(slots):
-                row_spacing = (newest - first) / max(count - 1, 1) if count > 1 else 0.0
+                row_spacing = (newest - first - skip) / max(count - 1, 1) if count > 1 else 0.0
                 spacing[k] = max(spacing[k], row_spacing)
                 if np.isfinite(values[r, k]):
                     meter_seen[mi, k] = True
+                    if count > 0:
+                        row_limit = max(float(silence_slots), np.ceil(3 * row_spacing))
+                        skip += max(first_slot + k - newest - int(row_limit), 0)
                     count += 1
                     latest = first_slot + k
                     newest = max(newest, latest)
@@ -309,6 +317,7 @@ def silence_scan(
                     first_seen[r] = first
                 last_seen[r] = latest
             readings[r] = count
+            skipped[r] = skip
         for k in range(slots):
             if meter_seen[mi, k]:
                 newest_m = max(newest_m, first_slot + k)

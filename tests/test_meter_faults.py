@@ -89,3 +89,35 @@ def test_silence_of_an_irregular_series_is_the_same_whatever_the_chunks() -> Non
     assert any(kind == "comm_loss" for kind, *_ in kinds)
     assert [(f.kind, f.at_ms, f.active, dict(f.evidence)) for f in one_by_one] == kinds
     assert [(f.kind, f.at_ms, f.active, dict(f.evidence)) for f in in_sixties] == kinds
+
+
+def test_a_long_outage_does_not_hide_the_next_short_silence() -> None:
+    """A rig read every second (one gap in twenty a 2 s one) stops for a day, comes back for
+    an hour, then stops for half a minute: both silences are comm_loss. The usual spacing was
+    the mean over the whole history, outage included: the day made it ~11 s and hid the
+    half-minute silence (on SKAB's pump rig a month's pause hid four 1-minute ones)."""
+    park = Park.model_validate(
+        {"park": "p", "analytics": {"step_s": 1}, "meters": [{"id": "m1", "utility": "env"}]}
+    )
+    ctx = ParkContext(park)
+    rng = np.random.default_rng(7)
+
+    def run(seconds: int) -> list[float]:
+        out: list[float] = []
+        while len(out) < seconds:
+            out += [20.0 + rng.normal(0, 0.1)] + [np.nan] * int(rng.random() < 0.05)
+        return out[:seconds]
+
+    values = run(3600) + [np.nan] * 86_400 + run(3600) + [np.nan] * 30 + run(600)
+    v = np.array(values)
+    k = np.flatnonzero(np.isfinite(v))
+    block = slot_block(
+        np.zeros(k.size, dtype=np.int64), START_MS + k * 1000, v[k], 1, START_MS, 1000, v.size
+    )
+    detector = MeterFaults(ctx, [SeriesKey("m1", "t_air_c")])
+    found = fed(detector, block, 3600)
+    opened = [f.at_ms for f in found if f.kind == "comm_loss" and f.active]
+    second = START_MS + (3600 + 86_400 + 3600) * 1000
+    assert len(opened) == 2
+    assert START_MS + 3600 * 1000 < opened[0] < START_MS + 3610 * 1000
+    assert second < opened[1] < second + 10 * 1000

@@ -16,8 +16,9 @@ findings about that meter), per meter unless said otherwise:
   back, is close to the meter's last good value while the value itself is far from it — the
   signature of a register map with the wrong word order.
 * **silence**: a meter that used to report sends nothing for longer than three of its usual
-  spacings (at least ``silence_slots``); when every meter of a gateway falls silent together it
-  is one event about the gateway (``zone: gateway:<id>``).
+  spacings (at least ``silence_slots``; a past silence adds only its limit to that spacing,
+  so one long outage does not hide the next short one); when every meter of a gateway falls
+  silent together it is one event about the gateway (``zone: gateway:<id>``).
 * **transport** (per gateway): batches whose source time runs ahead of their arrival by more
   than ``skew_ms`` (``clock_skew``) or arrive more than ``late_ms`` after it (``late_batches``:
   late delivery, or a clock behind — the two look alike from here); and readings delivered
@@ -130,6 +131,7 @@ class _View:
     first_seen: npt.NDArray[Any]
     last_seen: npt.NDArray[Any]
     readings: npt.NDArray[Any]
+    skipped: npt.NDArray[Any]
     ep_open: npt.NDArray[Any]
     ep_last: npt.NDArray[Any]
     ep_count: npt.NDArray[Any]
@@ -159,6 +161,7 @@ _ROW_STATE = (
     "first_seen",
     "last_seen",
     "readings",
+    "skipped",
 )
 _METER_STATE = (
     "ep_open",
@@ -253,6 +256,8 @@ class MeterFaults(Detector):
         self.first_seen = np.full(n, -1, dtype=np.int64)  # absolute slot of the first reading
         self.last_seen = np.full(n, -1, dtype=np.int64)  # …and of the latest
         self.readings = np.zeros(n, dtype=np.int64)  # slots with a reading
+        # slots of silences beyond their limit, left out of the usual spacing
+        self.skipped = np.zeros(n, dtype=np.int64)
         # per meter
         self.ep_open = np.zeros(m, dtype=bool)  # a counter episode is open
         self.ep_last = np.zeros(m, dtype=np.int64)  # slot of its latest anomaly
@@ -571,6 +576,7 @@ class MeterFaults(Detector):
             st.first_seen,
             st.last_seen,
             st.readings,
+            st.skipped,
             meter_seen,
             limit,
             silent,
