@@ -39,3 +39,6 @@ def test_a_silence_after_a_file_that_ends_inside_an_anomaly_finds_nothing(tmp_pa
     assert report.events_by_kind.get("comm_loss") == 1
     assert report.meter_fault_events == 1
     assert (report.anomalies, report.found, report.false_events) == (1, 0, 0)
+    # judged as a scorer that counts every alarm would, the comm_loss inside the anomaly finds it
+    assert (report.found_all, report.false_all) == (1, 0)
+    assert report.nab_all["standard"] > report.nab["standard"]
