@@ -262,10 +262,13 @@ def silence_scan(
     meter_start: npt.NDArray[np.int64],
     first_slot: int,
     silence_slots: int,
+    lasting_gaps: int,
     first_seen: npt.NDArray[np.int64],
     last_seen: npt.NDArray[np.int64],
     readings: npt.NDArray[np.int64],
     skipped: npt.NDArray[np.int64],
+    over_run: npt.NDArray[np.int64],
+    over_from: npt.NDArray[np.int64],
     meter_seen: npt.NDArray[np.bool_],
     limit: npt.NDArray[np.float64],
     silent: npt.NDArray[np.bool_],
@@ -277,7 +280,10 @@ def silence_scan(
     reading, count of them and ``skipped`` slots carried on: a gap longer than the row's limit
     adds only the limit to its usual spacing, the rest is skipped (one long outage made a
     1 s meter's spacing its mean over the outage, and hid every later silence shorter than
-    that). See ``MeterFaults._silence``."""
+    that). ``lasting_gaps`` such gaps back to back (``over_run``, counted from the reading at
+    ``over_from``) are a new rate: the spacing restarts from them, their mean (skipping them
+    all, a meter gone from 1 s to 60 s for good was silent at every reading for months). See
+    ``MeterFaults._silence``."""
     rows, slots = values.shape
     spacing = np.empty(slots)
     for mi in range(meter_start.size):
@@ -301,6 +307,8 @@ def silence_scan(
                         break
             latest = -1
             skip = skipped[r]
+            run = over_run[r]
+            run_from = over_from[r]
             for k in range(slots):
                 row_spacing = (newest - first - skip) / max(count - 1, 1) if count > 1 else 0.0
                 spacing[k] = max(spacing[k], row_spacing)
@@ -308,16 +316,30 @@ def silence_scan(
                     meter_seen[mi, k] = True
                     if count > 0:
                         row_limit = max(float(silence_slots), np.ceil(3 * row_spacing))
-                        skip += max(first_slot + k - newest - int(row_limit), 0)
+                        excess = max(first_slot + k - newest - int(row_limit), 0)
+                        if excess == 0:
+                            run = 0
+                        else:
+                            if run == 0:
+                                run_from = newest
+                            run += 1
+                            skip += excess
+                            if run >= lasting_gaps:
+                                # the spacing restarts as the mean of the run's gaps
+                                first = run_from
+                                count = run  # the run's readings but this one
+                                skip = 0
+                                run = 0
                     count += 1
                     latest = first_slot + k
                     newest = max(newest, latest)
             if latest >= 0:  # the row reported in the block
-                if first_seen[r] < 0:
-                    first_seen[r] = first
+                first_seen[r] = first
                 last_seen[r] = latest
             readings[r] = count
             skipped[r] = skip
+            over_run[r] = run
+            over_from[r] = run_from
         for k in range(slots):
             if meter_seen[mi, k]:
                 newest_m = max(newest_m, first_slot + k)

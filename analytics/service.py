@@ -60,7 +60,7 @@ log = logging.getLogger(__name__)
 # keeps each row's quantum, its smallest change; 5: …its quantum's candidate and count, and an
 # offset per day type instead of one; 6: …the workdays' recent level per bin and what each
 # day type's last day began with; 7: meter faults skip a silence's excess in a meter's usual
-# spacing).
+# spacing, and count silences back to back).
 SNAPSHOT_VERSION = 7
 
 
