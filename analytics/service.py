@@ -59,8 +59,9 @@ log = logging.getLogger(__name__)
 # detectors learn runs and stuck starts; 3: …and the top a meter clipped at; 4: the baseline
 # keeps each row's quantum, its smallest change; 5: …its quantum's candidate and count, and an
 # offset per day type instead of one; 6: …the workdays' recent level per bin and what each
-# day type's last day began with).
-SNAPSHOT_VERSION = 6
+# day type's last day began with; 7: meter faults skip a silence's excess in a meter's usual
+# spacing, and count silences back to back).
+SNAPSHOT_VERSION = 7
 
 
 class AnalyticsMetrics:
