@@ -6,11 +6,13 @@ The scenario is ``simulators.town.year_scenario``. Its readings go through ``rep
 the engine as a live park's would (gaps are readings that never came). Scoring follows
 ``parkwatch score truth`` where it fits — a leak is found only by an event at its zone, its
 delay is to the first such event's ``detected_at`` — with what overlapping leaks need
-besides: a leak is **reported** by an event opened while it runs, or by an open event's
-update whose estimate grew by a quarter over its last message while it runs (both with
-their delay); **covered** when an event was open over its onset and said nothing new; else
-**missed**. An event is **false** when it
-opened while no leak ran (a repair's day of grace included); it **spans** several leaks when
+besides: each opening, and each open event's update whose estimate grew by a quarter over
+its last message, tells of one leak — the latest-begun one running then (a repair's day of
+grace included) that nothing told of yet; that leak is **reported** (with its delay). A
+leak nothing told of is **covered** when an event was open over its onset, else
+**missed**. An opening that tells of no leak is **false** when no leak ran then (the day
+of grace not included), else **repeated** (a second event for a leak already reported);
+false events are also counted in the worst 30 days. An event **spans** several leaks when
 leaks began in its open time besides the one it opened for. Closings: an event closed while
 a leak it covered still ran (its excess learnt as normal, or faded under a growing leak's
 scatter), and events still open at the end.
@@ -85,6 +87,8 @@ class TownReport:
     leaks: list[LeakScore] = field(default_factory=list)
     events: int = 0
     false_events: int = 0
+    false_most_in_30_days: int = 0  # the goal: at most one per zone per month
+    repeated: int = 0  # events opened for a leak another message had already reported
     spanning: int = 0  # events over whose open time other leaks began
     closed_while_on: int = 0  # closed while a leak it covered still ran
     open_at_end: int = 0
@@ -110,6 +114,8 @@ class TownReport:
             "events": self.events,
             "false_events": self.false_events,
             "false_per_30_days": round(self.false_events * 30 / self.days, 2),
+            "false_most_in_30_days": self.false_most_in_30_days,
+            "repeated": self.repeated,
             "spanning_several_leaks": self.spanning,
             "closed_while_a_leak_ran": self.closed_while_on,
             "open_at_end": self.open_at_end,
@@ -144,34 +150,58 @@ def score_year(year: TownYear, messages: list[Event], seed: int = 0) -> TownRepo
         end = last[e.id].end_ms
         return e.detected_at_ms, end_ms if end is None else end
 
+    # One message tells of one leak: each opening, and each update whose estimate grew, is
+    # credited to the latest-begun leak running then that no message told of yet. (Crediting
+    # one message to every leak running would count a leak reported by a message about
+    # another, or by re-estimation noise weeks after its onset.)
+    scores: dict[str, LeakScore] = {}
     for leak in year.leaks:
         score = LeakScore(leak.id, leak.kind, leak.m3h, (leak.repair_ms - leak.onset_ms) / DAY_MS)
+        scores[leak.id] = score
         report.leaks.append(score)
-        on = (leak.onset_ms, leak.repair_ms + GRACE_MS)
-        new = [e for e in opened if on[0] <= e.detected_at_ms < on[1]]
-        grew = [
-            m
+    tellings = sorted(
+        [(e.detected_at_ms, "opened", e) for e in opened]
+        + [
+            (m.updated_at_ms or 0, "updated", m)
             for m in messages
-            if m.state is State.UPDATED
-            and on[0] <= (m.updated_at_ms or 0) < on[1]
-            and _grew(m, messages)
+            if m.state is State.UPDATED and _grew(m, messages)
+        ],
+        key=lambda t: t[0],
+    )
+    told_nothing: list[Event] = []
+    for at, how, m in tellings:
+        running = [
+            x
+            for x in year.leaks
+            if x.onset_ms <= at < x.repair_ms + GRACE_MS and scores[x.id].verdict == "missed"
         ]
-        first_new = min((e.detected_at_ms for e in new), default=None)
-        first_update = min((m.updated_at_ms or 0 for m in grew), default=None)
-        if first_new is not None and (first_update is None or first_new <= first_update):
-            score.verdict, at = "opened", first_new
-        elif first_update is not None:
-            score.verdict, at = "updated", first_update
-        elif any(span(e)[0] < leak.onset_ms < span(e)[1] for e in opened):
-            score.verdict, at = "covered", None
+        if not running:
+            if how == "opened":
+                told_nothing.append(m)
+            continue
+        leak = max(running, key=lambda x: x.onset_ms)
+        scores[leak.id].verdict = how
+        scores[leak.id].delay_h = round((at - leak.onset_ms) / 3_600_000, 1)
+    for leak in year.leaks:
+        if scores[leak.id].verdict == "missed" and any(
+            span(e)[0] < leak.onset_ms < span(e)[1] for e in opened
+        ):
+            scores[leak.id].verdict = "covered"
+    false_at: list[int] = []
+    for e in told_nothing:
+        # false: it opened while no leak ran (a repaired leak's day of grace does not count:
+        # its own report came before); else a second event for a leak already reported
+        if any(x.onset_ms <= e.detected_at_ms < x.repair_ms for x in year.leaks):
+            report.repeated += 1
         else:
-            at = None
-        if at is not None:
-            score.delay_h = round((at - leak.onset_ms) / 3_600_000, 1)
+            false_at.append(e.detected_at_ms)
+    report.false_events = len(false_at)
+    month = 30 * DAY_MS
+    report.false_most_in_30_days = max(
+        (sum(1 for b in false_at if a <= b < a + month) for a in false_at), default=0
+    )
     for e in opened:
         a, b = span(e)
-        if not any(x.onset_ms <= a < x.repair_ms + GRACE_MS for x in year.leaks):
-            report.false_events += 1
         if sum(1 for x in year.leaks if a < x.onset_ms < b) >= 1:
             report.spanning += 1
         closed = last[e.id].end_ms
@@ -217,7 +247,8 @@ def format_report(reports: list[TownReport]) -> str:
             f"({d['by_new_event']} by a new event, {d['by_update']} by an update; "
             f"{d['within_a_day']} within a day, median {d['median_delay_h']} h), "
             f"covered by an open event {d['covered']}, missed {d['missed']}; "
-            f"events {r.events}, false {r.false_events} ({d['false_per_30_days']} per 30 days), "
+            f"events {r.events}, false {r.false_events} ({d['false_per_30_days']} per 30 days, "
+            f"at most {r.false_most_in_30_days} in 30 days), repeated {r.repeated}, "
             f"spanning several leaks {r.spanning}, closed while a leak ran {r.closed_while_on}, "
             f"open at the end {r.open_at_end} ({r.seconds:.0f} s)"
         )
@@ -245,6 +276,7 @@ def main(
             "within_a_day",
             "events",
             "false_events",
+            "repeated",
             "spanning_several_leaks",
             "closed_while_a_leak_ran",
             "open_at_end",

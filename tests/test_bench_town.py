@@ -61,3 +61,32 @@ def test_leaks_are_scored_by_new_events_updates_and_what_an_open_event_covers() 
     assert report.false_events == 1
     assert report.spanning == 1  # L2 and L3 began while it was open
     assert report.open_at_end == 0
+
+
+def test_one_message_tells_of_one_leak_and_an_event_after_a_repair_is_false() -> None:
+    """L1 (days 10–20) and L2 (days 12–20) both run when the only event opens (day 12.5): it
+    tells of L2, the latest begun; L1 is missed (no event was open over its onset either).
+    Its update on day 30 (estimate 4 → 8) comes when no leak runs: it tells of nothing.
+    L3 (days 40–50) opens an event on day 40.25; a second event on day 45 is a repeat; an
+    event on day 50.5, within the day of grace after L3's repair, is false, as are two on
+    days 60 and 85: at most 2 false in 30 days (days 50.5 and 60, or 60 and 85)."""
+    days = 100
+    t = START_MS + np.arange(days * 288, dtype=np.int64) * 300_000
+    leaks = [_leak("L1", 10, 20), _leak("L2", 12, 20), _leak("L3", 40, 50)]
+    year = TownYear(np.zeros((3, t.size)), t, leaks, [], days)
+    first = _event(12.5, 4.0)
+    late = first.with_state(State.UPDATED, estimate=Estimate(8.0, "m³/h"), updated_at_ms=_at(30))
+    closed = first.with_state(State.CLOSED, end_ms=_at(31), updated_at_ms=_at(31))
+    messages = [first, late, closed]
+    for day in (40.25, 45, 50.5, 60, 85):
+        e = _event(day, 3.0)
+        messages += [e, e.with_state(State.CLOSED, end_ms=_at(day + 0.2))]
+    messages.sort(key=lambda m: m.updated_at_ms or 0)
+    report = score_year(year, messages)
+    verdicts = {s.id: (s.verdict, s.delay_h) for s in report.leaks}
+    assert verdicts["L2"] == ("opened", 12.0)
+    assert verdicts["L1"] == ("missed", None)
+    assert verdicts["L3"] == ("opened", 6.0)
+    assert report.repeated == 1
+    assert report.false_events == 3
+    assert report.false_most_in_30_days == 2
