@@ -158,6 +158,17 @@ class LeakParams:
     window_z: float = 5.0  # …alarms past this many of the window mean's own spreads
     window_floor: float = 1.5  # …and past this many floors (1.5: ¾ of the meters' class)
     air_window_z: float = 4.0  # …for compressed air net of production (_window_z)
+    # an open leak's hours, net of its estimate, teach the baseline only once it has been open
+    # this long: a third of the ring (21 days), so the baseline still holds two weeks of hours
+    # from before the leak when they start, and is never left with none (a leak open past the
+    # ring never closed). Sooner, an estimate short of a growing leak taught the baseline the
+    # leak (an air leak closed while growing, reopened) and a meter fault in a leaking zone
+    # was judged against a baseline its leak had moved (a false leak, the fault not found)
+    learn_open_h: int = 7 * 24
+    # …and such a leak's event closes when a fall takes its estimate under this share of what
+    # it was: its baseline has learnt the estimate's error (a town's drift over the week), so
+    # after the repair the zone may never read quiet against it (seed 3: 107 h)
+    repaired_share: float = 0.25
 
 
 # Student's t 97.5 % quantile for 1..20 degrees of freedom, over the normal's 1.96
@@ -353,7 +364,11 @@ class ZoneLeaks(Detector):
         # what it is known to lose, so that a second leak, a growing one or a partial repair
         # moves the estimate, and the baseline keeps learning over a leak open for months
         self.known = np.zeros(nz)
-        self.h_known = np.zeros((nz, self.ring))
+        self.h_known = np.zeros((nz, self.ring))  # 0 but in an open leak's learnt hours
+        # an open leak's hours the baseline learns (net of the estimate): never the production
+        # fit's, whose swing they would carry the estimate's errors into
+        self.h_open = np.zeros((nz, self.ring), dtype=bool)
+        self.reread = np.zeros(nz, dtype=bool)  # the estimate re-read as learning began
         self.track = np.zeros((2, nz))  # CUSUMs of the net score: up, down
         self.track_sum = np.zeros((2, nz))  # …the net excess summed since each left 0
         self.track_n = np.zeros((2, nz))  # …and its hours
@@ -457,6 +472,8 @@ class ZoneLeaks(Detector):
             "w_excess",
             "known",
             "h_known",
+            "h_open",
+            "reread",
             "track",
             "track_sum",
             "track_n",
@@ -539,7 +556,16 @@ class ZoneLeaks(Detector):
         self.h_prod[:, pos] = prod
         self.h_mean[:, pos] = mean
         self.h_excess[:, pos] = mean - base
-        self.h_known[:, pos] = self.known
+        learning = self._learning(hour)
+        for zi in np.flatnonzero(learning & ~self.reread).tolist():
+            # the baseline learns net of the estimate from here: an estimate off by less than
+            # the CUSUMs' allowance would be learnt for good (an over-estimate left the
+            # baseline low, and the event open for days after the repair), so it is re-read
+            # over the last two days, against a baseline the leak has not touched yet
+            self.known[zi] = max(0.0, self._recent_excess(zi, hour, 48))
+            self.track[:, zi] = self.track_sum[:, zi] = self.track_n[:, zi] = 0.0
+            self.reread[zi] = True
+        self.h_known[:, pos] = np.where(learning, self.known, 0.0)
         self.h_flow[:, pos] = np.where(out_of_range, np.nan, flow)
         self.h_stuck_from[:, pos] = zone_from
         self.h_lower[:, pos] = lower
@@ -600,9 +626,20 @@ class ZoneLeaks(Detector):
         for zi in range(len(self.layout.zones)):
             self._judge(zi, hour, at_ms, float(z[zi]) if judged[zi] else None, night, out)
         # an hour of an open event, or one being told apart, is not what the zone normally does
-        # — but an open leak's hour, net of its estimate while that holds, is
-        steady = (self.state_ == LEAK) & (self.track == 0).all(axis=0)
+        # — but a long-open leak's hour, net of its estimate while that holds, is (an event
+        # closed this hour takes its hour whole: its estimate no longer holds)
+        learning &= self.state_ == LEAK
+        self.h_known[:, pos] = np.where(learning, self.h_known[:, pos], 0.0)
+        steady = learning & (self.track == 0).all(axis=0)
+        self.h_open[:, pos] = steady
         self.h_clean[:, pos] = np.isfinite(value) & ((self.state_ == QUIET) | steady) & ~lower
+
+    def _learning(self, hour: int) -> BoolArray:
+        """Zones whose leak has been open ``learn_open_h`` hours: their hours, net of the
+        estimate, teach the baseline again."""
+        since = hour - self.onset
+        learning: BoolArray = (self.state_ == LEAK) & (since >= self.p.learn_open_h)
+        return learning
 
     def _window(self, hour: int, count: int, step: int) -> tuple[IntArray, BoolArray]:
         """Ring positions of ``count`` hours before ``hour`` spaced ``step`` apart, and which
@@ -833,9 +870,8 @@ class ZoneLeaks(Detector):
         leak does not."""
         if not self.prod.any():
             return
-        ok = self.h_clean & (self.h_id >= 0)[None, :] & np.isfinite(self.h_prod)
-        v = np.where(ok, self.h_value - self.h_known, np.nan)
-        v = v.reshape(len(self.gamma), self.p.days, 24)
+        ok = self.h_clean & ~self.h_open & (self.h_id >= 0)[None, :] & np.isfinite(self.h_prod)
+        v = np.where(ok, self.h_value, np.nan).reshape(len(self.gamma), self.p.days, 24)
         p = np.where(ok, self.h_prod, np.nan).reshape(len(self.gamma), self.p.days, 24)
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -1130,6 +1166,10 @@ class ZoneLeaks(Detector):
         before = float(self.known[zi])
         change = self.track_sum[way, zi] / max(self.track_n[way, zi], 1.0)
         rate = max(0.0, before + float(change))
+        if way == 1 and self.reread[zi] and rate <= self.p.repaired_share * before:
+            out.findings.append(self._closing(zi, at_ms))
+            self._reset(zi)
+            return
         self.known[zi] = rate
         self.track[:, zi] = 0.0
         self.track_sum[:, zi] = 0.0
@@ -1456,6 +1496,7 @@ class ZoneLeaks(Detector):
         self.burst[zi] = False
         self.meter[zi] = -1
         self.known[zi] = 0.0
+        self.reread[zi] = False
         self.track[:, zi] = 0.0
         self.track_sum[:, zi] = 0.0
         self.track_n[:, zi] = 0.0
