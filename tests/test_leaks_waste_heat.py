@@ -1115,23 +1115,27 @@ def test_an_open_leak_teaches_the_baseline_only_after_a_week_and_closes_on_its_f
 
 
 def test_an_open_leaks_hour_is_quiet_only_against_its_own_kind_of_day() -> None:
-    """An hour scoring 0.8 counts towards closing an open leak only where the baseline came
-    from days of its own kind: four workdays kept, a workday's hour is; a Saturday's (no
+    """An hour scoring 0.8 counts towards closing an open leak of 5 m³/h where the baseline
+    came from days of its own kind: four workdays kept, a workday's hour is; a Saturday's (no
     Saturday kept: its baseline would be the rest days at large, their spread widened) is
-    not — it did close the town's seed 2 event with 5 m³/h of leaks running. A zone with no
-    open leak is quiet under 1 either way, as before."""
+    not while it stands 4 m³/h over — it did close the town's seed 2 event with 5 m³/h of
+    leaks running — but is at 2 m³/h (under half the estimate: the leak mostly gone). A zone
+    with no open leak is quiet under 1 either way, as before."""
     detector = _ring_detector({})
     hour = 24 * 1004 + 12
     own = detector._own_kind(hour, WORKDAY)
     assert own[0]
     assert not detector._own_kind(hour, SATURDAY)[0]
-    judged, z = np.array([True]), np.array([0.8])
+    judged, z, over = np.array([True]), np.array([0.8]), np.array([4.0])
+    yes, no = np.array([True]), np.array([False])
     detector.state_[0] = leaks.LEAK
-    assert detector._quiet(judged, z, np.array([True]))[0]
-    assert not detector._quiet(judged, z, np.array([False]))[0]
-    assert not detector._quiet(judged, np.array([1.2]), np.array([True]))[0]
+    detector.known[0] = 5.0
+    assert detector._quiet(judged, z, over, yes)[0]
+    assert not detector._quiet(judged, z, over, no)[0]
+    assert detector._quiet(judged, z, np.array([2.0]), no)[0]
+    assert not detector._quiet(judged, np.array([1.2]), over, yes)[0]
     detector.state_[0] = leaks.QUIET
-    assert detector._quiet(judged, z, np.array([False]))[0]
+    assert detector._quiet(judged, z, over, no)[0]
 
 
 def test_a_meters_own_shift_leaves_out_an_open_leaks_hours() -> None:

@@ -586,7 +586,7 @@ class ZoneLeaks(Detector):
         stepped = (self.state_ == QUIET) | (lower & (self.state_ == DECIDING))
         self.burst |= judged & (z >= self.p.burst_z) & stepped
         self.burst[(self.cusum == 0) & (self.state_ == QUIET)] = False
-        quiet = self._quiet(judged, z, self._own_kind(hour, daytype))
+        quiet = self._quiet(judged, z, value - base, self._own_kind(hour, daytype))
         self.quiet = np.where(quiet, self.quiet + 1, np.where(judged, 0, self.quiet))
         self._track_open(judged, z - self.known / scale, value - base - self.known)
         for zi in np.flatnonzero(np.isfinite(mean)).tolist():
@@ -644,16 +644,20 @@ class ZoneLeaks(Detector):
         learning: BoolArray = (self.state_ == LEAK) & (since >= self.p.learn_open_h)
         return learning
 
-    def _quiet(self, judged: BoolArray, z: FloatArray, own: BoolArray) -> BoolArray:
+    def _quiet(
+        self, judged: BoolArray, z: FloatArray, excess: FloatArray, own: BoolArray
+    ) -> BoolArray:
         """Zones whose hour counts towards closing an event: judged and scoring under 1 — an
-        open leak's only against a baseline of its own kind of day (``own``). A week's open
-        leak, unlearnt, leaves a rest day few of its kind, and its baseline from the other
-        rest days (Saturdays, Sundays, holidays mixed, a spread widened for few days) is too
-        loose to say a leak is gone: the town's seed 2 closed an event on a Saturday with
-        5 m³/h of leaks running, its hours then taught the baseline and three later leaks
-        were missed."""
+        open leak's only against a baseline of its own kind of day (``own``), or with most of
+        its estimate gone (``excess`` under half of it). A week's open leak, unlearnt, leaves
+        a rest day few of its kind, and its baseline from the other rest days (Saturdays,
+        Sundays, holidays mixed, a spread widened for few days) is too loose to say a leak is
+        gone: the town's seed 2 closed an event on a Saturday with 5 m³/h of leaks running,
+        its hours then taught the baseline and three later leaks were missed. (Such a
+        baseline may be all an event open for weeks has to close on: hence the estimate.)"""
         with np.errstate(invalid="ignore"):
-            quiet: BoolArray = judged & (z < 1.0) & ((self.state_ != LEAK) | own)
+            gone = own | (self.known <= 0) | (excess < 0.5 * self.known)
+            quiet: BoolArray = judged & (z < 1.0) & ((self.state_ != LEAK) | gone)
         return quiet
 
     def _own_kind(self, hour: int, daytype: int) -> BoolArray:
