@@ -61,7 +61,7 @@ log = logging.getLogger(__name__)
 # offset per day type instead of one; 6: …the workdays' recent level per bin and what each
 # day type's last day began with; 7: the leak detector watches an open leak net of its
 # estimate — the estimate, the ring's hours net of it, which were an open leak's, the CUSUMs
-# both ways).
+# both ways, the hour the estimate last moved).
 SNAPSHOT_VERSION = 7
 
 
