@@ -1271,3 +1271,43 @@ def test_a_snapshot_past_the_week_of_an_open_leak_gives_the_same_events() -> Non
     ]
     for name, value in whole.state().items():
         np.testing.assert_array_equal(restored.state()[name], value, err_msg=name)
+
+
+def test_an_open_leaks_hours_are_no_before_for_the_meter_check() -> None:
+    """The meter check compares each meter's within-hour β since the onset with β before it,
+    over clean hours — never an open leak's learnt ones (its zone's hour carries the leak
+    net of an estimate, a meter's reading the leak whole). The four workdays of
+    ``_ring_detector`` and three hours of excess today: with those days clean the check has
+    its hours before; with them an open leak's, it waits (fewer than 12 before)."""
+    detector = _ring_detector({"widen": False})
+    noon = 24 * 1004 + 12
+    detector.onset[0] = noon - 2
+    for hour in range(noon - 2, noon + 1):
+        pos = hour % detector.ring
+        detector.h_excess[0, pos] = 5.0
+    assert detector._explain(0, noon)[0] != "wait"
+    past = detector.h_id < noon - 2
+    detector.h_open[0, past] = True
+    assert detector._explain(0, noon) == ("wait", -1, 0.0)
+
+
+def test_an_open_leaks_hours_do_not_teach_the_production_fit() -> None:
+    """The production fit (an air zone's swing against its plant's production) is taken over
+    clean hours, never an open leak's learnt ones: they carry the estimate's errors. The demo
+    park's steelco air over a ring of hours using twice its production: fitted, γ = 2; with
+    all but one day an open leak's (24 hours, under the fit's 48), nothing is fitted."""
+    ctx = ParkContext(Park.from_yaml(DEMO_PARK))
+    detector = ZoneLeaks(ctx, ZoneLeaks.select(ctx))
+    zi = [z.id for z in detector.layout.zones].index("steelco-air")
+    hours = 24 * 1000 + np.arange(detector.ring)
+    pos = hours % detector.ring
+    production = 100.0 + 50.0 * np.sin(hours / 3.0) + 20.0 * (hours // 24 % 3)
+    detector.h_id[pos] = hours
+    detector.h_clean[:, pos] = True
+    detector.h_prod[:, pos] = production
+    detector.h_value[:, pos] = 2.0 * production
+    detector._fit_production()
+    assert detector.gamma[zi] == pytest.approx(2.0)
+    detector.h_open[zi, pos[24:]] = True
+    detector._fit_production()
+    assert detector.gamma[zi] == 0.0
