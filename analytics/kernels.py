@@ -262,9 +262,13 @@ def silence_scan(
     meter_start: npt.NDArray[np.int64],
     first_slot: int,
     silence_slots: int,
+    lasting_gaps: int,
     first_seen: npt.NDArray[np.int64],
     last_seen: npt.NDArray[np.int64],
     readings: npt.NDArray[np.int64],
+    skipped: npt.NDArray[np.int64],
+    over_run: npt.NDArray[np.int64],
+    over_from: npt.NDArray[np.int64],
     meter_seen: npt.NDArray[np.bool_],
     limit: npt.NDArray[np.float64],
     silent: npt.NDArray[np.bool_],
@@ -273,7 +277,13 @@ def silence_scan(
     (``meter_start``: each meter's first row, rows of a meter adjacent), and per meter and
     slot whether any row reported, the silence limit (three of its usual spacings, at least
     ``silence_slots``) and whether it is silent; each row's first and latest slot with a
-    reading and count of them carried on. See ``MeterFaults._silence``."""
+    reading, count of them and ``skipped`` slots carried on: a gap longer than the row's limit
+    adds only the limit to its usual spacing, the rest is skipped (one long outage made a
+    1 s meter's spacing its mean over the outage, and hid every later silence shorter than
+    that). ``lasting_gaps`` such gaps back to back (``over_run``, counted from the reading at
+    ``over_from``) are a new rate: the spacing restarts from them, their mean (skipping them
+    all, a meter gone from 1 s to 60 s for good was silent at every reading for months). See
+    ``MeterFaults._silence``."""
     rows, slots = values.shape
     spacing = np.empty(slots)
     for mi in range(meter_start.size):
@@ -296,19 +306,40 @@ def silence_scan(
                         first = first_slot + k
                         break
             latest = -1
+            skip = skipped[r]
+            run = over_run[r]
+            run_from = over_from[r]
             for k in range(slots):
-                row_spacing = (newest - first) / max(count - 1, 1) if count > 1 else 0.0
+                row_spacing = (newest - first - skip) / max(count - 1, 1) if count > 1 else 0.0
                 spacing[k] = max(spacing[k], row_spacing)
                 if np.isfinite(values[r, k]):
                     meter_seen[mi, k] = True
+                    if count > 0:
+                        row_limit = max(float(silence_slots), np.ceil(3 * row_spacing))
+                        excess = max(first_slot + k - newest - int(row_limit), 0)
+                        if excess == 0:
+                            run = 0
+                        else:
+                            if run == 0:
+                                run_from = newest
+                            run += 1
+                            skip += excess
+                            if run >= lasting_gaps:
+                                # the spacing restarts as the mean of the run's gaps
+                                first = run_from
+                                count = run  # the run's readings but this one
+                                skip = 0
+                                run = 0
                     count += 1
                     latest = first_slot + k
                     newest = max(newest, latest)
             if latest >= 0:  # the row reported in the block
-                if first_seen[r] < 0:
-                    first_seen[r] = first
+                first_seen[r] = first
                 last_seen[r] = latest
             readings[r] = count
+            skipped[r] = skip
+            over_run[r] = run
+            over_from[r] = run_from
         for k in range(slots):
             if meter_seen[mi, k]:
                 newest_m = max(newest_m, first_slot + k)

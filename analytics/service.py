@@ -59,10 +59,11 @@ log = logging.getLogger(__name__)
 # detectors learn runs and stuck starts; 3: …and the top a meter clipped at; 4: the baseline
 # keeps each row's quantum, its smallest change; 5: …its quantum's candidate and count, and an
 # offset per day type instead of one; 6: …the workdays' recent level per bin and what each
-# day type's last day began with; 7: the leak detector watches an open leak net of its
-# estimate — the estimate, the ring's hours net of it, which were an open leak's, the CUSUMs
-# both ways, the hour the estimate last moved).
-SNAPSHOT_VERSION = 7
+# day type's last day began with; 7: meter faults skip a silence's excess in a meter's usual
+# spacing, and count silences back to back; 8: the leak detector watches an open leak net of
+# its estimate — the estimate, the ring's hours net of it, which were an open leak's, the
+# CUSUMs both ways, the hour the estimate last moved).
+SNAPSHOT_VERSION = 8
 
 
 class AnalyticsMetrics:

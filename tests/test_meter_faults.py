@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from analytics.detectors.meter_faults import MeterFaults, word_swapped
+from analytics.detectors.meter_faults import MeterFaultParams, MeterFaults, word_swapped
 from analytics.engine.contract import Block, Finding, ParkContext, SeriesKey
 from analytics.engine.slots import slot_block
 from parkwatch.site import Park
@@ -89,3 +89,79 @@ def test_silence_of_an_irregular_series_is_the_same_whatever_the_chunks() -> Non
     assert any(kind == "comm_loss" for kind, *_ in kinds)
     assert [(f.kind, f.at_ms, f.active, dict(f.evidence)) for f in one_by_one] == kinds
     assert [(f.kind, f.at_ms, f.active, dict(f.evidence)) for f in in_sixties] == kinds
+
+
+def test_a_long_outage_does_not_hide_the_next_short_silence() -> None:
+    """A rig read every second (one gap in twenty a 2 s one) stops for a day, comes back for
+    an hour, then stops for half a minute: both silences are comm_loss. The usual spacing was
+    the mean over the whole history, outage included: the day made it ~11 s and hid the
+    half-minute silence (on SKAB's pump rig a month's pause hid four 1-minute ones)."""
+    park = Park.model_validate(
+        {"park": "p", "analytics": {"step_s": 1}, "meters": [{"id": "m1", "utility": "env"}]}
+    )
+    ctx = ParkContext(park)
+    rng = np.random.default_rng(7)
+
+    def run(seconds: int) -> list[float]:
+        out: list[float] = []
+        while len(out) < seconds:
+            out += [20.0 + rng.normal(0, 0.1)] + [np.nan] * int(rng.random() < 0.05)
+        return out[:seconds]
+
+    values = run(3600) + [np.nan] * 86_400 + run(3600) + [np.nan] * 30 + run(600)
+    v = np.array(values)
+    k = np.flatnonzero(np.isfinite(v))
+    block = slot_block(
+        np.zeros(k.size, dtype=np.int64), START_MS + k * 1000, v[k], 1, START_MS, 1000, v.size
+    )
+    detector = MeterFaults(ctx, [SeriesKey("m1", "t_air_c")])
+    found = fed(detector, block, 3600)
+    opened = [f.at_ms for f in found if f.kind == "comm_loss" and f.active]
+    second = START_MS + (3600 + 86_400 + 3600) * 1000
+    assert len(opened) == 2
+    assert START_MS + 3600 * 1000 < opened[0] < START_MS + 3610 * 1000
+    assert second < opened[1] < second + 10 * 1000
+
+
+def slowed_meter_comm_loss(
+    step_s: int, fast_s: int, slow_s: int, fast_for_s: int, slow_for_s: int
+) -> list[bool]:
+    """comm_loss findings (active or not, in order) of a meter read every ``fast_s`` for
+    ``fast_for_s``, then every ``slow_s`` for ``slow_for_s``, fed an hour at a time."""
+    park = Park.model_validate(
+        {"park": "p", "analytics": {"step_s": step_s}, "meters": [{"id": "m1", "utility": "env"}]}
+    )
+    detector = MeterFaults(ParkContext(park), [SeriesKey("m1", "t_air_c")])
+    seconds = np.r_[
+        np.arange(0, fast_for_s, fast_s), np.arange(fast_for_s, fast_for_s + slow_for_s, slow_s)
+    ]
+    slots = (fast_for_s + slow_for_s) // step_s
+    block = slot_block(
+        np.zeros(seconds.size, dtype=np.int64),
+        START_MS + seconds * 1000,
+        20.0 + 0.1 * np.sin(seconds / 600.0),
+        1,
+        START_MS,
+        step_s * 1000,
+        slots,
+    )
+    found = fed(detector, block, 3600 // step_s)
+    return [f.active for f in found if f.kind == "comm_loss"]
+
+
+def test_a_meter_slowed_from_1_s_to_60_s_for_good_is_learnt_in_a_few_silences() -> None:
+    """Read every second for a day, then every minute for good (a firmware's new rate): the
+    first silences are real, then the new spacing is learnt (``lasting_gaps`` of them back to
+    back), every event closed. Skipping each silence's excess kept the 1 s spacing for
+    months: a comm_loss at every reading (247,667 of them)."""
+    events = slowed_meter_comm_loss(1, 1, 60, 86_400, 2 * 86_400)
+    assert 1 <= events.count(True) <= MeterFaultParams().lasting_gaps
+    assert events.count(False) == events.count(True)  # none left open
+
+
+def test_a_meter_slowed_from_1_min_to_15_min_is_learnt_in_a_few_silences() -> None:
+    """Read every minute for 30 days, then every 15 minutes: at most ``lasting_gaps``
+    comm_loss events, none left open."""
+    events = slowed_meter_comm_loss(60, 60, 900, 30 * 86_400, 10 * 86_400)
+    assert 1 <= events.count(True) <= MeterFaultParams().lasting_gaps
+    assert events.count(False) == events.count(True)

@@ -16,8 +16,10 @@ findings about that meter), per meter unless said otherwise:
   back, is close to the meter's last good value while the value itself is far from it — the
   signature of a register map with the wrong word order.
 * **silence**: a meter that used to report sends nothing for longer than three of its usual
-  spacings (at least ``silence_slots``); when every meter of a gateway falls silent together it
-  is one event about the gateway (``zone: gateway:<id>``).
+  spacings (at least ``silence_slots``; a past silence adds only its limit to that spacing,
+  so one long outage does not hide the next short one, and ``lasting_gaps`` silences back to
+  back are a new rate: the spacing restarts as their mean); when every meter of a gateway falls
+  silent together it is one event about the gateway (``zone: gateway:<id>``).
 * **transport** (per gateway): batches whose source time runs ahead of their arrival by more
   than ``skew_ms`` (``clock_skew``) or arrive more than ``late_ms`` after it (``late_batches``:
   late delivery, or a clock behind — the two look alike from here); and readings delivered
@@ -94,6 +96,10 @@ class MeterFaultParams:
     lively_share: float = 0.8  # …a main quantity that changed in this share of them can stick
     lively_readings: int = 10  # …of at least this many (one change after a gap proves nothing)
     silence_slots: int = 5  # no reading for this many slots (or 3 usual spacings) is silence
+    # this many silences back to back are the meter's new rate, not a fault: its usual spacing
+    # restarts from them (a meter slowed from 1 s to 60 s for good raises at most this many
+    # comm_loss events; one outage, or two, still leaves the old spacing to find the next)
+    lasting_gaps: int = 3
     gap_slots: int = 3  # a counter restart after a gap this long is a replacement
     counter_quiet_slots: int = 60  # counter anomalies closer than this are one event
     jump_factor: float = 1000.0  # a counter increment this many usual increments is a jump
@@ -130,6 +136,9 @@ class _View:
     first_seen: npt.NDArray[Any]
     last_seen: npt.NDArray[Any]
     readings: npt.NDArray[Any]
+    skipped: npt.NDArray[Any]
+    over_run: npt.NDArray[Any]
+    over_from: npt.NDArray[Any]
     ep_open: npt.NDArray[Any]
     ep_last: npt.NDArray[Any]
     ep_count: npt.NDArray[Any]
@@ -159,6 +168,9 @@ _ROW_STATE = (
     "first_seen",
     "last_seen",
     "readings",
+    "skipped",
+    "over_run",
+    "over_from",
 )
 _METER_STATE = (
     "ep_open",
@@ -250,9 +262,15 @@ class MeterFaults(Detector):
             if instant.size:
                 self.main[instant[0]] = True
         self.equal_run = np.zeros(n, dtype=np.int64)
-        self.first_seen = np.full(n, -1, dtype=np.int64)  # absolute slot of the first reading
+        # absolute slot of the first reading (of the latest rate: see lasting_gaps)
+        self.first_seen = np.full(n, -1, dtype=np.int64)
         self.last_seen = np.full(n, -1, dtype=np.int64)  # …and of the latest
         self.readings = np.zeros(n, dtype=np.int64)  # slots with a reading
+        # slots of silences beyond their limit, left out of the usual spacing
+        self.skipped = np.zeros(n, dtype=np.int64)
+        # silences beyond their limit back to back, from the reading at this slot
+        self.over_run = np.zeros(n, dtype=np.int64)
+        self.over_from = np.full(n, -1, dtype=np.int64)
         # per meter
         self.ep_open = np.zeros(m, dtype=bool)  # a counter episode is open
         self.ep_last = np.zeros(m, dtype=np.int64)  # slot of its latest anomaly
@@ -568,9 +586,13 @@ class MeterFaults(Detector):
             np.flatnonzero(np.r_[True, st.meter_of[1:] != st.meter_of[:-1]]),
             first_slot,
             self.p.silence_slots,
+            self.p.lasting_gaps,
             st.first_seen,
             st.last_seen,
             st.readings,
+            st.skipped,
+            st.over_run,
+            st.over_from,
             meter_seen,
             limit,
             silent,
