@@ -60,8 +60,10 @@ log = logging.getLogger(__name__)
 # keeps each row's quantum, its smallest change; 5: …its quantum's candidate and count, and an
 # offset per day type instead of one; 6: …the workdays' recent level per bin and what each
 # day type's last day began with; 7: meter faults skip a silence's excess in a meter's usual
-# spacing, and count silences back to back).
-SNAPSHOT_VERSION = 7
+# spacing, and count silences back to back; 8: the leak detector watches an open leak net of
+# its estimate — the estimate, the ring's hours net of it, which were an open leak's, the
+# CUSUMs both ways, the hour the estimate last moved).
+SNAPSHOT_VERSION = 8
 
 
 class AnalyticsMetrics:
