@@ -39,7 +39,7 @@ from analytics.detectors import DETECTORS
 from analytics.engine.contract import DerivedPoint, SeriesKey
 from analytics.engine.engine import Advanced, Batch, ParkEngine, Rows
 from analytics.settings import AnalyticsSettings
-from analytics.warm import warm_up
+from analytics.warm import freeze_start_up, warm_up
 from parkwatch import mqtt, topics
 from parkwatch.events import Event
 from parkwatch.influx import InfluxError, InfluxReader, InfluxWriter, ensure_database, quote_ident
@@ -165,6 +165,7 @@ class AnalyticsService:
                 try:
                     self._restore_snapshot()
                     await self._warm_up()
+                    freeze_start_up()  # the engines and what start-up built live on
                     self.warm.set()
                     tasks.append(asyncio.create_task(self._tick(), name="analytics-ticker"))
                     if s.state_dir is not None:

@@ -55,6 +55,7 @@ def replay(
     from analytics.detectors import DETECTORS
     from analytics.engine.engine import ParkEngine
     from analytics.replay import replay as run_replay
+    from analytics.warm import freeze_start_up
     from parkwatch.readings_csv import ReadingsFormatError, read_readings
 
     setup_logging("WARNING")
@@ -66,6 +67,7 @@ def replay(
     except ReadingsFormatError as exc:
         raise _fail(f"{readings}: {exc}") from None
     engine = ParkEngine(site, DETECTORS)
+    freeze_start_up()  # what is built so far lives to the end (see there)
     if progress:
         from rich.progress import Progress
 
