@@ -1323,6 +1323,31 @@ def route_readings(
 
 
 @_compiled
+def span_bounds(times: npt.NDArray[np.int64], span: int) -> npt.NDArray[np.int64]:
+    """Where runs of consecutive ``times`` in one span (``t // span``) start, with 0 first and
+    ``times.size`` last — ``np.r_[0, np.flatnonzero(b[1:] != b[:-1]) + 1, n]`` of
+    ``b = times // span`` in one pass, dividing only where a time leaves the span before it."""
+    n = times.size
+    out = np.empty(n + 2, dtype=np.int64)  # no rows: [0, 0], as numpy gives
+    out[0] = 0
+    m = 1
+    if n > 0:
+        s = times[0] // span
+        lo = s * span
+        hi = lo + span
+        for i in range(1, n):
+            t = times[i]
+            if t < lo or t >= hi:  # another span: a run starts
+                out[m] = i
+                m += 1
+                s = t // span
+                lo = s * span
+                hi = lo + span
+    out[m] = n
+    return out[: m + 1]
+
+
+@_compiled
 def table_cells(
     where: npt.NDArray[np.int64],
     series: npt.NDArray[np.int64],

@@ -24,6 +24,7 @@ import numpy.typing as npt
 
 from analytics.engine.contract import FloatArray, IntArray
 from analytics.engine.engine import Advanced, ParkEngine, Rows
+from analytics.kernels import span_bounds
 from parkwatch.events import Event, State
 
 # a file is replayed in its own order unless this share of rows comes more than a slot before
@@ -180,8 +181,7 @@ def _stretches(arrival: IntArray, span_ms: int) -> Iterator[tuple[int, int]]:
     """[start, stop) of consecutive rows whose arrival falls in one span of the clock."""
     if arrival.size == 0:
         return
-    bucket = arrival // span_ms
-    bounds = np.r_[0, np.flatnonzero(bucket[1:] != bucket[:-1]) + 1, arrival.size]
+    bounds = span_bounds(arrival, span_ms)
     yield from zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)
 
 

@@ -29,6 +29,7 @@ from analytics.detectors.baseline import BaselineDetector, BaselineParams
 from analytics.detectors.meter_faults import MODULI
 from analytics.detectors.peaks import CEILING_SHARE, contracted_demands, enterprise_intakes
 from analytics.engine.engine import ParkEngine, Rows
+from analytics.kernels import span_bounds
 from analytics.warm import freeze_start_up, warm_up
 from parkwatch.calendar import local_ms
 from parkwatch.site import Park
@@ -83,8 +84,7 @@ def run_engine(engine: ParkEngine, r: Readings, step_ms: int) -> tuple[float, in
     gc.collect()
     started = time.perf_counter()
     span = 15 * 60_000
-    bucket = r.t_ms // span
-    bounds = np.r_[0, np.flatnonzero(bucket[1:] != bucket[:-1]) + 1, r.t_ms.size]
+    bounds = span_bounds(r.t_ms, span)  # as replay cuts its stretches
     no_dup = np.zeros(r.t_ms.size, dtype=bool)
     for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
         part = slice(a, b)

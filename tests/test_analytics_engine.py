@@ -959,3 +959,23 @@ def test_the_compiled_clock_walk_matches_the_walk_on_random_clocks() -> None:
                 where = (base_ms, seed, it)
                 assert _clock_state(compiled) == _clock_state(python), where
                 np.testing.assert_array_equal(th_compiled, th_python, err_msg=str(where))
+
+
+def test_span_bounds_cut_where_the_numpy_code_cut() -> None:
+    """``kernels.span_bounds`` (replay's and the feed's stretches) against the numpy code it
+    replaced, on times in order, out of order, negative, repeated and empty."""
+    from analytics.kernels import span_bounds
+
+    rng = np.random.default_rng(7)
+    cases = [
+        np.zeros(0, dtype=np.int64),
+        np.array([5], dtype=np.int64),
+        np.sort(rng.integers(-(10**7), 10**7, 5000)),
+        rng.integers(-(10**6), 10**6, 5000),
+        np.repeat(np.arange(-20, 20, dtype=np.int64) * 60_000, 7),
+    ]
+    for times in cases:
+        for span in (1, 60_000, 900_000):
+            b = times // span
+            want = np.r_[0, np.flatnonzero(b[1:] != b[:-1]) + 1, times.size]
+            np.testing.assert_array_equal(span_bounds(times, span), want)
