@@ -75,7 +75,12 @@ def replay(
     progress: Callable[[int, int], None] | None = None,
     on_advance: Callable[[Advanced], None] | None = None,
     advance_every_slots: int = 60,
+    started: Callable[[], None] | None = None,
 ) -> ReplayReport:
+    """``readings`` through ``engine`` stretch by stretch (``advance_every_slots`` of the
+    replay clock each). ``progress(done, total)`` is called after each stretch, ``on_advance``
+    with each advance's output, ``started`` once after the first stretch (the kernels its
+    detectors use are loaded by then: the replay command freezes its start-up there)."""
     report = ReplayReport(rows=int(readings.t_ms.size))
     series, gateway, gateway_names = _map_rows(engine, readings, report)
     usable = series >= 0
@@ -114,6 +119,8 @@ def replay(
         )
         take(engine.feed_rows(rows))
         take(engine.advance(int(arrival[stop - 1])))
+        if started is not None and start == 0:
+            started()
         if progress is not None:
             progress(stop, total)
     take(engine.finish())

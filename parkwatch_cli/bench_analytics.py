@@ -30,7 +30,7 @@ from analytics.detectors.meter_faults import MODULI
 from analytics.detectors.peaks import CEILING_SHARE, contracted_demands, enterprise_intakes
 from analytics.engine.engine import ParkEngine, Rows
 from analytics.kernels import span_bounds
-from analytics.warm import freeze_start_up, warm_up
+from analytics.warm import frozen_start_up, warm_up
 from parkwatch.calendar import local_ms
 from parkwatch.site import Park
 from simulators.model import ParkModel
@@ -479,12 +479,15 @@ def bench_analytics(
     readings = simulate(park, engine, hours, step_ms)
     n = int(readings.t_ms.size)
     print(f"{n:,} readings; running the engine with {len(DETECTORS)} detectors …", flush=True)
-    freeze_start_up()  # as the service does once started
-    seconds, events = run_engine(engine, readings, step_ms)
-    rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    state_bytes = len(pickle.dumps(engine.state(), protocol=pickle.HIGHEST_PROTOCOL))
-    print("running the per-reading Python loop on a sample …", flush=True)
-    naive = run_naive(park, engine, readings, naive_sample)
+    # frozen as the service is once started, for the engine and the loop alike; the caller's
+    # process (tests) gets its collector back as it was
+    with frozen_start_up() as freeze:
+        freeze()
+        seconds, events = run_engine(engine, readings, step_ms)
+        rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        state_bytes = len(pickle.dumps(engine.state(), protocol=pickle.HIGHEST_PROTOCOL))
+        print("running the per-reading Python loop on a sample …", flush=True)
+        naive = run_naive(park, engine, readings, naive_sample)
     rate = n / seconds
     return {
         "meters": meters,

@@ -196,10 +196,17 @@ def segments(
     local_end = ctx.local_ms(ends)
     elapsed_all = ((local_end - 1) % DEMAND_MS + 1) / 60_000.0
     cuts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    # demand_running trusts these shapes (numba checks no bounds: a mismatch would read and
+    # write past the arrays, not raise)
+    rows, width = block.values.shape
+    assert block.high.shape == block.low.shape == block.count.shape == (rows, width)
+    assert ids.size == width
+    assert all(getattr(carry, k).shape == (rows,) for k in _DEMAND_FIELDS)
+    assert ceiling is None or ceiling.shape == (rows,)
     out: list[Segment] = []
     for a, b in zip(cuts.tolist(), [*cuts[1:].tolist(), ids.size], strict=True):
         bid = int(ids[a])
-        shape = (block.values.shape[0], b - a)
+        shape = (rows, b - a)
         psum, pmax, last = np.empty(shape), np.empty(shape), np.empty(shape)
         slots = np.empty(shape, dtype=np.int64)
         samples = np.empty(shape, dtype=np.int64)

@@ -150,12 +150,15 @@ class SlotArrays(Columns):
 
     def __getstate__(self) -> dict[str, Any]:
         # cells without a reading saved empty, not as whatever their unfilled buffers held
-        # (Columns.STALE): the same data gives the same snapshot
+        # (Columns.STALE): the same data gives the same snapshot. Copies, filled: the base's
+        # arrays are views of the live buffers where already contiguous (one row or slot)
         state = super().__getstate__()
         empty = state["count"] == 0
         for name, fill, _ in self.FILL:
             if name in self.STALE:
-                state[name][empty] = fill
+                saved = np.array(state[name], order="C", copy=True)
+                saved[empty] = fill
+                state[name] = saved
         return state
 
     def _flat(self, name: str) -> npt.NDArray[Any]:
