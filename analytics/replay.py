@@ -24,6 +24,7 @@ import numpy.typing as npt
 
 from analytics.engine.contract import FloatArray, IntArray
 from analytics.engine.engine import Advanced, ParkEngine, Rows
+from analytics.kernels import span_bounds
 from parkwatch.events import Event, State
 
 # a file is replayed in its own order unless this share of rows comes more than a slot before
@@ -74,7 +75,12 @@ def replay(
     progress: Callable[[int, int], None] | None = None,
     on_advance: Callable[[Advanced], None] | None = None,
     advance_every_slots: int = 60,
+    started: Callable[[], None] | None = None,
 ) -> ReplayReport:
+    """``readings`` through ``engine`` stretch by stretch (``advance_every_slots`` of the
+    replay clock each). ``progress(done, total)`` is called after each stretch, ``on_advance``
+    with each advance's output, ``started`` once after the first stretch (the kernels its
+    detectors use are loaded by then: the replay command freezes its start-up there)."""
     report = ReplayReport(rows=int(readings.t_ms.size))
     series, gateway, gateway_names = _map_rows(engine, readings, report)
     usable = series >= 0
@@ -113,6 +119,8 @@ def replay(
         )
         take(engine.feed_rows(rows))
         take(engine.advance(int(arrival[stop - 1])))
+        if started is not None and start == 0:
+            started()
         if progress is not None:
             progress(stop, total)
     take(engine.finish())
@@ -180,8 +188,7 @@ def _stretches(arrival: IntArray, span_ms: int) -> Iterator[tuple[int, int]]:
     """[start, stop) of consecutive rows whose arrival falls in one span of the clock."""
     if arrival.size == 0:
         return
-    bucket = arrival // span_ms
-    bounds = np.r_[0, np.flatnonzero(bucket[1:] != bucket[:-1]) + 1, arrival.size]
+    bounds = span_bounds(arrival, span_ms)
     yield from zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)
 
 

@@ -39,7 +39,7 @@ from analytics.detectors import DETECTORS
 from analytics.engine.contract import DerivedPoint, SeriesKey
 from analytics.engine.engine import Advanced, Batch, ParkEngine, Rows
 from analytics.settings import AnalyticsSettings
-from analytics.warm import warm_up
+from analytics.warm import freeze_start_up, warm_up
 from parkwatch import mqtt, topics
 from parkwatch.events import Event
 from parkwatch.influx import InfluxError, InfluxReader, InfluxWriter, ensure_database, quote_ident
@@ -141,7 +141,11 @@ class AnalyticsService:
 
     # --- running -------------------------------------------------------------------------------
 
-    async def run(self) -> None:
+    async def run(self, *, freeze_gc: bool = False) -> None:
+        """Serve until cancelled. ``freeze_gc``: the service is its process (``run_analytics``):
+        once warm, what start-up built is frozen out of the collector's full passes
+        (``warm.freeze_start_up``), for the rest of the process. Off, a caller's process
+        (tests) keeps its collector as it was."""
         s = self.settings
         async with InfluxWriter(s.influx, flush_interval_s=0.2) as writer:
             self.writer = writer
@@ -165,6 +169,8 @@ class AnalyticsService:
                 try:
                     self._restore_snapshot()
                     await self._warm_up()
+                    if freeze_gc:
+                        freeze_start_up()  # the engines and what start-up built live on
                     self.warm.set()
                     tasks.append(asyncio.create_task(self._tick(), name="analytics-ticker"))
                     if s.state_dir is not None:
@@ -595,4 +601,6 @@ async def history_rows(
 
 
 async def run_analytics(settings: AnalyticsSettings) -> None:
-    await AnalyticsService(settings, SiteRegistry.from_files(settings.sites)).run()
+    """Entry point of ``parkwatch analytics``: the service owns the process (and its gc)."""
+    service = AnalyticsService(settings, SiteRegistry.from_files(settings.sites))
+    await service.run(freeze_gc=True)

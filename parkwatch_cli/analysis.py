@@ -55,6 +55,7 @@ def replay(
     from analytics.detectors import DETECTORS
     from analytics.engine.engine import ParkEngine
     from analytics.replay import replay as run_replay
+    from analytics.warm import frozen_start_up
     from parkwatch.readings_csv import ReadingsFormatError, read_readings
 
     setup_logging("WARNING")
@@ -66,16 +67,22 @@ def replay(
     except ReadingsFormatError as exc:
         raise _fail(f"{readings}: {exc}") from None
     engine = ParkEngine(site, DETECTORS)
-    if progress:
-        from rich.progress import Progress
+    # frozen once the first stretch has loaded the kernels: what is built by then lives to
+    # the end (see warm.freeze_start_up); unfrozen after, for a caller's process (tests)
+    with frozen_start_up() as freeze:
+        if progress:
+            from rich.progress import Progress
 
-        with Progress(transient=True) as bar:
-            task = bar.add_task("replaying", total=max(1, int(rows.t_ms.size)))
-            report = run_replay(
-                engine, rows, progress=lambda done, _: bar.update(task, completed=done)
-            )
-    else:
-        report = run_replay(engine, rows)
+            with Progress(transient=True) as bar:
+                task = bar.add_task("replaying", total=max(1, int(rows.t_ms.size)))
+                report = run_replay(
+                    engine,
+                    rows,
+                    progress=lambda done, _: bar.update(task, completed=done),
+                    started=freeze,
+                )
+        else:
+            report = run_replay(engine, rows, started=freeze)
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "wb") as fh:
         for event in report.events:

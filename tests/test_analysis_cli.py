@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import random
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 from parkwatch_cli.app import app
@@ -56,6 +59,58 @@ def test_replay_takes_a_users_export_in_any_order_and_reports_its_bad_rows(
     assert peak["detected_at"] == "2026-11-30T09:17:00+08:00"
     assert peak["end"] == "2026-11-30T09:45:00+08:00"
     assert peak["evidence"]["minutes_left"] == 13.0
+
+
+def test_replay_freezes_its_start_up_after_the_first_stretch_and_unfreezes_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The command freezes what start-up built (``warm.freeze_start_up``) once the first
+    stretch has loaded the kernels, as its own process; called inside another process (this
+    one, as tests do) it leaves that process's collector as it was."""
+    import analytics.warm as warm
+    from analytics.engine.engine import ParkEngine
+
+    fed: list[int] = []
+    feed_rows = ParkEngine.feed_rows
+
+    def counting(self: ParkEngine, rows: Any) -> Any:
+        fed.append(int(rows.t_ms.size))
+        return feed_rows(self, rows)
+
+    frozen_at: list[tuple[int, int]] = []  # (stretches fed, objects frozen) at the freeze
+    freeze = warm.freeze_start_up
+
+    def recording() -> None:
+        freeze()
+        frozen_at.append((len(fed), gc.get_freeze_count()))
+
+    monkeypatch.setattr(ParkEngine, "feed_rows", counting)
+    monkeypatch.setattr(warm, "freeze_start_up", recording)
+    park = tmp_path / "park.yaml"
+    park.write_text(PARK, encoding="utf-8")
+    start = datetime(2026, 11, 30, 9, 0, tzinfo=SHANGHAI)
+    readings = tmp_path / "three_hours.csv"
+    readings.write_text(
+        "time,meter,quantity,value\n"
+        + "".join(
+            f"{(start + timedelta(minutes=k)).isoformat()},{m},p_kw,{v}\n"
+            for k in range(180)
+            for m, v in (("main", 300.0), ("pv", 40.0))
+        ),
+        encoding="utf-8",
+    )
+    before = gc.get_freeze_count()
+    result = CliRunner().invoke(
+        app,
+        ["replay", "--park", str(park), "--readings", str(readings), "--out",
+         str(tmp_path / "EVENTS.jsonl"), "--no-progress"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert len(fed) >= 3  # three hours: a stretch each
+    [(stretches, objects)] = frozen_at
+    assert stretches == 1
+    assert objects > before
+    assert gc.get_freeze_count() == before
 
 
 def test_score_nab_counts_the_series_alarms_not_its_meter_faults(tmp_path: Path) -> None:

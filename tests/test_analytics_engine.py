@@ -9,13 +9,14 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import pytest
 
 from analytics.detectors import DETECTORS
 from analytics.engine.clocks import NEVER, ClockRules, Clocks
-from analytics.engine.contract import Block
+from analytics.engine.contract import Block, IntArray
 from analytics.engine.engine import Batch, ParkEngine
 from analytics.engine.engine import Rows as EngineRows
-from analytics.engine.slots import SlotArrays, slot_block
+from analytics.engine.slots import Columns, SlotArrays, slot_block
 from analytics.replay import replay
 from analytics.scoring.nab_runner import METER, QUANTITY, one_meter_park
 from parkwatch.events import Event, State
@@ -959,3 +960,170 @@ def test_the_compiled_clock_walk_matches_the_walk_on_random_clocks() -> None:
                 where = (base_ms, seed, it)
                 assert _clock_state(compiled) == _clock_state(python), where
                 np.testing.assert_array_equal(th_compiled, th_python, err_msg=str(where))
+
+
+def test_span_bounds_cut_where_the_numpy_code_cut() -> None:
+    """``kernels.span_bounds`` (replay's and the feed's stretches) against the numpy code it
+    replaced, on times in order, out of order, negative, repeated and empty."""
+    from analytics.kernels import span_bounds
+
+    rng = np.random.default_rng(7)
+    cases = [
+        np.zeros(0, dtype=np.int64),
+        np.array([5], dtype=np.int64),
+        np.sort(rng.integers(-(10**7), 10**7, 5000)),
+        rng.integers(-(10**6), 10**6, 5000),
+        np.repeat(np.arange(-20, 20, dtype=np.int64) * 60_000, 7),
+    ]
+    for times in cases:
+        for span in (1, 60_000, 900_000):
+            b = times // span
+            want = np.r_[0, np.flatnonzero(b[1:] != b[:-1]) + 1, times.size]
+            np.testing.assert_array_equal(span_bounds(times, span), want)
+
+
+# hostile values for the cells a buffer leaves unfilled (Columns.STALE): none may reach a
+# finding, a point or a snapshot
+STALE_JUNK: dict[str, Any] = {
+    "total": 1e300,
+    "low": -7e299,
+    "high": 7e299,
+    "last_t": np.iinfo(np.int64).max - 3,
+    "last_v": 12345.678,
+}
+
+
+def _poison_unfilled_cells(monkeypatch: pytest.MonkeyPatch, *, in_place: bool = True) -> list[int]:
+    """From now on, the ``STALE`` arrays of every new buffer (``Columns._empty_arrays`` with
+    ``stale``) and, with ``in_place``, of every slot widened in place are full of
+    ``STALE_JUNK``. Returns a one-item list counting the arrays poisoned."""
+    allocate = Columns._empty_arrays.__func__  # type: ignore[attr-defined]
+    widen = Columns.widened
+    poisoned = [0]
+
+    def allocated(
+        cls: type[Columns], rows: int, slots: int, *, stale: bool = False
+    ) -> list[npt.NDArray[Any]]:
+        arrays: list[npt.NDArray[Any]] = allocate(cls, rows, slots, stale=stale)
+        if stale:
+            for (name, _, _), a in zip(cls.FILL, arrays, strict=True):
+                if name in cls.STALE:
+                    a[...] = STALE_JUNK[name]
+                    poisoned[0] += 1
+        return arrays
+
+    def widened(self: Columns, before: int, after: int) -> Columns:
+        n = self.slots
+        out = widen(self, before, after)
+        for name in self.STALE:
+            a = getattr(out, name)
+            a[:, :before] = STALE_JUNK[name]
+            a[:, before + n :] = STALE_JUNK[name]
+            poisoned[0] += 1
+        return out
+
+    monkeypatch.setattr(Columns, "_empty_arrays", classmethod(allocated))
+    if in_place:
+        monkeypatch.setattr(Columns, "widened", widened)
+    return poisoned
+
+
+def _events_points_state(rows: EngineRows) -> tuple[list[str], list[str], list[bytes]]:
+    """A day through a fresh engine in chunks: its events, points and a snapshot mid-way and
+    at the end (pickled)."""
+    engine = ParkEngine(demo(), DETECTORS)
+    events: list[str] = []
+    points: list[str] = []
+    states: list[bytes] = []
+    n = rows.t_ms.size
+    for start in range(0, n, 3_000):
+        stop = min(n, start + 3_000)
+        part = slice(start, stop)
+        chunk = EngineRows(
+            rows.series[part], rows.t_ms[part], rows.value[part], rows.gateway[part],
+            rows.arrival_ms[part], rows.duplicate[part],
+        )  # fmt: skip
+        for adv in (engine.feed_rows(chunk), engine.advance(int(rows.t_ms[stop - 1]))):
+            events += [repr(e) for e in adv.events]
+            points += [repr(p) for p in adv.points]
+        if start <= n // 2 < stop:
+            states.append(pickle.dumps(engine.state()))
+    adv = engine.finish()
+    events += [repr(e) for e in adv.events]
+    points += [repr(p) for p in adv.points]
+    states.append(pickle.dumps(engine.state()))
+    return events, points, states
+
+
+def test_what_unfilled_cells_hold_changes_no_event_point_or_snapshot(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A new buffer leaves the ``STALE`` arrays unfilled (``Columns.STALE``): a cell of them
+    is read only where its count says it has data. With hostile values in every such cell,
+    a faulty day gives the same events, the same derived points and the same snapshots."""
+    rows = _engine_rows(ParkEngine(demo(), DETECTORS), faulty_day())
+    clean = _events_points_state(rows)
+    poisoned = _poison_unfilled_cells(monkeypatch)
+    dirty = _events_points_state(rows)
+    assert poisoned[0] > 0
+    assert clean[0]  # the day has events
+    assert dirty[0] == clean[0]
+    assert dirty[1] == clean[1]
+    assert dirty[2] == clean[2]
+
+
+def _cells(rng: np.random.Generator, rows: int, slots: int) -> tuple[IntArray, ...]:
+    """Readings in a third of ``rows × slots`` cells, some several, in no order."""
+    row, slot, t, value = [], [], [], []
+    for r in range(rows):
+        for k in range(slots):
+            for j in range(int(rng.integers(0, 3)) if rng.random() < 0.33 else 0):
+                row.append(r)
+                slot.append(k)
+                t.append(START_MS + k * 60_000 + j * 7_000)
+                value.append(float(rng.normal(100.0, 30.0)))
+    order = rng.permutation(len(row))
+    return tuple(np.array(x)[order] for x in (row, slot, t, value))
+
+
+def test_the_same_cells_pickle_the_same_whatever_their_buffers_held(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two tables of the same readings, one allocated whole and filled, the other grown at
+    both ends in steps through unfilled buffers full of junk (and slots moved over old
+    data): the same snapshot, byte for byte."""
+    rng = np.random.default_rng(11)
+    rows, slots = 7, 90
+    row, slot, t, value = _cells(rng, rows, slots)
+    whole = SlotArrays.empty(rows, slots)
+    whole.add(row, slot, t, value)
+
+    _poison_unfilled_cells(monkeypatch, in_place=False)  # old data stays in moved-over slots
+    # a new buffer; widened in place; its slots moved to the front; another new buffer
+    grown = SlotArrays.empty(rows, 0).widened(0, 20)
+    first = 30  # the slot its column 0 holds
+    for before, after, lo, hi in ((0, 0, 30, 50), (0, 10, 50, 60), (30, 0, 0, 30), (0, 30, 60, 90)):
+        grown.widened(before, after)
+        first -= before
+        mine = (slot >= lo) & (slot < hi)
+        grown.add(row[mine], slot[mine] - first, t[mine], value[mine])
+    assert grown.slots == slots
+    np.testing.assert_array_equal(grown.count, whole.count)
+    assert pickle.dumps(grown) == pickle.dumps(whole)
+    again = pickle.loads(pickle.dumps(grown))
+    for name, _, _ in SlotArrays.FILL:
+        assert getattr(again, name).tobytes() == getattr(whole, name).tobytes(), name
+
+
+def test_pickling_a_table_leaves_its_unfilled_cells_as_they_were(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A snapshot saves unfilled cells empty in copies: with one row a table's arrays are
+    contiguous views of its buffers, which pickling must not write into."""
+    _poison_unfilled_cells(monkeypatch)
+    table = SlotArrays.empty(1, 0).widened(0, 10)
+    table.add(np.array([0, 0]), np.array([2, 5]), START_MS + np.array([0, 1]), np.array([1.0, 2.0]))
+    held = {name: getattr(table, name).tobytes() for name, _, _ in SlotArrays.FILL}
+    saved = pickle.loads(pickle.dumps(table))
+    assert {name: getattr(table, name).tobytes() for name, _, _ in SlotArrays.FILL} == held
+    assert saved.total.tolist() == [[0.0, 0.0, 1.0, 0.0, 0.0, 2.0, 0.0, 0.0, 0.0, 0.0]]

@@ -4,6 +4,7 @@ data at start-up, and restores its engine from the snapshot it leaves behind."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
 from pathlib import Path
@@ -310,3 +311,27 @@ async def test_a_failing_kernel_warm_up_does_not_stop_the_service(
     async with background(service.run()):
         await asyncio.wait_for(service.subscribed.wait(), timeout=30)
     assert any("kernel warm-up failed" in r.message for r in caplog.records)
+
+
+@pytest.mark.anyio
+async def test_only_the_process_entry_freezes_the_collector(
+    mqtt_settings: MqttSettings, influx_settings: InfluxSettings
+) -> None:
+    """``gc.freeze()`` is the whole process's: a service run inside a caller's process (a
+    test's) leaves its collector as it was; run as its process (``run_analytics``) it freezes
+    what start-up built once warm."""
+    settings = AnalyticsSettings(mqtt=mqtt_settings, influx=influx_settings, warmup_s=0)
+    before = gc.get_freeze_count()
+    service = AnalyticsService(settings, SiteRegistry([small_park()]))
+    async with background(service.run()):
+        await asyncio.wait_for(service.warm.wait(), timeout=30)
+        assert gc.get_freeze_count() == before
+    assert gc.get_freeze_count() == before
+
+    service = AnalyticsService(settings, SiteRegistry([small_park()]))
+    try:
+        async with background(service.run(freeze_gc=True)):
+            await asyncio.wait_for(service.warm.wait(), timeout=30)
+            assert gc.get_freeze_count() > before
+    finally:
+        gc.unfreeze()  # this process's, frozen by the run above

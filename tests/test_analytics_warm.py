@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+
+import pytest
+
+from analytics.warm import frozen_start_up
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -54,3 +59,41 @@ def test_a_live_feed_after_the_warm_up_compiles_no_kernel_version() -> None:
         [sys.executable, "-c", PROBE], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_freeze_for_a_run_in_a_callers_process_is_undone_after() -> None:
+    """``frozen_start_up``: frozen when asked (once), unfrozen on leaving, even on an error;
+    a caller that froze objects of its own keeps them frozen and gets nothing more frozen.
+    (A frozen object that dies leaves the count: it may fall a little, never rise.)"""
+    assert gc.get_freeze_count() == 0  # pytest's process freezes nothing
+    with frozen_start_up() as freeze:
+        assert gc.get_freeze_count() == 0  # not before it is asked
+        freeze()
+        frozen = gc.get_freeze_count()
+        assert frozen > 0
+        junk = [[] for _ in range(1000)]  # tracked objects born after the freeze
+        freeze()
+        assert gc.get_freeze_count() <= frozen  # the second call froze nothing more
+        del junk
+    assert gc.get_freeze_count() == 0
+
+    def failing() -> None:
+        with frozen_start_up() as freeze:
+            freeze()
+            raise RuntimeError
+
+    with pytest.raises(RuntimeError):
+        failing()
+    assert gc.get_freeze_count() == 0
+
+    gc.freeze()  # the caller's own
+    try:
+        theirs = gc.get_freeze_count()
+        junk = [[] for _ in range(1000)]
+        with frozen_start_up() as freeze:
+            freeze()
+            assert 0 < gc.get_freeze_count() <= theirs
+        assert 0 < gc.get_freeze_count() <= theirs  # theirs not thawed
+        del junk
+    finally:
+        gc.unfreeze()

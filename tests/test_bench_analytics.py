@@ -3,6 +3,7 @@ baseline must do the kernel's arithmetic, or the ratio compares unlike work."""
 
 from __future__ import annotations
 
+import gc
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -82,3 +83,27 @@ def test_the_naive_loop_does_the_baseline_kernels_arithmetic() -> None:
         assert np.isfinite(s["ref_then"][1:3, :, row]).all(), meter
     # the same events opened and closed (the first Monday's ramps are new extremes)
     assert naive.events == len(findings) > 0
+
+
+def test_the_bench_runs_frozen_as_the_service_and_leaves_the_callers_gc_as_it_was(
+    monkeypatch: Any,
+) -> None:
+    """The engine is timed with start-up frozen (``warm.freeze_start_up``), as the service
+    runs; called inside another process (this one, as tests do), the bench leaves that
+    process's collector as it was."""
+    import parkwatch_cli.bench_analytics as bench
+
+    frozen_during: list[int] = []
+    run_engine = bench.run_engine
+
+    def recording(*args: Any) -> tuple[float, int]:
+        frozen_during.append(gc.get_freeze_count())
+        return run_engine(*args)
+
+    monkeypatch.setattr(bench, "run_engine", recording)
+    before = gc.get_freeze_count()
+    result = bench.bench_analytics(meters=100, hours=1.0, naive_sample=1000)
+    assert result["readings"] > 0
+    [during] = frozen_during
+    assert during > before
+    assert gc.get_freeze_count() == before

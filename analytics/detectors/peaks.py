@@ -40,6 +40,7 @@ from analytics.engine.contract import (
     Scope,
     SeriesKey,
 )
+from analytics.kernels import demand_running
 from parkwatch.events import Estimate, Family, Severity
 from parkwatch.formula import parse_formula
 from parkwatch.quantities import Utility
@@ -49,6 +50,7 @@ from parkwatch.site import PARK_ENTERPRISE, Meter
 _point: Any = partial(tuple.__new__, DerivedPoint)
 
 DEMAND_MS = 15 * 60_000
+_NO_CEILING = np.empty(0)  # demand_running's "no ceiling"
 DEMAND_MEASUREMENT = "demand_15m"
 DOUBLE_CHARGE_SHARE = 1.05  # above 105 % of the contract, the excess is charged double
 # A supply is sized at most about 2.5 times its contracted demand (the contract may not be set
@@ -194,34 +196,28 @@ def segments(
     local_end = ctx.local_ms(ends)
     elapsed_all = ((local_end - 1) % DEMAND_MS + 1) / 60_000.0
     cuts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    # demand_running trusts these shapes (numba checks no bounds: a mismatch would read and
+    # write past the arrays, not raise)
+    rows, width = block.values.shape
+    assert block.high.shape == block.low.shape == block.count.shape == (rows, width)
+    assert ids.size == width
+    assert all(getattr(carry, k).shape == (rows,) for k in _DEMAND_FIELDS)
+    assert ceiling is None or ceiling.shape == (rows,)
     out: list[Segment] = []
     for a, b in zip(cuts.tolist(), [*cuts[1:].tolist(), ids.size], strict=True):
         bid = int(ids[a])
-        v = block.values[:, a:b]
-        if ceiling is not None:
-            # either extreme: a slot's mean takes a swapped -10⁶ kW beside good readings too
-            extreme = np.fmax(np.abs(block.high[:, a:b]), np.abs(block.low[:, a:b]))
-            with np.errstate(invalid="ignore"):
-                v = np.where(extreme > ceiling[:, None], np.nan, v)
-        seen = np.isfinite(v)
-        same = carry.block == bid
-        psum = np.cumsum(np.where(seen, v, 0.0), axis=1) + np.where(same, carry.psum, 0.0)[:, None]
-        slots = np.cumsum(seen, axis=1) + np.where(same, carry.slots, 0)[:, None]
-        high = np.where(seen, block.high[:, a:b], -np.inf)
-        pmax = np.maximum.accumulate(
-            np.maximum(high, np.where(same, carry.pmax, -np.inf)[:, None]), axis=1
-        )
-        samples = (
-            np.cumsum(np.where(seen, block.count[:, a:b], 0).astype(np.int64), axis=1)
-            + np.where(same, carry.samples, 0)[:, None]
-        )
-        # forward fill the latest power: index of the last slot with data at each slot
-        idx = np.where(seen, np.arange(b - a), -1)
-        idx = np.maximum.accumulate(idx, axis=1)
-        rows = np.arange(v.shape[0])[:, None]
-        last = np.where(
-            idx >= 0, v[rows, np.maximum(idx, 0)], np.where(same, carry.last, np.nan)[:, None]
-        )
+        shape = (rows, b - a)
+        psum, pmax, last = np.empty(shape), np.empty(shape), np.empty(shape)
+        slots = np.empty(shape, dtype=np.int64)
+        samples = np.empty(shape, dtype=np.int64)
+        # the running sums in one compiled pass, not a dozen numpy passes over rows × slots; a
+        # slot above the ceiling by either extreme counts as empty (a slot's mean takes a
+        # swapped -10⁶ kW beside good readings too)
+        demand_running(
+            block.values, block.high, block.low, block.count, a, b,
+            _NO_CEILING if ceiling is None else ceiling, carry.block == bid, carry.psum,
+            carry.slots, carry.pmax, carry.samples, carry.last, psum, slots, pmax, samples, last,
+        )  # fmt: skip
         seg_ends = ends[a:b]
         elapsed = elapsed_all[a:b]
         start_ms = int(seg_ends[0] - round(elapsed[0] * 60_000))

@@ -49,6 +49,7 @@ from analytics.kernels import (
     feed_clocks,
     gather_block,
     route_readings,
+    span_bounds,
     table_cells,
     transport_runs,
 )
@@ -390,8 +391,7 @@ class ParkEngine:
         decide it batch by batch, so how a replay is cut into stretches changes nothing."""
         if rows.t_ms.size == 0:
             return Advanced()
-        arrival_slot = rows.arrival_ms // self.step_ms
-        bounds = np.r_[0, np.flatnonzero(arrival_slot[1:] != arrival_slot[:-1]) + 1, rows.t_ms.size]
+        bounds = span_bounds(rows.arrival_ms, self.step_ms)  # the arrival slots' runs
         threshold = np.empty(rows.t_ms.size, dtype=np.int64)
         if self.clocks.final_ms is None and not self.clocks.pending:
             self._walk_compiled(rows, bounds, threshold)

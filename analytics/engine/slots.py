@@ -54,9 +54,15 @@ class Columns:
             setattr(self, name, buf[:, h : h + n])
 
     @classmethod
-    def _empty_arrays(cls, rows: int, slots: int) -> list[npt.NDArray[Any]]:
-        """``rows × slots`` arrays, slot-major (see above)."""
-        return [np.full((slots, rows), fill, dtype=dtype).T for _, fill, dtype in cls.FILL]
+    def _empty_arrays(cls, rows: int, slots: int, *, stale: bool = False) -> list[npt.NDArray[Any]]:
+        """``rows × slots`` arrays, slot-major (see above); with ``stale``, the ``STALE`` ones
+        left unfilled (their cells are set when they first get data)."""
+        return [
+            np.empty((slots, rows), dtype=dtype).T
+            if stale and name in cls.STALE
+            else np.full((slots, rows), fill, dtype=dtype).T
+            for name, fill, dtype in cls.FILL
+        ]
 
     @property
     def slots(self) -> int:
@@ -90,7 +96,9 @@ class Columns:
             # room for as many slots again behind, where the window grows
             need = before + n + after
             rows = int(self._buf[0].shape[0])
-            bufs = self._empty_arrays(rows, need + max(need, 64))
+            # the STALE arrays unfilled: filling them wrote (and faulted in) megabytes per
+            # table that nothing reads before writing
+            bufs = self._empty_arrays(rows, need + max(need, 64), stale=True)
             for old, new in zip(self._arrays(), bufs, strict=True):
                 new[:, before : before + n] = old
             self._buf, self._head, self._n = bufs, 0, need
@@ -139,6 +147,19 @@ class SlotArrays(Columns):
     @classmethod
     def empty(cls, rows: int, slots: int) -> SlotArrays:
         return cls(*cls._empty_arrays(rows, slots))
+
+    def __getstate__(self) -> dict[str, Any]:
+        # cells without a reading saved empty, not as whatever their unfilled buffers held
+        # (Columns.STALE): the same data gives the same snapshot. Copies, filled: the base's
+        # arrays are views of the live buffers where already contiguous (one row or slot)
+        state = super().__getstate__()
+        empty = state["count"] == 0
+        for name, fill, _ in self.FILL:
+            if name in self.STALE:
+                saved = np.array(state[name], order="C", copy=True)
+                saved[empty] = fill
+                state[name] = saved
+        return state
 
     def _flat(self, name: str) -> npt.NDArray[Any]:
         """The whole buffer of an array, flat (cells: (head + slot) · rows + row), a view."""

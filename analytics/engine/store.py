@@ -23,7 +23,10 @@ import numpy.typing as npt
 from analytics.engine.contract import Block, FloatArray, IntArray, TransportStats
 from analytics.engine.slots import BoolArray, Columns, SlotArrays
 
-_GROW = 64  # slots added at a time when data runs ahead
+# slots added at a time when data runs ahead: widening in place writes only the new slots'
+# counts (slot-major, one stretch of memory), so a small step costs little, while a large one
+# made every table's first buffer several times the window it holds (megabytes per table)
+_GROW = 16
 MAX_AHEAD_MS = 2 * 86_400_000  # a reading this far ahead of the park's clock is refused
 
 
