@@ -63,7 +63,8 @@ ensure_venv() {
   if [ ! -x .venv/bin/python ]; then
     "$(find_python)" -m venv .venv
   fi
-  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  # the compiled loops are built at install time: a changed .pyx needs it too
+  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ parkwatch/_hotpath.pyx -nt "$stamp" ]; then
     .venv/bin/python -m pip install -q --upgrade pip >&2
     .venv/bin/python -m pip install -q -e '.[dev]' >&2
     touch "$stamp"
