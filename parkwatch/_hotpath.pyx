@@ -326,3 +326,82 @@ cdef Py_ssize_t _short_decimal(double v, char* out):
         out[j + w] = <char>(48 + frac % 10)
         frac //= 10
     return j + k
+
+
+def read_publishes(const unsigned char[::1] data, Py_ssize_t offset, type message):
+    """Consecutive QoS 0/1 PUBLISH packets of a socket read from ``offset``, as ``message``
+    tuples (topic, payload, qos, packet id or 0) — what :mod:`parkwatch.mqttio` builds from
+    ``mqtt5.read`` — with the offset after them and their payloads' bytes. It stops at the
+    first packet that is not such a plain PUBLISH (another type, QoS 2, properties, a topic
+    that is not plain UTF-8, an incomplete packet), which the caller reads with ``mqtt5``:
+    what this takes, the codec would have read the same; anything else stays the codec's."""
+    cdef Py_ssize_t size = data.shape[0]
+    cdef Py_ssize_t at = offset, p, end, topic_len, payload_bytes = 0
+    cdef Py_ssize_t length
+    cdef int shift, qos, packet_id
+    cdef unsigned char first, byte
+    cdef list out = []
+    cdef object topic, payload
+    while at + 2 <= size:
+        first = data[at]
+        if first >> 4 != 3:
+            break  # not a PUBLISH
+        qos = (first >> 1) & 3
+        if qos > 1 or (qos == 0 and first & 8):
+            break  # QoS 2 (refused by the caller), the malformed 3 and a QoS 0 duplicate
+        # remaining length: a variable byte integer of at most four bytes
+        p = at + 1
+        length = 0
+        shift = 0
+        while True:
+            if p >= size or shift > 21:
+                length = -1
+                break
+            byte = data[p]
+            p += 1
+            length |= <Py_ssize_t>(byte & 127) << shift
+            if not byte & 128:
+                break
+            shift += 7
+        if length < 0:
+            break
+        end = p + length
+        if end > size or p + 2 > end:
+            break
+        topic_len = (<Py_ssize_t>data[p] << 8) | data[p + 1]
+        p += 2
+        if topic_len == 0 or p + topic_len > end:
+            break  # an empty topic needs a topic alias (a property): the codec's case
+        if _odd_topic(&data[p], topic_len):
+            break
+        try:
+            topic = (<const char*>&data[p])[:topic_len].decode("utf-8")
+        except UnicodeDecodeError:
+            break
+        p += topic_len
+        packet_id = 0
+        if qos:
+            if p + 2 > end:
+                break
+            packet_id = (data[p] << 8) | data[p + 1]
+            p += 2
+            if packet_id == 0:
+                break
+        # properties: only none (a zero length) is taken here
+        if p >= end or data[p] != 0:
+            break
+        p += 1
+        payload = (<const char*>&data[p])[:end - p]
+        payload_bytes += end - p
+        out.append(_new_tuple(message, (topic, payload, qos, packet_id)))
+        at = end
+    return out, at, payload_bytes
+
+
+cdef bint _odd_topic(const unsigned char* text, Py_ssize_t size):
+    """A wildcard or NUL in a PUBLISH topic is a protocol error: left to the codec."""
+    cdef Py_ssize_t i
+    for i in range(size):
+        if text[i] == 0 or text[i] == 43 or text[i] == 35:  # NUL, '+', '#'
+            return True
+    return False

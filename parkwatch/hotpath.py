@@ -1,7 +1,7 @@
-"""Ingest's per-reading loops compiled (``parkwatch/_hotpath.pyx``, built when the project is
-installed), or None for each where the extension is not built: a source tree without the
-build step then runs the Python references, which give the same results
-(``tests/test_hotpath.py`` holds the two to it)."""
+"""Ingest's per-reading loops and its MQTT client's PUBLISH reading, compiled
+(``parkwatch/_hotpath.pyx``, built when the project is installed), or None for each where the
+extension is not built: a source tree without the build step then runs the Python
+references, which give the same results (``tests/test_hotpath*.py`` hold the two to it)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ def _compiled() -> dict[str, Callable[..., Any]]:
         "check_plain": _hotpath.check_plain,
         "flag_counters": _hotpath.flag_counters,
         "encode_lines": _hotpath.encode_lines,
+        "read_publishes": _hotpath.read_publishes,
     }
 
 
@@ -26,3 +27,4 @@ COMPILED = bool(_FUNCTIONS)
 check_plain: Callable[..., Any] | None = _FUNCTIONS.get("check_plain")
 flag_counters: Callable[..., Any] | None = _FUNCTIONS.get("flag_counters")
 encode_lines: Callable[..., Any] | None = _FUNCTIONS.get("encode_lines")
+read_publishes: Callable[..., Any] | None = _FUNCTIONS.get("read_publishes")
