@@ -46,7 +46,7 @@ def check_plain(list readings, object meters, object newest_ok, type accepted):
     cdef PyObject* item
     cdef double v
     cdef list out = []
-    cdef object reading, meter, t, bounds, values, pair, low, high, value
+    cdef object reading, meter, t, bounds, values, walked, pair, low, high, value
     cdef bint meters_dict = PyDict_CheckExact(meters)
     for i in range(n):
         reading = <object>PyList_GET_ITEM(readings, i)
@@ -64,10 +64,10 @@ def check_plain(list readings, object meters, object newest_ok, type accepted):
             return None
         bounds = meter.bounds
         values = reading.q
-        if not PyDict_CheckExact(values):
-            raise TypeError("readings' values must be a dict")
+        # a mapping other than a dict is walked through a copy (same order as its items())
+        walked = values if PyDict_CheckExact(values) else dict(values.items())
         pos = 0
-        while PyDict_Next(values, &pos, &key, &item):
+        while PyDict_Next(walked, &pos, &key, &item):
             if PyDict_CheckExact(bounds):
                 found = PyDict_GetItem(bounds, <object>key)
                 if found is NULL:
@@ -113,7 +113,8 @@ def flag_counters(
     cdef PyObject* key
     cdef PyObject* item
     cdef PyObject* got
-    cdef object reading, meter, t, values, quality, series, newest, entry, name, value, before
+    cdef object reading, meter, t, values, walked, quality, series, newest, entry, name, value
+    cdef object before
     for i in range(n):
         reading = <object>PyList_GET_ITEM(readings, i)
         meter = <object>PyTuple_GET_ITEM(reading, 0)
@@ -129,10 +130,10 @@ def flag_counters(
             PyDict_SetItem(last, series, newest)
         else:
             newest = <object>got
-        if not PyDict_CheckExact(values):
-            raise TypeError("readings' values must be a dict")
+        # a mapping other than a dict is walked through a copy (same order as its items())
+        walked = values if PyDict_CheckExact(values) else dict(values.items())
         pos = 0
-        while PyDict_Next(values, &pos, &key, &item):
+        while PyDict_Next(walked, &pos, &key, &item):
             name = <object>key
             value = <object>item
             got = PyDict_GetItem(newest, name)

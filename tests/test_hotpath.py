@@ -175,3 +175,18 @@ def test_plain_decimals(value: float) -> None:
     text = line.split(" ")[1].removeprefix("p_kw=")
     assert float(text) == value
     assert text == repr(value) or ("e" in repr(value) and "e" not in text)
+
+
+def test_values_in_a_mapping_other_than_a_dict() -> None:
+    """The compiled loops walk any mapping, in its own order, as the Python ones do."""
+    from collections import OrderedDict
+
+    meter = ALL["e1"]
+    compiled, reference = CounterWatch(), CounterWatch()
+    for i, value in enumerate((5.0, 3.0)):
+        values = OrderedDict([("p_kw", 1.0), ("e_kwh", value)])
+        mine = [AcceptedReading(meter, NOW + i, values)]
+        theirs = list(mine)
+        assert compiled.flag(mine) == reference.flag_py(theirs)
+        assert mine == theirs
+    assert [r.s for r in mine] == ["decreased"]
