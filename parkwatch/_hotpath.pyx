@@ -334,7 +334,7 @@ def read_publishes(const unsigned char[::1] data, Py_ssize_t offset, type messag
     tuples (topic, payload, qos, packet id or 0) — what :mod:`parkwatch.mqttio` builds from
     ``mqtt5.read`` — with the offset after them and their payloads' bytes. It stops at the
     first packet that is not such a plain PUBLISH (another type, QoS 2, properties, a topic
-    that is not plain UTF-8, an incomplete packet), which the caller reads with ``mqtt5``:
+    that is not plain UTF-8, a remaining length not in its shortest form, an incomplete packet), which the caller reads with ``mqtt5``:
     what this takes, the codec would have read the same; anything else stays the codec's."""
     cdef Py_ssize_t size = data.shape[0]
     cdef Py_ssize_t at = offset, p, end, topic_len, payload_bytes = 0
@@ -360,6 +360,9 @@ def read_publishes(const unsigned char[::1] data, Py_ssize_t offset, type messag
                 break
             byte = data[p]
             p += 1
+            if byte == 0 and shift > 0:
+                length = -1  # not the shortest encoding, which mqtt5 refuses: the codec's case
+                break
             length |= <Py_ssize_t>(byte & 127) << shift
             if not byte & 128:
                 break

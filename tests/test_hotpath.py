@@ -59,6 +59,19 @@ def test_the_extension_is_built() -> None:
     assert ingest_service._encode_compiled is _hotpath.encode_lines
 
 
+def test_ingest_says_once_at_start_when_it_runs_the_python_loops(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("WARNING", logger="ingest.service")
+    ingest_service.warn_without_compiled_loops()
+    assert not caplog.records
+    monkeypatch.setattr(hotpath, "COMPILED", False)
+    ingest_service.warn_without_compiled_loops()
+    [record] = caplog.records
+    assert record.levelname == "WARNING"
+    assert "Python loops" in record.getMessage()
+
+
 def _fields(line: str) -> tuple[str, dict[str, float | str], int]:
     series, fields, t = line.split(" ")
     out: dict[str, float | str] = {}
