@@ -28,6 +28,12 @@ python_ok() {
   "$1" -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null
 }
 
+# Python.h of the interpreter "$1" (Debian ships it in pythonX.Y-dev)
+python_headers() {
+  "$1" -c 'import os, sys, sysconfig
+sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' 2>/dev/null
+}
+
 find_python() {
   for candidate in python3.13 python3.12 python3.11 python3; do
     if command -v "$candidate" >/dev/null 2>&1 && python_ok "$candidate"; then
@@ -48,12 +54,19 @@ ensure_system() {
   # Chinese glyphs for the accounting's PDF reports (a plain TrueType file fpdf2 can embed)
   [ -e /usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf ] || missing+=(fonts-droid-fallback)
   [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
-  if ! find_python >/dev/null; then
-    if python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
-      missing+=(python3-venv)               # Debian splits venv/ensurepip out of python3
-    else
-      missing+=(python3.11 python3.11-venv) # e.g. Ubuntu 22.04 ships 3.10
-    fi
+  # ingest's compiled loops (parkwatch/_hotpath.pyx) are built at install time: a C compiler,
+  # the C library's headers (only recommended by gcc) and those of the Python the venv is made
+  # from. Without them the install still works and ingest runs its slower Python loops.
+  have gcc || have cc || missing+=(gcc)
+  [ -e /usr/include/stdio.h ] || missing+=(libc6-dev)
+  local py
+  if py="$(find_python)"; then
+    python_headers "$py" || missing+=("$py-dev")    # python3-dev, python3.12-dev, …
+  elif python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    missing+=(python3-venv)                          # Debian splits venv/ensurepip out of python3
+    python_headers python3 || missing+=(python3-dev)
+  else
+    missing+=(python3.11 python3.11-venv python3.11-dev)  # e.g. Ubuntu 22.04 ships 3.10
   fi
   if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
 }
@@ -63,7 +76,8 @@ ensure_venv() {
   if [ ! -x .venv/bin/python ]; then
     "$(find_python)" -m venv .venv
   fi
-  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  # the compiled loops are built at install time: a changed .pyx needs it too
+  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ parkwatch/_hotpath.pyx -nt "$stamp" ]; then
     .venv/bin/python -m pip install -q --upgrade pip >&2
     .venv/bin/python -m pip install -q -e '.[dev]' >&2
     touch "$stamp"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from parkwatch import hotpath
 from parkwatch.quantities import QUANTITIES
 from parkwatch.wire import AcceptedReading, Quality
 
@@ -23,6 +24,8 @@ COUNTERS = frozenset(name for name, q in QUANTITIES.items() if q.is_counter)
 _BAD, _OK, _DECREASED = Quality.BAD.value, Quality.OK.value, Quality.DECREASED.value
 # the entry of a quantity that is no counter: never compared, never updated
 _NOT_COUNTED: list[float] = []
+# the loop compiled, or None where the extension is not built (parkwatch.hotpath)
+_flag_compiled = hotpath.flag_counters
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +48,16 @@ class CounterWatch:
 
     def flag(self, readings: list[AcceptedReading]) -> list[Decrease]:
         """Flag (in place) the readings whose counters went backwards; what went back."""
+        if _flag_compiled is not None:
+            found: list[Decrease] = _flag_compiled(
+                self._last, readings, COUNTERS, _NOT_COUNTED, _BAD, _OK, _DECREASED, Decrease
+            )
+            return found
+        return self.flag_py(readings)
+
+    def flag_py(self, readings: list[AcceptedReading]) -> list[Decrease]:
+        """:meth:`flag` in Python: the reference for the compiled loop, and what runs where
+        that is not built."""
         found: list[Decrease] = []
         last = self._last
         for i, reading in enumerate(readings):

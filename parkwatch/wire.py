@@ -19,6 +19,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, ValidationError
 from typing_extensions import TypedDict
 
+from parkwatch import hotpath
 from parkwatch.quantities import QUANTITIES
 from parkwatch.site import Meter, SiteRegistry
 from parkwatch.slugs import Slug
@@ -335,6 +336,8 @@ class _PlainBatch(msgspec.Struct, forbid_unknown_fields=True, gc=False):
 
 
 _PLAIN = msgspec.json.Decoder(_PlainBatch)
+# the site checks compiled, or None where the extension is not built (parkwatch.hotpath)
+_check_plain = hotpath.check_plain
 
 
 def plain_message(
@@ -355,9 +358,22 @@ def plain_message(
         return None
     if batch.gw != gateway or len(batch.readings) > max_readings:
         return None
-    accepted = []
+    accepted: list[AcceptedReading] | None = (
+        check_plain_py if _check_plain is None else _check_plain
+    )(batch.readings, meters, newest_ok, AcceptedReading)
+    if accepted is None:
+        return None
+    return batch.seq, accepted
+
+
+def check_plain_py(
+    readings: list[Any], meters: Mapping[str, Meter], newest_ok: int, accepted: type[Any]
+) -> list[AcceptedReading] | None:
+    """:func:`plain_message`'s site checks over its decoded readings, in Python: the reference
+    for :func:`parkwatch._hotpath.check_plain`, and what runs where that is not built."""
+    out = []
     try:
-        for reading in batch.readings:
+        for reading in readings:
             meter = meters.get(reading.m)
             t = reading.t
             if meter is None or t > newest_ok:
@@ -368,10 +384,10 @@ def plain_message(
                 low, high = bounds[name]  # KeyError: not a quantity of this meter
                 if not low <= value <= high:
                     return None
-            accepted.append(_new_tuple(AcceptedReading, (meter, t, values, reading.s)))
+            out.append(_new_tuple(accepted, (meter, t, values, reading.s)))
     except KeyError:
         return None
-    return batch.seq, accepted
+    return out
 
 
 def parse_batch(

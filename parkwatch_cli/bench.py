@@ -31,6 +31,7 @@ from typing import Any
 import httpx
 import yaml
 
+from parkwatch import hotpath
 from parkwatch.influx import InfluxReader, InfluxWriter, chunks
 from parkwatch.lineprotocol import encode_float_fields, series_key
 from parkwatch.settings import InfluxSettings, MqttSettings
@@ -335,6 +336,9 @@ def run_ingest_bench(plan: BenchPlan, state_dir: Path | None = None) -> dict[str
         "cpu_us_per_reading": e2e["cpu_us_per_reading"],
         "gzip_level": plan.gzip_level,
         "ingest_event_loop": event_loop,
+        # ingest's loops: compiled (parkwatch._hotpath) or the Python fallback; its processes
+        # run this interpreter's installation
+        "compiled": hotpath.COMPILED,
         "paced_readings_per_s": plan.rate or None,
         "load_window": plan.window,
         "cpu_count": os.cpu_count(),

@@ -30,7 +30,7 @@ import mqtt5
 
 from ingest.service import AckTracker, IngestService, encode_lines, tune_gc
 from ingest.settings import IngestSettings
-from parkwatch import topics
+from parkwatch import hotpath, topics
 from parkwatch.mqttio import FastClient, _Protocol
 from parkwatch.settings import MqttSettings
 from parkwatch.site import SiteRegistry
@@ -162,6 +162,8 @@ def bench_ingest_path(
         "readings": readings,
         "messages_per_chunk": chunk,
         "gzip_level": level,
+        # the loops measured: compiled (parkwatch._hotpath) or the Python fallback
+        "compiled": hotpath.COMPILED,
         "per_meters": per_meters,
     }
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import gc
 
+from parkwatch import hotpath
 from parkwatch_cli.bench_ingest_path import bench_ingest_path
 
 
 def test_the_path_bench_times_every_part_per_batch_size() -> None:
     result = bench_ingest_path([1, 20], readings=400, chunk=8, repeats=1)
     assert result["messages_per_chunk"] == 8
+    # which loops the figures are of: a fallback install must not pass for the compiled one
+    assert result["compiled"] is hotpath.COMPILED
     figures = result["per_meters"]
     assert figures["1"]["messages"] == 400
     assert figures["20"]["messages"] == 20

@@ -1,0 +1,21 @@
+"""Types of the compiled loops (``_hotpath.pyx``); see :mod:`parkwatch.hotpath`."""
+
+from typing import Any
+
+def check_plain(
+    readings: list[Any], meters: Any, newest_ok: int, accepted: type[Any]
+) -> list[Any] | None: ...
+def flag_counters(
+    last: dict[str, dict[str, list[float]]],
+    readings: list[Any],
+    counters: frozenset[str],
+    not_counted: list[float],
+    bad: str,
+    ok: str,
+    decreased: str,
+    decrease: type[Any],
+) -> list[Any]: ...
+def encode_lines(readings: list[Any], quality_field: dict[str, str]) -> list[str] | None: ...
+def read_publishes(
+    data: bytes | bytearray | memoryview, offset: int, message: type[Any]
+) -> tuple[list[Any], int, int]: ...
