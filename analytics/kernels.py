@@ -263,29 +263,34 @@ def silence_scan(
     first_slot: int,
     silence_slots: int,
     lasting_gaps: int,
+    spread_k: float,
     first_seen: npt.NDArray[np.int64],
     last_seen: npt.NDArray[np.int64],
     readings: npt.NDArray[np.int64],
     skipped: npt.NDArray[np.int64],
+    gap_sq: npt.NDArray[np.float64],
     over_run: npt.NDArray[np.int64],
     over_from: npt.NDArray[np.int64],
+    over_sq: npt.NDArray[np.float64],
     meter_seen: npt.NDArray[np.bool_],
     limit: npt.NDArray[np.float64],
     silent: npt.NDArray[np.bool_],
 ) -> None:
     """The silence check's per-row recursion over a block's slots: rows grouped by meter
     (``meter_start``: each meter's first row, rows of a meter adjacent), and per meter and
-    slot whether any row reported, the silence limit (three of its usual spacings, at least
-    ``silence_slots``) and whether it is silent; each row's first and latest slot with a
-    reading, count of them and ``skipped`` slots carried on: a gap longer than the row's limit
-    adds only the limit to its usual spacing, the rest is skipped (one long outage made a
-    1 s meter's spacing its mean over the outage, and hid every later silence shorter than
+    slot whether any row reported, the silence limit (the largest of its rows': three of the
+    row's usual spacings, its mean gap plus ``spread_k`` standard deviations of its gaps, at
+    least ``silence_slots``) and whether it is silent; each row's first and latest slot with
+    a reading, count of them, ``skipped`` slots and the sum of its gaps' squares (``gap_sq``)
+    carried on: a gap longer than the row's limit adds only the limit to its usual spacing
+    (and the limit's square to ``gap_sq``), the rest is skipped (one long outage made a 1 s
+    meter's spacing its mean over the outage, and hid every later silence shorter than
     that). ``lasting_gaps`` such gaps back to back (``over_run``, counted from the reading at
-    ``over_from``) are a new rate: the spacing restarts from them, their mean (skipping them
-    all, a meter gone from 1 s to 60 s for good was silent at every reading for months). See
-    ``MeterFaults._silence``."""
+    ``over_from``, their squares summed in ``over_sq``) are a new rate: the spacing and spread
+    restart from them, whole (skipping them all, a meter gone from 1 s to 60 s for good was
+    silent at every reading for months). See ``MeterFaults._silence``."""
     rows, slots = values.shape
-    spacing = np.empty(slots)
+    meter_limit = np.empty(slots)
     for mi in range(meter_start.size):
         a = meter_start[mi]
         b = meter_start[mi + 1] if mi + 1 < meter_start.size else rows
@@ -294,9 +299,9 @@ def silence_scan(
             newest_m = max(newest_m, last_seen[r])
         for k in range(slots):
             meter_seen[mi, k] = False
-            spacing[k] = -np.inf
+            meter_limit[k] = float(silence_slots)
         for r in range(a, b):
-            # each row's usual spacing at each slot, from the readings before it
+            # each row's limit at each slot, from the readings before it
             count = readings[r]
             newest = last_seen[r]
             first = first_seen[r]
@@ -307,28 +312,42 @@ def silence_scan(
                         break
             latest = -1
             skip = skipped[r]
+            sq = gap_sq[r]
             run = over_run[r]
             run_from = over_from[r]
+            run_sq = over_sq[r]
             for k in range(slots):
-                row_spacing = (newest - first - skip) / max(count - 1, 1) if count > 1 else 0.0
-                spacing[k] = max(spacing[k], row_spacing)
+                row_limit = float(silence_slots)
+                if count > 1:
+                    gaps = count - 1
+                    mean = (newest - first - skip) / gaps
+                    # a random-gap meter (one that reports on change) is judged by the
+                    # spread of its gaps, a regular poller (spread ~0) by three spacings
+                    spread = np.sqrt(max(sq / gaps - mean * mean, 0.0))
+                    row_limit = max(row_limit, np.ceil(3 * mean))
+                    row_limit = max(row_limit, np.ceil(mean + spread_k * spread))
+                meter_limit[k] = max(meter_limit[k], row_limit)
                 if np.isfinite(values[r, k]):
                     meter_seen[mi, k] = True
                     if count > 0:
-                        row_limit = max(float(silence_slots), np.ceil(3 * row_spacing))
-                        excess = max(first_slot + k - newest - int(row_limit), 0)
+                        gap = first_slot + k - newest
+                        excess = max(gap - int(row_limit), 0)
+                        sq += float(gap - excess) ** 2
                         if excess == 0:
                             run = 0
                         else:
                             if run == 0:
                                 run_from = newest
+                                run_sq = 0.0
                             run += 1
+                            run_sq += float(gap) ** 2
                             skip += excess
                             if run >= lasting_gaps:
-                                # the spacing restarts as the mean of the run's gaps
+                                # the spacing and spread restart from the run's gaps
                                 first = run_from
                                 count = run  # the run's readings but this one
                                 skip = 0
+                                sq = run_sq
                                 run = 0
                     count += 1
                     latest = first_slot + k
@@ -338,14 +357,15 @@ def silence_scan(
                 last_seen[r] = latest
             readings[r] = count
             skipped[r] = skip
+            gap_sq[r] = sq
             over_run[r] = run
             over_from[r] = run_from
+            over_sq[r] = run_sq
         for k in range(slots):
             if meter_seen[mi, k]:
                 newest_m = max(newest_m, first_slot + k)
-            lim = max(float(silence_slots), np.ceil(3 * spacing[k]))
-            limit[mi, k] = lim
-            silent[mi, k] = newest_m >= 0 and (first_slot + k) - newest_m >= lim
+            limit[mi, k] = meter_limit[k]
+            silent[mi, k] = newest_m >= 0 and (first_slot + k) - newest_m >= meter_limit[k]
 
 
 @_compiled

@@ -63,7 +63,7 @@ log = logging.getLogger(__name__)
 # spacing, and count silences back to back; 8: the leak detector watches an open leak net of
 # its estimate — the estimate, the ring's hours net of it, which were an open leak's, the
 # CUSUMs both ways, the hour the estimate last moved).
-SNAPSHOT_VERSION = 8
+SNAPSHOT_VERSION = 9
 
 
 class AnalyticsMetrics:

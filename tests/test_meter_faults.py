@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from analytics.detectors.meter_faults import MeterFaultParams, MeterFaults, word_swapped
-from analytics.engine.contract import Block, Finding, ParkContext, SeriesKey
+from analytics.engine.contract import Block, Finding, FloatArray, ParkContext, SeriesKey
 from analytics.engine.slots import slot_block
 from parkwatch.site import Park
 
@@ -75,18 +75,21 @@ def test_a_parks_own_quantities_are_watched_for_faults_too() -> None:
 
 def test_silence_of_an_irregular_series_is_the_same_whatever_the_chunks() -> None:
     """How long a meter may be quiet grows with its usual spacing, which changes as readings
-    come: judged slot by slot, so one block or many give the same comm_loss events."""
+    come: judged slot by slot, so one block or many give the same comm_loss events (two
+    outages, longer than its gaps' spread allows, make some)."""
     ctx, series = one_meter()
     rng = np.random.default_rng(3)
     values: list[float] = []
     while len(values) < 2000:
         values += [400.0 + rng.normal(0, 5)] + [np.nan] * int(rng.choice([0, 1, 2, 4, 9, 14]))
+        if len(values) in range(700, 720) or len(values) in range(1400, 1420):
+            values += [np.nan] * 90
     block = block_of(values[:2000])
     whole = fed(MeterFaults(ctx, series), block, block.slots)
     one_by_one = fed(MeterFaults(ctx, series), block, 1)
     in_sixties = fed(MeterFaults(ctx, series), block, 60)
     kinds = [(f.kind, f.at_ms, f.active, dict(f.evidence)) for f in whole]
-    assert any(kind == "comm_loss" for kind, *_ in kinds)
+    assert sum(kind == "comm_loss" and active for kind, _, active, _ in kinds) == 2
     assert [(f.kind, f.at_ms, f.active, dict(f.evidence)) for f in one_by_one] == kinds
     assert [(f.kind, f.at_ms, f.active, dict(f.evidence)) for f in in_sixties] == kinds
 
@@ -165,3 +168,58 @@ def test_a_meter_slowed_from_1_min_to_15_min_is_learnt_in_a_few_silences() -> No
     events = slowed_meter_comm_loss(60, 60, 900, 30 * 86_400, 10 * 86_400)
     assert 1 <= events.count(True) <= MeterFaultParams().lasting_gaps
     assert events.count(False) == events.count(True)
+
+
+def report_on_change_comm_loss(
+    gaps_s: FloatArray, outage: tuple[int, int] | None = None
+) -> list[Finding]:
+    """comm_loss findings of a meter that reports on change (its gaps ``gaps_s`` random) for
+    60 days at 1-minute slots, fed an hour at a time; ``outage`` (start, end in seconds) a
+    stretch with no reading at all."""
+    park = Park.model_validate({"park": "p", "meters": [{"id": "m1", "utility": "env"}]})
+    detector = MeterFaults(ParkContext(park), [SeriesKey("m1", "t_air_c")])
+    seconds = np.cumsum(gaps_s)
+    seconds = seconds[seconds < 60 * 86_400]
+    if outage is not None:
+        seconds = seconds[(seconds < outage[0]) | (seconds >= outage[1])]
+    block = slot_block(
+        np.zeros(seconds.size, dtype=np.int64),
+        START_MS + (seconds * 1000).astype(np.int64),
+        20.0 + np.sin(seconds / 3600.0),
+        1,
+        START_MS,
+        STEP_MS,
+        60 * 1440,
+    )
+    return [f for f in fed(detector, block, 60) if f.kind == "comm_loss"]
+
+
+def test_a_meter_with_exponential_gaps_is_rarely_taken_for_silent() -> None:
+    """Gaps of 10 minutes on average, at random (a meter that reports on change): three mean
+    gaps, the limit of a regular poller, is passed by one gap in 20 (≈ 370 comm_loss in 60
+    days); the gaps' spread sets the limit (one in ~1,100 gaps longer)."""
+    gaps = np.random.default_rng(1).exponential(600.0, 9000)
+    opened = [f for f in report_on_change_comm_loss(gaps) if f.active]
+    assert len(opened) <= 20
+
+
+def test_a_meter_with_lognormal_gaps_is_rarely_taken_for_silent() -> None:
+    """Heavier-tailed gaps (median 5 minutes, log-spread 1): under one gap in 100 is taken
+    for silence (≈ 630 comm_loss in 60 days of ~10,000 gaps with three mean gaps)."""
+    gaps = np.random.default_rng(1).lognormal(np.log(300.0), 1.0, 11_000)
+    opened = [f for f in report_on_change_comm_loss(gaps) if f.active]
+    assert len(opened) < 100
+
+
+def test_a_random_gap_meter_that_stops_is_still_found() -> None:
+    """The same exponential meter stops for 12 hours on day 30: one comm_loss opens within
+    two hours (mean gap plus six spreads ≈ 70 minutes), and closes when it reports again."""
+    gaps = np.random.default_rng(2).exponential(600.0, 9000)
+    start, end = 30 * 86_400, 30 * 86_400 + 12 * 3600
+    found = report_on_change_comm_loss(gaps, (start, end))
+    during = [f for f in found if START_MS + start * 1000 <= f.at_ms <= START_MS + end * 1000]
+    assert [f.active for f in during] == [True]
+    assert during[0].at_ms - (START_MS + start * 1000) < 2 * 3600 * 1000
+    closed = [f for f in found if not f.active and f.at_ms >= START_MS + end * 1000]
+    assert closed
+    assert closed[0].at_ms < START_MS + end * 1000 + 3600 * 1000

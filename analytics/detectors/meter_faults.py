@@ -100,6 +100,10 @@ class MeterFaultParams:
     # restarts from them (a meter slowed from 1 s to 60 s for good raises at most this many
     # comm_loss events; one outage, or two, still leaves the old spacing to find the next)
     lasting_gaps: int = 3
+    # a meter whose gaps are random (it reports on change) is silent only past its mean gap
+    # plus this many standard deviations of its gaps (exponential gaps: one in e^7 ≈ 1,100
+    # gaps is that long; three mean gaps, the rule for a regular poller, was one in 20)
+    spread_k: float = 6.0
     gap_slots: int = 3  # a counter restart after a gap this long is a replacement
     counter_quiet_slots: int = 60  # counter anomalies closer than this are one event
     jump_factor: float = 1000.0  # a counter increment this many usual increments is a jump
@@ -137,8 +141,10 @@ class _View:
     last_seen: npt.NDArray[Any]
     readings: npt.NDArray[Any]
     skipped: npt.NDArray[Any]
+    gap_sq: npt.NDArray[Any]
     over_run: npt.NDArray[Any]
     over_from: npt.NDArray[Any]
+    over_sq: npt.NDArray[Any]
     ep_open: npt.NDArray[Any]
     ep_last: npt.NDArray[Any]
     ep_count: npt.NDArray[Any]
@@ -169,8 +175,10 @@ _ROW_STATE = (
     "last_seen",
     "readings",
     "skipped",
+    "gap_sq",
     "over_run",
     "over_from",
+    "over_sq",
 )
 _METER_STATE = (
     "ep_open",
@@ -268,9 +276,11 @@ class MeterFaults(Detector):
         self.readings = np.zeros(n, dtype=np.int64)  # slots with a reading
         # slots of silences beyond their limit, left out of the usual spacing
         self.skipped = np.zeros(n, dtype=np.int64)
+        self.gap_sq = np.zeros(n)  # sum of the counted gaps' squares (their spread)
         # silences beyond their limit back to back, from the reading at this slot
         self.over_run = np.zeros(n, dtype=np.int64)
         self.over_from = np.full(n, -1, dtype=np.int64)
+        self.over_sq = np.zeros(n)  # …and the sum of their squares
         # per meter
         self.ep_open = np.zeros(m, dtype=bool)  # a counter episode is open
         self.ep_last = np.zeros(m, dtype=np.int64)  # slot of its latest anomaly
@@ -587,12 +597,15 @@ class MeterFaults(Detector):
             first_slot,
             self.p.silence_slots,
             self.p.lasting_gaps,
+            self.p.spread_k,
             st.first_seen,
             st.last_seen,
             st.readings,
             st.skipped,
+            st.gap_sq,
             st.over_run,
             st.over_from,
+            st.over_sq,
             meter_seen,
             limit,
             silent,
