@@ -62,7 +62,8 @@ log = logging.getLogger(__name__)
 # day type's last day began with; 7: meter faults skip a silence's excess in a meter's usual
 # spacing, and count silences back to back; 8: the leak detector watches an open leak net of
 # its estimate — the estimate, the ring's hours net of it, which were an open leak's, the
-# CUSUMs both ways, the hour the estimate last moved).
+# CUSUMs both ways, the hour the estimate last moved; 9: meter faults keep the sum of each
+# row's gap squares, and of a run of silences', for the spread of its gaps).
 SNAPSHOT_VERSION = 9
 
 

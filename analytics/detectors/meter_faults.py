@@ -16,10 +16,13 @@ findings about that meter), per meter unless said otherwise:
   back, is close to the meter's last good value while the value itself is far from it — the
   signature of a register map with the wrong word order.
 * **silence**: a meter that used to report sends nothing for longer than three of its usual
-  spacings (at least ``silence_slots``; a past silence adds only its limit to that spacing,
-  so one long outage does not hide the next short one, and ``lasting_gaps`` silences back to
-  back are a new rate: the spacing restarts as their mean); when every meter of a gateway falls
-  silent together it is one event about the gateway (``zone: gateway:<id>``).
+  spacings or its mean gap plus ``spread_k`` standard deviations of its gaps, whichever is
+  longer (at least ``silence_slots``: a regular poller's gaps hardly spread, a meter that
+  reports on change is judged by how much its random gaps do); a past silence adds only its
+  limit to that spacing, so one long outage does not hide the next short one, and
+  ``lasting_gaps`` silences back to back are a new rate: the spacing restarts from them; when
+  every meter of a gateway falls silent together it is one event about the gateway
+  (``zone: gateway:<id>``).
 * **transport** (per gateway): batches whose source time runs ahead of their arrival by more
   than ``skew_ms`` (``clock_skew``) or arrive more than ``late_ms`` after it (``late_batches``:
   late delivery, or a clock behind — the two look alike from here); and readings delivered
