@@ -241,6 +241,7 @@ class AnalyticsService:
         fed = engine.feed(batch)
         advanced = engine.advance(now_ms)
         advanced.late.extend(fed.late)
+        advanced.late_readings += fed.late_readings
         self.metrics.step_seconds.observe(time.perf_counter() - started)
         await self._emit(data_topic.park, advanced, publish=True)
 
@@ -274,8 +275,9 @@ class AnalyticsService:
             )
 
     async def _emit(self, park: str, advanced: Advanced, *, publish: bool) -> None:
+        # readings, not (meter, first, last) ranges: a late backlog's range spans many readings
+        self.metrics.late.inc(advanced.late_readings)
         if advanced.late:
-            self.metrics.late.inc(len(advanced.late))
             job = self.rollups.get(park)
             if job is not None:  # the accounting recomputes the hours they touch
                 for meter, first, last in advanced.late:

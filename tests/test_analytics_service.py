@@ -253,6 +253,9 @@ async def test_the_engines_late_spans_reach_the_parks_rollup_job() -> None:
     ):
         await service._emit(park.park, advanced, publish=False)
     assert job.late == [("foodco-main", start, start + 60_000)]
+    # the metric counts the backlog's two readings (one span: it counted spans before)
+    late = service.metrics.registry.get_sample_value("pw_analytics_late_readings_total")
+    assert late == 2
 
 
 @pytest.mark.anyio
