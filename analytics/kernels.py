@@ -257,6 +257,27 @@ def any_by(
 
 
 @_compiled
+def _silence_limit(
+    count: int, spanned: int, sq: float, silence_slots: int, spread_k: float
+) -> float:
+    """A row's silence limit in slots, from its ``count`` readings, the slots its counted
+    gaps span and the sum of their squares: three mean gaps, or the mean plus ``spread_k``
+    standard deviations if longer, at least ``silence_slots``."""
+    limit = float(silence_slots)
+    if count > 1:
+        gaps = count - 1
+        mean = spanned / gaps
+        limit = max(limit, np.ceil(3 * mean))
+        # a random-gap meter (one that reports on change) is judged by the spread of its
+        # gaps, a regular poller (spread ~0) by three spacings: the square root only where
+        # the spread term can be the longer (k·spread > 2·mean), as it seldom is
+        var = sq / gaps - mean * mean
+        if spread_k * spread_k * var > 4 * mean * mean:
+            limit = max(limit, np.ceil(mean + spread_k * np.sqrt(var)))
+    return limit
+
+
+@_compiled
 def silence_scan(
     values: npt.NDArray[np.float64],
     meter_start: npt.NDArray[np.int64],
@@ -316,16 +337,9 @@ def silence_scan(
             run = over_run[r]
             run_from = over_from[r]
             run_sq = over_sq[r]
+            # the limit moves only with a reading: worked out again after each one
+            row_limit = _silence_limit(count, newest - first - skip, sq, silence_slots, spread_k)
             for k in range(slots):
-                row_limit = float(silence_slots)
-                if count > 1:
-                    gaps = count - 1
-                    mean = (newest - first - skip) / gaps
-                    # a random-gap meter (one that reports on change) is judged by the
-                    # spread of its gaps, a regular poller (spread ~0) by three spacings
-                    spread = np.sqrt(max(sq / gaps - mean * mean, 0.0))
-                    row_limit = max(row_limit, np.ceil(3 * mean))
-                    row_limit = max(row_limit, np.ceil(mean + spread_k * spread))
                 meter_limit[k] = max(meter_limit[k], row_limit)
                 if np.isfinite(values[r, k]):
                     meter_seen[mi, k] = True
@@ -352,6 +366,9 @@ def silence_scan(
                     count += 1
                     latest = first_slot + k
                     newest = max(newest, latest)
+                    row_limit = _silence_limit(
+                        count, newest - first - skip, sq, silence_slots, spread_k
+                    )
             if latest >= 0:  # the row reported in the block
                 first_seen[r] = first
                 last_seen[r] = latest
