@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 from analytics.detectors.meter_faults import MeterFaultParams, MeterFaults, word_swapped
 from analytics.engine.contract import Block, Finding, FloatArray, ParkContext, SeriesKey
@@ -223,3 +224,64 @@ def test_a_random_gap_meter_that_stops_is_still_found() -> None:
     closed = [f for f in found if not f.active and f.at_ms >= START_MS + end * 1000]
     assert closed
     assert closed[0].at_ms < START_MS + end * 1000 + 3600 * 1000
+
+
+def comm_loss_of_slots(slots: npt.NDArray[np.int64], n: int) -> list[Finding]:
+    """comm_loss findings of a meter with a reading at each of ``slots`` (1-minute slots) of
+    ``n``, fed an hour at a time."""
+    park = Park.model_validate({"park": "p", "meters": [{"id": "m1", "utility": "env"}]})
+    detector = MeterFaults(ParkContext(park), [SeriesKey("m1", "t_air_c")])
+    block = slot_block(
+        np.zeros(slots.size, dtype=np.int64),
+        START_MS + slots * STEP_MS,
+        20.0 + np.sin(slots / 9.0),
+        1,
+        START_MS,
+        STEP_MS,
+        n,
+    )
+    return [f for f in fed(detector, block, 60) if f.kind == "comm_loss"]
+
+
+def test_a_poller_whose_link_flapped_finds_short_outages_again() -> None:
+    """A 1-minute poller whose link flapped (silences of 10, 60 and 600 minutes, one reading
+    between: a restart of its spacing), then polls normally: a 15-minute outage a day later
+    is found after 5 minutes, as before the flaps. With the flaps' squares kept in its
+    spread it was missed even 30 days on."""
+    keep = np.ones(1000 + 673 + 1440 + 15 + 60, dtype=bool)
+    keep[1000:1010] = keep[1011:1071] = keep[1072:1672] = False
+    outage = 1673 + 1440
+    keep[outage : outage + 15] = False
+    found = comm_loss_of_slots(np.flatnonzero(keep), keep.size)
+    during = [f for f in found if f.active and f.at_ms >= START_MS + outage * STEP_MS]
+    assert [(f.at_ms - START_MS) // STEP_MS - outage for f in during] == [5]
+    assert during[0].evidence["slots_without_data"] == 5
+
+
+def test_a_meter_slowed_to_15_min_is_judged_by_its_new_spacing_alone() -> None:
+    """Read every minute for a day, then every 15 minutes; a day later a 2-hour outage: found
+    at three new spacings (45 slots), the old 1-minute gaps in no spread of the new rate (the
+    spread starts afresh at the restart; carried on, their mix with the 15-minute gaps
+    widened the limit)."""
+    slots = np.r_[np.arange(0, 1440), np.arange(1440, 4 * 1440, 15)]
+    outage = 2 * 1440 + 7
+    slots = slots[(slots < outage) | (slots >= outage + 120)]
+    found = comm_loss_of_slots(slots, 4 * 1440)
+    during = [f for f in found if f.active and outage <= (f.at_ms - START_MS) // STEP_MS]
+    last = int(slots[slots < outage][-1])
+    # opened with the slot after the 45th without a reading (a 1-minute poller's: the 6th)
+    assert [(f.at_ms - START_MS) // STEP_MS - last for f in during] == [46]
+    assert during[0].evidence["slots_without_data"] == 45
+
+
+def test_a_flaky_links_drops_are_not_learnt_as_its_spread() -> None:
+    """A 1-minute poller that drops out for 8 minutes every 30 minutes, for 5 days: every
+    drop is a comm_loss. Counting each drop's limit squared in the spread widened the limit
+    until the drops fitted, and most were missed)."""
+    n = 5 * 1440
+    keep = np.ones(n, dtype=bool)
+    drops = np.arange(60, n - 30, 30)
+    for d in drops:
+        keep[d : d + 8] = False
+    found = comm_loss_of_slots(np.flatnonzero(keep), n)
+    assert sum(f.active for f in found) == drops.size
