@@ -10,6 +10,7 @@ from pathlib import Path
 
 import aiomqtt
 import numpy as np
+import orjson
 import pytest
 
 from analytics.accounting.job import RollupJob
@@ -313,3 +314,28 @@ async def test_a_failing_kernel_warm_up_does_not_stop_the_service(
     async with background(service.run()):
         await asyncio.wait_for(service.subscribed.wait(), timeout=30)
     assert any("kernel warm-up failed" in r.message for r in caplog.records)
+
+
+@pytest.mark.anyio
+async def test_a_late_backlog_message_is_counted_in_readings() -> None:
+    """A data message replayed behind live data, through the service's message handler: the
+    late-readings metric counts its quantity values (two readings of two quantities: four),
+    not its spans. No server is contacted."""
+    park = Park.from_yaml(DEMO_PARK)
+    settings = AnalyticsSettings(mqtt=MqttSettings(), influx=InfluxSettings())
+    service = AnalyticsService(settings, SiteRegistry([park]))
+    topic = f"pw/v1/{park.park}/gw-foodco/data"
+    now = int(time.time() * 1000) // 60_000 * 60_000
+
+    def message(seq: int, times: list[int]) -> aiomqtt.Message:
+        readings = [
+            {"m": "foodco-main", "t": t, "q": {"p_kw": 400.0, "e_kwh": 1000.0 + i}, "s": "ok"}
+            for i, t in enumerate(times)
+        ]
+        doc = {"v": 1, "gw": "gw-foodco", "seq": seq, "readings": readings}
+        return aiomqtt.Message(topic, orjson.dumps(doc), 1, False, seq, None)
+
+    await service._handle(message(10, [now - 60_000, now]))  # live first
+    await service._handle(message(7, [now - 6 * 3600_000, now - 6 * 3600_000 + 60_000]))
+    late = service.metrics.registry.get_sample_value("pw_analytics_late_readings_total")
+    assert late == 4
