@@ -257,16 +257,53 @@ def any_by(
 
 
 @_compiled
+def _silence_limit(
+    count: int,
+    spanned: int,
+    n: int,
+    ew_mean: float,
+    ew_sq: float,
+    silence_slots: int,
+    spread_k: float,
+    spread_gaps: int,
+) -> float:
+    """A row's silence limit in slots, from its ``count`` readings and the slots its counted
+    gaps span (three mean gaps), and the recent gaps' weighted mean and mean square (their
+    mean plus ``spread_k`` standard deviations, if longer, once ``spread_gaps`` gaps (``n``)
+    were seen since the spacing last restarted, the restart's own gaps not counted); at
+    least ``silence_slots``."""
+    limit = float(silence_slots)
+    if count > 1:
+        gaps = count - 1
+        mean = spanned / gaps
+        limit = max(limit, np.ceil(3 * mean))
+        # a random-gap meter (one that reports on change) is judged by the spread of its
+        # recent gaps, a regular poller (spread ~0) by three spacings: the square root only
+        # where the spread term can be the longer (k·spread > 2·mean), as it seldom is
+        if n >= spread_gaps:
+            var = ew_sq - ew_mean * ew_mean
+            if spread_k * spread_k * var > 4 * ew_mean * ew_mean:
+                limit = max(limit, np.ceil(ew_mean + spread_k * np.sqrt(var)))
+    return limit
+
+
+@_compiled
 def silence_scan(
     values: npt.NDArray[np.float64],
     meter_start: npt.NDArray[np.int64],
     first_slot: int,
     silence_slots: int,
     lasting_gaps: int,
+    spread_k: float,
+    spread_gaps: int,
+    spread_window: int,
     first_seen: npt.NDArray[np.int64],
     last_seen: npt.NDArray[np.int64],
     readings: npt.NDArray[np.int64],
     skipped: npt.NDArray[np.int64],
+    gap_mean: npt.NDArray[np.float64],
+    gap_sq: npt.NDArray[np.float64],
+    gap_n: npt.NDArray[np.int64],
     over_run: npt.NDArray[np.int64],
     over_from: npt.NDArray[np.int64],
     meter_seen: npt.NDArray[np.bool_],
@@ -275,17 +312,25 @@ def silence_scan(
 ) -> None:
     """The silence check's per-row recursion over a block's slots: rows grouped by meter
     (``meter_start``: each meter's first row, rows of a meter adjacent), and per meter and
-    slot whether any row reported, the silence limit (three of its usual spacings, at least
-    ``silence_slots``) and whether it is silent; each row's first and latest slot with a
-    reading, count of them and ``skipped`` slots carried on: a gap longer than the row's limit
-    adds only the limit to its usual spacing, the rest is skipped (one long outage made a
-    1 s meter's spacing its mean over the outage, and hid every later silence shorter than
-    that). ``lasting_gaps`` such gaps back to back (``over_run``, counted from the reading at
-    ``over_from``) are a new rate: the spacing restarts from them, their mean (skipping them
-    all, a meter gone from 1 s to 60 s for good was silent at every reading for months). See
+    slot whether any row reported, the silence limit (the largest of its rows': three of the
+    row's usual spacings, or, once ``spread_gaps`` gaps were seen since the spacing last
+    restarted, its recent mean gap plus ``spread_k`` standard deviations of its recent gaps;
+    at least ``silence_slots``) and whether it is silent; each row's first and latest slot
+    with a reading, count of them, ``skipped`` slots, and its gaps' mean (``gap_mean``) and
+    mean square (``gap_sq``) over the ``gap_n`` gaps since the restart, weighted
+    1/``spread_window`` per reading past that many (they forget: a flap or a run of drop-outs
+    long past no longer widens the limit), carried on: a gap longer than the row's limit adds
+    only the limit to its usual spacing, nothing to the moments, the rest is skipped (one
+    long outage made a 1 s meter's spacing its mean over the outage, and hid every later
+    silence shorter than that; its square in the spread let a flaky link's drops widen the
+    limit until they fitted). ``lasting_gaps`` such gaps back to back (``over_run``, counted
+    from the reading at ``over_from``) are a new rate: the spacing restarts from them, whole
+    (skipping them all, a meter gone from 1 s to 60 s for good was silent at every reading
+    for months), and the spread afresh after them (a flapping link's gaps taken for spread
+    hid 10-20 minute outages of the 1-minute poller it was again for weeks). See
     ``MeterFaults._silence``."""
     rows, slots = values.shape
-    spacing = np.empty(slots)
+    meter_limit = np.empty(slots)
     for mi in range(meter_start.size):
         a = meter_start[mi]
         b = meter_start[mi + 1] if mi + 1 < meter_start.size else rows
@@ -294,9 +339,9 @@ def silence_scan(
             newest_m = max(newest_m, last_seen[r])
         for k in range(slots):
             meter_seen[mi, k] = False
-            spacing[k] = -np.inf
+            meter_limit[k] = float(silence_slots)
         for r in range(a, b):
-            # each row's usual spacing at each slot, from the readings before it
+            # each row's limit at each slot, from the readings before it
             count = readings[r]
             newest = last_seen[r]
             first = first_seen[r]
@@ -307,16 +352,22 @@ def silence_scan(
                         break
             latest = -1
             skip = skipped[r]
+            ew_m = gap_mean[r]
+            sq = gap_sq[r]
             run = over_run[r]
             run_from = over_from[r]
+            n = gap_n[r]
+            # the limit moves only with a reading: worked out again after each one
+            row_limit = _silence_limit(count, newest - first - skip, n, ew_m, sq, silence_slots,
+                                       spread_k, spread_gaps)  # fmt: skip
             for k in range(slots):
-                row_spacing = (newest - first - skip) / max(count - 1, 1) if count > 1 else 0.0
-                spacing[k] = max(spacing[k], row_spacing)
+                meter_limit[k] = max(meter_limit[k], row_limit)
                 if np.isfinite(values[r, k]):
                     meter_seen[mi, k] = True
                     if count > 0:
-                        row_limit = max(float(silence_slots), np.ceil(3 * row_spacing))
-                        excess = max(first_slot + k - newest - int(row_limit), 0)
+                        gap = first_slot + k - newest
+                        excess = max(gap - int(row_limit), 0)
+                        restart = False
                         if excess == 0:
                             run = 0
                         else:
@@ -325,27 +376,48 @@ def silence_scan(
                             run += 1
                             skip += excess
                             if run >= lasting_gaps:
-                                # the spacing restarts as the mean of the run's gaps
+                                # the spacing and spread restart from the run's gaps
                                 first = run_from
                                 count = run  # the run's readings but this one
                                 skip = 0
-                                run = 0
+                                restart = True
+                        if restart:
+                            # the spread starts afresh after the run (a flapping link's
+                            # gaps are no spread of the new rate)
+                            ew_m = 0.0
+                            sq = 0.0
+                            n = 0
+                            run = 0
+                        elif excess == 0:
+                            # moments that forget: the mean of the gaps since the restart
+                            # until spread_window of them, then weighted 1/spread_window
+                            # (a past flap or outage fades: it does not blind the meter); a
+                            # silence is no part of the spread (its limit's square, counted,
+                            # let a flaky link's drops widen the limit until they fitted)
+                            n += 1
+                            w = 1.0 / min(n, spread_window)
+                            ew_m += w * (gap - ew_m)
+                            sq += w * (gap * gap - sq)
                     count += 1
                     latest = first_slot + k
                     newest = max(newest, latest)
+                    row_limit = _silence_limit(count, newest - first - skip, n, ew_m, sq,
+                                               silence_slots, spread_k, spread_gaps)  # fmt: skip
             if latest >= 0:  # the row reported in the block
                 first_seen[r] = first
                 last_seen[r] = latest
             readings[r] = count
             skipped[r] = skip
+            gap_mean[r] = ew_m
+            gap_sq[r] = sq
+            gap_n[r] = n
             over_run[r] = run
             over_from[r] = run_from
         for k in range(slots):
             if meter_seen[mi, k]:
                 newest_m = max(newest_m, first_slot + k)
-            lim = max(float(silence_slots), np.ceil(3 * spacing[k]))
-            limit[mi, k] = lim
-            silent[mi, k] = newest_m >= 0 and (first_slot + k) - newest_m >= lim
+            limit[mi, k] = meter_limit[k]
+            silent[mi, k] = newest_m >= 0 and (first_slot + k) - newest_m >= meter_limit[k]
 
 
 @_compiled

@@ -62,8 +62,9 @@ log = logging.getLogger(__name__)
 # day type's last day began with; 7: meter faults skip a silence's excess in a meter's usual
 # spacing, and count silences back to back; 8: the leak detector watches an open leak net of
 # its estimate — the estimate, the ring's hours net of it, which were an open leak's, the
-# CUSUMs both ways, the hour the estimate last moved).
-SNAPSHOT_VERSION = 8
+# CUSUMs both ways, the hour the estimate last moved; 9: meter faults keep the sum of each
+# row's gap squares, and of a run of silences', for the spread of its gaps).
+SNAPSHOT_VERSION = 9
 
 
 class AnalyticsMetrics:
@@ -246,6 +247,7 @@ class AnalyticsService:
         fed = engine.feed(batch)
         advanced = engine.advance(now_ms)
         advanced.late.extend(fed.late)
+        advanced.late_readings += fed.late_readings
         self.metrics.step_seconds.observe(time.perf_counter() - started)
         await self._emit(data_topic.park, advanced, publish=True)
 
@@ -279,8 +281,9 @@ class AnalyticsService:
             )
 
     async def _emit(self, park: str, advanced: Advanced, *, publish: bool) -> None:
+        # readings, not (meter, first, last) ranges: a late backlog's range spans many readings
+        self.metrics.late.inc(advanced.late_readings)
         if advanced.late:
-            self.metrics.late.inc(len(advanced.late))
             job = self.rollups.get(park)
             if job is not None:  # the accounting recomputes the hours they touch
                 for meter, first, last in advanced.late:

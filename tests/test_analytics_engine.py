@@ -453,7 +453,16 @@ def test_late_readings_are_counted_and_reported_not_written_into_the_past() -> N
         )
     )
     assert late.late == [("foodco-main", START_MS + 60_000, START_MS + 60_000)]
+    assert late.late_readings == 1
     assert engine.late_readings() == 1
+    # a backlog batch of three poll cycles, all closed: one range, three readings counted
+    times = START_MS + np.array([2, 3, 4]) * 60_000
+    backlog = engine.feed(
+        Batch("gw-foodco", None, np.full(3, index), times, np.full(3, 5.0), START_MS + 660_000)
+    )
+    assert backlog.late == [("foodco-main", int(times[0]), int(times[-1]))]
+    assert backlog.late_readings == 3
+    assert engine.late_readings() == 4
 
 
 def test_an_irregularly_sampled_source_loses_no_reading_as_late_in_replay() -> None:

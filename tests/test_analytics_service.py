@@ -11,6 +11,7 @@ from pathlib import Path
 
 import aiomqtt
 import numpy as np
+import orjson
 import pytest
 
 from analytics.accounting.job import RollupJob
@@ -254,6 +255,9 @@ async def test_the_engines_late_spans_reach_the_parks_rollup_job() -> None:
     ):
         await service._emit(park.park, advanced, publish=False)
     assert job.late == [("foodco-main", start, start + 60_000)]
+    # the metric counts the backlog's two readings (one span: it counted spans before)
+    late = service.metrics.registry.get_sample_value("pw_analytics_late_readings_total")
+    assert late == 2
 
 
 @pytest.mark.anyio
@@ -335,3 +339,28 @@ async def test_only_the_process_entry_freezes_the_collector(
             assert gc.get_freeze_count() > before
     finally:
         gc.unfreeze()  # this process's, frozen by the run above
+
+
+@pytest.mark.anyio
+async def test_a_late_backlog_message_is_counted_in_readings() -> None:
+    """A data message replayed behind live data, through the service's message handler: the
+    late-readings metric counts its quantity values (two readings of two quantities: four),
+    not its spans. No server is contacted."""
+    park = Park.from_yaml(DEMO_PARK)
+    settings = AnalyticsSettings(mqtt=MqttSettings(), influx=InfluxSettings())
+    service = AnalyticsService(settings, SiteRegistry([park]))
+    topic = f"pw/v1/{park.park}/gw-foodco/data"
+    now = int(time.time() * 1000) // 60_000 * 60_000
+
+    def message(seq: int, times: list[int]) -> aiomqtt.Message:
+        readings = [
+            {"m": "foodco-main", "t": t, "q": {"p_kw": 400.0, "e_kwh": 1000.0 + i}, "s": "ok"}
+            for i, t in enumerate(times)
+        ]
+        doc = {"v": 1, "gw": "gw-foodco", "seq": seq, "readings": readings}
+        return aiomqtt.Message(topic, orjson.dumps(doc), 1, False, seq, None)
+
+    await service._handle(message(10, [now - 60_000, now]))  # live first
+    await service._handle(message(7, [now - 6 * 3600_000, now - 6 * 3600_000 + 60_000]))
+    late = service.metrics.registry.get_sample_value("pw_analytics_late_readings_total")
+    assert late == 4

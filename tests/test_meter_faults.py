@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 from analytics.detectors.meter_faults import MeterFaultParams, MeterFaults, word_swapped
-from analytics.engine.contract import Block, Finding, ParkContext, SeriesKey
+from analytics.engine.contract import Block, Finding, FloatArray, ParkContext, SeriesKey
 from analytics.engine.slots import slot_block
 from parkwatch.site import Park
 
@@ -75,18 +76,21 @@ def test_a_parks_own_quantities_are_watched_for_faults_too() -> None:
 
 def test_silence_of_an_irregular_series_is_the_same_whatever_the_chunks() -> None:
     """How long a meter may be quiet grows with its usual spacing, which changes as readings
-    come: judged slot by slot, so one block or many give the same comm_loss events."""
+    come: judged slot by slot, so one block or many give the same comm_loss events (two
+    outages, longer than its gaps' spread allows, make some)."""
     ctx, series = one_meter()
     rng = np.random.default_rng(3)
     values: list[float] = []
     while len(values) < 2000:
         values += [400.0 + rng.normal(0, 5)] + [np.nan] * int(rng.choice([0, 1, 2, 4, 9, 14]))
+        if len(values) in range(700, 720) or len(values) in range(1400, 1420):
+            values += [np.nan] * 90
     block = block_of(values[:2000])
     whole = fed(MeterFaults(ctx, series), block, block.slots)
     one_by_one = fed(MeterFaults(ctx, series), block, 1)
     in_sixties = fed(MeterFaults(ctx, series), block, 60)
     kinds = [(f.kind, f.at_ms, f.active, dict(f.evidence)) for f in whole]
-    assert any(kind == "comm_loss" for kind, *_ in kinds)
+    assert sum(kind == "comm_loss" and active for kind, _, active, _ in kinds) == 2
     assert [(f.kind, f.at_ms, f.active, dict(f.evidence)) for f in one_by_one] == kinds
     assert [(f.kind, f.at_ms, f.active, dict(f.evidence)) for f in in_sixties] == kinds
 
@@ -165,3 +169,119 @@ def test_a_meter_slowed_from_1_min_to_15_min_is_learnt_in_a_few_silences() -> No
     events = slowed_meter_comm_loss(60, 60, 900, 30 * 86_400, 10 * 86_400)
     assert 1 <= events.count(True) <= MeterFaultParams().lasting_gaps
     assert events.count(False) == events.count(True)
+
+
+def report_on_change_comm_loss(
+    gaps_s: FloatArray, outage: tuple[int, int] | None = None
+) -> list[Finding]:
+    """comm_loss findings of a meter that reports on change (its gaps ``gaps_s`` random) for
+    60 days at 1-minute slots, fed an hour at a time; ``outage`` (start, end in seconds) a
+    stretch with no reading at all."""
+    park = Park.model_validate({"park": "p", "meters": [{"id": "m1", "utility": "env"}]})
+    detector = MeterFaults(ParkContext(park), [SeriesKey("m1", "t_air_c")])
+    seconds = np.cumsum(gaps_s)
+    seconds = seconds[seconds < 60 * 86_400]
+    if outage is not None:
+        seconds = seconds[(seconds < outage[0]) | (seconds >= outage[1])]
+    block = slot_block(
+        np.zeros(seconds.size, dtype=np.int64),
+        START_MS + (seconds * 1000).astype(np.int64),
+        20.0 + np.sin(seconds / 3600.0),
+        1,
+        START_MS,
+        STEP_MS,
+        60 * 1440,
+    )
+    return [f for f in fed(detector, block, 60) if f.kind == "comm_loss"]
+
+
+def test_a_meter_with_exponential_gaps_is_rarely_taken_for_silent() -> None:
+    """Gaps of 10 minutes on average, at random (a meter that reports on change): three mean
+    gaps, the limit of a regular poller, is passed by one gap in 20 (≈ 370 comm_loss in 60
+    days); the gaps' spread sets the limit (one in ~1,100 gaps longer)."""
+    gaps = np.random.default_rng(1).exponential(600.0, 9000)
+    opened = [f for f in report_on_change_comm_loss(gaps) if f.active]
+    assert len(opened) <= 20
+
+
+def test_a_meter_with_lognormal_gaps_is_rarely_taken_for_silent() -> None:
+    """Heavier-tailed gaps (median 5 minutes, log-spread 1): under one gap in 100 is taken
+    for silence (≈ 630 comm_loss in 60 days of ~10,000 gaps with three mean gaps)."""
+    gaps = np.random.default_rng(1).lognormal(np.log(300.0), 1.0, 11_000)
+    opened = [f for f in report_on_change_comm_loss(gaps) if f.active]
+    assert len(opened) < 100
+
+
+def test_a_random_gap_meter_that_stops_is_still_found() -> None:
+    """The same exponential meter stops for 12 hours on day 30: one comm_loss opens within
+    two hours (mean gap plus six spreads ≈ 70 minutes), and closes when it reports again."""
+    gaps = np.random.default_rng(2).exponential(600.0, 9000)
+    start, end = 30 * 86_400, 30 * 86_400 + 12 * 3600
+    found = report_on_change_comm_loss(gaps, (start, end))
+    during = [f for f in found if START_MS + start * 1000 <= f.at_ms <= START_MS + end * 1000]
+    assert [f.active for f in during] == [True]
+    assert during[0].at_ms - (START_MS + start * 1000) < 2 * 3600 * 1000
+    closed = [f for f in found if not f.active and f.at_ms >= START_MS + end * 1000]
+    assert closed
+    assert closed[0].at_ms < START_MS + end * 1000 + 3600 * 1000
+
+
+def comm_loss_of_slots(slots: npt.NDArray[np.int64], n: int) -> list[Finding]:
+    """comm_loss findings of a meter with a reading at each of ``slots`` (1-minute slots) of
+    ``n``, fed an hour at a time."""
+    park = Park.model_validate({"park": "p", "meters": [{"id": "m1", "utility": "env"}]})
+    detector = MeterFaults(ParkContext(park), [SeriesKey("m1", "t_air_c")])
+    block = slot_block(
+        np.zeros(slots.size, dtype=np.int64),
+        START_MS + slots * STEP_MS,
+        20.0 + np.sin(slots / 9.0),
+        1,
+        START_MS,
+        STEP_MS,
+        n,
+    )
+    return [f for f in fed(detector, block, 60) if f.kind == "comm_loss"]
+
+
+def test_a_poller_whose_link_flapped_finds_short_outages_again() -> None:
+    """A 1-minute poller whose link flapped (silences of 10, 60 and 600 minutes, one reading
+    between: a restart of its spacing), then polls normally: a 15-minute outage a day later
+    is found after 5 minutes, as before the flaps. With the flaps' squares kept in its
+    spread it was missed even 30 days on."""
+    keep = np.ones(1000 + 673 + 1440 + 15 + 60, dtype=bool)
+    keep[1000:1010] = keep[1011:1071] = keep[1072:1672] = False
+    outage = 1673 + 1440
+    keep[outage : outage + 15] = False
+    found = comm_loss_of_slots(np.flatnonzero(keep), keep.size)
+    during = [f for f in found if f.active and f.at_ms >= START_MS + outage * STEP_MS]
+    assert [(f.at_ms - START_MS) // STEP_MS - outage for f in during] == [5]
+    assert during[0].evidence["slots_without_data"] == 5
+
+
+def test_a_meter_slowed_to_15_min_is_judged_by_its_new_spacing_alone() -> None:
+    """Read every minute for a day, then every 15 minutes; a day later a 2-hour outage: found
+    at three new spacings (45 slots), the old 1-minute gaps in no spread of the new rate (the
+    spread starts afresh at the restart; carried on, their mix with the 15-minute gaps
+    widened the limit)."""
+    slots = np.r_[np.arange(0, 1440), np.arange(1440, 4 * 1440, 15)]
+    outage = 2 * 1440 + 7
+    slots = slots[(slots < outage) | (slots >= outage + 120)]
+    found = comm_loss_of_slots(slots, 4 * 1440)
+    during = [f for f in found if f.active and outage <= (f.at_ms - START_MS) // STEP_MS]
+    last = int(slots[slots < outage][-1])
+    # opened with the slot after the 45th without a reading (a 1-minute poller's: the 6th)
+    assert [(f.at_ms - START_MS) // STEP_MS - last for f in during] == [46]
+    assert during[0].evidence["slots_without_data"] == 45
+
+
+def test_a_flaky_links_drops_are_not_learnt_as_its_spread() -> None:
+    """A 1-minute poller that drops out for 8 minutes every 30 minutes, for 5 days: every
+    drop is a comm_loss. Counting each drop's limit squared in the spread widened the limit
+    until the drops fitted, and most were missed)."""
+    n = 5 * 1440
+    keep = np.ones(n, dtype=bool)
+    drops = np.arange(60, n - 30, 30)
+    for d in drops:
+        keep[d : d + 8] = False
+    found = comm_loss_of_slots(np.flatnonzero(keep), n)
+    assert sum(f.active for f in found) == drops.size

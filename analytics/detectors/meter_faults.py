@@ -16,10 +16,15 @@ findings about that meter), per meter unless said otherwise:
   back, is close to the meter's last good value while the value itself is far from it — the
   signature of a register map with the wrong word order.
 * **silence**: a meter that used to report sends nothing for longer than three of its usual
-  spacings (at least ``silence_slots``; a past silence adds only its limit to that spacing,
-  so one long outage does not hide the next short one, and ``lasting_gaps`` silences back to
-  back are a new rate: the spacing restarts as their mean); when every meter of a gateway falls
-  silent together it is one event about the gateway (``zone: gateway:<id>``).
+  spacings or its recent mean gap plus ``spread_k`` standard deviations of its recent gaps
+  (silences left out), whichever is longer (at least ``silence_slots``: a regular poller's
+  gaps hardly spread, a meter that reports on change is judged by how much its random gaps
+  do); a past silence adds only its limit to that spacing, so one long outage does not hide
+  the next short one, and ``lasting_gaps`` silences back to back are a new rate: the spacing
+  restarts from them, the spread afresh after them; a meter's limit is the longest of its
+  quantities' (one sent on change sets it for all); when
+  every meter of a gateway falls silent together it is one event about the gateway
+  (``zone: gateway:<id>``).
 * **transport** (per gateway): batches whose source time runs ahead of their arrival by more
   than ``skew_ms`` (``clock_skew``) or arrive more than ``late_ms`` after it (``late_batches``:
   late delivery, or a clock behind — the two look alike from here); and readings delivered
@@ -95,11 +100,22 @@ class MeterFaultParams:
     lively_window: int = 60  # slots over which a quantity's liveliness is judged
     lively_share: float = 0.8  # …a main quantity that changed in this share of them can stick
     lively_readings: int = 10  # …of at least this many (one change after a gap proves nothing)
-    silence_slots: int = 5  # no reading for this many slots (or 3 usual spacings) is silence
+    # no reading for this many slots (or 3 usual spacings, or the spread term's) is silence
+    silence_slots: int = 5
     # this many silences back to back are the meter's new rate, not a fault: its usual spacing
     # restarts from them (a meter slowed from 1 s to 60 s for good raises at most this many
     # comm_loss events; one outage, or two, still leaves the old spacing to find the next)
     lasting_gaps: int = 3
+    # a meter whose gaps are random (it reports on change) is silent only past its mean gap
+    # plus this many standard deviations of its gaps (exponential gaps: one in e^7 ≈ 1,100
+    # gaps is that long; three mean gaps, the rule for a regular poller, was one in 20)
+    spread_k: float = 6.0
+    # …once this many gaps were seen since the spacing (re)started, and from moments that
+    # forget: the gaps' mean and mean square weighted 1/spread_window per reading, silences
+    # left out (a link that flapped is judged again by its recent gaps; a flaky one's drops
+    # do not widen its limit until they fit)
+    spread_gaps: int = 10
+    spread_window: int = 100
     gap_slots: int = 3  # a counter restart after a gap this long is a replacement
     counter_quiet_slots: int = 60  # counter anomalies closer than this are one event
     jump_factor: float = 1000.0  # a counter increment this many usual increments is a jump
@@ -137,6 +153,9 @@ class _View:
     last_seen: npt.NDArray[Any]
     readings: npt.NDArray[Any]
     skipped: npt.NDArray[Any]
+    gap_mean: npt.NDArray[Any]
+    gap_sq: npt.NDArray[Any]
+    gap_n: npt.NDArray[Any]
     over_run: npt.NDArray[Any]
     over_from: npt.NDArray[Any]
     ep_open: npt.NDArray[Any]
@@ -169,6 +188,9 @@ _ROW_STATE = (
     "last_seen",
     "readings",
     "skipped",
+    "gap_mean",
+    "gap_sq",
+    "gap_n",
     "over_run",
     "over_from",
 )
@@ -268,6 +290,10 @@ class MeterFaults(Detector):
         self.readings = np.zeros(n, dtype=np.int64)  # slots with a reading
         # slots of silences beyond their limit, left out of the usual spacing
         self.skipped = np.zeros(n, dtype=np.int64)
+        # the counted gaps' recent mean and mean square (weighted: see spread_window)
+        self.gap_mean = np.zeros(n)
+        self.gap_sq = np.zeros(n)
+        self.gap_n = np.zeros(n, dtype=np.int64)  # …of how many gaps (since a restart)
         # silences beyond their limit back to back, from the reading at this slot
         self.over_run = np.zeros(n, dtype=np.int64)
         self.over_from = np.full(n, -1, dtype=np.int64)
@@ -587,10 +613,16 @@ class MeterFaults(Detector):
             first_slot,
             self.p.silence_slots,
             self.p.lasting_gaps,
+            self.p.spread_k,
+            self.p.spread_gaps,
+            self.p.spread_window,
             st.first_seen,
             st.last_seen,
             st.readings,
             st.skipped,
+            st.gap_mean,
+            st.gap_sq,
+            st.gap_n,
             st.over_run,
             st.over_from,
             meter_seen,

@@ -98,6 +98,9 @@ class Advanced:
     points: list[DerivedPoint] = field(default_factory=list)
     # (meter, first, last) data times of late readings: closed slots they would have touched
     late: list[tuple[str, int, int]] = field(default_factory=list)
+    # how many readings those are (a backlog batch carries many times of one series: the
+    # ranges above do not count them)
+    late_readings: int = 0
 
 
 @dataclass
@@ -494,6 +497,7 @@ class ParkEngine:
             series, t_ms, threshold, duplicate, self._series_table, skip, self.step_ms, ahead,
             len(self._tables),
         )  # fmt: skip
+        out.late_readings = int(late_n.sum())
         for tb in np.flatnonzero((late_n > 0) | (ahead_n > 0) | (first <= last)).tolist():
             table = self.tables[self._tables[tb]]
             table.late_readings += int(late_n[tb])
