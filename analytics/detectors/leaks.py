@@ -360,6 +360,8 @@ class ZoneLeaks(Detector):
         self.meter = np.full(nz, -1, dtype=np.int64)  # the under-registering meter's row
         self.w_excess = np.full(nz, np.nan)  # the window test's excess, for the evidence
         self.cold_now = np.zeros(nz, dtype=bool)  # this hour judged as a first rest day's
+        # the mirror check's figures, for the finding made in the same step (not state)
+        self.mirror_evidence: dict[str, Any] | None = None
         # an open leak's estimate, and the ring's hours net of it: the zone is watched net of
         # what it is known to lose, so that a second leak, a growing one or a partial repair
         # moves the estimate, and the baseline keeps learning over a leak open for months
@@ -1261,6 +1263,7 @@ class ZoneLeaks(Detector):
         before = bheld & self.h_clean[zi, bpos] & ~self.h_open[zi, bpos]
         if before.sum() < 12:
             return "wait", -1, 0.0
+        self.mirror_evidence = None
         sides = self._balance_sides(zi, pos[after])
         moved = self._balance_shift(zi, sides, excess)
         if moved is not None:
@@ -1324,12 +1327,115 @@ class ZoneLeaks(Detector):
             if leans is not None and leans[0] == best[1]:
                 return "meter", leans[0], leans[1]
             return "meter", best[1], best[2]
+        # neither check decides, but the zone the outflow meter feeds mirrors the excess: a
+        # weaker verdict than the meter's own checks, held up to ``decide_h`` and dropped as
+        # soon as the zone's inflow is seen to rise (a leak)
+        mirrored = self._mirrored(zi, hour + 1 - count, pos[after], bpos[bheld], excess)
+        if mirrored is not None and not self._inflow_rose(sides, mirrored[0], excess):
+            return "lean", mirrored[0], mirrored[1]
+        self.mirror_evidence = None
         # neither check decides, but the balance leans on an outflow meter: hold the decision
         for verdict, errors in (("lean", 2.0), ("hold", 1.0)):
             leans = self._balance_shift(zi, sides, excess, errors)
             if leans is not None:
                 return verdict, leans[0], leans[1]
         return ("wait" if undecided else "leak"), -1, 0.0
+
+    def _mirrored(
+        self, zi: int, onset: int, after: IntArray, before: IntArray, excess: float
+    ) -> tuple[int, float] | None:
+        """An outflow meter of this zone that is the inflow of another (a district main
+        between the park's zone and its district's) and reads low moves both balances, by
+        the same amount and opposite ways: this zone gains what the other loses. A leak here
+        moves no other zone. So the meter is leaned on when the other zone stands under its
+        baseline over the same hours by about this excess (within half of it, as
+        ``_balance_shift`` asks) and by more than the CUSUM's allowance of its own hourly
+        scatter (its excess over the week before, a robust spread, its open-leak and first
+        rest days' hours left out); when that deficit began with this excess (over the clean
+        hours just before the onset the other zone stood at its usual level, within that
+        scatter); and when the meter's own reading, where it has a history, fell by about the
+        deficit. The other zone's first rest days (``_cold``, judged against an upper bound)
+        say nothing: their hours are left out. Seed 7's water-d2, reading 83 %, was a leak of
+        2 m³/h in the park's zone while its own district stood 2 m³/h under a baseline it
+        keeps within 0.1. A trunk leak that begins with an equal drop of the district's use,
+        or a district re-fed from the trunk, looks the same (docs/architecture.md). Returns
+        the meter's row and ``1/f − 1``, or None; ``mirror_evidence`` holds the figures."""
+        if excess <= 0:
+            return None
+        lay = self.layout
+        cold_after = self._cold_at(after)
+        cold_before = self._cold_at(before)
+        for row, sign in self.zone_meters[zi]:
+            if sign > 0 or row >= self.nlay or lay.is_level[row]:
+                continue  # only an outflow meter reading low adds to this zone
+            for zj in np.flatnonzero(lay.sign[:, row] > 0).tolist():
+                if zj == zi:
+                    continue
+                if cold_after[zj].any():
+                    continue  # its excess there is against the envelope: no deficit to read
+                now = self.h_excess[zj, after]
+                now = now[np.isfinite(now)]
+                clean = self.h_clean[zj, before] & ~self.h_open[zj, before] & ~cold_before[zj]
+                usual_all = self.h_excess[zj, before]
+                usual = usual_all[clean & np.isfinite(usual_all)]
+                if now.size < 3 or usual.size < self.p.min_residuals:
+                    continue
+                deficit = -float(now.mean())
+                middle = float(np.median(usual))
+                scatter = 1.4826 * float(np.median(np.abs(usual - middle)))
+                flows = self.h_flow[row, after]
+                flows = flows[np.isfinite(flows)]
+                if flows.size == 0 or deficit <= self.p.k * scatter:
+                    continue
+                if abs(deficit - excess) >= 0.5 * excess:
+                    continue
+                # a step at the onset in both zones: over the day before it the other zone
+                # stood at its usual level, or under it only by what this zone stood over it
+                # (the onset is dated from the CUSUM, often an hour or two late) — a drop of
+                # its use days before is no mirror of this excess
+                ids = self.h_id[before]
+                mine = self.h_excess[zi, before]
+                last = clean & np.isfinite(usual_all) & np.isfinite(mine)
+                last &= (ids >= onset - 24) & (ids < onset)
+                if last.sum() < 6:
+                    continue
+                gap = float((usual_all[last] - middle + mine[last]).mean())
+                if abs(gap) > max(scatter, 0.25 * deficit):
+                    continue
+                # the meter's own reading, where it has a history, did not rise: a meter
+                # reading low reads less (within two of its errors, it fell by at least half
+                # the deficit). Only this side: against its few days of a kind a lively flow's
+                # change is no measure of the deficit (the test below: a Sunday read 15.6 m³/h
+                # under its usual, ± 1.9, for a deficit of 1.9)
+                shift = self._own_shift(zi, row, after)
+                if shift is not None and -shift[0] + 2.0 * shift[1] < 0.5 * deficit:
+                    continue
+                lost_j = deficit / (float(flows.mean()) + deficit)  # f = 1 − lost
+                if max(self.accuracy[zi], self.accuracy[zj]) < lost_j <= self.p.max_under:
+                    self.mirror_evidence = {
+                        "mirror_zone": lay.zones[zj].id,
+                        "mirror_deficit": round(deficit, 3),
+                        "excess": round(excess, 3),
+                        "mirror_scatter": round(scatter, 3),
+                    }
+                    return row, lost_j / (1 - lost_j)
+        return None
+
+    def _cold_at(self, positions: IntArray) -> BoolArray:
+        """[zones, len(positions)]: which of these held hours were a first rest day's
+        (``_cold``) for each zone, from the ring as it stands (the days before each)."""
+        nz = len(self.layout.zones)
+        out = np.zeros((nz, positions.size), dtype=bool)
+        days: dict[int, BoolArray] = {}
+        for k, pos in enumerate(positions.tolist()):
+            hid = int(self.h_id[pos])
+            if hid < 0:
+                continue
+            day = hid // 24
+            if day not in days:
+                days[day] = self._cold(hid, int(self.h_daytype[pos]))
+            out[:, k] = days[day]
+        return out
 
     def _balance_sides(
         self, zi: int, after: IntArray
@@ -1519,6 +1625,22 @@ class ZoneLeaks(Detector):
         zone = self.layout.zones[zi]
         meter = self.layout.series[row].meter
         share = abs(beta) / (1 + abs(beta))
+        evidence: dict[str, Any] = {
+            "zone": zone.id,
+            "accuracy_pct": round(100 * float(self.accuracy[zi]), 2),
+            "why": (
+                "the zone's excess is this meter reading low: it follows the meter's "
+                "flow, or the meter reads a step lower while the zone's inflow does not"
+            ),
+        }
+        mirror = self.mirror_evidence
+        if mirror is not None:
+            evidence.update(mirror)
+            evidence["why"] = (
+                "the zone's excess is mirrored by the zone this meter feeds: it stands under "
+                "its baseline by about as much since the same hour, while the zone's inflow "
+                "did not rise — this meter reading low"
+            )
         return Finding(
             METER_KIND,
             Family.METER_FAULT,
@@ -1528,14 +1650,7 @@ class ZoneLeaks(Detector):
             start_ms=int(self._hour_start_ms(int(self.onset[zi]), at_ms, self.hour)),
             severity=Severity.MINOR,
             estimate=Estimate(round(100 * share, 1), "% of its flow not registered"),
-            evidence={
-                "zone": zone.id,
-                "accuracy_pct": round(100 * float(self.accuracy[zi]), 2),
-                "why": (
-                    "the zone's excess is this meter reading low: it follows the meter's "
-                    "flow, or the meter reads a step lower while the zone's inflow does not"
-                ),
-            },
+            evidence=evidence,
         )
 
     def _closing(self, zi: int, at_ms: int) -> Finding:
