@@ -314,20 +314,20 @@ def silence_scan(
     (``meter_start``: each meter's first row, rows of a meter adjacent), and per meter and
     slot whether any row reported, the silence limit (the largest of its rows': three of the
     row's usual spacings, or, once ``spread_gaps`` gaps were seen since the spacing last
-    restarted, its recent mean gap plus ``spread_k`` standard deviations of its recent gaps;
-    at least ``silence_slots``) and whether it is silent; each row's first and latest slot
-    with a reading, count of them, ``skipped`` slots, and its gaps' mean (``gap_mean``) and
-    mean square (``gap_sq``) over the ``gap_n`` gaps since the restart, weighted
-    1/``spread_window`` per reading past that many (they forget: a flap or a run of drop-outs
-    long past no longer widens the limit), carried on: a gap longer than the row's limit adds
-    only the limit to its usual spacing, nothing to the moments, the rest is skipped (one
-    long outage made a 1 s meter's spacing its mean over the outage, and hid every later
-    silence shorter than that; its square in the spread let a flaky link's drops widen the
-    limit until they fitted). ``lasting_gaps`` such gaps back to back (``over_run``, counted
-    from the reading at ``over_from``) are a new rate: the spacing restarts from them, whole
-    (skipping them all, a meter gone from 1 s to 60 s for good was silent at every reading
-    for months), and the spread afresh after them (a flapping link's gaps taken for spread
-    hid 10-20 minute outages of the 1-minute poller it was again for weeks). See
+    restarted, its recent mean gap plus ``spread_k`` standard deviations of its recent gaps; at
+    least ``silence_slots``) and whether it is silent; each row's first and latest slot with a
+    reading, count of them, ``skipped`` slots, and its gaps' mean (``gap_mean``) and mean square
+    (``gap_sq``) over the ``gap_n`` gaps since the restart, weighted 1/``spread_window`` per
+    reading past that many (they forget: a change of the gaps' spread within the limit fades —
+    silences never enter them), carried on: a gap longer than the row's limit adds only the
+    limit to its usual spacing, nothing to the moments, the rest is skipped (one long outage
+    made a 1 s meter's spacing its mean over the outage, and hid every later silence shorter
+    than that; its square in the spread let a flaky link's drops widen the limit until they
+    fitted). ``lasting_gaps`` such gaps back to back (``over_run``, counted from the reading at
+    ``over_from``) are a new rate: the spacing restarts from them, whole (skipping them all, a
+    meter gone from 1 s to 60 s for good was silent at every reading for months), and the spread
+    afresh after them (a flapping link's gaps taken for spread hid 10-20 minute outages of the
+    1-minute poller it was again for weeks). See
     ``MeterFaults._silence``."""
     rows, slots = values.shape
     meter_limit = np.empty(slots)
@@ -391,7 +391,7 @@ def silence_scan(
                         elif excess == 0:
                             # moments that forget: the mean of the gaps since the restart
                             # until spread_window of them, then weighted 1/spread_window
-                            # (a past flap or outage fades: it does not blind the meter); a
+                            # (a change of the spread within the limit fades); a
                             # silence is no part of the spread (its limit's square, counted,
                             # let a flaky link's drops widen the limit until they fitted)
                             n += 1
