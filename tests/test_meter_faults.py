@@ -258,6 +258,41 @@ def test_a_poller_whose_link_flapped_finds_short_outages_again() -> None:
     assert during[0].evidence["slots_without_data"] == 5
 
 
+def test_a_meter_that_turns_from_on_change_to_polled_finds_short_outages() -> None:
+    """Reports on change for 10 days (gaps of 10 minutes on average, at random), then is
+    polled every minute; a day later a 20-minute outage: found at slot 18 by three usual
+    spacings, the random gaps forgotten by the spread term (weighted 1/``spread_window``).
+    Kept whole, the on-change gaps' spread set the limit past 20 minutes: missed."""
+    rng = np.random.default_rng(3)
+    on_change = np.unique(np.cumsum(rng.exponential(10.0, 3000)).astype(np.int64))
+    outage = 11 * 1440
+    slots = np.r_[
+        on_change[on_change < 10 * 1440], np.arange(10 * 1440, outage), outage + 20 + np.arange(60)
+    ]
+
+    def during(params: dict[str, int] | None) -> list[tuple[int, bool]]:
+        park = Park.model_validate({"park": "p", "meters": [{"id": "m1", "utility": "env"}]})
+        detector = MeterFaults(ParkContext(park), [SeriesKey("m1", "t_air_c")], params)
+        block = slot_block(
+            np.zeros(slots.size, dtype=np.int64),
+            START_MS + slots * STEP_MS,
+            20.0 + np.sin(slots / 9.0),
+            1,
+            START_MS,
+            STEP_MS,
+            outage + 80,
+        )
+        found = fed(detector, block, 60)
+        return [
+            ((f.at_ms - START_MS) // STEP_MS - outage, f.active)
+            for f in found
+            if f.kind == "comm_loss" and f.at_ms >= START_MS + outage * STEP_MS
+        ]
+
+    assert during(None) == [(18, True), (21, False)]
+    assert during({"spread_window": 10**9}) == []
+
+
 def test_a_meter_slowed_to_15_min_is_judged_by_its_new_spacing_alone() -> None:
     """Read every minute for a day, then every 15 minutes; a day later a 2-hour outage: found
     at three new spacings (45 slots), the old 1-minute gaps in no spread of the new rate (the
