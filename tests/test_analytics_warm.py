@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import platform
 import subprocess
 import sys
 import textwrap
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from analytics import warm
 from analytics.warm import frozen_start_up
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,3 +99,22 @@ def test_a_freeze_for_a_run_in_a_callers_process_is_undone_after() -> None:
         del junk
     finally:
         gc.unfreeze()
+
+
+def test_the_allocator_is_set_to_keep_freed_memory_once_started(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``keep_freed_memory`` applies where the allocator is glibc's (mallopt accepts both
+    thresholds) and says not where it is not; starting up (``freeze_start_up``, which the
+    service, replay and the benchmark call) applies it."""
+    assert warm.keep_freed_memory() is (platform.libc_ver()[0] == "glibc")
+    calls: list[bool] = []
+
+    def recording() -> bool:
+        calls.append(True)
+        return True
+
+    monkeypatch.setattr(warm, "keep_freed_memory", recording)
+    with frozen_start_up() as freeze:
+        freeze()
+    assert calls == [True]
