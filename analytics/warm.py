@@ -22,7 +22,10 @@ START_MS = 1_795_968_000_000  # any past time will do: the engine runs on data t
 # glibc's mallopt parameters (malloc.h) and what they are set to by keep_freed_memory
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
-MMAP_THRESHOLD = 32 << 20  # glibc's largest: blocks and their temporaries come from the heap
+# 32 MB is glibc's default upper bound for the moving threshold on 64-bit
+# (DEFAULT_MMAP_THRESHOLD_MAX), not a limit mallopt enforces: blocks and their temporaries
+# below it come from the heap
+MMAP_THRESHOLD = 32 << 20
 TRIM_THRESHOLD = 512 << 20  # free memory at the heap's top kept up to this much
 
 
@@ -83,9 +86,12 @@ def keep_freed_memory() -> bool:
     afresh (mmap above a threshold that moves with what was freed) and gives a freed heap
     top back to the kernel (trim above twice that), so the next advance faults every page
     in again and the kernel zeroes it: about a tenth of the engine's CPU at 10,000 meters.
-    With fixed thresholds the heap keeps them; the process's peak memory is unchanged, it
-    only stays at that peak (up to ``TRIM_THRESHOLD`` more) rather than returning to the
-    kernel between advances."""
+    With fixed thresholds the heap keeps them; the process's peak memory is unchanged, but
+    after a spike it keeps up to ``TRIM_THRESHOLD`` of freed memory above its working set
+    rather than returning it to the kernel.
+
+    It cannot be undone, so only a process's own entry point calls it (``run_analytics``),
+    never a run inside a caller's process (replay, the benchmark, tests)."""
     if platform.libc_ver()[0] != "glibc":
         return False
     mallopt = ctypes.CDLL(None).mallopt
@@ -104,12 +110,9 @@ def freeze_start_up() -> None:
     generation to start a full collection every few hours of data, and each walked every
     long-lived object of the process — numba's and numpy's included — for ~90 ms.
 
-    The allocator is set to keep freed memory for the next advance (:func:`keep_freed_memory`).
-
     For a process's entry point only (``run_analytics``): the freeze is the whole process's
-    and lasts to its end. A run inside a caller's process uses :func:`frozen_start_up` (the
-    allocator's setting stays after it: it changes no result, only when memory goes back)."""
-    keep_freed_memory()
+    and lasts to its end. A run inside a caller's process uses :func:`frozen_start_up`.
+    (The allocator's setting, :func:`keep_freed_memory`, is the entry point's own call.)"""
     gc.collect()
     gc.freeze()
 

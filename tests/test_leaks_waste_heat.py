@@ -1381,7 +1381,8 @@ def test_an_open_leaks_hours_do_not_teach_the_production_fit() -> None:
 
 def test_waste_heats_row_medians_are_numpys_to_the_bit() -> None:
     """``_nanmedian_rows`` (one sort) gives what ``np.nanmedian(axis=1)`` gives, bit for bit:
-    odd and even counts, rows without values, infinities, rows short and long."""
+    odd and even counts, rows without values or without columns, infinities of either sign,
+    rows short and long (equal up to a zero's sign, which only negative input can flip)."""
     rng = np.random.default_rng(7)
     for trial in range(200):
         rows, cols = int(rng.integers(1, 30)), int(rng.integers(1, 700))
@@ -1394,3 +1395,14 @@ def test_waste_heats_row_medians_are_numpys_to_the_bit() -> None:
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: numpy warns
             expected = np.nanmedian(a, axis=1)
         assert np.array_equal(_nanmedian_rows(a), expected, equal_nan=True)
+    # infinities of both signs among finite values, a row of infinities only, no columns
+    a = np.array(
+        [
+            [-np.inf, 1.0, 2.0, np.inf, np.nan],
+            [-np.inf, 3.0, np.inf, 5.0, 1.0],
+            [np.inf, np.inf, np.inf, np.nan, np.nan],
+        ]
+    )
+    assert np.array_equal(_nanmedian_rows(a), np.nanmedian(a, axis=1))
+    assert np.array_equal(_nanmedian_rows(a), [1.5, 3.0, np.inf])
+    assert np.isnan(_nanmedian_rows(np.empty((3, 0)))).all()
