@@ -39,7 +39,7 @@ from analytics.detectors import DETECTORS
 from analytics.engine.contract import DerivedPoint, SeriesKey
 from analytics.engine.engine import Advanced, Batch, ParkEngine, Rows
 from analytics.settings import AnalyticsSettings
-from analytics.warm import freeze_start_up, warm_up
+from analytics.warm import freeze_start_up, keep_freed_memory, warm_up
 from parkwatch import mqtt, topics
 from parkwatch.events import Event
 from parkwatch.influx import InfluxError, InfluxReader, InfluxWriter, ensure_database, quote_ident
@@ -604,6 +604,8 @@ async def history_rows(
 
 
 async def run_analytics(settings: AnalyticsSettings) -> None:
-    """Entry point of ``parkwatch analytics``: the service owns the process (and its gc)."""
+    """Entry point of ``parkwatch analytics``: the service owns the process (and its gc, and
+    its allocator: ``keep_freed_memory`` lasts for the process, so only here)."""
+    keep_freed_memory()
     service = AnalyticsService(settings, SiteRegistry.from_files(settings.sites))
     await service.run(freeze_gc=True)

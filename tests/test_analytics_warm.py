@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import platform
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
 
+from analytics import service, warm
+from analytics.settings import AnalyticsSettings
 from analytics.warm import frozen_start_up
+from parkwatch.site import SiteRegistry
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -97,3 +104,45 @@ def test_a_freeze_for_a_run_in_a_callers_process_is_undone_after() -> None:
         del junk
     finally:
         gc.unfreeze()
+
+
+def test_only_the_services_entry_point_sets_the_allocator_to_keep_freed_memory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``keep_freed_memory`` applies where the allocator is glibc's (mallopt accepts both
+    thresholds) and says not where it is not — called in a fresh interpreter, since it
+    cannot be undone. ``run_analytics`` (the service's process) calls it before anything
+    else; ``freeze_start_up`` and ``frozen_start_up``, which runs in a caller's process
+    (replay, the benchmark, tests) reach, do not."""
+    done = subprocess.run(
+        [sys.executable, "-c", "from analytics import warm; print(warm.keep_freed_memory())"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert done.stdout.strip().splitlines()[-1] == str(platform.libc_ver()[0] == "glibc")
+
+    calls: list[str] = []
+
+    def recording() -> bool:
+        calls.append("keep_freed_memory")
+        return True
+
+    monkeypatch.setattr(warm, "keep_freed_memory", recording)
+    monkeypatch.setattr(service, "keep_freed_memory", recording)
+    with frozen_start_up() as freeze:
+        freeze()
+    monkeypatch.setattr(gc, "freeze", lambda: calls.append("gc.freeze"))
+    warm.freeze_start_up()
+    assert calls == ["gc.freeze"]  # neither set the allocator
+
+    class Service:
+        def __init__(self, settings: object, registry: object) -> None:
+            calls.append("service")
+
+        async def run(self, *, freeze_gc: bool = False) -> None:
+            calls.append(f"run(freeze_gc={freeze_gc})")
+
+    monkeypatch.setattr(service, "AnalyticsService", Service)
+    monkeypatch.setattr(SiteRegistry, "from_files", staticmethod(lambda _: None))
+    calls.clear()
+    asyncio.run(service.run_analytics(cast(AnalyticsSettings, SimpleNamespace(sites=[]))))
+    assert calls == ["keep_freed_memory", "service", "run(freeze_gc=True)"]

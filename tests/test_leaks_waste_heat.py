@@ -6,6 +6,7 @@ from an off-shift profile."""
 from __future__ import annotations
 
 import pickle
+import warnings
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -20,6 +21,7 @@ from analytics.detectors.waste_heat import (
     GJ_PER_TCE,
     KW_TO_GJ_PER_DAY,
     WasteHeat,
+    _nanmedian_rows,
     flue_heat_kw,
     water_heat_kw,
 )
@@ -1375,3 +1377,32 @@ def test_an_open_leaks_hours_do_not_teach_the_production_fit() -> None:
     detector.h_open[zi, pos[24:]] = True
     detector._fit_production()
     assert detector.gamma[zi] == 0.0
+
+
+def test_waste_heats_row_medians_are_numpys_to_the_bit() -> None:
+    """``_nanmedian_rows`` (one sort) gives what ``np.nanmedian(axis=1)`` gives, bit for bit:
+    odd and even counts, rows without values or without columns, infinities of either sign,
+    rows short and long (equal up to a zero's sign, which only negative input can flip)."""
+    rng = np.random.default_rng(7)
+    for trial in range(200):
+        rows, cols = int(rng.integers(1, 30)), int(rng.integers(1, 700))
+        a = rng.standard_normal((rows, cols)) * 10 ** rng.uniform(-3, 3)
+        a[rng.random((rows, cols)) < rng.random()] = np.nan
+        a[0] = np.nan if trial % 4 == 0 else a[0]
+        if trial % 5 == 0:
+            a[-1, : cols // 2] = np.inf
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: numpy warns
+            expected = np.nanmedian(a, axis=1)
+        assert np.array_equal(_nanmedian_rows(a), expected, equal_nan=True)
+    # infinities of both signs among finite values, a row of infinities only, no columns
+    a = np.array(
+        [
+            [-np.inf, 1.0, 2.0, np.inf, np.nan],
+            [-np.inf, 3.0, np.inf, 5.0, 1.0],
+            [np.inf, np.inf, np.inf, np.nan, np.nan],
+        ]
+    )
+    assert np.array_equal(_nanmedian_rows(a), np.nanmedian(a, axis=1))
+    assert np.array_equal(_nanmedian_rows(a), [1.5, 3.0, np.inf])
+    assert np.isnan(_nanmedian_rows(np.empty((3, 0)))).all()
