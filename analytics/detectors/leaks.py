@@ -1042,9 +1042,7 @@ class ZoneLeaks(Detector):
 
     def _line(self, x: FloatArray, y: FloatArray) -> tuple[float, float] | None:
         """The least-squares line ``y = a + b · x``, or None unless ``x`` explains
-        ``min_r2`` of ``y`` with ``b`` > 0 (from at least ``model_days`` days of hours)."""
-        if x.size < 24 * self.p.model_days:
-            return None
+        ``min_r2`` of ``y`` with ``b`` > 0."""
         dx, dy = x - x.mean(), y - y.mean()
         sxx, syy, sxy = float(dx @ dx), float(dy @ dy), float(dx @ dy)
         if sxx <= 0 or syy <= 0 or sxy <= 0 or sxy * sxy / (sxx * syy) < self.p.min_r2:
