@@ -528,6 +528,34 @@ def test_a_production_meter_silent_for_hours_is_no_air_leak() -> None:
     assert detector.gamma[zone] > 0  # the zone is taken net of its production
 
 
+@pytest.mark.parametrize(
+    ("kind", "first_hour", "hours"),
+    [(FaultKind.STUCK_VALUE, 0, 12), (FaultKind.WORD_SWAP, 8, 6)],
+    ids=["stuck", "word_swap"],
+)
+def test_a_production_meter_stuck_or_word_swapped_is_no_air_leak(
+    kind: FaultKind, first_hour: int, hours: int
+) -> None:
+    """Steelco's compressed air is modelled on its furnace's electricity. That meter stuck at
+    its night load from midnight for 12 hours made the working morning's air a leak (over the
+    production model), and six word-swapped hours one of 3.9e10 Nm³/h: a production meter
+    stuck or out of its range leaves its hours' production unknown, as a silent one does, so
+    they are not judged: no event."""
+    day, hour = 86_400_000, 3_600_000
+    begin = DEMO_START_MS + 3 * day
+    start = begin + 5 * day + first_hour * hour
+    fault = Fault(kind, start, start + hours * hour, meter="steelco-furnace")
+    park = Park.from_yaml(DEMO_PARK)
+    rows = simulated_rows(park, begin, 8, seed=13, faults=[fault])
+    engine = ParkEngine(park, [ZoneLeaks])
+    events = replay(engine, rows).events
+    assert not [e for e in events if e.family is Family.LEAK]
+    detector = engine.instances[0].detector
+    assert isinstance(detector, ZoneLeaks)
+    zone = [z.id for z in detector.layout.zones].index("steelco-air")
+    assert np.isfinite(detector.model[zone]).all()  # the zone has its production model
+
+
 def _stuck_flags(values: np.ndarray, size: int) -> np.ndarray:
     """The leak detector's stuck check on the town's feed A reading ``values`` (the other
     meters lively), fed in blocks of ``size`` slots: which of feed A's readings it flags."""
@@ -1410,9 +1438,11 @@ def test_the_production_model_by_hand() -> None:
     """Three days of an air zone drawing 100 + 0.5 Nm³/h per kW of production (200 to 1200
     kW over the day), its hours alternately 1 % over and under that: the model is a = 100,
     b = 0.5, and every 12-hour mean of its residuals is 0 (spread 0), so spreads are put by
-    hand. Twelve hours each 30 Nm³/h over it, at 600 kW (400 Nm³/h expected): an excess of
-    30, dated from the first of them; a limit of 4.5 × 0.005 × 400 = 9 with a relative
-    spread of 0.5 %, and of 4.5 × 8 = 36 once the absolute spread (8 Nm³/h) is more."""
+    hand. At 600 kW (400 Nm³/h expected), four hours 5 Nm³/h over it and then eight 45 over:
+    an excess of 31.67, dated from the first hour over the limit, not from the first over the
+    model (noise before a leak); a limit of 4.5 × 0.003 × 400 = 5.4 with a relative spread of
+    0.3 %, floored at the hourly test's 0.5 × 5 % (the zone's class) × 400 = 10 (and 10 with
+    no spread at all), and of 4.5 × 8 = 36 once the absolute spread (8 Nm³/h) is more."""
     park = Park.from_yaml(DEMO_PARK)
     ctx = ParkContext(park)
     detector = ZoneLeaks(ctx, ZoneLeaks.select(ctx))
@@ -1433,18 +1463,20 @@ def test_the_production_model_by_hand() -> None:
     assert b == pytest.approx(0.5, rel=0.01)
     assert relative == pytest.approx(0.0, abs=1e-3)
     assert absolute == pytest.approx(0.0, abs=1.0)
-    detector.model[zone] = (100.0, 0.5, 0.005, 0.0)
+    detector.model[zone] = (100.0, 0.5, 0.003, 0.0)
     now = first + 3 * 24 + 12
     for h in range(now - 14, now + 1):
         pos = h % detector.ring
         detector.h_id[pos] = h
         detector.h_prod[:, pos] = 600.0
-        detector.h_value[:, pos] = 400.0 + (30.0 if h > now - 12 else 0.0)
+        detector.h_value[:, pos] = 400.0 + (45.0 if h > now - 8 else 5.0 if h > now - 12 else 0.0)
     excess, limit, onset = detector._model_test(now)
-    assert excess[zone] == pytest.approx(30.0)
-    assert limit[zone] == pytest.approx(9.0)
-    assert onset[zone] == now - 11
-    detector.model[zone] = (100.0, 0.5, 0.005, 8.0)
+    assert excess[zone] == pytest.approx((8 * 45 + 4 * 5) / 12)
+    assert limit[zone] == pytest.approx(10.0)
+    assert onset[zone] == now - 7
+    detector.model[zone] = (100.0, 0.5, 0.0, 0.0)
+    assert detector._model_test(now)[1][zone] == pytest.approx(10.0)
+    detector.model[zone] = (100.0, 0.5, 0.003, 8.0)
     assert detector._model_test(now)[1][zone] == pytest.approx(36.0)
 
 

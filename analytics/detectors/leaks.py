@@ -292,24 +292,26 @@ class ZoneLeaks(Detector):
         # meter-fault detector makes it (kernels.stuck_runs), and the longest run of equal
         # readings each has shown: a steady pump may read one value for hours, a meter that
         # did not is stuck (a level held still hides what the tank gives or takes)
+        # (every row: the zones' meters and the production meters an air zone's model reads —
+        # a production meter stuck at its night load made a working morning's air a leak)
         mf = MeterFaultParams()
         self.stuck_slots = max(mf.stuck_slots, int(np.ceil(15 * 60_000 / ctx.step_ms)))
-        self.st_prev = np.full(nlay, np.nan)
-        self.st_run = np.zeros(nlay, dtype=np.int64)
-        self.st_lively = np.zeros(nlay, dtype=bool)
-        self.st_changed = np.zeros((nlay, mf.lively_window), dtype=np.int8)
-        self.st_seen = np.zeros((nlay, mf.lively_window), dtype=np.int8)
-        self.st_longest = np.zeros(nlay, dtype=np.int64)  # from runs not judged stuck
-        self.st_flagged = np.zeros(nlay, dtype=np.int64)  # the longest run judged stuck
-        self.st_telling = np.zeros(nlay, dtype=bool)  # the last slot's run told
-        self.st_since = np.zeros(nlay, dtype=np.int64)  # ms of the current run's first reading
-        self.st_max = np.full(nlay, -np.inf)  # the highest reading so far
-        self.st_run_top = np.full(nlay, -np.inf)  # …before the current run began
+        self.st_prev = np.full(nr, np.nan)
+        self.st_run = np.zeros(nr, dtype=np.int64)
+        self.st_lively = np.zeros(nr, dtype=bool)
+        self.st_changed = np.zeros((nr, mf.lively_window), dtype=np.int8)
+        self.st_seen = np.zeros((nr, mf.lively_window), dtype=np.int8)
+        self.st_longest = np.zeros(nr, dtype=np.int64)  # from runs not judged stuck
+        self.st_flagged = np.zeros(nr, dtype=np.int64)  # the longest run judged stuck
+        self.st_telling = np.zeros(nr, dtype=bool)  # the last slot's run told
+        self.st_since = np.zeros(nr, dtype=np.int64)  # ms of the current run's first reading
+        self.st_max = np.full(nr, -np.inf)  # the highest reading so far
+        self.st_run_top = np.full(nr, -np.inf)  # …before the current run began
         # the value an earlier stuck run held at a new high (a range top it clipped at, or
         # a meter stuck there: told apart only when it holds that value again), and that
         # as known when the current run began
-        self.st_clip = np.full(nlay, -np.inf)
-        self.st_run_clip = np.full(nlay, -np.inf)
+        self.st_clip = np.full(nr, -np.inf)
+        self.st_run_clip = np.full(nr, -np.inf)
         # a flow meter's range top, where its nameplate says (a reading there is a lower bound)
         specs = ctx.tree.meters
         self.rated = np.array(
@@ -317,12 +319,16 @@ class ZoneLeaks(Detector):
                 float(specs[k.meter].spec.rated or np.inf) if k.meter in specs else np.inf
                 for k in lay.series
             ]
+            + [np.inf] * (nr - nlay)
         )
-        self.rated[lay.is_level] = np.inf
-        # this hour, per layout row: the earliest local hour a run judged stuck began (inf:
+        # the level meters among the rows checked (the production meters are none)
+        self.is_level = np.zeros(nr, dtype=bool)
+        self.is_level[:nlay] = lay.is_level
+        self.rated[self.is_level] = np.inf
+        # this hour, per row: the earliest local hour a run judged stuck began (inf:
         # none), and the same for a flow meter pinned at its top
-        self.stuck_from = np.full(nlay, np.inf)
-        self.pinned_from = np.full(nlay, np.inf)
+        self.stuck_from = np.full(nr, np.inf)
+        self.pinned_from = np.full(nr, np.inf)
         self.inflow = np.zeros((nz, nr))  # [zones, rows]
         self.inflow[:, :nlay] = np.where(lay.sign > 0, 1.0, 0.0)
         self.accuracy = np.array([z.accuracy for z in lay.zones])
@@ -532,7 +538,6 @@ class ZoneLeaks(Detector):
         if hour % 24 == 0:
             self._fit_production()
             self._fit_model()
-        prod = self._production(flow)
         base, spread = self._baseline(hour, daytype)
         # the history's first rest days, before any has a baseline: judged only against an
         # upper bound no rest day of the zone's own activity reaches (``_envelope``), and only
@@ -548,14 +553,15 @@ class ZoneLeaks(Detector):
         # hour a lower bound, judged only where it stands over the baseline already
         lay = self.layout
         zone_from = np.fmin(
-            np.where(lay.uses, self.stuck_from[None, :], np.inf).min(axis=1),
-            np.where(lay.sign < 0, self.pinned_from[None, :], np.inf).min(axis=1),
+            np.where(lay.uses, self.stuck_from[None, : self.nlay], np.inf).min(axis=1),
+            np.where(lay.sign < 0, self.pinned_from[None, : self.nlay], np.inf).min(axis=1),
         )
         unjudged = np.isfinite(zone_from)
-        lower = (lay.sign > 0) & np.isfinite(self.pinned_from)[None, :]
+        lower = (lay.sign > 0) & np.isfinite(self.pinned_from[: self.nlay])[None, :]
         lower = lower.any(axis=1) & ~unjudged
         flagged = np.isfinite(self.stuck_from) | np.isfinite(self.pinned_from)
         plausible, out_of_range = self._plausible(flow, flagged, unjudged)
+        prod = self._production(flow, out_of_range)
         raw = np.where(plausible, mean, np.nan)
         explained = self._explained(self.gamma, prod)
         value = raw - explained
@@ -908,9 +914,12 @@ class ZoneLeaks(Detector):
         chosen: FloatArray = np.where(use, values, np.nan)
         return chosen
 
-    def _production(self, flow: FloatArray) -> FloatArray:
-        """Each zone's production covariate this hour (NaN where a meter of it is silent)."""
-        missing = (self.prod @ (~np.isfinite(flow)).astype(np.float64)) > 0
+    def _production(self, flow: FloatArray, unsound: BoolArray) -> FloatArray:
+        """Each zone's production covariate this hour: NaN where a meter of it is silent, or
+        ``unsound`` (stuck, or out of its range: ``_plausible``) — a production meter stuck
+        at its night load through a working morning, or word-swapped, is no production, and
+        read as one it made the zone's air a leak (of 3.9e10 Nm³/h for a swap)."""
+        missing = (self.prod @ (~np.isfinite(flow) | unsound).astype(np.float64)) > 0
         total: FloatArray = np.where(missing, np.nan, self.prod @ np.nan_to_num(flow))
         return total
 
@@ -1054,9 +1063,12 @@ class ZoneLeaks(Detector):
         """Per zone: the last ``model_h`` hours' mean over the production model
         (``_fit_model``), the excess past which that is a leak (``model_z`` of the model's
         relative spread times the load it expects, or of its absolute spread, whichever is
-        more), and where the excess began: the hour
-        after the last of those hours at or under the model. NaN where a zone has no model or
-        an hour of the window is missing."""
+        more, and never under the hourly test's floor, ``floor_share`` of the zone's meter
+        class times that load: means that barely scattered over the days kept would leave the
+        limit near 0), and where the excess began: the first of the run of hours over that
+        limit ending now (the newest hour if it is not over it) — hours merely over the model
+        before a leak are noise half the time, and made the onset precede the fault. NaN where
+        a zone has no model or an hour of the window is missing."""
         w = self.p.model_h
         pos, held = self._window(hour + 1, w, 1)  # newest first
         a, b = self.model[:, 0:1], self.model[:, 1:2]
@@ -1066,10 +1078,12 @@ class ZoneLeaks(Detector):
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             excess: FloatArray = residual.mean(axis=1)  # NaN: an hour missing, or no model
-            limit: FloatArray = self.p.model_z * np.maximum(
-                relative * expected.mean(axis=1), absolute
+            load = expected.mean(axis=1)
+            limit: FloatArray = np.maximum(
+                self.p.model_z * np.maximum(relative * load, absolute),
+                self.p.floor_share * self.accuracy * np.abs(load),
             )
-        over = np.nan_to_num(residual, nan=-1.0) > 0
+            over = np.nan_to_num(residual - limit[:, None], nan=-1.0) > 0
         run = np.where(over.all(axis=1), w, np.argmin(over, axis=1))
         onset: IntArray = hour + 1 - np.maximum(run, 1)
         return excess, limit, onset
@@ -1082,8 +1096,9 @@ class ZoneLeaks(Detector):
         day, or a week; before that, under ``absurd`` × its largest) and the zone not
         ``unjudged`` (a meter of it stuck this hour): a word-swapped or stuck register is a
         meter's fault, not consumption, and the meter-fault detector reports it. Also which
-        rows were out of their range or ``flagged`` (stuck or pinned at their top, per layout
-        row: kept out of the history)."""
+        rows (production meters too) were out of their range or ``flagged`` (stuck or pinned
+        at their top, per row): kept out of the history, and a production meter's hour out of
+        the zone's production (``_production``)."""
         out_of_range = np.zeros(flow.size, dtype=bool)
         # a range learnt from one kind of day only is no range: a boiler steady at 0.3 t/h
         # over a first weekend put every workday out of it, and the range never widened
@@ -1109,7 +1124,7 @@ class ZoneLeaks(Detector):
             out_of_range = (np.abs(flow) > self.p.absurd * top) & (top > 0)
         bad = out_of_range[: self.nlay] & ~self.layout.is_level
         plausible = ~(self._zones_of(bad) | unjudged)
-        out_of_range[: self.nlay] |= flagged
+        out_of_range |= flagged
         return plausible, out_of_range
 
     def _zones_of(self, rows: BoolArray) -> BoolArray:
@@ -1118,7 +1133,7 @@ class ZoneLeaks(Detector):
         return zones
 
     def _stuck(self, block: Block) -> tuple[BoolArray, BoolArray, IntArray]:
-        """[layout rows, slots]: a reading in a stuck run — the meter-fault detector's rule
+        """[rows, slots]: a reading in a stuck run — the meter-fault detector's rule
         (the same value for ``stuck_slots`` slots and a quarter of an hour, from a meter that
         changed at almost every reading before, not zero) and longer than any run of one
         value the meter has shown before; of those, a flow pinned at its top (its nameplate,
@@ -1126,7 +1141,7 @@ class ZoneLeaks(Detector):
         range reads less than flows, a lower bound; and the ms each reading's run began (its first
         reading). Per reading, not per hour: the first hour of a district meter stuck at its
         evening flow is already a burst against the night."""
-        values = np.ascontiguousarray(block.values[: self.nlay])
+        values = np.ascontiguousarray(block.values)
         n, slots = values.shape
         run0 = self.st_run.copy()
         long_run = np.empty((n, slots), dtype=bool)
@@ -1135,8 +1150,8 @@ class ZoneLeaks(Detector):
         mf = MeterFaultParams()
         stuck_runs(
             values,
-            np.ascontiguousarray(block.low[: self.nlay]),
-            np.ascontiguousarray(block.high[: self.nlay]),
+            np.ascontiguousarray(block.low),
+            np.ascontiguousarray(block.high),
             self.st_prev,
             self.st_run,
             self.st_changed,
@@ -1165,7 +1180,7 @@ class ZoneLeaks(Detector):
         before = np.concatenate([run0[:, None], run[:, :-1]], axis=1)
         told = np.concatenate([self.st_telling[:, None], telling[:, :-1]], axis=1)
         known = np.concatenate([self.st_longest[:, None], longest[:, :-1]], axis=1)
-        ended = live & told & (before > known) & self.layout.is_level[:, None]
+        ended = live & told & (before > known) & self.is_level[:, None]
         # how high the meter read before each reading's run began
         seen_max = np.maximum.accumulate(
             np.concatenate([self.st_max[:, None], np.where(live, values, -np.inf)], axis=1),
@@ -1183,7 +1198,7 @@ class ZoneLeaks(Detector):
         hour_ends = (self.ctx.local_ms(times) + block.step_ms) % HOUR_MS == 0
         finished = (self.h_id >= 0).sum() + np.cumsum(hour_ends) - hour_ends
         day = (finished >= 24)[None, :]
-        flow = ~self.layout.is_level[:, None]
+        flow = ~self.is_level[:, None]
         with np.errstate(invalid="ignore"):
             new_high = stuck & flow & day & (values >= top)
         clips = np.maximum.accumulate(
