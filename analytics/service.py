@@ -64,7 +64,7 @@ log = logging.getLogger(__name__)
 # its estimate — the estimate, the ring's hours net of it, which were an open leak's, the
 # CUSUMs both ways, the hour the estimate last moved; 9: meter faults keep the sum of each
 # row's gap squares, and of a run of silences', for the spread of its gaps).
-SNAPSHOT_VERSION = 9
+SNAPSHOT_VERSION = 10
 
 
 class AnalyticsMetrics:
