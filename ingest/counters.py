@@ -14,10 +14,12 @@ the gateway marked ``bad`` are neither compared nor a reference: their values ar
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from parkwatch import hotpath
 from parkwatch.quantities import QUANTITIES
+from parkwatch.site import Meter
 from parkwatch.wire import AcceptedReading, Quality
 
 COUNTERS = frozenset(name for name, q in QUANTITIES.items() if q.is_counter)
@@ -26,6 +28,15 @@ _BAD, _OK, _DECREASED = Quality.BAD.value, Quality.OK.value, Quality.DECREASED.v
 _NOT_COUNTED: list[float] = []
 # the loop compiled, or None where the extension is not built (parkwatch.hotpath)
 _flag_compiled = hotpath.flag_counters
+scan_lines = hotpath.scan_lines
+SCANNING = scan_lines is not None  # CounterWatch.scan can take a message
+_QUALITY_NAMES = tuple(q.value for q in Quality)
+# a reading's quality → what its line carries (nothing for ok)
+QUALITY_FIELD = {s.value: f',quality="{s.value}"' for s in Quality if s is not Quality.OK}
+
+
+# what CounterWatch.scan gives for a message: seq, its lines, values, newest time, decreases
+Scanned = tuple[int, list[str], int, int, list["Decrease"]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +65,30 @@ class CounterWatch:
             )
             return found
         return self.flag_py(readings)
+
+    def scan(
+        self,
+        payload: bytes,
+        gateway: str,
+        meters: Mapping[str, Meter],
+        newest_ok: int,
+        max_readings: int,
+    ) -> Scanned | None:
+        """A plainly valid message straight to its lines, through this watch (compiled,
+        :func:`parkwatch._hotpath.scan_lines`): what ``plain_message``, :meth:`flag` and
+        ``ingest.service.encode_lines`` give for it. None (the state untouched) where it gives
+        up or the extension is not built: those three then say it."""
+        if scan_lines is None:
+            return None
+        scanned: Scanned | None = scan_lines(
+            payload, gateway, meters, newest_ok, max_readings, *self.scan_args()
+        )
+        return scanned
+
+    def scan_args(self) -> tuple[object, ...]:
+        """:func:`parkwatch._hotpath.scan_lines`'s arguments after the message's: this watch's
+        state and rules (ingest calls it directly, :meth:`scan` in one call less)."""
+        return (_QUALITY_NAMES, QUALITY_FIELD, self._last, COUNTERS, _NOT_COUNTED, Decrease)
 
     def flag_py(self, readings: list[AcceptedReading]) -> list[Decrease]:
         """:meth:`flag` in Python: the reference for the compiled loop, and what runs where

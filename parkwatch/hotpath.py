@@ -1,4 +1,5 @@
-"""Ingest's per-reading loops and its MQTT client's PUBLISH reading, compiled
+"""Ingest's per-reading loops (and the scan of a plain message straight to its lines) and
+its MQTT client's PUBLISH reading, compiled
 (``parkwatch/_hotpath.pyx``, built when the project is installed), or None for each where the
 extension is not built: a source tree without the build step then runs the Python
 references, which give the same results (``tests/test_hotpath*.py`` hold the two to it)."""
@@ -19,6 +20,7 @@ def _compiled() -> dict[str, Callable[..., Any]]:
         "flag_counters": _hotpath.flag_counters,
         "encode_lines": _hotpath.encode_lines,
         "read_publishes": _hotpath.read_publishes,
+        "scan_lines": _hotpath.scan_lines,
     }
 
 
@@ -28,3 +30,4 @@ check_plain: Callable[..., Any] | None = _FUNCTIONS.get("check_plain")
 flag_counters: Callable[..., Any] | None = _FUNCTIONS.get("flag_counters")
 encode_lines: Callable[..., Any] | None = _FUNCTIONS.get("encode_lines")
 read_publishes: Callable[..., Any] | None = _FUNCTIONS.get("read_publishes")
+scan_lines: Callable[..., Any] | None = _FUNCTIONS.get("scan_lines")
