@@ -11,7 +11,6 @@ import asyncio
 import copy
 from typing import Any
 
-import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -287,10 +286,11 @@ def test_the_scan_gives_up_beyond_the_reading_limit() -> None:
 
 class _Letters:
     def __init__(self) -> None:
-        self.sent: list[tuple[str, dict[str, object]]] = []
+        # as published: a letter may echo a NaN literal, which strict JSON parsers refuse
+        self.sent: list[tuple[str, bytes]] = []
 
     async def send(self, topic: str, payload: bytes, qos: int = 1) -> asyncio.Future[None]:
-        self.sent.append((topic, orjson.loads(payload)))
+        self.sent.append((topic, payload))
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         done.set_result(None)
         return done
