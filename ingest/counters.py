@@ -28,9 +28,10 @@ _BAD, _OK, _DECREASED = Quality.BAD.value, Quality.OK.value, Quality.DECREASED.v
 _NOT_COUNTED: list[float] = []
 # the loop compiled, or None where the extension is not built (parkwatch.hotpath)
 _flag_compiled = hotpath.flag_counters
-scan_lines = hotpath.scan_lines
-SCANNING = scan_lines is not None  # CounterWatch.scan can take a message
-_QUALITY_NAMES = tuple(q.value for q in Quality)
+scan_message = hotpath.scan_message
+SCANNING = scan_message is not None  # CounterWatch.scan can take a message
+# scan_message's last argument: the quality names
+QUALITY_NAMES = tuple(q.value for q in Quality)
 # a reading's quality → what its line carries (nothing for ok)
 QUALITY_FIELD = {s.value: f',quality="{s.value}"' for s in Quality if s is not Quality.OK}
 
@@ -74,21 +75,22 @@ class CounterWatch:
         newest_ok: int,
         max_readings: int,
     ) -> Scanned | None:
-        """A plainly valid message straight to its lines, through this watch (compiled,
-        :func:`parkwatch._hotpath.scan_lines`): what ``plain_message``, :meth:`flag` and
-        ``ingest.service.encode_lines`` give for it. None (the state untouched) where it gives
-        up or the extension is not built: those three then say it."""
-        if scan_lines is None:
+        """A plainly valid message straight to its lines, through this watch (compiled:
+        :func:`parkwatch._hotpath.scan_message`, then its ``commit``): what ``plain_message``,
+        :meth:`flag` and ``ingest.service.encode_lines`` give for it. None (the state
+        untouched) where it gives up or the extension is not built: those three then say it.
+        Ingest makes the two calls itself, tracking the seq between them."""
+        if scan_message is None:
             return None
-        scanned: Scanned | None = scan_lines(
-            payload, gateway, meters, newest_ok, max_readings, *self.scan_args()
-        )
-        return scanned
+        scanned = scan_message(payload, gateway, meters, newest_ok, max_readings, QUALITY_NAMES)
+        if scanned is None:
+            return None
+        lines, values, newest, decreases = scanned.commit(*self.commit_args())
+        return scanned.seq, lines, values, newest, decreases
 
-    def scan_args(self) -> tuple[object, ...]:
-        """:func:`parkwatch._hotpath.scan_lines`'s arguments after the message's: this watch's
-        state and rules (ingest calls it directly, :meth:`scan` in one call less)."""
-        return (_QUALITY_NAMES, QUALITY_FIELD, self._last, COUNTERS, _NOT_COUNTED, Decrease)
+    def commit_args(self) -> tuple[object, ...]:
+        """The arguments of a scanned message's ``commit``: this watch's state and rules."""
+        return (QUALITY_FIELD, self._last, COUNTERS, _NOT_COUNTED, Decrease)
 
     def flag_py(self, readings: list[AcceptedReading]) -> list[Decrease]:
         """:meth:`flag` in Python: the reference for the compiled loop, and what runs where

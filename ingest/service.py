@@ -356,10 +356,12 @@ class IngestService:
         newest_ok = received_ms + self.limits.max_future_ms
         max_bytes, max_readings = self.limits.max_bytes, self.limits.max_readings
         sources = self._sources
-        # CounterWatch.scan's call made here: at one reading per message a Python call more
-        # per message costs a tenth of what the scan saves
-        scan = counters.scan_lines if counters.SCANNING else None
-        scan_args = self.counters.scan_args()
+        # CounterWatch.scan's calls made here (at one reading per message a Python call more
+        # per message costs a tenth of what the scan saves), the seq tracked between the
+        # scan and the counter watch: a message dead-lettered there leaves the watch as it was
+        scan = counters.scan_message if counters.SCANNING else None
+        qualities = counters.QUALITY_NAMES
+        commit_args = self.counters.commit_args()
         lines = out.lines
         for message in chunk:
             # in arrival order and without awaiting: seq and counter tracking rely on it
@@ -381,7 +383,7 @@ class IngestService:
                             source.meters,
                             newest_ok,
                             max_readings,
-                            *scan_args,
+                            qualities,
                         )
                     if scanned is None:
                         plain = plain_message(
@@ -391,14 +393,20 @@ class IngestService:
                 except Exception:  # a bug: _parse meets it again and dead-letters the message
                     scanned = plain = None
                 if scanned is not None:
-                    seq, its_lines, values, newest, decreases = scanned
-                    if decreases:
-                        self._show_decreases(decreases)
-                    parsed = ParsedBatch(source.park, source.gateway, seq)
+                    parsed = ParsedBatch(source.park, source.gateway, scanned.seq)
                     failed = self._observe(source, topic, payload, parsed, at)
+                    if failed is None:
+                        try:
+                            its_lines, values, newest, decreases = scanned.commit(*commit_args)
+                        except Exception as exc:  # a bug: as _flag_counters, this message only
+                            failed = _failed(
+                                topic, payload, parsed.park, parsed.gateway, exc, parsed.seq
+                            )
                     if failed is not None:
                         handled.append(failed)
                     else:
+                        if decreases:
+                            self._show_decreases(decreases)
                         kept = _Handled(topic, payload, parsed)
                         kept.lines, kept.values, kept.newest = len(its_lines), values, newest
                         handled.append(kept)

@@ -15,6 +15,7 @@ from cpython.float cimport PyFloat_AS_DOUBLE
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.object cimport PyObject
+from cpython.ref cimport Py_DECREF, Py_INCREF
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.long cimport PyLong_FromLongLong
@@ -574,7 +575,7 @@ cdef inline int _number(_Scan* s, double* out) except -2:
 
 
 cdef struct _Record:
-    PyObject* meter  # borrowed: the meters dict holds it while the scan runs
+    PyObject* meter  # a reference the Scanned holding the record owns
     long long t
     int quality  # index in the qualities
     Py_ssize_t first  # its first value in the values
@@ -582,7 +583,8 @@ cdef struct _Record:
 
 
 cdef struct _Value:
-    PyObject* key  # borrowed: the registry's own name (a key of the meter's bounds)
+    PyObject* key  # borrowed: the registry's own name (a key of the meter's bounds, the
+                   # meter held by its record)
     double v
 
 
@@ -610,12 +612,13 @@ cdef int _more(void** array, Py_ssize_t* cap, Py_ssize_t size, Py_ssize_t item) 
 
 
 cdef int _scan_reading(_Scan* s, dict meters, long long newest_ok, tuple qualities,
-                       _Records* out) except -1:
+                       int ok_at, _Records* out) except -1:
     """One reading of a plainly valid message, checked against the site, into ``out``: 0,
-    or 1 to give up."""
+    or 1 to give up. ``ok_at``: where ``ok`` is in the qualities (a reading without
+    ``s``)."""
     cdef Py_ssize_t begin, length, pos, name_size, k, first = out.n_values
     cdef long long t = 0
-    cdef int seen = 0, quality = 0
+    cdef int seen = 0, quality = ok_at
     cdef double v
     cdef PyObject* found
     cdef PyObject* key
@@ -723,6 +726,7 @@ cdef int _scan_reading(_Scan* s, dict meters, long long newest_ok, tuple qualiti
         return 1
     _more(<void**>&out.records, &out.cap, out.size, sizeof(_Record))
     record = &out.records[out.size]
+    Py_INCREF(<object>meter)  # released with the record (Scanned.__dealloc__)
     record.meter = meter
     record.t = t
     record.quality = quality
@@ -733,7 +737,7 @@ cdef int _scan_reading(_Scan* s, dict meters, long long newest_ok, tuple qualiti
 
 
 cdef int _scan_message(_Scan* s, str gateway, dict meters, long long newest_ok,
-                       Py_ssize_t max_readings, tuple qualities, _Records* out,
+                       Py_ssize_t max_readings, tuple qualities, int ok_at, _Records* out,
                        long long* seq) except -1:
     """A plainly valid message's envelope and readings into ``out``: 0, or 1 to give up."""
     cdef Py_ssize_t begin, length, gw_size
@@ -767,7 +771,7 @@ cdef int _scan_message(_Scan* s, str gateway, dict meters, long long newest_ok,
             seen |= 8
             if not _expect(s, 93):  # ']'
                 while True:
-                    if _scan_reading(s, meters, newest_ok, qualities, out):
+                    if _scan_reading(s, meters, newest_ok, qualities, ok_at, out):
                         return 1
                     if out.size > max_readings:
                         return 1
@@ -789,129 +793,189 @@ cdef int _scan_message(_Scan* s, str gateway, dict meters, long long newest_ok,
     return 0
 
 
-def scan_lines(
-    object payload, str gateway, object meters, long long newest_ok, Py_ssize_t max_readings,
-    tuple qualities, dict quality_field, dict last, frozenset counters, list not_counted,
-    object decrease,
-):
-    """:func:`parkwatch.wire.plain_message`, the counter watch (:func:`flag_counters`'s
-    state and rules) and :func:`encode_lines` in one pass over the JSON text, with no Python
-    object per reading but its line: (seq, lines, values, newest time, decreases) for a
-    message it finds plainly valid, or None where it gives up — on anything off and on
-    anything unusual (escapes or non-ASCII text, a key twice, the values before the meter,
-    integers of more than 18 digits, "-0", numbers it cannot convert exactly). It gives up
-    before it touches the counter state; the caller then takes the reference path
-    (``plain_message``'s msgspec decoding, the counter watch, the encoder), which says what
-    is off. ``tests/test_hotpath_scan.py`` holds the two to the same lines, state and
-    decreases. ``qualities``: the quality names, ``ok``, ``bad`` and ``decreased`` among them."""
-    cdef _Scan s
+cdef class Scanned:
+    """A message :func:`scan_message` found plainly valid: its ``seq``, and its readings in
+    C, which :meth:`commit` puts through the counter watch and writes as lines. Ingest tracks
+    the seq in between, so that a message dead-lettered there leaves the counter watch as it
+    was, as on the reference path."""
+
+    cdef readonly object seq
     cdef _Records out
-    cdef long long seq = 0, newest = 0
-    cdef Py_ssize_t i, j, size, values_total = 0
-    cdef int ok_at = -1, bad_at = -1, decreased_at = -1, quality, overflow
-    cdef _Record* record
-    cdef _Value* value
-    cdef PyObject* got
-    cdef object meter, series, entry, before, key, newest_values, t_object, line
-    cdef list lines, found
-    cdef double v
-    cdef _Buf buf
-    cdef char digits[32]
-    cdef char* number
+    cdef tuple qualities
+    cdef int ok_at, bad_at, decreased_at
+    cdef bint committed
+
+    def __cinit__(self):
+        self.out.records = NULL
+        self.out.size = self.out.cap = 0
+        self.out.values = NULL
+        self.out.n_values = self.out.values_cap = 0
+
+    def __dealloc__(self):
+        cdef Py_ssize_t i
+        for i in range(self.out.size):
+            Py_DECREF(<object>self.out.records[i].meter)
+        PyMem_Free(self.out.records)
+        PyMem_Free(self.out.values)
+
+    def commit(
+        self, dict quality_field, dict last, frozenset counters, list not_counted,
+        object decrease,
+    ):
+        """The counter watch (:func:`flag_counters`'s state and rules) over the readings, then
+        their lines as :func:`encode_lines` writes them: (lines, values, newest time,
+        decreases). Once only.
+
+        What can fail for a reason of the arguments (a quality without its field in
+        ``quality_field``, ``decrease`` among them) raises before the state changes;
+        only running out of memory (the line's buffer, its str, a ``Decrease``) can stop it
+        midway, with the state through the readings before — as :func:`flag_counters` and
+        ``flag_py`` do."""
+        cdef _Records* out = &self.out
+        cdef tuple qualities = self.qualities
+        cdef int ok_at = self.ok_at, bad_at = self.bad_at, decreased_at = self.decreased_at
+        cdef long long newest = 0
+        cdef Py_ssize_t i, j, k, size, values_total = 0
+        cdef int quality
+        cdef _Record* record
+        cdef _Value* value
+        cdef PyObject* got
+        cdef PyObject* fields[16]
+        cdef object meter, series, entry, before, key, newest_values, t_object
+        cdef list lines, found
+        cdef _Buf buf
+        cdef char digits[32]
+        cdef char* number
+        if self.committed:
+            raise RuntimeError("a scanned message goes through the counter watch once")
+        if PyTuple_GET_SIZE(qualities) > 16:
+            raise ValueError("at most 16 qualities")
+        for k in range(PyTuple_GET_SIZE(qualities)):
+            fields[k] = (
+                NULL if k == ok_at
+                else PyDict_GetItem(quality_field, <object>PyTuple_GET_ITEM(qualities, k))
+            )
+        # a quality without its field: the reference's KeyError, raised before any state
+        # changes (``decreased``'s whether or not a counter goes back)
+        if fields[decreased_at] is NULL:
+            raise KeyError(<object>PyTuple_GET_ITEM(qualities, decreased_at))
+        for i in range(out.size):
+            quality = out.records[i].quality
+            if quality != ok_at and fields[quality] is NULL:
+                raise KeyError(<object>PyTuple_GET_ITEM(qualities, quality))
+        self.committed = True
+        buf.data = NULL
+        buf.size = buf.cap = 0
+        try:
+            lines = []
+            found = []
+            t_object = None
+            for i in range(out.size):
+                record = &out.records[i]
+                meter = <object>record.meter
+                quality = record.quality
+                series = meter.series
+                if t_object is None or record.t != (record - 1).t:
+                    t_object = PyLong_FromLongLong(record.t)
+                if record.t > newest or i == 0:
+                    newest = record.t
+                values_total += record.count
+                # the counter watch: flag_counters's rules, value by value
+                if quality != bad_at:
+                    got = PyDict_GetItem(last, series)
+                    if got is NULL:
+                        newest_values = {}
+                        PyDict_SetItem(last, series, newest_values)
+                    else:
+                        newest_values = <object>got
+                    for j in range(record.first, record.first + record.count):
+                        value = &out.values[j]
+                        key = <object>value.key
+                        got = PyDict_GetItem(newest_values, key)
+                        if got is NULL:
+                            newest_values[key] = (
+                                [t_object, value.v] if key in counters else not_counted
+                            )
+                            continue
+                        entry = <object>got
+                        if entry is not_counted or t_object <= entry[0]:
+                            continue
+                        before = entry[1]
+                        entry[0] = t_object
+                        entry[1] = value.v
+                        if value.v < before:
+                            found.append(decrease(meter.id, key, before, value.v))
+                            if quality == ok_at:
+                                quality = decreased_at
+                # the line, as encode_lines writes it
+                buf.size = 0
+                _put_str(&buf, series)
+                _put(&buf, " ", 1)
+                for j in range(record.first, record.first + record.count):
+                    value = &out.values[j]
+                    if j != record.first:
+                        _put(&buf, ",", 1)
+                    _put_str(&buf, <object>value.key)
+                    _put(&buf, "=", 1)
+                    size = _short_decimal(value.v, digits)
+                    if size:
+                        _put(&buf, digits, size)
+                    else:
+                        number = PyOS_double_to_string(value.v, b'r', 0, Py_DTSF_ADD_DOT_0, NULL)
+                        try:
+                            _put(&buf, number, strlen(number))
+                        finally:
+                            PyMem_Free(number)
+                if quality != ok_at:
+                    _put_str(&buf, <object>fields[quality])
+                _put(&buf, " ", 1)
+                _put(&buf, digits, _decimal(record.t, digits))
+                lines.append(PyUnicode_DecodeUTF8(buf.data, buf.size, NULL))
+            return lines, values_total, newest, found
+        finally:
+            PyMem_Free(buf.data)
+
+
+def scan_message(
+    object payload, str gateway, object meters, long long newest_ok, Py_ssize_t max_readings,
+    tuple qualities,
+):
+    """:func:`parkwatch.wire.plain_message` in one pass over the JSON text, with no Python
+    object per reading: a :class:`Scanned` (its seq; :meth:`Scanned.commit` then runs the
+    counter watch and :func:`encode_lines`) for a message it finds plainly valid, or None
+    where it gives up — on anything off and on anything unusual (escapes or non-ASCII text,
+    a key twice, the values before the meter, integers of more than 18 digits, "-0", numbers
+    it cannot convert exactly). It changes no state; where it gives up the caller takes the
+    reference path (``plain_message``'s msgspec decoding, the counter watch, the encoder),
+    which says what is off. ``tests/test_hotpath_scan.py`` holds the two to the same lines,
+    state and decreases. ``qualities``: the quality names, ``ok``, ``bad`` and ``decreased``
+    among them."""
+    cdef _Scan s
+    cdef Scanned scanned
+    cdef long long seq = 0
+    cdef Py_ssize_t i
+    cdef int ok_at = -1, bad_at = -1, decreased_at = -1
+    cdef object name
     if not PyBytes_CheckExact(payload) or not PyDict_CheckExact(meters):
         return None
     for i in range(PyTuple_GET_SIZE(qualities)):
-        key = <object>PyTuple_GET_ITEM(qualities, i)
-        if key == "ok":
+        name = <object>PyTuple_GET_ITEM(qualities, i)
+        if name == "ok":
             ok_at = i
-        elif key == "bad":
+        elif name == "bad":
             bad_at = i
-        elif key == "decreased":
+        elif name == "decreased":
             decreased_at = i
     if ok_at < 0 or bad_at < 0 or decreased_at < 0:
         raise ValueError("qualities must name ok, bad and decreased")
     s.text = <const unsigned char*>PyBytes_AS_STRING(payload)
     s.size = PyBytes_GET_SIZE(payload)
     s.at = 0
-    out.records = NULL
-    out.size = out.cap = 0
-    out.values = NULL
-    out.n_values = out.values_cap = 0
-    buf.data = NULL
-    buf.size = buf.cap = 0
-    try:
-        if _scan_message(&s, gateway, <dict>meters, newest_ok, max_readings, qualities, &out,
-                         &seq):
-            return None
-        lines = []
-        found = []
-        t_object = None
-        for i in range(out.size):
-            record = &out.records[i]
-            meter = <object>record.meter
-            quality = record.quality
-            series = meter.series
-            if t_object is None or record.t != (record - 1).t:
-                t_object = PyLong_FromLongLong(record.t)
-            if record.t > newest or i == 0:
-                newest = record.t
-            values_total += record.count
-            # the counter watch: flag_counters's rules, value by value
-            if quality != bad_at:
-                got = PyDict_GetItem(last, series)
-                if got is NULL:
-                    newest_values = {}
-                    PyDict_SetItem(last, series, newest_values)
-                else:
-                    newest_values = <object>got
-                for j in range(record.first, record.first + record.count):
-                    value = &out.values[j]
-                    key = <object>value.key
-                    got = PyDict_GetItem(newest_values, key)
-                    if got is NULL:
-                        newest_values[key] = (
-                            [t_object, value.v] if key in counters else not_counted
-                        )
-                        continue
-                    entry = <object>got
-                    if entry is not_counted or t_object <= entry[0]:
-                        continue
-                    before = entry[1]
-                    entry[0] = t_object
-                    entry[1] = value.v
-                    if value.v < before:
-                        found.append(decrease(meter.id, key, before, value.v))
-                        if quality == ok_at:
-                            quality = decreased_at
-            # the line, as encode_lines writes it
-            buf.size = 0
-            _put_str(&buf, series)
-            _put(&buf, " ", 1)
-            for j in range(record.first, record.first + record.count):
-                value = &out.values[j]
-                if j != record.first:
-                    _put(&buf, ",", 1)
-                _put_str(&buf, <object>value.key)
-                _put(&buf, "=", 1)
-                size = _short_decimal(value.v, digits)
-                if size:
-                    _put(&buf, digits, size)
-                else:
-                    number = PyOS_double_to_string(value.v, b'r', 0, Py_DTSF_ADD_DOT_0, NULL)
-                    try:
-                        _put(&buf, number, strlen(number))
-                    finally:
-                        PyMem_Free(number)
-            if quality != ok_at:
-                got = PyDict_GetItem(quality_field, <object>PyTuple_GET_ITEM(qualities, quality))
-                if got is NULL:
-                    raise KeyError(<object>PyTuple_GET_ITEM(qualities, quality))
-                _put_str(&buf, <object>got)
-            _put(&buf, " ", 1)
-            _put(&buf, digits, _decimal(record.t, digits))
-            lines.append(PyUnicode_DecodeUTF8(buf.data, buf.size, NULL))
-        return PyLong_FromLongLong(seq), lines, values_total, newest, found
-    finally:
-        PyMem_Free(out.records)
-        PyMem_Free(out.values)
-        PyMem_Free(buf.data)
+    scanned = Scanned.__new__(Scanned)
+    if _scan_message(&s, gateway, <dict>meters, newest_ok, max_readings, qualities, ok_at,
+                     &scanned.out, &seq):
+        return None
+    scanned.seq = PyLong_FromLongLong(seq)
+    scanned.qualities = qualities
+    scanned.ok_at, scanned.bad_at, scanned.decreased_at = ok_at, bad_at, decreased_at
+    return scanned

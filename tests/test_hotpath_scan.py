@@ -1,14 +1,16 @@
-"""The scan of a plain message straight to its lines (``parkwatch._hotpath.scan_lines``, run
-by :meth:`ingest.counters.CounterWatch.scan`) against the reference path it replaces:
-``plain_message`` (msgspec), the counter watch and the encoder. On random and adversarial
-payloads, whatever the scan accepts the reference accepts with byte-for-byte the same lines,
-the same seq, decreases and counter state; where it gives up it leaves the state untouched;
-and ``_handle`` stores and dead-letters the same with the scan as without it."""
+"""The scan of a plain message straight to its lines (``parkwatch._hotpath.scan_message``
+and its ``commit``, run by :meth:`ingest.counters.CounterWatch.scan`) against the reference
+path it replaces: ``plain_message`` (msgspec), the counter watch and the encoder. On random
+and adversarial payloads, whatever the scan accepts the reference accepts with
+byte-for-byte the same lines, the same seq, decreases and counter state; where it gives up
+it leaves the state untouched; and ``_handle`` stores and dead-letters the same with the
+scan as without it."""
 
 from __future__ import annotations
 
 import asyncio
 import copy
+import json
 from typing import Any
 
 import pytest
@@ -17,6 +19,7 @@ from hypothesis import strategies as st
 
 from ingest import counters
 from ingest.counters import CounterWatch
+from ingest.sequence import SeqTracker
 from ingest.service import IngestService, encode_lines
 from ingest.settings import IngestSettings
 from parkwatch import hotpath, topics
@@ -342,3 +345,52 @@ def test_handle_stores_and_dead_letters_the_same_with_the_scan(chunks: list[list
     finally:
         counters.SCANNING = True
     assert with_scan == without
+
+
+def test_a_message_whose_seq_tracking_fails_leaves_the_counter_watch_as_it_was(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Seq tracking raising (a bug) dead-letters the message whole; with the scan as without,
+    its readings never reach the counter watch: the next reading's counter did not go back."""
+    observe = SeqTracker.observe
+
+    def failing(self: SeqTracker, key: Any, seq: int, at: float) -> Any:
+        if seq == 2:
+            raise RuntimeError("a bug")
+        return observe(self, key, seq, at)
+
+    monkeypatch.setattr(SeqTracker, "observe", failing)
+
+    def message(seq: int, t: int, kwh: float) -> bytes:
+        reading = {"m": "e1", "t": t, "q": {"e_kwh": kwh}}
+        return json.dumps({"v": 1, "gw": "gw-a", "seq": seq, "readings": [reading]}).encode()
+
+    chunks = [[message(1, NOW - 10, 10.0), message(2, NOW - 8, 1000.0), message(3, NOW - 5, 20.0)]]
+    results = {}
+    for scanning in (True, False):
+        monkeypatch.setattr(counters, "SCANNING", scanning)
+        results[scanning] = _run(chunks, NOW / 1000)
+    stored, letters = results[True][0], results[True][1]
+    assert [line.split(" ")[1] for line in stored] == ["e_kwh=10.0", "e_kwh=20.0"]
+    assert len(letters) == 1
+    assert b"internal_error" in letters[0][1]
+    assert results[True] == results[False]
+
+
+def test_a_commit_that_cannot_write_a_line_fails_before_the_counter_watch() -> None:
+    """A quality without its field (the reference's KeyError) raises before the state changes;
+    a scanned message commits once."""
+    assert hotpath.scan_message is not None
+    reading = {"m": "e1", "t": NOW, "q": {"e_kwh": 1.0}, "s": "estimated"}
+    payload = encode_batch("gw-a", 1, [{"m": "e1", "t": NOW - 1, "q": {"e_kwh": 2.0}}, reading])
+    scanned = hotpath.scan_message(payload, "gw-a", METERS, NEWEST_OK, 10, counters.QUALITY_NAMES)
+    last: dict[str, Any] = {}
+    rules = (last, counters.COUNTERS, [], counters.Decrease)
+    with pytest.raises(KeyError):
+        scanned.commit({"decreased": ',quality="decreased"'}, *rules)
+    assert last == {}
+    lines, values, newest, decreases = scanned.commit(counters.QUALITY_FIELD, *rules)
+    assert lines[1].endswith(' e_kwh=1.0,quality="estimated" 1732411200000')
+    assert (values, newest, len(decreases)) == (2, NOW, 1)
+    with pytest.raises(RuntimeError):
+        scanned.commit(counters.QUALITY_FIELD, *rules)
