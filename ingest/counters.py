@@ -14,10 +14,12 @@ the gateway marked ``bad`` are neither compared nor a reference: their values ar
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from parkwatch import hotpath
 from parkwatch.quantities import QUANTITIES
+from parkwatch.site import Meter
 from parkwatch.wire import AcceptedReading, Quality
 
 COUNTERS = frozenset(name for name, q in QUANTITIES.items() if q.is_counter)
@@ -26,6 +28,16 @@ _BAD, _OK, _DECREASED = Quality.BAD.value, Quality.OK.value, Quality.DECREASED.v
 _NOT_COUNTED: list[float] = []
 # the loop compiled, or None where the extension is not built (parkwatch.hotpath)
 _flag_compiled = hotpath.flag_counters
+scan_message = hotpath.scan_message
+SCANNING = scan_message is not None  # CounterWatch.scan can take a message
+# scan_message's last argument: the quality names
+QUALITY_NAMES = tuple(q.value for q in Quality)
+# a reading's quality → what its line carries (nothing for ok)
+QUALITY_FIELD = {s.value: f',quality="{s.value}"' for s in Quality if s is not Quality.OK}
+
+
+# what CounterWatch.scan gives for a message: seq, its lines, values, newest time, decreases
+Scanned = tuple[int, list[str], int, int, list["Decrease"]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +66,31 @@ class CounterWatch:
             )
             return found
         return self.flag_py(readings)
+
+    def scan(
+        self,
+        payload: bytes,
+        gateway: str,
+        meters: Mapping[str, Meter],
+        newest_ok: int,
+        max_readings: int,
+    ) -> Scanned | None:
+        """A plainly valid message straight to its lines, through this watch (compiled:
+        :func:`parkwatch._hotpath.scan_message`, then its ``commit``): what ``plain_message``,
+        :meth:`flag` and ``ingest.service.encode_lines`` give for it. None (the state
+        untouched) where it gives up or the extension is not built: those three then say it.
+        Ingest makes the two calls itself, tracking the seq between them."""
+        if scan_message is None:
+            return None
+        scanned = scan_message(payload, gateway, meters, newest_ok, max_readings, QUALITY_NAMES)
+        if scanned is None:
+            return None
+        lines, values, newest, decreases = scanned.commit(*self.commit_args())
+        return scanned.seq, lines, values, newest, decreases
+
+    def commit_args(self) -> tuple[object, ...]:
+        """The arguments of a scanned message's ``commit``: this watch's state and rules."""
+        return (QUALITY_FIELD, self._last, COUNTERS, _NOT_COUNTED, Decrease)
 
     def flag_py(self, readings: list[AcceptedReading]) -> list[Decrease]:
         """:meth:`flag` in Python: the reference for the compiled loop, and what runs where

@@ -39,7 +39,8 @@ from typing import Any
 
 import orjson
 
-from ingest.counters import CounterWatch
+from ingest import counters
+from ingest.counters import QUALITY_FIELD, CounterWatch, Decrease
 from ingest.metrics import IngestMetrics
 from ingest.sequence import SeqCounts, SeqTracker, Verdict
 from ingest.settings import IngestSettings
@@ -53,7 +54,6 @@ from parkwatch.wire import (
     AcceptedReading,
     Limits,
     ParsedBatch,
-    Quality,
     Reason,
     Rejection,
     deadletter_payload,
@@ -100,12 +100,34 @@ class _Handled:
 
     # a plain class with slots: one is built per message received (a dataclass with
     # default factories cost more than parsing a one-reading message)
-    __slots__ = ("parsed", "payload", "topic")
+    __slots__ = ("lines", "newest", "parsed", "payload", "topic", "values")
 
     def __init__(self, topic: str, payload: bytes, parsed: ParsedBatch) -> None:
         self.topic = topic
         self.payload = payload
         self.parsed = parsed
+        # a scanned message's share of the chunk's lines (its values and newest time), which
+        # it has instead of readings; -1: as many as its readings
+        self.lines = -1
+        self.values = 0
+        self.newest = 0
+
+
+class _Lines:
+    """A chunk's lines in message order, with their values and newest time (the metrics')."""
+
+    __slots__ = ("lines", "newest", "values")
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.values = 0
+        self.newest = 0
+
+    def add(self, lines: list[str], values: int, newest: int) -> None:
+        if lines:
+            self.lines += lines
+            self.values += values
+            self.newest = max(self.newest, newest)
 
 
 class _Source:
@@ -176,7 +198,7 @@ def encode_lines_py(readings: list[AcceptedReading]) -> list[str]:
 _TIME = operator.itemgetter(1)
 _VALUES = operator.itemgetter(2)
 
-_QUALITY_FIELD = {s.value: f',quality="{s.value}"' for s in Quality if s is not Quality.OK}
+_QUALITY_FIELD = QUALITY_FIELD
 # the encoder compiled, or None where the extension is not built (parkwatch.hotpath)
 _encode_compiled = hotpath.encode_lines
 
@@ -323,13 +345,24 @@ class IngestService:
         tally = self.metrics.tally
         tally.messages += len(chunk)
         handled: list[_Handled] = []
+        out = _Lines()
+        # handled[settled:] hold readings not yet through the counter watch and the encoder
+        settled = 0
         # _parse's common case inlined (one call per message instead of five, at one
         # reading per message a tenth of ingest's CPU): a plainly valid message on a known
-        # topic; anything else, and any failure, goes through _parse, which says why
+        # topic, scanned straight to its lines where the extension is built, else decoded;
+        # anything else, and any failure, goes through _parse, which says why
         at = received_ms / 1000
         newest_ok = received_ms + self.limits.max_future_ms
         max_bytes, max_readings = self.limits.max_bytes, self.limits.max_readings
-        sources, observe = self._sources, self.sequences.observe
+        sources = self._sources
+        # CounterWatch.scan's calls made here (at one reading per message a Python call more
+        # per message costs a tenth of what the scan saves), the seq tracked between the
+        # scan and the counter watch: a message dead-lettered there leaves the watch as it was
+        scan = counters.scan_message if counters.SCANNING else None
+        qualities = counters.QUALITY_NAMES
+        commit_args = self.counters.commit_args()
+        lines = out.lines
         for message in chunk:
             # in arrival order and without awaiting: seq and counter tracking rely on it
             topic, payload = message[0], message[1]
@@ -337,47 +370,99 @@ class IngestService:
             plain = None
             tried = False
             if source is not None and source.plain and len(payload) <= max_bytes:
+                scanned = None
+                if scan is not None and settled < len(handled):
+                    # the counter watch goes in arrival order: the readings before first
+                    self._settle(handled, settled, out)
+                    settled = len(handled)
                 try:
-                    plain = plain_message(
-                        payload, source.gateway, source.meters, newest_ok, max_readings
-                    )
-                    tried = True
+                    if scan is not None:
+                        scanned = scan(
+                            payload,
+                            source.gateway,
+                            source.meters,
+                            newest_ok,
+                            max_readings,
+                            qualities,
+                        )
+                    if scanned is None:
+                        plain = plain_message(
+                            payload, source.gateway, source.meters, newest_ok, max_readings
+                        )
+                        tried = True
                 except Exception:  # a bug: _parse meets it again and dead-letters the message
-                    plain = None
+                    scanned = plain = None
+                if scanned is not None:
+                    parsed = ParsedBatch(source.park, source.gateway, scanned.seq)
+                    failed = self._observe(source, topic, payload, parsed, at)
+                    if failed is None:
+                        try:
+                            its_lines, values, newest, decreases = scanned.commit(*commit_args)
+                        except Exception as exc:  # a bug: as _flag_counters, this message only
+                            failed = _failed(
+                                topic, payload, parsed.park, parsed.gateway, exc, parsed.seq
+                            )
+                    if failed is not None:
+                        handled.append(failed)
+                    else:
+                        if decreases:
+                            self._show_decreases(decreases)
+                        kept = _Handled(topic, payload, parsed)
+                        kept.lines, kept.values, kept.newest = len(its_lines), values, newest
+                        handled.append(kept)
+                        if its_lines:  # _Lines.add inlined
+                            lines += its_lines
+                            out.values += values
+                            if newest > out.newest:
+                                out.newest = newest
+                    settled = len(handled)
+                    continue
             if plain is None or source is None:
                 one = self._parse(message, received_ms, try_plain=not tried)
                 if one is not None:
                     handled.append(one)
                 continue
-            seq = plain[0]
-            parsed = ParsedBatch(source.park, source.gateway, seq, plain[1])
-            if source.tracked:
-                try:
-                    verdicts = observe(source.key, seq, at)
-                    if len(verdicts) != 1 or verdicts[0] not in _NOTHING_COUNTED:
-                        self._show_seq_counts()
-                except Exception as exc:
-                    handled.append(_failed(topic, payload, parsed.park, parsed.gateway, exc))
-                    continue
-            handled.append(_Handled(topic, payload, parsed))
-        # the chunk's readings in arrival order, in one list: the counter watch and the
-        # encoding go over it once (per message, each cost a call and a list, which at one
-        # reading per message was a tenth of ingest's own CPU); each message keeps its share
-        # of the lines for a lone retry
-        accepted = list(chain.from_iterable([one.parsed.readings for one in handled]))
-        if accepted:
-            accepted = self._flag_counters(accepted, handled)
-        lines = encode_lines(accepted)
-        if lines:
-            # the chunk's totals, for the metrics, by C over the whole list (no bookkeeping
-            # per message: only a refused batch needs each message's share, see _store)
-            values = sum(map(len, map(_VALUES, accepted)))
-            newest_ms = max(map(_TIME, accepted))
-            await self._store(writer, handled, lines, len(chunk), values, newest_ms)
+            parsed = ParsedBatch(source.park, source.gateway, plain[0], plain[1])
+            failed = self._observe(source, topic, payload, parsed, at)
+            handled.append(_Handled(topic, payload, parsed) if failed is None else failed)
+        self._settle(handled, settled, out)
+        if out.lines:
+            await self._store(writer, handled, out.lines, len(chunk), out.values, out.newest)
         letters = [one for one in handled if one.parsed.rejections]
         if letters:
             await self._deadletters(client, letters, received_ms)
         tally.latency(self.clock() - received)
+
+    def _observe(
+        self, source: _Source, topic: str, payload: bytes, parsed: ParsedBatch, at: float
+    ) -> _Handled | None:
+        """Track a plain message's seq if its gateway's is tracked; the message dead-lettered
+        as a whole if that failed (a bug), else None."""
+        if source.tracked:
+            try:
+                verdicts = self.sequences.observe(source.key, parsed.seq, at)  # type: ignore[arg-type]
+                if len(verdicts) != 1 or verdicts[0] not in _NOTHING_COUNTED:
+                    self._show_seq_counts()
+            except Exception as exc:
+                return _failed(topic, payload, parsed.park, parsed.gateway, exc)
+        return None
+
+    def _settle(self, handled: list[_Handled], start: int, out: _Lines) -> None:
+        """The counter watch and the encoder over the readings of ``handled[start:]``, in
+        one list (per message, each cost a call and a list, which at one reading per message
+        was a tenth of ingest's own CPU); each message keeps its share of the lines for a
+        lone retry."""
+        if start >= len(handled):
+            return
+        accepted = list(chain.from_iterable([one.parsed.readings for one in handled[start:]]))
+        if not accepted:
+            return
+        accepted = self._flag_counters(accepted, handled, start)
+        lines = encode_lines(accepted)
+        if lines:
+            # the totals by C over the whole list (no bookkeeping per message: only a
+            # refused batch needs each message's share, see _store)
+            out.add(lines, sum(map(len, map(_VALUES, accepted))), max(map(_TIME, accepted)))
 
     def _parse(self, message: Message, received_ms: int, try_plain: bool = True) -> _Handled | None:
         topic = message.topic
@@ -405,17 +490,18 @@ class IngestService:
             return _failed(topic, message.payload, data_topic.park, data_topic.gateway, exc)
 
     def _flag_counters(
-        self, accepted: list[AcceptedReading], handled: list[_Handled]
+        self, accepted: list[AcceptedReading], handled: list[_Handled], start: int = 0
     ) -> list[AcceptedReading]:
-        """Counters that went back (:mod:`ingest.counters`), over a chunk's readings in arrival
-        order; what to store. A failure (a bug) falls back to message by message, so that
-        it costs only the message it happens in."""
+        """Counters that went back (:mod:`ingest.counters`), over the readings of
+        ``handled[start:]`` in arrival order; what to store. A failure (a bug) falls back to
+        message by message, so that it costs only the message it happens in."""
         try:
             decreases = self.counters.flag(accepted)
         except Exception:
             log.exception("the counter watch failed on a chunk; going message by message")
             decreases = []
-            for i, one in enumerate(handled):
+            for i in range(start, len(handled)):
+                one = handled[i]
                 if one.parsed.readings:
                     try:
                         decreases += self.counters.flag(one.parsed.readings)
@@ -424,7 +510,11 @@ class IngestService:
                         handled[i] = _failed(
                             one.topic, one.payload, parsed.park, parsed.gateway, exc, parsed.seq
                         )
-            accepted = list(chain.from_iterable([one.parsed.readings for one in handled]))
+            accepted = list(chain.from_iterable([one.parsed.readings for one in handled[start:]]))
+        self._show_decreases(decreases)
+        return accepted
+
+    def _show_decreases(self, decreases: list[Decrease]) -> None:
         for decrease in decreases:
             self.metrics.counter_decreases.labels(decrease.quantity).inc()
             log.info(
@@ -434,7 +524,6 @@ class IngestService:
                 decrease.before,
                 decrease.after,
             )
-        return accepted
 
     def _track_seq(self, parsed: ParsedBatch, received: float) -> None:
         """Make gaps, late batches, replays and restarts visible (:mod:`ingest.sequence`).
@@ -475,10 +564,10 @@ class IngestService:
         except InfluxRejectedError:
             # The batch this chunk shared was refused; try each message's lines alone so that
             # another message's bad line cannot cost this one's good readings.
-            stored: list[AcceptedReading] = []
+            readings = values = newest_ms = 0
             at = 0
             for one in handled:
-                count = len(one.parsed.readings)
+                count = len(one.parsed.readings) if one.lines < 0 else one.lines
                 if not count:
                     continue
                 at += count
@@ -486,13 +575,16 @@ class IngestService:
                     await writer.write_now(lines[at - count : at])
                 except InfluxRejectedError as exc:
                     one.parsed.rejections.append(Rejection(Reason.DATABASE_REJECTED, str(exc)))
+                    continue
+                readings += count
+                if one.lines < 0:
+                    values += sum(map(len, map(_VALUES, one.parsed.readings)))
+                    newest_ms = max(newest_ms, *map(_TIME, one.parsed.readings))
                 else:
-                    stored += one.parsed.readings
-            if not stored:
+                    values += one.values
+                    newest_ms = max(newest_ms, one.newest)
+            if not readings:
                 return
-            readings = len(stored)
-            values = sum(map(len, map(_VALUES, stored)))
-            newest_ms = max(map(_TIME, stored))
         tally = self.metrics.tally
         tally.readings += readings
         tally.values += values

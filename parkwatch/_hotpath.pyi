@@ -19,3 +19,23 @@ def encode_lines(readings: list[Any], quality_field: dict[str, str]) -> list[str
 def read_publishes(
     data: bytes | bytearray | memoryview, offset: int, message: type[Any]
 ) -> tuple[list[Any], int, int]: ...
+
+class Scanned:
+    seq: int
+    def commit(
+        self,
+        quality_field: dict[str, str],
+        last: dict[str, dict[str, list[float]]],
+        counters: frozenset[str],
+        not_counted: list[float],
+        decrease: type[Any],
+    ) -> tuple[list[str], int, int, list[Any]]: ...
+
+def scan_message(
+    payload: bytes,
+    gateway: str,
+    meters: Any,
+    newest_ok: int,
+    max_readings: int,
+    qualities: tuple[str, ...],
+) -> Scanned | None: ...

@@ -1,6 +1,6 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, infer_types=False
-"""Ingest's per-reading loops compiled: the site checks of a plainly valid message, the
-counter watch and line-protocol encoding.
+"""Ingest's per-reading loops compiled: the scan of a plainly valid message, its site
+checks, the counter watch and line-protocol encoding.
 
 Each function does what its Python reference does — :func:`parkwatch.wire.plain_message`'s
 loop, :meth:`ingest.counters.CounterWatch.flag` and :func:`ingest.service.encode_lines` — in
@@ -10,15 +10,18 @@ comparisons and string building are C calls. The Python versions stay as the ref
 as the fallback where this module is not built.
 """
 
-from cpython.dict cimport PyDict_GetItem, PyDict_Next, PyDict_SetItem
+from cpython.dict cimport PyDict_GetItem, PyDict_Next, PyDict_SetItem, PyDict_Size
 from cpython.float cimport PyFloat_AS_DOUBLE
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.object cimport PyObject
+from cpython.ref cimport Py_DECREF, Py_INCREF
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.long cimport PyLong_FromLongLong
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.math cimport fabs, isfinite, llround, signbit
-from libc.string cimport memcpy, strlen
+from libc.string cimport memcmp, memcpy, strlen
 
 cdef extern from "Python.h":
     char* PyOS_double_to_string(double val, char format_code, int precision, int flags,
@@ -31,6 +34,9 @@ cdef extern from "Python.h":
     bint PyTuple_CheckExact(object)
     const char* PyUnicode_AsUTF8AndSize(object, Py_ssize_t*) except NULL
     long long PyLong_AsLongLongAndOverflow(object, int*) except? -1
+    bint PyBytes_CheckExact(object)
+    double PyOS_string_to_double(const char* s, char** endptr, PyObject* overflow) except? -1.0
+    object PyUnicode_FromStringAndSize(const char* s, Py_ssize_t size)
 
 cdef object _new_tuple = tuple.__new__
 
@@ -262,7 +268,7 @@ def encode_lines(list readings, dict quality_field):
     return lines
 
 
-cdef Py_ssize_t _decimal(long long value, char* out):
+cdef Py_ssize_t _decimal(long long value, char* out) noexcept:
     cdef char tmp[24]
     cdef Py_ssize_t k = 0, j
     cdef unsigned long long u
@@ -292,7 +298,7 @@ cdef Py_ssize_t _decimal(long long value, char* out):
 cdef double[7] _TENS = [1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0, 1000000.0]
 
 
-cdef Py_ssize_t _short_decimal(double v, char* out):
+cdef Py_ssize_t _short_decimal(double v, char* out) noexcept:
     """``v`` as a plain decimal of at most 6 fractional digits that reads back as exactly
     ``v``, or 0 if there is none (or ``v`` is large): the fewest digits of that form, which
     is what ``repr`` writes for meter values like 412.5 or 1834567.25 — a tenth of its cost.
@@ -409,3 +415,567 @@ cdef bint _odd_topic(const unsigned char* text, Py_ssize_t size):
         if text[i] == 0 or text[i] == 43 or text[i] == 35:  # NUL, '+', '#'
             return True
     return False
+
+
+# --- the scan of a plainly valid message ------------------------------------------------
+
+# what the scan gives up on: the message then goes to msgspec's decoding (the reference)
+cdef enum:
+    _GIVE_UP = -1
+
+cdef struct _Scan:
+    const unsigned char* text
+    Py_ssize_t at
+    Py_ssize_t size
+
+
+cdef inline void _space(_Scan* s) noexcept:
+    cdef unsigned char c
+    while s.at < s.size:
+        c = s.text[s.at]
+        if c == 32 or c == 10 or c == 13 or c == 9:  # JSON's whitespace
+            s.at += 1
+        else:
+            return
+
+
+cdef inline bint _expect(_Scan* s, unsigned char c) noexcept:
+    """Skip whitespace, then ``c`` (True) or nothing (False)."""
+    _space(s)
+    if s.at < s.size and s.text[s.at] == c:
+        s.at += 1
+        return True
+    return False
+
+
+cdef inline Py_ssize_t _string(_Scan* s, Py_ssize_t* length) noexcept:
+    """A string without escapes, in printable ASCII: its start (``length`` its size), or
+    _GIVE_UP for anything else (escapes, other bytes: msgspec's case)."""
+    cdef Py_ssize_t begin
+    cdef unsigned char c
+    if not _expect(s, 34):
+        return _GIVE_UP
+    begin = s.at
+    while s.at < s.size:
+        c = s.text[s.at]
+        if c == 34:
+            length[0] = s.at - begin
+            s.at += 1
+            return begin
+        if c == 92 or c < 32 or c >= 127:
+            return _GIVE_UP
+        s.at += 1
+    return _GIVE_UP
+
+
+cdef inline bint _key(_Scan* s, const char* name, Py_ssize_t size, Py_ssize_t begin,
+                      Py_ssize_t length) noexcept:
+    return length == size and memcmp(s.text + begin, name, size) == 0
+
+
+cdef inline int _int(_Scan* s, long long* out) noexcept:
+    """A non-negative integer literal of at most 18 digits (no fraction, no exponent):
+    0, or _GIVE_UP for anything else (signs, "-0", big or non-integral numbers)."""
+    cdef Py_ssize_t begin
+    cdef long long value = 0
+    cdef unsigned char c
+    _space(s)
+    begin = s.at
+    while s.at < s.size and 48 <= s.text[s.at] <= 57:
+        value = value * 10 + (s.text[s.at] - 48)
+        s.at += 1
+        if s.at - begin > 18:
+            return _GIVE_UP
+    if s.at == begin or (s.text[begin] == 48 and s.at - begin > 1):
+        return _GIVE_UP  # none, or a leading zero (not JSON)
+    if s.at < s.size:
+        c = s.text[s.at]
+        if c == 46 or c == 101 or c == 69:  # '.', 'e', 'E'
+            return _GIVE_UP
+    out[0] = value
+    return 0
+
+
+# exact powers of ten as doubles, for the exact conversion below
+cdef double[23] _POW10 = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+    1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+]
+
+
+cdef inline int _number(_Scan* s, double* out) except -2:
+    """A JSON number as the float msgspec makes of it (an int literal converted, a float
+    literal correctly rounded): 0, or _GIVE_UP (not JSON, "-0", an integer of more than 15
+    digits, not finite)."""
+    cdef Py_ssize_t begin, digits_at, int_digits, frac_digits = 0
+    cdef bint negative = False, fraction = False, exponent = False
+    cdef long long mantissa = 0
+    cdef int significant = 0
+    cdef char literal[64]
+    cdef double value
+    _space(s)
+    begin = s.at
+    if s.at < s.size and s.text[s.at] == 45:  # '-'
+        negative = True
+        s.at += 1
+    digits_at = s.at
+    while s.at < s.size and 48 <= s.text[s.at] <= 57:
+        if significant or s.text[s.at] != 48:
+            significant += 1
+        if significant <= 18:
+            mantissa = mantissa * 10 + (s.text[s.at] - 48)
+        s.at += 1
+    int_digits = s.at - digits_at
+    if int_digits == 0 or (s.text[digits_at] == 48 and int_digits > 1):
+        return _GIVE_UP
+    if s.at < s.size and s.text[s.at] == 46:  # '.'
+        fraction = True
+        s.at += 1
+        digits_at = s.at
+        while s.at < s.size and 48 <= s.text[s.at] <= 57:
+            if significant or s.text[s.at] != 48:
+                significant += 1
+            if significant <= 18:
+                mantissa = mantissa * 10 + (s.text[s.at] - 48)
+            s.at += 1
+        frac_digits = s.at - digits_at
+        if frac_digits == 0:
+            return _GIVE_UP
+    if s.at < s.size and (s.text[s.at] == 101 or s.text[s.at] == 69):  # 'e', 'E'
+        exponent = True
+        s.at += 1
+        if s.at < s.size and (s.text[s.at] == 43 or s.text[s.at] == 45):
+            s.at += 1
+        digits_at = s.at
+        while s.at < s.size and 48 <= s.text[s.at] <= 57:
+            s.at += 1
+        if s.at == digits_at:
+            return _GIVE_UP
+    if not fraction and not exponent:
+        # an integer, which msgspec reads as an int and converts: exact up to 15 digits
+        if significant > 15 or (negative and mantissa == 0):
+            return _GIVE_UP
+        value = <double>mantissa
+        out[0] = -value if negative else value
+        return 0
+    if not exponent and significant <= 15 and frac_digits <= 22:
+        # both exact doubles, so the quotient is the correctly rounded value
+        value = <double>mantissa / _POW10[frac_digits]
+        out[0] = -value if negative else value
+        return 0
+    if s.at - begin >= 63:
+        return _GIVE_UP
+    memcpy(literal, s.text + begin, s.at - begin)
+    literal[s.at - begin] = 0
+    value = PyOS_string_to_double(literal, NULL, NULL)  # correctly rounded
+    if not isfinite(value):
+        return _GIVE_UP
+    out[0] = value
+    return 0
+
+
+cdef struct _Record:
+    PyObject* meter  # a reference the Scanned holding the record owns
+    long long t
+    int quality  # index in the qualities
+    Py_ssize_t first  # its first value in the values
+    Py_ssize_t count
+
+
+cdef struct _Value:
+    PyObject* key  # borrowed: the registry's own name (a key of the meter's bounds, the
+                   # meter held by its record)
+    double v
+
+
+cdef struct _Records:
+    _Record* records
+    Py_ssize_t size
+    Py_ssize_t cap
+    _Value* values
+    Py_ssize_t n_values
+    Py_ssize_t values_cap
+
+
+cdef int _more(void** array, Py_ssize_t* cap, Py_ssize_t size, Py_ssize_t item) except -1:
+    cdef Py_ssize_t new_cap
+    cdef void* data
+    if size < cap[0]:
+        return 0
+    new_cap = cap[0] * 2 if cap[0] else 64
+    data = PyMem_Realloc(array[0], new_cap * item)
+    if data is NULL:
+        raise MemoryError()
+    array[0] = data
+    cap[0] = new_cap
+    return 0
+
+
+cdef int _scan_reading(_Scan* s, dict meters, long long newest_ok, tuple qualities,
+                       int ok_at, _Records* out) except -1:
+    """One reading of a plainly valid message, checked against the site, into ``out``: 0,
+    or 1 to give up. ``ok_at``: where ``ok`` is in the qualities (a reading without
+    ``s``)."""
+    cdef Py_ssize_t begin, length, pos, name_size, k, first = out.n_values
+    cdef long long t = 0
+    cdef int seen = 0, quality = ok_at
+    cdef double v
+    cdef PyObject* found
+    cdef PyObject* key
+    cdef PyObject* item
+    cdef PyObject* meter = NULL
+    cdef const char* name
+    cdef object bounds = None, pair, low, high
+    cdef _Record* record
+    if not _expect(s, 123) or _expect(s, 125):  # '{', and not an empty one
+        return 1
+    while True:
+        begin = _string(s, &length)
+        if begin == _GIVE_UP or not _expect(s, 58):  # ':'
+            return 1
+        if _key(s, b"m", 1, begin, length):
+            if seen & 1:
+                return 1
+            seen |= 1
+            begin = _string(s, &length)
+            if begin == _GIVE_UP:
+                return 1
+            meter = PyDict_GetItem(
+                meters, PyUnicode_FromStringAndSize(<const char*>s.text + begin, length)
+            )
+            if meter is NULL:
+                return 1
+        elif _key(s, b"t", 1, begin, length):
+            if seen & 2 or _int(s, &t) == _GIVE_UP:
+                return 1
+            seen |= 2
+            if not 946_684_800_000 <= t <= newest_ok:
+                return 1
+        elif _key(s, b"s", 1, begin, length):
+            if seen & 4:
+                return 1
+            seen |= 4
+            begin = _string(s, &length)
+            if begin == _GIVE_UP:
+                return 1
+            quality = -1
+            for k in range(PyTuple_GET_SIZE(qualities)):
+                name = PyUnicode_AsUTF8AndSize(<object>PyTuple_GET_ITEM(qualities, k), &name_size)
+                if name_size == length and memcmp(s.text + begin, name, length) == 0:
+                    quality = k
+                    break
+            if quality < 0:
+                return 1
+        elif _key(s, b"q", 1, begin, length):
+            # the meter first (as every gateway writes it): else msgspec's case
+            if seen & 8 or not seen & 1 or not _expect(s, 123) or _expect(s, 125):
+                return 1
+            seen |= 8
+            bounds = (<object>meter).bounds
+            if not PyDict_CheckExact(bounds):
+                return 1
+            while True:
+                begin = _string(s, &length)
+                if begin == _GIVE_UP or not _expect(s, 58) or _number(s, &v) == _GIVE_UP:
+                    return 1
+                # the quantity's name as the registry's own string: a quantity it does not
+                # know is not plainly valid
+                pos = 0
+                found = NULL
+                while PyDict_Next(bounds, &pos, &key, &item):
+                    name = PyUnicode_AsUTF8AndSize(<object>key, &name_size)
+                    if name_size == length and memcmp(s.text + begin, name, length) == 0:
+                        found = item
+                        break
+                if found is NULL:
+                    return 1
+                pair = <object>found
+                if not (
+                    PyTuple_CheckExact(pair) and PyTuple_GET_SIZE(pair) == 2
+                    and PyFloat_CheckExact(<object>PyTuple_GET_ITEM(pair, 0))
+                    and PyFloat_CheckExact(<object>PyTuple_GET_ITEM(pair, 1))
+                ):
+                    return 1
+                if not (
+                    PyFloat_AS_DOUBLE(<object>PyTuple_GET_ITEM(pair, 0)) <= v
+                    <= PyFloat_AS_DOUBLE(<object>PyTuple_GET_ITEM(pair, 1))
+                ):
+                    return 1
+                for k in range(first, out.n_values):
+                    if out.values[k].key == key:
+                        return 1  # a name twice: msgspec keeps the last value in the first place
+                if out.n_values - first >= 64:
+                    return 1
+                _more(<void**>&out.values, &out.values_cap, out.n_values, sizeof(_Value))
+                out.values[out.n_values].key = key
+                out.values[out.n_values].v = v
+                out.n_values += 1
+                if _expect(s, 44):  # ','
+                    continue
+                if _expect(s, 125):
+                    break
+                return 1
+        else:
+            return 1  # an unknown key: msgspec says so
+        if _expect(s, 44):
+            continue
+        if _expect(s, 125):
+            break
+        return 1
+    if seen & 11 != 11:
+        return 1
+    _more(<void**>&out.records, &out.cap, out.size, sizeof(_Record))
+    record = &out.records[out.size]
+    Py_INCREF(<object>meter)  # released with the record (Scanned.__dealloc__)
+    record.meter = meter
+    record.t = t
+    record.quality = quality
+    record.first = first
+    record.count = out.n_values - first
+    out.size += 1
+    return 0
+
+
+cdef int _scan_message(_Scan* s, str gateway, dict meters, long long newest_ok,
+                       Py_ssize_t max_readings, tuple qualities, int ok_at, _Records* out,
+                       long long* seq) except -1:
+    """A plainly valid message's envelope and readings into ``out``: 0, or 1 to give up."""
+    cdef Py_ssize_t begin, length, gw_size
+    cdef long long one = 0
+    cdef int seen = 0
+    cdef const char* gw = PyUnicode_AsUTF8AndSize(gateway, &gw_size)
+    if not _expect(s, 123):
+        return 1
+    while True:
+        begin = _string(s, &length)
+        if begin == _GIVE_UP or not _expect(s, 58):
+            return 1
+        if _key(s, b"v", 1, begin, length):
+            if seen & 1 or _int(s, &one) == _GIVE_UP or one != 1:
+                return 1
+            seen |= 1
+        elif _key(s, b"gw", 2, begin, length):
+            if seen & 2:
+                return 1
+            seen |= 2
+            begin = _string(s, &length)
+            if begin == _GIVE_UP or length != gw_size or memcmp(s.text + begin, gw, length):
+                return 1
+        elif _key(s, b"seq", 3, begin, length):
+            if seen & 4 or _int(s, seq) == _GIVE_UP:
+                return 1
+            seen |= 4
+        elif _key(s, b"readings", 8, begin, length):
+            if seen & 8 or not _expect(s, 91):  # '['
+                return 1
+            seen |= 8
+            if not _expect(s, 93):  # ']'
+                while True:
+                    if _scan_reading(s, meters, newest_ok, qualities, ok_at, out):
+                        return 1
+                    if out.size > max_readings:
+                        return 1
+                    if _expect(s, 44):
+                        continue
+                    if _expect(s, 93):
+                        break
+                    return 1
+        else:
+            return 1
+        if _expect(s, 44):
+            continue
+        if _expect(s, 125):
+            break
+        return 1
+    _space(s)
+    if seen != 15 or s.at != s.size:
+        return 1
+    return 0
+
+
+cdef class Scanned:
+    """A message :func:`scan_message` found plainly valid: its ``seq``, and its readings in
+    C, which :meth:`commit` puts through the counter watch and writes as lines. Ingest tracks
+    the seq in between, so that a message dead-lettered there leaves the counter watch as it
+    was, as on the reference path."""
+
+    cdef readonly object seq
+    cdef _Records out
+    cdef tuple qualities
+    cdef int ok_at, bad_at, decreased_at
+    cdef bint committed
+
+    def __cinit__(self):
+        self.out.records = NULL
+        self.out.size = self.out.cap = 0
+        self.out.values = NULL
+        self.out.n_values = self.out.values_cap = 0
+
+    def __dealloc__(self):
+        cdef Py_ssize_t i
+        for i in range(self.out.size):
+            Py_DECREF(<object>self.out.records[i].meter)
+        PyMem_Free(self.out.records)
+        PyMem_Free(self.out.values)
+
+    def commit(
+        self, dict quality_field, dict last, frozenset counters, list not_counted,
+        object decrease,
+    ):
+        """The counter watch (:func:`flag_counters`'s state and rules) over the readings, then
+        their lines as :func:`encode_lines` writes them: (lines, values, newest time,
+        decreases). Once only.
+
+        What can fail for a reason of the arguments (a quality without its field in
+        ``quality_field``, ``decrease`` among them) raises before the state changes;
+        only running out of memory (the line's buffer, its str, a ``Decrease``) can stop it
+        midway, with the state through the readings before — as :func:`flag_counters` and
+        ``flag_py`` do."""
+        cdef _Records* out = &self.out
+        cdef tuple qualities = self.qualities
+        cdef int ok_at = self.ok_at, bad_at = self.bad_at, decreased_at = self.decreased_at
+        cdef long long newest = 0
+        cdef Py_ssize_t i, j, k, size, values_total = 0
+        cdef int quality
+        cdef _Record* record
+        cdef _Value* value
+        cdef PyObject* got
+        cdef PyObject* fields[16]
+        cdef object meter, series, entry, before, key, newest_values, t_object
+        cdef list lines, found
+        cdef _Buf buf
+        cdef char digits[32]
+        cdef char* number
+        if self.committed:
+            raise RuntimeError("a scanned message goes through the counter watch once")
+        if PyTuple_GET_SIZE(qualities) > 16:
+            raise ValueError("at most 16 qualities")
+        for k in range(PyTuple_GET_SIZE(qualities)):
+            fields[k] = (
+                NULL if k == ok_at
+                else PyDict_GetItem(quality_field, <object>PyTuple_GET_ITEM(qualities, k))
+            )
+        # a quality without its field: the reference's KeyError, raised before any state
+        # changes (``decreased``'s whether or not a counter goes back)
+        if fields[decreased_at] is NULL:
+            raise KeyError(<object>PyTuple_GET_ITEM(qualities, decreased_at))
+        for i in range(out.size):
+            quality = out.records[i].quality
+            if quality != ok_at and fields[quality] is NULL:
+                raise KeyError(<object>PyTuple_GET_ITEM(qualities, quality))
+        self.committed = True
+        buf.data = NULL
+        buf.size = buf.cap = 0
+        try:
+            lines = []
+            found = []
+            t_object = None
+            for i in range(out.size):
+                record = &out.records[i]
+                meter = <object>record.meter
+                quality = record.quality
+                series = meter.series
+                if t_object is None or record.t != (record - 1).t:
+                    t_object = PyLong_FromLongLong(record.t)
+                if record.t > newest or i == 0:
+                    newest = record.t
+                values_total += record.count
+                # the counter watch: flag_counters's rules, value by value
+                if quality != bad_at:
+                    got = PyDict_GetItem(last, series)
+                    if got is NULL:
+                        newest_values = {}
+                        PyDict_SetItem(last, series, newest_values)
+                    else:
+                        newest_values = <object>got
+                    for j in range(record.first, record.first + record.count):
+                        value = &out.values[j]
+                        key = <object>value.key
+                        got = PyDict_GetItem(newest_values, key)
+                        if got is NULL:
+                            newest_values[key] = (
+                                [t_object, value.v] if key in counters else not_counted
+                            )
+                            continue
+                        entry = <object>got
+                        if entry is not_counted or t_object <= entry[0]:
+                            continue
+                        before = entry[1]
+                        entry[0] = t_object
+                        entry[1] = value.v
+                        if value.v < before:
+                            found.append(decrease(meter.id, key, before, value.v))
+                            if quality == ok_at:
+                                quality = decreased_at
+                # the line, as encode_lines writes it
+                buf.size = 0
+                _put_str(&buf, series)
+                _put(&buf, " ", 1)
+                for j in range(record.first, record.first + record.count):
+                    value = &out.values[j]
+                    if j != record.first:
+                        _put(&buf, ",", 1)
+                    _put_str(&buf, <object>value.key)
+                    _put(&buf, "=", 1)
+                    size = _short_decimal(value.v, digits)
+                    if size:
+                        _put(&buf, digits, size)
+                    else:
+                        number = PyOS_double_to_string(value.v, b'r', 0, Py_DTSF_ADD_DOT_0, NULL)
+                        try:
+                            _put(&buf, number, strlen(number))
+                        finally:
+                            PyMem_Free(number)
+                if quality != ok_at:
+                    _put_str(&buf, <object>fields[quality])
+                _put(&buf, " ", 1)
+                _put(&buf, digits, _decimal(record.t, digits))
+                lines.append(PyUnicode_DecodeUTF8(buf.data, buf.size, NULL))
+            return lines, values_total, newest, found
+        finally:
+            PyMem_Free(buf.data)
+
+
+def scan_message(
+    object payload, str gateway, object meters, long long newest_ok, Py_ssize_t max_readings,
+    tuple qualities,
+):
+    """:func:`parkwatch.wire.plain_message` in one pass over the JSON text, with no Python
+    object per reading: a :class:`Scanned` (its seq; :meth:`Scanned.commit` then runs the
+    counter watch and :func:`encode_lines`) for a message it finds plainly valid, or None
+    where it gives up — on anything off and on anything unusual (escapes or non-ASCII text,
+    a key twice, the values before the meter, integers of more than 18 digits, "-0", numbers
+    it cannot convert exactly). It changes no state; where it gives up the caller takes the
+    reference path (``plain_message``'s msgspec decoding, the counter watch, the encoder),
+    which says what is off. ``tests/test_hotpath_scan.py`` holds the two to the same lines,
+    state and decreases. ``qualities``: the quality names, ``ok``, ``bad`` and ``decreased``
+    among them."""
+    cdef _Scan s
+    cdef Scanned scanned
+    cdef long long seq = 0
+    cdef Py_ssize_t i
+    cdef int ok_at = -1, bad_at = -1, decreased_at = -1
+    cdef object name
+    if not PyBytes_CheckExact(payload) or not PyDict_CheckExact(meters):
+        return None
+    for i in range(PyTuple_GET_SIZE(qualities)):
+        name = <object>PyTuple_GET_ITEM(qualities, i)
+        if name == "ok":
+            ok_at = i
+        elif name == "bad":
+            bad_at = i
+        elif name == "decreased":
+            decreased_at = i
+    if ok_at < 0 or bad_at < 0 or decreased_at < 0:
+        raise ValueError("qualities must name ok, bad and decreased")
+    s.text = <const unsigned char*>PyBytes_AS_STRING(payload)
+    s.size = PyBytes_GET_SIZE(payload)
+    s.at = 0
+    scanned = Scanned.__new__(Scanned)
+    if _scan_message(&s, gateway, <dict>meters, newest_ok, max_readings, qualities, ok_at,
+                     &scanned.out, &seq):
+        return None
+    scanned.seq = PyLong_FromLongLong(seq)
+    scanned.qualities = qualities
+    scanned.ok_at, scanned.bad_at, scanned.decreased_at = ok_at, bad_at, decreased_at
+    return scanned

@@ -1,4 +1,5 @@
-"""Ingest's per-reading loops and its MQTT client's PUBLISH reading, compiled
+"""Ingest's per-reading loops (and the scan of a plain message straight to its lines) and
+its MQTT client's PUBLISH reading, compiled
 (``parkwatch/_hotpath.pyx``, built when the project is installed), or None for each where the
 extension is not built: a source tree without the build step then runs the Python
 references, which give the same results (``tests/test_hotpath*.py`` hold the two to it)."""
@@ -8,23 +9,25 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+_NAMES = ("check_plain", "flag_counters", "encode_lines", "read_publishes", "scan_message")
+
 
 def _compiled() -> dict[str, Callable[..., Any]]:
     try:
         from parkwatch import _hotpath
     except ImportError:  # pragma: no cover - only where the extension is not built
         return {}
-    return {
-        "check_plain": _hotpath.check_plain,
-        "flag_counters": _hotpath.flag_counters,
-        "encode_lines": _hotpath.encode_lines,
-        "read_publishes": _hotpath.read_publishes,
-    }
+    # a stale build (from an older _hotpath.pyx) may lack a function: that one then runs in
+    # Python, the others compiled
+    found = {name: getattr(_hotpath, name, None) for name in _NAMES}
+    return {name: function for name, function in found.items() if function is not None}
 
 
 _FUNCTIONS = _compiled()
-COMPILED = bool(_FUNCTIONS)
+# all of them: ingest warns at start otherwise (a stale build too)
+COMPILED = len(_FUNCTIONS) == len(_NAMES)
 check_plain: Callable[..., Any] | None = _FUNCTIONS.get("check_plain")
 flag_counters: Callable[..., Any] | None = _FUNCTIONS.get("flag_counters")
 encode_lines: Callable[..., Any] | None = _FUNCTIONS.get("encode_lines")
 read_publishes: Callable[..., Any] | None = _FUNCTIONS.get("read_publishes")
+scan_message: Callable[..., Any] | None = _FUNCTIONS.get("scan_message")

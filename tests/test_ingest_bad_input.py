@@ -232,6 +232,11 @@ async def test_a_failing_counter_watch_costs_only_the_message_it_fails_on(
     """The counter watch runs once over a whole chunk; if it raises (a bug), ingest goes
     message by message: the message it fails on is dead-lettered whole (``internal_error``,
     for a replay once fixed), the others are stored, nothing is left unacknowledged."""
+    from ingest import counters
+
+    # the messages go through the counter watch's Python entry (no scan straight to lines,
+    # whose compiled watch is part of the scan: tests/test_hotpath_scan.py)
+    monkeypatch.setattr(counters, "SCANNING", False)
     registry = SiteRegistry([Park.from_yaml(demo_park_path)])
     service = IngestService(_settings(MqttSettings(), InfluxSettings(), "bug"), registry)
     real_flag = service.counters.flag
@@ -300,9 +305,15 @@ async def test_the_inline_path_stores_and_rejects_as_the_careful_one_and_decodes
     """A topic's later messages take ``_handle``'s inline path: plain ones are stored by it
     (the fast decoder runs once per message), a message with one bad reading falls back to
     the careful parse without a second fast attempt, and lines and dead letters are the same
-    as when every message goes the careful way (the fast decoder made to find nothing)."""
+    as when every message goes the careful way (the fast decoder made to find nothing). With
+    the scan straight to lines: the same lines and letters, the fast decoder run only for the
+    first message (careful path) and the one the scan gives up on."""
     import ingest.service as ingest_service
     import parkwatch.wire as wire
+    from ingest import counters
+
+    scanning = counters.SCANNING
+    monkeypatch.setattr(counters, "SCANNING", False)
 
     registry = SiteRegistry([Park.from_yaml(demo_park_path)])
     now = int(time.time() * 1000)
@@ -350,3 +361,8 @@ async def test_the_inline_path_stores_and_rejects_as_the_careful_one_and_decodes
     assert fast == careful
     assert len(fast[0]) == 4
     assert fast[2] == 1
+    if scanning:
+        monkeypatch.setattr(counters, "SCANNING", True)
+        calls.clear()
+        assert await run(counted) == careful
+        assert calls == [payloads[0], payloads[2]]
