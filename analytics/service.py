@@ -63,8 +63,9 @@ log = logging.getLogger(__name__)
 # spacing, and count silences back to back; 8: the leak detector watches an open leak net of
 # its estimate — the estimate, the ring's hours net of it, which were an open leak's, the
 # CUSUMs both ways, the hour the estimate last moved; 9: meter faults keep the sum of each
-# row's gap squares, and of a run of silences', for the spread of its gaps).
-SNAPSHOT_VERSION = 9
+# row's gap squares, and of a run of silences', for the spread of its gaps; 10: the leak
+# detector keeps its first hour, a zone's age for its young weeks, and an excess held).
+SNAPSHOT_VERSION = 10
 
 
 class AnalyticsMetrics:
