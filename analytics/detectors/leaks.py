@@ -172,9 +172,10 @@ class LeakParams:
     # a water zone's first weeks: its baselines' spreads come from the few days seen so far,
     # which may agree by chance (the town: days within 1.5–2.4 % against its 4 % scatter), so
     # an ordinary busy day stood out as a leak. Until the zone has this many days of history,
-    # an excess judged against its days' scatter (not a burst, not its meters' class) is
-    # reported only if it is still there in the night after the day it began: a leak runs
-    # on, a busy day ends (``_busy_day``)
+    # an excess judged against its days' scatter (not its meters' class) that a busy day could
+    # use, in a zone with a daily rhythm, waits for the morning's rise to show it added, or
+    # for the night after its day to show it still there: a leak runs on, a busy day ends
+    # (``_busy_day``)
     young_days: int = 35
     busy_share: float = 0.2  # …the most a busy day uses over the baseline (the town's 4 %: 5 σ)
 
@@ -1215,6 +1216,8 @@ class ZoneLeaks(Detector):
             young = hour - self.born < self.p.young_days * 24
             if zone.utility is not Utility.WATER or not young or not self.by_days[zi]:
                 return False
+            if not self._rhythm(zi, hour):
+                return False
             since = min(hour - int(self.onset[zi]) + 1, self.ring - 1)
             pos, held = self._window(hour + 1, since, 1)
             excess = self.h_excess[zi, pos][held]
@@ -1242,6 +1245,20 @@ class ZoneLeaks(Detector):
         self.onset[zi] = -1
         self.burst[zi] = False
         return True
+
+    def _rhythm(self, zi: int, hour: int) -> bool:
+        """Whether the zone's usual day (the median of each hour of today's kind of day) rises
+        from its lowest hour to half as high again: a town's people, whose busy day is a
+        share of that rhythm, and whose morning tells a leak from it (``_additive``). A flat
+        zone (a plant's process water) has no morning to tell by, and is judged as before."""
+        daytype = int(self.h_daytype[hour % self.ring])  # this hour's, kept before judging
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            day = np.array(
+                [np.nanmedian(self._same_days(hour - j, daytype)[zi]) for j in range(24)]
+            )
+        day = day[np.isfinite(day)]
+        return bool(day.size == 24 and day.min() > 0 and day.max() >= 1.5 * day.min())
 
     def _additive(self, zi: int, hour: int) -> bool:
         """Whether the hours since the excess began, once they span the day's rise (a
