@@ -1202,8 +1202,9 @@ class ZoneLeaks(Detector):
     def _busy_day(self, zi: int, hour: int) -> bool:
         """Whether a young water zone's excess, about to be reported, is held (True), or was
         a busy day and is dropped (True, the zone quiet again): while the zone has fewer than
-        ``young_days`` days of history, an excess judged against the scatter of its days (not
-        its meters' class, where a busy day is no explanation) and no more than a busy day
+        ``young_days`` days of history and a daily rhythm (``_rhythm``), an excess judged
+        against the scatter of its days (not its meters' class, where a busy day is no
+        explanation) and no more than a busy day
         could use (``busy_share`` of the baseline, a burst's too) is reported only once the
         night after the day it began is over, and only if that night's hours still stand
         over the baseline by the CUSUM's allowance — or sooner, once the day's rise shows it
