@@ -64,7 +64,8 @@ log = logging.getLogger(__name__)
 # its estimate — the estimate, the ring's hours net of it, which were an open leak's, the
 # CUSUMs both ways, the hour the estimate last moved; 9: meter faults keep the sum of each
 # row's gap squares, and of a run of silences', for the spread of its gaps; 10: the leak
-# detector keeps its first hour, a zone's age for its young weeks, and an excess held).
+# detector keeps each zone's first hour with data, its age for its young weeks, and the hour an
+# excess began to be held).
 SNAPSHOT_VERSION = 10
 
 
