@@ -63,7 +63,9 @@ log = logging.getLogger(__name__)
 # spacing, and count silences back to back; 8: the leak detector watches an open leak net of
 # its estimate — the estimate, the ring's hours net of it, which were an open leak's, the
 # CUSUMs both ways, the hour the estimate last moved; 9: meter faults keep the sum of each
-# row's gap squares, and of a run of silences', for the spread of its gaps).
+# row's gap squares, and of a run of silences', for the spread of its gaps; 10: the leak
+# detector keeps each zone's first hour with data, its age for its young weeks, and the hour an
+# excess began to be held; compressed air's production model; a stuck-check row per series).
 SNAPSHOT_VERSION = 10
 
 

@@ -177,6 +177,15 @@ class LeakParams:
     model_h: int = 12
     model_z: float = 4.5
     model_days: int = 3
+    # a water zone's first weeks: its baselines' spreads come from the few days seen so far,
+    # which may agree by chance (the town: days within 1.5–2.4 % against its 4 % scatter), so
+    # an ordinary busy day stood out as a leak. Until the zone has this many days of history,
+    # an excess judged against its days' scatter (not its meters' class) that a busy day could
+    # use, in a zone with a daily rhythm, waits for the morning's rise to show it added, or
+    # for the night after its day to show it still there: a leak runs on, a busy day ends
+    # (``_busy_day``)
+    young_days: int = 35
+    busy_share: float = 0.2  # …the most a busy day uses over the baseline (the town's 4 %: 5 σ)
 
 
 # Student's t 97.5 % quantile for 1..20 degrees of freedom, over the normal's 1.96
@@ -397,6 +406,12 @@ class ZoneLeaks(Detector):
         self.track = np.zeros((2, nz))  # CUSUMs of the net score: up, down
         self.track_sum = np.zeros((2, nz))  # …the net excess summed since each left 0
         self.track_n = np.zeros((2, nz))  # …and its hours
+        # per zone, the first local hour with data: its history's age (``young_days``)
+        self.born = np.full(nz, -1, dtype=np.int64)
+        # per zone, the hour an excess began to be held (``_busy_day``), or -1
+        self.held_at = np.full(nz, -1, dtype=np.int64)
+        # this hour, per zone: the spread of its days, not its meters' class, sets the scale
+        self.by_days = np.zeros(nz, dtype=bool)
 
     # --- the contract ------------------------------------------------------------------
 
@@ -504,6 +519,8 @@ class ZoneLeaks(Detector):
             "track",
             "track_sum",
             "track_n",
+            "born",
+            "held_at",
         ]
         return [(n, getattr(self, n)) for n in names]
 
@@ -571,6 +588,8 @@ class ZoneLeaks(Detector):
         # no spread yet (too few hours judged): nothing to score against
         scale = np.where(np.isfinite(spread), np.maximum(spread, np.maximum(floor, 1e-6)), np.nan)
         self.scale_now = scale
+        self.by_days = np.isfinite(spread) & (spread > floor)
+        self.born = np.where((self.born < 0) & np.isfinite(raw), hour, self.born)
         with np.errstate(invalid="ignore"):
             z = (value - base) / scale
         # a lower bound (an inflow at its top) is judged only where it stands out already:
@@ -1312,6 +1331,7 @@ class ZoneLeaks(Detector):
         if self.cusum[zi] < self.p.h / 2:
             # it faded while it was being told apart: no event
             self.state_[zi] = QUIET
+            self.held_at[zi] = -1
             self.onset[zi] = -1 if self.cusum[zi] == 0 else self.onset[zi]
             return
         # a compressed-air zone metered only where its air comes in (its header) has no
@@ -1337,11 +1357,132 @@ class ZoneLeaks(Detector):
             self.meter[zi] = meter_row
             out.findings.append(self._meter_finding(zi, at_ms, meter_row, beta))
             return
+        held_at = int(self.held_at[zi])
+        if self._busy_day(zi, hour):
+            return
         self.state_[zi] = LEAK
         finding = self._leak_finding(zi, hour, at_ms, night)
+        if held_at >= 0:
+            # released from a hold (``_busy_day``): how long it waited, for the evidence
+            finding = replace(finding, evidence={**finding.evidence, "held_h": hour - held_at})
         self.known[zi] = finding.estimate.value if finding.estimate else 0.0
         self.moved[zi] = hour
         out.findings.append(finding)
+
+    def _busy_day(self, zi: int, hour: int) -> bool:
+        """Whether a young water zone's excess, about to be reported, is held (True), or was
+        a busy day and is dropped (True, the zone quiet again): while the zone has fewer than
+        ``young_days`` days of history and a daily rhythm (``_rhythm``), an excess judged
+        against the scatter of its days (not its meters' class, where a busy day is no
+        explanation) and no more than a busy day
+        could use (``busy_share`` of the baseline, a burst's too) is reported only once the
+        night after the day it began is over, and only if that night's hours still stand
+        over the baseline by the CUSUM's allowance — or sooner, once the day's rise shows it
+        added to the use rather than a share of it (``_additive``). A busy day uses more in
+        every hour of its own day, most at the peaks; a leak runs on, as much at night as at
+        the peak. A night with no clean hour (a logger gap, a meter stuck) says nothing: the
+        night after it decides, as the first would have. The cost: a small leak in a zone's
+        first weeks waits for the morning, or that night (at most a day and a night, one
+        more when that night is unknown)."""
+        if self.held_at[zi] < 0:
+            zone = self.layout.zones[zi]
+            young = 0 <= hour - int(self.born[zi]) < self.p.young_days * 24
+            if zone.utility is not Utility.WATER or not young or not self.by_days[zi]:
+                return False
+            if not self._rhythm(zi, hour):
+                return False
+            since = min(hour - int(self.onset[zi]) + 1, self.ring - 1)
+            pos, held = self._window(hour + 1, since, 1)
+            excess = self.h_excess[zi, pos][held]
+            base = self.h_mean[zi, pos][held] - excess
+            with np.errstate(all="ignore"):
+                share = np.nanmax(np.where(base > 0, excess / base, np.inf), initial=0.0)
+            if share > self.p.busy_share:
+                return False
+            self.held_at[zi] = hour
+        # the night after the day it began; if that night says nothing (no clean hour: a
+        # logger gap, a meter stuck), the one after — but no later, so nothing waits for good
+        night_end = (int(self.onset[zi]) // 24 + 1) * 24 + self.p.night[1]
+        night = self._clean_night(zi, night_end, hour) if hour + 1 >= night_end else None
+        if night is not None and night.size == 0:
+            night = (
+                self._clean_night(zi, night_end + 24, hour) if hour + 1 >= night_end + 24 else None
+            )
+        if night is None:
+            if self._additive(zi, hour):
+                self.held_at[zi] = -1
+                return False
+            return True
+        self.held_at[zi] = -1
+        if night.size == 0 or night.mean() >= self.p.k * float(self.scale_now[zi]):
+            return False  # it ran on (or two nights unknown: not held back for good)
+        self.state_[zi] = QUIET
+        self.cusum[zi] = 0.0
+        self.onset[zi] = -1
+        self.burst[zi] = False
+        return True
+
+    def _clean_night(self, zi: int, night_end: int, hour: int) -> FloatArray:
+        """The zone's excess over the night hours ending at ``night_end`` that were read
+        clean (``_clean_hours``). Empty: the night is unknown."""
+        first, last = self.p.night
+        pos, clean = self._clean_hours(zi, night_end, last - first, hour)
+        night: FloatArray = self.h_excess[zi, pos][clean]
+        return night[np.isfinite(night)]
+
+    def _clean_hours(self, zi: int, end: int, count: int, hour: int) -> tuple[IntArray, BoolArray]:
+        """Ring positions of the ``count`` hours before ``end``, and which of them were read
+        clean: none with a meter of the zone stuck (or flagged stuck by ``hour``, in a run
+        that began by then) or an inflow pinned at its top — a stuck meter's hours are its
+        reading, not the water's."""
+        pos, held = self._window(end, count, 1)
+        wanted = end - np.arange(1, count + 1, dtype=np.int64)
+        # a run is flagged once it outgrew the meter's longest, hours after it began: the
+        # hours read since carry its start
+        since_pos, since_held = self._window(
+            hour + 1, min(hour + 1 - int(wanted.min()), self.ring - 1), 1
+        )
+        stuck_since = float(np.min(self.h_stuck_from[zi, since_pos][since_held], initial=np.inf))
+        clean = held & ~np.isfinite(self.h_stuck_from[zi, pos]) & ~self.h_lower[zi, pos]
+        return pos, clean & (wanted < stuck_since)
+
+    def _rhythm(self, zi: int, hour: int) -> bool:
+        """Whether the zone's usual day (the median of each hour of today's kind of day) rises
+        from its lowest hour to half as high again: a town's people, whose busy day is a
+        share of that rhythm, and whose morning tells a leak from it (``_additive``). A flat
+        zone (a plant's process water) has no morning to tell by, and is judged as before."""
+        daytype = int(self.h_daytype[hour % self.ring])  # this hour's, kept before judging
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            day = np.array(
+                [np.nanmedian(self._same_days(hour - j, daytype)[zi]) for j in range(24)]
+            )
+        day = day[np.isfinite(day)]
+        return bool(day.size == 24 and day.min() > 0 and day.max() >= 1.5 * day.min())
+
+    def _additive(self, zi: int, hour: int) -> bool:
+        """Whether the hours since the excess began, once they span the day's rise (a
+        baseline half as high again as their lowest), say it is added, as a leak is, rather
+        than a share of the use, as a busy day's: fitted as ``a + b · baseline``, its part
+        at their lowest baseline ``b · lowest`` is under ``a``. Where they do not span it
+        (the night's hours), nothing is said. Hours not read clean (``_clean_hours``) are
+        left out: a meter stuck through the night is an excess added to every hour."""
+        # only the day it began: the hours after it are the night's to judge (a busy day
+        # over by the next morning, its night unknown, fitted with that morning's quiet
+        # hours, read as added)
+        end = min(hour + 1, (int(self.onset[zi]) // 24 + 1) * 24)
+        since = min(end - int(self.onset[zi]), self.ring - 1)
+        if since < 1:
+            return False
+        pos, clean = self._clean_hours(zi, end, since, hour)
+        excess = self.h_excess[zi, pos][clean]
+        base = self.h_mean[zi, pos][clean] - excess
+        ok = np.isfinite(excess) & np.isfinite(base)
+        excess, base = excess[ok], base[ok]
+        if excess.size < 3 or base.min() <= 0 or base.max() < 1.5 * base.min():
+            return False
+        b, a = np.polyfit(base, excess, 1)
+        return bool(a > b * base.min())
 
     def _track_open(self, judged: BoolArray, z_net: FloatArray, excess: FloatArray) -> None:
         """CUSUMs, both ways, of an open leak's hours net of its estimate (the hourly
@@ -1849,6 +1990,7 @@ class ZoneLeaks(Detector):
         self.track[:, zi] = 0.0
         self.track_sum[:, zi] = 0.0
         self.track_n[:, zi] = 0.0
+        self.held_at[zi] = -1
 
     def _last_flows(self, hour: int) -> FloatArray:
         pos = hour % self.ring
