@@ -226,11 +226,13 @@ def test_a_random_gap_meter_that_stops_is_still_found() -> None:
     assert closed[0].at_ms < START_MS + end * 1000 + 3600 * 1000
 
 
-def comm_loss_of_slots(slots: npt.NDArray[np.int64], n: int) -> list[Finding]:
+def comm_loss_of_slots(
+    slots: npt.NDArray[np.int64], n: int, params: dict[str, int] | None = None
+) -> list[Finding]:
     """comm_loss findings of a meter with a reading at each of ``slots`` (1-minute slots) of
-    ``n``, fed an hour at a time."""
+    ``n``, fed an hour at a time (``params``: the detector's, where not its defaults)."""
     park = Park.model_validate({"park": "p", "meters": [{"id": "m1", "utility": "env"}]})
-    detector = MeterFaults(ParkContext(park), [SeriesKey("m1", "t_air_c")])
+    detector = MeterFaults(ParkContext(park), [SeriesKey("m1", "t_air_c")], params)
     block = slot_block(
         np.zeros(slots.size, dtype=np.int64),
         START_MS + slots * STEP_MS,
@@ -271,22 +273,10 @@ def test_a_meter_that_turns_from_on_change_to_polled_finds_short_outages() -> No
     ]
 
     def during(params: dict[str, int] | None) -> list[tuple[int, bool]]:
-        park = Park.model_validate({"park": "p", "meters": [{"id": "m1", "utility": "env"}]})
-        detector = MeterFaults(ParkContext(park), [SeriesKey("m1", "t_air_c")], params)
-        block = slot_block(
-            np.zeros(slots.size, dtype=np.int64),
-            START_MS + slots * STEP_MS,
-            20.0 + np.sin(slots / 9.0),
-            1,
-            START_MS,
-            STEP_MS,
-            outage + 80,
-        )
-        found = fed(detector, block, 60)
         return [
             ((f.at_ms - START_MS) // STEP_MS - outage, f.active)
-            for f in found
-            if f.kind == "comm_loss" and f.at_ms >= START_MS + outage * STEP_MS
+            for f in comm_loss_of_slots(slots, outage + 80, params)
+            if f.at_ms >= START_MS + outage * STEP_MS
         ]
 
     assert during(None) == [(18, True), (21, False)]
