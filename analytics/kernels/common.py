@@ -1,6 +1,11 @@
 """What every kernel shares: the ``_compiled`` decorator (numba, cached on disk beside each
 module) and the scalar helpers that keep the numpy code's NaN handling (``np.maximum`` and
-``np.fmax`` differ on NaN)."""
+``np.fmax`` differ on NaN).
+
+numba re-checks a cached kernel against its own file only, yet these helpers are compiled into
+the kernels of the modules that import them: after editing this file, delete those modules'
+caches (``analytics/kernels/__pycache__/*.nb[ic]``, or ``NUMBA_CACHE_DIR``) or they keep running
+the old helpers. An installed package is not affected (installing stamps every file anew)."""
 
 from __future__ import annotations
 
