@@ -24,7 +24,7 @@ import numpy.typing as npt
 
 from analytics.engine.contract import FloatArray, IntArray
 from analytics.engine.engine import Advanced, ParkEngine, Rows
-from analytics.kernels import span_bounds
+from analytics.kernels.feeding import span_bounds
 from parkwatch.events import Event, State
 
 # a file is replayed in its own order unless this share of rows comes more than a slot before

@@ -29,7 +29,7 @@ from analytics.detectors.baseline import BaselineDetector, BaselineParams
 from analytics.detectors.meter_faults import MODULI
 from analytics.detectors.peaks import CEILING_SHARE, contracted_demands, enterprise_intakes
 from analytics.engine.engine import ParkEngine, Rows
-from analytics.kernels import span_bounds
+from analytics.kernels.feeding import span_bounds
 from analytics.warm import frozen_start_up, warm_up
 from parkwatch.calendar import local_ms
 from parkwatch.site import Park

@@ -974,7 +974,7 @@ def test_the_compiled_clock_walk_matches_the_walk_on_random_clocks() -> None:
 def test_span_bounds_cut_where_the_numpy_code_cut() -> None:
     """``kernels.span_bounds`` (replay's and the feed's stretches) against the numpy code it
     replaced, on times in order, out of order, negative, repeated and empty."""
-    from analytics.kernels import span_bounds
+    from analytics.kernels.feeding import span_bounds
 
     rng = np.random.default_rng(7)
     cases = [

@@ -407,7 +407,7 @@ def test_the_compiled_running_sums_are_numpys_to_the_bit(seed: int, bounded: boo
     """``kernels.demand_running`` against the numpy code it replaced, on readings with gaps,
     -0.0, huge swapped values, several readings per slot and carried blocks (bit for bit:
     the events and ``demand_15m`` points must not change)."""
-    from analytics.kernels import demand_running
+    from analytics.kernels.peaks import demand_running
 
     rng = np.random.default_rng(seed)
     rows, slots = 40, 20

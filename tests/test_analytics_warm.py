@@ -25,6 +25,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # version, and a dispatcher's signatures would then say nothing about the warm-up.
 PROBE = textwrap.dedent(
     """
+    import importlib
+    import pkgutil
+
     import numpy as np
     from numba.core.registry import CPUDispatcher
 
@@ -38,10 +41,15 @@ PROBE = textwrap.dedent(
     from tests.analytics_data import live_events, simulated_rows
 
     def versions():
+        modules = [
+            importlib.import_module(f"analytics.kernels.{m.name}")
+            for m in pkgutil.iter_modules(kernels.__path__)
+        ]
         return {
-            name: set(d.signatures)
-            for name, d in vars(kernels).items()
-            if isinstance(d, CPUDispatcher)
+            f"{module.__name__}.{name}": set(d.signatures)
+            for module in modules
+            for name, d in vars(module).items()
+            if isinstance(d, CPUDispatcher) and d.py_func.__module__ == module.__name__
         }
 
     park = Park.from_yaml(DEMO_PARK)

@@ -1,4 +1,4 @@
-"""The compiled kernels (analytics/kernels.py) and the window store's column buffers against
+"""The compiled kernels (analytics/kernels/) and the window store's column buffers against
 plain, obviously right references: the hot path may be fast only if it stays exact."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import numpy as np
 
 from analytics.detectors.meter_faults import word_swapped
 from analytics.engine.slots import SlotArrays
-from analytics.kernels import (
+from analytics.kernels.feeding import route_readings
+from analytics.kernels.meter_faults import (
     counter_scan,
-    route_readings,
     stuck_meters,
     stuck_runs,
     swap_scan,

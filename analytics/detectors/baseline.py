@@ -2,7 +2,7 @@
 
 Every row (a meter's consumption rate, or any instant quantity the park declares) keeps, in
 numpy arrays across all rows (updated slot after slot, row by row, by the compiled recursion
-``analytics.kernels.baseline_slots``):
+``analytics.kernels.baseline.baseline_slots``):
 
 * a **baseline**: a time-of-day profile per day type (workday, Saturday, Sunday, holiday,
   from ``ctx.day_types``, make-up workdays counting as workdays) in ``season_bins`` bins,
@@ -91,7 +91,7 @@ from analytics.engine.contract import (
     Scope,
     SeriesKey,
 )
-from analytics.kernels import baseline_slots
+from analytics.kernels.baseline import baseline_slots
 from parkwatch.events import Estimate, Family, Severity
 from parkwatch.quantities import Utility
 

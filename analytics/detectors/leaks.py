@@ -106,7 +106,7 @@ from analytics.engine.contract import (
     Scope,
     SeriesKey,
 )
-from analytics.kernels import stuck_runs
+from analytics.kernels.meter_faults import stuck_runs
 from parkwatch.calendar import WORKDAY
 from parkwatch.events import Estimate, Family, Severity
 from parkwatch.quantities import Utility

@@ -55,7 +55,7 @@ from analytics.engine.contract import (
     Scope,
     SeriesKey,
 )
-from analytics.kernels import (
+from analytics.kernels.meter_faults import (
     any_by,
     counter_scan,
     silence_scan,

@@ -40,7 +40,7 @@ from analytics.engine.contract import (
     Scope,
     SeriesKey,
 )
-from analytics.kernels import demand_running
+from analytics.kernels.peaks import demand_running
 from parkwatch.events import Estimate, Family, Severity
 from parkwatch.formula import parse_formula
 from parkwatch.quantities import Utility

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from analytics.kernels import clock_runs, note_times
+from analytics.kernels.clocks import clock_runs, note_times
 
 NEVER = -(2**62)
 IntArray = npt.NDArray[np.int64]

@@ -43,11 +43,10 @@ from analytics.engine.contract import (
 from analytics.engine.events import EventBook, EventRules
 from analytics.engine.slots import BoolArray
 from analytics.engine.store import MAX_AHEAD_MS, Table
-from analytics.kernels import (
-    NONE,
+from analytics.kernels.block import gather_block
+from analytics.kernels.clocks import NONE, feed_clocks
+from analytics.kernels.feeding import (
     add_transport,
-    feed_clocks,
-    gather_block,
     route_readings,
     span_bounds,
     table_cells,

@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from analytics.engine.contract import Block, FloatArray, IntArray
-from analytics.kernels import add_one_per_cell
+from analytics.kernels.feeding import add_one_per_cell
 
 BoolArray = npt.NDArray[np.bool_]
 

@@ -1,0 +1,44 @@
+"""Reading a detector's block: the tables' accumulators straight into the shared block's
+arrays (what ``Table.block`` gives), one pass per table."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from analytics.kernels.common import _compiled
+
+
+@_compiled
+def gather_block(
+    total: npt.NDArray[np.float64],
+    count: npt.NDArray[np.int32],
+    low: npt.NDArray[np.float64],
+    high: npt.NDArray[np.float64],
+    last_v: npt.NDArray[np.float64],
+    counter_rows: npt.NDArray[np.bool_],
+    src: npt.NDArray[np.intp],
+    dst: npt.NDArray[np.intp],
+    values: npt.NDArray[np.float64],
+    out_count: npt.NDArray[np.int32],
+    out_low: npt.NDArray[np.float64],
+    out_high: npt.NDArray[np.float64],
+) -> None:
+    """Rows ``src`` of a table's slot accumulators (rows × the block's slots) read as a
+    block's rows ``dst``: the mean of an instant quantity's readings or a counter's last,
+    their count and extremes, NaN where no reading came (``SlotArrays.block``)."""
+    slots = total.shape[1]
+    for j in range(src.size):
+        s = src[j]
+        d = dst[j]
+        for k in range(slots):
+            n = count[s, k]
+            out_count[d, k] = n
+            if n == 0:
+                values[d, k] = np.nan
+                out_low[d, k] = np.nan
+                out_high[d, k] = np.nan
+            else:
+                values[d, k] = last_v[s, k] if counter_rows[s] else total[s, k] / n
+                out_low[d, k] = low[s, k]
+                out_high[d, k] = high[s, k]

@@ -1,0 +1,304 @@
+"""Feeding the window store: readings routed to their tables' cells and merged into slots,
+a replay's stretches cut by arrival, and the transport facts (batches, duplicates, late)
+of a replayed stretch."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from analytics.kernels.common import _compiled
+
+
+@_compiled
+def add_one_per_cell(
+    cell: npt.NDArray[np.int64],
+    t_ms: npt.NDArray[np.int64],
+    value: npt.NDArray[np.float64],
+    total: npt.NDArray[np.float64],
+    count: npt.NDArray[np.int32],
+    low: npt.NDArray[np.float64],
+    high: npt.NDArray[np.float64],
+    last_t: npt.NDArray[np.int64],
+    last_v: npt.NDArray[np.float64],
+    duplicates: npt.NDArray[np.bool_],
+) -> bool:
+    """Readings into their cells (flat indices), where no two share a cell: a reading at the
+    time already in its cell is a duplicate; the others add to the sum and count, widen the
+    extremes (NaN spreads, as with np.minimum) and become the newest where they are. A cell
+    without a reading yet (count 0) starts empty whatever its other arrays hold. Returns
+    False, having changed nothing, where two readings do share a cell."""
+    # two readings in a cell? Each cell's count is marked (negated) as it is met; the mark
+    # is undone as the reading merges (each cell is met once then), or at once if one is
+    shared = cell.size
+    for i in range(cell.size):
+        c = cell[i]
+        if count[c] < 0:
+            shared = i
+            break
+        count[c] = -count[c] - 1
+    if shared < cell.size:
+        for i in range(shared):
+            c = cell[i]
+            count[c] = -count[c] - 1
+        return False
+    for i in range(cell.size):
+        c = cell[i]
+        count[c] = -count[c] - 1
+        t = t_ms[i]
+        if count[c] == 0:
+            total[c] = 0.0
+            low[c] = np.inf
+            high[c] = -np.inf
+            last_t[c] = np.iinfo(np.int64).min
+            last_v[c] = np.nan
+        elif t == last_t[c]:
+            duplicates[i] = True
+            continue
+        v = value[i]
+        total[c] += v
+        count[c] += 1
+        lo = low[c]
+        if v != v or (lo == lo and v < lo):
+            low[c] = v
+        hi = high[c]
+        if v != v or (hi == hi and v > hi):
+            high[c] = v
+        if t > last_t[c]:
+            last_t[c] = t
+            last_v[c] = v
+    return True
+
+
+@_compiled
+def transport_runs(
+    gateway: npt.NDArray[np.int64],
+    t_ms: npt.NDArray[np.int64],
+    arrival_ms: npt.NDArray[np.int64],
+    dup: npt.NDArray[np.bool_],
+    late: npt.NDArray[np.bool_],
+    threshold: npt.NDArray[np.int64],
+    step_ms: int,
+    gateway_table: npt.NDArray[np.int64],
+    gateway_index: npt.NDArray[np.int64],
+    tables: int,
+) -> tuple[
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int32],
+    npt.NDArray[np.int32],
+    npt.NDArray[np.float64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+]:
+    """Replayed rows' runs (one gateway and time: one batch) as transport facts: per run its
+    table (−1: no gateway), the gateway's place in it, slot, duplicate and late readings and
+    clock offset; and per table the first and last slot its runs touch
+    (``ParkEngine._note_transport``)."""
+    n = gateway.size
+    run_table = np.empty(n, dtype=np.int64)
+    run_k = np.empty(n, dtype=np.int64)
+    run_dup = np.zeros(n, dtype=np.int32)
+    run_late = np.zeros(n, dtype=np.int32)
+    run_offset = np.empty(n)
+    run_slot = np.empty(n, dtype=np.int64)
+    first = np.full(tables, np.iinfo(np.int64).max, dtype=np.int64)
+    last = np.full(tables, np.iinfo(np.int64).min, dtype=np.int64)
+    r = -1
+    newest = 0
+    for i in range(n):
+        if i == 0 or gateway[i] != gateway[i - 1] or t_ms[i] != t_ms[i - 1]:
+            if r >= 0:
+                run_slot[r] = max(newest // step_ms, run_slot[r])
+            r += 1
+            g = gateway[i]
+            run_table[r] = gateway_table[max(g, 0)] if g >= 0 else -1
+            run_k[r] = gateway_index[max(g, 0)]
+            run_offset[r] = float(t_ms[i]) - float(arrival_ms[i])
+            run_slot[r] = threshold[i]  # the run's newest time's slot, where not closed
+            newest = t_ms[i]
+        elif t_ms[i] > newest:
+            newest = t_ms[i]
+        run_dup[r] += dup[i]
+        run_late[r] += late[i]
+    if r >= 0:
+        run_slot[r] = max(newest // step_ms, run_slot[r])
+    m = r + 1
+    for i in range(m):
+        tb = run_table[i]
+        if tb >= 0:
+            first[tb] = min(first[tb], run_slot[i])
+            last[tb] = max(last[tb], run_slot[i])
+    return (
+        run_table[:m],
+        run_k[:m],
+        run_dup[:m],
+        run_late[:m],
+        run_offset[:m],
+        run_slot[:m],
+        first,
+        last,
+    )
+
+
+@_compiled
+def add_transport(
+    run_table: npt.NDArray[np.int64],
+    run_k: npt.NDArray[np.int64],
+    run_dup: npt.NDArray[np.int32],
+    run_late: npt.NDArray[np.int32],
+    run_offset: npt.NDArray[np.float64],
+    run_slot: npt.NDArray[np.int64],
+    table: int,
+    base: int,
+    batches: npt.NDArray[np.int32],
+    duplicates: npt.NDArray[np.int32],
+    late: npt.NDArray[np.int32],
+    offset_sum: npt.NDArray[np.float64],
+) -> None:
+    """The runs of one table (``transport_runs``) added to its transport counters, in run
+    order."""
+    for i in range(run_table.size):
+        if run_table[i] != table:
+            continue
+        k = run_k[i]
+        s = run_slot[i] - base
+        batches[k, s] += 1
+        duplicates[k, s] += run_dup[i]
+        late[k, s] += run_late[i]
+        offset_sum[k, s] += run_offset[i]
+
+
+@_compiled
+def route_readings(
+    series: npt.NDArray[np.int64],
+    t_ms: npt.NDArray[np.int64],
+    threshold: npt.NDArray[np.int64],
+    duplicate: npt.NDArray[np.bool_],
+    series_table: npt.NDArray[np.int64],
+    skip_table: int,
+    step_ms: int,
+    ahead: int,
+    tables: int,
+) -> tuple[
+    npt.NDArray[np.int64],
+    npt.NDArray[np.bool_],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+]:
+    """Readings (not already known duplicates, not of table ``skip_table``) to their tables'
+    slots (``Table.add``): per reading its slot and whether it is late (its slot before its
+    ``threshold``); per table its late readings, those refused as ``ahead`` of the clock, and
+    the first and last slot of the others (first > last: none); and the others' positions
+    grouped by table, in their order within each (table ``t``'s are
+    ``order[offsets[t]:offsets[t + 1]]``)."""
+    n = series.size
+    slot = np.empty(n, dtype=np.int64)
+    late = np.zeros(n, dtype=np.bool_)
+    late_n = np.zeros(tables, dtype=np.int64)
+    ahead_n = np.zeros(tables, dtype=np.int64)
+    first = np.full(tables, np.iinfo(np.int64).max, dtype=np.int64)
+    last = np.full(tables, np.iinfo(np.int64).min, dtype=np.int64)
+    kept = np.full(n, -1, dtype=np.int64)
+    offsets = np.zeros(tables + 1, dtype=np.int64)
+    # the slot of the reading before, and its span: a poll cycle's readings share a time, so
+    # most readings are in it, known without a division (a tenth of the pass)
+    s = np.int64(0)
+    s_from = np.iinfo(np.int64).max
+    s_to = np.iinfo(np.int64).min
+    for i in range(n):
+        if duplicate[i]:
+            continue
+        tb = series_table[series[i]]
+        if tb == skip_table:
+            continue
+        t = t_ms[i]
+        if t < s_from or t >= s_to:
+            s = t // step_ms
+            s_from = s * step_ms
+            s_to = s_from + step_ms
+        slot[i] = s
+        is_late = s < threshold[i]
+        is_ahead = s >= ahead
+        if is_late:
+            late[i] = True
+            late_n[tb] += 1
+        if is_ahead:
+            ahead_n[tb] += 1
+        if is_late or is_ahead:
+            continue
+        first[tb] = min(first[tb], s)
+        last[tb] = max(last[tb], s)
+        kept[i] = tb
+        offsets[tb + 1] += 1
+    # the kept readings grouped by table (a counting sort: one pass, order kept within)
+    for t in range(tables):
+        offsets[t + 1] += offsets[t]
+    order = np.empty(offsets[tables], dtype=np.int64)
+    fill = offsets[:tables].copy()
+    for i in range(n):
+        tb = kept[i]
+        if tb >= 0:
+            order[fill[tb]] = i
+            fill[tb] += 1
+    return slot, late, late_n, ahead_n, first, last, order, offsets
+
+
+@_compiled
+def span_bounds(times: npt.NDArray[np.int64], span: int) -> npt.NDArray[np.int64]:
+    """Where runs of consecutive ``times`` in one span (``t // span``) start, with 0 first and
+    ``times.size`` last — ``np.r_[0, np.flatnonzero(b[1:] != b[:-1]) + 1, n]`` of
+    ``b = times // span`` in one pass, dividing only where a time leaves the span before it."""
+    n = times.size
+    out = np.empty(n + 2, dtype=np.int64)  # no rows: [0, 0], as numpy gives
+    out[0] = 0
+    m = 1
+    if n > 0:
+        s = times[0] // span
+        lo = s * span
+        hi = lo + span
+        for i in range(1, n):
+            t = times[i]
+            if t < lo or t >= hi:  # another span: a run starts
+                out[m] = i
+                m += 1
+                s = t // span
+                lo = s * span
+                hi = lo + span
+    out[m] = n
+    return out[: m + 1]
+
+
+@_compiled
+def table_cells(
+    where: npt.NDArray[np.int64],
+    series: npt.NDArray[np.int64],
+    t_ms: npt.NDArray[np.int64],
+    value: npt.NDArray[np.float64],
+    slot: npt.NDArray[np.int64],
+    series_row: npt.NDArray[np.int64],
+    base: int,
+    rows: int,
+    head: int,
+) -> tuple[
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.float64],
+]:
+    """The readings ``route_readings`` kept for one table (``where``, in their order): their
+    flat cells in the table's buffers ((head + slot − base) · rows + row), times, values."""
+    m = where.size
+    cell = np.empty(m, dtype=np.int64)
+    t = np.empty(m, dtype=np.int64)
+    v = np.empty(m)
+    for j in range(m):
+        i = where[j]
+        cell[j] = (head + (slot[i] - base)) * rows + series_row[series[i]]
+        t[j] = t_ms[i]
+        v[j] = value[i]
+    return cell, t, v
