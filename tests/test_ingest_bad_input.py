@@ -272,6 +272,7 @@ async def test_a_failing_seq_tracker_costs_only_the_message_it_fails_on(
     settings = _settings(MqttSettings(), InfluxSettings(), "seqbug")
     service = IngestService(settings.model_copy(update={"track_seq": True}), registry)
     real_observe = service.sequences.observe
+    real_next = service.sequences.observe_next
     seen: list[int] = []
 
     def observe(key: tuple[str, str], seq: int, at: float) -> list[Verdict]:
@@ -280,7 +281,17 @@ async def test_a_failing_seq_tracker_costs_only_the_message_it_fails_on(
         seen.append(seq)
         return real_observe(key, seq, at)
 
+    # the inline path asks observe_next first (observe only when that says no)
+    def observe_next(key: tuple[str, str], seq: int, at: float) -> bool:
+        if seq == 2:
+            raise RuntimeError("a bug")
+        taken = real_next(key, seq, at)
+        if taken:
+            seen.append(seq)
+        return taken
+
     monkeypatch.setattr(service.sequences, "observe", observe)
+    monkeypatch.setattr(service.sequences, "observe_next", observe_next)
     now = int(time.time() * 1000)
     data = topics.data_topic(PARK, GW)
     chunk = [
