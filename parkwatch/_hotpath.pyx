@@ -429,14 +429,15 @@ def pubacks(list messages):
         packet_id = <object>PyTuple_GET_ITEM(item, 3)
         if not PyBytes_CheckExact(payload) or not PyLong_CheckExact(qos):
             return None
+        # compared as Python ints first: a C cast of a huge int would raise, not hand over
+        if not 0 <= qos <= 2:
+            return None
         payload_bytes += PyBytes_GET_SIZE(payload)
-        if <long>qos == 0:
+        if qos == 0:
             continue
-        if not PyLong_CheckExact(packet_id):
+        if not PyLong_CheckExact(packet_id) or not 0 <= packet_id <= 65_535:
             return None
         ident = packet_id
-        if not 0 <= ident <= 65_535:
-            return None
         acks[at] = 0x40
         acks[at + 1] = 0x02
         acks[at + 2] = <char>(ident >> 8)
@@ -988,7 +989,7 @@ cdef int _ok_at = -1, _bad_at = -1, _decreased_at = -1
 
 def scan_message(
     object payload, str gateway, object meters, long long newest_ok, Py_ssize_t max_readings,
-    tuple qualities,
+    tuple qualities not None,
 ):
     """:func:`parkwatch.wire.plain_message` in one pass over the JSON text, with no Python
     object per reading: a :class:`Scanned` (its seq; :meth:`Scanned.commit` then runs the
