@@ -35,7 +35,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import chain
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -100,17 +100,19 @@ class _Handled:
 
     # a plain class with slots: one is built per message received (a dataclass with
     # default factories cost more than parsing a one-reading message)
-    __slots__ = ("lines", "newest", "parsed", "payload", "topic", "values")
+    __slots__ = ("parsed", "payload", "topic")
 
     def __init__(self, topic: str, payload: bytes, parsed: ParsedBatch) -> None:
         self.topic = topic
         self.payload = payload
         self.parsed = parsed
-        # a scanned message's share of the chunk's lines (its values and newest time), which
-        # it has instead of readings; -1: as many as its readings
-        self.lines = -1
-        self.values = 0
-        self.newest = 0
+
+
+# a scanned message stored as it came (nearly every one): its topic, payload, source, seq and
+# its share of the chunk's lines (their count, values and newest time). A tuple, not a
+# _Handled with its ParsedBatch: those two cost an eighth of a one-reading message's
+# handling, and only a refused batch (_store) or a dead letter needs them
+_Ok = tuple[str, bytes, "_Source", int, int, int, int]
 
 
 class _Lines:
@@ -344,7 +346,9 @@ class IngestService:
         # counts per chunk go to plain numbers, folded into the metrics when they are read
         tally = self.metrics.tally
         tally.messages += len(chunk)
-        handled: list[_Handled] = []
+        handled: list[_Handled | _Ok] = []
+        # whether handled holds a _Handled (which may carry rejections) or only _Ok ones
+        careful = False
         out = _Lines()
         # handled[settled:] hold readings not yet through the counter watch and the encoder
         settled = 0
@@ -362,6 +366,7 @@ class IngestService:
         scan = counters.scan_message if counters.SCANNING else None
         qualities = counters.QUALITY_NAMES
         commit_args = self.counters.commit_args()
+        next_in_line = self.sequences.observe_next
         lines = out.lines
         for message in chunk:
             # in arrival order and without awaiting: seq and counter tracking rely on it
@@ -393,23 +398,29 @@ class IngestService:
                 except Exception:  # a bug: _parse meets it again and dead-letters the message
                     scanned = plain = None
                 if scanned is not None:
-                    parsed = ParsedBatch(source.park, source.gateway, scanned.seq)
-                    failed = self._observe(source, topic, payload, parsed, at)
+                    seq = scanned.seq
+                    failed = None
+                    # _observe, its common case first (observe_next)
+                    if source.tracked:
+                        try:
+                            if not next_in_line(source.key, seq, at):
+                                self._seq_observed(source.key, seq, at)
+                        except Exception as exc:
+                            failed = _failed(topic, payload, source.park, source.gateway, exc)
                     if failed is None:
                         try:
                             its_lines, values, newest, decreases = scanned.commit(*commit_args)
                         except Exception as exc:  # a bug: as _flag_counters, this message only
-                            failed = _failed(
-                                topic, payload, parsed.park, parsed.gateway, exc, parsed.seq
-                            )
+                            failed = _failed(topic, payload, source.park, source.gateway, exc, seq)
                     if failed is not None:
                         handled.append(failed)
+                        careful = True
                     else:
                         if decreases:
                             self._show_decreases(decreases)
-                        kept = _Handled(topic, payload, parsed)
-                        kept.lines, kept.values, kept.newest = len(its_lines), values, newest
-                        handled.append(kept)
+                        handled.append(
+                            (topic, payload, source, seq, len(its_lines), values, newest)
+                        )
                         if its_lines:  # _Lines.add inlined
                             lines += its_lines
                             out.values += values
@@ -417,6 +428,7 @@ class IngestService:
                                 out.newest = newest
                     settled = len(handled)
                     continue
+            careful = True
             if plain is None or source is None:
                 one = self._parse(message, received_ms, try_plain=not tried)
                 if one is not None:
@@ -426,11 +438,14 @@ class IngestService:
             failed = self._observe(source, topic, payload, parsed, at)
             handled.append(_Handled(topic, payload, parsed) if failed is None else failed)
         self._settle(handled, settled, out)
-        if out.lines:
-            await self._store(writer, handled, out.lines, len(chunk), out.values, out.newest)
-        letters = [one for one in handled if one.parsed.rejections]
-        if letters:
-            await self._deadletters(client, letters, received_ms)
+        if out.lines and await self._store(
+            writer, handled, out.lines, len(chunk), out.values, out.newest
+        ):
+            careful = True  # a refused message's _Ok became a _Handled with the reason
+        if careful:
+            letters = [one for one in handled if type(one) is _Handled and one.parsed.rejections]
+            if letters:
+                await self._deadletters(client, letters, received_ms)
         tally.latency(self.clock() - received)
 
     def _observe(
@@ -440,24 +455,31 @@ class IngestService:
         as a whole if that failed (a bug), else None."""
         if source.tracked:
             try:
-                verdicts = self.sequences.observe(source.key, parsed.seq, at)  # type: ignore[arg-type]
-                if len(verdicts) != 1 or verdicts[0] not in _NOTHING_COUNTED:
-                    self._show_seq_counts()
+                self._seq_observed(source.key, parsed.seq, at)  # type: ignore[arg-type]
             except Exception as exc:
                 return _failed(topic, payload, parsed.park, parsed.gateway, exc)
         return None
 
-    def _settle(self, handled: list[_Handled], start: int, out: _Lines) -> None:
-        """The counter watch and the encoder over the readings of ``handled[start:]``, in
-        one list (per message, each cost a call and a list, which at one reading per message
-        was a tenth of ingest's own CPU); each message keeps its share of the lines for a
-        lone retry."""
+    def _seq_observed(self, key: tuple[str, str], seq: int, at: float) -> None:
+        """A tracked gateway's batch to the seq tracker, the metrics brought up to its counts
+        if the verdicts changed any."""
+        verdicts = self.sequences.observe(key, seq, at)
+        if len(verdicts) != 1 or verdicts[0] not in _NOTHING_COUNTED:
+            self._show_seq_counts()
+
+    def _settle(self, handled: list[_Handled | _Ok], start: int, out: _Lines) -> None:
+        """The counter watch and the encoder over the readings of ``handled[start:]`` (each a
+        _Handled: _handle settles before every _Ok), in one list (per message, each cost a
+        call and a list, which at one reading per message was a tenth of ingest's own CPU);
+        each message keeps its share of the lines for a lone retry."""
         if start >= len(handled):
             return
-        accepted = list(chain.from_iterable([one.parsed.readings for one in handled[start:]]))
+        pending = cast(list[_Handled], handled[start:])
+        accepted = list(chain.from_iterable([one.parsed.readings for one in pending]))
         if not accepted:
             return
-        accepted = self._flag_counters(accepted, handled, start)
+        accepted = self._flag_counters(accepted, pending)
+        handled[start:] = pending  # a message the watch failed on is dead-lettered
         lines = encode_lines(accepted)
         if lines:
             # the totals by C over the whole list (no bookkeeping per message: only a
@@ -550,15 +572,18 @@ class IngestService:
     async def _store(
         self,
         writer: InfluxWriter,
-        handled: list[_Handled],
+        handled: list[_Handled | _Ok],
         lines: list[str],
         messages: int,
         values: int,
         newest_ms: int,
-    ) -> None:
+    ) -> bool:
         """Write a chunk's lines; ``values`` and ``newest_ms`` are theirs, for the metrics.
-        ``lines`` are the readings of ``handled``, message after message, in order."""
+        ``lines`` are the readings of ``handled``, message after message, in order. True if
+        the database refused some message's lines (its rejection added, an _Ok one made a
+        _Handled for its dead letter)."""
         readings = len(lines)
+        refused = False
         try:
             await writer.write(lines, units=messages)
         except InfluxRejectedError:
@@ -566,29 +591,41 @@ class IngestService:
             # another message's bad line cannot cost this one's good readings.
             readings = values = newest_ms = 0
             at = 0
-            for one in handled:
-                count = len(one.parsed.readings) if one.lines < 0 else one.lines
+            for i, one in enumerate(handled):
+                if type(one) is tuple:
+                    topic, payload, source, seq, count, its_values, its_newest = one
+                else:
+                    held = cast(_Handled, one)
+                    count = len(held.parsed.readings)
                 if not count:
                     continue
                 at += count
                 try:
                     await writer.write_now(lines[at - count : at])
                 except InfluxRejectedError as exc:
-                    one.parsed.rejections.append(Rejection(Reason.DATABASE_REJECTED, str(exc)))
+                    rejection = Rejection(Reason.DATABASE_REJECTED, str(exc))
+                    if type(one) is tuple:
+                        parsed = ParsedBatch(source.park, source.gateway, seq)
+                        handled[i] = _Handled(topic, payload, parsed)
+                    else:
+                        parsed = held.parsed
+                    parsed.rejections.append(rejection)
+                    refused = True
                     continue
                 readings += count
-                if one.lines < 0:
-                    values += sum(map(len, map(_VALUES, one.parsed.readings)))
-                    newest_ms = max(newest_ms, *map(_TIME, one.parsed.readings))
+                if type(one) is tuple:
+                    values += its_values
+                    newest_ms = max(newest_ms, its_newest)
                 else:
-                    values += one.values
-                    newest_ms = max(newest_ms, one.newest)
+                    values += sum(map(len, map(_VALUES, held.parsed.readings)))
+                    newest_ms = max(newest_ms, *map(_TIME, held.parsed.readings))
             if not readings:
-                return
+                return refused
         tally = self.metrics.tally
         tally.readings += readings
         tally.values += values
         tally.lag = max(0.0, self.clock() - newest_ms / 1000)
+        return refused
 
     async def _deadletters(
         self, client: FastClient, letters: list[_Handled], received_ms: int

@@ -37,6 +37,8 @@ cdef extern from "Python.h":
     bint PyBytes_CheckExact(object)
     double PyOS_string_to_double(const char* s, char** endptr, PyObject* overflow) except? -1.0
     object PyUnicode_FromStringAndSize(const char* s, Py_ssize_t size)
+    bytes PyBytes_FromStringAndSize(const char* s, Py_ssize_t size)
+    bint PyTuple_Check(object)
 
 cdef object _new_tuple = tuple.__new__
 
@@ -408,6 +410,42 @@ def read_publishes(const unsigned char[::1] data, Py_ssize_t offset, type messag
     return out, at, payload_bytes
 
 
+def pubacks(list messages):
+    """What :meth:`parkwatch.mqttio.FastClient.release` needs of a chunk of ``Message``
+    tuples (topic, payload, qos, packet id): the PUBACKs of the QoS 1 ones, in order, as the
+    codec writes a plain success (4 bytes each), and the payloads' bytes. None for anything
+    else in the list (the caller's Python then does it)."""
+    cdef Py_ssize_t i, n = PyList_GET_SIZE(messages), at = 0, payload_bytes = 0
+    cdef object item, payload, qos, packet_id
+    cdef long ident
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, 4 * n)
+    cdef char* acks = PyBytes_AS_STRING(out)
+    for i in range(n):
+        item = <object>PyList_GET_ITEM(messages, i)
+        if not PyTuple_Check(item) or PyTuple_GET_SIZE(item) != 4:
+            return None
+        payload = <object>PyTuple_GET_ITEM(item, 1)
+        qos = <object>PyTuple_GET_ITEM(item, 2)
+        packet_id = <object>PyTuple_GET_ITEM(item, 3)
+        if not PyBytes_CheckExact(payload) or not PyLong_CheckExact(qos):
+            return None
+        # compared as Python ints first: a C cast of a huge int would raise, not hand over
+        if not 0 <= qos <= 2:
+            return None
+        payload_bytes += PyBytes_GET_SIZE(payload)
+        if qos == 0:
+            continue
+        if not PyLong_CheckExact(packet_id) or not 0 <= packet_id <= 65_535:
+            return None
+        ident = packet_id
+        acks[at] = 0x40
+        acks[at + 1] = 0x02
+        acks[at + 2] = <char>(ident >> 8)
+        acks[at + 3] = <char>(ident & 255)
+        at += 4
+    return (out if at == 4 * n else out[:at]), payload_bytes
+
+
 cdef bint _odd_topic(const unsigned char* text, Py_ssize_t size):
     """A wildcard or NUL in a PUBLISH topic is a protocol error: left to the codec."""
     cdef Py_ssize_t i
@@ -602,7 +640,9 @@ cdef int _more(void** array, Py_ssize_t* cap, Py_ssize_t size, Py_ssize_t item) 
     cdef void* data
     if size < cap[0]:
         return 0
-    new_cap = cap[0] * 2 if cap[0] else 64
+    # from 4: a gateway's message is mostly a few readings, and blocks this small come from
+    # Python's own allocator (a 64-record start went to malloc twice per message)
+    new_cap = cap[0] * 2 if cap[0] else 4
     data = PyMem_Realloc(array[0], new_cap * item)
     if data is NULL:
         raise MemoryError()
@@ -850,11 +890,13 @@ cdef class Scanned:
             raise RuntimeError("a scanned message goes through the counter watch once")
         if PyTuple_GET_SIZE(qualities) > 16:
             raise ValueError("at most 16 qualities")
+        # only the fields the lines may need are looked up (decreased's, and the readings'
+        # qualities but ok's): per message, a look-up for each quality cost a tenth of a scan
         for k in range(PyTuple_GET_SIZE(qualities)):
-            fields[k] = (
-                NULL if k == ok_at
-                else PyDict_GetItem(quality_field, <object>PyTuple_GET_ITEM(qualities, k))
-            )
+            fields[k] = NULL
+        fields[decreased_at] = PyDict_GetItem(
+            quality_field, <object>PyTuple_GET_ITEM(qualities, decreased_at)
+        )
         # a quality without its field: the reference's KeyError, raised before any state
         # changes (``decreased``'s whether or not a counter goes back)
         if fields[decreased_at] is NULL:
@@ -862,7 +904,11 @@ cdef class Scanned:
         for i in range(out.size):
             quality = out.records[i].quality
             if quality != ok_at and fields[quality] is NULL:
-                raise KeyError(<object>PyTuple_GET_ITEM(qualities, quality))
+                fields[quality] = PyDict_GetItem(
+                    quality_field, <object>PyTuple_GET_ITEM(qualities, quality)
+                )
+                if fields[quality] is NULL:
+                    raise KeyError(<object>PyTuple_GET_ITEM(qualities, quality))
         self.committed = True
         buf.data = NULL
         buf.size = buf.cap = 0
@@ -936,9 +982,14 @@ cdef class Scanned:
             PyMem_Free(buf.data)
 
 
+# the last qualities tuple scan_message was given and where ok, bad and decreased are in it
+cdef object _qualities_seen = None
+cdef int _ok_at = -1, _bad_at = -1, _decreased_at = -1
+
+
 def scan_message(
     object payload, str gateway, object meters, long long newest_ok, Py_ssize_t max_readings,
-    tuple qualities,
+    tuple qualities not None,
 ):
     """:func:`parkwatch.wire.plain_message` in one pass over the JSON text, with no Python
     object per reading: a :class:`Scanned` (its seq; :meth:`Scanned.commit` then runs the
@@ -956,18 +1007,25 @@ def scan_message(
     cdef Py_ssize_t i
     cdef int ok_at = -1, bad_at = -1, decreased_at = -1
     cdef object name
+    global _qualities_seen, _ok_at, _bad_at, _decreased_at
     if not PyBytes_CheckExact(payload) or not PyDict_CheckExact(meters):
         return None
-    for i in range(PyTuple_GET_SIZE(qualities)):
-        name = <object>PyTuple_GET_ITEM(qualities, i)
-        if name == "ok":
-            ok_at = i
-        elif name == "bad":
-            bad_at = i
-        elif name == "decreased":
-            decreased_at = i
-    if ok_at < 0 or bad_at < 0 or decreased_at < 0:
-        raise ValueError("qualities must name ok, bad and decreased")
+    if qualities is _qualities_seen:  # ingest passes the same tuple every time
+        ok_at, bad_at, decreased_at = _ok_at, _bad_at, _decreased_at
+    else:
+        for i in range(PyTuple_GET_SIZE(qualities)):
+            name = <object>PyTuple_GET_ITEM(qualities, i)
+            if name == "ok":
+                ok_at = i
+            elif name == "bad":
+                bad_at = i
+            elif name == "decreased":
+                decreased_at = i
+        if ok_at < 0 or bad_at < 0 or decreased_at < 0:
+            raise ValueError("qualities must name ok, bad and decreased")
+        # a tuple cannot change: held here, its identity stands for these positions
+        _qualities_seen = qualities
+        _ok_at, _bad_at, _decreased_at = ok_at, bad_at, decreased_at
     s.text = <const unsigned char*>PyBytes_AS_STRING(payload)
     s.size = PyBytes_GET_SIZE(payload)
     s.at = 0

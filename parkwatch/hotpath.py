@@ -1,5 +1,5 @@
 """Ingest's per-reading loops (and the scan of a plain message straight to its lines) and
-its MQTT client's PUBLISH reading, compiled
+its MQTT client's PUBLISH reading and acknowledgements, compiled
 (``parkwatch/_hotpath.pyx``, built when the project is installed), or None for each where the
 extension is not built: a source tree without the build step then runs the Python
 references, which give the same results (``tests/test_hotpath*.py`` hold the two to it)."""
@@ -9,7 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-_NAMES = ("check_plain", "flag_counters", "encode_lines", "read_publishes", "scan_message")
+_NAMES = (
+    "check_plain",
+    "flag_counters",
+    "encode_lines",
+    "read_publishes",
+    "scan_message",
+    "pubacks",
+)
 
 
 def _compiled() -> dict[str, Callable[..., Any]]:
@@ -31,3 +38,4 @@ flag_counters: Callable[..., Any] | None = _FUNCTIONS.get("flag_counters")
 encode_lines: Callable[..., Any] | None = _FUNCTIONS.get("encode_lines")
 read_publishes: Callable[..., Any] | None = _FUNCTIONS.get("read_publishes")
 scan_message: Callable[..., Any] | None = _FUNCTIONS.get("scan_message")
+pubacks: Callable[..., Any] | None = _FUNCTIONS.get("pubacks")

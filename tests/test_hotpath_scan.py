@@ -359,7 +359,16 @@ def test_a_message_whose_seq_tracking_fails_leaves_the_counter_watch_as_it_was(
             raise RuntimeError("a bug")
         return observe(self, key, seq, at)
 
+    observe_next = SeqTracker.observe_next
+
+    def failing_next(self: SeqTracker, key: Any, seq: int, at: float) -> bool:
+        if seq == 2:
+            raise RuntimeError("a bug")
+        return observe_next(self, key, seq, at)
+
     monkeypatch.setattr(SeqTracker, "observe", failing)
+    # the inline path asks observe_next first (observe only when that says no)
+    monkeypatch.setattr(SeqTracker, "observe_next", failing_next)
 
     def message(seq: int, t: int, kwh: float) -> bytes:
         reading = {"m": "e1", "t": t, "q": {"e_kwh": kwh}}

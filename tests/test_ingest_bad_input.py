@@ -12,17 +12,18 @@ from pathlib import Path
 import orjson
 import pytest
 
+from ingest import service as service_module
 from ingest.counters import Decrease
 from ingest.sequence import Verdict
 from ingest.service import IngestService
 from ingest.settings import IngestSettings
-from parkwatch import mqtt, topics
+from parkwatch import hotpath, mqtt, topics
 from parkwatch.influx import InfluxReader, InfluxWriter
 from parkwatch.mqttio import Message
 from parkwatch.settings import InfluxSettings, MqttSettings
 from parkwatch.site import Park, SiteRegistry
 from parkwatch.stack import InfluxDB, Mosquitto, free_port
-from parkwatch.wire import AcceptedReading, encode_batch
+from parkwatch.wire import AcceptedReading, ParsedBatch, encode_batch
 from tests.support import background, eventually
 
 pytestmark = pytest.mark.anyio
@@ -216,6 +217,56 @@ async def test_a_batch_the_database_refuses_is_retried_per_message(
     assert letter["seq"] == 1
 
 
+@pytest.mark.integration
+async def test_a_scanned_message_the_database_refuses_is_dead_lettered_alone(
+    influx_settings: InfluxSettings, demo_park_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As above, with the refused message one of a known topic (kept by ``_handle`` as a
+    plain tuple, not a ``_Handled``): retried alone, dead-lettered with its seq, the
+    messages around it stored and counted."""
+    assert hotpath.scan_message is not None, "the extension is not built"
+    registry = SiteRegistry([Park.from_yaml(demo_park_path)])
+    service = IngestService(_settings(MqttSettings(), influx_settings, "refused2"), registry)
+    now = int(time.time() * 1000)
+    data = topics.data_topic(PARK, GW)
+
+    def air(seq: int) -> bytes:
+        return encode_batch(GW, seq, [{"m": "steelco-air", "t": now - seq, "q": {"p_kw": 1.0}}])
+
+    refused = encode_batch(GW, 2, [{"m": "steelco-main", "t": now, "q": {"e_kwh": 10.0}}])
+    built: list[str] = []  # the messages handled as _Handled (the others as plain tuples)
+
+    class Handled(service_module._Handled):
+        def __init__(self, topic: str, payload: bytes, parsed: ParsedBatch) -> None:
+            built.append(payload.decode())
+            super().__init__(topic, payload, parsed)
+
+    monkeypatch.setattr(service_module, "_Handled", Handled)
+    # the first message makes the topic known: the next two take the scan
+    chunk = [Message(data, air(1), 1, 1), Message(data, refused, 1, 2), Message(data, air(3), 1, 3)]
+    letters = _Letters()
+    async with InfluxReader(influx_settings) as reader:
+        await reader.create_database()
+        async with InfluxWriter(influx_settings) as writer:
+            await writer.write_now([f'electricity,meter=other e_kwh="text" {now}'])
+            await service._handle(letters, writer, chunk)  # type: ignore[arg-type]
+        stored = await reader.count("electricity", "p_kw")
+    assert stored == 2
+    sample = service.metrics.registry.get_sample_value
+    assert sample("pw_ingest_readings_total") == 2
+    assert sample("pw_ingest_values_written_total") == 2
+    assert _rejected(service, "database_rejected") == 1
+    # the careful path's first message, then the refused one made a _Handled for its letter
+    assert built == [air(1).decode(), refused.decode()]
+    [(topic, letter)] = letters.sent
+    assert topic == topics.deadletter_topic(PARK)
+    # as the careful path's letter for a refused batch: the message, not its payload (which
+    # is echoed only for a message rejected whole)
+    assert (letter["topic"], letter["gw"], letter["seq"]) == (data, GW, 2)
+    assert "payload" not in letter
+    assert [r["reason"] for r in letter["rejections"]] == ["database_rejected"]
+
+
 class _Kept:
     """The part of the writer ``_handle`` uses: it keeps the lines."""
 
@@ -272,6 +323,7 @@ async def test_a_failing_seq_tracker_costs_only_the_message_it_fails_on(
     settings = _settings(MqttSettings(), InfluxSettings(), "seqbug")
     service = IngestService(settings.model_copy(update={"track_seq": True}), registry)
     real_observe = service.sequences.observe
+    real_next = service.sequences.observe_next
     seen: list[int] = []
 
     def observe(key: tuple[str, str], seq: int, at: float) -> list[Verdict]:
@@ -280,7 +332,17 @@ async def test_a_failing_seq_tracker_costs_only_the_message_it_fails_on(
         seen.append(seq)
         return real_observe(key, seq, at)
 
+    # the inline path asks observe_next first (observe only when that says no)
+    def observe_next(key: tuple[str, str], seq: int, at: float) -> bool:
+        if seq == 2:
+            raise RuntimeError("a bug")
+        taken = real_next(key, seq, at)
+        if taken:
+            seen.append(seq)
+        return taken
+
     monkeypatch.setattr(service.sequences, "observe", observe)
+    monkeypatch.setattr(service.sequences, "observe_next", observe_next)
     now = int(time.time() * 1000)
     data = topics.data_topic(PARK, GW)
     chunk = [

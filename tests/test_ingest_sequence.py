@@ -582,6 +582,27 @@ def test_scenario(name: str) -> None:
     assert tracker.counts == expected
 
 
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_observe_next_first_is_observe(name: str) -> None:
+    """Ingest asks ``observe_next`` first and ``observe`` only when it says no: the same
+    verdicts (NEXT where it took the number) and the same counts as ``observe`` alone."""
+    arrivals, expected = SCENARIOS[name]
+    alone, first = SeqTracker(), SeqTracker()
+    at = 0.0
+    taken = 0
+    for arrival in arrivals:
+        at += arrival.after
+        verdicts = alone.observe(arrival.key, arrival.seq, at)
+        if first.observe_next(arrival.key, arrival.seq, at):
+            taken += 1
+            assert verdicts == [Verdict.NEXT]
+        else:
+            assert first.observe(arrival.key, arrival.seq, at) == verdicts
+    assert first.counts == alone.counts == expected
+    assert first._gateways == alone._gateways
+    assert taken  # every scenario has a gateway's next number somewhere
+
+
 def test_a_hostile_pair_never_touches_the_verdicts_of_real_batches() -> None:
     tracker = SeqTracker()
     feed(tracker, poll(span(1, 100)))
