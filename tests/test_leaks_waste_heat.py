@@ -626,6 +626,30 @@ def test_the_window_test_takes_the_larger_of_spread_and_floor() -> None:
     assert limit[0] == pytest.approx(1.5 * 0.5 * 0.02 * 200.0)
 
 
+def test_a_flat_zones_pooled_baseline_by_hand() -> None:
+    """A zone whose hours read 5.35 and 5.45 m³/h in turn, 200 m³/h flowing in: a floor of
+    0.5 × 2 % × 200 = 2 m³/h, a pooled spread of 1.4826 × 0.05 = 0.074 (four days' hours:
+    widened by Student's t for 4 days, 3.18 / 1.96), under half the floor: flat, its baseline
+    the median, 5.4. One day at 9 m³/h is a quarter of the hours 3.6 m³/h away, past the floor
+    at the 90th percentile: not flat (a works' or a town's use follows the shifts and days)."""
+    detector = _ring_detector({})
+    detector.h_flow[0, :] = 200.0
+    flat = 5.4 + 0.05 * np.where(np.arange(detector.ring) % 2 == 0, -1.0, 1.0)
+    detector.h_value[:, :] = flat
+    noon = 24 * 1004 + 12
+    inflow = np.array([200.0])
+    base, spread = detector._flat_baseline(noon, inflow)
+    assert base[0] == pytest.approx(5.4)
+    assert spread[0] == pytest.approx(1.4826 * 0.05 * 3.18 / 1.96)
+    # fewer than 24 clean hours: nothing pooled yet
+    detector.h_clean[:, :] = False
+    assert np.isnan(detector._flat_baseline(noon, inflow)[0][0])
+    detector.h_clean[:, :] = True
+    for hod in range(24):
+        detector.h_value[:, (24 * 1002 + hod) % detector.ring] = 9.0
+    assert np.isnan(detector._flat_baseline(noon, inflow)[0][0])
+
+
 def test_a_window_alarm_dates_the_leak_from_the_hours_over_the_baseline() -> None:
     """Of a six-hour window whose hours stood −0.2, 0.1, −0.1, 0.3, 0.6, 0.9 over the
     baseline, the leak began after the last hour at or under it: three hours ago. When every
