@@ -573,13 +573,14 @@ class ZoneLeaks(Detector):
             _, w_spread = self._baseline(hour, WORKDAY)
             base = np.where(cold, self._envelope(hour), base)
             spread = np.where(cold, w_spread, spread)
-        # a flat balance zone without a baseline of the hour's own kind: its pooled hours
+        # a flat balance zone without a baseline of the hour's own kind: its pooled hours —
+        # but a first rest day with a workdays' envelope keeps it (a zone flat on workdays
+        # may be busy on its weekends: a cleaning crew over the pooled hours is no leak)
         inflow_now = self.inflow @ np.nan_to_num(flow)
         f_base, f_spread = self._flat_baseline(hour, inflow_now)
-        pooled = np.isfinite(f_base) & (cold | ~np.isfinite(base) | ~np.isfinite(spread))
+        pooled = np.isfinite(f_base) & ~cold & (~np.isfinite(base) | ~np.isfinite(spread))
         base = np.where(pooled, f_base, base)
         spread = np.where(pooled, f_spread, spread)
-        cold &= ~pooled
         self.cold_now = cold
         self.pooled_now = pooled
         # a meter of the zone stuck (or an outflow pinned at its top: the zone's consumption
