@@ -575,6 +575,100 @@ def test_a_sub_meter_reading_low_in_the_first_days_is_no_leak_of_its_district() 
     assert not [e for e in events if e.family is Family.LEAK and e.zone == "water-d1"]
 
 
+@pytest.mark.parametrize(("seed", "from_h"), [(1, 24), (2, 82)])
+def test_an_outflow_meter_reading_88_percent_in_the_first_days_is_no_burst_nor_leak(
+    seed: int, from_h: int
+) -> None:
+    """The steelworks intake reading 88 % from the history's first Friday 00:00 (seed 1) or
+    its first Sunday 10:00 (seed 2), for five days (review of cold15). Its district, judged
+    on its pooled hours, stood out at once: no baseline of the hour's kind, yet a burst's
+    wait, and a leak three hours on (at 27 and 85 h). From the Friday the district has no
+    rest day to pool; from the Sunday its excess waits as a slow leak's, and the intake,
+    whose β moved 3.3 of its errors (not the 4 that blame it), holds it: the intake is blamed
+    once its β stands out (97 h), never the district."""
+    fault = Fault(
+        FaultKind.METER_UNDER_REGISTRATION,
+        FIRST_THURSDAY_MS + from_h * 3_600_000,
+        FIRST_THURSDAY_MS + 6 * 86_400_000,
+        meter="steelco-water",
+        magnitude=0.88,
+    )
+    park = Park.from_yaml(DEMO_PARK)
+    rows = simulated_rows(park, FIRST_THURSDAY_MS, 6.0, seed=seed, faults=[fault])
+    events = replay(ParkEngine(park, [ZoneLeaks]), rows).events
+    assert not [e for e in events if e.family is Family.LEAK and e.zone == "water-d1"]
+    assert {e.meter for e in events if e.kind == "meter_under_registration"} <= {"steelco-water"}
+
+
+def test_a_blind_decision_is_dropped_at_its_limit() -> None:
+    """A flat zone's decision that waits on a meter nothing can settle yet ("blind") waits at
+    most ``blind_h`` hours from the excess's onset: then it is dropped, no event, the zone
+    quiet, and its pooled hours start afresh from there (``flat_from``). Unbounded, it waited
+    for the zone's baselines of its kind (about six days from a history's start)."""
+    ctx = ParkContext(_yard_park())
+    detector = ZoneLeaks(ctx, ZoneLeaks.select(ctx))
+    detector._explain = lambda zi, hour: ("blind", -1, 0.0)  # type: ignore[method-assign]
+    onset = 24 * 20400 + 3
+    detector.state_[0], detector.cusum[0], detector.onset[0] = leaks.DECIDING, 20.0, onset
+    detector.pooled_now[0] = True
+    out = Output()
+    limit = onset + detector.p.blind_h - 1
+    detector._judge(0, limit - 1, 0, 9.0, None, out)
+    assert detector.state_[0] == leaks.DECIDING
+    assert detector.flat_from[0] == -1
+    detector._judge(0, limit, 0, 9.0, None, out)
+    assert not out.findings
+    assert detector.state_[0] == leaks.QUIET
+    assert detector.cusum[0] == 0.0
+    assert detector.onset[0] == -1
+    assert detector.flat_from[0] == limit
+
+
+def _yard_park() -> Park:
+    """A yard's water: its main feeds a works, metered, and the yard's own taps, not."""
+    return Park.model_validate(
+        {
+            "park": "yard",
+            "analytics": {"step_s": 60},
+            "meters": [
+                {"id": "yard-main", "utility": "water"},
+                {"id": "works", "utility": "water"},
+            ],
+            "zones": [
+                {"id": "yard", "utility": "water", "inflow": ["yard-main"], "outflow": ["works"]}
+            ],
+        }
+    )
+
+
+def test_a_zone_idle_over_its_first_weekend_is_no_burst_when_its_monday_gets_busy() -> None:
+    """A history from a Saturday: the works and the yard's own taps idle all weekend (2 and
+    1 m³/h, the yard's hours scattering by 0.01 — under half the floor a busy hour's inflow
+    gives, 0.5 × 2 % × 35 = 0.35, not under an idle one's, 0.03), then busy on Monday from
+    08:00 (30 and 5 m³/h). Pooled under the hour's own floor, the weekend read flat as
+    Monday got busy, and Monday morning was a burst (review of cold15): judged against a
+    weekend alone, any workday is. Pooled hours need both kinds of day, and their floor is
+    their own inflows'."""
+    saturday = FIRST_THURSDAY_MS + 2 * 86_400_000
+    slots = 4 * 1440
+    t = saturday + np.arange(slots, dtype=np.int64) * 60_000
+    hod = (t - saturday) % 86_400_000 / 3_600_000
+    busy = (t - saturday >= 2 * 86_400_000) & (hod >= 8) & (hod < 18)
+    rng = np.random.default_rng(1)
+    works = np.where(busy, 30.0, 2.0) + 0.05 * rng.standard_normal(slots)
+    taps = np.where(busy, 5.0, 1.0) + 0.05 * rng.standard_normal(slots)
+    values = np.vstack([works + taps, works])
+    ctx = ParkContext(_yard_park())
+    detector = ZoneLeaks(ctx, ZoneLeaks.select(ctx))
+    found: list[Finding] = []
+    for first in range(0, slots, 360):
+        row = np.repeat(np.arange(2, dtype=np.int64), 360)
+        part = values[:, first : first + 360].reshape(-1)
+        block = slot_block(row, np.tile(t[first : first + 360], 2), part, 2, t[first], 60_000, 360)
+        found.extend(detector.update(block).findings)
+    assert not found
+
+
 def _ring_detector(params: dict[str, Any]) -> ZoneLeaks:
     """The town's detector with its ring of hours filled by hand: four past workdays that
     used 10, 12, 11 and 13 m³/h in every hour (day 1000 to 1003), and today (day 1004)."""
@@ -627,27 +721,42 @@ def test_the_window_test_takes_the_larger_of_spread_and_floor() -> None:
 
 
 def test_a_flat_zones_pooled_baseline_by_hand() -> None:
-    """A zone whose hours read 5.35 and 5.45 m³/h in turn, 200 m³/h flowing in: a floor of
-    0.5 × 2 % × 200 = 2 m³/h, a pooled spread of 1.4826 × 0.05 = 0.074 (four days' hours:
-    widened by Student's t for 4 days, 3.18 / 1.96), under half the floor: flat, its baseline
-    the median, 5.4. One day at 9 m³/h is a quarter of the hours 3.6 m³/h away, past the floor
-    at the 90th percentile: not flat (a works' or a town's use follows the shifts and days)."""
+    """A zone whose hours read 5.35 and 5.45 m³/h in turn, 200 m³/h flowing in over them: a
+    floor of 0.5 × 2 % × 200 = 2 m³/h, a pooled spread of 1.4826 × 0.05 = 0.074 (four days'
+    hours: widened by Student's t for 4 days, 3.18 / 1.96), under half the floor: flat, its
+    baseline the median, 5.4. One day at 9 m³/h is a quarter of the hours 3.6 m³/h away, past
+    the floor at the 90th percentile: not flat (a works' or a town's use follows the shifts
+    and days). Day 1003 is a Saturday: without a day of each kind, nothing is pooled; nor
+    are the hours up to a dropped decision's (``flat_from``)."""
     detector = _ring_detector({})
     detector.h_flow[0, :] = 200.0
     flat = 5.4 + 0.05 * np.where(np.arange(detector.ring) % 2 == 0, -1.0, 1.0)
     detector.h_value[:, :] = flat
+    saturday = [(24 * 1003 + hod) % detector.ring for hod in range(24)]
+    detector.h_daytype[saturday] = SATURDAY
     noon = 24 * 1004 + 12
-    inflow = np.array([200.0])
-    base, spread = detector._flat_baseline(noon, inflow)
+    base, spread = detector._flat_baseline(noon)
     assert base[0] == pytest.approx(5.4)
     assert spread[0] == pytest.approx(1.4826 * 0.05 * 3.18 / 1.96)
+    # the floor is the pooled hours' inflow, not the hour's: a tenth of it, flat no more
+    detector.h_flow[0, :] = 20.0
+    assert np.isnan(detector._flat_baseline(noon)[0][0])
+    detector.h_flow[0, :] = 200.0
+    # workdays only: nothing pooled
+    detector.h_daytype[saturday] = WORKDAY
+    assert np.isnan(detector._flat_baseline(noon)[0][0])
+    detector.h_daytype[saturday] = SATURDAY
+    # hours up to a dropped "blind" decision's: not pooled (Saturday's afternoon on: 12 left)
+    detector.flat_from[0] = 24 * 1003 + 12
+    assert np.isnan(detector._flat_baseline(noon)[0][0])
+    detector.flat_from[0] = -1
     # fewer than 24 clean hours: nothing pooled yet
     detector.h_clean[:, :] = False
-    assert np.isnan(detector._flat_baseline(noon, inflow)[0][0])
+    assert np.isnan(detector._flat_baseline(noon)[0][0])
     detector.h_clean[:, :] = True
     for hod in range(24):
         detector.h_value[:, (24 * 1002 + hod) % detector.ring] = 9.0
-    assert np.isnan(detector._flat_baseline(noon, inflow)[0][0])
+    assert np.isnan(detector._flat_baseline(noon)[0][0])
 
 
 def test_a_window_alarm_dates_the_leak_from_the_hours_over_the_baseline() -> None:
