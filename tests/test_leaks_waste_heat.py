@@ -539,7 +539,8 @@ def test_a_district_leak_from_the_first_sunday_is_found_within_the_day() -> None
     Neither the Sunday (no rest day seen) nor the Monday (two workdays kept) has a baseline
     of its kind, so the leak ran unjudged until its repair on the Tuesday. A district's
     balance (its main less the works it feeds) reads the same every hour of every kind of
-    day, so it is judged on its pooled hours meanwhile: found the same morning."""
+    day, so it is judged on its pooled hours meanwhile: found the same day (after the slow
+    leak's 12 hours' wait)."""
     leak = Fault(
         FaultKind.WATER_LEAK,
         1_794_070_440_000,  # 2026-11-08 00:54 local, a Sunday
@@ -558,10 +559,12 @@ def test_a_district_leak_from_the_first_sunday_is_found_within_the_day() -> None
 
 def test_a_sub_meter_reading_low_in_the_first_days_is_no_leak_of_its_district() -> None:
     """Seed 3's steelworks intake reading 87.6 % from the history's first Friday, 19:32
-    local. Its district is judged on its pooled hours from the Friday (above), where the
-    excess stands out; the intake's flow stands out of the district's hours within each hour
-    too, but by a β that does not account for the excess (0.33, not 0.14), and no meter has
-    days of its kind to compare with yet: no leak is reported for it."""
+    local. Its district, judged on its pooled hours from the Friday, stood out; the intake's
+    flow stood out of the district's hours within each hour too, but by a β that did not
+    account for the excess (0.33, not 0.14), and no meter had days of its kind to compare
+    with: a leak, until such a case held the decision. Pooled hours now need a rest day's
+    too, so the district is not judged on them before the Sunday, when they carry the
+    intake's reading already: no leak is reported for it."""
     fault = Fault(
         FaultKind.METER_UNDER_REGISTRATION,
         1_793_964_720_000,  # 2026-11-06 19:32 local

@@ -196,9 +196,10 @@ class LeakParams:
     flat_days: int = 7
     flat_hours: int = 24
     flat_share: float = 0.5
-    # …where an outflow meter stands out but nothing can settle it yet (``_explain``:
-    # "blind"), the decision waits at most this long, then is dropped: no event, and the
-    # zone's pooled hours start afresh from there (those before it would raise it again)
+    # …where a meter stands out (or moved past two of its errors) but nothing can settle it
+    # yet (``_explain``: "blind"), the decision waits at most this long from the excess's
+    # onset, then is dropped: no event, and the zone's pooled hours start afresh from there
+    # (those before it would raise it again)
     blind_h: int = 24
 
 
@@ -858,10 +859,11 @@ class ZoneLeaks(Detector):
         own inflows (their median). A district's balance (its main less the works it feeds:
         losses) is flat, what a works or a town uses is not: its hours follow the shifts and
         the kind of day. Such a zone needs no baseline of the day's own kind: the history's
-        first workdays and first weekend are judged from the second day on (a district's
-        leak from the first Sunday ran unjudged until its repair). The floor is not the
-        hour's own, nor are hours of one kind enough: a zone idle over its first weekend
-        scatters little, and under a busy Monday's floor it read flat, that Monday a burst."""
+        first weekend and the workdays after it are judged once it holds a day of each kind
+        (a district's leak from the first Sunday ran unjudged until its repair). The floor
+        is not the hour's own, nor are hours of one kind enough: a zone idle over its first
+        weekend scatters little, and under a busy Monday's floor it read flat, that Monday a
+        burst."""
         pos, held = self._window(hour, self.p.flat_days * 24, 1)
         ok = self.h_clean[:, pos] & held[None, :]
         ok &= self.h_id[pos][None, :] > self.flat_from[:, None]
