@@ -77,12 +77,14 @@ Kinds: ``water_burst`` (a water zone's excess arrived as a step) and ``water_lea
 excess in the zone's unit per hour, per day and, where the park prices the utility, ¥ per day;
 an air leak also in kWh and ¥ a year, at the compressors' own specific power. An event
 closes once ``close_h`` hours in a row score under 1. Each zone's hour is also written to
-InfluxDB (``zone_balance``: consumption, inflow, baseline and score, tagged with the zone), so
-the boards show what the detector judged.
+InfluxDB (``zone_balance``: consumption, inflow, baseline and score, tagged with the zone;
+``blind_dropped`` on the hour a "blind" decision was dropped), so the boards show what the
+detector judged.
 """
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -111,6 +113,8 @@ from parkwatch.calendar import WORKDAY
 from parkwatch.events import Estimate, Family, Severity
 from parkwatch.quantities import Utility
 from parkwatch.site import PARK_ENTERPRISE, Role
+
+log = logging.getLogger(__name__)
 
 HOUR_MS = 3_600_000
 DEBUG = False
@@ -197,9 +201,11 @@ class LeakParams:
     flat_hours: int = 24
     flat_share: float = 0.5
     # …where a meter stands out (or moved past two of its errors) but nothing can settle it
-    # yet (``_explain``: "blind"), the decision waits at most this long from the excess's
-    # onset, then is dropped: no event, and the zone's pooled hours start afresh from there
-    # (those before it would raise it again)
+    # yet (``_explain``: "blind"), the decision waits at most this long from its first
+    # "blind" verdict (not the excess's onset: a slow excess reached the decision with a day
+    # gone already, and was dropped at once), then is dropped: no event but a log line and
+    # the balance point's ``blind_dropped``, and the zone's pooled hours start afresh from
+    # there (those before it would raise it again)
     blind_h: int = 24
 
 
@@ -406,6 +412,8 @@ class ZoneLeaks(Detector):
         self.pooled_now = np.zeros(nz, dtype=bool)  # …as a flat zone's pooled hours
         # per zone, the last hour a "blind" decision was dropped at: pooled hours are later
         self.flat_from = np.full(nz, -1, dtype=np.int64)
+        # per zone, the hour of the open decision's first "blind" verdict, or -1
+        self.blind_at = np.full(nz, -1, dtype=np.int64)
         # the mirror check's figures, for the finding made in the same step (not state)
         self.mirror_evidence: dict[str, Any] | None = None
         # an open leak's estimate, and the ring's hours net of it: the zone is watched net of
@@ -540,6 +548,7 @@ class ZoneLeaks(Detector):
             "born",
             "held_at",
             "flat_from",
+            "blind_at",
         ]
         return [(n, getattr(self, n)) for n in names]
 
@@ -1408,6 +1417,7 @@ class ZoneLeaks(Detector):
             # it faded while it was being told apart: no event
             self.state_[zi] = QUIET
             self.held_at[zi] = -1
+            self.blind_at[zi] = -1
             self.onset[zi] = -1 if self.cusum[zi] == 0 else self.onset[zi]
             return
         # a compressed-air zone metered only where its air comes in (its header) has no
@@ -1419,9 +1429,30 @@ class ZoneLeaks(Detector):
             verdict, meter_row, beta = self._explain(zi, hour)
         waited = hour - int(self.onset[zi]) + 1
         if verdict == "blind":
-            if waited >= self.p.blind_h:
+            if self.blind_at[zi] < 0:
+                self.blind_at[zi] = hour
+            blind_h = hour - int(self.blind_at[zi]) + 1
+            if blind_h >= self.p.blind_h:
                 # nothing settled the meter in time: the decision is dropped, no event; the
-                # hours since it began would raise it again, so pooling starts afresh
+                # hours since it began would raise it again, so pooling starts afresh. The
+                # excess is then learnt as normal (a real leak is missed until it grows), so
+                # the drop is logged and marked on the zone's balance point of the hour
+                zone = self.layout.zones[zi]
+                log.warning(
+                    "leak decision of zone %s dropped: blind for %d h (excess since %d h), "
+                    "its excess is learnt as normal",
+                    zone.id,
+                    blind_h,
+                    waited,
+                )
+                out.points.append(
+                    DerivedPoint(
+                        BALANCE_MEASUREMENT,
+                        {"zone": zone.id, "utility": zone.utility.value},
+                        {"blind_dropped": True},
+                        at_ms - HOUR_MS,
+                    )
+                )
                 self._reset(zi)
                 self.flat_from[zi] = hour
             return
@@ -1508,6 +1539,7 @@ class ZoneLeaks(Detector):
         self.cusum[zi] = 0.0
         self.onset[zi] = -1
         self.burst[zi] = False
+        self.blind_at[zi] = -1
         return True
 
     def _clean_night(self, zi: int, night_end: int, hour: int) -> FloatArray:
@@ -2092,6 +2124,7 @@ class ZoneLeaks(Detector):
         self.track_sum[:, zi] = 0.0
         self.track_n[:, zi] = 0.0
         self.held_at[zi] = -1
+        self.blind_at[zi] = -1
 
     def _last_flows(self, hour: int) -> FloatArray:
         pos = hour % self.ring
