@@ -65,8 +65,9 @@ log = logging.getLogger(__name__)
 # CUSUMs both ways, the hour the estimate last moved; 9: meter faults keep the sum of each
 # row's gap squares, and of a run of silences', for the spread of its gaps; 10: the leak
 # detector keeps each zone's first hour with data, its age for its young weeks, and the hour an
-# excess began to be held; compressed air's production model; a stuck-check row per series).
-SNAPSHOT_VERSION = 10
+# excess began to be held; compressed air's production model; a stuck-check row per series;
+# 11: …the hour a flat zone's "blind" decision was last dropped, its pooled hours after it).
+SNAPSHOT_VERSION = 11
 
 
 class AnalyticsMetrics:
