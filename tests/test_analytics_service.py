@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 import math
 import pickle
 import threading
@@ -376,6 +377,14 @@ async def test_a_late_backlog_message_is_counted_in_readings() -> None:
 DAY_MS = 86_400_000
 
 
+def two_series_park() -> Park:
+    return Park.model_validate(
+        {"park": "svc", "meters": [{"id": "main", "utility": "electricity",
+                                     "contracted_demand_kw": 1000},
+                                    {"id": "aux", "utility": "electricity"}]}
+    )  # fmt: skip
+
+
 def _days_of_history(now_ms: int, days: int) -> tuple[int, list[str]]:
     """``days`` days of a factory's 5-minute load (a working day's profile with a little
     wobble), ending an hour ago, with a step in its last afternoon."""
@@ -389,6 +398,8 @@ def _days_of_history(now_ms: int, days: int) -> tuple[int, list[str]]:
             kw += 400.0  # a lasting step the day's profile does not expect
         tags = {"park": "svc", "enterprise": "park", "meter": "main"}
         lines.append(encode_point("electricity", tags, {"p_kw": kw}, t))
+        # a meter small_park does not have (the chunks' test below reads it)
+        lines.append(encode_point("electricity", {**tags, "meter": "aux"}, {"p_kw": 10.0}, t))
     return start, lines
 
 
@@ -411,6 +422,15 @@ async def test_a_worker_with_no_snapshot_is_rebuilt_from_days_of_history_in_slic
     ).engines["svc"]
     async with InfluxReader(influx_settings) as reader:
         [rows] = await history_rows(reader, reference, start, now_ms, chunk=10**9)
+    async with InfluxReader(influx_settings) as reader:
+        # two series at every time: chunks of 7 rows end on a time's last row, never inside one
+        two = AnalyticsService(
+            AnalyticsSettings(mqtt=mqtt_settings, influx=influx_settings),
+            SiteRegistry([two_series_park()]),
+        ).engines["svc"]
+        chunks = await history_rows(reader, two, start, now_ms, chunk=7)
+    assert [c.t_ms.size for c in chunks[:3]] == [8, 8, 8]
+    assert all(a.t_ms[-1] < b.t_ms[0] for a, b in itertools.pairwise(chunks))
     expected = reference.feed_rows(rows).events + reference.advance(int(rows.t_ms.max())).events
     assert expected, "the step is found in the history"
 
