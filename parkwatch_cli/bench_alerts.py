@@ -76,6 +76,7 @@ async def run(gateways: int, meters: int, minutes: int, speed: float, root: Path
             "PW_ANALYTICS_INFLUX__URL": stack.influx_url,
             "PW_ANALYTICS_SITES": json.dumps([str(site)]),
             "PW_ANALYTICS_WARMUP_S": "0",
+            "PW_ANALYTICS_REBUILD_S": "0",
         }
         http = free_port()
         env["PW_ANALYTICS_HTTP_PORT"] = str(http)

@@ -173,6 +173,7 @@ def run_demo(
                 )
                 if past is not None:  # the refill at start-up reads the whole history back
                     analytics_env["PW_ANALYTICS_WARMUP_S"] = str(past.warmup_s())
+                    analytics_env["PW_ANALYTICS_REBUILD_S"] = str(past.warmup_s())
                 start("analytics", ["analytics"], analytics_env)
                 # the refill of days of history takes a while on a busy machine
                 _wait_http(

@@ -141,7 +141,7 @@ async def test_service_writes_demand_and_alerts_a_peak(
 ) -> None:
     park = Park.from_yaml(demo_park_path)
     service = AnalyticsService(
-        AnalyticsSettings(mqtt=mqtt_settings, influx=influx_settings, warmup_s=0),
+        AnalyticsSettings(mqtt=mqtt_settings, influx=influx_settings, warmup_s=0, rebuild_s=0),
         SiteRegistry([park]),
     )
     # three hours ago, on a quarter hour: the live service analyses what is at most a day old

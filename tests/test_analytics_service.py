@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
+import math
+import pickle
 import threading
 import time
 from pathlib import Path
@@ -15,8 +18,8 @@ import orjson
 import pytest
 
 from analytics.accounting.job import RollupJob
-from analytics.engine.engine import Batch
-from analytics.service import AnalyticsService
+from analytics.engine.engine import Advanced, Batch
+from analytics.service import SNAPSHOT_VERSION, AnalyticsService, history_rows
 from analytics.settings import AnalyticsSettings
 from parkwatch.events import Event, Family, Severity, State
 from parkwatch.influx import InfluxReader, InfluxWriter
@@ -80,7 +83,7 @@ async def test_the_engine_is_restored_from_its_snapshot(
 ) -> None:
     park = small_park()
     settings = AnalyticsSettings(
-        mqtt=mqtt_settings, influx=influx_settings, warmup_s=0, state_dir=tmp_path
+        mqtt=mqtt_settings, influx=influx_settings, warmup_s=0, rebuild_s=0, state_dir=tmp_path
     )
     first = AnalyticsService(settings, SiteRegistry([park]))
     engine = first.engines["svc"]
@@ -117,6 +120,7 @@ async def test_snapshots_are_taken_on_the_loop_and_a_failing_disk_does_not_stop_
         mqtt=mqtt_settings,
         influx=influx_settings,
         warmup_s=0,
+        rebuild_s=0,
         state_dir=blocked / "state",  # mkdir fails: a file is in the way
         snapshot_s=0.05,
     )
@@ -187,7 +191,9 @@ async def test_a_detector_that_raises_is_reported_and_the_service_goes_on(
 
     park = small_park()
     service = AnalyticsService(
-        AnalyticsSettings(mqtt=mqtt_settings, influx=influx_settings, warmup_s=0, tick_s=0.1),
+        AnalyticsSettings(
+            mqtt=mqtt_settings, influx=influx_settings, warmup_s=0, rebuild_s=0, tick_s=0.1
+        ),
         SiteRegistry([park]),
     )
     engine = service.engines["svc"]
@@ -274,7 +280,7 @@ async def test_the_kernels_are_warmed_before_the_service_subscribes(
 
     park = small_park()
     service = AnalyticsService(
-        AnalyticsSettings(mqtt=mqtt_settings, influx=influx_settings, warmup_s=0),
+        AnalyticsSettings(mqtt=mqtt_settings, influx=influx_settings, warmup_s=0, rebuild_s=0),
         SiteRegistry([park]),
     )
     warmed: list[tuple[str, bool]] = []
@@ -308,7 +314,7 @@ async def test_a_failing_kernel_warm_up_does_not_stop_the_service(
 
     monkeypatch.setattr(service_module, "warm_up", failing)
     service = AnalyticsService(
-        AnalyticsSettings(mqtt=mqtt_settings, influx=influx_settings, warmup_s=0),
+        AnalyticsSettings(mqtt=mqtt_settings, influx=influx_settings, warmup_s=0, rebuild_s=0),
         SiteRegistry([small_park()]),
     )
     caplog.set_level("INFO", logger="analytics.service")
@@ -324,7 +330,9 @@ async def test_only_the_process_entry_freezes_the_collector(
     """``gc.freeze()`` is the whole process's: a service run inside a caller's process (a
     test's) leaves its collector as it was; run as its process (``run_analytics``) it freezes
     what start-up built once warm."""
-    settings = AnalyticsSettings(mqtt=mqtt_settings, influx=influx_settings, warmup_s=0)
+    settings = AnalyticsSettings(
+        mqtt=mqtt_settings, influx=influx_settings, warmup_s=0, rebuild_s=0
+    )
     before = gc.get_freeze_count()
     service = AnalyticsService(settings, SiteRegistry([small_park()]))
     async with background(service.run()):
@@ -364,3 +372,119 @@ async def test_a_late_backlog_message_is_counted_in_readings() -> None:
     await service._handle(message(7, [now - 6 * 3600_000, now - 6 * 3600_000 + 60_000]))
     late = service.metrics.registry.get_sample_value("pw_analytics_late_readings_total")
     assert late == 4
+
+
+DAY_MS = 86_400_000
+
+
+def two_series_park() -> Park:
+    return Park.model_validate(
+        {"park": "svc", "meters": [{"id": "main", "utility": "electricity",
+                                     "contracted_demand_kw": 1000},
+                                    {"id": "aux", "utility": "electricity"}]}
+    )  # fmt: skip
+
+
+def _days_of_history(now_ms: int, days: int) -> tuple[int, list[str]]:
+    """``days`` days of a factory's 5-minute load (a working day's profile with a little
+    wobble), ending an hour ago, with a step in its last afternoon."""
+    start = (now_ms - days * DAY_MS) // DAY_MS * DAY_MS
+    lines = []
+    for k in range((now_ms - 3_600_000 - start) // 300_000):
+        t = start + k * 300_000
+        hour = t % DAY_MS // 3_600_000
+        kw = (300.0 if 7 <= hour < 18 else 100.0) + 5.0 * math.sin(k * 0.7)
+        if t >= start + (days - 1) * DAY_MS + 13 * 3_600_000:
+            kw += 400.0  # a lasting step the day's profile does not expect
+        tags = {"park": "svc", "enterprise": "park", "meter": "main"}
+        lines.append(encode_point("electricity", tags, {"p_kw": kw}, t))
+        # a meter small_park does not have (the chunks' test below reads it)
+        lines.append(encode_point("electricity", {**tags, "meter": "aux"}, {"p_kw": 10.0}, t))
+    return start, lines
+
+
+@pytest.mark.anyio
+async def test_a_worker_with_no_snapshot_is_rebuilt_from_days_of_history_in_slices(
+    mqtt_settings: MqttSettings, influx_settings: InfluxSettings
+) -> None:
+    """No snapshot: the service reads ``rebuild_s`` (not ``warmup_s``) back, a day at a time,
+    and ends with what one pass over the same history finds."""
+    park = small_park()
+    now_ms = time.time_ns() // 1_000_000
+    start, lines = _days_of_history(now_ms, 9)  # each day type seen before the last
+    async with InfluxReader(influx_settings) as reader:
+        await reader.create_database()
+    async with InfluxWriter(influx_settings) as writer:
+        await writer.write(lines)
+    # the reference: the whole history in one read, one chunk
+    reference = AnalyticsService(
+        AnalyticsSettings(mqtt=mqtt_settings, influx=influx_settings), SiteRegistry([park])
+    ).engines["svc"]
+    async with InfluxReader(influx_settings) as reader:
+        [rows] = await history_rows(reader, reference, start, now_ms, chunk=10**9)
+    async with InfluxReader(influx_settings) as reader:
+        # two series at every time: chunks of 7 rows end on a time's last row, never inside one
+        two = AnalyticsService(
+            AnalyticsSettings(mqtt=mqtt_settings, influx=influx_settings),
+            SiteRegistry([two_series_park()]),
+        ).engines["svc"]
+        chunks = await history_rows(reader, two, start, now_ms, chunk=7)
+    assert [c.t_ms.size for c in chunks[:3]] == [8, 8, 8]
+    assert all(a.t_ms[-1] < b.t_ms[0] for a, b in itertools.pairwise(chunks))
+    expected = reference.feed_rows(rows).events + reference.advance(int(rows.t_ms.max())).events
+    assert expected, "the step is found in the history"
+
+    service = AnalyticsService(
+        AnalyticsSettings(
+            mqtt=mqtt_settings, influx=influx_settings, warmup_s=6 * 3600, rebuild_s=10 * 86_400
+        ),
+        SiteRegistry([park]),
+    )
+    found: list[Event] = []
+    emit = service._emit
+
+    async def record(park: str, advanced: Advanced, *, publish: bool) -> None:
+        assert not publish  # history's events are written, not published
+        found.extend(advanced.events)
+        await emit(park, advanced, publish=publish)
+
+    service._emit = record  # type: ignore[method-assign]
+    began = time.perf_counter()
+    async with background(service.run()):
+        await asyncio.wait_for(service.warm.wait(), timeout=30)
+    assert time.perf_counter() - began < 30
+    assert [(e.id, e.state) for e in found] == [(e.id, e.state) for e in expected]
+    engine = service.engines["svc"]
+    assert engine.now_ms == reference.now_ms
+    assert engine.park_emitted == reference.park_emitted
+
+
+@pytest.mark.anyio
+async def test_a_snapshot_of_another_version_leads_to_the_rebuild_span(
+    mqtt_settings: MqttSettings, influx_settings: InfluxSettings, tmp_path: Path
+) -> None:
+    park = small_park()
+    now_ms = time.time_ns() // 1_000_000
+    old = (now_ms - 3 * DAY_MS) // QUARTER_MS * QUARTER_MS  # an hour three days ago
+    lines = [
+        encode_point("electricity", {"park": "svc", "enterprise": "park", "meter": "main"},
+                     {"p_kw": 500.0}, old + k * 60_000)
+        for k in range(60)
+    ]  # fmt: skip
+    async with InfluxReader(influx_settings) as reader:
+        await reader.create_database()
+    async with InfluxWriter(influx_settings) as writer:
+        await writer.write(lines)
+    snapshot = tmp_path / "analytics-snapshot.pickle"
+    snapshot.write_bytes(pickle.dumps({"version": SNAPSHOT_VERSION - 1, "engines": {}}))
+    settings = AnalyticsSettings(
+        mqtt=mqtt_settings, influx=influx_settings, warmup_s=6 * 3600, state_dir=tmp_path
+    )
+    service = AnalyticsService(settings, SiteRegistry([park]))
+    async with background(service.run()):
+        await asyncio.wait_for(service.warm.wait(), timeout=30)
+        # three days back: the rebuild's span (35 days), not the 6 h after a usable snapshot
+        assert service.engines["svc"].now_ms >= old + 59 * 60_000
+    # and the snapshot left behind is usable: the next start only warms up since its time
+    second = AnalyticsService(settings, SiteRegistry([park]))
+    assert second._restore_snapshot() == frozenset({"svc"})
