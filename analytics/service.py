@@ -80,7 +80,7 @@ log = logging.getLogger(__name__)
 # excess began to be held; compressed air's production model; a stuck-check row per series).
 SNAPSHOT_VERSION = 10
 # a slice of history is read again this many times when InfluxDB is unreachable for a moment
-HISTORY_RETRIES = 4
+HISTORY_RETRIES = 8
 
 
 class AnalyticsMetrics:
@@ -483,29 +483,30 @@ class AnalyticsService:
         """Read raw data back from InfluxDB through each engine: since its snapshot for the
         parks in ``restored``, the last ``rebuild_s`` for the others (and for snapshots older)."""
         now_ms = int(time.time() * 1000)
-        slice_ms = max(1, int(self.settings.history_slice_s * 1000))
         horizon_ms = now_ms - int(self.settings.warmup_s * 1000)
         async with InfluxReader(self.settings.influx) as reader:
             for park, engine in self.engines.items():
                 rebuilding = park not in restored
+                # slices a whole number of the engine's slots long: an edge never cuts a slot
+                step = engine.step_ms
+                slice_ms = max(1, -(-int(self.settings.history_slice_s * 1000) // step)) * step
                 # an old snapshot is no worse off than none: the rebuild's span at most
                 since = max(engine.now_ms, now_ms - int(self.settings.rebuild_s * 1000))
                 if since >= now_ms:
                     continue
                 if rebuilding:
                     # on the slice grid (a UTC day by default): every rebuild of the day starts
-                    # at the same time, so its events get the same detected_at (and ids); the
-                    # slices' edges then fall on every meter's interval too
+                    # at the same time, so its events get the same detected_at (and ids)
                     since = since // slice_ms * slice_ms
+                # the edges after the first on the grid (a restored park starts mid-slice)
+                edges = [since, *range((since // slice_ms + 1) * slice_ms, now_ms, slice_ms)]
                 started = time.perf_counter()
                 fed = dropped = 0
                 lo = since
                 try:
                     # a slice at a time: a month of a large park does not fit in memory at once
-                    for lo in range(since, now_ms, slice_ms):
-                        rows = await self._history_slice(
-                            reader, engine, lo, min(lo + slice_ms, now_ms)
-                        )
+                    for lo, hi in zip(edges, [*edges[1:], now_ms], strict=True):
+                        rows = await self._history_slice(reader, engine, lo, hi)
                         for chunk in rows:
                             advanced = engine.feed_rows(chunk)
                             ran = engine.advance(int(chunk.t_ms.max()))
@@ -513,14 +514,17 @@ class AnalyticsService:
                             advanced.points.extend(ran.points)
                             fed += int(chunk.t_ms.size)
                             if rebuilding:
-                                # older events are the earlier worker's, already stored, and a
-                                # cold engine's early findings depend on where the span began
-                                kept = [
-                                    e for e in advanced.events if e.detected_at_ms >= horizon_ms
-                                ]
-                                dropped += len(advanced.events) - len(kept)
-                                advanced.events[:] = kept
+                                dropped += _keep_since(advanced, horizon_ms)
                             await self._emit(park, advanced, publish=False)
+                    if rebuilding:
+                        # an event still open whose last message came before the horizon: its
+                        # state as it stands (the same id overwrites what an earlier worker wrote)
+                        still = [
+                            e
+                            for e in engine.events.open.values()
+                            if (e.updated_at_ms or e.detected_at_ms) < horizon_ms
+                        ]
+                        await self._emit(park, Advanced(events=still), publish=False)
                 except InfluxError as exc:
                     log.error(
                         "%s: %s from InfluxDB given up at %s after %d values, going on live: %s",
@@ -532,14 +536,15 @@ class AnalyticsService:
                     )
                     continue
                 log.info(
-                    "%s: %s on %d values of the last %.1f h in %.1f s, %d older event(s) not"
-                    " written (detected before warmup_s)",
+                    "%s: %s on %d values of the last %.1f h in %.1f s%s",
                     park,
                     "rebuilt (no usable snapshot)" if rebuilding else "warmed up",
                     fed,
                     (now_ms - since) / 3_600_000,
                     time.perf_counter() - started,
-                    dropped,
+                    f", {dropped} older event message(s) and point(s) not written (before warmup_s)"
+                    if rebuilding
+                    else "",
                 )
         for engine in self.engines.values():
             engine.listening_from(int(time.time() * 1000))
@@ -549,7 +554,7 @@ class AnalyticsService:
     ) -> list[Rows]:
         """One slice of history; a database that goes away for a moment is waited for a few
         times (a rebuild reads for minutes) before the slice is given up."""
-        backoff = Backoff(base_s=0.5, cap_s=8.0)
+        backoff = Backoff(base_s=0.5, cap_s=15.0)
         for _ in range(HISTORY_RETRIES):
             try:
                 return await history_rows(reader, engine, lo, hi)
@@ -620,6 +625,19 @@ class AnalyticsService:
                 await asyncio.to_thread(self._write_snapshot, data)
             except OSError as exc:  # a full or read-only disk costs the snapshot, not the stream
                 log.warning("snapshot not written: %s", exc)
+
+
+def _keep_since(advanced: Advanced, horizon_ms: int) -> int:
+    """Drop from a rebuild's output what happened before ``horizon_ms`` (an earlier worker's,
+    already stored; a cold engine's early findings and balances depend on where the span
+    began); how many were dropped. An event counts by the time of its message, so the close of
+    an event opened earlier is kept."""
+    events = [e for e in advanced.events if (e.updated_at_ms or e.detected_at_ms) >= horizon_ms]
+    points = [p for p in advanced.points if p.t_ms >= horizon_ms]
+    dropped = len(advanced.events) - len(events) + len(advanced.points) - len(points)
+    advanced.events[:] = events
+    advanced.points[:] = points
+    return dropped
 
 
 async def history_rows(
