@@ -633,7 +633,10 @@ def _keep_since(advanced: Advanced, horizon_ms: int) -> int:
     began); how many were dropped. An event counts by the time of its message, so the close of
     an event opened earlier is kept."""
     events = [e for e in advanced.events if (e.updated_at_ms or e.detected_at_ms) >= horizon_ms]
-    points = [p for p in advanced.points if p.t_ms >= horizon_ms]
+    # hourly points are stamped at their hour's start: the hour the horizon falls in is kept
+    # (an earlier worker that stopped inside it never wrote it; rewriting it is harmless)
+    hour_ms = horizon_ms // 3_600_000 * 3_600_000
+    points = [p for p in advanced.points if p.t_ms >= hour_ms]
     dropped = len(advanced.events) - len(events) + len(advanced.points) - len(points)
     advanced.events[:] = events
     advanced.points[:] = points

@@ -21,8 +21,9 @@ import orjson
 import pytest
 
 from analytics.accounting.job import RollupJob
+from analytics.engine.contract import DerivedPoint
 from analytics.engine.engine import Advanced, Batch, ParkEngine, Rows
-from analytics.service import SNAPSHOT_VERSION, AnalyticsService, history_rows
+from analytics.service import SNAPSHOT_VERSION, AnalyticsService, _keep_since, history_rows
 from analytics.settings import AnalyticsSettings
 from parkwatch.events import Event, Family, Severity, State
 from parkwatch.influx import InfluxReader, InfluxUnavailableError, InfluxWriter, Series
@@ -510,7 +511,8 @@ async def test_a_worker_with_no_snapshot_is_rebuilt_from_days_of_history_in_slic
 
     # four minutes earlier, in the same slice: the same start, the same events and ids
     _, again, _, _ = await _rebuild(settings, now_ms - 240_000, monkeypatch)
-    assert [(e.id, e.state) for e in again] == to_write
+    earlier = _rebuild_writes(expected, reference, horizon - 240_000)
+    assert [(e.id, e.state) for e in again] == [(e.id, e.state) for e in earlier]
 
     # with a 6 h horizon the step's messages (yesterday afternoon) are the earlier worker's:
     # found by the engine (same state), not written, counted in the log line — but the event,
@@ -526,6 +528,39 @@ async def test_a_worker_with_no_snapshot_is_rebuilt_from_days_of_history_in_slic
     dropped = re.search(r", (\d+) older event message\(s\) and point\(s\) not written", caplog.text)
     assert dropped is not None
     assert int(dropped.group(1)) > 0
+
+
+def test_a_rebuild_keeps_messages_and_points_by_their_own_time() -> None:
+    """``_keep_since``: an event's message counts by its own time (the close of an event
+    opened before the horizon is kept, its opening is not); an hourly point counts from its
+    hour's start, so the hour the horizon falls in is kept."""
+    hour = 3_600_000
+    horizon = 100 * hour + 1_800_000  # half past an hour
+    opened = Event(
+        id="e1",
+        kind="baseline_deviation",
+        family=Family.CONSUMPTION,
+        state=State.OPENED,
+        park="svc",
+        meter="main",
+        zone=None,
+        start_ms=90 * hour,
+        detected_at_ms=95 * hour,
+        end_ms=None,
+        severity=Severity.MINOR,
+        estimate=None,
+        evidence={},
+        updated_at_ms=95 * hour,
+    )
+    closed = opened.with_state(State.CLOSED, end_ms=101 * hour, updated_at_ms=101 * hour)
+    points = [
+        DerivedPoint("zone_balance", {"zone": "z"}, {"score": 1.0}, t)
+        for t in (99 * hour, 100 * hour, 101 * hour)
+    ]
+    advanced = Advanced(events=[opened, closed], points=points)
+    assert _keep_since(advanced, horizon) == 2
+    assert advanced.events == [closed]
+    assert [p.t_ms for p in advanced.points] == [100 * hour, 101 * hour]
 
 
 @pytest.mark.anyio
