@@ -13,10 +13,12 @@ waits (events are never dropped). Events found while warming up from history are
 InfluxDB (the same id overwrites the same point) but not re-published as alerts.
 
 At start-up the engine is restored from its last snapshot (``state_dir``) when there is one,
-then refilled from InfluxDB's raw data since then (at most ``warmup_s``); a park with no usable
-snapshot is rebuilt from the last ``rebuild_s`` of raw data, so a restart, an upgrade or a new
-worker loses no context. History is read a slice (``history_slice_s``) at a time, in time
-order: memory stays bounded by a slice, and the detectors give the same events in any chunks.
+then refilled from InfluxDB's raw data since then (at most ``rebuild_s``); a park with no usable
+snapshot is rebuilt from the last ``rebuild_s`` of raw data (from the slice grid, so rebuilds
+give the same event ids; only events of the last ``warmup_s`` are written), so a restart, an
+upgrade or a new worker loses no context. History is read a slice (``history_slice_s``) at a
+time, in time order, a slice retried a few times on an unreachable InfluxDB: memory stays
+bounded by a slice, and the detectors give the same events in any chunks.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import pickle
 import time
 from collections import deque
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +47,17 @@ from analytics.settings import AnalyticsSettings
 from analytics.warm import freeze_start_up, keep_freed_memory, warm_up
 from parkwatch import mqtt, topics
 from parkwatch.events import Event
-from parkwatch.influx import InfluxError, InfluxReader, InfluxWriter, ensure_database, quote_ident
+from parkwatch.influx import (
+    InfluxError,
+    InfluxReader,
+    InfluxUnavailableError,
+    InfluxWriter,
+    ensure_database,
+    quote_ident,
+)
 from parkwatch.influx import quote_string as qs
 from parkwatch.lineprotocol import encode_point
-from parkwatch.retry import OutageLog
+from parkwatch.retry import Backoff, OutageLog
 from parkwatch.sessions import SessionLoop
 from parkwatch.site import SiteRegistry
 from parkwatch.status_http import serve_status, status_app
@@ -70,6 +80,8 @@ log = logging.getLogger(__name__)
 # excess began to be held; compressed air's production model; a stuck-check row per series;
 # 11: …the hour a flat zone's "blind" decision was last dropped, its pooled hours after it).
 SNAPSHOT_VERSION = 11
+# a slice of history is read again this many times when InfluxDB is unreachable for a moment
+HISTORY_RETRIES = 8
 
 
 class AnalyticsMetrics:
@@ -469,47 +481,88 @@ class AnalyticsService:
         )
 
     async def _warm_up(self, restored: frozenset[str] = frozenset()) -> None:
-        """Read raw data back from InfluxDB through each engine: since its snapshot (at most
-        ``warmup_s``) for the parks in ``restored``, the last ``rebuild_s`` for the others."""
+        """Read raw data back from InfluxDB through each engine: since its snapshot for the
+        parks in ``restored``, the last ``rebuild_s`` for the others (and for snapshots older)."""
         now_ms = int(time.time() * 1000)
-        slice_ms = max(1, int(self.settings.history_slice_s * 1000))
+        horizon_ms = now_ms - int(self.settings.warmup_s * 1000)
         async with InfluxReader(self.settings.influx) as reader:
             for park, engine in self.engines.items():
-                span_s = self.settings.warmup_s if park in restored else self.settings.rebuild_s
-                since = max(engine.now_ms, now_ms - int(span_s * 1000))
+                rebuilding = park not in restored
+                # slices a whole number of the engine's slots long: an edge never cuts a slot
+                step = engine.step_ms
+                slice_ms = max(1, -(-int(self.settings.history_slice_s * 1000) // step)) * step
+                # an old snapshot is no worse off than none: the rebuild's span at most
+                since = max(engine.now_ms, now_ms - int(self.settings.rebuild_s * 1000))
                 if since >= now_ms:
                     continue
+                if rebuilding:
+                    # on the slice grid (a UTC day by default): every rebuild of the day starts
+                    # at the same time, so its events get the same detected_at (and ids)
+                    since = since // slice_ms * slice_ms
+                # the edges after the first on the grid (a restored park starts mid-slice)
+                edges = [since, *range((since // slice_ms + 1) * slice_ms, now_ms, slice_ms)]
                 started = time.perf_counter()
-                fed = 0
+                fed = dropped = 0
+                lo = since
                 try:
                     # a slice at a time: a month of a large park does not fit in memory at once
-                    for lo in range(since, now_ms, slice_ms):
-                        rows = await history_rows(reader, engine, lo, min(lo + slice_ms, now_ms))
+                    for lo, hi in zip(edges, [*edges[1:], now_ms], strict=True):
+                        rows = await self._history_slice(reader, engine, lo, hi)
                         for chunk in rows:
                             advanced = engine.feed_rows(chunk)
                             ran = engine.advance(int(chunk.t_ms.max()))
                             advanced.events.extend(ran.events)
                             advanced.points.extend(ran.points)
                             fed += int(chunk.t_ms.size)
+                            if rebuilding:
+                                dropped += _keep_since(advanced, horizon_ms)
                             await self._emit(park, advanced, publish=False)
+                    if rebuilding:
+                        # an event still open whose last message came before the horizon: its
+                        # state as it stands (the same id overwrites what an earlier worker wrote)
+                        still = [
+                            e
+                            for e in engine.events.open.values()
+                            if (e.updated_at_ms or e.detected_at_ms) < horizon_ms
+                        ]
+                        await self._emit(park, Advanced(events=still), publish=False)
                 except InfluxError as exc:
-                    log.warning(
-                        "warm-up of %s from InfluxDB failed after %d values, going on live: %s",
+                    log.error(
+                        "%s: %s from InfluxDB given up at %s after %d values, going on live: %s",
                         park,
+                        "warm-up" if not rebuilding else "rebuild",
+                        datetime.fromtimestamp(lo / 1000, UTC).isoformat(),
                         fed,
                         exc,
                     )
                     continue
                 log.info(
-                    "%s: %s on %d values of the last %.1f h in %.1f s",
+                    "%s: %s on %d values of the last %.1f h in %.1f s%s",
                     park,
-                    "warmed up" if park in restored else "rebuilt (no usable snapshot)",
+                    "rebuilt (no usable snapshot)" if rebuilding else "warmed up",
                     fed,
                     (now_ms - since) / 3_600_000,
                     time.perf_counter() - started,
+                    f", {dropped} older event message(s) and point(s) not written (before warmup_s)"
+                    if rebuilding
+                    else "",
                 )
         for engine in self.engines.values():
             engine.listening_from(int(time.time() * 1000))
+
+    async def _history_slice(
+        self, reader: InfluxReader, engine: ParkEngine, lo: int, hi: int
+    ) -> list[Rows]:
+        """One slice of history; a database that goes away for a moment is waited for a few
+        times (a rebuild reads for minutes) before the slice is given up."""
+        backoff = Backoff(base_s=0.5, cap_s=15.0)
+        for _ in range(HISTORY_RETRIES):
+            try:
+                return await history_rows(reader, engine, lo, hi)
+            except InfluxUnavailableError as exc:
+                log.warning("%s: history read failed, retrying: %s", engine.park.park, exc)
+                await asyncio.sleep(backoff.next_delay())
+        return await history_rows(reader, engine, lo, hi)
 
     def _snapshot_path(self) -> Path | None:
         d = self.settings.state_dir
@@ -575,6 +628,22 @@ class AnalyticsService:
                 log.warning("snapshot not written: %s", exc)
 
 
+def _keep_since(advanced: Advanced, horizon_ms: int) -> int:
+    """Drop from a rebuild's output what happened before ``horizon_ms`` (an earlier worker's,
+    already stored; a cold engine's early findings and balances depend on where the span
+    began); how many were dropped. An event counts by the time of its message, so the close of
+    an event opened earlier is kept."""
+    events = [e for e in advanced.events if (e.updated_at_ms or e.detected_at_ms) >= horizon_ms]
+    # hourly points are stamped at their hour's start: the hour the horizon falls in is kept
+    # (an earlier worker that stopped inside it never wrote it; rewriting it is harmless)
+    hour_ms = horizon_ms // 3_600_000 * 3_600_000
+    points = [p for p in advanced.points if p.t_ms >= hour_ms]
+    dropped = len(advanced.events) - len(events) + len(advanced.points) - len(points)
+    advanced.events[:] = events
+    advanced.points[:] = points
+    return dropped
+
+
 async def history_rows(
     reader: InfluxReader, engine: ParkEngine, since_ms: int, until_ms: int, chunk: int = 200_000
 ) -> list[Rows]:
@@ -632,7 +701,10 @@ async def history_rows(
             # never between two rows of one time: each chunk is followed by an advance to its
             # last time, and a time's rows split over two chunks changed what the detectors
             # found (one event of the demo's 6 days came or went with where a chunk ended)
-            end = int(np.searchsorted(t, t[end - 1], side="right"))
+            # nor inside one of the engine's arrival slots (arrival = data time here), which
+            # is what an advance completes
+            slot_end = (int(t[end - 1]) // engine.step_ms + 1) * engine.step_ms
+            end = int(np.searchsorted(t, slot_end, side="left"))
         part = slice(start, end)
         out.append(Rows(s[part], t[part], v[part], g[part], t[part], np.zeros(t[part].size, bool)))
         start = end

@@ -28,14 +28,18 @@ class AnalyticsSettings(ServiceSettings):
     # how often complete slots are looked for when no message arrives (silent gateways)
     tick_s: float = Field(default=1.0, gt=0)
     # at start-up, history is read back from InfluxDB so a restart or a new worker loses no
-    # context: after a usable snapshot, since its time but at most ``warmup_s``; with none (a
-    # new worker, no state_dir, a snapshot of another version), ``rebuild_s``: as far back as
-    # the detectors remember — a water zone counts young for 35 days (leaks ``young_days``),
-    # which also covers the leak baselines' 21 days, a month's peaks and waste heat's 14 days
-    warmup_s: float = Field(default=6 * 3600, ge=0)
+    # context: after a usable snapshot, since its time; with none (a new worker, no state_dir,
+    # a snapshot of another version), or a snapshot older, ``rebuild_s``: as far back as the
+    # detectors remember — a water zone counts young for 35 days (leaks ``young_days``), which
+    # also covers the leak baselines' 21 days, a month's peaks and waste heat's 14 days
     rebuild_s: float = Field(default=35 * 86_400, ge=0)
-    # history is read and fed a slice of this length at a time (bounded memory)
-    history_slice_s: float = Field(default=86_400, gt=0)
+    # a rebuild writes only the event messages and derived points of the last ``warmup_s``
+    # (older ones are the earlier worker's, already stored) and the events still open as they
+    # stand; also how far back the rollups catch up
+    warmup_s: float = Field(default=6 * 3600, ge=0)
+    # history is read and fed a slice of this length at a time (bounded memory); a rebuild
+    # starts on this grid (since // slice), so rebuilds within one slice give the same events
+    history_slice_s: float = Field(default=86_400, ge=60)
     state_dir: Path | None = None  # where snapshots of the engine go (none: no snapshots)
     snapshot_s: float = Field(default=300.0, gt=0)
     http_host: str = "127.0.0.1"

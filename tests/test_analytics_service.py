@@ -8,9 +8,12 @@ import gc
 import itertools
 import math
 import pickle
+import re
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
 import numpy as np
@@ -18,11 +21,12 @@ import orjson
 import pytest
 
 from analytics.accounting.job import RollupJob
-from analytics.engine.engine import Advanced, Batch
-from analytics.service import SNAPSHOT_VERSION, AnalyticsService, history_rows
+from analytics.engine.contract import DerivedPoint
+from analytics.engine.engine import Advanced, Batch, ParkEngine, Rows
+from analytics.service import SNAPSHOT_VERSION, AnalyticsService, _keep_since, history_rows
 from analytics.settings import AnalyticsSettings
 from parkwatch.events import Event, Family, Severity, State
-from parkwatch.influx import InfluxReader, InfluxWriter
+from parkwatch.influx import InfluxReader, InfluxUnavailableError, InfluxWriter, Series
 from parkwatch.lineprotocol import encode_point
 from parkwatch.settings import InfluxSettings, MqttSettings
 from parkwatch.site import Park, SiteRegistry
@@ -403,60 +407,296 @@ def _days_of_history(now_ms: int, days: int) -> tuple[int, list[str]]:
     return start, lines
 
 
-@pytest.mark.anyio
-async def test_a_worker_with_no_snapshot_is_rebuilt_from_days_of_history_in_slices(
-    mqtt_settings: MqttSettings, influx_settings: InfluxSettings
-) -> None:
-    """No snapshot: the service reads ``rebuild_s`` (not ``warmup_s``) back, a day at a time,
-    and ends with what one pass over the same history finds."""
-    park = small_park()
-    now_ms = time.time_ns() // 1_000_000
-    start, lines = _days_of_history(now_ms, 9)  # each day type seen before the last
-    async with InfluxReader(influx_settings) as reader:
-        await reader.create_database()
-    async with InfluxWriter(influx_settings) as writer:
-        await writer.write(lines)
-    # the reference: the whole history in one read, one chunk
-    reference = AnalyticsService(
-        AnalyticsSettings(mqtt=mqtt_settings, influx=influx_settings), SiteRegistry([park])
-    ).engines["svc"]
-    async with InfluxReader(influx_settings) as reader:
-        [rows] = await history_rows(reader, reference, start, now_ms, chunk=10**9)
-    async with InfluxReader(influx_settings) as reader:
-        # two series at every time: chunks of 7 rows end on a time's last row, never inside one
-        two = AnalyticsService(
-            AnalyticsSettings(mqtt=mqtt_settings, influx=influx_settings),
-            SiteRegistry([two_series_park()]),
-        ).engines["svc"]
-        chunks = await history_rows(reader, two, start, now_ms, chunk=7)
-    assert [c.t_ms.size for c in chunks[:3]] == [8, 8, 8]
-    assert all(a.t_ms[-1] < b.t_ms[0] for a, b in itertools.pairwise(chunks))
-    expected = reference.feed_rows(rows).events + reference.advance(int(rows.t_ms.max())).events
-    assert expected, "the step is found in the history"
+SLICE_MS = 6 * 3_600_000  # small slices: a rebuild of 8 days reads 32 or 33 of them
 
-    service = AnalyticsService(
-        AnalyticsSettings(
-            mqtt=mqtt_settings, influx=influx_settings, warmup_s=6 * 3600, rebuild_s=10 * 86_400
-        ),
-        SiteRegistry([park]),
-    )
-    found: list[Event] = []
+
+def _rebuild_writes(expected: list[Event], reference: ParkEngine, horizon_ms: int) -> list[Event]:
+    """What a rebuild writes of what one pass found: the messages from ``horizon_ms`` on (a
+    close of an event opened before counts by its own time), then the events still open whose
+    last message came before it, as they stand."""
+
+    def at(e: Event) -> int:
+        return e.updated_at_ms or e.detected_at_ms
+
+    kept = [e for e in expected if at(e) >= horizon_ms]
+    return kept + [e for e in reference.events.open.values() if at(e) < horizon_ms]
+
+
+async def _rebuild(
+    settings: AnalyticsSettings, now_ms: int, monkeypatch: pytest.MonkeyPatch
+) -> tuple[AnalyticsService, list[Event], list[int], list[str]]:
+    """A service with no snapshot started at ``now_ms``: the events it wrote, the times it
+    fed, the history statements it sent."""
+    service = AnalyticsService(settings, SiteRegistry([small_park()]))
+    written: list[Event] = []
     emit = service._emit
 
     async def record(park: str, advanced: Advanced, *, publish: bool) -> None:
         assert not publish  # history's events are written, not published
-        found.extend(advanced.events)
+        written.extend(advanced.events)
         await emit(park, advanced, publish=publish)
 
     service._emit = record  # type: ignore[method-assign]
-    began = time.perf_counter()
-    async with background(service.run()):
-        await asyncio.wait_for(service.warm.wait(), timeout=30)
-    assert time.perf_counter() - began < 30
-    assert [(e.id, e.state) for e in found] == [(e.id, e.state) for e in expected]
+    engine = service.engines["svc"]
+    fed: list[int] = []
+    feed_rows = engine.feed_rows
+
+    def spy_feed(rows: Rows) -> Advanced:
+        fed.extend(int(t) for t in rows.t_ms)
+        return feed_rows(rows)
+
+    monkeypatch.setattr(engine, "feed_rows", spy_feed)
+    statements: list[str] = []
+    query = InfluxReader.query
+
+    async def spy_query(reader: InfluxReader, statement: str) -> list[Series]:
+        if "AND time >=" in statement:
+            statements.append(statement)
+        return await query(reader, statement)
+
+    with monkeypatch.context() as m:
+        m.setattr(InfluxReader, "query", spy_query)
+        m.setattr(time, "time", lambda: now_ms / 1000)
+        async with background(service.run()):
+            await asyncio.wait_for(service.warm.wait(), timeout=60)
+    return service, written, fed, statements
+
+
+@pytest.mark.anyio
+async def test_a_worker_with_no_snapshot_is_rebuilt_from_days_of_history_in_slices(
+    mqtt_settings: MqttSettings,
+    influx_settings: InfluxSettings,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """No snapshot: the service reads ``rebuild_s`` (not ``warmup_s``) back from a start on
+    the slice grid, a slice at a time, feeds every value once, ends with what one pass over
+    the same history finds, writes only the events of the last ``warmup_s``, and a second
+    rebuild of the same slice writes the same events under the same ids."""
+    real_now = time.time_ns() // 1_000_000
+    start, lines = _days_of_history(real_now, 9)  # each day type seen before the last
+    now_ms = real_now - 300_000 if real_now % SLICE_MS < 300_000 else real_now
+    async with InfluxReader(influx_settings) as reader:
+        await reader.create_database()
+    async with InfluxWriter(influx_settings) as writer:
+        await writer.write(lines)
+    settings = AnalyticsSettings(
+        mqtt=mqtt_settings,
+        influx=influx_settings,
+        warmup_s=2 * 86_400,
+        rebuild_s=8 * 86_400,  # shorter than the history: where it starts matters
+        history_slice_s=SLICE_MS / 1000,
+    )
+    since = (now_ms - 8 * DAY_MS) // SLICE_MS * SLICE_MS
+    assert since > start
+    # the reference: the same span in one read, one chunk
+    reference = AnalyticsService(settings, SiteRegistry([small_park()])).engines["svc"]
+    async with InfluxReader(influx_settings) as reader:
+        [rows] = await history_rows(reader, reference, since, now_ms, chunk=10**9)
+    # readings every 5 minutes from midnight: the slices' inner edges are reading times
+    assert since + SLICE_MS in set(rows.t_ms.tolist())
+    expected = reference.feed_rows(rows).events + reference.advance(int(rows.t_ms.max())).events
+    horizon = now_ms - 2 * DAY_MS
+    to_write = [(e.id, e.state) for e in _rebuild_writes(expected, reference, horizon)]
+    assert to_write, "the step is found in the history"
+
+    service, written, fed, statements = await _rebuild(settings, now_ms, monkeypatch)
+    assert len(statements) == -(-(now_ms - since) // SLICE_MS)  # one per slice (one utility)
+    assert f"time >= {since}ms AND time < {since + SLICE_MS}ms" in statements[0]
+    assert fed == rows.t_ms.tolist()  # every value once, edges included, in time order
+    assert [(e.id, e.state) for e in written] == to_write
     engine = service.engines["svc"]
     assert engine.now_ms == reference.now_ms
     assert engine.park_emitted == reference.park_emitted
+
+    # four minutes earlier, in the same slice: the same start, the same events and ids
+    _, again, _, _ = await _rebuild(settings, now_ms - 240_000, monkeypatch)
+    earlier = _rebuild_writes(expected, reference, horizon - 240_000)
+    assert [(e.id, e.state) for e in again] == [(e.id, e.state) for e in earlier]
+
+    # with a 6 h horizon the step's messages (yesterday afternoon) are the earlier worker's:
+    # found by the engine (same state), not written, counted in the log line — but the event,
+    # still open, is written once as it stands
+    caplog.set_level("INFO", logger="analytics.service")
+    short = settings.model_copy(update={"warmup_s": 6 * 3600})
+    latest = _rebuild_writes(expected, reference, now_ms - 6 * 3_600_000)
+    # the step's event, still open, is written as it stands although it began before
+    assert any((e.updated_at_ms or e.detected_at_ms) < now_ms - 6 * 3_600_000 for e in latest)
+    service, written, _, _ = await _rebuild(short, now_ms, monkeypatch)
+    assert written == latest
+    assert service.engines["svc"].park_emitted == reference.park_emitted
+    dropped = re.search(r", (\d+) older event message\(s\) and point\(s\) not written", caplog.text)
+    assert dropped is not None
+    assert int(dropped.group(1)) > 0
+
+
+def test_a_rebuild_keeps_messages_and_points_by_their_own_time() -> None:
+    """``_keep_since``: an event's message counts by its own time (the close of an event
+    opened before the horizon is kept, its opening is not); an hourly point counts from its
+    hour's start, so the hour the horizon falls in is kept."""
+    hour = 3_600_000
+    horizon = 100 * hour + 1_800_000  # half past an hour
+    opened = Event(
+        id="e1",
+        kind="baseline_deviation",
+        family=Family.CONSUMPTION,
+        state=State.OPENED,
+        park="svc",
+        meter="main",
+        zone=None,
+        start_ms=90 * hour,
+        detected_at_ms=95 * hour,
+        end_ms=None,
+        severity=Severity.MINOR,
+        estimate=None,
+        evidence={},
+        updated_at_ms=95 * hour,
+    )
+    closed = opened.with_state(State.CLOSED, end_ms=101 * hour, updated_at_ms=101 * hour)
+    points = [
+        DerivedPoint("zone_balance", {"zone": "z"}, {"score": 1.0}, t)
+        for t in (99 * hour, 100 * hour, 101 * hour)
+    ]
+    advanced = Advanced(events=[opened, closed], points=points)
+    assert _keep_since(advanced, horizon) == 2
+    assert advanced.events == [closed]
+    assert [p.t_ms for p in advanced.points] == [100 * hour, 101 * hour]
+
+
+@pytest.mark.anyio
+async def test_history_chunks_end_on_an_arrival_slot_boundary(
+    mqtt_settings: MqttSettings, influx_settings: InfluxSettings
+) -> None:
+    """Each chunk is followed by an advance to its last time: a chunk never ends inside one
+    of the engine's arrival slots (two meters a second apart share one)."""
+    engine = AnalyticsService(
+        AnalyticsSettings(mqtt=mqtt_settings, influx=influx_settings),
+        SiteRegistry([two_series_park()]),
+    ).engines["svc"]
+    step = engine.step_ms
+    start = (time.time_ns() // 1_000_000 - DAY_MS) // step * step
+    tags = {"park": "svc", "enterprise": "park", "meter": "main"}
+    lines = []
+    for k in range(40):
+        t = start + k * step
+        lines.append(encode_point("electricity", tags, {"p_kw": 100.0}, t))
+        lines.append(encode_point("electricity", {**tags, "meter": "aux"}, {"p_kw": 1.0}, t + 1000))
+    async with InfluxReader(influx_settings) as reader:
+        await reader.create_database()
+    async with InfluxWriter(influx_settings) as writer:
+        await writer.write(lines)
+    async with InfluxReader(influx_settings) as reader:
+        chunks = await history_rows(reader, engine, start, start + 40 * step, chunk=7)
+    assert [c.t_ms.size for c in chunks[:3]] == [8, 8, 8]  # 7 would cut the 4th slot in two
+    assert sum(c.t_ms.size for c in chunks) == 80
+    assert all(a.t_ms[-1] // step < b.t_ms[0] // step for a, b in itertools.pairwise(chunks))
+
+
+@pytest.mark.anyio
+async def test_an_influxdb_error_midway_is_retried_then_given_up_with_an_error(
+    mqtt_settings: MqttSettings,
+    influx_settings: InfluxSettings,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now_ms = time.time_ns() // 1_000_000
+    settings = AnalyticsSettings(mqtt=mqtt_settings, influx=influx_settings, rebuild_s=3 * 86_400)
+    import analytics.service as service_module
+
+    monkeypatch.setattr(service_module, "HISTORY_RETRIES", 2)
+    calls: list[int] = []
+    query = InfluxReader.query
+
+    def failing(fail: set[int]) -> Any:
+        async def q(reader: InfluxReader, statement: str) -> list[Series]:
+            if "AND time >=" in statement:
+                calls.append(len(calls))
+                if calls[-1] in fail:
+                    raise InfluxUnavailableError("gone for a moment")
+            return await query(reader, statement)
+
+        return q
+
+    caplog.set_level("INFO", logger="analytics.service")
+    # the second slice's first read fails: read again, all four slices done
+    monkeypatch.setattr(InfluxReader, "query", failing({1}))
+    monkeypatch.setattr(time, "time", lambda: now_ms / 1000)
+    service = AnalyticsService(settings, SiteRegistry([small_park()]))
+    async with background(service.run()):
+        await asyncio.wait_for(service.warm.wait(), timeout=30)
+    assert len(calls) == -(-(now_ms - (now_ms - 3 * DAY_MS) // DAY_MS * DAY_MS) // DAY_MS) + 1
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+    # every read of the second slice fails: given up there, with an ERROR naming park and time
+    calls.clear()
+    monkeypatch.setattr(InfluxReader, "query", failing({1, 2, 3}))
+    service = AnalyticsService(settings, SiteRegistry([small_park()]))
+    async with background(service.run()):
+        await asyncio.wait_for(service.warm.wait(), timeout=30)
+    assert len(calls) == 4  # the first slice, then the second three times (2 retries)
+    second = datetime.fromtimestamp(((now_ms - 3 * DAY_MS) // DAY_MS + 1) * 86_400, UTC)
+    [error] = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert error.startswith(f"svc: rebuild from InfluxDB given up at {second.isoformat()}")
+
+
+def _sliced(lo: int, hi: int) -> list[tuple[int, int]]:
+    """[lo, hi) read in day slices whose inner edges are on the UTC day grid."""
+    edges = [lo, *range((lo // DAY_MS + 1) * DAY_MS, hi, DAY_MS), hi]
+    return list(itertools.pairwise(edges))
+
+
+@pytest.mark.anyio
+async def test_a_snapshot_of_one_park_warms_it_up_since_then_and_rebuilds_the_other(
+    mqtt_settings: MqttSettings,
+    influx_settings: InfluxSettings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now_ms = time.time_ns() // 1_000_000
+    settings = AnalyticsSettings(
+        mqtt=mqtt_settings, influx=influx_settings, rebuild_s=3 * 86_400, state_dir=tmp_path
+    )
+    first = AnalyticsService(settings, SiteRegistry([small_park()]))
+    engine = first.engines["svc"]
+    index = engine.series_of("main", "p_kw")
+    assert index is not None
+    t0 = (now_ms - 2 * 3_600_000) // 60_000 * 60_000
+    engine.feed(Batch("gw-park", 1, np.array([index]), np.array([t0]), np.array([400.0]), t0))
+    engine.advance(t0 + 60_000)
+    snapshot_now = engine.now_ms
+    assert 0 < snapshot_now < now_ms
+    first._save_snapshot()
+
+    other = Park.model_validate({**small_park().model_dump(), "park": "other"})
+    spans: dict[str, list[tuple[int, int]]] = {}
+
+    async def spy(
+        reader: InfluxReader, engine: Any, lo: int, hi: int, chunk: int = 1
+    ) -> list[Rows]:
+        spans.setdefault(engine.park.park, []).append((lo, hi))
+        return []
+
+    import analytics.service as service_module
+
+    monkeypatch.setattr(service_module, "history_rows", spy)
+    monkeypatch.setattr(time, "time", lambda: now_ms / 1000)
+    second = AnalyticsService(settings, SiteRegistry([small_park(), other]))
+    async with background(second.run()):
+        await asyncio.wait_for(second.warm.wait(), timeout=30)
+    # since the snapshot, not floored; a slice edge inside the span falls on the day grid
+    assert spans["svc"] == _sliced(snapshot_now, now_ms)
+    rebuilt = (now_ms - 3 * DAY_MS) // DAY_MS * DAY_MS
+    assert spans["other"][0] == (rebuilt, rebuilt + DAY_MS)
+    assert spans["other"][-1][1] == now_ms
+
+    # a snapshot older than rebuild_s is no worse off than none: the last rebuild_s only
+    spans.clear()
+    third = AnalyticsService(
+        settings.model_copy(update={"rebuild_s": 3600}), SiteRegistry([small_park()])
+    )
+    async with background(third.run()):
+        await asyncio.wait_for(third.warm.wait(), timeout=30)
+    assert spans["svc"] == _sliced(now_ms - 3_600_000, now_ms)
 
 
 @pytest.mark.anyio
