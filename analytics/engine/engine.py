@@ -787,11 +787,16 @@ class ParkEngine:
         if arrays is not None:
             return arrays
         slots = stop - start
+        # a row more than the block holds (never read): a view of a block of several slots
+        # is then never contiguous, whatever rows it covers, so numba compiles one version
+        # of a kernel for it (layout "A"), not an "F" one too where a view takes every row —
+        # the warm-up's replay and a live feed's gateway sets may differ (one-slot blocks
+        # are "C", as ever)
         slot_major = (
-            np.empty((slots, layout.rows)),
-            np.empty((slots, layout.rows), dtype=np.int32),
-            np.empty((slots, layout.rows)),
-            np.empty((slots, layout.rows)),
+            np.empty((slots, layout.rows + 1))[:, : layout.rows],
+            np.empty((slots, layout.rows + 1), dtype=np.int32)[:, : layout.rows],
+            np.empty((slots, layout.rows + 1))[:, : layout.rows],
+            np.empty((slots, layout.rows + 1))[:, : layout.rows],
         )
         for table_name, src, dst in layout.parts:
             table = self.tables[table_name]
