@@ -145,8 +145,9 @@ def _read_only(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
 
 
 def _c_copy(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
-    """A read-only C-contiguous copy (rows taken by an index array are one already)."""
-    if not array.flags.c_contiguous or not array.flags.owndata:
+    """The array read-only and C-contiguous: copied only where it is not (rows taken by an
+    index array are; so is a one-slot block's stretch of rows, left a view)."""
+    if not array.flags.c_contiguous:
         array = np.array(array, order="C")
     return _read_only(array)
 
