@@ -39,6 +39,9 @@ cdef extern from "Python.h":
     object PyUnicode_FromStringAndSize(const char* s, Py_ssize_t size)
     bytes PyBytes_FromStringAndSize(const char* s, Py_ssize_t size)
     bint PyTuple_Check(object)
+    bint PyUnicode_IS_COMPACT_ASCII(object)
+    Py_ssize_t PyUnicode_GET_LENGTH(object)
+    void* PyUnicode_DATA(object)
 
 cdef object _new_tuple = tuple.__new__
 
@@ -444,6 +447,34 @@ def pubacks(list messages):
         acks[at + 3] = <char>(ident & 255)
         at += 4
     return (out if at == 4 * n else out[:at]), payload_bytes
+
+
+def join_lines(list lines):
+    """``("\\n".join(lines) + "\\n").encode()`` for a batch of line-protocol lines, in one
+    pass straight to the bytes (the str join and its encoding cost ~80 ns a line, as much as
+    encoding the line). None for an empty list or anything but ASCII strs among the lines
+    (the caller's Python then joins them)."""
+    cdef Py_ssize_t i, n = PyList_GET_SIZE(lines), total = 0, size
+    cdef object line
+    cdef bytes body
+    cdef char* out
+    if n == 0:
+        return None
+    for i in range(n):
+        line = <object>PyList_GET_ITEM(lines, i)
+        if not PyUnicode_CheckExact(line) or not PyUnicode_IS_COMPACT_ASCII(line):
+            return None
+        total += PyUnicode_GET_LENGTH(line) + 1
+    body = PyBytes_FromStringAndSize(NULL, total)
+    out = PyBytes_AS_STRING(body)
+    # no Python code runs between the two passes: the list and its strs are as measured
+    for i in range(n):
+        line = <object>PyList_GET_ITEM(lines, i)
+        size = PyUnicode_GET_LENGTH(line)
+        memcpy(out, PyUnicode_DATA(line), size)
+        out[size] = 10  # '\n'
+        out += size + 1
+    return body
 
 
 cdef bint _odd_topic(const unsigned char* text, Py_ssize_t size):

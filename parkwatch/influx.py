@@ -25,10 +25,16 @@ from typing import Any
 import httpx
 import orjson
 
+from parkwatch import hotpath
 from parkwatch.retry import Backoff, OutageLog
 from parkwatch.settings import InfluxSettings
 
 log = logging.getLogger(__name__)
+
+
+# a batch's body joined in C where the extension is built (the same bytes): at 10 to 50
+# readings per message the str join and its encoding were ~6 % of ingest's CPU
+_join_lines = hotpath.join_lines
 
 
 class InfluxError(Exception):
@@ -327,7 +333,9 @@ class InfluxWriter:
 
     async def _post(self, lines: list[str]) -> None:
         assert self._client is not None, "use InfluxWriter as an async context manager"
-        body = ("\n".join(lines) + "\n").encode()
+        body = _join_lines(lines) if _join_lines is not None else None
+        if body is None:
+            body = ("\n".join(lines) + "\n").encode()
         headers = {"Content-Type": "text/plain; charset=utf-8"}
         if self.gzip_level > 0:
             # zlib releases the GIL: compress in a thread while the loop keeps parsing

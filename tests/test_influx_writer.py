@@ -17,6 +17,7 @@ import anyio
 import httpx
 import pytest
 
+from parkwatch import influx
 from parkwatch.influx import (
     InfluxQueryError,
     InfluxReader,
@@ -207,6 +208,23 @@ async def test_gzip_bodies_are_accepted(influx_settings: InfluxSettings, gzip_le
     async with InfluxReader(influx_settings) as reader:
         [series] = await reader.query('SELECT "text" FROM "gz" WHERE "point" = \'text\'')
     assert series.values[0][1] == '两江新区-一号厂 "quoted"'
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+async def test_a_body_joined_in_c_or_python_is_the_same(
+    influx_settings: InfluxSettings, compiled: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # without the extension (or a stale build of it) the writer joins the lines in Python
+    if not compiled:
+        monkeypatch.setattr(influx, "_join_lines", None)
+    await create_database(influx_settings)
+    batch = lines(f"joined_{compiled}", 300)
+    async with InfluxWriter(influx_settings, gzip_level=0) as writer:
+        recorder = Recorder.attach(writer)
+        await writer.write_now(batch)
+    [request] = recorder.requests
+    assert request.content == ("\n".join(batch) + "\n").encode()
+    assert await count(influx_settings, f"joined_{compiled}") == 300
 
 
 # --------------------------------------------------------------------------- rejected writes
