@@ -333,7 +333,7 @@ class InfluxWriter:
 
     async def _post(self, lines: list[str]) -> None:
         assert self._client is not None, "use InfluxWriter as an async context manager"
-        body = _join_lines(lines) if _join_lines is not None else None
+        body: bytes | None = _join_lines(lines) if _join_lines is not None else None
         if body is None:
             body = ("\n".join(lines) + "\n").encode()
         headers = {"Content-Type": "text/plain; charset=utf-8"}
