@@ -12,6 +12,7 @@ the data is wrong, so the caller gets :class:`InfluxRejectedError`.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import gzip
 import logging
@@ -21,6 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 import orjson
@@ -84,8 +86,174 @@ def _client(settings: InfluxSettings, max_connections: int = 8) -> httpx.AsyncCl
     )
 
 
+class _HttpError(Exception):
+    """A write's connection failed, timed out or got no proper answer: retried like a 5xx."""
+
+
+class _WriteClient:
+    """HTTP/1.1 POSTs to one InfluxDB over kept-alive connections, for the writer only.
+
+    Why not httpx here (the reader keeps it): per request it builds a request and a response
+    object, runs its hooks and goes through httpcore's pool, h11 and anyio. Measured
+    2026-12-05 02:20 UTC against a stub server that answers 204 at once (client CPU per
+    request): httpx 0.95 ms for a 2,048-line body (ingest's batch at one reading per
+    message) and 2.46 ms for 20,000 lines; this client 0.08 and 0.63 ms — 6 to 8 % of ingest's
+    CPU at every batch size of ``bench ingest``. A write is a plain request with a fixed
+    head and a known length, and InfluxDB answers 204 or a short JSON error, so little is
+    needed: the head built once per writer, ``Content-Length`` bodies (or chunked, or up to
+    the close), keep-alive unless the server says ``close``, TLS by httpx's own context. A
+    kept-alive connection the server closed while idle fails before any answer: the request
+    goes again at once on a new one (a write is idempotent), not into the outage backoff.
+    """
+
+    def __init__(self, settings: InfluxSettings) -> None:
+        parts = urlsplit(settings.url)
+        self._https = parts.scheme == "https"
+        self._host = parts.hostname or "127.0.0.1"
+        self._port = parts.port or (443 if self._https else 80)
+        self._prefix = parts.path.rstrip("/")
+        self._ssl = httpx.create_ssl_context() if self._https else None
+        self._timeout_s = settings.timeout_s
+        host = self._host if parts.port is None else f"{self._host}:{parts.port}"
+        if ":" in self._host and parts.port is None:  # an IPv6 literal
+            host = f"[{self._host}]"
+        elif ":" in self._host:
+            host = f"[{self._host}]:{parts.port}"
+        head = [f"Host: {host}", "User-Agent: parkwatch", "Accept: */*"]
+        if settings.token is not None:  # as _auth: a token, else a user name and password
+            head.append(f"Authorization: Token {settings.token.get_secret_value()}")
+        elif settings.username is not None:
+            password = settings.password.get_secret_value() if settings.password else ""
+            pair = base64.b64encode(f"{settings.username}:{password}".encode()).decode()
+            head.append(f"Authorization: Basic {pair}")
+        self._headers = "".join(f"{line}\r\n" for line in head)
+        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+    async def post(
+        self, path: str, params: Mapping[str, str], body: bytes, headers: Mapping[str, str]
+    ) -> tuple[int, str]:
+        """POST ``body``: the answer's status and text; raises :class:`_HttpError`."""
+        target = f"{self._prefix}{path}?{urlencode(params)}" if params else self._prefix + path
+        extra = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        head = (
+            f"POST {target} HTTP/1.1\r\n{self._headers}{extra}Content-Length: {len(body)}\r\n\r\n"
+        ).encode("latin-1")
+        return await self._send(head, body)
+
+    async def _send(self, head: bytes, body: bytes) -> tuple[int, str]:
+        while self._idle:
+            connection = self._idle.pop()
+            try:
+                return await self._exchange(connection, head, body, reused=True)
+            except _StaleError:
+                continue  # closed by the server while idle: another one, or a new one
+        return await self._exchange(await self._open(), head, body, reused=False)
+
+    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        try:
+            async with asyncio.timeout(min(5.0, self._timeout_s)):
+                return await asyncio.open_connection(
+                    self._host,
+                    self._port,
+                    ssl=self._ssl,
+                    server_hostname=self._host if self._ssl is not None else None,
+                    limit=1 << 20,
+                )
+        except (OSError, TimeoutError) as exc:
+            raise _HttpError(f"connecting to {self._host}:{self._port}: {exc!r}") from exc
+
+    async def _exchange(
+        self,
+        connection: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+        head: bytes,
+        body: bytes,
+        reused: bool,
+    ) -> tuple[int, str]:
+        reader, writer = connection
+        answered = False
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                # two writes, not writelines: Python 3.11's joins them, a copy of the body
+                writer.write(head)
+                writer.write(body)
+                await writer.drain()
+                status_line = await reader.readline()
+                if not status_line:
+                    raise ConnectionResetError("connection closed before an answer")
+                answered = True
+                status, keep = self._status(status_line)
+                fields = await self._fields(reader)
+                while status < 200:  # 1xx: an interim answer, the real one follows
+                    status, keep = self._status(await reader.readline())
+                    fields = await self._fields(reader)
+                keep = keep and fields.get("connection", "").lower() != "close"
+                if status in (204, 304):
+                    text = b""
+                elif "chunked" in fields.get("transfer-encoding", "").lower():
+                    text = await self._chunked(reader)
+                elif "content-length" in fields:
+                    text = await reader.readexactly(int(fields["content-length"]))
+                else:
+                    text, keep = await reader.read(), False  # the body lasts until the close
+        except (OSError, TimeoutError, EOFError, ValueError, asyncio.LimitOverrunError) as exc:
+            writer.transport.abort()
+            if reused and not answered and not isinstance(exc, TimeoutError):
+                raise _StaleError from exc
+            raise _HttpError(f"{type(exc).__name__}: {exc}") from exc
+        except BaseException:  # cancelled mid-request: the connection's state is unknown
+            writer.transport.abort()
+            raise
+        if keep:
+            self._idle.append(connection)
+        else:
+            writer.transport.abort()
+        return status, text.decode("utf-8", "replace")
+
+    @staticmethod
+    def _status(line: bytes) -> tuple[int, bool]:
+        """The status and whether the connection may be kept (not HTTP/1.0's default)."""
+        parts = line.split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
+            raise ValueError(f"not an HTTP answer: {line[:80]!r}")
+        return int(parts[1]), parts[0] != b"HTTP/1.0"
+
+    @staticmethod
+    async def _fields(reader: asyncio.StreamReader) -> dict[str, str]:
+        """The header fields up to the blank line, names in lower case."""
+        fields: dict[str, str] = {}
+        while True:
+            line = await reader.readline()
+            if line in (b"\r\n", b"\n"):
+                return fields
+            if not line.endswith(b"\n"):
+                raise EOFError("connection closed in the answer's head")
+            name, colon, value = line.decode("latin-1").partition(":")
+            if colon:
+                fields[name.strip().lower()] = value.strip()
+
+    @staticmethod
+    async def _chunked(reader: asyncio.StreamReader) -> bytes:
+        parts: list[bytes] = []
+        while True:
+            size = int((await reader.readline()).split(b";", 1)[0].strip() or b"x", 16)
+            if size == 0:
+                await _WriteClient._fields(reader)  # trailers, if any, and the blank line
+                return b"".join(parts)
+            parts.append(await reader.readexactly(size))
+            await reader.readexactly(2)
+
+    async def aclose(self) -> None:
+        idle, self._idle = self._idle, []
+        for _, writer in idle:
+            writer.transport.abort()
+
+
+class _StaleError(Exception):
+    """A kept-alive connection failed before any answer (closed by the server while idle)."""
+
+
 async def _post_with_retry(
-    client: httpx.AsyncClient,
+    client: _WriteClient,
     url: str,
     *,
     params: Mapping[str, str],
@@ -93,23 +261,22 @@ async def _post_with_retry(
     headers: Mapping[str, str],
     outage: OutageLog,
     max_retry_s: float | None,
-) -> httpx.Response:
+) -> int:
     backoff = Backoff()
     started = time.monotonic()
     while True:
         try:
-            response = await client.post(url, params=params, content=content, headers=headers)
-            status = response.status_code
+            status, text = await client.post(url, params, content, headers)
             if status < 400 or status in DATA_REJECTED:
                 outage.recovered()
                 if status >= 400:
-                    raise InfluxRejectedError(status, response.text)
-                return response
+                    raise InfluxRejectedError(status, text)
+                return status
             # 5xx, and the 4xx that say nothing about the data (401/403 credentials, 404 no
             # such database, 429 slow down): the same body may succeed later — retry
-            error: str = f"HTTP {status}: {response.text[:200]}"
-        except httpx.TransportError as exc:
-            error = f"{type(exc).__name__}: {exc}"
+            error: str = f"HTTP {status}: {text[:200]}"
+        except _HttpError as exc:
+            error = str(exc)
         outage.failed(error)
         if max_retry_s is not None and time.monotonic() - started > max_retry_s:
             raise InfluxUnavailableError(f"{url}: {error}")
@@ -186,7 +353,7 @@ class InfluxWriter:
         self._tasks: set[asyncio.Task[None]] = set()
         self._sending = 0  # batches dispatched and not yet stored (or failed)
         self._closing = False
-        self._client: httpx.AsyncClient | None = None
+        self._client: _WriteClient | None = None
         self._timer: asyncio.Task[None] | None = None
         if settings.api == "v2":
             if settings.token is None:
@@ -204,7 +371,7 @@ class InfluxWriter:
                 self._params["rp"] = retention_policy
 
     async def __aenter__(self) -> InfluxWriter:
-        self._client = _client(self.settings, max_connections=self._max_in_flight + 1)
+        self._client = _WriteClient(self.settings)
         self._timer = asyncio.create_task(self._flush_timer(), name="influx-flush-timer")
         return self
 

@@ -1,8 +1,8 @@
 """InfluxWriter and InfluxReader against real influxd processes.
 
 The session's influxd (``stack`` fixture) serves the ordinary cases; the outage tests start and
-stop a private influxd of their own. Requests are observed with httpx event hooks on the
-writer's real client, never replaced.
+stop a private influxd of their own. Requests are observed on the writer's real client (its
+request head and body as they go on the wire, and each answer's status), never replaced.
 """
 
 from __future__ import annotations
@@ -11,10 +11,12 @@ import asyncio
 import gzip
 import logging
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 
 import anyio
-import httpx
 import pytest
 
 from parkwatch import influx
@@ -34,27 +36,54 @@ from parkwatch.stack import InfluxDB, free_port
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
 
-class Recorder:
-    """Records every request the writer's client sends and every response it gets."""
+@dataclass
+class Sent:
+    """A request as the writer's client put it on the wire."""
 
-    def __init__(self) -> None:
-        self.requests: list[httpx.Request] = []
-        self.statuses: list[int] = []
-
-    async def _on_request(self, request: httpx.Request) -> None:
-        self.requests.append(request)
-
-    async def _on_response(self, response: httpx.Response) -> None:
-        self.statuses.append(response.status_code)
+    method: str
+    path: str
+    params: dict[str, str]
+    headers: dict[str, str]
+    content: bytes
 
     @classmethod
-    def attach(cls, writer: InfluxWriter) -> Recorder:
-        recorder = cls()
-        assert writer._client is not None
-        writer._client.event_hooks = {
-            "request": [recorder._on_request],
-            "response": [recorder._on_response],
-        }
+    def parse(cls, head: bytes, body: bytes) -> Sent:
+        request_line, *fields = head.decode("latin-1").split("\r\n")
+        method, target, _ = request_line.split(" ")
+        parts = urlsplit(target)
+        headers = dict(field.split(": ", 1) for field in fields if field)
+        assert int(headers["Content-Length"]) == len(body)
+        return cls(method, parts.path, dict(parse_qsl(parts.query)), headers, body)
+
+
+class Recorder:
+    """Records every request the writer's client sends and every answer's status;
+    ``before`` (optional) runs as each request is about to go out."""
+
+    def __init__(self, before: Callable[[Sent], Awaitable[None]] | None = None) -> None:
+        self.requests: list[Sent] = []
+        self.statuses: list[int] = []
+        self.before = before
+
+    @classmethod
+    def attach(
+        cls, writer: InfluxWriter, before: Callable[[Sent], Awaitable[None]] | None = None
+    ) -> Recorder:
+        recorder = cls(before)
+        client = writer._client
+        assert client is not None
+        send = client._send
+
+        async def recorded(head: bytes, body: bytes) -> tuple[int, str]:
+            sent = Sent.parse(head, body)
+            recorder.requests.append(sent)
+            if recorder.before is not None:
+                await recorder.before(sent)
+            status, text = await send(head, body)
+            recorder.statuses.append(status)
+            return status, text
+
+        client._send = recorded  # type: ignore[method-assign]
         return recorder
 
 
@@ -125,15 +154,14 @@ async def test_batches_by_idle_writer(influx_settings: InfluxSettings) -> None:
     ) as writer:
         gate, first = asyncio.Event(), asyncio.Event()
         sent: list[int] = []
-        assert writer._client is not None
 
-        async def hold_first(request: httpx.Request) -> None:
+        async def hold_first(request: Sent) -> None:
             sent.append(request.content.count(b"\n"))
             if len(sent) == 1:
                 first.set()
                 await gate.wait()  # the first write stays in flight until the test says
 
-        writer._client.event_hooks = {"request": [hold_first], "response": []}
+        Recorder.attach(writer, hold_first)
         with anyio.fail_after(20):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(writer.write, lines("by_idle", 5))
@@ -387,7 +415,10 @@ async def test_gives_up_after_max_retry_s() -> None:
     async with InfluxWriter(settings, flush_interval_s=0.05, max_retry_s=0.5) as writer:
         recorder = Recorder.attach(writer)
         started = time.monotonic()
-        with anyio.fail_after(20), pytest.raises(InfluxUnavailableError, match="ConnectError"):
+        with (
+            anyio.fail_after(20),
+            pytest.raises(InfluxUnavailableError, match="ConnectionRefusedError"),
+        ):
             await writer.write(lines("lost", 3))
         elapsed = time.monotonic() - started
         assert 0.5 <= elapsed < 5.0
@@ -419,8 +450,8 @@ async def test_v2_write_goes_to_api_v2_with_a_token(influx_settings: InfluxSetti
         assert writer.outage.failures >= 1
     request = recorder.requests[0]
     assert request.method == "POST"
-    assert request.url.path == "/api/v2/write"
-    assert dict(request.url.params) == {
+    assert request.path == "/api/v2/write"
+    assert request.params == {
         "bucket": "energy/autogen",
         "org": "两江",
         "precision": "ms",
