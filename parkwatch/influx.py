@@ -145,6 +145,9 @@ class _WriteClient:
     async def _send(self, head: bytes, body: bytes) -> tuple[int, str]:
         while self._idle:
             connection = self._idle.pop()
+            if connection[0].at_eof() or connection[1].is_closing():
+                connection[1].transport.abort()  # closed by the server while idle, seen
+                continue
             try:
                 return await self._exchange(connection, head, body, reused=True)
             except _StaleError:

@@ -24,7 +24,7 @@ NO_CONTENT = b"HTTP/1.1 204 No Content\r\nX-Influxdb-Version: 1.6.7\r\n\r\n"
 class Script:
     """What the server answers to the n-th request (from 0), and what it saw."""
 
-    answer: Callable[[int], bytes | None]  # None: never answer
+    answer: Callable[[int], bytes | None]  # None: never answer; b"": close instead
     close_after: Callable[[int], bool] = lambda n: False
     connections: int = 0
     heads: list[bytes] = field(default_factory=list)
@@ -50,6 +50,9 @@ async def server(script: Script) -> AsyncIterator[str]:
                 answer = script.answer(n)
                 if answer is None:
                     await asyncio.sleep(3600)
+                    return
+                if not answer:  # closed with the request read and no answer
+                    writer.close()
                     return
                 writer.write(answer)
                 await writer.drain()
@@ -91,18 +94,46 @@ async def test_writes_share_one_kept_alive_connection() -> None:
     assert script.bodies == [b"m value=0i\n", b"m value=1i\n", b"m value=2i\n"]
 
 
-async def test_a_connection_the_server_closed_while_idle_costs_no_outage() -> None:
+@pytest.mark.parametrize("pause_s", [0.05, 0.0])
+async def test_a_connection_the_server_closed_while_idle_costs_no_outage(pause_s: float) -> None:
     # the server closes after each answer without saying so: the next write finds its kept
-    # connection dead before any answer and goes again at once on a new one
+    # connection closed (seen before it is used after a pause; at once, the request may go out
+    # on it and meet the close) and goes again at once on a new one
     script = Script(lambda n: NO_CONTENT, close_after=lambda n: True)
     async with writing(script) as w:
         for i in range(3):
-            await asyncio.sleep(0.05)  # the close has reached the client
+            await asyncio.sleep(pause_s)
             await w.write_now([f"m value={i}i"])
         assert w.outage.failures == 0
         assert w.stats.batches_written == 3
     assert script.connections == 3
-    assert len(script.bodies) == 3
+    assert script.bodies == [b"m value=0i\n", b"m value=1i\n", b"m value=2i\n"]
+
+
+async def test_a_kept_connection_closed_as_a_request_goes_out_costs_no_outage() -> None:
+    # the close meets the request on the wire (the server read it and answered nothing): on
+    # a kept connection that is the idle close racing the request, so it goes again at once
+    answers = [NO_CONTENT, b"", NO_CONTENT]
+    script = Script(lambda n: answers[n])
+    async with writing(script) as w:
+        await w.write_now(["m value=0i"])
+        await w.write_now(["m value=1i"])
+        assert w.outage.failures == 0
+        assert not w.outage.is_down
+    assert script.connections == 2
+    assert script.bodies == [b"m value=0i\n", b"m value=1i\n", b"m value=1i\n"]
+
+
+async def test_a_new_connection_closed_with_no_answer_is_an_outage(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    answers = [b"", NO_CONTENT]
+    script = Script(lambda n: answers[n])
+    async with writing(script) as w:
+        await w.write_now(["m value=0i"])  # retried after the backoff, then stored
+        assert w.stats.batches_written == 1
+    assert "unreachable" in caplog.text
+    assert script.bodies == [b"m value=0i\n"] * 2
 
 
 @pytest.mark.parametrize(
