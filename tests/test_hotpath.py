@@ -5,6 +5,8 @@ points (each float may be written in another decimal form, which must read back 
 from __future__ import annotations
 
 import math
+import sys
+import types
 from typing import Any, cast
 
 import msgspec
@@ -12,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import parkwatch
 from ingest import counters
 from ingest import service as ingest_service
 from ingest.counters import CounterWatch
@@ -223,3 +226,20 @@ def test_a_batch_with_other_than_ascii_strs_is_left_to_python() -> None:
     assert _hotpath.join_lines(["a b=1 2", cast(str, b"c d=1 2")]) is None
     assert _hotpath.join_lines([]) is None
     assert _hotpath.join_lines(["a b=1 2", ""]) == b"a b=1 2\n\n"
+
+
+def test_a_stale_build_without_the_join_leaves_it_to_python(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An extension built from an older ``_hotpath.pyx`` lacks ``join_lines``: the other
+    loops stay compiled, the writer joins in Python (and ingest warns: not all compiled)."""
+    stale = types.ModuleType("parkwatch._hotpath")
+    for name in hotpath._NAMES:
+        if name != "join_lines":
+            setattr(stale, name, getattr(_hotpath, name))
+    monkeypatch.setitem(sys.modules, "parkwatch._hotpath", stale)
+    monkeypatch.setattr(parkwatch, "_hotpath", stale)
+    found = hotpath._compiled()
+    assert "join_lines" not in found
+    assert set(found) == set(hotpath._NAMES) - {"join_lines"}
+    assert len(found) < len(hotpath._NAMES)  # COMPILED would be False
