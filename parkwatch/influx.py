@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace, TracebackType
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.request import getproxies, proxy_bypass
 
 import aiohttp
 import httpx
@@ -126,6 +127,10 @@ class _WriteClient:
         self._timeout = aiohttp.ClientTimeout(
             total=settings.timeout_s, sock_connect=min(5.0, settings.timeout_s)
         )
+        # HTTP(S)_PROXY / NO_PROXY as the reader's httpx takes them, looked up once: aiohttp's
+        # trust_env looks them up on every request (measured ~0.8 ms of CPU per write)
+        host = parts.hostname or ""
+        self._proxy = None if proxy_bypass(host) else getproxies().get(parts.scheme)
         self._trace = aiohttp.TraceConfig()
         self._trace.on_connection_reuseconn.append(_reused)
         self._session: aiohttp.ClientSession | None = None
@@ -136,7 +141,7 @@ class _WriteClient:
             connector=aiohttp.TCPConnector(limit=self._limit),
             headers=self.headers,
             timeout=self._timeout,
-            trust_env=True,  # HTTP(S)_PROXY / NO_PROXY, as the reader's httpx
+            proxy=self._proxy,
             trace_configs=[self._trace],
         )
         return self._session
