@@ -104,8 +104,9 @@ class _WriteClient:
     aiohttp resends on a kept connection found closed only for idempotent methods, not
     POST; an InfluxDB write is idempotent (the same points overwrite themselves), so a
     request that meets the close of a *reused* connection before any answer goes again at
-    once on another one, not into the outage backoff. A new connection closing so is an
-    outage like any other.
+    once on another one, not into the outage backoff (aiohttp's trace says which connection
+    was reused: ~40 µs of CPU per write, measured 03:37 UTC). A new connection closing so is
+    an outage like any other. Figures: docs/architecture.md, *InfluxDB writer*.
     """
 
     def __init__(self, settings: InfluxSettings, limit: int) -> None:
