@@ -291,3 +291,23 @@ async def test_a_cancelled_write_leaves_no_connection_behind() -> None:
         await w.write_now(["m value=1i"])
     assert script.connections == 2
     assert script.bodies == [b"m value=0i\n", b"m value=1i\n"]
+
+
+@pytest.mark.usefixtures("no_outage")
+async def test_writes_go_through_the_proxy_the_environment_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the scripted server plays the proxy: the request comes with the database's absolute URL
+    script = Script(lambda n: NO_CONTENT)
+    async with server(script) as proxy:
+        for name in ("NO_PROXY", "no_proxy", "http_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", proxy.replace("://", "://pu:pp@"))
+        settings = InfluxSettings(url="http://influx.invalid:8086", database="d")
+        async with InfluxWriter(settings, gzip_level=0) as w:
+            await w.write_now(["m value=1i"])
+            await w.write_now(["m value=2i"])
+    request_line, *fields = script.heads[0].decode("latin-1").split("\r\n")
+    assert request_line == "POST http://influx.invalid:8086/write?db=d&precision=ms HTTP/1.1"
+    assert "Proxy-Authorization: Basic cHU6cHA=" in fields  # base64 of "pu:pp"
+    assert script.bodies == [b"m value=1i\n", b"m value=2i\n"]
