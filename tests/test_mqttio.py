@@ -56,12 +56,19 @@ async def test_unreleased_messages_come_again(
                     break
 
 
-async def test_reading_stops_while_too_many_bytes_are_held(mqtt_settings: MqttSettings) -> None:
+# with reads coalesced too: the byte budget's pause and the coalescing one overlap, and
+# reading must resume once both are over
+@pytest.mark.parametrize("read_pause_s", [0.0, 0.05])
+async def test_reading_stops_while_too_many_bytes_are_held(
+    mqtt_settings: MqttSettings, read_pause_s: float
+) -> None:
     async with FastClient(
         mqtt_settings,
         "io-budget",
         max_held_bytes=64 * 1024,
         receive_maximum=1000,
+        read_pause_s=read_pause_s,
+        read_pause_below=1024 * 1024,
     ) as sub:
         await sub.subscribe(["io/budget"], qos=1)
         async with FastClient(mqtt_settings, "io-budget-pub") as pub:
@@ -103,3 +110,27 @@ def test_works_on_uvloop(mqtt_settings: MqttSettings) -> None:
 
     got = uvloop.run(round_trip())
     assert [(m.payload, m.qos) for m in got] == [(b"on uvloop", 1), (b"again", 1)]
+
+
+async def test_small_reads_are_coalesced_and_nothing_is_lost(mqtt_settings: MqttSettings) -> None:
+    # messages trickling in one at a time: after a small read the socket is left unread for
+    # read_pause_s, so what came meanwhile arrives in one chunk, in order, every message once
+    async with FastClient(mqtt_settings, "io-pause", read_pause_s=0.2, receive_maximum=1000) as sub:
+        await sub.subscribe(["io/pause"], qos=1)
+        async with FastClient(mqtt_settings, "io-pause-pub") as pub:
+            await pub.publish("io/pause", b"first")
+            chunks: list[list[Message]] = []
+            async with asyncio.timeout(10):
+                async for chunk in sub.chunks():
+                    chunks.append(chunk)
+                    sub.release(chunk)
+                    if len(chunks) == 1:  # the socket is paused now: these wait in the kernel
+                        for i in range(20):
+                            await pub.publish("io/pause", b"%d" % i)
+                    if sum(map(len, chunks)) == 21:
+                        break
+    payloads = [m.payload for chunk in chunks for m in chunk]
+    assert payloads == [b"first", *(b"%d" % i for i in range(20))]
+    assert [m.payload for m in chunks[0]] == [b"first"]
+    # the twenty came within the pause: one read after it, not twenty
+    assert len(chunks) == 2
