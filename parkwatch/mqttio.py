@@ -21,7 +21,10 @@ messages handed over but not yet released hold their payload bytes against
 keeps the rest queued for the session), and reads again below seven eighths of it (as soon
 as one batch's worth is acknowledged: a deeper hysteresis starved the writer of large
 messages). The broker's own
-flow control (Receive Maximum) bounds the count.
+flow control (Receive Maximum) bounds the count. Optionally (``read_pause_s``, ingest's
+``read_pause_ms``) a small read of messages leaves the socket unread that long, so that the
+next read takes many messages at once: a chunk's handling costs about the same at 30 messages
+as at 300.
 """
 
 from __future__ import annotations
