@@ -96,11 +96,13 @@ async def test_an_unreachable_broker_is_a_connect_error() -> None:
             pass
 
 
-def test_works_on_uvloop(mqtt_settings: MqttSettings) -> None:
+# with reads coalesced too: uvloop's transport pauses and resumes reading from a timer
+@pytest.mark.parametrize("read_pause_s", [0.0, 0.01])
+def test_works_on_uvloop(mqtt_settings: MqttSettings, read_pause_s: float) -> None:
     # ingest runs on uvloop, whose transports come to the protocol a turn later than
     # asyncio's and are not asyncio.Transport subclasses
     async def round_trip() -> list[Message]:
-        async with FastClient(mqtt_settings, "io-uvloop") as client:
+        async with FastClient(mqtt_settings, "io-uvloop", read_pause_s=read_pause_s) as client:
             await client.subscribe(["io/uvloop/data"], qos=1)
             await client.publish("io/uvloop/data", b"on uvloop")
             got = await _take(client, 1, release=True)
