@@ -181,6 +181,7 @@ class FastClient:
         self.read_pause_s = read_pause_s
         self.read_pause_below = read_pause_below
         self._pausing = False  # reading paused to coalesce (not the byte budget's pause)
+        self._pause_timer: asyncio.TimerHandle | None = None
         self._protocol: _Protocol | None = None
         self._transport: asyncio.Transport | None = None
         self._connack: asyncio.Future[mqtt5.ConnAckPacket] | None = None
@@ -316,6 +317,9 @@ class FastClient:
     def _fail(self, error: MqttError) -> None:
         if self._error is None:
             self._error = error
+        if self._pause_timer is not None:  # closed or lost: nothing left to resume
+            self._pause_timer.cancel()
+            self._pause_timer = None
         if self._connack is not None and not self._connack.done():
             self._connack.set_exception(error)
         futures: list[asyncio.Future[list[int]] | asyncio.Future[None]] = [
@@ -394,10 +398,13 @@ class FastClient:
             return
         transport.pause_reading()
         self._pausing = True
-        asyncio.get_running_loop().call_later(self.read_pause_s, self._end_pause)
+        self._pause_timer = asyncio.get_running_loop().call_later(
+            self.read_pause_s, self._end_pause
+        )
 
     def _end_pause(self) -> None:
         self._pausing = False
+        self._pause_timer = None
         transport = self._transport
         # the byte budget's pause outlasts this one: release resumes reading then
         if not self._paused and transport is not None and not transport.is_closing():
