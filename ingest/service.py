@@ -303,6 +303,7 @@ class IngestService:
             max_held_bytes=s.max_held_bytes,
             # dead letters go out while messages are handled concurrently
             max_inflight=s.receive_maximum,
+            read_pause_s=s.read_pause_ms / 1000,
         )
         async with client:
             filters = self.topic_filters()

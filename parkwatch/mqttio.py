@@ -21,7 +21,10 @@ messages handed over but not yet released hold their payload bytes against
 keeps the rest queued for the session), and reads again below seven eighths of it (as soon
 as one batch's worth is acknowledged: a deeper hysteresis starved the writer of large
 messages). The broker's own
-flow control (Receive Maximum) bounds the count.
+flow control (Receive Maximum) bounds the count. Optionally (``read_pause_s``, ingest's
+``read_pause_ms``) a small read of messages leaves the socket unread that long, so that the
+next read takes many messages at once: a chunk's handling costs about the same at 30 messages
+as at 300.
 """
 
 from __future__ import annotations
@@ -138,7 +141,7 @@ class _Protocol(asyncio.Protocol):
         rest = bytes(view[offset:]) if offset < size else b""
         view.release()
         self.buffer = bytearray(rest)
-        self.client._received(packets)
+        self.client._received(packets, size)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.client._lost(
@@ -161,6 +164,8 @@ class FastClient:
         max_inflight: int = 1024,
         will: Will | None = None,
         timeout_s: float | None = None,
+        read_pause_s: float = 0.0,
+        read_pause_below: int = 64 * 1024,
     ) -> None:
         self.settings = settings
         self.identifier = identifier
@@ -172,6 +177,11 @@ class FastClient:
         self.timeout_s = timeout_s if timeout_s is not None else settings.connect_timeout_s
         self.session_present = False
         self._max_inflight = max_inflight
+        # coalescing reads: see _received
+        self.read_pause_s = read_pause_s
+        self.read_pause_below = read_pause_below
+        self._pausing = False  # reading paused to coalesce (not the byte budget's pause)
+        self._pause_timer: asyncio.TimerHandle | None = None
         self._protocol: _Protocol | None = None
         self._transport: asyncio.Transport | None = None
         self._connack: asyncio.Future[mqtt5.ConnAckPacket] | None = None
@@ -307,6 +317,9 @@ class FastClient:
     def _fail(self, error: MqttError) -> None:
         if self._error is None:
             self._error = error
+        if self._pause_timer is not None:  # closed or lost: nothing left to resume
+            self._pause_timer.cancel()
+            self._pause_timer = None
         if self._connack is not None and not self._connack.done():
             self._connack.set_exception(error)
         futures: list[asyncio.Future[list[int]] | asyncio.Future[None]] = [
@@ -323,7 +336,9 @@ class FastClient:
 
     # --- receiving ----------------------------------------------------------------------
 
-    def _received(self, packets: Sequence[mqtt5.Packet | tuple[list[Message], int]]) -> None:
+    def _received(
+        self, packets: Sequence[mqtt5.Packet | tuple[list[Message], int]], size: int = 0
+    ) -> None:
         self._last_heard = time.monotonic()
         chunk: list[Message] = []
         publish = mqtt5.PublishPacket
@@ -368,6 +383,32 @@ class FastClient:
             if self._held > self.max_held_bytes and not self._paused and self._transport:
                 self._transport.pause_reading()
                 self._paused = True
+            elif self.read_pause_s and size < self.read_pause_below and not self._paused:
+                self._pause_to_coalesce()
+
+    def _pause_to_coalesce(self) -> None:
+        """A small read of messages (``read_pause_below`` bytes): leave the socket unread for
+        ``read_pause_s``, so that the next read takes what came meanwhile in one go. A chunk
+        costs its read, a task and its acknowledgements' write whatever its size: at one
+        reading per message, reads of ~30 messages spent most of ingest's CPU on that. A
+        message waits at most ``read_pause_s`` more; one arriving after a quiet spell is read
+        at once (nothing is paused then)."""
+        transport = self._transport
+        if self._pausing or transport is None or transport.is_closing():
+            return
+        transport.pause_reading()
+        self._pausing = True
+        self._pause_timer = asyncio.get_running_loop().call_later(
+            self.read_pause_s, self._end_pause
+        )
+
+    def _end_pause(self) -> None:
+        self._pausing = False
+        self._pause_timer = None
+        transport = self._transport
+        # the byte budget's pause outlasts this one: release resumes reading then
+        if not self._paused and transport is not None and not transport.is_closing():
+            transport.resume_reading()
 
     async def chunks(self) -> AsyncIterator[list[Message]]:
         """Messages as they arrive, in order, several at a time. Raises :class:`MqttError`
@@ -395,7 +436,8 @@ class FastClient:
             self._write(acks)
         if self._paused and self._held <= self.max_held_bytes * 7 // 8 and self._transport:
             self._paused = False
-            self._transport.resume_reading()
+            if not self._pausing:  # else the coalescing pause's end resumes it
+                self._transport.resume_reading()
 
     async def subscribe(self, topic_filters: list[str], qos: int = 1) -> list[int]:
         """Subscribe and wait for the SUBACK; raises :class:`MqttRefusedError` on a failure code."""

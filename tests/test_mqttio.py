@@ -7,6 +7,7 @@ re-queue a few acknowledged ones across quick reconnects; ingest overwrites such
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 import uvloop
@@ -56,12 +57,19 @@ async def test_unreleased_messages_come_again(
                     break
 
 
-async def test_reading_stops_while_too_many_bytes_are_held(mqtt_settings: MqttSettings) -> None:
+# with reads coalescing on, as ingest runs: the byte budget still holds (each read here is over
+# the budget, so the two pauses do not overlap; their interleavings are unit-tested below)
+@pytest.mark.parametrize("read_pause_s", [0.0, 0.05])
+async def test_reading_stops_while_too_many_bytes_are_held(
+    mqtt_settings: MqttSettings, read_pause_s: float
+) -> None:
     async with FastClient(
         mqtt_settings,
         "io-budget",
         max_held_bytes=64 * 1024,
         receive_maximum=1000,
+        read_pause_s=read_pause_s,
+        read_pause_below=1024 * 1024,
     ) as sub:
         await sub.subscribe(["io/budget"], qos=1)
         async with FastClient(mqtt_settings, "io-budget-pub") as pub:
@@ -89,11 +97,13 @@ async def test_an_unreachable_broker_is_a_connect_error() -> None:
             pass
 
 
-def test_works_on_uvloop(mqtt_settings: MqttSettings) -> None:
+# with reads coalesced too: uvloop's transport pauses and resumes reading from a timer
+@pytest.mark.parametrize("read_pause_s", [0.0, 0.01])
+def test_works_on_uvloop(mqtt_settings: MqttSettings, read_pause_s: float) -> None:
     # ingest runs on uvloop, whose transports come to the protocol a turn later than
     # asyncio's and are not asyncio.Transport subclasses
     async def round_trip() -> list[Message]:
-        async with FastClient(mqtt_settings, "io-uvloop") as client:
+        async with FastClient(mqtt_settings, "io-uvloop", read_pause_s=read_pause_s) as client:
             await client.subscribe(["io/uvloop/data"], qos=1)
             await client.publish("io/uvloop/data", b"on uvloop")
             got = await _take(client, 1, release=True)
@@ -103,3 +113,78 @@ def test_works_on_uvloop(mqtt_settings: MqttSettings) -> None:
 
     got = uvloop.run(round_trip())
     assert [(m.payload, m.qos) for m in got] == [(b"on uvloop", 1), (b"again", 1)]
+
+
+async def test_small_reads_are_coalesced_and_nothing_is_lost(mqtt_settings: MqttSettings) -> None:
+    # messages trickling in one at a time: after a small read the socket is left unread for
+    # read_pause_s, so what came meanwhile arrives in one chunk, in order, every message once
+    async with FastClient(mqtt_settings, "io-pause", read_pause_s=0.2, receive_maximum=1000) as sub:
+        await sub.subscribe(["io/pause"], qos=1)
+        async with FastClient(mqtt_settings, "io-pause-pub") as pub:
+            await pub.publish("io/pause", b"first")
+            chunks: list[list[Message]] = []
+            async with asyncio.timeout(10):
+                async for chunk in sub.chunks():
+                    chunks.append(chunk)
+                    sub.release(chunk)
+                    if len(chunks) == 1:  # the socket is paused now: these wait in the kernel
+                        for i in range(20):
+                            await pub.publish("io/pause", b"%d" % i)
+                    if sum(map(len, chunks)) == 21:
+                        break
+    payloads = [m.payload for chunk in chunks for m in chunk]
+    assert payloads == [b"first", *(b"%d" % i for i in range(20))]
+    assert [m.payload for m in chunks[0]] == [b"first"]
+    # the twenty came within the pause: one read after it, not twenty
+    assert len(chunks) == 2
+
+
+class _Transport:
+    """What FastClient's pauses touch of a transport: a unit test's stand-in, because a real
+    broker's transport delivers nothing while paused, so no socket reaches these orders."""
+
+    def __init__(self) -> None:
+        self.reading = True
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+    def is_closing(self) -> bool:
+        return False
+
+    def write(self, data: bytes) -> None:
+        pass
+
+
+async def test_the_byte_budget_and_coalescing_pauses_never_leave_reading_paused() -> None:
+    # every order of small reads (coalescing pause), reads over the byte budget, releases and
+    # the pause's timer: once all is released and the timer has run, the socket reads again
+    steps = ("small", "big", "release", "timer")
+    stuck = []
+    for length in range(1, 5):
+        for order in itertools.product(steps, repeat=length):
+            client = FastClient(MqttSettings(), "x", max_held_bytes=10_000, read_pause_s=0.001)
+            transport = _Transport()
+            client._transport = transport  # type: ignore[assignment]
+            held: list[list[Message]] = []
+
+            for step in order:
+                if step in ("small", "big"):
+                    count, size = (1, 100) if step == "small" else (2, 8000)
+                    messages = [Message("t", b"x" * size, 1, i + 1) for i in range(count)]
+                    client._received([(messages, count * size)], count * size + 100)
+                    held.append(messages)
+                elif step == "release":
+                    while held:
+                        client.release(held.pop(0))
+                else:
+                    await asyncio.sleep(0.003)
+            while held:
+                client.release(held.pop(0))
+            await asyncio.sleep(0.003)
+            if not transport.reading or client._paused or client._pausing:
+                stuck.append(order)
+    assert stuck == []
