@@ -6,6 +6,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pytest
 
 from analytics.detectors.meter_faults import word_swapped
 from analytics.engine.slots import SlotArrays
@@ -169,12 +170,14 @@ def _stuck_reference(
     return long_run, telling, live
 
 
-def test_stuck_meters_judges_what_stuck_runs_and_a_reduction_by_meter_judge() -> None:
-    """The meter faults' stuck check per meter in one kernel, in place on the block's rows,
-    against the per-row kernel (also the leaks') and a plain reference that shares no code
-    with them (review: the reference was the kernels' own ``_stuck_row``)."""
+@pytest.mark.parametrize("slots", [40, 80])
+def test_stuck_meters_judges_what_stuck_runs_and_a_reduction_by_meter_judge(slots: int) -> None:
+    """The meter faults' stuck check per meter in one kernel, in place on the block's rows
+    (slot-major, as the shared block is), against the per-row kernel (also the leaks') and a
+    plain reference that shares no code with them (review: the reference was the kernels'
+    own ``_stuck_row``); blocks shorter and longer than the liveliness window."""
     rng = np.random.default_rng(3)
-    n, slots, w = 300, 40, 60
+    n, w = 300, 60
     # values that repeat for long stretches (some zero), rows that keep changing, gaps
     v = np.repeat(rng.integers(0, 5, (n, 2)).astype(float), slots // 2, axis=1)
     changing = rng.random(n) < 0.3
@@ -223,7 +226,8 @@ def test_stuck_meters_judges_what_stuck_runs_and_a_reduction_by_meter_judge() ->
     per_meter = state()
     stuck = np.empty((80, slots), dtype=bool)
     live = np.empty((80, slots), dtype=bool)
-    stuck_meters(v, low, high, rows, groups, *per_meter, 15, 0.8, 10, stuck, live)
+    v_sm, low_sm, high_sm = (np.ascontiguousarray(a.T).T for a in (v, low, high))
+    stuck_meters(v_sm, low_sm, high_sm, rows, groups, *per_meter, 15, 0.8, 10, stuck, live)
     assert expected.any()
     assert (any_of(seen) & ~expected).any()
     np.testing.assert_array_equal(stuck, expected)

@@ -136,31 +136,81 @@ def stuck_meters(
     and judged per meter (``meter_of`` each row's; ``stuck`` and ``live``: meters × slots):
     stuck where every reporting row of the meter is in a long run (some reports, none out of
     a run) and one of them tells; live where any row showed life. See
-    ``MeterFaults._stuck``."""
+    ``MeterFaults._stuck``.
+
+    ``_stuck_row``'s recursion with the judging by meter folded into its slot loop (no row
+    of flags written and read again), and the ``lively_window`` history read in place: its
+    sums once a row, then shifted on by the block's slots (``_stuck_row`` copies it into and
+    out of a scratch window, twice the bytes). Slot by slot over the rows, with the rows'
+    recursion in arrays (the block is slot-major), was no faster (2026-12-05)."""
     slots = v.shape[1]
     w = hist_changed.shape[1]
-    ch = np.empty(w + slots, dtype=np.int8)
-    se = np.empty(w + slots, dtype=np.int8)
-    long_run = np.empty(slots, dtype=np.bool_)
-    telling = np.empty(slots, dtype=np.bool_)
-    live_row = np.empty(slots, dtype=np.bool_)
     m = stuck.shape[0]
+    # this block's flags, for the window's sums past w slots and the history's new end
+    ch = np.empty(slots, dtype=np.int8)
+    se = np.empty(slots, dtype=np.int8)
     seen_any = np.zeros((m, slots), dtype=np.bool_)
     out_of_run = np.zeros((m, slots), dtype=np.bool_)
     tells = np.zeros((m, slots), dtype=np.bool_)
     live[:, :] = False
     for i in range(rows.size):
         r = rows[i]
-        _stuck_row(v, low, high, r, r, prev, equal_run, hist_changed, hist_seen, lively, main,
-                   stuck_slots, lively_share, lively_readings, ch, se, long_run, telling,
-                   live_row)  # fmt: skip
         mi = meter_of[i]
+        hc = hist_changed[r]
+        hs = hist_seen[r]
+        before = prev[r]
+        run = equal_run[r]
+        is_lively = lively[r]
+        is_main = main[r]
+        sum_ch = 0
+        sum_se = 0
+        for j in range(w):
+            sum_ch += hc[j]
+            sum_se += hs[j]
         for k in range(slots):
-            seen = np.isfinite(v[r, k])
+            x = v[r, k]
+            seen = np.isfinite(x)
+            # a slot repeats when its readings are one value, the previous slot's
+            equal = seen and low[r, k] == high[r, k] and x == before
+            changed = seen and not equal and np.isfinite(before)
+            if seen and not equal:
+                run = 0
+            elif equal:
+                run += 1
+            # the window of the last w slots up to this one: slot k pushes out the
+            # history's slot k (or this block's k - w)
+            c = 1 if changed else 0
+            e = 1 if seen else 0
+            ch[k] = c
+            se[k] = e
+            if k < w:
+                sum_ch += c - hc[k]
+                sum_se += e - hs[k]
+            else:
+                sum_ch += c - ch[k - w]
+                sum_se += e - se[k - w]
+            if changed:
+                is_lively = (sum_ch >= lively_share * max(sum_se, 1)) and (
+                    sum_se >= lively_readings
+                )
+            long = run >= stuck_slots
             seen_any[mi, k] |= seen
-            out_of_run[mi, k] |= seen and not long_run[k]
-            tells[mi, k] |= telling[k]
-            live[mi, k] |= live_row[k]
+            out_of_run[mi, k] |= seen and not long
+            tells[mi, k] |= long and is_lively and is_main and abs(x) > 0
+            live[mi, k] |= seen and not equal
+            if seen:
+                before = x
+        prev[r] = before
+        equal_run[r] = run
+        lively[r] = is_lively
+        # the history moves on by the block's slots (its last w of old and new)
+        kept = max(w - slots, 0)
+        for j in range(kept):
+            hc[j] = hc[j + slots]
+            hs[j] = hs[j + slots]
+        for j in range(kept, w):
+            hc[j] = ch[slots - w + j]
+            hs[j] = se[slots - w + j]
     for mi in range(m):
         for k in range(slots):
             stuck[mi, k] = seen_any[mi, k] and not out_of_run[mi, k] and tells[mi, k]
