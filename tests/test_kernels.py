@@ -67,10 +67,12 @@ def test_swap_scan_flags_what_a_plain_loop_flags() -> None:
     v[rng.random((n, slots)) < 0.02] = 0.0
     good = np.abs(rng.normal(100.0, 30.0, n))
     good[::7] = np.nan
+    good_before = good.copy()
     flagged = np.zeros((n, slots), dtype=bool)
     clear = np.zeros((n, slots), dtype=bool)
     kept = good.copy()
-    swap_scan(v, kept, np.zeros(n, dtype=bool), 10.0, 1.5, flagged, clear)
+    rows = np.arange(n)  # each row a meter of its own
+    swap_scan(v, rows, kept, np.zeros(n, dtype=bool), 10.0, 1.5, flagged, clear)
 
     expected = np.zeros((n, slots), dtype=bool)
     with np.errstate(all="ignore"):
@@ -89,6 +91,12 @@ def test_swap_scan_flags_what_a_plain_loop_flags() -> None:
     np.testing.assert_array_equal(flagged, expected)
     np.testing.assert_array_equal(clear, np.isfinite(v) & ~expected)
     np.testing.assert_array_equal(kept, good)
+    # rows judged by meter (four a meter): any row's flag or clear reading is the meter's
+    on = np.ones((n // 4, slots), dtype=bool)
+    off = np.ones((n // 4, slots), dtype=bool)
+    swap_scan(v, rows // 4, good_before, np.zeros(n, dtype=bool), 10.0, 1.5, on, off)
+    np.testing.assert_array_equal(on, expected.reshape(n // 4, 4, slots).any(axis=1))
+    np.testing.assert_array_equal(off, clear.reshape(n // 4, 4, slots).any(axis=1))
 
 
 def test_counter_scan_finds_resets_and_leaps_across_gaps_and_blocks() -> None:
@@ -97,7 +105,8 @@ def test_counter_scan_finds_resets_and_leaps_across_gaps_and_blocks() -> None:
     prev = np.array([9.0])
     prev_slot = np.array([99], dtype=np.int64)
     prev_inc = np.array([np.nan])
-    found = counter_scan(v, 100, prev, prev_slot, prev_inc, 1000.0, 3)
+    one = np.zeros(1, dtype=np.int64)  # the block's rows the scan reads: its only one
+    found = counter_scan(v, one, 100, prev, prev_slot, prev_inc, 1000.0, 3)
     rows = [tuple(r) for r in found.tolist()]
     # (row, slot, old, new, gap, leap, usual, expected)
     assert rows == [
@@ -107,11 +116,16 @@ def test_counter_scan_finds_resets_and_leaps_across_gaps_and_blocks() -> None:
     assert (prev[0], prev_slot[0], prev_inc[0]) == (10_001.0, 107, 10_000.0)
     # the same readings in two blocks: the same findings, from the carried state
     prev, prev_slot, prev_inc = np.array([9.0]), np.array([99]), np.array([np.nan])
-    first = counter_scan(v[:, :5], 100, prev, prev_slot, prev_inc, 1000.0, 3)
-    second = counter_scan(v[:, 5:], 105, prev, prev_slot, prev_inc, 1000.0, 3)
+    first = counter_scan(v[:, :5], one, 100, prev, prev_slot, prev_inc, 1000.0, 3)
+    second = counter_scan(v[:, 5:], one, 105, prev, prev_slot, prev_inc, 1000.0, 3)
     assert first.shape[0] == 0
     second[:, 1] += 5
     np.testing.assert_array_equal(second, found)
+    # read in place as row 1 of a slot-major block whose row 0 would leap: the same findings
+    block = np.ascontiguousarray(np.vstack([v * 1e6, v]).T).T
+    prev, prev_slot, prev_inc = np.array([9.0]), np.array([99]), np.array([np.nan])
+    in_place = counter_scan(block, np.array([1]), 100, prev, prev_slot, prev_inc, 1000.0, 3)
+    np.testing.assert_array_equal(in_place, found)
 
 
 def test_window_medians_are_numpys_nanmedian() -> None:

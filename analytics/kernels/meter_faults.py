@@ -217,19 +217,6 @@ def stuck_meters(
 
 
 @_compiled
-def any_by(
-    values: npt.NDArray[np.bool_], groups: npt.NDArray[np.intp], out: npt.NDArray[np.bool_]
-) -> None:
-    """Per group (``out``'s rows) and column: whether any of its rows (``groups``: each
-    row's) holds."""
-    out[:, :] = False
-    for r in range(values.shape[0]):
-        g = groups[r]
-        for k in range(values.shape[1]):
-            out[g, k] |= values[r, k]
-
-
-@_compiled
 def _silence_limit(
     count: int,
     spanned: int,
@@ -396,6 +383,7 @@ def silence_scan(
 @_compiled
 def swap_scan(
     v: npt.NDArray[np.float64],
+    meter_of: npt.NDArray[np.intp],
     good: npt.NDArray[np.float64],
     suspect: npt.NDArray[np.bool_],
     far: float,
@@ -407,20 +395,24 @@ def swap_scan(
     the row's last good value whose 32-bit float with its 16-bit words swapped back is near
     it is flagged; any other reading becomes the good value. Rows whose readings never go
     ``far`` from the one before (nor the carried good value), and whose meter is not in a
-    swap episode (``suspect``), cannot flag one: their good value is their last reading."""
+    swap episode (``suspect``), cannot flag one: their good value is their last reading.
+    Judged per meter (``meter_of`` each row's; ``flagged`` and ``clear``: meters × slots,
+    whether any of its rows' readings was flagged, or not), in the same pass (no row of
+    flags written and read again)."""
     rows, slots = v.shape
     inv_far = 1 / far
     f32 = np.empty(1, dtype=np.float32)
     u32 = f32.view(np.uint32)
+    flagged[:, :] = False
+    clear[:, :] = False
     for i in range(rows):
+        mi = meter_of[i]
         # a candidate: a value ten times off its forward-filled previous one
         candidate = suspect[i]
         previous = good[i]
         last = np.nan
         for k in range(slots):
             x = v[i, k]
-            flagged[i, k] = False
-            clear[i, k] = False
             if not np.isfinite(x):
                 continue
             ratio = abs(x) / abs(previous)
@@ -432,7 +424,7 @@ def swap_scan(
             if last == last:
                 good[i] = last
             for k in range(slots):
-                clear[i, k] = np.isfinite(v[i, k])
+                clear[mi, k] |= np.isfinite(v[i, k])
             continue
         g = good[i]
         for k in range(slots):
@@ -447,9 +439,9 @@ def swap_scan(
                 b = abs(np.float64(f32[0]))
                 hit = g / near <= b <= g * near
             if hit:
-                flagged[i, k] = True
+                flagged[mi, k] = True
             else:
-                clear[i, k] = True
+                clear[mi, k] = True
                 g = x
         good[i] = g
 
@@ -457,6 +449,7 @@ def swap_scan(
 @_compiled
 def counter_scan(
     v: npt.NDArray[np.float64],
+    rows: npt.NDArray[np.int64],
     first_slot: int,
     prev: npt.NDArray[np.float64],
     prev_slot: npt.NDArray[np.int64],
@@ -468,17 +461,20 @@ def counter_scan(
     against the row's previous one (carried across blocks and gaps) and its usual increment
     per slot (the last non-negative one before it). Returns the readings that go back or
     leap, one row each: row, slot, old and new reading, slots since the old one, leap (1) or
-    not (0), usual increment, expected increment; in row order, then slot order."""
-    rows, slots = v.shape
+    not (0), usual increment, expected increment; in row order, then slot order. Row ``i``
+    is the block's row ``rows[i]``, read in place (the rows copied out of the slot-major
+    block first cost more than the scan), and row ``i`` of the state arrays."""
+    slots = v.shape[1]
     found = np.empty((16, 8))
     n = 0
     huge = np.finfo(np.float64).max
-    for i in range(rows):
+    for i in range(rows.size):
+        r = rows[i]
         before = prev[i]
         before_slot = prev_slot[i]
         usual = prev_inc[i]
         for k in range(slots):
-            x = v[i, k]
+            x = v[r, k]
             if not np.isfinite(x):
                 continue
             gap = (first_slot + k) - before_slot
