@@ -126,6 +126,18 @@ def test_counter_scan_finds_resets_and_leaps_across_gaps_and_blocks() -> None:
     prev, prev_slot, prev_inc = np.array([9.0]), np.array([99]), np.array([np.nan])
     in_place = counter_scan(block, np.array([1]), 100, prev, prev_slot, prev_inc, 1000.0, 3)
     np.testing.assert_array_equal(in_place, found)
+    # two of a slot-major block's rows out of order (rows [2, 0]): the state is the scan's
+    # position i, the block's row rows[i] (review: one row could not tell them apart)
+    block = np.ascontiguousarray(np.vstack([v + 100.0, v * 1e6, v]).T).T
+    prev, prev_slot = np.array([9.0, 109.0]), np.array([99, 99])
+    prev_inc = np.array([np.nan, np.nan])
+    both = counter_scan(block, np.array([2, 0]), 100, prev, prev_slot, prev_inc, 1000.0, 3)
+    np.testing.assert_array_equal(both[both[:, 0] == 0], found)
+    at_one = both[both[:, 0] == 1]
+    at_one[:, 0] = 0
+    at_one[:, 2:4] -= 100.0  # row 0 of the block is the counter 100 higher
+    np.testing.assert_array_equal(at_one, found)
+    assert (prev[1], prev_slot[1]) == (10_101.0, 107)
 
 
 def test_window_medians_are_numpys_nanmedian() -> None:
@@ -250,6 +262,40 @@ def test_stuck_meters_judges_what_stuck_runs_and_a_reduction_by_meter_judge(slot
         np.testing.assert_array_equal(a, b)
     for a, b in zip(per_row, plain, strict=True):
         np.testing.assert_array_equal(a[rows], b)
+
+
+def test_stuck_meters_counts_liveliness_past_the_window_in_blocks_of_any_length() -> None:
+    """The liveliness window's running sum once a block runs past the window's length (review:
+    a wrong sum past slot w passed the test above): one row changing for 60 slots, equal for
+    30, then equal again for 60, fed whole and in blocks shorter than, as long as and longer
+    than the 60-slot window, with the state carried — against the plain reference."""
+    w = 60
+    v = np.r_[np.arange(1.0, 61.0), np.full(30, 7.0), np.full(60, 9.0)][None, :]
+
+    def state() -> list[np.ndarray]:
+        flags = np.zeros((1, w), dtype=np.int8)
+        return [np.array([np.nan]), np.zeros(1, dtype=np.int64), flags, flags.copy(),
+                np.zeros(1, dtype=bool), np.ones(1, dtype=bool)]  # fmt: skip
+
+    ref_long, ref_telling, ref_live = _stuck_reference(v, v, v, state(), 15, 0.8, 10)
+    # one row per meter: stuck where it reports in a long run that tells
+    expected = np.isfinite(v) & ref_long & ref_telling
+    assert np.flatnonzero(expected[0]).tolist() == list(range(75, 90))
+    for cuts in ([150], [1, 59, 61, 29], [60, 60, 30], [61, 89]):
+        carried = state()
+        stuck, live = [], []
+        start = 0
+        for size in cuts:
+            part = np.ascontiguousarray(v[:, start : start + size])
+            out_stuck = np.empty((1, size), dtype=bool)
+            out_live = np.empty((1, size), dtype=bool)
+            stuck_meters(part, part, part, np.array([0]), np.array([0], dtype=np.intp),
+                         *carried, 15, 0.8, 10, out_stuck, out_live)  # fmt: skip
+            stuck.append(out_stuck)
+            live.append(out_live)
+            start += size
+        np.testing.assert_array_equal(np.hstack(stuck), expected, err_msg=str(cuts))
+        np.testing.assert_array_equal(np.hstack(live), ref_live, err_msg=str(cuts))
 
 
 def test_routing_takes_every_reading_to_its_slot_whatever_the_order_of_times() -> None:
