@@ -33,7 +33,9 @@ def _stuck_row(
     live: npt.NDArray[np.bool_],
 ) -> None:
     """``stuck_runs`` for block row ``b`` (state row ``s``): its slots' flags into the 1-D
-    ``long_run``, ``telling``, ``live``; ``ch`` and ``se`` are scratch (window + slots)."""
+    ``long_run``, ``telling``, ``live``; ``ch`` and ``se`` are scratch (window + slots).
+    ``stuck_meters`` repeats this recursion inline (read in place, judged by meter): a change
+    to the rule goes into both, and tests/test_kernels.py holds both to one plain reference."""
     slots = v.shape[1]
     w = hist_changed.shape[1]
     before = prev[s]
