@@ -6,6 +6,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pytest
 
 from analytics.detectors.meter_faults import word_swapped
 from analytics.engine.slots import SlotArrays
@@ -66,10 +67,12 @@ def test_swap_scan_flags_what_a_plain_loop_flags() -> None:
     v[rng.random((n, slots)) < 0.02] = 0.0
     good = np.abs(rng.normal(100.0, 30.0, n))
     good[::7] = np.nan
+    good_before = good.copy()
     flagged = np.zeros((n, slots), dtype=bool)
     clear = np.zeros((n, slots), dtype=bool)
     kept = good.copy()
-    swap_scan(v, kept, np.zeros(n, dtype=bool), 10.0, 1.5, flagged, clear)
+    rows = np.arange(n)  # each row a meter of its own
+    swap_scan(v, rows, kept, np.zeros(n, dtype=bool), 10.0, 1.5, flagged, clear)
 
     expected = np.zeros((n, slots), dtype=bool)
     with np.errstate(all="ignore"):
@@ -88,6 +91,12 @@ def test_swap_scan_flags_what_a_plain_loop_flags() -> None:
     np.testing.assert_array_equal(flagged, expected)
     np.testing.assert_array_equal(clear, np.isfinite(v) & ~expected)
     np.testing.assert_array_equal(kept, good)
+    # rows judged by meter (four a meter): any row's flag or clear reading is the meter's
+    on = np.ones((n // 4, slots), dtype=bool)
+    off = np.ones((n // 4, slots), dtype=bool)
+    swap_scan(v, rows // 4, good_before, np.zeros(n, dtype=bool), 10.0, 1.5, on, off)
+    np.testing.assert_array_equal(on, expected.reshape(n // 4, 4, slots).any(axis=1))
+    np.testing.assert_array_equal(off, clear.reshape(n // 4, 4, slots).any(axis=1))
 
 
 def test_counter_scan_finds_resets_and_leaps_across_gaps_and_blocks() -> None:
@@ -96,7 +105,8 @@ def test_counter_scan_finds_resets_and_leaps_across_gaps_and_blocks() -> None:
     prev = np.array([9.0])
     prev_slot = np.array([99], dtype=np.int64)
     prev_inc = np.array([np.nan])
-    found = counter_scan(v, 100, prev, prev_slot, prev_inc, 1000.0, 3)
+    one = np.zeros(1, dtype=np.int64)  # the block's rows the scan reads: its only one
+    found = counter_scan(v, one, 100, prev, prev_slot, prev_inc, 1000.0, 3)
     rows = [tuple(r) for r in found.tolist()]
     # (row, slot, old, new, gap, leap, usual, expected)
     assert rows == [
@@ -106,11 +116,28 @@ def test_counter_scan_finds_resets_and_leaps_across_gaps_and_blocks() -> None:
     assert (prev[0], prev_slot[0], prev_inc[0]) == (10_001.0, 107, 10_000.0)
     # the same readings in two blocks: the same findings, from the carried state
     prev, prev_slot, prev_inc = np.array([9.0]), np.array([99]), np.array([np.nan])
-    first = counter_scan(v[:, :5], 100, prev, prev_slot, prev_inc, 1000.0, 3)
-    second = counter_scan(v[:, 5:], 105, prev, prev_slot, prev_inc, 1000.0, 3)
+    first = counter_scan(v[:, :5], one, 100, prev, prev_slot, prev_inc, 1000.0, 3)
+    second = counter_scan(v[:, 5:], one, 105, prev, prev_slot, prev_inc, 1000.0, 3)
     assert first.shape[0] == 0
     second[:, 1] += 5
     np.testing.assert_array_equal(second, found)
+    # read in place as row 1 of a slot-major block whose row 0 would leap: the same findings
+    block = np.ascontiguousarray(np.vstack([v * 1e6, v]).T).T
+    prev, prev_slot, prev_inc = np.array([9.0]), np.array([99]), np.array([np.nan])
+    in_place = counter_scan(block, np.array([1]), 100, prev, prev_slot, prev_inc, 1000.0, 3)
+    np.testing.assert_array_equal(in_place, found)
+    # two of a slot-major block's rows out of order (rows [2, 0]): the state is the scan's
+    # position i, the block's row rows[i] (review: one row could not tell them apart)
+    block = np.ascontiguousarray(np.vstack([v + 100.0, v * 1e6, v]).T).T
+    prev, prev_slot = np.array([9.0, 109.0]), np.array([99, 99])
+    prev_inc = np.array([np.nan, np.nan])
+    both = counter_scan(block, np.array([2, 0]), 100, prev, prev_slot, prev_inc, 1000.0, 3)
+    np.testing.assert_array_equal(both[both[:, 0] == 0], found)
+    at_one = both[both[:, 0] == 1]
+    at_one[:, 0] = 0
+    at_one[:, 2:4] -= 100.0  # row 0 of the block is the counter 100 higher
+    np.testing.assert_array_equal(at_one, found)
+    assert (prev[1], prev_slot[1]) == (10_101.0, 107)
 
 
 def test_window_medians_are_numpys_nanmedian() -> None:
@@ -169,12 +196,14 @@ def _stuck_reference(
     return long_run, telling, live
 
 
-def test_stuck_meters_judges_what_stuck_runs_and_a_reduction_by_meter_judge() -> None:
-    """The meter faults' stuck check per meter in one kernel, in place on the block's rows,
-    against the per-row kernel (also the leaks') and a plain reference that shares no code
-    with them (review: the reference was the kernels' own ``_stuck_row``)."""
+@pytest.mark.parametrize("slots", [40, 80])
+def test_stuck_meters_judges_what_stuck_runs_and_a_reduction_by_meter_judge(slots: int) -> None:
+    """The meter faults' stuck check per meter in one kernel, in place on the block's rows
+    (slot-major, as the shared block is), against the per-row kernel (also the leaks') and a
+    plain reference that shares no code with them (review: the reference was the kernels'
+    own ``_stuck_row``); blocks shorter and longer than the liveliness window."""
     rng = np.random.default_rng(3)
-    n, slots, w = 300, 40, 60
+    n, w = 300, 60
     # values that repeat for long stretches (some zero), rows that keep changing, gaps
     v = np.repeat(rng.integers(0, 5, (n, 2)).astype(float), slots // 2, axis=1)
     changing = rng.random(n) < 0.3
@@ -223,7 +252,8 @@ def test_stuck_meters_judges_what_stuck_runs_and_a_reduction_by_meter_judge() ->
     per_meter = state()
     stuck = np.empty((80, slots), dtype=bool)
     live = np.empty((80, slots), dtype=bool)
-    stuck_meters(v, low, high, rows, groups, *per_meter, 15, 0.8, 10, stuck, live)
+    v_sm, low_sm, high_sm = (np.ascontiguousarray(a.T).T for a in (v, low, high))
+    stuck_meters(v_sm, low_sm, high_sm, rows, groups, *per_meter, 15, 0.8, 10, stuck, live)
     assert expected.any()
     assert (any_of(seen) & ~expected).any()
     np.testing.assert_array_equal(stuck, expected)
@@ -232,6 +262,40 @@ def test_stuck_meters_judges_what_stuck_runs_and_a_reduction_by_meter_judge() ->
         np.testing.assert_array_equal(a, b)
     for a, b in zip(per_row, plain, strict=True):
         np.testing.assert_array_equal(a[rows], b)
+
+
+def test_stuck_meters_counts_liveliness_past_the_window_in_blocks_of_any_length() -> None:
+    """The liveliness window's running sum once a block runs past the window's length (review:
+    a wrong sum past slot w passed the test above): one row changing for 60 slots, equal for
+    30, then equal again for 60, fed whole and in blocks shorter than, as long as and longer
+    than the 60-slot window, with the state carried — against the plain reference."""
+    w = 60
+    v = np.r_[np.arange(1.0, 61.0), np.full(30, 7.0), np.full(60, 9.0)][None, :]
+
+    def state() -> list[np.ndarray]:
+        flags = np.zeros((1, w), dtype=np.int8)
+        return [np.array([np.nan]), np.zeros(1, dtype=np.int64), flags, flags.copy(),
+                np.zeros(1, dtype=bool), np.ones(1, dtype=bool)]  # fmt: skip
+
+    ref_long, ref_telling, ref_live = _stuck_reference(v, v, v, state(), 15, 0.8, 10)
+    # one row per meter: stuck where it reports in a long run that tells
+    expected = np.isfinite(v) & ref_long & ref_telling
+    assert np.flatnonzero(expected[0]).tolist() == list(range(75, 90))
+    for cuts in ([150], [1, 59, 61, 29], [60, 60, 30], [61, 89]):
+        carried = state()
+        stuck, live = [], []
+        start = 0
+        for size in cuts:
+            part = np.ascontiguousarray(v[:, start : start + size])
+            out_stuck = np.empty((1, size), dtype=bool)
+            out_live = np.empty((1, size), dtype=bool)
+            stuck_meters(part, part, part, np.array([0]), np.array([0], dtype=np.intp),
+                         *carried, 15, 0.8, 10, out_stuck, out_live)  # fmt: skip
+            stuck.append(out_stuck)
+            live.append(out_live)
+            start += size
+        np.testing.assert_array_equal(np.hstack(stuck), expected, err_msg=str(cuts))
+        np.testing.assert_array_equal(np.hstack(live), ref_live, err_msg=str(cuts))
 
 
 def test_routing_takes_every_reading_to_its_slot_whatever_the_order_of_times() -> None:

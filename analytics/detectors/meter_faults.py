@@ -56,7 +56,6 @@ from analytics.engine.contract import (
     SeriesKey,
 )
 from analytics.kernels.meter_faults import (
-    any_by,
     counter_scan,
     silence_scan,
     stuck_meters,
@@ -424,7 +423,8 @@ class MeterFaults(Detector):
         # blocks and gaps) and the usual increment: kernels.counter_scan, one compiled pass
         prev, prev_slot, prev_inc = st.prev[rows], st.prev_slot[rows], st.prev_inc[rows]
         found = counter_scan(
-            block.values[rows],
+            block.values,
+            rows,
             first_slot,
             prev,
             prev_slot,
@@ -567,24 +567,21 @@ class MeterFaults(Detector):
     def _swaps(self, st: _View, block: Block, out: Output) -> BoolArray:
         """Per meter and slot: a reading taken for a word-swapped one, or a word-swap episode
         open (its counters' jumps are part of it, not faults of their own)."""
-        # per row and slot (kernels.swap_scan, one compiled pass carrying the last good
-        # value): readings taken for swapped ones, and the others
-        flagged = np.empty(block.high.shape, dtype=bool)
-        clear = np.empty(block.high.shape, dtype=bool)
+        # per meter and slot (kernels.swap_scan, one compiled pass carrying each row's last
+        # good value): readings taken for swapped ones, and the others
+        m = len(st.meter_ids)
+        on = np.empty((m, block.slots), dtype=bool)
+        off = np.empty((m, block.slots), dtype=bool)
         swap_scan(
             block.high,
+            st.meter_of,
             st.good,
             st.swap_open[st.meter_of],
             self.p.swap_far,
             self.p.swap_near,
-            flagged,
-            clear,
+            on,
+            off,
         )
-        m = len(st.meter_ids)
-        on = np.empty((m, block.slots), dtype=bool)
-        off = np.empty((m, block.slots), dtype=bool)
-        any_by(flagged, st.meter_of, on)
-        any_by(clear, st.meter_of, off)
         off &= ~on
         episode = self._transitions(
             st,

@@ -32,6 +32,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from itertools import chain, compress
 from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
@@ -116,11 +117,14 @@ class TransportStats:
 
     def only(self, gateways: Collection[str]) -> TransportStats:
         """The rows of these gateways."""
-        keep = [i for i, g in enumerate(self.gateways) if g in gateways]
-        if len(keep) == len(self.gateways):
+        # membership tested and kept in C (map, compress), not a Python loop: thousands of
+        # gateways' rows an advance at 10,000 meters
+        inside = list(map(gateways.__contains__, self.gateways))
+        if all(inside):
             return self
+        keep = list(compress(range(len(inside)), inside))
         return TransportStats(
-            tuple(self.gateways[i] for i in keep),
+            tuple(compress(self.gateways, inside)),
             self.batches[keep],
             self.duplicates[keep],
             self.late[keep],
@@ -135,7 +139,7 @@ class TransportStats:
         if len(parts) == 1:
             return parts[0]
         return cls(
-            tuple(g for p in parts for g in p.gateways),
+            tuple(chain.from_iterable(p.gateways for p in parts)),
             np.concatenate([p.batches for p in parts]),
             np.concatenate([p.duplicates for p in parts]),
             np.concatenate([p.late for p in parts]),

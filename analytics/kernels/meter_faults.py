@@ -33,7 +33,9 @@ def _stuck_row(
     live: npt.NDArray[np.bool_],
 ) -> None:
     """``stuck_runs`` for block row ``b`` (state row ``s``): its slots' flags into the 1-D
-    ``long_run``, ``telling``, ``live``; ``ch`` and ``se`` are scratch (window + slots)."""
+    ``long_run``, ``telling``, ``live``; ``ch`` and ``se`` are scratch (window + slots).
+    ``stuck_meters`` repeats this recursion inline (read in place, judged by meter): a change
+    to the rule goes into both, and tests/test_kernels.py holds both to one plain reference."""
     slots = v.shape[1]
     w = hist_changed.shape[1]
     before = prev[s]
@@ -136,47 +138,84 @@ def stuck_meters(
     and judged per meter (``meter_of`` each row's; ``stuck`` and ``live``: meters × slots):
     stuck where every reporting row of the meter is in a long run (some reports, none out of
     a run) and one of them tells; live where any row showed life. See
-    ``MeterFaults._stuck``."""
+    ``MeterFaults._stuck``.
+
+    ``_stuck_row``'s recursion with the judging by meter folded into its slot loop (no row
+    of flags written and read again), and the ``lively_window`` history read in place: its
+    sums once a row, then shifted on by the block's slots (``_stuck_row`` copies it into and
+    out of a scratch window, twice the bytes). Slot by slot over the rows, with the rows'
+    recursion in arrays (the block is slot-major), was no faster (2026-12-05)."""
     slots = v.shape[1]
     w = hist_changed.shape[1]
-    ch = np.empty(w + slots, dtype=np.int8)
-    se = np.empty(w + slots, dtype=np.int8)
-    long_run = np.empty(slots, dtype=np.bool_)
-    telling = np.empty(slots, dtype=np.bool_)
-    live_row = np.empty(slots, dtype=np.bool_)
     m = stuck.shape[0]
+    # this block's flags, for the window's sums past w slots and the history's new end
+    ch = np.empty(slots, dtype=np.int8)
+    se = np.empty(slots, dtype=np.int8)
     seen_any = np.zeros((m, slots), dtype=np.bool_)
     out_of_run = np.zeros((m, slots), dtype=np.bool_)
     tells = np.zeros((m, slots), dtype=np.bool_)
     live[:, :] = False
     for i in range(rows.size):
         r = rows[i]
-        _stuck_row(v, low, high, r, r, prev, equal_run, hist_changed, hist_seen, lively, main,
-                   stuck_slots, lively_share, lively_readings, ch, se, long_run, telling,
-                   live_row)  # fmt: skip
         mi = meter_of[i]
+        hc = hist_changed[r]
+        hs = hist_seen[r]
+        before = prev[r]
+        run = equal_run[r]
+        is_lively = lively[r]
+        is_main = main[r]
+        sum_ch = 0
+        sum_se = 0
+        for j in range(w):
+            sum_ch += hc[j]
+            sum_se += hs[j]
         for k in range(slots):
-            seen = np.isfinite(v[r, k])
+            x = v[r, k]
+            seen = np.isfinite(x)
+            # a slot repeats when its readings are one value, the previous slot's
+            equal = seen and low[r, k] == high[r, k] and x == before
+            changed = seen and not equal and np.isfinite(before)
+            if seen and not equal:
+                run = 0
+            elif equal:
+                run += 1
+            # the window of the last w slots up to this one: slot k pushes out the
+            # history's slot k (or this block's k - w)
+            c = 1 if changed else 0
+            e = 1 if seen else 0
+            ch[k] = c
+            se[k] = e
+            if k < w:
+                sum_ch += c - hc[k]
+                sum_se += e - hs[k]
+            else:
+                sum_ch += c - ch[k - w]
+                sum_se += e - se[k - w]
+            if changed:
+                is_lively = (sum_ch >= lively_share * max(sum_se, 1)) and (
+                    sum_se >= lively_readings
+                )
+            long = run >= stuck_slots
             seen_any[mi, k] |= seen
-            out_of_run[mi, k] |= seen and not long_run[k]
-            tells[mi, k] |= telling[k]
-            live[mi, k] |= live_row[k]
+            out_of_run[mi, k] |= seen and not long
+            tells[mi, k] |= long and is_lively and is_main and abs(x) > 0
+            live[mi, k] |= seen and not equal
+            if seen:
+                before = x
+        prev[r] = before
+        equal_run[r] = run
+        lively[r] = is_lively
+        # the history moves on by the block's slots (its last w of old and new)
+        kept = max(w - slots, 0)
+        for j in range(kept):
+            hc[j] = hc[j + slots]
+            hs[j] = hs[j + slots]
+        for j in range(kept, w):
+            hc[j] = ch[slots - w + j]
+            hs[j] = se[slots - w + j]
     for mi in range(m):
         for k in range(slots):
             stuck[mi, k] = seen_any[mi, k] and not out_of_run[mi, k] and tells[mi, k]
-
-
-@_compiled
-def any_by(
-    values: npt.NDArray[np.bool_], groups: npt.NDArray[np.intp], out: npt.NDArray[np.bool_]
-) -> None:
-    """Per group (``out``'s rows) and column: whether any of its rows (``groups``: each
-    row's) holds."""
-    out[:, :] = False
-    for r in range(values.shape[0]):
-        g = groups[r]
-        for k in range(values.shape[1]):
-            out[g, k] |= values[r, k]
 
 
 @_compiled
@@ -346,6 +385,7 @@ def silence_scan(
 @_compiled
 def swap_scan(
     v: npt.NDArray[np.float64],
+    meter_of: npt.NDArray[np.intp],
     good: npt.NDArray[np.float64],
     suspect: npt.NDArray[np.bool_],
     far: float,
@@ -357,20 +397,24 @@ def swap_scan(
     the row's last good value whose 32-bit float with its 16-bit words swapped back is near
     it is flagged; any other reading becomes the good value. Rows whose readings never go
     ``far`` from the one before (nor the carried good value), and whose meter is not in a
-    swap episode (``suspect``), cannot flag one: their good value is their last reading."""
+    swap episode (``suspect``), cannot flag one: their good value is their last reading.
+    Judged per meter (``meter_of`` each row's; ``flagged`` and ``clear``: meters × slots,
+    whether any of its rows' readings was flagged, or not), in the same pass (no row of
+    flags written and read again)."""
     rows, slots = v.shape
     inv_far = 1 / far
     f32 = np.empty(1, dtype=np.float32)
     u32 = f32.view(np.uint32)
+    flagged[:, :] = False
+    clear[:, :] = False
     for i in range(rows):
+        mi = meter_of[i]
         # a candidate: a value ten times off its forward-filled previous one
         candidate = suspect[i]
         previous = good[i]
         last = np.nan
         for k in range(slots):
             x = v[i, k]
-            flagged[i, k] = False
-            clear[i, k] = False
             if not np.isfinite(x):
                 continue
             ratio = abs(x) / abs(previous)
@@ -382,7 +426,7 @@ def swap_scan(
             if last == last:
                 good[i] = last
             for k in range(slots):
-                clear[i, k] = np.isfinite(v[i, k])
+                clear[mi, k] |= np.isfinite(v[i, k])
             continue
         g = good[i]
         for k in range(slots):
@@ -397,9 +441,9 @@ def swap_scan(
                 b = abs(np.float64(f32[0]))
                 hit = g / near <= b <= g * near
             if hit:
-                flagged[i, k] = True
+                flagged[mi, k] = True
             else:
-                clear[i, k] = True
+                clear[mi, k] = True
                 g = x
         good[i] = g
 
@@ -407,6 +451,7 @@ def swap_scan(
 @_compiled
 def counter_scan(
     v: npt.NDArray[np.float64],
+    rows: npt.NDArray[np.int64],
     first_slot: int,
     prev: npt.NDArray[np.float64],
     prev_slot: npt.NDArray[np.int64],
@@ -418,17 +463,20 @@ def counter_scan(
     against the row's previous one (carried across blocks and gaps) and its usual increment
     per slot (the last non-negative one before it). Returns the readings that go back or
     leap, one row each: row, slot, old and new reading, slots since the old one, leap (1) or
-    not (0), usual increment, expected increment; in row order, then slot order."""
-    rows, slots = v.shape
+    not (0), usual increment, expected increment; in row order, then slot order. Row ``i``
+    is the block's row ``rows[i]``, read in place (the rows copied out of the slot-major
+    block first cost more than the scan), and row ``i`` of the state arrays."""
+    slots = v.shape[1]
     found = np.empty((16, 8))
     n = 0
     huge = np.finfo(np.float64).max
-    for i in range(rows):
+    for i in range(rows.size):
+        r = rows[i]
         before = prev[i]
         before_slot = prev_slot[i]
         usual = prev_inc[i]
         for k in range(slots):
-            x = v[i, k]
+            x = v[r, k]
             if not np.isfinite(x):
                 continue
             gap = (first_slot + k) - before_slot
