@@ -1016,6 +1016,14 @@ class ZoneLeaks(Detector):
         onset: IntArray = hour + 1 - np.maximum(run, 1)
         return onset
 
+    def _unsplit(self, zi: int, hour: int) -> bool:
+        """Whether no meter of the zone has days of the kind to split its balance by over
+        the hours since its excess began (``_balance_sides`` None), as ``_explain`` asks."""
+        count = max(1, hour - int(self.onset[zi]) + 1)
+        pos, held = self._window(hour + 1, min(count, self.ring - 1), 1)
+        after = held & np.isfinite(self.h_excess[zi, pos])
+        return self._balance_sides(zi, pos[after]) is None
+
     def _blunt_start(self, zi: int) -> bool:
         """Whether the zone's excess began on an hour judged against days of every kind (its
         kind of day alike, as now, with fewer than ``min_days`` of its own kind kept) whose
@@ -1552,12 +1560,13 @@ class ZoneLeaks(Detector):
             # meter at 88 % from a history's second day was a leak three hours on)
             return
         blunt = verdict == "leak" and not burst_now and waited < self.p.decide_h
-        if blunt and self._blunt_start(zi):
+        if blunt and (self._blunt_start(zi) or (self.mixed_now[zi] and self._unsplit(zi, hour))):
             # …and so does one whose excess began on a day judged against days of every kind
             # (``_kinds_alike``) that use more than its own, short of a burst: the excess
             # reads short of what a meter reading low lost, which then does not account for
             # it (seed 2's steelco cooling meter at 83 % from a Sunday afternoon lost 2.9
-            # m³/h, the excess read 1.8: a leak at 7 h)
+            # m³/h, the excess read 1.8: a leak at 7 h) — or, as on pooled hours, while no
+            # meter of the zone has days of the kind to split its balance by (``_unsplit``)
             return
         if verdict in ("wait", "lean", "hold"):
             # a burst is reported once the meter check had its hours; a slow one waits longer,
@@ -1868,7 +1877,7 @@ class ZoneLeaks(Detector):
             leans = self._balance_shift(zi, sides, excess, errors)
             if leans is not None:
                 return verdict, leans[0], leans[1]
-        if (stands_out or undecided) and sides is None and self.pooled_now[zi]:
+        if (stands_out or undecided) and sides is None and (self.pooled_now | self.mixed_now)[zi]:
             # a flat zone judged on its pooled hours before its meters have days of the
             # kind to compare with: nothing can settle the meter, so no leak is reported
             # for it (the excess waits for those days, at most ``blind_h`` hours); nor
