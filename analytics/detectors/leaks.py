@@ -27,7 +27,8 @@ zones; the only loop is over the hours a block completes. Per zone:
 * a **baseline** for each hour of the day: the median of the same hour on the last
   ``days`` days of the same kind (workday, Saturday, Sunday, holiday, from the park's
   calendar: ``ctx.day_types``; make-up workdays are workdays), at least ``min_days`` of
-  them (else the workdays, or the rest days; else nothing is judged yet — but the history's
+  them (else the workdays, or the rest days — or every kept day, for a balance zone whose
+  kinds of day are alike, ``_kinds_alike``; else nothing is judged yet — but the history's
   first run of rest days, which has no rest day to learn from, is judged against an upper
   bound, the workdays' busiest hour plus their whole swing, by the window test alone
   (below): such an hour is never judged by the hourly CUSUM nor counted quiet, and later
