@@ -659,8 +659,11 @@ def test_a_blind_decision_on_a_simulated_park_is_dropped_without_an_event(
 ) -> None:
     """End to end, the blind case (``_blind_case``): its district's decision gets "blind"
     verdicts hour after hour, and is dropped exactly ``blind_h`` hours after the first: no
-    event of any kind (main has none either), the drop marked on the district's balance
-    point of that hour, ``flat_from`` set to it, and nothing reopened after it."""
+    leak, the drop marked on the district's balance point of that hour and ``flat_from``
+    set to it. (The intake itself is found reading low a day later, and the district,
+    judged against days of every kind — ``_kinds_alike`` — rather than pooled hours, may
+    raise its excess again, blind again: before steel17 no event at all, nothing after the
+    drop.)"""
     verdicts: list[tuple[int, str]] = []
     explain = ZoneLeaks._explain
 
@@ -675,17 +678,19 @@ def test_a_blind_decision_on_a_simulated_park_is_dropped_without_an_event(
     engine = ParkEngine(park, [ZoneLeaks])
     points: list[Any] = []
     report = replay(engine, rows, on_advance=lambda adv: points.extend(adv.points))
-    assert not report.events
+    found = {(e.kind, e.meter) for e in report.events}
+    assert found <= {("meter_under_registration", "steelco-water")}
     blind = [hour for hour, verdict in verdicts if verdict == "blind"]
     assert blind
     dropped = [p for p in points if p.fields.get("blind_dropped")]
-    assert [p.tags["zone"] for p in dropped] == ["water-d1"]
+    assert {p.tags["zone"] for p in dropped} == {"water-d1"}
     drop = blind[0] + leaks.LeakParams().blind_h - 1
     detector = next(i.detector for i in engine.instances if isinstance(i.detector, ZoneLeaks))
     zi = [z.id for z in detector.layout.zones].index("water-d1")
-    assert detector.flat_from[zi] == drop
-    assert blind[-1] == drop  # nothing judged blind, nor opened, after the drop
-    assert detector.state_[zi] == leaks.QUIET
+    # the first drop at its limit; its district, judged against days of every kind, not on
+    # pooled hours, may raise the excess again and drop it again, as blind (steel17)
+    assert detector.flat_from[zi] >= drop
+    assert drop in [hour for hour, verdict in verdicts if verdict == "blind"]
 
 
 def test_a_pooled_history_is_the_same_in_any_chunks_and_over_snapshots(
