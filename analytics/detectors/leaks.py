@@ -1048,12 +1048,12 @@ class ZoneLeaks(Detector):
         third weekend was judged against spreads of 1.5–4 (seed 5, missed).
 
         Over the kept clean hours of the last ``days`` days, each hour of the day's median
-        on the days of the kind judged less that on the other days: the ``alike_q`` quantile
-        of the 24 within ``alike_spreads`` of the workdays' scatter (1.4826 × their median
-        absolute deviation from their hour's median, the day's hours pooled; or the floor of
-        the meters' class, whichever is more) — the other days using less would pull the
-        baseline under the kind's own use (a false excess) — and of the 24 the other way,
-        within twice that (the other days using more blunt it). Every hour of the day must
+        on the days of the kind judged less that on the other days: every one of the 24
+        within ``alike_spreads`` of the workdays' scatter (1.4826 × their median absolute
+        deviation from their hour's median, the day's hours pooled; or the floor of the
+        meters' class, whichever is more) — the other days using less would pull the
+        baseline under the kind's own use (a false excess) — and their ``alike_q`` quantile
+        the other way within twice that (the other days using more blunt it). Every hour of the day must
         be held by two workdays and one rest day, and the zone a balance (outflow meters). A
         plant idle on its weekends, a town whose Sunday morning starts late, differ by far
         more."""
