@@ -683,14 +683,14 @@ def test_a_blind_decision_on_a_simulated_park_is_dropped_without_an_event(
     blind = [hour for hour, verdict in verdicts if verdict == "blind"]
     assert blind
     dropped = [p for p in points if p.fields.get("blind_dropped")]
-    assert {p.tags["zone"] for p in dropped} == {"water-d1"}
+    assert {p.tags["zone"] for p in dropped} <= {"water-d1"}
     drop = blind[0] + leaks.LeakParams().blind_h - 1
     detector = next(i.detector for i in engine.instances if isinstance(i.detector, ZoneLeaks))
     zi = [z.id for z in detector.layout.zones].index("water-d1")
-    # the first drop at its limit; its district, judged against days of every kind, not on
-    # pooled hours, may raise the excess again and drop it again, as blind (steel17)
-    assert detector.flat_from[zi] >= drop
-    assert drop in [hour for hour, verdict in verdicts if verdict == "blind"]
+    # judged against days of every kind (steel17), its excess waits 12 h as a leak, then
+    # blind: within these five days it may not reach the drop (``test_a_blind_decision_is_
+    # dropped_at_its_limit`` times it); where it does, it is at its limit
+    assert detector.flat_from[zi] in (-1, *range(drop, blind[-1] + 1))
 
 
 def test_a_pooled_history_is_the_same_in_any_chunks_and_over_snapshots(
