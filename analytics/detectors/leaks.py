@@ -96,6 +96,7 @@ import numpy.typing as npt
 
 from analytics.detectors.meter_faults import MeterFaultParams
 from analytics.detectors.networks import ZoneLayout, zone_net
+from analytics.detectors.waste_heat import _nanmedian_rows
 from analytics.engine.contract import (
     Block,
     DerivedPoint,
@@ -208,9 +209,11 @@ class LeakParams:
     # the balance point's ``blind_dropped``, and the zone's pooled hours start afresh from
     # there (those before it would raise it again)
     blind_h: int = 24
-    # a zone whose rest days use what its workdays do (``_kinds_alike``): the ``alike_q``
-    # quantile of its 24 hours' differences between the kinds' medians within this many of
-    # the workdays' scatter; its kind of day with too few days is judged against all days
+    # a zone whose rest days use what its workdays do (``_kinds_alike``): the other kind's
+    # median day under the judged kind's by at most this many of the workdays' scatter in
+    # every hour (it would pull the baseline under the kind's own use), and over it by at
+    # most twice that at its ``alike_q`` quantile of the 24 hours; its kind of day with too
+    # few days is then judged against every kept day
     alike_q: float = 0.9
     alike_spreads: float = 3.0
 
@@ -446,8 +449,8 @@ class ZoneLeaks(Detector):
         self.by_days = np.zeros(nz, dtype=bool)
         # this hour, per zone: its kinds of day alike (``_kinds_alike``; not state, set first)
         self.alike = np.zeros((2, nz), dtype=bool)
+        self.blunt = np.zeros((2, nz), dtype=bool)  # …and whose other days use more
         self.mixed_now = np.zeros(nz, dtype=bool)  # …and judged against every kind's days
-        self.blunt = np.zeros((2, nz), dtype=bool)  # …whose other days use more (not state)
         self.hour_kind = 0  # this hour: 0 a workday, 1 a rest day (not state)
 
     # --- the contract ------------------------------------------------------------------
@@ -594,7 +597,7 @@ class ZoneLeaks(Detector):
         if hour % 24 == 0:
             self._fit_production()
             self._fit_model()
-        self.alike = self._kinds_alike(hour)
+        self.alike, self.blunt = self._kinds_alike(hour)
         # (judged against days of every kind: too few of its own, ``_same_days``)
         self.hour_kind = int(daytype != WORKDAY)
         self.mixed_now = self.alike[self.hour_kind] & ~self._own_kind(hour, daytype)
@@ -1026,9 +1029,13 @@ class ZoneLeaks(Detector):
         return self._balance_sides(zi, pos[after]) is None
 
     def _blunt_start(self, zi: int) -> bool:
-        """Whether the zone's excess began on an hour judged against days of every kind (its
-        kind of day alike, as now, with fewer than ``min_days`` of its own kind kept) whose
-        other days use more than its own (``blunt``): an excess read short of what it is."""
+        """Whether the zone's excess began on an hour judged against days of every kind whose
+        other days use more than its own (``blunt``): an excess read short of what it is.
+        Judged as the detector stands now, not as at the onset: this hour's ``blunt`` (of
+        ``_kinds_alike``'s window ending now) for the onset hour's kind of day, and whether
+        fewer than ``min_days`` of that kind were kept before it as the ring holds them now
+        (the same, but for a full ring's oldest days) — deterministic, whatever the chunks
+        or restores. An onset no longer held in the ring: this hour's kind, as judged now."""
         onset = int(self.onset[zi])
         pos = onset % self.ring
         if onset < 0 or int(self.h_id[pos]) != onset:
@@ -1037,60 +1044,67 @@ class ZoneLeaks(Detector):
         blunt = bool(self.blunt[int(daytype != WORKDAY), zi])
         return blunt and not bool(self._own_kind(onset, daytype)[zi])
 
-    def _kinds_alike(self, hour: int) -> BoolArray:
-        """[2, zones]: whether a zone's workdays (row 0) or rest days (row 1) may be judged
-        against every kept day when too few of their own kind are kept (``_same_days``): the
-        zone's other days use no less in any hour, and not much more — a works running round
-        the clock, like steelco's pipes. The demo's steelco, in the history's first weeks:
-        a Sunday had a rest-day baseline of three days (Saturdays and a Sunday), its spread
-        widened by Student's t to 4 m³/h against an hourly scatter of 0.5, and an 11.8 m³/h
-        burst on its second Sunday scored 2.9 (seed 5, missed); a leak growing through its
-        third weekend was judged against spreads of 1.5–4 (seed 5, missed).
+    def _kinds_alike(self, hour: int) -> tuple[BoolArray, BoolArray]:
+        """[2, zones], twice: whether a zone's workdays (row 0) or rest days (row 1) may be
+        judged against every kept day when too few of their own kind are kept
+        (``_same_days``): the zone's other days use no less in any hour, and not much more —
+        a works running round the clock, like steelco's pipes. The demo's steelco, in the
+        history's first weeks: a Sunday had a rest-day baseline of three days (Saturdays and
+        a Sunday), its spread widened by Student's t to 4 m³/h against an hourly scatter of
+        0.5, and an 11.8 m³/h burst on its second Sunday scored 2.9 (seed 5, missed); a leak
+        growing through its third weekend was judged against spreads of 1.5–4 (seed 5,
+        missed).
 
-        Over the kept clean hours of the last ``days`` days, each hour of the day's median
-        on the days of the kind judged less that on the other days: every one of the 24
-        within ``alike_spreads`` of the workdays' scatter (1.4826 × their median absolute
-        deviation from their hour's median, the day's hours pooled; or the floor of the
-        meters' class, whichever is more) — the other days using less would pull the
-        baseline under the kind's own use (a false excess) — and their ``alike_q`` quantile
-        the other way within twice that (the other days using more blunt it). Every hour of the day must
-        be held by two workdays and one rest day, and the zone a balance (outflow meters). A
-        plant idle on its weekends, a town whose Sunday morning starts late, differ by far
-        more."""
+        Over the kept clean hours of the ``days`` − 1 days' hours before ``hour``, each hour
+        of the day's median on the days of the kind judged less that on the other days:
+        every one of the 24 within ``alike_spreads`` of the workdays' scatter (1.4826 × their
+        median absolute deviation from their hour's median, the day's hours pooled; or the
+        floor of the meters' class, whichever is more) — the other days using less would
+        pull the baseline under the kind's own use (a false excess) — and their ``alike_q``
+        quantile the other way within twice that (the other days using more blunt it). Every
+        hour of the day must be held by two workdays and one rest day, and the zone a
+        balance (outflow meters). A plant idle on its weekends, a town whose Sunday morning
+        starts late, differ by far more. The second array: alike, and the other days using
+        more than that limit over the kind's own (``blunt``).
+
+        Every hour, so by one sort per row (``_nanmedian_rows``), not numpy's NaN medians
+        and quantiles, whose masked path on rows this short was a tenth of a leak-only
+        replay's time; the same figures (a zero median's sign aside)."""
+        nz = len(self.layout.zones)
+        if not self.has_outflow.any():  # (no balance: none is alike — a town, a year's hours)
+            return np.zeros((2, nz), dtype=bool), np.zeros((2, nz), dtype=bool)
         n = self.p.days - 1
         pos, held = self._window(hour, n * 24, 1)
         ok = self.h_clean[:, pos] & held[None, :]
         values = np.where(ok, self._adjusted()[:, pos], np.nan)
-        nz = len(self.layout.zones)
-        # [zones, days, 24]: each row 24 hours in a row, so a column is one hour of the day
-        v = values.reshape(nz, n, 24)
-        work = (self.h_daytype[pos] == WORKDAY).reshape(n, 24)[None, :, :]
+        # [zones, 24, days]: a row per zone and hour of the day (the window need not start
+        # at midnight: each run of 24 hours holds every hour of the day once), its days along
+        v = values.reshape(nz, n, 24).transpose(0, 2, 1)
+        work = (self.h_daytype[pos] == WORKDAY).reshape(n, 24).T[None, :, :]
         w_vals = np.where(work, v, np.nan)
         r_vals = np.where(~work, v, np.nan)
         inflows = np.abs(self.inflow @ np.nan_to_num(self.h_flow[:, pos]))
-        q = self.p.alike_q
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            w_med = np.nanmedian(w_vals, axis=1)  # [zones, 24]
-            r_med = np.nanmedian(r_vals, axis=1)
-            scatter = 1.4826 * np.nanmedian(np.abs(w_vals - w_med[:, None, :]), axis=(1, 2))
-            floor = (
-                self.p.floor_share
-                * self.accuracy
-                * np.nanmedian(np.where(ok, inflows, np.nan), axis=1)
-            )
-            rest_over = np.nanquantile(r_med - w_med, q, axis=1)  # rest days use more
-            work_over = np.nanquantile(w_med - r_med, q, axis=1)
-            # (the side that pulls a baseline under the judged kind's use: every hour, a
-            # weekend's two hours of tank top-ups were leaks at the 90th percentile)
-            rest_top = np.nanmax(r_med - w_med, axis=1)
-            work_top = np.nanmax(w_med - r_med, axis=1)
-        counted = (np.isfinite(w_vals).sum(axis=1) >= 2) & (np.isfinite(r_vals).sum(axis=1) >= 1)
-        limit = self.p.alike_spreads * np.fmax(scatter, floor)
+        w_med = _nanmedian_rows(w_vals.reshape(nz * 24, n)).reshape(nz, 24)
+        r_med = _nanmedian_rows(r_vals.reshape(nz * 24, n)).reshape(nz, 24)
+        deviation = np.abs(w_vals - w_med[:, :, None]).reshape(nz, 24 * n)
+        scatter = 1.4826 * _nanmedian_rows(deviation)
+        kept_inflows = np.where(ok, inflows, np.nan)
+        floor = self.p.floor_share * self.accuracy * _nanmedian_rows(kept_inflows)
+        counted = (np.isfinite(w_vals).sum(axis=2) >= 2) & (np.isfinite(r_vals).sum(axis=2) >= 1)
         # only a balance (a zone with outflow meters: a district, a works' pipes less its
         # sub-meters), as for flat zones: one without is what it uses, a town's people (the
         # town's incipient leak on seed 1 was updated at 195 h, not 140, judged so)
         held_all = counted.all(axis=1) & self.has_outflow
+        # (a zone with every hour counted has both kinds' medians in every hour: no NaN, so
+        # the quantiles need no NaN handling; the others are not alike whatever they read)
+        over = np.where(held_all[:, None], r_med - w_med, 0.0)  # rest days use more
+        q = self.p.alike_q
+        rest_over = np.quantile(over, q, axis=1)
+        work_over = np.quantile(-over, q, axis=1)
+        # (the side that pulls a baseline under the judged kind's use: every hour, a
+        # weekend's two hours of tank top-ups were leaks at the 90th percentile)
+        rest_top, work_top = over.max(axis=1), (-over).max(axis=1)
+        limit = self.p.alike_spreads * np.fmax(scatter, floor)
         alike: BoolArray = np.stack(
             [
                 held_all & (work_top <= limit) & (rest_over <= 2 * limit),
@@ -1099,8 +1113,8 @@ class ZoneLeaks(Detector):
         )
         # …and where the other days use more than ``limit`` over the kind's own: the pooled
         # baseline stands over its use, an excess reads short (``_blunt_start``)
-        self.blunt = alike & np.stack([rest_over > limit, work_over > limit])
-        return alike
+        blunt: BoolArray = alike & np.stack([rest_over > limit, work_over > limit])
+        return alike, blunt
 
     def _same_days(self, hour: int, daytype: int) -> FloatArray:
         """[zones, days]: this hour of the day on the clean days of the same kind kept (else
