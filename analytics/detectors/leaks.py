@@ -777,19 +777,10 @@ class ZoneLeaks(Detector):
         Sundays, holidays mixed, a spread widened for few days) is too loose to say a leak is
         gone: the town's seed 2 closed an event on a Saturday with 5 m³/h of leaks running,
         its hours then taught the baseline and three later leaks were missed. (Such a
-        baseline may be all an event open for weeks has to close on: hence the estimate.)
-        Nor is an open meter fault's hour judged against days of every kind (``mixed_now``)
-        in a zone that dropped a "blind" decision within the days kept: those days hold
-        hours the drop learnt as normal, the fault's maybe (seed 2's intake at 92 %, pooled
-        and dropped: its meter event closed on the Tuesday with the fault on, and the
-        Wednesday, judged against its own kind again, was a leak of the district — review
-        of steel18). Only there: elsewhere such hours closed a meter event a day or two
-        sooner after its repair."""
+        baseline may be all an event open for weeks has to close on: hence the estimate.)"""
         with np.errstate(invalid="ignore"):
             gone = own | (self.known <= 0) | (excess < 0.5 * self.known)
             quiet: BoolArray = judged & (z < 1.0) & ((self.state_ != LEAK) | gone)
-        dropped = (self.flat_from >= 0) & (self.hour - self.flat_from < self.p.days * 24)
-        quiet &= (self.state_ != METER) | ~self.mixed_now | ~dropped
         return quiet
 
     def _own_kind(self, hour: int, daytype: int) -> BoolArray:
