@@ -18,11 +18,11 @@ import yaml
 from analytics.detectors import DETECTORS, leaks
 from analytics.detectors.leaks import ZoneLeaks, off_production_share, production_meters
 from analytics.detectors.meter_faults import MeterFaults
+from analytics.detectors.robust import nanmedian_rows
 from analytics.detectors.waste_heat import (
     GJ_PER_TCE,
     KW_TO_GJ_PER_DAY,
     WasteHeat,
-    _nanmedian_rows,
     flue_heat_kw,
     water_heat_kw,
 )
@@ -639,64 +639,150 @@ def test_a_blind_decision_is_dropped_at_its_limit() -> None:
     assert detector.flat_from[0] == limit
 
 
-def _blind_case() -> tuple[Park, Any]:
-    """Seed 2's demo park, 5 days, the steelworks intake reading 92 % from the first Saturday
-    22:00 (hour 70): its district, judged on its pooled hours, stands out; the intake stands
-    out too but nothing can settle it yet: "blind" (review of cold16)."""
-    fault = Fault(
-        FaultKind.METER_UNDER_REGISTRATION,
-        FIRST_THURSDAY_MS + 70 * 3_600_000,
-        FIRST_THURSDAY_MS + 6 * 86_400_000,
-        meter="steelco-water",
-        magnitude=0.92,
-    )
+def _blind_case(gap: bool, days: float = 6.0) -> tuple[Park, Any]:
+    """Seed 2's demo park, 6 days from the first Thursday, the steelworks intake reading 92 %
+    from the first Saturday 22:00 (hour 70): its district stands out, the intake stands out
+    too but nothing can settle it yet: "blind" (review of cold16). With ``gap``, the
+    district main is silent on the first Friday 10:00–11:00: that hour of the day then has
+    one workday kept until the Monday, so the district's kinds of day are not told alike
+    (``_kinds_alike``) before the Tuesday, and its Sunday and Monday are judged on its
+    pooled hours (``_flat_baseline``) as before steel17; without it they are alike from the
+    Sunday and judged against every kept day. The intake's fault lasts past the ``days``
+    replayed. The scenario is tuned (one particular 1-h gap keeps the rule off): if it stops
+    pooling, rebuild the scenario — do not loosen the tests' asserts."""
+    faults = [
+        Fault(
+            FaultKind.METER_UNDER_REGISTRATION,
+            FIRST_THURSDAY_MS + 70 * 3_600_000,
+            FIRST_THURSDAY_MS + int((days + 1) * 86_400_000),
+            meter="steelco-water",
+            magnitude=0.92,
+        )
+    ]
+    if gap:
+        at = FIRST_THURSDAY_MS + 34 * 3_600_000
+        faults.append(Fault(FaultKind.COMM_LOSS, at, at + 3_600_000, meter="water-d1"))
     park = Park.from_yaml(DEMO_PARK)
-    return park, simulated_rows(park, FIRST_THURSDAY_MS, 5.0, seed=2, faults=[fault])
+    return park, simulated_rows(park, FIRST_THURSDAY_MS, days, seed=2, faults=faults)
+
+
+def _local_hour(t_ms: int) -> int:
+    """The detector's hour number of ``t_ms``: hours since 1970 on the demo park's clock."""
+    return int(ParkContext(Park.from_yaml(DEMO_PARK)).local_ms(np.array([t_ms]))[0]) // 3_600_000
+
+
+def _blind_replay(
+    gap: bool, monkeypatch: pytest.MonkeyPatch, days: float = 6.0
+) -> tuple[list[Any], list[Any], list[tuple[int, str, bool, bool]], ZoneLeaks]:
+    """The blind case replayed: its events, the drops marked on balance points, the
+    district's verdicts (local hour since the first Thursday, verdict, judged on pooled
+    hours, judged against every kind's days) and the detector as it ended."""
+    verdicts: list[tuple[int, str, bool, bool]] = []
+    explain = ZoneLeaks._explain
+    first = _local_hour(FIRST_THURSDAY_MS)
+
+    def recording(self: ZoneLeaks, zi: int, hour: int) -> tuple[str, int, float]:
+        verdict = explain(self, zi, hour)
+        if self.layout.zones[zi].id == "water-d1":
+            pooled, mixed = bool(self.pooled_now[zi]), bool(self.mixed_now[zi])
+            verdicts.append((hour - first, verdict[0], pooled, mixed))
+        return verdict
+
+    monkeypatch.setattr(ZoneLeaks, "_explain", recording)
+    park, rows = _blind_case(gap, days)
+    engine = ParkEngine(park, [ZoneLeaks])
+    points: list[Any] = []
+    report = replay(engine, rows, on_advance=lambda adv: points.extend(adv.points))
+    monkeypatch.setattr(ZoneLeaks, "_explain", explain)
+    dropped = [p for p in points if p.fields.get("blind_dropped")]
+    detector = next(i.detector for i in engine.instances if isinstance(i.detector, ZoneLeaks))
+    return report.events, dropped, verdicts, detector
 
 
 def test_a_blind_decision_on_a_simulated_park_is_dropped_without_an_event(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """End to end, the blind case (``_blind_case``): its district's decision gets "blind"
-    verdicts hour after hour, and is dropped exactly ``blind_h`` hours after the first: no
-    event of any kind (main has none either), the drop marked on the district's balance
-    point of that hour, ``flat_from`` set to it, and nothing reopened after it."""
-    verdicts: list[tuple[int, str]] = []
-    explain = ZoneLeaks._explain
-
-    def recording(self: ZoneLeaks, zi: int, hour: int) -> tuple[str, int, float]:
-        verdict = explain(self, zi, hour)
-        if self.layout.zones[zi].id == "water-d1":
-            verdicts.append((hour, verdict[0]))
-        return verdict
-
-    monkeypatch.setattr(ZoneLeaks, "_explain", recording)
-    park, rows = _blind_case()
-    engine = ParkEngine(park, [ZoneLeaks])
-    points: list[Any] = []
-    report = replay(engine, rows, on_advance=lambda adv: points.extend(adv.points))
-    assert not report.events
-    blind = [hour for hour, verdict in verdicts if verdict == "blind"]
+    """End to end, the blind case on pooled hours (``_blind_case`` with its Friday gap): its
+    district's decision gets "blind" verdicts hour after hour on its pooled hours, and is
+    dropped exactly ``blind_h`` hours after the first: no leak, the drop marked on the
+    district's balance point of that hour and ``flat_from`` set to it. From the Tuesday the
+    district's kinds of day are alike, it is judged against every kept day, and the intake
+    is blamed for its reading low."""
+    events, dropped, verdicts, detector = _blind_replay(True, monkeypatch)
+    assert [(e.kind, e.meter) for e in events] == [("meter_under_registration", "steelco-water")]
+    blind = [hour for hour, verdict, *_ in verdicts if verdict == "blind"]
     assert blind
-    dropped = [p for p in points if p.fields.get("blind_dropped")]
-    assert [p.tags["zone"] for p in dropped] == ["water-d1"]
     drop = blind[0] + leaks.LeakParams().blind_h - 1
-    detector = next(i.detector for i in engine.instances if isinstance(i.detector, ZoneLeaks))
+    # blind every hour on pooled hours up to the drop; after it, only on hours judged
+    # against every kind's days
+    assert [v[1:3] for v in verdicts if blind[0] <= v[0] <= drop] == [("blind", True)] * 24
+    assert all(mixed for hour, verdict, _, mixed in verdicts if verdict == "blind" and hour > drop)
+    assert "meter" in [verdict for hour, verdict, *_ in verdicts if hour > drop]
+    assert [(p.tags["zone"], p.t_ms) for p in dropped] == [
+        ("water-d1", FIRST_THURSDAY_MS + drop * 3_600_000)
+    ]
+    # the intake itself is blamed only later, once its district is judged again
+    assert events[0].detected_at_ms > FIRST_THURSDAY_MS + (drop + 1) * 3_600_000
     zi = [z.id for z in detector.layout.zones].index("water-d1")
-    assert detector.flat_from[zi] == drop
-    assert blind[-1] == drop  # nothing judged blind, nor opened, after the drop
-    assert detector.state_[zi] == leaks.QUIET
+    assert int(detector.flat_from[zi]) - _local_hour(FIRST_THURSDAY_MS) == drop
+    assert detector.alike[0, zi]  # (the rule took over on the Tuesday)
 
 
-def test_a_pooled_history_is_the_same_in_any_chunks_and_over_snapshots(
+def test_a_round_the_clock_districts_blind_decision_ends_as_its_intakes_meter_fault(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The blind case (``_blind_case``: pooled hours, "blind" verdicts, a drop, ``flat_from``
-    set) — which the contract's chunking and snapshot checks never reach (their zones are
-    never pooled): its detector's blocks fed straight, or with its state pickled and
+    """The blind case on a district whose kinds of day are alike (``_blind_case`` without
+    the gap): from the Sunday its hours are judged against every kept day, not pooled. Its
+    excess waits as a slow leak's (no meter has days of the kind to split the balance by,
+    ``_unsplit``), is then "blind" (nothing settles the intake) but never dropped, and the
+    intake is blamed once Tuesday's hours settle it: one event, the intake's reading low,
+    no leak. (Pooled, before steel17, the decision was dropped; without the blind verdict on
+    such hours it was a leak of the district.)"""
+    events, dropped, verdicts, _ = _blind_replay(False, monkeypatch)
+    assert [(e.kind, e.meter) for e in events] == [("meter_under_registration", "steelco-water")]
+    assert dropped == []
+    assert not any(pooled for *_, pooled, _ in verdicts)
+    blind = [mixed for _, verdict, _, mixed in verdicts if verdict == "blind"]
+    assert blind
+    assert all(blind)
+    assert verdicts[-1][1] == "meter"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "issue 8 follow-up: after the drop, hours judged against every kind's days "
+        "(mixed_now) close the district's meter decision at 137 h with the fault on; the "
+        "Wednesday, judged against its own kind, is then a leak at 150 h. Not closing on "
+        "those hours instead left it open after a repair (206 h past one; its open hours "
+        "are never clean, so no days of its own kind come)"
+    ),
+)
+def test_a_dropped_blind_decisions_meter_fault_stays_open_while_it_lasts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The pooled blind case (``_blind_case`` with its gap) run 9 days, the intake's fault on
+    to the end (review of steel18): one event, the intake's reading low, open to the end —
+    no leak of the district. It fails today: see the xfail's reason."""
+    events, dropped, _, _ = _blind_replay(True, monkeypatch, days=9.0)
+    assert len(dropped) == 1
+    assert [(e.kind, e.meter, e.end_ms) for e in events] == [
+        ("meter_under_registration", "steelco-water", None)
+    ]
+
+
+@pytest.mark.parametrize("gap", [True, False], ids=["pooled-drop", "alike-meter"])
+def test_a_pooled_history_is_the_same_in_any_chunks_and_over_snapshots(
+    gap: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The blind cases (``_blind_case``: pooled hours, "blind" verdicts, a drop, ``flat_from``
+    set, then the kinds of day alike; or alike from the Sunday, blind, the intake blamed) —
+    which the contract's chunking and snapshot checks never reach (their zones are never
+    pooled, nor blind): its detector's blocks fed straight, or with its state pickled and
     restored into a fresh one at hour boundaries before, during and after the blind
     decision, give the same findings and the same state (``flat_from``, ``blind_at``
-    included); replayed in stretches of 7 and 1000 slots, the same events."""
+    included) and the same kinds of day alike (not state: recomputed each hour); replayed
+    in stretches of 7 and 1000 slots, the same events and drops."""
     blocks: list[Any] = []
     fresh: list[ZoneLeaks] = []
     update = ZoneLeaks.update
@@ -708,8 +794,11 @@ def test_a_pooled_history_is_the_same_in_any_chunks_and_over_snapshots(
         return update(self, block)
 
     monkeypatch.setattr(ZoneLeaks, "update", recording)
-    park, rows = _blind_case()
-    events = replay(ParkEngine(park, [ZoneLeaks]), rows).events
+    park, rows = _blind_case(gap)
+    points: list[Any] = []
+    events = replay(
+        ParkEngine(park, [ZoneLeaks]), rows, on_advance=lambda adv: points.extend(adv.points)
+    ).events
     monkeypatch.setattr(ZoneLeaks, "update", update)
 
     def feed(detector: ZoneLeaks, part: list[Any]) -> list[tuple[str, str, int, bool]]:
@@ -719,10 +808,25 @@ def test_a_pooled_history_is_the_same_in_any_chunks_and_over_snapshots(
             for f in detector.update(b).findings
         ]
 
+    def drops(found: list[Any]) -> list[tuple[str, int]]:
+        return [(p.tags["zone"], p.t_ms) for p in found if p.fields.get("blind_dropped")]
+
     straight = copy.deepcopy(fresh[0])
-    whole = feed(straight, blocks)
-    assert (straight.flat_from >= 0).any()
-    for hours in (40, 75, 90, 100, 110):
+    whole: list[tuple[str, str, int, bool]] = []
+    # ``alike`` and ``blunt`` are recomputed every hour from persisted state, not persisted:
+    # kept after each block, to check them an hour past each restore, not only at the end
+    rules: list[tuple[Any, Any]] = []
+    for b in blocks:
+        whole += feed(straight, [b])
+        rules.append((straight.alike.copy(), straight.blunt.copy()))
+    zi = [z.id for z in straight.layout.zones].index("water-d1")
+    if gap:
+        assert straight.flat_from[zi] >= 0
+        assert len(drops(points)) == 1
+    else:
+        assert [f[0] for f in whole] == ["meter_under_registration"]
+    assert straight.alike[0, zi]
+    for hours in (40, 75, 90, 100, 110, 121, 125):
         # the first block of that hour's stretch: where the service would snapshot
         cut = next(
             i for i, b in enumerate(blocks) if b.start_ms >= FIRST_THURSDAY_MS + hours * 3_600_000
@@ -731,17 +835,77 @@ def test_a_pooled_history_is_the_same_in_any_chunks_and_over_snapshots(
         found = feed(first, blocks[:cut])
         second = copy.deepcopy(fresh[0])
         second.restore(pickle.loads(pickle.dumps(first.state())))
-        assert found + feed(second, blocks[cut:]) == whole, hours
+        # (two hours on: past at least one hour finished after the restore)
+        later = next(
+            i
+            for i, b in enumerate(blocks)
+            if b.start_ms >= FIRST_THURSDAY_MS + (hours + 2) * 3_600_000
+        )
+        found += feed(second, blocks[cut:later])
+        assert np.array_equal(second.alike, rules[later - 1][0]), hours
+        assert np.array_equal(second.blunt, rules[later - 1][1]), hours
+        assert found + feed(second, blocks[later:]) == whole, hours
         for (name, mine), (_, theirs) in zip(second._fields(), straight._fields(), strict=True):
             if isinstance(mine, np.ndarray):
                 assert np.array_equal(mine, theirs, equal_nan=True), (hours, name)
             else:
                 assert mine == theirs or (mine != mine and theirs != theirs), (hours, name)
+        assert np.array_equal(second.alike, straight.alike), hours
+        assert np.array_equal(second.blunt, straight.blunt), hours
     for every in (7, 1000):
-        chunked = replay(ParkEngine(park, [ZoneLeaks]), rows, advance_every_slots=every).events
+        chunk_points: list[Any] = []
+
+        def collect(adv: Any, into: list[Any] = chunk_points) -> None:
+            into.extend(adv.points)
+
+        chunked = replay(
+            ParkEngine(park, [ZoneLeaks]), rows, advance_every_slots=every, on_advance=collect
+        ).events
         assert [(e.kind, e.zone, e.meter) for e in chunked] == [
             (e.kind, e.zone, e.meter) for e in events
         ], every
+        assert drops(chunk_points) == drops(points), every
+
+
+def test_a_meter_reading_low_from_a_sunday_on_an_alike_zone_waits_12_hours() -> None:
+    """Seed 2's steelco cooling make-up meter reading 83.1 % from the history's third
+    Sunday, 15:13 local (README, the eight histories). The works' pipes (steelco-water,
+    less that meter) have kinds of day alike (``_kinds_alike``) and two Sundays kept, so the
+    Sunday is judged against every kept day — whose workdays use more than its Sundays, so
+    the meter's lost 2.9 m³/h read as 1.8 and did not account for the excess: a leak of the
+    works at 7 h. An excess begun on such an hour waits as a slow leak's (``_blunt_start``):
+    the meter is blamed within 12 h of the fault, and no leak is reported."""
+    fault = Fault(
+        FaultKind.METER_UNDER_REGISTRATION,
+        1_795_331_580_000,  # 2026-11-22 15:13 local, a Sunday
+        1_795_660_380_000,
+        meter="steelco-cooling",
+        magnitude=0.831,
+    )
+    park = Park.from_yaml(DEMO_PARK)
+    rows = simulated_rows(park, FIRST_THURSDAY_MS, 18.5, seed=2, faults=[fault])
+    blunt: list[bool] = []
+    judge = ZoneLeaks._judge
+
+    def recording(self: ZoneLeaks, zi: int, hour: int, *args: Any) -> None:
+        if self.layout.zones[zi].id == "steelco-water" and self.state_[zi] == leaks.DECIDING:
+            blunt.append(self._blunt_start(zi))
+        judge(self, zi, hour, *args)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ZoneLeaks, "_judge", recording)
+        events = replay(ParkEngine(park, [ZoneLeaks]), rows).events
+    assert [e for e in events if e.family is Family.LEAK] == []
+    found = [(e.kind, e.meter) for e in events]
+    assert found == [("meter_under_registration", "steelco-cooling")]
+    meter = events[0]
+    # the 12 h is the wait itself (``decide_h``): found 11.8 h after the fault, so the margin
+    # is small on purpose — a blame later than the wait means the wait did not hold
+    wait_ms = leaks.LeakParams().decide_h * 3_600_000
+    assert fault.start_ms < meter.detected_at_ms <= fault.start_ms + wait_ms
+    # the zone decided on an excess begun on such an hour (the wait is what held it)
+    assert blunt
+    assert all(blunt)
 
 
 def _yard_park() -> Park:
@@ -1822,7 +1986,7 @@ def test_an_open_leaks_hours_do_not_teach_the_production_fit() -> None:
 
 
 def test_waste_heats_row_medians_are_numpys_to_the_bit() -> None:
-    """``_nanmedian_rows`` (one sort) gives what ``np.nanmedian(axis=1)`` gives, bit for bit:
+    """``nanmedian_rows`` (one sort) gives what ``np.nanmedian(axis=1)`` gives, bit for bit:
     odd and even counts, rows without values or without columns, infinities of either sign,
     rows short and long (equal up to a zero's sign, which only negative input can flip)."""
     rng = np.random.default_rng(7)
@@ -1836,7 +2000,7 @@ def test_waste_heats_row_medians_are_numpys_to_the_bit() -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: numpy warns
             expected = np.nanmedian(a, axis=1)
-        assert np.array_equal(_nanmedian_rows(a), expected, equal_nan=True)
+        assert np.array_equal(nanmedian_rows(a), expected, equal_nan=True)
     # infinities of both signs among finite values, a row of infinities only, no columns
     a = np.array(
         [
@@ -1845,9 +2009,9 @@ def test_waste_heats_row_medians_are_numpys_to_the_bit() -> None:
             [np.inf, np.inf, np.inf, np.nan, np.nan],
         ]
     )
-    assert np.array_equal(_nanmedian_rows(a), np.nanmedian(a, axis=1))
-    assert np.array_equal(_nanmedian_rows(a), [1.5, 3.0, np.inf])
-    assert np.isnan(_nanmedian_rows(np.empty((3, 0)))).all()
+    assert np.array_equal(nanmedian_rows(a), np.nanmedian(a, axis=1))
+    assert np.array_equal(nanmedian_rows(a), [1.5, 3.0, np.inf])
+    assert np.isnan(nanmedian_rows(np.empty((3, 0)))).all()
 
 
 def test_an_air_leak_from_a_histories_first_sunday_is_found_within_a_day() -> None:
@@ -1984,3 +2148,79 @@ def test_the_production_model_is_not_moved_by_one_hours_demand_peak() -> None:
     a, b, _, _ = detector.model[zone]
     assert b == pytest.approx(0.5, rel=0.01)
     assert a == pytest.approx(100.0, abs=2.0)
+
+
+def _round_the_clock(
+    days: int, seed: int, sunday_less: float, extra: Any = None, plant_read: Any = None
+) -> np.ndarray:
+    """Rows main, plant, boiler at 5-minute slots from a Monday 00:00: a works running round
+    the clock, as the demo's steelco — its own use 24.6 m³/h by day, 2.4 more at night
+    (23–07), every day alike but its Sundays, ``sunday_less`` under; days 2 % apart, its
+    hours scattering by 0.3 — beside a cooling make-up sub-meter of a steady 15 m³/h.
+    ``extra(days)`` adds to the works' use, ``plant_read(days)`` is the share of its flow
+    the sub-meter registers (days since the start)."""
+    rng = np.random.default_rng(seed)
+    slots = days * DAY_SLOTS
+    t_days = np.arange(slots) / DAY_SLOTS
+    day = t_days.astype(np.int64)
+    hour = (t_days - day) * 24
+    sunday = (day % 7) == 6
+    daily = 1 + 0.02 * rng.standard_normal(days)[day]
+    night = (hour >= 23) | (hour < 7)
+    use = (24.6 + 2.4 * night - sunday_less * sunday) * daily + rng.standard_normal(slots)
+    if extra is not None:
+        use = use + extra(t_days)
+    plant = (15.0 + 10.0 * ((hour >= 8) & (hour < 20))) * (1 + 0.01 * rng.standard_normal(slots))
+    read = plant if plant_read is None else plant * plant_read(t_days)
+    steam = 5.0 * (1 + 0.01 * rng.standard_normal(slots))
+    return np.vstack([plant + use, read, steam])
+
+
+def test_a_burst_on_a_round_the_clock_works_second_sunday_is_found() -> None:
+    """Seed 5's steelco: an 11.8 m³/h burst on the history's second Sunday, 03:00–10:00. A
+    Sunday then had a rest-day baseline of three days (two Saturdays and a Sunday, its
+    Sundays under the Saturdays), their spread widened for three days by Student's t: the
+    burst scored under 3 and was missed. The works' rest days use what its workdays do
+    (``_kinds_alike``), so a kind of day with fewer than three of its own is judged against
+    all the kept days: a burst within three hours."""
+    start, stop = 13 + 3 / 24, 13 + 10 / 24
+    values = _round_the_clock(21, 5, 0.8, extra=lambda d: 11.8 * ((d >= start) & (d < stop)))
+    found = [f for f in _site_findings(values) if f.zone == "district" and f.active]
+    assert [f.kind for f in found][:1] == ["water_burst"]
+    assert _at(start) < found[0].at_ms <= _at(start) + 3 * 3_600_000
+    assert len(_openings(found)) == 1
+
+
+def test_a_round_the_clock_works_stays_quiet_without_a_leak() -> None:
+    """The same works over five weeks, nothing wrong: judged against all its kept days in
+    its first weeks, it raises nothing."""
+    for seed in (1, 2, 3):
+        found = [f for f in _site_findings(_round_the_clock(35, seed, 0.8)) if f.active]
+        assert [f for f in found if f.zone == "district"] == []
+
+
+def test_kinds_alike_by_hand() -> None:
+    """A zone's kinds of day are alike where every hour's rest-day median sits within
+    ``alike_spreads`` of the workdays' scatter of its workday median (the other days may
+    use up to twice that more, ``blunt``), and not where its rest days use a third more."""
+    ctx = ParkContext(_site_park())
+    detector = ZoneLeaks(ctx, ZoneLeaks.select(ctx))
+    days = 14
+    hours = np.arange(days * 24, dtype=np.int64) + 1000 * 24
+    pos = hours % detector.ring
+    rest = (hours // 24) % 7 >= 5  # two rest days a week (only the kind of day matters)
+    detector.h_id[pos] = hours
+    detector.h_daytype[pos] = np.where(rest, SATURDAY, WORKDAY)
+    detector.h_clean[:, pos] = True
+    detector.h_flow[:, pos] = 40.0
+    rng = np.random.default_rng(0)
+    wobble = 0.2 * rng.standard_normal(hours.size)  # scatter 0.2: a limit of 3 × floor 0.4
+    for rest_over, alike, blunt in (
+        (0.3, (True, True), (False, False)),
+        (-1.5, (False, True), (False, True)),
+        (8.0, (False, False), (False, False)),
+    ):
+        detector.h_value[0, pos] = 25.0 + wobble + rest_over * rest
+        got, got_blunt = detector._kinds_alike(int(hours[-1]) + 1)  # the next day's
+        assert tuple(got[:, 0]) == alike, rest_over
+        assert tuple(got_blunt[:, 0]) == blunt, rest_over

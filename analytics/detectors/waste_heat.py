@@ -35,6 +35,7 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
+from analytics.detectors.robust import nanmedian_rows
 from analytics.engine.contract import (
     Block,
     DerivedPoint,
@@ -264,7 +265,7 @@ class WasteHeat(Detector):
             var = (dx * dx).sum(axis=1)
             slope = np.where(var > 1e-9, (dx * dy).sum(axis=1) / np.maximum(var, 1e-12), 0.0)
             resid = np.where(ok, dy - slope[:, None] * dx, np.nan)
-            scale = 1.4826 * _nanmedian_rows(np.abs(resid))
+            scale = 1.4826 * nanmedian_rows(np.abs(resid))
         fit = my + slope * (x - mx)
         scale = np.fmax(scale, self.p.min_scale)
         enough = n >= self.p.min_hours
@@ -409,19 +410,3 @@ def _sources(ctx: ParkContext) -> tuple[list[_Source], list[SeriesKey]]:
             )
         )
     return out, series
-
-
-def _nanmedian_rows(a: FloatArray) -> FloatArray:
-    """``np.nanmedian(a, axis=1)`` by one sort, bit-identical for non-negative input (the
-    middle value, or the two middle ones' (low + high) / 2; NaN for a row without values or
-    with no columns); with negative values a zero median's sign may differ. For rows this
-    short numpy takes a masked-array path that was ~3 % of the engine's time at 10,000
-    meters."""
-    if a.shape[1] == 0:
-        return np.full(a.shape[0], np.nan)
-    ordered = np.sort(a, axis=1)  # NaN sorts last
-    n = (~np.isnan(a)).sum(axis=1)
-    rows = np.arange(a.shape[0])
-    low = ordered[rows, np.maximum(n - 1, 0) // 2]
-    high = ordered[rows, n // 2 - (n == 0)]
-    return np.where(n > 0, (low + high) / 2, np.nan)
