@@ -9,16 +9,20 @@ A ticker closes slots of gateways that fell silent.
 What the engine produces goes through a bounded queue to one output task, so a slow write
 never stalls the stream: points and events to InfluxDB (``anomaly``, ``demand_15m``, virtual
 meters), events to ``pw/v1/{park}/alerts/{kind}`` at QoS 1. When the queue is full the stream
-waits (events are never dropped). Events found while warming up from history are written to
-InfluxDB (the same id overwrites the same point) but not re-published as alerts.
+waits (events are never dropped). With its outputs the worker writes a progress mark per park
+(``analytics_progress``: the data time its outputs are complete to, the latest stamp written
+per measurement).
 
 At start-up the engine is restored from its last snapshot (``state_dir``) when there is one,
 then refilled from InfluxDB's raw data since then (at most ``rebuild_s``); a park with no usable
 snapshot is rebuilt from the last ``rebuild_s`` of raw data (from the slice grid, so rebuilds
-give the same event ids; only events of the last ``warmup_s`` are written), so a restart, an
-upgrade or a new worker loses no context. History is read a slice (``history_slice_s``) at a
-time, in time order, a slice retried a few times on an unreachable InfluxDB: memory stays
-bounded by a slice, and the detectors give the same events in any chunks.
+give the same event ids), so a restart, an upgrade or a new worker loses no context. What the
+refill finds is written from the earlier worker's progress mark on (its horizon; ``warmup_s``
+ago with no mark): an event message only if InfluxDB does not hold that event at that time or
+later (``updated_ms``), and then also published, once a mark says an earlier worker stopped
+there (events of its outage: nobody published them). History is read a slice
+(``history_slice_s``) at a time, in time order, a slice retried a few times on an unreachable
+InfluxDB: memory stays bounded by a slice, and the detectors give the same events in any chunks.
 """
 
 from __future__ import annotations
@@ -29,10 +33,12 @@ import logging
 import pickle
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiomqtt
 import numpy as np
@@ -46,7 +52,7 @@ from analytics.engine.engine import Advanced, Batch, ParkEngine, Rows
 from analytics.settings import AnalyticsSettings
 from analytics.warm import freeze_start_up, keep_freed_memory, warm_up
 from parkwatch import mqtt, topics
-from parkwatch.events import Event
+from parkwatch.events import ANOMALY_MEASUREMENT, Event
 from parkwatch.influx import (
     InfluxError,
     InfluxReader,
@@ -65,6 +71,7 @@ from parkwatch.tasks import honour_cancel
 from parkwatch.wire import parse_batch
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Raised whenever a detector's state changes shape, so an older snapshot is set aside
 # with a clear log line (2: the baseline's slow scale replaced its variability record; the leak
@@ -82,6 +89,25 @@ log = logging.getLogger(__name__)
 SNAPSHOT_VERSION = 11
 # a slice of history is read again this many times when InfluxDB is unreachable for a moment
 HISTORY_RETRIES = 8
+# per park, written with its outputs: ``through_ms`` (the data time the engine's outputs are
+# complete to) and, per measurement written, the latest stamp (fields named after it); one
+# point per park and hour, at the hour of ``through_ms``
+PROGRESS_MEASUREMENT = "analytics_progress"
+HOUR_MS = 3_600_000
+
+
+@dataclass
+class Horizon:
+    """Where a refill's outputs start for one park: what an earlier worker already stored."""
+
+    through_ms: int  # its progress mark (capped at rebuild_s), or the default without one
+    marked: bool  # a mark was found: an earlier worker stopped there
+    stamps: dict[str, int] = field(default_factory=dict)  # measurement → latest stamp written
+    # event id → the data time of its message InfluxDB holds (the latest written)
+    stored: dict[str, int] = field(default_factory=dict)
+    # (measurement, virtual meter) → its first point stored in the refill's span (none: the
+    # span's end): a virtual meter added since is backfilled over the whole span
+    virtual_from: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 class AnalyticsMetrics:
@@ -136,9 +162,14 @@ class AnalyticsService:
         self.metrics = AnalyticsMetrics()
         self.sessions = SessionLoop(OutageLog(log, f"MQTT broker at {settings.mqtt.url}"))
         self.subscribed = self.sessions.up
-        self.outputs: asyncio.Queue[tuple[str, Advanced, bool]] = asyncio.Queue(
+        # (park, outputs, the data time the park's outputs are complete to once they are in)
+        self.outputs: asyncio.Queue[tuple[str, Advanced, int | None]] = asyncio.Queue(
             settings.output_queue
         )
+        # per park, the progress mark as written so far (kept monotone: a backfill's older
+        # stamps do not lower it)
+        self.progress: dict[str, dict[str, int]] = {}
+        self.horizons: dict[str, Horizon] = {}  # per park, where its refill's outputs started
         # events to publish on the alerts topics, apart from the writes (bounded; when full,
         # the stream waits: an alert is never dropped while the broker is there)
         self.alerts: asyncio.Queue[tuple[str, Event]] = asyncio.Queue(settings.output_queue)
@@ -152,7 +183,7 @@ class AnalyticsService:
         self.rollup_config = RollupConfig(
             interval_s=settings.rollup_interval_s,
             recent_s=settings.rollup_recent_s,
-            catch_up_s=settings.warmup_s,
+            catch_up_s=settings.warmup_s,  # a park whose refill set no horizon
             retention_policy=settings.rollup_retention_policy,
             raw_retention=settings.raw_retention,
         )
@@ -310,7 +341,9 @@ class AnalyticsService:
             for event in advanced.events:
                 await self.alerts.put((park, event))
         if advanced.events or advanced.points:
-            await self.outputs.put((park, advanced, publish))
+            emitted = self.engines[park].park_emitted
+            through = None if emitted is None else emitted * self.engines[park].step_ms
+            await self.outputs.put((park, advanced, through))
             self.metrics.queue.set(self.outputs.qsize())
 
     # --- outputs -------------------------------------------------------------------------------
@@ -324,14 +357,28 @@ class AnalyticsService:
             await self._write(writer, items)
 
     async def _write(
-        self, writer: InfluxWriter, items: Sequence[tuple[str, Advanced, bool]]
+        self, writer: InfluxWriter, items: Sequence[tuple[str, Advanced, int | None]]
     ) -> None:
         lines: list[str] = []
-        for park, advanced, _ in items:
+        marks: set[str] = set()
+        for park, advanced, through in items:
             lines.extend(self._point_line(park, p) for p in advanced.points)
             for event in advanced.events:
                 lines.append(event.line(self._enterprise(park, event)))
                 self.metrics.events.labels(event.kind, event.state.value).inc()
+            mark = self.progress.setdefault(park, {})
+            for p in advanced.points:
+                mark[p.measurement] = max(mark.get(p.measurement, p.t_ms), p.t_ms)
+            if through is not None:
+                mark["through_ms"] = max(mark.get("through_ms", through), through)
+            marks.add(park)
+        n_outputs = len(lines)
+        # after the outputs, in the same batch: a mark never runs ahead of what it marks
+        for park in sorted(marks):
+            mark = self.progress[park]
+            if "through_ms" in mark:
+                at = mark["through_ms"] // HOUR_MS * HOUR_MS
+                lines.append(encode_point(PROGRESS_MEASUREMENT, {"park": park}, dict(mark), at))
         if not lines:
             return
         try:
@@ -344,8 +391,8 @@ class AnalyticsService:
             return
         n_events = sum(len(a.events) for _, a, _ in items)
         self.events_written += n_events
-        self.points_written += len(lines) - n_events
-        self.metrics.points.inc(len(lines) - n_events)
+        self.points_written += n_outputs - n_events
+        self.metrics.points.inc(n_outputs - n_events)
 
     def _point_line(self, park: str, point: DerivedPoint) -> str:
         return encode_point(
@@ -440,7 +487,10 @@ class AnalyticsService:
         ):
             await ensure_retention(reader, config)
             for park, p in self.registry.parks.items():
-                self.rollups[park] = RollupJob(p, reader, writer, config)
+                job = self.rollups[park] = RollupJob(p, reader, writer, config)
+                horizon = self.horizons.get(park)
+                if horizon is not None:  # the hours since the earlier worker's are caught up
+                    job.done_ms = horizon.through_ms
             outage = OutageLog(log, "the accounting's rollups")
             while True:
                 now_ms = int(time.time() * 1000)
@@ -482,9 +532,9 @@ class AnalyticsService:
 
     async def _warm_up(self, restored: frozenset[str] = frozenset()) -> None:
         """Read raw data back from InfluxDB through each engine: since its snapshot for the
-        parks in ``restored``, the last ``rebuild_s`` for the others (and for snapshots older)."""
+        parks in ``restored``, the last ``rebuild_s`` for the others (and for snapshots older).
+        What it finds is written from the earlier worker's horizon on (:meth:`_horizon`)."""
         now_ms = int(time.time() * 1000)
-        horizon_ms = now_ms - int(self.settings.warmup_s * 1000)
         async with InfluxReader(self.settings.influx) as reader:
             for park, engine in self.engines.items():
                 rebuilding = park not in restored
@@ -505,27 +555,43 @@ class AnalyticsService:
                 fed = dropped = 0
                 lo = since
                 try:
+                    # without a mark: warm16's rule (a snapshot's time, or the last warmup_s)
+                    default = (
+                        since if not rebuilding else now_ms - int(self.settings.warmup_s * 1000)
+                    )
+                    # the events InfluxDB may hold of this engine: since the span's start, and
+                    # those a snapshot kept open from before it
+                    oldest = min([since, *(e.detected_at_ms for e in engine.events.open.values())])
+                    horizon = self.horizons[park] = await self._retried(
+                        park, partial(self._horizon, reader, engine, oldest, now_ms, default)
+                    )
+                    await self._retried(
+                        park, partial(_virtual_from, reader, engine, horizon, since, now_ms)
+                    )
                     # a slice at a time: a month of a large park does not fit in memory at once
                     for lo, hi in zip(edges, [*edges[1:], now_ms], strict=True):
-                        rows = await self._history_slice(reader, engine, lo, hi)
+                        rows = await self._retried(
+                            park, partial(history_rows, reader, engine, lo, hi)
+                        )
                         for chunk in rows:
                             advanced = engine.feed_rows(chunk)
                             ran = engine.advance(int(chunk.t_ms.max()))
                             advanced.events.extend(ran.events)
                             advanced.points.extend(ran.points)
                             fed += int(chunk.t_ms.size)
-                            if rebuilding:
-                                dropped += _keep_since(advanced, horizon_ms)
-                            await self._emit(park, advanced, publish=False)
-                    if rebuilding:
-                        # an event still open whose last message came before the horizon: its
-                        # state as it stands (the same id overwrites what an earlier worker wrote)
-                        still = [
-                            e
-                            for e in engine.events.open.values()
-                            if (e.updated_at_ms or e.detected_at_ms) < horizon_ms
-                        ]
-                        await self._emit(park, Advanced(events=still), publish=False)
+                            dropped += _keep_new(advanced, horizon)
+                            await self._emit(park, advanced, publish=horizon.marked)
+                    # an event still open whose last message came before the horizon, which
+                    # InfluxDB does not hold (a rebuild's engine may see an event the earlier
+                    # worker did not): its state as it stands, so that its close has an
+                    # opening; not published (its messages' time was the earlier worker's)
+                    still = [
+                        e
+                        for e in engine.events.open.values()
+                        if (e.updated_at_ms or e.detected_at_ms) < horizon.through_ms
+                        and e.id not in horizon.stored
+                    ]
+                    await self._emit(park, Advanced(events=still), publish=False)
                 except InfluxError as exc:
                     log.error(
                         "%s: %s from InfluxDB given up at %s after %d values, going on live: %s",
@@ -537,32 +603,70 @@ class AnalyticsService:
                     )
                     continue
                 log.info(
-                    "%s: %s on %d values of the last %.1f h in %.1f s%s",
+                    "%s: %s on %d values of the last %.1f h in %.1f s, written from %s (%s)%s",
                     park,
                     "rebuilt (no usable snapshot)" if rebuilding else "warmed up",
                     fed,
                     (now_ms - since) / 3_600_000,
                     time.perf_counter() - started,
-                    f", {dropped} older event message(s) and point(s) not written (before warmup_s)"
-                    if rebuilding
+                    datetime.fromtimestamp(horizon.through_ms / 1000, UTC).isoformat(),
+                    "the earlier worker's mark" if horizon.marked else "no mark found",
+                    f", {dropped} older event message(s) and point(s) not written (already stored)"
+                    if dropped
                     else "",
                 )
         for engine in self.engines.values():
             engine.listening_from(int(time.time() * 1000))
 
-    async def _history_slice(
-        self, reader: InfluxReader, engine: ParkEngine, lo: int, hi: int
-    ) -> list[Rows]:
-        """One slice of history; a database that goes away for a moment is waited for a few
-        times (a rebuild reads for minutes) before the slice is given up."""
+    async def _horizon(
+        self, reader: InfluxReader, engine: ParkEngine, since_ms: int, now_ms: int, default_ms: int
+    ) -> Horizon:
+        """Where an earlier worker's stored outputs end for ``park``: its progress mark (no
+        older than ``rebuild_s``), else ``default_ms``; and the events InfluxDB holds detected
+        since ``since_ms`` (the refill's engine has no older ones)."""
+        park = engine.park.park
+        park_is = f"park = {qs(park)}"
+        floor = now_ms - int(self.settings.rebuild_s * 1000)
+        marks = await reader.query(
+            f"SELECT max(*) FROM {quote_ident(PROGRESS_MEASUREMENT)} WHERE {park_is} "
+            f"AND time >= {floor // HOUR_MS * HOUR_MS}ms"  # a mark older than rebuild_s is void
+        )
+        mark = {
+            c.removeprefix("max_"): int(v)
+            for s in marks
+            for c, v in zip(s.columns[1:], s.values[0][1:], strict=True)
+            if v is not None
+        }
+        through = mark.pop("through_ms", None)
+        horizon = Horizon(
+            through_ms=default_ms if through is None else min(max(through, floor), now_ms),
+            marked=through is not None,
+            stamps=mark,
+        )
+        stored = await reader.query(
+            f'SELECT "id", "updated_ms" FROM {quote_ident(ANOMALY_MEASUREMENT)} '
+            f"WHERE {park_is} AND time >= {since_ms}ms"
+        )
+        for series in stored:
+            for t, event_id, updated in series.values:
+                # a point written before updated_ms was: its opening's time at least
+                at = int(t if updated is None else updated)
+                horizon.stored[str(event_id)] = max(horizon.stored.get(str(event_id), at), at)
+        # a later mark never goes back past this one (nor, with none, past the default)
+        self.progress[park] = {**mark, "through_ms": horizon.through_ms}
+        return horizon
+
+    async def _retried(self, park: str, read: Callable[[], Awaitable[T]]) -> T:
+        """A read of history (a slice, the horizon); a database that goes away for a moment is
+        waited for a few times (a rebuild reads for minutes) before the read is given up."""
         backoff = Backoff(base_s=0.5, cap_s=15.0)
         for _ in range(HISTORY_RETRIES):
             try:
-                return await history_rows(reader, engine, lo, hi)
+                return await read()
             except InfluxUnavailableError as exc:
-                log.warning("%s: history read failed, retrying: %s", engine.park.park, exc)
+                log.warning("%s: history read failed, retrying: %s", park, exc)
                 await asyncio.sleep(backoff.next_delay())
-        return await history_rows(reader, engine, lo, hi)
+        return await read()
 
     def _snapshot_path(self) -> Path | None:
         d = self.settings.state_dir
@@ -628,20 +732,54 @@ class AnalyticsService:
                 log.warning("snapshot not written: %s", exc)
 
 
-def _keep_since(advanced: Advanced, horizon_ms: int) -> int:
-    """Drop from a rebuild's output what happened before ``horizon_ms`` (an earlier worker's,
-    already stored; a cold engine's early findings and balances depend on where the span
-    began); how many were dropped. An event counts by the time of its message, so the close of
-    an event opened earlier is kept."""
-    events = [e for e in advanced.events if (e.updated_at_ms or e.detected_at_ms) >= horizon_ms]
-    # hourly points are stamped at their hour's start: the hour the horizon falls in is kept
-    # (an earlier worker that stopped inside it never wrote it; rewriting it is harmless)
-    hour_ms = horizon_ms // 3_600_000 * 3_600_000
-    points = [p for p in advanced.points if p.t_ms >= hour_ms]
+def _keep_new(advanced: Advanced, horizon: Horizon) -> int:
+    """Drop from a refill's output what an earlier worker already stored (or, before its
+    horizon, what it covered: a cold engine's first findings and balances depend on where its
+    span began); how many were dropped. An event message counts by its own time (the close of
+    an event opened earlier is kept) and is kept unless InfluxDB holds the event at that time
+    or later; a point from the horizon's hour on (hourly points are stamped at the hour's
+    start), after the latest stamp the earlier worker wrote to its measurement."""
+    events = []
+    for e in advanced.events:
+        at = e.updated_at_ms or e.detected_at_ms
+        if at >= horizon.through_ms and horizon.stored.get(e.id, at - 1) < at:
+            events.append(e)
+            horizon.stored[e.id] = at
+    hour_ms = horizon.through_ms // HOUR_MS * HOUR_MS
+
+    def new(p: DerivedPoint) -> bool:
+        if p.t_ms < horizon.virtual_from.get((p.measurement, p.tags.get("meter", "")), p.t_ms):
+            return True  # a virtual meter's slot before its stored points begin
+        return p.t_ms >= hour_ms and p.t_ms > horizon.stamps.get(p.measurement, p.t_ms - 1)
+
+    points = [p for p in advanced.points if new(p)]
     dropped = len(advanced.events) - len(events) + len(advanced.points) - len(points)
     advanced.events[:] = events
     advanced.points[:] = points
     return dropped
+
+
+async def _virtual_from(
+    reader: InfluxReader, engine: ParkEngine, horizon: Horizon, since_ms: int, now_ms: int
+) -> None:
+    """Where each virtual meter's stored points begin in ``[since_ms, now_ms)`` (one query per
+    virtual series: a park has a few): before that, a refill writes its points too."""
+    tree = engine.ctx.tree
+    for key in engine.series:
+        meter = tree.meters[key.meter]
+        if not meter.is_virtual:
+            continue
+        measurement = meter.utility.value
+        found = await reader.query(
+            f"SELECT first({quote_ident(key.quantity)}) FROM {quote_ident(measurement)} "
+            f"WHERE park = {qs(engine.park.park)} AND meter = {qs(meter.id)} "
+            f"AND time >= {since_ms}ms AND time < {now_ms}ms"
+        )
+        at = int(found[0].values[0][0]) if found and found[0].values else now_ms
+        # a meter's quantities begin where its earliest stored one does (they come together)
+        horizon.virtual_from[measurement, meter.id] = min(
+            horizon.virtual_from.get((measurement, meter.id), at), at
+        )
 
 
 async def history_rows(

@@ -174,6 +174,9 @@ class Event:
             "severity": self.severity.value,
             "severity_rank": self.severity.rank,
             "start_ms": self.start_ms,
+            # the data time of the message it holds: a new worker tells from it which of its
+            # own messages an earlier worker already wrote and published (analytics.service)
+            "updated_ms": self.updated_at_ms or self.detected_at_ms,
             "open": self.end_ms is None,
             "evidence": orjson.dumps(self.evidence, option=orjson.OPT_SERIALIZE_NUMPY).decode(),
         }

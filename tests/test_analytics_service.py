@@ -11,6 +11,7 @@ import pickle
 import re
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,15 @@ import pytest
 from analytics.accounting.job import RollupJob
 from analytics.engine.contract import DerivedPoint
 from analytics.engine.engine import Advanced, Batch, ParkEngine, Rows
-from analytics.service import SNAPSHOT_VERSION, AnalyticsService, _keep_since, history_rows
+from analytics.service import (
+    SNAPSHOT_VERSION,
+    AnalyticsService,
+    Horizon,
+    _keep_new,
+    history_rows,
+)
 from analytics.settings import AnalyticsSettings
+from parkwatch import mqtt
 from parkwatch.events import Event, Family, Severity, State
 from parkwatch.influx import InfluxReader, InfluxUnavailableError, InfluxWriter, Series
 from parkwatch.lineprotocol import encode_point
@@ -423,17 +431,30 @@ def _rebuild_writes(expected: list[Event], reference: ParkEngine, horizon_ms: in
 
 
 async def _rebuild(
-    settings: AnalyticsSettings, now_ms: int, monkeypatch: pytest.MonkeyPatch
+    settings: AnalyticsSettings,
+    now_ms: int,
+    monkeypatch: pytest.MonkeyPatch,
+    published: list[bool] | None = None,
+    then: Callable[[AnalyticsService], Awaitable[None]] | None = None,
+    points: list[DerivedPoint] | None = None,
 ) -> tuple[AnalyticsService, list[Event], list[int], list[str]]:
-    """A service with no snapshot started at ``now_ms``: the events it wrote, the times it
-    fed, the history statements it sent."""
+    """A service started at ``now_ms`` (with no snapshot unless ``settings.state_dir`` holds
+    one), run until warm: the events it wrote, the times it fed, the history statements it
+    sent; ``published``, if given, gets whether each event written was also published (else:
+    none may be, as with no earlier worker's mark); ``then`` is awaited once it is warm;
+    ``points``, if given, gets the derived points it wrote."""
     service = AnalyticsService(settings, SiteRegistry([small_park()]))
     written: list[Event] = []
     emit = service._emit
 
     async def record(park: str, advanced: Advanced, *, publish: bool) -> None:
-        assert not publish  # history's events are written, not published
+        if published is None:
+            assert not publish  # no earlier worker's mark: history is written, not published
+        else:
+            published.extend([publish] * len(advanced.events))
         written.extend(advanced.events)
+        if points is not None:
+            points.extend(advanced.points)
         await emit(park, advanced, publish=publish)
 
     service._emit = record  # type: ignore[method-assign]
@@ -450,7 +471,7 @@ async def _rebuild(
     query = InfluxReader.query
 
     async def spy_query(reader: InfluxReader, statement: str) -> list[Series]:
-        if "AND time >=" in statement:
+        if "GROUP BY meter" in statement:  # history, not the horizon's queries
             statements.append(statement)
         return await query(reader, statement)
 
@@ -459,7 +480,25 @@ async def _rebuild(
         m.setattr(time, "time", lambda: now_ms / 1000)
         async with background(service.run()):
             await asyncio.wait_for(service.warm.wait(), timeout=60)
+            if then is not None:
+                await then(service)
     return service, written, fed, statements
+
+
+async def _fresh_database(settings: AnalyticsSettings, lines: list[str]) -> AnalyticsSettings:
+    """``settings`` on a new database holding only the raw ``lines``."""
+    influx = settings.influx.model_copy(update={"database": f"{settings.influx.database}_x"})
+    while True:  # the next free name
+        async with InfluxReader(influx) as reader:
+            names = {row[0] for s in await reader.query("SHOW DATABASES") for row in s.values}
+        if influx.database not in names:
+            break
+        influx = influx.model_copy(update={"database": f"{influx.database}x"})
+    async with InfluxReader(influx) as reader:
+        await reader.create_database()
+    async with InfluxWriter(influx) as writer:
+        await writer.write(lines)
+    return settings.model_copy(update={"influx": influx})
 
 
 @pytest.mark.anyio
@@ -509,7 +548,9 @@ async def test_a_worker_with_no_snapshot_is_rebuilt_from_days_of_history_in_slic
     assert engine.now_ms == reference.now_ms
     assert engine.park_emitted == reference.park_emitted
 
-    # four minutes earlier, in the same slice: the same start, the same events and ids
+    # four minutes earlier, in the same slice: the same start, the same events and ids (in a
+    # database of its own: the first rebuild's mark and events would make it write nothing)
+    settings = await _fresh_database(settings, lines)
     _, again, _, _ = await _rebuild(settings, now_ms - 240_000, monkeypatch)
     earlier = _rebuild_writes(expected, reference, horizon - 240_000)
     assert [(e.id, e.state) for e in again] == [(e.id, e.state) for e in earlier]
@@ -518,7 +559,7 @@ async def test_a_worker_with_no_snapshot_is_rebuilt_from_days_of_history_in_slic
     # found by the engine (same state), not written, counted in the log line — but the event,
     # still open, is written once as it stands
     caplog.set_level("INFO", logger="analytics.service")
-    short = settings.model_copy(update={"warmup_s": 6 * 3600})
+    short = (await _fresh_database(settings, lines)).model_copy(update={"warmup_s": 6 * 3600})
     latest = _rebuild_writes(expected, reference, now_ms - 6 * 3_600_000)
     # the step's event, still open, is written as it stands although it began before
     assert any((e.updated_at_ms or e.detected_at_ms) < now_ms - 6 * 3_600_000 for e in latest)
@@ -531,7 +572,7 @@ async def test_a_worker_with_no_snapshot_is_rebuilt_from_days_of_history_in_slic
 
 
 def test_a_rebuild_keeps_messages_and_points_by_their_own_time() -> None:
-    """``_keep_since``: an event's message counts by its own time (the close of an event
+    """``_keep_new``: an event's message counts by its own time (the close of an event
     opened before the horizon is kept, its opening is not); an hourly point counts from its
     hour's start, so the hour the horizon falls in is kept."""
     hour = 3_600_000
@@ -557,10 +598,36 @@ def test_a_rebuild_keeps_messages_and_points_by_their_own_time() -> None:
         DerivedPoint("zone_balance", {"zone": "z"}, {"score": 1.0}, t)
         for t in (99 * hour, 100 * hour, 101 * hour)
     ]
-    advanced = Advanced(events=[opened, closed], points=points)
-    assert _keep_since(advanced, horizon) == 2
+    advanced = Advanced(events=[opened, closed], points=list(points))  # a copy: it is cut
+    assert _keep_new(advanced, Horizon(horizon, marked=True)) == 2
     assert advanced.events == [closed]
     assert [p.t_ms for p in advanced.points] == [100 * hour, 101 * hour]
+
+    # what InfluxDB already holds is not written again: the event at its close's time (or
+    # later), a measurement up to its latest stamp; a virtual meter's slots before its first
+    # stored point are (a meter added since: backfilled)
+    virtual = [
+        DerivedPoint("electricity", {"meter": "net"}, {"p_kw": 1.0}, t)
+        for t in (90 * hour, 95 * hour, 100 * hour)
+    ]
+    stored = Horizon(
+        horizon,
+        marked=True,
+        stamps={"zone_balance": 100 * hour, "electricity": 100 * hour},
+        stored={"e1": 101 * hour},
+        virtual_from={("electricity", "net"): 95 * hour},
+    )
+    advanced = Advanced(events=[opened, closed], points=[*points, *virtual])
+    assert _keep_new(advanced, stored) == 2 + 2 + 2
+    assert advanced.events == []
+    assert [(p.measurement, p.t_ms) for p in advanced.points] == [
+        ("zone_balance", 101 * hour),
+        ("electricity", 90 * hour),
+    ]
+    # a message kept is remembered: the same message in a later chunk is not written twice
+    again = opened.with_state(State.UPDATED, updated_at_ms=102 * hour)
+    first, second = Advanced(events=[again]), Advanced(events=[again])
+    assert (_keep_new(first, stored), _keep_new(second, stored)) == (0, 1)
 
 
 @pytest.mark.anyio
@@ -609,7 +676,7 @@ async def test_an_influxdb_error_midway_is_retried_then_given_up_with_an_error(
 
     def failing(fail: set[int]) -> Any:
         async def q(reader: InfluxReader, statement: str) -> list[Series]:
-            if "AND time >=" in statement:
+            if "GROUP BY meter" in statement:  # history, not the horizon's queries
                 calls.append(len(calls))
                 if calls[-1] in fail:
                     raise InfluxUnavailableError("gone for a moment")
@@ -728,3 +795,164 @@ async def test_a_snapshot_of_another_version_leads_to_the_rebuild_span(
     # and the snapshot left behind is usable: the next start only warms up since its time
     second = AnalyticsService(settings, SiteRegistry([park]))
     assert second._restore_snapshot() == frozenset({"svc"})
+
+
+HOUR_MS = 3_600_000
+
+
+def _steps_history(now_ms: int, days: int) -> list[str]:
+    """``days`` days of a factory's 5-minute load (as ``_days_of_history``) up to five minutes
+    ago, with a lasting step from 14 h to 8 h ago and a larger one from 3 h to 2 h ago: a
+    worker stopped 10 h ago saw the first event open; the ten hours after hold its close
+    (more than ``warmup_s`` ago, which bounded warm16's rebuild) and the second's opening."""
+    start = (now_ms - days * DAY_MS) // DAY_MS * DAY_MS
+    tags = {"park": "svc", "enterprise": "park", "meter": "main"}
+    lines = []
+    for k in range((now_ms - 300_000 - start) // 300_000):
+        t = start + k * 300_000
+        hour = t % DAY_MS // HOUR_MS
+        kw = (300.0 if 7 <= hour < 18 else 100.0) + 5.0 * math.sin(k * 0.7)
+        kw += 400.0 if now_ms - 14 * HOUR_MS <= t < now_ms - 8 * HOUR_MS else 0.0
+        kw += 600.0 if now_ms - 3 * HOUR_MS <= t < now_ms - 2 * HOUR_MS else 0.0
+        lines.append(encode_point("electricity", tags, {"p_kw": kw}, t))
+    return lines
+
+
+def _message(e: Event) -> tuple[str, str, int]:
+    return e.id, e.state.value, e.updated_at_ms or e.detected_at_ms
+
+
+def _counted(service: AnalyticsService, name: str) -> float:
+    """A counter's total over its labels."""
+    return sum(
+        sample.value
+        for metric in service.metrics.registry.collect()
+        for sample in metric.samples
+        if sample.name == name
+    )
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("snapshot", [True, False], ids=["restored", "rebuilt"])
+async def test_a_worker_back_after_ten_hours_writes_them_once_and_publishes_no_opened_twice(
+    mqtt_settings: MqttSettings,
+    influx_settings: InfluxSettings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    snapshot: bool,
+) -> None:
+    """A worker stopped 10 h ago left its mark; started again (from its snapshot, or rebuilt
+    with none) it writes the messages of those 10 h, each once, and publishes them (nobody
+    did), never one the earlier worker wrote; its rollups catch up from the mark. Started
+    again 10 minutes later it writes, publishes and counts nothing."""
+    now_ms = time.time_ns() // 1_000_000
+    stopped = now_ms - 10 * HOUR_MS
+    lines = _steps_history(now_ms, 9)
+    async with InfluxReader(influx_settings) as reader:
+        await reader.create_database()
+    async with InfluxWriter(influx_settings) as writer:
+        await writer.write(lines)
+    settings = AnalyticsSettings(
+        mqtt=mqtt_settings,
+        influx=influx_settings,
+        rebuild_s=8 * 86_400,
+        history_slice_s=SLICE_MS / 1000,
+        state_dir=tmp_path if snapshot else None,
+    )
+    # the reference: one pass from the first worker's start to now
+    since = (stopped - 8 * DAY_MS) // SLICE_MS * SLICE_MS
+    reference = AnalyticsService(settings, SiteRegistry([small_park()])).engines["svc"]
+    async with InfluxReader(influx_settings) as reader:
+        [rows] = await history_rows(reader, reference, since, now_ms, chunk=10**9)
+    found = reference.feed_rows(rows).events + reference.advance(int(rows.t_ms.max())).events
+    # with no mark, the first worker writes its last warmup_s (6 h)
+    expected = [_message(e) for e in found if _message(e)[2] >= stopped - 6 * HOUR_MS]
+
+    caught_up: list[int | None] = []
+    run = RollupJob.run
+
+    async def spy_run(job: RollupJob, now: int) -> int:
+        caught_up.append(job.done_ms)  # the first run's: where it catches up from
+        return await run(job, now)
+
+    monkeypatch.setattr(RollupJob, "run", spy_run)
+
+    async def rolled(service: AnalyticsService) -> None:
+        await eventually(lambda: _true(caught_up), 20, "a rollup run")
+
+    points: list[DerivedPoint] = []
+    _, w1, _, _ = await _rebuild(settings, stopped, monkeypatch, then=rolled, points=points)
+    async with InfluxReader(influx_settings) as reader:
+        [mark] = await reader.query("SELECT max(through_ms) FROM analytics_progress")
+    marked = int(mark.values[0][1])
+    # its data's end: the end of the last slot its outputs covered (5-minute readings)
+    assert stopped - 30 * 60_000 <= marked <= stopped + 5 * 60_000
+    assert caught_up == [stopped - 6 * HOUR_MS]  # no mark before it: warmup_s
+
+    alerts: list[tuple[str, str]] = []
+
+    async def watch(client: aiomqtt.Client) -> None:
+        async for m in client.messages:
+            doc = orjson.loads(bytes(m.payload))
+            alerts.append((doc["id"], doc["state"]))
+
+    async def published_all(service: AnalyticsService) -> None:
+        await rolled(service)
+        written = service.events_written
+
+        async def check() -> bool:
+            return len(alerts) >= written
+
+        await eventually(check, 20, "the outage's alerts")
+
+    async with mqtt.client(mqtt_settings, "outage-watcher") as watcher:
+        await watcher.subscribe("pw/v1/svc/alerts/#", qos=1)
+        async with background(watch(watcher)):
+            caught_up.clear()
+            published: list[bool] = []
+            second, w2, _, _ = await _rebuild(
+                settings, now_ms, monkeypatch, published, then=published_all, points=points
+            )
+            assert caught_up == [marked]  # the rollups catch up from the mark too
+            once = list(alerts)
+            caught_up.clear()
+            again: list[bool] = []
+            n_points = len(points)
+            third, w3, _, _ = await _rebuild(
+                settings, now_ms + 10 * 60_000, monkeypatch, again, then=rolled, points=points
+            )
+            await asyncio.sleep(1.0)  # time for an alert it should not have published
+            later = alerts[len(once) :]
+
+    opened_before = {e.id for e in w1 if e.state is State.OPENED}
+    assert [m for m in map(_message, w2) if m[2] < marked] == []
+    # the first step's close and the second's opening: in the outage, written once in all
+    assert any(
+        e.state is State.CLOSED and e.id in opened_before and _message(e)[2] < now_ms - 6 * HOUR_MS
+        for e in w2
+    )
+    assert any(e.state is State.OPENED for e in w2)
+    assert sorted(map(_message, w1 + w2)) == sorted(expected)
+    # published: all of the outage's messages, each once; no opened the first worker wrote
+    assert published == [True] * len(w2)
+    assert sorted(once) == sorted((e.id, e.state.value) for e in w2)
+    assert not [a for a in once if a[1] == "opened" and a[0] in opened_before]
+    assert _counted(second, "pw_analytics_events_total") == len(w2)
+    # ten minutes on: nothing older written again, nothing published, nothing counted
+    assert (w3, again, later) == ([], [], [])
+    assert third.horizons["svc"].marked
+    assert third.horizons["svc"].through_ms >= marked
+    assert caught_up == [third.horizons["svc"].through_ms]
+    assert _counted(third, "pw_analytics_events_total") == 0
+    assert _counted(third, "pw_analytics_points_total") == 0
+    assert len(points) == n_points
+    # every derived point was written once: the workers' points, none twice, are those stored
+    keys = sorted((p.measurement, p.t_ms) for p in points)
+    assert len(set(keys)) == len(keys)
+    async with InfluxReader(influx_settings) as reader:
+        [blocks] = await reader.query("SELECT p_kw_avg FROM demand_15m")
+    assert [("demand_15m", int(row[0])) for row in blocks.values] == keys
+
+
+async def _true(items: list[Any]) -> bool:
+    return bool(items)
