@@ -437,13 +437,14 @@ async def _rebuild(
     published: list[bool] | None = None,
     then: Callable[[AnalyticsService], Awaitable[None]] | None = None,
     points: list[DerivedPoint] | None = None,
+    park: Park | None = None,
 ) -> tuple[AnalyticsService, list[Event], list[int], list[str]]:
     """A service started at ``now_ms`` (with no snapshot unless ``settings.state_dir`` holds
     one), run until warm: the events it wrote, the times it fed, the history statements it
     sent; ``published``, if given, gets whether each event written was also published (else:
     none may be, as with no earlier worker's mark); ``then`` is awaited once it is warm;
-    ``points``, if given, gets the derived points it wrote."""
-    service = AnalyticsService(settings, SiteRegistry([small_park()]))
+    ``points``, if given, gets the derived points it wrote; ``park``: ``small_park()``'s."""
+    service = AnalyticsService(settings, SiteRegistry([park or small_park()]))
     written: list[Event] = []
     emit = service._emit
 
@@ -956,3 +957,53 @@ async def test_a_worker_back_after_ten_hours_writes_them_once_and_publishes_no_o
 
 async def _true(items: list[Any]) -> bool:
     return bool(items)
+
+
+def _virtual_park(*virtual: str) -> Park:
+    meters: list[dict[str, Any]] = [
+        {"id": "main", "utility": "electricity", "contracted_demand_kw": 1000},
+        {"id": "aux", "utility": "electricity"},
+    ]
+    meters += [{"id": v, "utility": "electricity", "formula": "main - aux"} for v in virtual]
+    return Park.model_validate({"park": "svc", "meters": meters})
+
+
+@pytest.mark.anyio
+async def test_a_rebuild_backfills_a_virtual_meter_added_since_and_no_other(
+    mqtt_settings: MqttSettings, influx_settings: InfluxSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A virtual meter's slots before its first stored point are written by a rebuild over
+    its whole span (one never computed, one added to the site since), while the other
+    derived series start at the mark: nothing older is written again."""
+    now_ms = time.time_ns() // 1_000_000
+    _, lines = _days_of_history(now_ms, 2)
+    async with InfluxReader(influx_settings) as reader:
+        await reader.create_database()
+    async with InfluxWriter(influx_settings) as writer:
+        await writer.write(lines)
+    settings = AnalyticsSettings(
+        mqtt=mqtt_settings,
+        influx=influx_settings,
+        rebuild_s=86_400,
+        history_slice_s=SLICE_MS / 1000,
+        rollups=False,
+    )
+
+    def times(points: list[DerivedPoint], meter: str) -> list[int]:
+        return sorted(p.t_ms for p in points if p.tags.get("meter") == meter and "p_kw" in p.fields)
+
+    first: list[DerivedPoint] = []
+    await _rebuild(settings, now_ms, monkeypatch, points=first, park=_virtual_park("net"))
+    since = (now_ms - DAY_MS) // SLICE_MS * SLICE_MS
+    net = times(first, "net")
+    assert net[0] < since + HOUR_MS  # from the span's first readings, not from warmup_s
+    assert min(p.t_ms for p in first if p.measurement == "demand_15m") >= now_ms - 7 * HOUR_MS
+
+    later: list[DerivedPoint] = []
+    added = _virtual_park("net", "net2")
+    published: list[bool] = []  # after a mark: what it writes is published
+    await _rebuild(settings, now_ms + 600_000, monkeypatch, published, points=later, park=added)
+    assert times(later, "net") == []  # stored up to the mark, and no new readings since
+    later_since = (now_ms + 600_000 - DAY_MS) // SLICE_MS * SLICE_MS
+    assert times(later, "net2") == [t for t in net if t >= later_since]  # backfilled
+    assert [p for p in later if p.measurement == "demand_15m"] == []
