@@ -611,7 +611,8 @@ class AnalyticsService:
                     time.perf_counter() - started,
                     datetime.fromtimestamp(horizon.through_ms / 1000, UTC).isoformat(),
                     "the earlier worker's mark" if horizon.marked else "no mark found",
-                    f", {dropped} older event message(s) and point(s) not written (already stored)"
+                    f", {dropped} older event message(s) and point(s) not written"
+                    " (before the horizon, or stored)"
                     if dropped
                     else "",
                 )
@@ -627,9 +628,10 @@ class AnalyticsService:
         park = engine.park.park
         park_is = f"park = {qs(park)}"
         floor = now_ms - int(self.settings.rebuild_s * 1000)
+        # one point per park and hour: small enough to read whole (an outage longer than
+        # rebuild_s still finds its mark, and is capped below)
         marks = await reader.query(
-            f"SELECT max(*) FROM {quote_ident(PROGRESS_MEASUREMENT)} WHERE {park_is} "
-            f"AND time >= {floor // HOUR_MS * HOUR_MS}ms"  # a mark older than rebuild_s is void
+            f"SELECT max(*) FROM {quote_ident(PROGRESS_MEASUREMENT)} WHERE {park_is}"
         )
         mark = {
             c.removeprefix("max_"): int(v)

@@ -1007,3 +1007,40 @@ async def test_a_rebuild_backfills_a_virtual_meter_added_since_and_no_other(
     later_since = (now_ms + 600_000 - DAY_MS) // SLICE_MS * SLICE_MS
     assert times(later, "net2") == [t for t in net if t >= later_since]  # backfilled
     assert [p for p in later if p.measurement == "demand_15m"] == []
+
+
+@pytest.mark.anyio
+async def test_the_horizon_is_the_mark_capped_at_rebuild_s_and_events_stored_by_message_time(
+    mqtt_settings: MqttSettings, influx_settings: InfluxSettings
+) -> None:
+    """No mark: the default; a mark: its time, but no older than ``rebuild_s`` (an outage
+    longer than that writes the rebuild's span); an event InfluxDB holds counts at its
+    message's time (``updated_ms``), or, written before that field, its opening's."""
+    now_ms = time.time_ns() // 1_000_000
+    service = AnalyticsService(
+        AnalyticsSettings(mqtt=mqtt_settings, influx=influx_settings, rebuild_s=86_400),
+        SiteRegistry([small_park()]),
+    )
+    engine = service.engines["svc"]
+    async with InfluxReader(influx_settings) as reader:
+        await reader.create_database()
+        none = await service._horizon(reader, engine, now_ms - DAY_MS, now_ms, now_ms - 7)
+        assert (none.through_ms, none.marked, none.stored) == (now_ms - 7, False, {})
+        old = now_ms - 40 * DAY_MS
+        svc = {"park": "svc"}
+        lines = [
+            encode_point("analytics_progress", svc, {"through_ms": old}, old),
+            encode_point("anomaly", svc, {"id": "a", "updated_ms": now_ms - 5}, now_ms - 9),
+            encode_point("anomaly", svc, {"id": "b"}, now_ms - 8),
+        ]
+        async with InfluxWriter(influx_settings) as writer:
+            await writer.write(lines)
+        capped = await service._horizon(reader, engine, now_ms - DAY_MS, now_ms, now_ms - 7)
+        assert (capped.through_ms, capped.marked) == (now_ms - DAY_MS, True)
+        assert capped.stored == {"a": now_ms - 5, "b": now_ms - 8}
+        recent = now_ms - HOUR_MS
+        async with InfluxWriter(influx_settings) as writer:
+            mark = {"through_ms": recent, "demand_15m": recent - QUARTER_MS}
+            await writer.write([encode_point("analytics_progress", {"park": "svc"}, mark, recent)])
+        marked = await service._horizon(reader, engine, now_ms - DAY_MS, now_ms, now_ms - 7)
+        assert (marked.through_ms, marked.stamps) == (recent, {"demand_15m": recent - QUARTER_MS})
