@@ -10,17 +10,20 @@ What the engine produces goes through a bounded queue to one output task, so a s
 never stalls the stream: points and events to InfluxDB (``anomaly``, ``demand_15m``, virtual
 meters), events to ``pw/v1/{park}/alerts/{kind}`` at QoS 1. When the queue is full the stream
 waits (events are never dropped). With its outputs the worker writes a progress mark per park
-(``analytics_progress``: the data time its outputs are complete to, the latest stamp written
-per measurement).
+(``analytics_progress``: the park clock's data time its outputs are complete to, and the
+slowest gateway's data time the detectors have had, :meth:`ParkEngine.analysed_ms`).
 
 At start-up the engine is restored from its last snapshot (``state_dir``) when there is one,
 then refilled from InfluxDB's raw data since then (at most ``rebuild_s``); a park with no usable
 snapshot is rebuilt from the last ``rebuild_s`` of raw data (from the slice grid, so rebuilds
 give the same event ids), so a restart, an upgrade or a new worker loses no context. What the
-refill finds is written from the earlier worker's progress mark on (its horizon; ``warmup_s``
-ago with no mark): an event message only if InfluxDB does not hold that event at that time or
-later (``updated_ms``), and then also published, once a mark says an earlier worker stopped
-there (events of its outage: nobody published them). History is read a slice
+refill finds is written from the earlier worker's progress mark on (its horizon: where the
+slowest gateway's analysed data ended; ``warmup_s`` ago with no mark): an event message only if
+InfluxDB does not hold that event at that time or later (``updated_ms``), a derived point from
+the horizon's hour on (a point written again overwrites itself). Once a mark says an earlier
+worker stopped there (events of its outage: nobody published them), the messages of the last
+``publish_late_s`` and the latest of each event still open are also published, flagged late.
+History is read a slice
 (``history_slice_s``) at a time, in time order, a slice retried a few times on an unreachable
 InfluxDB: memory stays bounded by a slice, and the detectors give the same events in any chunks.
 """
@@ -89,9 +92,10 @@ T = TypeVar("T")
 SNAPSHOT_VERSION = 11
 # a slice of history is read again this many times when InfluxDB is unreachable for a moment
 HISTORY_RETRIES = 8
-# per park, written with its outputs: ``through_ms`` (the data time the engine's outputs are
-# complete to) and, per measurement written, the latest stamp (fields named after it); one
-# point per park and hour, at the hour of ``through_ms``
+# per park, written with its outputs: ``through_ms`` (the park clock's data time the engine's
+# outputs are complete to) and ``analysed_ms`` (the slowest gateway's data time the detectors
+# have had: a silent or lagging gateway's backlog may still come in before it, and a restart
+# writes from there); one point per park and hour, at the hour of ``through_ms``
 PROGRESS_MEASUREMENT = "analytics_progress"
 HOUR_MS = 3_600_000
 
@@ -100,9 +104,9 @@ HOUR_MS = 3_600_000
 class Horizon:
     """Where a refill's outputs start for one park: what an earlier worker already stored."""
 
-    through_ms: int  # its progress mark (capped at rebuild_s), or the default without one
+    # its progress mark's ``analysed_ms`` (capped at rebuild_s), or the default without one
+    from_ms: int
     marked: bool  # a mark was found: an earlier worker stopped there
-    stamps: dict[str, int] = field(default_factory=dict)  # measurement → latest stamp written
     # event id → the data time of its message InfluxDB holds (the latest written)
     stored: dict[str, int] = field(default_factory=dict)
     # (measurement, virtual meter) → its first point stored in the refill's span (none: the
@@ -162,19 +166,20 @@ class AnalyticsService:
         self.metrics = AnalyticsMetrics()
         self.sessions = SessionLoop(OutageLog(log, f"MQTT broker at {settings.mqtt.url}"))
         self.subscribed = self.sessions.up
-        # (park, outputs, the data time the park's outputs are complete to once they are in)
-        self.outputs: asyncio.Queue[tuple[str, Advanced, int | None]] = asyncio.Queue(
+        # (park, outputs, the park's progress once they are in: ``PROGRESS_MEASUREMENT``)
+        self.outputs: asyncio.Queue[tuple[str, Advanced, dict[str, int]]] = asyncio.Queue(
             settings.output_queue
         )
-        # per park, the progress mark as written so far (kept monotone: a backfill's older
-        # stamps do not lower it)
+        # per park, the progress mark as written so far (kept monotone: a refill's engine,
+        # behind at first, does not lower it)
         self.progress: dict[str, dict[str, int]] = {}
         self.horizons: dict[str, Horizon] = {}  # per park, where its refill's outputs started
         # events to publish on the alerts topics, apart from the writes (bounded; when full,
-        # the stream waits: an alert is never dropped while the broker is there)
-        self.alerts: asyncio.Queue[tuple[str, Event]] = asyncio.Queue(settings.output_queue)
+        # the stream waits: an alert is never dropped while the broker is there); and whether
+        # each is late (a refill's)
+        self.alerts: asyncio.Queue[tuple[str, Event, bool]] = asyncio.Queue(settings.output_queue)
         self.client: aiomqtt.Client | None = None
-        self.unpublished: deque[tuple[str, Event]] = deque(maxlen=10_000)
+        self.unpublished: deque[tuple[str, Event, bool]] = deque(maxlen=10_000)
         self.writer: InfluxWriter | None = None
         self.events_written = 0
         self.points_written = 0
@@ -337,14 +342,22 @@ class AnalyticsService:
                 for meter, first, last in advanced.late:
                     job.mark_late(meter, first, last)
         if publish:
-            # alerts go out on their own path: never behind a database write
-            for event in advanced.events:
-                await self.alerts.put((park, event))
+            await self._queue_alerts(park, advanced.events, late=False)
         if advanced.events or advanced.points:
-            emitted = self.engines[park].park_emitted
-            through = None if emitted is None else emitted * self.engines[park].step_ms
-            await self.outputs.put((park, advanced, through))
+            engine = self.engines[park]
+            progress = {}
+            if engine.park_emitted is not None:
+                progress["through_ms"] = engine.park_emitted * engine.step_ms
+            analysed = engine.analysed_ms()
+            if analysed is not None:
+                progress["analysed_ms"] = analysed
+            await self.outputs.put((park, advanced, progress))
             self.metrics.queue.set(self.outputs.qsize())
+
+    async def _queue_alerts(self, park: str, events: Sequence[Event], *, late: bool) -> None:
+        # alerts go out on their own path: never behind a database write
+        for event in events:
+            await self.alerts.put((park, event, late))
 
     # --- outputs -------------------------------------------------------------------------------
 
@@ -357,20 +370,18 @@ class AnalyticsService:
             await self._write(writer, items)
 
     async def _write(
-        self, writer: InfluxWriter, items: Sequence[tuple[str, Advanced, int | None]]
+        self, writer: InfluxWriter, items: Sequence[tuple[str, Advanced, dict[str, int]]]
     ) -> None:
         lines: list[str] = []
         marks: set[str] = set()
-        for park, advanced, through in items:
+        for park, advanced, progress in items:
             lines.extend(self._point_line(park, p) for p in advanced.points)
             for event in advanced.events:
                 lines.append(event.line(self._enterprise(park, event)))
                 self.metrics.events.labels(event.kind, event.state.value).inc()
             mark = self.progress.setdefault(park, {})
-            for p in advanced.points:
-                mark[p.measurement] = max(mark.get(p.measurement, p.t_ms), p.t_ms)
-            if through is not None:
-                mark["through_ms"] = max(mark.get("through_ms", through), through)
+            for name, at in progress.items():
+                mark[name] = max(mark.get(name, at), at)
             marks.add(park)
         n_outputs = len(lines)
         # after the outputs, in the same batch: a mark never runs ahead of what it marks
@@ -407,29 +418,30 @@ class AnalyticsService:
 
     async def _publish_alerts(self) -> None:
         while True:
-            park, event = await self.alerts.get()
-            await self._publish(park, event)
+            park, event, late = await self.alerts.get()
+            await self._publish(park, event, late)
             honour_cancel()  # a PUBACK may have swallowed the shutdown's only cancellation
 
-    async def _publish(self, park: str, event: Event) -> bool:
+    async def _publish(self, park: str, event: Event, late: bool = False) -> bool:
         """Publish one alert; one that cannot go now waits for the next session (False)."""
         client = self.client
         if client is None:
-            self._keep_unpublished(park, event)
+            self._keep_unpublished(park, event, late)
             return False
         zone = self.registry.parks[park].zone
+        payload = event.to_bytes(zone, late=late)
         try:
-            await client.publish(topics.alert_topic(park, event.kind), event.to_bytes(zone), qos=1)
+            await client.publish(topics.alert_topic(park, event.kind), payload, qos=1)
         except aiomqtt.MqttError:
-            self._keep_unpublished(park, event)
+            self._keep_unpublished(park, event, late)
             return False
         self.metrics.alerts_published.inc()
         return True
 
-    def _keep_unpublished(self, park: str, event: Event) -> None:
+    def _keep_unpublished(self, park: str, event: Event, late: bool) -> None:
         if len(self.unpublished) == self.unpublished.maxlen:  # the oldest goes (InfluxDB has it)
             self.metrics.alerts_dropped.inc()
-        self.unpublished.append((park, event))
+        self.unpublished.append((park, event, late))
 
     async def _publish_pending(self) -> None:
         # one pass at most: an alert that fails goes back to the end, and retrying it while
@@ -437,8 +449,8 @@ class AnalyticsService:
         for _ in range(len(self.unpublished)):
             if not self.unpublished or self.client is None:
                 return
-            park, event = self.unpublished.popleft()
-            published = await self._publish(park, event)
+            park, event, late = self.unpublished.popleft()
+            published = await self._publish(park, event, late)
             honour_cancel()  # as in _publish_alerts: the session must not wait on after one
             if not published:
                 return
@@ -490,7 +502,7 @@ class AnalyticsService:
                 job = self.rollups[park] = RollupJob(p, reader, writer, config)
                 horizon = self.horizons.get(park)
                 if horizon is not None:  # the hours since the earlier worker's are caught up
-                    job.done_ms = horizon.through_ms
+                    job.done_ms = horizon.from_ms
             outage = OutageLog(log, "the accounting's rollups")
             while True:
                 now_ms = int(time.time() * 1000)
@@ -568,6 +580,7 @@ class AnalyticsService:
                     await self._retried(
                         park, partial(_virtual_from, reader, engine, horizon, since, now_ms)
                     )
+                    late = LateAlerts(now_ms - int(self.settings.publish_late_s * 1000))
                     # a slice at a time: a month of a large park does not fit in memory at once
                     for lo, hi in zip(edges, [*edges[1:], now_ms], strict=True):
                         rows = await self._retried(
@@ -580,7 +593,11 @@ class AnalyticsService:
                             advanced.points.extend(ran.points)
                             fed += int(chunk.t_ms.size)
                             dropped += _keep_new(advanced, horizon)
-                            await self._emit(park, advanced, publish=horizon.marked)
+                            await self._emit(park, advanced, publish=False)
+                            if horizon.marked:
+                                await self._queue_alerts(
+                                    park, late.recent(advanced.events), late=True
+                                )
                     # an event still open whose last message came before the horizon, which
                     # InfluxDB does not hold (a rebuild's engine may see an event the earlier
                     # worker did not): its state as it stands, so that its close has an
@@ -588,10 +605,12 @@ class AnalyticsService:
                     still = [
                         e
                         for e in engine.events.open.values()
-                        if (e.updated_at_ms or e.detected_at_ms) < horizon.through_ms
+                        if (e.updated_at_ms or e.detected_at_ms) < horizon.from_ms
                         and e.id not in horizon.stored
                     ]
                     await self._emit(park, Advanced(events=still), publish=False)
+                    # an older message not published whose event is still open: its latest
+                    await self._queue_alerts(park, late.still_open(engine), late=True)
                 except InfluxError as exc:
                     log.error(
                         "%s: %s from InfluxDB given up at %s after %d values, going on live: %s",
@@ -609,7 +628,7 @@ class AnalyticsService:
                     fed,
                     (now_ms - since) / 3_600_000,
                     time.perf_counter() - started,
-                    datetime.fromtimestamp(horizon.through_ms / 1000, UTC).isoformat(),
+                    datetime.fromtimestamp(horizon.from_ms / 1000, UTC).isoformat(),
                     "the earlier worker's mark" if horizon.marked else "no mark found",
                     f", {dropped} older event message(s) and point(s) not written"
                     " (before the horizon, or stored)"
@@ -622,9 +641,9 @@ class AnalyticsService:
     async def _horizon(
         self, reader: InfluxReader, engine: ParkEngine, since_ms: int, now_ms: int, default_ms: int
     ) -> Horizon:
-        """Where an earlier worker's stored outputs end for ``park``: its progress mark (no
-        older than ``rebuild_s``), else ``default_ms``; and the events InfluxDB holds detected
-        since ``since_ms`` (the refill's engine has no older ones)."""
+        """Where an earlier worker's stored outputs end for ``park``: its progress mark's
+        ``analysed_ms`` (no older than ``rebuild_s``), else ``default_ms``; and the events
+        InfluxDB holds detected since ``since_ms`` (the refill's engine has no older ones)."""
         park = engine.park.park
         park_is = f"park = {qs(park)}"
         floor = now_ms - int(self.settings.rebuild_s * 1000)
@@ -634,16 +653,16 @@ class AnalyticsService:
             f"SELECT max(*) FROM {quote_ident(PROGRESS_MEASUREMENT)} WHERE {park_is}"
         )
         mark = {
-            c.removeprefix("max_"): int(v)
+            c.removeprefix("max_"): min(max(int(v), floor), now_ms)
             for s in marks
             for c, v in zip(s.columns[1:], s.values[0][1:], strict=True)
-            if v is not None
+            if v is not None and c.removeprefix("max_") in ("through_ms", "analysed_ms")
         }
-        through = mark.pop("through_ms", None)
+        # the slowest gateway's analysed data: what a lagging or silent gateway sends later
+        # is analysed on a refill from there (a mark with through_ms only: that one)
+        analysed = mark.get("analysed_ms", mark.get("through_ms"))
         horizon = Horizon(
-            through_ms=default_ms if through is None else min(max(through, floor), now_ms),
-            marked=through is not None,
-            stamps=mark,
+            from_ms=default_ms if analysed is None else analysed, marked=analysed is not None
         )
         stored = await reader.query(
             f'SELECT "id", "updated_ms" FROM {quote_ident(ANOMALY_MEASUREMENT)} '
@@ -655,7 +674,10 @@ class AnalyticsService:
                 at = int(t if updated is None else updated)
                 horizon.stored[str(event_id)] = max(horizon.stored.get(str(event_id), at), at)
         # a later mark never goes back past this one (nor, with none, past the default)
-        self.progress[park] = {**mark, "through_ms": horizon.through_ms}
+        self.progress[park] = {
+            "through_ms": mark.get("through_ms", horizon.from_ms),
+            "analysed_ms": horizon.from_ms,
+        }
         return horizon
 
     async def _retried(self, park: str, read: Callable[[], Awaitable[T]]) -> T:
@@ -740,25 +762,55 @@ def _keep_new(advanced: Advanced, horizon: Horizon) -> int:
     span began); how many were dropped. An event message counts by its own time (the close of
     an event opened earlier is kept) and is kept unless InfluxDB holds the event at that time
     or later; a point from the horizon's hour on (hourly points are stamped at the hour's
-    start), after the latest stamp the earlier worker wrote to its measurement."""
+    start). Points are not told apart by what the earlier worker wrote: one gateway's blocks
+    are written before another's (each closes on its own data time), so no stamp per
+    measurement says what is stored, and a point written again only overwrites itself
+    (InfluxDB keys it by measurement, tags and time)."""
     events = []
     for e in advanced.events:
         at = e.updated_at_ms or e.detected_at_ms
-        if at >= horizon.through_ms and horizon.stored.get(e.id, at - 1) < at:
+        if at >= horizon.from_ms and horizon.stored.get(e.id, at - 1) < at:
             events.append(e)
             horizon.stored[e.id] = at
-    hour_ms = horizon.through_ms // HOUR_MS * HOUR_MS
+    hour_ms = horizon.from_ms // HOUR_MS * HOUR_MS
 
     def new(p: DerivedPoint) -> bool:
         if p.t_ms < horizon.virtual_from.get((p.measurement, p.tags.get("meter", "")), p.t_ms):
             return True  # a virtual meter's slot before its stored points begin
-        return p.t_ms >= hour_ms and p.t_ms > horizon.stamps.get(p.measurement, p.t_ms - 1)
+        return p.t_ms >= hour_ms
 
     points = [p for p in advanced.points if new(p)]
     dropped = len(advanced.events) - len(events) + len(advanced.points) - len(points)
     advanced.events[:] = events
     advanced.points[:] = points
     return dropped
+
+
+class LateAlerts:
+    """Which of a refill's messages are published after an earlier worker's mark (an
+    outage's: nobody published them): those from ``from_ms`` on (``publish_late_s`` ago), and,
+    once the refill is done, the latest older message of each event still open — an alert
+    that ended days ago is history (InfluxDB has it), one still open is news."""
+
+    def __init__(self, from_ms: int) -> None:
+        self.from_ms = from_ms
+        self.held: dict[str, Event] = {}  # event id → its latest message not published
+
+    def recent(self, events: Sequence[Event]) -> list[Event]:
+        out = []
+        for e in events:
+            if (e.updated_at_ms or e.detected_at_ms) >= self.from_ms:
+                out.append(e)
+                self.held.pop(e.id, None)
+            else:
+                self.held[e.id] = e
+        return out
+
+    def still_open(self, engine: ParkEngine) -> list[Event]:
+        is_open = {e.id for e in engine.events.open.values()}
+        out = [e for event_id, e in self.held.items() if event_id in is_open]
+        self.held.clear()
+        return out
 
 
 async def _virtual_from(

@@ -37,6 +37,11 @@ class AnalyticsSettings(ServiceSettings):
     # none, a rebuild writes the event messages and derived points of the last ``warmup_s``
     # only (older ones are taken for stored), and the rollups catch up this far
     warmup_s: float = Field(default=6 * 3600, ge=0)
+    # of the messages a refill writes after an earlier worker's mark (an outage's, nobody
+    # published them) only those of the last ``publish_late_s`` are published, and the latest
+    # of each event still open (all marked ``"late": true``): a week's outage is not a burst
+    # of hundreds of alerts that ended days ago (InfluxDB has them all)
+    publish_late_s: float = Field(default=6 * 3600, ge=0)
     # history is read and fed a slice of this length at a time (bounded memory); a rebuild
     # starts on this grid (since // slice), so rebuilds within one slice give the same events
     history_slice_s: float = Field(default=86_400, ge=60)

@@ -134,8 +134,13 @@ class Event:
             "evidence": self.evidence,
         }
 
-    def to_bytes(self, zone: tzinfo) -> bytes:
-        return orjson.dumps(self.as_json(zone), option=orjson.OPT_SERIALIZE_NUMPY)
+    def to_bytes(self, zone: tzinfo, *, late: bool = False) -> bytes:
+        """The alert's payload; ``late``: published after the fact (a new worker's refill of
+        an outage nobody analysed live), flagged ``"late": true``."""
+        doc = self.as_json(zone)
+        if late:
+            doc["late"] = True
+        return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> Event:

@@ -11,7 +11,7 @@ import pickle
 import re
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from analytics.service import (
     SNAPSHOT_VERSION,
     AnalyticsService,
     Horizon,
+    LateAlerts,
     _keep_new,
     history_rows,
 )
@@ -182,7 +183,7 @@ async def test_pending_alerts_are_tried_once_on_a_broken_session_and_drops_are_c
     broken = _BrokenSession()
     service.client = broken  # type: ignore[assignment]
     for _ in range(3):
-        service.unpublished.append(("svc", event))
+        service.unpublished.append(("svc", event, False))
     await asyncio.wait_for(service._publish_pending(), timeout=2)
     assert broken.attempts == 1
     assert len(service.unpublished) == 3  # kept for the next session
@@ -434,31 +435,37 @@ async def _rebuild(
     settings: AnalyticsSettings,
     now_ms: int,
     monkeypatch: pytest.MonkeyPatch,
-    published: list[bool] | None = None,
+    published: list[Event] | None = None,
     then: Callable[[AnalyticsService], Awaitable[None]] | None = None,
     points: list[DerivedPoint] | None = None,
     park: Park | None = None,
 ) -> tuple[AnalyticsService, list[Event], list[int], list[str]]:
     """A service started at ``now_ms`` (with no snapshot unless ``settings.state_dir`` holds
     one), run until warm: the events it wrote, the times it fed, the history statements it
-    sent; ``published``, if given, gets whether each event written was also published (else:
-    none may be, as with no earlier worker's mark); ``then`` is awaited once it is warm;
-    ``points``, if given, gets the derived points it wrote; ``park``: ``small_park()``'s."""
+    sent; ``published``, if given, gets the refill's messages queued for publishing (all
+    late; else: none may be, as with no earlier worker's mark); ``then`` is awaited once it
+    is warm; ``points``, if given, gets the derived points it wrote; ``park``:
+    ``small_park()``'s."""
     service = AnalyticsService(settings, SiteRegistry([park or small_park()]))
     written: list[Event] = []
     emit = service._emit
+    queue_alerts = service._queue_alerts
 
     async def record(park: str, advanced: Advanced, *, publish: bool) -> None:
-        if published is None:
-            assert not publish  # no earlier worker's mark: history is written, not published
-        else:
-            published.extend([publish] * len(advanced.events))
         written.extend(advanced.events)
         if points is not None:
             points.extend(advanced.points)
         await emit(park, advanced, publish=publish)
 
+    async def alerts(park: str, events: Sequence[Event], *, late: bool) -> None:
+        if late and published is None:
+            assert not events  # no earlier worker's mark: history is written, not published
+        elif late and published is not None:
+            published.extend(events)
+        await queue_alerts(park, events, late=late)
+
     service._emit = record  # type: ignore[method-assign]
+    service._queue_alerts = alerts  # type: ignore[method-assign]
     engine = service.engines["svc"]
     fed: list[int] = []
     feed_rows = engine.feed_rows
@@ -605,8 +612,9 @@ def test_a_rebuild_keeps_messages_and_points_by_their_own_time() -> None:
     assert [p.t_ms for p in advanced.points] == [100 * hour, 101 * hour]
 
     # what InfluxDB already holds is not written again: the event at its close's time (or
-    # later), a measurement up to its latest stamp; a virtual meter's slots before its first
-    # stored point are (a meter added since: backfilled)
+    # later); points from the horizon's hour on are, whatever is stored (one gateway's points
+    # come before another's: a rewrite only overwrites itself); a virtual meter's slots before
+    # its first stored point too (a meter added since: backfilled)
     virtual = [
         DerivedPoint("electricity", {"meter": "net"}, {"p_kw": 1.0}, t)
         for t in (90 * hour, 95 * hour, 100 * hour)
@@ -614,21 +622,60 @@ def test_a_rebuild_keeps_messages_and_points_by_their_own_time() -> None:
     stored = Horizon(
         horizon,
         marked=True,
-        stamps={"zone_balance": 100 * hour, "electricity": 100 * hour},
         stored={"e1": 101 * hour},
         virtual_from={("electricity", "net"): 95 * hour},
     )
     advanced = Advanced(events=[opened, closed], points=[*points, *virtual])
-    assert _keep_new(advanced, stored) == 2 + 2 + 2
+    assert _keep_new(advanced, stored) == 2 + 1 + 1
     assert advanced.events == []
     assert [(p.measurement, p.t_ms) for p in advanced.points] == [
+        ("zone_balance", 100 * hour),
         ("zone_balance", 101 * hour),
         ("electricity", 90 * hour),
+        ("electricity", 100 * hour),
     ]
     # a message kept is remembered: the same message in a later chunk is not written twice
     again = opened.with_state(State.UPDATED, updated_at_ms=102 * hour)
     first, second = Advanced(events=[again]), Advanced(events=[again])
     assert (_keep_new(first, stored), _keep_new(second, stored)) == (0, 1)
+
+
+def test_a_refill_publishes_the_last_publish_late_s_and_the_events_still_open() -> None:
+    """``LateAlerts``: of a refill's messages, those from the bound on are published; of an
+    older one only the latest message of an event still open when the refill is done (and
+    none of an event with a message since), flagged late by the caller."""
+    hour = 3_600_000
+    engine = AnalyticsService(AnalyticsSettings(), SiteRegistry([small_park()])).engines["svc"]
+
+    def event(event_id: str, meter: str) -> Event:
+        return Event(
+            id=event_id, kind="baseline_deviation", family=Family.CONSUMPTION,
+            state=State.OPENED, park="svc", meter=meter, zone=None, start_ms=hour,
+            detected_at_ms=hour, end_ms=None, severity=Severity.MINOR, updated_at_ms=hour,
+        )  # fmt: skip
+
+    ended, still, resumed = event("a", "m1"), event("b", "m2"), event("c", "m3")
+    late = LateAlerts(10 * hour)
+    chunk = [
+        ended,
+        ended.with_state(State.CLOSED, end_ms=2 * hour, updated_at_ms=2 * hour),
+        still,
+        still.with_state(State.UPDATED, updated_at_ms=3 * hour),
+        resumed,
+    ]
+    assert late.recent(chunk) == []
+    newer = resumed.with_state(State.UPDATED, updated_at_ms=11 * hour)
+    assert late.recent([newer]) == [newer]
+    # at the end of the refill: "b" and "c" are open, "a" ended days ago
+    engine.events.open = {
+        ("baseline_deviation", "m2"): chunk[3],
+        ("baseline_deviation", "m3"): newer,
+    }
+    assert late.still_open(engine) == [chunk[3]]
+    assert late.still_open(engine) == []  # once
+    doc = orjson.loads(newer.to_bytes(UTC, late=True))
+    assert doc["late"] is True
+    assert "late" not in orjson.loads(newer.to_bytes(UTC))
 
 
 @pytest.mark.anyio
@@ -843,9 +890,10 @@ async def test_a_worker_back_after_ten_hours_writes_them_once_and_publishes_no_o
     snapshot: bool,
 ) -> None:
     """A worker stopped 10 h ago left its mark; started again (from its snapshot, or rebuilt
-    with none) it writes the messages of those 10 h, each once, and publishes them (nobody
-    did), never one the earlier worker wrote; its rollups catch up from the mark. Started
-    again 10 minutes later it writes, publishes and counts nothing."""
+    with none) it writes the messages of those 10 h, each once, and publishes (nobody did)
+    those of the last ``publish_late_s`` (6 h) and the latest of each event still open, each
+    flagged late, never one the earlier worker wrote; its rollups catch up from the mark.
+    Started again 10 minutes later it writes, publishes and counts nothing."""
     now_ms = time.time_ns() // 1_000_000
     stopped = now_ms - 10 * HOUR_MS
     lines = _steps_history(now_ms, 9)
@@ -884,25 +932,28 @@ async def test_a_worker_back_after_ten_hours_writes_them_once_and_publishes_no_o
     points: list[DerivedPoint] = []
     _, w1, _, _ = await _rebuild(settings, stopped, monkeypatch, then=rolled, points=points)
     async with InfluxReader(influx_settings) as reader:
-        [mark] = await reader.query("SELECT max(through_ms) FROM analytics_progress")
+        [mark] = await reader.query("SELECT max(analysed_ms) FROM analytics_progress")
     marked = int(mark.values[0][1])
-    # its data's end: the end of the last slot its outputs covered (5-minute readings)
+    # its data's end: its last reading analysed (5-minute readings)
     assert stopped - 30 * 60_000 <= marked <= stopped + 5 * 60_000
     assert caught_up == [stopped - 6 * HOUR_MS]  # no mark before it: warmup_s
 
     alerts: list[tuple[str, str]] = []
+    flagged: list[object] = []
 
     async def watch(client: aiomqtt.Client) -> None:
         async for m in client.messages:
             doc = orjson.loads(bytes(m.payload))
             alerts.append((doc["id"], doc["state"]))
+            flagged.append(doc.get("late"))
+
+    published: list[Event] = []
 
     async def published_all(service: AnalyticsService) -> None:
         await rolled(service)
-        written = service.events_written
 
         async def check() -> bool:
-            return len(alerts) >= written
+            return len(alerts) >= len(published) > 0
 
         await eventually(check, 20, "the outage's alerts")
 
@@ -910,17 +961,16 @@ async def test_a_worker_back_after_ten_hours_writes_them_once_and_publishes_no_o
         await watcher.subscribe("pw/v1/svc/alerts/#", qos=1)
         async with background(watch(watcher)):
             caught_up.clear()
-            published: list[bool] = []
             second, w2, _, _ = await _rebuild(
                 settings, now_ms, monkeypatch, published, then=published_all, points=points
             )
             assert caught_up == [marked]  # the rollups catch up from the mark too
             once = list(alerts)
             caught_up.clear()
-            again: list[bool] = []
-            n_points = len(points)
+            again: list[Event] = []
+            rewritten: list[DerivedPoint] = []
             third, w3, _, _ = await _rebuild(
-                settings, now_ms + 10 * 60_000, monkeypatch, again, then=rolled, points=points
+                settings, now_ms + 10 * 60_000, monkeypatch, again, then=rolled, points=rewritten
             )
             await asyncio.sleep(1.0)  # time for an alert it should not have published
             later = alerts[len(once) :]
@@ -934,22 +984,38 @@ async def test_a_worker_back_after_ten_hours_writes_them_once_and_publishes_no_o
     )
     assert any(e.state is State.OPENED for e in w2)
     assert sorted(map(_message, w1 + w2)) == sorted(expected)
-    # published: all of the outage's messages, each once; no opened the first worker wrote
-    assert published == [True] * len(w2)
-    assert sorted(once) == sorted((e.id, e.state.value) for e in w2)
+    # published: the outage's messages of the last 6 h, and of an event still open whose
+    # messages are all older its latest, each once, flagged late; no opened the first wrote
+    bound = now_ms - 6 * HOUR_MS
+    recent = [e for e in w2 if _message(e)[2] >= bound]
+    still_open = {e.id for e in second.engines["svc"].events.open.values()}
+    latest = {e.id: e for e in w2 if _message(e)[2] < bound and e.id in still_open}
+    held = [e for i, e in latest.items() if i not in {r.id for r in recent}]
+    assert recent, "the second step is in the last 6 h"
+    assert any(_message(e)[2] < bound for e in w2), "the first step's close is older"
+    assert published == recent + held
+    assert sorted(once) == sorted((e.id, e.state.value) for e in published)
+    assert flagged == [True] * len(once)
     assert not [a for a in once if a[1] == "opened" and a[0] in opened_before]
     assert _counted(second, "pw_analytics_events_total") == len(w2)
     # ten minutes on: nothing older written again, nothing published, nothing counted
     assert (w3, again, later) == ([], [], [])
     assert third.horizons["svc"].marked
-    assert third.horizons["svc"].through_ms >= marked
-    assert caught_up == [third.horizons["svc"].through_ms]
+    from_ms = third.horizons["svc"].from_ms
+    assert from_ms >= now_ms - 15 * 60_000  # the second's last reading analysed
+    assert caught_up == [from_ms]
     assert _counted(third, "pw_analytics_events_total") == 0
-    assert _counted(third, "pw_analytics_points_total") == 0
-    assert len(points) == n_points
-    # every derived point was written once: the workers' points, none twice, are those stored
-    keys = sorted((p.measurement, p.t_ms) for p in points)
-    assert len(set(keys)) == len(keys)
+    # derived points from the horizon's hour on are written again, each as it was stored
+    assert rewritten
+    assert min(p.t_ms for p in rewritten) >= from_ms // HOUR_MS * HOUR_MS
+    assert not [p for p in rewritten if p not in points]
+    # the derived points stored are the workers' points; one written by both (the second
+    # writes from the first's horizon's hour on) the same both times
+    by_key: dict[tuple[str, int], list[DerivedPoint]] = {}
+    for p in points:
+        by_key.setdefault((p.measurement, p.t_ms), []).append(p)
+    assert all(q == same[0] for same in by_key.values() for q in same)
+    keys = sorted(by_key)
     async with InfluxReader(influx_settings) as reader:
         [blocks] = await reader.query("SELECT p_kw_avg FROM demand_15m")
     assert [("demand_15m", int(row[0])) for row in blocks.values] == keys
@@ -1001,20 +1067,26 @@ async def test_a_rebuild_backfills_a_virtual_meter_added_since_and_no_other(
 
     later: list[DerivedPoint] = []
     added = _virtual_park("net", "net2")
-    published: list[bool] = []  # after a mark: what it writes is published
-    await _rebuild(settings, now_ms + 600_000, monkeypatch, published, points=later, park=added)
-    assert times(later, "net") == []  # stored up to the mark, and no new readings since
+    published: list[Event] = []  # after a mark: what it writes is published
+    service, _, _, _ = await _rebuild(
+        settings, now_ms + 600_000, monkeypatch, published, points=later, park=added
+    )
+    # stored up to the mark: only from its hour on written again (overwriting itself)
+    hour = service.horizons["svc"].from_ms // HOUR_MS * HOUR_MS
+    assert hour > since + HOUR_MS
+    assert times(later, "net") == [t for t in net if t >= hour]
     later_since = (now_ms + 600_000 - DAY_MS) // SLICE_MS * SLICE_MS
     assert times(later, "net2") == [t for t in net if t >= later_since]  # backfilled
-    assert [p for p in later if p.measurement == "demand_15m"] == []
+    assert min(p.t_ms for p in later if p.measurement == "demand_15m") >= hour
 
 
 @pytest.mark.anyio
 async def test_the_horizon_is_the_mark_capped_at_rebuild_s_and_events_stored_by_message_time(
     mqtt_settings: MqttSettings, influx_settings: InfluxSettings
 ) -> None:
-    """No mark: the default; a mark: its time, but no older than ``rebuild_s`` (an outage
-    longer than that writes the rebuild's span); an event InfluxDB holds counts at its
+    """No mark: the default; a mark: its slowest gateway's analysed data time
+    (``analysed_ms``, not the park clock's ``through_ms``), but no older than ``rebuild_s`` (an
+    outage longer than that writes the rebuild's span); an event InfluxDB holds counts at its
     message's time (``updated_ms``), or, written before that field, its opening's."""
     now_ms = time.time_ns() // 1_000_000
     service = AnalyticsService(
@@ -1025,7 +1097,7 @@ async def test_the_horizon_is_the_mark_capped_at_rebuild_s_and_events_stored_by_
     async with InfluxReader(influx_settings) as reader:
         await reader.create_database()
         none = await service._horizon(reader, engine, now_ms - DAY_MS, now_ms, now_ms - 7)
-        assert (none.through_ms, none.marked, none.stored) == (now_ms - 7, False, {})
+        assert (none.from_ms, none.marked, none.stored) == (now_ms - 7, False, {})
         old = now_ms - 40 * DAY_MS
         svc = {"park": "svc"}
         lines = [
@@ -1036,11 +1108,157 @@ async def test_the_horizon_is_the_mark_capped_at_rebuild_s_and_events_stored_by_
         async with InfluxWriter(influx_settings) as writer:
             await writer.write(lines)
         capped = await service._horizon(reader, engine, now_ms - DAY_MS, now_ms, now_ms - 7)
-        assert (capped.through_ms, capped.marked) == (now_ms - DAY_MS, True)
+        assert (capped.from_ms, capped.marked) == (now_ms - DAY_MS, True)
         assert capped.stored == {"a": now_ms - 5, "b": now_ms - 8}
         recent = now_ms - HOUR_MS
         async with InfluxWriter(influx_settings) as writer:
-            mark = {"through_ms": recent, "demand_15m": recent - QUARTER_MS}
+            mark = {"through_ms": recent, "analysed_ms": recent - 2 * HOUR_MS}
             await writer.write([encode_point("analytics_progress", {"park": "svc"}, mark, recent)])
         marked = await service._horizon(reader, engine, now_ms - DAY_MS, now_ms, now_ms - 7)
-        assert (marked.through_ms, marked.stamps) == (recent, {"demand_15m": recent - QUARTER_MS})
+        assert (marked.from_ms, marked.marked) == (recent - 2 * HOUR_MS, True)
+        # the next mark starts from these (never lower)
+        assert service.progress["svc"] == {"through_ms": recent, "analysed_ms": marked.from_ms}
+
+
+def _two_gateway_park() -> Park:
+    return Park.model_validate(
+        {"park": "svc", "meters": [
+            {"id": "ma", "utility": "electricity", "gateway": "gw-a", "contracted_demand_kw": 1000},
+            {"id": "mb", "utility": "electricity", "gateway": "gw-b", "contracted_demand_kw": 1000},
+        ]}
+    )  # fmt: skip
+
+
+def _minute_lines(meter: str, a_ms: int, b_ms: int, kw: float = 300.0) -> list[str]:
+    """A meter's load every minute in ``[a_ms, b_ms)`` (``kw`` with a little wobble)."""
+    tags = {"park": "svc", "enterprise": "park", "meter": meter}
+    return [
+        encode_point("electricity", tags, {"p_kw": kw + 5.0 * math.sin(t / 60_000 * 0.7)}, t)
+        for t in range(a_ms, b_ms, 60_000)
+    ]
+
+
+async def _gateway_b_behind(
+    influx_settings: InfluxSettings,
+    mqtt_settings: MqttSettings,
+    monkeypatch: pytest.MonkeyPatch,
+    backlog_kw: float,
+) -> tuple[AnalyticsSettings, int]:
+    """A day of two gateways' readings; a first worker stops 7 minutes into a quarter hour
+    while gw-b's data ends 40 minutes before (its edge buffers, or it is just slow) and gw-a's
+    a minute before; then gw-b's last 40 minutes come in (``backlog_kw`` in their first 20),
+    and gw-a goes on. The settings and the first worker's time."""
+    now_ms = time.time_ns() // 1_000_000 // QUARTER_MS * QUARTER_MS + 7 * 60_000
+    start = now_ms - DAY_MS
+    async with InfluxReader(influx_settings) as reader:
+        await reader.create_database()
+    async with InfluxWriter(influx_settings) as writer:
+        await writer.write(
+            _minute_lines("ma", start, now_ms - 60_000)
+            + _minute_lines("mb", start, now_ms - 40 * 60_000)
+        )
+    settings = AnalyticsSettings(
+        mqtt=mqtt_settings,
+        influx=influx_settings,
+        rebuild_s=DAY_MS / 1000,
+        history_slice_s=SLICE_MS / 1000,
+        rollups=False,
+    )
+    await _rebuild(settings, now_ms, monkeypatch, park=_two_gateway_park())
+    async with InfluxWriter(influx_settings) as writer:
+        await writer.write(
+            _minute_lines("mb", now_ms - 40 * 60_000, now_ms - 20 * 60_000, backlog_kw)
+            + _minute_lines("mb", now_ms - 20 * 60_000, now_ms - 60_000)
+            + _minute_lines("ma", now_ms - 60_000, now_ms + 9 * 60_000)
+        )
+    return settings, now_ms
+
+
+@pytest.mark.anyio
+async def test_a_lagging_gateways_demand_blocks_are_written_by_the_next_worker(
+    mqtt_settings: MqttSettings, influx_settings: InfluxSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """gw-b's last quarter hours were not in when the first worker stopped (gw-a's were, and
+    its blocks were written); the next worker writes gw-b's once they are in InfluxDB: the
+    mark is the slowest gateway's analysed data, and no stamp of gw-a's blocks hides them."""
+    settings, now_ms = await _gateway_b_behind(influx_settings, mqtt_settings, monkeypatch, 300.0)
+    later = now_ms + 10 * 60_000
+    service, _, _, _ = await _rebuild(settings, later, monkeypatch, [], park=_two_gateway_park())
+    # the mark held gw-b's data end (40 minutes back), not gw-a's
+    assert service.horizons["svc"].from_ms <= now_ms - 40 * 60_000
+
+    async def blocks(meter: str) -> list[int]:
+        async with InfluxReader(influx_settings) as reader:
+            [found] = await reader.query(f"SELECT p_kw_avg FROM demand_15m WHERE meter = '{meter}'")
+        return [int(row[0]) for row in found.values]
+
+    complete = now_ms - 7 * 60_000  # both meters' blocks before it are complete
+    ma = [t for t in await blocks("ma") if t < complete]
+    mb = [t for t in await blocks("mb") if t < complete]
+    assert complete - 2 * QUARTER_MS in mb  # gw-b's last two: in InfluxDB now
+    assert mb == ma
+    assert len(mb) >= 4 * 6  # (the first worker wrote its last warmup_s, 6 h)
+
+
+@pytest.mark.anyio
+async def test_a_silent_gateways_backlog_peak_is_written_and_published_once_after_a_restart(
+    mqtt_settings: MqttSettings, influx_settings: InfluxSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """gw-b fell silent 40 minutes before the first worker stopped (its slots were closed by
+    silence, the park clock moved on); its backlog, with demand over the contract, reaches
+    InfluxDB while no worker runs. The next worker writes the peak and publishes it (late);
+    the one after that neither writes nor publishes it again."""
+    settings, now_ms = await _gateway_b_behind(influx_settings, mqtt_settings, monkeypatch, 1500.0)
+    alerts: list[dict[str, Any]] = []
+
+    async def watch(client: aiomqtt.Client) -> None:
+        async for m in client.messages:
+            alerts.append(orjson.loads(bytes(m.payload)))
+
+    def peaks(docs: list[dict[str, Any]]) -> list[tuple[str, str]]:
+        return [
+            (d["id"], d["state"])
+            for d in docs
+            if d["kind"] == "demand_peak" and d.get("meter") == "mb"
+        ]
+
+    async with mqtt.client(mqtt_settings, "backlog-watcher") as watcher:
+        await watcher.subscribe("pw/v1/svc/alerts/#", qos=1)
+        async with background(watch(watcher)):
+            published: list[Event] = []
+
+            async def sent(service: AnalyticsService) -> None:
+                async def check() -> bool:
+                    return len(alerts) >= len(published)
+
+                await eventually(check, 20, "the late alerts")
+
+            _, written, _, _ = await _rebuild(
+                settings, now_ms + 10 * 60_000, monkeypatch, published, then=sent,
+                park=_two_gateway_park(),
+            )  # fmt: skip
+            first = list(alerts)
+            again: list[Event] = []
+            _, rewritten, _, _ = await _rebuild(
+                settings, now_ms + 20 * 60_000, monkeypatch, again, park=_two_gateway_park()
+            )
+            await asyncio.sleep(1.0)  # time for an alert it should not have published
+            later = alerts[len(first) :]
+
+    opened = [
+        e
+        for e in written
+        if e.kind == "demand_peak" and e.meter == "mb" and e.state is State.OPENED
+    ]
+    assert len(opened) == 1
+    peak = opened[0]
+    assert now_ms - 40 * 60_000 <= peak.detected_at_ms < now_ms - 20 * 60_000
+    async with InfluxReader(influx_settings) as reader:
+        [stored] = await reader.query(f'SELECT "id" FROM anomaly WHERE "id" = \'{peak.id}\'')
+    assert stored.values
+    # published once (late), the opening among its messages; not by the next worker
+    assert (peak.id, "opened") in peaks(first)
+    assert len(peaks(first)) == len(set(peaks(first)))
+    assert all(d.get("late") is True for d in first)
+    assert not [e for e in rewritten + again if e.id == peak.id]
+    assert peaks(later) == []
