@@ -23,9 +23,9 @@ InfluxDB does not hold that event at that time or later (``updated_ms``), a deri
 the horizon's hour on (a point written again overwrites itself). Once a mark says an earlier
 worker stopped there (events of its outage: nobody published them), the messages of the last
 ``publish_late_s`` and the latest of each event still open are also published, flagged late.
-History is read a slice
-(``history_slice_s``) at a time, in time order, a slice retried a few times on an unreachable
-InfluxDB: memory stays bounded by a slice, and the detectors give the same events in any chunks.
+History is read a slice (``history_slice_s``) at a time, in time order, a slice retried a few
+times on an unreachable InfluxDB: memory stays bounded by a slice, and the detectors give the
+same events in any chunks.
 """
 
 from __future__ import annotations

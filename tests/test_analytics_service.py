@@ -22,7 +22,9 @@ import orjson
 import pytest
 
 from analytics.accounting.job import RollupJob
-from analytics.engine.contract import DerivedPoint
+from analytics.detectors import DETECTORS
+from analytics.engine.clocks import ClockRules
+from analytics.engine.contract import DerivedPoint, SeriesKey
 from analytics.engine.engine import Advanced, Batch, ParkEngine, Rows
 from analytics.service import (
     SNAPSHOT_VERSION,
@@ -1262,3 +1264,27 @@ async def test_a_silent_gateways_backlog_peak_is_written_and_published_once_afte
     assert all(d.get("late") is True for d in first)
     assert not [e for e in rewritten + again if e.id == peak.id]
     assert peaks(later) == []
+
+
+@pytest.mark.parametrize("hold_min", [24 * 60, 30])
+def test_the_analysed_mark_is_the_slowest_gateways_data_at_most_max_hold_behind(
+    hold_min: int,
+) -> None:
+    """``analysed_ms``: gw-b fell silent after an hour while gw-a went on for two; its slots
+    are closed by silence (the park clock moves on), but the data analysed is its last
+    reading's — no further back than ``max_hold_ms`` behind the park clock's emitted slots."""
+    rules = ClockRules(max_hold_ms=hold_min * 60_000)
+    engine = ParkEngine(_two_gateway_park(), DETECTORS, clock_rules=rules)
+    a, b = engine.index[SeriesKey("ma", "p_kw")], engine.index[SeriesKey("mb", "p_kw")]
+    assert engine.analysed_ms() is None
+    t0 = 1_796_400_000_000 // HOUR_MS * HOUR_MS
+    for k in range(120):
+        t = t0 + k * 60_000
+        for gateway, series in (("gw-a", a), ("gw-b", b)) if k < 60 else (("gw-a", a),):
+            one = np.array([series])
+            engine.feed(Batch(gateway, k + 1, one, np.array([t]), np.array([300.0]), t + 1000))
+        engine.advance(t + 1000)
+    assert engine.park_emitted is not None
+    through = engine.park_emitted * engine.step_ms
+    assert through >= t0 + 110 * 60_000  # gw-b's silence closed its slots
+    assert engine.analysed_ms() == max(t0 + 59 * 60_000, through - hold_min * 60_000)
