@@ -1007,8 +1007,9 @@ async def test_a_worker_back_after_ten_hours_writes_them_once_and_publishes_no_o
     assert from_ms >= now_ms - 15 * 60_000  # the second's last reading analysed
     assert caught_up == [from_ms]
     assert _counted(third, "pw_analytics_events_total") == 0
-    # derived points from the horizon's hour on are written again, each as it was stored
-    assert rewritten
+    # derived points from the horizon's hour on are written again (rebuilt: a restored engine
+    # has read nothing new since its snapshot), each as it was stored
+    assert bool(rewritten) is not snapshot
     assert min(p.t_ms for p in rewritten) >= from_ms // HOUR_MS * HOUR_MS
     assert not [p for p in rewritten if p not in points]
     # the derived points stored are the workers' points; one written by both (the second
