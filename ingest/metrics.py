@@ -7,6 +7,8 @@ from collections.abc import Iterable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics_core import Metric
 
+from parkwatch.influx import WriterStats
+
 
 class Tally:
     """What ingest counts per chunk of messages (one socket read), kept as plain numbers and
@@ -19,7 +21,17 @@ class Tally:
     postponed (each still goes through ``Histogram.observe`` at the fold), and are folded
     early when many wait, so that memory stays bounded."""
 
-    __slots__ = ("in_progress", "lag", "latencies", "messages", "metrics", "readings", "values")
+    __slots__ = (
+        "in_progress",
+        "lag",
+        "latencies",
+        "messages",
+        "metrics",
+        "readings",
+        "values",
+        "writer_stats",
+        "writes_shown",
+    )
 
     def __init__(self, metrics: IngestMetrics) -> None:
         self.metrics = metrics
@@ -29,6 +41,9 @@ class Tally:
         self.in_progress = 0  # messages received, not yet acknowledged
         self.lag: float | None = None  # the newest value, set as it comes
         self.latencies: list[float] = []
+        # the writer's own count of stored batches (set by the service), shown as a counter
+        self.writer_stats: WriterStats | None = None
+        self.writes_shown = 0
 
     def latency(self, seconds: float) -> None:
         self.latencies.append(seconds)
@@ -50,6 +65,11 @@ class Tally:
         if self.lag is not None:
             m.lag.set(self.lag)
             self.lag = None
+        if self.writer_stats is not None:
+            added = self.writer_stats.batches_written - self.writes_shown
+            if added > 0:
+                m.writes.inc(added)
+                self.writes_shown += added
         latencies, self.latencies = self.latencies, []
         for seconds in latencies:
             m.write_latency.observe(seconds)
@@ -135,6 +155,11 @@ class IngestMetrics:
             registry=r,
         )
         self.broker_up = Gauge("pw_ingest_broker_up", "1 while connected to the broker", registry=r)
+        # with pw_ingest_readings: the lines per write (issue 12: small batches cost InfluxDB
+        # and ingest more per point)
+        self.writes = Counter(
+            "pw_ingest_database_writes", "batches InfluxDB stored (write requests)", registry=r
+        )
         self.database_up = Gauge(
             "pw_ingest_database_up", "0 while InfluxDB writes are failing", registry=r
         )

@@ -270,6 +270,8 @@ class IngestService:
         writer = self.new_writer()
         async with writer:
             self.writer = writer
+            self.metrics.tally.writer_stats = writer.stats
+            self.metrics.tally.writes_shown = writer.stats.batches_written
             # read at scrape time: 0 while the writer is retrying through an outage
             self.metrics.database_up.set_function(lambda: 0.0 if writer.outage.is_down else 1.0)
             await ensure_database(s.influx, log)

@@ -1,5 +1,6 @@
-"""Ingest's per-reading loops (and the scan of a plain message straight to its lines) and
-its MQTT client's PUBLISH reading and acknowledgements, compiled
+"""Ingest's per-reading loops (and the scan of a plain message straight to its lines), its
+MQTT client's PUBLISH reading and acknowledgements, and joining a batch into the body the
+InfluxDB writer sends, compiled
 (``parkwatch/_hotpath.pyx``, built when the project is installed), or None for each where the
 extension is not built: a source tree without the build step then runs the Python
 references, which give the same results (``tests/test_hotpath*.py`` hold the two to it)."""
@@ -16,6 +17,7 @@ _NAMES = (
     "read_publishes",
     "scan_message",
     "pubacks",
+    "join_lines",
 )
 
 
@@ -39,3 +41,4 @@ encode_lines: Callable[..., Any] | None = _FUNCTIONS.get("encode_lines")
 read_publishes: Callable[..., Any] | None = _FUNCTIONS.get("read_publishes")
 scan_message: Callable[..., Any] | None = _FUNCTIONS.get("scan_message")
 pubacks: Callable[..., Any] | None = _FUNCTIONS.get("pubacks")
+join_lines: Callable[..., Any] | None = _FUNCTIONS.get("join_lines")

@@ -125,17 +125,30 @@ def metric_total(metrics: str, name: str) -> float:
 
 def ingest_chunks(metrics: str) -> dict[str, float | None]:
     """From ingest's metrics: how many messages a chunk (one socket read) held on average,
-    and how long a chunk took from its receipt to its points stored — the part of publish →
-    readable spent in ingest (the rest is the broker's queue and the bench's polling)."""
+    how long a chunk took from its receipt to its points stored — the part of publish →
+    readable spent in ingest (the rest is the broker's queue and the bench's polling) — and
+    how many writes ingest made to InfluxDB, with their lines on average."""
+    writes = metric_total(metrics, "pw_ingest_database_writes_total")
+    per_write = {
+        "ingest_writes": writes,
+        "ingest_lines_per_write": (
+            round(metric_total(metrics, "pw_ingest_readings_total") / writes) if writes else None
+        ),
+    }
     chunks = metric_total(metrics, "pw_ingest_write_seconds_count")
     if not chunks:
-        return {"ingest_messages_per_chunk": None, "ingest_received_to_stored_ms": None}
+        return {
+            "ingest_messages_per_chunk": None,
+            "ingest_received_to_stored_ms": None,
+            **per_write,
+        }
     seconds = metric_total(metrics, "pw_ingest_write_seconds_sum")
     return {
         "ingest_messages_per_chunk": round(
             metric_total(metrics, "pw_ingest_messages_total") / chunks, 1
         ),
         "ingest_received_to_stored_ms": round(seconds / chunks * 1000, 1),
+        **per_write,
     }
 
 
@@ -327,6 +340,10 @@ def run_ingest_bench(plan: BenchPlan, state_dir: Path | None = None) -> dict[str
         "rejected": e2e["rejected"],
         "ingest_messages_per_chunk": e2e["ingest_messages_per_chunk"],
         "ingest_received_to_stored_ms": e2e["ingest_received_to_stored_ms"],
+        "ingest_writes_per_s": (
+            round(e2e["ingest_writes"] / e2e["seconds"], 1) if e2e["seconds"] else None
+        ),
+        "ingest_lines_per_write": e2e["ingest_lines_per_write"],
         "p50_latency_ms": _round(e2e["p50_latency_ms"]),
         "p99_latency_ms": _round(e2e["p99_latency_ms"]),
         "publish_readings_per_s": round(e2e["publish_readings_per_s"]),

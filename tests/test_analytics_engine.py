@@ -721,7 +721,8 @@ def test_a_stopped_detector_is_snapshotted_without_its_half_updated_state() -> N
 def test_the_detectors_read_one_shared_block_the_largest_as_a_view() -> None:
     """Every detector's block holds exactly its rows of the window store (what the table's
     own read gives), read once for all of them: the largest's block is a read-only view of
-    the shared one, not a copy of its own."""
+    the shared one (slot-major, as the tables are), not a copy of its own; a detector that
+    does not take ``any_layout`` gets C-contiguous arrays, as its numpy code always had."""
     engine = ParkEngine(demo(), DETECTORS)
     checked: dict[str, int] = {}
     views: dict[str, bool] = {}
@@ -744,6 +745,7 @@ def test_the_detectors_read_one_shared_block_the_largest_as_a_view() -> None:
                         )
             for a in (block.values, block.count, block.low, block.high):
                 assert not a.flags.writeable
+                assert inst.detector.any_layout or a.flags.c_contiguous, inst.key
             views[inst.key] = views.get(inst.key, True) and block.values.base is not None
             return update(block)
 
@@ -760,6 +762,7 @@ def test_the_detectors_read_one_shared_block_the_largest_as_a_view() -> None:
     )
     assert checked[largest.key] == 20
     assert len(checked) == len(engine.instances)
+    assert largest.detector.any_layout  # the meter faults: every meter's checked quantities
     assert views[largest.key], "the largest detector's block was a copy of its own"
 
 

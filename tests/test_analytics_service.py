@@ -56,6 +56,14 @@ def small_park() -> Park:
     )  # fmt: skip
 
 
+async def _store(influx_settings: InfluxSettings, lines: list[str]) -> None:
+    """Raw readings stored, as ingest would have before the worker starts."""
+    async with InfluxReader(influx_settings) as reader:
+        await reader.create_database()
+    async with InfluxWriter(influx_settings) as writer:
+        await writer.write(lines)
+
+
 @pytest.mark.anyio
 async def test_a_new_worker_warms_up_from_influxdb(
     mqtt_settings: MqttSettings, influx_settings: InfluxSettings
@@ -69,10 +77,7 @@ async def test_a_new_worker_warms_up_from_influxdb(
                      {"p_kw": 500.0 + k % 7}, start + k * 60_000)
         for k in range(60)
     ]  # fmt: skip
-    async with InfluxReader(influx_settings) as reader:
-        await reader.create_database()
-    async with InfluxWriter(influx_settings) as writer:
-        await writer.write(lines)
+    await _store(influx_settings, lines)
     service = AnalyticsService(
         AnalyticsSettings(mqtt=mqtt_settings, influx=influx_settings, warmup_s=6 * 3600),
         SiteRegistry([park]),
@@ -525,10 +530,7 @@ async def test_a_worker_with_no_snapshot_is_rebuilt_from_days_of_history_in_slic
     real_now = time.time_ns() // 1_000_000
     start, lines = _days_of_history(real_now, 9)  # each day type seen before the last
     now_ms = real_now - 300_000 if real_now % SLICE_MS < 300_000 else real_now
-    async with InfluxReader(influx_settings) as reader:
-        await reader.create_database()
-    async with InfluxWriter(influx_settings) as writer:
-        await writer.write(lines)
+    await _store(influx_settings, lines)
     settings = AnalyticsSettings(
         mqtt=mqtt_settings,
         influx=influx_settings,
@@ -698,10 +700,7 @@ async def test_history_chunks_end_on_an_arrival_slot_boundary(
         t = start + k * step
         lines.append(encode_point("electricity", tags, {"p_kw": 100.0}, t))
         lines.append(encode_point("electricity", {**tags, "meter": "aux"}, {"p_kw": 1.0}, t + 1000))
-    async with InfluxReader(influx_settings) as reader:
-        await reader.create_database()
-    async with InfluxWriter(influx_settings) as writer:
-        await writer.write(lines)
+    await _store(influx_settings, lines)
     async with InfluxReader(influx_settings) as reader:
         chunks = await history_rows(reader, engine, start, start + 40 * step, chunk=7)
     assert [c.t_ms.size for c in chunks[:3]] == [8, 8, 8]  # 7 would cut the 4th slot in two
@@ -828,10 +827,7 @@ async def test_a_snapshot_of_another_version_leads_to_the_rebuild_span(
                      {"p_kw": 500.0}, old + k * 60_000)
         for k in range(60)
     ]  # fmt: skip
-    async with InfluxReader(influx_settings) as reader:
-        await reader.create_database()
-    async with InfluxWriter(influx_settings) as writer:
-        await writer.write(lines)
+    await _store(influx_settings, lines)
     snapshot = tmp_path / "analytics-snapshot.pickle"
     snapshot.write_bytes(pickle.dumps({"version": SNAPSHOT_VERSION - 1, "engines": {}}))
     settings = AnalyticsSettings(

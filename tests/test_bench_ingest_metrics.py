@@ -19,6 +19,10 @@ pw_ingest_write_seconds_sum 3.0
 pw_ingest_messages_total 100.0
 pw_ingest_write_seconds_count 8.0
 pw_ingest_write_seconds_sum 1.0
+pw_ingest_readings_total 4000.0
+pw_ingest_database_writes_total 3.0
+pw_ingest_database_writes_created 1.7e9
+pw_ingest_database_writes_total 2.0
 """
 
 
@@ -32,10 +36,14 @@ def test_messages_per_chunk_and_chunk_latency() -> None:
     assert ingest_chunks(METRICS) == {
         "ingest_messages_per_chunk": 20.0,
         "ingest_received_to_stored_ms": 200.0,
+        "ingest_writes": 5.0,
+        "ingest_lines_per_write": 800,
     }
     assert ingest_chunks("") == {
         "ingest_messages_per_chunk": None,
         "ingest_received_to_stored_ms": None,
+        "ingest_writes": 0.0,
+        "ingest_lines_per_write": None,
     }
 
 

@@ -5,18 +5,21 @@ points (each float may be written in another decimal form, which must read back 
 from __future__ import annotations
 
 import math
-from typing import Any
+import sys
+import types
+from typing import Any, cast
 
 import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import parkwatch
 from ingest import counters
 from ingest import service as ingest_service
 from ingest.counters import CounterWatch
 from ingest.service import encode_lines, encode_lines_py
-from parkwatch import _hotpath, hotpath
+from parkwatch import _hotpath, hotpath, influx
 from parkwatch.site import Park, SiteRegistry
 from parkwatch.wire import _PLAIN, AcceptedReading, check_plain_py, encode_batch
 
@@ -57,6 +60,7 @@ def test_the_extension_is_built() -> None:
     assert hotpath.COMPILED
     assert counters._flag_compiled is _hotpath.flag_counters
     assert ingest_service._encode_compiled is _hotpath.encode_lines
+    assert influx._join_lines is _hotpath.join_lines
 
 
 def test_ingest_says_once_at_start_when_it_runs_the_python_loops(
@@ -203,3 +207,39 @@ def test_values_in_a_mapping_other_than_a_dict() -> None:
         assert compiled.flag(mine) == reference.flag_py(theirs)
         assert mine == theirs
     assert [r.s for r in mine] == ["decreased"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(max_size=40)))
+def test_a_batch_joined_in_c_is_the_python_body(lines: list[str]) -> None:
+    """The writer's body: the same bytes as the Python join, or None (then Python joins) for
+    an empty batch or a line that is not plain ASCII."""
+    joined = _hotpath.join_lines(lines)
+    if joined is None:
+        assert not lines or not all(line.isascii() for line in lines)
+    else:
+        assert joined == ("\n".join(lines) + "\n").encode()
+
+
+def test_a_batch_with_other_than_ascii_strs_is_left_to_python() -> None:
+    assert _hotpath.join_lines(["a b=1 2", "c,t=é d=1 2"]) is None
+    assert _hotpath.join_lines(["a b=1 2", cast(str, b"c d=1 2")]) is None
+    assert _hotpath.join_lines([]) is None
+    assert _hotpath.join_lines(["a b=1 2", ""]) == b"a b=1 2\n\n"
+
+
+def test_a_stale_build_without_the_join_leaves_it_to_python(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An extension built from an older ``_hotpath.pyx`` lacks ``join_lines``: the other
+    loops stay compiled, the writer joins in Python (and ingest warns: not all compiled)."""
+    stale = types.ModuleType("parkwatch._hotpath")
+    for name in hotpath._NAMES:
+        if name != "join_lines":
+            setattr(stale, name, getattr(_hotpath, name))
+    monkeypatch.setitem(sys.modules, "parkwatch._hotpath", stale)
+    monkeypatch.setattr(parkwatch, "_hotpath", stale)
+    found = hotpath._compiled()
+    assert "join_lines" not in found
+    assert set(found) == set(hotpath._NAMES) - {"join_lines"}
+    assert len(found) < len(hotpath._NAMES)  # COMPILED would be False

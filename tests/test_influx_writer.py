@@ -1,8 +1,8 @@
 """InfluxWriter and InfluxReader against real influxd processes.
 
 The session's influxd (``stack`` fixture) serves the ordinary cases; the outage tests start and
-stop a private influxd of their own. Requests are observed with httpx event hooks on the
-writer's real client, never replaced.
+stop a private influxd of their own. Requests are observed on the writer's real client (its
+request head and body as they go on the wire, and each answer's status), never replaced.
 """
 
 from __future__ import annotations
@@ -11,12 +11,14 @@ import asyncio
 import gzip
 import logging
 import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
-import httpx
 import pytest
 
+from parkwatch import influx
 from parkwatch.influx import (
     InfluxQueryError,
     InfluxReader,
@@ -33,27 +35,47 @@ from parkwatch.stack import InfluxDB, free_port
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
 
+@dataclass
+class Sent:
+    """A request as the writer handed it to its HTTP client (with the client's own head)."""
+
+    method: str
+    path: str
+    params: dict[str, str]
+    headers: dict[str, str]
+    content: bytes
+
+
 class Recorder:
-    """Records every request the writer's client sends and every response it gets."""
+    """Records every request the writer's client sends and every answer's status;
+    ``before`` (optional) runs as each request is about to go out."""
 
-    def __init__(self) -> None:
-        self.requests: list[httpx.Request] = []
+    def __init__(self, before: Callable[[Sent], Awaitable[None]] | None = None) -> None:
+        self.requests: list[Sent] = []
         self.statuses: list[int] = []
-
-    async def _on_request(self, request: httpx.Request) -> None:
-        self.requests.append(request)
-
-    async def _on_response(self, response: httpx.Response) -> None:
-        self.statuses.append(response.status_code)
+        self.before = before
 
     @classmethod
-    def attach(cls, writer: InfluxWriter) -> Recorder:
-        recorder = cls()
-        assert writer._client is not None
-        writer._client.event_hooks = {
-            "request": [recorder._on_request],
-            "response": [recorder._on_response],
-        }
+    def attach(
+        cls, writer: InfluxWriter, before: Callable[[Sent], Awaitable[None]] | None = None
+    ) -> Recorder:
+        recorder = cls(before)
+        client = writer._client
+        assert client is not None
+        post = client.post
+
+        async def recorded(
+            path: str, params: Mapping[str, str], body: bytes, headers: Mapping[str, str]
+        ) -> tuple[int, str]:
+            sent = Sent("POST", path, dict(params), {**client.headers, **headers}, body)
+            recorder.requests.append(sent)
+            if recorder.before is not None:
+                await recorder.before(sent)
+            status, text = await post(path, params, body, headers)
+            recorder.statuses.append(status)
+            return status, text
+
+        client.post = recorded  # type: ignore[method-assign]
         return recorder
 
 
@@ -124,15 +146,14 @@ async def test_batches_by_idle_writer(influx_settings: InfluxSettings) -> None:
     ) as writer:
         gate, first = asyncio.Event(), asyncio.Event()
         sent: list[int] = []
-        assert writer._client is not None
 
-        async def hold_first(request: httpx.Request) -> None:
+        async def hold_first(request: Sent) -> None:
             sent.append(request.content.count(b"\n"))
             if len(sent) == 1:
                 first.set()
                 await gate.wait()  # the first write stays in flight until the test says
 
-        writer._client.event_hooks = {"request": [hold_first], "response": []}
+        Recorder.attach(writer, hold_first)
         with anyio.fail_after(20):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(writer.write, lines("by_idle", 5))
@@ -207,6 +228,23 @@ async def test_gzip_bodies_are_accepted(influx_settings: InfluxSettings, gzip_le
     async with InfluxReader(influx_settings) as reader:
         [series] = await reader.query('SELECT "text" FROM "gz" WHERE "point" = \'text\'')
     assert series.values[0][1] == '两江新区-一号厂 "quoted"'
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+async def test_a_body_joined_in_c_or_python_is_the_same(
+    influx_settings: InfluxSettings, compiled: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # without the extension (or a stale build of it) the writer joins the lines in Python
+    if not compiled:
+        monkeypatch.setattr(influx, "_join_lines", None)
+    await create_database(influx_settings)
+    batch = lines(f"joined_{compiled}", 300)
+    async with InfluxWriter(influx_settings, gzip_level=0) as writer:
+        recorder = Recorder.attach(writer)
+        await writer.write_now(batch)
+    [request] = recorder.requests
+    assert request.content == ("\n".join(batch) + "\n").encode()
+    assert await count(influx_settings, f"joined_{compiled}") == 300
 
 
 # --------------------------------------------------------------------------- rejected writes
@@ -369,7 +407,10 @@ async def test_gives_up_after_max_retry_s() -> None:
     async with InfluxWriter(settings, flush_interval_s=0.05, max_retry_s=0.5) as writer:
         recorder = Recorder.attach(writer)
         started = time.monotonic()
-        with anyio.fail_after(20), pytest.raises(InfluxUnavailableError, match="ConnectError"):
+        with (
+            anyio.fail_after(20),
+            pytest.raises(InfluxUnavailableError, match="ConnectionRefusedError"),
+        ):
             await writer.write(lines("lost", 3))
         elapsed = time.monotonic() - started
         assert 0.5 <= elapsed < 5.0
@@ -401,8 +442,8 @@ async def test_v2_write_goes_to_api_v2_with_a_token(influx_settings: InfluxSetti
         assert writer.outage.failures >= 1
     request = recorder.requests[0]
     assert request.method == "POST"
-    assert request.url.path == "/api/v2/write"
-    assert dict(request.url.params) == {
+    assert request.path == "/api/v2/write"
+    assert request.params == {
         "bucket": "energy/autogen",
         "org": "两江",
         "precision": "ms",

@@ -6,6 +6,7 @@ from __future__ import annotations
 from prometheus_client import generate_latest
 
 from ingest.metrics import IngestMetrics
+from parkwatch.influx import WriterStats
 
 
 def test_chunk_counts_are_up_to_date_whenever_the_metrics_are_read() -> None:
@@ -40,3 +41,17 @@ def test_latencies_waiting_for_a_read_stay_bounded() -> None:
         metrics.tally.latency(0.01)
     assert len(metrics.tally.latencies) < 1024
     assert metrics.registry.get_sample_value("pw_ingest_write_seconds_count") == 5000
+
+
+def test_writes_follow_the_writers_own_count() -> None:
+    metrics = IngestMetrics()
+    sample = metrics.registry.get_sample_value
+    assert sample("pw_ingest_database_writes_total") == 0  # no writer yet
+    stats = WriterStats(batches_written=7)
+    metrics.tally.writer_stats = stats
+    metrics.tally.writes_shown = stats.batches_written  # counted from the writer's start
+    stats.batches_written += 3
+    assert sample("pw_ingest_database_writes_total") == 3
+    stats.batches_written += 2
+    assert sample("pw_ingest_database_writes_total") == 5
+    assert sample("pw_ingest_database_writes_total") == 5

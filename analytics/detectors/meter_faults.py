@@ -224,6 +224,7 @@ class MeterFaults(Detector):
     scope: ClassVar[Scope] = Scope.METER
     needs: ClassVar[Needs] = Needs((), virtual=False)
     row_subsets: ClassVar[bool] = True
+    any_layout: ClassVar[bool] = True  # its block's arrays go to kernels only
 
     @classmethod
     def select(cls, ctx: ParkContext) -> list[SeriesKey]:

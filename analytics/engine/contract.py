@@ -314,6 +314,11 @@ class Detector(ABC):
     # engine then runs one instance for the whole park, vectorised across every meter, and
     # feeds each gateway's rows as they complete. Without it, one instance per gateway.
     row_subsets: ClassVar[bool] = False
+    # a detector that reads its blocks' arrays only by ``[row, slot]`` in compiled kernels
+    # (never a numpy reduction, whose rounding can follow the memory layout): the engine may
+    # then hand it views of the shared block, laid out slot-major like the window store's
+    # tables; the others get C-contiguous arrays
+    any_layout: ClassVar[bool] = False
 
     def __init__(
         self,

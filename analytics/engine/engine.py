@@ -144,6 +144,14 @@ def _read_only(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
     return array
 
 
+def _c_copy(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """The array read-only and C-contiguous: copied only where it is not (rows taken by an
+    index array are; so is a one-slot block's stretch of rows, left a view)."""
+    if not array.flags.c_contiguous:
+        array = np.array(array, order="C")
+    return _read_only(array)
+
+
 @dataclass
 class _Instance:
     detector: Detector
@@ -673,7 +681,8 @@ class ParkEngine:
         """The instance's rows of these gateways (−1: virtual meters), slots ``start:stop``,
         as one block (for a detector that takes row subsets, ``row_index`` says which): rows
         of the block ``group`` (its name, its instances) share — a view of it where they
-        are a stretch of it in their order, a copy of them where not."""
+        are a stretch of it in their order and the detector takes ``any_layout``, a
+        C-contiguous copy of them where not."""
         key = gateways.tobytes()
         if inst.plan is None or inst.plan[0] != key:
             inst.plan = (key, self._plan(inst, gateways))
@@ -684,11 +693,12 @@ class ParkEngine:
         shared = self._shared_arrays(group[0], key, layout, start, stop)
         place = layout.places[inst.key]
         v, n, lo, hi = shared
-        if isinstance(place, slice):
+        if isinstance(place, slice) and inst.detector.any_layout:
             values, count, low, high = v[place], n[place], lo[place], hi[place]
         else:
-            values, count = _read_only(v[place]), _read_only(n[place])
-            low, high = _read_only(lo[place]), _read_only(hi[place])
+            # C-contiguous copies, as the detector's numpy code has always had them
+            values, count = _c_copy(v[place]), _c_copy(n[place])
+            low, high = _c_copy(lo[place]), _c_copy(hi[place])
         tables = tuple(g.table for g, _, _ in plan.parts)
         span = (key, start, stop, tables)
         transport = self._transports.get(span)
@@ -719,7 +729,7 @@ class ParkEngine:
 
     def _layout(self, group: tuple[str, Sequence[_Instance]], gateways: IntArray) -> _Layout:
         """Where the rows of these gateways that the group's instances read go in the block
-        they share: the largest instance's first, in its order (its block is then a view),
+        they share: the largest instance's first, in its order (its block can be a view),
         then each other's not placed yet, in its order. Set up once per gateway set."""
         key = (group[0], gateways.tobytes())
         layout = self._layouts.get(key)
@@ -769,17 +779,25 @@ class ParkEngine:
     ) -> _Arrays:
         """The shared block's arrays (values, count, low, high), read once per advance from
         the tables' accumulators (kernels.gather_block: what Table.block gives, straight into
-        place); read-only."""
+        place); read-only. Laid out slot-major like the tables (indexed ``[row, slot]``, the
+        transposes of C-contiguous arrays): read slot by slot, a table's rows are runs of
+        adjacent cells in and out, where a row-major block was a transpose of ~25 MB an
+        advance at 10,000 meters, the largest cost of the engine."""
         span = (name, key, start, stop)
         arrays = self._shared.get(span)
         if arrays is not None:
             return arrays
         slots = stop - start
-        arrays = (
-            np.empty((layout.rows, slots)),
-            np.empty((layout.rows, slots), dtype=np.int32),
-            np.empty((layout.rows, slots)),
-            np.empty((layout.rows, slots)),
+        # a row more than the block holds (never read): a view of a block of several slots
+        # is then never contiguous, whatever rows it covers, so numba compiles one version
+        # of a kernel for it (layout "A"), not an "F" one too where a view takes every row —
+        # the warm-up's replay and a live feed's gateway sets may differ (one-slot blocks
+        # are "C", as ever)
+        slot_major = (
+            np.empty((slots, layout.rows + 1))[:, : layout.rows],
+            np.empty((slots, layout.rows + 1), dtype=np.int32)[:, : layout.rows],
+            np.empty((slots, layout.rows + 1))[:, : layout.rows],
+            np.empty((slots, layout.rows + 1))[:, : layout.rows],
         )
         for table_name, src, dst in layout.parts:
             table = self.tables[table_name]
@@ -796,8 +814,9 @@ class ParkEngine:
                 table.counter_rows,
                 src,
                 dst,
-                *arrays,
+                *slot_major,
             )
+        arrays = (slot_major[0].T, slot_major[1].T, slot_major[2].T, slot_major[3].T)
         for a in arrays:
             a.flags.writeable = False
         self._shared[span] = arrays

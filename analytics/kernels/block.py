@@ -26,19 +26,21 @@ def gather_block(
 ) -> None:
     """Rows ``src`` of a table's slot accumulators (rows × the block's slots) read as a
     block's rows ``dst``: the mean of an instant quantity's readings or a counter's last,
-    their count and extremes, NaN where no reading came (``SlotArrays.block``)."""
+    their count and extremes, NaN where no reading came (``SlotArrays.block``). The outputs
+    are ``[slot, row]`` (slot-major, as the tables are): slot by slot, a table's rows are
+    read and written in runs of adjacent cells, not transposed."""
     slots = total.shape[1]
-    for j in range(src.size):
-        s = src[j]
-        d = dst[j]
-        for k in range(slots):
+    for k in range(slots):
+        for j in range(src.size):
+            s = src[j]
+            d = dst[j]
             n = count[s, k]
-            out_count[d, k] = n
+            out_count[k, d] = n
             if n == 0:
-                values[d, k] = np.nan
-                out_low[d, k] = np.nan
-                out_high[d, k] = np.nan
+                values[k, d] = np.nan
+                out_low[k, d] = np.nan
+                out_high[k, d] = np.nan
             else:
-                values[d, k] = last_v[s, k] if counter_rows[s] else total[s, k] / n
-                out_low[d, k] = low[s, k]
-                out_high[d, k] = high[s, k]
+                values[k, d] = last_v[s, k] if counter_rows[s] else total[s, k] / n
+                out_low[k, d] = low[s, k]
+                out_high[k, d] = high[s, k]
