@@ -20,7 +20,9 @@ give the same event ids), so a restart, an upgrade or a new worker loses no cont
 refill finds is written from the earlier worker's progress mark on (its horizon: where the
 slowest gateway's analysed data ended; ``warmup_s`` ago with no mark): an event message only if
 InfluxDB does not hold that event at that time or later (``updated_ms``), a derived point from
-the horizon's hour on (a point written again overwrites itself). Once a mark says an earlier
+an hour before the horizon on (a point written again overwrites itself); an event InfluxDB holds
+open that the refill did not find again is closed (``superseded``). A refill given up, or a
+batch InfluxDB refused, pins this worker's marks before the hole, so the next one refills it. Once a mark says an earlier
 worker stopped there (events of its outage: nobody published them), the messages of the last
 ``publish_late_s`` and the latest of each event still open are also published, flagged late.
 History is read a slice (``history_slice_s``) at a time, in time order, a slice retried a few
@@ -55,7 +57,7 @@ from analytics.engine.engine import Advanced, Batch, ParkEngine, Rows
 from analytics.settings import AnalyticsSettings
 from analytics.warm import freeze_start_up, keep_freed_memory, warm_up
 from parkwatch import mqtt, topics
-from parkwatch.events import ANOMALY_MEASUREMENT, Event
+from parkwatch.events import ANOMALY_MEASUREMENT, Event, Family, Severity, State
 from parkwatch.influx import (
     InfluxError,
     InfluxReader,
@@ -109,6 +111,8 @@ class Horizon:
     marked: bool  # a mark was found: an earlier worker stopped there
     # event id → the data time of its message InfluxDB holds (the latest written)
     stored: dict[str, int] = field(default_factory=dict)
+    # the events whose message InfluxDB holds (or the refill wrote) is an open one
+    stored_open: set[str] = field(default_factory=set)
     # (measurement, virtual meter) → its first point stored in the refill's span (none: the
     # span's end): a virtual meter added since is backfilled over the whole span
     virtual_from: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -174,6 +178,8 @@ class AnalyticsService:
         # behind at first, does not lower it)
         self.progress: dict[str, dict[str, int]] = {}
         self.horizons: dict[str, Horizon] = {}  # per park, where its refill's outputs started
+        # per park, the most its marks' analysed_ms may say while a hole is behind (``_pin``)
+        self.pinned: dict[str, int] = {}
         # events to publish on the alerts topics, apart from the writes (bounded; when full,
         # the stream waits: an alert is never dropped while the broker is there); and whether
         # each is late (a refill's)
@@ -188,7 +194,7 @@ class AnalyticsService:
         self.rollup_config = RollupConfig(
             interval_s=settings.rollup_interval_s,
             recent_s=settings.rollup_recent_s,
-            catch_up_s=settings.warmup_s,  # a park whose refill set no horizon
+            catch_up_s=settings.warmup_s,  # after a start, at least this far back
             retention_policy=settings.rollup_retention_policy,
             raw_retention=settings.raw_retention,
         )
@@ -373,23 +379,31 @@ class AnalyticsService:
         self, writer: InfluxWriter, items: Sequence[tuple[str, Advanced, dict[str, int]]]
     ) -> None:
         lines: list[str] = []
-        marks: set[str] = set()
+        # per park, its mark once this batch is in (into self.progress only then)
+        marks: dict[str, dict[str, int]] = {}
+        first: dict[str, int] = {}  # per park, its outputs' earliest data time
         for park, advanced, progress in items:
             lines.extend(self._point_line(park, p) for p in advanced.points)
             for event in advanced.events:
                 lines.append(event.line(self._enterprise(park, event)))
                 self.metrics.events.labels(event.kind, event.state.value).inc()
-            mark = self.progress.setdefault(park, {})
+            times = [p.t_ms for p in advanced.points]
+            times += [e.updated_at_ms or e.detected_at_ms for e in advanced.events]
+            if times:
+                first[park] = min(first.get(park, min(times)), min(times))
+            mark = marks.setdefault(park, dict(self.progress.get(park, {})))
             for name, at in progress.items():
                 mark[name] = max(mark.get(name, at), at)
-            marks.add(park)
         n_outputs = len(lines)
         # after the outputs, in the same batch: a mark never runs ahead of what it marks
-        for park in sorted(marks):
-            mark = self.progress[park]
+        for park, mark in sorted(marks.items()):
             if "through_ms" in mark:
+                fields = dict(mark)
+                pinned = self.pinned.get(park)
+                if pinned is not None:  # a hole behind: the next worker refills from it
+                    fields["analysed_ms"] = min(fields.get("analysed_ms", pinned), pinned)
                 at = mark["through_ms"] // HOUR_MS * HOUR_MS
-                lines.append(encode_point(PROGRESS_MEASUREMENT, {"park": park}, dict(mark), at))
+                lines.append(encode_point(PROGRESS_MEASUREMENT, {"park": park}, fields, at))
         if not lines:
             return
         try:
@@ -399,11 +413,21 @@ class AnalyticsService:
             # the writer retries outages itself; this is the database refusing the data
             self.metrics.database_up.set(0)
             log.error("analytics output refused by InfluxDB, dropped: %s", exc)
+            # the next batch's mark would pass these outputs: a restart redoes them
+            for park, at in first.items():
+                self._pin(park, at)
             return
+        self.progress.update(marks)
         n_events = sum(len(a.events) for _, a, _ in items)
         self.events_written += n_events
         self.points_written += n_outputs - n_events
         self.metrics.points.inc(n_outputs - n_events)
+
+    def _pin(self, park: str, at_ms: int) -> None:
+        """Outputs of ``park`` from ``at_ms`` on may be missing (a refill given up, a batch
+        refused): its marks say at most ``at_ms`` for the rest of this process, so the next
+        worker's refill writes them (no refill of this one's can: it refills at start-up)."""
+        self.pinned[park] = min(self.pinned.get(park, at_ms), at_ms)
 
     def _point_line(self, park: str, point: DerivedPoint) -> str:
         return encode_point(
@@ -498,11 +522,15 @@ class AnalyticsService:
             ) as writer,
         ):
             await ensure_retention(reader, config)
+            now_ms = int(time.time() * 1000)
             for park, p in self.registry.parks.items():
                 job = self.rollups[park] = RollupJob(p, reader, writer, config)
                 horizon = self.horizons.get(park)
-                if horizon is not None:  # the hours since the earlier worker's are caught up
-                    job.done_ms = horizon.from_ms
+                if horizon is not None:
+                    # the hours since the earlier worker's mark are caught up, and at least
+                    # catch_up_s: the mark is the detectors', and hours in which the earlier
+                    # worker's rollups failed (a bug, a refused retention policy) lie behind it
+                    job.done_ms = min(horizon.from_ms, now_ms - int(config.catch_up_s * 1000))
             outage = OutageLog(log, "the accounting's rollups")
             while True:
                 now_ms = int(time.time() * 1000)
@@ -611,7 +639,19 @@ class AnalyticsService:
                     await self._emit(park, Advanced(events=still), publish=False)
                     # an older message not published whose event is still open: its latest
                     await self._queue_alerts(park, late.still_open(engine), late=True)
+                    # an event InfluxDB holds open, last updated after the mark, that the
+                    # refill did not reproduce (decided without a lagging gateway's data, or
+                    # found at another detected_at): closed, or it would stay open for good
+                    # beside the engine's own event of its kind and meter
+                    closes = await self._retried(
+                        park, partial(_superseded, reader, engine, horizon, oldest)
+                    )
+                    await self._emit(park, Advanced(events=closes), publish=False)
+                    if horizon.marked:
+                        await self._queue_alerts(park, closes, late=True)
                 except InfluxError as exc:
+                    # [lo, now) has no outputs: no mark of this worker's may pass it
+                    self._pin(park, lo)
                     log.error(
                         "%s: %s from InfluxDB given up at %s after %d values, going on live: %s",
                         park,
@@ -665,14 +705,17 @@ class AnalyticsService:
             from_ms=default_ms if analysed is None else analysed, marked=analysed is not None
         )
         stored = await reader.query(
-            f'SELECT "id", "updated_ms" FROM {quote_ident(ANOMALY_MEASUREMENT)} '
+            f'SELECT "id", "updated_ms", "open" FROM {quote_ident(ANOMALY_MEASUREMENT)} '
             f"WHERE {park_is} AND time >= {since_ms}ms"
         )
         for series in stored:
-            for t, event_id, updated in series.values:
+            # one point per event (its messages overwrite the point at its detected_at)
+            for t, event_id, updated, is_open in series.values:
                 # a point written before updated_ms was: its opening's time at least
                 at = int(t if updated is None else updated)
                 horizon.stored[str(event_id)] = max(horizon.stored.get(str(event_id), at), at)
+                if is_open:
+                    horizon.stored_open.add(str(event_id))
         # a later mark never goes back past this one (nor, with none, past the default)
         self.progress[park] = {
             "through_ms": mark.get("through_ms", horizon.from_ms),
@@ -761,23 +804,30 @@ def _keep_new(advanced: Advanced, horizon: Horizon) -> int:
     horizon, what it covered: a cold engine's first findings and balances depend on where its
     span began); how many were dropped. An event message counts by its own time (the close of
     an event opened earlier is kept) and is kept unless InfluxDB holds the event at that time
-    or later; a point from the horizon's hour on (hourly points are stamped at the hour's
-    start). Points are not told apart by what the earlier worker wrote: one gateway's blocks
-    are written before another's (each closes on its own data time), so no stamp per
-    measurement says what is stored, and a point written again only overwrites itself
-    (InfluxDB keys it by measurement, tags and time)."""
+    or later; a point from an hour before the horizon on (hourly points are stamped at the
+    hour's start, in the park's zone). Points are not told apart by what the earlier worker
+    wrote: one gateway's blocks are written before another's (each closes on its own data
+    time), so no stamp per measurement says what is stored, and a point written again only
+    overwrites itself (InfluxDB keys it by measurement, tags and time)."""
     events = []
     for e in advanced.events:
         at = e.updated_at_ms or e.detected_at_ms
         if at >= horizon.from_ms and horizon.stored.get(e.id, at - 1) < at:
             events.append(e)
             horizon.stored[e.id] = at
-    hour_ms = horizon.from_ms // HOUR_MS * HOUR_MS
+            if e.end_ms is None:
+                horizon.stored_open.add(e.id)
+            else:
+                horizon.stored_open.discard(e.id)
+    # no point is stamped more than an hour before it is emitted (an hourly point at its
+    # hour's start, in the park's zone: a +05:30 park's hours start at half past a UTC hour),
+    # so one the earlier worker did not emit (after its horizon) is stamped after this
+    start_ms = horizon.from_ms - HOUR_MS
 
     def new(p: DerivedPoint) -> bool:
         if p.t_ms < horizon.virtual_from.get((p.measurement, p.tags.get("meter", "")), p.t_ms):
             return True  # a virtual meter's slot before its stored points begin
-        return p.t_ms >= hour_ms
+        return p.t_ms >= start_ms
 
     points = [p for p in advanced.points if new(p)]
     dropped = len(advanced.events) - len(events) + len(advanced.points) - len(points)
@@ -811,6 +861,51 @@ class LateAlerts:
         out = [e for event_id, e in self.held.items() if event_id in is_open]
         self.held.clear()
         return out
+
+
+async def _superseded(
+    reader: InfluxReader, engine: ParkEngine, horizon: Horizon, since_ms: int
+) -> list[Event]:
+    """A ``closed`` message (at the park clock's data time, evidence ``superseded``) for each
+    event InfluxDB holds open, last updated from the horizon on, that ``engine`` does not hold
+    open: after a refill, what it did not find again is over."""
+    held = {e.id for e in engine.events.open.values()}
+    ids = sorted(
+        i
+        for i in horizon.stored_open
+        if i not in held and horizon.stored.get(i, horizon.from_ms) >= horizon.from_ms
+    )
+    through = engine.park_emitted * engine.step_ms if engine.park_emitted is not None else 0
+    out = []
+    for k in range(0, len(ids), 100):  # a statement of bounded length
+        match = " OR ".join(f'"id" = {qs(i)}' for i in ids[k : k + 100])
+        found = await reader.query(
+            f"SELECT * FROM {quote_ident(ANOMALY_MEASUREMENT)} "
+            f"WHERE park = {qs(engine.park.park)} AND time >= {since_ms}ms AND ({match})"
+        )
+        for series in found:
+            for row in series.values:
+                r = dict(zip(series.columns, row, strict=True))
+                end = max(through, int(r.get("updated_ms") or r["time"]))
+                event = Event(
+                    id=str(r["id"]),
+                    kind=str(r["kind"]),
+                    family=Family(r["family"]),
+                    state=State.CLOSED,
+                    park=engine.park.park,
+                    meter=r.get("meter"),
+                    zone=r.get("zone"),
+                    start_ms=int(r.get("start_ms") or r["time"]),
+                    detected_at_ms=int(r["time"]),
+                    end_ms=end,
+                    severity=Severity(r["severity"]),
+                    evidence={"superseded": True},
+                    updated_at_ms=end,
+                )
+                out.append(event)
+                horizon.stored[event.id] = end
+                horizon.stored_open.discard(event.id)
+    return out
 
 
 async def _virtual_from(

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiomqtt
 import numpy as np
@@ -37,7 +38,13 @@ from analytics.service import (
 from analytics.settings import AnalyticsSettings
 from parkwatch import mqtt
 from parkwatch.events import Event, Family, Severity, State
-from parkwatch.influx import InfluxReader, InfluxUnavailableError, InfluxWriter, Series
+from parkwatch.influx import (
+    InfluxError,
+    InfluxReader,
+    InfluxUnavailableError,
+    InfluxWriter,
+    Series,
+)
 from parkwatch.lineprotocol import encode_point
 from parkwatch.settings import InfluxSettings, MqttSettings
 from parkwatch.site import Park, SiteRegistry
@@ -585,8 +592,9 @@ async def test_a_worker_with_no_snapshot_is_rebuilt_from_days_of_history_in_slic
 
 def test_a_rebuild_keeps_messages_and_points_by_their_own_time() -> None:
     """``_keep_new``: an event's message counts by its own time (the close of an event
-    opened before the horizon is kept, its opening is not); an hourly point counts from its
-    hour's start, so the hour the horizon falls in is kept."""
+    opened before the horizon is kept, its opening is not); a point from an hour before the
+    horizon on (an hourly point is stamped at its hour's start), so the hour the horizon
+    falls in is kept."""
     hour = 3_600_000
     horizon = 100 * hour + 1_800_000  # half past an hour
     opened = Event(
@@ -642,6 +650,21 @@ def test_a_rebuild_keeps_messages_and_points_by_their_own_time() -> None:
     again = opened.with_state(State.UPDATED, updated_at_ms=102 * hour)
     first, second = Advanced(events=[again]), Advanced(events=[again])
     assert (_keep_new(first, stored), _keep_new(second, stored)) == (0, 1)
+
+
+def test_a_refill_keeps_the_last_local_hours_point_of_a_half_hour_zone() -> None:
+    """A +05:30 park's hourly points are stamped at its local hour's start (half past a UTC
+    hour) and emitted at its end: the earlier worker stopped at 10:50 local (05:20 UTC) before
+    emitting 10:00-11:00's point (04:30 UTC), so the refill writes it, though its stamp lies
+    before the horizon's UTC hour (the review's probe_keep_new_tz.py)."""
+    ist = ZoneInfo("Asia/Kolkata")
+    stamp = int(datetime(2026, 12, 5, 10, 0, tzinfo=ist).timestamp() * 1000)
+    through = int(datetime(2026, 12, 5, 10, 50, tzinfo=ist).timestamp() * 1000)
+    point = DerivedPoint("zone_balance", {"zone": "z"}, {"consumption": 1.0}, stamp)
+    older = point._replace(t_ms=stamp - HOUR_MS)  # emitted at 10:00 local: stored
+    advanced = Advanced(points=[older, point])
+    assert _keep_new(advanced, Horizon(through - 60_000, marked=True)) == 1
+    assert advanced.points == [point]
 
 
 def test_a_refill_publishes_the_last_publish_late_s_and_the_events_still_open() -> None:
@@ -753,6 +776,48 @@ async def test_an_influxdb_error_midway_is_retried_then_given_up_with_an_error(
     second = datetime.fromtimestamp(((now_ms - 3 * DAY_MS) // DAY_MS + 1) * 86_400, UTC)
     [error] = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert error.startswith(f"svc: rebuild from InfluxDB given up at {second.isoformat()}")
+    # nothing derived from there: no mark of this worker's may pass it
+    assert service.pinned == {"svc": int(second.timestamp() * 1000)}
+
+
+class _Writer:
+    """An InfluxWriter that refuses its first batch and keeps the lines of each."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+
+    async def write(self, lines: list[str]) -> None:
+        self.batches.append(list(lines))
+        if len(self.batches) == 1:
+            raise InfluxError("400: refused")
+
+
+@pytest.mark.anyio
+async def test_a_mark_never_passes_a_refused_batch_nor_a_given_up_refill() -> None:
+    """A batch InfluxDB refused: the marks after it say no more than its first output's time
+    (the engine's progress moved on, but a restart must redo those outputs), and the progress
+    kept is only what was written; a given-up refill's ``lo`` pins them the same way."""
+    service = AnalyticsService(AnalyticsSettings(), SiteRegistry([small_park()]))
+    writer = _Writer()
+
+    def batch(t: int) -> tuple[str, Advanced, dict[str, int]]:
+        point = DerivedPoint("demand_15m", {"meter": "main"}, {"p_kw_avg": 1.0}, t)
+        return "svc", Advanced(points=[point]), {"through_ms": t + HOUR_MS, "analysed_ms": t}
+
+    def analysed(lines: list[str]) -> int:
+        [mark] = [line for line in lines if line.startswith("analytics_progress")]
+        found = re.search(r"analysed_ms=(\d+)i", mark)
+        assert found is not None
+        return int(found[1])
+
+    await service._write(writer, [batch(10 * HOUR_MS)])  # type: ignore[arg-type]
+    assert service.progress == {}  # not written: not kept
+    await service._write(writer, [batch(12 * HOUR_MS)])  # type: ignore[arg-type]
+    assert analysed(writer.batches[1]) == 10 * HOUR_MS
+    assert service.progress["svc"] == {"through_ms": 13 * HOUR_MS, "analysed_ms": 12 * HOUR_MS}
+    service._pin("svc", 9 * HOUR_MS)  # a refill given up there
+    await service._write(writer, [batch(14 * HOUR_MS)])  # type: ignore[arg-type]
+    assert analysed(writer.batches[2]) == 9 * HOUR_MS
 
 
 def _sliced(lo: int, hi: int) -> list[tuple[int, int]]:
@@ -962,7 +1027,8 @@ async def test_a_worker_back_after_ten_hours_writes_them_once_and_publishes_no_o
             second, w2, _, _ = await _rebuild(
                 settings, now_ms, monkeypatch, published, then=published_all, points=points
             )
-            assert caught_up == [marked]  # the rollups catch up from the mark too
+            # the rollups catch up from the mark too (and at least warmup_s)
+            assert caught_up == [min(marked, now_ms - 6 * HOUR_MS)]
             once = list(alerts)
             caught_up.clear()
             again: list[Event] = []
@@ -1001,12 +1067,19 @@ async def test_a_worker_back_after_ten_hours_writes_them_once_and_publishes_no_o
     assert third.horizons["svc"].marked
     from_ms = third.horizons["svc"].from_ms
     assert from_ms >= now_ms - 15 * 60_000  # the second's last reading analysed
-    assert caught_up == [from_ms]
+    # its rollups redo warmup_s (hours the earlier worker's rollups failed in lie behind the
+    # detectors' mark)
+    assert caught_up == [min(from_ms, now_ms + 10 * 60_000 - 6 * HOUR_MS)]
     assert _counted(third, "pw_analytics_events_total") == 0
-    # derived points from the horizon's hour on are written again (rebuilt: a restored engine
-    # has read nothing new since its snapshot), each as it was stored
-    assert bool(rewritten) is not snapshot
-    assert all(p.t_ms >= from_ms // HOUR_MS * HOUR_MS for p in rewritten)
+    # derived points from an hour before the horizon on are written again, each as it was
+    # stored (rebuilt; a restored engine has read nothing new since its snapshot): at any
+    # minute of the hour, that is the last hour's blocks and more
+    if snapshot:
+        assert rewritten == []
+    else:
+        again_keys = {_point_key(p) for p in rewritten}
+        assert again_keys == {_point_key(p) for p in points if p.t_ms >= from_ms - HOUR_MS}
+        assert len([p for p in rewritten if p.measurement == "demand_15m"]) >= 3
     assert not [p for p in rewritten if p not in points]
     # the derived points stored are the workers' points; one written by both (the second
     # writes from the first's horizon's hour on) the same both times
@@ -1018,6 +1091,10 @@ async def test_a_worker_back_after_ten_hours_writes_them_once_and_publishes_no_o
     async with InfluxReader(influx_settings) as reader:
         [blocks] = await reader.query("SELECT p_kw_avg FROM demand_15m")
     assert [("demand_15m", int(row[0])) for row in blocks.values] == keys
+
+
+def _point_key(p: DerivedPoint) -> tuple[str, tuple[tuple[str, str], ...], int]:
+    return p.measurement, tuple(sorted(p.tags.items())), p.t_ms
 
 
 async def _true(items: list[Any]) -> bool:
@@ -1070,13 +1147,19 @@ async def test_a_rebuild_backfills_a_virtual_meter_added_since_and_no_other(
     service, _, _, _ = await _rebuild(
         settings, now_ms + 600_000, monkeypatch, published, points=later, park=added
     )
-    # stored up to the mark: only from its hour on written again (overwriting itself)
-    hour = service.horizons["svc"].from_ms // HOUR_MS * HOUR_MS
+    # stored up to the mark: only from an hour before it on written again (overwriting itself)
+    hour = service.horizons["svc"].from_ms - HOUR_MS
     assert hour > since + HOUR_MS
     assert times(later, "net") == [t for t in net if t >= hour]
     later_since = (now_ms + 600_000 - DAY_MS) // SLICE_MS * SLICE_MS
     assert times(later, "net2") == [t for t in net if t >= later_since]  # backfilled
-    assert min(p.t_ms for p in later if p.measurement == "demand_15m") >= hour
+
+    def blocks(points: list[DerivedPoint]) -> set[tuple[str, tuple[tuple[str, str], ...], int]]:
+        return {_point_key(p) for p in points if p.measurement == "demand_15m"}
+
+    # the blocks as the first worker wrote them, from that hour on (at any minute of the hour)
+    assert blocks(later) == {k for k in blocks(first) if k[2] >= hour}
+    assert blocks(later)
 
 
 @pytest.mark.anyio
@@ -1263,13 +1346,50 @@ async def test_a_silent_gateways_backlog_peak_is_written_and_published_once_afte
     assert peaks(later) == []
 
 
-@pytest.mark.parametrize("hold_min", [24 * 60, 30])
+@pytest.mark.anyio
+async def test_a_refill_closes_an_event_held_open_that_it_did_not_find_again(
+    mqtt_settings: MqttSettings, influx_settings: InfluxSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first worker opened a comm_loss for gw-b's silent meter; gw-b's backlog came in,
+    so the refill finds no gap and never knows that event: it closes it (superseded, at its
+    data time, published late), so InfluxDB holds one open event per kind and meter (the
+    review's test_probe_dead_gateway.py::test_orphan_open_events)."""
+    settings, now_ms = await _gateway_b_behind(influx_settings, mqtt_settings, monkeypatch, 1500.0)
+    query = 'SELECT "id", "kind", "meter", "open" FROM anomaly'
+    async with InfluxReader(influx_settings) as reader:
+        [before] = await reader.query(query)
+    orphans = {r[1] for r in before.values if r[2] == "comm_loss" and r[3] == "mb" and r[4]}
+    assert orphans, "the first worker saw gw-b's silence"
+    published: list[Event] = []
+    service, written, _, _ = await _rebuild(
+        settings, now_ms + 10 * 60_000, monkeypatch, published, park=_two_gateway_park()
+    )
+    closes = [e for e in written if e.id in orphans]
+    assert [(e.state, e.evidence) for e in closes] == [(State.CLOSED, {"superseded": True})] * len(
+        orphans
+    )
+    engine = service.engines["svc"]
+    assert engine.park_emitted is not None
+    assert all(e.end_ms == engine.park_emitted * engine.step_ms for e in closes)
+    assert [e for e in published if e.id in orphans] == closes
+    async with InfluxReader(influx_settings) as reader:
+        [after] = await reader.query(query + ' WHERE "open" = true')
+    still = [(r[2], r[3]) for r in after.values]
+    assert len(still) == len(set(still))  # one open event per kind and meter
+    assert {r[1] for r in after.values} == {e.id for e in engine.events.open.values()}
+
+
+@pytest.mark.parametrize(
+    ("hold_min", "online"), [(24 * 60, True), (30, False), (30, True)], ids=["day", "off", "dead"]
+)
 def test_the_analysed_mark_is_the_slowest_gateways_data_at_most_max_hold_behind(
-    hold_min: int,
+    hold_min: int, online: bool
 ) -> None:
     """``analysed_ms``: gw-b fell silent after an hour while gw-a went on for two; its slots
     are closed by silence (the park clock moves on), but the data analysed is its last
-    reading's — no further back than ``max_hold_ms`` behind the park clock's emitted slots."""
+    reading's — no further back than ``max_hold_ms`` behind the park clock's emitted slots
+    while its status is ``offline`` (its edge buffers); silent longer than that and
+    ``online``, it is left out (dead: it would hold the mark back for good)."""
     rules = ClockRules(max_hold_ms=hold_min * 60_000)
     engine = ParkEngine(_two_gateway_park(), DETECTORS, clock_rules=rules)
     a, b = engine.index[SeriesKey("ma", "p_kw")], engine.index[SeriesKey("mb", "p_kw")]
@@ -1280,8 +1400,14 @@ def test_the_analysed_mark_is_the_slowest_gateways_data_at_most_max_hold_behind(
         for gateway, series in (("gw-a", a), ("gw-b", b)) if k < 60 else (("gw-a", a),):
             one = np.array([series])
             engine.feed(Batch(gateway, k + 1, one, np.array([t]), np.array([300.0]), t + 1000))
+        if k == 59 and not online:
+            engine.gateway_status("gw-b", False, t + 1000)  # its last will
         engine.advance(t + 1000)
     assert engine.park_emitted is not None
     through = engine.park_emitted * engine.step_ms
-    assert through >= t0 + 110 * 60_000  # gw-b's silence closed its slots
-    assert engine.analysed_ms() == max(t0 + 59 * 60_000, through - hold_min * 60_000)
+    # gw-b's silence closed its slots (offline: once held max_hold_ms)
+    assert through >= t0 + (110 if online else 60 + hold_min - 5) * 60_000
+    if hold_min == 30 and online:
+        assert engine.analysed_ms() == min(t0 + 119 * 60_000, through)  # gw-a's
+    else:
+        assert engine.analysed_ms() == max(t0 + 59 * 60_000, through - hold_min * 60_000)

@@ -967,15 +967,21 @@ class ParkEngine:
         (its newest contiguous data) and the end of the slots it emitted — a silent gateway's
         slots are closed by its silence, not by its data, which may still come (an edge
         backlog) — the slowest gateway's; but never more than ``max_hold_ms`` behind the park
-        clock's emitted slots, since data that old is late live too (``_thresholds``)."""
+        clock's emitted slots, since data that old is late live too (``_thresholds``); and
+        leaving out a gateway silent that long whose status is ``online`` (its slots closed by
+        silence: a dead one would hold the mark a day back for good, and every restart rewrite
+        that day) — an ``offline`` one is buffering at its edge and holds it."""
         if self.park_emitted is None:
             return None
         through = self.park_emitted * self.step_ms
         floor = through - self.clocks.rules.max_hold_ms
         heard = (self.clocks.last_arrival > NEVER) & (self.emitted > UNSET)
+        watermark = self.clocks.watermark
+        dead = self.clocks.online & (watermark <= floor) & (self.emitted * self.step_ms > watermark)
+        heard &= ~dead
         if not heard.any():
             return through
-        each = np.minimum(self.clocks.watermark[heard], self.emitted[heard] * self.step_ms)
+        each = np.minimum(watermark[heard], self.emitted[heard] * self.step_ms)
         # (and no further than the park's own detectors have run)
         return min(max(int(each.min()), floor), through)
 
