@@ -22,9 +22,10 @@ slowest gateway's analysed data ended; ``warmup_s`` ago with no mark): an event 
 InfluxDB does not hold that event at that time or later (``updated_ms``), a derived point from
 an hour before the horizon on (a point written again overwrites itself); an event InfluxDB holds
 open that the refill did not find again is closed (``superseded``). A refill given up, or a
-batch InfluxDB refused, pins this worker's marks before the hole, so the next one refills it. Once a mark says an earlier
-worker stopped there (events of its outage: nobody published them), the messages of the last
-``publish_late_s`` and the latest of each event still open are also published, flagged late.
+batch InfluxDB refused, pins this worker's marks before the hole, so the next one refills it.
+Once a mark says an earlier worker stopped there (events of its outage: nobody published them),
+the messages of the last ``publish_late_s`` and the latest of each event still open are also
+published, flagged late.
 History is read a slice (``history_slice_s``) at a time, in time order, a slice retried a few
 times on an unreachable InfluxDB: memory stays bounded by a slice, and the detectors give the
 same events in any chunks.
