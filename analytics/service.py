@@ -21,8 +21,9 @@ refill finds is written from the earlier worker's progress mark on (its horizon:
 slowest gateway's analysed data ended; ``warmup_s`` ago with no mark): an event message only if
 InfluxDB does not hold that event at that time or later (``updated_ms``), a derived point from
 an hour before the horizon on (a point written again overwrites itself); an event InfluxDB holds
-open that the refill did not find again is closed (``superseded``). A refill given up, or a
-batch InfluxDB refused, pins this worker's marks before the hole, so the next one refills it.
+open, last updated between the horizon and the refill's data clock, that the refill did not
+find again is closed (``superseded``). A refill given up pins this worker's marks before the
+hole, so the next one refills it.
 Once a mark says an earlier worker stopped there (events of its outage: nobody published them),
 the messages of the last ``publish_late_s`` and the latest of each event still open are also
 published, flagged late.
@@ -58,7 +59,7 @@ from analytics.engine.engine import Advanced, Batch, ParkEngine, Rows
 from analytics.settings import AnalyticsSettings
 from analytics.warm import freeze_start_up, keep_freed_memory, warm_up
 from parkwatch import mqtt, topics
-from parkwatch.events import ANOMALY_MEASUREMENT, Event, Family, Severity, State
+from parkwatch.events import ANOMALY_MEASUREMENT, Estimate, Event, Family, Severity, State
 from parkwatch.influx import (
     InfluxError,
     InfluxReader,
@@ -181,6 +182,9 @@ class AnalyticsService:
         self.horizons: dict[str, Horizon] = {}  # per park, where its refill's outputs started
         # per park, the most its marks' analysed_ms may say while a hole is behind (``_pin``)
         self.pinned: dict[str, int] = {}
+        # superseding closes' enterprise tags, their stored points' in write order (an id may
+        # have two points, a meter moved): each close lands on its point's series
+        self.stored_enterprise: dict[str, list[str | None]] = {}
         # events to publish on the alerts topics, apart from the writes (bounded; when full,
         # the stream waits: an alert is never dropped while the broker is there); and whether
         # each is late (a refill's)
@@ -382,16 +386,18 @@ class AnalyticsService:
         lines: list[str] = []
         # per park, its mark once this batch is in (into self.progress only then)
         marks: dict[str, dict[str, int]] = {}
-        first: dict[str, int] = {}  # per park, its outputs' earliest data time
         for park, advanced, progress in items:
             lines.extend(self._point_line(park, p) for p in advanced.points)
             for event in advanced.events:
-                lines.append(event.line(self._enterprise(park, event)))
+                stored = self.stored_enterprise.get(event.id)
+                if stored:  # a superseding close
+                    enterprise = stored.pop(0)
+                    if not stored:
+                        del self.stored_enterprise[event.id]
+                else:
+                    enterprise = self._enterprise(park, event)
+                lines.append(event.line(enterprise))
                 self.metrics.events.labels(event.kind, event.state.value).inc()
-            times = [p.t_ms for p in advanced.points]
-            times += [e.updated_at_ms or e.detected_at_ms for e in advanced.events]
-            if times:
-                first[park] = min(first.get(park, min(times)), min(times))
             mark = marks.setdefault(park, dict(self.progress.get(park, {})))
             for name, at in progress.items():
                 mark[name] = max(mark.get(name, at), at)
@@ -414,9 +420,9 @@ class AnalyticsService:
             # the writer retries outages itself; this is the database refusing the data
             self.metrics.database_up.set(0)
             log.error("analytics output refused by InfluxDB, dropped: %s", exc)
-            # the next batch's mark would pass these outputs: a restart redoes them
-            for park, at in first.items():
-                self._pin(park, at)
+            # not pinned: a refusal is the data's (a refill would derive and lose it again),
+            # and a pin would hold every park of the batch back for the whole process; the
+            # dropped outputs are lost live anyway, its progress is not kept
             return
         self.progress.update(marks)
         n_events = sum(len(a.events) for _, a, _ in items)
@@ -644,9 +650,17 @@ class AnalyticsService:
                     # refill did not reproduce (decided without a lagging gateway's data, or
                     # found at another detected_at): closed, or it would stay open for good
                     # beside the engine's own event of its kind and meter
-                    closes = await self._retried(
-                        park, partial(_superseded, reader, engine, horizon, oldest)
-                    )
+                    try:
+                        found = await self._retried(
+                            park, partial(_superseded, reader, engine, horizon, oldest)
+                        )
+                    except Exception:  # a clean-up: it never costs the refill nor the process
+                        log.exception("%s: closing stored events not found again failed", park)
+                        found = []
+                    closes = [e for e, _ in found]
+                    # in the stored point's series (its enterprise then, not the registry's now)
+                    for e, enterprise in found:
+                        self.stored_enterprise.setdefault(e.id, []).append(enterprise)
                     await self._emit(park, Advanced(events=closes), publish=False)
                     if horizon.marked:
                         await self._queue_alerts(park, closes, late=True)
@@ -866,17 +880,22 @@ class LateAlerts:
 
 async def _superseded(
     reader: InfluxReader, engine: ParkEngine, horizon: Horizon, since_ms: int
-) -> list[Event]:
-    """A ``closed`` message (at the park clock's data time, evidence ``superseded``) for each
-    event InfluxDB holds open, last updated from the horizon on, that ``engine`` does not hold
-    open: after a refill, what it did not find again is over."""
+) -> list[tuple[Event, str | None]]:
+    """A ``closed`` message (at the park clock's data time, the stored evidence plus
+    ``superseded``), with the stored point's enterprise tag, for each event InfluxDB holds open,
+    last updated from the horizon on and before the refill's data clock, that ``engine`` does
+    not hold open: after a refill, what it did not find again is over. One updated at or after
+    that clock is left to the live engine (the refill has not reached it: a live clock runs up
+    to a silence interval ahead of the data). A stored row that does not parse is skipped."""
+    if engine.park_emitted is None:
+        return []
+    through = engine.park_emitted * engine.step_ms
     held = {e.id for e in engine.events.open.values()}
     ids = sorted(
         i
         for i in horizon.stored_open
-        if i not in held and horizon.stored.get(i, horizon.from_ms) >= horizon.from_ms
+        if i not in held and horizon.from_ms <= horizon.stored.get(i, horizon.from_ms) < through
     )
-    through = engine.park_emitted * engine.step_ms if engine.park_emitted is not None else 0
     out = []
     for k in range(0, len(ids), 100):  # a statement of bounded length
         match = " OR ".join(f'"id" = {qs(i)}' for i in ids[k : k + 100])
@@ -887,26 +906,57 @@ async def _superseded(
         for series in found:
             for row in series.values:
                 r = dict(zip(series.columns, row, strict=True))
-                end = max(through, int(r.get("updated_ms") or r["time"]))
-                event = Event(
-                    id=str(r["id"]),
-                    kind=str(r["kind"]),
-                    family=Family(r["family"]),
-                    state=State.CLOSED,
-                    park=engine.park.park,
-                    meter=r.get("meter"),
-                    zone=r.get("zone"),
-                    start_ms=int(r.get("start_ms") or r["time"]),
-                    detected_at_ms=int(r["time"]),
-                    end_ms=end,
-                    severity=Severity(r["severity"]),
-                    evidence={"superseded": True},
-                    updated_at_ms=end,
-                )
-                out.append(event)
-                horizon.stored[event.id] = end
+                try:
+                    if r.get("open") is False or int(r.get("updated_ms") or r["time"]) >= through:
+                        continue  # another point of the id: closed, or newer than the refill
+                    event = _stored_close(r, engine.park.park, through)
+                except (KeyError, ValueError, TypeError) as exc:
+                    # another writer's, or a newer version's (a family this one lacks)
+                    log.warning(
+                        "%s: stored event %s not closed, unreadable: %r",
+                        engine.park.park,
+                        r.get("id"),
+                        exc,
+                    )
+                    continue
+                enterprise = r.get("enterprise")
+                out.append((event, None if enterprise is None else str(enterprise)))
+                horizon.stored[event.id] = through
                 horizon.stored_open.discard(event.id)
     return out
+
+
+def _stored_close(r: dict[str, Any], park: str, end_ms: int) -> Event:
+    """The close at ``end_ms`` of a stored ``anomaly`` row (its tags, evidence, estimate)."""
+    if r.get("id") is None or r.get("kind") is None:  # SELECT * gives an absent tag as None
+        raise KeyError("id" if r.get("id") is None else "kind")
+    evidence = orjson.loads(r.get("evidence") or "{}")
+    if not isinstance(evidence, dict):
+        raise TypeError(f"evidence {evidence!r}")
+    estimate = None
+    if r.get("estimate") is not None and r.get("estimate_unit") is not None:
+        estimate = Estimate(
+            value=float(r["estimate"]),
+            unit=str(r["estimate_unit"]),
+            per_day=None if r.get("per_day") is None else float(r["per_day"]),
+            cny_per_day=None if r.get("cny_per_day") is None else float(r["cny_per_day"]),
+        )
+    return Event(
+        id=str(r["id"]),
+        kind=str(r["kind"]),
+        family=Family(r["family"]),
+        state=State.CLOSED,
+        park=park,
+        meter=r.get("meter"),
+        zone=r.get("zone"),
+        start_ms=int(r.get("start_ms") or r["time"]),
+        detected_at_ms=int(r["time"]),
+        end_ms=end_ms,
+        severity=Severity(r["severity"]),
+        evidence={**evidence, "superseded": True},
+        estimate=estimate,
+        updated_at_ms=end_ms,
+    )
 
 
 async def _virtual_from(

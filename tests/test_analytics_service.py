@@ -793,10 +793,11 @@ class _Writer:
 
 
 @pytest.mark.anyio
-async def test_a_mark_never_passes_a_refused_batch_nor_a_given_up_refill() -> None:
-    """A batch InfluxDB refused: the marks after it say no more than its first output's time
-    (the engine's progress moved on, but a restart must redo those outputs), and the progress
-    kept is only what was written; a given-up refill's ``lo`` pins them the same way."""
+async def test_a_refused_batch_is_not_kept_and_a_given_up_refill_pins_the_marks() -> None:
+    """A batch InfluxDB refused: its progress is not kept (only what was written is), but
+    the marks after it are not pinned (a refill would derive the refused data again, and one
+    bad point would hold every park of the batch back); a given-up refill's ``lo`` pins
+    them."""
     service = AnalyticsService(AnalyticsSettings(), SiteRegistry([small_park()]))
     writer = _Writer()
 
@@ -813,7 +814,9 @@ async def test_a_mark_never_passes_a_refused_batch_nor_a_given_up_refill() -> No
     await service._write(writer, [batch(10 * HOUR_MS)])  # type: ignore[arg-type]
     assert service.progress == {}  # not written: not kept
     await service._write(writer, [batch(12 * HOUR_MS)])  # type: ignore[arg-type]
-    assert analysed(writer.batches[1]) == 10 * HOUR_MS
+    # not pinned: a refused batch's outputs are the data's fault, lost live anyway
+    assert analysed(writer.batches[1]) == 12 * HOUR_MS
+    assert service.pinned == {}
     assert service.progress["svc"] == {"through_ms": 13 * HOUR_MS, "analysed_ms": 12 * HOUR_MS}
     service._pin("svc", 9 * HOUR_MS)  # a refill given up there
     await service._write(writer, [batch(14 * HOUR_MS)])  # type: ignore[arg-type]
@@ -1359,31 +1362,76 @@ async def test_a_refill_closes_an_event_held_open_that_it_did_not_find_again(
 ) -> None:
     """The first worker opened a comm_loss for gw-b's silent meter; gw-b's backlog came in,
     so the refill finds no gap and never knows that event: it closes it (superseded, at its
-    data time, published late), so InfluxDB holds one open event per kind and meter (the
-    review's test_probe_dead_gateway.py::test_orphan_open_events)."""
+    data time, its stored evidence kept, published late), so InfluxDB holds one open event
+    per kind and meter (the review's test_probe_dead_gateway.py::test_orphan_open_events).
+    So too an event stored under an enterprise its meter no longer has, or of a meter removed
+    since: its close lands on the stored point. One stored as updated after the refill's data
+    clock is left to the live engine; stored points that do not parse (no severity, a family
+    or severity this version lacks, no kind) are skipped, and the worker goes on."""
     settings, now_ms = await _gateway_b_behind(influx_settings, mqtt_settings, monkeypatch, 1500.0)
-    query = 'SELECT "id", "kind", "meter", "open" FROM anomaly'
+    at = now_ms - 30 * 60_000  # after the mark (gw-b's data end), before the refill's clock
+
+    seconds = itertools.count()
+
+    def stored(event_id: str, tags: dict[str, str], **fields: Any) -> str:
+        t = at + next(seconds) * 1000  # a point each (same tags and time: one point)
+        fields = {"id": event_id, "state": "opened", "open": True, "start_ms": t,
+                  "updated_ms": t, "evidence": '{"kw": 1234.5}', **fields}  # fmt: skip
+        return encode_point("anomaly", {"park": "svc", **tags}, fields, t)
+
+    demand = {"kind": "demand_peak", "family": "demand"}
+    await _store(
+        influx_settings,
+        [
+            stored("x-moved", {**demand, "meter": "ma", "enterprise": "old-ent"}, severity="major"),
+            stored("x-gone", {**demand, "meter": "gone", "enterprise": "e9"}, severity="major"),
+            stored("x-later", {**demand, "meter": "ma"}, severity="major", updated_ms=at + DAY_MS),
+            stored("x-nosev", {**demand, "meter": "ma"}),
+            stored("x-sev", {**demand, "meter": "ma"}, severity="dire"),
+            stored("x-family", {**demand, "family": "future", "meter": "ma"}, severity="major"),
+            stored("x-nokind", {"family": "demand", "meter": "ma"}, severity="major"),
+        ],
+    )  # fmt: skip
+    query = 'SELECT "id", "kind", "meter", "open", "evidence", "enterprise" FROM anomaly'
     async with InfluxReader(influx_settings) as reader:
         [before] = await reader.query(query)
-    orphans = {r[1] for r in before.values if r[2] == "comm_loss" and r[3] == "mb" and r[4]}
+    orphans = {
+        r[1]: orjson.loads(r[5])
+        for r in before.values
+        if r[2] == "comm_loss" and r[3] == "mb" and r[4]
+    }
     assert orphans, "the first worker saw gw-b's silence"
     published: list[Event] = []
     service, written, _, _ = await _rebuild(
         settings, now_ms + 10 * 60_000, monkeypatch, published, park=_two_gateway_park()
-    )
+    )  # fmt: skip
     closes = [e for e in written if e.id in orphans]
-    assert [(e.state, e.evidence) for e in closes] == [(State.CLOSED, {"superseded": True})] * len(
-        orphans
-    )
+    assert [(e.state, e.evidence) for e in closes] == [
+        (State.CLOSED, {**orphans[e.id], "superseded": True}) for e in closes
+    ]
+    assert {e.id for e in closes} == set(orphans)
     engine = service.engines["svc"]
     assert engine.park_emitted is not None
     assert all(e.end_ms == engine.park_emitted * engine.step_ms for e in closes)
     assert [e for e in published if e.id in orphans] == closes
+    moved = [e for e in written if e.id in ("x-moved", "x-gone")]
+    assert sorted((e.id, e.state, e.evidence["kw"]) for e in moved) == [
+        ("x-gone", State.CLOSED, 1234.5), ("x-moved", State.CLOSED, 1234.5)
+    ]  # fmt: skip
     async with InfluxReader(influx_settings) as reader:
         [after] = await reader.query(query + ' WHERE "open" = true')
-    still = [(r[2], r[3]) for r in after.values]
+        [both] = await reader.query(query + " WHERE \"id\" = 'x-moved' OR \"id\" = 'x-gone'")
+    # each close overwrote its stored point: no second point in another enterprise's series
+    assert sorted((r[1], r[6], r[4]) for r in both.values) == [
+        ("x-gone", "e9", False), ("x-moved", "old-ent", False)
+    ]  # fmt: skip
+    unreadable = {"x-nosev", "x-sev", "x-family", "x-nokind"}
+    assert not [e for e in written if e.id in unreadable | {"x-later"}]
+    assert {r[1] for r in after.values} == {e.id for e in engine.events.open.values()} | {
+        "x-later"
+    } | unreadable
+    still = [(r[2], r[3]) for r in after.values if r[1] not in unreadable | {"x-later"}]
     assert len(still) == len(set(still))  # one open event per kind and meter
-    assert {r[1] for r in after.values} == {e.id for e in engine.events.open.values()}
 
 
 @pytest.mark.parametrize(
