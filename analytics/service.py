@@ -431,9 +431,9 @@ class AnalyticsService:
         self.metrics.points.inc(n_outputs - n_events)
 
     def _pin(self, park: str, at_ms: int) -> None:
-        """Outputs of ``park`` from ``at_ms`` on may be missing (a refill given up, a batch
-        refused): its marks say at most ``at_ms`` for the rest of this process, so the next
-        worker's refill writes them (no refill of this one's can: it refills at start-up)."""
+        """Outputs of ``park`` from ``at_ms`` on may be missing (a refill given up): its marks
+        say at most ``at_ms`` for the rest of this process, so the next worker's refill writes
+        them (no refill of this one's can: it refills at start-up)."""
         self.pinned[park] = min(self.pinned.get(park, at_ms), at_ms)
 
     def _point_line(self, park: str, point: DerivedPoint) -> str:
@@ -646,10 +646,11 @@ class AnalyticsService:
                     await self._emit(park, Advanced(events=still), publish=False)
                     # an older message not published whose event is still open: its latest
                     await self._queue_alerts(park, late.still_open(engine), late=True)
-                    # an event InfluxDB holds open, last updated after the mark, that the
-                    # refill did not reproduce (decided without a lagging gateway's data, or
-                    # found at another detected_at): closed, or it would stay open for good
-                    # beside the engine's own event of its kind and meter
+                    # an event InfluxDB holds open, last updated after the mark (and before
+                    # the refill's clock), that the refill did not reproduce (decided without a
+                    # lagging gateway's data, or found at another detected_at): closed, or it
+                    # would stay open for good beside the engine's own event of its kind and
+                    # meter
                     try:
                         found = await self._retried(
                             park, partial(_superseded, reader, engine, horizon, oldest)
