@@ -9,16 +9,27 @@ A ticker closes slots of gateways that fell silent.
 What the engine produces goes through a bounded queue to one output task, so a slow write
 never stalls the stream: points and events to InfluxDB (``anomaly``, ``demand_15m``, virtual
 meters), events to ``pw/v1/{park}/alerts/{kind}`` at QoS 1. When the queue is full the stream
-waits (events are never dropped). Events found while warming up from history are written to
-InfluxDB (the same id overwrites the same point) but not re-published as alerts.
+waits (events are never dropped). With its outputs the worker writes a progress mark per park
+(``analytics_progress``: the park clock's data time its outputs are complete to, and the
+slowest gateway's data time the detectors have had, :meth:`ParkEngine.analysed_ms`).
 
 At start-up the engine is restored from its last snapshot (``state_dir``) when there is one,
 then refilled from InfluxDB's raw data since then (at most ``rebuild_s``); a park with no usable
 snapshot is rebuilt from the last ``rebuild_s`` of raw data (from the slice grid, so rebuilds
-give the same event ids; only events of the last ``warmup_s`` are written), so a restart, an
-upgrade or a new worker loses no context. History is read a slice (``history_slice_s``) at a
-time, in time order, a slice retried a few times on an unreachable InfluxDB: memory stays
-bounded by a slice, and the detectors give the same events in any chunks.
+give the same event ids), so a restart, an upgrade or a new worker loses no context. What the
+refill finds is written from the earlier worker's progress mark on (its horizon: where the
+slowest gateway's analysed data ended; ``warmup_s`` ago with no mark): an event message only if
+InfluxDB does not hold that event at that time or later (``updated_ms``), a derived point from
+an hour before the horizon on (a point written again overwrites itself); an event InfluxDB holds
+open, last updated between the horizon and the refill's data clock, that the refill did not
+find again is closed (``superseded``). A refill given up pins this worker's marks before the
+hole, so the next one refills it.
+Once a mark says an earlier worker stopped there (events of its outage: nobody published them),
+the messages of the last ``publish_late_s`` and the latest of each event still open are also
+published, flagged late.
+History is read a slice (``history_slice_s``) at a time, in time order, a slice retried a few
+times on an unreachable InfluxDB: memory stays bounded by a slice, and the detectors give the
+same events in any chunks.
 """
 
 from __future__ import annotations
@@ -29,10 +40,12 @@ import logging
 import pickle
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiomqtt
 import numpy as np
@@ -46,7 +59,7 @@ from analytics.engine.engine import Advanced, Batch, ParkEngine, Rows
 from analytics.settings import AnalyticsSettings
 from analytics.warm import freeze_start_up, keep_freed_memory, warm_up
 from parkwatch import mqtt, topics
-from parkwatch.events import Event
+from parkwatch.events import ANOMALY_MEASUREMENT, Estimate, Event, Family, Severity, State
 from parkwatch.influx import (
     InfluxError,
     InfluxReader,
@@ -65,6 +78,7 @@ from parkwatch.tasks import honour_cancel
 from parkwatch.wire import parse_batch
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Raised whenever a detector's state changes shape, so an older snapshot is set aside
 # with a clear log line (2: the baseline's slow scale replaced its variability record; the leak
@@ -82,6 +96,28 @@ log = logging.getLogger(__name__)
 SNAPSHOT_VERSION = 11
 # a slice of history is read again this many times when InfluxDB is unreachable for a moment
 HISTORY_RETRIES = 8
+# per park, written with its outputs: ``through_ms`` (the park clock's data time the engine's
+# outputs are complete to) and ``analysed_ms`` (the slowest gateway's data time the detectors
+# have had: a silent or lagging gateway's backlog may still come in before it, and a restart
+# writes from there); one point per park and hour, at the hour of ``through_ms``
+PROGRESS_MEASUREMENT = "analytics_progress"
+HOUR_MS = 3_600_000
+
+
+@dataclass
+class Horizon:
+    """Where a refill's outputs start for one park: what an earlier worker already stored."""
+
+    # its progress mark's ``analysed_ms`` (capped at rebuild_s), or the default without one
+    from_ms: int
+    marked: bool  # a mark was found: an earlier worker stopped there
+    # event id → the data time of its message InfluxDB holds (the latest written)
+    stored: dict[str, int] = field(default_factory=dict)
+    # the events whose message InfluxDB holds (or the refill wrote) is an open one
+    stored_open: set[str] = field(default_factory=set)
+    # (measurement, virtual meter) → its first point stored in the refill's span (none: the
+    # span's end): a virtual meter added since is backfilled over the whole span
+    virtual_from: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 class AnalyticsMetrics:
@@ -136,14 +172,25 @@ class AnalyticsService:
         self.metrics = AnalyticsMetrics()
         self.sessions = SessionLoop(OutageLog(log, f"MQTT broker at {settings.mqtt.url}"))
         self.subscribed = self.sessions.up
-        self.outputs: asyncio.Queue[tuple[str, Advanced, bool]] = asyncio.Queue(
+        # (park, outputs, the park's progress once they are in: ``PROGRESS_MEASUREMENT``)
+        self.outputs: asyncio.Queue[tuple[str, Advanced, dict[str, int]]] = asyncio.Queue(
             settings.output_queue
         )
+        # per park, the progress mark as written so far (kept monotone: a refill's engine,
+        # behind at first, does not lower it)
+        self.progress: dict[str, dict[str, int]] = {}
+        self.horizons: dict[str, Horizon] = {}  # per park, where its refill's outputs started
+        # per park, the most its marks' analysed_ms may say while a hole is behind (``_pin``)
+        self.pinned: dict[str, int] = {}
+        # superseding closes' enterprise tags, their stored points' in write order (an id may
+        # have two points, a meter moved): each close lands on its point's series
+        self.stored_enterprise: dict[str, list[str | None]] = {}
         # events to publish on the alerts topics, apart from the writes (bounded; when full,
-        # the stream waits: an alert is never dropped while the broker is there)
-        self.alerts: asyncio.Queue[tuple[str, Event]] = asyncio.Queue(settings.output_queue)
+        # the stream waits: an alert is never dropped while the broker is there); and whether
+        # each is late (a refill's)
+        self.alerts: asyncio.Queue[tuple[str, Event, bool]] = asyncio.Queue(settings.output_queue)
         self.client: aiomqtt.Client | None = None
-        self.unpublished: deque[tuple[str, Event]] = deque(maxlen=10_000)
+        self.unpublished: deque[tuple[str, Event, bool]] = deque(maxlen=10_000)
         self.writer: InfluxWriter | None = None
         self.events_written = 0
         self.points_written = 0
@@ -152,7 +199,7 @@ class AnalyticsService:
         self.rollup_config = RollupConfig(
             interval_s=settings.rollup_interval_s,
             recent_s=settings.rollup_recent_s,
-            catch_up_s=settings.warmup_s,
+            catch_up_s=settings.warmup_s,  # after a start, at least this far back
             retention_policy=settings.rollup_retention_policy,
             raw_retention=settings.raw_retention,
         )
@@ -306,12 +353,22 @@ class AnalyticsService:
                 for meter, first, last in advanced.late:
                     job.mark_late(meter, first, last)
         if publish:
-            # alerts go out on their own path: never behind a database write
-            for event in advanced.events:
-                await self.alerts.put((park, event))
+            await self._queue_alerts(park, advanced.events, late=False)
         if advanced.events or advanced.points:
-            await self.outputs.put((park, advanced, publish))
+            engine = self.engines[park]
+            progress = {}
+            if engine.park_emitted is not None:
+                progress["through_ms"] = engine.park_emitted * engine.step_ms
+            analysed = engine.analysed_ms()
+            if analysed is not None:
+                progress["analysed_ms"] = analysed
+            await self.outputs.put((park, advanced, progress))
             self.metrics.queue.set(self.outputs.qsize())
+
+    async def _queue_alerts(self, park: str, events: Sequence[Event], *, late: bool) -> None:
+        # alerts go out on their own path: never behind a database write
+        for event in events:
+            await self.alerts.put((park, event, late))
 
     # --- outputs -------------------------------------------------------------------------------
 
@@ -324,14 +381,36 @@ class AnalyticsService:
             await self._write(writer, items)
 
     async def _write(
-        self, writer: InfluxWriter, items: Sequence[tuple[str, Advanced, bool]]
+        self, writer: InfluxWriter, items: Sequence[tuple[str, Advanced, dict[str, int]]]
     ) -> None:
         lines: list[str] = []
-        for park, advanced, _ in items:
+        # per park, its mark once this batch is in (into self.progress only then)
+        marks: dict[str, dict[str, int]] = {}
+        for park, advanced, progress in items:
             lines.extend(self._point_line(park, p) for p in advanced.points)
             for event in advanced.events:
-                lines.append(event.line(self._enterprise(park, event)))
+                stored = self.stored_enterprise.get(event.id)
+                if stored:  # a superseding close
+                    enterprise = stored.pop(0)
+                    if not stored:
+                        del self.stored_enterprise[event.id]
+                else:
+                    enterprise = self._enterprise(park, event)
+                lines.append(event.line(enterprise))
                 self.metrics.events.labels(event.kind, event.state.value).inc()
+            mark = marks.setdefault(park, dict(self.progress.get(park, {})))
+            for name, at in progress.items():
+                mark[name] = max(mark.get(name, at), at)
+        n_outputs = len(lines)
+        # after the outputs, in the same batch: a mark never runs ahead of what it marks
+        for park, mark in sorted(marks.items()):
+            if "through_ms" in mark:
+                fields = dict(mark)
+                pinned = self.pinned.get(park)
+                if pinned is not None:  # a hole behind: the next worker refills from it
+                    fields["analysed_ms"] = min(fields.get("analysed_ms", pinned), pinned)
+                at = mark["through_ms"] // HOUR_MS * HOUR_MS
+                lines.append(encode_point(PROGRESS_MEASUREMENT, {"park": park}, fields, at))
         if not lines:
             return
         try:
@@ -341,11 +420,21 @@ class AnalyticsService:
             # the writer retries outages itself; this is the database refusing the data
             self.metrics.database_up.set(0)
             log.error("analytics output refused by InfluxDB, dropped: %s", exc)
+            # not pinned: a refusal is the data's (a refill would derive and lose it again),
+            # and a pin would hold every park of the batch back for the whole process; the
+            # dropped outputs are lost live anyway, its progress is not kept
             return
+        self.progress.update(marks)
         n_events = sum(len(a.events) for _, a, _ in items)
         self.events_written += n_events
-        self.points_written += len(lines) - n_events
-        self.metrics.points.inc(len(lines) - n_events)
+        self.points_written += n_outputs - n_events
+        self.metrics.points.inc(n_outputs - n_events)
+
+    def _pin(self, park: str, at_ms: int) -> None:
+        """Outputs of ``park`` from ``at_ms`` on may be missing (a refill given up): its marks
+        say at most ``at_ms`` for the rest of this process, so the next worker's refill writes
+        them (no refill of this one's can: it refills at start-up)."""
+        self.pinned[park] = min(self.pinned.get(park, at_ms), at_ms)
 
     def _point_line(self, park: str, point: DerivedPoint) -> str:
         return encode_point(
@@ -360,29 +449,30 @@ class AnalyticsService:
 
     async def _publish_alerts(self) -> None:
         while True:
-            park, event = await self.alerts.get()
-            await self._publish(park, event)
+            park, event, late = await self.alerts.get()
+            await self._publish(park, event, late)
             honour_cancel()  # a PUBACK may have swallowed the shutdown's only cancellation
 
-    async def _publish(self, park: str, event: Event) -> bool:
+    async def _publish(self, park: str, event: Event, late: bool = False) -> bool:
         """Publish one alert; one that cannot go now waits for the next session (False)."""
         client = self.client
         if client is None:
-            self._keep_unpublished(park, event)
+            self._keep_unpublished(park, event, late)
             return False
         zone = self.registry.parks[park].zone
+        payload = event.to_bytes(zone, late=late)
         try:
-            await client.publish(topics.alert_topic(park, event.kind), event.to_bytes(zone), qos=1)
+            await client.publish(topics.alert_topic(park, event.kind), payload, qos=1)
         except aiomqtt.MqttError:
-            self._keep_unpublished(park, event)
+            self._keep_unpublished(park, event, late)
             return False
         self.metrics.alerts_published.inc()
         return True
 
-    def _keep_unpublished(self, park: str, event: Event) -> None:
+    def _keep_unpublished(self, park: str, event: Event, late: bool) -> None:
         if len(self.unpublished) == self.unpublished.maxlen:  # the oldest goes (InfluxDB has it)
             self.metrics.alerts_dropped.inc()
-        self.unpublished.append((park, event))
+        self.unpublished.append((park, event, late))
 
     async def _publish_pending(self) -> None:
         # one pass at most: an alert that fails goes back to the end, and retrying it while
@@ -390,8 +480,8 @@ class AnalyticsService:
         for _ in range(len(self.unpublished)):
             if not self.unpublished or self.client is None:
                 return
-            park, event = self.unpublished.popleft()
-            published = await self._publish(park, event)
+            park, event, late = self.unpublished.popleft()
+            published = await self._publish(park, event, late)
             honour_cancel()  # as in _publish_alerts: the session must not wait on after one
             if not published:
                 return
@@ -439,8 +529,15 @@ class AnalyticsService:
             ) as writer,
         ):
             await ensure_retention(reader, config)
+            now_ms = int(time.time() * 1000)
             for park, p in self.registry.parks.items():
-                self.rollups[park] = RollupJob(p, reader, writer, config)
+                job = self.rollups[park] = RollupJob(p, reader, writer, config)
+                horizon = self.horizons.get(park)
+                if horizon is not None:
+                    # the hours since the earlier worker's mark are caught up, and at least
+                    # catch_up_s: the mark is the detectors', and hours in which the earlier
+                    # worker's rollups failed (a bug, a refused retention policy) lie behind it
+                    job.done_ms = min(horizon.from_ms, now_ms - int(config.catch_up_s * 1000))
             outage = OutageLog(log, "the accounting's rollups")
             while True:
                 now_ms = int(time.time() * 1000)
@@ -482,9 +579,9 @@ class AnalyticsService:
 
     async def _warm_up(self, restored: frozenset[str] = frozenset()) -> None:
         """Read raw data back from InfluxDB through each engine: since its snapshot for the
-        parks in ``restored``, the last ``rebuild_s`` for the others (and for snapshots older)."""
+        parks in ``restored``, the last ``rebuild_s`` for the others (and for snapshots older).
+        What it finds is written from the earlier worker's horizon on (:meth:`_horizon`)."""
         now_ms = int(time.time() * 1000)
-        horizon_ms = now_ms - int(self.settings.warmup_s * 1000)
         async with InfluxReader(self.settings.influx) as reader:
             for park, engine in self.engines.items():
                 rebuilding = park not in restored
@@ -505,28 +602,72 @@ class AnalyticsService:
                 fed = dropped = 0
                 lo = since
                 try:
+                    # without a mark: warm16's rule (a snapshot's time, or the last warmup_s)
+                    default = (
+                        since if not rebuilding else now_ms - int(self.settings.warmup_s * 1000)
+                    )
+                    # the events InfluxDB may hold of this engine: since the span's start, and
+                    # those a snapshot kept open from before it
+                    oldest = min([since, *(e.detected_at_ms for e in engine.events.open.values())])
+                    horizon = self.horizons[park] = await self._retried(
+                        park, partial(self._horizon, reader, engine, oldest, now_ms, default)
+                    )
+                    await self._retried(
+                        park, partial(_virtual_from, reader, engine, horizon, since, now_ms)
+                    )
+                    late = LateAlerts(now_ms - int(self.settings.publish_late_s * 1000))
                     # a slice at a time: a month of a large park does not fit in memory at once
                     for lo, hi in zip(edges, [*edges[1:], now_ms], strict=True):
-                        rows = await self._history_slice(reader, engine, lo, hi)
+                        rows = await self._retried(
+                            park, partial(history_rows, reader, engine, lo, hi)
+                        )
                         for chunk in rows:
                             advanced = engine.feed_rows(chunk)
                             ran = engine.advance(int(chunk.t_ms.max()))
                             advanced.events.extend(ran.events)
                             advanced.points.extend(ran.points)
                             fed += int(chunk.t_ms.size)
-                            if rebuilding:
-                                dropped += _keep_since(advanced, horizon_ms)
+                            dropped += _keep_new(advanced, horizon)
                             await self._emit(park, advanced, publish=False)
-                    if rebuilding:
-                        # an event still open whose last message came before the horizon: its
-                        # state as it stands (the same id overwrites what an earlier worker wrote)
-                        still = [
-                            e
-                            for e in engine.events.open.values()
-                            if (e.updated_at_ms or e.detected_at_ms) < horizon_ms
-                        ]
-                        await self._emit(park, Advanced(events=still), publish=False)
+                            if horizon.marked:
+                                await self._queue_alerts(
+                                    park, late.recent(advanced.events), late=True
+                                )
+                    # an event still open whose last message came before the horizon, which
+                    # InfluxDB does not hold (a rebuild's engine may see an event the earlier
+                    # worker did not): its state as it stands, so that its close has an
+                    # opening; not published (its messages' time was the earlier worker's)
+                    still = [
+                        e
+                        for e in engine.events.open.values()
+                        if (e.updated_at_ms or e.detected_at_ms) < horizon.from_ms
+                        and e.id not in horizon.stored
+                    ]
+                    await self._emit(park, Advanced(events=still), publish=False)
+                    # an older message not published whose event is still open: its latest
+                    await self._queue_alerts(park, late.still_open(engine), late=True)
+                    # an event InfluxDB holds open, last updated after the mark (and before
+                    # the refill's clock), that the refill did not reproduce (decided without a
+                    # lagging gateway's data, or found at another detected_at): closed, or it
+                    # would stay open for good beside the engine's own event of its kind and
+                    # meter
+                    try:
+                        found = await self._retried(
+                            park, partial(_superseded, reader, engine, horizon, oldest)
+                        )
+                    except Exception:  # a clean-up: it never costs the refill nor the process
+                        log.exception("%s: closing stored events not found again failed", park)
+                        found = []
+                    closes = [e for e, _ in found]
+                    # in the stored point's series (its enterprise then, not the registry's now)
+                    for e, enterprise in found:
+                        self.stored_enterprise.setdefault(e.id, []).append(enterprise)
+                    await self._emit(park, Advanced(events=closes), publish=False)
+                    if horizon.marked:
+                        await self._queue_alerts(park, closes, late=True)
                 except InfluxError as exc:
+                    # [lo, now) has no outputs: no mark of this worker's may pass it
+                    self._pin(park, lo)
                     log.error(
                         "%s: %s from InfluxDB given up at %s after %d values, going on live: %s",
                         park,
@@ -537,32 +678,78 @@ class AnalyticsService:
                     )
                     continue
                 log.info(
-                    "%s: %s on %d values of the last %.1f h in %.1f s%s",
+                    "%s: %s on %d values of the last %.1f h in %.1f s, written from %s (%s)%s",
                     park,
                     "rebuilt (no usable snapshot)" if rebuilding else "warmed up",
                     fed,
                     (now_ms - since) / 3_600_000,
                     time.perf_counter() - started,
-                    f", {dropped} older event message(s) and point(s) not written (before warmup_s)"
-                    if rebuilding
+                    datetime.fromtimestamp(horizon.from_ms / 1000, UTC).isoformat(),
+                    "the earlier worker's mark" if horizon.marked else "no mark found",
+                    f", {dropped} older event message(s) and point(s) not written"
+                    " (before the horizon, or stored)"
+                    if dropped
                     else "",
                 )
         for engine in self.engines.values():
             engine.listening_from(int(time.time() * 1000))
 
-    async def _history_slice(
-        self, reader: InfluxReader, engine: ParkEngine, lo: int, hi: int
-    ) -> list[Rows]:
-        """One slice of history; a database that goes away for a moment is waited for a few
-        times (a rebuild reads for minutes) before the slice is given up."""
+    async def _horizon(
+        self, reader: InfluxReader, engine: ParkEngine, since_ms: int, now_ms: int, default_ms: int
+    ) -> Horizon:
+        """Where an earlier worker's stored outputs end for ``park``: its progress mark's
+        ``analysed_ms`` (no older than ``rebuild_s``), else ``default_ms``; and the events
+        InfluxDB holds detected since ``since_ms`` (the refill's engine has no older ones)."""
+        park = engine.park.park
+        park_is = f"park = {qs(park)}"
+        floor = now_ms - int(self.settings.rebuild_s * 1000)
+        # one point per park and hour: small enough to read whole (an outage longer than
+        # rebuild_s still finds its mark, and is capped below)
+        marks = await reader.query(
+            f"SELECT max(*) FROM {quote_ident(PROGRESS_MEASUREMENT)} WHERE {park_is}"
+        )
+        mark = {
+            c.removeprefix("max_"): min(max(int(v), floor), now_ms)
+            for s in marks
+            for c, v in zip(s.columns[1:], s.values[0][1:], strict=True)
+            if v is not None and c.removeprefix("max_") in ("through_ms", "analysed_ms")
+        }
+        # the slowest gateway's analysed data: what a lagging or silent gateway sends later
+        # is analysed on a refill from there (a mark with through_ms only: that one)
+        analysed = mark.get("analysed_ms", mark.get("through_ms"))
+        horizon = Horizon(
+            from_ms=default_ms if analysed is None else analysed, marked=analysed is not None
+        )
+        stored = await reader.query(
+            f'SELECT "id", "updated_ms", "open" FROM {quote_ident(ANOMALY_MEASUREMENT)} '
+            f"WHERE {park_is} AND time >= {since_ms}ms"
+        )
+        for series in stored:
+            # one point per event (its messages overwrite the point at its detected_at)
+            for t, event_id, updated, is_open in series.values:
+                # a point written before updated_ms was: its opening's time at least
+                at = int(t if updated is None else updated)
+                horizon.stored[str(event_id)] = max(horizon.stored.get(str(event_id), at), at)
+                if is_open:
+                    horizon.stored_open.add(str(event_id))
+        # a later mark never goes back past this one (nor, with none, past the default)
+        self.progress[park] = {
+            "through_ms": mark.get("through_ms", horizon.from_ms),
+            "analysed_ms": horizon.from_ms,
+        }
+        return horizon
+
+    async def _retried(self, park: str, read: Callable[[], Awaitable[T]]) -> T:
+        """A read of history (a slice, the horizon); a database that goes away for a moment is
+        waited for a few times (a rebuild reads for minutes) before the read is given up."""
         backoff = Backoff(base_s=0.5, cap_s=15.0)
         for _ in range(HISTORY_RETRIES):
             try:
-                return await history_rows(reader, engine, lo, hi)
+                return await read()
             except InfluxUnavailableError as exc:
-                log.warning("%s: history read failed, retrying: %s", engine.park.park, exc)
+                log.warning("%s: history read failed, retrying: %s", park, exc)
                 await asyncio.sleep(backoff.next_delay())
-        return await history_rows(reader, engine, lo, hi)
+        return await read()
 
     def _snapshot_path(self) -> Path | None:
         d = self.settings.state_dir
@@ -628,20 +815,172 @@ class AnalyticsService:
                 log.warning("snapshot not written: %s", exc)
 
 
-def _keep_since(advanced: Advanced, horizon_ms: int) -> int:
-    """Drop from a rebuild's output what happened before ``horizon_ms`` (an earlier worker's,
-    already stored; a cold engine's early findings and balances depend on where the span
-    began); how many were dropped. An event counts by the time of its message, so the close of
-    an event opened earlier is kept."""
-    events = [e for e in advanced.events if (e.updated_at_ms or e.detected_at_ms) >= horizon_ms]
-    # hourly points are stamped at their hour's start: the hour the horizon falls in is kept
-    # (an earlier worker that stopped inside it never wrote it; rewriting it is harmless)
-    hour_ms = horizon_ms // 3_600_000 * 3_600_000
-    points = [p for p in advanced.points if p.t_ms >= hour_ms]
+def _keep_new(advanced: Advanced, horizon: Horizon) -> int:
+    """Drop from a refill's output what an earlier worker already stored (or, before its
+    horizon, what it covered: a cold engine's first findings and balances depend on where its
+    span began); how many were dropped. An event message counts by its own time (the close of
+    an event opened earlier is kept) and is kept unless InfluxDB holds the event at that time
+    or later; a point from an hour before the horizon on (hourly points are stamped at the
+    hour's start, in the park's zone). Points are not told apart by what the earlier worker
+    wrote: one gateway's blocks are written before another's (each closes on its own data
+    time), so no stamp per measurement says what is stored, and a point written again only
+    overwrites itself (InfluxDB keys it by measurement, tags and time)."""
+    events = []
+    for e in advanced.events:
+        at = e.updated_at_ms or e.detected_at_ms
+        if at >= horizon.from_ms and horizon.stored.get(e.id, at - 1) < at:
+            events.append(e)
+            horizon.stored[e.id] = at
+            if e.end_ms is None:
+                horizon.stored_open.add(e.id)
+            else:
+                horizon.stored_open.discard(e.id)
+    # no point is stamped more than an hour before it is emitted (an hourly point at its
+    # hour's start, in the park's zone: a +05:30 park's hours start at half past a UTC hour),
+    # so one the earlier worker did not emit (after its horizon) is stamped after this
+    start_ms = horizon.from_ms - HOUR_MS
+
+    def new(p: DerivedPoint) -> bool:
+        if p.t_ms < horizon.virtual_from.get((p.measurement, p.tags.get("meter", "")), p.t_ms):
+            return True  # a virtual meter's slot before its stored points begin
+        return p.t_ms >= start_ms
+
+    points = [p for p in advanced.points if new(p)]
     dropped = len(advanced.events) - len(events) + len(advanced.points) - len(points)
     advanced.events[:] = events
     advanced.points[:] = points
     return dropped
+
+
+class LateAlerts:
+    """Which of a refill's messages are published after an earlier worker's mark (an
+    outage's: nobody published them): those from ``from_ms`` on (``publish_late_s`` ago), and,
+    once the refill is done, the latest older message of each event still open — an alert
+    that ended days ago is history (InfluxDB has it), one still open is news."""
+
+    def __init__(self, from_ms: int) -> None:
+        self.from_ms = from_ms
+        self.held: dict[str, Event] = {}  # event id → its latest message not published
+
+    def recent(self, events: Sequence[Event]) -> list[Event]:
+        out = []
+        for e in events:
+            if (e.updated_at_ms or e.detected_at_ms) >= self.from_ms:
+                out.append(e)
+                self.held.pop(e.id, None)
+            else:
+                self.held[e.id] = e
+        return out
+
+    def still_open(self, engine: ParkEngine) -> list[Event]:
+        is_open = {e.id for e in engine.events.open.values()}
+        out = [e for event_id, e in self.held.items() if event_id in is_open]
+        self.held.clear()
+        return out
+
+
+async def _superseded(
+    reader: InfluxReader, engine: ParkEngine, horizon: Horizon, since_ms: int
+) -> list[tuple[Event, str | None]]:
+    """A ``closed`` message (at the park clock's data time, the stored evidence plus
+    ``superseded``), with the stored point's enterprise tag, for each event InfluxDB holds open,
+    last updated from the horizon on and before the refill's data clock, that ``engine`` does
+    not hold open: after a refill, what it did not find again is over. One updated at or after
+    that clock is left to the live engine (the refill has not reached it: a live clock runs up
+    to a silence interval ahead of the data). A stored row that does not parse is skipped."""
+    if engine.park_emitted is None:
+        return []
+    through = engine.park_emitted * engine.step_ms
+    held = {e.id for e in engine.events.open.values()}
+    ids = sorted(
+        i
+        for i in horizon.stored_open
+        if i not in held and horizon.from_ms <= horizon.stored.get(i, horizon.from_ms) < through
+    )
+    out = []
+    for k in range(0, len(ids), 100):  # a statement of bounded length
+        match = " OR ".join(f'"id" = {qs(i)}' for i in ids[k : k + 100])
+        found = await reader.query(
+            f"SELECT * FROM {quote_ident(ANOMALY_MEASUREMENT)} "
+            f"WHERE park = {qs(engine.park.park)} AND time >= {since_ms}ms AND ({match})"
+        )
+        for series in found:
+            for row in series.values:
+                r = dict(zip(series.columns, row, strict=True))
+                try:
+                    if r.get("open") is False or int(r.get("updated_ms") or r["time"]) >= through:
+                        continue  # another point of the id: closed, or newer than the refill
+                    event = _stored_close(r, engine.park.park, through)
+                except (KeyError, ValueError, TypeError) as exc:
+                    # another writer's, or a newer version's (a family this one lacks)
+                    log.warning(
+                        "%s: stored event %s not closed, unreadable: %r",
+                        engine.park.park,
+                        r.get("id"),
+                        exc,
+                    )
+                    continue
+                enterprise = r.get("enterprise")
+                out.append((event, None if enterprise is None else str(enterprise)))
+                horizon.stored[event.id] = through
+                horizon.stored_open.discard(event.id)
+    return out
+
+
+def _stored_close(r: dict[str, Any], park: str, end_ms: int) -> Event:
+    """The close at ``end_ms`` of a stored ``anomaly`` row (its tags, evidence, estimate)."""
+    if r.get("id") is None or r.get("kind") is None:  # SELECT * gives an absent tag as None
+        raise KeyError("id" if r.get("id") is None else "kind")
+    evidence = orjson.loads(r.get("evidence") or "{}")
+    if not isinstance(evidence, dict):
+        raise TypeError(f"evidence {evidence!r}")
+    estimate = None
+    if r.get("estimate") is not None and r.get("estimate_unit") is not None:
+        estimate = Estimate(
+            value=float(r["estimate"]),
+            unit=str(r["estimate_unit"]),
+            per_day=None if r.get("per_day") is None else float(r["per_day"]),
+            cny_per_day=None if r.get("cny_per_day") is None else float(r["cny_per_day"]),
+        )
+    return Event(
+        id=str(r["id"]),
+        kind=str(r["kind"]),
+        family=Family(r["family"]),
+        state=State.CLOSED,
+        park=park,
+        meter=r.get("meter"),
+        zone=r.get("zone"),
+        start_ms=int(r.get("start_ms") or r["time"]),
+        detected_at_ms=int(r["time"]),
+        end_ms=end_ms,
+        severity=Severity(r["severity"]),
+        evidence={**evidence, "superseded": True},
+        estimate=estimate,
+        updated_at_ms=end_ms,
+    )
+
+
+async def _virtual_from(
+    reader: InfluxReader, engine: ParkEngine, horizon: Horizon, since_ms: int, now_ms: int
+) -> None:
+    """Where each virtual meter's stored points begin in ``[since_ms, now_ms)`` (one query per
+    virtual series: a park has a few): before that, a refill writes its points too."""
+    tree = engine.ctx.tree
+    for key in engine.series:
+        meter = tree.meters[key.meter]
+        if not meter.is_virtual:
+            continue
+        measurement = meter.utility.value
+        found = await reader.query(
+            f"SELECT first({quote_ident(key.quantity)}) FROM {quote_ident(measurement)} "
+            f"WHERE park = {qs(engine.park.park)} AND meter = {qs(meter.id)} "
+            f"AND time >= {since_ms}ms AND time < {now_ms}ms"
+        )
+        at = int(found[0].values[0][0]) if found and found[0].values else now_ms
+        # a meter's quantities begin where its earliest stored one does (they come together)
+        horizon.virtual_from[measurement, meter.id] = min(
+            horizon.virtual_from.get((measurement, meter.id), at), at
+        )
 
 
 async def history_rows(

@@ -33,10 +33,15 @@ class AnalyticsSettings(ServiceSettings):
     # detectors remember — a water zone counts young for 35 days (leaks ``young_days``), which
     # also covers the leak baselines' 21 days, a month's peaks and waste heat's 14 days
     rebuild_s: float = Field(default=35 * 86_400, ge=0)
-    # a rebuild writes only the event messages and derived points of the last ``warmup_s``
-    # (older ones are the earlier worker's, already stored) and the events still open as they
-    # stand; also how far back the rollups catch up
+    # a refill writes from the earlier worker's progress mark (``analytics_progress``); with
+    # none, a rebuild writes the event messages and derived points of the last ``warmup_s``
+    # only (older ones are taken for stored), and the rollups catch up this far
     warmup_s: float = Field(default=6 * 3600, ge=0)
+    # of the messages a refill writes after an earlier worker's mark (an outage's, nobody
+    # published them) only those of the last ``publish_late_s`` are published, and the latest
+    # of each event still open (all marked ``"late": true``): a week's outage is not a burst
+    # of hundreds of alerts that ended days ago (InfluxDB has them all)
+    publish_late_s: float = Field(default=6 * 3600, ge=0)
     # history is read and fed a slice of this length at a time (bounded memory); a rebuild
     # starts on this grid (since // slice), so rebuilds within one slice give the same events
     history_slice_s: float = Field(default=86_400, ge=60)

@@ -134,8 +134,13 @@ class Event:
             "evidence": self.evidence,
         }
 
-    def to_bytes(self, zone: tzinfo) -> bytes:
-        return orjson.dumps(self.as_json(zone), option=orjson.OPT_SERIALIZE_NUMPY)
+    def to_bytes(self, zone: tzinfo, *, late: bool = False) -> bytes:
+        """The alert's payload; ``late``: published after the fact (a new worker's refill of
+        an outage nobody analysed live), flagged ``"late": true``."""
+        doc = self.as_json(zone)
+        if late:
+            doc["late"] = True
+        return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> Event:
@@ -174,6 +179,9 @@ class Event:
             "severity": self.severity.value,
             "severity_rank": self.severity.rank,
             "start_ms": self.start_ms,
+            # the data time of the message it holds: a new worker tells from it which of its
+            # own messages an earlier worker already wrote and published (analytics.service)
+            "updated_ms": self.updated_at_ms or self.detected_at_ms,
             "open": self.end_ms is None,
             "evidence": orjson.dumps(self.evidence, option=orjson.OPT_SERIALIZE_NUMPY).decode(),
         }

@@ -305,3 +305,13 @@ def test_parent_is_children_plus_losses_within_accuracy(
     parent = c.value[n]
     # each register's rounding is ±0.005 at both ends of an hour, interpolated
     np.testing.assert_allclose(parent, children * (1 + loss), atol=0.02 * (n + 2))
+
+
+def test_no_readings_at_all_are_unknown_hours_not_an_error() -> None:
+    """A pass over hours in which no series has a reading (a park whose meters report power
+    only, say) leaves every hour unknown; it used to raise on the empty segment list."""
+    empty = np.zeros(0, np.int64)
+    c = consumption(empty, empty, np.zeros(0), HOURS, 2)
+    assert np.isnan(c.value).all()
+    assert c.value.shape == (2, HOURS.size - 1)  # series × hours
+    assert (c.completeness == 0).all()

@@ -58,8 +58,8 @@ async def everything(reader: InfluxReader) -> dict[Key, float]:
     return out
 
 
-def config() -> RollupConfig:
-    return RollupConfig(retention_policy="rollups", catch_up_s=3 * 86400)
+def config(step_s: float = 86_400.0) -> RollupConfig:
+    return RollupConfig(retention_policy="rollups", catch_up_s=3 * 86400, catch_up_step_s=step_s)
 
 
 async def incremental(settings: InfluxSettings, resent: str | None) -> dict[Key, float]:
@@ -94,19 +94,22 @@ async def incremental(settings: InfluxSettings, resent: str | None) -> dict[Key,
         return await everything(reader)
 
 
-async def fresh(settings: InfluxSettings, resent: str | None) -> dict[Key, float]:
-    """The same final raw data, rolled up in one pass."""
+async def fresh(
+    settings: InfluxSettings, resent: str | None, step_s: float = 86_400.0
+) -> dict[Key, float]:
+    """The same final raw data, rolled up in one run (its catch-up of 3 days in steps of
+    ``step_s``)."""
     park = Park.model_validate(PARK)
     async with InfluxReader(settings) as reader:
         await reader.create_database()
-        await ensure_retention(reader, config())
+        await ensure_retention(reader, config(step_s))
         async with InfluxWriter(settings, flush_interval_s=0.05) as raw:
             data = [x for m in RATE for x in lines(alive(m) | (BACKLOG & (m == "a-sub")), m)]
             if resent == "corrected":
                 data += lines(BACKLOG, "a-main", bump=True)
             await raw.write(data)
         async with InfluxWriter(settings, flush_interval_s=0.05, retention_policy="rollups") as out:
-            job = RollupJob(park, reader, out, config())
+            job = RollupJob(park, reader, out, config(step_s))
             await job.run(END + 10 * MIN)
             await job.run(END + 20 * MIN)
         return await everything(reader)
@@ -133,3 +136,29 @@ async def test_passes_with_a_late_backlog_store_what_one_pass_computes(
         assert per["day"] == pytest.approx(per["hour"], abs=1e-6)
         assert per["month"] == pytest.approx(per["hour"], abs=1e-6)
         assert per["year"] == pytest.approx(per["hour"], abs=1e-6)
+
+
+@pytest.mark.anyio
+async def test_a_catch_up_in_day_steps_stores_what_one_unsliced_pass_computes(
+    influx_settings: InfluxSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A catch-up from days back (a new worker from an earlier one's mark) goes a day at a
+    time — no read of raw data spans much more than a day — and stores what one pass does."""
+    spans: list[int] = []
+    raw = RollupJob._raw
+
+    async def spy(job: RollupJob, rows: list[int], a_ms: int, b_ms: int, **kw: bool) -> object:
+        spans.append(b_ms - a_ms)
+        return await raw(job, rows, a_ms, b_ms, **kw)
+
+    monkeypatch.setattr(RollupJob, "_raw", spy)
+    stepped = await fresh(influx_settings, None)
+    assert spans
+    # a day and its margins (the pairs across its ends), not the 3 days
+    assert max(spans) < 2 * 86_400_000
+    spans.clear()
+    other = influx_settings.model_copy(update={"database": influx_settings.database + "_once"})
+    once = await fresh(other, None, step_s=10 * 86_400.0)
+    assert max(spans) > 3 * 86_400_000  # (one read: the 3 days)
+    assert stepped.keys() == once.keys()
+    assert not {k: (stepped[k], once[k]) for k in once if abs(stepped[k] - once[k]) > 1e-6}

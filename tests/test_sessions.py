@@ -142,7 +142,7 @@ async def test_analytics_alert_publisher_stops_when_a_publish_swallows_its_cance
     )  # fmt: skip
     async with mqtt.client(mqtt_settings, f"analytics-alerts-{next(_ids)}") as client:
         service.client = client
-        await service.alerts.put(("sess", event))
+        await service.alerts.put(("sess", event, False))
         task = asyncio.create_task(service._publish_alerts())
         try:
             await until(lambda: bool(PublishSwallowsCancel.swallowed))

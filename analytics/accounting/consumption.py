@@ -272,7 +272,7 @@ def interval_consumption(
     covered = np.zeros(t.size)
     covered[pairs.end] = np.where(pairs.gap, 0.0, (pairs.t1 - pairs.t0).astype(np.float64))
     starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]]) if s.size else np.zeros(0, np.int64)
-    stops = np.r_[starts[1:], s.size]
+    stops = np.r_[starts[1:], s.size] if s.size else starts  # none read: no segments
     curve = _segment_cumsum(inc, starts)
     # kept non-decreasing: a fall inside the jitter is neither consumption nor negative
     for a, b in zip(starts.tolist(), stops.tolist(), strict=True):

@@ -99,6 +99,9 @@ class RollupConfig:
     # the first run (after a start or a restart) looks this far back, and a run after failed
     # ones from the last good run: hours nobody computed are caught up
     catch_up_s: float = 6 * 3600.0
+    # a catch-up from further back (a new worker from an earlier one's mark, days ago) goes
+    # this far at a time: each pass reads its span of raw data in one query
+    catch_up_step_s: float = 86_400.0
     margin_s: float = 6 * 3600.0  # raw data read around hours recomputed for late readings
     retention_policy: str | None = (
         ROLLUP_RETENTION_POLICY  # where rollups go (None: the default policy)
@@ -219,12 +222,24 @@ class RollupJob:
             self.late.append((meter, first_ms, last_ms))
 
     async def run(self, now_ms: int) -> int:
-        """One pass; returns the points written."""
-        written = 0
-        recent = int(now_ms - self.config.recent_s * 1000)
+        """One pass (a catch-up from longer ago than ``catch_up_step_s``: one per step, so
+        no read spans more than a step of raw data); returns the points written."""
+        step_ms = max(1, int(self.config.catch_up_step_s * 1000))
         since = (
             now_ms - int(self.config.catch_up_s * 1000) if self.done_ms is None else self.done_ms
         )
+        written = 0
+        while now_ms - since > step_ms:
+            written += await self._pass(since, since + step_ms)
+            since += step_ms
+        written += await self._pass(since, now_ms)
+        self.runs += 1
+        return written
+
+    async def _pass(self, since: int, now_ms: int) -> int:
+        """The hours from ``since`` (the last pass's time) to ``now_ms``, and late spans."""
+        written = 0
+        recent = int(now_ms - self.config.recent_s * 1000)
         # from the pair across the last pass's time: a reading stamped at or just after it that
         # arrived after it closes a pair that began before it (the hour ending at a pass kept
         # its last minute's consumption out when passes were recent_s or more apart)
@@ -245,7 +260,6 @@ class RollupJob:
                 written += span[2]
         written += await self._upper(lo, hi)
         self.points_written += written
-        self.runs += 1
         self.done_ms = now_ms
         return written
 

@@ -961,6 +961,30 @@ class ParkEngine:
                 out.append(DerivedPoint(meter.utility.value, tags, fields, int(times[k])))
         return out
 
+    def analysed_ms(self) -> int | None:
+        """The data time up to which the detectors have had every heard gateway's readings
+        (None before the park clock emitted anything): per gateway the older of its watermark
+        (its newest contiguous data) and the end of the slots it emitted — a silent gateway's
+        slots are closed by its silence, not by its data, which may still come (an edge
+        backlog) — the slowest gateway's; but never more than ``max_hold_ms`` behind the park
+        clock's emitted slots, since data that old is late live too (``_thresholds``); and
+        leaving out a gateway silent that long whose status is ``online`` (its slots closed by
+        silence: a dead one would hold the mark a day back for good, and every restart rewrite
+        that day) — an ``offline`` one is buffering at its edge and holds it."""
+        if self.park_emitted is None:
+            return None
+        through = self.park_emitted * self.step_ms
+        floor = through - self.clocks.rules.max_hold_ms
+        heard = (self.clocks.last_arrival > NEVER) & (self.emitted > UNSET)
+        watermark = self.clocks.watermark
+        dead = self.clocks.online & (watermark <= floor) & (self.emitted * self.step_ms > watermark)
+        heard &= ~dead
+        if not heard.any():
+            return through
+        each = np.minimum(watermark[heard], self.emitted[heard] * self.step_ms)
+        # (and no further than the park's own detectors have run)
+        return min(max(int(each.min()), floor), through)
+
     def _forget(self) -> None:
         """Drop slots every consumer has read."""
         if self.park_emitted is None:
