@@ -516,10 +516,7 @@ async def _fresh_database(settings: AnalyticsSettings, lines: list[str]) -> Anal
         if influx.database not in names:
             break
         influx = influx.model_copy(update={"database": f"{influx.database}x"})
-    async with InfluxReader(influx) as reader:
-        await reader.create_database()
-    async with InfluxWriter(influx) as writer:
-        await writer.write(lines)
+    await _store(influx, lines)
     return settings.model_copy(update={"influx": influx})
 
 
@@ -963,10 +960,7 @@ async def test_a_worker_back_after_ten_hours_writes_them_once_and_publishes_no_o
     now_ms = time.time_ns() // 1_000_000
     stopped = now_ms - 10 * HOUR_MS
     lines = _steps_history(now_ms, 9)
-    async with InfluxReader(influx_settings) as reader:
-        await reader.create_database()
-    async with InfluxWriter(influx_settings) as writer:
-        await writer.write(lines)
+    await _store(influx_settings, lines)
     settings = AnalyticsSettings(
         mqtt=mqtt_settings,
         influx=influx_settings,
@@ -1124,10 +1118,7 @@ async def test_a_rebuild_backfills_a_virtual_meter_added_since_and_no_other(
     derived series start at the mark: nothing older is written again."""
     now_ms = time.time_ns() // 1_000_000
     _, lines = _days_of_history(now_ms, 2)
-    async with InfluxReader(influx_settings) as reader:
-        await reader.create_database()
-    async with InfluxWriter(influx_settings) as writer:
-        await writer.write(lines)
+    await _store(influx_settings, lines)
     settings = AnalyticsSettings(
         mqtt=mqtt_settings,
         influx=influx_settings,
@@ -1242,13 +1233,11 @@ async def _gateway_b_behind(
     and gw-a goes on. The settings and the first worker's time."""
     now_ms = time.time_ns() // 1_000_000 // QUARTER_MS * QUARTER_MS + 7 * 60_000
     start = now_ms - DAY_MS
-    async with InfluxReader(influx_settings) as reader:
-        await reader.create_database()
-    async with InfluxWriter(influx_settings) as writer:
-        await writer.write(
-            _minute_lines("ma", start, now_ms - 60_000)
-            + _minute_lines("mb", start, now_ms - 40 * 60_000)
-        )
+    await _store(
+        influx_settings,
+        _minute_lines("ma", start, now_ms - 60_000)
+        + _minute_lines("mb", start, now_ms - 40 * 60_000),
+    )
     settings = AnalyticsSettings(
         mqtt=mqtt_settings,
         influx=influx_settings,
