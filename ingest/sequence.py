@@ -356,7 +356,9 @@ class SeqTracker:
         """:meth:`observe`'s common case alone — a known gateway's next number, no rival
         about: taken (``Verdict.NEXT``, nothing counted) and True; else False and nothing
         changed (call :meth:`observe`). Ingest calls this per message first: the verdict
-        list and its check cost a tenth of a one-reading message's handling."""
+        list and its check cost a tenth of a one-reading message's handling. Where no time
+        passed it does :meth:`_next`'s arithmetic itself: an override of ``_next`` is not
+        called there."""
         gateway = self._gateways.get(key)
         if gateway is None or gateway.rivals:
             return False

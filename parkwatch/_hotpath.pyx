@@ -767,13 +767,23 @@ cdef int _scan_reading(_Scan* s, dict meters, long long newest_ok, tuple qualiti
                 return 1
             # the entry after the last reading's meter first (a gateway writes its meters in
             # the registry's order): found there, the name needs no str of its own and no
-            # hash (per reading, a tenth of the scan); else looked up by a str as before.
-            # A dict's keys are distinct, so either way it is the same meter
+            # hash (per reading, a tenth of the scan); else the first entry, as _bound wraps
+            # (past the last meter, one meter with several readings, meters in turn); else
+            # looked up by a str as before. A dict's keys are distinct, so either way it is
+            # the same meter
+            meter = NULL
             pos = meter_hint[0]
             if PyDict_Next(meters, &pos, &key, &item) and _named(
                 key, s.text + begin, length
             ):
                 meter = item
+            elif meter_hint[0] != 0:
+                pos = 0
+                if PyDict_Next(meters, &pos, &key, &item) and _named(
+                    key, s.text + begin, length
+                ):
+                    meter = item
+            if meter is not NULL:
                 meter_hint[0] = pos
             else:
                 meter = PyDict_GetItem(
@@ -994,7 +1004,7 @@ cdef class Scanned:
         cdef object meter, series, entry, before, key, newest_values, t_object
         cdef list lines, found
         cdef _Buf buf
-        cdef bint own
+        cdef bint own, went_back
         cdef char digits[32]
         cdef char* number
         global _commit_busy, _commit_buf
@@ -1070,11 +1080,12 @@ cdef class Scanned:
                         entry[0] = t_object
                         entry[1] = value.v
                         # a float (nearly always) compared as a double, as Python would:
-                        # no float object made for the compare
-                        if (
-                            value.v < PyFloat_AS_DOUBLE(before) if PyFloat_CheckExact(before)
-                            else value.v < before
-                        ):
+                        # no float object made for the compare, nor a bool for its result
+                        if PyFloat_CheckExact(before):
+                            went_back = value.v < PyFloat_AS_DOUBLE(before)
+                        else:
+                            went_back = value.v < before
+                        if went_back:
                             found.append(decrease(meter.id, key, before, value.v))
                             if quality == ok_at:
                                 quality = decreased_at
