@@ -133,9 +133,13 @@ class TestScanMemory:
         small = _message(1, [2] * 4, ["e1", "e2", "w1"], rng)
         garbage_tail = good[:-3] + b'"nope"' + good[-3:]  # gives up after every reading
         unknown = good.replace(b'"m":"w1"', b'"m":"nope"', 1)  # gives up at the 3rd reading
+        # gives up at the 6th: its 5 records and 15 values off the inline arrays
+        parts = good.split(b'"m":"w1"')
+        unknown_late = b'"m":"w1"'.join(parts[:2]) + b'"m":"nope"' + b'"m":"w1"'.join(parts[2:])
         assert _scan(unknown) is None
+        assert _scan(unknown_late) is None
         assert _scan(garbage_tail) is None
-        messages = [good, small, garbage_tail, unknown, _BIG1]
+        messages = [good, small, garbage_tail, unknown, unknown_late, _BIG1]
 
         def rounds(n: int) -> None:
             watch = CounterWatch()
