@@ -10,6 +10,7 @@ comparisons and string building are C calls. The Python versions stay as the ref
 as the fallback where this module is not built.
 """
 
+cimport cython
 from cpython.dict cimport PyDict_GetItem, PyDict_Next, PyDict_SetItem, PyDict_Size
 from cpython.float cimport PyFloat_AS_DOUBLE
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
@@ -662,24 +663,42 @@ cdef struct _Value:
     double v
 
 
+cdef enum:
+    # a message's records and values held in the Scanned itself up to these counts (a
+    # gateway's message is mostly a few readings of a few values): the two blocks each
+    # message's scan took from the allocator were a tenth of a one-reading message's scan
+    _SMALL_RECORDS = 4
+    _SMALL_VALUES = 8
+
+
 cdef struct _Records:
-    _Record* records
+    _Record* records  # small_records until more are needed, then a block of its own
     Py_ssize_t size
     Py_ssize_t cap
-    _Value* values
+    _Value* values  # small_values likewise
     Py_ssize_t n_values
     Py_ssize_t values_cap
+    _Record small_records[_SMALL_RECORDS]
+    _Value small_values[_SMALL_VALUES]
 
 
-cdef int _more(void** array, Py_ssize_t* cap, Py_ssize_t size, Py_ssize_t item) except -1:
+cdef int _more(void** array, Py_ssize_t* cap, Py_ssize_t size, Py_ssize_t item,
+               void* small) except -1:
+    """Room in ``array`` (``cap`` items, ``size`` used) for one more; from ``small`` (the
+    items held inline) to a block of its own, copied, the first time it grows."""
     cdef Py_ssize_t new_cap
     cdef void* data
     if size < cap[0]:
         return 0
-    # from 4: a gateway's message is mostly a few readings, and blocks this small come from
-    # Python's own allocator (a 64-record start went to malloc twice per message)
+    # doubling: blocks this small come from Python's own allocator (a 64-record start went
+    # to malloc twice per message)
     new_cap = cap[0] * 2 if cap[0] else 4
-    data = PyMem_Realloc(array[0], new_cap * item)
+    if array[0] == small:
+        data = PyMem_Malloc(new_cap * item)
+        if data is not NULL:
+            memcpy(data, small, size * item)
+    else:
+        data = PyMem_Realloc(array[0], new_cap * item)
     if data is NULL:
         raise MemoryError()
     array[0] = data
@@ -718,11 +737,11 @@ cdef inline PyObject* _bound(object bounds, const unsigned char* name, Py_ssize_
 
 
 cdef int _scan_reading(_Scan* s, dict meters, long long newest_ok, tuple qualities,
-                       int ok_at, _Records* out) except -1:
+                       int ok_at, _Records* out, Py_ssize_t* meter_hint) except -1:
     """One reading of a plainly valid message, checked against the site, into ``out``: 0,
     or 1 to give up. ``ok_at``: where ``ok`` is in the qualities (a reading without
     ``s``)."""
-    cdef Py_ssize_t begin, length, name_size, k, first = out.n_values, hint = 0
+    cdef Py_ssize_t begin, length, name_size, k, first = out.n_values, hint = 0, pos
     cdef long long t = 0
     cdef int seen = 0, quality = ok_at
     cdef double v
@@ -746,9 +765,30 @@ cdef int _scan_reading(_Scan* s, dict meters, long long newest_ok, tuple qualiti
             begin = _string(s, &length)
             if begin == _GIVE_UP:
                 return 1
-            meter = PyDict_GetItem(
-                meters, PyUnicode_FromStringAndSize(<const char*>s.text + begin, length)
-            )
+            # the entry after the last reading's meter first (a gateway writes its meters in
+            # the registry's order): found there, the name needs no str of its own and no
+            # hash (per reading, a tenth of the scan); else the first entry, as _bound wraps
+            # (past the last meter, one meter with several readings, meters in turn); else
+            # looked up by a str as before. A dict's keys are distinct, so either way it is
+            # the same meter
+            meter = NULL
+            pos = meter_hint[0]
+            if PyDict_Next(meters, &pos, &key, &item) and _named(
+                key, s.text + begin, length
+            ):
+                meter = item
+            elif meter_hint[0] != 0:
+                pos = 0
+                if PyDict_Next(meters, &pos, &key, &item) and _named(
+                    key, s.text + begin, length
+                ):
+                    meter = item
+            if meter is not NULL:
+                meter_hint[0] = pos
+            else:
+                meter = PyDict_GetItem(
+                    meters, PyUnicode_FromStringAndSize(<const char*>s.text + begin, length)
+                )
             if meter is NULL:
                 return 1
         elif _key(s, b"t", 1, begin, length):
@@ -808,7 +848,8 @@ cdef int _scan_reading(_Scan* s, dict meters, long long newest_ok, tuple qualiti
                         return 1  # a name twice: msgspec keeps the last value in the first place
                 if out.n_values - first >= 64:
                     return 1
-                _more(<void**>&out.values, &out.values_cap, out.n_values, sizeof(_Value))
+                _more(<void**>&out.values, &out.values_cap, out.n_values, sizeof(_Value),
+                      out.small_values)
                 out.values[out.n_values].key = key
                 out.values[out.n_values].v = v
                 out.n_values += 1
@@ -826,7 +867,7 @@ cdef int _scan_reading(_Scan* s, dict meters, long long newest_ok, tuple qualiti
         return 1
     if seen & 11 != 11:
         return 1
-    _more(<void**>&out.records, &out.cap, out.size, sizeof(_Record))
+    _more(<void**>&out.records, &out.cap, out.size, sizeof(_Record), out.small_records)
     record = &out.records[out.size]
     Py_INCREF(<object>meter)  # released with the record (Scanned.__dealloc__)
     record.meter = meter
@@ -845,6 +886,7 @@ cdef int _scan_message(_Scan* s, str gateway, dict meters, long long newest_ok,
     cdef Py_ssize_t begin, length, gw_size
     cdef long long one = 0
     cdef int seen = 0
+    cdef Py_ssize_t meter_hint = 0  # see _scan_reading
     cdef const char* gw = PyUnicode_AsUTF8AndSize(gateway, &gw_size)
     if not _expect(s, 123):
         return 1
@@ -873,7 +915,7 @@ cdef int _scan_message(_Scan* s, str gateway, dict meters, long long newest_ok,
             seen |= 8
             if not _expect(s, 93):  # ']'
                 while True:
-                    if _scan_reading(s, meters, newest_ok, qualities, ok_at, out):
+                    if _scan_reading(s, meters, newest_ok, qualities, ok_at, out, &meter_hint):
                         return 1
                     if out.size > max_readings:
                         return 1
@@ -895,6 +937,18 @@ cdef int _scan_message(_Scan* s, str gateway, dict meters, long long newest_ok,
     return 0
 
 
+# commit's buffer for a line, reused (see there)
+cdef _Buf _commit_buf
+_commit_buf.data = NULL
+_commit_buf.size = _commit_buf.cap = 0
+cdef bint _commit_busy = False
+
+
+# a freelist: one is made per message scanned; no cyclic GC (it holds an int, a tuple of
+# strs and meters by reference counts only, so it can be in no cycle), which kept each
+# message's Scanned out of the collector's count and its young generation's passes
+@cython.freelist(256)
+@cython.no_gc
 cdef class Scanned:
     """A message :func:`scan_message` found plainly valid: its ``seq``, and its readings in
     C, which :meth:`commit` puts through the counter watch and writes as lines. Ingest tracks
@@ -908,17 +962,21 @@ cdef class Scanned:
     cdef bint committed
 
     def __cinit__(self):
-        self.out.records = NULL
-        self.out.size = self.out.cap = 0
-        self.out.values = NULL
-        self.out.n_values = self.out.values_cap = 0
+        self.out.records = self.out.small_records
+        self.out.size = 0
+        self.out.cap = _SMALL_RECORDS
+        self.out.values = self.out.small_values
+        self.out.n_values = 0
+        self.out.values_cap = _SMALL_VALUES
 
     def __dealloc__(self):
         cdef Py_ssize_t i
         for i in range(self.out.size):
             Py_DECREF(<object>self.out.records[i].meter)
-        PyMem_Free(self.out.records)
-        PyMem_Free(self.out.values)
+        if self.out.records != self.out.small_records:
+            PyMem_Free(self.out.records)
+        if self.out.values != self.out.small_values:
+            PyMem_Free(self.out.values)
 
     def commit(
         self, dict quality_field, dict last, frozenset counters, list not_counted,
@@ -946,8 +1004,10 @@ cdef class Scanned:
         cdef object meter, series, entry, before, key, newest_values, t_object
         cdef list lines, found
         cdef _Buf buf
+        cdef bint own, went_back
         cdef char digits[32]
         cdef char* number
+        global _commit_busy, _commit_buf
         if self.committed:
             raise RuntimeError("a scanned message goes through the counter watch once")
         if PyTuple_GET_SIZE(qualities) > 16:
@@ -972,8 +1032,16 @@ cdef class Scanned:
                 if fields[quality] is NULL:
                     raise KeyError(<object>PyTuple_GET_ITEM(qualities, quality))
         self.committed = True
-        buf.data = NULL
-        buf.size = buf.cap = 0
+        # the lines' buffer kept from one commit to the next (its block each time was a
+        # tenth of a one-reading message's commit); a commit within one (it calls no code
+        # that could, but nothing rules it out) takes a block of its own
+        own = _commit_busy
+        if own:
+            buf.data = NULL
+            buf.size = buf.cap = 0
+        else:
+            _commit_busy = True
+            buf = _commit_buf
         try:
             lines = []
             found = []
@@ -1011,7 +1079,13 @@ cdef class Scanned:
                         before = entry[1]
                         entry[0] = t_object
                         entry[1] = value.v
-                        if value.v < before:
+                        # a float (nearly always) compared as a double, as Python would:
+                        # no float object made for the compare, nor a bool for its result
+                        if PyFloat_CheckExact(before):
+                            went_back = value.v < PyFloat_AS_DOUBLE(before)
+                        else:
+                            went_back = value.v < before
+                        if went_back:
                             found.append(decrease(meter.id, key, before, value.v))
                             if quality == ok_at:
                                 quality = decreased_at
@@ -1041,7 +1115,11 @@ cdef class Scanned:
                 lines.append(PyUnicode_DecodeUTF8(buf.data, buf.size, NULL))
             return lines, values_total, newest, found
         finally:
-            PyMem_Free(buf.data)
+            if own:
+                PyMem_Free(buf.data)
+            else:
+                _commit_buf = buf  # grown, maybe
+                _commit_busy = False
 
 
 # the last qualities tuple scan_message was given and where ok, bad and decreased are in it

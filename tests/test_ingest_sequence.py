@@ -1006,7 +1006,7 @@ def test_the_inlined_next_number_changes_nothing(seed: int) -> None:
     every bit of state stays what the plain calls give, whatever the times (a chunk's batches
     share theirs, quick runs, paces learnt and lost) and whatever else comes between."""
     rng = random.Random(seed)
-    fast, plain = SeqTracker(), _Reference()
+    fast, plain, first = SeqTracker(), _Reference(), SeqTracker()
     keys = [A, B, ("lj-demo", "gw-c")]
     high = dict.fromkeys(keys, 0)
     at = 0.0
@@ -1025,6 +1025,12 @@ def test_the_inlined_next_number_changes_nothing(seed: int) -> None:
         else:
             seq = high[key] + 1 + rng.randint(0, 100)
         high[key] = max(high[key], seq)
-        assert fast.observe(key, seq, at) == plain.observe(key, seq, at)
-        assert fast._gateways == plain._gateways
-    assert fast.counts == plain.counts
+        verdicts = plain.observe(key, seq, at)
+        assert fast.observe(key, seq, at) == verdicts
+        # as ingest asks: observe_next first (its own inlined case where no time passed)
+        if first.observe_next(key, seq, at):
+            assert verdicts == [Verdict.NEXT]
+        else:
+            assert first.observe(key, seq, at) == verdicts
+        assert fast._gateways == plain._gateways == first._gateways
+    assert fast.counts == plain.counts == first.counts
