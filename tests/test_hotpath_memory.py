@@ -63,8 +63,13 @@ _BIG2 = encode_batch("gw-a", 2, [_wide(NOW - 90, 1.0)] + [_wide(NOW - 80, 223456
 _SMALL = encode_batch("gw-a", 3, [{"m": "e2", "t": NOW, "q": {"p_kw": 1.0}}])
 
 
-@pytest.mark.skipif(not hotpath.COMPILED, reason="tests/test_hotpath.py fails then")
 class TestScanMemory:
+    @pytest.fixture(autouse=True)
+    def _compiled(self) -> None:
+        # these are the compiled scan's own memory paths: without the build they would test
+        # the Python fallback, so fail and say why (./run.sh setup builds it)
+        assert hotpath.COMPILED, "parkwatch._hotpath is not built: run ./run.sh setup"
+
     def test_sizes_around_the_inline_limits_match_the_reference(self) -> None:
         """4 records / 8 values fit inline, 5 / 9 move them to the heap (alone or one of
         them), and growth after that; each meter order, so hint hits and misses too."""
