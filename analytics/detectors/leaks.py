@@ -785,7 +785,7 @@ class ZoneLeaks(Detector):
         for gone (under half of it), whatever the baseline's kind: a baseline whose days
         learnt the fault's hours as normal (a "blind" decision dropped, ``blind_h``) keeps
         its median but widens its spread, so the fault's excess scored under 1 with the
-        fault still on (the gap case: 3.1–3.4 m³/h of 3.8 against a spread of 5.5, closed at
+        fault still on (the gap case: 3.1–3.8 m³/h of 3.8 against a spread of 5.2–6.3, closed at
         137 h, then a false leak at 150 h). Where the spread is ordinary (under half the
         excess), scoring under 1 says as much already."""
         with np.errstate(invalid="ignore"):
