@@ -175,7 +175,9 @@ def _failed_with(
     try:
         raise error
     except Exception as exc:
-        return _failed(topic, payload, source.park, source.gateway, exc, seq)
+        failed = _failed(topic, payload, source.park, source.gateway, exc, seq)
+    del error  # the traceback holds this frame, whose ``error`` would hold the traceback
+    return failed
 
 
 def encode_lines(readings: list[AcceptedReading]) -> list[str]:

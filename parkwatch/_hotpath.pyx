@@ -70,6 +70,8 @@ cdef inline bint _plain_tuple_type(type kind):
 cdef object _tuple_of(type kind, object a, object b, object c, object d):
     """``tuple.__new__(kind, (a, b, c, d))`` for a :func:`_plain_tuple_type` ``kind``, without
     the call and the tuple in between (what ``tuple.__new__`` does for a subclass)."""
+    # Sound for CPython 3.11–3.13 (pyproject caps Python below 3.14): 3.14's tuples cache
+    # their hash in a field that must start at -1, which tp_alloc's zeroed memory would not
     cdef PyObject* made = (<_TypeObject*>kind).tp_alloc(<_TypeObject*>kind, 4)
     cdef object out
     if made is NULL:
@@ -383,38 +385,38 @@ cdef Py_ssize_t _short_decimal(double v, char* out) noexcept:
 
 # the topics of recent PUBLISHes, as str: a gateway publishes on the same topic every time,
 # so its str is made (and, looked up by ingest, hashed) once rather than per message. Only
-# ASCII ones (their characters are their bytes), at most _TOPICS, the oldest replaced
+# ASCII ones (their characters are their bytes), in a table of _TOPICS slots by a hash of the
+# bytes (one probe; a topic meeting another in its slot replaces it), so that a park's many
+# gateways taking turns each keep their slot (a first-in-first-out list missed every time
+# once more gateways took turns than it held)
 cdef enum:
-    _TOPICS = 16
+    _TOPICS = 1024
 cdef PyObject* _topics[_TOPICS]
-cdef Py_ssize_t _topic_hint = 0, _topic_fill = 0
 
 
 cdef object _topic(const unsigned char* text, Py_ssize_t size):
     """The str of a topic's UTF-8 ``text``: a recent one's where the same (raises
     UnicodeDecodeError where it is not UTF-8)."""
-    global _topic_hint, _topic_fill
-    cdef Py_ssize_t k, i
+    cdef Py_ssize_t k
+    cdef unsigned int h = 2166136261u  # FNV-1a: cheap, and every byte counts
     cdef PyObject* seen
     cdef object topic
-    for k in range(_TOPICS):
-        i = (_topic_hint + k) % _TOPICS  # gateways take turns: the next one's first
-        seen = _topics[i]
-        if (
-            seen is not NULL
-            and PyUnicode_GET_LENGTH(<object>seen) == size
-            and memcmp(PyUnicode_DATA(<object>seen), text, size) == 0
-        ):
-            _topic_hint = i + 1
-            return <object>seen
+    for k in range(size):
+        h = (h ^ text[k]) * 16777619u
+    h &= _TOPICS - 1
+    seen = _topics[h]
+    if (
+        seen is not NULL
+        and PyUnicode_GET_LENGTH(<object>seen) == size
+        and memcmp(PyUnicode_DATA(<object>seen), text, size) == 0
+    ):
+        return <object>seen
     topic = (<const char*>text)[:size].decode("utf-8")
     if PyUnicode_CheckExact(topic) and PyUnicode_IS_COMPACT_ASCII(topic):
-        seen = _topics[_topic_fill]
         Py_INCREF(topic)
-        _topics[_topic_fill] = <PyObject*>topic
+        _topics[h] = <PyObject*>topic
         if seen is not NULL:
             Py_DECREF(<object>seen)
-        _topic_fill = (_topic_fill + 1) % _TOPICS
     return topic
 
 
@@ -1314,7 +1316,7 @@ def scan_run(
 
     A source's ``scan`` is (gateway, meters, seq key or None) where its messages may be
     scanned, else None; ``commit_args`` are :meth:`Scanned.commit`'s."""
-    cdef Py_ssize_t n = PyList_GET_SIZE(chunk), before, count
+    cdef Py_ssize_t before, count
     cdef long long values_total = 0, newest_total = 0, values = 0, newest = 0
     cdef object message, topic, payload, source, fast, gateway, meters, key, got_scan, seq
     cdef object found
@@ -1330,7 +1332,11 @@ def scan_run(
     quality_field, last, counters, not_counted, decrease = commit_args
     if quality_field is None or last is None:
         raise TypeError("commit_args: the quality fields and the counter watch's state")
-    while index < n:
+    if index < 0:
+        raise ValueError("index: a position in the chunk")
+    # the chunk's size read again every time: a callback (``next_in_line``, ``decrease``)
+    # that shrank the list must not leave the loop reading past its end
+    while index < PyList_GET_SIZE(chunk):
         message = <object>PyList_GET_ITEM(chunk, index)
         if not PyTuple_Check(message) or PyTuple_GET_SIZE(message) < 2:
             break

@@ -133,9 +133,10 @@ def test_a_socket_read_mixing_publishes_and_acks() -> None:
 
 
 def test_topics_it_keeps_from_read_to_read_read_as_the_codec_does() -> None:
-    """The reader keeps recent topics' strs (16): more topics than that in turn, topics that
-    are prefixes of others or differ in one byte, and ones not ASCII, read as the codec
-    reads them, read after read; a topic seen again is the same str."""
+    """The reader keeps recent topics' strs (a table of 1,024 slots by a hash of their
+    bytes): many topics in turn, more than the table holds (so that topics meet in a slot),
+    topics that are prefixes of others or differ in one byte, and ones not ASCII, read as
+    the codec reads them, read after read; a topic seen again is the same str."""
     names = [f"pw/v1/p/gw-{i:02d}/data" for i in range(40)]
     names += ["a", "ab", "abc", "b", "ba", "pw/v1/p/gw-0/data", "pw/v1/p/gw-00/datb", "é/ü", "é/ü2"]
     for rounds in (1, 3):
@@ -148,6 +149,12 @@ def test_topics_it_keeps_from_read_to_read_read_as_the_codec_does() -> None:
             messages, at, _ = _hotpath.read_publishes(data, 0, Message)
             assert messages == _codec(data)
             assert at == len(data)
+    crowd = [_publish(f"t/{i}", b"x", 1, i % 60000 + 1) for i in range(3000)] * 2
+    for start in range(0, len(crowd), 500):
+        data = b"".join(crowd[start : start + 500])
+        messages, at, _ = _hotpath.read_publishes(data, 0, Message)
+        assert messages == _codec(data)
+        assert at == len(data)
     one = _publish("pw/v1/p/gw-keep/data", b"x", 1, 1)
     first, _, _ = _hotpath.read_publishes(one + one, 0, Message)
     assert first[0].topic is first[1].topic

@@ -95,8 +95,8 @@ def _chunks(draw: st.DrawFn) -> list[list[tuple[str, bytes]]]:
             topic = draw(st.sampled_from(TOPICS[:2] * 6 + TOPICS))
             gateway = topic.split("/")[-1] if topic != TOPICS[-1] else "gw-a"
             gateway = gateway if gateway in seqs else "gw-a"
-            step = draw(st.sampled_from([1] * 10 + [0, -1, -3, 2, 9, "restart"]))
-            seqs[gateway] = 1 if step == "restart" else max(1, seqs[gateway] + step)
+            step: int | str = draw(st.sampled_from([1] * 10 + [0, -1, -3, 2, 9, "restart"]))
+            seqs[gateway] = max(1, seqs[gateway] + step) if isinstance(step, int) else 1
             if draw(st.integers(0, 9)) == 0:
                 payload = draw(_message())  # anything: mostly off, some the scan gives up on
             else:
