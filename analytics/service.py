@@ -633,6 +633,18 @@ class AnalyticsService:
                                 await self._queue_alerts(
                                     park, late.recent(advanced.events), late=True
                                 )
+                    # an event InfluxDB holds open, last updated before the refill's clock,
+                    # that the refill did not reproduce (decided without a lagging gateway's
+                    # data, or found at another detected_at): carried on or closed, or it would
+                    # stay open for good beside the engine's own event of its kind and subject
+                    try:
+                        found = await self._retried(
+                            park, partial(_stored_open, reader, engine, horizon, oldest)
+                        )
+                    except Exception:  # a clean-up: it never costs the refill nor the process
+                        log.exception("%s: closing stored events not found again failed", park)
+                        found = []
+                    closes = self._settle_stored(park, engine, horizon, found)
                     # an event still open whose last message came before the horizon, which
                     # InfluxDB does not hold (a rebuild's engine may see an event the earlier
                     # worker did not): its state as it stands, so that its close has an
@@ -646,22 +658,6 @@ class AnalyticsService:
                     await self._emit(park, Advanced(events=still), publish=False)
                     # an older message not published whose event is still open: its latest
                     await self._queue_alerts(park, late.still_open(engine), late=True)
-                    # an event InfluxDB holds open, last updated after the mark (and before
-                    # the refill's clock), that the refill did not reproduce (decided without a
-                    # lagging gateway's data, or found at another detected_at): closed, or it
-                    # would stay open for good beside the engine's own event of its kind and
-                    # meter
-                    try:
-                        found = await self._retried(
-                            park, partial(_superseded, reader, engine, horizon, oldest)
-                        )
-                    except Exception:  # a clean-up: it never costs the refill nor the process
-                        log.exception("%s: closing stored events not found again failed", park)
-                        found = []
-                    closes = [e for e, _ in found]
-                    # in the stored point's series (its enterprise then, not the registry's now)
-                    for e, enterprise in found:
-                        self.stored_enterprise.setdefault(e.id, []).append(enterprise)
                     await self._emit(park, Advanced(events=closes), publish=False)
                     if horizon.marked:
                         await self._queue_alerts(park, closes, late=True)
@@ -693,6 +689,40 @@ class AnalyticsService:
                 )
         for engine in self.engines.values():
             engine.listening_from(int(time.time() * 1000))
+
+    def _settle_stored(
+        self,
+        park: str,
+        engine: ParkEngine,
+        horizon: Horizon,
+        stored: Sequence[tuple[Event, str | None]],
+    ) -> list[Event]:
+        """After a refill, each event InfluxDB holds open that the engine does not
+        (:func:`_stored_open`): carried on where the engine holds an event of its kind and
+        subject that InfluxDB lacks (found at another detected_at, none of its messages
+        written: the engine holds the stored one in its place, and nothing is written — the
+        operator's event goes on); else closed (``superseded``, at the refill's data time),
+        so that InfluxDB holds one open event per kind and subject. The closes, to write."""
+        assert engine.park_emitted is not None  # _stored_open finds nothing before
+        through = engine.park_emitted * engine.step_ms
+        closes = []
+        for event, enterprise in stored:
+            current = engine.events.open.get((event.kind, event.subject))
+            if (
+                current is not None
+                and current.id not in horizon.stored
+                and current.family is event.family
+                # its later messages land on the stored point's series
+                and enterprise == self._enterprise(park, event)
+            ):
+                engine.events.adopt(event)
+                continue
+            closes.append(_superseding_close(event, through))
+            # in the stored point's series (its enterprise then, not the registry's now)
+            self.stored_enterprise.setdefault(event.id, []).append(enterprise)
+            horizon.stored[event.id] = through
+            horizon.stored_open.discard(event.id)
+        return closes
 
     async def _horizon(
         self, reader: InfluxReader, engine: ParkEngine, since_ms: int, now_ms: int, default_ms: int
@@ -879,15 +909,14 @@ class LateAlerts:
         return out
 
 
-async def _superseded(
+async def _stored_open(
     reader: InfluxReader, engine: ParkEngine, horizon: Horizon, since_ms: int
 ) -> list[tuple[Event, str | None]]:
-    """A ``closed`` message (at the park clock's data time, the stored evidence plus
-    ``superseded``), with the stored point's enterprise tag, for each event InfluxDB holds open,
-    last updated from the horizon on and before the refill's data clock, that ``engine`` does
-    not hold open: after a refill, what it did not find again is over. One updated at or after
-    that clock is left to the live engine (the refill has not reached it: a live clock runs up
-    to a silence interval ahead of the data). A stored row that does not parse is skipped."""
+    """Each event InfluxDB holds open (detected since ``since_ms``), last updated before the
+    refill's data clock, that ``engine`` does not hold open by its id: as its stored point
+    holds it, with the point's enterprise tag. One updated at or after that clock is left to
+    the live engine (the refill has not reached it: a live clock runs up to a silence interval
+    ahead of the data). A stored row that does not parse is skipped."""
     if engine.park_emitted is None:
         return []
     through = engine.park_emitted * engine.step_ms
@@ -895,7 +924,7 @@ async def _superseded(
     ids = sorted(
         i
         for i in horizon.stored_open
-        if i not in held and horizon.from_ms <= horizon.stored.get(i, horizon.from_ms) < through
+        if i not in held and horizon.stored.get(i, horizon.from_ms) < through
     )
     out = []
     for k in range(0, len(ids), 100):  # a statement of bounded length
@@ -910,7 +939,7 @@ async def _superseded(
                 try:
                     if r.get("open") is False or int(r.get("updated_ms") or r["time"]) >= through:
                         continue  # another point of the id: closed, or newer than the refill
-                    event = _stored_close(r, engine.park.park, through)
+                    event = _stored_event(r, engine.park.park)
                 except (KeyError, ValueError, TypeError) as exc:
                     # another writer's, or a newer version's (a family this one lacks)
                     log.warning(
@@ -922,13 +951,11 @@ async def _superseded(
                     continue
                 enterprise = r.get("enterprise")
                 out.append((event, None if enterprise is None else str(enterprise)))
-                horizon.stored[event.id] = through
-                horizon.stored_open.discard(event.id)
     return out
 
 
-def _stored_close(r: dict[str, Any], park: str, end_ms: int) -> Event:
-    """The close at ``end_ms`` of a stored ``anomaly`` row (its tags, evidence, estimate)."""
+def _stored_event(r: dict[str, Any], park: str) -> Event:
+    """The open event a stored ``anomaly`` row holds (its tags, evidence, estimate)."""
     if r.get("id") is None or r.get("kind") is None:  # SELECT * gives an absent tag as None
         raise KeyError("id" if r.get("id") is None else "kind")
     evidence = orjson.loads(r.get("evidence") or "{}")
@@ -940,23 +967,38 @@ def _stored_close(r: dict[str, Any], park: str, end_ms: int) -> Event:
             value=float(r["estimate"]),
             unit=str(r["estimate_unit"]),
             per_day=None if r.get("per_day") is None else float(r["per_day"]),
+            per_day_unit=None if r.get("per_day_unit") is None else str(r["per_day_unit"]),
             cny_per_day=None if r.get("cny_per_day") is None else float(r["cny_per_day"]),
         )
+    state = State(r.get("state") or State.OPENED.value)
+    if state is State.CLOSED:
+        raise ValueError("a closed message marked open")
     return Event(
         id=str(r["id"]),
         kind=str(r["kind"]),
         family=Family(r["family"]),
-        state=State.CLOSED,
+        state=state,
         park=park,
         meter=r.get("meter"),
         zone=r.get("zone"),
         start_ms=int(r.get("start_ms") or r["time"]),
         detected_at_ms=int(r["time"]),
-        end_ms=end_ms,
+        end_ms=None,
         severity=Severity(r["severity"]),
-        evidence={**evidence, "superseded": True},
+        evidence=evidence,
         estimate=estimate,
+        updated_at_ms=int(r.get("updated_ms") or r["time"]),
+    )
+
+
+def _superseding_close(event: Event, end_ms: int) -> Event:
+    """The close at ``end_ms`` of a stored open event no engine will close: its evidence plus
+    ``superseded``."""
+    return event.with_state(
+        State.CLOSED,
+        end_ms=end_ms,
         updated_at_ms=end_ms,
+        evidence={**event.evidence, "superseded": True},
     )
 
 

@@ -12,6 +12,7 @@ import re
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -1455,3 +1456,95 @@ def test_the_analysed_mark_is_the_slowest_gateways_data_at_most_max_hold_behind(
         assert engine.analysed_ms() == min(t0 + 119 * 60_000, through)  # gw-a's
     else:
         assert engine.analysed_ms() == max(t0 + 59 * 60_000, through - hold_min * 60_000)
+
+
+async def _open_rows(influx_settings: InfluxSettings) -> list[tuple[str, str, str]]:
+    """The events InfluxDB holds open: (id, kind, meter or zone)."""
+    async with InfluxReader(influx_settings) as reader:
+        found = await reader.query(
+            'SELECT "id", "kind", "meter", "zone" FROM anomaly WHERE "open" = true'
+        )
+    return sorted((r[1], r[2], r[3] or r[4]) for s in found for r in s.values)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mark_after", [True, False], ids=["carried-on", "closed"])
+async def test_a_stored_event_found_again_at_another_time_is_carried_on_or_closed(
+    mqtt_settings: MqttSettings,
+    influx_settings: InfluxSettings,
+    monkeypatch: pytest.MonkeyPatch,
+    mark_after: bool,
+) -> None:
+    """An earlier worker stored an event open, last updated before its mark, that the
+    rebuild finds again at another ``detected_at`` (another id). Every message of the
+    rebuild's own event before the mark (none written): the stored event is carried on —
+    the engine holds it in its own's place, nothing is written or published. Its opening after
+    the mark (written, published late): the stored one is closed, superseded, at the refill's
+    data time. Either way InfluxDB holds one open event of that kind and meter."""
+    real_now = time.time_ns() // 1_000_000
+    _, lines = _days_of_history(real_now, 9)
+    now_ms = real_now - 300_000 if real_now % SLICE_MS < 300_000 else real_now
+    await _store(influx_settings, lines)
+    settings = AnalyticsSettings(
+        mqtt=mqtt_settings,
+        influx=influx_settings,
+        rebuild_s=8 * 86_400,
+        history_slice_s=SLICE_MS / 1000,
+        rollups=False,
+    )
+    since = (now_ms - 8 * DAY_MS) // SLICE_MS * SLICE_MS
+    probe = AnalyticsService(settings, SiteRegistry([small_park()]))
+    reference = probe.engines["svc"]
+    async with InfluxReader(influx_settings) as reader:
+        [rows] = await history_rows(reader, reference, since, now_ms, chunk=10**9)
+    reference.feed_rows(rows)
+    reference.advance(int(rows.t_ms.max()))
+    [own] = [e for e in reference.events.open.values() if e.meter == "main"]
+    assert (own.updated_at_ms or own.detected_at_ms) < now_ms - HOUR_MS  # the step, ongoing
+    # the earlier worker's: found an hour before, not updated since
+    found_at = own.detected_at_ms - HOUR_MS
+    earlier = replace(
+        own,
+        id=Event.make_id("svc", own.kind, "main", found_at),
+        state=State.OPENED,
+        start_ms=min(own.start_ms, found_at),
+        detected_at_ms=found_at,
+        updated_at_ms=found_at,
+    )
+    mark = now_ms - 30 * 60_000 if mark_after else own.detected_at_ms - 30 * 60_000
+    await _store(
+        influx_settings,
+        [
+            earlier.line(probe._enterprise("svc", earlier)),
+            encode_point(
+                "analytics_progress", {"park": "svc"},
+                {"through_ms": mark, "analysed_ms": mark}, mark // HOUR_MS * HOUR_MS,
+            ),
+        ],
+    )  # fmt: skip
+    published: list[Event] = []
+    service, written, _, _ = await _rebuild(settings, now_ms, monkeypatch, published)
+    assert service.horizons["svc"].from_ms == mark
+    engine = service.engines["svc"]
+    key = (own.kind, "main")
+    mine = [e for e in written if e.id in (own.id, earlier.id)]
+    if mark_after:
+        assert engine.events.open[key] == earlier  # carried on: its updates and close are its
+        assert mine == []
+        assert not [e for e in published if e.id in (own.id, earlier.id)]
+    else:
+        assert engine.events.open[key].id == own.id
+        [close] = [e for e in mine if e.id == earlier.id]
+        assert engine.park_emitted is not None
+        assert close == earlier.with_state(
+            State.CLOSED,
+            end_ms=engine.park_emitted * engine.step_ms,
+            updated_at_ms=engine.park_emitted * engine.step_ms,
+            evidence={**earlier.evidence, "superseded": True},
+        )
+        assert (own.id, State.OPENED) in [(e.id, e.state) for e in mine]
+        assert close in published
+    stored_open = await _open_rows(influx_settings)
+    assert [r[0] for r in stored_open if r[1:] == key] == [engine.events.open[key].id]
+    keys = [r[1:] for r in stored_open]
+    assert len(keys) == len(set(keys))  # one open event per kind and meter
