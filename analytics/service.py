@@ -118,6 +118,10 @@ class Horizon:
     # (measurement, virtual meter) → its first point stored in the refill's span (none: the
     # span's end): a virtual meter added since is backfilled over the whole span
     virtual_from: dict[tuple[str, str], int] = field(default_factory=dict)
+    # the events InfluxDB holds open, updated at or after the refill's data clock (an earlier
+    # worker's live clock ran ahead of the data), that the engine does not hold: left to the
+    # live engine (:meth:`AnalyticsService._against_stored`), with their points' enterprise
+    pending: dict[str, tuple[Event, str | None]] = field(default_factory=dict)
 
 
 class AnalyticsMetrics:
@@ -312,6 +316,7 @@ class AnalyticsService:
         advanced = engine.advance(now_ms)
         advanced.late.extend(fed.late)
         advanced.late_readings += fed.late_readings
+        self._against_stored(data_topic.park, engine, advanced)
         self.metrics.step_seconds.observe(time.perf_counter() - started)
         await self._emit(data_topic.park, advanced, publish=True)
 
@@ -338,7 +343,9 @@ class AnalyticsService:
             await asyncio.sleep(self.settings.tick_s)
             now_ms = int(time.time() * 1000)
             for park, engine in self.engines.items():
-                await self._emit(park, engine.advance(now_ms), publish=True)
+                advanced = engine.advance(now_ms)
+                self._against_stored(park, engine, advanced)
+                await self._emit(park, advanced, publish=True)
             self.metrics.open_slots.set(sum(e.open_slots() for e in self.engines.values()))
             self.metrics.detectors_failed.set(
                 sum(len(e.failed_detectors) for e in self.engines.values())
@@ -364,6 +371,44 @@ class AnalyticsService:
                 progress["analysed_ms"] = analysed
             await self.outputs.put((park, advanced, progress))
             self.metrics.queue.set(self.outputs.qsize())
+
+    def _against_stored(self, park: str, engine: ParkEngine, advanced: Advanced) -> None:
+        """Live outputs against the events InfluxDB held at start-up beyond the refill's data
+        clock (an earlier worker's live clock, closing a silence, ran ahead of the data): a
+        message InfluxDB holds at its time or later is neither written nor published again (no
+        second ``opened``); a stored event the engine does not take over (by its id) is closed,
+        superseded, once the engine holds another of its kind and subject or its clock has
+        passed the event's time without it."""
+        horizon = self.horizons.get(park)
+        if horizon is None:
+            return
+        kept = []
+        for e in advanced.events:
+            at = e.updated_at_ms or e.detected_at_ms
+            if horizon.stored.get(e.id, at - 1) >= at:
+                continue  # stored (and published) by the earlier worker
+            kept.append(e)
+            horizon.pending.pop(e.id, None)
+        advanced.events[:] = kept
+        if not horizon.pending or engine.park_emitted is None:
+            return
+        through = engine.park_emitted * engine.step_ms
+        held = {e.id for e in engine.events.open.values()}
+        for event_id, (event, enterprise) in list(horizon.pending.items()):
+            if event_id in held:  # found again: the engine's from here on
+                del horizon.pending[event_id]
+                continue
+            other = engine.events.open.get((event.kind, event.subject))
+            if other is None and through <= (event.updated_at_ms or event.detected_at_ms):
+                continue  # not reached yet
+            close = _superseding_close(
+                event, max(through, event.updated_at_ms or event.detected_at_ms)
+            )
+            advanced.events.append(close)
+            self.stored_enterprise.setdefault(event_id, []).append(enterprise)
+            horizon.stored[event_id] = close.end_ms or through
+            horizon.stored_open.discard(event_id)
+            del horizon.pending[event_id]
 
     async def _queue_alerts(self, park: str, events: Sequence[Event], *, late: bool) -> None:
         # alerts go out on their own path: never behind a database write
@@ -702,11 +747,18 @@ class AnalyticsService:
         subject that InfluxDB lacks (found at another detected_at, none of its messages
         written: the engine holds the stored one in its place, and nothing is written — the
         operator's event goes on); else closed (``superseded``, at the refill's data time),
-        so that InfluxDB holds one open event per kind and subject. The closes, to write."""
+        so that InfluxDB holds one open event per kind and subject. One updated at or after
+        the refill's data clock is left to the live engine (:meth:`_against_stored`). The
+        closes, to write."""
         assert engine.park_emitted is not None  # _stored_open finds nothing before
         through = engine.park_emitted * engine.step_ms
         closes = []
         for event, enterprise in stored:
+            if (event.updated_at_ms or event.detected_at_ms) >= through:
+                # the refill has not reached it: a live clock runs up to a silence interval
+                # ahead of the data; the live engine finds it again or passes it
+                horizon.pending[event.id] = (event, enterprise)
+                continue
             current = engine.events.open.get((event.kind, event.subject))
             if (
                 current is not None
@@ -750,18 +802,25 @@ class AnalyticsService:
         horizon = Horizon(
             from_ms=default_ms if analysed is None else analysed, marked=analysed is not None
         )
-        stored = await reader.query(
-            f'SELECT "id", "updated_ms", "open" FROM {quote_ident(ANOMALY_MEASUREMENT)} '
-            f"WHERE {park_is} AND time >= {since_ms}ms"
-        )
-        for series in stored:
-            # one point per event (its messages overwrite the point at its detected_at)
-            for t, event_id, updated, is_open in series.values:
-                # a point written before updated_ms was: its opening's time at least
-                at = int(t if updated is None else updated)
-                horizon.stored[str(event_id)] = max(horizon.stored.get(str(event_id), at), at)
-                if is_open:
-                    horizon.stored_open.add(str(event_id))
+        # a slice (history_slice_s) at a time, as the history: a park's 35 days of events in
+        # one answer would be read, parsed and held whole at once; the last slice is open
+        # above (a point is stamped at its detected_at, which a skewed clock may put ahead)
+        slice_ms = max(1, int(self.settings.history_slice_s * 1000))
+        edges = range(since_ms, max(now_ms, since_ms + 1), slice_ms)
+        for lo in edges:
+            upper = f" AND time < {lo + slice_ms}ms" if lo + slice_ms < now_ms else ""
+            stored = await reader.query(
+                f'SELECT "id", "updated_ms", "open" FROM {quote_ident(ANOMALY_MEASUREMENT)} '
+                f"WHERE {park_is} AND time >= {lo}ms{upper}"
+            )
+            for series in stored:
+                # one point per event (its messages overwrite the point at its detected_at)
+                for t, event_id, updated, is_open in series.values:
+                    # a point written before updated_ms was: its opening's time at least
+                    at = int(t if updated is None else updated)
+                    horizon.stored[str(event_id)] = max(horizon.stored.get(str(event_id), at), at)
+                    if is_open:
+                        horizon.stored_open.add(str(event_id))
         # a later mark never goes back past this one (nor, with none, past the default)
         self.progress[park] = {
             "through_ms": mark.get("through_ms", horizon.from_ms),
@@ -912,20 +971,13 @@ class LateAlerts:
 async def _stored_open(
     reader: InfluxReader, engine: ParkEngine, horizon: Horizon, since_ms: int
 ) -> list[tuple[Event, str | None]]:
-    """Each event InfluxDB holds open (detected since ``since_ms``), last updated before the
-    refill's data clock, that ``engine`` does not hold open by its id: as its stored point
-    holds it, with the point's enterprise tag. One updated at or after that clock is left to
-    the live engine (the refill has not reached it: a live clock runs up to a silence interval
-    ahead of the data). A stored row that does not parse is skipped."""
+    """Each event InfluxDB holds open (detected since ``since_ms``) that ``engine`` does not
+    hold open by its id: as its stored point holds it, with the point's enterprise tag. A
+    stored row that does not parse is skipped."""
     if engine.park_emitted is None:
         return []
-    through = engine.park_emitted * engine.step_ms
     held = {e.id for e in engine.events.open.values()}
-    ids = sorted(
-        i
-        for i in horizon.stored_open
-        if i not in held and horizon.stored.get(i, horizon.from_ms) < through
-    )
+    ids = sorted(i for i in horizon.stored_open if i not in held)
     out = []
     for k in range(0, len(ids), 100):  # a statement of bounded length
         match = " OR ".join(f'"id" = {qs(i)}' for i in ids[k : k + 100])
@@ -937,8 +989,8 @@ async def _stored_open(
             for row in series.values:
                 r = dict(zip(series.columns, row, strict=True))
                 try:
-                    if r.get("open") is False or int(r.get("updated_ms") or r["time"]) >= through:
-                        continue  # another point of the id: closed, or newer than the refill
+                    if r.get("open") is False:
+                        continue  # another point of the id: closed
                     event = _stored_event(r, engine.park.park)
                 except (KeyError, ValueError, TypeError) as exc:
                     # another writer's, or a newer version's (a family this one lacks)

@@ -1548,3 +1548,125 @@ async def test_a_stored_event_found_again_at_another_time_is_carried_on_or_close
     assert [r[0] for r in stored_open if r[1:] == key] == [engine.events.open[key].id]
     keys = [r[1:] for r in stored_open]
     assert len(keys) == len(set(keys))  # one open event per kind and meter
+
+
+@pytest.mark.anyio
+async def test_a_live_silence_close_ahead_of_the_data_is_not_opened_again_by_the_next_worker(
+    mqtt_settings: MqttSettings, influx_settings: InfluxSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first worker, live, closed both gateways' silence on its clock, ahead of their
+    data: comm_loss events stored at data times after the last reading. The next worker's
+    refill stops at that reading, so it leaves them to its live engine, whose clock closes the
+    same silence: what InfluxDB holds is neither written nor published again (no second
+    ``opened``), and InfluxDB holds one open event per kind and meter."""
+    now_ms = time.time_ns() // 1_000_000 // QUARTER_MS * QUARTER_MS + 7 * 60_000
+    end = now_ms - 60_000  # the last reading's time: nothing after it comes
+    await _store(
+        influx_settings,
+        _minute_lines("ma", now_ms - DAY_MS, end) + _minute_lines("mb", now_ms - DAY_MS, end),
+    )
+    settings = AnalyticsSettings(
+        mqtt=mqtt_settings,
+        influx=influx_settings,
+        rebuild_s=DAY_MS / 1000,
+        history_slice_s=SLICE_MS / 1000,
+        rollups=False,
+        tick_s=0.2,
+    )
+    park = _two_gateway_park()
+
+    async def silences() -> list[tuple[str, str, str]]:
+        return [r for r in await _open_rows(influx_settings) if r[1] == "comm_loss"]
+
+    async def both_silent() -> bool:
+        return len(await silences()) == 2
+
+    async def first_live(service: AnalyticsService) -> None:
+        time.time = lambda: (now_ms + 20 * 60_000) / 1000  # undone with _rebuild's patch
+        await eventually(both_silent, 20, "the live silence close")
+
+    await _rebuild(settings, now_ms, monkeypatch, park=park, then=first_live)
+    stored = await silences()
+    async with InfluxReader(influx_settings) as reader:
+        [points] = await reader.query(
+            'SELECT "id" FROM anomaly WHERE "kind" = \'comm_loss\' AND "open" = true'
+        )
+    assert all(int(r[0]) > end for r in points.values)  # ahead of the data
+
+    alerts: list[tuple[str, str]] = []
+
+    async def watch(client: aiomqtt.Client) -> None:
+        async for m in client.messages:
+            doc = orjson.loads(bytes(m.payload))
+            alerts.append((doc["id"], doc["state"]))
+
+    behind: list[bool] = []
+
+    async def second_live(service: AnalyticsService) -> None:
+        engine = service.engines["svc"]
+        assert engine.park_emitted is not None
+        behind.append(engine.park_emitted * engine.step_ms <= end)
+        time.time = lambda: (now_ms + 40 * 60_000) / 1000
+
+        async def silent_again() -> bool:
+            return len([e for e in engine.events.open.values() if e.kind == "comm_loss"]) == 2
+
+        await eventually(silent_again, 20, "the second worker's silence close")
+        await asyncio.sleep(1.0)  # time for an alert it should not publish
+
+    async with mqtt.client(mqtt_settings, "silence-watcher") as watcher:
+        await watcher.subscribe("pw/v1/svc/alerts/#", qos=1)
+        async with background(watch(watcher)):
+            service, _, _, _ = await _rebuild(
+                settings, now_ms + 20 * 60_000, monkeypatch, [], park=park, then=second_live
+            )
+    assert behind == [True]  # the refill's clock stopped at the data, behind the events
+    ids = {r[0] for r in stored}
+    assert [a for a in alerts if a[1] == "opened" and a[0] in ids] == []
+    after = await _open_rows(influx_settings)
+    keys = [r[1:] for r in after]
+    assert len(keys) == len(set(keys))  # one open event per kind and meter
+    engine = service.engines["svc"]
+    held = {e.id for e in engine.events.open.values() if e.kind == "comm_loss"}
+    assert {r[0] for r in after if r[1] == "comm_loss"} == held
+
+
+@pytest.mark.anyio
+async def test_the_horizon_reads_the_stored_events_a_slice_at_a_time(
+    mqtt_settings: MqttSettings, influx_settings: InfluxSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The events InfluxDB holds are read a slice (``history_slice_s``) at a time, not a
+    park's whole span in one answer; the last slice is open above (a point stamped ahead of
+    the clock is found too), and every event is found once, open or not."""
+    now_ms = time.time_ns() // 1_000_000
+    service = AnalyticsService(
+        AnalyticsSettings(
+            mqtt=mqtt_settings, influx=influx_settings, rebuild_s=86_400, history_slice_s=21_600
+        ),
+        SiteRegistry([small_park()]),
+    )
+    times = range(now_ms - DAY_MS + 1000, now_ms + HOUR_MS, HOUR_MS)  # the last one ahead
+    await _store(
+        influx_settings,
+        [
+            encode_point("anomaly", {"park": "svc"}, {"id": f"e{k}", "open": k % 2 == 0}, t)
+            for k, t in enumerate(times)
+        ],
+    )
+    statements: list[str] = []
+    query = InfluxReader.query
+
+    async def spy_query(reader: InfluxReader, statement: str) -> list[Series]:
+        if '"open" FROM "anomaly"' in statement:
+            statements.append(statement)
+        return await query(reader, statement)
+
+    monkeypatch.setattr(InfluxReader, "query", spy_query)
+    async with InfluxReader(influx_settings) as reader:
+        horizon = await service._horizon(
+            reader, service.engines["svc"], now_ms - DAY_MS, now_ms, now_ms
+        )
+    assert len(statements) == 4  # a day in 6 h slices
+    assert "time <" not in statements[-1]
+    assert horizon.stored == {f"e{k}": t for k, t in enumerate(times)}
+    assert horizon.stored_open == {f"e{k}" for k in range(0, len(times), 2)}
