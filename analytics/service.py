@@ -750,7 +750,8 @@ class AnalyticsService:
         so that InfluxDB holds one open event per kind and subject. One updated at or after
         the refill's data clock is left to the live engine (:meth:`_against_stored`). The
         closes, to write."""
-        assert engine.park_emitted is not None  # _stored_open finds nothing before
+        if engine.park_emitted is None:  # no data read: _stored_open found nothing either
+            return []
         through = engine.park_emitted * engine.step_ms
         closes = []
         for event, enterprise in stored:
