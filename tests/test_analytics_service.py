@@ -1670,3 +1670,17 @@ async def test_the_horizon_reads_the_stored_events_a_slice_at_a_time(
     assert "time <" not in statements[-1]
     assert horizon.stored == {f"e{k}": t for k, t in enumerate(times)}
     assert horizon.stored_open == {f"e{k}" for k in range(0, len(times), 2)}
+
+
+@pytest.mark.anyio
+async def test_a_worker_on_a_database_with_no_readings_goes_live(
+    mqtt_settings: MqttSettings, influx_settings: InfluxSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new park (no readings stored yet): the refill reads nothing and has no stored event
+    to settle; the worker goes live, having written nothing."""
+    async with InfluxReader(influx_settings) as reader:
+        await reader.create_database()
+    settings = AnalyticsSettings(mqtt=mqtt_settings, influx=influx_settings, rollups=False)
+    service, written, fed, _ = await _rebuild(settings, time.time_ns() // 1_000_000, monkeypatch)
+    assert service.warm.is_set()
+    assert (written, fed, service.engines["svc"].park_emitted) == ([], [], None)
