@@ -376,29 +376,37 @@ class AnalyticsService:
         """Live outputs against the events InfluxDB held at start-up beyond the refill's data
         clock (an earlier worker's live clock, closing a silence, ran ahead of the data): a
         message InfluxDB holds at its time or later is neither written nor published again (no
-        second ``opened``); a stored event the engine does not take over (by its id) is closed,
-        superseded, once the engine holds another of its kind and subject or its clock has
-        passed the event's time without it."""
+        second ``opened``), save the close of an event it holds open; a stored event the
+        engine does not take over (by its id) is closed, superseded, once the engine holds
+        another of its kind and subject or its clock has passed the event's time without it."""
         horizon = self.horizons.get(park)
         if horizon is None:
             return
         kept = []
         for e in advanced.events:
             at = e.updated_at_ms or e.detected_at_ms
-            if horizon.stored.get(e.id, at - 1) >= at:
+            # a close of an event InfluxDB holds open is never dropped, whatever its time: the
+            # engine found the event again (its opening dropped) and nothing else closes it
+            closes_stored = e.end_ms is not None and e.id in horizon.stored_open
+            if horizon.stored.get(e.id, at - 1) >= at and not closes_stored:
                 continue  # stored (and published) by the earlier worker
             kept.append(e)
             horizon.pending.pop(e.id, None)
+            if e.id in horizon.stored:  # what InfluxDB now holds of a stored event
+                horizon.stored[e.id] = at
+                if e.end_ms is None:
+                    horizon.stored_open.add(e.id)
+                else:
+                    horizon.stored_open.discard(e.id)
         advanced.events[:] = kept
         if not horizon.pending or engine.park_emitted is None:
             return
         through = engine.park_emitted * engine.step_ms
-        held = {e.id for e in engine.events.open.values()}
         for event_id, (event, enterprise) in list(horizon.pending.items()):
-            if event_id in held:  # found again: the engine's from here on
+            other = engine.events.open.get((event.kind, event.subject))
+            if other is not None and other.id == event_id:  # found again: the engine's now
                 del horizon.pending[event_id]
                 continue
-            other = engine.events.open.get((event.kind, event.subject))
             if other is None and through <= (event.updated_at_ms or event.detected_at_ms):
                 continue  # not reached yet
             close = _superseding_close(
@@ -689,7 +697,10 @@ class AnalyticsService:
                     except Exception:  # a clean-up: it never costs the refill nor the process
                         log.exception("%s: closing stored events not found again failed", park)
                         found = []
-                    closes = self._settle_stored(park, engine, horizon, found)
+                    # a cold rebuild's engine has warmed by since + warmup_s (its findings
+                    # before depend on where its span began)
+                    warm_from = since + int(self.settings.warmup_s * 1000) if rebuilding else None
+                    closes = self._settle_stored(park, engine, horizon, found, warm_from)
                     # an event still open whose last message came before the horizon, which
                     # InfluxDB does not hold (a rebuild's engine may see an event the earlier
                     # worker did not): its state as it stands, so that its close has an
@@ -741,6 +752,7 @@ class AnalyticsService:
         engine: ParkEngine,
         horizon: Horizon,
         stored: Sequence[tuple[Event, str | None]],
+        warm_from: int | None = None,
     ) -> list[Event]:
         """After a refill, each event InfluxDB holds open that the engine does not
         (:func:`_stored_open`): carried on where the engine holds an event of its kind and
@@ -748,8 +760,11 @@ class AnalyticsService:
         written: the engine holds the stored one in its place, and nothing is written — the
         operator's event goes on); else closed (``superseded``, at the refill's data time),
         so that InfluxDB holds one open event per kind and subject. One updated at or after
-        the refill's data clock is left to the live engine (:meth:`_against_stored`). The
-        closes, to write."""
+        the refill's data clock is left to the live engine (:meth:`_against_stored`). In a
+        rebuild (``warm_from``: where its cold engine has warmed), one last updated before the
+        horizon and detected before ``warm_from`` is closed only where the engine holds
+        another written event of its kind and subject; else it stays open (the earlier,
+        warm worker's finding stands over a cold engine's silence). The closes, to write."""
         if engine.park_emitted is None:  # no data read: _stored_open found nothing either
             return []
         through = engine.park_emitted * engine.step_ms
@@ -770,6 +785,13 @@ class AnalyticsService:
             ):
                 engine.events.adopt(event)
                 continue
+            if (
+                warm_from is not None
+                and (event.updated_at_ms or event.detected_at_ms) < horizon.from_ms
+                and event.detected_at_ms < warm_from
+                and (current is None or current.id not in horizon.stored)
+            ):
+                continue  # a cold engine not finding it says nothing (a leak learnt as baseline)
             closes.append(_superseding_close(event, through))
             # in the stored point's series (its enterprise then, not the registry's now)
             self.stored_enterprise.setdefault(event.id, []).append(enterprise)
