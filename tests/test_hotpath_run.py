@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from typing import Any
 
 import pytest
@@ -83,6 +84,10 @@ def _good(draw: st.DrawFn, gateway: str, seq: int) -> bytes:
     return json.dumps({"v": 1, "gw": gateway, "seq": seq, "readings": readings}).encode()
 
 
+_STEPS: list[int | str] = [*[1] * 10, 0, -1, -3, 2, 9, "restart"]
+_GOING_ON: list[int | str] = [*[1] * 40, 0, -2, 2, 70, "restart"]
+
+
 @st.composite
 def _chunks(draw: st.DrawFn) -> list[list[tuple[str, bytes]]]:
     """Chunks of (topic, payload): each gateway's seq mostly in a row, with duplicates,
@@ -95,7 +100,7 @@ def _chunks(draw: st.DrawFn) -> list[list[tuple[str, bytes]]]:
             topic = draw(st.sampled_from(TOPICS[:2] * 6 + TOPICS))
             gateway = topic.split("/")[-1] if topic != TOPICS[-1] else "gw-a"
             gateway = gateway if gateway in seqs else "gw-a"
-            step: int | str = draw(st.sampled_from([1] * 10 + [0, -1, -3, 2, 9, "restart"]))
+            step = draw(st.sampled_from(_STEPS))
             seqs[gateway] = max(1, seqs[gateway] + step) if isinstance(step, int) else 1
             if draw(st.integers(0, 9)) == 0:
                 payload = draw(_message())  # anything: mostly off, some the scan gives up on
@@ -106,7 +111,11 @@ def _chunks(draw: st.DrawFn) -> list[list[tuple[str, bytes]]]:
     return out
 
 
-def _run(chunks: list[list[tuple[str, bytes]]], start: float = NOW / 1000) -> tuple[Any, ...]:
+def _run(
+    chunks: list[list[tuple[str, bytes]]],
+    start: float = NOW / 1000,
+    steps: list[float] | None = None,
+) -> tuple[Any, ...]:
     settings = IngestSettings(
         mqtt=MqttSettings(), influx=InfluxSettings(), client_id="run", session_expiry_s=0
     )
@@ -118,7 +127,8 @@ def _run(chunks: list[list[tuple[str, bytes]]], start: float = NOW / 1000) -> tu
         for i, chunk in enumerate(chunks):
             messages = [Message(t, p, 1, n) for n, (t, p) in enumerate(chunk, 1)]
             await ingest._handle(letters, writer, messages)  # type: ignore[arg-type]
-            clock[0] += 0.5 * (i % 3)  # chunks at the same time and later
+            # chunks at the same time and later
+            clock[0] += 0.5 * (i % 3) if steps is None else steps[i % len(steps)]
 
     asyncio.run(go())
     metrics = {
@@ -133,18 +143,21 @@ def _run(chunks: list[list[tuple[str, bytes]]], start: float = NOW / 1000) -> tu
 
 
 def _three_ways(
-    chunks: list[list[tuple[str, bytes]]], monkeypatch: pytest.MonkeyPatch, unscanned: bool = True
+    chunks: list[list[tuple[str, bytes]]],
+    monkeypatch: pytest.MonkeyPatch,
+    unscanned: bool = True,
+    steps: list[float] | None = None,
 ) -> Any:
     """The run compiled, the loop in Python with the scan, and (``unscanned``) without the
     scan: all alike."""
     assert hotpath.scan_run is not None
     assert counters.SCANNING
-    compiled = _run(chunks)
+    compiled = _run(chunks, steps=steps)
     with monkeypatch.context() as patch:
         patch.setattr(service, "_scan_run", None)
-        in_python = _run(chunks)
+        in_python = _run(chunks, steps=steps)
         patch.setattr(counters, "SCANNING", False)
-        reference = _run(chunks) if unscanned else compiled
+        reference = _run(chunks, steps=steps) if unscanned else compiled
     assert compiled == in_python
     assert compiled == reference
     return compiled
@@ -242,3 +255,123 @@ def test_a_commit_that_raises_dead_letters_the_message_alike(
     assert b"internal_error" in letters[0][1]
     assert b'"seq":3' in letters[0][1] or b'"seq": 3' in letters[0][1]
     assert len(lines) == 6
+
+
+@st.composite
+def _gateways_going_on(draw: st.DrawFn) -> tuple[list[list[tuple[str, bytes]]], list[float]]:
+    """Chunks as gateways send them over a while: their next numbers mostly, several to a
+    chunk, now and then one missed, repeated or from a restart; chunks a moment to a minute
+    apart, so that runs go on quickly, learn a pace and stop."""
+    seqs = {"gw-a": 0, "gw-b": 40}
+    chunks = []
+    for _ in range(draw(st.integers(2, 12))):
+        chunk = []
+        for _ in range(draw(st.integers(1, 30))):
+            gateway = draw(st.sampled_from(["gw-a", "gw-b"]))
+            step = draw(st.sampled_from(_GOING_ON))
+            seqs[gateway] = max(1, seqs[gateway] + step) if isinstance(step, int) else 1
+            chunk.append((topics.data_topic("p1", gateway), draw(_good(gateway, seqs[gateway]))))
+        chunks.append(chunk)
+    steps = draw(st.lists(st.sampled_from([0.0, 0.01, 0.3, 1.0, 2.5, 7.0, 60.0]), min_size=1))
+    return chunks, steps
+
+
+@settings(max_examples=150, deadline=None)
+@given(sent=_gateways_going_on())
+def test_next_numbers_taken_in_the_run_leave_the_tracker_alike(
+    sent: tuple[list[list[tuple[str, bytes]]], list[float]],
+) -> None:
+    """scan_run takes a gateway's next numbers after its first ones in a call itself (the
+    tracker given): the seq state (every run's high, lead, pace) as the Python loop's."""
+    chunks, steps = sent
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        _three_ways(chunks, monkeypatch, unscanned=False, steps=steps)
+
+
+def _in_a_row(gateway: str, first: int, n: int) -> list[tuple[str, bytes]]:
+    topic = topics.data_topic("p1", gateway)
+    payloads = [
+        json.dumps(
+            {
+                "v": 1,
+                "gw": gateway,
+                "seq": seq,
+                "readings": [
+                    {"m": GATEWAYS[gateway][0], "t": NOW - 500 + seq, "q": {"e_kwh": 1.0}}
+                ],
+            }
+        ).encode()
+        for seq in range(first, first + n)
+    ]
+    return [(topic, payload) for payload in payloads]
+
+
+@pytest.mark.parametrize("later", [0.0, 0.4, 3.0])
+def test_the_run_calls_observe_next_only_for_a_gateways_first_numbers(later: float) -> None:
+    """Given the tracker, scan_run calls observe_next (Python) for a gateway's first two
+    numbers in a call and takes the rest itself: the same state as observe_next for each,
+    nothing kept (references) once it returns — at the same time as the last chunk (a run
+    that never moved in time: a room of JUMP) and later (a quick run, a paced one)."""
+    assert hotpath.scan_run is not None
+
+    def fed(tracker_given: bool) -> tuple[str, int, list[int]]:
+        ingest = IngestService(
+            IngestSettings(
+                mqtt=MqttSettings(), influx=InfluxSettings(), client_id="n", session_expiry_s=0
+            ),
+            REGISTRY,
+            clock=lambda: NOW / 1000,
+        )
+        first = _in_a_row("gw-a", 1, 3) + _in_a_row("gw-b", 1, 3)
+        first += _in_a_row("gw-a", 4, 3) + _in_a_row("gw-b", 4, 3)
+        messages = [Message(t, p, 1, n) for n, (t, p) in enumerate(first, 1)]
+        asyncio.run(ingest._handle(_Letters(), _Kept(), messages))  # type: ignore[arg-type]
+        tracker = ingest.sequences
+        for gateway in tracker._gateways.values():  # paced: every known
+            if later >= 1.0:
+                gateway.run.every = 1.0
+        chunk = [
+            Message(t, p, 1, n)
+            for n, (t, p) in enumerate(
+                _in_a_row("gw-a", 7, 5) + _in_a_row("gw-b", 7, 5) + _in_a_row("gw-a", 12, 4), 1
+            )
+        ]
+        calls: list[int] = []
+
+        def next_in_line(key: tuple[str, str], seq: int, at: float) -> bool:
+            calls.append(seq)
+            return tracker.observe_next(key, seq, at)
+
+        at = NOW / 1000 + later
+        lines: list[str] = []
+        handled: list[Any] = []
+        refs = sys.getrefcount(tracker._gateways[("p1", "gw-a")].run)
+        assert hotpath.scan_run is not None
+        index, stop, *_ = hotpath.scan_run(
+            chunk,
+            0,
+            ingest._sources,
+            1 << 20,
+            NOW + 1000,
+            100,
+            counters.QUALITY_NAMES,
+            ingest.counters.commit_args(),
+            next_in_line,
+            at,
+            handled,
+            lines,
+            ingest._show_decreases,
+            tracker if tracker_given else None,
+        )
+        assert (index, stop) == (len(chunk), hotpath.SCAN_FRESH)
+        assert len(lines) == len(chunk)
+        kept = sys.getrefcount(tracker._gateways[("p1", "gw-a")].run)  # (not in the assert:
+        assert kept == refs  # pytest's rewritten assert holds its operands)
+        return repr(tracker._gateways), len(calls), calls
+
+    state, _, calls = fed(True)
+    reference, all_of_them, _ = fed(False)
+    assert state == reference
+    assert all_of_them == 14
+    # gw-a's 7 and 8, gw-b's 7 and 8; gw-a's second lot goes on in C
+    assert calls == [7, 8, 7, 8]
