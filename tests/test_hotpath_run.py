@@ -63,6 +63,8 @@ TOPICS = [
 def test_the_stops_are_numbered_alike() -> None:
     for name in ("SCAN_FRESH", "SCAN_GAVE_UP", "SCAN_SEQ", "SCAN_SEQ_FAILED", "SCAN_COMMIT_FAILED"):
         assert getattr(_hotpath, name) == getattr(hotpath, name)
+    # the build's scan_run takes the arguments ingest gives it (an older one is not used)
+    assert _hotpath.SCAN_RUN_VERSION == hotpath.SCAN_RUN_VERSION
 
 
 @st.composite
