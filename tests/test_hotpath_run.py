@@ -8,8 +8,10 @@ scan off altogether (the reference decoding). Where seq tracking or a commit rai
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import sys
+import tracemalloc
 from typing import Any
 
 import pytest
@@ -377,3 +379,65 @@ def test_the_run_calls_observe_next_only_for_a_gateways_first_numbers(later: flo
     assert all_of_them == 14
     # gw-a's 7 and 8, gw-b's 7 and 8; gw-a's second lot goes on in C
     assert calls == [7, 8, 7, 8]
+
+
+def test_next_numbers_taken_in_the_run_leak_nothing() -> None:
+    """1,000 calls of scan_run with the tracker, each taking most numbers itself: no
+    reference kept to a run, no block per message."""
+    assert hotpath.scan_run is not None
+    ingest = IngestService(
+        IngestSettings(
+            mqtt=MqttSettings(), influx=InfluxSettings(), client_id="l", session_expiry_s=0
+        ),
+        REGISTRY,
+        clock=lambda: NOW / 1000,
+    )
+    first = _in_a_row("gw-a", 1, 3) + _in_a_row("gw-b", 1, 3)
+    messages = [Message(t, p, 1, n) for n, (t, p) in enumerate(first, 1)]
+    asyncio.run(ingest._handle(_Letters(), _Kept(), messages))  # type: ignore[arg-type]
+    tracker = ingest.sequences
+    seqs = {"gw-a": 4, "gw-b": 4}
+    at = [NOW / 1000]
+
+    def rounds(n: int) -> None:
+        for _ in range(n):
+            sent = _in_a_row("gw-a", seqs["gw-a"], 6) + _in_a_row("gw-b", seqs["gw-b"], 6)
+            seqs["gw-a"] += 6
+            seqs["gw-b"] += 6
+            at[0] += 0.3
+            assert hotpath.scan_run is not None
+            index, stop, *_ = hotpath.scan_run(
+                [Message(t, p, 1, n) for n, (t, p) in enumerate(sent, 1)],
+                0,
+                ingest._sources,
+                1 << 20,
+                NOW + 10**9,
+                100,
+                counters.QUALITY_NAMES,
+                ingest.counters.commit_args(),
+                tracker.observe_next,
+                at[0],
+                [],
+                [],
+                ingest._show_decreases,
+                tracker,
+            )
+            assert (index, stop) == (len(sent), hotpath.SCAN_FRESH)
+
+    rounds(100)
+    gc.collect()
+    runs = [gateway.run for gateway in tracker._gateways.values()]
+    refs = [sys.getrefcount(run) for run in runs]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        rounds(1000)
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    kept = [sys.getrefcount(run) for run in runs]
+    assert kept == refs
+    assert [run.high for run in runs] == [6603, 6603]  # written back: 3 + 1,100 * 6
+    # a block leaked per message would be > 12,000 * 32 bytes
+    assert grown < 16_000, grown
