@@ -396,8 +396,11 @@ class IngestService:
         qualities = counters.QUALITY_NAMES
         commit_args = self.counters.commit_args()
         next_in_line = self.sequences.observe_next
-        # the tracker's own observe_next: the run may do its no-time-passed case itself
-        tracker = self.sequences if getattr(next_in_line, "__func__", None) is _NEXT else None
+        # the tracker's own observe_next, bound to this tracker: the run may do its
+        # no-time-passed case itself on the runs it reads from self.sequences
+        own = getattr(next_in_line, "__func__", None) is _NEXT
+        own = own and getattr(next_in_line, "__self__", None) is self.sequences
+        tracker = self.sequences if own else None
         lines = out.lines
         # the loop's common case compiled over a run of messages (parkwatch._hotpath.scan_run):
         # it stops at a message that needs more, saying how far it got with it (stage)

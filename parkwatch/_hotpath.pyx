@@ -1326,6 +1326,8 @@ cdef struct _Seen:
 cdef struct _SeqCache:
     _Seen seen[_SEEN_MAX]
     int size
+    bint dirty  # some entry's high and lead not yet written back (else flushing is a no-op)
+    bint took  # a number taken here since the cache was last cleared
     double slack
     double margin
     PyObject* jump  # the tracker's JUMP (borrowed: the tracker's class holds it)
@@ -1335,12 +1337,15 @@ cdef int _seq_flush(_SeqCache* cache) except -1:
     """The runs' high and lead as observe_next would have left them."""
     cdef int i
     cdef _Seen* one
+    if not cache.dirty:  # flushed before every Python call: mostly nothing to write
+        return 0
     for i in range(cache.size):
         one = &cache.seen[i]
         if one.dirty:
             one.dirty = False
             setattr(<object>one.run, "high", <object>one.high)
             setattr(<object>one.run, "lead", one.lead if one.fixed is NULL else <object>one.fixed)
+    cache.dirty = False
     return 0
 
 
@@ -1366,18 +1371,22 @@ cdef int _seq_clear(_SeqCache* cache) except -1:
             _seq_forget(&cache.seen[i])
             Py_DECREF(<object>cache.seen[i].key)
         cache.size = 0
+        cache.dirty = cache.took = False
     return 0
 
 
-cdef _Seen* _seq_find(_SeqCache* cache, object key) except NULL:
-    """The entry of ``key`` (by identity: a source's key is one tuple), added if new."""
+cdef _Seen* _seq_find(_SeqCache* cache, object key) except? NULL:
+    """The entry of ``key`` (by identity: a source's key is one tuple), added if new; NULL
+    where the cache is full of keys none of whose numbers were taken here (see scan_run)."""
     cdef int i
     cdef _Seen* one
     for i in range(cache.size):
         if cache.seen[i].key is <PyObject*>key:
             return &cache.seen[i]
-    if cache.size == _SEEN_MAX:  # more gateways in a run than kept: start again
-        _seq_clear(cache)
+    if cache.size == _SEEN_MAX:  # more gateways in a run than kept
+        if not cache.took:
+            return NULL
+        _seq_clear(cache)  # some were taken here: start again
     one = &cache.seen[cache.size]
     Py_INCREF(key)
     one.key = <PyObject*>key
@@ -1473,7 +1482,7 @@ cdef inline bint _seq_next(_SeqCache* cache, _Seen* one, object seq):
     Py_INCREF(seq)
     Py_DECREF(<object>one.high)
     one.high = <PyObject*>seq
-    one.dirty = True
+    one.dirty = cache.dirty = cache.took = True
     return True
 
 
@@ -1526,6 +1535,7 @@ def scan_run(
     cdef dict gateways = None
     cdef object slack, margin, jump = None  # jump: held here for the call
     cache.size = 0
+    cache.dirty = cache.took = False
     if PyTuple_GET_SIZE(commit_args) != 5:
         raise ValueError("commit_args: Scanned.commit's five arguments")
     quality_field, last, counters, not_counted, decrease = commit_args
@@ -1534,9 +1544,14 @@ def scan_run(
     if index < 0:
         raise ValueError("index: a position in the chunk")
     if tracker is not None:
-        gateways = tracker._gateways
-        slack, margin, jump = tracker.SLACK, tracker.MARGIN, tracker.JUMP
-        if PyFloat_CheckExact(slack) and PyFloat_CheckExact(margin) and PyLong_CheckExact(jump):
+        try:
+            gateways = tracker._gateways
+            slack, margin, jump = tracker.SLACK, tracker.MARGIN, tracker.JUMP
+        except Exception:  # not the tracker this knows: its calls stay in Python
+            gateways = None
+        if type(gateways) is not dict:
+            gateways = None
+        elif PyFloat_CheckExact(slack) and PyFloat_CheckExact(margin) and PyLong_CheckExact(jump):
             cache.slack, cache.margin = PyFloat_AS_DOUBLE(slack), PyFloat_AS_DOUBLE(margin)
             cache.jump = <PyObject*>jump
         else:  # observe_next's floats are not these: its calls stay in Python
@@ -1581,7 +1596,13 @@ def scan_run(
                 one = NULL
                 if gateways is not None:
                     one = _seq_find(&cache, key)
-                    if one.run is not NULL and _seq_next(&cache, one, seq):
+                    if one is NULL:
+                        # more gateways interleaved than kept, none a third number in the
+                        # call yet: Python's for the rest of it, not a cache cleared over
+                        # and over (nothing is dirty: the clear writes nothing)
+                        _seq_clear(&cache)
+                        gateways = None
+                    elif one.run is not NULL and _seq_next(&cache, one, seq):
                         key = None  # taken
                     else:
                         _seq_flush(&cache)  # Python next: the runs as observe_next left them
@@ -1596,7 +1617,10 @@ def scan_run(
                     # the first number of a gateway in the call may have moved time on; from
                     # its second one on, nothing but the no-time-passed case is left
                     if one.again:
-                        _seq_learn(&cache, one, gateways, at)
+                        try:
+                            _seq_learn(&cache, one, gateways, at)
+                        except Exception:  # a tracker this does not know: Python's numbers
+                            _seq_forget(one)
                     one.again = True
             before = PyList_GET_SIZE(lines)
             try:

@@ -29,6 +29,7 @@ from parkwatch.mqttio import Message
 from parkwatch.settings import InfluxSettings, MqttSettings
 from parkwatch.site import Park, SiteRegistry
 
+MANY = 20  # gateways: more than scan_run's 16 kept at once
 PARK = Park.model_validate(
     {
         "park": "p1",
@@ -44,6 +45,11 @@ PARK = Park.model_validate(
                             {"id": "w1", "utility": "water", "gateway": "gw-a"},
                             {"id": "e3", "utility": "electricity", "gateway": "gw-b"},
                             {"id": "w2", "utility": "water", "gateway": "gw-b"},
+                            # more gateways than scan_run keeps next numbers for in a call
+                            *(
+                                {"id": f"n{i}", "utility": "electricity", "gateway": f"gw-{i}"}
+                                for i in range(MANY)
+                            ),
                         ],
                     }
                 ],
@@ -53,6 +59,7 @@ PARK = Park.model_validate(
 )
 REGISTRY = SiteRegistry([PARK])
 GATEWAYS = {"gw-a": ["e1", "e2", "w1"], "gw-b": ["e3", "w2"], "gw-x": ["e1"]}
+GATEWAYS.update({f"gw-{i}": [f"n{i}"] for i in range(MANY)})
 TOPICS = [
     topics.data_topic("p1", "gw-a"),
     topics.data_topic("p1", "gw-b"),
@@ -119,12 +126,15 @@ def _run(
     chunks: list[list[tuple[str, bytes]]],
     start: float = NOW / 1000,
     steps: list[float] | None = None,
+    consts: dict[str, float] | None = None,
 ) -> tuple[Any, ...]:
     settings = IngestSettings(
         mqtt=MqttSettings(), influx=InfluxSettings(), client_id="run", session_expiry_s=0
     )
     clock = [start]
     ingest = IngestService(settings, REGISTRY, clock=lambda: clock[0])
+    for name, value in (consts or {}).items():  # the tracker's own, not its class's
+        setattr(ingest.sequences, name, value)
     letters, writer = _Letters(), _Kept()
 
     async def go() -> None:
@@ -151,17 +161,18 @@ def _three_ways(
     monkeypatch: pytest.MonkeyPatch,
     unscanned: bool = True,
     steps: list[float] | None = None,
+    consts: dict[str, float] | None = None,
 ) -> Any:
     """The run compiled, the loop in Python with the scan, and (``unscanned``) without the
     scan: all alike."""
     assert hotpath.scan_run is not None
     assert counters.SCANNING
-    compiled = _run(chunks, steps=steps)
+    compiled = _run(chunks, steps=steps, consts=consts)
     with monkeypatch.context() as patch:
         patch.setattr(service, "_scan_run", None)
-        in_python = _run(chunks, steps=steps)
+        in_python = _run(chunks, steps=steps, consts=consts)
         patch.setattr(counters, "SCANNING", False)
-        reference = _run(chunks, steps=steps) if unscanned else compiled
+        reference = _run(chunks, steps=steps, consts=consts) if unscanned else compiled
     assert compiled == in_python
     assert compiled == reference
     return compiled
@@ -261,35 +272,54 @@ def test_a_commit_that_raises_dead_letters_the_message_alike(
     assert len(lines) == 6
 
 
+# the tracker's constants overridden on the instance (observe_next reads them from self):
+# scan_run reads them there too
+_CONSTS: list[dict[str, float] | None] = [
+    None,
+    {"SLACK": 0.5, "MARGIN": 0.3, "JUMP": 1},
+    {"JUMP": 0},
+    {"SLACK": 7.25, "MARGIN": 2.0, "JUMP": 3},
+    {"SLACK": 2.0, "MARGIN": 1.5, "JUMP": -4},
+]
+
+
 @st.composite
-def _gateways_going_on(draw: st.DrawFn) -> tuple[list[list[tuple[str, bytes]]], list[float]]:
+def _gateways_going_on(
+    draw: st.DrawFn,
+) -> tuple[list[list[tuple[str, bytes]]], list[float], dict[str, float] | None]:
     """Chunks as gateways send them over a while: their next numbers mostly, several to a
     chunk, now and then one missed, repeated or from a restart; chunks a moment to a minute
-    apart, so that runs go on quickly, learn a pace and stop."""
-    seqs = {"gw-a": 0, "gw-b": 40}
+    apart, so that runs go on quickly, learn a pace and stop. Two gateways, or 20 (more than
+    scan_run keeps at once) interleaved one by one or in bursts; the tracker's constants
+    now and then its own."""
+    many = draw(st.booleans())
+    pool = [f"gw-{i}" for i in range(MANY)] if many else ["gw-a", "gw-b"]
+    seqs = {gateway: draw(st.sampled_from([0, 40])) for gateway in pool}
     chunks = []
     for _ in range(draw(st.integers(2, 12))):
         chunk = []
-        for _ in range(draw(st.integers(1, 30))):
-            gateway = draw(st.sampled_from(["gw-a", "gw-b"]))
+        # 0: any order; 1: one by one in turn; 2+: bursts of that many
+        burst = draw(st.integers(0, 4))
+        for n in range(draw(st.integers(1, 70 if many else 30))):
+            gateway = pool[(n // burst) % len(pool)] if burst else draw(st.sampled_from(pool))
             step = draw(st.sampled_from(_GOING_ON))
             seqs[gateway] = max(1, seqs[gateway] + step) if isinstance(step, int) else 1
             chunk.append((topics.data_topic("p1", gateway), draw(_good(gateway, seqs[gateway]))))
         chunks.append(chunk)
     steps = draw(st.lists(st.sampled_from([0.0, 0.01, 0.3, 1.0, 2.5, 7.0, 60.0]), min_size=1))
-    return chunks, steps
+    return chunks, steps, draw(st.sampled_from(_CONSTS))
 
 
 @settings(max_examples=150, deadline=None)
 @given(sent=_gateways_going_on())
 def test_next_numbers_taken_in_the_run_leave_the_tracker_alike(
-    sent: tuple[list[list[tuple[str, bytes]]], list[float]],
+    sent: tuple[list[list[tuple[str, bytes]]], list[float], dict[str, float] | None],
 ) -> None:
     """scan_run takes a gateway's next numbers after its first ones in a call itself (the
     tracker given): the seq state (every run's high, lead, pace) as the Python loop's."""
-    chunks, steps = sent
+    chunks, steps, consts = sent
     with pytest.MonkeyPatch.context() as monkeypatch:
-        _three_ways(chunks, monkeypatch, unscanned=False, steps=steps)
+        _three_ways(chunks, monkeypatch, unscanned=False, steps=steps, consts=consts)
 
 
 def _in_a_row(gateway: str, first: int, n: int) -> list[tuple[str, bytes]]:
@@ -379,6 +409,64 @@ def test_the_run_calls_observe_next_only_for_a_gateways_first_numbers(later: flo
     assert all_of_them == 14
     # gw-a's 7 and 8, gw-b's 7 and 8; gw-a's second lot goes on in C
     assert calls == [7, 8, 7, 8]
+
+
+@pytest.mark.parametrize("burst", [1, 3])
+def test_more_gateways_in_a_call_than_kept(burst: int) -> None:
+    """20 gateways in a call (scan_run keeps 16): sent one by one in turn, none has a third
+    number before the 17th comes, so all go to observe_next (the cache left for the call);
+    in bursts of 3, each gateway's third is taken in C (the cache started again at the
+    17th) — the state as observe_next's for every number either way."""
+    assert hotpath.scan_run is not None
+    pool = [f"gw-{i}" for i in range(MANY)]
+
+    def fed(tracker_given: bool) -> tuple[str, list[int]]:
+        ingest = IngestService(
+            IngestSettings(
+                mqtt=MqttSettings(), influx=InfluxSettings(), client_id="m", session_expiry_s=0
+            ),
+            REGISTRY,
+            clock=lambda: NOW / 1000,
+        )
+        first = [sent for gateway in pool for sent in _in_a_row(gateway, 1, 2)]
+        messages = [Message(t, p, 1, n) for n, (t, p) in enumerate(first, 1)]
+        asyncio.run(ingest._handle(_Letters(), _Kept(), messages))  # type: ignore[arg-type]
+        tracker = ingest.sequences
+        if burst == 1:
+            sent = [_in_a_row(gateway, seq, 1)[0] for seq in (3, 4, 5) for gateway in pool]
+        else:
+            sent = [one for gateway in pool for one in _in_a_row(gateway, 3, 3)]
+        calls: list[int] = []
+
+        def next_in_line(key: tuple[str, str], seq: int, at: float) -> bool:
+            calls.append(seq)
+            return tracker.observe_next(key, seq, at)
+
+        assert hotpath.scan_run is not None
+        index, stop, *_ = hotpath.scan_run(
+            [Message(t, p, 1, n) for n, (t, p) in enumerate(sent, 1)],
+            0,
+            ingest._sources,
+            1 << 20,
+            NOW + 1000,
+            100,
+            counters.QUALITY_NAMES,
+            ingest.counters.commit_args(),
+            next_in_line,
+            NOW / 1000 + 0.4,
+            [],
+            [],
+            ingest._show_decreases,
+            tracker if tracker_given else None,
+        )
+        assert (index, stop) == (len(sent), hotpath.SCAN_FRESH)
+        return repr(tracker._gateways), calls
+
+    state, calls = fed(True)
+    reference, all_of_them = fed(False)
+    assert state == reference
+    assert len(all_of_them) == 3 * MANY
+    assert calls == (all_of_them if burst == 1 else [3, 4] * MANY)
 
 
 def test_next_numbers_taken_in_the_run_leak_nothing() -> None:
