@@ -10,5 +10,7 @@ Compiled once and cached beside its module (``cache=True``).
 One module per stage that uses them: ``feeding`` and ``clocks`` (the engine's feed and
 its clock), ``block`` (a scope's shared block), ``meter_faults``, ``baseline``, ``peaks``
 (their detectors; the leaks use ``meter_faults.stuck_runs``); ``common`` holds the
-decorator and the scalar helpers they share.
+decorator and the scalar helpers they share. ``clocks.feed_clocks`` also routes replay's rows
+with ``feeding``'s routing helpers: after editing ``feeding``, delete ``clocks``' caches too
+(numba re-checks a cache against its kernel's own file only; see ``common``).
 """
