@@ -7,7 +7,7 @@ import numpy as np
 import numpy.typing as npt
 
 from analytics.kernels.common import _compiled
-from analytics.kernels.feeding import _group_by_table, _route_arrays, _route_one
+from analytics.kernels.feeding import _group_by_table, _no_span, _route_arrays, _route_rows
 
 NONE = np.iinfo(np.int64).min  # a clock's slot not set yet (``feed_clocks``)
 
@@ -184,9 +184,7 @@ def feed_clocks(
     ahead = (now_end + max_ahead_ms) // step_ms
     n = series.size
     row_slot, late, late_n, ahead_n, first, last, kept, offsets = _route_arrays(n, tables)
-    s = np.int64(0)  # the slot of the row before and its span (see route_readings)
-    s_from = np.iinfo(np.int64).max
-    s_to = np.iinfo(np.int64).min
+    span = _no_span()
     for c in range(bounds.size - 1):
         a = bounds[c]
         b = bounds[c + 1]
@@ -203,19 +201,10 @@ def feed_clocks(
         for i in range(a, b):
             g = series_gateway[series[i]]
             threshold[i] = max(closed[g], horizon) if g >= 0 else unset
-            if duplicate[i]:
-                continue
-            tb = series_table[series[i]]
-            if tb == skip_table:
-                continue
-            t = t_ms[i]
-            if t < s_from or t >= s_to:
-                s = t // step_ms
-                s_from = s * step_ms
-                s_to = s_from + step_ms
-            row_slot[i] = s
-            _route_one(i, tb, s, threshold[i], ahead, late, late_n, ahead_n, first, last, kept,
-                       offsets)  # fmt: skip
+        # the slot's rows routed while in cache
+        _route_rows(a, b, series, t_ms, threshold, duplicate, series_table, skip_table, step_ms,
+                    ahead, span, row_slot, late, late_n, ahead_n, first, last, kept,
+                    offsets)  # fmt: skip
         park_closed = _close_slots(clock_slot, step_ms, max_hold_ms, silence_ms, last_arrival,
                                    online, online_since, watermark, interval, closed,
                                    park_closed, never)  # fmt: skip

@@ -31,40 +31,52 @@ def _mark_cells(cell: npt.NDArray[np.int64], count: npt.NDArray[np.int32]) -> bo
 
 
 @_compiled
-def _merge_one(
-    c: int,
-    t: int,
-    v: float,
+def _merge_marked(
+    cell: npt.NDArray[np.int64],
+    where: npt.NDArray[np.int64],
+    t_ms: npt.NDArray[np.int64],
+    value: npt.NDArray[np.float64],
     total: npt.NDArray[np.float64],
     count: npt.NDArray[np.int32],
     low: npt.NDArray[np.float64],
     high: npt.NDArray[np.float64],
     last_t: npt.NDArray[np.int64],
     last_v: npt.NDArray[np.float64],
-) -> bool:
-    """One reading into its cell ``c`` marked by ``_mark_cells`` (the mark undone); returns
-    whether it is a duplicate (the time already in the cell)."""
-    count[c] = -count[c] - 1
-    if count[c] == 0:
-        total[c] = 0.0
-        low[c] = np.inf
-        high[c] = -np.inf
-        last_t[c] = np.iinfo(np.int64).min
-        last_v[c] = np.nan
-    elif t == last_t[c]:
-        return True
-    total[c] += v
-    count[c] += 1
-    lo = low[c]
-    if v != v or (lo == lo and v < lo):
-        low[c] = v
-    hi = high[c]
-    if v != v or (hi == hi and v > hi):
-        high[c] = v
-    if t > last_t[c]:
-        last_t[c] = t
-        last_v[c] = v
-    return False
+    duplicate: npt.NDArray[np.bool_],
+) -> None:
+    """Readings ``where`` (their times and values) into their cells ``cell`` marked by
+    ``_mark_cells`` (the marks undone): a reading at the time already in its cell is a
+    duplicate (``duplicate[where[j]]``); the others add to the sum and count, widen the
+    extremes (NaN spreads, as with np.minimum) and become the newest where they are. A cell
+    without a reading yet (count 0) starts empty whatever its other arrays hold. (One call
+    for all the readings: a helper called per reading passes each array as a struct and
+    counts its references, several times the merge's own work.)"""
+    for j in range(cell.size):
+        c = cell[j]
+        i = where[j]
+        t = t_ms[i]
+        count[c] = -count[c] - 1
+        if count[c] == 0:
+            total[c] = 0.0
+            low[c] = np.inf
+            high[c] = -np.inf
+            last_t[c] = np.iinfo(np.int64).min
+            last_v[c] = np.nan
+        elif t == last_t[c]:
+            duplicate[i] = True
+            continue
+        v = value[i]
+        total[c] += v
+        count[c] += 1
+        lo = low[c]
+        if v != v or (lo == lo and v < lo):
+            low[c] = v
+        hi = high[c]
+        if v != v or (hi == hi and v > hi):
+            high[c] = v
+        if t > last_t[c]:
+            last_t[c] = t
+            last_v[c] = v
 
 
 @_compiled
@@ -87,9 +99,8 @@ def add_one_per_cell(
     False, having changed nothing, where two readings do share a cell."""
     if not _mark_cells(cell, count):
         return False
-    for i in range(cell.size):
-        if _merge_one(cell[i], t_ms[i], value[i], total, count, low, high, last_t, last_v):
-            duplicates[i] = True
+    every = np.arange(cell.size)
+    _merge_marked(cell, every, t_ms, value, total, count, low, high, last_t, last_v, duplicates)
     return True
 
 
@@ -124,10 +135,7 @@ def merge_rows(
         cell[j] = (head + (slot[i] - base)) * rows + series_row[series[i]]
     if not _mark_cells(cell, count):
         return False
-    for j in range(m):
-        i = where[j]
-        if _merge_one(cell[j], t_ms[i], value[i], total, count, low, high, last_t, last_v):
-            duplicate[i] = True
+    _merge_marked(cell, where, t_ms, value, total, count, low, high, last_t, last_v, duplicate)
     return True
 
 
@@ -232,12 +240,19 @@ def add_transport(
 
 
 @_compiled
-def _route_one(
-    i: int,
-    tb: int,
-    s: np.int64,
-    threshold: int,
+def _route_rows(
+    a: int,
+    b: int,
+    series: npt.NDArray[np.int64],
+    t_ms: npt.NDArray[np.int64],
+    threshold: npt.NDArray[np.int64],
+    duplicate: npt.NDArray[np.bool_],
+    series_table: npt.NDArray[np.int64],
+    skip_table: int,
+    step_ms: int,
     ahead: int,
+    span: npt.NDArray[np.int64],
+    slot: npt.NDArray[np.int64],
     late: npt.NDArray[np.bool_],
     late_n: npt.NDArray[np.int64],
     ahead_n: npt.NDArray[np.int64],
@@ -246,21 +261,39 @@ def _route_one(
     kept: npt.NDArray[np.int64],
     offsets: npt.NDArray[np.int64],
 ) -> None:
-    """Reading ``i`` of table ``tb`` in slot ``s`` routed (``route_readings``): late, refused
-    as ahead, or kept (counted for its table's group)."""
-    is_late = s < threshold
-    is_ahead = s >= ahead
-    if is_late:
-        late[i] = True
-        late_n[tb] += 1
-    if is_ahead:
-        ahead_n[tb] += 1
-    if is_late or is_ahead:
-        return
-    first[tb] = min(first[tb], s)
-    last[tb] = max(last[tb], s)
-    kept[i] = tb
-    offsets[tb + 1] += 1
+    """Rows ``a:b`` routed (``route_readings``): each its slot, and late, refused as ahead, or
+    kept (counted for its table's group). ``span`` carries the slot of the row before and
+    its span from call to call: a poll cycle's readings share a time, so most readings are
+    in it, known without a division (a tenth of the pass). (One call for a range of rows: a
+    helper called per row passes each array as a struct and counts its references, several
+    times the routing's own work.)"""
+    s, s_from, s_to = span[0], span[1], span[2]
+    for i in range(a, b):
+        if duplicate[i]:
+            continue
+        tb = series_table[series[i]]
+        if tb == skip_table:
+            continue
+        t = t_ms[i]
+        if t < s_from or t >= s_to:
+            s = t // step_ms
+            s_from = s * step_ms
+            s_to = s_from + step_ms
+        slot[i] = s
+        is_late = s < threshold[i]
+        is_ahead = s >= ahead
+        if is_late:
+            late[i] = True
+            late_n[tb] += 1
+        if is_ahead:
+            ahead_n[tb] += 1
+        if is_late or is_ahead:
+            continue
+        first[tb] = min(first[tb], s)
+        last[tb] = max(last[tb], s)
+        kept[i] = tb
+        offsets[tb + 1] += 1
+    span[0], span[1], span[2] = s, s_from, s_to
 
 
 @_compiled
@@ -288,6 +321,12 @@ def _route_arrays(
         np.full(n, -1, dtype=np.int64),
         np.zeros(tables + 1, dtype=np.int64),
     )
+
+
+@_compiled
+def _no_span() -> npt.NDArray[np.int64]:
+    """``_route_rows``' carried slot before any row: none (its span empty)."""
+    return np.array([0, np.iinfo(np.int64).max, np.iinfo(np.int64).min], dtype=np.int64)
 
 
 @_compiled
@@ -339,25 +378,9 @@ def route_readings(
     routes its readings in its own pass, the same way."""
     n = series.size
     slot, late, late_n, ahead_n, first, last, kept, offsets = _route_arrays(n, tables)
-    # the slot of the reading before, and its span: a poll cycle's readings share a time, so
-    # most readings are in it, known without a division (a tenth of the pass)
-    s = np.int64(0)
-    s_from = np.iinfo(np.int64).max
-    s_to = np.iinfo(np.int64).min
-    for i in range(n):
-        if duplicate[i]:
-            continue
-        tb = series_table[series[i]]
-        if tb == skip_table:
-            continue
-        t = t_ms[i]
-        if t < s_from or t >= s_to:
-            s = t // step_ms
-            s_from = s * step_ms
-            s_to = s_from + step_ms
-        slot[i] = s
-        _route_one(i, tb, s, threshold[i], ahead, late, late_n, ahead_n, first, last, kept,
-                   offsets)  # fmt: skip
+    span = _no_span()
+    _route_rows(0, n, series, t_ms, threshold, duplicate, series_table, skip_table, step_ms,
+                ahead, span, slot, late, late_n, ahead_n, first, last, kept, offsets)  # fmt: skip
     order = _group_by_table(kept, offsets)
     return slot, late, late_n, ahead_n, first, last, order, offsets
 
