@@ -725,7 +725,8 @@ def test_the_detectors_read_one_shared_block_the_largest_as_a_view() -> None:
     """Every detector's block holds exactly its rows of the window store (what the table's
     own read gives), read once for all of them: the largest's block is a read-only view of
     the shared one (slot-major, as the tables are), not a copy of its own; a detector that
-    does not take ``any_layout`` gets C-contiguous arrays, as its numpy code always had."""
+    does not take ``any_layout`` gets C-contiguous arrays, as its numpy code always had; a
+    ``values_only`` one gets its values alone (count, low and high empty)."""
     engine = ParkEngine(demo(), DETECTORS)
     checked: dict[str, int] = {}
     views: dict[str, bool] = {}
@@ -739,10 +740,15 @@ def test_the_detectors_read_one_shared_block_the_largest_as_a_view() -> None:
             start, stop = block.start_ms // step, block.end_ms // step
             if checked.get(inst.key, 0) < 20:
                 checked[inst.key] = checked.get(inst.key, 0) + 1
+                names = ["values", "count", "low", "high"]
+                if inst.detector.values_only:
+                    names = names[:1]
+                    for a in (block.count, block.low, block.high):
+                        assert a.size == 0
                 for i, r in enumerate(rows.tolist()):
                     table, row = engine.place[inst.detector.series[r]]
                     ref = engine.tables[table].block(start, stop, step)
-                    for name in ("values", "count", "low", "high"):
+                    for name in names:
                         np.testing.assert_array_equal(
                             getattr(block, name)[i], getattr(ref, name)[row]
                         )
@@ -766,6 +772,7 @@ def test_the_detectors_read_one_shared_block_the_largest_as_a_view() -> None:
     assert checked[largest.key] == 20
     assert len(checked) == len(engine.instances)
     assert largest.detector.any_layout  # the meter faults: every meter's checked quantities
+    assert any(i.detector.values_only for i in engine.instances if i.key in checked)
     assert views[largest.key], "the largest detector's block was a copy of its own"
 
 
