@@ -4,8 +4,10 @@ plain, obviously right references: the hot path may be fast only if it stays exa
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from analytics.detectors.meter_faults import word_swapped
@@ -332,6 +334,11 @@ def test_routing_takes_every_reading_to_its_slot_whatever_the_order_of_times() -
     assert ahead_n.sum() == (live & (want >= 3)).sum()
 
 
+def _flats(cells: SlotArrays) -> list[npt.NDArray[Any]]:
+    """``cells.flats()`` as a list of arrays (its tuple's types differ)."""
+    return list(cells.flats())
+
+
 @pytest.mark.parametrize("shared", [False, True])
 def test_merge_rows_merges_what_table_cells_then_add_one_per_cell_merge(shared: bool) -> None:
     """``merge_rows`` (a table's rows merged straight from the rows) against the two kernels
@@ -343,7 +350,7 @@ def test_merge_rows_merges_what_table_cells_then_add_one_per_cell_merge(shared: 
     merged = [SlotArrays.empty(rows, 0).widened(2, slots) for _ in range(2)]
     for cells in merged:
         cells.dropped(1)  # head 1: cells are (head + slot − base) · rows + row
-    for ref, fused in zip(merged[0].flats(), merged[1].flats(), strict=True):
+    for ref, fused in zip(_flats(merged[0]), _flats(merged[1]), strict=True):
         fused[:] = ref  # the same bytes in the cells never filled (Columns.STALE) too
     n_series = 9
     series_row = rng.integers(0, rows, size=n_series).astype(np.int64)
@@ -363,7 +370,7 @@ def test_merge_rows_merges_what_table_cells_then_add_one_per_cell_merge(shared: 
         where = np.sort(first).astype(np.int64)
         if shared:
             where = np.r_[where, where[:1]]  # the first cell twice
-        flats = [cells.flats() for cells in merged]
+        flats = [_flats(cells) for cells in merged]
         before = [[f.copy() for f in fl] for fl in flats]
         cells = merged[0]
         cell, t, v = table_cells(where, series, t_ms, value, slot, series_row, base, rows,
