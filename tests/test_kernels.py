@@ -3,15 +3,22 @@ plain, obviously right references: the hot path may be fast only if it stays exa
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+import shutil
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pytest
+from numba.core.registry import CPUDispatcher
 
 from analytics.detectors.meter_faults import word_swapped
 from analytics.engine.slots import SlotArrays
+from analytics.kernels.clocks import feed_clocks
+from analytics.kernels.common import CACHE_DIR, CACHE_PREFIX, KERNELS, sources_digest
 from analytics.kernels.feeding import add_one_per_cell, merge_rows, route_readings, table_cells
 from analytics.kernels.meter_faults import (
     _silence_limit,
@@ -415,3 +422,36 @@ def test_silence_limit_skips_the_division_only_where_it_cannot_matter() -> None:
                     assert got == limit, (silence_slots, count, spanned, n)
                     checked += 1
     assert checked > 1000
+
+
+def test_the_kernels_cache_folder_is_named_by_all_their_sources(tmp_path: Path) -> None:
+    """numba checks a cached kernel against its own file only, while a helper from another
+    kernel file is compiled into it: the cache folder's name changes with any kernel file's
+    bytes, and every kernel is cached in it."""
+    copy = tmp_path / "kernels"
+    copy.mkdir()
+    for path in KERNELS.glob("*.py"):
+        shutil.copy(path, copy / path.name)
+    assert (
+        CACHE_DIR.name
+        == CACHE_PREFIX + sources_digest(KERNELS)
+        == CACHE_PREFIX + sources_digest(copy)
+    )
+    seen = {sources_digest(copy)}
+    for name in ("feeding.py", "common.py", "clocks.py"):
+        source = copy / name
+        source.write_bytes(source.read_bytes() + b"\n")  # a blank line: no other change
+        seen.add(sources_digest(copy))
+    (copy / "notes.txt").write_text("not a kernel")
+    seen.add(sources_digest(copy))
+    assert len(seen) == 4  # each edit a new name; the non-Python file none
+
+    dispatchers = [
+        d
+        for m in pkgutil.iter_modules([str(KERNELS)])
+        for d in vars(importlib.import_module(f"analytics.kernels.{m.name}")).values()
+        if isinstance(d, CPUDispatcher)
+    ]
+    assert any(d is feed_clocks for d in dispatchers)
+    for d in dispatchers:
+        assert Path(d._cache._cache_path).is_relative_to(CACHE_DIR)
