@@ -45,8 +45,36 @@ TABLES = {
 }  # fmt: skip
 
 
+def _plant(ctx: Any, t: np.ndarray) -> np.ndarray:
+    """A plant's demand: a workday and a lighter Saturday profile over a base, with noise and
+    three deviations."""
+    slots = t.size
+    hour = (ctx.local_ms(t) % 86_400_000) / 3_600_000
+    kinds = ctx.day_types(t)
+    amplitude = np.select([kinds == 0, kinds == 1], [300.0, 100.0], 0.0)
+    plant = 100.0 + amplitude * np.clip(np.minimum(hour - 7.5, 18.5 - hour), 0.0, 1.0)
+    plant += np.random.default_rng(0).normal(0.0, 2.0, slots)
+    # on day 16 from 02:00, +60 for 2 h ramped over 15 min: inside the range seen, so not an
+    # extreme; it opens as a deviation and starts the day of quiet
+    d = 16 * DAY + 120
+    plant[d : d + 15] += np.linspace(0.0, 60.0, 15)
+    plant[d + 15 : d + 120] += 60.0
+    plant[d + 120 : d + 135] += np.linspace(60.0, 0.0, 15)
+    # a smaller one from 14:00 the same day, in that quiet: silenced (no event; the record
+    # grows no further than the open record allows)
+    d = 16 * DAY + 840
+    plant[d : d + 15] += np.linspace(0.0, 40.0, 15)
+    plant[d + 15 : d + 60] += 40.0
+    plant[d + 60 : d + 75] += np.linspace(40.0, 0.0, 15)
+    # +400 for 3 h from 10:00 on day 17: a new extreme (an extreme sets no quiet)
+    plant[17 * DAY + 600 : 17 * DAY + 780] += 400.0
+    return plant
+
+
 @pytest.mark.parametrize("start_ms", STARTS, ids=["saturday", "monday"])
 def test_the_naive_loop_does_the_baseline_kernels_arithmetic(start_ms: int) -> None:
+    """Every state row after each day, and the slots where events open and close, are the
+    kernel's."""
     park = Park.model_validate(
         {
             "park": "bench",
@@ -60,41 +88,47 @@ def test_the_naive_loop_does_the_baseline_kernels_arithmetic(start_ms: int) -> N
     naive = NaiveDetectors(park, engine)
     slots = 21 * DAY
     t = start_ms + np.arange(slots, dtype=np.int64) * STEP_MS
-    hour = (ctx.local_ms(t) % 86_400_000) / 3_600_000
-    kinds = ctx.day_types(t)
-    amplitude = np.select([kinds == 0, kinds == 1], [300.0, 100.0], 0.0)
-    plant = 100.0 + amplitude * np.clip(np.minimum(hour - 7.5, 18.5 - hour), 0.0, 1.0)
-    plant += np.random.default_rng(0).normal(0.0, 2.0, slots)
-    # a deviation on the third Wednesday or Friday, 3 h from 10:00: it opens, then a day of quiet
-    plant[17 * DAY + 600 : 17 * DAY + 780] += 400.0
+    plant = _plant(ctx, t)
     # a plant and a net meter crossing 0 (its profiles follow a change as a difference)
     values = np.stack([plant, plant - 250.0])
-    findings = []
+    meters = ("plant", "net")
+    states: list[dict[str, Any]] = [{}, {}]
+    kernel_events, loop_events = [], []
     for first in range(0, slots, DAY):
         rows = np.repeat(np.arange(2, dtype=np.int64), DAY)
         times = np.tile(t[first : first + DAY], 2)
         block_values = values[:, first : first + DAY].reshape(-1)
         block = slot_block(rows, times, block_values, 2, int(t[first]), STEP_MS, DAY)
-        findings.extend(detector.update(block).findings)
-    for row, meter in enumerate(("plant", "net")):
-        st: dict[str, Any] = {}
-        for ti, vi in zip(t.tolist(), values[row].tolist(), strict=True):
-            naive._baseline(st, meter, ti, vi)
-        b = st["bl"]
-        s = detector.s
-        for name, key in FLOATS.items():
-            np.testing.assert_array_equal(s[name][row], b[key], err_msg=f"{meter} {name}")
-        for name, key in INTS.items():
-            assert s[name][row] == b[key], (meter, name)
-        for name, key in TABLES.items():
-            mine = s[name][..., row]
-            np.testing.assert_array_equal(mine, np.array(b[key]), err_msg=f"{meter} {name}")
-        assert b["open"] == s["open"][row], meter
+        kernel_events += [(f.meter, f.at_ms, f.active) for f in detector.update(block).findings]
+        for row, meter in enumerate(meters):
+            st = states[row]
+            day_t, day_v = (
+                t[first : first + DAY].tolist(),
+                values[row, first : first + DAY].tolist(),
+            )
+            for ti, vi in zip(day_t, day_v, strict=True):
+                was_open = st["bl"]["open"] if st else False
+                naive._baseline(st, meter, ti, vi)
+                if st["bl"]["open"] != was_open:  # an event's finding: at the slot's end
+                    loop_events.append((meter, ti + STEP_MS, st["bl"]["open"]))
+            b = st["bl"]
+            s = detector.s
+            where = f"{meter}, day {first // DAY}"
+            for name, key in FLOATS.items():
+                np.testing.assert_array_equal(s[name][row], b[key], err_msg=f"{where} {name}")
+            for name, key in INTS.items():
+                assert s[name][row] == b[key], (where, name)
+            for name, key in TABLES.items():
+                mine = s[name][..., row]
+                np.testing.assert_array_equal(mine, np.array(b[key]), err_msg=f"{where} {name}")
+            assert b["open"] == s["open"][row], where
+    for row in range(2):
         # the profiles met again after a while have followed the workdays (the path compared)
-        assert np.isfinite(s["ref_then"][1:3, :, row]).all(), meter
-    # the same events opened and closed (from the Saturday the first Monday's ramps are new
-    # extremes; the deviation on day 17)
-    assert naive.events == len(findings) > 0
+        assert np.isfinite(detector.s["ref_then"][1:3, :, row]).all(), meters[row]
+    # the same events opened and closed at the same slots (from the Saturday the first
+    # Monday's ramps are new extremes; the deviations on days 16 and 17)
+    assert sorted(loop_events) == sorted(kernel_events)
+    assert naive.events == len(kernel_events) > 0
 
 
 def test_the_bench_runs_frozen_as_the_service_and_leaves_the_callers_gc_as_it_was(
