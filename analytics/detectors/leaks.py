@@ -431,7 +431,11 @@ class ZoneLeaks(Detector):
         # moves the estimate, and the baseline keeps learning over a leak open for months;
         # for an open meter fault, the zone's excess its meter accounted for (``_quiet``)
         self.known = np.zeros(nz)
-        self.h_known = np.zeros((nz, self.ring))  # 0 but in an open leak's learnt hours
+        # …and per unit of that meter's flow (its reading's share lost, ``1/f − 1``, as the
+        # balance read it): an open meter fault's hours are learnt corrected by it, in every
+        # zone the meter enters (``_learn_meter_fault``)
+        self.fault_share = np.zeros(nz)
+        self.h_known = np.zeros((nz, self.ring))  # 0 but in an open event's learnt hours
         # an open leak's hours the baseline learns (net of the estimate): never the production
         # fit's, whose swing they would carry the estimate's errors into
         # (nor a meter's own usual flow: its reading carries the leak, and an inflow's usual
@@ -554,6 +558,7 @@ class ZoneLeaks(Detector):
             "meter",
             "w_excess",
             "known",
+            "fault_share",
             "h_known",
             "h_open",
             "reread",
@@ -761,6 +766,8 @@ class ZoneLeaks(Detector):
         steady = learning & (self.track == 0).all(axis=0)
         self.h_open[:, pos] = steady
         self.h_clean[:, pos] = np.isfinite(value) & ((self.state_ == QUIET) | steady) & ~lower
+        for zi in np.flatnonzero((self.state_ == METER) & (self.fault_share > 0)).tolist():
+            self._learn_meter_fault(zi, pos, bool(quiet[zi]), value - base, scale, judged, lower)
 
     def _learning(self, hour: int) -> BoolArray:
         """Zones whose leak has been open ``learn_open_h`` hours: their hours, net of the
@@ -768,6 +775,83 @@ class ZoneLeaks(Detector):
         since = hour - self.onset
         learning: BoolArray = (self.state_ == LEAK) & (since >= self.p.learn_open_h)
         return learning
+
+    def _meter_loss(
+        self, zi: int, pos: IntArray | int
+    ) -> tuple[FloatArray, list[tuple[int, float]]]:
+        """What zone ``zi``'s open meter fault adds to its balance at ring positions ``pos``
+        (``fault_share`` × the meter's flow; NaN where the meter was not read), and each
+        other zone the meter enters with the factor that loss enters it by (the sign ratio:
+        an outflow reading low adds to its zone, the same meter as the inflow of the works it
+        feeds takes as much away from that one)."""
+        row = int(self.meter[zi])
+        loss: FloatArray = np.asarray(self.fault_share[zi] * self.h_flow[row, pos], dtype=float)
+        sign = float(self.layout.sign[zi, row])
+        others = [
+            (zj, float(self.layout.sign[zj, row]) / sign)
+            for zj in np.flatnonzero(self.layout.sign[:, row] != 0).tolist()
+            if zj != zi
+        ]
+        return loss, others
+
+    def _start_meter_fault(self, zi: int, hour: int, since: int) -> None:
+        """At a meter-fault verdict: the excess per unit of the meter's flow over the hours
+        since the onset (``fault_share``, what the event's ``known`` is of that flow), and the
+        other zones the meter enters have their hours since the onset, learnt with the meter
+        reading low, corrected by it (``_meter_loss``): a works fed by an intake reading 92 %
+        learnt 3.6 m³/h less as its normal, and was a leak once the intake was repaired."""
+        row = int(self.meter[zi])
+        pos, held = self._window(hour + 1, since, 1)
+        held &= np.isfinite(self.h_excess[zi, pos]) & np.isfinite(self.h_flow[row, pos])
+        flow = float(self.h_flow[row, pos][held].mean()) if held.any() else 0.0
+        if flow <= 0 or self.known[zi] <= 0:
+            return  # nothing to correct by: its hours stay unlearnt, as any open event's
+        self.fault_share[zi] = self.known[zi] / flow
+        # (not this hour: it is not finished, ``_learn_meter_fault`` takes it)
+        pos, held = self._window(hour, since - 1, 1)
+        loss, others = self._meter_loss(zi, pos)
+        for zj, factor in others:
+            fix = held & self.h_clean[zj, pos] & np.isfinite(loss)
+            self.h_known[zj, pos[fix]] += factor * loss[fix]
+            self.h_open[zj, pos[fix]] = True
+            # (an hour the meter was not read in cannot be corrected: not learnt)
+            self.h_clean[zj, pos[held & ~np.isfinite(loss)]] = False
+
+    def _learn_meter_fault(
+        self,
+        zi: int,
+        pos: int,
+        quiet: bool,
+        excess: FloatArray,
+        scale: FloatArray,
+        judged: BoolArray,
+        lower: BoolArray,
+    ) -> None:
+        """An open meter fault's hour is learnt net of what its meter loses (``_meter_loss``),
+        as a corrected balance, by its zone and by every other zone the meter enters: so its
+        zone keeps a baseline past the ring's days (unlearnt, a fault open longer than 21
+        days left no hour to judge, and never closed), and the works downstream of an intake
+        reading low does not learn the low readings as its normal (a leak of its pipes after
+        the repair). Its zone learns the hour only where, net of the loss, it stands within
+        the CUSUM's allowance of its baseline; and no zone learns it where the hour counts
+        towards closing the event (``_quiet``: most of the excess gone, the meter perhaps
+        repaired) — its hours then are neither the fault's nor, yet, known to be without it.
+        Both are marked ``h_open``: hours whose meters read the fault are no meter's usual."""
+        loss, others = self._meter_loss(zi, pos)
+        c = float(loss)
+        if quiet or not np.isfinite(c):
+            for zj in [zi, *(zj for zj, _ in others)]:
+                self.h_clean[zj, pos] = False
+            return
+        with np.errstate(invalid="ignore"):
+            steady = bool(judged[zi] & ~lower[zi] & (abs(excess[zi] - c) < self.p.k * scale[zi]))
+        if steady:
+            self.h_known[zi, pos] += c
+            self.h_open[zi, pos] = self.h_clean[zi, pos] = True
+        for zj, factor in others:
+            if self.h_clean[zj, pos]:
+                self.h_known[zj, pos] += factor * c
+                self.h_open[zj, pos] = True
 
     def _quiet(
         self, judged: BoolArray, z: FloatArray, excess: FloatArray, own: BoolArray
@@ -1614,7 +1698,9 @@ class ZoneLeaks(Detector):
             self.meter[zi] = meter_row
             # the excess the meter's reading low accounts for: its hours close the event
             # only with most of it gone (``_quiet``)
-            self.known[zi] = max(0.0, self._recent_excess(zi, hour, min(waited, self.ring - 1)))
+            since = min(waited, self.ring - 1)
+            self.known[zi] = max(0.0, self._recent_excess(zi, hour, since))
+            self._start_meter_fault(zi, hour, since)
             out.findings.append(self._meter_finding(zi, at_ms, meter_row, beta))
             return
         held_at = int(self.held_at[zi])
@@ -2259,6 +2345,7 @@ class ZoneLeaks(Detector):
         self.burst[zi] = False
         self.meter[zi] = -1
         self.known[zi] = 0.0
+        self.fault_share[zi] = 0.0
         self.reread[zi] = False
         self.moved[zi] = -1
         self.track[:, zi] = 0.0
