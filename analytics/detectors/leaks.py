@@ -78,10 +78,11 @@ Kinds: ``water_burst`` (a water zone's excess arrived as a step) and ``water_lea
 excess in the zone's unit per hour, per day and, where the park prices the utility, ¥ per day;
 an air leak also in kWh and ¥ a year, at the compressors' own specific power. An event
 closes once ``close_h`` hours in a row score under 1 (an open leak's or meter fault's with
-most of its excess gone, or a leak's against its own kind of day: ``_quiet``). Each zone's
-hour is also written to InfluxDB (``zone_balance``: consumption, inflow, baseline and score,
-tagged with the zone; ``blind_dropped`` on the hour a "blind" decision was dropped), so the
-boards show what the detector judged.
+most of its excess gone, or a leak's against its own kind of day: ``_quiet``); an open
+meter fault's hours are learnt net of what its meter loses, by every zone the meter enters
+(``_learn_meter_fault``). Each zone's hour is also written to InfluxDB (``zone_balance``:
+consumption, inflow, baseline and score, tagged with the zone; ``blind_dropped`` on the hour a
+"blind" decision was dropped), so the boards show what the detector judged.
 """
 
 from __future__ import annotations
