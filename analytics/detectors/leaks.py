@@ -647,6 +647,11 @@ class ZoneLeaks(Detector):
         explained = self._explained(self.gamma, prod)
         value = raw - explained
         mean = mean - explained
+        # the other zones an open meter fault's meter enters are judged on the balance they
+        # learn, net of what it loses (``_meter_corrections``; NaN: not judged)
+        corr = self._meter_corrections(flow, out_of_range, value - base)
+        value = value - corr
+        mean = np.where(np.isnan(corr), mean, mean - corr)
         inflow = self.inflow @ np.nan_to_num(flow)
         floor = self.p.floor_share * self.accuracy * np.abs(inflow)
         # no spread yet (too few hours judged): nothing to score against
@@ -667,7 +672,7 @@ class ZoneLeaks(Detector):
         self.h_value[:, pos] = raw
         self.h_prod[:, pos] = prod
         self.h_mean[:, pos] = mean
-        self.h_excess[:, pos] = mean - base
+        self.h_excess[:, pos] = np.where(np.isnan(corr), np.nan, mean - base)
         learning = self._learning(hour)
         reread: list[tuple[int, float]] = []
         for zi in np.flatnonzero(learning & ~self.reread).tolist():
@@ -684,7 +689,8 @@ class ZoneLeaks(Detector):
                 self.known[zi] = max(0.0, self._recent_excess(zi, hour, since))
             self.track[:, zi] = self.track_sum[:, zi] = self.track_n[:, zi] = 0.0
             self.reread[zi] = True
-        self.h_known[:, pos] = np.where(learning, self.known, 0.0)
+        held_known = np.where(learning, self.known, 0.0)
+        self.h_known[:, pos] = held_known + np.nan_to_num(corr)
         self.h_flow[:, pos] = np.where(out_of_range, np.nan, flow)
         self.h_stuck_from[:, pos] = zone_from
         self.h_lower[:, pos] = lower
@@ -763,12 +769,13 @@ class ZoneLeaks(Detector):
         # — but a long-open leak's hour, net of its estimate while that holds, is (an event
         # closed this hour takes its hour whole: its estimate no longer holds)
         learning &= self.state_ == LEAK
-        self.h_known[:, pos] = np.where(learning, self.h_known[:, pos], 0.0)
+        self.h_known[:, pos] = np.where(learning, held_known, 0.0) + np.nan_to_num(corr)
         steady = learning & (self.track == 0).all(axis=0)
-        self.h_open[:, pos] = steady
+        # (hours corrected for a meter's fault are no meter's usual: ``_learn_meter_fault``)
+        self.h_open[:, pos] = steady | (np.nan_to_num(corr) != 0)
         self.h_clean[:, pos] = np.isfinite(value) & ((self.state_ == QUIET) | steady) & ~lower
         for zi in np.flatnonzero((self.state_ == METER) & (self.fault_share > 0)).tolist():
-            self._learn_meter_fault(zi, pos, bool(quiet[zi]), value - base, scale, judged, lower)
+            self._learn_meter_fault(zi, hour, bool(quiet[zi]), value - base, scale, judged, lower)
 
     def _learning(self, hour: int) -> BoolArray:
         """Zones whose leak has been open ``learn_open_h`` hours: their hours, net of the
@@ -794,6 +801,30 @@ class ZoneLeaks(Detector):
             if zj != zi
         ]
         return loss, others
+
+    def _meter_corrections(
+        self, flow: FloatArray, out_of_range: BoolArray, excess: FloatArray
+    ) -> FloatArray:
+        """Per zone, what every open meter fault of another zone takes off its balance this
+        hour (``_meter_loss``'s sign ratio × ``fault_share`` × the meter's flow, summed over
+        the faults: so in any order of the zones): a works fed by an intake reading low
+        learns its hours net of it, and judged raw it sat that far under its baseline — a
+        5 m³/h burst of its pipes was a leak 21 h late, a 1.5 m³/h one missed. NaN (not
+        judged, not learnt) where the meter was not read, or where the fault's zone has had
+        most of its excess gone (``excess`` under half ``known``, or a quiet hour counted):
+        the meter may be repaired, its loss no longer known to hold."""
+        corr = np.zeros(len(self.layout.zones))
+        for zi in np.flatnonzero((self.state_ == METER) & (self.fault_share > 0)).tolist():
+            row = int(self.meter[zi])
+            c = np.nan if out_of_range[row] else float(self.fault_share[zi] * flow[row])
+            with np.errstate(invalid="ignore"):
+                if self.quiet[zi] > 0 or float(excess[zi]) < 0.5 * float(self.known[zi]):
+                    c = np.nan
+            sign = float(self.layout.sign[zi, row])
+            for zj in np.flatnonzero(self.layout.sign[:, row] != 0).tolist():
+                if zj != zi:
+                    corr[zj] += float(self.layout.sign[zj, row]) / sign * c
+        return corr
 
     def _start_meter_fault(self, zi: int, hour: int, since: int) -> None:
         """At a meter-fault verdict: the excess per unit of the meter's flow over the hours
@@ -821,38 +852,35 @@ class ZoneLeaks(Detector):
     def _learn_meter_fault(
         self,
         zi: int,
-        pos: int,
+        hour: int,
         quiet: bool,
         excess: FloatArray,
         scale: FloatArray,
         judged: BoolArray,
         lower: BoolArray,
     ) -> None:
-        """An open meter fault's hour is learnt net of what its meter loses (``_meter_loss``),
-        as a corrected balance, by its zone and by every other zone the meter enters: so its
-        zone keeps a baseline past the ring's days (unlearnt, a fault open longer than 21
-        days left no hour to judge, and never closed), and the works downstream of an intake
-        reading low does not learn the low readings as its normal (a leak of its pipes after
-        the repair). Its zone learns the hour only where, net of the loss, it stands within
-        the CUSUM's allowance of its baseline; and no zone learns it where the hour counts
-        towards closing the event (``_quiet``: most of the excess gone, the meter perhaps
-        repaired) — its hours then are neither the fault's nor, yet, known to be without it.
-        Both are marked ``h_open``: hours whose meters read the fault are no meter's usual."""
-        loss, others = self._meter_loss(zi, pos)
+        """An open meter fault's hour is learnt by its zone net of what its meter loses
+        (``_meter_loss``), as a corrected balance (every other zone the meter enters is
+        judged and learnt net of it already, ``_meter_corrections``): so the zone keeps a
+        baseline past the ring's days (unlearnt, a fault open longer than 21 days left no
+        hour to judge, and never closed). Only once the event has been open ``learn_open_h``
+        hours, as an open leak's (a leak starting under the fault is not learnt as normal in
+        its first week); only where, net of the loss, it stands within the CUSUM's allowance
+        of its baseline; and never where the hour counts towards closing the event
+        (``_quiet``: most of the excess gone, the meter perhaps repaired) — its hours then
+        are neither the fault's nor, yet, known to be without it. Marked ``h_open``: hours
+        whose meter reads the fault are no meter's usual."""
+        pos = hour % self.ring
+        loss, _ = self._meter_loss(zi, pos)
         c = float(loss)
         if quiet or not np.isfinite(c):
-            for zj in [zi, *(zj for zj, _ in others)]:
-                self.h_clean[zj, pos] = False
+            self.h_clean[zi, pos] = False
             return
         with np.errstate(invalid="ignore"):
             steady = bool(judged[zi] & ~lower[zi] & (abs(excess[zi] - c) < self.p.k * scale[zi]))
-        if steady:
+        if steady and hour - int(self.onset[zi]) >= self.p.learn_open_h:
             self.h_known[zi, pos] += c
             self.h_open[zi, pos] = self.h_clean[zi, pos] = True
-        for zj, factor in others:
-            if self.h_clean[zj, pos]:
-                self.h_known[zj, pos] += factor * c
-                self.h_open[zj, pos] = True
 
     def _quiet(
         self, judged: BoolArray, z: FloatArray, excess: FloatArray, own: BoolArray
