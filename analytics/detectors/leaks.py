@@ -80,9 +80,10 @@ an air leak also in kWh and ¥ a year, at the compressors' own specific power. A
 closes once ``close_h`` hours in a row score under 1 (an open leak's or meter fault's with
 most of its excess gone, or a leak's against its own kind of day: ``_quiet``); an open
 meter fault's hours are learnt net of what its meter loses, by every zone the meter enters
-(``_learn_meter_fault``). Each zone's hour is also written to InfluxDB (``zone_balance``:
-consumption, inflow, baseline and score, tagged with the zone; ``blind_dropped`` on the hour a
-"blind" decision was dropped), so the boards show what the detector judged.
+(``_learn_meter_fault``), and the other zones are judged so too (``_meter_corrections``).
+Each zone's hour is also written to InfluxDB (``zone_balance``: consumption, inflow, baseline
+and score, tagged with the zone; ``blind_dropped`` on the hour a "blind" decision was
+dropped), so the boards show what the detector judged.
 """
 
 from __future__ import annotations
