@@ -92,8 +92,9 @@ T = TypeVar("T")
 # row's gap squares, and of a run of silences', for the spread of its gaps; 10: the leak
 # detector keeps each zone's first hour with data, its age for its young weeks, and the hour an
 # excess began to be held; compressed air's production model; a stuck-check row per series;
-# 11: …the hour a flat zone's "blind" decision was last dropped, its pooled hours after it).
-SNAPSHOT_VERSION = 11
+# 11: …the hour a flat zone's "blind" decision was last dropped, its pooled hours after it;
+# 12: …an open meter fault's excess per unit of its meter's flow, its hours learnt net of it).
+SNAPSHOT_VERSION = 12
 # a slice of history is read again this many times when InfluxDB is unreachable for a moment
 HISTORY_RETRIES = 8
 # per park, written with its outputs: ``through_ms`` (the park clock's data time the engine's
