@@ -11,16 +11,19 @@ never stalls the stream: points and events to InfluxDB (``anomaly``, ``demand_15
 meters), events to ``pw/v1/{park}/alerts/{kind}`` at QoS 1. When the queue is full the stream
 waits (events are never dropped). With its outputs the worker writes a progress mark per park
 (``analytics_progress``: the park clock's data time its outputs are complete to, and the
-slowest gateway's data time the detectors have had, :meth:`ParkEngine.analysed_ms`).
+slowest gateway's data time the detectors have had, :meth:`ParkEngine.analysed_ms`, and each
+heard gateway's own).
 
 At start-up the engine is restored from its last snapshot (``state_dir``) when there is one,
 then refilled from InfluxDB's raw data since then (at most ``rebuild_s``); a park with no usable
 snapshot is rebuilt from the last ``rebuild_s`` of raw data (from the slice grid, so rebuilds
 give the same event ids), so a restart, an upgrade or a new worker loses no context. What the
 refill finds is written from the earlier worker's progress mark on (its horizon: where the
-slowest gateway's analysed data ended; ``warmup_s`` ago with no mark): an event message only if
-InfluxDB does not hold that event at that time or later (``updated_ms``), a derived point from
-an hour before the horizon on (a point written again overwrites itself); an event InfluxDB holds
+slowest gateway's analysed data ended, for a meter's events and points its gateway's — a
+gateway the earlier worker never heard has none: all of its data is new; ``warmup_s`` ago with
+no mark): an event message only if InfluxDB does not hold that event at that time or later
+(``updated_ms``), a derived point from an hour before the horizon on (a point written again
+overwrites itself); an event InfluxDB holds
 open, last updated between the horizon and the refill's data clock, that the refill did not
 find again is closed (``superseded``). A refill given up pins this worker's marks before the
 hole, so the next one refills it.
@@ -54,6 +57,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from analytics.accounting.job import RollupConfig, RollupJob, ensure_retention
 from analytics.detectors import DETECTORS
+from analytics.engine.clocks import NEVER
 from analytics.engine.contract import DerivedPoint, SeriesKey
 from analytics.engine.engine import Advanced, Batch, ParkEngine, Rows
 from analytics.settings import AnalyticsSettings
@@ -101,6 +105,9 @@ HISTORY_RETRIES = 8
 # have had: a silent or lagging gateway's backlog may still come in before it, and a restart
 # writes from there); one point per park and hour, at the hour of ``through_ms``
 PROGRESS_MEASUREMENT = "analytics_progress"
+# …and per gateway heard, ``analysed_ms@{gateway}``: its own data time analysed (a gateway
+# without one was never heard, so none of its data was analysed: all of it is new to a refill)
+GATEWAY_MARK = "analysed_ms@"
 HOUR_MS = 3_600_000
 
 
@@ -111,6 +118,10 @@ class Horizon:
     # its progress mark's ``analysed_ms`` (capped at rebuild_s), or the default without one
     from_ms: int
     marked: bool  # a mark was found: an earlier worker stopped there
+    # per meter on a gateway, where its own outputs start, when the mark says per gateway:
+    # its gateway's mark (capped at rebuild_s), or, a gateway the earlier worker never heard,
+    # NEVER (nothing of it was written); else (no mark, or an older worker's) from_ms
+    meter_from: dict[str, int] = field(default_factory=dict)
     # event id → the data time of its message InfluxDB holds (the latest written)
     stored: dict[str, int] = field(default_factory=dict)
     # the events whose message InfluxDB holds (or the refill wrote) is an open one
@@ -122,6 +133,13 @@ class Horizon:
     # worker's live clock ran ahead of the data), that the engine does not hold: left to the
     # live engine (:meth:`AnalyticsService._against_stored`), with their points' enterprise
     pending: dict[str, tuple[Event, str | None]] = field(default_factory=dict)
+
+    def start_of(self, event: Event) -> int:
+        """Where this refill's messages of ``event`` start: its meter's (a meter's events
+        come from its gateway's data alone), or the park's for a zone or virtual meter."""
+        if event.meter is None:
+            return self.from_ms
+        return self.meter_from.get(event.meter, self.from_ms)
 
 
 class AnalyticsMetrics:
@@ -364,11 +382,12 @@ class AnalyticsService:
         if advanced.events or advanced.points:
             engine = self.engines[park]
             progress = {}
-            if engine.park_emitted is not None:
-                progress["through_ms"] = engine.park_emitted * engine.step_ms
-            analysed = engine.analysed_ms()
-            if analysed is not None:
-                progress["analysed_ms"] = analysed
+            each = engine.analysed_by_gateway()
+            if engine.park_emitted is not None and each is not None:
+                through = engine.park_emitted * engine.step_ms
+                progress["through_ms"] = through
+                progress["analysed_ms"] = min(each.values(), default=through)  # analysed_ms()
+                progress.update((GATEWAY_MARK + g, at) for g, at in each.items())
             await self.outputs.put((park, advanced, progress))
             self.metrics.queue.set(self.outputs.qsize())
 
@@ -462,6 +481,9 @@ class AnalyticsService:
                 pinned = self.pinned.get(park)
                 if pinned is not None:  # a hole behind: the next worker refills from it
                     fields["analysed_ms"] = min(fields.get("analysed_ms", pinned), pinned)
+                    for name in fields:
+                        if name.startswith(GATEWAY_MARK):
+                            fields[name] = min(fields[name], pinned)
                 at = mark["through_ms"] // HOUR_MS * HOUR_MS
                 lines.append(encode_point(PROGRESS_MEASUREMENT, {"park": park}, fields, at))
         if not lines:
@@ -708,7 +730,7 @@ class AnalyticsService:
                     still = [
                         e
                         for e in engine.events.open.values()
-                        if (e.updated_at_ms or e.detected_at_ms) < horizon.from_ms
+                        if (e.updated_at_ms or e.detected_at_ms) < horizon.start_of(e)
                         and e.id not in horizon.stored
                     ]
                     await self._emit(park, Advanced(events=still), publish=False)
@@ -787,7 +809,7 @@ class AnalyticsService:
                 continue
             if (
                 warm_from is not None
-                and (event.updated_at_ms or event.detected_at_ms) < horizon.from_ms
+                and (event.updated_at_ms or event.detected_at_ms) < horizon.start_of(event)
                 and event.detected_at_ms < warm_from
                 and (current is None or current.id not in horizon.stored)
             ):
@@ -817,7 +839,8 @@ class AnalyticsService:
             c.removeprefix("max_"): min(max(int(v), floor), now_ms)
             for s in marks
             for c, v in zip(s.columns[1:], s.values[0][1:], strict=True)
-            if v is not None and c.removeprefix("max_") in ("through_ms", "analysed_ms")
+            if v is not None
+            and (c.removeprefix("max_") in ("through_ms", "analysed_ms") or GATEWAY_MARK in c)
         }
         # the slowest gateway's analysed data: what a lagging or silent gateway sends later
         # is analysed on a refill from there (a mark with through_ms only: that one)
@@ -825,6 +848,11 @@ class AnalyticsService:
         horizon = Horizon(
             from_ms=default_ms if analysed is None else analysed, marked=analysed is not None
         )
+        gateways = {k.removeprefix(GATEWAY_MARK): v for k, v in mark.items() if GATEWAY_MARK in k}
+        if gateways:  # (an older worker's mark has none: from_ms for every meter)
+            for meter in engine.ctx.tree.meters.values():
+                if not meter.is_virtual:
+                    horizon.meter_from[meter.id] = gateways.get(meter.gateway, NEVER)
         # a slice (history_slice_s) at a time, as the history: a park's 35 days of events in
         # one answer would be read, parsed and held whole at once; the last slice is open
         # above (a point is stamped at its detected_at, which a skewed clock may put ahead)
@@ -848,6 +876,8 @@ class AnalyticsService:
         self.progress[park] = {
             "through_ms": mark.get("through_ms", horizon.from_ms),
             "analysed_ms": horizon.from_ms,
+            # a gateway this worker does not hear keeps its mark for the next one
+            **{GATEWAY_MARK + g: at for g, at in gateways.items()},
         }
         return horizon
 
@@ -933,29 +963,30 @@ def _keep_new(advanced: Advanced, horizon: Horizon) -> int:
     span began); how many were dropped. An event message counts by its own time (the close of
     an event opened earlier is kept) and is kept unless InfluxDB holds the event at that time
     or later; a point from an hour before the horizon on (hourly points are stamped at the
-    hour's start, in the park's zone). Points are not told apart by what the earlier worker
+    hour's start, in the park's zone). The horizon of a meter's events and points is its
+    gateway's (:meth:`Horizon.start_of`). Points are not told apart by what the earlier worker
     wrote: one gateway's blocks are written before another's (each closes on its own data
     time), so no stamp per measurement says what is stored, and a point written again only
     overwrites itself (InfluxDB keys it by measurement, tags and time)."""
     events = []
     for e in advanced.events:
         at = e.updated_at_ms or e.detected_at_ms
-        if at >= horizon.from_ms and horizon.stored.get(e.id, at - 1) < at:
+        if at >= horizon.start_of(e) and horizon.stored.get(e.id, at - 1) < at:
             events.append(e)
             horizon.stored[e.id] = at
             if e.end_ms is None:
                 horizon.stored_open.add(e.id)
             else:
                 horizon.stored_open.discard(e.id)
-    # no point is stamped more than an hour before it is emitted (an hourly point at its
-    # hour's start, in the park's zone: a +05:30 park's hours start at half past a UTC hour),
-    # so one the earlier worker did not emit (after its horizon) is stamped after this
-    start_ms = horizon.from_ms - HOUR_MS
 
     def new(p: DerivedPoint) -> bool:
-        if p.t_ms < horizon.virtual_from.get((p.measurement, p.tags.get("meter", "")), p.t_ms):
+        meter = p.tags.get("meter", "")
+        if p.t_ms < horizon.virtual_from.get((p.measurement, meter), p.t_ms):
             return True  # a virtual meter's slot before its stored points begin
-        return p.t_ms >= start_ms
+        # no point is stamped more than an hour before it is emitted (an hourly point at its
+        # hour's start, in the park's zone: a +05:30 park's hours start at half past a UTC
+        # hour), so one the earlier worker did not emit (after its horizon) is stamped after
+        return p.t_ms >= horizon.meter_from.get(meter, horizon.from_ms) - HOUR_MS
 
     points = [p for p in advanced.points if new(p)]
     dropped = len(advanced.events) - len(events) + len(advanced.points) - len(points)

@@ -1347,6 +1347,59 @@ async def test_a_silent_gateways_backlog_peak_is_written_and_published_once_afte
 
 
 @pytest.mark.anyio
+async def test_a_gateway_never_heard_has_its_backlog_written_and_published_once(
+    mqtt_settings: MqttSettings, influx_settings: InfluxSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """gw-b was never heard by the first worker (its edge buffered the whole day); its
+    backlog, a peak 40 to 20 minutes before that worker's mark among it, reaches InfluxDB
+    while no worker runs. The mark is per gateway: gw-b has none, so all of its data is new
+    to the next worker, which writes the peak and its demand blocks and publishes the peak
+    (late); gw-a's events, which the first worker wrote, are not written again; nor is
+    anything written again by the worker after."""
+    now_ms = time.time_ns() // 1_000_000 // QUARTER_MS * QUARTER_MS + 7 * 60_000
+    start = now_ms - DAY_MS
+    await _store(influx_settings, _minute_lines("ma", start, now_ms - 60_000))
+    settings = AnalyticsSettings(
+        mqtt=mqtt_settings,
+        influx=influx_settings,
+        rebuild_s=DAY_MS / 1000,
+        history_slice_s=SLICE_MS / 1000,
+        rollups=False,
+    )
+    park = _two_gateway_park()
+    first, first_written, _, _ = await _rebuild(settings, now_ms, monkeypatch, park=park)
+    assert set(first.progress["svc"]) == {"through_ms", "analysed_ms", "analysed_ms@gw-a"}
+    async with InfluxWriter(influx_settings) as writer:
+        await writer.write(
+            _minute_lines("mb", start, now_ms - 40 * 60_000)
+            + _minute_lines("mb", now_ms - 40 * 60_000, now_ms - 20 * 60_000, 1500.0)
+            + _minute_lines("mb", now_ms - 20 * 60_000, now_ms - 60_000)
+            + _minute_lines("ma", now_ms - 60_000, now_ms + 9 * 60_000)
+        )
+    published: list[Event] = []
+    points: list[DerivedPoint] = []
+    service, written, _, _ = await _rebuild(
+        settings, now_ms + 10 * 60_000, monkeypatch, published, points=points, park=park
+    )
+    assert service.horizons["svc"].from_ms >= now_ms - 2 * 60_000  # gw-a's: after the peak
+    [peak] = [
+        e
+        for e in written
+        if e.kind == "demand_peak" and e.meter == "mb" and e.state is State.OPENED
+    ]
+    assert now_ms - 40 * 60_000 <= peak.detected_at_ms < now_ms - 20 * 60_000
+    assert (peak.id, State.OPENED) in [(e.id, e.state) for e in published]
+    blocks = {p.t_ms for p in points if p.measurement == "demand_15m" and p.tags["meter"] == "mb"}
+    assert [t for t in blocks if now_ms - 40 * 60_000 <= t < now_ms - 20 * 60_000]  # the peak's
+    # no message of gw-a's the first worker wrote is written again
+    assert not {_message(e) for e in first_written} & {_message(e) for e in written}
+    _, again, _, _ = await _rebuild(settings, now_ms + 20 * 60_000, monkeypatch, [], park=park)
+    assert not {_message(e) for e in written} & {_message(e) for e in again}
+    keys = [r[1:] for r in await _open_rows(influx_settings)]
+    assert len(keys) == len(set(keys))  # one open event per kind and meter
+
+
+@pytest.mark.anyio
 async def test_a_refill_closes_an_event_held_open_that_it_did_not_find_again(
     mqtt_settings: MqttSettings, influx_settings: InfluxSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -1452,8 +1505,12 @@ def test_the_analysed_mark_is_the_slowest_gateways_data_at_most_max_hold_behind(
     through = engine.park_emitted * engine.step_ms
     # gw-b's silence closed its slots (offline: once held max_hold_ms)
     assert through >= t0 + (110 if online else 60 + hold_min - 5) * 60_000
+    each = engine.analysed_by_gateway()
+    assert each is not None
+    assert engine.analysed_ms() == min(each.values())
     if hold_min == 30 and online:
         assert engine.analysed_ms() == min(t0 + 119 * 60_000, through)  # gw-a's
+        assert each["gw-b"] == through  # dead: no hold on its own mark either
     else:
         assert engine.analysed_ms() == max(t0 + 59 * 60_000, through - hold_min * 60_000)
 
