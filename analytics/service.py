@@ -132,7 +132,12 @@ class Horizon:
     # the events InfluxDB holds open, updated at or after the refill's data clock (an earlier
     # worker's live clock ran ahead of the data), that the engine does not hold: left to the
     # live engine (:meth:`AnalyticsService._against_stored`), with their points' enterprise
-    pending: dict[str, tuple[Event, str | None]] = field(default_factory=dict)
+    # tags (an id may have a point per enterprise: its meter moved while it was open)
+    pending: dict[str, tuple[Event, list[str | None]]] = field(default_factory=dict)
+    # the events InfluxDB holds open that a cold rebuild's engine did not find (detected
+    # before it warmed: its silence says nothing), left open until the live engine opens its
+    # own of their kind and subject — then closed, superseded, at its detected_at
+    held: dict[str, tuple[Event, list[str | None]]] = field(default_factory=dict)
 
     def start_of(self, event: Event) -> int:
         """Where this refill's messages of ``event`` start: its meter's (a meter's events
@@ -204,8 +209,8 @@ class AnalyticsService:
         self.horizons: dict[str, Horizon] = {}  # per park, where its refill's outputs started
         # per park, the most its marks' analysed_ms may say while a hole is behind (``_pin``)
         self.pinned: dict[str, int] = {}
-        # superseding closes' enterprise tags, their stored points' in write order (an id may
-        # have two points, a meter moved): each close lands on its point's series
+        # superseding closes' enterprise tags, their stored points' (an id may have two
+        # points, its meter moved while it was open): the close lands on each point's series
         self.stored_enterprise: dict[str, list[str | None]] = {}
         # events to publish on the alerts topics, apart from the writes (bounded; when full,
         # the stream waits: an alert is never dropped while the broker is there); and whether
@@ -392,17 +397,22 @@ class AnalyticsService:
             self.metrics.queue.set(self.outputs.qsize())
 
     def _against_stored(self, park: str, engine: ParkEngine, advanced: Advanced) -> None:
-        """Live outputs against the events InfluxDB held at start-up beyond the refill's data
-        clock (an earlier worker's live clock, closing a silence, ran ahead of the data): a
-        message InfluxDB holds at its time or later is neither written nor published again (no
-        second ``opened``), save the close of an event it holds open; a stored event the
-        engine does not take over (by its id) is closed, superseded, once the engine holds
-        another of its kind and subject or its clock has passed the event's time without it."""
+        """Live outputs against the events InfluxDB held open at start-up that the engine does
+        not hold. Beyond the refill's data clock (``Horizon.pending``: an earlier worker's live
+        clock, closing a silence, ran ahead of the data): a message InfluxDB holds at its time
+        or later is neither written nor published again (no second ``opened``), save the close
+        of an event it holds open; a stored event the engine does not take over (by its id) is
+        closed, superseded, once the engine holds another of its kind and subject or its clock
+        has passed the event's time without it. One a cold rebuild left open
+        (``Horizon.held``) is closed, superseded, when the engine opens its own of its kind
+        and subject (at its detected_at): one open event per kind and subject."""
         horizon = self.horizons.get(park)
         if horizon is None:
             return
         kept = []
         for e in advanced.events:
+            if horizon.held and e.state is State.OPENED:
+                kept.extend(self._close_held(horizon, e))
             at = e.updated_at_ms or e.detected_at_ms
             # a close of an event InfluxDB holds open is never dropped, whatever its time: the
             # engine found the event again (its opening dropped) and nothing else closes it
@@ -421,21 +431,41 @@ class AnalyticsService:
         if not horizon.pending or engine.park_emitted is None:
             return
         through = engine.park_emitted * engine.step_ms
-        for event_id, (event, enterprise) in list(horizon.pending.items()):
+        for event_id, (event, enterprises) in list(horizon.pending.items()):
             other = engine.events.open.get((event.kind, event.subject))
             if other is not None and other.id == event_id:  # found again: the engine's now
                 del horizon.pending[event_id]
                 continue
             if other is None and through <= (event.updated_at_ms or event.detected_at_ms):
                 continue  # not reached yet
-            close = _superseding_close(
-                event, max(through, event.updated_at_ms or event.detected_at_ms)
-            )
-            advanced.events.append(close)
-            self.stored_enterprise.setdefault(event_id, []).append(enterprise)
-            horizon.stored[event_id] = close.end_ms or through
-            horizon.stored_open.discard(event_id)
+            end = max(through, event.updated_at_ms or event.detected_at_ms)
+            advanced.events.append(self._close_stored(horizon, event, enterprises, end))
             del horizon.pending[event_id]
+
+    def _close_held(self, horizon: Horizon, opened: Event) -> list[Event]:
+        """The closes of the events a cold rebuild left open (``Horizon.held``) of the kind
+        and subject the engine has just ``opened`` an event of (none found again by its id:
+        the engine holds that one now)."""
+        out = []
+        for event_id, (event, enterprises) in list(horizon.held.items()):
+            if (event.kind, event.subject) != (opened.kind, opened.subject):
+                continue
+            del horizon.held[event_id]
+            if event_id != opened.id:
+                end = max(opened.detected_at_ms, event.updated_at_ms or event.detected_at_ms)
+                out.append(self._close_stored(horizon, event, enterprises, end))
+        return out
+
+    def _close_stored(
+        self, horizon: Horizon, event: Event, enterprises: list[str | None], end_ms: int
+    ) -> Event:
+        """The superseding close at ``end_ms`` of a stored open event, written over each of
+        its stored points (their enterprise tags, not the registry's now)."""
+        close = _superseding_close(event, end_ms)
+        self.stored_enterprise[event.id] = list(enterprises)
+        horizon.stored[event.id] = end_ms
+        horizon.stored_open.discard(event.id)
+        return close
 
     async def _queue_alerts(self, park: str, events: Sequence[Event], *, late: bool) -> None:
         # alerts go out on their own path: never behind a database write
@@ -461,14 +491,11 @@ class AnalyticsService:
         for park, advanced, progress in items:
             lines.extend(self._point_line(park, p) for p in advanced.points)
             for event in advanced.events:
-                stored = self.stored_enterprise.get(event.id)
-                if stored:  # a superseding close
-                    enterprise = stored.pop(0)
-                    if not stored:
-                        del self.stored_enterprise[event.id]
+                stored = self.stored_enterprise.pop(event.id, None)
+                if stored is not None:  # a superseding close: over each stored point
+                    lines.extend(event.line(enterprise) for enterprise in stored)
                 else:
-                    enterprise = self._enterprise(park, event)
-                lines.append(event.line(enterprise))
+                    lines.append(event.line(self._enterprise(park, event)))
                 self.metrics.events.labels(event.kind, event.state.value).inc()
             mark = marks.setdefault(park, dict(self.progress.get(park, {})))
             for name, at in progress.items():
@@ -777,33 +804,44 @@ class AnalyticsService:
         warm_from: int | None = None,
     ) -> list[Event]:
         """After a refill, each event InfluxDB holds open that the engine does not
-        (:func:`_stored_open`): carried on where the engine holds an event of its kind and
-        subject that InfluxDB lacks (found at another detected_at, none of its messages
-        written: the engine holds the stored one in its place, and nothing is written — the
-        operator's event goes on); else closed (``superseded``, at the refill's data time),
-        so that InfluxDB holds one open event per kind and subject. One updated at or after
-        the refill's data clock is left to the live engine (:meth:`_against_stored`). In a
-        rebuild (``warm_from``: where its cold engine has warmed), one last updated before the
-        horizon and detected before ``warm_from`` is closed only where the engine holds
-        another written event of its kind and subject; else it stays open (the earlier,
-        warm worker's finding stands over a cold engine's silence). The closes, to write."""
+        (:func:`_stored_open`), one outcome per id whatever its points: carried on where the
+        engine holds an event of its kind and subject that InfluxDB lacks (found at another
+        detected_at, none of its messages written: the engine holds the stored one in its
+        place, and nothing is written — the operator's event goes on), the event having one
+        point, on its meter's enterprise now; else closed (``superseded``, at the refill's data
+        time, over each of its points), so that InfluxDB holds one open event per kind and
+        subject. One updated at or after the refill's data clock is left to the live engine
+        (``Horizon.pending``). In a rebuild (``warm_from``: where its cold engine has warmed),
+        one last updated before the horizon and detected before ``warm_from``, of a kind and
+        subject the engine holds no event of, stays open (the earlier, warm worker's finding
+        stands over a cold engine's silence) until the live engine opens its own
+        (``Horizon.held``). The closes, to write."""
         if engine.park_emitted is None:  # no data read: _stored_open found nothing either
             return []
         through = engine.park_emitted * engine.step_ms
-        closes = []
+        # per id, its latest point's event and every point's enterprise tag
+        by_id: dict[str, tuple[Event, list[str | None]]] = {}
         for event, enterprise in stored:
+            seen = by_id.get(event.id)
+            if seen is None:
+                by_id[event.id] = (event, [enterprise])
+                continue
+            latest = max(seen[0], event, key=lambda e: e.updated_at_ms or e.detected_at_ms)
+            by_id[event.id] = (latest, [*seen[1], enterprise])
+        closes = []
+        for event, enterprises in by_id.values():
             if (event.updated_at_ms or event.detected_at_ms) >= through:
                 # the refill has not reached it: a live clock runs up to a silence interval
                 # ahead of the data; the live engine finds it again or passes it
-                horizon.pending[event.id] = (event, enterprise)
+                horizon.pending[event.id] = (event, enterprises)
                 continue
             current = engine.events.open.get((event.kind, event.subject))
             if (
                 current is not None
                 and current.id not in horizon.stored
                 and current.family is event.family
-                # its later messages land on the stored point's series
-                and enterprise == self._enterprise(park, event)
+                # its later messages land on the stored point's series (its only one)
+                and enterprises == [self._enterprise(park, event)]
             ):
                 engine.events.adopt(event)
                 continue
@@ -811,14 +849,13 @@ class AnalyticsService:
                 warm_from is not None
                 and (event.updated_at_ms or event.detected_at_ms) < horizon.start_of(event)
                 and event.detected_at_ms < warm_from
-                and (current is None or current.id not in horizon.stored)
+                # (an event the engine holds is written, by the refill or as still open)
+                and current is None
             ):
-                continue  # a cold engine not finding it says nothing (a leak learnt as baseline)
-            closes.append(_superseding_close(event, through))
-            # in the stored point's series (its enterprise then, not the registry's now)
-            self.stored_enterprise.setdefault(event.id, []).append(enterprise)
-            horizon.stored[event.id] = through
-            horizon.stored_open.discard(event.id)
+                # a cold engine not finding it says nothing (a leak learnt as baseline)
+                horizon.held[event.id] = (event, enterprises)
+                continue
+            closes.append(self._close_stored(horizon, event, enterprises, through))
         return closes
 
     async def _horizon(

@@ -1524,20 +1524,12 @@ async def _open_rows(influx_settings: InfluxSettings) -> list[tuple[str, str, st
     return sorted((r[1], r[2], r[3] or r[4]) for s in found for r in s.values)
 
 
-@pytest.mark.anyio
-@pytest.mark.parametrize("mark_after", [True, False], ids=["carried-on", "closed"])
-async def test_a_stored_event_found_again_at_another_time_is_carried_on_or_closed(
-    mqtt_settings: MqttSettings,
-    influx_settings: InfluxSettings,
-    monkeypatch: pytest.MonkeyPatch,
-    mark_after: bool,
-) -> None:
-    """An earlier worker stored an event open, last updated before its mark, that the
-    rebuild finds again at another ``detected_at`` (another id). Every message of the
-    rebuild's own event before the mark (none written): the stored event is carried on —
-    the engine holds it in its own's place, nothing is written or published. Its opening after
-    the mark (written, published late): the stored one is closed, superseded, at the refill's
-    data time. Either way InfluxDB holds one open event of that kind and meter."""
+async def _eight_of_nine_days(
+    influx_settings: InfluxSettings, mqtt_settings: MqttSettings
+) -> tuple[AnalyticsSettings, int, int]:
+    """Nine days of :func:`_days_of_history` stored, and settings that rebuild their last
+    eight in 6 h slices (no rollups; a quick ticker); the workers' time (off the first five
+    minutes of a slice: the history's last reading is in its slice) and the rebuild's start."""
     real_now = time.time_ns() // 1_000_000
     _, lines = _days_of_history(real_now, 9)
     now_ms = real_now - 300_000 if real_now % SLICE_MS < 300_000 else real_now
@@ -1548,8 +1540,34 @@ async def test_a_stored_event_found_again_at_another_time_is_carried_on_or_close
         rebuild_s=8 * 86_400,
         history_slice_s=SLICE_MS / 1000,
         rollups=False,
+        tick_s=0.2,
     )
-    since = (now_ms - 8 * DAY_MS) // SLICE_MS * SLICE_MS
+    return settings, now_ms, (now_ms - 8 * DAY_MS) // SLICE_MS * SLICE_MS
+
+
+def _mark_line(mark_ms: int) -> str:
+    """An earlier worker's progress mark at ``mark_ms`` (both times; no gateway's own)."""
+    fields = {"through_ms": mark_ms, "analysed_ms": mark_ms}
+    return encode_point("analytics_progress", {"park": "svc"}, fields, mark_ms // HOUR_MS * HOUR_MS)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("case", ["carried-on", "closed", "moved"])
+async def test_a_stored_event_found_again_at_another_time_is_carried_on_or_closed(
+    mqtt_settings: MqttSettings,
+    influx_settings: InfluxSettings,
+    monkeypatch: pytest.MonkeyPatch,
+    case: str,
+) -> None:
+    """An earlier worker stored an event open, last updated before its mark, that the
+    rebuild finds again at another ``detected_at`` (another id). Every message of the
+    rebuild's own event before the mark (none written): the stored event is carried on —
+    the engine holds it in its own's place, nothing is written or published. Its opening after
+    the mark (written, published late): the stored one is closed, superseded, at the refill's
+    data time. Stored twice (``moved``: its meter changed enterprise while it was open, a
+    point per enterprise), it has one outcome, not both: closed, over both points. Either way
+    InfluxDB holds one open event of that kind and meter."""
+    settings, now_ms, since = await _eight_of_nine_days(influx_settings, mqtt_settings)
     probe = AnalyticsService(settings, SiteRegistry([small_park()]))
     reference = probe.engines["svc"]
     async with InfluxReader(influx_settings) as reader:
@@ -1568,27 +1586,29 @@ async def test_a_stored_event_found_again_at_another_time_is_carried_on_or_close
         detected_at_ms=found_at,
         updated_at_ms=found_at,
     )
-    mark = now_ms - 30 * 60_000 if mark_after else own.detected_at_ms - 30 * 60_000
+    mark = own.detected_at_ms - 30 * 60_000 if case == "closed" else now_ms - 30 * 60_000
+    moved = [earlier.line("old-ent")] if case == "moved" else []
     await _store(
-        influx_settings,
-        [
-            earlier.line(probe._enterprise("svc", earlier)),
-            encode_point(
-                "analytics_progress", {"park": "svc"},
-                {"through_ms": mark, "analysed_ms": mark}, mark // HOUR_MS * HOUR_MS,
-            ),
-        ],
-    )  # fmt: skip
+        influx_settings, [earlier.line(probe._enterprise("svc", earlier)), *moved, _mark_line(mark)]
+    )
     published: list[Event] = []
     service, written, _, _ = await _rebuild(settings, now_ms, monkeypatch, published)
     assert service.horizons["svc"].from_ms == mark
     engine = service.engines["svc"]
     key = (own.kind, "main")
     mine = [e for e in written if e.id in (own.id, earlier.id)]
-    if mark_after:
+    if case == "carried-on":
         assert engine.events.open[key] == earlier  # carried on: its updates and close are its
         assert mine == []
         assert not [e for e in published if e.id in (own.id, earlier.id)]
+    elif case == "moved":
+        assert engine.events.open[key].id == own.id
+        assert [e.state for e in mine if e.id == earlier.id] == [State.CLOSED]  # one close
+        async with InfluxReader(influx_settings) as reader:
+            [both] = await reader.query(
+                f'SELECT "enterprise", "open" FROM anomaly WHERE "id" = \'{earlier.id}\''
+            )
+        assert sorted(tuple(r[1:]) for r in both.values) == [("old-ent", False), ("park", False)]
     else:
         assert engine.events.open[key].id == own.id
         [close] = [e for e in mine if e.id == earlier.id]
@@ -1757,7 +1777,7 @@ def _pending(
     horizon = service.horizons["svc"] = Horizon(from_ms=detected_ms - HOUR_MS, marked=True)
     horizon.stored[eid] = updated_ms
     horizon.stored_open.add(eid)
-    horizon.pending[eid] = (event, enterprise)
+    horizon.pending[eid] = (event, [enterprise])
     return event
 
 
@@ -1865,18 +1885,7 @@ async def test_a_rebuild_closes_a_stored_event_it_does_not_find_only_once_warmed
     rebuild does not find. Detected before the rebuild's engine has warmed (since +
     warmup_s), its silence says nothing (a leak learnt as baseline): the event stays open,
     nothing written or published. Detected after: closed, superseded, published late."""
-    real_now = time.time_ns() // 1_000_000
-    _, lines = _days_of_history(real_now, 9)
-    now_ms = real_now - 300_000 if real_now % SLICE_MS < 300_000 else real_now
-    await _store(influx_settings, lines)
-    settings = AnalyticsSettings(
-        mqtt=mqtt_settings,
-        influx=influx_settings,
-        rebuild_s=8 * 86_400,
-        history_slice_s=SLICE_MS / 1000,
-        rollups=False,
-    )
-    since = (now_ms - 8 * DAY_MS) // SLICE_MS * SLICE_MS
+    settings, now_ms, since = await _eight_of_nine_days(influx_settings, mqtt_settings)
     found = since + int(settings.warmup_s * 1000) + (HOUR_MS if warmed else -HOUR_MS)
     mark = now_ms - 30 * 60_000
     tags = {"park": "svc", "kind": "comm_loss", "family": "meter_fault", "meter": "main"}
@@ -1888,10 +1897,7 @@ async def test_a_rebuild_closes_a_stored_event_it_does_not_find_only_once_warmed
         influx_settings,
         [
             encode_point("anomaly", {**tags, "enterprise": "park"}, fields, found),
-            encode_point(
-                "analytics_progress", {"park": "svc"},
-                {"through_ms": mark, "analysed_ms": mark}, mark // HOUR_MS * HOUR_MS,
-            ),
+            _mark_line(mark),
         ],
     )  # fmt: skip
     published: list[Event] = []
@@ -1910,3 +1916,74 @@ async def test_a_rebuild_closes_a_stored_event_it_does_not_find_only_once_warmed
         assert mine == []
         assert "x-old" in still
         assert not [e for e in published if e.id == "x-old"]
+
+
+@pytest.mark.anyio
+async def test_an_event_a_cold_rebuild_left_open_is_closed_when_the_live_engine_opens_its_own(
+    mqtt_settings: MqttSettings, influx_settings: InfluxSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stored comm_loss on ``main``, detected before the rebuild's engine warmed, stays
+    open over the cold engine's silence; once live, the meter falls silent and the engine
+    opens its own comm_loss: the stored one is closed then (superseded, at the new one's
+    detected_at), written and published once, before the new one's opening — InfluxDB holds
+    one open comm_loss on ``main``, the engine's."""
+    settings, now_ms, since = await _eight_of_nine_days(influx_settings, mqtt_settings)
+    found = since + int(settings.warmup_s * 1000) - HOUR_MS
+    tags = {"park": "svc", "kind": "comm_loss", "family": "meter_fault", "meter": "main"}
+    fields: dict[str, float | int | bool | str] = {
+        "id": "x-old", "state": "opened", "open": True, "start_ms": found,
+        "updated_ms": found, "severity": "major", "evidence": '{"kw": 1.0}',
+    }  # fmt: skip
+    await _store(
+        influx_settings,
+        [
+            encode_point("anomaly", {**tags, "enterprise": "park"}, fields, found),
+            _mark_line(now_ms - 30 * 60_000),
+        ],
+    )
+    alerts: list[tuple[str, str]] = []
+
+    async def watch(client: aiomqtt.Client) -> None:
+        async for m in client.messages:
+            doc = orjson.loads(bytes(m.payload))
+            alerts.append((doc["id"], doc["state"]))
+
+    own: list[Event] = []
+
+    async def silent(service: AnalyticsService) -> None:
+        engine = service.engines["svc"]
+        assert "x-old" in service.horizons["svc"].held  # left open by the refill
+        time.time = lambda: (now_ms + 3 * HOUR_MS) / 1000  # undone with _rebuild's patch
+
+        async def opened() -> bool:
+            own[:] = [e for e in engine.events.open.values() if e.kind == "comm_loss"]
+            return bool(own)
+
+        await eventually(opened, 20, "the live engine's comm_loss")
+
+        async def closed() -> bool:
+            return ("x-old", "closed") in alerts
+
+        await eventually(closed, 20, "the stored comm_loss's close")
+        await asyncio.sleep(0.5)  # time for a second one it should not publish
+
+    async with mqtt.client(mqtt_settings, "held-watcher") as watcher:
+        await watcher.subscribe("pw/v1/svc/alerts/#", qos=1)
+        async with background(watch(watcher)):
+            service, written, _, _ = await _rebuild(settings, now_ms, monkeypatch, [], then=silent)
+    [mine] = own
+    assert mine.id != "x-old"
+    closes = [e for e in written if e.id == "x-old"]
+    assert [(e.state, e.end_ms, e.evidence) for e in closes] == [
+        (State.CLOSED, mine.detected_at_ms, {"kw": 1.0, "superseded": True})
+    ]
+    assert [a for a in alerts if a[0] == "x-old"] == [("x-old", "closed")]
+    assert alerts.index(("x-old", "closed")) < alerts.index((mine.id, "opened"))
+    assert service.horizons["svc"].held == {}
+
+    async def settled() -> bool:  # the close and the opening are written
+        return [r for r in await _open_rows(influx_settings) if r[1] == "comm_loss"] == [
+            (mine.id, "comm_loss", "main")
+        ]
+
+    await eventually(settled, 10, "InfluxDB's one open comm_loss")
