@@ -69,6 +69,7 @@ from parkwatch.influx import (
     InfluxReader,
     InfluxUnavailableError,
     InfluxWriter,
+    Series,
     ensure_database,
     quote_ident,
 )
@@ -126,6 +127,9 @@ class Horizon:
     stored: dict[str, int] = field(default_factory=dict)
     # the events whose message InfluxDB holds (or the refill wrote) is an open one
     stored_open: set[str] = field(default_factory=set)
+    # the time of the oldest of their points, or the refill's span's start (the events are
+    # read back whole from there by :func:`_stored_open`)
+    open_since: int = 0
     # (measurement, virtual meter) → its first point stored in the refill's span (none: the
     # span's end): a virtual meter added since is backfilled over the whole span
     virtual_from: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -708,11 +712,8 @@ class AnalyticsService:
                     default = (
                         since if not rebuilding else now_ms - int(self.settings.warmup_s * 1000)
                     )
-                    # the events InfluxDB may hold of this engine: since the span's start, and
-                    # those a snapshot kept open from before it
-                    oldest = min([since, *(e.detected_at_ms for e in engine.events.open.values())])
                     horizon = self.horizons[park] = await self._retried(
-                        park, partial(self._horizon, reader, engine, oldest, now_ms, default)
+                        park, partial(self._horizon, reader, engine, since, now_ms, default)
                     )
                     await self._retried(
                         park, partial(_virtual_from, reader, engine, horizon, since, now_ms)
@@ -741,7 +742,7 @@ class AnalyticsService:
                     # stay open for good beside the engine's own event of its kind and subject
                     try:
                         found = await self._retried(
-                            park, partial(_stored_open, reader, engine, horizon, oldest)
+                            park, partial(_stored_open, reader, engine, horizon)
                         )
                     except Exception:  # a clean-up: it never costs the refill nor the process
                         log.exception("%s: closing stored events not found again failed", park)
@@ -863,7 +864,8 @@ class AnalyticsService:
     ) -> Horizon:
         """Where an earlier worker's stored outputs end for ``park``: its progress mark's
         ``analysed_ms`` (no older than ``rebuild_s``), else ``default_ms``; and the events
-        InfluxDB holds detected since ``since_ms`` (the refill's engine has no older ones)."""
+        InfluxDB holds detected since ``since_ms`` (the refill's span), those it holds open
+        from before, and those the engine holds open from before (a snapshot's)."""
         park = engine.park.park
         park_is = f"park = {qs(park)}"
         floor = now_ms - int(self.settings.rebuild_s * 1000)
@@ -890,18 +892,10 @@ class AnalyticsService:
             for meter in engine.ctx.tree.meters.values():
                 if not meter.is_virtual:
                     horizon.meter_from[meter.id] = gateways.get(meter.gateway, NEVER)
-        # a slice (history_slice_s) at a time, as the history: a park's 35 days of events in
-        # one answer would be read, parsed and held whole at once; the last slice is open
-        # above (a point is stamped at its detected_at, which a skewed clock may put ahead)
-        slice_ms = max(1, int(self.settings.history_slice_s * 1000))
-        edges = range(since_ms, max(now_ms, since_ms + 1), slice_ms)
-        for lo in edges:
-            upper = f" AND time < {lo + slice_ms}ms" if lo + slice_ms < now_ms else ""
-            stored = await reader.query(
-                f'SELECT "id", "updated_ms", "open" FROM {quote_ident(ANOMALY_MEASUREMENT)} '
-                f"WHERE {park_is} AND time >= {lo}ms{upper}"
-            )
-            for series in stored:
+        horizon.open_since = since_ms
+
+        def note(found: list[Series]) -> None:
+            for series in found:
                 # one point per event (its messages overwrite the point at its detected_at)
                 for t, event_id, updated, is_open in series.values:
                     # a point written before updated_ms was: its opening's time at least
@@ -909,6 +903,38 @@ class AnalyticsService:
                     horizon.stored[str(event_id)] = max(horizon.stored.get(str(event_id), at), at)
                     if is_open:
                         horizon.stored_open.add(str(event_id))
+                        horizon.open_since = min(horizon.open_since, int(t))
+
+        select = f'SELECT "id", "updated_ms", "open" FROM {quote_ident(ANOMALY_MEASUREMENT)}'
+        # before the span: the events still open, whenever detected (one the refill cannot
+        # find, open since before the span, is settled too), in one answer (a park has few) …
+        note(
+            await reader.query(
+                f'{select} WHERE {park_is} AND "open" = true AND time < {since_ms}ms'
+            )
+        )
+        # … and the events a snapshot holds open from before it, open or not, by their ids
+        # (a query per 100, of bounded length: not a read of every day since the oldest)
+        before = sorted(e.id for e in engine.events.open.values() if e.detected_at_ms < since_ms)
+        if before:
+            oldest = min(e.detected_at_ms for e in engine.events.open.values())
+            for k in range(0, len(before), 100):
+                match = " OR ".join(f'"id" = {qs(i)}' for i in before[k : k + 100])
+                note(
+                    await reader.query(
+                        f"{select} WHERE {park_is} AND time >= {oldest}ms "
+                        f"AND time < {since_ms}ms AND ({match})"
+                    )
+                )
+        # the span a slice (history_slice_s) at a time, as the history: a park's 35 days of
+        # events in one answer would be read, parsed and held whole at once; the last slice
+        # is open above (a point is stamped at its detected_at, which a skewed clock may put
+        # ahead)
+        slice_ms = max(1, int(self.settings.history_slice_s * 1000))
+        edges = range(since_ms, max(now_ms, since_ms + 1), slice_ms)
+        for lo in edges:
+            upper = f" AND time < {lo + slice_ms}ms" if lo + slice_ms < now_ms else ""
+            note(await reader.query(f"{select} WHERE {park_is} AND time >= {lo}ms{upper}"))
         # a later mark never goes back past this one (nor, with none, past the default)
         self.progress[park] = {
             "through_ms": mark.get("through_ms", horizon.from_ms),
@@ -1060,9 +1086,9 @@ class LateAlerts:
 
 
 async def _stored_open(
-    reader: InfluxReader, engine: ParkEngine, horizon: Horizon, since_ms: int
+    reader: InfluxReader, engine: ParkEngine, horizon: Horizon
 ) -> list[tuple[Event, str | None]]:
-    """Each event InfluxDB holds open (detected since ``since_ms``) that ``engine`` does not
+    """Each event InfluxDB holds open (:meth:`AnalyticsService._horizon`) that ``engine`` does not
     hold open by its id: as its stored point holds it, with the point's enterprise tag. A
     stored row that does not parse is skipped."""
     if engine.park_emitted is None:
@@ -1074,7 +1100,7 @@ async def _stored_open(
         match = " OR ".join(f'"id" = {qs(i)}' for i in ids[k : k + 100])
         found = await reader.query(
             f"SELECT * FROM {quote_ident(ANOMALY_MEASUREMENT)} "
-            f"WHERE park = {qs(engine.park.park)} AND time >= {since_ms}ms AND ({match})"
+            f"WHERE park = {qs(engine.park.park)} AND time >= {horizon.open_since}ms AND ({match})"
         )
         for series in found:
             for row in series.values:

@@ -1714,7 +1714,10 @@ async def test_the_horizon_reads_the_stored_events_a_slice_at_a_time(
 ) -> None:
     """The events InfluxDB holds are read a slice (``history_slice_s``) at a time, not a
     park's whole span in one answer; the last slice is open above (a point stamped ahead of
-    the clock is found too), and every event is found once, open or not."""
+    the clock is found too), and every event is found once, open or not. Before the span:
+    the events still open, however old, in one query (one closed is not read), and those the
+    engine holds open (a snapshot's, 30 days old here) by their ids — not a query per day
+    since the oldest."""
     now_ms = time.time_ns() // 1_000_000
     service = AnalyticsService(
         AnalyticsSettings(
@@ -1722,12 +1725,25 @@ async def test_the_horizon_reads_the_stored_events_a_slice_at_a_time(
         ),
         SiteRegistry([small_park()]),
     )
+    engine = service.engines["svc"]
     times = range(now_ms - DAY_MS + 1000, now_ms + HOUR_MS, HOUR_MS)  # the last one ahead
+    old = now_ms - 30 * DAY_MS
+    held = Event(
+        id="snap", kind="baseline_deviation", family=Family.CONSUMPTION, state=State.OPENED,
+        park="svc", meter="main", zone=None, start_ms=old, detected_at_ms=old, end_ms=None,
+        severity=Severity.MINOR, updated_at_ms=old,
+    )  # fmt: skip
+    engine.events.adopt(held)  # as a snapshot holds it: stored closed since (another worker)
     await _store(
         influx_settings,
         [
             encode_point("anomaly", {"park": "svc"}, {"id": f"e{k}", "open": k % 2 == 0}, t)
             for k, t in enumerate(times)
+        ]
+        + [
+            encode_point("anomaly", {"park": "svc"}, {"id": "snap", "open": False}, old),
+            encode_point("anomaly", {"park": "svc"}, {"id": "ancient", "open": True}, old - DAY_MS),
+            encode_point("anomaly", {"park": "svc"}, {"id": "done", "open": False}, old + DAY_MS),
         ],
     )
     statements: list[str] = []
@@ -1740,13 +1756,15 @@ async def test_the_horizon_reads_the_stored_events_a_slice_at_a_time(
 
     monkeypatch.setattr(InfluxReader, "query", spy_query)
     async with InfluxReader(influx_settings) as reader:
-        horizon = await service._horizon(
-            reader, service.engines["svc"], now_ms - DAY_MS, now_ms, now_ms
-        )
-    assert len(statements) == 4  # a day in 6 h slices
+        horizon = await service._horizon(reader, engine, now_ms - DAY_MS, now_ms, now_ms)
+    assert len(statements) == 2 + 4  # before the span: open ones, the engine's; a day in 6 h
     assert "time <" not in statements[-1]
-    assert horizon.stored == {f"e{k}": t for k, t in enumerate(times)}
-    assert horizon.stored_open == {f"e{k}" for k in range(0, len(times), 2)}
+    assert horizon.stored == {f"e{k}": t for k, t in enumerate(times)} | {
+        "snap": old,
+        "ancient": old - DAY_MS,
+    }
+    assert horizon.stored_open == {f"e{k}" for k in range(0, len(times), 2)} | {"ancient"}
+    assert horizon.open_since == old - DAY_MS
 
 
 @pytest.mark.anyio
@@ -1919,16 +1937,21 @@ async def test_a_rebuild_closes_a_stored_event_it_does_not_find_only_once_warmed
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("before_span", [False, True], ids=["cold", "before-the-span"])
 async def test_an_event_a_cold_rebuild_left_open_is_closed_when_the_live_engine_opens_its_own(
-    mqtt_settings: MqttSettings, influx_settings: InfluxSettings, monkeypatch: pytest.MonkeyPatch
+    mqtt_settings: MqttSettings,
+    influx_settings: InfluxSettings,
+    monkeypatch: pytest.MonkeyPatch,
+    before_span: bool,
 ) -> None:
-    """A stored comm_loss on ``main``, detected before the rebuild's engine warmed, stays
-    open over the cold engine's silence; once live, the meter falls silent and the engine
+    """A stored comm_loss on ``main``, detected before the rebuild's engine warmed (or
+    before the rebuild's span, 40 days ago: read all the same), stays open over the cold
+    engine's silence; once live, the meter falls silent and the engine
     opens its own comm_loss: the stored one is closed then (superseded, at the new one's
     detected_at), written and published once, before the new one's opening — InfluxDB holds
     one open comm_loss on ``main``, the engine's."""
     settings, now_ms, since = await _eight_of_nine_days(influx_settings, mqtt_settings)
-    found = since + int(settings.warmup_s * 1000) - HOUR_MS
+    found = now_ms - 40 * DAY_MS if before_span else since + int(settings.warmup_s * 1000) - HOUR_MS
     tags = {"park": "svc", "kind": "comm_loss", "family": "meter_fault", "meter": "main"}
     fields: dict[str, float | int | bool | str] = {
         "id": "x-old", "state": "opened", "open": True, "start_ms": found,
