@@ -211,6 +211,8 @@ class AnalyticsService:
         # behind at first, does not lower it)
         self.progress: dict[str, dict[str, int]] = {}
         self.horizons: dict[str, Horizon] = {}  # per park, where its refill's outputs started
+        # per park, the hour point its gateways' marks were last written in, and how many
+        self.gateways_written: dict[str, tuple[int, int]] = {}
         # per park, the most its marks' analysed_ms may say while a hole is behind (``_pin``)
         self.pinned: dict[str, int] = {}
         # superseding closes' enterprise tags, their stored points' (an id may have two
@@ -506,16 +508,26 @@ class AnalyticsService:
                 mark[name] = max(mark.get(name, at), at)
         n_outputs = len(lines)
         # after the outputs, in the same batch: a mark never runs ahead of what it marks
+        # per park, the hour point and number of gateways its gateways' marks go in with
+        gateways_in: dict[str, tuple[int, int]] = {}
         for park, mark in sorted(marks.items()):
             if "through_ms" in mark:
-                fields = dict(mark)
+                at = mark["through_ms"] // HOUR_MS * HOUR_MS
+                # each gateway's own mark only in the first write of an hour's point, and when
+                # a gateway is first heard: a park of thousands of gateways would make every
+                # mark that wide, and an older one is still a lower bound (a refill takes the
+                # later of it and analysed_ms, :meth:`_horizon`)
+                fields = {k: v for k, v in mark.items() if not k.startswith(GATEWAY_MARK)}
+                n = len(mark) - len(fields)
+                if self.gateways_written.get(park) != (at, n):
+                    fields = dict(mark)
+                    gateways_in[park] = (at, n)
                 pinned = self.pinned.get(park)
                 if pinned is not None:  # a hole behind: the next worker refills from it
                     fields["analysed_ms"] = min(fields.get("analysed_ms", pinned), pinned)
                     for name in fields:
                         if name.startswith(GATEWAY_MARK):
                             fields[name] = min(fields[name], pinned)
-                at = mark["through_ms"] // HOUR_MS * HOUR_MS
                 lines.append(encode_point(PROGRESS_MEASUREMENT, {"park": park}, fields, at))
         if not lines:
             return
@@ -531,6 +543,7 @@ class AnalyticsService:
             # dropped outputs are lost live anyway, its progress is not kept
             return
         self.progress.update(marks)
+        self.gateways_written.update(gateways_in)
         n_events = sum(len(a.events) for _, a, _ in items)
         self.events_written += n_events
         self.points_written += n_outputs - n_events
@@ -891,7 +904,12 @@ class AnalyticsService:
         if gateways:  # (an older worker's mark has none: from_ms for every meter)
             for meter in engine.ctx.tree.meters.values():
                 if not meter.is_virtual:
-                    horizon.meter_from[meter.id] = gateways.get(meter.gateway, NEVER)
+                    # both are lower bounds of what was analysed of a heard gateway (its own
+                    # is written once an hour, analysed_ms with every batch)
+                    own = gateways.get(meter.gateway)
+                    horizon.meter_from[meter.id] = (
+                        NEVER if own is None else max(own, horizon.from_ms)
+                    )
         horizon.open_since = since_ms
 
         def note(found: list[Series]) -> None:

@@ -791,6 +791,42 @@ class _Writer:
 
 
 @pytest.mark.anyio
+async def test_the_gateways_marks_go_in_an_hours_first_mark_and_when_one_is_first_heard() -> None:
+    """Each gateway's own mark is written in the first mark of an hour's point (a refused
+    one does not count) and when a gateway is first heard, not with every batch: a park of
+    thousands of gateways would make every mark that wide. A pin holds them too."""
+    service = AnalyticsService(AnalyticsSettings(), SiteRegistry([_two_gateway_park()]))
+    writer = _Writer()
+
+    def batch(t: int, *gateways: str) -> tuple[str, Advanced, dict[str, int]]:
+        point = DerivedPoint("demand_15m", {"meter": "ma"}, {"p_kw_avg": 1.0}, t)
+        progress = {"through_ms": t, "analysed_ms": t, **{f"analysed_ms@{g}": t for g in gateways}}
+        return "svc", Advanced(points=[point]), progress
+
+    def own(k: int) -> dict[str, int]:
+        [mark] = [line for line in writer.batches[k] if line.startswith("analytics_progress")]
+        return {g: int(t) for g, t in re.findall(r"analysed_ms@([\w-]+)=(\d+)i", mark)}
+
+    h = 10 * HOUR_MS
+    for t, gateways in [
+        (h, ("gw-a",)),  # refused
+        (h + 1000, ("gw-a",)),  # the hour's first written
+        (h + 2000, ("gw-a",)),
+        (h + 3000, ("gw-a", "gw-b")),  # gw-b first heard
+        (h + 4000, ("gw-a", "gw-b")),
+        (h + HOUR_MS, ("gw-a", "gw-b")),  # the next hour's point
+    ]:
+        await service._write(writer, [batch(t, *gateways)])  # type: ignore[arg-type]
+    assert [own(k) for k in range(1, 6)] == [
+        {"gw-a": h + 1000}, {}, {"gw-a": h + 3000, "gw-b": h + 3000}, {},
+        {"gw-a": h + HOUR_MS, "gw-b": h + HOUR_MS},
+    ]  # fmt: skip
+    service._pin("svc", h)
+    await service._write(writer, [batch(h + 2 * HOUR_MS, "gw-a", "gw-b")])  # type: ignore[arg-type]
+    assert own(6) == {"gw-a": h, "gw-b": h}
+
+
+@pytest.mark.anyio
 async def test_a_refused_batch_is_not_kept_and_a_given_up_refill_pins_the_marks() -> None:
     """A batch InfluxDB refused: its progress is not kept (only what was written is), but
     the marks after it are not pinned (a refill would derive the refused data again, and one
