@@ -43,7 +43,7 @@ import logging
 import pickle
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -64,6 +64,7 @@ from analytics.settings import AnalyticsSettings
 from analytics.warm import freeze_start_up, keep_freed_memory, warm_up
 from parkwatch import mqtt, topics
 from parkwatch.events import ANOMALY_MEASUREMENT, Estimate, Event, Family, Severity, State
+from parkwatch.formula import parse_formula
 from parkwatch.influx import (
     InfluxError,
     InfluxReader,
@@ -119,10 +120,16 @@ class Horizon:
     # its progress mark's ``analysed_ms`` (capped at rebuild_s), or the default without one
     from_ms: int
     marked: bool  # a mark was found: an earlier worker stopped there
-    # per meter on a gateway, where its own outputs start, when the mark says per gateway:
-    # its gateway's mark (capped at rebuild_s), or, a gateway the earlier worker never heard,
-    # NEVER (nothing of it was written); else (no mark, or an older worker's) from_ms
+    # per meter, where its own outputs start, when the mark says per gateway: a real meter's
+    # gateway's own mark alone (capped at rebuild_s; analysed_ms, max-merged, may be past a
+    # gateway first heard with a backlog), or, a gateway the earlier worker never heard, NEVER
+    # (nothing of it was written); a virtual meter's the earliest of its formula's meters'; else
+    # (no mark, or an older worker's) from_ms
     meter_from: dict[str, int] = field(default_factory=dict)
+    # per zone, the earliest of its meters' (as meter_from: empty without gateway marks)
+    zone_from: dict[str, int] = field(default_factory=dict)
+    # an output of neither a meter nor a zone: the earliest of all (None: from_ms)
+    least_ms: int | None = None
     # event id → the data time of its message InfluxDB holds (the latest written)
     stored: dict[str, int] = field(default_factory=dict)
     # the events whose message InfluxDB holds (or the refill wrote) is an open one
@@ -144,11 +151,20 @@ class Horizon:
     held: dict[str, tuple[Event, list[str | None]]] = field(default_factory=dict)
 
     def start_of(self, event: Event) -> int:
-        """Where this refill's messages of ``event`` start: its meter's (a meter's events
-        come from its gateway's data alone), or the park's for a zone or virtual meter."""
-        if event.meter is None:
-            return self.from_ms
-        return self.meter_from.get(event.meter, self.from_ms)
+        """Where this refill's messages of ``event`` start: its meter's (a real meter's events
+        come from its gateway's data alone), its zone's, or the earliest of all."""
+        if event.meter is not None:
+            return self.meter_from.get(event.meter, self.from_ms)
+        return self.start_of_tags({} if event.zone is None else {"zone": event.zone})
+
+    def start_of_tags(self, tags: Mapping[str, str]) -> int:
+        """Where this refill's output tagged ``tags`` starts (a point's, an event's subject)."""
+        if "meter" in tags:
+            return self.meter_from.get(tags["meter"], self.from_ms)
+        least = self.from_ms if self.least_ms is None else self.least_ms
+        if "zone" in tags:
+            return self.zone_from.get(tags["zone"], least)
+        return least
 
 
 class AnalyticsMetrics:
@@ -211,8 +227,8 @@ class AnalyticsService:
         # behind at first, does not lower it)
         self.progress: dict[str, dict[str, int]] = {}
         self.horizons: dict[str, Horizon] = {}  # per park, where its refill's outputs started
-        # per park, the hour point its gateways' marks were last written in, and how many
-        self.gateways_written: dict[str, tuple[int, int]] = {}
+        # per park, each gateway's mark field as last written (``_write``'s throttle)
+        self.gateways_written: dict[str, dict[str, int]] = {}
         # per park, the most its marks' analysed_ms may say while a hole is behind (``_pin``)
         self.pinned: dict[str, int] = {}
         # superseding closes' enterprise tags, their stored points' (an id may have two
@@ -391,15 +407,7 @@ class AnalyticsService:
         if publish:
             await self._queue_alerts(park, advanced.events, late=False)
         if advanced.events or advanced.points:
-            engine = self.engines[park]
-            progress = {}
-            each = engine.analysed_by_gateway()
-            if engine.park_emitted is not None and each is not None:
-                through = engine.park_emitted * engine.step_ms
-                progress["through_ms"] = through
-                progress["analysed_ms"] = min(each.values(), default=through)  # analysed_ms()
-                progress.update((GATEWAY_MARK + g, at) for g, at in each.items())
-            await self.outputs.put((park, advanced, progress))
+            await self.outputs.put((park, advanced, _progress(self.engines[park])))
             self.metrics.queue.set(self.outputs.qsize())
 
     def _against_stored(self, park: str, engine: ParkEngine, advanced: Advanced) -> None:
@@ -489,9 +497,18 @@ class AnalyticsService:
             await self._write(writer, items)
 
     async def _write(
-        self, writer: InfluxWriter, items: Sequence[tuple[str, Advanced, dict[str, int]]]
+        self,
+        writer: InfluxWriter,
+        items: Sequence[tuple[str, Advanced, dict[str, int]]],
+        *,
+        whole: bool = False,
     ) -> None:
+        """Write a batch of outputs and, after them, each park's mark; ``whole``: every
+        gateway's field in it (on the way out), as for a park an item of which has no outputs
+        (a refill's last mark, :meth:`_warm_up`)."""
         lines: list[str] = []
+        # the parks whose marks carry every gateway's field
+        whole_parks = {park for park, a, _ in items if whole or not (a.events or a.points)}
         # per park, its mark once this batch is in (into self.progress only then)
         marks: dict[str, dict[str, int]] = {}
         for park, advanced, progress in items:
@@ -508,20 +525,24 @@ class AnalyticsService:
                 mark[name] = max(mark.get(name, at), at)
         n_outputs = len(lines)
         # after the outputs, in the same batch: a mark never runs ahead of what it marks
-        # per park, the hour point and number of gateways its gateways' marks go in with
-        gateways_in: dict[str, tuple[int, int]] = {}
+        # per park, the gateways' fields its mark carries
+        gateways_in: dict[str, dict[str, int]] = {}
         for park, mark in sorted(marks.items()):
             if "through_ms" in mark:
                 at = mark["through_ms"] // HOUR_MS * HOUR_MS
-                # each gateway's own mark only in the first write of an hour's point, and when
-                # a gateway is first heard: a park of thousands of gateways would make every
-                # mark that wide, and an older one is still a lower bound (a refill takes the
-                # later of it and analysed_ms, :meth:`_horizon`)
+                # a gateway's own mark when first written, and then once it has moved an hour
+                # on (a park of thousands of gateways would make every mark that wide): an
+                # older one is still a lower bound, and a refill starts the gateway's meters
+                # there (:meth:`_horizon`), so it rewrites an hour of them at most
                 fields = {k: v for k, v in mark.items() if not k.startswith(GATEWAY_MARK)}
-                n = len(mark) - len(fields)
-                if self.gateways_written.get(park) != (at, n):
-                    fields = dict(mark)
-                    gateways_in[park] = (at, n)
+                last = self.gateways_written.get(park, {})
+                due = gateways_in[park] = {
+                    k: v
+                    for k, v in mark.items()
+                    if k.startswith(GATEWAY_MARK)
+                    and (park in whole_parks or k not in last or v >= last[k] + HOUR_MS)
+                }
+                fields.update(due)
                 pinned = self.pinned.get(park)
                 if pinned is not None:  # a hole behind: the next worker refills from it
                     fields["analysed_ms"] = min(fields.get("analysed_ms", pinned), pinned)
@@ -543,7 +564,8 @@ class AnalyticsService:
             # dropped outputs are lost live anyway, its progress is not kept
             return
         self.progress.update(marks)
-        self.gateways_written.update(gateways_in)
+        for park, due in gateways_in.items():
+            self.gateways_written.setdefault(park, {}).update(due)
         n_events = sum(len(a.events) for _, a, _ in items)
         self.events_written += n_events
         self.points_written += n_outputs - n_events
@@ -612,7 +634,7 @@ class AnalyticsService:
             items.append(self.outputs.get_nowait())
         if items:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._write(writer, items), timeout=10)
+                await asyncio.wait_for(self._write(writer, items, whole=True), timeout=10)
 
     async def _health(self) -> tuple[bool, dict[str, Any]]:
         async with InfluxReader(self.settings.influx) as reader:
@@ -780,6 +802,12 @@ class AnalyticsService:
                     await self._emit(park, Advanced(events=closes), publish=False)
                     if horizon.marked:
                         await self._queue_alerts(park, closes, late=True)
+                    # the refill's last mark, with every gateway's field (an item without
+                    # outputs, :meth:`_write`): a gateway's own mark, which the next refill
+                    # starts its meters at, is not left where the refill first heard it
+                    progress = _progress(engine)
+                    if progress:
+                        await self.outputs.put((park, Advanced(), progress))
                 except InfluxError as exc:
                     # [lo, now) has no outputs: no mark of this worker's may pass it
                     self._pin(park, lo)
@@ -902,14 +930,26 @@ class AnalyticsService:
         )
         gateways = {k.removeprefix(GATEWAY_MARK): v for k, v in mark.items() if GATEWAY_MARK in k}
         if gateways:  # (an older worker's mark has none: from_ms for every meter)
-            for meter in engine.ctx.tree.meters.values():
+            meters = engine.ctx.tree.meters
+            for meter in meters.values():
                 if not meter.is_virtual:
-                    # both are lower bounds of what was analysed of a heard gateway (its own
-                    # is written once an hour, analysed_ms with every batch)
-                    own = gateways.get(meter.gateway)
-                    horizon.meter_from[meter.id] = (
-                        NEVER if own is None else max(own, horizon.from_ms)
+                    # its gateway's own mark alone: a lower bound of what was analysed of it
+                    # (kept within an hour of it, :meth:`_write`); analysed_ms is not one
+                    # (max-merged and read with max: past a gateway first heard late)
+                    horizon.meter_from[meter.id] = gateways.get(meter.gateway, NEVER)
+            real = dict(horizon.meter_from)
+            for meter in meters.values():
+                if meter.is_virtual:  # a formula names real meters only (site validation)
+                    reads = parse_formula(meter.spec.formula or "", meters).meters
+                    horizon.meter_from[meter.id] = min(
+                        (real[m] for m in reads), default=horizon.from_ms
                     )
+            for zone in engine.park.zones:
+                horizon.zone_from[zone.id] = min(
+                    (horizon.meter_from.get(m, horizon.from_ms) for m in zone.meter_ids),
+                    default=horizon.from_ms,
+                )
+            horizon.least_ms = min(horizon.meter_from.values(), default=horizon.from_ms)
         horizon.open_since = since_ms
 
         def note(found: list[Series]) -> None:
@@ -1038,6 +1078,20 @@ class AnalyticsService:
                 log.warning("snapshot not written: %s", exc)
 
 
+def _progress(engine: ParkEngine) -> dict[str, int]:
+    """``engine``'s progress mark as it stands (``PROGRESS_MEASUREMENT``; none before it has
+    emitted)."""
+    each = engine.analysed_by_gateway()
+    if engine.park_emitted is None or each is None:
+        return {}
+    through = engine.park_emitted * engine.step_ms
+    return {
+        "through_ms": through,
+        "analysed_ms": min(each.values(), default=through),  # analysed_ms()
+        **{GATEWAY_MARK + g: at for g, at in each.items()},
+    }
+
+
 def _keep_new(advanced: Advanced, horizon: Horizon) -> int:
     """Drop from a refill's output what an earlier worker already stored (or, before its
     horizon, what it covered: a cold engine's first findings and balances depend on where its
@@ -1067,7 +1121,7 @@ def _keep_new(advanced: Advanced, horizon: Horizon) -> int:
         # no point is stamped more than an hour before it is emitted (an hourly point at its
         # hour's start, in the park's zone: a +05:30 park's hours start at half past a UTC
         # hour), so one the earlier worker did not emit (after its horizon) is stamped after
-        return p.t_ms >= horizon.meter_from.get(meter, horizon.from_ms) - HOUR_MS
+        return p.t_ms >= horizon.start_of_tags(p.tags) - HOUR_MS
 
     points = [p for p in advanced.points if new(p)]
     dropped = len(advanced.events) - len(events) + len(advanced.points) - len(points)

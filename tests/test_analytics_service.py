@@ -791,39 +791,41 @@ class _Writer:
 
 
 @pytest.mark.anyio
-async def test_the_gateways_marks_go_in_an_hours_first_mark_and_when_one_is_first_heard() -> None:
-    """Each gateway's own mark is written in the first mark of an hour's point (a refused
-    one does not count) and when a gateway is first heard, not with every batch: a park of
-    thousands of gateways would make every mark that wide. A pin holds them too."""
+async def test_a_gateways_mark_is_written_when_first_heard_and_once_it_moved_an_hour() -> None:
+    """Each gateway's own mark is written when first heard (a refused write does not count)
+    and then once it has moved an hour on, not with every batch: a park of thousands of
+    gateways would make every mark that wide; a mark without outputs (a refill's last)
+    carries them all. A pin holds them too."""
     service = AnalyticsService(AnalyticsSettings(), SiteRegistry([_two_gateway_park()]))
     writer = _Writer()
 
-    def batch(t: int, *gateways: str) -> tuple[str, Advanced, dict[str, int]]:
+    def batch(t: int, *gateways: str, outputs: bool = True) -> tuple[str, Advanced, dict[str, int]]:
         point = DerivedPoint("demand_15m", {"meter": "ma"}, {"p_kw_avg": 1.0}, t)
         progress = {"through_ms": t, "analysed_ms": t, **{f"analysed_ms@{g}": t for g in gateways}}
-        return "svc", Advanced(points=[point]), progress
+        return "svc", Advanced(points=[point] if outputs else []), progress
 
     def own(k: int) -> dict[str, int]:
         [mark] = [line for line in writer.batches[k] if line.startswith("analytics_progress")]
         return {g: int(t) for g, t in re.findall(r"analysed_ms@([\w-]+)=(\d+)i", mark)}
 
     h = 10 * HOUR_MS
-    for t, gateways in [
-        (h, ("gw-a",)),  # refused
-        (h + 1000, ("gw-a",)),  # the hour's first written
-        (h + 2000, ("gw-a",)),
-        (h + 3000, ("gw-a", "gw-b")),  # gw-b first heard
-        (h + 4000, ("gw-a", "gw-b")),
-        (h + HOUR_MS, ("gw-a", "gw-b")),  # the next hour's point
+    for t, gateways, outputs in [
+        (h, ("gw-a",), True),  # refused
+        (h + 1000, ("gw-a",), True),  # first written
+        (h + 2000, ("gw-a",), True),
+        (h + 3000, ("gw-a", "gw-b"), True),  # gw-b first heard
+        (h + HOUR_MS + 1000, ("gw-a", "gw-b"), True),  # gw-a an hour on, gw-b not yet
+        (h + HOUR_MS + 2000, ("gw-a", "gw-b"), False),  # a refill's last mark: all
+        (h + HOUR_MS + 3000, ("gw-a", "gw-b"), True),
     ]:
-        await service._write(writer, [batch(t, *gateways)])  # type: ignore[arg-type]
-    assert [own(k) for k in range(1, 6)] == [
-        {"gw-a": h + 1000}, {}, {"gw-a": h + 3000, "gw-b": h + 3000}, {},
-        {"gw-a": h + HOUR_MS, "gw-b": h + HOUR_MS},
+        await service._write(writer, [batch(t, *gateways, outputs=outputs)])  # type: ignore[arg-type]
+    assert [own(k) for k in range(1, 7)] == [
+        {"gw-a": h + 1000}, {}, {"gw-b": h + 3000}, {"gw-a": h + HOUR_MS + 1000},
+        {"gw-a": h + HOUR_MS + 2000, "gw-b": h + HOUR_MS + 2000}, {},
     ]  # fmt: skip
     service._pin("svc", h)
-    await service._write(writer, [batch(h + 2 * HOUR_MS, "gw-a", "gw-b")])  # type: ignore[arg-type]
-    assert own(6) == {"gw-a": h, "gw-b": h}
+    await service._write(writer, [batch(h + 3 * HOUR_MS, "gw-a", "gw-b")])  # type: ignore[arg-type]
+    assert own(7) == {"gw-a": h, "gw-b": h}
 
 
 @pytest.mark.anyio
@@ -1240,11 +1242,14 @@ async def test_the_horizon_is_the_mark_capped_at_rebuild_s_and_events_stored_by_
         assert service.progress["svc"] == {"through_ms": recent, "analysed_ms": marked.from_ms}
 
 
-def _two_gateway_park() -> Park:
+def _two_gateway_park(*, virtual: bool = False) -> Park:
+    """ma on gw-a, mb on gw-b; ``virtual``: and mv = ma + mb."""
+    mv = {"id": "mv", "utility": "electricity", "formula": "ma + mb", "contracted_demand_kw": 1000}
     return Park.model_validate(
         {"park": "svc", "meters": [
             {"id": "ma", "utility": "electricity", "gateway": "gw-a", "contracted_demand_kw": 1000},
             {"id": "mb", "utility": "electricity", "gateway": "gw-b", "contracted_demand_kw": 1000},
+            *([mv] if virtual else []),
         ]}
     )  # fmt: skip
 
@@ -1390,8 +1395,9 @@ async def test_a_gateway_never_heard_has_its_backlog_written_and_published_once(
     backlog, a peak 40 to 20 minutes before that worker's mark among it, reaches InfluxDB
     while no worker runs. The mark is per gateway: gw-b has none, so all of its data is new
     to the next worker, which writes the peak and its demand blocks and publishes the peak
-    (late); gw-a's events, which the first worker wrote, are not written again; nor is
-    anything written again by the worker after."""
+    (late), and so the peak of the virtual meter mv = ma + mb (it starts where the earliest
+    of its formula's meters does); gw-a's events, which the first worker wrote, are not
+    written again; nor is anything written again by the worker after."""
     now_ms = time.time_ns() // 1_000_000 // QUARTER_MS * QUARTER_MS + 7 * 60_000
     start = now_ms - DAY_MS
     await _store(influx_settings, _minute_lines("ma", start, now_ms - 60_000))
@@ -1402,7 +1408,7 @@ async def test_a_gateway_never_heard_has_its_backlog_written_and_published_once(
         history_slice_s=SLICE_MS / 1000,
         rollups=False,
     )
-    park = _two_gateway_park()
+    park = _two_gateway_park(virtual=True)
     first, first_written, _, _ = await _rebuild(settings, now_ms, monkeypatch, park=park)
     assert set(first.progress["svc"]) == {"through_ms", "analysed_ms", "analysed_ms@gw-a"}
     async with InfluxWriter(influx_settings) as writer:
@@ -1418,13 +1424,14 @@ async def test_a_gateway_never_heard_has_its_backlog_written_and_published_once(
         settings, now_ms + 10 * 60_000, monkeypatch, published, points=points, park=park
     )
     assert service.horizons["svc"].from_ms >= now_ms - 2 * 60_000  # gw-a's: after the peak
-    [peak] = [
-        e
-        for e in written
-        if e.kind == "demand_peak" and e.meter == "mb" and e.state is State.OPENED
-    ]
-    assert now_ms - 40 * 60_000 <= peak.detected_at_ms < now_ms - 20 * 60_000
-    assert (peak.id, State.OPENED) in [(e.id, e.state) for e in published]
+    for meter in ("mb", "mv"):
+        [peak] = [
+            e
+            for e in written
+            if e.kind == "demand_peak" and e.meter == meter and e.state is State.OPENED
+        ]
+        assert now_ms - 40 * 60_000 <= peak.detected_at_ms < now_ms - 20 * 60_000
+        assert (peak.id, State.OPENED) in [(e.id, e.state) for e in published]
     blocks = {p.t_ms for p in points if p.measurement == "demand_15m" and p.tags["meter"] == "mb"}
     assert [t for t in blocks if now_ms - 40 * 60_000 <= t < now_ms - 20 * 60_000]  # the peak's
     # no message of gw-a's the first worker wrote is written again
@@ -1433,6 +1440,55 @@ async def test_a_gateway_never_heard_has_its_backlog_written_and_published_once(
     assert not {_message(e) for e in written} & {_message(e) for e in again}
     keys = [r[1:] for r in await _open_rows(influx_settings)]
     assert len(keys) == len(set(keys))  # one open event per kind and meter
+
+
+@pytest.mark.anyio
+async def test_a_gateway_first_heard_with_part_of_its_backlog_has_the_rest_written_after(
+    mqtt_settings: MqttSettings, influx_settings: InfluxSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first worker heard gw-a only; part of gw-b's backlog (to 3 h before that worker's
+    mark) came in and a second worker refilled it: its gw-b mark is there, its analysed_ms is
+    the first worker's (marks only go forward). The rest of the backlog, a peak in it, comes
+    in: the third worker starts gw-b's meter at gw-b's own mark, not at analysed_ms, so the
+    peak is written and published (the review's test_probe_gw_join.py)."""
+    now_ms = time.time_ns() // 1_000_000 // QUARTER_MS * QUARTER_MS + 7 * 60_000
+    start = now_ms - DAY_MS
+    await _store(influx_settings, _minute_lines("ma", start, now_ms - 60_000))
+    settings = AnalyticsSettings(
+        mqtt=mqtt_settings,
+        influx=influx_settings,
+        rebuild_s=DAY_MS / 1000,
+        history_slice_s=SLICE_MS / 1000,
+        rollups=False,
+    )
+    park = _two_gateway_park()
+    await _rebuild(settings, now_ms, monkeypatch, park=park)
+    async with InfluxWriter(influx_settings) as writer:
+        await writer.write(
+            _minute_lines("mb", start, now_ms - 3 * HOUR_MS)
+            + _minute_lines("ma", now_ms - 60_000, now_ms + 9 * 60_000)
+        )
+    second, _, _, _ = await _rebuild(settings, now_ms + 10 * 60_000, monkeypatch, [], park=park)
+    assert second.progress["svc"]["analysed_ms@gw-b"] < now_ms - 2 * HOUR_MS
+    assert second.progress["svc"]["analysed_ms"] > now_ms - HOUR_MS
+    async with InfluxWriter(influx_settings) as writer:
+        await writer.write(
+            _minute_lines("mb", now_ms - 3 * HOUR_MS, now_ms - 160 * 60_000)
+            + _minute_lines("mb", now_ms - 160 * 60_000, now_ms - 140 * 60_000, 1500.0)
+            + _minute_lines("mb", now_ms - 140 * 60_000, now_ms + 19 * 60_000)
+            + _minute_lines("ma", now_ms + 9 * 60_000, now_ms + 19 * 60_000)
+        )
+    published: list[Event] = []
+    _, written, _, _ = await _rebuild(
+        settings, now_ms + 20 * 60_000, monkeypatch, published, park=park
+    )
+    [peak] = [
+        e
+        for e in written
+        if e.kind == "demand_peak" and e.meter == "mb" and e.state is State.OPENED
+    ]
+    assert now_ms - 160 * 60_000 <= peak.detected_at_ms < now_ms - 140 * 60_000
+    assert (peak.id, State.OPENED) in [(e.id, e.state) for e in published]
 
 
 @pytest.mark.anyio
