@@ -1162,7 +1162,9 @@ async def _stored_open(
 ) -> list[tuple[Event, str | None]]:
     """Each event InfluxDB holds open (:meth:`AnalyticsService._horizon`) that ``engine`` does not
     hold open by its id: as its stored point holds it, with the point's enterprise tag. A
-    stored row that does not parse is skipped."""
+    stored row that does not parse is skipped, and so is an id any of whose points is closed
+    (its meter changed enterprise while it was open: its close went to the new one's point
+    only, the old one's still says open)."""
     if engine.park_emitted is None:
         return []
     held = {e.id for e in engine.events.open.values()}
@@ -1174,24 +1176,25 @@ async def _stored_open(
             f"SELECT * FROM {quote_ident(ANOMALY_MEASUREMENT)} "
             f"WHERE park = {qs(engine.park.park)} AND time >= {horizon.open_since}ms AND ({match})"
         )
-        for series in found:
-            for row in series.values:
-                r = dict(zip(series.columns, row, strict=True))
-                try:
-                    if r.get("open") is False:
-                        continue  # another point of the id: closed
-                    event = _stored_event(r, engine.park.park)
-                except (KeyError, ValueError, TypeError) as exc:
-                    # another writer's, or a newer version's (a family this one lacks)
-                    log.warning(
-                        "%s: stored event %s not closed, unreadable: %r",
-                        engine.park.park,
-                        r.get("id"),
-                        exc,
-                    )
-                    continue
-                enterprise = r.get("enterprise")
-                out.append((event, None if enterprise is None else str(enterprise)))
+        rows = [dict(zip(t.columns, row, strict=True)) for t in found for row in t.values]
+        closed = {str(r.get("id")) for r in rows if r.get("open") is False}
+        horizon.stored_open -= closed
+        for r in rows:
+            if str(r.get("id")) in closed:
+                continue
+            try:
+                event = _stored_event(r, engine.park.park)
+            except (KeyError, ValueError, TypeError) as exc:
+                # another writer's, or a newer version's (a family this one lacks)
+                log.warning(
+                    "%s: stored event %s not closed, unreadable: %r",
+                    engine.park.park,
+                    r.get("id"),
+                    exc,
+                )
+                continue
+            enterprise = r.get("enterprise")
+            out.append((event, None if enterprise is None else str(enterprise)))
     return out
 
 

@@ -1644,6 +1644,39 @@ def _mark_line(mark_ms: int) -> str:
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("before_span", [False, True])
+async def test_an_event_closed_after_its_meter_moved_is_not_closed_again(
+    mqtt_settings: MqttSettings,
+    influx_settings: InfluxSettings,
+    monkeypatch: pytest.MonkeyPatch,
+    before_span: bool,
+) -> None:
+    """An event whose meter changed enterprise while it was open, then closed live: its close
+    went to the new enterprise's point only, the old one's still says open. A refill takes
+    the id as closed (one of its points is): no second close, none published, none held
+    (the review's test_probe_stale_row.py)."""
+    settings, now_ms, _ = await _eight_of_nine_days(influx_settings, mqtt_settings)
+    found = now_ms - (40 * DAY_MS if before_span else 3 * HOUR_MS)
+    tags = {"park": "svc", "kind": "comm_loss", "family": "meter_fault", "meter": "main"}
+    base = {"id": "x-moved", "start_ms": found, "severity": "major", "evidence": '{"kw": 1.0}'}
+    opened = {**base, "state": "opened", "open": True, "updated_ms": found}
+    closed = {**opened, "state": "closed", "open": False, "updated_ms": found + HOUR_MS}
+    await _store(
+        influx_settings,
+        [
+            encode_point("anomaly", {**tags, "enterprise": "old-ent"}, opened, found),
+            encode_point("anomaly", {**tags, "enterprise": "park"}, closed, found),
+            _mark_line(now_ms - 30 * 60_000),
+        ],
+    )
+    published: list[Event] = []
+    service, written, _, _ = await _rebuild(settings, now_ms, monkeypatch, published)
+    assert [e for e in written if e.id == "x-moved"] == []
+    assert [e for e in published if e.id == "x-moved"] == []
+    assert "x-moved" not in service.horizons["svc"].held
+
+
+@pytest.mark.anyio
 @pytest.mark.parametrize("case", ["carried-on", "closed", "moved"])
 async def test_a_stored_event_found_again_at_another_time_is_carried_on_or_closed(
     mqtt_settings: MqttSettings,
