@@ -126,6 +126,8 @@ class Horizon:
     # (nothing of it was written); a virtual meter's the earliest of its formula's meters'; else
     # (no mark, or an older worker's) from_ms
     meter_from: dict[str, int] = field(default_factory=dict)
+    # the refill's span's start: an event detected before it cannot be found again by its id
+    since_ms: int = 0
     # per zone, the earliest of its meters' (as meter_from: empty without gateway marks)
     zone_from: dict[str, int] = field(default_factory=dict)
     # an output of neither a meter nor a zone: the earliest of all (None: from_ms)
@@ -854,7 +856,8 @@ class AnalyticsService:
         time, over each of its points), so that InfluxDB holds one open event per kind and
         subject. One updated at or after the refill's data clock is left to the live engine
         (``Horizon.pending``). In a rebuild (``warm_from``: where its cold engine has warmed),
-        one last updated before the horizon and detected before ``warm_from``, of a kind and
+        one last updated before the horizon (or detected before the span, whenever updated)
+        and detected before ``warm_from``, of a kind and
         subject the engine holds no event of, stays open (the earlier, warm worker's finding
         stands over a cold engine's silence) until the live engine opens its own
         (``Horizon.held``). The closes, to write."""
@@ -889,7 +892,11 @@ class AnalyticsService:
                 continue
             if (
                 warm_from is not None
-                and (event.updated_at_ms or event.detected_at_ms) < horizon.start_of(event)
+                # (detected before the span: the refill cannot find it, updated lately or not)
+                and (
+                    (event.updated_at_ms or event.detected_at_ms) < horizon.start_of(event)
+                    or event.detected_at_ms < horizon.since_ms
+                )
                 and event.detected_at_ms < warm_from
                 # (an event the engine holds is written, by the refill or as still open)
                 and current is None
@@ -950,7 +957,7 @@ class AnalyticsService:
                     default=horizon.from_ms,
                 )
             horizon.least_ms = min(horizon.meter_from.values(), default=horizon.from_ms)
-        horizon.open_since = since_ms
+        horizon.open_since = horizon.since_ms = since_ms
 
         def note(found: list[Series]) -> None:
             for series in found:

@@ -1644,6 +1644,45 @@ def _mark_line(mark_ms: int) -> str:
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("updated_after_mark", [False, True])
+async def test_an_event_open_since_before_the_span_is_held_by_a_rebuild(
+    mqtt_settings: MqttSettings,
+    influx_settings: InfluxSettings,
+    monkeypatch: pytest.MonkeyPatch,
+    updated_after_mark: bool,
+) -> None:
+    """A comm_loss open since 40 days, before the rebuild's span: the rebuild can never find
+    it by its id, and its cold engine's silence says nothing, so it is held (left open for
+    the live engine's own of its kind and subject), even when its last update came after the
+    mark (the review's test_probe_before_span.py)."""
+    settings, now_ms, _ = await _eight_of_nine_days(influx_settings, mqtt_settings)
+    found = now_ms - 40 * DAY_MS
+    updated = now_ms - 2 * HOUR_MS if updated_after_mark else found
+    tags = {"park": "svc", "kind": "comm_loss", "family": "meter_fault", "meter": "main"}
+    fields = {
+        "id": "x-old",
+        "state": "updated" if updated_after_mark else "opened",
+        "open": True,
+        "start_ms": found,
+        "updated_ms": updated,
+        "severity": "major",
+        "evidence": '{"kw": 1.0}',
+    }
+    await _store(
+        influx_settings,
+        [
+            encode_point("anomaly", {**tags, "enterprise": "park"}, fields, found),
+            _mark_line(now_ms - 3 * HOUR_MS),
+        ],
+    )
+    published: list[Event] = []
+    service, written, _, _ = await _rebuild(settings, now_ms, monkeypatch, published)
+    assert list(service.horizons["svc"].held) == ["x-old"]
+    assert [e for e in written if e.id == "x-old"] == []
+    assert [e for e in published if e.id == "x-old"] == []
+
+
+@pytest.mark.anyio
 @pytest.mark.parametrize("before_span", [False, True])
 async def test_an_event_closed_after_its_meter_moved_is_not_closed_again(
     mqtt_settings: MqttSettings,
