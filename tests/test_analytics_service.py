@@ -1697,8 +1697,15 @@ async def test_an_event_closed_after_its_meter_moved_is_not_closed_again(
     settings, now_ms, _ = await _eight_of_nine_days(influx_settings, mqtt_settings)
     found = now_ms - (40 * DAY_MS if before_span else 3 * HOUR_MS)
     tags = {"park": "svc", "kind": "comm_loss", "family": "meter_fault", "meter": "main"}
-    base = {"id": "x-moved", "start_ms": found, "severity": "major", "evidence": '{"kw": 1.0}'}
-    opened = {**base, "state": "opened", "open": True, "updated_ms": found}
+    opened: dict[str, float | int | bool | str] = {
+        "id": "x-moved",
+        "start_ms": found,
+        "severity": "major",
+        "evidence": '{"kw": 1.0}',
+        "state": "opened",
+        "open": True,
+        "updated_ms": found,
+    }
     closed = {**opened, "state": "closed", "open": False, "updated_ms": found + HOUR_MS}
     await _store(
         influx_settings,
