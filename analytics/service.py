@@ -111,6 +111,12 @@ PROGRESS_MEASUREMENT = "analytics_progress"
 # without one was never heard, so none of its data was analysed: all of it is new to a refill)
 GATEWAY_MARK = "analysed_ms@"
 HOUR_MS = 3_600_000
+# a gateway's own mark is rewritten once it has moved this far (not with every batch: a park
+# of thousands of gateways would make every mark that wide). After a crash, the mark's lag is
+# the window in which a refill takes the gateway's data as new and may re-emit an event the
+# live worker found at another detected time under a new id: a mark a few minutes wider is
+# cheap, so the window is kept to a few minutes (a clean stop writes them all, ``_drain``)
+GATEWAY_MARK_EVERY_MS = 5 * 60_000
 
 
 @dataclass
@@ -532,17 +538,19 @@ class AnalyticsService:
         for park, mark in sorted(marks.items()):
             if "through_ms" in mark:
                 at = mark["through_ms"] // HOUR_MS * HOUR_MS
-                # a gateway's own mark when first written, and then once it has moved an hour
-                # on (a park of thousands of gateways would make every mark that wide): an
-                # older one is still a lower bound, and a refill starts the gateway's meters
-                # there (:meth:`_horizon`), so it rewrites an hour of them at most
+                # a gateway's own mark when first written, and then once it has moved
+                # GATEWAY_MARK_EVERY_MS on: an older one is still a lower bound, and a refill
+                # starts the gateway's meters there (:meth:`_horizon`), so it rewrites that
+                # much of them at most
                 fields = {k: v for k, v in mark.items() if not k.startswith(GATEWAY_MARK)}
                 last = self.gateways_written.get(park, {})
                 due = gateways_in[park] = {
                     k: v
                     for k, v in mark.items()
                     if k.startswith(GATEWAY_MARK)
-                    and (park in whole_parks or k not in last or v >= last[k] + HOUR_MS)
+                    and (
+                        park in whole_parks or k not in last or v >= last[k] + GATEWAY_MARK_EVERY_MS
+                    )
                 }
                 fields.update(due)
                 pinned = self.pinned.get(park)
@@ -630,10 +638,16 @@ class AnalyticsService:
                 return
 
     async def _drain(self, writer: InfluxWriter) -> None:
-        """On the way out: what is queued still goes to InfluxDB (briefly)."""
-        items = []
+        """On the way out: what is queued still goes to InfluxDB (briefly), and each park's
+        mark with every gateway's field, queue empty or not: a throttled gateway's field
+        (:meth:`_write`) does not lag after a clean stop."""
+        items: list[tuple[str, Advanced, dict[str, int]]] = []
         while not self.outputs.empty():
             items.append(self.outputs.get_nowait())
+        # the marks as written (self.progress), not the engines': an output cancelled before
+        # it was queued is not in, and its mark must not be either; only the parks this worker
+        # has written a mark of (not one seeded from the stored mark alone, before any output)
+        items.extend((park, Advanced(), {}) for park in self.gateways_written)
         if items:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._write(writer, items, whole=True), timeout=10)

@@ -29,11 +29,14 @@ from analytics.engine.clocks import ClockRules
 from analytics.engine.contract import DerivedPoint, SeriesKey
 from analytics.engine.engine import Advanced, Batch, ParkEngine, Rows
 from analytics.service import (
+    GATEWAY_MARK,
+    GATEWAY_MARK_EVERY_MS,
     SNAPSHOT_VERSION,
     AnalyticsService,
     Horizon,
     LateAlerts,
     _keep_new,
+    _progress,
     history_rows,
 )
 from analytics.settings import AnalyticsSettings
@@ -791,11 +794,12 @@ class _Writer:
 
 
 @pytest.mark.anyio
-async def test_a_gateways_mark_is_written_when_first_heard_and_once_it_moved_an_hour() -> None:
+async def test_a_gateways_mark_is_written_when_first_heard_and_once_it_moved_on() -> None:
     """Each gateway's own mark is written when first heard (a refused write does not count)
-    and then once it has moved an hour on, not with every batch: a park of thousands of
-    gateways would make every mark that wide; a mark without outputs (a refill's last)
-    carries them all. A pin holds them too."""
+    and then once it has moved GATEWAY_MARK_EVERY_MS on, not with every batch: a park of
+    thousands of gateways would make every mark that wide; a mark without outputs (a
+    refill's last) carries them all, and so does the one written on the way out, queue empty
+    or not. A pin holds them too."""
     service = AnalyticsService(AnalyticsSettings(), SiteRegistry([_two_gateway_park()]))
     writer = _Writer()
 
@@ -808,24 +812,26 @@ async def test_a_gateways_mark_is_written_when_first_heard_and_once_it_moved_an_
         [mark] = [line for line in writer.batches[k] if line.startswith("analytics_progress")]
         return {g: int(t) for g, t in re.findall(r"analysed_ms@([\w-]+)=(\d+)i", mark)}
 
-    h = 10 * HOUR_MS
+    h, every = 10 * HOUR_MS, GATEWAY_MARK_EVERY_MS
     for t, gateways, outputs in [
         (h, ("gw-a",), True),  # refused
         (h + 1000, ("gw-a",), True),  # first written
         (h + 2000, ("gw-a",), True),
         (h + 3000, ("gw-a", "gw-b"), True),  # gw-b first heard
-        (h + HOUR_MS + 1000, ("gw-a", "gw-b"), True),  # gw-a an hour on, gw-b not yet
-        (h + HOUR_MS + 2000, ("gw-a", "gw-b"), False),  # a refill's last mark: all
-        (h + HOUR_MS + 3000, ("gw-a", "gw-b"), True),
+        (h + every + 1000, ("gw-a", "gw-b"), True),  # gw-a moved far enough, gw-b not yet
+        (h + every + 2000, ("gw-a", "gw-b"), False),  # a refill's last mark: all
+        (h + every + 3000, ("gw-a", "gw-b"), True),
     ]:
         await service._write(writer, [batch(t, *gateways, outputs=outputs)])  # type: ignore[arg-type]
     assert [own(k) for k in range(1, 7)] == [
-        {"gw-a": h + 1000}, {}, {"gw-b": h + 3000}, {"gw-a": h + HOUR_MS + 1000},
-        {"gw-a": h + HOUR_MS + 2000, "gw-b": h + HOUR_MS + 2000}, {},
+        {"gw-a": h + 1000}, {}, {"gw-b": h + 3000}, {"gw-a": h + every + 1000},
+        {"gw-a": h + every + 2000, "gw-b": h + every + 2000}, {},
     ]  # fmt: skip
+    await service._drain(writer)  # type: ignore[arg-type]
+    assert own(7) == {"gw-a": h + every + 3000, "gw-b": h + every + 3000}  # queue empty
     service._pin("svc", h)
     await service._write(writer, [batch(h + 3 * HOUR_MS, "gw-a", "gw-b")])  # type: ignore[arg-type]
-    assert own(7) == {"gw-a": h, "gw-b": h}
+    assert own(8) == {"gw-a": h, "gw-b": h}
 
 
 @pytest.mark.anyio
@@ -1795,6 +1801,93 @@ async def test_a_stored_event_found_again_at_another_time_is_carried_on_or_close
     stored_open = await _open_rows(influx_settings)
     assert [r[0] for r in stored_open if r[1:] == key] == [engine.events.open[key].id]
     keys = [r[1:] for r in stored_open]
+    assert len(keys) == len(set(keys))  # one open event per kind and meter
+
+
+async def _lag_gateway_marks(influx_settings: InfluxSettings, at_most_ms: int) -> None:
+    """Every stored gateway field of the marks set back to ``at_most_ms`` at most, as a live
+    worker's throttle (``GATEWAY_MARK_EVERY_MS``) may leave them."""
+    async with InfluxReader(influx_settings) as reader:
+        found = await reader.query("SELECT * FROM analytics_progress")
+    lines = []
+    for series in found:
+        for row in series.values:
+            mark = dict(zip(series.columns, row, strict=True))
+            fields = {
+                k: min(int(v), at_most_ms)
+                for k, v in mark.items()
+                if k.startswith(GATEWAY_MARK) and v is not None
+            }
+            svc = {"park": "svc"}
+            lines.append(encode_point("analytics_progress", svc, fields, int(mark["time"])))
+    async with InfluxWriter(influx_settings) as writer:
+        await writer.write(lines)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("stop", ["clean", "crash"])
+async def test_a_restart_adopts_an_event_stored_under_another_id_and_opens_none_again(
+    mqtt_settings: MqttSettings,
+    influx_settings: InfluxSettings,
+    monkeypatch: pytest.MonkeyPatch,
+    stop: str,
+) -> None:
+    """The first worker stored a peak under another id (found live a minute later). Its
+    gateway's own field lags, as the throttle leaves it: ``clean``, 55 minutes while it runs,
+    then it stops (the last mark, on the way out, carries every gateway's field, its queue
+    empty); ``crash``, a little under GATEWAY_MARK_EVERY_MS after it stopped. The next worker
+    takes the stored peak over: it writes and publishes no second ``opened``, no close of it
+    (the re-review's test_other_id.py)."""
+    minute = 60_000
+    stop_ms = time.time_ns() // 1_000_000 // SLICE_MS * SLICE_MS - 3 * HOUR_MS + 7 * minute
+    start = (stop_ms - 2 * DAY_MS) // DAY_MS * DAY_MS
+    await _store(
+        influx_settings,
+        _minute_lines("main", start, stop_ms - 40 * minute)
+        + _minute_lines("main", stop_ms - 40 * minute, stop_ms - minute, 1500.0),
+    )
+    settings = AnalyticsSettings(
+        mqtt=mqtt_settings,
+        influx=influx_settings,
+        rebuild_s=DAY_MS / 1000,
+        history_slice_s=SLICE_MS / 1000,
+        rollups=False,
+    )
+
+    async def lagging(service: AnalyticsService) -> None:
+        engine = service.engines["svc"]
+        own = {k: v for k, v in _progress(engine).items() if k.startswith(GATEWAY_MARK)}
+
+        async def written() -> bool:  # the refill's last mark is in
+            return service.outputs.empty() and service.gateways_written.get("svc") == own
+
+        await eventually(written, what="the refill's last mark written")
+        await _lag_gateway_marks(influx_settings, stop_ms - 55 * minute)
+
+    first, first_written, _, _ = await _rebuild(
+        settings, stop_ms, monkeypatch, then=lagging if stop == "clean" else None
+    )
+    if stop == "crash":
+        await _lag_gateway_marks(influx_settings, stop_ms - GATEWAY_MARK_EVERY_MS + minute)
+    [peak] = [e for e in first_written if e.kind == "demand_peak" and e.state is State.OPENED]
+    found_at = peak.detected_at_ms + minute
+    live = replace(peak, id=Event.make_id("svc", peak.kind, "main", found_at),
+                   detected_at_ms=found_at, updated_at_ms=found_at)  # fmt: skip
+    async with InfluxReader(influx_settings) as reader:
+        await reader.query("DELETE FROM anomaly WHERE kind = 'demand_peak'")
+    async with InfluxWriter(influx_settings) as writer:
+        await writer.write(
+            [
+                live.line(first._enterprise("svc", live)),
+                *_minute_lines("main", stop_ms - minute, stop_ms + 9 * minute, 1500.0),
+            ]
+        )
+    published: list[Event] = []
+    service, written, _, _ = await _rebuild(settings, stop_ms + 10 * minute, monkeypatch, published)
+    assert [e for e in written if e.kind == "demand_peak"] == []
+    assert [e for e in published if e.kind == "demand_peak"] == []
+    assert service.engines["svc"].events.open[("demand_peak", "main")].id == live.id
+    keys = [r[1:] for r in await _open_rows(influx_settings)]
     assert len(keys) == len(set(keys))  # one open event per kind and meter
 
 
