@@ -22,7 +22,7 @@ from analytics.engine.store import MAX_AHEAD_MS
 from analytics.kernels.feeding import route_readings
 from analytics.replay import replay
 from analytics.scoring.nab_runner import METER, QUANTITY, one_meter_park
-from parkwatch.events import Event, Family, State
+from parkwatch.events import Estimate, Event, Family, Severity, State
 from parkwatch.site import Park
 from simulators import DEMO_PARK
 from simulators.faults import FaultKind, random_schedule
@@ -1166,6 +1166,32 @@ def test_pickling_a_table_leaves_its_unfilled_cells_as_they_were(
     saved = pickle.loads(pickle.dumps(table))
     assert {name: getattr(table, name).tobytes() for name, _, _ in SlotArrays.FILL} == held
     assert saved.total.tolist() == [[0.0, 0.0, 1.0, 0.0, 0.0, 2.0, 0.0, 0.0, 0.0, 0.0]]
+
+
+def test_an_adopted_event_takes_the_engines_severity_and_estimate_into_its_next_message() -> None:
+    """The stored event adopted keeps its id, times and evidence, but takes the severity
+    and estimate of the book's own event it replaces (the detectors' view now): its close
+    carries them, not what the earlier worker last stored."""
+    book = EventBook("p")
+    now = Estimate(40.0, "kW")
+    [own] = book.apply(
+        [Finding("baseline_deviation", Family.CONSUMPTION, 2_000, True, meter="m",
+                 severity=Severity.MAJOR, estimate=now)]
+    )  # fmt: skip
+    stored = own.with_state(
+        State.UPDATED, id="earlier", detected_at_ms=1_000, updated_at_ms=1_500,
+        severity=Severity.MINOR, estimate=Estimate(10.0, "kW"), evidence={"then": 1},
+    )  # fmt: skip
+    book.adopt(stored)
+    held = book.open[("baseline_deviation", "m")]
+    assert (held.id, held.detected_at_ms, held.evidence) == ("earlier", 1_000, {"then": 1})
+    assert (held.severity, held.estimate) == (Severity.MAJOR, now)
+    [closed] = book.apply(
+        [Finding("baseline_deviation", Family.CONSUMPTION, 3_000, False, meter="m")]
+    )
+    assert (closed.id, closed.state, closed.severity, closed.estimate) == (
+        "earlier", State.CLOSED, Severity.MAJOR, now
+    )  # fmt: skip
 
 
 def test_an_adopted_event_is_carried_on_and_holds_back_what_its_fault_explains() -> None:

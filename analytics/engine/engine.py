@@ -993,14 +993,25 @@ class ParkEngine:
 
     def analysed_ms(self) -> int | None:
         """The data time up to which the detectors have had every heard gateway's readings
-        (None before the park clock emitted anything): per gateway the older of its watermark
-        (its newest contiguous data) and the end of the slots it emitted — a silent gateway's
-        slots are closed by its silence, not by its data, which may still come (an edge
-        backlog) — the slowest gateway's; but never more than ``max_hold_ms`` behind the park
-        clock's emitted slots, since data that old is late live too (``_thresholds``); and
-        leaving out a gateway silent that long whose status is ``online`` (its slots closed by
-        silence: a dead one would hold the mark a day back for good, and every restart rewrite
-        that day) — an ``offline`` one is buffering at its edge and holds it."""
+        (None before the park clock emitted anything): the slowest of
+        :meth:`analysed_by_gateway` (the park clock's emitted slots when none is heard)."""
+        each = self.analysed_by_gateway()
+        if each is None:
+            return None
+        assert self.park_emitted is not None
+        return min(each.values(), default=self.park_emitted * self.step_ms)
+
+    def analysed_by_gateway(self) -> dict[str, int] | None:
+        """Per gateway heard, the data time up to which the detectors have had its readings
+        (None before the park clock emitted anything): the older of its watermark (its newest
+        contiguous data) and the end of the slots it emitted — a silent gateway's slots are
+        closed by its silence, not by its data, which may still come (an edge backlog); but
+        never more than ``max_hold_ms`` behind the park clock's emitted slots, since data that
+        old is late live too (``_thresholds``), nor past them; a gateway silent that long
+        whose status is ``online`` counts as analysed to the park clock (its slots closed by
+        silence: a dead one would hold the mark a day back for good, and every restart
+        rewrite that day) — an ``offline`` one is buffering at its edge and holds it. A
+        gateway never heard is not in it: none of its data has been analysed."""
         if self.park_emitted is None:
             return None
         through = self.park_emitted * self.step_ms
@@ -1008,12 +1019,11 @@ class ParkEngine:
         heard = (self.clocks.last_arrival > NEVER) & (self.emitted > UNSET)
         watermark = self.clocks.watermark
         dead = self.clocks.online & (watermark <= floor) & (self.emitted * self.step_ms > watermark)
-        heard &= ~dead
-        if not heard.any():
-            return through
-        each = np.minimum(watermark[heard], self.emitted[heard] * self.step_ms)
+        each = np.minimum(watermark, self.emitted * self.step_ms)
         # (and no further than the park's own detectors have run)
-        return min(max(int(each.min()), floor), through)
+        each = np.minimum(np.maximum(each, floor), through)
+        each = np.where(dead, through, each)
+        return {self.gateways[g]: int(each[g]) for g in np.flatnonzero(heard).tolist()}
 
     def _forget(self) -> None:
         """Drop slots every consumer has read."""
