@@ -61,9 +61,8 @@ from analytics.engine.clocks import NEVER
 from analytics.engine.contract import DerivedPoint, SeriesKey
 from analytics.engine.engine import Advanced, Batch, ParkEngine, Rows
 from analytics.settings import AnalyticsSettings
-from analytics.warm import freeze_start_up, warm_up
+from analytics.warm import freeze_start_up, keep_freed_memory, warm_up
 from parkwatch import mqtt, topics
-from parkwatch.allocator import keep_freed_memory
 from parkwatch.events import ANOMALY_MEASUREMENT, Estimate, Event, Family, Severity, State
 from parkwatch.formula import parse_formula
 from parkwatch.influx import (
@@ -1359,16 +1358,9 @@ async def history_rows(
     return out
 
 
-# Every advance allocates and frees the same tens of megabytes (the shared block, the
-# detectors' temporaries, a table's next buffer); glibc's defaults gave them back to the kernel
-# and faulted them in again every advance, about a tenth of the engine's CPU at 10,000 meters.
-# The cost: up to this much freed memory kept above the working set after a spike
-KEEP_FREED_BYTES = 512 << 20
-
-
 async def run_analytics(settings: AnalyticsSettings) -> None:
     """Entry point of ``parkwatch analytics``: the service owns the process (and its gc, and
     its allocator: ``keep_freed_memory`` lasts for the process, so only here)."""
-    keep_freed_memory(KEEP_FREED_BYTES)
+    keep_freed_memory()
     service = AnalyticsService(settings, SiteRegistry.from_files(settings.sites))
     await service.run(freeze_gc=True)

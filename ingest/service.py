@@ -45,7 +45,6 @@ from ingest.metrics import IngestMetrics
 from ingest.sequence import SeqCounts, SeqTracker, Verdict
 from ingest.settings import IngestSettings
 from parkwatch import hotpath, topics
-from parkwatch.allocator import keep_freed_memory
 from parkwatch.influx import InfluxReader, InfluxRejectedError, InfluxWriter, ensure_database
 from parkwatch.mqttio import FastClient, Message, MqttError
 from parkwatch.retry import Backoff, OutageLog
@@ -802,11 +801,7 @@ def event_loop_factory(settings: IngestSettings) -> Callable[[], asyncio.Abstrac
 
 
 async def run_ingest(settings: IngestSettings) -> None:
-    """Entry point of ``parkwatch ingest``: the service plus its /metrics and /health. The
-    process is the service's own, so its gc and its allocator are set here (both last for the
-    process)."""
-    if settings.keep_freed_mb:
-        keep_freed_memory(settings.keep_freed_mb << 20)
+    """Entry point of ``parkwatch ingest``: the service plus its /metrics and /health."""
     tune_gc()
     registry = SiteRegistry.from_files(settings.sites)
     service = IngestService(settings, registry)

@@ -69,12 +69,6 @@ class IngestSettings(ServiceSettings):
     # runs' spread in alternating bench runs (2026-12-03, docs/architecture.md, *The MQTT
     # client*): opt-in, kept so that a quieter machine can settle it
     event_loop: Literal["asyncio", "uvloop"] = "asyncio"
-    # freed memory glibc's malloc keeps for reuse instead of giving it back to the kernel
-    # (parkwatch.allocator; glibc only, elsewhere ignored), in MB; 0: glibc's defaults. At one
-    # reading per message the defaults returned and faulted in again ingest's per-chunk memory
-    # (docs/architecture.md, *Freed memory kept*). The cost: up to this much kept above the
-    # working set after a spike (a burst that queued max_held_bytes and large batches)
-    keep_freed_mb: int = Field(default=256, ge=0, le=2047)  # mallopt takes a C int of bytes
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=0, ge=0)  # /metrics and /health; 0 = no HTTP server
 
