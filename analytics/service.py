@@ -442,10 +442,17 @@ class AnalyticsService:
         if horizon is None:
             return
         kept = []
+        # the ids the engine's events gave way to a pending stored one under: none of their
+        # messages is written (an update in the same batch — the adopt took its severity and
+        # estimate, so the stored event's next message carries them)
+        replaced: set[str] = set()
         for e in advanced.events:
+            if e.id in replaced:
+                continue
             if horizon.held and e.state is State.OPENED:
                 kept.extend(self._close_held(horizon, e))
             if horizon.pending and e.state is State.OPENED and self._carry_pending(park, engine, e):
+                replaced.add(e.id)
                 continue  # the stored one goes on in its place: no second ``opened``
             at = e.updated_at_ms or e.detected_at_ms
             # a close of an event InfluxDB holds open is never dropped, whatever its time: the

@@ -2116,14 +2116,18 @@ def test_the_live_close_of_a_stored_event_found_again_is_kept(
     assert advanced.events == []
 
 
-@pytest.mark.parametrize("enterprise", ["park", "then"])
+@pytest.mark.parametrize(
+    ("enterprise", "batch"), [("park", "opened"), ("park", "updated"), ("then", "opened")]
+)
 def test_a_pending_stored_event_is_carried_on_by_the_live_engine_finding_it_at_another_time(
-    mqtt_settings: MqttSettings, influx_settings: InfluxSettings, enterprise: str
+    mqtt_settings: MqttSettings, influx_settings: InfluxSettings, enterprise: str, batch: str
 ) -> None:
     """The live engine opens an event InfluxDB lacks of the kind and subject of a pending
     stored one (found at another detected_at): the stored one is carried on in its place, no
-    second ``opened`` — unless it was stored on another enterprise than its meter's now
-    (``then``): the engine's own is written, and the stored one closed, superseded."""
+    second ``opened`` — nor any later message of the engine's id, such as an update in the
+    same batch (``updated``: a buffered upload's later slot), whose severity the stored one
+    takes — unless it was stored on another enterprise than its meter's now (``then``): the
+    engine's own is written, and the stored one closed, superseded."""
     service = AnalyticsService(
         AnalyticsSettings(mqtt=mqtt_settings, influx=influx_settings), SiteRegistry([small_park()])
     )
@@ -2137,12 +2141,19 @@ def test_a_pending_stored_event_is_carried_on_by_the_live_engine_finding_it_at_a
         x, id=Event.make_id("svc", x.kind, "main", found), state=State.OPENED,
         start_ms=found, detected_at_ms=found, updated_at_ms=found,
     )  # fmt: skip
-    engine.events.open[(x.kind, x.subject)] = own
     advanced = Advanced(events=[own])
+    latest = own
+    if batch == "updated":
+        severity = next(s for s in Severity if s is not own.severity)
+        latest = own.with_state(State.UPDATED, severity=severity, updated_at_ms=found + 60_000)
+        advanced.events.append(latest)
+        engine.park_emitted = (found + 60_000) // engine.step_ms
+    engine.events.open[(x.kind, x.subject)] = latest
     service._against_stored("svc", engine, advanced)
     if enterprise == "park":
         assert advanced.events == []
-        assert engine.events.open[(x.kind, x.subject)].id == x.id
+        carried = engine.events.open[(x.kind, x.subject)]
+        assert (carried.id, carried.severity) == (x.id, latest.severity)
         assert horizon.pending == {}
     else:
         superseded = {**x.evidence, "superseded": True}
