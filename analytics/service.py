@@ -167,6 +167,9 @@ class Horizon:
     # refill → the close's time (:func:`_keep_new`)
     deferred: dict[str, str] = field(default_factory=dict)
     ended: dict[str, int] = field(default_factory=dict)
+    # their messages, in order: released (:func:`_release_held_back`) if the stored events
+    # cannot be read after the refill, so that nothing carries on or closes the stored one
+    withheld: list[Event] = field(default_factory=list)
 
     def start_of(self, event: Event) -> int:
         """Where this refill's messages of ``event`` start: its meter's (a real meter's events
@@ -839,6 +842,12 @@ class AnalyticsService:
                     except Exception:  # a clean-up: it never costs the refill nor the process
                         log.exception("%s: closing stored events not found again failed", park)
                         found = []
+                        # nothing carries on or closes the stored ones the refill's events were
+                        # held back for: those are written (and published) as without the hold
+                        released = _release_held_back(horizon)
+                        await self._emit(park, Advanced(events=released), publish=False)
+                        if horizon.marked:
+                            await self._queue_alerts(park, late.recent(released), late=True)
                     # a cold rebuild's engine has warmed by since + warmup_s (its findings
                     # before depend on where its span began)
                     warm_from = since + int(self.settings.warmup_s * 1000) if rebuilding else None
@@ -1207,6 +1216,7 @@ def _keep_new(advanced: Advanced, horizon: Horizon) -> int:
         at = e.updated_at_ms or e.detected_at_ms
         if at >= horizon.start_of(e) and horizon.stored.get(e.id, at - 1) < at:
             if _held_back(e, horizon):
+                horizon.withheld.append(e)
                 continue
             events.append(e)
             horizon.stored[e.id] = at
@@ -1258,6 +1268,22 @@ def _held_back(e: Event, horizon: Horizon) -> bool:
     if e.end_ms is not None:
         horizon.ended[stored_id] = e.end_ms
     return True
+
+
+def _release_held_back(horizon: Horizon) -> list[Event]:
+    """The refill's messages held back (``Horizon.withheld``), now to be written: none is held
+    back any more, and InfluxDB is taken to hold them (as :func:`_keep_new` notes)."""
+    released = horizon.withheld
+    horizon.withheld = []
+    horizon.deferred.clear()
+    horizon.ended.clear()
+    for e in released:
+        horizon.stored[e.id] = e.updated_at_ms or e.detected_at_ms
+        if e.end_ms is None:
+            horizon.stored_open.add(e.id)
+        else:
+            horizon.stored_open.discard(e.id)
+    return released
 
 
 class LateAlerts:

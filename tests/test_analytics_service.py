@@ -1826,7 +1826,9 @@ async def _lag_gateway_marks(influx_settings: InfluxSettings, at_most_ms: int) -
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("stop", ["clean", "crash", "crash-in-lag", "crash-in-lag-ended"])
+@pytest.mark.parametrize(
+    "stop", ["clean", "crash", "crash-in-lag", "crash-in-lag-ended", "crash-in-lag-unread"]
+)
 async def test_a_restart_adopts_an_event_stored_under_another_id_and_opens_none_again(
     mqtt_settings: MqttSettings,
     influx_settings: InfluxSettings,
@@ -1838,8 +1840,11 @@ async def test_a_restart_adopts_an_event_stored_under_another_id_and_opens_none_
     then it stops (the last mark, on the way out, carries every gateway's field, its queue
     empty); ``crash``, a little under GATEWAY_MARK_EVERY_MS after it stopped; ``crash-in-lag``,
     as ``crash`` with the peak begun 3 minutes before the stop: the next worker finds it after
-    its gateway's mark, within the lag. The next worker takes the stored peak over: it writes
-    and publishes no second ``opened``, no close of it (the re-review's test_other_id.py)."""
+    its gateway's mark, within the lag (``-ended``: its own closed in the refill). The next
+    worker takes the stored peak over: it writes and publishes no second ``opened``, no close
+    of it (the re-review's test_other_id.py) — unless the stored open events cannot be read
+    after the refill (``-unread``): its own peak, held back, is then written and published as
+    it stands rather than lost (the stored one, unread, stays open beside it)."""
     minute = 60_000
     stop_ms = time.time_ns() // 1_000_000 // SLICE_MS * SLICE_MS - 3 * HOUR_MS + 7 * minute
     in_lag = stop.startswith("crash-in-lag")
@@ -1893,10 +1898,23 @@ async def test_a_restart_adopts_an_event_stored_under_another_id_and_opens_none_
                 ),
             ]
         )
+    if stop.endswith("-unread"):
+        import analytics.service as service_module
+
+        async def unread(*_: object) -> list[tuple[Event, str | None]]:
+            raise InfluxError("400: refused")
+
+        monkeypatch.setattr(service_module, "_stored_open", unread)
     published: list[Event] = []
     service, written, _, _ = await _rebuild(settings, stop_ms + 10 * minute, monkeypatch, published)
     peaks = [e for e in written if e.kind == "demand_peak"]
-    if stop == "crash-in-lag-ended":  # its own closed in the refill (the block over): so is it
+    if stop.endswith("-unread"):  # the refill's own peak, still open, as without the hold
+        own_id = Event.make_id("svc", peak.kind, "main", peak.detected_at_ms)
+        assert [(e.id, e.state) for e in peaks] == [(own_id, State.OPENED)]
+        assert [e for e in published if e.kind == "demand_peak"] == peaks
+        assert service.engines["svc"].events.open[("demand_peak", "main")].id == own_id
+        return  # the stored one was not read: nothing closes it (an error path's limit)
+    elif stop == "crash-in-lag-ended":  # its own closed in the refill (the block over): so is it
         block_end = int(peak.evidence["block_start_ms"]) + QUARTER_MS
         assert peaks == [_superseding_close(live, block_end)]
         assert [e for e in published if e.kind == "demand_peak"] == peaks
