@@ -114,9 +114,10 @@ GATEWAY_MARK = "analysed_ms@"
 HOUR_MS = 3_600_000
 # a gateway's own mark is rewritten once it has moved this far (not with every batch: a park
 # of thousands of gateways would make every mark that wide). After a crash, the mark's lag is
-# the window in which a refill takes the gateway's data as new and may re-emit an event the
-# live worker found at another detected time under a new id: a mark a few minutes wider is
-# cheap, so the window is kept to a few minutes (a clean stop writes them all, ``_drain``)
+# the window in which a refill takes the gateway's data as new: an event found there that the
+# live worker found at another detected time is held back for the stored one (:func:`_held_back`);
+# a mark a few minutes wider is cheap, so the window is kept to a few minutes (a clean stop
+# writes them all, ``_drain``)
 GATEWAY_MARK_EVERY_MS = 5 * 60_000
 
 
@@ -158,6 +159,17 @@ class Horizon:
     # before it warmed: its silence says nothing), left open until the live engine opens its
     # own of their kind and subject — then closed, superseded, at its detected_at
     held: dict[str, tuple[Event, list[str | None]]] = field(default_factory=dict)
+    # (kind, subject) → the id and family of the event InfluxDB holds open of it, one point
+    # on its meter's enterprise now (what :meth:`AnalyticsService._settle_stored` carries on)
+    open_of: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
+    # the refill's events held back for a stored one of their kind and subject (``open_of``:
+    # carried on in their place) → its id; and those stored ones their event closed in the
+    # refill → the close's time (:func:`_keep_new`)
+    deferred: dict[str, str] = field(default_factory=dict)
+    ended: dict[str, int] = field(default_factory=dict)
+    # their messages, in order: released (:func:`_release_held_back`) if the stored events
+    # cannot be read after the refill, so that nothing carries on or closes the stored one
+    withheld: list[Event] = field(default_factory=list)
 
     def start_of(self, event: Event) -> int:
         """Where this refill's messages of ``event`` start: its meter's (a real meter's events
@@ -433,9 +445,18 @@ class AnalyticsService:
         if horizon is None:
             return
         kept = []
+        # the ids the engine's events gave way to a pending stored one under: none of their
+        # messages is written (an update in the same batch — the adopt took its severity and
+        # estimate, so the stored event's next message carries them)
+        replaced: set[str] = set()
         for e in advanced.events:
+            if e.id in replaced:
+                continue
             if horizon.held and e.state is State.OPENED:
                 kept.extend(self._close_held(horizon, e))
+            if horizon.pending and e.state is State.OPENED and self._carry_pending(park, engine, e):
+                replaced.add(e.id)
+                continue  # the stored one goes on in its place: no second ``opened``
             at = e.updated_at_ms or e.detected_at_ms
             # a close of an event InfluxDB holds open is never dropped, whatever its time: the
             # engine found the event again (its opening dropped) and nothing else closes it
@@ -464,6 +485,28 @@ class AnalyticsService:
             end = max(through, event.updated_at_ms or event.detected_at_ms)
             advanced.events.append(self._close_stored(horizon, event, enterprises, end))
             del horizon.pending[event_id]
+
+    def _carry_pending(self, park: str, engine: ParkEngine, opened: Event) -> bool:
+        """Whether the engine's event just ``opened`` live, one InfluxDB lacks, gives way to
+        a stored one left to the live engine (``Horizon.pending``) of its kind and subject,
+        which the engine then holds in its place (carried on, as after a refill:
+        :meth:`_settle_stored`): the earlier worker's, found at another detected_at."""
+        horizon = self.horizons[park]
+        key = (opened.kind, opened.subject)
+        current = engine.events.open.get(key)
+        if opened.id in horizon.stored or current is None or current.id != opened.id:
+            return False  # (closed again in the same batch: nothing to carry on)
+        for event_id, (event, enterprises) in horizon.pending.items():
+            if (
+                (event.kind, event.subject) == key
+                and event.family is opened.family
+                # its later messages land on the stored point's series (its only one)
+                and enterprises == [self._enterprise(park, event)]
+            ):
+                del horizon.pending[event_id]
+                engine.events.adopt(event)
+                return True
+        return False
 
     def _close_held(self, horizon: Horizon, opened: Event) -> list[Event]:
         """The closes of the events a cold rebuild left open (``Horizon.held``) of the kind
@@ -799,6 +842,12 @@ class AnalyticsService:
                     except Exception:  # a clean-up: it never costs the refill nor the process
                         log.exception("%s: closing stored events not found again failed", park)
                         found = []
+                        # nothing carries on or closes the stored ones the refill's events were
+                        # held back for: those are written (and published) as without the hold
+                        released = _release_held_back(horizon)
+                        await self._emit(park, Advanced(events=released), publish=False)
+                        if horizon.marked:
+                            await self._queue_alerts(park, late.recent(released), late=True)
                     # a cold rebuild's engine has warmed by since + warmup_s (its findings
                     # before depend on where its span began)
                     warm_from = since + int(self.settings.warmup_s * 1000) if rebuilding else None
@@ -810,7 +859,10 @@ class AnalyticsService:
                     still = [
                         e
                         for e in engine.events.open.values()
-                        if (e.updated_at_ms or e.detected_at_ms) < horizon.start_of(e)
+                        if (
+                            (e.updated_at_ms or e.detected_at_ms) < horizon.start_of(e)
+                            or e.id in horizon.deferred  # held back, and not carried on
+                        )
                         and e.id not in horizon.stored
                     ]
                     await self._emit(park, Advanced(events=still), publish=False)
@@ -890,19 +942,28 @@ class AnalyticsService:
             by_id[event.id] = (latest, [*seen[1], enterprise])
         closes = []
         for event, enterprises in by_id.values():
-            if (event.updated_at_ms or event.detected_at_ms) >= through:
-                # the refill has not reached it: a live clock runs up to a silence interval
-                # ahead of the data; the live engine finds it again or passes it
-                horizon.pending[event.id] = (event, enterprises)
+            updated = event.updated_at_ms or event.detected_at_ms
+            ended = horizon.ended.get(event.id)
+            if ended is not None:  # found again within the lag, held back, closed in the refill
+                closes.append(self._close_stored(horizon, event, enterprises, max(ended, updated)))
                 continue
             current = engine.events.open.get((event.kind, event.subject))
-            if (
+            carried = (
                 current is not None
                 and current.id not in horizon.stored
                 and current.family is event.family
                 # its later messages land on the stored point's series (its only one)
                 and enterprises == [self._enterprise(park, event)]
+            )
+            if updated >= through and not (
+                carried and current is not None and current.id in horizon.deferred
             ):
+                # the refill has not reached it: a live clock runs up to a silence interval
+                # ahead of the data; the live engine finds it again or passes it (one the
+                # refill held its own back for is carried on now: its own is not written)
+                horizon.pending[event.id] = (event, enterprises)
+                continue
+            if carried:
                 engine.events.adopt(event)
                 continue
             if (
@@ -974,18 +1035,35 @@ class AnalyticsService:
             horizon.least_ms = min(horizon.meter_from.values(), default=horizon.from_ms)
         horizon.open_since = horizon.since_ms = since_ms
 
+        # per id: its kind, subject and family, and each open point's enterprise tag (None for
+        # an id with a closed point: closed for good) — which one a refill may carry on
+        subjects: dict[str, tuple[tuple[str, str], str, str | None, list[str | None]] | None] = {}
+
         def note(found: list[Series]) -> None:
             for series in found:
                 # one point per event (its messages overwrite the point at its detected_at)
-                for t, event_id, updated, is_open in series.values:
+                for row in series.values:
+                    t, event_id, updated, is_open, kind, family, meter, zone, enterprise = row
+                    event_id = str(event_id)
                     # a point written before updated_ms was: its opening's time at least
                     at = int(t if updated is None else updated)
-                    horizon.stored[str(event_id)] = max(horizon.stored.get(str(event_id), at), at)
+                    horizon.stored[event_id] = max(horizon.stored.get(event_id, at), at)
                     if is_open:
-                        horizon.stored_open.add(str(event_id))
+                        horizon.stored_open.add(event_id)
                         horizon.open_since = min(horizon.open_since, int(t))
+                    if not is_open or kind is None or family is None:  # (another writer's)
+                        subjects[event_id] = None
+                        continue
+                    meter = None if meter is None else str(meter)
+                    subject = (str(kind), meter if meter is not None else str(zone or ""))
+                    seen = subjects.setdefault(event_id, (subject, str(family), meter, []))
+                    if seen is not None:
+                        seen[3].append(None if enterprise is None else str(enterprise))
 
-        select = f'SELECT "id", "updated_ms", "open" FROM {quote_ident(ANOMALY_MEASUREMENT)}'
+        select = (
+            'SELECT "id", "updated_ms", "open", "kind", "family", "meter", "zone", "enterprise" '
+            f"FROM {quote_ident(ANOMALY_MEASUREMENT)}"
+        )
         # before the span: the events still open, whenever detected (one the refill cannot
         # find, open since before the span, is settled too), in one answer (a park has few) …
         note(
@@ -1015,6 +1093,14 @@ class AnalyticsService:
         for lo in edges:
             upper = f" AND time < {lo + slice_ms}ms" if lo + slice_ms < now_ms else ""
             note(await reader.query(f"{select} WHERE {park_is} AND time >= {lo}ms{upper}"))
+        for event_id, seen in subjects.items():
+            if seen is None:
+                continue
+            subject, family, meter_id, enterprises = seen
+            site_meter = None if meter_id is None else self.registry.meter(park, meter_id)
+            # the carry-on rule's (:meth:`_settle_stored`): one point, on its enterprise now
+            if enterprises == [None if site_meter is None else site_meter.enterprise]:
+                horizon.open_of[subject] = (event_id, family)
         # a later mark never goes back past this one (nor, with none, past the default)
         self.progress[park] = {
             "through_ms": mark.get("through_ms", horizon.from_ms),
@@ -1129,6 +1215,9 @@ def _keep_new(advanced: Advanced, horizon: Horizon) -> int:
     for e in advanced.events:
         at = e.updated_at_ms or e.detected_at_ms
         if at >= horizon.start_of(e) and horizon.stored.get(e.id, at - 1) < at:
+            if _held_back(e, horizon):
+                horizon.withheld.append(e)
+                continue
             events.append(e)
             horizon.stored[e.id] = at
             if e.end_ms is None:
@@ -1150,6 +1239,51 @@ def _keep_new(advanced: Advanced, horizon: Horizon) -> int:
     advanced.events[:] = events
     advanced.points[:] = points
     return dropped
+
+
+def _held_back(e: Event, horizon: Horizon) -> bool:
+    """Whether a refill's message of ``e`` is held back (:func:`_keep_new`): its event is one
+    InfluxDB lacks, detected within ``GATEWAY_MARK_EVERY_MS`` of its horizon (the lag a crash
+    may leave a gateway's mark behind the data the earlier worker had), of a kind and subject
+    InfluxDB holds an event open of that the engine may carry on in its place
+    (``Horizon.open_of``, not closed since): the earlier worker's, found at another
+    detected_at. Its messages are not written; the stored event is carried on after the refill
+    (:meth:`AnalyticsService._settle_stored`), or, once its own closes here, closed then
+    (``Horizon.ended``): no second ``opened``."""
+    stored_id = horizon.deferred.get(e.id)
+    if stored_id is None:
+        if e.id in horizon.stored:  # InfluxDB holds it (or the refill wrote it)
+            return False
+        found = horizon.open_of.get((e.kind, e.subject))
+        if (
+            found is None
+            # found after its gateway's mark's lag: the earlier worker never had its data
+            or e.detected_at_ms >= horizon.start_of(e) + GATEWAY_MARK_EVERY_MS
+            or found[1] != e.family.value
+            or found[0] not in horizon.stored_open
+            or found[0] in horizon.ended
+        ):
+            return False
+        stored_id = horizon.deferred[e.id] = found[0]
+    if e.end_ms is not None:
+        horizon.ended[stored_id] = e.end_ms
+    return True
+
+
+def _release_held_back(horizon: Horizon) -> list[Event]:
+    """The refill's messages held back (``Horizon.withheld``), now to be written: none is held
+    back any more, and InfluxDB is taken to hold them (as :func:`_keep_new` notes)."""
+    released = horizon.withheld
+    horizon.withheld = []
+    horizon.deferred.clear()
+    horizon.ended.clear()
+    for e in released:
+        horizon.stored[e.id] = e.updated_at_ms or e.detected_at_ms
+        if e.end_ms is None:
+            horizon.stored_open.add(e.id)
+        else:
+            horizon.stored_open.discard(e.id)
+    return released
 
 
 class LateAlerts:

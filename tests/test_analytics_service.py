@@ -37,6 +37,7 @@ from analytics.service import (
     LateAlerts,
     _keep_new,
     _progress,
+    _superseding_close,
     history_rows,
 )
 from analytics.settings import AnalyticsSettings
@@ -1825,7 +1826,9 @@ async def _lag_gateway_marks(influx_settings: InfluxSettings, at_most_ms: int) -
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("stop", ["clean", "crash"])
+@pytest.mark.parametrize(
+    "stop", ["clean", "crash", "crash-in-lag", "crash-in-lag-ended", "crash-in-lag-unread"]
+)
 async def test_a_restart_adopts_an_event_stored_under_another_id_and_opens_none_again(
     mqtt_settings: MqttSettings,
     influx_settings: InfluxSettings,
@@ -1835,16 +1838,22 @@ async def test_a_restart_adopts_an_event_stored_under_another_id_and_opens_none_
     """The first worker stored a peak under another id (found live a minute later). Its
     gateway's own field lags, as the throttle leaves it: ``clean``, 55 minutes while it runs,
     then it stops (the last mark, on the way out, carries every gateway's field, its queue
-    empty); ``crash``, a little under GATEWAY_MARK_EVERY_MS after it stopped. The next worker
-    takes the stored peak over: it writes and publishes no second ``opened``, no close of it
-    (the re-review's test_other_id.py)."""
+    empty); ``crash``, a little under GATEWAY_MARK_EVERY_MS after it stopped; ``crash-in-lag``,
+    as ``crash`` with the peak begun 3 minutes before the stop: the next worker finds it after
+    its gateway's mark, within the lag (``-ended``: its own closed in the refill). The next
+    worker takes the stored peak over: it writes and publishes no second ``opened``, no close
+    of it (the re-review's test_other_id.py) — unless the stored open events cannot be read
+    after the refill (``-unread``): its own peak, held back, is then written and published as
+    it stands rather than lost (the stored one, unread, stays open beside it)."""
     minute = 60_000
     stop_ms = time.time_ns() // 1_000_000 // SLICE_MS * SLICE_MS - 3 * HOUR_MS + 7 * minute
+    in_lag = stop.startswith("crash-in-lag")
+    onset = stop_ms - (3 if in_lag else 40) * minute
     start = (stop_ms - 2 * DAY_MS) // DAY_MS * DAY_MS
     await _store(
         influx_settings,
-        _minute_lines("main", start, stop_ms - 40 * minute)
-        + _minute_lines("main", stop_ms - 40 * minute, stop_ms - minute, 1500.0),
+        _minute_lines("main", start, onset)
+        + _minute_lines("main", onset, stop_ms - minute, 1500.0),
     )
     settings = AnalyticsSettings(
         mqtt=mqtt_settings,
@@ -1867,9 +1876,11 @@ async def test_a_restart_adopts_an_event_stored_under_another_id_and_opens_none_
     first, first_written, _, _ = await _rebuild(
         settings, stop_ms, monkeypatch, then=lagging if stop == "clean" else None
     )
-    if stop == "crash":
+    if stop != "clean":
         await _lag_gateway_marks(influx_settings, stop_ms - GATEWAY_MARK_EVERY_MS + minute)
     [peak] = [e for e in first_written if e.kind == "demand_peak" and e.state is State.OPENED]
+    if in_lag:  # found again after the gateway's mark: within the lag
+        assert peak.detected_at_ms >= stop_ms - GATEWAY_MARK_EVERY_MS + minute
     found_at = peak.detected_at_ms + minute
     live = replace(peak, id=Event.make_id("svc", peak.kind, "main", found_at),
                    detected_at_ms=found_at, updated_at_ms=found_at)  # fmt: skip
@@ -1879,14 +1890,39 @@ async def test_a_restart_adopts_an_event_stored_under_another_id_and_opens_none_
         await writer.write(
             [
                 live.line(first._enterprise("svc", live)),
-                *_minute_lines("main", stop_ms - minute, stop_ms + 9 * minute, 1500.0),
+                *_minute_lines(
+                    "main",
+                    stop_ms - minute,
+                    stop_ms + 9 * minute,
+                    300.0 if stop == "crash-in-lag-ended" else 1500.0,
+                ),
             ]
         )
+    if stop.endswith("-unread"):
+        import analytics.service as service_module
+
+        async def unread(*_: object) -> list[tuple[Event, str | None]]:
+            raise InfluxError("400: refused")
+
+        monkeypatch.setattr(service_module, "_stored_open", unread)
     published: list[Event] = []
     service, written, _, _ = await _rebuild(settings, stop_ms + 10 * minute, monkeypatch, published)
-    assert [e for e in written if e.kind == "demand_peak"] == []
-    assert [e for e in published if e.kind == "demand_peak"] == []
-    assert service.engines["svc"].events.open[("demand_peak", "main")].id == live.id
+    peaks = [e for e in written if e.kind == "demand_peak"]
+    if stop.endswith("-unread"):  # the refill's own peak, still open, as without the hold
+        own_id = Event.make_id("svc", peak.kind, "main", peak.detected_at_ms)
+        assert [(e.id, e.state) for e in peaks] == [(own_id, State.OPENED)]
+        assert [e for e in published if e.kind == "demand_peak"] == peaks
+        assert service.engines["svc"].events.open[("demand_peak", "main")].id == own_id
+        return  # the stored one was not read: nothing closes it (an error path's limit)
+    elif stop == "crash-in-lag-ended":  # its own closed in the refill (the block over): so is it
+        block_end = int(peak.evidence["block_start_ms"]) + QUARTER_MS
+        assert peaks == [_superseding_close(live, block_end)]
+        assert [e for e in published if e.kind == "demand_peak"] == peaks
+        assert ("demand_peak", "main") not in service.engines["svc"].events.open
+    else:
+        assert peaks == []
+        assert [e for e in published if e.kind == "demand_peak"] == []
+        assert service.engines["svc"].events.open[("demand_peak", "main")].id == live.id
     keys = [r[1:] for r in await _open_rows(influx_settings)]
     assert len(keys) == len(set(keys))  # one open event per kind and meter
 
@@ -2014,7 +2050,7 @@ async def test_the_horizon_reads_the_stored_events_a_slice_at_a_time(
     query = InfluxReader.query
 
     async def spy_query(reader: InfluxReader, statement: str) -> list[Series]:
-        if '"open" FROM "anomaly"' in statement:
+        if '"updated_ms", "open"' in statement:
             statements.append(statement)
         return await query(reader, statement)
 
@@ -2096,6 +2132,52 @@ def test_the_live_close_of_a_stored_event_found_again_is_kept(
     advanced = Advanced()
     service._against_stored("svc", engine, advanced)
     assert advanced.events == []
+
+
+@pytest.mark.parametrize(
+    ("enterprise", "batch"), [("park", "opened"), ("park", "updated"), ("then", "opened")]
+)
+def test_a_pending_stored_event_is_carried_on_by_the_live_engine_finding_it_at_another_time(
+    mqtt_settings: MqttSettings, influx_settings: InfluxSettings, enterprise: str, batch: str
+) -> None:
+    """The live engine opens an event InfluxDB lacks of the kind and subject of a pending
+    stored one (found at another detected_at): the stored one is carried on in its place, no
+    second ``opened`` — nor any later message of the engine's id, such as an update in the
+    same batch (``updated``: a buffered upload's later slot), whose severity the stored one
+    takes — unless it was stored on another enterprise than its meter's now (``then``): the
+    engine's own is written, and the stored one closed, superseded."""
+    service = AnalyticsService(
+        AnalyticsSettings(mqtt=mqtt_settings, influx=influx_settings), SiteRegistry([small_park()])
+    )
+    engine = service.engines["svc"]
+    d = 1_700_000_000_000 // engine.step_ms * engine.step_ms
+    x = _pending(service, d, d + 30 * 60_000, enterprise)
+    horizon = service.horizons["svc"]
+    found = d + 5 * 60_000
+    engine.park_emitted = found // engine.step_ms
+    own = replace(
+        x, id=Event.make_id("svc", x.kind, "main", found), state=State.OPENED,
+        start_ms=found, detected_at_ms=found, updated_at_ms=found,
+    )  # fmt: skip
+    advanced = Advanced(events=[own])
+    latest = own
+    if batch == "updated":
+        severity = next(s for s in Severity if s is not own.severity)
+        latest = own.with_state(State.UPDATED, severity=severity, updated_at_ms=found + 60_000)
+        advanced.events.append(latest)
+        engine.park_emitted = (found + 60_000) // engine.step_ms
+    engine.events.open[(x.kind, x.subject)] = latest
+    service._against_stored("svc", engine, advanced)
+    if enterprise == "park":
+        assert advanced.events == []
+        carried = engine.events.open[(x.kind, x.subject)]
+        assert (carried.id, carried.severity) == (x.id, latest.severity)
+        assert horizon.pending == {}
+    else:
+        superseded = {**x.evidence, "superseded": True}
+        close = x.with_state(State.CLOSED, end_ms=x.updated_at_ms, evidence=superseded)
+        assert advanced.events == [own, close]
+        assert engine.events.open[(x.kind, x.subject)] == own
 
 
 @pytest.mark.anyio
