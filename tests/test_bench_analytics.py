@@ -12,10 +12,14 @@ import numpy as np
 import pytest
 
 from analytics.detectors.baseline import BaselineDetector
+from analytics.detectors.waste_heat import WasteHeat
 from analytics.engine.engine import ParkEngine
 from analytics.engine.slots import slot_block
 from parkwatch.site import Park
 from parkwatch_cli.bench_analytics import NaiveDetectors
+from simulators import DEMO_PARK
+from simulators.faults import Fault, FaultKind
+from simulators.model import ParkModel
 
 STEP_MS = 60_000  # the naive loop's rates are those of 1-minute readings
 DAY = 1440
@@ -153,3 +157,61 @@ def test_the_bench_runs_frozen_as_the_service_and_leaves_the_callers_gc_as_it_wa
     [during] = frozen_during
     assert during > before
     assert gc.get_freeze_count() == before
+
+
+def test_the_naive_loop_does_the_waste_heat_detectors_arithmetic() -> None:
+    """The demo park's heat sources over four simulated days with a recovery unit bypassed and
+    a flue fouling (tests/test_leaks_waste_heat.py's case), fed to the detector an hour at a
+    time and to the loop a reading at a time: after every hour the same CUSUMs, open events,
+    quiet hours, onsets, fitted history and recoverable heat, and the same events."""
+    day, hour = 86_400_000, 3_600_000
+    start = 1_795_968_000_000  # a local midnight in Shanghai
+    faults = [
+        Fault(FaultKind.HEAT_RECOVERY_BYPASS, start + 3 * day + 2 * hour,
+              start + 3 * day + 10 * hour, meter="steelco-heat", magnitude=0.9),
+        Fault(FaultKind.FLUE_TEMP_RISE, start + 2 * day, None, meter="chemco-boiler",
+              magnitude=30.0, ramp_s=86_400),
+    ]  # fmt: skip
+    park = Park.from_yaml(DEMO_PARK)
+    engine = ParkEngine(park, [WasteHeat])
+    ctx = engine.ctx
+    detector = WasteHeat(ctx, WasteHeat.select(ctx))
+    naive = NaiveDetectors(park, engine)
+    keys = [(k.meter, k.quantity) for k in detector.series]
+    assert not any(naive.counter[k] for k in keys)  # the loop judges them as instant values
+    model = ParkModel(park, 11, faults)
+    model.prime(start, STEP_MS)
+    cols = [model.series.index(k) for k in keys]
+    kernel_events = loop_hours_open = 0
+    for first in range(start, start + 4 * day, hour):
+        t = first + np.arange(60, dtype=np.int64) * STEP_MS
+        frame = model.frame(t)
+        values = frame.values[:, cols]
+        present = np.isfinite(values)
+        if frame.present is not None:
+            present &= frame.present[:, cols]
+        slot, row = np.nonzero(present)  # slot by slot, the series in order
+        block = slot_block(row.astype(np.int64), t[slot], values[slot, row], len(keys), first,
+                           STEP_MS, 60)  # fmt: skip
+        out = detector.update(block)
+        kernel_events += len(out.findings)
+        for k, s in zip(slot.tolist(), row.tolist(), strict=True):
+            naive._waste_heat(s, int(t[k]), float(values[k, s]))
+        naive.waste_heat_to((first + hour + naive.offset_ms) // hour)  # the hour ended
+        w, where = naive.wh, f"hour {(first - start) // hour}"
+        np.testing.assert_allclose(w["cusum"], detector.cusum, rtol=1e-9, atol=1e-9, err_msg=where)
+        assert w["open"] == detector.open.tolist(), where
+        assert w["quiet"] == detector.quiet.tolist(), where
+        assert w["onset"] == detector.onset_ms.tolist(), where
+        assert w["h_clean"] == detector.h_clean.tolist(), where
+        for name in ("h_x", "h_y"):
+            np.testing.assert_allclose(w[name], getattr(detector, name), rtol=1e-12,
+                                       err_msg=f"{where} {name}")  # fmt: skip
+        heat = {(p.tags["meter"], p.tags["source"]): p.fields["kw"] for p in out.points}
+        assert heat.keys() == w["kw"].keys(), where
+        for key, kw in heat.items():
+            assert round(w["kw"][key][0], 2) == pytest.approx(kw, abs=0.011), (where, key)
+        loop_hours_open += any(w["open"])
+    # the bypass and the fouling opened (and the bypass closed): events to compare
+    assert naive.events == kernel_events >= 3
+    assert loop_hours_open > 0
