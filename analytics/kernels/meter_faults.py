@@ -51,9 +51,8 @@ def _stuck_row(
     for k in range(slots):
         x = v[b, k]
         seen = np.isfinite(x)
-        # a slot repeats when its readings are one value, the previous slot's (its extremes
-        # read only for a repeat: most slots change, and their low and high stay unread)
-        equal = seen and x == before and low[b, k] == high[b, k]
+        # a slot repeats when its readings are one value, the previous slot's
+        equal = seen and low[b, k] == high[b, k] and x == before
         changed = seen and not equal and np.isfinite(before)
         if seen and not equal:
             run = 0
@@ -173,10 +172,8 @@ def stuck_meters(
         for k in range(slots):
             x = v[r, k]
             seen = np.isfinite(x)
-            # a slot repeats when its readings are one value, the previous slot's (its
-            # extremes read only for a repeat: most slots change, and their low and high
-            # stay unread — a third of the bytes the scan read)
-            equal = seen and x == before and low[r, k] == high[r, k]
+            # a slot repeats when its readings are one value, the previous slot's
+            equal = seen and low[r, k] == high[r, k] and x == before
             changed = seen and not equal and np.isfinite(before)
             if seen and not equal:
                 run = 0
