@@ -164,20 +164,14 @@ def transport_runs(
     """Replayed rows' runs (one gateway and time: one batch) as transport facts: per run its
     table (−1: no gateway), the gateway's place in it, slot, duplicate and late readings and
     clock offset; and per table the first and last slot its runs touch
-    (``ParkEngine._note_transport``). The runs are counted first and their arrays sized
-    by them (a stretch of 10,000 meters has ~25 times fewer runs than rows: arrays sized
-    by the rows were ~30 MB allocated and written a call)."""
+    (``ParkEngine._note_transport``)."""
     n = gateway.size
-    m = 0
-    for i in range(n):
-        if i == 0 or gateway[i] != gateway[i - 1] or t_ms[i] != t_ms[i - 1]:
-            m += 1
-    run_table = np.empty(m, dtype=np.int64)
-    run_k = np.empty(m, dtype=np.int64)
-    run_dup = np.zeros(m, dtype=np.int32)
-    run_late = np.zeros(m, dtype=np.int32)
-    run_offset = np.empty(m)
-    run_slot = np.empty(m, dtype=np.int64)
+    run_table = np.empty(n, dtype=np.int64)
+    run_k = np.empty(n, dtype=np.int64)
+    run_dup = np.zeros(n, dtype=np.int32)
+    run_late = np.zeros(n, dtype=np.int32)
+    run_offset = np.empty(n)
+    run_slot = np.empty(n, dtype=np.int64)
     first = np.full(tables, np.iinfo(np.int64).max, dtype=np.int64)
     last = np.full(tables, np.iinfo(np.int64).min, dtype=np.int64)
     r = -1
@@ -199,12 +193,22 @@ def transport_runs(
         run_late[r] += late[i]
     if r >= 0:
         run_slot[r] = max(newest // step_ms, run_slot[r])
+    m = r + 1
     for i in range(m):
         tb = run_table[i]
         if tb >= 0:
             first[tb] = min(first[tb], run_slot[i])
             last[tb] = max(last[tb], run_slot[i])
-    return run_table, run_k, run_dup, run_late, run_offset, run_slot, first, last
+    return (
+        run_table[:m],
+        run_k[:m],
+        run_dup[:m],
+        run_late[:m],
+        run_offset[:m],
+        run_slot[:m],
+        first,
+        last,
+    )
 
 
 @_compiled
