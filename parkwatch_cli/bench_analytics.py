@@ -5,8 +5,9 @@ resolution, every reading is built before the clock starts, and then fed through
 with every registered detector, as replay feeds it. In the same run, a straightforward
 per-reading Python loop does the core arithmetic of the same detectors — 15-minute demand and
 its forecast, counter resets and rollovers, stuck values and silence, the baseline's
-recursion — on a sample of the same readings: the reference the engine's vectorised design is
-measured against. The last line printed is one JSON object.
+recursion, the waste heat's hourly sums, line fits and CUSUMs — on a sample of the same
+readings: the reference the engine's vectorised design is measured against. The last line
+printed is one JSON object.
 """
 
 from __future__ import annotations
@@ -119,11 +120,13 @@ class NaiveDetectors:
     baseline's recursion on the rates it watches, as its kernel steps a row (cold-start and
     profile bands, robust scales, records, new extremes, hold, the day of quiet, one event
     per meter), and the waste heat's hourly means, line fits, CUSUMs and recoverable heat.
-    The baseline's few series no reading carries (a tank's flow, a boiler's heat) are rows
-    the engine keeps empty: nothing to do for them."""
+    The baseline's rows no reading carries (the tank's flow, every 5th enterprise's boiler
+    heat: 200 at 10,000 meters) are rows the engine keeps empty too: nothing to do for them."""
 
     def __init__(self, park: Park, engine: ParkEngine) -> None:
-        # the park's offset at the bench's start (the demand blocks' local clock)
+        # the park's offset at the bench's start: the demand blocks' and the waste heat's
+        # local clock (the engine's ctx.local_ms, the same for a zone without DST, as the
+        # bench's Shanghai; with DST the two would part at a change)
         self.offset_ms = int(local_ms(np.array([START_MS]), park.zone)[0]) - START_MS
         ctx = engine.ctx
         self.counter = {(k.meter, k.quantity): ctx.is_counter(k.quantity) for k in engine.series}
@@ -502,7 +505,7 @@ class NaiveDetectors:
         hour = (t + self.offset_ms) // HOUR_MS
         if hour != self.wh["hour"]:
             self.waste_heat_to(hour)
-        if v == v:
+        if math.isfinite(v):  # as the detector, which sums finite values only
             self.wh["sum"][row] += v
             self.wh["n"][row] += 1
 
