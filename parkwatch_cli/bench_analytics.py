@@ -5,8 +5,9 @@ resolution, every reading is built before the clock starts, and then fed through
 with every registered detector, as replay feeds it. In the same run, a straightforward
 per-reading Python loop does the core arithmetic of the same detectors — 15-minute demand and
 its forecast, counter resets and rollovers, stuck values and silence, the baseline's
-recursion — on a sample of the same readings: the reference the engine's vectorised design is
-measured against. The last line printed is one JSON object.
+recursion, the waste heat's hourly sums, line fits and CUSUMs — on a sample of the same
+readings: the reference the engine's vectorised design is measured against. The last line
+printed is one JSON object.
 """
 
 from __future__ import annotations
@@ -28,15 +29,31 @@ from analytics.detectors import DETECTORS
 from analytics.detectors.baseline import DAY_TYPES, BaselineDetector, BaselineParams
 from analytics.detectors.meter_faults import MODULI
 from analytics.detectors.peaks import CEILING_SHARE, contracted_demands, enterprise_intakes
+from analytics.detectors.waste_heat import (
+    COOLING,
+    FLUE,
+    FLUE_CP,
+    GAS_NM3_PER_T_STEAM,
+    GJ_PER_TCE,
+    KINDS,
+    KW_TO_GJ_PER_DAY,
+    RECOVERY,
+    WATER_CP,
+    WATER_KG_PER_M3,
+    WasteHeat,
+    WasteHeatParams,
+)
 from analytics.engine.engine import ParkEngine, Rows
 from analytics.kernels.feeding import span_bounds
 from analytics.warm import frozen_start_up, warm_up
 from parkwatch.calendar import local_ms
+from parkwatch.quantities import Utility
 from parkwatch.site import Park
 from simulators.model import ParkModel
 from simulators.synthetic import synthetic_park
 
 DAY_MS = 86_400_000
+HOUR_MS = 3_600_000
 START_MS = 1_795_968_000_000  # a local midnight in Shanghai
 
 
@@ -99,14 +116,17 @@ class NaiveDetectors:
     """The same detectors' rules, one reading at a time in plain Python, the way one would
     write them without arrays: demand blocks with the forecast and its events (peaks),
     coincident park peaks, counter rollovers/replacements/resets/jumps with their episodes,
-    stuck values with the liveliness window, word-swap checks, silence and transport, and the
+    stuck values with the liveliness window, word-swap checks, silence and transport, the
     baseline's recursion on the rates it watches, as its kernel steps a row (cold-start and
     profile bands, robust scales, records, new extremes, hold, the day of quiet, one event
-    per meter). Not done: the waste heat's hourly rules (its few meters' readings), the
-    series the engine derives (a tank's flow)."""
+    per meter), and the waste heat's hourly means, line fits, CUSUMs and recoverable heat.
+    The baseline's rows no reading carries (the tank's flow, every 5th enterprise's boiler
+    heat: 200 at 10,000 meters) are rows the engine keeps empty too: nothing to do for them."""
 
     def __init__(self, park: Park, engine: ParkEngine) -> None:
-        # the park's offset at the bench's start (the demand blocks' local clock)
+        # the park's offset at the bench's start: the demand blocks' and the waste heat's
+        # local clock (the engine's ctx.local_ms, the same for a zone without DST, as the
+        # bench's Shanghai; with DST the two would part at a change)
         self.offset_ms = int(local_ms(np.array([START_MS]), park.zone)[0]) - START_MS
         ctx = engine.ctx
         self.counter = {(k.meter, k.quantity): ctx.is_counter(k.quantity) for k in engine.series}
@@ -144,6 +164,21 @@ class NaiveDetectors:
             "hold": max(1, round(self.bp.hold_h * hour / 60_000)),
             "quiet": round(self.bp.deviation_quiet_h * hour / 60_000),
         }
+        # waste heat: the detector's sources and series, as it selects them
+        heat = WasteHeat(ctx, WasteHeat.select(ctx))
+        self.sources = heat.sources
+        self.heat_options = ctx.park.waste_heat
+        self.wp = WasteHeatParams()
+        self.heat_row = {(k.meter, k.quantity): i for i, k in enumerate(heat.series)}
+        ring, n = self.wp.days * 24, len(self.sources)
+        self.wh: dict[str, Any] = {
+            "hour": -1, "sum": [0.0] * len(heat.series), "n": [0] * len(heat.series),
+            "h_x": [[math.nan] * ring for _ in range(n)],
+            "h_y": [[math.nan] * ring for _ in range(n)],
+            "h_clean": [[False] * ring for _ in range(n)],
+            "cusum": [0.0] * n, "open": [False] * n, "quiet": [0] * n, "onset": [-1] * n,
+            "kw": {},
+        }  # fmt: skip
 
     def reading(self, meter: str, quantity: str, t: int, v: float, arrival: int) -> None:
         st = self.row.get((meter, quantity))
@@ -161,6 +196,9 @@ class NaiveDetectors:
             self._instant(st, meter, quantity, t, v)
             if (meter, quantity) in self.watched:
                 self._baseline(st, meter, t, v)
+            heat = self.heat_row.get((meter, quantity))
+            if heat is not None:
+                self._waste_heat(heat, t, v)
         self._silence(meter, slot)
         self._transport(self.gateway[meter], t, arrival)
         st["prev"], st["slot"] = v, slot
@@ -460,6 +498,142 @@ class NaiveDetectors:
             own_then[i] = now
         if fold:
             b["offsets"][kind] = 0.0
+
+    def _waste_heat(self, row: int, t: int, v: float) -> None:
+        """The waste heat detector's hourly sums; each hour ended is judged when the first
+        reading of a later one arrives."""
+        hour = (t + self.offset_ms) // HOUR_MS
+        if hour != self.wh["hour"]:
+            self.waste_heat_to(hour)
+        if math.isfinite(v):  # as the detector, which sums finite values only
+            self.wh["sum"][row] += v
+            self.wh["n"][row] += 1
+
+    def waste_heat_to(self, hour: int) -> None:
+        """Every hour before local ``hour`` judged (the empty ones too, as the engine's park
+        clock ends them), the sums then started afresh."""
+        w = self.wh
+        if w["hour"] >= 0:
+            for ended in range(w["hour"], hour):
+                if ended > w["hour"]:  # an hour without a reading of its series
+                    w["sum"] = [0.0] * len(w["sum"])
+                    w["n"] = [0] * len(w["n"])
+                w["hour"] = ended
+                self._finish_hour((ended + 1) * HOUR_MS - self.offset_ms)
+        w["hour"] = hour
+        w["sum"] = [0.0] * len(w["sum"])
+        w["n"] = [0] * len(w["n"])
+
+    def _finish_hour(self, at_ms: int) -> None:
+        """``WasteHeat._finish_hour``, source by source."""
+        w, p, src = self.wh, self.wp, self.sources
+        mean = [total / n if n > 0 else math.nan for total, n in zip(w["sum"], w["n"], strict=True)]
+        pos = w["hour"] % (p.days * 24)
+        cusum, is_open, quiet, onset = w["cusum"], w["open"], w["quiet"], w["onset"]
+        xs, ys, fits = [], [], []
+        for i, s in enumerate(src):
+            x = mean[s.x] / s.rated
+            y = mean[s.hot] if s.kind == FLUE else mean[s.hot] - mean[s.cold]
+            fit, scale = self._heat_fit(i, x)
+            z = (y - fit) / scale
+            if s.kind == RECOVERY:  # a recovery unit fails by a spread too small
+                z = -z
+            judged = math.isfinite(z) and x >= p.min_load
+            if judged:
+                cusum[i] = max(0.0, cusum[i] + min(z, p.z_cap) - p.k)
+                quiet[i] = quiet[i] + 1 if z < 1.0 else 0
+            if cusum[i] > 0 and onset[i] < 0:
+                onset[i] = at_ms - HOUR_MS
+            elif cusum[i] == 0 and not is_open[i]:
+                onset[i] = -1
+            xs.append(x)
+            ys.append(y)
+            fits.append(fit)
+        # recovery units first: a bypass found this hour explains its cooling water's rise
+        order = [i for i, s in enumerate(src) if s.kind == RECOVERY]
+        order += [i for i, s in enumerate(src) if s.kind != RECOVERY]
+        bypassed = self._bypassed()
+        for i in order:
+            s = src[i]
+            if not is_open[i] and cusum[i] > p.h:
+                if s.kind == COOLING and s.enterprise in bypassed:
+                    continue
+                is_open[i] = True
+                self.events += 1
+            elif is_open[i] and quiet[i] >= p.close_h:
+                is_open[i] = False
+                cusum[i] = 0.0
+                onset[i] = -1
+                self.events += 1
+            else:
+                continue
+            if s.kind == RECOVERY:
+                bypassed = self._bypassed()
+        bypassed = self._bypassed()
+        for i, s in enumerate(src):
+            explained = s.kind == COOLING and s.enterprise in bypassed and not is_open[i]
+            if explained:
+                cusum[i] = 0.0
+                onset[i] = -1
+            x, y = xs[i], ys[i]
+            w["h_x"][i][pos] = x
+            w["h_y"][i][pos] = y
+            w["h_clean"][i][pos] = (math.isfinite(x) and math.isfinite(y) and not is_open[i]
+                                    and cusum[i] == 0 and not explained)  # fmt: skip
+        self._recoverable(mean, at_ms)
+
+    def _bypassed(self) -> set[str]:
+        w = self.wh
+        return {
+            s.enterprise
+            for i, s in enumerate(self.sources)
+            if s.kind == RECOVERY and (w["open"][i] or w["cusum"][i] > 0)
+        }
+
+    def _heat_fit(self, i: int, x: float) -> tuple[float, float]:
+        """``WasteHeat._fits`` for one source: its line through its clean hours at ``x``, and
+        the scatter around it (NaN, NaN before ``min_hours`` of them)."""
+        w = self.wh
+        pts = [(hx, hy) for hx, hy, clean in zip(w["h_x"][i], w["h_y"][i], w["h_clean"][i],
+                                                  strict=True)
+               if clean and math.isfinite(hx) and math.isfinite(hy)]  # fmt: skip
+        n = len(pts)
+        if n < self.wp.min_hours:
+            return math.nan, math.nan
+        mx = sum(hx for hx, _ in pts) / n
+        my = sum(hy for _, hy in pts) / n
+        var = sum((hx - mx) * (hx - mx) for hx, _ in pts)
+        cov = sum((hx - mx) * (hy - my) for hx, hy in pts)
+        slope = cov / max(var, 1e-12) if var > 1e-9 else 0.0
+        resid = sorted(abs((hy - my) - slope * (hx - mx)) for hx, hy in pts)
+        scale = 1.4826 * ((resid[(n - 1) // 2] + resid[n // 2]) / 2)
+        return my + slope * (x - mx), max(scale, self.wp.min_scale)
+
+    def _recoverable(self, mean: list[float], at_ms: int) -> None:
+        """The heat each flue and cooling return carries off this hour, kW (and per day)."""
+        o = self.heat_options
+        self.wh["kw"] = {}
+        price = o.cny_per_gj
+        if price is None:
+            price = self.ctx.unit_price(Utility.HEAT, at_ms)
+        for s in self.sources:
+            if s.kind == FLUE:
+                fuel = mean[s.fuel] if s.fuel >= 0 else mean[s.x] * GAS_NM3_PER_T_STEAM
+                kg_s = fuel * o.flue_gas_kg_per_nm3_fuel / 3600.0
+                kw = kg_s * FLUE_CP * max(mean[s.hot] - o.flue_recovery_c, 0.0)
+            elif s.kind == COOLING:
+                kg_s = mean[s.x] * WATER_KG_PER_M3 / 3600.0
+                kw = kg_s * WATER_CP * max(mean[s.hot] - o.water_recovery_c, 0.0)
+            else:
+                continue
+            if math.isfinite(kw):
+                gj = kw * KW_TO_GJ_PER_DAY
+                self.wh["kw"][(s.meter, KINDS[s.kind])] = (
+                    kw,
+                    gj,
+                    gj / GJ_PER_TCE,
+                    None if price is None else gj * price,
+                )
 
     def _silence(self, meter: str, slot: int) -> None:
         last = self.meter_seen.get(meter)
