@@ -330,7 +330,6 @@ class IngestService:
             # dead letters go out while messages are handled concurrently
             max_inflight=s.receive_maximum,
             read_pause_s=s.read_pause_ms / 1000,
-            read_pause_below=s.read_pause_below_kb * 1024,
         )
         async with client:
             filters = self.topic_filters()

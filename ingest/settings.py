@@ -53,18 +53,14 @@ class IngestSettings(ServiceSettings):
     # ingest 2.90–3.02 → 3.33 µs per reading. Must be below batch_lines.
     idle_flush_lines: int = Field(default=0, ge=0)
     flush_interval_s: float = Field(default=0.25, gt=0)
-    # after a read of messages under read_pause_below_kb, leave the socket unread this long
-    # (0: off), so that the next read takes what came meanwhile: per read ingest pays a task,
-    # the loop's steps and a write of acknowledgements whatever the read holds, which at one
-    # reading per message was most of its CPU (docs/architecture.md, *Reads coalesced*). A
-    # message waits at most this much more; one after a quiet spell is read at once. 25, not
-    # 10: at one reading per message ~375 → ~690 messages a read and ingest's CPU per reading
-    # 2.55, 2.75 → 2.25, 2.25 µs (2026-12-05 14:35 UTC, p99 publish → readable 151–195 →
-    # 210–212 ms; docs/architecture.md, *A longer pause*)
+    # after a read of messages under 64 KiB, leave the socket unread this long (0: off), so
+    # that the next read takes what came meanwhile: per read ingest pays a task, the loop's
+    # steps and a write of acknowledgements whatever the read holds, which at one reading per
+    # message was most of its CPU (docs/architecture.md, *Reads coalesced*). A message waits
+    # at most this much more; one after a quiet spell is read at once. 25, not 10: at one
+    # reading per message ~380 → ~720 messages a read, ingest's CPU per reading −12 %, burst
+    # p99 publish → readable ~140–195 → ~210–260 ms (2026-12-05, *A longer read pause*)
     read_pause_ms: float = Field(default=25.0, ge=0, le=1000)
-    # reads of this many KiB or more are not paused (the broker had more to send): 64 leaves
-    # reads of 10 readings a message and up, under load, alone
-    read_pause_below_kb: int = Field(default=64, ge=1, le=1024 * 1024)
     writes_in_flight: int = Field(default=4, ge=1)
     # 0: plain text. With the database on the same host or LAN, gzip cost both sides CPU
     # (2026-12-03: level 1 added ~0.25 µs per reading to ingest and ~0.1–0.3 µs per point to
