@@ -166,6 +166,8 @@ class FastClient:
         timeout_s: float | None = None,
         read_pause_s: float = 0.0,
         read_pause_below: int = 64 * 1024,
+        small_pause_s: float | None = None,
+        small_message_bytes: int = 0,
     ) -> None:
         self.settings = settings
         self.identifier = identifier
@@ -180,6 +182,10 @@ class FastClient:
         # coalescing reads: see _received
         self.read_pause_s = read_pause_s
         self.read_pause_below = read_pause_below
+        # a read whose messages average under small_message_bytes pauses small_pause_s instead
+        # (None: read_pause_s): see _pause_to_coalesce
+        self.small_pause_s = read_pause_s if small_pause_s is None else small_pause_s
+        self.small_message_bytes = small_message_bytes
         self._pausing = False  # reading paused to coalesce (not the byte budget's pause)
         self._pause_timer: asyncio.TimerHandle | None = None
         self._protocol: _Protocol | None = None
@@ -383,24 +389,30 @@ class FastClient:
             if self._held > self.max_held_bytes and not self._paused and self._transport:
                 self._transport.pause_reading()
                 self._paused = True
-            elif self.read_pause_s and size < self.read_pause_below and not self._paused:
-                self._pause_to_coalesce()
+            elif size < self.read_pause_below and not self._paused:
+                if size < self.small_message_bytes * len(chunk):
+                    pause = self.small_pause_s
+                else:
+                    pause = self.read_pause_s
+                if pause:
+                    self._pause_to_coalesce(pause)
 
-    def _pause_to_coalesce(self) -> None:
+    def _pause_to_coalesce(self, pause: float) -> None:
         """A small read of messages (``read_pause_below`` bytes): leave the socket unread for
-        ``read_pause_s``, so that the next read takes what came meanwhile in one go. A chunk
+        ``pause`` seconds, so that the next read takes what came meanwhile in one go. A chunk
         costs its read, a task and its acknowledgements' write whatever its size: at one
         reading per message, reads of ~30 messages spent most of ingest's CPU on that. A
-        message waits at most ``read_pause_s`` more; one arriving after a quiet spell is read
-        at once (nothing is paused then)."""
+        message waits at most ``pause`` more; one arriving after a quiet spell is read at once
+        (nothing is paused then). The pause is longer (``small_pause_s``) for reads of small
+        messages (``small_message_bytes`` on average): there the per-read cost is shared by
+        fewer readings; larger messages already carry enough readings per read, and a longer
+        pause only added latency (ingest23: at 10 readings per message p99 +150 ms, no CPU)."""
         transport = self._transport
         if self._pausing or transport is None or transport.is_closing():
             return
         transport.pause_reading()
         self._pausing = True
-        self._pause_timer = asyncio.get_running_loop().call_later(
-            self.read_pause_s, self._end_pause
-        )
+        self._pause_timer = asyncio.get_running_loop().call_later(pause, self._end_pause)
 
     def _end_pause(self) -> None:
         self._pausing = False

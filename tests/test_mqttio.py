@@ -188,3 +188,35 @@ async def test_the_byte_budget_and_coalescing_pauses_never_leave_reading_paused(
             if not transport.reading or client._paused or client._pausing:
                 stuck.append(order)
     assert stuck == []
+
+
+@pytest.mark.parametrize(
+    ("message_bytes", "read_pause_s", "expected"),
+    [(100, 0.01, 0.5), (1000, 0.01, 0.01), (1000, 0.0, None), (100, 0.0, 0.5)],
+)
+async def test_reads_of_small_messages_pause_longer(
+    message_bytes: int, read_pause_s: float, expected: float | None
+) -> None:
+    # the pause follows the read's mean message size, not its bytes: a read of ten 100-byte
+    # messages pauses small_pause_s, one of ten 1,000-byte ones read_pause_s (0: none)
+    client = FastClient(
+        MqttSettings(),
+        "x",
+        read_pause_s=read_pause_s,
+        small_pause_s=0.5,
+        small_message_bytes=400,
+    )
+    transport = _Transport()
+    client._transport = transport  # type: ignore[assignment]
+    messages = [Message("t", b"x" * (message_bytes - 10), 1, i + 1) for i in range(10)]
+    client._received([(messages, 10 * (message_bytes - 10))], 10 * message_bytes)
+    timer = client._pause_timer
+    if expected is None:
+        assert timer is None
+        assert transport.reading
+    else:
+        assert timer is not None
+        assert not transport.reading
+        left = timer.when() - asyncio.get_running_loop().time()
+        assert expected - 0.005 < left <= expected
+        timer.cancel()
