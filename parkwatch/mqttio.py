@@ -25,7 +25,8 @@ flow control (Receive Maximum) bounds the count. Optionally (``read_pause_s``, i
 ``read_pause_ms``) a small read of messages leaves the socket unread that long, so that the
 next read takes many messages at once: a chunk's handling costs about the same at 30 messages
 as at 300. Reads of small messages (``small_message_bytes`` on average) may pause longer
-(``small_pause_s``): their readings share a read's cost least.
+(``small_pause_s``): their readings share a read's cost least. ``read_pause_s`` 0 turns both
+off.
 """
 
 from __future__ import annotations
@@ -184,7 +185,7 @@ class FastClient:
         self.read_pause_s = read_pause_s
         self.read_pause_below = read_pause_below
         # a read whose messages average under small_message_bytes pauses small_pause_s instead
-        # (None: read_pause_s): see _pause_to_coalesce
+        # (None: read_pause_s; read_pause_s 0: no pause at all): see _pause_to_coalesce
         self.small_pause_s = read_pause_s if small_pause_s is None else small_pause_s
         self.small_message_bytes = small_message_bytes
         self._pausing = False  # reading paused to coalesce (not the byte budget's pause)
@@ -390,7 +391,8 @@ class FastClient:
             if self._held > self.max_held_bytes and not self._paused and self._transport:
                 self._transport.pause_reading()
                 self._paused = True
-            elif size < self.read_pause_below and not self._paused:
+            elif self.read_pause_s and size < self.read_pause_below and not self._paused:
+                # read_pause_s 0 turns both pauses off (ingest's PW_INGEST_READ_PAUSE_MS=0)
                 if size < self.small_message_bytes * len(chunk):
                     pause = self.small_pause_s
                 else:
