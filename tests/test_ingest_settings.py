@@ -1,6 +1,6 @@
 """Ingest's settings reach its writer: the idle flush is off unless asked for (issue 12), and a
-value that could never apply is refused; its MQTT client: the read pauses; the event loop it
-runs on."""
+value that could never apply is refused (a URL's impossible port too, at start-up); its MQTT
+client: the read pauses; the event loop it runs on."""
 
 from __future__ import annotations
 
@@ -55,6 +55,25 @@ def test_idle_flush_at_or_above_batch_lines_is_refused(monkeypatch: pytest.Monke
     # below it, and 0 (off) whatever batch_lines is, are fine
     assert IngestSettings(idle_flush_lines=19_999, batch_lines=20_000).idle_flush_lines == 19_999
     assert IngestSettings(idle_flush_lines=0, batch_lines=1).idle_flush_lines == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "url"),
+    [
+        ("PW_INGEST_INFLUX__URL", "http://127.0.0.1:99999"),
+        ("PW_INGEST_INFLUX__URL", "http://127.0.0.1:80a"),
+        ("PW_INGEST_MQTT__URL", "mqtt://127.0.0.1:99999"),
+    ],
+)
+def test_a_port_that_cannot_be_is_refused_at_start_up(
+    name: str, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # not at the first connect or out of every write (the writer's aiohttp raised ValueError)
+    monkeypatch.setenv(name, url)
+    with pytest.raises(ValidationError, match=r"host:port .*\(port 0-65535\)"):
+        IngestSettings()
+    monkeypatch.setenv(name, url.replace(url.rpartition(":")[2], "8086"))
+    assert IngestSettings()
 
 
 class _BuiltError(Exception):
