@@ -330,6 +330,8 @@ class IngestService:
             # dead letters go out while messages are handled concurrently
             max_inflight=s.receive_maximum,
             read_pause_s=s.read_pause_ms / 1000,
+            small_pause_s=s.small_message_pause_ms / 1000,
+            small_message_bytes=s.small_message_bytes,
         )
         async with client:
             filters = self.topic_filters()

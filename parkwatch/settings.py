@@ -9,10 +9,20 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _port_ok(parts: SplitResult) -> bool:
+    """urlsplit checks the port only when it is read: 99999 or "80a" would fail at connect, or
+    (the writer's aiohttp) out of every write, not at start-up."""
+    try:
+        _ = parts.port  # parsed, and checked, here
+    except ValueError:
+        return False
+    return True
 
 
 class MqttSettings(BaseModel):
@@ -29,8 +39,8 @@ class MqttSettings(BaseModel):
     @classmethod
     def _scheme(cls, value: str) -> str:
         parts = urlsplit(value)
-        if parts.scheme not in {"mqtt", "mqtts"} or not parts.hostname:
-            raise ValueError("expected mqtt://host:port or mqtts://host:port")
+        if parts.scheme not in {"mqtt", "mqtts"} or not parts.hostname or not _port_ok(parts):
+            raise ValueError("expected mqtt://host:port or mqtts://host:port (port 0-65535)")
         return value
 
     @property
@@ -65,8 +75,8 @@ class InfluxSettings(BaseModel):
         # refused here, not by each request: a service would run and answer 503 "database
         # unavailable" to everything, blaming an outage for a typo
         parts = urlsplit(value)
-        if parts.scheme not in {"http", "https"} or not parts.hostname:
-            raise ValueError("expected http://host:port or https://host:port")
+        if parts.scheme not in {"http", "https"} or not parts.hostname or not _port_ok(parts):
+            raise ValueError("expected http://host:port or https://host:port (port 0-65535)")
         return value
 
 

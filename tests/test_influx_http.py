@@ -220,6 +220,9 @@ async def test_the_request_head_on_the_wire() -> None:
     assert headers["Content-Encoding"] == "gzip"
     assert headers["Content-Type"] == "text/plain; charset=utf-8"
     assert int(headers["Content-Length"]) == len(script.bodies[0])
+    # a fixed User-Agent names the writer; no Accept-Encoding, so answers come plain
+    assert headers["User-Agent"] == "parkwatch"
+    assert "Accept-Encoding" not in headers
 
 
 async def test_an_answer_that_never_comes_is_an_outage() -> None:

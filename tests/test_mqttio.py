@@ -188,3 +188,50 @@ async def test_the_byte_budget_and_coalescing_pauses_never_leave_reading_paused(
             if not transport.reading or client._paused or client._pausing:
                 stuck.append(order)
     assert stuck == []
+
+
+@pytest.mark.parametrize(
+    ("sizes", "tail", "read_pause_s", "expected"),
+    [
+        ([100] * 10, 0, 0.01, 0.5),
+        ([1000] * 10, 0, 0.01, 0.01),
+        # the mean decides: forty small messages and one of 8 KB average under 400 bytes
+        ([100] * 40 + [8000], 0, 0.01, 0.5),
+        # the read's bytes count a partial packet left over: the mean errs toward the short pause
+        ([100] * 50, 200, 0.01, 0.5),
+        ([100] * 50, 20_000, 0.01, 0.01),
+        ([1000] * 10, 0, 0.0, None),
+        # read_pause_s 0 turns the small messages' pause off too
+        ([100] * 10, 0, 0.0, None),
+    ],
+)
+async def test_reads_of_small_messages_pause_longer(
+    sizes: list[int], tail: int, read_pause_s: float, expected: float | None
+) -> None:
+    # the pause follows the read's mean message size, not its bytes: a read of ten 100-byte
+    # messages pauses small_pause_s, one of ten 1,000-byte ones read_pause_s (0: none)
+    client = FastClient(
+        MqttSettings(),
+        "x",
+        read_pause_s=read_pause_s,
+        small_pause_s=0.5,
+        small_message_bytes=400,
+    )
+    transport = _Transport()
+    client._transport = transport  # type: ignore[assignment]
+    messages = [Message("t", b"x" * (n - 10), 1, i + 1) for i, n in enumerate(sizes)]
+    loop = asyncio.get_running_loop()
+    before = loop.time()
+    client._received([(messages, sum(sizes) - 10 * len(sizes))], sum(sizes) + tail)
+    after = loop.time()
+    timer = client._pause_timer
+    if expected is None:
+        assert timer is None
+        assert transport.reading
+    else:
+        assert timer is not None
+        assert not transport.reading
+        # call_later's deadline is the loop's time at the call plus the pause: exact bounds,
+        # however slow the runner
+        assert before + expected <= timer.when() <= after + expected
+        timer.cancel()
