@@ -34,6 +34,41 @@ def _window(
 
 
 @_compiled
+def _count(ring: npt.NDArray[np.float64], r: int, newest: int, first: int, length: int) -> int:
+    """How many of the slots ``_window`` would take hold a reading."""
+    size = ring.shape[0]
+    n = 0
+    for j in range(first, first + length):
+        if not np.isnan(ring[(newest - 1 - j) % size, r]):
+            n += 1
+    return n
+
+
+@_compiled
+def _reference(
+    ring: npt.NDArray[np.float64],
+    r: int,
+    newest: int,
+    short: int,
+    reference: int,
+    resolution: float,
+    abs_resolution: float,
+    fresh: npt.NDArray[np.float64],
+) -> None:
+    """Row ``r``'s reference median and robust scale into ``fresh[0, r]``, ``fresh[3, r]``."""
+    before = _window(ring, r, newest, short, reference)
+    m = np.median(before)
+    dev = np.abs(before - m)
+    fresh[0, r] = m
+    # a scale never below the float's resolution: a flat reference's change is judged
+    # against its rounding, not against 0
+    fresh[3, r] = _maximum(
+        _maximum(MAD_SIGMA * float(np.median(dev)), MEAN_ABS_SIGMA * float(np.mean(dev))),
+        _maximum(resolution * abs(m), abs_resolution),
+    )
+
+
+@_compiled
 def _beyond(x: float, lo: float, hi: float) -> float:
     """How far ``x`` lies outside ``[lo, hi]`` (signed; 0 inside)."""
     if x > hi:
@@ -106,23 +141,17 @@ def shift_slots(
             med_ring[head, r] = med[r]
             if np.isnan(med[r]):
                 continue
-            before = _window(ring, r, fed[r], short, reference)
-            levels = _window(med_ring, r, fed[r], short, reference - short + 1)
-            if before.size < need_ref or levels.size < need_meds:
+            if _count(ring, r, fed[r], short, reference) < need_ref:
                 continue
-            m = np.median(before)
-            dev = np.abs(before - m)
-            fresh[0, r] = m
+            levels = _window(med_ring, r, fed[r], short, reference - short + 1)
+            if levels.size < need_meds:
+                continue
             # the range the level (the short median) wandered in over the reference: a
-            # drift that goes on leaves it slowly, a step at once
+            # drift that goes on leaves it slowly, a step at once. The reference's median
+            # and scale (fresh[0], fresh[3]) are taken only where a row is outside it or a
+            # run begins (_reference): most slots of most rows need neither
             fresh[1, r] = np.min(levels)
             fresh[2, r] = np.max(levels)
-            # a scale never below the float's resolution: a flat reference's change is
-            # judged against its rounding, not against 0
-            fresh[3, r] = _maximum(
-                _maximum(MAD_SIGMA * float(np.median(dev)), MEAN_ABS_SIGMA * float(np.mean(dev))),
-                _maximum(resolution * abs(m), abs_resolution),
-            )
         for i in range(meters):
             run, is_open, age, calm, quiet = (
                 meter_i[i, 0],
@@ -134,10 +163,13 @@ def shift_slots(
             if not is_open:
                 shifted = 0
                 for r in range(rows):
-                    if meter_of[r] == i and not np.isnan(fresh[0, r]):
-                        z = _beyond(med[r], fresh[1, r], fresh[2, r]) / fresh[3, r]
-                        if abs(z) >= z_open:
-                            shifted += 1
+                    if meter_of[r] == i and not np.isnan(fresh[1, r]):
+                        off = _beyond(med[r], fresh[1, r], fresh[2, r])
+                        if off != 0.0:
+                            _reference(ring, r, fed[r], short, reference, resolution,
+                                       abs_resolution, fresh)  # fmt: skip
+                            if abs(off / fresh[3, r]) >= z_open:
+                                shifted += 1
                 if quiet > 0:
                     # the windows still hold the level before the last event's end
                     quiet -= 1
@@ -148,6 +180,9 @@ def shift_slots(
                         run_start_ms[i] = start_ms + k * step_ms
                         for r in range(rows):
                             if meter_of[r] == i:
+                                if not np.isnan(fresh[1, r]) and np.isnan(fresh[0, r]):
+                                    _reference(ring, r, fed[r], short, reference, resolution,
+                                               abs_resolution, fresh)  # fmt: skip
                                 ref[:, r] = fresh[:, r]
                     run += 1
                 else:
