@@ -431,7 +431,7 @@ def _rig_park() -> Park:
         {
             "park": "rig",
             "timezone": "UTC",
-            "analytics": {"step_s": 1},
+            "analytics": {"step_s": 1, "level_shift": list(RIG_QUANTITIES)},
             "quantities": [{"name": q, "unit": "1", "utilities": ["env"]} for q in RIG_QUANTITIES],
             "meters": [{"id": "rig", "utility": "env", "gateway": "gw-rig"}],
         }

@@ -15,7 +15,12 @@ from parkwatch.site import Park
 START_MS = 1_700_000_000_000
 
 
-def _park(step_s: float = 1.0, interval_s: float | None = None) -> Park:
+def _park(
+    step_s: float = 1.0,
+    interval_s: float | None = None,
+    quantities: tuple[str, ...] = ("flow",),
+    opted: tuple[str, ...] | None = None,
+) -> Park:
     meter: dict[str, Any] = {"id": "rig", "utility": "env", "gateway": "gw-rig"}
     if interval_s is not None:
         meter["interval_s"] = interval_s
@@ -23,21 +28,30 @@ def _park(step_s: float = 1.0, interval_s: float | None = None) -> Park:
         {
             "park": "p",
             "timezone": "UTC",
-            "analytics": {"step_s": step_s},
-            "quantities": [{"name": "flow", "unit": "1", "utilities": ["env"]}],
+            "analytics": {
+                "step_s": step_s,
+                "level_shift": list(quantities if opted is None else opted),
+            },
+            "quantities": [{"name": q, "unit": "1", "utilities": ["env"]} for q in quantities],
             "meters": [meter],
         }
     )
 
 
 def _run(values: np.ndarray[Any, Any], park: Park | None = None) -> list[Finding]:
-    ctx = ParkContext(park or _park(), reported={"rig": ["flow"]})
+    park = park or _park()
+    names = [q.name for q in park.quantities]
+    ctx = ParkContext(park, reported={"rig": names})
     series = ShiftDetector.select(ctx)
-    assert series == [SeriesKey("rig", "flow")]
+    assert series == [SeriesKey("rig", q) for q in names]
     detector = ShiftDetector(ctx, series)
-    row = values[None, :].astype(np.float64)
-    block = Block(START_MS, ctx.step_ms, row, np.ones(row.shape, np.int32), row, row)
+    rows = np.atleast_2d(values).astype(np.float64)
+    block = Block(START_MS, ctx.step_ms, rows, np.ones(rows.shape, np.int32), rows, rows)
     return detector.update(block).findings
+
+
+def _seconds(findings: list[Finding]) -> list[tuple[bool, int]]:
+    return [(f.active, (f.at_ms - START_MS) // 1000) for f in findings]
 
 
 def test_a_step_and_its_return_by_hand() -> None:
@@ -102,3 +116,104 @@ def test_a_meter_reading_every_minute_in_a_fast_park_is_never_judged() -> None:
     values[::60] = 10.0
     values[1800::60] = 30.0
     assert _run(values) == []
+
+
+def test_a_meter_read_every_3_s_in_a_1_s_park_is_judged_on_its_own_readings() -> None:
+    """A window's coverage is judged against the readings expected in it: a meter declared
+    to read every 3 s fills a third of a 1-s park's slots, and every 2 s, half, losing one
+    reading in 20; each finds the same +30 step (600 s to 1000 s) as a meter read every
+    second."""
+    steady = 9.0 + np.arange(1500) % 3
+    steady[600:1000] += 30.0
+    for every, lost in ((1, 0), (3, 0), (2, 40)):
+        values = np.full(1500, np.nan)
+        values[::every] = steady[::every]
+        if lost:
+            values[::lost] = np.nan
+        findings = _run(values, _park(interval_s=every))
+        opened, closed = _seconds(findings)
+        assert opened[0], (every, findings)
+        assert 620 <= opened[1] <= 625, (every, findings)
+        assert not closed[0], (every, findings)
+        assert 1020 <= closed[1] <= 1030, (every, findings)
+        assert findings[1].evidence["ended"] == "level_back"
+
+
+def test_an_opening_always_names_a_row_shifted_against_its_reference() -> None:
+    """Row a (every 2 s) starts a run and loses a reading; row b, valid only after the run
+    began, carries it on. Judged against the reference frozen as the run began, no row has
+    shifted: no event opens then (it did, with no row, NaN expected and an instant close)."""
+    n = 1400
+    a = np.full(n, np.nan)
+    a[::2] = (9.0 + np.arange(n) % 3)[::2]
+    a[600:] += 30.0
+    a[616] = np.nan
+    b = np.full(n, np.nan)
+    b[436:] = 5.0 + (np.arange(n - 436) % 2)
+    b[600:] += 50.0
+    findings = _run(np.stack([a, b]), _park(quantities=("a", "b")))
+    opened = [f for f in findings if f.active]
+    assert opened  # the steps are found, each opening with its shifted row
+    for f in opened:
+        assert f.evidence["rows_shifted"] >= 1
+        assert np.isfinite(f.evidence["expected"])
+        assert (f.evidence["value"] - f.evidence["expected"]) * (
+            1 if f.evidence["direction"] == "high" else -1
+        ) > 0
+
+
+def test_a_second_closing_soon_after_the_first_is_found() -> None:
+    """A valve closes (32 → 29) for 200 s and, 180 s after reopening, closes again for
+    420 s. After the first close the meter is judged against the event's reference widened
+    by the levels since: the second closing opens a low event and its reopening closes it
+    (it used to be missed, and its reopening raised as a high shift)."""
+    rng = np.random.default_rng(2)
+    k = np.arange(2400)
+    closed = ((k >= 600) & (k < 800)) | ((k >= 980) & (k < 1400))
+    values = np.round(32 + rng.normal(0, 0.4, k.size)) - 3 * closed
+    findings = _run(values)
+    assert _seconds(findings) == [(True, 624), (False, 825), (True, 1004), (False, 1428)]
+    assert [f.evidence.get("direction") for f in findings if f.active] == ["low", "low"]
+    assert [f.evidence.get("ended") for f in findings if not f.active] == ["level_back"] * 2
+
+
+def test_only_the_quantities_the_park_names_and_a_duty_cycle_is_not_watched() -> None:
+    """A load switching 0 → 5 for 2 minutes every 8 (a machine's duty cycle) on a quantity
+    the park does not name in ``analytics.level_shift``: no rows, no events (named, each
+    start would open one)."""
+    k = np.arange(7200)
+    values = np.where((k % 480) < 120, 5.0, 0.0)
+    assert ShiftDetector.select(ParkContext(_park(opted=()), reported={"rig": ["flow"]})) == []
+    assert sum(f.active for f in _run(values)) >= 10  # named: every start after the first
+
+
+def test_the_evidence_gives_the_range_and_scale_behind_its_scales() -> None:
+    """scales = (value − the range's nearer end) / scale, capped at 1000 (a reference of an
+    exact 0 has the float's resolution as its scale)."""
+    noisy = 9.0 + np.arange(1200) % 3
+    noisy[400:520] = 30.0
+    flat = np.zeros(1200)
+    flat[400:520] = 5.0
+    for values in (noisy, flat):
+        ev = _run(values)[0].evidence
+        assert ev["range_low"] <= ev["expected"] <= ev["range_high"]
+        raw = (ev["value"] - ev["range_high"]) / ev["scale"]
+        assert ev["scales"] == pytest.approx(min(raw, 1000.0), abs=0.01)
+    assert _run(flat)[0].evidence["scales"] == 1000.0
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"min_rows": 0},
+        {"min_share": 0.0},
+        {"min_share": 1.5},
+        {"z_close": 5.0},
+        {"short_s": 300.0},
+        {"settle_s": 100.0},
+    ],
+)
+def test_parameters_that_make_no_sense_are_refused(params: dict[str, Any]) -> None:
+    ctx = ParkContext(_park(), reported={"rig": ["flow"]})
+    with pytest.raises(ValueError, match="shift: "):
+        ShiftDetector(ctx, ShiftDetector.select(ctx), params)

@@ -5,24 +5,30 @@ averages over an hour: right for meters read every minute for months, blind on a
 every second whose valve closes for seven minutes. This is the change-point rule a
 monitoring product runs beside it on such meters, on a time scale of minutes and with no
 day of history: for each row (the same rows as the baseline: the utility's rates and the
-park's own instant quantities), the median of the last ``short_s`` against the median of
-the ``reference_s`` before it, in units of that reference's robust spread (1.4826 · MAD, or
+park's own instant quantities), the median of the last ``short_s`` against the range the
+``short_s`` medians wandered in over the ``reference_s`` before it, widened by the levels
+they held over the ``memory_s`` before that (a level the meter held recently — a machine
+starting again — is no shift), in units of the reference's robust spread (1.4826 · MAD, or
 1.2533 · its mean absolute deviation where larger: a quantised reference sitting on one
 value more than half the time has a MAD of 0; never below the float's resolution). A meter
 shifts when at least ``min_rows`` of its rows (all of them, if it has fewer) are
-``z_open`` scales off for ``persist_s`` on end; the event's reference is the one as that
-run began. It closes when every row is back within ``z_close`` scales of it for
-``persist_s`` (the level came back), or after ``settle_s`` (the new level is the meter's
-normal now); then no event opens until both windows hold only readings after that end.
+``z_open`` scales beyond that range for ``persist_s`` on end; the event's reference is the
+one as that run began. It closes when every row that shifted is back within ``z_close``
+scales of it for ``persist_s`` (the level came back: until both windows hold only later
+readings, a new run is judged against the same reference), or after ``settle_s`` (the new
+level is the meter's normal now).
 
 Windows are in seconds and counted in slots of the park's step, so the rule is scaled by the
-meter's sampling: a window is judged only where at least ``min_share`` of its slots hold a
-reading (a meter reading every minute in a 1-s park never is), and a park whose step, or a
-meter whose declared ``interval_s``, leaves the short window fewer than ``min_slots`` readings
-(any interval over 3 s: the demo's and NAB's minutes) gives the detector no rows — it adds
-nothing where the baseline is at home.
-Its state is each row's ring of the last ``short_s + reference_s`` of slots, the reference
-of a run or open event, and each meter's run, age and quiet counts (``kernels.shift``).
+meter's sampling: a window is judged only where at least ``min_share`` of the readings
+expected in it (its slots, times the park's step over the meter's own ``interval_s``) are
+there (a meter reading every minute in a 1-s park, undeclared, never is), and a park whose
+step, or a meter whose declared ``interval_s``, leaves the short window fewer than
+``min_slots`` readings (any interval over 3 s: the demo's and NAB's minutes) gives the
+detector no rows — it adds nothing where the baseline is at home.
+Its state is each row's ring of the last ``short_s + reference_s`` of slots and of short
+medians, the lowest and highest short median of each ``short_s`` block of the memory, the
+reference of a run, open event or quiet period, and each meter's run, age and quiet counts
+(``kernels.shift``).
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ from analytics.kernels.shift import shift_slots
 from parkwatch.events import Estimate, Family, Severity
 
 KIND = "level_shift"
+SCALES_CAP = 1000.0  # the evidence's scales are reported up to this
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +63,7 @@ class ShiftParams:
     round numbers; times in seconds, so they mean the same at any fast step)."""
 
     short_s: float = 30.0  # the recent window whose median is judged …
-    reference_s: float = 300.0  # … against the median and spread of the minutes before it
+    reference_s: float = 300.0  # … against the range and spread of the minutes before it …
     min_slots: int = 10  # the short window must span this many slots (step ≤ 3 s)
     min_share: float = 0.5  # a window is judged with readings in this share of its slots
     z_open: float = 5.0  # a row's level left its reference range by this many scales …
@@ -75,7 +82,19 @@ class ShiftParams:
         unknown = set(params) - known
         if unknown:
             raise ValueError(f"unknown shift parameter(s): {', '.join(sorted(unknown))}")
-        return replace(cls(), **params)
+        p = replace(cls(), **params)
+        if p.short_s <= 0 or p.reference_s <= p.short_s:
+            raise ValueError("shift: 0 < short_s < reference_s")
+        if p.min_rows < 1 or p.min_slots < 1:
+            raise ValueError("shift: min_rows and min_slots must be at least 1")
+        if not 0 < p.min_share <= 1:
+            raise ValueError("shift: min_share must be in (0, 1]")
+        if not 0 <= p.z_close < p.z_open:
+            raise ValueError("shift: 0 <= z_close < z_open")
+        if p.persist_s <= 0 or p.settle_s < p.short_s + p.reference_s:
+            # a new level is accepted only once both windows hold it alone
+            raise ValueError("shift: persist_s > 0 and settle_s >= short_s + reference_s")
+        return p
 
 
 def _slots(seconds: float, step_ms: int) -> int:
@@ -103,10 +122,19 @@ class ShiftDetector(Detector):
             return []
 
         def fast(meter: str) -> bool:
+            # the short window must hold min_slots of the meter's readings (its coverage is
+            # then judged against those it should hold: ShiftDetector._share)
             own = ctx.tree.meters[meter].spec.interval_s
             return own is None or own * 1000 <= fastest_ms
 
-        return [key for key in BaselineDetector.select(ctx) if fast(key.meter)]
+        # only the quantities the park names: on most meters a level change within minutes
+        # is a machine starting (a power meter's rate), and would alert at every start
+        wanted = set(ctx.park.analytics.level_shift)
+        return [
+            key
+            for key in BaselineDetector.select(ctx)
+            if key.quantity in wanted and fast(key.meter)
+        ]
 
     def __init__(
         self,
@@ -119,19 +147,28 @@ class ShiftDetector(Detector):
         rows = len(self.series)
         self._meters = list(dict.fromkeys(key.meter for key in self.series))
         index = {m: i for i, m in enumerate(self._meters)}
-        self._meter_of = np.array([index[k.meter] for k in self.series], dtype=np.int64)
-        counts = np.bincount(self._meter_of, minlength=len(self._meters))
+        meter_of = np.array([index[k.meter] for k in self.series], dtype=np.int64)
+        # each meter's rows, order[first[i]:first[i + 1]]: the kernel visits only those
+        self._order = np.argsort(meter_of, kind="stable").astype(np.int64)
+        counts = np.bincount(meter_of, minlength=len(self._meters))
+        self._first = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
+        # the share of the park's slots a row is expected to fill: a meter read every 3 s in
+        # a 1-s park fills a third, and its windows' coverage is judged against that
+        step = ctx.step_ms
+        own = [ctx.tree.meters[k.meter].spec.interval_s for k in self.series]
+        self._share = np.array(
+            [1.0 if o is None else min(1.0, step / (o * 1000)) for o in own], dtype=np.float64
+        )
         self._need = np.minimum(counts, self.p.min_rows).astype(np.int64)
         self._units = [ctx.quantity(k.quantity).unit for k in self.series]
-        step = ctx.step_ms
         self._short = _slots(self.p.short_s, step)
         self._reference = _slots(self.p.reference_s, step)
         self.s: dict[str, Any] = {
             "ring": np.full((self._short + self._reference, rows), np.nan),
             "med_ring": np.full((self._short + self._reference, rows), np.nan),
             "fed": np.zeros(rows, dtype=np.int64),
-            # the reference of a run or open event: median, lowest and highest short
-            # median, scale
+            # the reference of a run, open event or quiet period: median, lowest and highest
+            # level (short median), scale
             "ref": np.full((4, rows), np.nan),
             "row_shifted": np.zeros(rows, dtype=bool),
             # per meter: run, open, age, calm, quiet (kernels.shift_slots)
@@ -167,11 +204,18 @@ class ShiftDetector(Detector):
             np.ascontiguousarray(block.values, dtype=np.float64),
             block.start_ms,
             step,
-            self._meter_of,
+            self._order,
+            self._first,
+            self._share,
             self._need,
             np.array([p.z_open, p.z_close, p.min_share, p.resolution, p.abs_resolution]),
             np.array(
-                [self._short, self._reference, _slots(p.persist_s, step), _slots(p.settle_s, step)],
+                [
+                    self._short,
+                    self._reference,
+                    _slots(p.persist_s, step),
+                    _slots(p.settle_s, step),
+                ],
                 dtype=np.int64,
             ),
             s["ring"],
@@ -183,11 +227,11 @@ class ShiftDetector(Detector):
             s["run_start_ms"],
         )
         findings: list[tuple[int, Finding]] = []
-        for k, m, row, value, expected, z, n_shift, onset in opened.tolist():
+        for k, m, row, value, expected, z, n_shift, onset, low, high, scale in opened.tolist():
             at_ms = block.start_ms + (int(k) + 1) * step
             findings.append(
-                (int(k), self._opening(int(m), int(row), value, expected, z, int(n_shift),
-                                       at_ms, int(onset)))
+                (int(k), self._opening(int(m), int(row), value, (expected, low, high, scale),
+                                       z, int(n_shift), at_ms, int(onset)))
             )  # fmt: skip
         for k, m, came_back in closed.tolist():
             at_ms = block.start_ms + (k + 1) * step
@@ -215,14 +259,20 @@ class ShiftDetector(Detector):
         meter: int,
         row: int,
         value: float,
-        expected: float,
+        reference: tuple[float, float, float, float],
         z: float,
         shifted: int,
         at_ms: int,
         onset_ms: int,
     ) -> Finding:
+        if row < 0:
+            # the kernel opens only with a row shifted against the frozen reference
+            raise ValueError("shift: an opening without a shifted row")
         key = self.series[row]
-        dev = value - expected
+        expected, low, high, scale = reference
+        # the step beyond the range the level wandered in (what ``scales`` measures); the
+        # reference's median is ``expected``
+        dev = value - (high if value > high else low)
         return Finding(
             kind=KIND,
             family=Family.CONSUMPTION,
@@ -231,13 +281,18 @@ class ShiftDetector(Detector):
             meter=self._meters[meter],
             start_ms=min(onset_ms, at_ms),
             severity=Severity.MAJOR if abs(z) >= 3 * self.p.z_open else Severity.MINOR,
-            estimate=Estimate(dev, self._units[row]),
+            estimate=Estimate(value - expected, self._units[row]),
             evidence={
                 "quantity": key.quantity,
-                "direction": "high" if dev >= 0 else "low",
+                "direction": "high" if z >= 0 else "low",
                 "value": value,
                 "expected": expected,
-                "scales": round(z, 2),
+                "range_low": low,
+                "range_high": high,
+                "scale": scale,
+                # (value − the range's nearer end) / scale; capped: past it the scale is the
+                # float's resolution (a flat reference, e.g. an exact 0) and says nothing more
+                "scales": round(max(-SCALES_CAP, min(SCALES_CAP, dev / scale)), 2),
                 "rows_shifted": shifted,
                 "window_s": self.p.short_s,
                 "reference_s": self.p.reference_s,

@@ -83,7 +83,9 @@ def shift_slots(
     values: npt.NDArray[np.float64],
     start_ms: int,
     step_ms: int,
-    meter_of: npt.NDArray[np.int64],
+    order: npt.NDArray[np.int64],
+    first: npt.NDArray[np.int64],
+    share: npt.NDArray[np.float64],
     need: npt.NDArray[np.int64],
     fparams: npt.NDArray[np.float64],
     iparams: npt.NDArray[np.int64],
@@ -98,14 +100,17 @@ def shift_slots(
     """``values`` (rows × slots, NaN: no reading) fed slot after slot to the state, in place:
     ``ring`` and ``med_ring`` [window slots, rows] each row's last readings and short-window
     medians (NaN: too few readings), ``fed`` slots fed per row; ``ref`` [4, rows] the
-    reference (median, lowest and highest short median, scale) a meter's run or open event
-    is judged against, ``row_shifted`` the rows that shifted as it opened; ``meter_i`` per
-    meter: [run, open, age, calm, quiet]; ``need`` per meter the rows that must shift
-    together. ``fparams``: z_open, z_close, min_share, resolution, abs_resolution;
-    ``iparams``: short slots, reference slots, persist slots, settle slots.
+    reference (median, lowest and highest level, scale) a meter's run, open event or quiet
+    period is judged against, ``row_shifted`` the rows that shifted as it opened;
+    ``meter_i`` per meter: [run, open, age, calm, quiet]. Meter ``i``'s rows are
+    ``order[first[i]:first[i + 1]]``; ``share`` per row the share of slots it is expected to
+    fill (the park's step over its own interval, at most 1); ``need`` per meter the rows that
+    must shift together. ``fparams``: z_open, z_close, min_share, resolution,
+    abs_resolution; ``iparams``: short slots, reference slots, persist slots, settle slots.
 
     Returns the openings, one row each (slot, meter, row of the largest shift, its short
-    median, its reference median, its scales, rows shifted, onset ms), and the closings
+    median, its reference median, its scales, rows shifted, onset ms, its reference's lowest
+    and highest level and scale), and the closings
     (slot, meter, 1 if the level came back, 0 if the new level was accepted)."""
     z_open, z_close, min_share, resolution, abs_resolution = (
         fparams[0],
@@ -118,11 +123,10 @@ def shift_slots(
     rows, slots = values.shape
     meters = meter_i.shape[0]
     size = ring.shape[0]
-    need_short = min_share * short
-    need_ref = min_share * reference
-    # the short windows inside the reference: lags short … reference
+    # the short windows inside the reference: lags short … reference (a median is taken at
+    # every slot whose window is covered enough, whatever the meter's interval)
     need_meds = min_share * (reference - short + 1)
-    opened = np.empty((8, 8))
+    opened = np.empty((8, 11))
     closed = np.empty((8, 3), dtype=np.int64)
     n_opened = 0
     n_closed = 0
@@ -135,13 +139,15 @@ def shift_slots(
             fed[r] += 1
             med[r] = np.nan
             fresh[:, r] = np.nan
+            # coverage is judged against the readings expected: a meter read every 3 s
+            # fills a third of a 1-s park's slots
             recent = _window(ring, r, fed[r], 0, short)
-            if recent.size >= need_short:
+            if recent.size >= min_share * short * share[r]:
                 med[r] = np.median(recent)
             med_ring[head, r] = med[r]
             if np.isnan(med[r]):
                 continue
-            if _count(ring, r, fed[r], short, reference) < need_ref:
+            if _count(ring, r, fed[r], short, reference) < min_share * reference * share[r]:
                 continue
             levels = _window(med_ring, r, fed[r], short, reference - short + 1)
             if levels.size < need_meds:
@@ -162,41 +168,62 @@ def shift_slots(
             )
             if not is_open:
                 shifted = 0
-                for r in range(rows):
-                    if meter_of[r] == i and not np.isnan(fresh[1, r]):
-                        off = _beyond(med[r], fresh[1, r], fresh[2, r])
-                        if off != 0.0:
-                            _reference(ring, r, fed[r], short, reference, resolution,
-                                       abs_resolution, fresh)  # fmt: skip
-                            if abs(off / fresh[3, r]) >= z_open:
-                                shifted += 1
-                if quiet > 0:
-                    # the windows still hold the level before the last event's end
+                # quiet > 0: after a level came back; < 0: after a new level was accepted
+                in_quiet = quiet > 0
+                suppressed = quiet < 0
+                if suppressed:
+                    quiet += 1
+                elif in_quiet:
+                    # after a level came back the windows still hold the event's level: the
+                    # meter's reference is the event's, widened by the levels since its end
+                    # (the reference with the event left out: a drift goes on unseen, a
+                    # second closing of a valve is seen)
+                    since_end = short + reference - quiet
                     quiet -= 1
+                    for q in range(first[i], first[i + 1]):
+                        r = order[q]
+                        if since_end >= short and not np.isnan(ref[0, r]):
+                            # the short median whose window began after the end
+                            level = med_ring[(fed[r] - 1 - short) % size, r]
+                            if not np.isnan(level):
+                                ref[1, r] = min(ref[1, r], level)
+                                ref[2, r] = max(ref[2, r], level)
+                        if not np.isnan(ref[0, r]) and not np.isnan(med[r]):
+                            off = _beyond(med[r], ref[1, r], ref[2, r])
+                            if abs(off / ref[3, r]) >= z_open:
+                                shifted += 1
+                else:
+                    for q in range(first[i], first[i + 1]):
+                        r = order[q]
+                        if not np.isnan(fresh[1, r]):
+                            off = _beyond(med[r], fresh[1, r], fresh[2, r])
+                            if off != 0.0:
+                                _reference(ring, r, fed[r], short, reference, resolution,
+                                           abs_resolution, fresh)  # fmt: skip
+                                if abs(off / fresh[3, r]) >= z_open:
+                                    shifted += 1
+                if suppressed:
                     run = 0
                 elif shifted >= need[i]:
-                    if run == 0:
+                    if run == 0 and not in_quiet:
                         # the reference as the run began: judged against until it ends
+                        for q in range(first[i], first[i + 1]):
+                            r = order[q]
+                            if not np.isnan(fresh[1, r]) and np.isnan(fresh[0, r]):
+                                _reference(ring, r, fed[r], short, reference, resolution,
+                                           abs_resolution, fresh)  # fmt: skip
+                            ref[:, r] = fresh[:, r]
+                    if run == 0:
                         run_start_ms[i] = start_ms + k * step_ms
-                        for r in range(rows):
-                            if meter_of[r] == i:
-                                if not np.isnan(fresh[1, r]) and np.isnan(fresh[0, r]):
-                                    _reference(ring, r, fed[r], short, reference, resolution,
-                                               abs_resolution, fresh)  # fmt: skip
-                                ref[:, r] = fresh[:, r]
                     run += 1
                 else:
                     run = 0
                 if run >= persist:
-                    is_open = 1
-                    age = 0
-                    calm = 0
                     top = -1
                     top_z = 0.0
                     n_shift = 0
-                    for r in range(rows):
-                        if meter_of[r] != i:
-                            continue
+                    for q in range(first[i], first[i + 1]):
+                        r = order[q]
                         row_shifted[r] = False
                         if np.isnan(ref[0, r]) or np.isnan(med[r]):
                             continue
@@ -204,28 +231,43 @@ def shift_slots(
                         if abs(z) >= z_open:
                             n_shift += 1
                             row_shifted[r] = True
-                        if top < 0 or abs(z) > abs(top_z):
-                            top = r
-                            top_z = z
-                    if n_opened == opened.shape[0]:
-                        opened = np.concatenate((opened, np.empty_like(opened)))
-                    opened[n_opened, 0] = k
-                    opened[n_opened, 1] = i
-                    opened[n_opened, 2] = top
-                    opened[n_opened, 3] = med[top]
-                    opened[n_opened, 4] = ref[0, top]
-                    opened[n_opened, 5] = top_z
-                    opened[n_opened, 6] = n_shift
-                    # the onset: the run began once half the short window had shifted
-                    opened[n_opened, 7] = run_start_ms[i] - (short // 2) * step_ms
-                    n_opened += 1
+                            if top < 0 or abs(z) > abs(top_z):
+                                top = r
+                                top_z = z
+                    if n_shift < need[i] or top < 0:
+                        # the run was carried by rows the reference frozen as it began does
+                        # not hold: judged against it, too few rows shifted. Start again
+                        run = 0
+                        for q in range(first[i], first[i + 1]):
+                            row_shifted[order[q]] = False
+                    else:
+                        is_open = 1
+                        age = 0
+                        calm = 0
+                        quiet = 0
+                        if n_opened == opened.shape[0]:
+                            opened = np.concatenate((opened, np.empty_like(opened)))
+                        opened[n_opened, 0] = k
+                        opened[n_opened, 1] = i
+                        opened[n_opened, 2] = top
+                        opened[n_opened, 3] = med[top]
+                        opened[n_opened, 4] = ref[0, top]
+                        opened[n_opened, 5] = top_z
+                        opened[n_opened, 6] = n_shift
+                        # the onset: the run began once half the short window had shifted
+                        opened[n_opened, 7] = run_start_ms[i] - (short // 2) * step_ms
+                        opened[n_opened, 8] = ref[1, top]
+                        opened[n_opened, 9] = ref[2, top]
+                        opened[n_opened, 10] = ref[3, top]
+                        n_opened += 1
             else:
                 age += 1
                 # back when every row that shifted is within z_close scales of the range
                 # it wandered in before (the others may drift on)
                 back = True
-                for r in range(rows):
-                    if meter_of[r] == i and row_shifted[r]:
+                for q in range(first[i], first[i + 1]):
+                    r = order[q]
+                    if row_shifted[r]:
                         if np.isnan(med[r]):
                             back = False  # too few readings to say it came back
                         elif abs(_beyond(med[r], ref[1, r], ref[2, r])) >= z_close * ref[3, r]:
@@ -241,8 +283,11 @@ def shift_slots(
                     n_closed += 1
                     is_open = 0
                     run = 0
-                    # no new event until both windows hold only readings after this end
-                    quiet = short + reference
+                    # until both windows hold only readings after this end: the level came
+                    # back, the event's reference (widened by the levels since) is judged
+                    # against; a new level was accepted, nothing opens (what drifted on
+                    # through the event, SKAB's temperatures, still leaves the windows' range)
+                    quiet = short + reference if came_back else -(short + reference)
             meter_i[i, 0] = run
             meter_i[i, 1] = is_open
             meter_i[i, 2] = age
