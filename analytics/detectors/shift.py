@@ -4,19 +4,20 @@ The baseline (``baseline``) judges a reading against a day of the meter's own hi
 averages over an hour: right for meters read every minute for months, blind on a rig read
 every second whose valve closes for seven minutes. This is the change-point rule a
 monitoring product runs beside it on such meters, on a time scale of minutes and with no
-day of history: for each row (the same rows as the baseline: the utility's rates and the
-park's own instant quantities), the median of the last ``short_s`` against the range the
-``short_s`` medians wandered in over the ``reference_s`` before it, widened by the levels
-they held over the ``memory_s`` before that (a level the meter held recently — a machine
-starting again — is no shift), in units of the reference's robust spread (1.4826 · MAD, or
-1.2533 · its mean absolute deviation where larger: a quantised reference sitting on one
-value more than half the time has a MAD of 0; never below the float's resolution). A meter
-shifts when at least ``min_rows`` of its rows (all of them, if it has fewer) are
-``z_open`` scales beyond that range for ``persist_s`` on end; the event's reference is the
-one as that run began. It closes when every row that shifted is back within ``z_close``
-scales of it for ``persist_s`` (the level came back: until both windows hold only later
-readings, a new run is judged against the same reference), or after ``settle_s`` (the new
-level is the meter's normal now).
+day of history: for each row (the baseline's rows whose quantity the park names in
+``analytics.level_shift``: on a rate that follows machines starting and stopping every start
+is a level shift, so only quantities that run steady are watched), the median of the last
+``short_s`` against the range the ``short_s`` medians wandered in over the ``reference_s``
+before it, in units of that reference's robust spread (1.4826 · MAD, or 1.2533 · its mean
+absolute deviation where larger: a quantised reference sitting on one value more than half
+the time has a MAD of 0; never below the float's resolution). A meter shifts when at least
+``min_rows`` of its rows (all of them, if it has fewer) are ``z_open`` scales beyond that
+range for ``persist_s`` on end; the event's reference is the one as that run began, and
+judged against it enough rows must have shifted. It closes when every row that shifted is
+back within ``z_close`` scales of it for ``persist_s`` (the level came back: until both
+windows hold only later readings, a new run is judged against that reference widened by the
+levels since), or after ``settle_s`` (the new level is the meter's normal now; nothing opens
+until both windows hold only later readings).
 
 Windows are in seconds and counted in slots of the park's step, so the rule is scaled by the
 meter's sampling: a window is judged only where at least ``min_share`` of the readings
@@ -26,9 +27,8 @@ step, or a meter whose declared ``interval_s``, leaves the short window fewer th
 ``min_slots`` readings (any interval over 3 s: the demo's and NAB's minutes) gives the
 detector no rows — it adds nothing where the baseline is at home.
 Its state is each row's ring of the last ``short_s + reference_s`` of slots and of short
-medians, the lowest and highest short median of each ``short_s`` block of the memory, the
-reference of a run, open event or quiet period, and each meter's run, age and quiet counts
-(``kernels.shift``).
+medians, the reference of a run, open event or quiet period, and each meter's run, age and
+quiet counts (``kernels.shift``).
 """
 
 from __future__ import annotations
