@@ -183,7 +183,9 @@ def shift_slots(
                     for q in range(first[i], first[i + 1]):
                         r = order[q]
                         if since_end >= short and not np.isnan(ref[0, r]):
-                            # the short median whose window began after the end
+                            # the short median taken ``short`` slots ago, after the end (as the
+                            # reference's levels, none overlapping the window judged now); the
+                            # event closed on such medians back within z_close of the range
                             level = med_ring[(fed[r] - 1 - short) % size, r]
                             if not np.isnan(level):
                                 ref[1, r] = min(ref[1, r], level)
