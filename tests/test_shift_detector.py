@@ -252,3 +252,8 @@ def test_a_meters_rows_need_not_be_adjacent() -> None:
     found = findings([0, 1, 2, 3])
     assert {m for m, *_ in found} == {"m1", "m2"}
     assert findings([0, 2, 1, 3]) == found
+
+
+def test_a_park_names_only_quantities_it_has() -> None:
+    with pytest.raises(ValueError, match="level_shift: unknown quantity 'nope'"):
+        _park(opted=("nope",))
