@@ -158,6 +158,10 @@ class AnalyticsOptions(_Model):
     # the grid every series is aligned to: readings inside one step are averaged (instant
     # quantities) or the last one kept (counters); a meter polled less often has gaps between
     step_s: float = Field(default=60.0, ge=1, le=86_400)
+    # the quantities whose level changing within minutes is a fault, not operation
+    # (``analytics.detectors.shift``): a process's flow, pressure or temperature that runs
+    # steady — not a rate that follows machines starting and stopping. None by default
+    level_shift: list[str] = []
 
 
 # --- networks: zones (district metered areas) and waste-heat recovery ------------------------
@@ -352,6 +356,9 @@ class Park(_Model):
         names = [q.name for q in self.quantities]
         if len(set(names)) != len(names):
             raise ValueError("custom quantity names must be unique")
+        for name in self.analytics.level_shift:
+            if name not in self.quantity_table:
+                raise ValueError(f"analytics.level_shift: unknown quantity {name!r}")
         by_id = {m.spec.id: m for m in self.iter_meters()}
         for meter in by_id.values():
             declared = meter.spec.quantities or []

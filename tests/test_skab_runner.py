@@ -31,14 +31,29 @@ def test_a_silence_after_a_file_that_ends_inside_an_anomaly_finds_nothing(tmp_pa
     """The rig's logging pauses now and then, twice while a valve is closed; a pause there is
     a real comm_loss, raised at the last row before it, inside the labelled anomaly: it tells
     nothing of the valve, so it is counted apart and finds nothing (here the pause is the one
-    between two files)."""
+    between two files; the file ends 10 s into the anomaly, within the level shift's
+    persistence: it cannot have seen the flow's drop)."""
     start = np.datetime64("2020-03-09T10:00:00")
-    _write(tmp_path / "data" / "valve1" / "0.csv", start, 900, anomalous_from=800)
+    _write(tmp_path / "data" / "valve1" / "0.csv", start, 900, anomalous_from=890)
     _write(tmp_path / "data" / "valve1" / "1.csv", start + np.timedelta64(1500, "s"), 600, 10**6)
     report = run_skab(tmp_path)
     assert report.events_by_kind.get("comm_loss") == 1
+    assert "level_shift" not in report.events_by_kind
     assert report.meter_fault_events == 1
     assert (report.anomalies, report.found, report.false_events) == (1, 0, 0)
     # judged as a scorer that counts every alarm would, the comm_loss inside the anomaly finds it
     assert (report.found_all, report.false_all) == (1, 0)
     assert report.nab_all["standard"] > report.nab["standard"]
+
+
+def test_a_closed_valve_is_found_by_the_level_shift(tmp_path: Path) -> None:
+    """The flow falls by 8 (about 25 of its scales) 300 s into the anomaly-free half of a file:
+    the level shift opens inside the labelled anomaly within 24 s (the 30-s window's median
+    is the new level's once 15 of its readings are, then 10 s of persistence; sooner, as the
+    lower order statistics move before), and nothing else is raised."""
+    _write(tmp_path / "data" / "valve1" / "0.csv", np.datetime64("2020-03-09T10:00:00"), 900, 600)
+    report = run_skab(tmp_path)
+    assert report.events_by_kind == {"level_shift": 1}
+    assert (report.anomalies, report.found, report.false_events) == (1, 1, 0)
+    assert len(report.delays_s) == 1
+    assert 10.0 <= report.delays_s[0] <= 24.0

@@ -6,6 +6,7 @@ from analytics.detectors.baseline import BaselineDetector
 from analytics.detectors.leaks import ZoneLeaks
 from analytics.detectors.meter_faults import MeterFaults
 from analytics.detectors.peaks import CoincidentPeaks, Peaks
+from analytics.detectors.shift import ShiftDetector
 from analytics.detectors.waste_heat import WasteHeat
 from analytics.engine.contract import Detector
 
@@ -14,6 +15,7 @@ DETECTORS: list[type[Detector]] = [
     CoincidentPeaks,
     MeterFaults,
     BaselineDetector,
+    ShiftDetector,
     ZoneLeaks,
     WasteHeat,
 ]

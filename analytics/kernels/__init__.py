@@ -9,8 +9,8 @@ Compiled once and cached on disk (``cache=True``), in a folder keyed by all thei
 (``common.CACHE_DIR``).
 
 One module per stage that uses them: ``feeding`` and ``clocks`` (the engine's feed and
-its clock), ``block`` (a scope's shared block), ``meter_faults``, ``baseline``, ``peaks``
-(their detectors; the leaks use ``meter_faults.stuck_runs``); ``common`` holds the
+its clock), ``block`` (a scope's shared block), ``meter_faults``, ``baseline``, ``peaks``,
+``shift`` (their detectors; the leaks use ``meter_faults.stuck_runs``); ``common`` holds the
 decorator and the scalar helpers they share. ``clocks.feed_clocks`` also routes replay's rows
 with ``feeding``'s routing helpers (compiled into it: hence the keyed cache, see ``common``).
 """

@@ -54,7 +54,7 @@ ACCEPTED: dict[str, tuple[str, ...]] = {
 }
 # the detectors' other kinds report consumption and a park's monthly high, not faults: no ground
 # truth says when they are right, so their events are counted apart, by kind
-UNSCORED_KINDS = frozenset({"baseline_deviation", "coincident_peak"})
+UNSCORED_KINDS = frozenset({"baseline_deviation", "coincident_peak", "level_shift"})
 
 # fault kinds where the measurement is wrong, not the consumption: a leak event in a zone one of
 # whose meters has such a fault is counted apart too (``leak_for_meter_fault``)

@@ -125,7 +125,8 @@ def rig_park(quantities: list[str]) -> Park:
         park="skab",
         timezone="UTC",
         quantities=[CustomQuantity(name=q, unit="1", utilities=[Utility.ENV]) for q in quantities],
-        analytics=AnalyticsOptions(step_s=1.0),
+        # the rig runs steady: a level change of its flow, pressures or temperatures is a fault
+        analytics=AnalyticsOptions(step_s=1.0, level_shift=quantities),
         meters=[MeterSpec(id=METER, utility=Utility.ENV)],
     )
 
