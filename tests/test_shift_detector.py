@@ -177,6 +177,25 @@ def test_a_second_closing_soon_after_the_first_is_found() -> None:
     assert [f.evidence.get("ended") for f in findings if not f.active] == ["level_back"] * 2
 
 
+def test_a_row_warmed_while_the_valve_was_shut_is_no_event_of_its_own() -> None:
+    """The valve closes twice (flow 32 → 29 for 200 s, 6 min apart); the temperature rises
+    0.003 /s while it is shut and relaxes back (τ 120 s) after. Only the flow shifted in the
+    event: after its close the temperature is judged against its own moving range, not the
+    event's (it used to open a "high" event 10 s after each close, the first of which held
+    the meter through the second closing)."""
+    rng = np.random.default_rng(4)
+    k = np.arange(3000)
+    shut = ((k >= 600) & (k < 800)) | ((k >= 1160) & (k < 1360))
+    flow = np.round(32 + rng.normal(0, 0.4, k.size)) - 3 * shut
+    warm = np.zeros(k.size)
+    for i in range(1, k.size):
+        warm[i] = warm[i - 1] + (0.003 if shut[i] else -warm[i - 1] / 120)
+    temp = 70 + rng.normal(0, 0.05, k.size) + warm
+    findings = _run(np.stack([flow, temp]), _park(quantities=("flow", "temp")))
+    assert _seconds(findings) == [(True, 625), (False, 825), (True, 1185), (False, 1386)]
+    assert [f.evidence["quantity"] for f in findings if f.active] == ["flow", "flow"]
+
+
 def test_only_the_quantities_the_park_names_and_a_duty_cycle_is_not_watched() -> None:
     """A load switching 0 → 5 for 2 minutes every 8 (a machine's duty cycle) on a quantity
     the park does not name in ``analytics.level_shift``: no rows, no events (named, each

@@ -15,9 +15,11 @@ the time has a MAD of 0; never below the float's resolution). A meter shifts whe
 range for ``persist_s`` on end; the event's reference is the one as that run began, and
 judged against it enough rows must have shifted. It closes when every row that shifted is
 back within ``z_close`` scales of it for ``persist_s`` (the level came back: until both
-windows hold only later readings, a new run is judged against that reference widened by the
-levels since), or after ``settle_s`` (the new level is the meter's normal now; nothing opens
-until both windows hold only later readings).
+windows hold only later readings, the rows that shifted are judged against that reference
+widened by their levels since, the others against their own moving range: a row that drifted
+through the event, which one event per meter hid, is not raised for it), or after
+``settle_s`` (the new level is the meter's normal now; nothing opens until both windows hold
+only later readings).
 
 Windows are in seconds and counted in slots of the park's step, so the rule is scaled by the
 meter's sampling: a window is judged only where at least ``min_share`` of the readings
