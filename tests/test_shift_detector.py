@@ -230,6 +230,11 @@ def test_the_evidence_gives_the_range_and_scale_behind_its_scales() -> None:
         {"z_close": 5.0},
         {"short_s": 300.0},
         {"settle_s": 100.0},
+        {"short_s": float("nan")},
+        {"persist_s": float("nan")},
+        {"resolution": 0.0, "abs_resolution": 0.0},
+        {"resolution": -1.0},
+        {"min_rows": 1.5},
     ],
 )
 def test_parameters_that_make_no_sense_are_refused(params: dict[str, Any]) -> None:
@@ -276,3 +281,7 @@ def test_a_meters_rows_need_not_be_adjacent() -> None:
 def test_a_park_names_only_quantities_it_has() -> None:
     with pytest.raises(ValueError, match="level_shift: unknown quantity 'nope'"):
         _park(opted=("nope",))
+    with pytest.raises(ValueError, match="level_shift: 'vol_m3' is a counter: name its rate"):
+        _park(opted=("vol_m3",))
+    with pytest.raises(ValueError, match="level_shift: a quantity is listed twice"):
+        _park(opted=("flow", "flow"))

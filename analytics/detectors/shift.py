@@ -35,6 +35,7 @@ quiet counts (``kernels.shift``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, ClassVar
@@ -85,6 +86,14 @@ class ShiftParams:
         if unknown:
             raise ValueError(f"unknown shift parameter(s): {', '.join(sorted(unknown))}")
         p = replace(cls(), **params)
+        if not all(isinstance(getattr(p, n), int) for n in ("min_rows", "min_slots")):
+            raise ValueError("shift: min_rows and min_slots must be whole numbers")
+        if not all(math.isfinite(getattr(p, f.name)) for f in fields(p)):
+            # NaN passes none of the comparisons below and fails none
+            raise ValueError("shift: every parameter must be a finite number")
+        if p.resolution < 0 or p.abs_resolution <= 0:
+            # the scale's floor: a flat reference's scale is never 0
+            raise ValueError("shift: resolution >= 0 and abs_resolution > 0")
         if p.short_s <= 0 or p.reference_s <= p.short_s:
             raise ValueError("shift: 0 < short_s < reference_s")
         if p.min_rows < 1 or p.min_slots < 1:
