@@ -14,7 +14,8 @@ the time has a MAD of 0; never below the float's resolution). A meter shifts whe
 ``min_rows`` of its rows (all of them, if it has fewer) are ``z_open`` scales beyond that
 range for ``persist_s`` on end; the event's reference is the one as that run began, and
 judged against it enough rows must have shifted. It closes when every row that shifted is
-back within ``z_close`` scales of it for ``persist_s`` (the level came back: until both
+back within ``z_close`` scales of it for ``short_s`` (or ``persist_s`` if longer: a
+return shorter than the window is part of the event) (the level came back: until both
 windows hold only later readings, the rows that shifted are judged against that reference
 widened by their levels since, the others against their own moving range: a row that drifted
 through the event, which one event per meter hid, is not raised for it), or after
@@ -74,7 +75,7 @@ class ShiftParams:
     # valve1 closings was found: the rig's valve shows in its flow alone) …
     min_rows: int = 1
     persist_s: float = 10.0  # … for this long on end
-    z_close: float = 2.0  # back within this many scales (every row) for persist_s: closed
+    z_close: float = 2.0  # back within this many scales (every row) for short_s: closed
     settle_s: float = 600.0  # or a shift that lasts this long is the meter's new normal
     resolution: float = 1e-6  # the scale's floor: this share of the level …
     abs_resolution: float = 1e-9  # … and this, in the quantity's unit (a level of 0)

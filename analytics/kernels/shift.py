@@ -272,7 +272,8 @@ def shift_slots(
             else:
                 age += 1
                 # back when every row that shifted is within z_close scales of the range
-                # it wandered in before (the others may drift on)
+                # it wandered in before (the others may drift on), for a short window at
+                # least: a shorter return is part of the event (it closed and reopened)
                 back = True
                 for q in range(first[i], first[i + 1]):
                     r = order[q]
@@ -282,7 +283,7 @@ def shift_slots(
                         elif abs(_beyond(med[r], ref[1, r], ref[2, r])) >= z_close * ref[3, r]:
                             back = False
                 calm = calm + 1 if back else 0
-                came_back = calm >= persist
+                came_back = calm >= max(persist, short)
                 if came_back or age >= settle:
                     if n_closed == closed.shape[0]:
                         closed = np.concatenate((closed, np.empty_like(closed)))
