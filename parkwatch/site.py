@@ -356,9 +356,15 @@ class Park(_Model):
         names = [q.name for q in self.quantities]
         if len(set(names)) != len(names):
             raise ValueError("custom quantity names must be unique")
+        if len(set(self.analytics.level_shift)) != len(self.analytics.level_shift):
+            raise ValueError("analytics.level_shift: a quantity is listed twice")
         for name in self.analytics.level_shift:
-            if name not in self.quantity_table:
+            shifted = self.quantity_table.get(name)
+            if shifted is None:
                 raise ValueError(f"analytics.level_shift: unknown quantity {name!r}")
+            # the detector watches the baseline's rows: rates and instant quantities
+            if shifted.is_counter:
+                raise ValueError(f"analytics.level_shift: {name!r} is a counter: name its rate")
         by_id = {m.spec.id: m for m in self.iter_meters()}
         for meter in by_id.values():
             declared = meter.spec.quantities or []

@@ -14,10 +14,13 @@ the time has a MAD of 0; never below the float's resolution). A meter shifts whe
 ``min_rows`` of its rows (all of them, if it has fewer) are ``z_open`` scales beyond that
 range for ``persist_s`` on end; the event's reference is the one as that run began, and
 judged against it enough rows must have shifted. It closes when every row that shifted is
-back within ``z_close`` scales of it for ``persist_s`` (the level came back: until both
-windows hold only later readings, a new run is judged against that reference widened by the
-levels since), or after ``settle_s`` (the new level is the meter's normal now; nothing opens
-until both windows hold only later readings).
+back within ``z_close`` scales of it for ``short_s`` (or ``persist_s`` if longer: a
+return shorter than the window is part of the event) (the level came back: until both
+windows hold only later readings, the rows that shifted are judged against that reference
+widened by their levels since, the others against their own moving range: a row that drifted
+through the event, which one event per meter hid, is not raised for it), or after
+``settle_s`` (the new level is the meter's normal now; nothing opens until both windows hold
+only later readings).
 
 Windows are in seconds and counted in slots of the park's step, so the rule is scaled by the
 meter's sampling: a window is judged only where at least ``min_share`` of the readings
@@ -33,6 +36,7 @@ quiet counts (``kernels.shift``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, ClassVar
@@ -71,7 +75,7 @@ class ShiftParams:
     # valve1 closings was found: the rig's valve shows in its flow alone) …
     min_rows: int = 1
     persist_s: float = 10.0  # … for this long on end
-    z_close: float = 2.0  # back within this many scales (every row) for persist_s: closed
+    z_close: float = 2.0  # back within this many scales (every row) for short_s: closed
     settle_s: float = 600.0  # or a shift that lasts this long is the meter's new normal
     resolution: float = 1e-6  # the scale's floor: this share of the level …
     abs_resolution: float = 1e-9  # … and this, in the quantity's unit (a level of 0)
@@ -83,6 +87,14 @@ class ShiftParams:
         if unknown:
             raise ValueError(f"unknown shift parameter(s): {', '.join(sorted(unknown))}")
         p = replace(cls(), **params)
+        if not all(isinstance(getattr(p, n), int) for n in ("min_rows", "min_slots")):
+            raise ValueError("shift: min_rows and min_slots must be whole numbers")
+        if not all(math.isfinite(getattr(p, f.name)) for f in fields(p)):
+            # NaN passes none of the comparisons below and fails none
+            raise ValueError("shift: every parameter must be a finite number")
+        if p.resolution < 0 or p.abs_resolution <= 0:
+            # the scale's floor: a flat reference's scale is never 0
+            raise ValueError("shift: resolution >= 0 and abs_resolution > 0")
         if p.short_s <= 0 or p.reference_s <= p.short_s:
             raise ValueError("shift: 0 < short_s < reference_s")
         if p.min_rows < 1 or p.min_slots < 1:

@@ -132,6 +132,7 @@ def shift_slots(
     n_closed = 0
     med = np.empty(rows)  # this slot's short median per row (NaN: too few readings)
     fresh = np.empty((4, rows))  # this slot's reference per row (as ``ref``)
+    hit = np.zeros(rows, dtype=np.bool_)  # the rows shifted as a run is judged
     for k in range(slots):
         for r in range(rows):
             head = fed[r] % size
@@ -173,31 +174,33 @@ def shift_slots(
                 suppressed = quiet < 0
                 if suppressed:
                     quiet += 1
-                elif in_quiet:
-                    # after a level came back the windows still hold the event's level: the
-                    # meter's reference is the event's, widened by the levels since its end
-                    # (the reference with the event left out: a drift goes on unseen, a
-                    # second closing of a valve is seen)
-                    since_end = short + reference - quiet
-                    quiet -= 1
-                    for q in range(first[i], first[i + 1]):
-                        r = order[q]
-                        if since_end >= short and not np.isnan(ref[0, r]):
-                            # the short median taken ``short`` slots ago, after the end (as the
-                            # reference's levels, none overlapping the window judged now); the
-                            # event closed on such medians back within z_close of the range
-                            level = med_ring[(fed[r] - 1 - short) % size, r]
-                            if not np.isnan(level):
-                                ref[1, r] = min(ref[1, r], level)
-                                ref[2, r] = max(ref[2, r], level)
-                        if not np.isnan(ref[0, r]) and not np.isnan(med[r]):
-                            off = _beyond(med[r], ref[1, r], ref[2, r])
-                            if abs(off / ref[3, r]) >= z_open:
-                                shifted += 1
                 else:
+                    since_end = short + reference - quiet
+                    if in_quiet:
+                        quiet -= 1
                     for q in range(first[i], first[i + 1]):
                         r = order[q]
-                        if not np.isnan(fresh[1, r]):
+                        if in_quiet and row_shifted[r]:
+                            # after a level came back the windows still hold the event's
+                            # level: a row that shifted in it is judged against the event's
+                            # reference widened by its levels since the end (a second
+                            # closing of a valve is seen). The short median taken ``short``
+                            # slots ago, after the end (as the reference's levels, none
+                            # overlapping the window judged now); the event closed on such
+                            # medians back within z_close of the range
+                            if since_end >= short:
+                                level = med_ring[(fed[r] - 1 - short) % size, r]
+                                if not np.isnan(level):
+                                    ref[1, r] = min(ref[1, r], level)
+                                    ref[2, r] = max(ref[2, r], level)
+                            if not np.isnan(med[r]):
+                                off = _beyond(med[r], ref[1, r], ref[2, r])
+                                if abs(off / ref[3, r]) >= z_open:
+                                    shifted += 1
+                        elif not np.isnan(fresh[1, r]):
+                            # the other rows against their own moving range, as ever: what
+                            # drifted through the event (a temperature the closed valve
+                            # warmed) has its levels in it
                             off = _beyond(med[r], fresh[1, r], fresh[2, r])
                             if off != 0.0:
                                 _reference(ring, r, fed[r], short, reference, resolution,
@@ -207,10 +210,13 @@ def shift_slots(
                 if suppressed:
                     run = 0
                 elif shifted >= need[i]:
-                    if run == 0 and not in_quiet:
-                        # the reference as the run began: judged against until it ends
+                    if run == 0:
+                        # the reference as the run began: judged against until it ends (in
+                        # quiet, the event's rows keep the event's)
                         for q in range(first[i], first[i + 1]):
                             r = order[q]
+                            if in_quiet and row_shifted[r]:
+                                continue
                             if not np.isnan(fresh[1, r]) and np.isnan(fresh[0, r]):
                                 _reference(ring, r, fed[r], short, reference, resolution,
                                            abs_resolution, fresh)  # fmt: skip
@@ -226,23 +232,24 @@ def shift_slots(
                     n_shift = 0
                     for q in range(first[i], first[i + 1]):
                         r = order[q]
-                        row_shifted[r] = False
+                        hit[r] = False
                         if np.isnan(ref[0, r]) or np.isnan(med[r]):
                             continue
                         z = _beyond(med[r], ref[1, r], ref[2, r]) / ref[3, r]
                         if abs(z) >= z_open:
                             n_shift += 1
-                            row_shifted[r] = True
+                            hit[r] = True
                             if top < 0 or abs(z) > abs(top_z):
                                 top = r
                                 top_z = z
                     if n_shift < need[i] or top < 0:
                         # the run was carried by rows the reference frozen as it began does
-                        # not hold: judged against it, too few rows shifted. Start again
+                        # not hold: judged against it, too few rows shifted. Start again (in
+                        # quiet, the last event's rows are still those it names)
                         run = 0
-                        for q in range(first[i], first[i + 1]):
-                            row_shifted[order[q]] = False
                     else:
+                        for q in range(first[i], first[i + 1]):
+                            row_shifted[order[q]] = hit[order[q]]
                         is_open = 1
                         age = 0
                         calm = 0
@@ -265,7 +272,8 @@ def shift_slots(
             else:
                 age += 1
                 # back when every row that shifted is within z_close scales of the range
-                # it wandered in before (the others may drift on)
+                # it wandered in before (the others may drift on), for a short window at
+                # least: a shorter return is part of the event (it closed and reopened)
                 back = True
                 for q in range(first[i], first[i + 1]):
                     r = order[q]
@@ -275,7 +283,7 @@ def shift_slots(
                         elif abs(_beyond(med[r], ref[1, r], ref[2, r])) >= z_close * ref[3, r]:
                             back = False
                 calm = calm + 1 if back else 0
-                came_back = calm >= persist
+                came_back = calm >= max(persist, short)
                 if came_back or age >= settle:
                     if n_closed == closed.shape[0]:
                         closed = np.concatenate((closed, np.empty_like(closed)))
@@ -286,9 +294,12 @@ def shift_slots(
                     is_open = 0
                     run = 0
                     # until both windows hold only readings after this end: the level came
-                    # back, the event's reference (widened by the levels since) is judged
-                    # against; a new level was accepted, nothing opens (what drifted on
-                    # through the event, SKAB's temperatures, still leaves the windows' range)
+                    # back, the rows that shifted are judged against the event's reference
+                    # (widened by their levels since; an event opened then keeps it, so on a
+                    # valve closing every few minutes it is never refreshed and only widens),
+                    # the others as ever; a new level was accepted, nothing opens (what
+                    # drifted on through the event, SKAB's temperatures, still leaves the
+                    # windows' range)
                     quiet = short + reference if came_back else -(short + reference)
             meter_i[i, 0] = run
             meter_i[i, 1] = is_open
