@@ -560,12 +560,12 @@ def test_a_district_leak_from_the_first_sunday_is_found_within_the_day() -> None
 
 def test_a_sub_meter_reading_low_in_the_first_days_is_no_leak_of_its_district() -> None:
     """Seed 3's steelworks intake reading 87.6 % from the history's first Friday, 19:32
-    local. Its district, judged on its pooled hours from the Friday, stood out; the intake's
-    flow stood out of the district's hours within each hour too, but by a β that did not
-    account for the excess (0.33, not 0.14), and no meter had days of its kind to compare
-    with: a leak, until such a case held the decision. Pooled hours now need a rest day's
-    too, so the district is not judged on them before the Sunday, when they carry the
-    intake's reading already: no leak is reported for it."""
+    local. Its district, judged on its pooled workday hours from the Friday, stands out; the
+    intake's flow stands out of the district's hours within each hour too, but by a β that
+    does not account for the excess (0.33, not 0.14), and no meter has days of its kind to
+    compare with: a leak, until such a case held the decision. The intake alone stands out,
+    so the decision leans on it: its meter fault within a day, no leak (demo19; before it,
+    pooled hours needed a rest day's too, and the fault ran unjudged to its end)."""
     fault = Fault(
         FaultKind.METER_UNDER_REGISTRATION,
         1_793_964_720_000,  # 2026-11-06 19:32 local
@@ -577,6 +577,11 @@ def test_a_sub_meter_reading_low_in_the_first_days_is_no_leak_of_its_district() 
     rows = simulated_rows(park, FIRST_THURSDAY_MS, 4.0, seed=3, faults=[fault])
     events = replay(ParkEngine(park, [ZoneLeaks]), rows).events
     assert not [e for e in events if e.family is Family.LEAK and e.zone == "water-d1"]
+    found = [e for e in events if e.kind == "meter_under_registration"]
+    assert [e.meter for e in found] == ["steelco-water"]
+    assert fault.start_ms < found[0].detected_at_ms <= fault.start_ms + 86_400_000
+    assert found[0].estimate is not None
+    assert found[0].estimate.value == pytest.approx(100 / 0.876 - 100, abs=5)  # % unregistered
 
 
 @pytest.mark.parametrize(("seed", "from_h"), [(1, 24), (2, 82)])
