@@ -1873,8 +1873,9 @@ class ZoneLeaks(Detector):
             elif signed > 2 * se and share > self.accuracy[zi]:
                 undecided = True
             rising += int(signed > 2 * se)
+            if signed > 4 * se and share > self.accuracy[zi] and plausible and sign < 0:
+                standing.append((row, flow))  # (only an outflow meter reading low adds)
             if signed > 4 * se and share > self.accuracy[zi] and plausible:
-                standing.append((row, flow))
                 # the meter's flow stands out of the zone's hours, by an amount that does not
                 # account for the excess: a lively meter's within-hour β misreads the size
                 # of its drop (seed 3's steelco intake reading 88 %: β rose by 0.33, not
@@ -1910,7 +1911,7 @@ class ZoneLeaks(Detector):
             if leans is not None:
                 return verdict, leans[0], leans[1]
         if sides is None and len(standing) == 1 and rising == 1 and excess > 0:
-            # one meter alone stands out, and no meter's own days can say by how much
+            # one outflow meter alone stands out, and no meter's own days can say by how much
             # it dropped (a history's first days): a lively meter's within-hour β overstates
             # its drop, so it "explains" nothing, yet nothing else moved — lean on it, its
             # loss read from the excess (seed 3: steelco's intake at 88 % from the history's
