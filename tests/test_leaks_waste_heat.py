@@ -1018,8 +1018,9 @@ def test_a_flat_zones_pooled_baseline_by_hand() -> None:
     hours: widened by Student's t for 4 days, 3.18 / 1.96), under half the floor: flat, its
     baseline the median, 5.4. One day at 9 m³/h is a quarter of the hours 3.6 m³/h away, past
     the floor at the 90th percentile: not flat (a works' or a town's use follows the shifts
-    and days). Day 1003 is a Saturday: without a day of each kind, nothing is pooled; nor
-    are the hours up to a dropped decision's (``flat_from``)."""
+    and days). Day 1003 is a Saturday: without a day of each kind, nothing is pooled for a
+    rest day's hour (a workday's needs only workdays'); nor are the hours up to a dropped
+    decision's (``flat_from``)."""
     detector = _ring_detector({})
     detector.h_flow[0, :] = 200.0
     flat = 5.4 + 0.05 * np.where(np.arange(detector.ring) % 2 == 0, -1.0, 1.0)
@@ -1027,28 +1028,29 @@ def test_a_flat_zones_pooled_baseline_by_hand() -> None:
     saturday = [(24 * 1003 + hod) % detector.ring for hod in range(24)]
     detector.h_daytype[saturday] = SATURDAY
     noon = 24 * 1004 + 12
-    base, spread = detector._flat_baseline(noon)
+    base, spread = detector._flat_baseline(noon, SATURDAY)
     assert base[0] == pytest.approx(5.4)
     assert spread[0] == pytest.approx(1.4826 * 0.05 * 3.18 / 1.96)
     # the floor is the pooled hours' inflow, not the hour's: a tenth of it, flat no more
     detector.h_flow[0, :] = 20.0
-    assert np.isnan(detector._flat_baseline(noon)[0][0])
+    assert np.isnan(detector._flat_baseline(noon, SATURDAY)[0][0])
     detector.h_flow[0, :] = 200.0
-    # workdays only: nothing pooled
+    # workdays only: nothing pooled for a rest day's hour, a workday's is (demo19)
     detector.h_daytype[saturday] = WORKDAY
-    assert np.isnan(detector._flat_baseline(noon)[0][0])
+    assert np.isnan(detector._flat_baseline(noon, SATURDAY)[0][0])
+    assert detector._flat_baseline(noon, WORKDAY)[0][0] == pytest.approx(5.4)
     detector.h_daytype[saturday] = SATURDAY
     # hours up to a dropped "blind" decision's: not pooled (Saturday's afternoon on: 12 left)
     detector.flat_from[0] = 24 * 1003 + 12
-    assert np.isnan(detector._flat_baseline(noon)[0][0])
+    assert np.isnan(detector._flat_baseline(noon, SATURDAY)[0][0])
     detector.flat_from[0] = -1
     # fewer than 24 clean hours: nothing pooled yet
     detector.h_clean[:, :] = False
-    assert np.isnan(detector._flat_baseline(noon)[0][0])
+    assert np.isnan(detector._flat_baseline(noon, SATURDAY)[0][0])
     detector.h_clean[:, :] = True
     for hod in range(24):
         detector.h_value[:, (24 * 1002 + hod) % detector.ring] = 9.0
-    assert np.isnan(detector._flat_baseline(noon)[0][0])
+    assert np.isnan(detector._flat_baseline(noon, SATURDAY)[0][0])
 
 
 def test_a_window_alarm_dates_the_leak_from_the_hours_over_the_baseline() -> None:
