@@ -584,6 +584,46 @@ def test_a_sub_meter_reading_low_in_the_first_days_is_no_leak_of_its_district() 
     assert found[0].estimate.value == pytest.approx(100 / 0.876 - 100, abs=5)  # % unregistered
 
 
+def test_a_burst_while_a_sub_meters_beta_stands_out_in_the_first_days_stays_a_burst() -> None:
+    """Seed 3, a 7 m³/h burst in the north district from the history's first Sunday 19:32
+    (review of demo19). The chemicals intake's β stands out by chance (18 of its errors),
+    but the district's main's rose by 30 and no meter has days of its kind to split the
+    balance by: a burst, no meter fault (a lean on the intake at 688 min, and before it a
+    meter fault at 808 min)."""
+    start = FIRST_THURSDAY_MS + 3 * 86_400_000 + 70_320_000  # 2026-11-08 19:32 local
+    burst = Fault(
+        FaultKind.WATER_BURST, start, start + 30 * 3_600_000, zone="water-d1", magnitude=7.0
+    )
+    park = Park.from_yaml(DEMO_PARK)
+    rows = simulated_rows(park, FIRST_THURSDAY_MS, 5.0, seed=3, faults=[burst])
+    events = replay(ParkEngine(park, [ZoneLeaks]), rows).events
+    assert not [e for e in events if e.kind == "meter_under_registration"]
+    found = [e for e in events if e.family is Family.LEAK]
+    assert [(e.kind, e.zone) for e in found] == [("water_burst", "water-d1")]
+    assert start < found[0].detected_at_ms <= start + 86_400_000
+    assert found[0].estimate is not None
+    assert found[0].estimate.value == pytest.approx(7.0, rel=0.25)
+
+
+def test_a_leak_reported_over_unjudged_hours_is_estimated_from_its_onset() -> None:
+    """Seed 3, a 4.4 m³/h leak in the north district from the history's first Friday 19:32
+    (review of demo19): judged on Friday's pooled hours, reported after the 12 h wait on the
+    Saturday morning, whose hours wait for a day of rest days' to be judged. The last three
+    hours hold no excess: the estimate is the mean since the onset, not 0."""
+    start = FIRST_THURSDAY_MS + 86_400_000 + 70_320_000  # 2026-11-06 19:32 local
+    leak = Fault(
+        FaultKind.WATER_LEAK, start, start + 30 * 3_600_000, zone="water-d1", magnitude=4.4
+    )
+    park = Park.from_yaml(DEMO_PARK)
+    rows = simulated_rows(park, FIRST_THURSDAY_MS, 3.0, seed=3, faults=[leak])
+    events = replay(ParkEngine(park, [ZoneLeaks]), rows).events
+    found = [e for e in events if e.family is Family.LEAK]
+    assert [(e.kind, e.zone) for e in found] == [("water_leak", "water-d1")]
+    assert start < found[0].detected_at_ms <= start + 86_400_000
+    assert found[0].estimate is not None
+    assert found[0].estimate.value == pytest.approx(4.4, rel=0.15)
+
+
 @pytest.mark.parametrize(("seed", "from_h"), [(1, 24), (2, 82)])
 def test_an_outflow_meter_reading_88_percent_in_the_first_days_is_no_burst_nor_leak(
     seed: int, from_h: int
@@ -750,7 +790,8 @@ def test_a_round_the_clock_districts_blind_decision_ends_as_its_intakes_meter_fa
     blind = [mixed for _, verdict, _, mixed in verdicts if verdict == "blind"]
     assert blind
     assert all(blind)
-    assert verdicts[-1][1] == "meter"
+    # β alone blames the intake: with no meter's own days it leans (demo19), already waited
+    assert verdicts[-1][1] in ("meter", "lean")
 
 
 @pytest.mark.xfail(

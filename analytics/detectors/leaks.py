@@ -1831,7 +1831,8 @@ class ZoneLeaks(Detector):
         best: tuple[float, int, float] | None = None
         undecided = stands_out = False
         standing: list[tuple[int, float]] = []  # meters standing out, and their flows
-        rising = 0  # meters whose β rose past two of its errors
+        moved_n = 0  # meters whose β rose past two of its errors, or moved past four
+        inflow_up = False  # an inflow meter's β rose past four of its errors
         DBG.clear()
         for p in np.flatnonzero(self.pair_zone == zi).tolist():
             c_after, v_after = self.h_cov[p, pos][after], self.h_var[p, pos][after]
@@ -1872,7 +1873,10 @@ class ZoneLeaks(Detector):
                     best = (signed / max(se, 1e-12), row, change * -sign)
             elif signed > 2 * se and share > self.accuracy[zi]:
                 undecided = True
-            rising += int(signed > 2 * se)
+            # either way: an inflow meter's β rising is what a leak looks like (a burst in
+            # water-d1 moved its main's β by 33 of its errors, chemco's intake 4 by chance)
+            moved_n += int(signed > 2 * se or abs(signed) > 4 * se)
+            inflow_up |= sign > 0 and -signed > 4 * se
             if signed > 4 * se and share > self.accuracy[zi] and plausible and sign < 0:
                 standing.append((row, flow))  # (only an outflow meter reading low adds)
             if signed > 4 * se and share > self.accuracy[zi] and plausible:
@@ -1891,12 +1895,23 @@ class ZoneLeaks(Detector):
                 undecided,
                 DBG,
             )
+        if sides is None and inflow_up:
+            # no meter's own days to split the balance by, but the zone's inflow moves with
+            # its hours more than it did: what a leak looks like, whatever outflow meter's β
+            # stands out by chance (a 7 m³/h burst in water-d1 from a first Sunday: its main's
+            # β up 30 of its errors, chemco's intake 18 — a meter fault in 5 of 8 seeds)
+            return "leak", -1, 0.0
         if best is not None and not self._inflow_rose(sides, best[1], excess):
             # the meter's own drop, where the balance leans on it too, is the better estimate
             # (a lively meter's within-hour β understates a step: seed 5's pharmco, 4 % of 14)
             leans = self._balance_shift(zi, sides, excess, 1.0)
             if leans is not None and leans[0] == best[1]:
                 return "meter", leans[0], leans[1]
+            if sides is None:
+                # β alone, with no meter's own days to check that the inflow did not rise
+                # (a history's first days): it waits as a "lean" does (a burst in water-d1
+                # from a first Friday read as steelco's intake after 2 h of pooled hours)
+                return "lean", best[1], best[2]
             return "meter", best[1], best[2]
         # neither check decides, but the zone the outflow meter feeds mirrors the excess: a
         # weaker verdict than the meter's own checks, held up to ``decide_h`` and dropped as
@@ -1910,7 +1925,7 @@ class ZoneLeaks(Detector):
             leans = self._balance_shift(zi, sides, excess, errors)
             if leans is not None:
                 return verdict, leans[0], leans[1]
-        if sides is None and len(standing) == 1 and rising == 1 and excess > 0:
+        if sides is None and len(standing) == 1 and moved_n == 1 and excess > 0:
             # one outflow meter alone stands out, and no meter's own days can say by how much
             # it dropped (a history's first days): a lively meter's within-hour β overstates
             # its drop, so it "explains" nothing, yet nothing else moved — lean on it, its
@@ -2158,7 +2173,13 @@ class ZoneLeaks(Detector):
         zone = self.layout.zones[zi]
         unit = _UNIT[zone.flow_quantity]
         if rate is None:
-            rate = max(0.0, self._recent_excess(zi, hour))
+            pos, held = self._window(hour + 1, 3, 1)
+            since = 3
+            if not np.isfinite(self.h_excess[zi, pos][held]).any():
+                # none of the last three hours judged (a first Saturday's hours wait for a day
+                # of rest days' hours): the mean since the onset, never a leak estimated at 0
+                since = min(hour - int(self.onset[zi]) + 1, self.ring - 1)
+            rate = max(0.0, self._recent_excess(zi, hour, since))
             if rate == 0.0 and np.isfinite(self.m_excess[zi]):
                 # no baseline of the hour's own yet: the production model's excess says it
                 rate = max(0.0, float(self.m_excess[zi]))
