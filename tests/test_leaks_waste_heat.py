@@ -762,7 +762,8 @@ def test_a_blind_decision_on_a_simulated_park_is_dropped_without_an_event(
     # against every kind's days
     assert [v[1:3] for v in verdicts if blind[0] <= v[0] <= drop] == [("blind", True)] * 24
     assert all(mixed for hour, verdict, _, mixed in verdicts if verdict == "blind" and hour > drop)
-    assert "meter" in [verdict for hour, verdict, *_ in verdicts if hour > drop]
+    # (β alone blames the intake: with no meter's own days it leans, demo19, then is blamed)
+    assert {"meter", "lean"} & {verdict for hour, verdict, *_ in verdicts if hour > drop}
     assert [(p.tags["zone"], p.t_ms) for p in dropped] == [
         ("water-d1", FIRST_THURSDAY_MS + drop * 3_600_000)
     ]
