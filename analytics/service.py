@@ -118,6 +118,10 @@ class Horizon:
     # (measurement, virtual meter) → its first point stored in the refill's span (none: the
     # span's end): a virtual meter added since is backfilled over the whole span
     virtual_from: dict[tuple[str, str], int] = field(default_factory=dict)
+    # the events InfluxDB holds open, updated at or after the refill's data clock (an earlier
+    # worker's live clock ran ahead of the data), that the engine does not hold: left to the
+    # live engine (:meth:`AnalyticsService._against_stored`), with their points' enterprise
+    pending: dict[str, tuple[Event, str | None]] = field(default_factory=dict)
 
 
 class AnalyticsMetrics:
@@ -312,6 +316,7 @@ class AnalyticsService:
         advanced = engine.advance(now_ms)
         advanced.late.extend(fed.late)
         advanced.late_readings += fed.late_readings
+        self._against_stored(data_topic.park, engine, advanced)
         self.metrics.step_seconds.observe(time.perf_counter() - started)
         await self._emit(data_topic.park, advanced, publish=True)
 
@@ -338,7 +343,9 @@ class AnalyticsService:
             await asyncio.sleep(self.settings.tick_s)
             now_ms = int(time.time() * 1000)
             for park, engine in self.engines.items():
-                await self._emit(park, engine.advance(now_ms), publish=True)
+                advanced = engine.advance(now_ms)
+                self._against_stored(park, engine, advanced)
+                await self._emit(park, advanced, publish=True)
             self.metrics.open_slots.set(sum(e.open_slots() for e in self.engines.values()))
             self.metrics.detectors_failed.set(
                 sum(len(e.failed_detectors) for e in self.engines.values())
@@ -364,6 +371,52 @@ class AnalyticsService:
                 progress["analysed_ms"] = analysed
             await self.outputs.put((park, advanced, progress))
             self.metrics.queue.set(self.outputs.qsize())
+
+    def _against_stored(self, park: str, engine: ParkEngine, advanced: Advanced) -> None:
+        """Live outputs against the events InfluxDB held at start-up beyond the refill's data
+        clock (an earlier worker's live clock, closing a silence, ran ahead of the data): a
+        message InfluxDB holds at its time or later is neither written nor published again (no
+        second ``opened``), save the close of an event it holds open; a stored event the
+        engine does not take over (by its id) is closed, superseded, once the engine holds
+        another of its kind and subject or its clock has passed the event's time without it."""
+        horizon = self.horizons.get(park)
+        if horizon is None:
+            return
+        kept = []
+        for e in advanced.events:
+            at = e.updated_at_ms or e.detected_at_ms
+            # a close of an event InfluxDB holds open is never dropped, whatever its time: the
+            # engine found the event again (its opening dropped) and nothing else closes it
+            closes_stored = e.end_ms is not None and e.id in horizon.stored_open
+            if horizon.stored.get(e.id, at - 1) >= at and not closes_stored:
+                continue  # stored (and published) by the earlier worker
+            kept.append(e)
+            horizon.pending.pop(e.id, None)
+            if e.id in horizon.stored:  # what InfluxDB now holds of a stored event
+                horizon.stored[e.id] = at
+                if e.end_ms is None:
+                    horizon.stored_open.add(e.id)
+                else:
+                    horizon.stored_open.discard(e.id)
+        advanced.events[:] = kept
+        if not horizon.pending or engine.park_emitted is None:
+            return
+        through = engine.park_emitted * engine.step_ms
+        for event_id, (event, enterprise) in list(horizon.pending.items()):
+            other = engine.events.open.get((event.kind, event.subject))
+            if other is not None and other.id == event_id:  # found again: the engine's now
+                del horizon.pending[event_id]
+                continue
+            if other is None and through <= (event.updated_at_ms or event.detected_at_ms):
+                continue  # not reached yet
+            close = _superseding_close(
+                event, max(through, event.updated_at_ms or event.detected_at_ms)
+            )
+            advanced.events.append(close)
+            self.stored_enterprise.setdefault(event_id, []).append(enterprise)
+            horizon.stored[event_id] = close.end_ms or through
+            horizon.stored_open.discard(event_id)
+            del horizon.pending[event_id]
 
     async def _queue_alerts(self, park: str, events: Sequence[Event], *, late: bool) -> None:
         # alerts go out on their own path: never behind a database write
@@ -633,6 +686,21 @@ class AnalyticsService:
                                 await self._queue_alerts(
                                     park, late.recent(advanced.events), late=True
                                 )
+                    # an event InfluxDB holds open, last updated before the refill's clock,
+                    # that the refill did not reproduce (decided without a lagging gateway's
+                    # data, or found at another detected_at): carried on or closed, or it would
+                    # stay open for good beside the engine's own event of its kind and subject
+                    try:
+                        found = await self._retried(
+                            park, partial(_stored_open, reader, engine, horizon, oldest)
+                        )
+                    except Exception:  # a clean-up: it never costs the refill nor the process
+                        log.exception("%s: closing stored events not found again failed", park)
+                        found = []
+                    # a cold rebuild's engine has warmed by since + warmup_s (its findings
+                    # before depend on where its span began)
+                    warm_from = since + int(self.settings.warmup_s * 1000) if rebuilding else None
+                    closes = self._settle_stored(park, engine, horizon, found, warm_from)
                     # an event still open whose last message came before the horizon, which
                     # InfluxDB does not hold (a rebuild's engine may see an event the earlier
                     # worker did not): its state as it stands, so that its close has an
@@ -646,22 +714,6 @@ class AnalyticsService:
                     await self._emit(park, Advanced(events=still), publish=False)
                     # an older message not published whose event is still open: its latest
                     await self._queue_alerts(park, late.still_open(engine), late=True)
-                    # an event InfluxDB holds open, last updated after the mark (and before
-                    # the refill's clock), that the refill did not reproduce (decided without a
-                    # lagging gateway's data, or found at another detected_at): closed, or it
-                    # would stay open for good beside the engine's own event of its kind and
-                    # meter
-                    try:
-                        found = await self._retried(
-                            park, partial(_superseded, reader, engine, horizon, oldest)
-                        )
-                    except Exception:  # a clean-up: it never costs the refill nor the process
-                        log.exception("%s: closing stored events not found again failed", park)
-                        found = []
-                    closes = [e for e, _ in found]
-                    # in the stored point's series (its enterprise then, not the registry's now)
-                    for e, enterprise in found:
-                        self.stored_enterprise.setdefault(e.id, []).append(enterprise)
                     await self._emit(park, Advanced(events=closes), publish=False)
                     if horizon.marked:
                         await self._queue_alerts(park, closes, late=True)
@@ -694,6 +746,59 @@ class AnalyticsService:
         for engine in self.engines.values():
             engine.listening_from(int(time.time() * 1000))
 
+    def _settle_stored(
+        self,
+        park: str,
+        engine: ParkEngine,
+        horizon: Horizon,
+        stored: Sequence[tuple[Event, str | None]],
+        warm_from: int | None = None,
+    ) -> list[Event]:
+        """After a refill, each event InfluxDB holds open that the engine does not
+        (:func:`_stored_open`): carried on where the engine holds an event of its kind and
+        subject that InfluxDB lacks (found at another detected_at, none of its messages
+        written: the engine holds the stored one in its place, and nothing is written — the
+        operator's event goes on); else closed (``superseded``, at the refill's data time),
+        so that InfluxDB holds one open event per kind and subject. One updated at or after
+        the refill's data clock is left to the live engine (:meth:`_against_stored`). In a
+        rebuild (``warm_from``: where its cold engine has warmed), one last updated before the
+        horizon and detected before ``warm_from`` is closed only where the engine holds
+        another written event of its kind and subject; else it stays open (the earlier,
+        warm worker's finding stands over a cold engine's silence). The closes, to write."""
+        if engine.park_emitted is None:  # no data read: _stored_open found nothing either
+            return []
+        through = engine.park_emitted * engine.step_ms
+        closes = []
+        for event, enterprise in stored:
+            if (event.updated_at_ms or event.detected_at_ms) >= through:
+                # the refill has not reached it: a live clock runs up to a silence interval
+                # ahead of the data; the live engine finds it again or passes it
+                horizon.pending[event.id] = (event, enterprise)
+                continue
+            current = engine.events.open.get((event.kind, event.subject))
+            if (
+                current is not None
+                and current.id not in horizon.stored
+                and current.family is event.family
+                # its later messages land on the stored point's series
+                and enterprise == self._enterprise(park, event)
+            ):
+                engine.events.adopt(event)
+                continue
+            if (
+                warm_from is not None
+                and (event.updated_at_ms or event.detected_at_ms) < horizon.from_ms
+                and event.detected_at_ms < warm_from
+                and (current is None or current.id not in horizon.stored)
+            ):
+                continue  # a cold engine not finding it says nothing (a leak learnt as baseline)
+            closes.append(_superseding_close(event, through))
+            # in the stored point's series (its enterprise then, not the registry's now)
+            self.stored_enterprise.setdefault(event.id, []).append(enterprise)
+            horizon.stored[event.id] = through
+            horizon.stored_open.discard(event.id)
+        return closes
+
     async def _horizon(
         self, reader: InfluxReader, engine: ParkEngine, since_ms: int, now_ms: int, default_ms: int
     ) -> Horizon:
@@ -720,18 +825,25 @@ class AnalyticsService:
         horizon = Horizon(
             from_ms=default_ms if analysed is None else analysed, marked=analysed is not None
         )
-        stored = await reader.query(
-            f'SELECT "id", "updated_ms", "open" FROM {quote_ident(ANOMALY_MEASUREMENT)} '
-            f"WHERE {park_is} AND time >= {since_ms}ms"
-        )
-        for series in stored:
-            # one point per event (its messages overwrite the point at its detected_at)
-            for t, event_id, updated, is_open in series.values:
-                # a point written before updated_ms was: its opening's time at least
-                at = int(t if updated is None else updated)
-                horizon.stored[str(event_id)] = max(horizon.stored.get(str(event_id), at), at)
-                if is_open:
-                    horizon.stored_open.add(str(event_id))
+        # a slice (history_slice_s) at a time, as the history: a park's 35 days of events in
+        # one answer would be read, parsed and held whole at once; the last slice is open
+        # above (a point is stamped at its detected_at, which a skewed clock may put ahead)
+        slice_ms = max(1, int(self.settings.history_slice_s * 1000))
+        edges = range(since_ms, max(now_ms, since_ms + 1), slice_ms)
+        for lo in edges:
+            upper = f" AND time < {lo + slice_ms}ms" if lo + slice_ms < now_ms else ""
+            stored = await reader.query(
+                f'SELECT "id", "updated_ms", "open" FROM {quote_ident(ANOMALY_MEASUREMENT)} '
+                f"WHERE {park_is} AND time >= {lo}ms{upper}"
+            )
+            for series in stored:
+                # one point per event (its messages overwrite the point at its detected_at)
+                for t, event_id, updated, is_open in series.values:
+                    # a point written before updated_ms was: its opening's time at least
+                    at = int(t if updated is None else updated)
+                    horizon.stored[str(event_id)] = max(horizon.stored.get(str(event_id), at), at)
+                    if is_open:
+                        horizon.stored_open.add(str(event_id))
         # a later mark never goes back past this one (nor, with none, past the default)
         self.progress[park] = {
             "through_ms": mark.get("through_ms", horizon.from_ms),
@@ -879,24 +991,16 @@ class LateAlerts:
         return out
 
 
-async def _superseded(
+async def _stored_open(
     reader: InfluxReader, engine: ParkEngine, horizon: Horizon, since_ms: int
 ) -> list[tuple[Event, str | None]]:
-    """A ``closed`` message (at the park clock's data time, the stored evidence plus
-    ``superseded``), with the stored point's enterprise tag, for each event InfluxDB holds open,
-    last updated from the horizon on and before the refill's data clock, that ``engine`` does
-    not hold open: after a refill, what it did not find again is over. One updated at or after
-    that clock is left to the live engine (the refill has not reached it: a live clock runs up
-    to a silence interval ahead of the data). A stored row that does not parse is skipped."""
+    """Each event InfluxDB holds open (detected since ``since_ms``) that ``engine`` does not
+    hold open by its id: as its stored point holds it, with the point's enterprise tag. A
+    stored row that does not parse is skipped."""
     if engine.park_emitted is None:
         return []
-    through = engine.park_emitted * engine.step_ms
     held = {e.id for e in engine.events.open.values()}
-    ids = sorted(
-        i
-        for i in horizon.stored_open
-        if i not in held and horizon.from_ms <= horizon.stored.get(i, horizon.from_ms) < through
-    )
+    ids = sorted(i for i in horizon.stored_open if i not in held)
     out = []
     for k in range(0, len(ids), 100):  # a statement of bounded length
         match = " OR ".join(f'"id" = {qs(i)}' for i in ids[k : k + 100])
@@ -908,9 +1012,9 @@ async def _superseded(
             for row in series.values:
                 r = dict(zip(series.columns, row, strict=True))
                 try:
-                    if r.get("open") is False or int(r.get("updated_ms") or r["time"]) >= through:
-                        continue  # another point of the id: closed, or newer than the refill
-                    event = _stored_close(r, engine.park.park, through)
+                    if r.get("open") is False:
+                        continue  # another point of the id: closed
+                    event = _stored_event(r, engine.park.park)
                 except (KeyError, ValueError, TypeError) as exc:
                     # another writer's, or a newer version's (a family this one lacks)
                     log.warning(
@@ -922,13 +1026,11 @@ async def _superseded(
                     continue
                 enterprise = r.get("enterprise")
                 out.append((event, None if enterprise is None else str(enterprise)))
-                horizon.stored[event.id] = through
-                horizon.stored_open.discard(event.id)
     return out
 
 
-def _stored_close(r: dict[str, Any], park: str, end_ms: int) -> Event:
-    """The close at ``end_ms`` of a stored ``anomaly`` row (its tags, evidence, estimate)."""
+def _stored_event(r: dict[str, Any], park: str) -> Event:
+    """The open event a stored ``anomaly`` row holds (its tags, evidence, estimate)."""
     if r.get("id") is None or r.get("kind") is None:  # SELECT * gives an absent tag as None
         raise KeyError("id" if r.get("id") is None else "kind")
     evidence = orjson.loads(r.get("evidence") or "{}")
@@ -940,23 +1042,38 @@ def _stored_close(r: dict[str, Any], park: str, end_ms: int) -> Event:
             value=float(r["estimate"]),
             unit=str(r["estimate_unit"]),
             per_day=None if r.get("per_day") is None else float(r["per_day"]),
+            per_day_unit=None if r.get("per_day_unit") is None else str(r["per_day_unit"]),
             cny_per_day=None if r.get("cny_per_day") is None else float(r["cny_per_day"]),
         )
+    state = State(r.get("state") or State.OPENED.value)
+    if state is State.CLOSED:
+        raise ValueError("a closed message marked open")
     return Event(
         id=str(r["id"]),
         kind=str(r["kind"]),
         family=Family(r["family"]),
-        state=State.CLOSED,
+        state=state,
         park=park,
         meter=r.get("meter"),
         zone=r.get("zone"),
         start_ms=int(r.get("start_ms") or r["time"]),
         detected_at_ms=int(r["time"]),
-        end_ms=end_ms,
+        end_ms=None,
         severity=Severity(r["severity"]),
-        evidence={**evidence, "superseded": True},
+        evidence=evidence,
         estimate=estimate,
+        updated_at_ms=int(r.get("updated_ms") or r["time"]),
+    )
+
+
+def _superseding_close(event: Event, end_ms: int) -> Event:
+    """The close at ``end_ms`` of a stored open event no engine will close: its evidence plus
+    ``superseded``."""
+    return event.with_state(
+        State.CLOSED,
+        end_ms=end_ms,
         updated_at_ms=end_ms,
+        evidence={**event.evidence, "superseded": True},
     )
 
 

@@ -138,7 +138,7 @@ class _Source:
     gateway's meters and deciding whether its seq is tracked cost as much as decoding a
     one-reading message."""
 
-    __slots__ = ("gateway", "key", "meters", "park", "plain", "topic", "tracked")
+    __slots__ = ("gateway", "key", "meters", "park", "plain", "scan", "topic", "tracked")
 
     def __init__(self, topic: topics.DataTopic, registry: SiteRegistry, tracked: bool) -> None:
         self.topic = topic
@@ -147,6 +147,11 @@ class _Source:
         self.plain = topic.park in registry.parks  # else only the careful path can say why
         self.meters = registry.gateway_meters(topic.park, topic.gateway)
         self.tracked = tracked
+        # what the compiled run (hotpath.scan_run) takes of it, in one attribute: gateway,
+        # meters and the seq key where tracked; None where its messages are not scanned
+        self.scan = (
+            (self.gateway, self.meters, self.key if tracked else None) if self.plain else None
+        )
 
 
 def _failed(
@@ -160,6 +165,19 @@ def _failed(
     parsed = ParsedBatch(park, gateway, seq, message_rejected=True)
     parsed.rejections.append(Rejection(Reason.INTERNAL_ERROR, repr(error)))
     return _Handled(topic, payload, parsed)
+
+
+def _failed_with(
+    error: BaseException, topic: str, payload: bytes, source: _Source, seq: int | None
+) -> _Handled:
+    """:func:`_failed` for an exception the compiled run (``hotpath.scan_run``) caught and
+    handed back: raised again here so that the log has it, with its traceback."""
+    try:
+        raise error
+    except Exception as exc:
+        failed = _failed(topic, payload, source.park, source.gateway, exc, seq)
+    del error  # the traceback holds this frame, whose ``error`` would hold the traceback
+    return failed
 
 
 def encode_lines(readings: list[AcceptedReading]) -> list[str]:
@@ -203,6 +221,13 @@ _VALUES = operator.itemgetter(2)
 _QUALITY_FIELD = QUALITY_FIELD
 # the encoder compiled, or None where the extension is not built (parkwatch.hotpath)
 _encode_compiled = hotpath.encode_lines
+# _handle's loop over a run of messages, compiled (None: not built, or a stale build), and
+# where it stopped with the message it hands back
+_scan_run = hotpath.scan_run
+_SCAN_FRESH = hotpath.SCAN_FRESH
+_SCAN_GAVE_UP = hotpath.SCAN_GAVE_UP
+_SCAN_SEQ = hotpath.SCAN_SEQ
+_SCAN_COMMIT_FAILED = hotpath.SCAN_COMMIT_FAILED
 
 
 class IngestService:
@@ -371,42 +396,89 @@ class IngestService:
         commit_args = self.counters.commit_args()
         next_in_line = self.sequences.observe_next
         lines = out.lines
-        for message in chunk:
+        # the loop's common case compiled over a run of messages (parkwatch._hotpath.scan_run):
+        # it stops at a message that needs more, saying how far it got with it (stage)
+        run = _scan_run if scan is not None else None
+        index, count = 0, len(chunk)
+        scanned: Any = None
+        error: BaseException | None = None
+        while index < count:
+            stage = _SCAN_FRESH
+            if run is not None:
+                if settled < len(handled):
+                    # the counter watch goes in arrival order: the readings before first
+                    self._settle(handled, settled, out)
+                index, stage, scanned, error, values, newest = run(
+                    chunk,
+                    index,
+                    sources,
+                    max_bytes,
+                    newest_ok,
+                    max_readings,
+                    qualities,
+                    commit_args,
+                    next_in_line,
+                    at,
+                    handled,
+                    lines,
+                    self._show_decreases,
+                )
+                settled = len(handled)
+                out.values += values
+                if newest > out.newest:
+                    out.newest = newest
+                if index >= count:
+                    break
+            message = chunk[index]
+            index += 1
             # in arrival order and without awaiting: seq and counter tracking rely on it
             topic, payload = message[0], message[1]
             source = sources.get(topic)
             plain = None
             tried = False
             if source is not None and source.plain and len(payload) <= max_bytes:
-                scanned = None
-                if scan is not None and settled < len(handled):
-                    # the counter watch goes in arrival order: the readings before first
-                    self._settle(handled, settled, out)
-                    settled = len(handled)
-                try:
-                    if scan is not None:
-                        scanned = scan(
-                            payload,
-                            source.gateway,
-                            source.meters,
-                            newest_ok,
-                            max_readings,
-                            qualities,
-                        )
-                    if scanned is None:
+                if stage == _SCAN_FRESH:
+                    scanned = None
+                    if scan is not None and settled < len(handled):
+                        # the counter watch goes in arrival order: the readings before first
+                        self._settle(handled, settled, out)
+                        settled = len(handled)
+                    try:
+                        if scan is not None:
+                            scanned = scan(
+                                payload,
+                                source.gateway,
+                                source.meters,
+                                newest_ok,
+                                max_readings,
+                                qualities,
+                            )
+                        if scanned is None:
+                            plain = plain_message(
+                                payload, source.gateway, source.meters, newest_ok, max_readings
+                            )
+                            tried = True
+                    except Exception:  # a bug: _parse meets it again and dead-letters it
+                        scanned = plain = None
+                elif stage == _SCAN_GAVE_UP:  # scan_run's scan gave up: as scan's None above
+                    try:
                         plain = plain_message(
                             payload, source.gateway, source.meters, newest_ok, max_readings
                         )
                         tried = True
-                except Exception:  # a bug: _parse meets it again and dead-letters the message
-                    scanned = plain = None
+                    except Exception:
+                        plain = None
                 if scanned is not None:
                     seq = scanned.seq
                     failed = None
+                    if error is not None:  # scan_run's observe_next or commit raised
+                        at_seq = seq if stage == _SCAN_COMMIT_FAILED else None
+                        failed = _failed_with(error, topic, payload, source, at_seq)
+                        error = None
                     # _observe, its common case first (observe_next)
-                    if source.tracked:
+                    elif source.tracked and stage != _SCAN_COMMIT_FAILED:
                         try:
-                            if not next_in_line(source.key, seq, at):
+                            if stage == _SCAN_SEQ or not next_in_line(source.key, seq, at):
                                 self._seq_observed(source.key, seq, at)
                         except Exception as exc:
                             failed = _failed(topic, payload, source.park, source.gateway, exc)
@@ -415,6 +487,7 @@ class IngestService:
                             its_lines, values, newest, decreases = scanned.commit(*commit_args)
                         except Exception as exc:  # a bug: as _flag_counters, this message only
                             failed = _failed(topic, payload, source.park, source.gateway, exc, seq)
+                    scanned = None
                     if failed is not None:
                         handled.append(failed)
                         careful = True

@@ -39,5 +39,27 @@ def scan_message(
     max_readings: int,
     qualities: tuple[str, ...],
 ) -> Scanned | None: ...
+
+SCAN_FRESH: int
+SCAN_GAVE_UP: int
+SCAN_SEQ: int
+SCAN_SEQ_FAILED: int
+SCAN_COMMIT_FAILED: int
+
+def scan_run(
+    chunk: list[Any],
+    index: int,
+    sources: dict[str, Any],
+    max_bytes: int,
+    newest_ok: int,
+    max_readings: int,
+    qualities: tuple[str, ...],
+    commit_args: tuple[object, ...],
+    next_in_line: Any,
+    at: float,
+    handled: list[Any],
+    lines: list[str],
+    show_decreases: Any,
+) -> tuple[int, int, Scanned | None, Exception | None, int, int]: ...
 def pubacks(messages: list[Any]) -> tuple[bytes, int] | None: ...
 def join_lines(lines: list[str]) -> bytes | None: ...

@@ -46,6 +46,48 @@ cdef extern from "Python.h":
 
 cdef object _new_tuple = tuple.__new__
 
+cdef extern from "Python.h":
+    ctypedef struct _TypeObject "PyTypeObject":
+        Py_ssize_t tp_basicsize
+        Py_ssize_t tp_itemsize
+        PyObject* (*tp_alloc)(_TypeObject*, Py_ssize_t)
+    void _tuple_set "PyTuple_SET_ITEM"(PyObject*, Py_ssize_t, PyObject*)
+    bint PyType_IsSubtype(object, object)
+
+
+cdef inline bint _plain_tuple_type(type kind):
+    """A subclass of tuple with nothing of its own in its instances (a NamedTuple): one
+    can be made as ``tuple.__new__`` makes it, its type's allocation then its items."""
+    cdef _TypeObject* t = <_TypeObject*>kind
+    cdef _TypeObject* base = <_TypeObject*>tuple
+    return (
+        PyType_IsSubtype(kind, tuple)
+        and t.tp_basicsize == base.tp_basicsize
+        and t.tp_itemsize == base.tp_itemsize
+    )
+
+
+cdef object _tuple_of(type kind, object a, object b, object c, object d):
+    """``tuple.__new__(kind, (a, b, c, d))`` for a :func:`_plain_tuple_type` ``kind``, without
+    the call and the tuple in between (what ``tuple.__new__`` does for a subclass)."""
+    # Sound for CPython 3.11–3.13 (pyproject caps Python below 3.14): 3.14's tuples cache
+    # their hash in a field that must start at -1, which tp_alloc's zeroed memory would not
+    cdef PyObject* made = (<_TypeObject*>kind).tp_alloc(<_TypeObject*>kind, 4)
+    cdef object out
+    if made is NULL:
+        raise MemoryError()
+    out = <object>made
+    Py_DECREF(out)  # the cast took a reference of its own: out holds the allocation's
+    Py_INCREF(a)
+    _tuple_set(made, 0, <PyObject*>a)
+    Py_INCREF(b)
+    _tuple_set(made, 1, <PyObject*>b)
+    Py_INCREF(c)
+    _tuple_set(made, 2, <PyObject*>c)
+    Py_INCREF(d)
+    _tuple_set(made, 3, <PyObject*>d)
+    return out
+
 
 def check_plain(list readings, object meters, object newest_ok, type accepted):
     """The site checks of :func:`parkwatch.wire.plain_message` over its decoded readings: the
@@ -341,6 +383,43 @@ cdef Py_ssize_t _short_decimal(double v, char* out) noexcept:
     return j + k
 
 
+# the topics of recent PUBLISHes, as str: a gateway publishes on the same topic every time,
+# so its str is made (and, looked up by ingest, hashed) once rather than per message. Only
+# ASCII ones (their characters are their bytes), in a table of _TOPICS slots by a hash of the
+# bytes (one probe; a topic meeting another in its slot replaces it), so that a park's many
+# gateways taking turns each keep their slot (a first-in-first-out list missed every time
+# once more gateways took turns than it held)
+cdef enum:
+    _TOPICS = 1024
+cdef PyObject* _topics[_TOPICS]
+
+
+cdef object _topic(const unsigned char* text, Py_ssize_t size):
+    """The str of a topic's UTF-8 ``text``: a recent one's where the same (raises
+    UnicodeDecodeError where it is not UTF-8)."""
+    cdef Py_ssize_t k
+    cdef unsigned int h = 2166136261u  # FNV-1a: cheap, and every byte counts
+    cdef PyObject* seen
+    cdef object topic
+    for k in range(size):
+        h = (h ^ text[k]) * 16777619u
+    h &= _TOPICS - 1
+    seen = _topics[h]
+    if (
+        seen is not NULL
+        and PyUnicode_GET_LENGTH(<object>seen) == size
+        and memcmp(PyUnicode_DATA(<object>seen), text, size) == 0
+    ):
+        return <object>seen
+    topic = (<const char*>text)[:size].decode("utf-8")
+    if PyUnicode_CheckExact(topic) and PyUnicode_IS_COMPACT_ASCII(topic):
+        Py_INCREF(topic)
+        _topics[h] = <PyObject*>topic
+        if seen is not NULL:
+            Py_DECREF(<object>seen)
+    return topic
+
+
 def read_publishes(const unsigned char[::1] data, Py_ssize_t offset, type message):
     """Consecutive QoS 0/1 PUBLISH packets of a socket read from ``offset``, as ``message``
     tuples (topic, payload, qos, packet id or 0) — what :mod:`parkwatch.mqttio` builds from
@@ -355,6 +434,7 @@ def read_publishes(const unsigned char[::1] data, Py_ssize_t offset, type messag
     cdef unsigned char first, byte
     cdef list out = []
     cdef object topic, payload
+    cdef bint direct = _plain_tuple_type(message)
     while at + 2 <= size:
         first = data[at]
         if first >> 4 != 3:
@@ -391,7 +471,7 @@ def read_publishes(const unsigned char[::1] data, Py_ssize_t offset, type messag
         if _odd_topic(&data[p], topic_len):
             break
         try:
-            topic = (<const char*>&data[p])[:topic_len].decode("utf-8")
+            topic = _topic(&data[p], topic_len)
         except UnicodeDecodeError:
             break
         p += topic_len
@@ -409,7 +489,10 @@ def read_publishes(const unsigned char[::1] data, Py_ssize_t offset, type messag
         p += 1
         payload = (<const char*>&data[p])[:end - p]
         payload_bytes += end - p
-        out.append(_new_tuple(message, (topic, payload, qos, packet_id)))
+        if direct:
+            out.append(_tuple_of(message, topic, payload, qos, packet_id))
+        else:
+            out.append(_new_tuple(message, (topic, payload, qos, packet_id)))
         at = end
     return out, at, payload_bytes
 
@@ -991,6 +1074,20 @@ cdef class Scanned:
         only running out of memory (the line's buffer, its str, a ``Decrease``) can stop it
         midway, with the state through the readings before — as :func:`flag_counters` and
         ``flag_py`` do."""
+        cdef list lines = []
+        cdef long long values_total = 0, newest = 0
+        found = self._commit(
+            quality_field, last, counters, not_counted, decrease, lines, &values_total, &newest
+        )
+        return lines, values_total, newest, [] if found is None else found
+
+    cdef object _commit(
+        self, dict quality_field, dict last, frozenset counters, list not_counted,
+        object decrease, list lines, long long* values_out, long long* newest_out,
+    ):
+        """:meth:`commit`, its lines appended to ``lines`` (on a failure midway, those it
+        appended taken out again), values and newest time in ``values_out`` and
+        ``newest_out``; its decreases, or None for none (no list per message)."""
         cdef _Records* out = &self.out
         cdef tuple qualities = self.qualities
         cdef int ok_at = self.ok_at, bad_at = self.bad_at, decreased_at = self.decreased_at
@@ -1002,7 +1099,8 @@ cdef class Scanned:
         cdef PyObject* got
         cdef PyObject* fields[16]
         cdef object meter, series, entry, before, key, newest_values, t_object
-        cdef list lines, found
+        cdef object found = None
+        cdef Py_ssize_t lines_before = PyList_GET_SIZE(lines)
         cdef _Buf buf
         cdef bint own, went_back
         cdef char digits[32]
@@ -1043,8 +1141,6 @@ cdef class Scanned:
             _commit_busy = True
             buf = _commit_buf
         try:
-            lines = []
-            found = []
             t_object = None
             for i in range(out.size):
                 record = &out.records[i]
@@ -1086,6 +1182,8 @@ cdef class Scanned:
                         else:
                             went_back = value.v < before
                         if went_back:
+                            if found is None:
+                                found = []
                             found.append(decrease(meter.id, key, before, value.v))
                             if quality == ok_at:
                                 quality = decreased_at
@@ -1113,7 +1211,13 @@ cdef class Scanned:
                 _put(&buf, " ", 1)
                 _put(&buf, digits, _decimal(record.t, digits))
                 lines.append(PyUnicode_DecodeUTF8(buf.data, buf.size, NULL))
-            return lines, values_total, newest, found
+            values_out[0] = values_total
+            newest_out[0] = newest
+            return found
+        except BaseException:
+            # the chunk's list holds only whole messages' lines (a failed one is dead-lettered)
+            del lines[lines_before:]
+            raise
         finally:
             if own:
                 PyMem_Free(buf.data)
@@ -1141,6 +1245,16 @@ def scan_message(
     which says what is off. ``tests/test_hotpath_scan.py`` holds the two to the same lines,
     state and decreases. ``qualities``: the quality names, ``ok``, ``bad`` and ``decreased``
     among them."""
+    if not PyBytes_CheckExact(payload) or not PyDict_CheckExact(meters):
+        return None
+    return _scan(<bytes>payload, gateway, <dict>meters, newest_ok, max_readings, qualities)
+
+
+cdef object _scan(
+    bytes payload, str gateway, dict meters, long long newest_ok, Py_ssize_t max_readings,
+    tuple qualities,
+):
+    """:func:`scan_message` past its type checks."""
     cdef _Scan s
     cdef Scanned scanned
     cdef long long seq = 0
@@ -1148,8 +1262,6 @@ def scan_message(
     cdef int ok_at = -1, bad_at = -1, decreased_at = -1
     cdef object name
     global _qualities_seen, _ok_at, _bad_at, _decreased_at
-    if not PyBytes_CheckExact(payload) or not PyDict_CheckExact(meters):
-        return None
     if qualities is _qualities_seen:  # ingest passes the same tuple every time
         ok_at, bad_at, decreased_at = _ok_at, _bad_at, _decreased_at
     else:
@@ -1170,10 +1282,114 @@ def scan_message(
     s.size = PyBytes_GET_SIZE(payload)
     s.at = 0
     scanned = Scanned.__new__(Scanned)
-    if _scan_message(&s, gateway, <dict>meters, newest_ok, max_readings, qualities, ok_at,
+    if _scan_message(&s, gateway, meters, newest_ok, max_readings, qualities, ok_at,
                      &scanned.out, &seq):
         return None
     scanned.seq = PyLong_FromLongLong(seq)
     scanned.qualities = qualities
     scanned.ok_at, scanned.bad_at, scanned.decreased_at = ok_at, bad_at, decreased_at
     return scanned
+
+
+# where scan_run stopped, for the Python loop to take the message up (ingest.service._handle)
+SCAN_FRESH = 0  # nothing done for it (or the chunk's end)
+SCAN_GAVE_UP = 1  # the scan gave up on it: the reference decoding next
+SCAN_SEQ = 2  # scanned; observe_next said no, so the seq tracker's full observe next
+SCAN_SEQ_FAILED = 3  # scanned; observe_next raised
+SCAN_COMMIT_FAILED = 4  # scanned and its seq tracked; the commit raised
+
+
+def scan_run(
+    list chunk, Py_ssize_t index, dict sources, Py_ssize_t max_bytes, long long newest_ok,
+    Py_ssize_t max_readings, tuple qualities not None, tuple commit_args not None,
+    object next_in_line, object at, list handled, list lines, object show_decreases,
+):
+    """Ingest's common case for a run of a chunk's messages from ``index`` on, in one call:
+    what ``_handle``'s loop does per message — the source by topic, :func:`scan_message`,
+    ``next_in_line`` (the seq tracker's ``observe_next``) where the source tracks its seq,
+    :meth:`Scanned.commit` (its lines appended to ``lines``), ``show_decreases`` where a
+    counter went back, the message's entry appended to ``handled`` — in the same order, with
+    the same calls, until a message needs more than that. Returns (index, stop, scanned,
+    error, values, newest): the message the Python loop takes up (the chunk's length if none),
+    how far this got with it (``SCAN_*``), its :class:`Scanned` and the exception where one
+    stopped it, and the values and newest time of the lines appended.
+
+    A source's ``scan`` is (gateway, meters, seq key or None) where its messages may be
+    scanned, else None; ``commit_args`` are :meth:`Scanned.commit`'s."""
+    cdef Py_ssize_t before, count
+    cdef long long values_total = 0, newest_total = 0, values = 0, newest = 0
+    cdef object message, topic, payload, source, fast, gateway, meters, key, got_scan, seq
+    cdef object found
+    cdef Scanned scanned
+    cdef PyObject* got
+    cdef dict quality_field, last
+    cdef frozenset counters
+    cdef list not_counted
+    cdef object decrease
+    cdef bint taken
+    if PyTuple_GET_SIZE(commit_args) != 5:
+        raise ValueError("commit_args: Scanned.commit's five arguments")
+    quality_field, last, counters, not_counted, decrease = commit_args
+    if quality_field is None or last is None:
+        raise TypeError("commit_args: the quality fields and the counter watch's state")
+    if index < 0:
+        raise ValueError("index: a position in the chunk")
+    # the chunk's size read again every time: a callback (``next_in_line``, ``decrease``)
+    # that shrank the list must not leave the loop reading past its end
+    while index < PyList_GET_SIZE(chunk):
+        message = <object>PyList_GET_ITEM(chunk, index)
+        if not PyTuple_Check(message) or PyTuple_GET_SIZE(message) < 2:
+            break
+        topic = <object>PyTuple_GET_ITEM(message, 0)
+        payload = <object>PyTuple_GET_ITEM(message, 1)
+        if not PyUnicode_CheckExact(topic):
+            break
+        got = PyDict_GetItem(sources, topic)
+        if got is NULL:
+            break
+        source = <object>got
+        fast = source.scan
+        if fast is None or not PyBytes_CheckExact(payload):
+            break
+        if PyBytes_GET_SIZE(payload) > max_bytes:
+            break
+        if not PyTuple_CheckExact(fast) or PyTuple_GET_SIZE(fast) != 3:
+            break
+        gateway = <object>PyTuple_GET_ITEM(fast, 0)
+        meters = <object>PyTuple_GET_ITEM(fast, 1)
+        key = <object>PyTuple_GET_ITEM(fast, 2)
+        if not PyUnicode_CheckExact(gateway) or not PyDict_CheckExact(meters):
+            break
+        try:
+            got_scan = _scan(<bytes>payload, <str>gateway, <dict>meters, newest_ok,
+                             max_readings, qualities)
+        except Exception:
+            break  # a bug: the Python loop meets it again and says so
+        if got_scan is None:
+            return index, SCAN_GAVE_UP, None, None, values_total, newest_total
+        scanned = <Scanned>got_scan
+        seq = scanned.seq
+        if key is not None:
+            try:
+                taken = bool(next_in_line(key, seq, at))
+            except Exception as exc:
+                return index, SCAN_SEQ_FAILED, scanned, exc, values_total, newest_total
+            if not taken:
+                return index, SCAN_SEQ, scanned, None, values_total, newest_total
+        before = PyList_GET_SIZE(lines)
+        try:
+            found = scanned._commit(
+                quality_field, last, counters, not_counted, decrease, lines, &values, &newest
+            )
+        except Exception as exc:
+            return index, SCAN_COMMIT_FAILED, scanned, exc, values_total, newest_total
+        if found is not None:
+            show_decreases(found)
+        count = PyList_GET_SIZE(lines) - before
+        handled.append((topic, payload, source, seq, count, values, newest))
+        if count:
+            values_total += values
+            if newest > newest_total:
+                newest_total = newest
+        index += 1
+    return index, SCAN_FRESH, None, None, values_total, newest_total

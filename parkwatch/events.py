@@ -192,6 +192,8 @@ class Event:
             fields["estimate_unit"] = self.estimate.unit
             if self.estimate.per_day is not None:
                 fields["per_day"] = float(self.estimate.per_day)
+            if self.estimate.per_day_unit is not None:  # a restarted worker reads it back
+                fields["per_day_unit"] = self.estimate.per_day_unit
             if self.estimate.cny_per_day is not None:
                 fields["cny_per_day"] = float(self.estimate.cny_per_day)
         return encode_point(ANOMALY_MEASUREMENT, tags, fields, self.detected_at_ms)

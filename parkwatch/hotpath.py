@@ -16,6 +16,7 @@ _NAMES = (
     "encode_lines",
     "read_publishes",
     "scan_message",
+    "scan_run",
     "pubacks",
     "join_lines",
 )
@@ -32,6 +33,14 @@ def _compiled() -> dict[str, Callable[..., Any]]:
     return {name: function for name, function in found.items() if function is not None}
 
 
+# where scan_run stopped with the message it hands back (``_hotpath.pyx`` has the same
+# numbers; tests/test_hotpath_run.py holds them to it)
+SCAN_FRESH = 0  # nothing done for it (or the chunk's end)
+SCAN_GAVE_UP = 1  # the scan gave up on it: the reference decoding next
+SCAN_SEQ = 2  # scanned; observe_next said no, so the seq tracker's full observe next
+SCAN_SEQ_FAILED = 3  # scanned; observe_next raised
+SCAN_COMMIT_FAILED = 4  # scanned and its seq tracked; the commit raised
+
 _FUNCTIONS = _compiled()
 # all of them: ingest warns at start otherwise (a stale build too)
 COMPILED = len(_FUNCTIONS) == len(_NAMES)
@@ -40,5 +49,6 @@ flag_counters: Callable[..., Any] | None = _FUNCTIONS.get("flag_counters")
 encode_lines: Callable[..., Any] | None = _FUNCTIONS.get("encode_lines")
 read_publishes: Callable[..., Any] | None = _FUNCTIONS.get("read_publishes")
 scan_message: Callable[..., Any] | None = _FUNCTIONS.get("scan_message")
+scan_run: Callable[..., Any] | None = _FUNCTIONS.get("scan_run")
 pubacks: Callable[..., Any] | None = _FUNCTIONS.get("pubacks")
 join_lines: Callable[..., Any] | None = _FUNCTIONS.get("join_lines")

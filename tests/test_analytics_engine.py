@@ -13,13 +13,14 @@ import pytest
 
 from analytics.detectors import DETECTORS
 from analytics.engine.clocks import NEVER, ClockRules, Clocks
-from analytics.engine.contract import Block, IntArray
+from analytics.engine.contract import Block, Finding, IntArray
 from analytics.engine.engine import Batch, ParkEngine
 from analytics.engine.engine import Rows as EngineRows
+from analytics.engine.events import EventBook
 from analytics.engine.slots import Columns, SlotArrays, slot_block
 from analytics.replay import replay
 from analytics.scoring.nab_runner import METER, QUANTITY, one_meter_park
-from parkwatch.events import Event, State
+from parkwatch.events import Event, Family, State
 from parkwatch.site import Park
 from simulators import DEMO_PARK
 from simulators.faults import FaultKind, random_schedule
@@ -1139,3 +1140,22 @@ def test_pickling_a_table_leaves_its_unfilled_cells_as_they_were(
     saved = pickle.loads(pickle.dumps(table))
     assert {name: getattr(table, name).tobytes() for name, _, _ in SlotArrays.FILL} == held
     assert saved.total.tolist() == [[0.0, 0.0, 1.0, 0.0, 0.0, 2.0, 0.0, 0.0, 0.0, 0.0]]
+
+
+def test_an_adopted_event_is_carried_on_and_holds_back_what_its_fault_explains() -> None:
+    """``EventBook.adopt``: a stored event replaces the book's own of its kind and subject
+    (a restarted worker carries on the earlier worker's event); a meter fault adopted in
+    place of another still holds back a consumption finding about its meter, and the next
+    inactive finding closes the adopted event, at its own detection time's point."""
+    book = EventBook("p")
+    [own] = book.apply([Finding("stuck_value", Family.METER_FAULT, 2_000, True, meter="m")])
+    stored = own.with_state(State.UPDATED, id="earlier", detected_at_ms=1_000, updated_at_ms=1_500)
+    assert book.adopt(stored) == own
+    assert book.open == {("stuck_value", "m"): stored}
+    held = Finding("baseline_deviation", Family.CONSUMPTION, 3_000, True, meter="m")
+    assert book.apply([held]) == []  # the adopted fault still explains the meter
+    [closed] = book.apply([Finding("stuck_value", Family.METER_FAULT, 4_000, False, meter="m")])
+    assert (closed.id, closed.state, closed.detected_at_ms, closed.end_ms) == (
+        "earlier", State.CLOSED, 1_000, 4_000
+    )  # fmt: skip
+    assert book.apply([held]) != []  # no fault open any more: the finding opens its event

@@ -14,6 +14,7 @@ import sys
 import tracemalloc
 from typing import Any
 
+import mqtt5
 import pytest
 from test_hotpath_scan import METERS, NEWEST_OK, NOW, _check, _reference
 
@@ -21,6 +22,7 @@ from ingest import counters
 from ingest.counters import CounterWatch
 from ingest.sequence import SeqTracker, _Gateway, _Run
 from parkwatch import hotpath
+from parkwatch.mqttio import Message
 from parkwatch.wire import encode_batch
 
 _QUANTITIES = {
@@ -223,3 +225,99 @@ def test_observe_next_where_no_time_passed_is_next() -> None:
         tracker._gateways[("p", "g")] = _Gateway(run)
         assert tracker.observe_next(("p", "g"), 11, 50.0)
     assert (stopped.lead, jumping.lead) == (SeqTracker.SLACK - 1, SeqTracker.JUMP - 1)
+
+
+class TestRunMemory:
+    """``scan_run``: a commit that fails partway leaves the chunk's lines as they were, and
+    many runs (with the reader's kept topics) leak no reference or block."""
+
+    @pytest.fixture(autouse=True)
+    def _compiled(self) -> None:
+        assert hotpath.COMPILED, "parkwatch._hotpath is not built: run ./run.sh setup"
+
+    @staticmethod
+    def _run(chunk: list[Any], lines: list[str], handled: list[Any], args: Any) -> Any:
+        assert hotpath.scan_run is not None
+        source = _Src()
+        return hotpath.scan_run(
+            chunk,
+            0,
+            {"t": source},
+            1 << 20,
+            NEWEST_OK,
+            100,
+            counters.QUALITY_NAMES,
+            tuple(args),
+            None,
+            1.0,
+            handled,
+            lines,
+            lambda found: None,
+        )
+
+    def test_a_commit_that_fails_partway_takes_its_lines_out(self) -> None:
+        # its first reading goes up, its second back: the decrease callback raises there,
+        # after the first line was appended
+        back = encode_batch("gw-a", 2, [_wide(NOW - 70, 323456789.0), _wide(NOW - 60, 1.0)])
+
+        def boom(*_: object) -> Any:
+            raise ZeroDivisionError
+
+        args = list(CounterWatch().commit_args())
+        args[-1] = boom
+        lines: list[str] = []
+        handled: list[Any] = []
+        index, stop, scanned, error, _, _ = self._run(
+            [("t", _BIG1), ("t", back)], lines, handled, args
+        )
+        assert (index, stop) == (1, hotpath.SCAN_COMMIT_FAILED)
+        assert isinstance(error, ZeroDivisionError)
+        assert scanned is not None
+        assert lines == _reference(CounterWatch(), _BIG1, 100)[1]
+        assert len(handled) == 1
+
+    def test_no_reference_or_block_leaks(self) -> None:
+        rng = random.Random(3)
+        payloads = [_message(1, [3] * n, ["e1", "e2", "w1"], rng) for n in (1, 2, 9)]
+        names = [f"pw/v1/p/gw-{i}/data" for i in range(20)]
+        data = b"".join(
+            bytes(
+                mqtt5.PublishPacket(
+                    name, payloads[i % 3], qos=mqtt5.QoS.AT_LEAST_ONCE, packet_id=i + 1
+                ).write()
+            )
+            for i, name in enumerate(names * 3)
+        )
+
+        def rounds(n: int) -> None:
+            args = CounterWatch().commit_args()
+            for _ in range(n):
+                messages, _, _ = hotpath.read_publishes(data, 0, Message)  # type: ignore[misc]
+                chunk = [("t", m.payload) for m in messages]
+                self._run(chunk, [], [], args)
+
+        rounds(100)
+        gc.collect()
+        refs = {m: sys.getrefcount(meter) for m, meter in METERS.items()}
+        source_refs = sys.getrefcount(_SRC)
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            rounds(1000)
+            gc.collect()
+            grown = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        assert {m: sys.getrefcount(meter) for m, meter in METERS.items()} == refs
+        assert sys.getrefcount(_SRC) == source_refs
+        # a block leaked per message would be > 60,000 * 32 bytes
+        assert grown < 64_000, grown
+
+
+class _Src:
+    """A source as ingest's ``_Source`` gives it to scan_run (its ``scan`` only)."""
+
+    scan = ("gw-a", METERS, None)
+
+
+_SRC = _Src.scan

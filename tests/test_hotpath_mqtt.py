@@ -130,3 +130,41 @@ def test_a_socket_read_mixing_publishes_and_acks() -> None:
         assert 9 not in client._puback
     finally:
         loop.close()
+
+
+def test_topics_it_keeps_from_read_to_read_read_as_the_codec_does() -> None:
+    """The reader keeps recent topics' strs (a table of 1,024 slots by a hash of their
+    bytes): many topics in turn, more than the table holds (so that topics meet in a slot),
+    topics that are prefixes of others or differ in one byte, and ones not ASCII, read as
+    the codec reads them, read after read; a topic seen again is the same str."""
+    names = [f"pw/v1/p/gw-{i:02d}/data" for i in range(40)]
+    names += ["a", "ab", "abc", "b", "ba", "pw/v1/p/gw-0/data", "pw/v1/p/gw-00/datb", "é/ü", "é/ü2"]
+    for rounds in (1, 3):
+        parts = [
+            _publish(name, name.encode() * (i % 3), i % 2, i + 1)
+            for i, name in enumerate(names * rounds)
+        ]
+        for start in range(0, len(parts), 7):  # several reads
+            data = b"".join(parts[start : start + 7])
+            messages, at, _ = _hotpath.read_publishes(data, 0, Message)
+            assert messages == _codec(data)
+            assert at == len(data)
+    crowd = [_publish(f"t/{i}", b"x", 1, i % 60000 + 1) for i in range(3000)] * 2
+    for start in range(0, len(crowd), 500):
+        data = b"".join(crowd[start : start + 500])
+        messages, at, _ = _hotpath.read_publishes(data, 0, Message)
+        assert messages == _codec(data)
+        assert at == len(data)
+    one = _publish("pw/v1/p/gw-keep/data", b"x", 1, 1)
+    first, _, _ = _hotpath.read_publishes(one + one, 0, Message)
+    assert first[0].topic is first[1].topic
+
+
+def test_a_tuple_type_with_fields_of_its_own_is_made_as_tuple_new_makes_it() -> None:
+    class Odd(tuple):  # type: ignore[type-arg]  # instances have a __dict__: not the quick way
+        pass
+
+    data = _publish("a/b", b"xy", 1, 5) + _publish("a/c", b"", 0, 0)
+    messages, _, _ = _hotpath.read_publishes(data, 0, Odd)
+    assert [type(m) for m in messages] == [Odd, Odd]
+    assert [tuple(m) for m in messages] == [("a/b", b"xy", 1, 5), ("a/c", b"", 0, 0)]

@@ -111,6 +111,18 @@ class EventBook:
         self.open[key] = updated
         return updated
 
+    def adopt(self, event: Event) -> Event | None:
+        """Hold ``event`` (open) in place of the open event of its kind and subject, which is
+        returned: a restarted worker carries on the event an earlier worker stored, rather
+        than a second one of the same kind and subject found at another time."""
+        key = (event.kind, event.subject)
+        replaced = self.open.pop(key, None)
+        if replaced is not None:
+            self._note_fault(replaced, -1)
+        self.open[key] = event
+        self._note_fault(event, +1)
+        return replaced
+
     def _worth_update(self, current: Event, f: Finding) -> bool:
         if f.severity != current.severity:
             return True
