@@ -1846,8 +1846,11 @@ class ZoneLeaks(Detector):
         best: tuple[float, int, float] | None = None
         undecided = stands_out = False
         standing: list[tuple[int, float]] = []  # meters standing out, and their flows
-        moved_n = 0  # meters whose β rose past two of its errors, or moved past four
-        inflow_up = False  # an inflow meter's β rose past four of its errors
+        moved_n = 0  # outflow meters whose β rose past two of their errors, or moved past four
+        # per inflow meter whose β rose past four of its errors: its rise, errors and
+        # within-hour variance; per outflow meter whose β rose past four: its rise, variance
+        rises: list[tuple[float, float, float]] = []
+        out_rises: list[tuple[float, float]] = []
         DBG.clear()
         for p in np.flatnonzero(self.pair_zone == zi).tolist():
             c_after, v_after = self.h_cov[p, pos][after], self.h_var[p, pos][after]
@@ -1890,8 +1893,13 @@ class ZoneLeaks(Detector):
                 undecided = True
             # either way: an inflow meter's β rising is what a leak looks like (a burst in
             # water-d1 moved its main's β by 33 of its errors, chemco's intake 4 by chance)
-            moved_n += int(signed > 2 * se or abs(signed) > 4 * se)
-            inflow_up |= sign > 0 and -signed > 4 * se
+            # unless an outflow meter reading low explains it (below)
+            if sign < 0:
+                moved_n += int(signed > 2 * se or abs(signed) > 4 * se)
+                if signed > 4 * se:
+                    out_rises.append((signed, float(v_after.sum())))
+            elif -signed > 4 * se:
+                rises.append((-signed, se, float(v_after.sum())))
             if signed > 4 * se and share > self.accuracy[zi] and plausible and sign < 0:
                 standing.append((row, flow))  # (only an outflow meter reading low adds)
             if signed > 4 * se and share > self.accuracy[zi] and plausible:
@@ -1910,11 +1918,12 @@ class ZoneLeaks(Detector):
                 undecided,
                 DBG,
             )
-        if sides is None and inflow_up:
+        if sides is None and self._inflow_unexplained(rises, out_rises):
             # no meter's own days to split the balance by, but the zone's inflow moves with
-            # its hours more than it did: what a leak looks like, whatever outflow meter's β
-            # stands out by chance (a 7 m³/h burst in water-d1 from a first Sunday: its main's
-            # β up 30 of its errors, chemco's intake 18 — a meter fault in 5 of 8 seeds)
+            # its hours more than it did, by more than any outflow meter reading low can make
+            # it: what a leak looks like, whatever outflow meter's β stands out by chance (a
+            # 7 m³/h burst in water-d1 from a first Sunday: its main's β up 30 of its errors,
+            # chemco's intake 18 — a meter fault in 5 of 8 seeds)
             return "leak", -1, 0.0
         if best is not None and not self._inflow_rose(sides, best[1], excess):
             # the meter's own drop, where the balance leans on it too, is the better estimate
@@ -1959,6 +1968,32 @@ class ZoneLeaks(Detector):
             # intake at 88 % from the first Sunday: 3.3 of its errors, a leak at 12 h)
             return "blind", -1, 0.0
         return ("wait" if undecided else "leak"), -1, 0.0
+
+    @staticmethod
+    def _inflow_unexplained(
+        rises: list[tuple[float, float, float]], out_rises: list[tuple[float, float]]
+    ) -> bool:
+        """Whether an inflow meter's β rose past four of its errors by more than the
+        outflow meters whose β rose can account for. ``rises`` per inflow meter: its rise,
+        error and within-hour variance (summed over the hours since the onset); ``out_rises``
+        per outflow meter: its rise and variance.
+
+        An outflow meter ``x`` reading low leaves ``d·x`` more in the zone's balance ``c``
+        (``d = 1/f − 1``): its own β rises by ``d``, and an inflow ``I``'s by
+        ``d·cov(x, I)/var(I)`` — a lively sub-meter is part of what its inflow carries
+        (chemco's intake at 85 % moved water-d1's main's β past four of its errors: a meter
+        fault, not a leak). That covariance is not kept, but it is at most
+        ``sd(x)·sd(I)`` (Cauchy–Schwarz, on the hours' summed variances too), so the inflow's
+        rise a meter can explain is at most ``d·√(var x / var I)``; only what is left over
+        it, past four of the inflow's errors, is the zone's own (a leak's or a burst's
+        within-hour step moves the inflow and nothing it feeds)."""
+        for rise, se, var in rises:
+            if var <= 0:
+                continue
+            explained = sum(d * np.sqrt(v / var) for d, v in out_rises)
+            if rise - explained > 4 * se:
+                return True
+        return False
 
     def _mirrored(
         self, zi: int, onset: int, after: IntArray, before: IntArray, excess: float
@@ -2188,13 +2223,14 @@ class ZoneLeaks(Detector):
         zone = self.layout.zones[zi]
         unit = _UNIT[zone.flow_quantity]
         if rate is None:
-            pos, held = self._window(hour + 1, 3, 1)
-            since = 3
-            if not np.isfinite(self.h_excess[zi, pos][held]).any():
+            rate = self._recent_excess(zi, hour)
+            if not rate > 0:
                 # none of the last three hours judged (a first Saturday's hours wait for a day
-                # of rest days' hours): the mean since the onset, never a leak estimated at 0
+                # of rest days' hours; ``_recent_excess`` is then 0), or they stood at or
+                # under the baseline: the mean since the onset, never a leak estimated at 0
                 since = min(hour - int(self.onset[zi]) + 1, self.ring - 1)
-            rate = max(0.0, self._recent_excess(zi, hour, since))
+                rate = self._recent_excess(zi, hour, since)
+            rate = max(0.0, rate)
             if rate == 0.0 and np.isfinite(self.m_excess[zi]):
                 # no baseline of the hour's own yet: the production model's excess says it
                 rate = max(0.0, float(self.m_excess[zi]))
