@@ -11,16 +11,19 @@ never stalls the stream: points and events to InfluxDB (``anomaly``, ``demand_15
 meters), events to ``pw/v1/{park}/alerts/{kind}`` at QoS 1. When the queue is full the stream
 waits (events are never dropped). With its outputs the worker writes a progress mark per park
 (``analytics_progress``: the park clock's data time its outputs are complete to, and the
-slowest gateway's data time the detectors have had, :meth:`ParkEngine.analysed_ms`).
+slowest gateway's data time the detectors have had, :meth:`ParkEngine.analysed_ms`, and each
+heard gateway's own).
 
 At start-up the engine is restored from its last snapshot (``state_dir``) when there is one,
 then refilled from InfluxDB's raw data since then (at most ``rebuild_s``); a park with no usable
 snapshot is rebuilt from the last ``rebuild_s`` of raw data (from the slice grid, so rebuilds
 give the same event ids), so a restart, an upgrade or a new worker loses no context. What the
 refill finds is written from the earlier worker's progress mark on (its horizon: where the
-slowest gateway's analysed data ended; ``warmup_s`` ago with no mark): an event message only if
-InfluxDB does not hold that event at that time or later (``updated_ms``), a derived point from
-an hour before the horizon on (a point written again overwrites itself); an event InfluxDB holds
+slowest gateway's analysed data ended, for a meter's events and points its gateway's — a
+gateway the earlier worker never heard has none: all of its data is new; ``warmup_s`` ago with
+no mark): an event message only if InfluxDB does not hold that event at that time or later
+(``updated_ms``), a derived point from an hour before the horizon on (a point written again
+overwrites itself); an event InfluxDB holds
 open, last updated between the horizon and the refill's data clock, that the refill did not
 find again is closed (``superseded``). A refill given up pins this worker's marks before the
 hole, so the next one refills it.
@@ -40,7 +43,7 @@ import logging
 import pickle
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -54,17 +57,20 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from analytics.accounting.job import RollupConfig, RollupJob, ensure_retention
 from analytics.detectors import DETECTORS
+from analytics.engine.clocks import NEVER
 from analytics.engine.contract import DerivedPoint, SeriesKey
 from analytics.engine.engine import Advanced, Batch, ParkEngine, Rows
 from analytics.settings import AnalyticsSettings
 from analytics.warm import freeze_start_up, keep_freed_memory, warm_up
 from parkwatch import mqtt, topics
 from parkwatch.events import ANOMALY_MEASUREMENT, Estimate, Event, Family, Severity, State
+from parkwatch.formula import parse_formula
 from parkwatch.influx import (
     InfluxError,
     InfluxReader,
     InfluxUnavailableError,
     InfluxWriter,
+    Series,
     ensure_database,
     quote_ident,
 )
@@ -92,8 +98,9 @@ T = TypeVar("T")
 # row's gap squares, and of a run of silences', for the spread of its gaps; 10: the leak
 # detector keeps each zone's first hour with data, its age for its young weeks, and the hour an
 # excess began to be held; compressed air's production model; a stuck-check row per series;
-# 11: …the hour a flat zone's "blind" decision was last dropped, its pooled hours after it).
-SNAPSHOT_VERSION = 11
+# 11: …the hour a flat zone's "blind" decision was last dropped, its pooled hours after it;
+# 12: …an open meter fault's excess per unit of its meter's flow, its hours learnt net of it).
+SNAPSHOT_VERSION = 12
 # a slice of history is read again this many times when InfluxDB is unreachable for a moment
 HISTORY_RETRIES = 8
 # per park, written with its outputs: ``through_ms`` (the park clock's data time the engine's
@@ -101,7 +108,17 @@ HISTORY_RETRIES = 8
 # have had: a silent or lagging gateway's backlog may still come in before it, and a restart
 # writes from there); one point per park and hour, at the hour of ``through_ms``
 PROGRESS_MEASUREMENT = "analytics_progress"
+# …and per gateway heard, ``analysed_ms@{gateway}``: its own data time analysed (a gateway
+# without one was never heard, so none of its data was analysed: all of it is new to a refill)
+GATEWAY_MARK = "analysed_ms@"
 HOUR_MS = 3_600_000
+# a gateway's own mark is rewritten once it has moved this far (not with every batch: a park
+# of thousands of gateways would make every mark that wide). After a crash, the mark's lag is
+# the window in which a refill takes the gateway's data as new: an event found there that the
+# live worker found at another detected time is held back for the stored one (:func:`_held_back`);
+# a mark a few minutes wider is cheap, so the window is kept to a few minutes (a clean stop
+# writes them all, ``_drain``)
+GATEWAY_MARK_EVERY_MS = 5 * 60_000
 
 
 @dataclass
@@ -111,17 +128,64 @@ class Horizon:
     # its progress mark's ``analysed_ms`` (capped at rebuild_s), or the default without one
     from_ms: int
     marked: bool  # a mark was found: an earlier worker stopped there
+    # per meter, where its own outputs start, when the mark says per gateway: a real meter's
+    # gateway's own mark alone (capped at rebuild_s; analysed_ms, max-merged, may be past a
+    # gateway first heard with a backlog), or, a gateway the earlier worker never heard, NEVER
+    # (nothing of it was written); a virtual meter's the earliest of its formula's meters'; else
+    # (no mark, or an older worker's) from_ms
+    meter_from: dict[str, int] = field(default_factory=dict)
+    # the refill's span's start: an event detected before it cannot be found again by its id
+    since_ms: int = 0
+    # per zone, the earliest of its meters' (as meter_from: empty without gateway marks)
+    zone_from: dict[str, int] = field(default_factory=dict)
+    # an output of neither a meter nor a zone: the earliest of all (None: from_ms)
+    least_ms: int | None = None
     # event id → the data time of its message InfluxDB holds (the latest written)
     stored: dict[str, int] = field(default_factory=dict)
     # the events whose message InfluxDB holds (or the refill wrote) is an open one
     stored_open: set[str] = field(default_factory=set)
+    # the time of the oldest of their points, or the refill's span's start (the events are
+    # read back whole from there by :func:`_stored_open`)
+    open_since: int = 0
     # (measurement, virtual meter) → its first point stored in the refill's span (none: the
     # span's end): a virtual meter added since is backfilled over the whole span
     virtual_from: dict[tuple[str, str], int] = field(default_factory=dict)
     # the events InfluxDB holds open, updated at or after the refill's data clock (an earlier
     # worker's live clock ran ahead of the data), that the engine does not hold: left to the
     # live engine (:meth:`AnalyticsService._against_stored`), with their points' enterprise
-    pending: dict[str, tuple[Event, str | None]] = field(default_factory=dict)
+    # tags (an id may have a point per enterprise: its meter moved while it was open)
+    pending: dict[str, tuple[Event, list[str | None]]] = field(default_factory=dict)
+    # the events InfluxDB holds open that a cold rebuild's engine did not find (detected
+    # before it warmed: its silence says nothing), left open until the live engine opens its
+    # own of their kind and subject — then closed, superseded, at its detected_at
+    held: dict[str, tuple[Event, list[str | None]]] = field(default_factory=dict)
+    # (kind, subject) → the id and family of the event InfluxDB holds open of it, one point
+    # on its meter's enterprise now (what :meth:`AnalyticsService._settle_stored` carries on)
+    open_of: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
+    # the refill's events held back for a stored one of their kind and subject (``open_of``:
+    # carried on in their place) → its id; and those stored ones their event closed in the
+    # refill → the close's time (:func:`_keep_new`)
+    deferred: dict[str, str] = field(default_factory=dict)
+    ended: dict[str, int] = field(default_factory=dict)
+    # their messages, in order: released (:func:`_release_held_back`) if the stored events
+    # cannot be read after the refill, so that nothing carries on or closes the stored one
+    withheld: list[Event] = field(default_factory=list)
+
+    def start_of(self, event: Event) -> int:
+        """Where this refill's messages of ``event`` start: its meter's (a real meter's events
+        come from its gateway's data alone), its zone's, or the earliest of all."""
+        if event.meter is not None:
+            return self.meter_from.get(event.meter, self.from_ms)
+        return self.start_of_tags({} if event.zone is None else {"zone": event.zone})
+
+    def start_of_tags(self, tags: Mapping[str, str]) -> int:
+        """Where this refill's output tagged ``tags`` starts (a point's, an event's subject)."""
+        if "meter" in tags:
+            return self.meter_from.get(tags["meter"], self.from_ms)
+        least = self.from_ms if self.least_ms is None else self.least_ms
+        if "zone" in tags:
+            return self.zone_from.get(tags["zone"], least)
+        return least
 
 
 class AnalyticsMetrics:
@@ -184,10 +248,12 @@ class AnalyticsService:
         # behind at first, does not lower it)
         self.progress: dict[str, dict[str, int]] = {}
         self.horizons: dict[str, Horizon] = {}  # per park, where its refill's outputs started
+        # per park, each gateway's mark field as last written (``_write``'s throttle)
+        self.gateways_written: dict[str, dict[str, int]] = {}
         # per park, the most its marks' analysed_ms may say while a hole is behind (``_pin``)
         self.pinned: dict[str, int] = {}
-        # superseding closes' enterprise tags, their stored points' in write order (an id may
-        # have two points, a meter moved): each close lands on its point's series
+        # superseding closes' enterprise tags, their stored points' (an id may have two
+        # points, its meter moved while it was open): the close lands on each point's series
         self.stored_enterprise: dict[str, list[str | None]] = {}
         # events to publish on the alerts topics, apart from the writes (bounded; when full,
         # the stream waits: an alert is never dropped while the broker is there); and whether
@@ -362,28 +428,35 @@ class AnalyticsService:
         if publish:
             await self._queue_alerts(park, advanced.events, late=False)
         if advanced.events or advanced.points:
-            engine = self.engines[park]
-            progress = {}
-            if engine.park_emitted is not None:
-                progress["through_ms"] = engine.park_emitted * engine.step_ms
-            analysed = engine.analysed_ms()
-            if analysed is not None:
-                progress["analysed_ms"] = analysed
-            await self.outputs.put((park, advanced, progress))
+            await self.outputs.put((park, advanced, _progress(self.engines[park])))
             self.metrics.queue.set(self.outputs.qsize())
 
     def _against_stored(self, park: str, engine: ParkEngine, advanced: Advanced) -> None:
-        """Live outputs against the events InfluxDB held at start-up beyond the refill's data
-        clock (an earlier worker's live clock, closing a silence, ran ahead of the data): a
-        message InfluxDB holds at its time or later is neither written nor published again (no
-        second ``opened``), save the close of an event it holds open; a stored event the
-        engine does not take over (by its id) is closed, superseded, once the engine holds
-        another of its kind and subject or its clock has passed the event's time without it."""
+        """Live outputs against the events InfluxDB held open at start-up that the engine does
+        not hold. Beyond the refill's data clock (``Horizon.pending``: an earlier worker's live
+        clock, closing a silence, ran ahead of the data): a message InfluxDB holds at its time
+        or later is neither written nor published again (no second ``opened``), save the close
+        of an event it holds open; a stored event the engine does not take over (by its id) is
+        closed, superseded, once the engine holds another of its kind and subject or its clock
+        has passed the event's time without it. One a cold rebuild left open
+        (``Horizon.held``) is closed, superseded, when the engine opens its own of its kind
+        and subject (at its detected_at): one open event per kind and subject."""
         horizon = self.horizons.get(park)
         if horizon is None:
             return
         kept = []
+        # the ids the engine's events gave way to a pending stored one under: none of their
+        # messages is written (an update in the same batch — the adopt took its severity and
+        # estimate, so the stored event's next message carries them)
+        replaced: set[str] = set()
         for e in advanced.events:
+            if e.id in replaced:
+                continue
+            if horizon.held and e.state is State.OPENED:
+                kept.extend(self._close_held(horizon, e))
+            if horizon.pending and e.state is State.OPENED and self._carry_pending(park, engine, e):
+                replaced.add(e.id)
+                continue  # the stored one goes on in its place: no second ``opened``
             at = e.updated_at_ms or e.detected_at_ms
             # a close of an event InfluxDB holds open is never dropped, whatever its time: the
             # engine found the event again (its opening dropped) and nothing else closes it
@@ -402,21 +475,63 @@ class AnalyticsService:
         if not horizon.pending or engine.park_emitted is None:
             return
         through = engine.park_emitted * engine.step_ms
-        for event_id, (event, enterprise) in list(horizon.pending.items()):
+        for event_id, (event, enterprises) in list(horizon.pending.items()):
             other = engine.events.open.get((event.kind, event.subject))
             if other is not None and other.id == event_id:  # found again: the engine's now
                 del horizon.pending[event_id]
                 continue
             if other is None and through <= (event.updated_at_ms or event.detected_at_ms):
                 continue  # not reached yet
-            close = _superseding_close(
-                event, max(through, event.updated_at_ms or event.detected_at_ms)
-            )
-            advanced.events.append(close)
-            self.stored_enterprise.setdefault(event_id, []).append(enterprise)
-            horizon.stored[event_id] = close.end_ms or through
-            horizon.stored_open.discard(event_id)
+            end = max(through, event.updated_at_ms or event.detected_at_ms)
+            advanced.events.append(self._close_stored(horizon, event, enterprises, end))
             del horizon.pending[event_id]
+
+    def _carry_pending(self, park: str, engine: ParkEngine, opened: Event) -> bool:
+        """Whether the engine's event just ``opened`` live, one InfluxDB lacks, gives way to
+        a stored one left to the live engine (``Horizon.pending``) of its kind and subject,
+        which the engine then holds in its place (carried on, as after a refill:
+        :meth:`_settle_stored`): the earlier worker's, found at another detected_at."""
+        horizon = self.horizons[park]
+        key = (opened.kind, opened.subject)
+        current = engine.events.open.get(key)
+        if opened.id in horizon.stored or current is None or current.id != opened.id:
+            return False  # (closed again in the same batch: nothing to carry on)
+        for event_id, (event, enterprises) in horizon.pending.items():
+            if (
+                (event.kind, event.subject) == key
+                and event.family is opened.family
+                # its later messages land on the stored point's series (its only one)
+                and enterprises == [self._enterprise(park, event)]
+            ):
+                del horizon.pending[event_id]
+                engine.events.adopt(event)
+                return True
+        return False
+
+    def _close_held(self, horizon: Horizon, opened: Event) -> list[Event]:
+        """The closes of the events a cold rebuild left open (``Horizon.held``) of the kind
+        and subject the engine has just ``opened`` an event of (none found again by its id:
+        the engine holds that one now)."""
+        out = []
+        for event_id, (event, enterprises) in list(horizon.held.items()):
+            if (event.kind, event.subject) != (opened.kind, opened.subject):
+                continue
+            del horizon.held[event_id]
+            if event_id != opened.id:
+                end = max(opened.detected_at_ms, event.updated_at_ms or event.detected_at_ms)
+                out.append(self._close_stored(horizon, event, enterprises, end))
+        return out
+
+    def _close_stored(
+        self, horizon: Horizon, event: Event, enterprises: list[str | None], end_ms: int
+    ) -> Event:
+        """The superseding close at ``end_ms`` of a stored open event, written over each of
+        its stored points (their enterprise tags, not the registry's now)."""
+        close = _superseding_close(event, end_ms)
+        self.stored_enterprise[event.id] = list(enterprises)
+        horizon.stored[event.id] = end_ms
+        horizon.stored_open.discard(event.id)
+        return close
 
     async def _queue_alerts(self, park: str, events: Sequence[Event], *, late: bool) -> None:
         # alerts go out on their own path: never behind a database write
@@ -434,35 +549,60 @@ class AnalyticsService:
             await self._write(writer, items)
 
     async def _write(
-        self, writer: InfluxWriter, items: Sequence[tuple[str, Advanced, dict[str, int]]]
+        self,
+        writer: InfluxWriter,
+        items: Sequence[tuple[str, Advanced, dict[str, int]]],
+        *,
+        whole: bool = False,
     ) -> None:
+        """Write a batch of outputs and, after them, each park's mark; ``whole``: every
+        gateway's field in it (on the way out), as for a park an item of which has no outputs
+        (a refill's last mark, :meth:`_warm_up`)."""
         lines: list[str] = []
+        # the parks whose marks carry every gateway's field
+        whole_parks = {park for park, a, _ in items if whole or not (a.events or a.points)}
         # per park, its mark once this batch is in (into self.progress only then)
         marks: dict[str, dict[str, int]] = {}
         for park, advanced, progress in items:
             lines.extend(self._point_line(park, p) for p in advanced.points)
             for event in advanced.events:
-                stored = self.stored_enterprise.get(event.id)
-                if stored:  # a superseding close
-                    enterprise = stored.pop(0)
-                    if not stored:
-                        del self.stored_enterprise[event.id]
+                stored = self.stored_enterprise.pop(event.id, None)
+                if stored is not None:  # a superseding close: over each stored point
+                    lines.extend(event.line(enterprise) for enterprise in stored)
                 else:
-                    enterprise = self._enterprise(park, event)
-                lines.append(event.line(enterprise))
+                    lines.append(event.line(self._enterprise(park, event)))
                 self.metrics.events.labels(event.kind, event.state.value).inc()
             mark = marks.setdefault(park, dict(self.progress.get(park, {})))
             for name, at in progress.items():
                 mark[name] = max(mark.get(name, at), at)
         n_outputs = len(lines)
         # after the outputs, in the same batch: a mark never runs ahead of what it marks
+        # per park, the gateways' fields its mark carries
+        gateways_in: dict[str, dict[str, int]] = {}
         for park, mark in sorted(marks.items()):
             if "through_ms" in mark:
-                fields = dict(mark)
+                at = mark["through_ms"] // HOUR_MS * HOUR_MS
+                # a gateway's own mark when first written, and then once it has moved
+                # GATEWAY_MARK_EVERY_MS on: an older one is still a lower bound, and a refill
+                # starts the gateway's meters there (:meth:`_horizon`), so it rewrites that
+                # much of them at most
+                fields = {k: v for k, v in mark.items() if not k.startswith(GATEWAY_MARK)}
+                last = self.gateways_written.get(park, {})
+                due = gateways_in[park] = {
+                    k: v
+                    for k, v in mark.items()
+                    if k.startswith(GATEWAY_MARK)
+                    and (
+                        park in whole_parks or k not in last or v >= last[k] + GATEWAY_MARK_EVERY_MS
+                    )
+                }
+                fields.update(due)
                 pinned = self.pinned.get(park)
                 if pinned is not None:  # a hole behind: the next worker refills from it
                     fields["analysed_ms"] = min(fields.get("analysed_ms", pinned), pinned)
-                at = mark["through_ms"] // HOUR_MS * HOUR_MS
+                    for name in fields:
+                        if name.startswith(GATEWAY_MARK):
+                            fields[name] = min(fields[name], pinned)
                 lines.append(encode_point(PROGRESS_MEASUREMENT, {"park": park}, fields, at))
         if not lines:
             return
@@ -478,6 +618,8 @@ class AnalyticsService:
             # dropped outputs are lost live anyway, its progress is not kept
             return
         self.progress.update(marks)
+        for park, due in gateways_in.items():
+            self.gateways_written.setdefault(park, {}).update(due)
         n_events = sum(len(a.events) for _, a, _ in items)
         self.events_written += n_events
         self.points_written += n_outputs - n_events
@@ -540,13 +682,19 @@ class AnalyticsService:
                 return
 
     async def _drain(self, writer: InfluxWriter) -> None:
-        """On the way out: what is queued still goes to InfluxDB (briefly)."""
-        items = []
+        """On the way out: what is queued still goes to InfluxDB (briefly), and each park's
+        mark with every gateway's field, queue empty or not: a throttled gateway's field
+        (:meth:`_write`) does not lag after a clean stop."""
+        items: list[tuple[str, Advanced, dict[str, int]]] = []
         while not self.outputs.empty():
             items.append(self.outputs.get_nowait())
+        # the marks as written (self.progress), not the engines': an output cancelled before
+        # it was queued is not in, and its mark must not be either; only the parks this worker
+        # has written a mark of (not one seeded from the stored mark alone, before any output)
+        items.extend((park, Advanced(), {}) for park in self.gateways_written)
         if items:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._write(writer, items), timeout=10)
+                await asyncio.wait_for(self._write(writer, items, whole=True), timeout=10)
 
     async def _health(self) -> tuple[bool, dict[str, Any]]:
         async with InfluxReader(self.settings.influx) as reader:
@@ -659,11 +807,8 @@ class AnalyticsService:
                     default = (
                         since if not rebuilding else now_ms - int(self.settings.warmup_s * 1000)
                     )
-                    # the events InfluxDB may hold of this engine: since the span's start, and
-                    # those a snapshot kept open from before it
-                    oldest = min([since, *(e.detected_at_ms for e in engine.events.open.values())])
                     horizon = self.horizons[park] = await self._retried(
-                        park, partial(self._horizon, reader, engine, oldest, now_ms, default)
+                        park, partial(self._horizon, reader, engine, since, now_ms, default)
                     )
                     await self._retried(
                         park, partial(_virtual_from, reader, engine, horizon, since, now_ms)
@@ -692,11 +837,17 @@ class AnalyticsService:
                     # stay open for good beside the engine's own event of its kind and subject
                     try:
                         found = await self._retried(
-                            park, partial(_stored_open, reader, engine, horizon, oldest)
+                            park, partial(_stored_open, reader, engine, horizon)
                         )
                     except Exception:  # a clean-up: it never costs the refill nor the process
                         log.exception("%s: closing stored events not found again failed", park)
                         found = []
+                        # nothing carries on or closes the stored ones the refill's events were
+                        # held back for: those are written (and published) as without the hold
+                        released = _release_held_back(horizon)
+                        await self._emit(park, Advanced(events=released), publish=False)
+                        if horizon.marked:
+                            await self._queue_alerts(park, late.recent(released), late=True)
                     # a cold rebuild's engine has warmed by since + warmup_s (its findings
                     # before depend on where its span began)
                     warm_from = since + int(self.settings.warmup_s * 1000) if rebuilding else None
@@ -708,7 +859,10 @@ class AnalyticsService:
                     still = [
                         e
                         for e in engine.events.open.values()
-                        if (e.updated_at_ms or e.detected_at_ms) < horizon.from_ms
+                        if (
+                            (e.updated_at_ms or e.detected_at_ms) < horizon.start_of(e)
+                            or e.id in horizon.deferred  # held back, and not carried on
+                        )
                         and e.id not in horizon.stored
                     ]
                     await self._emit(park, Advanced(events=still), publish=False)
@@ -717,6 +871,12 @@ class AnalyticsService:
                     await self._emit(park, Advanced(events=closes), publish=False)
                     if horizon.marked:
                         await self._queue_alerts(park, closes, late=True)
+                    # the refill's last mark, with every gateway's field (an item without
+                    # outputs, :meth:`_write`): a gateway's own mark, which the next refill
+                    # starts its meters at, is not left where the refill first heard it
+                    progress = _progress(engine)
+                    if progress:
+                        await self.outputs.put((park, Advanced(), progress))
                 except InfluxError as exc:
                     # [lo, now) has no outputs: no mark of this worker's may pass it
                     self._pin(park, lo)
@@ -755,48 +915,72 @@ class AnalyticsService:
         warm_from: int | None = None,
     ) -> list[Event]:
         """After a refill, each event InfluxDB holds open that the engine does not
-        (:func:`_stored_open`): carried on where the engine holds an event of its kind and
-        subject that InfluxDB lacks (found at another detected_at, none of its messages
-        written: the engine holds the stored one in its place, and nothing is written — the
-        operator's event goes on); else closed (``superseded``, at the refill's data time),
-        so that InfluxDB holds one open event per kind and subject. One updated at or after
-        the refill's data clock is left to the live engine (:meth:`_against_stored`). In a
-        rebuild (``warm_from``: where its cold engine has warmed), one last updated before the
-        horizon and detected before ``warm_from`` is closed only where the engine holds
-        another written event of its kind and subject; else it stays open (the earlier,
-        warm worker's finding stands over a cold engine's silence). The closes, to write."""
+        (:func:`_stored_open`), one outcome per id whatever its points: carried on where the
+        engine holds an event of its kind and subject that InfluxDB lacks (found at another
+        detected_at, none of its messages written: the engine holds the stored one in its
+        place, and nothing is written — the operator's event goes on), the event having one
+        point, on its meter's enterprise now; else closed (``superseded``, at the refill's data
+        time, over each of its points), so that InfluxDB holds one open event per kind and
+        subject. One updated at or after the refill's data clock is left to the live engine
+        (``Horizon.pending``). In a rebuild (``warm_from``: where its cold engine has warmed),
+        one last updated before the horizon (or detected before the span, whenever updated)
+        and detected before ``warm_from``, of a kind and
+        subject the engine holds no event of, stays open (the earlier, warm worker's finding
+        stands over a cold engine's silence) until the live engine opens its own
+        (``Horizon.held``). The closes, to write."""
         if engine.park_emitted is None:  # no data read: _stored_open found nothing either
             return []
         through = engine.park_emitted * engine.step_ms
-        closes = []
+        # per id, its latest point's event and every point's enterprise tag
+        by_id: dict[str, tuple[Event, list[str | None]]] = {}
         for event, enterprise in stored:
-            if (event.updated_at_ms or event.detected_at_ms) >= through:
-                # the refill has not reached it: a live clock runs up to a silence interval
-                # ahead of the data; the live engine finds it again or passes it
-                horizon.pending[event.id] = (event, enterprise)
+            seen = by_id.get(event.id)
+            if seen is None:
+                by_id[event.id] = (event, [enterprise])
+                continue
+            latest = max(seen[0], event, key=lambda e: e.updated_at_ms or e.detected_at_ms)
+            by_id[event.id] = (latest, [*seen[1], enterprise])
+        closes = []
+        for event, enterprises in by_id.values():
+            updated = event.updated_at_ms or event.detected_at_ms
+            ended = horizon.ended.get(event.id)
+            if ended is not None:  # found again within the lag, held back, closed in the refill
+                closes.append(self._close_stored(horizon, event, enterprises, max(ended, updated)))
                 continue
             current = engine.events.open.get((event.kind, event.subject))
-            if (
+            carried = (
                 current is not None
                 and current.id not in horizon.stored
                 and current.family is event.family
-                # its later messages land on the stored point's series
-                and enterprise == self._enterprise(park, event)
+                # its later messages land on the stored point's series (its only one)
+                and enterprises == [self._enterprise(park, event)]
+            )
+            if updated >= through and not (
+                carried and current is not None and current.id in horizon.deferred
             ):
+                # the refill has not reached it: a live clock runs up to a silence interval
+                # ahead of the data; the live engine finds it again or passes it (one the
+                # refill held its own back for is carried on now: its own is not written)
+                horizon.pending[event.id] = (event, enterprises)
+                continue
+            if carried:
                 engine.events.adopt(event)
                 continue
             if (
                 warm_from is not None
-                and (event.updated_at_ms or event.detected_at_ms) < horizon.from_ms
+                # (detected before the span: the refill cannot find it, updated lately or not)
+                and (
+                    (event.updated_at_ms or event.detected_at_ms) < horizon.start_of(event)
+                    or event.detected_at_ms < horizon.since_ms
+                )
                 and event.detected_at_ms < warm_from
-                and (current is None or current.id not in horizon.stored)
+                # (an event the engine holds is written, by the refill or as still open)
+                and current is None
             ):
-                continue  # a cold engine not finding it says nothing (a leak learnt as baseline)
-            closes.append(_superseding_close(event, through))
-            # in the stored point's series (its enterprise then, not the registry's now)
-            self.stored_enterprise.setdefault(event.id, []).append(enterprise)
-            horizon.stored[event.id] = through
-            horizon.stored_open.discard(event.id)
+                # a cold engine not finding it says nothing (a leak learnt as baseline)
+                horizon.held[event.id] = (event, enterprises)
+                continue
+            closes.append(self._close_stored(horizon, event, enterprises, through))
         return closes
 
     async def _horizon(
@@ -804,7 +988,8 @@ class AnalyticsService:
     ) -> Horizon:
         """Where an earlier worker's stored outputs end for ``park``: its progress mark's
         ``analysed_ms`` (no older than ``rebuild_s``), else ``default_ms``; and the events
-        InfluxDB holds detected since ``since_ms`` (the refill's engine has no older ones)."""
+        InfluxDB holds detected since ``since_ms`` (the refill's span), those it holds open
+        from before, and those the engine holds open from before (a snapshot's)."""
         park = engine.park.park
         park_is = f"park = {qs(park)}"
         floor = now_ms - int(self.settings.rebuild_s * 1000)
@@ -817,7 +1002,8 @@ class AnalyticsService:
             c.removeprefix("max_"): min(max(int(v), floor), now_ms)
             for s in marks
             for c, v in zip(s.columns[1:], s.values[0][1:], strict=True)
-            if v is not None and c.removeprefix("max_") in ("through_ms", "analysed_ms")
+            if v is not None
+            and (c.removeprefix("max_") in ("through_ms", "analysed_ms") or GATEWAY_MARK in c)
         }
         # the slowest gateway's analysed data: what a lagging or silent gateway sends later
         # is analysed on a refill from there (a mark with through_ms only: that one)
@@ -825,29 +1011,102 @@ class AnalyticsService:
         horizon = Horizon(
             from_ms=default_ms if analysed is None else analysed, marked=analysed is not None
         )
-        # a slice (history_slice_s) at a time, as the history: a park's 35 days of events in
-        # one answer would be read, parsed and held whole at once; the last slice is open
-        # above (a point is stamped at its detected_at, which a skewed clock may put ahead)
+        gateways = {k.removeprefix(GATEWAY_MARK): v for k, v in mark.items() if GATEWAY_MARK in k}
+        if gateways:  # (an older worker's mark has none: from_ms for every meter)
+            meters = engine.ctx.tree.meters
+            for meter in meters.values():
+                if not meter.is_virtual:
+                    # its gateway's own mark alone: a lower bound of what was analysed of it
+                    # (kept within an hour of it, :meth:`_write`); analysed_ms is not one
+                    # (max-merged and read with max: past a gateway first heard late)
+                    horizon.meter_from[meter.id] = gateways.get(meter.gateway, NEVER)
+            real = dict(horizon.meter_from)
+            for meter in meters.values():
+                if meter.is_virtual:  # a formula names real meters only (site validation)
+                    reads = parse_formula(meter.spec.formula or "", meters).meters
+                    horizon.meter_from[meter.id] = min(
+                        (real[m] for m in reads), default=horizon.from_ms
+                    )
+            for zone in engine.park.zones:
+                horizon.zone_from[zone.id] = min(
+                    (horizon.meter_from.get(m, horizon.from_ms) for m in zone.meter_ids),
+                    default=horizon.from_ms,
+                )
+            horizon.least_ms = min(horizon.meter_from.values(), default=horizon.from_ms)
+        horizon.open_since = horizon.since_ms = since_ms
+
+        # per id: its kind, subject and family, and each open point's enterprise tag (None for
+        # an id with a closed point: closed for good) — which one a refill may carry on
+        subjects: dict[str, tuple[tuple[str, str], str, str | None, list[str | None]] | None] = {}
+
+        def note(found: list[Series]) -> None:
+            for series in found:
+                # one point per event (its messages overwrite the point at its detected_at)
+                for row in series.values:
+                    t, event_id, updated, is_open, kind, family, meter, zone, enterprise = row
+                    event_id = str(event_id)
+                    # a point written before updated_ms was: its opening's time at least
+                    at = int(t if updated is None else updated)
+                    horizon.stored[event_id] = max(horizon.stored.get(event_id, at), at)
+                    if is_open:
+                        horizon.stored_open.add(event_id)
+                        horizon.open_since = min(horizon.open_since, int(t))
+                    if not is_open or kind is None or family is None:  # (another writer's)
+                        subjects[event_id] = None
+                        continue
+                    meter = None if meter is None else str(meter)
+                    subject = (str(kind), meter if meter is not None else str(zone or ""))
+                    seen = subjects.setdefault(event_id, (subject, str(family), meter, []))
+                    if seen is not None:
+                        seen[3].append(None if enterprise is None else str(enterprise))
+
+        select = (
+            'SELECT "id", "updated_ms", "open", "kind", "family", "meter", "zone", "enterprise" '
+            f"FROM {quote_ident(ANOMALY_MEASUREMENT)}"
+        )
+        # before the span: the events still open, whenever detected (one the refill cannot
+        # find, open since before the span, is settled too), in one answer (a park has few) …
+        note(
+            await reader.query(
+                f'{select} WHERE {park_is} AND "open" = true AND time < {since_ms}ms'
+            )
+        )
+        # … and the events a snapshot holds open from before it, open or not, by their ids
+        # (a query per 100, of bounded length: not a read of every day since the oldest)
+        before = sorted(e.id for e in engine.events.open.values() if e.detected_at_ms < since_ms)
+        if before:
+            oldest = min(e.detected_at_ms for e in engine.events.open.values())
+            for k in range(0, len(before), 100):
+                match = " OR ".join(f'"id" = {qs(i)}' for i in before[k : k + 100])
+                note(
+                    await reader.query(
+                        f"{select} WHERE {park_is} AND time >= {oldest}ms "
+                        f"AND time < {since_ms}ms AND ({match})"
+                    )
+                )
+        # the span a slice (history_slice_s) at a time, as the history: a park's 35 days of
+        # events in one answer would be read, parsed and held whole at once; the last slice
+        # is open above (a point is stamped at its detected_at, which a skewed clock may put
+        # ahead)
         slice_ms = max(1, int(self.settings.history_slice_s * 1000))
         edges = range(since_ms, max(now_ms, since_ms + 1), slice_ms)
         for lo in edges:
             upper = f" AND time < {lo + slice_ms}ms" if lo + slice_ms < now_ms else ""
-            stored = await reader.query(
-                f'SELECT "id", "updated_ms", "open" FROM {quote_ident(ANOMALY_MEASUREMENT)} '
-                f"WHERE {park_is} AND time >= {lo}ms{upper}"
-            )
-            for series in stored:
-                # one point per event (its messages overwrite the point at its detected_at)
-                for t, event_id, updated, is_open in series.values:
-                    # a point written before updated_ms was: its opening's time at least
-                    at = int(t if updated is None else updated)
-                    horizon.stored[str(event_id)] = max(horizon.stored.get(str(event_id), at), at)
-                    if is_open:
-                        horizon.stored_open.add(str(event_id))
+            note(await reader.query(f"{select} WHERE {park_is} AND time >= {lo}ms{upper}"))
+        for event_id, seen in subjects.items():
+            if seen is None:
+                continue
+            subject, family, meter_id, enterprises = seen
+            site_meter = None if meter_id is None else self.registry.meter(park, meter_id)
+            # the carry-on rule's (:meth:`_settle_stored`): one point, on its enterprise now
+            if enterprises == [None if site_meter is None else site_meter.enterprise]:
+                horizon.open_of[subject] = (event_id, family)
         # a later mark never goes back past this one (nor, with none, past the default)
         self.progress[park] = {
             "through_ms": mark.get("through_ms", horizon.from_ms),
             "analysed_ms": horizon.from_ms,
+            # a gateway this worker does not hear keeps its mark for the next one
+            **{GATEWAY_MARK + g: at for g, at in gateways.items()},
         }
         return horizon
 
@@ -927,41 +1186,104 @@ class AnalyticsService:
                 log.warning("snapshot not written: %s", exc)
 
 
+def _progress(engine: ParkEngine) -> dict[str, int]:
+    """``engine``'s progress mark as it stands (``PROGRESS_MEASUREMENT``; none before it has
+    emitted)."""
+    each = engine.analysed_by_gateway()
+    if engine.park_emitted is None or each is None:
+        return {}
+    through = engine.park_emitted * engine.step_ms
+    return {
+        "through_ms": through,
+        "analysed_ms": min(each.values(), default=through),  # analysed_ms()
+        **{GATEWAY_MARK + g: at for g, at in each.items()},
+    }
+
+
 def _keep_new(advanced: Advanced, horizon: Horizon) -> int:
     """Drop from a refill's output what an earlier worker already stored (or, before its
     horizon, what it covered: a cold engine's first findings and balances depend on where its
     span began); how many were dropped. An event message counts by its own time (the close of
     an event opened earlier is kept) and is kept unless InfluxDB holds the event at that time
     or later; a point from an hour before the horizon on (hourly points are stamped at the
-    hour's start, in the park's zone). Points are not told apart by what the earlier worker
+    hour's start, in the park's zone). The horizon of a meter's events and points is its
+    gateway's (:meth:`Horizon.start_of`). Points are not told apart by what the earlier worker
     wrote: one gateway's blocks are written before another's (each closes on its own data
     time), so no stamp per measurement says what is stored, and a point written again only
     overwrites itself (InfluxDB keys it by measurement, tags and time)."""
     events = []
     for e in advanced.events:
         at = e.updated_at_ms or e.detected_at_ms
-        if at >= horizon.from_ms and horizon.stored.get(e.id, at - 1) < at:
+        if at >= horizon.start_of(e) and horizon.stored.get(e.id, at - 1) < at:
+            if _held_back(e, horizon):
+                horizon.withheld.append(e)
+                continue
             events.append(e)
             horizon.stored[e.id] = at
             if e.end_ms is None:
                 horizon.stored_open.add(e.id)
             else:
                 horizon.stored_open.discard(e.id)
-    # no point is stamped more than an hour before it is emitted (an hourly point at its
-    # hour's start, in the park's zone: a +05:30 park's hours start at half past a UTC hour),
-    # so one the earlier worker did not emit (after its horizon) is stamped after this
-    start_ms = horizon.from_ms - HOUR_MS
 
     def new(p: DerivedPoint) -> bool:
-        if p.t_ms < horizon.virtual_from.get((p.measurement, p.tags.get("meter", "")), p.t_ms):
+        meter = p.tags.get("meter", "")
+        if p.t_ms < horizon.virtual_from.get((p.measurement, meter), p.t_ms):
             return True  # a virtual meter's slot before its stored points begin
-        return p.t_ms >= start_ms
+        # no point is stamped more than an hour before it is emitted (an hourly point at its
+        # hour's start, in the park's zone: a +05:30 park's hours start at half past a UTC
+        # hour), so one the earlier worker did not emit (after its horizon) is stamped after
+        return p.t_ms >= horizon.start_of_tags(p.tags) - HOUR_MS
 
     points = [p for p in advanced.points if new(p)]
     dropped = len(advanced.events) - len(events) + len(advanced.points) - len(points)
     advanced.events[:] = events
     advanced.points[:] = points
     return dropped
+
+
+def _held_back(e: Event, horizon: Horizon) -> bool:
+    """Whether a refill's message of ``e`` is held back (:func:`_keep_new`): its event is one
+    InfluxDB lacks, detected within ``GATEWAY_MARK_EVERY_MS`` of its horizon (the lag a crash
+    may leave a gateway's mark behind the data the earlier worker had), of a kind and subject
+    InfluxDB holds an event open of that the engine may carry on in its place
+    (``Horizon.open_of``, not closed since): the earlier worker's, found at another
+    detected_at. Its messages are not written; the stored event is carried on after the refill
+    (:meth:`AnalyticsService._settle_stored`), or, once its own closes here, closed then
+    (``Horizon.ended``): no second ``opened``."""
+    stored_id = horizon.deferred.get(e.id)
+    if stored_id is None:
+        if e.id in horizon.stored:  # InfluxDB holds it (or the refill wrote it)
+            return False
+        found = horizon.open_of.get((e.kind, e.subject))
+        if (
+            found is None
+            # found after its gateway's mark's lag: the earlier worker never had its data
+            or e.detected_at_ms >= horizon.start_of(e) + GATEWAY_MARK_EVERY_MS
+            or found[1] != e.family.value
+            or found[0] not in horizon.stored_open
+            or found[0] in horizon.ended
+        ):
+            return False
+        stored_id = horizon.deferred[e.id] = found[0]
+    if e.end_ms is not None:
+        horizon.ended[stored_id] = e.end_ms
+    return True
+
+
+def _release_held_back(horizon: Horizon) -> list[Event]:
+    """The refill's messages held back (``Horizon.withheld``), now to be written: none is held
+    back any more, and InfluxDB is taken to hold them (as :func:`_keep_new` notes)."""
+    released = horizon.withheld
+    horizon.withheld = []
+    horizon.deferred.clear()
+    horizon.ended.clear()
+    for e in released:
+        horizon.stored[e.id] = e.updated_at_ms or e.detected_at_ms
+        if e.end_ms is None:
+            horizon.stored_open.add(e.id)
+        else:
+            horizon.stored_open.discard(e.id)
+    return released
 
 
 class LateAlerts:
@@ -992,11 +1314,13 @@ class LateAlerts:
 
 
 async def _stored_open(
-    reader: InfluxReader, engine: ParkEngine, horizon: Horizon, since_ms: int
+    reader: InfluxReader, engine: ParkEngine, horizon: Horizon
 ) -> list[tuple[Event, str | None]]:
-    """Each event InfluxDB holds open (detected since ``since_ms``) that ``engine`` does not
+    """Each event InfluxDB holds open (:meth:`AnalyticsService._horizon`) that ``engine`` does not
     hold open by its id: as its stored point holds it, with the point's enterprise tag. A
-    stored row that does not parse is skipped."""
+    stored row that does not parse is skipped, and so is an id any of whose points is closed
+    (its meter changed enterprise while it was open: its close went to the new one's point
+    only, the old one's still says open)."""
     if engine.park_emitted is None:
         return []
     held = {e.id for e in engine.events.open.values()}
@@ -1006,26 +1330,27 @@ async def _stored_open(
         match = " OR ".join(f'"id" = {qs(i)}' for i in ids[k : k + 100])
         found = await reader.query(
             f"SELECT * FROM {quote_ident(ANOMALY_MEASUREMENT)} "
-            f"WHERE park = {qs(engine.park.park)} AND time >= {since_ms}ms AND ({match})"
+            f"WHERE park = {qs(engine.park.park)} AND time >= {horizon.open_since}ms AND ({match})"
         )
-        for series in found:
-            for row in series.values:
-                r = dict(zip(series.columns, row, strict=True))
-                try:
-                    if r.get("open") is False:
-                        continue  # another point of the id: closed
-                    event = _stored_event(r, engine.park.park)
-                except (KeyError, ValueError, TypeError) as exc:
-                    # another writer's, or a newer version's (a family this one lacks)
-                    log.warning(
-                        "%s: stored event %s not closed, unreadable: %r",
-                        engine.park.park,
-                        r.get("id"),
-                        exc,
-                    )
-                    continue
-                enterprise = r.get("enterprise")
-                out.append((event, None if enterprise is None else str(enterprise)))
+        rows = [dict(zip(t.columns, row, strict=True)) for t in found for row in t.values]
+        closed = {str(r.get("id")) for r in rows if r.get("open") is False}
+        horizon.stored_open -= closed
+        for r in rows:
+            if str(r.get("id")) in closed:
+                continue
+            try:
+                event = _stored_event(r, engine.park.park)
+            except (KeyError, ValueError, TypeError) as exc:
+                # another writer's, or a newer version's (a family this one lacks)
+                log.warning(
+                    "%s: stored event %s not closed, unreadable: %r",
+                    engine.park.park,
+                    r.get("id"),
+                    exc,
+                )
+                continue
+            enterprise = r.get("enterprise")
+            out.append((event, None if enterprise is None else str(enterprise)))
     return out
 
 

@@ -1,6 +1,7 @@
 """Compiling the engine's kernels before data flows: numba compiles each kernel on first use
 (``analytics.kernels``: about 5–9 s in all with an empty cache, then loaded from its cache),
-so a service would otherwise analyse its first live window that much late."""
+so a service would otherwise analyse its first live window that much late. The warm-up also
+removes the caches of other kernel sources (``prune_kernel_caches``)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,17 @@ import contextlib
 import ctypes
 import gc
 import platform
+import re
+import shutil
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 
 from analytics.detectors import DETECTORS
 from analytics.engine.engine import Batch, ParkEngine, Rows
+from analytics.kernels.common import CACHE_DIR, CACHE_PREFIX
 from parkwatch.site import Park
 
 START_MS = 1_795_968_000_000  # any past time will do: the engine runs on data time
@@ -29,6 +34,30 @@ MMAP_THRESHOLD = 32 << 20
 TRIM_THRESHOLD = 512 << 20  # free memory at the heap's top kept up to this much
 
 
+def prune_kernel_caches(current: Path = CACHE_DIR) -> list[Path]:
+    """Remove the kernel caches beside ``current`` that other kernel sources wrote (folders
+    named ``kernels-`` and 16 hex digits, nothing else: the root may be a shared
+    ``NUMBA_CACHE_DIR``), so that a cache kept across upgrades does not grow with each one.
+    Best effort: a folder that cannot be removed is left. Returns the folders removed.
+
+    A process still running older sources only loses its cache: numba recreates the folder
+    before it saves a kernel it compiles."""
+    pattern = re.compile(re.escape(CACHE_PREFIX) + "[0-9a-f]{16}")
+    removed: list[Path] = []
+    try:
+        siblings = list(current.parent.iterdir())
+    except OSError:
+        return removed
+    for path in siblings:
+        if path == current or not pattern.fullmatch(path.name):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+            if not path.exists():
+                removed.append(path)
+    return removed
+
+
 def warm_up(park: Park, minutes: int = 60, live_minutes: int = 5) -> float:
     """Run a throwaway engine with every detector over ``minutes`` of made-up readings of
     ``park``'s meters (a gently varying value per instant series, a steadily rising counter)
@@ -37,6 +66,7 @@ def warm_up(park: Park, minutes: int = 60, live_minutes: int = 5) -> float:
     compiles as their own versions), so that every kernel the park's detectors use is
     compiled or loaded. Returns the seconds it took; raises what a detector raises."""
     started = time.perf_counter()
+    prune_kernel_caches()
     engine = ParkEngine(park, DETECTORS)
     step = engine.step_ms
     tree = engine.ctx.tree

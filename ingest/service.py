@@ -224,6 +224,7 @@ _encode_compiled = hotpath.encode_lines
 # _handle's loop over a run of messages, compiled (None: not built, or a stale build), and
 # where it stopped with the message it hands back
 _scan_run = hotpath.scan_run
+_NEXT = SeqTracker.observe_next  # as defined: scan_run may take its common case over
 _SCAN_FRESH = hotpath.SCAN_FRESH
 _SCAN_GAVE_UP = hotpath.SCAN_GAVE_UP
 _SCAN_SEQ = hotpath.SCAN_SEQ
@@ -395,6 +396,11 @@ class IngestService:
         qualities = counters.QUALITY_NAMES
         commit_args = self.counters.commit_args()
         next_in_line = self.sequences.observe_next
+        # the tracker's own observe_next, bound to this tracker: the run may do its
+        # no-time-passed case itself on the runs it reads from self.sequences
+        own = getattr(next_in_line, "__func__", None) is _NEXT
+        own = own and getattr(next_in_line, "__self__", None) is self.sequences
+        tracker = self.sequences if own else None
         lines = out.lines
         # the loop's common case compiled over a run of messages (parkwatch._hotpath.scan_run):
         # it stops at a message that needs more, saying how far it got with it (stage)
@@ -422,6 +428,7 @@ class IngestService:
                     handled,
                     lines,
                     self._show_decreases,
+                    tracker,
                 )
                 settled = len(handled)
                 out.values += values

@@ -45,6 +45,7 @@ SCAN_GAVE_UP: int
 SCAN_SEQ: int
 SCAN_SEQ_FAILED: int
 SCAN_COMMIT_FAILED: int
+SCAN_RUN_VERSION: int
 
 def scan_run(
     chunk: list[Any],
@@ -60,6 +61,7 @@ def scan_run(
     handled: list[Any],
     lines: list[str],
     show_decreases: Any,
+    tracker: Any = None,
 ) -> tuple[int, int, Scanned | None, Exception | None, int, int]: ...
 def pubacks(messages: list[Any]) -> tuple[bytes, int] | None: ...
 def join_lines(lines: list[str]) -> bytes | None: ...

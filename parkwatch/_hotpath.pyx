@@ -53,6 +53,7 @@ cdef extern from "Python.h":
         PyObject* (*tp_alloc)(_TypeObject*, Py_ssize_t)
     void _tuple_set "PyTuple_SET_ITEM"(PyObject*, Py_ssize_t, PyObject*)
     bint PyType_IsSubtype(object, object)
+    void PyObject_GC_UnTrack(void*)
 
 
 cdef inline bint _plain_tuple_type(type kind):
@@ -433,7 +434,7 @@ def read_publishes(const unsigned char[::1] data, Py_ssize_t offset, type messag
     cdef int shift, qos, packet_id
     cdef unsigned char first, byte
     cdef list out = []
-    cdef object topic, payload
+    cdef object topic, payload, made
     cdef bint direct = _plain_tuple_type(message)
     while at + 2 <= size:
         first = data[at]
@@ -490,7 +491,12 @@ def read_publishes(const unsigned char[::1] data, Py_ssize_t offset, type messag
         payload = (<const char*>&data[p])[:end - p]
         payload_bytes += end - p
         if direct:
-            out.append(_tuple_of(message, topic, payload, qos, packet_id))
+            made = _tuple_of(message, topic, payload, qos, packet_id)
+            # a str, bytes and ints: in no cycle, so out of the collector's young lists (the
+            # collector untracks only exact tuples itself; a chunk's messages live until
+            # stored, through several young collections)
+            PyObject_GC_UnTrack(<PyObject*>made)
+            out.append(made)
         else:
             out.append(_new_tuple(message, (topic, payload, qos, packet_id)))
         at = end
@@ -1291,18 +1297,211 @@ cdef object _scan(
     return scanned
 
 
+# scan_run's own observe_next for a gateway's next numbers within one call: a call's messages
+# share their arrival time, so after a gateway's first ones (SeqTracker.observe_next in
+# Python: time went on, the pace may learn) its next numbers are observe_next's
+# no-time-passed case — arithmetic on its run's lead and high alone, done here on C numbers
+# and written back to the run before anything may look at it (any Python call, the call's
+# end). At one reading per message the Python call was the largest cost left per message.
+cdef enum:
+    _SEEN_MAX = 16  # gateways kept per call
+
+cdef struct _Seen:
+    PyObject* key  # the source's seq key (a strong reference)
+    PyObject* run  # its gateway's _Run once live, else NULL (a strong reference)
+    PyObject* high  # the run's highest number, an int, once live (a strong reference)
+    long long high_c
+    double lead
+    double within
+    double pace_part  # MARGIN * (0.0 / every) where every is known
+    # where every is known the lead follows the floats above; a quick run's paced room is
+    # SLACK; a run that never moved in time (every None, not fast) has JUMP for its room,
+    # whatever its lead: its lead after each next number is ``fixed`` (an int where JUMP is)
+    int mode
+    PyObject* fixed  # that lead (a strong reference), else NULL
+    bint again  # seen before in this call: learnt after its next observe_next
+    bint dirty  # high and lead not yet written to the run
+
+
+cdef struct _SeqCache:
+    _Seen seen[_SEEN_MAX]
+    int size
+    bint dirty  # some entry's high and lead not yet written back (else flushing is a no-op)
+    bint took  # a number taken here since the cache was last cleared
+    double slack
+    double margin
+    PyObject* jump  # the tracker's JUMP (borrowed: the tracker's class holds it)
+
+
+cdef int _seq_flush(_SeqCache* cache) except -1:
+    """The runs' high and lead as observe_next would have left them."""
+    cdef int i
+    cdef _Seen* one
+    if not cache.dirty:  # flushed before every Python call: mostly nothing to write
+        return 0
+    for i in range(cache.size):
+        one = &cache.seen[i]
+        if one.dirty:
+            one.dirty = False
+            setattr(<object>one.run, "high", <object>one.high)
+            setattr(<object>one.run, "lead", one.lead if one.fixed is NULL else <object>one.fixed)
+    cache.dirty = False
+    return 0
+
+
+cdef void _seq_forget(_Seen* one):
+    """Not live: its next number goes to observe_next in Python (flushed before)."""
+    if one.run is not NULL:
+        Py_DECREF(<object>one.run)
+        Py_DECREF(<object>one.high)
+        one.run = NULL
+        one.high = NULL
+    if one.fixed is not NULL:
+        Py_DECREF(<object>one.fixed)
+        one.fixed = NULL
+    one.dirty = False
+
+
+cdef int _seq_clear(_SeqCache* cache) except -1:
+    cdef int i
+    try:
+        _seq_flush(cache)
+    finally:
+        for i in range(cache.size):
+            _seq_forget(&cache.seen[i])
+            Py_DECREF(<object>cache.seen[i].key)
+        cache.size = 0
+        cache.dirty = cache.took = False
+    return 0
+
+
+cdef _Seen* _seq_find(_SeqCache* cache, object key) except? NULL:
+    """The entry of ``key`` (by identity: a source's key is one tuple), added if new; NULL
+    where the cache is full of keys none of whose numbers were taken here (see scan_run)."""
+    cdef int i
+    cdef _Seen* one
+    for i in range(cache.size):
+        if cache.seen[i].key is <PyObject*>key:
+            return &cache.seen[i]
+    if cache.size == _SEEN_MAX:  # more gateways in a run than kept
+        if not cache.took:
+            return NULL
+        _seq_clear(cache)  # some were taken here: start again
+    one = &cache.seen[cache.size]
+    Py_INCREF(key)
+    one.key = <PyObject*>key
+    one.run = one.high = one.fixed = NULL
+    one.again = one.dirty = False
+    cache.size += 1
+    return one
+
+
+cdef int _seq_learn(_SeqCache* cache, _Seen* one, dict gateways, object at) except -1:
+    """After observe_next (in Python) took this key's number at ``at``: its run's state,
+    live where observe_next's no-time-passed case can be done here with the same floats;
+    else (a pace of 0, a room of JUMP (an int), a rival) its numbers stay with Python."""
+    cdef PyObject* got = PyDict_GetItem(gateways, <object>one.key)
+    cdef object gateway, run, rivals, high, lead, fast, quick, every, room, fixed = None
+    cdef long long high_c
+    cdef int overflow = 0
+    cdef int i
+    _seq_forget(one)
+    if got is NULL:
+        return 0
+    gateway = <object>got
+    rivals = gateway.rivals
+    if type(rivals) is not list or len(<list>rivals) or gateway.last is not at:
+        return 0
+    run = gateway.run
+    if run.at is not at or run.alone is not False:
+        return 0
+    high, lead, fast, quick, every = run.high, run.lead, run.fast, run.quick, run.every
+    if not PyLong_CheckExact(high) or not PyLong_CheckExact(fast):
+        return 0
+    if not (quick is None or PyFloat_CheckExact(quick)):
+        return 0
+    high_c = PyLong_AsLongLongAndOverflow(high, &overflow)
+    if overflow or high_c >= 9223372036854775806:
+        return 0
+    if every is None and not fast:
+        # observe_next's objects: within is 0.0 (not fast), the room JUMP
+        room = <object>cache.jump if <object>cache.jump > 0.0 else 0.0
+        fixed = room - 1
+        fixed = fixed if fixed > 0.0 else 0.0
+        one.mode = 2
+    elif every is None:  # a quick run: its paced room SLACK, whatever its lead
+        one.mode = 1
+    elif not PyFloat_CheckExact(lead):
+        return 0
+    elif PyFloat_CheckExact(every) and PyFloat_AS_DOUBLE(every) != 0.0:
+        one.mode = 0
+        one.pace_part = cache.margin * (0.0 / PyFloat_AS_DOUBLE(every))
+    else:
+        return 0
+    # ``run.fast and run.quick``: quick None or a float (0.0 is false, NaN is not)
+    if fast and quick is not None and PyFloat_AS_DOUBLE(quick) != 0.0:
+        one.within = cache.slack + cache.margin * 0.0
+    else:
+        one.within = 0.0
+    for i in range(cache.size):  # one live entry per run
+        if cache.seen[i].run is <PyObject*>run:
+            _seq_forget(&cache.seen[i])
+    Py_INCREF(run)
+    Py_INCREF(high)
+    one.run = <PyObject*>run
+    one.high = <PyObject*>high
+    one.high_c = high_c
+    if one.mode == 2:
+        Py_INCREF(fixed)
+        one.fixed = <PyObject*>fixed
+    elif one.mode == 0:
+        one.lead = PyFloat_AS_DOUBLE(lead)
+    return 0
+
+
+cdef inline bint _seq_next(_SeqCache* cache, _Seen* one, object seq):
+    """observe_next's no-time-passed case on a live entry: True where ``seq`` is its next
+    number (taken), else False with nothing changed."""
+    cdef int overflow = 0
+    cdef long long seq_c = PyLong_AsLongLongAndOverflow(seq, &overflow)
+    cdef double paced, room, lead
+    if overflow or seq_c != one.high_c + 1:
+        return False
+    # SeqTracker.observe_next's floats, in its order
+    if one.mode == 0:
+        paced = cache.slack + (one.lead - cache.slack) * 1.0 + one.pace_part
+        room = paced if paced > one.within else one.within
+        lead = room - <double>(seq_c - one.high_c)
+        one.lead = lead if lead > 0.0 else 0.0
+    elif one.mode == 1:
+        paced = cache.slack
+        room = paced if paced > one.within else one.within
+        lead = room - <double>(seq_c - one.high_c)
+        one.lead = lead if lead > 0.0 else 0.0
+    one.high_c = seq_c
+    Py_INCREF(seq)
+    Py_DECREF(<object>one.high)
+    one.high = <PyObject*>seq
+    one.dirty = cache.dirty = cache.took = True
+    return True
+
+
 # where scan_run stopped, for the Python loop to take the message up (ingest.service._handle)
 SCAN_FRESH = 0  # nothing done for it (or the chunk's end)
 SCAN_GAVE_UP = 1  # the scan gave up on it: the reference decoding next
 SCAN_SEQ = 2  # scanned; observe_next said no, so the seq tracker's full observe next
 SCAN_SEQ_FAILED = 3  # scanned; observe_next raised
 SCAN_COMMIT_FAILED = 4  # scanned and its seq tracked; the commit raised
+# scan_run's arguments: 2 takes the seq tracker (parkwatch.hotpath runs an older build's loop
+# in Python)
+SCAN_RUN_VERSION = 2
 
 
 def scan_run(
     list chunk, Py_ssize_t index, dict sources, Py_ssize_t max_bytes, long long newest_ok,
     Py_ssize_t max_readings, tuple qualities not None, tuple commit_args not None,
     object next_in_line, object at, list handled, list lines, object show_decreases,
+    object tracker=None,
 ):
     """Ingest's common case for a run of a chunk's messages from ``index`` on, in one call:
     what ``_handle``'s loop does per message — the source by topic, :func:`scan_message`,
@@ -1315,11 +1514,15 @@ def scan_run(
     stopped it, and the values and newest time of the lines appended.
 
     A source's ``scan`` is (gateway, meters, seq key or None) where its messages may be
-    scanned, else None; ``commit_args`` are :meth:`Scanned.commit`'s."""
+    scanned, else None; ``commit_args`` are :meth:`Scanned.commit`'s. ``tracker``: the
+    :class:`~ingest.sequence.SeqTracker` whose own ``observe_next`` is ``next_in_line``, or
+    None — given, a gateway's next numbers after its first ones in the call are taken here
+    (observe_next's no-time-passed case, the same floats), its run's ``high`` and ``lead``
+    written back before any Python call and at the end."""
     cdef Py_ssize_t before, count
     cdef long long values_total = 0, newest_total = 0, values = 0, newest = 0
     cdef object message, topic, payload, source, fast, gateway, meters, key, got_scan, seq
-    cdef object found
+    cdef object found, entry
     cdef Scanned scanned
     cdef PyObject* got
     cdef dict quality_field, last
@@ -1327,6 +1530,12 @@ def scan_run(
     cdef list not_counted
     cdef object decrease
     cdef bint taken
+    cdef _SeqCache cache
+    cdef _Seen* one = NULL
+    cdef dict gateways = None
+    cdef object slack, margin, jump = None  # jump: held here for the call
+    cache.size = 0
+    cache.dirty = cache.took = False
     if PyTuple_GET_SIZE(commit_args) != 5:
         raise ValueError("commit_args: Scanned.commit's five arguments")
     quality_field, last, counters, not_counted, decrease = commit_args
@@ -1334,62 +1543,106 @@ def scan_run(
         raise TypeError("commit_args: the quality fields and the counter watch's state")
     if index < 0:
         raise ValueError("index: a position in the chunk")
-    # the chunk's size read again every time: a callback (``next_in_line``, ``decrease``)
-    # that shrank the list must not leave the loop reading past its end
-    while index < PyList_GET_SIZE(chunk):
-        message = <object>PyList_GET_ITEM(chunk, index)
-        if not PyTuple_Check(message) or PyTuple_GET_SIZE(message) < 2:
-            break
-        topic = <object>PyTuple_GET_ITEM(message, 0)
-        payload = <object>PyTuple_GET_ITEM(message, 1)
-        if not PyUnicode_CheckExact(topic):
-            break
-        got = PyDict_GetItem(sources, topic)
-        if got is NULL:
-            break
-        source = <object>got
-        fast = source.scan
-        if fast is None or not PyBytes_CheckExact(payload):
-            break
-        if PyBytes_GET_SIZE(payload) > max_bytes:
-            break
-        if not PyTuple_CheckExact(fast) or PyTuple_GET_SIZE(fast) != 3:
-            break
-        gateway = <object>PyTuple_GET_ITEM(fast, 0)
-        meters = <object>PyTuple_GET_ITEM(fast, 1)
-        key = <object>PyTuple_GET_ITEM(fast, 2)
-        if not PyUnicode_CheckExact(gateway) or not PyDict_CheckExact(meters):
-            break
+    if tracker is not None:
         try:
-            got_scan = _scan(<bytes>payload, <str>gateway, <dict>meters, newest_ok,
-                             max_readings, qualities)
-        except Exception:
-            break  # a bug: the Python loop meets it again and says so
-        if got_scan is None:
-            return index, SCAN_GAVE_UP, None, None, values_total, newest_total
-        scanned = <Scanned>got_scan
-        seq = scanned.seq
-        if key is not None:
+            gateways = tracker._gateways
+            slack, margin, jump = tracker.SLACK, tracker.MARGIN, tracker.JUMP
+        except Exception:  # not the tracker this knows: its calls stay in Python
+            gateways = None
+        if type(gateways) is not dict:
+            gateways = None
+        elif PyFloat_CheckExact(slack) and PyFloat_CheckExact(margin) and PyLong_CheckExact(jump):
+            cache.slack, cache.margin = PyFloat_AS_DOUBLE(slack), PyFloat_AS_DOUBLE(margin)
+            cache.jump = <PyObject*>jump
+        else:  # observe_next's floats are not these: its calls stay in Python
+            gateways = None
+    try:
+        # the chunk's size read again every time: a callback (``next_in_line``, ``decrease``)
+        # that shrank the list must not leave the loop reading past its end
+        while index < PyList_GET_SIZE(chunk):
+            message = <object>PyList_GET_ITEM(chunk, index)
+            if not PyTuple_Check(message) or PyTuple_GET_SIZE(message) < 2:
+                break
+            topic = <object>PyTuple_GET_ITEM(message, 0)
+            payload = <object>PyTuple_GET_ITEM(message, 1)
+            if not PyUnicode_CheckExact(topic):
+                break
+            got = PyDict_GetItem(sources, topic)
+            if got is NULL:
+                break
+            source = <object>got
+            fast = source.scan
+            if fast is None or not PyBytes_CheckExact(payload):
+                break
+            if PyBytes_GET_SIZE(payload) > max_bytes:
+                break
+            if not PyTuple_CheckExact(fast) or PyTuple_GET_SIZE(fast) != 3:
+                break
+            gateway = <object>PyTuple_GET_ITEM(fast, 0)
+            meters = <object>PyTuple_GET_ITEM(fast, 1)
+            key = <object>PyTuple_GET_ITEM(fast, 2)
+            if not PyUnicode_CheckExact(gateway) or not PyDict_CheckExact(meters):
+                break
             try:
-                taken = bool(next_in_line(key, seq, at))
+                got_scan = _scan(<bytes>payload, <str>gateway, <dict>meters, newest_ok,
+                                 max_readings, qualities)
+            except Exception:
+                break  # a bug: the Python loop meets it again and says so
+            if got_scan is None:
+                return index, SCAN_GAVE_UP, None, None, values_total, newest_total
+            scanned = <Scanned>got_scan
+            seq = scanned.seq
+            if key is not None:
+                one = NULL
+                if gateways is not None:
+                    one = _seq_find(&cache, key)
+                    if one is NULL:
+                        # more gateways interleaved than kept, none a third number in the
+                        # call yet: Python's for the rest of it, not a cache cleared over
+                        # and over (nothing is dirty: the clear writes nothing)
+                        _seq_clear(&cache)
+                        gateways = None
+                    elif one.run is not NULL and _seq_next(&cache, one, seq):
+                        key = None  # taken
+                    else:
+                        _seq_flush(&cache)  # Python next: the runs as observe_next left them
+            if key is not None:
+                try:
+                    taken = bool(next_in_line(key, seq, at))
+                except Exception as exc:
+                    return index, SCAN_SEQ_FAILED, scanned, exc, values_total, newest_total
+                if not taken:
+                    return index, SCAN_SEQ, scanned, None, values_total, newest_total
+                if one is not NULL:
+                    # the first number of a gateway in the call may have moved time on; from
+                    # its second one on, nothing but the no-time-passed case is left
+                    if one.again:
+                        try:
+                            _seq_learn(&cache, one, gateways, at)
+                        except Exception:  # a tracker this does not know: Python's numbers
+                            _seq_forget(one)
+                    one.again = True
+            before = PyList_GET_SIZE(lines)
+            try:
+                found = scanned._commit(
+                    quality_field, last, counters, not_counted, decrease, lines, &values, &newest
+                )
             except Exception as exc:
-                return index, SCAN_SEQ_FAILED, scanned, exc, values_total, newest_total
-            if not taken:
-                return index, SCAN_SEQ, scanned, None, values_total, newest_total
-        before = PyList_GET_SIZE(lines)
-        try:
-            found = scanned._commit(
-                quality_field, last, counters, not_counted, decrease, lines, &values, &newest
-            )
-        except Exception as exc:
-            return index, SCAN_COMMIT_FAILED, scanned, exc, values_total, newest_total
-        if found is not None:
-            show_decreases(found)
-        count = PyList_GET_SIZE(lines) - before
-        handled.append((topic, payload, source, seq, count, values, newest))
-        if count:
-            values_total += values
-            if newest > newest_total:
-                newest_total = newest
-        index += 1
-    return index, SCAN_FRESH, None, None, values_total, newest_total
+                return index, SCAN_COMMIT_FAILED, scanned, exc, values_total, newest_total
+            if found is not None:
+                _seq_flush(&cache)
+                show_decreases(found)
+            count = PyList_GET_SIZE(lines) - before
+            entry = (topic, payload, source, seq, count, values, newest)
+            # nothing refers back to it (a tuple, only in handled): in no cycle, so the
+            # collector need not visit it
+            PyObject_GC_UnTrack(<PyObject*>entry)
+            handled.append(entry)
+            if count:
+                values_total += values
+                if newest > newest_total:
+                    newest_total = newest
+            index += 1
+        return index, SCAN_FRESH, None, None, values_total, newest_total
+    finally:
+        _seq_clear(&cache)

@@ -30,6 +30,8 @@ def _compiled() -> dict[str, Callable[..., Any]]:
     # a stale build (from an older _hotpath.pyx) may lack a function: that one then runs in
     # Python, the others compiled
     found = {name: getattr(_hotpath, name, None) for name in _NAMES}
+    if getattr(_hotpath, "SCAN_RUN_VERSION", 1) < SCAN_RUN_VERSION:
+        found["scan_run"] = None  # its arguments are not ingest's now
     return {name: function for name, function in found.items() if function is not None}
 
 
@@ -40,6 +42,9 @@ SCAN_GAVE_UP = 1  # the scan gave up on it: the reference decoding next
 SCAN_SEQ = 2  # scanned; observe_next said no, so the seq tracker's full observe next
 SCAN_SEQ_FAILED = 3  # scanned; observe_next raised
 SCAN_COMMIT_FAILED = 4  # scanned and its seq tracked; the commit raised
+
+# scan_run's arguments as ingest gives them (the seq tracker last)
+SCAN_RUN_VERSION = 2
 
 _FUNCTIONS = _compiled()
 # all of them: ingest warns at start otherwise (a stale build too)

@@ -4,8 +4,8 @@ A synthetic park (``simulators.synthetic``) of N meters is simulated for a day a
 resolution, every reading is built before the clock starts, and then fed through the engine
 with every registered detector, as replay feeds it. In the same run, a straightforward
 per-reading Python loop does the core arithmetic of the same detectors — 15-minute demand and
-its forecast, counter resets and rollovers, stuck values and silence, a running z-score
-baseline — on a sample of the same readings: the reference the engine's vectorised design is
+its forecast, counter resets and rollovers, stuck values and silence, the baseline's
+recursion — on a sample of the same readings: the reference the engine's vectorised design is
 measured against. The last line printed is one JSON object.
 """
 
@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from analytics.detectors import DETECTORS
-from analytics.detectors.baseline import BaselineDetector, BaselineParams
+from analytics.detectors.baseline import DAY_TYPES, BaselineDetector, BaselineParams
 from analytics.detectors.meter_faults import MODULI
 from analytics.detectors.peaks import CEILING_SHARE, contracted_demands, enterprise_intakes
 from analytics.engine.engine import ParkEngine, Rows
@@ -100,8 +100,10 @@ class NaiveDetectors:
     write them without arrays: demand blocks with the forecast and its events (peaks),
     coincident park peaks, counter rollovers/replacements/resets/jumps with their episodes,
     stuck values with the liveliness window, word-swap checks, silence and transport, and the
-    baseline's recursion (profile band, robust scale, records, new extremes, hold) on the
-    rates it watches."""
+    baseline's recursion on the rates it watches, as its kernel steps a row (cold-start and
+    profile bands, robust scales, records, new extremes, hold, the day of quiet, one event
+    per meter). Not done: the waste heat's hourly rules (its few meters' readings), the
+    series the engine derives (a tank's flow)."""
 
     def __init__(self, park: Park, engine: ParkEngine) -> None:
         # the park's offset at the bench's start (the demand blocks' local clock)
@@ -120,6 +122,7 @@ class NaiveDetectors:
         self.row: dict[tuple[str, str], dict[str, Any]] = {}
         self.meter_seen: dict[str, int] = {}
         self.meter_open: dict[str, bool] = {}
+        self.meter_rows_open: dict[str, int] = {}  # the baseline's rows open, per meter
         self.block_finals: dict[int, dict[str, float]] = {}
         self.park_max = -math.inf
         self.gw: dict[str, dict[str, Any]] = {}
@@ -139,6 +142,7 @@ class NaiveDetectors:
             "decay": 0.5 ** (60_000 / (self.bp.record_half_life_d * DAY_MS)),
             "warm": max(int(self.bp.warmup_d * DAY_MS / 60_000), self.bp.warmup_min_slots),
             "hold": max(1, round(self.bp.hold_h * hour / 60_000)),
+            "quiet": round(self.bp.deviation_quiet_h * hour / 60_000),
         }
 
     def reading(self, meter: str, quantity: str, t: int, v: float, arrival: int) -> None:
@@ -156,7 +160,7 @@ class NaiveDetectors:
         else:
             self._instant(st, meter, quantity, t, v)
             if (meter, quantity) in self.watched:
-                self._baseline(st, t, v)
+                self._baseline(st, meter, t, v)
         self._silence(meter, slot)
         self._transport(self.gateway[meter], t, arrival)
         st["prev"], st["slot"] = v, slot
@@ -233,134 +237,170 @@ class NaiveDetectors:
                     self.park_max = max(self.park_max, park)
                     del self.block_finals[block]
 
-    def _baseline(self, st: dict[str, Any], t: int, v: float) -> None:
-        """The baseline detector's recursion for one reading: its scales, clips and floors,
-        profiles, offset and records, but not its cold-start band (the level alone), the
-        record of its cold start, the day of quiet after a deviation, nor its evidence."""
+    def _baseline(self, st: dict[str, Any], meter: str, t: int, v: float) -> None:
+        """The baseline detector's recursion for one reading, as ``kernels.baseline_slots``
+        steps one row: its cold-start band (the level and the other day types' trusted
+        profiles) and its records (cold and own), its scales, clips and floors, profiles,
+        offset, quantum, the day of quiet after a deviation, the evidence it keeps, and one
+        event per meter (open while any of its rows is)."""
         p, r = self.bp, self.rates
         b = st.get("bl")
         if b is None:
             b = st["bl"] = {
-                "seen": 0, "level": v, "offsets": [0.0] * 4, "scale": 0.0, "level_scale": 0.0,
-                "scale_slow": 0.0, "record": 0.0, "lo": math.inf, "hi": -math.inf,
-                "f_level": v, "lvl_lo": math.inf, "lvl_hi": -math.inf, "prev": math.nan,
-                "jump_hi": 0.0, "f_dev": 0.0, "quantum": 0.0, "q_cand": 0.0, "q_n": 0,
-                "dev_hi": 0.0, "open": False, "hold": 0, "days": [0] * 4, "last_day": [-1] * 4,
-                "own_seen": 0,
-                "profile": [[math.nan] * p.season_bins for _ in range(4)],
-                "count": [[0] * p.season_bins for _ in range(4)],
+                "seen": 0, "quiet": 0, "hold": 0, "own_seen": 0, "open": False,
+                "level": math.nan, "offsets": [0.0] * DAY_TYPES, "scale": 0.0,
+                "level_scale": 0.0, "scale_slow": 0.0, "record": 0.0, "record_cold": 0.0,
+                "record_open": 0.0, "lo": math.inf, "hi": -math.inf, "f_level": math.nan,
+                "lvl_lo": math.inf, "lvl_hi": -math.inf, "prev": math.nan, "jump_hi": 0.0,
+                "f_dev": 0.0, "dev_hi": 0.0, "dev": math.nan, "expected": math.nan,
+                "quantum": 0.0, "q_cand": 0.0, "q_n": 0,
+                "days": [0] * DAY_TYPES, "last_day": [-1] * DAY_TYPES,
+                "profile": [[math.nan] * p.season_bins for _ in range(DAY_TYPES)],
+                "count": [[0] * p.season_bins for _ in range(DAY_TYPES)],
                 "recent": [math.nan] * p.season_bins,
-                "ref_then": [[math.nan] * p.season_bins for _ in range(4)],
-                "own_then": [[math.nan] * p.season_bins for _ in range(4)],
+                "ref_then": [[math.nan] * p.season_bins for _ in range(DAY_TYPES)],
+                "own_then": [[math.nan] * p.season_bins for _ in range(DAY_TYPES)],
             }  # fmt: skip
         local = t + self.offset_ms
         day = local // DAY_MS
         kind = self.day_type.get(day)
         if kind is None:
             kind = self.day_type[day] = int(self.ctx.day_types(np.array([t]))[0])
-        bin_ = (local % DAY_MS) * p.season_bins // DAY_MS
+        bins = p.season_bins
+        bin_ = (local % DAY_MS) * bins // DAY_MS
         b["record"] *= r["decay"]
-        b["seen"] += 1
-        seen = b["seen"]
+        b["record_cold"] *= r["decay"]
+        b["quiet"] = max(b["quiet"] - 1, 0)
+        seen = b["seen"] = b["seen"] + 1
+        first = seen == 1
+        days = b["days"]
         if b["last_day"][kind] != day:
             if kind > 0:  # a profile met again after a while follows the workdays' change
-                current = abs(v - b["recent"][bin_]) <= p.z_min * max(b["scale"], b["scale_slow"])
-                unit = max(b["scale"], b["scale_slow"])
+                both = max(b["scale"], b["scale_slow"])
+                current = abs(v - b["recent"][bin_]) <= p.z_min * both
                 eps = max(p.resolution * abs(b["level"]), p.abs_resolution)
-                unit = max(unit, max(eps, b["quantum"] / p.quantum_scales))
+                unit = max(both, max(eps, b["quantum"] / p.quantum_scales))
                 self._remeet(b, kind, day - b["last_day"][kind] > 1, current, unit)
-            b["days"][kind] += 1
-            b["last_day"][kind] = day
-        level, offset, scale = b["level"], b["offsets"][kind], b["scale"]
-        prof, count = b["profile"][kind], b["count"][kind]
-        near = [prof[(bin_ + d) % p.season_bins] for d in (-1, 0, 1)]
-        known = [x for x in near if not math.isnan(x)]
-        own = b["days"][kind] > p.season_days and count[bin_] > 0
-        band_lo = min(known) + offset if own and known else level
-        band_hi = max(known) + offset if own and known else level
+            days[kind] += 1
+        b["last_day"][kind] = day
+        level = v if first else b["level"]
+        lo, hi = b["lo"], b["hi"]
+        span = hi - lo if math.isfinite(hi - lo) else 0.0
+        prof, count, offset = b["profile"][kind], b["count"][kind], b["offsets"][kind]
+        own_v, own_n = prof[bin_], count[bin_]
+        own = days[kind] > p.season_days and own_n > 0
+        band_lo = band_hi = level
+        if own:
+            near = [x for x in (prof[bin_ - 1], own_v, prof[(bin_ + 1) % bins]) if x == x]
+            band_lo, band_hi = min(near) + offset, max(near) + offset
+        else:  # what the trusted profiles of the other day types and the level explain
+            for seen_k, other in zip(days, b["profile"], strict=True):
+                if seen_k > p.season_days and other[bin_] == other[bin_]:
+                    near = [x for x in (other[bin_ - 1], other[bin_], other[(bin_ + 1) % bins])
+                            if x == x]  # fmt: skip
+                    band_lo, band_hi = min(band_lo, min(near)), max(band_hi, max(near))
         dev = v - band_hi if v > band_hi else v - band_lo if v < band_lo else 0.0
-        span = b["hi"] - b["lo"] if math.isfinite(b["hi"] - b["lo"]) else 0.0
-        unit = max(scale if own else max(scale, b["level_scale"]), b["scale_slow"])
-        # the range floor counts this reading, and bounds the clips below away from 0; the
-        # resolution (a float's share of the level, an absolute epsilon, a share of the
-        # series' quantum) floors it
+        scale, level_scale, scale_slow = b["scale"], b["level_scale"], b["scale_slow"]
+        unit = max(scale if own else max(scale, level_scale), scale_slow)
+        # the range floor counts this reading; the resolution (a float's share of the level,
+        # an absolute epsilon, a share of the series' quantum) floors it
+        quantum = b["quantum"]
         eps = max(p.resolution * abs(level), p.abs_resolution)
-        res = max(eps, b["quantum"] / p.quantum_scales)
-        floor = max(p.range_floor * (max(b["hi"], v) - min(b["lo"], v)), res)
-        z = 0.0 if seen == 1 else abs(dev) / (unit + 1e-12 + floor)
-        f_level = b["f_level"] + r["feature"] * (v - b["f_level"])
-        jump = 0.0 if math.isnan(b["prev"]) else abs(v - b["prev"])
-        f_dev = b["f_dev"] + r["feature"] * (abs(dev) - b["f_dev"]) if own else b["f_dev"]
-        # one step of the series' quantum off its band is nothing
-        within = b["quantum"] > 0 and max(abs(dev), jump) < 1.5 * b["quantum"]
-        z = 0.0 if within else z
-        m = p.extreme_margin
+        res = max(eps, quantum / p.quantum_scales)
+        floor = max(p.range_floor * (max(hi, v) - min(lo, v)), res)
+        z = 0.0 if first else abs(dev) / (unit + 1e-12 + floor)
+        f_level = v if first else b["f_level"]
+        f_level_new = f_level + r["feature"] * (v - f_level)
         lvl_lo, lvl_hi = b["lvl_lo"], b["lvl_hi"]
         lvl_span = lvl_hi - lvl_lo
+        jump = 0.0 if math.isnan(b["prev"]) else abs(v - b["prev"])
+        # one step of the series' quantum off its band is nothing
+        within = quantum > 0 and max(abs(dev), jump) < 1.5 * quantum
+        z = 0.0 if within else z
+        f_dev = b["f_dev"] + r["feature"] * (abs(dev) - b["f_dev"]) if own else b["f_dev"]
+        m, peak = p.extreme_margin, 1 + p.peak_margin
         past = p.extreme_scales * (unit + floor)  # a new extreme passes the old by as much
+        own_seen = b["own_seen"]
         extreme = (
-            v > b["hi"] + max(m * span, past)
-            or v < b["lo"] - max(m * span, past)
-            or (
-                lvl_span > 0
-                and not lvl_lo - max(m * lvl_span, past)
-                <= f_level
-                <= lvl_hi + max(m * lvl_span, past)
-            )
-            or (b["jump_hi"] > 0 and jump > b["jump_hi"] * (1 + p.peak_margin))
-            or (own and b["own_seen"] > r["warm"] and b["dev_hi"] > 0
-                and f_dev > b["dev_hi"] * (1 + p.peak_margin))
-        ) and max(abs(dev), jump) > p.z_min * res and not within  # fmt: skip
-        b["own_seen"] += 1 if own else 0
-        fire = seen > r["warm"] and (
-            (own and z > max(b["record"] * p.record_margin, p.z_min)) or extreme
-        )
-        if fire and not b["open"]:
-            b["open"], b["hold"] = True, r["hold"]
-            self.events += 1
-        elif b["open"]:
-            b["hold"] = max(b["hold"] - 1, 0)
-            if not fire and b["hold"] == 0 and z < p.z_close:
-                b["open"] = False
+            v > hi + max(m * span, past)
+            or v < lo - max(m * span, past)
+            or (lvl_span > 0 and (f_level_new > lvl_hi + max(m * lvl_span, past)
+                                  or f_level_new < lvl_lo - max(m * lvl_span, past)))
+            or (b["jump_hi"] > 0 and jump > b["jump_hi"] * peak)
+            or (own and own_seen > r["warm"] and b["dev_hi"] > 0 and f_dev > b["dev_hi"] * peak)
+        ) and not within and max(abs(dev), jump) > p.z_min * res  # fmt: skip
+        warm = seen > r["warm"]
+        own_seen = b["own_seen"] = own_seen + (1 if own else 0)
+        if own:
+            record = b["record"] if own_seen > r["warm"] else max(b["record"], b["record_cold"])
+        else:
+            record = b["record_cold"]
+        quiet = b["quiet"]
+        beyond = z > max(record * p.record_margin, p.z_min)
+        fire = warm and ((own and beyond and quiet == 0) or extreme)
+        was_open = b["open"]
+        opening = fire and not was_open
+        hold = r["hold"] if opening else max(b["hold"] - 1, 0)
+        closing = was_open and not fire and hold <= 0 and z < p.z_close
+        is_open = b["open"] = (was_open or opening) and not closing
+        b["hold"] = hold
+        if opening and not extreme:
+            b["quiet"] = r["quiet"]  # a day of quiet after a deviation
+        if opening:
+            b["record_open"] = max(record, p.z_min)
+        if opening or closing:  # the meter's one event: open while any of its rows is
+            rows_open = self.meter_rows_open.get(meter, 0) + (1 if opening else -1)
+            self.meter_rows_open[meter] = rows_open
+            if rows_open == (1 if opening else 0):
                 self.events += 1
         settled = seen > p.record_skip_slots
-        if settled:
-            b["record"] = max(
-                b["record"], min(z, p.record_growth * b["record"]) if b["open"] else z
-            )
+        if settled:  # a silenced deviation takes the record no further than an open one
+            silenced = own and warm and quiet > 0 and beyond
+            z_rec = min(z, p.record_growth * b["record_open"]) if is_open or silenced else z
+            if own:
+                b["record"] = max(b["record"], z_rec)
+            else:
+                b["record_cold"] = max(b["record_cold"], z_rec)
+        b["dev"], b["expected"] = dev, band_hi if dev > 0 else band_lo  # the evidence
         grown = seen > p.warmup_min_slots
         rate_scale = max(1.0 / seen, r["scale"])
-        if seen > 1 and unit <= floor:  # a flat series that changes: its scale from the change
-            scale = max(scale, abs(v - level) / p.clip)
-            b["level_scale"] = max(b["level_scale"], abs(v - level) / p.clip)
-        resid = v - (prof[bin_] + offset) if own else v - level
+        if not first and unit <= floor:  # a flat series that changes: its scale from the change
+            seed = abs(v - level) / p.clip
+            scale, level_scale = max(scale, seed), max(level_scale, seed)
         bound = p.clip * max(scale, floor)
+        resid = v - (own_v + offset) if own else v - level
         if grown:
             resid = min(max(resid, -bound), bound)
         b["scale"] = scale + rate_scale * (abs(resid) - scale)
-        b["scale_slow"] += max(1.0 / seen, r["scale_slow"]) * (abs(resid) - b["scale_slow"])
+        b["scale_slow"] = scale_slow + max(1.0 / seen, r["scale_slow"]) * (abs(resid) - scale_slow)
         miss = v - level
-        level_bound = p.clip * max(b["level_scale"], floor)
         if grown:
+            level_bound = p.clip * max(level_scale, floor)
             miss = min(max(miss, -level_bound), level_bound)
-        b["level_scale"] += rate_scale * (abs(miss) - b["level_scale"])
+        b["level_scale"] = level_scale + rate_scale * (abs(miss) - level_scale)
         b["level"] = level + r["level"] * (v - level)
-        if own and not b["open"]:
-            b["offsets"][kind] = offset + r["offset"] * ((v - prof[bin_]) - offset)
-        n = count[bin_]
-        step = v - prof[bin_]
-        if n > 0 and grown:
-            step = min(max(step, -bound - abs(offset)), bound + abs(offset))
-        prof[bin_] = v if n == 0 else prof[bin_] + max(1.0 / (n + 1), p.season_rate) * step
-        count[bin_] = n + 1
+        if own and not is_open:
+            b["offsets"][kind] = offset + r["offset"] * ((v - own_v) - offset)
+        if own_n > 0:
+            step = v - own_v
+            bound += abs(offset)
+            if grown:
+                step = min(max(step, -bound), bound)
+            prof[bin_] = own_v + max(1.0 / (own_n + 1), p.season_rate) * step
+        else:
+            prof[bin_] = v
         if kind == 0:  # the workdays' recent level
             last = b["recent"][bin_]
             if math.isnan(last):
                 b["recent"][bin_] = v
             else:  # unclipped: a shutdown or a restart is followed in days
                 b["recent"][bin_] = last + r["recent"] * (v - last)
-        b["lo"], b["hi"] = min(b["lo"], v), max(b["hi"], v)
-        b["f_level"], b["f_dev"], b["prev"] = f_level, f_dev, v
+        count[bin_] = own_n + 1
+        b["lo"], b["hi"] = min(lo, v), max(hi, v)
+        b["f_level"], b["prev"] = f_level_new, v
+        if settled:
+            b["lvl_lo"], b["lvl_hi"] = min(lvl_lo, f_level_new), max(lvl_hi, f_level_new)
+            b["jump_hi"] = max(b["jump_hi"], jump)
         if jump > eps:  # the quantum: a step size seen quantum_repeats times, not too large
             if b["q_cand"] > 0 and abs(jump - b["q_cand"]) <= 1e-6 * b["q_cand"]:
                 b["q_n"] += 1
@@ -369,12 +409,10 @@ class NaiveDetectors:
             top = max(abs(b["lo"]), abs(b["hi"]))
             if b["q_n"] >= p.quantum_repeats and b["q_cand"] <= p.quantum_share * top:
                 q = b["q_cand"]
-                b["quantum"] = q if b["quantum"] == 0 else min(b["quantum"], q)
-        if settled:
-            b["lvl_lo"], b["lvl_hi"] = min(b["lvl_lo"], f_level), max(b["lvl_hi"], f_level)
-            b["jump_hi"] = max(b["jump_hi"], jump)
-            if own:
-                b["dev_hi"] = max(b["dev_hi"], f_dev)
+                b["quantum"] = q if quantum == 0 else min(quantum, q)
+        b["f_dev"] = f_dev
+        if settled and own:
+            b["dev_hi"] = max(b["dev_hi"], f_dev)
 
     def _remeet(
         self, b: dict[str, Any], kind: int, after_a_while: bool, current: bool, unit: float

@@ -18,9 +18,11 @@ from analytics.engine.engine import Batch, ParkEngine
 from analytics.engine.engine import Rows as EngineRows
 from analytics.engine.events import EventBook
 from analytics.engine.slots import Columns, SlotArrays, slot_block
+from analytics.engine.store import MAX_AHEAD_MS
+from analytics.kernels.feeding import route_readings
 from analytics.replay import replay
 from analytics.scoring.nab_runner import METER, QUANTITY, one_meter_park
-from parkwatch.events import Event, Family, State
+from parkwatch.events import Estimate, Event, Family, Severity, State
 from parkwatch.site import Park
 from simulators import DEMO_PARK
 from simulators.faults import FaultKind, random_schedule
@@ -723,7 +725,8 @@ def test_the_detectors_read_one_shared_block_the_largest_as_a_view() -> None:
     """Every detector's block holds exactly its rows of the window store (what the table's
     own read gives), read once for all of them: the largest's block is a read-only view of
     the shared one (slot-major, as the tables are), not a copy of its own; a detector that
-    does not take ``any_layout`` gets C-contiguous arrays, as its numpy code always had."""
+    does not take ``any_layout`` gets C-contiguous arrays, as its numpy code always had; a
+    ``values_only`` one gets its values alone (count, low and high empty)."""
     engine = ParkEngine(demo(), DETECTORS)
     checked: dict[str, int] = {}
     views: dict[str, bool] = {}
@@ -737,10 +740,15 @@ def test_the_detectors_read_one_shared_block_the_largest_as_a_view() -> None:
             start, stop = block.start_ms // step, block.end_ms // step
             if checked.get(inst.key, 0) < 20:
                 checked[inst.key] = checked.get(inst.key, 0) + 1
+                names = ["values", "count", "low", "high"]
+                if inst.detector.values_only:
+                    names = names[:1]
+                    for a in (block.count, block.low, block.high):
+                        assert a.size == 0
                 for i, r in enumerate(rows.tolist()):
                     table, row = engine.place[inst.detector.series[r]]
                     ref = engine.tables[table].block(start, stop, step)
-                    for name in ("values", "count", "low", "high"):
+                    for name in names:
                         np.testing.assert_array_equal(
                             getattr(block, name)[i], getattr(ref, name)[row]
                         )
@@ -764,6 +772,7 @@ def test_the_detectors_read_one_shared_block_the_largest_as_a_view() -> None:
     assert checked[largest.key] == 20
     assert len(checked) == len(engine.instances)
     assert largest.detector.any_layout  # the meter faults: every meter's checked quantities
+    assert any(i.detector.values_only for i in engine.instances if i.key in checked)
     assert views[largest.key], "the largest detector's block was a copy of its own"
 
 
@@ -777,10 +786,25 @@ def test_the_compiled_clock_walk_closes_what_the_walk_closes(monkeypatch: Any) -
     fast, slow = (ParkEngine(demo(), DETECTORS, clock_rules=rules) for _ in range(2))
     monkeypatch.setattr(slow, "_walk_compiled", slow._walk)
     thresholds: dict[str, list[npt.NDArray[np.int64]]] = {"fast": [], "slow": []}
+    routed = {"fast": 0, "slow": 0}
     for name, engine in (("fast", fast), ("slow", slow)):
 
-        def noting(*args: Any, store: Any = engine._store, name: str = name, **kw: Any) -> Any:
+        def noting(
+            *args: Any, store: Any = engine._store, name: str = name, e: Any = engine, **kw: Any
+        ) -> Any:
             thresholds[name].append(args[6].copy())
+            if kw.get("routed") is not None:
+                # the walk's routing is what _store would route after it (route_readings)
+                skip = e._skip_table()
+                ahead = (e.now_ms + MAX_AHEAD_MS) // e.step_ms
+                want = route_readings(args[0], args[1], args[6], args[5], e._series_table, skip,
+                                      e.step_ms, ahead, len(e._tables))  # fmt: skip
+                routed[name] += 1
+                # a slot is set only for the rows routed (not duplicates, not virtual)
+                live = ~args[5] & (e._series_table[args[0]] != skip)
+                np.testing.assert_array_equal(kw["routed"][0][live], want[0][live])
+                for got, ref in zip(kw["routed"][1:], want[1:], strict=True):
+                    np.testing.assert_array_equal(got, ref)
             return store(*args, **kw)
 
         monkeypatch.setattr(engine, "_store", noting)
@@ -830,6 +854,8 @@ def test_the_compiled_clock_walk_closes_what_the_walk_closes(monkeypatch: Any) -
     for name, engine in (("fast", fast), ("slow", slow)):
         seen[name].extend(engine.finish().events)
     assert fast.late_readings() > 0  # the backlog's hour came after its slots closed
+    assert routed["fast"] > 0
+    assert routed["slow"] == 0
     zone = demo().zone
     assert [e.to_bytes(zone) for e in seen["fast"]] == [e.to_bytes(zone) for e in seen["slow"]]
     assert seen["fast"]
@@ -1140,6 +1166,32 @@ def test_pickling_a_table_leaves_its_unfilled_cells_as_they_were(
     saved = pickle.loads(pickle.dumps(table))
     assert {name: getattr(table, name).tobytes() for name, _, _ in SlotArrays.FILL} == held
     assert saved.total.tolist() == [[0.0, 0.0, 1.0, 0.0, 0.0, 2.0, 0.0, 0.0, 0.0, 0.0]]
+
+
+def test_an_adopted_event_takes_the_engines_severity_and_estimate_into_its_next_message() -> None:
+    """The stored event adopted keeps its id, times and evidence, but takes the severity
+    and estimate of the book's own event it replaces (the detectors' view now): its close
+    carries them, not what the earlier worker last stored."""
+    book = EventBook("p")
+    now = Estimate(40.0, "kW")
+    [own] = book.apply(
+        [Finding("baseline_deviation", Family.CONSUMPTION, 2_000, True, meter="m",
+                 severity=Severity.MAJOR, estimate=now)]
+    )  # fmt: skip
+    stored = own.with_state(
+        State.UPDATED, id="earlier", detected_at_ms=1_000, updated_at_ms=1_500,
+        severity=Severity.MINOR, estimate=Estimate(10.0, "kW"), evidence={"then": 1},
+    )  # fmt: skip
+    book.adopt(stored)
+    held = book.open[("baseline_deviation", "m")]
+    assert (held.id, held.detected_at_ms, held.evidence) == ("earlier", 1_000, {"then": 1})
+    assert (held.severity, held.estimate) == (Severity.MAJOR, now)
+    [closed] = book.apply(
+        [Finding("baseline_deviation", Family.CONSUMPTION, 3_000, False, meter="m")]
+    )
+    assert (closed.id, closed.state, closed.severity, closed.estimate) == (
+        "earlier", State.CLOSED, Severity.MAJOR, now
+    )  # fmt: skip
 
 
 def test_an_adopted_event_is_carried_on_and_holds_back_what_its_fault_explains() -> None:

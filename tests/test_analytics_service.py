@@ -29,11 +29,15 @@ from analytics.engine.clocks import ClockRules
 from analytics.engine.contract import DerivedPoint, SeriesKey
 from analytics.engine.engine import Advanced, Batch, ParkEngine, Rows
 from analytics.service import (
+    GATEWAY_MARK,
+    GATEWAY_MARK_EVERY_MS,
     SNAPSHOT_VERSION,
     AnalyticsService,
     Horizon,
     LateAlerts,
     _keep_new,
+    _progress,
+    _superseding_close,
     history_rows,
 )
 from analytics.settings import AnalyticsSettings
@@ -791,6 +795,47 @@ class _Writer:
 
 
 @pytest.mark.anyio
+async def test_a_gateways_mark_is_written_when_first_heard_and_once_it_moved_on() -> None:
+    """Each gateway's own mark is written when first heard (a refused write does not count)
+    and then once it has moved GATEWAY_MARK_EVERY_MS on, not with every batch: a park of
+    thousands of gateways would make every mark that wide; a mark without outputs (a
+    refill's last) carries them all, and so does the one written on the way out, queue empty
+    or not. A pin holds them too."""
+    service = AnalyticsService(AnalyticsSettings(), SiteRegistry([_two_gateway_park()]))
+    writer = _Writer()
+
+    def batch(t: int, *gateways: str, outputs: bool = True) -> tuple[str, Advanced, dict[str, int]]:
+        point = DerivedPoint("demand_15m", {"meter": "ma"}, {"p_kw_avg": 1.0}, t)
+        progress = {"through_ms": t, "analysed_ms": t, **{f"analysed_ms@{g}": t for g in gateways}}
+        return "svc", Advanced(points=[point] if outputs else []), progress
+
+    def own(k: int) -> dict[str, int]:
+        [mark] = [line for line in writer.batches[k] if line.startswith("analytics_progress")]
+        return {g: int(t) for g, t in re.findall(r"analysed_ms@([\w-]+)=(\d+)i", mark)}
+
+    h, every = 10 * HOUR_MS, GATEWAY_MARK_EVERY_MS
+    for t, gateways, outputs in [
+        (h, ("gw-a",), True),  # refused
+        (h + 1000, ("gw-a",), True),  # first written
+        (h + 2000, ("gw-a",), True),
+        (h + 3000, ("gw-a", "gw-b"), True),  # gw-b first heard
+        (h + every + 1000, ("gw-a", "gw-b"), True),  # gw-a moved far enough, gw-b not yet
+        (h + every + 2000, ("gw-a", "gw-b"), False),  # a refill's last mark: all
+        (h + every + 3000, ("gw-a", "gw-b"), True),
+    ]:
+        await service._write(writer, [batch(t, *gateways, outputs=outputs)])  # type: ignore[arg-type]
+    assert [own(k) for k in range(1, 7)] == [
+        {"gw-a": h + 1000}, {}, {"gw-b": h + 3000}, {"gw-a": h + every + 1000},
+        {"gw-a": h + every + 2000, "gw-b": h + every + 2000}, {},
+    ]  # fmt: skip
+    await service._drain(writer)  # type: ignore[arg-type]
+    assert own(7) == {"gw-a": h + every + 3000, "gw-b": h + every + 3000}  # queue empty
+    service._pin("svc", h)
+    await service._write(writer, [batch(h + 3 * HOUR_MS, "gw-a", "gw-b")])  # type: ignore[arg-type]
+    assert own(8) == {"gw-a": h, "gw-b": h}
+
+
+@pytest.mark.anyio
 async def test_a_refused_batch_is_not_kept_and_a_given_up_refill_pins_the_marks() -> None:
     """A batch InfluxDB refused: its progress is not kept (only what was written is), but
     the marks after it are not pinned (a refill would derive the refused data again, and one
@@ -1204,11 +1249,14 @@ async def test_the_horizon_is_the_mark_capped_at_rebuild_s_and_events_stored_by_
         assert service.progress["svc"] == {"through_ms": recent, "analysed_ms": marked.from_ms}
 
 
-def _two_gateway_park() -> Park:
+def _two_gateway_park(*, virtual: bool = False) -> Park:
+    """ma on gw-a, mb on gw-b; ``virtual``: and mv = ma + mb."""
+    mv = {"id": "mv", "utility": "electricity", "formula": "ma + mb", "contracted_demand_kw": 1000}
     return Park.model_validate(
         {"park": "svc", "meters": [
             {"id": "ma", "utility": "electricity", "gateway": "gw-a", "contracted_demand_kw": 1000},
             {"id": "mb", "utility": "electricity", "gateway": "gw-b", "contracted_demand_kw": 1000},
+            *([mv] if virtual else []),
         ]}
     )  # fmt: skip
 
@@ -1347,6 +1395,110 @@ async def test_a_silent_gateways_backlog_peak_is_written_and_published_once_afte
 
 
 @pytest.mark.anyio
+async def test_a_gateway_never_heard_has_its_backlog_written_and_published_once(
+    mqtt_settings: MqttSettings, influx_settings: InfluxSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """gw-b was never heard by the first worker (its edge buffered the whole day); its
+    backlog, a peak 40 to 20 minutes before that worker's mark among it, reaches InfluxDB
+    while no worker runs. The mark is per gateway: gw-b has none, so all of its data is new
+    to the next worker, which writes the peak and its demand blocks and publishes the peak
+    (late), and so the peak of the virtual meter mv = ma + mb (it starts where the earliest
+    of its formula's meters does); gw-a's events, which the first worker wrote, are not
+    written again; nor is anything written again by the worker after."""
+    now_ms = time.time_ns() // 1_000_000 // QUARTER_MS * QUARTER_MS + 7 * 60_000
+    start = now_ms - DAY_MS
+    await _store(influx_settings, _minute_lines("ma", start, now_ms - 60_000))
+    settings = AnalyticsSettings(
+        mqtt=mqtt_settings,
+        influx=influx_settings,
+        rebuild_s=DAY_MS / 1000,
+        history_slice_s=SLICE_MS / 1000,
+        rollups=False,
+    )
+    park = _two_gateway_park(virtual=True)
+    first, first_written, _, _ = await _rebuild(settings, now_ms, monkeypatch, park=park)
+    assert set(first.progress["svc"]) == {"through_ms", "analysed_ms", "analysed_ms@gw-a"}
+    async with InfluxWriter(influx_settings) as writer:
+        await writer.write(
+            _minute_lines("mb", start, now_ms - 40 * 60_000)
+            + _minute_lines("mb", now_ms - 40 * 60_000, now_ms - 20 * 60_000, 1500.0)
+            + _minute_lines("mb", now_ms - 20 * 60_000, now_ms - 60_000)
+            + _minute_lines("ma", now_ms - 60_000, now_ms + 9 * 60_000)
+        )
+    published: list[Event] = []
+    points: list[DerivedPoint] = []
+    service, written, _, _ = await _rebuild(
+        settings, now_ms + 10 * 60_000, monkeypatch, published, points=points, park=park
+    )
+    assert service.horizons["svc"].from_ms >= now_ms - 2 * 60_000  # gw-a's: after the peak
+    for meter in ("mb", "mv"):
+        [peak] = [
+            e
+            for e in written
+            if e.kind == "demand_peak" and e.meter == meter and e.state is State.OPENED
+        ]
+        assert now_ms - 40 * 60_000 <= peak.detected_at_ms < now_ms - 20 * 60_000
+        assert (peak.id, State.OPENED) in [(e.id, e.state) for e in published]
+    blocks = {p.t_ms for p in points if p.measurement == "demand_15m" and p.tags["meter"] == "mb"}
+    assert [t for t in blocks if now_ms - 40 * 60_000 <= t < now_ms - 20 * 60_000]  # the peak's
+    # no message of gw-a's the first worker wrote is written again
+    assert not {_message(e) for e in first_written} & {_message(e) for e in written}
+    _, again, _, _ = await _rebuild(settings, now_ms + 20 * 60_000, monkeypatch, [], park=park)
+    assert not {_message(e) for e in written} & {_message(e) for e in again}
+    keys = [r[1:] for r in await _open_rows(influx_settings)]
+    assert len(keys) == len(set(keys))  # one open event per kind and meter
+
+
+@pytest.mark.anyio
+async def test_a_gateway_first_heard_with_part_of_its_backlog_has_the_rest_written_after(
+    mqtt_settings: MqttSettings, influx_settings: InfluxSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first worker heard gw-a only; part of gw-b's backlog (to 3 h before that worker's
+    mark) came in and a second worker refilled it: its gw-b mark is there, its analysed_ms is
+    the first worker's (marks only go forward). The rest of the backlog, a peak in it, comes
+    in: the third worker starts gw-b's meter at gw-b's own mark, not at analysed_ms, so the
+    peak is written and published (the review's test_probe_gw_join.py)."""
+    now_ms = time.time_ns() // 1_000_000 // QUARTER_MS * QUARTER_MS + 7 * 60_000
+    start = now_ms - DAY_MS
+    await _store(influx_settings, _minute_lines("ma", start, now_ms - 60_000))
+    settings = AnalyticsSettings(
+        mqtt=mqtt_settings,
+        influx=influx_settings,
+        rebuild_s=DAY_MS / 1000,
+        history_slice_s=SLICE_MS / 1000,
+        rollups=False,
+    )
+    park = _two_gateway_park()
+    await _rebuild(settings, now_ms, monkeypatch, park=park)
+    async with InfluxWriter(influx_settings) as writer:
+        await writer.write(
+            _minute_lines("mb", start, now_ms - 3 * HOUR_MS)
+            + _minute_lines("ma", now_ms - 60_000, now_ms + 9 * 60_000)
+        )
+    second, _, _, _ = await _rebuild(settings, now_ms + 10 * 60_000, monkeypatch, [], park=park)
+    assert second.progress["svc"]["analysed_ms@gw-b"] < now_ms - 2 * HOUR_MS
+    assert second.progress["svc"]["analysed_ms"] > now_ms - HOUR_MS
+    async with InfluxWriter(influx_settings) as writer:
+        await writer.write(
+            _minute_lines("mb", now_ms - 3 * HOUR_MS, now_ms - 160 * 60_000)
+            + _minute_lines("mb", now_ms - 160 * 60_000, now_ms - 140 * 60_000, 1500.0)
+            + _minute_lines("mb", now_ms - 140 * 60_000, now_ms + 19 * 60_000)
+            + _minute_lines("ma", now_ms + 9 * 60_000, now_ms + 19 * 60_000)
+        )
+    published: list[Event] = []
+    _, written, _, _ = await _rebuild(
+        settings, now_ms + 20 * 60_000, monkeypatch, published, park=park
+    )
+    [peak] = [
+        e
+        for e in written
+        if e.kind == "demand_peak" and e.meter == "mb" and e.state is State.OPENED
+    ]
+    assert now_ms - 160 * 60_000 <= peak.detected_at_ms < now_ms - 140 * 60_000
+    assert (peak.id, State.OPENED) in [(e.id, e.state) for e in published]
+
+
+@pytest.mark.anyio
 async def test_a_refill_closes_an_event_held_open_that_it_did_not_find_again(
     mqtt_settings: MqttSettings, influx_settings: InfluxSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -1452,8 +1604,12 @@ def test_the_analysed_mark_is_the_slowest_gateways_data_at_most_max_hold_behind(
     through = engine.park_emitted * engine.step_ms
     # gw-b's silence closed its slots (offline: once held max_hold_ms)
     assert through >= t0 + (110 if online else 60 + hold_min - 5) * 60_000
+    each = engine.analysed_by_gateway()
+    assert each is not None
+    assert engine.analysed_ms() == min(each.values())
     if hold_min == 30 and online:
         assert engine.analysed_ms() == min(t0 + 119 * 60_000, through)  # gw-a's
+        assert each["gw-b"] == through  # dead: no hold on its own mark either
     else:
         assert engine.analysed_ms() == max(t0 + 59 * 60_000, through - hold_min * 60_000)
 
@@ -1467,20 +1623,12 @@ async def _open_rows(influx_settings: InfluxSettings) -> list[tuple[str, str, st
     return sorted((r[1], r[2], r[3] or r[4]) for s in found for r in s.values)
 
 
-@pytest.mark.anyio
-@pytest.mark.parametrize("mark_after", [True, False], ids=["carried-on", "closed"])
-async def test_a_stored_event_found_again_at_another_time_is_carried_on_or_closed(
-    mqtt_settings: MqttSettings,
-    influx_settings: InfluxSettings,
-    monkeypatch: pytest.MonkeyPatch,
-    mark_after: bool,
-) -> None:
-    """An earlier worker stored an event open, last updated before its mark, that the
-    rebuild finds again at another ``detected_at`` (another id). Every message of the
-    rebuild's own event before the mark (none written): the stored event is carried on —
-    the engine holds it in its own's place, nothing is written or published. Its opening after
-    the mark (written, published late): the stored one is closed, superseded, at the refill's
-    data time. Either way InfluxDB holds one open event of that kind and meter."""
+async def _eight_of_nine_days(
+    influx_settings: InfluxSettings, mqtt_settings: MqttSettings
+) -> tuple[AnalyticsSettings, int, int]:
+    """Nine days of :func:`_days_of_history` stored, and settings that rebuild their last
+    eight in 6 h slices (no rollups; a quick ticker); the workers' time (off the first five
+    minutes of a slice: the history's last reading is in its slice) and the rebuild's start."""
     real_now = time.time_ns() // 1_000_000
     _, lines = _days_of_history(real_now, 9)
     now_ms = real_now - 300_000 if real_now % SLICE_MS < 300_000 else real_now
@@ -1491,8 +1639,113 @@ async def test_a_stored_event_found_again_at_another_time_is_carried_on_or_close
         rebuild_s=8 * 86_400,
         history_slice_s=SLICE_MS / 1000,
         rollups=False,
+        tick_s=0.2,
     )
-    since = (now_ms - 8 * DAY_MS) // SLICE_MS * SLICE_MS
+    return settings, now_ms, (now_ms - 8 * DAY_MS) // SLICE_MS * SLICE_MS
+
+
+def _mark_line(mark_ms: int) -> str:
+    """An earlier worker's progress mark at ``mark_ms`` (both times; no gateway's own)."""
+    fields = {"through_ms": mark_ms, "analysed_ms": mark_ms}
+    return encode_point("analytics_progress", {"park": "svc"}, fields, mark_ms // HOUR_MS * HOUR_MS)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("updated_after_mark", [False, True])
+async def test_an_event_open_since_before_the_span_is_held_by_a_rebuild(
+    mqtt_settings: MqttSettings,
+    influx_settings: InfluxSettings,
+    monkeypatch: pytest.MonkeyPatch,
+    updated_after_mark: bool,
+) -> None:
+    """A comm_loss open since 40 days, before the rebuild's span: the rebuild can never find
+    it by its id, and its cold engine's silence says nothing, so it is held (left open for
+    the live engine's own of its kind and subject), even when its last update came after the
+    mark (the review's test_probe_before_span.py)."""
+    settings, now_ms, _ = await _eight_of_nine_days(influx_settings, mqtt_settings)
+    found = now_ms - 40 * DAY_MS
+    updated = now_ms - 2 * HOUR_MS if updated_after_mark else found
+    tags = {"park": "svc", "kind": "comm_loss", "family": "meter_fault", "meter": "main"}
+    fields = {
+        "id": "x-old",
+        "state": "updated" if updated_after_mark else "opened",
+        "open": True,
+        "start_ms": found,
+        "updated_ms": updated,
+        "severity": "major",
+        "evidence": '{"kw": 1.0}',
+    }
+    await _store(
+        influx_settings,
+        [
+            encode_point("anomaly", {**tags, "enterprise": "park"}, fields, found),
+            _mark_line(now_ms - 3 * HOUR_MS),
+        ],
+    )
+    published: list[Event] = []
+    service, written, _, _ = await _rebuild(settings, now_ms, monkeypatch, published)
+    assert list(service.horizons["svc"].held) == ["x-old"]
+    assert [e for e in written if e.id == "x-old"] == []
+    assert [e for e in published if e.id == "x-old"] == []
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("before_span", [False, True])
+async def test_an_event_closed_after_its_meter_moved_is_not_closed_again(
+    mqtt_settings: MqttSettings,
+    influx_settings: InfluxSettings,
+    monkeypatch: pytest.MonkeyPatch,
+    before_span: bool,
+) -> None:
+    """An event whose meter changed enterprise while it was open, then closed live: its close
+    went to the new enterprise's point only, the old one's still says open. A refill takes
+    the id as closed (one of its points is): no second close, none published, none held
+    (the review's test_probe_stale_row.py)."""
+    settings, now_ms, _ = await _eight_of_nine_days(influx_settings, mqtt_settings)
+    found = now_ms - (40 * DAY_MS if before_span else 3 * HOUR_MS)
+    tags = {"park": "svc", "kind": "comm_loss", "family": "meter_fault", "meter": "main"}
+    opened: dict[str, float | int | bool | str] = {
+        "id": "x-moved",
+        "start_ms": found,
+        "severity": "major",
+        "evidence": '{"kw": 1.0}',
+        "state": "opened",
+        "open": True,
+        "updated_ms": found,
+    }
+    closed = {**opened, "state": "closed", "open": False, "updated_ms": found + HOUR_MS}
+    await _store(
+        influx_settings,
+        [
+            encode_point("anomaly", {**tags, "enterprise": "old-ent"}, opened, found),
+            encode_point("anomaly", {**tags, "enterprise": "park"}, closed, found),
+            _mark_line(now_ms - 30 * 60_000),
+        ],
+    )
+    published: list[Event] = []
+    service, written, _, _ = await _rebuild(settings, now_ms, monkeypatch, published)
+    assert [e for e in written if e.id == "x-moved"] == []
+    assert [e for e in published if e.id == "x-moved"] == []
+    assert "x-moved" not in service.horizons["svc"].held
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("case", ["carried-on", "closed", "moved"])
+async def test_a_stored_event_found_again_at_another_time_is_carried_on_or_closed(
+    mqtt_settings: MqttSettings,
+    influx_settings: InfluxSettings,
+    monkeypatch: pytest.MonkeyPatch,
+    case: str,
+) -> None:
+    """An earlier worker stored an event open, last updated before its mark, that the
+    rebuild finds again at another ``detected_at`` (another id). Every message of the
+    rebuild's own event before the mark (none written): the stored event is carried on —
+    the engine holds it in its own's place, nothing is written or published. Its opening after
+    the mark (written, published late): the stored one is closed, superseded, at the refill's
+    data time. Stored twice (``moved``: its meter changed enterprise while it was open, a
+    point per enterprise), it has one outcome, not both: closed, over both points. Either way
+    InfluxDB holds one open event of that kind and meter."""
+    settings, now_ms, since = await _eight_of_nine_days(influx_settings, mqtt_settings)
     probe = AnalyticsService(settings, SiteRegistry([small_park()]))
     reference = probe.engines["svc"]
     async with InfluxReader(influx_settings) as reader:
@@ -1511,27 +1764,29 @@ async def test_a_stored_event_found_again_at_another_time_is_carried_on_or_close
         detected_at_ms=found_at,
         updated_at_ms=found_at,
     )
-    mark = now_ms - 30 * 60_000 if mark_after else own.detected_at_ms - 30 * 60_000
+    mark = own.detected_at_ms - 30 * 60_000 if case == "closed" else now_ms - 30 * 60_000
+    moved = [earlier.line("old-ent")] if case == "moved" else []
     await _store(
-        influx_settings,
-        [
-            earlier.line(probe._enterprise("svc", earlier)),
-            encode_point(
-                "analytics_progress", {"park": "svc"},
-                {"through_ms": mark, "analysed_ms": mark}, mark // HOUR_MS * HOUR_MS,
-            ),
-        ],
-    )  # fmt: skip
+        influx_settings, [earlier.line(probe._enterprise("svc", earlier)), *moved, _mark_line(mark)]
+    )
     published: list[Event] = []
     service, written, _, _ = await _rebuild(settings, now_ms, monkeypatch, published)
     assert service.horizons["svc"].from_ms == mark
     engine = service.engines["svc"]
     key = (own.kind, "main")
     mine = [e for e in written if e.id in (own.id, earlier.id)]
-    if mark_after:
+    if case == "carried-on":
         assert engine.events.open[key] == earlier  # carried on: its updates and close are its
         assert mine == []
         assert not [e for e in published if e.id in (own.id, earlier.id)]
+    elif case == "moved":
+        assert engine.events.open[key].id == own.id
+        assert [e.state for e in mine if e.id == earlier.id] == [State.CLOSED]  # one close
+        async with InfluxReader(influx_settings) as reader:
+            [both] = await reader.query(
+                f'SELECT "enterprise", "open" FROM anomaly WHERE "id" = \'{earlier.id}\''
+            )
+        assert sorted(tuple(r[1:]) for r in both.values) == [("old-ent", False), ("park", False)]
     else:
         assert engine.events.open[key].id == own.id
         [close] = [e for e in mine if e.id == earlier.id]
@@ -1547,6 +1802,128 @@ async def test_a_stored_event_found_again_at_another_time_is_carried_on_or_close
     stored_open = await _open_rows(influx_settings)
     assert [r[0] for r in stored_open if r[1:] == key] == [engine.events.open[key].id]
     keys = [r[1:] for r in stored_open]
+    assert len(keys) == len(set(keys))  # one open event per kind and meter
+
+
+async def _lag_gateway_marks(influx_settings: InfluxSettings, at_most_ms: int) -> None:
+    """Every stored gateway field of the marks set back to ``at_most_ms`` at most, as a live
+    worker's throttle (``GATEWAY_MARK_EVERY_MS``) may leave them."""
+    async with InfluxReader(influx_settings) as reader:
+        found = await reader.query("SELECT * FROM analytics_progress")
+    lines = []
+    for series in found:
+        for row in series.values:
+            mark = dict(zip(series.columns, row, strict=True))
+            fields = {
+                k: min(int(v), at_most_ms)
+                for k, v in mark.items()
+                if k.startswith(GATEWAY_MARK) and v is not None
+            }
+            svc = {"park": "svc"}
+            lines.append(encode_point("analytics_progress", svc, fields, int(mark["time"])))
+    async with InfluxWriter(influx_settings) as writer:
+        await writer.write(lines)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "stop", ["clean", "crash", "crash-in-lag", "crash-in-lag-ended", "crash-in-lag-unread"]
+)
+async def test_a_restart_adopts_an_event_stored_under_another_id_and_opens_none_again(
+    mqtt_settings: MqttSettings,
+    influx_settings: InfluxSettings,
+    monkeypatch: pytest.MonkeyPatch,
+    stop: str,
+) -> None:
+    """The first worker stored a peak under another id (found live a minute later). Its
+    gateway's own field lags, as the throttle leaves it: ``clean``, 55 minutes while it runs,
+    then it stops (the last mark, on the way out, carries every gateway's field, its queue
+    empty); ``crash``, a little under GATEWAY_MARK_EVERY_MS after it stopped; ``crash-in-lag``,
+    as ``crash`` with the peak begun 3 minutes before the stop: the next worker finds it after
+    its gateway's mark, within the lag (``-ended``: its own closed in the refill). The next
+    worker takes the stored peak over: it writes and publishes no second ``opened``, no close
+    of it (the re-review's test_other_id.py) — unless the stored open events cannot be read
+    after the refill (``-unread``): its own peak, held back, is then written and published as
+    it stands rather than lost (the stored one, unread, stays open beside it)."""
+    minute = 60_000
+    stop_ms = time.time_ns() // 1_000_000 // SLICE_MS * SLICE_MS - 3 * HOUR_MS + 7 * minute
+    in_lag = stop.startswith("crash-in-lag")
+    onset = stop_ms - (3 if in_lag else 40) * minute
+    start = (stop_ms - 2 * DAY_MS) // DAY_MS * DAY_MS
+    await _store(
+        influx_settings,
+        _minute_lines("main", start, onset)
+        + _minute_lines("main", onset, stop_ms - minute, 1500.0),
+    )
+    settings = AnalyticsSettings(
+        mqtt=mqtt_settings,
+        influx=influx_settings,
+        rebuild_s=DAY_MS / 1000,
+        history_slice_s=SLICE_MS / 1000,
+        rollups=False,
+    )
+
+    async def lagging(service: AnalyticsService) -> None:
+        engine = service.engines["svc"]
+        own = {k: v for k, v in _progress(engine).items() if k.startswith(GATEWAY_MARK)}
+
+        async def written() -> bool:  # the refill's last mark is in
+            return service.outputs.empty() and service.gateways_written.get("svc") == own
+
+        await eventually(written, what="the refill's last mark written")
+        await _lag_gateway_marks(influx_settings, stop_ms - 55 * minute)
+
+    first, first_written, _, _ = await _rebuild(
+        settings, stop_ms, monkeypatch, then=lagging if stop == "clean" else None
+    )
+    if stop != "clean":
+        await _lag_gateway_marks(influx_settings, stop_ms - GATEWAY_MARK_EVERY_MS + minute)
+    [peak] = [e for e in first_written if e.kind == "demand_peak" and e.state is State.OPENED]
+    if in_lag:  # found again after the gateway's mark: within the lag
+        assert peak.detected_at_ms >= stop_ms - GATEWAY_MARK_EVERY_MS + minute
+    found_at = peak.detected_at_ms + minute
+    live = replace(peak, id=Event.make_id("svc", peak.kind, "main", found_at),
+                   detected_at_ms=found_at, updated_at_ms=found_at)  # fmt: skip
+    async with InfluxReader(influx_settings) as reader:
+        await reader.query("DELETE FROM anomaly WHERE kind = 'demand_peak'")
+    async with InfluxWriter(influx_settings) as writer:
+        await writer.write(
+            [
+                live.line(first._enterprise("svc", live)),
+                *_minute_lines(
+                    "main",
+                    stop_ms - minute,
+                    stop_ms + 9 * minute,
+                    300.0 if stop == "crash-in-lag-ended" else 1500.0,
+                ),
+            ]
+        )
+    if stop.endswith("-unread"):
+        import analytics.service as service_module
+
+        async def unread(*_: object) -> list[tuple[Event, str | None]]:
+            raise InfluxError("400: refused")
+
+        monkeypatch.setattr(service_module, "_stored_open", unread)
+    published: list[Event] = []
+    service, written, _, _ = await _rebuild(settings, stop_ms + 10 * minute, monkeypatch, published)
+    peaks = [e for e in written if e.kind == "demand_peak"]
+    if stop.endswith("-unread"):  # the refill's own peak, still open, as without the hold
+        own_id = Event.make_id("svc", peak.kind, "main", peak.detected_at_ms)
+        assert [(e.id, e.state) for e in peaks] == [(own_id, State.OPENED)]
+        assert [e for e in published if e.kind == "demand_peak"] == peaks
+        assert service.engines["svc"].events.open[("demand_peak", "main")].id == own_id
+        return  # the stored one was not read: nothing closes it (an error path's limit)
+    elif stop == "crash-in-lag-ended":  # its own closed in the refill (the block over): so is it
+        block_end = int(peak.evidence["block_start_ms"]) + QUARTER_MS
+        assert peaks == [_superseding_close(live, block_end)]
+        assert [e for e in published if e.kind == "demand_peak"] == peaks
+        assert ("demand_peak", "main") not in service.engines["svc"].events.open
+    else:
+        assert peaks == []
+        assert [e for e in published if e.kind == "demand_peak"] == []
+        assert service.engines["svc"].events.open[("demand_peak", "main")].id == live.id
+    keys = [r[1:] for r in await _open_rows(influx_settings)]
     assert len(keys) == len(set(keys))  # one open event per kind and meter
 
 
@@ -1637,7 +2014,10 @@ async def test_the_horizon_reads_the_stored_events_a_slice_at_a_time(
 ) -> None:
     """The events InfluxDB holds are read a slice (``history_slice_s``) at a time, not a
     park's whole span in one answer; the last slice is open above (a point stamped ahead of
-    the clock is found too), and every event is found once, open or not."""
+    the clock is found too), and every event is found once, open or not. Before the span:
+    the events still open, however old, in one query (one closed is not read), and those the
+    engine holds open (a snapshot's, 30 days old here) by their ids — not a query per day
+    since the oldest."""
     now_ms = time.time_ns() // 1_000_000
     service = AnalyticsService(
         AnalyticsSettings(
@@ -1645,31 +2025,46 @@ async def test_the_horizon_reads_the_stored_events_a_slice_at_a_time(
         ),
         SiteRegistry([small_park()]),
     )
+    engine = service.engines["svc"]
     times = range(now_ms - DAY_MS + 1000, now_ms + HOUR_MS, HOUR_MS)  # the last one ahead
+    old = now_ms - 30 * DAY_MS
+    held = Event(
+        id="snap", kind="baseline_deviation", family=Family.CONSUMPTION, state=State.OPENED,
+        park="svc", meter="main", zone=None, start_ms=old, detected_at_ms=old, end_ms=None,
+        severity=Severity.MINOR, updated_at_ms=old,
+    )  # fmt: skip
+    engine.events.adopt(held)  # as a snapshot holds it: stored closed since (another worker)
     await _store(
         influx_settings,
         [
             encode_point("anomaly", {"park": "svc"}, {"id": f"e{k}", "open": k % 2 == 0}, t)
             for k, t in enumerate(times)
+        ]
+        + [
+            encode_point("anomaly", {"park": "svc"}, {"id": "snap", "open": False}, old),
+            encode_point("anomaly", {"park": "svc"}, {"id": "ancient", "open": True}, old - DAY_MS),
+            encode_point("anomaly", {"park": "svc"}, {"id": "done", "open": False}, old + DAY_MS),
         ],
     )
     statements: list[str] = []
     query = InfluxReader.query
 
     async def spy_query(reader: InfluxReader, statement: str) -> list[Series]:
-        if '"open" FROM "anomaly"' in statement:
+        if '"updated_ms", "open"' in statement:
             statements.append(statement)
         return await query(reader, statement)
 
     monkeypatch.setattr(InfluxReader, "query", spy_query)
     async with InfluxReader(influx_settings) as reader:
-        horizon = await service._horizon(
-            reader, service.engines["svc"], now_ms - DAY_MS, now_ms, now_ms
-        )
-    assert len(statements) == 4  # a day in 6 h slices
+        horizon = await service._horizon(reader, engine, now_ms - DAY_MS, now_ms, now_ms)
+    assert len(statements) == 2 + 4  # before the span: open ones, the engine's; a day in 6 h
     assert "time <" not in statements[-1]
-    assert horizon.stored == {f"e{k}": t for k, t in enumerate(times)}
-    assert horizon.stored_open == {f"e{k}" for k in range(0, len(times), 2)}
+    assert horizon.stored == {f"e{k}": t for k, t in enumerate(times)} | {
+        "snap": old,
+        "ancient": old - DAY_MS,
+    }
+    assert horizon.stored_open == {f"e{k}" for k in range(0, len(times), 2)} | {"ancient"}
+    assert horizon.open_since == old - DAY_MS
 
 
 @pytest.mark.anyio
@@ -1700,7 +2095,7 @@ def _pending(
     horizon = service.horizons["svc"] = Horizon(from_ms=detected_ms - HOUR_MS, marked=True)
     horizon.stored[eid] = updated_ms
     horizon.stored_open.add(eid)
-    horizon.pending[eid] = (event, enterprise)
+    horizon.pending[eid] = (event, [enterprise])
     return event
 
 
@@ -1737,6 +2132,52 @@ def test_the_live_close_of_a_stored_event_found_again_is_kept(
     advanced = Advanced()
     service._against_stored("svc", engine, advanced)
     assert advanced.events == []
+
+
+@pytest.mark.parametrize(
+    ("enterprise", "batch"), [("park", "opened"), ("park", "updated"), ("then", "opened")]
+)
+def test_a_pending_stored_event_is_carried_on_by_the_live_engine_finding_it_at_another_time(
+    mqtt_settings: MqttSettings, influx_settings: InfluxSettings, enterprise: str, batch: str
+) -> None:
+    """The live engine opens an event InfluxDB lacks of the kind and subject of a pending
+    stored one (found at another detected_at): the stored one is carried on in its place, no
+    second ``opened`` — nor any later message of the engine's id, such as an update in the
+    same batch (``updated``: a buffered upload's later slot), whose severity the stored one
+    takes — unless it was stored on another enterprise than its meter's now (``then``): the
+    engine's own is written, and the stored one closed, superseded."""
+    service = AnalyticsService(
+        AnalyticsSettings(mqtt=mqtt_settings, influx=influx_settings), SiteRegistry([small_park()])
+    )
+    engine = service.engines["svc"]
+    d = 1_700_000_000_000 // engine.step_ms * engine.step_ms
+    x = _pending(service, d, d + 30 * 60_000, enterprise)
+    horizon = service.horizons["svc"]
+    found = d + 5 * 60_000
+    engine.park_emitted = found // engine.step_ms
+    own = replace(
+        x, id=Event.make_id("svc", x.kind, "main", found), state=State.OPENED,
+        start_ms=found, detected_at_ms=found, updated_at_ms=found,
+    )  # fmt: skip
+    advanced = Advanced(events=[own])
+    latest = own
+    if batch == "updated":
+        severity = next(s for s in Severity if s is not own.severity)
+        latest = own.with_state(State.UPDATED, severity=severity, updated_at_ms=found + 60_000)
+        advanced.events.append(latest)
+        engine.park_emitted = (found + 60_000) // engine.step_ms
+    engine.events.open[(x.kind, x.subject)] = latest
+    service._against_stored("svc", engine, advanced)
+    if enterprise == "park":
+        assert advanced.events == []
+        carried = engine.events.open[(x.kind, x.subject)]
+        assert (carried.id, carried.severity) == (x.id, latest.severity)
+        assert horizon.pending == {}
+    else:
+        superseded = {**x.evidence, "superseded": True}
+        close = x.with_state(State.CLOSED, end_ms=x.updated_at_ms, evidence=superseded)
+        assert advanced.events == [own, close]
+        assert engine.events.open[(x.kind, x.subject)] == own
 
 
 @pytest.mark.anyio
@@ -1808,18 +2249,7 @@ async def test_a_rebuild_closes_a_stored_event_it_does_not_find_only_once_warmed
     rebuild does not find. Detected before the rebuild's engine has warmed (since +
     warmup_s), its silence says nothing (a leak learnt as baseline): the event stays open,
     nothing written or published. Detected after: closed, superseded, published late."""
-    real_now = time.time_ns() // 1_000_000
-    _, lines = _days_of_history(real_now, 9)
-    now_ms = real_now - 300_000 if real_now % SLICE_MS < 300_000 else real_now
-    await _store(influx_settings, lines)
-    settings = AnalyticsSettings(
-        mqtt=mqtt_settings,
-        influx=influx_settings,
-        rebuild_s=8 * 86_400,
-        history_slice_s=SLICE_MS / 1000,
-        rollups=False,
-    )
-    since = (now_ms - 8 * DAY_MS) // SLICE_MS * SLICE_MS
+    settings, now_ms, since = await _eight_of_nine_days(influx_settings, mqtt_settings)
     found = since + int(settings.warmup_s * 1000) + (HOUR_MS if warmed else -HOUR_MS)
     mark = now_ms - 30 * 60_000
     tags = {"park": "svc", "kind": "comm_loss", "family": "meter_fault", "meter": "main"}
@@ -1831,10 +2261,7 @@ async def test_a_rebuild_closes_a_stored_event_it_does_not_find_only_once_warmed
         influx_settings,
         [
             encode_point("anomaly", {**tags, "enterprise": "park"}, fields, found),
-            encode_point(
-                "analytics_progress", {"park": "svc"},
-                {"through_ms": mark, "analysed_ms": mark}, mark // HOUR_MS * HOUR_MS,
-            ),
+            _mark_line(mark),
         ],
     )  # fmt: skip
     published: list[Event] = []
@@ -1853,3 +2280,79 @@ async def test_a_rebuild_closes_a_stored_event_it_does_not_find_only_once_warmed
         assert mine == []
         assert "x-old" in still
         assert not [e for e in published if e.id == "x-old"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("before_span", [False, True], ids=["cold", "before-the-span"])
+async def test_an_event_a_cold_rebuild_left_open_is_closed_when_the_live_engine_opens_its_own(
+    mqtt_settings: MqttSettings,
+    influx_settings: InfluxSettings,
+    monkeypatch: pytest.MonkeyPatch,
+    before_span: bool,
+) -> None:
+    """A stored comm_loss on ``main``, detected before the rebuild's engine warmed (or
+    before the rebuild's span, 40 days ago: read all the same), stays open over the cold
+    engine's silence; once live, the meter falls silent and the engine
+    opens its own comm_loss: the stored one is closed then (superseded, at the new one's
+    detected_at), written and published once, before the new one's opening — InfluxDB holds
+    one open comm_loss on ``main``, the engine's."""
+    settings, now_ms, since = await _eight_of_nine_days(influx_settings, mqtt_settings)
+    found = now_ms - 40 * DAY_MS if before_span else since + int(settings.warmup_s * 1000) - HOUR_MS
+    tags = {"park": "svc", "kind": "comm_loss", "family": "meter_fault", "meter": "main"}
+    fields: dict[str, float | int | bool | str] = {
+        "id": "x-old", "state": "opened", "open": True, "start_ms": found,
+        "updated_ms": found, "severity": "major", "evidence": '{"kw": 1.0}',
+    }  # fmt: skip
+    await _store(
+        influx_settings,
+        [
+            encode_point("anomaly", {**tags, "enterprise": "park"}, fields, found),
+            _mark_line(now_ms - 30 * 60_000),
+        ],
+    )
+    alerts: list[tuple[str, str]] = []
+
+    async def watch(client: aiomqtt.Client) -> None:
+        async for m in client.messages:
+            doc = orjson.loads(bytes(m.payload))
+            alerts.append((doc["id"], doc["state"]))
+
+    own: list[Event] = []
+
+    async def silent(service: AnalyticsService) -> None:
+        engine = service.engines["svc"]
+        assert "x-old" in service.horizons["svc"].held  # left open by the refill
+        time.time = lambda: (now_ms + 3 * HOUR_MS) / 1000  # undone with _rebuild's patch
+
+        async def opened() -> bool:
+            own[:] = [e for e in engine.events.open.values() if e.kind == "comm_loss"]
+            return bool(own)
+
+        await eventually(opened, 20, "the live engine's comm_loss")
+
+        async def closed() -> bool:
+            return ("x-old", "closed") in alerts
+
+        await eventually(closed, 20, "the stored comm_loss's close")
+        await asyncio.sleep(0.5)  # time for a second one it should not publish
+
+    async with mqtt.client(mqtt_settings, "held-watcher") as watcher:
+        await watcher.subscribe("pw/v1/svc/alerts/#", qos=1)
+        async with background(watch(watcher)):
+            service, written, _, _ = await _rebuild(settings, now_ms, monkeypatch, [], then=silent)
+    [mine] = own
+    assert mine.id != "x-old"
+    closes = [e for e in written if e.id == "x-old"]
+    assert [(e.state, e.end_ms, e.evidence) for e in closes] == [
+        (State.CLOSED, mine.detected_at_ms, {"kw": 1.0, "superseded": True})
+    ]
+    assert [a for a in alerts if a[0] == "x-old"] == [("x-old", "closed")]
+    assert alerts.index(("x-old", "closed")) < alerts.index((mine.id, "opened"))
+    assert service.horizons["svc"].held == {}
+
+    async def settled() -> bool:  # the close and the opening are written
+        return [r for r in await _open_rows(influx_settings) if r[1] == "comm_loss"] == [
+            (mine.id, "comm_loss", "main")
+        ]
+
+    await eventually(settled, 10, "InfluxDB's one open comm_loss")

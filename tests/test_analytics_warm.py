@@ -154,3 +154,26 @@ def test_only_the_services_entry_point_sets_the_allocator_to_keep_freed_memory(
     calls.clear()
     asyncio.run(service.run_analytics(cast(AnalyticsSettings, SimpleNamespace(sites=[]))))
     assert calls == ["keep_freed_memory", "service", "run(freeze_gc=True)"]
+
+
+def test_pruning_removes_only_the_other_kernel_caches(tmp_path: Path) -> None:
+    """Beside the current cache, only folders named ``kernels-`` and 16 hex digits go: not
+    another program's folder in a shared ``NUMBA_CACHE_DIR``, a file, or a link's target."""
+    current = tmp_path / "kernels-00112233aabbccdd"
+    old = [tmp_path / "kernels-0123456789abcdef", tmp_path / "kernels-fedcba9876543210"]
+    kept = [tmp_path / "kernels-old", tmp_path / "kernels-0123456789ABCDEF", tmp_path / "other"]
+    outside = tmp_path.parent / f"{tmp_path.name}-outside"
+    for folder in [current, *old, *kept, outside]:
+        (folder / "kernels_1234").mkdir(parents=True)
+        (folder / "kernels_1234" / "feeding.route_readings-10.py311.nbi").write_bytes(b"x")
+    (tmp_path / "kernels-aaaaaaaaaaaaaaaa").write_bytes(b"a file")
+    (tmp_path / "kernels-bbbbbbbbbbbbbbbb").symlink_to(outside)
+
+    assert sorted(warm.prune_kernel_caches(current)) == old
+    others = ["kernels-aaaaaaaaaaaaaaaa", "kernels-bbbbbbbbbbbbbbbb"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [current.name, *(p.name for p in kept), *others]
+    )
+    assert (outside / "kernels_1234").is_dir()
+    assert (current / "kernels_1234").is_dir()
+    assert warm.prune_kernel_caches(tmp_path / "missing" / "kernels-00112233aabbccdd") == []

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Sequence
+from dataclasses import replace
 from functools import cache
 from typing import Any
 
@@ -223,6 +224,22 @@ def test_any_chunking_gives_the_same_findings(case: Any, sizes: list[int]) -> No
     whole = _feed(_new(cls, series), block, [block.slots])
     chunked = _feed(_new(cls, series), block, sizes)
     assert _comparable(chunked) == _comparable(whole)
+
+
+@pytest.mark.parametrize("cls", [d for d in DETECTORS if d.values_only], ids=lambda d: d.name)
+def test_a_values_only_detector_reads_nothing_but_values(cls: type[Detector]) -> None:
+    """The engine hands a ``values_only`` detector empty ``count``, ``low`` and ``high`` (they
+    are not copied for it): with them empty it finds and writes what it does with them."""
+    said = 0
+    for series, group in _instances(cls):
+        block = _block(series, group, DAYS_OF.get(cls.name, DAYS))
+        empty = np.zeros((0, 0))
+        bare = replace(block, count=empty.astype(np.int32), low=empty, high=empty)
+        full, values = _new(cls, series).update(block), _new(cls, series).update(bare)
+        assert _comparable(values.findings) == _comparable(full.findings)
+        assert repr(values.points) == repr(full.points)
+        said += len(full.findings) + len(full.points)
+    assert said
 
 
 def test_state_survives_snapshot_and_restore(case: Any) -> None:

@@ -237,9 +237,25 @@ def test_a_stale_build_without_the_join_leaves_it_to_python(
     for name in hotpath._NAMES:
         if name != "join_lines":
             setattr(stale, name, getattr(_hotpath, name))
+    stale.SCAN_RUN_VERSION = _hotpath.SCAN_RUN_VERSION  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "parkwatch._hotpath", stale)
     monkeypatch.setattr(parkwatch, "_hotpath", stale)
     found = hotpath._compiled()
     assert "join_lines" not in found
     assert set(found) == set(hotpath._NAMES) - {"join_lines"}
     assert len(found) < len(hotpath._NAMES)  # COMPILED would be False
+
+
+def test_a_build_whose_scan_run_predates_the_tracker_leaves_the_loop_to_python(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A build older than scan_run's tracker argument (no ``SCAN_RUN_VERSION``): its
+    scan_run would refuse ingest's arguments, so ingest's loop runs in Python, the other
+    functions compiled."""
+    stale = types.ModuleType("parkwatch._hotpath")
+    for name in hotpath._NAMES:
+        setattr(stale, name, getattr(_hotpath, name))
+    monkeypatch.setitem(sys.modules, "parkwatch._hotpath", stale)
+    monkeypatch.setattr(parkwatch, "_hotpath", stale)
+    found = hotpath._compiled()
+    assert set(found) == set(hotpath._NAMES) - {"scan_run"}

@@ -3,15 +3,25 @@ plain, obviously right references: the hot path may be fast only if it stays exa
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+import shutil
 import warnings
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pytest
+from numba.core.registry import CPUDispatcher
 
 from analytics.detectors.meter_faults import word_swapped
 from analytics.engine.slots import SlotArrays
-from analytics.kernels.feeding import route_readings
+from analytics.kernels.clocks import feed_clocks
+from analytics.kernels.common import CACHE_DIR, CACHE_PREFIX, KERNELS, sources_digest
+from analytics.kernels.feeding import add_one_per_cell, merge_rows, route_readings, table_cells
 from analytics.kernels.meter_faults import (
+    _silence_limit,
     counter_scan,
     stuck_meters,
     stuck_runs,
@@ -329,3 +339,119 @@ def test_routing_takes_every_reading_to_its_slot_whatever_the_order_of_times() -
         if mine.any():
             assert (first[tb], last[tb]) == (want[mine].min(), want[mine].max())
     assert ahead_n.sum() == (live & (want >= 3)).sum()
+
+
+def _flats(cells: SlotArrays) -> list[npt.NDArray[Any]]:
+    """``cells.flats()`` as a list of arrays (its tuple's types differ)."""
+    return list(cells.flats())
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_merge_rows_merges_what_table_cells_then_add_one_per_cell_merge(shared: bool) -> None:
+    """``merge_rows`` (a table's rows merged straight from the rows) against the two kernels
+    it fuses: the same buffers to the bit (NaN readings, duplicates of the newest time, cells
+    new and old), the same duplicates at the same rows; with two readings in one cell, both
+    refuse and change nothing."""
+    rng = np.random.default_rng(11)
+    rows, slots, base = 7, 5, 100
+    merged = [SlotArrays.empty(rows, 0).widened(2, slots) for _ in range(2)]
+    for cells in merged:
+        cells.dropped(1)  # head 1: cells are (head + slot − base) · rows + row
+    for ref, fused in zip(_flats(merged[0]), _flats(merged[1]), strict=True):
+        fused[:] = ref  # the same bytes in the cells never filled (Columns.STALE) too
+    n_series = 9
+    series_row = rng.integers(0, rows, size=n_series).astype(np.int64)
+    series_row[:rows] = np.arange(rows)  # series 0..6 each a row of their own
+    dups = 0
+    for round_ in range(6):
+        n = 40
+        series = rng.integers(0, n_series, size=n).astype(np.int64)
+        t_ms = rng.integers(base, base + slots, size=n).astype(np.int64) * 60_000
+        t_ms += rng.integers(0, 3, size=n) * 20_000
+        value = rng.normal(size=n)
+        value[rng.random(n) < 0.1] = np.nan
+        slot = t_ms // 60_000
+        # one reading per cell, some of them at the time already in the cell
+        keys = series_row[series] * 1000 + slot
+        _, first = np.unique(keys, return_index=True)
+        where = np.sort(first).astype(np.int64)
+        if shared:
+            where = np.r_[where, where[:1]]  # the first cell twice
+        flats = [_flats(cells) for cells in merged]
+        before = [[f.copy() for f in fl] for fl in flats]
+        cells = merged[0]
+        cell, t, v = table_cells(where, series, t_ms, value, slot, series_row, base, rows,
+                                 cells.head)  # fmt: skip
+        dup_ref = np.zeros(where.size, dtype=bool)
+        ok_ref = add_one_per_cell(cell, t, v, *flats[0], dup_ref)
+        dup = np.zeros(n, dtype=bool)
+        ok = merge_rows(where, series, t_ms, value, slot, series_row, base, rows,
+                        merged[1].head, *flats[1], dup)  # fmt: skip
+        assert ok == ok_ref == (not shared)
+        for a, b, old in zip(flats[0], flats[1], before[1], strict=True):
+            np.testing.assert_array_equal(a.view(np.uint8), b.view(np.uint8), str(round_))
+            if shared:
+                np.testing.assert_array_equal(b.view(np.uint8), old.view(np.uint8))
+        want = np.zeros(n, dtype=bool)
+        want[where[dup_ref]] = True
+        np.testing.assert_array_equal(dup, want)
+        dups += int(dup.sum())
+    if not shared:
+        assert merged[1].count.sum() > 0
+        assert dups > 0  # the time already in a cell met again
+
+
+def test_silence_limit_skips_the_division_only_where_it_cannot_matter() -> None:
+    """``_silence_limit``'s integer shortcut (three mean gaps at most ``silence_slots`` − 1:
+    no division) against the float formula it stands for, at and around the shortcut's edge
+    and with the spread term on and off."""
+    checked = 0
+    for silence_slots in (1, 2, 5, 10, 60):
+        for count in range(0, 400, 7):
+            gaps = max(count - 1, 1)
+            edge = (silence_slots - 1) * gaps // 3
+            for spanned in {0, 1, gaps, edge - 1, edge, edge + 1, edge + 2, 5 * gaps}:
+                for n, ew_mean, ew_sq in ((0, 0.0, 0.0), (12, 1.0, 1.0), (12, 3.0, 40.0)):
+                    limit = float(silence_slots)
+                    if count > 1:
+                        limit = max(limit, np.ceil(3 * (spanned / gaps)))
+                        var = ew_sq - ew_mean * ew_mean
+                        if n >= 10 and 9.0 * var > 4 * ew_mean * ew_mean:
+                            limit = max(limit, np.ceil(ew_mean + 3.0 * np.sqrt(var)))
+                    got = _silence_limit(count, spanned, n, ew_mean, ew_sq, silence_slots, 3.0, 10)
+                    assert got == limit, (silence_slots, count, spanned, n)
+                    checked += 1
+    assert checked > 1000
+
+
+def test_the_kernels_cache_folder_is_named_by_all_their_sources(tmp_path: Path) -> None:
+    """numba checks a cached kernel against its own file only, while a helper from another
+    kernel file is compiled into it: the cache folder's name changes with any kernel file's
+    bytes, and every kernel is cached in it."""
+    copy = tmp_path / "kernels"
+    copy.mkdir()
+    for path in KERNELS.glob("*.py"):
+        shutil.copy(path, copy / path.name)
+    assert (
+        CACHE_DIR.name
+        == CACHE_PREFIX + sources_digest(KERNELS)
+        == CACHE_PREFIX + sources_digest(copy)
+    )
+    seen = {sources_digest(copy)}
+    for name in ("feeding.py", "common.py", "clocks.py"):
+        source = copy / name
+        source.write_bytes(source.read_bytes() + b"\n")  # a blank line: no other change
+        seen.add(sources_digest(copy))
+    (copy / "notes.txt").write_text("not a kernel")
+    seen.add(sources_digest(copy))
+    assert len(seen) == 4  # each edit a new name; the non-Python file none
+
+    dispatchers = [
+        d
+        for m in pkgutil.iter_modules([str(KERNELS)])
+        for d in vars(importlib.import_module(f"analytics.kernels.{m.name}")).values()
+        if isinstance(d, CPUDispatcher)
+    ]
+    assert any(d is feed_clocks for d in dispatchers)
+    for d in dispatchers:
+        assert Path(d._cache._cache_path).is_relative_to(CACHE_DIR)

@@ -744,7 +744,9 @@ def test_a_blind_decision_is_dropped_at_its_limit() -> None:
     assert detector.flat_from[0] == limit
 
 
-def _blind_case(gap: bool, days: float = 6.0, repaired_h: int | None = None) -> tuple[Park, Any]:
+def _blind_case(
+    gap: bool, days: float = 6.0, repaired_h: int | None = None, extra: list[Fault] | None = None
+) -> tuple[Park, Any]:
     """Seed 2's demo park, 6 days from the first Thursday, the steelworks intake reading 92 %
     from the first Saturday 22:00 (hour 70): its district stands out, the intake stands out
     too but nothing can settle it yet: "blind" (review of cold16). With ``gap``, the
@@ -755,8 +757,9 @@ def _blind_case(gap: bool, days: float = 6.0, repaired_h: int | None = None) -> 
     Sunday and judged against every kept day. The intake's fault lasts past the ``days``
     replayed, or ends ``repaired_h`` hours after the Thursday's midnight. The scenario is
     tuned (one particular 1-h gap keeps the rule off): if it stops pooling, rebuild the
-    scenario — do not loosen the tests' asserts."""
+    scenario — do not loosen the tests' asserts. ``extra``: more faults on top."""
     faults = [
+        *(extra or []),
         Fault(
             FaultKind.METER_UNDER_REGISTRATION,
             FIRST_THURSDAY_MS + 70 * 3_600_000,
@@ -764,7 +767,7 @@ def _blind_case(gap: bool, days: float = 6.0, repaired_h: int | None = None) -> 
             + (int((days + 1) * 86_400_000) if repaired_h is None else repaired_h * 3_600_000),
             meter="steelco-water",
             magnitude=0.92,
-        )
+        ),
     ]
     if gap:
         at = FIRST_THURSDAY_MS + 34 * 3_600_000
@@ -783,10 +786,13 @@ def _blind_replay(
     monkeypatch: pytest.MonkeyPatch,
     days: float = 6.0,
     repaired_h: int | None = None,
+    points: list[Any] | None = None,
+    extra: list[Fault] | None = None,
 ) -> tuple[list[Any], list[Any], list[tuple[int, str, bool, bool]], ZoneLeaks]:
     """The blind case replayed: its events, the drops marked on balance points, the
     district's verdicts (local hour since the first Thursday, verdict, judged on pooled
-    hours, judged against every kind's days) and the detector as it ended."""
+    hours, judged against every kind's days) and the detector as it ended; every derived
+    point goes to ``points`` when given."""
     verdicts: list[tuple[int, str, bool, bool]] = []
     explain = ZoneLeaks._explain
     first = _local_hour(FIRST_THURSDAY_MS)
@@ -799,9 +805,9 @@ def _blind_replay(
         return verdict
 
     monkeypatch.setattr(ZoneLeaks, "_explain", recording)
-    park, rows = _blind_case(gap, days, repaired_h)
+    park, rows = _blind_case(gap, days, repaired_h, extra)
     engine = ParkEngine(park, [ZoneLeaks])
-    points: list[Any] = []
+    points = [] if points is None else points
     report = replay(engine, rows, on_advance=lambda adv: points.extend(adv.points))
     monkeypatch.setattr(ZoneLeaks, "_explain", explain)
     dropped = [p for p in points if p.fields.get("blind_dropped")]
@@ -894,6 +900,78 @@ def test_a_dropped_blind_decisions_meter_fault_closes_after_its_repair(
     repair_ms = FIRST_THURSDAY_MS + 130 * 3_600_000
     close_ms = leaks.LeakParams().close_h * 3_600_000
     assert repair_ms + close_ms <= end_ms <= repair_ms + close_ms + 2 * 3_600_000
+
+
+def test_a_meter_fault_open_past_the_baselines_days_is_judged_and_closes_at_its_repair(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same case run 30 days, the intake reading low from 70 h to its repair at 700 h
+    (over 26 days; its event open from 122 h, longer than the 21 days the baselines keep):
+    the district is judged every workday to the repair, the event stays open while the
+    fault lasts and closes ``close_h`` hours after it, no leak anywhere. An open meter
+    fault's hours were never learnt, so past the ring's days its district had no baseline —
+    no hour judged after day 28, the event open for good — until they were learnt net of
+    what the meter loses (``ZoneLeaks._learn_meter_fault``)."""
+    points: list[Any] = []
+    repair_h = 700
+    events, dropped, _, _ = _blind_replay(
+        True, monkeypatch, days=30.0, repaired_h=repair_h, points=points
+    )
+    assert len(dropped) == 1
+    assert [(e.kind, e.meter) for e in events] == [("meter_under_registration", "steelco-water")]
+    day_ms = 86_400_000
+    judged_days = {
+        (p.t_ms - FIRST_THURSDAY_MS) // day_ms
+        for p in points
+        if p.tags.get("zone") == "water-d1" and "score" in p.fields
+    }
+    # (its rest days have no baseline of their own: the fault began on the first weekend)
+    workdays = {d for d in range(4, repair_h // 24 + 1) if d % 7 not in (2, 3)}
+    assert workdays <= judged_days
+    end_ms = events[0].end_ms
+    assert end_ms is not None
+    repair_ms = FIRST_THURSDAY_MS + repair_h * 3_600_000
+    close_ms = leaks.LeakParams().close_h * 3_600_000
+    assert repair_ms + close_ms <= end_ms <= repair_ms + close_ms + 2 * 3_600_000
+
+
+def test_a_works_fed_by_an_intake_reading_low_learns_no_leak_from_its_repair(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same case, the intake repaired at 200 h: its event closes ``close_h`` hours after,
+    and steelco's own pipes, fed by the intake, are no leak. They had learnt its low
+    readings as their normal over the fault's days, so the repair read as 3.6 m³/h more:
+    a leak of steelco's pipes at 268 h — until the hours of every zone the faulty meter
+    enters were learnt corrected by what it loses (``ZoneLeaks._start_meter_fault``)."""
+    events, dropped, _, _ = _blind_replay(True, monkeypatch, days=14.0, repaired_h=200)
+    assert len(dropped) == 1
+    assert [(e.kind, e.meter) for e in events] == [("meter_under_registration", "steelco-water")]
+    end_ms = events[0].end_ms
+    assert end_ms is not None
+    repair_ms = FIRST_THURSDAY_MS + 200 * 3_600_000
+    close_ms = leaks.LeakParams().close_h * 3_600_000
+    assert repair_ms + close_ms <= end_ms <= repair_ms + close_ms + 2 * 3_600_000
+
+
+def test_a_burst_of_the_works_fed_by_an_intake_reading_low_is_a_burst(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same case, the intake's fault never repaired, and a 5 m³/h burst of steelco's own
+    pipes at 400 h: a burst, found within 3 h. Those pipes learnt their hours corrected by
+    what the intake loses, but were judged raw, so they sat that much under their baseline:
+    the burst was a leak 24 h late at 0.8 m³/h — until they were judged on the same
+    corrected balance (``ZoneLeaks._meter_corrections``)."""
+    burst_ms = FIRST_THURSDAY_MS + 400 * 3_600_000
+    burst = Fault(FaultKind.WATER_BURST, burst_ms, None, zone="steelco-water", magnitude=5.0)
+    events, _, _, _ = _blind_replay(True, monkeypatch, days=18.0, extra=[burst])
+    assert [(e.kind, e.meter or e.zone) for e in events] == [
+        ("meter_under_registration", "steelco-water"),
+        ("water_burst", "steelco-water"),
+    ]
+    assert events[0].end_ms is None  # (the fault lasts)
+    assert burst_ms <= events[1].detected_at_ms <= burst_ms + 3 * 3_600_000
+    assert events[1].estimate is not None
+    assert 4.0 <= events[1].estimate.value <= 6.0
 
 
 @pytest.mark.parametrize("gap", [True, False], ids=["pooled-drop", "alike-meter"])

@@ -202,6 +202,7 @@ class BaselineDetector(Detector):
     scope: ClassVar[Scope] = Scope.METER
     needs: ClassVar[Needs] = Needs(quantities=())
     row_subsets: ClassVar[bool] = True  # rows are independent: one instance per park
+    values_only: ClassVar[bool] = True  # its kernel reads values alone
 
     @classmethod
     def select(cls, ctx: ParkContext) -> list[SeriesKey]:

@@ -115,6 +115,7 @@ class WasteHeat(Detector):
     kinds: ClassVar[tuple[str, ...]] = KINDS
     scope: ClassVar[Scope] = Scope.PARK
     needs: ClassVar[Needs] = Needs(("steam_th", "t_flue_c", "flow_m3h", "t_supply_c"))
+    values_only: ClassVar[bool] = True  # hourly means of the values alone
 
     @classmethod
     def select(cls, ctx: ParkContext) -> list[SeriesKey]:

@@ -323,6 +323,10 @@ class Detector(ABC):
     # then hand it views of the shared block, laid out slot-major like the window store's
     # tables; the others get C-contiguous arrays
     any_layout: ClassVar[bool] = False
+    # a detector that reads its blocks' ``values`` alone: the engine then copies only them
+    # out of the shared block, and ``count``, ``low`` and ``high`` come empty (0 × 0), so
+    # a read of them fails loudly rather than silently
+    values_only: ClassVar[bool] = False
 
     def __init__(
         self,

@@ -47,6 +47,7 @@ from analytics.kernels.block import gather_block
 from analytics.kernels.clocks import NONE, feed_clocks
 from analytics.kernels.feeding import (
     add_transport,
+    merge_rows,
     route_readings,
     span_bounds,
     table_cells,
@@ -137,11 +138,18 @@ class _Layout:
 
 
 _Arrays = tuple[FloatArray, npt.NDArray[np.int32], FloatArray, FloatArray]  # a block's
+# route_readings' outputs: slot, late, late_n, ahead_n, first, last, order, offsets
+_Routed = tuple[IntArray, BoolArray, IntArray, IntArray, IntArray, IntArray, IntArray, IntArray]
 
 
 def _read_only(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
     array.flags.writeable = False
     return array
+
+
+# a values-only detector's count, low and high (Detector.values_only): empty, read-only
+_NO_COUNT = _read_only(np.zeros((0, 0), dtype=np.int32))
+_NO_FLOAT = _read_only(np.zeros((0, 0)))
 
 
 def _c_copy(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
@@ -403,8 +411,9 @@ class ParkEngine:
             return Advanced()
         bounds = span_bounds(rows.arrival_ms, self.step_ms)  # the arrival slots' runs
         threshold = np.empty(rows.t_ms.size, dtype=np.int64)
+        routed: _Routed | None = None
         if self.clocks.final_ms is None and not self.clocks.pending:
-            self._walk_compiled(rows, bounds, threshold)
+            routed = self._walk_compiled(rows, bounds, threshold)
         else:  # a seq gap waiting (live batches fed too) or a final time: the walk itself
             self._walk(rows, bounds, threshold)
         return self._store(
@@ -416,6 +425,7 @@ class ParkEngine:
             rows.duplicate,
             threshold,
             whole_batch=False,
+            routed=routed,
         )
 
     def _walk(self, rows: Rows, bounds: IntArray, threshold: IntArray) -> None:
@@ -428,23 +438,31 @@ class ParkEngine:
             threshold[a:b] = self._thresholds(rows.series[a:b])
             self._close()
 
-    def _walk_compiled(self, rows: Rows, bounds: IntArray, threshold: IntArray) -> None:
+    def _walk_compiled(self, rows: Rows, bounds: IntArray, threshold: IntArray) -> _Routed:
         """:meth:`_walk` in one compiled pass (kernels.feed_clocks: its arithmetic in its
         order; a Python loop over the minutes of a stretch was a tenth of the feeding), for
-        clocks without a seq gap waiting or a final time."""
+        clocks without a seq gap waiting or a final time; it routes the rows to their tables
+        in the same pass (``_store``'s routing, while a minute's rows are in cache)."""
         clocks = self.clocks
         clock = np.array([self.now_ms, NONE if self.clock_slot is None else self.clock_slot,
                           NONE if self.park_closed is None else self.park_closed])  # fmt: skip
-        feed_clocks(
+        routed = feed_clocks(
             rows.series, rows.gateway, rows.t_ms, rows.arrival_ms, bounds, self._series_gateway,
             self.step_ms, clocks.rules.max_hold_ms, clocks.rules.silence_ms, clock, self.closed,
             clocks.last_arrival, clocks.online, clocks.online_since, clocks.watermark,
             clocks.newest, clocks.times, clocks.interval, NEVER, UNSET, threshold,
+            rows.duplicate, self._series_table, self._skip_table(), MAX_AHEAD_MS,
+            len(self._tables),
         )  # fmt: skip
         now_ms, clock_slot, park_closed = clock.tolist()
         self.now_ms = now_ms
         self.clock_slot = None if clock_slot == NONE else clock_slot
         self.park_closed = None if park_closed == NONE else park_closed
+        return routed
+
+    def _skip_table(self) -> int:
+        """The table readings are never routed to (the virtual meters', computed): −1, none."""
+        return self._tables.index(VIRTUAL) if VIRTUAL in self.tables else -1
 
     def _thresholds(self, series: IntArray) -> IntArray:
         """Per reading: the first slot still open in its gateway (earlier ones are late). Slots
@@ -492,18 +510,22 @@ class ParkEngine:
         threshold: IntArray,
         *,
         whole_batch: bool,
+        routed: _Routed | None = None,
     ) -> Advanced:
+        """Readings into their tables' slots (``routed``: already routed by the clock walk,
+        as ``route_readings`` would)."""
         out = Advanced()
         dup = duplicate.copy()
-        ahead = (self.now_ms + MAX_AHEAD_MS) // self.step_ms
-        # per table, its fresh readings in their order, straight from the rows in compiled
-        # passes (kernels.route_readings, table_cells: what Table.add does); the rows are
-        # grouped by table once, not scanned whole for every table
-        skip = self._tables.index(VIRTUAL) if VIRTUAL in self.tables else -1
-        slot, late, late_n, ahead_n, first, last, order, offsets = route_readings(
-            series, t_ms, threshold, duplicate, self._series_table, skip, self.step_ms, ahead,
-            len(self._tables),
-        )  # fmt: skip
+        # per table, its fresh readings in their order, merged straight from the rows in
+        # compiled passes (kernels.route_readings, merge_rows: what Table.add does); the rows
+        # are grouped by table once, not scanned whole for every table
+        if routed is None:
+            ahead = (self.now_ms + MAX_AHEAD_MS) // self.step_ms
+            routed = route_readings(
+                series, t_ms, threshold, duplicate, self._series_table, self._skip_table(),
+                self.step_ms, ahead, len(self._tables),
+            )  # fmt: skip
+        slot, late, late_n, ahead_n, first, last, order, offsets = routed
         out.late_readings = int(late_n.sum())
         for tb in np.flatnonzero((late_n > 0) | (ahead_n > 0) | (first <= last)).tolist():
             table = self.tables[self._tables[tb]]
@@ -514,11 +536,15 @@ class ParkEngine:
             table.ensure(int(first[tb]), int(last[tb]))
             assert table.base is not None
             where = order[offsets[tb] : offsets[tb + 1]]
-            cell, t, v = table_cells(
-                where, series, t_ms, value, slot, self._series_row, table.base,
-                table.cells.rows, table.cells.head,
-            )  # fmt: skip
-            dup[where[table.cells.add_cells(cell, t, v)]] = True
+            cells = table.cells
+            if not merge_rows(where, series, t_ms, value, slot, self._series_row, table.base,
+                              cells.rows, cells.head, *cells.flats(), dup):  # fmt: skip
+                # readings sharing a cell (several in a slot): merged sorted, as add_cells does
+                cell, t, v = table_cells(
+                    where, series, t_ms, value, slot, self._series_row, table.base,
+                    cells.rows, cells.head,
+                )  # fmt: skip
+                dup[where[cells.add_cells(cell, t, v)]] = True
         if late.any():
             late_series, late_times = series[late], t_ms[late]
             order = np.lexsort((late_times, late_series))
@@ -697,8 +723,12 @@ class ParkEngine:
             values, count, low, high = v[place], n[place], lo[place], hi[place]
         else:
             # C-contiguous copies, as the detector's numpy code has always had them
-            values, count = _c_copy(v[place]), _c_copy(n[place])
-            low, high = _c_copy(lo[place]), _c_copy(hi[place])
+            values = _c_copy(v[place])
+            if inst.detector.values_only:  # the rest is never read: not copied
+                count, low, high = _NO_COUNT, _NO_FLOAT, _NO_FLOAT
+            else:
+                count = _c_copy(n[place])
+                low, high = _c_copy(lo[place]), _c_copy(hi[place])
         tables = tuple(g.table for g, _, _ in plan.parts)
         span = (key, start, stop, tables)
         transport = self._transports.get(span)
@@ -963,14 +993,25 @@ class ParkEngine:
 
     def analysed_ms(self) -> int | None:
         """The data time up to which the detectors have had every heard gateway's readings
-        (None before the park clock emitted anything): per gateway the older of its watermark
-        (its newest contiguous data) and the end of the slots it emitted — a silent gateway's
-        slots are closed by its silence, not by its data, which may still come (an edge
-        backlog) — the slowest gateway's; but never more than ``max_hold_ms`` behind the park
-        clock's emitted slots, since data that old is late live too (``_thresholds``); and
-        leaving out a gateway silent that long whose status is ``online`` (its slots closed by
-        silence: a dead one would hold the mark a day back for good, and every restart rewrite
-        that day) — an ``offline`` one is buffering at its edge and holds it."""
+        (None before the park clock emitted anything): the slowest of
+        :meth:`analysed_by_gateway` (the park clock's emitted slots when none is heard)."""
+        each = self.analysed_by_gateway()
+        if each is None:
+            return None
+        assert self.park_emitted is not None
+        return min(each.values(), default=self.park_emitted * self.step_ms)
+
+    def analysed_by_gateway(self) -> dict[str, int] | None:
+        """Per gateway heard, the data time up to which the detectors have had its readings
+        (None before the park clock emitted anything): the older of its watermark (its newest
+        contiguous data) and the end of the slots it emitted — a silent gateway's slots are
+        closed by its silence, not by its data, which may still come (an edge backlog); but
+        never more than ``max_hold_ms`` behind the park clock's emitted slots, since data that
+        old is late live too (``_thresholds``), nor past them; a gateway silent that long
+        whose status is ``online`` counts as analysed to the park clock (its slots closed by
+        silence: a dead one would hold the mark a day back for good, and every restart
+        rewrite that day) — an ``offline`` one is buffering at its edge and holds it. A
+        gateway never heard is not in it: none of its data has been analysed."""
         if self.park_emitted is None:
             return None
         through = self.park_emitted * self.step_ms
@@ -978,12 +1019,11 @@ class ParkEngine:
         heard = (self.clocks.last_arrival > NEVER) & (self.emitted > UNSET)
         watermark = self.clocks.watermark
         dead = self.clocks.online & (watermark <= floor) & (self.emitted * self.step_ms > watermark)
-        heard &= ~dead
-        if not heard.any():
-            return through
-        each = np.minimum(watermark[heard], self.emitted[heard] * self.step_ms)
+        each = np.minimum(watermark, self.emitted * self.step_ms)
         # (and no further than the park's own detectors have run)
-        return min(max(int(each.min()), floor), through)
+        each = np.minimum(np.maximum(each, floor), through)
+        each = np.where(dead, through, each)
+        return {self.gateways[g]: int(each[g]) for g in np.flatnonzero(heard).tolist()}
 
     def _forget(self) -> None:
         """Drop slots every consumer has read."""

@@ -12,7 +12,7 @@ broken meter, never as a leak.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC
 from typing import Any
 
@@ -114,11 +114,19 @@ class EventBook:
     def adopt(self, event: Event) -> Event | None:
         """Hold ``event`` (open) in place of the open event of its kind and subject, which is
         returned: a restarted worker carries on the event an earlier worker stored, rather
-        than a second one of the same kind and subject found at another time."""
+        than a second one of the same kind and subject found at another time. It takes the
+        replaced one's severity and estimate (the detectors' view now, which later findings
+        are weighed against), so its next message — an update or its close — carries them;
+        its id, times and evidence stay the stored ones."""
         key = (event.kind, event.subject)
         replaced = self.open.pop(key, None)
         if replaced is not None:
             self._note_fault(replaced, -1)
+            event = replace(
+                event,
+                severity=replaced.severity,
+                estimate=replaced.estimate or event.estimate,
+            )
         self.open[key] = event
         self._note_fault(event, +1)
         return replaced

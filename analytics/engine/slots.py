@@ -190,23 +190,19 @@ class SlotArrays(Columns):
         """Where slot 0 is in the buffers (a flat cell is (head + slot) · rows + row)."""
         return self._head
 
+    def flats(self) -> tuple[FloatArray, npt.NDArray[np.int32], FloatArray, FloatArray, IntArray,
+                             FloatArray]:  # fmt: skip
+        """Every array's whole buffer, flat (cells as at :attr:`head`), in ``FILL``'s order:
+        what the compiled merges write through."""
+        return (self._flat("total"), self._flat("count"), self._flat("low"), self._flat("high"),
+                self._flat("last_t"), self._flat("last_v"))  # fmt: skip
+
     def add_cells(self, cell: IntArray, t_ms: IntArray, value: FloatArray) -> BoolArray:
         """:meth:`add` of readings given by their flat cells (see :attr:`head`)."""
         # at most one reading per cell (the usual batch: one per series and poll cycle): no
         # sort needed, each reading merges into its cell alone, in one compiled pass
         duplicates = np.zeros(cell.size, dtype=bool)
-        if add_one_per_cell(
-            cell,
-            t_ms,
-            value,
-            self._flat("total"),
-            self._flat("count"),
-            self._flat("low"),
-            self._flat("high"),
-            self._flat("last_t"),
-            self._flat("last_v"),
-            duplicates,
-        ):
+        if add_one_per_cell(cell, t_ms, value, *self.flats(), duplicates):
             return duplicates
         # cells still empty start so here (see Columns.STALE)
         flat_last_t = self._flat("last_t")

@@ -7,6 +7,7 @@ import numpy as np
 import numpy.typing as npt
 
 from analytics.kernels.common import _compiled
+from analytics.kernels.feeding import _group_by_table, _no_span, _route_arrays, _route_rows
 
 NONE = np.iinfo(np.int64).min  # a clock's slot not set yet (``feed_clocks``)
 
@@ -149,16 +150,41 @@ def feed_clocks(
     never: int,
     unset: int,
     threshold: npt.NDArray[np.int64],
-) -> None:
+    duplicate: npt.NDArray[np.bool_],
+    series_table: npt.NDArray[np.int64],
+    skip_table: int,
+    max_ahead_ms: int,
+    tables: int,
+) -> tuple[
+    npt.NDArray[np.int64],
+    npt.NDArray[np.bool_],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+]:
     """``ParkEngine.feed_rows``' clock walk over a stretch's arrival slots (``bounds``), in one
     pass: per slot the park clock ticks (closing what is due when it enters a new slot), its
     rows are accounted as batches (``clock_runs``), each row's first open slot is noted
     (``threshold``, as ``_thresholds``) and what is complete closes (``_close``). ``clock``
     holds now_ms, the clock's slot and the park's closed slot (``NONE`` for none yet), in and
-    out."""
+    out. Each row is routed to its table's slot as its first open slot is noted, while the
+    slot's rows are in cache (``feeding.route_readings``' outputs, with the clock ``ahead``
+    of the stretch's end: what the engine's ``_store`` would route after the walk; a pass
+    over every row less)."""
     now_ms = clock[0]
     clock_slot = clock[1]
     park_closed = clock[2]
+    # the park clock at the stretch's end (what _store's ``ahead`` is taken from)
+    now_end = now_ms
+    for c in range(bounds.size - 1):
+        now_end = max(now_end, arrival_ms[bounds[c]])
+    ahead = (now_end + max_ahead_ms) // step_ms
+    n = series.size
+    row_slot, late, late_n, ahead_n, first, last, kept, offsets = _route_arrays(n, tables)
+    span = _no_span()
     for c in range(bounds.size - 1):
         a = bounds[c]
         b = bounds[c + 1]
@@ -175,9 +201,15 @@ def feed_clocks(
         for i in range(a, b):
             g = series_gateway[series[i]]
             threshold[i] = max(closed[g], horizon) if g >= 0 else unset
+        # the slot's rows routed while in cache
+        _route_rows(a, b, series, t_ms, threshold, duplicate, series_table, skip_table, step_ms,
+                    ahead, span, row_slot, late, late_n, ahead_n, first, last, kept,
+                    offsets)  # fmt: skip
         park_closed = _close_slots(clock_slot, step_ms, max_hold_ms, silence_ms, last_arrival,
                                    online, online_since, watermark, interval, closed,
                                    park_closed, never)  # fmt: skip
     clock[0] = now_ms
     clock[1] = clock_slot
     clock[2] = park_closed
+    order = _group_by_table(kept, offsets)
+    return row_slot, late, late_n, ahead_n, first, last, order, offsets

@@ -11,6 +11,75 @@ from analytics.kernels.common import _compiled
 
 
 @_compiled
+def _mark_cells(cell: npt.NDArray[np.int64], count: npt.NDArray[np.int32]) -> bool:
+    """Whether no two readings share a cell; if none does, each cell's count is left marked
+    (negated) for ``_merge_one`` to undo, else every count is as it was."""
+    # each cell's count is negated as it is met: met again while negated, it is shared
+    shared = cell.size
+    for i in range(cell.size):
+        c = cell[i]
+        if count[c] < 0:
+            shared = i
+            break
+        count[c] = -count[c] - 1
+    if shared < cell.size:
+        for i in range(shared):
+            c = cell[i]
+            count[c] = -count[c] - 1
+        return False
+    return True
+
+
+@_compiled
+def _merge_marked(
+    cell: npt.NDArray[np.int64],
+    where: npt.NDArray[np.int64],
+    t_ms: npt.NDArray[np.int64],
+    value: npt.NDArray[np.float64],
+    total: npt.NDArray[np.float64],
+    count: npt.NDArray[np.int32],
+    low: npt.NDArray[np.float64],
+    high: npt.NDArray[np.float64],
+    last_t: npt.NDArray[np.int64],
+    last_v: npt.NDArray[np.float64],
+    duplicate: npt.NDArray[np.bool_],
+) -> None:
+    """Readings ``where`` (their times and values) into their cells ``cell`` marked by
+    ``_mark_cells`` (the marks undone): a reading at the time already in its cell is a
+    duplicate (``duplicate[where[j]]``); the others add to the sum and count, widen the
+    extremes (NaN spreads, as with np.minimum) and become the newest where they are. A cell
+    without a reading yet (count 0) starts empty whatever its other arrays hold. (One call
+    for all the readings: a helper called per reading passes each array as a struct and
+    counts its references, several times the merge's own work.)"""
+    for j in range(cell.size):
+        c = cell[j]
+        i = where[j]
+        t = t_ms[i]
+        count[c] = -count[c] - 1
+        if count[c] == 0:
+            total[c] = 0.0
+            low[c] = np.inf
+            high[c] = -np.inf
+            last_t[c] = np.iinfo(np.int64).min
+            last_v[c] = np.nan
+        elif t == last_t[c]:
+            duplicate[i] = True
+            continue
+        v = value[i]
+        total[c] += v
+        count[c] += 1
+        lo = low[c]
+        if v != v or (lo == lo and v < lo):
+            low[c] = v
+        hi = high[c]
+        if v != v or (hi == hi and v > hi):
+            high[c] = v
+        if t > last_t[c]:
+            last_t[c] = t
+            last_v[c] = v
+
+
+@_compiled
 def add_one_per_cell(
     cell: npt.NDArray[np.int64],
     t_ms: npt.NDArray[np.int64],
@@ -28,45 +97,45 @@ def add_one_per_cell(
     extremes (NaN spreads, as with np.minimum) and become the newest where they are. A cell
     without a reading yet (count 0) starts empty whatever its other arrays hold. Returns
     False, having changed nothing, where two readings do share a cell."""
-    # two readings in a cell? Each cell's count is marked (negated) as it is met; the mark
-    # is undone as the reading merges (each cell is met once then), or at once if one is
-    shared = cell.size
-    for i in range(cell.size):
-        c = cell[i]
-        if count[c] < 0:
-            shared = i
-            break
-        count[c] = -count[c] - 1
-    if shared < cell.size:
-        for i in range(shared):
-            c = cell[i]
-            count[c] = -count[c] - 1
+    if not _mark_cells(cell, count):
         return False
-    for i in range(cell.size):
-        c = cell[i]
-        count[c] = -count[c] - 1
-        t = t_ms[i]
-        if count[c] == 0:
-            total[c] = 0.0
-            low[c] = np.inf
-            high[c] = -np.inf
-            last_t[c] = np.iinfo(np.int64).min
-            last_v[c] = np.nan
-        elif t == last_t[c]:
-            duplicates[i] = True
-            continue
-        v = value[i]
-        total[c] += v
-        count[c] += 1
-        lo = low[c]
-        if v != v or (lo == lo and v < lo):
-            low[c] = v
-        hi = high[c]
-        if v != v or (hi == hi and v > hi):
-            high[c] = v
-        if t > last_t[c]:
-            last_t[c] = t
-            last_v[c] = v
+    every = np.arange(cell.size)
+    _merge_marked(cell, every, t_ms, value, total, count, low, high, last_t, last_v, duplicates)
+    return True
+
+
+@_compiled
+def merge_rows(
+    where: npt.NDArray[np.int64],
+    series: npt.NDArray[np.int64],
+    t_ms: npt.NDArray[np.int64],
+    value: npt.NDArray[np.float64],
+    slot: npt.NDArray[np.int64],
+    series_row: npt.NDArray[np.int64],
+    base: int,
+    rows: int,
+    head: int,
+    total: npt.NDArray[np.float64],
+    count: npt.NDArray[np.int32],
+    low: npt.NDArray[np.float64],
+    high: npt.NDArray[np.float64],
+    last_t: npt.NDArray[np.int64],
+    last_v: npt.NDArray[np.float64],
+    duplicate: npt.NDArray[np.bool_],
+) -> bool:
+    """``table_cells`` then ``add_one_per_cell`` in one kernel: the rows ``where`` of one table
+    merged straight from the rows into its flat buffers, a duplicate marked at its row in
+    ``duplicate`` (the rows' times and values are not copied out first). Returns False,
+    having changed nothing, where two of them share a cell (the caller then merges them as
+    ``SlotArrays.add_cells`` does)."""
+    m = where.size
+    cell = np.empty(m, dtype=np.int64)
+    for j in range(m):
+        i = where[j]
+        cell[j] = (head + (slot[i] - base)) * rows + series_row[series[i]]
+    if not _mark_cells(cell, count):
+        return False
+    _merge_marked(cell, where, t_ms, value, total, count, low, high, last_t, last_v, duplicate)
     return True
 
 
@@ -171,6 +240,115 @@ def add_transport(
 
 
 @_compiled
+def _route_rows(
+    a: int,
+    b: int,
+    series: npt.NDArray[np.int64],
+    t_ms: npt.NDArray[np.int64],
+    threshold: npt.NDArray[np.int64],
+    duplicate: npt.NDArray[np.bool_],
+    series_table: npt.NDArray[np.int64],
+    skip_table: int,
+    step_ms: int,
+    ahead: int,
+    span: npt.NDArray[np.int64],
+    slot: npt.NDArray[np.int64],
+    late: npt.NDArray[np.bool_],
+    late_n: npt.NDArray[np.int64],
+    ahead_n: npt.NDArray[np.int64],
+    first: npt.NDArray[np.int64],
+    last: npt.NDArray[np.int64],
+    kept: npt.NDArray[np.int64],
+    offsets: npt.NDArray[np.int64],
+) -> None:
+    """Rows ``a:b`` routed (``route_readings``): each its slot, and late, refused as ahead, or
+    kept (counted for its table's group). ``span`` carries the slot of the row before and
+    its span from call to call: a poll cycle's readings share a time, so most readings are
+    in it, known without a division (a tenth of the pass). (One call for a range of rows: a
+    helper called per row passes each array as a struct and counts its references, several
+    times the routing's own work.)"""
+    s, s_from, s_to = span[0], span[1], span[2]
+    for i in range(a, b):
+        if duplicate[i]:
+            continue
+        tb = series_table[series[i]]
+        if tb == skip_table:
+            continue
+        t = t_ms[i]
+        if t < s_from or t >= s_to:
+            s = t // step_ms
+            s_from = s * step_ms
+            s_to = s_from + step_ms
+        slot[i] = s
+        is_late = s < threshold[i]
+        is_ahead = s >= ahead
+        if is_late:
+            late[i] = True
+            late_n[tb] += 1
+        if is_ahead:
+            ahead_n[tb] += 1
+        if is_late or is_ahead:
+            continue
+        first[tb] = min(first[tb], s)
+        last[tb] = max(last[tb], s)
+        kept[i] = tb
+        offsets[tb + 1] += 1
+    span[0], span[1], span[2] = s, s_from, s_to
+
+
+@_compiled
+def _route_arrays(
+    n: int, tables: int
+) -> tuple[
+    npt.NDArray[np.int64],
+    npt.NDArray[np.bool_],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+]:
+    """``route_readings``' outputs, empty: slot, late, late_n, ahead_n, first, last, and the
+    kept readings' tables (−1: not kept) and per-table counts (shifted by one)."""
+    return (
+        np.empty(n, dtype=np.int64),
+        np.zeros(n, dtype=np.bool_),
+        np.zeros(tables, dtype=np.int64),
+        np.zeros(tables, dtype=np.int64),
+        np.full(tables, np.iinfo(np.int64).max, dtype=np.int64),
+        np.full(tables, np.iinfo(np.int64).min, dtype=np.int64),
+        np.full(n, -1, dtype=np.int64),
+        np.zeros(tables + 1, dtype=np.int64),
+    )
+
+
+@_compiled
+def _no_span() -> npt.NDArray[np.int64]:
+    """``_route_rows``' carried slot before any row: none (its span empty)."""
+    return np.array([0, np.iinfo(np.int64).max, np.iinfo(np.int64).min], dtype=np.int64)
+
+
+@_compiled
+def _group_by_table(
+    kept: npt.NDArray[np.int64], offsets: npt.NDArray[np.int64]
+) -> npt.NDArray[np.int64]:
+    """The kept readings' positions grouped by table, in their order within each (a counting
+    sort: one pass); ``offsets`` (per-table counts, shifted by one) become the groups' starts."""
+    tables = offsets.size - 1
+    for t in range(tables):
+        offsets[t + 1] += offsets[t]
+    order = np.empty(offsets[tables], dtype=np.int64)
+    fill = offsets[:tables].copy()
+    for i in range(kept.size):
+        tb = kept[i]
+        if tb >= 0:
+            order[fill[tb]] = i
+            fill[tb] += 1
+    return order
+
+
+@_compiled
 def route_readings(
     series: npt.NDArray[np.int64],
     t_ms: npt.NDArray[np.int64],
@@ -196,56 +374,14 @@ def route_readings(
     ``threshold``); per table its late readings, those refused as ``ahead`` of the clock, and
     the first and last slot of the others (first > last: none); and the others' positions
     grouped by table, in their order within each (table ``t``'s are
-    ``order[offsets[t]:offsets[t + 1]]``)."""
+    ``order[offsets[t]:offsets[t + 1]]``). Replay's clock walk (``clocks.feed_clocks``)
+    routes its readings in its own pass, the same way."""
     n = series.size
-    slot = np.empty(n, dtype=np.int64)
-    late = np.zeros(n, dtype=np.bool_)
-    late_n = np.zeros(tables, dtype=np.int64)
-    ahead_n = np.zeros(tables, dtype=np.int64)
-    first = np.full(tables, np.iinfo(np.int64).max, dtype=np.int64)
-    last = np.full(tables, np.iinfo(np.int64).min, dtype=np.int64)
-    kept = np.full(n, -1, dtype=np.int64)
-    offsets = np.zeros(tables + 1, dtype=np.int64)
-    # the slot of the reading before, and its span: a poll cycle's readings share a time, so
-    # most readings are in it, known without a division (a tenth of the pass)
-    s = np.int64(0)
-    s_from = np.iinfo(np.int64).max
-    s_to = np.iinfo(np.int64).min
-    for i in range(n):
-        if duplicate[i]:
-            continue
-        tb = series_table[series[i]]
-        if tb == skip_table:
-            continue
-        t = t_ms[i]
-        if t < s_from or t >= s_to:
-            s = t // step_ms
-            s_from = s * step_ms
-            s_to = s_from + step_ms
-        slot[i] = s
-        is_late = s < threshold[i]
-        is_ahead = s >= ahead
-        if is_late:
-            late[i] = True
-            late_n[tb] += 1
-        if is_ahead:
-            ahead_n[tb] += 1
-        if is_late or is_ahead:
-            continue
-        first[tb] = min(first[tb], s)
-        last[tb] = max(last[tb], s)
-        kept[i] = tb
-        offsets[tb + 1] += 1
-    # the kept readings grouped by table (a counting sort: one pass, order kept within)
-    for t in range(tables):
-        offsets[t + 1] += offsets[t]
-    order = np.empty(offsets[tables], dtype=np.int64)
-    fill = offsets[:tables].copy()
-    for i in range(n):
-        tb = kept[i]
-        if tb >= 0:
-            order[fill[tb]] = i
-            fill[tb] += 1
+    slot, late, late_n, ahead_n, first, last, kept, offsets = _route_arrays(n, tables)
+    span = _no_span()
+    _route_rows(0, n, series, t_ms, threshold, duplicate, series_table, skip_table, step_ms,
+                ahead, span, slot, late, late_n, ahead_n, first, last, kept, offsets)  # fmt: skip
+    order = _group_by_table(kept, offsets)
     return slot, late, late_n, ahead_n, first, last, order, offsets
 
 

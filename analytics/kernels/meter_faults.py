@@ -237,8 +237,12 @@ def _silence_limit(
     limit = float(silence_slots)
     if count > 1:
         gaps = count - 1
-        mean = spanned / gaps
-        limit = max(limit, np.ceil(3 * mean))
+        # worked out after every reading (a tenth of the scan in its division): where three
+        # mean gaps are at most silence_slots − 1 in integers, ceil(3 · mean) in floats is at
+        # most silence_slots (rounding moves it by far less than 1), so the limit stays
+        if 3 * spanned > (silence_slots - 1) * gaps:
+            mean = spanned / gaps
+            limit = max(limit, np.ceil(3 * mean))
         # a random-gap meter (one that reports on change) is judged by the spread of its
         # recent gaps, a regular poller (spread ~0) by three spacings: the square root only
         # where the spread term can be the longer (k·spread > 2·mean), as it seldom is
