@@ -1288,6 +1288,57 @@ def test_a_leaks_estimate_falls_back_to_its_onset_by_hand() -> None:
     assert found.estimate.value == pytest.approx(2.0)
 
 
+def _stepped(detector: ZoneLeaks, step: int, hours: range) -> None:
+    """Zone 0's excess 0 before hour ``step``, 1 in it (a step at its half hour), 2 after."""
+    for hour in hours:
+        level = 0.0 if hour < step else 1.0 if hour == step else 2.0
+        detector.h_excess[0, hour % detector.ring] = level
+
+
+def test_the_step_hour_across_a_gap_by_hand() -> None:
+    """A balance stepped by 2 in the hour of its onset (excess 0, then 1, then 2), the hour
+    before it not read: across the gap its rise is 2 − 0 from the hour before the gap, the
+    most of any hour. Read only from the hour either side it had none, and the step was
+    taken an hour early (its rise 1 − 0 across it), the step's own hour kept in β."""
+    detector = _ring_detector({})
+    noon = 24 * 1004 + 12
+    onset = noon - 4
+    detector.onset[0] = onset
+    _stepped(detector, onset, range(noon - 12, noon + 1))
+    detector.h_excess[0, (onset - 1) % detector.ring] = np.nan
+    assert detector._step_hour(0, noon) == onset
+
+
+def test_the_step_hour_without_a_baseline_by_hand() -> None:
+    """No hour around the onset holds an excess (a first weekend's hours have no baseline):
+    the step is found in the zone's consumption less the median of the same hours on the
+    days before. The four days used 10 + 0.5·h m³/h at local hour h (a morning's rise of
+    0.5 every hour, more than the step's half hour), today the same and 3 more from its
+    step's half hour: rises 3 across the step, 1.5 either side of it, 0 elsewhere."""
+    detector = _ring_detector({})
+    noon = 24 * 1004 + 12
+    step = noon - 3
+    detector.onset[0] = step + 1  # (an onset an hour late)
+    for hour in range(24 * 1000, noon + 1):
+        pos = hour % detector.ring
+        extra = 0.0 if hour < step else 1.5 if hour == step else 3.0
+        detector.h_mean[0, pos] = 10 + 0.5 * (hour % 24) + (extra if hour >= 24 * 1004 else 0)
+        detector.h_excess[0, pos] = np.nan
+    assert detector._step_hour(0, noon) == step
+
+
+def test_the_step_hour_hours_before_its_onset_by_hand() -> None:
+    """A small step's onset lags it (its excess is seen once the CUSUM passes its limit):
+    a step five hours before its onset is still found, the largest rise within
+    ``step_back_h`` (6) hours before it."""
+    detector = _ring_detector({})
+    noon = 24 * 1004 + 12
+    onset = noon - 2
+    detector.onset[0] = onset
+    _stepped(detector, onset - 5, range(noon - 16, noon + 1))
+    assert detector._step_hour(0, noon) == onset - 5
+
+
 def test_a_meters_own_shift_is_widened_for_few_days_by_hand() -> None:
     """Feed A drew 10, 12, 11 and 13 m³/h on the four days kept and 15 today, in each of
     three hours: a change of 15 − 11.5 = 3.5 against residuals ±0.5, ±1.5 (median 1.0, a

@@ -156,6 +156,8 @@ class LeakParams:
     burst_z: float = 6.0  # an hour this far out is a burst (water)
     decide_h: int = 12  # the longest a leak waits for the meter check
     burst_wait_h: int = 3  # …and a burst
+    # the hour a balance stepped in is looked for this far before its onset (``_step_hour``)
+    step_back_h: int = 6
     max_under: float = 0.4  # the most of its flow an under-registering meter loses
     absurd: float = 100.0  # before a range is learnt: an hour past this × a meter's largest is
     # implausible (a word-swapped register reads ×1000 or more; a boiler's workday is 27× its
@@ -2125,19 +2127,42 @@ class ZoneLeaks(Detector):
         return ("wait" if undecided else "leak"), -1, 0.0
 
     def _step_hour(self, zi: int, hour: int) -> int:
-        """The hour the zone's balance stepped in, within three hours of its onset (which
-        may lag it: an excess is seen once it passes a limit): where its excess rose most
-        from the hour before to the hour after; -1 if no such hour is held."""
+        """The hour the zone's balance stepped in, from ``step_back_h`` hours before its onset
+        (which lags it: an excess is seen once it passes a limit, a small one some hours on)
+        to three after: where its level rose most from the hours before to the hours after
+        (``_rise``); -1 if no such hour is held."""
         onset = int(self.onset[zi])
         best, at = -np.inf, -1
-        for h in range(onset - 3, min(onset + 3, hour - 1) + 1):
-            pos, held = self._window(h + 3, 2, 2)  # hours h + 1 and h - 1
-            if not held.all():
-                continue
-            rise = float(self.h_excess[zi, pos[0]] - self.h_excess[zi, pos[1]])
+        for h in range(onset - self.p.step_back_h, min(onset + 3, hour - 1) + 1):
+            rise = self._rise(zi, h)
             if np.isfinite(rise) and rise > best:
                 best, at = rise, h
         return at
+
+    def _rise(self, zi: int, h: int) -> float:
+        """How far zone ``zi``'s level rose across hour ``h``: from the nearest hour before it
+        to the nearest after it (within three, across a gap in the readings) that hold its
+        excess; where none do (a first weekend's hours have no baseline), its consumption
+        less the median of the same local hours on the days before (the day's own rhythm
+        taken out). NaN if neither is held on both sides."""
+        pos, held = self._window(h + 4, 7, 1)  # hours h + 3 down to h - 3
+        ids = h + 3 - np.arange(7)
+        excess = np.where(held, self.h_excess[zi, pos], np.nan)
+        usual = np.full(7, np.nan)
+        for k, at in enumerate(ids.tolist()):
+            wanted = at - 24 * np.arange(1, 8, dtype=np.int64)  # the same hour, 1–7 days back
+            bpos = wanted % self.ring
+            vals = self.h_mean[zi, bpos][self.h_id[bpos] == wanted]
+            vals = vals[np.isfinite(vals)]
+            if vals.size:
+                usual[k] = float(np.median(vals))
+        own = np.where(held, self.h_mean[zi, pos], np.nan) - usual
+        for level in (excess, own):
+            up, down = level[:3][::-1], level[4:]  # h + 1, h + 2, h + 3; h − 1, h − 2, h − 3
+            up, down = up[np.isfinite(up)], down[np.isfinite(down)]
+            if up.size and down.size:
+                return float(up[0] - down[0])
+        return float("nan")
 
     @staticmethod
     def _inflow_unexplained(
