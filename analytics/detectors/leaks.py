@@ -1979,7 +1979,10 @@ class ZoneLeaks(Detector):
                 return "wait", -1, 0.0
             # …and against the hours before weighed to the hours of the day since the onset:
             # a zone's β follows the time of day (a night's hours against days of every hour
-            # read the night, not the fault); ``m_after``: the hours since with such hours
+            # read the night, not the fault); ``m_after``: the hours since with such hours.
+            # ``h_id`` counts the park's wall-clock hours, so these are its local hours of
+            # the day, its shifts' (for a fixed offset, as Shanghai's, UTC's hours shifted;
+            # across a change of clock they stay the shifts' hours, where UTC's would not)
             a_hod = self.h_id[pos] % 24
             b_hod = self.h_id[bpos] % 24
             n_a = np.bincount(a_hod[b_after], minlength=24)
