@@ -645,11 +645,10 @@ def test_a_lively_sub_meter_reading_low_from_the_first_friday_is_its_fault_not_a
 
 def test_a_burst_while_a_sub_meters_beta_stands_out_in_the_first_days_stays_a_burst() -> None:
     """Seed 3, a 7 m³/h burst in the north district from the history's first Sunday 19:32
-    (review of demo19). The chemicals intake's β stands out by chance (18 of its errors),
-    but the district's main's rose by 30 (0.67, of which the intake's rise can account
-    for at most 0.52: second review) and no meter has days of its kind to split the
-    balance by: a burst, no meter fault (a lean on the intake at 688 min, and before it a
-    meter fault at 808 min)."""
+    (review of demo19). Read with the hour the balance stepped in, the chemicals intake's β
+    stood out by chance (18 of its errors: a lean on the intake at 688 min, and before it
+    a meter fault at 808 min); β leaves that hour out, and no meter's β then passes four of
+    its errors: a burst, no meter fault."""
     start = FIRST_THURSDAY_MS + 3 * 86_400_000 + 70_320_000  # 2026-11-08 19:32 local
     burst = Fault(
         FaultKind.WATER_BURST, start, start + 30 * 3_600_000, zone="water-d1", magnitude=7.0
@@ -1310,9 +1309,9 @@ def test_the_step_hour_across_a_gap_by_hand() -> None:
 
 
 def test_the_step_hour_without_a_baseline_by_hand() -> None:
-    """No hour around the onset holds an excess (a first weekend's hours have no baseline):
+    """No hour around the onset holds an excess (a history's first days have no baseline):
     the step is found in the zone's consumption less the median of the same hours on the
-    days before. The four days used 10 + 0.5·h m³/h at local hour h (a morning's rise of
+    days of its kind before. The four days used 10 + 0.5·h m³/h at local hour h (a morning's rise of
     0.5 every hour, more than the step's half hour), today the same and 3 more from its
     step's half hour: rises 3 across the step, 1.5 either side of it, 0 elsewhere."""
     detector = _ring_detector({})
@@ -1337,6 +1336,35 @@ def test_the_step_hour_hours_before_its_onset_by_hand() -> None:
     detector.onset[0] = onset
     _stepped(detector, onset - 5, range(noon - 16, noon + 1))
     assert detector._step_hour(0, noon) == onset - 5
+
+
+def test_the_step_hour_across_a_workdays_end_by_hand() -> None:
+    """A step of 1 at Friday 20:00 (its half hour), seen an hour on; the Friday's hours hold
+    an excess (0, 0.5, then 1), the Saturday's none (a first one: no baseline), and the zone
+    uses 1.5 more on a Saturday (11.5) than on a workday (10). Read against the workdays'
+    medians, the Saturday's hours rose by 2.5, 1.5 across Friday 23:00, more than the true
+    step's 1 (review of demo19's finding 1): each hour is read against days of its own kind.
+    With none before (no Saturday in the ring) the Saturday's hours read nothing; with one a
+    week back, they stood 1 over it, as the Friday's last hours did: no rise at the edge."""
+    detector = _ring_detector({})
+    saturday = 24 * 1005
+    step = saturday - 4
+    for hour in range(24 * 1000, saturday + 6):
+        pos = hour % detector.ring
+        level = 0.0 if hour < step else 0.5 if hour == step else 1.0
+        detector.h_id[pos] = hour
+        detector.h_daytype[pos] = SATURDAY if hour >= saturday else WORKDAY
+        detector.h_mean[0, pos] = 10.0 + level + (1.5 if hour >= saturday else 0.0)
+        detector.h_excess[0, pos] = level if hour < saturday else np.nan
+    detector.onset[0] = step + 1
+    assert detector._step_hour(0, saturday + 5) == step
+    for hod in range(24):  # a Saturday a week back
+        pos = (24 * 998 + hod) % detector.ring
+        detector.h_id[pos] = 24 * 998 + hod
+        detector.h_daytype[pos] = SATURDAY
+        detector.h_mean[0, pos] = 11.5
+    assert detector._rise(0, saturday - 1) == pytest.approx(0.0)
+    assert detector._step_hour(0, saturday + 5) == step
 
 
 def test_a_meters_own_shift_is_widened_for_few_days_by_hand() -> None:

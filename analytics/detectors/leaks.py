@@ -1977,10 +1977,9 @@ class ZoneLeaks(Detector):
             before = before & (self.h_id[bpos] != step)
             if b_after.sum() < 3:
                 return "wait", -1, 0.0
-            # …and, until the hours since the onset cover the day, against the hours before
-            # weighed to their hours of the day: a zone's β follows the time of day (a
-            # night's hours against days of every hour read the night, not the fault);
-            # ``m_after``: the hours since with such hours.
+            # …and against the hours before weighed to their hours of the day: a zone's β
+            # follows the time of day (a night's hours against days of every hour read the
+            # night, not the fault); ``m_after``: the hours since with such hours.
             # ``h_id`` counts the park's wall-clock hours, so these are its local hours of
             # the day, its shifts' (for a fixed offset, as Shanghai's, UTC's hours shifted;
             # across a change of clock they stay the shifts' hours, where UTC's would not)
@@ -1992,10 +1991,8 @@ class ZoneLeaks(Detector):
             weight = np.where(
                 before & (n_a[b_hod] > 0), n_a[b_hod] / np.maximum(n_b[b_hod], 1), 0.0
             )
-            if (n_a > 0).all() or m_after.sum() < 3 or not weight.any():
-                # the hours since cover every hour of the day (they read the day as the
-                # hours before do), or too few hours of the day are matched yet: every hour
-                # before, as they are
+            if m_after.sum() < 3 or not weight.any():
+                # too few hours of the day matched yet: every hour before, as they are
                 m_after, weight = b_after, before.astype(float)
         moved = self._balance_shift(zi, sides, excess)
         if moved is not None:
@@ -2004,10 +2001,6 @@ class ZoneLeaks(Detector):
         undecided = stands_out = False
         standing: list[tuple[int, float]] = []  # meters standing out, and their flows
         moved_n = 0  # outflow meters whose β rose past two of their errors, or moved past four
-        # per inflow meter whose β rose past four of its errors: its rise, errors and
-        # within-hour variance; per outflow meter whose β rose past four: its rise, variance
-        rises: list[tuple[float, float, float]] = []
-        out_rises: list[tuple[float, float]] = []
         DBG.clear()
         for p in pairs.tolist():
             c_after, v_after = self.h_cov[p, pos][m_after], self.h_var[p, pos][m_after]
@@ -2023,10 +2016,11 @@ class ZoneLeaks(Detector):
             if hourly.size < 6:
                 continue
             scatter = 1.4826 * float(np.median(np.abs(hourly - np.median(hourly))))
-            # β's error is the hours since's alone, weighed or not, as it was: counting the
-            # weighed hours before's in too (their effective number) left seed 2's steelco
-            # intake at 92 % from a first Saturday under four of its errors (3.2 with the
-            # Friday's gap, 3.7 without: main's 4.2 and 4.2), a leak of its district
+            # β's error is the hours since's alone, weighed or not, as it was: the limits of
+            # four (blame) and two (wait) errors are calibrated to it. The fuller error, with
+            # the hours before's own counted in, left seed 2's steelco intake at 92 % from a
+            # first Saturday under four (3.2 with the Friday's gap, 3.7 without: main's 4.2
+            # and 4.2), a leak of its district
             se = scatter / float(np.sqrt(m_after.sum()))
             row, sign = int(self.pair_row[p]), float(self.pair_sign[p])
             # an outflow meter reading low adds to the zone (β rises); an inflow one takes away
@@ -2054,15 +2048,8 @@ class ZoneLeaks(Detector):
                     best = (signed / max(se, 1e-12), row, change * -sign)
             elif signed > 2 * se and share > self.accuracy[zi]:
                 undecided = True
-            # either way: an inflow meter's β rising is what a leak looks like (a burst in
-            # water-d1 moved its main's β by 33 of its errors, chemco's intake 4 by chance)
-            # unless an outflow meter reading low explains it (below)
             if sign < 0:
                 moved_n += int(signed > 2 * se or abs(signed) > 4 * se)
-                if signed > 4 * se:
-                    out_rises.append((signed, float(v_after.sum())))
-            elif -signed > 4 * se:
-                rises.append((-signed, se, float(v_after.sum())))
             if signed > 4 * se and share > self.accuracy[zi] and plausible and sign < 0:
                 standing.append((row, flow))  # (only an outflow meter reading low adds)
             if signed > 4 * se and share > self.accuracy[zi] and plausible:
@@ -2081,14 +2068,6 @@ class ZoneLeaks(Detector):
                 undecided,
                 DBG,
             )
-        if sides is None and self._inflow_unexplained(rises, out_rises):
-            # no meter's own days to split the balance by, but the zone's inflow moves with
-            # its hours more than it did, by more than any outflow meter reading low can make
-            # it: what a leak looks like, whatever outflow meter's β stands out by chance (a
-            # 7 m³/h burst in water-d1 from a first Sunday: its main's β up 30 of its errors,
-            # chemco's intake 18 — a meter fault in 5 of 8 seeds; both read with the hour of
-            # the step, which β now leaves out: on seed 3 neither passes four errors since)
-            return "leak", -1, 0.0
         if best is not None and not self._inflow_rose(sides, best[1], excess):
             # the meter's own drop, where the balance leans on it too, is the better estimate
             # (a lively meter's within-hour β understates a step: seed 5's pharmco, 4 % of 14)
@@ -2150,16 +2129,20 @@ class ZoneLeaks(Detector):
         """How far zone ``zi``'s level rose across hour ``h``: from the nearest hour before it
         to the nearest after it (within three, across a gap in the readings) that hold its
         excess; where none do (a first weekend's hours have no baseline), its consumption
-        less the median of the same local hours on the days before (the day's own rhythm
-        taken out). NaN if neither is held on both sides."""
+        less the median of the same local hours on the days before of the same kind (the
+        day's own rhythm taken out, and a rest day's level: a Saturday's hours against
+        workdays' would read its extra use as a step, a larger rise than a true one's on
+        the excess). NaN if neither is held on both sides."""
         pos, held = self._window(h + 4, 7, 1)  # hours h + 3 down to h - 3
         ids = h + 3 - np.arange(7)
         excess = np.where(held, self.h_excess[zi, pos], np.nan)
         usual = np.full(7, np.nan)
+        kinds = self.h_daytype[pos]
         for k, at in enumerate(ids.tolist()):
             wanted = at - 24 * np.arange(1, 8, dtype=np.int64)  # the same hour, 1–7 days back
             bpos = wanted % self.ring
-            vals = self.h_mean[zi, bpos][self.h_id[bpos] == wanted]
+            same = (self.h_id[bpos] == wanted) & (self.h_daytype[bpos] == kinds[k])
+            vals = self.h_mean[zi, bpos][same]
             vals = vals[np.isfinite(vals)]
             if vals.size:
                 usual[k] = float(np.median(vals))
@@ -2170,32 +2153,6 @@ class ZoneLeaks(Detector):
             if up.size and down.size:
                 return float(up[0] - down[0])
         return float("nan")
-
-    @staticmethod
-    def _inflow_unexplained(
-        rises: list[tuple[float, float, float]], out_rises: list[tuple[float, float]]
-    ) -> bool:
-        """Whether an inflow meter's β rose past four of its errors by more than the
-        outflow meters whose β rose can account for. ``rises`` per inflow meter: its rise,
-        error and within-hour variance (summed over the hours since the onset); ``out_rises``
-        per outflow meter: its rise and variance.
-
-        An outflow meter ``x`` reading low leaves ``d·x`` more in the zone's balance ``c``
-        (``d = 1/f − 1``): its own β rises by ``d``, and an inflow ``I``'s by
-        ``d·cov(x, I)/var(I)`` — a lively sub-meter is part of what its inflow carries
-        (chemco's intake at 85 % moved water-d1's main's β past four of its errors: a meter
-        fault, not a leak). That covariance is not kept, but it is at most
-        ``sd(x)·sd(I)`` (Cauchy–Schwarz, on the hours' summed variances too), so the inflow's
-        rise a meter can explain is at most ``d·√(var x / var I)``; only what is left over
-        it, past four of the inflow's errors, is the zone's own (a leak's or a burst's
-        within-hour step moves the inflow and nothing it feeds)."""
-        for rise, se, var in rises:
-            if var <= 0:
-                continue
-            explained = sum(d * np.sqrt(v / var) for d, v in out_rises)
-            if rise - explained > 4 * se:
-                return True
-        return False
 
     def _mirrored(
         self, zi: int, onset: int, after: IntArray, before: IntArray, excess: float
