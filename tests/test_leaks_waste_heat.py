@@ -1338,6 +1338,28 @@ def test_the_step_hour_hours_before_its_onset_by_hand() -> None:
     assert detector._step_hour(0, noon) == onset - 5
 
 
+def test_the_hours_before_are_weighed_to_the_hours_since_by_hand() -> None:
+    """Hours since the onset at 20:00, 21:00 (twice: two days) and 03:00 local; the hours
+    before hold days 1000–1003's 20:00 and 21:00 (4 each) and no 03:00. Each 20:00 before
+    weighs 1/4, each 21:00 2/4, every other hour 0; the 03:00 since has no hour before to
+    match and is left out of β."""
+    a_ids = np.array([24 * 1004 + 20, 24 * 1004 + 21, 24 * 1005 + 21, 24 * 1005 + 3, 24 * 1005])
+    after = np.array([True, True, True, True, False])  # (the last: not read)
+    b_ids = np.array([24 * d + h for d in range(1000, 1004) for h in (19, 20, 21)])
+    before = np.ones(b_ids.size, dtype=bool)
+    m_after, weight = ZoneLeaks._hour_weights(a_ids, after, b_ids, before)
+    assert m_after.tolist() == [True, True, True, False, False]
+    assert weight.tolist() == [0.0, 0.25, 0.5] * 4
+    assert weight.sum() == m_after.sum()  # β's sides weigh alike
+    before[1] = False  # one 20:00 before not read: the other three share its weight
+    assert ZoneLeaks._hour_weights(a_ids, after, b_ids, before)[1][1::3].tolist() == [
+        0.0,
+        1 / 3,
+        1 / 3,
+        1 / 3,
+    ]
+
+
 def test_the_step_hour_across_a_workdays_end_by_hand() -> None:
     """A step of 1 at Friday 20:00 (its half hour), seen an hour on; the Friday's hours hold
     an excess (0, 0.5, then 1), the Saturday's none (a first one: no baseline), and the zone

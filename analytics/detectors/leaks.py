@@ -1983,14 +1983,7 @@ class ZoneLeaks(Detector):
             # ``h_id`` counts the park's wall-clock hours, so these are its local hours of
             # the day, its shifts' (for a fixed offset, as Shanghai's, UTC's hours shifted;
             # across a change of clock they stay the shifts' hours, where UTC's would not)
-            a_hod = self.h_id[pos] % 24
-            b_hod = self.h_id[bpos] % 24
-            n_a = np.bincount(a_hod[b_after], minlength=24)
-            n_b = np.bincount(b_hod[before], minlength=24)
-            m_after = b_after & (n_b[a_hod] > 0)
-            weight = np.where(
-                before & (n_a[b_hod] > 0), n_a[b_hod] / np.maximum(n_b[b_hod], 1), 0.0
-            )
+            m_after, weight = self._hour_weights(self.h_id[pos], b_after, self.h_id[bpos], before)
             if m_after.sum() < 3 or not weight.any():
                 # too few hours of the day matched yet: every hour before, as they are
                 m_after, weight = b_after, before.astype(float)
@@ -2111,6 +2104,20 @@ class ZoneLeaks(Detector):
             # intake at 88 % from the first Sunday: 3.3 of its errors, a leak at 12 h)
             return "blind", -1, 0.0
         return ("wait" if undecided else "leak"), -1, 0.0
+
+    @staticmethod
+    def _hour_weights(
+        a_ids: IntArray, after: BoolArray, b_ids: IntArray, before: BoolArray
+    ) -> tuple[BoolArray, FloatArray]:
+        """The hours since (``after`` of ``a_ids``) whose local hour of the day the hours
+        before hold, and a weight per hour before (``before`` of ``b_ids``): as many of the
+        hours since in its hour of the day as there are, shared among the hours before in
+        it — the hours before then read the day as the hours since do."""
+        a_hod, b_hod = a_ids % 24, b_ids % 24
+        n_a = np.bincount(a_hod[after], minlength=24)
+        n_b = np.bincount(b_hod[before], minlength=24)
+        weight = np.where(before & (n_a[b_hod] > 0), n_a[b_hod] / np.maximum(n_b[b_hod], 1), 0.0)
+        return after & (n_b[a_hod] > 0), weight
 
     def _step_hour(self, zi: int, hour: int) -> int:
         """The hour the zone's balance stepped in, from ``step_back_h`` hours before its onset
