@@ -590,10 +590,10 @@ def test_a_lively_sub_meter_reading_low_in_the_first_days_is_its_fault_not_a_lea
 ) -> None:
     """The chemicals intake reading 85 % from the history's first Saturday 19:30 (hour
     67.5; second review of demo19). Its lively flow, part of what the district's main
-    carries, moves the main's β too ((1 − f)·cov/var: up 0.13 at 6 of its errors), which
-    read alone is what a burst looks like — a water_leak at 16.5 h in every seed. The
-    intake's own β rose 0.29, which can account for up to 0.24 of the main's: its meter
-    fault within a day, no leak."""
+    carries, moves the main's β too ((1 − f)·cov/var: up 0.13 at 6 of its errors, read
+    with the hour of the step), which the second review's rule (an inflow's β rising a
+    leak) read as a water_leak at 16.5 h in every seed; that rule is gone (fix of demo19):
+    its meter fault within a day, no leak."""
     start = FIRST_THURSDAY_MS + 67 * 3_600_000 + 1_800_000
     fault = Fault(
         FaultKind.METER_UNDER_REGISTRATION,
@@ -1309,9 +1309,9 @@ def test_the_step_hour_across_a_gap_by_hand() -> None:
 
 
 def test_the_step_hour_without_a_baseline_by_hand() -> None:
-    """No hour around the onset holds an excess (a history's first days have no baseline):
+    """No hour around the onset holds an excess (a first weekend's hours have no baseline):
     the step is found in the zone's consumption less the median of the same hours on the
-    days of its kind before. The four days used 10 + 0.5·h m³/h at local hour h (a morning's rise of
+    days before. The four days used 10 + 0.5·h m³/h at local hour h (a morning's rise of
     0.5 every hour, more than the step's half hour), today the same and 3 more from its
     step's half hour: rises 3 across the step, 1.5 either side of it, 0 elsewhere."""
     detector = _ring_detector({})
@@ -1358,35 +1358,6 @@ def test_the_hours_before_are_weighed_to_the_hours_since_by_hand() -> None:
         1 / 3,
         1 / 3,
     ]
-
-
-def test_the_step_hour_across_a_workdays_end_by_hand() -> None:
-    """A step of 1 at Friday 20:00 (its half hour), seen an hour on; the Friday's hours hold
-    an excess (0, 0.5, then 1), the Saturday's none (a first one: no baseline), and the zone
-    uses 1.5 more on a Saturday (11.5) than on a workday (10). Read against the workdays'
-    medians, the Saturday's hours rose by 2.5, 1.5 across Friday 23:00, more than the true
-    step's 1 (review of demo19's finding 1): each hour is read against days of its own kind.
-    With none before (no Saturday in the ring) the Saturday's hours read nothing; with one a
-    week back, they stood 1 over it, as the Friday's last hours did: no rise at the edge."""
-    detector = _ring_detector({})
-    saturday = 24 * 1005
-    step = saturday - 4
-    for hour in range(24 * 1000, saturday + 6):
-        pos = hour % detector.ring
-        level = 0.0 if hour < step else 0.5 if hour == step else 1.0
-        detector.h_id[pos] = hour
-        detector.h_daytype[pos] = SATURDAY if hour >= saturday else WORKDAY
-        detector.h_mean[0, pos] = 10.0 + level + (1.5 if hour >= saturday else 0.0)
-        detector.h_excess[0, pos] = level if hour < saturday else np.nan
-    detector.onset[0] = step + 1
-    assert detector._step_hour(0, saturday + 5) == step
-    for hod in range(24):  # a Saturday a week back
-        pos = (24 * 998 + hod) % detector.ring
-        detector.h_id[pos] = 24 * 998 + hod
-        detector.h_daytype[pos] = SATURDAY
-        detector.h_mean[0, pos] = 11.5
-    assert detector._rise(0, saturday - 1) == pytest.approx(0.0)
-    assert detector._step_hour(0, saturday + 5) == step
 
 
 def test_a_meters_own_shift_is_widened_for_few_days_by_hand() -> None:
