@@ -90,6 +90,8 @@ from analytics.engine.contract import (
     ParkContext,
     Scope,
     SeriesKey,
+    copy_state,
+    restore_state,
 )
 from analytics.kernels.baseline import baseline_slots
 from parkwatch.events import Estimate, Family, Severity
@@ -261,13 +263,10 @@ class BaselineDetector(Detector):
     # -- contract -----------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
-        return {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in self.s.items()}
+        return copy_state(self.s)
 
     def restore(self, state: Mapping[str, Any]) -> None:
-        for key, value in state.items():
-            if key not in self.s:
-                raise ValueError(f"unknown baseline state {key!r}")
-            self.s[key] = np.array(value, copy=True) if isinstance(value, np.ndarray) else value
+        restore_state(self.s, state, "baseline")
 
     def update(self, block: Block) -> Output:
         out = Output()

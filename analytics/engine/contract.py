@@ -222,6 +222,19 @@ def _frozen(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
     return array
 
 
+def copy_state(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """A detector's state dict for a snapshot: arrays copied, so the snapshot never aliases."""
+    return {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in fields.items()}
+
+
+def restore_state(fields: dict[str, Any], state: Mapping[str, Any], name: str) -> None:
+    """Load a snapshot into a detector's state dict; a key it does not hold is an error."""
+    for key, value in state.items():
+        if key not in fields:
+            raise ValueError(f"unknown {name} state {key!r}")
+        fields[key] = np.array(value, copy=True) if isinstance(value, np.ndarray) else value
+
+
 @dataclass(frozen=True, slots=True)
 class Finding:
     """An anomaly holds (``active``) or has ended at data time ``at_ms``.
