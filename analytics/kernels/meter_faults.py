@@ -9,6 +9,8 @@ import numpy.typing as npt
 
 from analytics.kernels.common import _compiled, _maximum
 
+STUCK_TILE = 256  # rows of a block ``stuck_meters`` copies into row-major scratch at a time
+
 
 @_compiled
 def _stuck_row(
@@ -155,7 +157,22 @@ def stuck_meters(
     out_of_run = np.zeros((m, slots), dtype=np.bool_)
     tells = np.zeros((m, slots), dtype=np.bool_)
     live[:, :] = False
+    # the block's rows read a tile at a time into row-major scratch: read in place, a row's
+    # slots are one cell in each of 3 × slots slot rows far apart (more streams than the
+    # prefetcher follows); a tile's copy reads each slot row in runs of adjacent cells
+    tile = STUCK_TILE
+    tv = np.empty((tile, slots))
+    tlo = np.empty((tile, slots))
+    thi = np.empty((tile, slots))
     for i in range(rows.size):
+        t = i % tile
+        if t == 0:
+            for k in range(slots):
+                for j in range(min(tile, rows.size - i)):
+                    q = rows[i + j]
+                    tv[j, k] = v[q, k]
+                    tlo[j, k] = low[q, k]
+                    thi[j, k] = high[q, k]
         r = rows[i]
         mi = meter_of[i]
         hc = hist_changed[r]
@@ -170,10 +187,10 @@ def stuck_meters(
             sum_ch += hc[j]
             sum_se += hs[j]
         for k in range(slots):
-            x = v[r, k]
+            x = tv[t, k]
             seen = np.isfinite(x)
             # a slot repeats when its readings are one value, the previous slot's
-            equal = seen and low[r, k] == high[r, k] and x == before
+            equal = seen and tlo[t, k] == thi[t, k] and x == before
             changed = seen and not equal and np.isfinite(before)
             if seen and not equal:
                 run = 0
