@@ -209,11 +209,11 @@ def _stuck_reference(
 
 @pytest.mark.parametrize("slots", [40, 80])
 def test_stuck_meters_judges_what_stuck_runs_and_a_reduction_by_meter_judge(slots: int) -> None:
-    """The meter faults' stuck check per meter in one kernel, in place on the block's rows
-    (slot-major, as the shared block is), against the per-row kernel (also the leaks') and a
-    plain reference that shares no code with them (review: the reference was the kernels'
-    own ``_stuck_row``); blocks shorter and longer than the liveliness window, with more rows
-    than ``stuck_meters`` copies a tile at a time (two whole tiles and a part)."""
+    """The meter faults' stuck check per meter in one kernel, on the block's shared rows
+    (slot-major, as the shared block is; read through row-major tiles), against the per-row kernel
+    (also the leaks') and a plain reference that shares no code with them (review: the reference was
+    the kernels' own ``_stuck_row``); blocks shorter and longer than the liveliness window, with
+    more rows than ``stuck_meters`` copies a tile at a time (two whole tiles and a part)."""
     rng = np.random.default_rng(3)
     n, w = 700, 60
     # values that repeat for long stretches (some zero), rows that keep changing, gaps

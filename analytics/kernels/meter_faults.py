@@ -36,8 +36,9 @@ def _stuck_row(
 ) -> None:
     """``stuck_runs`` for block row ``b`` (state row ``s``): its slots' flags into the 1-D
     ``long_run``, ``telling``, ``live``; ``ch`` and ``se`` are scratch (window + slots).
-    ``stuck_meters`` repeats this recursion inline (read in place, judged by meter): a change
-    to the rule goes into both, and tests/test_kernels.py holds both to one plain reference."""
+    ``stuck_meters`` repeats this recursion inline (through row-major tiles, judged by meter): a
+    change to the rule goes into both, and tests/test_kernels.py holds both to one plain
+    reference."""
     slots = v.shape[1]
     w = hist_changed.shape[1]
     before = prev[s]
@@ -136,8 +137,9 @@ def stuck_meters(
     stuck: npt.NDArray[np.bool_],
     live: npt.NDArray[np.bool_],
 ) -> None:
-    """``stuck_runs`` over the block's ``rows`` (block and state rows alike), read in place
-    and judged per meter (``meter_of`` each row's; ``stuck`` and ``live``: meters × slots):
+    """``stuck_runs`` over the block's ``rows`` (block and state rows alike), taken as the
+    shared slot-major view and read through a row-major tile of ``STUCK_TILE`` rows, judged
+    per meter (``meter_of`` each row's; ``stuck`` and ``live``: meters × slots):
     stuck where every reporting row of the meter is in a long run (some reports, none out of
     a run) and one of them tells; live where any row showed life. See
     ``MeterFaults._stuck``.
@@ -160,7 +162,7 @@ def stuck_meters(
     # the block's rows read a tile at a time into row-major scratch: read in place, a row's
     # slots are one cell in each of 3 × slots slot rows far apart (more streams than the
     # prefetcher follows); a tile's copy reads each slot row in runs of adjacent cells
-    tile = STUCK_TILE
+    tile = min(STUCK_TILE, max(rows.size, 1))  # a small park's block needs no full tile
     tv = np.empty((tile, slots))
     tlo = np.empty((tile, slots))
     thi = np.empty((tile, slots))
