@@ -21,7 +21,7 @@ from analytics.kernels.clocks import feed_clocks
 from analytics.kernels.common import CACHE_DIR, CACHE_PREFIX, KERNELS, sources_digest
 from analytics.kernels.feeding import add_one_per_cell, merge_rows, route_readings, table_cells
 from analytics.kernels.meter_faults import (
-    ROW_TILE,
+    STUCK_TILE,
     _silence_limit,
     counter_scan,
     silence_scan,
@@ -70,11 +70,9 @@ def test_slot_arrays_reuse_their_buffers_without_stale_cells() -> None:
 
 
 def test_swap_scan_flags_what_a_plain_loop_flags() -> None:
-    """On more rows than the scan copies a tile at a time (two whole tiles and a part), laid
-    out slot-major as the shared block is."""
+    """On the shared block's layout (slot-major, as the detector passes it)."""
     rng = np.random.default_rng(1)
-    n, slots = 700, 20
-    assert 2 * ROW_TILE < n < 3 * ROW_TILE
+    n, slots = 400, 20
     v = rng.normal(100.0, 30.0, (n, slots))
     v[rng.random((n, slots)) < 0.1] = np.nan
     swapped = rng.random((n, slots)) < 0.05
@@ -230,7 +228,7 @@ def test_stuck_meters_judges_what_stuck_runs_and_a_reduction_by_meter_judge(slot
     high[rng.random((n, slots)) < 0.05] += 1.0
     meter_of = np.sort(rng.integers(0, 80, n)).astype(np.intp)
     rows = np.flatnonzero(rng.random(n) < 0.8)
-    assert 2 * ROW_TILE < rows.size < 3 * ROW_TILE
+    assert 2 * STUCK_TILE < rows.size < 3 * STUCK_TILE
 
     def state() -> list[np.ndarray]:
         r = np.random.default_rng(5)
@@ -432,14 +430,12 @@ def test_silence_limit_skips_the_division_only_where_it_cannot_matter() -> None:
     assert checked > 1000
 
 
-def test_silence_scan_reads_a_block_of_many_tiles_as_each_meter_alone() -> None:
-    """``silence_scan`` on a slot-major block of more rows than it copies a tile at a time
-    (two whole tiles and a part; a meter's rows across a tile's edge), blocks after blocks
-    with the state carried, gives what it gives each meter's rows alone (fewer than a tile,
-    row-major): the outputs and the carried state do not depend on where the tiles fall."""
+def test_silence_scan_judges_a_park_block_as_each_meter_alone() -> None:
+    """``silence_scan`` on a slot-major block of many meters (1-5 rows each), blocks after
+    blocks with the state carried, gives what it gives each meter's rows alone (row-major):
+    a meter's outputs and carried state depend on its own rows only, whatever the layout."""
     rng = np.random.default_rng(11)
     n, slots, blocks = 700, 40, 4
-    assert 2 * ROW_TILE < n < 3 * ROW_TILE
     sizes = rng.integers(1, 6, n)
     meter_of = np.repeat(np.arange(n), sizes)[:n]
     m = int(meter_of[-1]) + 1

@@ -9,24 +9,7 @@ import numpy.typing as npt
 
 from analytics.kernels.common import _compiled, _maximum
 
-# rows of a block the scans along rows (``stuck_meters``, ``silence_scan``, ``swap_scan``) copy
-# into row-major scratch at a time (``_row_tile``)
-ROW_TILE = 256
-
-
-@_compiled
-def _row_tile(
-    src: npt.NDArray[np.float64], rows: npt.NDArray[np.int64], i: int, tile: npt.NDArray[np.float64]
-) -> None:
-    """Rows ``rows[i:i + n]`` of ``src`` (rows × slots) into ``tile``'s first ``n`` rows, ``n``
-    as many as fit (or are left), slot by slot. ``src`` is the shared block, slot-major: read in
-    place, a row's slots are one cell in each of ``slots`` slot rows far apart (~480 KB at
-    10,000 meters), more streams than the prefetcher follows once a scan reads a couple of
-    arrays; copied a tile at a time, each slot row is read in runs of adjacent cells."""
-    n = min(tile.shape[0], rows.size - i)
-    for k in range(src.shape[1]):
-        for j in range(n):
-            tile[j, k] = src[rows[i + j], k]
+STUCK_TILE = 256  # rows of a block ``stuck_meters`` copies into row-major scratch at a time
 
 
 @_compiled
@@ -155,9 +138,8 @@ def stuck_meters(
     live: npt.NDArray[np.bool_],
 ) -> None:
     """``stuck_runs`` over the block's ``rows`` (block and state rows alike), taken as the
-    shared slot-major view and read through row-major tiles of ``ROW_TILE`` rows
-    (``_row_tile``), judged per meter (``meter_of`` each row's; ``stuck`` and ``live``: meters
-    × slots):
+    shared slot-major view and read through a row-major tile of ``STUCK_TILE`` rows, judged
+    per meter (``meter_of`` each row's; ``stuck`` and ``live``: meters × slots):
     stuck where every reporting row of the meter is in a long run (some reports, none out of
     a run) and one of them tells; live where any row showed life. See
     ``MeterFaults._stuck``.
@@ -177,18 +159,22 @@ def stuck_meters(
     out_of_run = np.zeros((m, slots), dtype=np.bool_)
     tells = np.zeros((m, slots), dtype=np.bool_)
     live[:, :] = False
-    # the block's rows read a tile at a time into row-major scratch (``_row_tile``: read in
-    # place, a row's slots are 3 × slots cells in slot rows far apart)
-    tile = min(ROW_TILE, max(rows.size, 1))  # a small park's block needs no full tile
+    # the block's rows read a tile at a time into row-major scratch: read in place, a row's
+    # slots are one cell in each of 3 × slots slot rows far apart (more streams than the
+    # prefetcher follows); a tile's copy reads each slot row in runs of adjacent cells
+    tile = min(STUCK_TILE, max(rows.size, 1))  # a small park's block needs no full tile
     tv = np.empty((tile, slots))
     tlo = np.empty((tile, slots))
     thi = np.empty((tile, slots))
     for i in range(rows.size):
         t = i % tile
         if t == 0:
-            _row_tile(v, rows, i, tv)
-            _row_tile(low, rows, i, tlo)
-            _row_tile(high, rows, i, thi)
+            for k in range(slots):
+                for j in range(min(tile, rows.size - i)):
+                    q = rows[i + j]
+                    tv[j, k] = v[q, k]
+                    tlo[j, k] = low[q, k]
+                    thi[j, k] = high[q, k]
         r = rows[i]
         mi = meter_of[i]
         hc = hist_changed[r]
@@ -330,10 +316,6 @@ def silence_scan(
     ``MeterFaults._silence``."""
     rows, slots = values.shape
     meter_limit = np.empty(slots)
-    # the rows read through a row-major tile (``_row_tile``), from the row that needs it
-    every = np.arange(rows)
-    tv = np.empty((min(ROW_TILE, max(rows, 1)), slots))
-    base = -tv.shape[0]  # the tile's first row: none yet
     for mi in range(meter_start.size):
         a = meter_start[mi]
         b = meter_start[mi + 1] if mi + 1 < meter_start.size else rows
@@ -344,17 +326,13 @@ def silence_scan(
             meter_seen[mi, k] = False
             meter_limit[k] = float(silence_slots)
         for r in range(a, b):
-            if not base <= r < base + tv.shape[0]:
-                _row_tile(values, every, r, tv)
-                base = r
-            t = r - base
             # each row's limit at each slot, from the readings before it
             count = readings[r]
             newest = last_seen[r]
             first = first_seen[r]
             if first < 0:
                 for k in range(slots):
-                    if np.isfinite(tv[t, k]):
+                    if np.isfinite(values[r, k]):
                         first = first_slot + k
                         break
             latest = -1
@@ -369,7 +347,7 @@ def silence_scan(
                                        spread_k, spread_gaps)  # fmt: skip
             for k in range(slots):
                 meter_limit[k] = max(meter_limit[k], row_limit)
-                if np.isfinite(tv[t, k]):
+                if np.isfinite(values[r, k]):
                     meter_seen[mi, k] = True
                     if count > 0:
                         gap = first_slot + k - newest
@@ -452,20 +430,14 @@ def swap_scan(
     u32 = f32.view(np.uint32)
     flagged[:, :] = False
     clear[:, :] = False
-    # the rows read through a row-major tile (``_row_tile``: ``v`` is the shared block's)
-    every = np.arange(rows)
-    tv = np.empty((min(ROW_TILE, max(rows, 1)), slots))
     for i in range(rows):
-        t = i % tv.shape[0]
-        if t == 0:
-            _row_tile(v, every, i, tv)
         mi = meter_of[i]
         # a candidate: a value ten times off its forward-filled previous one
         candidate = suspect[i]
         previous = good[i]
         last = np.nan
         for k in range(slots):
-            x = tv[t, k]
+            x = v[i, k]
             if not np.isfinite(x):
                 continue
             ratio = abs(x) / abs(previous)
@@ -477,16 +449,16 @@ def swap_scan(
             if last == last:
                 good[i] = last
             for k in range(slots):
-                clear[mi, k] |= np.isfinite(tv[t, k])
+                clear[mi, k] |= np.isfinite(v[i, k])
             continue
         g = good[i]
         for k in range(slots):
-            if not np.isfinite(tv[t, k]):
+            if not np.isfinite(v[i, k]):
                 continue
-            x = abs(tv[t, k])
+            x = abs(v[i, k])
             hit = False
             if np.isfinite(g) and g > 0 and (x > far * g or x < g / far):
-                f32[0] = tv[t, k]
+                f32[0] = v[i, k]
                 bits = u32[0]
                 u32[0] = ((bits << np.uint32(16)) | (bits >> np.uint32(16))) & np.uint32(0xFFFFFFFF)
                 b = abs(np.float64(f32[0]))
