@@ -24,6 +24,7 @@ from analytics.kernels.meter_faults import (
     STUCK_TILE,
     _silence_limit,
     counter_scan,
+    silence_scan,
     stuck_meters,
     stuck_runs,
     swap_scan,
@@ -69,6 +70,7 @@ def test_slot_arrays_reuse_their_buffers_without_stale_cells() -> None:
 
 
 def test_swap_scan_flags_what_a_plain_loop_flags() -> None:
+    """On the shared block's layout (slot-major, as the detector passes it)."""
     rng = np.random.default_rng(1)
     n, slots = 400, 20
     v = rng.normal(100.0, 30.0, (n, slots))
@@ -83,7 +85,8 @@ def test_swap_scan_flags_what_a_plain_loop_flags() -> None:
     clear = np.zeros((n, slots), dtype=bool)
     kept = good.copy()
     rows = np.arange(n)  # each row a meter of its own
-    swap_scan(v, rows, kept, np.zeros(n, dtype=bool), 10.0, 1.5, flagged, clear)
+    v_sm = np.ascontiguousarray(v.T).T
+    swap_scan(v_sm, rows, kept, np.zeros(n, dtype=bool), 10.0, 1.5, flagged, clear)
 
     expected = np.zeros((n, slots), dtype=bool)
     with np.errstate(all="ignore"):
@@ -105,7 +108,7 @@ def test_swap_scan_flags_what_a_plain_loop_flags() -> None:
     # rows judged by meter (four a meter): any row's flag or clear reading is the meter's
     on = np.ones((n // 4, slots), dtype=bool)
     off = np.ones((n // 4, slots), dtype=bool)
-    swap_scan(v, rows // 4, good_before, np.zeros(n, dtype=bool), 10.0, 1.5, on, off)
+    swap_scan(v_sm, rows // 4, good_before, np.zeros(n, dtype=bool), 10.0, 1.5, on, off)
     np.testing.assert_array_equal(on, expected.reshape(n // 4, 4, slots).any(axis=1))
     np.testing.assert_array_equal(off, clear.reshape(n // 4, 4, slots).any(axis=1))
 
@@ -425,6 +428,57 @@ def test_silence_limit_skips_the_division_only_where_it_cannot_matter() -> None:
                     assert got == limit, (silence_slots, count, spanned, n)
                     checked += 1
     assert checked > 1000
+
+
+def test_silence_scan_judges_a_park_block_as_each_meter_alone() -> None:
+    """``silence_scan`` on a slot-major block of many meters (1-5 rows each), blocks after
+    blocks with the state carried, gives what it gives each meter's rows alone (row-major):
+    a meter's outputs and carried state depend on its own rows only, whatever the layout."""
+    rng = np.random.default_rng(11)
+    n, slots, blocks = 700, 40, 4
+    sizes = rng.integers(1, 6, n)
+    meter_of = np.repeat(np.arange(n), sizes)[:n]
+    m = int(meter_of[-1]) + 1
+    starts = np.flatnonzero(np.r_[True, meter_of[1:] != meter_of[:-1]])
+    # rows that poll every 1-4 slots (some at random), drop readings, go quiet for a while
+    every = rng.integers(1, 5, n)
+    cols = np.arange(slots * blocks)
+    seen = (cols[None, :] % every[:, None] == 0) & (rng.random((n, cols.size)) < 0.9)
+    seen |= (rng.random(n) < 0.2)[:, None] & (rng.random((n, cols.size)) < 0.3)
+    for r in np.flatnonzero(rng.random(n) < 0.3):
+        a = int(rng.integers(0, cols.size - 20))
+        seen[r, a : a + int(rng.integers(5, 40))] = False
+    values = np.where(seen, rng.normal(50.0, 5.0, seen.shape), np.nan)
+
+    def state(rows: int) -> list[np.ndarray]:
+        i64 = np.int64
+        return [np.full(rows, -1, dtype=i64), np.full(rows, -1, dtype=i64),
+                np.zeros(rows, dtype=i64), np.zeros(rows, dtype=i64), np.zeros(rows),
+                np.zeros(rows), np.zeros(rows, dtype=i64), np.zeros(rows, dtype=i64),
+                np.full(rows, -1, dtype=i64)]  # fmt: skip
+
+    whole = state(n)
+    alone = [state(int(b - a)) for a, b in zip(starts, np.r_[starts[1:], n], strict=True)]
+    silent_any = 0
+    for blk in range(blocks):
+        part = values[:, blk * slots : (blk + 1) * slots]
+        out = [np.empty((m, slots), dtype=bool), np.empty((m, slots)),
+               np.empty((m, slots), dtype=bool)]  # fmt: skip
+        silence_scan(np.ascontiguousarray(part.T).T, starts, 1000 + blk * slots, 5, 3, 3.0, 10,
+                     20, *whole, *out)  # fmt: skip
+        for mi, (a, b) in enumerate(zip(starts, np.r_[starts[1:], n], strict=True)):
+            own = [np.empty((1, slots), dtype=bool), np.empty((1, slots)),
+                   np.empty((1, slots), dtype=bool)]  # fmt: skip
+            silence_scan(np.ascontiguousarray(part[a:b]), np.zeros(1, dtype=np.int64),
+                         1000 + blk * slots, 5, 3, 3.0, 10, 20, *alone[mi], *own)  # fmt: skip
+            for x, y in zip(out, own, strict=True):
+                np.testing.assert_array_equal(x[mi], y[0], f"block {blk}, meter {mi}")
+        silent_any += int(out[2].sum())
+    assert silent_any > 0  # silences found
+    assert (whole[3] > 0).any()  # some skipped past a row's limit
+    for mi, (a, b) in enumerate(zip(starts, np.r_[starts[1:], n], strict=True)):
+        for x, y in zip(whole, alone[mi], strict=True):
+            np.testing.assert_array_equal(x[a:b], y)
 
 
 def test_the_kernels_cache_folder_is_named_by_all_their_sources(tmp_path: Path) -> None:
