@@ -150,6 +150,27 @@ def test_two_inflows_and_a_tank_find_a_leak(seed: int) -> None:
     assert first.estimate.cny_per_day == pytest.approx(first.estimate.value * 24 * 4.0, rel=1e-3)
 
 
+@pytest.mark.parametrize("seed", [2, 3, 4])
+def test_two_inflows_and_a_tank_find_a_leak_under_the_hourly_allowance(seed: int) -> None:
+    """A 1.8 m³/h leak (9 % of the night flow) from day 15, 01:00: under the hourly CUSUM's
+    allowance (2.5 spreads of the town's day-to-day scatter, 0.8 m³/h at night), so main
+    never found it in the four weeks on these seeds. A day's hours fitted as ``a + b_d ·
+    baseline`` (``ZoneLeaks._added_test``) take the day-to-day scatter out as ``b``: the leak
+    is ``a``, found once a day of hours holds it (measured: 24 h on seeds 2-6, seed 1 at 6 h
+    by the CUSUM as before)."""
+    start_day = 15 + 1 / 24
+    leak_ms = START_MS + int(start_day * 86_400_000)
+    findings = [f for f in _run(_network(28, 1.8, start_day, seed)) if f.active]
+    assert [f for f in findings if f.at_ms <= leak_ms] == []
+    after = [f for f in findings if f.at_ms > leak_ms]
+    assert after, "the leak was not found"
+    assert after[0].kind == "water_leak"
+    assert after[0].zone == "town"
+    assert after[0].at_ms <= leak_ms + 26 * 3_600_000
+    assert after[0].estimate is not None
+    assert after[0].estimate.value == pytest.approx(1.8, rel=0.6)
+
+
 def _busy_day(days: int, day: int, share: float) -> np.ndarray:
     """Per slot: the town using ``share`` more on ``day`` in every hour, in its own daily shape
     (``simulators.town``'s), so most at the peaks — what a busy day is, and a leak is not."""
