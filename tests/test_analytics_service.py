@@ -417,6 +417,17 @@ def two_series_park() -> Park:
     )  # fmt: skip
 
 
+def _history_clock() -> int:
+    """The workers' "now" for the tests of :func:`_days_of_history`: the latest 15:07 UTC, not
+    the wall clock. Which messages an event of the history's step (13:00 UTC the day before)
+    has sent by then depends on how old the step is — run at 23:05 UTC, its last message
+    was past the horizon these tests put before it — so the hour is pinned (in the past: the
+    workers' clock is patched, InfluxDB takes any time), off a slice's first five minutes."""
+    real_ms = time.time_ns() // 1_000_000
+    pinned = real_ms // DAY_MS * DAY_MS + 15 * 3_600_000 + 7 * 60_000
+    return pinned if pinned <= real_ms else pinned - DAY_MS
+
+
 def _days_of_history(now_ms: int, days: int) -> tuple[int, list[str]]:
     """``days`` days of a factory's 5-minute load (a working day's profile with a little
     wobble), ending an hour ago, with a step in its last afternoon."""
@@ -536,7 +547,7 @@ async def test_a_worker_with_no_snapshot_is_rebuilt_from_days_of_history_in_slic
     the slice grid, a slice at a time, feeds every value once, ends with what one pass over
     the same history finds, writes only the events of the last ``warmup_s``, and a second
     rebuild of the same slice writes the same events under the same ids."""
-    real_now = time.time_ns() // 1_000_000
+    real_now = _history_clock()
     start, lines = _days_of_history(real_now, 9)  # each day type seen before the last
     now_ms = real_now - 300_000 if real_now % SLICE_MS < 300_000 else real_now
     await _store(influx_settings, lines)
@@ -1629,7 +1640,7 @@ async def _eight_of_nine_days(
     """Nine days of :func:`_days_of_history` stored, and settings that rebuild their last
     eight in 6 h slices (no rollups; a quick ticker); the workers' time (off the first five
     minutes of a slice: the history's last reading is in its slice) and the rebuild's start."""
-    real_now = time.time_ns() // 1_000_000
+    real_now = _history_clock()
     _, lines = _days_of_history(real_now, 9)
     now_ms = real_now - 300_000 if real_now % SLICE_MS < 300_000 else real_now
     await _store(influx_settings, lines)

@@ -21,6 +21,7 @@ from analytics.kernels.clocks import feed_clocks
 from analytics.kernels.common import CACHE_DIR, CACHE_PREFIX, KERNELS, sources_digest
 from analytics.kernels.feeding import add_one_per_cell, merge_rows, route_readings, table_cells
 from analytics.kernels.meter_faults import (
+    STUCK_TILE,
     _silence_limit,
     counter_scan,
     stuck_meters,
@@ -208,12 +209,13 @@ def _stuck_reference(
 
 @pytest.mark.parametrize("slots", [40, 80])
 def test_stuck_meters_judges_what_stuck_runs_and_a_reduction_by_meter_judge(slots: int) -> None:
-    """The meter faults' stuck check per meter in one kernel, in place on the block's rows
-    (slot-major, as the shared block is), against the per-row kernel (also the leaks') and a
-    plain reference that shares no code with them (review: the reference was the kernels'
-    own ``_stuck_row``); blocks shorter and longer than the liveliness window."""
+    """The meter faults' stuck check per meter in one kernel, on the block's shared rows
+    (slot-major, as the shared block is; read through row-major tiles), against the per-row kernel
+    (also the leaks') and a plain reference that shares no code with them (review: the reference was
+    the kernels' own ``_stuck_row``); blocks shorter and longer than the liveliness window, with
+    more rows than ``stuck_meters`` copies a tile at a time (two whole tiles and a part)."""
     rng = np.random.default_rng(3)
-    n, w = 300, 60
+    n, w = 700, 60
     # values that repeat for long stretches (some zero), rows that keep changing, gaps
     v = np.repeat(rng.integers(0, 5, (n, 2)).astype(float), slots // 2, axis=1)
     changing = rng.random(n) < 0.3
@@ -223,6 +225,7 @@ def test_stuck_meters_judges_what_stuck_runs_and_a_reduction_by_meter_judge(slot
     high[rng.random((n, slots)) < 0.05] += 1.0
     meter_of = np.sort(rng.integers(0, 80, n)).astype(np.intp)
     rows = np.flatnonzero(rng.random(n) < 0.8)
+    assert 2 * STUCK_TILE < rows.size < 3 * STUCK_TILE
 
     def state() -> list[np.ndarray]:
         r = np.random.default_rng(5)

@@ -470,13 +470,13 @@ class MeterFaults(Detector):
         rows = np.flatnonzero(~st.counter)
         if rows.size == 0:
             return
-        # per row and slot (kernels.stuck_meters: stuck_runs, one compiled pass carrying the
-        # state, on the block's rows in place): a slot repeats when its readings are one
-        # value, the previous slot's; the run of equal slots continues the carried one (gaps
-        # do not break it); how lively the row was before its run began is the share of its
-        # readings in the ``lively_window`` slots up to its last change that changed. Per
-        # meter: every reporting row in a long run (some reports, none out of a run) and one
-        # of them telling is stuck; any row's life is the meter's
+        # per row and slot (kernels.stuck_meters: stuck_runs, one compiled pass carrying the state,
+        # on the block's shared rows through row-major tiles): a slot repeats when its readings are
+        # one value, the previous slot's; the run of equal slots continues the carried one (gaps do
+        # not break it); how lively the row was before its run began is the share of its readings in
+        # the ``lively_window`` slots up to its last change that changed. Per meter: every
+        # reporting row in a long run (some reports, none out of a run) and one of them telling
+        # is stuck; any row's life is the meter's
         m = len(st.meter_ids)
         stuck = np.empty((m, block.slots), dtype=bool)
         live = np.empty((m, block.slots), dtype=bool)

@@ -9,6 +9,8 @@ import numpy.typing as npt
 
 from analytics.kernels.common import _compiled, _maximum
 
+STUCK_TILE = 256  # rows of a block ``stuck_meters`` copies into row-major scratch at a time
+
 
 @_compiled
 def _stuck_row(
@@ -34,8 +36,9 @@ def _stuck_row(
 ) -> None:
     """``stuck_runs`` for block row ``b`` (state row ``s``): its slots' flags into the 1-D
     ``long_run``, ``telling``, ``live``; ``ch`` and ``se`` are scratch (window + slots).
-    ``stuck_meters`` repeats this recursion inline (read in place, judged by meter): a change
-    to the rule goes into both, and tests/test_kernels.py holds both to one plain reference."""
+    ``stuck_meters`` repeats this recursion inline (through row-major tiles, judged by meter): a
+    change to the rule goes into both, and tests/test_kernels.py holds both to one plain
+    reference."""
     slots = v.shape[1]
     w = hist_changed.shape[1]
     before = prev[s]
@@ -134,8 +137,9 @@ def stuck_meters(
     stuck: npt.NDArray[np.bool_],
     live: npt.NDArray[np.bool_],
 ) -> None:
-    """``stuck_runs`` over the block's ``rows`` (block and state rows alike), read in place
-    and judged per meter (``meter_of`` each row's; ``stuck`` and ``live``: meters × slots):
+    """``stuck_runs`` over the block's ``rows`` (block and state rows alike), taken as the
+    shared slot-major view and read through a row-major tile of ``STUCK_TILE`` rows, judged
+    per meter (``meter_of`` each row's; ``stuck`` and ``live``: meters × slots):
     stuck where every reporting row of the meter is in a long run (some reports, none out of
     a run) and one of them tells; live where any row showed life. See
     ``MeterFaults._stuck``.
@@ -155,7 +159,22 @@ def stuck_meters(
     out_of_run = np.zeros((m, slots), dtype=np.bool_)
     tells = np.zeros((m, slots), dtype=np.bool_)
     live[:, :] = False
+    # the block's rows read a tile at a time into row-major scratch: read in place, a row's
+    # slots are one cell in each of 3 × slots slot rows far apart (more streams than the
+    # prefetcher follows); a tile's copy reads each slot row in runs of adjacent cells
+    tile = min(STUCK_TILE, max(rows.size, 1))  # a small park's block needs no full tile
+    tv = np.empty((tile, slots))
+    tlo = np.empty((tile, slots))
+    thi = np.empty((tile, slots))
     for i in range(rows.size):
+        t = i % tile
+        if t == 0:
+            for k in range(slots):
+                for j in range(min(tile, rows.size - i)):
+                    q = rows[i + j]
+                    tv[j, k] = v[q, k]
+                    tlo[j, k] = low[q, k]
+                    thi[j, k] = high[q, k]
         r = rows[i]
         mi = meter_of[i]
         hc = hist_changed[r]
@@ -170,10 +189,10 @@ def stuck_meters(
             sum_ch += hc[j]
             sum_se += hs[j]
         for k in range(slots):
-            x = v[r, k]
+            x = tv[t, k]
             seen = np.isfinite(x)
             # a slot repeats when its readings are one value, the previous slot's
-            equal = seen and low[r, k] == high[r, k] and x == before
+            equal = seen and tlo[t, k] == thi[t, k] and x == before
             changed = seen and not equal and np.isfinite(before)
             if seen and not equal:
                 run = 0
