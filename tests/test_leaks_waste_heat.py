@@ -157,10 +157,14 @@ def test_two_inflows_and_a_tank_find_a_leak_under_the_hourly_allowance(seed: int
     never found it in the four weeks on these seeds. A day's hours fitted as ``a + b_d ·
     baseline`` (``ZoneLeaks._added_test``) take the day-to-day scatter out as ``b``: the leak
     is ``a``, found once a day of hours holds it (measured: 24 h on seeds 2-6, seed 1 at 6 h
-    by the CUSUM as before)."""
+    by the CUSUM as before). One event, open while the leak runs, never a burst, and
+    estimated at the fit's ``a`` (2026-12-06: 1.64, 1.80, 1.80 m³/h on seeds 2-4; the last
+    three hours' raw excess read 2.83 on seed 4's busy day, and seed 4 closed 12 h on,
+    then reopened three times; seed 2 reopened as a 3.5 m³/h burst)."""
     start_day = 15 + 1 / 24
     leak_ms = START_MS + int(start_day * 86_400_000)
-    findings = [f for f in _run(_network(28, 1.8, start_day, seed)) if f.active]
+    everything = _run(_network(28, 1.8, start_day, seed))
+    findings = [f for f in everything if f.active]
     assert [f for f in findings if f.at_ms <= leak_ms] == []
     after = [f for f in findings if f.at_ms > leak_ms]
     assert after, "the leak was not found"
@@ -168,7 +172,10 @@ def test_two_inflows_and_a_tank_find_a_leak_under_the_hourly_allowance(seed: int
     assert after[0].zone == "town"
     assert after[0].at_ms <= leak_ms + 26 * 3_600_000
     assert after[0].estimate is not None
-    assert after[0].estimate.value == pytest.approx(1.8, rel=0.6)
+    assert after[0].estimate.value == pytest.approx(1.8, rel=0.3)
+    assert _openings(everything) == [after[0]]
+    assert [f for f in everything if not f.active] == []
+    assert [f for f in everything if f.kind == "water_burst"] == []
 
 
 @pytest.mark.parametrize("seed", [4, 5, 6])
@@ -184,6 +191,30 @@ def test_a_leak_the_added_test_found_stays_open_over_a_low_day(seed: int) -> Non
     assert after
     assert after[0].active
     assert [f for f in after if not f.active] == []
+
+
+@pytest.mark.parametrize("seed", [4, 5, 6])
+def test_a_repair_that_leaves_a_small_leak_running_keeps_its_event_open(seed: int) -> None:
+    """3 m³/h from day 9, 01:00, and a 10 m³/h burst from day 10, 01:00, repaired on day 20,
+    01:00: one event, open past a week (its baseline learning net of its estimate), whose
+    fall leaves 3 m³/h running. That is under the hourly CUSUM's allowance (2.5 spreads of
+    the town's day-to-day scatter), so the fall closed the event with the leak running
+    (seeds 4-6 at 482-485 h; the town's year, seed 3, after a burst's repair, and the next
+    leaks were missed). The hours since the fall fitted as ``a + b_d · baseline``
+    (``ZoneLeaks._remains``) still read 3 m³/h added: the event stays open at that
+    estimate (measured 2026-12-06: 3.09, 2.84, 2.98 m³/h, 18 h after the repair). Seed 3
+    still closes 12 h after the repair: a spread widened for the few days left of the
+    hour's kind reads the 3 m³/h under one spread, and no fit was at hand."""
+    days, small, big, repair = 30, 9 + 1 / 24, 10 + 1 / 24, 20 + 1 / 24
+    extra = step_leak(days, 3.0, small) + step_leak(days, 10.0, big) - step_leak(days, 10.0, repair)
+    findings = _run(town_network(days, seed, extra))
+    assert len(_openings(findings)) == 1
+    assert [f for f in findings if not f.active] == []
+    repair_ms = START_MS + int(repair * 86_400_000)
+    last = [f for f in findings if f.at_ms > repair_ms]
+    assert last, "the fall moved no estimate"
+    assert last[-1].estimate is not None
+    assert last[-1].estimate.value == pytest.approx(3.0, rel=0.3)
 
 
 def _busy_day(days: int, day: int, share: float) -> np.ndarray:
