@@ -202,9 +202,10 @@ def test_a_repair_that_leaves_a_small_leak_running_keeps_its_event_open(seed: in
     (seeds 4-6 at 482-485 h; the town's year, seed 3, after a burst's repair, and the next
     leaks were missed). The hours since the fall fitted as ``a + b_d · baseline``
     (``ZoneLeaks._remains``) still read 3 m³/h added: the event stays open at that
-    estimate (measured 2026-12-06: 3.09, 2.84, 2.98 m³/h, 18 h after the repair). Seed 3
-    still closes 12 h after the repair: a spread widened for the few days left of the
-    hour's kind reads the 3 m³/h under one spread, and no fit was at hand."""
+    estimate (measured 2026-12-06: 3.09, 2.84, 2.98 m³/h, 18 h after the repair). Not on
+    every seed: seed 3 still closes 12 h after the repair (a spread widened for the few days
+    left of the hour's kind reads the 3 m³/h under one spread and under half the estimate,
+    and no fit was at hand), seed 1 on a low day 107 h after it (``_quiet``)."""
     days, small, big, repair = 30, 9 + 1 / 24, 10 + 1 / 24, 20 + 1 / 24
     extra = step_leak(days, 3.0, small) + step_leak(days, 10.0, big) - step_leak(days, 10.0, repair)
     findings = _run(town_network(days, seed, extra))
