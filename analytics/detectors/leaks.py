@@ -480,7 +480,10 @@ class ZoneLeaks(Detector):
         # level behind it (a leak running under a burst), not by its size alone
         self.prior = np.zeros(nz)
         self.a_onset = np.full(nz, -1, dtype=np.int64)  # this hour: the added test's onset
-        self.a_fit = np.full((nz, 2), np.nan)  # …and its ``a`` and standard error (not state)
+        # …and its ``a`` and standard error: state, as ``_quiet`` (before ``_added_test`` in
+        # an hour) reads the last hour's fit, and a restore with none held an event's close
+        # back 39 h (review of town24)
+        self.a_fit = np.full((nz, 2), np.nan)
         # this hour, per zone: the spread of its days, not its meters' class, sets the scale
         self.by_days = np.zeros(nz, dtype=bool)
         # this hour, per zone: its kinds of day alike (``_kinds_alike``; not state, set first)
@@ -601,6 +604,7 @@ class ZoneLeaks(Detector):
             "added",
             "added_rate",
             "prior",
+            "a_fit",
             "flat_from",
             "blind_at",
         ]
@@ -941,13 +945,16 @@ class ZoneLeaks(Detector):
             most_gone = (self.known <= 0) | (excess < 0.5 * self.known)
             # (a leak the added test found may stand under one spread of the hour's scatter
             # all day: it counts as quiet only once most of it is gone)
-            own = own & ~self.added
+            # (only a leak's: an event the added test opened that turned out a meter's fault
+            # gets no added fit, so it would never have counted an hour quiet — review of town24)
+            added = self.added & (self.state_ == LEAK)
+            own = own & ~added
             # …nor where its hours' excess over a low day reads most of it gone: the fit of
             # the hours since the estimate was set (``_added_test``, net of it) must say so
             # too, the day's scatter taken out (a 1.8 m³/h leak's event closed on a low day
             # and reopened 17 h later, the small town's seeds 4-6, one to three times)
             fit_gone = np.isfinite(self.a_fit[:, 0]) & (self.a_fit[:, 0] < -0.5 * self.known)
-            most_gone = most_gone & (~self.added | fit_gone)
+            most_gone = most_gone & (~added | fit_gone)
             gone = np.where(self.state_ == LEAK, own | most_gone, most_gone)
             # (not every open leak's hour, where that fit is at hand: an event whose baseline
             # learnt its estimate's error reads that error as added, and stayed open all year,
