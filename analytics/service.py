@@ -101,7 +101,8 @@ T = TypeVar("T")
 # 11: …the hour a flat zone's "blind" decision was last dropped, its pooled hours after it;
 # 12: …an open meter fault's excess per unit of its meter's flow, its hours learnt net of it;
 # 13: the level-shift detector's state, on fast-sampled meters: rings of readings and medians;
-# 14: the leak detector keeps whether the added test opened an event, and its fitted ``a``).
+# 14: the leak detector keeps whether the added test opened an event, its fitted ``a``, the
+# last hour's added fit, and an open leak's level before its last big up-move).
 SNAPSHOT_VERSION = 14
 # a slice of history is read again this many times when InfluxDB is unreachable for a moment
 HISTORY_RETRIES = 8
