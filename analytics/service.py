@@ -100,8 +100,10 @@ T = TypeVar("T")
 # excess began to be held; compressed air's production model; a stuck-check row per series;
 # 11: …the hour a flat zone's "blind" decision was last dropped, its pooled hours after it;
 # 12: …an open meter fault's excess per unit of its meter's flow, its hours learnt net of it;
-# 13: the level-shift detector's state, on fast-sampled meters: rings of readings and medians).
-SNAPSHOT_VERSION = 13
+# 13: the level-shift detector's state, on fast-sampled meters: rings of readings and medians;
+# 14: the leak detector keeps whether the added test opened an event, its fitted ``a``, the
+# last hour's added fit, and an open leak's level before its last big up-move).
+SNAPSHOT_VERSION = 14
 # a slice of history is read again this many times when InfluxDB is unreachable for a moment
 HISTORY_RETRIES = 8
 # per park, written with its outputs: ``through_ms`` (the park clock's data time the engine's

@@ -150,6 +150,100 @@ def test_two_inflows_and_a_tank_find_a_leak(seed: int) -> None:
     assert first.estimate.cny_per_day == pytest.approx(first.estimate.value * 24 * 4.0, rel=1e-3)
 
 
+@pytest.mark.parametrize("seed", [2, 3, 4])
+def test_two_inflows_and_a_tank_find_a_leak_under_the_hourly_allowance(seed: int) -> None:
+    """A 1.8 m³/h leak (9 % of the night flow) from day 15, 01:00: under the hourly CUSUM's
+    allowance (2.5 spreads of the town's day-to-day scatter, 0.8 m³/h at night), so main
+    never found it in the four weeks on these seeds. A day's hours fitted as ``a + b_d ·
+    baseline`` (``ZoneLeaks._added_test``) take the day-to-day scatter out as ``b``: the leak
+    is ``a``, found once a day of hours holds it (measured: 24 h on seeds 2-6, seed 1 at 6 h
+    by the CUSUM as before). One event, open while the leak runs, never a burst, and
+    estimated at the fit's ``a`` (2026-12-06: 1.64, 1.80, 1.80 m³/h on seeds 2-4; the last
+    three hours' raw excess read 2.83 on seed 4's busy day, and seed 4 closed 12 h on,
+    then reopened three times; seed 2 reopened as a 3.5 m³/h burst)."""
+    start_day = 15 + 1 / 24
+    leak_ms = START_MS + int(start_day * 86_400_000)
+    everything = _run(_network(28, 1.8, start_day, seed))
+    findings = [f for f in everything if f.active]
+    assert [f for f in findings if f.at_ms <= leak_ms] == []
+    after = [f for f in findings if f.at_ms > leak_ms]
+    assert after, "the leak was not found"
+    assert after[0].kind == "water_leak"
+    assert after[0].zone == "town"
+    assert after[0].at_ms <= leak_ms + 26 * 3_600_000
+    assert after[0].estimate is not None
+    assert after[0].estimate.value == pytest.approx(1.8, rel=0.3)
+    assert _openings(everything) == [after[0]]
+    assert [f for f in everything if not f.active] == []
+    assert [f for f in everything if f.kind == "water_burst"] == []
+
+
+@pytest.mark.parametrize("seed", [4, 5, 6])
+def test_a_leak_the_added_test_found_stays_open_over_a_low_day(seed: int) -> None:
+    """The 1.8 m³/h leak above, found by the added test: its event stays open while it runs.
+    Its hours over a day that uses a few per cent less read under half its estimate for 12 h
+    (``_quiet``), and the event closed with the leak running, to reopen 17-32 h later (seeds
+    4-6: closed at 36, 63 and 131 h). Such an hour counts towards closing only once the
+    added fit, the day's scatter taken out, says most of the leak is gone too."""
+    start_day = 15 + 1 / 24
+    leak_ms = START_MS + int(start_day * 86_400_000)
+    after = [f for f in _run(_network(28, 1.8, start_day, seed)) if f.at_ms > leak_ms]
+    assert after
+    assert after[0].active
+    assert [f for f in after if not f.active] == []
+
+
+@pytest.mark.parametrize("seed", [4, 5, 6])
+def test_a_repair_that_leaves_a_small_leak_running_keeps_its_event_open(seed: int) -> None:
+    """3 m³/h from day 9, 01:00, and a 10 m³/h burst from day 10, 01:00, repaired on day 20,
+    01:00: one event, open past a week (its baseline learning net of its estimate), whose
+    fall leaves 3 m³/h running. That is under the hourly CUSUM's allowance (2.5 spreads of
+    the town's day-to-day scatter), so the fall closed the event with the leak running
+    (seeds 4-6 at 482-485 h; the town's year, seed 3, after a burst's repair, and the next
+    leaks were missed). The hours since the fall fitted as ``a + b_d · baseline``
+    (``ZoneLeaks._remains``) still read 3 m³/h added: the event stays open at that
+    estimate (measured 2026-12-06: 3.09, 2.84, 2.98 m³/h, 18 h after the repair). Not on
+    every seed: seed 3 still closes 12 h after the repair (a spread widened for the few days
+    left of the hour's kind reads the 3 m³/h under one spread and under half the estimate,
+    and no fit was at hand), seed 1 on a low day 107 h after it (``_quiet``)."""
+    days, small, big, repair = 30, 9 + 1 / 24, 10 + 1 / 24, 20 + 1 / 24
+    extra = step_leak(days, 3.0, small) + step_leak(days, 10.0, big) - step_leak(days, 10.0, repair)
+    findings = _run(town_network(days, seed, extra))
+    assert len(_openings(findings)) == 1
+    assert [f for f in findings if not f.active] == []
+    repair_ms = START_MS + int(repair * 86_400_000)
+    last = [f for f in findings if f.at_ms > repair_ms]
+    assert last, "the fall moved no estimate"
+    assert last[-1].estimate is not None
+    assert last[-1].estimate.value == pytest.approx(3.0, rel=0.3)
+
+
+@pytest.mark.parametrize("cut_h", [611, 615, 619])
+def test_an_added_test_events_close_is_the_same_across_a_snapshot(cut_h: int) -> None:
+    """The 1.8 m³/h leak the added test finds (seed 2, from day 15, 01:00), repaired on day
+    25, 01:00: its event closes by quiet hours, each judged against the last hour's added fit
+    (``_quiet`` runs before ``_added_test``). Snapshotted inside those hours and restored,
+    the detector closes it at the same hour as an unbroken run (without the fit in the
+    snapshot: 624, 660 and 660 h against 621 h)."""
+    days, start, repair = 30, 15 + 1 / 24, 25 + 1 / 24
+    extra = step_leak(days, 1.8, start) - step_leak(days, 1.8, repair)
+    _, whole = _open_leak_run(days, extra, seed=2)
+    _, restored = _open_leak_run(days, extra, snapshot_day=cut_h / 24, seed=2)
+
+    def told(findings: list[Finding]) -> list[tuple[int, str, bool, float | None]]:
+        return [
+            (f.at_ms, f.kind, f.active, round(f.estimate.value, 6) if f.estimate else None)
+            for f in findings
+        ]
+
+    closes = [f for f in whole if not f.active]
+    repair_ms = START_MS + int(repair * 86_400_000)
+    assert closes
+    assert closes[0].at_ms > repair_ms  # closed after the repair…
+    assert closes[0].at_ms > START_MS + cut_h * 3_600_000  # …after the snapshot
+    assert told(restored) == told(whole)
+
+
 def _busy_day(days: int, day: int, share: float) -> np.ndarray:
     """Per slot: the town using ``share`` more on ``day`` in every hour, in its own daily shape
     (``simulators.town``'s), so most at the peaks — what a busy day is, and a leak is not."""
@@ -2162,11 +2256,11 @@ def test_a_fall_that_leaves_a_leak_running_moves_the_estimate_instead_of_closing
 
 
 def _open_leak_run(
-    days: int, extra: np.ndarray, snapshot_day: float | None = None
+    days: int, extra: np.ndarray, snapshot_day: float | None = None, seed: int = 1
 ) -> tuple[ZoneLeaks, list[Finding]]:
-    """The town's seed 1 through ``update()`` in thirds of a day; with ``snapshot_day``, the
+    """The town's ``seed`` through ``update()`` in thirds of a day; with ``snapshot_day``, the
     detector is snapshotted there and a new one restored from it goes on."""
-    values = town_network(days, 1, extra)
+    values = town_network(days, seed, extra)
     ctx = ParkContext(_park())
     detector = ZoneLeaks(ctx, ZoneLeaks.select(ctx))
     if snapshot_day is None:
