@@ -74,10 +74,11 @@ def test_slot_arrays_reuse_their_buffers_without_stale_cells() -> None:
 def test_gather_block_reads_what_slot_arrays_block_reads(first: int, stop: int) -> None:
     """gather_block (the engine's shared block, slot-major, each slot's columns read as
     1-D views) against SlotArrays.block (numpy) on a table of slot-major buffers grown in
-    place (cells never read unfilled: garbage where no reading came): a window of one
-    slot, a part of the table's slots, none; gaps (~40 % of cells), cells of several
-    readings, counter rows (their last value), table rows read in part into a larger block
-    in a shuffled order, the block's other rows untouched."""
+    place (cells never read unfilled: `total` keeps garbage where no reading came): a
+    window of one slot, a part of the table's slots, none; gaps (~6 % of cells: 0.4³ over
+    three rounds), cells of several readings, counter rows (their last value), table rows
+    read in part into a larger block in a shuffled order, the block's other rows
+    untouched."""
     rng = np.random.default_rng(11)
     rows, slots, block_rows = 50, 24, 80
     cells = SlotArrays.empty(rows, 0).widened(0, slots)  # unfilled stale buffers
