@@ -17,6 +17,7 @@ from numba.core.registry import CPUDispatcher
 
 from analytics.detectors.meter_faults import word_swapped
 from analytics.engine.slots import SlotArrays
+from analytics.kernels.block import gather_block
 from analytics.kernels.clocks import feed_clocks
 from analytics.kernels.common import CACHE_DIR, CACHE_PREFIX, KERNELS, sources_digest
 from analytics.kernels.feeding import add_one_per_cell, merge_rows, route_readings, table_cells
@@ -67,6 +68,60 @@ def test_slot_arrays_reuse_their_buffers_without_stale_cells() -> None:
         np.testing.assert_array_equal(
             block.values, np.where(counts > 0, plain / np.maximum(counts, 1), np.nan)
         )
+
+
+@pytest.mark.parametrize(("first", "stop"), [(0, 1), (3, 20), (5, 5)])
+def test_gather_block_reads_what_slot_arrays_block_reads(first: int, stop: int) -> None:
+    """gather_block (the engine's shared block, slot-major, each slot's columns read as
+    1-D views) against SlotArrays.block (numpy) on a table of slot-major buffers grown in
+    place (cells never read unfilled: `total` keeps garbage where no reading came): a
+    window of one slot, a part of the table's slots, none; gaps (~6 % of cells: 0.4³ over
+    three rounds), cells of several readings, counter rows (their last value), table rows
+    read in part into a larger block in a shuffled order, the block's other rows
+    untouched."""
+    rng = np.random.default_rng(11)
+    rows, slots, block_rows = 50, 24, 80
+    cells = SlotArrays.empty(rows, 0).widened(0, slots)  # unfilled stale buffers
+    for _ in range(3):
+        seen = rng.random((rows, slots)) < 0.6
+        r, k = np.nonzero(seen)
+        cells.add(r, k, np.arange(r.size) + 1_000 * _, rng.normal(10.0, 5.0, r.size).round(2))
+    counter_rows = rng.random(rows) < 0.3
+    ref = cells.block(first, stop, 0, 60_000, counter_rows)
+    src = np.sort(rng.choice(rows, size=37, replace=False)).astype(np.intp)
+    dst = rng.choice(block_rows, size=src.size, replace=False).astype(np.intp)
+    n = stop - first
+    # as the engine lays them out: views of a row more than the block holds, slot-major
+    out = (
+        np.full((n, block_rows + 1), -7.0)[:, :block_rows],
+        np.full((n, block_rows + 1), -7, dtype=np.int32)[:, :block_rows],
+        np.full((n, block_rows + 1), -7.0)[:, :block_rows],
+        np.full((n, block_rows + 1), -7.0)[:, :block_rows],
+    )
+    gather_block(
+        cells.total[:, first:stop],
+        cells.count[:, first:stop],
+        cells.low[:, first:stop],
+        cells.high[:, first:stop],
+        cells.last_v[:, first:stop],
+        counter_rows,
+        src,
+        dst,
+        *out,
+    )
+    values, count, low, high = (a.T for a in out)
+    np.testing.assert_array_equal(values[dst], ref.values[src])
+    np.testing.assert_array_equal(count[dst], ref.count[src])
+    np.testing.assert_array_equal(low[dst], ref.low[src])
+    np.testing.assert_array_equal(high[dst], ref.high[src])
+    others = np.setdiff1d(np.arange(block_rows), dst)
+    for a in (values, count, low, high):
+        assert (a[others] == -7).all()
+    if n:  # the case is what it says: gaps, counters and readings all read
+        assert np.isnan(values[dst]).any()
+        assert np.isfinite(values[dst]).any()
+        assert counter_rows[src].any()
+        assert (ref.count[src] > 1).any()
 
 
 def test_swap_scan_flags_what_a_plain_loop_flags() -> None:
@@ -226,6 +281,9 @@ def test_stuck_meters_judges_what_stuck_runs_and_a_reduction_by_meter_judge(slot
     v[rng.random((n, slots)) < 0.1] = np.nan
     low, high = v.copy(), v.copy()
     high[rng.random((n, slots)) < 0.05] += 1.0
+    # and rows whose readings reach below their value, not above (only low == high is one
+    # value: a kernel taking the value for low would call their repeats equal)
+    low[rng.random(n) < 0.1] -= 1.0
     meter_of = np.sort(rng.integers(0, 80, n)).astype(np.intp)
     rows = np.flatnonzero(rng.random(n) < 0.8)
     assert 2 * STUCK_TILE < rows.size < 3 * STUCK_TILE

@@ -28,19 +28,32 @@ def gather_block(
     block's rows ``dst``: the mean of an instant quantity's readings or a counter's last,
     their count and extremes, NaN where no reading came (``SlotArrays.block``). The outputs
     are ``[slot, row]`` (slot-major, as the tables are): slot by slot, a table's rows are
-    read and written in runs of adjacent cells, not transposed."""
+    read and written in runs of adjacent cells, not transposed.
+
+    Each slot's column of every array taken once as a 1-D view: a cell is then one index
+    (no second index, its stride and its negative-index check per array and cell), 3-10 %
+    less time on a captured 10,000-meter block (2026-12-06, docs/architecture.md)."""
     slots = total.shape[1]
     for k in range(slots):
+        total_k = total[:, k]
+        count_k = count[:, k]
+        low_k = low[:, k]
+        high_k = high[:, k]
+        last_k = last_v[:, k]
+        values_k = values[k]
+        out_count_k = out_count[k]
+        out_low_k = out_low[k]
+        out_high_k = out_high[k]
         for j in range(src.size):
             s = src[j]
             d = dst[j]
-            n = count[s, k]
-            out_count[k, d] = n
+            n = count_k[s]
+            out_count_k[d] = n
             if n == 0:
-                values[k, d] = np.nan
-                out_low[k, d] = np.nan
-                out_high[k, d] = np.nan
+                values_k[d] = np.nan
+                out_low_k[d] = np.nan
+                out_high_k[d] = np.nan
             else:
-                values[k, d] = last_v[s, k] if counter_rows[s] else total[s, k] / n
-                out_low[k, d] = low[s, k]
-                out_high[k, d] = high[s, k]
+                values_k[d] = last_k[s] if counter_rows[s] else total_k[s] / n
+                out_low_k[d] = low_k[s]
+                out_high_k[d] = high_k[s]

@@ -170,11 +170,15 @@ def stuck_meters(
         t = i % tile
         if t == 0:
             for k in range(slots):
+                # the slot's columns as 1-D views: one index a cell (as in gather_block)
+                v_k = v[:, k]
+                low_k = low[:, k]
+                high_k = high[:, k]
                 for j in range(min(tile, rows.size - i)):
                     q = rows[i + j]
-                    tv[j, k] = v[q, k]
-                    tlo[j, k] = low[q, k]
-                    thi[j, k] = high[q, k]
+                    tv[j, k] = v_k[q]
+                    tlo[j, k] = low_k[q]
+                    thi[j, k] = high_k[q]
         r = rows[i]
         mi = meter_of[i]
         hc = hist_changed[r]
