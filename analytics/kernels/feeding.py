@@ -129,9 +129,9 @@ def merge_rows(
     ``duplicate`` (the rows' times and values are not copied out first). Returns False,
     having changed nothing, where two of them share a cell (the caller then merges them as
     ``SlotArrays.add_cells`` does). The cells are worked out in ``cell_buf`` (``where.size``
-    at least; its content is of no matter): the caller's, kept from call to call, as a
-    table's cells of a stretch (150 kB at 10,000 meters) allocated afresh each call were
-    mapped and faulted in page by page (a fifth of the merge)."""
+    at least; its content is of no matter): the caller's, kept from call to call, like the
+    walk's per-row arrays (``clocks.feed_clocks``), rather than a table's cells of a stretch
+    (150 kB at 10,000 meters) allocated each call."""
     m = where.size
     if cell_buf.size < m:
         raise ValueError("cell_buf shorter than where")  # no bounds checks compiled
@@ -174,8 +174,9 @@ def transport_runs(
     n = gateway.size
     run_table = np.empty(n, dtype=np.int64)
     run_k = np.empty(n, dtype=np.int64)
-    # n rows give n runs at most; only the runs met are set (zeroing n counters touched
-    # megabytes of fresh pages a stretch for the few thousand runs used)
+    # n rows give n runs at most; only the runs met are set: zeroing n counters touched
+    # 4.6 MB of fresh pages a stretch at 10,000 meters for the 42,000 runs used (33,000
+    # page faults in the 6 h bench, 3,200 without; the kernel 118 -> 44 ms, store25)
     run_dup = np.empty(n, dtype=np.int32)
     run_late = np.empty(n, dtype=np.int32)
     run_offset = np.empty(n)
