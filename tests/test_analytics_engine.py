@@ -14,12 +14,12 @@ import pytest
 from analytics.detectors import DETECTORS
 from analytics.engine.clocks import NEVER, ClockRules, Clocks
 from analytics.engine.contract import Block, Finding, IntArray
-from analytics.engine.engine import Batch, ParkEngine
+from analytics.engine.engine import Batch, ParkEngine, _RowBuffers
 from analytics.engine.engine import Rows as EngineRows
 from analytics.engine.events import EventBook
 from analytics.engine.slots import Columns, SlotArrays, slot_block
 from analytics.engine.store import MAX_AHEAD_MS
-from analytics.kernels.feeding import route_readings
+from analytics.kernels.feeding import _group_by_table, _route_arrays, merge_rows, route_readings
 from analytics.replay import replay
 from analytics.scoring.nab_runner import METER, QUANTITY, one_meter_park
 from parkwatch.events import Estimate, Event, Family, Severity, State
@@ -1303,3 +1303,40 @@ def test_feeding_reuses_its_row_buffers_without_stale_rows(monkeypatch: Any) -> 
     assert want
     assert [e.to_bytes(zone) for e in seen["kept"]] == want
     assert [e.to_bytes(zone) for e in seen["junk"]] == want
+
+
+def test_row_buffers_grow_for_a_stretch_and_shrink_after_a_large_one() -> None:
+    """``_RowBuffers.fit``: room for the stretch's rows (a quarter over), kept while the
+    stretches stay near that size, and given back after a rebuild's or a backlog's large
+    stretch once the batches are four times smaller, so that ~30 MB are not held for the
+    engine's life; small buffers (up to ``_KEEP_ROWS``) are kept whatever comes."""
+    buffers = _RowBuffers()
+    buffers.fit(1_000)
+    assert buffers.slot.size == 1_250
+    buffers.fit(100)  # small: kept, no reallocation for every live batch
+    assert buffers.slot.size == 1_250
+    buffers.fit(580_000)
+    assert buffers.slot.size == 725_000
+    kept = buffers.slot
+    buffers.fit(200_000)  # within four times: the same arrays
+    assert buffers.slot is kept
+    buffers.fit(2_000)  # a live batch after a rebuild: given back
+    assert buffers.slot.size == 2_500
+    for name in ("threshold", "slot", "late", "kept", "order", "cell"):
+        assert getattr(buffers, name).size == 2_500, name
+
+
+def test_the_feeding_kernels_refuse_a_buffer_shorter_than_the_rows() -> None:
+    """numba compiles no bounds checks: a row buffer shorter than the rows would write past
+    its end. Each kernel that takes one raises ValueError instead."""
+    z = np.zeros
+    with pytest.raises(ValueError, match="cell_buf"):
+        merge_rows(
+            np.arange(3), z(3, np.int64), z(3, np.int64), z(3), z(3, np.int64),
+            z(1, np.int64), 0, 1, 0, z(4), z(4, np.int32), z(4), z(4), z(4, np.int64), z(4),
+            z(3, bool), np.empty(2, np.int64),
+        )  # fmt: skip
+    with pytest.raises(ValueError, match="shorter than the rows"):
+        _route_arrays(5, 2, np.empty(5, np.int64), np.empty(4, bool), np.empty(5, np.int64))
+    with pytest.raises(ValueError, match="order_buf"):
+        _group_by_table(z(5, np.int64), np.array([0, 5, 0], np.int64), np.empty(4, np.int64))

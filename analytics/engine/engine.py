@@ -160,12 +160,17 @@ def _c_copy(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
     return _read_only(array)
 
 
+# Row buffers up to this size are kept whatever the stretch (~2.7 MB): shrinking below it
+# would reallocate for every small live batch after a larger one.
+_KEEP_ROWS = 1 << 16
+
+
 class _RowBuffers:
     """A stretch's per-row work arrays (first open slots, routed slots, late marks, the routed
-    rows' tables and their grouping, a table's cells), kept from stretch to stretch: arrays
-    of a stretch's size allocated afresh every stretch were mapped and faulted in page by
-    page (15-20 MB a stretch at 10,000 meters). Only what one ``feed_rows`` call uses: no
-    array of them outlives the call (the caller keeps none)."""
+    rows' tables and their grouping; a table's cells too, there for merge_rows), kept from
+    stretch to stretch: arrays of a stretch's size allocated afresh every stretch were
+    mapped and faulted in page by page (~19 MB a stretch at 10,000 meters). Only what one
+    ``feed_rows`` call uses: no array of them outlives the call (the caller keeps none)."""
 
     def __init__(self) -> None:
         self.threshold = np.empty(0, dtype=np.int64)
@@ -176,8 +181,12 @@ class _RowBuffers:
         self.cell = np.empty(0, dtype=np.int64)
 
     def fit(self, n: int) -> None:
-        """Room for ``n`` rows at least (grown by a quarter over: stretches vary a little)."""
-        if self.slot.size >= n:
+        """Room for ``n`` rows at least (grown by a quarter over: stretches vary a little);
+        shrunk when over four times ``n`` and over ``_KEEP_ROWS``, so that a rebuild's or a
+        backlog's large stretches are not held for the engine's life (41 B a row: ~30 MB
+        after a 580,000-row stretch) while a live service feeds batches of a few thousand."""
+        size = self.slot.size
+        if n <= size and (size <= 4 * n or size <= _KEEP_ROWS):
             return
         size = n + n // 4
         self.threshold = np.empty(size, dtype=np.int64)
