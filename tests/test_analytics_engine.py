@@ -14,12 +14,12 @@ import pytest
 from analytics.detectors import DETECTORS
 from analytics.engine.clocks import NEVER, ClockRules, Clocks
 from analytics.engine.contract import Block, Finding, IntArray
-from analytics.engine.engine import Batch, ParkEngine
+from analytics.engine.engine import Batch, ParkEngine, _RowBuffers
 from analytics.engine.engine import Rows as EngineRows
 from analytics.engine.events import EventBook
 from analytics.engine.slots import Columns, SlotArrays, slot_block
 from analytics.engine.store import MAX_AHEAD_MS
-from analytics.kernels.feeding import route_readings
+from analytics.kernels.feeding import _group_by_table, _route_arrays, merge_rows, route_readings
 from analytics.replay import replay
 from analytics.scoring.nab_runner import METER, QUANTITY, one_meter_park
 from parkwatch.events import Estimate, Event, Family, Severity, State
@@ -1211,3 +1211,132 @@ def test_an_adopted_event_is_carried_on_and_holds_back_what_its_fault_explains()
         "earlier", State.CLOSED, 1_000, 4_000
     )  # fmt: skip
     assert book.apply([held]) != []  # no fault open any more: the finding opens its event
+
+
+def test_feeding_reuses_its_row_buffers_without_stale_rows(monkeypatch: Any) -> None:
+    """The engine's per-row work arrays (``_RowBuffers``: first open slots, routed slots, late
+    marks, the routed rows' grouping, a table's cells) are kept from stretch to stretch and
+    are longer than a later, smaller stretch: whatever they hold when a stretch comes (the
+    last stretch's rows, or junk) changes nothing. Three engines on the same stretches (a
+    large one first, then smaller ones; rows sent twice, marked duplicates, a backlog that
+    comes after its slots closed, times out of order, a gap and an empty stretch) hold the
+    same cells, transport, clocks and late readings after every stretch, and raise the
+    same events, as one walking in Python whose routing allocates afresh."""
+    rules = ClockRules(max_hold_ms=40 * 60_000)
+    kept, junk, slow = (ParkEngine(demo(), DETECTORS, clock_rules=rules) for _ in range(3))
+    monkeypatch.setattr(slow, "_walk_compiled", slow._walk)
+
+    def dirty(n: int) -> None:
+        # buffers of the stretch's size and more, full of junk
+        buffers = junk._buffers
+        buffers.fit(n + 7)
+        for name, fill in (("threshold", 10**12), ("slot", -3), ("late", True), ("kept", 1),
+                           ("order", 5), ("cell", 0)):  # fmt: skip
+            getattr(buffers, name)[:] = fill
+
+    rows = _engine_rows(kept, faulty_day())
+    arrival = rows.t_ms.copy()
+    # gateway 1's fifth hour comes two hours late: its slots closed by then
+    backlog = (rows.gateway == 1) & (rows.t_ms >= START_MS + 5 * 3_600_000)
+    backlog &= rows.t_ms < START_MS + 6 * 3_600_000
+    arrival[backlog] += 2 * 3_600_000
+    # gateway 2 silent from 9 h to 11 h (a gap)
+    silent = (rows.gateway == 2) & (rows.t_ms >= START_MS + 9 * 3_600_000)
+    keep = ~(silent & (rows.t_ms < START_MS + 11 * 3_600_000))
+    pick = np.flatnonzero(keep)[np.argsort(arrival[keep], kind="stable")]
+    # a tenth of the rows sent again right after themselves, marked duplicates, and a
+    # twentieth unmarked (the merge finds them at the time already in their cell)
+    rng = np.random.default_rng(3)
+    again = np.flatnonzero(rng.random(pick.size) < 0.15)
+    pick = np.insert(pick, again + 1, pick[again])
+    duplicate = np.zeros(pick.size, dtype=bool)
+    duplicate[(again + 1 + np.arange(again.size))[rng.random(again.size) < 2 / 3]] = True
+    t_ms = rows.t_ms[pick].copy()
+    # one row in twenty swaps its time with the next one's: times out of order
+    swap = np.flatnonzero(rng.random(pick.size - 1) < 0.05)
+    swap = swap[np.r_[True, np.diff(swap) > 1]]  # no row in two swaps
+    t_ms[swap], t_ms[swap + 1] = t_ms[swap + 1], t_ms[swap].copy()
+    stream = EngineRows(rows.series[pick], t_ms, rows.value[pick], rows.gateway[pick],
+                        arrival[pick], duplicate)  # fmt: skip
+    # a large stretch first; then smaller ones, an empty one among them
+    sizes = [3_000] + [150, 0, 400, 1, 250] * (stream.t_ms.size // 800 + 1)
+    seen: dict[str, list[Event]] = {"kept": [], "junk": [], "slow": []}
+    start = 0
+    late = 0
+    for k, size in enumerate(sizes):
+        if start >= stream.t_ms.size:
+            break
+        part = slice(start, start + size)
+        start += size
+        if size == 0:  # an empty stretch: nothing to feed (feed_rows returns at once)
+            part = slice(start, start)
+        chunk = EngineRows(stream.series[part], stream.t_ms[part], stream.value[part],
+                           stream.gateway[part], stream.arrival_ms[part],
+                           stream.duplicate[part])  # fmt: skip
+        out = {}
+        dirty(size)  # junk's buffers before every stretch
+        for name, engine in (("kept", kept), ("junk", junk), ("slow", slow)):
+            out[name] = engine.feed_rows(chunk)
+            if k % 20 == 19:
+                seen[name].extend(engine.advance(int(chunk.arrival_ms[-1])).events)
+        assert out["kept"].late == out["junk"].late == out["slow"].late
+        late += out["slow"].late_readings
+        for engine in (kept, junk):
+            assert (engine.now_ms, engine.clock_slot, engine.park_closed) == (
+                slow.now_ms, slow.clock_slot, slow.park_closed
+            )  # fmt: skip
+            np.testing.assert_array_equal(engine.closed, slow.closed)
+            for a, b in zip(engine.tables.values(), slow.tables.values(), strict=True):
+                assert (a.base, a.late_readings, a.refused_ahead) == (
+                    b.base, b.late_readings, b.refused_ahead
+                )  # fmt: skip
+                for x, y in ((a.cells, b.cells), (a.transport, b.transport)):
+                    for key, value in x.__getstate__().items():
+                        np.testing.assert_array_equal(value, y.__getstate__()[key], key)
+    assert start >= stream.t_ms.size
+    assert late > 0  # the backlog came after its slots closed
+    assert kept._buffers.slot.size > 1_000  # the large stretch's buffers, kept
+    for name, engine in (("kept", kept), ("junk", junk), ("slow", slow)):
+        seen[name].extend(engine.finish().events)
+    zone = demo().zone
+    want = [e.to_bytes(zone) for e in seen["slow"]]
+    assert want
+    assert [e.to_bytes(zone) for e in seen["kept"]] == want
+    assert [e.to_bytes(zone) for e in seen["junk"]] == want
+
+
+def test_row_buffers_grow_for_a_stretch_and_shrink_after_a_large_one() -> None:
+    """``_RowBuffers.fit``: room for the stretch's rows (a quarter over), kept while the
+    stretches stay near that size, and given back after a rebuild's or a backlog's large
+    stretch once the batches are four times smaller, so that ~30 MB are not held for the
+    engine's life; small buffers (up to ``_KEEP_ROWS``) are kept whatever comes."""
+    buffers = _RowBuffers()
+    buffers.fit(1_000)
+    assert buffers.slot.size == 1_250
+    buffers.fit(100)  # small: kept, no reallocation for every live batch
+    assert buffers.slot.size == 1_250
+    buffers.fit(580_000)
+    assert buffers.slot.size == 725_000
+    kept = buffers.slot
+    buffers.fit(200_000)  # within four times: the same arrays
+    assert buffers.slot is kept
+    buffers.fit(2_000)  # a live batch after a rebuild: given back
+    assert buffers.slot.size == 2_500
+    for name in ("threshold", "slot", "late", "kept", "order", "cell"):
+        assert getattr(buffers, name).size == 2_500, name
+
+
+def test_the_feeding_kernels_refuse_a_buffer_shorter_than_the_rows() -> None:
+    """numba compiles no bounds checks: a row buffer shorter than the rows would write past
+    its end. Each kernel that takes one raises ValueError instead."""
+    z = np.zeros
+    with pytest.raises(ValueError, match="cell_buf"):
+        merge_rows(
+            np.arange(3), z(3, np.int64), z(3, np.int64), z(3), z(3, np.int64),
+            z(1, np.int64), 0, 1, 0, z(4), z(4, np.int32), z(4), z(4), z(4, np.int64), z(4),
+            z(3, bool), np.empty(2, np.int64),
+        )  # fmt: skip
+    with pytest.raises(ValueError, match="shorter than the rows"):
+        _route_arrays(5, 2, np.empty(5, np.int64), np.empty(4, bool), np.empty(5, np.int64))
+    with pytest.raises(ValueError, match="order_buf"):
+        _group_by_table(z(5, np.int64), np.array([0, 5, 0], np.int64), np.empty(4, np.int64))

@@ -450,7 +450,7 @@ def test_merge_rows_merges_what_table_cells_then_add_one_per_cell_merge(shared: 
         ok_ref = add_one_per_cell(cell, t, v, *flats[0], dup_ref)
         dup = np.zeros(n, dtype=bool)
         ok = merge_rows(where, series, t_ms, value, slot, series_row, base, rows,
-                        merged[1].head, *flats[1], dup)  # fmt: skip
+                        merged[1].head, *flats[1], dup, np.full(where.size + 3, 7))  # fmt: skip
         assert ok == ok_ref == (not shared)
         for a, b, old in zip(flats[0], flats[1], before[1], strict=True):
             np.testing.assert_array_equal(a.view(np.uint8), b.view(np.uint8), str(round_))

@@ -160,6 +160,43 @@ def _c_copy(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
     return _read_only(array)
 
 
+# Row buffers up to this size are kept whatever the stretch (~2.7 MB): shrinking below it
+# would reallocate for every small live batch after a larger one.
+_KEEP_ROWS = 1 << 16
+
+
+class _RowBuffers:
+    """A stretch's per-row work arrays (first open slots, routed slots, late marks, the routed
+    rows' tables and their grouping; a table's cells too, there for merge_rows), kept from
+    stretch to stretch: arrays of a stretch's size allocated afresh every stretch were
+    mapped and faulted in page by page (~19 MB a stretch at 10,000 meters). Only what one
+    ``feed_rows`` call uses: no array of them outlives the call (the caller keeps none)."""
+
+    def __init__(self) -> None:
+        self.threshold = np.empty(0, dtype=np.int64)
+        self.slot = np.empty(0, dtype=np.int64)
+        self.late = np.empty(0, dtype=bool)
+        self.kept = np.empty(0, dtype=np.int64)
+        self.order = np.empty(0, dtype=np.int64)
+        self.cell = np.empty(0, dtype=np.int64)
+
+    def fit(self, n: int) -> None:
+        """Room for ``n`` rows at least (grown by a quarter over: stretches vary a little);
+        shrunk when over four times ``n`` and over ``_KEEP_ROWS``, so that a rebuild's or a
+        backlog's large stretches are not held for the engine's life (41 B a row: ~30 MB
+        after a 580,000-row stretch) while a live service feeds batches of a few thousand."""
+        size = self.slot.size
+        if n <= size and (size <= 4 * n or size <= _KEEP_ROWS):
+            return
+        size = n + n // 4
+        self.threshold = np.empty(size, dtype=np.int64)
+        self.slot = np.empty(size, dtype=np.int64)
+        self.late = np.empty(size, dtype=bool)
+        self.kept = np.empty(size, dtype=np.int64)
+        self.order = np.empty(size, dtype=np.int64)
+        self.cell = np.empty(size, dtype=np.int64)
+
+
 @dataclass
 class _Instance:
     detector: Detector
@@ -258,6 +295,7 @@ class ParkEngine:
             [table_no[self.place[k][0]] for k in self.series], dtype=np.int64
         )
         self._series_row = np.array([self.place[k][1] for k in self.series], dtype=np.int64)
+        self._buffers = _RowBuffers()
         # gateway number → its table's number and its place among the table's gateways
         self._gateway_table = np.array(
             [
@@ -410,7 +448,8 @@ class ParkEngine:
         if rows.t_ms.size == 0:
             return Advanced()
         bounds = span_bounds(rows.arrival_ms, self.step_ms)  # the arrival slots' runs
-        threshold = np.empty(rows.t_ms.size, dtype=np.int64)
+        self._buffers.fit(rows.t_ms.size)
+        threshold = self._buffers.threshold[: rows.t_ms.size]
         routed: _Routed | None = None
         if self.clocks.final_ms is None and not self.clocks.pending:
             routed = self._walk_compiled(rows, bounds, threshold)
@@ -444,6 +483,7 @@ class ParkEngine:
         clocks without a seq gap waiting or a final time; it routes the rows to their tables
         in the same pass (``_store``'s routing, while a minute's rows are in cache)."""
         clocks = self.clocks
+        self._buffers.fit(rows.t_ms.size)
         clock = np.array([self.now_ms, NONE if self.clock_slot is None else self.clock_slot,
                           NONE if self.park_closed is None else self.park_closed])  # fmt: skip
         routed = feed_clocks(
@@ -452,7 +492,8 @@ class ParkEngine:
             clocks.last_arrival, clocks.online, clocks.online_since, clocks.watermark,
             clocks.newest, clocks.times, clocks.interval, NEVER, UNSET, threshold,
             rows.duplicate, self._series_table, self._skip_table(), MAX_AHEAD_MS,
-            len(self._tables),
+            len(self._tables), self._buffers.slot, self._buffers.late, self._buffers.kept,
+            self._buffers.order,
         )  # fmt: skip
         now_ms, clock_slot, park_closed = clock.tolist()
         self.now_ms = now_ms
@@ -516,6 +557,7 @@ class ParkEngine:
         as ``route_readings`` would)."""
         out = Advanced()
         dup = duplicate.copy()
+        self._buffers.fit(series.size)  # merge_rows' cells (a live batch's rows too)
         # per table, its fresh readings in their order, merged straight from the rows in
         # compiled passes (kernels.route_readings, merge_rows: what Table.add does); the rows
         # are grouped by table once, not scanned whole for every table
@@ -538,7 +580,8 @@ class ParkEngine:
             where = order[offsets[tb] : offsets[tb + 1]]
             cells = table.cells
             if not merge_rows(where, series, t_ms, value, slot, self._series_row, table.base,
-                              cells.rows, cells.head, *cells.flats(), dup):  # fmt: skip
+                              cells.rows, cells.head, *cells.flats(), dup,
+                              self._buffers.cell):  # fmt: skip
                 # readings sharing a cell (several in a slot): merged sorted, as add_cells does
                 cell, t, v = table_cells(
                     where, series, t_ms, value, slot, self._series_row, table.base,
