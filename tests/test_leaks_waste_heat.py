@@ -36,7 +36,16 @@ from parkwatch.quantities import Utility
 from parkwatch.site import Park
 from simulators import DEMO_PARK
 from simulators.faults import Fault, FaultKind
-from simulators.town import DAY_SLOTS, START_MS, STEP_MS, step_leak, town_network, town_park
+from simulators.town import (
+    DAY_MS,
+    DAY_SLOTS,
+    START_MS,
+    STEP_MS,
+    TownLeak,
+    step_leak,
+    town_network,
+    town_park,
+)
 from tests.analytics_data import simulated_rows
 
 ZONE = ZoneInfo("Asia/Shanghai")
@@ -216,6 +225,27 @@ def test_a_repair_that_leaves_a_small_leak_running_keeps_its_event_open(seed: in
     assert last, "the fall moved no estimate"
     assert last[-1].estimate is not None
     assert last[-1].estimate.value == pytest.approx(3.0, rel=0.3)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_growing_leaks_event_stays_open_over_a_low_days_fall(seed: int) -> None:
+    """An incipient leak growing to 3 m³/h over 20 days from day 9, as the town's year has
+    them: the added test finds it young (~1 m³/h), and its event stays open while it grows.
+    A low day's hours trip the down track of an event open past a week: on seed 1 its
+    estimate (1.99 m³/h, 2.4 running) fell to 0 and the event closed at 596 h, to reopen 83 h
+    on. The hours since such a fall, fitted as ``a + b_d · baseline``
+    (``ZoneLeaks._remains``), read half the estimate or more still running: the fall was the
+    day's, and the event stays open (2026-12-06: at 2.33 m³/h from 612 h on seed 1)."""
+    days, start = 30, 9.0
+    t = START_MS + np.arange(days * DAY_SLOTS, dtype=np.int64) * STEP_MS
+    leak = TownLeak("x", "incipient", START_MS + int(start * DAY_MS), t[-1] + 1, 3.0, 20.0)
+    findings = _run(town_network(days, seed, leak.flow(t)))
+    onset_ms = START_MS + int(start * DAY_MS)
+    assert [f for f in findings if f.at_ms <= onset_ms] == []
+    assert len(_openings(findings)) == 1
+    assert [f for f in findings if not f.active] == []
+    assert findings[-1].estimate is not None
+    assert findings[-1].estimate.value == pytest.approx(float(leak.flow(t[-1:])[0]), rel=0.5)
 
 
 @pytest.mark.parametrize("cut_h", [611, 615, 619])
