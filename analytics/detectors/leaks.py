@@ -2632,7 +2632,8 @@ class ZoneLeaks(Detector):
     def _reread(self, zi: int, hour: int, since: int) -> float:
         """A week-open leak's estimate re-read over its last ``since`` hours: in a zone the
         added fit judges (``_added_zone``), the fit's ``a`` of those hours (``_added_fit``, not
-        net of the estimate), else their mean excess (``_recent_excess``). The mean carries
+        net of the estimate; it fits the last ``added_h`` of them at most), else their mean
+        excess (``_recent_excess``; also where too few were read clean to fit). The mean carries
         the days' scatter, a share of their use (a 1.8 m³/h leak re-read 0.98–3.12 in the
         town, town24), and the baseline then learns that error net of the estimate for good,
         which a later fall reads as a leak left or as one gone (``_fall_remains``). A growing
