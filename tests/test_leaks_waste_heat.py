@@ -248,6 +248,34 @@ def test_a_growing_leaks_event_stays_open_over_a_low_days_fall(seed: int) -> Non
     assert findings[-1].estimate.value == pytest.approx(float(leak.flow(t[-1:])[0]), rel=0.5)
 
 
+def test_a_step_leaks_event_stays_open_over_a_low_days_fall() -> None:
+    """A 3 m³/h leak from day 9, opened by the hourly CUSUM and re-read a week on (3.08 m³/h),
+    then a day using 18 % less (day 20): its hours trip the down track under a quarter of the
+    estimate and count quiet while the fall waits for its fit (``ZoneLeaks._fall_waits``),
+    which reads 2.92 m³/h still running. Without the fit's reading deciding, the event
+    closed the hour the fit came, by the quiet hours counted meanwhile, at 499 h (main at
+    488 h), and reopened 34 h on (review of town25, seed 1). It stays open over the low day
+    and the two days after at the fit's rate. (Known limit, 2026-12-06: the event closes at
+    588 h by quiet hours with the leak running, the baseline having learnt the estimate's
+    error, docs/architecture.md, Leaks.)"""
+    days, seed = 30, 1
+    onset_ms = START_MS + int((9 + 1 / 24) * DAY_MS)
+    low = START_MS + 20 * DAY_MS
+    findings = _run(
+        town_network(days, seed, step_leak(days, 3.0, 9 + 1 / 24) + _busy_day(days, 20, -0.18))
+    )
+    assert [f for f in findings if f.at_ms <= onset_ms] == []
+    assert len(_openings(findings)) == 1
+    assert [f for f in findings if not f.active and f.at_ms < low + 3 * DAY_MS] == []
+    during = [
+        f.estimate.value
+        for f in findings
+        if low <= f.at_ms < low + 3 * DAY_MS and f.estimate is not None
+    ]
+    assert during
+    assert during == pytest.approx([3.0] * len(during), rel=0.3)
+
+
 @pytest.mark.parametrize("cut_h", [611, 615, 619])
 def test_an_added_test_events_close_is_the_same_across_a_snapshot(cut_h: int) -> None:
     """The 1.8 m³/h leak the added test finds (seed 2, from day 15, 01:00), repaired on day
