@@ -36,7 +36,16 @@ from parkwatch.quantities import Utility
 from parkwatch.site import Park
 from simulators import DEMO_PARK
 from simulators.faults import Fault, FaultKind
-from simulators.town import DAY_SLOTS, START_MS, STEP_MS, step_leak, town_network, town_park
+from simulators.town import (
+    DAY_MS,
+    DAY_SLOTS,
+    START_MS,
+    STEP_MS,
+    TownLeak,
+    step_leak,
+    town_network,
+    town_park,
+)
 from tests.analytics_data import simulated_rows
 
 ZONE = ZoneInfo("Asia/Shanghai")
@@ -125,7 +134,7 @@ def _run(
 def test_two_inflows_and_a_tank_stay_quiet_without_a_leak(seed: int) -> None:
     """Days that use 4 % more than usual, at random, are what the detector must not take for
     a leak. The goal is at most one false event per zone per month; measured on seeds 1-6:
-    0, 0, 2, 0, 0, 0 (README, Detection scores)."""
+    0, 0, 2, 0, 0, 0 (README, Detection scores), 0 on all six on 2026-12-06."""
     findings = _run(_network(28, 0.0, 99, seed))
     assert len([f for f in findings if f.active]) <= 2
 
@@ -143,7 +152,7 @@ def test_two_inflows_and_a_tank_find_a_leak(seed: int) -> None:
     assert first.kind in ("water_leak", "water_burst")
     assert first.zone == "town"
     # within a day (measured on seeds 1-6: 3, 12, 3, 3, not found, 5 hours — seed 5's days
-    # happen to hide most of it)
+    # happen to hide most of it; on 2026-12-06 seed 5's at 23 h)
     assert first.at_ms <= leak_ms + 24 * 3_600_000
     assert first.estimate is not None
     assert first.estimate.value == pytest.approx(4.0, rel=0.5)
@@ -216,6 +225,55 @@ def test_a_repair_that_leaves_a_small_leak_running_keeps_its_event_open(seed: in
     assert last, "the fall moved no estimate"
     assert last[-1].estimate is not None
     assert last[-1].estimate.value == pytest.approx(3.0, rel=0.3)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_growing_leaks_event_stays_open_over_a_low_days_fall(seed: int) -> None:
+    """An incipient leak growing to 3 m³/h over 20 days from day 9, as the town's year has
+    them: the added test finds it young (~1 m³/h), and its event stays open while it grows.
+    A low day's hours trip the down track of an event open past a week: on seed 1 its
+    estimate (1.99 m³/h, 2.4 running) fell to 0 and the event closed at 596 h, to reopen 83 h
+    on. The hours since such a fall, fitted as ``a + b_d · baseline``
+    (``ZoneLeaks._remains``), read half the estimate or more still running: the fall was the
+    day's, and the event stays open (2026-12-06: at 2.33 m³/h from 612 h on seed 1)."""
+    days, start = 30, 9.0
+    t = START_MS + np.arange(days * DAY_SLOTS, dtype=np.int64) * STEP_MS
+    leak = TownLeak("x", "incipient", START_MS + int(start * DAY_MS), t[-1] + 1, 3.0, 20.0)
+    findings = _run(town_network(days, seed, leak.flow(t)))
+    onset_ms = START_MS + int(start * DAY_MS)
+    assert [f for f in findings if f.at_ms <= onset_ms] == []
+    assert len(_openings(findings)) == 1
+    assert [f for f in findings if not f.active] == []
+    assert findings[-1].estimate is not None
+    assert findings[-1].estimate.value == pytest.approx(float(leak.flow(t[-1:])[0]), rel=0.5)
+
+
+def test_a_step_leaks_event_stays_open_over_a_low_days_fall() -> None:
+    """A 3 m³/h leak from day 9, opened by the hourly CUSUM and re-read a week on (3.08 m³/h),
+    then a day using 18 % less (day 20): its hours trip the down track under a quarter of the
+    estimate and count quiet while the fall waits for its fit (``ZoneLeaks._fall_waits``),
+    which reads 2.92 m³/h still running. Without the fit's reading deciding, the event
+    closed the hour the fit came, by the quiet hours counted meanwhile, at 499 h (main at
+    488 h), and reopened 34 h on (review of town25, seed 1). It stays open over the low day
+    and the two days after at the fit's rate. (Known limit, 2026-12-06: the event closes at
+    588 h by quiet hours with the leak running, the baseline having learnt the estimate's
+    error, docs/architecture.md, Leaks.)"""
+    days, seed = 30, 1
+    onset_ms = START_MS + int((9 + 1 / 24) * DAY_MS)
+    low = START_MS + 20 * DAY_MS
+    findings = _run(
+        town_network(days, seed, step_leak(days, 3.0, 9 + 1 / 24) + _busy_day(days, 20, -0.18))
+    )
+    assert [f for f in findings if f.at_ms <= onset_ms] == []
+    assert len(_openings(findings)) == 1
+    assert [f for f in findings if not f.active and f.at_ms < low + 3 * DAY_MS] == []
+    during = [
+        f.estimate.value
+        for f in findings
+        if low <= f.at_ms < low + 3 * DAY_MS and f.estimate is not None
+    ]
+    assert during
+    assert during == pytest.approx([3.0] * len(during), rel=0.3)
 
 
 @pytest.mark.parametrize("cut_h", [611, 615, 619])
