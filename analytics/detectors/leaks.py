@@ -2150,6 +2150,21 @@ class ZoneLeaks(Detector):
         level = prior if prior > 0 else before
         return 0.0 if remains < self.p.remains_share * level else remains
 
+    def _fit_since(self, zi: int, hour: int, first: int) -> tuple[float, float, float, int] | None:
+        """The added fit (``_added_fit``) of the hours from ``first`` to ``hour``, not net of
+        the estimate and without the rhythm test: what runs now, for an open event's fall
+        (``_remains``) and its week's re-read (``_reread``)."""
+        hpos = hour % self.ring
+        return self._added_fit(
+            zi,
+            hour,
+            self.h_value[:, hpos],
+            self.h_lower[:, hpos],
+            first,
+            net=False,
+            rhythm=False,
+        )
+
     def _remains(self, zi: int, hour: int, count: int) -> float | None:
         """What still runs after an open leak's fall, told by the added fit (``_added_fit``)
         of the ``count`` hours since the down track left 0, not net of the estimate: its
@@ -2162,16 +2177,7 @@ class ZoneLeaks(Detector):
         one's repair, and with 3.2 after a burst's, and the next leaks were missed."""
         if not self._added_zone(zi):
             return None
-        hpos = hour % self.ring
-        fit = self._added_fit(
-            zi,
-            hour,
-            self.h_value[:, hpos],
-            self.h_lower[:, hpos],
-            hour - count,
-            net=False,
-            rhythm=False,
-        )
+        fit = self._fit_since(zi, hour, hour - count)
         if fit is None:
             # too few hours yet — but not for good (meters stuck for days)
             return float("nan") if count < 2 * self.p.added_h else None
@@ -2645,16 +2651,7 @@ class ZoneLeaks(Detector):
         1.98, 1.17, 1.18, 1.54 m³/h by the fit against 2.77, 1.43, 1.94, 0.58 by the mean,
         with 2.2, 1.8, 1.7, 1.7 running: neither is sure, the fit at least not a day's."""
         if self._added_zone(zi):
-            hpos = hour % self.ring
-            fit = self._added_fit(
-                zi,
-                hour,
-                self.h_value[:, hpos],
-                self.h_lower[:, hpos],
-                hour - since,
-                net=False,
-                rhythm=False,
-            )
+            fit = self._fit_since(zi, hour, hour - since)
             if fit is not None and np.isfinite(fit[0]):
                 return fit[0]
         return self._recent_excess(zi, hour, since)
